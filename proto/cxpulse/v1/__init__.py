@@ -1,0 +1,1 @@
+"""Wire types shared by agent and collector: generated protobuf/gRPC code and the payload codec."""

@@ -1,0 +1,103 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class AckStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ACK_STATUS_UNSPECIFIED: _ClassVar[AckStatus]
+    ACK_STATUS_STORED: _ClassVar[AckStatus]
+    ACK_STATUS_DUPLICATE: _ClassVar[AckStatus]
+    ACK_STATUS_REJECTED: _ClassVar[AckStatus]
+ACK_STATUS_UNSPECIFIED: AckStatus
+ACK_STATUS_STORED: AckStatus
+ACK_STATUS_DUPLICATE: AckStatus
+ACK_STATUS_REJECTED: AckStatus
+
+class StreamRequest(_message.Message):
+    __slots__ = ("hello", "batch")
+    HELLO_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    hello: Hello
+    batch: Batch
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., batch: _Optional[_Union[Batch, _Mapping]] = ...) -> None: ...
+
+class StreamResponse(_message.Message):
+    __slots__ = ("config", "ack")
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    ACK_FIELD_NUMBER: _ClassVar[int]
+    config: AgentConfig
+    ack: Ack
+    def __init__(self, config: _Optional[_Union[AgentConfig, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
+
+class Hello(_message.Message):
+    __slots__ = ("agent_id", "host", "os_user", "os", "agent_version", "site", "seq_epoch", "payload_schema")
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    OS_USER_FIELD_NUMBER: _ClassVar[int]
+    OS_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    SEQ_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    agent_id: str
+    host: str
+    os_user: str
+    os: str
+    agent_version: str
+    site: str
+    seq_epoch: int
+    payload_schema: int
+    def __init__(self, agent_id: _Optional[str] = ..., host: _Optional[str] = ..., os_user: _Optional[str] = ..., os: _Optional[str] = ..., agent_version: _Optional[str] = ..., site: _Optional[str] = ..., seq_epoch: _Optional[int] = ..., payload_schema: _Optional[int] = ...) -> None: ...
+
+class Batch(_message.Message):
+    __slots__ = ("seq", "payload", "sample_count")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    payload: bytes
+    sample_count: int
+    def __init__(self, seq: _Optional[int] = ..., payload: _Optional[bytes] = ..., sample_count: _Optional[int] = ...) -> None: ...
+
+class AgentConfig(_message.Message):
+    __slots__ = ("version", "probe_interval_ms", "batch_interval_ms", "targets", "committed_seq")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PROBE_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    probe_interval_ms: int
+    batch_interval_ms: int
+    targets: _containers.RepeatedCompositeFieldContainer[Target]
+    committed_seq: int
+    def __init__(self, version: _Optional[int] = ..., probe_interval_ms: _Optional[int] = ..., batch_interval_ms: _Optional[int] = ..., targets: _Optional[_Iterable[_Union[Target, _Mapping]]] = ..., committed_seq: _Optional[int] = ...) -> None: ...
+
+class Target(_message.Message):
+    __slots__ = ("name", "host", "port")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    host: str
+    port: int
+    def __init__(self, name: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ...) -> None: ...
+
+class Ack(_message.Message):
+    __slots__ = ("seq", "status", "committed_seq", "code", "detail")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    status: AckStatus
+    committed_seq: int
+    code: int
+    detail: str
+    def __init__(self, seq: _Optional[int] = ..., status: _Optional[_Union[AckStatus, str]] = ..., committed_seq: _Optional[int] = ..., code: _Optional[int] = ..., detail: _Optional[str] = ...) -> None: ...
