@@ -1,0 +1,1 @@
+"""The cxpulse endpoint agent: probe -> batcher -> spool -> uplink, in one asyncio process."""

@@ -1,0 +1,156 @@
+"""The agent's bootstrap configuration: typed, validated at start, documented by agent.example.toml.
+
+Fail fast on bad configuration at start-up; never crash after start-up. The
+collector may later override cadences and targets over the stream.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .probes.base import Target
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def default_state_dir() -> str:
+    """Per-OS default for a service; a user running by hand gets a per-user directory."""
+    if sys.platform == "win32":
+        return os.path.join(os.environ.get("PROGRAMDATA", r"C:\ProgramData"), "cxpulse", "agent")
+    if os.geteuid() == 0:
+        return "/Library/Application Support/cxpulse/agent" if sys.platform == "darwin" else "/var/lib/cxpulse/agent"
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "cxpulse", "agent")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    collector: str = "127.0.0.1:50051"
+    state_dir: str = field(default_factory=default_state_dir)
+    site: str = ""
+    # Who sits at the desk; empty means ask the OS (the logged-in console user).
+    user: str = ""
+    agent_id: str = ""
+    probe_interval_s: float = 1.0
+    probe_timeout_s: float = 1.0
+    batch_interval_s: float = 10.0
+    measure_gateway: bool = True
+    # Restrict the RTT method chain, e.g. ["tcp_connect"]; empty means the best the OS allows.
+    rtt_methods: tuple[str, ...] = ()
+    targets: tuple[Target, ...] = ()
+    spool_max_bytes: int = 64 * 1024 * 1024
+    spool_max_age_s: int = 7 * 24 * 3600
+    reconnect_max_s: float = 30.0
+
+    def validate(self) -> AgentConfig:
+        if not _is_host_port(self.collector):
+            raise ConfigError(f"collector must be HOST:PORT, got {self.collector!r}")
+        if not 0.05 <= self.probe_interval_s <= 3600:
+            raise ConfigError(f"probe_interval_s must be between 0.05 and 3600, got {self.probe_interval_s}")
+        if not 0.01 <= self.probe_timeout_s <= 60:
+            raise ConfigError(f"probe_timeout_s must be between 0.01 and 60, got {self.probe_timeout_s}")
+        if not 0.1 <= self.batch_interval_s <= 3600:
+            raise ConfigError(f"batch_interval_s must be between 0.1 and 3600, got {self.batch_interval_s}")
+        if self.spool_max_bytes < 64 * 1024:
+            raise ConfigError("spool_max_bytes must be at least 65536")
+        if self.spool_max_age_s < 60:
+            raise ConfigError("spool_max_age_s must be at least 60")
+        from cxpulse.v1.payload import METHODS
+
+        for m in self.rtt_methods:
+            if m not in METHODS:
+                raise ConfigError(f"rtt_methods: unknown method {m!r}; choose from {list(METHODS)}")
+        names = set()
+        for t in self.targets:
+            if not t.name or not t.host:
+                raise ConfigError(f"target {t!r} needs a name and a host")
+            if t.name in names or t.name == "gateway":
+                raise ConfigError(f"target name {t.name!r} is used twice (\"gateway\" is reserved)")
+            if t.method and t.method not in METHODS:
+                raise ConfigError(f"target {t.name}: unknown method {t.method!r}; choose from {list(METHODS)}")
+            if not 0 < t.port < 65536:
+                raise ConfigError(f"target {t.name}: port {t.port} is not 1..65535")
+            names.add(t.name)
+        if not self.state_dir:
+            raise ConfigError("state_dir must not be empty")
+        return self
+
+    def with_overrides(self, **kw) -> AgentConfig:
+        return replace(self, **{k: v for k, v in kw.items() if v is not None}).validate()
+
+
+def _is_host_port(s: str) -> bool:
+    host, sep, port = s.rpartition(":")
+    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
+
+
+def parse_target(spec: str) -> Target:
+    """``NAME=HOST[:PORT]`` (IPv6 as ``NAME=[::1]:443``) as given on command lines."""
+    name, sep, rest = spec.partition("=")
+    if not sep or not name or not rest:
+        raise ConfigError(f"target must look like NAME=HOST[:PORT], got {spec!r}")
+    host, port = rest, 443
+    if rest.startswith("["):
+        end = rest.find("]")
+        if end < 0:
+            raise ConfigError(f"unclosed '[' in target {spec!r}")
+        host, tail = rest[1:end], rest[end + 1 :]
+        if tail:
+            if not tail.startswith(":") or not tail[1:].isdigit():
+                raise ConfigError(f"bad port in target {spec!r}")
+            port = int(tail[1:])
+    elif rest.count(":") == 1:
+        host, p = rest.split(":")
+        if not p.isdigit():
+            raise ConfigError(f"bad port in target {spec!r}")
+        port = int(p)
+    return Target(name=name, host=host, port=port)
+
+
+_KEYS = {
+    "collector": str, "state_dir": str, "site": str, "user": str, "agent_id": str,
+    "probe_interval_s": (int, float), "probe_timeout_s": (int, float), "batch_interval_s": (int, float),
+    "measure_gateway": bool, "rtt_methods": list, "targets": list, "spool_max_bytes": int,
+    "spool_max_age_s": int, "reconnect_max_s": (int, float),
+}
+
+
+def load(path: str | Path) -> AgentConfig:
+    """Read a TOML bootstrap file; unknown keys and wrong types are errors, not silently ignored."""
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    kw = {}
+    for key, value in raw.items():
+        if key not in _KEYS:
+            raise ConfigError(f"{path}: unknown key {key!r} (known: {', '.join(sorted(_KEYS))})")
+        if not isinstance(value, _KEYS[key]) or (isinstance(value, bool) and _KEYS[key] is not bool):
+            raise ConfigError(f"{path}: {key} has the wrong type ({type(value).__name__})")
+        kw[key] = value
+    if "targets" in kw:
+        targets = []
+        for i, t in enumerate(kw["targets"]):
+            if not isinstance(t, dict) or set(t) - {"name", "host", "port", "method"}:
+                raise ConfigError(f"{path}: targets[{i}] must be a table with name, host and optional port, method")
+            try:
+                targets.append(
+                    Target(name=str(t["name"]), host=str(t["host"]), port=int(t.get("port", 443)), method=str(t.get("method", "")))
+                )
+            except KeyError as exc:
+                raise ConfigError(f"{path}: targets[{i}] lacks {exc}") from None
+        kw["targets"] = tuple(targets)
+    if "rtt_methods" in kw:
+        kw["rtt_methods"] = tuple(kw["rtt_methods"])
+    if "state_dir" in kw:
+        kw["state_dir"] = os.path.expanduser(kw["state_dir"])
+    return AgentConfig(**kw).validate()

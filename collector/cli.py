@@ -1,0 +1,101 @@
+"""``cxpulse collector serve``, ``cxpulse lookup`` and ``cxpulse demo``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import sys
+
+
+def default_db() -> str:
+    if os.name != "nt" and os.geteuid() == 0:
+        return "/var/lib/cxpulse/collector.sqlite"
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "cxpulse", "collector.sqlite")
+
+
+def parse_duration(s: str) -> int:
+    """Seconds from '90', '90s', '15m', '1h', '2d'."""
+    m = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", s)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a duration: {s!r} (use e.g. 90s, 15m, 1h, 2d)")
+    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    col = sub.add_parser("collector", help="the central collector").add_subparsers(dest="collector_command", required=True, metavar="ACTION")
+    serve = col.add_parser("serve", help="accept agent streams over gRPC and store them")
+    serve.add_argument("--listen", default="127.0.0.1:50051", help="gRPC listen address (default 127.0.0.1:50051; 0.0.0.0:50051 for a network)")
+    serve.add_argument("--db", default=None, help=f"SQLite path (default {default_db()})")
+    serve.add_argument("--target", action="append", default=[], metavar="NAME=HOST[:PORT]", help="push this target to every agent (repeatable)")
+    serve.add_argument("--probe-interval", type=float, default=0, help="push this probe interval (seconds) to agents")
+    serve.add_argument("--batch-interval", type=float, default=0, help="push this batch interval (seconds) to agents")
+    serve.add_argument("--ready-file", help="write the bound port here once listening (for scripts)")
+    serve.set_defaults(func=cmd_serve)
+
+    lookup = sub.add_parser("lookup", help="what an agent measured: search by user, host, agent id or site")
+    lookup.add_argument("query", help="user name, host name, agent id or site (partial, case-insensitive)")
+    lookup.add_argument("--db", default=None, help=f"SQLite path (default {default_db()})")
+    lookup.add_argument("--window", type=parse_duration, default=3600, help="how far back (default 1h)")
+    lookup.add_argument("--json", action="store_true", help="machine-readable output")
+    lookup.set_defaults(func=cmd_lookup)
+
+    demo = sub.add_parser("demo", help="collector + agent on this machine, then the lookup")
+    demo.add_argument("--duration", type=float, default=30, help="seconds to measure (default 30; Ctrl-C stops early)")
+    demo.add_argument("--data-dir", help="where the demo keeps its database and spool (default: a per-user directory)")
+    demo.add_argument("--interval", type=float, default=1.0, help="seconds between probes (default 1)")
+    demo.add_argument("--batch-interval", type=float, default=5.0, help="seconds between batches (default 5)")
+    demo.add_argument("--local-only", action="store_true", help="measure only this machine (loopback), not the default gateway")
+    demo.set_defaults(func=cmd_demo)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from cxpulse.agent.config import ConfigError, parse_target
+
+    from .ingest.service import IngestConfig
+    from .server import serve
+
+    try:
+        targets = [parse_target(t) for t in args.target]
+    except ConfigError as exc:
+        print(f"cxpulse collector: {exc}", file=sys.stderr)
+        return 2
+    config = IngestConfig(
+        probe_interval_ms=int(args.probe_interval * 1000),
+        batch_interval_ms=int(args.batch_interval * 1000),
+        targets=[(t.name, t.host, t.port) for t in targets],
+    )
+    try:
+        asyncio.run(serve(args.db or default_db(), args.listen, config, args.ready_file))
+    except OSError as exc:
+        print(f"cxpulse collector: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_lookup(args: argparse.Namespace) -> int:
+    from .lookup.report import NoMatch, build, render_json, render_text
+    from .store import open_store
+
+    db = args.db or default_db()
+    if not os.path.exists(db):
+        print(f"cxpulse lookup: no collector database at {db} (use --db)", file=sys.stderr)
+        return 2
+    store = open_store(db)
+    try:
+        view = build(store, args.query, args.window)
+    except NoMatch as exc:
+        print(f"cxpulse lookup: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(render_json(view) if args.json else render_text(view), end="" if not args.json else "\n")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return asyncio.run(run_demo(args))

@@ -1,0 +1,107 @@
+"""``cxpulse demo``: a collector and an agent on this machine, then the lookup for this user.
+
+The collector and agent share one event loop here, but talk over real gRPC on
+loopback and store into a real SQLite file, exactly as separate processes do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import time
+
+from cxpulse.agent.config import AgentConfig
+from cxpulse.agent.probes.base import Target
+from cxpulse.agent.runner import Agent
+
+from .lookup.report import build, render_text
+from .server import Collector
+
+
+def _default_data_dir() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "cxpulse", "demo")
+
+
+async def _serve_tcp_listener() -> tuple[asyncio.base_events.Server, int]:
+    """A local 'app' so there is something to connect to besides ICMP on loopback."""
+
+    async def on_conn(reader, writer):
+        writer.close()
+
+    server = await asyncio.start_server(on_conn, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def run_demo(args: argparse.Namespace) -> int:
+    data_dir = args.data_dir or _default_data_dir()
+    os.makedirs(data_dir, exist_ok=True)
+    db = os.path.join(data_dir, "collector.sqlite")
+    collector = Collector(db, "127.0.0.1:0")
+    await collector.start()
+    app, app_port = await _serve_tcp_listener()
+    # local-app always uses TCP connect time, like an app's port would.
+    targets = (Target("loopback", "127.0.0.1", app_port), Target("local-app", "127.0.0.1", app_port, method="tcp_connect"))
+    cfg = AgentConfig(
+        collector=f"127.0.0.1:{collector.port}",
+        state_dir=os.path.join(data_dir, "agent"),
+        site="demo",
+        probe_interval_s=args.interval,
+        batch_interval_s=args.batch_interval,
+        measure_gateway=not args.local_only,
+        targets=targets,
+        reconnect_max_s=2.0,
+    ).validate()
+    agent = Agent(cfg)
+    print(f"cxpulse demo: data in {data_dir}")
+    print(f"  collector on 127.0.0.1:{collector.port} (SQLite {db})")
+    print(f"  agent {agent.agent_id} as user {agent.hello.os_user!r}; targets: "
+          + ("default gateway, " if cfg.measure_gateway else "")
+          + f"loopback, local-app (TCP 127.0.0.1:{app_port})")
+    print(f"  measuring for {args.duration:.0f}s (Ctrl-C to stop early)\n", flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    task = asyncio.ensure_future(agent.run(stop))
+    started = time.monotonic()
+    try:
+        while not stop.is_set():
+            elapsed = time.monotonic() - started
+            if elapsed >= args.duration:
+                break
+            try:
+                await asyncio.wait_for(stop.wait(), min(5.0, args.duration - elapsed))
+            except asyncio.TimeoutError:
+                pass
+            _progress(agent, time.monotonic() - started, args.duration)
+    finally:
+        stop.set()
+        await task
+        app.close()
+        _progress(agent, time.monotonic() - started, args.duration)
+        await collector.stop()
+
+    from .store import open_store
+
+    store = open_store(db)
+    try:
+        view = build(store, agent.agent_id, 3600)
+    finally:
+        store.close()
+    print("\n" + render_text(view), end="")
+    print(f"\nLook it up again with:  cxpulse lookup {agent.hello.os_user or agent.agent_id} --db {db}")
+    return 0
+
+
+def _progress(agent: Agent, elapsed: float, duration: float) -> None:
+    s, u = agent.stats, agent.uplink.stats
+    state = "connected" if u.connected else f"not connected ({u.last_error or 'starting'})"
+    print(
+        f"  [{min(elapsed, duration):5.1f}s/{duration:.0f}s] samples {s.samples} (lost {s.lost}, method {s.method or '?'})"
+        f"  batches spooled {s.batches_spooled} acked {u.batches_acked}  uplink {state}",
+        flush=True,
+    )

@@ -1,0 +1,93 @@
+"""Storage behind one interface; SQLite by default (PostgreSQL joins in the scale-out issue).
+
+Ingest talks to a store only through ``Store``; lookups only read. Every batch
+write records the agent's committed sequence number in the same transaction as
+its samples, which is what makes delivery exactly-once in the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from cxpulse.v1.payload import SampleBatch
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    agent_id: str
+    host: str = ""
+    os_user: str = ""
+    os: str = ""
+    agent_version: str = ""
+    site: str = ""
+
+
+@dataclass(frozen=True)
+class AgentRecord:
+    key: int
+    info: AgentInfo
+    first_seen_us: int
+    last_seen_us: int
+
+
+@dataclass
+class PendingBatch:
+    """A validated batch waiting for its commit; ``stored`` is filled by the store."""
+
+    agent_key: int
+    epoch: int
+    seq: int
+    batch: SampleBatch
+    stored: bool | None = None
+    committed_seq: int = 0
+
+
+@dataclass(frozen=True)
+class RttRow:
+    target: str
+    address: str
+    method: str
+    ts_us: int
+    rtt_us: int | None
+
+
+@dataclass
+class StoreStats:
+    agents: int = 0
+    samples: int = 0
+    batches: dict[str, int] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    def upsert_agent(self, info: AgentInfo, now_us: int) -> int:
+        """Create or refresh an agent; returns its key."""
+
+    def committed_seq(self, agent_key: int, epoch: int) -> int:
+        """Highest seq held for this agent and epoch, 0 if none."""
+
+    def commit_batches(self, batches: list[PendingBatch]) -> None:
+        """Write all batches in one durable transaction, skipping seqs already held.
+
+        Sets ``stored`` (True written, False duplicate) and ``committed_seq`` on each.
+        """
+
+    def find_agents(self, query: str, limit: int = 50) -> list[AgentRecord]:
+        """Agents whose user, host, agent id or site contains query (case-insensitive)."""
+
+    def rtt_rows(self, agent_key: int, since_us: int, until_us: int) -> list[RttRow]:
+        """RTT samples of one agent in [since, until), ordered by target and time."""
+
+    def sample_count(self, agent_key: int | None = None) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def open_store(url: str) -> Store:
+    """Open a store from ``sqlite:///abs/path``, a bare path, or (later) ``postgresql://``."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        raise ValueError("PostgreSQL storage is not available yet in this version; use a SQLite path")
+    from .sqlite import SqliteStore
+
+    path = url[len("sqlite://") :] if url.startswith("sqlite://") else url
+    return SqliteStore(path)

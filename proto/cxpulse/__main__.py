@@ -1,0 +1,5 @@
+import sys
+
+from cxpulse.cli import main
+
+sys.exit(main())

@@ -1,0 +1,31 @@
+"""The ``cxpulse`` command. Subcommands live with their part: agent/cli.py, collector/cli.py."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cxpulse", description="Endpoint experience monitoring for contact centers.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    from cxpulse.agent import cli as agent_cli
+    from cxpulse.collector import cli as collector_cli
+
+    agent_cli.register(sub)
+    collector_cli.register(sub)
+
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * args.verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

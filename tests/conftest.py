@@ -1,0 +1,114 @@
+"""Shared fixtures: real collector and agent processes on loopback, bounded in time, always stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CXPULSE = [sys.executable, "-m", "cxpulse"]
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
+    """Poll until predicate() is truthy; fail with `what` after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Proc:
+    """A cxpulse subprocess with its log in a file; stopped at teardown whatever happens."""
+
+    def __init__(self, args: list[str], log_path: Path):
+        self.args = args
+        self.log_path = log_path
+        self.p: subprocess.Popen | None = None
+
+    def start(self) -> Proc:
+        self.log = open(self.log_path, "ab")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.p = subprocess.Popen(CXPULSE + self.args, stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int | None:
+        if self.p is None:
+            return None
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait(5)
+        self.log.close()
+        code, self.p = self.p.returncode, None
+        return code
+
+    def alive(self) -> bool:
+        return self.p is not None and self.p.poll() is None
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class CollectorProc(Proc):
+    def __init__(self, tmp: Path, db: Path, port: int = 0, extra: list[str] | None = None):
+        self.tmp, self.db, self.port, self.extra = tmp, db, port, extra or []
+        self.ready = tmp / f"collector-ready-{id(self)}"
+        super().__init__([], tmp / "collector.log")
+
+    def start(self) -> CollectorProc:
+        self.ready.unlink(missing_ok=True)
+        self.args = ["-v", "collector", "serve", "--listen", f"127.0.0.1:{self.port}", "--db", str(self.db),
+                     "--ready-file", str(self.ready)] + self.extra
+        super().start()
+        wait_for(lambda: self.ready.exists() and self.ready.read_text().strip() or not self.alive(), 20, what="collector to listen")
+        if not self.alive():
+            raise AssertionError("collector exited at start:\n" + self.output())
+        self.port = int(self.ready.read_text())
+        return self
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def procs():
+    """Processes started through this list are stopped at teardown, also when the test fails."""
+    started: list[Proc] = []
+    yield started
+    for p in reversed(started):
+        p.stop(signal.SIGKILL if p.alive() else signal.SIGTERM, timeout=5)
+
+
+@pytest.fixture
+def collector(tmp_path, procs) -> CollectorProc:
+    c = CollectorProc(tmp_path, tmp_path / "collector.sqlite").start()
+    procs.append(c)
+    return c
+
+
+def start_agent(tmp_path: Path, procs: list, collector_address: str, *extra: str, name: str = "agent") -> Proc:
+    """A real agent process measuring loopback only (never this machine's real gateway)."""
+    state = tmp_path / name
+    args = ["-v", "agent", "run", "--collector", collector_address, "--state-dir", str(state), "--no-gateway",
+            "--interval", "0.2", "--batch-interval", "1", "--target", "loopback=127.0.0.1:9"] + list(extra)
+    p = Proc(args, tmp_path / f"{name}.log").start()
+    procs.append(p)
+    return p
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(CXPULSE + list(args), capture_output=True, text=True, timeout=timeout, cwd=REPO)
