@@ -1,0 +1,83 @@
+"""The msgpack payload: round trip, validation with reasons, and its size per sample."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+from cxpulse.v1 import payload as p
+
+T0 = 1_790_000_000_000_000
+
+
+def batch(n: int = 10, targets: int = 1) -> p.SampleBatch:
+    out = p.SampleBatch()
+    for k in range(targets):
+        s = p.Series(target=f"t{k}", address=f"127.0.0.{k + 1}", method=p.METHOD_ICMP_RAW)
+        for i in range(n):
+            s.add(T0 + i * 1_000_000 + 137 * i, None if i % 4 == 3 else 800 + 13 * i)
+        out.series.append(s)
+    return out
+
+
+def test_round_trip_keeps_every_sample_exactly():
+    b = batch(10, 3)
+    back = p.decode(p.encode(b))
+    assert back.sample_count == 30
+    for a, z in zip(b.series, back.series):
+        assert (a.target, a.address, a.method, a.kind) == (z.target, z.address, z.method, z.kind)
+        assert a.ts_us == z.ts_us and a.rtt_us == z.rtt_us
+
+
+def test_empty_series_are_left_out():
+    b = batch(3)
+    b.series.append(p.Series(target="idle", address="::1", method=p.METHOD_TCP_CONNECT))
+    assert [s.target for s in p.decode(p.encode(b)).series] == ["t0"]
+
+
+def test_compact_one_hz_three_targets_ten_seconds():
+    data = p.encode(batch(10, 3))
+    per_sample = len(data) / 30
+    print(f"payload: {len(data)} bytes for 30 samples = {per_sample:.1f} B/sample")
+    # Per sample ~4 B (1 B time deviation, 3 B RTT); the rest is per-series names, amortized over the batch.
+    assert per_sample < 10, "payload grew: at 1 Hz x 3 targets this is the bulk of the 0.5 kbit/s upload budget"
+
+
+@pytest.mark.parametrize(
+    "obj, reason",
+    [
+        ([1, 2], "must be a map"),
+        ({"v": 2, "t0": T0, "s": []}, "schema version 2"),
+        ({"t0": T0, "s": []}, "schema version None"),
+        ({"v": 1, "t0": 1.5, "s": []}, "'t0' must be an integer"),
+        ({"v": 1, "t0": T0, "s": {}}, "'s' must be a list"),
+        ({"v": 1, "t0": T0, "s": [{"tg": "a", "a": "x", "k": "rtt", "m": "carrier_pigeon", "dt": [0], "rtt": [1]}]}, "carrier_pigeon"),
+        ({"v": 1, "t0": T0, "s": [{"tg": "a", "a": "x", "k": "rtt", "m": "icmp_raw", "dt": [0, 1], "rtt": [1]}]}, "'dt' has 2"),
+        ({"v": 1, "t0": T0, "s": [{"tg": "a", "a": "x", "k": "rtt", "m": "icmp_raw", "dt": [-5], "rtt": [1]}]}, "must not go backwards"),
+        ({"v": 1, "t0": 5, "s": [{"tg": "a", "a": "x", "k": "rtt", "m": "icmp_raw", "dt": [0], "rtt": [1]}]}, "outside 2000-2100"),
+        ({"v": 1, "t0": T0, "s": [{"tg": "a", "a": "x", "k": "rtt", "m": "icmp_raw", "dt": [0], "rtt": [-1]}]}, "rtt must be null"),
+        ({"v": 1, "t0": T0, "s": [{"tg": "", "a": "x", "k": "rtt", "m": "icmp_raw", "dt": [0], "rtt": [1]}]}, "'tg' must be a non-empty"),
+        ({"v": 1, "t0": T0, "s": [{"tg": "a", "a": "x", "k": "rtt", "m": "icmp_raw", "dt": [0], "rtt": [True]}]}, "rtt must be null"),
+    ],
+)
+def test_invalid_payloads_say_why(obj, reason):
+    with pytest.raises(p.PayloadError) as err:
+        p.decode(msgpack.packb(obj))
+    assert reason in str(err.value)
+
+
+def test_version_errors_are_marked():
+    with pytest.raises(p.PayloadError) as err:
+        p.decode(msgpack.packb({"v": 9, "t0": T0, "s": []}))
+    assert err.value.version_mismatch
+    with pytest.raises(p.PayloadError) as err:
+        p.decode(b"\xc1")
+    assert not err.value.version_mismatch and "not valid msgpack" in str(err.value)
+
+
+def test_sample_bomb_is_refused():
+    s = p.Series(target="a", address="b", method=p.METHOD_ICMP_RAW)
+    for i in range(2000):
+        s.add(T0 + i, 1)
+    with pytest.raises(p.PayloadError):
+        p.decode(p.encode(p.SampleBatch([s])), max_samples=1000)

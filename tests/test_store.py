@@ -1,0 +1,107 @@
+"""The store: exactly-once by (agent, epoch, seq), search, reads beside writes, atomic batches."""
+
+from __future__ import annotations
+
+import pytest
+
+from cxpulse.collector.store import AgentInfo, PendingBatch, open_store
+from cxpulse.v1 import payload as p
+
+T0 = 1_790_000_000_000_000
+
+
+def sample_batch(n: int, start: int = T0, target: str = "gw") -> p.SampleBatch:
+    s = p.Series(target=target, address="127.0.0.1", method=p.METHOD_ICMP_RAW)
+    for i in range(n):
+        s.add(start + i * 1_000_000, None if i == 2 else 1000 + i)
+    return p.SampleBatch([s])
+
+
+@pytest.fixture
+def store(tmp_path):
+    st = open_store(str(tmp_path / "c.sqlite"))
+    yield st
+    st.close()
+
+
+def test_seq_already_held_is_not_written_again(store):
+    k = store.upsert_agent(AgentInfo("a1", "host1", "alice"), 1)
+    batches = [PendingBatch(k, 5, 1, sample_batch(4)), PendingBatch(k, 5, 2, sample_batch(4, T0 + 10**7))]
+    store.commit_batches(batches)
+    assert [b.stored for b in batches] == [True, True] and batches[-1].committed_seq == 2
+    replay = [PendingBatch(k, 5, 1, sample_batch(4)), PendingBatch(k, 5, 2, sample_batch(4, T0 + 10**7)),
+              PendingBatch(k, 5, 3, sample_batch(4, T0 + 2 * 10**7))]
+    store.commit_batches(replay)
+    assert [b.stored for b in replay] == [False, False, True]
+    assert store.sample_count(k) == 12 and store.committed_seq(k, 5) == 3
+
+
+def test_epochs_are_independent_and_uint64_epochs_fit(store):
+    k = store.upsert_agent(AgentInfo("a1"), 1)
+    big = (1 << 64) - 3
+    store.commit_batches([PendingBatch(k, big, 1, sample_batch(2))])
+    store.commit_batches([PendingBatch(k, 9, 1, sample_batch(2, T0 + 10**8))])
+    assert store.committed_seq(k, big) == 1 and store.committed_seq(k, 9) == 1
+    assert store.sample_count(k) == 4
+
+
+def test_find_agents_partial_case_insensitive_on_user_host_id_site(store):
+    store.upsert_agent(AgentInfo("id-ABC", "DESK-042", "Maria.Silva", "Windows 11", "0.1.0", "Lisbon"), 10)
+    store.upsert_agent(AgentInfo("id-XYZ", "mac-17", "j.doe", "macOS 14", "0.1.0", "Home"), 20)
+    for q, want in [("maria", "id-ABC"), ("desk-04", "id-ABC"), ("xyz", "id-XYZ"), ("LISB", "id-ABC"), ("home", "id-XYZ")]:
+        assert [a.info.agent_id for a in store.find_agents(q)] == [want], q
+    assert store.find_agents("%") == [] and store.find_agents("_") == []  # LIKE wildcards are literal
+    assert len(store.find_agents("0")) == 1  # "DESK-042" only; "0.1.0" is the version, not searched
+
+
+def test_upsert_refreshes_identity_fields(store):
+    k1 = store.upsert_agent(AgentInfo("a1", "old-host", "bob"), 1)
+    k2 = store.upsert_agent(AgentInfo("a1", "new-host", "bob", site="HQ"), 2)
+    assert k1 == k2
+    (rec,) = store.find_agents("a1")
+    assert rec.info.host == "new-host" and rec.info.site == "HQ" and rec.first_seen_us == 1 and rec.last_seen_us == 2
+
+
+def test_rtt_rows_window_and_order(store):
+    k = store.upsert_agent(AgentInfo("a1"), 1)
+    store.commit_batches([PendingBatch(k, 1, 1, sample_batch(5, target="b")), PendingBatch(k, 1, 2, sample_batch(5, target="a"))])
+    rows = store.rtt_rows(k, T0 + 1_000_000, T0 + 4_000_000)
+    assert [(r.target, r.ts_us) for r in rows] == [(t, T0 + i * 1_000_000) for t in "ab" for i in (1, 2, 3)]
+    assert [r.rtt_us for r in rows if r.target == "a"] == [1001, None, 1003]
+
+
+def test_failed_commit_writes_nothing_and_can_be_retried(store, monkeypatch):
+    k = store.upsert_agent(AgentInfo("a1"), 1)
+    good = PendingBatch(k, 1, 1, sample_batch(3))
+    bad = PendingBatch(k, 1, 2, sample_batch(3, T0 + 10**7))
+    bad.batch.series[0].rtt_us[0] = object()  # cannot be bound: the INSERT fails mid-transaction
+    with pytest.raises(Exception):
+        store.commit_batches([good, bad])
+    assert store.sample_count(k) == 0 and store.committed_seq(k, 1) == 0
+    again = PendingBatch(k, 1, 1, sample_batch(3))
+    store.commit_batches([again])
+    assert again.stored and store.sample_count(k) == 3
+
+
+def test_durability_settings(store):
+    db = store._db
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = str(tmp_path / "c.sqlite")
+    open_store(path).close()
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    con.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    con.commit()
+    con.close()
+    with pytest.raises(RuntimeError, match="newer than this collector"):
+        open_store(path)
+
+
+def test_postgres_url_is_a_clear_error_for_now(tmp_path):
+    with pytest.raises(ValueError, match="PostgreSQL"):
+        open_store("postgresql://127.0.0.1/test")
