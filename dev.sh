@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# One entry point for a fresh clone: creates .venv, installs cxpulse into it, runs what you ask.
+#   ./dev.sh demo [--duration 30] [--local-only]   collector + agent on this machine, then the lookup
+#   ./dev.sh test [pytest args]                     the test suite
+#   ./dev.sh cxpulse ARGS...                        any cxpulse command from the venv
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PY="${PYTHON:-python3}"
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "dev.sh: cxpulse needs Python 3.11 or newer; found: $("$PY" --version 2>&1 || echo none). Set PYTHON=/path/to/python3.11" >&2
+    exit 2
+fi
+if [ ! -x .venv/bin/python ]; then
+    echo "dev.sh: creating .venv" >&2
+    "$PY" -m venv .venv || { echo "dev.sh: 'python3 -m venv' failed; on Debian/Ubuntu: apt-get install python3-venv" >&2; exit 2; }
+fi
+stamp=.venv/.cxpulse-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "dev.sh: installing cxpulse and its dependencies into .venv" >&2
+    .venv/bin/python -m pip install -q --upgrade pip >&2
+    .venv/bin/python -m pip install -q -e '.[dev,trace,http,postgres]' >&2
+    touch "$stamp"
+fi
+
+cmd="${1:-}"
+[ $# -gt 0 ] && shift
+case "$cmd" in
+    demo) exec .venv/bin/cxpulse demo "$@" ;;
+    test) exec .venv/bin/python -m pytest "$@" ;;
+    cxpulse) exec .venv/bin/cxpulse "$@" ;;
+    *) echo "usage: ./dev.sh demo|test|cxpulse [args...]" >&2; exit 2 ;;
+esac
