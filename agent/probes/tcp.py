@@ -1,0 +1,48 @@
+"""TCP connect timing: the round trip of a SYN, for hosts where ICMP is not allowed or not answered.
+
+The handshake's first round trip is measured: connect() start to SYN-ACK (connected) or to RST
+(connection refused). A refusal is an answer from the host's TCP stack and times the path just as
+well, so it counts as a valid RTT; only silence (timeout) or an unreachable network is loss.
+
+No data is sent, and the socket is closed with an abortive close (SO_LINGER 0): the server sees
+one RST instead of a FIN exchange, and the agent keeps no TIME_WAIT entry per sample.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import time
+
+__all__ = ["tcp_connect_rtt"]
+
+_LINGER_ABORT = struct.pack("ii", 1, 0)
+
+
+async def tcp_connect_rtt(family: socket.AddressFamily, sockaddr: tuple, timeout_s: float) -> int | None:
+    """Microseconds from connect() to the host's first answer, or None for no answer in time.
+
+    ``sockaddr`` must carry the port (``(host, port)`` or the four-tuple for IPv6).
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError:
+        return None
+    try:
+        sock.setblocking(False)
+        started = time.perf_counter_ns()
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, sockaddr), timeout_s)
+        except ConnectionRefusedError:
+            pass
+        except (asyncio.TimeoutError, OSError):  # silence, or no route to the host
+            return None
+        return (time.perf_counter_ns() - started) // 1000
+    finally:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ABORT)
+        except OSError:
+            pass
+        sock.close()
