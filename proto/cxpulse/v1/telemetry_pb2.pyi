@@ -65,18 +65,38 @@ class Batch(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., payload: _Optional[bytes] = ..., sample_count: _Optional[int] = ...) -> None: ...
 
 class AgentConfig(_message.Message):
-    __slots__ = ("version", "probe_interval_ms", "batch_interval_ms", "targets", "committed_seq")
+    __slots__ = ("version", "probe_interval_ms", "batch_interval_ms", "targets", "committed_seq", "reflector", "reflector_key", "voice_interval_ms", "apps", "app_interval_ms")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PROBE_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     BATCH_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     TARGETS_FIELD_NUMBER: _ClassVar[int]
     COMMITTED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    REFLECTOR_FIELD_NUMBER: _ClassVar[int]
+    REFLECTOR_KEY_FIELD_NUMBER: _ClassVar[int]
+    VOICE_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    APPS_FIELD_NUMBER: _ClassVar[int]
+    APP_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     version: int
     probe_interval_ms: int
     batch_interval_ms: int
     targets: _containers.RepeatedCompositeFieldContainer[Target]
     committed_seq: int
-    def __init__(self, version: _Optional[int] = ..., probe_interval_ms: _Optional[int] = ..., batch_interval_ms: _Optional[int] = ..., targets: _Optional[_Iterable[_Union[Target, _Mapping]]] = ..., committed_seq: _Optional[int] = ...) -> None: ...
+    reflector: str
+    reflector_key: bytes
+    voice_interval_ms: int
+    apps: _containers.RepeatedCompositeFieldContainer[App]
+    app_interval_ms: int
+    def __init__(self, version: _Optional[int] = ..., probe_interval_ms: _Optional[int] = ..., batch_interval_ms: _Optional[int] = ..., targets: _Optional[_Iterable[_Union[Target, _Mapping]]] = ..., committed_seq: _Optional[int] = ..., reflector: _Optional[str] = ..., reflector_key: _Optional[bytes] = ..., voice_interval_ms: _Optional[int] = ..., apps: _Optional[_Iterable[_Union[App, _Mapping]]] = ..., app_interval_ms: _Optional[int] = ...) -> None: ...
+
+class App(_message.Message):
+    __slots__ = ("name", "url", "apdex_t_ms")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    APDEX_T_MS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    url: str
+    apdex_t_ms: int
+    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., apdex_t_ms: _Optional[int] = ...) -> None: ...
 
 class Target(_message.Message):
     __slots__ = ("name", "host", "port")
