@@ -49,7 +49,7 @@ def good_payload(n: int = 5, start_s: int = 1_790_000_000) -> tuple[bytes, int]:
 def count(db) -> int:
     con = sqlite3.connect(db)
     try:
-        return con.execute("SELECT count(*) FROM samples").fetchone()[0]
+        return con.execute("SELECT count(*) FROM samples_rtt").fetchone()[0]
     finally:
         con.close()
 

@@ -19,7 +19,7 @@ def stored_samples(db, agent_id: str) -> list[tuple]:
     con = sqlite3.connect(db)
     try:
         return con.execute(
-            """SELECT s.target, s.method, x.ts_us, x.rtt_us FROM samples x JOIN series s ON s.id = x.series
+            """SELECT s.target, s.method, x.ts_us, x.rtt FROM samples_rtt x JOIN series s ON s.id = x.series
                JOIN agents a ON a.key = s.agent WHERE a.agent_id = ? ORDER BY s.target, x.ts_us""",
             (agent_id,),
         ).fetchall()

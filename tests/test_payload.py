@@ -81,3 +81,44 @@ def test_sample_bomb_is_refused():
         s.add(T0 + i, 1)
     with pytest.raises(p.PayloadError):
         p.decode(p.encode(p.SampleBatch([s])), max_samples=1000)
+
+
+def test_other_kinds_events_and_paths_round_trip():
+    http = p.Series(target="crm", address="127.0.0.1", method="https", kind="http")
+    http.add(T0, dns=1200, tcp=800, tls=4000, ttfb=90000, total=120000, status=200, ver="HTTP/1.1", cert=29)
+    http.add(T0 + 30_000_000, dns=None, err="dns")
+    voice = p.Series(target="reflector", address="127.0.0.1", method="udp_reflect", kind="voice")
+    voice.add(T0, sent=250, recv=248, dup=0, reord=1, rtt=20000, rtt95=25000, jit=1500, loss=8, burst=100, run=2)
+    hop = p.Series(target="isp", address="10.9.9.1", method=p.METHOD_ICMP_RAW, hop=2)
+    hop.add(T0, 9000)
+    ev = p.Event(id="x1", kind="loss_burst", target="isp", start_us=T0 + 5, end_us=None, severity=2, evidence="4/5 lost")
+    path = p.PathSnapshot(target="crm", address="10.9.9.9", ts_us=T0, method="icmp", reached=True,
+                          hops=[p.PathHop(1, "10.0.0.1", 500), p.PathHop(2, None, None), p.PathHop(3, "10.9.9.9", 9000)])
+    b = p.SampleBatch([http, voice, hop], [ev], [path])
+    back = p.decode(p.encode(b))
+    assert back.sample_count == 2 + 1 + 1 + 1 + 1 == b.sample_count
+    assert back.series[0].cols["status"] == [200, None] and back.series[0].cols["err"] == [None, "dns"]
+    assert back.series[1].cols["burst"] == [100] and back.series[2].hop == 2
+    assert back.events == [ev] and back.paths == [path]
+    closed = p.Event(**{**ev.__dict__, "end_us": T0 + 3_000_000})
+    assert p.decode(p.encode(p.SampleBatch(events=[closed]))).events == [closed]
+
+
+@pytest.mark.parametrize(
+    "patch, reason",
+    [
+        ({"e": [{"id": "a", "k": "meteor", "tg": "x", "s": 0, "e": None, "sev": 1, "x": ""}]}, "meteor"),
+        ({"e": [{"id": "a", "k": "outage", "tg": "x", "s": 0, "e": None, "sev": 7, "x": ""}]}, "'sev'"),
+        ({"e": [{"id": "a", "k": "outage", "tg": "x", "s": 0, "e": -1, "sev": 1, "x": ""}]}, "duration"),
+        ({"p": [{"tg": "x", "a": "y", "ts": 0, "m": "icmp", "r": True, "hops": [[0, "a", 1]]}]}, "ttl"),
+        ({"p": [{"tg": "x", "a": "y", "ts": 0, "m": "icmp", "r": 1, "hops": []}]}, "'r'"),
+        ({"s": [{"tg": "a", "a": "x", "k": "http", "m": "https", "dt": [0], "dns": [1]}]}, "column 'tcp'"),
+        ({"s": [{"tg": "a", "a": "x", "k": "http", "m": "icmp_raw", "dt": [0]}]}, "'icmp_raw' is not one of"),
+        ({"s": [{"tg": "a", "a": "x", "k": "rtt", "m": "icmp_raw", "h": 0, "dt": [0], "rtt": [1]}]}, "'h' (hop)"),
+    ],
+)
+def test_invalid_events_paths_and_kinds(patch, reason):
+    obj = {"v": 1, "t0": T0, "s": [], **patch}
+    with pytest.raises(p.PayloadError) as err:
+        p.decode(msgpack.packb(obj))
+    assert reason in str(err.value)

@@ -105,3 +105,26 @@ def test_newer_schema_is_refused(tmp_path):
 def test_postgres_url_is_a_clear_error_for_now(tmp_path):
     with pytest.raises(ValueError, match="PostgreSQL"):
         open_store("postgresql://127.0.0.1/test")
+
+
+def test_events_keep_latest_state_and_paths_are_kept(store):
+    k = store.upsert_agent(AgentInfo("a1"), 1)
+    opened = p.Event("ev1", "outage", "gateway", T0, None, 2, "5/5 lost")
+    closed = p.Event("ev1", "outage", "gateway", T0, T0 + 4_000_000, 3, "12 lost in 4.0 s")
+    path = p.PathSnapshot("crm", "10.0.0.9", T0, "icmp", True, [p.PathHop(1, "10.0.0.1", 400), p.PathHop(2, None, None)])
+    store.commit_batches([PendingBatch(k, 1, 1, p.SampleBatch(events=[opened], paths=[path]))])
+    assert store.events(k, T0 - 1, T0 + 1) == [opened]
+    store.commit_batches([PendingBatch(k, 1, 2, p.SampleBatch(events=[closed]))])
+    assert store.events(k, T0 - 10**9, T0 + 10**9) == [closed]
+    assert store.events(k, T0 + 5_000_000, T0 + 10**9) == []  # ended before the window
+    assert store.paths(k, T0 - 1, T0 + 1) == [path]
+
+
+def test_rows_of_other_kinds(store):
+    k = store.upsert_agent(AgentInfo("a1"), 1)
+    s = p.Series(target="crm", address="127.0.0.1", method="https", kind="http")
+    s.add(T0, dns=100, tcp=200, tls=300, ttfb=400, total=500, status=200, ver="HTTP/2", cert=10)
+    store.commit_batches([PendingBatch(k, 1, 1, p.SampleBatch([s]))])
+    (row,) = store.rows(k, "http", T0, T0 + 1)
+    assert row.values["ver"] == "HTTP/2" and row.values["err"] is None and row.values["total"] == 500
+    assert store.sample_count(k) == 1

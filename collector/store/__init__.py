@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from cxpulse.v1.payload import SampleBatch
+from cxpulse.v1.payload import Event, PathSnapshot, SampleBatch
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,19 @@ class RttRow:
     method: str
     ts_us: int
     rtt_us: int | None
+    hop: int | None = None
+
+
+@dataclass(frozen=True)
+class Row:
+    """One sample of any kind; ``values`` holds the kind's columns (cxpulse.v1.kinds)."""
+
+    target: str
+    address: str
+    method: str
+    hop: int | None
+    ts_us: int
+    values: dict
 
 
 @dataclass
@@ -77,6 +90,15 @@ class Store(Protocol):
 
     def rtt_rows(self, agent_key: int, since_us: int, until_us: int) -> list[RttRow]:
         """RTT samples of one agent in [since, until), ordered by target and time."""
+
+    def rows(self, agent_key: int, kind: str, since_us: int, until_us: int) -> list[Row]:
+        """Samples of one kind, ordered by target and time."""
+
+    def events(self, agent_key: int, since_us: int, until_us: int) -> list[Event]:
+        """Events overlapping the window, open ones included, by start time."""
+
+    def paths(self, agent_key: int, since_us: int, until_us: int) -> list[PathSnapshot]:
+        """Traced paths in the window, by time."""
 
     def sample_count(self, agent_key: int | None = None) -> int: ...
 

@@ -6,12 +6,16 @@ read connections, which WAL lets run beside the writer.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
 import urllib.parse
 
-from . import AgentInfo, AgentRecord, PendingBatch, RttRow
+from cxpulse.v1.kinds import KINDS, STR
+from cxpulse.v1.payload import Event, PathHop, PathSnapshot
+
+from . import AgentInfo, AgentRecord, PendingBatch, Row, RttRow
 
 SCHEMA_VERSION = 1
 
@@ -41,15 +45,48 @@ CREATE TABLE IF NOT EXISTS series (
     address TEXT NOT NULL,
     kind TEXT NOT NULL,
     method TEXT NOT NULL,
-    UNIQUE (agent, target, address, kind, method)
+    hop INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (agent, target, address, kind, method, hop)
 );
-CREATE TABLE IF NOT EXISTS samples (
-    series INTEGER NOT NULL,
+CREATE TABLE IF NOT EXISTS events (
+    agent INTEGER NOT NULL REFERENCES agents(key),
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    start_us INTEGER NOT NULL,
+    end_us INTEGER,
+    severity INTEGER NOT NULL,
+    evidence TEXT NOT NULL,
+    PRIMARY KEY (agent, id)
+);
+CREATE INDEX IF NOT EXISTS events_by_agent_time ON events (agent, start_us);
+CREATE TABLE IF NOT EXISTS paths (
+    agent INTEGER NOT NULL REFERENCES agents(key),
+    target TEXT NOT NULL,
+    address TEXT NOT NULL,
     ts_us INTEGER NOT NULL,
-    rtt_us INTEGER
+    method TEXT NOT NULL,
+    reached INTEGER NOT NULL,
+    hops TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS samples_by_series_time ON samples (series, ts_us);
+CREATE INDEX IF NOT EXISTS paths_by_agent_time ON paths (agent, ts_us);
 """
+
+
+def _kind_tables() -> str:
+    """One samples table per series kind, columns as the payload's kind table says."""
+    out = []
+    for kind, cols in KINDS.items():
+        defs = ", ".join(f'"{c}" {"TEXT" if t == STR else "INTEGER"}' for c, t in cols.items())
+        out.append(f"CREATE TABLE IF NOT EXISTS samples_{kind} (series INTEGER NOT NULL, ts_us INTEGER NOT NULL, {defs});")
+        out.append(f"CREATE INDEX IF NOT EXISTS samples_{kind}_by_series_time ON samples_{kind} (series, ts_us);")
+    return "\n".join(out)
+
+
+def _insert_sql(kind: str) -> str:
+    cols = list(KINDS[kind])
+    names = ", ".join(f'"{c}"' for c in cols)
+    return f"INSERT INTO samples_{kind} (series, ts_us, {names}) VALUES (?, ?{', ?' * len(cols)})"
 
 
 def to_signed64(v: int) -> int:
@@ -64,9 +101,9 @@ class SqliteStore:
         os.makedirs(parent, exist_ok=True)
         self._db = self._connect()
         self._lock = threading.Lock()
-        self._series_cache: dict[tuple[int, str, str, str, str], int] = {}
+        self._series_cache: dict[tuple[int, str, str, str, str, int], int] = {}
         with self._db:
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(_SCHEMA + _kind_tables())
             row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
                 self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -118,7 +155,9 @@ class SqliteStore:
             db.execute("BEGIN IMMEDIATE")
             try:
                 committed: dict[tuple[int, int], int] = {}
-                rows: list[tuple[int, int, int | None]] = []
+                rows: dict[str, list[tuple]] = {kind: [] for kind in KINDS}
+                events: list[tuple] = []
+                paths: list[tuple] = []
                 for b in batches:
                     k = (b.agent_key, to_signed64(b.epoch))
                     if k not in committed:
@@ -128,12 +167,32 @@ class SqliteStore:
                         b.stored = False
                     else:
                         for s in b.batch.series:
-                            sid = self._series_id(b.agent_key, s.target, s.address, s.kind, s.method)
-                            rows.extend(zip([sid] * len(s.ts_us), s.ts_us, s.rtt_us))
+                            sid = self._series_id(b.agent_key, s.target, s.address, s.kind, s.method, s.hop or 0)
+                            rows[s.kind].extend(zip([sid] * len(s.ts_us), s.ts_us, *s.cols.values()))
+                        events.extend(
+                            (b.agent_key, e.id, e.kind, e.target, e.start_us, e.end_us, e.severity, e.evidence)
+                            for e in b.batch.events
+                        )
+                        paths.extend(
+                            (b.agent_key, p.target, p.address, p.ts_us, p.method, int(p.reached),
+                             json.dumps([[h.ttl, h.address, h.rtt_us] for h in p.hops]))
+                            for p in b.batch.paths
+                        )
                         committed[k] = b.seq
                         b.stored = True
                     b.committed_seq = committed[k]
-                db.executemany("INSERT INTO samples (series, ts_us, rtt_us) VALUES (?, ?, ?)", rows)
+                for kind, kind_rows in rows.items():
+                    if kind_rows:
+                        db.executemany(_insert_sql(kind), kind_rows)
+                # An event is sent when it opens and again when it closes: keep the latest state.
+                db.executemany(
+                    """INSERT INTO events (agent, id, kind, target, start_us, end_us, severity, evidence)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                       ON CONFLICT (agent, id) DO UPDATE SET end_us=excluded.end_us,
+                         severity=max(severity, excluded.severity), evidence=excluded.evidence""",
+                    events,
+                )
+                db.executemany("INSERT INTO paths VALUES (?, ?, ?, ?, ?, ?, ?)", paths)
                 db.executemany(
                     """INSERT INTO seqs (agent, epoch, committed_seq) VALUES (?, ?, ?)
                        ON CONFLICT (agent, epoch) DO UPDATE SET committed_seq=excluded.committed_seq""",
@@ -147,16 +206,16 @@ class SqliteStore:
                     b.stored = None
                 raise
 
-    def _series_id(self, agent: int, target: str, address: str, kind: str, method: str) -> int:
-        key = (agent, target, address, kind, method)
+    def _series_id(self, agent: int, target: str, address: str, kind: str, method: str, hop: int) -> int:
+        key = (agent, target, address, kind, method, hop)
         sid = self._series_cache.get(key)
         if sid is None:
             row = self._db.execute(
-                "SELECT id FROM series WHERE agent=? AND target=? AND address=? AND kind=? AND method=?", key
+                "SELECT id FROM series WHERE agent=? AND target=? AND address=? AND kind=? AND method=? AND hop=?", key
             ).fetchone()
             if row is None:
                 sid = self._db.execute(
-                    "INSERT INTO series (agent, target, address, kind, method) VALUES (?, ?, ?, ?, ?)", key
+                    "INSERT INTO series (agent, target, address, kind, method, hop) VALUES (?, ?, ?, ?, ?, ?)", key
                 ).lastrowid
             else:
                 sid = row[0]
@@ -179,23 +238,54 @@ class SqliteStore:
         return [AgentRecord(r[0], AgentInfo(*r[1:7]), r[7], r[8]) for r in rows]
 
     def rtt_rows(self, agent_key: int, since_us: int, until_us: int) -> list[RttRow]:
+        return [RttRow(r.target, r.address, r.method, r.ts_us, r.values["rtt"], r.hop)
+                for r in self.rows(agent_key, "rtt", since_us, until_us)]
+
+    def rows(self, agent_key: int, kind: str, since_us: int, until_us: int) -> list[Row]:
+        cols = list(KINDS[kind])
+        names = ", ".join(f'x."{c}"' for c in cols)
         with self._reader() as db:
-            rows = db.execute(
-                """SELECT s.target, s.address, s.method, x.ts_us, x.rtt_us
-                   FROM series s JOIN samples x ON x.series = s.id
-                   WHERE s.agent = ? AND s.kind = 'rtt' AND x.ts_us >= ? AND x.ts_us < ?
-                   ORDER BY s.target, x.ts_us""",
+            got = db.execute(
+                f"""SELECT s.target, s.address, s.method, s.hop, x.ts_us, {names}
+                    FROM series s JOIN samples_{kind} x ON x.series = s.id
+                    WHERE s.agent = ? AND s.kind = ? AND x.ts_us >= ? AND x.ts_us < ?
+                    ORDER BY s.target, x.ts_us""",
+                (agent_key, kind, since_us, until_us),
+            ).fetchall()
+        return [Row(r[0], r[1], r[2], r[3] or None, r[4], dict(zip(cols, r[5:]))) for r in got]
+
+    def events(self, agent_key: int, since_us: int, until_us: int) -> list[Event]:
+        """Events that overlap the window (open ones included)."""
+        with self._reader() as db:
+            got = db.execute(
+                """SELECT id, kind, target, start_us, end_us, severity, evidence FROM events
+                   WHERE agent = ? AND start_us < ? AND (end_us IS NULL OR end_us >= ?)
+                   ORDER BY start_us""",
+                (agent_key, until_us, since_us),
+            ).fetchall()
+        return [Event(*r) for r in got]
+
+    def paths(self, agent_key: int, since_us: int, until_us: int) -> list[PathSnapshot]:
+        with self._reader() as db:
+            got = db.execute(
+                """SELECT target, address, ts_us, method, reached, hops FROM paths
+                   WHERE agent = ? AND ts_us >= ? AND ts_us < ? ORDER BY ts_us""",
                 (agent_key, since_us, until_us),
             ).fetchall()
-        return [RttRow(*r) for r in rows]
+        return [PathSnapshot(r[0], r[1], r[2], r[3], bool(r[4]), [PathHop(*h) for h in json.loads(r[5])]) for r in got]
 
     def sample_count(self, agent_key: int | None = None) -> int:
+        total = 0
         with self._reader() as db:
-            if agent_key is None:
-                return db.execute("SELECT count(*) FROM samples").fetchone()[0]
-            return db.execute(
-                "SELECT count(*) FROM samples x JOIN series s ON x.series = s.id WHERE s.agent = ?", (agent_key,)
-            ).fetchone()[0]
+            for kind in KINDS:
+                if agent_key is None:
+                    total += db.execute(f"SELECT count(*) FROM samples_{kind}").fetchone()[0]
+                else:
+                    total += db.execute(
+                        f"SELECT count(*) FROM samples_{kind} x JOIN series s ON x.series = s.id WHERE s.agent = ?",
+                        (agent_key,),
+                    ).fetchone()[0]
+        return total
 
     def _reader(self):
         return _Reader(self.path)

@@ -1,8 +1,9 @@
 """The msgpack sample payload carried in ``Batch.payload`` (schema: PAYLOAD.md).
 
 Agent and collector share this one codec so that the bytes the agent spools are
-exactly the bytes the collector validates. Columns per series, delta timestamps
-and integer microseconds keep a batch small without a compressor.
+exactly the bytes the collector validates. Columns per series, timestamps as
+deviations from the cadence and integer microseconds keep a batch small
+without a compressor.
 """
 
 from __future__ import annotations
@@ -11,22 +12,25 @@ from dataclasses import dataclass, field
 
 import msgpack
 
+from .kinds import EVENT_KINDS, INT, KIND_METHODS, KINDS, MAX_EVIDENCE, MAX_STR, STR, US
+
 SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({1})
 
 METHOD_ICMP_RAW = "icmp_raw"
 METHOD_ICMP_DGRAM = "icmp_dgram"
 METHOD_TCP_CONNECT = "tcp_connect"
-METHODS = (METHOD_ICMP_RAW, METHOD_ICMP_DGRAM, METHOD_TCP_CONNECT)
+METHODS = KIND_METHODS["rtt"]
 
 KIND_RTT = "rtt"
-KINDS = (KIND_RTT,)
 
 # Sanity bounds: a timestamp outside these years is a broken clock or garbage.
 _MIN_TS_US = 946_684_800_000_000  # 2000-01-01
 _MAX_TS_US = 4_102_444_800_000_000  # 2100-01-01
-_MAX_RTT_US = 600_000_000  # 10 minutes: no probe waits longer
+_MAX_US = 600_000_000  # 10 minutes: no probe phase lasts longer
+_MAX_INT = 1 << 40
 MAX_NAME_LEN = 256
+_MAX_HOPS = 64
 
 
 class PayloadError(ValueError):
@@ -39,55 +43,113 @@ class PayloadError(ValueError):
 
 @dataclass
 class Series:
-    """One measured thing over one batch: a target, by one method, at one address."""
+    """One measured thing over one batch: a target, of one kind, by one method, at one address.
+
+    ``hop`` is the TTL distance for per-hop RTT series (None for targets named by config).
+    """
 
     target: str
     address: str
     method: str
     kind: str = KIND_RTT
+    hop: int | None = None
     ts_us: list[int] = field(default_factory=list)
-    rtt_us: list[int | None] = field(default_factory=list)
+    cols: dict[str, list] = field(default_factory=dict)
 
-    def add(self, ts_us: int, rtt_us: int | None) -> None:
+    def __post_init__(self) -> None:
+        for name in KINDS[self.kind]:
+            self.cols.setdefault(name, [])
+
+    @property
+    def rtt_us(self) -> list[int | None]:
+        return self.cols["rtt"]
+
+    def add(self, ts_us: int, rtt_us: int | None = None, /, **values) -> None:
+        """rtt: ``add(ts, rtt_us)``; other kinds: ``add(ts, dns=..., tcp=...)`` (missing columns are null)."""
         self.ts_us.append(ts_us)
-        self.rtt_us.append(rtt_us)
+        if self.kind == KIND_RTT and not values:
+            values = {"rtt": rtt_us}
+        for name, col in self.cols.items():
+            col.append(values.get(name))
 
     def __len__(self) -> int:
         return len(self.ts_us)
 
 
 @dataclass
+class Event:
+    """A micro-disruption seen by the agent's detector. ``end_us`` None: still open.
+
+    The id is stable across batches (an event is sent when it opens and again
+    when it closes); the collector keeps the latest state per id.
+    """
+
+    id: str
+    kind: str
+    target: str
+    start_us: int
+    end_us: int | None
+    severity: int  # 1 minor, 2 major, 3 critical
+    evidence: str = ""
+
+
+@dataclass
+class PathHop:
+    ttl: int
+    address: str | None
+    rtt_us: int | None
+
+
+@dataclass
+class PathSnapshot:
+    """One traced path to a target; the collector keeps them to show path changes."""
+
+    target: str
+    address: str
+    ts_us: int
+    method: str
+    reached: bool
+    hops: list[PathHop] = field(default_factory=list)
+
+
+@dataclass
 class SampleBatch:
     series: list[Series] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    paths: list[PathSnapshot] = field(default_factory=list)
 
     @property
     def sample_count(self) -> int:
-        return sum(len(s) for s in self.series)
+        """Samples in series plus events and paths: every item the collector stores counts once."""
+        return sum(len(s) for s in self.series) + len(self.events) + len(self.paths)
 
 
 def encode(batch: SampleBatch) -> bytes:
     """Encode a batch; series without samples are left out."""
     live = [s for s in batch.series if len(s)]
-    t0 = min((min(s.ts_us) for s in live), default=0)
-    out = []
+    starts = [min(s.ts_us) for s in live] + [e.start_us for e in batch.events] + [p.ts_us for p in batch.paths]
+    t0 = min(starts, default=0)
+    out: dict = {"v": SCHEMA_VERSION, "t0": t0, "s": []}
     for s in live:
         steps = [b - a for a, b in zip(s.ts_us, s.ts_us[1:])]
         # Samples come on a cadence: store each step as its deviation from the
         # typical step, which is a small number (1-3 bytes) instead of a 5-byte one.
         iv = sorted(steps)[len(steps) // 2] if steps else 0
-        dt = [s.ts_us[0] - t0] + [d - iv for d in steps]
-        out.append({"tg": s.target, "a": s.address, "k": s.kind, "m": s.method, "iv": iv, "dt": dt, "rtt": list(s.rtt_us)})
-    return msgpack.packb({"v": SCHEMA_VERSION, "t0": t0, "s": out}, use_bin_type=True)
-
-
-def peek_version(data: bytes) -> int | None:
-    try:
-        obj = msgpack.unpackb(data, raw=False, max_bin_len=0, max_ext_len=0)
-    except Exception:
-        return None
-    if isinstance(obj, dict) and isinstance(obj.get("v"), int):
-        return obj["v"]
-    return None
+        d = {"tg": s.target, "a": s.address, "k": s.kind, "m": s.method, "iv": iv,
+             "dt": [s.ts_us[0] - t0] + [x - iv for x in steps]}
+        if s.hop is not None:
+            d["h"] = s.hop
+        for name, col in s.cols.items():
+            d[name] = list(col)
+        out["s"].append(d)
+    if batch.events:
+        out["e"] = [{"id": e.id, "k": e.kind, "tg": e.target, "s": e.start_us - t0,
+                     "e": None if e.end_us is None else e.end_us - e.start_us, "sev": e.severity, "x": e.evidence}
+                    for e in batch.events]
+    if batch.paths:
+        out["p"] = [{"tg": p.target, "a": p.address, "ts": p.ts_us - t0, "m": p.method, "r": p.reached,
+                     "hops": [[h.ttl, h.address, h.rtt_us] for h in p.hops]} for p in batch.paths]
+    return msgpack.packb(out, use_bin_type=True)
 
 
 def decode(data: bytes, *, max_samples: int = 1_000_000) -> SampleBatch:
@@ -99,7 +161,7 @@ def decode(data: bytes, *, max_samples: int = 1_000_000) -> SampleBatch:
             strict_map_key=True,
             max_bin_len=0,
             max_ext_len=0,
-            max_str_len=MAX_NAME_LEN * 4,
+            max_str_len=MAX_EVIDENCE * 4,
             max_array_len=max_samples,
             max_map_len=64,
         )
@@ -127,6 +189,11 @@ def decode(data: bytes, *, max_samples: int = 1_000_000) -> SampleBatch:
         if total > max_samples:
             raise PayloadError(f"payload holds more than {max_samples} samples")
         result.series.append(s)
+    events, paths = obj.get("e", []), obj.get("p", [])
+    if not isinstance(events, list) or not isinstance(paths, list):
+        raise PayloadError("payload fields 'e' (events) and 'p' (paths) must be lists")
+    result.events = [_decode_event(i, raw, t0) for i, raw in enumerate(events)]
+    result.paths = [_decode_path(i, raw, t0) for i, raw in enumerate(paths)]
     return result
 
 
@@ -134,43 +201,121 @@ def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _name(i: int, raw: dict, key: str, allowed: tuple[str, ...] | None = None) -> str:
+def _name(where: str, raw: dict, key: str, allowed: tuple[str, ...] | None = None, max_len: int = MAX_NAME_LEN) -> str:
     v = raw.get(key)
-    if not isinstance(v, str) or not v or len(v) > MAX_NAME_LEN:
-        raise PayloadError(f"series {i}: field {key!r} must be a non-empty string of at most {MAX_NAME_LEN} characters")
+    if not isinstance(v, str) or not v or len(v) > max_len:
+        raise PayloadError(f"{where}: field {key!r} must be a non-empty string of at most {max_len} characters")
     if allowed is not None and v not in allowed:
-        raise PayloadError(f"series {i}: {key!r} value {v!r} is not one of {list(allowed)}")
+        raise PayloadError(f"{where}: {key!r} value {v!r} is not one of {list(allowed)}")
     return v
 
 
+def _ts(where: str, ts: int) -> int:
+    if not _MIN_TS_US <= ts <= _MAX_TS_US:
+        raise PayloadError(f"{where}: timestamp {ts} us is outside 2000-2100")
+    return ts
+
+
+def _check_value(where: str, name: str, ctype: str, v: object) -> None:
+    if v is None:
+        return
+    if ctype == US:
+        if not _is_int(v) or not 0 <= v <= _MAX_US:
+            raise PayloadError(f"{where}: {name} must be null or 0..{_MAX_US} us, got {v!r}")
+    elif ctype == INT:
+        if not _is_int(v) or not -_MAX_INT <= v <= _MAX_INT:
+            raise PayloadError(f"{where}: {name} must be null or an integer, got {v!r}")
+    elif ctype == STR:
+        if not isinstance(v, str) or len(v) > MAX_STR:
+            raise PayloadError(f"{where}: {name} must be null or a string of at most {MAX_STR} characters")
+
+
 def _decode_series(i: int, raw: object, t0: int) -> Series:
+    where = f"series {i}"
     if not isinstance(raw, dict):
-        raise PayloadError(f"series {i} must be a map")
+        raise PayloadError(f"{where} must be a map")
+    kind = _name(where, raw, "k", tuple(KINDS))
     s = Series(
-        target=_name(i, raw, "tg"),
-        address=_name(i, raw, "a"),
-        kind=_name(i, raw, "k", KINDS),
-        method=_name(i, raw, "m", METHODS),
+        target=_name(where, raw, "tg"),
+        address=_name(where, raw, "a"),
+        kind=kind,
+        method=_name(where, raw, "m", KIND_METHODS[kind]),
     )
-    dt, rtt, iv = raw.get("dt"), raw.get("rtt"), raw.get("iv", 0)
-    if not isinstance(dt, list) or not isinstance(rtt, list):
-        raise PayloadError(f"series {i}: 'dt' and 'rtt' must be lists")
+    hop = raw.get("h")
+    if hop is not None and (not _is_int(hop) or not 0 < hop <= _MAX_HOPS):
+        raise PayloadError(f"{where}: 'h' (hop) must be 1..{_MAX_HOPS}")
+    s.hop = hop
+    dt, iv = raw.get("dt"), raw.get("iv", 0)
+    if not isinstance(dt, list):
+        raise PayloadError(f"{where}: 'dt' must be a list")
     if not _is_int(iv) or iv < 0:
-        raise PayloadError(f"series {i}: 'iv' must be a non-negative integer (microseconds)")
-    if len(dt) != len(rtt):
-        raise PayloadError(f"series {i}: 'dt' has {len(dt)} entries but 'rtt' has {len(rtt)}")
+        raise PayloadError(f"{where}: 'iv' must be a non-negative integer (microseconds)")
+    spec = KINDS[kind]
+    for name, ctype in spec.items():
+        col = raw.get(name)
+        if not isinstance(col, list):
+            raise PayloadError(f"{where}: column {name!r} of kind {kind!r} must be a list")
+        if len(col) != len(dt):
+            raise PayloadError(f"{where}: 'dt' has {len(dt)} entries but {name!r} has {len(col)}")
+        for j, v in enumerate(col):
+            _check_value(f"{where} sample {j}", name, ctype, v)
+        s.cols[name] = col
     ts = t0
-    for j, (d, r) in enumerate(zip(dt, rtt)):
+    for j, d in enumerate(dt):
         if not _is_int(d):
-            raise PayloadError(f"series {i} sample {j}: timestamp delta must be an integer")
+            raise PayloadError(f"{where} sample {j}: timestamp delta must be an integer")
         step = d if j == 0 else iv + d
         if step < 0:
-            raise PayloadError(f"series {i} sample {j}: timestamps must not go backwards")
+            raise PayloadError(f"{where} sample {j}: timestamps must not go backwards")
         ts += step
-        if not _MIN_TS_US <= ts <= _MAX_TS_US:
-            raise PayloadError(f"series {i} sample {j}: timestamp {ts} us is outside 2000-2100")
-        if r is not None and (not _is_int(r) or not 0 <= r <= _MAX_RTT_US):
-            raise PayloadError(f"series {i} sample {j}: rtt must be null (lost) or 0..{_MAX_RTT_US} us, got {r!r}")
-        s.ts_us.append(ts)
-        s.rtt_us.append(r)
+        s.ts_us.append(_ts(f"{where} sample {j}", ts))
     return s
+
+
+def _decode_event(i: int, raw: object, t0: int) -> Event:
+    where = f"event {i}"
+    if not isinstance(raw, dict):
+        raise PayloadError(f"{where} must be a map")
+    start, dur, sev, ev = raw.get("s"), raw.get("e"), raw.get("sev"), raw.get("x", "")
+    if not _is_int(start) or start < 0:
+        raise PayloadError(f"{where}: 's' must be a non-negative offset from t0")
+    if dur is not None and (not _is_int(dur) or dur < 0):
+        raise PayloadError(f"{where}: 'e' must be null (open) or a non-negative duration")
+    if not _is_int(sev) or not 1 <= sev <= 3:
+        raise PayloadError(f"{where}: 'sev' must be 1, 2 or 3")
+    if not isinstance(ev, str) or len(ev) > MAX_EVIDENCE:
+        raise PayloadError(f"{where}: 'x' (evidence) must be a string of at most {MAX_EVIDENCE} characters")
+    start_us = _ts(where, t0 + start)
+    return Event(
+        id=_name(where, raw, "id", max_len=MAX_STR),
+        kind=_name(where, raw, "k", EVENT_KINDS),
+        target=_name(where, raw, "tg"),
+        start_us=start_us,
+        end_us=None if dur is None else start_us + dur,
+        severity=sev,
+        evidence=ev,
+    )
+
+
+def _decode_path(i: int, raw: object, t0: int) -> PathSnapshot:
+    where = f"path {i}"
+    if not isinstance(raw, dict):
+        raise PayloadError(f"{where} must be a map")
+    ts, reached, hops = raw.get("ts"), raw.get("r"), raw.get("hops")
+    if not _is_int(ts) or ts < 0:
+        raise PayloadError(f"{where}: 'ts' must be a non-negative offset from t0")
+    if not isinstance(reached, bool):
+        raise PayloadError(f"{where}: 'r' must be true or false")
+    if not isinstance(hops, list) or len(hops) > _MAX_HOPS:
+        raise PayloadError(f"{where}: 'hops' must be a list of at most {_MAX_HOPS} hops")
+    out = []
+    for j, h in enumerate(hops):
+        if not (isinstance(h, list) and len(h) == 3 and _is_int(h[0]) and 0 < h[0] <= _MAX_HOPS
+                and (h[1] is None or (isinstance(h[1], str) and 0 < len(h[1]) <= MAX_NAME_LEN))):
+            raise PayloadError(f"{where} hop {j}: must be [ttl 1..{_MAX_HOPS}, address or null, rtt_us or null]")
+        _check_value(f"{where} hop {j}", "rtt", US, h[2])
+        out.append(PathHop(h[0], h[1], h[2]))
+    return PathSnapshot(
+        target=_name(where, raw, "tg"), address=_name(where, raw, "a"), ts_us=_ts(where, t0 + ts),
+        method=_name(where, raw, "m", max_len=32), reached=reached, hops=out,
+    )

@@ -1,0 +1,52 @@
+"""Series kinds of the sample payload: which columns each kind carries, and their types.
+
+One table for agent and collector: the agent writes these columns, the
+collector validates them and stores each kind in its own table. A new probe
+kind adds one entry here (and its probe module and registry line on the agent).
+Column names are short because they are repeated once per series in every batch.
+"""
+
+from __future__ import annotations
+
+# Column types. All numbers are integers: microseconds, counts, permille.
+US = "us"  # integer microseconds >= 0, or null (not measured / failed)
+INT = "int"  # integer, or null
+STR = "str"  # short string (<= 128 chars), or null
+
+KINDS: dict[str, dict[str, str]] = {
+    # Round-trip time to a host (gateway, hop, anchor, app edge).
+    "rtt": {"rtt": US},
+    # One application check: DNS, TCP connect, TLS handshake, time to first byte, total;
+    # HTTP status and version, certificate days left, failure class (dns, timeout, refused, tls, http, error).
+    "http": {"dns": US, "tcp": US, "tls": US, "ttfb": US, "total": US, "status": INT, "ver": STR, "cert": INT, "err": STR},
+    # One voice-cadence run (20 ms UDP stream through the collector's reflector).
+    # loss and burst are permille; burst = worst share lost in any 200 ms window; run = longest loss run.
+    "voice": {"sent": INT, "recv": INT, "dup": INT, "reord": INT, "rtt": US, "rtt95": US, "jit": US,
+              "loss": INT, "burst": INT, "run": INT, "err": STR},
+    # Device context: CPU and memory in permille, top processes when under pressure,
+    # NIC errors+drops since the last reading, active interface and its kind, VPN tunnels, proxy.
+    "device": {"cpu": INT, "mem": INT, "top": STR, "nicerr": INT, "if": STR, "ifk": STR, "vpn": STR, "proxy": STR},
+}
+
+# Which methods a kind may report.
+KIND_METHODS: dict[str, tuple[str, ...]] = {
+    "rtt": ("icmp_raw", "icmp_dgram", "tcp_connect"),
+    "http": ("https", "http"),
+    "voice": ("udp_reflect",),
+    "device": ("os",),
+}
+
+# Micro-disruption events the agent's detector reports.
+EVENT_KINDS = (
+    "latency_spike",
+    "loss_burst",
+    "outage",
+    "jitter_episode",
+    "dns_failure",
+    "app_failure",
+    "path_change",
+    "device_pressure",
+)
+
+MAX_STR = 128
+MAX_EVIDENCE = 512
