@@ -19,6 +19,7 @@ from cxpulse.v1 import telemetry_pb2 as pb
 
 from . import identity, netinfo
 from .batcher import Batcher
+from .detector import Detector
 from .config import AgentConfig
 from .probes import REGISTRY
 from .probes.base import Target
@@ -36,6 +37,7 @@ class AgentStats:
     samples: int = 0
     lost: int = 0
     batches_spooled: int = 0
+    events: int = 0
     method: str = ""
     gateway: str = ""
 
@@ -52,6 +54,7 @@ class Agent:
         self.agent_id = identity.agent_id(cfg.state_dir, cfg.agent_id)
         self.spool = Spool(os.path.join(cfg.state_dir, "spool"), cfg.spool_max_bytes, cfg.spool_max_age_s)
         self.batcher = Batcher()
+        self.detector = Detector()
         self.probe = REGISTRY["rtt"](methods=list(cfg.rtt_methods) or None)
         self.hello = pb.Hello(
             agent_id=self.agent_id,
@@ -127,6 +130,7 @@ class Agent:
             "seq_epoch": self.spool.epoch,
             "samples_measured": self.stats.samples,
             "samples_lost": self.stats.lost,
+            "events": self.stats.events,
             "batches_spooled": self.stats.batches_spooled,
             "batches_still_spooled": len(self.spool),
             "batches_acked": u.batches_acked,
@@ -170,6 +174,17 @@ class Agent:
         self.stats.samples += 1
         if m.rtt_us is None:
             self.stats.lost += 1
+        self._events(self.detector.observe_rtt(m.target, m.ts_us, m.rtt_us))
+
+    def _events(self, events: list) -> None:
+        """An event flushes the batch at once: the helpdesk sees a disruption while it happens."""
+        if not events:
+            return
+        for e in events:
+            self.batcher.add_event(e)
+            self.stats.events += 1
+            log.info("event %s %s at %s: %s", e.kind, "opened" if e.end_us is None else "closed", e.target, e.evidence)
+        self._close_batch()
 
     async def _batch_loop(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()

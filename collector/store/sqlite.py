@@ -188,7 +188,7 @@ class SqliteStore:
                 db.executemany(
                     """INSERT INTO events (agent, id, kind, target, start_us, end_us, severity, evidence)
                        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                       ON CONFLICT (agent, id) DO UPDATE SET end_us=excluded.end_us,
+                       ON CONFLICT (agent, id) DO UPDATE SET kind=excluded.kind, end_us=excluded.end_us,
                          severity=max(severity, excluded.severity), evidence=excluded.evidence""",
                     events,
                 )
