@@ -7,7 +7,7 @@ import json
 import time
 
 from ..store import AgentRecord, Store
-from .stats import TargetStats, summarize
+from .stats import TargetStats, app_stats, device_stats, summarize, voice_stats
 
 
 class NoMatch(LookupError):
@@ -36,6 +36,11 @@ def build(store: Store, query: str, window_s: int = 3600, now_us: int | None = N
 
 def _agent_view(store: Store, a: AgentRecord, since: int, until: int) -> dict:
     targets = summarize(store.rtt_rows(a.key, since, until))
+    events = store.events(a.key, since, until)
+    paths = store.paths(a.key, since, until)
+    latest_paths: dict[str, object] = {}
+    for p in paths:
+        latest_paths[p.target] = p
     return {
         "agent_id": a.info.agent_id,
         "user": a.info.os_user,
@@ -45,7 +50,26 @@ def _agent_view(store: Store, a: AgentRecord, since: int, until: int) -> dict:
         "site": a.info.site,
         "last_seen_us": a.last_seen_us,
         "targets": [t.as_dict() for t in targets],
+        "apps": app_stats(store.rows(a.key, "http", since, until)),
+        "voice": voice_stats(store.rows(a.key, "voice", since, until)),
+        "device": device_stats(store.rows(a.key, "device", since, until)),
+        "events": [
+            {"id": e.id, "kind": e.kind, "target": e.target, "start_us": e.start_us, "end_us": e.end_us,
+             "duration_s": None if e.end_us is None else round((e.end_us - e.start_us) / 1e6, 1),
+             "severity": e.severity, "evidence": e.evidence}
+            for e in events
+        ],
+        "paths": [
+            {"target": p.target, "address": p.address, "ts_us": p.ts_us, "method": p.method, "reached": p.reached,
+             "hops": [{"ttl": h.ttl, "address": h.address, "rtt_ms": _ms_or_none(h.rtt_us)} for h in p.hops],
+             "changes_in_window": sum(1 for e in events if e.kind == "path_change" and e.target == p.target)}
+            for p in latest_paths.values()
+        ],
     }
+
+
+def _ms_or_none(us: int | None) -> float | None:
+    return None if us is None else round(us / 1000, 3)
 
 
 def render_json(view: dict) -> str:
@@ -69,15 +93,83 @@ def render_text(view: dict) -> str:
             lines.append("  no samples in this window")
             lines.append("")
             continue
-        header = f"  {'target':<16} {'address':<22} {'method':<12} {'samples':>7} {'loss%':>6} {'median':>8} {'p95':>8} {'max':>8} {'jitter':>7} {'|dRTT|':>7} {'loss s':>6}"
+        header = f"  {'hop':>3} {'target':<16} {'address':<22} {'method':<12} {'samples':>7} {'loss%':>6} {'median':>8} {'p95':>8} {'max':>8} {'jitter':>7} {'|dRTT|':>7} {'loss s':>6}"
         lines.append(header)
         for t in a["targets"]:
             ts = TargetStats(**t)
             lines.append(
-                f"  {ts.target:<16.16} {','.join(ts.addresses):<22.22} {','.join(ts.methods):<12.12} {ts.samples:>7} "
+                f"  {ts.hop or '':>3} {ts.target:<16.16} {','.join(ts.addresses):<22.22} {','.join(ts.methods):<12.12} {ts.samples:>7} "
                 f"{ts.loss_pct:>6.1f} {_num(ts.rtt_median_ms):>8} {_num(ts.rtt_p95_ms):>8} {_num(ts.rtt_max_ms):>8} "
                 f"{_num(ts.jitter_ms):>7} {_num(ts.jitter_mean_abs_ms):>7} {ts.loss_seconds:>6}"
             )
         lines.append("  (RTT and jitter in ms; jitter = RFC 3550 estimate at window end, |dRTT| = mean change between consecutive RTTs)")
+        _render_apps(lines, a["apps"])
+        _render_voice(lines, a["voice"])
+        _render_device(lines, a["device"])
+        _render_paths(lines, a["paths"])
+        _render_events(lines, a["events"])
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _render_apps(lines: list[str], apps: list[dict]) -> None:
+    if not apps:
+        return
+    lines.append("")
+    lines.append(f"  {'app':<22} {'checks':>6} {'avail%':>7} {'dns':>7} {'tcp':>7} {'tls':>7} {'ttfb':>7} {'total':>8} {'status':>6} {'cert d':>6}  errors")
+    for a in apps:
+        errs = ", ".join(f"{k} x{v}" for k, v in sorted(a["errors"].items())) or "-"
+        lines.append(
+            f"  {a['app']:<22.22} {a['checks']:>6} {a['availability_pct']:>7.1f} {_num(a['dns_median_ms']):>7} "
+            f"{_num(a['tcp_median_ms']):>7} {_num(a['tls_median_ms']):>7} {_num(a['ttfb_median_ms']):>7} "
+            f"{_num(a['total_median_ms']):>8} {a['last_status'] if a['last_status'] is not None else '-':>6} "
+            f"{a['cert_days_left'] if a['cert_days_left'] is not None else '-':>6}  {errs}"
+        )
+    lines.append("  (app phases: median ms over successful checks)")
+
+
+def _render_voice(lines: list[str], v: dict | None) -> None:
+    if not v:
+        return
+    lines.append("")
+    lines.append(
+        f"  voice-cadence: {v['runs']} runs, loss {_num(v['loss_pct'])}%, RTT median {_num(v['rtt_median_ms'])} ms, "
+        f"jitter median {_num(v['jitter_median_ms'])} ms (max {_num(v['jitter_max_ms'])}), "
+        f"worst 200 ms burst loss {_num(v['burst_loss_max_pct'])}%, reordered {v['reordered']}"
+    )
+
+
+def _render_device(lines: list[str], d: dict | None) -> None:
+    if not d:
+        return
+    lines.append("")
+    vpn = f", VPN {d['vpn']}" if d["vpn"] else ""
+    proxy = f", proxy {d['proxy']}" if d["proxy"] else ""
+    busiest = f"; busiest: {d['busiest']}" if d["busiest"] else ""
+    lines.append(
+        f"  device: CPU {_num(d['cpu_pct_now'])}% now (max {_num(d['cpu_pct_max'])}%), memory {_num(d['mem_pct_now'])}% "
+        f"(max {_num(d['mem_pct_max'])}%), interface {d['interface'] or '?'} ({d['interface_kind'] or '?'}){vpn}{proxy}, "
+        f"NIC errors {d['nic_errors']}{busiest}"
+    )
+
+
+def _render_paths(lines: list[str], paths: list[dict]) -> None:
+    for p in paths:
+        hops = " > ".join(h["address"] or "*" for h in p["hops"])
+        changed = f", {p['changes_in_window']} changes in window" if p["changes_in_window"] else ""
+        lines.append(f"  path to {p['target']} ({p['address']}): {hops}{'' if p['reached'] else ' (not reached)'}{changed}")
+
+
+def _render_events(lines: list[str], events: list[dict]) -> None:
+    lines.append("")
+    if not events:
+        lines.append("  events: none (no micro-disruptions in this window)")
+        return
+    lines.append(f"  events ({len(events)}):")
+    for e in events[-30:]:
+        start = _fmt_time(e["start_us"])
+        dur = "ongoing" if e["end_us"] is None else f"{e['duration_s']:.1f} s"
+        sev = {1: "minor", 2: "major", 3: "critical"}.get(e["severity"], "?")
+        lines.append(f"    {start}  {dur:>8}  {sev:<8} {e['kind']:<15} at {e['target']:<14} {e['evidence']}")
+    if len(events) > 30:
+        lines.append(f"    ... {len(events) - 30} earlier events (use --json for all)")

@@ -22,6 +22,7 @@ from ..store import RttRow
 @dataclass
 class TargetStats:
     target: str
+    hop: int | None
     addresses: list[str]
     methods: list[str]
     samples: int
@@ -85,6 +86,7 @@ def summarize(rows: Iterable[RttRow]) -> list[TargetStats]:
         out.append(
             TargetStats(
                 target=target,
+                hop=next((r.hop for r in rs if r.hop), None),
                 addresses=sorted({r.address for r in rs}),
                 methods=sorted({r.method for r in rs}),
                 samples=len(rs),
@@ -100,5 +102,85 @@ def summarize(rows: Iterable[RttRow]) -> list[TargetStats]:
                 last_us=rs[-1].ts_us,
             )
         )
-    out.sort(key=lambda t: (t.target != "gateway", t.target))
+    # The path order a network engineer reads: gateway, then hops by distance, then named targets.
+    out.sort(key=lambda t: (t.target != "gateway", t.hop is None, t.hop or 0, t.target))
     return out
+
+
+def _median(values: list) -> int | None:
+    v = sorted(x for x in values if x is not None)
+    return percentile(v, 50) if v else None
+
+
+def app_stats(rows: list) -> list[dict]:
+    """Per app: availability, phase medians (ms), last status/version, certificate days, failures by class."""
+    by_app: dict[str, list] = {}
+    for r in rows:
+        by_app.setdefault(r.target, []).append(r)
+    out = []
+    for app, rs in sorted(by_app.items()):
+        rs.sort(key=lambda r: r.ts_us)
+        failed = [r for r in rs if r.values["err"]]
+        errors: dict[str, int] = {}
+        for r in failed:
+            errors[r.values["err"]] = errors.get(r.values["err"], 0) + 1
+        last = rs[-1].values
+        certs = [r.values["cert"] for r in rs if r.values["cert"] is not None]
+        out.append({
+            "app": app,
+            "addresses": sorted({r.address for r in rs}),
+            "checks": len(rs),
+            "failed": len(failed),
+            "availability_pct": round(100.0 * (len(rs) - len(failed)) / len(rs), 2),
+            **{f"{phase}_median_ms": _ms(_median([r.values[phase] for r in rs if not r.values["err"]]))
+               for phase in ("dns", "tcp", "tls", "ttfb", "total")},
+            "total_p95_ms": _ms(percentile(sorted(t), 95)) if (t := [r.values["total"] for r in rs if r.values["total"] is not None]) else None,
+            "last_status": last["status"],
+            "http_version": last["ver"],
+            "cert_days_left": min(certs) if certs else None,
+            "errors": errors,
+            "last_error": next((r.values["err"] for r in reversed(rs) if r.values["err"]), None),
+        })
+    return out
+
+
+def voice_stats(rows: list) -> dict | None:
+    """Voice-cadence runs: the figures the Teams network requirements use."""
+    if not rows:
+        return None
+    ok = [r.values for r in rows if r.values["sent"]]
+    sent = sum(v["sent"] or 0 for v in ok)
+    recv = sum(v["recv"] or 0 for v in ok)
+    return {
+        "runs": len(rows),
+        "failed_runs": sum(1 for r in rows if r.values["err"]),
+        "packets_sent": sent,
+        "loss_pct": round(100.0 * (sent - recv) / sent, 2) if sent else None,
+        "rtt_median_ms": _ms(_median([v["rtt"] for v in ok])),
+        "jitter_median_ms": _ms(_median([v["jit"] for v in ok])),
+        "jitter_max_ms": _ms(max((v["jit"] for v in ok if v["jit"] is not None), default=None)),
+        "burst_loss_max_pct": max((v["burst"] / 10.0 for v in ok if v["burst"] is not None), default=None),
+        "reordered": sum(v["reord"] or 0 for v in ok),
+    }
+
+
+def device_stats(rows: list) -> dict | None:
+    if not rows:
+        return None
+    rows = sorted(rows, key=lambda r: r.ts_us)
+    last = rows[-1].values
+    cpu = [r.values["cpu"] for r in rows if r.values["cpu"] is not None]
+    mem = [r.values["mem"] for r in rows if r.values["mem"] is not None]
+    return {
+        "readings": len(rows),
+        "cpu_pct_now": None if last["cpu"] is None else last["cpu"] / 10,
+        "cpu_pct_max": max(cpu) / 10 if cpu else None,
+        "mem_pct_now": None if last["mem"] is None else last["mem"] / 10,
+        "mem_pct_max": max(mem) / 10 if mem else None,
+        "nic_errors": sum(r.values["nicerr"] or 0 for r in rows),
+        "interface": last["if"],
+        "interface_kind": last["ifk"],
+        "vpn": last["vpn"],
+        "proxy": last["proxy"],
+        "busiest": next((r.values["top"] for r in reversed(rows) if r.values["top"]), None),
+    }

@@ -1,0 +1,70 @@
+"""The lookup view over every kind of data: per hop, per app, voice, device, paths, events."""
+
+from __future__ import annotations
+
+from cxpulse.collector.lookup.report import NoMatch, build, render_text
+from cxpulse.collector.store import AgentInfo, PendingBatch, open_store
+from cxpulse.v1 import payload as p
+
+S = 1_000_000
+NOW = 1_790_000_600 * S
+T0 = NOW - 300 * S
+
+
+def filled_store(tmp_path):
+    store = open_store(str(tmp_path / "c.sqlite"))
+    k = store.upsert_agent(AgentInfo("agent-1", "DESK-042", "maria.silva", "Windows 11", "0.1.0", "Lisbon"), T0)
+    gw = p.Series(target="gateway", address="10.0.0.1", method="icmp_raw")
+    isp = p.Series(target="isp", address="100.64.0.1", method="icmp_raw", hop=2)
+    crm = p.Series(target="crm", address="10.9.9.9", method="https", kind="http")
+    voice = p.Series(target="reflector", address="10.9.9.1", method="udp_reflect", kind="voice")
+    dev = p.Series(target="device", address="local", method="os", kind="device")
+    for i in range(60):
+        gw.add(T0 + i * S, 1500)
+        isp.add(T0 + i * S, None if 30 <= i < 35 else 9000)
+    crm.add(T0, dns=2000, tcp=9000, tls=20000, ttfb=150000, total=180000, status=200, ver="HTTP/1.1", cert=29)
+    crm.add(T0 + 30 * S, dns=None, err="dns")
+    voice.add(T0, sent=250, recv=245, dup=0, reord=2, rtt=18000, rtt95=22000, jit=2500, loss=20, burst=300, run=3)
+    dev.add(T0, cpu=955, mem=610, top="chrome 180%", nicerr=0, **{"if": "wlan0", "ifk": "wifi", "vpn": "", "proxy": None})
+    ev = p.Event("outage:isp:1", "outage", "isp", T0 + 30 * S, T0 + 35 * S, 2, "no answer for 5 samples in a row")
+    path = p.PathSnapshot("crm", "10.9.9.9", T0, "icmp", True,
+                          [p.PathHop(1, "10.0.0.1", 1500), p.PathHop(2, "100.64.0.1", 9000), p.PathHop(3, None, None),
+                           p.PathHop(4, "10.9.9.9", 20000)])
+    store.commit_batches([PendingBatch(k, 1, 1, p.SampleBatch([gw, isp, crm, voice, dev], [ev], [path]))])
+    return store
+
+
+def test_view_and_text_carry_every_section(tmp_path):
+    store = filled_store(tmp_path)
+    try:
+        view = build(store, "maria", 3600, now_us=NOW)
+    finally:
+        store.close()
+    (a,) = view["agents"]
+    assert [t["target"] for t in a["targets"]] == ["gateway", "isp"]
+    isp = a["targets"][1]
+    assert isp["hop"] == 2 and isp["lost"] == 5 and isp["loss_seconds"] == 5
+    (crm,) = a["apps"]
+    assert crm["checks"] == 2 and crm["availability_pct"] == 50.0 and crm["errors"] == {"dns": 1}
+    assert crm["ttfb_median_ms"] == 150.0 and crm["cert_days_left"] == 29
+    assert a["voice"]["loss_pct"] == 2.0 and a["voice"]["burst_loss_max_pct"] == 30.0
+    assert a["device"]["cpu_pct_max"] == 95.5 and a["device"]["interface_kind"] == "wifi"
+    assert a["events"][0]["kind"] == "outage" and a["events"][0]["duration_s"] == 5.0
+    assert [h["address"] for h in a["paths"][0]["hops"]] == ["10.0.0.1", "100.64.0.1", None, "10.9.9.9"]
+    text = render_text(view)
+    for needle in ("maria.silva on DESK-042", "isp", "crm", "dns x1", "voice-cadence", "worst 200 ms burst loss 30.0%",
+                   "device: CPU", "chrome 180%", "path to crm (10.9.9.9): 10.0.0.1 > 100.64.0.1 > * > 10.9.9.9",
+                   "outage", "no answer for 5 samples"):
+        assert needle in text, needle
+
+
+def test_no_match_says_what_was_searched(tmp_path):
+    store = filled_store(tmp_path)
+    try:
+        try:
+            build(store, "nobody", 3600, now_us=NOW)
+            raise AssertionError("expected NoMatch")
+        except NoMatch as exc:
+            assert "user, host, agent id and site" in str(exc)
+    finally:
+        store.close()
