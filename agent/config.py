@@ -12,6 +12,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .presets import App, expand
 from .probes.base import Target
 
 
@@ -47,6 +48,20 @@ class AgentConfig:
     spool_max_bytes: int = 64 * 1024 * 1024
     spool_max_age_s: int = 7 * 24 * 3600
     reconnect_max_s: float = 30.0
+    # Applications (HTTP timing), from [[apps]] and from [[presets]] expanded at load.
+    apps: tuple[App, ...] = ()
+    app_interval_s: float = 30.0
+    app_timeout_s: float = 10.0
+    # Extra CA bundle for app checks (TLS-inspecting proxies, private CAs); empty: system store.
+    app_ca_file: str = ""
+    # Voice-cadence runs through the collector's reflector (address and key come from the collector).
+    voice_interval_s: float = 60.0
+    voice_duration_s: float = 5.0
+    device_interval_s: float = 10.0
+    # Path traces (in a short-lived child process) and continuous RTT to the hops they find.
+    trace_enabled: bool = True
+    trace_interval_s: float = 300.0
+    hop_probing: bool = True
 
     def validate(self) -> AgentConfig:
         if not _is_host_port(self.collector):
@@ -79,6 +94,19 @@ class AgentConfig:
             names.add(t.name)
         if not self.state_dir:
             raise ConfigError("state_dir must not be empty")
+        for name, lo, hi in (("app_interval_s", 5, 86400), ("app_timeout_s", 1, 120), ("voice_interval_s", 10, 86400),
+                             ("voice_duration_s", 1, 30), ("device_interval_s", 1, 3600), ("trace_interval_s", 30, 86400)):
+            if not lo <= getattr(self, name) <= hi:
+                raise ConfigError(f"{name} must be between {lo} and {hi}, got {getattr(self, name)}")
+        app_names = set()
+        for a in self.apps:
+            if not a.name or a.name in app_names:
+                raise ConfigError(f"app name {a.name!r} is empty or used twice")
+            if not (a.url.startswith("https://") or a.url.startswith("http://")):
+                raise ConfigError(f"app {a.name}: url must start with https:// or http://, got {a.url!r}")
+            app_names.add(a.name)
+        if self.app_ca_file and not os.path.isfile(self.app_ca_file):
+            raise ConfigError(f"app_ca_file {self.app_ca_file} does not exist")
         return self
 
     def with_overrides(self, **kw) -> AgentConfig:
@@ -117,7 +145,10 @@ _KEYS = {
     "collector": str, "state_dir": str, "site": str, "user": str, "agent_id": str,
     "probe_interval_s": (int, float), "probe_timeout_s": (int, float), "batch_interval_s": (int, float),
     "measure_gateway": bool, "rtt_methods": list, "targets": list, "spool_max_bytes": int,
-    "spool_max_age_s": int, "reconnect_max_s": (int, float),
+    "spool_max_age_s": int, "reconnect_max_s": (int, float), "apps": list, "presets": list,
+    "app_interval_s": (int, float), "app_timeout_s": (int, float), "app_ca_file": str,
+    "voice_interval_s": (int, float), "voice_duration_s": (int, float), "device_interval_s": (int, float),
+    "trace_enabled": bool, "trace_interval_s": (int, float), "hop_probing": bool,
 }
 
 
@@ -149,6 +180,21 @@ def load(path: str | Path) -> AgentConfig:
             except KeyError as exc:
                 raise ConfigError(f"{path}: targets[{i}] lacks {exc}") from None
         kw["targets"] = tuple(targets)
+    apps: list[App] = []
+    for i, a in enumerate(kw.pop("apps", [])):
+        if not isinstance(a, dict) or not {"name", "url"} <= set(a) or set(a) - {"name", "url", "apdex_t_ms"}:
+            raise ConfigError(f"{path}: apps[{i}] must be a table with name, url and optional apdex_t_ms")
+        apps.append(App(str(a["name"]), str(a["url"]), int(a.get("apdex_t_ms", 500))))
+    for i, pr in enumerate(kw.pop("presets", [])):
+        if not isinstance(pr, dict) or "name" not in pr:
+            raise ConfigError(f"{path}: presets[{i}] must be a table with name and the preset's parameters")
+        params = {k: str(v) for k, v in pr.items() if k != "name"}
+        try:
+            apps.extend(expand(str(pr["name"]), **params))
+        except ValueError as exc:
+            raise ConfigError(f"{path}: presets[{i}] ({pr['name']}): {exc}") from None
+    if apps:
+        kw["apps"] = tuple(apps)
     if "rtt_methods" in kw:
         kw["rtt_methods"] = tuple(kw["rtt_methods"])
     if "state_dir" in kw:

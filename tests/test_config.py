@@ -15,7 +15,9 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "agent" / "agent.example.toml
 def test_example_config_loads():
     cfg = load(EXAMPLE)
     assert cfg.collector == "127.0.0.1:50051" and cfg.probe_interval_s == 1.0 and cfg.batch_interval_s == 10.0
-    assert [t.name for t in cfg.targets] == ["ccaas-edge", "crm"]
+    assert [t.name for t in cfg.targets] == ["ccaas-edge", "crm-edge"]
+    assert cfg.targets[1].method == "tcp_connect"
+    assert [a.name for a in cfg.apps][0] == "crm" and any(a.url.startswith("https://acme.my.salesforce.com") for a in cfg.apps)
 
 
 @pytest.mark.parametrize(
@@ -32,6 +34,12 @@ def test_example_config_loads():
         ('[[targets]]\nname = "a"\nhost = "h"\nport = 70000', "port 70000"),
         ('[[targets]]\nhost = "h"', "lacks 'name'"),
         ("this is = not toml", "not valid TOML"),
+        ('[[apps]]\nname = "x"\nurl = "ftp://x"', "must start with https://"),
+        ('[[apps]]\nname = "x"', "apps\\[0\\] must be a table"),
+        ('[[presets]]\nname = "salesforce"\norg = "evil.com/x"', "not a DNS label"),
+        ('[[presets]]\nname = "no-such-vendor"', "presets\\[0\\]"),
+        ("app_interval_s = 1", "app_interval_s must be between"),
+        ('app_ca_file = "/nonexistent/ca.pem"', "does not exist"),
     ],
 )
 def test_bad_config_is_a_clear_error(tmp_path, text, message):
