@@ -1,0 +1,172 @@
+"""Device context on this machine's real kernel: psutil readings, a busy process, interface kinds.
+
+Nothing here is faked except where the machine cannot show a case (a Wi-Fi radio, a modem, a
+Windows adapter): those are recorded sysfs shapes and adapter names. Interfaces that a test
+creates (tun, veth, dummy) live in a namespace of its own, and so does the traffic that makes a
+NIC drop packets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from cxpulse.agent.device import KINDS, DeviceCounters, interface_kind, read_device, system_proxy
+from tests.netns import Lab
+from tests.requirements import require
+
+pytestmark = pytest.mark.timeout(30)
+
+SPIN_NAME = "cxspin"  # < 16 bytes: the kernel keeps it whole in /proc/PID/stat, where psutil reads it
+
+# Busy on every core it can get: hashing a large buffer releases the GIL, so its threads run in
+# parallel and the process outranks single-threaded neighbours even on a loaded machine.
+_SPIN = ("import ctypes, hashlib, sys, threading, time\n"
+         f"ctypes.CDLL(None).prctl(15, {SPIN_NAME.encode()!r}, 0, 0, 0)  # PR_SET_NAME\n"
+         "end = time.monotonic() + float(sys.argv[1])\n"
+         "buf = bytes(1 << 20)\n"
+         "def spin():\n"
+         "    while time.monotonic() < end:\n"
+         "        hashlib.sha256(buf).digest()\n"
+         "threads = [threading.Thread(target=spin) for _ in range(int(sys.argv[2]))]\n"
+         "[t.start() for t in threads]\n"
+         "print('ready', flush=True)\n"
+         "[t.join() for t in threads]\n")
+
+# Creates the tun device ``corp0`` and holds it open (a VPN client would read and write it; this
+# one never reads, so packets routed into it queue up and get dropped), for at most 25 s.
+_HOLD_TUN = ("import fcntl, os, struct, time\n"
+             "fd = os.open('/dev/net/tun', os.O_RDWR)\n"
+             "fcntl.ioctl(fd, 0x400454CA, struct.pack('16sH', b'corp0', 0x0001 | 0x1000))  # TUNSETIFF, TUN|NO_PI\n"
+             "print('ready', flush=True)\n"
+             "time.sleep(25)\n")
+
+_IN_NETNS = r"""
+import json, socket, sys
+from cxpulse.agent.device import interface_kind, read_device
+never = {"cpu_threshold_pct": 101, "mem_threshold_pct": 101}
+first, counters = read_device(None, "corp0", **never)
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    for _ in range(2000):
+        s.sendto(b"x" * 100, ("10.253.250.2", 9))  # into corp0, whose reader never reads
+second, _ = read_device(counters, "corp0", **never)
+print(json.dumps({"kinds": {n: interface_kind(n) for n in sys.argv[1:]}, "vpn": second.vpn,
+                  "iface_kind": second.iface_kind, "first_errors": first.nic_errors,
+                  "nic_errors": second.nic_errors}))
+"""
+
+
+def test_readings_are_in_range() -> None:
+    _, counters = read_device(None)
+    time.sleep(0.2)
+    snap, again = read_device(counters)
+    assert 0.0 <= snap.cpu_pct <= 100.0
+    assert 0.0 < snap.mem_pct <= 100.0
+    assert snap.nic_errors >= 0
+    assert snap.iface_kind in KINDS
+    assert all(isinstance(name, str) for name in snap.vpn)
+    assert snap.proxy is None or isinstance(snap.proxy, str)
+    assert abs(snap.ts_us / 1e6 - time.time()) < 5
+    assert isinstance(again, DeviceCounters) and again.ts_mono > counters.ts_mono
+    if snap.cpu_pct <= 80 and snap.mem_pct <= 90:
+        assert snap.top_procs == []  # a calm machine is not scanned
+
+
+def test_busy_process_shows_up_in_top_procs() -> None:
+    threads = max(2, min(4, psutil.cpu_count() or 2))
+    spinner = subprocess.Popen([sys.executable, "-c", _SPIN, "1.5", str(threads)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert spinner.stdout is not None and spinner.stdout.readline() == "ready\n"
+        _, counters = read_device(None, cpu_threshold_pct=0, mem_threshold_pct=0)
+        time.sleep(1.2)
+        snap, _ = read_device(counters, cpu_threshold_pct=0, mem_threshold_pct=0)
+    finally:
+        spinner.kill()
+        spinner.wait(5)
+    assert len(snap.top_procs) <= 3
+    names = [name for name, _ in snap.top_procs]
+    assert SPIN_NAME in names, snap.top_procs
+    share = dict(snap.top_procs)[SPIN_NAME]
+    assert 100.0 / (psutil.cpu_count() or 1) * 0.5 <= share <= 100.0  # at least half a core
+    assert snap.cpu_pct > 0
+
+
+def test_interface_kinds_vpn_and_drops_in_a_namespace(lab: Lab) -> None:
+    desk = lab.host("desk")
+    require(os.path.exists("/dev/net/tun"), "/dev/net/tun is needed to create tun devices")
+    lab.link(desk, lab.host("peer"))  # veth eth0: virtual Ethernet, not a cable -> "other"
+    desk.ip("tuntap", "add", "dev", "tun0", "mode", "tun")  # up, but no VPN client holds it
+    desk.ip("link", "set", "tun0", "up")
+    holder = desk.spawn(sys.executable, "-c", _HOLD_TUN, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline() == "ready\n"
+    desk.ip("addr", "add", "10.253.250.1/24", "dev", "corp0")  # exists only in this namespace
+    desk.ip("link", "set", "corp0", "up")
+
+    proc = desk.python(_IN_NETNS, "lo", "eth0", "tun0", "corp0")
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    # corp0 is named like nothing in particular: sysfs (type "none") makes it a VPN.
+    assert found["kinds"] == {"lo": "loopback", "eth0": "other", "tun0": "vpn", "corp0": "vpn"}
+    assert found["vpn"] == ["corp0"]  # tun0 is up without carrier: no client, not a working VPN
+    assert found["iface_kind"] == "vpn"
+    assert found["first_errors"] == 0
+    assert found["nic_errors"] > 0  # the tun queue overflowed: tx drops on corp0
+
+
+def test_kinds_from_recorded_sysfs_and_adapter_names(tmp_path) -> None:
+    """Shapes of /sys/class/net on a laptop (Wi-Fi, docked NIC, LTE modem, PPP VPN) and Windows names."""
+
+    def nic(name: str, arphrd: int, *, device: bool = False, extra: tuple[str, ...] = (), uevent: str = "") -> None:
+        base = tmp_path / name
+        base.mkdir()
+        (base / "type").write_text(f"{arphrd}\n")
+        (base / "uevent").write_text(f"INTERFACE={name}\n{uevent}")
+        if device:
+            (base / "device").mkdir()
+        for sub in extra:
+            (base / sub).mkdir()
+
+    nic("wlp2s0", 1, device=True, extra=("wireless", "phy80211"))
+    nic("enp0s31f6", 1, device=True)
+    nic("wwan0", 1, device=True, uevent="DEVTYPE=wwan\n")
+    nic("ppp0", 512)
+    nic("br0", 1, uevent="DEVTYPE=bridge\n")
+    nic("lo", 772)
+    root = str(tmp_path)
+    found = {n: interface_kind(n, sys_root=root) for n in ("wlp2s0", "enp0s31f6", "wwan0", "ppp0", "br0", "lo")}
+    assert found == {"wlp2s0": "wifi", "enp0s31f6": "ethernet", "wwan0": "cellular", "ppp0": "vpn",
+                     "br0": "other", "lo": "loopback"}
+
+    windows = {"Wi-Fi 2": "wifi", "Ethernet": "ethernet", "Local Area Connection 2": "ethernet",
+               "Local Area Connection* 3": "other",
+               "Cellular": "cellular", "Cisco AnyConnect Secure Mobility Client Connection": "vpn",
+               "Loopback Pseudo-Interface 1": "loopback", "vEthernet (WSL)": "other",
+               "utun3": "vpn", "wg0": "vpn", "en7": "other"}
+    missing = str(tmp_path / "no-sysfs")
+    assert {n: interface_kind(n, sys_root=missing) for n in windows} == windows
+
+
+def test_proxy_comes_from_the_environment_without_credentials() -> None:
+    assert system_proxy({}) is None
+    assert system_proxy({"HTTPS_PROXY": "http://proxy.corp:3128"}) == "http://proxy.corp:3128"
+    assert system_proxy({"https_proxy": "http://a:3128", "HTTPS_PROXY": "http://b:3128"}) == "http://a:3128"
+    assert system_proxy({"https_proxy": "http://bob:p@ss@proxy.corp:3128/"}) == "http://proxy.corp:3128/"
+    assert system_proxy({"https_proxy": "proxy.corp:8080"}) == "proxy.corp:8080"
+
+
+def test_cost_per_call() -> None:
+    """Measured, printed, not asserted: CPU time per call, light and with the process scan."""
+    _, counters = read_device(None)
+    results = {}
+    for label, threshold, calls in (("light", 101.0, 300), ("process scan", 0.0, 30)):
+        started = time.process_time()
+        for _ in range(calls):
+            _, counters = read_device(counters, cpu_threshold_pct=threshold, mem_threshold_pct=threshold)
+        results[label] = (time.process_time() - started) / calls * 1e3
+    print(f"\nread_device CPU per call: light {results['light']:.3f} ms, with process scan "
+          f"{results['process scan']:.2f} ms ({len(psutil.pids())} processes, {os.cpu_count()} CPUs)")
