@@ -21,6 +21,7 @@ from . import identity, netinfo
 from .batcher import Batcher
 from .detector import Detector
 from .config import AgentConfig
+from .presets import App
 from .probes import REGISTRY
 from .probes.base import Target
 from .spool import Spool
@@ -38,6 +39,9 @@ class AgentStats:
     lost: int = 0
     batches_spooled: int = 0
     events: int = 0
+    app_checks: int = 0
+    voice_runs: int = 0
+    traces: int = 0
     method: str = ""
     gateway: str = ""
 
@@ -69,6 +73,16 @@ class Agent:
         self.uplink = Uplink(self.spool, cfg.collector, self.hello, self._apply_config, cfg.reconnect_max_s)
         self._gateway: Target | None = None
         self._probing: set[asyncio.Task] = set()
+        self.apps: tuple[App, ...] = cfg.apps
+        self.app_interval_s = cfg.app_interval_s
+        self.voice_interval_s = cfg.voice_interval_s
+        self.reflector: tuple[str, int] | None = None
+        self.reflector_key = b""
+        self._wake_voice = asyncio.Event()
+        self._wake_apps = asyncio.Event()
+        self._gateway_iface = ""
+        # Hops found by the last path trace, measured like targets: role name -> (target, ttl).
+        self.hop_targets: dict[str, tuple[Target, int]] = {}
 
     def _apply_config(self, c: pb.AgentConfig) -> None:
         """Collector's config wins where it sets a value; invalid values are logged and ignored."""
@@ -82,6 +96,27 @@ class Agent:
                 self.batch_interval_s = c.batch_interval_ms / 1000
             else:
                 log.warning("ignoring collector batch interval %d ms", c.batch_interval_ms)
+        if c.apps:
+            apps = tuple(App(a.name, a.url, a.apdex_t_ms or 500) for a in c.apps
+                         if a.name and (a.url.startswith("https://") or a.url.startswith("http://")))
+            if apps != self.apps:
+                self.apps = apps
+                self._wake_apps.set()
+        if c.app_interval_ms and 5_000 <= c.app_interval_ms <= 86_400_000:
+            if self.app_interval_s != c.app_interval_ms / 1000:
+                self.app_interval_s = c.app_interval_ms / 1000
+                self._wake_apps.set()
+        if c.voice_interval_ms and 10_000 <= c.voice_interval_ms <= 86_400_000:
+            self.voice_interval_s = c.voice_interval_ms / 1000
+        if c.reflector:
+            host, _, port = c.reflector.rpartition(":")
+            if host and port.isdigit() and c.reflector_key:
+                first = self.reflector is None
+                self.reflector, self.reflector_key = (host.strip("[]"), int(port)), bytes(c.reflector_key)
+                if first:
+                    self._wake_voice.set()  # first run at once, then on the cadence
+            else:
+                log.warning("ignoring collector reflector %r: needs HOST:PORT and a key", c.reflector)
         if c.targets:
             targets = tuple(Target(t.name, t.host, t.port or 443) for t in c.targets if t.name and t.host and t.name != "gateway")
             self.targets = targets
@@ -91,6 +126,7 @@ class Agent:
         if not self.cfg.measure_gateway:
             return
         gw = netinfo.default_gateway()
+        self._gateway_iface = gw.interface if gw else ""
         new = Target("gateway", gw.address, 53) if gw else None
         if new != self._gateway:
             log.info("default gateway: %s", f"{gw.address} via {gw.interface}" if gw else "none")
@@ -103,9 +139,16 @@ class Agent:
         uplink_stop = asyncio.Event()
         uplink = asyncio.ensure_future(self.uplink.run(uplink_stop))
         batcher = asyncio.ensure_future(self._batch_loop(stop))
+        side = [asyncio.ensure_future(self._app_loop(stop)), asyncio.ensure_future(self._voice_loop(stop)),
+                asyncio.ensure_future(self._device_loop(stop))]
+        if self.cfg.trace_enabled:
+            side.append(asyncio.ensure_future(self._path_loop(stop)))
         try:
             await self._probe_loop(stop)
         finally:
+            for t in side:
+                t.cancel()
+            await asyncio.gather(*side, return_exceptions=True)
             # Let in-flight probes finish (bounded by their timeout), then spool the open batch.
             if self._probing:
                 await asyncio.wait(self._probing, timeout=self.cfg.probe_timeout_s + 1)
@@ -131,6 +174,9 @@ class Agent:
             "samples_measured": self.stats.samples,
             "samples_lost": self.stats.lost,
             "events": self.stats.events,
+            "app_checks": self.stats.app_checks,
+            "voice_runs": self.stats.voice_runs,
+            "path_traces": self.stats.traces,
             "batches_spooled": self.stats.batches_spooled,
             "batches_still_spooled": len(self.spool),
             "batches_acked": u.batches_acked,
@@ -155,9 +201,10 @@ class Agent:
             if now >= next_gateway:
                 self._refresh_gateway()
                 next_gateway = now + GATEWAY_REFRESH_S
-            targets = ([self._gateway] if self._gateway else []) + list(self.targets)
-            for t in targets:
-                task = asyncio.ensure_future(self._measure(t))
+            targets = [(self._gateway, None)] if self._gateway else []
+            targets += [(t, ttl) for t, ttl in self.hop_targets.values()] + [(t, None) for t in self.targets]
+            for t, hop in targets:
+                task = asyncio.ensure_future(self._measure(t, hop))
                 self._probing.add(task)
                 task.add_done_callback(self._probing.discard)
             next_tick += self.probe_interval_s
@@ -168,13 +215,153 @@ class Agent:
             except asyncio.TimeoutError:
                 pass
 
-    async def _measure(self, t: Target) -> None:
+    async def _measure(self, t: Target, hop: int | None = None) -> None:
         m = await self.probe.measure(t, self.cfg.probe_timeout_s)
-        self.batcher.add(m)
+        self.batcher.add(m, hop)
         self.stats.samples += 1
         if m.rtt_us is None:
             self.stats.lost += 1
         self._events(self.detector.observe_rtt(m.target, m.ts_us, m.rtt_us))
+
+    async def _app_loop(self, stop: asyncio.Event) -> None:
+        """Each app every app_interval_s, on a fresh connection; a failure is re-checked after 5 s."""
+        from .probes.http import check_app
+
+        sem = asyncio.Semaphore(4)  # a desk does not open dozens of TLS handshakes at once
+
+        async def one(app: App, retry: bool) -> None:
+            async with sem:
+                r = await check_app(app.name, app.url, self.cfg.app_timeout_s, ca_file=self.cfg.app_ca_file or None)
+            values = {"dns": r.dns_us, "tcp": r.connect_us, "tls": r.tls_us, "ttfb": r.ttfb_us, "total": r.total_us,
+                      "status": r.status, "ver": r.http_version, "cert": r.cert_days, "err": r.error}
+            method = "https" if app.url.startswith("https://") else "http"
+            host = app.url.split("//", 1)[1].split("/", 1)[0]
+            self.batcher.add_row(app.name, (r.address or host)[:256], "http", method, r.ts_us, values)
+            self.stats.app_checks += 1
+            self._events(self.detector.observe_app(app.name, r.ts_us, r.error, (r.detail or "")[:200]))
+            if r.error and retry and not stop.is_set():
+                await asyncio.sleep(5)
+                await one(app, retry=False)
+
+        while not stop.is_set():
+            self._wake_apps.clear()
+            tasks = [asyncio.ensure_future(one(a, retry=True)) for a in self.apps]
+            await _wait_any(stop, self._wake_apps, timeout=self.app_interval_s)
+            for t in tasks:
+                if not t.done():
+                    t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _voice_loop(self, stop: asyncio.Event) -> None:
+        """A short 20 ms UDP stream through the collector's reflector, every voice_interval_s."""
+        from .probes.voice import run_voice_probe
+
+        while not stop.is_set():
+            if self.reflector is not None:
+                r = await run_voice_probe(self.reflector, self.agent_id, self.reflector_key,
+                                          duration_s=self.cfg.voice_duration_s)
+                values = {"sent": r.sent, "recv": r.received, "dup": r.duplicates, "reord": r.reordered,
+                          "rtt": r.rtt_median_us, "rtt95": r.rtt_p95_us, "jit": r.jitter_us,
+                          "loss": round(r.loss_pct * 10) if r.loss_pct is not None else None,
+                          "burst": round(r.burst_loss_max_pct * 10) if r.burst_loss_max_pct is not None else None,
+                          "run": r.max_loss_run, "err": (r.error or None) and r.error[:128]}
+                self.batcher.add_row("reflector", r.address or self.reflector[0], "voice", "udp_reflect", r.ts_us, values)
+                self.stats.voice_runs += 1
+            self._wake_voice.clear()
+            await _wait_any(stop, self._wake_voice, timeout=self.voice_interval_s)
+
+    async def _device_loop(self, stop: asyncio.Event) -> None:
+        """CPU, memory, NIC errors, interface kind, VPN and proxy: what the PC adds to the picture."""
+        from .device import read_device
+
+        counters = None
+        while not stop.is_set():
+            try:
+                snap, counters = read_device(counters, self._gateway_iface or None)
+            except Exception:  # a reading that fails is skipped, the agent goes on
+                log.debug("device reading failed", exc_info=True)
+            else:
+                top = ", ".join(f"{n} {p:.0f}%" for n, p in snap.top_procs)[:128] or None
+                values = {"cpu": round(snap.cpu_pct * 10), "mem": round(snap.mem_pct * 10), "top": top,
+                          "nicerr": snap.nic_errors, "if": snap.iface[:128] or None, "ifk": snap.iface_kind,
+                          "vpn": ",".join(snap.vpn)[:128] or None, "proxy": (snap.proxy or None) and snap.proxy[:128]}
+                self.batcher.add_row("device", "local", "device", "os", snap.ts_us, values)
+                self._events(self.detector.observe_device(snap.ts_us, snap.cpu_pct, snap.mem_pct, top or ""))
+            try:
+                await asyncio.wait_for(stop.wait(), self.cfg.device_interval_s)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _path_loop(self, stop: asyncio.Event) -> None:
+        """Trace the path (child process, never scapy in here) on a slow cadence and when the network changes."""
+        from cxpulse.v1.payload import PathHop, PathSnapshot
+
+        from .path import PathWatcher, classify_hops, trace
+
+        watcher = PathWatcher(interval_s=self.cfg.trace_interval_s)
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            dest = await self._trace_destination()
+            gw = self._gateway.host if self._gateway else None
+            if dest is not None and watcher.should_trace(loop.time(), gw, self._gateway_iface or None):
+                name, ip, port = dest
+                result = await trace(ip, port=port)
+                if result.error:
+                    log.info("path trace to %s failed: %s", ip, result.error)
+                else:
+                    self.stats.traces += 1
+                    hops = [PathHop(h.ttl, h.address, min((r for r in h.rtt_us if r is not None), default=None))
+                            for h in result.hops]
+                    self.batcher.add_path(PathSnapshot(name, ip, result.ts_us, result.method, result.reached, hops))
+                    change = watcher.observe(result)
+                    if change is not None:
+                        old = change.old_signature[change.first_ttl - 1] if len(change.old_signature) >= change.first_ttl else "-"
+                        new = change.new_signature[change.first_ttl - 1] if len(change.new_signature) >= change.first_ttl else "-"
+                        self._events([self.detector.path_change(
+                            name, result.ts_us, f"path changed at hop {change.first_ttl}: {old} -> {new} ({watcher.reason})")])
+                    if self.cfg.hop_probing:
+                        self._set_hop_targets(classify_hops(result, gw), ip)
+            try:
+                await asyncio.wait_for(stop.wait(), 10.0)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _trace_destination(self) -> tuple[str, str, int] | None:
+        """One destination stands for the path out: the desk-to-ISP part is shared by every app."""
+        import ipaddress
+        import socket
+
+        candidates = [(t.name, t.host, t.port) for t in self.targets]
+        for a in self.apps:
+            host = a.url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+            candidates.append((a.name, host, 443 if a.url.startswith("https://") else 80))
+        for name, host, port in candidates:
+            try:
+                ip = ipaddress.ip_address(host)
+            except ValueError:
+                try:
+                    infos = await asyncio.get_running_loop().getaddrinfo(host, port, family=socket.AF_INET, type=socket.SOCK_STREAM)
+                except OSError:
+                    continue
+                ip = ipaddress.ip_address(infos[0][4][0])
+            if ip.version == 4:
+                return name, str(ip), port
+        return None
+
+    def _set_hop_targets(self, roles: dict, dest_ip: str) -> None:
+        """ISP and first public hop get continuous RTT, so loss can be placed beyond the home router."""
+        gw = self._gateway.host if self._gateway else None
+        chosen: dict[str, tuple[Target, int]] = {}
+        seen = {gw, dest_ip}
+        for role in ("isp", "public"):
+            hop = roles.get(role)
+            if hop is None or hop.address is None or hop.address in seen:
+                continue
+            seen.add(hop.address)
+            chosen[role] = (Target(role, hop.address, 443), hop.ttl)
+        if chosen.keys() != self.hop_targets.keys() or any(chosen[k][0] != self.hop_targets[k][0] for k in chosen):
+            log.info("hops measured every probe: %s", ", ".join(f"{k}={v[0].host} (hop {v[1]})" for k, v in chosen.items()) or "none")
+        self.hop_targets = chosen
 
     def _events(self, events: list) -> None:
         """An event flushes the batch at once: the helpdesk sees a disruption while it happens."""
@@ -205,6 +392,16 @@ class Agent:
         self.stats.batches_spooled += 1
         log.debug("spooled batch seq %d: %d samples, %d bytes", entry.seq, n, len(data))
         self.uplink.notify()
+
+
+async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:
+    """Sleep until timeout, or earlier when stopping or woken (new config)."""
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 async def run_until_signalled(cfg: AgentConfig) -> None:

@@ -32,6 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--target", action="append", default=[], metavar="NAME=HOST[:PORT]", help="push this target to every agent (repeatable)")
     serve.add_argument("--probe-interval", type=float, default=0, help="push this probe interval (seconds) to agents")
     serve.add_argument("--batch-interval", type=float, default=0, help="push this batch interval (seconds) to agents")
+    serve.add_argument("--app", action="append", default=[], metavar="NAME=URL", help="push this app check to every agent (repeatable)")
+    serve.add_argument("--app-interval", type=float, default=0, help="push this app check interval (seconds) to agents")
+    serve.add_argument("--reflector", default="", metavar="HOST:PORT",
+                       help="run the voice-cadence UDP reflector here (e.g. 0.0.0.0:50052); empty: off")
+    serve.add_argument("--reflector-advertise", default="", metavar="HOST:PORT",
+                       help="reflector address as agents reach it (default: the --reflector address)")
+    serve.add_argument("--voice-interval", type=float, default=0, help="push this voice-cadence interval (seconds) to agents")
     serve.add_argument("--ready-file", help="write the bound port here once listening (for scripts)")
     serve.set_defaults(func=cmd_serve)
 
@@ -62,14 +69,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"cxpulse collector: {exc}", file=sys.stderr)
         return 2
+    apps = []
+    for spec in args.app:
+        name, sep, url = spec.partition("=")
+        if not sep or not name or not (url.startswith("https://") or url.startswith("http://")):
+            print(f"cxpulse collector: --app must look like NAME=https://host/path, got {spec!r}", file=sys.stderr)
+            return 2
+        apps.append((name, url, 500))
     config = IngestConfig(
         probe_interval_ms=int(args.probe_interval * 1000),
         batch_interval_ms=int(args.batch_interval * 1000),
         targets=[(t.name, t.host, t.port) for t in targets],
+        apps=apps,
+        app_interval_ms=int(args.app_interval * 1000),
+        voice_interval_ms=int(args.voice_interval * 1000),
+        reflector=args.reflector_advertise,
     )
     try:
-        asyncio.run(serve(args.db or default_db(), args.listen, config, args.ready_file))
-    except OSError as exc:
+        asyncio.run(serve(args.db or default_db(), args.listen, config, args.ready_file, args.reflector))
+    except (OSError, ValueError) as exc:
         print(f"cxpulse collector: {exc}", file=sys.stderr)
         return 1
     return 0

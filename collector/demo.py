@@ -17,6 +17,7 @@ from cxpulse.agent.probes.base import Target
 from cxpulse.agent.runner import Agent
 
 from .lookup.report import build, render_text
+from .ingest.service import IngestConfig
 from .server import Collector
 
 
@@ -26,10 +27,19 @@ def _default_data_dir() -> str:
 
 
 async def _serve_tcp_listener() -> tuple[asyncio.base_events.Server, int]:
-    """A local 'app' so there is something to connect to besides ICMP on loopback."""
+    """A local web 'app': something to time an HTTP check and a TCP connect against."""
 
     async def on_conn(reader, writer):
-        writer.close()
+        try:
+            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            body = b"cxpulse demo app\n"
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError, asyncio.LimitOverrunError, ConnectionError):
+            pass
+        finally:
+            writer.close()
 
     server = await asyncio.start_server(on_conn, "127.0.0.1", 0)
     return server, server.sockets[0].getsockname()[1]
@@ -39,9 +49,11 @@ async def run_demo(args: argparse.Namespace) -> int:
     data_dir = args.data_dir or _default_data_dir()
     os.makedirs(data_dir, exist_ok=True)
     db = os.path.join(data_dir, "collector.sqlite")
-    collector = Collector(db, "127.0.0.1:0")
-    await collector.start()
     app, app_port = await _serve_tcp_listener()
+    config = IngestConfig(apps=[("local-web", f"http://127.0.0.1:{app_port}/", 500)], app_interval_ms=10_000,
+                          voice_interval_ms=15_000)
+    collector = Collector(db, "127.0.0.1:0", config, reflector_listen="127.0.0.1:0")
+    await collector.start()
     # local-app always uses TCP connect time, like an app's port would.
     targets = (Target("loopback", "127.0.0.1", app_port), Target("local-app", "127.0.0.1", app_port, method="tcp_connect"))
     cfg = AgentConfig(
@@ -59,7 +71,8 @@ async def run_demo(args: argparse.Namespace) -> int:
     print(f"  collector on 127.0.0.1:{collector.port} (SQLite {db})")
     print(f"  agent {agent.agent_id} as user {agent.hello.os_user!r}; targets: "
           + ("default gateway, " if cfg.measure_gateway else "")
-          + f"loopback, local-app (TCP 127.0.0.1:{app_port})")
+          + f"loopback, local-app (TCP 127.0.0.1:{app_port}), web check http://127.0.0.1:{app_port}/, "
+          + f"voice-cadence via reflector {config.reflector}")
     print(f"  measuring for {args.duration:.0f}s (Ctrl-C to stop early)\n", flush=True)
 
     stop = asyncio.Event()
@@ -101,7 +114,8 @@ def _progress(agent: Agent, elapsed: float, duration: float) -> None:
     s, u = agent.stats, agent.uplink.stats
     state = "connected" if u.connected else f"not connected ({u.last_error or 'starting'})"
     print(
-        f"  [{min(elapsed, duration):5.1f}s/{duration:.0f}s] samples {s.samples} (lost {s.lost}, method {s.method or '?'})"
-        f"  batches spooled {s.batches_spooled} acked {u.batches_acked}  uplink {state}",
+        f"  [{min(elapsed, duration):5.1f}s/{duration:.0f}s] samples {s.samples} (lost {s.lost}, method {s.method or '?'}),"
+        f" app checks {s.app_checks}, voice runs {s.voice_runs}, events {s.events};"
+        f" batches spooled {s.batches_spooled} acked {u.batches_acked}; uplink {state}",
         flush=True,
     )

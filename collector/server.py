@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 
 import grpc
@@ -20,10 +21,13 @@ log = logging.getLogger("cxpulse.collector")
 class Collector:
     """A started collector; ``port`` is the bound port (useful with port 0)."""
 
-    def __init__(self, db: str, listen: str = "127.0.0.1:50051", config: IngestConfig | None = None):
+    def __init__(self, db: str, listen: str = "127.0.0.1:50051", config: IngestConfig | None = None,
+                 reflector_listen: str = ""):
         self.db = db
         self.listen = listen
         self.config = config or IngestConfig()
+        self.reflector_listen = reflector_listen
+        self.reflector = None
         self.store: Store | None = None
         self.writer: StoreWriter | None = None
         self.service: TelemetryService | None = None
@@ -48,7 +52,31 @@ class Collector:
         if self.port == 0:
             raise OSError(f"cannot listen on {self.listen}")
         await self.server.start()
+        if self.reflector_listen:
+            await self._start_reflector()
         log.warning("collector listening on %s WITHOUT TLS (plain-text gRPC); store %s", self._bound(), self.db)
+
+    async def _start_reflector(self) -> None:
+        from .reflector import Reflector, derive_agent_key
+
+        host, _, port = self.reflector_listen.rpartition(":")
+        if not port.isdigit():
+            raise ValueError(f"--reflector must be HOST:PORT, got {self.reflector_listen!r}")
+        if not self.config.reflector and host.strip("[]") in ("", "0.0.0.0", "::"):
+            raise ValueError("the reflector listens on all addresses: give --reflector-advertise HOST:PORT as agents reach it")
+        master = self.config.reflector_master or load_or_create_secret(os.path.join(os.path.dirname(os.path.abspath(self.db)), "reflector.key"))
+        self.config.reflector_master = master
+        service = self.service
+
+        def key_for(agent_id: str) -> bytes | None:
+            return derive_agent_key(master, agent_id) if agent_id in service.known_agents else None
+
+        self.reflector = Reflector(key_for)
+        await self.reflector.start(host.strip("[]") or "0.0.0.0", int(port))
+        if not self.config.reflector:
+            # Agents on this machine reach it as given; on a network, set the advertised address.
+            self.config.reflector = f"{host or '127.0.0.1'}:{self.reflector.port}"
+        log.info("voice reflector on UDP %s:%d, advertised to agents as %s", host, self.reflector.port, self.config.reflector)
 
     def _bound(self) -> str:
         host = self.listen.rsplit(":", 1)[0]
@@ -56,6 +84,8 @@ class Collector:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop taking streams, let open ones finish their commits, then close the store."""
+        if self.reflector is not None:
+            await self.reflector.stop()
         if self.server is not None:
             await self.server.stop(grace)
         if self.writer is not None:
@@ -64,8 +94,28 @@ class Collector:
             self.store.close()
 
 
-async def serve(db: str, listen: str, config: IngestConfig, ready_file: str | None = None) -> None:
-    collector = Collector(db, listen, config)
+def load_or_create_secret(path: str) -> bytes:
+    """A 32-byte secret kept beside the database, readable by the collector's account only."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        if len(data) == 32:
+            return data
+        log.warning("%s is not a 32-byte key; making a new one", path)
+    except FileNotFoundError:
+        pass
+    data = os.urandom(32)
+    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(path + ".tmp", path)
+    return data
+
+
+async def serve(db: str, listen: str, config: IngestConfig, ready_file: str | None = None, reflector_listen: str = "") -> None:
+    collector = Collector(db, listen, config, reflector_listen)
     await collector.start()
     if ready_file:
         with open(ready_file, "w") as f:

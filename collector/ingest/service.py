@@ -8,6 +8,7 @@ message larger than the transport limit) ends the stream with a status.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -36,24 +37,42 @@ MAX_IN_FLIGHT_PER_STREAM = 64
 
 @dataclass
 class IngestConfig:
-    """What agents are told to run. Targets are (name, host, port)."""
+    """What agents are told to run. Targets are (name, host, port); apps (name, url, apdex_t_ms)."""
 
     probe_interval_ms: int = 0
     batch_interval_ms: int = 0
     targets: list[tuple[str, str, int]] = field(default_factory=list)
+    apps: list[tuple[str, str, int]] = field(default_factory=list)
+    app_interval_ms: int = 0
+    voice_interval_ms: int = 0
+    # Where agents send voice-cadence probes (HOST:PORT as agents reach it); empty: no voice probe.
+    reflector: str = ""
+    # Master secret from which each agent's reflector key is derived (never sent as is).
+    reflector_master: bytes = b""
 
     @property
     def version(self) -> int:
-        return abs(hash((self.probe_interval_ms, self.batch_interval_ms, tuple(self.targets)))) % (1 << 53)
+        key = (self.probe_interval_ms, self.batch_interval_ms, tuple(self.targets), tuple(self.apps),
+               self.app_interval_ms, self.voice_interval_ms, self.reflector)
+        return int.from_bytes(hashlib.sha256(repr(key).encode()).digest()[:6], "big")
 
-    def to_proto(self, committed_seq: int) -> pb.AgentConfig:
-        return pb.AgentConfig(
+    def to_proto(self, committed_seq: int, agent_id: str = "") -> pb.AgentConfig:
+        cfg = pb.AgentConfig(
             version=self.version,
             probe_interval_ms=self.probe_interval_ms,
             batch_interval_ms=self.batch_interval_ms,
             targets=[pb.Target(name=n, host=h, port=p) for n, h, p in self.targets],
             committed_seq=committed_seq,
+            apps=[pb.App(name=n, url=u, apdex_t_ms=t) for n, u, t in self.apps],
+            app_interval_ms=self.app_interval_ms,
+            voice_interval_ms=self.voice_interval_ms,
         )
+        if self.reflector and self.reflector_master and agent_id:
+            from ..reflector import derive_agent_key
+
+            cfg.reflector = self.reflector
+            cfg.reflector_key = derive_agent_key(self.reflector_master, agent_id)
+        return cfg
 
 
 @dataclass
@@ -71,6 +90,8 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
         self.writer = writer
         self.config = config or IngestConfig()
         self.stats = IngestStats()
+        # Agents that said Hello on a stream: the reflector answers only these.
+        self.known_agents: set[str] = set()
 
     async def Stream(self, request_iterator, context: grpc.aio.ServicerContext) -> None:
         peer = context.peer()
@@ -90,7 +111,8 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
         epoch = hello.seq_epoch
         committed = await self.writer.call(lambda: self.store.committed_seq(agent_key, epoch))
         log.info("agent %s (%s@%s) connected from %s, committed seq %d", info.agent_id, info.os_user, info.host, peer, committed)
-        await context.write(pb.StreamResponse(config=self.config.to_proto(committed)))
+        self.known_agents.add(info.agent_id)
+        await context.write(pb.StreamResponse(config=self.config.to_proto(committed, info.agent_id)))
 
         self.stats.streams_open += 1
         # Acks leave in batch order; the bounded queue is this stream's backpressure.
