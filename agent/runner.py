@@ -73,6 +73,7 @@ class Agent:
         self.uplink = Uplink(self.spool, cfg.collector, self.hello, self._apply_config, cfg.reconnect_max_s)
         self._gateway: Target | None = None
         self._probing: set[asyncio.Task] = set()
+        self._in_order: dict[str, list[list]] = {}
         self.apps: tuple[App, ...] = cfg.apps
         self.app_interval_s = cfg.app_interval_s
         self.voice_interval_s = cfg.voice_interval_s
@@ -216,12 +217,19 @@ class Agent:
                 pass
 
     async def _measure(self, t: Target, hop: int | None = None) -> None:
-        m = await self.probe.measure(t, self.cfg.probe_timeout_s)
-        self.batcher.add(m, hop)
-        self.stats.samples += 1
-        if m.rtt_us is None:
-            self.stats.lost += 1
-        self._events(self.detector.observe_rtt(m.target, m.ts_us, m.rtt_us))
+        # A lost probe finishes a timeout after the ones sent after it: release results in send
+        # order, so that the batch and the detector see each target's samples as they happened.
+        pending = self._in_order.setdefault(t.name, [])
+        slot: list = [None]
+        pending.append(slot)
+        slot[0] = (await self.probe.measure(t, self.cfg.probe_timeout_s), hop)
+        while pending and pending[0][0] is not None:
+            m, h = pending.pop(0)[0]
+            self.batcher.add(m, h)
+            self.stats.samples += 1
+            if m.rtt_us is None:
+                self.stats.lost += 1
+            self._events(self.detector.observe_rtt(m.target, m.ts_us, m.rtt_us))
 
     async def _app_loop(self, stop: asyncio.Event) -> None:
         """Each app every app_interval_s, on a fresh connection; a failure is re-checked after 5 s."""

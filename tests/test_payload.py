@@ -122,3 +122,12 @@ def test_invalid_events_paths_and_kinds(patch, reason):
     with pytest.raises(p.PayloadError) as err:
         p.decode(msgpack.packb(obj))
     assert reason in str(err.value)
+
+
+def test_samples_added_out_of_order_are_sent_in_time_order():
+    """A lost probe completes after later ones: the encoder must not produce backwards timestamps."""
+    s = p.Series(target="t", address="a", method=p.METHOD_ICMP_RAW)
+    for ts, r in [(T0, 1), (T0 + 500_000, 2), (T0 + 250_000, None), (T0 + 750_000, 4)]:
+        s.add(ts, r)
+    back = p.decode(p.encode(p.SampleBatch([s]))).series[0]
+    assert back.ts_us == [T0, T0 + 250_000, T0 + 500_000, T0 + 750_000] and back.rtt_us == [1, None, 2, 4]

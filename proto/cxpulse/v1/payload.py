@@ -131,6 +131,8 @@ def encode(batch: SampleBatch) -> bytes:
     t0 = min(starts, default=0)
     out: dict = {"v": SCHEMA_VERSION, "t0": t0, "s": []}
     for s in live:
+        if any(b < a for a, b in zip(s.ts_us, s.ts_us[1:])):
+            s = _time_ordered(s)  # probes can finish out of order (a lost one waits for its timeout)
         steps = [b - a for a, b in zip(s.ts_us, s.ts_us[1:])]
         # Samples come on a cadence: store each step as its deviation from the
         # typical step, which is a small number (1-3 bytes) instead of a 5-byte one.
@@ -150,6 +152,12 @@ def encode(batch: SampleBatch) -> bytes:
         out["p"] = [{"tg": p.target, "a": p.address, "ts": p.ts_us - t0, "m": p.method, "r": p.reached,
                      "hops": [[h.ttl, h.address, h.rtt_us] for h in p.hops]} for p in batch.paths]
     return msgpack.packb(out, use_bin_type=True)
+
+
+def _time_ordered(s: Series) -> Series:
+    order = sorted(range(len(s.ts_us)), key=s.ts_us.__getitem__)
+    return Series(target=s.target, address=s.address, method=s.method, kind=s.kind, hop=s.hop,
+                  ts_us=[s.ts_us[i] for i in order], cols={k: [v[i] for i in order] for k, v in s.cols.items()})
 
 
 def decode(data: bytes, *, max_samples: int = 1_000_000) -> SampleBatch:
