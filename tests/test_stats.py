@@ -31,7 +31,7 @@ def test_summary_counts_loss_and_loss_seconds():
     data = rows("gw", [1000, 1100, None, None, 1200, 1300, None, 5000])
     (t,) = summarize(data)
     assert t.samples == 8 and t.lost == 3 and t.loss_pct == 37.5
-    assert t.loss_seconds == 2
+    assert t.loss_seconds == 2 and t.max_loss_run == 2
     assert t.rtt_median_ms == 1.2 and t.rtt_p95_ms == 5.0 and t.rtt_max_ms == 5.0
     assert t.jitter_ms is not None and t.jitter_mean_abs_ms == round(((100 + 100 + 100 + 3700) / 4) / 1000, 3)
 

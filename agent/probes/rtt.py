@@ -25,6 +25,12 @@ DEFAULT_METHODS: tuple[str, ...] = (METHOD_ICMP_RAW, METHOD_ICMP_DGRAM, METHOD_T
 
 log = logging.getLogger(__name__)
 
+# ICMP is blocked or rate-limited at many corporate edges and SaaS front doors: a target whose
+# ICMP goes unanswered while its TCP port answers is timed by TCP connect instead of being
+# reported as lost. A target that never answered ICMP is checked at its first loss; one that did,
+# after this many losses in a row (a real outage also fails the TCP check and stays lost).
+ICMP_BLOCKED_AFTER = 5
+ICMP_RECHECK_S = 300.0  # then ICMP is tried again
 _NEGATIVE_TTL_S = 10.0  # a name that does not resolve is retried soon, but not on every sample
 _CACHE_MAX = 1024
 
@@ -52,6 +58,9 @@ class RttProbe:
         self._pingers: dict[socket.AddressFamily, IcmpPinger] = {}
         self._cache: dict[str, tuple[float, _Resolved | None]] = {}
         self._started = False
+        self._icmp_answered: set[str] = set()
+        self._icmp_losses: dict[str, int] = {}
+        self._tcp_until: dict[str, float] = {}
 
     @property
     def method(self) -> str | None:
@@ -82,15 +91,43 @@ class RttProbe:
             if target.method == METHOD_TCP_CONNECT:
                 # An app's port: TCP connect time is what the app sees, whatever ICMP would say.
                 method = METHOD_TCP_CONNECT
+            elif method != METHOD_TCP_CONNECT and loop.time() < self._tcp_until.get(target.name, 0.0):
+                method = METHOD_TCP_CONNECT
             remaining = deadline - loop.time()
             ts_us = time.time_ns() // 1000
             rtt_us: int | None = None
             if remaining > 0:
                 rtt_us = await self._measure_with(method, family, sockaddr, target.port, remaining)
+            if (method in (METHOD_ICMP_RAW, METHOD_ICMP_DGRAM) and METHOD_TCP_CONNECT in self._chain
+                    and not target.method):
+                tcp = await self._icmp_blocked_check(target, family, sockaddr, rtt_us, timeout_s)
+                if tcp is not None:
+                    return Measurement(target.name, address, METHOD_TCP_CONNECT, ts_us, tcp)
             return Measurement(target.name, address, method, ts_us, rtt_us)
         except Exception:  # a probe must never take the agent down; a lost sample is the honest answer
             log.debug("rtt measurement of %s failed", target.host, exc_info=True)
             return Measurement(target.name, address, method, ts_us, None)
+
+    async def _icmp_blocked_check(self, target: Target, family: socket.AddressFamily, sockaddr: tuple,
+                                  icmp_rtt: int | None, timeout_s: float) -> int | None:
+        """After ICMP loss, does the host answer on its TCP port? Then switch the target to TCP for a while."""
+        name = target.name
+        if icmp_rtt is not None:
+            self._icmp_answered.add(name)
+            self._icmp_losses[name] = 0
+            return None
+        losses = self._icmp_losses[name] = self._icmp_losses.get(name, 0) + 1
+        if name in self._icmp_answered and losses < ICMP_BLOCKED_AFTER:
+            return None
+        tcp = await tcp_connect_rtt(family, (sockaddr[0], target.port, *sockaddr[2:]), timeout_s)
+        if tcp is None:
+            return None  # no answer either way: that is loss
+        self._tcp_until[name] = asyncio.get_running_loop().time() + ICMP_RECHECK_S
+        self._icmp_answered.discard(name)
+        self._icmp_losses[name] = 0
+        log.info("rtt probe: ICMP to %s (%s) goes unanswered but TCP port %d answers; timing TCP connect for %.0f s",
+                 name, sockaddr[0], target.port, ICMP_RECHECK_S)
+        return tcp
 
     async def close(self) -> None:
         for pinger in self._pingers.values():

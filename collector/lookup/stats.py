@@ -8,6 +8,7 @@
 - mean |dRTT|: the plain mean of |D| over the window (what mtr calls jitter mean),
   which reacts to every spike instead of smoothing it.
 - loss seconds: distinct wall-clock seconds that held at least one lost sample.
+- max loss run: the longest run of consecutive lost samples (a burst, not scattered loss).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class TargetStats:
     jitter_ms: float | None
     jitter_mean_abs_ms: float | None
     loss_seconds: int
+    max_loss_run: int
     first_us: int
     last_us: int
 
@@ -67,6 +69,14 @@ def rfc3550_jitter(rtts_us: Iterable[int]) -> tuple[float | None, float | None]:
     return j, total / n
 
 
+def _longest_run(flags: Iterable[bool]) -> int:
+    best = run = 0
+    for f in flags:
+        run = run + 1 if f else 0
+        best = max(best, run)
+    return best
+
+
 def _ms(us: float | None) -> float | None:
     return None if us is None else round(us / 1000.0, 3)
 
@@ -98,6 +108,7 @@ def summarize(rows: Iterable[RttRow]) -> list[TargetStats]:
                 jitter_ms=_ms(jitter),
                 jitter_mean_abs_ms=_ms(mean_abs),
                 loss_seconds=len({r.ts_us // 1_000_000 for r in rs if r.rtt_us is None}),
+                max_loss_run=_longest_run(r.rtt_us is None for r in rs),
                 first_us=rs[0].ts_us,
                 last_us=rs[-1].ts_us,
             )

@@ -95,3 +95,25 @@ def close_while_waiting(method: str, host: str, timeout_s: float) -> dict:
         return {**dataclasses.asdict(m), "elapsed_s": time.monotonic() - started}
 
     return asyncio.run(run())
+
+
+def measure_series(address: str, port: int, count: int, timeout_s: float) -> list[dict]:
+    """``count`` samples of one target with the default chain, one after another."""
+    import asyncio
+
+    from cxpulse.agent.probes.base import Target
+    from cxpulse.agent.probes.rtt import RttProbe
+
+    async def run() -> list[dict]:
+        probe = RttProbe()
+        await probe.start()
+        try:
+            out = []
+            for _ in range(count):
+                m = await probe.measure(Target("app", address, port), timeout_s)
+                out.append({"method": m.method, "rtt_us": m.rtt_us})
+            return out
+        finally:
+            await probe.close()
+
+    return asyncio.run(run())

@@ -159,3 +159,19 @@ def test_resolution_is_cached_for_its_ttl(lab: Lab, ttl_s: float, second: str) -
                           f"{link.a_addr} app.cxpulse.test\n", ttl_s)
     assert addresses[0] == link.b_addr
     assert addresses[1] == (link.b_addr if second == "first" else link.a_addr)
+
+
+def test_icmp_blocked_target_is_timed_by_tcp_instead_of_reported_lost(lab: Lab) -> None:
+    """A SaaS edge that drops ping but answers on its port is not an outage."""
+    desk, far = lab.host("desk"), lab.host("far")
+    link = lab.link(desk, far)
+    far.sysctl("net.ipv4.icmp_echo_ignore_all", 1)
+    # A closed port answers with RST: that is an answer, and its time is the round trip.
+    samples = desk.call(child.measure_series, link.b_addr, 443, 4, 0.5)
+    assert [s["method"] for s in samples] == ["tcp_connect"] * 4, samples
+    assert all(s["rtt_us"] is not None for s in samples), samples
+
+    # When the host answers nothing at all, it stays ICMP and lost: a real outage is not hidden.
+    far.ip("route", "add", "blackhole", f"{link.a_addr}/32")
+    lost = desk.call(child.measure_series, link.b_addr, 443, 3, 0.3)
+    assert lost == [{"method": "icmp_raw", "rtt_us": None}] * 3, lost
