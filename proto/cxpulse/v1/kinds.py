@@ -26,6 +26,11 @@ KINDS: dict[str, dict[str, str]] = {
     # Device context: CPU and memory in permille, top processes when under pressure,
     # NIC errors+drops since the last reading, active interface and its kind, VPN tunnels, proxy.
     "device": {"cpu": INT, "mem": INT, "top": STR, "nicerr": INT, "if": STR, "ifk": STR, "vpn": STR, "proxy": STR},
+    # Wi-Fi link as the desk sees it (never from a scan). conn: 1 connected, 0 not; ssid/bssid may be
+    # "<hidden-by-os>" (no location permission) or hashed; rssi/noise dBm; snr dB; ch channel;
+    # mhz frequency; band "2.4"/"5"/"6"; phy e.g. "802.11ax"; tx/rx rate in kbit/s; q signal quality % (Windows).
+    "wifi": {"conn": INT, "ssid": STR, "bssid": STR, "rssi": INT, "noise": INT, "snr": INT, "ch": INT, "mhz": INT,
+             "band": STR, "phy": STR, "tx": INT, "rx": INT, "q": INT},
 }
 
 # Which methods a kind may report.
@@ -34,6 +39,7 @@ KIND_METHODS: dict[str, tuple[str, ...]] = {
     "http": ("https", "http"),
     "voice": ("udp_reflect",),
     "device": ("os",),
+    "wifi": ("wlanapi", "netsh", "corewlan", "system_profiler", "airport", "wdutil", "nl80211", "iw", "proc", "nmcli", "iwconfig"),
 }
 
 # Micro-disruption events the agent's detector reports.
@@ -46,6 +52,11 @@ EVENT_KINDS = (
     "app_failure",
     "path_change",
     "device_pressure",
+    "wifi_disconnect",
+    "wifi_roam",
+    "wifi_weak_signal",
+    "wifi_rate_drop",
+    "wifi_band_change",
 )
 
 MAX_STR = 128
