@@ -1,13 +1,27 @@
-"""The store: exactly-once by (agent, epoch, seq), search, reads beside writes, atomic batches."""
+"""The store: exactly-once by (agent, epoch, seq), search, reads beside writes, atomic batches.
+
+Every test runs against both stores (DESIGN.md decision 4). The PostgreSQL variant needs
+``CXPULSE_TEST_POSTGRES`` (e.g. ``postgresql://postgres@127.0.0.1:5432/test``) and gets a
+fresh schema per test, dropped afterwards; without the variable it is skipped.
+"""
 
 from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import quote
 
 import pytest
 
 from cxpulse.collector.store import AgentInfo, PendingBatch, open_store
 from cxpulse.v1 import payload as p
+from tests.requirements import require
 
 T0 = 1_790_000_000_000_000
+BACKENDS = ["sqlite", "postgres"]
 
 
 def sample_batch(n: int, start: int = T0, target: str = "gw") -> p.SampleBatch:
@@ -17,9 +31,40 @@ def sample_batch(n: int, start: int = T0, target: str = "gw") -> p.SampleBatch:
     return p.SampleBatch([s])
 
 
+def postgres_url() -> str:
+    """The test server's URL, or skip (fail under CXPULSE_REQUIRE_ALL=1) when none is given."""
+    url = os.environ.get("CXPULSE_TEST_POSTGRES", "")
+    require(bool(url), "PostgreSQL tests need CXPULSE_TEST_POSTGRES=postgresql://user@127.0.0.1:5432/db")
+    return url
+
+
+@contextmanager
+def fresh_schema(url: str) -> Iterator[tuple[str, str]]:
+    """A unique schema name and a URL that selects it; the schema is dropped on exit."""
+    import psycopg
+
+    schema = f"cxpulse_test_{uuid.uuid4().hex[:12]}"
+    sep = "&" if "?" in url else "?"
+    try:
+        yield schema, f"{url}{sep}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with psycopg.connect(url, autocommit=True) as db:
+            db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request, tmp_path) -> Iterator[str]:
+    """Where a fresh, empty store lives: a new SQLite file, or a new PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "c.sqlite")
+        return
+    with fresh_schema(postgres_url()) as (_, url):
+        yield url
+
+
 @pytest.fixture
-def store(tmp_path):
-    st = open_store(str(tmp_path / "c.sqlite"))
+def store(store_url):
+    st = open_store(store_url)
     yield st
     st.close()
 
@@ -54,6 +99,13 @@ def test_find_agents_partial_case_insensitive_on_user_host_id_site(store):
     assert len(store.find_agents("0")) == 1  # "DESK-042" only; "0.1.0" is the version, not searched
 
 
+def test_find_agents_takes_backslashes_literally(store):
+    store.upsert_agent(AgentInfo("id-1", "CORP\\desk-7", "ana"), 1)
+    store.upsert_agent(AgentInfo("id-2", "corpdesk-8", "bo"), 2)
+    assert [a.info.agent_id for a in store.find_agents("p\\D")] == ["id-1"]
+    assert store.find_agents("\\%") == [] and store.find_agents("\\_") == []
+
+
 def test_upsert_refreshes_identity_fields(store):
     k1 = store.upsert_agent(AgentInfo("a1", "old-host", "bob"), 1)
     k2 = store.upsert_agent(AgentInfo("a1", "new-host", "bob", site="HQ"), 2)
@@ -83,13 +135,17 @@ def test_failed_commit_writes_nothing_and_can_be_retried(store, monkeypatch):
     assert again.stored and store.sample_count(k) == 3
 
 
-def test_durability_settings(store):
-    db = store._db
-    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+def test_durability_settings(tmp_path):
+    store = open_store(str(tmp_path / "c.sqlite"))
+    try:
+        db = store._db
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    finally:
+        store.close()
 
 
-def test_newer_schema_is_refused(tmp_path):
+def test_newer_schema_is_refused(tmp_path):  # PostgreSQL: test_store_postgres.py
     path = str(tmp_path / "c.sqlite")
     open_store(path).close()
     import sqlite3
@@ -102,9 +158,25 @@ def test_newer_schema_is_refused(tmp_path):
         open_store(path)
 
 
-def test_postgres_url_is_a_clear_error_for_now(tmp_path):
-    with pytest.raises(ValueError, match="PostgreSQL"):
+def test_postgres_url_without_psycopg_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if not installed
+    with pytest.raises(ValueError, match=r"pip install 'cxpulse\[postgres\]'"):
         open_store("postgresql://127.0.0.1/test")
+
+
+def test_reopen_keeps_data(store_url):
+    st = open_store(store_url)
+    k = st.upsert_agent(AgentInfo("a1"), 1)
+    st.commit_batches([PendingBatch(k, 7, 1, sample_batch(3))])
+    st.close()
+    st = open_store(store_url)
+    try:
+        assert st.committed_seq(k, 7) == 1 and st.sample_count(k) == 3
+        replay = PendingBatch(k, 7, 1, sample_batch(3))
+        st.commit_batches([replay])
+        assert replay.stored is False and st.sample_count() == 3
+    finally:
+        st.close()
 
 
 def test_events_keep_latest_state_and_paths_are_kept(store):

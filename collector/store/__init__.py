@@ -106,9 +106,20 @@ class Store(Protocol):
 
 
 def open_store(url: str) -> Store:
-    """Open a store from ``sqlite:///abs/path``, a bare path, or (later) ``postgresql://``."""
+    """Open a store from ``sqlite:///abs/path``, a bare path, or ``postgresql://`` / ``postgres://``.
+
+    psycopg is imported only for PostgreSQL URLs, so SQLite users never need it.
+    """
     if url.startswith("postgresql://") or url.startswith("postgres://"):
-        raise ValueError("PostgreSQL storage is not available yet in this version; use a SQLite path")
+        try:
+            import psycopg  # noqa: F401  (optional dependency: the ``postgres`` extra)
+        except ImportError:
+            raise ValueError(
+                "PostgreSQL storage needs psycopg 3, which is not installed: pip install 'cxpulse[postgres]'"
+            ) from None
+        from .postgres import PostgresStore
+
+        return PostgresStore(url)
     from .sqlite import SqliteStore
 
     path = url[len("sqlite://") :] if url.startswith("sqlite://") else url

@@ -1,0 +1,511 @@
+"""PostgreSQL store: the SQLite store's contract, for several collectors sharing one database.
+
+Same interface and semantics as ``SqliteStore`` (one test suite runs against both);
+what differs is that more than one collector may write the same agent at once:
+an agent whose connection moves to another collector behind a load balancer
+replays its unacknowledged batches there while the first collector may still be
+committing them.
+
+Exactly-once under concurrent collectors
+----------------------------------------
+The agent's ``seqs`` row (agent, epoch) -> committed_seq is the lock that decides.
+``commit_batches`` runs one transaction that
+
+1. makes sure every (agent, epoch) it touches has a row (``INSERT .. ON CONFLICT DO
+   NOTHING``; a concurrent insert of the same key waits for the other transaction),
+2. locks those rows with ``SELECT .. FOR UPDATE``, in (agent, epoch) order so that two
+   collectors holding several agents cannot deadlock, and reads committed_seq. Under
+   READ COMMITTED a row lock that had to wait returns the row as the other transaction
+   committed it, so the value read is the latest committed one,
+3. decides per batch exactly as SQLite does: a seq at or below the high-water mark is
+   a duplicate (``stored=False``), anything above is written and raises the mark,
+4. COPYs the samples, upserts events, inserts paths, writes the new marks, COMMITs.
+
+While a transaction holds an agent's seq row, no other collector can decide about
+that agent's batches: the second one waits, then sees the first one's mark and
+drops what it already holds. A batch is never stored twice (the mark and the
+samples commit or vanish together) and never lost (a batch is only called a
+duplicate when a committed transaction already holds its seq, and a rollback
+leaves the mark where it was, so the agent's retry is written). All locks a
+commit takes on series, events and samples belong to agents whose seq row it
+already holds, so they cannot form a cycle with another collector either.
+
+The mark is a high-water mark, as in SQLite: it relies on batches of one
+(agent, epoch) reaching ``commit_batches`` in seq order, which a stream gives
+and a replay after reconnecting gives (it starts after the mark it was told).
+A later seq committed while an earlier one of the same stream failed would
+hide the earlier one, so a stream must stop committing after a failed commit.
+
+A write that met a lost connection or a deadlock is retried (reconnecting):
+nothing of a lost transaction was written, and if the COMMIT did land before
+the link died, the marks turn the retry into duplicates, not second copies.
+
+Durability
+----------
+An ack needs the commit on disk: PostgreSQL's default ``synchronous_commit=on``
+gives that (the COMMIT returns after the WAL is flushed). The writer session
+insists on it: if the server or role says ``off``, the session sets ``on`` and
+logs a warning. A connection lost during COMMIT leaves the outcome unknown; the
+retry above (or the agent's replay, if the retries fail) asks the seq row, which knows.
+
+Connections
+-----------
+One write connection (the ingest writer thread's); lookups use a small pool of
+read-only connections, so a lookup never waits behind a group commit. The writer
+sets ``lock_timeout`` (a commit waiting over 30 s on another collector fails and
+the agent retries) and ``idle_in_transaction_session_timeout`` (a collector that
+hangs mid-transaction releases the agents it locked).
+
+Schema
+------
+Tables live in their own schema (``cxpulse`` by default; the first entry of a
+``search_path`` given in the URL's ``options`` otherwise), created on first open.
+Numbered migrations are applied in order in one transaction under an advisory
+lock, recorded in ``schema_migrations(version, applied_at)``, so two collectors
+starting at once do not race. The per-kind sample tables follow the payload's
+kind table (``cxpulse.v1.kinds``): a new kind or column is additive and nullable,
+so it is reconciled at open under the same lock; a type change needs a migration.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.json import Jsonb
+
+from cxpulse.v1.kinds import KINDS, STR
+from cxpulse.v1.payload import Event, PathHop, PathSnapshot
+
+from . import AgentInfo, AgentRecord, PendingBatch, Row, RttRow
+from .sqlite import to_signed64
+
+log = logging.getLogger("cxpulse.collector.store.postgres")
+T = TypeVar("T")
+
+DEFAULT_SCHEMA = "cxpulse"
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_MIGRATE_LOCK_CLASS = 0x63787075  # "cxpu": advisory lock namespace for schema migrations
+_READERS_IDLE = 4  # idle read connections kept open for lookups
+_RETRIES = 3  # attempts for a write that met a lost connection or a deadlock
+
+# Numbered migrations; ``{s}`` is the quoted schema name. Never edit a released one: add the next.
+MIGRATIONS: list[str] = [
+    # 1: agents, seq marks, series, events, paths (sample tables follow kinds.py, see _reconcile_kinds).
+    """
+    CREATE TABLE {s}.agents (
+        key BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        agent_id TEXT NOT NULL UNIQUE,
+        host TEXT NOT NULL DEFAULT '',
+        os_user TEXT NOT NULL DEFAULT '',
+        os TEXT NOT NULL DEFAULT '',
+        agent_version TEXT NOT NULL DEFAULT '',
+        site TEXT NOT NULL DEFAULT '',
+        first_seen_us BIGINT NOT NULL,
+        last_seen_us BIGINT NOT NULL
+    );
+    CREATE TABLE {s}.seqs (
+        agent BIGINT NOT NULL REFERENCES {s}.agents(key),
+        epoch BIGINT NOT NULL,
+        committed_seq BIGINT NOT NULL,
+        PRIMARY KEY (agent, epoch)
+    );
+    CREATE TABLE {s}.series (
+        id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        agent BIGINT NOT NULL REFERENCES {s}.agents(key),
+        target TEXT NOT NULL,
+        address TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        method TEXT NOT NULL,
+        hop INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (agent, target, address, kind, method, hop)
+    );
+    CREATE TABLE {s}.events (
+        agent BIGINT NOT NULL REFERENCES {s}.agents(key),
+        id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        start_us BIGINT NOT NULL,
+        end_us BIGINT,
+        severity INTEGER NOT NULL,
+        evidence TEXT NOT NULL,
+        PRIMARY KEY (agent, id)
+    );
+    CREATE INDEX events_by_agent_time ON {s}.events (agent, start_us);
+    CREATE TABLE {s}.paths (
+        agent BIGINT NOT NULL REFERENCES {s}.agents(key),
+        target TEXT NOT NULL,
+        address TEXT NOT NULL,
+        ts_us BIGINT NOT NULL,
+        method TEXT NOT NULL,
+        reached BOOLEAN NOT NULL,
+        hops JSONB NOT NULL
+    );
+    CREATE INDEX paths_by_agent_time ON {s}.paths (agent, ts_us);
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_from_url(url: str) -> str:
+    """The schema named first in the URL's ``options=-csearch_path=...``, else ``cxpulse``."""
+    options = conninfo_to_dict(url).get("options") or ""
+    m = re.search(r"(?:^|\s)-c\s*search_path\s*=\s*([^\s,]+)", str(options))
+    return m.group(1).strip('"') if m else DEFAULT_SCHEMA
+
+
+class PostgresStore:
+    def __init__(self, url: str, schema: str | None = None):
+        self.url = url
+        self.schema = schema or schema_from_url(url)
+        if not _SCHEMA_NAME.fullmatch(self.schema):
+            raise ValueError(f"schema name {self.schema!r} must be lower-case letters, digits and _")
+        self._s = f'"{self.schema}"'
+        self._lock = threading.Lock()
+        self._series_cache: dict[tuple[int, str, str, str, str, int], int] = {}
+        self._readers: queue.LifoQueue[psycopg.Connection] = queue.LifoQueue()
+        self._db = self._connect_writer()
+        self._migrate()
+
+    # -- connections --
+
+    def _connect(self, role: str) -> psycopg.Connection:
+        params = conninfo_to_dict(self.url)
+        extra = {k: v for k, v in (("connect_timeout", 10), ("application_name", f"cxpulse-{role}")) if k not in params}
+        return psycopg.connect(self.url, autocommit=True, **extra)
+
+    def _connect_writer(self) -> psycopg.Connection:
+        db = self._connect("collector")
+        if db.execute("SHOW synchronous_commit").fetchone()[0] == "off":
+            log.warning("synchronous_commit is off for this role/database: the collector sets it on (acks need it)")
+            db.execute("SET synchronous_commit = on")
+        if db.execute("SHOW fsync").fetchone()[0] != "on":
+            log.warning("the PostgreSQL server runs with fsync=off: acknowledged batches can be lost on a crash")
+        # A collector stuck mid-transaction must not hold an agent's seq row forever,
+        # and one waiting on such a lock should fail (the agent retries) rather than hang.
+        db.execute("SET idle_in_transaction_session_timeout = '60s'")
+        db.execute("SET lock_timeout = '30s'")
+        return db
+
+    def _writer(self) -> psycopg.Connection:
+        """The write connection, reopened if the server dropped it (the agent's replay covers the gap)."""
+        if self._db.closed or self._db.broken:
+            self._db.close()
+            self._db = self._connect_writer()
+        return self._db
+
+    def _query(self, sql: str, params: object = None) -> list[tuple]:
+        """Run one read on a pooled connection, never the writer's, so lookups do not queue behind commits.
+
+        A pooled connection the server dropped (a restart) is noticed on use;
+        the read is idempotent, so it runs once more on a new connection.
+        """
+        for attempt in (0, 1):
+            try:
+                db = self._readers.get_nowait()
+            except queue.Empty:
+                db = self._connect("lookup")
+                db.execute("SET default_transaction_read_only = on")
+            try:
+                rows = db.execute(sql, params).fetchall()
+            except psycopg.OperationalError:
+                db.close()
+                if attempt or not db.broken:
+                    raise
+                continue
+            except BaseException:
+                db.close()
+                raise
+            if self._readers.qsize() < _READERS_IDLE:
+                self._readers.put(db)
+            else:
+                db.close()
+            return rows
+        raise AssertionError("unreachable")
+
+    # -- schema --
+
+    def _migrate(self) -> None:
+        db, s = self._db, self._s
+        with db.transaction():
+            db.execute("SELECT pg_advisory_xact_lock(%s::integer, hashtext(%s))", (_MIGRATE_LOCK_CLASS, self.schema))
+            if db.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self.schema,)).fetchone() is None:
+                db.execute(f"CREATE SCHEMA {s}")
+            db.execute(
+                f"""CREATE TABLE IF NOT EXISTS {s}.schema_migrations (
+                        version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"""
+            )
+            done = {r[0] for r in db.execute(f"SELECT version FROM {s}.schema_migrations")}
+            newest = max(done, default=0)
+            if newest > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"schema {self.schema} has schema version {newest}, newer than this collector's {SCHEMA_VERSION}"
+                )
+            for version, ddl in enumerate(MIGRATIONS, start=1):
+                if version not in done:
+                    db.execute(ddl.format(s=s))
+                    db.execute(f"INSERT INTO {s}.schema_migrations (version) VALUES (%s)", (version,))
+                    log.info("applied schema migration %d to %s", version, self.schema)
+            self._reconcile_kinds(db)
+
+    def _reconcile_kinds(self, db: psycopg.Connection) -> None:
+        """One samples table per kind, columns from kinds.py; adds only what is missing.
+
+        No foreign key on ``series``: COPY would check it per row, and ids come from
+        the same transaction. Existing columns are read first so that a normal start
+        takes no table lock (ALTER TABLE would block ingest of running collectors).
+        """
+        s = self._s
+        have: dict[str, set[str]] = {}
+        for table, column in db.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s", (self.schema,)
+        ):
+            have.setdefault(table, set()).add(column)
+        for kind, cols in KINDS.items():
+            table = f"samples_{kind}"
+            if table not in have:
+                db.execute(f"CREATE TABLE {s}.{table} (series BIGINT NOT NULL, ts_us BIGINT NOT NULL)")
+                db.execute(f"CREATE INDEX {table}_by_series_time ON {s}.{table} (series, ts_us)")
+            for c, t in cols.items():
+                if c not in have.get(table, ()):
+                    db.execute(f'ALTER TABLE {s}.{table} ADD COLUMN "{c}" {"TEXT" if t == STR else "BIGINT"}')
+
+    def _retrying(self, fn: Callable[[], T], what: str) -> T:
+        """Run a write again after a lost connection or a deadlock, with jittered backoff.
+
+        Safe for every write here: a lost transaction wrote nothing, and if the
+        connection died during COMMIT and the commit did land, the seq marks make
+        the retry a duplicate (``stored=False``), never a second copy. Anything
+        else (a bad row, a lock wait timeout) fails at once: the agent retries.
+        """
+        for attempt in range(_RETRIES):
+            try:
+                return fn()
+            except psycopg.OperationalError as exc:
+                transient = isinstance(exc, pg_errors.DeadlockDetected) or self._db.closed or self._db.broken
+                if not transient or attempt == _RETRIES - 1:
+                    raise
+                delay = 0.05 * (2**attempt) * random.uniform(0.5, 1.5)
+                log.warning("%s failed (%s); retrying in %.2f s", what, str(exc).strip(), delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    # -- writes (the ingest writer thread; the lock only guards misuse from elsewhere) --
+
+    def upsert_agent(self, info: AgentInfo, now_us: int) -> int:
+        with self._lock:
+            return self._retrying(lambda: self._upsert_agent(info, now_us), f"upsert of agent {info.agent_id}")
+
+    def _upsert_agent(self, info: AgentInfo, now_us: int) -> int:
+        row = self._writer().execute(
+            f"""INSERT INTO {self._s}.agents
+                    (agent_id, host, os_user, os, agent_version, site, first_seen_us, last_seen_us)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                ON CONFLICT (agent_id) DO UPDATE SET host = excluded.host, os_user = excluded.os_user,
+                  os = excluded.os, agent_version = excluded.agent_version, site = excluded.site,
+                  last_seen_us = excluded.last_seen_us
+                RETURNING key""",
+            (info.agent_id, info.host, info.os_user, info.os, info.agent_version, info.site, now_us, now_us),
+        ).fetchone()
+        return row[0]
+
+    def committed_seq(self, agent_key: int, epoch: int) -> int:
+        """Read on the write connection: the ingest writer asks it in order with its commits."""
+
+        def read() -> int:
+            row = self._writer().execute(
+                f"SELECT committed_seq FROM {self._s}.seqs WHERE agent = %s AND epoch = %s",
+                (agent_key, to_signed64(epoch)),
+            ).fetchone()
+            return row[0] if row else 0
+
+        with self._lock:
+            return self._retrying(read, "committed seq read")
+
+    def commit_batches(self, batches: list[PendingBatch]) -> None:
+        if not batches:
+            return
+        with self._lock:
+            self._retrying(lambda: self._commit_once(batches), f"commit of {len(batches)} batches")
+
+    def _commit_once(self, batches: list[PendingBatch]) -> None:
+        db, s = self._writer(), self._s
+        fresh: list[tuple] = []  # series created in this transaction: forgotten if it rolls back
+        try:
+            with db.transaction(), db.cursor() as cur:
+                marks = self._lock_marks(cur, sorted({(b.agent_key, to_signed64(b.epoch)) for b in batches}))
+                start = dict(marks)
+                rows: dict[str, list[tuple]] = {kind: [] for kind in KINDS}
+                events: list[tuple] = []
+                paths: list[tuple] = []
+                for b in batches:
+                    k = (b.agent_key, to_signed64(b.epoch))
+                    if b.seq <= marks[k]:
+                        b.stored = False
+                    else:
+                        for x in b.batch.series:
+                            sid = self._series_id(cur, fresh, b.agent_key, x.target, x.address, x.kind, x.method, x.hop or 0)
+                            rows[x.kind].extend(zip([sid] * len(x.ts_us), x.ts_us, *x.cols.values()))
+                        events.extend(
+                            (b.agent_key, e.id, e.kind, e.target, e.start_us, e.end_us, e.severity, e.evidence)
+                            for e in b.batch.events
+                        )
+                        paths.extend(
+                            (b.agent_key, p.target, p.address, p.ts_us, p.method, p.reached,
+                             Jsonb([[h.ttl, h.address, h.rtt_us] for h in p.hops]))
+                            for p in b.batch.paths
+                        )
+                        marks[k] = b.seq
+                        b.stored = True
+                    b.committed_seq = marks[k]
+                for kind, kind_rows in rows.items():
+                    if kind_rows:
+                        self._copy(cur, kind, kind_rows)
+                if events:
+                    # An event is sent when it opens and again when it closes: keep the latest state.
+                    cur.executemany(
+                        f"""INSERT INTO {s}.events (agent, id, kind, target, start_us, end_us, severity, evidence)
+                            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                            ON CONFLICT (agent, id) DO UPDATE SET kind = excluded.kind, end_us = excluded.end_us,
+                              severity = GREATEST({s}.events.severity, excluded.severity),
+                              evidence = excluded.evidence""",
+                        events,
+                    )
+                if paths:
+                    cur.executemany(
+                        f"""INSERT INTO {s}.paths (agent, target, address, ts_us, method, reached, hops)
+                            VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+                        paths,
+                    )
+                moved = [(seq, a, e) for (a, e), seq in marks.items() if seq != start[(a, e)]]
+                if moved:
+                    cur.executemany(f"UPDATE {s}.seqs SET committed_seq = %s WHERE agent = %s AND epoch = %s", moved)
+        except BaseException:
+            for key in fresh:
+                self._series_cache.pop(key, None)
+            for b in batches:
+                b.stored = None
+            raise
+
+    def _lock_marks(self, cur: psycopg.Cursor, keys: list[tuple[int, int]]) -> dict[tuple[int, int], int]:
+        """Lock the (agent, epoch) seq rows, in key order, and read their committed marks."""
+        agents, epochs = [a for a, _ in keys], [e for _, e in keys]
+        cur.execute(
+            f"""INSERT INTO {self._s}.seqs (agent, epoch, committed_seq)
+                SELECT a, e, 0 FROM unnest(%s::bigint[], %s::bigint[]) AS k(a, e) ORDER BY a, e
+                ON CONFLICT (agent, epoch) DO NOTHING""",
+            (agents, epochs),
+        )
+        cur.execute(
+            f"""SELECT agent, epoch, committed_seq FROM {self._s}.seqs
+                WHERE (agent, epoch) IN (SELECT * FROM unnest(%s::bigint[], %s::bigint[]))
+                ORDER BY agent, epoch FOR UPDATE""",
+            (agents, epochs),
+        )
+        return {(a, e): seq for a, e, seq in cur.fetchall()}
+
+    def _copy(self, cur: psycopg.Cursor, kind: str, rows: list[tuple]) -> None:
+        names = ", ".join(f'"{c}"' for c in KINDS[kind])
+        with cur.copy(f"COPY {self._s}.samples_{kind} (series, ts_us, {names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def _series_id(self, cur: psycopg.Cursor, fresh: list[tuple], agent: int, target: str, address: str,
+                   kind: str, method: str, hop: int) -> int:
+        """Series id from the cache, else insert-or-find (another collector may be creating it too)."""
+        key = (agent, target, address, kind, method, hop)
+        sid = self._series_cache.get(key)
+        if sid is not None:
+            return sid
+        row = cur.execute(
+            f"""INSERT INTO {self._s}.series (agent, target, address, kind, method, hop)
+                VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING id""",
+            key,
+        ).fetchone()
+        if row is None:
+            row = cur.execute(
+                f"""SELECT id FROM {self._s}.series WHERE agent = %s AND target = %s AND address = %s
+                    AND kind = %s AND method = %s AND hop = %s""",
+                key,
+            ).fetchone()
+        else:
+            fresh.append(key)
+        self._series_cache[key] = row[0]
+        return row[0]
+
+    # -- reads (pooled read connections, never the writer's) --
+
+    def find_agents(self, query: str, limit: int = 50) -> list[AgentRecord]:
+        like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        got = self._query(
+            f"""SELECT key, agent_id, host, os_user, os, agent_version, site, first_seen_us, last_seen_us
+                FROM {self._s}.agents
+                WHERE os_user ILIKE %(q)s ESCAPE '\\' OR host ILIKE %(q)s ESCAPE '\\'
+                   OR agent_id ILIKE %(q)s ESCAPE '\\' OR site ILIKE %(q)s ESCAPE '\\'
+                ORDER BY last_seen_us DESC, key LIMIT %(n)s""",
+            {"q": like, "n": limit},
+        )
+        return [AgentRecord(r[0], AgentInfo(*r[1:7]), r[7], r[8]) for r in got]
+
+    def rtt_rows(self, agent_key: int, since_us: int, until_us: int) -> list[RttRow]:
+        return [RttRow(r.target, r.address, r.method, r.ts_us, r.values["rtt"], r.hop)
+                for r in self.rows(agent_key, "rtt", since_us, until_us)]
+
+    def rows(self, agent_key: int, kind: str, since_us: int, until_us: int) -> list[Row]:
+        cols = list(KINDS[kind])
+        names = ", ".join(f'x."{c}"' for c in cols)
+        # COLLATE "C": byte order, as SQLite sorts, whatever the database's locale.
+        got = self._query(
+            f"""SELECT s.target, s.address, s.method, s.hop, x.ts_us, {names}
+                FROM {self._s}.series s JOIN {self._s}.samples_{kind} x ON x.series = s.id
+                WHERE s.agent = %s AND s.kind = %s AND x.ts_us >= %s AND x.ts_us < %s
+                ORDER BY s.target COLLATE "C", x.ts_us""",
+            (agent_key, kind, since_us, until_us),
+        )
+        return [Row(r[0], r[1], r[2], r[3] or None, r[4], dict(zip(cols, r[5:]))) for r in got]
+
+    def events(self, agent_key: int, since_us: int, until_us: int) -> list[Event]:
+        """Events that overlap the window (open ones included)."""
+        got = self._query(
+            f"""SELECT id, kind, target, start_us, end_us, severity, evidence FROM {self._s}.events
+                WHERE agent = %s AND start_us < %s AND (end_us IS NULL OR end_us >= %s)
+                ORDER BY start_us""",
+            (agent_key, until_us, since_us),
+        )
+        return [Event(*r) for r in got]
+
+    def paths(self, agent_key: int, since_us: int, until_us: int) -> list[PathSnapshot]:
+        got = self._query(
+            f"""SELECT target, address, ts_us, method, reached, hops FROM {self._s}.paths
+                WHERE agent = %s AND ts_us >= %s AND ts_us < %s ORDER BY ts_us""",
+            (agent_key, since_us, until_us),
+        )
+        return [PathSnapshot(r[0], r[1], r[2], r[3], r[4], [PathHop(*h) for h in r[5]]) for r in got]
+
+    def sample_count(self, agent_key: int | None = None) -> int:
+        s = self._s
+        if agent_key is None:
+            parts = [f"SELECT count(*) AS n FROM {s}.samples_{kind}" for kind in KINDS]
+        else:
+            parts = [f"SELECT count(*) AS n FROM {s}.samples_{kind} x JOIN {s}.series s ON x.series = s.id "
+                     f"WHERE s.agent = %(a)s" for kind in KINDS]
+        query = f"SELECT sum(n)::bigint FROM ({' UNION ALL '.join(parts)}) c"
+        return self._query(query, None if agent_key is None else {"a": agent_key})[0][0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+        while True:
+            try:
+                self._readers.get_nowait().close()
+            except queue.Empty:
+                return
