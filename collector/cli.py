@@ -16,6 +16,13 @@ def default_db() -> str:
     return os.path.join(base, "cxpulse", "collector.sqlite")
 
 
+def redact(url: str) -> str:
+    """A database URL as it may appear in logs: without its password."""
+    import re as _re
+
+    return _re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
 def parse_duration(s: str) -> int:
     """Seconds from '90', '90s', '15m', '1h', '2d'."""
     m = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", s)
@@ -28,7 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     col = sub.add_parser("collector", help="the central collector").add_subparsers(dest="collector_command", required=True, metavar="ACTION")
     serve = col.add_parser("serve", help="accept agent streams over gRPC and store them")
     serve.add_argument("--listen", default="127.0.0.1:50051", help="gRPC listen address (default 127.0.0.1:50051; 0.0.0.0:50051 for a network)")
-    serve.add_argument("--db", default=None, help=f"SQLite path (default {default_db()})")
+    serve.add_argument("--db", default=None, help=f"SQLite path or postgresql:// URL (default {default_db()})")
+    serve.add_argument("--reflector-key-file", default=None,
+                       help="reflector master key file (default: beside a SQLite database, else in the data directory)")
     serve.add_argument("--target", action="append", default=[], metavar="NAME=HOST[:PORT]", help="push this target to every agent (repeatable)")
     serve.add_argument("--probe-interval", type=float, default=0, help="push this probe interval (seconds) to agents")
     serve.add_argument("--batch-interval", type=float, default=0, help="push this batch interval (seconds) to agents")
@@ -44,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     lookup = sub.add_parser("lookup", help="what an agent measured: search by user, host, agent id or site")
     lookup.add_argument("query", help="user name, host name, agent id or site (partial, case-insensitive)")
-    lookup.add_argument("--db", default=None, help=f"SQLite path (default {default_db()})")
+    lookup.add_argument("--db", default=None, help=f"SQLite path or postgresql:// URL (default {default_db()})")
     lookup.add_argument("--window", type=parse_duration, default=3600, help="how far back (default 1h)")
     lookup.add_argument("--json", action="store_true", help="machine-readable output")
     lookup.set_defaults(func=cmd_lookup)
@@ -86,9 +95,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         reflector=args.reflector_advertise,
     )
     try:
-        asyncio.run(serve(args.db or default_db(), args.listen, config, args.ready_file, args.reflector))
-    except (OSError, ValueError) as exc:
-        print(f"cxpulse collector: {exc}", file=sys.stderr)
+        asyncio.run(serve(args.db or default_db(), args.listen, config, args.ready_file, args.reflector,
+                          args.reflector_key_file))
+    except Exception as exc:  # fail fast at start-up with one clear line (no traceback for config errors)
+        print(f"cxpulse collector: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0
 
@@ -98,10 +108,15 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     from .store import open_store
 
     db = args.db or default_db()
-    if not os.path.exists(db):
+    is_url = "://" in db
+    if not is_url and not os.path.exists(db):
         print(f"cxpulse lookup: no collector database at {db} (use --db)", file=sys.stderr)
         return 2
-    store = open_store(db)
+    try:
+        store = open_store(db)
+    except Exception as exc:  # unreachable server, wrong credentials, missing driver
+        print(f"cxpulse lookup: cannot open {redact(db)}: {exc}", file=sys.stderr)
+        return 2
     try:
         view = build(store, args.query, args.window)
     except NoMatch as exc:

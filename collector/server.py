@@ -22,11 +22,12 @@ class Collector:
     """A started collector; ``port`` is the bound port (useful with port 0)."""
 
     def __init__(self, db: str, listen: str = "127.0.0.1:50051", config: IngestConfig | None = None,
-                 reflector_listen: str = ""):
+                 reflector_listen: str = "", reflector_key_file: str | None = None):
         self.db = db
         self.listen = listen
         self.config = config or IngestConfig()
         self.reflector_listen = reflector_listen
+        self.reflector_key_file = reflector_key_file
         self.reflector = None
         self.store: Store | None = None
         self.writer: StoreWriter | None = None
@@ -54,7 +55,9 @@ class Collector:
         await self.server.start()
         if self.reflector_listen:
             await self._start_reflector()
-        log.warning("collector listening on %s WITHOUT TLS (plain-text gRPC); store %s", self._bound(), self.db)
+        from .cli import redact
+
+        log.warning("collector listening on %s WITHOUT TLS (plain-text gRPC); store %s", self._bound(), redact(self.db))
 
     async def _start_reflector(self) -> None:
         from .reflector import Reflector, derive_agent_key
@@ -64,7 +67,16 @@ class Collector:
             raise ValueError(f"--reflector must be HOST:PORT, got {self.reflector_listen!r}")
         if not self.config.reflector and host.strip("[]") in ("", "0.0.0.0", "::"):
             raise ValueError("the reflector listens on all addresses: give --reflector-advertise HOST:PORT as agents reach it")
-        master = self.config.reflector_master or load_or_create_secret(os.path.join(os.path.dirname(os.path.abspath(self.db)), "reflector.key"))
+        key_file = self.reflector_key_file
+        if key_file is None:
+            if "://" in self.db:
+                from .cli import default_db
+
+                key_file = os.path.join(os.path.dirname(default_db()), "reflector.key")
+            else:
+                key_file = os.path.join(os.path.dirname(os.path.abspath(self.db)), "reflector.key")
+        os.makedirs(os.path.dirname(os.path.abspath(key_file)), exist_ok=True)
+        master = self.config.reflector_master or load_or_create_secret(key_file)
         self.config.reflector_master = master
         service = self.service
 
@@ -114,8 +126,9 @@ def load_or_create_secret(path: str) -> bytes:
     return data
 
 
-async def serve(db: str, listen: str, config: IngestConfig, ready_file: str | None = None, reflector_listen: str = "") -> None:
-    collector = Collector(db, listen, config, reflector_listen)
+async def serve(db: str, listen: str, config: IngestConfig, ready_file: str | None = None, reflector_listen: str = "",
+                reflector_key_file: str | None = None) -> None:
+    collector = Collector(db, listen, config, reflector_listen, reflector_key_file)
     await collector.start()
     if ready_file:
         with open(ready_file, "w") as f:

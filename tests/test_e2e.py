@@ -134,3 +134,31 @@ def test_bad_agent_config_fails_fast_with_a_clear_message(tmp_path):
     bad.write_text('collector = "no-port-here"\n')
     r = run_cli("agent", "run", "--config", str(bad))
     assert r.returncode == 2 and "collector must be HOST:PORT" in r.stderr
+
+
+def test_collector_and_lookup_on_postgresql(tmp_path, procs):
+    """The same commands with --db postgresql://... (a fresh schema, dropped afterwards)."""
+    import os
+    import uuid
+
+    from tests.requirements import require
+
+    url = os.environ.get("CXPULSE_TEST_POSTGRES")
+    require(bool(url), "CXPULSE_TEST_POSTGRES is not set (e.g. postgresql://postgres@127.0.0.1:5432/test)")
+    import psycopg
+
+    schema = f"e2e_{uuid.uuid4().hex[:10]}"
+    sep = "&" if "?" in url else "?"
+    db = f"{url}{sep}options=-csearch_path%3D{schema}"
+    try:
+        col = CollectorProc(tmp_path, db).start()
+        procs.append(col)
+        start_agent(tmp_path, procs, col.address, "--user", "pg.user")
+        view = wait_for(lambda: (v := lookup_json(db, "pg.user")) and v["agents"][0]["targets"]
+                        and v["agents"][0]["targets"][0]["samples"] >= 5 and v, 30, 0.5, "samples in PostgreSQL")
+        assert view["agents"][0]["targets"][0]["loss_pct"] == 0.0
+        bad = run_cli("lookup", "pg.user", "--db", "postgresql://nobody:secret@127.0.0.1:1/none")
+        assert bad.returncode == 2 and "secret" not in bad.stderr
+    finally:
+        with psycopg.connect(url, autocommit=True) as con:
+            con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

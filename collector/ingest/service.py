@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ MAX_PAYLOAD_BYTES = 1 << 20
 MAX_MESSAGE_BYTES = 4 << 20
 MAX_FIELD_LEN = 256
 MAX_IN_FLIGHT_PER_STREAM = 64
+_stream_ids = itertools.count(1)
 
 
 @dataclass
@@ -117,7 +119,7 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
         self.stats.streams_open += 1
         # Acks leave in batch order; the bounded queue is this stream's backpressure.
         pending: asyncio.Queue = asyncio.Queue(maxsize=MAX_IN_FLIGHT_PER_STREAM)
-        state = {"committed": committed}
+        state = {"committed": committed, "stream": next(_stream_ids)}
 
         async def read() -> None:
             try:
@@ -174,7 +176,7 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
                 detail=f"seq {seq} is already held (committed up to {state['committed']}); nothing written",
             )
         try:
-            done = await self.writer.commit(PendingBatch(agent_key, epoch, seq, decoded))
+            done = await self.writer.commit(PendingBatch(agent_key, epoch, seq, decoded, stream=state["stream"]))
         except Exception as exc:
             # Not committed: the agent keeps the batch and sends it again after it reconnects.
             log.error("storage failed for seq %d: %s", seq, exc)

@@ -30,6 +30,7 @@ class StoreWriter:
         self._thread = threading.Thread(target=self._run, name="cxpulse-store-writer", daemon=True)
         self.commits = 0
         self.batches_committed = 0
+        self._failed_streams: set[int] = set()
 
     def start(self) -> None:
         self._thread.start()
@@ -78,7 +79,14 @@ class StoreWriter:
                 return
 
     def _process(self, group: list) -> None:
-        batches = [e for e in group if e[0] == "batch"]
+        batches = []
+        for e in group:
+            if e[0] == "batch" and e[1].stream and e[1].stream in self._failed_streams:
+                # An earlier batch of this stream failed to commit: committing this one would move the
+                # stream's committed seq past the failed batch. The agent resends both.
+                _resolve(e[2], e[3], None, RuntimeError("an earlier batch of this stream was not committed"))
+            elif e[0] == "batch":
+                batches.append(e)
         for kind, fn, loop, fut in group:
             if kind == "call":
                 try:
@@ -96,7 +104,11 @@ class StoreWriter:
                 _resolve(loop, fut, b, None)
         except Exception as exc:
             log.error("commit of %d batches failed: %s", len(batches), exc)
-            for _, _, loop, fut in batches:
+            if len(self._failed_streams) > 100_000:
+                self._failed_streams.clear()  # streams of long ago; they are closed by now
+            for _, b, loop, fut in batches:
+                if b.stream:
+                    self._failed_streams.add(b.stream)
                 _resolve(loop, fut, None, exc)
 
 

@@ -1,4 +1,4 @@
-"""Storage behind one interface; SQLite by default (PostgreSQL joins in the scale-out issue).
+"""Storage behind one interface: SQLite by default, PostgreSQL when one machine is outgrown.
 
 Ingest talks to a store only through ``Store``; lookups only read. Every batch
 write records the agent's committed sequence number in the same transaction as
@@ -39,6 +39,9 @@ class PendingBatch:
     epoch: int
     seq: int
     batch: SampleBatch
+    # Which ingest stream sent it: once a commit of a stream fails, its later batches must not
+    # commit either, or the committed seq would jump over the failed one and it would be lost.
+    stream: int = 0
     stored: bool | None = None
     committed_seq: int = 0
 
