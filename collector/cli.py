@@ -66,6 +66,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--local-only", action="store_true", help="measure only this machine (loopback), not the default gateway")
     demo.set_defaults(func=cmd_demo)
 
+    from .score import cli as score_cli
+
+    score_cli.register(sub)
+
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from cxpulse.agent.config import ConfigError, parse_target

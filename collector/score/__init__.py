@@ -12,8 +12,10 @@ result. Definitions, bands and sources: docs/scoring.md.
 """
 
 from .components import (
+    AppCheck,
     Component,
     Overall,
+    WifiReading,
     WindowScore,
     apps_component,
     label_for,
@@ -23,18 +25,35 @@ from .components import (
     wifi_component,
     window_score,
 )
-from .emodel import CODECS, Params, Rating, codec_by_name, mos_from_r, one_way_delay, rate, rate_path
+from .emodel import (
+    CODECS,
+    Codec,
+    DelayBudget,
+    Params,
+    Rating,
+    burst_r_from_runs,
+    codec_by_name,
+    mos_from_r,
+    one_way_delay,
+    rate,
+    rate_path,
+)
 from .sketch import LatencySketch
 
 __all__ = [
     "CODECS",
+    "AppCheck",
+    "Codec",
     "Component",
+    "DelayBudget",
     "LatencySketch",
     "Overall",
     "Params",
     "Rating",
+    "WifiReading",
     "WindowScore",
     "apps_component",
+    "burst_r_from_runs",
     "codec_by_name",
     "label_for",
     "mos_from_r",

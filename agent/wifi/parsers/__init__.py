@@ -1,0 +1,40 @@
+"""Text parsers for the Wi-Fi tools a desk or a ticket may show, one module per tool.
+
+Each module has ``detect(text) -> bool`` and ``parse(text) -> WifiReading``. ``parse_text`` asks
+them in a fixed order, most distinctive first: JSON and the macOS tools have unmistakable
+markers, netsh (whose labels are localized) is recognised by the shape of its values and so
+comes last.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from . import airport, iw, iwconfig, netsh, nmcli, proc_wireless, system_profiler, wdutil
+from ._model import WifiReading
+
+__all__ = ["PARSERS", "UnrecognizedOutput", "detect", "parse_text"]
+
+PARSERS: tuple[ModuleType, ...] = (system_profiler, wdutil, airport, iw, proc_wireless, iwconfig, nmcli, netsh)
+
+
+class UnrecognizedOutput(ValueError):
+    """No parser recognises the text (not Wi-Fi tool output, or a tool we do not know)."""
+
+
+def detect(text: str) -> ModuleType | None:
+    for module in PARSERS:
+        if module.detect(text):
+            return module
+    return None
+
+
+def parse_text(text: str) -> WifiReading:
+    """The reading in a pasted tool output; raises ``UnrecognizedOutput`` for anything else."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").lstrip("\ufeff")
+    module = detect(text)
+    if module is None:
+        raise UnrecognizedOutput(
+            "not recognised as output of netsh wlan show interfaces, airport -I, system_profiler "
+            "SPAirPortDataType, wdutil info, iw link / station dump, /proc/net/wireless, nmcli or iwconfig")
+    return module.parse(text)

@@ -1,0 +1,129 @@
+"""NetworkManager's ``nmcli``, in the forms a helpdesk gets pasted and the agent may run.
+
+- Terse list, the agent's form: ``nmcli -t -f IN-USE,BSSID,SSID,CHAN,FREQ,RATE,SIGNAL dev wifi
+  list --rescan no`` (``--rescan no`` so it never scans); also nmcli's default terse fields
+  ``IN-USE:BSSID:SSID:MODE:CHAN:RATE:SIGNAL:BARS:SECURITY``. Fields are split on ``:`` with
+  ``\\:`` and ``\\\\`` escaped; the row marked ``*`` is the current link. Fields are told apart
+  by shape (MAC, "2437 MHz", "130 Mbit/s", integers around the rate), so both field orders parse.
+- Table: ``nmcli dev wifi`` (``IN-USE`` column first) or old releases' ``... ACTIVE *`` columns.
+- ``nmcli device show``: state and link speed only (it has no signal).
+SIGNAL is NetworkManager's 0-100 strength, reported as ``signal_percent``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ._model import MAC_RE, WifiReading, complete, integer, norm_mac, number
+
+SOURCE = "nmcli"
+_TERSE = re.compile(r"^[ *]?:(?:[0-9A-Fa-f]{2}\\:){5}[0-9A-Fa-f]{2}:", re.M)
+_TABLE = re.compile(r"^\s*(IN-USE\s+BSSID\s+SSID|SSID\s+BSSID)\s.*SIGNAL", re.M)
+_SHOW = re.compile(r"^\s*GENERAL\.TYPE:\s*wifi\s*$", re.M)
+_RATE = re.compile(r"^\d+(?:\.\d+)?\s*Mbit/s$")
+
+
+def detect(text: str) -> bool:
+    return bool(_TERSE.search(text) or _TABLE.search(text) or _SHOW.search(text))
+
+
+def parse(text: str) -> WifiReading:
+    if _TERSE.search(text):
+        return _terse(text)
+    if _TABLE.search(text):
+        return _table(text)
+    return _show(text)
+
+
+def _split(line: str) -> list[str]:
+    out, cur, i = [], [], 0
+    while i < len(line):
+        ch = line[i]
+        if ch == "\\" and i + 1 < len(line):
+            cur.append(line[i + 1])
+            i += 2
+            continue
+        if ch == ":":
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+        i += 1
+    out.append("".join(cur))
+    return out
+
+
+def _terse(text: str) -> WifiReading:
+    rows = [_split(line) for line in text.splitlines() if _TERSE.match(line)]
+    active = [r for r in rows if r[0].strip() == "*"]
+    if not active:
+        return WifiReading(connected=False, source=SOURCE)
+    f = active[0]
+    mac_at = next(i for i, v in enumerate(f) if norm_mac(v))
+    ssid = f[mac_at + 1] if mac_at + 1 < len(f) else None
+    rest = f[mac_at + 2:]
+    rate_at = next((i for i, v in enumerate(rest) if _RATE.match(v.strip())), None)
+    freq = next((integer(v) for v in rest if re.fullmatch(r"\d{4}\s*MHz", v.strip())), None)
+    chan = signal = None
+    if rate_at is not None:
+        chan = next((int(v) for v in reversed(rest[:rate_at]) if v.strip().isdigit()), None)
+        signal = next((int(v) for v in rest[rate_at + 1:] if v.strip().isdigit()), None)
+    return complete(WifiReading(
+        connected=True, source=SOURCE, ssid=ssid or None, bssid=norm_mac(f[mac_at]),
+        channel=chan, frequency_mhz=freq,
+        tx_rate_mbps=number(rest[rate_at]) if rate_at is not None else None, signal_percent=signal,
+    ))
+
+
+_ROW_TAIL = re.compile(r"\s(?P<mode>Infra|Ad-Hoc|Mesh)\s+(?P<chan>\d+)\s+(?:(?P<freq>\d{4}) MHz\s+)?"
+                       r"(?P<rate>[\d.]+) Mbit/s\s+(?P<signal>\d+)\s")
+
+
+def _table(text: str) -> WifiReading:
+    lines = text.splitlines()
+    h = next(i for i, line in enumerate(lines) if _TABLE.match(line))
+    header = lines[h]
+    new_style = header.lstrip().startswith("IN-USE")
+    for row in lines[h + 1:]:
+        m = _ROW_TAIL.search(" " + row + " ")
+        if not m:
+            continue
+        prefix = (" " + row)[:m.start()]
+        if new_style:
+            if not row.lstrip().startswith("*"):
+                continue
+            body = prefix.strip()[1:].strip()
+            mac = MAC_RE.match(body)
+            bssid = mac.group(1) if mac else None
+            ssid = body[mac.end():].strip() if mac else body
+        else:
+            if not re.search(r"\byes\b\s*\*?\s*$", row):
+                continue
+            col = header.index("BSSID")
+            ssid, bssid = row[:col].strip(), prefix[col + 1:].strip()
+        return complete(WifiReading(
+            connected=True, source=SOURCE, ssid=ssid or None, bssid=norm_mac(bssid),
+            channel=int(m.group("chan")), frequency_mhz=integer(m.group("freq")),
+            tx_rate_mbps=float(m.group("rate")), signal_percent=int(m.group("signal")),
+        ))
+    return WifiReading(connected=False, source=SOURCE)
+
+
+def _show(text: str) -> WifiReading:
+    blocks = re.split(r"\n\s*\n", text)
+    for block in blocks:
+        if not _SHOW.search(block):
+            continue
+        kv = {}
+        for line in block.splitlines():
+            key, sep, value = line.strip().partition(":")
+            if sep:
+                kv[key.strip()] = value.strip()
+        state = integer(kv.get("GENERAL.STATE"))
+        connected = state == 100 if state is not None else None
+        speed = kv.get("CAPABILITIES.SPEED", "")
+        return complete(WifiReading(
+            connected=connected, source=SOURCE, interface=kv.get("GENERAL.DEVICE"),
+            tx_rate_mbps=number(speed) if connected and "b/s" in speed else None,
+        ))
+    return WifiReading(connected=False, source=SOURCE, note="no Wi-Fi device")
