@@ -88,8 +88,13 @@ def test_loss_within_the_binomial_error_of_the_configured_rate(path):
     n, interval = 400, 0.03
     p_rtt = 1 - (1 - per_direction) ** 2  # the echo or its reply
     sigma = (n * p_rtt * (1 - p_rtt)) ** 0.5
+    before = path.bridge.stats()
     agent = path.desk.call(child.probe_series, path.hops.app, n, interval, 0.5, timeout=n * interval + 30)
+    after = path.bridge.stats()
     lost = sum(1 for r in agent if r is None)
+    # Ground truth: every echo or reply the bridge dropped is exactly one lost sample.
+    dropped = sum(after[d]["lost"] - before[d]["lost"] for d in ("a_to_b", "b_to_a"))
+    assert lost == dropped, (lost, dropped)
     ping, sent = ping_rtts(path.desk, path.hops.app, n, interval)
     ping_lost = sent - len(ping)
     print(f"loss: expected {n * p_rtt:.1f} +- {sigma:.1f}; agent {lost}, ping {ping_lost}")
