@@ -61,6 +61,7 @@ class RttProbe:
         self._icmp_answered: set[str] = set()
         self._icmp_losses: dict[str, int] = {}
         self._tcp_until: dict[str, float] = {}
+        self._checking: set[str] = set()
 
     @property
     def method(self) -> str | None:
@@ -100,34 +101,46 @@ class RttProbe:
                 rtt_us = await self._measure_with(method, family, sockaddr, target.port, remaining)
             if (method in (METHOD_ICMP_RAW, METHOD_ICMP_DGRAM) and METHOD_TCP_CONNECT in self._chain
                     and not target.method):
-                tcp = await self._icmp_blocked_check(target, family, sockaddr, rtt_us, timeout_s)
-                if tcp is not None:
-                    return Measurement(target.name, address, METHOD_TCP_CONNECT, ts_us, tcp)
+                await self._icmp_blocked_check(target, family, sockaddr, rtt_us, timeout_s)
             return Measurement(target.name, address, method, ts_us, rtt_us)
         except Exception:  # a probe must never take the agent down; a lost sample is the honest answer
             log.debug("rtt measurement of %s failed", target.host, exc_info=True)
             return Measurement(target.name, address, method, ts_us, None)
 
     async def _icmp_blocked_check(self, target: Target, family: socket.AddressFamily, sockaddr: tuple,
-                                  icmp_rtt: int | None, timeout_s: float) -> int | None:
-        """After ICMP loss, does the host answer on its TCP port? Then switch the target to TCP for a while."""
+                                  icmp_rtt: int | None, timeout_s: float) -> None:
+        """After ICMP loss, ask both ways at the same moment: TCP answering while ICMP does not means
+        ICMP is filtered, and the target is timed by TCP connect for a while. Asking both at once
+        keeps an outage that ends during the check from passing for a filter. The sample that
+        raised the question stays lost: it was."""
         name = target.name
         if icmp_rtt is not None:
             self._icmp_answered.add(name)
             self._icmp_losses[name] = 0
-            return None
+            return
         losses = self._icmp_losses[name] = self._icmp_losses.get(name, 0) + 1
-        if name in self._icmp_answered and losses < ICMP_BLOCKED_AFTER:
-            return None
-        tcp = await tcp_connect_rtt(family, (sockaddr[0], target.port, *sockaddr[2:]), timeout_s)
-        if tcp is None:
-            return None  # no answer either way: that is loss
-        self._tcp_until[name] = asyncio.get_running_loop().time() + ICMP_RECHECK_S
-        self._icmp_answered.discard(name)
-        self._icmp_losses[name] = 0
-        log.info("rtt probe: ICMP to %s (%s) goes unanswered but TCP port %d answers; timing TCP connect for %.0f s",
-                 name, sockaddr[0], target.port, ICMP_RECHECK_S)
-        return tcp
+        if (name in self._icmp_answered and losses < ICMP_BLOCKED_AFTER) or name in self._checking:
+            return
+        pinger = self._pingers.get(family)
+        if pinger is None:
+            return
+        self._checking.add(name)
+        try:
+            icmp, tcp = await asyncio.gather(
+                pinger.ping(sockaddr, timeout_s),
+                tcp_connect_rtt(family, (sockaddr[0], target.port, *sockaddr[2:]), timeout_s),
+            )
+        finally:
+            self._checking.discard(name)
+        if icmp is None and tcp is not None:
+            self._tcp_until[name] = asyncio.get_running_loop().time() + ICMP_RECHECK_S
+            self._icmp_answered.discard(name)
+            self._icmp_losses[name] = 0
+            log.info("rtt probe: ICMP to %s (%s) goes unanswered but TCP port %d answers; timing TCP connect for %.0f s",
+                     name, sockaddr[0], target.port, ICMP_RECHECK_S)
+        elif icmp is not None:
+            self._icmp_answered.add(name)
+            self._icmp_losses[name] = 0
 
     async def close(self) -> None:
         for pinger in self._pingers.values():

@@ -1,0 +1,94 @@
+"""Every injected spike or outage becomes one event at the right hop; a clean path gives none.
+
+desk -> gw -> [impairment bridge] -> isp -> app. The collector runs on the app host, the agent on
+the desk with probes every 0.1 s (at 1 Hz the 3-of-5 debounce needs a disruption of about 3 s;
+at 0.1 s a 1 s disruption is 10 samples). Episodes on the gw-isp link must show at the ISP hop
+and beyond (the app edge), never at the gateway, each as exactly one event whose start and end
+match the bridge's log.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import REPO, run_cli, wait_for
+from tests.impair import Config, Episode
+from tests.netns import require_netns
+from tests.paths import NetPath
+
+pytestmark = pytest.mark.slow
+PY = sys.executable
+CLEAN_S = 60  # 600 samples per hop at 0.1 s: the sample count of 10 minutes at 1 Hz
+
+
+def _lookup(db, query):
+    r = run_cli("lookup", query, "--db", str(db), "--json", "--window", "1h")
+    return json.loads(r.stdout) if r.returncode == 0 else None
+
+
+def test_each_injected_disruption_is_one_event_at_the_right_hop(tmp_path):
+    require_netns()
+    db = tmp_path / "collector.sqlite"
+    logs = {n: open(tmp_path / f"{n}.log", "wb") for n in ("collector", "agent")}
+    try:
+        with NetPath(tmp_path, impair_at="gw-isp", config=Config(seed=5)) as path:
+            app_ip = path.hops.app
+            path.app.spawn(PY, "-m", "cxpulse", "-v", "collector", "serve", "--listen", f"{app_ip}:50051",
+                           "--db", str(db), stdout=logs["collector"], stderr=subprocess.STDOUT, cwd=REPO)
+            wait_for(lambda: b"listening on" in (tmp_path / "collector.log").read_bytes(), 20, what="collector")
+            agent = path.desk.spawn(PY, "-m", "cxpulse", "-v", "agent", "run", "--collector", f"{app_ip}:50051",
+                                    "--state-dir", str(tmp_path / "agent"), "--interval", "0.1", "--timeout", "0.5",
+                                    "--batch-interval", "2", "--target", f"app-edge={app_ip}:9", "--user", "hop.user",
+                                    stdout=logs["agent"], stderr=subprocess.STDOUT, cwd=REPO)
+
+            def hops_measured():
+                v = _lookup(db, "hop.user")
+                return v and {t["target"] for t in v["agents"][0]["targets"]} >= {"gateway", "isp", "app-edge"}
+
+            wait_for(hops_measured, 30, 0.5, "gateway, isp and app-edge all measured (path traced)")
+            time.sleep(CLEAN_S)
+            clean = _lookup(db, "hop.user")["agents"][0]
+            assert clean["events"] == [], clean["events"]
+            assert min(t["samples"] for t in clean["targets"]) >= 0.9 * CLEAN_S / 0.1
+
+            b = path.bridge
+            t = b.now() + 1.0
+            plan = []
+            for name, kind, dur, extra in [("o1", "outage", 1, 0), ("s1", "latency_spike", 1, 80),
+                                           ("o3", "outage", 3, 0), ("s5", "latency_spike", 5, 150),
+                                           ("o10", "outage", 10, 0)]:
+                ep = Episode.outage(name, t, dur) if kind == "outage" else Episode.spike(name, t, dur, extra)
+                plan.append((name, kind, ep))
+                t += dur + 5.0
+            b.schedule(*(ep for _, _, ep in plan))
+            records = {r.name: r for r in b.wait_episodes(timeout=t - b.now() + 10)}
+            time.sleep(6)  # reconnect after the long outage, deliver the spool, close the last event
+            agent.send_signal(2)
+            agent.wait(20)
+    finally:
+        for f in logs.values():
+            f.close()
+
+    a = _lookup(db, "hop.user")["agents"][0]
+    events = a["events"]
+    assert not [e for e in events if e["target"] == "gateway"], "the gateway link was never impaired"
+    for hop in ("isp", "app-edge"):
+        at_hop = [e for e in events if e["target"] == hop]
+        for name, kind, _ in plan:
+            rec = records[name]
+            start, end = rec.start_wall_us / 1e6, rec.end_wall_us / 1e6
+            overlapping = [e for e in at_hop if e["start_us"] / 1e6 < end + 0.5 and (e["end_us"] or 1e18) / 1e6 > start - 0.5]
+            assert len(overlapping) == 1, (hop, name, overlapping, at_hop)
+            e = overlapping[0]
+            assert e["kind"] == kind, (hop, name, e)
+            assert e["end_us"] is not None, (hop, name, e)
+            assert abs(e["start_us"] / 1e6 - start) <= 0.35, (hop, name, e["start_us"] / 1e6 - start)
+            assert abs(e["end_us"] / 1e6 - end) <= 0.6, (hop, name, e["end_us"] / 1e6 - end)
+        assert len(at_hop) == len(plan), (hop, at_hop)
+    text = run_cli("lookup", "hop.user", "--db", str(db)).stdout
+    assert "isp" in text and "outage" in text and "latency_spike" in text
