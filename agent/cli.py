@@ -15,6 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_agent_options(run)
     run.set_defaults(func=cmd_run)
 
+    from .wifi import cli as wifi_cli
+
+    wifi_cli.register(agent)
+
 
 def add_agent_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="bootstrap TOML file (see agent/agent.example.toml)")

@@ -60,8 +60,14 @@ class AgentConfig:
     device_interval_s: float = 10.0
     # Path traces (in a short-lived child process) and continuous RTT to the hops they find.
     trace_enabled: bool = True
-    trace_interval_s: float = 300.0
+    trace_interval_s: float = 900.0
     hop_probing: bool = True
+    # Wi-Fi: the current link every few seconds (never a scan); events against these thresholds.
+    wifi_interval_s: float = 5.0
+    wifi_weak_rssi_dbm: int = -70
+    # Send SSID/BSSID as keyed hashes instead of names (privacy option); the salt keys the hash.
+    wifi_hash_identity: bool = False
+    wifi_hash_salt: str = ""
 
     def validate(self) -> AgentConfig:
         if not _is_host_port(self.collector):
@@ -95,7 +101,8 @@ class AgentConfig:
         if not self.state_dir:
             raise ConfigError("state_dir must not be empty")
         for name, lo, hi in (("app_interval_s", 5, 86400), ("app_timeout_s", 1, 120), ("voice_interval_s", 10, 86400),
-                             ("voice_duration_s", 1, 30), ("device_interval_s", 1, 3600), ("trace_interval_s", 30, 86400)):
+                             ("voice_duration_s", 1, 30), ("device_interval_s", 1, 3600), ("trace_interval_s", 30, 86400),
+                             ("wifi_interval_s", 0.1, 3600), ("wifi_weak_rssi_dbm", -100, -30)):
             if not lo <= getattr(self, name) <= hi:
                 raise ConfigError(f"{name} must be between {lo} and {hi}, got {getattr(self, name)}")
         app_names = set()
@@ -149,6 +156,7 @@ _KEYS = {
     "app_interval_s": (int, float), "app_timeout_s": (int, float), "app_ca_file": str,
     "voice_interval_s": (int, float), "voice_duration_s": (int, float), "device_interval_s": (int, float),
     "trace_enabled": bool, "trace_interval_s": (int, float), "hop_probing": bool,
+    "wifi_interval_s": (int, float), "wifi_weak_rssi_dbm": int, "wifi_hash_identity": bool, "wifi_hash_salt": str,
 }
 
 

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import time
 from dataclasses import dataclass
 
 from cxpulse.v1 import payload
@@ -42,6 +43,7 @@ class AgentStats:
     app_checks: int = 0
     voice_runs: int = 0
     traces: int = 0
+    wifi_readings: int = 0
     method: str = ""
     gateway: str = ""
 
@@ -141,7 +143,7 @@ class Agent:
         uplink = asyncio.ensure_future(self.uplink.run(uplink_stop))
         batcher = asyncio.ensure_future(self._batch_loop(stop))
         side = [asyncio.ensure_future(self._app_loop(stop)), asyncio.ensure_future(self._voice_loop(stop)),
-                asyncio.ensure_future(self._device_loop(stop))]
+                asyncio.ensure_future(self._device_loop(stop)), asyncio.ensure_future(self._wifi_loop(stop))]
         if self.cfg.trace_enabled:
             side.append(asyncio.ensure_future(self._path_loop(stop)))
         try:
@@ -297,6 +299,43 @@ class Agent:
                 self._events(self.detector.observe_device(snap.ts_us, snap.cpu_pct, snap.mem_pct, top or ""))
             try:
                 await asyncio.wait_for(stop.wait(), self.cfg.device_interval_s)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _wifi_loop(self, stop: asyncio.Event) -> None:
+        """The Wi-Fi link as the desk sees it, and its events (roam, disconnect, weak signal, rate drop)."""
+        from cxpulse.v1.kinds import KIND_METHODS
+
+        from .wifi import WatcherConfig, WifiWatcher, read_wifi, to_columns
+        from .wifi.parsers._model import NO_WIFI_INTERFACE
+
+        watcher = WifiWatcher(WatcherConfig(weak_dbm=self.cfg.wifi_weak_rssi_dbm))
+        reader = read_wifi
+        if os.environ.get("CXPULSE_WIFI_REPLAY"):
+            from .wifi.replay import ReplayReader
+
+            reader = ReplayReader(os.environ["CXPULSE_WIFI_REPLAY"])
+            log.warning("Wi-Fi readings replayed from %s, not read from this machine", os.environ["CXPULSE_WIFI_REPLAY"])
+        salt = (self.cfg.wifi_hash_salt or self.agent_id) if self.cfg.wifi_hash_identity else None
+        said_none = False
+        while not stop.is_set():
+            try:
+                reading = await asyncio.to_thread(reader)
+            except Exception:  # never crash after start-up
+                log.debug("Wi-Fi reading failed", exc_info=True)
+                reading = None
+            if reading is not None and reading.connected is not None and reading.note != NO_WIFI_INTERFACE:
+                ts_us = time.time_ns() // 1000
+                if reading.source in KIND_METHODS["wifi"]:
+                    self.batcher.add_row("wifi", reading.interface or "wifi", "wifi", reading.source, ts_us,
+                                         to_columns(reading, salt))
+                    self.stats.wifi_readings += 1
+                self._events(watcher.observe(ts_us, reading))
+            elif reading is not None and not said_none:
+                log.info("no Wi-Fi reading: %s", reading.note or "no Wi-Fi interface")
+                said_none = True
+            try:
+                await asyncio.wait_for(stop.wait(), self.cfg.wifi_interval_s)
             except asyncio.TimeoutError:
                 pass
 

@@ -22,7 +22,7 @@ from dataclasses import replace
 
 from .parsers import iw as iw_parser
 from .parsers import proc_wireless
-from .parsers._model import WifiReading, complete, norm_mac
+from .parsers._model import WifiReading, complete, norm_mac, NO_WIFI_INTERFACE
 
 __all__ = ["LinuxReader", "wireless_interfaces", "read_wifi"]
 
@@ -169,7 +169,7 @@ class LinuxReader:
     def read(self) -> WifiReading:
         names = wireless_interfaces(self.sys_root)
         if not names:
-            return WifiReading(connected=False, source="proc", note="no Wi-Fi interface")
+            return WifiReading(connected=False, source="proc", note=NO_WIFI_INTERFACE)
         readings = [self._read_one(n) for n in names]
         return next((r for r in readings if r.connected), readings[0])
 

@@ -19,7 +19,7 @@ import subprocess
 import time
 
 from .parsers import airport, system_profiler, wdutil
-from .parsers._model import HIDDEN, WifiReading, complete, norm_mac
+from .parsers._model import HIDDEN, WifiReading, complete, norm_mac, NO_WIFI_INTERFACE
 
 __all__ = ["MacReader", "read_wifi"]
 
@@ -60,7 +60,7 @@ class MacReader:
     def _read_corewlan(self) -> WifiReading:
         iface = self._client.interface()
         if iface is None:
-            return WifiReading(connected=False, source="corewlan", note="no Wi-Fi interface")
+            return WifiReading(connected=False, source="corewlan", note=NO_WIFI_INTERFACE)
         name = str(iface.interfaceName())
         if not iface.powerOn() or iface.wlanChannel() is None:
             return WifiReading(connected=False, source="corewlan", interface=name)

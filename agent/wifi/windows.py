@@ -27,7 +27,7 @@ import time
 import uuid
 
 from .parsers import netsh
-from .parsers._model import HIDDEN, WifiReading, complete, norm_mac
+from .parsers._model import HIDDEN, WifiReading, complete, norm_mac, NO_WIFI_INTERFACE
 
 __all__ = ["WindowsReader", "read_wifi"]
 
@@ -117,7 +117,7 @@ class WindowsReader:
         try:
             count = lst.contents.count
             if count == 0:
-                return WifiReading(connected=False, source="wlanapi", note="no Wi-Fi interface")
+                return WifiReading(connected=False, source="wlanapi", note=NO_WIFI_INTERFACE)
             items = ctypes.cast(ctypes.byref(lst.contents.items), ctypes.POINTER(_InterfaceInfo * count)).contents
             chosen = next((i for i in items if i.state == _STATE_CONNECTED), items[0])
             return self._reading(chosen)
@@ -184,7 +184,7 @@ class WindowsReader:
             return WifiReading(connected=None, source="netsh", note=f"netsh failed: {exc}")
         text = out.decode("utf-8", "replace") if _utf8(out) else out.decode(_oem_codepage(), "replace")
         reading = netsh.parse(text) if netsh.detect(text) else WifiReading(connected=False, source="netsh",
-                                                                          note="no Wi-Fi interface")
+                                                                          note=NO_WIFI_INTERFACE)
         if reading.hidden_by_os:
             self._warn_location()
         self._netsh_last = reading

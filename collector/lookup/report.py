@@ -7,7 +7,7 @@ import json
 import time
 
 from ..store import AgentRecord, Store
-from .stats import TargetStats, app_stats, device_stats, summarize, voice_stats
+from .stats import TargetStats, app_stats, device_stats, summarize, voice_stats, wifi_stats
 
 
 class NoMatch(LookupError):
@@ -53,6 +53,7 @@ def _agent_view(store: Store, a: AgentRecord, since: int, until: int) -> dict:
         "apps": app_stats(store.rows(a.key, "http", since, until)),
         "voice": voice_stats(store.rows(a.key, "voice", since, until)),
         "device": device_stats(store.rows(a.key, "device", since, until)),
+        "wifi": wifi_stats(store.rows(a.key, "wifi", since, until), [e for e in events if e.kind.startswith("wifi_")]),
         "events": [
             {"id": e.id, "kind": e.kind, "target": e.target, "start_us": e.start_us, "end_us": e.end_us,
              "duration_s": None if e.end_us is None else round((e.end_us - e.start_us) / 1e6, 1),
@@ -106,6 +107,7 @@ def render_text(view: dict) -> str:
         _render_apps(lines, a["apps"])
         _render_voice(lines, a["voice"])
         _render_device(lines, a["device"])
+        _render_wifi(lines, a["wifi"])
         _render_paths(lines, a["paths"])
         _render_events(lines, a["events"])
         lines.append("")
@@ -150,6 +152,19 @@ def _render_device(lines: list[str], d: dict | None) -> None:
         f"  device: CPU {_num(d['cpu_pct_now'])}% now (max {_num(d['cpu_pct_max'])}%), memory {_num(d['mem_pct_now'])}% "
         f"(max {_num(d['mem_pct_max'])}%), interface {d['interface'] or '?'} ({d['interface_kind'] or '?'}){vpn}{proxy}, "
         f"NIC errors {d['nic_errors']}{busiest}"
+    )
+
+
+def _render_wifi(lines: list[str], w: dict | None) -> None:
+    if not w:
+        return
+    lines.append("")
+    where = f"{w['ssid'] or '?'} ({w['bssid'] or '?'}), {w['band'] or '?'} GHz ch {w['channel'] or '?'}"
+    lines.append(
+        f"  wifi: {where}; RSSI median {w['rssi_median_dbm'] if w['rssi_median_dbm'] is not None else '-'} dBm "
+        f"(min {w['rssi_min_dbm'] if w['rssi_min_dbm'] is not None else '-'}), SNR {w['snr_median_db'] if w['snr_median_db'] is not None else '-'} dB, "
+        f"connected {w['connected_pct']}% of readings; roams {w['roams']}, disconnects {w['disconnects']}, "
+        f"weak-signal episodes {w['weak_signal_events']}, rate drops {w['rate_drops']}"
     )
 
 

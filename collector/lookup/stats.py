@@ -195,3 +195,34 @@ def device_stats(rows: list) -> dict | None:
         "proxy": last["proxy"],
         "busiest": next((r.values["top"] for r in reversed(rows) if r.values["top"]), None),
     }
+
+
+def wifi_stats(rows: list, events: list) -> dict | None:
+    """The Wi-Fi link over the window: signal bands, what it was connected to, and its disruptions."""
+    if not rows:
+        return None
+    rows = sorted(rows, key=lambda r: r.ts_us)
+    connected = [r.values for r in rows if r.values["conn"]]
+    rssi = sorted(v["rssi"] for v in connected if v["rssi"] is not None)
+    snr = sorted(v["snr"] for v in connected if v["snr"] is not None)
+    last = rows[-1].values
+    kinds = [e.kind for e in events]
+    return {
+        "readings": len(rows),
+        "connected_pct": round(100.0 * len(connected) / len(rows), 1),
+        "ssid": last["ssid"],
+        "bssid": last["bssid"],
+        "band": last["band"],
+        "channel": last["ch"],
+        "phy": last["phy"],
+        "rssi_median_dbm": percentile(rssi, 50) if rssi else None,
+        "rssi_min_dbm": rssi[0] if rssi else None,
+        "snr_median_db": percentile(snr, 50) if snr else None,
+        "tx_rate_median_mbps": (lambda t: percentile(t, 50) / 1000 if t else None)(
+            sorted(v["tx"] for v in connected if v["tx"] is not None)),
+        "bssids": len({v["bssid"] for v in connected if v["bssid"]}),
+        "roams": kinds.count("wifi_roam"),
+        "disconnects": kinds.count("wifi_disconnect"),
+        "weak_signal_events": kinds.count("wifi_weak_signal"),
+        "rate_drops": kinds.count("wifi_rate_drop"),
+    }

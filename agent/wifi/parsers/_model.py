@@ -22,6 +22,10 @@ HIDDEN = "<hidden-by-os>"  # SSID/BSSID withheld by the OS (no location permissi
 MAC_RE = re.compile(r"(?<![0-9A-Fa-f:-])([0-9A-Fa-f]{1,2}(?:[:-][0-9A-Fa-f]{1,2}){5})(?![0-9A-Fa-f:-])")
 
 
+# The note of a reading from a machine without a radio: nothing to record (a wired desk).
+NO_WIFI_INTERFACE = "no Wi-Fi interface"
+
+
 @dataclass(frozen=True)
 class WifiReading:
     """The Wi-Fi link as the desk sees it at one moment; None wherever the source does not say.
