@@ -19,6 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     wifi_cli.register(agent)
 
+    from .service import register as register_installed_actions
+
+    register_installed_actions(agent)  # once, configure, service
+
 
 def add_agent_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="bootstrap TOML file (see agent/agent.example.toml)")

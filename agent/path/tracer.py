@@ -100,7 +100,9 @@ async def trace(target_ip: str, *, port: int = 443, max_hops: int = 20, method: 
     Run traces one after another rather than gathered: each child peaks at about 45 MiB.
     """
     _validate(target_ip, port, max_hops, method, timeout_s, probes, reply_timeout_s)
-    argv = [sys.executable, "-m", CHILD_MODULE, "--target", target_ip, "--port", str(port),
+    from ..service import trace_child_argv  # cxpulse-trace beside a frozen agent; python -m from source
+
+    argv = [*trace_child_argv(), "--target", target_ip, "--port", str(port),
             "--max-hops", str(max_hops), "--probes", str(probes), "--timeout", str(reply_timeout_s),
             "--method", method]
     ts_us = time.time_ns() // 1000

@@ -1,0 +1,522 @@
+"""The agent as installed: the frozen ``cxpulse`` executable, ``agent once``, ``agent configure``.
+
+Installers (packaging/) ship a PyInstaller folder whose main executable runs ``main()`` here. It
+answers the same command lines as the full ``cxpulse`` command (``cxpulse agent run --config
+FILE``), but builds its parser from the agent's modules only: ``cxpulse.cli`` also registers the
+collector, whose imports have no place on a desk.
+
+- ``agent once``: one round of measurements, printed (the helpdesk's quick check on a desk, and the
+  installers' smoke test): collector reachability, gateway and targets RTT, Wi-Fi, device.
+- ``agent configure``: writes the bootstrap file from installer parameters (MSI properties, a
+  macOS configuration profile, Linux postinst values). Given keys replace theirs, everything else
+  in an existing file (comments, targets, apps) is kept, so an upgrade keeps the configuration.
+- ``agent service``: the Windows service entry (``service_windows``); elsewhere the OS's service
+  manager runs ``agent run`` directly (systemd, launchd).
+
+``ServiceRunner`` runs the agent until another thread asks it to stop: what a Windows service
+control handler needs, and testable on any OS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from cxpulse import __version__
+
+from .config import AgentConfig, ConfigError, load
+
+__all__ = ["ENROLL_FILE", "SERVICE_NAME", "ServiceRunner", "build_parser", "cmd_configure", "cmd_once", "main",
+           "quick_check", "register", "trace_child_argv", "write_bootstrap"]
+
+SERVICE_NAME = "cxpulse-agent"  # the Windows service and the systemd unit (launchd: com.cxpulse.agent)
+# Until issue 6 teaches config.py the keys ``enroll_token`` and ``ca_file``, they live in this file
+# beside the bootstrap file, so that a token given at install time is not lost. The agent will read
+# it once issue 6 lands; then ``configure`` can write both keys into the bootstrap file instead.
+ENROLL_FILE = "enroll.toml"
+CA_FILE = "ca.pem"
+
+log = logging.getLogger("cxpulse.agent.service")
+
+
+# --- the frozen executable's command line ------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    """``cxpulse [-v] [--version] agent ACTION``: the agent's actions only."""
+    from . import cli as agent_cli
+
+    parser = argparse.ArgumentParser(prog="cxpulse", description="cxpulse endpoint agent (installed build).")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("--version", action="version", version=version_line())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    agent_cli.register(sub)
+    register(_agent_actions(sub.choices["agent"]))
+    return parser
+
+
+def version_line() -> str:
+    build = "frozen" if getattr(sys, "frozen", False) else "source"
+    return f"cxpulse {__version__} ({build}; Python {platform.python_version()}; {sys.platform} {platform.machine()})"
+
+
+def _agent_actions(agent_parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    for action in agent_parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    raise RuntimeError("the agent parser has no actions")
+
+
+def register(agent_sub: argparse._SubParsersAction) -> None:
+    """Add ``once``, ``configure``, ``service`` (and ``wifi`` if missing) to ``cxpulse agent``.
+
+    Skips actions that are already there, so agent/cli.py can call it too.
+    """
+    from . import cli as agent_cli
+
+    have = set(agent_sub.choices)
+    if "once" not in have:
+        p = agent_sub.add_parser("once", help="one round of measurements, printed: a quick check on a desk")
+        agent_cli.add_agent_options(p)
+        p.add_argument("--count", type=int, default=3, help="probes per target (default 3)")
+        p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+        p.add_argument("--no-wifi", action="store_true", help="skip the Wi-Fi reading")
+        p.set_defaults(func=cmd_once)
+    if "configure" not in have:
+        p = agent_sub.add_parser("configure", help="write the bootstrap file from installer parameters")
+        p.add_argument("--config", required=True, help="bootstrap file to create or update")
+        p.add_argument("--root", default="", help="write below this directory, as if it were / "
+                       "(paths inside the files stay as the agent will see them; image builds, dpkg --root)")
+        p.add_argument("--collector", default="", help="collector gRPC address HOST:PORT")
+        p.add_argument("--site", default="", help="site label")
+        p.add_argument("--state-dir", default="", help="spool, identity and sequence state")
+        p.add_argument("--enroll-token", default="", help=f"enrollment token, kept in {ENROLL_FILE} beside --config "
+                       "('-' reads it from standard input, out of sight of process listings)")
+        p.add_argument("--ca-cert", default="",
+                       help="collector CA: a PEM file path, PEM text, or base64 of PEM/DER (stored as ca.pem)")
+        p.set_defaults(func=cmd_configure)
+    if "service" not in have:
+        p = agent_sub.add_parser("service", help="run as a Windows service (started by the service manager)")
+        p.add_argument("--config", required=True, help="bootstrap TOML file")
+        p.add_argument("--log-file", default="", help="log file (default: logs\\agent.log beside the config)")
+        p.set_defaults(func=cmd_service)
+    if "wifi" not in have:
+        from .wifi import cli as wifi_cli
+
+        wifi_cli.register(agent_sub)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING - 10 * args.verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, level))
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        return 130
+
+
+def trace_child_argv() -> list[str]:
+    """How to start a path-trace child: ``python -m`` from source, ``cxpulse-trace`` when frozen.
+
+    A frozen ``sys.executable`` is the agent itself, which has no ``-m``; the build ships the
+    trace child as a second executable beside it, so scapy never enters the agent's archive.
+    """
+    if getattr(sys, "frozen", False):
+        name = "cxpulse-trace.exe" if sys.platform == "win32" else "cxpulse-trace"
+        return [os.path.join(os.path.dirname(sys.executable), name)]
+    return [sys.executable, "-m", "cxpulse.agent.path.trace_child"]
+
+
+# --- agent once ----------------------------------------------------------------------------------
+
+def cmd_once(args: argparse.Namespace) -> int:
+    from .cli import config_from_args
+
+    try:
+        cfg = config_from_args(args)
+    except ConfigError as exc:
+        print(f"cxpulse agent once: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.count < 1 or args.count > 100:
+        print("cxpulse agent once: --count must be 1..100", file=sys.stderr)
+        return 2
+    report = asyncio.run(quick_check(cfg, count=args.count, wifi=not args.no_wifi))
+    report["config"] = args.config or ""
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+async def quick_check(cfg: AgentConfig, *, count: int = 3, wifi: bool = True, spacing_s: float = 0.2) -> dict:
+    """Measure once what the running agent measures continuously; never raises for a network problem."""
+    from . import netinfo
+    from .probes import REGISTRY
+    from .probes.base import Target
+
+    probe = REGISTRY["rtt"](methods=list(cfg.rtt_methods) or None)
+    await probe.start()
+    targets = []
+    gw = netinfo.default_gateway() if cfg.measure_gateway else None
+    if gw is not None:
+        targets.append(Target("gateway", gw.address, 53))  # the port the runner uses when only TCP works
+    targets.extend(cfg.targets)
+
+    async def series(t: Target) -> dict:
+        rtts, address, method = [], t.host, ""
+        for i in range(count):
+            if i:
+                await asyncio.sleep(spacing_s)
+            m = await probe.measure(t, cfg.probe_timeout_s)
+            address, method = m.address, m.method
+            rtts.append(m.rtt_us)
+        got = [r for r in rtts if r is not None]
+        return {"name": t.name, "host": t.host, "address": address, "method": method, "sent": count,
+                "lost": count - len(got), "min_us": min(got, default=None),
+                "median_us": int(statistics.median(got)) if got else None, "max_us": max(got, default=None)}
+
+    try:
+        collector, *rows = await asyncio.gather(_collector_check(cfg.collector, cfg.probe_timeout_s * 3),
+                                                *(series(t) for t in targets))
+    finally:
+        await probe.close()
+    report = {"version": __version__, "os": f"{platform.system()} {platform.release()} {platform.machine()}",
+              "collector": collector, "targets": rows, "wifi": None, "device": None}
+    if wifi:
+        report["wifi"] = await asyncio.to_thread(_wifi_summary)
+    report["device"] = await asyncio.to_thread(_device_summary, gw.interface if gw else None)
+    return report
+
+
+async def _collector_check(address: str, timeout_s: float) -> dict:
+    """Name lookup, then TCP connect to the collector's gRPC port: the part of delivery a desk decides.
+
+    Timed apart, so that a slow resolver does not pass for a slow network.
+    """
+    host, _, port = address.rpartition(":")
+    result = {"address": address, "reachable": False, "dns_ms": None, "connect_ms": None, "error": None}
+    loop = asyncio.get_running_loop()
+    try:
+        started = time.perf_counter()
+        infos = await asyncio.wait_for(loop.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM), timeout_s)
+        result["dns_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        ip, real_port = infos[0][4][:2]
+        started = time.perf_counter()
+        _, writer = await asyncio.wait_for(asyncio.open_connection(ip, real_port), timeout_s)
+    except (OSError, asyncio.TimeoutError) as exc:
+        result["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return result
+    result["connect_ms"] = round((time.perf_counter() - started) * 1000, 2)
+    result["reachable"] = True
+    writer.close()
+    return result
+
+
+def _wifi_summary() -> dict:
+    try:
+        from .wifi import read_wifi
+        from .wifi.cli import reading_json
+
+        return reading_json(read_wifi())
+    except Exception as exc:  # a quick check reports what it could not read instead of failing
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _device_summary(iface: str | None) -> dict:
+    try:
+        from .device import read_device
+
+        snap, _ = read_device(None, iface)
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return {"cpu_pct_since_boot": snap.cpu_pct, "mem_pct": snap.mem_pct, "iface": snap.iface,
+            "iface_kind": snap.iface_kind, "vpn": snap.vpn, "proxy": snap.proxy}
+
+
+def _ms(us: int | None) -> str:
+    return "-" if us is None else f"{us / 1000:.1f}"
+
+
+def format_report(r: dict) -> str:
+    c = r["collector"]
+    lines = [f"cxpulse {r['version']} quick check on {r['os']}" + (f" (config {r['config']})" if r.get("config") else "")]
+    state = (f"reachable, name lookup {c['dns_ms']} ms, TCP connect {c['connect_ms']} ms" if c["reachable"]
+             else f"NOT reachable: {c['error']}")
+    lines.append(f"collector  {c['address']}: {state}")
+    if r["targets"]:
+        lines.append(f"{'target':<14} {'address':<26} {'method':<12} {'lost':>6} {'min ms':>8} {'median':>8} {'max ms':>8}")
+        for t in r["targets"]:
+            lines.append(f"{t['name']:<14} {t['address']:<26} {t['method']:<12} {t['lost']:>3}/{t['sent']:<2} "
+                         f"{_ms(t['min_us']):>8} {_ms(t['median_us']):>8} {_ms(t['max_us']):>8}")
+    else:
+        lines.append("no targets (no gateway found, none configured)")
+    w = r.get("wifi")
+    if w is not None:
+        if "error" in w:
+            lines.append(f"wifi       cannot read: {w['error']}")
+        elif not w.get("connected"):
+            lines.append("wifi       not connected" if w.get("connected") is False else "wifi       unknown (no radio or no permission)")
+        else:
+            lines.append(f"wifi       {w.get('ssid')} rssi {w.get('rssi_dbm')} dBm, channel {w.get('channel')} "
+                         f"({w.get('band')} GHz), tx {w.get('tx_rate_mbps')} Mbit/s [{w.get('source')}]")
+    d = r.get("device") or {}
+    if "error" in d:
+        lines.append(f"device     cannot read: {d['error']}")
+    elif d:
+        lines.append(f"device     cpu {d['cpu_pct_since_boot']}% (since boot), memory {d['mem_pct']}%, "
+                     f"interface {d['iface'] or '-'} ({d['iface_kind']}), vpn {','.join(d['vpn']) or 'none'}, "
+                     f"proxy {d['proxy'] or 'none'}")
+    return "\n".join(lines)
+
+
+# --- agent configure -----------------------------------------------------------------------------
+
+def cmd_configure(args: argparse.Namespace) -> int:
+    token = sys.stdin.read() if args.enroll_token == "-" else args.enroll_token
+    try:
+        written = write_bootstrap(args.config, collector=args.collector, site=args.site, state_dir=args.state_dir,
+                                  enroll_token=token, ca_cert=args.ca_cert, root=args.root)
+    except (ConfigError, OSError, ValueError, subprocess.CalledProcessError) as exc:
+        print(f"cxpulse agent configure: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def write_bootstrap(config: str | os.PathLike[str], *, collector: str = "", site: str = "", state_dir: str = "",
+                    enroll_token: str = "", ca_cert: str = "", root: str | os.PathLike[str] = "") -> list[Path]:
+    """Create or update the bootstrap file; return the files written.
+
+    Empty values mean "not given" (an MSI passes every property, set or not). An existing file keeps
+    everything but the given keys. The result is loaded with ``config.load`` before it replaces the
+    old file, so a bad value (``COLLECTOR=nonsense``) fails the install instead of the service.
+    With ``root``, files go below it while the paths written into them stay as the agent sees them.
+    """
+    seen = Path(config)  # the path as the installed agent will see it
+    path = Path(root, *seen.parts[1:]) if root and seen.is_absolute() else Path(root or "", seen)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _restrict_windows_dir(path.parent)
+    written = []
+    keys = {k: v.strip() for k, v in (("collector", collector), ("site", site), ("state_dir", state_dir)) if v.strip()}
+    old = path.read_text(encoding="utf-8") if path.exists() else None
+    if old is None or keys:
+        text = _set_top_level_keys(old if old is not None else _NEW_FILE_HEADER, keys)
+        _replace_checked(path, text, lambda p: load(p), mode=0o644)
+        written.append(path)
+    secrets = {}
+    if enroll_token.strip():
+        secrets["enroll_token"] = enroll_token.strip()
+    if ca_cert.strip():
+        ca_path = path.parent / CA_FILE
+        _atomic_write(ca_path, _ca_pem(ca_cert.strip()), mode=0o644)
+        written.append(ca_path)
+        secrets["ca_file"] = str(seen.parent / CA_FILE)
+    if secrets:
+        enroll = path.parent / ENROLL_FILE
+        old_enroll = enroll.read_text(encoding="utf-8") if enroll.exists() else _ENROLL_HEADER
+        _replace_checked(enroll, _set_top_level_keys(old_enroll, secrets), _check_toml, mode=0o600, secret=True)
+        written.append(enroll)
+    return written
+
+
+_NEW_FILE_HEADER = """\
+# cxpulse agent bootstrap configuration, written at install time by `cxpulse agent configure`.
+# Edit freely: upgrades keep this file; installer parameters given again replace only their keys.
+# Every key is described in agent.example.toml (docs/installers.md links it).
+"""
+
+_ENROLL_HEADER = """\
+# Enrollment secrets given at install time; readable by the service only.
+# The agent reads these keys once enrollment (issue 6) lands.
+"""
+
+
+def _toml_string(value: str) -> str:
+    out = []
+    for ch in value:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _set_top_level_keys(text: str, keys: dict[str, str]) -> str:
+    """Replace ``key = ...`` lines before the first table header, or add them just before it.
+
+    Line-based on purpose: a TOML library would rewrite the admin's comments and layout.
+    """
+    lines = text.splitlines()
+    first_table = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith("[")), len(lines))
+    pending = dict(keys)
+    for i in range(first_table):
+        name = lines[i].split("=", 1)[0].strip() if "=" in lines[i] and not lines[i].lstrip().startswith("#") else ""
+        if name in pending:
+            lines[i] = f"{name} = {_toml_string(pending.pop(name))}"
+    new = [f"{k} = {_toml_string(v)}" for k, v in pending.items()]
+    if new and first_table < len(lines):
+        new.append("")
+    lines[first_table:first_table] = new
+    return "\n".join(lines) + "\n"
+
+
+def _check_toml(path: Path) -> None:
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} would not be valid TOML: {exc}") from None
+
+
+def _replace_checked(path: Path, text: str, check, *, mode: int, secret: bool = False) -> None:
+    """Write beside ``path``, check the candidate, then rename it over ``path`` (never half a file).
+
+    A secret file is locked down while still empty (mkstemp's 0600; the ACL on Windows), so its
+    content is never readable by others, not even for a moment.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".new", dir=path.parent)
+    try:
+        if secret:
+            _restrict_windows_acl(Path(tmp))
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        check(Path(tmp))
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _atomic_write(path: Path, text: str, *, mode: int) -> None:
+    _replace_checked(path, text, lambda p: None, mode=mode)
+
+
+def _ca_pem(value: str) -> str:
+    """The CA as PEM text, from a file path, PEM text or base64 (one line fits on an msiexec command line)."""
+    if "-----BEGIN" not in value and os.path.isfile(value):
+        with open(value, "rb") as f:
+            value = f.read().decode("ascii", "replace")
+    if "-----BEGIN CERTIFICATE-----" in value:
+        return value.strip().replace("\r\n", "\n") + "\n"
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("ca cert is neither a file, PEM text nor base64") from None
+    if b"-----BEGIN CERTIFICATE-----" in raw:
+        return raw.decode("ascii").strip().replace("\r\n", "\n") + "\n"
+    if raw[:1] == b"\x30":  # DER: an ASN.1 SEQUENCE
+        body = base64.encodebytes(raw).decode("ascii").replace("\n", "")
+        wrapped = "\n".join(body[i:i + 64] for i in range(0, len(body), 64))
+        return f"-----BEGIN CERTIFICATE-----\n{wrapped}\n-----END CERTIFICATE-----\n"
+    raise ValueError("ca cert decodes to neither PEM nor DER")
+
+
+def _restrict_windows_dir(folder: Path) -> None:
+    """ProgramData lets every user create files in new subfolders: a user could plant an agent.toml
+    (a collector of their choosing) before the installer runs. Make the folder SYSTEM's and the
+    Administrators', readable by Users, and reset whatever is already in it to inherit that.
+    """
+    if os.name != "nt":
+        return
+    ours = Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData"), "cxpulse").resolve()
+    if folder.resolve() != ours:  # a configuration kept elsewhere by hand: not ours to re-permission
+        return
+
+    def icacls(*args: str) -> None:
+        subprocess.run(["icacls", *args], check=True, capture_output=True)
+
+    # S-1-5-18 LocalSystem, S-1-5-32-544 Administrators, S-1-5-32-545 Users.
+    icacls(str(folder), "/setowner", "*S-1-5-32-544", "/T", "/C", "/Q")
+    icacls(str(folder), "/inheritance:r", "/grant:r", "*S-1-5-18:(OI)(CI)F", "*S-1-5-32-544:(OI)(CI)F",
+           "*S-1-5-32-545:(OI)(CI)RX", "/Q")
+    if any(folder.iterdir()):
+        icacls(str(folder / "*"), "/reset", "/T", "/C", "/Q")
+        if (folder / ENROLL_FILE).exists():  # the reset gave it the folder's Users:read
+            _restrict_windows_acl(folder / ENROLL_FILE)
+
+
+def _restrict_windows_acl(path: Path) -> None:
+    """ProgramData is readable by every user: leave the token to SYSTEM and Administrators.
+
+    POSIX gets the same through the file mode (0600; postinst adds the service's group).
+    """
+    if os.name != "nt":
+        return
+    # S-1-5-18 is LocalSystem (the service account), S-1-5-32-544 the Administrators group.
+    subprocess.run(["icacls", str(path), "/inheritance:r", "/grant:r", "*S-1-5-18:F", "*S-1-5-32-544:F"],
+                   check=True, capture_output=True)
+
+
+# --- running until asked to stop (the Windows service's core) ------------------------------------
+
+class ServiceRunner:
+    """Run the agent in this thread until ``request_stop`` is called from any other thread.
+
+    Signal handlers do the same for ``agent run`` on POSIX; a Windows service has no signals, only
+    control messages arriving on another thread. A stop asked before the loop started still counts.
+    """
+
+    def __init__(self, cfg: AgentConfig):
+        self.cfg = cfg
+        self._lock = threading.Lock()
+        self._stop_asked = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+
+    def request_stop(self) -> None:
+        with self._lock:
+            self._stop_asked = True
+            loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None:
+            loop.call_soon_threadsafe(stop.set)
+
+    def run(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        from .runner import Agent
+
+        stop = asyncio.Event()
+        with self._lock:
+            self._loop, self._stop = asyncio.get_running_loop(), stop
+            if self._stop_asked:
+                stop.set()
+        agent = Agent(self.cfg)
+        log.info("agent %s starting as a service; collector %s; state %s", agent.agent_id, self.cfg.collector,
+                 self.cfg.state_dir)
+        await agent.run(stop)
+        log.info("agent stopped")
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    from . import service_windows
+
+    if not service_windows.AVAILABLE:
+        print("cxpulse agent service: only for the Windows service manager; on this OS run "
+              "`cxpulse agent run --config FILE` under systemd or launchd", file=sys.stderr)
+        return 2
+    log_file = args.log_file or os.path.join(os.path.dirname(os.path.abspath(args.config)), "logs", "agent.log")
+    return service_windows.dispatch(args.config, log_file, getattr(args, "verbose", 0))
+
