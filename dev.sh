@@ -19,7 +19,7 @@ stamp=.venv/.cxpulse-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "dev.sh: installing cxpulse and its dependencies into .venv" >&2
     .venv/bin/python -m pip install -q --upgrade pip >&2
-    .venv/bin/python -m pip install -q -e '.[dev,trace,http,postgres,packaging]' >&2
+    .venv/bin/python -m pip install -q -e '.[dev,trace,http,postgres,web,packaging]' >&2
     touch "$stamp"
 fi
 

@@ -1,0 +1,163 @@
+"""Serve the lookup API, page and /metrics inside the collector's own asyncio loop.
+
+``start_http`` binds the socket itself (so a bad or busy address fails at start-up with one clear
+line, and port 0 reports the port it got), then runs uvicorn's server as a task of the running
+loop: no second process, no second loop, and the collector's signal handlers stay its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable, Iterator
+
+from ..store import Store, open_store
+
+__all__ = ["HttpHandle", "parse_listen", "start_http"]
+
+log = logging.getLogger("cxpulse.collector.http")
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``127.0.0.1:8080``, ``[::1]:8080``, ``:8080`` (loopback) -> (host, port); ValueError otherwise."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"--http must be HOST:PORT such as 127.0.0.1:8080; got {listen!r}")
+    host = host.strip("[]") or "127.0.0.1"
+    return host, int(port)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen for HTTP on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+class HttpHandle:
+    """A running HTTP server: ``url``, ``port``, the ``service`` behind it, and ``await stop()``."""
+
+    def __init__(self, server, task: asyncio.Task, sock: socket.socket, service, owned_store: Store | None,
+                 alerts) -> None:
+        self._server = server
+        self._task = task
+        self._sock = sock
+        self.service = service
+        self.alerts = alerts
+        self._owned_store = owned_store
+        host, port = sock.getsockname()[:2]
+        self.host = host
+        self.port = port
+        self.url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop taking requests, let running ones finish (up to ``grace`` s), flush alerts, close."""
+        if self.alerts is not None:
+            await self.alerts.stop()
+        self._server.should_exit = True
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), grace + 1)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            self._server.force_exit = True
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        self._sock.close()
+        if self._owned_store is not None:
+            await asyncio.to_thread(self._owned_store.close)
+
+
+async def start_http(store_url_or_store: str | Store, listen: str = "127.0.0.1:8080", *, stats=None,
+                     alerts_config=None, public_url: str = "", now_us: Callable[[], int] | None = None,
+                     access_log: bool = False) -> HttpHandle:
+    """Start the lookup API + page + /metrics on ``listen``; returns once it accepts connections.
+
+    - ``store_url_or_store``: the collector's Store (shared, not closed on stop) or a store URL
+      (opened here, closed on stop).
+    - ``stats``: the ingest service's ``IngestStats`` for /metrics (None: ingest counters absent).
+    - ``alerts_config``: an ``alerts.AlertConfig`` (webhooks to ITSM); None: no alerts.
+    - ``public_url``: how analysts reach the page, for links in alerts (default: the bound URL).
+    """
+    try:
+        import uvicorn
+    except ImportError:
+        raise RuntimeError("the HTTP lookup needs starlette and uvicorn: pip install 'cxpulse[web]'") from None
+    from ..alerts import Alerter
+    from ..alerts.metrics import MetricsSource
+    from .api import LookupService, create_app
+
+    host, port = parse_listen(listen)
+    owned = None
+    if isinstance(store_url_or_store, str):
+        owned = store = open_store(store_url_or_store)
+    else:
+        store = store_url_or_store
+    sock = _bind(host, port)
+    try:
+        bound = sock.getsockname()
+        base = public_url or f"http://{'[' + bound[0] + ']' if ':' in bound[0] else bound[0]}:{bound[1]}"
+        service = LookupService(store, stats=stats, now_us=now_us, public_url=base)
+        alerts = None
+        if alerts_config is not None:
+            alerts_config.validate()
+            alerts = Alerter(alerts_config, service)
+            service.alerts = alerts
+        source = MetricsSource(service)
+        app = create_app(service, metrics=source.render)
+        config = uvicorn.Config(app, log_config=None, access_log=access_log, lifespan="off",
+                                timeout_graceful_shutdown=5, server_header=False)
+        server = _EmbeddedServer(config)
+        task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]), name="cxpulse-http")
+        while not server.started:
+            if task.done():
+                task.result()  # raises what stopped it
+                raise RuntimeError("the HTTP server stopped during start-up")
+            await asyncio.sleep(0.01)
+        if alerts is not None:
+            await alerts.start()
+    except BaseException:
+        sock.close()
+        if owned is not None:
+            owned.close()
+        raise
+    handle = HttpHandle(server, task, sock, service, owned, alerts)
+    if _is_loopback(host):
+        log.info("lookup page and API on %s", handle.url)
+    else:
+        log.warning("lookup page and API on %s WITHOUT authentication or TLS: anyone who reaches it can look "
+                    "people up; keep it on the helpdesk network", handle.url)
+    return handle
+
+
+def _server_class():
+    import uvicorn
+
+    class Embedded(uvicorn.Server):
+        """uvicorn's server without its signal handling: the collector owns SIGINT/SIGTERM."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return Embedded
+
+
+def _EmbeddedServer(config):  # noqa: N802 - reads as a class at the call site
+    return _server_class()(config)

@@ -1,0 +1,87 @@
+"""Fixtures for the lookup web tests: a store holding a known day, and a real HTTP server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from cxpulse.collector.store import open_store
+
+from .scenario import DAY_END, fill_day, fill_fleet
+
+
+class ServerThread:
+    """``start_http`` in its own thread and event loop, as the collector runs it; stopped at teardown."""
+
+    def __init__(self, store_or_url, **kwargs):
+        self.store_or_url = store_or_url
+        self.kwargs = kwargs
+        self.loop = asyncio.new_event_loop()
+        self.handle = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="cxpulse-test-http", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        from cxpulse.collector.lookup.http import start_http
+
+        async def start():
+            self.handle = await start_http(self.store_or_url, "127.0.0.1:0", **self.kwargs)
+
+        try:
+            self.loop.run_until_complete(start())
+        except BaseException as exc:  # noqa: BLE001 - surfaced to the test
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self.loop.run_forever()
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error:
+            raise self._error
+        return self
+
+    def call(self, coro, timeout: float = 60):
+        """Run a coroutine on the server's loop (e.g. the alerter's evaluate_once)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    @property
+    def url(self) -> str:
+        return self.handle.url
+
+    @property
+    def service(self):
+        return self.handle.service
+
+    def stop(self) -> None:
+        if self.handle is not None:
+            self.call(self.handle.stop(), 30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def day_db(tmp_path_factory):
+    """Path of a SQLite store with maria's day and three more agents' last 15 minutes."""
+    path = tmp_path_factory.mktemp("webday") / "collector.sqlite"
+    store = open_store(str(path))
+    try:
+        fill_day(store)
+        fill_fleet(store, DAY_END)
+    finally:
+        store.close()
+    return str(path)
+
+
+@pytest.fixture
+def server(day_db):
+    """A lookup HTTP server over the day store, its clock at the end of the day."""
+    s = ServerThread(day_db, now_us=lambda: DAY_END).start()
+    yield s
+    s.stop()

@@ -1,0 +1,226 @@
+"""The helpdesk page in a real headless Chromium (Debian's chromium + chromium-driver, driven by Selenium).
+
+From the search box to the agent page with its chart, events, zoom to the second, and the copy
+button; page load times measured in the browser (Performance API marks set by the page) for a
+day of one agent's data; screenshots kept in the test's tmp dir (and in $CXPULSE_ARTIFACTS_DIR
+when set) so a person can look at what the analyst sees.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ..requirements import require
+from .scenario import DAY0, DAY_END, S
+
+AGENT = "agent-7f3a"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+
+
+def _selenium():
+    try:
+        import selenium  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+@pytest.fixture
+def browser(tmp_path):
+    require(CHROMIUM is not None and DRIVER is not None,
+            "needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)")
+    require(_selenium(), "needs the selenium package (pip install selenium)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
+              "--disable-default-apps", "--no-default-browser-check", f"--user-data-dir={tmp_path / 'chromium-profile'}",
+              "--window-size=1440,900", "--lang=en-US"):
+        opts.add_argument(a)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # The driver given by path: Selenium never looks for (or downloads) one of its own.
+    d = webdriver.Chrome(service=Service(DRIVER, log_output=str(tmp_path / "chromedriver.log")), options=opts)
+    d.set_page_load_timeout(60)
+    yield d
+    d.quit()
+
+
+def shot(d, tmp_path: Path, name: str, height: int | None = None) -> Path:
+    """A PNG of the page; ``height`` resizes the window first to get the whole page in one picture."""
+    if height:
+        d.set_window_size(1440, height)
+        time.sleep(0.3)
+    p = tmp_path / name
+    d.save_screenshot(str(p))
+    keep = os.environ.get("CXPULSE_ARTIFACTS_DIR")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, Path(keep) / name)
+    if height:
+        d.set_window_size(1440, 900)
+    return p
+
+
+def wait(d, cond, timeout: float = 30, what: str = "condition"):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(d, timeout, poll_frequency=0.05).until(lambda drv: cond(drv))
+    except Exception:
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
+
+
+def mark(d, name: str) -> float | None:
+    """When the page set this Performance mark, in ms since navigation start (None: not yet)."""
+    return d.execute_script(f"const m = performance.getEntriesByName('{name}'); return m.length ? m[m.length - 1].startTime : null;")
+
+
+def load_budget_ms(ms: int) -> int:
+    """The page-load budget; doubled (and said so) when other work already fills this machine's cores.
+
+    Two cores run the browser, the collector and the test; another suite running beside them
+    (load average above the core count) would otherwise make the budget check a coin toss.
+    """
+    load = os.getloadavg()[0]
+    if load > (os.cpu_count() or 1):
+        print(f"\nnote: load average {load:.1f} on {os.cpu_count()} cores: page-load budget {2 * ms} ms instead of {ms} ms")
+        return 2 * ms
+    return ms
+
+
+def open_fresh(d, url: str) -> None:
+    d.get("about:blank")
+    d.get(url)
+
+
+def test_search_open_chart_zoom_copy(server, browser, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    d, base = browser, server.url
+    d.get(base + "/")
+    wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#worst tbody tr")) == 4, what="the fleet's worst agents")
+    assert "rui.santos" in d.find_element(By.CSS_SELECTOR, "#worst tbody tr").text, "the lossy home agent ranks worst"
+    shot(d, tmp_path, "fleet.png")
+
+    # Search -> agent page (last hour by default).
+    d.find_element(By.ID, "q").send_keys("MARIA")
+    wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, "#results li.result"), what="search results")
+    d.find_element(By.CSS_SELECTOR, "#results li.result").click()
+    wait(d, lambda d: mark(d, "cx-summary-ready") is not None, what="the agent page's summary")
+    assert d.find_element(By.ID, "who").text == "maria.silva on DESK-042"
+    assert "1 h" in d.find_element(By.ID, "rangelabel").text
+
+    # The whole day, as a fresh page load, twice (the timeline is not cached on the server: each
+    # load reads the day again): the chart must be up within a second.
+    loads = []
+    for _ in range(2):
+        open_fresh(d, f"{base}/#/agent/{AGENT}?since={DAY0 // S}&until={DAY_END // S}")
+        wait(d, lambda d: mark(d, "cx-chart-ready") is not None, 10, "the day's chart")
+        wait(d, lambda d: mark(d, "cx-summary-ready") is not None, 120, "the day's summary")
+        loads.append((mark(d, "cx-chart-ready"), mark(d, "cx-summary-ready"), d.find_element(By.ID, "foot").text))
+    for chart_ms, summary_ms, foot in loads:
+        print(f"\nday of data: chart ready {chart_ms:.0f} ms after navigation start, summary {summary_ms:.0f} ms; "
+              f"page says: {foot}")
+    budget = load_budget_ms(1000)
+    assert min(c for c, _, _ in loads) < budget, f"the day's chart took {[round(c) for c, _, _ in loads]} ms (budget {budget} ms)"
+
+    rtt = d.find_elements(By.CSS_SELECTOR, "#chart path.series.rtt")
+    assert [p.get_attribute("data-target") for p in rtt] == ["gateway", "hop2", "crm-edge"]
+    assert all(int(p.get_attribute("data-n")) >= 700 for p in rtt), "one point per 2-minute bucket all day"
+    for kind in ("jitter", "loss", "rssi", "score"):
+        assert d.find_elements(By.CSS_SELECTOR, f"#chart .series.{kind}"), kind
+    assert sorted(e.get_attribute("data-kind") for e in d.find_elements(By.CSS_SELECTOR, "#chart rect.ev")) == \
+        ["latency_spike", "loss_burst", "wifi_weak_signal"]
+    sentence = d.find_element(By.ID, "sentence").text
+    assert sentence.startswith("What was wrong: ") and "Wi-Fi" in sentence, sentence
+    assert "move closer to the access point" in d.find_element(By.ID, "next").text
+    assert len(d.find_elements(By.CSS_SELECTOR, "#hops tbody tr")) == 3
+    assert d.find_element(By.CSS_SELECTOR, "#apps tbody tr").text.startswith("salesforce")
+    assert len(d.find_elements(By.CSS_SELECTOR, "#events tbody tr")) == 3
+    shot(d, tmp_path, "agent-day.png")
+    shot(d, tmp_path, "agent-day-full.png", height=1900)
+
+    # Drag to zoom: the server sends finer buckets for the range.
+    overlay = d.find_element(By.CSS_SELECTOR, "#chart rect.overlay")
+    w = overlay.size["width"]
+    d.execute_script("performance.clearMarks('cx-zoom-ready')")
+    ActionChains(d).move_to_element_with_offset(overlay, int(-0.08 * w), 0).click_and_hold() \
+        .move_by_offset(int(0.16 * w), 0).release().perform()
+    wait(d, lambda d: mark(d, "cx-zoom-ready") is not None, 10, "the zoomed timeline")
+    step = int(d.find_element(By.ID, "chart").get_attribute("data-step"))
+    assert step < 120 and "zoomed" in d.find_element(By.ID, "rangelabel").text, step
+
+    # Click the ISP loss burst: zoomed around it, to the second.
+    d.execute_script("performance.clearMarks('cx-zoom-ready')")
+    ev = d.find_element(By.CSS_SELECTOR, "#events tbody tr:nth-child(1)")  # newest first: the loss burst
+    assert "loss_burst" in ev.text
+    ev.click()
+    wait(d, lambda d: mark(d, "cx-zoom-ready") is not None and d.find_element(By.ID, "chart").get_attribute("data-step") == "1",
+         10, "one-second buckets around the loss burst")
+    loss_rects = d.find_elements(By.CSS_SELECTOR, "#chart g.series.loss[data-target='hop2'] rect")
+    assert 40 <= len(loss_rects) <= 130, f"{len(loss_rects)} lossy seconds drawn"
+    span_before = float(d.find_element(By.ID, "chart").get_attribute("data-until")) - float(d.find_element(By.ID, "chart").get_attribute("data-since"))
+    # Wheel zoom around the cursor.
+    overlay = d.find_element(By.CSS_SELECTOR, "#chart rect.overlay")
+    d.execute_script("""const o = arguments[0], r = o.getBoundingClientRect();
+        o.dispatchEvent(new WheelEvent('wheel', {deltaY: -120, clientX: r.left + r.width / 2, clientY: r.top + 20, bubbles: true, cancelable: true}));""", overlay)
+    wait(d, lambda d: float(d.find_element(By.ID, "chart").get_attribute("data-until")) - float(d.find_element(By.ID, "chart").get_attribute("data-since")) < span_before,
+         5, "the wheel to zoom in")
+    shot(d, tmp_path, "agent-zoomed.png")
+
+    # Copy the ticket summary: clipboard (when the browser allows it) and a visible textarea.
+    try:
+        d.execute_cdp_cmd("Browser.grantPermissions", {"origin": base, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
+    except Exception:
+        pass
+    copy = d.find_element(By.ID, "copy")
+    d.execute_script("arguments[0].scrollIntoView({block: 'center'})", copy)
+    copy.click()
+    wait(d, lambda d: d.find_element(By.ID, "ticketbox").is_displayed(), 5, "the ticket text")
+    shown = d.find_element(By.ID, "ticket").get_attribute("value")
+    zone = d.execute_script("return Intl.DateTimeFormat().resolvedOptions().timeZone")
+    api_text = httpx.get(f"{base}/api/v1/agents/{AGENT}/ticket", params={"since": str(DAY0 // S), "until": str(DAY_END // S), "tz": zone},
+                         timeout=60).text
+    assert shown == api_text and shown.startswith("cxpulse: maria.silva on DESK-042")
+    clip = d.execute_async_script("const done = arguments[0]; navigator.clipboard.readText().then(done, (e) => done('ERR ' + e));")
+    note = d.find_element(By.ID, "copynote").text
+    if clip.startswith("ERR"):
+        assert "Ctrl+C" in note or "Copied" in note, note  # no clipboard here: the text is shown selected
+    else:
+        assert clip == api_text and note.startswith("Copied")
+    shot(d, tmp_path, "agent-ticket.png")
+
+    # Nothing from elsewhere, no script errors, no CSP violations.
+    urls = d.execute_script("return performance.getEntriesByType('resource').map((e) => e.name)")
+    assert urls and all(u.startswith(base) or u.startswith("data:") for u in urls), urls
+    errors = [e for e in d.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors
+    print(f"screenshots: {tmp_path}")
+
+
+def test_an_hour_loads_whole_in_under_a_second(server, browser, tmp_path):
+    """The default view (last hour): chart and summary, scored, both inside the budget."""
+    from selenium.webdriver.common.by import By
+
+    d, base = browser, server.url
+    d.get(base + "/static/app.css")  # the browser is warm, as it is for an analyst with the page open
+    times = []
+    for _ in range(3):
+        open_fresh(d, f"{base}/#/agent/{AGENT}?since={DAY_END // S - 3600}&until={DAY_END // S}")
+        wait(d, lambda d: mark(d, "cx-summary-ready") is not None, 20, "the hour's summary")
+        times.append((mark(d, "cx-chart-ready"), mark(d, "cx-summary-ready")))
+    print(f"\nlast hour: (chart, summary) ms after navigation start: {[(round(a), round(b)) for a, b in times]}")
+    assert min(b for _, b in times) < load_budget_ms(1000), times
+    assert d.find_element(By.CSS_SELECTOR, "#score .num").text.strip() != "…"
+    shot(d, tmp_path, "agent-hour.png")
