@@ -70,6 +70,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     score_cli.register(sub)
 
+    from .alerts import cli as alerts_cli
+
+    alerts_cli.register(sub)  # cxpulse alerts check-config FILE | test-send ...
+
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from cxpulse.agent.config import ConfigError, parse_target
@@ -128,7 +132,15 @@ def cmd_lookup(args: argparse.Namespace) -> int:
         return 1
     finally:
         store.close()
-    print(render_json(view) if args.json else render_text(view), end="" if not args.json else "\n")
+    if args.json:
+        print(render_json(view))
+        return 0
+    from .lookup.ticket import ticket_summary
+
+    # The ticket summary first (what to paste into the ticket), then the figures behind it.
+    for a in view["agents"]:
+        print(ticket_summary(a, view["window"]).rstrip() + "\n")
+    print(render_text(view), end="")
     return 0
 
 
