@@ -6,8 +6,11 @@ import datetime as dt
 import json
 import time
 
+from ..score.journeys import Journey, default_journeys, evaluate, journey_summary
+from ..score.timeline import ScoreConfig, agent_timeline
+from ..score.triage import triage_timeline
 from ..store import AgentRecord, Store
-from .stats import TargetStats, app_stats, device_stats, summarize, voice_stats, wifi_stats
+from .stats import TargetStats, app_stats, device_stats, summarize, timeline_cells, voice_stats, wifi_stats
 
 
 class NoMatch(LookupError):
@@ -18,7 +21,8 @@ def _fmt_time(us: int) -> str:
     return dt.datetime.fromtimestamp(us / 1e6, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def build(store: Store, query: str, window_s: int = 3600, now_us: int | None = None) -> dict:
+def build(store: Store, query: str, window_s: int = 3600, now_us: int | None = None,
+          journeys: list[Journey] | None = None, score_cfg: ScoreConfig | None = None) -> dict:
     """The lookup as a dict (the --json output); raises NoMatch when nothing or too much matches."""
     agents = store.find_agents(query)
     if not agents:
@@ -30,11 +34,30 @@ def build(store: Store, query: str, window_s: int = 3600, now_us: int | None = N
     return {
         "query": query,
         "window": {"since_us": since, "until_us": now_us, "seconds": window_s},
-        "agents": [_agent_view(store, a, since, now_us) for a in chosen],
+        "agents": [_agent_view(store, a, since, now_us, journeys, score_cfg) for a in chosen],
     }
 
 
-def _agent_view(store: Store, a: AgentRecord, since: int, until: int) -> dict:
+def score_section(store: Store, agent_key: int, since: int, until: int, journeys: list[Journey] | None = None,
+                  cfg: ScoreConfig | None = None) -> dict:
+    """Score now and per minute, components, limiting factor, fault domain per degraded window,
+    incidents the agent is part of, journeys: all from the rollups, so any window works."""
+    tl = agent_timeline(store, agent_key, since, until, cfg)
+    incidents = store.incidents(since, until, agent_key)
+    verdicts = triage_timeline(tl, incidents)
+    out = tl.to_dict()
+    out["timeline"] = out.pop("minutes")
+    out["faults"] = [v.to_dict() for v in verdicts]
+    out["fault"] = out["faults"][-1] if out["faults"] else None  # the latest degraded window
+    out["incidents"] = [{"id": i.id, "kind": i.kind, "scope": i.scope, "start_us": i.start_us, "last_us": i.last_us,
+                         "end_us": i.end_us, "detected_us": i.detected_us, "agents": len(i.agents),
+                         "evidence": i.evidence} for i in incidents]
+    out["journeys"] = journey_summary(evaluate(journeys if journeys is not None else default_journeys(), tl.minutes, cfg))
+    return out
+
+
+def _agent_view(store: Store, a: AgentRecord, since: int, until: int, journeys: list[Journey] | None = None,
+                score_cfg: ScoreConfig | None = None) -> dict:
     targets = summarize(store.rtt_rows(a.key, since, until))
     events = store.events(a.key, since, until)
     paths = store.paths(a.key, since, until)
@@ -66,6 +89,7 @@ def _agent_view(store: Store, a: AgentRecord, since: int, until: int) -> dict:
              "changes_in_window": sum(1 for e in events if e.kind == "path_change" and e.target == p.target)}
             for p in latest_paths.values()
         ],
+        "score": score_section(store, a.key, since, until, journeys, score_cfg),
     }
 
 
@@ -90,6 +114,8 @@ def render_text(view: dict) -> str:
         lines.append(f"{a['user'] or '?'} on {a['host'] or '?'}  (agent {a['agent_id']}, {a['os']}, v{a['agent_version']}"
                      + (f", site {a['site']}" if a["site"] else "") + ")")
         lines.append(f"window: {_fmt_time(w['since_us'])} .. {_fmt_time(w['until_us'])}; last seen {_fmt_time(a['last_seen_us'])}")
+        if a.get("score"):
+            _render_score(lines, a["score"])
         if not a["targets"]:
             lines.append("  no samples in this window")
             lines.append("")
@@ -112,6 +138,46 @@ def render_text(view: dict) -> str:
         _render_events(lines, a["events"])
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _hhmm(us: int) -> str:
+    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.timezone.utc).strftime("%H:%M")
+
+
+def _score_txt(score: float | None, label: str) -> str:
+    return "n/a" if score is None else f"{score:.0f} ({label})"
+
+
+def _render_score(lines: list[str], sc: dict) -> None:
+    win, now = sc["window"], sc["now"]
+    if win["score"] is None:
+        lines.append("  score: n/a (no rollups in this window)")
+        return
+    head = f"  score: {_score_txt(win['score'], win['label'])} over the window (worst {len(win['worst'])} of {win['minutes']} minutes), " \
+           f"limited by {sc['limiting']}"
+    if now is not None:
+        head += f"; now {_score_txt(now['score'], now['label'])} at {_hhmm(now['minute_us'])} UTC, limited by {now['limiting']}"
+    lines.append(head)
+    lines.append("    components: " + " | ".join(f"{c['name']} {_score_txt(c['score'], c['label'])}" for c in sc["components"]))
+    lines.append(f"    limiting factor: {win['reason']}")
+    if now is not None and now["score"] is not None and now["score"] < 70:
+        lines.append(f"    now: {now['reason']}")
+    cells = timeline_cells(sc["timeline"])
+    for i in range(0, len(cells), 10):
+        lines.append(("    per minute: " if i == 0 else "                ") + "  ".join(cells[i:i + 10]))
+    for f in sc["faults"][-5:]:
+        lines.append(f"  fault domain: {f['label']} (confidence {f['confidence']:.2f}): {f['evidence']}")
+    if len(sc["faults"]) > 5:
+        lines.append(f"    ... {len(sc['faults']) - 5} earlier degraded windows (use --json for all)")
+    if not sc["faults"]:
+        lines.append("  fault domain: none (no degraded minute in this window)")
+    for i in sc["incidents"]:
+        state = "ongoing" if i["end_us"] is None else f"ended {_hhmm(i['end_us'])}"
+        lines.append(f"  incident {i['id']}: {i['kind']} {i['scope']}, {_hhmm(i['start_us'])} .. {state}, {i['agents']} agents: {i['evidence']}")
+    for j in sc["journeys"]:
+        pct = "n/a" if j["met_pct"] is None else f"{j['met_pct']:.0f}%"
+        lines.append(f"  journey {j['name']!r}: met {pct} of measured minutes ({j['met']} met, {j['missed']} missed, "
+                     f"{j['unknown']} not measured)")
 
 
 def _render_apps(lines: list[str], apps: list[dict]) -> None:

@@ -226,3 +226,24 @@ def wifi_stats(rows: list, events: list) -> dict | None:
         "weak_signal_events": kinds.count("wifi_weak_signal"),
         "rate_drops": kinds.count("wifi_rate_drop"),
     }
+
+
+def timeline_cells(minutes: list[dict], max_cells: int = 60) -> list[str]:
+    """Per-minute scores as short cells ("14:02 52v": score and the limiting component's initial).
+
+    A window longer than ``max_cells`` minutes is shown in equal buckets, each cell the bucket's
+    worst minute, so a bad minute is never averaged away in the text either.
+    """
+    import datetime as _dt
+
+    scored = [m for m in minutes if m["score"] is not None]
+    if not scored:
+        return []
+    size = max(1, math.ceil(len(scored) / max_cells))
+    cells = []
+    for i in range(0, len(scored), size):
+        worst = min(scored[i:i + size], key=lambda m: m["score"])
+        t = _dt.datetime.fromtimestamp(scored[i]["minute_us"] / 1e6, tz=_dt.timezone.utc).strftime("%H:%M")
+        mark = "" if worst["score"] >= 70 else (worst["limiting"] or "?")[0]
+        cells.append(f"{t} {worst['score']:.0f}{mark}")
+    return cells

@@ -7,10 +7,14 @@ its samples, which is what makes delivery exactly-once in the store.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cxpulse.v1.payload import Event, PathSnapshot, SampleBatch
+
+if TYPE_CHECKING:
+    from ..score.rollup import Rollup
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,26 @@ class StoreStats:
     batches: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass
+class IncidentRecord:
+    """An incident across agents (issue 4): a platform (an app, ``scope`` its name) or a site.
+
+    ``start_us`` .. ``last_us`` spans the degraded minutes seen so far; ``end_us`` is None while
+    the incident is open and set to ``last_us`` when it closes; ``detected_us`` is when it was
+    opened. ``agents`` maps each affected agent's key to its first and last degraded minute.
+    """
+
+    id: int | None
+    kind: str
+    scope: str
+    start_us: int
+    last_us: int
+    end_us: int | None
+    detected_us: int
+    evidence: str = ""
+    agents: dict[int, tuple[int, int]] = field(default_factory=dict)
+
+
 class Store(Protocol):
     def upsert_agent(self, info: AgentInfo, now_us: int) -> int:
         """Create or refresh an agent; returns its key."""
@@ -104,6 +128,32 @@ class Store(Protocol):
         """Traced paths in the window, by time."""
 
     def sample_count(self, agent_key: int | None = None) -> int: ...
+
+    # -- rollups, incidents, retention (issue 4) --
+    # ``commit_batches`` also merges the per-minute rollups of what it writes, in the same
+    # transaction (cxpulse.collector.score.rollup says what a rollup holds and how it merges).
+
+    def all_agents(self) -> list[AgentRecord]:
+        """Every agent, for scoring across agents (sites, incidents)."""
+
+    def rollups(self, since_us: int, until_us: int, agent_key: int | None = None,
+                kinds: Sequence[str] | None = None) -> list[Rollup]:
+        """Rollups of minutes in [since, until), one agent or all, ordered by agent, minute, kind, target."""
+
+    def incidents(self, since_us: int, until_us: int, agent_key: int | None = None) -> list[IncidentRecord]:
+        """Incidents overlapping the window (open ones included), with their agents; one agent's only if given."""
+
+    def update_incidents(self, change: Callable[[list[IncidentRecord]], list[IncidentRecord]]) -> list[IncidentRecord]:
+        """Run ``change`` on the open incidents inside one exclusive write transaction and store
+        what it returns (``id`` None: a new incident). Collectors sharing a database take turns,
+        so two never open the same incident twice. Returns the written records, ids filled."""
+
+    def delete_raw_before(self, cutoff_us: int, limit: int) -> int:
+        """Delete up to ``limit`` raw rows (samples, events, paths) older than the cutoff in one
+        short transaction; returns how many went (0: nothing left to delete)."""
+
+    def delete_rollups_before(self, cutoff_us: int, limit: int) -> int:
+        """Delete up to ``limit`` rollups (and closed incidents) older than the cutoff; as above."""
 
     def close(self) -> None: ...
 

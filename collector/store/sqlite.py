@@ -11,11 +11,13 @@ import os
 import sqlite3
 import threading
 import urllib.parse
+from collections.abc import Callable, Sequence
 
 from cxpulse.v1.kinds import KINDS, STR
-from cxpulse.v1.payload import Event, PathHop, PathSnapshot
+from cxpulse.v1.payload import Event, PathHop, PathSnapshot, SampleBatch
 
-from . import AgentInfo, AgentRecord, PendingBatch, Row, RttRow
+from ..score import rollup as ru
+from . import AgentInfo, AgentRecord, IncidentRecord, PendingBatch, Row, RttRow
 
 SCHEMA_VERSION = 1
 
@@ -72,6 +74,41 @@ CREATE TABLE IF NOT EXISTS paths (
 CREATE INDEX IF NOT EXISTS paths_by_agent_time ON paths (agent, ts_us);
 """
 
+# Issue 4: per-minute rollups (merged in the commit that writes their samples) and incidents.
+# Additive tables: a database of an older collector gains them at open.
+_ROLLUP_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rollups (
+    agent INTEGER NOT NULL,
+    minute_us INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    hop INTEGER NOT NULL DEFAULT 0,
+    n INTEGER NOT NULL DEFAULT 0,
+    data BLOB NOT NULL,
+    PRIMARY KEY (agent, minute_us, kind, target)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rollups_by_minute ON rollups (minute_us);
+CREATE TABLE IF NOT EXISTS incidents (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    start_us INTEGER NOT NULL,
+    last_us INTEGER NOT NULL,
+    end_us INTEGER,
+    detected_us INTEGER NOT NULL,
+    evidence TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS incidents_by_time ON incidents (start_us);
+CREATE TABLE IF NOT EXISTS incident_agents (
+    incident INTEGER NOT NULL REFERENCES incidents(id) ON DELETE CASCADE,
+    agent INTEGER NOT NULL,
+    first_us INTEGER NOT NULL,
+    last_us INTEGER NOT NULL,
+    PRIMARY KEY (incident, agent)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS incident_agents_by_agent ON incident_agents (agent);
+"""
+
 
 def _kind_tables() -> str:
     """One samples table per series kind, columns as the payload's kind table says."""
@@ -103,7 +140,7 @@ class SqliteStore:
         self._lock = threading.Lock()
         self._series_cache: dict[tuple[int, str, str, str, str, int], int] = {}
         with self._db:
-            self._db.executescript(_SCHEMA + _kind_tables())
+            self._db.executescript(_SCHEMA + _kind_tables() + _ROLLUP_SCHEMA)
             row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
                 self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -158,6 +195,7 @@ class SqliteStore:
                 rows: dict[str, list[tuple]] = {kind: [] for kind in KINDS}
                 events: list[tuple] = []
                 paths: list[tuple] = []
+                written: list[tuple[int, SampleBatch]] = []
                 for b in batches:
                     k = (b.agent_key, to_signed64(b.epoch))
                     if k not in committed:
@@ -180,6 +218,7 @@ class SqliteStore:
                         )
                         committed[k] = b.seq
                         b.stored = True
+                        written.append((b.agent_key, b.batch))
                     b.committed_seq = committed[k]
                 for kind, kind_rows in rows.items():
                     if kind_rows:
@@ -193,6 +232,7 @@ class SqliteStore:
                     events,
                 )
                 db.executemany("INSERT INTO paths VALUES (?, ?, ?, ?, ?, ?, ?)", paths)
+                self._write_rollups(db, written)
                 db.executemany(
                     """INSERT INTO seqs (agent, epoch, committed_seq) VALUES (?, ?, ?)
                        ON CONFLICT (agent, epoch) DO UPDATE SET committed_seq=excluded.committed_seq""",
@@ -205,6 +245,54 @@ class SqliteStore:
                 for b in batches:
                     b.stored = None
                 raise
+
+    def _write_rollups(self, db: sqlite3.Connection, written: list[tuple[int, SampleBatch]]) -> None:
+        """Merge this commit's rollups into the stored ones, in the commit's own transaction.
+
+        Read-modify-write is safe here: the transaction is BEGIN IMMEDIATE, so no other writer
+        (another collector process on the same file included) runs between the read and the write.
+        """
+        parts, spans = ru.commit_work(written)
+        by_agent: dict[int, list[ru.Rollup]] = {}
+        for r in parts.values():
+            by_agent.setdefault(r.agent, []).append(r)
+        upserts: list[tuple] = []
+        for agent, rs in by_agent.items():
+            lo, hi = min(r.minute_us for r in rs), max(r.minute_us for r in rs)
+            have = {(m, kind, target): (hop, data) for m, kind, target, hop, data in db.execute(
+                "SELECT minute_us, kind, target, hop, data FROM rollups WHERE agent = ? AND minute_us BETWEEN ? AND ?"
+                " AND kind != ?", (agent, lo, hi, ru.EVENTS))}
+            for r in rs:
+                old = have.get((r.minute_us, r.kind, r.target))
+                if old is not None:
+                    ru.merge(r, ru.Rollup(agent, r.minute_us, r.kind, r.target, old[0], ru.decode(r.kind, old[1])))
+                upserts.append((agent, r.minute_us, r.kind, r.target, r.hop, r.count, ru.encode(r.kind, r.data)))
+        deletes: list[tuple] = []
+        for agent, span in spans.items():
+            open_events = [Event(*row) for row in db.execute(
+                """SELECT id, kind, target, start_us, end_us, severity, evidence FROM events
+                   WHERE agent = ? AND end_us IS NULL AND start_us >= ? AND start_us <= ?""",
+                (agent, span.now_us - ru.OPEN_EVENT_HORIZON_US, span.now_us))]
+            minutes = ru.minutes_to_redo(span, open_events)
+            if not minutes:
+                continue
+            lo, hi = min(minutes), max(minutes) + ru.MINUTE_US
+            evs = [Event(*row) for row in db.execute(
+                """SELECT id, kind, target, start_us, end_us, severity, evidence FROM events
+                   WHERE agent = ? AND start_us < ? AND start_us >= ? AND (end_us IS NULL OR end_us >= ?)""",
+                (agent, hi, lo - ru.OPEN_EVENT_HORIZON_US, lo))]
+            for m, r in ru.event_rollups(agent, evs, minutes, span.now_us).items():
+                if r.data["spans"]:
+                    upserts.append((agent, m, r.kind, r.target, 0, r.count, ru.encode(r.kind, r.data)))
+                else:
+                    deletes.append((agent, m, ru.EVENTS, ru.EVENTS_TARGET))
+        db.executemany(
+            """INSERT INTO rollups (agent, minute_us, kind, target, hop, n, data) VALUES (?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (agent, minute_us, kind, target) DO UPDATE SET hop = excluded.hop, n = excluded.n,
+                 data = excluded.data""",
+            upserts,
+        )
+        db.executemany("DELETE FROM rollups WHERE agent = ? AND minute_us = ? AND kind = ? AND target = ?", deletes)
 
     def _series_id(self, agent: int, target: str, address: str, kind: str, method: str, hop: int) -> int:
         key = (agent, target, address, kind, method, hop)
@@ -286,6 +374,110 @@ class SqliteStore:
                         (agent_key,),
                     ).fetchone()[0]
         return total
+
+    # -- rollups, incidents, retention --
+
+    def all_agents(self) -> list[AgentRecord]:
+        with self._reader() as db:
+            rows = db.execute(
+                """SELECT key, agent_id, host, os_user, os, agent_version, site, first_seen_us, last_seen_us
+                   FROM agents ORDER BY key""").fetchall()
+        return [AgentRecord(r[0], AgentInfo(*r[1:7]), r[7], r[8]) for r in rows]
+
+    def rollups(self, since_us: int, until_us: int, agent_key: int | None = None,
+                kinds: Sequence[str] | None = None) -> list[ru.Rollup]:
+        sql = "SELECT agent, minute_us, kind, target, hop, data FROM rollups WHERE minute_us >= ? AND minute_us < ?"
+        args: list = [since_us, until_us]
+        if agent_key is not None:
+            sql += " AND agent = ?"
+            args.append(agent_key)
+        if kinds is not None:
+            sql += f" AND kind IN ({', '.join('?' * len(kinds))})"
+            args.extend(kinds)
+        with self._reader() as db:
+            got = db.execute(sql + " ORDER BY agent, minute_us, kind, target", args).fetchall()
+        return [ru.Rollup(a, m, k, t, h, ru.decode(k, d)) for a, m, k, t, h, d in got]
+
+    def incidents(self, since_us: int, until_us: int, agent_key: int | None = None) -> list[IncidentRecord]:
+        sql = """SELECT id, kind, scope, start_us, last_us, end_us, detected_us, evidence FROM incidents
+                 WHERE start_us < ? AND (end_us IS NULL OR end_us >= ?)"""
+        args: list = [until_us, since_us]
+        if agent_key is not None:
+            sql += " AND id IN (SELECT incident FROM incident_agents WHERE agent = ?)"
+            args.append(agent_key)
+        with self._reader() as db:
+            return self._with_agents(db, [IncidentRecord(*r) for r in db.execute(sql + " ORDER BY start_us, id", args)])
+
+    @staticmethod
+    def _with_agents(db: sqlite3.Connection, incs: list[IncidentRecord]) -> list[IncidentRecord]:
+        for inc in incs:
+            inc.agents = {a: (f, last) for a, f, last in db.execute(
+                "SELECT agent, first_us, last_us FROM incident_agents WHERE incident = ? ORDER BY agent", (inc.id,))}
+        return incs
+
+    def update_incidents(self, change: Callable[[list[IncidentRecord]], list[IncidentRecord]]) -> list[IncidentRecord]:
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                open_now = self._with_agents(db, [IncidentRecord(*r) for r in db.execute(
+                    """SELECT id, kind, scope, start_us, last_us, end_us, detected_us, evidence FROM incidents
+                       WHERE end_us IS NULL ORDER BY id""")])
+                out = change(open_now)
+                for inc in out:
+                    if inc.id is None:
+                        inc.id = db.execute(
+                            """INSERT INTO incidents (kind, scope, start_us, last_us, end_us, detected_us, evidence)
+                               VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                            (inc.kind, inc.scope, inc.start_us, inc.last_us, inc.end_us, inc.detected_us, inc.evidence),
+                        ).lastrowid
+                    else:
+                        db.execute("UPDATE incidents SET start_us = ?, last_us = ?, end_us = ?, evidence = ? WHERE id = ?",
+                                   (inc.start_us, inc.last_us, inc.end_us, inc.evidence, inc.id))
+                    db.executemany(
+                        """INSERT INTO incident_agents (incident, agent, first_us, last_us) VALUES (?, ?, ?, ?)
+                           ON CONFLICT (incident, agent) DO UPDATE SET first_us = min(first_us, excluded.first_us),
+                             last_us = max(last_us, excluded.last_us)""",
+                        [(inc.id, a, f, last) for a, (f, last) in inc.agents.items()],
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return out
+
+    def delete_raw_before(self, cutoff_us: int, limit: int) -> int:
+        tables = [(f"samples_{kind}", "ts_us") for kind in KINDS] + [("events", "coalesce(end_us, start_us)"),
+                                                                      ("paths", "ts_us")]
+        for table, col in tables:
+            n = self._delete_chunk(f"DELETE FROM {table} WHERE rowid IN "
+                                   f"(SELECT rowid FROM {table} WHERE {col} < ? LIMIT ?)", (cutoff_us, limit))
+            if n:
+                return n
+        return 0
+
+    def delete_rollups_before(self, cutoff_us: int, limit: int) -> int:
+        n = self._delete_chunk(
+            """DELETE FROM rollups WHERE (agent, minute_us, kind, target) IN
+               (SELECT agent, minute_us, kind, target FROM rollups WHERE minute_us < ? LIMIT ?)""", (cutoff_us, limit))
+        if n:
+            return n
+        return self._delete_chunk(
+            """DELETE FROM incidents WHERE id IN
+               (SELECT id FROM incidents WHERE end_us IS NOT NULL AND end_us < ? LIMIT ?)""", (cutoff_us, limit))
+
+    def _delete_chunk(self, sql: str, args: tuple) -> int:
+        """One bounded delete in its own short transaction, so ingest waits at most one chunk."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                n = db.execute(sql, args).rowcount
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return n
 
     def _reader(self):
         return _Reader(self.path)

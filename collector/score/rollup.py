@@ -1,0 +1,522 @@
+"""Per-minute rollups: what one agent measured of one target in one minute, in a mergeable form.
+
+Why rollups: raw samples are kept for days, scores are asked for over months, and a lookup of
+a 24 h window must not read 86,400 samples per target. Why *mergeable*: several collectors
+behind a load balancer may each hold part of the same agent-minute (an agent that reconnects
+elsewhere mid-minute), and a replay may deliver a minute's samples in any order. Every field of
+a rollup therefore merges with an associative, commutative operation (add, max, union, sketch
+merge), so the rollup of a minute is the same whatever split and order its samples arrived in.
+
+A rollup is keyed by (agent, minute, kind, target); ``kind`` is the payload's series kind
+(``rtt``, ``http``, ``voice``, ``device``, ``wifi``) or ``events``. Sample kinds merge; the
+``events`` rollup is different: events are upserted by id (sent when they open and again when
+they close), so adding their seconds would count them twice. The store therefore recomputes
+the ``events`` rollup of every minute an event touches from the events table itself
+(``event_rollups``) and replaces it, which is idempotent and sees the union of every
+collector's events.
+
+Consecutive-sample figures (jitter as mean |dRTT|, loss runs) would lose the pair that
+straddles two batches if each batch were summed alone. Each batch's part of a minute keeps its
+*fragment* ends (first/last time, first/last answered RTT, lost at either end), and readers join
+neighbouring fragments when they need those figures, so a split never changes them either.
+
+This module is pure: the store calls ``rollups_of_batches`` and ``merge`` inside its commit
+transaction and stores ``encode``'s bytes; scoring reads them back with ``decode``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import msgpack
+
+from cxpulse.v1.payload import Event, SampleBatch, Series
+
+from .sketch import LatencySketch
+
+__all__ = [
+    "EVENTS",
+    "EVENTS_TARGET",
+    "FIELDS",
+    "MINUTE_US",
+    "AgentSpan",
+    "Rollup",
+    "canonical_bytes",
+    "commit_work",
+    "decode",
+    "empty",
+    "encode",
+    "event_minutes",
+    "event_rollups",
+    "merge",
+    "merge_data",
+    "minute_of",
+    "minutes_to_redo",
+    "normalized",
+    "rollups_of_batches",
+    "rtt_jitter",
+    "rtt_loss_runs",
+    "sketch_count_le",
+]
+
+MINUTE_US = 60_000_000
+EVENTS = "events"
+EVENTS_TARGET = ""  # one events rollup per agent-minute, over all targets
+CPU_HIGH_PERMILLE = 900  # the detector's device_pressure thresholds (agent/detector: CPU > 90%, memory > 95%)
+MEM_HIGH_PERMILLE = 950
+SET_CAP = 8  # a set field keeps its 8 smallest members: bounded, and still associative
+SPANS_CAP = 64  # events per agent-minute kept for stability (the longest, most severe first)
+OPEN_EVENT_HORIZON_US = 24 * 3600 * 1_000_000  # events are looked for at most a day before a minute
+
+# Merge operations of each field, per kind.
+ADD, MAX, SKETCH, SET, COUNTS, HIST, FRAGS, ARGMAX = "add", "max", "sketch", "set", "counts", "hist", "frags", "argmax"
+
+FIELDS: dict[str, dict[str, str]] = {
+    # RTT to a hop or target: samples, lost, RTT distribution, |dRTT| within fragments, loss runs
+    # within fragments, fragment ends (to join neighbours), addresses seen.
+    "rtt": {"n": ADD, "lost": ADD, "rtt": SKETCH, "jit_sum": ADD, "jit_n": ADD, "runs": ADD, "frags": FRAGS,
+            "addr": SET},
+    # App checks: failures by class, and a distribution per phase (successful checks' totals).
+    "http": {"n": ADD, "failed": ADD, "errs": COUNTS, "dns": SKETCH, "tcp": SKETCH, "tls": SKETCH, "ttfb": SKETCH,
+             "total": SKETCH, "addr": SET},
+    # Voice-cadence runs: packets sent/received, run medians of RTT and jitter, worst burst and run.
+    "voice": {"runs": ADD, "failed": ADD, "sent": ADD, "recv": ADD, "loss_runs": ADD, "rtt": SKETCH, "jit": SKETCH,
+              "burst_max": MAX, "run_max": MAX, "reord": ADD, "addr": SET},
+    # Device readings: CPU/memory (permille) sums, maxima and readings above the pressure lines.
+    "device": {"n": ADD, "cpu_sum": ADD, "cpu_max": MAX, "cpu_hi": ADD, "mem_sum": ADD, "mem_max": MAX, "mem_hi": ADD,
+               "nicerr": ADD, "top": ARGMAX, "ifk": SET, "if": SET, "vpn": SET, "proxy": SET},
+    # Wi-Fi readings: connected share, RSSI/SNR histograms (exact, 1 dB), tx-rate distribution.
+    "wifi": {"n": ADD, "conn": ADD, "rssi": HIST, "snr": HIST, "tx": SKETCH, "bssid": SET, "band": SET},
+}
+
+
+def minute_of(ts_us: int) -> int:
+    """The start of the minute holding ``ts_us`` (UTC minutes; µs since the epoch)."""
+    return ts_us - ts_us % MINUTE_US
+
+
+@dataclass
+class Rollup:
+    """One agent-minute of one target. ``data`` holds the kind's fields (live: sketches as objects)."""
+
+    agent: int
+    minute_us: int
+    kind: str
+    target: str
+    hop: int = 0
+    data: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[int, int, str, str]:
+        return (self.agent, self.minute_us, self.kind, self.target)
+
+    @property
+    def count(self) -> int:
+        """Samples (checks, runs, readings, event spans) behind this rollup."""
+        if self.kind == EVENTS:
+            return len(self.data.get("spans", ()))
+        return int(self.data.get("runs" if self.kind == "voice" else "n", 0))
+
+
+# --- the fields ----------------------------------------------------------------------------------
+
+
+def empty(kind: str) -> dict:
+    if kind == EVENTS:
+        return {"spans": []}
+    out: dict = {}
+    for name, op in FIELDS[kind].items():
+        out[name] = 0 if op == ADD else [] if op in (SET, FRAGS) else {} if op in (COUNTS, HIST) else None
+    return out
+
+
+def merge_data(kind: str, a: dict, b: dict) -> dict:
+    """Merge ``b`` into ``a`` (in place; returns a). Every operation is associative and commutative."""
+    if kind == EVENTS:  # events rollups are replaced, never merged (see the module docstring)
+        a["spans"] = list(b["spans"])
+        return a
+    for name, op in FIELDS[kind].items():
+        x, y = a.get(name), b.get(name)
+        if op == ADD:
+            a[name] = (x or 0) + (y or 0)
+        elif op == MAX:
+            a[name] = y if x is None else x if y is None else max(x, y)
+        elif op == ARGMAX:
+            a[name] = y if x is None else x if y is None else max(list(x), list(y))
+        elif op == SKETCH:
+            if y is not None and y.count:
+                a[name] = y.copy() if x is None else x.merge(y)
+        elif op == SET:
+            a[name] = sorted(set(x or ()) | set(y or ()))[:SET_CAP]
+        elif op in (COUNTS, HIST):
+            d = dict(x or {})
+            for k, v in (y or {}).items():
+                d[k] = d.get(k, 0) + v
+            a[name] = d
+        elif op == FRAGS:
+            a[name] = sorted([list(f) for f in (x or [])] + [list(f) for f in (y or [])], key=_frag_key)
+    return a
+
+
+def merge(a: Rollup, b: Rollup) -> Rollup:
+    """Merge ``b`` into ``a`` (same key); the hop is the highest seen (deterministic under any order)."""
+    if a.key != b.key:
+        raise ValueError(f"cannot merge rollups of different keys: {a.key} and {b.key}")
+    a.hop = max(a.hop, b.hop)
+    merge_data(a.kind, a.data, b.data)
+    return a
+
+
+def _frag_key(f: Sequence) -> tuple:
+    return (f[0], f[1], -1 if f[2] is None else f[2], -1 if f[3] is None else f[3], f[4], f[5])
+
+
+# --- bytes ----------------------------------------------------------------------------------------
+
+
+def encode(kind: str, data: dict) -> bytes:
+    """Canonical bytes: fields in name order, sketches as their canonical bytes, maps key-sorted.
+
+    The same rollup always encodes to the same bytes, so "the split added up exactly" can be
+    checked byte for byte.
+    """
+    out: dict = {}
+    if kind == EVENTS:
+        out["spans"] = sorted([list(s) for s in data.get("spans", ())], key=lambda s: (s[0], s[1], s[3], s[4], s[5]))
+    else:
+        for name in sorted(FIELDS[kind]):
+            op, v = FIELDS[kind][name], data.get(name)
+            if op == SKETCH:
+                v = v.to_bytes() if v is not None and v.count else None
+            elif op in (COUNTS, HIST):
+                v = {k: v[k] for k in sorted(v or {}) if v[k]}
+            out[name] = v
+    return msgpack.packb(out, use_bin_type=True)
+
+
+def decode(kind: str, raw: bytes) -> dict:
+    d = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+    if kind == EVENTS:
+        return {"spans": d.get("spans", [])}
+    out = empty(kind)
+    for name, op in FIELDS[kind].items():
+        if name not in d:
+            continue  # a field added later: its empty value
+        v = d[name]
+        if op == SKETCH:
+            v = LatencySketch.from_bytes(v) if v else None
+        elif op in (COUNTS, HIST):
+            v = dict(v or {})
+        out[name] = v
+    return out
+
+
+# --- from a batch to its rollups --------------------------------------------------------------------
+
+
+def rollups_of_batches(items: Iterable[tuple[int, SampleBatch]]) -> dict[tuple, Rollup]:
+    """The rollups of (agent key, batch) pairs, merged per key (the store merges them with what it holds)."""
+    out: dict[tuple, Rollup] = {}
+    for agent, batch in items:
+        for s in batch.series:
+            if s.kind not in FIELDS or not len(s):
+                continue
+            for r in _series_rollups(agent, s):
+                have = out.get(r.key)
+                out[r.key] = r if have is None else merge(have, r)
+    return out
+
+
+def _series_rollups(agent: int, s: Series) -> list[Rollup]:
+    order = range(len(s.ts_us))
+    if any(b < a for a, b in zip(s.ts_us, s.ts_us[1:])):
+        order = sorted(order, key=s.ts_us.__getitem__)
+    groups: dict[int, list[int]] = {}
+    for i in order:
+        groups.setdefault(minute_of(s.ts_us[i]), []).append(i)
+    build = _BUILDERS[s.kind]
+    out = []
+    for minute, idx in groups.items():
+        data = empty(s.kind)
+        build(data, s, idx)
+        if "addr" in data:
+            data["addr"] = [s.address[:64]]
+        out.append(Rollup(agent, minute, s.kind, s.target, s.hop or 0, data))
+    return out
+
+
+def _build_rtt(d: dict, s: Series, idx: list[int]) -> None:
+    rtts = s.cols["rtt"]
+    sk = LatencySketch()
+    prev = None
+    runs = 0
+    last_lost = False
+    for i in idx:
+        v = rtts[i]
+        if v is None:
+            d["lost"] += 1
+            if not last_lost:
+                runs += 1
+            last_lost = True
+            continue
+        last_lost = False
+        sk.add(v)
+        if prev is not None:
+            d["jit_sum"] += abs(v - prev)
+            d["jit_n"] += 1
+        prev = v
+    d["n"] = len(idx)
+    d["rtt"] = sk if sk.count else None
+    d["runs"] = runs
+    answered = [rtts[i] for i in idx if rtts[i] is not None]
+    d["frags"] = [[s.ts_us[idx[0]], s.ts_us[idx[-1]], answered[0] if answered else None,
+                   answered[-1] if answered else None, int(rtts[idx[0]] is None), int(rtts[idx[-1]] is None)]]
+
+
+def _build_http(d: dict, s: Series, idx: list[int]) -> None:
+    c = s.cols
+    for i in idx:
+        d["n"] += 1
+        err = c["err"][i]
+        if err:
+            d["failed"] += 1
+            d["errs"][err] = d["errs"].get(err, 0) + 1
+        for phase in ("dns", "tcp", "tls", "ttfb"):
+            if c[phase][i] is not None:
+                _sketch_add(d, phase, c[phase][i])
+        if not err and c["total"][i] is not None:
+            _sketch_add(d, "total", c["total"][i])
+
+
+def _build_voice(d: dict, s: Series, idx: list[int]) -> None:
+    c = s.cols
+    for i in idx:
+        d["runs"] += 1
+        sent, recv = c["sent"][i] or 0, c["recv"][i] or 0
+        if c["err"][i] or not sent:
+            d["failed"] += 1
+            continue
+        d["sent"] += sent
+        d["recv"] += recv
+        lost = max(0, sent - recv)
+        run = c["run"][i] or 0
+        if lost:
+            # The payload has the longest loss run, not the number of runs: lost / longest is the
+            # fewest runs the loss can be in, so BurstR comes out at most as bursty as it was.
+            d["loss_runs"] += math.ceil(lost / run) if run else lost
+        for col, name in (("rtt", "rtt"), ("jit", "jit")):
+            if c[col][i] is not None:
+                _sketch_add(d, name, c[col][i])
+        for col, name in (("burst", "burst_max"), ("run", "run_max")):
+            if c[col][i] is not None:
+                d[name] = c[col][i] if d[name] is None else max(d[name], c[col][i])
+        d["reord"] += c["reord"][i] or 0
+
+
+def _build_device(d: dict, s: Series, idx: list[int]) -> None:
+    c = s.cols
+    for i in idx:
+        d["n"] += 1
+        cpu, mem = c["cpu"][i], c["mem"][i]
+        if cpu is not None:
+            d["cpu_sum"] += cpu
+            d["cpu_max"] = cpu if d["cpu_max"] is None else max(d["cpu_max"], cpu)
+            d["cpu_hi"] += cpu > CPU_HIGH_PERMILLE
+            if c["top"][i]:
+                cand = [cpu, c["top"][i][:64]]
+                d["top"] = cand if d["top"] is None else max(d["top"], cand)
+        if mem is not None:
+            d["mem_sum"] += mem
+            d["mem_max"] = mem if d["mem_max"] is None else max(d["mem_max"], mem)
+            d["mem_hi"] += mem > MEM_HIGH_PERMILLE
+        d["nicerr"] += c["nicerr"][i] or 0
+        for col in ("ifk", "if", "proxy"):
+            if c[col][i]:
+                d[col] = sorted(set(d[col]) | {c[col][i][:64]})[:SET_CAP]
+        if c["vpn"][i]:
+            d["vpn"] = sorted(set(d["vpn"]) | {v.strip()[:64] for v in c["vpn"][i].split(",") if v.strip()})[:SET_CAP]
+
+
+def _build_wifi(d: dict, s: Series, idx: list[int]) -> None:
+    c = s.cols
+    for i in idx:
+        d["n"] += 1
+        if not c["conn"][i]:
+            continue
+        d["conn"] += 1
+        for col in ("rssi", "snr"):
+            v = c[col][i]
+            if v is not None:
+                d[col][v] = d[col].get(v, 0) + 1
+        if c["tx"][i] is not None and c["tx"][i] >= 0:
+            _sketch_add(d, "tx", c["tx"][i])
+        for col in ("bssid", "band"):
+            if c[col][i]:
+                d[col] = sorted(set(d[col]) | {c[col][i][:64]})[:SET_CAP]
+
+
+def _sketch_add(d: dict, name: str, v: int) -> None:
+    if d[name] is None:
+        d[name] = LatencySketch()
+    d[name].add(v)
+
+
+_BUILDERS = {"rtt": _build_rtt, "http": _build_http, "voice": _build_voice, "device": _build_device, "wifi": _build_wifi}
+
+
+# --- events ---------------------------------------------------------------------------------------
+
+
+def event_rollups(agent: int, events: Iterable[Event], minutes: Iterable[int], now_us: int) -> dict[int, Rollup]:
+    """The ``events`` rollup of each given minute, from every event of the agent that overlaps it.
+
+    An event's part of a minute is kept as a span (start, end, severity, kind, target, id, the
+    event's own start),
+    clipped to the minute: the stability component reads these spans exactly as it would read
+    the events. An open event runs to ``now_us`` (the latest time the agent has reported); it
+    is recomputed when more data or its close arrives. Minutes without spans get an empty rollup
+    (the store deletes those rows).
+    """
+    evs = list(events)
+    out: dict[int, Rollup] = {}
+    for m in sorted(set(minutes)):
+        end_m = m + MINUTE_US
+        spans = []
+        for e in evs:
+            end = e.end_us if e.end_us is not None else max(now_us, e.start_us)
+            if end <= e.start_us:
+                end = e.start_us + 1_000_000  # an instant (path change, roam) counts one second
+            lo, hi = max(e.start_us, m), min(end, end_m)
+            if lo < hi or (lo == hi == e.start_us and m <= e.start_us < end_m):
+                spans.append([lo, hi, int(e.severity), e.kind, e.target[:64], e.id[:128], e.start_us])
+        if len(spans) > SPANS_CAP:
+            spans = sorted(spans, key=lambda s: (-s[2], s[0] - s[1]))[:SPANS_CAP]
+        out[m] = Rollup(agent, m, EVENTS, EVENTS_TARGET, 0, {"spans": spans})
+    return out
+
+
+def event_minutes(events: Iterable[Event], now_us: int, max_minutes: int = 24 * 60) -> set[int]:
+    """The minutes to recompute for events just written: from each start up to ``now_us`` or its end.
+
+    Up to ``now_us`` even for a closed event: while it was open, an earlier commit counted it up
+    to that commit's time, which may lie after its real end; those minutes must be redone too.
+    At most ``max_minutes`` per event.
+    """
+    out: set[int] = set()
+    for e in events:
+        end = max(e.end_us or 0, e.start_us, now_us)
+        first = minute_of(e.start_us)
+        last = min(minute_of(end), first + (max_minutes - 1) * MINUTE_US)
+        out.update(range(first, last + 1, MINUTE_US))
+    return out
+
+
+# --- derived figures --------------------------------------------------------------------------------
+
+
+def normalized(kind: str, data: dict) -> dict:
+    """The rollup as it reads: fragments joined in time order into one (rtt), everything else as is.
+
+    Two stored rollups of the same samples may hold different fragment lists (one per batch that
+    brought a part of the minute); joined, they are equal field for field. The store keeps the
+    fragments, so that a part arriving later still joins at the right place.
+    """
+    if kind != "rtt" or len(data.get("frags") or ()) <= 1:
+        return data
+    out = dict(data)
+    frags = sorted(data["frags"], key=_frag_key)
+    out["jit_sum"], out["jit_n"] = rtt_jitter(data)
+    out["runs"] = rtt_loss_runs(data)
+    answered = [f for f in frags if f[2] is not None]
+    out["frags"] = [[frags[0][0], max(f[1] for f in frags), answered[0][2] if answered else None,
+                     answered[-1][3] if answered else None, frags[0][4], frags[-1][5]]]
+    return out
+
+
+def canonical_bytes(kind: str, data: dict) -> bytes:
+    """``encode`` of the normalized rollup: equal bytes mean equal rollups, however they were split."""
+    return encode(kind, normalized(kind, data))
+
+
+def rtt_jitter(d: Mapping) -> tuple[int, int]:
+    """(sum of |dRTT| in µs, pairs) over consecutive answered RTTs, joining fragments in time order."""
+    total, pairs = d.get("jit_sum", 0), d.get("jit_n", 0)
+    prev = None
+    for f in sorted(d.get("frags") or (), key=_frag_key):
+        if f[2] is None:
+            continue
+        if prev is not None:
+            total += abs(f[2] - prev)
+            pairs += 1
+        prev = f[3]
+    return total, pairs
+
+
+def rtt_loss_runs(d: Mapping) -> int:
+    """Runs of consecutive lost samples; a run across two fragments counts once."""
+    runs = d.get("runs", 0)
+    frags = sorted(d.get("frags") or (), key=_frag_key)
+    for a, b in zip(frags, frags[1:]):
+        if a[5] and b[4]:
+            runs -= 1
+    return max(runs, 0)
+
+
+def sketch_count_le(s: LatencySketch | None, limit_us: float) -> int:
+    """Values at or below ``limit_us`` (bucket resolution: within the sketch's relative error)."""
+    if s is None or not s.count:
+        return 0
+    if s.max is not None and s.max <= limit_us:
+        return s.count
+    if s.min is not None and s.min > limit_us:
+        return 0
+    n = s.zero if limit_us >= 0 else 0
+    for k, c in s.buckets.items():
+        if 2 * s.gamma ** k / (s.gamma + 1) <= limit_us:
+            n += c
+    return n
+
+
+# --- what a commit writes ---------------------------------------------------------------------------
+
+
+@dataclass
+class AgentSpan:
+    """What one commit brought of one agent: its time span and the events it sent."""
+
+    lo_us: int
+    now_us: int
+    events: list[Event] = field(default_factory=list)
+
+
+def commit_work(items: Iterable[tuple[int, SampleBatch]]) -> tuple[dict[tuple, Rollup], dict[int, AgentSpan]]:
+    """Sample rollups to merge, and per agent the span and events whose minutes need recomputing.
+
+    Both stores run this inside ``commit_batches`` on the batches they just wrote (duplicates
+    excluded), then merge the sample rollups into what they hold and replace the events rollups.
+    """
+    items = list(items)
+    spans: dict[int, AgentSpan] = {}
+    for agent, batch in items:
+        times = [t for s in batch.series for t in (min(s.ts_us), max(s.ts_us)) if len(s)]
+        times += [t for e in batch.events for t in (e.start_us, e.end_us) if t is not None]
+        times += [p.ts_us for p in batch.paths]
+        if not times:
+            continue
+        sp = spans.get(agent)
+        if sp is None:
+            sp = spans[agent] = AgentSpan(min(times), max(times))
+        sp.lo_us, sp.now_us = min(sp.lo_us, min(times)), max(sp.now_us, max(times))
+        sp.events.extend(batch.events)
+    return rollups_of_batches(items), spans
+
+
+def minutes_to_redo(span: AgentSpan, open_events: Sequence[Event]) -> set[int]:
+    """Minutes whose events rollup this commit changes: the events it sent, and the open ones
+    (still running) over the commit's own span."""
+    minutes = event_minutes(span.events, span.now_us)
+    if open_events:
+        minutes.update(range(minute_of(span.lo_us), minute_of(span.now_us) + 1, MINUTE_US))
+    return minutes

@@ -1,0 +1,354 @@
+"""Fault-domain triage: for a degraded window, where the fault lies, how sure we are, and why.
+
+The helpdesk's question in a ticket is not "is the score low" but "whose problem is it": the
+user's Wi-Fi, their PC, their home or branch network and ISP, the VPN or secure web gateway,
+the application platform, DNS, or none of those we can tell. Each domain has a signature in
+the figures the agent measures along its path (gateway, ISP hop, public hop, media edge, app
+phases, device, Wi-Fi), and a fault shows where the figures start to go wrong:
+
+- **wifi**: weak signal, noise, roams or drops *while the gateway RTT suffers* (the first hop
+  of a Wi-Fi desk is the radio link; a weak signal with a clean gateway is not the fault);
+- **device**: CPU or memory pressure for much of the window;
+- **network** (home/branch network or ISP): the gateway is fine and loss or latency starts at
+  a hop beyond it; or the gateway itself suffers on a desk with no Wi-Fi evidence and no tunnel;
+- **vpn** (VPN / secure web gateway): the default route goes through a tunnel (the desk's
+  active interface is a VPN, so the "gateway" measured is the tunnel's first hop) and the
+  tunnel hop suffers or the apps behind it slow down;
+- **app** (the app platform): the path is clean, one app is slow or failing;
+- **dns**: checks fail in name resolution or resolution is slow, while the path is clean;
+- **unknown**: no domain has enough evidence.
+
+Each domain gets a *strength* in 0..1 from its signature; the strongest wins. Confidence is the
+winner's strength less half the runner-up's, so a clear case reads 0.9 and a toss-up 0.4.
+Thresholds are relative to the agent's own good minutes where it has some (a VPN desk's tunnel
+hop is normally 25 ms, a wired gateway under 1 ms), absolute otherwise. The evidence is one
+sentence with the figures and the minutes; docs/scoring.md lists the rules.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from .components import piecewise
+from .timeline import Figures, MinuteScore, PathFig, Timeline, figures_of
+
+__all__ = ["DOMAINS", "LABELS", "Verdict", "degraded_windows", "triage_timeline", "triage_window"]
+
+DOMAINS = ("wifi", "device", "network", "vpn", "app", "dns", "unknown")
+LABELS = {
+    "wifi": "Wi-Fi",
+    "device": "local device",
+    "network": "home/branch network or ISP",
+    "vpn": "VPN / secure web gateway",
+    "app": "app platform",
+    "dns": "DNS",
+    "unknown": "unknown",
+}
+GAP_MINUTES = 2  # good minutes between two degraded ones that still make one window
+MIN_STRENGTH = 0.35  # below this for every domain: unknown
+
+
+@dataclass(frozen=True)
+class Verdict:
+    domain: str
+    confidence: float
+    evidence: str
+    start_us: int
+    end_us: int
+    minutes: int  # degraded minutes in the window
+    worst_score: float | None
+    strengths: dict[str, float] = field(default_factory=dict)
+    incident: dict | None = None
+
+    @property
+    def label(self) -> str:
+        return LABELS[self.domain]
+
+    def to_dict(self) -> dict:
+        return {"domain": self.domain, "label": self.label, "confidence": self.confidence, "evidence": self.evidence,
+                "start_us": self.start_us, "end_us": self.end_us, "minutes": self.minutes,
+                "worst_score": self.worst_score, "strengths": self.strengths, "incident": self.incident}
+
+
+def degraded_windows(minutes: Sequence[MinuteScore], gap_minutes: int = GAP_MINUTES) -> list[list[MinuteScore]]:
+    """Runs of degraded minutes (score below good), joined across gaps of up to ``gap_minutes``."""
+    out: list[list[MinuteScore]] = []
+    for m in minutes:
+        if not m.degraded:
+            continue
+        if out and m.minute_us - out[-1][-1].minute_us <= (gap_minutes + 1) * 60_000_000:
+            out[-1].append(m)
+        else:
+            out.append([m])
+    return out
+
+
+def triage_timeline(tl: Timeline, incidents: Iterable = ()) -> list[Verdict]:
+    """A verdict per degraded window of the timeline, naming the incidents the agent is part of."""
+    incs = list(incidents)
+    windows = degraded_windows(tl.minutes)
+    bad = {m.minute_us for w in windows for m in w}
+    good = [r for m in tl.minutes if m.minute_us not in bad for r in m.rollups]
+    baseline = figures_of(good, tl.since_us, tl.until_us) if good else None
+    out = []
+    for w in windows:
+        v = triage_window(w, baseline)
+        inc = _incident_of(tl.agent, v, incs)
+        if inc is not None:
+            v = Verdict(v.domain, v.confidence, f"{v.evidence}; part of incident {inc['id']} ({inc['summary']})",
+                        v.start_us, v.end_us, v.minutes, v.worst_score, v.strengths, inc)
+        out.append(v)
+    return out
+
+
+def _incident_of(agent: int, v: Verdict, incidents: list) -> dict | None:
+    for inc in incidents:
+        span = inc.agents.get(agent)
+        if span is None:
+            continue
+        end = inc.end_us if inc.end_us is not None else max(inc.last_us, v.end_us)
+        if inc.start_us < v.end_us and end + 60_000_000 >= v.start_us:
+            what = "platform: " if inc.kind == "platform" else "site: "
+            return {"id": inc.id, "kind": inc.kind, "scope": inc.scope,
+                    "summary": f"{what}{inc.scope}, {len(inc.agents)} agents"}
+    return None
+
+
+def triage_window(window: Sequence[MinuteScore], baseline: Figures | None = None) -> Verdict:
+    """The fault domain of one degraded window, from its merged figures (and the agent's good minutes)."""
+    start, end = window[0].minute_us, window[-1].minute_us + 60_000_000
+    f = figures_of([r for m in window for r in m.rollups], start, end)
+    ev = _Evidence(f, baseline)
+    strengths = {
+        "device": ev.device(),
+        "wifi": ev.wifi(),
+        "vpn": ev.vpn(),
+        "network": ev.network(),
+        "dns": ev.dns(),
+        "app": ev.app(),
+    }
+    ranked = sorted(strengths.items(), key=lambda kv: (-kv[1], DOMAINS.index(kv[0])))
+    (best, s1), (_, s2) = ranked[0], ranked[1]
+    when = f"{_hhmm(start)}-{_hhmm(end)}"
+    worst = min((m.overall.score for m in window if m.overall.score is not None), default=None)
+    if s1 < MIN_STRENGTH:
+        lim = window[0].overall.limiting
+        text = (f"no domain stands out (strongest: {LABELS[best]} {s1:.2f}); score limited by {lim}: "
+                f"{_first_reason(window)}, {when}")
+        # Confidence of "unknown" is that of the best guess it turned down: low, by definition.
+        return Verdict("unknown", round(s1, 2), text, start, end, len(window), worst,
+                       {k: round(v, 2) for k, v in strengths.items()})
+    confidence = round(min(0.99, max(0.05, s1 - 0.5 * s2)), 2)
+    return Verdict(best, confidence, f"{ev.sentence(best)}, {when}", start, end, len(window), worst,
+                   {k: round(v, 2) for k, v in strengths.items()})
+
+
+def _count(n: int) -> float:
+    """Weight of evidence from ``n`` bad checks: 0.4 for one, full from three."""
+    return piecewise(float(n), ((0.0, 0.0), (1.0, 0.4), (3.0, 1.0)))
+
+
+def _first_reason(window: Sequence[MinuteScore]) -> str:
+    worst = min(window, key=lambda m: m.overall.score if m.overall.score is not None else 101)
+    return worst.overall.reason
+
+
+def _hhmm(us: int) -> str:
+    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.timezone.utc).strftime("%H:%M")
+
+
+def _ms(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v / 1000:.1f} s" if v >= 1000 else f"{v:.0f} ms"
+
+
+class _Evidence:
+    """The signatures of each domain in one window's figures, and the sentence for each."""
+
+    def __init__(self, f: Figures, base: Figures | None):
+        self.f, self.base = f, base
+        self.gw = f.gateway
+        self.hops = f.beyond_gateway()
+        self.media = next((p for n, p in f.paths.items() if n not in ("gateway", "isp", "public", "anchor")), None)
+        self._gw_s = self._gateway_suffers()
+        self._beyond = self._beyond_gateway()
+
+    # -- path --
+
+    def _base_path(self, name: str) -> PathFig | None:
+        return None if self.base is None else self.base.paths.get(name)
+
+    def _excess_ms(self, p: PathFig | None) -> float:
+        """How far this hop's p95 RTT rose above its usual (the agent's good minutes), in ms."""
+        if p is None or p.p95_ms is None:
+            return 0.0
+        b = self._base_path(p.target)
+        usual = b.p95_ms if b is not None and b.p95_ms is not None else (5.0 if p.target == "gateway" else p.p50_ms or 0.0)
+        return max(0.0, p.p95_ms - usual)
+
+    def _gateway_suffers(self) -> float:
+        g = self.gw
+        if g is None or not g.samples:
+            return 0.0
+        loss_s = piecewise(g.loss_pct, ((0.5, 0.0), (2.0, 0.5), (5.0, 1.0)))
+        lat_s = piecewise(self._excess_ms(g), ((8.0, 0.0), (25.0, 0.5), (60.0, 1.0)))
+        return max(loss_s, lat_s)
+
+    def _beyond_gateway(self) -> tuple[float, str]:
+        """Strength of a fault that starts beyond the gateway, and where it starts (sentence)."""
+        g = self.gw
+        g_loss = g.loss_pct if g else 0.0
+        g_exc = self._excess_ms(g)
+        prev_name = "the gateway" + (f" ({g.address})" if g and g.address else "")
+        best, text = 0.0, ""
+        for p in self.hops + ([self.media] if self.media else []):
+            loss_d = p.loss_pct - g_loss
+            lat_d = self._excess_ms(p) - g_exc
+            s = max(piecewise(loss_d, ((1.0, 0.0), (3.0, 0.6), (8.0, 1.0))),
+                    piecewise(lat_d, ((15.0, 0.0), (40.0, 0.6), (100.0, 1.0))))
+            if s > best + 0.05:
+                where = f"hop {p.hop} ({p.target} {p.address})" if p.hop else f"{p.target} ({p.address})"
+                if piecewise(loss_d, ((1.0, 0.0), (3.0, 0.6), (8.0, 1.0))) >= piecewise(lat_d, ((15.0, 0.0), (40.0, 0.6), (100.0, 1.0))):
+                    text = (f"loss starts at {where}: {p.loss_pct:.0f}% vs {g_loss:.0f}% at {prev_name}")
+                else:
+                    usual = self._base_path(p.target)
+                    normally = f", normally {_ms(usual.p95_ms)}" if usual and usual.p95_ms is not None else ""
+                    text = (f"latency starts at {where}: p95 {_ms(p.p95_ms)}{normally}, vs {_ms(g.p95_ms if g else None)} "
+                            f"at {prev_name}")
+                best = s
+                if s >= 0.99:
+                    break
+        return best, text
+
+    def _apps_bad(self, classes: tuple[str, ...] | None = None, exclude: tuple[str, ...] = (),
+                  slow: bool = True) -> tuple[float, str]:
+        """Worst app's badness (failures of the given classes, or slowness if ``slow``) and its sentence."""
+        best, text = 0.0, ""
+        for a in self.f.apps.values():
+            if not a.checks:
+                continue
+            failed = sum(n for c, n in a.errors.items() if (classes is None or c in classes) and c not in exclude)
+            # One failed check of two is a blip, not a verdict: full strength needs three.
+            fail_s = piecewise(100.0 * failed / a.checks, ((5.0, 0.0), (20.0, 0.6), (50.0, 1.0))) * _count(failed)
+            n_slow = sum(1 for d in a.durations_ms if d > 2000) if slow else 0
+            slow_s = piecewise(100.0 * n_slow / a.checks, ((10.0, 0.0), (30.0, 0.6), (60.0, 1.0))) * _count(n_slow)
+            b = self.base.apps.get(a.app) if self.base else None
+            s = max(fail_s, slow_s)
+            if s > best:
+                best = s
+                if fail_s >= slow_s:
+                    errs = ", ".join(f"{c} x{n}" for c, n in sorted(a.errors.items()))
+                    text = f"{a.app}: {failed} of {a.checks} checks failed ({errs})"
+                else:
+                    usual = f" (normally {_ms(b.total_p95_ms)})" if b and b.total_p95_ms else ""
+                    text = (f"{a.app}: {n_slow} of {a.checks} checks slower than 2 s, p95 {_ms(a.total_p95_ms)}{usual}, "
+                            f"time to first byte {_ms(a.ttfb_p50_ms)}")
+        return best, text
+
+    def _path_clean(self) -> float:
+        """1 when nothing on the path suffers, 0 when it clearly does."""
+        return 1.0 - max(self._gw_s, self._beyond[0])
+
+    # -- domains --
+
+    def device(self) -> float:
+        d = self.f.device
+        if d is None:
+            return 0.0
+        share = max(d.cpu_high_share, d.mem_high_share)
+        return piecewise(share, ((0.2, 0.0), (0.4, 0.6), (0.7, 1.0)))
+
+    def _wifi_signal(self) -> float:
+        w = self.f.wifi
+        if w is None or not w.readings:
+            return 0.0
+        minutes = max(1, self.f.minutes)
+        s = 0.0
+        if w.connected < w.readings or self.f.event_starts("wifi_disconnect"):
+            s = 1.0
+        if w.rssi_p10_dbm is not None:
+            s = max(s, piecewise(w.rssi_p10_dbm, ((-80.0, 1.0), (-75.0, 0.7), (-70.0, 0.0))))
+        if w.snr_p10_db is not None:
+            s = max(s, piecewise(w.snr_p10_db, ((12.0, 1.0), (17.0, 0.6), (22.0, 0.0))))
+        s = max(s, piecewise(self.f.event_starts("wifi_roam") / minutes, ((0.5, 0.0), (1.5, 0.6), (3.0, 1.0))))
+        s = max(s, piecewise(self.f.event_starts("wifi_rate_drop") / minutes, ((0.3, 0.0), (1.0, 0.6), (2.0, 0.8))))
+        return s
+
+    def wifi(self) -> float:
+        return self._wifi_signal() * (0.3 + 0.7 * self._gw_s)
+
+    def _full_tunnel(self) -> bool:
+        d = self.f.device
+        return d is not None and "vpn" in d.interface_kinds
+
+    def vpn(self) -> float:
+        if not self._full_tunnel():
+            return 0.0
+        slow, _ = self._apps_bad(classes=("timeout", "tls", "refused", "error"))
+        return max(self._gw_s, self._beyond[0], 0.8 * slow) * (1.0 - 0.5 * self._wifi_signal())
+
+    def network(self) -> float:
+        beyond, _ = self._beyond
+        # The LAN or router itself, on a desk without Wi-Fi trouble (a busy CPU delays the probes too).
+        local = self._gw_s * (1.0 - self._wifi_signal()) * (1.0 - self.device()) * 0.8
+        s = max(beyond * (1.0 - 0.6 * self._gw_s), local)
+        return 0.0 if self._full_tunnel() else s
+
+    def dns(self) -> float:
+        fail, _ = self._apps_bad(classes=("dns",), slow=False)
+        slow = max((piecewise(a.dns_p95_ms or 0.0, ((300.0, 0.0), (1000.0, 0.6), (2500.0, 1.0))) for a in self.f.apps.values()),
+                   default=0.0)
+        return max(fail, slow) * (1.0 - 0.8 * self._beyond[0])
+
+    def app(self) -> float:
+        bad, _ = self._apps_bad(exclude=("dns",))
+        return bad * self._path_clean() * (1.0 - self.dns())
+
+    # -- sentences --
+
+    def sentence(self, domain: str) -> str:
+        f, g = self.f, self.gw
+        gw_txt = (f"the gateway ({g.address}) p95 {_ms(g.p95_ms)} with {g.loss_pct:.0f}% loss" +
+                  (f" (normally {_ms(self._base_path('gateway').p95_ms)})" if self._base_path("gateway") else "")) if g else "no gateway RTT"
+        if domain == "device":
+            d = f.device
+            return (f"CPU above 90% in {100 * d.cpu_high_share:.0f}% of readings (max {d.cpu_max_pct:.0f}%), memory max "
+                    f"{d.mem_max_pct:.0f}%" + (f"; busiest: {d.busiest}" if d.busiest else ""))
+        if domain == "wifi":
+            w = f.wifi
+            bits = []
+            if w.rssi_p10_dbm is not None:
+                bits.append(f"RSSI {w.rssi_p10_dbm:.0f} dBm at its lowest 10%")
+            if w.snr_p10_db is not None:
+                bits.append(f"SNR {w.snr_p10_db:.0f} dB")
+            roams = f.event_starts("wifi_roam")
+            if roams:
+                bits.append(f"{roams} roam(s)")
+            if w.connected < w.readings:
+                bits.append(f"disconnected in {w.readings - w.connected} of {w.readings} readings")
+            return f"weak Wi-Fi: {', '.join(bits)}, while {gw_txt}"
+        if domain == "vpn":
+            d = f.device
+            tunnel = ",".join(d.vpn) or "a tunnel"
+            _, app_txt = self._apps_bad(classes=("timeout", "tls", "refused", "error"))
+            return (f"all traffic goes through the VPN ({tunnel}): its first hop is the tunnel, {gw_txt}"
+                    + (f"; {app_txt}" if app_txt else ""))
+        if domain == "network":
+            s, text = self._beyond
+            if s >= self._gw_s * (1.0 - self._wifi_signal()) * (1.0 - self.device()) * 0.8 and text:
+                _, app_txt = self._apps_bad()
+                return text + (f"; {app_txt}" if app_txt and s >= 0.99 else "")
+            return f"the local network: {gw_txt}, and the Wi-Fi (if any) looks healthy"
+        if domain == "dns":
+            _, text = self._apps_bad(classes=("dns",), slow=False)
+            dns = max((a.dns_p95_ms or 0.0 for a in f.apps.values()), default=0.0)
+            return f"DNS resolution failing or slow: {text or 'no DNS failures'}; DNS p95 {_ms(dns)}; the path is clean"
+        if domain == "app":
+            _, text = self._apps_bad(exclude=("dns",))
+            m = self.media
+            path = f"{m.target} {m.loss_pct:.0f}% loss, p95 {_ms(m.p95_ms)}" if m else gw_txt
+            return f"{text} while the path is clean ({path})"
+        return "no evidence"

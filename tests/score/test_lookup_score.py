@@ -1,0 +1,59 @@
+"""The lookup's score section: score now and per minute, components, limiting factor, fault domain
+with confidence and evidence, incidents the agent belongs to, journeys; text and JSON."""
+
+from __future__ import annotations
+
+import json
+
+from cxpulse.collector.lookup.report import build, render_json, render_text
+from cxpulse.collector.score import scenarios as scn
+from cxpulse.collector.score.incidents import detect_incidents
+from cxpulse.collector.store import open_store
+from tests.test_lookup import NOW, filled_store
+
+S = 1_000_000
+
+
+def test_existing_lookup_data_gets_a_score_section(tmp_path):
+    store = filled_store(tmp_path)
+    try:
+        view = build(store, "maria", 3600, now_us=NOW)
+    finally:
+        store.close()
+    sc = view["agents"][0]["score"]
+    assert sc["window"]["score"] is not None and sc["limiting"] in ("voice", "apps", "wifi", "stability")
+    assert {c["name"] for c in sc["components"]} == {"voice", "apps", "wifi", "stability"}
+    assert sc["now"]["minute_us"] + 60 * S <= NOW and sc["timeline"]
+    assert sc["fault"] is not None and 0 < sc["fault"]["confidence"] <= 1 and sc["fault"]["evidence"]
+    assert [j["name"] for j in sc["journeys"]][0] == "Voice call connects and stays clear"
+    json.loads(render_json(view))
+    text = render_text(view)
+    for needle in ("score:", "components: voice", "limiting factor:", "per minute:", "fault domain:", "journey "):
+        assert needle in text, needle
+
+
+def test_a_desk_in_a_salesforce_outage_reads_app_platform_and_its_incident(tmp_path):
+    sc = scn.Scenario("outage", [a for a in scn.world() if a.site != "Porto"],
+                      scn.SCENARIOS["salesforce_outage"](__import__("random").Random(1)), minutes=18)
+    store = open_store(str(tmp_path / "c.sqlite"))
+    try:
+        nxt = [sc.t0_us + 30 * S]
+
+        def tick(now: int) -> None:
+            while now >= nxt[0]:
+                detect_incidents(store, nxt[0])
+                nxt[0] += 60 * S
+
+        scn.load(store, sc, tick)
+        view = build(store, "ana.lis1", 1800, now_us=sc.end_us)
+    finally:
+        store.close()
+    (a,) = view["agents"]
+    score = a["score"]
+    assert score["fault"]["domain"] == "app" and score["fault"]["confidence"] >= 0.8
+    assert "salesforce" in score["fault"]["evidence"] and "part of incident 1" in score["fault"]["evidence"]
+    (inc,) = score["incidents"]
+    assert inc["kind"] == "platform" and inc["scope"] == "salesforce" and inc["agents"] >= 3
+    text = render_text(view)
+    assert "fault domain: app platform (confidence" in text and "incident 1: platform salesforce" in text
+    assert "limited by apps" in text

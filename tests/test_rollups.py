@@ -1,0 +1,195 @@
+"""Rollups: written with their samples, and two collectors' parts of a minute add up exactly.
+
+Runs on both stores (PostgreSQL with CXPULSE_TEST_POSTGRES, skipped otherwise), like test_store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+
+import pytest
+
+from cxpulse.collector.retention import enforce_once
+from cxpulse.collector.score import rollup as ru
+from cxpulse.collector.score.timeline import agent_timeline
+from cxpulse.collector.store import AgentInfo, PendingBatch, open_store
+from cxpulse.v1 import payload as p
+from tests.test_store import store, store_url  # noqa: F401  (fixtures: a fresh store on each backend)
+
+S = 1_000_000
+T0 = 1_790_000_040 * S  # a minute boundary
+
+
+def rich_batch(seed: int, minutes: int = 3) -> p.SampleBatch:
+    """Every kind over several minutes: losses, jitter, failures, pressure, roams, an event."""
+    rng = random.Random(seed)
+    gw = p.Series("gateway", "10.0.0.1", "icmp_raw")
+    isp = p.Series("isp", "100.64.0.1", "icmp_raw", hop=2)
+    crm = p.Series("crm", "10.9.9.9", "https", kind="http")
+    voice = p.Series("reflector", "10.9.9.1", "udp_reflect", kind="voice")
+    dev = p.Series("device", "local", "os", kind="device")
+    wifi = p.Series("wifi", "wlan0", "nl80211", kind="wifi")
+    for i in range(minutes * 60):
+        ts = T0 + i * S + rng.randrange(1000)
+        gw.add(ts, rng.randrange(300, 5000))
+        isp.add(ts, None if rng.random() < 0.1 else rng.randrange(8000, 90000))
+        if i % 15 == 3:
+            ok = rng.random() < 0.7
+            crm.add(ts, dns=rng.randrange(500, 9000), tcp=20000, tls=40000, ttfb=rng.randrange(90000, 900000),
+                    total=rng.randrange(200000, 3000000) if ok else None, status=200 if ok else None,
+                    err=None if ok else rng.choice(("timeout", "dns")))
+        if i % 60 == 7:
+            voice.add(ts, sent=250, recv=250 - rng.randrange(0, 20), dup=0, reord=1, rtt=rng.randrange(15000, 40000),
+                      rtt95=50000, jit=rng.randrange(1000, 9000), loss=10, burst=rng.randrange(0, 300), run=rng.randrange(0, 4))
+        if i % 10 == 1:
+            dev.add(ts, cpu=rng.randrange(100, 1000), mem=rng.randrange(400, 990), top="chrome 50%", nicerr=rng.randrange(2),
+                    **{"if": "wlan0", "ifk": "wifi", "vpn": "tun0" if i > 90 else None, "proxy": None})
+        if i % 5 == 2:
+            wifi.add(ts, conn=0 if i == 62 else 1, ssid="corp", bssid=f"02:00:00:00:00:0{1 + (i // 40) % 2}",
+                     rssi=rng.randrange(-85, -50), noise=-95, snr=rng.randrange(5, 40), tx=rng.choice((6500, 433000)))
+    return p.SampleBatch([gw, isp, crm, voice, dev, wifi])
+
+
+def split(batch: p.SampleBatch, rng: random.Random, parts: int) -> list[p.SampleBatch]:
+    """The same samples cut into ``parts`` batches at random points of each series (time order kept)."""
+    out = [p.SampleBatch() for _ in range(parts)]
+    for s in batch.series:
+        cuts = sorted(rng.sample(range(1, len(s)), parts - 1)) if len(s) > parts else []
+        bounds = [0, *cuts, len(s)]
+        for k in range(len(bounds) - 1):
+            a, b = bounds[k], bounds[k + 1]
+            if a < b:
+                piece = p.Series(s.target, s.address, s.method, s.kind, s.hop, s.ts_us[a:b],
+                                 {c: v[a:b] for c, v in s.cols.items()})
+                out[k].series.append(piece)
+    return out
+
+
+def encoded(rollups: dict) -> dict:
+    """Rollups as they read (fragments of a split joined), as canonical bytes."""
+    return {k: ru.canonical_bytes(r.kind, r.data) for k, r in rollups.items()}
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_merge_of_any_split_in_any_order_is_the_rollup_of_the_whole(seed):
+    rng = random.Random(seed)
+    whole = rich_batch(seed)
+    want = encoded(ru.rollups_of_batches([(1, whole)]))
+    parts = split(whole, rng, rng.randrange(2, 6))
+    rng.shuffle(parts)
+    got: dict = {}
+    for part in parts:
+        for key, r in ru.rollups_of_batches([(1, part)]).items():
+            got[key] = r if key not in got else ru.merge(got[key], r)
+    assert encoded(got) == want
+
+
+def test_fragments_keep_the_jitter_and_loss_runs_across_a_cut():
+    s = p.Series("isp", "100.64.0.1", "icmp_raw")
+    for i, v in enumerate([1000, 3000, None, None, 2000, 7000]):
+        s.add(T0 + i * S, v)
+    (r,) = ru.rollups_of_batches([(1, p.SampleBatch([s]))]).values()
+    assert ru.rtt_jitter(r.data) == (2000 + 1000 + 5000, 3) and ru.rtt_loss_runs(r.data) == 1
+    a, b = split(p.SampleBatch([s]), random.Random(0), 2)
+    (ra,), (rb,) = ru.rollups_of_batches([(1, a)]).values(), ru.rollups_of_batches([(1, b)]).values()
+    m = ru.merge(rb, ra)
+    assert ru.rtt_jitter(m.data) == (8000, 3) and ru.rtt_loss_runs(m.data) == 1
+
+
+def _stored(st, agent: int) -> dict:
+    return {(r.minute_us, r.kind, r.target): ru.canonical_bytes(r.kind, r.data) for r in st.rollups(0, 2**62, agent)}
+
+
+def test_commit_writes_rollups_with_the_samples(store):
+    k = store.upsert_agent(AgentInfo("a1"), 1)
+    store.commit_batches([PendingBatch(k, 1, 1, rich_batch(1))])
+    want = {(r.minute_us, r.kind, r.target): ru.canonical_bytes(r.kind, r.data)
+            for r in ru.rollups_of_batches([(k, rich_batch(1))]).values()}
+    got = _stored(store, k)
+    assert {key: v for key, v in got.items() if key[1] != ru.EVENTS} == want
+    (row,) = [r for r in store.rollups(T0, T0 + 60 * S, k) if r.kind == "rtt" and r.target == "isp"]
+    assert row.hop == 2 and row.data["n"] == 60 and row.data["addr"] == ["100.64.0.1"]
+    # A replayed batch is a duplicate: the rollups do not count it twice.
+    store.commit_batches([PendingBatch(k, 1, 1, rich_batch(1))])
+    assert _stored(store, k) == got
+
+
+def test_two_collectors_writing_parts_of_the_same_minutes_add_up_exactly(store_url):
+    """Collector A gets the whole stream; collectors B and C (two store instances on one
+    database) each get part of the same minutes, concurrently, over two agent epochs."""
+    one = open_store(store_url)
+    b, c = open_store(store_url), open_store(store_url)
+    try:
+        whole_key = one.upsert_agent(AgentInfo("whole"), 1)
+        one.commit_batches([PendingBatch(whole_key, 1, 1, rich_batch(7))])
+        want = _stored(one, whole_key)
+        for attempt in range(3):
+            agent = f"split-{attempt}"
+            key = b.upsert_agent(AgentInfo(agent), 1)
+            parts = split(rich_batch(7), random.Random(attempt), 4)
+            errors: list[BaseException] = []
+
+            def send(st, epoch: int, mine: list[p.SampleBatch]) -> None:
+                try:
+                    for seq, part in enumerate(mine, start=1):
+                        st.commit_batches([PendingBatch(key, epoch, seq, part)])
+                except BaseException as exc:  # reported by the main thread
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=send, args=(b, 1, parts[0::2])),
+                       threading.Thread(target=send, args=(c, 2, parts[1::2]))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            assert not errors, errors
+            got = _stored(one, key)
+            assert {k: v for k, v in got.items() if k[1] != ru.EVENTS} == {k: v for k, v in want.items() if k[1] != ru.EVENTS}
+    finally:
+        for st in (one, b, c):
+            st.close()
+
+
+def test_events_rollup_follows_the_event_from_open_to_close(store):
+    k = store.upsert_agent(AgentInfo("a1"), 1)
+    gw = p.Series("gateway", "10.0.0.1", "icmp_raw")
+    for i in range(50):
+        gw.add(T0 + 40 * S + i * S, 1000)
+    opened = p.Event("e1", "outage", "isp", T0 + 50 * S, None, 3, "no answer")
+    store.commit_batches([PendingBatch(k, 1, 1, p.SampleBatch([gw], [opened]))])
+    spans = {r.minute_us: r.data["spans"] for r in store.rollups(T0, T0 + 10 * 60 * S, k, kinds=[ru.EVENTS])}
+    # Open: counted up to the latest time the agent reported (T0 + 89 s).
+    assert spans == {T0: [[T0 + 50 * S, T0 + 60 * S, 3, "outage", "isp", "e1", T0 + 50 * S]],
+                     T0 + 60 * S: [[T0 + 60 * S, T0 + 89 * S, 3, "outage", "isp", "e1", T0 + 50 * S]]}
+    closed = p.Event("e1", "outage", "isp", T0 + 50 * S, T0 + 70 * S, 3, "20 s without answer")
+    store.commit_batches([PendingBatch(k, 1, 2, p.SampleBatch(events=[closed]))])
+    spans = {r.minute_us: r.data["spans"] for r in store.rollups(T0, T0 + 10 * 60 * S, k, kinds=[ru.EVENTS])}
+    assert spans[T0 + 60 * S] == [[T0 + 60 * S, T0 + 70 * S, 3, "outage", "isp", "e1", T0 + 50 * S]]
+    tl = agent_timeline(store, k, T0, T0 + 3 * 60 * S)
+    stab = {m.minute_us: next(c for c in m.overall.components if c.name == "stability") for m in tl.minutes}
+    assert stab[T0].evidence["weighted_s"] == 10.0 and stab[T0 + 60 * S].evidence["weighted_s"] == 10.0
+
+
+def test_retention_deletes_in_chunks_and_keeps_the_scores(store):
+    k = store.upsert_agent(AgentInfo("a1"), 1)
+    old = rich_batch(3)
+    old.events.append(p.Event("e1", "loss_burst", "isp", T0 + 5 * S, T0 + 9 * S, 2, "4 lost"))
+    store.commit_batches([PendingBatch(k, 1, 1, old)])
+    before = agent_timeline(store, k, T0, T0 + 3 * 60 * S).to_dict()
+    samples = store.sample_count(k)
+    assert samples > 300
+    now = T0 + 8 * 86_400 * S  # eight days later: raw (7 days) goes, rollups (400 days) stay
+    assert store.delete_raw_before(now - 7 * 86_400 * S, 100) == 100  # one chunk at a time
+    r = asyncio.run(enforce_once(store, 7, 400, now_us=now, chunk=64, pause_s=0))
+    assert r.raw_deleted == samples - 100 + 1 and r.rollups_deleted == 0  # + the event
+    assert store.sample_count(k) == 0 and store.events(k, 0, 2**62) == []
+    assert agent_timeline(store, k, T0, T0 + 3 * 60 * S).to_dict() == before
+    r = asyncio.run(enforce_once(store, 7, 400, now_us=T0 + 401 * 86_400 * S, chunk=5, pause_s=0))
+    assert r.rollups_deleted > 0 and store.rollups(0, 2**62, k) == []
+
+
+def test_retention_refuses_nonsense():
+    with pytest.raises(ValueError, match="at least as long"):
+        asyncio.run(enforce_once(None, 30, 7))
