@@ -185,6 +185,8 @@ class Agent:
             "batches_acked": u.batches_acked,
             "batches_rejected": u.batches_rejected,
             "batches_dropped": self.spool.dropped_batches,
+            "samples_dropped": self.spool.dropped_samples,
+            "gaps_open": [g.event().evidence for g in self.spool.open_gaps],
             "committed_seq": u.committed_seq,
             "connects": u.connects,
         }
@@ -431,11 +433,15 @@ class Agent:
             self._close_batch()
 
     def _close_batch(self) -> None:
+        # What the spool had to drop travels as data_gap events in the next batch (until acked).
+        gaps = self.spool.unreported_gaps()
+        for g in gaps:
+            self.batcher.add_event(g.event)
         closed = self.batcher.close()
         if closed is None:
             return
         data, n = closed
-        entry = self.spool.append(data, n)
+        entry = self.spool.append(data, n, carries=gaps)
         self.stats.batches_spooled += 1
         log.debug("spooled batch seq %d: %d samples, %d bytes", entry.seq, n, len(data))
         self.uplink.notify()

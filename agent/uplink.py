@@ -3,7 +3,10 @@
 At-least-once on the wire: after any break the whole unacked spool is sent
 again and the collector drops what it already holds. Reconnects use full
 jittered exponential backoff so that 2,000 agents do not return in lockstep
-after a collector restart.
+after a collector restart. A collector that is draining or overloaded ends the
+stream with UNAVAILABLE and a retry hint (trailing metadata ``retry-after-ms``);
+the agent then waits between one and two hints before it reconnects, so that
+the load spreads out instead of coming straight back.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from .spool import Spool
 log = logging.getLogger("cxpulse.agent.uplink")
 
 MAX_IN_FLIGHT = 32
+RETRY_HINT_KEY = "retry-after-ms"
 
 
 @dataclass
@@ -41,6 +45,19 @@ class UplinkStats:
 def backoff_delay(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
     """Full jitter: uniform in [0, min(cap, base * 2**attempt)]."""
     return random.uniform(0, min(cap, base * (2 ** min(attempt, 30))))
+
+
+def retry_hint_s(exc: grpc.aio.AioRpcError) -> float | None:
+    """The collector's retry hint (seconds) on a retryable status, if it gave one."""
+    if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED):
+        return None
+    for key, value in exc.trailing_metadata() or ():
+        if key == RETRY_HINT_KEY:
+            try:
+                return max(0.0, int(value) / 1000)
+            except ValueError:
+                return None
+    return None
 
 
 class Uplink:
@@ -68,6 +85,7 @@ class Uplink:
     async def run(self, stop: asyncio.Event) -> None:
         attempt = 0
         while not stop.is_set():
+            hint = None
             try:
                 await self._session(stop)
                 attempt = 0
@@ -75,6 +93,7 @@ class Uplink:
                 raise
             except grpc.aio.AioRpcError as exc:
                 self.stats.last_error = f"{exc.code().name}: {exc.details()}"
+                hint = retry_hint_s(exc)
             except Exception as exc:  # never crash after start-up
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("uplink session failed")
@@ -84,6 +103,8 @@ class Uplink:
             if stop.is_set():
                 break
             delay = backoff_delay(attempt, cap=self.reconnect_max_s)
+            if hint is not None:
+                delay = min(self.reconnect_max_s, random.uniform(hint, 2 * hint))
             attempt += 1
             log.warning("collector %s unreachable (%s); retrying in %.1fs", self.collector, self.stats.last_error, delay)
             try:
@@ -121,6 +142,7 @@ class Uplink:
             self.stats.connects += 1
             self.stats.last_error = ""
             cfg = first.config
+            self.spool.reconcile(cfg.committed_seq)
             if cfg.committed_seq:
                 # Acks lost in a crash: the collector already holds these.
                 self.spool.ack_upto(cfg.committed_seq)
@@ -172,10 +194,7 @@ class Uplink:
                 self.spool.quarantine(ack.seq, f"code {ack.code}: {ack.detail}")
             elif ack.status in (pb.ACK_STATUS_STORED, pb.ACK_STATUS_DUPLICATE):
                 self.stats.batches_acked += 1
-                for e in self.spool.pending():
-                    if e.seq > ack.committed_seq:
-                        break
-                    self.stats.samples_acked += e.sample_count
+                self.stats.samples_acked += self.spool.samples_upto(ack.committed_seq)
             self.spool.ack_upto(ack.committed_seq)
             self.stats.committed_seq = max(self.stats.committed_seq, ack.committed_seq)
             self._inflight = {s for s in self._inflight if s > ack.committed_seq and s != ack.seq}

@@ -48,6 +48,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--reflector-advertise", default="", metavar="HOST:PORT",
                        help="reflector address as agents reach it (default: the --reflector address)")
     serve.add_argument("--voice-interval", type=float, default=0, help="push this voice-cadence interval (seconds) to agents")
+    serve.add_argument("--http", default="", metavar="HOST:PORT",
+                       help="serve the helpdesk page, JSON API and /metrics here (e.g. 127.0.0.1:8080); empty: off")
+    serve.add_argument("--http-public-url", default="", metavar="URL", help="how analysts reach the page (links in alerts)")
+    serve.add_argument("--alerts-config", default=None, metavar="FILE",
+                       help="webhooks into ITSM (TOML, see collector/alerts/alerts.example.toml); needs --http")
+    serve.add_argument("--raw-days", type=float, default=7.0, help="keep raw samples this many days (default 7)")
+    serve.add_argument("--rollup-days", type=float, default=400.0, help="keep per-minute rollups this many days (default 400)")
     serve.add_argument("--ready-file", help="write the bound port here once listening (for scripts)")
     serve.set_defaults(func=cmd_serve)
 
@@ -102,9 +109,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
         voice_interval_ms=int(args.voice_interval * 1000),
         reflector=args.reflector_advertise,
     )
+    alerts_config = None
+    if args.alerts_config:
+        from .alerts import ConfigError as AlertsConfigError
+        from .alerts import load_config
+
+        if not args.http:
+            print("cxpulse collector: --alerts-config needs --http", file=sys.stderr)
+            return 2
+        try:
+            alerts_config = load_config(args.alerts_config)
+        except AlertsConfigError as exc:
+            print(f"cxpulse collector: {exc}", file=sys.stderr)
+            return 2
+    if args.rollup_days < args.raw_days or args.raw_days <= 0:
+        print("cxpulse collector: --rollup-days must be >= --raw-days > 0", file=sys.stderr)
+        return 2
     try:
         asyncio.run(serve(args.db or default_db(), args.listen, config, args.ready_file, args.reflector,
-                          args.reflector_key_file))
+                          args.reflector_key_file, http_listen=args.http, http_public_url=args.http_public_url,
+                          alerts_config=alerts_config, raw_days=args.raw_days, rollup_days=args.rollup_days))
     except Exception as exc:  # fail fast at start-up with one clear line (no traceback for config errors)
         print(f"cxpulse collector: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -1,4 +1,18 @@
-"""Runs the collector: gRPC ingest in front of one store, shut down without losing acked data."""
+"""Runs the collector: gRPC ingest in front of one store, shut down without losing acked data.
+
+The standard gRPC health service (``grpc.health.v1.Health``) says SERVING while
+the collector takes streams and its commits work, NOT_SERVING while storage
+fails and from the moment a shutdown begins, so that a load balancer stops
+sending agents here before the listener goes away.
+
+Shutdown (SIGTERM) drains: health goes NOT_SERVING; after ``drain_delay_s`` (time
+for a load balancer's health check to notice) open streams stop taking batches,
+commit and ack everything already received, and end with UNAVAILABLE and a short
+retry hint; new streams are refused the same way. All of that is bounded by
+``grace_s``; whatever is still uncommitted then was never acked, so the agents
+still hold it in their spools. A restart needs nothing from the previous run: the
+store's committed seqs tell each agent what to resend.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +20,12 @@ import asyncio
 import logging
 import os
 import signal
+import time
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from cxpulse.v1 import telemetry_pb2 as pb
 from cxpulse.v1 import telemetry_pb2_grpc as pb_grpc
 
 from .ingest.service import MAX_MESSAGE_BYTES, IngestConfig, TelemetryService
@@ -17,12 +34,27 @@ from .store import Store, open_store
 
 log = logging.getLogger("cxpulse.collector")
 
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TelemetryService"].full_name
+DRAIN_GRACE_S = 15.0
+DRAIN_DELAY_S = 1.0
+# A hard cap on concurrent streams; beyond it gRPC answers RESOURCE_EXHAUSTED and agents retry.
+MAX_STREAMS = 20_000
+_HEALTH_POLL_S = 1.0
+
 
 class Collector:
     """A started collector; ``port`` is the bound port (useful with port 0)."""
 
     def __init__(self, db: str, listen: str = "127.0.0.1:50051", config: IngestConfig | None = None,
-                 reflector_listen: str = "", reflector_key_file: str | None = None):
+                 reflector_listen: str = "", reflector_key_file: str | None = None, *, http_listen: str = "",
+                 http_public_url: str = "", alerts_config=None, raw_days: float = 7.0, rollup_days: float = 400.0,
+                 background: bool = True):
+        self.http_listen, self.http_public_url, self.alerts_config = http_listen, http_public_url, alerts_config
+        self.http = None
+        self.raw_days, self.rollup_days = raw_days, rollup_days
+        # Retention and cross-agent incident detection; off for short-lived embedded collectors.
+        self.background = background
+        self._loops: list[asyncio.Task] = []
         self.db = db
         self.listen = listen
         self.config = config or IngestConfig()
@@ -33,6 +65,8 @@ class Collector:
         self.writer: StoreWriter | None = None
         self.service: TelemetryService | None = None
         self.server: grpc.aio.Server | None = None
+        self.health: health.aio.HealthServicer | None = None
+        self._health_task: asyncio.Task | None = None
         self.port = 0
 
     async def start(self) -> None:
@@ -46,15 +80,31 @@ class Collector:
                 ("grpc.keepalive_time_ms", 60_000),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
                 ("grpc.keepalive_permit_without_calls", 1),
-            ]
+            ],
+            maximum_concurrent_rpcs=MAX_STREAMS,
         )
         pb_grpc.add_TelemetryServiceServicer_to_server(self.service, self.server)
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         self.port = self.server.add_insecure_port(self.listen)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.listen}")
         await self.server.start()
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        self._health_task = asyncio.ensure_future(self._watch_storage())
         if self.reflector_listen:
             await self._start_reflector()
+        if self.http_listen:
+            from .lookup.http import start_http
+
+            self.http = await start_http(self.store, self.http_listen, stats=self.service.stats,
+                                         alerts_config=self.alerts_config, public_url=self.http_public_url)
+        if self.background:
+            from .retention import retention_loop
+            from .score.incidents import incident_loop
+
+            self._loops = [asyncio.ensure_future(retention_loop(self.store, self.raw_days, self.rollup_days)),
+                           asyncio.ensure_future(incident_loop(self.store))]
         from .cli import redact
 
         log.warning("collector listening on %s WITHOUT TLS (plain-text gRPC); store %s", self._bound(), redact(self.db))
@@ -94,12 +144,59 @@ class Collector:
         host = self.listen.rsplit(":", 1)[0]
         return f"{host}:{self.port}"
 
-    async def stop(self, grace: float = 5.0) -> None:
-        """Stop taking streams, let open ones finish their commits, then close the store."""
+    async def _set_health(self, status: int) -> None:
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, status)
+
+    async def _watch_storage(self) -> None:
+        """NOT_SERVING while commits fail, SERVING again once one works (the writer says which)."""
+        serving = True
+        while True:
+            await asyncio.sleep(_HEALTH_POLL_S)
+            ok = not self.writer.failing
+            if ok != serving:
+                serving = ok
+                log.warning("health: %s", "SERVING (storage works again)" if ok else "NOT_SERVING (storage commits fail)")
+                await self._set_health(health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    async def stop(self, grace: float = DRAIN_GRACE_S, drain_delay: float = 0.0) -> None:
+        """Drain: NOT_SERVING, wait ``drain_delay``, end open streams after their acks, close the store.
+
+        ``grace`` bounds the whole drain; streams still open then are cut (what they had not
+        had acked stays in the agents' spools).
+        """
+        t0 = time.monotonic()
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        if self.http is not None:
+            await self.http.stop()
+        if self._health_task is not None:
+            self._health_task.cancel()
+        if self.health is not None:
+            await self.health.enter_graceful_shutdown()
         if self.reflector is not None:
             await self.reflector.stop()
+        if self.service is not None:
+            open_streams = self.service.stats.streams_open
+            if drain_delay > 0:
+                log.info("draining: NOT_SERVING; %d streams carry on for %.1fs while load balancers notice",
+                         open_streams, drain_delay)
+                await asyncio.sleep(min(drain_delay, grace))
+            self.service.begin_drain()
+            left = max(0.0, grace - (time.monotonic() - t0))
+            drained = await self.service.wait_idle(left)
+            st = self.service.stats
+            log.warning("drained %d streams in %.2fs (%d acks sent while draining)%s", st.streams_drained,
+                        time.monotonic() - t0, st.acks_while_draining,
+                        "" if drained else f"; grace of {grace:.0f}s over, cutting {st.streams_open} streams")
+            log.info("ingest totals: %d batches stored, %d duplicate, %d rejected; %d samples; peak in-flight "
+                     "budget %.1f of %d MB", st.batches_stored, st.batches_duplicate, st.batches_rejected,
+                     st.samples_stored, self.service.budget.peak / (1 << 20), self.service.budget.capacity >> 20)
         if self.server is not None:
-            await self.server.stop(grace)
+            # Ingest streams are done (or out of grace); what is left are health watches and quick
+            # unary calls: a second is plenty, and a watch would otherwise hold the exit for the whole grace.
+            await self.server.stop(min(1.0, max(0.1, grace - (time.monotonic() - t0))))
         if self.writer is not None:
             await asyncio.to_thread(self.writer.stop)
         if self.store is not None:
@@ -127,8 +224,8 @@ def load_or_create_secret(path: str) -> bytes:
 
 
 async def serve(db: str, listen: str, config: IngestConfig, ready_file: str | None = None, reflector_listen: str = "",
-                reflector_key_file: str | None = None) -> None:
-    collector = Collector(db, listen, config, reflector_listen, reflector_key_file)
+                reflector_key_file: str | None = None, **options) -> None:
+    collector = Collector(db, listen, config, reflector_listen, reflector_key_file, **options)
     await collector.start()
     if ready_file:
         with open(ready_file, "w") as f:
@@ -139,4 +236,4 @@ async def serve(db: str, listen: str, config: IngestConfig, ready_file: str | No
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
-    await collector.stop()
+    await collector.stop(DRAIN_GRACE_S, DRAIN_DELAY_S)

@@ -162,3 +162,24 @@ def test_collector_and_lookup_on_postgresql(tmp_path, procs):
     finally:
         with psycopg.connect(url, autocommit=True) as con:
             con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_collector_serves_the_helpdesk_page_and_api(tmp_path, procs):
+    """`collector serve --http` runs the page, the JSON API and /metrics beside gRPC, in one process."""
+    import socket
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        http_port = s.getsockname()[1]
+    col = CollectorProc(tmp_path, tmp_path / "c.sqlite", extra=["--http", f"127.0.0.1:{http_port}"]).start()
+    procs.append(col)
+    start_agent(tmp_path, procs, col.address, "--user", "web.user")
+    base = f"http://127.0.0.1:{http_port}"
+    wait_for(lambda: httpx.get(f"{base}/api/v1/agents", params={"q": "web.user"}, timeout=5).json().get("agents"),
+             30, 0.5, "the agent in the API")
+    assert "<html" in httpx.get(base + "/", timeout=5).text.lower()
+    assert httpx.get(base + "/api/v1/openapi.json", timeout=5).json()["openapi"].startswith("3.")
+    assert "cxpulse" in httpx.get(base + "/metrics", timeout=5).text
+    assert col.stop() == 0

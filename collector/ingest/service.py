@@ -3,6 +3,30 @@
 A bad batch is answered with a REJECTED ack carrying a gRPC status code and a
 reason, and the stream carries on; only a broken protocol (no Hello first, a
 message larger than the transport limit) ends the stream with a status.
+
+Each stream runs two coroutines: a reader that takes batches off the wire,
+validates them and queues them for the store writer in order, and an acker
+that answers them in the same order as their commits land. Memory is bounded
+three ways, so that a store that falls behind slows agents down instead of
+filling the collector:
+
+- a collector-wide byte budget for batches read but not yet answered (their
+  decoded samples are what takes memory). A reader that cannot get budget stops
+  reading; gRPC then stops granting HTTP/2 window, and the agent's writes wait
+  (its spool keeps the data);
+- per stream: a window of batches in flight (the agent's own is smaller) and a
+  share of the budget, so that one stream (say, of a broken agent that never
+  reads its acks) cannot hold all of it;
+- the writer's bounded queue.
+
+While the budget or the writer queue has been full for a while, or commits
+fail, new streams are refused with UNAVAILABLE and a retry hint (trailing
+metadata ``retry-after-ms``), so that behind a load balancer they go to another
+collector; open streams stay open and are slowed, not cut.
+
+Draining (shutdown): the reader stops taking batches, everything already taken
+is committed and acked, then the stream ends with UNAVAILABLE and a short retry
+hint; the agent reconnects (to this collector after its restart, or to another).
 """
 
 from __future__ import annotations
@@ -11,7 +35,9 @@ import asyncio
 import hashlib
 import itertools
 import logging
+import random
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import grpc
@@ -34,6 +60,18 @@ MAX_PAYLOAD_BYTES = 1 << 20
 MAX_MESSAGE_BYTES = 4 << 20
 MAX_FIELD_LEN = 256
 MAX_IN_FLIGHT_PER_STREAM = 64
+# Decoded samples cost about 120 bytes each in Python (measured: 65-sample RTT batches, ~490
+# payload bytes, ~7.7 kB decoded); the budget counts payload bytes plus this per sample.
+BYTES_PER_SAMPLE = 128
+DEFAULT_BUDGET_BYTES = 64 << 20
+# What one stream may hold of it (a normal agent holds well under 1 MB: 32 batches of a few kB).
+STREAM_BUDGET_BYTES = 8 << 20
+# The budget must have been exhausted this long before new streams are turned away.
+OVERLOAD_AFTER_S = 2.0
+RETRY_HINT_KEY = "retry-after-ms"
+DRAIN_RETRY_MS = (500, 1500)
+OVERLOAD_RETRY_MS = (5_000, 15_000)
+STORAGE_RETRY_MS = (2_000, 8_000)
 _stream_ids = itertools.count(1)
 
 
@@ -84,18 +122,157 @@ class IngestStats:
     batches_duplicate: int = 0
     batches_rejected: int = 0
     samples_stored: int = 0
+    streams_refused: int = 0
+    streams_drained: int = 0
+    acks_while_draining: int = 0
+
+
+class Budget:
+    """Bytes of batches taken off the wire and not yet answered, shared by all streams; FIFO waiters.
+
+    A single batch larger than the whole budget is let through alone rather than never
+    (``acquire`` and ``release`` both count it as the whole capacity).
+    """
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.used = 0
+        self.peak = 0
+        self._waiters: deque[tuple[int, asyncio.Future]] = deque()
+        self._saturated_since: float | None = None
+
+    async def acquire(self, n: int) -> None:
+        n = min(n, self.capacity)
+        if not self._waiters and self.used + n <= self.capacity:
+            self._take(n)
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append((n, fut))
+        if self._saturated_since is None:
+            self._saturated_since = time.monotonic()
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release(n)  # granted just as the stream went away
+            else:
+                self._waiters = deque(w for w in self._waiters if w[1] is not fut)
+                self._grant()
+            raise
+
+    def release(self, n: int) -> None:
+        self.used -= min(n, self.capacity)
+        self._grant()
+
+    def _take(self, n: int) -> None:
+        self.used += n
+        self.peak = max(self.peak, self.used)
+
+    def _grant(self) -> None:
+        while self._waiters and self.used + self._waiters[0][0] <= self.capacity:
+            n, fut = self._waiters.popleft()
+            if fut.done():  # its stream went away while waiting
+                continue
+            self._take(n)
+            fut.set_result(None)
+        if not self._waiters:
+            self._saturated_since = None
+
+    def would_wait(self, n: int) -> bool:
+        return bool(self._waiters) or self.used + min(n, self.capacity) > self.capacity
+
+    def saturated_for(self) -> float:
+        """Seconds that readers have been waiting for budget without a break (0: not saturated)."""
+        return 0.0 if self._saturated_since is None else time.monotonic() - self._saturated_since
+
+
+@dataclass
+class _Stream:
+    """One open agent stream: what its reader and acker share."""
+
+    id: int
+    agent_id: str
+    agent_key: int
+    epoch: int
+    committed: int
+    acks: asyncio.Queue = field(default_factory=asyncio.Queue)
+    window: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_IN_FLIGHT_PER_STREAM))
+    share: Budget = field(default_factory=lambda: Budget(STREAM_BUDGET_BYTES))
+
+
+@dataclass
+class _Answer:
+    """An ack to send once ``commit`` (if any) resolves; ``weight`` is budget to give back."""
+
+    seq: int
+    weight: int
+    sample_count: int = 0
+    ack: pb.Ack | None = None
+    commit: asyncio.Future | None = None
 
 
 class TelemetryService(pb_grpc.TelemetryServiceServicer):
-    def __init__(self, store: Store, writer: StoreWriter, config: IngestConfig | None = None):
+    def __init__(self, store: Store, writer: StoreWriter, config: IngestConfig | None = None,
+                 budget_bytes: int = DEFAULT_BUDGET_BYTES):
         self.store = store
         self.writer = writer
         self.config = config or IngestConfig()
         self.stats = IngestStats()
+        self.budget = Budget(budget_bytes)
         # Agents that said Hello on a stream: the reflector answers only these.
         self.known_agents: set[str] = set()
+        self._draining = asyncio.Event()
+        self._handlers = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._last_saturated_log = -1e9
+
+    # -- lifecycle --
+
+    @property
+    def draining(self) -> bool:
+        return self._draining.is_set()
+
+    def begin_drain(self) -> None:
+        """Stop taking batches and new streams; open streams commit, ack and close."""
+        self._draining.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """True once no stream is open any more, False if ``timeout`` passed first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    def overloaded(self) -> str | None:
+        """Why new streams should go elsewhere for now, or None."""
+        if self.writer.failing:
+            return "storage is failing"
+        if max(self.budget.saturated_for(), self.writer.full_for()) > OVERLOAD_AFTER_S:
+            return "storage is behind"
+        return None
+
+    # -- the stream --
 
     async def Stream(self, request_iterator, context: grpc.aio.ServicerContext) -> None:
+        self._handlers += 1
+        self._idle.clear()
+        try:
+            await self._stream(request_iterator, context)
+        finally:
+            self._handlers -= 1
+            if self._handlers == 0:
+                self._idle.set()
+
+    async def _stream(self, request_iterator, context: grpc.aio.ServicerContext) -> None:
+        if self.draining:
+            self.stats.streams_refused += 1
+            await _unavailable(context, "collector is shutting down; reconnect", DRAIN_RETRY_MS)
+        busy = self.overloaded()
+        if busy:
+            self.stats.streams_refused += 1
+            await _unavailable(context, f"collector is overloaded ({busy}); retry later", OVERLOAD_RETRY_MS)
         peer = context.peer()
         try:
             first = await anext(request_iterator)
@@ -109,99 +286,174 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad Hello: {problem}")
         info = AgentInfo(hello.agent_id, hello.host, hello.os_user, hello.os, hello.agent_version, hello.site)
         now_us = time.time_ns() // 1000
-        agent_key = await self.writer.call(lambda: self.store.upsert_agent(info, now_us))
-        epoch = hello.seq_epoch
-        committed = await self.writer.call(lambda: self.store.committed_seq(agent_key, epoch))
+        try:
+            agent_key = await self.writer.call(lambda: self.store.upsert_agent(info, now_us))
+            committed = await self.writer.call(lambda: self.store.committed_seq(agent_key, hello.seq_epoch))
+        except Exception as exc:
+            log.error("storage failed at the Hello of agent %s: %s", info.agent_id, exc)
+            await _unavailable(context, "storage is unavailable; retry later", STORAGE_RETRY_MS)
         log.info("agent %s (%s@%s) connected from %s, committed seq %d", info.agent_id, info.os_user, info.host, peer, committed)
         self.known_agents.add(info.agent_id)
         await context.write(pb.StreamResponse(config=self.config.to_proto(committed, info.agent_id)))
 
+        st = _Stream(next(_stream_ids), info.agent_id, agent_key, hello.seq_epoch, committed)
         self.stats.streams_open += 1
-        # Acks leave in batch order; the bounded queue is this stream's backpressure.
-        pending: asyncio.Queue = asyncio.Queue(maxsize=MAX_IN_FLIGHT_PER_STREAM)
-        state = {"committed": committed, "stream": next(_stream_ids)}
-
-        async def read() -> None:
-            try:
-                async for req in request_iterator:
-                    if req.WhichOneof("kind") != "batch":
-                        await pending.put(_done(_reject(0, INVALID_ARGUMENT, "only Batch messages may follow the Hello", state)))
-                        continue
-                    await pending.put(asyncio.ensure_future(self._handle(agent_key, epoch, req.batch, state)))
-            finally:
-                await pending.put(None)
-
-        reader = asyncio.ensure_future(read())
+        reader = asyncio.ensure_future(self._read(request_iterator, st))
         try:
-            while True:
-                item = await pending.get()
-                if item is None:
-                    break
-                try:
-                    ack = await item
-                except Exception:
-                    # Nothing after this batch can be acked in order; the agent resends from its spool.
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, "storage is unavailable; retry later")
-                if ack.status == pb.ACK_STATUS_REJECTED:
-                    self.stats.batches_rejected += 1
-                await context.write(pb.StreamResponse(ack=ack))
-            await reader  # surfaces a transport error from the reader
+            await self._answer(st, context)
+            if await reader == "drain":
+                self.stats.streams_drained += 1
+                log.info("agent %s: stream drained (committed seq %d)", info.agent_id, st.committed)
+                await _unavailable(context, "collector is shutting down; reconnect", DRAIN_RETRY_MS)
         finally:
             self.stats.streams_open -= 1
             if not reader.done():
                 reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+            while not st.acks.empty():  # the stream broke: give back what its unanswered batches held
+                item = st.acks.get_nowait()
+                if item is not None:
+                    self._give_back(item.weight, st)
             log.info("agent %s stream closed", info.agent_id)
 
-    async def _handle(self, agent_key: int, epoch: int, batch: pb.Batch, state: dict) -> pb.Ack:
+    async def _read(self, request_iterator, st: _Stream) -> str:
+        """Take batches off the wire until the agent closes ("eof") or the collector drains ("drain")."""
+        requests = aiter(request_iterator)
+        try:
+            while True:
+                req = await self._unless_draining(anext(requests, None))
+                if req is _DRAINING:
+                    return "drain"
+                if req is None:
+                    return "eof"
+                if req.WhichOneof("kind") != "batch":
+                    await st.window.acquire()
+                    st.acks.put_nowait(_Answer(0, 0, ack=_reject(0, INVALID_ARGUMENT, "only Batch messages may follow the Hello", st)))
+                    continue
+                batch = req.batch
+                weight = len(batch.payload) + BYTES_PER_SAMPLE * max(batch.sample_count, len(batch.payload) // 8)
+                # Waiting here is the backpressure: nothing more is read from this agent meanwhile.
+                if await self._unless_draining(st.window.acquire()) is _DRAINING:
+                    return "drain"
+                if await self._unless_draining(st.share.acquire(weight)) is _DRAINING:
+                    st.window.release()
+                    return "drain"
+                if self.budget.would_wait(weight):
+                    self._note_saturated()
+                if await self._unless_draining(self.budget.acquire(weight)) is _DRAINING:
+                    st.share.release(weight)
+                    st.window.release()
+                    return "drain"  # read but not admitted: not acked, the agent sends it again
+                try:
+                    st.acks.put_nowait(await self._admit(batch, st, weight))
+                except BaseException:
+                    self._give_back(weight, st)
+                    raise
+        finally:
+            st.acks.put_nowait(None)
+
+    async def _unless_draining(self, aw):
+        """Await ``aw`` unless draining starts first (then cancel it and return _DRAINING)."""
+        if self.draining:
+            if asyncio.iscoroutine(aw):
+                aw.close()
+            return _DRAINING
+        task = asyncio.ensure_future(aw)
+        drain = asyncio.ensure_future(self._draining.wait())
+        try:
+            await asyncio.wait((task, drain), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            drain.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                return _DRAINING
+        return task.result()
+
+    def _give_back(self, weight: int, st: _Stream) -> None:
+        self.budget.release(weight)
+        st.share.release(weight)
+        st.window.release()
+
+    def _note_saturated(self) -> None:
+        now = time.monotonic()
+        if now - self._last_saturated_log >= 10.0:
+            self._last_saturated_log = now
+            log.warning("ingest is waiting for storage (budget %.0f of %d MB, %d of %d writes queued): streams "
+                        "read nothing more until commits catch up", self.budget.used / (1 << 20),
+                        self.budget.capacity >> 20, self.writer.outstanding, self.writer.max_queue)
+
+    async def _admit(self, batch: pb.Batch, st: _Stream, weight: int) -> _Answer:
+        """Validate and queue one batch for commit; an _Answer carries either the ack or the commit."""
         seq = batch.seq
         if seq == 0:
-            return _reject(seq, INVALID_ARGUMENT, "seq must start at 1", state)
+            return _Answer(seq, weight, ack=_reject(seq, INVALID_ARGUMENT, "seq must start at 1", st))
         if len(batch.payload) > MAX_PAYLOAD_BYTES:
-            return _reject(
-                seq, RESOURCE_EXHAUSTED, f"payload of {len(batch.payload)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit", state
-            )
+            return _Answer(seq, weight, ack=_reject(
+                seq, RESOURCE_EXHAUSTED, f"payload of {len(batch.payload)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit", st))
         try:
             decoded = wire_payload.decode(batch.payload)
         except wire_payload.PayloadError as exc:
             code = FAILED_PRECONDITION if exc.version_mismatch else INVALID_ARGUMENT
-            return _reject(seq, code, str(exc), state)
+            return _Answer(seq, weight, ack=_reject(seq, code, str(exc), st))
         if decoded.sample_count != batch.sample_count:
-            return _reject(
-                seq, INVALID_ARGUMENT, f"sample_count says {batch.sample_count} but the payload holds {decoded.sample_count}", state
-            )
-        if seq <= state["committed"]:
+            return _Answer(seq, weight, ack=_reject(
+                seq, INVALID_ARGUMENT, f"sample_count says {batch.sample_count} but the payload holds {decoded.sample_count}", st))
+        if seq <= st.committed:
             self.stats.batches_duplicate += 1
-            return pb.Ack(
-                seq=seq, status=pb.ACK_STATUS_DUPLICATE, committed_seq=state["committed"], code=ALREADY_EXISTS,
-                detail=f"seq {seq} is already held (committed up to {state['committed']}); nothing written",
-            )
-        try:
-            done = await self.writer.commit(PendingBatch(agent_key, epoch, seq, decoded, stream=state["stream"]))
-        except Exception as exc:
-            # Not committed: the agent keeps the batch and sends it again after it reconnects.
-            log.error("storage failed for seq %d: %s", seq, exc)
-            raise
-        state["committed"] = max(state["committed"], done.committed_seq)
+            return _Answer(seq, weight, ack=pb.Ack(
+                seq=seq, status=pb.ACK_STATUS_DUPLICATE, committed_seq=st.committed, code=ALREADY_EXISTS,
+                detail=f"seq {seq} is already held (committed up to {st.committed}); nothing written"))
+        if self.writer.outstanding >= self.writer.max_queue:
+            self._note_saturated()
+        commit = await self.writer.submit(PendingBatch(st.agent_key, st.epoch, seq, decoded, stream=st.id))
+        return _Answer(seq, weight, decoded.sample_count, commit=commit)
+
+    async def _answer(self, st: _Stream, context: grpc.aio.ServicerContext) -> None:
+        """Send acks in batch order as their commits land; a failed commit ends the stream (retryable)."""
+        while True:
+            item = await st.acks.get()
+            if item is None:
+                return
+            try:
+                ack = item.ack if item.commit is None else self._committed(await item.commit, item, st)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Not committed: nothing after it can be acked in order; the agent resends from its spool.
+                log.error("storage failed for agent %s seq %d: %s", st.agent_id, item.seq, exc)
+                await _unavailable(context, "storage is unavailable; retry later", STORAGE_RETRY_MS)
+            finally:
+                self._give_back(item.weight, st)
+            if ack.status == pb.ACK_STATUS_REJECTED:
+                self.stats.batches_rejected += 1
+            if self.draining:
+                self.stats.acks_while_draining += 1
+            await context.write(pb.StreamResponse(ack=ack))
+
+    def _committed(self, done: PendingBatch, item: _Answer, st: _Stream) -> pb.Ack:
+        st.committed = max(st.committed, done.committed_seq)
         if done.stored:
             self.stats.batches_stored += 1
-            self.stats.samples_stored += decoded.sample_count
-            return pb.Ack(seq=seq, status=pb.ACK_STATUS_STORED, committed_seq=done.committed_seq, code=OK)
+            self.stats.samples_stored += item.sample_count
+            return pb.Ack(seq=item.seq, status=pb.ACK_STATUS_STORED, committed_seq=done.committed_seq, code=OK)
         self.stats.batches_duplicate += 1
-        return pb.Ack(
-            seq=seq, status=pb.ACK_STATUS_DUPLICATE, committed_seq=done.committed_seq, code=ALREADY_EXISTS,
-            detail=f"seq {seq} is already held; nothing written",
-        )
+        return pb.Ack(seq=item.seq, status=pb.ACK_STATUS_DUPLICATE, committed_seq=done.committed_seq, code=ALREADY_EXISTS,
+                      detail=f"seq {item.seq} is already held; nothing written")
 
 
-def _reject(seq: int, code: int, detail: str, state: dict) -> pb.Ack:
-    log.warning("rejected batch seq %d: %s", seq, detail)
-    return pb.Ack(seq=seq, status=pb.ACK_STATUS_REJECTED, committed_seq=state["committed"], code=code, detail=detail)
+_DRAINING = object()
 
 
-def _done(value) -> asyncio.Future:
-    fut = asyncio.get_running_loop().create_future()
-    fut.set_result(value)
-    return fut
+async def _unavailable(context: grpc.aio.ServicerContext, detail: str, retry_ms: tuple[int, int]) -> None:
+    """End the stream with a retryable status and a jittered hint of when to come back."""
+    hint = random.randint(*retry_ms)
+    await context.abort(grpc.StatusCode.UNAVAILABLE, detail, trailing_metadata=((RETRY_HINT_KEY, str(hint)),))
+
+
+def _reject(seq: int, code: int, detail: str, st: _Stream) -> pb.Ack:
+    log.warning("rejected batch seq %d of agent %s: %s", seq, st.agent_id, detail)
+    return pb.Ack(seq=seq, status=pb.ACK_STATUS_REJECTED, committed_seq=st.committed, code=code, detail=detail)
 
 
 def _check_hello(h: pb.Hello) -> str | None:

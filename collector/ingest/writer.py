@@ -4,6 +4,14 @@ Acks wait for a commit that survives power loss (synchronous=FULL). Paying one
 fsync per batch would cap ingest at the disk's flush rate, so the writer takes
 every batch that queued up while the previous commit ran and commits them
 together; each waiting stream is answered when its batch's transaction lands.
+
+The queue is bounded: at most ``max_queue`` writes are outstanding (submitted,
+not yet answered). A stream that finds it full waits on the event loop, not in
+a thread, and while it waits it reads nothing more from its agent, so HTTP/2
+flow control slows the agent down; memory stays bounded when storage falls behind.
+Waiters are served in arrival order, and each stream submits its batches one
+after the other, so batches reach the store in the order the agent sent them
+(a later seq committed first would make the earlier one look like a duplicate).
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ import asyncio
 import logging
 import queue
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -23,40 +33,116 @@ _STOP = object()
 
 
 class StoreWriter:
+    """Use from one event loop at a time (the collector's); the store is used from its own thread only."""
+
     def __init__(self, store: Store, *, max_group: int = 512, max_queue: int = 4096):
         self.store = store
         self.max_group = max_group
-        self._q: queue.Queue = queue.Queue(maxsize=max_queue)
+        self.max_queue = max_queue
+        self._q: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="cxpulse-store-writer", daemon=True)
         self.commits = 0
         self.batches_committed = 0
+        self.last_commit_s = 0.0
+        # True from a failed commit until the next one that works: the health service says NOT_SERVING.
+        self.failing = False
         self._failed_streams: set[int] = set()
+        self._outstanding = 0
+        self._room_waiters: deque[asyncio.Future] = deque()
+        self._full_since: float | None = None
+        self._stopped = False
 
     def start(self) -> None:
         self._thread.start()
 
-    async def commit(self, batch: PendingBatch) -> PendingBatch:
+    @property
+    def outstanding(self) -> int:
+        """Writes submitted and not yet answered."""
+        return self._outstanding
+
+    @property
+    def waiting_for_room(self) -> int:
+        return len(self._room_waiters)
+
+    def full_for(self) -> float:
+        """Seconds that submitters have been waiting for room without a break (0: not full)."""
+        return 0.0 if self._full_since is None else time.monotonic() - self._full_since
+
+    async def submit(self, batch: PendingBatch) -> asyncio.Future:
+        """Queue the batch (waiting for room first) and return the future of its commit.
+
+        Split from ``commit`` so that a stream can queue its next batch while the
+        previous one is still being committed, and still keep them in order.
+        """
         return await self._submit(("batch", batch))
+
+    async def commit(self, batch: PendingBatch) -> PendingBatch:
+        return await (await self.submit(batch))
 
     async def call(self, fn: Callable[[], Any]) -> Any:
         """Run another write (agent upsert) on the writer thread, in order with batches."""
-        return await self._submit(("call", fn))
+        return await (await self._submit(("call", fn)))
 
-    async def _submit(self, item: tuple[str, Any]) -> Any:
+    async def _submit(self, item: tuple[str, Any]) -> asyncio.Future:
+        if self._stopped:
+            raise RuntimeError("the store writer is stopped")
         loop = asyncio.get_running_loop()
+        if self._outstanding >= self.max_queue or self._room_waiters:
+            room = loop.create_future()
+            if not self._room_waiters:
+                self._full_since = time.monotonic()
+            self._room_waiters.append(room)
+            try:
+                await room
+            except asyncio.CancelledError:
+                if room.done() and not room.cancelled():
+                    self._release()  # the room was handed to us just as we were cancelled: pass it on
+                else:
+                    try:
+                        self._room_waiters.remove(room)
+                    except ValueError:
+                        pass  # _release already skipped it
+                    if not self._room_waiters:
+                        self._full_since = None
+                raise
+        else:
+            self._outstanding += 1
+        if self._stopped:
+            self._release()
+            raise RuntimeError("the store writer is stopped")
         fut = loop.create_future()
-        entry = (item[0], item[1], loop, fut)
-        # A full queue means storage is behind: wait off the event loop (backpressure on the stream).
-        try:
-            self._q.put_nowait(entry)
-        except queue.Full:
-            await asyncio.to_thread(self._q.put, entry)
-        return await fut
+        self._q.put((item[0], item[1], loop, fut))
+        return fut
+
+    def _release(self) -> None:
+        """One outstanding write is answered (on the loop): hand its room to the first waiter, if any.
+
+        Counted when the writer answers, not when the caller stops waiting: a write whose stream
+        went away still sits in the queue until the writer reaches it.
+        """
+        while self._room_waiters:
+            room = self._room_waiters.popleft()
+            if not self._room_waiters:
+                self._full_since = None
+            if not room.done():
+                room.set_result(None)  # the slot passes on; _outstanding is unchanged
+                return
+        self._full_since = None
+        self._outstanding -= 1
 
     def stop(self, timeout: float = 30.0) -> None:
+        """Commit everything queued so far, then stop; later submissions fail."""
+        self._stopped = True
         if self._thread.is_alive():
             self._q.put(_STOP)
             self._thread.join(timeout)
+        while True:  # anything that slipped in behind the stop is answered, never left hanging
+            try:
+                e = self._q.get_nowait()
+            except queue.Empty:
+                break
+            if e is not _STOP:
+                self._resolve(e[2], e[3], None, RuntimeError("the store writer stopped before this write"))
 
     def _run(self) -> None:
         while True:
@@ -84,7 +170,7 @@ class StoreWriter:
             if e[0] == "batch" and e[1].stream and e[1].stream in self._failed_streams:
                 # An earlier batch of this stream failed to commit: committing this one would move the
                 # stream's committed seq past the failed batch. The agent resends both.
-                _resolve(e[2], e[3], None, RuntimeError("an earlier batch of this stream was not committed"))
+                self._resolve(e[2], e[3], None, RuntimeError("an earlier batch of this stream was not committed"))
             elif e[0] == "batch":
                 batches.append(e)
         for kind, fn, loop, fut in group:
@@ -93,35 +179,43 @@ class StoreWriter:
                     result, error = fn(), None
                 except Exception as exc:  # reported to the caller, the writer lives on
                     result, error = None, exc
-                _resolve(loop, fut, result, error)
+                self._resolve(loop, fut, result, error)
         if not batches:
             return
+        t = time.monotonic()
         try:
             self.store.commit_batches([e[1] for e in batches])
             self.commits += 1
             self.batches_committed += len(batches)
+            self.last_commit_s = time.monotonic() - t
+            if self.failing:
+                log.warning("storage commits work again")
+            self.failing = False
             for _, b, loop, fut in batches:
-                _resolve(loop, fut, b, None)
+                self._resolve(loop, fut, b, None)
         except Exception as exc:
             log.error("commit of %d batches failed: %s", len(batches), exc)
+            self.failing = True
             if len(self._failed_streams) > 100_000:
                 self._failed_streams.clear()  # streams of long ago; they are closed by now
             for _, b, loop, fut in batches:
                 if b.stream:
                     self._failed_streams.add(b.stream)
-                _resolve(loop, fut, None, exc)
+                self._resolve(loop, fut, None, exc)
 
 
-def _resolve(loop: asyncio.AbstractEventLoop, fut: asyncio.Future, result: Any, error: BaseException | None) -> None:
-    def set_it() -> None:
-        if fut.done():
-            return
-        if error is not None:
-            fut.set_exception(error)
-        else:
-            fut.set_result(result)
+    def _resolve(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future, result: Any,
+                 error: BaseException | None) -> None:
+        def set_it() -> None:
+            self._release()
+            if fut.done():
+                return
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                fut.set_result(result)
 
-    try:
-        loop.call_soon_threadsafe(set_it)
-    except RuntimeError:
-        pass  # the loop is gone: the stream that waited is gone too
+        try:
+            loop.call_soon_threadsafe(set_it)
+        except RuntimeError:
+            pass  # the loop is gone: the stream that waited is gone too

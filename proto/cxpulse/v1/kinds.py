@@ -57,6 +57,9 @@ EVENT_KINDS = (
     "wifi_weak_signal",
     "wifi_rate_drop",
     "wifi_band_change",
+    # Reported by the agent's spool, not the detector: batches it had to drop (spool full, too old,
+    # damaged on disk); the event's time range is the dropped samples' and its evidence the counts.
+    "data_gap",
 )
 
 MAX_STR = 128
