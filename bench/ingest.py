@@ -1,0 +1,345 @@
+"""Collector ingest end to end: samples/s acked, ack latency and peak RSS, per store and agent count.
+
+"End to end" is everything between an agent's write and its ack: gRPC receive, payload decode
+and validation, dedup against the committed sequence, the durable group commit (SQLite WAL +
+synchronous=FULL, or PostgreSQL synchronous_commit=on) with its rollups, and the ack. The
+collector is the real ``cxpulse collector serve`` process on loopback with a fresh database; the
+simulated agents (``bench.loadgen``) run in separate processes. The rate counts only samples
+whose STORED ack arrived inside the measured window, after a warm-up; the store's row count is
+checked afterwards so that an ack without rows would show.
+
+Batch size and in-flight window per agent count are chosen so that total in-flight samples stay
+within a few hundred thousand: ack latency at saturation is then mostly queueing (in flight /
+rate), which the report prints beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import quote
+
+from . import ceiling
+from .procstat import Tracker
+from .report import Figure, load_now
+
+REPO = Path(__file__).resolve().parent.parent
+PY = sys.executable
+SQLITE_BUDGET = 500_000.0
+RATIO_GOAL = 0.5
+
+# agents -> (samples per batch, batches in flight per agent, generator processes)
+SHAPES = {1: (10_000, 32, 1), 100: (5_000, 1, 2), 2000: (1_000, 1, 2)}
+# 2,000 agents put 2 million samples in flight: the first rounds of acks take ~10 s at these rates,
+# and a window opening before the pipeline is full would measure the start, not the steady state.
+MIN_WARMUP_S = {2000: 15.0}
+
+
+@dataclass(frozen=True)
+class IngestPlan:
+    agent_counts: tuple[int, ...]
+    stores: tuple[str, ...]
+    warmup_s: float
+    duration_s: float
+    ceiling_rows: int
+
+
+PLANS = {
+    "full": IngestPlan((1, 100, 2000), ("sqlite", "postgres"), 3, 30, 1_000_000),
+    "quick": IngestPlan((1, 100), ("sqlite", "postgres"), 2, 6, 100_000),
+    "smoke": IngestPlan((1,), ("sqlite",), 1, 2, 20_000),
+}
+
+
+def _shape(agents: int) -> tuple[int, int, int]:
+    if agents in SHAPES:
+        return SHAPES[agents]
+    return (5_000, 1, 2) if agents <= 500 else (1_000, 1, 2)
+
+
+def _pctl(xs: list[float], q: float) -> float | None:
+    if not xs:
+        return None
+    xs = sorted(xs)
+    return round(xs[min(len(xs) - 1, int(q * len(xs)))], 1)
+
+
+class _Collector:
+    """``cxpulse collector serve`` on 127.0.0.1, any free port, until stopped."""
+
+    def __init__(self, db: str, tmp: Path, name: str) -> None:
+        ready = tmp / f"{name}.ready"
+        ready.unlink(missing_ok=True)
+        self.log_path = tmp / f"{name}.log"
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([PY, "-m", "cxpulse", "collector", "serve", "--listen", "127.0.0.1:0",
+                                      "--db", db, "--ready-file", str(ready)], cwd=REPO, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while not (ready.exists() and ready.read_text().strip()):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"collector did not start:\n{self.log_path.read_text()[-2000:]}")
+            time.sleep(0.05)
+        self.port = int(ready.read_text())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+
+
+def _stored_rows(store: str, db: str, schema: str) -> int:
+    if store == "sqlite":
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        try:
+            return con.execute("SELECT count(*) FROM samples_rtt").fetchone()[0]
+        finally:
+            con.close()
+    import psycopg
+
+    with psycopg.connect(_pg_base(), autocommit=True) as c:
+        return c.execute(f'SELECT count(*) FROM "{schema}".samples_rtt').fetchone()[0]
+
+
+def _pg_base() -> str:
+    return os.environ.get("CXPULSE_TEST_POSTGRES") or "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def one_run(store: str, agents: int, plan: IngestPlan, tmp: Path,
+            on_window: Callable[[int, float], Any] | None = None) -> dict[str, Any]:
+    """One collector, one fresh database, ``agents`` simulated agents; returns the run's figures."""
+    batch, window, procs = _shape(agents)
+    procs = min(procs, agents)
+    warmup = max(plan.warmup_s, MIN_WARMUP_S.get(agents, 0.0))
+    schema = ""
+    if store == "sqlite":
+        db = str(tmp / f"ingest-{agents}.sqlite")
+    else:
+        schema = f"cxpulse_bench_{uuid.uuid4().hex[:10]}"
+        base = _pg_base()
+        db = f"{base}{'&' if '?' in base else '?'}options={quote(f'-csearch_path={schema}')}"
+    collector = _Collector(db, tmp, f"collector-{store}-{agents}")
+    gens: list[subprocess.Popen] = []
+    outs: list[Path] = []
+    err_files = []
+    profiler = None
+    try:
+        go = tmp / f"go-{store}-{agents}"
+        go.unlink(missing_ok=True)
+        readies = []
+        per = [agents // procs + (1 if k < agents % procs else 0) for k in range(procs)]
+        first = 0
+        run_id = uuid.uuid4().hex[:8]
+        for k, n in enumerate(per):
+            ready, out = tmp / f"gen{k}.ready", tmp / f"gen{k}.json"
+            for f in (ready, out):
+                f.unlink(missing_ok=True)
+            err_files.append(open(tmp / f"gen{k}.err", "wb"))
+            gens.append(subprocess.Popen(
+                [PY, "-m", "bench.loadgen", "--target", f"127.0.0.1:{collector.port}", "--agents", str(n),
+                 "--first", str(first), "--batch-samples", str(batch), "--window", str(window), "--ready", str(ready),
+                 "--go", str(go), "--warmup", str(warmup), "--duration", str(plan.duration_s),
+                 "--run-id", run_id, "--out", str(out)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=err_files[-1]))
+            readies.append(ready)
+            outs.append(out)
+            first += n
+        t_conn = time.monotonic()
+        deadline = t_conn + 180
+        while not all(r.exists() and r.read_text().strip() for r in readies):
+            dead = [g for g in gens if g.poll() is not None]
+            if dead or time.monotonic() > deadline:
+                msg = outs[gens.index(dead[0])].read_text() if dead and outs[gens.index(dead[0])].exists() else "timeout"
+                raise RuntimeError(f"load generator failed while connecting: {msg}")
+            time.sleep(0.05)
+        connect_s = time.monotonic() - t_conn
+        col = Tracker("collector", [collector.proc.pid])
+        gen = Tracker("generators", [g.pid for g in gens])
+        t0 = time.time() + 0.3
+        go.write_text(f"{t0}\n")
+        time.sleep(max(0.0, t0 + warmup - time.time()))
+        col.mark_start()
+        gen.mark_start()
+        load0 = load_now()
+        if on_window is not None:
+            profiler = on_window(collector.proc.pid, plan.duration_s)
+        end = t0 + warmup + plan.duration_s
+        while time.time() < end:
+            col.sample()
+            time.sleep(min(0.5, max(0.0, end - time.time())))
+        col.sample()
+        col.mark_end()
+        gen.mark_end()
+        load1 = load_now()
+        for g in gens:
+            try:
+                g.wait(60)
+            except subprocess.TimeoutExpired:
+                g.kill()
+                g.wait(5)
+        if profiler is not None:
+            profiler.wait(60)
+        results = [json.loads(o.read_text()) if o.exists() else {"fatal": "no output"} for o in outs]
+        fatal = [r["fatal"] for r in results if "fatal" in r]
+        if fatal:
+            raise RuntimeError(f"load generator failed: {fatal[0]}")
+        col_summary = col.summary(plan.duration_s)
+        gen_summary = gen.summary(plan.duration_s)
+    finally:
+        for g in gens:
+            if g.poll() is None:
+                g.kill()
+                g.wait(5)
+        for f in err_files:
+            f.close()
+        collector.stop()
+    stored = _stored_rows(store, db, schema)
+    if store == "postgres":
+        import psycopg
+
+        with psycopg.connect(_pg_base(), autocommit=True) as c:
+            c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    acked = sum(r["acked_samples"] for r in results)
+    lat = [x for r in results for x in r["latencies_ms"]]
+    rate = acked / plan.duration_s
+    return {
+        "store": store, "agents": agents, "batch_samples": batch, "in_flight_per_agent": window,
+        "in_flight_samples": agents * window * batch, "generator_processes": procs,
+        "samples_per_s": round(rate), "acked_batches": sum(r["acked_batches"] for r in results),
+        "ack_ms_p50": _pctl(lat, 0.50), "ack_ms_p99": _pctl(lat, 0.99),
+        "collector_peak_rss_mb": col_summary["peak_rss_mb"], "collector_cpu_pct_of_core": col_summary["cpu_pct_of_core"],
+        "generator_cpu_pct_of_core": gen_summary["cpu_pct_of_core"],
+        "connect_s": round(connect_s, 1), "rows_stored_total": stored,
+        "rejected": sum(r["rejected"] for r in results), "duplicates": sum(r["duplicates"] for r in results),
+        "errors": [e for r in results for e in r["errors"]][:10], "payload_bytes": results[0].get("payload_bytes"),
+        "connect_retries": sum(r.get("connect_retries", 0) for r in results),
+        "connect_retry_kinds": _merge_counts(r.get("connect_retry_kinds", {}) for r in results),
+        "load_start": load0, "load_end": load1, "window_s": plan.duration_s, "warmup_s": warmup,
+    }
+
+
+def run(plan: IngestPlan, log: Any = print, on_window: Callable[[int, float], Any] | None = None,
+        where: str | None = None) -> tuple[list[Figure], dict[str, Any]]:
+    stores = [s for s in plan.stores if s == "sqlite" or _postgres_ok()]
+    details: dict[str, Any] = {"plan": plan.__dict__, "runs": [], "ceilings": [], "skipped": []}
+    if len(stores) < len(plan.stores):
+        details["skipped"].append("postgres: cannot connect or psycopg missing")
+    figures: list[Figure] = []
+    # SQLite files go to the temporary directory (a real disk here, not a tmpfs: check with df).
+    with tempfile.TemporaryDirectory(prefix="cxpulse-bench-ingest-", dir=where) as tmp_s:
+        tmp = Path(tmp_s)
+        for store in stores:
+            # The disk's flush time moves with what else runs on the machine: the ceiling is taken
+            # before and after this store's runs, and the better of the two is the ceiling.
+            ceils = _ceilings(store, plan, tmp, log)
+            store_figures: list[Figure] = []
+            for agents in plan.agent_counts:
+                log(f"  ingest: {store}, {agents} agent(s), {plan.duration_s:.0f} s (load {load_now()[0]:.2f})")
+                try:
+                    r = one_run(store, agents, plan, tmp, on_window)
+                except Exception as exc:  # the other runs' figures still count; the error is reported
+                    details.setdefault("errors", []).append(f"{store}/{agents}: {type(exc).__name__}: {exc}")
+                    log(f"  ingest: {store}, {agents} agent(s) FAILED: {exc}")
+                    continue
+                details["runs"].append(r)
+                load = (r["load_end"][0], r["load_end"][1], r["load_end"][2])
+                budget = SQLITE_BUDGET if store == "sqlite" else None
+                store_figures.append(Figure(
+                    "ingest", f"{store}, {agents} agents: samples/s acked", "samples/s", r["samples_per_s"], budget, ">=",
+                    load=load, note=f"ratio goal >= {RATIO_GOAL}; generator used {r['generator_cpu_pct_of_core']}% of a "
+                    f"core, collector {r['collector_cpu_pct_of_core']}%"))
+                queueing = r["in_flight_samples"] / r["samples_per_s"] * 1000 if r["samples_per_s"] else None
+                note = f"{r['in_flight_samples']:,} samples in flight: queueing alone ~{queueing or 0:.0f} ms"
+                for q in ("p50", "p99"):
+                    store_figures.append(Figure("ingest", f"{store}, {agents} agents: ack latency {q}", "ms",
+                                                r[f"ack_ms_{q}"], load=load, note=note))
+                store_figures.append(Figure("ingest", f"{store}, {agents} agents: collector peak RSS", "MiB",
+                                            r["collector_peak_rss_mb"], load=load))
+            ceils += _ceilings(store, plan, tmp, log)
+            details["ceilings"].extend(ceils)
+            figures += _ceiling_figures(store, ceils) + _with_ceiling(store_figures, ceils)
+    return figures, details
+
+
+def _merge_counts(dicts: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for d in dicts:
+        for k, v in d.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def _ceilings(store: str, plan: IngestPlan, tmp: Path, log: Any) -> list[dict]:
+    load = load_now()
+    rows = plan.ceiling_rows if store == "sqlite" else plan.ceiling_rows // 2  # PostgreSQL's executemany is slow
+    log(f"  ingest: {store} bare-insert ceiling, {rows:,} rows (load {load[0]:.2f})")
+    if store == "sqlite":
+        ceils = [ceiling.sqlite_ceiling(rows, where=str(tmp))]
+    else:
+        ceils = ceiling.postgres_ceiling(_pg_base(), rows)
+    for c in ceils:
+        c["load"] = load
+    return ceils
+
+
+def _best(ceils: list[dict], method: str) -> dict | None:
+    return max((c for c in ceils if c["method"] == method), key=lambda c: c["rows_per_s"], default=None)
+
+
+def _ceiling_figures(store: str, ceils: list[dict]) -> list[Figure]:
+    out = []
+    for method in ("executemany", "copy"):
+        b = _best(ceils, method)
+        if b is not None:
+            runs = ", ".join(f"{c['rows_per_s']:,}" for c in ceils if c["method"] == method)
+            out.append(Figure("ingest", f"{store} bare {method} ceiling", "rows/s", b["rows_per_s"], load=b["load"],
+                              note=f"1,000 rows/commit, synchronous={b['synchronous']}; runs before/after: {runs}"))
+    return out
+
+
+def _with_ceiling(figures: list[Figure], ceils: list[dict]) -> list[Figure]:
+    """Rate figures get the ceiling as their peer: executemany as the issue asks (COPY in the note)."""
+    exe, copy = _best(ceils, "executemany"), _best(ceils, "copy")
+    for f in figures:
+        if f.unit == "samples/s" and exe is not None:
+            f.peer, f.peer_value = "bare executemany", exe["rows_per_s"]
+            f.ratio = f.value / exe["rows_per_s"] if f.value is not None else None
+            if copy is not None and f.value is not None:
+                f.note += f"; vs bare COPY {f.value / copy['rows_per_s']:.2f}"
+    return figures
+
+
+def _postgres_ok() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(_pg_base(), connect_timeout=5) as c:
+            c.execute("SELECT 1")
+        return True
+    except Exception:
+        return False
+
+
+def latency_note(runs: list[dict]) -> str:
+    """Little's law check: in-flight / rate is what the ack latency should be at saturation."""
+    parts = []
+    for r in runs:
+        if r["samples_per_s"]:
+            parts.append(f"{r['store']}/{r['agents']}: expected ~{r['in_flight_samples'] / r['samples_per_s'] * 1000:.0f} ms")
+    return "; ".join(parts)
+
