@@ -168,7 +168,8 @@ def markdown(doc: dict[str, Any]) -> str:
     for f in doc["figures"]:
         budget = f"{f['budget_op']} {_num(f['budget'])}" if f["budget"] is not None else ""
         verdict = {True: "PASS", False: "**FAIL**", None: ""}[f["passed"]]
-        out.append(f"| {f['group']}: {f['name']} | {_num(f['value'])} | {f['unit']} | {budget} | {f['peer']} | "
+        name = f"{f['group']}: {f['name']}".replace("|", "\\|")
+        out.append(f"| {name} | {_num(f['value'])} | {f['unit']} | {budget} | {f['peer']} | "
                    f"{_num(f['peer_value']) if f['peer_value'] is not None else ''} | "
                    f"{_num(f['ratio']) if f['ratio'] is not None else ''} | {verdict} | {f['load'][0]:.2f} |")
     return "\n".join(out)

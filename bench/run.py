@@ -1,11 +1,12 @@
 """The one benchmark command: every figure, its budget and its peer, as a table and as JSON.
 
     .venv/bin/python -m bench.run --quick --json bench-quick.json   # CI smoke: under 3 minutes
-    .venv/bin/python -m bench.run --json bench-full.json            # the record (about 25 minutes)
+    .venv/bin/python -m bench.run --json bench-full.json            # the record (about 23 minutes)
 
 Budgets are reported, not enforced: a missed budget prints FAIL in the table and the run still
 exits 0, because the figures are the deliverable and CI must not go red on a busy machine.
-``--strict`` turns a missed budget into exit code 1. A benchmark that breaks (cannot build its
+``--strict`` turns a missed budget into exit code 1. ``python -m bench.report FILE.json`` prints
+a JSON report as the Markdown table docs/benchmarks.md keeps. A benchmark that breaks (cannot build its
 namespaces, a process dies) is an error: the others still run, and the exit code is 2.
 Needs root (namespaces, nftables), the ``postgres`` extra for PostgreSQL and, for the peers,
 Debian's ``prometheus-blackbox-exporter`` and ``iputils-ping``.
