@@ -55,6 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="webhooks into ITSM (TOML, see collector/alerts/alerts.example.toml); needs --http")
     serve.add_argument("--raw-days", type=float, default=7.0, help="keep raw samples this many days (default 7)")
     serve.add_argument("--rollup-days", type=float, default=400.0, help="keep per-minute rollups this many days (default 400)")
+    serve.add_argument("--insecure", action="store_true",
+                       help="plain-text gRPC without TLS (development only; logged loudly). Without TLS material "
+                            "and without this flag the collector will refuse to start (issue 6)")
     serve.add_argument("--ready-file", help="write the bound port here once listening (for scripts)")
     serve.set_defaults(func=cmd_serve)
 

@@ -1,0 +1,449 @@
+"""Who may talk to the collector: enrollment tokens, agent credentials, API keys, and the audit log.
+
+It lives in the store's own database (SQLite file or PostgreSQL), in tables of its own with their
+own migration, so several collectors sharing one PostgreSQL agree on who is enrolled and who was
+revoked; a revocation made on one collector reaches the streams held by the others through
+``revoked_since``.
+
+Only SHA-256 hashes of secrets are stored. Every secret is ``cxp_<kind>_<id>_<random>``: the id
+finds the row without scanning, the 256-bit random part makes a fast hash sufficient (nothing to
+brute-force, so no slow KDF), and the comparison is constant-time. A database leak therefore
+leaks no usable token, credential or key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+ROLES = ("helpdesk", "admin")
+
+_KIND_TOKEN = "enr"
+_KIND_AGENT = "agt"
+_KIND_KEY = "key"
+
+# Numbered migrations; never edit a released one, add the next. ``{serial}`` and ``{bigint}``
+# differ between SQLite and PostgreSQL, the rest is plain SQL both accept.
+_MIGRATIONS = [
+    """
+    CREATE TABLE IF NOT EXISTS enroll_tokens (
+        token_id TEXT PRIMARY KEY,
+        secret_hash TEXT NOT NULL,
+        site TEXT NOT NULL DEFAULT '',
+        note TEXT NOT NULL DEFAULT '',
+        uses_total INTEGER NOT NULL,
+        uses_left INTEGER NOT NULL,
+        created_us {bigint} NOT NULL,
+        expires_us {bigint} NOT NULL,
+        revoked_us {bigint}
+    );
+    CREATE TABLE IF NOT EXISTS agent_credentials (
+        agent_id TEXT PRIMARY KEY,
+        cred_id TEXT NOT NULL UNIQUE,
+        secret_hash TEXT NOT NULL,
+        host TEXT NOT NULL DEFAULT '',
+        site TEXT NOT NULL DEFAULT '',
+        token_id TEXT NOT NULL DEFAULT '',
+        enrolled_us {bigint} NOT NULL,
+        revoked_us {bigint}
+    );
+    CREATE INDEX IF NOT EXISTS agent_credentials_revoked ON agent_credentials (revoked_us);
+    CREATE TABLE IF NOT EXISTS api_keys (
+        key_id TEXT PRIMARY KEY,
+        secret_hash TEXT NOT NULL,
+        role TEXT NOT NULL,
+        name TEXT NOT NULL DEFAULT '',
+        created_us {bigint} NOT NULL,
+        revoked_us {bigint}
+    );
+    CREATE TABLE IF NOT EXISTS audit_log (
+        id {serial},
+        ts_us {bigint} NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL DEFAULT '',
+        remote TEXT NOT NULL DEFAULT '',
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX IF NOT EXISTS audit_log_ts ON audit_log (ts_us);
+    """,
+]
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_MIGRATE_LOCK_CLASS = 0x63787073  # "cxps": advisory lock namespace for the security tables
+
+
+class EnrollError(Exception):
+    """Enrollment refused; ``reason`` is safe to send back to the agent (it names no secret)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    token_id: str
+    site: str
+    note: str
+    uses_total: int
+    uses_left: int
+    created_us: int
+    expires_us: int
+    revoked_us: int | None = None
+
+    def usable(self, now_us: int) -> bool:
+        return self.revoked_us is None and self.uses_left > 0 and now_us < self.expires_us
+
+
+@dataclass(frozen=True)
+class AgentIdentity:
+    agent_id: str
+    credential_id: str
+    host: str
+    site: str
+    token_id: str
+    enrolled_us: int
+    revoked_us: int | None = None
+
+
+@dataclass(frozen=True)
+class ApiKeyInfo:
+    key_id: str
+    role: str
+    name: str
+    created_us: int
+    revoked_us: int | None = None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    ts_us: int
+    actor: str
+    action: str
+    subject: str
+    remote: str
+    detail: str
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _new_secret(kind: str) -> tuple[str, str]:
+    """(id, full secret). The id is hex (no ``_``), so splitting the secret is unambiguous."""
+    ident = secrets.token_hex(8)
+    return ident, f"cxp_{kind}_{ident}_{secrets.token_urlsafe(32)}"
+
+
+def _split(secret: str, kind: str) -> str | None:
+    """The id inside a secret of this kind, None if it is not shaped like one."""
+    if not isinstance(secret, str) or len(secret) > 200:
+        return None
+    parts = secret.strip().split("_", 3)
+    if len(parts) != 4 or parts[0] != "cxp" or parts[1] != kind or not parts[2] or not parts[3]:
+        return None
+    return parts[2]
+
+
+def _matches(secret: str, stored_hash: str) -> bool:
+    return hmac.compare_digest(_hash(secret.strip()), stored_hash)
+
+
+class _Db:
+    """One connection and the two dialects' differences (placeholders, DDL types, transactions)."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.pg = url.startswith("postgresql://") or url.startswith("postgres://")
+        self._lock = threading.RLock()
+        self._conn = self._connect()
+
+    def _connect(self):
+        if self.pg:
+            import psycopg
+            import psycopg.sql
+            from psycopg.conninfo import conninfo_to_dict
+
+            from ..store.postgres import schema_from_url
+
+            self.schema = schema_from_url(self.url)
+            params = conninfo_to_dict(self.url)
+            extra = {k: v for k, v in (("connect_timeout", 10), ("application_name", "cxpulse-registry"))
+                     if k not in params}
+            conn = psycopg.connect(self.url, autocommit=True, **extra)
+            conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(psycopg.sql.Identifier(self.schema)))
+            return conn
+        path = self.url[len("sqlite://"):] if self.url.startswith("sqlite://") else self.url
+        import os
+
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.pg else sql
+
+    def _usable(self):
+        if self.pg and (self._conn.closed or self._conn.broken):
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = self._connect()
+        return self._conn
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._lock:
+            cur = self._usable().execute(self._sql(sql), params)
+            return list(cur.fetchall()) if cur.description else []
+
+    def execute(self, sql: str, params: tuple = ()) -> int:
+        with self._lock:
+            return self._usable().execute(self._sql(sql), params).rowcount
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Serialize writers: BEGIN IMMEDIATE in SQLite, a normal transaction plus row locks in PostgreSQL."""
+        with self._lock:
+            conn = self._usable()
+            if self.pg:
+                with conn.transaction():
+                    yield
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def migrate(self) -> None:
+        with self._lock:
+            conn = self._conn
+            if self.pg:
+                import psycopg.sql
+
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s::integer, hashtext(%s))",
+                                 (_MIGRATE_LOCK_CLASS, self.schema))
+                    conn.execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                        psycopg.sql.Identifier(self.schema)))
+                    self._apply(conn, "BIGINT", "BIGSERIAL PRIMARY KEY")
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._apply(conn, "INTEGER", "INTEGER PRIMARY KEY")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _apply(self, conn, bigint: str, serial: str) -> None:
+        conn.execute("CREATE TABLE IF NOT EXISTS security_migrations (version INTEGER PRIMARY KEY, applied_us "
+                     + bigint + " NOT NULL)")
+        done = {r[0] for r in conn.execute("SELECT version FROM security_migrations").fetchall()}
+        if max(done, default=0) > SCHEMA_VERSION:
+            raise RuntimeError(f"security tables have version {max(done)}, newer than this collector's {SCHEMA_VERSION}")
+        for version, ddl in enumerate(_MIGRATIONS, start=1):
+            if version in done:
+                continue
+            for stmt in ddl.format(bigint=bigint, serial=serial).split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+            conn.execute(self._sql("INSERT INTO security_migrations VALUES (?, ?)"), (version, time.time_ns() // 1000))
+            log.info("applied security migration %d", version)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+_TOKEN_COLS = "token_id, site, note, uses_total, uses_left, created_us, expires_us, revoked_us"
+_AGENT_COLS = "agent_id, cred_id, host, site, token_id, enrolled_us, revoked_us"
+_KEY_COLS = "key_id, role, name, created_us, revoked_us"
+_AUDIT_COLS = "id, ts_us, actor, action, subject, remote, detail"
+
+
+class Registry:
+    """Tokens, credentials, keys and audit on one connection of its own (never the store's writer)."""
+
+    def __init__(self, db: _Db, clock: Callable[[], float] = time.time):
+        self._db = db
+        self._clock = clock
+
+    @classmethod
+    def open(cls, store_url: str, *, clock: Callable[[], float] = time.time) -> Registry:
+        """Same URL forms as ``open_store``: a SQLite path, ``sqlite:///path`` or ``postgresql://``."""
+        db = _Db(store_url)
+        try:
+            db.migrate()
+        except BaseException:
+            db.close()
+            raise
+        return cls(db, clock)
+
+    def _now_us(self) -> int:
+        return int(self._clock() * 1_000_000)
+
+    # -- enrollment tokens --
+
+    def create_token(self, *, site: str = "", uses: int = 1, ttl_s: float = 7 * 86400,
+                     note: str = "") -> tuple[str, TokenInfo]:
+        if uses < 1:
+            raise ValueError("a token needs at least one use")
+        if ttl_s <= 0:
+            raise ValueError("a token needs a positive lifetime")
+        token_id, secret = _new_secret(_KIND_TOKEN)
+        now = self._now_us()
+        info = TokenInfo(token_id, site, note, uses, uses, now, now + int(ttl_s * 1_000_000))
+        self._db.execute(
+            "INSERT INTO enroll_tokens (token_id, secret_hash, site, note, uses_total, uses_left, created_us, "
+            "expires_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (token_id, _hash(secret), site, note, uses, uses, now, info.expires_us))
+        return secret, info
+
+    def list_tokens(self) -> list[TokenInfo]:
+        rows = self._db.query(f"SELECT {_TOKEN_COLS} FROM enroll_tokens ORDER BY created_us, token_id")
+        return [TokenInfo(*r) for r in rows]
+
+    def revoke_token(self, token_id: str) -> bool:
+        return self._db.execute("UPDATE enroll_tokens SET revoked_us = ? WHERE token_id = ? AND revoked_us IS NULL",
+                                (self._now_us(), token_id)) > 0
+
+    def enroll(self, token_secret: str, agent_id: str, host: str = "") -> tuple[str, AgentIdentity]:
+        """Spend one use of a token and give the agent its own credential.
+
+        An agent id that is already enrolled and not revoked is refused: a token holder must not
+        be able to take over a running desk's identity (a reinstall without its state dir gets a
+        new agent id anyway). A revoked id may enroll again with a fresh token: IT's decision.
+        """
+        agent_id = (agent_id or "").strip()
+        if not agent_id or len(agent_id) > 128:
+            raise EnrollError("agent id missing or too long")
+        token_id = _split(token_secret, _KIND_TOKEN)
+        if token_id is None:
+            raise EnrollError("not an enrollment token")
+        now = self._now_us()
+        cred_id, cred = _new_secret(_KIND_AGENT)
+        with self._db.transaction():
+            rows = self._db.query(f"SELECT {_TOKEN_COLS}, secret_hash FROM enroll_tokens WHERE token_id = ?"
+                                  + (" FOR UPDATE" if self._db.pg else ""), (token_id,))
+            if not rows or not _matches(token_secret, rows[0][-1]):
+                raise EnrollError("unknown enrollment token")
+            tok = TokenInfo(*rows[0][:-1])
+            if tok.revoked_us is not None:
+                raise EnrollError("enrollment token revoked")
+            if now >= tok.expires_us:
+                raise EnrollError("enrollment token expired")
+            if tok.uses_left <= 0:
+                raise EnrollError("enrollment token used up")
+            existing = self._db.query("SELECT revoked_us FROM agent_credentials WHERE agent_id = ?", (agent_id,))
+            if existing and existing[0][0] is None:
+                raise EnrollError("agent id already enrolled (revoke it first to enroll it again)")
+            self._db.execute("UPDATE enroll_tokens SET uses_left = uses_left - 1 WHERE token_id = ?", (token_id,))
+            if existing:
+                self._db.execute(
+                    "UPDATE agent_credentials SET cred_id = ?, secret_hash = ?, host = ?, site = ?, token_id = ?, "
+                    "enrolled_us = ?, revoked_us = NULL WHERE agent_id = ?",
+                    (cred_id, _hash(cred), host, tok.site, token_id, now, agent_id))
+            else:
+                self._db.execute(
+                    "INSERT INTO agent_credentials (agent_id, cred_id, secret_hash, host, site, token_id, enrolled_us)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)", (agent_id, cred_id, _hash(cred), host, tok.site, token_id, now))
+        return cred, AgentIdentity(agent_id, cred_id, host, tok.site, token_id, now)
+
+    # -- agents --
+
+    def authenticate_agent(self, credential: str) -> AgentIdentity | None:
+        cred_id = _split(credential, _KIND_AGENT)
+        if cred_id is None:
+            return None
+        rows = self._db.query(f"SELECT {_AGENT_COLS}, secret_hash FROM agent_credentials WHERE cred_id = ?", (cred_id,))
+        if not rows or not _matches(credential, rows[0][-1]):
+            return None
+        ident = AgentIdentity(*rows[0][:-1])
+        return None if ident.revoked_us is not None else ident
+
+    def revoke_agent(self, agent_id: str) -> bool:
+        return self._db.execute("UPDATE agent_credentials SET revoked_us = ? WHERE agent_id = ? AND revoked_us IS NULL",
+                                (self._now_us(), agent_id)) > 0
+
+    def list_agents(self) -> list[AgentIdentity]:
+        rows = self._db.query(f"SELECT {_AGENT_COLS} FROM agent_credentials ORDER BY enrolled_us, agent_id")
+        return [AgentIdentity(*r) for r in rows]
+
+    def revoked_since(self, since_us: int) -> list[str]:
+        """Agents revoked at or after ``since_us``. Pollers should overlap their windows by a few
+        seconds: clocks of collectors sharing a database differ, and a duplicate costs nothing."""
+        rows = self._db.query("SELECT agent_id FROM agent_credentials WHERE revoked_us IS NOT NULL AND revoked_us >= ?"
+                              " ORDER BY revoked_us", (since_us,))
+        return [r[0] for r in rows]
+
+    # -- API keys --
+
+    def create_api_key(self, role: str, name: str) -> tuple[str, ApiKeyInfo]:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        key_id, secret = _new_secret(_KIND_KEY)
+        info = ApiKeyInfo(key_id, role, name, self._now_us())
+        self._db.execute("INSERT INTO api_keys (key_id, secret_hash, role, name, created_us) VALUES (?, ?, ?, ?, ?)",
+                         (key_id, _hash(secret), role, name, info.created_us))
+        return secret, info
+
+    def verify_api_key(self, secret: str) -> ApiKeyInfo | None:
+        key_id = _split(secret, _KIND_KEY)
+        if key_id is None:
+            return None
+        rows = self._db.query(f"SELECT {_KEY_COLS}, secret_hash FROM api_keys WHERE key_id = ?", (key_id,))
+        if not rows or not _matches(secret, rows[0][-1]):
+            return None
+        info = ApiKeyInfo(*rows[0][:-1])
+        return None if info.revoked_us is not None else info
+
+    def list_api_keys(self) -> list[ApiKeyInfo]:
+        return [ApiKeyInfo(*r) for r in self._db.query(f"SELECT {_KEY_COLS} FROM api_keys ORDER BY created_us, key_id")]
+
+    def revoke_api_key(self, key_id: str) -> bool:
+        return self._db.execute("UPDATE api_keys SET revoked_us = ? WHERE key_id = ? AND revoked_us IS NULL",
+                                (self._now_us(), key_id)) > 0
+
+    # -- audit --
+
+    def record_audit(self, *, actor: str, action: str, subject: str = "", remote: str = "", detail: str = "") -> None:
+        self._db.execute("INSERT INTO audit_log (ts_us, actor, action, subject, remote, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                         (self._now_us(), actor, action, subject, remote, detail))
+
+    def audit(self, since_us: int = 0, until_us: int | None = None, *, actor: str | None = None,
+              subject: str | None = None, limit: int = 1000) -> list[AuditEntry]:
+        """Oldest first within the window; ``limit`` caps the answer, not the log."""
+        where, args = ["ts_us >= ?"], [since_us]
+        if until_us is not None:
+            where.append("ts_us < ?")
+            args.append(until_us)
+        if actor is not None:
+            where.append("actor = ?")
+            args.append(actor)
+        if subject is not None:
+            where.append("subject = ?")
+            args.append(subject)
+        args.append(max(0, int(limit)))
+        rows = self._db.query(f"SELECT {_AUDIT_COLS} FROM audit_log WHERE {' AND '.join(where)} ORDER BY ts_us, id LIMIT ?",
+                              tuple(args))
+        return [AuditEntry(*r) for r in rows]
+
+    def close(self) -> None:
+        self._db.close()
