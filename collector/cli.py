@@ -59,6 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="plain-text gRPC without TLS (development only; logged loudly). Without TLS material "
                             "and without this flag the collector will refuse to start (issue 6)")
     serve.add_argument("--ready-file", help="write the bound port here once listening (for scripts)")
+    from .ingest.limits import add_arguments as add_limit_arguments
+
+    add_limit_arguments(serve)
     serve.set_defaults(func=cmd_serve)
 
     lookup = sub.add_parser("lookup", help="what an agent measured: search by user, host, agent id or site")
@@ -128,9 +131,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.rollup_days < args.raw_days or args.raw_days <= 0:
         print("cxpulse collector: --rollup-days must be >= --raw-days > 0", file=sys.stderr)
         return 2
+    from .ingest.limits import from_arguments as limits_from_arguments
+
     try:
-        asyncio.run(serve(args.db or default_db(), args.listen, config, args.ready_file, args.reflector,
-                          args.reflector_key_file, http_listen=args.http, http_public_url=args.http_public_url,
+        limits = limits_from_arguments(args)
+    except ValueError as exc:
+        print(f"cxpulse collector: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(serve(args.db or default_db(), args.listen, config, args.ready_file, args.reflector, limits=limits,
+                          reflector_key_file=args.reflector_key_file, http_listen=args.http, http_public_url=args.http_public_url,
                           alerts_config=alerts_config, raw_days=args.raw_days, rollup_days=args.rollup_days))
     except Exception as exc:  # fail fast at start-up with one clear line (no traceback for config errors)
         print(f"cxpulse collector: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -48,7 +48,8 @@ class Collector:
     def __init__(self, db: str, listen: str = "127.0.0.1:50051", config: IngestConfig | None = None,
                  reflector_listen: str = "", reflector_key_file: str | None = None, *, http_listen: str = "",
                  http_public_url: str = "", alerts_config=None, raw_days: float = 7.0, rollup_days: float = 400.0,
-                 background: bool = True):
+                 background: bool = True, limits=None):
+        self.limits = limits  # cxpulse.collector.ingest.limits.IngestLimits; None: the defaults
         self.http_listen, self.http_public_url, self.alerts_config = http_listen, http_public_url, alerts_config
         self.http = None
         self.raw_days, self.rollup_days = raw_days, rollup_days
@@ -73,7 +74,7 @@ class Collector:
         self.store = open_store(self.db)
         self.writer = StoreWriter(self.store)
         self.writer.start()
-        self.service = TelemetryService(self.store, self.writer, self.config)
+        self.service = TelemetryService(self.store, self.writer, self.config, limits=self.limits)
         self.server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

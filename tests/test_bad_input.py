@@ -17,6 +17,10 @@ from cxpulse.v1 import telemetry_pb2_grpc as pb_grpc
 pytestmark = pytest.mark.slow
 
 
+# Samples must lie near the collector's clock (it refuses skewed ones): ten minutes ago.
+START_S = int(time.time()) - 600
+
+
 class RawAgent:
     """A hand-driven stream, so that a test can send exactly the bytes it wants."""
 
@@ -38,7 +42,8 @@ class RawAgent:
         self.channel.close()
 
 
-def good_payload(n: int = 5, start_s: int = 1_790_000_000) -> tuple[bytes, int]:
+def good_payload(n: int = 5, start_s: int | None = None) -> tuple[bytes, int]:
+    start_s = START_S if start_s is None else start_s
     s = payload.Series(target="loopback", address="127.0.0.1", method=payload.METHOD_ICMP_RAW)
     for i in range(n):
         s.add((start_s + i) * 1_000_000, 100 + i if i % 3 else None)
@@ -83,9 +88,9 @@ def test_each_bad_batch_is_rejected_with_a_status_and_the_stream_carries_on(coll
         assert (ack.status, ack.code) == (pb.ACK_STATUS_REJECTED, grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
 
         # Meanwhile another agent is unaffected, and the bad agent's stream still stores good batches.
-        odata, on = good_payload(4, start_s=1_790_000_100)
+        odata, on = good_payload(4, start_s=START_S + 100)
         assert other.send(1, odata, on).status == pb.ACK_STATUS_STORED
-        data2, n2 = good_payload(5, start_s=1_790_000_200)
+        data2, n2 = good_payload(5, start_s=START_S + 200)
         ack = a.send(6, data2, n2)
         assert ack.status == pb.ACK_STATUS_STORED and ack.committed_seq == 6
         assert count(collector.db) == n + on + n2
@@ -103,7 +108,7 @@ def test_message_over_transport_limit_ends_only_that_stream(collector):
         with pytest.raises(grpc.RpcError) as err:
             victim.send(1, b"\x00" * (6 << 20), 1)
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        data2, n2 = good_payload(3, start_s=1_790_000_100)
+        data2, n2 = good_payload(3, start_s=START_S + 100)
         assert other.send(2, data2, n2).status == pb.ACK_STATUS_STORED
         assert count(collector.db) == n + n2
     finally:
@@ -112,7 +117,7 @@ def test_message_over_transport_limit_ends_only_that_stream(collector):
     # And the collector takes new streams afterwards.
     again = RawAgent(collector.address, "huge-sender")
     try:
-        data3, n3 = good_payload(2, start_s=1_790_000_300)
+        data3, n3 = good_payload(2, start_s=START_S + 300)
         assert again.send(1, data3, n3).status == pb.ACK_STATUS_STORED
     finally:
         again.close()
@@ -156,8 +161,164 @@ def test_new_epoch_is_not_mistaken_for_duplicates(collector):
     b = RawAgent(collector.address, "reborn", epoch=2)
     try:
         assert b.config.committed_seq == 0
-        data2, n2 = good_payload(3, start_s=1_790_000_100)
+        data2, n2 = good_payload(3, start_s=START_S + 100)
         assert b.send(1, data2, n2).status == pb.ACK_STATUS_STORED
     finally:
         b.close()
     assert count(collector.db) == n + n2
+
+
+def _series_payload(kind: str, method: str, start_s: int | None = None, **cols) -> tuple[bytes, int]:
+    """One sample of ``kind`` with the given column values (others null)."""
+    s = payload.Series(target="t", address="127.0.0.1", method=method, kind=kind)
+    s.add((START_S if start_s is None else start_s) * 1_000_000, **cols)
+    b = payload.SampleBatch([s])
+    return payload.encode(b), b.sample_count
+
+
+def count_all(db) -> int:
+    con = sqlite3.connect(db)
+    try:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' AND "
+                                            "(name LIKE 'samples_%' OR name IN ('events', 'paths'))")]
+        assert "samples_rtt" in tables
+        return sum(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables)
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("data_n, reason", [
+    (lambda: _series_payload("rtt", "icmp_raw", rtt=61_000_000), "rtt = 61000000 is outside"),
+    (lambda: _series_payload("wifi", "nl80211", rssi=12), "rssi = 12 is outside -120..0"),
+    (lambda: _series_payload("wifi", "nl80211", q=101), "q = 101 is outside 0..100"),
+    (lambda: _series_payload("device", "os", cpu=1001), "cpu = 1001 is outside 0..1000"),
+    (lambda: _series_payload("voice", "udp_reflect", loss=2000), "loss = 2000 is outside"),
+    (lambda: good_payload(3, start_s=int(time.time()) + 3600), "beyond the collector's clock"),
+    (lambda: good_payload(3, start_s=int(time.time()) - 9 * 86_400), "older than the collector accepts"),
+])
+def test_out_of_range_values_and_skewed_clocks_are_refused_whole(collector, data_n, reason):
+    a = RawAgent(collector.address, "ranges")
+    try:
+        good, gn = good_payload(4)
+        bad, bn = data_n()
+        # One batch mixing good series and one bad value: nothing of it may be stored.
+        mixed = payload.decode(good)
+        mixed.series += payload.decode(bad).series
+        data = payload.encode(mixed)
+        ack = a.send(1, data, gn + bn)
+        assert (ack.status, ack.code) == (pb.ACK_STATUS_REJECTED, grpc.StatusCode.INVALID_ARGUMENT.value[0])
+        assert reason in ack.detail and "nothing stored" in ack.detail
+        assert a.send(2, good, gn).status == pb.ACK_STATUS_STORED
+    finally:
+        a.close()
+    assert count_all(collector.db) == gn
+
+
+@pytest.fixture
+def strict_collector(tmp_path, procs):
+    from tests.conftest import CollectorProc
+
+    c = CollectorProc(tmp_path, tmp_path / "strict.sqlite", extra=[
+        "--max-batches-per-s", "2", "--batch-burst", "10", "--max-rejects", "5", "--reject-penalty", "30",
+        "--max-samples-per-batch", "100", "--max-streams-per-peer", "50"]).start()
+    procs.append(c)
+    return c
+
+
+def _status(err: grpc.RpcError) -> tuple[grpc.StatusCode, dict]:
+    return err.code(), dict(err.trailing_metadata() or ())
+
+
+def test_flooding_agent_is_throttled_and_cut_while_another_agent_streams_on(strict_collector):
+    c = strict_collector
+    flood = RawAgent(c.address, "flooder")
+    calm = RawAgent(c.address, "calm")
+    stored_calm = 0
+    try:
+        big, bn = good_payload(101)
+        ack = flood.send(1, big, bn)
+        assert (ack.status, ack.code) == (pb.ACK_STATUS_REJECTED, grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
+        assert "100-sample limit" in ack.detail
+        data, n = good_payload(3)
+        assert calm.send(1, data, n).status == pb.ACK_STATUS_STORED
+        stored_calm += n
+        # The burst is 10 batches (one already spent); the flood beyond it ends the stream.
+        with pytest.raises(grpc.RpcError) as err:
+            for seq in range(2, 40):
+                assert flood.send(seq, *good_payload(2, start_s=START_S + seq)).status == pb.ACK_STATUS_STORED
+        code, meta = _status(err.value)
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "batches/s" in err.value.details()
+        assert int(meta["retry-after-ms"]) >= 1000
+        stored_flood = count_all(c.db) - stored_calm
+        assert 0 < stored_flood <= 2 * 10  # at most the burst got in
+        # The calm agent's stream was not touched.
+        data, n = good_payload(3, start_s=START_S + 100)
+        assert calm.send(2, data, n).status == pb.ACK_STATUS_STORED
+        stored_calm += n
+    finally:
+        flood.close()
+    # While throttled, the flooder's next stream is refused with the hint.
+    with pytest.raises(grpc.RpcError) as err:
+        RawAgent(c.address, "flooder")
+    code, meta = _status(err.value)
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "retry-after-ms" in meta
+    try:
+        data, n = good_payload(3, start_s=START_S + 200)
+        assert calm.send(3, data, n).status == pb.ACK_STATUS_STORED
+        stored_calm += n
+    finally:
+        calm.close()
+    assert count_all(c.db) == stored_calm + stored_flood
+
+
+def test_repeated_rejections_cut_the_stream_and_store_nothing(strict_collector):
+    c = strict_collector
+    bad = RawAgent(c.address, "garbage")
+    calm = RawAgent(c.address, "calm2")
+    try:
+        with pytest.raises(grpc.RpcError) as err:
+            for seq in range(1, 10):
+                ack = bad.send(seq, b"\xc1 garbage", 1)
+                assert ack.status == pb.ACK_STATUS_REJECTED
+        assert seq == 6  # five rejected acks arrived; the stream ended after the fifth
+        code, meta = _status(err.value)
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "rejected batches" in err.value.details()
+        assert 25_000 <= int(meta["retry-after-ms"]) <= 30_000
+        data, n = good_payload(3)
+        assert calm.send(1, data, n).status == pb.ACK_STATUS_STORED
+    finally:
+        bad.close()
+        calm.close()
+    assert count_all(c.db) == n
+    assert "rejected batches" in c.output()
+
+
+def test_a_third_stream_of_one_agent_supersedes_its_oldest(collector):
+    first = RawAgent(collector.address, "twin")
+    second = RawAgent(collector.address, "twin")
+    third = RawAgent(collector.address, "twin")
+    try:
+        with pytest.raises(grpc.RpcError) as err:
+            first.send(1, *good_payload(2))
+        assert err.value.code() == grpc.StatusCode.ABORTED and "superseded" in err.value.details()
+        assert third.send(1, *good_payload(2)).status == pb.ACK_STATUS_STORED
+        assert second.send(2, *good_payload(2, start_s=START_S + 10)).status == pb.ACK_STATUS_STORED
+    finally:
+        for a in (first, second, third):
+            a.close()
+
+
+def test_streams_per_address_are_capped(tmp_path, procs):
+    from tests.conftest import CollectorProc
+
+    c = CollectorProc(tmp_path, tmp_path / "peer.sqlite", extra=["--max-streams-per-peer", "2"]).start()
+    procs.append(c)
+    a, b = RawAgent(c.address, "p1"), RawAgent(c.address, "p2")
+    try:
+        with pytest.raises(grpc.RpcError) as err:
+            RawAgent(c.address, "p3")
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "address" in err.value.details()
+        assert a.send(1, *good_payload(2)).status == pb.ACK_STATUS_STORED
+    finally:
+        a.close()
+        b.close()

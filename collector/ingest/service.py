@@ -47,6 +47,8 @@ from cxpulse.v1 import telemetry_pb2 as pb
 from cxpulse.v1 import telemetry_pb2_grpc as pb_grpc
 
 from ..store import AgentInfo, PendingBatch, Store
+from .limits import AgentLimiter, IngestLimits
+from .validate import check_batch
 from .writer import StoreWriter
 
 log = logging.getLogger("cxpulse.collector.ingest")
@@ -196,6 +198,9 @@ class _Stream:
     epoch: int
     committed: int
     acks: asyncio.Queue = field(default_factory=asyncio.Queue)
+    # Set when a limit ends this stream: (gRPC status, detail, retry hint in seconds).
+    cut: tuple | None = None
+    cut_event: asyncio.Event = field(default_factory=asyncio.Event)
     window: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_IN_FLIGHT_PER_STREAM))
     share: Budget = field(default_factory=lambda: Budget(STREAM_BUDGET_BYTES))
 
@@ -213,8 +218,11 @@ class _Answer:
 
 class TelemetryService(pb_grpc.TelemetryServiceServicer):
     def __init__(self, store: Store, writer: StoreWriter, config: IngestConfig | None = None,
-                 budget_bytes: int = DEFAULT_BUDGET_BYTES):
+                 budget_bytes: int = DEFAULT_BUDGET_BYTES, limits: IngestLimits | None = None):
         self.store = store
+        self.limiter = AgentLimiter(limits)
+        self.limits = self.limiter.limits
+        self._agent_streams: dict[str, list[_Stream]] = {}
         self.writer = writer
         self.config = config or IngestConfig()
         self.stats = IngestStats()
@@ -274,6 +282,15 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
             self.stats.streams_refused += 1
             await _unavailable(context, f"collector is overloaded ({busy}); retry later", OVERLOAD_RETRY_MS)
         peer = context.peer()
+        if not self.limiter.open_peer(peer):
+            self.stats.streams_refused += 1
+            await _exhausted(context, f"too many streams from this address (limit {self.limits.streams_per_peer})", 30.0)
+        try:
+            await self._stream_from(peer, request_iterator, context)
+        finally:
+            self.limiter.close_peer(peer)
+
+    async def _stream_from(self, peer: str, request_iterator, context: grpc.aio.ServicerContext) -> None:
         try:
             first = await anext(request_iterator)
         except StopAsyncIteration:
@@ -285,6 +302,10 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
         if problem:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad Hello: {problem}")
         info = AgentInfo(hello.agent_id, hello.host, hello.os_user, hello.os, hello.agent_version, hello.site)
+        penalty = self.limiter.banned_for(info.agent_id)
+        if penalty:
+            self.stats.streams_refused += 1
+            await _exhausted(context, f"agent {info.agent_id} is throttled; retry later", penalty)
         now_us = time.time_ns() // 1000
         try:
             agent_key = await self.writer.call(lambda: self.store.upsert_agent(info, now_us))
@@ -297,16 +318,26 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
         await context.write(pb.StreamResponse(config=self.config.to_proto(committed, info.agent_id)))
 
         st = _Stream(next(_stream_ids), info.agent_id, agent_key, hello.seq_epoch, committed)
+        self._open_agent_stream(st)
         self.stats.streams_open += 1
         reader = asyncio.ensure_future(self._read(request_iterator, st))
         try:
             await self._answer(st, context)
-            if await reader == "drain":
+            ended = await reader
+            if ended == "drain":
                 self.stats.streams_drained += 1
                 log.info("agent %s: stream drained (committed seq %d)", info.agent_id, st.committed)
                 await _unavailable(context, "collector is shutting down; reconnect", DRAIN_RETRY_MS)
+            if ended == "cut" and st.cut is not None:
+                code, detail, retry_s = st.cut
+                self.limiter.cut += 1
+                log.warning("agent %s: stream ended: %s", info.agent_id, detail)
+                if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    await _exhausted(context, detail, retry_s)
+                await context.abort(code, detail)
         finally:
             self.stats.streams_open -= 1
+            self._close_agent_stream(st)
             if not reader.done():
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
@@ -316,14 +347,36 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
                     self._give_back(item.weight, st)
             log.info("agent %s stream closed", info.agent_id)
 
+    def _open_agent_stream(self, st: _Stream) -> None:
+        """Register ``st``; beyond the per-agent limit the agent's oldest stream is ended (superseded)."""
+        streams = self._agent_streams.setdefault(st.agent_id, [])
+        streams.append(st)
+        while len(streams) > self.limits.streams_per_agent:
+            old = streams.pop(0)
+            self._cut(old, grpc.StatusCode.ABORTED, f"superseded by a newer stream of agent {st.agent_id}", 0.0)
+
+    def _close_agent_stream(self, st: _Stream) -> None:
+        streams = self._agent_streams.get(st.agent_id)
+        if streams and st in streams:
+            streams.remove(st)
+        if not streams:
+            self._agent_streams.pop(st.agent_id, None)
+
+    @staticmethod
+    def _cut(st: _Stream, code: grpc.StatusCode, detail: str, retry_s: float) -> None:
+        if st.cut is None:
+            st.cut = (code, detail, retry_s)
+        st.cut_event.set()
+
     async def _read(self, request_iterator, st: _Stream) -> str:
-        """Take batches off the wire until the agent closes ("eof") or the collector drains ("drain")."""
+        """Take batches off the wire until the agent closes ("eof"), the collector drains ("drain")
+        or a limit ends the stream ("cut": ``st.cut`` says why)."""
         requests = aiter(request_iterator)
         try:
             while True:
-                req = await self._unless_draining(anext(requests, None))
+                req = await self._unless_draining(anext(requests, None), st)
                 if req is _DRAINING:
-                    return "drain"
+                    return "cut" if st.cut else "drain"
                 if req is None:
                     return "eof"
                 if req.WhichOneof("kind") != "batch":
@@ -331,39 +384,57 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
                     st.acks.put_nowait(_Answer(0, 0, ack=_reject(0, INVALID_ARGUMENT, "only Batch messages may follow the Hello", st)))
                     continue
                 batch = req.batch
+                retry_s = self.limiter.take_batch(st.agent_id)
+                if retry_s:
+                    # Not read, not acked: it stays in the agent's spool for after the pause.
+                    self._cut(st, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                              f"agent {st.agent_id} sends more than {self.limits.batches_per_s:g} batches/s "
+                              f"(burst {self.limits.batch_burst}); retry in {retry_s:.0f} s", retry_s)
+                    return "cut"
                 weight = len(batch.payload) + BYTES_PER_SAMPLE * max(batch.sample_count, len(batch.payload) // 8)
                 # Waiting here is the backpressure: nothing more is read from this agent meanwhile.
-                if await self._unless_draining(st.window.acquire()) is _DRAINING:
-                    return "drain"
-                if await self._unless_draining(st.share.acquire(weight)) is _DRAINING:
+                if await self._unless_draining(st.window.acquire(), st) is _DRAINING:
+                    return "cut" if st.cut else "drain"
+                if await self._unless_draining(st.share.acquire(weight), st) is _DRAINING:
                     st.window.release()
-                    return "drain"
+                    return "cut" if st.cut else "drain"
                 if self.budget.would_wait(weight):
                     self._note_saturated()
-                if await self._unless_draining(self.budget.acquire(weight)) is _DRAINING:
+                if await self._unless_draining(self.budget.acquire(weight), st) is _DRAINING:
                     st.share.release(weight)
                     st.window.release()
-                    return "drain"  # read but not admitted: not acked, the agent sends it again
+                    return "cut" if st.cut else "drain"  # read but not admitted: not acked, the agent sends it again
                 try:
-                    st.acks.put_nowait(await self._admit(batch, st, weight))
+                    answer = await self._admit(batch, st, weight)
                 except BaseException:
                     self._give_back(weight, st)
                     raise
+                st.acks.put_nowait(answer)
+                if answer.ack is not None and answer.ack.status == pb.ACK_STATUS_REJECTED:
+                    penalty = self.limiter.strike(st.agent_id)
+                    if penalty:
+                        self._cut(st, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                  f"agent {st.agent_id} sent {self.limits.max_rejects} rejected batches within "
+                                  f"{self.limits.reject_window_s:g} s; retry in {penalty:.0f} s", penalty)
+                        return "cut"
         finally:
             st.acks.put_nowait(None)
 
-    async def _unless_draining(self, aw):
-        """Await ``aw`` unless draining starts first (then cancel it and return _DRAINING)."""
-        if self.draining:
+    async def _unless_draining(self, aw, st: _Stream | None = None):
+        """Await ``aw`` unless draining starts (or ``st`` is cut) first: then cancel it and return _DRAINING."""
+        if self.draining or (st is not None and st.cut_event.is_set()):
             if asyncio.iscoroutine(aw):
                 aw.close()
             return _DRAINING
         task = asyncio.ensure_future(aw)
         drain = asyncio.ensure_future(self._draining.wait())
+        cut = asyncio.ensure_future(st.cut_event.wait()) if st is not None else None
         try:
-            await asyncio.wait((task, drain), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([f for f in (task, drain, cut) if f is not None], return_when=asyncio.FIRST_COMPLETED)
         finally:
             drain.cancel()
+            if cut is not None:
+                cut.cancel()
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -391,14 +462,21 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
         if len(batch.payload) > MAX_PAYLOAD_BYTES:
             return _Answer(seq, weight, ack=_reject(
                 seq, RESOURCE_EXHAUSTED, f"payload of {len(batch.payload)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit", st))
+        max_samples = self.limits.max_samples_per_batch
+        if batch.sample_count > max_samples:
+            return _Answer(seq, weight, ack=_reject(
+                seq, RESOURCE_EXHAUSTED, f"batch of {batch.sample_count} samples exceeds the {max_samples}-sample limit", st))
         try:
-            decoded = wire_payload.decode(batch.payload)
+            decoded = wire_payload.decode(batch.payload, max_samples=max_samples)
         except wire_payload.PayloadError as exc:
             code = FAILED_PRECONDITION if exc.version_mismatch else INVALID_ARGUMENT
             return _Answer(seq, weight, ack=_reject(seq, code, str(exc), st))
         if decoded.sample_count != batch.sample_count:
             return _Answer(seq, weight, ack=_reject(
                 seq, INVALID_ARGUMENT, f"sample_count says {batch.sample_count} but the payload holds {decoded.sample_count}", st))
+        problem = check_batch(decoded, time.time_ns() // 1000, self.limits.max_future_s, self.limits.max_age_s)
+        if problem:
+            return _Answer(seq, weight, ack=_reject(seq, INVALID_ARGUMENT, f"batch refused, nothing stored: {problem}", st))
         if seq <= st.committed:
             self.stats.batches_duplicate += 1
             return _Answer(seq, weight, ack=pb.Ack(
@@ -449,6 +527,12 @@ async def _unavailable(context: grpc.aio.ServicerContext, detail: str, retry_ms:
     """End the stream with a retryable status and a jittered hint of when to come back."""
     hint = random.randint(*retry_ms)
     await context.abort(grpc.StatusCode.UNAVAILABLE, detail, trailing_metadata=((RETRY_HINT_KEY, str(hint)),))
+
+
+async def _exhausted(context: grpc.aio.ServicerContext, detail: str, retry_s: float) -> None:
+    """End the stream as throttled, with the hint the agent's uplink honours before reconnecting."""
+    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, detail,
+                        trailing_metadata=((RETRY_HINT_KEY, str(max(1000, int(retry_s * 1000)))),))
 
 
 def _reject(seq: int, code: int, detail: str, st: _Stream) -> pb.Ack:

@@ -1,0 +1,104 @@
+"""Meaning checks on a decoded batch: ranges per column and timestamps against the collector's clock.
+
+The payload decoder (cxpulse.v1.payload) already guarantees shapes and types (a column is a list of
+integers or strings of bounded size, timestamps between 2000 and 2100). What it cannot know is
+what a value means: an RTT of 9 minutes, a CPU load of 3000 permille, an RSSI of +40 dBm or a
+sample stamped next week is a broken agent, and stored it would skew every score computed from it
+(a single 9-minute RTT dominates an hour's p95). So such a batch is refused whole, with the first
+offending value in the Ack detail, and nothing of it is stored.
+
+Bounds are wide on purpose: they catch garbage, not bad networks. A real 45 s RTT over a satellite
+link in trouble is kept.
+"""
+
+from __future__ import annotations
+
+from cxpulse.v1.payload import SampleBatch
+
+__all__ = ["RANGES", "check_batch"]
+
+S = 1_000_000  # microseconds per second
+
+# (kind, column) -> inclusive (low, high); columns not listed are bounded by the decoder only.
+RANGES: dict[tuple[str, str], tuple[int, int]] = {
+    ("rtt", "rtt"): (0, 60 * S),
+    ("http", "dns"): (0, 120 * S),
+    ("http", "tcp"): (0, 120 * S),
+    ("http", "tls"): (0, 120 * S),
+    ("http", "ttfb"): (0, 300 * S),
+    ("http", "total"): (0, 300 * S),
+    ("http", "status"): (0, 999),
+    ("http", "cert"): (-36_500, 36_500),  # days left; negative: expired
+    ("voice", "sent"): (0, 1_000_000),
+    ("voice", "recv"): (0, 1_000_000),
+    ("voice", "dup"): (0, 1_000_000),
+    ("voice", "reord"): (0, 1_000_000),
+    ("voice", "rtt"): (0, 60 * S),
+    ("voice", "rtt95"): (0, 60 * S),
+    ("voice", "jit"): (0, 60 * S),
+    ("voice", "loss"): (0, 1000),  # permille
+    ("voice", "burst"): (0, 1000),
+    ("voice", "run"): (0, 1_000_000),
+    ("device", "cpu"): (0, 1000),  # permille
+    ("device", "mem"): (0, 1000),
+    ("device", "nicerr"): (0, 1 << 40),
+    ("wifi", "conn"): (0, 1),
+    ("wifi", "rssi"): (-120, 0),  # dBm
+    ("wifi", "noise"): (-120, 0),
+    ("wifi", "snr"): (-20, 120),  # dB
+    ("wifi", "ch"): (0, 255),
+    ("wifi", "mhz"): (0, 70_000),
+    ("wifi", "tx"): (0, 100_000_000),  # kbit/s
+    ("wifi", "rx"): (0, 100_000_000),
+    ("wifi", "q"): (0, 100),  # percent
+}
+MAX_EVENT_S = 7 * 86_400  # an event longer than the spool's horizon is a stuck clock
+
+
+def check_batch(batch: SampleBatch, now_us: int, max_future_s: float = 600.0, max_age_s: float = 8 * 86_400.0) -> str | None:
+    """Why this batch must be refused, or None. ``max_age_s`` 0: no lower bound on sample times."""
+    hi = now_us + int(max_future_s * S)
+    lo = now_us - int(max_age_s * S) if max_age_s else None
+    for i, s in enumerate(batch.series):
+        where = f"series {i} ({s.kind} {s.target!r})"
+        if s.ts_us:
+            problem = _times(where, min(s.ts_us), max(s.ts_us), lo, hi)
+            if problem:
+                return problem
+        for name, col in s.cols.items():
+            bounds = RANGES.get((s.kind, name))
+            if bounds is None:
+                continue
+            low, high = bounds
+            for j, v in enumerate(col):
+                if v is not None and not low <= v <= high:
+                    return f"{where} sample {j}: {name} = {v} is outside {low}..{high}"
+        if s.kind == "voice":
+            for j, (sent, recv) in enumerate(zip(s.cols["sent"], s.cols["recv"])):
+                if sent is not None and recv is not None and recv > 2 * sent + 10:
+                    return f"{where} sample {j}: received {recv} of {sent} sent packets"
+    for i, e in enumerate(batch.events):
+        where = f"event {i} ({e.kind})"
+        problem = _times(where, e.start_us, e.start_us if e.end_us is None else e.end_us, lo, hi)
+        if problem:
+            return problem
+        if e.end_us is not None and e.end_us - e.start_us > MAX_EVENT_S * S:
+            return f"{where}: lasts {(e.end_us - e.start_us) // S} s, longer than {MAX_EVENT_S} s"
+    for i, p in enumerate(batch.paths):
+        problem = _times(f"path {i}", p.ts_us, p.ts_us, lo, hi)
+        if problem:
+            return problem
+        for h in p.hops:
+            if h.rtt_us is not None and h.rtt_us > 60 * S:
+                return f"path {i} hop {h.ttl}: rtt {h.rtt_us} us is outside 0..{60 * S}"
+    return None
+
+
+def _times(where: str, first: int, last: int, lo: int | None, hi: int) -> str | None:
+    if last > hi:
+        return (f"{where}: timestamp {last} us is {(last - hi) // S + 1} s beyond the collector's clock plus "
+                f"the allowed skew; check the desk's clock")
+    if lo is not None and first < lo:
+        return (f"{where}: timestamp {first} us is older than the collector accepts (the agent's spool keeps "
+                f"7 days); check the desk's clock")
+    return None
