@@ -18,6 +18,26 @@ ACK_STATUS_STORED: AckStatus
 ACK_STATUS_DUPLICATE: AckStatus
 ACK_STATUS_REJECTED: AckStatus
 
+class EnrollRequest(_message.Message):
+    __slots__ = ("token", "agent_id", "host")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    agent_id: str
+    host: str
+    def __init__(self, token: _Optional[str] = ..., agent_id: _Optional[str] = ..., host: _Optional[str] = ...) -> None: ...
+
+class EnrollResponse(_message.Message):
+    __slots__ = ("credential", "agent_id", "site")
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    AGENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    credential: str
+    agent_id: str
+    site: str
+    def __init__(self, credential: _Optional[str] = ..., agent_id: _Optional[str] = ..., site: _Optional[str] = ...) -> None: ...
+
 class StreamRequest(_message.Message):
     __slots__ = ("hello", "batch")
     HELLO_FIELD_NUMBER: _ClassVar[int]

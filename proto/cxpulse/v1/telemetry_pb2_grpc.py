@@ -40,6 +40,11 @@ class TelemetryServiceStub:
                 request_serializer=cxpulse_dot_v1_dot_telemetry__pb2.StreamRequest.SerializeToString,
                 response_deserializer=cxpulse_dot_v1_dot_telemetry__pb2.StreamResponse.FromString,
                 _registered_method=True)
+        self.Enroll = channel.unary_unary(
+                '/cxpulse.v1.TelemetryService/Enroll',
+                request_serializer=cxpulse_dot_v1_dot_telemetry__pb2.EnrollRequest.SerializeToString,
+                response_deserializer=cxpulse_dot_v1_dot_telemetry__pb2.EnrollResponse.FromString,
+                _registered_method=True)
 
 
 class TelemetryServiceServicer:
@@ -57,6 +62,16 @@ class TelemetryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Enroll(self, request, context):
+        """Enroll trades an enrollment token (given to the installer by IT) for
+        this agent's own credential, once. Stream then needs that credential in
+        the request metadata ("authorization: Bearer <credential>"); the stream's
+        agent id is the credential's, and a Hello naming another is refused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TelemetryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -64,6 +79,11 @@ def add_TelemetryServiceServicer_to_server(servicer, server):
                     servicer.Stream,
                     request_deserializer=cxpulse_dot_v1_dot_telemetry__pb2.StreamRequest.FromString,
                     response_serializer=cxpulse_dot_v1_dot_telemetry__pb2.StreamResponse.SerializeToString,
+            ),
+            'Enroll': grpc.unary_unary_rpc_method_handler(
+                    servicer.Enroll,
+                    request_deserializer=cxpulse_dot_v1_dot_telemetry__pb2.EnrollRequest.FromString,
+                    response_serializer=cxpulse_dot_v1_dot_telemetry__pb2.EnrollResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -94,6 +114,33 @@ class TelemetryService:
             '/cxpulse.v1.TelemetryService/Stream',
             cxpulse_dot_v1_dot_telemetry__pb2.StreamRequest.SerializeToString,
             cxpulse_dot_v1_dot_telemetry__pb2.StreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Enroll(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cxpulse.v1.TelemetryService/Enroll',
+            cxpulse_dot_v1_dot_telemetry__pb2.EnrollRequest.SerializeToString,
+            cxpulse_dot_v1_dot_telemetry__pb2.EnrollResponse.FromString,
             options,
             channel_credentials,
             insecure,
