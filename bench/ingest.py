@@ -83,7 +83,11 @@ class _Collector:
         self.log_path = tmp / f"{name}.log"
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([PY, "-m", "cxpulse", "collector", "serve", "--listen", "127.0.0.1:0",
-                                      "--db", db, "--ready-file", str(ready)], cwd=REPO, stdout=self.log,
+                                      "--db", db, "--ready-file", str(ready),
+                                      # Simulated agents replay a fixed 2026 day as fast as acks come:
+                                      # lift the per-agent rate and sample-age limits (ingest/limits.py).
+                                      "--max-sample-age", "0", "--max-batches-per-s", "1e9", "--batch-burst", "1000000000"],
+                                     cwd=REPO, stdout=self.log,
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while not (ready.exists() and ready.read_text().strip()):
