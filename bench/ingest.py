@@ -86,7 +86,7 @@ class _Collector:
                                       "--db", db, "--ready-file", str(ready),
                                       # Simulated agents replay a fixed 2026 day as fast as acks come:
                                       # lift the per-agent rate and sample-age limits (ingest/limits.py).
-                                      "--max-sample-age", "0", "--max-batches-per-s", "1e9", "--batch-burst", "1000000000"],
+                                      "--max-sample-age", "0", "--max-batches-per-s", "1e9", "--batch-burst", "1000000000", "--max-streams-per-peer", "1000000"],
                                      cwd=REPO, stdout=self.log,
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
