@@ -85,7 +85,14 @@ class Batch(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., payload: _Optional[bytes] = ..., sample_count: _Optional[int] = ...) -> None: ...
 
 class AgentConfig(_message.Message):
-    __slots__ = ("version", "probe_interval_ms", "batch_interval_ms", "targets", "committed_seq", "reflector", "reflector_key", "voice_interval_ms", "apps", "app_interval_ms")
+    __slots__ = ("version", "probe_interval_ms", "batch_interval_ms", "targets", "committed_seq", "reflector", "reflector_key", "voice_interval_ms", "apps", "app_interval_ms", "wifi_interval_ms", "hash_wifi_identity", "wifi_weak_rssi_dbm", "detector", "local_overrides")
+    class DetectorEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PROBE_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     BATCH_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +103,11 @@ class AgentConfig(_message.Message):
     VOICE_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     APPS_FIELD_NUMBER: _ClassVar[int]
     APP_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    WIFI_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    HASH_WIFI_IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    WIFI_WEAK_RSSI_DBM_FIELD_NUMBER: _ClassVar[int]
+    DETECTOR_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_OVERRIDES_FIELD_NUMBER: _ClassVar[int]
     version: int
     probe_interval_ms: int
     batch_interval_ms: int
@@ -106,7 +118,12 @@ class AgentConfig(_message.Message):
     voice_interval_ms: int
     apps: _containers.RepeatedCompositeFieldContainer[App]
     app_interval_ms: int
-    def __init__(self, version: _Optional[int] = ..., probe_interval_ms: _Optional[int] = ..., batch_interval_ms: _Optional[int] = ..., targets: _Optional[_Iterable[_Union[Target, _Mapping]]] = ..., committed_seq: _Optional[int] = ..., reflector: _Optional[str] = ..., reflector_key: _Optional[bytes] = ..., voice_interval_ms: _Optional[int] = ..., apps: _Optional[_Iterable[_Union[App, _Mapping]]] = ..., app_interval_ms: _Optional[int] = ...) -> None: ...
+    wifi_interval_ms: int
+    hash_wifi_identity: bool
+    wifi_weak_rssi_dbm: int
+    detector: _containers.ScalarMap[str, float]
+    local_overrides: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, version: _Optional[int] = ..., probe_interval_ms: _Optional[int] = ..., batch_interval_ms: _Optional[int] = ..., targets: _Optional[_Iterable[_Union[Target, _Mapping]]] = ..., committed_seq: _Optional[int] = ..., reflector: _Optional[str] = ..., reflector_key: _Optional[bytes] = ..., voice_interval_ms: _Optional[int] = ..., apps: _Optional[_Iterable[_Union[App, _Mapping]]] = ..., app_interval_ms: _Optional[int] = ..., wifi_interval_ms: _Optional[int] = ..., hash_wifi_identity: _Optional[bool] = ..., wifi_weak_rssi_dbm: _Optional[int] = ..., detector: _Optional[_Mapping[str, float]] = ..., local_overrides: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class App(_message.Message):
     __slots__ = ("name", "url", "apdex_t_ms")
