@@ -24,7 +24,10 @@ never replayed as garbage.
 
 The spool is bounded by size (payload bytes) and age. The drop policy is oldest
 first: during a long outage the newest data is the most useful for the ticket that
-will be opened about it. Every drop is counted and remembered as a gap (time range,
+will be opened about it. Batches in flight (written to a stream, not yet acked) are
+exempt: the collector may already hold one, and dropping it would report as lost a
+batch that is in fact stored. So the policy drops the oldest batch not in flight, and
+the bound can be exceeded only when the in-flight window alone is larger than it. Every drop is counted and remembered as a gap (time range,
 batches, samples, reason) in ``gaps.json``; the runner puts each open gap into the
 next batch as a ``data_gap`` event, and the gap is forgotten only once the batch
 that carries its latest state is acked. If the directory cannot be written (full
@@ -141,6 +144,7 @@ class Spool:
         self._disk_retry_at = 0.0
         self.disk_retry_s = DISK_RETRY_S
         self._gaps: list[Gap] = []
+        self._in_flight: set[int] = set()
         try:
             os.makedirs(os.path.join(self.dir, "rejected"), exist_ok=True)
         except OSError as exc:
@@ -260,8 +264,11 @@ class Spool:
         self.next_seq += 1
         first, last = sample_range(payload)
         # Room first, then write: the directory never holds more than the bound, not even for a moment.
-        while self._entries and self._bytes + len(payload) > self.max_bytes:
-            self._drop(next(iter(self._entries.values())), SPOOL_FULL)
+        while self._bytes + len(payload) > self.max_bytes:
+            victim = self._oldest_droppable()
+            if victim is None:
+                break  # everything left is in flight: over the bound until acks come
+            self._drop(victim, SPOOL_FULL)
         entry = Entry(seq, sample_count, len(payload), time.time(), first_us=first, last_us=last)
         if not self._disk_ok and entry.created >= self._disk_retry_at:
             self._disk_ok = True  # try again: space may have been freed, the mount fixed
@@ -309,8 +316,10 @@ class Spool:
     def enforce_bounds(self, now: float | None = None) -> None:
         """Drop oldest first while over the size bound, the memory bound, or older than the age bound."""
         now = time.time() if now is None else now
-        while self._entries:
-            e = next(iter(self._entries.values()))
+        while True:
+            e = self._oldest_droppable()
+            if e is None:
+                break
             if now - e.created > self.max_age_s:
                 self._drop(e, f"older than {_duration(self.max_age_s)}")
             elif self._bytes > self.max_bytes:
@@ -319,6 +328,25 @@ class Spool:
                 self._drop(e, MEMORY_FULL)
             else:
                 break
+
+    def _oldest_droppable(self) -> Entry | None:
+        return next((e for s, e in self._entries.items() if s not in self._in_flight), None)
+
+    # -- in flight --
+
+    def mark_in_flight(self, seq: int) -> None:
+        """The uplink is writing this batch to a stream: from now on the collector may hold it."""
+        if seq in self._entries:
+            self._in_flight.add(seq)
+
+    def release_in_flight(self) -> None:
+        """A new session's handshake said what the collector holds (acked before this call):
+        the rest of what the last stream carried is not stored, and may be dropped again."""
+        self._in_flight.clear()
+
+    @property
+    def in_flight(self) -> frozenset[int]:
+        return frozenset(self._in_flight)
 
     def _drop(self, e: Entry, why: str) -> None:
         self._record_gap(e, why)  # first: a crash after this finishes the drop at the next start
@@ -524,6 +552,7 @@ class Spool:
     def _remove(self, e: Entry, keep_file: bool = False) -> None:
         if e.path is not None and not keep_file:
             _unlink(e.path)
+        self._in_flight.discard(e.seq)
         if self._entries.pop(e.seq, None) is not None:
             self._bytes -= e.size
             if e.path is None:

@@ -147,6 +147,7 @@ class Uplink:
                 # Acks lost in a crash: the collector already holds these.
                 self.spool.ack_upto(cfg.committed_seq)
                 self.stats.committed_seq = max(self.stats.committed_seq, cfg.committed_seq)
+            self.spool.release_in_flight()  # what the last stream carried beyond committed_seq is not stored
             if self.on_config:
                 self.on_config(cfg)
             log.info("connected to collector %s (committed seq %d, %d batches to send)", self.collector, cfg.committed_seq, len(self.spool))
@@ -174,6 +175,7 @@ class Uplink:
                 if data is None:
                     continue
                 self._inflight.add(e.seq)
+                self.spool.mark_in_flight(e.seq)  # before the write: it may arrive even if the await fails
                 await call.write(pb.StreamRequest(batch=pb.Batch(seq=e.seq, payload=data, sample_count=e.sample_count)))
                 self.stats.batches_sent += 1
             await self._wake.wait()

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -18,11 +19,15 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import grpc
 import pytest
 
 from cxpulse.agent import spool as spool_mod
 from cxpulse.agent.spool import HEADER_SIZE, Spool
+from cxpulse.agent.uplink import MAX_IN_FLIGHT, Uplink
 from cxpulse.v1 import payload as p
+from cxpulse.v1 import telemetry_pb2 as pb
+from cxpulse.v1 import telemetry_pb2_grpc as pb_grpc
 from tests.requirements import require
 
 T0 = 1_790_000_000_000_000
@@ -222,3 +227,86 @@ def test_restored_state_directory_does_not_reuse_seqs_the_collector_holds(tmp_pa
     s2.reconcile(committed_seq=4)
     s2.ack_upto(4)
     assert [x.seq for x in s2.pending()] == [5]
+
+
+# -- batches in flight are not the drop policy's to take --
+
+
+class HoldingCollector(pb_grpc.TelemetryServiceServicer):
+    """A real gRPC collector that stores what arrives but acks only when the test says so.
+
+    The window between "written to the stream" and "acked" is where the lost issue-7 bug lived:
+    a batch in that window may already be committed, so dropping it for room reported as lost
+    a batch that was in fact stored.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.release = asyncio.Event()
+        self._acked = 0
+
+    async def Stream(self, request_iterator, context):
+        hello = await context.read()
+        assert hello.WhichOneof("kind") == "hello"
+        await context.write(pb.StreamResponse(config=pb.AgentConfig(version=1, committed_seq=0)))
+        # The agent sends at most MAX_IN_FLIGHT unacked batches, so reading that many and then
+        # waiting holds its window full; after that, each batch is acked as it comes.
+        while (req := await context.read()) is not grpc.aio.EOF:
+            self.received.append(req.batch.seq)
+            if len(self.received) < MAX_IN_FLIGHT:
+                continue
+            await self.release.wait()
+            for seq in self.received[self._acked:]:
+                await context.write(pb.StreamResponse(ack=pb.Ack(seq=seq, status=pb.ACK_STATUS_STORED,
+                                                                 committed_seq=seq)))
+            self._acked = len(self.received)
+
+
+async def _until(cond, timeout_s: float, what) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not cond():
+        assert loop.time() < deadline, f"timed out waiting for {what() if callable(what) else what}"
+        await asyncio.sleep(0.02)
+
+
+def test_a_full_spool_drops_the_oldest_batch_not_in_flight_never_one_the_collector_may_hold(tmp_path):
+    total = MAX_IN_FLIGHT + 8
+    payloads = [batch(10, T0 + i * 10_000_000) for i in range(total + 1)]
+    size = len(payloads[0][0])
+    s = Spool(str(tmp_path), max_bytes=total * size)  # full after `total` batches
+
+    async def scenario() -> HoldingCollector:
+        col = HoldingCollector()
+        server = grpc.aio.server()
+        pb_grpc.add_TelemetryServiceServicer_to_server(col, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        stop = asyncio.Event()
+        up = Uplink(s, f"127.0.0.1:{port}", pb.Hello(agent_id="inflight-test", seq_epoch=s.epoch), reconnect_max_s=1)
+        task = asyncio.ensure_future(up.run(stop))
+        try:
+            for data, n in payloads[:total]:
+                s.append(data, n)
+            up.notify()
+            # The agent reconnected with a full spool: the first MAX_IN_FLIGHT batches are on the wire.
+            await _until(lambda: len(col.received) >= MAX_IN_FLIGHT, 10, "the in-flight window to fill")
+            assert s.dropped_batches == 0
+            s.append(*payloads[total])  # a new batch needs room
+            up.notify()
+            col.release.set()
+            await _until(lambda: len(s) == 0, 10, lambda: f"every kept batch to be acked: {[e.seq for e in s.pending()]} left, {up.stats}")
+        finally:
+            stop.set()
+            task.cancel()  # as the runner ends it
+            await asyncio.gather(task, return_exceptions=True)
+            await server.stop(None)
+        return col
+
+    col = asyncio.run(scenario())
+    (gap,) = s.open_gaps
+    dropped = {seq for lo, hi in gap.seqs for seq in range(lo, hi + 1)}
+    assert dropped == {MAX_IN_FLIGHT + 1}, "the oldest batch not in flight is the one to drop"
+    assert not dropped & set(col.received), "a batch was stored AND reported dropped"
+    assert set(col.received) | dropped == set(range(1, total + 2))
+    assert gap.event().evidence == "spool full: 1 batch, 10 samples dropped"
