@@ -21,6 +21,7 @@ from cxpulse.v1 import telemetry_pb2 as pb
 from . import identity, netinfo
 from .batcher import Batcher
 from .detector import Detector
+from .detector.confirm import Confirmations
 from .config import AgentConfig
 from .presets import App
 from .probes import REGISTRY
@@ -61,6 +62,8 @@ class Agent:
         self.spool = Spool(os.path.join(cfg.state_dir, "spool"), cfg.spool_max_bytes, cfg.spool_max_age_s)
         self.batcher = Batcher()
         self.detector = Detector()
+        self.confirm = Confirmations()
+        self._stop = asyncio.Event()  # replaced by run()'s; follow-ups stop with it
         self.probe = REGISTRY["rtt"](methods=list(cfg.rtt_methods) or None)
         self.hello = pb.Hello(
             agent_id=self.agent_id,
@@ -137,6 +140,7 @@ class Agent:
             self.stats.gateway = gw.address if gw else ""
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._stop = stop
         await self.probe.start()
         self.stats.method = getattr(self.probe, "method", "")
         uplink_stop = asyncio.Event()
@@ -176,6 +180,8 @@ class Agent:
             "seq_epoch": self.spool.epoch,
             "samples_measured": self.stats.samples,
             "samples_lost": self.stats.lost,
+            "followup_probes": self.confirm.sent,
+            "followup_runs": self.confirm.runs,
             "events": self.stats.events,
             "app_checks": self.stats.app_checks,
             "voice_runs": self.stats.voice_runs,
@@ -220,20 +226,55 @@ class Agent:
             except asyncio.TimeoutError:
                 pass
 
-    async def _measure(self, t: Target, hop: int | None = None) -> None:
+    async def _measure(self, t: Target, hop: int | None = None, followup: bool = False) -> None:
         # A lost probe finishes a timeout after the ones sent after it: release results in send
         # order, so that the batch and the detector see each target's samples as they happened.
         pending = self._in_order.setdefault(t.name, [])
         slot: list = [None]
         pending.append(slot)
-        slot[0] = (await self.probe.measure(t, self.cfg.probe_timeout_s), hop)
+        late_us = self.detector.late_after_us(t.name)
+        timer = None
+        if not followup and late_us is not None and late_us / 1e6 < self.cfg.probe_timeout_s:
+            # Still unanswered past the spike threshold: lost or late either way, confirm now.
+            timer = asyncio.get_running_loop().call_later(late_us / 1e6, self._confirm, t, hop)
+        try:
+            m = await self.probe.measure(t, self.cfg.probe_timeout_s)
+        finally:
+            if timer is not None:
+                timer.cancel()
+        clean = m.rtt_us is not None and (late_us is None or m.rtt_us <= late_us)
+        if followup:
+            self.confirm.result(t.name, clean)
+        elif not clean and timer is None:  # warming up (no threshold yet) or a threshold past the timeout
+            self._confirm(t, hop)
+        slot[0] = (m, hop, followup)
         while pending and pending[0][0] is not None:
-            m, h = pending.pop(0)[0]
-            self.batcher.add(m, h)
-            self.stats.samples += 1
-            if m.rtt_us is None:
-                self.stats.lost += 1
+            m, h, extra = pending.pop(0)[0]
+            if not extra:  # loss and RTT figures come from the schedule only (see detector/confirm.py)
+                self.batcher.add(m, h)
+                self.stats.samples += 1
+                if m.rtt_us is None:
+                    self.stats.lost += 1
             self._events(self.detector.observe_rtt(m.target, m.ts_us, m.rtt_us))
+
+    def _confirm(self, t: Target, hop: int | None) -> None:
+        """A scheduled probe breached: start follow-ups to this hop unless already running or over budget."""
+        if self._stop.is_set() or not self.confirm.begin(t.name, asyncio.get_running_loop().time()):
+            return
+        task = asyncio.ensure_future(self._confirm_run(t, hop))
+        self._probing.add(task)
+        task.add_done_callback(self._probing.discard)
+
+    async def _confirm_run(self, t: Target, hop: int | None) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while not self._stop.is_set() and self.confirm.take(t.name, loop.time()):
+                task = asyncio.ensure_future(self._measure(t, hop, followup=True))
+                self._probing.add(task)
+                task.add_done_callback(self._probing.discard)
+                await asyncio.sleep(self.confirm.gap_s(t.name))
+        finally:
+            self.confirm.end(t.name)
 
     async def _app_loop(self, stop: asyncio.Event) -> None:
         """Each app every app_interval_s, on a fresh connection; a failure is re-checked after 5 s."""

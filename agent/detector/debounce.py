@@ -30,6 +30,9 @@ class Episode:
     # samples from the first to the last breach (the trailing clean run is not part of the episode)
     span_samples: int = 0
     values: list = field(default_factory=list)
+    # Send time of the first clean sample after the last breach: the disruption ended between the
+    # last breach and this. With follow-up probes it is a tenth of a second after the last breach.
+    clear_us: int | None = None
 
 
 class Debounce:
@@ -74,6 +77,9 @@ class Debounce:
             ep.last_breach_us = ts_us
             ep.span_samples = ep.samples
             ep.values.append(value)
+            ep.clear_us = None
+        elif ep.clear_us is None and ts_us > ep.last_breach_us:
+            ep.clear_us = ts_us
 
     def _trailing_clean(self) -> int:
         n = 0

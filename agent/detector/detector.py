@@ -9,6 +9,11 @@
 - app_failure / dns_failure: a failed application check (DNS failures on their own).
 - device_pressure: CPU above 90% or memory above 95%.
 Path changes are reported by the path watcher as instant events.
+
+Samples may come at two cadences: the 1 Hz schedule and the follow-up probes the agent sends
+every 0.1 s to confirm a breach (see ``confirm.py``). Both are fed here in send order, so
+"3 of the last 5" is judged on sub-second evidence while a hop misbehaves and on 1 s evidence
+otherwise; an event ends at the first clean sample after its last breach.
 """
 
 from __future__ import annotations
@@ -123,9 +128,22 @@ class Detector:
             e.id = opened.id  # the close updates the event the collector got at open
         return e
 
+    def late_after_us(self, target: str) -> int | None:
+        """RTT above which a sample to ``target`` breaches (None while the baseline warms up).
+
+        The runner uses it to start confirming a breach while the probe is still unanswered,
+        without waiting for the full timeout."""
+        st = self._targets.get(target)
+        if st is None:
+            return None
+        base = st.baseline.threshold(self.cfg)
+        return None if base is None else int(base[1])
+
     @staticmethod
     def _end(ep: Episode, st: _TargetState, closed: bool) -> int | None:
-        return ep.last_breach_us + st.interval_us if closed else None
+        if not closed:
+            return None
+        return ep.clear_us if ep.clear_us is not None else ep.last_breach_us + st.interval_us
 
     def _loss_event(self, target: str, ep: Episode, st: _TargetState, closed: bool) -> Event:
         span = max(ep.span_samples, ep.breaches)
@@ -136,6 +154,8 @@ class Detector:
         sev = 3 if outage and secs >= 5 else 2 if outage or pct >= 50 else 1
         evidence = (f"no answer for {ep.breaches} samples in a row" if outage
                     else f"{ep.breaches} of {span} samples lost ({pct:.0f}%)")
+        if closed and ep.clear_us is not None:
+            evidence += f", answered again {(ep.clear_us - ep.start_us) / 1e6:.1f} s after the first loss"
         return Event(_eid(kind, target, ep.start_us), kind, target, ep.start_us, self._end(ep, st, closed), sev, evidence)
 
     def _spike_event(self, target: str, ep: Episode, st: _TargetState, closed: bool) -> Event:

@@ -123,3 +123,71 @@ def test_debounce_config_is_validated():
     seq = [True, False, True, True, False, False]
     assert [d.feed(i, b) for i, b in enumerate(seq)] == [None, None, None, "open", None, "close"]
     assert d.closed.start_us == 0 and d.closed.last_breach_us == 3 and d.closed.breaches == 3
+
+
+# -- adaptive confirmation: 1 Hz schedule plus follow-ups at 0.1 s after a breach --
+
+def _with_followups(outage_s, first_s=60.0, total_s=80.0, fu=0.1):
+    """What the agent feeds the detector: 1 Hz samples, and 0.1 s follow-ups from the first breach
+    until three clean answers; ``outage_s`` of no answer starting at ``first_s``."""
+    from cxpulse.agent.detector.confirm import ConfirmConfig, Confirmations
+
+    conf = Confirmations(ConfirmConfig())
+    down = lambda t: first_s <= t < first_s + outage_s  # noqa: E731
+    times = [float(i) for i in range(int(total_s))]
+    stream, t_run = [], None
+    for t in times:
+        stream.append((t, None if down(t) else 10_000))
+        if down(t) and t_run is None and conf.begin("isp", t):
+            t_run = t + 0.02  # the probe is overdue at its spike threshold
+            while conf.take("isp", t_run):
+                lost = down(t_run)
+                stream.append((t_run, None if lost else 10_000))
+                conf.result("isp", not lost)
+                t_run += conf.gap_s("isp")
+            conf.end("isp")
+    stream.sort()
+    det = Detector()
+    events = []
+    for t, r in stream:
+        events += det.observe_rtt("isp", T0 + int(t * S), r)
+    return events, conf
+
+
+@pytest.mark.parametrize("outage_s", [0.3, 1.0, 2.0, 10.0])
+def test_followups_make_a_short_outage_one_event_ending_when_it_ended(outage_s):
+    events, conf = _with_followups(outage_s, first_s=60.0)
+    (e,) = closed(events)
+    assert e.kind == "outage" and e.start_us == T0 + 60 * S
+    # the first clean follow-up is at most one follow-up step (0.1 s, 0.2 s late in a run) after the end
+    assert 0 <= e.end_us - (T0 + int((60 + outage_s) * S)) <= 0.21 * S, e.end_us / S - 60 - outage_s
+    assert "answered again" in e.evidence
+    assert conf.sent <= 10 * outage_s + 10
+
+
+def test_followups_clear_a_single_lost_ping_without_an_event():
+    """A lost 1 Hz probe whose follow-ups are answered is the one-lost-ping case: no event, 3 probes more."""
+    events, conf = _with_followups(0.01, first_s=60.0)
+    assert events == [] and conf.sent == 3
+
+
+def test_followup_budget_bounds_a_dead_hop():
+    from cxpulse.agent.detector.confirm import ConfirmConfig, Confirmations
+
+    cfg = ConfirmConfig()
+    conf = Confirmations(cfg)
+    t, sent = 0.0, 0
+    while t < 600:  # a hop that never answers, for 10 minutes: a run per lost 1 Hz probe, if allowed
+        if conf.begin("isp", t):
+            while conf.take("isp", t):
+                conf.result("isp", False)
+                sent += 1
+                t += conf.gap_s("isp")
+                if sent > 10_000:
+                    break
+            conf.end("isp")
+        t = float(int(t) + 1)
+    assert sent <= 10 * cfg.max_per_minute + cfg.max_per_run
+    assert conf.refused > 0 and conf.runs >= 10
+    with pytest.raises(ValueError):
+        ConfirmConfig(max_per_run=300, max_per_minute=200)
