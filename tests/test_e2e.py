@@ -177,9 +177,15 @@ def test_collector_serves_the_helpdesk_page_and_api(tmp_path, procs):
     procs.append(col)
     start_agent(tmp_path, procs, col.address, "--user", "web.user")
     base = f"http://127.0.0.1:{http_port}"
-    wait_for(lambda: httpx.get(f"{base}/api/v1/agents", params={"q": "web.user"}, timeout=5).json().get("agents"),
+    from cxpulse.collector.security.registry import Registry
+
+    reg = Registry.open(str(tmp_path / "c.sqlite"))  # the API needs a key (issue 6)
+    key = {"Authorization": f"Bearer {reg.create_api_key('helpdesk', 'e2e')[0]}"}
+    reg.close()
+    assert httpx.get(f"{base}/api/v1/agents", timeout=5).status_code == 401
+    wait_for(lambda: httpx.get(f"{base}/api/v1/agents", params={"q": "web.user"}, headers=key, timeout=5).json().get("agents"),
              30, 0.5, "the agent in the API")
     assert "<html" in httpx.get(base + "/", timeout=5).text.lower()
     assert httpx.get(base + "/api/v1/openapi.json", timeout=5).json()["openapi"].startswith("3.")
-    assert "cxpulse" in httpx.get(base + "/metrics", timeout=5).text
+    assert "cxpulse" in httpx.get(base + "/metrics", headers=key, timeout=5).text
     assert col.stop() == 0

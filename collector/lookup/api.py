@@ -32,6 +32,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -622,8 +623,12 @@ async def _run(fn, *args):
     return await asyncio.to_thread(fn, *args)
 
 
-def create_app(service: LookupService, *, metrics: Callable[[], bytes] | None = None) -> Starlette:
-    """The ASGI app: JSON API under /api/v1, the page at /, /metrics when ``metrics`` is given."""
+def create_app(service: LookupService, access, *, metrics: Callable[[], bytes] | None = None) -> Starlette:
+    """The ASGI app: JSON API under /api/v1, the page at /, /metrics when ``metrics`` is given.
+
+    ``access`` (``access.Access``) checks keys and roles, writes the audit log and pseudonymizes;
+    there is deliberately no way to build the app without it.
+    """
 
     async def search(request: Request) -> Response:
         t0 = time.perf_counter()
@@ -731,15 +736,35 @@ def create_app(service: LookupService, *, metrics: Callable[[], bytes] | None = 
         # Starlette re-raises after this, and uvicorn logs the traceback once.
         return _error(500, f"internal error: {type(exc).__name__} (see the collector's log)")
 
+    from .access import AccessMiddleware
+    from .admin_api import admin_routes
+
+    def who(agent_id: str) -> dict | None:
+        try:
+            return _agent_brief(service.record(agent_id))
+        except ApiError:
+            return None
+
+    def search_named(request: Request, person: dict) -> bool:
+        # The analyst typed this person's name, host or id: showing it reveals nothing new.
+        text = request.query_params.get("q", "").strip().casefold()
+        return bool(text) and any(text in (person.get(k) or "").casefold() for k in ("user", "host", "agent_id"))
+
+    helpdesk, admin = (lambda ep: access.guard("helpdesk", ep)), (lambda ep: access.guard("admin", ep))
     routes = [
-        Route("/api/v1/agents", search, methods=["GET"]),
-        Route("/api/v1/agents/{agent_id}", agent, methods=["GET"]),
-        Route("/api/v1/agents/{agent_id}/timeline", timeline, methods=["GET"]),
-        Route("/api/v1/agents/{agent_id}/ticket", ticket, methods=["GET"]),
-        Route("/api/v1/fleet", fleet, methods=["GET"]),
-        Route("/api/v1/incidents", incidents, methods=["GET"]),
-        Route("/api/v1/alerts/deliveries", deliveries, methods=["GET"]),
-        Route("/api/v1/alerts/test", test_send, methods=["POST"]),
+        Route("/api/v1/agents", helpdesk(access.audited_list("agents.search", search, lambda b: b["agents"], search_named)),
+              methods=["GET"]),
+        Route("/api/v1/agents/{agent_id}", helpdesk(access.audited_lookup("agent.view", agent, who)), methods=["GET"]),
+        Route("/api/v1/agents/{agent_id}/timeline", helpdesk(access.audited_lookup("agent.timeline", timeline, who)),
+              methods=["GET"]),
+        Route("/api/v1/agents/{agent_id}/ticket", helpdesk(access.audited_lookup("agent.ticket", ticket, who)),
+              methods=["GET"]),
+        Route("/api/v1/fleet", helpdesk(access.audited_list("fleet", fleet, lambda b: b["worst"] + b["silent"],
+                                                             lambda r, p: False)), methods=["GET"]),
+        Route("/api/v1/incidents", helpdesk(incidents), methods=["GET"]),
+        Route("/api/v1/alerts/deliveries", admin(deliveries), methods=["GET"]),
+        Route("/api/v1/alerts/test", admin(test_send), methods=["POST"]),
+        *admin_routes(access, service.now_us),
         Route("/api/v1/health", health, methods=["GET"]),
         Route("/api/v1/openapi.json", openapi, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
@@ -747,9 +772,9 @@ def create_app(service: LookupService, *, metrics: Callable[[], bytes] | None = 
         Route("/static/{name}", static, methods=["GET"]),
     ]
     if metrics is not None:
-        routes.append(Route("/metrics", prometheus, methods=["GET"]))
-    return Starlette(routes=routes, exception_handlers={ApiError: api_error, HTTPException: http_error,
-                                                        Exception: server_error})
+        routes.append(Route("/metrics", prometheus if access.metrics_open else helpdesk(prometheus), methods=["GET"]))
+    return Starlette(routes=routes, middleware=[Middleware(AccessMiddleware, access=access)],
+                     exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: server_error})
 
 
 def _tz_param(q: dict) -> str | None:
@@ -946,13 +971,38 @@ def openapi_document() -> dict:
         "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics (text exposition format)",
                              "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
     }
+    from .access import OPEN_PATHS
+    from .admin_api import admin_openapi_paths
+
+    paths.update(admin_openapi_paths())
+    errors["Unauthorized"] = {"description": "No API key, or an unknown or revoked one.",
+                              "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    errors["Forbidden"] = {"description": "The key's role may not use this route (helpdesk on an admin route).",
+                           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    errors["AuditUnavailable"] = {"description": "The audit log or the key registry cannot be reached: no data.",
+                                  "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    for path, ops in paths.items():
+        for op in ops.values():
+            if path in OPEN_PATHS:
+                op["security"] = []
+                continue
+            admin = path.startswith("/api/v1/admin/") or path.startswith("/api/v1/alerts/")
+            op["description"] = (op.get("description", "") + "\n\nRole: " + ("admin." if admin else "helpdesk or admin.")).strip()
+            op["responses"] = {**op["responses"], "401": {"$ref": "#/components/responses/Unauthorized"},
+                               "403": {"$ref": "#/components/responses/Forbidden"},
+                               "503": {"$ref": "#/components/responses/AuditUnavailable"}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "cxpulse lookup API", "version": API_VERSION,
                  "description": "What a contact-center agent felt on the network, when, and where the fault lies. "
-                                "Times are microseconds since the Unix epoch (UTC). See docs/api.md."},
+                                "Times are microseconds since the Unix epoch (UTC). Every route but health and this "
+                                "document needs an API key (roles helpdesk and admin); every lookup of a person is "
+                                "written to the audit log. See docs/api.md."},
         "paths": paths,
-        "components": {"schemas": schemas, "responses": errors},
+        "security": [{"bearerKey": []}, {"headerKey": []}],
+        "components": {"schemas": schemas, "responses": errors, "securitySchemes": {
+            "bearerKey": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <API key>"},
+            "headerKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}},
     }
 
 

@@ -55,13 +55,16 @@ class HttpHandle:
     """A running HTTP server: ``url``, ``port``, the ``service`` behind it, and ``await stop()``."""
 
     def __init__(self, server, task: asyncio.Task, sock: socket.socket, service, owned_store: Store | None,
-                 alerts) -> None:
+                 alerts, access=None, owned_registry=None) -> None:
         self._server = server
         self._task = task
         self._sock = sock
         self.service = service
         self.alerts = alerts
         self._owned_store = owned_store
+        self.access = access
+        self.registry = access.registry if access is not None else None
+        self._owned_registry = owned_registry
         host, port = sock.getsockname()[:2]
         self.host = host
         self.port = port
@@ -82,15 +85,34 @@ class HttpHandle:
         self._sock.close()
         if self._owned_store is not None:
             await asyncio.to_thread(self._owned_store.close)
+        if self._owned_registry is not None:
+            await asyncio.to_thread(self._owned_registry.close)
+
+
+def _store_url(store) -> str | None:
+    """The URL the security registry opens beside a Store object (same database, its own tables)."""
+    for attr in ("url", "path"):
+        v = getattr(store, attr, None)
+        if isinstance(v, str) and v:
+            return v
+    return None
 
 
 async def start_http(store_url_or_store: str | Store, listen: str = "127.0.0.1:8080", *, stats=None,
                      alerts_config=None, public_url: str = "", now_us: Callable[[], int] | None = None,
-                     access_log: bool = False) -> HttpHandle:
+                     access_log: bool = False, registry=None, pseudonymize: bool = False,
+                     pseudonym_secret_file: str | None = None, trusted_proxies: tuple[str, ...] = (),
+                     metrics_open: bool = False) -> HttpHandle:
     """Start the lookup API + page + /metrics on ``listen``; returns once it accepts connections.
 
     - ``store_url_or_store``: the collector's Store (shared, not closed on stop) or a store URL
       (opened here, closed on stop).
+    - ``registry``: the security registry (API keys, audit log); None: opened here on the
+      store's database and closed on stop. There is no way to serve the API without it.
+    - ``pseudonymize``: user names replaced by pseudonyms in views that do not need them;
+      ``pseudonym_secret_file`` keeps the HMAC secret (created 0600 on first use).
+    - ``trusted_proxies``: reverse proxies whose X-Forwarded-For names the client in the audit log.
+    - ``metrics_open``: /metrics without a key (counts per site only; default: a key is needed).
     - ``stats``: the ingest service's ``IngestStats`` for /metrics (None: ingest counters absent).
     - ``alerts_config``: an ``alerts.AlertConfig`` (webhooks to ITSM); None: no alerts.
     - ``public_url``: how analysts reach the page, for links in alerts (default: the bound URL).
@@ -101,16 +123,27 @@ async def start_http(store_url_or_store: str | Store, listen: str = "127.0.0.1:8
         raise RuntimeError("the HTTP lookup needs starlette and uvicorn: pip install 'cxpulse[web]'") from None
     from ..alerts import Alerter
     from ..alerts.metrics import MetricsSource
+    from ..security.registry import Registry
+    from .access import Access, load_pseudonym_secret
     from .api import LookupService, create_app
 
     host, port = parse_listen(listen)
-    owned = None
+    access = Access(registry, pseudonymize=pseudonymize, trusted_proxies=trusted_proxies,  # fails fast on bad input
+                    pseudonym_secret=await asyncio.to_thread(load_pseudonym_secret, pseudonym_secret_file)
+                    if pseudonymize else None, metrics_open=metrics_open)
+    owned = owned_registry = None
     if isinstance(store_url_or_store, str):
         owned = store = open_store(store_url_or_store)
     else:
         store = store_url_or_store
-    sock = _bind(host, port)
+    sock = None
     try:
+        if registry is None:
+            url = store_url_or_store if isinstance(store_url_or_store, str) else _store_url(store)
+            if url is None:
+                raise RuntimeError("the HTTP API needs the security registry (API keys, audit log): pass registry=")
+            owned_registry = access.registry = await asyncio.to_thread(Registry.open, url)
+        sock = _bind(host, port)
         bound = sock.getsockname()
         base = public_url or f"http://{'[' + bound[0] + ']' if ':' in bound[0] else bound[0]}:{bound[1]}"
         service = LookupService(store, stats=stats, now_us=now_us, public_url=base)
@@ -120,7 +153,7 @@ async def start_http(store_url_or_store: str | Store, listen: str = "127.0.0.1:8
             alerts = Alerter(alerts_config, service)
             service.alerts = alerts
         source = MetricsSource(service)
-        app = create_app(service, metrics=source.render)
+        app = create_app(service, access, metrics=source.render)
         config = uvicorn.Config(app, log_config=None, access_log=access_log, lifespan="off",
                                 timeout_graceful_shutdown=5, server_header=False)
         server = _EmbeddedServer(config)
@@ -133,16 +166,20 @@ async def start_http(store_url_or_store: str | Store, listen: str = "127.0.0.1:8
         if alerts is not None:
             await alerts.start()
     except BaseException:
-        sock.close()
+        if sock is not None:
+            sock.close()
         if owned is not None:
             owned.close()
+        if owned_registry is not None:
+            owned_registry.close()
         raise
-    handle = HttpHandle(server, task, sock, service, owned, alerts)
+    handle = HttpHandle(server, task, sock, service, owned, alerts, access, owned_registry)
+    extras = ", pseudonymized" if pseudonymize else ""
     if _is_loopback(host):
-        log.info("lookup page and API on %s", handle.url)
+        log.info("lookup page and API on %s (API keys required%s)", handle.url, extras)
     else:
-        log.warning("lookup page and API on %s WITHOUT authentication or TLS: anyone who reaches it can look "
-                    "people up; keep it on the helpdesk network", handle.url)
+        log.warning("lookup page and API on %s: API keys required%s, but plain HTTP: keys and names cross the "
+                    "network readable; put it behind a TLS proxy or keep it on the helpdesk network", handle.url, extras)
     return handle
 
 

@@ -12,12 +12,36 @@ from cxpulse.collector.store import open_store
 from .scenario import DAY_END, fill_day, fill_fleet
 
 
+def registry_with_keys(db_url: str):
+    """The security registry on ``db_url`` with a fresh helpdesk key and admin key: (registry, helpdesk, admin)."""
+    from cxpulse.collector.security.registry import Registry
+
+    reg = Registry.open(db_url)
+    helpdesk, _ = reg.create_api_key("helpdesk", "test helpdesk")
+    admin, _ = reg.create_api_key("admin", "test admin")
+    return reg, helpdesk, admin
+
+
+def auth(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
 class ServerThread:
-    """``start_http`` in its own thread and event loop, as the collector runs it; stopped at teardown."""
+    """``start_http`` in its own thread and event loop, as the collector runs it; stopped at teardown.
+
+    Unless a ``registry`` is given, it opens the security registry on the store's database with a
+    helpdesk key and an admin key (``helpdesk_key``, ``admin_key``; ``headers`` carries the admin's).
+    """
 
     def __init__(self, store_or_url, **kwargs):
         self.store_or_url = store_or_url
         self.kwargs = kwargs
+        self.registry = None
+        self.helpdesk_key = self.admin_key = ""
+        if "registry" not in kwargs:
+            url = store_or_url if isinstance(store_or_url, str) else getattr(store_or_url, "path", None)
+            self.registry, self.helpdesk_key, self.admin_key = registry_with_keys(url)
+            kwargs["registry"] = self.registry
         self.loop = asyncio.new_event_loop()
         self.handle = None
         self._ready = threading.Event()
@@ -59,11 +83,17 @@ class ServerThread:
     def service(self):
         return self.handle.service
 
+    @property
+    def headers(self) -> dict:
+        return auth(self.admin_key)
+
     def stop(self) -> None:
         if self.handle is not None:
             self.call(self.handle.stop(), 30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
+        if self.registry is not None:
+            self.registry.close()
 
 
 @pytest.fixture(scope="session")

@@ -356,14 +356,14 @@ def test_a_refusal_is_not_retried(receiver):
 def test_test_send_through_the_api(day_db, receiver):
     s = ServerThread(day_db, now_us=lambda: DAY_END, alerts_config=_cfg(receiver.url)).start()
     try:
-        r = httpx.post(s.url + "/api/v1/alerts/test", timeout=10)
+        r = httpx.post(s.url + "/api/v1/alerts/test", headers=s.headers, timeout=10)
         assert r.status_code == 202 and r.json() == {"queued": ["itsm"]}
-        again = httpx.post(s.url + "/api/v1/alerts/test", timeout=10)
+        again = httpx.post(s.url + "/api/v1/alerts/test", headers=s.headers, timeout=10)
         assert again.status_code == 429 and "one test send per" in again.json()["error"]["message"]
-        assert httpx.post(s.url + "/api/v1/alerts/test?target=nope", timeout=10).status_code == 404
+        assert httpx.post(s.url + "/api/v1/alerts/test?target=nope", headers=s.headers, timeout=10).status_code == 404
         assert s.call(s.handle.alerts.senders["itsm"].flush(10))
-        log = httpx.get(s.url + "/api/v1/alerts/deliveries", timeout=10).json()
-        metrics = httpx.get(s.url + "/metrics", timeout=30).text
+        log = httpx.get(s.url + "/api/v1/alerts/deliveries", headers=s.headers, timeout=10).json()
+        metrics = httpx.get(s.url + "/metrics", headers=s.headers, timeout=30).text
     finally:
         s.stop()
     assert log["configured"] and log["targets"][0]["url"].startswith("http://127.0.0.1:")

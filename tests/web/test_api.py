@@ -19,7 +19,8 @@ AGENT = "agent-7f3a"
 
 
 def get(server, path: str, **params) -> httpx.Response:
-    return httpx.get(server.url + path, params=params, timeout=60)
+    """A GET with the server's admin key (the role tests are in test_access.py)."""
+    return httpx.get(server.url + path, params=params, headers=server.headers, timeout=60)
 
 
 def test_search_is_partial_and_case_insensitive(server):
@@ -145,7 +146,7 @@ def test_bad_input_gets_a_clear_json_error(server, path, params, status, needle)
 
 
 def test_wrong_method_is_a_json_405(server):
-    r = httpx.post(server.url + "/api/v1/agents", timeout=10)
+    r = httpx.post(server.url + "/api/v1/agents", headers=server.headers, timeout=10)
     assert r.status_code == 405 and r.json()["error"]["status"] == 405
 
 
@@ -203,7 +204,7 @@ def test_metrics_endpoint_reads_ingest_counters_and_the_fleet(day_db):
     stats = IngestStats(streams_open=3, batches_stored=40, batches_duplicate=2, batches_rejected=1, samples_stored=12345)
     s = ServerThread(day_db, stats=stats, now_us=lambda: DAY_END).start()
     try:
-        r = httpx.get(s.url + "/metrics", timeout=30)
+        r = httpx.get(s.url + "/metrics", headers=s.headers, timeout=30)
     finally:
         s.stop()
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
@@ -270,7 +271,7 @@ def test_start_http_on_the_collectors_own_store_leaves_it_open(day_db):
     try:
         s = ServerThread(store, now_us=lambda: DAY_END).start()
         try:
-            r = httpx.get(s.url + "/api/v1/agents", params={"q": "maria"}, timeout=30)
+            r = httpx.get(s.url + "/api/v1/agents", params={"q": "maria"}, headers=s.headers, timeout=30)
             assert r.status_code == 200 and r.json()["agents"][0]["agent_id"] == AGENT
         finally:
             s.stop()

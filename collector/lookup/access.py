@@ -1,0 +1,324 @@
+"""Who may read what over HTTP, what they looked at, and which names they are shown.
+
+The collector holds second-by-second data about named people, so the HTTP side answers three
+questions for every request, in this order:
+
+1. Who is asking? ``AccessMiddleware`` turns ``Authorization: Bearer <key>`` (or ``X-API-Key``)
+   into a ``Caller`` through the security registry before any route runs: a request under /api/
+   without a valid key gets 401 whether or not the route exists, so probing reveals nothing.
+2. May they? ``Access.guard(role, endpoint)`` wraps a route with its role: ``helpdesk`` looks
+   people up, ``admin`` also manages keys, tokens, agents and reads the audit log. Wrong role: 403.
+3. What did they see? ``Access.audited(...)`` writes one audit entry per lookup of a person, with
+   the caller, the person, the time and the client address, *before* the data leaves; if the
+   audit log cannot be written, the lookup is refused (503): an unrecorded lookup is not allowed.
+
+Pseudonymization replaces user names in views that do not need them (fleet, incidents, search
+results that matched on something other than the person) with ``u-`` + an HMAC of the name under
+a collector secret: stable, so an analyst can follow one person across views, and not reversible
+without that secret.
+
+The registry calls are blocking database work, so they run in worker threads like store reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+__all__ = ["Access", "AccessMiddleware", "Caller", "load_pseudonym_secret", "ROLE_RANK"]
+
+log = logging.getLogger("cxpulse.collector.lookup.access")
+
+ROLE_RANK = {"helpdesk": 1, "admin": 2}
+# Reachable without a key: liveness, the API's own description, and the page's files (the page
+# holds no data; it asks for a key before its first API call).
+OPEN_PATHS = frozenset({"/", "/api/v1/health", "/api/v1/openapi.json", "/openapi.json"})
+OPEN_PREFIXES = ("/static/",)
+MAX_KEY_CHARS = 200
+MAX_DETAIL_NAMES = 50
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated request: the key's id, name and role, and where the request came from."""
+
+    key_id: str
+    name: str
+    role: str
+    remote: str
+
+    @property
+    def actor(self) -> str:
+        return f"key:{self.key_id}"
+
+
+def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"status": status, "message": message}}, status_code=status,
+                        headers={"Cache-Control": "no-store", **(headers or {})})
+
+
+def load_pseudonym_secret(path: str | os.PathLike | None) -> bytes:
+    """The collector's pseudonym secret: read from ``path``, created there (mode 0600) on first use.
+
+    Collectors sharing one PostgreSQL must share this file (like the TLS material) to show the
+    same pseudonyms. Without a path the secret lives only as long as the process: pseudonyms
+    then change at every restart, which is safe but confusing, so the caller is told.
+    """
+    if path is None:
+        log.warning("pseudonymization without a secret file: pseudonyms change when the collector restarts")
+        return secrets.token_bytes(32)
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        data = secrets.token_bytes(32)
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        log.info("created the pseudonym secret %s", p)
+    if len(data) < 16:
+        raise ValueError(f"the pseudonym secret {p} is shorter than 16 bytes")
+    return data
+
+
+def _networks(items: Iterable[str]) -> list:
+    out = []
+    for x in items:
+        try:
+            out.append(ipaddress.ip_network(x.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"trusted proxy must be an IP address or network such as 10.0.0.5 or 10.0.0.0/24; got {x!r}") from None
+    return out
+
+
+class Access:
+    """Key checks, role checks, audit entries and pseudonyms for one HTTP app.
+
+    - ``registry``: the security registry (``verify_api_key``, ``record_audit``, ...).
+    - ``pseudonymize``: show pseudonyms instead of user names in views that do not need names.
+    - ``pseudonym_secret``: the HMAC key for pseudonyms (see ``load_pseudonym_secret``).
+    - ``trusted_proxies``: addresses/networks of reverse proxies whose ``X-Forwarded-For`` is
+      believed; empty (default): the client address is the TCP peer, a header cannot fake it.
+    - ``metrics_open``: /metrics without a key (it holds counts per site, never a person).
+    """
+
+    def __init__(self, registry, *, pseudonymize: bool = False, pseudonym_secret: bytes | None = None,
+                 trusted_proxies: Iterable[str] = (), metrics_open: bool = False):
+        self.registry = registry
+        self.pseudonymize = pseudonymize
+        self._secret = pseudonym_secret if pseudonym_secret is not None else (
+            load_pseudonym_secret(None) if pseudonymize else b"")
+        self.trusted = _networks(trusted_proxies)
+        self.metrics_open = metrics_open
+
+    # - who -
+
+    def is_open(self, path: str) -> bool:
+        if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+            return True
+        if path == "/metrics":
+            return self.metrics_open
+        return not (path.startswith("/api/") or path == "/metrics")
+
+    def remote(self, scope) -> str:
+        """The client address: the TCP peer, or the last untrusted hop of X-Forwarded-For behind a trusted proxy."""
+        peer = (scope.get("client") or ("", 0))[0] or ""
+        if not self.trusted or not self._is_trusted(peer):
+            return peer
+        fwd = ""
+        for k, v in scope.get("headers") or ():
+            if k == b"x-forwarded-for":
+                fwd = (fwd + "," if fwd else "") + v.decode("latin-1")
+        hops = [h.strip() for h in fwd.split(",") if h.strip()]
+        for hop in reversed(hops):
+            if not self._is_trusted(hop):
+                try:
+                    return str(ipaddress.ip_address(hop))
+                except ValueError:
+                    return peer  # garbage in the header: keep the address we know
+        return hops[0] if hops else peer
+
+    def _is_trusted(self, addr: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        return any(ip in n for n in self.trusted)
+
+    @staticmethod
+    def presented_key(scope) -> str | None:
+        auth = key = None
+        for k, v in scope.get("headers") or ():
+            if k == b"authorization":
+                auth = v.decode("latin-1")
+            elif k == b"x-api-key":
+                key = v.decode("latin-1")
+        if auth:
+            scheme, _, value = auth.strip().partition(" ")
+            if scheme.lower() == "bearer" and value.strip():
+                return value.strip()
+        return key.strip() if key and key.strip() else None
+
+    async def authenticate(self, scope) -> Caller | None:
+        secret = self.presented_key(scope)
+        if not secret or len(secret) > MAX_KEY_CHARS:
+            return None
+        info = await asyncio.to_thread(self.registry.verify_api_key, secret)
+        if info is None or getattr(info, "revoked_us", None) is not None or getattr(info, "revoked", False):
+            return None
+        if info.role not in ROLE_RANK:
+            return None
+        return Caller(info.key_id, info.name, info.role, self.remote(scope))
+
+    # - may they -
+
+    def guard(self, role: str, endpoint: Endpoint) -> Endpoint:
+        """The endpoint, answering 403 unless the caller's role is at least ``role``."""
+        need = ROLE_RANK[role]
+
+        async def guarded(request: Request) -> Response:
+            caller = request.scope.get("cxpulse.caller")
+            if caller is None:  # the middleware did not run: never serve data unauthenticated
+                return _error(401, "an API key is required", {"WWW-Authenticate": 'Bearer realm="cxpulse"'})
+            if ROLE_RANK[caller.role] < need:
+                return _error(403, f"this needs the {role} role; the key {caller.name!r} has {caller.role}")
+            return await endpoint(request)
+
+        guarded.__name__ = getattr(endpoint, "__name__", "endpoint")
+        guarded.required_role = role  # read by the tests that walk the route table
+        return guarded
+
+    # - what they saw -
+
+    def record(self, caller: Caller | None, action: str, subject: str = "", detail: str = "") -> None:
+        """One audit entry (blocking); raises if the log cannot be written."""
+        actor = caller.actor if caller else "anonymous"
+        remote = caller.remote if caller else ""
+        by = f"by={caller.name}" if caller else ""
+        self.registry.record_audit(actor=actor, action=action, subject=subject, remote=remote,
+                                   detail="; ".join(x for x in (by, detail) if x)[:2000])
+
+    def audited_lookup(self, action: str, endpoint: Endpoint, who: Callable[[str], dict | None]) -> Endpoint:
+        """A person's view (``{agent_id}`` in the path): recorded, whatever the answer, before it is sent.
+
+        ``who(agent_id)`` names the person (user, host) for the entry; None when there is no such agent.
+        """
+        async def wrapped(request: Request) -> Response:
+            from .api import ApiError  # the route's own errors still count as a lookup attempt
+
+            agent_id = request.path_params.get("agent_id", "")
+            status, response, error = 200, None, None
+            try:
+                response = await endpoint(request)
+                status = response.status_code
+            except ApiError as exc:
+                status, error = exc.status, exc
+            q = request.query_params
+            window = " ".join(f"{k}={q[k]}" for k in ("since", "until", "window") if q.get(k))
+
+            def write() -> None:
+                person = who(agent_id) if status != 404 else None
+                named = f"user={person.get('user', '')} host={person.get('host', '')}" if person else "no such agent"
+                self.record(request.scope.get("cxpulse.caller"), action, agent_id,
+                            "; ".join(x for x in (named, window, f"status={status}") if x))
+
+            if not await self._write(write):
+                return _error(503, "the audit log cannot be written, so this lookup is refused; see the collector's log")
+            if error is not None:
+                raise error
+            return response
+
+        wrapped.__name__ = getattr(endpoint, "__name__", "endpoint")
+        return wrapped
+
+    def audited_list(self, action: str, endpoint: Endpoint, people: Callable[[dict], list[dict]],
+                     shown_by_name: Callable[[Request, dict], bool] = lambda request, person: True) -> Endpoint:
+        """A JSON answer that lists people (search, fleet): pseudonymized where they are not needed, audited where named.
+
+        ``people(body)`` returns the dicts (with ``user``, ``agent_id``) inside the answer;
+        ``shown_by_name(request, person)`` says whether this person may keep their name when
+        pseudonymization is on (search: the analyst typed their name, host or id).
+        """
+        async def wrapped(request: Request) -> Response:
+            response = await endpoint(request)
+            if response.status_code != 200 or not isinstance(response, JSONResponse):
+                return response
+            body = json.loads(response.body)
+            named = []
+            for p in people(body):
+                if not p.get("user"):
+                    continue
+                if self.pseudonymize and not shown_by_name(request, p):
+                    p["user"] = self.pseudonym(p["user"])
+                else:
+                    named.append(p)
+            if named:
+                ids = sorted({f"{p.get('agent_id', '')} ({p['user']})" for p in named})
+                more = f" and {len(ids) - MAX_DETAIL_NAMES} more" if len(ids) > MAX_DETAIL_NAMES else ""
+                q = request.query_params.get("q")
+                detail = (f"q={q!r}; " if q is not None else "") + f"named {len(ids)}: " + ", ".join(ids[:MAX_DETAIL_NAMES]) + more
+                subject = named[0].get("agent_id", "") if len(ids) == 1 else ""
+                if not await self._write(lambda: self.record(request.scope.get("cxpulse.caller"), action, subject, detail)):
+                    return _error(503, "the audit log cannot be written, so this lookup is refused; see the collector's log")
+            headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
+            return JSONResponse(body, status_code=200, headers=headers)
+
+        wrapped.__name__ = getattr(endpoint, "__name__", "endpoint")
+        return wrapped
+
+    async def _write(self, fn: Callable[[], None]) -> bool:
+        try:
+            await asyncio.to_thread(fn)
+            return True
+        except Exception as exc:  # noqa: BLE001 - any failure to record refuses the lookup
+            log.error("audit log write failed, lookup refused: %s", exc)
+            return False
+
+    def pseudonym(self, user: str) -> str:
+        """``u-`` + 12 hex digits of HMAC-SHA256(secret, user): stable per collector secret, not reversible."""
+        return "u-" + hmac.new(self._secret, user.encode(), hashlib.sha256).hexdigest()[:12]
+
+
+class AccessMiddleware:
+    """Authenticates every request under /api/ (and /metrics unless open) before routing.
+
+    Pure ASGI (no BaseHTTPMiddleware): it only reads headers and either answers 401 or passes the
+    request on with the ``Caller`` in the scope, so streaming and timing are untouched.
+    """
+
+    def __init__(self, app, access: Access):
+        self.app = app
+        self.access = access
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or self.access.is_open(scope.get("path", "")):
+            await self.app(scope, receive, send)
+            return
+        try:
+            caller = await self.access.authenticate(scope)
+        except Exception as exc:  # noqa: BLE001 - the registry is down: no data, and say so
+            log.error("API key check failed: %s", exc)
+            await _error(503, "cannot check API keys right now; see the collector's log")(scope, receive, send)
+            return
+        if caller is None:
+            msg = ("an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+                   if self.access.presented_key(scope) is None else "this API key is not valid (unknown or revoked)")
+            await _error(401, msg, {"WWW-Authenticate": 'Bearer realm="cxpulse"'})(scope, receive, send)
+            return
+        scope["cxpulse.caller"] = caller
+        await self.app(scope, receive, send)
