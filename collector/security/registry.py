@@ -327,9 +327,10 @@ class Registry:
     def enroll(self, token_secret: str, agent_id: str, host: str = "") -> tuple[str, AgentIdentity]:
         """Spend one use of a token and give the agent its own credential.
 
-        An agent id that is already enrolled and not revoked is refused: a token holder must not
-        be able to take over a running desk's identity (a reinstall without its state dir gets a
-        new agent id anyway). A revoked id may enroll again with a fresh token: IT's decision.
+        An agent id that is already enrolled is refused, and a revoked one stays revoked: a token
+        holder must not be able to take over a running desk's identity, and a revoked desk that
+        still has its installer's token must not let itself back in. A reinstall without its state
+        directory gets a new agent id, and enrolls as that.
         """
         agent_id = (agent_id or "").strip()
         if not agent_id or len(agent_id) > 128:
@@ -352,19 +353,28 @@ class Registry:
             if tok.uses_left <= 0:
                 raise EnrollError("enrollment token used up")
             existing = self._db.query("SELECT revoked_us FROM agent_credentials WHERE agent_id = ?", (agent_id,))
-            if existing and existing[0][0] is None:
-                raise EnrollError("agent id already enrolled (revoke it first to enroll it again)")
-            self._db.execute("UPDATE enroll_tokens SET uses_left = uses_left - 1 WHERE token_id = ?", (token_id,))
             if existing:
-                self._db.execute(
-                    "UPDATE agent_credentials SET cred_id = ?, secret_hash = ?, host = ?, site = ?, token_id = ?, "
-                    "enrolled_us = ?, revoked_us = NULL WHERE agent_id = ?",
-                    (cred_id, _hash(cred), host, tok.site, token_id, now, agent_id))
-            else:
-                self._db.execute(
-                    "INSERT INTO agent_credentials (agent_id, cred_id, secret_hash, host, site, token_id, enrolled_us)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)", (agent_id, cred_id, _hash(cred), host, tok.site, token_id, now))
+                raise EnrollError("agent id is revoked" if existing[0][0] is not None else "agent id already enrolled")
+            self._db.execute("UPDATE enroll_tokens SET uses_left = uses_left - 1 WHERE token_id = ?", (token_id,))
+            self._db.execute(
+                "INSERT INTO agent_credentials (agent_id, cred_id, secret_hash, host, site, token_id, enrolled_us)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)", (agent_id, cred_id, _hash(cred), host, tok.site, token_id, now))
         return cred, AgentIdentity(agent_id, cred_id, host, tok.site, token_id, now)
+
+    def provision_agents(self, agent_ids: list[str], *, site: str = "") -> dict[str, str]:
+        """Credentials for many agents in one transaction, without a token: for load generators and
+        tests that simulate thousands of desks (an admin action; real desks enroll with a token)."""
+        now = self._now_us()
+        out, rows = {}, []
+        for agent_id in agent_ids:
+            cred_id, cred = _new_secret(_KIND_AGENT)
+            out[agent_id] = cred
+            rows.append((agent_id, cred_id, _hash(cred), "", site, "provisioned", now))
+        with self._db.transaction():
+            for row in rows:
+                self._db.execute("INSERT INTO agent_credentials (agent_id, cred_id, secret_hash, host, site, token_id, "
+                                 "enrolled_us) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+        return out
 
     # -- agents --
 

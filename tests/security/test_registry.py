@@ -111,7 +111,7 @@ def test_token_expiry_and_revocation(reg, clock):
         reg.enroll("hello", "c")
 
 
-def test_enrolled_agent_cannot_be_taken_over_but_revoked_may_reenroll(reg, clock):
+def test_enrolled_agent_cannot_be_taken_over_and_revoked_stays_out(reg, clock):
     tok, _ = reg.create_token(uses=3)
     cred1, _ = reg.enroll(tok, "desk-1")
     with pytest.raises(EnrollError, match="already enrolled"):
@@ -120,8 +120,10 @@ def test_enrolled_agent_cannot_be_taken_over_but_revoked_may_reenroll(reg, clock
     clock.t += 10
     assert reg.revoke_agent("desk-1") and not reg.revoke_agent("desk-1")
     assert reg.authenticate_agent(cred1) is None
-    cred2, _ = reg.enroll(tok, "desk-1")
-    assert reg.authenticate_agent(cred2) is not None and reg.authenticate_agent(cred1) is None
+    with pytest.raises(EnrollError, match="revoked"):
+        reg.enroll(tok, "desk-1")
+    assert reg.authenticate_agent(cred1) is None
+    assert [t.uses_left for t in reg.list_tokens()] == [2]  # refusals spend no use
 
 
 def test_revoked_since(reg, clock):
