@@ -89,44 +89,79 @@ class Agent:
         self._gateway_iface = ""
         # Hops found by the last path trace, measured like targets: role name -> (target, ttl).
         self.hop_targets: dict[str, tuple[Target, int]] = {}
+        # The collector's last good config (agent/central.py): a restart without a collector runs it.
+        from .central import load_saved
 
-    def _apply_config(self, c: pb.AgentConfig) -> None:
-        """Collector's config wins where it sets a value; invalid values are logged and ignored."""
-        if c.probe_interval_ms:
-            if 50 <= c.probe_interval_ms <= 3_600_000:
-                self.probe_interval_s = c.probe_interval_ms / 1000
-            else:
-                log.warning("ignoring collector probe interval %d ms (outside 50..3600000)", c.probe_interval_ms)
-        if c.batch_interval_ms:
-            if 100 <= c.batch_interval_ms <= 3_600_000:
-                self.batch_interval_s = c.batch_interval_ms / 1000
-            else:
-                log.warning("ignoring collector batch interval %d ms", c.batch_interval_ms)
-        if c.apps:
-            apps = tuple(App(a.name, a.url, a.apdex_t_ms or 500) for a in c.apps
-                         if a.name and (a.url.startswith("https://") or a.url.startswith("http://")))
+        if (kept := load_saved(cfg.state_dir)) is not None:
+            self._apply_config(kept, persist=False)
+
+    def _apply_config(self, c: pb.AgentConfig, persist: bool = True) -> None:
+        """The collector's config, checked whole (agent/central.py): run and kept, or refused and reported
+        while the last good one keeps running. The local file keeps the settings IT lets it override."""
+        from dataclasses import replace
+
+        from . import central
+
+        problem = central.check(c)
+        if problem:
+            if getattr(self, "_refused_version", None) != c.version:  # once per version, not per reconnect
+                self._refused_version = c.version
+                log.warning("collector config %d refused, the last good one keeps running: %s", c.version, problem)
+                now = time.time_ns() // 1000
+                self._events([payload.Event(id=f"config-{c.version}-{now}", kind="config_rejected", target="config",
+                                            start_us=now, end_us=now, severity=1,
+                                            evidence=f"config version {c.version}: {problem}"[:512])])
+            return
+        boot = getattr(self, "_boot", None)
+        if boot is None:  # what the local file said, before any push: the base of every push
+            boot = self._boot = (self.cfg, self.detector.cfg)
+        local_cfg, local_detector = boot
+        default = AgentConfig(state_dir=local_cfg.state_dir)
+        keep = set(c.local_overrides)
+
+        def central_sets(setting: str, attr: str) -> bool:
+            return not (setting in keep and getattr(local_cfg, attr) != getattr(default, attr))
+
+        if c.probe_interval_ms and central_sets("probe_interval", "probe_interval_s"):
+            self.probe_interval_s = c.probe_interval_ms / 1000
+        if c.batch_interval_ms and central_sets("batch_interval", "batch_interval_s"):
+            self.batch_interval_s = c.batch_interval_ms / 1000
+        if c.apps and central_sets("apps", "apps"):
+            apps = tuple(App(a.name, a.url, a.apdex_t_ms or 500) for a in c.apps)
             if apps != self.apps:
                 self.apps = apps
                 self._wake_apps.set()
-        if c.app_interval_ms and 5_000 <= c.app_interval_ms <= 86_400_000:
+        if c.app_interval_ms and central_sets("app_interval", "app_interval_s"):
             if self.app_interval_s != c.app_interval_ms / 1000:
                 self.app_interval_s = c.app_interval_ms / 1000
                 self._wake_apps.set()
-        if c.voice_interval_ms and 10_000 <= c.voice_interval_ms <= 86_400_000:
+        if c.voice_interval_ms and central_sets("voice_interval", "voice_interval_s"):
             self.voice_interval_s = c.voice_interval_ms / 1000
         if c.reflector:
             host, _, port = c.reflector.rpartition(":")
-            if host and port.isdigit() and c.reflector_key:
-                first = self.reflector is None
-                self.reflector, self.reflector_key = (host.strip("[]"), int(port)), bytes(c.reflector_key)
-                if first:
-                    self._wake_voice.set()  # first run at once, then on the cadence
-            else:
-                log.warning("ignoring collector reflector %r: needs HOST:PORT and a key", c.reflector)
-        if c.targets:
-            targets = tuple(Target(t.name, t.host, t.port or 443) for t in c.targets if t.name and t.host and t.name != "gateway")
-            self.targets = targets
-            log.info("collector config %d: %d targets, probe every %.2fs", c.version, len(targets), self.probe_interval_s)
+            first = self.reflector is None
+            self.reflector, self.reflector_key = (host.strip("[]"), int(port)), bytes(c.reflector_key)
+            if first:
+                self._wake_voice.set()  # first run at once, then on the cadence
+        if c.targets and central_sets("targets", "targets"):
+            self.targets = tuple(Target(t.name, t.host, t.port or 443) for t in c.targets)
+        wifi = {}
+        if c.wifi_interval_ms and central_sets("wifi_interval", "wifi_interval_s"):
+            wifi["wifi_interval_s"] = c.wifi_interval_ms / 1000
+        if c.wifi_weak_rssi_dbm and central_sets("wifi_weak_rssi_dbm", "wifi_weak_rssi_dbm"):
+            wifi["wifi_weak_rssi_dbm"] = c.wifi_weak_rssi_dbm
+        if c.hash_wifi_identity and central_sets("hash_wifi_identity", "wifi_hash_identity"):
+            wifi["wifi_hash_identity"] = True  # central can require hashing; false leaves the local choice
+        self.cfg = replace(local_cfg, **wifi)
+        thresholds = {k: int(v) if k.endswith("_us") else v for k, v in c.detector.items()}
+        if "detector" in keep and local_detector != type(local_detector)():
+            thresholds = {}
+        self.detector.cfg = replace(local_detector, **thresholds)
+        log.info("collector config %d: %d targets, %d apps, probe every %.2fs", c.version, len(self.targets),
+                 len(self.apps), self.probe_interval_s)
+        if persist and c.version != getattr(self, "_kept_version", None):
+            self._kept_version = c.version
+            central.save(self.cfg.state_dir, c)
 
     def _refresh_gateway(self) -> None:
         if not self.cfg.measure_gateway:

@@ -62,6 +62,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     from .ingest.limits import add_arguments as add_limit_arguments
 
     add_limit_arguments(serve)
+    serve.add_argument("--config", default=None, metavar="FILE",
+                       help="central config pushed to agents (TOML, collector/config/collector.example.toml); "
+                            "re-read on change and on SIGHUP; the flags above are its base")
+    from .config import cli as config_cli
+
+    config_cli.register(col)  # collector config set | show
     serve.set_defaults(func=cmd_serve)
 
     lookup = sub.add_parser("lookup", help="what an agent measured: search by user, host, agent id or site")
@@ -139,7 +145,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"cxpulse collector: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(serve(args.db or default_db(), args.listen, config, args.ready_file, args.reflector, limits=limits,
+        asyncio.run(serve(args.db or default_db(), args.listen, config, args.ready_file, args.reflector, limits=limits, central_config=args.config,
                           reflector_key_file=args.reflector_key_file, http_listen=args.http, http_public_url=args.http_public_url,
                           alerts_config=alerts_config, raw_days=args.raw_days, rollup_days=args.rollup_days))
     except Exception as exc:  # fail fast at start-up with one clear line (no traceback for config errors)

@@ -48,8 +48,10 @@ class Collector:
     def __init__(self, db: str, listen: str = "127.0.0.1:50051", config: IngestConfig | None = None,
                  reflector_listen: str = "", reflector_key_file: str | None = None, *, http_listen: str = "",
                  http_public_url: str = "", alerts_config=None, raw_days: float = 7.0, rollup_days: float = 400.0,
-                 background: bool = True, limits=None):
+                 background: bool = True, limits=None,
+                 central_config: str | None = None):
         self.limits = limits  # cxpulse.collector.ingest.limits.IngestLimits; None: the defaults
+        self.central_config, self.config_watcher = central_config, None  # collector/config/watch.py
         self.http_listen, self.http_public_url, self.alerts_config = http_listen, http_public_url, alerts_config
         self.http = None
         self.raw_days, self.rollup_days = raw_days, rollup_days
@@ -95,6 +97,11 @@ class Collector:
         self._health_task = asyncio.ensure_future(self._watch_storage())
         if self.reflector_listen:
             await self._start_reflector()
+        if self.central_config or self.background:
+            from .config.watch import ConfigWatcher
+
+            self.config_watcher = ConfigWatcher(self.service, self.config, self.db, self.central_config)
+            await self.config_watcher.start()
         if self.http_listen:
             from .lookup.http import start_http
 
@@ -167,6 +174,8 @@ class Collector:
         had acked stays in the agents' spools).
         """
         t0 = time.monotonic()
+        if self.config_watcher is not None:
+            await self.config_watcher.stop()
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)

@@ -91,9 +91,19 @@ class IngestConfig:
     reflector: str = ""
     # Master secret from which each agent's reflector key is derived (never sent as is).
     reflector_master: bytes = b""
+    # Set by the central config (collector/config): 0 / empty keeps the agent's own.
+    wifi_interval_ms: int = 0
+    wifi_weak_rssi_dbm: int = 0
+    hash_wifi_identity: bool = False
+    detector: dict[str, float] = field(default_factory=dict)
+    local_overrides: list[str] = field(default_factory=list)
+    # The stored central config version this was built from; 0: flags only (version is a hash).
+    central_version: int = 0
 
     @property
     def version(self) -> int:
+        if self.central_version:
+            return self.central_version
         key = (self.probe_interval_ms, self.batch_interval_ms, tuple(self.targets), tuple(self.apps),
                self.app_interval_ms, self.voice_interval_ms, self.reflector)
         return int.from_bytes(hashlib.sha256(repr(key).encode()).digest()[:6], "big")
@@ -108,6 +118,11 @@ class IngestConfig:
             apps=[pb.App(name=n, url=u, apdex_t_ms=t) for n, u, t in self.apps],
             app_interval_ms=self.app_interval_ms,
             voice_interval_ms=self.voice_interval_ms,
+            wifi_interval_ms=self.wifi_interval_ms,
+            wifi_weak_rssi_dbm=self.wifi_weak_rssi_dbm,
+            hash_wifi_identity=self.hash_wifi_identity,
+            detector=self.detector,
+            local_overrides=self.local_overrides,
         )
         if self.reflector and self.reflector_master and agent_id:
             from ..reflector import derive_agent_key
@@ -203,6 +218,13 @@ class _Stream:
     cut_event: asyncio.Event = field(default_factory=asyncio.Event)
     window: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(MAX_IN_FLIGHT_PER_STREAM))
     share: Budget = field(default_factory=lambda: Budget(STREAM_BUDGET_BYTES))
+
+
+@dataclass
+class _Push:
+    """A config to send on the stream between acks (a change of the central config)."""
+
+    config: IngestConfig
 
 
 @dataclass
@@ -343,9 +365,20 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
                 await asyncio.gather(reader, return_exceptions=True)
             while not st.acks.empty():  # the stream broke: give back what its unanswered batches held
                 item = st.acks.get_nowait()
-                if item is not None:
+                if isinstance(item, _Answer):
                     self._give_back(item.weight, st)
             log.info("agent %s stream closed", info.agent_id)
+
+    def set_config(self, config: IngestConfig) -> int:
+        """Make ``config`` what agents get, and send it on every open stream now; returns streams told."""
+        self.config = config
+        told = 0
+        for streams in list(self._agent_streams.values()):
+            for st in streams:
+                if st.cut is None:
+                    st.acks.put_nowait(_Push(config))
+                    told += 1
+        return told
 
     def _open_agent_stream(self, st: _Stream) -> None:
         """Register ``st``; beyond the per-agent limit the agent's oldest stream is ended (superseded)."""
@@ -493,6 +526,9 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
             item = await st.acks.get()
             if item is None:
                 return
+            if isinstance(item, _Push):
+                await context.write(pb.StreamResponse(config=item.config.to_proto(st.committed, st.agent_id)))
+                continue
             try:
                 ack = item.ack if item.commit is None else self._committed(await item.commit, item, st)
             except asyncio.CancelledError:

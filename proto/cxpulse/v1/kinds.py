@@ -60,6 +60,9 @@ EVENT_KINDS = (
     # Reported by the agent's spool, not the detector: batches it had to drop (spool full, too old,
     # damaged on disk); the event's time range is the dropped samples' and its evidence the counts.
     "data_gap",
+    # Reported by the agent itself: the collector pushed a config it cannot run (the evidence says
+    # why); the last good config keeps running.
+    "config_rejected",
 )
 
 MAX_STR = 128

@@ -1,0 +1,97 @@
+"""Versions of the central configuration, kept in the collector's own database.
+
+Why in the database and not only the file: several collectors behind a load balancer share one
+PostgreSQL, and an agent must get the same config whichever one it reaches. Whoever stores a new
+text gets the next number; every collector follows the newest row. Storing a text equal to the
+newest one is a no-op (re-reading an unchanged file, SIGHUP) so versions mean real changes.
+
+One small table (``central_config``) on a connection of its own, never the ingest writer's: a
+config change is rare and must not wait behind (or hold up) sample commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+
+__all__ = ["ConfigVersion", "VersionStore"]
+
+_DDL = """CREATE TABLE IF NOT EXISTS central_config (
+    version {bigint} PRIMARY KEY,
+    sha256 TEXT NOT NULL,
+    toml TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    created_us {bigint} NOT NULL
+)"""
+
+
+@dataclass(frozen=True)
+class ConfigVersion:
+    version: int
+    toml: str
+    actor: str
+    created_us: int
+    sha256: str
+
+
+class VersionStore:
+    """``url``: a SQLite path, ``sqlite:///path`` or ``postgresql://`` (the store's URL forms)."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.pg = url.startswith("postgresql://") or url.startswith("postgres://")
+        self._lock = threading.Lock()
+        if self.pg:
+            import psycopg
+            import psycopg.sql
+
+            from ..store.postgres import schema_from_url
+
+            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+            schema = schema_from_url(url)
+            self._conn.execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(psycopg.sql.Identifier(schema)))
+            self._conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(psycopg.sql.Identifier(schema)))
+            self._conn.execute(_DDL.format(bigint="BIGINT"))
+        else:
+            path = url[len("sqlite://"):] if url.startswith("sqlite://") else url
+            self._conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            self._conn.execute("PRAGMA busy_timeout=30000")
+            self._conn.execute(_DDL.format(bigint="INTEGER"))
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def latest(self) -> ConfigVersion | None:
+        with self._lock:
+            row = self._conn.execute("SELECT version, toml, actor, created_us, sha256 FROM central_config "
+                                     "ORDER BY version DESC LIMIT 1").fetchone()
+        return ConfigVersion(*row) if row else None
+
+    def history(self, limit: int = 50) -> list[ConfigVersion]:
+        q = "SELECT version, toml, actor, created_us, sha256 FROM central_config ORDER BY version DESC LIMIT " + str(int(limit))
+        with self._lock:
+            return [ConfigVersion(*r) for r in self._conn.execute(q).fetchall()]
+
+    def add(self, toml_text: str, actor: str) -> tuple[int, bool]:
+        """Store ``toml_text`` as the next version unless it equals the newest: (version, created)."""
+        sha = hashlib.sha256(toml_text.encode()).hexdigest()
+        for _ in range(20):  # two collectors adding at once: the loser of the primary key tries again
+            latest = self.latest()
+            if latest is not None and latest.sha256 == sha:
+                return latest.version, False
+            version = (latest.version if latest else 0) + 1
+            sql = "INSERT INTO central_config (version, sha256, toml, actor, created_us) VALUES (?, ?, ?, ?, ?)"
+            if self.pg:
+                sql = sql.replace("?", "%s")
+            try:
+                with self._lock:
+                    self._conn.execute(sql, (version, sha, toml_text, actor[:200], time.time_ns() // 1000))
+                return version, True
+            except Exception as exc:
+                if "unique" not in str(exc).lower() and "duplicate" not in str(exc).lower():
+                    raise
+        raise RuntimeError("could not store a config version: the table is changing too fast")
