@@ -68,3 +68,108 @@ def test_no_match_says_what_was_searched(tmp_path):
             assert "user, host, agent id and site" in str(exc)
     finally:
         store.close()
+
+
+# --- long windows: the same view from the rollups --------------------------------------------------
+
+LONG = 7200  # seconds: above report.RAW_WINDOW_MAX_S, so the view comes from the rollups
+
+
+def _both_paths(store, query, window_s, now_us, monkeypatch):
+    from cxpulse.collector.lookup import report
+
+    assert window_s > report.RAW_WINDOW_MAX_S
+    fast = build(store, query, window_s, now_us=now_us)
+    with monkeypatch.context() as m:
+        m.setattr(report, "RAW_WINDOW_MAX_S", 10**9)
+        slow = build(store, query, window_s, now_us=now_us)
+    return fast, slow
+
+
+def _close(a, b, rel=0.015):
+    return a is None and b is None or abs(a - b) <= rel * abs(b)
+
+
+def test_long_window_from_rollups_carries_the_raw_figures(tmp_path, monkeypatch):
+    from cxpulse.collector.lookup.ticket import ticket_summary
+
+    store = filled_store(tmp_path)
+    try:
+        fast, slow = _both_paths(store, "maria", LONG, NOW, monkeypatch)
+    finally:
+        store.close()
+    (a,), (b,) = fast["agents"], slow["agents"]
+    for x, y in zip(a["targets"], b["targets"], strict=True):
+        for k in ("target", "hop", "addresses", "methods", "samples", "lost", "loss_pct", "rtt_max_ms",
+                  "jitter_mean_abs_ms", "loss_seconds", "max_loss_run", "first_us", "last_us"):
+            assert x[k] == y[k], (k, x, y)
+        assert _close(x["rtt_median_ms"], y["rtt_median_ms"]) and _close(x["rtt_p95_ms"], y["rtt_p95_ms"]), (x, y)
+        assert _close(x["jitter_ms"], y["jitter_ms"], 1e-6), (x, y)
+    isp = a["targets"][1]
+    assert isp["lost"] == 5 and isp["loss_seconds"] == 5 and isp["max_loss_run"] == 5
+    (crm,), (crm_raw,) = a["apps"], b["apps"]
+    for k in ("checks", "failed", "availability_pct", "errors", "last_error", "last_status", "http_version",
+              "cert_days_left", "addresses"):
+        assert crm[k] == crm_raw[k], (k, crm, crm_raw)
+    assert crm["last_error"] == "dns" and crm["cert_days_left"] == 29
+    assert _close(crm["total_median_ms"], crm_raw["total_median_ms"])
+    for k in ("runs", "packets_sent", "loss_pct", "burst_loss_max_pct", "reordered"):
+        assert a["voice"][k] == b["voice"][k], k
+    assert a["device"] == b["device"]
+    assert ticket_summary(a, fast["window"]) == ticket_summary(b, slow["window"])
+    for needle in ("isp", "dns x1", "worst 200 ms burst loss 30.0%", "chrome 180%", "no answer for 5 samples"):
+        assert needle in render_text(fast), needle
+
+
+def test_long_window_with_many_lossy_minutes_estimates_loss_runs(tmp_path, monkeypatch):
+    from cxpulse.collector.lookup import report
+
+    monkeypatch.setattr(report, "LOSSY_MINUTES_MAX", 0)  # too many lossy minutes to read raw: estimated
+    store = filled_store(tmp_path)
+    try:
+        (a,) = build(store, "maria", LONG, now_us=NOW)["agents"]
+    finally:
+        store.close()
+    isp = a["targets"][1]
+    assert isp["loss_seconds"] == 5 and isp["max_loss_run"] == 5  # one run of 5 in one minute: the estimate is exact
+
+
+class _CountingStore:
+    """A store that counts the raw rows it hands out (the long view must not read the window's)."""
+
+    def __init__(self, store):
+        self._s, self.raw_rows = store, 0
+
+    def __getattr__(self, name):
+        return getattr(self._s, name)
+
+    def rows(self, *a):
+        got = self._s.rows(*a)
+        self.raw_rows += len(got)
+        return got
+
+    def rtt_rows(self, *a):
+        got = self._s.rtt_rows(*a)
+        self.raw_rows += len(got)
+        return got
+
+
+def test_long_window_reads_only_the_tail_and_lossy_minutes(tmp_path):
+    store = open_store(str(tmp_path / "c.sqlite"))
+    try:
+        k = store.upsert_agent(AgentInfo("agent-9", "DESK-9", "rui", "Linux", "0.1.0", "Porto"), NOW)
+        start = NOW - 3 * 3600 * S
+        for h in range(3):
+            gw = p.Series(target="gateway", address="10.0.0.1", method="icmp_raw", hop=1)
+            for i in range(3600):
+                t = h * 3600 + i
+                gw.add(start + t * S, None if 5000 <= t < 5003 else 1500 + i % 7)
+            store.commit_batches([PendingBatch(k, 1, h + 1, p.SampleBatch([gw], [], []))])
+        counting = _CountingStore(store)
+        (a,) = build(counting, "rui", 3 * 3600, now_us=NOW)["agents"]
+    finally:
+        store.close()
+    (gw,) = a["targets"]
+    assert gw["samples"] == 10_800 and gw["lost"] == 3 and gw["max_loss_run"] == 3 and gw["loss_seconds"] == 3
+    # Ten minutes of tail and the lossy minute, out of 10,800 rows.
+    assert counting.raw_rows <= 660, counting.raw_rows

@@ -6,11 +6,31 @@ import datetime as dt
 import json
 import time
 
+from ..score import rollup as ru
 from ..score.journeys import Journey, default_journeys, evaluate, journey_summary
-from ..score.timeline import ScoreConfig, agent_timeline
+from ..score.timeline import ScoreConfig, agent_timeline, merged, timeline_of
 from ..score.triage import triage_timeline
-from ..store import AgentRecord, Store
-from .stats import TargetStats, app_stats, device_stats, summarize, timeline_cells, voice_stats, wifi_stats
+from ..store import AgentRecord, RttRow, Store
+from .stats import (
+    LOSSY_MINUTES_MAX,
+    TargetStats,
+    app_stats,
+    apps_from_rollups,
+    device_from_rollup,
+    device_stats,
+    summarize,
+    targets_from_rollups,
+    timeline_cells,
+    voice_from_rollup,
+    voice_stats,
+    wifi_from_rollup,
+    wifi_stats,
+)
+
+# Windows longer than this are summarized from the per-minute rollups (a day of raw rows is
+# 260k Python objects, seconds of work); shorter ones from the raw rows, exact to the sample.
+RAW_WINDOW_MAX_S = 3600
+TAIL_S = 600  # raw rows read at the end of a long window: the figures that need the last samples
 
 
 class NoMatch(LookupError):
@@ -39,10 +59,14 @@ def build(store: Store, query: str, window_s: int = 3600, now_us: int | None = N
 
 
 def score_section(store: Store, agent_key: int, since: int, until: int, journeys: list[Journey] | None = None,
-                  cfg: ScoreConfig | None = None) -> dict:
+                  cfg: ScoreConfig | None = None, rollups: list[ru.Rollup] | None = None) -> dict:
     """Score now and per minute, components, limiting factor, fault domain per degraded window,
-    incidents the agent is part of, journeys: all from the rollups, so any window works."""
-    tl = agent_timeline(store, agent_key, since, until, cfg)
+    incidents the agent is part of, journeys: all from the rollups, so any window works.
+    ``rollups``: the agent's rollups from the window's first minute on, when the caller has them."""
+    if rollups is None:
+        tl = agent_timeline(store, agent_key, since, until, cfg)
+    else:
+        tl = timeline_of(agent_key, rollups, ru.minute_of(since), until, cfg)
     incidents = store.incidents(since, until, agent_key)
     verdicts = triage_timeline(tl, incidents)
     out = tl.to_dict()
@@ -58,8 +82,20 @@ def score_section(store: Store, agent_key: int, since: int, until: int, journeys
 
 def _agent_view(store: Store, a: AgentRecord, since: int, until: int, journeys: list[Journey] | None = None,
                 score_cfg: ScoreConfig | None = None) -> dict:
-    targets = summarize(store.rtt_rows(a.key, since, until))
     events = store.events(a.key, since, until)
+    if until - since > RAW_WINDOW_MAX_S * 1_000_000:
+        rollups = store.rollups(ru.minute_of(since), until, a.key)
+        sections = _sections_from_rollups(store, a.key, since, until, rollups, events)
+        score = score_section(store, a.key, since, until, journeys, score_cfg, rollups)
+    else:
+        sections = {
+            "targets": [t.as_dict() for t in summarize(store.rtt_rows(a.key, since, until))],
+            "apps": app_stats(store.rows(a.key, "http", since, until)),
+            "voice": voice_stats(store.rows(a.key, "voice", since, until)),
+            "device": device_stats(store.rows(a.key, "device", since, until)),
+            "wifi": wifi_stats(store.rows(a.key, "wifi", since, until), [e for e in events if e.kind.startswith("wifi_")]),
+        }
+        score = score_section(store, a.key, since, until, journeys, score_cfg)
     paths = store.paths(a.key, since, until)
     latest_paths: dict[str, object] = {}
     for p in paths:
@@ -72,11 +108,7 @@ def _agent_view(store: Store, a: AgentRecord, since: int, until: int, journeys: 
         "agent_version": a.info.agent_version,
         "site": a.info.site,
         "last_seen_us": a.last_seen_us,
-        "targets": [t.as_dict() for t in targets],
-        "apps": app_stats(store.rows(a.key, "http", since, until)),
-        "voice": voice_stats(store.rows(a.key, "voice", since, until)),
-        "device": device_stats(store.rows(a.key, "device", since, until)),
-        "wifi": wifi_stats(store.rows(a.key, "wifi", since, until), [e for e in events if e.kind.startswith("wifi_")]),
+        **sections,
         "events": [
             {"id": e.id, "kind": e.kind, "target": e.target, "start_us": e.start_us, "end_us": e.end_us,
              "duration_s": None if e.end_us is None else round((e.end_us - e.start_us) / 1e6, 1),
@@ -89,8 +121,69 @@ def _agent_view(store: Store, a: AgentRecord, since: int, until: int, journeys: 
              "changes_in_window": sum(1 for e in events if e.kind == "path_change" and e.target == p.target)}
             for p in latest_paths.values()
         ],
-        "score": score_section(store, a.key, since, until, journeys, score_cfg),
+        "score": score,
     }
+
+
+def _sections_from_rollups(store: Store, key: int, since: int, until: int, rollups: list[ru.Rollup],
+                           events: list) -> dict:
+    """Targets, apps, voice, device and Wi-Fi of a long window from its rollups (stats.py says
+    which figures still read raw rows, and which ones)."""
+    inside = [r for r in rollups if r.minute_us >= ru.minute_of(since) and r.minute_us < until]
+    by_kind: dict[str, dict[str, ru.Rollup]] = {}
+    for (kind, target), r in merged(inside).items():
+        by_kind.setdefault(kind, {})[target] = r
+    last_minute = max((r.minute_us for r in inside if r.kind != ru.EVENTS), default=None)
+    tail_since = since if last_minute is None else max(since, last_minute + ru.MINUTE_US - TAIL_S * 1_000_000)
+    tail = {k: store.rows(key, k, tail_since, until) for k in ("rtt", "http", "device", "wifi")}
+    rtt_tail = [_rtt_row(r) for r in tail["rtt"]]
+    # Minutes that lost samples: read raw, so loss seconds and the longest loss run stay exact.
+    lossy = sorted({r.minute_us for r in inside if r.kind == "rtt" and r.data["lost"]})
+    lossy_rows: list | None = None
+    if len(lossy) <= LOSSY_MINUTES_MAX:
+        lossy_rows = []
+        for lo, hi in _runs(lossy):
+            lossy_rows += store.rtt_rows(key, max(since, lo), min(until, hi + ru.MINUTE_US))
+    else:
+        per: dict[str, list] = {}
+        for r in inside:
+            if r.kind == "rtt" and r.data["lost"]:
+                per.setdefault(r.target, []).append((r.data["lost"], max(1, ru.rtt_loss_runs(r.data))))
+        for target, pairs in per.items():
+            by_kind["rtt"][target].data["_minute_loss"] = pairs
+    # The latest error class of each app: the raw checks of its last minute with a failure.
+    last_failed: dict[str, str] = {}
+    for app in by_kind.get("http", {}):
+        m = max((r.minute_us for r in inside if r.kind == "http" and r.target == app and r.data["failed"]), default=None)
+        if m is not None:
+            errs = [x for x in store.rows(key, "http", m, m + ru.MINUTE_US) if x.target == app and x.values["err"]]
+            if errs:
+                last_failed[app] = max(errs, key=lambda x: x.ts_us).values["err"]
+    wifi_events = [e for e in events if e.kind.startswith("wifi_")]
+    targets = targets_from_rollups(by_kind.get("rtt", {}), rtt_tail, lossy_rows, store.series_methods(key, "rtt")
+                                   if by_kind.get("rtt") else {})
+    return {
+        "targets": [t.as_dict() for t in targets],
+        "apps": apps_from_rollups(by_kind.get("http", {}), tail["http"], last_failed),
+        "voice": voice_from_rollup(next(iter(by_kind.get("voice", {}).values()), None)),
+        "device": device_from_rollup(next(iter(by_kind.get("device", {}).values()), None), tail["device"]),
+        "wifi": wifi_from_rollup(next(iter(by_kind.get("wifi", {}).values()), None), tail["wifi"], wifi_events),
+    }
+
+
+def _rtt_row(r) -> RttRow:
+    return RttRow(r.target, r.address, r.method, r.ts_us, r.values["rtt"], r.hop)
+
+
+def _runs(minutes: list[int]) -> list[tuple[int, int]]:
+    """Sorted minutes as (first, last) runs of consecutive minutes."""
+    out: list[list[int]] = []
+    for m in minutes:
+        if out and m - out[-1][1] <= ru.MINUTE_US:
+            out[-1][1] = m
+        else:
+            out.append([m, m])
+    return [(a, b) for a, b in out]
 
 
 def _ms_or_none(us: int | None) -> float | None:

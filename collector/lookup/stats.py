@@ -247,3 +247,192 @@ def timeline_cells(minutes: list[dict], max_cells: int = 60) -> list[str]:
         mark = "" if worst["score"] >= 70 else (worst["limiting"] or "?")[0]
         cells.append(f"{t} {worst['score']:.0f}{mark}")
     return cells
+
+
+# --- long windows: the same figures from the per-minute rollups ---------------------------------
+#
+# A day at 1 Hz is 86,400 samples per hop; turning them into Python objects alone takes longer
+# than the page may. Over long windows the figures come from the rollups (exact counts, sums,
+# minima and maxima; percentiles within the sketch's 1% relative error), and raw rows are read
+# only where a figure needs the order of single samples:
+# - the last minutes (``tail``): the RFC 3550 jitter at the window's end (the estimator forgets
+#   its start within a few hundred samples: (15/16)^300 < 1e-8), the last status, interface,
+#   SSID, busiest process; a certificate's days left only shrink, so its minimum is the latest;
+# - the minutes that lost samples (``lossy``): loss seconds and the longest loss run, exact as
+#   long as there are at most ``LOSSY_MINUTES_MAX`` such minutes (else estimated, and said so).
+
+LOSSY_MINUTES_MAX = 240
+
+
+def _q_ms(s, q: float) -> float | None:
+    return None if s is None or not s.count else _ms(s.quantile(q))
+
+
+def _by_target(rows: Iterable) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for r in rows:
+        out.setdefault(r.target, []).append(r)
+    for rs in out.values():
+        rs.sort(key=lambda r: r.ts_us)
+    return out
+
+
+def targets_from_rollups(rtt: dict[str, object], tail: list[RttRow], lossy: list[RttRow] | None,
+                         methods: dict[str, set[str]]) -> list[TargetStats]:
+    """``summarize`` over merged rtt rollups (target -> Rollup), the tail rows and the lossy minutes' rows.
+
+    ``lossy`` None: too many lossy minutes to read, loss seconds and longest run are estimated
+    from the rollups (lost samples; the mean run length of the worst minute).
+    """
+    from ..score import rollup as ru  # the lookup reads the score package's rollups
+
+    tail_by, lossy_by = _by_target(tail), _by_target(lossy or ())
+    out = []
+    for target, r in rtt.items():
+        d = r.data
+        n, lost = d["n"], d["lost"]
+        if not n:
+            continue
+        sk = d["rtt"]
+        jit_sum, pairs = ru.rtt_jitter(d)
+        t_rows = tail_by.get(target, [])
+        jitter, _ = rfc3550_jitter(x.rtt_us for x in t_rows if x.rtt_us is not None)
+        if lossy is not None:
+            lr = lossy_by.get(target, [])
+            loss_seconds = len({x.ts_us // 1_000_000 for x in lr if x.rtt_us is None})
+            max_run = _longest_run(x.rtt_us is None for x in lr)
+        else:
+            loss_seconds = lost
+            max_run = max((math.ceil(m_lost / m_runs) for m_lost, m_runs in d.get("_minute_loss", ()) if m_runs), default=0)
+        frags = d.get("frags") or []
+        out.append(TargetStats(
+            target=target,
+            hop=r.hop or None,
+            addresses=sorted(set(d["addr"])),
+            methods=sorted(methods.get(target, ())),
+            samples=n,
+            lost=lost,
+            loss_pct=round(100.0 * lost / n, 2),
+            rtt_median_ms=_q_ms(sk, 0.5),
+            rtt_p95_ms=_q_ms(sk, 0.95),
+            rtt_max_ms=None if sk is None or not sk.count else _ms(sk.max),
+            jitter_ms=_ms(jitter) if jitter is not None else (_ms(jit_sum / pairs) if pairs else None),
+            jitter_mean_abs_ms=_ms(jit_sum / pairs) if pairs else None,
+            loss_seconds=loss_seconds,
+            max_loss_run=max_run,
+            first_us=min((f[0] for f in frags), default=t_rows[0].ts_us if t_rows else 0),
+            last_us=max((f[1] for f in frags), default=t_rows[-1].ts_us if t_rows else 0),
+        ))
+    out.sort(key=lambda t: (t.target != "gateway", t.hop is None, t.hop or 0, t.target))
+    return out
+
+
+def apps_from_rollups(http: dict[str, object], tail: list, last_failed: dict[str, str]) -> list[dict]:
+    """``app_stats`` from merged http rollups (app -> Rollup); ``last_failed``: app -> its latest error class."""
+    tail_by = _by_target(tail)
+    out = []
+    for app in sorted(http):
+        d = http[app].data
+        n, failed = d["n"], d["failed"]
+        if not n:
+            continue
+        rs = tail_by.get(app, [])
+        last = rs[-1].values if rs else {}
+        certs = [x.values["cert"] for x in rs if x.values.get("cert") is not None]
+        out.append({
+            "app": app,
+            "addresses": sorted(set(d["addr"])),
+            "checks": n,
+            "failed": failed,
+            "availability_pct": round(100.0 * (n - failed) / n, 2),
+            **{f"{phase}_median_ms": _q_ms(d[phase], 0.5) for phase in ("dns", "tcp", "tls", "ttfb", "total")},
+            "total_p95_ms": _q_ms(d["total"], 0.95),
+            "last_status": last.get("status"),
+            "http_version": last.get("ver"),
+            "cert_days_left": min(certs) if certs else None,
+            "errors": {k: v for k, v in sorted(d["errs"].items()) if v},
+            "last_error": last_failed.get(app),
+        })
+    return out
+
+
+def voice_from_rollup(r) -> dict | None:
+    if r is None:
+        return None
+    d = r.data
+    sent, recv = d["sent"], d["recv"]
+    jit = d["jit"]
+    return {
+        "runs": d["runs"],
+        "failed_runs": d["failed"],
+        "packets_sent": sent,
+        "loss_pct": round(100.0 * (sent - recv) / sent, 2) if sent else None,
+        "rtt_median_ms": _q_ms(d["rtt"], 0.5),
+        "jitter_median_ms": _q_ms(jit, 0.5),
+        "jitter_max_ms": None if jit is None or not jit.count else _ms(jit.max),
+        "burst_loss_max_pct": None if d["burst_max"] is None else d["burst_max"] / 10.0,
+        "reordered": d["reord"],
+    }
+
+
+def device_from_rollup(r, tail: list) -> dict | None:
+    if r is None or not r.data["n"]:
+        return None
+    d = r.data
+    rows = sorted(tail, key=lambda x: x.ts_us)
+    last = rows[-1].values if rows else {}
+    return {
+        "readings": d["n"],
+        "cpu_pct_now": None if last.get("cpu") is None else last["cpu"] / 10,
+        "cpu_pct_max": None if d["cpu_max"] is None else d["cpu_max"] / 10,
+        "mem_pct_now": None if last.get("mem") is None else last["mem"] / 10,
+        "mem_pct_max": None if d["mem_max"] is None else d["mem_max"] / 10,
+        "nic_errors": d["nicerr"],
+        "interface": last.get("if"),
+        "interface_kind": last.get("ifk"),
+        "vpn": last.get("vpn"),
+        "proxy": last.get("proxy"),
+        "busiest": next((x.values["top"] for x in reversed(rows) if x.values.get("top")), d["top"][1] if d["top"] else None),
+    }
+
+
+def _hist_rank(h: dict, q: float) -> int | None:
+    """Nearest-rank percentile of an exact histogram (value -> count), as ``percentile`` of the values."""
+    total = sum(h.values())
+    if not total:
+        return None
+    rank = max(1, math.ceil(q / 100.0 * total))
+    seen = 0
+    for k in sorted(h):
+        seen += h[k]
+        if seen >= rank:
+            return int(k)
+    return None
+
+
+def wifi_from_rollup(r, tail: list, events: list) -> dict | None:
+    if r is None or not r.data["n"]:
+        return None
+    d = r.data
+    rows = sorted(tail, key=lambda x: x.ts_us)
+    last = rows[-1].values if rows else {}
+    kinds = [e.kind for e in events]
+    tx = d["tx"]
+    return {
+        "readings": d["n"],
+        "connected_pct": round(100.0 * d["conn"] / d["n"], 1),
+        "ssid": last.get("ssid"),
+        "bssid": last.get("bssid"),
+        "band": last.get("band"),
+        "channel": last.get("ch"),
+        "phy": last.get("phy"),
+        "rssi_median_dbm": _hist_rank(d["rssi"], 50),
+        "rssi_min_dbm": min((int(k) for k, v in d["rssi"].items() if v), default=None),
+        "snr_median_db": _hist_rank(d["snr"], 50),
+        "tx_rate_median_mbps": None if tx is None or not tx.count else round(tx.quantile(0.5) / 1000, 1),
+        "bssids": len(d["bssid"]),
+        "roams": kinds.count("wifi_roam"),
+        "disconnects": kinds.count("wifi_disconnect"),
+        "weak_signal_events": kinds.count("wifi_weak_signal"),
+        "rate_drops": kinds.count("wifi_rate_drop"),
+    }

@@ -191,19 +191,48 @@ class Figures:
 
 
 def merged(rollups: Iterable[ru.Rollup]) -> dict[tuple[str, str], ru.Rollup]:
-    """Rollups of several minutes merged per (kind, target); events spans concatenated."""
+    """Rollups of several minutes merged per (kind, target); events spans concatenated.
+
+    A key seen once is handed back as it is (read-only: one minute, the common case, costs no
+    copy). RTT fragments are gathered and sorted once at the end: ``merge_data`` sorts them at
+    every merge, which over a day (1,440 minutes) is quadratic and took seconds.
+    """
     out: dict[tuple[str, str], ru.Rollup] = {}
+    own: set[tuple[str, str]] = set()  # keys whose rollup is our own copy (safe to merge into)
+    frags: dict[tuple[str, str], list] = {}
     for r in rollups:
         k = (r.kind, r.target)
         have = out.get(k)
         if have is None:
-            have = out[k] = ru.Rollup(r.agent, r.minute_us, r.kind, r.target, r.hop, ru.empty(r.kind))
-        if r.kind == ru.EVENTS:
-            have.data["spans"].extend(r.data["spans"])
-        else:
-            have.hop = max(have.hop, r.hop)
-            ru.merge_data(r.kind, have.data, r.data)
+            out[k] = r
+            continue
+        if k not in own:
+            own.add(k)
+            first = have
+            have = out[k] = ru.Rollup(first.agent, first.minute_us, first.kind, first.target, first.hop,
+                                      ru.empty(first.kind))
+            _absorb(have, first, frags)
+        _absorb(have, r, frags)
+    for k, fs in frags.items():
+        out[k].data["frags"] = sorted((list(f) for f in fs), key=_frag_key)
     return out
+
+
+def _absorb(have: ru.Rollup, r: ru.Rollup, frags: dict) -> None:
+    if r.kind == ru.EVENTS:
+        have.data["spans"].extend(r.data["spans"])
+        return
+    have.hop = max(have.hop, r.hop)
+    if r.kind == "rtt":
+        frags.setdefault((r.kind, r.target), []).extend(r.data.get("frags") or ())
+        have.data["frags"] = []
+        ru.merge_data(r.kind, have.data, {**r.data, "frags": []})
+    else:
+        ru.merge_data(r.kind, have.data, r.data)
+
+
+def _frag_key(f) -> tuple:
+    return (f[0], f[1], -1 if f[2] is None else f[2], -1 if f[3] is None else f[3], f[4], f[5])
 
 
 def figures_of(rollups: Iterable[ru.Rollup], start_us: int, end_us: int) -> Figures:
@@ -483,7 +512,8 @@ class Timeline:
             "limiting": self.window.limiting,
             "components": [{"name": n, **{k: v for k, v in _readable(w.to_dict(), w).items() if k in ("score", "label", "reason")},
                             "worst_minute_us": w.worst[0][0] if w.worst else None} for n, w in self.components.items()],
-            "minutes": [{"minute_us": m.minute_us, "score": m.overall.to_dict()["score"], "label": m.overall.label,
+            "minutes": [{"minute_us": m.minute_us, "score": None if m.overall.score is None else round(m.overall.score, 1),
+                         "label": m.overall.label,
                          "limiting": m.overall.limiting} for m in self.minutes],
         }
 

@@ -155,6 +155,9 @@ class Store(Protocol):
     def delete_rollups_before(self, cutoff_us: int, limit: int) -> int:
         """Delete up to ``limit`` rollups (and closed incidents) older than the cutoff; as above."""
 
+    def series_methods(self, agent_key: int, kind: str) -> dict[str, set[str]]:
+        """Target -> the measuring methods of the agent's series of this kind."""
+
     def close(self) -> None: ...
 
 

@@ -718,6 +718,14 @@ class PostgresStore:
         with self._lock:
             return self._retrying(run, "retention delete")
 
+    def series_methods(self, agent_key: int, kind: str) -> dict[str, set[str]]:
+        """Target -> the measuring methods of its series (the lookup's long windows read no raw rows)."""
+        got = self._query(f"SELECT target, method FROM {self._s}.series WHERE agent = %s AND kind = %s", [agent_key, kind])
+        out: dict[str, set[str]] = {}
+        for t, m in got:
+            out.setdefault(t, set()).add(m)
+        return out
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

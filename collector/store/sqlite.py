@@ -479,6 +479,15 @@ class SqliteStore:
                 raise
             return n
 
+    def series_methods(self, agent_key: int, kind: str) -> dict[str, set[str]]:
+        """Target -> the measuring methods of its series (the lookup's long windows read no raw rows)."""
+        with self._reader() as db:
+            got = db.execute("SELECT target, method FROM series WHERE agent = ? AND kind = ?", (agent_key, kind)).fetchall()
+        out: dict[str, set[str]] = {}
+        for t, m in got:
+            out.setdefault(t, set()).add(m)
+        return out
+
     def _reader(self):
         return _Reader(self.path)
 
