@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 from .config import AgentConfig, ConfigError, load, parse_target
@@ -36,6 +37,9 @@ def add_agent_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, help="seconds a probe waits for an answer (default 1)")
     p.add_argument("--batch-interval", type=float, help="seconds between batches (default 10)")
     p.add_argument("--no-gateway", action="store_true", help="do not measure the default gateway")
+    p.add_argument("--ca-file", help="CA to verify the collector against (the one given at install time)")
+    p.add_argument("--enroll-token", help="enrollment token, spent once for this agent's own credential")
+    p.add_argument("--insecure", action="store_true", help="plain-text gRPC (development only; logged loudly)")
     p.add_argument("--methods", help="comma-separated RTT methods to allow: icmp_raw,icmp_dgram,tcp_connect")
 
 
@@ -54,6 +58,9 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         batch_interval_s=args.batch_interval,
         measure_gateway=False if args.no_gateway else None,
         rtt_methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else None,
+        ca_file=os.path.abspath(args.ca_file) if getattr(args, "ca_file", None) else None,
+        enroll_token=getattr(args, "enroll_token", None),
+        insecure=True if getattr(args, "insecure", False) else None,
     )
 
 

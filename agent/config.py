@@ -68,6 +68,18 @@ class AgentConfig:
     # Send SSID/BSSID as keyed hashes instead of names (privacy option); the salt keys the hash.
     wifi_hash_identity: bool = False
     wifi_hash_salt: str = ""
+    # Reaching the collector (issue 6). The agent verifies the collector against ca_file, the CA it
+    # was installed with (empty: the system's trust store, for a collector with a public certificate).
+    ca_file: str = ""
+    # Spent once: the agent trades it for its own credential, kept in state_dir (mode 0600).
+    enroll_token: str = ""
+    # Plain-text gRPC, for development only; logged loudly. Enrollment is still required.
+    insecure: bool = False
+    # Name to check the collector's certificate against when `collector` is an address it does not carry.
+    tls_server_name: str = ""
+    # Mutual TLS, when the collector asks for client certificates.
+    client_cert_file: str = ""
+    client_key_file: str = ""
 
     def validate(self) -> AgentConfig:
         if not _is_host_port(self.collector):
@@ -114,6 +126,13 @@ class AgentConfig:
             app_names.add(a.name)
         if self.app_ca_file and not os.path.isfile(self.app_ca_file):
             raise ConfigError(f"app_ca_file {self.app_ca_file} does not exist")
+        if self.insecure and (self.ca_file or self.client_cert_file):
+            raise ConfigError("insecure excludes ca_file and client certificates (they would be ignored)")
+        for name in ("ca_file", "client_cert_file", "client_key_file"):
+            if getattr(self, name) and not os.path.isfile(getattr(self, name)):
+                raise ConfigError(f"{name} {getattr(self, name)} does not exist")
+        if bool(self.client_cert_file) != bool(self.client_key_file):
+            raise ConfigError("client_cert_file and client_key_file go together")
         return self
 
     def with_overrides(self, **kw) -> AgentConfig:
@@ -157,18 +176,44 @@ _KEYS = {
     "voice_interval_s": (int, float), "voice_duration_s": (int, float), "device_interval_s": (int, float),
     "trace_enabled": bool, "trace_interval_s": (int, float), "hop_probing": bool,
     "wifi_interval_s": (int, float), "wifi_weak_rssi_dbm": int, "wifi_hash_identity": bool, "wifi_hash_salt": str,
+    "ca_file": str, "enroll_token": str, "insecure": bool, "tls_server_name": str, "client_cert_file": str,
+    "client_key_file": str,
 }
+# Installers write the token and the CA into this file beside the bootstrap file, readable by the
+# service only (agent.toml stays readable, for `agent once`); only these keys may appear in it.
+ENROLL_FILE = "enroll.toml"
+_ENROLL_KEYS = ("enroll_token", "ca_file")
 
 
-def load(path: str | Path) -> AgentConfig:
-    """Read a TOML bootstrap file; unknown keys and wrong types are errors, not silently ignored."""
+def _read_toml(path: str | Path) -> dict:
     try:
         with open(path, "rb") as f:
-            raw = tomllib.load(f)
+            return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def load(path: str | Path) -> AgentConfig:
+    """Read a TOML bootstrap file; unknown keys and wrong types are errors, not silently ignored.
+
+    ``enroll.toml`` beside it (the installers' token and CA), if present and readable, adds its keys;
+    a key set in both is an error, since which one wins would be a guess.
+    """
+    raw = _read_toml(path)
+    enroll = Path(path).with_name(ENROLL_FILE)
+    if enroll.exists():
+        try:
+            extra = _read_toml(enroll)
+        except PermissionError:  # `agent once` by a user: the secrets are the service's only
+            extra = {}
+        for key, value in extra.items():
+            if key not in _ENROLL_KEYS:
+                raise ConfigError(f"{enroll}: unknown key {key!r} (allowed: {', '.join(_ENROLL_KEYS)})")
+            if key in raw and raw[key] != value:
+                raise ConfigError(f"{key} is set in both {path} and {enroll}")
+            raw[key] = value
     kw = {}
     for key, value in raw.items():
         if key not in _KEYS:
@@ -207,4 +252,7 @@ def load(path: str | Path) -> AgentConfig:
         kw["rtt_methods"] = tuple(kw["rtt_methods"])
     if "state_dir" in kw:
         kw["state_dir"] = os.path.expanduser(kw["state_dir"])
+    for name in ("ca_file", "client_cert_file", "client_key_file"):
+        if kw.get(name):  # relative to the bootstrap file, where the installers put ca.pem
+            kw[name] = os.path.join(os.path.dirname(os.path.abspath(path)), os.path.expanduser(kw[name]))
     return AgentConfig(**kw).validate()

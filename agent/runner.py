@@ -75,7 +75,11 @@ class Agent:
             seq_epoch=self.spool.epoch,
             payload_schema=payload.SCHEMA_VERSION,
         )
-        self.uplink = Uplink(self.spool, cfg.collector, self.hello, self._apply_config, cfg.reconnect_max_s)
+        from .enrollment import ChannelSecurity, Credential  # TLS against the installed CA, and the credential
+
+        self.uplink = Uplink(self.spool, cfg.collector, self.hello, self._apply_config, cfg.reconnect_max_s,
+                             ChannelSecurity.from_config(cfg),
+                             Credential(cfg.state_dir, self.agent_id, self.hello.host, cfg.enroll_token))
         self._gateway: Target | None = None
         self._probing: set[asyncio.Task] = set()
         self._in_order: dict[str, list[list]] = {}

@@ -38,16 +38,14 @@ from pathlib import Path
 
 from cxpulse import __version__
 
-from .config import AgentConfig, ConfigError, load
+from .config import ENROLL_FILE, AgentConfig, ConfigError, load
 
 __all__ = ["ENROLL_FILE", "SERVICE_NAME", "ServiceRunner", "build_parser", "cmd_configure", "cmd_once", "main",
            "quick_check", "register", "trace_child_argv", "write_bootstrap"]
 
 SERVICE_NAME = "cxpulse-agent"  # the Windows service and the systemd unit (launchd: com.cxpulse.agent)
-# Until issue 6 teaches config.py the keys ``enroll_token`` and ``ca_file``, they live in this file
-# beside the bootstrap file, so that a token given at install time is not lost. The agent will read
-# it once issue 6 lands; then ``configure`` can write both keys into the bootstrap file instead.
-ENROLL_FILE = "enroll.toml"
+# The keys ``enroll_token`` and ``ca_file`` live in this file beside the bootstrap file, readable by
+# the service only (agent.toml stays readable for `agent once`); config.load merges it (ENROLL_FILE).
 CA_FILE = "ca.pem"
 
 log = logging.getLogger("cxpulse.agent.service")
@@ -341,8 +339,8 @@ _NEW_FILE_HEADER = """\
 """
 
 _ENROLL_HEADER = """\
-# Enrollment secrets given at install time; readable by the service only.
-# The agent reads these keys once enrollment (issue 6) lands.
+# Enrollment secrets given at install time; readable by the service only. The agent merges these
+# keys into its bootstrap file's and spends the token once for a credential of its own.
 """
 
 

@@ -22,6 +22,7 @@ import grpc
 from cxpulse.v1 import telemetry_pb2 as pb
 from cxpulse.v1 import telemetry_pb2_grpc as pb_grpc
 
+from .enrollment import ChannelSecurity, Credential, NotEnrolled
 from .spool import Spool
 
 log = logging.getLogger("cxpulse.agent.uplink")
@@ -68,7 +69,13 @@ class Uplink:
         hello: pb.Hello,
         on_config: Callable[[pb.AgentConfig], None] | None = None,
         reconnect_max_s: float = 30.0,
+        security: ChannelSecurity | None = None,
+        credential: Credential | None = None,
     ):
+        # No security given: plain text without a credential (tests with a collector of their own);
+        # the agent itself always passes both, from its configuration.
+        self.security = security or ChannelSecurity(insecure=True)
+        self.credential = credential
         self.spool = spool
         self.collector = collector
         self.hello = hello
@@ -91,9 +98,18 @@ class Uplink:
                 attempt = 0
             except asyncio.CancelledError:
                 raise
+            except NotEnrolled as exc:
+                self.stats.last_error = str(exc)
+                log.error("%s", exc)
             except grpc.aio.AioRpcError as exc:
                 self.stats.last_error = f"{exc.code().name}: {exc.details()}"
                 hint = retry_hint_s(exc)
+                if exc.code() == grpc.StatusCode.UNAUTHENTICATED and self.credential is not None:
+                    log.error("the collector rejected this agent's credential (%s)", exc.details())
+                    self.credential.rejected()
+                elif exc.code() == grpc.StatusCode.UNAVAILABLE and "handshake" in (exc.details() or "").lower():
+                    log.error("TLS handshake with %s failed: is ca_file the collector's CA? (%s)", self.collector,
+                              exc.details())
             except Exception as exc:  # never crash after start-up
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("uplink session failed")
@@ -128,12 +144,13 @@ class Uplink:
         return True
 
     async def _session(self, stop: asyncio.Event) -> None:
-        async with grpc.aio.insecure_channel(
-            self.collector,
-            options=[("grpc.keepalive_time_ms", 30_000), ("grpc.keepalive_timeout_ms", 10_000)],
-        ) as channel:
+        async with self.security.channel(self.collector) as channel:
+            metadata = ()
+            if self.credential is not None:
+                await self.credential.ensure(channel)
+                metadata = self.credential.metadata()
             stub = pb_grpc.TelemetryServiceStub(channel)
-            call = stub.Stream()
+            call = stub.Stream(metadata=metadata)
             await call.write(pb.StreamRequest(hello=self.hello))
             first = await call.read()
             if first is grpc.aio.EOF or first.WhichOneof("kind") != "config":

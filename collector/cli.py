@@ -55,9 +55,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="webhooks into ITSM (TOML, see collector/alerts/alerts.example.toml); needs --http")
     serve.add_argument("--raw-days", type=float, default=7.0, help="keep raw samples this many days (default 7)")
     serve.add_argument("--rollup-days", type=float, default=400.0, help="keep per-minute rollups this many days (default 400)")
+    serve.add_argument("--tls-dir", default="", metavar="DIR",
+                       help="serve TLS with DIR/server.pem and DIR/server.key, as `collector init` writes them "
+                            "(default: the init directory beside the default database, if it exists)")
+    serve.add_argument("--tls-cert", default="", metavar="FILE", help="server certificate chain (PEM), instead of --tls-dir")
+    serve.add_argument("--tls-key", default="", metavar="FILE", help="its private key (PEM)")
+    serve.add_argument("--client-ca", default="", metavar="FILE",
+                       help="mutual TLS: require agents to present a client certificate signed by this CA")
     serve.add_argument("--insecure", action="store_true",
-                       help="plain-text gRPC without TLS (development only; logged loudly). Without TLS material "
-                            "and without this flag the collector will refuse to start (issue 6)")
+                       help="plain-text gRPC without TLS (development only; logged loudly). Without TLS material and "
+                            "without this flag the collector refuses to start. Agents must enroll either way")
     serve.add_argument("--ready-file", help="write the bound port here once listening (for scripts)")
     from .ingest.limits import add_arguments as add_limit_arguments
 
@@ -76,6 +83,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     lookup.add_argument("--window", type=parse_duration, default=3600, help="how far back (default 1h)")
     lookup.add_argument("--json", action="store_true", help="machine-readable output")
     lookup.set_defaults(func=cmd_lookup)
+
+    from .security import cli as security_cli
+
+    security_cli.register(col)  # collector init | tokens | agents | keys
 
     demo = sub.add_parser("demo", help="collector + agent on this machine, then the lookup")
     demo.add_argument("--duration", type=float, default=30, help="seconds to measure (default 30; Ctrl-C stops early)")
@@ -137,6 +148,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.rollup_days < args.raw_days or args.raw_days <= 0:
         print("cxpulse collector: --rollup-days must be >= --raw-days > 0", file=sys.stderr)
         return 2
+    tls = _server_tls(args)
+    if tls == 2:
+        return 2
     from .ingest.limits import from_arguments as limits_from_arguments
 
     try:
@@ -147,11 +161,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve(args.db or default_db(), args.listen, config, args.ready_file, args.reflector, limits=limits, central_config=args.config,
                           reflector_key_file=args.reflector_key_file, http_listen=args.http, http_public_url=args.http_public_url,
-                          alerts_config=alerts_config, raw_days=args.raw_days, rollup_days=args.rollup_days))
+                          alerts_config=alerts_config, raw_days=args.raw_days, rollup_days=args.rollup_days,
+                          tls=tls, insecure=args.insecure))
     except Exception as exc:  # fail fast at start-up with one clear line (no traceback for config errors)
         print(f"cxpulse collector: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _server_tls(args: argparse.Namespace):
+    """The TLS material to serve with, None for --insecure, or 2 after printing why it cannot start."""
+    from .security.cli import default_tls_dir
+    from .security.tls import SERVER_CERT, TlsConfigError, load_server_tls
+
+    given = args.tls_dir or args.tls_cert or args.tls_key
+    if args.insecure:
+        if given or args.client_ca:
+            print("cxpulse collector: --insecure and TLS options exclude each other", file=sys.stderr)
+            return 2
+        return None
+    tls_dir = args.tls_dir
+    if not given and os.path.exists(os.path.join(default_tls_dir(), SERVER_CERT)):
+        tls_dir = default_tls_dir()
+    try:
+        tls = load_server_tls(tls_dir, args.tls_cert, args.tls_key, args.client_ca)
+    except TlsConfigError as exc:
+        print(f"cxpulse collector: {exc}", file=sys.stderr)
+        return 2
+    if tls is None:
+        print("cxpulse collector: refusing to start without TLS: no TLS material was given and none was found in "
+              f"{default_tls_dir()}. Run `cxpulse collector init --name HOST` once, then serve with --tls-dir DIR "
+              "(or --tls-cert/--tls-key); for development on a trusted network only, pass --insecure",
+              file=sys.stderr)
+        return 2
+    return tls
 
 
 def cmd_lookup(args: argparse.Namespace) -> int:

@@ -1,7 +1,10 @@
 """``cxpulse demo``: a collector and an agent on this machine, then the lookup for this user.
 
 The collector and agent share one event loop here, but talk over real gRPC on
-loopback and store into a real SQLite file, exactly as separate processes do.
+loopback and store into a real SQLite file, exactly as separate processes do, and
+secured as in production: ``collector init`` into the data dir (a CA, a server
+certificate for 127.0.0.1), TLS on the gRPC port, and the agent enrolls with a
+token and streams with its own credential.
 """
 
 from __future__ import annotations
@@ -52,7 +55,17 @@ async def run_demo(args: argparse.Namespace) -> int:
     app, app_port = await _serve_tcp_listener()
     config = IngestConfig(apps=[("local-web", f"http://127.0.0.1:{app_port}/", 500)], app_interval_ms=10_000,
                           voice_interval_ms=15_000)
-    collector = Collector(db, "127.0.0.1:0", config, reflector_listen="127.0.0.1:0")
+    from .security.registry import Registry
+    from .security.tls import CA_CERT, init_dir, load_server_tls
+
+    tls_dir = os.path.join(data_dir, "tls")
+    init_dir(tls_dir, ["localhost"], ["127.0.0.1"])  # what `cxpulse collector init` does; keeps an existing CA
+    reg = Registry.open(db)
+    try:
+        token, _ = reg.create_token(site="demo", uses=1, ttl_s=3600, note="demo")
+    finally:
+        reg.close()
+    collector = Collector(db, "127.0.0.1:0", config, reflector_listen="127.0.0.1:0", tls=load_server_tls(tls_dir))
     await collector.start()
     # local-app always uses TCP connect time, like an app's port would.
     targets = (Target("loopback", "127.0.0.1", app_port), Target("local-app", "127.0.0.1", app_port, method="tcp_connect"))
@@ -65,10 +78,13 @@ async def run_demo(args: argparse.Namespace) -> int:
         measure_gateway=not args.local_only,
         targets=targets,
         reconnect_max_s=2.0,
+        ca_file=os.path.join(tls_dir, CA_CERT),
+        enroll_token=token,
     ).validate()
     agent = Agent(cfg)
     print(f"cxpulse demo: data in {data_dir}")
-    print(f"  collector on 127.0.0.1:{collector.port} (SQLite {db})")
+    print(f"  collector on 127.0.0.1:{collector.port} with TLS (CA {os.path.join(tls_dir, CA_CERT)}; SQLite {db});"
+          " the agent enrolls with a one-use token")
     print(f"  agent {agent.agent_id} as user {agent.hello.os_user!r}; targets: "
           + ("default gateway, " if cfg.measure_gateway else "")
           + f"loopback, local-app (TCP 127.0.0.1:{app_port}), web check http://127.0.0.1:{app_port}/, "

@@ -49,7 +49,11 @@ class Collector:
                  reflector_listen: str = "", reflector_key_file: str | None = None, *, http_listen: str = "",
                  http_public_url: str = "", alerts_config=None, raw_days: float = 7.0, rollup_days: float = 400.0,
                  background: bool = True, limits=None,
-                 central_config: str | None = None):
+                 central_config: str | None = None, tls=None, insecure: bool = False):
+        # TLS (a security.tls.ServerTls) or an explicit insecure=True: never plain text by default.
+        self.tls, self.insecure = tls, insecure
+        self.registry = None
+        self.auth = None
         self.limits = limits  # cxpulse.collector.ingest.limits.IngestLimits; None: the defaults
         self.central_config, self.config_watcher = central_config, None  # collector/config/watch.py
         self.http_listen, self.http_public_url, self.alerts_config = http_listen, http_public_url, alerts_config
@@ -70,10 +74,18 @@ class Collector:
         self.server: grpc.aio.Server | None = None
         self.health: health.aio.HealthServicer | None = None
         self._health_task: asyncio.Task | None = None
+        self._revocations: asyncio.Task | None = None
         self.port = 0
 
     async def start(self) -> None:
+        from .security.registry import Registry
+        from .security.streams import AuthenticatedTelemetry
+
+        if self.tls is None and not self.insecure:
+            raise ValueError("no TLS material: run `cxpulse collector init --name HOST` and serve with --tls-dir DIR "
+                             "(or --tls-cert/--tls-key); plain-text gRPC only with --insecure, on a trusted network")
         self.store = open_store(self.db)
+        self.registry = Registry.open(self.db)
         self.writer = StoreWriter(self.store)
         self.writer.start()
         self.service = TelemetryService(self.store, self.writer, self.config, limits=self.limits)
@@ -86,15 +98,21 @@ class Collector:
             ],
             maximum_concurrent_rpcs=MAX_STREAMS,
         )
-        pb_grpc.add_TelemetryServiceServicer_to_server(self.service, self.server)
+        # Every stream is bound to an enrolled agent's credential, with or without TLS.
+        self.auth = AuthenticatedTelemetry(self.service, self.registry)
+        pb_grpc.add_TelemetryServiceServicer_to_server(self.auth, self.server)
         self.health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        self.port = self.server.add_insecure_port(self.listen)
+        if self.tls is not None:
+            self.port = self.server.add_secure_port(self.listen, self.tls.credentials())
+        else:
+            self.port = self.server.add_insecure_port(self.listen)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.listen}")
         await self.server.start()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         self._health_task = asyncio.ensure_future(self._watch_storage())
+        self._revocations = asyncio.ensure_future(self.auth.watch_revocations())
         if self.reflector_listen:
             await self._start_reflector()
         if self.central_config or self.background:
@@ -115,7 +133,13 @@ class Collector:
                            asyncio.ensure_future(incident_loop(self.store))]
         from .cli import redact
 
-        log.warning("collector listening on %s WITHOUT TLS (plain-text gRPC); store %s", self._bound(), redact(self.db))
+        if self.tls is None:
+            log.warning("INSECURE: collector listening on %s WITHOUT TLS (plain-text gRPC, --insecure): agent "
+                        "credentials and measurements cross the network readable by anyone on the path; "
+                        "development only; store %s", self._bound(), redact(self.db))
+        else:
+            log.warning("collector listening on %s with TLS (%s%s); store %s", self._bound(), self.tls.source,
+                        ", mutual TLS: client certificates required" if self.tls.client_ca else "", redact(self.db))
 
     async def _start_reflector(self) -> None:
         from .reflector import Reflector, derive_agent_key
@@ -183,6 +207,8 @@ class Collector:
             await self.http.stop()
         if self._health_task is not None:
             self._health_task.cancel()
+        if self._revocations is not None:
+            self._revocations.cancel()
         if self.health is not None:
             await self.health.enter_graceful_shutdown()
         if self.reflector is not None:
@@ -211,6 +237,8 @@ class Collector:
             await asyncio.to_thread(self.writer.stop)
         if self.store is not None:
             self.store.close()
+        if self.registry is not None:
+            self.registry.close()
 
 
 def load_or_create_secret(path: str) -> bytes:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,21 +65,73 @@ class Proc:
         return self.log_path.read_text(errors="replace")
 
 
+_PKI: Path | None = None
+# Collector address -> what an agent needs to reach it (CA or --insecure, and an enrollment token).
+_AGENT_ARGS: dict[str, list[str]] = {}
+
+
+def shared_pki() -> Path:
+    """One CA and a server certificate for localhost / 127.0.0.1 / ::1, shared by the session's
+    collectors, so an agent moving between two test collectors trusts both. Removed at exit."""
+    global _PKI
+    if _PKI is None:
+        from cxpulse.collector.security.tls import init_dir
+
+        d = Path(tempfile.mkdtemp(prefix="cxpulse-test-pki-"))
+        atexit.register(shutil.rmtree, d, True)
+        init_dir(d / "tls", ["localhost"], ["127.0.0.1", "::1"])
+        _PKI = d / "tls"
+    return _PKI
+
+
+def enroll_token(db: str | Path, uses: int = 1000) -> str:
+    """A fresh enrollment token in this collector database (SQLite path or PostgreSQL URL)."""
+    from cxpulse.collector.security.registry import Registry
+
+    reg = Registry.open(str(db))
+    try:
+        return reg.create_token(uses=uses, note="tests")[0]
+    finally:
+        reg.close()
+
+
+def agent_security_args(collector_address: str) -> list[str]:
+    """``agent run`` options to reach a collector started by CollectorProc (empty if unknown)."""
+    return list(_AGENT_ARGS.get(collector_address, []))
+
+
 class CollectorProc(Proc):
+    """``collector serve`` on loopback with TLS from the session's test CA (``--insecure`` in
+    ``extra`` serves plain text); agents started with ``start_agent`` enroll with ``self.token``."""
+
     def __init__(self, tmp: Path, db: Path, port: int = 0, extra: list[str] | None = None):
         self.tmp, self.db, self.port, self.extra = tmp, db, port, extra or []
         self.ready = tmp / f"collector-ready-{id(self)}"
+        self.token = ""
+        self.insecure = "--insecure" in self.extra
         super().__init__([], tmp / "collector.log")
+
+    @property
+    def ca_file(self) -> str:
+        return str(shared_pki() / "ca.pem")
+
+    def agent_args(self) -> list[str]:
+        sec = ["--insecure"] if self.insecure else ["--ca-file", self.ca_file]
+        return sec + ["--enroll-token", self.token]
 
     def start(self) -> CollectorProc:
         self.ready.unlink(missing_ok=True)
+        if not self.token:
+            self.token = enroll_token(self.db)
+        tls = [] if self.insecure else ["--tls-dir", str(shared_pki())]
         self.args = ["-v", "collector", "serve", "--listen", f"127.0.0.1:{self.port}", "--db", str(self.db),
-                     "--ready-file", str(self.ready)] + self.extra
+                     "--ready-file", str(self.ready)] + tls + self.extra
         super().start()
         wait_for(lambda: self.ready.exists() and self.ready.read_text().strip() or not self.alive(), 20, what="collector to listen")
         if not self.alive():
             raise AssertionError("collector exited at start:\n" + self.output())
         self.port = int(self.ready.read_text())
+        _AGENT_ARGS[self.address] = self.agent_args()
         return self
 
     @property
@@ -105,6 +160,8 @@ def start_agent(tmp_path: Path, procs: list, collector_address: str, *extra: str
     state = tmp_path / name
     args = ["-v", "agent", "run", "--collector", collector_address, "--state-dir", str(state), "--no-gateway",
             "--interval", "0.2", "--batch-interval", "1", "--target", "loopback=127.0.0.1:9"] + list(extra)
+    if "--config" not in extra:  # a config file brings its own ca_file / token
+        args += agent_security_args(collector_address)
     p = Proc(args, tmp_path / f"{name}.log").start()
     procs.append(p)
     return p
