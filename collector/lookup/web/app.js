@@ -56,9 +56,43 @@
   const num = (v, d = 1) => (v === null || v === undefined) ? "–" : (v === 0 ? "0" : Math.abs(v) >= 100 ? String(Math.round(v)) : Number(v).toFixed(d));
   const labelClass = (l) => (l === "good" || l === "fair" || l === "poor") ? l : "na";
 
+  // ---------- sign-in ----------
+  // The API needs a key (helpdesk or admin). It lives in sessionStorage: gone when the tab
+  // closes, never in a cookie (so no other page can make the browser send it), sent on each fetch.
+  const KEY = "cxpulse.apikey";
+  const signin = document.getElementById("signin");
+  const keyInput = document.getElementById("apikey");
+  const signinMsg = document.getElementById("signin-msg");
+  const signout = document.getElementById("signout");
+  class NeedKey extends Error {}
+  function askForKey(why) {
+    sessionStorage.removeItem(KEY);
+    signinMsg.textContent = why || "";
+    signin.hidden = false;
+    signout.hidden = true;
+    keyInput.focus();
+  }
+  signin.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const k = keyInput.value.trim();
+    if (!k) { signinMsg.textContent = "Paste the API key IT gave you."; return; }
+    sessionStorage.setItem(KEY, k);
+    keyInput.value = "";
+    signin.hidden = true;
+    signout.hidden = false;
+    route();
+  });
+  signout.addEventListener("click", (e) => { e.preventDefault(); fill(main); askForKey("Signed out."); });
+
   async function api(path) {
     const t0 = performance.now();
-    const r = await fetch(path, { headers: { Accept: "application/json" } });
+    const key = sessionStorage.getItem(KEY);
+    if (!key) { askForKey(""); throw new NeedKey("Sign in with an API key to continue."); }
+    const r = await fetch(path, { headers: { Accept: "application/json", Authorization: "Bearer " + key } });
+    if (r.status === 401) {
+      askForKey("The key was not accepted (unknown or revoked): sign in again.");
+      throw new NeedKey("Sign in with an API key to continue.");
+    }
     let body = null;
     try { body = await r.json(); } catch (e) { body = null; }
     if (!r.ok) throw new Error((body && body.error && body.error.message) || ("HTTP " + r.status));
@@ -718,5 +752,6 @@
     foot.textContent = `fleet in ${Math.round(performance.now() - t0)} ms (server ${num(f.serverMs, 0)} ms) · times in ${ZONE}`;
   }
 
+  if (sessionStorage.getItem(KEY)) signout.hidden = false;
   route();
 })();
