@@ -129,7 +129,9 @@ class Collector:
             from .retention import retention_loop
             from .score.incidents import incident_loop
 
-            self._loops = [asyncio.ensure_future(retention_loop(self.store, self.raw_days, self.rollup_days)),
+            self._loops = [asyncio.ensure_future(retention_loop(
+                               self.store, self.raw_days, self.rollup_days,
+                               overrides=self.config_watcher.retention if self.config_watcher else None)),
                            asyncio.ensure_future(incident_loop(self.store))]
         from .cli import redact
 

@@ -4,9 +4,7 @@ its last good config when a push is bad and across a restart without a collector
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -16,10 +14,8 @@ from cxpulse.collector.config.central import ConfigError, apply, current, parse,
 from cxpulse.collector.config.versions import VersionStore
 from cxpulse.collector.ingest.service import IngestConfig
 from cxpulse.v1 import telemetry_pb2 as pb
-from tests.requirements import require
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "collector" / "config" / "collector.example.toml"
-PG_URL = os.environ.get("CXPULSE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def test_example_loads_and_what_it_pushes_passes_the_agents_check():
@@ -60,6 +56,7 @@ def test_flags_alone_are_the_base():
     ("[privacy]\nhash_wifi_identity = 'yes'", "true or false"),
     ("[agents]\nlocal_overrides = ['everything']", "is not one of"),
     ("[retention]\nrtt_days = 0", "more than 0"),
+    ("[retention]\nevents_days = 30\nrollup_days = 10", "at least the longest"),
     ("this is = not toml", "not valid TOML"),
 ])
 def test_bad_texts_are_refused_with_the_reason(text, reason):
@@ -90,24 +87,10 @@ def test_versions_on_sqlite(tmp_path):
 
 
 def test_versions_on_postgresql():
-    try:
-        import psycopg
+    from tests.test_store import fresh_schema, postgres_url
 
-        with psycopg.connect(PG_URL, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-        ok = True
-    except Exception:
-        ok = False
-    require(ok, f"PostgreSQL at {PG_URL}")
-    import psycopg
-
-    schema = f"cxpulse_cfg_{uuid.uuid4().hex[:10]}"
-    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
-    try:
+    with fresh_schema(postgres_url()) as (_, url):
         _versions_agree(url)
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 # -- the agent's side --

@@ -155,6 +155,9 @@ def parse(text: str) -> CentralConfig:
             cc.rollup_days = days
         else:
             cc.raw_days[k[: -len("_days")]] = days
+    if cc.rollup_days is not None and cc.raw_days and max(cc.raw_days.values()) > cc.rollup_days:
+        raise ConfigError(f"retention.rollup_days ({cc.rollup_days:g}) must be at least the longest raw horizon "
+                          f"({max(cc.raw_days.values()):g})")
     # The agent's own check, on exactly what would be pushed.
     from ..ingest.service import IngestConfig
 
