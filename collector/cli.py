@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--rollup-days", type=float, default=400.0, help="keep per-minute rollups this many days (default 400)")
     serve.add_argument("--tls-dir", default="", metavar="DIR",
                        help="serve TLS with DIR/server.pem and DIR/server.key, as `collector init` writes them "
-                            "(default: the init directory beside the default database, if it exists)")
+                            "(default: tls/ beside the SQLite database, if `collector init` made it)")
     serve.add_argument("--tls-cert", default="", metavar="FILE", help="server certificate chain (PEM), instead of --tls-dir")
     serve.add_argument("--tls-key", default="", metavar="FILE", help="its private key (PEM)")
     serve.add_argument("--client-ca", default="", metavar="FILE",
@@ -180,9 +180,9 @@ def _server_tls(args: argparse.Namespace):
             print("cxpulse collector: --insecure and TLS options exclude each other", file=sys.stderr)
             return 2
         return None
-    tls_dir = args.tls_dir
-    if not given and os.path.exists(os.path.join(default_tls_dir(), SERVER_CERT)):
-        tls_dir = default_tls_dir()
+    tls_dir, fallback = args.tls_dir, default_tls_dir(args.db)
+    if not given and os.path.exists(os.path.join(fallback, SERVER_CERT)):
+        tls_dir = fallback
     try:
         tls = load_server_tls(tls_dir, args.tls_cert, args.tls_key, args.client_ca)
     except TlsConfigError as exc:
@@ -190,7 +190,7 @@ def _server_tls(args: argparse.Namespace):
         return 2
     if tls is None:
         print("cxpulse collector: refusing to start without TLS: no TLS material was given and none was found in "
-              f"{default_tls_dir()}. Run `cxpulse collector init --name HOST` once, then serve with --tls-dir DIR "
+              f"{fallback}. Run `cxpulse collector init --name HOST` once, then serve with --tls-dir DIR "
               "(or --tls-cert/--tls-key); for development on a trusted network only, pass --insecure",
               file=sys.stderr)
         return 2

@@ -95,6 +95,37 @@ def enroll_token(db: str | Path, uses: int = 1000) -> str:
         reg.close()
 
 
+_DBS: dict[str, str] = {}
+_CREDS: dict[tuple[str, str], str] = {}
+
+
+def client_channel(address: str, options: list | None = None, *, aio: bool = False):
+    """A gRPC channel to a CollectorProc as a raw client (tests that hand-craft streams): TLS
+    against the test CA unless that collector serves ``--insecure``."""
+    import grpc
+
+    mod = grpc.aio if aio else grpc
+    if "--insecure" in _AGENT_ARGS.get(address, ["--insecure"]):
+        return mod.insecure_channel(address, options=options)
+    creds = grpc.ssl_channel_credentials(root_certificates=(shared_pki() / "ca.pem").read_bytes())
+    return mod.secure_channel(address, creds, options=options)
+
+
+def agent_metadata(collector: str | Path, agent_id: str) -> tuple[tuple[str, str], ...]:
+    """Stream metadata with a credential for ``agent_id`` (provisioned once) in the database of the
+    CollectorProc at this address, or in this database (path or URL)."""
+    from cxpulse.collector.security.registry import Registry
+
+    db = _DBS.get(str(collector), str(collector))
+    if (db, agent_id) not in _CREDS:
+        reg = Registry.open(db)
+        try:
+            _CREDS[(db, agent_id)] = reg.provision_agents([agent_id])[agent_id]
+        finally:
+            reg.close()
+    return (("authorization", f"Bearer {_CREDS[(db, agent_id)]}"),)
+
+
 def agent_security_args(collector_address: str) -> list[str]:
     """``agent run`` options to reach a collector started by CollectorProc (empty if unknown)."""
     return list(_AGENT_ARGS.get(collector_address, []))
@@ -132,6 +163,7 @@ class CollectorProc(Proc):
             raise AssertionError("collector exited at start:\n" + self.output())
         self.port = int(self.ready.read_text())
         _AGENT_ARGS[self.address] = self.agent_args()
+        _DBS[self.address] = str(self.db)
         return self
 
     @property

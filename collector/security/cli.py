@@ -12,10 +12,14 @@ import os
 import sys
 
 
-def default_tls_dir() -> str:
+def default_tls_dir(db: str | None = None) -> str:
+    """``tls`` beside the SQLite database (beside the default one for a PostgreSQL URL): init and
+    serve given the same --db find the same directory without being told."""
     from ..cli import default_db
 
-    return os.path.join(os.path.dirname(default_db()), "tls")
+    if not db or "://" in db:
+        db = default_db()
+    return os.path.join(os.path.dirname(os.path.abspath(db)), "tls")
 
 
 def register(col: argparse._SubParsersAction) -> None:
@@ -25,7 +29,7 @@ def register(col: argparse._SubParsersAction) -> None:
         p.add_argument("--db", default=None, help=f"SQLite path or postgresql:// URL (default {default_db()})")
 
     init = col.add_parser("init", help="create the CA, the server certificate, an admin API key and a first enrollment token")
-    init.add_argument("--dir", default=None, help=f"TLS directory (default {default_tls_dir()})")
+    init.add_argument("--dir", default=None, help="TLS directory (default: tls/ beside the SQLite database)")
     init.add_argument("--name", action="append", default=[], metavar="DNS_NAME",
                       help="a name agents use to reach the collector (repeatable)")
     init.add_argument("--ip", action="append", default=[], metavar="IP", help="an address agents use (repeatable)")
@@ -116,7 +120,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"cxpulse collector init: {exc}", file=sys.stderr)
         return 2
-    tls_dir = os.path.abspath(args.dir or default_tls_dir())
+    tls_dir = os.path.abspath(args.dir or default_tls_dir(args.db))
     done = init_dir(tls_dir, args.name, args.ip, renew=args.renew)
     reg = _registry(args)
     try:
