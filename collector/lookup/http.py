@@ -154,8 +154,10 @@ async def start_http(store_url_or_store: str | Store, listen: str = "127.0.0.1:8
             service.alerts = alerts
         source = MetricsSource(service)
         app = create_app(service, access, metrics=source.render)
+        # proxy_headers off: uvicorn would otherwise take X-Forwarded-For from any loopback peer as the
+        # client address; the audit log believes that header only from --trusted-proxy (access.py).
         config = uvicorn.Config(app, log_config=None, access_log=access_log, lifespan="off",
-                                timeout_graceful_shutdown=5, server_header=False)
+                                timeout_graceful_shutdown=5, server_header=False, proxy_headers=False)
         server = _EmbeddedServer(config)
         task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]), name="cxpulse-http")
         while not server.started:
