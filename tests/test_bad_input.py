@@ -13,6 +13,7 @@ import pytest
 from cxpulse.v1 import payload
 from cxpulse.v1 import telemetry_pb2 as pb
 from cxpulse.v1 import telemetry_pb2_grpc as pb_grpc
+from tests.conftest import agent_metadata, client_channel
 
 pytestmark = pytest.mark.slow
 
@@ -25,9 +26,10 @@ class RawAgent:
     """A hand-driven stream, so that a test can send exactly the bytes it wants."""
 
     def __init__(self, address: str, agent_id: str, epoch: int = 7):
-        self.channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 << 20)])
+        self.channel = client_channel(address, options=[("grpc.max_send_message_length", 64 << 20)])
         self.q: queue.Queue = queue.Queue()
-        self.responses = pb_grpc.TelemetryServiceStub(self.channel).Stream(iter(self.q.get, None), timeout=30)
+        self.responses = pb_grpc.TelemetryServiceStub(self.channel).Stream(
+            iter(self.q.get, None), timeout=30, metadata=agent_metadata(address, agent_id))
         self.q.put(pb.StreamRequest(hello=pb.Hello(agent_id=agent_id, host="h-" + agent_id, os_user="u-" + agent_id, seq_epoch=epoch)))
         first = next(self.responses)
         assert first.WhichOneof("kind") == "config"
@@ -124,12 +126,13 @@ def test_message_over_transport_limit_ends_only_that_stream(collector):
 
 
 def test_stream_without_hello_is_refused(collector):
-    channel = grpc.insecure_channel(collector.address)
+    channel = client_channel(collector.address)
     try:
         data, n = good_payload(2)
         reqs = iter([pb.StreamRequest(batch=pb.Batch(seq=1, payload=data, sample_count=n))])
         with pytest.raises(grpc.RpcError) as err:
-            list(pb_grpc.TelemetryServiceStub(channel).Stream(reqs, timeout=10))
+            list(pb_grpc.TelemetryServiceStub(channel).Stream(
+                reqs, timeout=10, metadata=agent_metadata(collector.address, "no-hello")))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "Hello" in err.value.details()
     finally:
@@ -138,11 +141,12 @@ def test_stream_without_hello_is_refused(collector):
 
 
 def test_hello_without_agent_id_is_refused(collector):
-    channel = grpc.insecure_channel(collector.address)
+    channel = client_channel(collector.address)
     try:
         reqs = iter([pb.StreamRequest(hello=pb.Hello(host="x"))])
         with pytest.raises(grpc.RpcError) as err:
-            list(pb_grpc.TelemetryServiceStub(channel).Stream(reqs, timeout=10))
+            list(pb_grpc.TelemetryServiceStub(channel).Stream(
+                reqs, timeout=10, metadata=agent_metadata(collector.address, "no-id")))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "agent_id" in err.value.details()
     finally:

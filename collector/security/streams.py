@@ -82,11 +82,10 @@ class AuthenticatedTelemetry(pb_grpc.TelemetryServiceServicer):
             return
         if first.WhichOneof("kind") == "hello":
             claimed = first.hello.agent_id
-            if claimed and claimed != ident.agent_id:
+            if claimed and claimed != ident.agent_id:  # (an empty one is the ingest's to refuse as malformed)
                 log.warning("agent %s from %s sent a Hello as %r: refused", ident.agent_id, context.peer(), claimed[:128])
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                     f"this credential belongs to agent {ident.agent_id}, not {claimed[:128]}")
-            first.hello.agent_id = ident.agent_id
         task = asyncio.ensure_future(self.inner.Stream(_chain(first, requests), context))
         self._open.setdefault(ident.agent_id, set()).add(task)
         try:
