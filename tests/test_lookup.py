@@ -173,3 +173,32 @@ def test_long_window_reads_only_the_tail_and_lossy_minutes(tmp_path):
     assert gw["samples"] == 10_800 and gw["lost"] == 3 and gw["max_loss_run"] == 3 and gw["loss_seconds"] == 3
     # Ten minutes of tail and the lossy minute, out of 10,800 rows.
     assert counting.raw_rows <= 660, counting.raw_rows
+
+
+def test_http_listener_answers_without_nagle_delay():
+    """A socket made with proto 0 gets no TCP_NODELAY from asyncio: every keep-alive response then
+    waited ~40 ms for the client's delayed ACK (measured: /api/v1/health 44 ms -> 1 ms)."""
+    import asyncio
+    import socket
+
+    from cxpulse.collector.lookup.http import _bind
+
+    async def main() -> int:
+        sock = _bind("127.0.0.1", 0)
+        got: dict = {}
+
+        async def on(reader, writer):
+            got["nodelay"] = writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            writer.close()
+
+        srv = await asyncio.start_server(on, sock=sock)
+        try:
+            r, w = await asyncio.open_connection(*sock.getsockname()[:2])
+            await asyncio.wait_for(r.read(), 10)
+            w.close()
+        finally:
+            srv.close()
+            await srv.wait_closed()
+        return got["nodelay"]
+
+    assert asyncio.run(main())

@@ -90,8 +90,8 @@ def triage_timeline(tl: Timeline, incidents: Iterable = ()) -> list[Verdict]:
     incs = list(incidents)
     windows = degraded_windows(tl.minutes)
     bad = {m.minute_us for w in windows for m in w}
-    good = [r for m in tl.minutes if m.minute_us not in bad for r in m.rollups]
-    baseline = figures_of(good, tl.since_us, tl.until_us) if good else None
+    good = [r for m in tl.minutes if m.minute_us not in bad for r in m.rollups] if windows else []
+    baseline = figures_of(good, tl.since_us, tl.until_us) if good else None  # only a degraded window reads it
     out = []
     for w in windows:
         v = triage_window(w, baseline)
