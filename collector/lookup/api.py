@@ -815,7 +815,7 @@ def _param(name: str, where: str, desc: str, schema: dict | None = None, require
             "schema": schema or {"type": "string"}}
 
 
-_P_AGENT = _param("agent_id", "path", "The agent's id, exactly (search first to find it).")
+_P_AGENT = {**_param("agent_id", "path", "The agent's id, exactly (search first to find it)."), "example": "agent-7f3a"}
 _P_RANGE = [
     _param("since", "query", "Start: ISO 8601 (UTC if no zone), epoch seconds, 'now' or an offset like '-24h'."),
     _param("until", "query", "End (exclusive), same forms; default now."),
