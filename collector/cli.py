@@ -51,6 +51,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--http", default="", metavar="HOST:PORT",
                        help="serve the helpdesk page, JSON API and /metrics here (e.g. 127.0.0.1:8080); empty: off")
     serve.add_argument("--http-public-url", default="", metavar="URL", help="how analysts reach the page (links in alerts)")
+    serve.add_argument("--pseudonymize", action="store_true",
+                       help="show pseudonyms instead of user names in the fleet, incidents and site searches (docs/privacy.md)")
+    serve.add_argument("--pseudonym-secret-file", default=None, metavar="FILE",
+                       help="HMAC secret for pseudonyms, created 0600 if missing (default: pseudonym.key beside the SQLite "
+                            "database; collectors sharing PostgreSQL must share it)")
+    serve.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDR[/BITS]",
+                       help="reverse proxy whose X-Forwarded-For names the client in the audit log (repeatable)")
+    serve.add_argument("--metrics-open", action="store_true", help="serve /metrics without an API key (counts per site only)")
     serve.add_argument("--alerts-config", default=None, metavar="FILE",
                        help="webhooks into ITSM (TOML, see collector/alerts/alerts.example.toml); needs --http")
     serve.add_argument("--raw-days", type=float, default=7.0, help="keep raw samples this many days (default 7)")
@@ -162,7 +170,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         asyncio.run(serve(args.db or default_db(), args.listen, config, args.ready_file, args.reflector, limits=limits, central_config=args.config,
                           reflector_key_file=args.reflector_key_file, http_listen=args.http, http_public_url=args.http_public_url,
                           alerts_config=alerts_config, raw_days=args.raw_days, rollup_days=args.rollup_days,
-                          tls=tls, insecure=args.insecure))
+                          tls=tls, insecure=args.insecure, http_options=_http_options(args)))
     except Exception as exc:  # fail fast at start-up with one clear line (no traceback for config errors)
         print(f"cxpulse collector: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
@@ -197,6 +205,16 @@ def _server_tls(args: argparse.Namespace):
     return tls
 
 
+def _http_options(args: argparse.Namespace) -> dict:
+    """The lookup API's access options from the serve flags (collector/lookup/access.py)."""
+    secret = args.pseudonym_secret_file
+    db = args.db or default_db()
+    if args.pseudonymize and secret is None and "://" not in db:
+        secret = os.path.join(os.path.dirname(os.path.abspath(db)), "pseudonym.key")
+    return {"pseudonymize": args.pseudonymize, "pseudonym_secret_file": secret,
+            "trusted_proxies": tuple(args.trusted_proxy), "metrics_open": args.metrics_open}
+
+
 def cmd_lookup(args: argparse.Namespace) -> int:
     from .lookup.report import NoMatch, build, render_json, render_text
     from .store import open_store
@@ -211,13 +229,22 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     except Exception as exc:  # unreachable server, wrong credentials, missing driver
         print(f"cxpulse lookup: cannot open {redact(db)}: {exc}", file=sys.stderr)
         return 2
+    from .lookup.access import record_cli_lookup
+
     try:
         view = build(store, args.query, args.window)
     except NoMatch as exc:
+        view = None
         print(f"cxpulse lookup: {exc}", file=sys.stderr)
-        return 1
     finally:
         store.close()
+    try:  # a lookup of a person is recorded, also from the command line; unrecorded, it is not shown
+        record_cli_lookup(db, args.query, args.window, view)
+    except Exception as exc:  # noqa: BLE001
+        print(f"cxpulse lookup: cannot write the audit log, so the lookup is not shown: {exc}", file=sys.stderr)
+        return 2
+    if view is None:
+        return 1
     if args.json:
         print(render_json(view))
         return 0

@@ -49,7 +49,7 @@ class Collector:
                  reflector_listen: str = "", reflector_key_file: str | None = None, *, http_listen: str = "",
                  http_public_url: str = "", alerts_config=None, raw_days: float = 7.0, rollup_days: float = 400.0,
                  background: bool = True, limits=None,
-                 central_config: str | None = None, tls=None, insecure: bool = False):
+                 central_config: str | None = None, tls=None, insecure: bool = False, http_options: dict | None = None):
         # TLS (a security.tls.ServerTls) or an explicit insecure=True: never plain text by default.
         self.tls, self.insecure = tls, insecure
         self.registry = None
@@ -58,6 +58,7 @@ class Collector:
         self.central_config, self.config_watcher = central_config, None  # collector/config/watch.py
         self.http_listen, self.http_public_url, self.alerts_config = http_listen, http_public_url, alerts_config
         self.http = None
+        self.http_options = http_options or {}  # start_http's access options: pseudonymize, trusted_proxies, ...
         self.raw_days, self.rollup_days = raw_days, rollup_days
         # Retention and cross-agent incident detection; off for short-lived embedded collectors.
         self.background = background
@@ -124,7 +125,8 @@ class Collector:
             from .lookup.http import start_http
 
             self.http = await start_http(self.store, self.http_listen, stats=self.service.stats,
-                                         alerts_config=self.alerts_config, public_url=self.http_public_url)
+                                         alerts_config=self.alerts_config, public_url=self.http_public_url,
+                                         registry=self.registry, **self.http_options)
         if self.background:
             from .retention import retention_loop
             from .score.incidents import incident_loop

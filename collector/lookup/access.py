@@ -322,3 +322,30 @@ class AccessMiddleware:
             return
         scope["cxpulse.caller"] = caller
         await self.app(scope, receive, send)
+
+
+def record_cli_lookup(db_url: str, query: str, window_s: int, view: dict | None) -> None:
+    """``cxpulse lookup`` reads the database directly: one audit entry per person it shows (actor ``cli:<os user>``).
+
+    Raises if the log cannot be written; the command then shows nothing.
+    """
+    import getpass
+    import socket
+
+    from ..security.registry import Registry
+
+    try:
+        who = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in this environment: the uid still says who
+        who = f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    reg = Registry.open(db_url)
+    try:
+        agents = (view or {}).get("agents") or []
+        common = dict(actor=f"cli:{who}", action="cli.lookup", remote=f"local:{socket.gethostname()}")
+        if not agents:
+            reg.record_audit(**common, detail=f"q={query!r}; window={window_s}s; no match")
+        for a in agents:
+            reg.record_audit(**common, subject=a.get("agent_id", ""),
+                             detail=f"user={a.get('user', '')} host={a.get('host', '')}; q={query!r}; window={window_s}s")
+    finally:
+        reg.close()
