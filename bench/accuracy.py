@@ -40,6 +40,17 @@ from . import blackbox
 from .footprint import REPO, _wait_file
 from .report import Figure, load_now
 
+
+def enroll_token(db: Path) -> str:
+    """A one-use enrollment token in the collector's database: the agent enrolls as a desk does."""
+    from cxpulse.collector.security.registry import Registry
+
+    reg = Registry.open(str(db))
+    try:
+        return reg.create_token(uses=1, ttl_s=3600, note="bench")[0]
+    finally:
+        reg.close()
+
 PY = sys.executable
 COLLECTOR_PORT = 50051
 SPIKE_EXTRA_MS = 150.0
@@ -136,10 +147,11 @@ def run(plan: AccuracyPlan, log: Any = print) -> tuple[list[Figure], dict[str, A
             db, ready = tmp / "collector.sqlite", tmp / "collector.ready"
             collector = path.app.spawn(PY, "-m", "cxpulse", "collector", "serve", "--listen",
                                        f"{collector_ip}:{COLLECTOR_PORT}", "--db", str(db), "--ready-file", str(ready),
-                                       cwd=REPO, env=env, stdout=logs["collector"], stderr=subprocess.STDOUT)
+                                       "--insecure", cwd=REPO, env=env, stdout=logs["collector"], stderr=subprocess.STDOUT)
             _wait_file(ready, 30, collector)
             toml = tmp / "agent.toml"
             toml.write_text(f'collector = "{collector_ip}:{COLLECTOR_PORT}"\nstate_dir = "{tmp / "agent-state"}"\n'
+                            f'insecure = true\nenroll_token = "{enroll_token(db)}"\n'  # namespaces of our own
                             f'user = "bench.accuracy"\n[[targets]]\nname = "app"\nhost = "{app_ip}"\nport = 443\n')
             agent = path.desk.spawn(PY, "-m", "cxpulse", "agent", "run", "--config", str(toml), cwd=REPO, env=env,
                                     stdout=logs["agent"], stderr=subprocess.STDOUT)

@@ -84,6 +84,10 @@ class _Collector:
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([PY, "-m", "cxpulse", "collector", "serve", "--listen", "127.0.0.1:0",
                                       "--db", db, "--ready-file", str(ready),
+                                      # Plain text: the figure is ingest, not TLS (a handshake is once per
+                                      # connection); agents still authenticate, with credentials
+                                      # provisioned in the database beforehand (_provision).
+                                      "--insecure",
                                       # Simulated agents replay a fixed 2026 day as fast as acks come:
                                       # lift the per-agent rate and sample-age limits (ingest/limits.py).
                                       "--max-sample-age", "0", "--max-batches-per-s", "1e9", "--batch-burst", "1000000000", "--max-streams-per-peer", "1000000"],
@@ -121,6 +125,20 @@ def _stored_rows(store: str, db: str, schema: str) -> int:
         return c.execute(f'SELECT count(*) FROM "{schema}".samples_rtt').fetchone()[0]
 
 
+def _provision(db: str, agent_ids: list[str], path: Path) -> None:
+    """Credentials for every simulated agent, in one transaction, for the generators to read (0600)."""
+    from cxpulse.collector.security.registry import Registry
+
+    reg = Registry.open(db)
+    try:
+        creds = reg.provision_agents(agent_ids)
+    finally:
+        reg.close()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(creds, f)
+
+
 def _pg_base() -> str:
     return os.environ.get("CXPULSE_TEST_POSTGRES") or "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -150,6 +168,8 @@ def one_run(store: str, agents: int, plan: IngestPlan, tmp: Path,
         per = [agents // procs + (1 if k < agents % procs else 0) for k in range(procs)]
         first = 0
         run_id = uuid.uuid4().hex[:8]
+        creds = tmp / f"credentials-{store}-{agents}.json"
+        _provision(db, [f"bench-{run_id}-{i}" for i in range(agents)], creds)
         for k, n in enumerate(per):
             ready, out = tmp / f"gen{k}.ready", tmp / f"gen{k}.json"
             for f in (ready, out):
@@ -159,7 +179,7 @@ def one_run(store: str, agents: int, plan: IngestPlan, tmp: Path,
                 [PY, "-m", "bench.loadgen", "--target", f"127.0.0.1:{collector.port}", "--agents", str(n),
                  "--first", str(first), "--batch-samples", str(batch), "--window", str(window), "--ready", str(ready),
                  "--go", str(go), "--warmup", str(warmup), "--duration", str(plan.duration_s),
-                 "--run-id", run_id, "--out", str(out)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=err_files[-1]))
+                 "--run-id", run_id, "--out", str(out), "--credentials", str(creds)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=err_files[-1]))
             readies.append(ready)
             outs.append(out)
             first += n

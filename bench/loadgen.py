@@ -84,6 +84,8 @@ class Totals:
 
 
 CONNECT_ATTEMPTS = 4
+# agent id -> credential, provisioned by the driver in the collector's database (--credentials).
+CREDENTIALS: dict[str, str] = {}
 CONNECTS_AT_ONCE = 50
 
 
@@ -93,9 +95,11 @@ async def _connect(i: int, run_id: str, target: str, totals: Totals) -> tuple[gr
     for attempt in range(CONNECT_ATTEMPTS):
         ch = grpc.aio.insecure_channel(target, options=[("grpc.max_send_message_length", 8 << 20)])
         try:
-            call = pb_grpc.TelemetryServiceStub(ch).Stream()
+            agent_id = f"bench-{run_id}-{i}"
+            md = (("authorization", f"Bearer {CREDENTIALS[agent_id]}"),) if agent_id in CREDENTIALS else ()
+            call = pb_grpc.TelemetryServiceStub(ch).Stream(metadata=md)
             await call.write(pb.StreamRequest(hello=pb.Hello(
-                agent_id=f"bench-{run_id}-{i}", host=f"bench-desk-{i:05}", os_user=f"bench{i}", os="linux",
+                agent_id=agent_id, host=f"bench-desk-{i:05}", os_user=f"bench{i}", os="linux",
                 agent_version="bench", site="bench", seq_epoch=1 + i, payload_schema=p.SCHEMA_VERSION)))
             first = await call.read()
             if first is grpc.aio.EOF or first.WhichOneof("kind") != "config":
@@ -230,7 +234,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--connect-timeout", type=float, default=120.0)
     ap.add_argument("--run-id", default="")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--credentials", type=Path, default=None, help="JSON agent id -> credential")
     args = ap.parse_args(argv)
+    if args.credentials:
+        CREDENTIALS.update(json.loads(args.credentials.read_text()))
     args.duration = min(args.duration, 600.0)  # bounded
     try:
         result = asyncio.run(_main(args))

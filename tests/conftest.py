@@ -68,6 +68,7 @@ class Proc:
 _PKI: Path | None = None
 # Collector address -> what an agent needs to reach it (CA or --insecure, and an enrollment token).
 _AGENT_ARGS: dict[str, list[str]] = {}
+_LAST: list[str] = []
 
 
 def shared_pki() -> Path:
@@ -114,16 +115,45 @@ def client_channel(address: str, options: list | None = None, *, aio: bool = Fal
 def agent_metadata(collector: str | Path, agent_id: str) -> tuple[tuple[str, str], ...]:
     """Stream metadata with a credential for ``agent_id`` (provisioned once) in the database of the
     CollectorProc at this address, or in this database (path or URL)."""
+    return agent_metadata_many(collector, [agent_id])[agent_id]
+
+
+def agent_metadata_many(collector: str | Path, agent_ids: list[str]) -> dict[str, tuple[tuple[str, str], ...]]:
+    """``agent_metadata`` for many simulated agents, provisioned in one transaction."""
     from cxpulse.collector.security.registry import Registry
 
     db = _DBS.get(str(collector), str(collector))
-    if (db, agent_id) not in _CREDS:
+    missing = [a for a in dict.fromkeys(agent_ids) if (db, a) not in _CREDS]
+    if missing:
         reg = Registry.open(db)
         try:
-            _CREDS[(db, agent_id)] = reg.provision_agents([agent_id])[agent_id]
+            _CREDS.update({(db, a): c for a, c in reg.provision_agents(missing).items()})
         finally:
             reg.close()
-    return (("authorization", f"Bearer {_CREDS[(db, agent_id)]}"),)
+    return {a: (("authorization", f"Bearer {_CREDS[(db, a)]}"),) for a in agent_ids}
+
+
+def register_collector(address: str, db: str | Path, *, insecure: bool) -> None:
+    """Tell the helpers here about a collector started without CollectorProc (a namespace's, a
+    benchmark's): agents reaching ``address`` get a token in ``db`` and the CA or ``insecure``."""
+    sec = ["--insecure"] if insecure else ["--ca-file", str(shared_pki() / "ca.pem")]
+    _AGENT_ARGS[address] = sec + ["--enroll-token", enroll_token(db)]
+    _DBS[address] = str(db)
+    _LAST.append(address)
+
+
+def agent_security_keys(collector_address: str) -> dict:
+    """The same as bootstrap-file keys (ca_file / insecure, enroll_token). An address no collector
+    was registered at (a TCP proxy in front of one) gets the last started collector's."""
+    args = _AGENT_ARGS.get(collector_address) or (_AGENT_ARGS[_LAST[-1]] if _LAST else [])
+    keys: dict = {}
+    it = iter(args)
+    for a in it:
+        if a == "--insecure":
+            keys["insecure"] = True
+        else:
+            keys[a[2:].replace("-", "_")] = next(it)
+    return keys
 
 
 def agent_security_args(collector_address: str) -> list[str]:
@@ -164,6 +194,7 @@ class CollectorProc(Proc):
         self.port = int(self.ready.read_text())
         _AGENT_ARGS[self.address] = self.agent_args()
         _DBS[self.address] = str(self.db)
+        _LAST.append(self.address)
         return self
 
     @property

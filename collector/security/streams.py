@@ -3,8 +3,8 @@
 ``AuthenticatedTelemetry`` sits in front of the ingest service (which knows nothing of
 credentials): it authenticates the credential in the request metadata before a single message is
 read, so an unknown or revoked caller stores nothing, not even its Hello; it takes the agent id
-from the credential and refuses a Hello that names another; and it runs the ingest handler in a
-task of its own, so that a revocation can end it from outside with a clear status.
+from the credential and refuses a Hello that names another; and it keeps each stream's handler
+task, so that a revocation can end it from outside with a clear status.
 
 Enrollment is required with and without TLS: TLS proves the collector to the agent, the credential
 proves the agent to the collector. ``--insecure`` only drops the first.
@@ -86,17 +86,17 @@ class AuthenticatedTelemetry(pb_grpc.TelemetryServiceServicer):
                 log.warning("agent %s from %s sent a Hello as %r: refused", ident.agent_id, context.peer(), claimed[:128])
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                     f"this credential belongs to agent {ident.agent_id}, not {claimed[:128]}")
-        task = asyncio.ensure_future(self.inner.Stream(_chain(first, requests), context))
+        # The ingest handler runs in this very task (a status set from another task reaches the
+        # client as INTERNAL); a revocation cancels this task and the status is sent from here.
+        task = asyncio.current_task()
         self._open.setdefault(ident.agent_id, set()).add(task)
         try:
-            await asyncio.shield(task)
+            await self.inner.Stream(_chain(first, requests), context)
         except asyncio.CancelledError:
-            if task not in self._cut:  # the RPC itself went away: take the handler with it
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+            if task not in self._cut:  # the RPC itself went away
                 raise
-            await asyncio.gather(task, return_exceptions=True)
             self._cut.discard(task)
+            task.uncancel()
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "agent credential revoked")
         finally:
             tasks = self._open.get(ident.agent_id)

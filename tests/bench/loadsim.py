@@ -105,6 +105,7 @@ class SimAgent:
         self.samples_sent = 0
         self.next_ts_us = (int(time.time()) - 3600) * 1_000_000  # an hour back: clearly in the past
         self._acked = asyncio.Event()
+        self.metadata: tuple = ()  # the credential (tests.conftest provisions one per simulated agent)
 
     def make_batch(self) -> tuple[bytes, int]:
         n = random.randint(*self.cfg.samples)
@@ -152,7 +153,7 @@ class SimAgent:
             first = False
 
     async def _session(self, stub, stop_producing: asyncio.Event, give_up: asyncio.Event, first: bool) -> None:
-        call = stub.Stream()
+        call = stub.Stream(metadata=self.metadata)
         try:
             await call.write(pb.StreamRequest(hello=pb.Hello(
                 agent_id=self.agent_id, host=f"desk-{self.agent_id[-5:]}", os_user=f"user{self.agent_id[-5:]}",
@@ -231,8 +232,13 @@ async def simulate(target: str, cfg: SimConfig, result: SimResult | None = None)
     result = result or SimResult()
     result.agents = cfg.agents
     options = [("grpc.keepalive_time_ms", 30_000), ("grpc.keepalive_timeout_ms", 10_000)]
-    channels = [grpc.aio.insecure_channel(target, options=options + [("grpc.use_local_subchannel_pool", 1)]) for i in range(cfg.channels)]
+    from tests.conftest import agent_metadata_many, client_channel
+
+    channels = [client_channel(target, options + [("grpc.use_local_subchannel_pool", 1)], aio=True) for i in range(cfg.channels)]
     agents = [SimAgent(i, cfg, result) for i in range(cfg.agents)]
+    creds = await asyncio.to_thread(agent_metadata_many, target, [a.agent_id for a in agents])
+    for a in agents:
+        a.metadata = creds[a.agent_id]
     stop_producing, give_up = asyncio.Event(), asyncio.Event()
     t0 = time.monotonic()
     tasks = [asyncio.ensure_future(a.run(channels[i % len(channels)], stop_producing, give_up)) for i, a in enumerate(agents)]
@@ -341,7 +347,7 @@ def start_collector(db: str, workdir: str, log_path: str) -> tuple[subprocess.Po
     ready = os.path.join(workdir, "collector.ready")
     log = open(log_path, "ab")
     proc = subprocess.Popen([sys.executable, "-m", "cxpulse", "-v", "collector", "serve", "--listen", "127.0.0.1:0",
-                             "--db", db, "--ready-file", ready], stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                             "--db", db, "--ready-file", ready, "--insecure"], stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
     log.close()
     deadline = time.monotonic() + 30
@@ -350,7 +356,11 @@ def start_collector(db: str, workdir: str, log_path: str) -> tuple[subprocess.Po
             proc.kill()
             raise RuntimeError(f"collector did not start; see {log_path}")
         time.sleep(0.05)
-    return proc, f"127.0.0.1:{int(open(ready).read())}"
+    address = f"127.0.0.1:{int(open(ready).read())}"
+    from tests.conftest import register_collector
+
+    register_collector(address, db, insecure=True)  # simulated agents get credentials in this database
+    return proc, address
 
 
 def stop_collector(proc: subprocess.Popen) -> int:

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from cxpulse.collector.store import open_store
-from tests.conftest import Proc
+from tests.conftest import Proc, agent_security_keys
 
 FAR_FUTURE_US = 4_102_444_800_000_000
 # "No hole in the series": a busy machine may delay a probe tick by a second; a lost batch is caught
@@ -25,6 +25,7 @@ def agent_toml(path: Path, collector: str, state_dir: Path, *, targets: int = 1,
     """A bootstrap file for a loopback-only agent; ``extra`` keys are written as they are (TOML literals)."""
     keys: dict[str, object] = {"collector": collector, "state_dir": str(state_dir), "probe_interval_s": probe_s,
                                "batch_interval_s": batch_s, "measure_gateway": False, "reconnect_max_s": 2}
+    keys.update(agent_security_keys(collector))  # the test CA (or insecure) and an enrollment token
     keys.update(extra)
     lines = [f"{k} = {json.dumps(v) if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else v}"
              for k, v in keys.items()]

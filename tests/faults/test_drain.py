@@ -24,7 +24,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.conftest import CollectorProc, wait_for
+from tests.conftest import CollectorProc, client_channel, wait_for
 from tests.faults.conftest import NO_HOLE_US, agent_proc, agent_toml, assert_exactly_once, max_gap_us, rtt_rows
 
 pytestmark = pytest.mark.slow
@@ -37,7 +37,7 @@ class HealthWatch:
 
     def __init__(self, address: str, service: str = "cxpulse.v1.TelemetryService"):
         self.seen: list[tuple[float, str]] = []
-        self._channel = grpc.insecure_channel(address)
+        self._channel = client_channel(address)
         stub = health_pb2_grpc.HealthStub(self._channel)
         self._call = stub.Watch(health_pb2.HealthCheckRequest(service=service), timeout=60)
         self._thread = threading.Thread(target=self._run, daemon=True)

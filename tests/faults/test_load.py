@@ -20,7 +20,7 @@ import pytest
 from cxpulse.v1 import telemetry_pb2 as pb
 from cxpulse.v1 import telemetry_pb2_grpc as pb_grpc
 from tests.bench import loadsim
-from tests.conftest import CollectorProc
+from tests.conftest import CollectorProc, agent_metadata, client_channel
 
 pytestmark = pytest.mark.slow
 
@@ -45,6 +45,7 @@ def test_slow_store_slows_streams_and_memory_stays_bounded(tmp_path, procs):
                             connect_spread_s=1.0, drain_timeout_s=50)
     stall_at, stall_s = 2.0, 30.0
     newcomer: dict = {}
+    agent_metadata(col.address, "late-comer")  # provisioned now: the store will be locked when it is used
     probe = threading.Thread(target=new_stream_while_behind, args=(col.address, stall_at + 22, newcomer), daemon=True)
     probe.start()
     r = loadsim.run(cfg, db=str(col.db), target=col.address, collector_pid=col.p.pid, stall=(stall_at, stall_s))
@@ -71,10 +72,11 @@ def test_slow_store_slows_streams_and_memory_stays_bounded(tmp_path, procs):
 def new_stream_while_behind(address: str, after_s: float, out: dict) -> None:
     """Open a stream ``after_s`` seconds in (store locked, queues full) and record how it ends."""
     time.sleep(after_s)
-    with grpc.insecure_channel(address) as ch:
+    with client_channel(address) as ch:
         hello = pb.StreamRequest(hello=pb.Hello(agent_id="late-comer", seq_epoch=1))
         try:
-            next(pb_grpc.TelemetryServiceStub(ch).Stream(iter([hello]), timeout=10))
+            next(pb_grpc.TelemetryServiceStub(ch).Stream(iter([hello]), timeout=10,
+                                                         metadata=agent_metadata(address, "late-comer")))
             out["code"] = grpc.StatusCode.OK
         except grpc.RpcError as exc:
             out.update(code=exc.code(), details=exc.details(),

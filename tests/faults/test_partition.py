@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, wait_for
+from tests.conftest import REPO, register_collector, wait_for
 from tests.faults.conftest import NO_HOLE_US, agent_toml, assert_exactly_once, max_gap_us, rtt_rows
 from tests.impair import Episode, splice
 from tests.netns import Lab, require_netns
@@ -55,7 +55,8 @@ def test_partition_then_heal_delivers_everything_in_order_then_live(tmp_path):
         addr = f"{link.b_addr}:50051"
         logs = {n: open(tmp_path / f"{n}.log", "wb") for n in ("collector", "agent")}
         try:
-            dc.spawn(PY, "-m", "cxpulse", "-v", "collector", "serve", "--listen", addr, "--db", str(db),
+            register_collector(addr, db, insecure=True)  # in the lab's own namespaces; agents still enroll
+            dc.spawn(PY, "-m", "cxpulse", "-v", "collector", "serve", "--listen", addr, "--db", str(db), "--insecure",
                      stdout=logs["collector"], stderr=subprocess.STDOUT, cwd=REPO)
             wait_for(lambda: b"listening on" in (tmp_path / "collector.log").read_bytes(), 20, what="collector")
             cfg = agent_toml(tmp_path / "agent.toml", addr, state, targets=1, probe_s=0.2, batch_s=1.0,
