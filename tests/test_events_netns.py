@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, run_cli, wait_for
+from tests.conftest import REPO, agent_security_args, register_collector, run_cli, wait_for
 from tests.impair import Config, Episode
 from tests.netns import require_netns
 from tests.paths import NetPath
@@ -38,12 +38,13 @@ def test_each_injected_disruption_is_one_event_at_the_right_hop(tmp_path):
     try:
         with NetPath(tmp_path, impair_at="gw-isp", config=Config(seed=5)) as path:
             app_ip = path.hops.app
+            register_collector(f"{app_ip}:50051", db, insecure=True)  # the lab's own namespaces; agents still enroll
             path.app.spawn(PY, "-m", "cxpulse", "-v", "collector", "serve", "--listen", f"{app_ip}:50051",
-                           "--db", str(db), stdout=logs["collector"], stderr=subprocess.STDOUT, cwd=REPO)
+                           "--db", str(db), "--insecure", stdout=logs["collector"], stderr=subprocess.STDOUT, cwd=REPO)
             wait_for(lambda: b"listening on" in (tmp_path / "collector.log").read_bytes(), 20, what="collector")
             agent = path.desk.spawn(PY, "-m", "cxpulse", "-v", "agent", "run", "--collector", f"{app_ip}:50051",
                                     "--state-dir", str(tmp_path / "agent"), "--interval", "0.1", "--timeout", "0.5",
-                                    "--batch-interval", "2", "--target", f"app-edge={app_ip}:9", "--user", "hop.user",
+                                    "--batch-interval", "2", "--target", f"app-edge={app_ip}:9", "--user", "hop.user", *agent_security_args(f"{app_ip}:50051"),
                                     stdout=logs["agent"], stderr=subprocess.STDOUT, cwd=REPO)
 
             def hops_measured():
