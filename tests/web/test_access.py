@@ -274,3 +274,23 @@ def test_metrics_need_a_key_unless_opened(day_db):
         assert call(s, "GET", "/api/v1/fleet").status_code == 401, "opening /metrics opens nothing else"
     finally:
         s.stop()
+
+
+def test_the_command_line_lookup_is_audited_too(day_db):
+    """``cxpulse lookup`` reads the database directly, so it writes its own entry: actor cli:<os user>."""
+    import getpass
+
+    from ..conftest import run_cli
+
+    t0 = time.time_ns() // 1000
+    r = run_cli("lookup", "maria", "--db", day_db, "--window", "15m")
+    assert r.returncode == 0, r.stderr
+    assert run_cli("lookup", "nobody-at-all", "--db", day_db).returncode == 1
+    reg, _, _ = registry_with_keys(day_db)
+    try:
+        entries = reg.audit(since_us=t0, actor=f"cli:{getpass.getuser()}")
+    finally:
+        reg.close()
+    assert [(e.action, e.subject) for e in entries] == [("cli.lookup", AGENT), ("cli.lookup", "")]
+    assert "user=maria.silva" in entries[0].detail and "window=900s" in entries[0].detail
+    assert "no match" in entries[1].detail and entries[0].remote.startswith("local:")
