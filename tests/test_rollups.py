@@ -13,6 +13,7 @@ import pytest
 
 from cxpulse.collector.retention import enforce_once
 from cxpulse.collector.score import rollup as ru
+from cxpulse.collector.score.sketch import LatencySketch
 from cxpulse.collector.score.timeline import agent_timeline
 from cxpulse.collector.store import AgentInfo, PendingBatch, open_store
 from cxpulse.v1 import payload as p
@@ -96,6 +97,64 @@ def test_fragments_keep_the_jitter_and_loss_runs_across_a_cut():
     (ra,), (rb,) = ru.rollups_of_batches([(1, a)]).values(), ru.rollups_of_batches([(1, b)]).values()
     m = ru.merge(rb, ra)
     assert ru.rtt_jitter(m.data) == (8000, 3) and ru.rtt_loss_runs(m.data) == 1
+
+
+def test_sketch_add_many_puts_every_value_where_add_does():
+    """add_many (table + bisection) against add one value at a time, edges of the table included."""
+    from cxpulse.collector.score.sketch import _TABLE_LIMIT, LatencySketch
+
+    rng = random.Random(5)
+    edges = [0, 1, 2, _TABLE_LIMIT - 1, _TABLE_LIMIT, _TABLE_LIMIT + 1, 599_999_999]
+    for _ in range(200):
+        vals = [rng.choice([rng.choice(edges), rng.randrange(1, 5000), rng.randrange(1, 2_000_000)])
+                for _ in range(rng.randrange(0, 200))]
+        one, many = LatencySketch.of(vals), LatencySketch()
+        many.add_many(vals[: len(vals) // 3])
+        many.add_many(vals[len(vals) // 3:])
+        assert many == one and many.to_bytes() == one.to_bytes()
+    every = list(range(_TABLE_LIMIT + 3000))
+    many = LatencySketch()
+    many.add_many(every)
+    assert many == LatencySketch.of(every)
+    with pytest.raises(ValueError):
+        LatencySketch().add_many([5, -1])
+    with pytest.raises(TypeError):
+        LatencySketch().add_many([5, 2.5])
+
+
+def _rtt_reference(ts: list[int], rtts: list) -> dict:
+    """What an RTT rollup means, one sample at a time (the slow, obvious way) per minute."""
+    out: dict = {}
+    for t, v in sorted(zip(ts, rtts), key=lambda x: x[0]):
+        out.setdefault(ru.minute_of(t), []).append((t, v))
+    want = {}
+    for m, pts in out.items():
+        vals = [v for _, v in pts]
+        answered = [v for v in vals if v is not None]
+        runs = sum(1 for i, v in enumerate(vals) if v is None and (i == 0 or vals[i - 1] is not None))
+        want[m] = {"n": len(vals), "lost": len(vals) - len(answered), "runs": runs,
+                   "jit_sum": sum(abs(b - a) for a, b in zip(answered, answered[1:])),
+                   "jit_n": max(0, len(answered) - 1),
+                   "rtt": LatencySketch.of(answered) if answered else None,
+                   "frags": [[pts[0][0], pts[-1][0], answered[0] if answered else None,
+                              answered[-1] if answered else None, int(vals[0] is None), int(vals[-1] is None)]]}
+    return want
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rtt_rollup_built_per_slice_means_what_it_means_per_sample(seed):
+    rng = random.Random(seed)
+    s = p.Series("isp", "100.64.0.1", "icmp_raw")
+    for i in range(rng.randrange(1, 400)):
+        lost = rng.random() < (0.6 if i % 50 < 10 else 0.05)  # runs of loss, some across minute edges
+        s.add(T0 + i * S + rng.randrange(-400_000, 400_000), None if lost else rng.choice((0, rng.randrange(1, 900_000))))
+    if seed % 2:
+        s.ts_us.reverse()  # out of order: the builder sorts
+    got = {r.minute_us: r.data for r in ru.rollups_of_batches([(1, p.SampleBatch([s]))]).values()}
+    want = _rtt_reference(s.ts_us, s.cols["rtt"])
+    assert set(got) == set(want)
+    for m, w in want.items():
+        assert {k: got[m][k] for k in w} == w, m
 
 
 def _stored(st, agent: int) -> dict:

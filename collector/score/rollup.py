@@ -27,8 +27,11 @@ transaction and stores ``encode``'s bytes; scoring reads them back with ``decode
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
+from operator import and_, is_, sub
 
 import msgpack
 
@@ -230,49 +233,55 @@ def rollups_of_batches(items: Iterable[tuple[int, SampleBatch]]) -> dict[tuple, 
 
 
 def _series_rollups(agent: int, s: Series) -> list[Rollup]:
-    order = range(len(s.ts_us))
-    if any(b < a for a, b in zip(s.ts_us, s.ts_us[1:])):
-        order = sorted(order, key=s.ts_us.__getitem__)
-    groups: dict[int, list[int]] = {}
-    for i in order:
-        groups.setdefault(minute_of(s.ts_us[i]), []).append(i)
+    """One rollup per minute the series touches, each built from that minute's contiguous slice.
+
+    Samples are put in time order first (a copy, only if they are not already), so a minute is
+    one slice found by bisection: builders see ``range`` objects and can work on whole slices.
+    """
+    ts = s.ts_us
+    if ts != sorted(ts):
+        order = sorted(range(len(ts)), key=ts.__getitem__)
+        s = Series(s.target, s.address, s.method, s.kind, s.hop, [ts[i] for i in order],
+                   {c: [v[i] for i in order] for c, v in s.cols.items()})
+        ts = s.ts_us
     build = _BUILDERS[s.kind]
     out = []
-    for minute, idx in groups.items():
+    i, n = 0, len(ts)
+    while i < n:
+        minute = minute_of(ts[i])
+        j = bisect_left(ts, minute + MINUTE_US, i)
         data = empty(s.kind)
-        build(data, s, idx)
+        build(data, s, range(i, j))
         if "addr" in data:
             data["addr"] = [s.address[:64]]
         out.append(Rollup(agent, minute, s.kind, s.target, s.hop or 0, data))
+        i = j
     return out
 
 
-def _build_rtt(d: dict, s: Series, idx: list[int]) -> None:
-    rtts = s.cols["rtt"]
-    sk = LatencySketch()
-    prev = None
-    runs = 0
-    last_lost = False
-    for i in idx:
-        v = rtts[i]
-        if v is None:
-            d["lost"] += 1
-            if not last_lost:
-                runs += 1
-            last_lost = True
-            continue
-        last_lost = False
-        sk.add(v)
-        if prev is not None:
-            d["jit_sum"] += abs(v - prev)
-            d["jit_n"] += 1
-        prev = v
-    d["n"] = len(idx)
-    d["rtt"] = sk if sk.count else None
+def _build_rtt(d: dict, s: Series, idx: range) -> None:
+    """Whole-slice operations (C loops), not a Python loop per sample: this runs for every RTT ingested."""
+    rtts = s.cols["rtt"][idx.start:idx.stop]
+    lost = rtts.count(None)
+    if lost:
+        answered = [v for v in rtts if v is not None]
+        nones = list(map(is_, rtts, repeat(None)))
+        runs = lost - sum(map(and_, nones, nones[1:]))  # a run starts at each None not after a None
+    else:
+        answered, runs = rtts, 0
+    d["lost"] = lost
+    if len(answered) > 1:
+        d["jit_sum"] = sum(map(abs, map(sub, answered[1:], answered)))
+        d["jit_n"] = len(answered) - 1
+    sk = None
+    if answered:
+        sk = LatencySketch()
+        sk.add_many(answered)
+    d["n"] = len(rtts)
+    d["rtt"] = sk
     d["runs"] = runs
-    answered = [rtts[i] for i in idx if rtts[i] is not None]
-    d["frags"] = [[s.ts_us[idx[0]], s.ts_us[idx[-1]], answered[0] if answered else None,
-                   answered[-1] if answered else None, int(rtts[idx[0]] is None), int(rtts[idx[-1]] is None)]]
+    d["frags"] = [[s.ts_us[idx.start], s.ts_us[idx.stop - 1], answered[0] if answered else None,
+                   answered[-1] if answered else None, int(rtts[0] is None), int(rtts[-1] is None)]]
 
 
 def _build_http(d: dict, s: Series, idx: list[int]) -> None:

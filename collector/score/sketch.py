@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterable
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Iterable, Sequence
 
 __all__ = ["DEFAULT_GAMMA", "LatencySketch"]
 
@@ -88,6 +90,69 @@ class LatencySketch:
         self.sum += value_us * count
         self.min = value_us if self.min is None else min(self.min, value_us)
         self.max = value_us if self.max is None else max(self.max, value_us)
+
+    def add_many(self, values_us: Sequence[int]) -> None:
+        """Count many integer latencies at once: the same sketch as ``add`` of each, bit for bit.
+
+        Why: the collector builds one sketch per agent, target and minute for every sample it
+        ingests, and ``add`` costs a type check and a logarithm per value in Python. Here values
+        below ``_TABLE_LIMIT`` µs take their bucket from a table built once per gamma (one C-level
+        lookup and count per value); larger ones are sorted and each of their buckets is counted
+        with one bisection to its upper bound. Both find their edges with ``key`` itself, so every
+        value lands where ``add`` puts it. Integers only (the payload's microseconds).
+        """
+        if not values_us:
+            return
+        lo, hi = min(values_us), max(values_us)
+        if lo < 0:
+            raise ValueError(f"a latency cannot be negative: {lo}")
+        if not set(map(type, values_us)) <= {int}:
+            raise TypeError("add_many takes integer microseconds (use add for floats)")
+        buckets = self.buckets
+        if hi < _TABLE_LIMIT:
+            counts = Counter(map(self._table().__getitem__, values_us))
+        else:
+            counts = Counter(map(self._table().__getitem__, [v for v in values_us if v < _TABLE_LIMIT]))
+            self._count_sorted(sorted(v for v in values_us if v >= _TABLE_LIMIT))
+        self.zero += counts.pop(None, 0)
+        for k, c in counts.items():
+            buckets[k] = buckets.get(k, 0) + c
+        self.count += len(values_us)
+        self.sum += sum(values_us)
+        self.min = lo if self.min is None else min(self.min, lo)
+        self.max = hi if self.max is None else max(self.max, hi)
+
+    def _count_sorted(self, vals: list[int]) -> None:
+        """Bucket counts of sorted values >= 1: one bisection per bucket (count/sum/min/max are the caller's)."""
+        i, n = 0, len(vals)
+        buckets = self.buckets
+        while i < n:
+            k = self.key(vals[i])
+            j = bisect_right(vals, self._bucket_upper(k), i)
+            buckets[k] = buckets.get(k, 0) + (j - i)
+            i = j
+
+    def _table(self) -> list[int | None]:
+        """Bucket of every integer below ``_TABLE_LIMIT`` (None for 0), built once per gamma."""
+        table = _TABLES.get(self.gamma)
+        if table is None:
+            table = [None]
+            k = self.key(1)
+            while len(table) < _TABLE_LIMIT:
+                top = min(self._bucket_upper(k), _TABLE_LIMIT - 1)
+                table.extend([k] * (top + 1 - len(table)))
+                k += 1
+            _TABLES[self.gamma] = table
+        return table
+
+    def _bucket_upper(self, k: int) -> int:
+        """The largest integer v with key(v) == k (the float estimate, corrected with key itself)."""
+        v = max(1, math.floor(self.gamma ** k))
+        while self.key(v + 1) <= k:
+            v += 1
+        while v > 1 and self.key(v) > k:
+            v -= 1
+        return v
 
     def merge(self, other: LatencySketch) -> LatencySketch:
         """Add ``other`` into this sketch (in place; returns self). Exact: counts add."""
@@ -258,6 +323,11 @@ class LatencySketch:
             max_ok = self.max == 0
         if not (min_ok and max_ok):
             raise ValueError("latency sketch min/max do not match its lowest/highest bucket")
+
+
+# add_many's lookup table: 2^19 µs (524 ms) covers nearly every RTT; 4 MiB per gamma in use.
+_TABLE_LIMIT = 1 << 19
+_TABLES: dict[float, list[int | None]] = {}
 
 
 def _zigzag(n: int) -> int:
