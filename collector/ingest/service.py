@@ -504,6 +504,9 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
         except wire_payload.PayloadError as exc:
             code = FAILED_PRECONDITION if exc.version_mismatch else INVALID_ARGUMENT
             return _Answer(seq, weight, ack=_reject(seq, code, str(exc), st))
+        except Exception:  # a decoder bug must cost one batch, never the stream (fuzzed: tests/fuzz)
+            log.exception("payload decoder failed on seq %d of agent %s", seq, st.agent_id)
+            return _Answer(seq, weight, ack=_reject(seq, INVALID_ARGUMENT, "payload could not be decoded", st))
         if decoded.sample_count != batch.sample_count:
             return _Answer(seq, weight, ack=_reject(
                 seq, INVALID_ARGUMENT, f"sample_count says {batch.sample_count} but the payload holds {decoded.sample_count}", st))

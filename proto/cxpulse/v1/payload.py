@@ -178,7 +178,7 @@ def decode(data: bytes, *, max_samples: int = 1_000_000) -> SampleBatch:
     if not isinstance(obj, dict):
         raise PayloadError(f"payload must be a map, got {type(obj).__name__}")
     version = obj.get("v")
-    if version not in SUPPORTED_VERSIONS:
+    if not _is_int(version) or version not in SUPPORTED_VERSIONS:
         raise PayloadError(
             f"payload schema version {version!r} is not supported (collector reads {sorted(SUPPORTED_VERSIONS)})",
             version_mismatch=True,
