@@ -195,6 +195,13 @@ def _read_toml(path: str | Path) -> dict:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
+def _as_int(v: object, where: str) -> int:
+    """An integer from TOML, or a ConfigError that says where (found by tests/fuzz)."""
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ConfigError(f"{where} must be an integer, got {v!r}")
+    return v
+
+
 def load(path: str | Path) -> AgentConfig:
     """Read a TOML bootstrap file; unknown keys and wrong types are errors, not silently ignored.
 
@@ -228,7 +235,7 @@ def load(path: str | Path) -> AgentConfig:
                 raise ConfigError(f"{path}: targets[{i}] must be a table with name, host and optional port, method")
             try:
                 targets.append(
-                    Target(name=str(t["name"]), host=str(t["host"]), port=int(t.get("port", 443)), method=str(t.get("method", "")))
+                    Target(name=str(t["name"]), host=str(t["host"]), port=_as_int(t.get("port", 443), f"{path}: targets[{i}].port"), method=str(t.get("method", "")))
                 )
             except KeyError as exc:
                 raise ConfigError(f"{path}: targets[{i}] lacks {exc}") from None
@@ -237,7 +244,7 @@ def load(path: str | Path) -> AgentConfig:
     for i, a in enumerate(kw.pop("apps", [])):
         if not isinstance(a, dict) or not {"name", "url"} <= set(a) or set(a) - {"name", "url", "apdex_t_ms"}:
             raise ConfigError(f"{path}: apps[{i}] must be a table with name, url and optional apdex_t_ms")
-        apps.append(App(str(a["name"]), str(a["url"]), int(a.get("apdex_t_ms", 500))))
+        apps.append(App(str(a["name"]), str(a["url"]), _as_int(a.get("apdex_t_ms", 500), f"{path}: apps[{i}].apdex_t_ms")))
     for i, pr in enumerate(kw.pop("presets", [])):
         if not isinstance(pr, dict) or "name" not in pr:
             raise ConfigError(f"{path}: presets[{i}] must be a table with name and the preset's parameters")
