@@ -18,7 +18,7 @@ from cxpulse.collector.ingest.service import IngestConfig
 
 from .strategies import toml_doc, toml_scalars, toml_values
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 AGENT_KEYS = sorted(agent_config._KEYS)
 TARGET_KEYS = ["name", "host", "port", "method", "x"]

@@ -17,8 +17,8 @@ from .strategies import NOW_US, any_msgpack, structured, valid_batches
 # Bounded so that the whole fuzz suite stays under a minute on a loaded 2-core machine; structured
 # inputs cost more to generate than raw bytes, so they get fewer examples.
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large]
-FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=_QUIET)
-FUZZ_STRUCTURED = settings(max_examples=60, deadline=None, suppress_health_check=_QUIET)
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=_QUIET)
+FUZZ_STRUCTURED = settings(max_examples=40, deadline=None, suppress_health_check=_QUIET)
 MIN_TS, MAX_TS = 946_684_800_000_000, 4_102_444_800_000_000
 
 
