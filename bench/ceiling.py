@@ -41,6 +41,7 @@ def _insert_sql(schema: str = "") -> str:
 def sqlite_ceiling(n_rows: int, per_commit: int = 1000, where: str | None = None) -> dict:
     """Rows/s of BEGIN IMMEDIATE; executemany(per_commit rows); COMMIT into the store's own schema."""
     from cxpulse.collector.store import open_store
+    from cxpulse.collector.store.sqlite import WRITER_PRAGMAS
 
     data = list(rows(n_rows))
     with tempfile.TemporaryDirectory(prefix="cxpulse-bench-ceiling-", dir=where) as tmp:
@@ -48,8 +49,8 @@ def sqlite_ceiling(n_rows: int, per_commit: int = 1000, where: str | None = None
         open_store(path).close()  # the schema exactly as the collector creates it
         db = sqlite3.connect(path, isolation_level=None)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
+            for pragma in WRITER_PRAGMAS:  # the store's own write settings, durability included
+                db.execute(f"PRAGMA {pragma}")
             sync = db.execute("PRAGMA synchronous").fetchone()[0]
             sql = _insert_sql()
             t = time.perf_counter()
