@@ -183,6 +183,37 @@ def admin_routes(access: Access, now_us=None) -> list[Route]:
         names = {f"key:{k.key_id}": k.name for k in await call(reg.list_api_keys)}
         return _json({"entries": [{**_plain(e), "actor_name": names.get(e.actor, "")} for e in entries]})
 
+    # - central configuration (collector/config/central.py) -
+
+    async def get_config(request: Request) -> Response:
+        from ..config import central
+
+        version, text = await call(central.current, reg)
+        return _json({"version": version, "toml": text})
+
+    async def put_config(request: Request) -> Response:
+        from ..config import central
+
+        raw = await request.body()
+        if len(raw) > central.MAX_TEXT:
+            raise _api_error(413, f"the configuration is larger than {central.MAX_TEXT // 1024} KiB")
+        if request.headers.get("content-type", "").split(";")[0].strip() in ("text/plain", "application/toml"):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _api_error(400, "the configuration must be UTF-8 text") from None
+        else:
+            text = (await _body(request)).get("toml")
+            if not isinstance(text, str):
+                raise _api_error(400, 'send the TOML as text/plain, or as JSON {"toml": "..."}')
+        who = caller(request)
+        try:
+            version = await call(central.update, central._url(reg), text, who.actor if who else "http")
+        except ValueError as exc:  # central.ConfigError: what is wrong and where
+            raise _api_error(400, f"configuration refused: {getattr(exc, 'reason', exc)}") from None
+        await note(request, "config.update", f"version {version}", f"{len(text)} bytes")
+        return _json({"version": version})
+
     routes = [
         Route("/api/v1/admin/keys", access.guard("admin", list_keys), methods=["GET"]),
         Route("/api/v1/admin/keys", access.guard("admin", create_key), methods=["POST"]),
@@ -194,6 +225,9 @@ def admin_routes(access: Access, now_us=None) -> list[Route]:
         Route("/api/v1/admin/agents/{agent_id}/revoke", access.guard("admin", revoke_agent), methods=["POST"]),
         Route("/api/v1/admin/audit", access.guard("admin", audit), methods=["GET"]),
     ]
+    if central_config_available():
+        routes += [Route("/api/v1/admin/config", access.guard("admin", get_config), methods=["GET"]),
+                   Route("/api/v1/admin/config", access.guard("admin", put_config), methods=["PUT"])]
     return routes
 
 
@@ -217,7 +251,7 @@ def admin_openapi_paths() -> dict:
         "created_us": {"type": "integer"}, "revoked_us": {"type": ["integer", "null"]}}}
     not_found = {"404": {"$ref": "#/components/responses/NotFound"}}
     revoked = resp("200", "Revoked", {"type": "object", "required": ["revoked"], "properties": {"revoked": {"type": "string"}}})
-    return {
+    paths = {
         "/api/v1/admin/keys": {
             "get": {"operationId": "listApiKeys", "summary": "API keys (never their secrets)", "tags": ["admin"],
                     "responses": resp("200", "Keys", {"type": "object", "required": ["keys"], "properties": {
@@ -276,3 +310,22 @@ def admin_openapi_paths() -> dict:
                     "actor_name": {"type": "string"}, "action": {"type": "string"}, "subject": {"type": "string"},
                     "remote": {"type": "string"}, "detail": {"type": "string"}}}}}}), "400": err}}},
     }
+    if central_config_available():
+        version = {"type": "object", "required": ["version"], "properties": {"version": {"type": "integer"}}}
+        paths["/api/v1/admin/config"] = {
+            "get": {"operationId": "getCentralConfig", "summary": "The newest central configuration (TOML) and its version",
+                    "tags": ["admin"], "responses": resp("200", "Version 0 and empty text: none stored yet", {
+                        "type": "object", "required": ["version", "toml"], "properties": {
+                            "version": {"type": "integer"}, "toml": {"type": "string"}}})},
+            "put": {"operationId": "putCentralConfig", "tags": ["admin"],
+                    "summary": "Store a new central configuration; collectors push it to their agents within seconds",
+                    "description": "Checked before it is stored (the same checks agents run); the same text again keeps its version. "
+                                   "See collector/config/collector.example.toml.",
+                    "requestBody": {"required": True, "content": {
+                        "application/json": {"schema": {"type": "object", "required": ["toml"], "properties": {
+                            "toml": {"type": "string", "maxLength": 262144}}}},
+                        "text/plain": {"schema": {"type": "string", "maxLength": 262144}}}},
+                    "responses": {**resp("200", "Stored (or unchanged)", version), "400": err,
+                                  "413": {"description": "Too large", "content": {"application/json": {
+                                      "schema": {"$ref": "#/components/schemas/Error"}}}}}}}
+    return paths

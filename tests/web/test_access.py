@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,6 +22,7 @@ from .scenario import DAY_END
 AGENT = "agent-7f3a"
 USERS = ("maria.silva", "joao.pereira", "ana.costa", "rui.santos")
 OPEN = {"/api/v1/health", "/api/v1/openapi.json"}
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "collector" / "config" / "collector.example.toml"
 
 
 def operations() -> list[tuple[str, str, bool]]:
@@ -103,7 +105,9 @@ def test_the_right_key_gets_200_on_every_route(srv):
         key = srv.admin_key if admin_only else srv.helpdesk_key
         target = fill(path, {**ids, "agent_id": "agent-route-test"} if path.startswith("/api/v1/admin/agents/") else ids)
         body = {"role": "helpdesk", "name": "made by the route test"} if path == "/api/v1/admin/keys" else {}
-        r = call(srv, method, target, auth(key), json=body if method == "POST" else None)
+        if path == "/api/v1/admin/config":
+            body = {"toml": EXAMPLE_CONFIG.read_text()}
+        r = call(srv, method, target, auth(key), json=body if method in ("POST", "PUT") else None)
         if path == "/api/v1/alerts/test":
             assert r.status_code == 409, r.text  # authorized; this server has no webhooks to send to
         else:
@@ -294,3 +298,23 @@ def test_the_command_line_lookup_is_audited_too(day_db):
     assert [(e.action, e.subject) for e in entries] == [("cli.lookup", AGENT), ("cli.lookup", "")]
     assert "user=maria.silva" in entries[0].detail and "window=900s" in entries[0].detail
     assert "no match" in entries[1].detail and entries[0].remote.startswith("local:")
+
+
+def test_admin_reads_and_changes_the_central_config(srv):
+    from cxpulse.collector.lookup.admin_api import central_config_available
+
+    assert central_config_available(), "collector/config/central.py is part of this build"
+    admin = auth(srv.admin_key)
+    text = EXAMPLE_CONFIG.read_text()
+    r = call(srv, "PUT", "/api/v1/admin/config", admin, json={"toml": text})
+    assert r.status_code == 200, r.text
+    version = r.json()["version"]
+    assert call(srv, "GET", "/api/v1/admin/config", admin).json() == {"version": version, "toml": text}
+    # Raw TOML works too; the same text keeps its version.
+    r = call(srv, "PUT", "/api/v1/admin/config", {**admin, "Content-Type": "text/plain"}, content=text.encode())
+    assert r.json() == {"version": version}
+    bad = call(srv, "PUT", "/api/v1/admin/config", admin, json={"toml": "[cadence]\nprobe = -5\n"})
+    assert bad.status_code == 400 and "configuration refused" in bad.json()["error"]["message"], bad.text
+    assert call(srv, "GET", "/api/v1/admin/config", admin).json()["version"] == version, "a refused text is not stored"
+    assert call(srv, "PUT", "/api/v1/admin/config", auth(srv.helpdesk_key), json={"toml": text}).status_code == 403
+    assert [e.action for e in srv.registry.audit(subject=f"version {version}")][-1:] == ["config.update"]
