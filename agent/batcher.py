@@ -42,7 +42,7 @@ class Batcher:
         if not self.count:
             return None
         batch = payload.SampleBatch(series=list(self._series.values()), events=self._events, paths=self._paths)
-        data, n = payload.encode(batch), batch.sample_count
+        data, n = payload.encode(batch, version=payload.SCHEMA_VERSION), batch.sample_count
         self._series.clear()
         self._events = []
         self._paths = []

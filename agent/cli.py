@@ -35,7 +35,7 @@ def add_agent_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", action="append", default=[], metavar="NAME=HOST[:PORT]", help="a target to measure (repeatable)")
     p.add_argument("--interval", type=float, help="seconds between probes (default 1)")
     p.add_argument("--timeout", type=float, help="seconds a probe waits for an answer (default 1)")
-    p.add_argument("--batch-interval", type=float, help="seconds between batches (default 10)")
+    p.add_argument("--batch-interval", type=float, help="seconds between batches (default 30)")
     p.add_argument("--no-gateway", action="store_true", help="do not measure the default gateway")
     p.add_argument("--ca-file", help="CA to verify the collector against (the one given at install time)")
     p.add_argument("--enroll-token", help="enrollment token, spent once for this agent's own credential")
@@ -70,7 +70,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"cxpulse agent: configuration error: {exc}", file=sys.stderr)
         return 2
+    from . import memory
+
+    memory.prepare()  # before the runner's imports and grpc's threads
     from .runner import run_until_signalled
 
-    asyncio.run(run_until_signalled(cfg))
+    asyncio.run(_run(cfg, run_until_signalled))
     return 0
+
+
+SETTLE_AFTER_S = 30.0  # start-up done: first app checks, first trace, first voice run
+
+
+async def _run(cfg: AgentConfig, run_until_signalled) -> None:
+    from . import memory
+
+    asyncio.get_running_loop().call_later(SETTLE_AFTER_S, memory.settle)
+    await run_until_signalled(cfg)

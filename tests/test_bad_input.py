@@ -69,7 +69,7 @@ def test_each_bad_batch_is_rejected_with_a_status_and_the_stream_carries_on(coll
         ack = a.send(1, data, n)
         assert ack.status == pb.ACK_STATUS_STORED and ack.committed_seq == 1 and ack.code == 0
 
-        ack = a.send(2, b"\xc1\xff not msgpack at all", 3)
+        ack = a.send(2, b"\xff\xc1 not msgpack at all", 3)
         assert (ack.status, ack.code) == (pb.ACK_STATUS_REJECTED, grpc.StatusCode.INVALID_ARGUMENT.value[0])
         assert "not valid msgpack" in ack.detail
 
@@ -282,7 +282,7 @@ def test_repeated_rejections_cut_the_stream_and_store_nothing(strict_collector):
     try:
         with pytest.raises(grpc.RpcError) as err:
             for seq in range(1, 10):
-                ack = bad.send(seq, b"\xc1 garbage", 1)
+                ack = bad.send(seq, b"\xff\xc1 garbage", 1)
                 assert ack.status == pb.ACK_STATUS_REJECTED
         assert seq == 6  # five rejected acks arrived; the stream ended after the fifth
         code, meta = _status(err.value)

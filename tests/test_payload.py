@@ -29,6 +29,29 @@ def test_round_trip_keeps_every_sample_exactly():
         assert a.ts_us == z.ts_us and a.rtt_us == z.rtt_us
 
 
+def test_schema_2_is_the_same_map_deflated_and_both_versions_decode():
+    b = batch(30, 3)
+    b.events.append(p.Event(id="ev-1", kind="outage", target="t1", start_us=T0 + 5_000_000, end_us=None, severity=3))
+    v1, v2 = p.encode(b), p.encode(b, version=2)
+    assert v2[:1] == p.COMPRESSED_MARK and len(v2) < 0.75 * len(v1)
+    one, two = p.decode(v1), p.decode(v2)
+    assert one.series == two.series and one.events == two.events and two.sample_count == 91
+    # The mark and the version inside must agree: an uncompressed "v": 2 is refused, as is a deflated v1.
+    with pytest.raises(p.PayloadError) as err:
+        p.decode(msgpack.packb({"v": 2, "t0": T0, "s": []}))
+    assert err.value.version_mismatch
+
+
+def test_schema_2_inflation_is_bounded():
+    import zlib
+
+    z = zlib.compressobj(9, zlib.DEFLATED, -15)
+    bomb = p.COMPRESSED_MARK + z.compress(b"\x90" * (p.MAX_INFLATED + 1)) + z.flush()
+    assert len(bomb) < 64 * 1024
+    with pytest.raises(p.PayloadError, match="inflates beyond"):
+        p.decode(bomb)
+
+
 def test_empty_series_are_left_out():
     b = batch(3)
     b.series.append(p.Series(target="idle", address="::1", method=p.METHOD_TCP_CONNECT))
@@ -71,8 +94,11 @@ def test_version_errors_are_marked():
         p.decode(msgpack.packb({"v": 9, "t0": T0, "s": []}))
     assert err.value.version_mismatch
     with pytest.raises(p.PayloadError) as err:
-        p.decode(b"\xc1")
+        p.decode(b"\xff\xc1")
     assert not err.value.version_mismatch and "not valid msgpack" in str(err.value)
+    with pytest.raises(p.PayloadError) as err:
+        p.decode(p.COMPRESSED_MARK + b"\xff garbage")  # the schema-2 mark, then no deflate stream
+    assert not err.value.version_mismatch and "does not inflate" in str(err.value)
 
 
 def test_sample_bomb_is_refused():

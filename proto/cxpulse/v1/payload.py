@@ -2,20 +2,40 @@
 
 Agent and collector share this one codec so that the bytes the agent spools are
 exactly the bytes the collector validates. Columns per series, timestamps as
-deviations from the cadence and integer microseconds keep a batch small
-without a compressor.
+deviations from the cadence and integer microseconds keep a batch small; schema 2
+deflates that same map (with a fixed preset dictionary of the schema's own names),
+because names, addresses and Wi-Fi strings repeat within a batch and the upload
+budget (issue 9: 0.5 kbit/s with TLS) needs the payload roughly halved.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 
 import msgpack
 
 from .kinds import EVENT_KINDS, INT, KIND_METHODS, KINDS, MAX_EVIDENCE, MAX_STR, STR, US
 
-SCHEMA_VERSION = 1
-SUPPORTED_VERSIONS = frozenset({1})
+SCHEMA_VERSION = 2  # what the agent writes (Hello.payload_schema)
+SUPPORTED_VERSIONS = frozenset({1, 2})
+
+# Schema 2: this byte, then the schema-1 map (with "v": 2) as a raw deflate stream with the preset
+# dictionary below. 0xc1 is the one byte msgpack never uses, so no schema-1 payload starts with it.
+COMPRESSED_MARK = b"\xc1"
+# Frozen with schema 2: a spooled payload must inflate the same way years later. Never edit;
+# a new dictionary needs a new schema version.
+_ZDICT_V2_TOKENS = (
+    "v", "t0", "s", "e", "p", "tg", "a", "k", "m", "iv", "dt", "h", "id", "sev", "x", "ts", "r", "hops",
+    "rtt", "icmp_raw", "icmp_dgram", "tcp_connect", "gateway", "isp", "public",
+    "http", "https", "dns", "tcp", "tls", "ttfb", "total", "status", "ver", "HTTP/1.1", "HTTP/2", "cert", "err",
+    "timeout", "refused", "voice", "udp_reflect", "sent", "recv", "dup", "reord", "rtt95", "jit", "loss", "burst",
+    "run", "device", "os", "cpu", "mem", "top", "nicerr", "if", "ifk", "ethernet", "wifi", "vpn", "proxy",
+    "nl80211", "iw", "wlanapi", "netsh", "corewlan", "conn", "ssid", "bssid", "rssi", "noise", "snr", "ch", "mhz",
+    "band", "phy", "tx", "rx", "q", "2.4", "5", "6", "802.11ax", "802.11ac", "802.11n", "<hidden-by-os>",
+)
+_ZDICT_V2 = b"".join(msgpack.packb(t) for t in _ZDICT_V2_TOKENS)
+MAX_INFLATED = 8 << 20  # a schema-2 payload may not inflate beyond this (the compressed limit is 1 MiB)
 
 METHOD_ICMP_RAW = "icmp_raw"
 METHOD_ICMP_DGRAM = "icmp_dgram"
@@ -124,12 +144,18 @@ class SampleBatch:
         return sum(len(s) for s in self.series) + len(self.events) + len(self.paths)
 
 
-def encode(batch: SampleBatch) -> bytes:
-    """Encode a batch; series without samples are left out."""
+def encode(batch: SampleBatch, *, version: int = 1) -> bytes:
+    """Encode a batch; series without samples are left out.
+
+    Version 1 (the default, for tools and tests that look inside) is plain msgpack; the agent
+    sends version 2 (``SCHEMA_VERSION``): the same map, deflated.
+    """
+    if version not in SUPPORTED_VERSIONS:
+        raise ValueError(f"cannot encode payload schema {version}")
     live = [s for s in batch.series if len(s)]
     starts = [min(s.ts_us) for s in live] + [e.start_us for e in batch.events] + [p.ts_us for p in batch.paths]
     t0 = min(starts, default=0)
-    out: dict = {"v": SCHEMA_VERSION, "t0": t0, "s": []}
+    out: dict = {"v": version, "t0": t0, "s": []}
     for s in live:
         if any(b < a for a, b in zip(s.ts_us, s.ts_us[1:])):
             s = _time_ordered(s)  # probes can finish out of order (a lost one waits for its timeout)
@@ -151,7 +177,27 @@ def encode(batch: SampleBatch) -> bytes:
     if batch.paths:
         out["p"] = [{"tg": p.target, "a": p.address, "ts": p.ts_us - t0, "m": p.method, "r": p.reached,
                      "hops": [[h.ttl, h.address, h.rtt_us] for h in p.hops]} for p in batch.paths]
-    return msgpack.packb(out, use_bin_type=True)
+    packed = msgpack.packb(out, use_bin_type=True)
+    if version == 1:
+        return packed
+    z = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, zdict=_ZDICT_V2)
+    return COMPRESSED_MARK + z.compress(packed) + z.flush()
+
+
+def _inflate(data: bytes) -> bytes:
+    """The schema-2 body, bounded: a small payload must not inflate into a large allocation."""
+    z = zlib.decompressobj(-15, zdict=_ZDICT_V2)
+    try:
+        out = z.decompress(data[1:], MAX_INFLATED + 1)
+        if not z.unconsumed_tail:
+            out += z.flush()  # what zlib still holds: at most one window
+        if z.unconsumed_tail or len(out) > MAX_INFLATED:
+            raise PayloadError(f"schema 2 payload inflates beyond {MAX_INFLATED} bytes")
+    except zlib.error as exc:
+        raise PayloadError(f"schema 2 payload does not inflate: {exc}") from None
+    if not z.eof or z.unused_data:
+        raise PayloadError("schema 2 payload is truncated or has trailing bytes")
+    return out
 
 
 def _time_ordered(s: Series) -> Series:
@@ -162,6 +208,9 @@ def _time_ordered(s: Series) -> Series:
 
 def decode(data: bytes, *, max_samples: int = 1_000_000) -> SampleBatch:
     """Decode and validate; raises PayloadError with a reason a person can act on."""
+    compressed = data[:1] == COMPRESSED_MARK
+    if compressed:
+        data = _inflate(data)
     try:
         obj = msgpack.unpackb(
             data,
@@ -178,7 +227,7 @@ def decode(data: bytes, *, max_samples: int = 1_000_000) -> SampleBatch:
     if not isinstance(obj, dict):
         raise PayloadError(f"payload must be a map, got {type(obj).__name__}")
     version = obj.get("v")
-    if not _is_int(version) or version not in SUPPORTED_VERSIONS:
+    if not _is_int(version) or version not in SUPPORTED_VERSIONS or compressed != (version == 2):
         raise PayloadError(
             f"payload schema version {version!r} is not supported (collector reads {sorted(SUPPORTED_VERSIONS)})",
             version_mismatch=True,
