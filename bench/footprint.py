@@ -151,7 +151,7 @@ def run(plan: FootprintPlan, log: Any = print,
             db = tmp / "collector.sqlite"
             c_ready = tmp / "collector.ready"
             argv = [PY, "-m", "cxpulse", "collector", "serve", "--listen", f"{collector_ip}:{COLLECTOR_PORT}",
-                    "--db", str(db), "--reflector", f"{app_ip}:50052", "--ready-file", str(c_ready)]
+                    "--db", str(db), "--reflector", f"{app_ip}:50052", "--ready-file", str(c_ready), "--insecure"]
             for name, url in apps:
                 argv += ["--app", f"{name}={url}"]
             collector = path.app.spawn(*argv, cwd=REPO, env=env, stdout=logs["collector"], stderr=subprocess.STDOUT)

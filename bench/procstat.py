@@ -9,6 +9,7 @@ between two samples is not missed.
 
 from __future__ import annotations
 
+import os
 import statistics
 from dataclasses import dataclass, field
 
@@ -49,6 +50,28 @@ def peak_rss_bytes(pid: int) -> int:
     return 0
 
 
+def smaps_rollup_kb(pid: int) -> dict[str, int]:
+    """/proc/PID/smaps_rollup in kB: how much of the RSS is anonymous (heap, arenas, thread stacks:
+    ours to cut) and how much is mapped files (shared libraries: the price of importing them)."""
+    out: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 3 and parts[2] == "kB":
+                    out[parts[0].rstrip(":")] = int(parts[1])
+    except OSError:
+        pass
+    return out
+
+
+def thread_count(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
+
+
 @dataclass
 class Tracker:
     """Samples one process tree's RSS; marks CPU at the start and end of the measured window."""
@@ -62,6 +85,8 @@ class Tracker:
     gone: bool = False
     switches_start: int = 0
     switches_end: int = 0
+    smaps: dict[str, int] = field(default_factory=dict)
+    threads: int = 0
 
     def _procs(self) -> list[psutil.Process]:
         return [psutil.Process(p) for p in self.pids]
@@ -87,6 +112,9 @@ class Tracker:
         self.rss.clear()
 
     def mark_end(self) -> None:
+        if len(self.pids) == 1:
+            self.smaps = smaps_rollup_kb(self.pids[0])
+            self.threads = thread_count(self.pids[0])
         try:
             self.end = self.cpu_now()
             self.switches_end = self._switches()
@@ -105,5 +133,8 @@ class Tracker:
             "main_thread_wakeups_per_s": (round((self.switches_end - self.switches_start) / window_s, 1)
                                           if self.end is not None else None),
             "rss_samples": len(self.rss),
+            "rss_at_end_kb": {k: self.smaps[k] for k in ("Rss", "Anonymous", "Pss_File", "Shared_Clean", "Private_Dirty")
+                              if k in self.smaps} or None,
+            "threads_at_end": self.threads or None,
             "exited_early": self.gone,
         }

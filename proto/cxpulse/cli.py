@@ -16,10 +16,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     from cxpulse.agent import cli as agent_cli
-    from cxpulse.collector import cli as collector_cli
 
     agent_cli.register(sub)
-    collector_cli.register(sub)
+    if _command(sys.argv[1:] if argv is None else argv) != "agent":  # the agent's process never loads the collector
+        from cxpulse.collector import cli as collector_cli
+
+        collector_cli.register(sub)
 
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * args.verbose
@@ -31,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args) or 0
     except KeyboardInterrupt:
         return 130
+
+
+def _command(argv: list[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 if __name__ == "__main__":
