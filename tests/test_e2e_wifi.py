@@ -41,7 +41,7 @@ def test_roam_weak_signal_and_disconnect_reach_the_lookup(tmp_path, procs, colle
     cfg.write_text("wifi_interval_s = 0.2\ntrace_enabled = false\n")
     p = Proc(["-v", "agent", "run", "--config", str(cfg), "--collector", collector.address, "--state-dir",
               str(tmp_path / "agent"), "--no-gateway", "--interval", "0.5", "--batch-interval", "1",
-              "--target", "loopback=127.0.0.1:9", "--user", "wifi.user"], tmp_path / "agent.log")
+              "--target", "loopback=127.0.0.1:9", "--user", "wifi.user", *collector.agent_args()], tmp_path / "agent.log")
     os.environ["CXPULSE_WIFI_REPLAY"] = str(replay)
     try:
         p.start()

@@ -148,7 +148,8 @@ def test_service_runner_stops_when_asked_from_another_thread(collector, tmp_path
     """What SvcStop does on Windows: request_stop from the control thread; the batch is spooled and sent."""
     cfg = load(EXAMPLE).with_overrides(collector=collector.address, state_dir=str(tmp_path / "state"),
                                        targets=(Target("loopback", "127.0.0.1", 9),), probe_interval_s=0.2,
-                                       batch_interval_s=1.0, measure_gateway=False, apps=(), trace_enabled=False)
+                                       batch_interval_s=1.0, measure_gateway=False, apps=(), trace_enabled=False,
+                                       ca_file=collector.ca_file, enroll_token=collector.token)
     runner = service.ServiceRunner(cfg)
     t = threading.Thread(target=runner.run)
     t.start()
