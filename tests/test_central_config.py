@@ -4,6 +4,7 @@ its last good config when a push is bad and across a restart without a collector
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -217,3 +218,65 @@ def test_push_to_a_running_agent_changes_what_it_measures_and_a_bad_edit_is_refu
     wait_for(lambda: "third" in targets_since(t_set), 20, what="the agent measuring the target set by the CLI")
     assert (tmp_path / "agent" / FILE_NAME).exists()
 
+
+
+def test_sighup_rereads_the_file_and_pushes_a_bad_edit_is_logged_and_ignored(tmp_path, caplog):
+    """In-process watcher with a recording service: SIGHUP makes the change immediate (the poll is an hour)."""
+    import asyncio
+    import signal
+
+    from cxpulse.collector.config.watch import ConfigWatcher
+
+    class Service:
+        def __init__(self):
+            self.pushed = []
+
+        def set_config(self, cfg):
+            self.pushed.append(cfg)
+            return 0
+
+    conf = tmp_path / "c.toml"
+    conf.write_text("[cadence]\nprobe = 2\n")
+    db = str(tmp_path / "v.sqlite")
+
+    async def main():
+        svc = Service()
+        w = ConfigWatcher(svc, IngestConfig(batch_interval_ms=3000), db, str(conf), poll_s=3600)
+        await w.start()
+        try:
+            assert [c.probe_interval_ms for c in svc.pushed] == [2000] and svc.pushed[0].batch_interval_ms == 3000
+            conf.write_text("[cadence]\nprobe = 4\n")
+            os.kill(os.getpid(), signal.SIGHUP)
+            for _ in range(100):
+                if len(svc.pushed) == 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert [c.version for c in svc.pushed] == [1, 2] and svc.pushed[1].probe_interval_ms == 4000
+            conf.write_text("[cadence]\nprobe = 'fast'\n")
+            os.kill(os.getpid(), signal.SIGHUP)
+            await asyncio.sleep(0.5)
+            assert len(svc.pushed) == 2 and w.version == 2
+        finally:
+            await w.stop()
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+
+    with caplog.at_level("ERROR", logger="cxpulse.collector.config"):
+        asyncio.run(main())
+    assert any("refused, version 2 keeps running" in r.getMessage() for r in caplog.records)
+    assert current(db) == (2, "[cadence]\nprobe = 4\n")
+
+
+@pytest.mark.slow
+def test_collector_refuses_to_start_with_a_bad_config_file(tmp_path):
+    from tests.conftest import CollectorProc
+
+    conf = tmp_path / "bad.toml"
+    conf.write_text("[detector]\nspike_abs_us = 1\n")
+    c = CollectorProc(tmp_path, tmp_path / "c.sqlite", extra=["--insecure", "--config", str(conf)])
+    try:
+        with pytest.raises(AssertionError) as err:
+            c.start()
+        assert "spike_abs_us" in str(err.value)
+    finally:
+        if c.alive():
+            c.stop()
