@@ -445,8 +445,9 @@ def _comp(name: str, score: float, reason: str, ev: dict) -> Component:
 
 
 # Events that say something about the data, not about what the user felt: a spool's ``data_gap``
-# (batches it had to drop) marks minutes we know nothing of, it is no disruption.
-NOT_DISRUPTIONS = frozenset({"data_gap"})
+# (batches it had to drop) marks minutes we know nothing of, it is no disruption; nor is an agent's
+# ``config_rejected`` (a pushed config it refused; the last good one kept measuring).
+NOT_DISRUPTIONS = frozenset({"data_gap", "config_rejected"})
 
 
 def stability_of(f: Figures) -> Component:
