@@ -22,6 +22,7 @@ from . import identity, netinfo
 from .batcher import Batcher
 from .detector import Detector
 from .detector.confirm import Confirmations
+from .detector.confirm import Confirmations
 from .config import AgentConfig
 from .presets import App
 from .probes import REGISTRY
@@ -62,6 +63,8 @@ class Agent:
         self.spool = Spool(os.path.join(cfg.state_dir, "spool"), cfg.spool_max_bytes, cfg.spool_max_age_s)
         self.batcher = Batcher()
         self.detector = Detector()
+        self.confirm = Confirmations()
+        self._stop = asyncio.Event()  # replaced by run()'s; follow-ups stop with it
         self.confirm = Confirmations()
         self._stop = asyncio.Event()  # replaced by run()'s; follow-ups stop with it
         self.probe = REGISTRY["rtt"](methods=list(cfg.rtt_methods) or None)
@@ -180,6 +183,7 @@ class Agent:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._stop = stop
+        self._stop = stop
         await self.probe.start()
         self.stats.method = getattr(self.probe, "method", "")
         uplink_stop = asyncio.Event()
@@ -221,6 +225,8 @@ class Agent:
             "samples_lost": self.stats.lost,
             "followup_probes": self.confirm.sent,
             "followup_runs": self.confirm.runs,
+            "followup_probes": self.confirm.sent,
+            "followup_runs": self.confirm.runs,
             "events": self.stats.events,
             "app_checks": self.stats.app_checks,
             "voice_runs": self.stats.voice_runs,
@@ -246,24 +252,38 @@ class Agent:
         loop = asyncio.get_running_loop()
         next_tick = loop.time()
         next_gateway = next_tick
-        while not stop.is_set():
-            now = loop.time()
-            if now >= next_gateway:
-                self._refresh_gateway()
-                next_gateway = now + GATEWAY_REFRESH_S
-            targets = [(self._gateway, None)] if self._gateway else []
-            targets += [(t, ttl) for t, ttl in self.hop_targets.values()] + [(t, None) for t in self.targets]
-            for t, hop in targets:
-                task = asyncio.ensure_future(self._measure(t, hop))
-                self._probing.add(task)
-                task.add_done_callback(self._probing.discard)
-            next_tick += self.probe_interval_s
-            if next_tick < loop.time():  # fell behind (suspend, overload): skip, do not burst
-                next_tick = loop.time() + self.probe_interval_s
-            try:
-                await asyncio.wait_for(stop.wait(), max(0.0, next_tick - loop.time()))
-            except asyncio.TimeoutError:
-                pass
+        # A tick costs one future and one timer: wait_for(stop.wait()) made and cancelled a task
+        # every tick (four loop turns a second for nothing). One waiter for the whole run ends the
+        # current tick's sleep when the agent stops.
+        tick: list[asyncio.Future | None] = [None]
+
+        def wake_on_stop(_: asyncio.Future) -> None:
+            if tick[0] is not None and not tick[0].done():
+                tick[0].set_result(None)
+
+        stopped = asyncio.ensure_future(stop.wait())
+        stopped.add_done_callback(wake_on_stop)
+        try:
+            while not stop.is_set():
+                now = loop.time()
+                if now >= next_gateway:
+                    self._refresh_gateway()
+                    next_gateway = now + GATEWAY_REFRESH_S
+                targets = [(self._gateway, None)] if self._gateway else []
+                targets += [(t, ttl) for t, ttl in self.hop_targets.values()] + [(t, None) for t in self.targets]
+                for t, hop in targets:
+                    task = asyncio.ensure_future(self._measure(t, hop))
+                    self._probing.add(task)
+                    task.add_done_callback(self._probing.discard)
+                next_tick += self.probe_interval_s
+                if next_tick < loop.time():  # fell behind (suspend, overload): skip, do not burst
+                    next_tick = loop.time() + self.probe_interval_s
+                tick[0] = loop.create_future()
+                timer = loop.call_at(next_tick, _resolve, tick[0])
+                await tick[0]
+                timer.cancel()
+        finally:
+            stopped.cancel()
 
     async def _measure(self, t: Target, hop: int | None = None, followup: bool = False) -> None:
         # A lost probe finishes a timeout after the ones sent after it: release results in send
@@ -525,6 +545,11 @@ class Agent:
         self.stats.batches_spooled += 1
         log.debug("spooled batch seq %d: %d samples, %d bytes", entry.seq, n, len(data))
         self.uplink.notify()
+
+
+def _resolve(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) -> None:

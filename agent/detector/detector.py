@@ -44,14 +44,25 @@ class DetectorConfig:
 class _Baseline:
     def __init__(self, size: int):
         self.values: deque[int] = deque(maxlen=size)
+        # Two medians over 60 values are the detector's biggest cost per sample, and the runner asks
+        # for the threshold before every probe too: computed once per change of the values.
+        self._cached: tuple[DetectorConfig, tuple[float, float]] | None = None
+
+    def add(self, rtt_us: int) -> None:
+        self.values.append(rtt_us)
+        self._cached = None
 
     def threshold(self, cfg: DetectorConfig) -> tuple[float, float] | None:
         """(baseline, breach threshold) or None while warming up."""
         if len(self.values) < cfg.baseline_min_samples:
             return None
+        if self._cached is not None and self._cached[0] is cfg:
+            return self._cached[1]
         med = statistics.median(self.values)
         mad = statistics.median(abs(v - med) for v in self.values)
-        return med, med + max(cfg.spike_abs_us, cfg.spike_rel * med, cfg.spike_mad_k * mad)
+        out = med, med + max(cfg.spike_abs_us, cfg.spike_rel * med, cfg.spike_mad_k * mad)
+        self._cached = (cfg, out)
+        return out
 
 
 @dataclass
@@ -98,7 +109,7 @@ class Detector:
         spike = (not lost) and base is not None and rtt_us > base[1]
         out += self._step(st.spike, target, ts_us, spike, (rtt_us, base[0] if base else None), st, self._spike_event)
         if not lost and not spike and st.spike.episode is None:
-            st.baseline.values.append(rtt_us)
+            st.baseline.add(rtt_us)
 
         jitter = False
         if not lost:

@@ -101,11 +101,14 @@ class IcmpPinger:
                 sock.sendto(packet, sockaddr)
             except OSError:  # no route, interface down, send buffer full: this sample is lost
                 return None
+            # A timer that resolves the future as lost, rather than asyncio.wait_for: that adds a
+            # second future and a loop turn per reply, and at 1 Hz per hop loop turns are the cost.
+            expiry = self._loop.call_later(timeout_s, _expire, fut)
             try:
-                recv_ns = await asyncio.wait_for(fut, timeout_s)
-            except asyncio.TimeoutError:
-                return None
-            if recv_ns is None:  # closed while waiting
+                recv_ns = await fut
+            finally:
+                expiry.cancel()
+            if recv_ns is None:  # timed out, or closed while waiting
                 return None
             return max(0, (recv_ns - sent_ns) // 1000)
         finally:
@@ -204,6 +207,11 @@ def _install_reply_filter(sock: socket.socket, family: socket.AddressFamily) -> 
             sock.setsockopt(socket.IPPROTO_ICMPV6, _ICMP_FILTER, struct.pack("=8I", *words))
     except OSError:
         pass
+
+
+def _expire(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def _strip_scope(address: str) -> str:

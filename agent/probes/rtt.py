@@ -57,6 +57,7 @@ class RttProbe:
         self._family_method: dict[socket.AddressFamily, str | None] = {}
         self._pingers: dict[socket.AddressFamily, IcmpPinger] = {}
         self._cache: dict[str, tuple[float, _Resolved | None]] = {}
+        self._literals: dict[str, _Resolved] = {}
         self._started = False
         self._icmp_answered: set[str] = set()
         self._icmp_losses: dict[str, int] = {}
@@ -192,12 +193,19 @@ class RttProbe:
 
     async def _resolve(self, host: str, timeout_s: float) -> _Resolved | None:
         """Address of ``host``, IPv4 preferred, cached so a sample costs no DNS round trip."""
+        literal = self._literals.get(host)
+        if literal is not None:
+            return literal
         if not host.strip():  # the resolver would read "" as "this machine"
             return None
-        try:  # a literal needs no cache and no executor thread
-            return _pick(socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST))
+        try:  # a literal needs no executor thread; kept, since getaddrinfo costs system calls each time
+            resolved = _pick(socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST))
         except (socket.gaierror, UnicodeError):
             pass
+        else:
+            if resolved is not None and len(self._literals) < _CACHE_MAX:
+                self._literals[host] = resolved
+            return resolved
         now = time.monotonic()
         hit = self._cache.get(host)
         if hit is not None and hit[0] > now:
