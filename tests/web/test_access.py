@@ -318,3 +318,44 @@ def test_admin_reads_and_changes_the_central_config(srv):
     assert call(srv, "GET", "/api/v1/admin/config", admin).json()["version"] == version, "a refused text is not stored"
     assert call(srv, "PUT", "/api/v1/admin/config", auth(srv.helpdesk_key), json={"toml": text}).status_code == 403
     assert [e.action for e in srv.registry.audit(subject=f"version {version}")][-1:] == ["config.update"]
+
+
+def test_collector_serve_flags_reach_the_api(tmp_path, procs):
+    """`collector serve --http ... --pseudonymize --metrics-open --trusted-proxy`: a real collector process."""
+    import socket
+
+    from cxpulse.collector.store import open_store
+
+    from ..conftest import CollectorProc
+    from .scenario import fill_fleet
+
+    db = tmp_path / "c.sqlite"
+    store = open_store(str(db))
+    try:
+        fill_fleet(store, time.time_ns() // 1000 // 1_000_000 * 1_000_000)
+    finally:
+        store.close()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    col = CollectorProc(tmp_path, db, extra=["--http", f"127.0.0.1:{port}", "--pseudonymize", "--metrics-open",
+                                            "--trusted-proxy", "127.0.0.1"]).start()
+    procs.append(col)
+    base = f"http://127.0.0.1:{port}"
+    reg, helpdesk, _ = registry_with_keys(str(db))
+    try:
+        assert httpx.get(base + "/api/v1/fleet", timeout=10).status_code == 401
+        assert httpx.get(base + "/metrics", timeout=30).status_code == 200, "--metrics-open"
+        fleet = httpx.get(base + "/api/v1/fleet", headers=auth(helpdesk), timeout=60)
+        assert fleet.status_code == 200 and len(fleet.json()["worst"]) == 3, fleet.text[:300]
+        assert not any(u in fleet.text for u in USERS) and all(a["user"].startswith("u-") for a in fleet.json()["worst"])
+        assert (tmp_path / "pseudonym.key").stat().st_mode & 0o777 == 0o600, "the secret beside the database"
+        t0 = time.time_ns() // 1000
+        r = httpx.get(base + "/api/v1/agents/agent-0001/ticket", headers={**auth(helpdesk), "X-Forwarded-For": "10.20.30.40"},
+                      timeout=60)
+        assert r.status_code == 200 and "joao.pereira" in r.text
+        (e,) = reg.audit(since_us=t0, subject="agent-0001")
+        assert e.remote == "10.20.30.40" and e.action == "agent.ticket"
+    finally:
+        reg.close()
+    assert col.stop() == 0
