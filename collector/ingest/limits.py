@@ -64,8 +64,9 @@ class TokenBucket:
         self.stamp = time.monotonic() if now is None else now
 
     def _refill(self, now: float) -> None:
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
+        if now > self.stamp:
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
 
     def take(self, now: float | None = None) -> bool:
         self._refill(time.monotonic() if now is None else now)
@@ -99,10 +100,10 @@ class AgentLimiter:
         self.cut = 0  # streams ended by a limit (for /metrics and tests)
         self.throttled = 0
 
-    def _state(self, agent_id: str) -> _AgentState:
+    def _state(self, agent_id: str, now: float) -> _AgentState:
         st = self._agents.get(agent_id)
         if st is None:
-            st = _AgentState(TokenBucket(self.limits.batches_per_s, self.limits.batch_burst), [])
+            st = _AgentState(TokenBucket(self.limits.batches_per_s, self.limits.batch_burst, now), [])
             self._agents[agent_id] = st
             while len(self._agents) > self.limits.max_agents_tracked:
                 self._agents.popitem(last=False)
@@ -120,7 +121,7 @@ class AgentLimiter:
     def take_batch(self, agent_id: str, now: float | None = None) -> float:
         """0.0 if the batch may be read; otherwise the retry hint (s) and the agent is penalised."""
         now = time.monotonic() if now is None else now
-        st = self._state(agent_id)
+        st = self._state(agent_id, now)
         if st.bucket.take(now):
             return 0.0
         self.throttled += 1
@@ -133,7 +134,7 @@ class AgentLimiter:
     def strike(self, agent_id: str, now: float | None = None) -> float:
         """Count a rejected batch; the penalty (s) if that was one too many, else 0.0."""
         now = time.monotonic() if now is None else now
-        st = self._state(agent_id)
+        st = self._state(agent_id, now)
         horizon = now - self.limits.reject_window_s
         st.rejects = [t for t in st.rejects if t > horizon]
         st.rejects.append(now)
