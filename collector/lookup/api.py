@@ -38,7 +38,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..store import AgentRecord, Store
-from .report import NoMatch, build
+from .report import NoMatch, build, fleet_views
 from .ticket import headline, incident_scope, ticket_summary
 
 __all__ = ["ApiError", "LookupService", "create_app", "openapi_document", "parse_duration_s", "parse_time_us"]
@@ -517,14 +517,7 @@ def _fleet(store: Store, window_s: int, now: int) -> dict:
     active = [r for r in records if r.last_seen_us >= since]
     rows, minutes, incidents = [], {}, {}
     app_rows: dict[str, list[dict]] = {}
-    for r in active:
-        try:
-            v = build(store, r.info.agent_id, window_s, now)
-        except NoMatch:
-            continue
-        a = next((x for x in v["agents"] if x["agent_id"] == r.info.agent_id), None)
-        if a is None:
-            continue
+    for r, a in fleet_views(store, active, since, now):  # rollups of every agent in one read, no raw rows
         h = headline(a)
         minutes[r.info.agent_id] = score_points(a)
         for inc in h["incidents"]:

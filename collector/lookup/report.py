@@ -8,7 +8,14 @@ import time
 
 from ..score import rollup as ru
 from ..score.journeys import Journey, default_journeys, evaluate, journey_summary
-from ..score.timeline import ScoreConfig, agent_timeline, merged, timeline_of
+from ..score.timeline import (
+    AVAILABILITY_LOOKBACK_MIN,
+    ScoreConfig,
+    agent_timeline,
+    app_history,
+    merged,
+    timeline_of,
+)
 from ..score.triage import triage_timeline
 from ..store import AgentRecord, RttRow, Store
 from .stats import (
@@ -59,15 +66,17 @@ def build(store: Store, query: str, window_s: int = 3600, now_us: int | None = N
 
 
 def score_section(store: Store, agent_key: int, since: int, until: int, journeys: list[Journey] | None = None,
-                  cfg: ScoreConfig | None = None, rollups: list[ru.Rollup] | None = None) -> dict:
+                  cfg: ScoreConfig | None = None, rollups: list[ru.Rollup] | None = None,
+                  incidents: list | None = None) -> dict:
     """Score now and per minute, components, limiting factor, fault domain per degraded window,
     incidents the agent is part of, journeys: all from the rollups, so any window works.
-    ``rollups``: the agent's rollups from the window's first minute on, when the caller has them."""
+    ``rollups``: the agent's rollups of the window (and its app history), when the caller has them."""
     if rollups is None:
         tl = agent_timeline(store, agent_key, since, until, cfg)
     else:
         tl = timeline_of(agent_key, rollups, ru.minute_of(since), until, cfg)
-    incidents = store.incidents(since, until, agent_key)
+    if incidents is None:
+        incidents = store.incidents(since, until, agent_key)
     verdicts = triage_timeline(tl, incidents)
     out = tl.to_dict()
     out["timeline"] = out.pop("minutes")
@@ -84,7 +93,7 @@ def _agent_view(store: Store, a: AgentRecord, since: int, until: int, journeys: 
                 score_cfg: ScoreConfig | None = None) -> dict:
     events = store.events(a.key, since, until)
     if until - since > RAW_WINDOW_MAX_S * 1_000_000:
-        rollups = store.rollups(ru.minute_of(since), until, a.key)
+        rollups = app_history(store, a.key, ru.minute_of(since)) + store.rollups(ru.minute_of(since), until, a.key)
         sections = _sections_from_rollups(store, a.key, since, until, rollups, events)
         score = score_section(store, a.key, since, until, journeys, score_cfg, rollups)
     else:
@@ -96,7 +105,10 @@ def _agent_view(store: Store, a: AgentRecord, since: int, until: int, journeys: 
             "wifi": wifi_stats(store.rows(a.key, "wifi", since, until), [e for e in events if e.kind.startswith("wifi_")]),
         }
         score = score_section(store, a.key, since, until, journeys, score_cfg)
-    paths = store.paths(a.key, since, until)
+    return _view(a, sections, events, store.paths(a.key, since, until), score)
+
+
+def _view(a: AgentRecord, sections: dict, events: list, paths: list, score: dict) -> dict:
     latest_paths: dict[str, object] = {}
     for p in paths:
         latest_paths[p.target] = p
@@ -126,21 +138,22 @@ def _agent_view(store: Store, a: AgentRecord, since: int, until: int, journeys: 
 
 
 def _sections_from_rollups(store: Store, key: int, since: int, until: int, rollups: list[ru.Rollup],
-                           events: list) -> dict:
+                           events: list, raw: bool = True) -> dict:
     """Targets, apps, voice, device and Wi-Fi of a long window from its rollups (stats.py says
-    which figures still read raw rows, and which ones)."""
+    which figures still read raw rows, and which ones). ``raw`` False: none at all (the fleet's
+    rows: no RFC 3550 jitter at the end, no last status, interface or methods; loss runs estimated)."""
     inside = [r for r in rollups if r.minute_us >= ru.minute_of(since) and r.minute_us < until]
     by_kind: dict[str, dict[str, ru.Rollup]] = {}
     for (kind, target), r in merged(inside).items():
         by_kind.setdefault(kind, {})[target] = r
     last_minute = max((r.minute_us for r in inside if r.kind != ru.EVENTS), default=None)
     tail_since = since if last_minute is None else max(since, last_minute + ru.MINUTE_US - TAIL_S * 1_000_000)
-    tail = {k: store.rows(key, k, tail_since, until) for k in ("rtt", "http", "device", "wifi")}
+    tail = {k: store.rows(key, k, tail_since, until) if raw else [] for k in ("rtt", "http", "device", "wifi")}
     rtt_tail = [_rtt_row(r) for r in tail["rtt"]]
     # Minutes that lost samples: read raw, so loss seconds and the longest loss run stay exact.
     lossy = sorted({r.minute_us for r in inside if r.kind == "rtt" and r.data["lost"]})
     lossy_rows: list | None = None
-    if len(lossy) <= LOSSY_MINUTES_MAX:
+    if raw and len(lossy) <= LOSSY_MINUTES_MAX:
         lossy_rows = []
         for lo, hi in _runs(lossy):
             lossy_rows += store.rtt_rows(key, max(since, lo), min(until, hi + ru.MINUTE_US))
@@ -153,7 +166,7 @@ def _sections_from_rollups(store: Store, key: int, since: int, until: int, rollu
             by_kind["rtt"][target].data["_minute_loss"] = pairs
     # The latest error class of each app: the raw checks of its last minute with a failure.
     last_failed: dict[str, str] = {}
-    for app in by_kind.get("http", {}):
+    for app in by_kind.get("http", {}) if raw else ():
         m = max((r.minute_us for r in inside if r.kind == "http" and r.target == app and r.data["failed"]), default=None)
         if m is not None:
             errs = [x for x in store.rows(key, "http", m, m + ru.MINUTE_US) if x.target == app and x.values["err"]]
@@ -161,7 +174,7 @@ def _sections_from_rollups(store: Store, key: int, since: int, until: int, rollu
                 last_failed[app] = max(errs, key=lambda x: x.ts_us).values["err"]
     wifi_events = [e for e in events if e.kind.startswith("wifi_")]
     targets = targets_from_rollups(by_kind.get("rtt", {}), rtt_tail, lossy_rows, store.series_methods(key, "rtt")
-                                   if by_kind.get("rtt") else {})
+                                   if raw and by_kind.get("rtt") else {})
     return {
         "targets": [t.as_dict() for t in targets],
         "apps": apps_from_rollups(by_kind.get("http", {}), tail["http"], last_failed),
@@ -347,3 +360,27 @@ def _render_events(lines: list[str], events: list[dict]) -> None:
         lines.append(f"    {start}  {dur:>8}  {sev:<8} {e['kind']:<15} at {e['target']:<14} {e['evidence']}")
     if len(events) > 30:
         lines.append(f"    ... {len(events) - 30} earlier events (use --json for all)")
+
+
+def fleet_views(store: Store, records: list[AgentRecord], since: int, until: int,
+                journeys: list[Journey] | None = None, score_cfg: ScoreConfig | None = None):
+    """(record, view) for each agent, as ``build`` makes them, for the fleet page: from the
+    window's rollups of every agent, read in one query, and no raw samples at all.
+
+    A fleet of thousands asked per agent read each agent's raw rows (900 per hop for 15 minutes)
+    and its rollups one query at a time. Figures that need raw rows are left out or estimated
+    (``_sections_from_rollups`` with ``raw=False``); the agent page has them.
+    """
+    first = ru.minute_of(since)
+    by_agent: dict[int, list[ru.Rollup]] = {}
+    history_since = first - (AVAILABILITY_LOOKBACK_MIN - 1) * ru.MINUTE_US
+    for r in store.rollups(history_since, first, kinds=("http",)) + store.rollups(first, until):
+        by_agent.setdefault(r.agent, []).append(r)
+    incidents = store.incidents(since, until)
+    for a in records:
+        rollups = by_agent.get(a.key, [])
+        events = store.events(a.key, since, until)
+        sections = _sections_from_rollups(store, a.key, since, until, rollups, events, raw=False)
+        mine = [i for i in incidents if a.key in (i.agents or {})]
+        score = score_section(store, a.key, since, until, journeys, score_cfg, rollups, mine)
+        yield a, _view(a, sections, events, [], score)

@@ -55,6 +55,8 @@ __all__ = [
     "VoiceFig",
     "WifiFig",
     "agent_timeline",
+    "app_history",
+    "recent_availability",
     "figures_of",
     "merged",
     "minute_scores",
@@ -383,12 +385,67 @@ def _media_path(f: Figures, cfg: ScoreConfig) -> PathFig | None:
     return next((f.paths[t] for t in cfg.media_targets if t in f.paths and f.paths[t].samples), None)
 
 
-def apps_of(f: Figures, cfg: ScoreConfig) -> Component:
+def apps_of(f: Figures, cfg: ScoreConfig, isolated: Mapping[str, tuple[int, int]] | None = None) -> Component:
+    """Apdex and availability per app, the worst app limiting.
+
+    ``isolated``: app -> (failed, checks) over its recent checks, for apps whose failures in
+    these figures are isolated blips (see ``recent_availability``): those failed checks are left
+    out of the judgment and named in the reason instead.
+    """
+    isolated = isolated or {}
     checks: list[AppCheck] = []
+    skipped: list[str] = []
     for a in f.apps.values():
         checks += [AppCheck(a.app, d) for d in a.durations_ms]
+        if a.app in isolated and a.failed:
+            failed, seen = isolated[a.app]
+            skipped.append(f"{a.app}: {a.failed} isolated failed check(s) not counted ({failed} of its last {seen} failed)")
+            continue
         checks += [AppCheck(a.app, None, ok=False)] * a.failed
-    return apps_component(checks, cfg.apdex_t_ms, cfg.default_apdex_t_ms)
+    c = apps_component(checks, cfg.apdex_t_ms, cfg.default_apdex_t_ms)
+    if not skipped:
+        return c
+    return Component(c.name, c.score, c.label, "; ".join([c.reason, *skipped]), {**c.evidence, "isolated_failures": skipped})
+
+
+# A failed app check is a blip, not a degraded minute, while the app's availability over its
+# last AVAILABILITY_CHECKS checks (looking back at most AVAILABILITY_LOOKBACK_MIN minutes) stays
+# at or above AVAILABILITY_OK_PCT: with a check every 30 s, one failure in ten minutes. Judged
+# per minute alone, one failure of a minute's two checks read as 50% availability (score 0).
+# A minute whose failures are not isolated is judged on its own checks, as before, so an outage
+# shows from its first minutes and the score recovers in the first minute without failures.
+AVAILABILITY_CHECKS = 20
+AVAILABILITY_LOOKBACK_MIN = 15
+AVAILABILITY_OK_PCT = 95.0
+
+
+def recent_availability(counts: Mapping[int, Mapping[str, tuple[int, int]]], minute_us: int,
+                        app: str) -> tuple[int, int]:
+    """(failed, checks) of ``app`` over its last AVAILABILITY_CHECKS checks up to this minute.
+
+    ``counts``: minute -> app -> (checks, failed). Whole minutes are taken, newest first, until
+    AVAILABILITY_CHECKS checks are reached or the look-back ends.
+    """
+    n = failed = 0
+    for back in range(AVAILABILITY_LOOKBACK_MIN):
+        c = counts.get(minute_us - back * MINUTE_US, {}).get(app)
+        if c is not None:
+            n += c[0]
+            failed += c[1]
+        if n >= AVAILABILITY_CHECKS:
+            break
+    return failed, n
+
+
+def _isolated(counts: Mapping[int, Mapping[str, tuple[int, int]]], minute_us: int, f: Figures) -> dict[str, tuple[int, int]]:
+    out = {}
+    for a in f.apps.values():
+        if not a.failed:
+            continue
+        failed, n = recent_availability(counts, minute_us, a.app)
+        if n >= AVAILABILITY_CHECKS and 100.0 * (n - failed) / n >= AVAILABILITY_OK_PCT:
+            out[a.app] = (failed, n)
+    return out
 
 
 def wifi_of(f: Figures) -> Component:
@@ -454,10 +511,11 @@ def stability_of(f: Figures) -> Component:
     return stability_component([s for s in f.spans if s.kind not in NOT_DISRUPTIONS], 60.0 * max(1, f.minutes))
 
 
-def score_figures(f: Figures, cfg: ScoreConfig | None = None) -> Overall:
+def score_figures(f: Figures, cfg: ScoreConfig | None = None,
+                  isolated: Mapping[str, tuple[int, int]] | None = None) -> Overall:
     """The four components of these figures and the weakest of them (voice, apps, Wi-Fi, stability)."""
     cfg = cfg or ScoreConfig()
-    return overall([voice_of(f, cfg), apps_of(f, cfg), wifi_of(f), stability_of(f)])
+    return overall([voice_of(f, cfg), apps_of(f, cfg, isolated), wifi_of(f), stability_of(f)])
 
 
 @dataclass(frozen=True)
@@ -472,16 +530,26 @@ class MinuteScore:
         return self.overall.score is not None and self.overall.score < GOOD
 
 
-def minute_scores(rollups: Iterable[ru.Rollup], cfg: ScoreConfig | None = None) -> list[MinuteScore]:
-    """One score per minute that has data (rollups of one agent)."""
+def minute_scores(rollups: Iterable[ru.Rollup], cfg: ScoreConfig | None = None,
+                  history: Iterable[ru.Rollup] = ()) -> list[MinuteScore]:
+    """One score per minute that has data (rollups of one agent).
+
+    ``history``: the agent's ``http`` rollups of the minutes just before (not scored), so that
+    an app's recent availability (``recent_availability``) is judged alike whatever the window.
+    """
     cfg = cfg or ScoreConfig()
     by_minute: dict[int, list[ru.Rollup]] = {}
     for r in rollups:
         by_minute.setdefault(r.minute_us, []).append(r)
+    counts: dict[int, dict[str, tuple[int, int]]] = {}
+    for r in [*history, *(r for rs in by_minute.values() for r in rs)]:
+        if r.kind == "http":
+            n, failed = counts.setdefault(r.minute_us, {}).get(r.target, (0, 0))
+            counts[r.minute_us][r.target] = (n + r.data["n"], failed + r.data["failed"])
     out = []
     for m in sorted(by_minute):
         f = figures_of(by_minute[m], m, m + MINUTE_US)
-        o = score_figures(f, cfg)
+        o = score_figures(f, cfg, _isolated(counts, m, f))
         if o.score is not None or o.components:
             out.append(MinuteScore(m, f, o, tuple(by_minute[m])))
     return out
@@ -533,7 +601,10 @@ def _readable(d: dict, w: WindowScore) -> dict:
 
 def timeline_of(agent: int, rollups: Iterable[ru.Rollup], since_us: int, until_us: int,
                 cfg: ScoreConfig | None = None) -> Timeline:
-    ms = minute_scores((r for r in rollups if since_us <= r.minute_us < until_us), cfg)
+    """Score the minutes in [since, until); ``http`` rollups before ``since`` serve as app history."""
+    rs = list(rollups)
+    history = [r for r in rs if r.kind == "http" and r.minute_us < since_us]
+    ms = minute_scores((r for r in rs if since_us <= r.minute_us < until_us), cfg, history)
     win = window_score((m.minute_us, m.overall) for m in ms)
     comps: dict[str, WindowScore] = {}
     for name in COMPONENTS:
@@ -545,4 +616,10 @@ def timeline_of(agent: int, rollups: Iterable[ru.Rollup], since_us: int, until_u
 def agent_timeline(store, agent_key: int, since_us: int, until_us: int, cfg: ScoreConfig | None = None) -> Timeline:
     """Read one agent's rollups for the window and score them (``store``: a cxpulse Store)."""
     since = ru.minute_of(since_us)
-    return timeline_of(agent_key, store.rollups(since, until_us, agent_key), since, until_us, cfg)
+    return timeline_of(agent_key, app_history(store, agent_key, since) + store.rollups(since, until_us, agent_key),
+                       since, until_us, cfg)
+
+
+def app_history(store, agent_key: int, since_minute: int) -> list[ru.Rollup]:
+    """The ``http`` rollups of the look-back before a window (recent availability needs them)."""
+    return store.rollups(since_minute - (AVAILABILITY_LOOKBACK_MIN - 1) * MINUTE_US, since_minute, agent_key, kinds=("http",))

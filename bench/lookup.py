@@ -1,0 +1,377 @@
+"""Lookup latency with a fleet's rollups in the store (issue 9 part 3): the API and the agent page.
+
+    .venv/bin/python -m bench.lookup --quick          # the figures alone; bench.run --only lookup does the same
+
+What is in the store: ``agents`` agents, each with the last ``recent_minutes`` minutes of rollups,
+and ``day_agents`` of them with a full 24 h. Generated directly into the rollups table, not
+through ingest (ingest has its own benchmark), from real rollups: one minute per profile (clean,
+weak Wi-Fi, ISP loss, slow app) made by ``rollup.rollups_of_batches`` from sample series at the
+agent's default rates, cut in six 10 s batches as the agent sends them (so an RTT minute holds
+six fragments, as in production), then copied to every agent-minute with its timestamps moved.
+Every agent-minute has 7 rollups (3 RTT hops, 1 app, Wi-Fi, device, voice); no raw samples,
+no events: the long view reads raw rows only for its last minutes, which are then empty.
+
+What is measured, over real HTTP on loopback against ``start_http`` (uvicorn) in a child
+process, with an API key from the security registry, one request at a time:
+
+- agent API, 1 h (the default window) on random agents: p50/p99, budget p99 <= 50 ms;
+- agent API, 24 h on the day agents (each asked once: no cache hit): p50/p99, budget 1 s
+  (issue 5: a day of one agent's data loads in under a second);
+- agent page, 1 h: the HTML, then the view and the chart's timeline as app.js asks them;
+- fleet (worst agents now, 15 min): the first request (computed) and a repeat (cached).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sqlite3
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+from .report import Figure, load_now, table
+
+S = 1_000_000
+MINUTE_US = 60 * S
+GROUP = "lookup"
+API_P99_BUDGET_MS = 50.0
+DAY_P99_BUDGET_MS = 1000.0
+
+
+@dataclass(frozen=True)
+class LookupPlan:
+    agents: int
+    day_agents: int
+    recent_minutes: int
+    requests: int  # per 1 h figure
+    day_requests: int  # 24 h views (each on its own day agent)
+    fleet: bool
+
+
+PLANS = {
+    "full": LookupPlan(10_000, 300, 60, 300, 40, True),
+    "quick": LookupPlan(2_000, 30, 30, 100, 10, True),
+    "smoke": LookupPlan(40, 2, 15, 10, 2, False),
+}
+SITES = 50
+
+
+# --- the data --------------------------------------------------------------------------------------
+
+
+def _minute_series(profile: str, m0: int, rnd: random.Random) -> list:
+    """One minute of one desk at the agent's default rates, cut in six 10 s batches."""
+    from cxpulse.v1 import payload as p
+
+    batches = []
+    for b in range(6):
+        gw = p.Series(target="gateway", address="192.168.1.1", method="icmp_raw", hop=1)
+        isp = p.Series(target="isp", address="100.64.0.1", method="icmp_raw", hop=2)
+        media = p.Series(target="media", address="203.0.113.10", method="tcp_connect", hop=3)
+        app = p.Series(target="salesforce", address="203.0.113.20", method="https", kind="http")
+        wifi = p.Series(target="wlan0", address="local", method="nl80211", kind="wifi")
+        dev = p.Series(target="device", address="local", method="os", kind="device")
+        voice = p.Series(target="reflector", address="203.0.113.30", method="udp_reflect", kind="voice")
+        for i in range(b * 10, b * 10 + 10):
+            ts = m0 + i * S + rnd.randrange(0, 2000)
+            extra = rnd.expovariate(1 / 20_000) if profile == "wifi" else rnd.expovariate(1 / 400)
+            g = int(1800 + extra)
+            gw.add(ts, g)
+            lost = profile == "isp" and rnd.random() < 0.2
+            isp.add(ts + 300, None if lost else g + 7000 + int(rnd.expovariate(1 / 500)))
+            media.add(ts + 600, None if lost else g + 19000 + int(rnd.expovariate(1 / 800)))
+            if i % 5 == 0:
+                rssi = (-79 if profile == "wifi" else -55) + rnd.randrange(-2, 3)
+                wifi.add(ts, conn=1, ssid="corp", bssid="aa:bb:cc:00:00:01", rssi=rssi, noise=-92, snr=92 + rssi, ch=36,
+                         mhz=5180, band="5", phy="802.11ax", tx=60_000 if profile == "wifi" else 866_000, rx=400_000, q=None)
+            if i % 10 == 0:
+                dev.add(ts, cpu=200 + rnd.randrange(0, 100), mem=600, top=None, nicerr=0,
+                        **{"if": "wlan0", "ifk": "wifi", "vpn": "", "proxy": None})
+            if i % 30 == 0:
+                slow = profile == "app"
+                app.add(ts, dns=3000, tcp=22000, tls=45000, ttfb=1_900_000 if slow else 140_000,
+                        total=2_400_000 if slow else 210_000, status=200, ver="HTTP/2", cert=80, err=None)
+            if i == 40:
+                voice.add(ts, sent=250, recv=250 - (10 if profile == "isp" else 0), dup=0, reord=0, rtt=30000, rtt95=34000,
+                          jit=1500, loss=40 if profile == "isp" else 0, burst=100 if profile == "isp" else 0,
+                          run=3 if profile == "isp" else 0)
+        batches.append(p.SampleBatch([s for s in (gw, isp, media, app, wifi, dev, voice) if len(s)], [], []))
+    return batches
+
+
+@dataclass
+class _Template:
+    """A rollup's bytes and where its absolute timestamps sit (moved to another minute by patching)."""
+
+    kind: str
+    target: str
+    hop: int
+    n: int
+    raw: bytes
+    stamps: list[tuple[int, int]]  # (byte offset, timestamp - minute start)
+
+
+def _templates(m0: int, seed: int = 5) -> dict[str, list[_Template]]:
+    """Per profile, the 7 rollups of one agent-minute; timestamps found in the bytes as msgpack uint64."""
+    from cxpulse.collector.score import rollup as ru
+
+    rnd = random.Random(seed)
+    out: dict[str, list[_Template]] = {}
+    for profile in ("clean", "wifi", "isp", "app"):
+        rolled = ru.rollups_of_batches((1, b) for b in _minute_series(profile, m0, rnd))
+        ts: list[_Template] = []
+        for r in rolled.values():
+            raw = ru.encode(r.kind, r.data)
+            stamps = []
+            for f in r.data.get("frags") or ():
+                for t in f[:2]:
+                    needle = b"\xcf" + struct.pack(">Q", t)
+                    at = raw.find(needle)
+                    if at < 0:
+                        raise RuntimeError("fragment timestamp not found in the encoded rollup")
+                    stamps.append((at + 1, t - m0))
+            ts.append(_Template(r.kind, r.target, r.hop, r.count, raw, stamps))
+        out[profile] = ts
+    return out
+
+
+def _moved(t: _Template, minute: int) -> bytes:
+    if not t.stamps:
+        return t.raw
+    b = bytearray(t.raw)
+    for at, off in t.stamps:
+        struct.pack_into(">Q", b, at, minute + off)
+    return bytes(b)
+
+
+def _profile(agent: int, minute_index: int, day: bool) -> str:
+    """Mostly clean; the day agents have a weak-Wi-Fi spell, an ISP-loss spell and a slow-app spell."""
+    if day:
+        mi = (minute_index + agent * 37) % 1440
+        if 600 <= mi < 620:
+            return "wifi"
+        if 840 <= mi < 845:
+            return "isp"
+        if 1000 <= mi < 1003:
+            return "app"
+    elif agent % 20 == 0 and minute_index % 7 == 0:
+        return "isp"
+    return "clean"
+
+
+def fill(path: str, plan: LookupPlan, end_minute: int, log: Any = print) -> dict[str, Any]:
+    """Create the store at ``path`` with the plan's agents and rollups up to ``end_minute`` (exclusive)."""
+    from cxpulse.collector.store import open_store
+
+    t0 = time.perf_counter()
+    open_store(path).close()  # the schema, as the collector makes it
+    tpl = _templates(end_minute - MINUTE_US)
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA synchronous=OFF")  # generated data: durability is not what is measured here
+    db.execute("BEGIN")
+    agents = []
+    for k in range(1, plan.agents + 1):
+        aid = f"agent-{k:05d}"
+        agents.append(aid)
+        db.execute("INSERT INTO agents (key, agent_id, host, os_user, os, agent_version, site, first_seen_us, last_seen_us)"
+                   " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (k, aid, f"DESK-{k:05d}", f"user{k:05d}", "Windows 11", "0.1.0", f"site-{k % SITES:02d}",
+                    end_minute - 86_400 * S, end_minute - S))
+        for t in tpl["clean"]:
+            if t.kind in ("rtt", "http", "wifi", "device", "voice"):
+                db.execute("INSERT OR IGNORE INTO series (agent, target, address, kind, method, hop) VALUES (?, ?, ?, ?, ?, ?)",
+                           (k, t.target, "x", t.kind, "bench", t.hop))
+    db.execute("COMMIT")
+    rows = 0
+    day_keys = set(range(1, plan.day_agents + 1))
+    sql = "INSERT INTO rollups (agent, minute_us, kind, target, hop, n, data) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    for k in range(1, plan.agents + 1):
+        minutes = 1440 if k in day_keys else plan.recent_minutes
+        batch = []
+        for i in range(minutes):
+            m = end_minute - (minutes - i) * MINUTE_US
+            for t in tpl[_profile(k, i, k in day_keys)]:
+                batch.append((k, m, t.kind, t.target, t.hop, t.n, _moved(t, m)))
+        db.execute("BEGIN")
+        db.executemany(sql, batch)
+        db.execute("COMMIT")
+        rows += len(batch)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    took = time.perf_counter() - t0
+    size = os.path.getsize(path)
+    log(f"   store: {plan.agents} agents ({plan.day_agents} with 24 h), {rows} rollups, {size / 2**20:.0f} MB in {took:.0f} s")
+    return {"agents": agents, "day_agents": agents[:plan.day_agents], "rollups": rows, "db_mb": round(size / 2**20, 1),
+            "fill_s": round(took, 1)}
+
+
+# --- the server (child process) ------------------------------------------------------------------
+
+
+def _serve(path: str) -> None:
+    """Child: the collector's HTTP server on the store; prints its URL, runs until stdin closes."""
+    import asyncio
+
+    from cxpulse.collector.lookup.http import start_http
+
+    async def main() -> None:
+        handle = await start_http(path, "127.0.0.1:0")
+        print(handle.url, flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        await handle.stop()
+
+    asyncio.run(main())
+
+
+def _api_key(path: str) -> str | None:
+    try:
+        from cxpulse.collector.security.registry import Registry
+    except ImportError:  # before the security helper's registry: the API has no keys
+        return None
+    reg = Registry.open(path)
+    try:
+        secret, _ = reg.create_api_key("helpdesk", "bench-lookup")
+        return secret
+    finally:
+        reg.close()
+
+
+# --- measuring -------------------------------------------------------------------------------------
+
+
+def _pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, int(round(q / 100 * len(xs) + 0.5)) - 1))]
+
+
+def run(plan: LookupPlan, log: Any = print, where: str | None = None) -> tuple[list[Figure], dict[str, Any]]:
+    import httpx
+
+    tmp = tempfile.mkdtemp(prefix="cxpulse-bench-lookup-", dir=where)
+    path = os.path.join(tmp, "collector.sqlite")
+    end_minute = (time.time_ns() // 1000) // MINUTE_US * MINUTE_US
+    details: dict[str, Any] = {"plan": plan.__dict__, "errors": []}
+    figures: list[Figure] = []
+    child = None
+    try:
+        details["store"] = data = fill(path, plan, end_minute, log)
+        key = _api_key(path)
+        details["api_key"] = key is not None
+        child = subprocess.Popen([sys.executable, "-m", "bench.lookup", "--serve", path], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        url = child.stdout.readline().strip()
+        if not url.startswith("http"):
+            raise RuntimeError(f"the HTTP server did not start (exit {child.poll()})")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        rnd = random.Random(3)
+        with httpx.Client(base_url=url, headers=headers, timeout=120) as c:
+            def get(u: str) -> tuple[float, dict | str]:
+                t = time.perf_counter()
+                r = c.get(u)
+                dt_ms = (time.perf_counter() - t) * 1000
+                if r.status_code != 200:
+                    raise RuntimeError(f"GET {u}: HTTP {r.status_code}: {r.text[:200]}")
+                return dt_ms, (r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text)
+
+            get(f"/api/v1/agents/{data['agents'][0]}?window=1h&timeline=false")  # warm: imports, first connection
+            one_h, cpu0 = [], _child_cpu(child.pid)
+            for aid in rnd.sample(data["agents"], min(plan.requests, len(data["agents"]))):
+                ms, body = get(f"/api/v1/agents/{urllib.parse.quote(aid)}?window=1h&timeline=false")
+                if body["agent"]["score"]["window"]["score"] is None:
+                    raise RuntimeError(f"{aid}: no score in the 1 h view")
+                one_h.append(ms)
+            cpu_1h = (_child_cpu(child.pid) - cpu0) / len(one_h) * 1000
+            figures.append(_fig("agent API 1 h p50", _pct(one_h, 50), None, load_now(), f"{len(one_h)} agents"))
+            figures.append(_fig("agent API 1 h p99", _pct(one_h, 99), API_P99_BUDGET_MS, load_now(),
+                                f"server CPU {cpu_1h:.1f} ms per request"))
+            page = []
+            for aid in rnd.sample(data["agents"], min(max(10, plan.requests // 4), len(data["agents"]))):
+                now = time.time()
+                since, until = int(now - 3600), int(now)
+                a, _ = get("/")
+                b, _ = get(f"/api/v1/agents/{aid}?since={since}&until={until}&timeline=false&tz=UTC")
+                t, _ = get(f"/api/v1/agents/{aid}/timeline?since={since}&until={until}&points=800")
+                page.append(a + b + t)
+            figures.append(_fig("agent page 1 h p50", _pct(page, 50), None, load_now(), "HTML + view + timeline, in turn"))
+            figures.append(_fig("agent page 1 h p99", _pct(page, 99), None, load_now(), f"{len(page)} agents"))
+            day, cpu0 = [], _child_cpu(child.pid)
+            for aid in data["day_agents"][:plan.day_requests]:
+                ms, body = get(f"/api/v1/agents/{aid}?window=24h&timeline=false")
+                if body["agent"]["score"]["window"]["minutes"] < 1400:
+                    raise RuntimeError(f"{aid}: the 24 h view scored {body['agent']['score']['window']['minutes']} minutes")
+                day.append(ms)
+            if day:
+                cpu_day = (_child_cpu(child.pid) - cpu0) / len(day) * 1000
+                figures.append(_fig("agent API 24 h p50", _pct(day, 50), None, load_now(), f"{len(day)} agents, each once"))
+                figures.append(_fig("agent API 24 h p99", _pct(day, 99), DAY_P99_BUDGET_MS, load_now(),
+                                    f"server CPU {cpu_day:.0f} ms per request"))
+            if plan.fleet:
+                cold, body = get("/api/v1/fleet?window=15m&limit=25")
+                warm, _ = get("/api/v1/fleet?window=15m&limit=25")
+                figures.append(_fig("fleet 15 min, computed", cold, None, load_now(),
+                                    f"{body['agents_active']} active agents"))
+                figures.append(_fig("fleet 15 min, cached", warm, API_P99_BUDGET_MS, load_now(), "repeat within the cache TTL"))
+        details["samples_ms"] = {"api_1h": [round(x, 2) for x in one_h], "page_1h": [round(x, 2) for x in page],
+                                 "api_24h": [round(x, 1) for x in day]}
+    finally:
+        if child is not None:
+            try:
+                child.stdin.close()
+                child.wait(20)
+            except (OSError, subprocess.TimeoutExpired):
+                child.kill()
+                child.wait(5)
+        for name in os.listdir(tmp):
+            os.unlink(os.path.join(tmp, name))
+        os.rmdir(tmp)
+    return figures, details
+
+
+def _child_cpu(pid: int) -> float:
+    import psutil
+
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
+def _fig(name: str, value: float, budget: float | None, load, note: str) -> Figure:
+    return Figure(GROUP, name, "ms", round(value, 2), budget, "<=", load=load, note=note)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.lookup", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--agents", type=int, help="agents in the store (default: the plan's)")
+    ap.add_argument("--serve", metavar="DB", help=argparse.SUPPRESS)
+    ap.add_argument("--json", metavar="PATH")
+    args = ap.parse_args(argv)
+    if args.serve:
+        _serve(args.serve)
+        return 0
+    plan = PLANS["quick" if args.quick else "smoke" if args.smoke else "full"]
+    if args.agents:
+        plan = LookupPlan(args.agents, min(plan.day_agents, args.agents), plan.recent_minutes, plan.requests,
+                          plan.day_requests, plan.fleet)
+    figures, details = run(plan)
+    print(table(figures))
+    for f in figures:
+        if f.note:
+            print(f"  {f.name}: {f.note}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"figures": [f.__dict__ for f in figures], "details": details}, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
