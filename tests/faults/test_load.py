@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_200_agents_for_20_seconds_all_stored_acks_flowing(tmp_path, procs):
-    col = CollectorProc(tmp_path, tmp_path / "collector.sqlite").start()
+    col = CollectorProc(tmp_path, tmp_path / "collector.sqlite", extra=["--insecure"]).start()  # ingest, not TLS
     procs.append(col)
     cfg = loadsim.SimConfig(agents=200, duration_s=20, batch_interval_s=2.0, connect_spread_s=2.0, drain_timeout_s=30)
     r = loadsim.run(cfg, db=str(col.db), target=col.address, collector_pid=col.p.pid)
@@ -39,7 +39,7 @@ def test_200_agents_for_20_seconds_all_stored_acks_flowing(tmp_path, procs):
 
 
 def test_slow_store_slows_streams_and_memory_stays_bounded(tmp_path, procs):
-    col = CollectorProc(tmp_path, tmp_path / "collector.sqlite").start()
+    col = CollectorProc(tmp_path, tmp_path / "collector.sqlite", extra=["--insecure"]).start()  # ingest, not TLS
     procs.append(col)
     cfg = loadsim.SimConfig(agents=200, duration_s=33, batch_interval_s=0.5, samples=(100, 100), channels=8,
                             connect_spread_s=1.0, drain_timeout_s=50)
