@@ -59,7 +59,7 @@ class LookupPlan:
 
 PLANS = {
     "full": LookupPlan(10_000, 300, 60, 300, 40, True),
-    "quick": LookupPlan(2_000, 30, 30, 100, 10, True),
+    "quick": LookupPlan(1_000, 20, 15, 60, 5, True),
     "smoke": LookupPlan(40, 2, 15, 10, 2, False),
 }
 SITES = 50
