@@ -71,8 +71,8 @@ class Params:
 
     def validate(self) -> None:
         """Reject inputs for which the formulas have no meaning (fail fast, say which)."""
-        for f in fields(self):  # not asdict: it deep-copies, and scoring a day validates 1,440 times
-            name, value = f.name, getattr(self, f.name)
+        for name in _PARAM_NAMES:  # not asdict(): it deep-copies, and scoring a day validates thousands of times
+            value = getattr(self, name)
             if not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         for name in ("T", "Tr", "Ta"):
@@ -90,6 +90,9 @@ class Params:
             raise ValueError(f"qdu must be >= 1, got {self.qdu}")
         if self.mT <= 0 or self.sT <= 0:
             raise ValueError("mT and sT must be > 0")
+
+
+_PARAM_NAMES = tuple(f.name for f in fields(Params))
 
 
 @dataclass(frozen=True)
