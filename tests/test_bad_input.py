@@ -326,3 +326,37 @@ def test_streams_per_address_are_capped(tmp_path, procs):
     finally:
         a.close()
         b.close()
+
+
+def test_a_throttled_real_agent_loses_nothing(tmp_path, procs):
+    """A real agent over the batch rate is cut with a retry hint, comes back after it, and once the
+    limit is lifted its spool delivers the rest: every sample measured is stored exactly once."""
+    import json
+    import signal
+
+    from tests.conftest import CollectorProc, start_agent, wait_for
+    from tests.test_e2e import stored_samples
+
+    db = tmp_path / "throttle.sqlite"
+    c = CollectorProc(tmp_path, db, extra=["--max-batches-per-s", "0.25", "--batch-burst", "3"]).start()
+    procs.append(c)
+    agent = start_agent(tmp_path, procs, c.address, "--agent-id", "throttled")
+    wait_for(lambda: "batches/s" in c.output(), 30, 0.2, "the collector to throttle the agent")
+    wait_for(lambda: agent.output().count("connected to collector") >= 2, 30, 0.2, "the agent to come back after the hint")
+    assert agent.stop(signal.SIGTERM) == 0
+    first = json.loads((tmp_path / "agent" / "last_run.json").read_text())
+    assert first["batches_still_spooled"] > 0, first  # it could not deliver everything at this rate
+    c.stop(signal.SIGTERM)
+
+    c2 = CollectorProc(tmp_path, db, port=c.port).start()  # default limits
+    procs.append(c2)
+    agent2 = start_agent(tmp_path, procs, c2.address, "--agent-id", "throttled", name="agent")
+    wait_for(lambda: "connected to collector" in agent2.output(), 30, 0.2, "the agent to reconnect")
+    time.sleep(3)
+    assert agent2.stop(signal.SIGTERM) == 0
+    second = json.loads((tmp_path / "agent" / "last_run.json").read_text())
+    rows = stored_samples(db, "throttled")
+    keys = [(r[0], r[1], r[2]) for r in rows]
+    assert len(keys) == len(set(keys)), "a sample was stored twice"
+    assert second["batches_still_spooled"] == 0 and second["batches_rejected"] == 0, second
+    assert len(rows) == first["samples_measured"] + second["samples_measured"]
