@@ -274,9 +274,9 @@ def run(plan: LookupPlan, log: Any = print, where: str | None = None) -> tuple[l
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         rnd = random.Random(3)
         with httpx.Client(base_url=url, headers=headers, timeout=120) as c:
-            def get(u: str) -> tuple[float, dict | str]:
+            def get(u: str, timeout: float = 120) -> tuple[float, dict | str]:
                 t = time.perf_counter()
-                r = c.get(u)
+                r = c.get(u, timeout=timeout)
                 dt_ms = (time.perf_counter() - t) * 1000
                 if r.status_code != 200:
                     raise RuntimeError(f"GET {u}: HTTP {r.status_code}: {r.text[:200]}")
@@ -315,7 +315,7 @@ def run(plan: LookupPlan, log: Any = print, where: str | None = None) -> tuple[l
                 figures.append(_fig("agent API 24 h p99", _pct(day, 99), DAY_P99_BUDGET_MS, load_now(),
                                     f"server CPU {cpu_day:.0f} ms per request"))
             if plan.fleet:
-                cold, body = get("/api/v1/fleet?window=15m&limit=25")
+                cold, body = get("/api/v1/fleet?window=15m&limit=25", timeout=900)  # scores every agent: minutes at 10,000
                 warm, _ = get("/api/v1/fleet?window=15m&limit=25")
                 figures.append(_fig("fleet 15 min, computed", cold, None, load_now(),
                                     f"{body['agents_active']} active agents"))
