@@ -280,3 +280,29 @@ def test_collector_refuses_to_start_with_a_bad_config_file(tmp_path):
     finally:
         if c.alive():
             c.stop()
+
+
+@pytest.mark.slow
+def test_two_collectors_on_one_postgresql_push_the_same_version(tmp_path, procs):
+    """`config set` against the shared database: both collectors pick it up; an agent on either runs it."""
+    from tests.conftest import CollectorProc, run_cli, start_agent, wait_for
+    from tests.faults.conftest import rtt_rows
+    from tests.test_store import fresh_schema, postgres_url
+
+    with fresh_schema(postgres_url()) as (_, url):
+        cols = []
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            c = CollectorProc(tmp_path / name, url).start()
+            procs.append(c)
+            cols.append(c)
+        conf = tmp_path / "shared.toml"
+        conf.write_text("[cadence]\nprobe = 0.2\nbatch = 1\n\n[[targets]]\nname = \"shared\"\nhost = \"127.0.0.1\"\nport = 9\n")
+        r = run_cli("collector", "config", "set", str(conf), "--db", url)
+        assert r.returncode == 0 and "version 1" in r.stdout, r.stdout + r.stderr
+        for c in cols:
+            wait_for(lambda c=c: "central config version 1" in c.output(), 15, 0.2, "both collectors to take version 1")
+        start_agent(tmp_path, procs, cols[1].address, "--agent-id", "on-b")
+        wait_for(lambda: any(t == "shared" for t, _ in rtt_rows(url, "on-b")), 30, 0.3, "the agent on B to measure it")
+        for c in cols:
+            c.stop()
