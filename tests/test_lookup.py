@@ -202,3 +202,23 @@ def test_http_listener_answers_without_nagle_delay():
         return got["nodelay"]
 
     assert asyncio.run(main())
+
+
+def test_long_window_from_rollups_on_postgresql(tmp_path, monkeypatch):
+    """The same view from PostgreSQL's rollups (series_methods, app history) as from its raw rows."""
+    from cxpulse.collector.lookup.ticket import ticket_summary
+    from tests.test_store import fresh_schema, postgres_url
+
+    with fresh_schema(postgres_url()) as (_, url):
+        real = open_store
+        monkeypatch.setitem(globals(), "open_store", lambda _path: real(url))
+        store = filled_store(tmp_path)
+        try:
+            fast, slow = _both_paths(store, "maria", LONG, NOW, monkeypatch)
+        finally:
+            store.close()
+    (a,), (b,) = fast["agents"], slow["agents"]
+    assert [(t["samples"], t["lost"], t["loss_seconds"], t["max_loss_run"], t["methods"]) for t in a["targets"]] == \
+        [(t["samples"], t["lost"], t["loss_seconds"], t["max_loss_run"], t["methods"]) for t in b["targets"]]
+    assert a["device"] == b["device"] and a["apps"][0]["last_error"] == "dns"
+    assert ticket_summary(a, fast["window"]) == ticket_summary(b, slow["window"])
