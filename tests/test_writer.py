@@ -68,3 +68,41 @@ def test_many_waiting_batches_share_commits(tmp_path):
     finally:
         writer.stop()
         store.close()
+
+
+def test_large_payloads_decode_in_a_worker_with_the_inline_results_and_errors():
+    """Offloaded decode (collector/ingest/decode_pool.py) answers exactly as payload.decode does,
+    errors included, and a killed worker costs no batch: that one is decoded inline."""
+    import msgpack
+
+    from cxpulse.collector.ingest import decode_pool
+
+    big = p.encode(batch(2000, T0))
+    assert len(big) >= decode_pool.OFFLOAD_MIN_BYTES
+    bad_value = bytearray(big)
+    bad_value[bad_value.index(b"\xa1v\x01") + 2] = 9  # schema version 9: a version mismatch
+    too_many = big
+    future = msgpack.packb({"v": 1, "t0": T0, "s": "x" * 5000})
+
+    async def main() -> None:
+        got = await decode_pool.decode(big, 100_000)
+        assert got == p.decode(big, max_samples=100_000)
+        for raw, limit in ((bytes(bad_value), 100_000), (too_many, 10), (future, 100_000)):
+            with pytest.raises(p.PayloadError) as inline:
+                p.decode(raw, max_samples=limit)
+            with pytest.raises(p.PayloadError) as offloaded:
+                await decode_pool.decode(raw, limit)
+            assert (str(offloaded.value), offloaded.value.version_mismatch) == \
+                (str(inline.value), inline.value.version_mismatch)
+        pool = decode_pool._get_pool()
+        assert pool is not None and pool._processes, "the large payload did not go to a worker"
+        for proc in list(pool._processes.values()):
+            proc.kill()
+            proc.join(10)
+        assert await decode_pool.decode(big, 100_000) == got  # inline this time, the pool restarts
+        assert await decode_pool.decode(big, 100_000) == got
+
+    try:
+        asyncio.run(main())
+    finally:
+        decode_pool.shutdown()

@@ -47,6 +47,7 @@ from cxpulse.v1 import telemetry_pb2 as pb
 from cxpulse.v1 import telemetry_pb2_grpc as pb_grpc
 
 from ..store import AgentInfo, PendingBatch, Store
+from . import decode_pool
 from .limits import AgentLimiter, IngestLimits
 from .validate import check_batch
 from .writer import StoreWriter
@@ -500,7 +501,7 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
             return _Answer(seq, weight, ack=_reject(
                 seq, RESOURCE_EXHAUSTED, f"batch of {batch.sample_count} samples exceeds the {max_samples}-sample limit", st))
         try:
-            decoded = wire_payload.decode(batch.payload, max_samples=max_samples)
+            decoded = await decode_pool.decode(batch.payload, max_samples)  # large ones off the GIL
         except wire_payload.PayloadError as exc:
             code = FAILED_PRECONDITION if exc.version_mismatch else INVALID_ARGUMENT
             return _Answer(seq, weight, ack=_reject(seq, code, str(exc), st))

@@ -1,0 +1,102 @@
+"""Payload decode for large batches in worker processes, off the collector's GIL.
+
+Why: the store writer thread and the gRPC event loop share one GIL. Profiled at saturation
+(docs/benchmarks.md), decoding and validating payloads on the event loop held the GIL about a
+fifth of the busy time, time the writer then waited for. A thread would not help (decode is
+Python code); a worker process decodes in parallel and hands back the decoded batch, whose
+unpickling costs the main process a small part of what decoding did.
+
+Small payloads (a desk's normal batch: a few hundred bytes) are decoded inline: the round trip
+to a worker would cost more than the decode. Workers are started with ``spawn`` (never fork a
+process that runs gRPC threads), lazily on the first large payload, and shut down at exit. If a
+worker dies, that batch is decoded inline and the pool is started again for the next one: a
+worker's crash never costs a batch, and errors are the decoder's own (``PayloadError`` or not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import multiprocessing
+import os
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from cxpulse.v1 import payload as wire_payload
+
+log = logging.getLogger("cxpulse.collector.ingest")
+
+# Payloads from this size on go to a worker (about 500 RTT samples); smaller ones stay inline.
+OFFLOAD_MIN_BYTES = 4096
+WORKERS = max(1, min(2, os.cpu_count() or 1))
+# CXPULSE_DECODE_WORKERS=0 keeps every decode inline (for comparison, or where processes are scarce).
+_ENV = "CXPULSE_DECODE_WORKERS"
+
+_pool: ProcessPoolExecutor | None = None
+_lock = threading.Lock()
+
+
+def _decode_in_worker(payload: bytes, max_samples: int) -> tuple:
+    """Runs in a worker: the batch, or the error as plain values (exceptions with keyword-only
+    arguments do not survive pickling)."""
+    try:
+        return ("ok", wire_payload.decode(payload, max_samples=max_samples))
+    except wire_payload.PayloadError as exc:
+        return ("payload", str(exc), exc.version_mismatch)
+    except Exception as exc:  # a decoder bug: reported as one in the collector, the batch is refused
+        return ("bug", f"{type(exc).__name__}: {exc}")
+
+
+def _workers() -> int:
+    try:
+        return max(0, int(os.environ.get(_ENV, WORKERS)))
+    except ValueError:
+        return WORKERS
+
+
+def _get_pool() -> ProcessPoolExecutor | None:
+    global _pool
+    with _lock:
+        if _pool is None and _workers():
+            _pool = ProcessPoolExecutor(_workers(), mp_context=multiprocessing.get_context("spawn"))
+        return _pool
+
+
+def _drop_pool(broken: ProcessPoolExecutor) -> None:
+    global _pool
+    with _lock:
+        if _pool is broken:
+            _pool = None
+    broken.shutdown(wait=False, cancel_futures=True)
+
+
+def shutdown() -> None:
+    """Stop the workers (at exit; also for tests)."""
+    global _pool
+    with _lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+atexit.register(shutdown)
+
+
+async def decode(payload: bytes, max_samples: int) -> wire_payload.SampleBatch:
+    """``payload.decode`` with the same results and errors, large payloads in a worker process."""
+    pool = _get_pool() if len(payload) >= OFFLOAD_MIN_BYTES else None
+    if pool is None:
+        return wire_payload.decode(payload, max_samples=max_samples)
+    try:
+        got = await asyncio.get_running_loop().run_in_executor(pool, _decode_in_worker, payload, max_samples)
+    except (BrokenProcessPool, RuntimeError) as exc:  # a worker died, or the pool is shut down
+        log.warning("decode worker unavailable (%s): decoding inline, restarting the pool", exc)
+        _drop_pool(pool)
+        return wire_payload.decode(payload, max_samples=max_samples)
+    if got[0] == "ok":
+        return got[1]
+    if got[0] == "payload":
+        raise wire_payload.PayloadError(got[1], version_mismatch=got[2])
+    raise RuntimeError(f"payload decoder failed in a worker: {got[1]}")
