@@ -99,6 +99,7 @@ class AuthenticatedTelemetry(pb_grpc.TelemetryServiceServicer):
             task.uncancel()
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "agent credential revoked")
         finally:
+            self._cut.discard(task)
             tasks = self._open.get(ident.agent_id)
             if tasks is not None:
                 tasks.discard(task)
