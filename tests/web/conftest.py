@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 
 import pytest
@@ -24,6 +25,19 @@ def registry_with_keys(db_url: str):
 
 def auth(key: str) -> dict:
     return {"Authorization": f"Bearer {key}"}
+
+
+def load_budget_ms(ms: int) -> int:
+    """The budget; doubled (and said so) when other work already fills this machine's cores.
+
+    Two cores run the browser, the collector and the test; another suite running beside them
+    (load average above the core count) would otherwise make the budget check a coin toss.
+    """
+    load = os.getloadavg()[0]
+    if load > (os.cpu_count() or 1):
+        print(f"\nnote: load average {load:.1f} on {os.cpu_count()} cores: budget {2 * ms} ms instead of {ms} ms")
+        return 2 * ms
+    return ms
 
 
 class ServerThread:

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from ..requirements import require
+from .conftest import load_budget_ms
 from .scenario import DAY0, DAY_END, S
 
 AGENT = "agent-7f3a"
@@ -83,19 +84,6 @@ def wait(d, cond, timeout: float = 30, what: str = "condition"):
 def mark(d, name: str) -> float | None:
     """When the page set this Performance mark, in ms since navigation start (None: not yet)."""
     return d.execute_script(f"const m = performance.getEntriesByName('{name}'); return m.length ? m[m.length - 1].startTime : null;")
-
-
-def load_budget_ms(ms: int) -> int:
-    """The page-load budget; doubled (and said so) when other work already fills this machine's cores.
-
-    Two cores run the browser, the collector and the test; another suite running beside them
-    (load average above the core count) would otherwise make the budget check a coin toss.
-    """
-    load = os.getloadavg()[0]
-    if load > (os.cpu_count() or 1):
-        print(f"\nnote: load average {load:.1f} on {os.cpu_count()} cores: page-load budget {2 * ms} ms instead of {ms} ms")
-        return 2 * ms
-    return ms
 
 
 def open_fresh(d, url: str) -> None:
@@ -226,7 +214,7 @@ def test_search_open_chart_zoom_copy(server, browser, tmp_path):
     errors = [e for e in d.get_log("browser") if e["level"] == "SEVERE" and "401 (Unauthorized)" not in e["message"]]
     assert not errors, errors
     # The analyst's lookups are in the audit log under the helpdesk key, from this browser's address.
-    helpdesk = next(k for k in server.registry.list_api_keys() if k.name == "test helpdesk" and k.revoked_us is None)
+    helpdesk = server.registry.verify_api_key(server.helpdesk_key)
     seen = server.registry.audit(actor=f"key:{helpdesk.key_id}", subject=AGENT)
     assert {e.action for e in seen} >= {"agent.view", "agent.timeline"} and {e.remote for e in seen} == {"127.0.0.1"}
     print(f"screenshots: {tmp_path}")
