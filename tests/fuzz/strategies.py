@@ -13,7 +13,7 @@ import time
 from hypothesis import strategies as st
 
 from cxpulse.v1 import payload
-from cxpulse.v1.kinds import EVENT_KINDS, INT, KIND_METHODS, KINDS, STR, US
+from cxpulse.v1.kinds import EVENT_KINDS, INT, KIND_METHODS, KINDS, US
 
 NOW_US = time.time_ns() // 1000
 
