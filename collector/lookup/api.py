@@ -15,16 +15,13 @@ query parameters also take ISO 8601, epoch seconds, ``now`` and ``-1h``-style of
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import datetime as dt
 import json
 import logging
 import math
 import re
-import sqlite3
 import threading
 import time
-import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -219,67 +216,38 @@ def _wifi_python(store: Store, key: int, since: int, until: int, start: int, ste
     return [tuple(x) for x in acc.values()]
 
 
-# The SQLite fast path: one pass per series (no PARTITION BY: the (series, ts_us) index hands the
-# rows over in time order, nothing to sort), each on its own read connection and thread; sqlite3
-# releases the GIL while a query runs, so they overlap on two cores.
-_SQL_SERIES = "SELECT id, target, address, hop FROM series WHERE agent = ?1 AND kind = 'rtt'"
-_SQL_RTT = """SELECT b, count(*), count(rtt), total(rtt), min(rtt), max(rtt), total(d), count(d) FROM (
-                SELECT (ts_us - ?4) / ?5 AS b, rtt, abs(rtt - lag(rtt) OVER (ORDER BY ts_us)) AS d
-                FROM samples_rtt WHERE series = ?1 AND ts_us >= ?2 AND ts_us < ?3)
-              GROUP BY b"""
-_SQL_WIFI = """SELECT (x.ts_us - ?4) / ?5 AS b, count(*), count(CASE WHEN x.conn THEN 1 END),
-                      total(CASE WHEN x.conn THEN x.rssi END), count(CASE WHEN x.conn THEN x.rssi END),
-                      min(CASE WHEN x.conn THEN x.rssi END)
-               FROM series s JOIN samples_wifi x ON x.series = s.id
-               WHERE s.agent = ?1 AND s.kind = 'wifi' AND x.ts_us >= ?2 AND x.ts_us < ?3
-               GROUP BY b"""
-
-
-def _sqlite_query(path: str, sql: str, args: tuple) -> list[tuple]:
-    uri = f"file:{urllib.parse.quote(str(Path(path).resolve()))}?mode=ro"
-    db = sqlite3.connect(uri, uri=True, timeout=30)
-    try:
-        db.execute("PRAGMA busy_timeout=30000")
-        return db.execute(sql, args).fetchall()
-    finally:
-        db.close()
-
-
-def _sqlite_buckets(path: str, key: int, since: int, until: int, start: int, step: int,
-                    size: int) -> tuple[dict[str, _Acc], list[tuple]]:
-    """The same buckets as the Python path, aggregated inside SQLite: a day of three hops in ~0.3 s.
+def _store_buckets(store: Store, key: int, since: int, until: int, start: int, step: int,
+                   size: int) -> tuple[dict[str, _Acc], list[tuple]] | None:
+    """The same buckets as the Python path, aggregated by the store itself (``buckets()``; SQLite:
+    a day of three hops in ~0.3 s); None when the store has no such method.
 
     The Store protocol hands out one Python object per sample, which for a day at 1 Hz (260k
-    samples) takes 1.5 s, more than the page's budget; SQLite sums the buckets itself. This reads
-    the store's tables directly, so it belongs in the store as a ``buckets()`` method; until then
-    a test pins it to the protocol path (tests/web/test_api.py: same series from both).
+    samples) takes 1.5 s, more than the page's budget. A test pins both paths to the same
+    series (tests/web/test_api.py).
     """
-    series = _sqlite_query(path, _SQL_SERIES, (key,))
-    with concurrent.futures.ThreadPoolExecutor(3, thread_name_prefix="cxpulse-timeline") as pool:
-        per_series = [(target, addr, hop, pool.submit(_sqlite_query, path, _SQL_RTT, (sid, since, until, start, step)))
-                      for sid, target, addr, hop in series]
-        wifi_f = pool.submit(_sqlite_query, path, _SQL_WIFI, (key, since, until, start, step))
-        accs: dict[str, _Acc] = {}
-        for target, addr, hop, fut in per_series:
-            rows = fut.result()
-            if not rows:
-                continue
-            a = accs.get(target)
-            if a is None:
-                a = accs[target] = _Acc.empty(size, None)
-            if hop:
-                a.hop = a.hop or hop
-            a.addresses.add(addr)
-            for b, n, ok, total, lo, hi, dsum, dn in rows:
-                a.n[b] += n
-                a.ok[b] += ok
-                a.total[b] += total
-                a.jsum[b] += dsum
-                a.jn[b] += dn
-                if lo is not None:
-                    a.lo[b] = lo if a.lo[b] is None or lo < a.lo[b] else a.lo[b]
-                    a.hi[b] = hi if a.hi[b] is None or hi > a.hi[b] else a.hi[b]
-        wifi = wifi_f.result()
+    buckets = getattr(store, "buckets", None)
+    if not callable(buckets):
+        return None
+    per_series, wifi = buckets(key, since, until, start, step)
+    accs: dict[str, _Acc] = {}
+    for target, addr, hop, rows in per_series:
+        if not rows:
+            continue
+        a = accs.get(target)
+        if a is None:
+            a = accs[target] = _Acc.empty(size, None)
+        if hop:
+            a.hop = a.hop or hop
+        a.addresses.add(addr)
+        for b, n, ok, total, lo, hi, dsum, dn in rows:
+            a.n[b] += n
+            a.ok[b] += ok
+            a.total[b] += total
+            a.jsum[b] += dsum
+            a.jn[b] += dn
+            if lo is not None:
+                a.lo[b] = lo if a.lo[b] is None or lo < a.lo[b] else a.lo[b]
+                a.hi[b] = hi if a.hi[b] is None or hi > a.hi[b] else a.hi[b]
     return accs, wifi
 
 
@@ -430,9 +398,9 @@ class LookupService:
         step = step_s * S
         start = (since // step) * step  # buckets on round times: 10:00, 10:02, ... not 10:00:37
         size = max(1, -(-(until - start) // step))
-        path = getattr(self.store, "path", None)
-        if self.fast_sqlite and type(self.store).__name__ == "SqliteStore" and isinstance(path, str):
-            accs, wifi = _sqlite_buckets(path, rec.key, since, until, start, step, size)
+        got = _store_buckets(self.store, rec.key, since, until, start, step, size) if self.fast_sqlite else None
+        if got is not None:
+            accs, wifi = got
         else:
             accs = _rtt_python(self.store, rec.key, since, until, start, step, size)
             wifi = _wifi_python(self.store, rec.key, since, until, start, step, size)

@@ -6,6 +6,7 @@ read connections, which WAL lets run beside the writer.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import sqlite3
@@ -494,12 +495,51 @@ class SqliteStore:
             out.setdefault(t, set()).add(m)
         return out
 
+    def buckets(self, agent_key: int, since_us: int, until_us: int, start_us: int,
+                step_us: int) -> tuple[list[tuple], list[tuple]]:
+        """Per-bucket sums for the lookup's chart, aggregated inside SQLite (a day at 1 Hz is 260k
+        rows: as Python objects that alone takes longer than the page may).
+
+        Returns (per RTT series: (target, address, hop, [(bucket, samples, answered, rtt sum,
+        rtt min, rtt max, |dRTT| sum, |dRTT| pairs)]), Wi-Fi: [(bucket, readings, connected,
+        RSSI sum, RSSI count, RSSI min)]); bucket = (ts - start) // step. |dRTT| pairs are
+        consecutive answered samples of one series (a lost sample breaks the pair). One pass per
+        series, no PARTITION BY: the (series, ts_us) index hands the rows over in time order; each
+        query on its own read connection and thread, since sqlite3 releases the GIL while a query
+        runs and they overlap on two cores.
+        """
+        with self._reader() as db:
+            series = db.execute(_SQL_BUCKET_SERIES, (agent_key,)).fetchall()
+        with concurrent.futures.ThreadPoolExecutor(3, thread_name_prefix="cxpulse-buckets") as pool:
+            futs = [(t, a, h, pool.submit(self._read_all, _SQL_BUCKET_RTT, (sid, since_us, until_us, start_us, step_us)))
+                    for sid, t, a, h in series]
+            wifi = pool.submit(self._read_all, _SQL_BUCKET_WIFI, (agent_key, since_us, until_us, start_us, step_us))
+            return [(t, a, h, f.result()) for t, a, h, f in futs], wifi.result()
+
+    def _read_all(self, sql: str, args: tuple) -> list[tuple]:
+        with self._reader() as db:
+            return db.execute(sql, args).fetchall()
+
     def _reader(self):
         return _Reader(self.path)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+
+_SQL_BUCKET_SERIES = "SELECT id, target, address, hop FROM series WHERE agent = ?1 AND kind = 'rtt'"
+_SQL_BUCKET_RTT = """SELECT b, count(*), count(rtt), total(rtt), min(rtt), max(rtt), total(d), count(d) FROM (
+                       SELECT (ts_us - ?4) / ?5 AS b, rtt, abs(rtt - lag(rtt) OVER (ORDER BY ts_us)) AS d
+                       FROM samples_rtt WHERE series = ?1 AND ts_us >= ?2 AND ts_us < ?3)
+                     GROUP BY b"""
+_SQL_BUCKET_WIFI = """SELECT (x.ts_us - ?4) / ?5 AS b, count(*), count(CASE WHEN x.conn THEN 1 END),
+                             total(CASE WHEN x.conn THEN x.rssi END), count(CASE WHEN x.conn THEN x.rssi END),
+                             min(CASE WHEN x.conn THEN x.rssi END)
+                      FROM series s JOIN samples_wifi x ON x.series = s.id
+                      WHERE s.agent = ?1 AND s.kind = 'wifi' AND x.ts_us >= ?2 AND x.ts_us < ?3
+                      GROUP BY b"""
 
 
 class _Reader:
