@@ -359,3 +359,31 @@ def test_collector_serve_flags_reach_the_api(tmp_path, procs):
     finally:
         reg.close()
     assert col.stop() == 0
+
+
+def test_keys_and_audit_on_postgresql():
+    """The same checks on a PostgreSQL store: the registry lives in the store's schema (CXPULSE_TEST_POSTGRES)."""
+    from cxpulse.collector.store import open_store
+
+    from ..test_store import fresh_schema, postgres_url
+    from .scenario import fill_fleet
+
+    with fresh_schema(postgres_url()) as (_, url):
+        store = open_store(url)
+        try:
+            fill_fleet(store, DAY_END)
+        finally:
+            store.close()
+        s = ServerThread(url, now_us=lambda: DAY_END, pseudonymize=True).start()
+        try:
+            assert call(s, "GET", "/api/v1/fleet").status_code == 401
+            assert call(s, "GET", "/api/v1/admin/audit", auth(s.helpdesk_key)).status_code == 403
+            fleet = call(s, "GET", "/api/v1/fleet", auth(s.helpdesk_key))
+            assert fleet.status_code == 200 and not any(u in fleet.text for u in USERS)
+            t0 = time.time_ns() // 1000
+            assert call(s, "GET", "/api/v1/agents/agent-0003/ticket", auth(s.helpdesk_key)).status_code == 200
+            entries = call(s, "GET", "/api/v1/admin/audit", auth(s.admin_key), params={"subject": "agent-0003"}).json()["entries"]
+            (e,) = [e for e in entries if e["ts_us"] >= t0]
+            assert e["action"] == "agent.ticket" and "user=rui.santos" in e["detail"] and e["remote"] == "127.0.0.1"
+        finally:
+            s.stop()
