@@ -319,3 +319,18 @@ def _config(tmp_path: Path, address: str) -> Path:
     p = tmp_path / "lone.toml"
     p.write_text(f'collector = "{address}"\ninsecure = true\n')
     return p
+
+
+def test_real_agent_with_the_wrong_ca_sends_nothing_and_says_why(tmp_path, procs, collector):
+    other = tmp_path / "other-ca.pem"
+    other.write_bytes(make_ca("not the collector's CA").cert_pem)
+    agent = start_agent(tmp_path, procs, collector.address, "--config", str(_wrong_ca_config(tmp_path, collector, other)))
+    wait_for(lambda: "TLS handshake with" in agent.output(), 30, what="the agent to report the failed handshake")
+    assert "CERTIFICATE_VERIFY_FAILED" in agent.output()
+    assert stored(collector.db) == (0, []) and not (tmp_path / "agent" / "credential.json").exists()
+
+
+def _wrong_ca_config(tmp_path: Path, collector, ca: Path) -> Path:
+    p = tmp_path / "wrong-ca.toml"
+    p.write_text(f'collector = "{collector.address}"\nca_file = "{ca}"\nenroll_token = "{collector.token}"\n')
+    return p
