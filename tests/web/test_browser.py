@@ -107,8 +107,12 @@ def test_search_open_chart_zoom_copy(server, browser, tmp_path):
     from selenium.webdriver.common.by import By
 
     d, base = browser, server.url
+    # No key yet: an agent's address shows the sign-in box and nothing about the agent.
+    d.get(f"{base}/#/agent/{AGENT}")
+    wait(d, lambda d: d.find_element(By.ID, "signin").is_displayed(), 10, "the sign-in box")
+    assert "maria" not in d.find_element(By.TAG_NAME, "body").text and not d.find_elements(By.ID, "who")
     d.get(base + "/")
-    # No key yet: the sign-in box, and no data on the page. A wrong key brings the box back.
+    # A wrong key brings the box back, with why.
     sign_in(d, "cxp_key_0000000000000000_not-a-real-key")
     wait(d, lambda d: "not accepted" in d.find_element(By.ID, "signin-msg").text, 10, "the wrong key refused")
     assert not d.find_elements(By.CSS_SELECTOR, "#worst tbody tr")
@@ -217,6 +221,11 @@ def test_search_open_chart_zoom_copy(server, browser, tmp_path):
     helpdesk = server.registry.verify_api_key(server.helpdesk_key)
     seen = server.registry.audit(actor=f"key:{helpdesk.key_id}", subject=AGENT)
     assert {e.action for e in seen} >= {"agent.view", "agent.timeline"} and {e.remote for e in seen} == {"127.0.0.1"}
+    # Sign out: the key is forgotten and the box is back.
+    d.execute_script("window.scrollTo(0, 0)")
+    d.find_element(By.ID, "signout").click()
+    wait(d, lambda d: d.find_element(By.ID, "signin").is_displayed(), 5, "the sign-in box after sign-out")
+    assert d.execute_script("return sessionStorage.getItem('cxpulse.apikey')") is None
     print(f"screenshots: {tmp_path}")
 
 

@@ -90,6 +90,7 @@
     if (!key) { askForKey(""); throw new NeedKey("Sign in with an API key to continue."); }
     const r = await fetch(path, { headers: { Accept: "application/json", Authorization: "Bearer " + key } });
     if (r.status === 401) {
+      fill(main);
       askForKey("The key was not accepted (unknown or revoked): sign in again.");
       throw new NeedKey("Sign in with an API key to continue.");
     }
@@ -127,7 +128,10 @@
     if (!text) { results.hidden = true; return; }
     let res;
     try { res = await api("/api/v1/agents?limit=20&q=" + encodeURIComponent(text)); }
-    catch (e) { fill(results, el("li", { class: "err", text: e.message })); results.hidden = false; return; }
+    catch (e) {
+      if (e instanceof NeedKey) { results.hidden = true; return; }
+      fill(results, el("li", { class: "err", text: e.message })); results.hidden = false; return;
+    }
     if (gen !== searchGen) return;
     sel = -1;
     const agents = res.body.agents;
@@ -147,6 +151,7 @@
   const main = document.getElementById("main");
   const foot = document.getElementById("foot");
   function route() {
+    if (!sessionStorage.getItem(KEY)) { fill(main); askForKey(""); return; }  // nothing to show without a key
     const h = location.hash || "#/";
     const m = /^#\/agent\/([^?]+)(?:\?(.*))?$/.exec(h);
     if (m) {
@@ -218,7 +223,7 @@
       p.timing.chartServer = tl.serverMs;
       showTiming();
     } catch (e) {
-      if (gen !== page.gen) return;
+      if (gen !== page.gen || e instanceof NeedKey) return;
       fill(document.getElementById("chart"), el("p", { class: "err", text: "Timeline: " + e.message }));
     }
     try {
@@ -234,7 +239,7 @@
       p.timing.summaryServer = v.serverMs;
       showTiming();
     } catch (e) {
-      if (gen !== page.gen) return;
+      if (gen !== page.gen || e instanceof NeedKey) return;
       document.getElementById("meta").textContent = "";
       fill(document.getElementById("sentence"), el("span", { class: "err", text: e.message }));
     }
@@ -703,7 +708,7 @@
     fill(main, el("p", { class: "muted", text: "Loading the fleet…" }));
     let f;
     try { f = await api("/api/v1/fleet?window=15m&limit=25"); }
-    catch (e) { fill(main, el("p", { class: "err", text: "Fleet: " + e.message })); return; }
+    catch (e) { if (!(e instanceof NeedKey)) fill(main, el("p", { class: "err", text: "Fleet: " + e.message })); return; }
     if (page !== null) return; // navigated away meanwhile
     const s = f.body;
     const open = s.incidents.open;
