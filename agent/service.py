@@ -188,10 +188,12 @@ async def quick_check(cfg: AgentConfig, *, count: int = 3, wifi: bool = True, sp
                 "median_us": int(statistics.median(got)) if got else None, "max_us": max(got, default=None)}
 
     try:
-        collector, *rows = await asyncio.gather(_collector_check(cfg.collector, cfg.probe_timeout_s * 3),
-                                                *(series(t) for t in targets))
+        collector, security, *rows = await asyncio.gather(_collector_check(cfg.collector, cfg.probe_timeout_s * 3),
+                                                          _security_check(cfg, cfg.probe_timeout_s * 3),
+                                                          *(series(t) for t in targets))
     finally:
         await probe.close()
+    collector["security"] = security
     report = {"version": __version__, "os": f"{platform.system()} {platform.release()} {platform.machine()}",
               "collector": collector, "targets": rows, "wifi": None, "device": None}
     if wifi:
@@ -221,6 +223,29 @@ async def _collector_check(address: str, timeout_s: float) -> dict:
     result["connect_ms"] = round((time.perf_counter() - started) * 1000, 2)
     result["reachable"] = True
     writer.close()
+    return result
+
+
+async def _security_check(cfg: AgentConfig, timeout_s: float) -> dict:
+    """The TLS handshake with the configured CA (a health check over the agent's own channel), and
+    whether this desk holds a credential: the two things a wrong install gets wrong."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from .enrollment import CREDENTIAL_FILE, ChannelSecurity
+
+    result = {"tls": "insecure (plain text)" if cfg.insecure else f"CA {cfg.ca_file}" if cfg.ca_file else "system CAs",
+              "handshake": "", "enrolled": os.path.exists(os.path.join(cfg.state_dir, CREDENTIAL_FILE)),
+              "token_configured": bool(cfg.enroll_token)}
+    try:
+        async with ChannelSecurity.from_config(cfg).channel(cfg.collector) as channel:
+            await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
+        result["handshake"] = "ok"
+    except grpc.aio.AioRpcError as exc:
+        detail = exc.details() or ""
+        result["handshake"] = f"failed: {detail[detail.find('SSL_ERROR'):] if 'SSL_ERROR' in detail else detail}"[:300]
+    except (OSError, ValueError) as exc:
+        result["handshake"] = f"failed: {exc}"
     return result
 
 
@@ -255,6 +280,11 @@ def format_report(r: dict) -> str:
     state = (f"reachable, name lookup {c['dns_ms']} ms, TCP connect {c['connect_ms']} ms" if c["reachable"]
              else f"NOT reachable: {c['error']}")
     lines.append(f"collector  {c['address']}: {state}")
+    sec = c.get("security")
+    if sec:
+        enrolled = "enrolled" if sec["enrolled"] else "not enrolled yet" + (" (token configured)" if sec["token_configured"]
+                                                                           else " and NO enroll_token configured")
+        lines.append(f"security   {sec['tls']}; handshake {sec['handshake']}; {enrolled}")
     if r["targets"]:
         lines.append(f"{'target':<14} {'address':<26} {'method':<12} {'lost':>6} {'min ms':>8} {'median':>8} {'max ms':>8}")
         for t in r["targets"]:

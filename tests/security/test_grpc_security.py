@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import queue
 import sqlite3
@@ -334,3 +335,16 @@ def _wrong_ca_config(tmp_path: Path, collector, ca: Path) -> Path:
     p = tmp_path / "wrong-ca.toml"
     p.write_text(f'collector = "{collector.address}"\nca_file = "{ca}"\nenroll_token = "{collector.token}"\n')
     return p
+
+
+def test_agent_once_reports_the_handshake_and_enrollment(tmp_path, collector):
+    ok = run_cli("agent", "once", "--collector", collector.address, "--ca-file", collector.ca_file, "--no-gateway",
+                 "--state-dir", str(tmp_path / "s"), "--count", "1", "--no-wifi", "--json")
+    sec = json.loads(ok.stdout)["collector"]["security"]
+    assert sec["handshake"] == "ok" and sec["enrolled"] is False and sec["token_configured"] is False
+    other = tmp_path / "other-ca.pem"
+    other.write_bytes(make_ca().cert_pem)
+    bad = run_cli("agent", "once", "--collector", collector.address, "--ca-file", str(other), "--no-gateway",
+                  "--state-dir", str(tmp_path / "s"), "--count", "1", "--no-wifi")
+    assert "handshake failed: SSL_ERROR_SSL" in bad.stdout and "CERTIFICATE_VERIFY_FAILED" in bad.stdout
+    assert "NO enroll_token configured" in bad.stdout
