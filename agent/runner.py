@@ -22,8 +22,6 @@ from . import identity, netinfo
 from .batcher import Batcher
 from .detector import Detector
 from .detector.confirm import Confirmations
-from .detector.confirm import Confirmations
-from .detector.confirm import Confirmations
 from .config import AgentConfig
 from .presets import App
 from .probes import REGISTRY
@@ -64,10 +62,6 @@ class Agent:
         self.spool = Spool(os.path.join(cfg.state_dir, "spool"), cfg.spool_max_bytes, cfg.spool_max_age_s)
         self.batcher = Batcher()
         self.detector = Detector()
-        self.confirm = Confirmations()
-        self._stop = asyncio.Event()  # replaced by run()'s; follow-ups stop with it
-        self.confirm = Confirmations()
-        self._stop = asyncio.Event()  # replaced by run()'s; follow-ups stop with it
         self.confirm = Confirmations()
         self._stop = asyncio.Event()  # replaced by run()'s; follow-ups stop with it
         self.probe = REGISTRY["rtt"](methods=list(cfg.rtt_methods) or None)
@@ -186,8 +180,6 @@ class Agent:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._stop = stop
-        self._stop = stop
-        self._stop = stop
         await self.probe.start()
         self.stats.method = getattr(self.probe, "method", "")
         uplink_stop = asyncio.Event()
@@ -227,10 +219,6 @@ class Agent:
             "seq_epoch": self.spool.epoch,
             "samples_measured": self.stats.samples,
             "samples_lost": self.stats.lost,
-            "followup_probes": self.confirm.sent,
-            "followup_runs": self.confirm.runs,
-            "followup_probes": self.confirm.sent,
-            "followup_runs": self.confirm.runs,
             "followup_probes": self.confirm.sent,
             "followup_runs": self.confirm.runs,
             "events": self.stats.events,
