@@ -87,10 +87,19 @@ def load_pseudonym_secret(path: str | os.PathLike | None) -> bytes:
     except FileNotFoundError:
         p.parent.mkdir(parents=True, exist_ok=True)
         data = secrets.token_bytes(32)
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        log.info("created the pseudonym secret %s", p)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, p)  # whole file or nothing; a collector starting beside us may have won the race
+            log.info("created the pseudonym secret %s", p)
+        except FileExistsError:
+            data = p.read_bytes()
+        finally:
+            tmp.unlink(missing_ok=True)
     if len(data) < 16:
         raise ValueError(f"the pseudonym secret {p} is shorter than 16 bytes")
     return data

@@ -387,3 +387,33 @@ def test_keys_and_audit_on_postgresql():
             assert e["action"] == "agent.ticket" and "user=rui.santos" in e["detail"] and e["remote"] == "127.0.0.1"
         finally:
             s.stop()
+
+
+@pytest.mark.parametrize("peer,xff,trusted,expect", [
+    ("127.0.0.1", "203.0.113.5", (), "127.0.0.1"),  # no proxy trusted: the header is ignored
+    ("10.0.0.2", "203.0.113.5", ("127.0.0.1",), "10.0.0.2"),  # the peer is not the trusted proxy
+    ("127.0.0.1", "203.0.113.5", ("127.0.0.1",), "203.0.113.5"),
+    ("127.0.0.1", "1.1.1.1, 203.0.113.5, 10.0.0.9", ("127.0.0.1", "10.0.0.0/8"), "203.0.113.5"),
+    ("127.0.0.1", "not-an-address", ("127.0.0.1",), "127.0.0.1"),  # garbage: keep what we know
+    ("127.0.0.1", "", ("127.0.0.1",), "127.0.0.1"),
+])
+def test_client_address_for_the_audit_log(peer, xff, trusted, expect):
+    from cxpulse.collector.lookup.access import Access
+
+    a = Access(None, trusted_proxies=trusted)
+    headers = [(b"x-forwarded-for", xff.encode())] if xff else []
+    assert a.remote({"client": (peer, 40000), "headers": headers}) == expect
+
+
+def test_bad_access_settings_fail_at_start(tmp_path):
+    from cxpulse.collector.lookup.access import Access, load_pseudonym_secret
+
+    with pytest.raises(ValueError, match="trusted proxy must be an IP address"):
+        Access(None, trusted_proxies=("proxy.example.com",))
+    short = tmp_path / "short.key"
+    short.write_bytes(b"abc")
+    with pytest.raises(ValueError, match="shorter than 16 bytes"):
+        load_pseudonym_secret(short)
+    made = load_pseudonym_secret(tmp_path / "new" / "p.key")
+    assert len(made) == 32 and load_pseudonym_secret(tmp_path / "new" / "p.key") == made
+    assert [p.name for p in (tmp_path / "new").iterdir()] == ["p.key"], "no temporary file left behind"
