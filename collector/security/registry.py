@@ -77,6 +77,10 @@ _MIGRATIONS = [
     );
     CREATE INDEX IF NOT EXISTS audit_log_ts ON audit_log (ts_us);
     """,
+    # 2: per-key pseudonymization (the HTTP API shows such a key pseudonyms instead of user names).
+    """
+    ALTER TABLE api_keys ADD COLUMN pseudonymize INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -124,6 +128,7 @@ class ApiKeyInfo:
     name: str
     created_us: int
     revoked_us: int | None = None
+    pseudonymize: bool = False
 
 
 @dataclass(frozen=True)
@@ -274,8 +279,12 @@ class _Db:
 
 _TOKEN_COLS = "token_id, site, note, uses_total, uses_left, created_us, expires_us, revoked_us"
 _AGENT_COLS = "agent_id, cred_id, host, site, token_id, enrolled_us, revoked_us"
-_KEY_COLS = "key_id, role, name, created_us, revoked_us"
+_KEY_COLS = "key_id, role, name, created_us, revoked_us, pseudonymize"
 _AUDIT_COLS = "id, ts_us, actor, action, subject, remote, detail"
+
+
+def _key_info(row) -> ApiKeyInfo:
+    return ApiKeyInfo(*row[:5], bool(row[5]))
 
 
 class Registry:
@@ -405,13 +414,13 @@ class Registry:
 
     # -- API keys --
 
-    def create_api_key(self, role: str, name: str) -> tuple[str, ApiKeyInfo]:
+    def create_api_key(self, role: str, name: str, *, pseudonymize: bool = False) -> tuple[str, ApiKeyInfo]:
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
         key_id, secret = _new_secret(_KIND_KEY)
-        info = ApiKeyInfo(key_id, role, name, self._now_us())
-        self._db.execute("INSERT INTO api_keys (key_id, secret_hash, role, name, created_us) VALUES (?, ?, ?, ?, ?)",
-                         (key_id, _hash(secret), role, name, info.created_us))
+        info = ApiKeyInfo(key_id, role, name, self._now_us(), None, bool(pseudonymize))
+        self._db.execute("INSERT INTO api_keys (key_id, secret_hash, role, name, created_us, pseudonymize) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", (key_id, _hash(secret), role, name, info.created_us, int(pseudonymize)))
         return secret, info
 
     def verify_api_key(self, secret: str) -> ApiKeyInfo | None:
@@ -421,11 +430,11 @@ class Registry:
         rows = self._db.query(f"SELECT {_KEY_COLS}, secret_hash FROM api_keys WHERE key_id = ?", (key_id,))
         if not rows or not _matches(secret, rows[0][-1]):
             return None
-        info = ApiKeyInfo(*rows[0][:-1])
+        info = _key_info(rows[0][:-1])
         return None if info.revoked_us is not None else info
 
     def list_api_keys(self) -> list[ApiKeyInfo]:
-        return [ApiKeyInfo(*r) for r in self._db.query(f"SELECT {_KEY_COLS} FROM api_keys ORDER BY created_us, key_id")]
+        return [_key_info(r) for r in self._db.query(f"SELECT {_KEY_COLS} FROM api_keys ORDER BY created_us, key_id")]
 
     def revoke_api_key(self, key_id: str) -> bool:
         return self._db.execute("UPDATE api_keys SET revoked_us = ? WHERE key_id = ? AND revoked_us IS NULL",
