@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import AsyncIterator
 
@@ -69,7 +70,12 @@ class AuthenticatedTelemetry(pb_grpc.TelemetryServiceServicer):
 
     async def Stream(self, request_iterator, context: grpc.aio.ServicerContext) -> None:
         cred = credential_from(context)
-        ident = await asyncio.to_thread(self.registry.authenticate_agent, cred) if cred else None
+        try:
+            ident = await asyncio.to_thread(self.registry.authenticate_agent, cred) if cred else None
+        except Exception as exc:  # the database is away: a retryable status, not UNKNOWN
+            log.error("cannot check an agent credential: %s", exc)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "collector cannot check credentials now; retry later",
+                                trailing_metadata=(("retry-after-ms", str(random.randint(2_000, 8_000))),))
         if ident is None:
             log.warning("stream from %s refused: %s", context.peer(), "credential unknown or revoked" if cred
                         else "no credential")
