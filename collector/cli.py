@@ -209,7 +209,7 @@ def _http_options(args: argparse.Namespace) -> dict:
     """The lookup API's access options from the serve flags (collector/lookup/access.py)."""
     secret = args.pseudonym_secret_file
     db = args.db or default_db()
-    if args.pseudonymize and secret is None and "://" not in db:
+    if secret is None and "://" not in db:  # also for keys made with pseudonymize on a collector without it
         secret = os.path.join(os.path.dirname(os.path.abspath(db)), "pseudonym.key")
     return {"pseudonymize": args.pseudonymize, "pseudonym_secret_file": secret,
             "trusted_proxies": tuple(args.trusted_proxy), "metrics_open": args.metrics_open}

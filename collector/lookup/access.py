@@ -60,6 +60,7 @@ class Caller:
     name: str
     role: str
     remote: str
+    pseudonymize: bool = False  # this key sees pseudonyms even where the collector shows names
 
     @property
     def actor(self) -> str:
@@ -119,7 +120,8 @@ class Access:
     """Key checks, role checks, audit entries and pseudonyms for one HTTP app.
 
     - ``registry``: the security registry (``verify_api_key``, ``record_audit``, ...).
-    - ``pseudonymize``: show pseudonyms instead of user names in views that do not need names.
+    - ``pseudonymize``: show pseudonyms instead of user names in views that do not need names
+      (for every key; a key made with ``pseudonymize`` gets them even when this is off).
     - ``pseudonym_secret``: the HMAC key for pseudonyms (see ``load_pseudonym_secret``).
     - ``trusted_proxies``: addresses/networks of reverse proxies whose ``X-Forwarded-For`` is
       believed; empty (default): the client address is the TCP peer, a header cannot fake it.
@@ -130,8 +132,10 @@ class Access:
                  trusted_proxies: Iterable[str] = (), metrics_open: bool = False):
         self.registry = registry
         self.pseudonymize = pseudonymize
+        # Per-key pseudonyms need a secret even without the collector-wide option: one for this
+        # process unless given (start_http passes the file's whenever it has a file).
         self._secret = pseudonym_secret if pseudonym_secret is not None else (
-            load_pseudonym_secret(None) if pseudonymize else b"")
+            load_pseudonym_secret(None) if pseudonymize else secrets.token_bytes(32))
         self.trusted = _networks(trusted_proxies)
         self.metrics_open = metrics_open
 
@@ -192,7 +196,7 @@ class Access:
             return None
         if info.role not in ROLE_RANK:
             return None
-        return Caller(info.key_id, info.name, info.role, self.remote(scope))
+        return Caller(info.key_id, info.name, info.role, self.remote(scope), bool(getattr(info, "pseudonymize", False)))
 
     # - may they -
 
@@ -268,11 +272,13 @@ class Access:
             if response.status_code != 200 or not isinstance(response, JSONResponse):
                 return response
             body = json.loads(response.body)
+            caller = request.scope.get("cxpulse.caller")
+            pseudonymize = self.pseudonymize or bool(caller and caller.pseudonymize)
             named = []
             for p in people(body):
                 if not p.get("user"):
                     continue
-                if self.pseudonymize and not shown_by_name(request, p):
+                if pseudonymize and not shown_by_name(request, p):
                     p["user"] = self.pseudonym(p["user"])
                 else:
                     named.append(p)

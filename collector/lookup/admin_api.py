@@ -115,8 +115,11 @@ def admin_routes(access: Access, now_us=None) -> list[Route]:
         if role not in ROLE_RANK:
             raise _api_error(400, f"role must be one of {', '.join(ROLE_RANK)}; got {role!r}")
         name = _text(body, "name", required=True, max_len=100)
-        secret, info = await call(reg.create_api_key, role, name)
-        await note(request, "api_key.create", info.key_id, f"role={role} name={name}")
+        pseudonymize = body.get("pseudonymize", False)
+        if not isinstance(pseudonymize, bool):
+            raise _api_error(400, "pseudonymize must be true or false")
+        secret, info = await call(reg.create_api_key, role, name, pseudonymize=pseudonymize)
+        await note(request, "api_key.create", info.key_id, f"role={role} name={name} pseudonymize={pseudonymize}")
         return _json({"key": secret, "info": _plain(info),
                       "note": "the key is shown once: give it to its holder now"}, 201)
 
@@ -248,7 +251,7 @@ def admin_openapi_paths() -> dict:
 
     key_info = {"type": "object", "required": ["key_id", "role", "name"], "properties": {
         "key_id": {"type": "string"}, "role": {"type": "string", "enum": list(ROLE_RANK)}, "name": {"type": "string"},
-        "created_us": {"type": "integer"}, "revoked_us": {"type": ["integer", "null"]}}}
+        "created_us": {"type": "integer"}, "revoked_us": {"type": ["integer", "null"]}, "pseudonymize": {"type": "boolean"}}}
     not_found = {"404": {"$ref": "#/components/responses/NotFound"}}
     revoked = resp("200", "Revoked", {"type": "object", "required": ["revoked"], "properties": {"revoked": {"type": "string"}}})
     paths = {
@@ -262,7 +265,10 @@ def admin_openapi_paths() -> dict:
                          "type": "object", "required": ["role", "name"], "properties": {
                              "role": {"type": "string", "enum": list(ROLE_RANK)},
                              "name": {"type": "string", "minLength": 1, "maxLength": 100,
-                                      "description": "Who holds it (shown in the audit log)."}}}}}},
+                                      "description": "Who holds it (shown in the audit log)."},
+                             "pseudonymize": {"type": "boolean", "default": False,
+                                              "description": "This key sees pseudonyms instead of user names in the "
+                                                             "fleet, incidents and site searches."}}}}}},
                      "responses": {**resp("201", "Created", {"type": "object", "required": ["key", "info"], "properties": {
                          "key": {"type": "string"}, "info": key_info, "note": {"type": "string"}}}), "400": err}}},
         "/api/v1/admin/keys/{key_id}/revoke": {"post": {

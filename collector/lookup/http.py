@@ -130,9 +130,11 @@ async def start_http(store_url_or_store: str | Store, listen: str = "127.0.0.1:8
     from .api import LookupService, create_app
 
     host, port = parse_listen(listen)
+    secret = None
+    if pseudonymize or pseudonym_secret_file:  # keys made with pseudonymize use it too
+        secret = await asyncio.to_thread(load_pseudonym_secret, pseudonym_secret_file)
     access = Access(registry, pseudonymize=pseudonymize, trusted_proxies=trusted_proxies,  # fails fast on bad input
-                    pseudonym_secret=await asyncio.to_thread(load_pseudonym_secret, pseudonym_secret_file)
-                    if pseudonymize else None, metrics_open=metrics_open)
+                    pseudonym_secret=secret, metrics_open=metrics_open)
     owned = owned_registry = None
     if isinstance(store_url_or_store, str):
         owned = store = open_store(store_url_or_store)

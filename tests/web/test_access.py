@@ -417,3 +417,18 @@ def test_bad_access_settings_fail_at_start(tmp_path):
     made = load_pseudonym_secret(tmp_path / "new" / "p.key")
     assert len(made) == 32 and load_pseudonym_secret(tmp_path / "new" / "p.key") == made
     assert [p.name for p in (tmp_path / "new").iterdir()] == ["p.key"], "no temporary file left behind"
+
+
+def test_a_key_made_with_pseudonymize_sees_pseudonyms(srv):
+    """Per key: a floor supervisor's key sees codes in the fleet while the helpdesk's key sees names."""
+    r = call(srv, "POST", "/api/v1/admin/keys", auth(srv.admin_key),
+             json={"role": "helpdesk", "name": "floor supervisor", "pseudonymize": True})
+    assert r.status_code == 201 and r.json()["info"]["pseudonymize"] is True, r.text
+    masked = auth(r.json()["key"])
+    fleet = call(srv, "GET", "/api/v1/fleet", masked)
+    assert fleet.status_code == 200 and not any(u in fleet.text for u in USERS)
+    assert all(a["user"].startswith("u-") for a in fleet.json()["worst"])
+    assert not any(u in call(srv, "GET", "/api/v1/agents", masked, params={"q": "porto"}).text for u in USERS)
+    assert "joao.pereira" in call(srv, "GET", "/api/v1/fleet", auth(srv.helpdesk_key)).text, "the collector shows names"
+    bad = call(srv, "POST", "/api/v1/admin/keys", auth(srv.admin_key), json={"role": "helpdesk", "name": "x", "pseudonymize": "yes"})
+    assert bad.status_code == 400 and "pseudonymize must be" in bad.json()["error"]["message"]
