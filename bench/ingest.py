@@ -30,7 +30,7 @@ from typing import Any, Callable
 from urllib.parse import quote
 
 from . import ceiling
-from .procstat import Tracker
+from .procstat import Tracker, peak_rss_bytes
 from .report import Figure, load_now
 
 REPO = Path(__file__).resolve().parent.parent
@@ -208,6 +208,7 @@ def one_run(store: str, agents: int, plan: IngestPlan, tmp: Path,
             time.sleep(min(0.5, max(0.0, end - time.time())))
         col.sample()
         col.mark_end()
+        workers_rss = _children_peak_rss(collector.proc.pid)
         gen.mark_end()
         load1 = load_now()
         for g in gens:
@@ -246,7 +247,7 @@ def one_run(store: str, agents: int, plan: IngestPlan, tmp: Path,
         "in_flight_samples": agents * window * batch, "generator_processes": procs,
         "samples_per_s": round(rate), "acked_batches": sum(r["acked_batches"] for r in results),
         "ack_ms_p50": _pctl(lat, 0.50), "ack_ms_p99": _pctl(lat, 0.99),
-        "collector_peak_rss_mb": col_summary["peak_rss_mb"], "collector_cpu_pct_of_core": col_summary["cpu_pct_of_core"],
+        "collector_peak_rss_mb": col_summary["peak_rss_mb"], "decode_workers_peak_rss_mb": workers_rss, "collector_cpu_pct_of_core": col_summary["cpu_pct_of_core"],
         "generator_cpu_pct_of_core": gen_summary["cpu_pct_of_core"],
         "connect_s": round(connect_s, 1), "rows_stored_total": stored,
         "rejected": sum(r["rejected"] for r in results), "duplicates": sum(r["duplicates"] for r in results),
@@ -293,11 +294,28 @@ def run(plan: IngestPlan, log: Any = print, on_window: Callable[[int, float], An
                     store_figures.append(Figure("ingest", f"{store}, {agents} agents: ack latency {q}", "ms",
                                                 r[f"ack_ms_{q}"], load=load, note=note))
                 store_figures.append(Figure("ingest", f"{store}, {agents} agents: collector peak RSS", "MiB",
-                                            r["collector_peak_rss_mb"], load=load))
+                                            r["collector_peak_rss_mb"], load=load,
+                                            note=f"main process; its decode workers: {r['decode_workers_peak_rss_mb']} MiB"))
             ceils += _ceilings(store, plan, tmp, log)
             details["ceilings"].extend(ceils)
             figures += _ceiling_figures(store, ceils) + _with_ceiling(store_figures, ceils)
     return figures, details
+
+
+def _children_peak_rss(pid: int) -> float:
+    """Peak RSS (MiB) of the collector's child processes (its payload decode workers), summed."""
+    import psutil
+
+    total = 0
+    try:
+        for child in psutil.Process(pid).children(recursive=True):
+            try:
+                total += peak_rss_bytes(child.pid)
+            except OSError:
+                pass  # exited between the listing and the read
+    except psutil.NoSuchProcess:
+        pass
+    return round(total / 2**20, 2)
 
 
 def _merge_counts(dicts: Any) -> dict[str, int]:

@@ -116,6 +116,10 @@ def test_sketch_add_many_puts_every_value_where_add_does():
     many = LatencySketch()
     many.add_many(every)
     assert many == LatencySketch.of(every)
+    import pickle
+
+    back = pickle.loads(pickle.dumps(many))  # decode workers send sketches back pickled
+    assert back == many and back.to_bytes() == many.to_bytes() and back.quantile(0.9) == many.quantile(0.9)
     with pytest.raises(ValueError):
         LatencySketch().add_many([5, -1])
     with pytest.raises(TypeError):
@@ -173,6 +177,23 @@ def test_commit_writes_rollups_with_the_samples(store):
     # A replayed batch is a duplicate: the rollups do not count it twice.
     store.commit_batches([PendingBatch(k, 1, 1, rich_batch(1))])
     assert _stored(store, k) == got
+
+
+def test_rollups_built_with_the_batch_store_as_those_built_in_the_commit(store):
+    """A RolledBatch (rollups built in the decode worker) stores the same rollups; its rollups are
+    used once, so a commit that runs again (PostgreSQL retries) rebuilds them from the samples."""
+    k = store.upsert_agent(AgentInfo("plain"), 1)
+    k2 = store.upsert_agent(AgentInfo("rolled"), 1)
+    store.commit_batches([PendingBatch(k, 1, 1, rich_batch(4))])
+    pre = ru.rolled(rich_batch(4))
+    assert pre.rollups and all(r.agent == 0 for r in pre.rollups)
+    store.commit_batches([PendingBatch(k2, 1, 1, pre)])
+    assert pre.rollups is None
+    assert _stored(store, k2) == _stored(store, k)
+    again = ru.rolled(rich_batch(5))
+    first = ru.rollups_of_batches([(k2, again)])
+    assert ru.rollups_of_batches([(k2, again)]).keys() == first.keys()  # rebuilt, not taken twice
+    assert encoded(ru.rollups_of_batches([(k2, again)])) == encoded(ru.rollups_of_batches([(k2, rich_batch(5))]))
 
 
 def test_two_collectors_writing_parts_of_the_same_minutes_add_up_exactly(store_url):

@@ -6,6 +6,9 @@ fifth of the busy time, time the writer then waited for. A thread would not help
 Python code); a worker process decodes in parallel and hands back the decoded batch, whose
 unpickling costs the main process a small part of what decoding did.
 
+The worker also builds the batch's per-minute rollups (``rollup.RolledBatch``): per-sample
+work that would otherwise run in the store's commit, on the writer thread every ack waits for.
+
 Small payloads (a desk's normal batch: a few hundred bytes) are decoded inline: the round trip
 to a worker would cost more than the decode. Workers are started with ``spawn`` (never fork a
 process that runs gRPC threads), lazily on the first large payload, and shut down at exit. If a
@@ -26,6 +29,8 @@ from concurrent.futures.process import BrokenProcessPool
 
 from cxpulse.v1 import payload as wire_payload
 
+from ..score import rollup
+
 log = logging.getLogger("cxpulse.collector.ingest")
 
 # Payloads from this size on go to a worker (about 500 RTT samples); smaller ones stay inline.
@@ -42,11 +47,15 @@ def _decode_in_worker(payload: bytes, max_samples: int) -> tuple:
     """Runs in a worker: the batch, or the error as plain values (exceptions with keyword-only
     arguments do not survive pickling)."""
     try:
-        return ("ok", wire_payload.decode(payload, max_samples=max_samples))
+        batch = wire_payload.decode(payload, max_samples=max_samples)
     except wire_payload.PayloadError as exc:
         return ("payload", str(exc), exc.version_mismatch)
     except Exception as exc:  # a decoder bug: reported as one in the collector, the batch is refused
         return ("bug", f"{type(exc).__name__}: {exc}")
+    try:
+        return ("ok", rollup.rolled(batch))  # its rollups too: per-sample work the writer thread is spared
+    except Exception:  # the store builds them itself then (and meets the same problem there, if any)
+        return ("ok", batch)
 
 
 def _workers() -> int:

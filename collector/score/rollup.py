@@ -45,6 +45,7 @@ __all__ = [
     "FIELDS",
     "MINUTE_US",
     "AgentSpan",
+    "RolledBatch",
     "Rollup",
     "canonical_bytes",
     "commit_work",
@@ -58,6 +59,8 @@ __all__ = [
     "minute_of",
     "minutes_to_redo",
     "normalized",
+    "batch_rollups",
+    "rolled",
     "rollups_of_batches",
     "rtt_jitter",
     "rtt_loss_runs",
@@ -219,16 +222,41 @@ def decode(kind: str, raw: bytes) -> dict:
 # --- from a batch to its rollups --------------------------------------------------------------------
 
 
+@dataclass(eq=False)
+class RolledBatch(SampleBatch):
+    """A batch that brings its own rollups, built where it was decoded (a decode worker process).
+
+    Why: building rollups is per-sample work, and the store's commit (where rollups used to be
+    built) runs on the one thread that every ingested sample waits for. ``rollups`` are those of
+    ``batch_rollups`` under agent key 0; the first ``rollups_of_batches`` that uses them takes
+    them (merging mutates them), so a retried commit rebuilds them from the samples.
+    """
+
+    rollups: list[Rollup] | None = None
+
+
+def batch_rollups(batch: SampleBatch, agent: int = 0) -> list[Rollup]:
+    """One batch's rollups (per series and minute, not yet merged across series of the same key)."""
+    return [r for s in batch.series if s.kind in FIELDS and len(s) for r in _series_rollups(agent, s)]
+
+
+def rolled(batch: SampleBatch) -> RolledBatch:
+    """The batch with its rollups built now (see RolledBatch)."""
+    return RolledBatch(batch.series, batch.events, batch.paths, batch_rollups(batch))
+
+
 def rollups_of_batches(items: Iterable[tuple[int, SampleBatch]]) -> dict[tuple, Rollup]:
     """The rollups of (agent key, batch) pairs, merged per key (the store merges them with what it holds)."""
     out: dict[tuple, Rollup] = {}
     for agent, batch in items:
-        for s in batch.series:
-            if s.kind not in FIELDS or not len(s):
-                continue
-            for r in _series_rollups(agent, s):
-                have = out.get(r.key)
-                out[r.key] = r if have is None else merge(have, r)
+        pre = getattr(batch, "rollups", None)
+        if pre is not None:
+            batch.rollups = None  # taken: merges below mutate them
+            for r in pre:
+                r.agent = agent
+        for r in pre if pre is not None else batch_rollups(batch, agent):
+            have = out.get(r.key)
+            out[r.key] = r if have is None else merge(have, r)
     return out
 
 

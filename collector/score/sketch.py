@@ -170,6 +170,11 @@ class LatencySketch:
             self.max = other.max if self.max is None else max(self.max, other.max)
         return self
 
+    def __reduce__(self) -> tuple:
+        """Pickle as plain values: decode workers send sketches back in every batch's rollups, and
+        the default slot-by-slot state costs the receiving (GIL-bound) collector more."""
+        return (_restore, (self.gamma, self.buckets, self.zero, self.count, self.sum, self.min, self.max))
+
     def copy(self) -> LatencySketch:
         s = LatencySketch(self.gamma)
         return s.merge(self)
@@ -323,6 +328,14 @@ class LatencySketch:
             max_ok = self.max == 0
         if not (min_ok and max_ok):
             raise ValueError("latency sketch min/max do not match its lowest/highest bucket")
+
+
+def _restore(gamma: float, buckets: dict[int, int], zero: int, count: int, total: int,
+             lo: int | None, hi: int | None) -> LatencySketch:
+    s = LatencySketch.__new__(LatencySketch)
+    s.gamma, s._log_gamma, s.buckets = gamma, math.log(gamma), buckets
+    s.zero, s.count, s.sum, s.min, s.max = zero, count, total, lo, hi
+    return s
 
 
 # add_many's lookup table: 2^19 µs (524 ms) covers nearly every RTT; 4 MiB per gamma in use.
