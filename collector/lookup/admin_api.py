@@ -183,6 +183,10 @@ def admin_routes(access: Access, now_us=None) -> list[Route]:
             if v is not None and len(v) > 256:
                 raise _api_error(400, f"{name} is longer than 256 characters")
         entries = await call(reg.audit, since, until, actor=actor, subject=subject, limit=limit)
+        # Reading the log shows who looked up whom: that reading is recorded too (filters in the detail).
+        await note(request, "audit.read", "", " ".join(f"{k}={v}" for k, v in (("actor", actor), ("subject", subject),
+                                                                              ("since", q.get("since")), ("until", q.get("until")))
+                                                       if v) + f" entries={len(entries)}")
         names = {f"key:{k.key_id}": k.name for k in await call(reg.list_api_keys)}
         return _json({"entries": [{**_plain(e), "actor_name": names.get(e.actor, "")} for e in entries]})
 

@@ -432,3 +432,11 @@ def test_a_key_made_with_pseudonymize_sees_pseudonyms(srv):
     assert "joao.pereira" in call(srv, "GET", "/api/v1/fleet", auth(srv.helpdesk_key)).text, "the collector shows names"
     bad = call(srv, "POST", "/api/v1/admin/keys", auth(srv.admin_key), json={"role": "helpdesk", "name": "x", "pseudonymize": "yes"})
     assert bad.status_code == 400 and "pseudonymize must be" in bad.json()["error"]["message"]
+
+
+def test_reading_the_audit_log_is_recorded(srv):
+    t0 = time.time_ns() // 1000
+    assert call(srv, "GET", "/api/v1/admin/audit", auth(srv.admin_key), params={"subject": AGENT}).status_code == 200
+    admin = srv.registry.verify_api_key(srv.admin_key)
+    (e,) = [e for e in srv.registry.audit(since_us=t0, actor=f"key:{admin.key_id}") if e.action == "audit.read"]
+    assert f"subject={AGENT}" in e.detail and e.remote == "127.0.0.1"
