@@ -73,6 +73,8 @@ def register(col: argparse._SubParsersAction) -> None:
     db_arg(p)
     p.add_argument("--role", choices=["helpdesk", "admin"], required=True)
     p.add_argument("--name", required=True, help="who or what uses it (shown in the audit log)")
+    p.add_argument("--pseudonymize", action="store_true",
+                   help="views through this key show pseudonyms instead of user names where names are not needed")
     p.set_defaults(func=cmd_keys_create)
     p = keys.add_parser("list", help="API keys")
     db_arg(p)
@@ -122,15 +124,12 @@ def cmd_init(args: argparse.Namespace) -> int:
         return 2
     tls_dir = os.path.abspath(args.dir or default_tls_dir(args.db))
     done = init_dir(tls_dir, args.name, args.ip, renew=args.renew)
-    reg = _registry(args)
-    try:
+    with _registry(args) as reg:
         token, tinfo = reg.create_token(site=args.site, uses=args.token_uses, ttl_s=args.token_ttl, note="collector init")
         key = kinfo = None
         if not args.no_admin_key:
             key, kinfo = reg.create_api_key("admin", "collector init")
         _audit(reg, "init", tls_dir, f"token {tinfo.token_id}" + (f", admin key {kinfo.key_id}" if kinfo else ""))
-    finally:
-        reg.close()
     host = args.name[0] if args.name else args.ip[0]
     address = f"[{host}]:{args.port}" if ":" in host else f"{host}:{args.port}"
     ca = os.path.join(tls_dir, CA_CERT)
@@ -157,16 +156,13 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_tokens_create(args: argparse.Namespace) -> int:
-    reg = _registry(args)
-    try:
+    with _registry(args) as reg:
         try:
             secret, info = reg.create_token(site=args.site, uses=args.uses, ttl_s=args.ttl, note=args.note)
         except ValueError as exc:
             print(f"cxpulse collector tokens: {exc}", file=sys.stderr)
             return 2
         _audit(reg, "token_create", info.token_id, f"uses {info.uses_total}, site {info.site!r}")
-    finally:
-        reg.close()
     print(secret)
     print(f"token {info.token_id}: {info.uses_total} use(s), expires {_when(info.expires_us)}", file=sys.stderr)
     return 0
@@ -175,11 +171,8 @@ def cmd_tokens_create(args: argparse.Namespace) -> int:
 def cmd_tokens_list(args: argparse.Namespace) -> int:
     import time
 
-    reg = _registry(args)
-    try:
+    with _registry(args) as reg:
         tokens = reg.list_tokens()
-    finally:
-        reg.close()
     now = int(time.time() * 1e6)
     print(f"{'TOKEN':16}  {'USES':>9}  {'EXPIRES':20}  {'STATE':8}  SITE / NOTE")
     for t in tokens:
@@ -190,23 +183,17 @@ def cmd_tokens_list(args: argparse.Namespace) -> int:
 
 
 def cmd_tokens_revoke(args: argparse.Namespace) -> int:
-    reg = _registry(args)
-    try:
+    with _registry(args) as reg:
         ok = reg.revoke_token(args.token_id)
         if ok:
             _audit(reg, "token_revoke", args.token_id)
-    finally:
-        reg.close()
     print(f"token {args.token_id} revoked" if ok else f"no usable token {args.token_id}", file=sys.stderr if not ok else sys.stdout)
     return 0 if ok else 1
 
 
 def cmd_agents_list(args: argparse.Namespace) -> int:
-    reg = _registry(args)
-    try:
+    with _registry(args) as reg:
         agents = reg.list_agents()
-    finally:
-        reg.close()
     print(f"{'AGENT':38}  {'ENROLLED':20}  {'REVOKED':20}  HOST / SITE")
     for a in agents:
         print(f"{a.agent_id:38}  {_when(a.enrolled_us):20}  {_when(a.revoked_us):20}  {a.host} / {a.site}")
@@ -214,13 +201,10 @@ def cmd_agents_list(args: argparse.Namespace) -> int:
 
 
 def cmd_agents_revoke(args: argparse.Namespace) -> int:
-    reg = _registry(args)
-    try:
+    with _registry(args) as reg:
         ok = reg.revoke_agent(args.agent_id)
         if ok:
             _audit(reg, "agent_revoke", args.agent_id)
-    finally:
-        reg.close()
     if not ok:
         print(f"cxpulse collector agents: no enrolled, unrevoked agent {args.agent_id}", file=sys.stderr)
         return 1
@@ -229,23 +213,18 @@ def cmd_agents_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
-    reg = _registry(args)
-    try:
-        secret, info = reg.create_api_key(args.role, args.name)
+    with _registry(args) as reg:
+        secret, info = reg.create_api_key(args.role, args.name, pseudonymize=args.pseudonymize)
         _audit(reg, "key_create", info.key_id, f"role {info.role}, name {info.name!r}")
-    finally:
-        reg.close()
     print(secret)
-    print(f"key {info.key_id}: role {info.role}, name {info.name!r}", file=sys.stderr)
+    print(f"key {info.key_id}: role {info.role}, name {info.name!r}" + (", pseudonyms" if info.pseudonymize else ""),
+          file=sys.stderr)
     return 0
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
-    reg = _registry(args)
-    try:
+    with _registry(args) as reg:
         keys = reg.list_api_keys()
-    finally:
-        reg.close()
     print(f"{'KEY':16}  {'ROLE':8}  {'CREATED':20}  {'REVOKED':20}  NAME")
     for k in keys:
         print(f"{k.key_id:16}  {k.role:8}  {_when(k.created_us):20}  {_when(k.revoked_us):20}  {k.name}")
@@ -253,13 +232,10 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
-    reg = _registry(args)
-    try:
+    with _registry(args) as reg:
         ok = reg.revoke_api_key(args.key_id)
         if ok:
             _audit(reg, "key_revoke", args.key_id)
-    finally:
-        reg.close()
     if not ok:
         print(f"cxpulse collector keys: no unrevoked key {args.key_id}", file=sys.stderr)
         return 1

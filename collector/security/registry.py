@@ -466,3 +466,9 @@ class Registry:
 
     def close(self) -> None:
         self._db.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
