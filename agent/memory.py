@@ -7,6 +7,9 @@ configuration (docs/benchmarks.md, "Agent: where the memory goes"):
 - httpx imports its command-line tool (click, rich, pygments: ~150 modules, ~5 MiB) whenever
   those happen to be installed; the agent never runs it. Marking ``httpx._main`` as absent
   makes httpx take its own fallback (a stub ``main``), so nothing else changes.
+- httpcore imports trio at the first request whenever trio is installed (selenium, used by the
+  web tests, brings it, with attrs, outcome and sortedcontainers: ~80 modules, ~4 MiB); the agent
+  runs on asyncio, where httpcore uses anyio. trio is marked absent the same way.
 - glibc gives every thread that allocates its own malloc arena (grpc runs ~10 threads); each
   arena keeps its freed pages. Two arenas are plenty for one event loop and grpc's pollers.
 - After start-up the objects that live for the whole run (modules, config, the loop) are moved
@@ -35,12 +38,15 @@ import sys
 log = logging.getLogger("cxpulse.agent.memory")
 
 MALLOC_ARENAS = 2
+# Optional imports of our libraries that the agent never uses; each library falls back when missing.
+_NEVER_IMPORTED = ("httpx._main", "trio")
 _M_ARENA_MAX = -8  # glibc malloc.h
 
 
 def prepare() -> None:
     """Before the agent's imports: leave out what it never runs, cap malloc arenas."""
-    sys.modules.setdefault("httpx._main", None)  # type: ignore[assignment]  # import fails -> httpx's stub
+    for name in _NEVER_IMPORTED:
+        sys.modules.setdefault(name, None)  # type: ignore[assignment]  # import fails -> the library's fallback
     limit_malloc_arenas(MALLOC_ARENAS)
 
 

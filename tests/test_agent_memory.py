@@ -16,14 +16,14 @@ def run_py(code: str) -> str:
     return r.stdout.strip()
 
 
-def test_prepare_keeps_httpx_command_line_tool_out_and_httpx_still_works():
+def test_prepare_keeps_httpx_command_line_tool_and_trio_out_and_httpx_still_works():
     out = run_py(
         "import sys\n"
         "from cxpulse.agent import memory\n"
         "memory.prepare()\n"
-        "import httpx\n"
-        "assert httpx.Client and httpx.AsyncClient and httpx.Timeout(1.0)\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'rich', 'click', 'pygments'}))\n"
+        "import httpx, httpcore._synchronization as sync\n"
+        "assert httpx.Client and httpx.AsyncClient and httpx.Timeout(1.0) and sync.trio is None\n"
+        "print(sorted({m.split('.')[0] for m, mod in sys.modules.items() if mod} & {'rich', 'click', 'pygments', 'trio', 'attr'}))\n"
     )
     assert out == "[]"
 
