@@ -53,6 +53,7 @@ class FootprintPlan:
     window_s: float
     sample_every_s: float = 5.0
     peers: bool = True
+    tls: bool = True  # the agent's stream as deployed: TLS 1.3 + enrollment (False: --insecure, for comparison)
 
 
 PLANS = {
@@ -71,9 +72,9 @@ def _wifi_replay(path: Path, readings: int) -> None:
             f.write(json.dumps({"text": text.replace("signal: -39 dBm", f"signal: {sig} dBm")}) + "\n")
 
 
-def _agent_toml(path: Path, collector: str, state: Path, app_ip: str, ca_file: Path) -> None:
+def _agent_toml(path: Path, collector: str, state: Path, app_ip: str, ca_file: Path, security: str = "") -> None:
     """The default configuration (every cadence left at its default), pointed at this path."""
-    path.write_text(
+    path.write_text(security + 
         f'collector = "{collector}"\n'
         f'state_dir = "{state}"\n'
         'site = "bench"\n'
@@ -84,6 +85,24 @@ def _agent_toml(path: Path, collector: str, state: Path, app_ip: str, ca_file: P
         f'host = "{app_ip}"\n'
         "port = 443\n"
     )
+
+
+def _collector_security(tmp: Path, db: Path, collector_ip: str, tls: bool) -> tuple[str, list[str]]:
+    """(agent TOML lines, collector flags): a CA and server certificate for the collector's address
+    and an enrollment token, as an installed desk has them; or plain text for comparison."""
+    if not tls:
+        return "insecure = true\n", ["--insecure"]
+    from cxpulse.collector.security.registry import Registry
+    from cxpulse.collector.security.tls import init_dir
+
+    init_dir(tmp / "tls", ["collector.bench.test"], [collector_ip])
+    reg = Registry.open(str(db))
+    try:
+        token = reg.create_token(uses=10, note="bench")[0]
+    finally:
+        reg.close()
+    return (f'ca_file = "{tmp / "tls" / "ca.pem"}"\nenroll_token = "{token}"\n',
+            ["--tls-dir", str(tmp / "tls")])
 
 
 def _wait_file(path: Path, timeout: float, proc: subprocess.Popen | None = None) -> str:
@@ -150,8 +169,9 @@ def run(plan: FootprintPlan, log: Any = print,
                     ("kb", f"http://{app_ip}:8080/")]
             db = tmp / "collector.sqlite"
             c_ready = tmp / "collector.ready"
+            security, tls_args = _collector_security(tmp, db, collector_ip, plan.tls)
             argv = [PY, "-m", "cxpulse", "collector", "serve", "--listen", f"{collector_ip}:{COLLECTOR_PORT}",
-                    "--db", str(db), "--reflector", f"{app_ip}:50052", "--ready-file", str(c_ready), "--insecure"]
+                    "--db", str(db), "--reflector", f"{app_ip}:50052", "--ready-file", str(c_ready), *tls_args]
             for name, url in apps:
                 argv += ["--app", f"{name}={url}"]
             collector = path.app.spawn(*argv, cwd=REPO, env=env, stdout=logs["collector"], stderr=subprocess.STDOUT)
@@ -161,7 +181,7 @@ def run(plan: FootprintPlan, log: Any = print,
             replay = tmp / "wifi.jsonl"
             _wifi_replay(replay, int((plan.warmup_s + plan.window_s) / 5) + 60)
             toml = tmp / "agent.toml"
-            _agent_toml(toml, f"{collector_ip}:{COLLECTOR_PORT}", tmp / "agent-state", app_ip, pki.ca_cert)
+            _agent_toml(toml, f"{collector_ip}:{COLLECTOR_PORT}", tmp / "agent-state", app_ip, pki.ca_cert, security)
             agent = path.desk.spawn(PY, "-m", "cxpulse", "agent", "run", "--config", str(toml), cwd=REPO,
                                     env=dict(env, CXPULSE_WIFI_REPLAY=str(replay)),
                                     stdout=logs["agent"], stderr=subprocess.STDOUT)
@@ -243,9 +263,9 @@ def run(plan: FootprintPlan, log: Any = print,
         cpu_h_total = (a["cpu_s_per_hour"] or 0.0) + amortized
         details: dict[str, Any] = {
             "plan": plan.__dict__, "window_s": round(window, 1), "load_during": _load_summary(loads),
-            "processes": stats, "upload": up, "upload_counting": "nftables counters in the desk namespace on "
-            "ip daddr <collector address> tcp dport 50051 (IP packet bytes; Ethernet adds 18 B/frame; TLS "
-            "estimate adds 22 B per data packet)",
+            "processes": stats, "upload": up, "tls": plan.tls, "upload_counting": "nftables counters in the desk "
+            "namespace on ip daddr <collector address> tcp dport 50051 (IP packet bytes; Ethernet adds 18 B/frame; "
+            "the TLS estimate, for plain-text runs only, adds 22 B per data packet)",
             "trace_cpu_s_each": round(trace_cpu, 3), "trace_cpu_amortized_s_per_hour": round(amortized, 2),
             "agent_cpu_s_per_hour_incl_traces": round(cpu_h_total, 2), "stored": stored,
             "agent_run_summary": last_run, "blackbox_driver": bb_result,
@@ -285,6 +305,19 @@ def _figures(d: dict[str, Any], loads: list[tuple[float, float, float]]) -> list
         total = sum(t["bytes"] for t in d["blackbox_driver"]["targets"])
         bb_kbit = total * 8 / d["blackbox_driver"]["elapsed_s"] / 1000
     up = d["upload"]
+    tls = d.get("tls", False)
+    figs = [
+        Figure("agent", f"upload, IP bytes ({'TLS' if tls else 'plain'} gRPC)", "kbit/s", up["up_kbit_s_ip"],
+               UPLOAD_BUDGET_KBIT_S, "<=", "blackbox scrape bytes", round(bb_kbit, 4) if bb_kbit is not None else None,
+               load, "nftables counter on the collector's address and port"),
+    ]
+    if tls:
+        figs.append(Figure("agent", "upload, Ethernet frames (TLS gRPC)", "kbit/s", up["up_kbit_s_ethernet"],
+                           UPLOAD_BUDGET_KBIT_S, "<=", "", None, load, "+18 B/frame"))
+    else:
+        figs.append(Figure("agent", "upload, Ethernet + TLS 1.3 estimate", "kbit/s",
+                           round(up["up_kbit_s_ethernet"] + up["up_kbit_s_tls_estimate"] - up["up_kbit_s_ip"], 4),
+                           UPLOAD_BUDGET_KBIT_S, "<=", "", None, load, "+18 B/frame, +22 B/data packet"))
     return [
         Figure("agent", "steady-state RSS", "MiB", a["rss_median_mb"], RSS_BUDGET_MIB, "<=", "blackbox_exporter",
                bb["rss_median_mb"] if bb else None, load, "median of samples after warm-up"),
@@ -293,10 +326,5 @@ def _figures(d: dict[str, Any], loads: list[tuple[float, float, float]]) -> list
                f"{d['agent_cpu_s_per_hour_incl_traces']} CPU-s/h; peer excludes its driver"),
         Figure("agent", "CPU vs iputils ping x3", "%", round(cpu_pct, 4), None, "<=", "ping x3 (1 Hz)",
                pg["cpu_pct_of_core"] if pg else None, load, "ping probes RTT only"),
-        Figure("agent", "upload, IP bytes (plain gRPC)", "kbit/s", up["up_kbit_s_ip"], UPLOAD_BUDGET_KBIT_S, "<=",
-               "blackbox scrape bytes", round(bb_kbit, 4) if bb_kbit is not None else None, load,
-               "nftables counter on the collector's address and port"),
-        Figure("agent", "upload, Ethernet + TLS 1.3 estimate", "kbit/s",
-               round(up["up_kbit_s_ethernet"] + up["up_kbit_s_tls_estimate"] - up["up_kbit_s_ip"], 4),
-               UPLOAD_BUDGET_KBIT_S, "<=", "", None, load, "+18 B/frame, +22 B/data packet"),
+        *figs,
     ]

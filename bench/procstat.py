@@ -65,11 +65,17 @@ def smaps_rollup_kb(pid: int) -> dict[str, int]:
     return out
 
 
-def thread_count(pid: int) -> int:
+def thread_names(pid: int) -> dict[str, int]:
+    """Threads by name (grpc's pollers, asyncio's resolver pool, ...): each holds a stack and may hold a malloc arena."""
+    out: dict[str, int] = {}
     try:
-        return len(os.listdir(f"/proc/{pid}/task"))
+        for t in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{t}/comm") as f:
+                name = f.read().strip()
+            out[name] = out.get(name, 0) + 1
     except OSError:
-        return 0
+        pass
+    return out
 
 
 @dataclass
@@ -86,7 +92,7 @@ class Tracker:
     switches_start: int = 0
     switches_end: int = 0
     smaps: dict[str, int] = field(default_factory=dict)
-    threads: int = 0
+    threads: dict[str, int] = field(default_factory=dict)
 
     def _procs(self) -> list[psutil.Process]:
         return [psutil.Process(p) for p in self.pids]
@@ -114,7 +120,7 @@ class Tracker:
     def mark_end(self) -> None:
         if len(self.pids) == 1:
             self.smaps = smaps_rollup_kb(self.pids[0])
-            self.threads = thread_count(self.pids[0])
+            self.threads = thread_names(self.pids[0])
         try:
             self.end = self.cpu_now()
             self.switches_end = self._switches()
