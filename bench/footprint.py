@@ -59,7 +59,7 @@ class FootprintPlan:
 PLANS = {
     "full": FootprintPlan(warmup_s=60, window_s=600),
     "quick": FootprintPlan(warmup_s=15, window_s=75),
-    "smoke": FootprintPlan(warmup_s=8, window_s=8, sample_every_s=2),
+    "smoke": FootprintPlan(warmup_s=8, window_s=26, sample_every_s=2),  # the window holds the first 30 s batch
 }
 
 

@@ -89,7 +89,7 @@ def test_smoke_run_reports_every_figure(tmp_path):
 
     rss = by_name["steady-state RSS"]
     assert rss["budget"] == 40 and 10 < rss["value"] < 500 and rss["peer_value"] > 0
-    upload = by_name["upload, IP bytes (plain gRPC)"]
+    upload = by_name["upload, IP bytes (TLS gRPC)"]  # the stream as deployed: TLS + enrollment
     assert upload["value"] > 0  # the agent reached the collector, and the counter saw it
     fp = doc["details"]["footprint"]
     assert fp["stored"]["series"]["rtt:gateway"] > 0 and fp["stored"]["series"]["rtt:isp"] > 0
