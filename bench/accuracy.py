@@ -157,7 +157,7 @@ def run(plan: AccuracyPlan, log: Any = print) -> tuple[list[Figure], dict[str, A
                                     stdout=logs["agent"], stderr=subprocess.STDOUT)
             ping = path.desk.spawn("ping", "-D", "-O", "-n", "-i", "1", "-W", "1", app_ip, stdout=logs["ping"],
                                    stderr=subprocess.STDOUT)
-            total = plan.warmup_s + sum(d + plan.gap_s for _, d in plan.episodes) + 10
+            total = plan.warmup_s + sum(d + plan.gap_s + 1 for _, d in plan.episodes) + 10
             driver = None
             if bb_binary:
                 cfg = blackbox.write_config(tmp / "blackbox.yml", "/dev/null")
@@ -181,7 +181,9 @@ def run(plan: AccuracyPlan, log: Any = print) -> tuple[list[Figure], dict[str, A
                 name = f"{kind}-{secs:g}s-{n}"
                 episodes.append(Episode.spike(name, at, secs, SPIKE_EXTRA_MS) if kind == "spike"
                                 else Episode.outage(name, at, secs))
-                at += secs + plan.gap_s
+                # Whole-second spacing put every episode at the same phase of the agent's 1 Hz probes
+                # (0.88 s late in each, one run): a golden-ratio step spreads them over the second.
+                at += secs + plan.gap_s + ((n + 1) * 0.618) % 1.0
             path.bridge.schedule(*episodes)
             records = path.bridge.wait_episodes(timeout=at - path.bridge.now() + 30)
             time.sleep(min(plan.gap_s, 10))  # events close, batches reach the collector
@@ -279,7 +281,7 @@ def _evaluate(plan: AccuracyPlan, truth: list[dict], series: dict, events: list[
         Figure("accuracy", "episodes caught", "share", round(recall["agent"], 3), peer="blackbox ICMP /15 s",
                peer_value=round(recall["blackbox_15s"], 3) if recall["blackbox_15s"] is not None else None, load=load,
                note=f"{len(truth)} episodes of 1-10 s; ping shows {recall['ping_visible']:.0%} (no alarm); "
-                    "agent debounce needs 3 of 5 samples"),
+                    "agent: 3 of 5 samples, 1 Hz plus follow-ups every 0.1 s after a lost or late probe"),
         Figure("accuracy", "false alarms per calm hour", "/h", round(len(false_agent) / hours, 1),
                peer="blackbox failed scrapes", peer_value=round(len(false_bb) / hours, 1), load=load,
                note=f"over {calm_s} calm seconds"),
