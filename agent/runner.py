@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cxpulse.v1 import payload
 from cxpulse.v1 import telemetry_pb2 as pb
@@ -90,6 +90,7 @@ class Agent:
         self.reflector_key = b""
         self._wake_voice = asyncio.Event()
         self._wake_apps = asyncio.Event()
+        self._wake_batch = asyncio.Event()
         self._gateway_iface = ""
         # Hops found by the last path trace, measured like targets: role name -> (target, ttl).
         self.hop_targets: dict[str, tuple[Target, int]] = {}
@@ -102,8 +103,6 @@ class Agent:
     def _apply_config(self, c: pb.AgentConfig, persist: bool = True) -> None:
         """The collector's config, checked whole (agent/central.py): run and kept, or refused and reported
         while the last good one keeps running. The local file keeps the settings IT lets it override."""
-        from dataclasses import replace
-
         from . import central
 
         problem = central.check(c)
@@ -129,7 +128,9 @@ class Agent:
         if c.probe_interval_ms and central_sets("probe_interval", "probe_interval_s"):
             self.probe_interval_s = c.probe_interval_ms / 1000
         if c.batch_interval_ms and central_sets("batch_interval", "batch_interval_s"):
-            self.batch_interval_s = c.batch_interval_ms / 1000
+            if self.batch_interval_s != c.batch_interval_ms / 1000:
+                self.batch_interval_s = c.batch_interval_ms / 1000
+                self._wake_batch.set()
         if c.apps and central_sets("apps", "apps"):
             apps = tuple(App(a.name, a.url, a.apdex_t_ms or 500) for a in c.apps)
             if apps != self.apps:
@@ -412,9 +413,12 @@ class Agent:
 
             reader = ReplayReader(os.environ["CXPULSE_WIFI_REPLAY"])
             log.warning("Wi-Fi readings replayed from %s, not read from this machine", os.environ["CXPULSE_WIFI_REPLAY"])
-        salt = (self.cfg.wifi_hash_salt or self.agent_id) if self.cfg.wifi_hash_identity else None
         said_none = False
         while not stop.is_set():
+            # Read on every pass: a pushed config (hashing required, a new weak-signal level) applies at once.
+            salt = (self.cfg.wifi_hash_salt or self.agent_id) if self.cfg.wifi_hash_identity else None
+            if watcher.cfg.weak_dbm != self.cfg.wifi_weak_rssi_dbm:
+                watcher.cfg = replace(watcher.cfg, weak_dbm=self.cfg.wifi_weak_rssi_dbm)
             try:
                 reading = await asyncio.to_thread(reader)
             except Exception:  # never crash after start-up
@@ -518,12 +522,20 @@ class Agent:
 
     async def _batch_loop(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
-        next_close = loop.time() + self.batch_interval_s
+        interval = self.batch_interval_s
+        next_close = loop.time() + interval
         while not stop.is_set():
-            await asyncio.sleep(max(0.0, next_close - loop.time()))
-            next_close += self.batch_interval_s
+            await _wait_any(stop, self._wake_batch, max(0.0, next_close - loop.time()))
+            if self._wake_batch.is_set():
+                # A pushed interval applies now, not after the old (default 30 s) one runs out.
+                self._wake_batch.clear()
+                interval = self.batch_interval_s
+                next_close = min(next_close, loop.time() + interval)
+            if stop.is_set() or loop.time() < next_close:
+                continue
+            next_close += interval
             if next_close < loop.time():
-                next_close = loop.time() + self.batch_interval_s
+                next_close = loop.time() + interval
             self._close_batch()
 
     def _close_batch(self) -> None:

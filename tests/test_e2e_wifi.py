@@ -69,3 +69,48 @@ def test_roam_weak_signal_and_disconnect_reach_the_lookup(tmp_path, procs, colle
     assert w["rssi_min_dbm"] == -79 and w["bssids"] == 2 and w["band"] == "2.4"
     text = run_cli("lookup", "wifi.user", "--db", str(collector.db)).stdout
     assert "wifi: SSID-1" in text and "roams 1" in text and "disconnects 1" in text
+
+
+
+def test_pushed_hashing_applies_to_the_next_readings_without_a_restart(tmp_path, procs):
+    """Central config turns SSID/BSSID hashing on for a running agent: later rows carry no plain SSID."""
+    import time
+
+    from cxpulse.collector.store import open_store
+    from tests.conftest import CollectorProc
+
+    conf = tmp_path / "collector.toml"
+    conf.write_text("[cadence]\nbatch = 1\nwifi = 0.2\n")
+    col = CollectorProc(tmp_path, tmp_path / "c.sqlite", extra=["--config", str(conf)]).start()
+    procs.append(col)
+    replay = tmp_path / "wifi.jsonl"
+    replay.write_text(json.dumps({"text": _link("fe:dc:ba:98:76:02", -52)}) + "\n")  # replayed over and over
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text("trace_enabled = false\n")
+    p = Proc(["-v", "agent", "run", "--config", str(cfg), "--collector", col.address, "--state-dir",
+              str(tmp_path / "agent"), "--no-gateway", "--target", "loopback=127.0.0.1:9", "--user", "hash.user",
+              *col.agent_args()], tmp_path / "agent.log")
+    os.environ["CXPULSE_WIFI_REPLAY"] = str(replay)
+    try:
+        p.start()
+    finally:
+        del os.environ["CXPULSE_WIFI_REPLAY"]
+    procs.append(p)
+
+    def ssids(since_us: int) -> set:
+        store = open_store(str(col.db))
+        try:
+            agents = store.find_agents("hash.user")
+            rows = store.rows(agents[0].key, "wifi", since_us, time.time_ns() // 1000 + 60_000_000) if agents else []
+        finally:
+            store.close()
+        return {r.values.get("ssid") for r in rows}
+
+    wait_for(lambda: "SSID-1" in ssids(0), 30, 0.5, "plain SSID readings before the push")
+    conf.write_text("[cadence]\nbatch = 1\nwifi = 0.2\n\n[privacy]\nhash_wifi_identity = true\n")
+    wait_for(lambda: "version 2" in col.output(), 15, 0.2, "the collector to take the new version")
+    time.sleep(3)  # the push reaches the agent; readings taken after this must be hashed
+    t_after = time.time_ns() // 1000
+    wait_for(lambda: ssids(t_after), 20, 0.5, "readings after the push")
+    after = ssids(t_after)
+    assert all(s and s != "SSID-1" for s in after), after
