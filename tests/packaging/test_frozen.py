@@ -107,7 +107,8 @@ def test_run_streams_and_stops_on_sigterm(frozen_agent, collector, tmp_path):
     cold_s = time.monotonic() - started
     p = subprocess.Popen([str(frozen_agent / "cxpulse"), "agent", "run", "--collector", collector.address,
                           "--state-dir", str(state), "--no-gateway", "--interval", "0.2", "--batch-interval", "1",
-                          "--target", "loopback=127.0.0.1:9"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                          "--target", "loopback=127.0.0.1:9", *collector.agent_args()],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_for(lambda: (state / "identity.json").exists(), 20, what="the agent to start")
         time.sleep(3)
@@ -131,7 +132,8 @@ def test_frozen_agent_runs_path_traces_through_cxpulse_trace(frozen_agent, colle
     state = tmp_path / "state"
     p = subprocess.Popen([str(frozen_agent / "cxpulse"), "agent", "run", "--collector", collector.address,
                           "--state-dir", str(state), "--no-gateway", "--interval", "0.5", "--batch-interval", "1",
-                          "--target", "loopback=127.0.0.1:9"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                          "--target", "loopback=127.0.0.1:9", *collector.agent_args()],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: (state / "identity.json").exists(), 20, what="the agent to start")
         time.sleep(4)
