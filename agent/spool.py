@@ -26,8 +26,10 @@ The spool is bounded by size (payload bytes) and age. The drop policy is oldest
 first: during a long outage the newest data is the most useful for the ticket that
 will be opened about it. Batches in flight (written to a stream, not yet acked) are
 exempt: the collector may already hold one, and dropping it would report as lost a
-batch that is in fact stored. So the policy drops the oldest batch not in flight, and
-the bound can be exceeded only when the in-flight window alone is larger than it. Every drop is counted and remembered as a gap (time range,
+batch that is in fact stored. They also do not count against the size bound (the
+uplink's in-flight window bounds them), so after a reconnect the first new batches do
+not push out batches newer than those in flight: one outage leaves one hole. The
+directory may hold the bound plus the in-flight window while acks are due. Every drop is counted and remembered as a gap (time range,
 batches, samples, reason) in ``gaps.json``; the runner puts each open gap into the
 next batch as a ``data_gap`` event, and the gap is forgotten only once the batch
 that carries its latest state is acked. If the directory cannot be written (full
@@ -263,8 +265,11 @@ class Spool:
         seq = self.next_seq
         self.next_seq += 1
         first, last = sample_range(payload)
-        # Room first, then write: the directory never holds more than the bound, not even for a moment.
-        while self._bytes + len(payload) > self.max_bytes:
+        # Room first, then write. Batches in flight do not count against the bound: they are not
+        # droppable (the collector may hold them), and counting them would make the first new batch
+        # after a reconnect push out a batch newer than them, a second hole in the data. They are
+        # bounded on their own by the uplink's in-flight window, and leave with their acks.
+        while self._bytes - self._in_flight_bytes() + len(payload) > self.max_bytes:
             victim = self._oldest_droppable()
             if victim is None:
                 break  # everything left is in flight: over the bound until acks come
@@ -322,12 +327,15 @@ class Spool:
                 break
             if now - e.created > self.max_age_s:
                 self._drop(e, f"older than {_duration(self.max_age_s)}")
-            elif self._bytes > self.max_bytes:
+            elif self._bytes - self._in_flight_bytes() > self.max_bytes:
                 self._drop(e, SPOOL_FULL)
             elif self._mem_bytes > _MAX_MEMORY_BYTES:
                 self._drop(e, MEMORY_FULL)
             else:
                 break
+
+    def _in_flight_bytes(self) -> int:
+        return sum(self._entries[s].size for s in self._in_flight if s in self._entries)
 
     def _oldest_droppable(self) -> Entry | None:
         return next((e for s, e in self._entries.items() if s not in self._in_flight), None)

@@ -271,8 +271,11 @@ async def _until(cond, timeout_s: float, what) -> None:
 
 
 def test_a_full_spool_drops_the_oldest_batch_not_in_flight_never_one_the_collector_may_hold(tmp_path):
+    """Reconnected with a full spool: the in-flight window does not count against the bound (one
+    outage, one hole), and when new batches do overflow it, the oldest batch NOT in flight goes."""
     total = MAX_IN_FLIGHT + 8
-    payloads = [batch(10, T0 + i * 10_000_000) for i in range(total + 1)]
+    new = MAX_IN_FLIGHT + 1  # after the first new batch, enough to overflow the bound without the window
+    payloads = [batch(10, T0 + i * 10_000_000) for i in range(total + new)]
     size = len(payloads[0][0])
     s = Spool(str(tmp_path), max_bytes=total * size)  # full after `total` batches
 
@@ -292,7 +295,11 @@ def test_a_full_spool_drops_the_oldest_batch_not_in_flight_never_one_the_collect
             # The agent reconnected with a full spool: the first MAX_IN_FLIGHT batches are on the wire.
             await _until(lambda: len(col.received) >= MAX_IN_FLIGHT, 10, "the in-flight window to fill")
             assert s.dropped_batches == 0
-            s.append(*payloads[total])  # a new batch needs room
+            s.append(*payloads[total])  # a new batch: room, because the window does not count
+            assert s.dropped_batches == 0, "a batch newer than those in flight was pushed out: a second hole"
+            for data, n in payloads[total + 1:]:
+                s.append(data, n)  # now the batches not in flight alone overflow the bound
+            assert s.dropped_batches == 1
             up.notify()
             col.release.set()
             await _until(lambda: len(s) == 0, 10, lambda: f"every kept batch to be acked: {[e.seq for e in s.pending()]} left, {up.stats}")
@@ -308,5 +315,5 @@ def test_a_full_spool_drops_the_oldest_batch_not_in_flight_never_one_the_collect
     dropped = {seq for lo, hi in gap.seqs for seq in range(lo, hi + 1)}
     assert dropped == {MAX_IN_FLIGHT + 1}, "the oldest batch not in flight is the one to drop"
     assert not dropped & set(col.received), "a batch was stored AND reported dropped"
-    assert set(col.received) | dropped == set(range(1, total + 2))
+    assert set(col.received) | dropped == set(range(1, total + new + 1))
     assert gap.event().evidence == "spool full: 1 batch, 10 samples dropped"
