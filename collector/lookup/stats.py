@@ -17,6 +17,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
+from ..score.timeline import hist_percentile
 from ..store import RttRow
 
 
@@ -396,18 +397,8 @@ def device_from_rollup(r, tail: list) -> dict | None:
     }
 
 
-def _hist_rank(h: dict, q: float) -> int | None:
-    """Nearest-rank percentile of an exact histogram (value -> count), as ``percentile`` of the values."""
-    total = sum(h.values())
-    if not total:
-        return None
-    rank = max(1, math.ceil(q / 100.0 * total))
-    seen = 0
-    for k in sorted(h):
-        seen += h[k]
-        if seen >= rank:
-            return int(k)
-    return None
+def _int(v: float | None) -> int | None:
+    return None if v is None else int(v)
 
 
 def wifi_from_rollup(r, tail: list, events: list) -> dict | None:
@@ -426,9 +417,9 @@ def wifi_from_rollup(r, tail: list, events: list) -> dict | None:
         "band": last.get("band"),
         "channel": last.get("ch"),
         "phy": last.get("phy"),
-        "rssi_median_dbm": _hist_rank(d["rssi"], 50),
+        "rssi_median_dbm": _int(hist_percentile(d["rssi"], 50)),
         "rssi_min_dbm": min((int(k) for k, v in d["rssi"].items() if v), default=None),
-        "snr_median_db": _hist_rank(d["snr"], 50),
+        "snr_median_db": _int(hist_percentile(d["snr"], 50)),
         "tx_rate_median_mbps": None if tx is None or not tx.count else round(tx.quantile(0.5) / 1000, 1),
         "bssids": len(d["bssid"]),
         "roams": kinds.count("wifi_roam"),

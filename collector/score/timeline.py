@@ -56,6 +56,7 @@ __all__ = [
     "WifiFig",
     "agent_timeline",
     "app_history",
+    "hist_percentile",
     "recent_availability",
     "figures_of",
     "merged",
@@ -309,7 +310,8 @@ def _device(d: dict) -> DeviceFig:
                      d["top"][1] if d["top"] else None, tuple(d["ifk"]), tuple(d["vpn"]), d["nicerr"])
 
 
-def _hist_pct(h: dict, pct: float) -> float | None:
+def hist_percentile(h: dict, pct: float) -> float | None:
+    """Nearest-rank percentile of an exact histogram (value -> count)."""
     total = sum(h.values())
     if not total:
         return None
@@ -323,7 +325,8 @@ def _hist_pct(h: dict, pct: float) -> float | None:
 
 
 def _wifi(d: dict) -> WifiFig:
-    return WifiFig(d["n"], d["conn"], _hist_pct(d["rssi"], 10), _hist_pct(d["rssi"], 50), _hist_pct(d["snr"], 10),
+    rssi, snr = d["rssi"], d["snr"]
+    return WifiFig(d["n"], d["conn"], hist_percentile(rssi, 10), hist_percentile(rssi, 50), hist_percentile(snr, 10),
                    _q(d["tx"], 0.9), _q(d["tx"], 0.1), tuple(d["bssid"]))
 
 
