@@ -83,6 +83,7 @@ class Agent:
         self._gateway: Target | None = None
         self._probing: set[asyncio.Task] = set()
         self._in_order: dict[str, list[list]] = {}
+        self._tick_targets: list[tuple[Target, int | None]] = []  # the last tick's, in probing order
         self.apps: tuple[App, ...] = cfg.apps
         self.app_interval_s = cfg.app_interval_s
         self.voice_interval_s = cfg.voice_interval_s
@@ -266,10 +267,16 @@ class Agent:
                     next_gateway = now + GATEWAY_REFRESH_S
                 targets = [(self._gateway, None)] if self._gateway else []
                 targets += [(t, ttl) for t, ttl in self.hop_targets.values()] + [(t, None) for t in self.targets]
-                for t, hop in targets:
-                    task = asyncio.ensure_future(self._measure(t, hop))
-                    self._probing.add(task)
-                    task.add_done_callback(self._probing.discard)
+                self._tick_targets = targets
+                # Spread the targets over the interval instead of probing them all at once: a
+                # disruption on a shared link then meets probes at several phases, so one of them
+                # falls early enough in a 1 s disruption for follow-ups to confirm it (confirm.py).
+                start = loop.time()
+                for i, (t, hop) in enumerate(targets):
+                    if i == 0:
+                        self._launch(t, hop)
+                    else:
+                        loop.call_at(start + i * self.probe_interval_s / len(targets), self._launch_unless_stopped, t, hop)
                 next_tick += self.probe_interval_s
                 if next_tick < loop.time():  # fell behind (suspend, overload): skip, do not burst
                     next_tick = loop.time() + self.probe_interval_s
@@ -279,6 +286,15 @@ class Agent:
                 timer.cancel()
         finally:
             stopped.cancel()
+
+    def _launch(self, t: Target, hop: int | None, followup: bool = False) -> None:
+        task = asyncio.ensure_future(self._measure(t, hop, followup))
+        self._probing.add(task)
+        task.add_done_callback(self._probing.discard)
+
+    def _launch_unless_stopped(self, t: Target, hop: int | None) -> None:
+        if not self._stop.is_set():
+            self._launch(t, hop)
 
     async def _measure(self, t: Target, hop: int | None = None, followup: bool = False) -> None:
         # A lost probe finishes a timeout after the ones sent after it: release results in send
@@ -312,20 +328,28 @@ class Agent:
             self._events(self.detector.observe_rtt(m.target, m.ts_us, m.rtt_us))
 
     def _confirm(self, t: Target, hop: int | None) -> None:
-        """A scheduled probe breached: start follow-ups to this hop unless already running or over budget."""
-        if self._stop.is_set() or not self.confirm.begin(t.name, asyncio.get_running_loop().time()):
+        """A scheduled probe breached: follow-ups to this hop and to every other target of the tick.
+
+        What breaks on one link breaks for every target beyond it, and the targets' probes fall at
+        different phases of the second: the probe that met a 1 s disruption early confirms it for
+        the hops whose own probe came too late in it (their 1 Hz sample alone looks like a random
+        lost ping). Follow-ups to a target that answers clean stop after ``clean_to_stop``.
+        """
+        if self._stop.is_set():
             return
-        task = asyncio.ensure_future(self._confirm_run(t, hop))
-        self._probing.add(task)
-        task.add_done_callback(self._probing.discard)
+        now = asyncio.get_running_loop().time()
+        others = [(o, h) for o, h in self._tick_targets if o.name != t.name]
+        for target, h in [(t, hop), *others]:
+            if self.confirm.begin(target.name, now):
+                task = asyncio.ensure_future(self._confirm_run(target, h))
+                self._probing.add(task)
+                task.add_done_callback(self._probing.discard)
 
     async def _confirm_run(self, t: Target, hop: int | None) -> None:
         loop = asyncio.get_running_loop()
         try:
             while not self._stop.is_set() and self.confirm.take(t.name, loop.time()):
-                task = asyncio.ensure_future(self._measure(t, hop, followup=True))
-                self._probing.add(task)
-                task.add_done_callback(self._probing.discard)
+                self._launch(t, hop, followup=True)
                 await asyncio.sleep(self.confirm.gap_s(t.name))
         finally:
             self.confirm.end(t.name)

@@ -15,11 +15,13 @@ What it costs is bounded twice: ``max_per_run`` follow-ups per confirmation (2 s
 extra probes a second on average and never a burst. The minute's budget is sized for disruptions
 that come in clusters (1, 1, 3, 5 and 10 s within a minute fit, each ended to 0.2 s).
 
-What it cannot do: a disruption that ends less than about ``first_gap_s`` + the spike threshold
-after the only 1 Hz probe that fell into it leaves that probe as its one piece of evidence, which
-is exactly what a random lost ping looks like. At 1 Hz that is the last ~0.1 s of each second: a
-1 s disruption is caught unless it ends within that long after the probe that saw it; anything
-of 1.2 s or more always contains a probe with enough time left to confirm.
+What it cannot do alone: a disruption that ends less than about ``first_gap_s`` + the spike
+threshold after the only 1 Hz probe that fell into it leaves that probe as its one piece of
+evidence, which is exactly what a random lost ping looks like (the last ~0.1 s of each second).
+The runner closes that gap where the path allows: it probes its targets at different phases of
+the second and a breach at any target starts follow-ups to all of them, so a disruption on a link
+that two or more targets share is confirmed by whichever probe met it early. What stays blind is
+a 1 s disruption that only one target sees, ending within ~0.1 s after that target's probe.
 
 Follow-up samples feed the detector only; they are not stored as samples, so loss %, RTT
 percentiles and jitter in lookups stay those of the 1 Hz schedule, unbiased by probing harder
