@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from . import blackbox
-from .footprint import REPO, _wait_file
+from .footprint import REPO, _wait_file, require_ping
 from .report import Figure, load_now
 
 
@@ -132,6 +132,7 @@ def run(plan: AccuracyPlan, log: Any = print) -> tuple[list[Figure], dict[str, A
     if not ok:
         raise RuntimeError(f"accuracy needs network namespaces: {why}")
     bb_binary = blackbox.find_binary()
+    require_ping()
     with tempfile.TemporaryDirectory(prefix="cxpulse-bench-acc-") as tmp_s, \
             NetPath(tmp_s, impair_at="gw-isp", config=Config(seed=5), prefix=24) as path:
         tmp = Path(tmp_s)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -135,6 +136,11 @@ def _stored(db: Path, window: tuple[float, float]) -> dict[str, Any]:
         con.close()
 
 
+def require_ping() -> None:
+    """iputils ping is a peer in the table: without it the run would print its CPU as 0, not missing."""
+    if shutil.which("ping") is None:
+        raise RuntimeError("the ping peer needs iputils ping (apt-get install iputils-ping)")
+
 def run(plan: FootprintPlan, log: Any = print,
         on_window: Callable[[int, float], subprocess.Popen | None] | None = None) -> tuple[list[Figure], dict[str, Any]]:
     """Build the path, start everything, warm up, measure ``plan.window_s``; ``on_window`` may
@@ -147,6 +153,8 @@ def run(plan: FootprintPlan, log: Any = print,
     if not ok:
         raise RuntimeError(f"agent footprint needs network namespaces: {why}")
     bb_binary = blackbox.find_binary() if plan.peers else None
+    if plan.peers:
+        require_ping()
     with tempfile.TemporaryDirectory(prefix="cxpulse-bench-fp-") as tmp_s, NetPath(tmp_s, prefix=24) as path:
         tmp = Path(tmp_s)
         app_ip = path.hops.app
