@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import struct
 
 import pytest
 
@@ -149,3 +150,70 @@ def test_inputs():
         s.merge(LatencySketch(gamma=1.05))
     with pytest.raises(ValueError):
         LatencySketch(gamma=1.0)
+
+
+def _decode_by_the_book(data: bytes) -> LatencySketch:
+    """The byte format read one varint at a time, as ``to_bytes`` writes it, checked by ``from_dict``."""
+    if len(data) < 11 or data[:3] != b"LS\x01":
+        raise ValueError("header")
+    pos, nums = 11, []
+
+    def varint() -> int:
+        nonlocal pos
+        n = shift = 0
+        while True:
+            if pos >= len(data) or shift > 126:
+                raise ValueError("truncated or too long")
+            b = data[pos]
+            pos += 1
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                return n
+
+    zero, total, lo, hi, n = (varint() for _ in range(5))
+    buckets, key = [], None
+    for _ in range(n):
+        d, c = varint(), varint()
+        if key is not None and d == 0:
+            raise ValueError("not increasing")
+        key = (d // 2 if d % 2 == 0 else -(d + 1) // 2) if key is None else key + d
+        buckets.append([key, c])
+    if pos != len(data):
+        raise ValueError("trailing bytes")
+    return LatencySketch.from_dict({"gamma": struct.unpack(">d", data[3:11])[0], "buckets": buckets,
+                                    "zero": zero, "sum": total, "min": lo, "max": hi})
+
+
+def _outcome(decode, data: bytes):
+    try:
+        return decode(data)
+    except ValueError:
+        return ValueError
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_from_bytes_reads_what_the_format_says_good_bytes_or_bad(seed):
+    """from_bytes reads one-byte bucket bodies with slices and longer ones varint by varint; both
+    must give the sketch the format describes, and refuse (ValueError) the same damaged bytes."""
+    rng = random.Random(500 + seed)
+    for _ in range(30):
+        s = LatencySketch.of(sample(rng))  # up to 5,000 values: counts and deltas of one and more bytes
+        good = s.to_bytes()
+        assert LatencySketch.from_bytes(good) == _decode_by_the_book(good) == s
+        for _ in range(20):
+            bad = bytearray(good)
+            how = rng.randrange(4)
+            i = rng.randrange(11, len(bad)) if len(bad) > 11 else 11
+            if how == 0 and i < len(bad):
+                bad[i] = rng.randrange(256)
+            elif how == 1:
+                del bad[i:]
+            elif how == 2:
+                bad[i:i] = bytes([rng.randrange(256)])
+            elif i < len(bad):
+                bad[i] = rng.choice([0, 1, 0x7F, 0x80])
+            bad = bytes(bad)
+            want = _outcome(_decode_by_the_book, bad)
+            got = _outcome(LatencySketch.from_bytes, bad)
+            assert got == want, (bad.hex(), got, want)
