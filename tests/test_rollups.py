@@ -14,7 +14,7 @@ import pytest
 from cxpulse.collector.retention import enforce_once
 from cxpulse.collector.score import rollup as ru
 from cxpulse.collector.score.sketch import LatencySketch
-from cxpulse.collector.score.timeline import agent_timeline
+from cxpulse.collector.score.timeline import agent_timeline, merged
 from cxpulse.collector.store import AgentInfo, PendingBatch, open_store
 from cxpulse.v1 import payload as p
 from tests.test_store import store, store_url  # noqa: F401  (fixtures: a fresh store on each backend)
@@ -85,6 +85,46 @@ def test_merge_of_any_split_in_any_order_is_the_rollup_of_the_whole(seed):
         for key, r in ru.rollups_of_batches([(1, part)]).items():
             got[key] = r if key not in got else ru.merge(got[key], r)
     assert encoded(got) == want
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_day_merged_at_once_is_the_merge_of_its_minutes_in_any_order_and_grouping(seed):
+    """``merged`` (a lookup's long window) merges all minutes at once with ``merge_all``; that
+    must be what merging them one at a time gives, and what merging two merged halves gives."""
+    rng = random.Random(seed)
+    minutes = [r for part in split(rich_batch(seed, minutes=12), rng, 4)
+               for r in ru.rollups_of_batches([(1, part)]).values()]
+    rng.shuffle(minutes)
+    at_once = merged(minutes)
+
+    def by_pairs(rs):
+        out: dict = {}
+        for r in rs:
+            k = (r.kind, r.target)
+            if k not in out:
+                out[k] = ru.Rollup(r.agent, r.minute_us, r.kind, r.target, r.hop, ru.empty(r.kind))
+            out[k].hop = max(out[k].hop, r.hop)
+            ru.merge_data(r.kind, out[k].data, r.data)
+        return out
+
+    cut = rng.randrange(1, len(minutes))
+    halves = [merged(minutes[:cut]), merged(minutes[cut:])]
+    of_halves = by_pairs([h[k] for h in halves for k in h])
+    for want in (by_pairs(minutes), of_halves):
+        assert at_once.keys() == want.keys()
+        for k, r in at_once.items():
+            assert (r.hop, ru.encode(r.kind, r.data)) == (want[k].hop, ru.encode(r.kind, want[k].data)), k
+            if r.kind == "rtt":
+                assert ru.rtt_jitter(r.data) == ru.rtt_jitter(want[k].data)
+                assert ru.rtt_loss_runs(r.data) == ru.rtt_loss_runs(want[k].data)
+
+
+def test_fragments_sort_in_time_order_even_where_a_lost_end_ties_an_answered_one():
+    frags = [[5, 9, 1000, 2000, 0, 0], [5, 9, None, None, 1, 1], [1, 4, None, 700, 1, 0], [5, 9, 0, 3, 0, 0]]
+    key_order = sorted(frags, key=lambda f: (f[0], f[1], -1 if f[2] is None else f[2],
+                                             -1 if f[3] is None else f[3], f[4], f[5]))
+    assert ru.rtt_jitter({"frags": frags}) == ru.rtt_jitter({"frags": key_order})
+    assert ru.merge_all("rtt", ru.empty("rtt"), [{"frags": frags[:2]}, {"frags": frags[2:]}])["frags"] == key_order
 
 
 def test_fragments_keep_the_jitter_and_loss_runs_across_a_cut():

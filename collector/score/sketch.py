@@ -162,8 +162,10 @@ class LatencySketch:
             raise TypeError(f"can only merge a LatencySketch, got {type(other).__name__}")
         if other.gamma != self.gamma:
             raise ValueError(f"cannot merge sketches of different gamma ({self.gamma} and {other.gamma})")
+        buckets = self.buckets
+        get = buckets.get
         for k, c in other.buckets.items():
-            self.buckets[k] = self.buckets.get(k, 0) + c
+            buckets[k] = get(k, 0) + c
         self.zero += other.zero
         self.count += other.count
         self.sum += other.sum

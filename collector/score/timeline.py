@@ -197,45 +197,30 @@ def merged(rollups: Iterable[ru.Rollup]) -> dict[tuple[str, str], ru.Rollup]:
     """Rollups of several minutes merged per (kind, target); events spans concatenated.
 
     A key seen once is handed back as it is (read-only: one minute, the common case, costs no
-    copy). RTT fragments are gathered and sorted once at the end: ``merge_data`` sorts them at
-    every merge, which over a day (1,440 minutes) is quadratic and took seconds.
+    copy). Several are merged into a new rollup with ``merge_all``, all at once: merged a pair at
+    a time, a day (1,440 minutes) re-sorted its RTT fragments at every step and took seconds.
     """
-    out: dict[tuple[str, str], ru.Rollup] = {}
-    own: set[tuple[str, str]] = set()  # keys whose rollup is our own copy (safe to merge into)
-    frags: dict[tuple[str, str], list] = {}
+    groups: dict[tuple[str, str], list[ru.Rollup]] = {}
     for r in rollups:
         k = (r.kind, r.target)
-        have = out.get(k)
-        if have is None:
-            out[k] = r
+        g = groups.get(k)
+        if g is None:
+            groups[k] = [r]
+        else:
+            g.append(r)
+    out: dict[tuple[str, str], ru.Rollup] = {}
+    for k, g in groups.items():
+        first = g[0]
+        if len(g) == 1:
+            out[k] = first
             continue
-        if k not in own:
-            own.add(k)
-            first = have
-            have = out[k] = ru.Rollup(first.agent, first.minute_us, first.kind, first.target, first.hop,
-                                      ru.empty(first.kind))
-            _absorb(have, first, frags)
-        _absorb(have, r, frags)
-    for k, fs in frags.items():
-        out[k].data["frags"] = sorted((list(f) for f in fs), key=_frag_key)
+        if first.kind == ru.EVENTS:
+            out[k] = ru.Rollup(first.agent, first.minute_us, first.kind, first.target, first.hop,
+                               {"spans": [s for r in g for s in r.data["spans"]]})
+        else:
+            out[k] = ru.Rollup(first.agent, first.minute_us, first.kind, first.target, max(r.hop for r in g),
+                               ru.merge_all(first.kind, ru.empty(first.kind), [r.data for r in g]))
     return out
-
-
-def _absorb(have: ru.Rollup, r: ru.Rollup, frags: dict) -> None:
-    if r.kind == ru.EVENTS:
-        have.data["spans"].extend(r.data["spans"])
-        return
-    have.hop = max(have.hop, r.hop)
-    if r.kind == "rtt":
-        frags.setdefault((r.kind, r.target), []).extend(r.data.get("frags") or ())
-        have.data["frags"] = []
-        ru.merge_data(r.kind, have.data, {**r.data, "frags": []})
-    else:
-        ru.merge_data(r.kind, have.data, r.data)
-
-
-def _frag_key(f) -> tuple:
-    return (f[0], f[1], -1 if f[2] is None else f[2], -1 if f[3] is None else f[3], f[4], f[5])
 
 
 def figures_of(rollups: Iterable[ru.Rollup], start_us: int, end_us: int) -> Figures:
