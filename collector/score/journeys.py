@@ -34,6 +34,7 @@ score / score(C)   the minute's score, or component C's (voice, apps, wifi, stab
 from __future__ import annotations
 
 import fnmatch
+import functools
 import operator
 import re
 import tomllib
@@ -134,7 +135,17 @@ class Condition:
         return out
 
     def _match(self, names: Iterable[str]) -> list[str]:
-        return [n for n in names if any(fnmatch.fnmatchcase(n.lower(), t.lower()) for t in self.targets)]
+        return [n for n in names if _matches(self.targets, n)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _matches(patterns: tuple[str, ...], name: str) -> bool:
+    """Whether a target or app name matches one of a condition's patterns (case-insensitive).
+
+    Cached: a day's journeys ask this of the same few names for every minute (1,440 times each),
+    and the answer depends on the names alone, never on what was measured.
+    """
+    return any(fnmatch.fnmatchcase(name.lower(), t.lower()) for t in patterns)
 
 
 @dataclass(frozen=True)
