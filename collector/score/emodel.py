@@ -17,8 +17,10 @@ default. ``rate_path`` implements exactly that; ``rate`` takes a full parameter 
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
+from operator import attrgetter
 
 __all__ = [
     "CODECS",
@@ -71,10 +73,10 @@ class Params:
 
     def validate(self) -> None:
         """Reject inputs for which the formulas have no meaning (fail fast, say which)."""
-        for name in _PARAM_NAMES:  # not asdict(): it deep-copies, and scoring a day validates thousands of times
-            value = getattr(self, name)
-            if not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        # Not asdict(): it deep-copies, and scoring a day validates thousands of times.
+        if not all(map(math.isfinite, _all_params(self))):
+            name, value = next((n, v) for n, v in zip(_PARAM_NAMES, _all_params(self)) if not math.isfinite(v))
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
         for name in ("T", "Tr", "Ta"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} (delay, ms) must be >= 0, got {getattr(self, name)}")
@@ -93,6 +95,7 @@ class Params:
 
 
 _PARAM_NAMES = tuple(f.name for f in fields(Params))
+_all_params = attrgetter(*_PARAM_NAMES)
 
 
 @dataclass(frozen=True)
@@ -130,28 +133,14 @@ def _log10_power_sum(*levels_db: float) -> float:
 def rate(p: Params = Params()) -> Rating:
     """R and its impairments for one full G.107 parameter set (clause 7)."""
     p.validate()
-    # 7.2 Basic signal-to-noise ratio Ro.
-    olr = p.SLR + p.RLR
-    nos = p.Ps - p.SLR - p.Ds - 100 + 0.004 * (p.Ps - olr - p.Ds - 14) ** 2
-    pre = p.Pr + 10 * math.log10(1 + 10 ** ((10 - p.LSTR) / 10))
-    nor = p.RLR - 121 + pre + 0.008 * (pre - 35) ** 2
-    nfo = p.Nfor + p.RLR
-    no = _log10_power_sum(p.Nc, nos, nor, nfo)  # (7-3)
-    ro = 15 - 1.5 * (p.SLR + no)  # (7-2)
+    no, ro, iolr, iq, roe = _fixed_terms(p.SLR, p.RLR, p.LSTR, p.Ds, p.Nc, p.Nfor, p.Ps, p.Pr, p.qdu)
 
-    # 7.3 Simultaneous impairment factor Is.
-    xolr = olr + 0.2 * (64 + no - p.RLR)
-    iolr = 20 * ((1 + (xolr / 8) ** 8) ** (1 / 8) - xolr / 8)
+    # 7.3 Simultaneous impairment factor Is (Iolr and Iq: _fixed_terms).
     stmro = -10 * math.log10(10 ** (-p.STMR / 10) + math.exp(-p.T / 4) * 10 ** (-p.TELR / 10))
     ist = (12 * (1 + ((stmro - 13) / 6) ** 8) ** (1 / 8)
            - 28 * (1 + ((stmro + 1) / 19.4) ** 35) ** (1 / 35)
            - 13 * (1 + ((stmro - 3) / 33) ** 13) ** (1 / 13)
            + 29)
-    q = 37 - 15 * math.log10(p.qdu)
-    g = 1.07 + 0.258 * q + 0.0602 * q ** 2
-    z = 46 / 30 - g / 40
-    y = (ro - 100) / 15 + 46 / 8.4 - g / 9
-    iq = 15 * math.log10(1 + 10 ** y + 10 ** z)
     is_ = iolr + ist + iq  # (7-8)
 
     # 7.4 Delay impairment factor Id.
@@ -159,7 +148,6 @@ def rate(p: Params = Params()) -> Rating:
     if p.STMR < 9:
         terv += ist / 2  # TERVs: a weak sidetone masks the echo less
     re = 80 + 2.5 * (terv - 14)  # (7-21)
-    roe = -1.5 * (no - p.RLR)  # (7-20)
     if p.T < 1:
         idte = 0.0  # below 1 ms the echo is heard as sidetone, already counted in Ist
     else:
@@ -182,6 +170,34 @@ def rate(p: Params = Params()) -> Rating:
     r = ro - is_ - id_ - ie_eff + p.A
     return Rating(r=r, mos=mos_from_r(r), ro=ro, is_=is_, id=id_, ie_eff=ie_eff, a=p.A, no=no,
                   iolr=iolr, ist=ist, iq=iq, idte=idte, idle=idle, idd=idd, params=p)
+
+
+@functools.lru_cache(maxsize=64)
+def _fixed_terms(SLR: float, RLR: float, LSTR: float, Ds: float, Nc: float, Nfor: float, Ps: float, Pr: float,
+                 qdu: float) -> tuple[float, float, float, float, float]:
+    """No, Ro, Iolr, Iq and Roe: the terms of the loudness, noise and quantizing parameters alone.
+
+    Why apart: a measured path changes only delay, loss and burstiness, so a day's 2,880 ratings
+    share one set of these (cached per parameter set: G.107 defaults, never measured values).
+    """
+    # 7.2 Basic signal-to-noise ratio Ro.
+    olr = SLR + RLR
+    nos = Ps - SLR - Ds - 100 + 0.004 * (Ps - olr - Ds - 14) ** 2
+    pre = Pr + 10 * math.log10(1 + 10 ** ((10 - LSTR) / 10))
+    nor = RLR - 121 + pre + 0.008 * (pre - 35) ** 2
+    nfo = Nfor + RLR
+    no = _log10_power_sum(Nc, nos, nor, nfo)  # (7-3)
+    ro = 15 - 1.5 * (SLR + no)  # (7-2)
+    # 7.3 Iolr and Iq.
+    xolr = olr + 0.2 * (64 + no - RLR)
+    iolr = 20 * ((1 + (xolr / 8) ** 8) ** (1 / 8) - xolr / 8)
+    q = 37 - 15 * math.log10(qdu)
+    g = 1.07 + 0.258 * q + 0.0602 * q ** 2
+    z = 46 / 30 - g / 40
+    y = (ro - 100) / 15 + 46 / 8.4 - g / 9
+    iq = 15 * math.log10(1 + 10 ** y + 10 ** z)
+    roe = -1.5 * (no - RLR)  # (7-20)
+    return no, ro, iolr, iq, roe
 
 
 def mos_from_r(r: float) -> float:
@@ -316,6 +332,6 @@ def rate_path(one_way_ms: float, loss_pct: float, *, codec: Codec | str | None =
     if codec is not None:
         c = codec_by_name(codec) if isinstance(codec, str) else codec
         ie, bpl = c.ie, c.bpl
-    params = replace(Params(), T=one_way_ms, Ta=one_way_ms, Tr=2 * one_way_ms, Ppl=loss_pct, BurstR=burst_r,
-                     **({} if ie is None else {"Ie": ie, "Bpl": bpl}))
+    params = Params(T=one_way_ms, Ta=one_way_ms, Tr=2 * one_way_ms, Ppl=loss_pct, BurstR=burst_r,
+                    **({} if ie is None else {"Ie": ie, "Bpl": bpl}))
     return rate(params)

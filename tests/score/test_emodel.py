@@ -201,3 +201,17 @@ def test_burst_r_from_a_trace():
         burst_r_from_runs(5, 100, 0)
     with pytest.raises(ValueError):
         burst_r_from_runs(5, 100, 6)
+
+
+def test_loudness_and_noise_terms_are_computed_per_parameter_set():
+    """rate() computes Ro, Iolr, Iq once per loudness/noise/qdu set (a path changes only delay and
+    loss); another set must get its own terms, and the same answer whatever was rated before."""
+    from cxpulse.collector.score.emodel import _fixed_terms
+
+    noisy = replace(Params(), Ps=55.0, Nc=-55.0, SLR=4.0, qdu=2.0, T=80, Ta=80, Tr=160)
+    _fixed_terms.cache_clear()
+    first = rate(noisy)
+    rate(Params())
+    assert rate(noisy) == first and first.ro != rate(Params()).ro and first.iq != rate(Params()).iq
+    with pytest.raises(ValueError, match="Nc must be a finite number"):
+        rate(replace(Params(), Nc=math.inf))
