@@ -11,12 +11,13 @@ from ..score.journeys import Journey, default_journeys, evaluate, journey_summar
 from ..score.timeline import (
     AVAILABILITY_LOOKBACK_MIN,
     ScoreConfig,
+    Timeline,
     agent_timeline,
     app_history,
     merged,
     timeline_of,
 )
-from ..score.triage import triage_timeline
+from ..score.triage import degraded_windows, good_minutes, triage_timeline
 from ..store import AgentRecord, RttRow, Store
 from .stats import (
     LOSSY_MINUTES_MAX,
@@ -67,17 +68,20 @@ def build(store: Store, query: str, window_s: int = 3600, now_us: int | None = N
 
 def score_section(store: Store, agent_key: int, since: int, until: int, journeys: list[Journey] | None = None,
                   cfg: ScoreConfig | None = None, rollups: list[ru.Rollup] | None = None,
-                  incidents: list | None = None) -> dict:
+                  incidents: list | None = None, tl: Timeline | None = None,
+                  good: dict[tuple[str, str], ru.Rollup] | None = None) -> dict:
     """Score now and per minute, components, limiting factor, fault domain per degraded window,
     incidents the agent is part of, journeys: all from the rollups, so any window works.
-    ``rollups``: the agent's rollups of the window (and its app history), when the caller has them."""
-    if rollups is None:
-        tl = agent_timeline(store, agent_key, since, until, cfg)
-    else:
-        tl = timeline_of(agent_key, rollups, ru.minute_of(since), until, cfg)
+    ``rollups``: the agent's rollups of the window (and its app history), when the caller has them;
+    ``tl`` and ``good``: their timeline and its good minutes merged (``_merge_window``)."""
+    if tl is None:
+        if rollups is None:
+            tl = agent_timeline(store, agent_key, since, until, cfg)
+        else:
+            tl = timeline_of(agent_key, rollups, ru.minute_of(since), until, cfg)
     if incidents is None:
         incidents = store.incidents(since, until, agent_key)
-    verdicts = triage_timeline(tl, incidents)
+    verdicts = triage_timeline(tl, incidents, good)
     out = tl.to_dict()
     out["timeline"] = out.pop("minutes")
     out["faults"] = [v.to_dict() for v in verdicts]
@@ -94,8 +98,10 @@ def _agent_view(store: Store, a: AgentRecord, since: int, until: int, journeys: 
     events = store.events(a.key, since, until)
     if until - since > RAW_WINDOW_MAX_S * 1_000_000:
         rollups = app_history(store, a.key, ru.minute_of(since)) + store.rollups(ru.minute_of(since), until, a.key)
-        sections = _sections_from_rollups(store, a.key, since, until, rollups, events)
-        score = score_section(store, a.key, since, until, journeys, score_cfg, rollups)
+        tl = timeline_of(a.key, rollups, ru.minute_of(since), until, score_cfg)
+        good, window = _merge_window(tl, rollups, since, until)
+        sections = _sections_from_rollups(store, a.key, since, until, rollups, events, merged_window=window)
+        score = score_section(store, a.key, since, until, journeys, score_cfg, tl=tl, good=good)
     else:
         sections = {
             "targets": [t.as_dict() for t in summarize(store.rtt_rows(a.key, since, until))],
@@ -137,14 +143,40 @@ def _view(a: AgentRecord, sections: dict, events: list, paths: list, score: dict
     }
 
 
+def _merge_window(tl: Timeline, rollups: list[ru.Rollup], since: int, until: int
+                  ) -> tuple[dict[tuple[str, str], ru.Rollup] | None, dict[tuple[str, str], ru.Rollup]]:
+    """The window's rollups merged twice over: its good minutes (triage's baseline; None when no
+    minute is degraded, as triage then reads none) and all its minutes (the sections).
+
+    Why together: each is a merge of the whole day, and merging is exact, associative and
+    commutative (rollup.py), so the whole window is the good minutes' merge plus the few degraded
+    minutes: one day merge instead of two. Keys keep the order of the window's own merge.
+    """
+    inside = _inside(rollups, since, until)
+    usual = good_minutes(tl) if degraded_windows(tl.minutes) else None
+    if not usual:
+        return None, merged(inside)
+    good = merged(r for m in usual for r in m.rollups)
+    done = {m.minute_us for m in usual}
+    both = merged([*good.values(), *(r for r in inside if r.minute_us not in done)])
+    return good, {k: both[k] for k in dict.fromkeys((r.kind, r.target) for r in inside)}
+
+
+def _inside(rollups: list[ru.Rollup], since: int, until: int) -> list[ru.Rollup]:
+    """The rollups of the window's minutes (not the app history before it)."""
+    return [r for r in rollups if r.minute_us >= ru.minute_of(since) and r.minute_us < until]
+
+
 def _sections_from_rollups(store: Store, key: int, since: int, until: int, rollups: list[ru.Rollup],
-                           events: list, raw: bool = True) -> dict:
+                           events: list, raw: bool = True,
+                           merged_window: dict[tuple[str, str], ru.Rollup] | None = None) -> dict:
     """Targets, apps, voice, device and Wi-Fi of a long window from its rollups (stats.py says
     which figures still read raw rows, and which ones). ``raw`` False: none at all (the fleet's
-    rows: no RFC 3550 jitter at the end, no last status, interface or methods; loss runs estimated)."""
-    inside = [r for r in rollups if r.minute_us >= ru.minute_of(since) and r.minute_us < until]
+    rows: no RFC 3550 jitter at the end, no last status, interface or methods; loss runs estimated).
+    ``merged_window``: the window's rollups already merged (``_merge_window``)."""
+    inside = _inside(rollups, since, until)
     by_kind: dict[str, dict[str, ru.Rollup]] = {}
-    for (kind, target), r in merged(inside).items():
+    for (kind, target), r in (merged(inside) if merged_window is None else merged_window).items():
         by_kind.setdefault(kind, {})[target] = r
     last_minute = max((r.minute_us for r in inside if r.kind != ru.EVENTS), default=None)
     tail_since = since if last_minute is None else max(since, last_minute + ru.MINUTE_US - TAIL_S * 1_000_000)
@@ -380,7 +412,9 @@ def fleet_views(store: Store, records: list[AgentRecord], since: int, until: int
     for a in records:
         rollups = by_agent.get(a.key, [])
         events = store.events(a.key, since, until)
-        sections = _sections_from_rollups(store, a.key, since, until, rollups, events, raw=False)
+        tl = timeline_of(a.key, rollups, first, until, score_cfg)
+        good, window = _merge_window(tl, rollups, since, until)
+        sections = _sections_from_rollups(store, a.key, since, until, rollups, events, raw=False, merged_window=window)
         mine = [i for i in incidents if a.key in (i.agents or {})]
-        score = score_section(store, a.key, since, until, journeys, score_cfg, rollups, mine)
+        score = score_section(store, a.key, since, until, journeys, score_cfg, incidents=mine, tl=tl, good=good)
         yield a, _view(a, sections, events, [], score)

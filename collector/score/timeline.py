@@ -58,6 +58,7 @@ __all__ = [
     "app_history",
     "hist_percentile",
     "recent_availability",
+    "figures_from",
     "figures_of",
     "merged",
     "minute_scores",
@@ -225,8 +226,13 @@ def merged(rollups: Iterable[ru.Rollup]) -> dict[tuple[str, str], ru.Rollup]:
 
 def figures_of(rollups: Iterable[ru.Rollup], start_us: int, end_us: int) -> Figures:
     rs = list(rollups)
-    f = Figures(start_us, end_us, len({r.minute_us for r in rs}))
-    for (kind, target), r in merged(rs).items():
+    return figures_from(merged(rs), len({r.minute_us for r in rs}), start_us, end_us)
+
+
+def figures_from(by_key: Mapping[tuple[str, str], ru.Rollup], minutes: int, start_us: int, end_us: int) -> Figures:
+    """``figures_of`` from rollups already merged (``merged``) over ``minutes`` minutes with data."""
+    f = Figures(start_us, end_us, minutes)
+    for (kind, target), r in by_key.items():
         d = r.data
         if kind == "rtt":
             f.paths[target] = _path(target, r.hop, d)

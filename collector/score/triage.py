@@ -28,13 +28,14 @@ sentence with the figures and the minutes; docs/scoring.md lists the rules.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .components import piecewise
-from .timeline import Figures, MinuteScore, PathFig, Timeline, figures_of
+from .rollup import Rollup
+from .timeline import Figures, MinuteScore, PathFig, Timeline, figures_from, figures_of, merged
 
-__all__ = ["DOMAINS", "LABELS", "Verdict", "degraded_windows", "triage_timeline", "triage_window"]
+__all__ = ["DOMAINS", "LABELS", "Verdict", "degraded_windows", "good_minutes", "triage_timeline", "triage_window"]
 
 DOMAINS = ("wifi", "device", "network", "vpn", "app", "dns", "unknown")
 LABELS = {
@@ -85,13 +86,28 @@ def degraded_windows(minutes: Sequence[MinuteScore], gap_minutes: int = GAP_MINU
     return out
 
 
-def triage_timeline(tl: Timeline, incidents: Iterable = ()) -> list[Verdict]:
-    """A verdict per degraded window of the timeline, naming the incidents the agent is part of."""
+def good_minutes(tl: Timeline) -> list[MinuteScore]:
+    """The timeline's minutes outside its degraded windows (triage's baseline: the agent's usual)."""
+    bad = {m.minute_us for w in degraded_windows(tl.minutes) for m in w}
+    return [m for m in tl.minutes if m.minute_us not in bad]
+
+
+def triage_timeline(tl: Timeline, incidents: Iterable = (),
+                    good: Mapping[tuple[str, str], Rollup] | None = None) -> list[Verdict]:
+    """A verdict per degraded window of the timeline, naming the incidents the agent is part of.
+
+    ``good``: the rollups of ``good_minutes`` already merged (``merged``), when the caller has
+    them (a day's lookup merges them once for this and for its sections).
+    """
     incs = list(incidents)
     windows = degraded_windows(tl.minutes)
-    bad = {m.minute_us for w in windows for m in w}
-    good = [r for m in tl.minutes if m.minute_us not in bad for r in m.rollups] if windows else []
-    baseline = figures_of(good, tl.since_us, tl.until_us) if good else None  # only a degraded window reads it
+    baseline = None  # only a degraded window reads it
+    if windows:
+        usual = good_minutes(tl)
+        if usual:
+            if good is None:
+                good = merged(r for m in usual for r in m.rollups)
+            baseline = figures_from(good, len({m.minute_us for m in usual}), tl.since_us, tl.until_us)
     out = []
     for w in windows:
         v = triage_window(w, baseline)

@@ -57,3 +57,35 @@ def test_a_desk_in_a_salesforce_outage_reads_app_platform_and_its_incident(tmp_p
     text = render_text(view)
     assert "fault domain: app platform (confidence" in text and "incident 1: platform salesforce" in text
     assert "limited by apps" in text
+
+
+def test_a_long_window_merges_its_good_minutes_once_for_triage_and_its_sections(tmp_path):
+    """A long window's sections merge the whole window and triage its good minutes; the lookup
+    derives the first from the second (``_merge_window``). It must equal both merges done apart,
+    key order included (the first voice, device and Wi-Fi rollup is the one shown)."""
+    from cxpulse.collector.lookup.report import _merge_window
+    from cxpulse.collector.score import rollup as ru
+    from cxpulse.collector.score.timeline import app_history, merged, timeline_of
+    from cxpulse.collector.score.triage import good_minutes
+
+    sc = scn.Scenario("outage", [a for a in scn.world() if a.site != "Porto"],
+                      scn.SCENARIOS["salesforce_outage"](__import__("random").Random(1)), minutes=18)
+    store = open_store(str(tmp_path / "c.sqlite"))
+    try:
+        scn.load(store, sc)
+        until = sc.end_us
+        since = until - 7200 * S
+        (agent,) = store.find_agents("ana.lis1")
+        rollups = app_history(store, agent.key, ru.minute_of(since)) + store.rollups(ru.minute_of(since), until, agent.key)
+    finally:
+        store.close()
+    tl = timeline_of(agent.key, rollups, ru.minute_of(since), until)
+    usual = good_minutes(tl)
+    assert usual and len(usual) < len(tl.minutes)  # some minutes degraded, some good
+    good, window = _merge_window(tl, rollups, since, until)
+    want_good = merged(r for m in usual for r in m.rollups)
+    want_window = merged(r for r in rollups if r.minute_us >= ru.minute_of(since))
+    for got, want in ((good, want_good), (window, want_window)):
+        assert list(got) == list(want)
+        for k, r in got.items():
+            assert (r.hop, ru.encode(r.kind, r.data)) == (want[k].hop, ru.encode(r.kind, want[k].data)), k
