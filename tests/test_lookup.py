@@ -222,3 +222,40 @@ def test_long_window_from_rollups_on_postgresql(tmp_path, monkeypatch):
         [(t["samples"], t["lost"], t["loss_seconds"], t["max_loss_run"], t["methods"]) for t in b["targets"]]
     assert a["device"] == b["device"] and a["apps"][0]["last_error"] == "dns"
     assert ticket_summary(a, fast["window"]) == ticket_summary(b, slow["window"])
+
+
+def test_cycle_collection_is_held_while_views_build_and_given_back_after():
+    """Builds in two threads share the pause; the last one out resumes collection, also on an
+    error; a program that had collection off keeps it off."""
+    import gc
+    import threading
+
+    from cxpulse.collector.lookup.report import cycle_collection_held
+
+    assert gc.isenabled()
+    inside, release = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with cycle_collection_held():
+            inside.set()
+            release.wait(5)
+
+    t = threading.Thread(target=other)
+    t.start()
+    inside.wait(5)
+    try:
+        with cycle_collection_held():
+            raise ValueError("a build fails")
+    except ValueError:
+        pass
+    assert not gc.isenabled()  # the other build still runs
+    release.set()
+    t.join(5)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with cycle_collection_held():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
