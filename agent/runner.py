@@ -268,15 +268,17 @@ class Agent:
                 targets = [(self._gateway, None)] if self._gateway else []
                 targets += [(t, ttl) for t, ttl in self.hop_targets.values()] + [(t, None) for t in self.targets]
                 self._tick_targets = targets
-                # Spread the targets over the interval instead of probing them all at once: a
-                # disruption on a shared link then meets probes at several phases, so one of them
-                # falls early enough in a 1 s disruption for follow-ups to confirm it (confirm.py).
-                start = loop.time()
-                for i, (t, hop) in enumerate(targets):
-                    if i == 0:
-                        self._launch(t, hop)
-                    else:
-                        loop.call_at(start + i * self.probe_interval_s / len(targets), self._launch_unless_stopped, t, hop)
+                # Every other target half an interval later, in path order (gateway, hops, apps):
+                # a disruption on a link that two neighbours share then meets one of their probes
+                # at least half a second before it ends, early enough for follow-ups to confirm
+                # it for both (confirm.py). Two phases, not one per target: the spread costs loop
+                # wake-ups (three targets on loopback, 180 s: 0.32 % of a core before, 0.43 % with
+                # two phases, 0.46 % with one per target), and two already give every pair of
+                # neighbours half a second between their probes.
+                for t, hop in targets[0::2]:
+                    self._launch(t, hop)
+                if len(targets) > 1:
+                    loop.call_at(loop.time() + self.probe_interval_s / 2, self._launch_later, targets[1::2])
                 next_tick += self.probe_interval_s
                 if next_tick < loop.time():  # fell behind (suspend, overload): skip, do not burst
                     next_tick = loop.time() + self.probe_interval_s
@@ -292,9 +294,10 @@ class Agent:
         self._probing.add(task)
         task.add_done_callback(self._probing.discard)
 
-    def _launch_unless_stopped(self, t: Target, hop: int | None) -> None:
+    def _launch_later(self, targets: list[tuple[Target, int | None]]) -> None:
         if not self._stop.is_set():
-            self._launch(t, hop)
+            for t, hop in targets:
+                self._launch(t, hop)
 
     async def _measure(self, t: Target, hop: int | None = None, followup: bool = False) -> None:
         # A lost probe finishes a timeout after the ones sent after it: release results in send

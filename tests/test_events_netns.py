@@ -16,7 +16,7 @@ loaded machine answered late. ``CXPULSE_EVENTS_CLEAN_S`` shortens it for develop
 No miss is allowed. A 1 s episode whose 1 Hz probe to one hop came in its last ~0.1 s leaves that
 hop a single breaching sample (what a random lost ping looks like); the agent probes its targets
 at different phases of the second and a breach at one confirms all of them (runner.py), so the
-other hop behind the same link, probed a third of a second apart, confirms it for both.
+other hop behind the same link, probed half a second apart, confirms it for both.
 """
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def test_a_1s_outage_ending_just_after_a_hops_probe_is_one_event_at_both_hops(tm
     """The blind phase on purpose: each 1 s outage ends 60 ms after one hop's 1 Hz probe.
 
     That hop's own probe is then a single lost sample, too late for its follow-ups to find the
-    outage; the other hop behind the same link is probed a third of a second apart, meets the
+    outage; the other hop behind the same link is probed half a second apart, meets the
     outage early and confirms it for both (runner.py). Before, the first hop missed every one.
     """
     require_netns()
