@@ -28,6 +28,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -66,37 +67,48 @@ def _start_lab(path, tmp_path, db, logs):
     return agent
 
 
-def test_each_injected_disruption_is_one_event_at_the_right_hop(tmp_path):
+@contextmanager
+def _lab(tmp_path, seed: int):
+    """The impaired path with collector and agent running: (path, collector db, agent process)."""
     require_netns()
     db = tmp_path / "collector.sqlite"
     logs = {n: open(tmp_path / f"{n}.log", "wb") for n in ("collector", "agent")}
     try:
-        with NetPath(tmp_path, impair_at="gw-isp", config=Config(seed=5)) as path:
-            agent = _start_lab(path, tmp_path, db, logs)
-            time.sleep(CLEAN_S)
-            clean = _lookup(db, "hop.user")["agents"][0]
-            # device_pressure is this shared machine's CPU (other test suites), not a path event
-            on_path = [e for e in clean["events"] if e["target"] in ("gateway", "isp", "app-edge")]
-            assert on_path == [], on_path
-            assert min(t["samples"] for t in clean["targets"]) >= 0.9 * CLEAN_S
-
-            b = path.bridge
-            t = b.now() + 1.0
-            plan = []
-            for name, kind, dur, extra in [("o1", "outage", 1, 0), ("s1", "latency_spike", 1, 80),
-                                           ("o3", "outage", 3, 0), ("s5", "latency_spike", 5, 150),
-                                           ("o10", "outage", 10, 0)]:
-                ep = Episode.outage(name, t, dur) if kind == "outage" else Episode.spike(name, t, dur, extra)
-                plan.append((name, kind, ep))
-                t += dur + 5.0
-            b.schedule(*(ep for _, _, ep in plan))
-            records = {r.name: r for r in b.wait_episodes(timeout=t - b.now() + 10)}
-            time.sleep(8)  # reconnect after the long outage, deliver the spool, close the last event
-            agent.send_signal(2)
-            agent.wait(20)
+        with NetPath(tmp_path, impair_at="gw-isp", config=Config(seed=seed)) as path:
+            yield path, db, _start_lab(path, tmp_path, db, logs)
     finally:
         for f in logs.values():
             f.close()
+
+
+def _overlapping(at_hop: list[dict], start: float, end: float) -> list[dict]:
+    """Events at one hop that overlap an episode [start, end) (s), with half a second of slack."""
+    return [e for e in at_hop if e["start_us"] / 1e6 < end + 0.5 and (e["end_us"] or 1e18) / 1e6 > start - 0.5]
+
+
+def test_each_injected_disruption_is_one_event_at_the_right_hop(tmp_path):
+    with _lab(tmp_path, seed=5) as (path, db, agent):
+        time.sleep(CLEAN_S)
+        clean = _lookup(db, "hop.user")["agents"][0]
+        # device_pressure is this shared machine's CPU (other test suites), not a path event
+        on_path = [e for e in clean["events"] if e["target"] in ("gateway", "isp", "app-edge")]
+        assert on_path == [], on_path
+        assert min(t["samples"] for t in clean["targets"]) >= 0.9 * CLEAN_S
+
+        b = path.bridge
+        t = b.now() + 1.0
+        plan = []
+        for name, kind, dur, extra in [("o1", "outage", 1, 0), ("s1", "latency_spike", 1, 80),
+                                       ("o3", "outage", 3, 0), ("s5", "latency_spike", 5, 150),
+                                       ("o10", "outage", 10, 0)]:
+            ep = Episode.outage(name, t, dur) if kind == "outage" else Episode.spike(name, t, dur, extra)
+            plan.append((name, kind, ep))
+            t += dur + 5.0
+        b.schedule(*(ep for _, _, ep in plan))
+        records = {r.name: r for r in b.wait_episodes(timeout=t - b.now() + 10)}
+        time.sleep(8)  # reconnect after the long outage, deliver the spool, close the last event
+        agent.send_signal(2)
+        agent.wait(20)
 
     a = _lookup(db, "hop.user")["agents"][0]
     events = a["events"]
@@ -110,7 +122,7 @@ def test_each_injected_disruption_is_one_event_at_the_right_hop(tmp_path):
         for name, kind, _ in plan:
             rec = records[name]
             start, end = rec.start_wall_us / 1e6, rec.end_wall_us / 1e6
-            overlapping = [e for e in at_hop if e["start_us"] / 1e6 < end + 0.5 and (e["end_us"] or 1e18) / 1e6 > start - 0.5]
+            overlapping = _overlapping(at_hop, start, end)
             inside = [round(t - start, 3) for t in sent if start <= t < end]
             assert len(overlapping) == 1, (hop, name, "1 Hz probes at (s after start)", inside, end - start, overlapping, at_hop)
             e = overlapping[0]
@@ -142,31 +154,23 @@ def test_a_1s_outage_ending_just_after_a_hops_probe_is_one_event_at_both_hops(tm
     outage; the other hop behind the same link is probed half a second apart, meets the
     outage early and confirms it for both (runner.py). Before, the first hop missed every one.
     """
-    require_netns()
-    db = tmp_path / "collector.sqlite"
-    logs = {n: open(tmp_path / f"{n}.log", "wb") for n in ("collector", "agent")}
-    try:
-        with NetPath(tmp_path, impair_at="gw-isp", config=Config(seed=7)) as path:
-            agent = _start_lab(path, tmp_path, db, logs)
-            # past the detector's warm-up (10 samples of baseline before a probe can be "late")
-            wait_for(lambda: min(len(_sample_times(db, h)) for h in ("isp", "app-edge")) >= 20, 60, 0.5, "20 samples per hop")
-            phases = {hop: _phase(_sample_times(db, hop)[-8:]) for hop in ("isp", "app-edge")}
-            b = path.bridge
-            wall_to_bridge = time.monotonic() - time.time() - b.to_monotonic(0.0)
-            plan = []
-            t = b.now() + 2.0
-            for i, hop in enumerate(["isp", "app-edge", "isp", "app-edge"]):
-                probe = _on_phase(t + 1.0, phases[hop], wall_to_bridge)
-                plan.append((f"o{i}-{hop}", hop, Episode.outage(f"o{i}-{hop}", probe + 0.06 - 1.0, 1.0)))
-                t = probe + 6.0
-            b.schedule(*(ep for _, _, ep in plan))
-            records = {r.name: r for r in b.wait_episodes(timeout=t - b.now() + 10)}
-            time.sleep(5)
-            agent.send_signal(2)
-            agent.wait(20)
-    finally:
-        for f in logs.values():
-            f.close()
+    with _lab(tmp_path, seed=7) as (path, db, agent):
+        # past the detector's warm-up (10 samples of baseline before a probe can be "late")
+        wait_for(lambda: min(len(_sample_times(db, h)) for h in ("isp", "app-edge")) >= 20, 60, 0.5, "20 samples per hop")
+        phases = {hop: _phase(_sample_times(db, hop)[-8:]) for hop in ("isp", "app-edge")}
+        b = path.bridge
+        wall_to_bridge = time.monotonic() - time.time() - b.to_monotonic(0.0)
+        plan = []
+        t = b.now() + 2.0
+        for i, hop in enumerate(["isp", "app-edge", "isp", "app-edge"]):
+            probe = _on_phase(t + 1.0, phases[hop], wall_to_bridge)
+            plan.append((f"o{i}-{hop}", hop, Episode.outage(f"o{i}-{hop}", probe + 0.06 - 1.0, 1.0)))
+            t = probe + 6.0
+        b.schedule(*(ep for _, _, ep in plan))
+        records = {r.name: r for r in b.wait_episodes(timeout=t - b.now() + 10)}
+        time.sleep(5)
+        agent.send_signal(2)
+        agent.wait(20)
 
     events = _lookup(db, "hop.user")["agents"][0]["events"]
     for hop in ("isp", "app-edge"):
@@ -178,7 +182,7 @@ def test_a_1s_outage_ending_just_after_a_hops_probe_is_one_event_at_both_hops(tm
             inside = [round(x - start, 3) for x in sent if start <= x < end]
             if hop == blind:  # the setup did what it says: this hop's only probe in the outage came at its end
                 assert len(inside) == 1 and inside[0] > 0.85, (hop, name, inside)
-            overlapping = [e for e in at_hop if e["start_us"] / 1e6 < end + 0.5 and (e["end_us"] or 1e18) / 1e6 > start - 0.5]
+            overlapping = _overlapping(at_hop, start, end)
             assert len(overlapping) == 1, (hop, name, "1 Hz probes at (s after start)", inside, overlapping, at_hop)
             assert overlapping[0]["kind"] == "outage", (hop, name, overlapping)
         assert len(at_hop) == len(plan), (hop, at_hop)
