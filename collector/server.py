@@ -131,11 +131,13 @@ class Collector:
         if self.background:
             from .retention import retention_loop
             from .score.incidents import incident_loop
+            from .score.kept import kept_scores_loop
 
             self._loops = [asyncio.ensure_future(retention_loop(
                                self.store, self.raw_days, self.rollup_days,
                                overrides=self.config_watcher.retention if self.config_watcher else None)),
-                           asyncio.ensure_future(incident_loop(self.store))]
+                           asyncio.ensure_future(incident_loop(self.store)),
+                           asyncio.ensure_future(kept_scores_loop(self.store))]
         from .cli import redact
 
         if self.tls is None:

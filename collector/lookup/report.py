@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 from ..score import rollup as ru
 from ..score.journeys import Journey, default_journeys, evaluate, journey_summary
+from ..score.kept import KeptScores
 from ..score.timeline import (
     AVAILABILITY_LOOKBACK_MIN,
     ScoreConfig,
@@ -106,16 +107,17 @@ def cycle_collection_held() -> Iterator[None]:
 def score_section(store: Store, agent_key: int, since: int, until: int, journeys: list[Journey] | None = None,
                   cfg: ScoreConfig | None = None, rollups: list[ru.Rollup] | None = None,
                   incidents: list | None = None, tl: Timeline | None = None,
-                  good: dict[tuple[str, str], ru.Rollup] | None = None) -> dict:
+                  good: dict[tuple[str, str], ru.Rollup] | None = None, kept: KeptScores | None = None) -> dict:
     """Score now and per minute, components, limiting factor, fault domain per degraded window,
     incidents the agent is part of, journeys: all from the rollups, so any window works.
     ``rollups``: the agent's rollups of the window (and its app history), when the caller has them;
-    ``tl`` and ``good``: their timeline and its good minutes merged (``_merge_window``)."""
+    ``tl`` and ``good``: their timeline and its good minutes merged (``_merge_window``).
+    ``kept``: kept minute scores to read, and to queue what was scored into (the caller flushes)."""
     if tl is None:
         if rollups is None:
-            tl = agent_timeline(store, agent_key, since, until, cfg)
+            tl = agent_timeline(store, agent_key, since, until, cfg, kept)
         else:
-            tl = timeline_of(agent_key, rollups, ru.minute_of(since), until, cfg)
+            tl = timeline_of(agent_key, rollups, ru.minute_of(since), until, cfg, kept)
     if incidents is None:
         incidents = store.incidents(since, until, agent_key)
     verdicts = triage_timeline(tl, incidents, good)
@@ -127,18 +129,21 @@ def score_section(store: Store, agent_key: int, since: int, until: int, journeys
                          "end_us": i.end_us, "detected_us": i.detected_us, "agents": len(i.agents),
                          "evidence": i.evidence} for i in incidents]
     out["journeys"] = journey_summary(evaluate(journeys if journeys is not None else default_journeys(), tl.minutes, cfg))
+    if kept is not None:
+        kept.collect(agent_key, tl.minutes)
     return out
 
 
 def _agent_view(store: Store, a: AgentRecord, since: int, until: int, journeys: list[Journey] | None = None,
                 score_cfg: ScoreConfig | None = None) -> dict:
     events = store.events(a.key, since, until)
+    kept = KeptScores(store, since, until, a.key, score_cfg)
     if until - since > RAW_WINDOW_MAX_S * 1_000_000:
         rollups = app_history(store, a.key, ru.minute_of(since)) + store.rollups(ru.minute_of(since), until, a.key)
-        tl = timeline_of(a.key, rollups, ru.minute_of(since), until, score_cfg)
+        tl = timeline_of(a.key, rollups, ru.minute_of(since), until, score_cfg, kept)
         good, window = _merge_window(tl, rollups, since, until)
         sections = _sections_from_rollups(store, a.key, since, until, rollups, events, merged_window=window)
-        score = score_section(store, a.key, since, until, journeys, score_cfg, tl=tl, good=good)
+        score = score_section(store, a.key, since, until, journeys, score_cfg, tl=tl, good=good, kept=kept)
     else:
         sections = {
             "targets": [t.as_dict() for t in summarize(store.rtt_rows(a.key, since, until))],
@@ -147,7 +152,8 @@ def _agent_view(store: Store, a: AgentRecord, since: int, until: int, journeys: 
             "device": device_stats(store.rows(a.key, "device", since, until)),
             "wifi": wifi_stats(store.rows(a.key, "wifi", since, until), [e for e in events if e.kind.startswith("wifi_")]),
         }
-        score = score_section(store, a.key, since, until, journeys, score_cfg)
+        score = score_section(store, a.key, since, until, journeys, score_cfg, kept=kept)
+    kept.flush()
     return _view(a, sections, events, store.paths(a.key, since, until), score)
 
 
@@ -446,12 +452,17 @@ def fleet_views(store: Store, records: list[AgentRecord], since: int, until: int
     for r in store.rollups(history_since, first, kinds=("http",)) + store.rollups(first, until):
         by_agent.setdefault(r.agent, []).append(r)
     incidents = store.incidents(since, until)
-    for a in records:
-        rollups = by_agent.get(a.key, [])
-        events = store.events(a.key, since, until)
-        tl = timeline_of(a.key, rollups, first, until, score_cfg)
-        good, window = _merge_window(tl, rollups, since, until)
-        sections = _sections_from_rollups(store, a.key, since, until, rollups, events, raw=False, merged_window=window)
-        mine = [i for i in incidents if a.key in (i.agents or {})]
-        score = score_section(store, a.key, since, until, journeys, score_cfg, incidents=mine, tl=tl, good=good)
-        yield a, _view(a, sections, events, [], score)
+    kept = KeptScores(store, first, until, None, score_cfg)
+    try:
+        for a in records:
+            rollups = by_agent.get(a.key, [])
+            events = store.events(a.key, since, until)
+            tl = timeline_of(a.key, rollups, first, until, score_cfg, kept)
+            good, window = _merge_window(tl, rollups, since, until)
+            sections = _sections_from_rollups(store, a.key, since, until, rollups, events, raw=False, merged_window=window)
+            mine = [i for i in incidents if a.key in (i.agents or {})]
+            score = score_section(store, a.key, since, until, journeys, score_cfg, incidents=mine, tl=tl, good=good,
+                                  kept=kept)
+            yield a, _view(a, sections, events, [], score)
+    finally:
+        kept.flush()

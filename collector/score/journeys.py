@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import hashlib
 import operator
 import re
 import tomllib
@@ -228,9 +229,23 @@ def default_journeys() -> list[Journey]:
 
 
 def evaluate(journeys: Sequence[Journey], minutes: Sequence[MinuteScore], cfg: ScoreConfig | None = None) -> dict[str, dict[int, str]]:
-    """journey name -> minute -> met/missed/unknown."""
+    """journey name -> minute -> met/missed/unknown.
+
+    A minute's flags are kept with its score (``m.journeys``, under a digest of these journeys
+    and the score config): a kept minute is not evaluated again, nor are its figures computed.
+    """
     cfg = cfg or ScoreConfig()
-    return {j.name: {m.minute_us: j.evaluate(m, cfg) for m in minutes} for j in journeys}
+    key = hashlib.blake2b(repr((list(journeys), cfg)).encode(), digest_size=8).hexdigest()
+    out: dict[str, dict[int, str]] = {j.name: {} for j in journeys}
+    for m in minutes:
+        flags = m.journeys.get(key)
+        if flags is None or len(flags) != len(journeys):
+            flags = [j.evaluate(m, cfg) for j in journeys]
+            m.journeys = {key: flags}
+            m.kept = False
+        for j, f in zip(journeys, flags):
+            out[j.name][m.minute_us] = f
+    return out
 
 
 def journey_summary(per_minute: dict[str, dict[int, str]]) -> list[dict]:

@@ -114,6 +114,9 @@ class Rollup:
     target: str
     hop: int = 0
     data: dict = field(default_factory=dict)
+    # The stored bytes this rollup was decoded from (None when built or merged here): the kept
+    # minute scores (score/kept.py) are keyed by a digest of them, with no re-encoding.
+    raw: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> tuple[int, int, str, str]:

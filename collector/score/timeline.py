@@ -512,12 +512,28 @@ def score_figures(f: Figures, cfg: ScoreConfig | None = None,
     return overall([voice_of(f, cfg), apps_of(f, cfg, isolated), wifi_of(f), stability_of(f)])
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class MinuteScore:
+    """One minute's score. ``figures`` are computed on first use when the score was kept
+    (score/kept.py): only journeys and a few sections ever read a minute's own figures.
+
+    ``digest``: what the score was computed from (None: not to be kept); ``journeys``: journeys
+    digest -> flags in journey order; ``kept``: whether the store holds it as it is now.
+    """
+
     minute_us: int
-    figures: Figures
+    _figures: Figures | None
     overall: Overall
     rollups: tuple[ru.Rollup, ...] = ()
+    digest: bytes | None = None
+    journeys: dict = field(default_factory=dict)
+    kept: bool = False
+
+    @property
+    def figures(self) -> Figures:
+        if self._figures is None:
+            self._figures = figures_of(self.rollups, self.minute_us, self.minute_us + MINUTE_US)
+        return self._figures
 
     @property
     def degraded(self) -> bool:
@@ -525,27 +541,44 @@ class MinuteScore:
 
 
 def minute_scores(rollups: Iterable[ru.Rollup], cfg: ScoreConfig | None = None,
-                  history: Iterable[ru.Rollup] = ()) -> list[MinuteScore]:
+                  history: Iterable[ru.Rollup] = (), kept=None) -> list[MinuteScore]:
     """One score per minute that has data (rollups of one agent).
 
     ``history``: the agent's ``http`` rollups of the minutes just before (not scored), so that
     an app's recent availability (``recent_availability``) is judged alike whatever the window.
+    ``kept``: a ``kept.KeptScores``; minutes it holds with unchanged inputs are read, not scored.
     """
     cfg = cfg or ScoreConfig()
     by_minute: dict[int, list[ru.Rollup]] = {}
     for r in rollups:
         by_minute.setdefault(r.minute_us, []).append(r)
-    counts: dict[int, dict[str, tuple[int, int]]] = {}
+    http: dict[int, list[ru.Rollup]] = {}
     for r in [*history, *(r for rs in by_minute.values() for r in rs)]:
         if r.kind == "http":
-            n, failed = counts.setdefault(r.minute_us, {}).get(r.target, (0, 0))
-            counts[r.minute_us][r.target] = (n + r.data["n"], failed + r.data["failed"])
+            http.setdefault(r.minute_us, []).append(r)
+    counts: dict[int, dict[str, tuple[int, int]]] | None = None
+    http_own = {mm: kept.own(hs) for mm, hs in http.items()} if kept is not None else {}
     out = []
     for m in sorted(by_minute):
-        f = figures_of(by_minute[m], m, m + MINUTE_US)
+        rs = by_minute[m]
+        digest = None
+        if kept is not None:
+            back = [http_own.get(m - b * MINUTE_US, b"-") for b in range(AVAILABILITY_LOOKBACK_MIN - 1, 0, -1)]
+            digest = kept.digest(rs, back)
+            hit = kept.lookup(rs[0].agent, m, digest)
+            if hit is not None:
+                out.append(MinuteScore(m, None, hit[0], tuple(rs), digest, hit[1], True))
+                continue
+        if counts is None:
+            counts = {}
+            for mm, hs in http.items():
+                for r in hs:
+                    n, failed = counts.setdefault(mm, {}).get(r.target, (0, 0))
+                    counts[mm][r.target] = (n + r.data["n"], failed + r.data["failed"])
+        f = figures_of(rs, m, m + MINUTE_US)
         o = score_figures(f, cfg, _isolated(counts, m, f))
         if o.score is not None or o.components:
-            out.append(MinuteScore(m, f, o, tuple(by_minute[m])))
+            out.append(MinuteScore(m, f, o, tuple(rs), digest))
     return out
 
 
@@ -594,11 +627,12 @@ def _readable(d: dict, w: WindowScore) -> dict:
 
 
 def timeline_of(agent: int, rollups: Iterable[ru.Rollup], since_us: int, until_us: int,
-                cfg: ScoreConfig | None = None) -> Timeline:
-    """Score the minutes in [since, until); ``http`` rollups before ``since`` serve as app history."""
+                cfg: ScoreConfig | None = None, kept=None) -> Timeline:
+    """Score the minutes in [since, until); ``http`` rollups before ``since`` serve as app history.
+    ``kept``: kept minute scores to read instead of scoring (``minute_scores``)."""
     rs = list(rollups)
     history = [r for r in rs if r.kind == "http" and r.minute_us < since_us]
-    ms = minute_scores((r for r in rs if since_us <= r.minute_us < until_us), cfg, history)
+    ms = minute_scores((r for r in rs if since_us <= r.minute_us < until_us), cfg, history, kept)
     win = window_score((m.minute_us, m.overall) for m in ms)
     comps: dict[str, WindowScore] = {}
     for name in COMPONENTS:
@@ -607,11 +641,12 @@ def timeline_of(agent: int, rollups: Iterable[ru.Rollup], since_us: int, until_u
     return Timeline(agent, since_us, until_us, ms, win, comps)
 
 
-def agent_timeline(store, agent_key: int, since_us: int, until_us: int, cfg: ScoreConfig | None = None) -> Timeline:
+def agent_timeline(store, agent_key: int, since_us: int, until_us: int, cfg: ScoreConfig | None = None,
+                   kept=None) -> Timeline:
     """Read one agent's rollups for the window and score them (``store``: a cxpulse Store)."""
     since = ru.minute_of(since_us)
     return timeline_of(agent_key, app_history(store, agent_key, since) + store.rollups(since, until_us, agent_key),
-                       since, until_us, cfg)
+                       since, until_us, cfg, kept)
 
 
 def app_history(store, agent_key: int, since_minute: int) -> list[ru.Rollup]:

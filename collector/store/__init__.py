@@ -140,6 +140,12 @@ class Store(Protocol):
                 kinds: Sequence[str] | None = None) -> list[Rollup]:
         """Rollups of minutes in [since, until), one agent or all, ordered by agent, minute, kind, target."""
 
+    def kept_scores(self, since_us: int, until_us: int, agent_key: int | None = None) -> dict[tuple[int, int], tuple[bytes, bytes]]:
+        """(agent, minute) -> (digest, data) of the kept minute scores in [since, until) (score/kept.py)."""
+
+    def keep_scores(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
+        """Write (agent, minute, digest, data) minute scores, replacing those kept for the same minutes."""
+
     def incidents(self, since_us: int, until_us: int, agent_key: int | None = None) -> list[IncidentRecord]:
         """Incidents overlapping the window (open ones included), with their agents; one agent's only if given."""
 

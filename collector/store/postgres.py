@@ -189,6 +189,16 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX incident_agents_by_agent ON {s}.incident_agents (agent);
     """,
+    # 3: kept minute scores (score/kept.py), a cache keyed by a digest of each minute's rollups.
+    """
+    CREATE TABLE {s}.minute_scores (
+        agent BIGINT NOT NULL,
+        minute_us BIGINT NOT NULL,
+        digest BYTEA NOT NULL,
+        data BYTEA NOT NULL,
+        PRIMARY KEY (agent, minute_us)
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -630,7 +640,34 @@ class PostgresStore:
             sql += " AND kind = ANY(%s)"
             args.append(list(kinds))
         got = self._query(sql + ' ORDER BY agent, minute_us, kind COLLATE "C", target COLLATE "C"', args)
-        return [ru.Rollup(a, m, k, t, h, ru.decode(k, bytes(d))) for a, m, k, t, h, d in got]
+        out = []
+        for a, m, k, t, h, d in got:
+            raw = bytes(d)
+            out.append(ru.Rollup(a, m, k, t, h, ru.decode(k, raw), raw))
+        return out
+
+    def kept_scores(self, since_us: int, until_us: int, agent_key: int | None = None) -> dict[tuple[int, int], tuple[bytes, bytes]]:
+        sql = f"SELECT agent, minute_us, digest, data FROM {self._s}.minute_scores WHERE minute_us >= %s AND minute_us < %s"
+        args: list = [since_us, until_us]
+        if agent_key is not None:
+            sql += " AND agent = %s"
+            args.append(agent_key)
+        return {(a, m): (bytes(g), bytes(d)) for a, m, g, d in self._query(sql, args)}
+
+    def keep_scores(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
+        if not rows:
+            return
+        s = self._s
+
+        def run() -> None:
+            db = self._writer()
+            with db.transaction():
+                db.cursor().executemany(
+                    f"""INSERT INTO {s}.minute_scores (agent, minute_us, digest, data) VALUES (%s, %s, %s, %s)
+                        ON CONFLICT (agent, minute_us) DO UPDATE SET digest = excluded.digest, data = excluded.data""",
+                    sorted(rows))  # key order: two collectors writing the same minutes take row locks alike
+        with self._lock:
+            self._retrying(run, "kept scores")
 
     def incidents(self, since_us: int, until_us: int, agent_key: int | None = None) -> list[IncidentRecord]:
         s = self._s
@@ -703,6 +740,11 @@ class PostgresStore:
         n = self._delete_chunk(
             f"""DELETE FROM {s}.rollups WHERE ctid = ANY(ARRAY(
                   SELECT ctid FROM {s}.rollups WHERE minute_us < %s LIMIT %s))""", (cutoff_us, limit))
+        if n:
+            return n
+        n = self._delete_chunk(
+            f"""DELETE FROM {s}.minute_scores WHERE ctid = ANY(ARRAY(
+                  SELECT ctid FROM {s}.minute_scores WHERE minute_us < %s LIMIT %s))""", (cutoff_us, limit))
         if n:
             return n
         return self._delete_chunk(

@@ -89,6 +89,13 @@ CREATE TABLE IF NOT EXISTS rollups (
     PRIMARY KEY (agent, minute_us, kind, target)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rollups_by_minute ON rollups (minute_us);
+CREATE TABLE IF NOT EXISTS minute_scores (
+    agent INTEGER NOT NULL,
+    minute_us INTEGER NOT NULL,
+    digest BLOB NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (agent, minute_us)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS incidents (
     id INTEGER PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -403,7 +410,32 @@ class SqliteStore:
             args.extend(kinds)
         with self._reader() as db:
             got = db.execute(sql + " ORDER BY agent, minute_us, kind, target", args).fetchall()
-        return [ru.Rollup(a, m, k, t, h, ru.decode(k, d)) for a, m, k, t, h, d in got]
+        return [ru.Rollup(a, m, k, t, h, ru.decode(k, d), d) for a, m, k, t, h, d in got]
+
+    def kept_scores(self, since_us: int, until_us: int, agent_key: int | None = None) -> dict[tuple[int, int], tuple[bytes, bytes]]:
+        sql = "SELECT agent, minute_us, digest, data FROM minute_scores WHERE minute_us >= ? AND minute_us < ?"
+        args: list = [since_us, until_us]
+        if agent_key is not None:
+            sql += " AND agent = ?"
+            args.append(agent_key)
+        with self._reader() as db:
+            return {(a, m): (g, d) for a, m, g, d in db.execute(sql, args)}
+
+    def keep_scores(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
+        if not rows:
+            return
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(
+                    """INSERT INTO minute_scores (agent, minute_us, digest, data) VALUES (?, ?, ?, ?)
+                       ON CONFLICT (agent, minute_us) DO UPDATE SET digest = excluded.digest, data = excluded.data""",
+                    rows)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
 
     def incidents(self, since_us: int, until_us: int, agent_key: int | None = None) -> list[IncidentRecord]:
         sql = """SELECT id, kind, scope, start_us, last_us, end_us, detected_us, evidence FROM incidents
@@ -467,6 +499,11 @@ class SqliteStore:
         n = self._delete_chunk(
             """DELETE FROM rollups WHERE (agent, minute_us, kind, target) IN
                (SELECT agent, minute_us, kind, target FROM rollups WHERE minute_us < ? LIMIT ?)""", (cutoff_us, limit))
+        if n:
+            return n
+        n = self._delete_chunk(
+            """DELETE FROM minute_scores WHERE (agent, minute_us) IN
+               (SELECT agent, minute_us FROM minute_scores WHERE minute_us < ? LIMIT ?)""", (cutoff_us, limit))
         if n:
             return n
         return self._delete_chunk(

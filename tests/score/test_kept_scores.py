@@ -1,0 +1,164 @@
+"""Kept minute scores (collector/score/kept.py): a cache keyed by what each score is computed
+from, so a view reads rows instead of scoring every minute, and never serves a stale score.
+
+Each test compares the view read from kept rows with the view computed from the rollups alone
+(rows deleted first): byte-identical JSON is the contract.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from cxpulse.collector.lookup.report import build
+from cxpulse.collector.score import kept as kept_mod
+from cxpulse.collector.score import rollup as ru
+from cxpulse.collector.score import scenarios as scn
+from cxpulse.collector.score import timeline as tl_mod
+from cxpulse.collector.score.incidents import detect_incidents
+from cxpulse.collector.score.journeys import parse_journeys
+from cxpulse.collector.score.timeline import ScoreConfig
+from cxpulse.collector.store import PendingBatch, open_store
+from cxpulse.v1 import payload as p
+from tests.test_store import BACKENDS, fresh_schema, postgres_url
+
+S = 1_000_000
+MINUTE = 60 * S
+USER = "ana.lis1"
+
+
+@pytest.fixture(params=BACKENDS)
+def outage_store(request, tmp_path):
+    """A store holding the Salesforce-outage scenario (18 minutes, 10 desks), incidents detected."""
+    sc = scn.Scenario("outage", [a for a in scn.world() if a.site != "Porto"],
+                      scn.SCENARIOS["salesforce_outage"](random.Random(1)), minutes=18)
+    if request.param == "sqlite":
+        yield from _loaded(str(tmp_path / "c.sqlite"), sc)
+        return
+    with fresh_schema(postgres_url()) as (_, url):
+        yield from _loaded(url, sc)
+
+
+def _loaded(url: str, sc: scn.Scenario):
+    store = open_store(url)
+    try:
+        keys = scn.load(store, sc)
+        detect_incidents(store, sc.end_us)
+        yield store, sc, keys
+    finally:
+        store.close()
+
+
+def _view(store, until: int, **kw) -> str:
+    return json.dumps(build(store, USER, 1800, now_us=until, **kw), sort_keys=True)
+
+
+def _cold(store, until: int, **kw) -> str:
+    """The view computed from the rollups alone: no kept row to read."""
+    _forget(store, list(store.kept_scores(0, 2**62)))
+    return _view(store, until, **kw)
+
+
+def _forget(store, keys) -> None:
+    # Rewrite each kept row with a digest nothing matches: read as absent, written again after.
+    store.keep_scores([(a, m, b"\0" * 16, b"\x80") for a, m in keys])
+
+
+def _count_scored(monkeypatch) -> list[int]:
+    scored = []
+    real = tl_mod.score_figures
+
+    def counting(f, *a, **kw):
+        scored.append(f.start_us)
+        return real(f, *a, **kw)
+
+    monkeypatch.setattr(tl_mod, "score_figures", counting)
+    return scored
+
+
+def test_a_second_view_reads_every_minute_from_the_store_and_says_the_same(outage_store, monkeypatch):
+    store, sc, keys = outage_store
+    scored = _count_scored(monkeypatch)
+    first = _view(store, sc.end_us)
+    kept = store.kept_scores(0, 2**62, keys["lis-1"])
+    assert len(scored) == len(kept) >= 17, "the first view scores each minute once and keeps it"
+    scored.clear()
+    again = _view(store, sc.end_us)
+    assert scored == [], "a view of unchanged minutes scores nothing"
+    assert again == first
+    assert _cold(store, sc.end_us) == first
+
+
+def test_a_late_batch_rescores_its_minute_and_the_app_history_after_it(outage_store, monkeypatch):
+    """A spool replay brings failed Genesys checks into a minute already kept: that minute and the
+    14 after it (whose app availability looks back over it) are scored again, no other."""
+    store, sc, keys = outage_store
+    before = _view(store, sc.end_us)
+    old = store.kept_scores(0, 2**62, keys["lis-1"])
+    minutes = sorted(m for _, m in old)
+    late = minutes[1]
+    s = p.Series("genesys", "192.0.2.11", "https", kind="http")
+    for i in range(6):
+        s.add(late + (5 + i * 9) * S, err="timeout", dns=1000)
+    store.commit_batches([PendingBatch(keys["lis-1"], 2, 1, p.SampleBatch([s]))])
+
+    scored = _count_scored(monkeypatch)
+    after = _view(store, sc.end_us)
+    assert after != before, "the late failures changed what the view says"
+    expect = [m for m in minutes if late <= m < late + 15 * MINUTE]
+    assert sorted(set(scored)) == expect
+    new = store.kept_scores(0, 2**62, keys["lis-1"])
+    assert {m for (_, m), v in new.items() if v[0] != old[(keys["lis-1"], m)][0]} == set(expect)
+    assert _cold(store, sc.end_us) == after
+
+
+def test_another_score_config_or_other_journeys_never_read_the_kept_flags(outage_store, monkeypatch):
+    store, sc, keys = outage_store
+    _view(store, sc.end_us)
+    scored = _count_scored(monkeypatch)
+    codec = ScoreConfig(codec="g729a")
+    other = _view(store, sc.end_us, score_cfg=codec)
+    assert len(scored) >= 17, "a different score config scores every minute again"
+    assert _cold(store, sc.end_us, score_cfg=codec) == other
+
+    js = parse_journeys('[[journey]]\nname = "CRM fast"\nwhen = ["p95(salesforce) < 1"]\n')
+    _view(store, sc.end_us)  # the rows hold the default config's scores again
+    scored.clear()
+    with_js = json.loads(_view(store, sc.end_us, journeys=js))
+    assert scored == [], "journeys change no score"
+    (j,) = with_js["agents"][0]["score"]["journeys"]
+    assert j["name"] == "CRM fast" and j["missed"] > 0
+    assert json.loads(_cold(store, sc.end_us, journeys=js)) == with_js
+
+
+def test_keep_recent_keeps_every_agents_minutes_once(outage_store):
+    store, sc, keys = outage_store
+    since, until = sc.end_us - 10 * MINUTE, ru.minute_of(sc.end_us)
+    wrote, hits = kept_mod.keep_recent(store, since, until)
+    assert wrote == 10 * len(keys) and hits == 0
+    assert kept_mod.keep_recent(store, since, until) == (0, 10 * len(keys))
+    (agent,) = store.find_agents(USER)
+    rows = store.kept_scores(since, until, agent.key)
+    assert sorted(m for _, m in rows) == [until - (10 - i) * MINUTE for i in range(10)]
+
+
+def test_scoring_code_is_part_of_the_digest(outage_store, monkeypatch):
+    store, sc, _ = outage_store
+    first = _view(store, sc.end_us)
+    monkeypatch.setattr(kept_mod, "_CODE", b"another version of the scoring code")
+    scored = _count_scored(monkeypatch)
+    assert _view(store, sc.end_us) == first
+    assert len(scored) >= 17
+
+
+def test_retention_deletes_kept_scores_with_the_rollups(tmp_path):
+    store = open_store(str(tmp_path / "c.sqlite"))
+    try:
+        store.keep_scores([(1, 0, b"d" * 16, b"\x80"), (1, MINUTE, b"d" * 16, b"\x80"), (1, 9 * MINUTE, b"d" * 16, b"\x80")])
+        while store.delete_rollups_before(5 * MINUTE, 1000):
+            pass
+        assert list(store.kept_scores(0, 2**62)) == [(1, 9 * MINUTE)]
+    finally:
+        store.close()
