@@ -104,19 +104,45 @@ def minute_of(ts_us: int) -> int:
     return ts_us - ts_us % MINUTE_US
 
 
-@dataclass
 class Rollup:
-    """One agent-minute of one target. ``data`` holds the kind's fields (live: sketches as objects)."""
+    """One agent-minute of one target. ``data`` holds the kind's fields (live: sketches as objects).
 
-    agent: int
-    minute_us: int
-    kind: str
-    target: str
-    hop: int = 0
-    data: dict = field(default_factory=dict)
-    # The stored bytes this rollup was decoded from (None when built or merged here): the kept
-    # minute scores (score/kept.py) are keyed by a digest of them, with no re-encoding.
-    raw: bytes | None = field(default=None, repr=False, compare=False)
+    ``raw``: the stored bytes the rollup was read from (None when built or merged here). A
+    rollup read from the store is decoded on first use of ``data``: the kept minute scores
+    (score/kept.py) need only the bytes of a minute already scored, and an app's recent
+    availability needs the checks of the minutes before only when a check failed.
+    """
+
+    __slots__ = ("agent", "minute_us", "kind", "target", "hop", "_data", "raw")
+
+    def __init__(self, agent: int, minute_us: int, kind: str, target: str, hop: int = 0,
+                 data: dict | None = None, raw: bytes | None = None):
+        self.agent, self.minute_us, self.kind, self.target, self.hop = agent, minute_us, kind, target, hop
+        self._data = data if data is not None or raw is not None else {}
+        self.raw = raw
+
+    @property
+    def data(self) -> dict:
+        d = self._data
+        if d is None:
+            d = self._data = decode(self.kind, self.raw)
+        return d
+
+    @data.setter
+    def data(self, value: dict) -> None:
+        self._data = value
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Rollup):
+            return NotImplemented
+        return (self.agent, self.minute_us, self.kind, self.target, self.hop, self.data) == (
+            other.agent, other.minute_us, other.kind, other.target, other.hop, other.data)
+
+    __hash__ = None  # mutable, like the dataclass it was
+
+    def __repr__(self) -> str:
+        return (f"Rollup(agent={self.agent!r}, minute_us={self.minute_us!r}, kind={self.kind!r}, "
+                f"target={self.target!r}, hop={self.hop!r}, data={self.data!r})")
 
     @property
     def key(self) -> tuple[int, int, str, str]:

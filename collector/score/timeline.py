@@ -556,7 +556,7 @@ def minute_scores(rollups: Iterable[ru.Rollup], cfg: ScoreConfig | None = None,
     for r in [*history, *(r for rs in by_minute.values() for r in rs)]:
         if r.kind == "http":
             http.setdefault(r.minute_us, []).append(r)
-    counts: dict[int, dict[str, tuple[int, int]]] | None = None
+    counts = _AppCounts(http)
     http_own = {mm: kept.own(hs) for mm, hs in http.items()} if kept is not None else {}
     out = []
     for m in sorted(by_minute):
@@ -569,17 +569,32 @@ def minute_scores(rollups: Iterable[ru.Rollup], cfg: ScoreConfig | None = None,
             if hit is not None:
                 out.append(MinuteScore(m, None, hit[0], tuple(rs), digest, hit[1], True))
                 continue
-        if counts is None:
-            counts = {}
-            for mm, hs in http.items():
-                for r in hs:
-                    n, failed = counts.setdefault(mm, {}).get(r.target, (0, 0))
-                    counts[mm][r.target] = (n + r.data["n"], failed + r.data["failed"])
         f = figures_of(rs, m, m + MINUTE_US)
         o = score_figures(f, cfg, _isolated(counts, m, f))
         if o.score is not None or o.components:
             out.append(MinuteScore(m, f, o, tuple(rs), digest))
     return out
+
+
+class _AppCounts(dict):
+    """minute -> app -> (checks, failed), each minute counted on first ask: only a minute with a
+    failed check looks back (``_isolated``), and the rollups of the minutes before it then decode."""
+
+    def __init__(self, http: Mapping[int, list[ru.Rollup]]):
+        super().__init__()
+        self.http = http
+
+    def get(self, minute: int, default=None):
+        got = dict.get(self, minute)
+        if got is None:
+            rs = self.http.get(minute)
+            if rs is None:
+                return default
+            got = self[minute] = {}
+            for r in rs:
+                n, failed = got.get(r.target, (0, 0))
+                got[r.target] = (n + r.data["n"], failed + r.data["failed"])
+        return got
 
 
 @dataclass

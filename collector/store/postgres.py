@@ -643,7 +643,7 @@ class PostgresStore:
         out = []
         for a, m, k, t, h, d in got:
             raw = bytes(d)
-            out.append(ru.Rollup(a, m, k, t, h, ru.decode(k, raw), raw))
+            out.append(ru.Rollup(a, m, k, t, h, None, raw))
         return out
 
     def kept_scores(self, since_us: int, until_us: int, agent_key: int | None = None) -> dict[tuple[int, int], tuple[bytes, bytes]]:

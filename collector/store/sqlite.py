@@ -410,7 +410,7 @@ class SqliteStore:
             args.extend(kinds)
         with self._reader() as db:
             got = db.execute(sql + " ORDER BY agent, minute_us, kind, target", args).fetchall()
-        return [ru.Rollup(a, m, k, t, h, ru.decode(k, d), d) for a, m, k, t, h, d in got]
+        return [ru.Rollup(a, m, k, t, h, None, d) for a, m, k, t, h, d in got]
 
     def kept_scores(self, since_us: int, until_us: int, agent_key: int | None = None) -> dict[tuple[int, int], tuple[bytes, bytes]]:
         sql = "SELECT agent, minute_us, digest, data FROM minute_scores WHERE minute_us >= ? AND minute_us < ?"
