@@ -99,6 +99,14 @@ def test_find_agents_partial_case_insensitive_on_user_host_id_site(store):
     assert len(store.find_agents("0")) == 1  # "DESK-042" only; "0.1.0" is the version, not searched
 
 
+def test_agent_by_exact_id_only(store):
+    k = store.upsert_agent(AgentInfo("agent-7", "DESK-7", "ana", "Linux", "0.1.0", "Lisbon"), T0)
+    store.upsert_agent(AgentInfo("agent-77", "DESK-77", "rui", "Linux", "0.1.0", "Lisbon"), T0)
+    a = store.agent("agent-7")
+    assert a is not None and a.key == k and a.info.host == "DESK-7" and a.last_seen_us == T0
+    assert store.agent("AGENT-7") is None and store.agent("agent-") is None and store.agent("%") is None
+
+
 def test_find_agents_takes_backslashes_literally(store):
     store.upsert_agent(AgentInfo("id-1", "CORP\\desk-7", "ana"), 1)
     store.upsert_agent(AgentInfo("id-2", "corpdesk-8", "bo"), 2)

@@ -35,7 +35,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..store import AgentRecord, Store
-from .report import NoMatch, build, fleet_views
+from .report import build_for, fleet_views
 from .ticket import headline, incident_scope, ticket_summary
 
 __all__ = ["ApiError", "LookupService", "create_app", "openapi_document", "parse_duration_s", "parse_time_us"]
@@ -368,9 +368,9 @@ class LookupService:
         return [_agent_brief(a) for a in self.store.find_agents(q, limit)]
 
     def record(self, agent_id: str) -> AgentRecord:
-        for a in self.store.find_agents(agent_id, 1000):
-            if a.info.agent_id == agent_id:
-                return a
+        a = self.store.agent(agent_id)
+        if a is not None:
+            return a
         raise ApiError(404, f"no agent with id {agent_id!r} (search with /api/v1/agents?q=...)")
 
     def view(self, agent_id: str, since: int, until: int) -> dict:
@@ -379,15 +379,8 @@ class LookupService:
         hit = self._views.get(key)
         if hit is not None:
             return hit
-        self.record(agent_id)
-        try:
-            v = build(self.store, agent_id, (until - since) // S, until)
-        except NoMatch:
-            raise ApiError(404, f"no agent with id {agent_id!r}") from None
-        agent = next((a for a in v["agents"] if a["agent_id"] == agent_id), None)
-        if agent is None:
-            raise ApiError(404, f"no agent with id {agent_id!r}")
-        out = {"window": v["window"], "agent": agent}
+        v = build_for(self.store, [self.record(agent_id)], agent_id, (until - since) // S, until)
+        out = {"window": v["window"], "agent": v["agents"][0]}
         self._views.put(key, out)
         return out
 

@@ -61,7 +61,12 @@ def build(store: Store, query: str, window_s: int = 3600, now_us: int | None = N
     if not agents:
         raise NoMatch(f"no agent matches {query!r} (searched user, host, agent id and site)")
     exact = [a for a in agents if query.lower() in (a.info.os_user.lower(), a.info.host.lower(), a.info.agent_id.lower())]
-    chosen = exact if exact else agents
+    return build_for(store, exact if exact else agents, query, window_s, now_us, journeys, score_cfg)
+
+
+def build_for(store: Store, chosen: list[AgentRecord], query: str, window_s: int = 3600, now_us: int | None = None,
+              journeys: list[Journey] | None = None, score_cfg: ScoreConfig | None = None) -> dict:
+    """``build`` for agents already found (the API's agent pages know theirs by id)."""
     now_us = now_us if now_us is not None else time.time_ns() // 1000
     since = now_us - window_s * 1_000_000
     with cycle_collection_held():

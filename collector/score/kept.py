@@ -25,7 +25,7 @@ import hashlib
 import logging
 import pathlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import msgpack
 
@@ -166,7 +166,8 @@ def keep_recent(store, since_us: int, until_us: int, cfg=None, journeys=None,
     return kept.flush(), kept.hits
 
 
-async def kept_scores_loop(store, interval_s: float = 60.0, settle_s: float = 60.0, minutes: int = 2) -> None:
+async def kept_scores_loop(store, interval_s: float = 60.0, settle_s: float = 60.0, minutes: int = 2,
+                           now_us: Callable[[], int] | None = None) -> None:
     """Every ``interval_s``, keep the scores of the last ``minutes`` settled minutes of every agent.
 
     A minute is taken as settled ``settle_s`` after it ends (agents send every 30 s); one that
@@ -175,7 +176,8 @@ async def kept_scores_loop(store, interval_s: float = 60.0, settle_s: float = 60
     """
     while True:
         try:
-            until = ru.minute_of(time.time_ns() // 1000 - int(settle_s * 1e6))
+            now = now_us() if now_us is not None else time.time_ns() // 1000
+            until = ru.minute_of(now - int(settle_s * 1e6))
             t0 = time.perf_counter()
             wrote, hits = await asyncio.to_thread(keep_recent, store, until - minutes * MINUTE_US, until)
             log.debug("kept %d minute score(s) (%d already kept) in %.2f s", wrote, hits, time.perf_counter() - t0)

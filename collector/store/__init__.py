@@ -115,6 +115,9 @@ class Store(Protocol):
     def find_agents(self, query: str, limit: int = 50) -> list[AgentRecord]:
         """Agents whose user, host, agent id or site contains query (case-insensitive)."""
 
+    def agent(self, agent_id: str) -> AgentRecord | None:
+        """The agent with exactly this id (the lookup's agent pages; an index read, not a search)."""
+
     def rtt_rows(self, agent_key: int, since_us: int, until_us: int) -> list[RttRow]:
         """RTT samples of one agent in [since, until), ordered by target and time."""
 

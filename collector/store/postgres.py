@@ -576,6 +576,12 @@ class PostgresStore:
         )
         return [AgentRecord(r[0], AgentInfo(*r[1:7]), r[7], r[8]) for r in got]
 
+    def agent(self, agent_id: str) -> AgentRecord | None:
+        got = self._query(
+            f"""SELECT key, agent_id, host, os_user, os, agent_version, site, first_seen_us, last_seen_us
+                FROM {self._s}.agents WHERE agent_id = %s""", (agent_id,))
+        return None if not got else AgentRecord(got[0][0], AgentInfo(*got[0][1:7]), got[0][7], got[0][8])
+
     def rtt_rows(self, agent_key: int, since_us: int, until_us: int) -> list[RttRow]:
         return [RttRow(r.target, r.address, r.method, r.ts_us, r.values["rtt"], r.hop)
                 for r in self.rows(agent_key, "rtt", since_us, until_us)]

@@ -339,6 +339,12 @@ class SqliteStore:
             ).fetchall()
         return [AgentRecord(r[0], AgentInfo(*r[1:7]), r[7], r[8]) for r in rows]
 
+    def agent(self, agent_id: str) -> AgentRecord | None:
+        with self._reader() as db:
+            r = db.execute("""SELECT key, agent_id, host, os_user, os, agent_version, site, first_seen_us, last_seen_us
+                              FROM agents WHERE agent_id = ?""", (agent_id,)).fetchone()
+        return None if r is None else AgentRecord(r[0], AgentInfo(*r[1:7]), r[7], r[8])
+
     def rtt_rows(self, agent_key: int, since_us: int, until_us: int) -> list[RttRow]:
         return [RttRow(r.target, r.address, r.method, r.ts_us, r.values["rtt"], r.hop)
                 for r in self.rows(agent_key, "rtt", since_us, until_us)]

@@ -144,6 +144,28 @@ def test_keep_recent_keeps_every_agents_minutes_once(outage_store):
     assert sorted(m for _, m in rows) == [until - (10 - i) * MINUTE for i in range(10)]
 
 
+def test_the_collector_loop_keeps_the_last_settled_minutes_of_every_agent(outage_store):
+    import asyncio
+
+    store, sc, keys = outage_store
+    now = ru.minute_of(sc.end_us) + 30 * S
+
+    async def one_run() -> None:
+        task = asyncio.ensure_future(kept_mod.kept_scores_loop(store, interval_s=3600, now_us=lambda: now))
+        try:
+            for _ in range(600):  # up to 30 s
+                if len(store.kept_scores(0, 2**62)) >= 2 * len(keys):
+                    return
+                await asyncio.sleep(0.05)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(one_run())
+    settled = ru.minute_of(now - 60 * S)
+    assert sorted(store.kept_scores(0, 2**62)) == sorted((k, settled - i * MINUTE) for k in keys.values() for i in (1, 2))
+
+
 def test_scoring_code_is_part_of_the_digest(outage_store, monkeypatch):
     store, sc, _ = outage_store
     first = _view(store, sc.end_us)
