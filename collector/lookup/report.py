@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from ..score import rollup as ru
 from ..score.journeys import Journey, default_journeys, evaluate, journey_summary
-from ..score.kept import KeptScores
+from ..score.kept import KeptMerges, KeptScores, minute_facts
 from ..score.timeline import (
     AVAILABILITY_LOOKBACK_MIN,
     ScoreConfig,
@@ -146,9 +146,12 @@ def _agent_view(store: Store, a: AgentRecord, since: int, until: int, journeys: 
     if until - since > RAW_WINDOW_MAX_S * 1_000_000:
         rollups = app_history(store, a.key, ru.minute_of(since)) + store.rollups(ru.minute_of(since), until, a.key)
         tl = timeline_of(a.key, rollups, ru.minute_of(since), until, score_cfg, kept)
-        good, window = _merge_window(tl, rollups, since, until)
-        sections = _sections_from_rollups(store, a.key, since, until, rollups, events, merged_window=window)
+        merges = KeptMerges(store, a.key, ru.minute_of(since), until)
+        good, window = _merge_window(tl, rollups, since, until, merges)
+        sections = _sections_from_rollups(store, a.key, since, until, rollups, events, merged_window=window,
+                                          merges=merges)
         score = score_section(store, a.key, since, until, journeys, score_cfg, tl=tl, good=good, kept=kept)
+        merges.flush()
     else:
         sections = {
             "targets": [t.as_dict() for t in summarize(store.rtt_rows(a.key, since, until))],
@@ -191,7 +194,7 @@ def _view(a: AgentRecord, sections: dict, events: list, paths: list, score: dict
     }
 
 
-def _merge_window(tl: Timeline, rollups: list[ru.Rollup], since: int, until: int
+def _merge_window(tl: Timeline, rollups: list[ru.Rollup], since: int, until: int, merges: KeptMerges | None = None
                   ) -> tuple[dict[tuple[str, str], ru.Rollup] | None, dict[tuple[str, str], ru.Rollup]]:
     """The window's rollups merged twice over: its good minutes (triage's baseline; None when no
     minute is degraded, as triage then reads none) and all its minutes (the sections).
@@ -199,15 +202,27 @@ def _merge_window(tl: Timeline, rollups: list[ru.Rollup], since: int, until: int
     Why together: each is a merge of the whole day, and merging is exact, associative and
     commutative (rollup.py), so the whole window is the good minutes' merge plus the few degraded
     minutes: one day merge instead of two. Keys keep the order of the window's own merge.
+    ``merges``: kept block merges to read whole blocks from (``kept.KeptMerges``).
     """
     inside = _inside(rollups, since, until)
     usual = good_minutes(tl) if degraded_windows(tl.minutes) else None
+    by_minute = _by_minute(inside) if merges is not None else {}
     if not usual:
-        return None, merged(inside)
-    good = merged(r for m in usual for r in m.rollups)
+        return None, merged(inside) if merges is None else merges.merged(by_minute, by_minute)
+    if merges is None:
+        good = merged(r for m in usual for r in m.rollups)
+    else:
+        good = merges.merged(by_minute, [m.minute_us for m in usual])
     done = {m.minute_us for m in usual}
     both = merged([*good.values(), *(r for r in inside if r.minute_us not in done)])
     return good, {k: both[k] for k in dict.fromkeys((r.kind, r.target) for r in inside)}
+
+
+def _by_minute(rollups: list[ru.Rollup]) -> dict[int, list[ru.Rollup]]:
+    out: dict[int, list[ru.Rollup]] = {}
+    for r in rollups:
+        out.setdefault(r.minute_us, []).append(r)
+    return out
 
 
 def _inside(rollups: list[ru.Rollup], since: int, until: int) -> list[ru.Rollup]:
@@ -217,11 +232,13 @@ def _inside(rollups: list[ru.Rollup], since: int, until: int) -> list[ru.Rollup]
 
 def _sections_from_rollups(store: Store, key: int, since: int, until: int, rollups: list[ru.Rollup],
                            events: list, raw: bool = True,
-                           merged_window: dict[tuple[str, str], ru.Rollup] | None = None) -> dict:
+                           merged_window: dict[tuple[str, str], ru.Rollup] | None = None,
+                           merges: KeptMerges | None = None) -> dict:
     """Targets, apps, voice, device and Wi-Fi of a long window from its rollups (stats.py says
     which figures still read raw rows, and which ones). ``raw`` False: none at all (the fleet's
     rows: no RFC 3550 jitter at the end, no last status, interface or methods; loss runs estimated).
-    ``merged_window``: the window's rollups already merged (``_merge_window``)."""
+    ``merged_window``: the window's rollups already merged (``_merge_window``); ``merges``: kept
+    block merges, whose rows hold the per-minute facts read here."""
     inside = _inside(rollups, since, until)
     by_kind: dict[str, dict[str, ru.Rollup]] = {}
     for (kind, target), r in (merged(inside) if merged_window is None else merged_window).items():
@@ -230,8 +247,13 @@ def _sections_from_rollups(store: Store, key: int, since: int, until: int, rollu
     tail_since = since if last_minute is None else max(since, last_minute + ru.MINUTE_US - TAIL_S * 1_000_000)
     tail = {k: store.rows(key, k, tail_since, until) if raw else [] for k in ("rtt", "http", "device", "wifi")}
     rtt_tail = [_rtt_row(r) for r in tail["rtt"]]
+    if merges is None:
+        lossy_facts, failed_facts = minute_facts(inside)
+    else:
+        by_minute = _by_minute(inside)
+        lossy_facts, failed_facts = merges.facts(by_minute, by_minute)
     # Minutes that lost samples: read raw, so loss seconds and the longest loss run stay exact.
-    lossy = sorted({r.minute_us for r in inside if r.kind == "rtt" and r.data["lost"]})
+    lossy = sorted({m for m, _, _, _ in lossy_facts})
     lossy_rows: list | None = None
     if raw and len(lossy) <= LOSSY_MINUTES_MAX:
         lossy_rows = []
@@ -239,15 +261,14 @@ def _sections_from_rollups(store: Store, key: int, since: int, until: int, rollu
             lossy_rows += store.rtt_rows(key, max(since, lo), min(until, hi + ru.MINUTE_US))
     else:
         per: dict[str, list] = {}
-        for r in inside:
-            if r.kind == "rtt" and r.data["lost"]:
-                per.setdefault(r.target, []).append((r.data["lost"], max(1, ru.rtt_loss_runs(r.data))))
+        for _, target, lost, runs in lossy_facts:
+            per.setdefault(target, []).append((lost, runs))
         for target, pairs in per.items():
             by_kind["rtt"][target].data["_minute_loss"] = pairs
     # The latest error class of each app: the raw checks of its last minute with a failure.
     last_failed: dict[str, str] = {}
     for app in by_kind.get("http", {}) if raw else ():
-        m = max((r.minute_us for r in inside if r.kind == "http" and r.target == app and r.data["failed"]), default=None)
+        m = max((m for m, a in failed_facts if a == app), default=None)
         if m is not None:
             errs = [x for x in store.rows(key, "http", m, m + ru.MINUTE_US) if x.target == app and x.values["err"]]
             if errs:

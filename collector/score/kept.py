@@ -13,9 +13,13 @@ batch that changes a minute (or the app history after it), a new collector versi
 config never serves an old score, and nothing in ingest has to invalidate anything. Journeys'
 met/missed flags are kept alongside, under a digest of the journey definitions.
 
+The same holds for merging: a long view merges its window's rollups (its sections, triage's
+baseline), and ``KeptMerges`` keeps each whole 15-minute block of an agent merged, under a
+digest of the block's rollup bytes, so a day merges 96 kept blocks instead of 10,080 rollups.
+
 Rows are written by whoever computed them (a view, the fleet) and, for every agent, by
-``kept_scores_loop`` shortly after each minute settles, so the helpdesk's first view of the day
-finds them. Retention deletes them with the rollups.
+``kept_scores_loop`` shortly after each minute (and each block) settles, so the helpdesk's first
+view of the day finds them. Retention deletes them with the rollups.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import hashlib
 import logging
 import pathlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import msgpack
 
@@ -33,7 +37,8 @@ from . import rollup as ru
 from .components import Component, Overall
 from .timeline import ScoreConfig
 
-__all__ = ["KeptScores", "code_digest", "kept_scores_loop", "keep_recent"]
+__all__ = ["BLOCK_US", "KeptMerges", "KeptScores", "code_digest", "keep_blocks", "keep_recent", "kept_scores_loop",
+           "minute_facts"]
 
 log = logging.getLogger("cxpulse.collector.score")
 
@@ -145,6 +150,118 @@ class KeptScores:
         return len(rows)
 
 
+BLOCK_US = 15 * MINUTE_US
+
+
+class KeptMerges:
+    """One agent's rollups merged per whole 15-minute block, kept like the scores.
+
+    Why: a day's view merges the day's rollups (its sections, and triage's baseline of good
+    minutes): 10,080 minute rollups to decode and merge. Merging is exact, associative and
+    commutative (rollup.py), so the merge of 96 kept blocks is the merge of their minutes. A
+    block is taken whole only when all of its minutes with data are wanted and the block lies
+    inside the minutes read ([lo, hi)); the rest (the window's edges, a block with degraded
+    minutes left out) is merged minute by minute. Each block row also keeps the facts the
+    sections read per minute (minutes that lost RTT samples, minutes with failed app checks),
+    so a whole block needs no decoding at all. Keyed by a digest of the block's stored rollups.
+    """
+
+    def __init__(self, store, agent: int, lo: int, hi: int):
+        self.store, self.agent, self.lo, self.hi = store, agent, lo, hi
+        self.rows = store.kept_merges(lo - lo % BLOCK_US, hi, agent)
+        self.pending: list[tuple[int, int, bytes, bytes]] = []
+        self._blocks: dict[int, tuple[list[ru.Rollup], list, list] | None] = {}
+
+    def _split(self, by_minute: Mapping[int, Sequence[ru.Rollup]], minutes: Iterable[int]):
+        """(block start or None, minutes) in minute order: whole blocks, and runs of other minutes."""
+        chosen = sorted(minutes)
+        i = 0
+        while i < len(chosen):
+            b = chosen[i] - chosen[i] % BLOCK_US
+            j = i
+            while j < len(chosen) and chosen[j] < b + BLOCK_US:
+                j += 1
+            ms = chosen[i:j]
+            whole = (b >= self.lo and b + BLOCK_US <= self.hi and len(ms) > 1
+                     and len(ms) == sum(1 for m in range(b, b + BLOCK_US, MINUTE_US) if m in by_minute))
+            yield (b if whole else None), ms
+            i = j
+
+    def _block(self, b: int, rollups: list[ru.Rollup]) -> tuple[list[ru.Rollup], list, list] | None:
+        """(merged rollups, lossy facts, failed facts) of a whole block; None when not keepable."""
+        if b in self._blocks:
+            return self._blocks[b]
+        from .timeline import merged
+
+        own = KeptScores.own(rollups)
+        got = None
+        if own is not None:
+            hit = self.rows.get((self.agent, b))
+            if hit is not None and hit[0] == own:
+                d = msgpack.unpackb(hit[1], raw=False, strict_map_key=False)
+                got = ([ru.Rollup(self.agent, m, k, t, h, None, raw) for k, t, h, m, raw in d["r"]],
+                       [tuple(x) for x in d["lossy"]], [tuple(x) for x in d["failed"]])
+            else:
+                firsts: dict[tuple[str, str], int] = {}
+                for r in rollups:
+                    firsts.setdefault((r.kind, r.target), r.minute_us)
+                rs = list(merged(rollups).values())
+                lossy, failed = minute_facts(rollups)
+                data = msgpack.packb({"r": [[r.kind, r.target, r.hop, firsts[(r.kind, r.target)], ru.encode(r.kind, r.data)]
+                                            for r in rs], "lossy": lossy, "failed": failed}, use_bin_type=True)
+                self.pending.append((self.agent, b, own, data))
+                self.rows[(self.agent, b)] = (own, data)
+                got = (rs, lossy, failed)
+        self._blocks[b] = got
+        return got
+
+    def merged(self, by_minute: Mapping[int, Sequence[ru.Rollup]], minutes: Iterable[int]) -> dict:
+        """``timeline.merged`` of these minutes' rollups, whole blocks read merged."""
+        from .timeline import merged
+
+        parts: list[ru.Rollup] = []
+        for b, ms in self._split(by_minute, minutes):
+            rs = [r for m in ms for r in by_minute[m]]
+            got = self._block(b, rs) if b is not None else None
+            parts += rs if got is None else got[0]
+        return merged(parts)
+
+    def facts(self, by_minute: Mapping[int, Sequence[ru.Rollup]], minutes: Iterable[int]) -> tuple[list, list]:
+        """``minute_facts`` of these minutes, whole blocks from their rows."""
+        lossy: list = []
+        failed: list = []
+        for b, ms in self._split(by_minute, minutes):
+            rs = [r for m in ms for r in by_minute[m]]
+            got = self._block(b, rs) if b is not None else None
+            lo, fa = minute_facts(rs) if got is None else got[1:]
+            lossy += lo
+            failed += fa
+        return lossy, failed
+
+    def flush(self) -> int:
+        rows, self.pending = self.pending, []
+        if not rows:
+            return 0
+        try:
+            self.store.keep_merges(rows)
+        except Exception as exc:  # a read-only or busy store: the view is still right
+            log.warning("could not keep %d block merge(s): %s", len(rows), exc)
+            return 0
+        return len(rows)
+
+
+def minute_facts(rollups: Iterable[ru.Rollup]) -> tuple[list, list]:
+    """What the sections read minute by minute: (minute, target, lost, loss runs) of each RTT
+    rollup that lost samples, and (minute, app) of each app rollup with a failed check."""
+    lossy, failed = [], []
+    for r in rollups:
+        if r.kind == "rtt" and r.data["lost"]:
+            lossy.append((r.minute_us, r.target, r.data["lost"], max(1, ru.rtt_loss_runs(r.data))))
+        elif r.kind == "http" and r.data["failed"]:
+            failed.append((r.minute_us, r.target))
+    return lossy, failed
+
+
 def keep_recent(store, since_us: int, until_us: int, cfg=None, journeys=None,
                 agent: int | None = None) -> tuple[int, int]:
     """Score and keep every agent's (or one ``agent``'s) minutes in [since, until) that are not
@@ -166,21 +283,47 @@ def keep_recent(store, since_us: int, until_us: int, cfg=None, journeys=None,
     return kept.flush(), kept.hits
 
 
+def keep_blocks(store, block_us: int, agent: int | None = None) -> int:
+    """Keep the merge of the 15-minute block starting at ``block_us`` for every agent (or one);
+    returns how many blocks were written (a block kept with unchanged rollups is not)."""
+    by_agent: dict[int, dict[int, list[ru.Rollup]]] = {}
+    for r in store.rollups(block_us, block_us + BLOCK_US, agent):
+        by_agent.setdefault(r.agent, {}).setdefault(r.minute_us, []).append(r)
+    pending: list[tuple[int, int, bytes, bytes]] = []
+    for a, by_minute in by_agent.items():
+        merges = KeptMerges(store, a, block_us, block_us + BLOCK_US)
+        for b, ms in merges._split(by_minute, by_minute):
+            if b is not None:
+                merges._block(b, [r for m in ms for r in by_minute[m]])
+        pending += merges.pending
+    if pending:
+        store.keep_merges(pending)
+    return len(pending)
+
+
 async def kept_scores_loop(store, interval_s: float = 60.0, settle_s: float = 60.0, minutes: int = 2,
                            now_us: Callable[[], int] | None = None) -> None:
     """Every ``interval_s``, keep the scores of the last ``minutes`` settled minutes of every agent.
 
     A minute is taken as settled ``settle_s`` after it ends (agents send every 30 s); one that
     changes later is rescored by the next reader (its digest no longer matches). The work runs in
-    a thread; a failed run is logged, never fatal.
+    a thread; a failed run is logged, never fatal. Each 15-minute block that settles is kept
+    merged for every agent (``keep_blocks``) once.
     """
+    last_block = None
     while True:
         try:
             now = now_us() if now_us is not None else time.time_ns() // 1000
             until = ru.minute_of(now - int(settle_s * 1e6))
             t0 = time.perf_counter()
             wrote, hits = await asyncio.to_thread(keep_recent, store, until - minutes * MINUTE_US, until)
-            log.debug("kept %d minute score(s) (%d already kept) in %.2f s", wrote, hits, time.perf_counter() - t0)
+            block = until - until % BLOCK_US - BLOCK_US  # the latest block that has settled
+            blocks = 0
+            if block != last_block:
+                blocks = await asyncio.to_thread(keep_blocks, store, block)
+                last_block = block
+            log.debug("kept %d minute score(s) (%d already kept) and %d block merge(s) in %.2f s", wrote, hits, blocks,
+                      time.perf_counter() - t0)
         except Exception:
             log.exception("keeping minute scores failed")
         await asyncio.sleep(interval_s)

@@ -149,6 +149,12 @@ class Store(Protocol):
     def keep_scores(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
         """Write (agent, minute, digest, data) minute scores, replacing those kept for the same minutes."""
 
+    def kept_merges(self, since_us: int, until_us: int, agent_key: int | None = None) -> dict[tuple[int, int], tuple[bytes, bytes]]:
+        """(agent, block start) -> (digest, data) of the kept 15-minute block merges (score/kept.py)."""
+
+    def keep_merges(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
+        """Write (agent, block start, digest, data) block merges, replacing those kept for the same blocks."""
+
     def incidents(self, since_us: int, until_us: int, agent_key: int | None = None) -> list[IncidentRecord]:
         """Incidents overlapping the window (open ones included), with their agents; one agent's only if given."""
 

@@ -189,9 +189,17 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX incident_agents_by_agent ON {s}.incident_agents (agent);
     """,
-    # 3: kept minute scores (score/kept.py), a cache keyed by a digest of each minute's rollups.
+    # 3: kept minute scores and 15-minute block merges (score/kept.py), caches keyed by a digest
+    # of the rollups they were computed from.
     """
     CREATE TABLE {s}.minute_scores (
+        agent BIGINT NOT NULL,
+        minute_us BIGINT NOT NULL,
+        digest BYTEA NOT NULL,
+        data BYTEA NOT NULL,
+        PRIMARY KEY (agent, minute_us)
+    );
+    CREATE TABLE {s}.block_merges (
         agent BIGINT NOT NULL,
         minute_us BIGINT NOT NULL,
         digest BYTEA NOT NULL,
@@ -653,14 +661,26 @@ class PostgresStore:
         return out
 
     def kept_scores(self, since_us: int, until_us: int, agent_key: int | None = None) -> dict[tuple[int, int], tuple[bytes, bytes]]:
-        sql = f"SELECT agent, minute_us, digest, data FROM {self._s}.minute_scores WHERE minute_us >= %s AND minute_us < %s"
+        return self._kept("minute_scores", since_us, until_us, agent_key)
+
+    def keep_scores(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
+        self._keep("minute_scores", rows)
+
+    def kept_merges(self, since_us: int, until_us: int, agent_key: int | None = None) -> dict[tuple[int, int], tuple[bytes, bytes]]:
+        return self._kept("block_merges", since_us, until_us, agent_key)
+
+    def keep_merges(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
+        self._keep("block_merges", rows)
+
+    def _kept(self, table: str, since_us: int, until_us: int, agent_key: int | None) -> dict[tuple[int, int], tuple[bytes, bytes]]:
+        sql = f"SELECT agent, minute_us, digest, data FROM {self._s}.{table} WHERE minute_us >= %s AND minute_us < %s"
         args: list = [since_us, until_us]
         if agent_key is not None:
             sql += " AND agent = %s"
             args.append(agent_key)
         return {(a, m): (bytes(g), bytes(d)) for a, m, g, d in self._query(sql, args)}
 
-    def keep_scores(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
+    def _keep(self, table: str, rows: list[tuple[int, int, bytes, bytes]]) -> None:
         if not rows:
             return
         s = self._s
@@ -669,11 +689,11 @@ class PostgresStore:
             db = self._writer()
             with db.transaction():
                 db.cursor().executemany(
-                    f"""INSERT INTO {s}.minute_scores (agent, minute_us, digest, data) VALUES (%s, %s, %s, %s)
+                    f"""INSERT INTO {s}.{table} (agent, minute_us, digest, data) VALUES (%s, %s, %s, %s)
                         ON CONFLICT (agent, minute_us) DO UPDATE SET digest = excluded.digest, data = excluded.data""",
                     sorted(rows))  # key order: two collectors writing the same minutes take row locks alike
         with self._lock:
-            self._retrying(run, "kept scores")
+            self._retrying(run, f"kept {table}")
 
     def incidents(self, since_us: int, until_us: int, agent_key: int | None = None) -> list[IncidentRecord]:
         s = self._s
@@ -748,11 +768,12 @@ class PostgresStore:
                   SELECT ctid FROM {s}.rollups WHERE minute_us < %s LIMIT %s))""", (cutoff_us, limit))
         if n:
             return n
-        n = self._delete_chunk(
-            f"""DELETE FROM {s}.minute_scores WHERE ctid = ANY(ARRAY(
-                  SELECT ctid FROM {s}.minute_scores WHERE minute_us < %s LIMIT %s))""", (cutoff_us, limit))
-        if n:
-            return n
+        for table in ("minute_scores", "block_merges"):
+            n = self._delete_chunk(
+                f"""DELETE FROM {s}.{table} WHERE ctid = ANY(ARRAY(
+                      SELECT ctid FROM {s}.{table} WHERE minute_us < %s LIMIT %s))""", (cutoff_us, limit))
+            if n:
+                return n
         return self._delete_chunk(
             f"""DELETE FROM {s}.incidents WHERE id IN (
                   SELECT id FROM {s}.incidents WHERE end_us IS NOT NULL AND end_us < %s LIMIT %s)""", (cutoff_us, limit))

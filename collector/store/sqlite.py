@@ -96,6 +96,13 @@ CREATE TABLE IF NOT EXISTS minute_scores (
     data BLOB NOT NULL,
     PRIMARY KEY (agent, minute_us)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS block_merges (
+    agent INTEGER NOT NULL,
+    minute_us INTEGER NOT NULL,
+    digest BLOB NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (agent, minute_us)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS incidents (
     id INTEGER PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -419,7 +426,19 @@ class SqliteStore:
         return [ru.Rollup(a, m, k, t, h, None, d) for a, m, k, t, h, d in got]
 
     def kept_scores(self, since_us: int, until_us: int, agent_key: int | None = None) -> dict[tuple[int, int], tuple[bytes, bytes]]:
-        sql = "SELECT agent, minute_us, digest, data FROM minute_scores WHERE minute_us >= ? AND minute_us < ?"
+        return self._kept("minute_scores", since_us, until_us, agent_key)
+
+    def keep_scores(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
+        self._keep("minute_scores", rows)
+
+    def kept_merges(self, since_us: int, until_us: int, agent_key: int | None = None) -> dict[tuple[int, int], tuple[bytes, bytes]]:
+        return self._kept("block_merges", since_us, until_us, agent_key)
+
+    def keep_merges(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
+        self._keep("block_merges", rows)
+
+    def _kept(self, table: str, since_us: int, until_us: int, agent_key: int | None) -> dict[tuple[int, int], tuple[bytes, bytes]]:
+        sql = f"SELECT agent, minute_us, digest, data FROM {table} WHERE minute_us >= ? AND minute_us < ?"
         args: list = [since_us, until_us]
         if agent_key is not None:
             sql += " AND agent = ?"
@@ -427,7 +446,7 @@ class SqliteStore:
         with self._reader() as db:
             return {(a, m): (g, d) for a, m, g, d in db.execute(sql, args)}
 
-    def keep_scores(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
+    def _keep(self, table: str, rows: list[tuple[int, int, bytes, bytes]]) -> None:
         if not rows:
             return
         with self._lock:
@@ -435,8 +454,8 @@ class SqliteStore:
             db.execute("BEGIN IMMEDIATE")
             try:
                 db.executemany(
-                    """INSERT INTO minute_scores (agent, minute_us, digest, data) VALUES (?, ?, ?, ?)
-                       ON CONFLICT (agent, minute_us) DO UPDATE SET digest = excluded.digest, data = excluded.data""",
+                    f"""INSERT INTO {table} (agent, minute_us, digest, data) VALUES (?, ?, ?, ?)
+                        ON CONFLICT (agent, minute_us) DO UPDATE SET digest = excluded.digest, data = excluded.data""",
                     rows)
                 db.execute("COMMIT")
             except BaseException:
@@ -507,11 +526,12 @@ class SqliteStore:
                (SELECT agent, minute_us, kind, target FROM rollups WHERE minute_us < ? LIMIT ?)""", (cutoff_us, limit))
         if n:
             return n
-        n = self._delete_chunk(
-            """DELETE FROM minute_scores WHERE (agent, minute_us) IN
-               (SELECT agent, minute_us FROM minute_scores WHERE minute_us < ? LIMIT ?)""", (cutoff_us, limit))
-        if n:
-            return n
+        for table in ("minute_scores", "block_merges"):
+            n = self._delete_chunk(
+                f"""DELETE FROM {table} WHERE (agent, minute_us) IN
+                    (SELECT agent, minute_us FROM {table} WHERE minute_us < ? LIMIT ?)""", (cutoff_us, limit))
+            if n:
+                return n
         return self._delete_chunk(
             """DELETE FROM incidents WHERE id IN
                (SELECT id FROM incidents WHERE end_us IS NOT NULL AND end_us < ? LIMIT ?)""", (cutoff_us, limit))

@@ -51,19 +51,16 @@ def _loaded(url: str, sc: scn.Scenario):
         store.close()
 
 
-def _view(store, until: int, **kw) -> str:
-    return json.dumps(build(store, USER, 1800, now_us=until, **kw), sort_keys=True)
+def _view(store, until: int, window_s: int = 1800, **kw) -> str:
+    return json.dumps(build(store, USER, window_s, now_us=until, **kw), sort_keys=True)
 
 
-def _cold(store, until: int, **kw) -> str:
+def _cold(store, until: int, window_s: int = 1800, **kw) -> str:
     """The view computed from the rollups alone: no kept row to read."""
-    _forget(store, list(store.kept_scores(0, 2**62)))
-    return _view(store, until, **kw)
-
-
-def _forget(store, keys) -> None:
     # Rewrite each kept row with a digest nothing matches: read as absent, written again after.
-    store.keep_scores([(a, m, b"\0" * 16, b"\x80") for a, m in keys])
+    store.keep_scores([(a, m, b"\0" * 16, b"\x80") for a, m in store.kept_scores(0, 2**62)])
+    store.keep_merges([(a, m, b"\0" * 16, b"\x80") for a, m in store.kept_merges(0, 2**62)])
+    return _view(store, until, window_s, **kw)
 
 
 def _count_scored(monkeypatch) -> list[int]:
@@ -175,12 +172,44 @@ def test_scoring_code_is_part_of_the_digest(outage_store, monkeypatch):
     assert len(scored) >= 17
 
 
+def test_a_long_view_reads_whole_blocks_merged_and_a_late_batch_remerges_its_block(outage_store):
+    """Views longer than an hour merge their rollups; whole 15-minute blocks are read merged."""
+    store, sc, keys = outage_store
+    me = keys["lis-1"]
+    first = _view(store, sc.end_us, 7200)
+    blocks = store.kept_merges(0, 2**62, me)
+    whole = [b for b in range(sc.t0_us - sc.t0_us % kept_mod.BLOCK_US, sc.end_us, kept_mod.BLOCK_US)
+             if b >= sc.t0_us and b + kept_mod.BLOCK_US <= sc.end_us]
+    assert [b for _, b in blocks] == whole and whole, "each block wholly inside the data is kept"
+    assert _view(store, sc.end_us, 7200) == first
+    assert _cold(store, sc.end_us, 7200) == first
+
+    s = p.Series("gateway", "10.10.0.1", "icmp_raw", hop=1)
+    for i in range(20):
+        s.add(whole[0] + 7 * MINUTE + (i * 2 + 1) * S, None)
+    store.commit_batches([PendingBatch(me, 2, 1, p.SampleBatch([s]))])
+    old = blocks[(me, whole[0])][0]
+    after = _view(store, sc.end_us, 7200)
+    assert after != first and store.kept_merges(0, 2**62, me)[(me, whole[0])][0] != old
+    assert _cold(store, sc.end_us, 7200) == after
+
+
+def test_keep_blocks_keeps_each_agents_block_once(outage_store):
+    store, sc, keys = outage_store
+    b = sc.t0_us - sc.t0_us % kept_mod.BLOCK_US + kept_mod.BLOCK_US
+    assert kept_mod.keep_blocks(store, b) == len(keys)
+    assert kept_mod.keep_blocks(store, b) == 0
+    assert sorted(store.kept_merges(0, 2**62)) == sorted((k, b) for k in keys.values())
+
+
 def test_retention_deletes_kept_scores_with_the_rollups(tmp_path):
     store = open_store(str(tmp_path / "c.sqlite"))
     try:
-        store.keep_scores([(1, 0, b"d" * 16, b"\x80"), (1, MINUTE, b"d" * 16, b"\x80"), (1, 9 * MINUTE, b"d" * 16, b"\x80")])
+        rows = [(1, 0, b"d" * 16, b"\x80"), (1, MINUTE, b"d" * 16, b"\x80"), (1, 9 * MINUTE, b"d" * 16, b"\x80")]
+        store.keep_scores(rows)
+        store.keep_merges(rows)
         while store.delete_rollups_before(5 * MINUTE, 1000):
             pass
-        assert list(store.kept_scores(0, 2**62)) == [(1, 9 * MINUTE)]
+        assert list(store.kept_scores(0, 2**62)) == [(1, 9 * MINUTE)] == list(store.kept_merges(0, 2**62))
     finally:
         store.close()
