@@ -106,3 +106,13 @@ def test_smoke_run_reports_every_figure(tmp_path):
     assert len(acc["episodes"]) == 1 and acc["steady"]["agent"]["samples"] > 0 and acc["steady"]["ping"]["samples"] > 0
     assert by_name["median RTT (calm)"]["value"] > 0 and by_name["episodes caught"]["value"] is not None
     assert "samples/s" in proc.stdout and ("PASS" in proc.stdout or "FAIL" in proc.stdout)
+
+
+def test_the_kept_scores_loop_benchmark_runs_and_reports_its_cpu():
+    from bench.kept import run
+
+    lines: list[str] = []
+    out = run(5, log=lines.append)
+    assert out["cpu_s_per_minute"] > 0 and out["block_cpu_s"] >= 0
+    assert any("keep_recent: 5 scored, 5 found kept" in x for x in lines), lines
+    assert any("keep_blocks: 5 blocks" in x for x in lines), lines
