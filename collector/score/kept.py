@@ -83,6 +83,19 @@ def _overall_in(v: list) -> Overall:
     return Overall(v[0], v[1], v[2], v[3], tuple(Component(*c) for c in v[4]))
 
 
+def _write(keep: Callable[[list], None], rows: list, what: str) -> int:
+    """Write kept rows; how many. A failed write is logged, never the reader's failure: what it
+    read is right either way, and the next reader computes it again."""
+    if not rows:
+        return 0
+    try:
+        keep(rows)
+    except Exception as exc:  # a read-only or busy store: the view is still right
+        log.warning("could not keep %d %s: %s", len(rows), what, exc)
+        return 0
+    return len(rows)
+
+
 class KeptScores:
     """The kept minute scores of one read (one agent, or all agents when ``agent`` is None).
 
@@ -137,17 +150,9 @@ class KeptScores:
             m.kept = True
 
     def flush(self) -> int:
-        """Write what ``collect`` queued. A failed write is logged, never the reader's failure:
-        the scores are right either way, the next read computes them again."""
+        """Write what ``collect`` queued (``_write``)."""
         rows, self.pending = self.pending, []
-        if not rows:
-            return 0
-        try:
-            self.store.keep_scores(rows)
-        except Exception as exc:  # a read-only or busy store: the view is still right
-            log.warning("could not keep %d minute score(s): %s", len(rows), exc)
-            return 0
-        return len(rows)
+        return _write(self.store.keep_scores, rows, "minute score(s)")
 
 
 BLOCK_US = 15 * MINUTE_US
@@ -239,15 +244,9 @@ class KeptMerges:
         return lossy, failed
 
     def flush(self) -> int:
+        """Write the blocks merged since they were read (``_write``)."""
         rows, self.pending = self.pending, []
-        if not rows:
-            return 0
-        try:
-            self.store.keep_merges(rows)
-        except Exception as exc:  # a read-only or busy store: the view is still right
-            log.warning("could not keep %d block merge(s): %s", len(rows), exc)
-            return 0
-        return len(rows)
+        return _write(self.store.keep_merges, rows, "block merge(s)")
 
 
 def minute_facts(rollups: Iterable[ru.Rollup]) -> tuple[list, list]:

@@ -72,6 +72,26 @@ class Row:
     values: dict
 
 
+# score/kept.py's caches: (agent, minute or block start) -> (digest, data), in both stores.
+KEPT_TABLES = ("minute_scores", "block_merges")
+
+
+class KeptTables:
+    """The kept scores and merges of a store, over its ``_kept(table, ...)`` and ``_keep(table, rows)``."""
+
+    def kept_scores(self, since_us: int, until_us: int, agent_key: int | None = None) -> dict[tuple[int, int], tuple[bytes, bytes]]:
+        return self._kept("minute_scores", since_us, until_us, agent_key)
+
+    def keep_scores(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
+        self._keep("minute_scores", rows)
+
+    def kept_merges(self, since_us: int, until_us: int, agent_key: int | None = None) -> dict[tuple[int, int], tuple[bytes, bytes]]:
+        return self._kept("block_merges", since_us, until_us, agent_key)
+
+    def keep_merges(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
+        self._keep("block_merges", rows)
+
+
 @dataclass
 class StoreStats:
     agents: int = 0

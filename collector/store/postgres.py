@@ -88,7 +88,7 @@ from cxpulse.v1.kinds import KINDS, STR
 from cxpulse.v1.payload import Event, PathHop, PathSnapshot, SampleBatch
 
 from ..score import rollup as ru
-from . import AgentInfo, AgentRecord, IncidentRecord, PendingBatch, Row, RttRow
+from . import KEPT_TABLES, AgentInfo, AgentRecord, IncidentRecord, KeptTables, PendingBatch, Row, RttRow
 from .sqlite import to_signed64
 
 log = logging.getLogger("cxpulse.collector.store.postgres")
@@ -218,7 +218,7 @@ def schema_from_url(url: str) -> str:
     return m.group(1).strip('"') if m else DEFAULT_SCHEMA
 
 
-class PostgresStore:
+class PostgresStore(KeptTables):
     def __init__(self, url: str, schema: str | None = None):
         self.url = url
         self.schema = schema or schema_from_url(url)
@@ -660,18 +660,6 @@ class PostgresStore:
             out.append(ru.Rollup(a, m, k, t, h, None, raw))
         return out
 
-    def kept_scores(self, since_us: int, until_us: int, agent_key: int | None = None) -> dict[tuple[int, int], tuple[bytes, bytes]]:
-        return self._kept("minute_scores", since_us, until_us, agent_key)
-
-    def keep_scores(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
-        self._keep("minute_scores", rows)
-
-    def kept_merges(self, since_us: int, until_us: int, agent_key: int | None = None) -> dict[tuple[int, int], tuple[bytes, bytes]]:
-        return self._kept("block_merges", since_us, until_us, agent_key)
-
-    def keep_merges(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
-        self._keep("block_merges", rows)
-
     def _kept(self, table: str, since_us: int, until_us: int, agent_key: int | None) -> dict[tuple[int, int], tuple[bytes, bytes]]:
         sql = f"SELECT agent, minute_us, digest, data FROM {self._s}.{table} WHERE minute_us >= %s AND minute_us < %s"
         args: list = [since_us, until_us]
@@ -768,7 +756,7 @@ class PostgresStore:
                   SELECT ctid FROM {s}.rollups WHERE minute_us < %s LIMIT %s))""", (cutoff_us, limit))
         if n:
             return n
-        for table in ("minute_scores", "block_merges"):
+        for table in KEPT_TABLES:
             n = self._delete_chunk(
                 f"""DELETE FROM {s}.{table} WHERE ctid = ANY(ARRAY(
                       SELECT ctid FROM {s}.{table} WHERE minute_us < %s LIMIT %s))""", (cutoff_us, limit))

@@ -18,7 +18,7 @@ from cxpulse.v1.kinds import KINDS, STR
 from cxpulse.v1.payload import Event, PathHop, PathSnapshot, SampleBatch
 
 from ..score import rollup as ru
-from . import AgentInfo, AgentRecord, IncidentRecord, PendingBatch, Row, RttRow
+from . import KEPT_TABLES, AgentInfo, AgentRecord, IncidentRecord, KeptTables, PendingBatch, Row, RttRow
 
 SCHEMA_VERSION = 1
 
@@ -89,20 +89,6 @@ CREATE TABLE IF NOT EXISTS rollups (
     PRIMARY KEY (agent, minute_us, kind, target)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rollups_by_minute ON rollups (minute_us);
-CREATE TABLE IF NOT EXISTS minute_scores (
-    agent INTEGER NOT NULL,
-    minute_us INTEGER NOT NULL,
-    digest BLOB NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (agent, minute_us)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS block_merges (
-    agent INTEGER NOT NULL,
-    minute_us INTEGER NOT NULL,
-    digest BLOB NOT NULL,
-    data BLOB NOT NULL,
-    PRIMARY KEY (agent, minute_us)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS incidents (
     id INTEGER PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -135,6 +121,13 @@ def _kind_tables() -> str:
     return "\n".join(out)
 
 
+def _kept_tables() -> str:
+    """score/kept.py's caches: one row per agent and minute (or block start), digest and data."""
+    return "".join(f"CREATE TABLE IF NOT EXISTS {t} (agent INTEGER NOT NULL, minute_us INTEGER NOT NULL, "
+                   "digest BLOB NOT NULL, data BLOB NOT NULL, PRIMARY KEY (agent, minute_us)) WITHOUT ROWID;"
+                   for t in KEPT_TABLES)
+
+
 def _insert_sql(kind: str) -> str:
     cols = list(KINDS[kind])
     names = ", ".join(f'"{c}"' for c in cols)
@@ -154,7 +147,7 @@ def to_signed64(v: int) -> int:
     return v - (1 << 64) if v >= (1 << 63) else v
 
 
-class SqliteStore:
+class SqliteStore(KeptTables):
     def __init__(self, path: str):
         self.path = path
         parent = os.path.dirname(os.path.abspath(path))
@@ -163,7 +156,7 @@ class SqliteStore:
         self._lock = threading.Lock()
         self._series_cache: dict[tuple[int, str, str, str, str, int], int] = {}
         with self._db:
-            self._db.executescript(_SCHEMA + _kind_tables() + _ROLLUP_SCHEMA)
+            self._db.executescript(_SCHEMA + _kind_tables() + _ROLLUP_SCHEMA + _kept_tables())
             row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
                 self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -425,18 +418,6 @@ class SqliteStore:
             got = db.execute(sql + " ORDER BY agent, minute_us, kind, target", args).fetchall()
         return [ru.Rollup(a, m, k, t, h, None, d) for a, m, k, t, h, d in got]
 
-    def kept_scores(self, since_us: int, until_us: int, agent_key: int | None = None) -> dict[tuple[int, int], tuple[bytes, bytes]]:
-        return self._kept("minute_scores", since_us, until_us, agent_key)
-
-    def keep_scores(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
-        self._keep("minute_scores", rows)
-
-    def kept_merges(self, since_us: int, until_us: int, agent_key: int | None = None) -> dict[tuple[int, int], tuple[bytes, bytes]]:
-        return self._kept("block_merges", since_us, until_us, agent_key)
-
-    def keep_merges(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
-        self._keep("block_merges", rows)
-
     def _kept(self, table: str, since_us: int, until_us: int, agent_key: int | None) -> dict[tuple[int, int], tuple[bytes, bytes]]:
         sql = f"SELECT agent, minute_us, digest, data FROM {table} WHERE minute_us >= ? AND minute_us < ?"
         args: list = [since_us, until_us]
@@ -526,7 +507,7 @@ class SqliteStore:
                (SELECT agent, minute_us, kind, target FROM rollups WHERE minute_us < ? LIMIT ?)""", (cutoff_us, limit))
         if n:
             return n
-        for table in ("minute_scores", "block_merges"):
+        for table in KEPT_TABLES:
             n = self._delete_chunk(
                 f"""DELETE FROM {table} WHERE (agent, minute_us) IN
                     (SELECT agent, minute_us FROM {table} WHERE minute_us < ? LIMIT ?)""", (cutoff_us, limit))
