@@ -146,7 +146,7 @@ def _agent_view(store: Store, a: AgentRecord, since: int, until: int, journeys: 
     if until - since > RAW_WINDOW_MAX_S * 1_000_000:
         rollups = app_history(store, a.key, ru.minute_of(since)) + store.rollups(ru.minute_of(since), until, a.key)
         tl = timeline_of(a.key, rollups, ru.minute_of(since), until, score_cfg, kept)
-        merges = KeptMerges(store, a.key, ru.minute_of(since), until)
+        merges = KeptMerges(store, a.key, _inside(rollups, since, until), ru.minute_of(since), until)
         good, window = _merge_window(tl, rollups, since, until, merges)
         sections = _sections_from_rollups(store, a.key, since, until, rollups, events, merged_window=window,
                                           merges=merges)
@@ -206,23 +206,15 @@ def _merge_window(tl: Timeline, rollups: list[ru.Rollup], since: int, until: int
     """
     inside = _inside(rollups, since, until)
     usual = good_minutes(tl) if degraded_windows(tl.minutes) else None
-    by_minute = _by_minute(inside) if merges is not None else {}
     if not usual:
-        return None, merged(inside) if merges is None else merges.merged(by_minute, by_minute)
+        return None, merged(inside) if merges is None else merges.merged()
     if merges is None:
         good = merged(r for m in usual for r in m.rollups)
     else:
-        good = merges.merged(by_minute, [m.minute_us for m in usual])
+        good = merges.merged(m.minute_us for m in usual)
     done = {m.minute_us for m in usual}
     both = merged([*good.values(), *(r for r in inside if r.minute_us not in done)])
     return good, {k: both[k] for k in dict.fromkeys((r.kind, r.target) for r in inside)}
-
-
-def _by_minute(rollups: list[ru.Rollup]) -> dict[int, list[ru.Rollup]]:
-    out: dict[int, list[ru.Rollup]] = {}
-    for r in rollups:
-        out.setdefault(r.minute_us, []).append(r)
-    return out
 
 
 def _inside(rollups: list[ru.Rollup], since: int, until: int) -> list[ru.Rollup]:
@@ -247,11 +239,7 @@ def _sections_from_rollups(store: Store, key: int, since: int, until: int, rollu
     tail_since = since if last_minute is None else max(since, last_minute + ru.MINUTE_US - TAIL_S * 1_000_000)
     tail = {k: store.rows(key, k, tail_since, until) if raw else [] for k in ("rtt", "http", "device", "wifi")}
     rtt_tail = [_rtt_row(r) for r in tail["rtt"]]
-    if merges is None:
-        lossy_facts, failed_facts = minute_facts(inside)
-    else:
-        by_minute = _by_minute(inside)
-        lossy_facts, failed_facts = merges.facts(by_minute, by_minute)
+    lossy_facts, failed_facts = minute_facts(inside) if merges is None else merges.facts()
     # Minutes that lost samples: read raw, so loss seconds and the longest loss run stay exact.
     lossy = sorted({m for m, _, _, _ in lossy_facts})
     lossy_rows: list | None = None

@@ -35,7 +35,8 @@ import msgpack
 
 from . import rollup as ru
 from .components import Component, Overall
-from .timeline import ScoreConfig
+from .journeys import default_journeys, evaluate
+from .timeline import AVAILABILITY_LOOKBACK_MIN, ScoreConfig, merged, timeline_of
 
 __all__ = ["BLOCK_US", "KeptMerges", "KeptScores", "code_digest", "keep_blocks", "keep_recent", "kept_scores_loop",
            "minute_facts"]
@@ -43,7 +44,6 @@ __all__ = ["BLOCK_US", "KeptMerges", "KeptScores", "code_digest", "keep_blocks",
 log = logging.getLogger("cxpulse.collector.score")
 
 MINUTE_US = ru.MINUTE_US
-LOOKBACK_MIN = 15  # timeline.AVAILABILITY_LOOKBACK_MIN: the minute itself and the 14 before it
 
 
 def _digest(*parts: bytes) -> bytes:
@@ -108,32 +108,20 @@ class KeptScores:
         self.base = _digest(code_digest(), repr(cfg or ScoreConfig()).encode())
         self.rows = store.kept_scores(ru.minute_of(since_us), until_us, agent)
         self.pending: list[tuple[int, int, bytes, bytes]] = []
-        self.hits = self.misses = 0
+        self.hits = 0
 
     def digest(self, minute: Sequence[ru.Rollup], history: Sequence[bytes | None]) -> bytes | None:
-        """What a minute's score is computed from: its rollups and ``history``, the ``own`` digests
-        of the app rollups of the minutes before it (None when a rollup was not read from the store)."""
-        own = self.own(minute)
+        """What a minute's score is computed from: its rollups and ``history``, the ``own_digest``
+        of the app rollups of each minute before it (None when a rollup was not read from the store)."""
+        own = ru.own_digest(minute)
         if own is None or None in history:
             return None
         return _digest(self.base, own, *history)
-
-    @staticmethod
-    def own(rollups: Sequence[ru.Rollup]) -> bytes | None:
-        """A digest of these rollups' stored bytes (None when one was not read from the store)."""
-        h = hashlib.blake2b(digest_size=16)
-        for r in sorted(rollups, key=lambda r: (r.kind, r.target)):
-            if r.raw is None:
-                return None
-            h.update(f"{r.minute_us}\0{r.kind}\0{r.target}\0{r.hop}\0{len(r.raw)}\0".encode())
-            h.update(r.raw)
-        return h.digest()
 
     def lookup(self, agent: int, minute_us: int, digest: bytes | None) -> tuple[Overall, dict] | None:
         """(overall, journeys flags by journeys digest) of a kept minute whose inputs are unchanged."""
         hit = self.rows.get((agent, minute_us)) if digest is not None else None
         if hit is None or hit[0] != digest:
-            self.misses += 1
             return None
         self.hits += 1
         d = msgpack.unpackb(hit[1], raw=False, strict_map_key=False)
@@ -169,17 +157,25 @@ class KeptMerges:
     minutes left out) is merged minute by minute. Each block row also keeps the facts the
     sections read per minute (minutes that lost RTT samples, minutes with failed app checks),
     so a whole block needs no decoding at all. Keyed by a digest of the block's stored rollups.
+
+    ``rollups``: the agent's rollups of [lo, hi), as read from the store; ``rows``: the kept
+    block rows when the caller read them already (``keep_blocks``, for every agent at once).
     """
 
-    def __init__(self, store, agent: int, lo: int, hi: int):
+    def __init__(self, store, agent: int, rollups: Iterable[ru.Rollup], lo: int, hi: int,
+                 rows: Mapping[tuple[int, int], tuple[bytes, bytes]] | None = None):
         self.store, self.agent, self.lo, self.hi = store, agent, lo, hi
-        self.rows = store.kept_merges(lo - lo % BLOCK_US, hi, agent)
+        self.by_minute: dict[int, list[ru.Rollup]] = {}
+        for r in rollups:
+            self.by_minute.setdefault(r.minute_us, []).append(r)
+        self.rows = dict(rows) if rows is not None else store.kept_merges(lo - lo % BLOCK_US, hi, agent)
         self.pending: list[tuple[int, int, bytes, bytes]] = []
         self._blocks: dict[int, tuple[list[ru.Rollup], list, list] | None] = {}
 
-    def _split(self, by_minute: Mapping[int, Sequence[ru.Rollup]], minutes: Iterable[int]):
-        """(block start or None, minutes) in minute order: whole blocks, and runs of other minutes."""
-        chosen = sorted(minutes)
+    def _parts(self, minutes: Iterable[int] | None):
+        """(rollups, the block's kept (merged, lossy, failed) or None) in minute order: each whole
+        block of the chosen minutes (all by default), and each run of other minutes."""
+        chosen = sorted(self.by_minute if minutes is None else minutes)
         i = 0
         while i < len(chosen):
             b = chosen[i] - chosen[i] % BLOCK_US
@@ -187,18 +183,17 @@ class KeptMerges:
             while j < len(chosen) and chosen[j] < b + BLOCK_US:
                 j += 1
             ms = chosen[i:j]
+            rs = [r for m in ms for r in self.by_minute[m]]
             whole = (b >= self.lo and b + BLOCK_US <= self.hi and len(ms) > 1
-                     and len(ms) == sum(1 for m in range(b, b + BLOCK_US, MINUTE_US) if m in by_minute))
-            yield (b if whole else None), ms
+                     and len(ms) == sum(1 for m in range(b, b + BLOCK_US, MINUTE_US) if m in self.by_minute))
+            yield rs, (self._block(b, rs) if whole else None)
             i = j
 
     def _block(self, b: int, rollups: list[ru.Rollup]) -> tuple[list[ru.Rollup], list, list] | None:
         """(merged rollups, lossy facts, failed facts) of a whole block; None when not keepable."""
         if b in self._blocks:
             return self._blocks[b]
-        from .timeline import merged
-
-        own = KeptScores.own(rollups)
+        own = ru.own_digest(rollups)
         got = None
         if own is not None:
             hit = self.rows.get((self.agent, b))
@@ -220,25 +215,19 @@ class KeptMerges:
         self._blocks[b] = got
         return got
 
-    def merged(self, by_minute: Mapping[int, Sequence[ru.Rollup]], minutes: Iterable[int]) -> dict:
-        """``timeline.merged`` of these minutes' rollups, whole blocks read merged."""
-        from .timeline import merged
-
+    def merged(self, minutes: Iterable[int] | None = None) -> dict:
+        """``timeline.merged`` of these minutes' rollups (all by default), whole blocks read merged."""
         parts: list[ru.Rollup] = []
-        for b, ms in self._split(by_minute, minutes):
-            rs = [r for m in ms for r in by_minute[m]]
-            got = self._block(b, rs) if b is not None else None
-            parts += rs if got is None else got[0]
+        for rs, block in self._parts(minutes):
+            parts += rs if block is None else block[0]
         return merged(parts)
 
-    def facts(self, by_minute: Mapping[int, Sequence[ru.Rollup]], minutes: Iterable[int]) -> tuple[list, list]:
-        """``minute_facts`` of these minutes, whole blocks from their rows."""
+    def facts(self) -> tuple[list, list]:
+        """``minute_facts`` of all the minutes, whole blocks from their rows."""
         lossy: list = []
         failed: list = []
-        for b, ms in self._split(by_minute, minutes):
-            rs = [r for m in ms for r in by_minute[m]]
-            got = self._block(b, rs) if b is not None else None
-            lo, fa = minute_facts(rs) if got is None else got[1:]
+        for rs, block in self._parts(None):
+            lo, fa = minute_facts(rs) if block is None else block[1:]
             lossy += lo
             failed += fa
         return lossy, failed
@@ -265,13 +254,10 @@ def keep_recent(store, since_us: int, until_us: int, cfg=None, journeys=None,
                 agent: int | None = None) -> tuple[int, int]:
     """Score and keep every agent's (or one ``agent``'s) minutes in [since, until) that are not
     kept with their current inputs; returns (minutes written, minutes already kept)."""
-    from .journeys import default_journeys, evaluate
-    from .timeline import timeline_of
-
     since = ru.minute_of(since_us)
     kept = KeptScores(store, since, until_us, agent, cfg)
     by_agent: dict[int, list[ru.Rollup]] = {}
-    history = store.rollups(since - (LOOKBACK_MIN - 1) * MINUTE_US, since, agent, kinds=("http",))
+    history = store.rollups(since - (AVAILABILITY_LOOKBACK_MIN - 1) * MINUTE_US, since, agent, kinds=("http",))
     for r in history + store.rollups(since, until_us, agent):
         by_agent.setdefault(r.agent, []).append(r)
     js = journeys if journeys is not None else default_journeys()
@@ -285,15 +271,16 @@ def keep_recent(store, since_us: int, until_us: int, cfg=None, journeys=None,
 def keep_blocks(store, block_us: int, agent: int | None = None) -> int:
     """Keep the merge of the 15-minute block starting at ``block_us`` for every agent (or one);
     returns how many blocks were written (a block kept with unchanged rollups is not)."""
-    by_agent: dict[int, dict[int, list[ru.Rollup]]] = {}
-    for r in store.rollups(block_us, block_us + BLOCK_US, agent):
-        by_agent.setdefault(r.agent, {}).setdefault(r.minute_us, []).append(r)
+    end = block_us + BLOCK_US
+    by_agent: dict[int, list[ru.Rollup]] = {}
+    for r in store.rollups(block_us, end, agent):
+        by_agent.setdefault(r.agent, []).append(r)
+    rows = store.kept_merges(block_us, end, agent)
     pending: list[tuple[int, int, bytes, bytes]] = []
-    for a, by_minute in by_agent.items():
-        merges = KeptMerges(store, a, block_us, block_us + BLOCK_US)
-        for b, ms in merges._split(by_minute, by_minute):
-            if b is not None:
-                merges._block(b, [r for m in ms for r in by_minute[m]])
+    for a, rollups in by_agent.items():
+        merges = KeptMerges(store, a, rollups, block_us, end, rows)
+        for _ in merges._parts(None):  # keeps the block when it is whole
+            pass
         pending += merges.pending
     if pending:
         store.keep_merges(pending)

@@ -26,6 +26,7 @@ transaction and stores ``encode``'s bytes; scoring reads them back with ``decode
 
 from __future__ import annotations
 
+import hashlib
 import math
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
@@ -154,6 +155,18 @@ class Rollup:
         if self.kind == EVENTS:
             return len(self.data.get("spans", ()))
         return int(self.data.get("runs" if self.kind == "voice" else "n", 0))
+
+
+def own_digest(rollups: Sequence[Rollup]) -> bytes | None:
+    """A digest of these rollups' stored bytes, what the caches of score/kept.py are keyed by
+    (None when one was not read from the store)."""
+    h = hashlib.blake2b(digest_size=16)
+    for r in sorted(rollups, key=lambda r: (r.kind, r.target)):
+        if r.raw is None:
+            return None
+        h.update(f"{r.minute_us}\0{r.kind}\0{r.target}\0{r.hop}\0{len(r.raw)}\0".encode())
+        h.update(r.raw)
+    return h.digest()
 
 
 # --- the fields ----------------------------------------------------------------------------------

@@ -557,7 +557,7 @@ def minute_scores(rollups: Iterable[ru.Rollup], cfg: ScoreConfig | None = None,
         if r.kind == "http":
             http.setdefault(r.minute_us, []).append(r)
     counts = _AppCounts(http)
-    http_own = {mm: kept.own(hs) for mm, hs in http.items()} if kept is not None else {}
+    http_own = {mm: ru.own_digest(hs) for mm, hs in http.items()} if kept is not None else {}
     out = []
     for m in sorted(by_minute):
         rs = by_minute[m]
