@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63xpulse/v1/telemetry.proto\x12\ncxpulse.v1\">\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x0c\n\x04host\x18\x03 \x01(\t\"D\n\x0e\x45nrollResponse\x12\x12\n\ncredential\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\"_\n\rStreamRequest\x12\"\n\x05hello\x18\x01 \x01(\x0b\x32\x11.cxpulse.v1.HelloH\x00\x12\"\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x11.cxpulse.v1.BatchH\x00\x42\x06\n\x04kind\"c\n\x0eStreamResponse\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x17.cxpulse.v1.AgentConfigH\x00\x12\x1e\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x0f.cxpulse.v1.AckH\x00\x42\x06\n\x04kind\"\x94\x01\n\x05Hello\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0f\n\x07os_user\x18\x03 \x01(\t\x12\n\n\x02os\x18\x04 \x01(\t\x12\x15\n\ragent_version\x18\x05 \x01(\t\x12\x0c\n\x04site\x18\x06 \x01(\t\x12\x11\n\tseq_epoch\x18\x07 \x01(\x04\x12\x16\n\x0epayload_schema\x18\x08 \x01(\r\";\n\x05\x42\x61tch\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x14\n\x0csample_count\x18\x03 \x01(\r\"\xe2\x03\n\x0b\x41gentConfig\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x19\n\x11probe_interval_ms\x18\x02 \x01(\r\x12\x19\n\x11\x62\x61tch_interval_ms\x18\x03 \x01(\r\x12#\n\x07targets\x18\x04 \x03(\x0b\x32\x12.cxpulse.v1.Target\x12\x15\n\rcommitted_seq\x18\x05 \x01(\x04\x12\x11\n\treflector\x18\x06 \x01(\t\x12\x15\n\rreflector_key\x18\x07 \x01(\x0c\x12\x19\n\x11voice_interval_ms\x18\x08 \x01(\r\x12\x1d\n\x04\x61pps\x18\t \x03(\x0b\x32\x0f.cxpulse.v1.App\x12\x17\n\x0f\x61pp_interval_ms\x18\n \x01(\r\x12\x18\n\x10wifi_interval_ms\x18\x0b \x01(\r\x12\x1a\n\x12hash_wifi_identity\x18\x0c \x01(\x08\x12\x1a\n\x12wifi_weak_rssi_dbm\x18\r \x01(\x11\x12\x37\n\x08\x64\x65tector\x18\x0e \x03(\x0b\x32%.cxpulse.v1.AgentConfig.DetectorEntry\x12\x17\n\x0flocal_overrides\x18\x0f \x03(\t\x1a/\n\rDetectorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"4\n\x03\x41pp\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x12\n\napdex_t_ms\x18\x03 \x01(\r\"2\n\x06Target\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\r\"n\n\x03\x41\x63k\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12%\n\x06status\x18\x02 \x01(\x0e\x32\x15.cxpulse.v1.AckStatus\x12\x15\n\rcommitted_seq\x18\x03 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x04 \x01(\r\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t*q\n\tAckStatus\x12\x1a\n\x16\x41\x43K_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41\x43K_STATUS_STORED\x10\x01\x12\x18\n\x14\x41\x43K_STATUS_DUPLICATE\x10\x02\x12\x17\n\x13\x41\x43K_STATUS_REJECTED\x10\x03\x32\x98\x01\n\x10TelemetryService\x12\x43\n\x06Stream\x12\x19.cxpulse.v1.StreamRequest\x1a\x1a.cxpulse.v1.StreamResponse(\x01\x30\x01\x12?\n\x06\x45nroll\x12\x19.cxpulse.v1.EnrollRequest\x1a\x1a.cxpulse.v1.EnrollResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63xpulse/v1/telemetry.proto\x12\ncxpulse.v1\">\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x0c\n\x04host\x18\x03 \x01(\t\"D\n\x0e\x45nrollResponse\x12\x12\n\ncredential\x18\x01 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x02 \x01(\t\x12\x0c\n\x04site\x18\x03 \x01(\t\"_\n\rStreamRequest\x12\"\n\x05hello\x18\x01 \x01(\x0b\x32\x11.cxpulse.v1.HelloH\x00\x12\"\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x11.cxpulse.v1.BatchH\x00\x42\x06\n\x04kind\"c\n\x0eStreamResponse\x12)\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x17.cxpulse.v1.AgentConfigH\x00\x12\x1e\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x0f.cxpulse.v1.AckH\x00\x42\x06\n\x04kind\"\xaa\x01\n\x05Hello\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0f\n\x07os_user\x18\x03 \x01(\t\x12\n\n\x02os\x18\x04 \x01(\t\x12\x15\n\ragent_version\x18\x05 \x01(\t\x12\x0c\n\x04site\x18\x06 \x01(\t\x12\x11\n\tseq_epoch\x18\x07 \x01(\x04\x12\x16\n\x0epayload_schema\x18\x08 \x01(\r\x12\x14\n\x0c\x64isplay_name\x18\t \x01(\t\";\n\x05\x42\x61tch\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x14\n\x0csample_count\x18\x03 \x01(\r\"\xe2\x03\n\x0b\x41gentConfig\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x19\n\x11probe_interval_ms\x18\x02 \x01(\r\x12\x19\n\x11\x62\x61tch_interval_ms\x18\x03 \x01(\r\x12#\n\x07targets\x18\x04 \x03(\x0b\x32\x12.cxpulse.v1.Target\x12\x15\n\rcommitted_seq\x18\x05 \x01(\x04\x12\x11\n\treflector\x18\x06 \x01(\t\x12\x15\n\rreflector_key\x18\x07 \x01(\x0c\x12\x19\n\x11voice_interval_ms\x18\x08 \x01(\r\x12\x1d\n\x04\x61pps\x18\t \x03(\x0b\x32\x0f.cxpulse.v1.App\x12\x17\n\x0f\x61pp_interval_ms\x18\n \x01(\r\x12\x18\n\x10wifi_interval_ms\x18\x0b \x01(\r\x12\x1a\n\x12hash_wifi_identity\x18\x0c \x01(\x08\x12\x1a\n\x12wifi_weak_rssi_dbm\x18\r \x01(\x11\x12\x37\n\x08\x64\x65tector\x18\x0e \x03(\x0b\x32%.cxpulse.v1.AgentConfig.DetectorEntry\x12\x17\n\x0flocal_overrides\x18\x0f \x03(\t\x1a/\n\rDetectorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"4\n\x03\x41pp\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x12\n\napdex_t_ms\x18\x03 \x01(\r\"2\n\x06Target\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0c\n\x04port\x18\x03 \x01(\r\"n\n\x03\x41\x63k\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12%\n\x06status\x18\x02 \x01(\x0e\x32\x15.cxpulse.v1.AckStatus\x12\x15\n\rcommitted_seq\x18\x03 \x01(\x04\x12\x0c\n\x04\x63ode\x18\x04 \x01(\r\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t*q\n\tAckStatus\x12\x1a\n\x16\x41\x43K_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41\x43K_STATUS_STORED\x10\x01\x12\x18\n\x14\x41\x43K_STATUS_DUPLICATE\x10\x02\x12\x17\n\x13\x41\x43K_STATUS_REJECTED\x10\x03\x32\x98\x01\n\x10TelemetryService\x12\x43\n\x06Stream\x12\x19.cxpulse.v1.StreamRequest\x1a\x1a.cxpulse.v1.StreamResponse(\x01\x30\x01\x12?\n\x06\x45nroll\x12\x19.cxpulse.v1.EnrollRequest\x1a\x1a.cxpulse.v1.EnrollResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_AGENTCONFIG_DETECTORENTRY']._loaded_options = None
   _globals['_AGENTCONFIG_DETECTORENTRY']._serialized_options = b'8\001'
-  _globals['_ACKSTATUS']._serialized_start=1289
-  _globals['_ACKSTATUS']._serialized_end=1402
+  _globals['_ACKSTATUS']._serialized_start=1311
+  _globals['_ACKSTATUS']._serialized_end=1424
   _globals['_ENROLLREQUEST']._serialized_start=42
   _globals['_ENROLLREQUEST']._serialized_end=104
   _globals['_ENROLLRESPONSE']._serialized_start=106
@@ -44,19 +44,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMRESPONSE']._serialized_start=273
   _globals['_STREAMRESPONSE']._serialized_end=372
   _globals['_HELLO']._serialized_start=375
-  _globals['_HELLO']._serialized_end=523
-  _globals['_BATCH']._serialized_start=525
-  _globals['_BATCH']._serialized_end=584
-  _globals['_AGENTCONFIG']._serialized_start=587
-  _globals['_AGENTCONFIG']._serialized_end=1069
-  _globals['_AGENTCONFIG_DETECTORENTRY']._serialized_start=1022
-  _globals['_AGENTCONFIG_DETECTORENTRY']._serialized_end=1069
-  _globals['_APP']._serialized_start=1071
-  _globals['_APP']._serialized_end=1123
-  _globals['_TARGET']._serialized_start=1125
-  _globals['_TARGET']._serialized_end=1175
-  _globals['_ACK']._serialized_start=1177
-  _globals['_ACK']._serialized_end=1287
-  _globals['_TELEMETRYSERVICE']._serialized_start=1405
-  _globals['_TELEMETRYSERVICE']._serialized_end=1557
+  _globals['_HELLO']._serialized_end=545
+  _globals['_BATCH']._serialized_start=547
+  _globals['_BATCH']._serialized_end=606
+  _globals['_AGENTCONFIG']._serialized_start=609
+  _globals['_AGENTCONFIG']._serialized_end=1091
+  _globals['_AGENTCONFIG_DETECTORENTRY']._serialized_start=1044
+  _globals['_AGENTCONFIG_DETECTORENTRY']._serialized_end=1091
+  _globals['_APP']._serialized_start=1093
+  _globals['_APP']._serialized_end=1145
+  _globals['_TARGET']._serialized_start=1147
+  _globals['_TARGET']._serialized_end=1197
+  _globals['_ACK']._serialized_start=1199
+  _globals['_ACK']._serialized_end=1309
+  _globals['_TELEMETRYSERVICE']._serialized_start=1427
+  _globals['_TELEMETRYSERVICE']._serialized_end=1579
 # @@protoc_insertion_point(module_scope)

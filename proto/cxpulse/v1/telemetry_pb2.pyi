@@ -55,7 +55,7 @@ class StreamResponse(_message.Message):
     def __init__(self, config: _Optional[_Union[AgentConfig, _Mapping]] = ..., ack: _Optional[_Union[Ack, _Mapping]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("agent_id", "host", "os_user", "os", "agent_version", "site", "seq_epoch", "payload_schema")
+    __slots__ = ("agent_id", "host", "os_user", "os", "agent_version", "site", "seq_epoch", "payload_schema", "display_name")
     AGENT_ID_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     OS_USER_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,7 @@ class Hello(_message.Message):
     SITE_FIELD_NUMBER: _ClassVar[int]
     SEQ_EPOCH_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     agent_id: str
     host: str
     os_user: str
@@ -72,7 +73,8 @@ class Hello(_message.Message):
     site: str
     seq_epoch: int
     payload_schema: int
-    def __init__(self, agent_id: _Optional[str] = ..., host: _Optional[str] = ..., os_user: _Optional[str] = ..., os: _Optional[str] = ..., agent_version: _Optional[str] = ..., site: _Optional[str] = ..., seq_epoch: _Optional[int] = ..., payload_schema: _Optional[int] = ...) -> None: ...
+    display_name: str
+    def __init__(self, agent_id: _Optional[str] = ..., host: _Optional[str] = ..., os_user: _Optional[str] = ..., os: _Optional[str] = ..., agent_version: _Optional[str] = ..., site: _Optional[str] = ..., seq_epoch: _Optional[int] = ..., payload_schema: _Optional[int] = ..., display_name: _Optional[str] = ...) -> None: ...
 
 class Batch(_message.Message):
     __slots__ = ("seq", "payload", "sample_count")
