@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import getpass
 import json
+import logging
 import os
 import platform
 import socket
 import uuid
-
-import psutil
+from collections.abc import Callable
+from typing import NamedTuple
 
 from cxpulse import __version__
+
+log = logging.getLogger("cxpulse.agent.identity")
 
 
 def agent_id(state_dir: str, configured: str = "") -> str:
@@ -37,20 +39,34 @@ def agent_id(state_dir: str, configured: str = "") -> str:
     return value
 
 
-def desk_user(configured: str = "") -> str:
-    """The person at the desk: a service runs as SYSTEM/root, so prefer the logged-in console user."""
+class DeskUser(NamedTuple):
+    """The person at the desk: ``login`` as the OS knows it, ``display_name`` as the helpdesk does
+    ("CORP\\msilva", "Maria Silva"). Both empty when nobody is logged on at the console."""
+
+    login: str
+    display_name: str
+
+
+def desk_user(configured: str = "", console_user: Callable[[], tuple[str, str] | None] | None = None) -> DeskUser:
+    """The configured user if any (it wins: a kiosk account, a shared login), else the console user.
+
+    A service runs as SYSTEM/root, so the process's own user is never the answer: the per-OS
+    backend (agent/desk_user.py) asks who is logged on at the desk's screen, without a fork,
+    cheap enough to ask again every refresh. A backend that fails says nobody, never the service.
+    """
     if configured:
-        return configured
+        return DeskUser(configured, configured)
+    if console_user is None:
+        from .desk_user import console_user
     try:
-        users = [u.name for u in psutil.users() if u.name and u.name not in ("root", "SYSTEM")]
-    except Exception:
-        users = []
-    if users:
-        return users[0]
-    try:
-        return getpass.getuser()
-    except Exception:
-        return ""
+        found = console_user()
+    except Exception:  # an OS call that fails must not stop the agent: nobody known at the desk
+        log.debug("console user lookup failed", exc_info=True)
+        found = None
+    if not found or not found[0]:
+        return DeskUser("", "")
+    login, name = found
+    return DeskUser(login, name or login)
 
 
 def os_label() -> str:

@@ -32,6 +32,7 @@ from .uplink import Uplink
 log = logging.getLogger("cxpulse.agent")
 
 GATEWAY_REFRESH_S = 10.0
+USER_REFRESH_S = 30.0  # console user re-read: a hot desk changes hands within half a minute
 SHUTDOWN_DRAIN_S = 3.0
 
 
@@ -65,10 +66,13 @@ class Agent:
         self.confirm = Confirmations()
         self._stop = asyncio.Event()  # replaced by run()'s; follow-ups stop with it
         self.probe = REGISTRY["rtt"](methods=list(cfg.rtt_methods) or None)
+        self.desk = identity.desk_user(cfg.user)
+        self._wake_user = asyncio.Event()  # a session change the OS told us about (service_windows)
         self.hello = pb.Hello(
             agent_id=self.agent_id,
             host=identity.host_name(),
-            os_user=identity.desk_user(cfg.user),
+            os_user=self.desk.login,
+            display_name=self.desk.display_name,
             os=identity.os_label(),
             agent_version=identity.agent_version(),
             site=cfg.site,
@@ -189,6 +193,8 @@ class Agent:
         batcher = asyncio.ensure_future(self._batch_loop(stop))
         side = [asyncio.ensure_future(self._app_loop(stop)), asyncio.ensure_future(self._voice_loop(stop)),
                 asyncio.ensure_future(self._device_loop(stop)), asyncio.ensure_future(self._wifi_loop(stop))]
+        if not self.cfg.user:  # a configured user never changes
+            side.append(asyncio.ensure_future(self._user_loop(stop)))
         if self.cfg.trace_enabled:
             side.append(asyncio.ensure_future(self._path_loop(stop)))
         try:
@@ -403,6 +409,35 @@ class Agent:
                 self.stats.voice_runs += 1
             self._wake_voice.clear()
             await _wait_any(stop, self._wake_voice, timeout=self.voice_interval_s)
+
+    def refresh_user(self) -> None:
+        """Read the console user now (a logon, logoff or switch the OS announced); loop thread only."""
+        self._wake_user.set()
+
+    async def _user_loop(self, stop: asyncio.Event) -> None:
+        """Who sits at the desk, read again every USER_REFRESH_S (or at once on refresh_user()).
+
+        Hot desks change hands and a service may start before anyone logs on, so the user read at
+        start goes stale. On a change the Hello is updated and the uplink starts a new stream: the
+        collector learns the user from that Hello (it records the change), and the spool is replayed
+        from the collector's committed seq as on any reconnect, so no batch is lost or stored twice.
+        Carrying the user in every batch instead would cost bytes on every upload for an event that
+        happens a few times a day. The read runs in a thread: on Windows a domain name lookup can
+        wait on a domain controller.
+        """
+        while not stop.is_set():
+            await _wait_any(stop, self._wake_user, USER_REFRESH_S)
+            if stop.is_set():
+                return
+            self._wake_user.clear()
+            desk = await asyncio.to_thread(identity.desk_user, self.cfg.user)
+            if desk == self.desk:
+                continue
+            log.info("desk user changed: %r -> %r", self.desk.login or "(nobody)", desk.login or "(nobody)")
+            self.desk = desk
+            self.hello.os_user = desk.login
+            self.hello.display_name = desk.display_name
+            self.uplink.reconnect()
 
     async def _device_loop(self, stop: asyncio.Event) -> None:
         """CPU, memory, NIC errors, interface kind, VPN and proxy: what the PC adds to the picture."""

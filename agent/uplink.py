@@ -84,6 +84,16 @@ class Uplink:
         self.stats = UplinkStats()
         self._wake = asyncio.Event()
         self._acked = asyncio.Event()
+        self._restart = asyncio.Event()
+
+    def reconnect(self) -> None:
+        """End the stream and open a new one at once with the (updated) Hello: the desk user changed.
+
+        The collector reads who the agent is only from a stream's Hello. Batches in flight are
+        re-sent from the spool after the new Hello's committed seq, as on any reconnect (exactly-once
+        holds: the collector drops a seq it already holds). No backoff: nothing failed.
+        """
+        self._restart.set()
 
     def notify(self) -> None:
         """A batch was spooled."""
@@ -94,6 +104,7 @@ class Uplink:
         while not stop.is_set():
             hint = None
             try:
+                self._restart.clear()  # the Hello about to be sent is the newest
                 await self._session(stop)
                 attempt = 0
             except asyncio.CancelledError:
@@ -118,6 +129,9 @@ class Uplink:
             self.stats.connected = False
             if stop.is_set():
                 break
+            if self._restart.is_set():
+                log.info("new stream to %s with the updated Hello", self.collector)
+                continue
             delay = backoff_delay(attempt, cap=self.reconnect_max_s)
             if hint is not None:
                 delay = min(self.reconnect_max_s, random.uniform(hint, 2 * hint))
@@ -169,14 +183,21 @@ class Uplink:
                 self.on_config(cfg)
             log.info("connected to collector %s (committed seq %d, %d batches to send)", self.collector, cfg.committed_seq, len(self.spool))
             sender = asyncio.ensure_future(self._send(call, stop))
+            receiver = asyncio.ensure_future(self._receive(call))
+            restart = asyncio.ensure_future(self._restart.wait())
             try:
-                await self._receive(call)
+                await asyncio.wait([receiver, restart], return_when=asyncio.FIRST_COMPLETED)
+                if receiver.done():
+                    receiver.result()  # the stream broke: raise why
+                else:
+                    call.cancel()  # reconnect(): end this stream, the next session says Hello again
             finally:
-                sender.cancel()
-                try:
-                    await sender
-                except (asyncio.CancelledError, Exception):
-                    pass
+                for task in (sender, receiver, restart):
+                    task.cancel()
+                    try:
+                        await task
+                    except (asyncio.CancelledError, Exception):
+                        pass
 
     async def _send(self, call, stop: asyncio.Event) -> None:
         last_sent = 0
