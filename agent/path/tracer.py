@@ -1,4 +1,9 @@
-"""The agent's side of path traces: run the scapy child, read its JSON, judge what it found.
+"""The agent's side of path traces: run this OS's tracer, judge what it found.
+
+Linux runs the scapy child and reads its JSON; macOS (``trace_macos``: ICMP datagram sockets)
+and Windows (``trace_windows``: ``IcmpSendEcho2Ex`` with a TTL) trace in this process without
+privileges, since neither has scapy's raw access without root/Npcap. The choice is made once, at
+import (``_select_backend``); hop roles and path changes are judged here, the same for all three.
 
 Stdlib only, on purpose: this module lives in the long-running agent, and the whole point of the
 child process (``trace_child``) is that scapy's memory and import time never land here
@@ -11,12 +16,13 @@ configuration.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import ipaddress
 import json
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 __all__ = [
     "CHILD_MODULE",
@@ -49,10 +55,12 @@ class Hop:
 
 @dataclass(frozen=True)
 class TraceCost:
-    """What one trace cost this machine: the child's wall time, CPU time and peak memory.
+    """What one trace cost this machine: wall time, CPU time and peak memory.
 
-    ``cpu_s`` and ``max_rss_kb`` are the child's own figures (``getrusage(RUSAGE_SELF)`` just before
-    it prints), so they stay right when other children run at the same time.
+    From the scapy child (Linux), ``cpu_s`` and ``max_rss_kb`` are the child's own figures
+    (``getrusage(RUSAGE_SELF)`` just before it prints), so they stay right when other children run
+    at the same time. The in-process tracers (macOS, Windows) report the CPU time of their own
+    work (thread time) or None, and ``max_rss_kb`` None: they add no process to measure.
     """
 
     wall_s: float
@@ -92,6 +100,22 @@ class PathChange:
 
 async def trace(target_ip: str, *, port: int = 443, max_hops: int = 20, method: str = "icmp",
                 timeout_s: float = 15.0, probes: int = 2, reply_timeout_s: float = 1.0) -> PathTrace:
+    """Trace the path to ``target_ip`` with this OS's tracer; at most ``timeout_s`` seconds.
+
+    Linux: the scapy child (``_trace_child``). macOS: ICMP datagram sockets in this process
+    (``trace_macos``). Windows: ``IcmpSendEcho2Ex`` with a TTL (``trace_windows``). Bad arguments
+    raise ``ValueError`` here, before any of them runs, on every OS.
+    """
+    _validate(target_ip, port, max_hops, method, timeout_s, probes, reply_timeout_s)
+    kwargs = dict(port=port, max_hops=max_hops, method=method, timeout_s=timeout_s, probes=probes,
+                  reply_timeout_s=reply_timeout_s)
+    if _native_trace is None:
+        return await _trace_child(target_ip, **kwargs)  # type: ignore[arg-type]
+    return await _native_trace(target_ip, **kwargs)
+
+
+async def _trace_child(target_ip: str, *, port: int, max_hops: int, method: str, timeout_s: float,
+                       probes: int, reply_timeout_s: float) -> PathTrace:
     """Trace the path to ``target_ip`` in a child process; at most ``timeout_s`` seconds.
 
     The child is killed when the time is up (or when this coroutine is cancelled), so a stuck
@@ -99,7 +123,6 @@ async def trace(target_ip: str, *, port: int = 443, max_hops: int = 20, method: 
     after its last probe; it must leave room for the child's start-up (about 0.4 s of imports).
     Run traces one after another rather than gathered: each child peaks at about 45 MiB.
     """
-    _validate(target_ip, port, max_hops, method, timeout_s, probes, reply_timeout_s)
     from ..service import trace_child_argv  # cxpulse-trace beside a frozen agent; python -m from source
 
     argv = [*trace_child_argv(), "--target", target_ip, "--port", str(port),
@@ -351,3 +374,35 @@ class PathWatcher:
             return None
         return PathChange(trace.target, trace.ts_us, first, old.hops, trace.hops,
                           path_signature(old), path_signature(trace))
+
+
+# --- the tracer of this OS, chosen once (psutil style) ---------------------------------------------
+
+_NATIVE_MODULES = {"darwin": "trace_macos", "win32": "trace_windows"}
+
+
+def _select_backend(platform: str) -> Callable[..., Awaitable[PathTrace]] | None:
+    """None for the scapy child (Linux, and any OS without a native tracer), else ``module.trace``.
+
+    The module is imported on the first trace, by name: this module is imported by them (for
+    ``PathTrace``), and a tracer whose module is missing or broken must fail that trace (a
+    ``PathTrace`` with ``error``), not the agent's start.
+    """
+    name = _NATIVE_MODULES.get(platform)
+    if name is None:
+        return None
+
+    async def native(target_ip: str, **kwargs: Any) -> PathTrace:
+        try:
+            module = importlib.import_module(f"{__package__}.{name}")
+            backend = module.trace
+        except (ImportError, AttributeError) as exc:
+            return PathTrace(target_ip, kwargs.get("method", "icmp"), False, [], time.time_ns() // 1000,
+                             f"no path tracer for {platform}: {exc}")
+        return await backend(target_ip, **kwargs)
+
+    native.__qualname__ = f"native[{name}]"
+    return native
+
+
+_native_trace = _select_backend(sys.platform)
