@@ -21,6 +21,8 @@ import os
 
 from cxpulse.v1 import telemetry_pb2 as pb
 
+from .atomicfile import write_atomic
+
 __all__ = ["DETECTOR_BOUNDS", "OVERRIDABLE", "check", "load_saved", "save", "FILE_NAME"]
 
 log = logging.getLogger("cxpulse.agent.central")
@@ -99,12 +101,7 @@ def save(state_dir: str, c: pb.AgentConfig) -> None:
     kept.committed_seq = 0
     path = os.path.join(state_dir, FILE_NAME)
     try:
-        fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(kept.SerializeToString())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(path + ".tmp", path)
+        write_atomic(path, kept.SerializeToString())  # binary on Windows too (O_BINARY)
     except OSError as exc:  # never crash after start-up: the config still runs, only not kept
         log.warning("cannot keep the collector's config in %s: %s", path, exc)
 

@@ -1,7 +1,8 @@
 """Disk spool of closed batches: the exact payload bytes, kept until the collector acks them.
 
 Layout: one file per batch (``<seq>-<samples>.mpk``), written to a temporary name,
-fsynced, renamed and the directory fsynced. We keep this instead of append-only
+fsynced, renamed and the directory fsynced (agent/atomicfile.py, in binary mode on every OS:
+Windows' text mode would turn each LF byte of a payload into CR LF). We keep this instead of append-only
 segment files, on purpose:
 
 - a crash or power loss can leave only a ``.tmp`` file that was never renamed, and
@@ -50,6 +51,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
 from cxpulse.v1 import payload as wire
+
+from .atomicfile import write_atomic as _atomic_write
 
 log = logging.getLogger("cxpulse.agent.spool")
 
@@ -651,35 +654,6 @@ def _mtime_us(path: str) -> int:
         return int(os.stat(path).st_mtime * 1_000_000)
     except OSError:
         return time.time_ns() // 1000
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    """tmp, write, fsync, rename, fsync the directory; a failed write leaves nothing behind."""
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError:
-        _unlink(tmp)
-        raise
-    _fsync_dir(os.path.dirname(path))
-
-
-def _fsync_dir(d: str) -> None:
-    if os.name == "nt":
-        return
-    fd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _unlink(path: str) -> None:
