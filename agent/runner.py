@@ -11,7 +11,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import time
 from dataclasses import dataclass, replace
 
@@ -631,11 +630,11 @@ async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout: float) ->
 
 
 async def run_until_signalled(cfg: AgentConfig) -> None:
+    from . import stop_signals
+
     agent = Agent(cfg)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     log.info("agent %s starting; collector %s; state %s", agent.agent_id, cfg.collector, cfg.state_dir)
-    await agent.run(stop)
+    with stop_signals.stop_on_signals(stop):  # Ctrl-C/SIGTERM on POSIX, Ctrl-C/Ctrl-Break on Windows
+        await agent.run(stop)
     log.info("agent stopped")

@@ -1,0 +1,51 @@
+"""Windows part of agent/stop_signals.py: Ctrl-C (SIGINT) and Ctrl-Break (SIGBREAK) stop a console run.
+
+The Proactor loop (asyncio's default on Windows) has no ``add_signal_handler``. The C runtime
+turns the console's CTRL_C_EVENT into SIGINT and CTRL_BREAK_EVENT into SIGBREAK, and CPython runs
+a ``signal.signal`` handler in the main thread between bytecodes; the Proactor loop wakes for it
+(it registers a wakeup fd), so the handler only has to hand ``stop.set`` to the loop with
+``call_soon_threadsafe``. The handlers that were there before (asyncio.run's own SIGINT handler,
+which would cancel the main task instead of letting the agent flush) are put back on exit.
+Imports on every OS (SIGBREAK is looked up at the call), so the tests drive it on Linux.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+
+__all__ = ["STOP_SIGNALS", "stop_on_signals"]
+
+log = logging.getLogger("cxpulse.agent.stop_signals")
+
+STOP_SIGNALS = ("SIGINT", "SIGBREAK")
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: asyncio.Event, loop: asyncio.AbstractEventLoop | None = None) -> Iterator[None]:
+    """While inside, Ctrl-C or Ctrl-Break sets ``stop``; the previous handlers come back on exit."""
+    loop = loop or asyncio.get_running_loop()
+
+    def in_loop(signum: int) -> None:
+        log.info("%s received: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    def handler(signum: int, frame: object) -> None:
+        loop.call_soon_threadsafe(in_loop, signum)  # nothing else here: it runs between any two bytecodes
+
+    previous: list[tuple[int, object]] = []
+    try:
+        for name in STOP_SIGNALS:
+            sig = getattr(signal, name, None)
+            if sig is None:
+                continue
+            before = signal.signal(sig, handler)
+            # None: a handler set from C, which Python cannot name nor put back; the default it is.
+            previous.append((sig, signal.SIG_DFL if before is None else before))
+        yield
+    finally:
+        for sig, before in reversed(previous):
+            signal.signal(sig, before)
