@@ -2,7 +2,9 @@
 
 The output is ``key: value`` lines. Since macOS 13/14 the BSSID (and on some versions the SSID)
 comes back empty without location permission: that is the OS hiding it, not a disconnect, so
-``state: running`` still says the link is up.
+``state: running`` still says the link is up. With the radio off the whole output is the line
+``AirPort: Off``; on but not associated it is the usual lines with ``state: init`` (zeros, empty
+BSSID and SSID): both read as not connected.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import re
 from ._model import HIDDEN, WifiReading, complete, integer, norm_mac
 
 SOURCE = "airport"
-_DETECT = re.compile(r"^\s*agrCtlRSSI:\s*-?\d+|airport command line tool is deprecated", re.M)
+_DETECT = re.compile(r"^\s*agrCtlRSSI:\s*-?\d+|airport command line tool is deprecated|^\s*AirPort:\s*Off\s*$", re.M)
+_OFF = re.compile(r"^\s*AirPort:\s*Off\s*$", re.M)
 
 
 def detect(text: str) -> bool:
@@ -20,6 +23,8 @@ def detect(text: str) -> bool:
 
 
 def parse(text: str) -> WifiReading:
+    if _OFF.search(text):
+        return WifiReading(connected=False, source=SOURCE, note="Wi-Fi is off")
     if not re.search(r"^\s*agrCtlRSSI:", text, re.M):
         return WifiReading(connected=None, source=SOURCE,
                            note="airport is a stub since macOS 14.4; use wdutil info or system_profiler")

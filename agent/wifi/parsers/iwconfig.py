@@ -1,18 +1,29 @@
 """``iwconfig`` (Linux wireless-tools, deprecated but still on many desks and in forum pastes).
 
-One block per interface, starting at column 0. ``ESSID:off/any`` and
-``Access Point: Not-Associated`` mean no link. Frequencies are in GHz ("2.437 GHz"); the
-``IEEE 802.11abgn`` header is what the card supports, not the current PHY, so it is not reported.
+One block per interface, starting at column 0 (``wlan0     IEEE 802.11  ESSID:"x"  Nickname:"y"``);
+its lines hold several fields each, ``Key:value`` or ``Key=value`` (``=`` when the value is fixed),
+separated by two or more spaces. Keys may contain single spaces ("Access Point", "Bit Rate",
+"Signal level"), values too ("5.18 GHz", "-40 dBm"), and ESSID and Nickname are quoted and may hold
+spaces, colons and ``=`` ("Office: 5G"). So each line is split into fields by ``pairs``, which
+reads a quoted value as one piece, never by matching one key at a time across the line.
+
+No link: ``ESSID:off/any``, or ``Access Point: Not-Associated`` (also ``Invalid``/``None``, the
+other placeholders iwconfig prints instead of an address); a radio that is off shows both, often
+with ``Tx-Power=off``. Frequencies are in GHz ("2.437 GHz"); the ``IEEE 802.11abgn`` header is what
+the card supports, not the current PHY, so it is not reported.
 """
 
 from __future__ import annotations
 
 import re
 
-from ._model import WifiReading, complete, integer, norm_mac
+from ._model import NO_WIFI_INTERFACE, WifiReading, complete, integer, norm_mac, number
 
 SOURCE = "iwconfig"
 _DETECT = re.compile(r"IEEE 802\.11\S*\s+ESSID:|no wireless extensions\.")
+_KEY = re.compile(r"([A-Za-z][\w.\-/]*(?: [A-Za-z][\w.\-/]*)*) ?([:=])")
+_GAP = re.compile(r"\s{2,}|\s*$")
+_NO_AP = ("Not-Associated", "Invalid", "None")
 
 
 def detect(text: str) -> bool:
@@ -29,29 +40,111 @@ def _blocks(text: str) -> list[list[str]]:
     return blocks
 
 
+def _close_quote(line: str, start: int) -> int:
+    """Index of the quote ending a value opened at ``start``: the first quote followed by the end of
+    the line, an ESSID index (``"x" [2]``) or a field gap and the next ``Key:``, so that quotes and
+    double spaces inside an SSID do not end it."""
+    i = start
+    while True:
+        i = line.find('"', i + 1)
+        if i < 0:
+            return len(line)
+        rest = line[i + 1:]
+        if not rest.strip() or rest.startswith(" ["):
+            return i
+        gap = re.match(r"\s{2,}", rest)
+        if gap and _KEY.match(rest, gap.end()):
+            return i
+
+
+def pairs(line: str) -> list[tuple[str, str]]:
+    """The ``(key, value)`` fields of one iwconfig line, in order; text that is not a field is skipped.
+
+    ``ESSID:"Office: 5G"  Nickname:"x"`` gives ``[("ESSID", '"Office: 5G"'), ("Nickname", '"x"')]``:
+    quoted values keep their quotes so that ``off/any`` and an SSID named "off/any" stay apart.
+    """
+    out: list[tuple[str, str]] = []
+    pos, n = 0, len(line)
+    while pos < n:
+        while pos < n and line[pos].isspace():
+            pos += 1
+        if pos >= n:
+            break
+        m = _KEY.match(line, pos)
+        if not m:
+            gap = _GAP.search(line, pos)
+            pos = gap.end() if gap.end() > pos else n
+            continue
+        key, pos = m.group(1), m.end()
+        if pos < n and line[pos] == " " and line[pos + 1:pos + 2] != " ":
+            pos += 1  # "Access Point: 00:11:..." has one space after the colon
+        if pos < n and line[pos] == '"':
+            end = _close_quote(line, pos)
+            value = line[pos:end + 1]
+            gap = _GAP.search(line, end + 1)
+            pos = gap.end() if gap else n
+        else:
+            gap = _GAP.search(line, pos)
+            value = line[pos:gap.start()]
+            pos = gap.end() if gap.end() > pos else n
+        out.append((key, value.strip()))
+    return out
+
+
+def _unquote(value: str | None) -> str | None:
+    if value is None or len(value) < 2 or not (value.startswith('"') and value.endswith('"')):
+        return None
+    inner = value[1:-1]
+    if "\\x" in inner:  # iwconfig escapes non-printable SSID bytes as \xNN
+        raw = re.sub(rb"\\x([0-9a-fA-F]{2})", lambda m: bytes([int(m.group(1), 16)]),
+                     inner.encode("latin-1", "replace"))
+        inner = raw.decode("utf-8", "replace")
+    return inner
+
+
+def _fields(block: list[str]) -> tuple[str, dict[str, str]]:
+    name, _, rest = block[0].partition("IEEE 802.11")
+    kv: dict[str, str] = {}
+    for line in [rest] + block[1:]:
+        for key, value in pairs(line):
+            kv.setdefault(key, value)
+    return name.strip(), kv
+
+
+def _associated(kv: dict[str, str]) -> bool:
+    ap = kv.get("Access Point", kv.get("Cell"))
+    if kv.get("ESSID") == "off/any":
+        return False
+    if ap is not None and (ap.startswith(_NO_AP) or norm_mac(ap) is None and re.fullmatch(r"[0:]+", ap)):
+        return False
+    return True
+
+
+def _mbps(value: str | None) -> float | None:
+    m = re.match(r"([\d.]+)\s*([GMk])b/s", value or "")
+    return float(m.group(1)) * {"G": 1000.0, "M": 1.0, "k": 0.001}[m.group(2)] if m else None
+
+
+def _dbm(value: str | None) -> int | None:
+    m = re.match(r"(-\d+)\s*dBm", value or "")
+    return int(m.group(1)) if m else None
+
+
 def parse(text: str) -> WifiReading:
-    radios = [b for b in _blocks(text) if "IEEE 802.11" in b[0]]
+    radios = [_fields(b) for b in _blocks(text) if "IEEE 802.11" in b[0]]
     if not radios:
-        return WifiReading(connected=False, source=SOURCE, note="no Wi-Fi interface")
-    joined = ["\n".join(b) for b in radios]
-    body = next((j for j in joined if "Not-Associated" not in j and "ESSID:off" not in j), joined[0])
-    iface = body.split("IEEE 802.11", 1)[0].strip()
-    essid = re.search(r'ESSID:(?:"(.*)"|(off/any))', body)
-    ap = re.search(r"Access Point:\s*(.+?)\s{2,}|Access Point:\s*(\S+)\s*$", body, re.M)
-    ap_text = (ap.group(1) or ap.group(2)).strip() if ap else None
-    connected = not ((essid and essid.group(2)) or (ap_text and ap_text.startswith("Not-Associated")))
-    freq = re.search(r"Frequency[:=]\s*([\d.]+)\s*GHz", body)
-    rate = re.search(r"Bit Rate[:=]\s*([\d.]+)\s*([GMk])b/s", body)
-    level = re.search(r"Signal level[:=]\s*(-\d+)\s*dBm", body)
-    noise = re.search(r"Noise level[:=]\s*(-\d+)\s*dBm", body)
-    tx = None
-    if rate:
-        tx = float(rate.group(1)) * {"G": 1000.0, "M": 1.0, "k": 0.001}[rate.group(2)]
+        return WifiReading(connected=False, source=SOURCE, note=NO_WIFI_INTERFACE)
+    iface, kv = next(((n, f) for n, f in radios if _associated(f)), radios[0])
+    if not _associated(kv):
+        return WifiReading(connected=False, source=SOURCE, interface=iface)
+    freq = kv.get("Frequency")
+    ghz = number(freq) if freq and "GHz" in freq else None
+    channel = integer(kv.get("Channel"))
     return complete(WifiReading(
-        connected=connected, source=SOURCE, interface=iface,
-        ssid=essid.group(1) if essid and essid.group(1) is not None else None,
-        bssid=norm_mac(ap_text),
-        frequency_mhz=int(round(float(freq.group(1)) * 1000)) if freq else None,
-        tx_rate_mbps=tx, rssi_dbm=integer(level.group(1)) if level else None,
-        noise_dbm=integer(noise.group(1)) if noise else None,
+        connected=True, source=SOURCE, interface=iface,
+        ssid=_unquote(kv.get("ESSID")) or None,
+        bssid=norm_mac(kv.get("Access Point", kv.get("Cell"))),
+        frequency_mhz=int(round(ghz * 1000)) if ghz else None, channel=channel,
+        tx_rate_mbps=_mbps(kv.get("Bit Rate")), rssi_dbm=_dbm(kv.get("Signal level")),
+        noise_dbm=_dbm(kv.get("Noise level")),
     ))

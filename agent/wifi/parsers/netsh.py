@@ -16,13 +16,22 @@ radio type; ``2,4 GHz`` / ``5 GHz`` / ``6 GHz`` is the band; a bare negative int
 (recent Windows 11). A block without a BSSID is not associated. On Windows 11 24H2 without
 location permission netsh prints only a notice pointing at ``ms-settings:privacy-location``
 (a URI that is the same in every language): the link state is then unknown and the SSID hidden.
+
+A machine whose radio is off, or which has no usable Wi-Fi, is "not connected", never "not
+recognised": an interface block whose state is disconnected (``getrennt``, ``déconnecté``,
+``desconectado``...) has no BSSID and no signal, whatever the language; a radio switched off adds
+``Radio status : Hardware On / Software Off`` lines to such a block. Without any interface netsh
+prints one sentence instead of a report ("There is no wireless interface on the system."), and
+with the WLAN AutoConfig service stopped another one; the service's name ``wlansvc`` is in that
+sentence in every language, the no-interface sentence is matched in the languages listed in
+``_NO_INTERFACE``. Both read as "no Wi-Fi interface" (not connected, nothing to record).
 """
 
 from __future__ import annotations
 
 import re
 
-from ._model import HIDDEN, WifiReading, complete, integer, norm_mac, number, phy_name
+from ._model import HIDDEN, NO_WIFI_INTERFACE, WifiReading, complete, integer, norm_mac, number, phy_name
 
 SOURCE = "netsh"
 _KV = re.compile(r"^\s*([^:\r\n]{1,80}?)\s*:\s?(.*?)\s*$")
@@ -35,10 +44,36 @@ _BAND = re.compile(r"^(2[.,]4|5|6)\s*(?:GHz|ГГц|GHZ)$", re.I)
 _RADIO = re.compile(r"^802\.11[a-z]{1,2}$", re.I)
 _RSSI = re.compile(r"^-\d{2,3}$")
 _PRIVACY = "ms-settings:privacy-location"
+_SERVICE_STOPPED = re.compile(r"\(wlansvc\)", re.I)
+# netsh's "There is no wireless interface on the system." as Windows words it per display language
+# (the words that carry the meaning; punctuation and the rest of the sentence vary).
+_NO_INTERFACE = re.compile(
+    r"no wireless interface"                                   # en
+    r"|keine Drahtlosschnittstelle|keine WLAN-Schnittstelle"   # de
+    r"|aucune interface sans fil"                              # fr
+    r"|ninguna interfaz inal[aá]mbrica"                        # es
+    r"|nenhuma interface (?:sem fio|wireless)"                 # pt
+    r"|nessuna interfaccia (?:wireless|senza fili)"            # it
+    r"|ワイヤレス\s*インターフェイスがありません"                    # ja
+    r"|没有无线接口|沒有無線介面",                                 # zh-CN, zh-TW
+    re.I)
+
+
+def _not_a_report(text: str) -> WifiReading | None:
+    """The one-sentence answers netsh gives instead of a report; None when ``text`` is a report."""
+    if any(_GUID.match(m.group(2)) for m in map(_KV.match, text.splitlines()) if m):
+        return None
+    if _SERVICE_STOPPED.search(text):
+        # Without the service no Wi-Fi can be used; desktops without a radio usually have it stopped, so
+        # this is "no Wi-Fi here" (nothing recorded) rather than a disconnect to report every look.
+        return WifiReading(connected=False, source=SOURCE, note=NO_WIFI_INTERFACE)
+    if _NO_INTERFACE.search(text):
+        return WifiReading(connected=False, source=SOURCE, note=NO_WIFI_INTERFACE)
+    return None
 
 
 def detect(text: str) -> bool:
-    if _PRIVACY in text:
+    if _PRIVACY in text or _not_a_report(text) is not None:
         return True
     values = [m.group(2) for m in map(_KV.match, text.splitlines()) if m]
     shapes = sum(1 for v in values if _GUID.match(v) or _RADIO.match(v) or _PCT.match(v))
@@ -96,6 +131,9 @@ def _parse_block(pairs: list[tuple[str, str]]) -> WifiReading:
 
 
 def parse(text: str) -> WifiReading:
+    short = _not_a_report(text)
+    if short is not None:
+        return short
     pairs = [(m.group(1), m.group(2)) for m in map(_KV.match, text.splitlines()) if m]
     if _PRIVACY in text and not any(_GUID.match(v) for _, v in pairs):
         return WifiReading(connected=None, source=SOURCE, ssid=HIDDEN, hidden_by_os=True,

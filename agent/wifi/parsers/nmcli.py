@@ -1,10 +1,11 @@
 """NetworkManager's ``nmcli``, in the forms a helpdesk gets pasted and the agent may run.
 
-- Terse list, the agent's form: ``nmcli -t -f IN-USE,BSSID,SSID,CHAN,FREQ,RATE,SIGNAL dev wifi
-  list --rescan no`` (``--rescan no`` so it never scans); also nmcli's default terse fields
-  ``IN-USE:BSSID:SSID:MODE:CHAN:RATE:SIGNAL:BARS:SECURITY``. Fields are split on ``:`` with
-  ``\\:`` and ``\\\\`` escaped; the row marked ``*`` is the current link. Fields are told apart
-  by shape (MAC, "2437 MHz", "130 Mbit/s", integers around the rate), so both field orders parse.
+- Terse list: ``nmcli -t -f IN-USE,SSID,BSSID,CHAN,RATE,SIGNAL,SECURITY dev wifi list --rescan no``
+  (``--rescan no`` so it never scans), any order of those fields with IN-USE first, and nmcli's
+  default terse fields ``IN-USE:BSSID:SSID:MODE:CHAN:RATE:SIGNAL:BARS:SECURITY``. Fields are split
+  on ``:`` with ``\\:`` and ``\\\\`` escaped (BSSIDs always carry ``\\:``); the row marked ``*`` is
+  the current link, and a listing without one means no link. Fields are told apart by shape (MAC,
+  "2437 MHz", "130 Mbit/s", integers around the rate), so the SSID may sit on either side of the BSSID.
 - Table: ``nmcli dev wifi`` (``IN-USE`` column first) or old releases' ``... ACTIVE *`` columns.
 - ``nmcli device show``: state and link speed only (it has no signal).
 SIGNAL is NetworkManager's 0-100 strength, reported as ``signal_percent``.
@@ -17,7 +18,8 @@ import re
 from ._model import MAC_RE, WifiReading, complete, integer, norm_mac, number
 
 SOURCE = "nmcli"
-_TERSE = re.compile(r"^[ *]?:(?:[0-9A-Fa-f]{2}\\:){5}[0-9A-Fa-f]{2}:", re.M)
+# A terse row: the IN-USE field ("*", " " or empty) first, then an escaped BSSID somewhere in the row.
+_TERSE = re.compile(r"^[ *]?:(?:(?:[^:\\\n]|\\.)*:)?(?:[0-9A-Fa-f]{2}\\:){5}[0-9A-Fa-f]{2}(?::|$)", re.M)
 _TABLE = re.compile(r"^\s*(IN-USE\s+BSSID\s+SSID|SSID\s+BSSID)\s.*SIGNAL", re.M)
 _SHOW = re.compile(r"^\s*GENERAL\.TYPE:\s*wifi\s*$", re.M)
 _RATE = re.compile(r"^\d+(?:\.\d+)?\s*Mbit/s$")
@@ -53,25 +55,41 @@ def _split(line: str) -> list[str]:
     return out
 
 
+_BSSID = re.compile(r"(?:[0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}")
+_FREQ = re.compile(r"\d{4}\s*MHz")
+_MODE = {"Infra", "Ad-Hoc", "Mesh"}
+
+
 def _terse(text: str) -> WifiReading:
+    """The row marked ``*`` of a terse listing; no marked row means no link.
+
+    The SSID is the one field next to the BSSID that has no other field's shape: after it in
+    nmcli's default order (``IN-USE:BSSID:SSID:...``), before it in ``-f IN-USE,SSID,BSSID,...``.
+    """
     rows = [_split(line) for line in text.splitlines() if _TERSE.match(line)]
     active = [r for r in rows if r[0].strip() == "*"]
     if not active:
         return WifiReading(connected=False, source=SOURCE)
     f = active[0]
-    mac_at = next(i for i, v in enumerate(f) if norm_mac(v))
-    ssid = f[mac_at + 1] if mac_at + 1 < len(f) else None
-    rest = f[mac_at + 2:]
-    rate_at = next((i for i, v in enumerate(rest) if _RATE.match(v.strip())), None)
-    freq = next((integer(v) for v in rest if re.fullmatch(r"\d{4}\s*MHz", v.strip())), None)
+    mac_at = next(i for i, v in enumerate(f) if i > 0 and _BSSID.fullmatch(v))
+    rate_at = next((i for i, v in enumerate(f) if i > 0 and _RATE.match(v.strip())), None)
+    if mac_at >= 2 and (rate_at is None or mac_at - 1 != rate_at):
+        ssid_at = mac_at - 1   # IN-USE,SSID,BSSID,...
+    else:
+        ssid_at = mac_at + 1   # IN-USE,BSSID,SSID,... (nmcli's own order)
+    ssid = f[ssid_at] if ssid_at < len(f) else None
+    taken = {0, mac_at, ssid_at}
+    rest = [(i, v.strip()) for i, v in enumerate(f) if i not in taken]
+    freq = next((integer(v) for _, v in rest if _FREQ.fullmatch(v)), None)
     chan = signal = None
     if rate_at is not None:
-        chan = next((int(v) for v in reversed(rest[:rate_at]) if v.strip().isdigit()), None)
-        signal = next((int(v) for v in rest[rate_at + 1:] if v.strip().isdigit()), None)
+        # CHAN is the last plain integer before RATE (MODE, FREQ sit between), SIGNAL the first after it.
+        chan = next((int(v) for i, v in reversed(rest) if i < rate_at and v.isdigit()), None)
+        signal = next((int(v) for i, v in rest if i > rate_at and v.isdigit()), None)
     return complete(WifiReading(
         connected=True, source=SOURCE, ssid=ssid or None, bssid=norm_mac(f[mac_at]),
         channel=chan, frequency_mhz=freq,
-        tx_rate_mbps=number(rest[rate_at]) if rate_at is not None else None, signal_percent=signal,
+        tx_rate_mbps=number(f[rate_at]) if rate_at is not None else None, signal_percent=signal,
     ))
 
 

@@ -2,8 +2,10 @@
 
 Cheap to read every few seconds (no process, no netlink), and the only signal source when
 nl80211 is unavailable. It has no SSID, BSSID or frequency. ``level`` is dBm when negative; a
-noise of -256 is the kernel's way of printing "no noise figure" (0 with the dBm flag set). A
-row of zeros means the interface exists but is not associated.
+noise (or level) of -256 is the kernel's way of printing "no figure" (0 with the dBm flag set).
+A row without a link quality and without a real level (``0.  -256.`` or ``0.  0.``) is an
+interface that is not associated (or whose radio is off). cfg80211 drivers print no row at all
+for an interface without a current BSS, so the Linux reader reads a missing row the same way.
 """
 
 from __future__ import annotations
@@ -26,12 +28,16 @@ def rows(text: str) -> list[tuple[str, int, int, int]]:
     return [(m.group(1), int(m.group(3)), int(m.group(4)), int(m.group(5))) for m in _ROW.finditer(text)]
 
 
+def _real_dbm(value: int) -> bool:
+    return -200 < value < 0
+
+
 def reading_of(name: str, quality: int, level: int, noise: int) -> WifiReading:
-    associated = level < 0 or quality > 0
+    associated = quality > 0 or _real_dbm(level)
     return WifiReading(
         connected=associated, source=SOURCE, interface=name,
-        rssi_dbm=level if -200 < level < 0 else None,
-        noise_dbm=noise if -200 < noise < 0 else None,
+        rssi_dbm=level if _real_dbm(level) else None,
+        noise_dbm=noise if _real_dbm(noise) else None,
     )
 
 
@@ -40,5 +46,5 @@ def parse(text: str) -> WifiReading:
     if not table:
         return WifiReading(connected=False, source=SOURCE, note="no Wi-Fi interface")
     # Several radios (a USB dongle next to the built-in card): the first associated one carries the link.
-    best = next((r for r in table if r[2] < 0 or r[1] > 0), table[0])
+    best = next((r for r in table if r[1] > 0 or _real_dbm(r[2])), table[0])
     return reading_of(*best)

@@ -5,6 +5,8 @@ it prints ``<redacted>`` for the SSID unless the process has location permission
 "Current Network Information" block is read; the "Other Local Wi-Fi Networks" list next to it
 is never used. Channels read ``6 (2GHz, 20MHz)`` (or ``149,+1`` / a bare number on old
 releases); "Signal / Noise" reads ``-40 dBm / -97 dBm``, where a noise of 0 means "not measured".
+A radio that is off reads ``Status: Off`` (JSON ``spairport_status_off``) and has no "Current
+Network Information" block; any station interface without that block is not connected.
 """
 
 from __future__ import annotations
@@ -96,16 +98,23 @@ def _indent(line: str) -> int:
 def _parse_text(text: str) -> WifiReading:
     lines = text.splitlines()
     iface = None
-    status: bool | None = None
+    seen: list[tuple[str | None, bool | None]] = []  # (interface, status) of each station interface
     for i, line in enumerate(lines):
         s = line.strip()
         if re.fullmatch(r"[a-z]+\d+:", s):
-            iface, status = s[:-1], None
-        elif s.startswith("Status:"):
-            status = _status(s.partition(":")[2])
-        elif s == "Current Network Information:":
-            return _current_block(lines, i, iface, status)
-    return WifiReading(connected=status if status is not None else False, source=SOURCE, interface=iface)
+            iface = s[:-1]
+        elif s.startswith("Status:") and not _peer_to_peer(iface):
+            seen.append((iface, _status(s.partition(":")[2])))
+        elif s == "Current Network Information:" and not _peer_to_peer(iface):
+            return _current_block(lines, i, iface, seen[-1][1] if seen and seen[-1][0] == iface else None)
+    # No current network: the radio is off ("Status: Off") or on but not associated.
+    name, _ = seen[0] if seen else (None, None)
+    return WifiReading(connected=False, source=SOURCE, interface=name)
+
+
+def _peer_to_peer(iface: str | None) -> bool:
+    """awdl0 (AirDrop) and llw0 (low-latency WLAN) are Apple's peer-to-peer links, not the station."""
+    return iface is not None and iface.startswith(("awdl", "llw"))
 
 
 def _current_block(lines: list[str], at: int, iface: str | None, status: bool | None) -> WifiReading:

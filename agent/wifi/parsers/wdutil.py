@@ -3,7 +3,8 @@
 The report has sections between lines of dashes; only the WIFI section describes the link.
 Without location permission SSID and BSSID read ``<redacted>``; RSSI, noise, rate and channel
 are still given. Channels read ``2g11/20`` (band, number, width) or, on macOS 12,
-``1 (20 MHz, Active)``.
+``1 (20 MHz, Active)``. ``Power : Off [Off]`` (radio off), ``Op Mode : None`` or ``SSID : None``
+(on, not associated) read as not connected.
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ _RULE = re.compile(r"^[\u2014\-=]{10,}\s*$")
 _DETECT = re.compile(r"^\s*RSSI\s+:\s+-?\d+ dBm\s*$", re.M)
 
 
+_POWER = re.compile(r"^\s*Power\s+:\s+(On|Off)\b", re.M)
+
+
 def detect(text: str) -> bool:
-    return bool(_DETECT.search(text)) and bool(re.search(r"^\s*(Tx Rate|Op Mode)\s+:", text, re.M))
+    # A radio that is off may print no RSSI figure at all; its Power line still says what it is.
+    return bool(_DETECT.search(text) or _POWER.search(text)) and bool(re.search(r"^\s*(Tx Rate|Op Mode)\s+:", text, re.M))
 
 
 def _wifi_section(text: str) -> list[str]:
