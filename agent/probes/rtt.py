@@ -2,7 +2,7 @@
 
 Contact-center desktops rarely run the agent as admin, and corporate images differ in what an
 unprivileged process may do. So the probe tries raw ICMP, then the unprivileged ICMP "ping
-socket", then TCP connect timing, keeps the first that works, and stamps every sample with the
+socket" (on Windows, which has none, iphlpapi's IcmpSendEcho2Ex), then TCP connect timing, keeps the first that works, and stamps every sample with the
 method that produced it: an ICMP and a TCP round trip to the same host are not the same series.
 """
 
@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import sys
 import time
+from collections.abc import Callable
+from typing import Protocol
 
 from cxpulse.v1.payload import METHOD_ICMP_DGRAM, METHOD_ICMP_RAW, METHOD_TCP_CONNECT, METHODS
 
@@ -24,6 +27,24 @@ __all__ = ["DEFAULT_METHODS", "RttProbe"]
 DEFAULT_METHODS: tuple[str, ...] = (METHOD_ICMP_RAW, METHOD_ICMP_DGRAM, METHOD_TCP_CONNECT)
 
 log = logging.getLogger(__name__)
+
+
+class _Pinger(Protocol):
+    async def ping(self, sockaddr: tuple, timeout_s: float) -> int | None: ...
+
+    def close(self) -> None: ...
+
+
+# The pinger behind each ICMP method, chosen once per OS. Windows has no ping socket, and its
+# default event loop (Proactor) has no add_reader, so a raw socket works there only for an
+# administrator on a Selector loop; the unprivileged echo is iphlpapi's IcmpSendEcho2Ex.
+_PINGERS: dict[str, Callable[[socket.AddressFamily, str], _Pinger]]
+if sys.platform == "win32":
+    from .icmp_windows import IcmpEchoPinger
+
+    _PINGERS = {METHOD_ICMP_RAW: IcmpPinger, METHOD_ICMP_DGRAM: IcmpEchoPinger}
+else:
+    _PINGERS = {METHOD_ICMP_RAW: IcmpPinger, METHOD_ICMP_DGRAM: IcmpPinger}
 
 # ICMP is blocked or rate-limited at many corporate edges and SaaS front doors: a target whose
 # ICMP goes unanswered while its TCP port answers is timed by TCP connect instead of being
@@ -55,7 +76,7 @@ class RttProbe:
         self._chain = chain
         self._resolve_ttl_s = resolve_ttl_s
         self._family_method: dict[socket.AddressFamily, str | None] = {}
-        self._pingers: dict[socket.AddressFamily, IcmpPinger] = {}
+        self._pingers: dict[socket.AddressFamily, _Pinger] = {}
         self._cache: dict[str, tuple[float, _Resolved | None]] = {}
         self._literals: dict[str, _Resolved] = {}
         self._started = False
@@ -174,8 +195,8 @@ class RttProbe:
                 chosen = method
                 break
             try:
-                self._pingers[family] = IcmpPinger(family, method)
-            except (OSError, NotImplementedError) as exc:  # no privilege, no IPv6, no add_reader
+                self._pingers[family] = _PINGERS[method](family, method)
+            except (OSError, NotImplementedError) as exc:  # no privilege, no IPv6, no add_reader, no iphlpapi
                 skipped.append(f"{method}: {exc}")
                 continue
             chosen = method
