@@ -9,6 +9,11 @@ are written in: jitter, loss, loss in any 200 ms window, round-trip time, plus r
 Packets leave on a fixed schedule (packet ``i`` is due at ``start + i * interval``, however late
 the previous one was), so a slow wake-up delays one packet instead of shifting all the rest.
 
+Every time here (send, receive, schedule) is ``time.perf_counter_ns``: ``time.monotonic`` and the
+event loop's clock tick every 15.6 ms on Windows before Python 3.13, coarser than the 20 ms
+between packets and than the jitter to measure. Wall-clock times (what the reflector compares
+with) are derived from one wall reading at the start plus the high-resolution elapsed time.
+
 Figures, precisely:
 
 - A packet counts as received when its first reply comes back within ``timeout_s`` of sending;
@@ -75,7 +80,8 @@ class VoiceResult:
 
 @dataclass(frozen=True)
 class Reply:
-    """The first reply to packet ``seq``: when it arrived here, and when the reflector got it."""
+    """The first reply to packet ``seq``: when it arrived here (``perf_counter_ns``), and when the
+    reflector got it (its wall clock, ns)."""
 
     seq: int
     rx_mono_ns: int
@@ -180,7 +186,7 @@ class _Stream(asyncio.DatagramProtocol):
         self.sending_done = False
 
     def datagram_received(self, data: bytes, addr: object) -> None:
-        rx = time.monotonic_ns()
+        rx = time.perf_counter_ns()
         try:
             p = voice_wire.decode(data)
         except voice_wire.WireError:
@@ -243,7 +249,6 @@ async def run_voice_probe(reflector: tuple[str, int], agent_id: str, key: bytes,
     very long agent id). Returns after the last reply or ``timeout_s`` after the last send.
     Never raises (only cancellation propagates): failures are a result with ``error`` set.
     """
-    loop = asyncio.get_running_loop()
     ts_us = time.time_ns() // 1000
     host, port = reflector
     address = host
@@ -266,13 +271,15 @@ async def run_voice_probe(reflector: tuple[str, int], agent_id: str, key: bytes,
                            error=f"{type(exc).__name__}: {exc}")
 
     try:
-        mono0, wall0 = time.monotonic_ns(), time.time_ns()  # wall times derived: immune to clock steps
-        start = loop.time()
+        mono0, wall0 = time.perf_counter_ns(), time.time_ns()  # wall times derived: immune to clock steps
+        interval_ns = interval_ms * 1_000_000
         for seq in range(count):
-            delay = start + seq * interval_ms / 1000 - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            now = time.monotonic_ns()
+            # Due times on the high-resolution clock; the sleep itself is the loop's, and a late
+            # wake-up is seen (and measured) as such instead of hidden by a 15.6 ms clock.
+            delay_ns = mono0 + seq * interval_ns - time.perf_counter_ns()
+            if delay_ns > 0:
+                await asyncio.sleep(delay_ns / 1e9)
+            now = time.perf_counter_ns()
             wall = wall0 + (now - mono0)
             send_mono.append(now)
             send_wall.append(wall)
