@@ -324,7 +324,8 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
         problem = _check_hello(hello)
         if problem:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad Hello: {problem}")
-        info = AgentInfo(hello.agent_id, hello.host, hello.os_user, hello.os, hello.agent_version, hello.site)
+        info = AgentInfo(hello.agent_id, hello.host, hello.os_user, hello.os, hello.agent_version, hello.site,
+                         hello.display_name)
         penalty = self.limiter.banned_for(info.agent_id)
         if penalty:
             self.stats.streams_refused += 1
@@ -583,7 +584,7 @@ def _reject(seq: int, code: int, detail: str, st: _Stream) -> pb.Ack:
 def _check_hello(h: pb.Hello) -> str | None:
     if not h.agent_id:
         return "agent_id is empty"
-    for name in ("agent_id", "host", "os_user", "os", "agent_version", "site"):
+    for name in ("agent_id", "host", "os_user", "os", "agent_version", "site", "display_name"):
         if len(getattr(h, name)) > MAX_FIELD_LEN:
             return f"{name} is longer than {MAX_FIELD_LEN} characters"
     return None

@@ -7,6 +7,7 @@ its samples, which is what makes delivery exactly-once in the store.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -25,6 +26,40 @@ class AgentInfo:
     os: str = ""
     agent_version: str = ""
     site: str = ""
+    # The user's full name as the desk's directory gives it ("Maria Silva"); personal like os_user.
+    display_name: str = ""
+
+
+@dataclass(frozen=True)
+class UserChange:
+    """From ``since_us`` (when the collector got the Hello saying so) this user was at the desk;
+    an empty ``os_user`` means nobody was logged on. Kept per agent, one row per change."""
+
+    since_us: int
+    os_user: str
+    display_name: str
+
+
+MAX_SEARCH_WORDS = 8  # words of a query matched against user names: bounds the SQL
+
+
+def fold(text: str) -> str:
+    """Text as the search compares it: accents dropped, case folded, anything not a letter or digit a
+    space ("João Conceição" -> "joao conceicao", "CORP\\msilva" -> "corp msilva")."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return " ".join("".join(c if c.isalnum() else " " for c in plain.casefold()).split())
+
+
+def user_key(os_user: str, display_name: str) -> str:
+    """The stored search key of a desk user: login and display name folded, space-delimited."""
+    return f" {fold(os_user)} {fold(display_name)} "
+
+
+def search_words(query: str) -> list[str]:
+    """LIKE patterns for the folded words of a query: an agent matches when every one is in its user
+    key (a name in either order, "silva" alone, "Conceicao" for "Conceição"). Folded words hold
+    letters and digits only, so no LIKE wildcard can come from the query."""
+    return [f"%{w}%" for w in fold(query).split()[:MAX_SEARCH_WORDS]]
 
 
 @dataclass(frozen=True)
@@ -133,7 +168,12 @@ class Store(Protocol):
         """
 
     def find_agents(self, query: str, limit: int = 50) -> list[AgentRecord]:
-        """Agents whose user, host, agent id or site contains query (case-insensitive)."""
+        """Agents whose user, host, agent id or site contains query (case-insensitive), or whose
+        user's login and display name, now or in a recorded change, hold every word of the query
+        (case- and accent-insensitive: ``search_words``)."""
+
+    def user_changes(self, agent_key: int, since_us: int, until_us: int) -> list[UserChange]:
+        """The desk's users from the one in force at ``since_us`` to the last change before ``until_us``."""
 
     def agent(self, agent_id: str) -> AgentRecord | None:
         """The agent with exactly this id (the lookup's agent pages; an index read, not a search)."""

@@ -88,7 +88,8 @@ from cxpulse.v1.kinds import KINDS, STR
 from cxpulse.v1.payload import Event, PathHop, PathSnapshot, SampleBatch
 
 from ..score import rollup as ru
-from . import KEPT_TABLES, AgentInfo, AgentRecord, IncidentRecord, KeptTables, PendingBatch, Row, RttRow
+from . import (KEPT_TABLES, AgentInfo, AgentRecord, IncidentRecord, KeptTables, PendingBatch, Row, RttRow, UserChange,
+               search_words, user_key)
 from .sqlite import to_signed64
 
 log = logging.getLogger("cxpulse.collector.store.postgres")
@@ -207,8 +208,29 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (agent, minute_us)
     );
     """,
+    # 4 (issue 16): the desk user's display name, a folded search key (store.user_key), and each
+    # change of desk user. Agents already known get their key from the login until their next Hello.
+    """
+    ALTER TABLE {s}.agents ADD COLUMN display_name TEXT NOT NULL DEFAULT '',
+                           ADD COLUMN user_key TEXT NOT NULL DEFAULT '';
+    UPDATE {s}.agents SET user_key = ' ' || lower(os_user) || ' ';
+    CREATE TABLE {s}.agent_users (
+        agent BIGINT NOT NULL REFERENCES {s}.agents(key),
+        since_us BIGINT NOT NULL,
+        os_user TEXT NOT NULL,
+        display_name TEXT NOT NULL,
+        user_key TEXT NOT NULL,
+        PRIMARY KEY (agent, since_us)
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+_AGENT_COLUMNS = "key, agent_id, host, os_user, os, agent_version, site, display_name, first_seen_us, last_seen_us"
+MAX_USER_CHANGES = 1000  # per lookup window: a hot desk sees a few a day
+
+
+def _agent_record(r: tuple) -> AgentRecord:
+    return AgentRecord(r[0], AgentInfo(*r[1:8]), r[8], r[9])
 
 
 def schema_from_url(url: str) -> str:
@@ -361,16 +383,35 @@ class PostgresStore(KeptTables):
             return self._retrying(lambda: self._upsert_agent(info, now_us), f"upsert of agent {info.agent_id}")
 
     def _upsert_agent(self, info: AgentInfo, now_us: int) -> int:
-        row = self._writer().execute(
-            f"""INSERT INTO {self._s}.agents
-                    (agent_id, host, os_user, os, agent_version, site, first_seen_us, last_seen_us)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-                ON CONFLICT (agent_id) DO UPDATE SET host = excluded.host, os_user = excluded.os_user,
-                  os = excluded.os, agent_version = excluded.agent_version, site = excluded.site,
-                  last_seen_us = excluded.last_seen_us
-                RETURNING key""",
-            (info.agent_id, info.host, info.os_user, info.os, info.agent_version, info.site, now_us, now_us),
-        ).fetchone()
+        """As SqliteStore.upsert_agent: a Hello without a user keeps the last one; a change is recorded."""
+        key_text = user_key(info.os_user, info.display_name)
+        db = self._writer()
+        with db.transaction():
+            row = db.execute(
+                f"""INSERT INTO {self._s}.agents
+                        (agent_id, host, os_user, os, agent_version, site, first_seen_us, last_seen_us,
+                         display_name, user_key)
+                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                    ON CONFLICT (agent_id) DO UPDATE SET host = excluded.host, os = excluded.os,
+                      agent_version = excluded.agent_version, site = excluded.site,
+                      last_seen_us = excluded.last_seen_us,
+                      os_user = CASE WHEN excluded.os_user = '' THEN agents.os_user ELSE excluded.os_user END,
+                      display_name = CASE WHEN excluded.os_user = '' THEN agents.display_name
+                                          ELSE excluded.display_name END,
+                      user_key = CASE WHEN excluded.os_user = '' THEN agents.user_key ELSE excluded.user_key END
+                    RETURNING key""",
+                (info.agent_id, info.host, info.os_user, info.os, info.agent_version, info.site, now_us, now_us,
+                 info.display_name, key_text),
+            ).fetchone()
+            last = db.execute(
+                f"""SELECT os_user, display_name FROM {self._s}.agent_users WHERE agent = %s
+                    ORDER BY since_us DESC LIMIT 1""", (row[0],)).fetchone()
+            if last is None or tuple(last) != (info.os_user, info.display_name):
+                db.execute(
+                    f"""INSERT INTO {self._s}.agent_users VALUES (%s, %s, %s, %s, %s)
+                        ON CONFLICT (agent, since_us) DO UPDATE SET os_user = excluded.os_user,
+                          display_name = excluded.display_name, user_key = excluded.user_key""",
+                    (row[0], now_us, info.os_user, info.display_name, key_text))
         return row[0]
 
     def committed_seq(self, agent_key: int, epoch: int) -> int:
@@ -574,21 +615,37 @@ class PostgresStore(KeptTables):
 
     def find_agents(self, query: str, limit: int = 50) -> list[AgentRecord]:
         like = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        words = search_words(query)
+        params: dict = {"q": like, "n": limit, **{f"w{i}": w for i, w in enumerate(words)}}
+        by_words = ""
+        if words:
+            now = " AND ".join(f"a.user_key LIKE %(w{i})s" for i in range(len(words)))
+            then = " AND ".join(f"u.user_key LIKE %(w{i})s" for i in range(len(words)))
+            by_words = (f" OR ({now}) OR EXISTS (SELECT 1 FROM {self._s}.agent_users u"
+                        f" WHERE u.agent = a.key AND {then})")
         got = self._query(
-            f"""SELECT key, agent_id, host, os_user, os, agent_version, site, first_seen_us, last_seen_us
-                FROM {self._s}.agents
+            f"""SELECT {_AGENT_COLUMNS.replace("key, ", "a.key, ", 1)}
+                FROM {self._s}.agents a
                 WHERE os_user ILIKE %(q)s ESCAPE '\\' OR host ILIKE %(q)s ESCAPE '\\'
-                   OR agent_id ILIKE %(q)s ESCAPE '\\' OR site ILIKE %(q)s ESCAPE '\\'
-                ORDER BY last_seen_us DESC, key LIMIT %(n)s""",
-            {"q": like, "n": limit},
+                   OR agent_id ILIKE %(q)s ESCAPE '\\' OR site ILIKE %(q)s ESCAPE '\\'{by_words}
+                ORDER BY last_seen_us DESC, a.key LIMIT %(n)s""",
+            params,
         )
-        return [AgentRecord(r[0], AgentInfo(*r[1:7]), r[7], r[8]) for r in got]
+        return [_agent_record(r) for r in got]
 
     def agent(self, agent_id: str) -> AgentRecord | None:
+        got = self._query(f"SELECT {_AGENT_COLUMNS} FROM {self._s}.agents WHERE agent_id = %s", (agent_id,))
+        return None if not got else _agent_record(got[0])
+
+    def user_changes(self, agent_key: int, since_us: int, until_us: int) -> list[UserChange]:
         got = self._query(
-            f"""SELECT key, agent_id, host, os_user, os, agent_version, site, first_seen_us, last_seen_us
-                FROM {self._s}.agents WHERE agent_id = %s""", (agent_id,))
-        return None if not got else AgentRecord(got[0][0], AgentInfo(*got[0][1:7]), got[0][7], got[0][8])
+            f"""SELECT since_us, os_user, display_name FROM {self._s}.agent_users
+                WHERE agent = %(a)s AND since_us < %(u)s
+                  AND since_us >= coalesce((SELECT max(since_us) FROM {self._s}.agent_users
+                                            WHERE agent = %(a)s AND since_us <= %(s)s), 0)
+                ORDER BY since_us LIMIT %(n)s""",
+            {"a": agent_key, "s": since_us, "u": until_us, "n": MAX_USER_CHANGES})
+        return [UserChange(*r) for r in got]
 
     def rtt_rows(self, agent_key: int, since_us: int, until_us: int) -> list[RttRow]:
         return [RttRow(r.target, r.address, r.method, r.ts_us, r.values["rtt"], r.hop)
@@ -639,9 +696,8 @@ class PostgresStore(KeptTables):
 
     def all_agents(self) -> list[AgentRecord]:
         got = self._query(
-            f"""SELECT key, agent_id, host, os_user, os, agent_version, site, first_seen_us, last_seen_us
-                FROM {self._s}.agents ORDER BY key""")
-        return [AgentRecord(r[0], AgentInfo(*r[1:7]), r[7], r[8]) for r in got]
+            f"SELECT {_AGENT_COLUMNS} FROM {self._s}.agents ORDER BY key")
+        return [_agent_record(r) for r in got]
 
     def rollups(self, since_us: int, until_us: int, agent_key: int | None = None,
                 kinds: Sequence[str] | None = None) -> list[ru.Rollup]:

@@ -18,7 +18,8 @@ from cxpulse.v1.kinds import KINDS, STR
 from cxpulse.v1.payload import Event, PathHop, PathSnapshot, SampleBatch
 
 from ..score import rollup as ru
-from . import KEPT_TABLES, AgentInfo, AgentRecord, IncidentRecord, KeptTables, PendingBatch, Row, RttRow
+from . import (KEPT_TABLES, AgentInfo, AgentRecord, IncidentRecord, KeptTables, PendingBatch, Row, RttRow, UserChange,
+               search_words, user_key)
 
 SCHEMA_VERSION = 1
 
@@ -33,8 +34,18 @@ CREATE TABLE IF NOT EXISTS agents (
     agent_version TEXT NOT NULL DEFAULT '',
     site TEXT NOT NULL DEFAULT '',
     first_seen_us INTEGER NOT NULL,
-    last_seen_us INTEGER NOT NULL
+    last_seen_us INTEGER NOT NULL,
+    display_name TEXT NOT NULL DEFAULT '',
+    user_key TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS agent_users (
+    agent INTEGER NOT NULL REFERENCES agents(key),
+    since_us INTEGER NOT NULL,
+    os_user TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    user_key TEXT NOT NULL,
+    PRIMARY KEY (agent, since_us)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS seqs (
     agent INTEGER NOT NULL REFERENCES agents(key),
     epoch INTEGER NOT NULL,
@@ -147,6 +158,35 @@ def to_signed64(v: int) -> int:
     return v - (1 << 64) if v >= (1 << 63) else v
 
 
+_AGENT_COLUMNS = "key, agent_id, host, os_user, os, agent_version, site, display_name, first_seen_us, last_seen_us"
+MAX_USER_CHANGES = 1000  # per lookup window: a hot desk sees a few a day
+
+
+def _agent_record(r: tuple) -> AgentRecord:
+    return AgentRecord(r[0], AgentInfo(*r[1:8]), r[8], r[9])
+
+
+def _add_user_columns(db: sqlite3.Connection) -> None:
+    """Databases made before display names: add the columns (SQLite adds a column in place) and fill
+    the search key of the agents already known."""
+    have = {r[1] for r in db.execute("PRAGMA table_info(agents)")}
+    for column in ("display_name", "user_key"):
+        if column not in have:
+            db.execute(f"ALTER TABLE agents ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
+    if "user_key" not in have:
+        rows = db.execute("SELECT key, os_user, display_name FROM agents").fetchall()
+        db.executemany("UPDATE agents SET user_key = ? WHERE key = ?", [(user_key(u, d), k) for k, u, d in rows])
+
+
+def _user_words_sql(words: list[str], first: int) -> tuple[str, list[str]]:
+    """SQL true when every word is in the agent's user key, now or in a recorded change."""
+    if not words:
+        return "", []
+    now = " AND ".join(f"agents.user_key LIKE ?{first + i}" for i in range(len(words)))
+    then = " AND ".join(f"u.user_key LIKE ?{first + i}" for i in range(len(words)))
+    return f" OR ({now}) OR EXISTS (SELECT 1 FROM agent_users u WHERE u.agent = agents.key AND {then})", words
+
+
 class SqliteStore(KeptTables):
     def __init__(self, path: str):
         self.path = path
@@ -164,6 +204,7 @@ class SqliteStore(KeptTables):
                 raise RuntimeError(
                     f"database {path} has schema version {row[0]}, newer than this collector's {SCHEMA_VERSION}"
                 )
+            _add_user_columns(self._db)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -174,18 +215,34 @@ class SqliteStore(KeptTables):
     # -- writes (one thread at a time; the ingest writer serializes them) --
 
     def upsert_agent(self, info: AgentInfo, now_us: int) -> int:
+        """Create or refresh the agent from its Hello; a changed desk user is recorded in agent_users.
+
+        A Hello without a user (nobody logged on) keeps the last user on the agent, so the helpdesk
+        still finds the desk by the name of whoever used it last; the change itself is recorded.
+        """
+        key_text = user_key(info.os_user, info.display_name)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute(
-                    """INSERT INTO agents (agent_id, host, os_user, os, agent_version, site, first_seen_us, last_seen_us)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                       ON CONFLICT (agent_id) DO UPDATE SET host=excluded.host, os_user=excluded.os_user,
-                         os=excluded.os, agent_version=excluded.agent_version, site=excluded.site,
-                         last_seen_us=excluded.last_seen_us""",
-                    (info.agent_id, info.host, info.os_user, info.os, info.agent_version, info.site, now_us, now_us),
+                    """INSERT INTO agents (agent_id, host, os_user, os, agent_version, site, first_seen_us, last_seen_us,
+                                           display_name, user_key)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                       ON CONFLICT (agent_id) DO UPDATE SET host=excluded.host, os=excluded.os,
+                         agent_version=excluded.agent_version, site=excluded.site, last_seen_us=excluded.last_seen_us,
+                         os_user=CASE WHEN excluded.os_user = '' THEN agents.os_user ELSE excluded.os_user END,
+                         display_name=CASE WHEN excluded.os_user = '' THEN agents.display_name
+                                           ELSE excluded.display_name END,
+                         user_key=CASE WHEN excluded.os_user = '' THEN agents.user_key ELSE excluded.user_key END""",
+                    (info.agent_id, info.host, info.os_user, info.os, info.agent_version, info.site, now_us, now_us,
+                     info.display_name, key_text),
                 )
                 key = self._db.execute("SELECT key FROM agents WHERE agent_id=?", (info.agent_id,)).fetchone()[0]
+                last = self._db.execute("""SELECT os_user, display_name FROM agent_users WHERE agent = ?
+                                           ORDER BY since_us DESC LIMIT 1""", (key,)).fetchone()
+                if last is None or tuple(last) != (info.os_user, info.display_name):
+                    self._db.execute("INSERT OR REPLACE INTO agent_users VALUES (?, ?, ?, ?, ?)",
+                                     (key, now_us, info.os_user, info.display_name, key_text))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -328,22 +385,32 @@ class SqliteStore(KeptTables):
 
     def find_agents(self, query: str, limit: int = 50) -> list[AgentRecord]:
         like = "%" + query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        by_words, words = _user_words_sql(search_words(query), 3)
         with self._reader() as db:
             rows = db.execute(
-                """SELECT key, agent_id, host, os_user, os, agent_version, site, first_seen_us, last_seen_us
+                f"""SELECT {_AGENT_COLUMNS}
                    FROM agents
                    WHERE lower(os_user) LIKE ?1 ESCAPE '\\' OR lower(host) LIKE ?1 ESCAPE '\\'
-                      OR lower(agent_id) LIKE ?1 ESCAPE '\\' OR lower(site) LIKE ?1 ESCAPE '\\'
+                      OR lower(agent_id) LIKE ?1 ESCAPE '\\' OR lower(site) LIKE ?1 ESCAPE '\\'{by_words}
                    ORDER BY last_seen_us DESC LIMIT ?2""",
-                (like, limit),
+                (like, limit, *words),
             ).fetchall()
-        return [AgentRecord(r[0], AgentInfo(*r[1:7]), r[7], r[8]) for r in rows]
+        return [_agent_record(r) for r in rows]
 
     def agent(self, agent_id: str) -> AgentRecord | None:
         with self._reader() as db:
-            r = db.execute("""SELECT key, agent_id, host, os_user, os, agent_version, site, first_seen_us, last_seen_us
-                              FROM agents WHERE agent_id = ?""", (agent_id,)).fetchone()
-        return None if r is None else AgentRecord(r[0], AgentInfo(*r[1:7]), r[7], r[8])
+            r = db.execute(f"SELECT {_AGENT_COLUMNS} FROM agents WHERE agent_id = ?", (agent_id,)).fetchone()
+        return None if r is None else _agent_record(r)
+
+    def user_changes(self, agent_key: int, since_us: int, until_us: int) -> list[UserChange]:
+        with self._reader() as db:
+            rows = db.execute(
+                """SELECT since_us, os_user, display_name FROM agent_users
+                   WHERE agent = ?1 AND since_us < ?3
+                     AND since_us >= coalesce((SELECT max(since_us) FROM agent_users
+                                               WHERE agent = ?1 AND since_us <= ?2), 0)
+                   ORDER BY since_us LIMIT ?4""", (agent_key, since_us, until_us, MAX_USER_CHANGES)).fetchall()
+        return [UserChange(*r) for r in rows]
 
     def rtt_rows(self, agent_key: int, since_us: int, until_us: int) -> list[RttRow]:
         return [RttRow(r.target, r.address, r.method, r.ts_us, r.values["rtt"], r.hop)
@@ -399,10 +466,8 @@ class SqliteStore(KeptTables):
 
     def all_agents(self) -> list[AgentRecord]:
         with self._reader() as db:
-            rows = db.execute(
-                """SELECT key, agent_id, host, os_user, os, agent_version, site, first_seen_us, last_seen_us
-                   FROM agents ORDER BY key""").fetchall()
-        return [AgentRecord(r[0], AgentInfo(*r[1:7]), r[7], r[8]) for r in rows]
+            rows = db.execute(f"SELECT {_AGENT_COLUMNS} FROM agents ORDER BY key").fetchall()
+        return [_agent_record(r) for r in rows]
 
     def rollups(self, since_us: int, until_us: int, agent_key: int | None = None,
                 kinds: Sequence[str] | None = None) -> list[ru.Rollup]:
