@@ -1,13 +1,27 @@
-"""macOS backend: CoreWLAN through PyObjC when it is importable, else the command-line tools.
+"""macOS backend: CoreWLAN through PyObjC when it is installed, else the command-line tools.
 
-CoreWLAN's ``CWWiFiClient.sharedWiFiClient().interface()`` answers from the driver's current
-state (RSSI, noise, tx rate, channel, PHY mode, SSID/BSSID when location permission is granted);
-no scan method is ever called. Without PyObjC (a plain CPython install) the reader falls back to,
-in order: ``wdutil info`` (needs root, which the agent service has), ``airport -I`` (gone since
-macOS 14.4) and ``system_profiler SPAirPortDataType -json`` (no root needed, but about a second
-of CPU, so it runs at most every ``tool_every_s`` seconds, 60 by default). On macOS 14+ the SSID
-and BSSID come back redacted without location permission: the reading marks them hidden by the
-OS, logs once how to grant access, and keeps the rest.
+What each source gives, and so how often a desk is really read (the agent asks every
+``wifi_interval_s``, 5 s by default):
+
+- CoreWLAN (``pyobjc-framework-CoreWLAN``, the ``macos`` extra, in the pkg build): every look.
+  ``CWWiFiClient.sharedWiFiClient().interface()`` answers from airportd's current state (RSSI,
+  noise, tx rate, channel number/band/width, PHY mode, power, interface mode) over XPC, in-process,
+  no fork; no scan method is ever called. SSID and BSSID come back nil on macOS 14+ unless the
+  process has Location Services permission: the reading then marks them hidden by the OS and logs
+  once how to grant it (an MDM PPPC profile for the daemon). Imported lazily, on darwin only.
+- ``wdutil info`` (macOS 12+, needs root, which the launchd daemon has): every ``wdutil_every_s``,
+  10 s by default. A fork+exec of a diagnostics tool that also gathers the network, Bluetooth and
+  AWDL sections; its cost was not measured here, so it is kept off the 5 s cadence.
+- ``airport -I`` (up to macOS 14.3; a stub since 14.4): every ``airport_every_s``, 10 s.
+- ``system_profiler SPAirPortDataType -json`` (no root needed): every ``system_profiler_every_s``,
+  60 s. Reported to take about 2 s on a MacBook Pro and 3.7 s on an M1 Air (public reports: stats
+  issue #2133, dracula/tmux #291), most of it CPU, so more often would break the agent's budget.
+
+Between two tool runs a look returns a reading whose state is unknown (``connected`` None, note
+"not due"), which the agent records as nothing: a tool is never made to look like a 5 s series
+by repeating its last answer. The first source that answers is kept; the chain is tried again
+only when it stops answering. A radio that is off, or on and not associated, reads as not
+connected from every source.
 """
 
 from __future__ import annotations
@@ -16,45 +30,71 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import time
+from collections.abc import Callable, Iterator
+from types import ModuleType
 
 from .parsers import airport, system_profiler, wdutil
-from .parsers._model import HIDDEN, WifiReading, complete, norm_mac, NO_WIFI_INTERFACE
+from .parsers._model import HIDDEN, NO_WIFI_INTERFACE, WifiReading, complete, norm_mac
 
-__all__ = ["MacReader", "read_wifi"]
+__all__ = ["MacReader", "NOT_DUE", "read_wifi"]
 
 log = logging.getLogger(__name__)
 
 _AIRPORT = "/System/Library/PrivateFrameworks/Apple80211.framework/Versions/Current/Resources/airport"
-# CWChannelBand and CWPHYMode enums from CoreWLAN/CoreWLANTypes.h
+# CoreWLAN/CoreWLANTypes.h: CWChannelBand, CWChannelWidth, CWPHYMode, CWInterfaceMode
 _BAND = {1: "2.4", 2: "5", 3: "6"}
 _WIDTH = {1: 20, 2: 40, 3: 80, 4: 160}
 _PHY = {1: "802.11a", 2: "802.11b", 3: "802.11g", 4: "802.11n", 5: "802.11ac", 6: "802.11ax", 7: "802.11be"}
+_MODE_NONE = 0  # kCWInterfaceModeNone: "not participating in a network"
+NOT_DUE = "not due"  # the note of a look between two runs of a slow tool
+_AUTO = object()
+
+
+def _load_corewlan():
+    """``CWWiFiClient.sharedWiFiClient()``, or None off macOS or without PyObjC's CoreWLAN."""
+    if sys.platform != "darwin":
+        return None
+    try:
+        from CoreWLAN import CWWiFiClient  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return CWWiFiClient.sharedWiFiClient()
 
 
 class MacReader:
-    def __init__(self, tool_every_s: float = 60.0):
-        self.tool_every_s = tool_every_s
-        self._client = self._corewlan()
-        self._warned = False
-        self._tool_at = 0.0
-        self._tool_last: WifiReading | None = None
+    """One reader per process; ``client`` and ``run`` are injectable (a fake CoreWLAN, recorded tools)."""
 
-    @staticmethod
-    def _corewlan():
-        try:
-            from CoreWLAN import CWWiFiClient  # type: ignore[import-not-found]
-        except ImportError:
-            return None
-        return CWWiFiClient.sharedWiFiClient()
+    def __init__(self, wdutil_every_s: float = 10.0, airport_every_s: float = 10.0,
+                 system_profiler_every_s: float = 60.0, client: object | None = _AUTO,
+                 run: Callable[[list[str]], str | None] | None = None, is_root: bool | None = None,
+                 have: Callable[[str], bool] | None = None, clock: Callable[[], float] = time.monotonic):
+        self.every = {"wdutil": wdutil_every_s, "airport": airport_every_s,
+                      "system_profiler": system_profiler_every_s}
+        self._client = _load_corewlan() if client is _AUTO else client  # None: tools only
+        self._run = run or _run
+        self._is_root = (os.geteuid() == 0) if is_root is None else is_root
+        self._have = have or (lambda tool: shutil.which(tool) is not None or os.path.exists(tool))
+        self._clock = clock
+        self._warned = False
+        self._source: tuple[list[str], ModuleType] | None = None  # the tool that answered last
+        self._tool_at: float | None = None
+
+    @property
+    def source(self) -> str:
+        """Where readings come from now: "corewlan" or the tool's name."""
+        if self._client is not None:
+            return "corewlan"
+        return self._source[1].SOURCE if self._source else "none yet"
 
     def read(self) -> WifiReading:
         reading = self._read_corewlan() if self._client is not None else self._read_tools()
         if reading.hidden_by_os and not self._warned:
             self._warned = True
-            log.warning("macOS hides the Wi-Fi SSID/BSSID from this agent: allow it in System Settings > Privacy & "
-                        "Security > Location Services (or by an MDM PPPC profile); signal, noise, channel and rate "
-                        "are still reported")
+            log.warning("macOS hides the Wi-Fi SSID/BSSID from this agent: allow it Location Services (System "
+                        "Settings > Privacy & Security > Location Services, or an MDM PPPC profile); signal, "
+                        "noise, channel and rate are still reported")
         return reading
 
     def _read_corewlan(self) -> WifiReading:
@@ -62,11 +102,13 @@ class MacReader:
         if iface is None:
             return WifiReading(connected=False, source="corewlan", note=NO_WIFI_INTERFACE)
         name = str(iface.interfaceName())
-        if not iface.powerOn() or iface.wlanChannel() is None:
-            return WifiReading(connected=False, source="corewlan", interface=name)
+        if not iface.powerOn():
+            return WifiReading(connected=False, source="corewlan", interface=name, note="Wi-Fi is off")
         ch = iface.wlanChannel()
+        if int(iface.interfaceMode()) == _MODE_NONE or ch is None:
+            return WifiReading(connected=False, source="corewlan", interface=name)
         ssid, bssid = iface.ssid(), iface.bssid()
-        hidden = ssid is None or bssid is None
+        hidden = ssid is None or bssid is None  # nil without Location Services permission (macOS 14+)
         return complete(WifiReading(
             connected=True, source="corewlan", interface=name,
             ssid=str(ssid) if ssid is not None else HIDDEN, bssid=norm_mac(str(bssid)) if bssid else None,
@@ -77,25 +119,27 @@ class MacReader:
         ))
 
     def _read_tools(self) -> WifiReading:
-        now = time.monotonic()
-        if self._tool_last is not None and now - self._tool_at < self.tool_every_s:
-            return self._tool_last
+        now = self._clock()
+        if self._source is not None and self._tool_at is not None:
+            tool = self._source[1].SOURCE
+            if now - self._tool_at < self.every[tool]:
+                return WifiReading(connected=None, source=tool, note=NOT_DUE)
         self._tool_at = now
-        for cmd, parser in self._commands():
-            out = _run(cmd)
+        chain = ([self._source] if self._source else []) + [c for c in self._commands() if c != self._source]
+        for cmd, parser in chain:
+            out = self._run(cmd)
             if out and parser.detect(out):
                 reading = parser.parse(out)
                 if reading.connected is not None:
-                    self._tool_last = reading
+                    self._source = (cmd, parser)
                     return reading
-        self._tool_last = WifiReading(connected=None, source="system_profiler", note="no Wi-Fi tool answered")
-        return self._tool_last
+        self._source = None
+        return WifiReading(connected=None, source="system_profiler", note="no Wi-Fi tool answered")
 
-    @staticmethod
-    def _commands():
-        if os.geteuid() == 0 and shutil.which("wdutil"):
+    def _commands(self) -> Iterator[tuple[list[str], ModuleType]]:
+        if self._is_root and self._have("wdutil"):
             yield ["wdutil", "info"], wdutil
-        if os.path.exists(_AIRPORT):
+        if self._have(_AIRPORT):
             yield [_AIRPORT, "-I"], airport
         yield ["system_profiler", "SPAirPortDataType", "-json"], system_profiler
 
