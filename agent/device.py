@@ -9,8 +9,8 @@ It runs in the long-running agent, every few seconds, under a budget of about 0.
 part, a scan of every process, for when it matters: only when CPU or memory crosses a threshold
 (``cpu_threshold_pct``, ``mem_threshold_pct``). Measured on a 2-vCPU Linux VM with ~100 processes
 (``tests/agent/test_device.py::test_cost_per_call`` prints it): about 0.2 ms of CPU per light call
-(``/proc/stat``, ``/proc/meminfo``, ``/proc/net/dev``, one sysfs ``flags`` file per VPN interface;
-interface kinds are re-read only when the set of NICs changes), about 7 ms when the process scan
+(``/proc/stat``, ``/proc/meminfo``, ``/proc/net/dev``, a listing of ``/sys/class/net`` and two
+sysfs files per VPN interface; interface kinds are re-read only when the set of NICs changes), about 7 ms when the process scan
 runs (one ``/proc/PID/stat`` read per process, so it grows with the process count: a Windows
 desktop with 300 processes would pay some 20 ms, every call while the machine stays hot).
 
@@ -19,47 +19,22 @@ Figures "since the last call" need the previous call's counters; the caller keep
 None) ``cpu_pct`` is the average since boot, ``nic_errors`` is 0 and a process's CPU share is its
 average over its lifetime.
 
-Interface kinds and proxies are read the Linux way. Follow-ups: Windows (adapter type from
-GetAdaptersAddresses, proxy from WinHTTP/WinINet settings) and macOS (SystemConfiguration for the
-Wi-Fi service and the proxy); until then those platforms classify interfaces by name only and
-report the proxy from the environment only.
+Interface kinds, VPN state and the proxy come from ``netinfo``, which reads them per OS (sysfs and
+the environment on Linux, GetAdaptersAddresses and WinHTTP on Windows, SystemConfiguration on
+macOS); kinds are asked for only when the set of NICs changes, VPN state and proxy on every call.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 
-from cxpulse.agent.netinfo import default_gateway
+from cxpulse.agent import netinfo
+from cxpulse.agent.netinfo import KINDS
 
-__all__ = ["KINDS", "DeviceCounters", "DeviceSnapshot", "interface_kind", "read_device", "system_proxy"]
-
-KINDS = ("wifi", "ethernet", "cellular", "vpn", "loopback", "other")
-SYS_CLASS_NET = "/sys/class/net"
-
-# Linux ARPHRD_* values from include/uapi/linux/if_arp.h, as printed in /sys/class/net/IF/type.
-_ARPHRD_ETHER, _ARPHRD_PPP, _ARPHRD_NONE, _ARPHRD_LOOPBACK = 1, 512, 65534, 772
-_ARPHRD_TUNNELS = {768, 769, 776, 778, 823}  # ipip, ip6 tunnel, sit, gre, ip6gre
-_IFF_UP = 0x1
-
-_VPN_PREFIXES = ("tun", "tap", "wg", "ppp", "utun", "ipsec", "gpd", "cscotun", "vpn", "zt", "tailscale")
-_CELLULAR_PREFIXES = ("wwan", "wwp", "rmnet", "ccmni")
-_WIFI_PREFIXES = ("wlan", "wlp", "wlx", "wifi")
-# Windows names adapters after their connection or driver: "Wi-Fi 2", "Ethernet", "Cellular",
-# "Cisco AnyConnect Secure Mobility Client Connection". Virtual adapters come first: Hyper-V's
-# "vEthernet (WSL)" is no cable, and "Local Area Connection* 3" (with the star) is Wi-Fi Direct.
-_NAME_WORDS = (
-    ("other", ("vethernet", "local area connection*", "virtualbox", "vmware", "hyper-v", "wi-fi direct")),
-    ("vpn", ("vpn", "anyconnect", "globalprotect", "pangp", "fortinet", "forticlient", "wireguard", "openvpn",
-             "tap-windows", "juniper", "pulse secure", "zscaler", "wintun", "nordlynx", "tunnel")),
-    ("cellular", ("cellular", "mobile broadband", "wwan", "lte", "5g modem")),
-    ("wifi", ("wi-fi", "wifi", "wlan", "wireless", "802.11")),
-    ("ethernet", ("ethernet", "local area connection", "gigabit", "gbe", "realtek pcie", "intel(r) i2")),
-)
+__all__ = ["KINDS", "DeviceCounters", "DeviceSnapshot", "read_device"]
 
 
 @dataclass(frozen=True)
@@ -91,8 +66,7 @@ class DeviceCounters:
 
 
 def read_device(prev: DeviceCounters | None, iface: str | None = None, *, cpu_threshold_pct: float = 80.0,
-                mem_threshold_pct: float = 90.0, top_n: int = 3, sys_root: str = SYS_CLASS_NET,
-                ) -> tuple[DeviceSnapshot, DeviceCounters]:
+                mem_threshold_pct: float = 90.0, top_n: int = 3) -> tuple[DeviceSnapshot, DeviceCounters]:
     """One look at the device; pass the returned counters to the next call.
 
     ``iface`` is the interface carrying the default route (``netinfo.default_gateway().interface``);
@@ -111,14 +85,15 @@ def read_device(prev: DeviceCounters | None, iface: str | None = None, *, cpu_th
     if iface is None:
         iface = _default_interface()
     nic = _nic_error_counts()
-    # Kinds cost a few sysfs reads per NIC; they only change when NICs come and go.
-    if prev is not None and prev.kinds.keys() == nic.keys():
+    # Kinds cost a few sysfs reads per NIC (one GetAdaptersAddresses on Windows); they only change
+    # when NICs come and go.
+    if prev is not None and prev.nic.keys() == nic.keys():
         kinds = prev.kinds
     else:
-        kinds = {name: interface_kind(name, sys_root=sys_root) for name in nic}
+        kinds = netinfo.interface_kinds()
     nic_errors = 0
     if prev is not None:
-        names = [iface] if iface in nic else [n for n in nic if kinds[n] != "loopback"]
+        names = [iface] if iface in nic else [n for n in nic if kinds.get(n) != "loopback"]
         nic_errors = sum(_delta(nic[n], prev.nic.get(n)) for n in names)
 
     top_procs: list[tuple[str, float]] = []
@@ -128,8 +103,8 @@ def read_device(prev: DeviceCounters | None, iface: str | None = None, *, cpu_th
 
     snapshot = DeviceSnapshot(
         ts_us=int(now_wall * 1e6), cpu_pct=cpu_pct, mem_pct=mem_pct, top_procs=top_procs, nic_errors=nic_errors,
-        iface=iface, iface_kind=kinds.get(iface) or (interface_kind(iface, sys_root=sys_root) if iface else "other"),
-        vpn=_vpn_up([n for n, kind in kinds.items() if kind == "vpn"], sys_root), proxy=system_proxy())
+        iface=iface, iface_kind=kinds.get(iface, "other") if iface else "other",
+        vpn=netinfo.vpn_interfaces(), proxy=netinfo.system_proxy())
     return snapshot, DeviceCounters(now_mono, now_wall, busy_s, total_s, nic, procs, kinds)
 
 
@@ -161,7 +136,7 @@ def _delta(now: int, before: int | None) -> int:
 
 
 def _default_interface() -> str:
-    gateway = default_gateway()
+    gateway = netinfo.default_gateway()
     return gateway.interface if gateway else ""
 
 
@@ -195,106 +170,3 @@ def _top_processes(prev: DeviceCounters | None, now_mono: float, now_wall: float
             shares.append((min(100.0, 100.0 * used / over / ncpu), info.get("name") or f"pid {proc.pid}"))
     shares.sort(reverse=True)
     return [(name, round(share, 1)) for share, name in shares[:top_n]], procs
-
-
-def interface_kind(name: str, *, sys_root: str = SYS_CLASS_NET) -> str:
-    """wifi / ethernet / cellular / vpn / loopback / other, for one interface name.
-
-    Linux facts first (``sys_root`` is ``/sys/class/net``, injectable for recorded trees):
-    ``wireless`` or ``phy80211`` present -> wifi; ARPHRD type loopback -> loopback; PPP, "none"
-    (tun, WireGuard) or an IP tunnel type -> vpn; a ``wwan`` device type -> cellular; an Ethernet
-    type with a ``device`` link (a real NIC, virtio included) -> ethernet. Virtual Ethernet
-    (veth, bridges, docker0, macvlan) has no ``device`` link and is "other": it is not the cable
-    the user plugged in. Without sysfs (Windows, macOS) or when sysfs says nothing, the name
-    decides (``tun*``, ``wg*``, ``utun*`` -> vpn; Windows adapter names like "Wi-Fi 2").
-    """
-    lower = name.lower()
-    if lower in ("lo", "lo0") or lower.startswith("loopback"):
-        return "loopback"
-    base = os.path.join(sys_root, name)
-    if os.path.isdir(base):
-        if os.path.exists(os.path.join(base, "wireless")) or os.path.exists(os.path.join(base, "phy80211")):
-            return "wifi"
-        devtype = _read_sysfs(os.path.join(base, "uevent"))
-        if "DEVTYPE=wwan" in devtype:
-            return "cellular"
-        try:
-            arphrd = int(_read_sysfs(os.path.join(base, "type")) or -1)
-        except ValueError:
-            arphrd = -1
-        if arphrd == _ARPHRD_LOOPBACK:
-            return "loopback"
-        if arphrd in (_ARPHRD_PPP, _ARPHRD_NONE) or arphrd in _ARPHRD_TUNNELS:
-            return "vpn"
-        if arphrd == _ARPHRD_ETHER and not lower.startswith(_VPN_PREFIXES + _CELLULAR_PREFIXES + _WIFI_PREFIXES):
-            return "ethernet" if os.path.exists(os.path.join(base, "device")) else "other"
-    return _kind_by_name(lower)
-
-
-def _kind_by_name(lower: str) -> str:
-    if lower.startswith(_VPN_PREFIXES):
-        return "vpn"
-    if lower.startswith(_CELLULAR_PREFIXES):
-        return "cellular"
-    if lower.startswith(_WIFI_PREFIXES):
-        return "wifi"
-    for kind, words in _NAME_WORDS:
-        if any(word in lower for word in words):
-            return kind
-    return "other"
-
-
-def _read_sysfs(path: str) -> str:
-    try:
-        with open(path, encoding="ascii", errors="replace") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
-def _vpn_up(candidates: list[str], sys_root: str) -> list[str]:
-    """Which of these VPN/tunnel interfaces are up and running (carrier: a client holds the tun).
-
-    On Linux two sysfs files answer per interface: ``flags`` (administratively up; it never shows
-    IFF_RUNNING) and ``carrier`` (unreadable while down). Elsewhere one ``net_if_stats()`` call,
-    made only when some interface looks like a VPN at all.
-    """
-    up = []
-    stats = None
-    for name in sorted(candidates):
-        flags = _read_sysfs(os.path.join(sys_root, name, "flags"))
-        if flags:
-            try:
-                admin_up = bool(int(flags, 16) & _IFF_UP)
-            except ValueError:
-                admin_up = False
-            if admin_up and _read_sysfs(os.path.join(sys_root, name, "carrier")) == "1":
-                up.append(name)
-            continue
-        if stats is None:
-            try:
-                stats = psutil.net_if_stats()
-            except OSError:
-                stats = {}
-        if name in stats and stats[name].isup:
-            up.append(name)
-    return up
-
-
-def system_proxy(environ: dict[str, str] | None = None) -> str | None:
-    """The HTTPS proxy from the environment (``https_proxy``, then ``HTTPS_PROXY``), without credentials.
-
-    On Linux there is no other system-wide setting worth reading (desktop environments keep theirs
-    in per-user dconf, which a system service cannot see). Credentials in the URL are dropped: this
-    value travels to the collector. Windows (WinHTTP/WinINet) and macOS (SystemConfiguration) are
-    follow-ups.
-    """
-    env = os.environ if environ is None else environ
-    value = (env.get("https_proxy") or env.get("HTTPS_PROXY") or "").strip()
-    if not value:
-        return None
-    parts = urlsplit(value if "://" in value else f"http://{value}")
-    if "@" not in parts.netloc:
-        return value
-    host_port = parts.netloc.rsplit("@", 1)[1]  # drop "user:password@", keep the rest as written
-    return urlunsplit((parts.scheme, host_port, parts.path, "", ""))

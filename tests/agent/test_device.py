@@ -17,7 +17,8 @@ import time
 import psutil
 import pytest
 
-from cxpulse.agent.device import KINDS, DeviceCounters, interface_kind, read_device, system_proxy
+from cxpulse.agent.device import KINDS, DeviceCounters, read_device
+from cxpulse.agent.netinfo.linux import interface_kind, system_proxy
 from tests.netns import Lab
 from tests.requirements import require
 
@@ -49,7 +50,8 @@ _HOLD_TUN = ("import fcntl, os, struct, time\n"
 
 _IN_NETNS = r"""
 import json, socket, sys
-from cxpulse.agent.device import interface_kind, read_device
+from cxpulse.agent.device import read_device
+from cxpulse.agent.netinfo.linux import interface_kind
 never = {"cpu_threshold_pct": 101, "mem_threshold_pct": 101}
 first, counters = read_device(None, "corp0", **never)
 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
