@@ -8,10 +8,15 @@ Neither command scans: both read state the kernel already holds. If nl80211 is m
 kernel, a sandbox without generic netlink), ``/proc/net/wireless`` still gives the signal, and
 ``iw dev IF link`` may be run at a low cadence (``iw_every_s``, default 60 s, 0 = never) to add
 SSID, BSSID and frequency. A machine without a radio gets a "no Wi-Fi interface" reading.
+
+Not connected, from every source: no station in the dump, an interface that is down (radio off,
+rfkill), a /proc row without quality or level, or no /proc row at all (cfg80211 prints none for
+an interface without a current BSS).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import socket
@@ -158,6 +163,7 @@ class LinuxReader:
         self.sys_root, self.proc_root, self.iw_every_s = sys_root, proc_root, iw_every_s
         self._nl: _Nl80211 | None = None
         self._nl_failed = not use_netlink
+        self._nl_errors = 0
         self._iw_at: dict[str, float] = {}
         self._iw_last: dict[str, WifiReading] = {}
 
@@ -177,9 +183,16 @@ class LinuxReader:
         via_nl = self._netlink(name)
         if via_nl is not None:
             return via_nl
-        rows = {r[0]: r for r in proc_wireless.rows(self._proc_text())}
-        base = proc_wireless.reading_of(*rows[name]) if name in rows else \
-            WifiReading(connected=None, source="proc", interface=name)
+        text = self._proc_text()
+        rows = {r[0]: r for r in proc_wireless.rows(text)}
+        if name in rows:
+            base = proc_wireless.reading_of(*rows[name])
+        elif proc_wireless.detect(text):
+            # cfg80211 drivers print no row for an interface without a current BSS (not associated,
+            # radio off, interface down); wireless-extensions drivers always print one.
+            base = WifiReading(connected=False, source="proc", interface=name)
+        else:
+            base = WifiReading(connected=None, source="proc", interface=name)
         extra = self._iw(name) if base.connected is not False else None
         if extra is None or extra.connected is None:
             return base
@@ -193,14 +206,31 @@ class LinuxReader:
         try:
             if self._nl is None:
                 self._nl = _Nl80211()
-            with open(os.path.join(self.sys_root, "class", "net", name, "ifindex")) as f:
-                ifindex = int(f.read())
-            return self._nl.link(ifindex, name)
         except (OSError, ValueError, struct.error):
-            # No nl80211 here: stop trying for the life of the reader, /proc and iw will do.
-            self.close()
+            # No nl80211 here (old kernel, a sandbox without generic netlink): /proc and iw for good.
             self._nl_failed = True
             return None
+        try:
+            with open(os.path.join(self.sys_root, "class", "net", name, "ifindex")) as f:
+                ifindex = int(f.read())
+            reading = self._nl.link(ifindex, name)
+        except OSError as exc:
+            if exc.errno in (errno.ENETDOWN, errno.ENODEV, errno.ENOLINK):
+                # The interface is down or gone (radio switched off, adapter unplugged): no link.
+                self._nl_errors = 0
+                return WifiReading(connected=False, source="nl80211", interface=name, note="interface down")
+            return self._netlink_error()
+        except (ValueError, struct.error):
+            return self._netlink_error()
+        self._nl_errors = 0
+        return reading
+
+    def _netlink_error(self) -> None:
+        """One failed look falls back to /proc; three in a row and nl80211 is left for good."""
+        self.close()
+        self._nl_errors += 1
+        self._nl_failed = self._nl_errors >= 3
+        return None
 
     def _proc_text(self) -> str:
         try:
