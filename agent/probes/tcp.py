@@ -6,6 +6,10 @@ well, so it counts as a valid RTT; only silence (timeout) or an unreachable netw
 
 No data is sent, and the socket is closed with an abortive close (SO_LINGER 0): the server sees
 one RST instead of a FIN exchange, and the agent keeps no TIME_WAIT entry per sample.
+
+Windows retries a SYN that was answered with a RST for about 2 s before it reports the refusal;
+``tcp_windows.prepare`` turns that off per socket (chosen once at import, see that module). Where
+it cannot, a refusal is reported lost: its time would be Windows' retry schedule, not the path.
 """
 
 from __future__ import annotations
@@ -13,11 +17,19 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+import sys
 import time
 
 __all__ = ["tcp_connect_rtt"]
 
 _LINGER_ABORT = struct.pack("ii", 1, 0)
+
+if sys.platform == "win32":
+    from .tcp_windows import prepare as _prepare
+else:
+    def _prepare(sock: socket.socket) -> bool:
+        """Linux and macOS report the first RST: a refusal is always timed."""
+        return True
 
 
 async def tcp_connect_rtt(family: socket.AddressFamily, sockaddr: tuple, timeout_s: float) -> int | None:
@@ -32,11 +44,13 @@ async def tcp_connect_rtt(family: socket.AddressFamily, sockaddr: tuple, timeout
         return None
     try:
         sock.setblocking(False)
+        refusal_timed = _prepare(sock)
         started = time.perf_counter_ns()
         try:
             await asyncio.wait_for(loop.sock_connect(sock, sockaddr), timeout_s)
         except ConnectionRefusedError:
-            pass
+            if not refusal_timed:
+                return None
         except (asyncio.TimeoutError, OSError):  # silence, or no route to the host
             return None
         return (time.perf_counter_ns() - started) // 1000
