@@ -32,9 +32,15 @@ same reason: a redirect is an answer, and following it would time a second host.
 
 The check connects to the address it resolved itself, with the original host name as TLS server
 name (SNI) and in the Host header, so certificate verification still checks the real name.
-Certificates are verified against the operating system's trust store (or ``ca_file``), not a
-bundled one: contact-center desktops often sit behind TLS-inspecting proxies whose root CA is
-installed in the OS store only. Proxy variables are ignored: the check measures the direct path.
+Certificates are verified against the operating system's trust store (plus ``ca_file`` when one is
+configured), never a bundled one: contact-center desktops often sit behind TLS-inspecting proxies
+whose root CA is installed in the OS store only. Windows and macOS: ``truststore`` hands the chain
+to the OS's own verifier (CryptoAPI, Security.framework), which OpenSSL's file-based defaults do
+not see, least of all in a frozen build. Linux: the OS store *is* OpenSSL's default CA file and
+directory (SSL_CERT_FILE/SSL_CERT_DIR honoured), loaded once per process; truststore would load
+that same bundle again inside every handshake (measured here: +57 ms of CPU per check, all of it
+inside the timed TLS phase), so on Linux it is not used. Proxy variables are ignored: the check
+measures the direct path.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ import math
 import os
 import socket
 import ssl
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -153,13 +160,49 @@ def _cert_days(stream: Any) -> int | None:
     return math.floor((expires - time.time()) / 86400)
 
 
+# The OS verifies the chain itself (truststore) where OpenSSL cannot see its trust store.
+OS_VERIFIER = sys.platform in ("win32", "darwin")
+# Where Linux distributions keep their CA bundle, for a build whose OpenSSL was compiled with
+# other default paths (a frozen agent built on another distribution).
+_LINUX_BUNDLES = (
+    "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",  # Fedora, RHEL
+    "/etc/pki/tls/certs/ca-bundle.crt",  # older RHEL, CentOS
+    "/etc/ssl/ca-bundle.pem",  # SUSE
+    "/etc/ssl/cert.pem",  # Alpine, Arch
+)
+
+
+def trust_context(ca_file: str | None = None, *, os_verifier: bool | None = None) -> ssl.SSLContext:
+    """A client context that trusts what the OS trusts, and ``ca_file`` in addition.
+
+    ``os_verifier``: verify through the OS (truststore), as on Windows and macOS; otherwise
+    through OpenSSL with the OS's default CA paths, as on Linux. None: this OS's way.
+    """
+    if os_verifier is None:
+        os_verifier = OS_VERIFIER
+    if os_verifier:
+        import truststore
+
+        ctx = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    else:
+        ctx = ssl.create_default_context()  # OpenSSL's default paths, SSL_CERT_FILE/SSL_CERT_DIR honoured
+        if not ctx.cert_store_stats()["x509_ca"]:
+            bundle = next((b for b in _LINUX_BUNDLES if os.path.isfile(b)), None)
+            if bundle is not None:
+                ctx.load_verify_locations(cafile=bundle)
+    if ca_file:
+        ctx.load_verify_locations(cafile=ca_file)
+    return ctx
+
+
 @functools.lru_cache(maxsize=8)
 def _ssl_context(ca_file: str | None, _mtime_ns: int) -> ssl.SSLContext:
     """Loading a trust store costs tens of milliseconds of CPU: do it once, not per check.
 
     The file's mtime is part of the cache key, so a replaced CA file is loaded again.
     """
-    return ssl.create_default_context(cafile=ca_file)
+    return trust_context(ca_file)
 
 
 def _context_for(ca_file: str | None) -> ssl.SSLContext:
@@ -192,7 +235,8 @@ def _short(text: object) -> str:
 def _tls_reason(causes: list[BaseException]) -> str | None:
     for e in causes:
         if isinstance(e, ssl.SSLCertVerificationError):
-            return _short(f"certificate verify failed: {e.verify_message}")
+            # The OS verifiers (truststore) may raise it without verify_message.
+            return _short(f"certificate verify failed: {getattr(e, 'verify_message', None) or e}")
     for e in causes:
         if isinstance(e, ssl.SSLError):
             return _short(e.reason or e)

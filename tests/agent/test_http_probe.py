@@ -14,10 +14,12 @@ No traffic leaves loopback or the namespaces made here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -28,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from cxpulse.agent.probes import http as http_probe
 from cxpulse.agent.probes.http import BODY_CAP, AppResult, check_app
 from tests.agent import dns_lab, https_lab
 from tests.agent.https_lab import AppServer, Pki, SilentListener, make_ca, make_pki
@@ -193,6 +196,124 @@ def test_bad_url_is_an_error_not_an_exception(url: str) -> None:
 def test_missing_ca_file_is_an_error(local_app: AppServer, workdir: Path) -> None:
     result, _ = run_check(local_app.url("/"), ca_file=workdir / "no-such-ca.pem")
     assert result.error == "error" and "No such file" in result.detail
+
+
+# --- the OS trust store ---------------------------------------------------------------------------
+# On Linux the OS store is OpenSSL's default CA file: SSL_CERT_FILE points it at a bundle made here
+# (and SSL_CERT_DIR at an empty directory), for the Linux way and for truststore's Linux backend
+# alike. Windows and macOS verify through the OS: emulated below with truststore's own hooks.
+
+
+@pytest.fixture
+def os_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Put these CA files, and only these, in the trust store the OS shows OpenSSL."""
+    empty = tmp_path / "no-certs"
+    empty.mkdir()
+    monkeypatch.setenv("SSL_CERT_DIR", str(empty))
+    http_probe._ssl_context.cache_clear()
+
+    def put(*ca_files: Path) -> None:
+        bundle = tmp_path / "os-bundle.pem"
+        bundle.write_bytes(b"".join(Path(c).read_bytes() for c in ca_files))
+        monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+        http_probe._ssl_context.cache_clear()
+
+    yield put
+    http_probe._ssl_context.cache_clear()
+
+
+@pytest.fixture(params=[False, True], ids=["openssl-defaults", "truststore"])
+def verifier(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Both ways a desk builds its context: Linux's (OpenSSL's default paths), and truststore's."""
+    monkeypatch.setattr(http_probe, "OS_VERIFIER", request.param)
+    return request.param
+
+
+def test_os_trust_store_is_used_without_a_ca_file(local_app: AppServer, pki: Pki, workdir: Path,
+                                                  os_store, verifier: bool) -> None:
+    """A TLS-inspecting proxy's root is in the OS store only: the check must pass with it, and only with it."""
+    other_ca, _ = make_ca(workdir, "other-ca")
+    os_store(other_ca, pki.ca_cert)
+    ok, _ = run_check(local_app.url("/"))
+    assert_answered(ok)
+    assert ok.cert_days in (https_lab.CERT_DAYS - 1, https_lab.CERT_DAYS)
+
+    os_store(other_ca)
+    failed, _ = run_check(local_app.url("/"))
+    assert failed.error == "tls" and "certificate verify failed" in failed.detail, failed
+
+
+def test_a_configured_ca_file_adds_to_the_os_store(local_app: AppServer, pki: Pki, workdir: Path,
+                                                  os_store, verifier: bool) -> None:
+    """``app_ca_file`` is one more CA, not a replacement: apps signed by the OS store's CAs keep passing."""
+    other_ca, _ = make_ca(workdir, "other-ca")
+    os_store(pki.ca_cert)
+    in_os_store, _ = run_check(local_app.url("/"), ca_file=other_ca)
+    assert_answered(in_os_store)
+
+    os_store(other_ca)
+    in_ca_file, _ = run_check(local_app.url("/"), ca_file=pki.ca_cert)
+    assert_answered(in_ca_file)
+
+
+def test_context_kind_per_os() -> None:
+    truststore = pytest.importorskip("truststore")
+    assert isinstance(http_probe.trust_context(os_verifier=True), truststore.SSLContext)
+    assert http_probe.OS_VERIFIER == (sys.platform in ("win32", "darwin"))
+
+
+class FakeOsVerifier:
+    """Windows' CertGetCertificateChain / macOS' SecTrustEvaluate as truststore calls them: OpenSSL's
+    own verification is off during the handshake, and the OS is handed the peer's chain and name."""
+
+    def __init__(self, roots: list[bytes]) -> None:
+        self.roots = roots
+        self.seen: list[tuple[list[bytes], str | None]] = []
+
+    @contextlib.contextmanager
+    def configure(self, ctx: ssl.SSLContext):
+        check_hostname, verify_mode = ctx.check_hostname, ctx.verify_mode
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        try:
+            yield
+        finally:
+            ctx.verify_mode = verify_mode
+            ctx.check_hostname = check_hostname
+
+    def verify(self, ssl_context: ssl.SSLContext, cert_chain: list[bytes], server_hostname: str | None = None) -> None:
+        self.seen.append((cert_chain, server_hostname))
+        if not self.roots:  # truststore raises it this way too: without verify_message
+            raise ssl.SSLCertVerificationError("CERT_E_UNTRUSTEDROOT: A certificate chain processed, but "
+                                               "terminated in a root certificate which is not trusted")
+
+
+def _der(pem_file: Path) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(pem_file.read_text())
+
+
+@pytest.mark.parametrize("trusted", [True, False], ids=["root-in-os-store", "unknown-root"])
+def test_os_verifier_decides_on_windows_and_macos(local_app: AppServer, pki: Pki, monkeypatch: pytest.MonkeyPatch,
+                                                  trusted: bool) -> None:
+    truststore_api = pytest.importorskip("truststore._api")
+    fake = FakeOsVerifier([_der(pki.ca_cert)] if trusted else [])
+    monkeypatch.setattr(truststore_api, "_configure_context", fake.configure)
+    monkeypatch.setattr(truststore_api, "_verify_peercerts_impl", fake.verify)
+    monkeypatch.setattr(http_probe, "OS_VERIFIER", True)
+    http_probe._ssl_context.cache_clear()
+    try:
+        result, _ = run_check(local_app.url("/"))
+    finally:
+        http_probe._ssl_context.cache_clear()
+    [(chain, name)] = fake.seen
+    assert chain[0] == _der(pki.cert) and name == "127.0.0.1"
+    if trusted:
+        assert_answered(result)
+        assert_phases(result)
+        assert result.cert_days in (https_lab.CERT_DAYS - 1, https_lab.CERT_DAYS)  # still read after the OS said yes
+    else:
+        assert result.error == "tls" and "CERT_E_UNTRUSTEDROOT" in result.detail, result
+        assert result.detail.startswith("certificate verify failed")
 
 
 # --- namespaces: host names through /etc/hosts and a real DNS server --------------------------------
