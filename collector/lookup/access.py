@@ -279,6 +279,8 @@ class Access:
                     continue
                 if pseudonymize and not shown_by_name(request, p):
                     p["user"] = self.pseudonym(p["user"])
+                    if p.get("display_name"):  # as personal as the login: hidden with it, never beside it
+                        p["display_name"] = p["user"]
                 else:
                     named.append(p)
             if named:

@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from ..store import AgentRecord, Store
+from ..store import AgentRecord, Store, fold
 from .report import build_for, fleet_views
 from .ticket import headline, incident_scope, ticket_summary
 
@@ -452,7 +452,8 @@ class LookupService:
 
 def _agent_brief(a: AgentRecord) -> dict:
     i = a.info
-    return {"agent_id": i.agent_id, "user": i.os_user, "host": i.host, "site": i.site, "os": i.os,
+    return {"agent_id": i.agent_id, "user": i.os_user, "display_name": i.display_name, "host": i.host, "site": i.site,
+            "os": i.os,
             "agent_version": i.agent_version, "first_seen_us": a.first_seen_us, "last_seen_us": a.last_seen_us}
 
 
@@ -702,7 +703,10 @@ def create_app(service: LookupService, access, *, metrics: Callable[[], bytes] |
     def search_named(request: Request, person: dict) -> bool:
         # The analyst typed this person's name, host or id: showing it reveals nothing new.
         text = request.query_params.get("q", "").strip().casefold()
-        return bool(text) and any(text in (person.get(k) or "").casefold() for k in ("user", "host", "agent_id"))
+        words = fold(text).split()
+        name = f" {fold(person.get('user') or '')} {fold(person.get('display_name') or '')} "
+        return bool(text) and (any(text in (person.get(k) or "").casefold() for k in ("user", "host", "agent_id"))
+                               or bool(words) and all(w in name for w in words))
 
     helpdesk, admin = (lambda ep: access.guard("helpdesk", ep)), (lambda ep: access.guard("admin", ep))
     routes = [
@@ -794,8 +798,10 @@ def openapi_document() -> dict:
             "type": "object", "required": ["status", "message"],
             "properties": {"status": {"type": "integer"}, "message": {"type": "string"}}}}},
         "AgentBrief": {"type": "object", "required": ["agent_id", "user", "host", "site", "last_seen_us"], "properties": {
-            "agent_id": {"type": "string"}, "user": {"type": "string"}, "host": {"type": "string"},
-            "site": {"type": "string"}, "os": {"type": "string"}, "agent_version": {"type": "string"},
+            "agent_id": {"type": "string"}, "user": {"type": "string"},
+            "display_name": {"type": "string", "description": "the user's full name from the desk's directory"},
+            "host": {"type": "string"}, "site": {"type": "string"}, "os": {"type": "string"},
+            "agent_version": {"type": "string"},
             "first_seen_us": {"type": "integer"}, "last_seen_us": {"type": "integer"}}},
         "Window": {"type": "object", "required": ["since_us", "until_us"], "properties": {
             "since_us": {"type": "integer"}, "until_us": {"type": "integer"}, "seconds": {"type": "integer"}}},

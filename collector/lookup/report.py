@@ -23,7 +23,7 @@ from ..score.timeline import (
     timeline_of,
 )
 from ..score.triage import degraded_windows, good_minutes, triage_timeline
-from ..store import AgentRecord, RttRow, Store
+from ..store import AgentRecord, RttRow, Store, UserChange, fold
 from .stats import (
     LOSSY_MINUTES_MAX,
     TargetStats,
@@ -60,7 +60,8 @@ def build(store: Store, query: str, window_s: int = 3600, now_us: int | None = N
     agents = store.find_agents(query)
     if not agents:
         raise NoMatch(f"no agent matches {query!r} (searched user, host, agent id and site)")
-    exact = [a for a in agents if query.lower() in (a.info.os_user.lower(), a.info.host.lower(), a.info.agent_id.lower())]
+    exact = [a for a in agents if query.lower() in (a.info.os_user.lower(), a.info.host.lower(), a.info.agent_id.lower())
+             or (a.info.display_name and fold(query) == fold(a.info.display_name))]
     return build_for(store, exact if exact else agents, query, window_s, now_us, journeys, score_cfg)
 
 
@@ -162,16 +163,21 @@ def _agent_view(store: Store, a: AgentRecord, since: int, until: int, journeys: 
         }
         score = score_section(store, a.key, since, until, journeys, score_cfg, kept=kept)
     kept.flush()
-    return _view(a, sections, events, store.paths(a.key, since, until), score)
+    return _view(a, sections, events, store.paths(a.key, since, until), score, store.user_changes(a.key, since, until))
 
 
-def _view(a: AgentRecord, sections: dict, events: list, paths: list, score: dict) -> dict:
+def _view(a: AgentRecord, sections: dict, events: list, paths: list, score: dict,
+          users: list[UserChange] | None = None) -> dict:
     latest_paths: dict[str, object] = {}
     for p in paths:
         latest_paths[p.target] = p
     return {
         "agent_id": a.info.agent_id,
         "user": a.info.os_user,
+        "display_name": a.info.display_name,
+        # Who was at the desk in the window (hot desks): the user at its start, then each change;
+        # an empty user is nobody logged on.
+        "users": [{"since_us": u.since_us, "user": u.os_user, "display_name": u.display_name} for u in users or ()],
         "host": a.info.host,
         "os": a.info.os,
         "agent_version": a.info.agent_version,
@@ -302,12 +308,22 @@ def _num(v: float | None, unit: str = "") -> str:
     return f"{v:.2f}{unit}" if v < 10 else f"{v:.1f}{unit}"
 
 
+def _who(display_name: str, login: str, empty: str = "?") -> str:
+    """"Maria Silva (CORP\\msilva)", or the login alone when the name adds nothing."""
+    if not login:
+        return empty
+    return f"{display_name} ({login})" if display_name and display_name != login else login
+
+
 def render_text(view: dict) -> str:
     lines = []
     w = view["window"]
     for a in view["agents"]:
-        lines.append(f"{a['user'] or '?'} on {a['host'] or '?'}  (agent {a['agent_id']}, {a['os']}, v{a['agent_version']}"
-                     + (f", site {a['site']}" if a["site"] else "") + ")")
+        lines.append(f"{_who(a.get('display_name', ''), a['user'])} on {a['host'] or '?'}  (agent {a['agent_id']}, "
+                     f"{a['os']}, v{a['agent_version']}" + (f", site {a['site']}" if a["site"] else "") + ")")
+        if len(a.get("users") or ()) > 1:  # the desk changed hands in the window
+            lines.append("desk users: " + "; ".join(f"{_fmt_time(u['since_us'])} {_who(u['display_name'], u['user'], 'nobody')}"
+                                                    for u in a["users"]))
         lines.append(f"window: {_fmt_time(w['since_us'])} .. {_fmt_time(w['until_us'])}; last seen {_fmt_time(a['last_seen_us'])}")
         if a.get("score"):
             _render_score(lines, a["score"])
