@@ -664,6 +664,14 @@ class ServiceRunner:
         self._stop_asked = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
+        self._agent = None
+
+    def refresh_user(self) -> None:
+        """The OS says a session changed (logon, logoff, console switch): read the desk user now."""
+        with self._lock:
+            loop, agent = self._loop, self._agent
+        if loop is not None and agent is not None:
+            loop.call_soon_threadsafe(agent.refresh_user)
 
     def request_stop(self) -> None:
         with self._lock:
@@ -684,6 +692,8 @@ class ServiceRunner:
             if self._stop_asked:
                 stop.set()
         agent = Agent(self.cfg)
+        with self._lock:
+            self._agent = agent
         log.info("agent %s starting as a service; collector %s; state %s", agent.agent_id, self.cfg.collector,
                  self.cfg.state_dir)
         await agent.run(stop)

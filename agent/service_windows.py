@@ -32,6 +32,13 @@ __all__ = ["AVAILABLE", "dispatch"]
 
 # Generous: stopping drains in-flight probes and spools the open batch (a few seconds at most).
 STOP_WAIT_HINT_MS = 30_000
+# HandlerEx control and event codes (winsvc.h, WtsApi32.h): a session change is when the desk user
+# may have changed, so the agent reads the console user at once instead of at its next refresh.
+SERVICE_CONTROL_SESSIONCHANGE = 0x0000000E
+SERVICE_ACCEPT_SESSIONCHANGE = 0x00000080
+WTS_CONSOLE_CONNECT, WTS_CONSOLE_DISCONNECT = 0x1, 0x2
+WTS_SESSION_LOGON, WTS_SESSION_LOGOFF = 0x5, 0x6
+USER_CHANGING_EVENTS = frozenset({WTS_CONSOLE_CONNECT, WTS_CONSOLE_DISCONNECT, WTS_SESSION_LOGON, WTS_SESSION_LOGOFF})
 
 if AVAILABLE:
     from .config import load
@@ -55,6 +62,18 @@ if AVAILABLE:
             # Defining this makes the framework accept SERVICE_CONTROL_SHUTDOWN: Windows going down
             # is the same as a stop for us (spool the open batch, exit).
             self._stop()
+
+        def GetAcceptedControls(self):
+            # Also session changes (logon, logoff, console connect): SvcOtherEx gets them.
+            return super().GetAcceptedControls() | SERVICE_ACCEPT_SESSIONCHANGE
+
+        def SvcOtherEx(self, control, event_type, data):
+            # Runs on the control thread and must return at once: only wake the agent's user refresh.
+            if control == SERVICE_CONTROL_SESSIONCHANGE:
+                if event_type in USER_CHANGING_EVENTS and self.runner is not None:
+                    self.runner.refresh_user()
+                return 0  # NO_ERROR
+            return super().SvcOtherEx(control, event_type, data)
 
         def _stop(self):
             self.ReportServiceStatus(win32service.SERVICE_STOP_PENDING, waitHint=STOP_WAIT_HINT_MS)
