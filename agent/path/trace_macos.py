@@ -52,10 +52,11 @@ import time
 from collections import Counter
 from typing import Callable, NamedTuple, Protocol
 
+from ..probes.icmp import ICMP6_FILTER_XNU, checksum, icmp6_filter_xnu
 from .tracer import Hop, PathTrace, TraceCost
 
-__all__ = ["ECHO_REPLY", "TIME_EXCEEDED", "UNREACHABLE", "IcmpMessage", "IcmpSocket", "open_icmp_socket",
-           "parse_icmp4", "parse_icmp6", "trace"]
+__all__ = ["ECHO_REPLY", "TIME_EXCEEDED", "UNREACHABLE", "IcmpMessage", "IcmpSocket", "echo_request",
+           "open_icmp_socket", "parse_icmp4", "parse_icmp6", "trace"]
 
 ECHO_REPLY, TIME_EXCEEDED, UNREACHABLE = "echo-reply", "time-exceeded", "unreachable"
 _KINDS4 = {0: ECHO_REPLY, 3: UNREACHABLE, 11: TIME_EXCEEDED}
@@ -156,17 +157,8 @@ def parse_icmp6(data: bytes, sender: str) -> IcmpMessage | None:
     return IcmpMessage(kind, code, router, ident, seq, dest, proto)
 
 
-def checksum(data: bytes) -> int:
-    """RFC 1071 internet checksum: xnu does not fill it in for datagram ICMP sockets."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def echo_request(family: socket.AddressFamily, ident: int, seq: int, payload: bytes) -> bytes:
+    """Our echo request; the IPv4 checksum is ours to compute (xnu's ``icmp_dgram_send`` does not)."""
     if family == socket.AF_INET6:  # the kernel computes ICMPv6 checksums (pseudo-header)
         return _HEADER.pack(_ECHO_REQUEST6, 0, 0, ident, seq) + payload
     csum = checksum(_HEADER.pack(_ECHO_REQUEST4, 0, 0, ident, seq) + payload)
@@ -243,6 +235,12 @@ def open_icmp_socket(family: socket.AddressFamily) -> IcmpSocket:
             error = exc
             continue
         linux_ping = kind == socket.SOCK_DGRAM and sys.platform.startswith("linux")
+        if family == socket.AF_INET6 and sys.platform == "darwin":
+            # Every ICMPv6 message of the host (neighbour discovery too) would wake us: keep ours.
+            try:
+                sock.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER_XNU, icmp6_filter_xnu((1, 3, 129)))
+            except OSError:
+                pass
         return IcmpSocket(sock, rewrites_ident=linux_ping)
     assert error is not None
     raise error

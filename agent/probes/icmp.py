@@ -10,9 +10,12 @@ Two ways to send an echo request without a helper binary:
 * ``icmp_raw``: ``SOCK_RAW``. Needs root or CAP_NET_RAW. We choose the identifier and must ignore
   everybody else's traffic (other pingers, our own requests looped back on ``lo``).
 * ``icmp_dgram``: the unprivileged "ping socket" (``SOCK_DGRAM, IPPROTO_ICMP``). Linux allows it
-  when the process's group is inside ``net.ipv4.ping_group_range`` (macOS always). The kernel
-  replaces our identifier with one it picked for the socket and only hands us replies that carry
-  it, so the sequence number (and the echoed payload) is what tells replies apart.
+  when the process's group is inside ``net.ipv4.ping_group_range`` (macOS always). Linux replaces
+  our identifier with one it picked for the socket and only hands us replies that carry it, so
+  the sequence number (and the echoed payload) is what tells replies apart. macOS (xnu's
+  ``icmp_dgram_send``/``rip_input``) does neither: the identifier and the checksum are ours, the
+  IPv4 header comes with every reply, and the socket sees every echo reply (and ICMP error) the
+  host receives, like a raw socket: there we check the identifier as for raw sockets.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import time
 
 from cxpulse.v1.payload import METHOD_ICMP_DGRAM, METHOD_ICMP_RAW
 
-__all__ = ["IcmpPinger", "checksum"]
+__all__ = ["ICMP6_FILTER_XNU", "IcmpPinger", "checksum", "icmp6_filter_xnu"]
 
 _ECHO_REQUEST = {socket.AF_INET: 8, socket.AF_INET6: 128}
 _ECHO_REPLY = {socket.AF_INET: 0, socket.AF_INET6: 129}
@@ -35,6 +38,7 @@ _HEADER = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
 _MAGIC = b"cxpulse\0"
 _SOL_RAW = 255  # Linux: level of the ICMP_FILTER option on raw IPv4 sockets
 _ICMP_FILTER = 1  # same value for ICMP_FILTER (IPv4) and ICMP6_FILTER (IPv6) on Linux
+ICMP6_FILTER_XNU = 18  # ICMP6_FILTER in xnu's netinet6/in6.h (level IPPROTO_ICMPV6)
 _MAX_DRAIN = 64
 
 
@@ -65,10 +69,12 @@ class IcmpPinger:
         self.method = method
         self._loop = asyncio.get_running_loop()
         kind = socket.SOCK_RAW if method == METHOD_ICMP_RAW else socket.SOCK_DGRAM
+        # Only a Linux ping socket puts its own identifier on our requests (and filters replies by it).
+        self._ident_is_ours = method == METHOD_ICMP_RAW or not sys.platform.startswith("linux")
         sock = socket.socket(family, kind, _PROTO[family])
         try:
             sock.setblocking(False)
-            if method == METHOD_ICMP_RAW:
+            if self._ident_is_ours:
                 _install_reply_filter(sock, family)
             self._loop.add_reader(sock.fileno(), self._on_readable)
         except BaseException:
@@ -139,7 +145,7 @@ class IcmpPinger:
     def _packet(self, seq: int) -> bytes:
         body = self._token + self._pad
         csum = 0
-        if self.family == socket.AF_INET:  # the kernel only fills it in for ping sockets and ICMPv6
+        if self.family == socket.AF_INET:  # filled in by the kernel for ICMPv6 and Linux ping sockets only
             csum = checksum(_HEADER.pack(_ECHO_REQUEST[self.family], 0, 0, self._ident, seq) + body)
         return _HEADER.pack(_ECHO_REQUEST[self.family], 0, csum, self._ident, seq) + body
 
@@ -165,15 +171,16 @@ class IcmpPinger:
     def _match(self, data: bytes, addr: tuple, recv_ns: int) -> None:
         if self.family == socket.AF_INET and data and data[0] >> 4 == 4:
             # Raw IPv4 sockets (and macOS ping sockets) hand us the IP header too. An ICMP message
-            # never starts with 0x4_: echo reply is type 0.
+            # never starts with 0x4_: echo reply is type 0. (xnu leaves ip_len in host byte order:
+            # only the header length is read.)
             data = data[(data[0] & 0x0F) * 4 :]
         if len(data) < _HEADER.size + len(self._token):
             return
         icmp_type, code, _, ident, seq = _HEADER.unpack_from(data)
         if icmp_type != _ECHO_REPLY[self.family] or code != 0:
             return
-        if self.method == METHOD_ICMP_RAW and ident != self._ident:
-            return  # someone else's ping
+        if self._ident_is_ours and ident != self._ident:
+            return  # someone else's ping (raw sockets, and macOS ping sockets, see them all)
         if data[_HEADER.size : _HEADER.size + len(self._token)] != self._token:
             return
         entry = self._pending.get(seq)
@@ -186,14 +193,35 @@ class IcmpPinger:
             fut.set_result(recv_ns)
 
 
-def _install_reply_filter(sock: socket.socket, family: socket.AddressFamily) -> None:
+def icmp6_filter_xnu(pass_types: tuple[int, ...]) -> bytes:
+    """xnu's ``struct icmp6_filter`` (8 x u_int32) letting only ``pass_types`` through.
+
+    BSD semantics, the reverse of Linux's: a SET bit means pass (``ICMP6_FILTER_SETPASS`` ORs it
+    in; ``SETBLOCKALL`` zeroes the struct), words in host byte order.
+    """
+    words = [0] * 8
+    for kind in pass_types:
+        words[kind >> 5] |= 1 << (kind & 31)
+    return struct.pack("=8I", *words)
+
+
+def _install_reply_filter(sock: socket.socket, family: socket.AddressFamily, platform: str | None = None) -> None:
     """Ask the kernel to drop every ICMP type but echo reply before it wakes us.
 
-    A raw socket otherwise receives all ICMP on the host (neighbour discovery, other pingers'
-    traffic), each costing a wake-up. Linux only and best effort: matching in ``_match`` stays the
-    authority.
+    A raw socket (and a macOS ping socket) otherwise receives all ICMP on the host (neighbour
+    discovery, other pingers' traffic), each costing a wake-up. Best effort: matching in
+    ``_match`` stays the authority. Linux: ICMP_FILTER / ICMP6_FILTER. macOS: ICMP6_FILTER,
+    allowed on ping sockets too (``icmp6_dgram_ctloutput``); xnu has no IPv4 filter.
     """
-    if not sys.platform.startswith("linux"):
+    platform = platform or sys.platform
+    if platform == "darwin":
+        if family == socket.AF_INET6:
+            try:
+                sock.setsockopt(socket.IPPROTO_ICMPV6, ICMP6_FILTER_XNU, icmp6_filter_xnu((_ECHO_REPLY[family],)))
+            except OSError:
+                pass
+        return
+    if not platform.startswith("linux"):
         return
     try:
         if family == socket.AF_INET:

@@ -26,8 +26,8 @@ from collections import deque
 import pytest
 
 from cxpulse.agent.path import trace_macos, tracer
-from cxpulse.agent.path.trace_macos import (ECHO_REPLY, TIME_EXCEEDED, UNREACHABLE, IcmpMessage, checksum,
-                                            parse_icmp4, parse_icmp6)
+from cxpulse.agent.path.trace_macos import ECHO_REPLY, TIME_EXCEEDED, UNREACHABLE, IcmpMessage, parse_icmp4, parse_icmp6
+from cxpulse.agent.probes.icmp import checksum
 from cxpulse.agent.path.tracer import PathTrace, classify_hops
 from tests.agent import _trace_macos_children as child
 from tests.netns import NOBODY, Lab
