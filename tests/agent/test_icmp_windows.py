@@ -407,3 +407,37 @@ def test_rtt_probe_falls_back_to_iphlpapi_on_a_loop_without_add_reader(monkeypat
     assert all(m.method == METHOD_ICMP_DGRAM and m.rtt_us is not None for m in samples)
     assert [c["dst"] for c in dll.calls] == ["192.0.2.1"] * 3
     assert not dll.open
+
+
+# -- the real DLL, on a Windows runner only ----------------------------------------------------
+
+windows_only = pytest.mark.skipif(iw.sys.platform != "win32", reason="the real iphlpapi exists on Windows only")
+
+
+@windows_only
+def test_real_iphlpapi_echo_to_loopback() -> None:
+    async def go() -> tuple[int | None, iw.EchoResult]:
+        pinger = iw.IcmpEchoPinger(socket.AF_INET)
+        try:
+            return await pinger.ping(("127.0.0.1", 0), 2.0), await pinger.echo("127.0.0.1", 1, 2.0)
+        finally:
+            pinger.close()
+
+    rtt_us, result = asyncio.run(go())  # the default loop: the Proactor
+    assert rtt_us is not None and 0 <= rtt_us < 1_000_000
+    assert result.status == iw.IP_SUCCESS and result.address == "127.0.0.1"
+
+
+@windows_only
+def test_real_rtt_probe_uses_iphlpapi_on_the_proactor() -> None:
+    async def go() -> list[Any]:
+        probe = RttProbe()
+        await probe.start()
+        try:
+            return [probe.method, await probe.measure(Target("lo", "127.0.0.1"), 2.0)]
+        finally:
+            await probe.close()
+
+    method, sample = asyncio.run(go())
+    assert method == METHOD_ICMP_DGRAM and sample.rtt_us is not None
+

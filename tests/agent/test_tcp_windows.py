@@ -94,11 +94,14 @@ def _with_windows_prepare(monkeypatch: pytest.MonkeyPatch, ws2: FakeWs2) -> None
 
 
 def test_a_refusal_is_an_answer_once_syn_retries_are_off(monkeypatch: pytest.MonkeyPatch, closed_port: int) -> None:
+    """Here with the fake; on a Windows runner with the real ws2_32, where without the ioctl this
+    refusal would take ~2 s and the 1 s timeout would report it lost."""
     ws2 = FakeWs2()
-    _with_windows_prepare(monkeypatch, ws2)
+    if tcp.sys.platform != "win32":
+        _with_windows_prepare(monkeypatch, ws2)
     rtt_us = asyncio.run(tcp.tcp_connect_rtt(socket.AF_INET, ("127.0.0.1", closed_port), 1.0))
     assert isinstance(rtt_us, int) and rtt_us >= 0
-    assert len(ws2.calls) == 1
+    assert len(ws2.calls) == (0 if tcp.sys.platform == "win32" else 1)
 
 
 def test_a_refusal_is_lost_when_windows_would_have_retried(monkeypatch: pytest.MonkeyPatch, closed_port: int) -> None:
