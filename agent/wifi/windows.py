@@ -1,19 +1,32 @@
-"""Windows backend: the Native Wifi API (wlanapi.dll) through ctypes, netsh as the fallback.
+"""Windows backend: the Native Wifi API (wlanapi.dll) through ctypes, netsh only where it is missing.
 
-``WlanOpenHandle`` once, then per reading ``WlanEnumInterfaces`` and, for a connected interface,
-``WlanQueryInterface`` with ``wlan_intf_opcode_current_connection`` (SSID, BSSID, PHY type,
-signal quality %, rx/tx rate in kbit/s), ``wlan_intf_opcode_channel_number`` and
-``wlan_intf_opcode_rssi``. None of these scans (``WlanScan`` is never called). On Windows 11
-24H2 without location permission the connection query fails with ERROR_ACCESS_DENIED: the
-interface state from the enumeration still says whether the link is up, and the SSID is then
-reported as hidden by the OS, with a one-time log line saying how to grant access.
+``WlanOpenHandle`` once, then per look, with no process started: ``WlanEnumInterfaces`` (each
+interface's state) and, for a connected interface, ``WlanQueryInterface`` with
+``wlan_intf_opcode_current_connection`` (SSID, BSSID, PHY type, signal quality %, rx/tx rate in
+kbit/s), ``wlan_intf_opcode_channel_number`` and ``wlan_intf_opcode_rssi`` (the live RSSI in dBm).
+The channel number alone cannot tell 6 GHz from 2.4/5 GHz, so when the AP or channel changes the
+BSS entry of the current AP is read once from ``WlanGetNetworkBssList`` (the list Windows already
+holds, filtered by the current SSID) for its centre frequency; if that fails, 6 GHz is inferred
+from an 802.11ax/be PHY on a channel number that is invalid in 5 GHz. Nothing here scans
+(``WlanScan`` is never called).
 
-If wlanapi.dll cannot be loaded (Server Core without the WLAN service), ``netsh wlan show
-interfaces`` is run at most every ``netsh_every_s`` seconds and parsed language-independently.
-This module imports on any OS; the DLL is only touched when a reading is asked for on Windows.
-Limitation: the channel number alone cannot tell 6 GHz from 2.4/5 GHz; 6 GHz is inferred only
-from the PHY type (802.11be/ax) with a channel that is invalid in 5 GHz, otherwise band follows
-the channel number.
+No link, read as not connected: the interface state is anything but connected (disconnected,
+associating, authenticating...); with ``wlan_intf_opcode_radio_state`` saying the radio is off
+(software or hardware switch) the reading notes "Wi-Fi is off". No interface, or the WLAN
+AutoConfig service (wlansvc) stopped (``ERROR_SERVICE_NOT_ACTIVE``; usual on desktops without a
+radio), reads "no Wi-Fi interface" and the handle is opened again at the next look. A handle made
+stale by a service restart (``ERROR_INVALID_HANDLE``) is reopened once within the look.
+
+On Windows 11 24H2 without location permission the connection query fails with
+ERROR_ACCESS_DENIED: the enumeration still says the link is up, RSSI and channel still come, and
+the SSID is reported as hidden by the OS, with a one-time log line saying how to grant access.
+
+Only if wlanapi.dll cannot be loaded (Server Core without the Wireless LAN feature) is ``netsh wlan
+show interfaces`` run, at most every ``netsh_every_s`` seconds (a fork every 5 s would not fit the
+agent's budget); the looks in between return a "not due" reading that records nothing. The
+structures use fixed-width fields (``c_uint16`` for WCHAR, ``c_uint32`` for ULONG/DWORD) so that
+their x64 layout is the same, and is tested, on any OS; the DLL is loaded only when a reading is
+asked for on Windows, or injected (tests drive a fake with the same function names).
 """
 
 from __future__ import annotations
@@ -25,143 +38,298 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from .parsers import netsh
-from .parsers._model import HIDDEN, WifiReading, complete, norm_mac, NO_WIFI_INTERFACE
+from .parsers._model import HIDDEN, NO_WIFI_INTERFACE, WifiReading, complete, norm_mac
 
-__all__ = ["WindowsReader", "read_wifi"]
+__all__ = ["NOT_DUE", "WindowsReader", "read_wifi"]
 
 log = logging.getLogger(__name__)
 
-_OPCODE_CURRENT_CONNECTION, _OPCODE_CHANNEL_NUMBER, _OPCODE_RSSI = 7, 8, 0x10000102
-_STATE_CONNECTED = 1
-_ERROR_ACCESS_DENIED = 5
+# wlanapi.h: WLAN_INTF_OPCODE
+OPCODE_RADIO_STATE, OPCODE_CURRENT_CONNECTION, OPCODE_CHANNEL_NUMBER, OPCODE_RSSI = 4, 7, 8, 0x10000102
+STATE_CONNECTED = 1  # WLAN_INTERFACE_STATE: wlan_interface_state_connected
+DOT11_RADIO_STATE_OFF = 2
+DOT11_BSS_TYPE_INFRASTRUCTURE = 1
+ERROR_INVALID_HANDLE, ERROR_ACCESS_DENIED = 6, 5
+ERROR_SERVICE_NOT_ACTIVE, ERROR_INVALID_STATE = 1062, 5023
 # DOT11_PHY_TYPE: 1 fhss, 2 dsss, 3 irbaseband, 4 ofdm (a), 5 hrdsss (b), 6 erp (g), 7 ht (n), 8 vht (ac),
 # 9 dmg (ad), 10 he (ax), 11 eht (be)
 _PHY = {4: "802.11a", 5: "802.11b", 6: "802.11g", 7: "802.11n", 8: "802.11ac", 9: "802.11ad", 10: "802.11ax",
         11: "802.11be"}
+NOT_DUE = "not due"
+
+_WCHAR = ctypes.c_uint16  # WCHAR is 2 bytes on Windows; ctypes.c_wchar is 4 on Linux
+_ULONG = ctypes.c_uint32  # ULONG/DWORD are 4 bytes on Windows; ctypes.c_ulong is 8 on Linux
+_LONG = ctypes.c_int32
 
 
-class _GUID(ctypes.Structure):
-    _fields_ = [("data", ctypes.c_ubyte * 16)]
+class GUID(ctypes.Structure):
+    _fields_ = [("Data1", ctypes.c_uint32), ("Data2", ctypes.c_uint16), ("Data3", ctypes.c_uint16),
+                ("Data4", ctypes.c_ubyte * 8)]
 
 
-class _InterfaceInfo(ctypes.Structure):
-    _fields_ = [("guid", _GUID), ("description", ctypes.c_wchar * 256), ("state", ctypes.c_uint32)]
+class WLAN_INTERFACE_INFO(ctypes.Structure):
+    _fields_ = [("InterfaceGuid", GUID), ("strInterfaceDescription", _WCHAR * 256), ("isState", _ULONG)]
 
 
-class _InterfaceList(ctypes.Structure):
-    _fields_ = [("count", ctypes.c_uint32), ("index", ctypes.c_uint32), ("items", _InterfaceInfo * 1)]
+class WLAN_INTERFACE_INFO_LIST(ctypes.Structure):
+    _fields_ = [("dwNumberOfItems", _ULONG), ("dwIndex", _ULONG), ("InterfaceInfo", WLAN_INTERFACE_INFO * 1)]
 
 
-class _Ssid(ctypes.Structure):
-    _fields_ = [("length", ctypes.c_ulong), ("ssid", ctypes.c_ubyte * 32)]
+class DOT11_SSID(ctypes.Structure):
+    _fields_ = [("uSSIDLength", _ULONG), ("ucSSID", ctypes.c_ubyte * 32)]
 
 
-class _Association(ctypes.Structure):
-    _fields_ = [("ssid", _Ssid), ("bss_type", ctypes.c_uint32), ("bssid", ctypes.c_ubyte * 6),
-                ("phy_type", ctypes.c_uint32), ("phy_index", ctypes.c_ulong), ("quality", ctypes.c_ulong),
-                ("rx_kbps", ctypes.c_ulong), ("tx_kbps", ctypes.c_ulong)]
+class WLAN_ASSOCIATION_ATTRIBUTES(ctypes.Structure):
+    _fields_ = [("dot11Ssid", DOT11_SSID), ("dot11BssType", _ULONG), ("dot11Bssid", ctypes.c_ubyte * 6),
+                ("dot11PhyType", _ULONG), ("uDot11PhyIndex", _ULONG), ("wlanSignalQuality", _ULONG),
+                ("ulRxRate", _ULONG), ("ulTxRate", _ULONG)]
 
 
-class _Security(ctypes.Structure):
-    _fields_ = [("enabled", ctypes.c_int), ("onex", ctypes.c_int), ("auth", ctypes.c_uint32),
-                ("cipher", ctypes.c_uint32)]
+class WLAN_SECURITY_ATTRIBUTES(ctypes.Structure):
+    _fields_ = [("bSecurityEnabled", ctypes.c_int32), ("bOneXEnabled", ctypes.c_int32),
+                ("dot11AuthAlgorithm", _ULONG), ("dot11CipherAlgorithm", _ULONG)]
 
 
-class _Connection(ctypes.Structure):
-    _fields_ = [("state", ctypes.c_uint32), ("mode", ctypes.c_uint32), ("profile", ctypes.c_wchar * 256),
-                ("assoc", _Association), ("security", _Security)]
+class WLAN_CONNECTION_ATTRIBUTES(ctypes.Structure):
+    _fields_ = [("isState", _ULONG), ("wlanConnectionMode", _ULONG), ("strProfileName", _WCHAR * 256),
+                ("wlanAssociationAttributes", WLAN_ASSOCIATION_ATTRIBUTES),
+                ("wlanSecurityAttributes", WLAN_SECURITY_ATTRIBUTES)]
+
+
+class WLAN_PHY_RADIO_STATE(ctypes.Structure):
+    _fields_ = [("dwPhyIndex", _ULONG), ("dot11SoftwareRadioState", _ULONG), ("dot11HardwareRadioState", _ULONG)]
+
+
+class WLAN_RADIO_STATE(ctypes.Structure):
+    _fields_ = [("dwNumberOfPhys", _ULONG), ("PhyRadioState", WLAN_PHY_RADIO_STATE * 64)]  # WLAN_MAX_PHY_INDEX
+
+
+class WLAN_RATE_SET(ctypes.Structure):
+    _fields_ = [("uRateSetLength", _ULONG), ("usRateSet", ctypes.c_uint16 * 126)]  # DOT11_RATE_SET_MAX_LENGTH
+
+
+class WLAN_BSS_ENTRY(ctypes.Structure):
+    _fields_ = [("dot11Ssid", DOT11_SSID), ("uPhyId", _ULONG), ("dot11Bssid", ctypes.c_ubyte * 6),
+                ("dot11BssType", _ULONG), ("dot11BssPhyType", _ULONG), ("lRssi", _LONG),
+                ("uLinkQuality", _ULONG), ("bInRegDomain", ctypes.c_ubyte), ("usBeaconPeriod", ctypes.c_uint16),
+                ("ullTimestamp", ctypes.c_uint64), ("ullHostTimestamp", ctypes.c_uint64),
+                ("usCapabilityInformation", ctypes.c_uint16), ("ulChCenterFrequency", _ULONG),
+                ("wlanRateSet", WLAN_RATE_SET), ("ulIeOffset", _ULONG), ("ulIeSize", _ULONG)]
+
+
+class WLAN_BSS_LIST(ctypes.Structure):
+    _fields_ = [("dwTotalSize", _ULONG), ("dwNumberOfItems", _ULONG), ("wlanBssEntries", WLAN_BSS_ENTRY * 1)]
+
+
+_LIST_HEADER = WLAN_INTERFACE_INFO_LIST.InterfaceInfo.offset
+_BSS_HEADER = WLAN_BSS_LIST.wlanBssEntries.offset
+
+
+class WlanUnavailable(OSError):
+    """wlanapi.dll cannot be loaded here: netsh is the only way left."""
+
+
+def _load_wlanapi():
+    try:
+        return ctypes.WinDLL("wlanapi.dll", use_last_error=True)  # type: ignore[attr-defined]
+    except (AttributeError, OSError) as exc:  # AttributeError: not Windows
+        raise WlanUnavailable(f"wlanapi.dll: {exc}") from None
+
+
+def _wstr(chars) -> str:
+    return bytes(chars).decode("utf-16-le", "replace").split("\0", 1)[0]
+
+
+def _mac(raw) -> str | None:
+    return norm_mac(":".join(f"{b:02x}" for b in bytes(raw)))
+
+
+@dataclass(frozen=True)
+class _Interface:
+    guid: GUID
+    description: str
+    state: int
 
 
 class WindowsReader:
-    def __init__(self, netsh_every_s: float = 30.0):
+    """One reader per process. ``dll`` is wlanapi.dll or a stand-in; ``run`` runs netsh (tests)."""
+
+    def __init__(self, netsh_every_s: float = 30.0, dll: object | None = None,
+                 run: Callable[[list[str]], bytes | None] | None = None, clock: Callable[[], float] = time.monotonic):
         self.netsh_every_s = netsh_every_s
-        self._api = None
-        self._handle = None
+        self._dll = dll
+        self._run = run or _run
+        self._clock = clock
+        self._handle: ctypes.c_void_p | None = None
         self._api_failed = False
         self._warned = False
-        self._netsh_at = 0.0
-        self._netsh_last: WifiReading | None = None
+        self._said_service = False
+        self._freq_key: tuple | None = None
+        self._freq: int | None = None
+        self._netsh_at: float | None = None
 
     def read(self) -> WifiReading:
         if not self._api_failed:
             try:
                 return self._read_api()
-            except OSError as exc:
-                log.info("Native Wifi API unavailable (%s); falling back to netsh", exc)
+            except WlanUnavailable as exc:
+                log.info("Native Wifi API unavailable (%s); falling back to netsh every %.0f s", exc,
+                         self.netsh_every_s)
                 self._api_failed = True
         return self._read_netsh()
 
-    def _open(self) -> None:
-        if self._api is None:
-            api = ctypes.WinDLL("wlanapi.dll")  # type: ignore[attr-defined]
-            version, handle = ctypes.c_uint32(), ctypes.c_void_p()
-            rc = api.WlanOpenHandle(2, None, ctypes.byref(version), ctypes.byref(handle))
-            if rc:
-                raise OSError(rc, "WlanOpenHandle failed")
-            self._api, self._handle = api, handle
+    # -- Native Wifi ---------------------------------------------------------------------------
 
-    def _query(self, guid: _GUID, opcode: int) -> tuple[int, ctypes.c_void_p, int]:
+    def _open(self) -> int:
+        if self._dll is None:
+            self._dll = _load_wlanapi()
+        version, handle = ctypes.c_uint32(), ctypes.c_void_p()
+        rc = self._dll.WlanOpenHandle(2, None, ctypes.byref(version), ctypes.byref(handle))
+        if rc == 0:
+            self._handle = handle
+        return rc
+
+    def close(self) -> None:
+        if self._handle is not None and self._dll is not None:
+            self._dll.WlanCloseHandle(self._handle, None)
+        self._handle = None
+
+    def _interfaces(self) -> tuple[int, list[_Interface]]:
+        lst = ctypes.c_void_p()
+        rc = self._dll.WlanEnumInterfaces(self._handle, None, ctypes.byref(lst))
+        if rc:
+            return rc, []
+        try:
+            count = WLAN_INTERFACE_INFO_LIST.from_address(lst.value).dwNumberOfItems
+            items = (WLAN_INTERFACE_INFO * count).from_address(lst.value + _LIST_HEADER)
+            return 0, [_Interface(GUID.from_buffer_copy(i.InterfaceGuid), _wstr(i.strInterfaceDescription), i.isState)
+                       for i in items]
+        finally:
+            self._dll.WlanFreeMemory(lst)
+
+    def _read_api(self) -> WifiReading:
+        rc = 0 if self._handle is not None else self._open()
+        if rc == 0:
+            rc, interfaces = self._interfaces()
+            if rc == ERROR_INVALID_HANDLE:  # the service restarted under us: one new handle
+                self._handle = None
+                rc = self._open()
+                if rc == 0:
+                    rc, interfaces = self._interfaces()
+        if rc == ERROR_SERVICE_NOT_ACTIVE:
+            self.close()
+            if not self._said_service:
+                self._said_service = True
+                log.info("the WLAN AutoConfig service (wlansvc) is not running: no Wi-Fi on this desk until it is")
+            return WifiReading(connected=False, source="wlanapi", note=NO_WIFI_INTERFACE)
+        if rc:
+            self.close()
+            raise OSError(rc, f"Native Wifi API call failed with error {rc}")
+        self._said_service = False
+        if not interfaces:
+            return WifiReading(connected=False, source="wlanapi", note=NO_WIFI_INTERFACE)
+        chosen = next((i for i in interfaces if i.state == STATE_CONNECTED), interfaces[0])
+        return self._reading(chosen)
+
+    def _query(self, guid: GUID, opcode: int) -> tuple[int, ctypes.c_void_p, int]:
         size, data, kind = ctypes.c_uint32(), ctypes.c_void_p(), ctypes.c_uint32()
-        rc = self._api.WlanQueryInterface(self._handle, ctypes.byref(guid), opcode, None, ctypes.byref(size),
+        rc = self._dll.WlanQueryInterface(self._handle, ctypes.byref(guid), opcode, None, ctypes.byref(size),
                                           ctypes.byref(data), ctypes.byref(kind))
         return rc, data, size.value
 
-    def _read_api(self) -> WifiReading:
-        self._open()
-        lst = ctypes.POINTER(_InterfaceList)()
-        rc = self._api.WlanEnumInterfaces(self._handle, None, ctypes.byref(lst))
-        if rc:
-            raise OSError(rc, "WlanEnumInterfaces failed")
-        try:
-            count = lst.contents.count
-            if count == 0:
-                return WifiReading(connected=False, source="wlanapi", note=NO_WIFI_INTERFACE)
-            items = ctypes.cast(ctypes.byref(lst.contents.items), ctypes.POINTER(_InterfaceInfo * count)).contents
-            chosen = next((i for i in items if i.state == _STATE_CONNECTED), items[0])
-            return self._reading(chosen)
-        finally:
-            self._api.WlanFreeMemory(lst)
-
-    def _reading(self, info: _InterfaceInfo) -> WifiReading:
-        name = str(uuid.UUID(bytes_le=bytes(info.guid.data)))
-        if info.state != _STATE_CONNECTED:
-            return WifiReading(connected=False, source="wlanapi", interface=info.description or name)
-        rc, data, _ = self._query(info.guid, _OPCODE_CURRENT_CONNECTION)
-        if rc == _ERROR_ACCESS_DENIED:
-            self._warn_location()
-            return WifiReading(connected=True, source="wlanapi", interface=info.description, ssid=HIDDEN,
-                               hidden_by_os=True, rssi_dbm=self._long(info.guid, _OPCODE_RSSI),
-                               channel=self._long(info.guid, _OPCODE_CHANNEL_NUMBER))
-        if rc:
-            raise OSError(rc, "WlanQueryInterface failed")
-        try:
-            conn = ctypes.cast(data, ctypes.POINTER(_Connection)).contents
-            a = conn.assoc
-            ssid = bytes(a.ssid.ssid[:a.ssid.length]).decode("utf-8", "replace")
-            bssid = norm_mac(":".join(f"{b:02x}" for b in a.bssid))
-            phy, quality, rx, tx = _PHY.get(a.phy_type), int(a.quality), a.rx_kbps, a.tx_kbps
-        finally:
-            self._api.WlanFreeMemory(data)
-        channel = self._long(info.guid, _OPCODE_CHANNEL_NUMBER)
-        band = None
-        if channel is not None and phy in ("802.11ax", "802.11be") and channel % 4 == 1 and channel < 149:
-            band = "6"  # 5 GHz primaries below 149 are multiples of 4; 6 GHz ones are 1 mod 4
-        return complete(WifiReading(
-            connected=True, source="wlanapi", interface=info.description, ssid=ssid, bssid=bssid,
-            rssi_dbm=self._long(info.guid, _OPCODE_RSSI), channel=channel, band=band, phy=phy,
-            signal_percent=quality, tx_rate_mbps=tx / 1000 or None, rx_rate_mbps=rx / 1000 or None,
-        ))
-
-    def _long(self, guid: _GUID, opcode: int) -> int | None:
+    def _value(self, guid: GUID, opcode: int, ctype) -> int | None:
+        """A LONG or ULONG answer (RSSI, channel); None when the driver does not give it."""
         rc, data, size = self._query(guid, opcode)
-        if rc or not data or size < 4:
+        if rc or not data.value:
             return None
         try:
-            return ctypes.cast(data, ctypes.POINTER(ctypes.c_long)).contents.value
+            return ctype.from_address(data.value).value if size >= ctypes.sizeof(ctype) else None
         finally:
-            self._api.WlanFreeMemory(data)
+            self._dll.WlanFreeMemory(data)
+
+    def _radio_off(self, guid: GUID) -> bool:
+        rc, data, size = self._query(guid, OPCODE_RADIO_STATE)
+        if rc or not data.value:
+            return False
+        try:
+            state = WLAN_RADIO_STATE.from_address(data.value)
+            phys = list(state.PhyRadioState)[:min(state.dwNumberOfPhys, 64)]
+            # A PHY is off when either switch is off (documented); the radio when every PHY is.
+            return bool(phys) and all(DOT11_RADIO_STATE_OFF in (p.dot11SoftwareRadioState, p.dot11HardwareRadioState)
+                                      for p in phys)
+        finally:
+            self._dll.WlanFreeMemory(data)
+
+    def _reading(self, info: _Interface) -> WifiReading:
+        name = info.description or str(uuid.UUID(bytes_le=bytes(info.guid)))
+        if info.state != STATE_CONNECTED:
+            return self._not_connected(info.guid, name)
+        rc, data, size = self._query(info.guid, OPCODE_CURRENT_CONNECTION)
+        if rc == ERROR_ACCESS_DENIED:
+            self._warn_location()
+            return complete(WifiReading(
+                connected=True, source="wlanapi", interface=name, ssid=HIDDEN, hidden_by_os=True,
+                rssi_dbm=self._value(info.guid, OPCODE_RSSI, _LONG),
+                channel=self._value(info.guid, OPCODE_CHANNEL_NUMBER, _ULONG)))
+        if rc == ERROR_INVALID_STATE:  # disconnected between the enumeration and the query
+            return self._not_connected(info.guid, name)
+        if rc:
+            raise OSError(rc, f"WlanQueryInterface(current_connection) failed with error {rc}")
+        try:
+            if size < ctypes.sizeof(WLAN_CONNECTION_ATTRIBUTES):
+                raise OSError(ERROR_INVALID_STATE, f"current_connection answered {size} bytes")
+            conn = WLAN_CONNECTION_ATTRIBUTES.from_address(data.value)
+            if conn.isState != STATE_CONNECTED:
+                return self._not_connected(info.guid, name)
+            a = conn.wlanAssociationAttributes
+            ssid_struct = DOT11_SSID.from_buffer_copy(a.dot11Ssid)
+            ssid = bytes(a.dot11Ssid.ucSSID[:min(a.dot11Ssid.uSSIDLength, 32)]).decode("utf-8", "replace")
+            bssid = _mac(a.dot11Bssid)
+            phy, quality, rx, tx = _PHY.get(a.dot11PhyType), int(a.wlanSignalQuality), a.ulRxRate, a.ulTxRate
+            secure = bool(conn.wlanSecurityAttributes.bSecurityEnabled)
+        finally:
+            self._dll.WlanFreeMemory(data)
+        channel = self._value(info.guid, OPCODE_CHANNEL_NUMBER, _ULONG)
+        freq = self._frequency(info.guid, ssid_struct, secure, bssid, channel)
+        band = None
+        if freq is None and channel is not None and phy in ("802.11ax", "802.11be") and channel % 4 == 1 \
+                and channel < 149:
+            band = "6"  # 5 GHz primaries below 149 are multiples of 4; 6 GHz ones are 1 mod 4
+        return complete(WifiReading(
+            connected=True, source="wlanapi", interface=name, ssid=ssid, bssid=bssid,
+            rssi_dbm=self._value(info.guid, OPCODE_RSSI, _LONG), channel=channel, frequency_mhz=freq, band=band,
+            phy=phy, signal_percent=quality, tx_rate_mbps=tx / 1000 or None, rx_rate_mbps=rx / 1000 or None,
+        ))
+
+    def _not_connected(self, guid: GUID, name: str) -> WifiReading:
+        note = "Wi-Fi is off" if self._radio_off(guid) else None
+        return WifiReading(connected=False, source="wlanapi", interface=name, note=note)
+
+    def _frequency(self, guid: GUID, ssid: DOT11_SSID, secure: bool, bssid: str | None,
+                   channel: int | None) -> int | None:
+        """The current AP's centre frequency from the BSS list Windows holds; asked once per AP and channel."""
+        key = (bytes(guid), bssid, channel)
+        if key == self._freq_key:
+            return self._freq
+        self._freq_key, self._freq = key, None
+        lst = ctypes.c_void_p()
+        rc = self._dll.WlanGetNetworkBssList(self._handle, ctypes.byref(guid), ctypes.byref(ssid),
+                                             DOT11_BSS_TYPE_INFRASTRUCTURE, int(secure), None, ctypes.byref(lst))
+        if rc or not lst.value:
+            return None
+        try:
+            count = WLAN_BSS_LIST.from_address(lst.value).dwNumberOfItems
+            for entry in (WLAN_BSS_ENTRY * count).from_address(lst.value + _BSS_HEADER):
+                if _mac(entry.dot11Bssid) == bssid and entry.ulChCenterFrequency:
+                    self._freq = entry.ulChCenterFrequency // 1000  # kHz
+                    break
+        finally:
+            self._dll.WlanFreeMemory(lst)
+        return self._freq
 
     def _warn_location(self) -> None:
         if not self._warned:
@@ -170,25 +338,32 @@ class WindowsReader:
                         "Location > 'Let desktop apps access your location' (or allow it by policy); "
                         "signal, channel and rates are still reported")
 
+    # -- netsh, where wlanapi.dll is missing ---------------------------------------------------
+
     def _read_netsh(self) -> WifiReading:
-        now = time.monotonic()
-        if self._netsh_last is not None and now - self._netsh_at < self.netsh_every_s:
-            return self._netsh_last
+        now = self._clock()
+        if self._netsh_at is not None and now - self._netsh_at < self.netsh_every_s:
+            return WifiReading(connected=None, source="netsh", note=NOT_DUE)
         self._netsh_at = now
-        exe = shutil.which("netsh")
-        if exe is None:
+        out = self._run(["netsh", "wlan", "show", "interfaces"])
+        if out is None:
             return WifiReading(connected=None, source="netsh", note="neither wlanapi.dll nor netsh is available")
-        try:
-            out = subprocess.run([exe, "wlan", "show", "interfaces"], capture_output=True, timeout=5).stdout
-        except (OSError, subprocess.SubprocessError) as exc:
-            return WifiReading(connected=None, source="netsh", note=f"netsh failed: {exc}")
         text = out.decode("utf-8", "replace") if _utf8(out) else out.decode(_oem_codepage(), "replace")
-        reading = netsh.parse(text) if netsh.detect(text) else WifiReading(connected=False, source="netsh",
-                                                                          note=NO_WIFI_INTERFACE)
+        reading = netsh.parse(text) if netsh.detect(text) else WifiReading(connected=None, source="netsh",
+                                                                          note="netsh output not recognised")
         if reading.hidden_by_os:
             self._warn_location()
-        self._netsh_last = reading
         return reading
+
+
+def _run(cmd: list[str]) -> bytes | None:
+    exe = shutil.which(cmd[0])
+    if exe is None:
+        return None
+    try:
+        return subprocess.run([exe, *cmd[1:]], capture_output=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def _utf8(data: bytes) -> bool:
