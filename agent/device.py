@@ -20,8 +20,8 @@ None) ``cpu_pct`` is the average since boot, ``nic_errors`` is 0 and a process's
 average over its lifetime.
 
 Interface kinds, VPN state and the proxy come from ``netinfo``, which reads them per OS (sysfs and
-the environment on Linux, GetAdaptersAddresses and WinHTTP on Windows, SystemConfiguration on
-macOS); kinds are asked for only when the set of NICs changes, VPN state and proxy on every call.
+the environment on Linux, GetAdaptersAddresses and WinHTTP on Windows; see its docstring); kinds
+are asked for only when the set of NICs changes, VPN state and proxy on every call.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def read_device(prev: DeviceCounters | None, iface: str | None = None, *, cpu_th
     nic = _nic_error_counts()
     # Kinds cost a few sysfs reads per NIC (one GetAdaptersAddresses on Windows); they only change
     # when NICs come and go.
-    if prev is not None and prev.nic.keys() == nic.keys():
+    if prev is not None and prev.kinds and prev.nic.keys() == nic.keys():
         kinds = prev.kinds
     else:
         kinds = netinfo.interface_kinds()

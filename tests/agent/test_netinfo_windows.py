@@ -44,6 +44,7 @@ def test_structure_sizes_match_the_documented_x64_layout() -> None:
              win.SOCKADDR_INET: 28,  # the union of both
              win.IP_ADDRESS_PREFIX: 32,  # SOCKADDR_INET + UINT8 PrefixLength, padded to 4
              win.MIB_IPFORWARD_ROW2: 104,  # netioapi.h
+             win.SOCKET_ADDRESS: 16,  # ws2def.h: LPSOCKADDR + INT, padded to 8
              win.MIB_IPINTERFACE_ROW: 168,  # netioapi.h
              win.IP_ADAPTER_ADDRESSES_LH: 448,  # iptypes.h, the Vista+ layout
              win.WINHTTP_PROXY_INFO: 24,  # winhttp.h: DWORD + 2 LPWSTR
@@ -65,6 +66,7 @@ def test_field_offsets_match_the_documented_x64_layout() -> None:
         "sin6_family": 0, "sin6_port": 2, "sin6_flowinfo": 4, "sin6_addr": 8, "sin6_scope_id": 24}
     assert _offsets(win.SOCKADDR_IN, "sin_family", "sin_port", "sin_addr") == {"sin_family": 0, "sin_port": 2,
                                                                                  "sin_addr": 4}
+    assert _offsets(win.SOCKET_ADDRESS, "lpSockaddr", "iSockaddrLength") == {"lpSockaddr": 0, "iSockaddrLength": 8}
     # MIB_IPFORWARD_TABLE2: ULONG NumEntries, then rows aligned for their ULONG64 (the doc warns of padding).
     assert _offsets(win.MIB_IPFORWARD_TABLE2, "NumEntries", "Table") == {"NumEntries": 0, "Table": 8}
     # MIB_IPINTERFACE_ROW (netioapi.h): ADDRESS_FAMILY, NET_LUID, ..., ULONG ZoneIndices[ScopeLevelCount=16], ...
