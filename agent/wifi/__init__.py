@@ -6,7 +6,10 @@ the platform. Nothing here ever asks the radio to scan: a scan takes it off chan
 milliseconds per channel, which is exactly the latency spike and loss this agent exists to see.
 
 - ``read_wifi()`` -> ``WifiReading`` of the current link (a "no Wi-Fi interface" reading, never
-  an exception, where there is no radio).
+  an exception, where there is no radio). Native APIs answer on every call; where only a slow
+  tool is left (macOS without PyObjC, Windows without wlanapi.dll) the looks between two runs of
+  the tool return ``connected=None`` with the note "not due", so nothing is recorded for them. A
+  radio that is off or a link that is down is ``connected=False`` from every source.
 - ``parse_text(text)`` -> ``WifiReading`` from pasted output of netsh (any language), airport,
   system_profiler (text or JSON), wdutil, iw, /proc/net/wireless, nmcli or iwconfig.
 - ``WifiWatcher`` turns readings into wifi_* events; ``to_columns`` maps a reading onto the

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from types import ModuleType
 
 from .parsers import airport, system_profiler, wdutil
-from .parsers._model import HIDDEN, NO_WIFI_INTERFACE, WifiReading, complete, norm_mac
+from .parsers._model import HIDDEN, NO_WIFI_INTERFACE, NOT_DUE, WifiReading, complete, norm_mac
 
 __all__ = ["MacReader", "NOT_DUE", "read_wifi"]
 
@@ -48,7 +48,6 @@ _BAND = {1: "2.4", 2: "5", 3: "6"}
 _WIDTH = {1: 20, 2: 40, 3: 80, 4: 160}
 _PHY = {1: "802.11a", 2: "802.11b", 3: "802.11g", 4: "802.11n", 5: "802.11ac", 6: "802.11ax", 7: "802.11be"}
 _MODE_NONE = 0  # kCWInterfaceModeNone: "not participating in a network"
-NOT_DUE = "not due"  # the note of a look between two runs of a slow tool
 _AUTO = object()
 
 

@@ -42,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .parsers import netsh
-from .parsers._model import HIDDEN, NO_WIFI_INTERFACE, WifiReading, complete, norm_mac
+from .parsers._model import HIDDEN, NO_WIFI_INTERFACE, NOT_DUE, WifiReading, complete, norm_mac
 
 __all__ = ["NOT_DUE", "WindowsReader", "read_wifi"]
 
@@ -59,7 +59,6 @@ ERROR_SERVICE_NOT_ACTIVE, ERROR_INVALID_STATE = 1062, 5023
 # 9 dmg (ad), 10 he (ax), 11 eht (be)
 _PHY = {4: "802.11a", 5: "802.11b", 6: "802.11g", 7: "802.11n", 8: "802.11ac", 9: "802.11ad", 10: "802.11ax",
         11: "802.11be"}
-NOT_DUE = "not due"
 
 _WCHAR = ctypes.c_uint16  # WCHAR is 2 bytes on Windows; ctypes.c_wchar is 4 on Linux
 _ULONG = ctypes.c_uint32  # ULONG/DWORD are 4 bytes on Windows; ctypes.c_ulong is 8 on Linux

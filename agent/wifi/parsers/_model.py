@@ -24,6 +24,8 @@ MAC_RE = re.compile(r"(?<![0-9A-Fa-f:-])([0-9A-Fa-f]{1,2}(?:[:-][0-9A-Fa-f]{1,2}
 
 # The note of a reading from a machine without a radio: nothing to record (a wired desk).
 NO_WIFI_INTERFACE = "no Wi-Fi interface"
+# The note of a look between two runs of a slow tool: state unknown, nothing to record.
+NOT_DUE = "not due"
 
 
 @dataclass(frozen=True)

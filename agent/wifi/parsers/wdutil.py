@@ -23,7 +23,8 @@ _POWER = re.compile(r"^\s*Power\s+:\s+(On|Off)\b", re.M)
 
 def detect(text: str) -> bool:
     # A radio that is off may print no RSSI figure at all; its Power line still says what it is.
-    return bool(_DETECT.search(text) or _POWER.search(text)) and bool(re.search(r"^\s*(Tx Rate|Op Mode)\s+:", text, re.M))
+    shaped = _DETECT.search(text) or _POWER.search(text)
+    return bool(shaped) and bool(re.search(r"^\s*(Tx Rate|Op Mode)\s+:", text, re.M))
 
 
 def _wifi_section(text: str) -> list[str]:

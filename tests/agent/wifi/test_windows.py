@@ -285,8 +285,9 @@ def test_other_errors_raise_for_this_look_only() -> None:
 def test_missing_dll_falls_back_to_netsh_at_its_own_cadence() -> None:
     """Linux has no ctypes.WinDLL: the loader's failure is the "no wlanapi.dll" path."""
     runs: list[list[str]] = []
-    text = "There is 1 interface on the system:\n\n    Name : Wi-Fi\n    GUID : 44bf0952-4755-46b5-9232-bc34aa2cf479\n" \
-           "    Physical address : a4:6b:b6:33:78:d6\n    State : disconnected\n"
+    text = ("There is 1 interface on the system:\n\n    Name : Wi-Fi\n"
+            "    GUID : 44bf0952-4755-46b5-9232-bc34aa2cf479\n"
+            "    Physical address : a4:6b:b6:33:78:d6\n    State : disconnected\n")
 
     def run(cmd):
         runs.append(cmd)
