@@ -283,7 +283,10 @@ async def serve(db: str, listen: str, config: IngestConfig, ready_file: str | No
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except NotImplementedError:  # Windows: no signal handlers on its loop; Ctrl-C ends asyncio.run
+            break
     await stop.wait()
     log.info("shutting down")
     await collector.stop(DRAIN_GRACE_S, DRAIN_DELAY_S)

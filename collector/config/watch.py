@@ -47,7 +47,7 @@ class ConfigWatcher:
         await self._follow()
         try:
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._wake.set)
-        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+        except (AttributeError, NotImplementedError, RuntimeError, ValueError):  # not the main thread; Windows (no SIGHUP)
             pass
         self._task = asyncio.ensure_future(self._loop())
 
