@@ -3,6 +3,7 @@ chain fed recorded outputs on a fake clock (which source answers, and how often 
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -169,3 +170,13 @@ def test_no_tool_answers() -> None:
     reader = _reader(_Tools({}), [0.0])
     r = reader.read()
     assert r.connected is None and r.note == "no Wi-Fi tool answered"
+
+
+@pytest.mark.skipif(os.environ.get("CXPULSE_NATIVE_OS") != "1" or sys.platform != "darwin",
+                    reason="the real CoreWLAN: macOS runner only")
+def test_native_corewlan_answers_without_a_tool() -> None:
+    """On a macOS runner with the macos extra, CoreWLAN loads and answers (no radio: not connected)."""
+    pytest.importorskip("CoreWLAN")
+    reader = macos.MacReader(run=lambda cmd: pytest.fail(f"no tool may run: {cmd}"))
+    r = reader.read()
+    assert reader.source == "corewlan" and r.source == "corewlan" and r.connected in (True, False)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import struct
+import sys
 import uuid
 
 import pytest
@@ -282,8 +284,12 @@ def test_other_errors_raise_for_this_look_only() -> None:
     assert reader.read().connected is True and not reader._api_failed
 
 
-def test_missing_dll_falls_back_to_netsh_at_its_own_cadence() -> None:
-    """Linux has no ctypes.WinDLL: the loader's failure is the "no wlanapi.dll" path."""
+def test_missing_dll_falls_back_to_netsh_at_its_own_cadence(monkeypatch) -> None:
+    """Server Core without the Wireless LAN feature: wlanapi.dll does not load (here: no ctypes.WinDLL)."""
+    def no_dll():
+        raise w.WlanUnavailable("wlanapi.dll: not found")
+
+    monkeypatch.setattr(w, "_load_wlanapi", no_dll)
     runs: list[list[str]] = []
     text = ("There is 1 interface on the system:\n\n    Name : Wi-Fi\n"
             "    GUID : 44bf0952-4755-46b5-9232-bc34aa2cf479\n"
@@ -302,3 +308,13 @@ def test_missing_dll_falls_back_to_netsh_at_its_own_cadence() -> None:
     assert reader._api_failed and len(runs) == 2  # at 0 and 30 s
     assert [r.connected for r in looks] == [False] + [None] * 5 + [False]
     assert {r.note for r in looks if r.connected is None} == {w.NOT_DUE}
+
+
+@pytest.mark.skipif(os.environ.get("CXPULSE_NATIVE_OS") != "1" or sys.platform != "win32",
+                    reason="the real wlanapi.dll: Windows runner only")
+def test_native_wlanapi_answers_without_netsh() -> None:
+    """On a Windows runner (no radio, wlansvc usually stopped) the real DLL loads and answers in-process."""
+    reader = w.WindowsReader(run=lambda cmd: pytest.fail("netsh must not run where wlanapi.dll loads"))
+    r = reader.read()
+    assert r.source == "wlanapi" and r.connected in (True, False) and not reader._api_failed
+    reader.close()
