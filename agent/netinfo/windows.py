@@ -57,10 +57,7 @@ _U8, _U16, _U32, _U64, _PTR = ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, 
 AF_UNSPEC, AF_INET, AF_INET6 = 0, 2, 23
 
 NO_ERROR = 0
-ERROR_FILE_NOT_FOUND = 2
-ERROR_ACCESS_DENIED = 5
-ERROR_NOT_ENOUGH_MEMORY = 8
-ERROR_INVALID_PARAMETER = 87
+ERROR_FILE_NOT_FOUND = 2  # WinHttpGetIEProxyConfigForCurrentUser: no Internet settings at all
 ERROR_BUFFER_OVERFLOW = 111
 ERROR_NO_DATA = 232
 ERROR_NOT_FOUND = 1168
@@ -74,7 +71,8 @@ IF_TYPE_TUNNEL = 131
 IF_TYPE_WWANPP = 243
 IF_TYPE_WWANPP2 = 244
 # ifdef.h TUNNEL_TYPE: the IPv6 transition tunnels Windows sets up by itself, not a VPN.
-TUNNEL_TYPE_6TO4, TUNNEL_TYPE_ISATAP, TUNNEL_TYPE_TEREDO, TUNNEL_TYPE_IPHTTPS = 11, 13, 14, 15
+# IP-HTTPS (15) is DirectAccess, the corporate network: it stays a VPN like every other tunnel.
+TUNNEL_TYPE_6TO4, TUNNEL_TYPE_ISATAP, TUNNEL_TYPE_TEREDO = 11, 13, 14
 _TRANSITION_TUNNELS = (TUNNEL_TYPE_6TO4, TUNNEL_TYPE_ISATAP, TUNNEL_TYPE_TEREDO)
 IF_OPER_STATUS_UP = 1
 
@@ -171,6 +169,7 @@ class WINHTTP_CURRENT_USER_IE_PROXY_CONFIG(ctypes.Structure):
 
 
 _ROWS_OFFSET = MIB_IPFORWARD_TABLE2.Table.offset
+_PREFIX_LENGTH_OFFSET = MIB_IPFORWARD_ROW2.DestinationPrefix.offset + IP_ADDRESS_PREFIX.PrefixLength.offset
 _TUNNEL_TYPE_END = IP_ADAPTER_ADDRESSES_LH.TunnelType.offset + 4  # the last field read here
 
 
@@ -260,9 +259,7 @@ def _quiet(empty: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 def default_routes(api: Any) -> list[DefaultRoute]:
     """Default routes via a gateway, both families, in table order; metric = route + interface metric."""
     routes = []
-    for row in _forward_rows(api):
-        if row.DestinationPrefix.PrefixLength != 0:
-            continue
+    for row in _default_rows(api):
         family = row.DestinationPrefix.Prefix.si_family
         gateway = _next_hop(row)
         if not gateway:
@@ -277,8 +274,12 @@ def default_routes(api: Any) -> list[DefaultRoute]:
     return routes
 
 
-def _forward_rows(api: Any) -> list[MIB_IPFORWARD_ROW2]:
-    """Every route, copied out of the table the OS allocated, which is freed before returning."""
+def _default_rows(api: Any) -> list[MIB_IPFORWARD_ROW2]:
+    """The rows with a 0-length destination prefix, copied out of the table the OS allocated (freed here).
+
+    The prefix length is checked in the raw bytes first: a VPN can push thousands of routes, and
+    only a few defaults are worth a structure each.
+    """
     table = _PTR()
     err = api.GetIpForwardTable2(AF_UNSPEC, ctypes.byref(table))
     if err != NO_ERROR:
@@ -292,7 +293,8 @@ def _forward_rows(api: Any) -> list[MIB_IPFORWARD_ROW2]:
     finally:
         api.FreeMibTable(table)
     size = ctypes.sizeof(MIB_IPFORWARD_ROW2)
-    return [MIB_IPFORWARD_ROW2.from_buffer_copy(raw, i * size) for i in range(count)]
+    return [MIB_IPFORWARD_ROW2.from_buffer_copy(raw, off) for off in range(0, count * size, size)
+            if raw[off + _PREFIX_LENGTH_OFFSET] == 0]
 
 
 def _next_hop(row: MIB_IPFORWARD_ROW2) -> str:

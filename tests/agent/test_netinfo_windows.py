@@ -346,6 +346,14 @@ def test_a_failed_interface_lookup_keeps_the_gateway() -> None:
     assert win.default_routes(api) == [DefaultRoute("192.168.8.1", "", 15), DefaultRoute("192.168.9.1", "", 30)]
 
 
+def test_a_split_tunnel_vpn_with_thousands_of_routes() -> None:
+    pushed = [route_row(CABLE, 7, f"10.{i // 256}.{i % 256}.0", 24, "10.255.0.1", 1) for i in range(3000)]
+    api = docked_laptop(routes=route_table(*pushed[:1500], route_row(WIFI, 12, "0.0.0.0", 0, "192.168.1.1", 0),
+                                           *pushed[1500:]))
+    assert win.default_routes(api) == [DefaultRoute("192.168.1.1", "Wi-Fi", 50)]
+    assert api.calls.count("GetIpInterfaceEntry") == 1  # only the default row is looked at further
+
+
 @pytest.mark.parametrize("error", [ERROR_ACCESS_DENIED, ERROR_NOT_FOUND, ERROR_INVALID_PARAMETER])
 def test_a_failed_route_table_means_no_gateway(error: int) -> None:
     api = FakeWindows(routes=error)
@@ -486,7 +494,6 @@ def test_failed_proxy_calls_mean_no_proxy(ie: int, machine: int) -> None:
 
 def test_imports_here_and_answers_nothing_without_the_dlls() -> None:
     """No WinDLL off Windows: every reader gives its empty answer instead of raising."""
-    assert not hasattr(ctypes, "WinDLL") or ctypes.sizeof(ctypes.c_wchar) == 2
     if hasattr(ctypes, "WinDLL"):
         pytest.skip("this is Windows: the real DLLs answer")
     assert win.default_routes() == [] and win.interface_kinds() == {} and win.vpn_interfaces() == []
