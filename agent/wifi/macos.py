@@ -9,6 +9,9 @@ What each source gives, and so how often a desk is really read (the agent asks e
   no fork; no scan method is ever called. SSID and BSSID come back nil on macOS 14+ unless the
   process has Location Services permission: the reading then marks them hidden by the OS and logs
   once how to grant it (an MDM PPPC profile for the daemon). Imported lazily, on darwin only.
+  A look reads about nine properties, each a round trip to airportd; a public report (stats issue
+  #3536) ties high airportd CPU to a client asking the tx rate three times a second, so this is
+  meant for a cadence of seconds (the default 5 s is under two calls a second), not sub-second.
 - ``wdutil info`` (macOS 12+, needs root, which the launchd daemon has): every ``wdutil_every_s``,
   10 s by default. A fork+exec of a diagnostics tool that also gathers the network, Bluetooth and
   AWDL sections; its cost was not measured here, so it is kept off the 5 s cadence.
