@@ -521,7 +521,7 @@ class WindowsAcl:
         """Replace the object's own ACEs; ``protected`` cuts inheritance, otherwise the parent's
         inheritable ACEs apply (with no own ACEs: the object inherits exactly its folder's)."""
         s = self.sec
-        acl = s.ACL()
+        acl = s.ACL(256)  # bytes; three ACEs take ~80 (an empty ACL, never a NULL DACL: that would allow everyone)
         for sid, mask, flags in aces:
             acl.AddAccessAllowedAceEx(ACL_REVISION, flags, mask, s.ConvertStringSidToSid(sid))
         info = DACL_SECURITY_INFORMATION | (PROTECTED_DACL_SECURITY_INFORMATION if protected

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ import pytest
 from cxpulse.agent import central, enrollment, service
 from cxpulse.agent.service import (ADMINS_SID, CONTAINER_INHERIT_ACE, DACL_SECURITY_INFORMATION, FILE_ALL_ACCESS,
                                    INHERITED_ACE, OBJECT_INHERIT_ACE, OWNER_SECURITY_INFORMATION,
-                                   PROTECTED_DACL_SECURITY_INFORMATION, SE_DACL_PROTECTED, SYSTEM_SID,
+                                   PROTECTED_DACL_SECURITY_INFORMATION, SE_DACL_PROTECTED, STRICT_ACES, SYSTEM_SID,
                                    UNPROTECTED_DACL_SECURITY_INFORMATION, USERS_SID, WindowsAcl)
 
 DESK_USER = "S-1-5-21-1004336348-1177238915-682003330-1001"  # a local user's SID, as whoami /user prints it
@@ -130,7 +131,8 @@ class FakeWin32Security:
     def ConvertSidToStringSid(self, sid: Sid) -> str:  # noqa: N802
         return sid.text
 
-    def ACL(self) -> Acl:  # noqa: N802
+    def ACL(self, size: int = 64) -> Acl:  # noqa: N802
+        assert size >= 8 + 3 * 24, "too small for the folder's three ACEs"
         return Acl()
 
     def GetNamedSecurityInfo(self, path: str, objtype: int, info: int) -> Descriptor:  # noqa: N802
@@ -302,3 +304,29 @@ def test_without_pywin32_a_single_file_uses_icacls_and_never_resets(monkeypatch,
     assert ran == [["icacls", str(tmp_path / "credential.json"), "/inheritance:r", "/grant:r", "*S-1-5-18:F",
                     "*S-1-5-32-544:F"]]
     assert not any("/reset" in a or "/T" in a for a in ran[0])
+
+
+NATIVE_WINDOWS = os.environ.get("CXPULSE_NATIVE_OS") == "1" and sys.platform == "win32"
+
+
+@pytest.mark.skipif(not NATIVE_WINDOWS, reason="native Windows check: runs in the installers workflow's "
+                    "agent-tests job (CXPULSE_NATIVE_OS=1 on windows-latest)")
+def test_native_win32_security_keeps_a_secret_strict_over_two_configures(tmp_path):
+    """The same sequence through the real pywin32 on a Windows runner (an elevated administrator)."""
+    import win32security
+
+    acl = WindowsAcl(win32security)
+    folder = tmp_path / "cxpulse"
+    (folder / "agent").mkdir(parents=True)
+    cred = folder / "agent" / enrollment.CREDENTIAL_FILE
+    cred.write_text("{}")
+    acl.set_dacl(cred, STRICT_ACES, protected=True)  # what store_credential does
+    other = folder / "agent.toml"
+    other.write_text("")
+    for _ in range(2):  # install, then upgrade
+        service.secure_data_folder(folder, acl)
+        owner, protected, aces = acl.read(cred)
+        assert protected and {a[0] for a in aces} == STRICT, aces
+        _, folder_protected, folder_aces = acl.read(folder)
+        assert folder_protected and {a[0] for a in folder_aces} == STRICT | {USERS_SID}
+        assert acl.read(other)[1:] == (False, [])  # inherits the folder's, nothing of its own
