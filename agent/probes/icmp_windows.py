@@ -19,13 +19,16 @@ waiting out its timeout never holds up another target's request on a shared hand
 
 Timing: ``ICMP_ECHO_REPLY.RoundTripTime`` is whole milliseconds, too coarse for a LAN or a gateway
 (mostly "0"). The sample is ``time.perf_counter_ns()`` read in the worker thread right around the
-call, so the hand-off from the event loop to the pool is NOT in it. What is in it, beyond the
-network: ctypes converting twelve arguments and releasing/retaking the GIL (a few microseconds),
-and the worker waking up and retaking the GIL after the reply. That last part is microseconds
-when the event loop is idle (the agent's normal state) but can reach the interpreter's switch
-interval (5 ms) when the loop thread happens to be running Python at that moment. The kernel's
-millisecond figure bounds it: the true round trip is below ``RoundTripTime + 1`` ms, so a
-measurement above that is cut to that bound (``_bounded_rtt_us``).
+call, so the hand-off from the event loop to the pool (queueing, thread wake-up) is NOT in it.
+What is in it, beyond the network: ctypes converting the twelve arguments and releasing and
+retaking the GIL, measured here (Linux x64, a no-op C function with the same argument types)
+at 2.8 us median, 5 us p99; and the worker retaking the GIL after the reply before it can read
+the clock. That is nothing when the event loop thread is idle (the agent's normal state), but
+when it is running Python at that moment the worker waits for the interpreter's switch interval
+(5 ms): measured here, a 1 ms blocking call with the main thread busy read 6.4 ms late at the
+median. The kernel's millisecond figure bounds that: the true round trip is below
+``RoundTripTime + 1`` ms, so a measurement above it is cut to it (``_bounded_rtt_us``), and a
+late wake-up costs at most 1 ms of error instead of 5 or more.
 
 Import-safe on every OS: the DLL is loaded on first use (``ctypes.WinDLL`` exists only on
 Windows), and any object with the same function names can stand in for it (tests).

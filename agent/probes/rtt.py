@@ -35,16 +35,18 @@ class _Pinger(Protocol):
     def close(self) -> None: ...
 
 
-# The pinger behind each ICMP method, chosen once per OS. Windows has no ping socket, and its
-# default event loop (Proactor) has no add_reader, so a raw socket works there only for an
-# administrator on a Selector loop; the unprivileged echo is iphlpapi's IcmpSendEcho2Ex.
-_PINGERS: dict[str, Callable[[socket.AddressFamily, str], _Pinger]]
-if sys.platform == "win32":
-    from .icmp_windows import IcmpEchoPinger
+def _pingers_for(platform: str) -> dict[str, Callable[[socket.AddressFamily, str], _Pinger]]:
+    """The pinger behind each ICMP method on ``platform``. Windows has no ping socket, and its
+    default event loop (Proactor) has no add_reader, so a raw socket works there only for an
+    administrator on a Selector loop; its unprivileged echo is iphlpapi's IcmpSendEcho2Ex."""
+    if platform == "win32":
+        from .icmp_windows import IcmpEchoPinger
 
-    _PINGERS = {METHOD_ICMP_RAW: IcmpPinger, METHOD_ICMP_DGRAM: IcmpEchoPinger}
-else:
-    _PINGERS = {METHOD_ICMP_RAW: IcmpPinger, METHOD_ICMP_DGRAM: IcmpPinger}
+        return {METHOD_ICMP_RAW: IcmpPinger, METHOD_ICMP_DGRAM: IcmpEchoPinger}
+    return {METHOD_ICMP_RAW: IcmpPinger, METHOD_ICMP_DGRAM: IcmpPinger}
+
+
+_PINGERS = _pingers_for(sys.platform)  # chosen once, at import
 
 # ICMP is blocked or rate-limited at many corporate edges and SaaS front doors: a target whose
 # ICMP goes unanswered while its TCP port answers is timed by TCP connect instead of being

@@ -19,17 +19,28 @@ import socket
 import struct
 import sys
 import time
+from collections.abc import Callable
 
 __all__ = ["tcp_connect_rtt"]
 
 _LINGER_ABORT = struct.pack("ii", 1, 0)
 
-if sys.platform == "win32":
-    from .tcp_windows import prepare as _prepare
-else:
-    def _prepare(sock: socket.socket) -> bool:
-        """Linux and macOS report the first RST: a refusal is always timed."""
-        return True
+
+def _refusal_always_timed(sock: socket.socket) -> bool:
+    """Linux and macOS report the first RST: nothing to prepare, a refusal is always timed."""
+    return True
+
+
+def _preparer_for(platform: str) -> Callable[[socket.socket], bool]:
+    """What to do to a socket before connect on ``platform``; True when a refusal will be timed."""
+    if platform == "win32":
+        from .tcp_windows import prepare
+
+        return prepare
+    return _refusal_always_timed
+
+
+_prepare = _preparer_for(sys.platform)  # chosen once, at import
 
 
 async def tcp_connect_rtt(family: socket.AddressFamily, sockaddr: tuple, timeout_s: float) -> int | None:

@@ -23,6 +23,7 @@ import pytest
 from cxpulse.agent.probes import icmp_windows as iw
 from cxpulse.agent.probes import rtt
 from cxpulse.agent.probes.base import Target
+from cxpulse.agent.probes.icmp import IcmpPinger
 from cxpulse.agent.probes.rtt import RttProbe
 from cxpulse.v1.payload import METHOD_ICMP_DGRAM, METHOD_ICMP_RAW
 
@@ -385,6 +386,12 @@ def test_without_windows_the_dll_is_not_there() -> None:
 
 
 # -- the RTT probe's chain on a Windows-like desk ----------------------------------------------
+
+
+def test_rtt_chain_on_windows_takes_iphlpapi_for_unprivileged_echo() -> None:
+    assert rtt._pingers_for("win32") == {METHOD_ICMP_RAW: IcmpPinger, METHOD_ICMP_DGRAM: iw.IcmpEchoPinger}
+    assert rtt._pingers_for("linux") == {METHOD_ICMP_RAW: IcmpPinger, METHOD_ICMP_DGRAM: IcmpPinger}
+    assert rtt._pingers_for("darwin") == rtt._pingers_for("linux")
 
 
 def test_rtt_probe_falls_back_to_iphlpapi_on_a_loop_without_add_reader(monkeypatch: pytest.MonkeyPatch) -> None:

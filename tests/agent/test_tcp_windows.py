@@ -119,6 +119,11 @@ def test_a_listener_is_timed_with_the_windows_preparation(monkeypatch: pytest.Mo
     assert isinstance(rtt_us, int) and rtt_us >= 0
 
 
+def test_the_windows_preparation_is_chosen_for_windows_only() -> None:
+    assert tcp._preparer_for("win32") is tw.prepare
+    assert tcp._preparer_for("linux") is tcp._preparer_for("darwin") is tcp._refusal_always_timed
+
+
 def test_linux_and_macos_time_every_refusal() -> None:
     if tcp.sys.platform == "win32":
         pytest.skip("this is Windows")
