@@ -144,7 +144,10 @@ class _Run:
                     return f"trace stopped after {timeout_s:g} s"
                 for task in done:
                     key = running.pop(task)
-                    answer = task.result()
+                    try:
+                        answer = task.result()
+                    except Exception as exc:  # a bug, not the network: say so rather than raise
+                        return f"ICMP echo failed: {exc!r}"
                     if answer.status in _FATAL:
                         return f"ICMP echo failed: {status_name(answer.status)}"
                     self._record(key, answer)

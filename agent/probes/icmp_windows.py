@@ -252,8 +252,7 @@ class IcmpEchoPinger:
         self._payload_size = len(payload)
         self._reply_size = reply_buffer_size(family, len(payload))
         self._lock = threading.Lock()
-        self._free: list[int] = [self._open_handle()]
-        self._handles = 1
+        self._free: list[int] = [self._open_handle()]  # at most one handle per worker ever exists
         self._closed = False
         self._executor: ThreadPoolExecutor | None = None
 
@@ -299,7 +298,8 @@ class IcmpEchoPinger:
             if self._closed:
                 raise RuntimeError("pinger closed")
             if self._executor is None:
-                self._executor = ThreadPoolExecutor(self.max_workers, thread_name_prefix=f"cxpulse-icmp{4 if self._v4 else 6}")
+                self._executor = ThreadPoolExecutor(
+                    self.max_workers, thread_name_prefix=f"cxpulse-icmp{4 if self._v4 else 6}")
             return self._executor
 
     def _open_handle(self) -> int:
@@ -315,13 +315,7 @@ class IcmpEchoPinger:
                 return None
             if self._free:
                 return self._free.pop()
-            self._handles += 1  # never more than the pool's workers: each holds at most one
-        try:
-            return self._open_handle()
-        except OSError:
-            with self._lock:
-                self._handles -= 1
-            raise
+        return self._open_handle()  # every handle is held by a worker: this one needs its own
 
     def _give_handle(self, handle: int) -> None:
         with self._lock:

@@ -2,8 +2,9 @@
 
 Contact-center desktops rarely run the agent as admin, and corporate images differ in what an
 unprivileged process may do. So the probe tries raw ICMP, then the unprivileged ICMP "ping
-socket" (on Windows, which has none, iphlpapi's IcmpSendEcho2Ex), then TCP connect timing, keeps the first that works, and stamps every sample with the
-method that produced it: an ICMP and a TCP round trip to the same host are not the same series.
+socket" (on Windows, which has none, iphlpapi's IcmpSendEcho2Ex), then TCP connect timing, keeps
+the first that works, and stamps every sample with the method that produced it: an ICMP and a
+TCP round trip to the same host are not the same series.
 """
 
 from __future__ import annotations

@@ -34,7 +34,8 @@ T = TypeVar("T")
 
 # Documented x64 values (ipexport.h / ws2ipdef.h / wdm.h; learn.microsoft.com "ICMP_ECHO_REPLY structure",
 # "IP_OPTION_INFORMATION structure", "ICMPV6_ECHO_REPLY_LH structure", "IPV6_ADDRESS_EX structure").
-ECHO_REPLY_SIZE = 40           # ICMP_ECHO_REPLY: Address 0, Status 4, RoundTripTime 8, DataSize 12, Reserved 14, Data 16, Options 24
+# ICMP_ECHO_REPLY: Address 0, Status 4, RoundTripTime 8, DataSize 12, Reserved 14, Data 16, Options 24
+ECHO_REPLY_SIZE = 40
 OPTION_INFORMATION_SIZE = 16   # IP_OPTION_INFORMATION: Ttl 0, Tos 1, Flags 2, OptionsSize 3, OptionsData 8
 IPV6_ADDRESS_EX_SIZE = 26      # declared between pshpack1.h and poppack.h: packed
 ECHO6_REPLY_SIZE = 36          # ICMPV6_ECHO_REPLY_LH: Address 0 (26 bytes), Status 28, RoundTripTime 32

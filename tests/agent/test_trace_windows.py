@@ -131,7 +131,8 @@ def test_bad_arguments_raise_at_once() -> None:
 def test_an_isp_reroute_is_a_path_change_at_hop_two() -> None:
     watcher = PathWatcher()
     first = run(tw.trace(TARGET, open_pinger=opener(FakeIphlpapi(network([GATEWAY, ISP, "198.51.100.1"], 4)))))
-    second = run(tw.trace(TARGET, open_pinger=opener(FakeIphlpapi(network([GATEWAY, "100.64.0.9", "198.51.100.1"], 4)))))
+    rerouted = FakeIphlpapi(network([GATEWAY, "100.64.0.9", "198.51.100.1"], 4))
+    second = run(tw.trace(TARGET, open_pinger=opener(rerouted)))
     assert watcher.observe(first) is None
     change = watcher.observe(second)
     assert change is not None and change.first_ttl == 2
