@@ -27,11 +27,13 @@ and virtual switches (Hyper-V, VMware, Wi-Fi Direct) present themselves as Ether
 The IPv6 transition tunnels Windows creates on its own (6to4, ISATAP, Teredo) are "other";
 IP-HTTPS is DirectAccess, a VPN.
 
-Proxy: the current user's Internet settings (``WinHttpGetIEProxyConfigForCurrentUser``: PAC URL,
-manual proxy, auto-detect) and the machine's WinHTTP proxy (``WinHttpGetDefaultProxyConfiguration``,
-``netsh winhttp set proxy``). Under the LocalSystem service the "current user" is SYSTEM, whose
-settings are the desk's own when the proxy is set per machine by policy (ProxySettingsPerUser=0),
-which is how managed contact-center desks are usually configured.
+Proxy: the desk's apps (browser, softphone) follow the WinINet settings, which are per user unless
+policy makes them per machine (ProxySettingsPerUser=0). Under the LocalSystem service the "current
+user" is SYSTEM, so the console user's own settings are read from their loaded registry hive
+(``HKEY_USERS\\<SID>``; the SID from ``WTSQueryUserToken``, which only a LocalSystem service may call);
+otherwise (a console run as the user, per-machine policy, nobody logged on) the current user's
+settings come from ``WinHttpGetIEProxyConfigForCurrentUser``. The machine's WinHTTP proxy
+(``WinHttpGetDefaultProxyConfiguration``, ``netsh winhttp set proxy``) comes after them.
 """
 
 from __future__ import annotations
@@ -85,6 +87,13 @@ _GAA_TRIES = 3  # adapters can appear between the size query and the call; then 
 
 # winhttp.h dwAccessType.
 WINHTTP_ACCESS_TYPE_NO_PROXY, WINHTTP_ACCESS_TYPE_NAMED_PROXY = 1, 3
+# wininet.h PROXY_TYPE_* flags, as stored in the 9th byte of the DefaultConnectionSettings value.
+PROXY_TYPE_PROXY, PROXY_TYPE_AUTO_PROXY_URL, PROXY_TYPE_AUTO_DETECT = 0x2, 0x4, 0x8
+_CONNECTION_FLAGS_OFFSET = 8  # after the structure version and the change counter (two DWORDs)
+INTERNET_SETTINGS = r"Software\Microsoft\Windows\CurrentVersion\Internet Settings"
+INTERNET_SETTINGS_POLICY = r"SOFTWARE\Policies\Microsoft\Windows\CurrentVersion\Internet Settings"
+NO_CONSOLE_SESSION = 0xFFFFFFFF  # WTSGetActiveConsoleSessionId between sessions
+TOKEN_USER_CLASS = 1  # TOKEN_INFORMATION_CLASS TokenUser
 
 NDIS_IF_MAX_STRING_SIZE = 256
 _MAX_ROUTES = 65536  # bounds for what the OS hands back: a corrupt count must not mean a huge read
@@ -159,6 +168,12 @@ class IP_ADAPTER_ADDRESSES_LH(ctypes.Structure):
         ("Dhcpv6Iaid", _U32), ("FirstDnsSuffix", _PTR)]
 
 
+class TOKEN_USER(ctypes.Structure):
+    """winnt.h: one SID_AND_ATTRIBUTES (PSID, DWORD); the SID itself follows in the same buffer."""
+
+    _fields_ = [("Sid", _PTR), ("Attributes", _U32)]
+
+
 class WINHTTP_PROXY_INFO(ctypes.Structure):
     _fields_ = [("dwAccessType", _U32), ("lpszProxy", _PTR), ("lpszProxyBypass", _PTR)]
 
@@ -191,6 +206,8 @@ class _WinApi:
         iphlpapi = ctypes.WinDLL("iphlpapi", use_last_error=True)  # type: ignore[attr-defined]
         winhttp = ctypes.WinDLL("winhttp", use_last_error=True)  # type: ignore[attr-defined]
         kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+        wtsapi32 = ctypes.WinDLL("wtsapi32", use_last_error=True)  # type: ignore[attr-defined]
+        advapi32 = ctypes.WinDLL("advapi32", use_last_error=True)  # type: ignore[attr-defined]
         self.GetIpForwardTable2 = _proto(iphlpapi.GetIpForwardTable2, _U32, [_U16, ctypes.POINTER(_PTR)])
         self.FreeMibTable = _proto(iphlpapi.FreeMibTable, None, [_PTR])
         row = ctypes.POINTER(MIB_IPINTERFACE_ROW)
@@ -206,10 +223,30 @@ class _WinApi:
             winhttp.WinHttpGetIEProxyConfigForCurrentUser, ctypes.c_int32,
             [ctypes.POINTER(WINHTTP_CURRENT_USER_IE_PROXY_CONFIG)])
         self.GlobalFree = _proto(kernel32.GlobalFree, _PTR, [_PTR])
+        self.WTSGetActiveConsoleSessionId = _proto(kernel32.WTSGetActiveConsoleSessionId, _U32, [])
+        self.WTSQueryUserToken = _proto(wtsapi32.WTSQueryUserToken, ctypes.c_int32, [_U32, ctypes.POINTER(_PTR)])
+        self.GetTokenInformation = _proto(advapi32.GetTokenInformation, ctypes.c_int32,
+                                          [_PTR, _U32, _PTR, _U32, ctypes.POINTER(_U32)])
+        self.ConvertSidToStringSidW = _proto(advapi32.ConvertSidToStringSidW, ctypes.c_int32,
+                                             [_PTR, ctypes.POINTER(_PTR)])
+        self.LocalFree = _proto(kernel32.LocalFree, _PTR, [_PTR])
+        self.CloseHandle = _proto(kernel32.CloseHandle, ctypes.c_int32, [_PTR])
 
     @staticmethod
     def last_error() -> int:
         return ctypes.get_last_error()  # type: ignore[attr-defined]
+
+    @staticmethod
+    def registry(root: str, subkey: str, name: str) -> Any:
+        """A value under HKLM or HKEY_USERS ("HKLM"/"HKU"); None if the key or value is missing."""
+        import winreg  # Windows-only stdlib module
+
+        hive = winreg.HKEY_LOCAL_MACHINE if root == "HKLM" else winreg.HKEY_USERS
+        try:
+            with winreg.OpenKey(hive, subkey, 0, winreg.KEY_READ) as key:
+                return winreg.QueryValueEx(key, name)[0]
+        except OSError:
+            return None
 
 
 def _proto(fn: Any, restype: Any, argtypes: list) -> Any:
@@ -475,12 +512,15 @@ class WinHttpProxy(NamedTuple):
 
 @_quiet(None)
 def system_proxy(api: Any) -> str | None:
-    """The HTTPS proxy the desk's apps are told to use: see ``choose_proxy`` for the order."""
-    return choose_proxy(_ie_config(api), _winhttp_default(api))
+    """The HTTPS proxy the desk's apps are told to use: the desk user's settings (or the current
+    user's), then the machine's WinHTTP proxy; see ``choose_proxy`` for the order."""
+    per_machine = api.registry("HKLM", INTERNET_SETTINGS_POLICY, "ProxySettingsPerUser") == 0
+    user = None if per_machine else _desk_user_settings(api)
+    return choose_proxy(user if user is not None else _ie_config(api), _winhttp_default(api))
 
 
 def choose_proxy(ie: IeProxyConfig | None, machine: WinHttpProxy | None) -> str | None:
-    """One answer from the two settings.
+    """One answer from the user's settings and the machine's.
 
     A PAC URL first (WinINet tries it before the manual proxy, and it is how enterprises deploy
     proxies), then the user's manual proxy, then the machine's WinHTTP proxy, then auto-detect.
@@ -532,6 +572,60 @@ def https_proxy(proxy: str, bypass: str = "") -> str | None:
 
 def _split_list(text: str) -> list[str]:
     return [item for item in re.split(r"[;\s]+", text or "") if item]
+
+
+def _desk_user_settings(api: Any) -> IeProxyConfig | None:
+    """The console user's WinINet settings from their hive; None when nobody is logged on at the
+    console, this process may not ask (not LocalSystem), or the hive holds no settings.
+
+    Which settings are on is the flags byte of ``Connections\\DefaultConnectionSettings`` (the
+    PROXY_TYPE_* values WinINet documents; the blob around them is not documented, only that byte
+    is read). Without the blob, ``ProxyEnable`` and the presence of ``AutoConfigURL`` say it.
+    """
+    sid = _console_user_sid(api)
+    if not sid:
+        return None
+    key = f"{sid}\\{INTERNET_SETTINGS}"
+    blob = api.registry("HKU", key + "\\Connections", "DefaultConnectionSettings")
+    enable, server = api.registry("HKU", key, "ProxyEnable"), api.registry("HKU", key, "ProxyServer")
+    pac, bypass = api.registry("HKU", key, "AutoConfigURL"), api.registry("HKU", key, "ProxyOverride")
+    if isinstance(blob, bytes) and len(blob) > _CONNECTION_FLAGS_OFFSET:
+        flags = blob[_CONNECTION_FLAGS_OFFSET]
+    elif blob is None and enable is None and pac is None:
+        return None  # no settings at all (hive not loaded): let the next source answer
+    else:
+        flags = (PROXY_TYPE_PROXY if enable == 1 else 0) | (PROXY_TYPE_AUTO_PROXY_URL if pac else 0)
+    return IeProxyConfig(bool(flags & PROXY_TYPE_AUTO_DETECT),
+                         pac.strip() if flags & PROXY_TYPE_AUTO_PROXY_URL and isinstance(pac, str) else "",
+                         server.strip() if flags & PROXY_TYPE_PROXY and isinstance(server, str) else "",
+                         bypass.strip() if isinstance(bypass, str) else "")
+
+
+def _console_user_sid(api: Any) -> str | None:
+    """The SID (``S-1-5-21-...``) of the user at the console, or None; every handle and string freed."""
+    session = api.WTSGetActiveConsoleSessionId()
+    if session == NO_CONSOLE_SESSION:
+        return None
+    token = _PTR()
+    if not api.WTSQueryUserToken(session, ctypes.byref(token)):
+        log.debug("WTSQueryUserToken failed: error %d", api.last_error())  # 1314 unless LocalSystem
+        return None
+    try:
+        buf = (_U64 * 64)()  # TOKEN_USER + the SID (at most 68 bytes), 8-byte aligned
+        needed = _U32()
+        if not api.GetTokenInformation(token, TOKEN_USER_CLASS, ctypes.addressof(buf), ctypes.sizeof(buf),
+                                       ctypes.byref(needed)):
+            log.debug("GetTokenInformation failed: error %d", api.last_error())
+            return None
+        text = _PTR()
+        if not api.ConvertSidToStringSidW(TOKEN_USER.from_buffer(buf).Sid, ctypes.byref(text)):
+            return None
+        try:
+            return _utf16z(text.value) or None
+        finally:
+            api.LocalFree(text)
+    finally:
+        api.CloseHandle(token)
 
 
 def _ie_config(api: Any) -> IeProxyConfig | None:

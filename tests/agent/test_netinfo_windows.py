@@ -45,6 +45,7 @@ def test_structure_sizes_match_the_documented_x64_layout() -> None:
              win.IP_ADDRESS_PREFIX: 32,  # SOCKADDR_INET + UINT8 PrefixLength, padded to 4
              win.MIB_IPFORWARD_ROW2: 104,  # netioapi.h
              win.SOCKET_ADDRESS: 16,  # ws2def.h: LPSOCKADDR + INT, padded to 8
+             win.TOKEN_USER: 16,  # winnt.h: SID_AND_ATTRIBUTES, PSID + DWORD, padded to 8
              win.MIB_IPINTERFACE_ROW: 168,  # netioapi.h
              win.IP_ADAPTER_ADDRESSES_LH: 448,  # iptypes.h, the Vista+ layout
              win.WINHTTP_PROXY_INFO: 24,  # winhttp.h: DWORD + 2 LPWSTR
@@ -66,6 +67,7 @@ def test_field_offsets_match_the_documented_x64_layout() -> None:
         "sin6_family": 0, "sin6_port": 2, "sin6_flowinfo": 4, "sin6_addr": 8, "sin6_scope_id": 24}
     assert _offsets(win.SOCKADDR_IN, "sin_family", "sin_port", "sin_addr") == {"sin_family": 0, "sin_port": 2,
                                                                                  "sin_addr": 4}
+    assert _offsets(win.TOKEN_USER, "Sid", "Attributes") == {"Sid": 0, "Attributes": 8}
     assert _offsets(win.SOCKET_ADDRESS, "lpSockaddr", "iSockaddrLength") == {"lpSockaddr": 0, "iSockaddrLength": 8}
     # MIB_IPFORWARD_TABLE2: ULONG NumEntries, then rows aligned for their ULONG64 (the doc warns of padding).
     assert _offsets(win.MIB_IPFORWARD_TABLE2, "NumEntries", "Table") == {"NumEntries": 0, "Table": 8}
@@ -163,12 +165,14 @@ class FakeWindows:
     ``interfaces`` maps (LUID, family) to (metric, connected) or to an error code; ``aliases`` maps
     LUID to alias; ``gaa_errors`` are returned by the first GetAdaptersAddresses calls, in order;
     ``gaa_size`` is how many bytes the adapter list needs; ``ie``/``machine`` are the proxy settings
-    (a dict) or an error code.
+    (a dict) or an error code; ``console_sid`` is the console user's SID (None: nobody at the console)
+    or the error WTSQueryUserToken gives; ``registry`` maps (root, subkey, value name) to a value.
     """
 
     def __init__(self, *, routes: bytes | int = route_table(), interfaces: dict | None = None,
                  aliases: dict | None = None, adapters: list | None = None, gaa_errors: tuple[int, ...] = (),
-                 gaa_size: int = 8192, ie: dict | int = ERROR_FILE_NOT_FOUND, machine: dict | int | None = None):
+                 gaa_size: int = 8192, ie: dict | int = ERROR_FILE_NOT_FOUND, machine: dict | int | None = None,
+                 console_sid: str | int | None = None, registry: dict | None = None):
         self.routes, self.interfaces, self.aliases = routes, interfaces or {}, aliases or {}
         self.adapters, self.gaa_errors, self.gaa_size = adapters or [], list(gaa_errors), gaa_size
         self.ie = ie
@@ -180,6 +184,12 @@ class FakeWindows:
         self.strings: dict[int, Any] = {}
         self.freed_strings: list[int] = []
         self.error = 0
+        self.console_sid, self.values = console_sid, registry or {}
+        self.tokens: list[int] = []
+        self.closed: list[int] = []
+        self.sids: dict[int, Any] = {}
+        self.local_strings: dict[int, Any] = {}
+        self.local_freed: list[int] = []
 
     # iphlpapi
     def GetIpForwardTable2(self, family: int, table_ref: Any) -> int:
@@ -281,8 +291,52 @@ class FakeWindows:
     def last_error(self) -> int:
         return self.error
 
+    # the console user: kernel32, wtsapi32, advapi32 and the registry
+    def WTSGetActiveConsoleSessionId(self) -> int:
+        return 0xFFFFFFFF if self.console_sid is None else 1
+
+    def WTSQueryUserToken(self, session: int, token_ref: Any) -> int:
+        self.calls.append("WTSQueryUserToken")
+        assert session == 1
+        if isinstance(self.console_sid, int):
+            self.error = self.console_sid
+            return 0
+        token_ref._obj.value = 0x4242 + len(self.tokens)
+        self.tokens.append(token_ref._obj.value)
+        return 1
+
+    def GetTokenInformation(self, token: Any, info_class: int, buf: int, length: int, needed_ref: Any) -> int:
+        assert info_class == 1 and length >= 16  # TokenUser
+        sid = ctypes.create_string_buffer(b"\x01\x05" + b"\0" * 26)  # the binary SID, opaque to the caller
+        self.sids[ctypes.addressof(sid)] = sid
+        struct.pack_into("<QI", (ctypes.c_char * 16).from_address(buf), 0, ctypes.addressof(sid), 0)  # Sid @0
+        needed_ref._obj.value = 16 + 28
+        return 1
+
+    def ConvertSidToStringSidW(self, sid: int, text_ref: Any) -> int:
+        assert sid in self.sids, "the SID pointer must come from TOKEN_USER.Sid"
+        text = ctypes.create_string_buffer(str(self.console_sid).encode("utf-16-le") + b"\0\0")
+        self.local_strings[ctypes.addressof(text)] = text
+        text_ref._obj.value = ctypes.addressof(text)
+        return 1
+
+    def LocalFree(self, ptr: Any) -> int:
+        addr = ptr.value if isinstance(ptr, ctypes.c_void_p) else ptr
+        assert addr in self.local_strings and addr not in self.local_freed
+        self.local_freed.append(addr)
+        return 0
+
+    def CloseHandle(self, handle: Any) -> int:
+        self.closed.append(handle.value if isinstance(handle, ctypes.c_void_p) else handle)
+        return 1
+
+    def registry(self, root: str, subkey: str, name: str) -> Any:
+        return self.values.get((root, subkey, name))
+
     def all_freed(self) -> bool:
-        return sorted(self.tables) == sorted(self.freed_tables) and sorted(self.strings) == sorted(self.freed_strings)
+        return (sorted(self.tables) == sorted(self.freed_tables) and sorted(self.strings) == sorted(self.freed_strings)
+                and sorted(self.tokens) == sorted(self.closed)
+                and sorted(self.local_strings) == sorted(self.local_freed))
 
 
 # -- default routes ----------------------------------------------------------------------------------------
@@ -479,6 +533,55 @@ def test_machine_proxy_when_the_user_has_none() -> None:
     api = FakeWindows(ie={"auto": True}, machine={"access": 3, "proxy": "proxy.corp:8080"})
     assert win.system_proxy(api) == "http://proxy.corp:8080"  # a named proxy says more than auto-detect
     assert win.system_proxy(FakeWindows(ie={"auto": False}, machine={"access": 1})) is None  # direct
+
+
+SID = "S-1-5-21-1004336348-1177238915-682003330-512"
+USER_KEY = SID + r"\Software\Microsoft\Windows\CurrentVersion\Internet Settings"
+
+
+def connection_settings(flags: int) -> bytes:
+    """DefaultConnectionSettings as WinINet writes it: version, change counter, PROXY_TYPE_* flags, ..."""
+    return struct.pack("<III", 0x46, 7, flags) + b"\0" * 44
+
+
+def test_the_desk_users_own_settings_under_the_service() -> None:
+    """LocalSystem reads the console user's hive: their PAC, although SYSTEM's own settings say auto-detect."""
+    values = {("HKU", USER_KEY + r"\Connections", "DefaultConnectionSettings"): connection_settings(0x1 | 0x4),
+              ("HKU", USER_KEY, "AutoConfigURL"): "http://pac.corp.example/proxy.pac",
+              ("HKU", USER_KEY, "ProxyEnable"): 1,  # stale: the flags byte says the manual proxy is off
+              ("HKU", USER_KEY, "ProxyServer"): "old.corp:3128"}
+    api = FakeWindows(console_sid=SID, registry=values, ie={"auto": True})
+    assert win.system_proxy(api) == "pac:http://pac.corp.example/proxy.pac"
+    assert "WinHttpGetIEProxyConfigForCurrentUser" not in api.calls  # SYSTEM's settings are not the desk's
+    assert api.all_freed() and api.tokens  # the token closed, the SID string freed with LocalFree
+
+    values[("HKU", USER_KEY + r"\Connections", "DefaultConnectionSettings")] = connection_settings(0x1 | 0x2 | 0x8)
+    values[("HKU", USER_KEY, "ProxyServer")] = "http=h.corp:80;https=s.corp:8443"
+    assert win.system_proxy(FakeWindows(console_sid=SID, registry=values)) == "http://s.corp:8443"
+    values[("HKU", USER_KEY + r"\Connections", "DefaultConnectionSettings")] = connection_settings(0x1 | 0x8)
+    assert win.system_proxy(FakeWindows(console_sid=SID, registry=values)) == "auto-detect"
+    values[("HKU", USER_KEY + r"\Connections", "DefaultConnectionSettings")] = connection_settings(0x1)
+    assert win.system_proxy(FakeWindows(console_sid=SID, registry=values)) is None  # direct
+
+
+def test_the_desk_users_settings_without_the_connection_blob() -> None:
+    values = {("HKU", USER_KEY, "ProxyEnable"): 1, ("HKU", USER_KEY, "ProxyServer"): "u:pw@proxy.corp:8080"}
+    assert win.system_proxy(FakeWindows(console_sid=SID, registry=values)) == "http://proxy.corp:8080"
+    values[("HKU", USER_KEY, "ProxyEnable")] = 0
+    assert win.system_proxy(FakeWindows(console_sid=SID, registry=values)) is None
+
+
+def test_per_machine_policy_and_no_desk_user_fall_back_to_winhttp() -> None:
+    """Per-machine settings by policy are what WinHttpGetIEProxyConfigForCurrentUser gives SYSTEM;
+    nobody at the console, an empty hive or a process that may not ask (not LocalSystem) likewise."""
+    machine_wide = {("HKLM", win.INTERNET_SETTINGS_POLICY, "ProxySettingsPerUser"): 0,
+                    ("HKU", USER_KEY, "ProxyEnable"): 1, ("HKU", USER_KEY, "ProxyServer"): "ignored.corp:1"}
+    for api in (FakeWindows(console_sid=SID, registry=machine_wide, ie={"proxy": "machine.corp:8080"}),
+                FakeWindows(console_sid=None, ie={"proxy": "machine.corp:8080"}),
+                FakeWindows(console_sid=SID, registry={}, ie={"proxy": "machine.corp:8080"}),
+                FakeWindows(console_sid=1314, ie={"proxy": "machine.corp:8080"})):  # ERROR_PRIVILEGE_NOT_HELD
+        assert win.system_proxy(api) == "http://machine.corp:8080"
+        assert api.all_freed()
 
 
 @pytest.mark.parametrize(("ie", "machine"), [(ERROR_ACCESS_DENIED, ERROR_ACCESS_DENIED),
