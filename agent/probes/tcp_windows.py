@@ -1,8 +1,9 @@
 """Windows part of TCP connect timing: a refused connect must come back at once.
 
 What Windows does by default: when a SYN is answered with a RST, it does not report "connection
-refused" at once but sends the SYN again, twice, about half a second apart, and reports the
-refusal only after the last RST: about 2 s for a port that said "closed" in a millisecond. A
+refused" at once but retransmits the SYN (as often as its "Max SYN Retransmissions" setting
+says) and reports the refusal only after the last RST: about 2 s for a port that said "closed"
+in a millisecond (the delay Go's and libuv's runtimes document and turn off the same way). A
 target that answers RST (no listener, or a firewall that rejects) then looks 100 % lost at the
 agent's timeouts, or 2 s slow at longer ones. Linux and macOS report the first RST.
 
