@@ -200,7 +200,7 @@ class RttProbe:
             try:
                 self._pingers[family] = _PINGERS[method](family, method)
             except (OSError, NotImplementedError) as exc:  # no privilege, no IPv6, no add_reader, no iphlpapi
-                skipped.append(f"{method}: {exc}")
+                skipped.append(f"{method}: {exc or type(exc).__name__}")  # Proactor: a bare NotImplementedError
                 continue
             chosen = method
             break
