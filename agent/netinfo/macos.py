@@ -47,6 +47,7 @@ import ipaddress
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
@@ -82,6 +83,7 @@ _FETCH_ATTEMPTS = 3
 _MAX_RECORDS = 20_000
 _MAX_SERVICES = 64
 _MAX_IFADDRS = 4096
+_SC_TYPES_MAX_AGE_S = 600.0
 
 
 class RtMetrics(ctypes.Structure):
@@ -152,6 +154,8 @@ class MacApi:
         self.libc = libc
         self.if_indextoname = if_indextoname
         self.if_nameindex = if_nameindex
+        # SC's interface types, kept while the set of interfaces stays the same (see interface_kinds).
+        self.sc_types: tuple[frozenset[str], float, list[tuple[str, str]]] | None = None
 
 
 _lock = threading.Lock()
@@ -168,17 +172,26 @@ def _default_api() -> MacApi:
 
 def _load_libc() -> Any:
     try:
-        libc = ctypes.CDLL("/usr/lib/libSystem.B.dylib", use_errno=True)
-        libc.sysctl.restype = ctypes.c_int
-        libc.sysctl.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.c_uint, ctypes.c_void_p,
-                                ctypes.POINTER(ctypes.c_size_t), ctypes.c_void_p, ctypes.c_size_t]
-        libc.getifaddrs.restype = ctypes.c_int
-        libc.getifaddrs.argtypes = [ctypes.POINTER(ctypes.POINTER(IfAddrs))]
-        libc.freeifaddrs.restype = None
-        libc.freeifaddrs.argtypes = [ctypes.POINTER(IfAddrs)]
-        return libc
+        return declare_libc(ctypes.CDLL("/usr/lib/libSystem.B.dylib", use_errno=True))
     except (OSError, AttributeError):
         return None
+
+
+def declare_libc(libc: Any) -> Any:
+    """Declare the libc functions used (sysctl, getifaddrs, freeifaddrs) on a loaded library."""
+    libc.sysctl.restype = ctypes.c_int
+    libc.sysctl.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.c_uint, ctypes.c_void_p,
+                            ctypes.POINTER(ctypes.c_size_t), ctypes.c_void_p, ctypes.c_size_t]
+    return declare_ifaddrs(libc)
+
+
+def declare_ifaddrs(libc: Any) -> Any:
+    """getifaddrs/freeifaddrs: the same prototypes on every Unix (the tests call glibc's for real)."""
+    libc.getifaddrs.restype = ctypes.c_int
+    libc.getifaddrs.argtypes = [ctypes.POINTER(ctypes.POINTER(IfAddrs))]
+    libc.freeifaddrs.restype = None
+    libc.freeifaddrs.argtypes = [ctypes.POINTER(IfAddrs)]
+    return libc
 
 
 def _never_raises(empty: Callable[[], Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -229,7 +242,7 @@ def default_routes(api: MacApi | None = None) -> list[DefaultRoute]:
                 distinct.append(r)
         scoped = distinct
         if scoped and order is None:
-            order = _service_interfaces(api.cf, ordered=True)
+            order = _service_order(api.cf)
         rank = {name: i for i, name in enumerate(order or [])}
         scoped.sort(key=lambda r: rank.get(r.interface, len(rank)))  # stable: table order among unknowns
         routes += [r._replace(metric=i) for i, r in enumerate(unscoped + scoped)]
@@ -357,9 +370,25 @@ def interface_kinds(api: MacApi | None = None) -> dict[str, str]:
         kinds = {name: kind_by_name(name) for _, name in api.if_nameindex()}
     except OSError:
         pass
-    for name, sc_type in _sc_interfaces(api.cf):
+    for name, sc_type in _sc_types(api, frozenset(kinds)):
         kinds[name] = "loopback" if name.startswith("lo") else _SC_KINDS.get(sc_type, "other")
     return kinds
+
+
+def _sc_types(api: MacApi, names: frozenset[str]) -> list[tuple[str, str]]:
+    """SCNetworkInterfaceCopyAll's answer, asked again only when the interfaces change or it is old.
+
+    The copy walks IOKit and the network preferences: too much for every device look (twice per
+    look, with vpn_interfaces). A BSD name keeps its hardware type while it exists; a plugged-in
+    adapter or a new tunnel changes the set of names, which refreshes the answer.
+    """
+    now = time.monotonic()
+    cached = api.sc_types
+    if cached is not None and cached[0] == names and now - cached[1] < _SC_TYPES_MAX_AGE_S:
+        return cached[2]
+    found = _sc_interfaces(api.cf)
+    api.sc_types = (names, now, found)
+    return found
 
 
 def _sc_interfaces(cf: CF | None) -> list[tuple[str, str]]:
@@ -395,7 +424,7 @@ def vpn_interfaces(api: MacApi | None = None) -> list[str]:
     in_use = {name for name, addrs in candidates.items() if any(_routable(a) for a in addrs)}
     undecided = set(candidates) - in_use
     if undecided and api.cf is not None:
-        in_use |= undecided & (set(_primary_interfaces(api.cf)) | set(_service_interfaces(api.cf)))
+        in_use |= undecided & _interfaces_in_use(api.cf)
     return sorted(in_use)
 
 
@@ -439,39 +468,43 @@ def _sockaddr_ip(ptr: int | None) -> ipaddress.IPv4Address | ipaddress.IPv6Addre
     return None
 
 
-def _primary_interfaces(cf: CF) -> list[str]:
+def _interfaces_in_use(cf: CF) -> set[str]:
+    """The primary interfaces (IPv4, IPv6) and those a network service uses, in one configd session."""
     with cf.store() as store:
         if not store:
-            return []
-        out = []
+            return set()
+        out = set(_service_interfaces(cf, store).values())
         for family in ("IPv4", "IPv6"):
             value = cf.copy_store_value(store, f"State:/Network/Global/{family}")
             name = value.get("PrimaryInterface") if isinstance(value, dict) else None
             if isinstance(name, str) and name:
-                out.append(name)
+                out.add(name)
         return out
 
 
-def _service_interfaces(cf: CF | None, ordered: bool = False) -> list[str]:
-    """Interfaces that active network services use; with ``ordered``, in the user's service order."""
+def _service_order(cf: CF | None) -> list[str]:
+    """Interfaces of the active services in the user's service order (System Settings > Network)."""
     if cf is None:
         return []
     with cf.store() as store:
         if not store:
             return []
-        by_service: dict[str, str] = {}
-        keys = cf.copy_store_keys(store, "State:/Network/Service/[^/]+/IPv[46]")[:_MAX_SERVICES]
-        for key in keys:
-            value = cf.copy_store_value(store, key)
-            name = value.get("InterfaceName") if isinstance(value, dict) else None
-            if isinstance(name, str) and name:
-                by_service.setdefault(key.split("/")[3], name)
-        if not ordered:
-            return sorted(set(by_service.values()))
+        by_service = _service_interfaces(cf, store)
         setup = cf.copy_store_value(store, "Setup:/Network/Global/IPv4")
-        order = setup.get("ServiceOrder") if isinstance(setup, dict) else None
-        names = [by_service[s] for s in (order if isinstance(order, list) else []) if s in by_service]
-        return list(dict.fromkeys(names + sorted(set(by_service.values()) - set(names))))
+    order = setup.get("ServiceOrder") if isinstance(setup, dict) else None
+    names = [by_service[s] for s in (order if isinstance(order, list) else []) if s in by_service]
+    return list(dict.fromkeys(names + sorted(set(by_service.values()) - set(names))))
+
+
+def _service_interfaces(cf: CF, store: int) -> dict[str, str]:
+    """Service id -> the interface its IPv4 (else IPv6) state names, for the active services."""
+    by_service: dict[str, str] = {}
+    for key in sorted(cf.copy_store_keys(store, "State:/Network/Service/[^/]+/IPv[46]"))[:_MAX_SERVICES]:
+        value = cf.copy_store_value(store, key)
+        name = value.get("InterfaceName") if isinstance(value, dict) else None
+        if isinstance(name, str) and name:
+            by_service.setdefault(key.split("/")[3], name)
+    return by_service
 
 
 # -- proxy ----------------------------------------------------------------------------------------

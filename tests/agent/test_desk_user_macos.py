@@ -63,3 +63,13 @@ def test_without_the_frameworks_nobody_is_known() -> None:
     if sys.platform == "darwin":
         pytest.skip("on macOS the real frameworks load")
     assert desk_user_macos.console_user(getpwnam=getpwnam) is None
+
+
+def test_the_display_name_comes_from_this_hosts_password_database() -> None:
+    """The default getpwnam is the real one: the account's GECOS full name, else the login."""
+    import pwd
+
+    fake = FakeFrameworks(console="root")
+    expected = pwd.getpwnam("root").pw_gecos.strip() or "root"
+    assert console_user(CF(fake, fake)) == ("root", expected)
+    assert fake.leaks() == [] and fake.errors == []

@@ -326,6 +326,20 @@ def test_interface_kinds_from_systemconfiguration_then_names() -> None:
     assert fake.leaks() == [] and fake.errors == []
 
 
+def test_interface_types_are_asked_again_only_when_the_interfaces_change() -> None:
+    fake = FakeFrameworks(interfaces=[("en0", "IEEE80211")])
+    names = ["lo0", "en0"]
+    api = MacApi(CF(fake, fake), None, if_indextoname=_ifname, if_nameindex=lambda: list(enumerate(names, 1)))
+    for _ in range(3):
+        assert macos.interface_kinds(api) == {"lo0": "loopback", "en0": "wifi"}
+    assert fake.calls.count("SCNetworkInterfaceCopyAll") == 1
+    names.append("en8")  # an iPhone plugged in for tethering
+    fake.interfaces.append(("en8", "Ethernet"))
+    assert macos.interface_kinds(api)["en8"] == "ethernet"
+    assert fake.calls.count("SCNetworkInterfaceCopyAll") == 2
+    assert fake.leaks() == [] and fake.errors == []
+
+
 def test_interface_kinds_without_systemconfiguration_fall_back_to_names() -> None:
     kinds = macos.interface_kinds(_api(None, None, ["lo0", "en0", "utun3"]))
     assert kinds == {"lo0": "loopback", "en0": "other", "utun3": "vpn"}
@@ -364,6 +378,7 @@ def test_vpn_interfaces_are_the_tunnels_the_os_shows_in_use() -> None:
     libc = FakeLibc({}, ifaddrs=ifaddrs_of_a_mac())
     names = sorted({n for n, _, _ in ifaddrs_of_a_mac()})
     assert macos.vpn_interfaces(_api(fake, libc, names)) == ["ipsec0", "utun4", "utun5", "utun6"]
+    assert fake.calls.count("SCDynamicStoreCreate") == 1  # one configd session per look
     assert len(libc.freed) == 1 and libc.freed[0] != 0  # the getifaddrs list is freed
     assert fake.leaks() == [] and fake.errors == []
 
@@ -375,6 +390,19 @@ def test_system_utuns_alone_are_no_vpn() -> None:
     libc = FakeLibc({}, ifaddrs=only_system)
     assert macos.vpn_interfaces(_api(fake, libc, ["lo0", "en0", "utun0", "utun1", "utun2", "utun3"])) == []
     assert fake.leaks() == [] and fake.errors == []
+
+
+def test_getifaddrs_call_sequence_against_a_real_libc() -> None:
+    """The pointer-to-pointer out-parameter, the list walk and the free, through this host's libc.
+
+    glibc's struct ifaddrs has the same offsets for the fields read (next, name, flags, addr), so
+    names and flags come out right here; its sockaddrs are Linux ones (a 16-bit family, no sa_len),
+    which the Darwin decoder rightly does not read as addresses.
+    """
+    libc = macos.declare_ifaddrs(ctypes.CDLL(None))
+    found = macos._interface_addresses(libc)
+    assert "lo" in found and found["lo"][0] & IFF_UP
+    assert set(found) <= {name for _, name in socket.if_nameindex()}
 
 
 def test_vpn_without_configd_counts_addressed_tunnels_only() -> None:
