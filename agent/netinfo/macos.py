@@ -213,7 +213,13 @@ def _never_raises(empty: Callable[[], Any]) -> Callable[[Callable[..., Any]], Ca
 
 @_never_raises(list)
 def default_routes(api: MacApi | None = None) -> list[DefaultRoute]:
-    """IPv4 then IPv6 default routes via a gateway, ranked as the module docstring says."""
+    """IPv4 then IPv6 default routes via a gateway; ``metric`` is a rank within the family.
+
+    0 is the unscoped default (the one the kernel uses); interface-scoped defaults follow in the
+    network service order (1, 2, ...), their scoped twin of the unscoped route left out. macOS has
+    no route metric to report instead. configd is asked for the order only when there is a
+    second interface with a router.
+    """
     api = api or _default_api()
     routes: list[DefaultRoute] = []
     order: list[str] | None = None
@@ -415,7 +421,14 @@ def _sc_interfaces(cf: CF | None) -> list[tuple[str, str]]:
 
 @_never_raises(list)
 def vpn_interfaces(api: MacApi | None = None) -> list[str]:
-    """VPN-kind interfaces that are up and carry traffic (see the module docstring), sorted."""
+    """VPN-kind interfaces that are up (IFF_UP) and in use, sorted.
+
+    In use means any of: it holds an address that is not link-local (getifaddrs); it is the
+    primary interface (``State:/Network/Global/IPv4`` or ``IPv6`` PrimaryInterface); a network
+    service names it (``State:/Network/Service/<id>/IPv4`` or ``IPv6`` InterfaceName). The system
+    utuns (utun0-3: iCloud Private Relay, Continuity) are up with fe80:: addresses only and no
+    service, so they do not count; configd is asked only when such an undecided tunnel exists.
+    """
     api = api or _default_api()
     ifaces = _interface_addresses(api.libc)
     kinds = interface_kinds(api)
