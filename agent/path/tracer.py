@@ -16,7 +16,6 @@ configuration.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import ipaddress
 import json
 import sys
@@ -378,30 +377,43 @@ class PathWatcher:
 
 # --- the tracer of this OS, chosen once (psutil style) ---------------------------------------------
 
-_NATIVE_MODULES = {"darwin": "trace_macos", "win32": "trace_windows"}
+
+def _load_macos() -> Callable[..., Awaitable[PathTrace]]:
+    from . import trace_macos  # static imports: a frozen build's analysis must find these modules
+
+    return trace_macos.trace
+
+
+def _load_windows() -> Callable[..., Awaitable[PathTrace]]:
+    from . import trace_windows  # type: ignore[attr-defined]
+
+    return trace_windows.trace
+
+
+_NATIVE_LOADERS: dict[str, Callable[[], Callable[..., Awaitable[PathTrace]]]] = {
+    "darwin": _load_macos, "win32": _load_windows}
 
 
 def _select_backend(platform: str) -> Callable[..., Awaitable[PathTrace]] | None:
-    """None for the scapy child (Linux, and any OS without a native tracer), else ``module.trace``.
+    """None for the scapy child (Linux, and any OS without a native tracer), else its ``trace``.
 
-    The module is imported on the first trace, by name: this module is imported by them (for
-    ``PathTrace``), and a tracer whose module is missing or broken must fail that trace (a
-    ``PathTrace`` with ``error``), not the agent's start.
+    The module is imported on the first trace: it imports this module (for ``PathTrace``), and a
+    tracer whose module is missing or broken must fail that trace (a ``PathTrace`` with
+    ``error``), not the agent's start.
     """
-    name = _NATIVE_MODULES.get(platform)
-    if name is None:
+    loader = _NATIVE_LOADERS.get(platform)
+    if loader is None:
         return None
 
     async def native(target_ip: str, **kwargs: Any) -> PathTrace:
         try:
-            module = importlib.import_module(f"{__package__}.{name}")
-            backend = module.trace
+            backend = loader()
         except (ImportError, AttributeError) as exc:
             return PathTrace(target_ip, kwargs.get("method", "icmp"), False, [], time.time_ns() // 1000,
                              f"no path tracer for {platform}: {exc}")
         return await backend(target_ip, **kwargs)
 
-    native.__qualname__ = f"native[{name}]"
+    native.__qualname__ = f"native[{platform}]"
     return native
 
 

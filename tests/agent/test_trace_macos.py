@@ -305,7 +305,10 @@ def test_backend_is_chosen_by_platform(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_missing_native_tracer_fails_the_trace_not_the_import(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(tracer._NATIVE_MODULES, "plan9", "trace_plan9")
+    def missing() -> object:
+        raise ImportError("No module named 'cxpulse.agent.path.trace_plan9'")
+
+    monkeypatch.setitem(tracer._NATIVE_LOADERS, "plan9", missing)
     found = asyncio.run(tracer._select_backend("plan9")("10.0.0.9", method="icmp"))
     assert found.reached is False and found.error is not None and "plan9" in found.error
 
