@@ -79,7 +79,7 @@ def fetch_db(db: str, query: str, window_s: int = 900) -> dict:
 
 def console_user() -> str | None:
     """Who sits at this machine's console, or None when nobody does (a hosted runner may have no
-    console session). macOS: the owner of /dev/console; Windows: the user of the active console
+    console session). macOS: the owner of /dev/console; Windows: the user of the local
     session as psutil lists it; Linux: a user on a seat (tty/":0")."""
     if sys.platform == "darwin":
         import pwd
@@ -92,8 +92,8 @@ def console_user() -> str | None:
     import psutil
 
     users = psutil.users()
-    if sys.platform == "win32":
-        console = [u.name for u in users if (u.terminal or "").lower() in ("", "console")]
+    if sys.platform == "win32":  # no terminal there; a session at the console has no client address
+        console = [u.name for u in users if (u.host or "0.0.0.0") == "0.0.0.0"]
     else:
         console = [u.name for u in users if (u.terminal or "").startswith(("tty", ":"))]
     return console[0] if console else None

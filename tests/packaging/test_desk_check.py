@@ -59,6 +59,23 @@ def test_hop_one_must_be_the_gateway_and_a_missing_console_only_needs_the_field(
     assert not desk_check.run_checks({k: v for k, v in VIEW.items() if k != "user"})[-1].ok
 
 
+def test_console_user_on_windows_is_the_session_without_a_client_address(monkeypatch):
+    """psutil lists WTS sessions on Windows with terminal None; an RDP session has the client's address."""
+    import collections
+    import types
+
+    import psutil
+
+    suser = collections.namedtuple("suser", "name terminal host started pid")  # psutil.users()' fields
+    sessions = [suser("helpdesk.rdp", None, "10.20.30.40", 1.0, None), suser("maria.silva", None, "0.0.0.0", 2.0, None)]
+    monkeypatch.setattr(desk_check, "sys", types.SimpleNamespace(platform="win32"))
+    monkeypatch.setattr(psutil, "users", lambda: sessions)
+    assert desk_check.console_user() == "maria.silva"
+    monkeypatch.setattr(psutil, "users", lambda: sessions[:1])
+    assert desk_check.console_user() is None
+    assert desk_check._same_user("CORP\\Maria.Silva", "maria.silva")
+
+
 def test_linux_record_is_read_from_the_benchmarks_doc():
     rec = footprint.linux_record()
     assert rec["rss_mib"] and rec["cpu_pct"] and "(the record)" in rec["source"]
