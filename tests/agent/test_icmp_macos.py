@@ -15,8 +15,10 @@ shape (header stripped, identifier rewritten) is checked beside it: Linux must n
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import struct
+import sys
 import types
 from collections import deque
 
@@ -27,6 +29,11 @@ from cxpulse.agent.probes.icmp import IcmpPinger, checksum, icmp6_filter_xnu
 from cxpulse.v1.payload import METHOD_ICMP_DGRAM, METHOD_ICMP_RAW
 
 pytestmark = pytest.mark.timeout(20)
+
+# IcmpPinger needs add_reader (not on Windows' Proactor loop), the fake an AF_UNIX datagram pair.
+posix_loop = pytest.mark.skipif(sys.platform == "win32", reason="IcmpPinger needs add_reader, the fake AF_UNIX")
+native_macos = pytest.mark.skipif(os.environ.get("CXPULSE_NATIVE_OS") != "1" or sys.platform != "darwin",
+                                  reason="the real xnu: the agent-tests job on macos-latest (CXPULSE_NATIVE_OS=1)")
 
 DESK, TARGET, OTHER = "192.168.1.23", "10.20.30.40", "10.99.99.99"
 
@@ -100,6 +107,7 @@ def _with_socket(monkeypatch: pytest.MonkeyPatch, factory: object, platform: str
     monkeypatch.setattr(icmp, "sys", types.SimpleNamespace(platform=platform))
 
 
+@posix_loop
 def test_ping_over_xnu_dgram_socket_finds_its_reply_among_others(monkeypatch: pytest.MonkeyPatch) -> None:
     made: list[FakeXnuPingSocket] = []
 
@@ -124,6 +132,7 @@ def test_ping_over_xnu_dgram_socket_finds_its_reply_among_others(monkeypatch: py
     assert sock.options == []  # xnu has no IPv4 ICMP filter: nothing to ask for
 
 
+@posix_loop
 def test_no_answer_is_loss_even_when_others_replies_arrive(monkeypatch: pytest.MonkeyPatch) -> None:
     _with_socket(monkeypatch, lambda *a: FakeXnuPingSocket(*a, answer=False), "darwin")
 
@@ -169,6 +178,7 @@ class _AnySocket:
         self._w.close()
 
 
+@posix_loop
 @pytest.mark.parametrize("platform, method, rewritten_ident_accepted", [
     ("darwin", METHOD_ICMP_DGRAM, False),  # xnu keeps our identifier: another one is another pinger
     ("linux", METHOD_ICMP_DGRAM, True),  # Linux rewrote it: the identifier says nothing (unchanged)
@@ -202,6 +212,7 @@ def test_identifier_check_follows_the_kernel(monkeypatch: pytest.MonkeyPatch, pl
         loop.close()
 
 
+@posix_loop
 def test_truncated_and_error_messages_are_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
     pinger = _pinger_for_match(monkeypatch, "darwin", METHOD_ICMP_DGRAM)
     loop = pinger._loop
@@ -243,3 +254,17 @@ def test_icmp6_filter_uses_bsd_pass_bits_on_macos() -> None:
     assert mac6.calls == [(socket.IPPROTO_ICMPV6, 18, icmp6_filter_xnu((129,)))]
     assert mac4.calls == []
     assert linux4.calls == [(255, 1, struct.pack("=I", 0xFFFFFFFE))]  # Linux: set bit = blocked (unchanged)
+
+
+@native_macos
+def test_real_xnu_ping_socket_to_loopback_without_root() -> None:
+    assert os.geteuid() != 0
+
+    async def run() -> list[int | None]:
+        pinger = IcmpPinger(socket.AF_INET, METHOD_ICMP_DGRAM)
+        try:
+            return [await pinger.ping(("127.0.0.1", 0), 1.0) for _ in range(3)]
+        finally:
+            pinger.close()
+
+    assert all(r is not None and 0 <= r < 1_000_000 for r in asyncio.run(run()))

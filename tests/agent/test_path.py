@@ -13,7 +13,6 @@ and several traces per second from one desk would otherwise make answers depend 
 from __future__ import annotations
 
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,11 @@ from tests.netns import Host, Lab, Link
 from tests.requirements import require
 
 pytestmark = pytest.mark.timeout(30)
+
+# The scapy child is Linux's tracer (macOS and Windows trace in-process: test_trace_macos.py,
+# test_trace_windows.py); it imports ``resource``, which Windows lacks.
+scapy_child_os = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                    reason="the scapy trace child is the Linux tracer")
 
 APP_PORT = 8443
 
@@ -209,9 +213,11 @@ def test_no_route_is_reported_not_raised(lab: Lab, raw_icmp: None) -> None:
     assert report["children_left"] == []
 
 
+@scapy_child_os
 def test_loopback_trace_keeps_scapy_out_of_this_process(raw_icmp: None) -> None:
     """The same promise in the test process itself, on 127.0.0.1 (one hop, no namespace needed)."""
     import asyncio
+    import resource
 
     had_scapy = "scapy" in sys.modules  # another test module may have imported it; then say nothing
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -235,6 +241,7 @@ def _child(*args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProc
                           capture_output=True, text=True, timeout=20)
 
 
+@scapy_child_os
 def test_child_without_raw_sockets_answers_json_and_fails() -> None:
     """Root without CAP_NET_RAW: nothing is sent, so this runs in the root namespace."""
     require(shutil.which("setpriv") is not None, "setpriv (util-linux) is needed to drop CAP_NET_RAW")
@@ -246,6 +253,7 @@ def test_child_without_raw_sockets_answers_json_and_fails() -> None:
     assert "CAP_NET_RAW" in doc["error"]
 
 
+@scapy_child_os
 @pytest.mark.parametrize("args", [
     ("--target", "not-an-ip"),
     ("--target", "::1"),

@@ -19,8 +19,10 @@ No macOS machine exists here, so the tracer is proven three ways:
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import struct
+import sys
 from collections import deque
 
 import pytest
@@ -34,6 +36,12 @@ from tests.netns import NOBODY, Lab
 from tests.paths import NetPath
 
 pytestmark = pytest.mark.timeout(30)
+
+# The emulation needs what macOS has and Windows lacks: a selector loop (add_reader) and AF_UNIX
+# datagram socketpairs. The macOS tracer never runs on Windows; its parsers are tested there too.
+posix_loop = pytest.mark.skipif(sys.platform == "win32", reason="xnu emulation needs add_reader and AF_UNIX")
+native_macos = pytest.mark.skipif(os.environ.get("CXPULSE_NATIVE_OS") != "1" or sys.platform != "darwin",
+                                  reason="the real xnu: the agent-tests job on macos-latest (CXPULSE_NATIVE_OS=1)")
 
 DESK, GW, ISP, EDGE, APP = "192.168.1.23", "192.168.1.1", "100.64.0.1", "9.9.9.1", "9.9.9.9"
 PING_GROUP_ALL = "0 2147483647"
@@ -237,6 +245,7 @@ def _run(fake: FakeXnuSocket, **kwargs: object) -> PathTrace:
     return asyncio.run(trace_macos.trace(fake.target, open_socket=lambda family: fake, **kwargs))
 
 
+@posix_loop
 def test_home_path_through_carrier_nat_with_a_silent_hop() -> None:
     fake = FakeXnuSocket([GW, ISP, None, EDGE])
     found = _run(fake, max_hops=8, reply_timeout_s=5.0)
@@ -252,6 +261,7 @@ def test_home_path_through_carrier_nat_with_a_silent_hop() -> None:
     assert found.cost is not None and found.cost.max_rss_kb is None and found.cost.cpu_s is not None
 
 
+@posix_loop
 def test_foreign_replies_do_not_count() -> None:
     """Only other hosts' answers would reach the target's TTL: a trace that never does stays unreached."""
     fake = FakeXnuSocket([GW, ISP], target_silent=True)
@@ -260,18 +270,21 @@ def test_foreign_replies_do_not_count() -> None:
     assert [h.address for h in found.hops] == [GW, ISP]
 
 
+@posix_loop
 def test_unreachable_from_a_router_ends_the_path() -> None:
     found = _run(FakeXnuSocket([GW, ISP], dead_end=True), max_hops=6)
     assert found.error is None and found.reached is False
     assert [h.address for h in found.hops] == [GW, ISP, ISP]
 
 
+@posix_loop
 def test_linux_ping_socket_shape_reaches_the_target_but_sees_no_router() -> None:
     found = _run(FakeXnuSocket([GW, ISP], shape="linux"), max_hops=5)
     assert found.reached is True
     assert [h.address for h in found.hops] == [None, None, APP]
 
 
+@posix_loop
 def test_socket_refused_is_a_failed_trace_not_an_exception() -> None:
     def refuse(family: socket.AddressFamily) -> FakeXnuSocket:
         raise PermissionError(1, "Operation not permitted")
@@ -281,6 +294,7 @@ def test_socket_refused_is_a_failed_trace_not_an_exception() -> None:
     assert found.error is not None and "ICMP socket" in found.error
 
 
+@posix_loop
 def test_tcp_method_is_refused_with_a_reason() -> None:
     found = asyncio.run(trace_macos.trace(APP, method="tcp", open_socket=lambda f: FakeXnuSocket([])))
     assert found.error is not None and "raw sockets" in found.error
@@ -334,6 +348,7 @@ def test_trace_validates_before_any_backend_runs(monkeypatch: pytest.MonkeyPatch
 # --- the same code over this Linux kernel's sockets ----------------------------------------------
 
 
+@posix_loop
 @pytest.mark.parametrize("method", ["icmp", "udp"])
 def test_loopback_over_a_raw_socket(raw_icmp: None, loopback: str, method: str) -> None:
     found = asyncio.run(trace_macos.trace(loopback, method=method, max_hops=4))
@@ -379,3 +394,16 @@ def test_no_route_is_reported_not_raised(lab: Lab, raw_icmp: None) -> None:
     assert found["reached"] is False and found["hops"] == []
     assert found["error"] is not None and "unreachable" in found["error"].lower()
 
+
+
+# --- on a real Mac (the workflow's macos-latest job, unprivileged) -------------------------------
+
+
+@native_macos
+@pytest.mark.parametrize("method", ["icmp", "udp"])
+def test_real_xnu_traces_loopback_without_root(method: str) -> None:
+    assert os.geteuid() != 0  # the point: a desk's agent without admin rights
+    found = asyncio.run(tracer.trace("127.0.0.1", method=method, max_hops=4))
+    assert found.error is None, found.error
+    assert found.reached is True and [h.address for h in found.hops] == ["127.0.0.1"]
+    assert found.cost is not None and found.cost.max_rss_kb is None  # the in-process tracer ran, not the child
