@@ -177,7 +177,7 @@ class FakeXnuSocket:
     ``path`` are the routers at TTL 1, 2, ... (None: silent); beyond them the target answers,
     unless ``target_silent`` (it drops ICMP) or ``dead_end`` (the last router says "host
     unreachable"). With ``noise``, each answer comes after what xnu also queues on this socket:
-    another pinger's reply from the same target and another traceroute's error. ``shape="linux"``
+    another pinger's reply from the same target and other traceroutes' errors. ``shape="linux"``
     emulates a Linux ping socket instead: no header, identifier rewritten, no errors.
     """
 
@@ -212,6 +212,8 @@ class FakeXnuSocket:
             self._queue(echo_reply_v4(self.target, DESK, ident ^ 0x8000, seq, packet[8:]), self.target)
             self._queue(echo_reply_v4(self.target, DESK, ident, seq, b"someone else's payload"), self.target)
             self._queue(error_v4(11, 0, GW, DESK, "198.51.100.7", echo_request(ident, seq)), GW)
+            # another traceroute to the same platform (another app, another agent), same sequence
+            self._queue(error_v4(11, 0, GW, DESK, self.target, echo_request(ident ^ 0x8000, seq)), GW)
         if hops <= len(self.path):
             router = self.path[hops - 1]
             if router is not None and self.shape == "xnu":
