@@ -66,6 +66,7 @@ _PROTO_ICMP, _PROTO_UDP, _PROTO_ICMP6 = 1, 17, 58
 _HEADER = struct.Struct("!BBHHH")  # type, code, checksum, identifier (or ports), sequence
 _UDP_BASE_PORT = 33434
 _MAGIC = b"cxtr"
+_RCVBUF = 1 << 16
 _MAX_DRAIN = 64  # datagrams read per wake-up: a flood of foreign ICMP cannot starve the loop
 _IPV6_UNICAST_HOPS = getattr(socket, "IPV6_UNICAST_HOPS", 16)  # 16 on Linux, 4 on macOS (netinet6/in6.h)
 
@@ -235,6 +236,12 @@ def open_icmp_socket(family: socket.AddressFamily) -> IcmpSocket:
             error = exc
             continue
         linux_ping = kind == socket.SOCK_DGRAM and sys.platform.startswith("linux")
+        try:
+            # xnu reserves 8 KiB (RIPRCVQ) for a raw-list socket, shared with every other ICMP
+            # message of the host; a burst of 40 answers quoting whole probes can come close.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
+        except OSError:
+            pass
         if family == socket.AF_INET6 and sys.platform == "darwin":
             # Every ICMPv6 message of the host (neighbour discovery too) would wake us: keep ours.
             try:
