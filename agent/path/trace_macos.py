@@ -309,7 +309,10 @@ async def trace(target_ip: str, *, port: int = 443, max_hops: int = 20, method: 
     loop = asyncio.get_running_loop()
     try:
         with cpu:
-            loop.add_reader(sock.fileno(), run.on_readable)
+            try:
+                loop.add_reader(sock.fileno(), run.on_readable)
+            except NotImplementedError:  # a Proactor loop: this tracer needs a selector loop
+                return result(False, [], "this event loop cannot watch sockets (no add_reader)")
             send_error = run.send_all()
         if send_error is not None and not run.sent:
             return result(False, [], f"cannot send probes: {send_error}")
@@ -323,7 +326,7 @@ async def trace(target_ip: str, *, port: int = 443, max_hops: int = 20, method: 
     finally:
         try:
             loop.remove_reader(sock.fileno())
-        except (ValueError, RuntimeError):  # closed fd, closed loop: nothing to unregister
+        except (ValueError, RuntimeError, NotImplementedError):  # closed fd or loop, or never added
             pass
         sock.close()
         if udp is not None:

@@ -297,6 +297,26 @@ def test_socket_refused_is_a_failed_trace_not_an_exception() -> None:
 
 
 @posix_loop
+def test_a_loop_without_add_reader_fails_the_trace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows' Proactor loop, emulated: the tracer says so instead of raising."""
+    fake = FakeXnuSocket([GW])
+
+    async def run() -> PathTrace:
+        loop = asyncio.get_running_loop()
+
+        def no_add_reader(*args: object) -> None:
+            raise NotImplementedError
+
+        monkeypatch.setattr(loop, "add_reader", no_add_reader)
+        monkeypatch.setattr(loop, "remove_reader", no_add_reader)
+        return await trace_macos.trace(APP, open_socket=lambda family: fake)
+
+    found = asyncio.run(run())
+    assert found.reached is False and found.error is not None and "add_reader" in found.error
+    assert fake.closed and fake.sent_hops == []
+
+
+@posix_loop
 def test_tcp_method_is_refused_with_a_reason() -> None:
     found = asyncio.run(trace_macos.trace(APP, method="tcp", open_socket=lambda f: FakeXnuSocket([])))
     assert found.error is not None and "raw sockets" in found.error
