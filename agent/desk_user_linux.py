@@ -41,7 +41,8 @@ def read_session(path: str) -> dict[str, str]:
 
 
 def _at_desk(s: dict[str, str]) -> bool:
-    return (s.get("SEAT") == SEAT and s.get("CLASS", "user") == "user" and s.get("REMOTE", "0") != "1"
+    # CLASS: "user" ("user-early", "user-light" on newer systemd); "greeter", "lock-screen" are not a person.
+    return (s.get("SEAT") == SEAT and s.get("CLASS", "user").startswith("user") and s.get("REMOTE", "0") != "1"
             and s.get("TYPE") in DESK_TYPES and bool(s.get("USER")) and s.get("USER") != "root")
 
 

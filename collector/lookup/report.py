@@ -24,6 +24,7 @@ from ..score.timeline import (
 )
 from ..score.triage import degraded_windows, good_minutes, triage_timeline
 from ..store import AgentRecord, RttRow, Store, UserChange, fold
+from .ticket import person
 from .stats import (
     LOSSY_MINUTES_MAX,
     TargetStats,
@@ -308,21 +309,14 @@ def _num(v: float | None, unit: str = "") -> str:
     return f"{v:.2f}{unit}" if v < 10 else f"{v:.1f}{unit}"
 
 
-def _who(display_name: str, login: str, empty: str = "?") -> str:
-    """"Maria Silva (CORP\\msilva)", or the login alone when the name adds nothing."""
-    if not login:
-        return empty
-    return f"{display_name} ({login})" if display_name and display_name != login else login
-
-
 def render_text(view: dict) -> str:
     lines = []
     w = view["window"]
     for a in view["agents"]:
-        lines.append(f"{_who(a.get('display_name', ''), a['user'])} on {a['host'] or '?'}  (agent {a['agent_id']}, "
+        lines.append(f"{person(a.get('display_name', ''), a['user'])} on {a['host'] or '?'}  (agent {a['agent_id']}, "
                      f"{a['os']}, v{a['agent_version']}" + (f", site {a['site']}" if a["site"] else "") + ")")
         if len(a.get("users") or ()) > 1:  # the desk changed hands in the window
-            lines.append("desk users: " + "; ".join(f"{_fmt_time(u['since_us'])} {_who(u['display_name'], u['user'], 'nobody')}"
+            lines.append("desk users: " + "; ".join(f"{_fmt_time(u['since_us'])} {person(u['display_name'], u['user'], 'nobody')}"
                                                     for u in a["users"]))
         lines.append(f"window: {_fmt_time(w['since_us'])} .. {_fmt_time(w['until_us'])}; last seen {_fmt_time(a['last_seen_us'])}")
         if a.get("score"):

@@ -300,6 +300,14 @@ def _tz(tz: str | dt.tzinfo | None) -> dt.tzinfo:
     return zoneinfo.ZoneInfo(tz)  # raises ZoneInfoNotFoundError (a KeyError) for an unknown name
 
 
+def person(display_name: str, login: str, empty: str = "?") -> str:
+    """"Maria Silva (CORP\\msilva)": the name the ticket gives, then the login; the login alone when
+    the name adds nothing (an agent from before display names, a local account without one)."""
+    if not login:
+        return empty
+    return f"{display_name} ({login})" if display_name and display_name != login else login
+
+
 def ticket_summary(view_agent: dict, window: dict, *, tz: str | dt.tzinfo | None = None) -> str:
     """Plain text for a ticket: who, when, score, what was wrong, where, evidence, next step.
 
@@ -310,7 +318,7 @@ def ticket_summary(view_agent: dict, window: dict, *, tz: str | dt.tzinfo | None
     a = view_agent
     r = headline(a)
     r["next_step"] = next_step(r, a, zone)
-    who = f"{a.get('user') or '?'} on {a.get('host') or '?'}"
+    who = f"{person(a.get('display_name') or '', a.get('user') or '')} on {a.get('host') or '?'}"
     where_from = ", ".join(x for x in (f"site {a['site']}" if a.get("site") else "", f"agent {a.get('agent_id')}") if x)
     lines = [f"cxpulse: {who} ({where_from})", f"When: {_fmt_span(window['since_us'], window['until_us'], zone)}"]
     if r["score"] is not None:

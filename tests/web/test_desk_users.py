@@ -12,6 +12,8 @@ import pytest
 from cxpulse.collector.lookup.report import build, render_text
 from cxpulse.collector.store import open_store
 
+from tests.conftest import run_cli
+
 from .conftest import ServerThread, auth
 from .scenario import DAY_END, fill_day, fill_fleet
 
@@ -34,6 +36,12 @@ def named_db(tmp_path_factory):
     finally:
         store.close()
     return str(path)
+
+
+def test_cli_lookup_by_a_name_without_accents(named_db):
+    r = run_cli("lookup", "joao PEREIRA", "--db", named_db, "--window", "15m")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("cxpulse: João Pereira (joao.pereira) on "), r.stdout[:200]
 
 
 def get(s, path, **params):
