@@ -501,7 +501,7 @@ class Agent:
                 pass
 
     async def _path_loop(self, stop: asyncio.Event) -> None:
-        """Trace the path (child process, never scapy in here) on a slow cadence and when the network changes."""
+        """Trace the path on a slow cadence and when the network changes (per OS: tracer.trace; never scapy in here)."""
         from cxpulse.v1.payload import PathHop, PathSnapshot
 
         from .path import PathWatcher, classify_hops, trace
