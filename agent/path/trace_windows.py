@@ -42,7 +42,7 @@ from ..probes.icmp_windows import (
     IcmpEchoPinger,
     status_name,
 )
-from .tracer import METHODS, Hop, PathTrace, TraceCost
+from .tracer import Hop, PathTrace, TraceCost, validate
 
 __all__ = ["TRACE_WORKERS", "trace"]
 
@@ -65,7 +65,7 @@ async def trace(target_ip: str, *, port: int = 443, max_hops: int = 20, method: 
     (tests: a fake DLL). The cost carries the wall time only: the work is spread over pool
     threads blocked in the kernel, and no child process exists to measure.
     """
-    _validate(target_ip, port, max_hops, method, timeout_s, probes, reply_timeout_s)
+    validate(target_ip, port, max_hops, method, timeout_s, probes, reply_timeout_s)
     ts_us = time.time_ns() // 1000
     started = time.monotonic()
 
@@ -93,19 +93,6 @@ async def trace(target_ip: str, *, port: int = 443, max_hops: int = 20, method: 
 
 def _open_pinger() -> IcmpEchoPinger:
     return IcmpEchoPinger(socket.AF_INET, max_workers=TRACE_WORKERS)
-
-
-def _validate(target_ip: str, port: int, max_hops: int, method: str, timeout_s: float, probes: int,
-              reply_timeout_s: float) -> None:
-    """The same rules as ``tracer.trace``: bad arguments are a caller's bug and raise at once."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
-    if ipaddress.ip_address(target_ip).version != 4:  # raises ValueError for a name
-        raise ValueError("path traces are IPv4 only for now")
-    if not 1 <= port <= 65535 or not 1 <= max_hops <= 64 or not 1 <= probes <= 5:
-        raise ValueError("port must be 1..65535, max_hops 1..64, probes 1..5")
-    if not 0.05 <= reply_timeout_s <= 10 or timeout_s <= 0:
-        raise ValueError("reply_timeout_s must be 0.05..10 s and timeout_s positive")
 
 
 class _Run:

@@ -105,7 +105,7 @@ async def trace(target_ip: str, *, port: int = 443, max_hops: int = 20, method: 
     (``trace_macos``). Windows: ``IcmpSendEcho2Ex`` with a TTL (``trace_windows``). Bad arguments
     raise ``ValueError`` here, before any of them runs, on every OS.
     """
-    _validate(target_ip, port, max_hops, method, timeout_s, probes, reply_timeout_s)
+    validate(target_ip, port, max_hops, method, timeout_s, probes, reply_timeout_s)
     kwargs = dict(port=port, max_hops=max_hops, method=method, timeout_s=timeout_s, probes=probes,
                   reply_timeout_s=reply_timeout_s)
     if _native_trace is None:
@@ -171,8 +171,9 @@ async def _trace_child(target_ip: str, *, port: int, max_hops: int, method: str,
     return result
 
 
-def _validate(target_ip: str, port: int, max_hops: int, method: str, timeout_s: float, probes: int,
-              reply_timeout_s: float) -> None:
+def validate(target_ip: str, port: int, max_hops: int, method: str, timeout_s: float, probes: int,
+             reply_timeout_s: float) -> None:
+    """Bad trace arguments are a caller's bug: ValueError at once, the same rules for every OS's tracer."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
     if ipaddress.ip_address(target_ip).version != 4:  # raises ValueError for a name
