@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import importlib.util
 import json
+import math
 import time
 
 from starlette.requests import Request
@@ -70,7 +71,9 @@ def _text(body: dict, name: str, *, required: bool = False, max_len: int = 200) 
 
 def _int(body: dict, name: str, default: int, lo: int, hi: int) -> int:
     v = body.get(name, default)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v) or not lo <= v <= hi:
+    # finite first: JSON's 1e400 is float inf, and int(inf) raises (a 500 before issue 18)
+    if (isinstance(v, bool) or not isinstance(v, (int, float)) or isinstance(v, float) and not math.isfinite(v)
+            or v != int(v) or not lo <= v <= hi):
         raise _api_error(400, f"{name} must be a whole number between {lo} and {hi}")
     return int(v)
 
@@ -124,8 +127,14 @@ def admin_routes(access: Access, now_us=None) -> list[Route]:
                       "note": "the key is shown once: give it to its holder now"}, 201)
 
     async def revoke_key(request: Request) -> Response:
+        from ..security.registry import LastAdminKeyError
+
         key_id = request.path_params["key_id"]
-        if not await call(reg.revoke_api_key, key_id):
+        try:
+            revoked = await call(reg.revoke_api_key, key_id)
+        except LastAdminKeyError as exc:
+            raise _api_error(409, str(exc)) from None
+        if not revoked:
             raise _api_error(404, f"no active API key with id {key_id!r}")
         await note(request, "api_key.revoke", key_id)
         return _json({"revoked": key_id})
@@ -176,6 +185,8 @@ def admin_routes(access: Access, now_us=None) -> list[Route]:
         until = _time_param(q, "until", now)
         if since is None:
             since = 0
+        if until is not None and since >= until:
+            raise _api_error(400, f"since must be before until (got since {since} us, until {until} us)")
         limit = _int_param(dict(q), "limit", 1000, 1, 10_000)
         actor = q.get("actor") or None
         subject = q.get("subject") or None
@@ -277,8 +288,10 @@ def admin_openapi_paths() -> dict:
                          "key": {"type": "string"}, "info": key_info, "note": {"type": "string"}}}), "400": err}}},
         "/api/v1/admin/keys/{key_id}/revoke": {"post": {
             "operationId": "revokeApiKey", "summary": "Revoke an API key at once", "tags": ["admin"],
+            "description": "The last active admin key cannot be revoked (409): create another admin key first.",
             "parameters": [path_id("key_id", "The key's id (from the list).")],
-            "responses": {**revoked, **not_found}}},
+            "responses": {**revoked, **not_found, "409": {"description": "The last active admin key", "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}}},
         "/api/v1/admin/tokens": {
             "get": {"operationId": "listTokens", "summary": "Enrollment tokens (never their secrets)", "tags": ["admin"],
                     "responses": resp("200", "Tokens", {"type": "object", "required": ["tokens"], "properties": {

@@ -45,6 +45,12 @@ log = logging.getLogger("cxpulse.collector.lookup.api")
 API_VERSION = "1"
 S = 1_000_000
 MAX_RANGE_S = 31 * 86_400
+# Every time a request names lies in [2000-01-01, 2100-01-01) UTC and every duration is at most ten
+# years: anything outside is a typo or an attack (``until=1e400``), answered 400 with the reason
+# instead of overflowing a conversion or a 64-bit database integer (issue 18, finding 9).
+MIN_TIME_S = 946_684_800
+MAX_TIME_S = 4_102_444_800
+MAX_DURATION_S = 3650 * 86_400
 MAX_POINTS = 5000
 DEFAULT_POINTS = 720
 # Bucket widths a person reads easily on a time axis; the timeline picks the smallest that fits.
@@ -75,27 +81,46 @@ def parse_duration_s(text: str, name: str = "window") -> int:
     secs = float(m.group(1)) * _UNIT_S[(m.group(2) or "").lower() or None]
     if secs < 1:
         raise ApiError(400, f"{name} must be at least 1 s; got {text!r}")
+    if not secs <= MAX_DURATION_S:  # also inf: a 400-digit number of weeks
+        raise ApiError(400, f"{name} must be at most {MAX_DURATION_S // 86_400} days; got {text[:40]!r}")
     return int(secs)
 
 
 def parse_time_us(text: str, now_us: int, name: str) -> int:
-    """ISO 8601 (UTC if no zone), epoch seconds, ``now`` or ``-15m`` (before now) -> microseconds."""
+    """ISO 8601 (UTC if no zone), epoch seconds, ``now`` or ``-15m`` (before now) -> microseconds.
+
+    The result lies within [MIN_TIME_S, MAX_TIME_S) or the answer is 400 saying so.
+    """
+    us = _parse_time_us(text, now_us, name)
+    if not MIN_TIME_S * S <= us < MAX_TIME_S * S:
+        raise ApiError(400, f"{name} must lie between 2000-01-01 and 2100-01-01 (UTC); got {(text or '')[:40]!r}")
+    return us
+
+
+def _parse_time_us(text: str, now_us: int, name: str) -> int:
     t = (text or "").strip()
     if t.lower() == "now":
         return now_us
     if t.startswith("-"):
         return now_us - parse_duration_s(t[1:], name) * S
     try:
-        return int(round(float(t) * S))
+        secs = float(t)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(secs):  # inf, 1e400, nan: a number, but no time
+            raise ApiError(400, f"{name} must be a finite number of epoch seconds; got {text[:40]!r}")
+        return int(round(secs * S))  # a big int at worst; the caller checks the range
     try:
         d = dt.datetime.fromisoformat(t.replace("Z", "+00:00") if t.endswith("Z") else t)
     except ValueError:
         raise ApiError(400, f"{name} must be ISO 8601 (2026-09-21T14:00:00Z), epoch seconds, 'now' or '-1h'; got {text!r}") from None
     if d.tzinfo is None:
         d = d.replace(tzinfo=dt.timezone.utc)
-    return int(d.timestamp() * S)
+    try:
+        return int(d.timestamp() * S)
+    except (OverflowError, ValueError):  # 0001-01-01 with a +23:59 zone
+        raise ApiError(400, f"{name} is outside the range of dates this API accepts; got {text[:40]!r}") from None
 
 
 def time_range(q: dict, now_us: int, default_window_s: int = 3600) -> tuple[int, int]:
@@ -701,25 +726,34 @@ def create_app(service: LookupService, access, *, metrics: Callable[[], bytes] |
             return None
 
     def search_named(request: Request, person: dict) -> bool:
-        # The analyst typed this person's name, host or id: showing it reveals nothing new.
+        """The analyst typed this person's name, host or id, so showing it reveals nothing new.
+
+        Whole words or the whole value only: a search for ``a`` or ``desk`` matches many people
+        and names none of them (issue 18, finding 5), so under pseudonymization they stay codes.
+        """
         text = request.query_params.get("q", "").strip().casefold()
         words = fold(text).split()
         name = f" {fold(person.get('user') or '')} {fold(person.get('display_name') or '')} "
-        return bool(text) and (any(text in (person.get(k) or "").casefold() for k in ("user", "host", "agent_id"))
-                               or bool(words) and all(w in name for w in words))
+        return bool(text) and (any(text == (person.get(k) or "").casefold() for k in ("user", "host", "agent_id"))
+                               or bool(words) and all(len(w) >= 2 and f" {w} " in name for w in words))
+
+    def resolve(pseudo: str) -> str | None:
+        every = getattr(service.store, "all_agents", None)
+        records = every() if callable(every) else service.store.find_agents("", 100_000)
+        return next((r.info.agent_id for r in records if access.desk_pseudonym(r.info.agent_id) == pseudo), None)
 
     helpdesk, admin = (lambda ep: access.guard("helpdesk", ep)), (lambda ep: access.guard("admin", ep))
     routes = [
         Route("/api/v1/agents", helpdesk(access.audited_list("agents.search", search, lambda b: b["agents"], search_named)),
               methods=["GET"]),
-        Route("/api/v1/agents/{agent_id}", helpdesk(access.audited_lookup("agent.view", agent, who)), methods=["GET"]),
-        Route("/api/v1/agents/{agent_id}/timeline", helpdesk(access.audited_lookup("agent.timeline", timeline, who)),
+        Route("/api/v1/agents/{agent_id}", helpdesk(access.audited_lookup("agent.view", agent, who, resolve)), methods=["GET"]),
+        Route("/api/v1/agents/{agent_id}/timeline", helpdesk(access.audited_lookup("agent.timeline", timeline, who, resolve)),
               methods=["GET"]),
-        Route("/api/v1/agents/{agent_id}/ticket", helpdesk(access.audited_lookup("agent.ticket", ticket, who)),
+        Route("/api/v1/agents/{agent_id}/ticket", helpdesk(access.audited_lookup("agent.ticket", ticket, who, resolve)),
               methods=["GET"]),
         Route("/api/v1/fleet", helpdesk(access.audited_list("fleet", fleet, lambda b: b["worst"] + b["silent"],
                                                              lambda r, p: False)), methods=["GET"]),
-        Route("/api/v1/incidents", helpdesk(incidents), methods=["GET"]),
+        Route("/api/v1/incidents", helpdesk(access.audited_list("incidents", incidents, lambda b: [])), methods=["GET"]),
         Route("/api/v1/alerts/deliveries", admin(deliveries), methods=["GET"]),
         Route("/api/v1/alerts/test", admin(test_send), methods=["POST"]),
         *admin_routes(access, service.now_us),
@@ -742,8 +776,10 @@ def _tz_param(q: dict) -> str | None:
     import zoneinfo
 
     try:
+        if len(tz) > 64:
+            raise ValueError(tz)
         zoneinfo.ZoneInfo(tz)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
         raise ApiError(400, f"tz must be an IANA time zone such as Europe/Lisbon; got {tz!r}") from None
     return tz
 

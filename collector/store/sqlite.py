@@ -255,7 +255,14 @@ class SqliteStore(KeptTables):
         ).fetchone()
         return row[0] if row else 0
 
-    def commit_batches(self, batches: list[PendingBatch]) -> None:
+    def commit_batches(self, batches: list[PendingBatch], now_us: int | None = None) -> None:
+        """Store the batches in one transaction; with ``now_us``, the senders' last_seen moves up to it.
+
+        The ingest writer passes its clock: last_seen then advances with every commit (one UPDATE for
+        all agents of the group, in the same transaction), not only at connect, so a desk that streams
+        for hours is "reporting", not "silent". Without ``now_us`` (tests, scenario loaders that write
+        old data) last_seen is left as the agent's Hello set it.
+        """
         if not batches:
             return
         with self._lock:
@@ -309,6 +316,11 @@ class SqliteStore(KeptTables):
                        ON CONFLICT (agent, epoch) DO UPDATE SET committed_seq=excluded.committed_seq""",
                     [(a, e, s) for (a, e), s in committed.items()],
                 )
+                if now_us is not None:
+                    # A replayed (already stored) batch counts too: the agent did talk to us just now.
+                    db.execute("UPDATE agents SET last_seen_us = max(last_seen_us, ?) "
+                               "WHERE key IN (SELECT value FROM json_each(?))",
+                               (now_us, json.dumps(sorted({b.agent_key for b in batches}))))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
