@@ -48,6 +48,10 @@ OPEN_PATHS = frozenset({"/", "/api/v1/health", "/api/v1/openapi.json", "/openapi
 OPEN_PREFIXES = ("/static/",)
 MAX_KEY_CHARS = 200
 MAX_DETAIL_NAMES = 50
+AGENT_PSEUDONYM_PREFIX = "a-"
+# Fields of the JSON answers that hold agent ids besides "agent_id" itself (fleet, incidents).
+_AGENT_ID_FIELDS = frozenset({"worst_agent"})
+_AGENT_ID_LISTS = frozenset({"agent_ids", "agents_failing"})
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -85,11 +89,13 @@ def load_pseudonym_secret(path: str | os.PathLike | None) -> bytes:
     p = Path(path)
     try:
         data = p.read_bytes()
+        if os.name == "posix" and p.stat().st_mode & 0o077:  # made by hand or by an older version: this account only
+            os.chmod(p, 0o600)
     except FileNotFoundError:
-        p.parent.mkdir(parents=True, exist_ok=True)
+        p.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         data = secrets.token_bytes(32)
         tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -225,23 +231,32 @@ class Access:
         self.registry.record_audit(actor=actor, action=action, subject=subject, remote=remote,
                                    detail="; ".join(x for x in (by, detail) if x)[:2000])
 
-    def audited_lookup(self, action: str, endpoint: Endpoint, who: Callable[[str], dict | None]) -> Endpoint:
+    def audited_lookup(self, action: str, endpoint: Endpoint, who: Callable[[str], dict | None],
+                       resolve: Callable[[str], str | None] | None = None) -> Endpoint:
         """A person's view (``{agent_id}`` in the path): recorded, whatever the answer, before it is sent.
 
         ``who(agent_id)`` names the person (user, host) for the entry; None when there is no such agent.
+        ``resolve(pseudonym)`` turns a desk pseudonym (``a-...``, from a pseudonymized fleet row)
+        into the agent id, so the row's link opens that person's view, which is audited like any other.
         """
         async def wrapped(request: Request) -> Response:
             from .api import ApiError  # the route's own errors still count as a lookup attempt
 
             agent_id = request.path_params.get("agent_id", "")
+            if resolve is not None and agent_id.startswith(AGENT_PSEUDONYM_PREFIX):
+                real = await asyncio.to_thread(resolve, agent_id)
+                if real is not None:
+                    agent_id = request.scope["path_params"]["agent_id"] = real
             status, response, error = 200, None, None
             try:
                 response = await endpoint(request)
                 status = response.status_code
             except ApiError as exc:
                 status, error = exc.status, exc
+            except Exception as exc:  # noqa: BLE001 - a failed lookup of a person is still a lookup: recorded, then raised
+                status, error = 500, exc
             q = request.query_params
-            window = " ".join(f"{k}={q[k]}" for k in ("since", "until", "window") if q.get(k))
+            window = " ".join(f"{k}={q[k][:64]}" for k in ("since", "until", "window") if q.get(k))
 
             def write() -> None:
                 person = who(agent_id) if status != 404 else None
@@ -273,16 +288,20 @@ class Access:
             body = json.loads(response.body)
             caller = request.scope.get("cxpulse.caller")
             pseudonymize = self.pseudonymize or bool(caller and caller.pseudonymize)
-            named = []
+            named, shown_ids = [], set()
             for p in people(body):
-                if not p.get("user"):
-                    continue
                 if pseudonymize and not shown_by_name(request, p):
-                    p["user"] = self.pseudonym(p["user"])
+                    if p.get("user"):
+                        p["user"] = self.pseudonym(p["user"])
                     if p.get("display_name"):  # as personal as the login: hidden with it, never beside it
                         p["display_name"] = p["user"]
-                else:
+                elif p.get("user"):
                     named.append(p)
+                    shown_ids.add(p.get("agent_id"))
+                else:
+                    shown_ids.add(p.get("agent_id"))
+            if pseudonymize:  # the desk's name and id say whose desk it is as well as the login does
+                self.mask_desks(body, shown_ids)
             if named:
                 ids = sorted({f"{p.get('agent_id', '')} ({p['user']})" for p in named})
                 more = f" and {len(ids) - MAX_DETAIL_NAMES} more" if len(ids) > MAX_DETAIL_NAMES else ""
@@ -305,9 +324,47 @@ class Access:
             log.error("audit log write failed, lookup refused: %s", exc)
             return False
 
-    def pseudonym(self, user: str) -> str:
+    def pseudonym(self, user: str, prefix: str = "u-") -> str:
         """``u-`` + 12 hex digits of HMAC-SHA256(secret, user): stable per collector secret, not reversible."""
-        return "u-" + hmac.new(self._secret, user.encode(), hashlib.sha256).hexdigest()[:12]
+        return prefix + hmac.new(self._secret, (user if prefix == "u-" else prefix + user).encode(),
+                                 hashlib.sha256).hexdigest()[:12]
+
+    def desk_pseudonym(self, agent_id: str) -> str:
+        """``a-`` + 12 hex digits: an agent id for views without names; the person view resolves it back."""
+        return self.pseudonym(agent_id, AGENT_PSEUDONYM_PREFIX)
+
+    def pseudonymizes(self, request: Request) -> bool:
+        caller = request.scope.get("cxpulse.caller")
+        return self.pseudonymize or bool(caller and caller.pseudonymize)
+
+    def mask_desks(self, body, shown_ids: set) -> None:
+        """Every agent id and host name in ``body`` replaced by its pseudonym, except the desks in ``shown_ids``.
+
+        Host names are often the person's name ("MSILVA-LAPTOP") and an agent id leads straight to
+        them, so a view that hides the login hides these too (issue 18, finding 5). Walks the
+        whole answer so that lists of ids (incidents, failing apps, a site's worst agent) are
+        covered without each route naming them.
+        """
+        hosts = {}
+
+        def walk(x):
+            if isinstance(x, dict):
+                if isinstance(x.get("agent_id"), str) and x["agent_id"] not in shown_ids:
+                    if isinstance(x.get("host"), str) and x["host"]:
+                        hosts[x["host"]] = x["host"] = self.pseudonym(x["host"], "h-")
+                    x["agent_id"] = self.desk_pseudonym(x["agent_id"])
+                for k, v in x.items():
+                    if k in _AGENT_ID_LISTS and isinstance(v, list):
+                        x[k] = [self.desk_pseudonym(i) if isinstance(i, str) and i not in shown_ids else i for i in v]
+                    elif k in _AGENT_ID_FIELDS and isinstance(v, str) and v not in shown_ids:
+                        x[k] = self.desk_pseudonym(v)
+                    elif isinstance(v, (dict, list)):
+                        walk(v)
+            elif isinstance(x, list):
+                for v in x:
+                    walk(v)
+
+        walk(body)
 
 
 class AccessMiddleware:
