@@ -232,8 +232,14 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from .registry import LastAdminKeyError
+
     with _registry(args) as reg:
-        ok = reg.revoke_api_key(args.key_id)
+        try:
+            ok = reg.revoke_api_key(args.key_id)
+        except LastAdminKeyError as exc:
+            print(f"cxpulse collector keys: refused: {exc}", file=sys.stderr)
+            return 1
         if ok:
             _audit(reg, "key_revoke", args.key_id)
     if not ok:

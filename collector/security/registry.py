@@ -95,6 +95,15 @@ class EnrollError(Exception):
         self.reason = reason
 
 
+class LastAdminKeyError(ValueError):
+    """Revoking this key would leave no active admin key; create another admin key first."""
+
+    def __init__(self, key_id: str):
+        super().__init__(f"{key_id} is the last active admin key: create another admin key first "
+                         "(cxpulse collector keys create --role admin --name ...), then revoke this one")
+        self.key_id = key_id
+
+
 @dataclass(frozen=True)
 class TokenInfo:
     token_id: str
@@ -191,9 +200,9 @@ class _Db:
             conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(psycopg.sql.Identifier(self.schema)))
             return conn
         path = self.url[len("sqlite://"):] if self.url.startswith("sqlite://") else self.url
-        import os
+        from ..store.sqlite import make_private
 
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        make_private(path)  # the same file as the store's: 0600 in a 0700 directory
         conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
@@ -437,8 +446,20 @@ class Registry:
         return [_key_info(r) for r in self._db.query(f"SELECT {_KEY_COLS} FROM api_keys ORDER BY created_us, key_id")]
 
     def revoke_api_key(self, key_id: str) -> bool:
-        return self._db.execute("UPDATE api_keys SET revoked_us = ? WHERE key_id = ? AND revoked_us IS NULL",
-                                (self._now_us(), key_id)) > 0
+        """Revoke an active key: True when it was, False when there is no such active key.
+
+        The last active admin key is never revoked (``LastAdminKeyError``): without one nobody
+        could issue keys over the API again. The check is inside the UPDATE, so two revokes
+        racing on one SQLite database cannot both pass it.
+        """
+        done = self._db.execute(
+            "UPDATE api_keys SET revoked_us = ? WHERE key_id = ? AND revoked_us IS NULL AND (role <> 'admin' OR "
+            "(SELECT COUNT(*) FROM api_keys WHERE role = 'admin' AND revoked_us IS NULL) > 1)",
+            (self._now_us(), key_id)) > 0
+        if not done and self._db.query("SELECT 1 FROM api_keys WHERE key_id = ? AND revoked_us IS NULL AND role = 'admin'",
+                                        (key_id,)):
+            raise LastAdminKeyError(key_id)
+        return done
 
     # -- audit --
 
