@@ -258,13 +258,15 @@ def load_or_create_secret(path: str) -> bytes:
     try:
         with open(path, "rb") as f:
             data = f.read()
+            if os.name == "posix" and os.fstat(f.fileno()).st_mode & 0o077:  # an older version's 0644
+                os.chmod(path, 0o600)
         if len(data) == 32:
             return data
         log.warning("%s is not a 32-byte key; making a new one", path)
     except FileNotFoundError:
         pass
     data = os.urandom(32)
-    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
         f.flush()

@@ -88,7 +88,7 @@ def issue(ca: Issued, *, names: list[str] = (), ips: list[str] = (), client: boo
 
 def _write(path: Path, data: bytes, mode: int) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), mode)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
         f.flush()
