@@ -7,7 +7,7 @@ import asyncio
 import os
 import sys
 
-from .config import AgentConfig, ConfigError, load, parse_target
+from .config import AgentConfig, ConfigError, load, parse_target, read_token_file
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,13 +38,21 @@ def add_agent_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-interval", type=float, help="seconds between batches (default 30)")
     p.add_argument("--no-gateway", action="store_true", help="do not measure the default gateway")
     p.add_argument("--ca-file", help="CA to verify the collector against (the one given at install time)")
-    p.add_argument("--enroll-token", help="enrollment token, spent once for this agent's own credential")
+    p.add_argument("--enroll-token", help="enrollment token, spent once for this agent's own credential "
+                   "(visible to local users in ps: prefer --enroll-token-file)")
+    p.add_argument("--enroll-token-file", metavar="PATH",
+                   help="read the enrollment token from this file ('-': standard input), kept out of ps")
     p.add_argument("--insecure", action="store_true", help="plain-text gRPC (development only; logged loudly)")
     p.add_argument("--methods", help="comma-separated RTT methods to allow: icmp_raw,icmp_dgram,tcp_connect")
 
 
 def config_from_args(args: argparse.Namespace) -> AgentConfig:
     cfg = load(args.config) if args.config else AgentConfig()
+    token = getattr(args, "enroll_token", None)
+    if getattr(args, "enroll_token_file", None):
+        if token:
+            raise ConfigError("give the enrollment token once: --enroll-token or --enroll-token-file, not both")
+        token = read_token_file(args.enroll_token_file)
     targets = tuple(parse_target(t) for t in args.target) if args.target else None
     return cfg.with_overrides(
         collector=args.collector,
@@ -59,7 +67,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         measure_gateway=False if args.no_gateway else None,
         rtt_methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else None,
         ca_file=os.path.abspath(args.ca_file) if getattr(args, "ca_file", None) else None,
-        enroll_token=getattr(args, "enroll_token", None),
+        enroll_token=token,
         insecure=True if getattr(args, "insecure", False) else None,
     )
 

@@ -265,3 +265,28 @@ def load(path: str | Path) -> AgentConfig:
         if kw.get(name):  # relative to the bootstrap file, where the installers put ca.pem
             kw[name] = os.path.join(os.path.dirname(os.path.abspath(path)), os.path.expanduser(kw[name]))
     return AgentConfig(**kw).validate()
+
+
+MAX_TOKEN_CHARS = 4096
+
+
+def read_token_file(path: str, stdin=None) -> str:
+    """The enrollment token from a file, or from standard input when ``path`` is ``-``.
+
+    A token on the command line is visible to every local user in ``ps`` for as long as the agent
+    runs, and one token often enrolls a whole floor, so installers and scripts pass it this way
+    (as the packages do): the first non-empty line, surrounding spaces dropped.
+    """
+    try:
+        if path == "-":
+            text = (stdin or sys.stdin).read(MAX_TOKEN_CHARS + 1)
+        else:
+            with open(path, encoding="utf-8") as f:
+                text = f.read(MAX_TOKEN_CHARS + 1)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the enrollment token from {path}: {exc}") from None
+    token = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if not token or len(text) > MAX_TOKEN_CHARS:
+        raise ConfigError(f"{'standard input' if path == '-' else path} holds no enrollment token "
+                          f"(expected one line such as cxp_enr_..., at most {MAX_TOKEN_CHARS} characters)")
+    return token
