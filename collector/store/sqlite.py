@@ -187,11 +187,46 @@ def _user_words_sql(words: list[str], first: int) -> tuple[str, list[str]]:
     return f" OR ({now}) OR EXISTS (SELECT 1 FROM agent_users u WHERE u.agent = agents.key AND {then})", words
 
 
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
+
+
+def make_private(path: str) -> None:
+    """The database file, its -wal/-shm/-journal and its directory readable by this account only.
+
+    The database holds every person's data, so another local user must not read it past the API
+    (no key, no audit entry). The file is created 0600 before SQLite opens it: SQLite gives the
+    -wal/-shm it creates later the main file's mode, so those are 0600 too; files an older
+    version left 0644 are tightened on every open. A directory we create is 0700; an existing one
+    owned by this account is tightened too, unless it is shared (sticky, like /tmp) or the home.
+    """
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        os.makedirs(parent, mode=PRIVATE_DIR_MODE, exist_ok=True)
+    if os.name == "posix":
+        st = os.stat(parent)
+        if (st.st_uid == os.getuid() and not st.st_mode & 0o1000 and st.st_mode & 0o077
+                and parent != os.path.expanduser("~")):
+            os.chmod(parent, PRIVATE_DIR_MODE)
+    if not os.path.exists(path):
+        # Only a file that does not exist yet is opened here: closing a descriptor of a database
+        # this process already has open would drop SQLite's POSIX locks on it (fcntl semantics).
+        try:
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), PRIVATE_FILE_MODE))
+        except FileExistsError:  # another opener was first; its mode is checked below
+            pass
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        try:
+            if os.stat(path + suffix).st_mode & 0o077:
+                os.chmod(path + suffix, PRIVATE_FILE_MODE)
+        except FileNotFoundError:
+            pass
+
+
 class SqliteStore(KeptTables):
     def __init__(self, path: str):
         self.path = path
-        parent = os.path.dirname(os.path.abspath(path))
-        os.makedirs(parent, exist_ok=True)
         self._db = self._connect()
         self._lock = threading.Lock()
         self._series_cache: dict[tuple[int, str, str, str, str, int], int] = {}
@@ -207,9 +242,11 @@ class SqliteStore(KeptTables):
             _add_user_columns(self._db)
 
     def _connect(self) -> sqlite3.Connection:
+        make_private(self.path)
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         for pragma in WRITER_PRAGMAS:
             db.execute(f"PRAGMA {pragma}")
+        make_private(self.path)  # the -wal/-shm just made, should SQLite ever not copy the mode
         return db
 
     # -- writes (one thread at a time; the ingest writer serializes them) --
