@@ -333,6 +333,10 @@ def admin_openapi_paths() -> dict:
                     "actor_name": {"type": "string"}, "action": {"type": "string"}, "subject": {"type": "string"},
                     "remote": {"type": "string"}, "detail": {"type": "string"}}}}}}), "400": err}}},
     }
+    # A created key or token can be revoked by the id in its answer (followed by the stateful fuzz run).
+    for path, op, param in (("/api/v1/admin/keys", "revokeApiKey", "key_id"), ("/api/v1/admin/tokens", "revokeToken", "token_id")):
+        paths[path]["post"]["responses"]["201"]["links"] = {
+            "Revoke": {"operationId": op, "parameters": {param: f"$response.body#/info/{param}"}}}
     if central_config_available():
         version = {"type": "object", "required": ["version"], "properties": {"version": {"type": "integer"}}}
         paths["/api/v1/admin/config"] = {

@@ -967,6 +967,13 @@ def openapi_document() -> dict:
         "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics (text exposition format)",
                              "responses": {"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
     }
+    # Links: which answer feeds which request (a search's first agent opens its view), for clients and
+    # for the stateful fuzz run (tests/web/test_fuzz_api.py) that follows them.
+    person_ops = {"OpenView": "getAgentExperience", "OpenTimeline": "getAgentTimeline", "OpenTicket": "getTicketSummary"}
+    for path, pointer in (("/api/v1/agents", "/agents/0/agent_id"), ("/api/v1/fleet", "/worst/0/agent_id")):
+        paths[path]["get"]["responses"]["200"]["links"] = {
+            name: {"operationId": op, "parameters": {"agent_id": f"$response.body#{pointer}"}}
+            for name, op in person_ops.items()}
     from .access import OPEN_PATHS
     from .admin_api import admin_openapi_paths
 

@@ -109,3 +109,52 @@ def test_fuzz_without_a_key_gets_401_on_every_protected_route(fuzz_server):
     sent, statuses = _fuzz(fuzz_server.url, {}, check)
     assert sent >= 50 and len(statuses) == N_OPERATIONS, statuses
     print(f"\nschemathesis without a key: {sent} requests in {time.monotonic() - t0:.1f} s, all 401 outside {sorted(open_paths)}")
+
+
+STATEFUL_EXAMPLES = int(os.environ.get("CXPULSE_FUZZ_STATEFUL_EXAMPLES", "25"))
+STATEFUL_STEPS = 6
+STATEFUL_BUDGET_S = 25.0
+
+
+def test_stateful_fuzz_follows_the_links_and_finds_no_server_error(fuzz_server):
+    """Schemathesis follows the document's links (search -> that agent's view, timeline, ticket;
+    fleet -> the worst agent; create key/token -> revoke it) with an admin key: no 5xx but the
+    documented audit 503, at most STATEFUL_EXAMPLES scenarios of STATEFUL_STEPS calls, and calls
+    stop being sent once the wall-clock budget is spent."""
+    import schemathesis
+    from hypothesis import HealthCheck, Phase, settings
+    from schemathesis.generation.stateful import run_state_machine_as_test
+
+    schema = schemathesis.openapi.from_url(fuzz_server.url + "/api/v1/openapi.json")
+    base, headers = fuzz_server.url, auth(fuzz_server.admin_key)
+    deadline = time.monotonic() + STATEFUL_BUDGET_S
+    seen: dict[str, set[int]] = {}
+    linked: list[str] = []
+
+    class Workflow(schema.as_state_machine()):
+        def get_call_kwargs(self, case):
+            return {"base_url": base, "headers": headers, "timeout": 30}
+
+        def call(self, case, **kwargs):
+            if time.monotonic() > deadline:  # over budget: the scenario ends without more traffic
+                from hypothesis import reject
+
+                reject()
+            return super().call(case, **kwargs)
+
+        def validate_response(self, response, case, additional_checks=(), **kwargs):
+            op = f"{case.method} {case.operation.path}"
+            seen.setdefault(op, set()).add(response.status_code)
+            if "{" in case.operation.path and response.status_code in (200, 201):
+                linked.append(op)
+            assert response.status_code < 500 or response.status_code == 503 and "audit" in response.text, \
+                (case.as_curl_command(), response.status_code, response.text[:300])
+
+    t0 = time.monotonic()
+    run_state_machine_as_test(Workflow, settings=settings(
+        max_examples=STATEFUL_EXAMPLES, stateful_step_count=STATEFUL_STEPS, deadline=None, database=None,
+        derandomize=True, phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck)))
+    print(f"\nstateful schemathesis: {sum(1 for _ in linked)} linked 2xx calls, operations {sorted(seen)} "
+          f"in {time.monotonic() - t0:.1f} s")
+    assert seen, "the state machine sent nothing"
+    assert linked, f"no link was followed to a 2xx answer: {seen}"
