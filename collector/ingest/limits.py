@@ -45,10 +45,13 @@ class IngestLimits:
     # Older than the agent's spool keeps (7 days) plus a day of margin; 0 turns the check off.
     max_age_s: float = 8 * 86_400.0
     max_agents_tracked: int = 200_000
+    # Seconds a new stream may take to send its Hello; until then it holds a slot of its address's
+    # limit (a real agent sends the Hello at once; a silent stream is cut, not kept).
+    hello_timeout_s: float = 5.0
 
     def check(self) -> None:
         for name in ("max_samples_per_batch", "batches_per_s", "batch_burst", "max_rejects", "streams_per_agent",
-                     "streams_per_peer", "max_future_s"):
+                     "streams_per_peer", "max_future_s", "hello_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"ingest limit {name} must be positive, got {getattr(self, name)!r}")
         if self.max_age_s < 0 or self.penalty_s < 0 or self.reject_window_s <= 0:

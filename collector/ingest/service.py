@@ -46,10 +46,11 @@ from cxpulse.v1 import payload as wire_payload
 from cxpulse.v1 import telemetry_pb2 as pb
 from cxpulse.v1 import telemetry_pb2_grpc as pb_grpc
 
+from ..logsafe import safe
 from ..store import AgentInfo, PendingBatch, Store
 from . import decode_pool
 from .limits import AgentLimiter, IngestLimits
-from .validate import check_batch
+from .validate import check_batch, check_hello, check_seq
 from .writer import StoreWriter
 
 log = logging.getLogger("cxpulse.collector.ingest")
@@ -314,14 +315,21 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
             self.limiter.close_peer(peer)
 
     async def _stream_from(self, peer: str, request_iterator, context: grpc.aio.ServicerContext) -> None:
+        # A stream that says nothing holds a slot of maximum_concurrent_rpcs and of its address's
+        # limit: it gets a few seconds for its Hello (a real agent sends it at once).
         try:
-            first = await anext(request_iterator)
+            async with asyncio.timeout(self.limits.hello_timeout_s):  # in this task: an abort inside reaches the client
+                first = await anext(request_iterator)
         except StopAsyncIteration:
             return
+        except asyncio.TimeoutError:
+            self.stats.streams_refused += 1
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                f"no Hello within {self.limits.hello_timeout_s:g} s of opening the stream")
         if first.WhichOneof("kind") != "hello":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message of a stream must be a Hello")
         hello = first.hello
-        problem = _check_hello(hello)
+        problem = _check_hello(hello) or check_hello(hello.seq_epoch, hello.payload_schema)
         if problem:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad Hello: {problem}")
         info = AgentInfo(hello.agent_id, hello.host, hello.os_user, hello.os, hello.agent_version, hello.site,
@@ -335,9 +343,10 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
             agent_key = await self.writer.call(lambda: self.store.upsert_agent(info, now_us))
             committed = await self.writer.call(lambda: self.store.committed_seq(agent_key, hello.seq_epoch))
         except Exception as exc:
-            log.error("storage failed at the Hello of agent %s: %s", info.agent_id, exc)
+            log.error("storage failed at the Hello of agent %s: %s", safe(info.agent_id), exc)
             await _unavailable(context, "storage is unavailable; retry later", STORAGE_RETRY_MS)
-        log.info("agent %s (%s@%s) connected from %s, committed seq %d", info.agent_id, info.os_user, info.host, peer, committed)
+        log.info("agent %s (%s@%s) connected from %s, committed seq %d", safe(info.agent_id), safe(info.os_user),
+                 safe(info.host), safe(peer), committed)
         self.known_agents.add(info.agent_id)
         await context.write(pb.StreamResponse(config=self.config.to_proto(committed, info.agent_id)))
 
@@ -350,12 +359,12 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
             ended = await reader
             if ended == "drain":
                 self.stats.streams_drained += 1
-                log.info("agent %s: stream drained (committed seq %d)", info.agent_id, st.committed)
+                log.info("agent %s: stream drained (committed seq %d)", safe(info.agent_id), st.committed)
                 await _unavailable(context, "collector is shutting down; reconnect", DRAIN_RETRY_MS)
             if ended == "cut" and st.cut is not None:
                 code, detail, retry_s = st.cut
                 self.limiter.cut += 1
-                log.warning("agent %s: stream ended: %s", info.agent_id, detail)
+                log.warning("agent %s: stream ended: %s", safe(info.agent_id), safe(detail, 400))
                 if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
                     await _exhausted(context, detail, retry_s)
                 await context.abort(code, detail)
@@ -369,7 +378,7 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
                 item = st.acks.get_nowait()
                 if isinstance(item, _Answer):
                     self._give_back(item.weight, st)
-            log.info("agent %s stream closed", info.agent_id)
+            log.info("agent %s stream closed", safe(info.agent_id))
 
     def set_config(self, config: IngestConfig) -> int:
         """Make ``config`` what agents get, and send it on every open stream now; returns streams told."""
@@ -492,8 +501,9 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
     async def _admit(self, batch: pb.Batch, st: _Stream, weight: int) -> _Answer:
         """Validate and queue one batch for commit; an _Answer carries either the ack or the commit."""
         seq = batch.seq
-        if seq == 0:
-            return _Answer(seq, weight, ack=_reject(seq, INVALID_ARGUMENT, "seq must start at 1", st))
+        problem = check_seq(seq)
+        if problem:
+            return _Answer(seq, weight, ack=_reject(seq, INVALID_ARGUMENT, problem, st))
         if len(batch.payload) > MAX_PAYLOAD_BYTES:
             return _Answer(seq, weight, ack=_reject(
                 seq, RESOURCE_EXHAUSTED, f"payload of {len(batch.payload)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit", st))
@@ -507,7 +517,7 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
             code = FAILED_PRECONDITION if exc.version_mismatch else INVALID_ARGUMENT
             return _Answer(seq, weight, ack=_reject(seq, code, str(exc), st))
         except Exception:  # a decoder bug must cost one batch, never the stream (fuzzed: tests/fuzz)
-            log.exception("payload decoder failed on seq %d of agent %s", seq, st.agent_id)
+            log.exception("payload decoder failed on seq %d of agent %s", seq, safe(st.agent_id))
             return _Answer(seq, weight, ack=_reject(seq, INVALID_ARGUMENT, "payload could not be decoded", st))
         if decoded.sample_count != batch.sample_count:
             return _Answer(seq, weight, ack=_reject(
@@ -540,7 +550,7 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
                 raise
             except Exception as exc:
                 # Not committed: nothing after it can be acked in order; the agent resends from its spool.
-                log.error("storage failed for agent %s seq %d: %s", st.agent_id, item.seq, exc)
+                log.error("storage failed for agent %s seq %d: %s", safe(st.agent_id), item.seq, exc)
                 await _unavailable(context, "storage is unavailable; retry later", STORAGE_RETRY_MS)
             finally:
                 self._give_back(item.weight, st)
@@ -577,7 +587,7 @@ async def _exhausted(context: grpc.aio.ServicerContext, detail: str, retry_s: fl
 
 
 def _reject(seq: int, code: int, detail: str, st: _Stream) -> pb.Ack:
-    log.warning("rejected batch seq %d of agent %s: %s", seq, st.agent_id, detail)
+    log.warning("rejected batch seq %d of agent %s: %s", seq, safe(st.agent_id), safe(detail, 400))
     return pb.Ack(seq=seq, status=pb.ACK_STATUS_REJECTED, committed_seq=st.committed, code=code, detail=detail)
 
 

@@ -9,13 +9,18 @@ offending value in the Ack detail, and nothing of it is stored.
 
 Bounds are wide on purpose: they catch garbage, not bad networks. A real 45 s RTT over a satellite
 link in trouble is kept.
+
+The envelope's integers are checked here too (``check_seq``, ``check_hello``): protobuf carries
+seq as uint64, but both stores keep signed 64-bit integers, so a seq of 2^63 passed
+on would make the commit fail, and with it the commit of every other desk's batches in the same
+group. What the store cannot hold is refused at the edge, with a reason, before it costs anyone.
 """
 
 from __future__ import annotations
 
 from cxpulse.v1.payload import SampleBatch
 
-__all__ = ["RANGES", "check_batch"]
+__all__ = ["MAX_SEQ", "RANGES", "check_batch", "check_hello", "check_seq"]
 
 S = 1_000_000  # microseconds per second
 
@@ -53,6 +58,29 @@ RANGES: dict[tuple[str, str], tuple[int, int]] = {
     ("wifi", "q"): (0, 100),  # percent
 }
 MAX_EVENT_S = 7 * 86_400  # an event longer than the spool's horizon is a stuck clock
+# The largest seq and seq_epoch a store holds (SQLite INTEGER and PostgreSQL BIGINT are signed 64-bit).
+MAX_SEQ = (1 << 63) - 1
+MAX_PAYLOAD_SCHEMA = 1_000  # schema versions are small; anything else is not an agent of ours
+
+
+def check_seq(seq: int) -> str | None:
+    """Why a batch's seq cannot be taken, or None."""
+    if seq == 0:
+        return "seq must start at 1"
+    if seq > MAX_SEQ:
+        return f"seq {seq} is beyond the largest the collector stores ({MAX_SEQ})"
+    return None
+
+
+def check_hello(seq_epoch: int, payload_schema: int) -> str | None:
+    """Why a Hello's integers cannot be taken, or None (its strings are checked by the service).
+
+    Every uint64 seq_epoch is held: the stores map it onto signed 64 bits (store.sqlite.to_signed64)."""
+    if not 0 <= seq_epoch < 1 << 64:
+        return f"seq_epoch {seq_epoch} is not a 64-bit number"
+    if payload_schema > MAX_PAYLOAD_SCHEMA:
+        return f"payload_schema {payload_schema} is not a schema version"
+    return None
 
 
 def check_batch(batch: SampleBatch, now_us: int, max_future_s: float = 600.0, max_age_s: float = 8 * 86_400.0) -> str | None:

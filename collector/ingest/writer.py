@@ -195,7 +195,14 @@ class StoreWriter:
                 self._resolve(loop, fut, b, None)
         except Exception as exc:
             log.error("commit of %d batches failed: %s", len(batches), exc)
-            self.failing = True
+            if _batch_fault(exc) and len(batches) > 1:
+                # One batch's values, not the storage: commit each alone, so that batch's stream is the
+                # only one to fail, and storage is not reported failing for everyone.
+                for e in batches:
+                    self._process([e])
+                return
+            if not _batch_fault(exc):
+                self.failing = True
             if len(self._failed_streams) > 100_000:
                 self._failed_streams.clear()  # streams of long ago; they are closed by now
             for _, b, loop, fut in batches:
@@ -219,3 +226,10 @@ class StoreWriter:
             loop.call_soon_threadsafe(set_it)
         except RuntimeError:
             pass  # the loop is gone: the stream that waited is gone too
+
+
+def _batch_fault(exc: BaseException) -> bool:
+    """Whether a commit failed for the values of a batch (a number the database cannot hold, a
+    constraint) rather than for the storage itself (disk full, database away)."""
+    return isinstance(exc, OverflowError) or any(
+        c.__name__ in ("DataError", "IntegrityError") for c in type(exc).__mro__)
