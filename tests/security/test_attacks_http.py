@@ -301,10 +301,21 @@ def test_a_refused_lookup_of_a_person_is_audited(srv):
 # --- finding 10: the last admin key, and the token out of ps -------------------------------------
 
 
-def test_the_last_admin_key_cannot_be_revoked_in_the_registry(tmp_path):
+@pytest.fixture(params=["sqlite", "postgres"])
+def registry_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield str(tmp_path / "c.sqlite")
+        return
+    from ..test_store import fresh_schema, postgres_url
+
+    with fresh_schema(postgres_url()) as (_, url):
+        yield url
+
+
+def test_the_last_admin_key_cannot_be_revoked_in_the_registry(registry_url):
     from cxpulse.collector.security.registry import LastAdminKeyError
 
-    with Registry.open(str(tmp_path / "c.sqlite")) as reg:
+    with Registry.open(registry_url) as reg:
         _, a = reg.create_api_key("admin", "first admin")
         _, h = reg.create_api_key("helpdesk", "desk")
         with pytest.raises(LastAdminKeyError, match="last active admin key"):
