@@ -109,6 +109,13 @@ class AuthenticatedTelemetry(pb_grpc.TelemetryServiceServicer):
                               safe(peer), ENROLL_PER_ADDRESS[0], ENROLL_TOTAL[0])
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many enrollments; retry later",
                                 trailing_metadata=(("retry-after-ms", str(int(ENROLL_RETRY_S * 1000))),))
+        if not (request.agent_id.isprintable() and request.host.isprintable()):
+            # No agent of ours names itself with a newline or an escape sequence; such an id would
+            # follow the desk into every log line, ticket and webhook.
+            self._log_refused("enrollment refused from %s: agent id %s or host %s is not printable text", safe(peer),
+                              safe(request.agent_id, 128), safe(request.host, 128))
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "enrollment refused: agent id and host must be printable text (no control characters)")
         try:
             cred, ident = await asyncio.to_thread(self.registry.enroll, request.token, request.agent_id, request.host[:256])
         except EnrollError as exc:

@@ -349,7 +349,15 @@ def test_revoked_agent_gets_no_reflector_answer_within_seconds(tmp_path):
 def test_untrusted_strings_are_one_line_in_the_log(live, caplog):
     caplog.set_level(logging.INFO, logger="cxpulse")
     forged = "desk-1\n2026-12-05 12:00:00 WARNING admin key revoked\x1b[2J"
-    cred = live.enroll(forged, host="DESK\r\nFAKE")
+    # Enroll refuses such an id outright (and says why) ...
+    assert code_of(lambda: live.enroll(forged, host="DESK-1")) == grpc.StatusCode.INVALID_ARGUMENT
+    assert code_of(lambda: live.enroll("desk-2", host="DESK\r\nFAKE")) == grpc.StatusCode.INVALID_ARGUMENT
+    # ... but an administrator may have provisioned one: it is logged escaped all the same.
+    reg = Registry.open(str(live.db))
+    try:
+        cred = reg.provision_agents([forged])[forged]
+    finally:
+        reg.close()
     s = Stream(live.channel, forged, cred)
     hello = s.q.queue[0].hello
     hello.host, hello.os_user = "DESK-1\nforged host line", "CORP\\u\nforged user line"
