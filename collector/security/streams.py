@@ -108,7 +108,7 @@ class AuthenticatedTelemetry(pb_grpc.TelemetryServiceServicer):
             self._log_refused("enrollment from %s throttled (more than %g a second from one address or %g in all)",
                               safe(peer), ENROLL_PER_ADDRESS[0], ENROLL_TOTAL[0])
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many enrollments; retry later",
-                                trailing_metadata=(("retry-after-ms", str(int(ENROLL_RETRY_S * 1000))),))
+                                trailing_metadata=(("retry-after-ms", str(random.randint(5_000, 15_000))),))
         if not (request.agent_id.isprintable() and request.host.isprintable()):
             # No agent of ours names itself with a newline or an escape sequence; such an id would
             # follow the desk into every log line, ticket and webhook.
