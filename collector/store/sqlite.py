@@ -198,7 +198,9 @@ def make_private(path: str) -> None:
     (no key, no audit entry). The file is created 0600 before SQLite opens it: SQLite gives the
     -wal/-shm it creates later the main file's mode, so those are 0600 too; files an older
     version left 0644 are tightened on every open. A directory we create is 0700; an existing one
-    owned by this account is tightened too, unless it is shared (sticky, like /tmp) or the home.
+    owned by this account (``/var/lib/cxpulse`` made 0755 by a package) is tightened too, unless it
+    is shared (sticky, like /tmp), the home or the working directory (``--db collector.sqlite`` in
+    a checkout): there the files' own 0600 protects the data.
     """
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
@@ -207,7 +209,7 @@ def make_private(path: str) -> None:
     if os.name == "posix":
         st = os.stat(parent)
         if (st.st_uid == os.getuid() and not st.st_mode & 0o1000 and st.st_mode & 0o077
-                and parent != os.path.expanduser("~")):
+                and parent not in (os.path.expanduser("~"), os.getcwd())):
             os.chmod(parent, PRIVATE_DIR_MODE)
     if not os.path.exists(path):
         # Only a file that does not exist yet is opened here: closing a descriptor of a database

@@ -150,6 +150,19 @@ def test_files_an_older_version_left_open_are_tightened_on_open(tmp_path):
     assert _mode(data) == 0o700
 
 
+def test_a_database_in_the_working_directory_leaves_that_directory_alone(tmp_path, monkeypatch):
+    """``--db collector.sqlite`` in a checkout: the files are 0600, the checkout keeps its mode."""
+    os.chmod(tmp_path, 0o755)
+    monkeypatch.chdir(tmp_path)
+    store = open_store("collector.sqlite")
+    try:
+        store.upsert_agent(MARIA, DAY_END)
+        assert _mode(tmp_path) == 0o755
+        assert {_mode(p) for p in tmp_path.glob("collector.sqlite*")} == {0o600}
+    finally:
+        store.close()
+
+
 def test_keys_are_private_and_binary_safe(tmp_path):
     from cxpulse.collector.lookup.access import load_pseudonym_secret
     from cxpulse.collector.security import tls
