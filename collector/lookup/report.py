@@ -24,7 +24,7 @@ from ..score.timeline import (
 )
 from ..score.triage import degraded_windows, good_minutes, triage_timeline
 from ..store import AgentRecord, RttRow, Store, UserChange, fold
-from .ticket import person
+from .ticket import person, verdict
 from .stats import (
     LOSSY_MINUTES_MAX,
     TargetStats,
@@ -172,7 +172,7 @@ def _view(a: AgentRecord, sections: dict, events: list, paths: list, score: dict
     latest_paths: dict[str, object] = {}
     for p in paths:
         latest_paths[p.target] = p
-    return {
+    view = {
         "agent_id": a.info.agent_id,
         "user": a.info.os_user,
         "display_name": a.info.display_name,
@@ -199,6 +199,11 @@ def _view(a: AgentRecord, sections: dict, events: list, paths: list, score: dict
         ],
         "score": score,
     }
+    # The one verdict of this view (score headline, where, next step), read by the page, the
+    # ticket, the CLI and the fleet row alike (ticket.headline).
+    if isinstance(score, dict) and score:
+        score["verdict"] = verdict(view)
+    return view
 
 
 def _merge_window(tl: Timeline, rollups: list[ru.Rollup], since: int, until: int, merges: KeptMerges | None = None

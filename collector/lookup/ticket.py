@@ -17,7 +17,7 @@ import datetime as dt
 import zoneinfo
 from collections.abc import Iterable, Mapping
 
-__all__ = ["headline", "next_step", "ticket_summary"]
+__all__ = ["headline", "next_step", "ticket_summary", "verdict"]
 
 _SEVERITY = {1: "minor", 2: "major", 3: "critical"}
 
@@ -149,8 +149,13 @@ def _score_reading(score: Mapping) -> dict:
     }
 
 
-def headline(view_agent: Mapping) -> dict:
-    """Score, label, what was wrong, where, evidence and next step for one agent of the view."""
+def verdict(view_agent: Mapping) -> dict:
+    """The view's one verdict: score, what was wrong, where, evidence and next step for one agent.
+
+    Computed once per view (``report._view`` stores it as ``score["verdict"]``); the page's
+    headline, the ticket, the CLI and the fleet row all read that one dict (``headline``), so
+    "Where" and "Next step" can never disagree between them.
+    """
     score = view_agent.get("score")
     if isinstance(score, Mapping) and score:
         r = _score_reading(score)
@@ -160,6 +165,15 @@ def headline(view_agent: Mapping) -> dict:
         r["source"] = "figures"
     r["next_step"] = next_step(r, view_agent)
     return r
+
+
+def headline(view_agent: Mapping) -> dict:
+    """The verdict of this view: the one ``report`` computed, or (a view made elsewhere) computed now."""
+    score = view_agent.get("score")
+    kept = score.get("verdict") if isinstance(score, Mapping) else None
+    if isinstance(kept, Mapping):
+        return dict(kept)
+    return verdict(view_agent)
 
 
 # --- without a score section: what the figures alone say -----------------------------------
@@ -218,14 +232,18 @@ def _hhmm(us: int | None, tz: dt.tzinfo) -> str:
 
 
 def _incident_for(r: Mapping) -> Mapping | None:
-    """The incident this agent's trouble is part of: the one named, else an open one."""
-    incs = r.get("incidents") or []
+    """The incident that explains this agent's trouble: only the one the fault verdict names.
+
+    Never just any open incident of the window: an incident the person is listed in but that does
+    not explain the degraded time (another app, closed before it) must not set the next step.
+    """
     named = r.get("incident")
-    if named is not None:
-        for i in incs:
-            if str(i.get("id")) == str(named):
-                return i
-    return next((i for i in incs if i.get("end_us") is None), incs[0] if incs else None)
+    if named is None:
+        return None
+    for i in r.get("incidents") or []:
+        if str(i.get("id")) == str(named):
+            return i
+    return None
 
 
 def incident_scope(i: Mapping) -> str:
@@ -240,10 +258,13 @@ def next_step(r: Mapping, view_agent: Mapping | None = None, tz: dt.tzinfo = dt.
     inc = _incident_for(r)
     if inc is not None:
         scope = incident_scope(inc)
-        since = _hhmm(_first(inc, "start_us", "since_us", "opened_us"), tz)
+        # No clock time here: the step is computed once per view and read in any time zone
+        # (the ticket's "Incident:" line gives the start in the ticket's zone).
+        state = "ongoing" if inc.get("end_us") is None else "now closed"
         if scope.startswith("site "):
-            return f"{scope[5:]} site-wide incident since {since}: escalate to the site's network team, not this user's desk."
-        return f"{scope}-wide incident since {since}, not this user's network: follow the incident, tell the user it is known."
+            return (f"{scope[5:]} site-wide incident ({state}): escalate to the site's network team, "
+                    "not this user's desk.")
+        return f"{scope}-wide incident ({state}), not this user's network: follow the incident, tell the user it is known."
     domain = str(r.get("domain") or "").lower().replace("-", "_").replace(" ", "_")
     a = view_agent or {}
     if "wifi" in domain or "wi_fi" in domain or "wlan" in domain:
@@ -317,7 +338,6 @@ def ticket_summary(view_agent: dict, window: dict, *, tz: str | dt.tzinfo | None
     zone = _tz(tz)
     a = view_agent
     r = headline(a)
-    r["next_step"] = next_step(r, a, zone)
     who = f"{person(a.get('display_name') or '', a.get('user') or '')} on {a.get('host') or '?'}"
     where_from = ", ".join(x for x in (f"site {a['site']}" if a.get("site") else "", f"agent {a.get('agent_id')}") if x)
     lines = [f"cxpulse: {who} ({where_from})", f"When: {_fmt_span(window['since_us'], window['until_us'], zone)}"]

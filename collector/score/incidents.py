@@ -51,6 +51,7 @@ class IncidentConfig:
     elsewhere_max_share: float = 0.3  # a site incident needs most other agents to be fine
     app_fail_share: float = 0.5  # an app is bad for an agent-minute when half its checks fail ...
     app_slow_ms: float = 2000.0  # ... or half of them take longer than this
+    app_min_bad: int = 2  # ... and at least this many checks of the minute are bad (one is a blip)
     path_loss_pct: float = 5.0  # an agent's own path is clean below this loss ...
     path_p95_ms: float = 250.0  # ... and this p95 RTT to the media edge / public hop
     site_loss_pct: float = 20.0  # a site's upstream is bad from this loss beyond the gateway
@@ -94,9 +95,14 @@ def _classify(agent: int, site: str, f: Figures, cfg: IncidentConfig) -> _AgentM
     apps_bad: dict[str, str] = {}
     for a in f.apps.values():
         slow = sum(1 for d in a.durations_ms if d > cfg.app_slow_ms)
-        if a.failed and a.failed >= cfg.app_fail_share * a.checks:
+        # A desk counts only with several bad checks in the minute: one refused check on every
+        # desk at once (an app server starting) is a blip, not a platform incident (issue 17).
+        bad = a.failed + slow
+        if bad < cfg.app_min_bad or bad < cfg.app_fail_share * a.checks:
+            continue
+        if a.failed >= slow:
             apps_bad[a.app] = ", ".join(f"{c} x{n}" for c, n in sorted(a.errors.items()))
-        elif slow and slow >= cfg.app_fail_share * a.checks:
+        else:
             apps_bad[a.app] = f"{slow} slower than {cfg.app_slow_ms / 1000:g} s"
     upstream_bad = None
     g_loss = gw.loss_pct if gw is not None and gw.samples >= cfg.min_rtt_samples else 0.0

@@ -62,6 +62,7 @@ class Verdict:
     worst_score: float | None
     strengths: dict[str, float] = field(default_factory=dict)
     incident: dict | None = None
+    apps: tuple[str, ...] = ()  # the apps failing or slow in the window (what a platform incident must be about)
 
     @property
     def label(self) -> str:
@@ -70,7 +71,8 @@ class Verdict:
     def to_dict(self) -> dict:
         return {"domain": self.domain, "label": self.label, "confidence": self.confidence, "evidence": self.evidence,
                 "start_us": self.start_us, "end_us": self.end_us, "minutes": self.minutes,
-                "worst_score": self.worst_score, "strengths": self.strengths, "incident": self.incident}
+                "worst_score": self.worst_score, "strengths": self.strengths, "incident": self.incident,
+                "apps": list(self.apps)}
 
 
 def degraded_windows(minutes: Sequence[MinuteScore], gap_minutes: int = GAP_MINUTES) -> list[list[MinuteScore]]:
@@ -114,21 +116,34 @@ def triage_timeline(tl: Timeline, incidents: Iterable = (),
         inc = _incident_of(tl.agent, v, incs)
         if inc is not None:
             v = Verdict(v.domain, v.confidence, f"{v.evidence}; part of incident {inc['id']} ({inc['summary']})",
-                        v.start_us, v.end_us, v.minutes, v.worst_score, v.strengths, inc)
+                        v.start_us, v.end_us, v.minutes, v.worst_score, v.strengths, inc, v.apps)
         out.append(v)
     return out
 
 
 def _incident_of(agent: int, v: Verdict, incidents: list) -> dict | None:
+    """The incident that explains this degraded window, if any.
+
+    Why so strict: the next step of a ticket follows the incident ("known, tell the user"), so an
+    incident the person merely brushed against sends the helpdesk the wrong way. An incident
+    explains a window only when this agent's own span in it overlaps the window (not the
+    incident's span, which may have closed long before) and it is about the same thing: a
+    platform incident explains an app window about that app, a site incident a network window.
+    """
     for inc in incidents:
         span = inc.agents.get(agent)
         if span is None:
             continue
-        end = inc.end_us if inc.end_us is not None else max(inc.last_us, v.end_us)
-        if inc.start_us < v.end_us and end + 60_000_000 >= v.start_us:
-            what = "platform: " if inc.kind == "platform" else "site: "
-            return {"id": inc.id, "kind": inc.kind, "scope": inc.scope,
-                    "summary": f"{what}{inc.scope}, {len(inc.agents)} agents"}
+        first, last = span
+        if not (first < v.end_us and last > v.start_us):
+            continue
+        if inc.kind == "platform" and not (v.domain == "app" and inc.scope in v.apps):
+            continue
+        if inc.kind == "site" and v.domain != "network":
+            continue
+        what = "platform: " if inc.kind == "platform" else "site: "
+        return {"id": inc.id, "kind": inc.kind, "scope": inc.scope,
+                "summary": f"{what}{inc.scope}, {len(inc.agents)} agents"}
     return None
 
 
@@ -149,16 +164,17 @@ def triage_window(window: Sequence[MinuteScore], baseline: Figures | None = None
     (best, s1), (_, s2) = ranked[0], ranked[1]
     when = f"{_hhmm(start)}-{_hhmm(end)}"
     worst = min((m.overall.score for m in window if m.overall.score is not None), default=None)
+    apps = tuple(sorted(a.app for a in f.apps.values() if a.failed or any(d > 2000 for d in a.durations_ms)))
     if s1 < MIN_STRENGTH:
         lim = window[0].overall.limiting
         text = (f"no domain stands out (strongest: {LABELS[best]} {s1:.2f}); score limited by {lim}: "
                 f"{_first_reason(window)}, {when}")
         # Confidence of "unknown" is that of the best guess it turned down: low, by definition.
         return Verdict("unknown", round(s1, 2), text, start, end, len(window), worst,
-                       {k: round(v, 2) for k, v in strengths.items()})
+                       {k: round(v, 2) for k, v in strengths.items()}, None, apps)
     confidence = round(min(0.99, max(0.05, s1 - 0.5 * s2)), 2)
     return Verdict(best, confidence, f"{ev.sentence(best)}, {when}", start, end, len(window), worst,
-                   {k: round(v, 2) for k, v in strengths.items()})
+                   {k: round(v, 2) for k, v in strengths.items()}, None, apps)
 
 
 def _count(n: int) -> float:

@@ -23,8 +23,8 @@ EXPECT = {
     "congested_uplink": ("home/branch network or ISP", "beyond the home router", r"p95 \d+ ms"),
     "isp_loss": ("home/branch network or ISP", "Contact the ISP: loss starts beyond the home router", r"\d+% vs 0% at the gateway"),
     "vpn_hairpin": ("VPN / secure web gateway", "Check the VPN", r"p95 \d+ ms"),
-    "salesforce_outage": ("app platform", "salesforce-wide incident since", r"\d+ of \d+ checks failed"),
-    "site_wan_down": ("home/branch network or ISP", "Porto site-wide incident since", r"\d+% vs 0% at the gateway"),
+    "salesforce_outage": ("app platform", "salesforce-wide incident (now closed)", r"\d+ of \d+ checks failed"),
+    "site_wan_down": ("home/branch network or ISP", "Porto site-wide incident (now closed)", r"\d+% vs 0% at the gateway"),
     "busy_cpu": ("local device", "Close or restart the busy program", r"CPU above 90% in \d+% of readings"),
     "dns_failing": ("DNS", "Check the DNS resolver", r"\d+ of \d+ checks failed \(dns"),
 }
@@ -122,7 +122,7 @@ def test_a_platform_incident_is_the_next_step_whatever_the_domain():
                          "incident": {"id": 7, "kind": "platform", "scope": "Salesforce"}}],
              "incidents": [inc], "components": [], "timeline": []}
     text = ticket_summary(_agent(score=score), WINDOW)
-    assert "Next step: Salesforce-wide incident since 14:22, not this user's network" in text
+    assert "Next step: Salesforce-wide incident (ongoing), not this user's network" in text
     assert "Incident: 7 Salesforce since 14:22 (open, 40 agents)" in text
 
 

@@ -1,0 +1,159 @@
+"""One verdict per view: the page's headline, the ticket and the fleet row read the same one.
+
+Issue 17: on a 1-hour view "Where" said the home network or ISP while "Next step" followed a
+platform incident that had closed an hour before and was about something else; a ticket would
+have been closed wrongly. Here every scenario of collector/score/scenarios.py is loaded through
+a real SQLite store (incident detection once a minute, as the collector runs it) and read through
+the lookup service the web API serves: the page JSON's headline, the ticket text and the fleet
+row must name the same place and the same next step, for a faulted desk and a clean one.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+from cxpulse.collector.lookup.api import LookupService
+from cxpulse.collector.score import scenarios as scn
+from cxpulse.collector.score.incidents import detect_incidents
+from cxpulse.collector.store import IncidentRecord, open_store
+from cxpulse.v1.payload import SampleBatch, Series
+
+S = 1_000_000
+pytestmark = pytest.mark.timeout(300)
+
+
+@functools.lru_cache(maxsize=1)
+def _ticks(name: str):
+    sc = scn.build(name, seed=1)
+    return sc, list(sc.ticks())
+
+
+def _load(tmp_path, name: str, extra=None):
+    """The scenario through a real store; ``extra(now_us, items)`` may add batches to a tick."""
+    sc, ticks = _ticks(name)
+    if extra is not None:
+        ticks = [(now, extra(now, list(items))) for now, items in ticks]
+    store = open_store(str(tmp_path / f"{name}.sqlite"))
+    nxt = [sc.t0_us + 37 * S]
+
+    def tick(now_us: int) -> None:  # incident detection once a minute, as the collector runs it
+        while now_us >= nxt[0]:
+            detect_incidents(store, nxt[0])
+            nxt[0] += 60 * S
+
+    scn.load(store, sc, tick, ticks)
+    return store, sc
+
+
+def _line(text: str, head: str) -> str | None:
+    return next((ln[len(head):] for ln in text.splitlines() if ln.startswith(head)), None)
+
+
+@pytest.mark.parametrize("name", sorted(scn.SCENARIOS))
+def test_headline_ticket_and_fleet_agree(tmp_path, name):
+    store, sc = _load(tmp_path, name)
+    try:
+        svc = LookupService(store, now_us=lambda: sc.end_us)
+        faulted = sc.faults[0].agents[0] if sc.faults else "lis-1"
+        clean = next((a.agent_id for a in scn.world() if all(a.agent_id not in f.agents for f in sc.faults)), faulted)
+        fleet = {r["agent_id"]: r for r in svc.fleet(sc.minutes * 60)["worst"]}
+        for agent_id in dict.fromkeys((faulted, clean)):
+            page = svc.agent(agent_id, sc.t0_us, sc.end_us, 60, False, None)
+            hl, text = page["headline"], page["ticket"]
+            assert hl == page["agent"]["score"]["verdict"], "the page reads the view's one verdict"
+            assert _line(text, "Next step: ") == hl["next_step"], (hl, text)
+            where = _line(text, "Where: ")
+            if hl["domain"]:
+                assert where is not None and where.startswith(hl["domain_label"]), (hl, text)
+            else:
+                assert where is None, text
+            if hl["incident"] is None:
+                assert "incident" not in hl["next_step"], hl["next_step"]
+            if agent_id == faulted and sc.faults:
+                assert hl["domain"] == sc.faults[0].domain, (hl, text)
+            row = fleet[agent_id]
+            if sc.minutes * 60 == page["window"]["seconds"]:
+                assert (row["fault_domain"], row["next_step"]) == (hl["domain"], hl["next_step"]), (row, hl)
+    finally:
+        store.close()
+
+
+def _incident(store, kind: str, scope: str, agents: dict[int, tuple[int, int]], end_us: int | None) -> None:
+    start = min(a for a, _ in agents.values())
+    last = max(b for _, b in agents.values())
+    inc = IncidentRecord(None, kind, scope, start, last, end_us, start + 30 * S, "injected", dict(agents))
+    store.update_incidents(lambda open_now: [inc])
+
+
+def test_a_closed_incident_of_other_trouble_does_not_set_the_next_step(tmp_path):
+    """The story of issue 17: a platform incident made of one refused check per desk, closed within
+    a minute, early in the view; the person's own trouble later is loss at the ISP. "Where" said
+    ISP, "Next step" said "ccaas-wide incident ... tell the user it is known"."""
+    store, sc = _load(tmp_path, "isp_loss")
+    try:
+        f = sc.faults[0]
+        keys = {a.info.agent_id: a.key for a in store.all_agents()}
+        blip = sc.t0_us + 60 * S
+        _incident(store, "platform", "genesys", {k: (blip, blip + 60 * S) for k in keys.values()}, blip + 60 * S)
+        svc = LookupService(store, now_us=lambda: sc.end_us)
+        page = svc.agent(f.agents[0], sc.t0_us, sc.end_us, 60, False, None)
+        hl, text = page["headline"], page["ticket"]
+        assert hl["domain"] == "network" and hl["incident"] is None, hl
+        assert "incident" not in hl["next_step"] and "ISP" in hl["next_step"], hl["next_step"]
+        assert _line(text, "Next step: ") == hl["next_step"] and "Incident:" not in text, text
+    finally:
+        store.close()
+
+
+def test_an_incident_overlapping_in_time_but_about_another_thing_is_not_the_verdict(tmp_path):
+    """An open platform incident listing the desk during its ISP loss does not explain the loss:
+    the window's verdict stays the ISP's, and names no incident."""
+    store, sc = _load(tmp_path, "isp_loss")
+    try:
+        f = sc.faults[0]
+        key = next(a.key for a in store.all_agents() if a.info.agent_id == f.agents[0])
+        _incident(store, "platform", "salesforce", {key: (f.start_us, f.end_us)}, None)
+        svc = LookupService(store, now_us=lambda: sc.end_us)
+        hl = svc.agent(f.agents[0], sc.t0_us, sc.end_us, 60, False, None)["headline"]
+        assert hl["domain"] == "network" and hl["incident"] is None, hl
+        assert "incident" not in hl["next_step"], hl["next_step"]
+    finally:
+        store.close()
+
+
+def test_one_refused_check_on_every_desk_at_once_is_a_blip(tmp_path):
+    """Issue 17: the app server was starting and every desk got one refused check in the same
+    second. That opened a "ccaas-wide" platform incident and headlined "0 poor, limited by apps"
+    for a desk whose real state was good. It must open no incident and headline no score."""
+    sc0, _ = _ticks("clean_day")
+    first, second = sc0.t0_us + 15 * S, sc0.t0_us + 45 * S  # the app's first two checks: one refused
+    done = set()
+
+    def refused(now_us: int, items: list) -> list:
+        if now_us >= second + S and not done:
+            done.add(now_us)
+            for a in sc0.agents:
+                s = Series("ccaas", "192.0.2.99", "https", kind="http")
+                s.add(first, dns=1500, err="refused")
+                s.add(second, dns=1500, tcp=20_000, tls=40_000, ttfb=90_000, total=160_000, status=200, ver="HTTP/2",
+                      cert=60)
+                items.append((a, 10_000_000, SampleBatch([s], [])))
+        return items
+
+    store, sc = _load(tmp_path, "clean_day", refused)
+    try:
+        assert done, "the refused checks were sent"
+        for k in range(7):  # the loop goes on after the data stops, and would close what it opened
+            detect_incidents(store, sc.end_us + (37 + 60 * k) * S)
+        assert store.incidents(sc.t0_us, sc.end_us + 3600 * S) == [], "one check per desk opened an incident"
+        svc = LookupService(store, now_us=lambda: sc.end_us)
+        for agent_id in ("lis-1", "hom-1"):
+            page = svc.agent(agent_id, sc.t0_us, sc.end_us, 60, False, None)
+            hl = page["headline"]
+            assert hl["label"] == "good" and hl["domain"] is None, (hl, page["ticket"])
+            assert page["agent"]["score"]["faults"] == [], page["agent"]["score"]["faults"]
+            assert any("refused" in str(x["errors"]) for x in page["agent"]["apps"]), "the blip is still shown"
+    finally:
+        store.close()
