@@ -25,7 +25,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-__all__ = ["IngestLimits", "AgentLimiter", "TokenBucket"]
+__all__ = ["IngestLimits", "AgentLimiter", "Tarpit", "TokenBucket"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,45 @@ class TokenBucket:
         self._refill(time.monotonic() if now is None else now)
         need = min(tokens, self.burst) - self.tokens
         return max(0.0, need / self.rate)
+
+
+class Tarpit:
+    """Holds a refusal back for about a second before it is sent.
+
+    A refusal is cheap for the attacker and not for us: every gRPC call costs the collector's one
+    Python thread a few hundred microseconds, so a client that loops on refused calls (a throttled
+    Enroll, a stream beyond its allowance) takes CPU from honest desks' ingest at a thousand calls a
+    second. Answered a second later, a client with a few calls in flight makes a few a second. Held
+    refusals are bounded per address and in total (each holds a slot of maximum_concurrent_rpcs);
+    beyond that they are sent at once.
+    """
+
+    def __init__(self, per_address: int = 256, total: int = 2_000, delay_s: tuple[float, float] = (0.5, 1.5)):
+        self.per_address, self.total, self.delay_s = per_address, total, delay_s
+        self._held: dict[str, int] = {}
+        self._total = 0
+        self.held = 0  # refusals held back so far (for tests and /metrics)
+
+    async def hold(self, peer: str) -> None:
+        import asyncio
+        import random
+
+        addr = peer_address(peer)
+        n = self._held.get(addr, 0)
+        if n >= self.per_address or self._total >= self.total:
+            return
+        self._held[addr] = n + 1
+        self._total += 1
+        self.held += 1
+        try:
+            await asyncio.sleep(random.uniform(*self.delay_s))
+        finally:
+            self._total -= 1
+            left = self._held.get(addr, 0) - 1
+            if left > 0:
+                self._held[addr] = left
+            else:
+                self._held.pop(addr, None)
 
 
 @dataclass

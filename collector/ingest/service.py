@@ -49,7 +49,7 @@ from cxpulse.v1 import telemetry_pb2_grpc as pb_grpc
 from ..logsafe import safe
 from ..store import AgentInfo, PendingBatch, Store
 from . import decode_pool
-from .limits import AgentLimiter, IngestLimits
+from .limits import AgentLimiter, IngestLimits, Tarpit
 from .validate import check_batch, check_hello, check_seq
 from .writer import StoreWriter
 
@@ -245,6 +245,7 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
                  budget_bytes: int = DEFAULT_BUDGET_BYTES, limits: IngestLimits | None = None):
         self.store = store
         self.limiter = AgentLimiter(limits)
+        self.tarpit = Tarpit()
         self.limits = self.limiter.limits
         self._agent_streams: dict[str, list[_Stream]] = {}
         self.writer = writer
@@ -308,6 +309,7 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
         peer = context.peer()
         if not self.limiter.open_peer(peer):
             self.stats.streams_refused += 1
+            await self.tarpit.hold(peer)
             await _exhausted(context, f"too many streams from this address (limit {self.limits.streams_per_peer})", 30.0)
         try:
             await self._stream_from(peer, request_iterator, context)
@@ -337,6 +339,7 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
         penalty = self.limiter.banned_for(info.agent_id)
         if penalty:
             self.stats.streams_refused += 1
+            await self.tarpit.hold(peer)
             await _exhausted(context, f"agent {info.agent_id} is throttled; retry later", penalty)
         now_us = time.time_ns() // 1000
         try:

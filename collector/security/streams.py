@@ -39,7 +39,7 @@ import grpc
 from cxpulse.v1 import telemetry_pb2 as pb
 from cxpulse.v1 import telemetry_pb2_grpc as pb_grpc
 
-from ..ingest.limits import TokenBucket, peer_address
+from ..ingest.limits import Tarpit, TokenBucket, peer_address
 from ..logsafe import LogBudget, safe
 from .registry import AgentIdentity, EnrollError, Registry
 
@@ -80,6 +80,7 @@ class AuthenticatedTelemetry(pb_grpc.TelemetryServiceServicer):
         self._enroll_log = LogBudget()
         self.enrolls_throttled = 0
         self._background: set[asyncio.Task] = set()
+        self.tarpit = Tarpit()
         self._hosts_noted: dict[str, str] = {}  # agent id -> the last differing host logged
         self._sites_noted: dict[str, str] = {}  # agent id -> the last other site claimed and logged
 
@@ -107,6 +108,7 @@ class AuthenticatedTelemetry(pb_grpc.TelemetryServiceServicer):
             self.enrolls_throttled += 1
             self._log_refused("enrollment from %s throttled (more than %g a second from one address or %g in all)",
                               safe(peer), ENROLL_PER_ADDRESS[0], ENROLL_TOTAL[0])
+            await self.tarpit.hold(peer)
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many enrollments; retry later",
                                 trailing_metadata=(("retry-after-ms", str(random.randint(5_000, 15_000))),))
         if not (request.agent_id.isprintable() and request.host.isprintable()):
@@ -145,6 +147,7 @@ class AuthenticatedTelemetry(pb_grpc.TelemetryServiceServicer):
         if self._pre_hello.get(ident.agent_id, 0) >= PRE_HELLO_PER_AGENT:
             log.warning("agent %s from %s: stream refused, %d of its streams are waiting for a Hello already",
                         safe(ident.agent_id), safe(context.peer()), PRE_HELLO_PER_AGENT)
+            await self.tarpit.hold(context.peer())
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                 f"too many streams of agent {ident.agent_id} without a Hello; retry later",
                                 trailing_metadata=(("retry-after-ms", "10000"),))
