@@ -13,9 +13,10 @@ questions for every request, in this order:
    audit log cannot be written, the lookup is refused (503): an unrecorded lookup is not allowed.
 
 Pseudonymization replaces user names in views that do not need them (fleet, incidents, search
-results that matched on something other than the person) with ``u-`` + an HMAC of the name under
-a collector secret: stable, so an analyst can follow one person across views, and not reversible
-without that secret.
+results that did not name the person) with ``u-`` + an HMAC of the name under a collector secret:
+stable, so an analyst can follow one person across views, and not reversible without that
+secret. Host names and agent ids there become ``h-``/``a-`` codes the same way (a host is often
+named after its user); an ``a-`` code in a person's URL opens that person's audited view.
 
 The registry calls are blocking database work, so they run in worker threads like store reads.
 """
@@ -286,8 +287,7 @@ class Access:
             if response.status_code != 200 or not isinstance(response, JSONResponse):
                 return response
             body = json.loads(response.body)
-            caller = request.scope.get("cxpulse.caller")
-            pseudonymize = self.pseudonymize or bool(caller and caller.pseudonymize)
+            pseudonymize = self.pseudonymizes(request)
             named, shown_ids = [], set()
             for p in people(body):
                 if pseudonymize and not shown_by_name(request, p):
@@ -334,6 +334,7 @@ class Access:
         return self.pseudonym(agent_id, AGENT_PSEUDONYM_PREFIX)
 
     def pseudonymizes(self, request: Request) -> bool:
+        """Whether this request sees pseudonyms: the collector-wide option or the caller's key."""
         caller = request.scope.get("cxpulse.caller")
         return self.pseudonymize or bool(caller and caller.pseudonymize)
 
