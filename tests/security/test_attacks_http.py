@@ -408,3 +408,64 @@ def test_the_readme_never_puts_a_token_on_a_command_line():
     text = (REPO / "README.md").read_text()
     assert "--enroll-token-file" in text
     assert "--enroll-token cxp_" not in text and "--enroll-token $" not in text
+
+
+# --- the page in a real headless Chromium: hostile names stay text, masked rows still open -------
+
+from ..web.test_browser import browser, sign_in, wait  # noqa: E402,F401 - the fixture and helpers of the browser tests
+
+EVIL_HOST = '<img src=x onerror="window.__pwned=1">'
+EVIL_USER = '"><script>window.__pwned=2</script>'
+
+
+@pytest.fixture(scope="module")
+def evil_srv(tmp_path_factory):
+    """The fleet, plus a desk whose host and user names are HTML that would run if the page used innerHTML."""
+    from cxpulse.collector.store import AgentInfo
+
+    path = tmp_path_factory.mktemp("attacks-page") / "collector.sqlite"
+    store = open_store(str(path))
+    try:
+        fill_fleet(store, DAY_END)
+        store.upsert_agent(AgentInfo("agent-evil", EVIL_HOST, EVIL_USER, "Windows 11", "0.1.0", "Porto"), DAY_END)
+    finally:
+        store.close()
+    s = ServerThread(str(path), now_us=lambda: DAY_END).start()
+    yield s
+    s.stop()
+
+
+def test_hostile_host_and_user_names_stay_text_on_the_page(evil_srv, browser):
+    from selenium.webdriver.common.by import By
+
+    d = browser
+    d.get(evil_srv.url + "/")
+    sign_in(d, evil_srv.helpdesk_key)
+    wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#worst tbody tr")) >= 3, what="the fleet")
+    d.find_element(By.ID, "q").send_keys("agent-evil")
+    wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, "#results li.result"), what="search results")
+    assert EVIL_HOST in d.find_element(By.ID, "results").text, "shown as the text it is"
+    d.find_element(By.CSS_SELECTOR, "#results li.result").click()
+    wait(d, lambda d: d.find_elements(By.ID, "who") and d.find_element(By.ID, "who").text, what="the agent page")
+    assert d.find_element(By.ID, "who").text == f"{EVIL_USER} on {EVIL_HOST}"
+    assert d.execute_script("return window.__pwned === undefined"), "no injected script or handler ran"
+    assert not d.find_elements(By.CSS_SELECTOR, "img[src='x']")
+
+
+def test_a_pseudonymizing_key_on_the_page_sees_codes_and_opens_the_audited_person(evil_srv, browser):
+    from selenium.webdriver.common.by import By
+
+    masked_key, info = evil_srv.registry.create_api_key("helpdesk", "page supervisor", pseudonymize=True)
+    d = browser
+    d.get(evil_srv.url + "/")
+    sign_in(d, masked_key)
+    wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#worst tbody tr")) >= 3, what="the fleet")
+    body = d.find_element(By.TAG_NAME, "body").text
+    assert not _leaks(body) and "u-" in body and "h-" in body, body[:800]
+    t0 = time.time_ns() // 1000
+    d.find_element(By.CSS_SELECTOR, "#worst tbody tr").click()
+    wait(d, lambda d: d.find_elements(By.ID, "who") and " on " in d.find_element(By.ID, "who").text, what="the person's page")
+    who = d.find_element(By.ID, "who").text
+    assert any(u in who for u in USERS + (EVIL_USER,)), who
+    entries = [e for e in evil_srv.registry.audit(since_us=t0, actor=f"key:{info.key_id}") if e.action.startswith("agent.")]
+    assert entries and all(not e.subject.startswith("a-") for e in entries), [(e.action, e.subject) for e in entries]
