@@ -35,8 +35,11 @@ _STOP = object()
 class StoreWriter:
     """Use from one event loop at a time (the collector's); the store is used from its own thread only."""
 
-    def __init__(self, store: Store, *, max_group: int = 512, max_queue: int = 4096):
+    def __init__(self, store: Store, *, max_group: int = 512, max_queue: int = 4096,
+                 clock: Callable[[], float] = time.time):
         self.store = store
+        # Wall clock (seconds) stamped as the agents' last_seen at each commit; a test may pass its own.
+        self.clock = clock
         self.max_group = max_group
         self.max_queue = max_queue
         self._q: queue.Queue = queue.Queue()
@@ -184,7 +187,7 @@ class StoreWriter:
             return
         t = time.monotonic()
         try:
-            self.store.commit_batches([e[1] for e in batches])
+            self.store.commit_batches([e[1] for e in batches], now_us=int(self.clock() * 1_000_000))
             self.commits += 1
             self.batches_committed += len(batches)
             self.last_commit_s = time.monotonic() - t

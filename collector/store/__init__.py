@@ -161,10 +161,12 @@ class Store(Protocol):
     def committed_seq(self, agent_key: int, epoch: int) -> int:
         """Highest seq held for this agent and epoch, 0 if none."""
 
-    def commit_batches(self, batches: list[PendingBatch]) -> None:
+    def commit_batches(self, batches: list[PendingBatch], now_us: int | None = None) -> None:
         """Write all batches in one durable transaction, skipping seqs already held.
 
-        Sets ``stored`` (True written, False duplicate) and ``committed_seq`` on each.
+        Sets ``stored`` (True written, False duplicate) and ``committed_seq`` on each. With ``now_us``
+        (the ingest writer's clock), every sender's ``last_seen_us`` moves up to it in the same
+        transaction: one update per commit, not per batch.
         """
 
     def find_agents(self, query: str, limit: int = 50) -> list[AgentRecord]:

@@ -427,13 +427,14 @@ class PostgresStore(KeptTables):
         with self._lock:
             return self._retrying(read, "committed seq read")
 
-    def commit_batches(self, batches: list[PendingBatch]) -> None:
+    def commit_batches(self, batches: list[PendingBatch], now_us: int | None = None) -> None:
+        """As SqliteStore.commit_batches: with ``now_us``, the senders' last_seen moves up to it."""
         if not batches:
             return
         with self._lock:
-            self._retrying(lambda: self._commit_once(batches), f"commit of {len(batches)} batches")
+            self._retrying(lambda: self._commit_once(batches, now_us), f"commit of {len(batches)} batches")
 
-    def _commit_once(self, batches: list[PendingBatch]) -> None:
+    def _commit_once(self, batches: list[PendingBatch], now_us: int | None = None) -> None:
         db, s = self._writer(), self._s
         fresh: list[tuple] = []  # series created in this transaction: forgotten if it rolls back
         try:
@@ -488,6 +489,14 @@ class PostgresStore(KeptTables):
                 moved = [(seq, a, e) for (a, e), seq in marks.items() if seq != start[(a, e)]]
                 if moved:
                     cur.executemany(f"UPDATE {s}.seqs SET committed_seq = %s WHERE agent = %s AND epoch = %s", moved)
+                if now_us is not None:
+                    # One statement per commit; rows locked in key order, after the seq rows and the
+                    # advisory locks like every commit, so two collectors cannot deadlock on them.
+                    cur.execute(
+                        f"""UPDATE {s}.agents a SET last_seen_us = GREATEST(a.last_seen_us, %s)
+                            FROM (SELECT key FROM {s}.agents WHERE key = ANY(%s) ORDER BY key FOR UPDATE) l
+                            WHERE a.key = l.key""",
+                        (now_us, sorted({b.agent_key for b in batches})))
         except BaseException:
             for key in fresh:
                 self._series_cache.pop(key, None)

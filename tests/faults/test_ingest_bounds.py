@@ -28,9 +28,9 @@ class GatedStore:
         self.gate = threading.Event()
         self.committed_seqs: list[int] = []
 
-    def commit_batches(self, batches):
+    def commit_batches(self, batches, now_us=None):
         self.gate.wait(10)
-        self._store.commit_batches(batches)
+        self._store.commit_batches(batches, now_us)
         self.committed_seqs += [b.seq for b in batches]
 
     def __getattr__(self, name):
