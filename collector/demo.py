@@ -5,6 +5,10 @@ loopback and store into a real SQLite file, exactly as separate processes do, an
 secured as in production: ``collector init`` into the data dir (a CA, a server
 certificate for 127.0.0.1), TLS on the gRPC port, and the agent enrolls with a
 token and streams with its own credential.
+
+The helpdesk page, the product's main screen, is served on loopback while the demo
+runs; its URL and a helpdesk API key made for this run are printed, and the key is
+revoked when the demo ends, so a key copied from a terminal opens nothing later.
 """
 
 from __future__ import annotations
@@ -63,10 +67,26 @@ async def run_demo(args: argparse.Namespace) -> int:
     reg = Registry.open(db)
     try:
         token, _ = reg.create_token(site="demo", uses=1, ttl_s=3600, note="demo")
+        api_key, key_info = reg.create_api_key("helpdesk", "demo session (revoked when the demo ends)")
     finally:
         reg.close()
-    collector = Collector(db, "127.0.0.1:0", config, reflector_listen="127.0.0.1:0", tls=load_server_tls(tls_dir))
-    await collector.start()
+    collector = Collector(db, "127.0.0.1:0", config, reflector_listen="127.0.0.1:0", tls=load_server_tls(tls_dir),
+                          http_listen="127.0.0.1:0")
+    try:
+        await collector.start()
+        return await _measure(args, data_dir, db, tls_dir, token, app, app_port, config, collector, api_key)
+    finally:
+        reg = Registry.open(db)
+        try:
+            reg.revoke_api_key(key_info.key_id)
+        finally:
+            reg.close()
+
+
+async def _measure(args: argparse.Namespace, data_dir: str, db: str, tls_dir: str, token: str, app, app_port: int,
+                   config: IngestConfig, collector: Collector, api_key: str) -> int:
+    from .security.tls import CA_CERT
+
     # local-app always uses TCP connect time, like an app's port would.
     targets = (Target("loopback", "127.0.0.1", app_port), Target("local-app", "127.0.0.1", app_port, method="tcp_connect"))
     cfg = AgentConfig(
@@ -89,6 +109,8 @@ async def run_demo(args: argparse.Namespace) -> int:
           + ("default gateway, " if cfg.measure_gateway else "")
           + f"loopback, local-app (TCP 127.0.0.1:{app_port}), web check http://127.0.0.1:{app_port}/, "
           + f"voice-cadence via reflector {config.reflector}")
+    print(f"  helpdesk page: {collector.http.url}/  (loopback only, while the demo runs)")
+    print(f"  one-time API key for it (helpdesk role, revoked when the demo ends): {api_key}")
     print(f"  measuring for {args.duration:.0f}s (Ctrl-C to stop early)\n", flush=True)
 
     stop = asyncio.Event()
