@@ -247,3 +247,61 @@ def test_an_hour_loads_whole_in_under_a_second(server, browser, tmp_path):
     assert min(b for _, b in times) < load_budget_ms(1000), times
     assert d.find_element(By.CSS_SELECTOR, "#score .num").text.strip() != "…"
     shot(d, tmp_path, "agent-hour.png")
+
+
+def test_fleet_shows_streaming_desks_as_reporting(browser, tmp_path):
+    """Three desks said Hello 20 minutes ago and have streamed a batch a minute since (through the
+    ingest writer, as the collector stores them): the fleet's 15-minute view counts all three as
+    reporting and lists none as silent (issue 17: last_seen used to stay at the Hello)."""
+    import asyncio
+
+    from selenium.webdriver.common.by import By
+
+    from cxpulse.collector.ingest.writer import StoreWriter
+    from cxpulse.collector.store import AgentInfo, PendingBatch, open_store
+    from cxpulse.v1 import payload as p
+
+    from .conftest import ServerThread
+
+    minutes = 20
+    now = (time.time_ns() // 1000 // S) * S
+    hello = now - minutes * 60 * S
+    db = str(tmp_path / "fleet.sqlite")
+    store = open_store(db)
+    clock = [hello / S]
+    writer = StoreWriter(store, clock=lambda: clock[0])
+    writer.start()
+    try:
+        keys = [store.upsert_agent(AgentInfo(f"desk-{i}", host=f"DESK-{i}", os_user=f"user{i}", site="Porto"), hello)
+                for i in range(3)]
+
+        async def stream() -> None:
+            for m in range(minutes):  # bounded: one batch per desk per simulated minute
+                clock[0] = (hello + (m + 1) * 60 * S) / S
+                batches = []
+                for n, k in enumerate(keys):
+                    s = p.Series(target="gateway", address="192.0.2.1", method=p.METHOD_ICMP_RAW)
+                    for i in range(60):
+                        s.add(hello + m * 60 * S + i * S, 1500 + 100 * n + i % 5)
+                    batches.append(writer.commit(PendingBatch(k, 1, m + 1, p.SampleBatch([s]), stream=n + 1)))
+                assert all(b.stored for b in await asyncio.gather(*batches))
+
+        asyncio.run(asyncio.wait_for(stream(), 60))
+    finally:
+        writer.stop()
+        store.close()
+
+    server = ServerThread(db).start()
+    try:
+        d = browser
+        d.get(server.url + "/")
+        sign_in(d, server.helpdesk_key)
+        wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#worst tbody tr")) == 3, 30, "three desks in the fleet")
+        heading = d.find_element(By.CSS_SELECTOR, "#worst h2").text
+        assert "3 of 3 agents reporting" in heading, heading
+        assert not d.find_elements(By.ID, "silent"), "a streaming desk listed as silent"
+        rows = " ".join(r.text for r in d.find_elements(By.CSS_SELECTOR, "#worst tbody tr"))
+        assert all(f"DESK-{i}" in rows for i in range(3)), rows
+        shot(d, tmp_path, "fleet-streaming.png")
+    finally:
+        server.stop()

@@ -751,7 +751,7 @@
           { t: "median total ms", f: (x) => num(x.total_median_ms), n: true },
           { t: "failing", f: (x) => x.agents_failing.length, n: true },
         ], s.apps) : el("p", { class: "empty", text: "No app checks." }))),
-      s.silent.length ? el("section", { class: "card" }, el("h2", { text: `Silent for more than ${fmtSpan(s.window.seconds)} (seen in the last day)` }),
+      s.silent.length ? el("section", { class: "card", id: "silent" }, el("h2", { text: `Silent for more than ${fmtSpan(s.window.seconds)} (seen in the last day)` }),
         table([{ t: "user", f: (a) => a.user }, { t: "host", f: (a) => a.host }, { t: "site", f: (a) => a.site }, { t: "last seen", f: (a) => ago(a.last_seen_us) }], s.silent, (a) => openAgent(a.agent_id))) : null,
     );
     foot.textContent = `fleet in ${Math.round(performance.now() - t0)} ms (server ${num(f.serverMs, 0)} ms) · times in ${ZONE}`;
