@@ -305,3 +305,36 @@ def test_fleet_shows_streaming_desks_as_reporting(browser, tmp_path):
         shot(d, tmp_path, "fleet-streaming.png")
     finally:
         server.stop()
+
+
+def test_search_box_finds_a_desk_by_the_words_of_the_users_name(browser, tmp_path):
+    """The page's search box asks the same search as the API and the CLI: any words of the
+    display name, in any order and without accents, find the desk (issue 17)."""
+    from selenium.webdriver.common.by import By
+
+    from cxpulse.collector.store import AgentInfo, open_store
+
+    from .conftest import ServerThread
+
+    now = time.time_ns() // 1000
+    db = str(tmp_path / "names.sqlite")
+    store = open_store(db)
+    try:
+        store.upsert_agent(AgentInfo("desk-maria", host="DESK-9", os_user="CORP\\msilva", display_name="Maria Conceição Silva",
+                                     site="Porto"), now)
+        store.upsert_agent(AgentInfo("desk-other", host="DESK-3", os_user="CORP\\jsilveira", display_name="João Silveira",
+                                     site="Porto"), now)
+    finally:
+        store.close()
+    server = ServerThread(db).start()
+    try:
+        d = browser
+        d.get(server.url + "/")
+        sign_in(d, server.helpdesk_key)
+        wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, "#worst"), 30, "the fleet after sign-in")
+        d.find_element(By.ID, "q").send_keys("silva conceicao")
+        wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, "#results li.result"), 30, "search results")
+        found = [li.get_attribute("data-id") for li in d.find_elements(By.CSS_SELECTOR, "#results li.result")]
+        assert found == ["desk-maria"], found
+    finally:
+        server.stop()
