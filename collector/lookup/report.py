@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import gc
 import json
 import threading
@@ -25,6 +24,7 @@ from ..score.timeline import (
 from ..score.triage import degraded_windows, good_minutes, triage_timeline
 from ..store import AgentRecord, RttRow, Store, UserChange, fold
 from .ticket import person, verdict
+from .timefmt import fmt_time
 from .stats import (
     LOSSY_MINUTES_MAX,
     TargetStats,
@@ -52,7 +52,7 @@ class NoMatch(LookupError):
 
 
 def _fmt_time(us: int) -> str:
-    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return fmt_time(us, seconds=True)  # the text report is in UTC throughout, labelled
 
 
 def build(store: Store, query: str, window_s: int = 3600, now_us: int | None = None,
@@ -351,7 +351,7 @@ def render_text(view: dict) -> str:
 
 
 def _hhmm(us: int) -> str:
-    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.timezone.utc).strftime("%H:%M")
+    return fmt_time(us, date=False)
 
 
 def _score_txt(score: float | None, label: str) -> str:
@@ -366,7 +366,7 @@ def _render_score(lines: list[str], sc: dict) -> None:
     head = f"  score: {_score_txt(win['score'], win['label'])} over the window (worst {len(win['worst'])} of {win['minutes']} minutes), " \
            f"limited by {sc['limiting']}"
     if now is not None:
-        head += f"; now {_score_txt(now['score'], now['label'])} at {_hhmm(now['minute_us'])} UTC, limited by {now['limiting']}"
+        head += f"; now {_score_txt(now['score'], now['label'])} at {_hhmm(now['minute_us'])}, limited by {now['limiting']}"
     lines.append(head)
     lines.append("    components: " + " | ".join(f"{c['name']} {_score_txt(c['score'], c['label'])}" for c in sc["components"]))
     lines.append(f"    limiting factor: {win['reason']}")
