@@ -38,6 +38,7 @@ from typing import Any
 import grpc
 
 from . import ingest
+from .report import Figure, load_now
 
 REPO = Path(__file__).resolve().parent.parent
 AGENTS = 20
@@ -48,6 +49,7 @@ ENROLLS_AT_ONCE = 32
 PLANS = {
     "full": ingest.IngestPlan((AGENTS,), ("sqlite",), 3, 60, 0),
     "quick": ingest.IngestPlan((AGENTS,), ("sqlite",), 2, 10, 0),
+    "smoke": ingest.IngestPlan((AGENTS,), ("sqlite",), 1, 3, 0),
 }
 
 
@@ -169,6 +171,23 @@ def run(plan: ingest.IngestPlan, log: Any = print, where: str | None = None) -> 
     out["ratio"] = round(flooded / out["baseline_samples_per_s"], 3) if out["baseline_samples_per_s"] else None
     out["goal"] = GOAL
     return out
+
+
+def figures(plan: ingest.IngestPlan, log: Any = print, where: str | None = None) -> tuple[list[Figure], dict]:
+    """For ``bench.run``: the ratio against its goal, and both rates."""
+    r = run(plan, log, where)
+    load = load_now()
+    flood = next(x for x in r["runs"] if x["kind"] == "flood").get("flood", {})
+    note = (f"{AGENTS} honest agents, {r['window_s']:.0f} s windows; the flood process used "
+            f"{flood.get('cpu_pct_of_core')}% of a core on the same machine")
+    out = [
+        Figure("flood", "honest ingest with / without a flood from one credential", "ratio", r["ratio"], GOAL, ">=",
+               load=load, note=note),
+        Figure("flood", "honest ingest without the flood", "samples/s", r["baseline_samples_per_s"], load=load),
+        Figure("flood", "honest ingest during the flood", "samples/s", r["flood_samples_per_s"], load=load,
+               note=json.dumps(flood.get("counts", flood))),
+    ]
+    return out, r
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,11 +19,11 @@ import sys
 import time
 import traceback
 
-from . import accuracy, footprint, ingest, lookup
+from . import accuracy, flood, footprint, ingest, lookup
 from .report import Report, table
 
-GROUPS = ("footprint", "ingest", "lookup", "accuracy")
-QUICK_GROUPS = ("footprint", "ingest", "lookup")  # accuracy needs minutes of episodes: full runs only, or --only
+GROUPS = ("footprint", "ingest", "lookup", "flood", "accuracy")
+QUICK_GROUPS = ("footprint", "ingest", "lookup", "flood")  # accuracy needs minutes of episodes: full runs only, or --only
 
 
 def _log(msg: str) -> None:
@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
                 figures, details = footprint.run(fp, log=_log)
             elif group == "ingest":
                 figures, details = ingest.run(ip, log=_log, where=args.dir)
+            elif group == "flood":
+                figures, details = flood.figures(flood.PLANS[name], log=_log, where=args.dir)
             elif group == "lookup":
                 figures, details = lookup.run(lookup.PLANS[name], log=_log, where=args.dir)
             else:

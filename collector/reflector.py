@@ -129,7 +129,10 @@ class Reflector:
     """Answers voice probe packets of enrolled agents. ``answered`` and ``dropped`` count everything.
 
     ``key_for`` is called for every well-formed packet, so it must be cheap (a dict lookup, or
-    ``derive_agent_key`` for ids known to be enrolled).
+    ``derive_agent_key`` for ids known to be enrolled). It is asked again for every packet, never
+    cached here, so that a revocation counts from the next packet: the collector's ``key_for``
+    answers agents in the ingest's ``known_agents``, from which the revocation poll
+    (security/streams.py) removes a revoked agent within a second or two.
     """
 
     def __init__(self, key_for: Callable[[str], bytes | None], *, agent_rate: float = 100.0,

@@ -81,6 +81,7 @@ class AuthenticatedTelemetry(pb_grpc.TelemetryServiceServicer):
         self.enrolls_throttled = 0
         self._background: set[asyncio.Task] = set()
         self.tarpit = Tarpit()
+        self._stream_log = LogBudget()
         self._hosts_noted: dict[str, str] = {}  # agent id -> the last differing host logged
         self._sites_noted: dict[str, str] = {}  # agent id -> the last other site claimed and logged
 
@@ -140,8 +141,12 @@ class AuthenticatedTelemetry(pb_grpc.TelemetryServiceServicer):
             await context.abort(grpc.StatusCode.UNAVAILABLE, "collector cannot check credentials now; retry later",
                                 trailing_metadata=(("retry-after-ms", str(random.randint(2_000, 8_000))),))
         if ident is None:
-            log.warning("stream from %s refused: %s", safe(context.peer()), "credential unknown or revoked" if cred
-                        else "no credential")
+            if self._stream_log.allow():
+                if self._stream_log.suppressed:
+                    log.warning("(%d more refused streams were not logged)", self._stream_log.suppressed)
+                log.warning("stream from %s refused: %s", safe(context.peer()), "credential unknown or revoked" if cred
+                            else "no credential")
+            await self.tarpit.hold(context.peer())
             await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                                 "agent credential unknown or revoked" if cred else "no agent credential: enroll first")
         if self._pre_hello.get(ident.agent_id, 0) >= PRE_HELLO_PER_AGENT:

@@ -271,6 +271,19 @@ def test_enroll_flood_is_throttled_and_logs_a_bounded_number_of_lines(live, capl
     assert len(lines) <= 25
 
 
+def test_streams_with_forged_credentials_are_held_back_and_logged_within_a_budget(live, caplog):
+    caplog.set_level(logging.WARNING, logger="cxpulse")
+    md = (("authorization", "Bearer cxp_agt_0123456789abcdef_forged"),)
+    hello = pb.StreamRequest(hello=pb.Hello(agent_id="desk-x", host="h"))
+    calls = [pb_grpc.TelemetryServiceStub(live.channel).Stream(iter([hello]), metadata=md, timeout=20)
+             for _ in range(100)]
+    codes = [c.code() for c in calls]  # each blocks until its call ends
+    lines = [r for r in caplog.records if r.name.startswith("cxpulse") and "refused" in r.getMessage()]
+    assert codes == [grpc.StatusCode.UNAUTHENTICATED] * 100
+    assert live.collector.auth.tarpit.held >= 90
+    assert len(lines) <= 25
+
+
 # --- 6: the site is the credential's ----------------------------------------------------------------
 
 def test_hello_cannot_choose_its_site_and_a_host_change_is_audited(live, caplog):
@@ -391,3 +404,26 @@ def test_log_budget_lets_a_few_lines_through_then_says_how_many_were_left_out():
     now[0] = 11.0
     assert budget.allow() and budget.suppressed == 7
     assert budget.allow() and budget.suppressed == 0
+
+
+def test_tarpit_holds_refusals_back_within_its_bounds():
+    from cxpulse.collector.ingest.limits import Tarpit
+
+    async def run():
+        pit = Tarpit(per_address=2, total=3, delay_s=(0.3, 0.3))
+        t0 = time.monotonic()
+        ends = []
+
+        async def one(peer):
+            await pit.hold(peer)
+            ends.append((peer, round(time.monotonic() - t0, 1)))
+
+        await asyncio.wait_for(asyncio.gather(*(one(p) for p in ["ipv4:10.0.0.1:1", "ipv4:10.0.0.1:2",
+                                                                   "ipv4:10.0.0.1:3", "ipv4:10.0.0.2:1",
+                                                                   "ipv4:10.0.0.3:1"])), 5)
+        return pit, ends
+
+    pit, ends = asyncio.run(run())
+    assert pit.held == 3  # two of 10.0.0.1 (its cap), one of 10.0.0.2 (the total cap)
+    assert sorted(e[1] for e in ends) == [0.0, 0.0, 0.3, 0.3, 0.3]
+    assert not pit._held and pit._total == 0
