@@ -136,6 +136,7 @@ def _score_reading(score: Mapping) -> dict:
         "domain_label": _first(fd, "label") if degraded else None,
         "confidence": _first(fd, "confidence") if degraded else None,
         "where": _first(fd, "where", "location", "hop", "target"),
+        "platform": _first(fd, "platform") if degraded else None,
         "fault_start_us": fd.get("start_us"),
         "fault_end_us": fd.get("end_us"),
         "sentence": sentence,
@@ -276,7 +277,16 @@ def next_step(r: Mapping, view_agent: Mapping | None = None, tz: dt.tzinfo = dt.
         return "Check the VPN / secure web gateway: try another gateway or split tunnelling for the CCaaS/CRM apps."
     if "dns" in domain:
         return "Check the DNS resolver this desk uses (or the VPN's DNS); try another resolver."
-    if "branch" in domain or "site" in domain or "lan" in domain:
+    if domain == "lan":
+        site = str(a.get("site") or "").lower()
+        wifi = "over Wi-Fi" in str(r.get("sentence") or "")
+        fix = ("move closer to the access point or use a cable, then restart the router"
+               if wifi else "check the desk's cable and LAN port, then restart the router")
+        if site and "home" not in site:
+            return (f"Call the site's network team: the loss or delay is between this desk and the site's router "
+                    f"(the ISP is not the cause); meanwhile {fix}.")
+        return f"The trouble is between this desk and the home router, not the ISP: {fix}."
+    if "branch" in domain or "site" in domain:
         return "Contact the site's network team: loss or delay starts beyond the desk's gateway on the site network."
     if "isp" in domain or "home" in domain or "last_mile" in domain or "lastmile" in domain or domain == "network":
         what = "loss" if "loss" in str(r.get("sentence") or "") else "delay" if "latency" in str(r.get("sentence") or "") else "trouble"
@@ -289,8 +299,10 @@ def next_step(r: Mapping, view_agent: Mapping | None = None, tz: dt.tzinfo = dt.
                     "then contact the ISP.")
         return f"Contact the ISP: {what} starts beyond the home router (the gateway is clean)."
     if "app" in domain or "platform" in domain or "saas" in domain:
-        app = r.get("where") or r.get("limiting") or "the app"
-        return f"Check {app}'s status page and open a case with the vendor: the path is fine, the app is slow or failing."
+        app = r.get("platform") or r.get("where")
+        if app:
+            return f"Check {app}'s status page and open a case with the vendor: the path is fine, the app is slow or failing."
+        return "Check the platform's status page and open a case with the vendor: the path is fine, the app is slow or failing."
     if r.get("source") == "figures":
         if r.get("evidence"):
             return "No fault domain computed: read the evidence above and the timeline; if it recurs, note the exact time."

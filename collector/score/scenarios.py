@@ -11,7 +11,8 @@ and batches leave every 10 s per agent, as from a real agent.
 Faults are injected over a time span on some agents, each with the fault domain it belongs to
 (the truth triage is scored against): weak Wi-Fi, a congested home uplink, ISP loss, a VPN
 hairpin through an overloaded concentrator, a Salesforce outage for everyone, one site's WAN
-down, a busy CPU, DNS failing, and a clean day. Everything is seeded and deterministic.
+down, a busy CPU, DNS failing, loss between the desk and its router
+(wired and over healthy Wi-Fi), and a clean day. Everything is seeded and deterministic.
 
 The site WAN scenario assumes what contact-center branches usually have: the internet breakout
 fails while the collector stays reachable (over MPLS or a second link), so samples still arrive.
@@ -49,6 +50,7 @@ DOMAIN_OF = {
     "salesforce_outage": "app",
     "busy_cpu": "device",
     "dns_failing": "dns",
+    "lan_loss": "lan",
 }
 
 
@@ -215,6 +217,8 @@ class _AgentGen:
         if "weak_wifi" in faults:
             gw += r.expovariate(1 / 45.0)
             gw_loss = 0.07
+        if "lan_loss" in faults:
+            gw_loss = 0.05  # desk -> home/branch router: a bad cable, port or router (issue 17's second lab)
         if "vpn_hairpin" in faults:
             gw += 140 + r.expovariate(1 / 60.0)
             gw_loss = 0.03
@@ -254,6 +258,8 @@ class _AgentGen:
             dns = r.uniform(2500, 4500)
         else:
             dns = r.uniform(0.5, 3) if r.random() < 0.8 else r.uniform(8, 25)
+        if "lan_loss" in faults and r.random() < 0.1:
+            dns += 1000  # a DNS packet lost on the near link: the resolver retries after 1 s
         if app == "salesforce" and "salesforce_outage" in faults:
             if r.random() < 0.85:
                 return {"dns": _us(dns), "tcp": _us(rtt), "tls": _us(2 * rtt), "ttfb": _us(r.uniform(20, 60)),
@@ -410,5 +416,6 @@ SCENARIOS: dict[str, Callable[[random.Random], list[Fault]]] = {
     "site_wan_down": _everyone("site_wan_down", PORTO, 11, 7),
     "busy_cpu": _one("busy_cpu", [("lis-1", 7, 8), ("opo-3", 16, 8)]),
     "dns_failing": _one("dns_failing", [("hom-1", 8, 8), ("lis-4", 16, 8)]),
+    "lan_loss": _one("lan_loss", [("hom-2", 7, 8), ("lis-1", 16, 8)]),  # a Wi-Fi home desk, a wired branch one
     "clean_day": lambda rng: [],
 }

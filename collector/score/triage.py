@@ -1,21 +1,24 @@
 """Fault-domain triage: for a degraded window, where the fault lies, how sure we are, and why.
 
-The helpdesk's question in a ticket is not "is the score low" but "whose problem is it": the
-user's Wi-Fi, their PC, their home or branch network and ISP, the VPN or secure web gateway,
-the application platform, DNS, or none of those we can tell. Each domain has a signature in
-the figures the agent measures along its path (gateway, ISP hop, public hop, media edge, app
-phases, device, Wi-Fi), and a fault shows where the figures start to go wrong:
+The helpdesk's question in a ticket is not "is the score low" but "whose problem is it", in the
+words of whoever fixes it: this desk's Wi-Fi, this desk (the PC), the home/branch router or LAN,
+the ISP, the VPN or secure web gateway, the platform (which one), DNS, or none we can tell. Each
+has a signature in the figures the agent measures along its path (gateway, ISP hop, public hop,
+media edge, app phases, device, Wi-Fi), and a fault shows where the figures start to go wrong:
 
 - **wifi**: weak signal, noise, roams or drops *while the gateway RTT suffers* (the first hop
   of a Wi-Fi desk is the radio link; a weak signal with a clean gateway is not the fault);
 - **device**: CPU or memory pressure for much of the window;
-- **network** (home/branch network or ISP): the gateway is fine and loss or latency starts at
-  a hop beyond it; or the gateway itself suffers on a desk with no Wi-Fi evidence and no tunnel;
+- **lan** (the home/branch router or LAN): the gateway itself suffers on a desk with no weak
+  radio, no tunnel and no busy CPU, wired or over Wi-Fi;
+- **network** (the ISP): the gateway is fine and loss or latency starts at a hop beyond it,
+  by more than chance explains (a one-sided Fisher exact test on the lost probes);
 - **vpn** (VPN / secure web gateway): the default route goes through a tunnel (the desk's
   active interface is a VPN, so the "gateway" measured is the tunnel's first hop) and the
   tunnel hop suffers or the apps behind it slow down;
-- **app** (the app platform): the path is clean, one app is slow or failing;
-- **dns**: checks fail in name resolution or resolution is slow, while the path is clean;
+- **app** (the platform, named from the app): the path is clean, one app is slow or failing;
+- **dns**: checks fail in name resolution or resolution is slow, while the whole path is clean
+  (a lossy near link loses DNS packets too: that is the link's fault, not DNS's);
 - **unknown**: no domain has enough evidence.
 
 Each domain gets a *strength* in 0..1 from its signature; the strongest wins. Confidence is the
@@ -28,6 +31,7 @@ sentence with the figures and the minutes; docs/scoring.md lists the rules.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -35,18 +39,57 @@ from .components import piecewise
 from .rollup import Rollup
 from .timeline import Figures, MinuteScore, PathFig, Timeline, figures_from, figures_of, merged
 
-__all__ = ["DOMAINS", "LABELS", "Verdict", "degraded_windows", "good_minutes", "triage_timeline", "triage_window"]
+__all__ = ["DOMAINS", "LABELS", "Verdict", "more_lost_p", "platform_name", "degraded_windows", "good_minutes", "triage_timeline", "triage_window"]
 
-DOMAINS = ("wifi", "device", "network", "vpn", "app", "dns", "unknown")
+DOMAINS = ("wifi", "device", "lan", "network", "vpn", "app", "dns", "unknown")
+# The place of the fault in the words of whoever fixes it. "network" is the key of the ISP (the
+# fault starts beyond the desk's router); "lan" the router or LAN itself (desk -> gateway), wired
+# or over a Wi-Fi link whose radio figures look healthy.
 LABELS = {
-    "wifi": "Wi-Fi",
-    "device": "local device",
-    "network": "home/branch network or ISP",
-    "vpn": "VPN / secure web gateway",
-    "app": "app platform",
+    "wifi": "this desk's Wi-Fi",
+    "device": "this desk (the PC)",
+    "lan": "the home/branch router or LAN",
+    "network": "the ISP (beyond the router)",
+    "vpn": "the VPN / secure web gateway",
+    "app": "the platform",
     "dns": "DNS",
     "unknown": "unknown",
 }
+# Platform names from the app names the presets give (agent/presets.py): the first match wins.
+PLATFORMS = (
+    ("salesforce", "Salesforce"), ("genesys", "Genesys Cloud"), ("connect", "Amazon Connect"),
+    ("five9", "Five9"), ("cxone", "NICE CXone"), ("nice", "NICE CXone"), ("twilio", "Twilio"),
+    ("flex", "Twilio Flex"), ("dynamics", "Dynamics 365"), ("servicenow", "ServiceNow"),
+    ("zendesk", "Zendesk"), ("teams", "Microsoft Teams"), ("entra", "Microsoft Entra ID"), ("okta", "Okta"),
+)
+SIGNIFICANCE = 0.05  # a hop or window is worse than another only when chance explains it less often
+
+
+def platform_name(app: str) -> str:
+    """'salesforce-login' -> 'Salesforce': the platform a helpdesk person knows, else the app's own name."""
+    low = app.lower()
+    return next((name for key, name in PLATFORMS if key in low), app)
+
+
+def more_lost_p(k1: int, n1: int, k2: int, n2: int) -> float:
+    """One-sided Fisher exact test: the chance of seeing ``k1`` or more lost of ``n1`` here when
+    losses were spread evenly over both samples (``k2`` of ``n2`` elsewhere).
+
+    Why: loss counts in a degraded window are small (a 30 s blip is 2 of 60 probes), and "6% vs
+    0%" read as a real difference picked a hop by chance. Log-space, so a day's counts are cheap.
+    """
+    if n1 <= 0 or n2 <= 0 or k1 <= 0:
+        return 1.0
+    n, k = n1 + n2, k1 + k2
+
+    def logc(a: int, b: int) -> float:
+        return math.lgamma(a + 1) - math.lgamma(b + 1) - math.lgamma(a - b + 1)
+
+    base = logc(n, k)
+    p = sum(math.exp(logc(n1, i) + logc(n2, k - i) - base) for i in range(k1, min(k, n1) + 1) if k - i <= n2)
+    return min(1.0, p)
+
+
 GAP_MINUTES = 2  # good minutes between two degraded ones that still make one window
 MIN_STRENGTH = 0.35  # below this for every domain: unknown
 
@@ -66,13 +109,16 @@ class Verdict:
 
     @property
     def label(self) -> str:
+        if self.domain == "app" and self.apps:
+            return f"the {platform_name(self.apps[0])} platform"
         return LABELS[self.domain]
 
     def to_dict(self) -> dict:
         return {"domain": self.domain, "label": self.label, "confidence": self.confidence, "evidence": self.evidence,
                 "start_us": self.start_us, "end_us": self.end_us, "minutes": self.minutes,
                 "worst_score": self.worst_score, "strengths": self.strengths, "incident": self.incident,
-                "apps": list(self.apps)}
+                "apps": list(self.apps),
+                "platform": platform_name(self.apps[0]) if self.domain == "app" and self.apps else None}
 
 
 def degraded_windows(minutes: Sequence[MinuteScore], gap_minutes: int = GAP_MINUTES) -> list[list[MinuteScore]]:
@@ -156,6 +202,7 @@ def triage_window(window: Sequence[MinuteScore], baseline: Figures | None = None
         "device": ev.device(),
         "wifi": ev.wifi(),
         "vpn": ev.vpn(),
+        "lan": ev.lan(),
         "network": ev.network(),
         "dns": ev.dns(),
         "app": ev.app(),
@@ -164,7 +211,9 @@ def triage_window(window: Sequence[MinuteScore], baseline: Figures | None = None
     (best, s1), (_, s2) = ranked[0], ranked[1]
     when = f"{_hhmm(start)}-{_hhmm(end)}"
     worst = min((m.overall.score for m in window if m.overall.score is not None), default=None)
-    apps = tuple(sorted(a.app for a in f.apps.values() if a.failed or any(d > 2000 for d in a.durations_ms)))
+    # The apps failing or slow, the worst first (the platform a verdict of "app" names).
+    bad_share = {a.app: (a.failed + sum(1 for d in a.durations_ms if d > 2000)) / max(1, a.checks) for a in f.apps.values()}
+    apps = tuple(sorted((a for a, x in bad_share.items() if x > 0), key=lambda a: (-bad_share[a], a)))
     if s1 < MIN_STRENGTH:
         lim = window[0].overall.limiting
         text = (f"no domain stands out (strongest: {LABELS[best]} {s1:.2f}); score limited by {lim}: "
@@ -226,6 +275,9 @@ class _Evidence:
         if g is None or not g.samples:
             return 0.0
         loss_s = piecewise(g.loss_pct, ((0.5, 0.0), (2.0, 0.5), (5.0, 1.0)))
+        b = self._base_path("gateway")
+        if b is not None and b.samples and more_lost_p(g.lost, g.samples, b.lost, b.samples) >= SIGNIFICANCE:
+            loss_s = 0.0  # no more loss than in the agent's good minutes, beyond chance
         lat_s = piecewise(self._excess_ms(g), ((8.0, 0.0), (25.0, 0.5), (60.0, 1.0)))
         return max(loss_s, lat_s)
 
@@ -238,6 +290,8 @@ class _Evidence:
         best, text = 0.0, ""
         for p in self.hops + ([self.media] if self.media else []):
             loss_d = p.loss_pct - g_loss
+            if g is not None and g.samples and more_lost_p(p.lost, p.samples, g.lost, g.samples) >= SIGNIFICANCE:
+                loss_d = 0.0  # "6% vs 0%" from a blip: chance explains it, so not sure it starts here
             lat_d = self._excess_ms(p) - g_exc
             s = max(piecewise(loss_d, ((1.0, 0.0), (3.0, 0.6), (8.0, 1.0))),
                     piecewise(lat_d, ((15.0, 0.0), (40.0, 0.6), (100.0, 1.0))))
@@ -322,18 +376,25 @@ class _Evidence:
         slow, _ = self._apps_bad(classes=("timeout", "tls", "refused", "error"))
         return max(self._gw_s, self._beyond[0], 0.8 * slow) * (1.0 - 0.5 * self._wifi_signal())
 
+    def lan(self) -> float:
+        """The router or LAN itself (desk -> gateway), wired or over a Wi-Fi link whose radio looks
+        healthy (a weak radio is "wifi"; a busy CPU delays the probes too, so it is discounted)."""
+        if self._full_tunnel():
+            return 0.0
+        return self._gw_s * (1.0 - self._wifi_signal()) * (1.0 - self.device()) * 0.8
+
     def network(self) -> float:
+        """The ISP: the fault starts beyond a gateway that is itself clean."""
         beyond, _ = self._beyond
-        # The LAN or router itself, on a desk without Wi-Fi trouble (a busy CPU delays the probes too).
-        local = self._gw_s * (1.0 - self._wifi_signal()) * (1.0 - self.device()) * 0.8
-        s = max(beyond * (1.0 - 0.6 * self._gw_s), local)
-        return 0.0 if self._full_tunnel() else s
+        return 0.0 if self._full_tunnel() else beyond * (1.0 - 0.6 * self._gw_s)
 
     def dns(self) -> float:
+        """Lookups failing or slow while the whole path is clean: a lossy link anywhere, the
+        desk -> gateway link included, loses DNS packets too and makes every lookup slow."""
         fail, _ = self._apps_bad(classes=("dns",), slow=False)
         slow = max((piecewise(a.dns_p95_ms or 0.0, ((300.0, 0.0), (1000.0, 0.6), (2500.0, 1.0))) for a in self.f.apps.values()),
                    default=0.0)
-        return max(fail, slow) * (1.0 - 0.8 * self._beyond[0])
+        return max(fail, slow) * (1.0 - 0.8 * max(self._gw_s, self._beyond[0]))
 
     def app(self) -> float:
         bad, _ = self._apps_bad(exclude=("dns",))
@@ -370,14 +431,16 @@ class _Evidence:
                     + (f"; {app_txt}" if app_txt else ""))
         if domain == "network":
             s, text = self._beyond
-            if s >= self._gw_s * (1.0 - self._wifi_signal()) * (1.0 - self.device()) * 0.8 and text:
-                _, app_txt = self._apps_bad()
-                return text + (f"; {app_txt}" if app_txt and s >= 0.99 else "")
-            return f"the local network: {gw_txt}, and the Wi-Fi (if any) looks healthy"
+            _, app_txt = self._apps_bad()
+            return (text or "loss or delay beyond the gateway") + (f"; {app_txt}" if app_txt and s >= 0.99 else "")
+        if domain == "lan":
+            link = "over Wi-Fi whose signal looks healthy" if f.wifi is not None and f.wifi.readings else "on the wire"
+            return f"between this desk and its router ({link}): {gw_txt}"
         if domain == "dns":
             _, text = self._apps_bad(classes=("dns",), slow=False)
             dns = max((a.dns_p95_ms or 0.0 for a in f.apps.values()), default=0.0)
-            return f"DNS resolution failing or slow: {text or 'no DNS failures'}; DNS p95 {_ms(dns)}; the path is clean"
+            clean = "the path is clean" if self._path_clean() >= 0.8 else f"the path suffers too ({gw_txt})"
+            return f"DNS resolution failing or slow: {text or 'no DNS failures'}; DNS p95 {_ms(dns)}; {clean}"
         if domain == "app":
             _, text = self._apps_bad(exclude=("dns",))
             m = self.media

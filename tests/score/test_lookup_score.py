@@ -55,7 +55,7 @@ def test_a_desk_in_a_salesforce_outage_reads_app_platform_and_its_incident(tmp_p
     (inc,) = score["incidents"]
     assert inc["kind"] == "platform" and inc["scope"] == "salesforce" and inc["agents"] >= 3
     text = render_text(view)
-    assert "fault domain: app platform (confidence" in text and "incident 1: platform salesforce" in text
+    assert "fault domain: the Salesforce platform (confidence" in text and "incident 1: platform salesforce" in text
     assert "limited by apps" in text
 
 

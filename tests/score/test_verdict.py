@@ -11,6 +11,7 @@ row must name the same place and the same next step, for a faulted desk and a cl
 from __future__ import annotations
 
 import functools
+import re
 
 import pytest
 
@@ -157,3 +158,77 @@ def test_one_refused_check_on_every_desk_at_once_is_a_blip(tmp_path):
             assert any("refused" in str(x["errors"]) for x in page["agent"]["apps"]), "the blip is still shown"
     finally:
         store.close()
+
+
+def test_loss_between_desk_and_router_is_the_lan_not_dns_nor_the_isp(tmp_path):
+    """Issue 17's second lab: 5% loss on the desk -> home-router link was called "DNS" (lost DNS
+    packets make lookups slow) or got "Contact the ISP: loss starts beyond the home router". Here
+    one home desk on healthy Wi-Fi and one wired branch desk lose 5% to their gateway."""
+    store, sc = _load(tmp_path, "lan_loss")
+    try:
+        svc = LookupService(store, now_us=lambda: sc.end_us)
+        for f in sc.faults:
+            (agent_id,) = f.agents
+            page = svc.agent(agent_id, sc.t0_us, sc.end_us, 60, False, None)
+            hl, text = page["headline"], page["ticket"]
+            assert hl["domain"] == "lan" and hl["domain_label"] == "the home/branch router or LAN", (hl, text)
+            step = hl["next_step"]
+            assert "beyond the home router" not in step and "DNS" not in step and "Contact the ISP" not in step, step
+            assert "router" in step and "the path is clean" not in text, text
+            assert re.search(r"gateway \(\S+\) p95 [\d.]+ m?s with [1-9]\d*% loss", hl["sentence"]), hl["sentence"]
+            if agent_id.startswith("lis-"):  # the wired branch desk: the site's team, the cable
+                assert "site's network team" in step and "cable" in step, step
+    finally:
+        store.close()
+
+
+def test_a_slow_platform_is_named_in_the_next_step():
+    """The slow-platform next step said "Check apps's status page": the limiting component's name."""
+    from cxpulse.collector.lookup.ticket import headline
+
+    fault = {"domain": "app", "label": "the Genesys Cloud platform", "platform": "Genesys Cloud", "confidence": 0.9,
+             "evidence": "genesys-api: 9 of 20 checks slower than 2 s", "start_us": 1, "end_us": 2, "minutes": 3,
+             "worst_score": 20.0, "incident": None}
+    hl = headline({"site": "home", "score": {"window": {"score": 20.0, "label": "poor", "reason": "apps"},
+                                             "limiting": "apps", "faults": [fault], "incidents": []}})
+    assert hl["next_step"].startswith("Check Genesys Cloud's status page"), hl["next_step"]
+    assert "apps's" not in hl["next_step"]
+
+
+def test_fisher_test_matches_the_hypergeometric_sum():
+    from math import comb
+
+    from cxpulse.collector.score.triage import more_lost_p
+
+    for k1, n1, k2, n2 in ((4, 60, 0, 60), (3, 60, 0, 60), (5, 60, 1, 60), (27, 600, 2, 600), (1, 10, 0, 10)):
+        n, k = n1 + n2, k1 + k2
+        exact = sum(comb(n1, i) * comb(n2, k - i) for i in range(k1, min(k, n1) + 1)) / comb(n, k)
+        assert abs(more_lost_p(k1, n1, k2, n2) - exact) < 1e-9 * max(1.0, exact), (k1, n1, k2, n2)
+    assert more_lost_p(3, 60, 0, 60) > 0.05 and more_lost_p(27, 600, 0, 600) < 1e-6
+    assert more_lost_p(0, 60, 5, 60) == 1.0
+
+
+def test_a_few_lost_probes_at_a_hop_do_not_pick_the_isp_by_chance():
+    """3 of 60 probes lost at the ISP hop vs 0 of 60 at the gateway ("5% vs 0%") during a minute
+    when the CRM fails every check: chance explains the loss (p 0.12), the CRM does not."""
+    from cxpulse.collector.score import rollup as ru
+    from cxpulse.collector.score.timeline import timeline_of
+    from cxpulse.collector.score.triage import triage_timeline
+    from cxpulse.v1 import payload as p
+
+    t0 = scn.T0_US
+    gw = p.Series("gateway", "192.168.1.1", "icmp_raw", hop=1)
+    isp = p.Series("isp", "100.64.1.1", "icmp_raw", hop=2)
+    crm = p.Series("crm", "192.0.2.9", "https", kind="http")
+    for i in range(600):
+        gw.add(t0 + i * S, 1000 + (i * 37) % 300)
+        isp.add(t0 + i * S, None if i in (300, 310, 320) else 9000 + (i * 53) % 900)
+    for i in range(60):
+        ts = t0 + i * 10 * S + 5 * S
+        if 30 <= i < 36:
+            crm.add(ts, dns=2000, tcp=9000, tls=20000, status=503, err="http")
+        else:
+            crm.add(ts, dns=2000, tcp=9000, tls=20000, ttfb=150000, total=180000, status=200)
+    rs = list(ru.rollups_of_batches([(1, p.SampleBatch([gw, isp, crm]))]).values())
+    (v,) = triage_timeline(timeline_of(1, rs, t0, t0 + 600 * S))
+    assert v.domain == "app" and v.strengths["network"] == 0.0, v

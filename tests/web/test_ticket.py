@@ -19,13 +19,13 @@ S = 1_000_000
 
 # scenario -> (domain label the ticket names, words of the next step, a figure the evidence carries)
 EXPECT = {
-    "weak_wifi": ("Wi-Fi", "Use a wired connection or move closer to the access point", r"RSSI -\d+ dBm"),
-    "congested_uplink": ("home/branch network or ISP", "beyond the home router", r"p95 \d+ ms"),
-    "isp_loss": ("home/branch network or ISP", "Contact the ISP: loss starts beyond the home router", r"\d+% vs 0% at the gateway"),
-    "vpn_hairpin": ("VPN / secure web gateway", "Check the VPN", r"p95 \d+ ms"),
-    "salesforce_outage": ("app platform", "salesforce-wide incident (now closed)", r"\d+ of \d+ checks failed"),
-    "site_wan_down": ("home/branch network or ISP", "Porto site-wide incident (now closed)", r"\d+% vs 0% at the gateway"),
-    "busy_cpu": ("local device", "Close or restart the busy program", r"CPU above 90% in \d+% of readings"),
+    "weak_wifi": ("this desk's Wi-Fi", "Use a wired connection or move closer to the access point", r"RSSI -\d+ dBm"),
+    "congested_uplink": ("the ISP (beyond the router)", "beyond the home router", r"p95 \d+ ms"),
+    "isp_loss": ("the ISP (beyond the router)", "Contact the ISP: loss starts beyond the home router", r"\d+% vs 0% at the gateway"),
+    "vpn_hairpin": ("the VPN / secure web gateway", "Check the VPN", r"p95 \d+ ms"),
+    "salesforce_outage": ("the Salesforce platform", "salesforce-wide incident (now closed)", r"\d+ of \d+ checks failed"),
+    "site_wan_down": ("the ISP (beyond the router)", "Porto site-wide incident (now closed)", r"\d+% vs 0% at the gateway"),
+    "busy_cpu": ("this desk (the PC)", "Close or restart the busy program", r"CPU above 90% in \d+% of readings"),
     "dns_failing": ("DNS", "Check the DNS resolver", r"\d+ of \d+ checks failed \(dns"),
 }
 
