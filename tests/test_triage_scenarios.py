@@ -71,3 +71,30 @@ def check(store, name: str) -> None:
     for w in faulty:
         if w.agent in in_incident and w.truth == w.domain:
             assert "part of incident" in w.evidence and w.incident is not None, w.evidence
+
+
+def test_scenario_table(tmp_path, capsys):
+    """Every scenario through SQLite and the lookup service: the first faulted desk's verdict as a
+    table (docs/triage.md keeps it). The place must be the injected fault's, the ticket's "Where"
+    and "Next step" the verdict's. Run with ``-s`` to read the table."""
+    from cxpulse.collector.lookup.api import LookupService
+
+    rows = ["| scenario | desk | injected | verdict: where | confidence | next step |", "|---|---|---|---|---|---|"]
+    for name in scn.SCENARIOS:
+        sc, ticks = generated(name)
+        st = open_store(os.path.join(tmp_path, f"{name}.sqlite"))
+        try:
+            evaluate(st, sc, ticks=ticks)
+            desk = sc.faults[0].agents[0] if sc.faults else "lis-1"
+            page = LookupService(st, now_us=lambda: sc.end_us).agent(desk, sc.t0_us, sc.end_us, 60, False, None)
+        finally:
+            st.close()
+        hl, text = page["headline"], page["ticket"]
+        truth = sc.faults[0].domain if sc.faults else None
+        assert hl["domain"] == truth, (name, hl)
+        assert f"Next step: {hl['next_step']}" in text and (truth is None or f"Where: {hl['domain_label']}" in text), text
+        conf = "-" if hl["confidence"] is None else f"{hl['confidence']:.0%}"
+        rows.append(f"| {name} | {desk} | {truth or 'none'} | {hl['domain_label'] or 'nothing wrong'} | {conf} | "
+                    f"{hl['next_step']} |")
+    with capsys.disabled():
+        print("\n" + "\n".join(rows))
