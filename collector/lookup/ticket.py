@@ -17,6 +17,8 @@ import datetime as dt
 import zoneinfo
 from collections.abc import Iterable, Mapping
 
+from ..score.triage import platform_name
+
 __all__ = ["headline", "next_step", "ticket_summary", "verdict"]
 
 _SEVERITY = {1: "minor", 2: "major", 3: "critical"}
@@ -265,6 +267,7 @@ def next_step(r: Mapping, view_agent: Mapping | None = None, tz: dt.tzinfo = dt.
         if scope.startswith("site "):
             return (f"{scope[5:]} site-wide incident ({state}): escalate to the site's network team, "
                     "not this user's desk.")
+        scope = platform_name(scope)  # "Salesforce", as the helpdesk knows it, not the check's name
         return f"{scope}-wide incident ({state}), not this user's network: follow the incident, tell the user it is known."
     domain = str(r.get("domain") or "").lower().replace("-", "_").replace(" ", "_")
     a = view_agent or {}

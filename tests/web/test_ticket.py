@@ -23,7 +23,7 @@ EXPECT = {
     "congested_uplink": ("the ISP (beyond the router)", "beyond the home router", r"p95 \d+ ms"),
     "isp_loss": ("the ISP (beyond the router)", "Contact the ISP: loss starts beyond the home router", r"\d+% vs 0% at the gateway"),
     "vpn_hairpin": ("the VPN / secure web gateway", "Check the VPN", r"p95 \d+ ms"),
-    "salesforce_outage": ("the Salesforce platform", "salesforce-wide incident (now closed)", r"\d+ of \d+ checks failed"),
+    "salesforce_outage": ("the Salesforce platform", "Salesforce-wide incident (now closed)", r"\d+ of \d+ checks failed"),
     "site_wan_down": ("the ISP (beyond the router)", "Porto site-wide incident (now closed)", r"\d+% vs 0% at the gateway"),
     "busy_cpu": ("this desk (the PC)", "Close or restart the busy program", r"CPU above 90% in \d+% of readings"),
     "dns_failing": ("DNS", "Check the DNS resolver", r"\d+ of \d+ checks failed \(dns"),
