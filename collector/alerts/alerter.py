@@ -15,6 +15,7 @@ import logging
 import time
 import urllib.parse
 
+from ..logsafe import safe
 from ..lookup.ticket import headline, incident_scope, ticket_summary
 from .config import AlertConfig
 from .rules import MINUTE_US, Alert, IncidentWatch, PoorEpisodes
@@ -94,7 +95,7 @@ class Alerter:
 
     def emit(self, alert: Alert) -> None:
         self.counts[(alert.kind, alert.state)] += 1
-        log.info("alert %s %s: %s", alert.kind, alert.state, alert.title)
+        log.info("alert %s %s: %s", alert.kind, alert.state, safe(alert.title))
         for s in self.senders.values():
             s.enqueue(alert)
 
@@ -148,7 +149,7 @@ class Alerter:
                                ticket=ticket_summary(v["agent"], v["window"]))
                 who = _who(v["agent"])
             except Exception as exc:  # noqa: BLE001 - the alert goes out with less detail
-                log.warning("alert for %s without the ticket text: %s", agent_id, exc)
+                log.warning("alert for %s without the ticket text: %s", safe(agent_id), safe(exc))
             minutes = (minute_us + MINUTE_US - since) // MINUTE_US
             what = f"{details.get('limiting')}: {details.get('sentence')}" if details.get("sentence") else "poor experience"
             title = f"{_name(who)}: poor for {minutes} min since {_hhmm(since)} ({what})"

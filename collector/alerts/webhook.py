@@ -26,6 +26,7 @@ import time
 import urllib.parse
 from collections.abc import Callable
 
+from ..logsafe import safe
 from .config import WebhookConfig
 from .rules import Alert
 from .templates import render
@@ -109,7 +110,7 @@ class WebhookSender:
             self.counts["dropped"] += 1
             self.log.add(webhook=self.cfg.name, alert_id=dropped.id, state=dropped.state, attempt=0, status=None,
                          error="queue full", outcome="dropped")
-            log.error("webhook %s: queue full (%d), dropped alert %s", self.cfg.name, self.queue_max, dropped.key())
+            log.error("webhook %s: queue full (%d), dropped alert %s", self.cfg.name, self.queue_max, safe(dropped.key()))
         self._q.append(alert)
         self._idle.clear()
         self._wake.set()
@@ -164,7 +165,7 @@ class WebhookSender:
             except asyncio.CancelledError:
                 raise
             except Exception:  # never crash after start-up: log, drop this one, go on
-                log.exception("webhook %s: delivering %s failed unexpectedly", self.cfg.name, alert.key())
+                log.exception("webhook %s: delivering %s failed unexpectedly", self.cfg.name, safe(alert.key()))
             finally:
                 self._inflight = None
             if self._q and self._q[0] is alert:
@@ -215,19 +216,19 @@ class WebhookSender:
                 self.counts["failed"] += 1
                 self.log.add(webhook=self.cfg.name, alert_id=alert.id, state=alert.state, attempt=attempt,
                              status=status, error="refused by the receiver (not retried)", outcome="failed", ms=ms)
-                log.error("webhook %s refused %s with HTTP %s", self.cfg.name, alert.key(), status)
+                log.error("webhook %s refused %s with HTTP %s", self.cfg.name, safe(alert.key()), status)
                 return
             if time.monotonic() - first >= self.give_up_after_s:
                 self.counts["failed"] += 1
                 self.log.add(webhook=self.cfg.name, alert_id=alert.id, state=alert.state, attempt=attempt,
                              status=status, error=error or f"HTTP {status}", outcome="failed", ms=ms)
-                log.error("webhook %s: gave up on %s after %d attempts", self.cfg.name, alert.key(), attempt)
+                log.error("webhook %s: gave up on %s after %d attempts", self.cfg.name, safe(alert.key()), attempt)
                 return
             delay = self.backoff(attempt, retry_after)
             self.counts["retried"] += 1
             self.log.add(webhook=self.cfg.name, alert_id=alert.id, state=alert.state, attempt=attempt, status=status,
                          error=error or f"HTTP {status}", outcome="retrying", ms=ms, retry_in_s=round(delay, 2))
-            log.warning("webhook %s: %s failed (%s), retry %d in %.1f s", self.cfg.name, alert.key(),
+            log.warning("webhook %s: %s failed (%s), retry %d in %.1f s", self.cfg.name, safe(alert.key()),
                         error or f"HTTP {status}", attempt, delay)
             await self._sleep(delay)
 
