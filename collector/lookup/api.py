@@ -514,8 +514,8 @@ def _fleet(store: Store, window_s: int, now: int) -> dict:
         rows.append({
             **_agent_brief(r),
             "score": h["score"], "label": h["label"] or "n/a", "limiting": h["limiting"],
-            "fault_domain": h["domain"], "sentence": h["sentence"], "next_step": h["next_step"],
-            "events": len(a.get("events") or []),
+            "fault_domain": h["domain"], "fault_label": h.get("domain_label"), "sentence": h["sentence"],
+            "next_step": h["next_step"], "events": len(a.get("events") or []),
             "loss_pct_max": max((t.get("loss_pct") or 0 for t in a.get("targets") or []), default=None),
             "rtt_p95_ms_max": max((t["rtt_p95_ms"] for t in a.get("targets") or [] if t.get("rtt_p95_ms") is not None), default=None),
             "_badness": _badness(a, window_s),
@@ -887,7 +887,7 @@ def openapi_document() -> dict:
                                "items": {"type": "object"}},
             "timeline": {"$ref": "#/components/schemas/Timeline"}}},
         "FleetAgent": {"allOf": [{"$ref": "#/components/schemas/AgentBrief"}, {"type": "object", "properties": {
-            "score": nullable_num, "label": {"type": "string"}, "limiting": {}, "fault_domain": {}, "sentence": {},
+            "score": nullable_num, "label": {"type": "string"}, "limiting": {}, "fault_domain": {}, "fault_label": {}, "sentence": {},
             "next_step": {"type": "string"}, "events": {"type": "integer"}, "loss_pct_max": nullable_num,
             "rtt_p95_ms_max": nullable_num}}]},
         "Fleet": {"type": "object", "required": ["window", "worst", "sites", "apps", "incidents"], "properties": {

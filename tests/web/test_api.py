@@ -174,6 +174,11 @@ def test_fleet_worst_agents_sites_apps_and_incidents(server):
     if not f["score_available"]:
         assert worst[0]["user"] == "rui.santos", "the agent losing 12% at its ISP hop ranks worst"
         assert worst[0]["loss_pct_max"] > 5
+    # The place of the fault in the helpdesk's words, not the verdict's key ("network", "lan").
+    placed = [a for a in worst if a["fault_domain"]]
+    assert placed, "the lossy agents have a place of fault"
+    for a in placed:
+        assert a["fault_label"] and a["fault_label"] != a["fault_domain"], a
     assert {s["site"]: s["agents"] for s in f["sites"]} == {"Porto": 2, "Home": 1, "Lisbon floor 3": 1}
     (app,) = f["apps"]
     assert app["app"] == "salesforce" and app["agents"] == 4 and app["availability_pct"] == 100.0

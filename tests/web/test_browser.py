@@ -120,7 +120,9 @@ def test_search_open_chart_zoom_copy(server, browser, tmp_path):
     sign_in(d, server.helpdesk_key)
     wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#worst tbody tr")) == 4, what="the fleet's worst agents")
     assert not d.find_element(By.ID, "signin").is_displayed()
-    assert "rui.santos" in d.find_element(By.CSS_SELECTOR, "#worst tbody tr").text, "the lossy home agent ranks worst"
+    worst_row = d.find_element(By.CSS_SELECTOR, "#worst tbody tr").text
+    assert "rui.santos" in worst_row, "the lossy home agent ranks worst"
+    assert "the ISP" in worst_row and " network " not in f" {worst_row} ", "the place in words, not the verdict's key"
     shot(d, tmp_path, "fleet.png")
 
     # Search -> agent page (last hour by default).

@@ -728,7 +728,7 @@
           { t: "user", f: (a) => a.user },
           { t: "host", f: (a) => a.host },
           { t: "site", f: (a) => a.site },
-          { t: "limiting", f: (a) => a.score !== null && a.score >= 70 ? "" : (a.fault_domain || a.limiting || "") },
+          { t: "where", f: (a) => a.score !== null && a.score >= 70 ? "" : (a.fault_label || a.fault_domain || a.limiting || "") },
           { t: "what", f: (a) => a.sentence || "", wrap: true },
           { t: "events", f: (a) => a.events, n: true },
           { t: "loss %", f: (a) => num(a.loss_pct_max), n: true, cls: (a) => a.loss_pct_max >= 1 ? "bad" : "" },
