@@ -14,10 +14,11 @@ is one edit here.
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 from collections.abc import Iterable, Mapping
 
 from ..score.triage import platform_name
+from .timefmt import fmt_time
+from .timefmt import zone as timefmt_zone
 
 __all__ = ["headline", "next_step", "ticket_summary", "verdict"]
 
@@ -229,9 +230,8 @@ def _observed(a: Mapping) -> dict:
 
 
 def _hhmm(us: int | None, tz: dt.tzinfo) -> str:
-    if not us:
-        return "?"
-    return dt.datetime.fromtimestamp(us / 1e6, tz=tz).strftime("%H:%M")
+    """A clock time of the ticket, in the ticket's zone and labelled with it: a pasted line stands alone."""
+    return fmt_time(us, tz, date=False)
 
 
 def _incident_for(r: Mapping) -> Mapping | None:
@@ -328,14 +328,6 @@ def _fmt_span(since_us: int, until_us: int, tz: dt.tzinfo) -> str:
     return f"{a.strftime('%Y-%m-%d %H:%M')} .. {end} {zone} ({length})"
 
 
-def _tz(tz: str | dt.tzinfo | None) -> dt.tzinfo:
-    if tz is None or tz == "" or tz == "UTC":
-        return dt.timezone.utc
-    if isinstance(tz, dt.tzinfo):
-        return tz
-    return zoneinfo.ZoneInfo(tz)  # raises ZoneInfoNotFoundError (a KeyError) for an unknown name
-
-
 def person(display_name: str, login: str, empty: str = "?") -> str:
     """"Maria Silva (CORP\\msilva)": the name the ticket gives, then the login; the login alone when
     the name adds nothing (an agent from before display names, a local account without one)."""
@@ -350,7 +342,7 @@ def ticket_summary(view_agent: dict, window: dict, *, tz: str | dt.tzinfo | None
     ``window`` is the view's ``window`` ({"since_us", "until_us", ...}); ``tz`` an IANA zone name
     for the times (default UTC, always printed with its zone so a pasted ticket is unambiguous).
     """
-    zone = _tz(tz)
+    zone = timefmt_zone(tz)
     a = view_agent
     r = headline(a)
     who = f"{person(a.get('display_name') or '', a.get('user') or '')} on {a.get('host') or '?'}"

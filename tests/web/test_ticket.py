@@ -123,7 +123,12 @@ def test_a_platform_incident_is_the_next_step_whatever_the_domain():
              "incidents": [inc], "components": [], "timeline": []}
     text = ticket_summary(_agent(score=score), WINDOW)
     assert "Next step: Salesforce-wide incident (ongoing), not this user's network" in text
-    assert "Incident: 7 Salesforce since 14:22 (open, 40 agents)" in text
+    assert "Incident: 7 Salesforce since 14:22 UTC (open, 40 agents)" in text
+    # One zone throughout, every clock time labelled: a Lisbon ticket has no bare or UTC time.
+    lis = ticket_summary(_agent(score=score), WINDOW, tz="Europe/Lisbon")
+    assert "Incident: 7 Salesforce since 15:22 WEST (open, 40 agents)" in lis
+    times = re.findall(r"\d\d:\d\d(?::\d\d)?(?: \.\. \d\d:\d\d)?( [A-Z]{3,4}\b)?", lis)
+    assert times and all(label == " WEST" for label in times), (times, lis)
 
 
 @pytest.mark.parametrize("domain,site,sentence,words", [
