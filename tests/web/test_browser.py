@@ -338,5 +338,7 @@ def test_search_box_finds_a_desk_by_the_words_of_the_users_name(browser, tmp_pat
         wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, "#results li.result"), 30, "search results")
         found = [li.get_attribute("data-id") for li in d.find_elements(By.CSS_SELECTOR, "#results li.result")]
         assert found == ["desk-maria"], found
+        shown = d.find_element(By.CSS_SELECTOR, "#results li.result").text
+        assert "Maria Conceição Silva (CORP\\msilva) on DESK-9" in shown, "the result names the person as the ticket does"
     finally:
         server.stop()

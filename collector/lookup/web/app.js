@@ -136,9 +136,9 @@
     sel = -1;
     const agents = res.body.agents;
     fill(results, ...(agents.length ? agents.map((a) => el("li", { "data-id": a.agent_id, class: "result", onclick: () => openAgent(a.agent_id) },
-      el("span", {}, el("b", { text: a.user || "?" }), " on ", a.host || "?"),
+      el("span", {}, el("b", { text: a.display_name || a.user || "?" }), a.display_name && a.user ? " (" + a.user + ")" : "", " on ", a.host || "?"),
       el("span", { class: "sub", text: [a.site, a.agent_id, "seen " + ago(a.last_seen_us)].filter(Boolean).join(" · ") })))
-      : [el("li", { class: "empty", text: "No agent matches “" + text + "” (user, host, agent id or site)" })]));
+      : [el("li", { class: "empty", text: "No agent matches “" + text + "” (name, login, host, agent id or site)" })]));
     results.hidden = false;
   }
   function openAgent(id) {
