@@ -86,7 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.set_defaults(func=cmd_serve)
 
     lookup = sub.add_parser("lookup", help="what an agent measured: search by user, host, agent id or site")
-    lookup.add_argument("query", help="user name, host name, agent id or site (partial, case-insensitive)")
+    lookup.add_argument("query", help="words of the person's name (\"maria silva\", any order, accents optional), login, host name, agent id or site (partial, case-insensitive)")
     lookup.add_argument("--db", default=None, help=f"SQLite path or postgresql:// URL (default {default_db()})")
     lookup.add_argument("--window", type=parse_duration, default=3600, help="how far back (default 1h)")
     lookup.add_argument("--json", action="store_true", help="machine-readable output")
