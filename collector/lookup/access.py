@@ -8,6 +8,8 @@ questions for every request, in this order:
    without a valid key gets 401 whether or not the route exists, so probing reveals nothing.
 2. May they? ``Access.guard(role, endpoint)`` wraps a route with its role: ``helpdesk`` looks
    people up, ``admin`` also manages keys, tokens, agents and reads the audit log. Wrong role: 403.
+   What may they see? A key scoped to sites sees only their desks (``visible_sites``): a desk
+   elsewhere is "not found", exactly as one that does not exist; admin routes need an unscoped key.
 3. What did they see? ``Access.audited(...)`` writes one audit entry per lookup of a person, with
    the caller, the person, the time and the client address, *before* the data leaves; if the
    audit log cannot be written, the lookup is refused (503): an unrecorded lookup is not allowed.
@@ -66,6 +68,8 @@ class Caller:
     role: str
     remote: str
     pseudonymize: bool = False  # this key sees pseudonyms even where the collector shows names
+    # The sites this key may see; None: every site. Read it through ``visible_sites(request)``.
+    sites: frozenset[str] | None = None
 
     @property
     def actor(self) -> str:
@@ -203,7 +207,9 @@ class Access:
             return None
         if info.role not in ROLE_RANK:
             return None
-        return Caller(info.key_id, info.name, info.role, self.remote(scope), bool(getattr(info, "pseudonymize", False)))
+        sites = tuple(getattr(info, "sites", ()) or ())
+        return Caller(info.key_id, info.name, info.role, self.remote(scope), bool(getattr(info, "pseudonymize", False)),
+                      frozenset(sites) if sites else None)
 
     # - may they -
 
@@ -217,6 +223,8 @@ class Access:
                 return _error(401, "an API key is required", {"WWW-Authenticate": 'Bearer realm="cxpulse"'})
             if ROLE_RANK[caller.role] < need:
                 return _error(403, f"this needs the {role} role; the key {caller.name!r} has {caller.role}")
+            if role == "admin" and caller.sites is not None:  # none is made (registry), but never trust the row
+                return _error(403, "administration spans every site: it needs an admin key without a site scope")
             return await endpoint(request)
 
         guarded.__name__ = getattr(endpoint, "__name__", "endpoint")
@@ -332,6 +340,17 @@ class Access:
     def desk_pseudonym(self, agent_id: str) -> str:
         """``a-`` + 12 hex digits: an agent id for views without names; the person view resolves it back."""
         return self.pseudonym(agent_id, AGENT_PSEUDONYM_PREFIX)
+
+    @staticmethod
+    def visible_sites(request: Request) -> frozenset[str] | None:
+        """The sites this request may see: None for every site, else the key's sites (issue 18).
+
+        The one scope filter: routes hand it to the lookup service, which reads through
+        ``scope.scoped_store``; no renderer filters on its own. No caller (an open route): None,
+        since open routes hold no desk data.
+        """
+        caller = request.scope.get("cxpulse.caller")
+        return caller.sites if caller is not None else None
 
     def pseudonymizes(self, request: Request) -> bool:
         """Whether this request sees pseudonyms: the collector-wide option or the caller's key."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import json
 import logging
 import secrets
 import sqlite3
@@ -81,6 +82,10 @@ _MIGRATIONS = [
     """
     ALTER TABLE api_keys ADD COLUMN pseudonymize INTEGER NOT NULL DEFAULT 0;
     """,
+    # 3: site-scoped keys (a BPO's client team sees only its own sites): a JSON list, '' = every site.
+    """
+    ALTER TABLE api_keys ADD COLUMN sites TEXT NOT NULL DEFAULT '';
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -138,6 +143,31 @@ class ApiKeyInfo:
     created_us: int
     revoked_us: int | None = None
     pseudonymize: bool = False
+    # The sites this key may see; empty: every site (the default, as before site scopes existed).
+    sites: tuple[str, ...] = ()
+
+
+MAX_SITE_CHARS = 200
+MAX_KEY_SITES = 100
+
+
+def clean_sites(sites) -> tuple[str, ...]:
+    """A key's site list, checked: printable names of at most 200 characters, no duplicates, sorted.
+
+    Raises ValueError with the reason. An empty list means every site, so a key meant for some
+    sites must name at least one.
+    """
+    if sites is None:
+        return ()
+    if isinstance(sites, str) or not all(isinstance(x, str) for x in sites):
+        raise ValueError("sites must be a list of site names")
+    out = sorted({x.strip() for x in sites})
+    if len(out) > MAX_KEY_SITES:
+        raise ValueError(f"a key may name at most {MAX_KEY_SITES} sites")
+    for x in out:
+        if not x or len(x) > MAX_SITE_CHARS or any(ord(c) < 32 for c in x):
+            raise ValueError(f"a site name must be 1 to {MAX_SITE_CHARS} printable characters; got {x!r}")
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -288,12 +318,12 @@ class _Db:
 
 _TOKEN_COLS = "token_id, site, note, uses_total, uses_left, created_us, expires_us, revoked_us"
 _AGENT_COLS = "agent_id, cred_id, host, site, token_id, enrolled_us, revoked_us"
-_KEY_COLS = "key_id, role, name, created_us, revoked_us, pseudonymize"
+_KEY_COLS = "key_id, role, name, created_us, revoked_us, pseudonymize, sites"
 _AUDIT_COLS = "id, ts_us, actor, action, subject, remote, detail"
 
 
 def _key_info(row) -> ApiKeyInfo:
-    return ApiKeyInfo(*row[:5], bool(row[5]))
+    return ApiKeyInfo(*row[:5], bool(row[5]), tuple(json.loads(row[6])) if row[6] else ())
 
 
 class Registry:
@@ -423,13 +453,24 @@ class Registry:
 
     # -- API keys --
 
-    def create_api_key(self, role: str, name: str, *, pseudonymize: bool = False) -> tuple[str, ApiKeyInfo]:
+    def create_api_key(self, role: str, name: str, *, pseudonymize: bool = False,
+                       sites=()) -> tuple[str, ApiKeyInfo]:
+        """A new key; ``sites`` limits what it sees to those sites (empty: every site).
+
+        A key scoped to sites is a helpdesk key: administration (keys, tokens, agents, the audit
+        log, configuration, webhooks) spans every site, so only an unscoped admin key may do it,
+        and a scoped admin key, which could issue itself wider keys, is refused here.
+        """
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        sites = clean_sites(sites)
+        if sites and role == "admin":
+            raise ValueError("a key scoped to sites can only have the helpdesk role: administration spans every site")
         key_id, secret = _new_secret(_KIND_KEY)
-        info = ApiKeyInfo(key_id, role, name, self._now_us(), None, bool(pseudonymize))
-        self._db.execute("INSERT INTO api_keys (key_id, secret_hash, role, name, created_us, pseudonymize) "
-                         "VALUES (?, ?, ?, ?, ?, ?)", (key_id, _hash(secret), role, name, info.created_us, int(pseudonymize)))
+        info = ApiKeyInfo(key_id, role, name, self._now_us(), None, bool(pseudonymize), sites)
+        self._db.execute("INSERT INTO api_keys (key_id, secret_hash, role, name, created_us, pseudonymize, sites) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?)", (key_id, _hash(secret), role, name, info.created_us,
+                                                          int(pseudonymize), json.dumps(list(sites)) if sites else ""))
         return secret, info
 
     def verify_api_key(self, secret: str) -> ApiKeyInfo | None:
