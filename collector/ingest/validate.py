@@ -47,6 +47,11 @@ RANGES: dict[tuple[str, str], tuple[int, int]] = {
     ("device", "cpu"): (0, 1000),  # permille
     ("device", "mem"): (0, 1000),
     ("device", "nicerr"): (0, 1 << 40),
+    ("device", "up"): (0, 100_000_000),  # kbit/s: the desk's own traffic, up to 100 Gbit/s
+    ("device", "dn"): (0, 100_000_000),
+    ("device", "upb"): (0, 100_000_000),
+    ("device", "dnb"): (0, 100_000_000),
+    ("device", "spd"): (0, 1_000_000),  # Mbit/s link speed
     ("wifi", "conn"): (0, 1),
     ("wifi", "rssi"): (-120, 0),  # dBm
     ("wifi", "noise"): (-120, 0),

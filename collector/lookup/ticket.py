@@ -271,6 +271,9 @@ def next_step(r: Mapping, view_agent: Mapping | None = None, tz: dt.tzinfo = dt.
         return f"{scope}-wide incident ({state}), not this user's network: follow the incident, tell the user it is known."
     domain = str(r.get("domain") or "").lower().replace("-", "_").replace(" ", "_")
     a = view_agent or {}
+    if domain == "own_traffic":
+        return ("Pause or reschedule the big upload/download on this PC (cloud sync, backup, video), then check "
+                "again; if it is needed during calls, ask for a faster line.")
     if "wifi" in domain or "wi_fi" in domain or "wlan" in domain:
         return "Use a wired connection or move closer to the access point."
     if "device" in domain or "cpu" in domain or "pc" == domain or "endpoint" in domain:

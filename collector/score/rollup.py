@@ -74,6 +74,11 @@ EVENTS = "events"
 EVENTS_TARGET = ""  # one events rollup per agent-minute, over all targets
 CPU_HIGH_PERMILLE = 900  # the detector's device_pressure thresholds (agent/detector: CPU > 90%, memory > 95%)
 MEM_HIGH_PERMILLE = 950
+# The desk's own traffic is "near what its link carried at best" at this share of the best (the
+# agent's decaying maximum, or the link speed when that is lower), and from this rate on: an idle
+# desk at 3 of its best 4 kbit/s fills nothing (issue 17).
+OWN_NEAR_BEST = 0.8
+OWN_MIN_KBPS = 256
 SET_CAP = 8  # a set field keeps its 8 smallest members: bounded, and still associative
 SPANS_CAP = 64  # events per agent-minute kept for stability (the longest, most severe first)
 OPEN_EVENT_HORIZON_US = 24 * 3600 * 1_000_000  # events are looked for at most a day before a minute
@@ -92,9 +97,13 @@ FIELDS: dict[str, dict[str, str]] = {
     # Voice-cadence runs: packets sent/received, run medians of RTT and jitter, worst burst and run.
     "voice": {"runs": ADD, "failed": ADD, "sent": ADD, "recv": ADD, "loss_runs": ADD, "rtt": SKETCH, "jit": SKETCH,
               "burst_max": MAX, "run_max": MAX, "reord": ADD, "addr": SET},
-    # Device readings: CPU/memory (permille) sums, maxima and readings above the pressure lines.
+    # Device readings: CPU/memory (permille) sums, maxima and readings above the pressure lines;
+    # the desk's own traffic (kbit/s): readings with a rate, sums, readings near the best (and the
+    # rates of those), the best the agent reported and the link speed (Mbit/s), per direction.
     "device": {"n": ADD, "cpu_sum": ADD, "cpu_max": MAX, "cpu_hi": ADD, "mem_sum": ADD, "mem_max": MAX, "mem_hi": ADD,
-               "nicerr": ADD, "top": ARGMAX, "ifk": SET, "if": SET, "vpn": SET, "proxy": SET},
+               "nicerr": ADD, "top": ARGMAX, "ifk": SET, "if": SET, "vpn": SET, "proxy": SET,
+               "tr_n": ADD, "up_sum": ADD, "dn_sum": ADD, "up_hi": ADD, "dn_hi": ADD, "up_hi_sum": ADD,
+               "dn_hi_sum": ADD, "up_best": MAX, "dn_best": MAX, "spd": MAX},
     # Wi-Fi readings: connected share, RSSI/SNR histograms (exact, 1 dB), tx-rate distribution.
     "wifi": {"n": ADD, "conn": ADD, "rssi": HIST, "snr": HIST, "tx": SKETCH, "bssid": SET, "band": SET},
 }
@@ -445,6 +454,25 @@ def _build_device(d: dict, s: Series, idx: list[int]) -> None:
                 d[col] = sorted(set(d[col]) | {c[col][i][:64]})[:SET_CAP]
         if c["vpn"][i]:
             d["vpn"] = sorted(set(d["vpn"]) | {v.strip()[:64] for v in c["vpn"][i].split(",") if v.strip()})[:SET_CAP]
+        if c["up"][i] is not None or c["dn"][i] is not None:
+            _own_traffic(d, c["up"][i] or 0, c["dn"][i] or 0, c["upb"][i], c["dnb"][i], c["spd"][i])
+
+
+def _own_traffic(d: dict, up: int, dn: int, upb: int | None, dnb: int | None, spd: int | None) -> None:
+    """One reading of the desk's own traffic: is each direction near what the link carried at best?"""
+    d["tr_n"] += 1
+    if spd:
+        d["spd"] = spd if d["spd"] is None else max(d["spd"], spd)
+    for name, rate, best in (("up", up, upb), ("dn", dn, dnb)):
+        d[f"{name}_sum"] += rate
+        if best is not None:
+            d[f"{name}_best"] = best if d[f"{name}_best"] is None else max(d[f"{name}_best"], best)
+        ref = max(best or 0, rate)
+        if spd:
+            ref = min(ref, spd * 1000)
+        if rate >= OWN_MIN_KBPS and rate >= OWN_NEAR_BEST * ref:
+            d[f"{name}_hi"] += 1
+            d[f"{name}_hi_sum"] += rate
 
 
 def _build_wifi(d: dict, s: Series, idx: list[int]) -> None:

@@ -12,7 +12,8 @@ Faults are injected over a time span on some agents, each with the fault domain 
 (the truth triage is scored against): weak Wi-Fi, a congested home uplink, ISP loss, a VPN
 hairpin through an overloaded concentrator, a Salesforce outage for everyone, one site's WAN
 down, a busy CPU, DNS failing, loss between the desk and its router
-(wired and over healthy Wi-Fi), and a clean day. Everything is seeded and deterministic.
+(wired and over healthy Wi-Fi), a bulk upload from the desk itself that fills its home uplink
+(the same delay as a congested uplink, but the desk's own traffic is what fills it), and a clean day. Everything is seeded and deterministic.
 
 The site WAN scenario assumes what contact-center branches usually have: the internet breakout
 fails while the collector stays reachable (over MPLS or a second link), so samples still arrive.
@@ -51,6 +52,7 @@ DOMAIN_OF = {
     "busy_cpu": "device",
     "dns_failing": "dns",
     "lan_loss": "lan",
+    "bulk_upload": "own_traffic",
 }
 
 
@@ -193,7 +195,7 @@ class _AgentGen:
             if (k - self.voice_phase) % VOICE_EVERY_S == 0:
                 voice.add(ts + 500_000, **self._voice_run(faults, path))
             if (k - self.dev_phase) % DEVICE_EVERY_S == 0:
-                vals = self._device(faults)
+                vals = self._device(faults, ts)
                 dev.add(ts + 700_000, **vals)
                 events += self.det.observe_device(ts + 700_000, vals["cpu"] / 10, vals["mem"] / 10, vals["top"] or "")
             if a.wifi and (k - self.wifi_phase) % WIFI_EVERY_S == 0:
@@ -224,7 +226,7 @@ class _AgentGen:
             gw_loss = 0.03
         if "busy_cpu" in faults:
             gw += r.uniform(0, 30)  # the probe's own timestamps wait for a busy scheduler
-        if "congested_uplink" in faults:
+        if faults & {"congested_uplink", "bulk_upload"}:  # the home uplink's queue, whoever fills it
             beyond_extra += 90 + 110 * (0.5 + 0.5 * math.sin(r.random() * 6.28)) + r.expovariate(1 / 30.0)
             beyond_loss = 0.015
         if "isp_loss" in faults:
@@ -292,7 +294,7 @@ class _AgentGen:
             longest = max(longest, run)
         burst = max(sum(lost_flags[i:i + 10]) for i in range(0, 241)) * 100  # permille of a 200 ms window
         jit = 1.0 + r.uniform(0, 2)
-        if faults & {"congested_uplink", "weak_wifi", "vpn_hairpin"}:
+        if faults & {"congested_uplink", "bulk_upload", "weak_wifi", "vpn_hairpin"}:
             jit += r.uniform(15, 45)
         if "busy_cpu" in faults:
             jit += r.uniform(5, 15)
@@ -302,15 +304,24 @@ class _AgentGen:
 
     # -- device and Wi-Fi readings --
 
-    def _device(self, faults: set[str]) -> dict:
+    def _device(self, faults: set[str], ts: int = 0) -> dict:
         a, r = self.spec, self.rng
         if "busy_cpu" in faults:
             cpu, mem, top = r.randint(930, 1000), r.randint(780, 900), "MsMpEng.exe 88%, chrome.exe 40%"
         else:
             cpu, mem, top = r.randint(80, 420), r.randint(450, 700), None
         iface, kind = ("tun0", "vpn") if a.vpn else ("wlan0", "wifi") if a.wifi else ("eth0", "ethernet")
+        # The desk's own traffic, kbit/s: a call and a CRM, against the best its link carried (a home
+        # line of 10/50 Mbit/s, a branch's 100/300); no draws from ``rng``, so adding these figures
+        # left every other scenario's samples as they were.
+        home = a.site == "home"
+        up, dn = 150 + (ts // S) % 7 * 10, 900 + (ts // S) % 11 * 20
+        if "bulk_upload" in faults:
+            up = 9_400 + (ts // S) * 37 % 400  # a cloud backup filling the 10 Mbit/s uplink
         return {"cpu": cpu, "mem": mem, "top": top, "nicerr": 0, "if": iface, "ifk": kind,
-                "vpn": "tun0" if a.vpn else None, "proxy": None}
+                "vpn": "tun0" if a.vpn else None, "proxy": None, "up": up, "dn": dn,
+                "upb": 10_000 if home else 100_000, "dnb": 50_000 if home else 300_000,
+                "spd": None if a.wifi or a.vpn else 1000}
 
     def _wifi(self, faults: set[str], ts: int) -> tuple[dict, object]:
         from cxpulse.agent.wifi.parsers._model import WifiReading
@@ -417,5 +428,6 @@ SCENARIOS: dict[str, Callable[[random.Random], list[Fault]]] = {
     "busy_cpu": _one("busy_cpu", [("lis-1", 7, 8), ("opo-3", 16, 8)]),
     "dns_failing": _one("dns_failing", [("hom-1", 8, 8), ("lis-4", 16, 8)]),
     "lan_loss": _one("lan_loss", [("hom-2", 7, 8), ("lis-1", 16, 8)]),  # a Wi-Fi home desk, a wired branch one
+    "bulk_upload": _one("bulk_upload", [("hom-2", 8, 9), ("hom-1", 17, 8)]),  # the desk fills its own uplink
     "clean_day": lambda rng: [],
 }

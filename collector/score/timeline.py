@@ -137,6 +137,18 @@ class DeviceFig:
     interface_kinds: tuple[str, ...]
     vpn: tuple[str, ...]
     nic_errors: int
+    # The desk's own traffic (issue 17), kbit/s: mean rate, share of readings near the best the
+    # link carried (rollup.OWN_NEAR_BEST) and the mean rate in those, the best, per direction;
+    # the link speed in Mbit/s. None / 0 when the agent does not report it.
+    up_kbps: float | None = None
+    dn_kbps: float | None = None
+    up_near_share: float = 0.0
+    dn_near_share: float = 0.0
+    up_near_kbps: float | None = None
+    dn_near_kbps: float | None = None
+    up_best_kbps: float | None = None
+    dn_best_kbps: float | None = None
+    link_mbps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -295,10 +307,19 @@ def _voice(d: dict) -> VoiceFig:
 
 def _device(d: dict) -> DeviceFig:
     n = d["n"] or 1
+    tr = d.get("tr_n") or 0
+    own = {}
+    if tr:
+        for x in ("up", "dn"):
+            hi = d[f"{x}_hi"]
+            own.update({f"{x}_kbps": round(d[f"{x}_sum"] / tr, 1), f"{x}_near_share": hi / tr,
+                        f"{x}_near_kbps": round(d[f"{x}_hi_sum"] / hi, 1) if hi else None,
+                        f"{x}_best_kbps": d[f"{x}_best"]})
+        own["link_mbps"] = d["spd"]
     return DeviceFig(d["n"], round(d["cpu_sum"] / n / 10, 1) if d["cpu_max"] is not None else None,
                      None if d["cpu_max"] is None else d["cpu_max"] / 10, d["cpu_hi"] / n,
                      None if d["mem_max"] is None else d["mem_max"] / 10, d["mem_hi"] / n,
-                     d["top"][1] if d["top"] else None, tuple(d["ifk"]), tuple(d["vpn"]), d["nicerr"])
+                     d["top"][1] if d["top"] else None, tuple(d["ifk"]), tuple(d["vpn"]), d["nicerr"], **own)
 
 
 def hist_percentile(h: dict, pct: float) -> float | None:

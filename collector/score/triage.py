@@ -9,6 +9,11 @@ media edge, app phases, device, Wi-Fi), and a fault shows where the figures star
 - **wifi**: weak signal, noise, roams or drops *while the gateway RTT suffers* (the first hop
   of a Wi-Fi desk is the radio link; a weak signal with a clean gateway is not the fault);
 - **device**: CPU or memory pressure for much of the window;
+- **own_traffic** (this desk's own traffic saturates its connection): RTT to the gateway or a hop
+  beyond rises above the usual while the desk's own upload or download runs near the most its
+  link carried at best (the agent's decaying maximum or the link speed); it wins over the ISP and
+  the LAN, whose figures the same queue fills, and never fires on a flat RTT (a big download on a
+  fat line is fine);
 - **lan** (the home/branch router or LAN): the gateway itself suffers on a desk with no weak
   radio, no tunnel and no busy CPU, wired or over Wi-Fi;
 - **network** (the ISP): the gateway is fine and loss or latency starts at a hop beyond it,
@@ -35,20 +40,20 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from . import isp_name
 from .components import piecewise
 from .rollup import Rollup
 from .timeline import Figures, MinuteScore, PathFig, Timeline, figures_from, figures_of, merged
 
 __all__ = ["DOMAINS", "LABELS", "Verdict", "more_lost_p", "platform_name", "degraded_windows", "good_minutes", "triage_timeline", "triage_window"]
 
-DOMAINS = ("wifi", "device", "lan", "network", "vpn", "app", "dns", "unknown")
+DOMAINS = ("wifi", "device", "own_traffic", "lan", "network", "vpn", "app", "dns", "unknown")
 # The place of the fault in the words of whoever fixes it. "network" is the key of the ISP (the
 # fault starts beyond the desk's router); "lan" the router or LAN itself (desk -> gateway), wired
 # or over a Wi-Fi link whose radio figures look healthy.
 LABELS = {
     "wifi": "this desk's Wi-Fi",
     "device": "this desk (the PC)",
+    "own_traffic": "your connection, saturated by this PC's own traffic",
     "lan": "the home/branch router or LAN",
     "network": "the ISP (beyond the router)",
     "vpn": "the VPN / secure web gateway",
@@ -107,21 +112,21 @@ class Verdict:
     strengths: dict[str, float] = field(default_factory=dict)
     incident: dict | None = None
     apps: tuple[str, ...] = ()  # the apps failing or slow in the window (what a platform incident must be about)
-    isp: str | None = None  # the ISP by name (isp_name.py: 'AS3209 Vodafone GmbH', 'vodafone.de'), network verdicts
+    detail: str = ""  # own_traffic: the figures the place is named with ("upload 9.6 of 10 Mbit/s")
 
     @property
     def label(self) -> str:
         if self.domain == "app" and self.apps:
             return f"the {platform_name(self.apps[0])} platform"
-        if self.domain == "network" and self.isp:
-            return f"the ISP ({self.isp})"
+        if self.domain == "own_traffic" and self.detail:
+            return f"{LABELS[self.domain]} ({self.detail})"
         return LABELS[self.domain]
 
     def to_dict(self) -> dict:
         return {"domain": self.domain, "label": self.label, "confidence": self.confidence, "evidence": self.evidence,
                 "start_us": self.start_us, "end_us": self.end_us, "minutes": self.minutes,
                 "worst_score": self.worst_score, "strengths": self.strengths, "incident": self.incident,
-                "apps": list(self.apps), "isp": self.isp,
+                "apps": list(self.apps),
                 "platform": platform_name(self.apps[0]) if self.domain == "app" and self.apps else None}
 
 
@@ -166,7 +171,7 @@ def triage_timeline(tl: Timeline, incidents: Iterable = (),
         inc = _incident_of(tl.agent, v, incs)
         if inc is not None:
             v = Verdict(v.domain, v.confidence, f"{v.evidence}; part of incident {inc['id']} ({inc['summary']})",
-                        v.start_us, v.end_us, v.minutes, v.worst_score, v.strengths, inc, v.apps, v.isp)
+                        v.start_us, v.end_us, v.minutes, v.worst_score, v.strengths, inc, v.apps)
         out.append(v)
     return out
 
@@ -204,6 +209,7 @@ def triage_window(window: Sequence[MinuteScore], baseline: Figures | None = None
     ev = _Evidence(f, baseline)
     strengths = {
         "device": ev.device(),
+        "own_traffic": ev.own_traffic(),
         "wifi": ev.wifi(),
         "vpn": ev.vpn(),
         "lan": ev.lan(),
@@ -211,6 +217,10 @@ def triage_window(window: Sequence[MinuteScore], baseline: Figures | None = None
         "dns": ev.dns(),
         "app": ev.app(),
     }
+    # The desk's own traffic fills the queue that the LAN and ISP figures measure: as sure as
+    # that is, theirs are not the fault.
+    for k in ("lan", "network"):
+        strengths[k] *= 1.0 - strengths["own_traffic"]
     ranked = sorted(strengths.items(), key=lambda kv: (-kv[1], DOMAINS.index(kv[0])))
     (best, s1), (_, s2) = ranked[0], ranked[1]
     when = f"{_hhmm(start)}-{_hhmm(end)}"
@@ -228,7 +238,7 @@ def triage_window(window: Sequence[MinuteScore], baseline: Figures | None = None
     confidence = round(min(0.99, max(0.05, s1 - 0.5 * s2)), 2)
     return Verdict(best, confidence, f"{ev.sentence(best)}, {when}", start, end, len(window), worst,
                    {k: round(v, 2) for k, v in strengths.items()}, None, apps,
-                   ev.isp_name() if best == "network" else None)
+                   detail=ev.own_detail() if best == "own_traffic" else "")
 
 
 def _count(n: int) -> float:
@@ -243,6 +253,25 @@ def _first_reason(window: Sequence[MinuteScore]) -> str:
 
 def _hhmm(us: int) -> str:
     return dt.datetime.fromtimestamp(us / 1e6, tz=dt.timezone.utc).strftime("%H:%M")
+
+
+def _own_ref(best_kbps: float | None, link_mbps: float | None) -> float | None:
+    """What the link carried at best: the agent's decaying maximum, capped by the link speed."""
+    if link_mbps:
+        return min(best_kbps, link_mbps * 1000.0) if best_kbps else link_mbps * 1000.0
+    return best_kbps
+
+
+def _rate(kbps: float | None, ref_kbps: float | None) -> str:
+    """'9.6 of 10 Mbit/s', '480 of 512 kbit/s': a rate and the best, in one unit."""
+    top = max(kbps or 0.0, ref_kbps or 0.0)
+    if top >= 1000:
+        def fmt(v: float) -> str:
+            return f"{v / 1000:.0f}" if v >= 10_000 and v % 1000 < 50 else f"{v / 1000:.1f}"
+        unit, a, b = "Mbit/s", fmt(kbps or 0.0), fmt(ref_kbps) if ref_kbps else None
+    else:
+        unit, a, b = "kbit/s", f"{kbps or 0:.0f}", f"{ref_kbps:.0f}" if ref_kbps else None
+    return f"{a} of {b} {unit}" if b else f"{a} {unit}"
 
 
 def _ms(v: float | None) -> str:
@@ -286,9 +315,8 @@ class _Evidence:
         lat_s = piecewise(self._excess_ms(g), ((8.0, 0.0), (25.0, 0.5), (60.0, 1.0)))
         return max(loss_s, lat_s)
 
-    def _beyond_gateway(self, named: bool = False) -> tuple[float, str]:
-        """Strength of a fault that starts beyond the gateway, and where it starts (sentence);
-        ``named``: the hop named too (isp_name.py), only for the sentence of a network verdict."""
+    def _beyond_gateway(self) -> tuple[float, str]:
+        """Strength of a fault that starts beyond the gateway, and where it starts (sentence)."""
         g = self.gw
         g_loss = g.loss_pct if g else 0.0
         g_exc = self._excess_ms(g)
@@ -302,9 +330,7 @@ class _Evidence:
             s = max(piecewise(loss_d, ((1.0, 0.0), (3.0, 0.6), (8.0, 1.0))),
                     piecewise(lat_d, ((15.0, 0.0), (40.0, 0.6), (100.0, 1.0))))
             if s > best + 0.05:
-                name = self._hop_name(p.address) if named else None
-                addr = f"{p.address}, {name}" if name else p.address
-                where = f"hop {p.hop} ({p.target} {addr})" if p.hop else f"{p.target} ({addr})"
+                where = f"hop {p.hop} ({p.target} {p.address})" if p.hop else f"{p.target} ({p.address})"
                 if piecewise(loss_d, ((1.0, 0.0), (3.0, 0.6), (8.0, 1.0))) >= piecewise(lat_d, ((15.0, 0.0), (40.0, 0.6), (100.0, 1.0))):
                     text = (f"loss starts at {where}: {p.loss_pct:.0f}% vs {g_loss:.0f}% at {prev_name}")
                 else:
@@ -316,19 +342,6 @@ class _Evidence:
                 if s >= 0.99:
                     break
         return best, text
-
-    def _hop_name(self, address: str | None) -> str | None:
-        """A hop's name for people (isp_name.py), only when the process has a namer installed."""
-        namer = isp_name.current()
-        return namer.name(address) if namer is not None and address else None
-
-    def isp_name(self) -> str | None:
-        """The ISP by name: its first hop after the gateway, else the first public hop (the ISP
-        hop is often private or carrier-grade NAT, with no database row and no PTR)."""
-        namer = isp_name.current()
-        if namer is None:
-            return None
-        return namer.isp([p.address for n in ("isp", "public") if (p := self.f.paths.get(n)) is not None])
 
     def _apps_bad(self, classes: tuple[str, ...] | None = None, exclude: tuple[str, ...] = (),
                   slow: bool = True) -> tuple[float, str]:
@@ -367,6 +380,39 @@ class _Evidence:
             return 0.0
         share = max(d.cpu_high_share, d.mem_high_share)
         return piecewise(share, ((0.2, 0.0), (0.4, 0.6), (0.7, 1.0)))
+
+    def _own_direction(self) -> tuple[str, float, float | None, float | None]:
+        """The direction of the desk's own traffic nearest its best: (upload/download, share of
+        readings near the best, mean rate in those and the best the link carried, kbit/s)."""
+        d = self.f.device
+        if d is None:
+            return "upload", 0.0, None, None
+        up = ("upload", d.up_near_share, d.up_near_kbps, _own_ref(d.up_best_kbps, d.link_mbps))
+        dn = ("download", d.dn_near_share, d.dn_near_kbps, _own_ref(d.dn_best_kbps, d.link_mbps))
+        return up if up[1] >= dn[1] else dn
+
+    def _rtt_rise(self) -> tuple[float, PathFig | None]:
+        """How much the RTT to the gateway or a hop beyond it rose above the usual (0..1), and where most."""
+        best, where = 0.0, None
+        if self.gw is not None:
+            best, where = piecewise(self._excess_ms(self.gw), ((8.0, 0.0), (25.0, 0.5), (60.0, 1.0))), self.gw
+        for p in self.hops:
+            s = piecewise(self._excess_ms(p), ((15.0, 0.0), (40.0, 0.6), (100.0, 1.0)))
+            if s > best:
+                best, where = s, p
+        return best, where
+
+    def own_traffic(self) -> float:
+        """This desk's own upload or download near its best while the RTT rises: the desk fills its
+        own link (bufferbloat). A high rate on a flat RTT is no fault, so the two multiply."""
+        _, share, _, _ = self._own_direction()
+        near = piecewise(share, ((0.15, 0.0), (0.4, 0.7), (0.6, 1.0)))
+        return near * self._rtt_rise()[0] if near else 0.0
+
+    def own_detail(self) -> str:
+        """'upload 9.6 of 10 Mbit/s': what the place of an own_traffic verdict is named with."""
+        what, _, rate, ref = self._own_direction()
+        return f"{what} {_rate(rate, ref)}" if rate is not None else ""
 
     def _wifi_signal(self) -> float:
         w = self.f.wifi
@@ -431,6 +477,16 @@ class _Evidence:
             d = f.device
             return (f"CPU above 90% in {100 * d.cpu_high_share:.0f}% of readings (max {d.cpu_max_pct:.0f}%), memory max "
                     f"{d.mem_max_pct:.0f}%" + (f"; busiest: {d.busiest}" if d.busiest else ""))
+        if domain == "own_traffic":
+            what, share, rate, ref = self._own_direction()
+            _, p = self._rtt_rise()
+            b = self._base_path(p.target) if p is not None else None
+            addr = f" {p.address}" if p is not None and p.address else ""
+            at = (f"the gateway ({p.address})" if p is self.gw else f"hop {p.hop} ({p.target}{addr})" if p.hop
+                  else f"{p.target} ({p.address})") if p is not None else "the path"
+            usual = f" (normally {_ms(b.p95_ms)})" if b is not None and b.p95_ms is not None else ""
+            return (f"this PC's own {what} at {_rate(rate, ref)} (the most its link carried) in {100 * share:.0f}% "
+                    f"of readings, while {at} p95 rose to {_ms(p.p95_ms if p else None)}{usual}")
         if domain == "wifi":
             w = f.wifi
             bits = []
@@ -451,7 +507,7 @@ class _Evidence:
             return (f"all traffic goes through the VPN ({tunnel}): its first hop is the tunnel, {gw_txt}"
                     + (f"; {app_txt}" if app_txt else ""))
         if domain == "network":
-            s, text = self._beyond_gateway(named=True) if isp_name.current() is not None else self._beyond
+            s, text = self._beyond
             _, app_txt = self._apps_bad()
             return (text or "loss or delay beyond the gateway") + (f"; {app_txt}" if app_txt and s >= 0.99 else "")
         if domain == "lan":

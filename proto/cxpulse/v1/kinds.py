@@ -24,13 +24,23 @@ KINDS: dict[str, dict[str, str]] = {
     "voice": {"sent": INT, "recv": INT, "dup": INT, "reord": INT, "rtt": US, "rtt95": US, "jit": US,
               "loss": INT, "burst": INT, "run": INT, "err": STR},
     # Device context: CPU and memory in permille, top processes when under pressure,
-    # NIC errors+drops since the last reading, active interface and its kind, VPN tunnels, proxy.
-    "device": {"cpu": INT, "mem": INT, "top": STR, "nicerr": INT, "if": STR, "ifk": STR, "vpn": STR, "proxy": STR},
+    # NIC errors+drops since the last reading, active interface and its kind, VPN tunnels, proxy;
+    # the desk's own traffic on the active interface since the last reading (up/dn, kbit/s), the
+    # most it carried at best lately (upb/dnb: a decaying maximum, kbit/s) and its link speed
+    # (spd, Mbit/s; null when the OS does not say).
+    "device": {"cpu": INT, "mem": INT, "top": STR, "nicerr": INT, "if": STR, "ifk": STR, "vpn": STR, "proxy": STR,
+               "up": INT, "dn": INT, "upb": INT, "dnb": INT, "spd": INT},
     # Wi-Fi link as the desk sees it (never from a scan). conn: 1 connected, 0 not; ssid/bssid may be
     # "<hidden-by-os>" (no location permission) or hashed; rssi/noise dBm; snr dB; ch channel;
     # mhz frequency; band "2.4"/"5"/"6"; phy e.g. "802.11ax"; tx/rx rate in kbit/s; q signal quality % (Windows).
     "wifi": {"conn": INT, "ssid": STR, "bssid": STR, "rssi": INT, "noise": INT, "snr": INT, "ch": INT, "mhz": INT,
              "band": STR, "phy": STR, "tx": INT, "rx": INT, "q": INT},
+}
+
+# Columns a kind gained after agents already sent it: a payload without them is valid (the
+# columns read as null), so older agents keep working against a newer collector.
+ADDED_COLUMNS: dict[str, frozenset[str]] = {
+    "device": frozenset({"up", "dn", "upb", "dnb", "spd"}),  # issue 17: the desk's own traffic
 }
 
 # Which methods a kind may report.

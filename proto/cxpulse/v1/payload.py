@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import msgpack
 
-from .kinds import EVENT_KINDS, INT, KIND_METHODS, KINDS, MAX_EVIDENCE, MAX_STR, STR, US
+from .kinds import ADDED_COLUMNS, EVENT_KINDS, INT, KIND_METHODS, KINDS, MAX_EVIDENCE, MAX_STR, STR, US
 
 SCHEMA_VERSION = 2  # what the agent writes (Hello.payload_schema)
 SUPPORTED_VERSIONS = frozenset({1, 2})
@@ -308,8 +308,11 @@ def _decode_series(i: int, raw: object, t0: int) -> Series:
     if not _is_int(iv) or iv < 0:
         raise PayloadError(f"{where}: 'iv' must be a non-negative integer (microseconds)")
     spec = KINDS[kind]
+    added = ADDED_COLUMNS.get(kind, frozenset())
     for name, ctype in spec.items():
         col = raw.get(name)
+        if col is None and name in added:
+            col = [None] * len(dt)  # an older agent: the column did not exist yet
         if not isinstance(col, list):
             raise PayloadError(f"{where}: column {name!r} of kind {kind!r} must be a list")
         if len(col) != len(dt):
