@@ -6,7 +6,7 @@ import gc
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 
 from ..score import rollup as ru
@@ -23,7 +23,10 @@ from ..score.timeline import (
 )
 from ..score.triage import degraded_windows, good_minutes, triage_timeline
 from ..store import AgentRecord, RttRow, Store, UserChange, fold
-from .ticket import person, verdict
+from .event_groups import group_events, group_line
+from .others import others_affected, others_line
+from .ticket import headline, next_step, person, verdict
+from .words import SEVERITY_WORDS
 from .timefmt import fmt_time
 from .stats import (
     LOSSY_MINUTES_MAX,
@@ -56,23 +59,26 @@ def _fmt_time(us: int) -> str:
 
 
 def build(store: Store, query: str, window_s: int = 3600, now_us: int | None = None,
-          journeys: list[Journey] | None = None, score_cfg: ScoreConfig | None = None) -> dict:
-    """The lookup as a dict (the --json output); raises NoMatch when nothing or too much matches."""
+          journeys: list[Journey] | None = None, score_cfg: ScoreConfig | None = None,
+          visible_sites: Collection[str] | None = None) -> dict:
+    """The lookup as a dict (the --json output); raises NoMatch when nothing or too much matches.
+    ``visible_sites``: the sites the caller may see (``others.others_affected``); None: all."""
     agents = store.find_agents(query)
     if not agents:
         raise NoMatch(f"no agent matches {query!r} (searched user, host, agent id and site)")
     exact = [a for a in agents if query.lower() in (a.info.os_user.lower(), a.info.host.lower(), a.info.agent_id.lower())
              or (a.info.display_name and fold(query) == fold(a.info.display_name))]
-    return build_for(store, exact if exact else agents, query, window_s, now_us, journeys, score_cfg)
+    return build_for(store, exact if exact else agents, query, window_s, now_us, journeys, score_cfg, visible_sites)
 
 
 def build_for(store: Store, chosen: list[AgentRecord], query: str, window_s: int = 3600, now_us: int | None = None,
-              journeys: list[Journey] | None = None, score_cfg: ScoreConfig | None = None) -> dict:
+              journeys: list[Journey] | None = None, score_cfg: ScoreConfig | None = None,
+              visible_sites: Collection[str] | None = None) -> dict:
     """``build`` for agents already found (the API's agent pages know theirs by id)."""
     now_us = now_us if now_us is not None else time.time_ns() // 1000
     since = now_us - window_s * 1_000_000
     with cycle_collection_held():
-        views = [_agent_view(store, a, since, now_us, journeys, score_cfg) for a in chosen]
+        views = [_agent_view(store, a, since, now_us, journeys, score_cfg, visible_sites) for a in chosen]
     return {
         "query": query,
         "window": {"since_us": since, "until_us": now_us, "seconds": window_s},
@@ -142,7 +148,7 @@ def score_section(store: Store, agent_key: int, since: int, until: int, journeys
 
 
 def _agent_view(store: Store, a: AgentRecord, since: int, until: int, journeys: list[Journey] | None = None,
-                score_cfg: ScoreConfig | None = None) -> dict:
+                score_cfg: ScoreConfig | None = None, visible_sites: Collection[str] | None = None) -> dict:
     events = store.events(a.key, since, until)
     kept = KeptScores(store, since, until, a.key, score_cfg)
     if until - since > RAW_WINDOW_MAX_S * 1_000_000:
@@ -164,11 +170,17 @@ def _agent_view(store: Store, a: AgentRecord, since: int, until: int, journeys: 
         }
         score = score_section(store, a.key, since, until, journeys, score_cfg, kept=kept)
     kept.flush()
-    return _view(a, sections, events, store.paths(a.key, since, until), score, store.user_changes(a.key, since, until))
+    view = _view(a, sections, events, store.paths(a.key, since, until), score, store.user_changes(a.key, since, until),
+                 (since, until))
+    if isinstance(score, dict) and score.get("verdict") is not None:
+        # "Is it just me?": part of the verdict, so every view that reads the verdict has it.
+        score["verdict"]["others"] = others_affected(store, a, score, since, until, visible_sites=visible_sites,
+                                                     cfg=score_cfg)
+    return view
 
 
 def _view(a: AgentRecord, sections: dict, events: list, paths: list, score: dict,
-          users: list[UserChange] | None = None) -> dict:
+          users: list[UserChange] | None = None, window: tuple[int, int] | None = None) -> dict:
     latest_paths: dict[str, object] = {}
     for p in paths:
         latest_paths[p.target] = p
@@ -199,6 +211,10 @@ def _view(a: AgentRecord, sections: dict, events: list, paths: list, score: dict
         ],
         "score": score,
     }
+    # Events by place, ranked by what the person felt (event_groups); each event gains its words.
+    since, until = window if window is not None else (min((e.start_us for e in events), default=0),
+                                                      max((e.end_us or e.start_us for e in events), default=0))
+    view["event_groups"] = group_events(view["events"], since, until)
     # The one verdict of this view (score headline, where, next step), read by the page, the
     # ticket, the CLI and the fleet row alike (ticket.headline).
     if isinstance(score, dict) and score:
@@ -345,7 +361,7 @@ def render_text(view: dict) -> str:
         _render_device(lines, a["device"])
         _render_wifi(lines, a["wifi"])
         _render_paths(lines, a["paths"])
-        _render_events(lines, a["events"])
+        _render_events(lines, a["events"], a.get("event_groups"))
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -451,19 +467,74 @@ def _render_paths(lines: list[str], paths: list[dict]) -> None:
         lines.append(f"  path to {p['target']} ({p['address']}): {hops}{'' if p['reached'] else ' (not reached)'}{changed}")
 
 
-def _render_events(lines: list[str], events: list[dict]) -> None:
+def _render_events(lines: list[str], events: list[dict], groups: list[dict] | None = None) -> None:
+    """Every event, grouped by place and ranked by impact (event_groups); the kind's key in brackets
+    after its words, for whoever searches the agent's log or the JSON."""
     lines.append("")
     if not events:
         lines.append("  events: none (no micro-disruptions in this window)")
         return
-    lines.append(f"  events ({len(events)}):")
-    for e in events[-30:]:
-        start = _fmt_time(e["start_us"])
-        dur = "ongoing" if e["end_us"] is None else f"{e['duration_s']:.1f} s"
-        sev = {1: "minor", 2: "major", 3: "critical"}.get(e["severity"], "?")
-        lines.append(f"    {start}  {dur:>8}  {sev:<8} {e['kind']:<15} at {e['target']:<14} {e['evidence']}")
-    if len(events) > 30:
-        lines.append(f"    ... {len(events) - 30} earlier events (use --json for all)")
+    by_id = {e["id"]: e for e in events}
+    lines.append(f"  events ({len(events)}), by place, the most felt first:")
+    for g in groups or ():
+        lines.append(f"    {group_line(g)}")
+        for i in g["event_ids"][:EVENTS_PER_GROUP]:
+            e = by_id[i]
+            dur = "ongoing" if e["end_us"] is None else f"{e['duration_s']:.1f} s"
+            sev = SEVERITY_WORDS.get(e["severity"], "?")
+            lines.append(f"      {_fmt_time(e['start_us'])}  {dur:>8}  {sev:<8} {e.get('what', e['kind'])} [{e['kind']}] "
+                         f"at {e['target']}: {e['evidence']}".rstrip(": "))
+        if len(g["event_ids"]) > EVENTS_PER_GROUP:
+            lines.append(f"      ... {len(g['event_ids']) - EVENTS_PER_GROUP} more here (use --json for all)")
+
+
+EVENTS_PER_GROUP = 10  # rows per place in the text report; the JSON has every event
+
+
+def render_compact(view: dict, tz: str | None = None, groups_shown: int = 3) -> str:
+    """``cxpulse lookup`` without ``--full``: per person, when the problem started and where, the
+    verdict, the next step, whether others saw it too, and the places with the most felt events.
+    Every clock time in ``tz`` (default UTC), labelled."""
+    out: list[str] = []
+    for a in view["agents"]:
+        r = headline(a)
+        out.append(f"{person(a.get('display_name', ''), a['user'])} on {a['host'] or '?'}"
+                   + (f" (site {a['site']})" if a.get("site") else "") + f", agent {a['agent_id']}")
+        start, end = r.get("fault_start_us"), r.get("fault_end_us")
+        if r.get("domain") and start:
+            conf = r.get("confidence")
+            conf_s = f", confidence {conf:.0%}" if isinstance(conf, float) and conf <= 1 else ""
+            until = f" to {fmt_time(end, tz, date=False)}" if end else ""
+            out.append(f"Started {fmt_time(start, tz)}{until}: {r.get('domain_label') or r['domain']}{conf_s}")
+        else:
+            w = view["window"]
+            out.append(f"No degraded time from {fmt_time(w['since_us'], tz)} to {fmt_time(w['until_us'], tz, date=False)}")
+        if not a.get("targets") and not a.get("apps") and not a.get("wifi"):
+            out.append("Verdict: no samples in this window (agent offline or not yet reporting)")
+        else:
+            score = f"score {r['score']:.0f}/100 {r['label']}" if r.get("score") is not None else "score not computed"
+            if r.get("score_now") is not None and r["score_now"] != r.get("score"):
+                score += f", now {r['score_now']:.0f} {r['label_now']}"
+            out.append(f"Verdict: {r.get('sentence') or 'nothing abnormal measured'} ({score})")
+        out.append(f"Next step: {r.get('next_step') or next_step(r, a)}")
+        o = r.get("others")
+        line = others_line(o)
+        if line:
+            when = "in the degraded time" if o["basis"] == "degraded" else "in the last minutes of the window"
+            out.append(f"Others at the same time ({when}, {fmt_time(o['since_us'], tz, date=False, label=False)}-"
+                       f"{fmt_time(o['until_us'], tz, date=False)}): {line}")
+        groups = a.get("event_groups") or []
+        if groups:
+            out.append(f"Events by place, the most felt first ({len(a['events'])} in all):")
+            out.extend(f"  {group_line(g)}" for g in groups[:groups_shown])
+            if len(groups) > groups_shown:
+                n = len(groups) - groups_shown
+                out.append(f"  ... {n} more place{'s' if n != 1 else ''} (--full)")
+        else:
+            out.append("Events: none in this window")
+        out.append("")
+    out.append("(cxpulse lookup --full: every figure, the ticket text and each event)")
+    return "\n".join(out) + "\n"
 
 
 def fleet_views(store: Store, records: list[AgentRecord], since: int, until: int,
@@ -492,6 +563,6 @@ def fleet_views(store: Store, records: list[AgentRecord], since: int, until: int
             mine = [i for i in incidents if a.key in (i.agents or {})]
             score = score_section(store, a.key, since, until, journeys, score_cfg, incidents=mine, tl=tl, good=good,
                                   kept=kept)
-            yield a, _view(a, sections, events, [], score)
+            yield a, _view(a, sections, events, [], score, window=(since, until))
     finally:
         kept.flush()

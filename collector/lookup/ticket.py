@@ -17,13 +17,13 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 
 from ..score.triage import platform_name
+from .event_groups import group_events
+from .others import others_line
 from .timefmt import fmt_time
 from .timefmt import zone as timefmt_zone
+from .words import event_words
 
 __all__ = ["headline", "next_step", "ticket_summary", "verdict"]
-
-_SEVERITY = {1: "minor", 2: "major", 3: "critical"}
-
 
 # --- reading the view -----------------------------------------------------------------------
 
@@ -216,7 +216,7 @@ def _observed(a: Mapping) -> dict:
         evidence.append(f"CPU up to {d['cpu_pct_max']:.0f}%" + (f" ({d['busiest']})" if d.get("busiest") else ""))
     worst = sorted(a.get("events") or [], key=lambda e: (-(e.get("severity") or 0), -(e.get("duration_s") or 0)))
     for e in worst[:3]:
-        evidence.append(f"{e['kind']} at {e['target']}: {e.get('evidence') or ''}".rstrip(": "))
+        evidence.append(f"{event_words(e['kind'])} at {e['target']}: {e.get('evidence') or ''}".rstrip(": "))
     sentence = None
     if evidence:
         sentence = "measured: " + evidence[0]
@@ -331,6 +331,10 @@ def _fmt_span(since_us: int, until_us: int, tz: dt.tzinfo) -> str:
     return f"{a.strftime('%Y-%m-%d %H:%M')} .. {end} {zone} ({length})"
 
 
+def _secs(s: float) -> str:
+    return f"{s:.0f} s" if s >= 10 else f"{s:.1f} s"
+
+
 def person(display_name: str, login: str, empty: str = "?") -> str:
     """"Maria Silva (CORP\\msilva)": the name the ticket gives, then the login; the login alone when
     the name adds nothing (an agent from before display names, a local account without one)."""
@@ -387,15 +391,16 @@ def ticket_summary(view_agent: dict, window: dict, *, tz: str | dt.tzinfo | None
     if r["evidence"]:
         lines.append("Evidence:")
         lines.extend(f"  - {e}" for e in r["evidence"][:6])
-    events = a.get("events") or []
-    if events:
-        worst = max(events, key=lambda e: (e.get("severity") or 0, e.get("duration_s") or 0))
-        by_sev = {}
-        for e in events:
-            by_sev[e.get("severity")] = by_sev.get(e.get("severity"), 0) + 1
-        counts = ", ".join(f"{n} {_SEVERITY.get(s, '?')}" for s, n in sorted(by_sev.items(), reverse=True))
-        dur = "ongoing" if worst.get("end_us") is None else f"{worst.get('duration_s')} s"
-        lines.append(f"Events: {len(events)} ({counts}); worst: {worst['kind']} at {worst['target']} "
-                     f"{_hhmm(worst['start_us'], zone)}, {dur}")
+    others = others_line(r.get("others"))
+    if others:
+        lines.append(f"Others at the same time: {others}")
+    groups = a.get("event_groups")
+    if groups is None and a.get("events"):  # a view made without report._view: grouped here
+        groups = group_events([dict(e) for e in a["events"]], window["since_us"], window["until_us"])
+    if groups:
+        n = sum(g["events"] for g in groups)
+        top = "; ".join(f"{g['place']} {g['events']} ({_secs(g['seconds'])}, worst {g['worst']})" for g in groups[:3])
+        more = f"; {len(groups) - 3} more place{'s' if len(groups) != 4 else ''}" if len(groups) > 3 else ""
+        lines.append(f"Events: {n}, by place, the most felt first: {top}{more}")
     lines.append(f"Next step: {r['next_step']}")
     return "\n".join(lines) + "\n"
