@@ -75,8 +75,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                             "without this flag the collector refuses to start. Agents must enroll either way")
     serve.add_argument("--ready-file", help="write the bound port here once listening (for scripts)")
     from .ingest.limits import add_arguments as add_limit_arguments
+    from .score.isp_name import add_arguments as add_naming_arguments
 
     add_limit_arguments(serve)
+    add_naming_arguments(serve)  # --asn-db, --no-reverse-dns, --reverse-dns-server (score/isp_name.py)
     serve.add_argument("--config", default=None, metavar="FILE",
                        help="central config pushed to agents (TOML, collector/config/collector.example.toml); "
                             "re-read on change and on SIGHUP; the flags above are its base")
@@ -85,11 +87,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     config_cli.register(col)  # collector config set | show
     serve.set_defaults(func=cmd_serve)
 
-    lookup = sub.add_parser("lookup", help="what an agent measured: search by user, host, agent id or site")
+    lookup = sub.add_parser(
+        "lookup", help="what an agent measured: search by user, host, agent id or site",
+        description="When the problem started and where, the verdict, the next step, how many other desks "
+                    "saw it at the same time, and the places with the most felt events. --full adds the "
+                    "ticket text and every figure and event.")
     lookup.add_argument("query", help="words of the person's name (\"maria silva\", any order, accents optional), login, host name, agent id or site (partial, case-insensitive)")
     lookup.add_argument("--db", default=None, help=f"SQLite path or postgresql:// URL (default {default_db()})")
     lookup.add_argument("--window", type=parse_duration, default=3600, help="how far back (default 1h)")
-    lookup.add_argument("--json", action="store_true", help="machine-readable output")
+    lookup.add_argument("--json", action="store_true", help="machine-readable output (everything)")
+    lookup.add_argument("--full", action="store_true",
+                        help="everything: the ticket text, per hop, apps, voice, device, Wi-Fi, paths and each event")
+    lookup.add_argument("--tz", default=None, help="time zone of the short output's times, e.g. Europe/Lisbon (default UTC)")
+    add_naming_arguments(lookup)
     lookup.set_defaults(func=cmd_lookup)
 
     from .security import cli as security_cli
@@ -166,6 +176,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"cxpulse collector: {exc}", file=sys.stderr)
         return 2
+    if _install_isp_namer(args, "cxpulse collector") == 2:
+        return 2
     try:
         asyncio.run(serve(args.db or default_db(), args.listen, config, args.ready_file, args.reflector, limits=limits, central_config=args.config,
                           reflector_key_file=args.reflector_key_file, http_listen=args.http, http_public_url=args.http_public_url,
@@ -215,10 +227,24 @@ def _http_options(args: argparse.Namespace) -> dict:
             "trusted_proxies": tuple(args.trusted_proxy), "metrics_open": args.metrics_open}
 
 
+def _install_isp_namer(args: argparse.Namespace, who: str) -> int:
+    """The ISP namer the flags describe, for this process (score/isp_name.py); 2 after saying why not."""
+    from .score import isp_name
+
+    try:
+        isp_name.install(isp_name.from_arguments(args))
+    except isp_name.NamingError as exc:
+        print(f"{who}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_lookup(args: argparse.Namespace) -> int:
     from .lookup.report import NoMatch, build, render_json, render_text
     from .store import open_store
 
+    if _install_isp_namer(args, "cxpulse lookup") == 2:
+        return 2
     db = args.db or default_db()
     is_url = "://" in db
     if not is_url and not os.path.exists(db):
@@ -247,6 +273,18 @@ def cmd_lookup(args: argparse.Namespace) -> int:
         return 1
     if args.json:
         print(render_json(view))
+        return 0
+    if not args.full:
+        from .lookup.report import render_compact
+        from .lookup.timefmt import zone
+
+        try:
+            zone(args.tz)
+        except (KeyError, ValueError):
+            print(f"cxpulse lookup: unknown time zone {args.tz!r} (an IANA name such as Europe/Lisbon)", file=sys.stderr)
+            return 2
+
+        print(render_compact(view, args.tz), end="")
         return 0
     from .lookup.ticket import ticket_summary
 

@@ -52,7 +52,7 @@ def test_agent_streams_and_lookup_shows_figures(tmp_path, procs, collector):
     assert t["jitter_ms"] is not None and t["jitter_mean_abs_ms"] is not None
 
     # Partial, case-insensitive search by site finds the same agent; the text output names it.
-    text = run_cli("lookup", "lisbon", "--db", str(collector.db))
+    text = run_cli("lookup", "lisbon", "--db", str(collector.db), "--full")
     assert text.returncode == 0, text.stderr
     assert "alice.e2e" in text.stdout and "loopback" in text.stdout and "loss%" in text.stdout
 

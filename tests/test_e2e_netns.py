@@ -87,5 +87,5 @@ def test_outage_beyond_the_gateway_is_one_event_at_the_right_hop(tmp_path):
     assert a["device"] and a["device"]["readings"] >= 1
     assert a["paths"] and a["paths"][0]["hops"][0]["address"] == l1.b_addr
 
-    text = run_cli("lookup", "netns.user", "--db", str(db)).stdout
+    text = run_cli("lookup", "netns.user", "--db", str(db), "--full").stdout
     assert "outage" in text and "app-edge" in text and "voice-cadence" in text

@@ -67,7 +67,7 @@ def test_roam_weak_signal_and_disconnect_reach_the_lookup(tmp_path, procs, colle
     assert disc["end_us"] is not None and 0.6 <= disc["duration_s"] <= 2.0, disc
     w = a["wifi"]
     assert w["rssi_min_dbm"] == -79 and w["bssids"] == 2 and w["band"] == "2.4"
-    text = run_cli("lookup", "wifi.user", "--db", str(collector.db)).stdout
+    text = run_cli("lookup", "wifi.user", "--db", str(collector.db), "--full").stdout
     assert "wifi: SSID-1" in text and "roams 1" in text and "disconnects 1" in text
 
 

@@ -132,7 +132,7 @@ def test_each_injected_disruption_is_one_event_at_the_right_hop(tmp_path):
             assert -0.35 <= e["start_us"] / 1e6 - start <= 1.1, (hop, name, e["start_us"] / 1e6 - start)
             assert abs(e["end_us"] / 1e6 - end) <= 0.4, (hop, name, e["end_us"] / 1e6 - end)
         assert len(at_hop) == len(plan), (hop, at_hop)
-    text = run_cli("lookup", "hop.user", "--db", str(db)).stdout
+    text = run_cli("lookup", "hop.user", "--db", str(db), "--full").stdout
     assert "isp" in text and "outage" in text and "latency_spike" in text
 
 

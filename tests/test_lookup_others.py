@@ -209,3 +209,5 @@ def test_cli_lookup_short_by_default_full_on_request(tmp_path):
     assert "loss%" in full.stdout and "Next step:" in full.stdout and "[outage]" in full.stdout
     helptext = run_cli("lookup", "--help").stdout
     assert "--full" in helptext and "--tz" in helptext
+    bad = run_cli("lookup", "user1", "--db", db, "--tz", "Mars/Olympus")
+    assert bad.returncode == 2 and "unknown time zone" in bad.stderr and not bad.stdout

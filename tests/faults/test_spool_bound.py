@@ -116,7 +116,7 @@ def test_spool_full_drops_oldest_and_reports_the_exact_gap(tmp_path, procs):
     assert summary["samples_measured"] - len(rows) == n_samples, (summary["samples_measured"], len(rows), n_samples)
 
     # The lookup shows it among the events.
-    text = run_cli("lookup", "spool-bound", "--db", str(db), "--window", "1h").stdout
+    text = run_cli("lookup", "spool-bound", "--db", str(db), "--window", "1h", "--full").stdout
     assert "data_gap" in text and f"spool full: {n_batches} batches" in text, text[-2000:]
     print(f"\noutage {OUTAGE_S}s: {n_batches} batches / {n_samples} samples dropped "
           f"({(gap.end_us - gap.start_us) / 1e6:.1f} s of data), {len(rows)} stored, spool peak {peak} B; "
