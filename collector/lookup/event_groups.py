@@ -28,7 +28,8 @@ def felt_seconds(e: Mapping, since_us: int, until_us: int) -> float:
 
 def group_events(events: Sequence[dict], since_us: int, until_us: int) -> list[dict]:
     """Groups, highest impact first: place key and words, impact, felt seconds, event count, worst
-    severity in words, counts per event in words, and the event ids by impact.
+    severity in words, counts per event in words, the event ids by impact, and ``text``, the group
+    in one line of words (``group_line``).
 
     Each event dict gains its words (``what``), its place's words (``place``) and its ``impact``.
     """
@@ -53,6 +54,7 @@ def group_events(events: Sequence[dict], since_us: int, until_us: int) -> list[d
         g["worst"] = SEVERITY_WORDS.get(g["severity"], "?")
         g["what"] = dict(sorted(g["what"].items(), key=lambda kv: -kv[1]))
         g["event_ids"] = [e["id"] for e in members]
+        g["text"] = group_line(g)  # the words every view shows
         out.append(g)
     out.sort(key=lambda g: (-g["impact"], g["place"]))
     return out

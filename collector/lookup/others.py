@@ -152,6 +152,7 @@ def others_affected(store: Store, me: AgentRecord, score: Mapping, since_us: int
                       "affected": counts["isp"][0], "of": counts["isp"][1]}
     if platform:
         out["platform"] = {"name": platform, "affected": counts["platform"][0], "of": counts["platform"][1]}
+    out["text"] = others_line(out)  # the words every view shows (page, ticket, CLI)
     return out
 
 
