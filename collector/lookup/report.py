@@ -504,7 +504,7 @@ def render_compact(view: dict, tz: str | None = None, groups_shown: int = 3) -> 
         if r.get("domain") and start:
             conf = r.get("confidence")
             conf_s = f", confidence {conf:.0%}" if isinstance(conf, float) and conf <= 1 else ""
-            until = f" to {fmt_time(end, tz, date=False)}" if end else ""
+            until = f" (until {fmt_time(end, tz, date=False, label=False)})" if end else ""
             out.append(f"Started {fmt_time(start, tz)}{until}: {r.get('domain_label') or r['domain']}{conf_s}")
         else:
             w = view["window"]
