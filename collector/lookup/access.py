@@ -241,11 +241,11 @@ class Access:
                                    detail="; ".join(x for x in (by, detail) if x)[:2000])
 
     def audited_lookup(self, action: str, endpoint: Endpoint, who: Callable[[str], dict | None],
-                       resolve: Callable[[str], str | None] | None = None) -> Endpoint:
+                       resolve: Callable[[str, frozenset | None], str | None] | None = None) -> Endpoint:
         """A person's view (``{agent_id}`` in the path): recorded, whatever the answer, before it is sent.
 
         ``who(agent_id)`` names the person (user, host) for the entry; None when there is no such agent.
-        ``resolve(pseudonym)`` turns a desk pseudonym (``a-...``, from a pseudonymized fleet row)
+        ``resolve(pseudonym, visible_sites)`` turns a desk pseudonym (``a-...``, from a pseudonymized fleet row)
         into the agent id, so the row's link opens that person's view, which is audited like any other.
         """
         async def wrapped(request: Request) -> Response:
@@ -253,7 +253,7 @@ class Access:
 
             agent_id = request.path_params.get("agent_id", "")
             if resolve is not None and agent_id.startswith(AGENT_PSEUDONYM_PREFIX):
-                real = await asyncio.to_thread(resolve, agent_id)
+                real = await asyncio.to_thread(resolve, agent_id, self.visible_sites(request))
                 if real is not None:
                     agent_id = request.scope["path_params"]["agent_id"] = real
             status, response, error = 200, None, None

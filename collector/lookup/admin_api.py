@@ -121,8 +121,13 @@ def admin_routes(access: Access, now_us=None) -> list[Route]:
         pseudonymize = body.get("pseudonymize", False)
         if not isinstance(pseudonymize, bool):
             raise _api_error(400, "pseudonymize must be true or false")
-        secret, info = await call(reg.create_api_key, role, name, pseudonymize=pseudonymize)
-        await note(request, "api_key.create", info.key_id, f"role={role} name={name} pseudonymize={pseudonymize}")
+        sites = body.get("sites", [])
+        try:
+            secret, info = await call(reg.create_api_key, role, name, pseudonymize=pseudonymize, sites=sites)
+        except ValueError as exc:  # a bad site list, or sites on an admin key
+            raise _api_error(400, str(exc)) from None
+        await note(request, "api_key.create", info.key_id, f"role={role} name={name} pseudonymize={pseudonymize}"
+                   f" sites={','.join(info.sites) if info.sites else '(all)'}")
         return _json({"key": secret, "info": _plain(info),
                       "note": "the key is shown once: give it to its holder now"}, 201)
 
@@ -266,7 +271,9 @@ def admin_openapi_paths() -> dict:
 
     key_info = {"type": "object", "required": ["key_id", "role", "name"], "properties": {
         "key_id": {"type": "string"}, "role": {"type": "string", "enum": list(ROLE_RANK)}, "name": {"type": "string"},
-        "created_us": {"type": "integer"}, "revoked_us": {"type": ["integer", "null"]}, "pseudonymize": {"type": "boolean"}}}
+        "created_us": {"type": "integer"}, "revoked_us": {"type": ["integer", "null"]}, "pseudonymize": {"type": "boolean"},
+        "sites": {"type": "array", "items": {"type": "string"},
+                  "description": "The sites this key sees; empty: every site."}}}
     not_found = {"404": {"$ref": "#/components/responses/NotFound"}}
     revoked = resp("200", "Revoked", {"type": "object", "required": ["revoked"], "properties": {"revoked": {"type": "string"}}})
     paths = {
@@ -283,7 +290,12 @@ def admin_openapi_paths() -> dict:
                                       "description": "Who holds it (shown in the audit log)."},
                              "pseudonymize": {"type": "boolean", "default": False,
                                               "description": "This key sees pseudonyms instead of user names in the "
-                                                             "fleet, incidents and site searches."}}}}}},
+                                                             "fleet, incidents and site searches."},
+                             "sites": {"type": "array", "maxItems": 100, "default": [],
+                                       "items": {"type": "string", "minLength": 1, "maxLength": 200},
+                                       "description": "Only these sites' desks are visible through this key (search, "
+                                                      "views, fleet, incidents); empty: every site. A key with "
+                                                      "sites must have the helpdesk role."}}}}}},
                      "responses": {**resp("201", "Created", {"type": "object", "required": ["key", "info"], "properties": {
                          "key": {"type": "string"}, "info": key_info, "note": {"type": "string"}}}), "400": err}}},
         "/api/v1/admin/keys/{key_id}/revoke": {"post": {

@@ -36,6 +36,7 @@ from starlette.routing import Route
 
 from ..store import AgentRecord, Store, fold
 from .report import build_for, fleet_views
+from .scope import scope_key, scoped_store
 from .ticket import headline, incident_scope, ticket_summary
 
 __all__ = ["ApiError", "LookupService", "create_app", "openapi_document", "parse_duration_s", "parse_time_us"]
@@ -371,6 +372,10 @@ class LookupService:
 
     ``stats`` is the ingest service's IngestStats (for /metrics), ``alerts`` an
     ``cxpulse.collector.alerts.Alerter`` (deliveries, test-send), ``now_us`` a clock for tests.
+
+    Every read takes ``sites``: the caller's site scope (``Access.visible_sites``), None for
+    every site. It goes to ``scope.scoped_store`` and nowhere else: what is out of scope is never
+    read, so no answer can carry it (issue 18).
     """
 
     def __init__(self, store: Store, *, stats=None, alerts=None, now_us: Callable[[], int] | None = None,
@@ -381,7 +386,7 @@ class LookupService:
         self.now_us = now_us or (lambda: time.time_ns() // 1000)
         self.public_url = public_url
         self._views = _TtlCache(view_ttl_s, 64)
-        self._fleets = _TtlCache(fleet_ttl_s, 8)
+        self._fleets = _TtlCache(fleet_ttl_s, 32)  # (window, site scope)
         self._fleet_lock = threading.Lock()
         self.fleet_seconds = 0.0
         # Aggregate timelines inside SQLite when the store is SQLite (tests turn it off to compare).
@@ -389,29 +394,31 @@ class LookupService:
 
     # - agents -
 
-    def search(self, q: str, limit: int) -> list[dict]:
-        return [_agent_brief(a) for a in self.store.find_agents(q, limit)]
+    def search(self, q: str, limit: int, sites=None) -> list[dict]:
+        return [_agent_brief(a) for a in scoped_store(self.store, sites).find_agents(q, limit)]
 
-    def record(self, agent_id: str) -> AgentRecord:
-        a = self.store.agent(agent_id)
+    def record(self, agent_id: str, sites=None) -> AgentRecord:
+        """The agent, or 404; a desk outside ``sites`` gets the very same 404 as one that does not exist."""
+        a = scoped_store(self.store, sites).agent(agent_id)
         if a is not None:
             return a
         raise ApiError(404, f"no agent with id {agent_id!r} (search with /api/v1/agents?q=...)")
 
-    def view(self, agent_id: str, since: int, until: int) -> dict:
+    def view(self, agent_id: str, since: int, until: int, sites=None) -> dict:
         """One agent's section of the lookup view (``report.build``) over [since, until)."""
-        key = (agent_id, since, until)
+        key = (agent_id, since, until, scope_key(sites))
         hit = self._views.get(key)
         if hit is not None:
             return hit
-        v = build_for(self.store, [self.record(agent_id)], agent_id, (until - since) // S, until)
+        v = build_for(scoped_store(self.store, sites), [self.record(agent_id, sites)], agent_id, (until - since) // S,
+                      until, visible_sites=sites)
         out = {"window": v["window"], "agent": v["agents"][0]}
         self._views.put(key, out)
         return out
 
-    def timeline(self, agent_id: str, since: int, until: int, points: int) -> dict:
+    def timeline(self, agent_id: str, since: int, until: int, points: int, sites=None) -> dict:
         """Per-bucket RTT (avg/min/max), loss and jitter per hop, Wi-Fi RSSI, and the events."""
-        rec = self.record(agent_id)
+        rec = self.record(agent_id, sites)
         step_s = pick_step_s((until - since) // S, points)
         step = step_s * S
         start = (since // step) * step  # buckets on round times: 10:00, 10:02, ... not 10:00:37
@@ -423,7 +430,7 @@ class LookupService:
             accs = _rtt_python(self.store, rec.key, since, until, start, step, size)
             wifi = _wifi_python(self.store, rec.key, since, until, start, step, size)
         order = sorted(accs.items(), key=lambda kv: (kv[0] != "gateway", kv[1].hop is None, kv[1].hop or 0, kv[0]))
-        cached = self._views.get((agent_id, since, until))
+        cached = self._views.get((agent_id, since, until, scope_key(sites)))
         return {
             "agent_id": agent_id,
             "since_us": since,
@@ -437,41 +444,46 @@ class LookupService:
             "events": [_event_dict(e) for e in self.store.events(rec.key, since, until)],
         }
 
-    def agent(self, agent_id: str, since: int, until: int, points: int, with_timeline: bool, tz: str | None) -> dict:
-        v = self.view(agent_id, since, until)
+    def agent(self, agent_id: str, since: int, until: int, points: int, with_timeline: bool, tz: str | None,
+              sites=None) -> dict:
+        v = self.view(agent_id, since, until, sites)
         a = v["agent"]
         out = {"window": v["window"], "agent": a, "headline": headline(a),
                "ticket": ticket_summary(a, v["window"], tz=tz), "score_timeline": score_points(a)}
         if with_timeline:
-            tl = self.timeline(agent_id, since, until, points)
+            tl = self.timeline(agent_id, since, until, points, sites)
             tl["score"] = score_points(a)
             out["timeline"] = tl
         return out
 
-    def ticket(self, agent_id: str, since: int, until: int, tz: str | None) -> str:
-        v = self.view(agent_id, since, until)
+    def ticket(self, agent_id: str, since: int, until: int, tz: str | None, sites=None) -> str:
+        v = self.view(agent_id, since, until, sites)
         return ticket_summary(v["agent"], v["window"], tz=tz)
 
     # - fleet -
 
-    def fleet(self, window_s: int) -> dict:
+    def fleet(self, window_s: int, sites=None) -> dict:
         """Every agent seen in the window, scored and ranked; cached for a few seconds.
 
-        One computation at a time: the page, /metrics and the alert loop ask together.
+        One computation at a time: the page, /metrics and the alert loop ask together. A site
+        scope gets its own snapshot, computed over its desks only (counts, medians, incidents).
         """
         now = (self.now_us() // (60 * S)) * 60 * S if window_s >= 300 else (self.now_us() // S) * S
-        hit = self._fleets.get(window_s)
+        key = (window_s, scope_key(sites))
+        hit = self._fleets.get(key)
         if hit is not None:
             return hit
         with self._fleet_lock:
-            hit = self._fleets.get(window_s)
+            hit = self._fleets.get(key)
             if hit is not None:
                 return hit
             t0 = time.perf_counter()
-            snap = _fleet(self.store, window_s, now)
-            self.fleet_seconds = time.perf_counter() - t0
-            snap["took_ms"] = round(self.fleet_seconds * 1000, 1)
-            self._fleets.put(window_s, snap)
+            snap = _fleet(scoped_store(self.store, sites), window_s, now)
+            took = time.perf_counter() - t0
+            if sites is None:
+                self.fleet_seconds = took
+            snap["took_ms"] = round(took * 1000, 1)
+            self._fleets.put(key, snap)
             return snap
 
 
@@ -617,7 +629,8 @@ def create_app(service: LookupService, access, *, metrics: Callable[[], bytes] |
         if len(text) > 256:
             raise ApiError(400, "q is longer than 256 characters")
         limit = _int_param(q, "limit", 50, 1, 500)
-        return _json({"query": text, "agents": await _run(service.search, text, limit)}, started=t0)
+        return _json({"query": text, "agents": await _run(service.search, text, limit, access.visible_sites(request))},
+                     started=t0)
 
     async def agent(request: Request) -> Response:
         t0 = time.perf_counter()
@@ -626,7 +639,7 @@ def create_app(service: LookupService, access, *, metrics: Callable[[], bytes] |
         points = _int_param(q, "points", DEFAULT_POINTS, 10, MAX_POINTS)
         tz = _tz_param(q)
         body = await _run(service.agent, request.path_params["agent_id"], since, until, points,
-                          _bool_param(q, "timeline", True), tz)
+                          _bool_param(q, "timeline", True), tz, access.visible_sites(request))
         return _json(body, started=t0)
 
     async def timeline(request: Request) -> Response:
@@ -634,13 +647,15 @@ def create_app(service: LookupService, access, *, metrics: Callable[[], bytes] |
         q = dict(request.query_params)
         since, until = time_range(q, service.now_us())
         points = _int_param(q, "points", DEFAULT_POINTS, 10, MAX_POINTS)
-        return _json(await _run(service.timeline, request.path_params["agent_id"], since, until, points), started=t0)
+        return _json(await _run(service.timeline, request.path_params["agent_id"], since, until, points,
+                                access.visible_sites(request)), started=t0)
 
     async def ticket(request: Request) -> Response:
         t0 = time.perf_counter()
         q = dict(request.query_params)
         since, until = time_range(q, service.now_us())
-        text = await _run(service.ticket, request.path_params["agent_id"], since, until, _tz_param(q))
+        text = await _run(service.ticket, request.path_params["agent_id"], since, until, _tz_param(q),
+                          access.visible_sites(request))
         if q.get("format", "text") == "json":
             return _json({"text": text}, started=t0)
         if q.get("format", "text") != "text":
@@ -654,7 +669,7 @@ def create_app(service: LookupService, access, *, metrics: Callable[[], bytes] |
         if window_s > 86_400:
             raise ApiError(400, "window for the fleet view is at most 24h")
         limit = _int_param(q, "limit", 20, 1, 1000)
-        snap = await _run(service.fleet, window_s)
+        snap = await _run(service.fleet, window_s, access.visible_sites(request))
         return _json(public_fleet(snap, limit), started=t0)
 
     async def incidents(request: Request) -> Response:
@@ -666,7 +681,7 @@ def create_app(service: LookupService, access, *, metrics: Callable[[], bytes] |
         window_s = parse_duration_s(q.get("window", "15m"))
         if window_s > 86_400:
             raise ApiError(400, "window is at most 24h")
-        snap = await _run(service.fleet, window_s)
+        snap = await _run(service.fleet, window_s, access.visible_sites(request))
         inc = snap["incidents"]
         return _json({"incidents": inc["open"] + (inc["recent"] if state == "all" else [])}, started=t0)
 
@@ -694,6 +709,9 @@ def create_app(service: LookupService, access, *, metrics: Callable[[], bytes] |
         return _json(openapi_document())
 
     async def prometheus(request: Request) -> Response:
+        if access.visible_sites(request) is not None:
+            # Ingest and webhook counters span every client; a scrape is the operator's, not a client team's.
+            raise ApiError(403, "/metrics spans every site: it needs a key without a site scope")
         body = await _run(metrics)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
@@ -737,9 +755,10 @@ def create_app(service: LookupService, access, *, metrics: Callable[[], bytes] |
         return bool(text) and (any(text == (person.get(k) or "").casefold() for k in ("user", "host", "agent_id"))
                                or bool(words) and all(len(w) >= 2 and f" {w} " in name for w in words))
 
-    def resolve(pseudo: str) -> str | None:
-        every = getattr(service.store, "all_agents", None)
-        records = every() if callable(every) else service.store.find_agents("", 100_000)
+    def resolve(pseudo: str, sites=None) -> str | None:
+        store = scoped_store(service.store, sites)
+        every = getattr(store, "all_agents", None)
+        records = every() if callable(every) else store.find_agents("", 100_000)
         return next((r.info.agent_id for r in records if access.desk_pseudonym(r.info.agent_id) == pseudo), None)
 
     helpdesk, admin = (lambda ep: access.guard("helpdesk", ep)), (lambda ep: access.guard("admin", ep))

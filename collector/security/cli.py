@@ -75,6 +75,8 @@ def register(col: argparse._SubParsersAction) -> None:
     p.add_argument("--name", required=True, help="who or what uses it (shown in the audit log)")
     p.add_argument("--pseudonymize", action="store_true",
                    help="views through this key show pseudonyms instead of user names where names are not needed")
+    p.add_argument("--site", action="append", default=[], metavar="SITE",
+                   help="this key sees only this site's desks (repeat for several; default: every site; helpdesk role only)")
     p.set_defaults(func=cmd_keys_create)
     p = keys.add_parser("list", help="API keys")
     db_arg(p)
@@ -214,20 +216,26 @@ def cmd_agents_revoke(args: argparse.Namespace) -> int:
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
     with _registry(args) as reg:
-        secret, info = reg.create_api_key(args.role, args.name, pseudonymize=args.pseudonymize)
-        _audit(reg, "key_create", info.key_id, f"role {info.role}, name {info.name!r}")
+        try:
+            secret, info = reg.create_api_key(args.role, args.name, pseudonymize=args.pseudonymize, sites=args.site)
+        except ValueError as exc:
+            print(f"cxpulse collector keys: refused: {exc}", file=sys.stderr)
+            return 2
+        sites = ", ".join(info.sites) if info.sites else "every site"
+        _audit(reg, "key_create", info.key_id, f"role {info.role}, name {info.name!r}, sites: {sites}")
     print(secret)
-    print(f"key {info.key_id}: role {info.role}, name {info.name!r}" + (", pseudonyms" if info.pseudonymize else ""),
-          file=sys.stderr)
+    print(f"key {info.key_id}: role {info.role}, name {info.name!r}, sees {sites}"
+          + (", pseudonyms" if info.pseudonymize else ""), file=sys.stderr)
     return 0
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
     with _registry(args) as reg:
         keys = reg.list_api_keys()
-    print(f"{'KEY':16}  {'ROLE':8}  {'CREATED':20}  {'REVOKED':20}  NAME")
+    print(f"{'KEY':16}  {'ROLE':8}  {'CREATED':20}  {'REVOKED':20}  {'SITES':20}  NAME")
     for k in keys:
-        print(f"{k.key_id:16}  {k.role:8}  {_when(k.created_us):20}  {_when(k.revoked_us):20}  {k.name}")
+        sites = ",".join(k.sites) if k.sites else "(all)"
+        print(f"{k.key_id:16}  {k.role:8}  {_when(k.created_us):20}  {_when(k.revoked_us):20}  {sites:20}  {k.name}")
     return 0
 
 
