@@ -11,9 +11,9 @@ the first public hop is named from, in order:
 3. nothing: the caller shows the address.
 
 Reverse DNS runs in a small thread pool with a timeout and is cached (TTL and size cap). A lookup
-request waits for a name it does not know yet only a short while (``wait_s``, and at most
-``wait_budget`` for a whole view): an unresolved name is shown as the address now and by name on
-the next look. It can be switched off for closed networks, and the name server is configurable
+request waits for a name it does not know yet only a short while (``wait_s``, at most that much per
+thread every REFILL_S, or what ``wait_budget`` allows): an unresolved name is shown as the address
+now and by name on the next look. It can be switched off for closed networks, and the name server is configurable
 (tests run their own on loopback). One namer per process, installed at start (``install``) and
 read by triage (``current``), so the name is computed once per verdict and rendered everywhere.
 """
@@ -21,8 +21,10 @@ read by triage (``current``), so the name is computed once per verdict and rende
 from __future__ import annotations
 
 import contextvars
+import importlib.util
 import ipaddress
 import re
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -63,6 +65,10 @@ class NamingConfig:
 
 # The whole view's remaining wait for names (monotonic deadline), when the caller set one.
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("isp_name_deadline", default=None)
+# Without one, a thread waits for names at most ``wait_s`` per REFILL_S: one page view waits a
+# moment, a fleet of a thousand desks with unknown ISP hops built in one go waits no longer.
+REFILL_S = 10.0
+_bucket = threading.local()
 
 
 @contextmanager
@@ -158,16 +164,35 @@ class IspNamer:
             if fut is None:
                 if len(self._pending) >= self.cfg.max_pending:
                     return None  # asked again on a later look
-                fut = self._pool.submit(self._resolve, address)
+                try:
+                    fut = self._pool.submit(self._resolve, address)
+                except RuntimeError:  # closed (shutting down): the address is shown
+                    return None
                 self._pending[address] = fut
-        wait = self.cfg.wait_s
-        deadline = _deadline.get()
-        if deadline is not None:
-            wait = min(wait, max(0.0, deadline - time.monotonic()))
+        wait = self._allowance()
+        t0 = time.monotonic()
         try:
             return fut.result(timeout=wait) if wait > 0 or fut.done() else None
         except Exception:  # noqa: BLE001 - a timeout of this wait, or of the lookup: the address is shown
             return None
+        finally:
+            self._spent(time.monotonic() - t0)
+
+    def _allowance(self) -> float:
+        """Seconds this request may still wait for a name (``wait_budget``, else the thread's bucket)."""
+        now = time.monotonic()
+        deadline = _deadline.get()
+        if deadline is not None:
+            return min(self.cfg.wait_s, max(0.0, deadline - now))
+        last, left = getattr(_bucket, "state", (now, self.cfg.wait_s))
+        left = min(self.cfg.wait_s, left + (now - last) * self.cfg.wait_s / REFILL_S)
+        _bucket.state = (now, left)
+        return left
+
+    def _spent(self, seconds: float) -> None:
+        if _deadline.get() is None and hasattr(_bucket, "state"):
+            last, left = _bucket.state
+            _bucket.state = (last, max(0.0, left - seconds))
 
     def _resolve(self, address: str) -> str | None:
         import dns.exception
@@ -215,7 +240,7 @@ def _open_db(path: str):
         db = maxminddb.open_database(path)
     except FileNotFoundError:
         raise NamingError(f"IP-to-ASN database {path!r} does not exist (--asn-db)") from None
-    except (OSError, ValueError) as exc:  # InvalidDatabaseError is a ValueError
+    except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
         raise NamingError(f"IP-to-ASN database {path!r} is not a MaxMind DB file: {exc}") from None
     return db
 
@@ -293,7 +318,21 @@ def add_arguments(parser) -> None:
                    help=f"seconds one reverse lookup may take (default {d.dns_timeout_s:g})")
 
 
-def from_arguments(args) -> IspNamer:
-    """The namer the flags describe; NamingError (one clear line) for a bad file or server."""
-    return IspNamer(NamingConfig(asn_db=args.asn_db or None, reverse_dns=not args.no_reverse_dns,
-                                 nameservers=tuple(args.reverse_dns_server), dns_timeout_s=args.reverse_dns_timeout))
+def from_arguments(args) -> IspNamer | None:
+    """The namer the flags describe; NamingError (one clear line) for a bad file or server.
+
+    Without the ``web`` extra's readers installed, the default (reverse DNS, no database) names
+    nothing and says so once; an option asked for explicitly is an error instead.
+    """
+    cfg = NamingConfig(asn_db=args.asn_db or None, reverse_dns=not args.no_reverse_dns,
+                       nameservers=tuple(args.reverse_dns_server), dns_timeout_s=args.reverse_dns_timeout)
+    missing = [m for m, wanted in (("maxminddb", cfg.asn_db), ("dns", cfg.reverse_dns), ("publicsuffixlist", cfg.reverse_dns))
+               if wanted and importlib.util.find_spec(m) is None]
+    if missing:
+        explicit = cfg.asn_db or cfg.nameservers
+        if explicit:
+            raise NamingError(f"naming the ISP needs {', '.join(missing)}: pip install 'cxpulse[web]'")
+        print("cxpulse: ISP hops are shown as addresses: reverse DNS needs dnspython and publicsuffixlist "
+              "(pip install 'cxpulse[web]'; --no-reverse-dns silences this)", file=sys.stderr)
+        return None
+    return IspNamer(cfg)
