@@ -10,7 +10,8 @@ part, a scan of every process, for when it matters: only when CPU or memory cros
 (``cpu_threshold_pct``, ``mem_threshold_pct``). Measured on a 2-vCPU Linux VM with ~100 processes
 (``tests/agent/test_device.py::test_cost_per_call`` prints it): about 0.2 ms of CPU per light call
 (``/proc/stat``, ``/proc/meminfo``, ``/proc/net/dev``, a listing of ``/sys/class/net`` and two
-sysfs files per VPN interface; interface kinds are re-read only when the set of NICs changes), about 7 ms when the process scan
+sysfs files per VPN interface; interface kinds are re-read only when the set of NICs changes; link
+speeds, ``psutil.net_if_stats``, about 0.1 ms, then and every 5 minutes), about 7 ms when the process scan
 runs (one ``/proc/PID/stat`` read per process, so it grows with the process count: a Windows
 desktop with 300 processes would pay some 20 ms, every call while the machine stays hot).
 
@@ -18,6 +19,15 @@ Figures "since the last call" need the previous call's counters; the caller keep
 ``DeviceCounters`` and passes it back, so this module holds no state. On the first call (``prev``
 None) ``cpu_pct`` is the average since boot, ``nic_errors`` is 0 and a process's CPU share is its
 average over its lifetime.
+
+The desk's own traffic (issue 17: "the screen freezes because the link is saturated") comes from
+the same ``/proc/net/dev`` read as the NIC errors: bytes per NIC since the last call, as kbit/s,
+per NIC and for the active interface. What that link "carried at best" is a decaying maximum of
+the active interface's rate per direction (half-life ``BEST_HALF_LIFE_S``), kept in the counters
+and reset when the link changes (another interface or gateway: a laptop taken home), plus the
+interface's link speed (``psutil.net_if_stats``, Mbit/s; re-read when NICs change and every
+``SPEED_REREAD_S``). The collector calls the desk's rate "near its best" from these two; no packet
+is captured. On the first call the rates are None; on a new link the best starts from its first rate.
 
 Interface kinds, VPN state and the proxy come from ``netinfo``, which reads them per OS (sysfs and
 the environment on Linux, GetAdaptersAddresses and WinHTTP on Windows; see its docstring); kinds
@@ -34,7 +44,13 @@ import psutil
 from cxpulse.agent import netinfo
 from cxpulse.agent.netinfo import KINDS
 
-__all__ = ["KINDS", "DeviceCounters", "DeviceSnapshot", "read_device"]
+__all__ = ["BEST_HALF_LIFE_S", "KINDS", "DeviceCounters", "DeviceSnapshot", "own_traffic_columns", "read_device"]
+
+# The best rate a link carried fades by half in a day: a line that got slower (or a best from
+# before the agent's link key changed without it noticing) stops counting as "its best" within
+# days, while yesterday's big upload still tells what today's line can do.
+BEST_HALF_LIFE_S = 24 * 3600.0
+SPEED_REREAD_S = 300.0  # link speed renegotiates rarely (1000 -> 100 Mbit/s on a bad cable)
 
 
 @dataclass(frozen=True)
@@ -50,6 +66,14 @@ class DeviceSnapshot:
     iface_kind: str  # one of KINDS
     vpn: list[str]  # VPN/tunnel interfaces that are up
     proxy: str | None  # the HTTPS proxy the user's apps are told to use, credentials removed
+    # The desk's own traffic on iface (all non-loopback NICs when iface is unknown), kbit/s since the
+    # previous call (None on the first call or a new link); the decaying best of each; link speed.
+    up_kbps: float | None = None
+    dn_kbps: float | None = None
+    up_best_kbps: float | None = None
+    dn_best_kbps: float | None = None
+    link_mbps: int | None = None  # None: the OS does not say (often so for Wi-Fi on Linux)
+    traffic: dict[str, tuple[float, float]] = field(default_factory=dict)  # per NIC: (up, down) kbit/s
 
 
 @dataclass(frozen=True)
@@ -63,14 +87,21 @@ class DeviceCounters:
     nic: dict[str, int]  # per NIC: errin + errout + dropin + dropout since boot
     procs: dict[int, tuple[float, float]] = field(default_factory=dict)  # pid -> (create_time, cpu s)
     kinds: dict[str, str] = field(default_factory=dict)  # NIC -> kind, re-read when the NIC set changes
+    nic_bytes: dict[str, tuple[int, int]] = field(default_factory=dict)  # per NIC: (bytes sent, received)
+    best: tuple[float, float] = (0.0, 0.0)  # decaying best (up, down) kbit/s of ``link``
+    link: tuple[str, str] = ("", "")  # (interface, gateway) the best belongs to
+    speeds: dict[str, int] = field(default_factory=dict)  # NIC -> link Mbit/s (0: unknown)
+    speeds_at: float = 0.0  # monotonic time they were read
 
 
-def read_device(prev: DeviceCounters | None, iface: str | None = None, *, cpu_threshold_pct: float = 80.0,
-                mem_threshold_pct: float = 90.0, top_n: int = 3) -> tuple[DeviceSnapshot, DeviceCounters]:
+def read_device(prev: DeviceCounters | None, iface: str | None = None, *, gateway: str = "",
+                cpu_threshold_pct: float = 80.0, mem_threshold_pct: float = 90.0,
+                top_n: int = 3) -> tuple[DeviceSnapshot, DeviceCounters]:
     """One look at the device; pass the returned counters to the next call.
 
     ``iface`` is the interface carrying the default route (``netinfo.default_gateway().interface``);
-    None looks it up here. The process scan runs only when ``cpu_pct > cpu_threshold_pct`` or
+    None looks it up here. ``gateway`` (its address) names the link with it: when either changes,
+    the best rate starts again. The process scan runs only when ``cpu_pct > cpu_threshold_pct`` or
     ``mem_pct > mem_threshold_pct``; tests set them to 0 to force it.
     """
     now_mono, now_wall = time.monotonic(), time.time()
@@ -84,7 +115,7 @@ def read_device(prev: DeviceCounters | None, iface: str | None = None, *, cpu_th
 
     if iface is None:
         iface = _default_interface()
-    nic = _nic_error_counts()
+    nic, nic_bytes = _nic_counts()
     # Kinds cost a few sysfs reads per NIC (one GetAdaptersAddresses on Windows); they only change
     # when NICs come and go.
     if prev is not None and prev.kinds and prev.nic.keys() == nic.keys():
@@ -96,6 +127,32 @@ def read_device(prev: DeviceCounters | None, iface: str | None = None, *, cpu_th
         names = [iface] if iface in nic else [n for n in nic if kinds.get(n) != "loopback"]
         nic_errors = sum(_delta(nic[n], prev.nic.get(n)) for n in names)
 
+    same_nics = prev is not None and prev.nic.keys() == nic.keys()
+    if same_nics and now_mono - prev.speeds_at < SPEED_REREAD_S:
+        speeds, speeds_at = prev.speeds, prev.speeds_at
+    else:
+        speeds, speeds_at = _link_speeds(), now_mono
+    traffic: dict[str, tuple[float, float]] = {}
+    if prev is not None and now_mono > prev.ts_mono:
+        secs = now_mono - prev.ts_mono
+        for n, (sent, recv) in nic_bytes.items():
+            before = prev.nic_bytes.get(n)
+            if before is not None and kinds.get(n) != "loopback":
+                traffic[n] = (round(_delta(sent, before[0]) * 8 / 1000 / secs, 1),
+                              round(_delta(recv, before[1]) * 8 / 1000 / secs, 1))
+    up = dn = None
+    link = (iface, gateway)
+    if iface in traffic:
+        up, dn = traffic[iface]
+    elif not iface and traffic:
+        up, dn = (round(sum(t[i] for t in traffic.values()), 1) for i in (0, 1))
+    best = (0.0, 0.0)
+    if prev is not None and prev.link == link:
+        fade = 0.5 ** ((now_mono - prev.ts_mono) / BEST_HALF_LIFE_S)
+        best = (prev.best[0] * fade, prev.best[1] * fade)
+    if up is not None and dn is not None:
+        best = (max(best[0], up), max(best[1], dn))
+
     top_procs: list[tuple[str, float]] = []
     procs: dict[int, tuple[float, float]] = {}
     if cpu_pct > cpu_threshold_pct or mem_pct > mem_threshold_pct:
@@ -104,8 +161,23 @@ def read_device(prev: DeviceCounters | None, iface: str | None = None, *, cpu_th
     snapshot = DeviceSnapshot(
         ts_us=int(now_wall * 1e6), cpu_pct=cpu_pct, mem_pct=mem_pct, top_procs=top_procs, nic_errors=nic_errors,
         iface=iface, iface_kind=kinds.get(iface, "other") if iface else "other",
-        vpn=netinfo.vpn_interfaces(), proxy=netinfo.system_proxy())
-    return snapshot, DeviceCounters(now_mono, now_wall, busy_s, total_s, nic, procs, kinds)
+        vpn=netinfo.vpn_interfaces(), proxy=netinfo.system_proxy(), up_kbps=up, dn_kbps=dn,
+        up_best_kbps=round(best[0], 1) if up is not None else None,
+        dn_best_kbps=round(best[1], 1) if dn is not None else None,
+        link_mbps=speeds.get(iface) or None, traffic=traffic)
+    return snapshot, DeviceCounters(now_mono, now_wall, busy_s, total_s, nic, procs, kinds, nic_bytes, best, link,
+                                     speeds, speeds_at)
+
+
+def own_traffic_columns(snap: DeviceSnapshot) -> dict[str, int | None]:
+    """The device sample's own-traffic columns (cxpulse.v1.kinds): whole kbit/s and Mbit/s.
+
+    Only the active interface travels: per-NIC rates would cost bytes in every batch (the upload
+    budget, DESIGN decision 5) for NICs that carry no call."""
+    def kbps(v: float | None) -> int | None:
+        return None if v is None else min(100_000_000, round(v))
+    return {"up": kbps(snap.up_kbps), "dn": kbps(snap.dn_kbps), "upb": kbps(snap.up_best_kbps),
+            "dnb": kbps(snap.dn_best_kbps), "spd": min(1_000_000, snap.link_mbps) if snap.link_mbps else None}
 
 
 def _cpu_seconds() -> tuple[float, float]:
@@ -120,12 +192,22 @@ def _cpu_seconds() -> tuple[float, float]:
     return total - idle, total
 
 
-def _nic_error_counts() -> dict[str, int]:
+def _nic_counts() -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
+    """Per NIC: errors + drops, and (bytes sent, bytes received), from one read of the counters."""
     try:
         counters = psutil.net_io_counters(pernic=True)
     except (OSError, RuntimeError):  # no /proc/net/dev (odd containers): no NIC facts, not a crash
+        return {}, {}
+    return ({name: c.errin + c.errout + c.dropin + c.dropout for name, c in counters.items()},
+            {name: (c.bytes_sent, c.bytes_recv) for name, c in counters.items()})
+
+
+def _link_speeds() -> dict[str, int]:
+    """NIC -> negotiated link speed in Mbit/s (0 when the OS does not know: virtual NICs, most Wi-Fi on Linux)."""
+    try:
+        return {name: int(st.speed or 0) for name, st in psutil.net_if_stats().items()}
+    except (OSError, RuntimeError):
         return {}
-    return {name: c.errin + c.errout + c.dropin + c.dropout for name, c in counters.items()}
 
 
 def _delta(now: int, before: int | None) -> int:

@@ -439,20 +439,22 @@ class Agent:
             self.uplink.reconnect()
 
     async def _device_loop(self, stop: asyncio.Event) -> None:
-        """CPU, memory, NIC errors, interface kind, VPN and proxy: what the PC adds to the picture."""
-        from .device import read_device
+        """CPU, memory, NIC errors, interface kind, VPN and proxy, the desk's own traffic: what the PC adds to the picture."""
+        from .device import own_traffic_columns, read_device
 
         counters = None
         while not stop.is_set():
             try:
-                snap, counters = read_device(counters, self._gateway_iface or None)
+                snap, counters = read_device(counters, self._gateway_iface or None,
+                                             gateway=self._gateway.host if self._gateway else "")
             except Exception:  # a reading that fails is skipped, the agent goes on
                 log.debug("device reading failed", exc_info=True)
             else:
                 top = ", ".join(f"{n} {p:.0f}%" for n, p in snap.top_procs)[:128] or None
                 values = {"cpu": round(snap.cpu_pct * 10), "mem": round(snap.mem_pct * 10), "top": top,
                           "nicerr": snap.nic_errors, "if": snap.iface[:128] or None, "ifk": snap.iface_kind,
-                          "vpn": ",".join(snap.vpn)[:128] or None, "proxy": (snap.proxy or None) and snap.proxy[:128]}
+                          "vpn": ",".join(snap.vpn)[:128] or None, "proxy": (snap.proxy or None) and snap.proxy[:128],
+                          **own_traffic_columns(snap)}
                 self.batcher.add_row("device", "local", "device", "os", snap.ts_us, values)
                 self._events(self.detector.observe_device(snap.ts_us, snap.cpu_pct, snap.mem_pct, top or ""))
             try:

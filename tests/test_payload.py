@@ -157,3 +157,47 @@ def test_samples_added_out_of_order_are_sent_in_time_order():
         s.add(ts, r)
     back = p.decode(p.encode(p.SampleBatch([s]))).series[0]
     assert back.ts_us == [T0, T0 + 250_000, T0 + 500_000, T0 + 750_000] and back.rtt_us == [1, None, 2, 4]
+
+
+OWN = {"up": 9_600, "dn": 850, "upb": 10_000, "dnb": 48_000, "spd": 1000}
+
+
+def _device(**own) -> p.Series:
+    s = p.Series(target="device", address="local", method="os", kind="device")
+    s.add(T0, cpu=120, mem=480, nicerr=0, ifk="ethernet", **own)
+    s.add(T0 + 10_000_000, cpu=130, mem=481, nicerr=0, ifk="ethernet", **{k: v // 2 for k, v in own.items()})
+    return s
+
+
+@pytest.mark.parametrize("version", sorted(p.SUPPORTED_VERSIONS))
+def test_device_own_traffic_round_trips(version):
+    back = p.decode(p.encode(p.SampleBatch([_device(**OWN)]), version=version))
+    (s,) = back.series
+    assert {c: s.cols[c] for c in OWN} == {c: [v, v // 2] for c, v in OWN.items()}
+
+
+def test_a_device_sample_from_before_the_own_traffic_columns_is_valid():
+    """An older agent sends the device kind without up/dn/upb/dnb/spd (kinds.ADDED_COLUMNS): the
+    collector reads them as null instead of refusing its batches; any other missing column is refused."""
+    raw = msgpack.unpackb(p.encode(p.SampleBatch([_device(**OWN)])))
+    for c in OWN:
+        del raw["s"][0][c]
+    (s,) = p.decode(msgpack.packb(raw)).series
+    assert s.cols["up"] == [None, None] and s.cols["spd"] == [None, None] and s.cols["cpu"] == [120, 130]
+    del raw["s"][0]["cpu"]
+    with pytest.raises(p.PayloadError, match="column 'cpu'"):
+        p.decode(msgpack.packb(raw))
+
+
+@pytest.mark.parametrize(("column", "value", "ok"), [
+    ("up", 100_000_000, True), ("up", 100_000_001, False), ("dn", -1, False), ("upb", 0, True),
+    ("dnb", 100_000_001, False), ("spd", 1_000_000, True), ("spd", 1_000_001, False), ("spd", -10, False),
+])
+def test_own_traffic_bounds_at_the_collector_edge(column, value, ok):
+    from cxpulse.collector.ingest.validate import check_batch
+
+    b = p.decode(p.encode(p.SampleBatch([_device(**dict(OWN, **{column: value}))])))
+    problem = check_batch(b, T0 + 60_000_000)
+    assert (problem is None) == ok, problem
+    if not ok:
+        assert f"{column} = {value}" in problem

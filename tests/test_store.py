@@ -208,3 +208,46 @@ def test_rows_of_other_kinds(store):
     (row,) = store.rows(k, "http", T0, T0 + 1)
     assert row.values["ver"] == "HTTP/2" and row.values["err"] is None and row.values["total"] == 500
     assert store.sample_count(k) == 1
+
+
+def _device_series(**own) -> p.Series:
+    s = p.Series(target="device", address="local", method="os", kind="device")
+    s.add(T0, cpu=120, mem=480, nicerr=0, **{"if": "eth0"}, ifk="ethernet", **own)
+    return s
+
+
+def test_device_own_traffic_round_trip(store):
+    """The desk's own traffic (issue 17) is stored with the device context and read back as sent."""
+    k = store.upsert_agent(AgentInfo("a1"), 1)
+    own = {"up": 9_600, "dn": 850, "upb": 10_000, "dnb": 48_000, "spd": 1000}
+    store.commit_batches([PendingBatch(k, 1, 1, p.SampleBatch([_device_series(**own)]))])
+    (row,) = store.rows(k, "device", T0, T0 + 1)
+    assert {c: row.values[c] for c in own} == own
+    assert row.values["cpu"] == 120 and row.values["if"] == "eth0"
+
+
+def test_an_older_sqlite_database_gains_the_own_traffic_columns(tmp_path):
+    """A database written before the device sample had own-traffic columns: they are added at
+    open, its old rows read them as null, and new rows keep them."""
+    import sqlite3
+
+    path = str(tmp_path / "old.sqlite")
+    st = open_store(path)
+    k = st.upsert_agent(AgentInfo("a1"), 1)
+    st.commit_batches([PendingBatch(k, 1, 1, p.SampleBatch([_device_series()]))])
+    st.close()
+    db = sqlite3.connect(path)
+    for c in ("up", "dn", "upb", "dnb", "spd"):  # as the table was before issue 17
+        db.execute(f'ALTER TABLE samples_device DROP COLUMN "{c}"')
+    db.commit()
+    db.close()
+    st = open_store(path)
+    try:
+        s = _device_series(up=300, dn=2_000, upb=5_000, dnb=40_000, spd=None)
+        s.ts_us[0] += 1_000_000
+        st.commit_batches([PendingBatch(k, 1, 2, p.SampleBatch([s]))])
+        old, new = st.rows(k, "device", T0, T0 + 2_000_000)
+        assert old.values["up"] is None and old.values["cpu"] == 120
+        assert (new.values["up"], new.values["dnb"], new.values["spd"]) == (300, 40_000, None)
+    finally:
+        st.close()

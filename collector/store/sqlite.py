@@ -132,6 +132,16 @@ def _kind_tables() -> str:
     return "\n".join(out)
 
 
+def _add_kind_columns(db: sqlite3.Connection) -> None:
+    """Databases made before a kind gained a column (kinds.ADDED_COLUMNS: the device sample's own
+    traffic, issue 17): add it, nullable, in place; rows stored before read it as null."""
+    for kind, cols in KINDS.items():
+        have = {r[1] for r in db.execute(f"PRAGMA table_info(samples_{kind})")}
+        for c, t in cols.items():
+            if c not in have:
+                db.execute(f'ALTER TABLE samples_{kind} ADD COLUMN "{c}" {"TEXT" if t == STR else "INTEGER"}')
+
+
 def _kept_tables() -> str:
     """score/kept.py's caches: one row per agent and minute (or block start), digest and data."""
     return "".join(f"CREATE TABLE IF NOT EXISTS {t} (agent INTEGER NOT NULL, minute_us INTEGER NOT NULL, "
@@ -242,6 +252,7 @@ class SqliteStore(KeptTables):
                     f"database {path} has schema version {row[0]}, newer than this collector's {SCHEMA_VERSION}"
                 )
             _add_user_columns(self._db)
+            _add_kind_columns(self._db)
 
     def _connect(self) -> sqlite3.Connection:
         make_private(self.path)

@@ -172,3 +172,78 @@ def test_cost_per_call() -> None:
         results[label] = (time.process_time() - started) / calls * 1e3
     print(f"\nread_device CPU per call: light {results['light']:.3f} ms, with process scan "
           f"{results['process scan']:.2f} ms ({len(psutil.pids())} processes, {os.cpu_count()} CPUs)")
+
+
+# Inside the desk's namespace: the desk's own traffic on its veth, read as the agent reads it.
+# Up: UDP datagrams the desk sends to the peer. Down: bytes a TCP server on the peer sends it.
+_TRAFFIC_IN_NETNS = r"""
+import json, socket, sys, time
+from cxpulse.agent.device import own_traffic_columns, read_device
+iface, peer, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+never = {"cpu_threshold_pct": 101, "mem_threshold_pct": 101}
+first, c0 = read_device(None, iface, gateway=peer, **never)
+sent = 0
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    for _ in range(4000):
+        sent += s.sendto(b"x" * 1400, (peer, 9))
+up, c1 = read_device(c0, iface, gateway=peer, **never)
+got = 0
+with socket.create_connection((peer, port), timeout=10) as s:
+    while True:
+        chunk = s.recv(1 << 16)
+        if not chunk:
+            break
+        got += len(chunk)
+down, c2 = read_device(c1, iface, gateway=peer, **never)
+calm, c3 = read_device(c2, iface, gateway=peer, **never)
+moved, _ = read_device(c3, iface, gateway="10.253.99.1", **never)
+print(json.dumps({"first": [first.up_kbps, first.dn_kbps], "sent": sent, "got": got,
+                  "up": [up.up_kbps, up.dn_kbps, up.up_best_kbps, c1.ts_mono - c0.ts_mono],
+                  "down": [down.up_kbps, down.dn_kbps, down.dn_best_kbps, c2.ts_mono - c1.ts_mono],
+                  "calm": [calm.up_kbps, calm.up_best_kbps, calm.dn_best_kbps],
+                  "moved": [moved.up_best_kbps, moved.dn_best_kbps],
+                  "speed": down.link_mbps, "traffic": sorted(down.traffic), "wire": own_traffic_columns(down)}))
+"""
+
+_SEND_5MB = ("import socket, sys\n"
+             "srv = socket.create_server((sys.argv[1], 0))\n"
+             "srv.settimeout(15)\n"
+             "print(srv.getsockname()[1], flush=True)\n"
+             "conn, _ = srv.accept()\n"
+             "conn.sendall(b'y' * (5 << 20))\n"
+             "conn.close()\n")
+
+
+def test_own_traffic_rate_and_best_on_a_veth(lab: Lab) -> None:
+    """Real bytes through a real veth: the rates are the bytes the kernel counted, headers included."""
+    desk, peer = lab.host("desk"), lab.host("peer")
+    link = lab.link(desk, peer)
+    server = peer.spawn(sys.executable, "-c", _SEND_5MB, link.b_addr, stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    port = server.stdout.readline().strip()
+    proc = desk.python(_TRAFFIC_IN_NETNS, link.a_if, link.b_addr, port)
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert r["first"] == [None, None], "no rate without a previous reading"
+    up_kbps, _, up_best, secs = r["up"]
+    up_bytes = up_kbps * 1000 / 8 * secs
+    # 4,000 datagrams of 1,400 bytes: on the wire each carries 42 more (UDP, IP, Ethernet headers).
+    assert r["sent"] <= up_bytes <= 4000 * 1442 * 1.02 + 20_000, r
+    assert up_best == up_kbps
+    _, dn_kbps, dn_best, secs = r["down"]
+    dn_bytes = dn_kbps * 1000 / 8 * secs
+    assert r["got"] == 5 << 20
+    assert r["got"] <= dn_bytes <= r["got"] * 1.1 + 20_000, r  # TCP/IP headers: a few %
+    assert dn_best == dn_kbps
+    calm_up, calm_up_best, calm_dn_best = r["calm"]
+    assert calm_up < up_kbps / 10, "an idle reading right after is near zero"
+    assert up_kbps * 0.999 <= calm_up_best <= up_kbps, "the best fades slowly (half-life a day), not at once"
+    assert calm_dn_best >= dn_kbps * 0.999
+    assert r["moved"][0] < up_kbps / 10 and r["moved"][1] < dn_kbps / 10, "a new gateway: a new link, a new best"
+    assert r["traffic"] == [link.a_if], "per NIC, loopback left out"
+    assert r["speed"] == (_veth_speed(desk, link.a_if) or None), "the link speed psutil reads (veth: 10000 Mbit/s)"
+    assert r["wire"]["dn"] == round(dn_kbps) and r["wire"]["dnb"] == round(dn_best)
+
+
+def _veth_speed(host, iface: str) -> int:
+    out = host.python("import psutil, sys; print(psutil.net_if_stats()[sys.argv[1]].speed)", iface).stdout
+    return int(out.strip())

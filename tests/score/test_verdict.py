@@ -232,3 +232,69 @@ def test_a_few_lost_probes_at_a_hop_do_not_pick_the_isp_by_chance():
     rs = list(ru.rollups_of_batches([(1, p.SampleBatch([gw, isp, crm]))]).values())
     (v,) = triage_timeline(timeline_of(1, rs, t0, t0 + 600 * S))
     assert v.domain == "app" and v.strengths["network"] == 0.0, v
+
+
+def _desk_minutes(*, rise_ms: float, up_kbps: int, dn_kbps: int = 900, crm_fails: bool = False):
+    """A wired home desk over 20 minutes; from minute 10 the ISP hop's RTT rises by ``rise_ms``,
+    the desk's own traffic is ``up_kbps``/``dn_kbps`` (its line carried 10/100 Mbit/s at best) and,
+    with ``crm_fails``, the CRM fails its checks. Gateway RTT stays flat throughout."""
+    from cxpulse.collector.score import rollup as ru
+    from cxpulse.collector.score.timeline import timeline_of
+    from cxpulse.v1 import payload as p
+
+    t0 = scn.T0_US
+    gw = p.Series("gateway", "192.168.1.1", "icmp_raw", hop=1)
+    isp = p.Series("isp", "100.64.1.1", "icmp_raw", hop=2)
+    crm = p.Series("crm", "192.0.2.9", "https", kind="http")
+    dev = p.Series("device", "local", "os", kind="device")
+    for i in range(1200):
+        late = i >= 600
+        gw.add(t0 + i * S, 500 + (i * 37) % 300)
+        extra = rise_ms * 1000 * (0.6 + 0.4 * ((i * 53) % 100) / 100) if late else 0
+        isp.add(t0 + i * S, round(9000 + (i * 53) % 900 + extra))
+        if i % 10 == 5:
+            rtt = 9000 + extra
+            if late and crm_fails:
+                crm.add(t0 + i * S, dns=2000, tcp=round(rtt), tls=round(2 * rtt), status=503, err="http")
+            else:
+                crm.add(t0 + i * S, dns=2000, tcp=round(rtt), tls=round(2 * rtt), ttfb=round(150_000 + 6 * rtt),
+                        total=round(170_000 + 9 * rtt), status=200)
+        if i % 10 == 7:
+            up, dn = (up_kbps, dn_kbps) if late else (150, 900)
+            dev.add(t0 + i * S, cpu=150, mem=500, nicerr=0, ifk="ethernet", up=up + (i * 7) % 100, dn=dn,
+                    upb=10_000, dnb=100_000, spd=1000, **{"if": "eth0"})
+    rs = list(ru.rollups_of_batches([(1, p.SampleBatch([gw, isp, crm, dev]))]).values())
+    return timeline_of(1, rs, t0, t0 + 1200 * S)
+
+
+def test_own_upload_filling_the_line_is_this_pcs_own_traffic_not_the_isp():
+    """Issue 17: 'the screen freezes because the link is saturated'. The ISP hop's RTT rises by
+    ~200 ms while this desk uploads 9.6 of its best 10 Mbit/s: its own traffic, not the ISP."""
+    from cxpulse.collector.lookup.ticket import next_step
+    from cxpulse.collector.score.triage import triage_timeline
+
+    (v,) = triage_timeline(_desk_minutes(rise_ms=200, up_kbps=9_550))
+    assert v.domain == "own_traffic", v
+    assert v.label == "your connection, saturated by this PC's own traffic (upload 9.6 of 10 Mbit/s)", v.label
+    assert v.confidence >= 0.9 and v.strengths["network"] < 0.1, v.strengths
+    assert "upload at 9.6 of 10 Mbit/s" in v.evidence and "hop 2 (isp 100.64.1.1)" in v.evidence, v.evidence
+    assert "normally 10 ms" in v.evidence, v.evidence
+    step = next_step(v.to_dict())
+    assert step.startswith("Pause or reschedule the big upload/download on this PC"), step
+
+
+def test_the_same_delay_with_someone_elses_traffic_stays_the_isp():
+    """The same rise while this desk sends little (another device at home, or the ISP): not this PC."""
+    from cxpulse.collector.score.triage import triage_timeline
+
+    (v,) = triage_timeline(_desk_minutes(rise_ms=200, up_kbps=300))
+    assert v.domain == "network" and v.strengths["own_traffic"] == 0.0, v
+
+
+def test_a_big_download_on_a_flat_rtt_is_no_fault():
+    """95 of its best 100 Mbit/s down while the RTT stays flat (a fat line coping): the CRM failing
+    at the same time is the platform's fault, and own traffic has no strength at all."""
+    from cxpulse.collector.score.triage import triage_timeline
+
+    (v,) = triage_timeline(_desk_minutes(rise_ms=0, up_kbps=150, dn_kbps=95_000, crm_fails=True))
+    assert v.domain == "app" and v.strengths["own_traffic"] == 0.0, v
