@@ -39,6 +39,10 @@ class Alerter:
         self.episodes = PoorEpisodes(config.poor_minutes, config.resolve_minutes, config.resolve_score,
                                      config.stale_minutes)
         self.incidents = IncidentWatch()
+        # Webhooks scoped to sites: one incident watch per site set, fed from that scope's fleet.
+        self.scopes: dict[frozenset[str], IncidentWatch] = {
+            frozenset(w.sites): IncidentWatch() for w in config.webhooks if w.sites}
+        self._scoped: list[tuple[frozenset[str], Alert]] = []  # decided for scoped webhooks, waiting for emit
         self.deliveries = DeliveryLog()
         self.senders = {
             w.name: WebhookSender(w, queue_max=config.queue_max, backoff_base_s=config.backoff_base_s,
@@ -91,13 +95,34 @@ class Alerter:
         alerts = await asyncio.to_thread(self.decide, snap)
         for a in alerts:
             self.emit(a)
+        for sites in self.scopes:
+            scoped = await asyncio.to_thread(self.service.fleet, self.config.lookback_s, sites)
+            await asyncio.to_thread(self.decide_incidents_for, sites, scoped)
+        pending, self._scoped = self._scoped, []
+        for sites, a in pending:
+            self.emit(a, sites)
         return alerts
 
-    def emit(self, alert: Alert) -> None:
+    def emit(self, alert: Alert, sites: frozenset[str] | None = None) -> None:
+        """To every webhook without sites (``sites`` None), or to those scoped to exactly ``sites``."""
         self.counts[(alert.kind, alert.state)] += 1
-        log.info("alert %s %s: %s", alert.kind, alert.state, safe(alert.title))
+        log.info("alert %s %s%s: %s", alert.kind, alert.state, f" (sites {safe(', '.join(sorted(sites)))})" if sites else "",
+                 safe(alert.title))
         for s in self.senders.values():
-            s.enqueue(alert)
+            if frozenset(s.cfg.sites) == (sites or frozenset()) or alert.kind == "test":
+                s.enqueue(alert)
+
+    def decide_incidents_for(self, sites: frozenset[str], snap: dict) -> None:
+        """Incident alerts for the webhooks scoped to ``sites``, from that scope's own fleet
+        (``LookupService.fleet(.., sites)``): its incidents count and name in-scope desks only."""
+        now = snap["generated_us"]
+        incs = snap["incidents"]["open"] + snap["incidents"]["recent"]
+        for state, inc in self.scopes[sites].observe(incs):
+            self._scoped.append((sites, self._incident_alert(state, inc, now)))
+
+    def _agent_scopes(self, row: dict) -> list[frozenset[str]]:
+        site = (row or {}).get("site") or ""
+        return [sites for sites in self.scopes if site in sites]
 
     # - deciding -
 
@@ -115,7 +140,11 @@ class Alerter:
                     continue  # the minute is not over: its score can still change
                 state = self.episodes.observe(agent_id, m["t_us"], m["score"])
                 if state:
-                    out.append(self._agent_alert(agent_id, state, m["t_us"], rows.get(agent_id, {}), now))
+                    row = rows.get(agent_id, {})
+                    out.append(self._agent_alert(agent_id, state, m["t_us"], row, now))
+                    for sites in self._agent_scopes(row):  # the ticket again, read through that scope
+                        self._scoped.append((sites, self._agent_alert(agent_id, state, m["t_us"], row, now, sites,
+                                                                      since=out[-1].since_us)))
         for agent_id, since in self.episodes.expire(now):
             since = self._open_since.pop(agent_id, since)
             a = rows.get(agent_id, {"agent_id": agent_id})
@@ -124,25 +153,31 @@ class Alerter:
                              title=f"{_name(a)}: no data for {self.config.stale_minutes} min, alert closed",
                              summary="The agent stopped reporting while its experience was poor; look it up if the user calls.",
                              details={"link": self._agent_link(agent_id, since, now)}))
+            self._scoped += [(sites, out[-1]) for sites in self._agent_scopes(a)]  # names only the desk itself
         incs = snap["incidents"]["open"] + snap["incidents"]["recent"]
         for state, inc in self.incidents.observe(incs):
             out.append(self._incident_alert(state, inc, now))
         return out
 
-    def _agent_alert(self, agent_id: str, state: str, minute_us: int, row: dict, now: int) -> Alert:
-        since = self.episodes.open_since(agent_id) if state == "open" else None
-        if state == "resolved":
-            # The episode's start is gone from the rules once resolved; the id needs it: keep it.
-            since = self._open_since.pop(agent_id, minute_us)
-        else:
-            self._open_since[agent_id] = since
+    def _agent_alert(self, agent_id: str, state: str, minute_us: int, row: dict, now: int,
+                     sites: frozenset[str] | None = None, since: int | None = None) -> Alert:
+        """The alert of an episode change; ``sites`` and ``since``: the same alert again for a scoped
+        webhook, its ticket read through that scope (an incident line must count in-scope desks only)."""
+        if since is None:
+            since = self.episodes.open_since(agent_id) if state == "open" else None
+            if state == "resolved":
+                # The episode's start is gone from the rules once resolved; the id needs it: keep it.
+                since = self._open_since.pop(agent_id, minute_us)
+            else:
+                self._open_since[agent_id] = since
         eid = f"cxpulse-agent-{agent_id}-{since // 1_000_000}"
         link = self._agent_link(agent_id, since, now)
         details: dict = {"link": link}
         who = _who(row) if row else {"agent_id": agent_id}
         if state == "open":
             try:
-                v = self.service.view(agent_id, since - 5 * MINUTE_US, now)
+                v = (self.service.view(agent_id, since - 5 * MINUTE_US, now) if sites is None
+                     else self.service.view(agent_id, since - 5 * MINUTE_US, now, sites))
                 h = headline(v["agent"])
                 details.update(score=h["score"], label=h["label"], limiting=h["limiting"], fault_domain=h["domain"],
                                sentence=h["sentence"], evidence=h["evidence"][:6], next_step=h["next_step"],
@@ -209,7 +244,7 @@ class Alerter:
     def describe(self) -> dict:
         return {
             "targets": [{"name": s.cfg.name, "format": s.cfg.format, "url": s.cfg.redacted_url(),
-                         "alerts": s.cfg.alerts, "queued": s.depth, "counts": dict(s.counts)}
+                         "alerts": s.cfg.alerts, "sites": list(s.cfg.sites), "queued": s.depth, "counts": dict(s.counts)}
                         for s in self.senders.values()],
             "open_agent_alerts": sorted(self._open_since),
             "open_incidents": self.incidents.open_ids,

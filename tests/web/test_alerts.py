@@ -100,7 +100,8 @@ def test_incidents_open_once_and_close_once():
 def test_the_example_config_loads(monkeypatch):
     monkeypatch.setenv("CXPULSE_WEBHOOK_SECRET", "x")
     cfg = load_config(str(EXAMPLE))
-    assert [w.format for w in cfg.webhooks] == ["servicenow", "jsm", "slack", "generic"]
+    assert [w.format for w in cfg.webhooks] == ["servicenow", "jsm", "slack", "generic", "servicenow"]
+    assert cfg.webhooks[4].sites == ["Lisbon floor 3", "Porto"] and cfg.webhooks[0].sites == []
     assert cfg.poor_minutes == 5 and cfg.resolve_minutes == 10 and cfg.webhooks[3].secret() == b"x"
 
 
