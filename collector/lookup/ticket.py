@@ -140,6 +140,7 @@ def _score_reading(score: Mapping) -> dict:
         "confidence": _first(fd, "confidence") if degraded else None,
         "where": _first(fd, "where", "location", "hop", "target"),
         "platform": _first(fd, "platform") if degraded else None,
+        "isp": _first(fd, "isp") if degraded else None,  # the ISP by name (score/isp_name.py), network verdicts
         "fault_start_us": fd.get("start_us"),
         "fault_end_us": fd.get("end_us"),
         "sentence": sentence,
@@ -297,13 +298,14 @@ def next_step(r: Mapping, view_agent: Mapping | None = None, tz: dt.tzinfo = dt.
     if "isp" in domain or "home" in domain or "last_mile" in domain or "lastmile" in domain or domain == "network":
         what = "loss" if "loss" in str(r.get("sentence") or "") else "delay" if "latency" in str(r.get("sentence") or "") else "trouble"
         site = str(a.get("site") or "").lower()
+        isp = f" ({r['isp']})" if r.get("isp") else ""
         if site and "home" not in site:
-            return (f"Contact the site's network team or its ISP: the {what} starts beyond the site's router "
+            return (f"Contact the site's network team or its ISP{isp}: the {what} starts beyond the site's router "
                     "(the desk's gateway is clean).")
         if what == "delay":
             return ("Delay starts beyond the home router: check for big uploads or streaming on the home connection, "
-                    "then contact the ISP.")
-        return f"Contact the ISP: {what} starts beyond the home router (the gateway is clean)."
+                    f"then contact the ISP{isp}.")
+        return f"Contact the ISP{isp}: {what} starts beyond the home router (the gateway is clean)."
     if "app" in domain or "platform" in domain or "saas" in domain:
         app = r.get("platform") or r.get("where")
         if app:
