@@ -191,8 +191,8 @@ class IspNamer:
 
     def _spent(self, seconds: float) -> None:
         if _deadline.get() is None and hasattr(_bucket, "state"):
-            last, left = _bucket.state
-            _bucket.state = (last, max(0.0, left - seconds))
+            _, left = _bucket.state  # no refill credited for the time spent waiting
+            _bucket.state = (time.monotonic(), max(0.0, left - seconds))
 
     def _resolve(self, address: str) -> str | None:
         import dns.exception

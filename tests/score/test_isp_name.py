@@ -209,6 +209,26 @@ def test_a_request_waits_at_most_its_budget_for_many_unknown_names(ptr_server):
         namer.close()
 
 
+def test_a_thread_waits_for_names_at_most_wait_s_per_refill(ptr_server):
+    """Without a budget (the fleet built in one thread): once a slow name used the thread's wait,
+    the next unknown name, however fast its server, is not waited for; the page shows the address."""
+    _, server = ptr_server
+    namer = IspNamer(NamingConfig(nameservers=(server,), wait_s=0.2, dns_timeout_s=3.0))
+    got: list = []
+
+    def fleet() -> None:  # a fresh thread: a full allowance
+        got.append(namer.name(SLOW_HOP))  # waits its 0.2 s, the server takes 1 s: None
+        got.append(namer.name(BT_HOP))  # the allowance is spent: not waited for
+    try:
+        t = threading.Thread(target=fleet)
+        t.start()
+        t.join(10)
+        assert got == [None, None]
+        assert _wait_named(namer, BT_HOP) == "bt.co.uk", "it was asked in the background all the same"
+    finally:
+        namer.close()
+
+
 def test_off_switch_asks_nobody(ptr_server):
     table, server = ptr_server
     namer = IspNamer(NamingConfig(nameservers=(server,), reverse_dns=False))
