@@ -288,6 +288,27 @@ def test_the_verdict_names_the_isp_everywhere(tmp_path, ptr_server):
         store.close()
 
 
+def test_cxpulse_lookup_names_the_isp_and_can_be_told_not_to(tmp_path, ptr_server):
+    """The CLI's flags end to end: --reverse-dns-server names the ISP in the lookup's verdict and
+    next step; --no-reverse-dns asks nobody and shows the address."""
+    table, server = ptr_server
+    store, sc = _isp_loss_with_public_hops(tmp_path)
+    store.close()
+    days = int((time.time() * 1e6 - sc.t0_us) // (86_400 * 1e6)) + 2  # the scenario's fixed day, in the window
+    base = [sys.executable, "-m", "cxpulse.cli", "lookup", sc.faults[0].agents[0], "--db", str(tmp_path / "isp.sqlite"),
+            "--window", f"{days}d", "--reverse-dns-server", server]
+    named = subprocess.run(base, capture_output=True, text=True, timeout=120)
+    assert named.returncode == 0, named.stderr
+    assert "the ISP (vodafone.de)" in named.stdout and "Contact the ISP (vodafone.de)" in named.stdout, named.stdout
+    table.names[VODAFONE_HOP] = "renamed.example.net."  # a new process would read this name if it asked
+    asked = table.asked.count(VODAFONE_HOP)
+    off = subprocess.run([*base, "--no-reverse-dns"], capture_output=True, text=True, timeout=120)
+    table.names[VODAFONE_HOP] = "ae1-0.dus10.vodafone.de."
+    assert off.returncode == 0, off.stderr
+    assert "the ISP (beyond the router)" in off.stdout and f"(isp {VODAFONE_HOP})" in off.stdout, off.stdout
+    assert "example.net" not in off.stdout and table.asked.count(VODAFONE_HOP) == asked, "nobody was asked"
+
+
 def test_without_a_namer_the_verdict_keeps_the_address(tmp_path):
     from cxpulse.collector.lookup.api import LookupService
 
