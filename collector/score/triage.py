@@ -40,6 +40,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from . import isp_name
 from .components import piecewise
 from .rollup import Rollup
 from .timeline import Figures, MinuteScore, PathFig, Timeline, figures_from, figures_of, merged
@@ -112,12 +113,15 @@ class Verdict:
     strengths: dict[str, float] = field(default_factory=dict)
     incident: dict | None = None
     apps: tuple[str, ...] = ()  # the apps failing or slow in the window (what a platform incident must be about)
+    isp: str | None = None  # the ISP by name (isp_name.py: 'AS3209 Vodafone GmbH', 'vodafone.de'), network verdicts
     detail: str = ""  # own_traffic: the figures the place is named with ("upload 9.6 of 10 Mbit/s")
 
     @property
     def label(self) -> str:
         if self.domain == "app" and self.apps:
             return f"the {platform_name(self.apps[0])} platform"
+        if self.domain == "network" and self.isp:
+            return f"the ISP ({self.isp})"
         if self.domain == "own_traffic" and self.detail:
             return f"{LABELS[self.domain]} ({self.detail})"
         return LABELS[self.domain]
@@ -126,7 +130,7 @@ class Verdict:
         return {"domain": self.domain, "label": self.label, "confidence": self.confidence, "evidence": self.evidence,
                 "start_us": self.start_us, "end_us": self.end_us, "minutes": self.minutes,
                 "worst_score": self.worst_score, "strengths": self.strengths, "incident": self.incident,
-                "apps": list(self.apps),
+                "apps": list(self.apps), "isp": self.isp,
                 "platform": platform_name(self.apps[0]) if self.domain == "app" and self.apps else None}
 
 
@@ -171,7 +175,7 @@ def triage_timeline(tl: Timeline, incidents: Iterable = (),
         inc = _incident_of(tl.agent, v, incs)
         if inc is not None:
             v = Verdict(v.domain, v.confidence, f"{v.evidence}; part of incident {inc['id']} ({inc['summary']})",
-                        v.start_us, v.end_us, v.minutes, v.worst_score, v.strengths, inc, v.apps)
+                        v.start_us, v.end_us, v.minutes, v.worst_score, v.strengths, inc, v.apps, v.isp)
         out.append(v)
     return out
 
@@ -238,6 +242,7 @@ def triage_window(window: Sequence[MinuteScore], baseline: Figures | None = None
     confidence = round(min(0.99, max(0.05, s1 - 0.5 * s2)), 2)
     return Verdict(best, confidence, f"{ev.sentence(best)}, {when}", start, end, len(window), worst,
                    {k: round(v, 2) for k, v in strengths.items()}, None, apps,
+                   ev.isp_name() if best == "network" else None,
                    detail=ev.own_detail() if best == "own_traffic" else "")
 
 
@@ -315,8 +320,9 @@ class _Evidence:
         lat_s = piecewise(self._excess_ms(g), ((8.0, 0.0), (25.0, 0.5), (60.0, 1.0)))
         return max(loss_s, lat_s)
 
-    def _beyond_gateway(self) -> tuple[float, str]:
-        """Strength of a fault that starts beyond the gateway, and where it starts (sentence)."""
+    def _beyond_gateway(self, named: bool = False) -> tuple[float, str]:
+        """Strength of a fault that starts beyond the gateway, and where it starts (sentence);
+        ``named``: the hop named too (isp_name.py), only for the sentence of a network verdict."""
         g = self.gw
         g_loss = g.loss_pct if g else 0.0
         g_exc = self._excess_ms(g)
@@ -330,7 +336,9 @@ class _Evidence:
             s = max(piecewise(loss_d, ((1.0, 0.0), (3.0, 0.6), (8.0, 1.0))),
                     piecewise(lat_d, ((15.0, 0.0), (40.0, 0.6), (100.0, 1.0))))
             if s > best + 0.05:
-                where = f"hop {p.hop} ({p.target} {p.address})" if p.hop else f"{p.target} ({p.address})"
+                name = self._hop_name(p.address) if named else None
+                addr = f"{p.address}, {name}" if name else p.address
+                where = f"hop {p.hop} ({p.target} {addr})" if p.hop else f"{p.target} ({addr})"
                 if piecewise(loss_d, ((1.0, 0.0), (3.0, 0.6), (8.0, 1.0))) >= piecewise(lat_d, ((15.0, 0.0), (40.0, 0.6), (100.0, 1.0))):
                     text = (f"loss starts at {where}: {p.loss_pct:.0f}% vs {g_loss:.0f}% at {prev_name}")
                 else:
@@ -342,6 +350,19 @@ class _Evidence:
                 if s >= 0.99:
                     break
         return best, text
+
+    def _hop_name(self, address: str | None) -> str | None:
+        """A hop's name for people (isp_name.py), only when the process has a namer installed."""
+        namer = isp_name.current()
+        return namer.name(address) if namer is not None and address else None
+
+    def isp_name(self) -> str | None:
+        """The ISP by name: its first hop after the gateway, else the first public hop (the ISP
+        hop is often private or carrier-grade NAT, with no database row and no PTR)."""
+        namer = isp_name.current()
+        if namer is None:
+            return None
+        return namer.isp([p.address for n in ("isp", "public") if (p := self.f.paths.get(n)) is not None])
 
     def _apps_bad(self, classes: tuple[str, ...] | None = None, exclude: tuple[str, ...] = (),
                   slow: bool = True) -> tuple[float, str]:
@@ -507,7 +528,7 @@ class _Evidence:
             return (f"all traffic goes through the VPN ({tunnel}): its first hop is the tunnel, {gw_txt}"
                     + (f"; {app_txt}" if app_txt else ""))
         if domain == "network":
-            s, text = self._beyond
+            s, text = self._beyond_gateway(named=True) if isp_name.current() is not None else self._beyond
             _, app_txt = self._apps_bad()
             return (text or "loss or delay beyond the gateway") + (f"; {app_txt}" if app_txt and s >= 0.99 else "")
         if domain == "lan":
