@@ -195,7 +195,27 @@ def device_stats(rows: list) -> dict | None:
         "vpn": last["vpn"],
         "proxy": last["proxy"],
         "busiest": next((r.values["top"] for r in reversed(rows) if r.values["top"]), None),
+        **_own_traffic(last, [r.values for r in rows if r.values.get("up") is not None or r.values.get("dn") is not None]),
     }
+
+
+def _own_traffic(last: dict, rated: list[dict], sums: dict | None = None) -> dict:
+    """The desk's own traffic (issue 17), kbit/s: now, the window's mean, the best its link carried
+    lately, and the link speed in Mbit/s; from the rows, or a rollup's sums (``sums``)."""
+    if sums is not None:
+        n = sums.get("tr_n") or 0
+        up_sum, dn_sum = sums.get("up_sum", 0), sums.get("dn_sum", 0)
+        up_best, dn_best, spd = sums.get("up_best"), sums.get("dn_best"), sums.get("spd")
+    else:
+        n = len(rated)
+        up_sum, dn_sum = sum(v.get("up") or 0 for v in rated), sum(v.get("dn") or 0 for v in rated)
+        up_best = max((v["upb"] for v in rated if v.get("upb") is not None), default=None)
+        dn_best = max((v["dnb"] for v in rated if v.get("dnb") is not None), default=None)
+        spd = max((v["spd"] for v in rated if v.get("spd")), default=None)
+    return {"upload_kbps_now": last.get("up"), "download_kbps_now": last.get("dn"),
+            "upload_kbps_mean": round(up_sum / n, 1) if n else None,
+            "download_kbps_mean": round(dn_sum / n, 1) if n else None,
+            "upload_best_kbps": up_best, "download_best_kbps": dn_best, "link_mbps": spd}
 
 
 def wifi_stats(rows: list, events: list) -> dict | None:
@@ -394,6 +414,7 @@ def device_from_rollup(r, tail: list) -> dict | None:
         "vpn": last.get("vpn"),
         "proxy": last.get("proxy"),
         "busiest": next((x.values["top"] for x in reversed(rows) if x.values.get("top")), d["top"][1] if d["top"] else None),
+        **_own_traffic(last, [], d),
     }
 
 
