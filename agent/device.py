@@ -24,7 +24,8 @@ The desk's own traffic (issue 17: "the screen freezes because the link is satura
 the same ``/proc/net/dev`` read as the NIC errors: bytes per NIC since the last call, as kbit/s,
 per NIC and for the active interface. What that link "carried at best" is a decaying maximum of
 the active interface's rate per direction (half-life ``BEST_HALF_LIFE_S``), kept in the counters
-and reset when the link changes (another interface or gateway: a laptop taken home), plus the
+and reset when the link changes (another interface or gateway: a laptop taken home), kept across
+restarts by the caller (``save_best``/``load_best``), plus the
 interface's link speed (``psutil.net_if_stats``, Mbit/s; re-read when NICs change and every
 ``SPEED_REREAD_S``). The collector calls the desk's rate "near its best" from these two; no packet
 is captured. On the first call the rates are None; on a new link the best starts from its first rate.
@@ -36,7 +37,10 @@ are asked for only when the set of NICs changes, VPN state and proxy on every ca
 
 from __future__ import annotations
 
+import json
+import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import psutil
@@ -44,7 +48,8 @@ import psutil
 from cxpulse.agent import netinfo
 from cxpulse.agent.netinfo import KINDS
 
-__all__ = ["BEST_HALF_LIFE_S", "KINDS", "DeviceCounters", "DeviceSnapshot", "own_traffic_columns", "read_device"]
+__all__ = ["BEST_HALF_LIFE_S", "KINDS", "DeviceCounters", "DeviceSnapshot", "load_best", "own_traffic_columns",
+           "read_device", "save_best"]
 
 # The best rate a link carried fades by half in a day: a line that got slower (or a best from
 # before the agent's link key changed without it noticing) stops counting as "its best" within
@@ -95,13 +100,15 @@ class DeviceCounters:
 
 
 def read_device(prev: DeviceCounters | None, iface: str | None = None, *, gateway: str = "",
-                cpu_threshold_pct: float = 80.0, mem_threshold_pct: float = 90.0,
+                remembered: Mapping | None = None, cpu_threshold_pct: float = 80.0, mem_threshold_pct: float = 90.0,
                 top_n: int = 3) -> tuple[DeviceSnapshot, DeviceCounters]:
     """One look at the device; pass the returned counters to the next call.
 
     ``iface`` is the interface carrying the default route (``netinfo.default_gateway().interface``);
     None looks it up here. ``gateway`` (its address) names the link with it: when either changes,
-    the best rate starts again. The process scan runs only when ``cpu_pct > cpu_threshold_pct`` or
+    the best rate starts again. ``remembered`` (``load_best``: what ``save_best`` kept before a
+    restart) seeds the best on the first call when it is of the same link, faded by its age: a
+    freshly started agent would otherwise call any modest transfer "the most its link carried". The process scan runs only when ``cpu_pct > cpu_threshold_pct`` or
     ``mem_pct > mem_threshold_pct``; tests set them to 0 to force it.
     """
     now_mono, now_wall = time.monotonic(), time.time()
@@ -150,6 +157,8 @@ def read_device(prev: DeviceCounters | None, iface: str | None = None, *, gatewa
     if prev is not None and prev.link == link:
         fade = 0.5 ** ((now_mono - prev.ts_mono) / BEST_HALF_LIFE_S)
         best = (prev.best[0] * fade, prev.best[1] * fade)
+    elif prev is None and remembered is not None:
+        best = _remembered_best(remembered, link, now_wall)
     if up is not None and dn is not None:
         best = (max(best[0], up), max(best[1], dn))
 
@@ -178,6 +187,38 @@ def own_traffic_columns(snap: DeviceSnapshot) -> dict[str, int | None]:
         return None if v is None else min(100_000_000, round(v))
     return {"up": kbps(snap.up_kbps), "dn": kbps(snap.dn_kbps), "upb": kbps(snap.up_best_kbps),
             "dnb": kbps(snap.dn_best_kbps), "spd": min(1_000_000, snap.link_mbps) if snap.link_mbps else None}
+
+
+def save_best(path: str, counters: DeviceCounters) -> None:
+    """Keep the link's best rates across a restart (a few bytes; the caller decides how often)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump({"link": list(counters.link), "up": round(counters.best[0], 1), "dn": round(counters.best[1], 1),
+                   "at": round(counters.ts_wall, 1)}, f)
+    os.replace(tmp, path)
+
+
+def load_best(path: str) -> dict | None:
+    """What ``save_best`` kept, or None (no file, or one this version cannot read)."""
+    try:
+        with open(path) as f:
+            got = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return got if isinstance(got, dict) else None
+
+
+def _remembered_best(remembered: Mapping, link: tuple[str, str], now_wall: float) -> tuple[float, float]:
+    try:
+        if tuple(remembered["link"]) != link:
+            return 0.0, 0.0
+        fade = 0.5 ** (max(0.0, now_wall - float(remembered["at"])) / BEST_HALF_LIFE_S)
+        up, dn = float(remembered["up"]), float(remembered["dn"])
+    except (KeyError, TypeError, ValueError):
+        return 0.0, 0.0
+    if not (0.0 <= up <= 1e8 and 0.0 <= dn <= 1e8):  # a damaged file must not make every rate look small
+        return 0.0, 0.0
+    return up * fade, dn * fade
 
 
 def _cpu_seconds() -> tuple[float, float]:

@@ -33,6 +33,7 @@ log = logging.getLogger("cxpulse.agent")
 GATEWAY_REFRESH_S = 10.0
 USER_REFRESH_S = 30.0  # console user re-read: a hot desk changes hands within half a minute
 SHUTDOWN_DRAIN_S = 3.0
+BEST_SAVE_S = 600.0  # the link's best rates (device.save_best) written at most this often: a restart loses little
 
 
 @dataclass
@@ -440,16 +441,25 @@ class Agent:
 
     async def _device_loop(self, stop: asyncio.Event) -> None:
         """CPU, memory, NIC errors, interface kind, VPN and proxy, the desk's own traffic: what the PC adds to the picture."""
-        from .device import own_traffic_columns, read_device
+        from .device import load_best, own_traffic_columns, read_device, save_best
 
         counters = None
+        best_path = os.path.join(self.cfg.state_dir, "device_best.json")  # the link's best rates, across restarts
+        remembered, saved_at = load_best(best_path), time.monotonic()
         while not stop.is_set():
             try:
                 snap, counters = read_device(counters, self._gateway_iface or None,
-                                             gateway=self._gateway.host if self._gateway else "")
+                                             gateway=self._gateway.host if self._gateway else "",
+                                             remembered=remembered if counters is None else None)
             except Exception:  # a reading that fails is skipped, the agent goes on
                 log.debug("device reading failed", exc_info=True)
             else:
+                if time.monotonic() - saved_at >= BEST_SAVE_S:
+                    saved_at = time.monotonic()
+                    try:
+                        save_best(best_path, counters)
+                    except OSError:
+                        log.debug("could not keep the link's best rates", exc_info=True)
                 top = ", ".join(f"{n} {p:.0f}%" for n, p in snap.top_procs)[:128] or None
                 values = {"cpu": round(snap.cpu_pct * 10), "mem": round(snap.mem_pct * 10), "top": top,
                           "nicerr": snap.nic_errors, "if": snap.iface[:128] or None, "ifk": snap.iface_kind,

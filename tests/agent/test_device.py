@@ -247,3 +247,41 @@ def test_own_traffic_rate_and_best_on_a_veth(lab: Lab) -> None:
 def _veth_speed(host, iface: str) -> int:
     out = host.python("import psutil, sys; print(psutil.net_if_stats()[sys.argv[1]].speed)", iface).stdout
     return int(out.strip())
+
+
+
+# Inside a namespace whose veth carries nothing: the best kept before a "restart" of the agent.
+_RESTART_IN_NETNS = r"""
+import json, sys, time
+from cxpulse.agent.device import BEST_HALF_LIFE_S, DeviceCounters, load_best, read_device, save_best
+iface, path = sys.argv[1], sys.argv[2]
+never = {"cpu_threshold_pct": 101, "mem_threshold_pct": 101}
+_, c = read_device(None, iface, gateway="192.0.2.1", **never)
+c = DeviceCounters(**{**c.__dict__, "best": (8000.0, 40000.0), "ts_wall": time.time() - BEST_HALF_LIFE_S})
+save_best(path, c)
+kept = load_best(path)
+_, c1 = read_device(None, iface, gateway="192.0.2.1", remembered=kept, **never)
+same, _ = read_device(c1, iface, gateway="192.0.2.1", **never)
+_, c2 = read_device(None, iface, gateway="192.0.2.99", remembered=kept, **never)
+other, _ = read_device(c2, iface, gateway="192.0.2.99", **never)
+print(json.dumps({"kept": kept, "same": [same.up_best_kbps, same.dn_best_kbps],
+                  "other": [other.up_kbps, other.up_best_kbps, other.dn_kbps, other.dn_best_kbps]}))
+"""
+
+
+def test_the_best_survives_a_restart_of_the_same_link_only(lab: Lab, tmp_path) -> None:
+    """A restarted agent keeps its link's best (faded by its age), so a modest transfer after a
+    reboot is not "the most the link carried"; another link's best is not taken."""
+    from cxpulse.agent.device import load_best
+
+    desk = lab.host("desk")
+    link = lab.link(desk, lab.host("peer"))
+    path = str(tmp_path / "device_best.json")
+    r = json.loads(desk.python(_RESTART_IN_NETNS, link.a_if, path).stdout.strip().splitlines()[-1])
+    assert r["kept"]["up"] == 8000.0 and r["kept"]["link"] == [link.a_if, "192.0.2.1"]
+    up_best, dn_best = r["same"]
+    assert 3_990 <= up_best <= 4_010 and 19_950 <= dn_best <= 20_050, "kept a day ago: half of it"
+    up, up_best, dn, dn_best = r["other"]
+    assert up_best == up < 100 and dn_best == dn < 100, "another gateway (the laptop went home): its own best"
+    (tmp_path / "bad.json").write_text('{"link": ["x"], "up": "lots"')
+    assert load_best(str(tmp_path / "bad.json")) is None and load_best(str(tmp_path / "none.json")) is None
