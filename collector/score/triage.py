@@ -10,7 +10,7 @@ media edge, app phases, device, Wi-Fi), and a fault shows where the figures star
   of a Wi-Fi desk is the radio link; a weak signal with a clean gateway is not the fault);
 - **device**: CPU or memory pressure for much of the window;
 - **own_traffic** (this desk's own traffic saturates its connection): RTT to the gateway or a hop
-  beyond rises above the usual while the desk's own upload or download runs near the most its
+  beyond rises above the usual (or loss starts there, on a line that drops rather than queues) while the desk's own upload or download runs near the most its
   link carried at best (the agent's decaying maximum or the link speed); it wins over the ISP and
   the LAN, whose figures the same queue fills, and never fires on a flat RTT (a big download on a
   fat line is fine);
@@ -424,11 +424,12 @@ class _Evidence:
         return best, where
 
     def own_traffic(self) -> float:
-        """This desk's own upload or download near its best while the RTT rises: the desk fills its
-        own link (bufferbloat). A high rate on a flat RTT is no fault, so the two multiply."""
+        """This desk's own upload or download near its best while the RTT rises (or, on a line that
+        drops instead of queueing, probes get lost): the desk fills its own link. A high rate on a
+        clean path is no fault, so the two multiply."""
         _, share, _, _ = self._own_direction()
         near = piecewise(share, ((0.15, 0.0), (0.4, 0.7), (0.6, 1.0)))
-        return near * self._rtt_rise()[0] if near else 0.0
+        return near * max(self._rtt_rise()[0], self._gw_s, self._beyond[0]) if near else 0.0
 
     def own_detail(self) -> str:
         """'upload 9.6 of 10 Mbit/s': what the place of an own_traffic verdict is named with."""
@@ -500,14 +501,16 @@ class _Evidence:
                     f"{d.mem_max_pct:.0f}%" + (f"; busiest: {d.busiest}" if d.busiest else ""))
         if domain == "own_traffic":
             what, share, rate, ref = self._own_direction()
-            _, p = self._rtt_rise()
+            rise, p = self._rtt_rise()
+            own = f"this PC's own {what} at {_rate(rate, ref)} (the most its link carried) in {100 * share:.0f}% of readings"
+            if rise < max(self._gw_s, self._beyond[0]):  # the line drops rather than queues
+                return f"{own}, while {self._beyond[1] if self._beyond[0] >= self._gw_s else gw_txt}"
             b = self._base_path(p.target) if p is not None else None
             addr = f" {p.address}" if p is not None and p.address else ""
             at = (f"the gateway ({p.address})" if p is self.gw else f"hop {p.hop} ({p.target}{addr})" if p.hop
                   else f"{p.target} ({p.address})") if p is not None else "the path"
             usual = f" (normally {_ms(b.p95_ms)})" if b is not None and b.p95_ms is not None else ""
-            return (f"this PC's own {what} at {_rate(rate, ref)} (the most its link carried) in {100 * share:.0f}% "
-                    f"of readings, while {at} p95 rose to {_ms(p.p95_ms if p else None)}{usual}")
+            return f"{own}, while {at} p95 rose to {_ms(p.p95_ms if p else None)}{usual}"
         if domain == "wifi":
             w = f.wifi
             bits = []

@@ -234,10 +234,11 @@ def test_a_few_lost_probes_at_a_hop_do_not_pick_the_isp_by_chance():
     assert v.domain == "app" and v.strengths["network"] == 0.0, v
 
 
-def _desk_minutes(*, rise_ms: float, up_kbps: int, dn_kbps: int = 900, crm_fails: bool = False):
+def _desk_minutes(*, rise_ms: float, up_kbps: int, dn_kbps: int = 900, crm_fails: bool = False, lose_every: int = 0):
     """A wired home desk over 20 minutes; from minute 10 the ISP hop's RTT rises by ``rise_ms``,
     the desk's own traffic is ``up_kbps``/``dn_kbps`` (its line carried 10/100 Mbit/s at best) and,
-    with ``crm_fails``, the CRM fails its checks. Gateway RTT stays flat throughout."""
+    with ``crm_fails``, the CRM fails its checks; with ``lose_every``, every so many ISP-hop probes
+    are lost (a line that drops instead of queueing). Gateway RTT stays flat throughout."""
     from cxpulse.collector.score import rollup as ru
     from cxpulse.collector.score.timeline import timeline_of
     from cxpulse.v1 import payload as p
@@ -251,7 +252,8 @@ def _desk_minutes(*, rise_ms: float, up_kbps: int, dn_kbps: int = 900, crm_fails
         late = i >= 600
         gw.add(t0 + i * S, 500 + (i * 37) % 300)
         extra = rise_ms * 1000 * (0.6 + 0.4 * ((i * 53) % 100) / 100) if late else 0
-        isp.add(t0 + i * S, round(9000 + (i * 53) % 900 + extra))
+        lost = late and lose_every and i % lose_every == 0
+        isp.add(t0 + i * S, None if lost else round(9000 + (i * 53) % 900 + extra))
         if i % 10 == 5:
             rtt = 9000 + extra
             if late and crm_fails:
@@ -298,3 +300,15 @@ def test_a_big_download_on_a_flat_rtt_is_no_fault():
 
     (v,) = triage_timeline(_desk_minutes(rise_ms=0, up_kbps=150, dn_kbps=95_000, crm_fails=True))
     assert v.domain == "app" and v.strengths["own_traffic"] == 0.0, v
+
+
+def test_own_upload_on_a_line_that_drops_instead_of_queueing_is_still_own_traffic():
+    """A policed line: the RTT stays flat but 10% of the ISP hop's probes are lost while this desk
+    uploads at its best. The loss alone would read as the ISP; the desk's own upload explains it."""
+    from cxpulse.collector.score.triage import triage_timeline
+
+    (v,) = triage_timeline(_desk_minutes(rise_ms=0, up_kbps=9_550, lose_every=10))
+    assert v.domain == "own_traffic" and v.strengths["network"] < 0.1, v
+    assert "loss starts at hop 2 (isp 100.64.1.1): 10% vs 0%" in v.evidence, v.evidence
+    (isp,) = triage_timeline(_desk_minutes(rise_ms=0, up_kbps=300, lose_every=10))
+    assert isp.domain == "network", isp
