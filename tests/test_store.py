@@ -226,22 +226,32 @@ def test_device_own_traffic_round_trip(store):
     assert row.values["cpu"] == 120 and row.values["if"] == "eth0"
 
 
-def test_an_older_sqlite_database_gains_the_own_traffic_columns(tmp_path):
+def test_an_older_database_gains_the_own_traffic_columns(store_url):
     """A database written before the device sample had own-traffic columns: they are added at
-    open, its old rows read them as null, and new rows keep them."""
-    import sqlite3
-
-    path = str(tmp_path / "old.sqlite")
-    st = open_store(path)
+    open (SQLite: ALTER TABLE in _add_kind_columns; PostgreSQL: _reconcile_kinds), its old rows
+    read them as null, and new rows keep them."""
+    st = open_store(store_url)
     k = st.upsert_agent(AgentInfo("a1"), 1)
     st.commit_batches([PendingBatch(k, 1, 1, p.SampleBatch([_device_series()]))])
+    schema = getattr(st, "schema", None)
     st.close()
-    db = sqlite3.connect(path)
-    for c in ("up", "dn", "upb", "dnb", "spd"):  # as the table was before issue 17
-        db.execute(f'ALTER TABLE samples_device DROP COLUMN "{c}"')
-    db.commit()
-    db.close()
-    st = open_store(path)
+    table = f'"{schema}".samples_device' if schema else "samples_device"
+    drops = [f'ALTER TABLE {table} DROP COLUMN "{c}"' for c in ("up", "dn", "upb", "dnb", "spd")]  # before issue 17
+    if schema is None:
+        import sqlite3
+
+        db = sqlite3.connect(store_url)
+        for sql in drops:
+            db.execute(sql)
+        db.commit()
+        db.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(store_url) as db:
+            for sql in drops:
+                db.execute(sql)
+    st = open_store(store_url)
     try:
         s = _device_series(up=300, dn=2_000, upb=5_000, dnb=40_000, spd=None)
         s.ts_us[0] += 1_000_000
