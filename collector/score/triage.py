@@ -417,7 +417,7 @@ class _Evidence:
         best, where = 0.0, None
         if self.gw is not None:
             best, where = piecewise(self._excess_ms(self.gw), ((8.0, 0.0), (25.0, 0.5), (60.0, 1.0))), self.gw
-        for p in self.hops:
+        for p in self.hops + ([self.media] if self.media else []):  # the media edge: a desk without hop probes
             s = piecewise(self._excess_ms(p), ((15.0, 0.0), (40.0, 0.6), (100.0, 1.0)))
             if s > best:
                 best, where = s, p
