@@ -1,0 +1,1 @@
+"""The namespace scenario lab: homes (desk -> home router -> ISP -> platform) with a fault each."""
