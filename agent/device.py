@@ -23,12 +23,16 @@ average over its lifetime.
 The desk's own traffic (issue 17: "the screen freezes because the link is saturated") comes from
 the same ``/proc/net/dev`` read as the NIC errors: bytes per NIC since the last call, as kbit/s,
 per NIC and for the active interface. What that link "carried at best" is a decaying maximum of
-the active interface's rate per direction (half-life ``BEST_HALF_LIFE_S``), kept in the counters
+the active interface's *sustained* rate per direction (the lower of two consecutive readings: the
+first seconds of an upload overshoot what the line then carries, as the router's queue fills and
+drops; measured on a 4 Mbit/s shaped line, one 2 s reading of 5.0 then 3.8-3.9 Mbit/s steady),
+half-life ``BEST_HALF_LIFE_S``, kept in the counters
 and reset when the link changes (another interface or gateway: a laptop taken home), kept across
 restarts by the caller (``save_best``/``load_best``), plus the
 interface's link speed (``psutil.net_if_stats``, Mbit/s; re-read when NICs change and every
 ``SPEED_REREAD_S``). The collector calls the desk's rate "near its best" from these two; no packet
-is captured. On the first call the rates are None; on a new link the best starts from its first rate.
+is captured. On the first call the rates are None; on a new link the best starts again from its
+first sustained rate.
 
 Interface kinds, VPN state and the proxy come from ``netinfo``, which reads them per OS (sysfs and
 the environment on Linux, GetAdaptersAddresses and WinHTTP on Windows; see its docstring); kinds
@@ -93,7 +97,8 @@ class DeviceCounters:
     procs: dict[int, tuple[float, float]] = field(default_factory=dict)  # pid -> (create_time, cpu s)
     kinds: dict[str, str] = field(default_factory=dict)  # NIC -> kind, re-read when the NIC set changes
     nic_bytes: dict[str, tuple[int, int]] = field(default_factory=dict)  # per NIC: (bytes sent, received)
-    best: tuple[float, float] = (0.0, 0.0)  # decaying best (up, down) kbit/s of ``link``
+    best: tuple[float, float] = (0.0, 0.0)  # decaying best sustained (up, down) kbit/s of ``link``
+    rate: tuple[float, float] | None = None  # this call's (up, down) kbit/s on ``link``: the next one's "before"
     link: tuple[str, str] = ("", "")  # (interface, gateway) the best belongs to
     speeds: dict[str, int] = field(default_factory=dict)  # NIC -> link Mbit/s (0: unknown)
     speeds_at: float = 0.0  # monotonic time they were read
@@ -159,8 +164,9 @@ def read_device(prev: DeviceCounters | None, iface: str | None = None, *, gatewa
         best = (prev.best[0] * fade, prev.best[1] * fade)
     elif prev is None and remembered is not None:
         best = _remembered_best(remembered, link, now_wall)
-    if up is not None and dn is not None:
-        best = (max(best[0], up), max(best[1], dn))
+    last = prev.rate if prev is not None and prev.link == link else None
+    if up is not None and dn is not None and last is not None:
+        best = (max(best[0], min(up, last[0])), max(best[1], min(dn, last[1])))  # held for two readings
 
     top_procs: list[tuple[str, float]] = []
     procs: dict[int, tuple[float, float]] = {}
@@ -174,8 +180,8 @@ def read_device(prev: DeviceCounters | None, iface: str | None = None, *, gatewa
         up_best_kbps=round(best[0], 1) if up is not None else None,
         dn_best_kbps=round(best[1], 1) if dn is not None else None,
         link_mbps=speeds.get(iface) or None, traffic=traffic)
-    return snapshot, DeviceCounters(now_mono, now_wall, busy_s, total_s, nic, procs, kinds, nic_bytes, best, link,
-                                     speeds, speeds_at)
+    return snapshot, DeviceCounters(now_mono, now_wall, busy_s, total_s, nic, procs, kinds, nic_bytes, best,
+                                     None if up is None or dn is None else (up, dn), link, speeds, speeds_at)
 
 
 def own_traffic_columns(snap: DeviceSnapshot) -> dict[str, int | None]:
