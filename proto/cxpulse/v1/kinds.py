@@ -26,7 +26,7 @@ KINDS: dict[str, dict[str, str]] = {
     # Device context: CPU and memory in permille, top processes when under pressure,
     # NIC errors+drops since the last reading, active interface and its kind, VPN tunnels, proxy;
     # the desk's own traffic on the active interface since the last reading (up/dn, kbit/s), the
-    # most it carried at best lately (upb/dnb: a decaying maximum, kbit/s) and its link speed
+    # most it carried at best lately (upb/dnb: a decaying maximum of rates held two readings, kbit/s) and its link speed
     # (spd, Mbit/s; null when the OS does not say).
     "device": {"cpu": INT, "mem": INT, "top": STR, "nicerr": INT, "if": STR, "ifk": STR, "vpn": STR, "proxy": STR,
                "up": INT, "dn": INT, "upb": INT, "dnb": INT, "spd": INT},
