@@ -342,3 +342,153 @@ def test_search_box_finds_a_desk_by_the_words_of_the_users_name(browser, tmp_pat
         assert "Maria Conceição Silva (CORP\\msilva) on DESK-9" in shown, "the result names the person as the ticket does"
     finally:
         server.stop()
+
+
+# --- the chart's colours, ticks and "no data"; the keyboard (issue 17) ---------------------------
+
+
+def _rgb(css: str) -> tuple[int, int, int]:
+    """'rgb(0, 114, 178)' or '#0072b2' -> (0, 114, 178)."""
+    css = css.strip()
+    if css.startswith("#"):
+        return tuple(int(css[i:i + 2], 16) for i in (1, 3, 5))
+    nums = css[css.index("(") + 1:css.index(")")].replace(",", " ").split()
+    return tuple(int(float(x)) for x in nums[:3])
+
+
+# Machado, Oliveira & Fernandes (2009), severity 1.0: what a deutan or protan reader sees.
+_CVD = {
+    "normal": ((1, 0, 0), (0, 1, 0), (0, 0, 1)),
+    "deuteranopia": ((0.367322, 0.860646, -0.227968), (0.280085, 0.672501, 0.047413), (-0.011820, 0.042940, 0.968881)),
+    "protanopia": ((0.152286, 1.052583, -0.204868), (0.114503, 0.786281, 0.099216), (-0.003882, -0.048116, 1.051998)),
+}
+
+
+def _delta_e(a: tuple, b: tuple, vision: str) -> float:
+    """CIE76 colour difference between two sRGB colours as a reader with ``vision`` sees them."""
+    def lab(c):
+        lin = [(x / 255) / 12.92 if x / 255 <= 0.04045 else ((x / 255 + 0.055) / 1.055) ** 2.4 for x in c]
+        r, g, bl = (max(0.0, min(1.0, sum(m * v for m, v in zip(row, lin)))) for row in _CVD[vision])
+        x, y, z = (0.4124 * r + 0.3576 * g + 0.1805 * bl) / 0.95047, 0.2126 * r + 0.7152 * g + 0.0722 * bl, \
+            (0.0193 * r + 0.1192 * g + 0.9505 * bl) / 1.08883
+        f = [t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116 for t in (x, y, z)]
+        return 116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])
+    return sum((p - q) ** 2 for p, q in zip(lab(a), lab(b))) ** 0.5
+
+
+def _signed_in(d, server) -> None:
+    from selenium.webdriver.common.by import By
+
+    d.get(server.url + "/")
+    sign_in(d, server.helpdesk_key)
+    wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, "#worst tbody tr"), 30, "the fleet after sign-in")
+
+
+def test_chart_colours_ticks_and_no_data(server, browser, tmp_path):
+    """Hops and event severities never share a colour, even for a colour-blind reader; the y axes
+    step 1-2-5 (not 63/125/188); where the window has no samples yet, the chart says so."""
+    from selenium.webdriver.common.by import By
+
+    d = browser
+    _signed_in(d, server)
+    since, until = DAY0 // S + 9 * 3600, DAY_END // S + 1800  # the Wi-Fi and ISP trouble, then 30 min in the future
+    open_fresh(d, f"{server.url}/#/agent/{AGENT}?since={since}&until={until}")
+    wait(d, lambda d: mark(d, "cx-summary-ready") is not None, 60, "the summary")
+    style = "return getComputedStyle(arguments[0])[arguments[1]]"
+    hops = {p.get_attribute("data-target"): _rgb(d.execute_script(style, p, "stroke"))
+            for p in d.find_elements(By.CSS_SELECTOR, "#chart path.series.rtt")}
+    sev = {int(r.get_attribute("data-severity")): _rgb(d.execute_script(style, r, "fill"))
+           for r in d.find_elements(By.CSS_SELECTOR, "#chart rect.ev")}
+    assert sorted(hops) == ["crm-edge", "gateway", "hop2"] and sorted(sev) == [2, 3], (hops, sev)
+    legend_sev = [_rgb(d.execute_script(style, e, "backgroundColor")) for e in d.find_elements(By.CSS_SELECTOR, "#legend .ev")]
+    assert len(legend_sev) == 3 and legend_sev[1] == sev[2] and legend_sev[2] == sev[3], "the legend shows the marks' colours"
+    legend_hops = [_rgb(d.execute_script(style, e, "backgroundColor")) for e in d.find_elements(By.CSS_SELECTOR, "#legend .sw")]
+    assert legend_hops == list(hops.values())
+    every = list(hops.values()) + legend_sev
+    for vision in _CVD:
+        worst_cross = min(_delta_e(h, s, vision) for h in hops.values() for s in legend_sev)
+        worst_any = min(_delta_e(a, b, vision) for i, a in enumerate(every) for b in every[i + 1:])
+        print(f"\n{vision}: smallest colour difference hop vs severity {worst_cross:.1f}, any two {worst_any:.1f} (CIE76)")
+        assert worst_cross >= 20, f"{vision}: a hop line looks like an event severity (dE {worst_cross:.1f})"
+        assert worst_any >= 12, f"{vision}: two chart colours look alike (dE {worst_any:.1f})"
+
+    for panel in ("rtt", "jitter", "loss"):
+        vals = [float(t.get_attribute("data-v")) for t in d.find_elements(By.CSS_SELECTOR, f"#chart g.yaxis[data-panel='{panel}'] text.ytick")]
+        steps = {round(b - a, 9) for a, b in zip(vals, vals[1:])}
+        assert vals[0] == 0 and len(vals) >= 3 and len(steps) == 1, (panel, vals)
+        step = steps.pop()
+        mant = step / 10 ** __import__("math").floor(__import__("math").log10(step))
+        assert round(mant, 6) in (1, 2, 5), f"{panel} ticks {vals}: step {step} is not 1, 2 or 5 x 10^n"
+
+    shade = d.find_elements(By.CSS_SELECTOR, "#chart rect.nodata")
+    assert shade, "no 'no data' shading over the empty end of the window"
+    last = shade[-1]
+    step_s = int(d.find_element(By.ID, "chart").get_attribute("data-step"))
+    assert int(last.get_attribute("data-until")) == until
+    assert DAY_END // S - 2 * step_s <= int(last.get_attribute("data-since")) <= DAY_END // S + step_s
+    assert all(int(r.get_attribute("data-until")) <= since + 60 or int(r.get_attribute("data-since")) >= DAY_END // S - 2 * step_s
+               for r in shade), "shading over minutes that have samples"
+    labels = [t.text for t in d.find_elements(By.CSS_SELECTOR, "#chart text.nodata-label")]
+    assert "no data yet" in labels, labels
+    assert "no data" in d.find_element(By.ID, "legend").text
+    shot(d, tmp_path, "chart-colours-nodata.png")
+
+
+def _focused(d) -> str:
+    """The focused element in a few words: its id, or what it is and says."""
+    return d.execute_script("""const e = document.activeElement; if (!e || e === document.body) return 'body';
+        if (e.id) return '#' + e.id;
+        if (e.dataset.range) return 'range:' + e.dataset.range;
+        if (e.tagName === 'TR') return 'row:' + e.closest('section').id + ':' + [...e.parentNode.children].indexOf(e);
+        return e.tagName.toLowerCase() + ':' + (e.textContent || '').trim().slice(0, 30);""")
+
+
+def test_keyboard_reaches_every_control_and_event_row(server, browser, tmp_path):
+    """From the search box, Tab walks the range buttons, zoom buttons, ticket button, the chart and
+    every event row, in page order; Enter on an event row zooms to it, + on the chart zooms in; the
+    focused row shows a focus ring (issue 17: nothing below the ticket button was reachable)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    d = browser
+    _signed_in(d, server)
+    open_fresh(d, f"{server.url}/#/agent/{AGENT}?since={DAY0 // S}&until={DAY_END // S}")
+    wait(d, lambda d: mark(d, "cx-summary-ready") is not None, 120, "the day's summary")
+    d.execute_script("document.getElementById('q').focus()")
+    order = [_focused(d)]
+    for _ in range(80):  # bounded: the page has a few dozen stops
+        ActionChains(d).send_keys(Keys.TAB).perform()
+        order.append(_focused(d))
+        if order[-1] == "row:events:2":
+            break
+    print("\nTab order:", " > ".join(order))
+    want = ["#q", "range:15m", "range:1h", "range:4h", "range:24h", "range:7d", "#zoomout", "#zoomreset", "#copy", "#chart",
+            "row:events:0", "row:events:1", "row:events:2"]
+    assert all(w in order for w in want), [w for w in want if w not in order]
+    assert [order.index(w) for w in want] == sorted(order.index(w) for w in want), order
+    row = d.find_element(By.CSS_SELECTOR, "#events tbody tr:nth-child(3)")
+    assert d.execute_script("return getComputedStyle(arguments[0]).outlineStyle", row) not in ("none", ""), "no visible focus"
+    assert "Enter" in row.get_attribute("aria-label") and row.get_attribute("aria-label").count(":") >= 2
+
+    # Enter on the first event row zooms the chart to that event (finer buckets than the day's).
+    first = d.find_element(By.CSS_SELECTOR, "#events tbody tr:nth-child(1)")
+    d.execute_script("arguments[0].focus()", first)
+    d.execute_script("performance.clearMarks('cx-zoom-ready')")
+    ActionChains(d).send_keys(Keys.ENTER).perform()
+    wait(d, lambda d: mark(d, "cx-zoom-ready") is not None and int(d.find_element(By.ID, "chart").get_attribute("data-step")) < 120
+         and "zoomed" in d.find_element(By.ID, "rangelabel").text, 15, "Enter on the event row to zoom to it")
+    # Space on the next row works as well; then the chart itself: + zooms in, Escape resets.
+    d.execute_script("arguments[0].focus()", d.find_element(By.CSS_SELECTOR, "#events tbody tr:nth-child(2)"))
+    before = d.find_element(By.ID, "rangelabel").text
+    ActionChains(d).send_keys(Keys.SPACE).perform()
+    wait(d, lambda d: d.find_element(By.ID, "rangelabel").text != before, 10, "Space on an event row")
+    chart = d.find_element(By.ID, "chart")
+    d.execute_script("arguments[0].focus()", chart)
+    span = lambda: float(chart.get_attribute("data-until")) - float(chart.get_attribute("data-since"))  # noqa: E731
+    s0 = span()
+    ActionChains(d).send_keys("+").perform()
+    wait(d, lambda d: span() < s0, 10, "+ on the chart to zoom in")
+    ActionChains(d).send_keys(Keys.ESCAPE).perform()
+    wait(d, lambda d: "zoomed" not in d.find_element(By.ID, "rangelabel").text, 10, "Escape on the chart to reset")
+    shot(d, tmp_path, "keyboard.png")

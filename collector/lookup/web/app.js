@@ -5,9 +5,13 @@
 (() => {
   const SVGNS = "http://www.w3.org/2000/svg";
   const ZONE = (Intl.DateTimeFormat().resolvedOptions().timeZone) || "UTC";
-  const COLORS = ["#1f77b4", "#e8710a", "#2e9d4a", "#8e44ad", "#a0522d", "#d6336c", "#17a2b8", "#6c757d"];
+  // Two palettes that never share a hue family, from Okabe & Ito's colour-blind-safe set: hops
+  // (lines) in blues, green, purple and greys; event severities (marks, bands) in yellow, orange
+  // and vermillion, and taller the more severe, so they differ without colour too.
+  const COLORS = ["#0072B2", "#009E73", "#CC79A7", "#56B4E9", "#4D4D4D", "#6A3D9A", "#1B9E9E", "#999999"];
   const SEV = { 1: "minor", 2: "major", 3: "critical" };
-  const SEV_COLOR = { 1: "#f5c000", 2: "#f57c00", 3: "#d32f2f" };
+  const SEV_COLOR = { 1: "#F0E442", 2: "#E69F00", 3: "#D55E00" };
+  const NODATA = "#8c96a8";
   const RANGES = [["15m", 900], ["1h", 3600], ["4h", 14400], ["24h", 86400], ["7d", 604800]];
   const MIN_SPAN_S = 30;
 
@@ -198,7 +202,9 @@
           el("textarea", { id: "ticket", readonly: true, "aria-label": "Ticket summary" }),
           el("span", { class: "note", id: "copynote" })),
         el("div", { class: "legend", id: "legend" }),
-        el("div", { class: "chart", id: "chart" }, el("p", { class: "muted", text: "Loading the timeline…" }))),
+        el("div", { class: "chart", id: "chart", tabindex: "0", onkeydown: chartKeys,
+        "aria-label": "Timeline chart. Keys: + zoom in, - zoom out, left and right arrows move, Escape shows the whole window" },
+        el("p", { class: "muted", text: "Loading the timeline…" }))),
       el("div", { class: "grid2" },
         el("section", { class: "card", id: "hops" }, el("h2", { text: "Path: per hop" })),
         el("section", { class: "card", id: "apps" }, el("h2", { text: "Apps" }))),
@@ -322,10 +328,19 @@
     note.className = ok ? "note" : "note err";
   }
 
-  function table(cols, rows, onRow) {
+  // A row that does something (open a person, zoom to an event) is a keyboard stop too: Tab
+  // reaches it, Enter or Space does what a click does, and the focus ring shows where you are.
+  function rowKeys(onRow, r) {
+    return (e) => {
+      if (e.target !== e.currentTarget) return;
+      if (e.key === "Enter" || e.key === " " || e.key === "Spacebar") { e.preventDefault(); onRow(r); }
+    };
+  }
+  function table(cols, rows, onRow, rowLabel) {
     return el("table", {},
       el("thead", {}, el("tr", {}, ...cols.map((c) => el("th", { class: c.n ? "n" : null, text: c.t, title: c.title || null })))),
-      el("tbody", {}, ...rows.map((r) => el("tr", { class: onRow ? "click" : null, onclick: onRow ? () => onRow(r) : null },
+      el("tbody", {}, ...rows.map((r) => el("tr", { class: onRow ? "click" : null, onclick: onRow ? () => onRow(r) : null,
+        tabindex: onRow ? "0" : null, onkeydown: onRow ? rowKeys(onRow, r) : null, "aria-label": onRow && rowLabel ? rowLabel(r) : null },
         ...cols.map((c) => { const v = c.f(r); return el("td", { class: [c.n ? "n" : "", c.cls ? c.cls(r) : "", c.wrap ? "wrap" : ""].join(" ").trim() || null }, v); })))));
   }
 
@@ -365,7 +380,7 @@
       { t: "what", f: (e) => el("span", {}, el("span", { class: "sev s" + e.severity, title: SEV[e.severity] }), e.kind) },
       { t: "at", f: (e) => e.target },
       { t: "evidence", f: (e) => e.evidence, wrap: true },
-    ], list.slice(0, 200), (e) => zoomToEvent(e)) : el("p", { class: "empty", text: "None: no micro-disruptions in this window." }));
+    ], list.slice(0, 200), (e) => zoomToEvent(e), eventRowLabel) : el("p", { class: "empty", text: "None: no micro-disruptions in this window." }));
     const ctx = document.getElementById("context");
     const kids = [el("h2", { text: "Score components, Wi-Fi, device, voice" })];
     const comps = (page.view.headline.components || []);
@@ -405,17 +420,61 @@
     const c = document.getElementById("chart");
     return Math.max(200, Math.min(2000, Math.round((c ? c.clientWidth : 900) - 72)));
   }
-  function niceCeil(v) {
-    if (!(v > 0)) return 1;
-    const e = Math.pow(10, Math.floor(Math.log10(v)));
-    for (const m of [1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) if (m * e >= v) return m * e;
-    return 10 * e;
+  // An axis from 0 to a round top in 1-2-5 steps (0, 50, 100, 150 ms; never 63, 125, 188):
+  // at most ``n`` intervals. Returns [top, ticks].
+  function ticks125(v, n) {
+    const want = (v > 0 ? v : 1) / (n || 4);
+    const e = Math.pow(10, Math.floor(Math.log10(want)));
+    const step = [1, 2, 5, 10].map((m) => m * e).find((st) => st >= want * (1 - 1e-9)) || 10 * e;
+    const top = Math.ceil(v / step - 1e-9) * step || step;
+    const ticks = [];
+    for (let k = 0; k * step <= top + step * 1e-9; k++) ticks.push(Number((k * step).toPrecision(12)));
+    return [top, ticks];
   }
   function quantile(vals, qq) {
     const v = vals.filter((x) => x !== null).sort((a, b) => a - b);
     return v.length ? v[Math.min(v.length - 1, Math.floor(qq * v.length))] : null;
   }
   const TICKS_S = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+
+  // "No data" shading: the buckets of the view where no hop has a sample (the agent was silent,
+  // or the window reaches past now), hatched and labelled so an empty stretch never reads as "fine".
+  function drawNoData(svg, defs, c) {
+    const { tl, idx, X, t0, t1, step } = c;
+    const pat = sv("pattern", { id: "cxnodata", width: 6, height: 6, patternUnits: "userSpaceOnUse", patternTransform: "rotate(45)" });
+    pat.append(sv("rect", { width: 6, height: 6, fill: NODATA, opacity: 0.08 }), sv("line", { x1: 0, y1: 0, x2: 0, y2: 6, stroke: NODATA, "stroke-width": 1.5, opacity: 0.45 }));
+    defs.append(pat);
+    const has = (i) => tl.hops.some((hp) => hp.samples[i] > 0) || (tl.wifi && tl.wifi.rssi_avg_dbm[i] !== null);
+    const runs = [];
+    let run = null;
+    for (let i = 0; i < tl.buckets; i++) {
+      const a = Math.max(t0, tl.start_us + i * step), b = Math.min(t1, tl.start_us + (i + 1) * step);
+      if (b <= a) continue;
+      if (has(i)) { run = null; continue; }
+      if (run && run.b === a) run.b = b; else runs.push(run = { a, b });
+    }
+    // The part of the view after the timeline's last bucket (no bucket at all yet) is no data too.
+    const tlEnd = tl.start_us + tl.buckets * step;
+    if (tlEnd < t1) { const a = Math.max(t0, tlEnd); if (run && run.b === a) run.b = t1; else runs.push({ a, b: t1 }); }
+    const nowUs = Date.now() * 1000;
+    const g = sv("g", { class: "nodata-layer" });
+    for (const r of runs) {
+      const x0 = X(r.a), wd = Math.max(1, X(r.b) - x0);
+      const future = r.b >= t1 && r.b > nowUs - 2 * step;
+      const why = future ? "no data yet" : "no data: agent not reporting";
+      const rect = sv("rect", { x: x0.toFixed(1), y: c.top, width: wd.toFixed(1), height: c.height, fill: "url(#cxnodata)", class: "nodata", "data-since": Math.round(r.a / 1e6), "data-until": Math.round(r.b / 1e6) });
+      const title = sv("title"); title.textContent = `${why}: ${fmtClock(r.a, step < 60e6)}–${fmtClock(r.b, step < 60e6)}`;
+      rect.append(title);
+      g.append(rect);
+      if (wd >= 4) {  // a narrow run keeps its label too, right-aligned to the run's end
+        const wide = wd >= 140;
+        const t = sv("text", { x: (wide ? x0 + wd / 2 : x0 + wd - 3).toFixed(1), y: c.top + c.height - 4, "text-anchor": wide ? "middle" : "end", class: "nodata-label" });
+        t.textContent = why;
+        g.append(t);
+      }
+    }
+    svg.append(g);
+  }
 
   function drawChart() {
     const p = page;
@@ -445,6 +504,8 @@
     svg.append(defs);
     const idx = []; for (let i = 0; i < tl.buckets; i++) if (inView(i)) idx.push(i);
 
+    drawNoData(svg, defs, { tl, idx, X, t0, t1, step, top: STRIP + 4, height: H - AXIS - STRIP - 4 });
+
     // Events first, under the data: a band over every panel and a mark in the top strip.
     const evG = sv("g", { "clip-path": "url(#cxclip)" });
     for (const e of tl.events) {
@@ -452,7 +513,8 @@
       if (b < t0 || a > t1) continue;
       const x0 = X(a), wd = Math.max(2, X(b) - x0);
       evG.append(sv("rect", { x: x0, y: STRIP + 4, width: wd, height: H - AXIS - STRIP - 4, fill: SEV_COLOR[e.severity] || "#999", opacity: 0.12 }));
-      const mark = sv("rect", { x: x0, y: 2, width: wd, height: STRIP - 4, rx: 2, fill: SEV_COLOR[e.severity] || "#999", class: "ev", "data-kind": e.kind });
+      const mh = (STRIP - 4) * (e.severity >= 3 ? 1 : e.severity === 2 ? 0.7 : 0.45);
+      const mark = sv("rect", { x: x0, y: STRIP - 2 - mh, width: wd, height: mh, rx: 2, fill: SEV_COLOR[e.severity] || "#999", class: "ev sev" + e.severity, "data-kind": e.kind, "data-severity": e.severity });
       const title = sv("title");
       title.textContent = `${e.kind} at ${e.target} · ${fmtClock(e.start_us, true)}` + (e.end_us === null ? " (ongoing)" : `, ${fmtSpan(Math.max(1, Math.round(e.duration_s)))}`) + ` · ${SEV[e.severity]}\n${e.evidence}`;
       mark.append(title);
@@ -463,11 +525,11 @@
     svg.append(evG);
 
     function yAxis(pn, lo, hi, ticks, fmt) {
-      const g = sv("g");
+      const g = sv("g", { class: "yaxis", "data-panel": pn.key });
       const Y = (v) => pn.y + pn.h - (Math.min(hi, Math.max(lo, v)) - lo) / (hi - lo) * pn.h;
       for (const v of ticks) {
         g.append(sv("line", { x1: ML, x2: ML + PW, y1: Y(v), y2: Y(v), stroke: "#e6e9ee", "stroke-width": 1 }));
-        const t = sv("text", { x: ML - 6, y: Y(v) + 4, "text-anchor": "end" }); t.textContent = fmt(v); g.append(t);
+        const t = sv("text", { x: ML - 6, y: Y(v) + 4, "text-anchor": "end", class: "ytick", "data-v": v }); t.textContent = fmt(v); g.append(t);
       }
       const tt = sv("text", { x: ML, y: pn.y - 4, class: "ptitle" }); tt.textContent = pn.title; g.append(tt);
       svg.append(g);
@@ -498,15 +560,14 @@
       return d;
     }
     const data = sv("g", { "clip-path": "url(#cxclip)" });
-    const ticks4 = (hi) => [0, hi / 4, hi / 2, 3 * hi / 4, hi];
     for (const pn of panels) {
       if (pn.key === "rtt") {
         const avgs = [], maxs = [];
         for (const hp of hops) for (const i of idx) { if (hp.rtt_avg_ms[i] !== null) avgs.push(hp.rtt_avg_ms[i]); if (hp.rtt_max_ms[i] !== null) maxs.push(hp.rtt_max_ms[i]); }
         const top = Math.max(0, ...maxs), p95 = quantile(avgs, 0.95) || 0;
         // One huge spike must not flatten the day: cap the axis, and say so.
-        const hi = niceCeil(Math.min(top, Math.max(p95 * 4, Math.max(0, ...avgs) * 1.1)) || 1);
-        const Y = yAxis(pn, 0, hi, ticks4(hi), (v) => num(v, v < 10 ? 1 : 0));
+        const [hi, yt] = ticks125(Math.min(top, Math.max(p95 * 4, Math.max(0, ...avgs) * 1.1)) || 1, 4);
+        const Y = yAxis(pn, 0, hi, yt, (v) => num(v, v < 10 ? 1 : 0));
         hops.forEach((hp, k) => {
           const c = COLORS[k % COLORS.length];
           data.append(sv("path", { d: bandPath(hp.rtt_min_ms, hp.rtt_max_ms, Y), fill: c, opacity: 0.14, stroke: "none" }));
@@ -516,13 +577,13 @@
         if (top > hi) { const t = sv("text", { x: ML + PW - 4, y: pn.y - 4, "text-anchor": "end" }); t.textContent = `peaks up to ${num(top, 0)} ms (clipped)`; svg.append(t); }
       } else if (pn.key === "jitter") {
         let top = 0; for (const hp of hops) for (const i of idx) if (hp.jitter_ms[i] !== null) top = Math.max(top, hp.jitter_ms[i]);
-        const hi = niceCeil(Math.max(1, top * 1.05));
-        const Y = yAxis(pn, 0, hi, [0, hi / 2, hi], (v) => num(v, v < 10 ? 1 : 0));
+        const [hi, yt] = ticks125(Math.max(1, top * 1.05), 2);
+        const Y = yAxis(pn, 0, hi, yt, (v) => num(v, v < 10 ? 1 : 0));
         hops.forEach((hp, k) => { const [d, n] = linePath(hp.jitter_ms, Y); data.append(sv("path", { d, fill: "none", stroke: COLORS[k % COLORS.length], "stroke-width": 1.2, "stroke-linecap": "round", class: "series jitter", "data-target": hp.target, "data-n": n })); });
       } else if (pn.key === "loss") {
         let top = 0; for (const hp of hops) for (const i of idx) if (hp.loss_pct[i] !== null) top = Math.max(top, hp.loss_pct[i]);
-        const hi = Math.min(100, niceCeil(Math.max(5, top)));
-        const Y = yAxis(pn, 0, hi, [0, hi / 2, hi], (v) => num(v, 0));
+        const [hi, yt] = ticks125(Math.min(100, Math.max(5, top)), 2);
+        const Y = yAxis(pn, 0, hi, yt, (v) => num(v, 0));
         const bw = Math.max(1, PW * step / (t1 - t0) / Math.max(1, hops.length));
         hops.forEach((hp, k) => {
           const g = sv("g", { fill: COLORS[k % COLORS.length], class: "series loss", "data-target": hp.target });
@@ -638,13 +699,36 @@
     const legend = document.getElementById("legend");
     fill(legend, 
       ...hops.map((hp, k) => el("span", {}, el("span", { class: "sw " + "c" + k }), `${hp.hop ? "hop " + hp.hop + " " : ""}${hp.target}`)),
-      el("span", {}, el("span", { class: "ev s1" }), "minor"), el("span", {}, el("span", { class: "ev s2" }), "major"), el("span", {}, el("span", { class: "ev s3" }), "critical event"),
+      el("span", {}, el("span", { class: "ev s1" }), "minor event"), el("span", {}, el("span", { class: "ev s2" }), "major event"), el("span", {}, el("span", { class: "ev s3" }), "critical event"),
+      el("span", {}, el("span", { class: "nd" }), "no data"),
       el("span", { class: "muted", text: `buckets of ${fmtSpan(tl.step_s)} · line: mean, band: min–max · drag to zoom, wheel to zoom, double-click to reset` }));
     legend.querySelectorAll(".sw").forEach((e, k) => { e.style.background = COLORS[k % COLORS.length]; });
     legend.querySelectorAll(".ev").forEach((e, k) => { e.style.background = SEV_COLOR[k + 1]; });
     box.dataset.step = tl.step_s;
     box.dataset.since = range.since;
     box.dataset.until = range.until;
+  }
+
+  // What a screen reader says on an event row (and the row's details in one line for the keyboard).
+  function eventRowLabel(e) {
+    const dur = e.end_us === null ? "ongoing" : "for " + fmtSpan(Math.max(1, Math.round(e.duration_s)));
+    return `${SEV[e.severity] || ""} event at ${fmtClock(e.start_us, true)}, ${dur}: ${e.kind} at ${e.target}. ${e.evidence || ""} Press Enter to zoom the chart to it.`;
+  }
+  // The chart without a mouse: + and - zoom around the middle, the arrows move by a quarter of
+  // the view, Escape (or 0) goes back to the whole window.
+  function chartKeys(e) {
+    if (!page || !page.tl) return;
+    const r = page.zoom || { since: page.since, until: page.until };
+    const span = r.until - r.since;
+    if (e.key === "+" || e.key === "=") zoomBy(0.5);
+    else if (e.key === "-" || e.key === "_") zoomBy(2);
+    else if (e.key === "ArrowLeft" || e.key === "ArrowRight") {
+      const d = (e.key === "ArrowLeft" ? -1 : 1) * span / 4;
+      const a = Math.min(page.until - span, Math.max(page.since, r.since + d));
+      setZoom({ since: a, until: a + span });
+    } else if (e.key === "Escape" || e.key === "0") setZoom(null);
+    else return;
+    e.preventDefault();
   }
 
   // ---------- zoom ----------
