@@ -296,6 +296,8 @@
     for (const inc of hl.incidents || []) {
       where.append(el("p", { class: "where" }, el("b", { text: "Incident: " }), `#${inc.id} ${inc.kind === "site" ? "site " : ""}${inc.scope || ""}, ${inc.agents ?? "?"} agents, since ${fmtClock(inc.start_us)}` + (inc.end_us ? `, over at ${fmtClock(inc.end_us)}` : ", open")));
     }
+    const others = othersBlock(hl.others);
+    if (others) where.append(others);
     const ev = document.getElementById("evidence");
     fill(ev, ...(hl.evidence || []).slice(0, 6).map((x) => el("li", { text: x })));
     document.querySelector("#summary .evid").hidden = !(hl.evidence || []).length && !(hl.faults || []).length;
@@ -309,6 +311,30 @@
     nx.hidden = false;
     fill(nx, el("b", { text: "Next step: " }), hl.next_step);
     document.getElementById("ticket").value = page.view.ticket;
+  }
+
+  // "Is it just me?": other desks of the person's site, ISP and platform degraded at the same
+  // time, computed once by the view (headline.others: counts only, over the desks this key may see).
+  function othersBlock(o) {
+    if (!o || !o.text) return null;
+    const when = o.basis === "degraded" ? `in the degraded time, ${fmtClock(o.since_us)}–${fmtClock(o.until_us)}`
+      : `in the last ${o.minutes} min of the window, nothing being degraded`;
+    return el("p", { class: "where others", id: "others" }, el("b", { text: "Others at the same time: " }), o.text,
+      el("span", { class: "muted", text: ` (${when})` }));
+  }
+
+  // The view's events in its order: by place (Wi-Fi, home/office network, ISP, the platform, DNS,
+  // this PC), the most felt place first, and within it the most felt event first (event_groups).
+  function eventsByImpact(a) {
+    const byId = new Map((a.events || []).map((e) => [e.id, e]));
+    const groups = a.event_groups || [];
+    if (!groups.length) return (a.events || []).slice().sort((x, y) => y.start_us - x.start_us);
+    return groups.flatMap((g) => g.event_ids.map((i) => byId.get(i)).filter(Boolean));
+  }
+  function eventGroupsBlock(a) {
+    const groups = a.event_groups || [];
+    if (!groups.length) return null;
+    return el("ol", { class: "groups", id: "eventgroups" }, ...groups.map((g) => el("li", { "data-place": g.key, text: g.text })));
   }
 
   async function copyTicket() {
@@ -373,12 +399,12 @@
       { t: "errors", f: (x) => Object.entries(x.errors || {}).map(([k, v]) => `${k} ×${v}`).join(", ") || "–", cls: (x) => x.failed ? "bad" : "" },
     ], a.apps) : el("p", { class: "empty", text: "No app checks in this window." }));
     const evs = document.getElementById("events");
-    const list = (a.events || []).slice().sort((x, y) => y.start_us - x.start_us);
-    fill(evs, el("h2", { text: `Micro-disruptions (${list.length})` }), list.length ? table([
+    const list = eventsByImpact(a);
+    fill(evs, el("h2", { text: `Events by place, the most felt first (${list.length})` }), eventGroupsBlock(a), list.length ? table([
       { t: "when", f: (e) => fmtClock(e.start_us, true) },
       { t: "for", f: (e) => e.end_us === null ? "ongoing" : fmtSpan(Math.max(1, Math.round(e.duration_s))), n: true },
-      { t: "what", f: (e) => el("span", {}, el("span", { class: "sev s" + e.severity, title: SEV[e.severity] }), e.kind) },
-      { t: "at", f: (e) => e.target },
+      { t: "what", f: (e) => el("span", { title: e.kind }, el("span", { class: "sev s" + e.severity, title: SEV[e.severity] }), e.what || e.kind) },
+      { t: "where", f: (e) => e.place ? `${e.place} (${e.target})` : e.target },
       { t: "evidence", f: (e) => e.evidence, wrap: true },
     ], list.slice(0, 200), (e) => zoomToEvent(e), eventRowLabel) : el("p", { class: "empty", text: "None: no micro-disruptions in this window." }));
     const ctx = document.getElementById("context");
