@@ -10,7 +10,9 @@ import sys
 from .config import AgentConfig, ConfigError, load, parse_target, read_token_file
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    """``cxpulse agent run`` and ``wifi``; returns the actions for service.register_agent to add
+    the installed build's (once, configure, service)."""
     agent = sub.add_parser("agent", help="the endpoint agent").add_subparsers(dest="agent_command", required=True, metavar="ACTION")
     run = agent.add_parser("run", help="measure and stream to the collector until SIGTERM/SIGINT")
     add_agent_options(run)
@@ -19,10 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from .wifi import cli as wifi_cli
 
     wifi_cli.register(agent)
-
-    from .service import register as register_installed_actions
-
-    register_installed_actions(agent)  # once, configure, service
+    return agent
 
 
 def add_agent_options(p: argparse.ArgumentParser) -> None:

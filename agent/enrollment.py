@@ -150,6 +150,6 @@ def _restrict(path: str) -> None:
         return
     from pathlib import Path
 
-    from .service import _restrict_windows_acl
+    from .acl_windows import restrict_secret_file
 
-    _restrict_windows_acl(Path(path))
+    restrict_secret_file(Path(path))

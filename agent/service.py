@@ -13,8 +13,8 @@ collector, whose imports have no place on a desk.
 - ``agent service``: the Windows service entry (``service_windows``); elsewhere the OS's service
   manager runs ``agent run`` directly (systemd, launchd).
 
-``ServiceRunner`` runs the agent until another thread asks it to stop: what a Windows service
-control handler needs, and testable on any OS.
+The Windows service's core (``ServiceRunner``) is in service_runner.py, the data folder's ACLs in
+acl_windows.py, the trace child's command line in path/child_argv.py (the names stay importable here).
 """
 
 from __future__ import annotations
@@ -32,18 +32,21 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from cxpulse import __version__
 
+from . import acl_windows
+from . import cli as agent_cli
+from .cli import add_agent_options, config_from_args
 from .config import ENROLL_FILE, AgentConfig, ConfigError, load
+from .path.child_argv import trace_child_argv
+from .service_runner import SERVICE_NAME, ServiceRunner
 
 __all__ = ["ENROLL_FILE", "SERVICE_NAME", "ServiceRunner", "build_parser", "cmd_configure", "cmd_once", "main",
-           "quick_check", "register", "trace_child_argv", "write_bootstrap"]
+           "quick_check", "register", "register_agent", "trace_child_argv", "write_bootstrap"]
 
-SERVICE_NAME = "cxpulse-agent"  # the Windows service and the systemd unit (launchd: com.cxpulse.agent)
 # The keys ``enroll_token`` and ``ca_file`` live in this file beside the bootstrap file, readable by
 # the service only (agent.toml stays readable for `agent once`); config.load merges it (ENROLL_FILE).
 CA_FILE = "ca.pem"
@@ -55,15 +58,21 @@ log = logging.getLogger("cxpulse.agent.service")
 
 def build_parser() -> argparse.ArgumentParser:
     """``cxpulse [-v] [--version] agent ACTION``: the agent's actions only."""
-    from . import cli as agent_cli
-
     parser = argparse.ArgumentParser(prog="cxpulse", description="cxpulse endpoint agent (installed build).")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    agent_cli.register(sub)
-    register(_agent_actions(sub.choices["agent"]))
+    register_agent(sub)
     return parser
+
+
+def register_agent(sub: argparse._SubParsersAction) -> None:
+    """``cxpulse agent``: ``run`` and ``wifi`` (agent/cli.py) plus the installed build's actions.
+
+    The one place both meet, for the frozen executable and the full ``cxpulse`` command alike:
+    agent/cli.py does not import this module (no import cycle, issue 20).
+    """
+    register(agent_cli.register(sub))
 
 
 def version_line() -> str:
@@ -71,24 +80,15 @@ def version_line() -> str:
     return f"cxpulse {__version__} ({build}; Python {platform.python_version()}; {sys.platform} {platform.machine()})"
 
 
-def _agent_actions(agent_parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
-    for action in agent_parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    raise RuntimeError("the agent parser has no actions")
-
-
 def register(agent_sub: argparse._SubParsersAction) -> None:
     """Add ``once``, ``configure``, ``service`` (and ``wifi`` if missing) to ``cxpulse agent``.
 
-    Skips actions that are already there, so agent/cli.py can call it too.
+    Skips actions that are already there.
     """
-    from . import cli as agent_cli
-
     have = set(agent_sub.choices)
     if "once" not in have:
         p = agent_sub.add_parser("once", help="one round of measurements, printed: a quick check on a desk")
-        agent_cli.add_agent_options(p)
+        add_agent_options(p)
         p.add_argument("--count", type=int, default=3, help="probes per target (default 3)")
         p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
         p.add_argument("--no-wifi", action="store_true", help="skip the Wi-Fi reading")
@@ -129,23 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def trace_child_argv() -> list[str]:
-    """How to start a path-trace child: ``python -m`` from source, ``cxpulse-trace`` when frozen.
-
-    A frozen ``sys.executable`` is the agent itself, which has no ``-m``; the build ships the
-    trace child as a second executable beside it, so scapy never enters the agent's archive.
-    """
-    if getattr(sys, "frozen", False):
-        name = "cxpulse-trace.exe" if sys.platform == "win32" else "cxpulse-trace"
-        return [os.path.join(os.path.dirname(sys.executable), name)]
-    return [sys.executable, "-m", "cxpulse.agent.path.trace_child"]
-
-
 # --- agent once ----------------------------------------------------------------------------------
 
 def cmd_once(args: argparse.Namespace) -> int:
-    from .cli import config_from_args
-
     try:
         cfg = config_from_args(args)
     except ConfigError as exc:
@@ -338,7 +324,7 @@ def write_bootstrap(config: str | os.PathLike[str], *, collector: str = "", site
     seen = Path(config)  # the path as the installed agent will see it
     path = Path(root, *seen.parts[1:]) if root and seen.is_absolute() else Path(root or "", seen)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _restrict_windows_dir(path.parent)
+    acl_windows.restrict_data_folder(path.parent)
     written = []
     keys = {k: v.strip() for k, v in (("collector", collector), ("site", site), ("state_dir", state_dir)) if v.strip()}
     old = path.read_text(encoding="utf-8") if path.exists() else None
@@ -426,7 +412,7 @@ def _replace_checked(path: Path, text: str, check, *, mode: int, secret: bool = 
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".new", dir=path.parent)
     try:
         if secret:
-            _restrict_windows_acl(Path(tmp))
+            acl_windows.restrict_secret_file(Path(tmp))
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
         check(Path(tmp))
@@ -459,245 +445,6 @@ def _ca_pem(value: str) -> str:
         wrapped = "\n".join(body[i:i + 64] for i in range(0, len(body), 64))
         return f"-----BEGIN CERTIFICATE-----\n{wrapped}\n-----END CERTIFICATE-----\n"
     raise ValueError("ca cert decodes to neither PEM nor DER")
-
-
-# --- Windows ACLs of the data folder (ProgramData\cxpulse) -----------------------------------------
-#
-# The folder is SYSTEM's and the Administrators' (full), readable by Users, inheritance from
-# ProgramData removed; what the agent creates inside inherits that. The files holding secrets (the
-# enrollment token, the agent's credential, the collector-pushed config with the reflector key) carry
-# their own protected ACL: SYSTEM and Administrators only. Nothing is ever reset recursively: a reset
-# of the tree gives every secret the folder's Users:read (what the icacls `/T /reset` of the first
-# installers did on every upgrade). Done with the Win32 security API through pywin32 (no fork per
-# file, the exact protected/unprotected semantics); a single file falls back to icacls without it.
-
-# Well-known SIDs: LocalSystem (the service account), Administrators, Users.
-SYSTEM_SID, ADMINS_SID, USERS_SID = "S-1-5-18", "S-1-5-32-544", "S-1-5-32-545"
-SECRET_FILES = frozenset({ENROLL_FILE, "credential.json", "central-config.pb"})  # anywhere in the data folder
-# Documented Win32 values (winnt.h, accctrl.h): the ACE inheritance flags, the access masks, the
-# SECURITY_INFORMATION bits and the SE_DACL_PROTECTED control bit.
-OBJECT_INHERIT_ACE, CONTAINER_INHERIT_ACE, INHERITED_ACE = 0x1, 0x2, 0x10
-FILE_ALL_ACCESS, FILE_GENERIC_READ_EXECUTE = 0x1F01FF, 0x1200A9
-OWNER_SECURITY_INFORMATION, DACL_SECURITY_INFORMATION = 0x1, 0x4
-PROTECTED_DACL_SECURITY_INFORMATION, UNPROTECTED_DACL_SECURITY_INFORMATION = 0x80000000, 0x20000000
-SE_DACL_PROTECTED = 0x1000
-SE_FILE_OBJECT = 1
-ACL_REVISION = 2
-ACCESS_ALLOWED_ACE_TYPE = 0
-_MAX_WALK = 200_000  # entries looked at in the data folder (a full spool is a few tens of thousands)
-
-STRICT_ACES = ((SYSTEM_SID, FILE_ALL_ACCESS, 0), (ADMINS_SID, FILE_ALL_ACCESS, 0))
-FOLDER_ACES = ((SYSTEM_SID, FILE_ALL_ACCESS, OBJECT_INHERIT_ACE | CONTAINER_INHERIT_ACE),
-               (ADMINS_SID, FILE_ALL_ACCESS, OBJECT_INHERIT_ACE | CONTAINER_INHERIT_ACE),
-               (USERS_SID, FILE_GENERIC_READ_EXECUTE, OBJECT_INHERIT_ACE | CONTAINER_INHERIT_ACE))
-
-
-class WindowsAcl:
-    """The few Win32 security calls the installer needs, over pywin32's ``win32security``.
-
-    ``sec`` is the module (a fake one in tests). ``read`` gives (owner SID, DACL protected?, own
-    ACEs as (SID, mask, flags)): the ACEs set on the object itself, inherited ones left out.
-    Errors come out as OSError (pywintypes.error is not one), so `agent configure` reports them.
-    """
-
-    def __init__(self, sec):
-        self.sec = sec
-
-    def read(self, path: Path) -> tuple[str, bool, list[tuple[str, int, int]]]:
-        s = self.sec
-        sd = self._call(s.GetNamedSecurityInfo, str(path), SE_FILE_OBJECT,
-                        OWNER_SECURITY_INFORMATION | DACL_SECURITY_INFORMATION)
-        owner = s.ConvertSidToStringSid(sd.GetSecurityDescriptorOwner())
-        protected = bool(sd.GetSecurityDescriptorControl()[0] & SE_DACL_PROTECTED)
-        dacl = sd.GetSecurityDescriptorDacl()
-        own = []
-        for i in range(dacl.GetAceCount() if dacl is not None else 0):
-            (_type, flags), mask, sid = dacl.GetAce(i)[:3]
-            if not flags & INHERITED_ACE:
-                own.append((s.ConvertSidToStringSid(sid), mask, flags))
-        return owner, protected, own
-
-    def set_dacl(self, path: Path, aces, *, protected: bool) -> None:
-        """Replace the object's own ACEs; ``protected`` cuts inheritance, otherwise the parent's
-        inheritable ACEs apply (with no own ACEs: the object inherits exactly its folder's)."""
-        s = self.sec
-        acl = s.ACL(256)  # bytes; three ACEs take ~80 (an empty ACL, never a NULL DACL: that would allow everyone)
-        for sid, mask, flags in aces:
-            acl.AddAccessAllowedAceEx(ACL_REVISION, flags, mask, s.ConvertStringSidToSid(sid))
-        info = DACL_SECURITY_INFORMATION | (PROTECTED_DACL_SECURITY_INFORMATION if protected
-                                            else UNPROTECTED_DACL_SECURITY_INFORMATION)
-        self._call(s.SetNamedSecurityInfo, str(path), SE_FILE_OBJECT, info, None, None, acl, None)
-
-    def set_owner(self, path: Path, sid: str = ADMINS_SID) -> None:
-        s = self.sec
-        self._call(s.SetNamedSecurityInfo, str(path), SE_FILE_OBJECT, OWNER_SECURITY_INFORMATION,
-                   s.ConvertStringSidToSid(sid), None, None, None)
-
-    @staticmethod
-    def _call(fn, *args):
-        try:
-            return fn(*args)
-        except OSError:
-            raise
-        except Exception as exc:  # pywintypes.error(winerror, funcname, message)
-            code = getattr(exc, "winerror", None)
-            raise OSError(code, f"{getattr(exc, 'funcname', fn.__name__)} on {args[0]}: "
-                                f"{getattr(exc, 'strerror', exc)}") from None
-
-
-def _windows_acl() -> WindowsAcl | None:
-    """The Win32 API on Windows when pywin32 is there (the frozen build always has it), else None."""
-    if os.name != "nt":
-        return None
-    try:
-        import win32security
-    except ImportError:
-        return None
-    return WindowsAcl(win32security)
-
-
-def _data_folder() -> Path:
-    return Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData"), "cxpulse")
-
-
-def _is_strict(owner_protected_aces: tuple[str, bool, list]) -> bool:
-    """A protected ACL granting SYSTEM and Administrators only: a secret's, kept as it is."""
-    _, protected, aces = owner_protected_aces
-    return protected and bool(aces) and {sid for sid, _, _ in aces} <= {SYSTEM_SID, ADMINS_SID}
-
-
-def _is_secret(name: str) -> bool:
-    """A secret file, or the temporary file one is written to (left over by a crash, it holds the same)."""
-    return name in SECRET_FILES or any(name.startswith(f + ".") and name.endswith(".new") for f in SECRET_FILES)
-
-
-def _walk(folder: Path):
-    """Every entry below ``folder`` (bounded), not into links or junctions: what they point to is not ours."""
-    seen = 0
-    stack = [folder]
-    while stack:
-        with os.scandir(stack.pop()) as it:
-            for entry in it:
-                seen += 1
-                if seen > _MAX_WALK:
-                    return
-                if entry.is_symlink() or _is_reparse_point(entry):
-                    log.warning("%s is a link or junction: its ACL is left alone", entry.path)
-                    continue
-                yield Path(entry.path)
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
-
-
-def _is_reparse_point(entry: os.DirEntry) -> bool:
-    attrs = getattr(entry.stat(follow_symlinks=False), "st_file_attributes", 0)
-    return bool(attrs & 0x400)  # FILE_ATTRIBUTE_REPARSE_POINT (junctions, mount points)
-
-
-def secure_data_folder(folder: Path, acl: WindowsAcl) -> list[Path]:
-    """Give ``folder`` its ACL and keep every secret in it strict; return the secrets found.
-
-    ProgramData lets every user create files in a new subfolder, so a user may have planted files
-    (an agent.toml naming a collector of their choosing) before the first install: every entry is
-    made the Administrators' and loses the ACEs of its own, one by one, unless it already carries a
-    strict ACL. Secrets are made strict before the folder changes and again after, so that no step
-    leaves one readable by Users, also after an earlier installer's reset.
-    """
-    entries = list(_walk(folder))
-    secrets = [p for p in entries if _is_secret(p.name) and p.is_file()]
-    for p in secrets:
-        acl.set_dacl(p, STRICT_ACES, protected=True)
-    acl.set_owner(folder)
-    acl.set_dacl(folder, FOLDER_ACES, protected=True)  # the system propagates it to inheriting children
-    for p in entries:
-        state = acl.read(p)
-        if state[0] not in (SYSTEM_SID, ADMINS_SID):
-            acl.set_owner(p)  # an owner may always rewrite the ACL: a desk user must not be one
-        if p not in secrets and (state[1] or state[2]) and not _is_strict(state):
-            acl.set_dacl(p, (), protected=False)  # this entry alone: inherit the folder's, nothing of its own
-    for p in secrets:
-        acl.set_dacl(p, STRICT_ACES, protected=True)
-    return secrets
-
-
-def _restrict_windows_dir(folder: Path) -> None:
-    """The data folder's ACL at install and upgrade (``secure_data_folder``); needs pywin32 there."""
-    acl = _windows_acl()
-    if acl is None:
-        if os.name == "nt":
-            raise ConfigError("securing the data folder needs pywin32 (pip install 'cxpulse[packaging]'); "
-                              "the installer's build has it")
-        return
-    if folder.resolve() != _data_folder().resolve():  # a configuration kept elsewhere by hand: not ours
-        return
-    secure_data_folder(folder, acl)
-
-
-def _restrict_windows_acl(path: Path) -> None:
-    """ProgramData is readable by every user: leave a secret to SYSTEM and Administrators.
-
-    POSIX gets the same through the file mode (0600; postinst adds the service's group).
-    """
-    acl = _windows_acl()
-    if acl is not None:
-        acl.set_dacl(path, STRICT_ACES, protected=True)
-        return
-    if os.name != "nt":
-        return
-    # From a source install without pywin32: the same ACL from icacls, on this one file only.
-    subprocess.run(["icacls", str(path), "/inheritance:r", "/grant:r", f"*{SYSTEM_SID}:F", f"*{ADMINS_SID}:F"],
-                   check=True, capture_output=True)
-
-
-# --- running until asked to stop (the Windows service's core) ------------------------------------
-
-class ServiceRunner:
-    """Run the agent in this thread until ``request_stop`` is called from any other thread.
-
-    Signal handlers do the same for ``agent run`` on POSIX; a Windows service has no signals, only
-    control messages arriving on another thread. A stop asked before the loop started still counts.
-    """
-
-    def __init__(self, cfg: AgentConfig):
-        self.cfg = cfg
-        self._lock = threading.Lock()
-        self._stop_asked = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._agent = None
-
-    def refresh_user(self) -> None:
-        """The OS says a session changed (logon, logoff, console switch): read the desk user now."""
-        with self._lock:
-            loop, agent = self._loop, self._agent
-        if loop is not None and agent is not None:
-            loop.call_soon_threadsafe(agent.refresh_user)
-
-    def request_stop(self) -> None:
-        with self._lock:
-            self._stop_asked = True
-            loop, stop = self._loop, self._stop
-        if loop is not None and stop is not None:
-            loop.call_soon_threadsafe(stop.set)
-
-    def run(self) -> None:
-        asyncio.run(self._main())
-
-    async def _main(self) -> None:
-        from .runner import Agent
-
-        stop = asyncio.Event()
-        with self._lock:
-            self._loop, self._stop = asyncio.get_running_loop(), stop
-            if self._stop_asked:
-                stop.set()
-        agent = Agent(self.cfg)
-        with self._lock:
-            self._agent = agent
-        log.info("agent %s starting as a service; collector %s; state %s", agent.agent_id, self.cfg.collector,
-                 self.cfg.state_dir)
-        await agent.run(stop)
-        log.info("agent stopped")
 
 
 def cmd_service(args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 
 The service manager starts ``cxpulse.exe agent service --config C:\\ProgramData\\cxpulse\\agent.toml``;
 ``dispatch`` connects this process to the service manager, which then calls ``AgentService``:
-``SvcDoRun`` runs the agent (``service.ServiceRunner``) until ``SvcStop`` or ``SvcShutdown`` arrive
+``SvcDoRun`` runs the agent (``service_runner.ServiceRunner``) until ``SvcStop`` or ``SvcShutdown`` arrive
 on the control thread and set the agent's stop event, so the open batch is spooled before exit,
 as SIGTERM does on Linux and macOS.
 
@@ -42,7 +42,7 @@ USER_CHANGING_EVENTS = frozenset({WTS_CONSOLE_CONNECT, WTS_CONSOLE_DISCONNECT, W
 
 if AVAILABLE:
     from .config import load
-    from .service import SERVICE_NAME, ServiceRunner
+    from .service_runner import SERVICE_NAME, ServiceRunner
 
     class AgentService(win32serviceutil.ServiceFramework):
         _svc_name_ = SERVICE_NAME

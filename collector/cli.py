@@ -5,30 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import sys
 
+from .durations import parse_duration
+from .paths import default_db, redact
 
-def default_db() -> str:
-    if os.name != "nt" and os.geteuid() == 0:
-        return "/var/lib/cxpulse/collector.sqlite"
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return os.path.join(base, "cxpulse", "collector.sqlite")
-
-
-def redact(url: str) -> str:
-    """A database URL as it may appear in logs: without its password."""
-    import re as _re
-
-    return _re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
-
-
-def parse_duration(s: str) -> int:
-    """Seconds from '90', '90s', '15m', '1h', '2d'."""
-    m = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", s)
-    if not m:
-        raise argparse.ArgumentTypeError(f"not a duration: {s!r} (use e.g. 90s, 15m, 1h, 2d)")
-    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+__all__ = ["default_db", "parse_duration", "redact", "register"]  # the first three re-exported for older callers
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -138,7 +138,7 @@ class Collector:
                                overrides=self.config_watcher.retention if self.config_watcher else None)),
                            asyncio.ensure_future(incident_loop(self.store)),
                            asyncio.ensure_future(kept_scores_loop(self.store))]
-        from .cli import redact
+        from .paths import redact
 
         if self.tls is None:
             log.warning("INSECURE: collector listening on %s WITHOUT TLS (plain-text gRPC, --insecure): agent "
@@ -159,7 +159,7 @@ class Collector:
         key_file = self.reflector_key_file
         if key_file is None:
             if "://" in self.db:
-                from .cli import default_db
+                from .paths import default_db
 
                 key_file = os.path.join(os.path.dirname(default_db()), "reflector.key")
             else:

@@ -21,7 +21,7 @@ bsd/netinet6/icmp6.c) and in icmp(4):
   stay unconnected (a connected one would drop every router's answer: ``inp_faddr`` filter).
 * IPv6: ``SOCK_DGRAM, IPPROTO_ICMPV6`` is a raw ICMPv6 pcb too; ``IPV6_UNICAST_HOPS`` is allowed,
   the kernel computes the ICMPv6 checksum, and, as on every ICMPv6 socket, no IPv6 header is
-  delivered. The agent traces IPv4 for now (``tracer.validate``); the parsing and sending below
+  delivered. The agent traces IPv4 for now (``hops.validate``); the parsing and sending below
   already take IPv6.
 
 Linux ping sockets differ, which is why the socket layer is injectable and the parsing accepts
@@ -53,7 +53,7 @@ from collections import Counter
 from typing import Callable, NamedTuple, Protocol
 
 from ..probes.icmp import ICMP6_FILTER_XNU, checksum, icmp6_filter_xnu
-from .tracer import Hop, PathTrace, TraceCost
+from .hops import Hop, PathTrace, TraceCost
 
 __all__ = ["ECHO_REPLY", "TIME_EXCEEDED", "UNREACHABLE", "IcmpMessage", "IcmpSocket", "echo_request",
            "open_icmp_socket", "parse_icmp4", "parse_icmp6", "trace"]

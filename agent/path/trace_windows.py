@@ -42,7 +42,7 @@ from ..probes.icmp_windows import (
     IcmpEchoPinger,
     status_name,
 )
-from .tracer import Hop, PathTrace, TraceCost, validate
+from .hops import Hop, PathTrace, TraceCost, validate
 
 __all__ = ["TRACE_WORKERS", "trace"]
 

@@ -23,6 +23,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
+from .child_argv import trace_child_argv
+from .hops import METHODS, Hop, PathTrace, TraceCost, validate
+
 __all__ = [
     "CHILD_MODULE",
     "METHODS",
@@ -38,46 +41,8 @@ __all__ = [
 ]
 
 CHILD_MODULE = "cxpulse.agent.path.trace_child"
-METHODS = ("icmp", "udp", "tcp")
 UNKNOWN = "*"  # a hop that did not answer, in signatures (traceroute's own notation)
 _MAX_OUTPUT = 1 << 20  # the child prints a few kB; anything near this is not our child talking
-
-
-@dataclass(frozen=True)
-class Hop:
-    """One TTL. ``address`` is None when no probe got an answer; ``rtt_us`` has one entry per probe."""
-
-    ttl: int
-    address: str | None
-    rtt_us: list[int | None]
-
-
-@dataclass(frozen=True)
-class TraceCost:
-    """What one trace cost this machine: wall time, CPU time and peak memory.
-
-    From the scapy child (Linux), ``cpu_s`` and ``max_rss_kb`` are the child's own figures
-    (``getrusage(RUSAGE_SELF)`` just before it prints), so they stay right when other children run
-    at the same time. The in-process tracers (macOS, Windows) report the CPU time of their own
-    work (thread time) or None, and ``max_rss_kb`` None: they add no process to measure.
-    """
-
-    wall_s: float
-    cpu_s: float | None
-    max_rss_kb: int | None
-
-
-@dataclass(frozen=True)
-class PathTrace:
-    """The result of one trace. ``ts_us`` is when it started (Unix epoch, microseconds)."""
-
-    target: str
-    method: str
-    reached: bool
-    hops: list[Hop]
-    ts_us: int
-    error: str | None = None
-    cost: TraceCost | None = None
 
 
 @dataclass(frozen=True)
@@ -122,8 +87,6 @@ async def _trace_child(target_ip: str, *, port: int, max_hops: int, method: str,
     after its last probe; it must leave room for the child's start-up (about 0.4 s of imports).
     Run traces one after another rather than gathered: each child peaks at about 45 MiB.
     """
-    from ..service import trace_child_argv  # cxpulse-trace beside a frozen agent; python -m from source
-
     argv = [*trace_child_argv(), "--target", target_ip, "--port", str(port),
             "--max-hops", str(max_hops), "--probes", str(probes), "--timeout", str(reply_timeout_s),
             "--method", method]
@@ -169,19 +132,6 @@ async def _trace_child(target_ip: str, *, port: int, max_hops: int, method: str,
     if proc.returncode != 0 and result.error is None:
         return failed(f"trace child exited {proc.returncode}", cost)
     return result
-
-
-def validate(target_ip: str, port: int, max_hops: int, method: str, timeout_s: float, probes: int,
-             reply_timeout_s: float) -> None:
-    """Bad trace arguments are a caller's bug: ValueError at once, the same rules for every OS's tracer."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
-    if ipaddress.ip_address(target_ip).version != 4:  # raises ValueError for a name
-        raise ValueError("path traces are IPv4 only for now")
-    if not 1 <= port <= 65535 or not 1 <= max_hops <= 64 or not 1 <= probes <= 5:
-        raise ValueError("port must be 1..65535, max_hops 1..64, probes 1..5")
-    if not 0.05 <= reply_timeout_s <= 10 or timeout_s <= 0:
-        raise ValueError("reply_timeout_s must be 0.05..10 s and timeout_s positive")
 
 
 def _last_json_object(out: bytes) -> dict[str, Any]:

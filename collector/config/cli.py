@@ -8,7 +8,7 @@ import sys
 
 
 def register(col: argparse._SubParsersAction) -> None:
-    from ..cli import default_db
+    from ..paths import default_db
 
     cfg = col.add_parser("config", help="central configuration pushed to agents").add_subparsers(
         dest="config_command", required=True, metavar="ACTION")
@@ -45,7 +45,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_set(args: argparse.Namespace) -> int:
-    from ..cli import default_db
+    from ..paths import default_db
     from .central import ConfigError, current, update
 
     db = args.db or default_db()
@@ -61,7 +61,7 @@ def cmd_set(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from ..cli import default_db
+    from ..paths import default_db
     from .versions import VersionStore
 
     vs = VersionStore(args.db or default_db())

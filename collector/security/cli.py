@@ -15,7 +15,7 @@ import sys
 def default_tls_dir(db: str | None = None) -> str:
     """``tls`` beside the SQLite database (beside the default one for a PostgreSQL URL): init and
     serve given the same --db find the same directory without being told."""
-    from ..cli import default_db
+    from ..paths import default_db
 
     if not db or "://" in db:
         db = default_db()
@@ -23,7 +23,8 @@ def default_tls_dir(db: str | None = None) -> str:
 
 
 def register(col: argparse._SubParsersAction) -> None:
-    from ..cli import default_db, parse_duration
+    from ..durations import parse_duration
+    from ..paths import default_db
 
     def db_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--db", default=None, help=f"SQLite path or postgresql:// URL (default {default_db()})")
@@ -88,7 +89,7 @@ def register(col: argparse._SubParsersAction) -> None:
 
 
 def _registry(args):
-    from ..cli import default_db
+    from ..paths import default_db
     from .registry import Registry
 
     return Registry.open(args.db or default_db())

@@ -1,7 +1,7 @@
 """Entry of the frozen ``cxpulse-trace`` executable: one path trace, the only place scapy lives.
 
 The agent starts it where source installs run ``python -m cxpulse.agent.path.trace_child``
-(``cxpulse.agent.service.trace_child_argv``); arguments and JSON output are the same.
+(``cxpulse.agent.path.child_argv.trace_child_argv``); arguments and JSON output are the same.
 """
 
 import sys

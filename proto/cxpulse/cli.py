@@ -10,14 +10,12 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cxpulse", description="Endpoint experience monitoring for contact centers.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    from cxpulse.agent.service import version_line
+    from cxpulse.agent.service import register_agent, version_line
 
     parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    from cxpulse.agent import cli as agent_cli
-
-    agent_cli.register(sub)
+    register_agent(sub)
     if _command(sys.argv[1:] if argv is None else argv) != "agent":  # the agent's process never loads the collector
         from cxpulse.collector import cli as collector_cli
 

@@ -1,4 +1,4 @@
-"""agent/service.py: the ACL of the Windows data folder (ProgramData\\cxpulse) at install and upgrade.
+"""agent/acl_windows.py, through `agent configure`: the ACL of the Windows data folder (ProgramData\\cxpulse)
 
 No Windows here: a fake ``win32security`` (the pywin32 functions the code calls, same names and
 argument order) keeps a security descriptor per file of a real temporary tree and emulates what
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from cxpulse.agent import central, enrollment, service
-from cxpulse.agent.service import (ADMINS_SID, CONTAINER_INHERIT_ACE, DACL_SECURITY_INFORMATION, FILE_ALL_ACCESS,
-                                   INHERITED_ACE, OBJECT_INHERIT_ACE, OWNER_SECURITY_INFORMATION,
-                                   PROTECTED_DACL_SECURITY_INFORMATION, SE_DACL_PROTECTED, STRICT_ACES, SYSTEM_SID,
-                                   UNPROTECTED_DACL_SECURITY_INFORMATION, USERS_SID, WindowsAcl)
+from cxpulse.agent import acl_windows, central, enrollment, service
+from cxpulse.agent.acl_windows import (ADMINS_SID, CONTAINER_INHERIT_ACE, DACL_SECURITY_INFORMATION, FILE_ALL_ACCESS,
+                                       INHERITED_ACE, OBJECT_INHERIT_ACE, OWNER_SECURITY_INFORMATION,
+                                       PROTECTED_DACL_SECURITY_INFORMATION, SE_DACL_PROTECTED, STRICT_ACES, SYSTEM_SID,
+                                       UNPROTECTED_DACL_SECURITY_INFORMATION, USERS_SID, WindowsAcl)
 
 DESK_USER = "S-1-5-21-1004336348-1177238915-682003330-1001"  # a local user's SID, as whoami /user prints it
 OI_CI = OBJECT_INHERIT_ACE | CONTAINER_INHERIT_ACE
@@ -182,27 +182,27 @@ def desk(tmp_path, monkeypatch):
                     assert key not in locked, (p.name, fake.readers(p), fake.calls[-1])
 
     fake = FakeWin32Security(programdata, watch=no_secret_readable)
-    monkeypatch.setattr(service, "_windows_acl", lambda: WindowsAcl(fake))
-    monkeypatch.setattr(service, "_data_folder", lambda: folder)
+    monkeypatch.setattr(acl_windows, "_windows_acl", lambda: WindowsAcl(fake))
+    monkeypatch.setattr(acl_windows, "_data_folder", lambda: folder)
     return fake, folder, secrets
 
 
 def store_credential_as_the_service(state: Path) -> Path:
     """What the running agent does on enrollment (enrollment.store_credential restricts the
-    temporary file through service._restrict_windows_acl on Windows)."""
+    temporary file through acl_windows.restrict_secret_file on Windows)."""
     state.mkdir(parents=True, exist_ok=True)
     path = state / enrollment.CREDENTIAL_FILE
     tmp = state / (enrollment.CREDENTIAL_FILE + ".x1.new")
     tmp.write_text("")
-    service._restrict_windows_acl(tmp)
+    acl_windows.restrict_secret_file(tmp)
     tmp.write_text('{"agent_id": "a", "credential": "c"}')
     os.replace(tmp, path)
     return path
 
 
 def test_secret_names_are_the_files_the_agent_writes():
-    assert {service.ENROLL_FILE, enrollment.CREDENTIAL_FILE, central.FILE_NAME} == set(service.SECRET_FILES)
-    assert service._is_secret("credential.json.k2j4.new") and not service._is_secret("agent.toml.k2j4.new")
+    assert {service.ENROLL_FILE, enrollment.CREDENTIAL_FILE, central.FILE_NAME} == set(acl_windows.SECRET_FILES)
+    assert acl_windows._is_secret("credential.json.k2j4.new") and not acl_windows._is_secret("agent.toml.k2j4.new")
 
 
 def test_install_then_upgrade_keeps_every_secret_to_system_and_administrators(desk):
@@ -295,11 +295,11 @@ def test_access_denied_fails_the_configure_with_a_message(desk, capsys):
 def test_without_pywin32_a_single_file_uses_icacls_and_never_resets(monkeypatch, tmp_path):
     """A source install on Windows without pywin32: the same ACL from icacls, on that one file."""
     ran = []
-    monkeypatch.setattr(service, "_windows_acl", lambda: None)
-    monkeypatch.setattr(service.os, "name", "nt")
-    monkeypatch.setattr(service.subprocess, "run", lambda argv, **kw: ran.append(argv) or
+    monkeypatch.setattr(acl_windows, "_windows_acl", lambda: None)
+    monkeypatch.setattr(acl_windows.os, "name", "nt")
+    monkeypatch.setattr(acl_windows.subprocess, "run", lambda argv, **kw: ran.append(argv) or
                         subprocess.CompletedProcess(argv, 0))
-    service._restrict_windows_acl(tmp_path / "credential.json")
+    acl_windows.restrict_secret_file(tmp_path / "credential.json")
     monkeypatch.undo()
     assert ran == [["icacls", str(tmp_path / "credential.json"), "/inheritance:r", "/grant:r", "*S-1-5-18:F",
                     "*S-1-5-32-544:F"]]
@@ -324,7 +324,7 @@ def test_native_win32_security_keeps_a_secret_strict_over_two_configures(tmp_pat
     other = folder / "agent.toml"
     other.write_text("")
     for _ in range(2):  # install, then upgrade
-        service.secure_data_folder(folder, acl)
+        acl_windows.secure_data_folder(folder, acl)
         owner, protected, aces = acl.read(cred)
         assert protected and {a[0] for a in aces} == STRICT, aces
         _, folder_protected, folder_aces = acl.read(folder)

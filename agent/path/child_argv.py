@@ -1,0 +1,24 @@
+"""How the agent starts a path-trace child: ``python -m`` from source, ``cxpulse-trace`` when frozen.
+
+Used by ``tracer`` (Linux traces) and re-exported by ``service`` for the installers' docs; a module
+of its own so that neither imports the other (no import cycle, issue 20). Stdlib only.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+__all__ = ["trace_child_argv"]
+
+
+def trace_child_argv() -> list[str]:
+    """How to start a path-trace child: ``python -m`` from source, ``cxpulse-trace`` when frozen.
+
+    A frozen ``sys.executable`` is the agent itself, which has no ``-m``; the build ships the
+    trace child as a second executable beside it, so scapy never enters the agent's archive.
+    """
+    if getattr(sys, "frozen", False):
+        name = "cxpulse-trace.exe" if sys.platform == "win32" else "cxpulse-trace"
+        return [os.path.join(os.path.dirname(sys.executable), name)]
+    return [sys.executable, "-m", "cxpulse.agent.path.trace_child"]
