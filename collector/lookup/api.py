@@ -37,6 +37,7 @@ from starlette.routing import Route
 from ..store import AgentRecord, Store, fold
 from .report import build_for, fleet_views
 from .scope import scope_key, scoped_store
+from .links import view_url
 from .ticket import headline, incident_scope, ticket_summary
 
 __all__ = ["ApiError", "LookupService", "create_app", "openapi_document", "parse_duration_s", "parse_time_us"]
@@ -449,7 +450,8 @@ class LookupService:
         v = self.view(agent_id, since, until, sites)
         a = v["agent"]
         out = {"window": v["window"], "agent": a, "headline": headline(a),
-               "ticket": ticket_summary(a, v["window"], tz=tz), "score_timeline": score_points(a)}
+               "ticket": ticket_summary(a, v["window"], tz=tz, link=self.view_link(agent_id, since, until, tz)),
+               "score_timeline": score_points(a)}
         if with_timeline:
             tl = self.timeline(agent_id, since, until, points, sites)
             tl["score"] = score_points(a)
@@ -458,7 +460,11 @@ class LookupService:
 
     def ticket(self, agent_id: str, since: int, until: int, tz: str | None, sites=None) -> str:
         v = self.view(agent_id, since, until, sites)
-        return ticket_summary(v["agent"], v["window"], tz=tz)
+        return ticket_summary(v["agent"], v["window"], tz=tz, link=self.view_link(agent_id, since, until, tz))
+
+    def view_link(self, agent_id: str, since: int, until: int, tz: str | None) -> str:
+        """The page's address for this view (the ticket's "View:" line); relative without a public URL."""
+        return view_url(self.public_url, agent_id, since, until, tz)
 
     # - fleet -
 

@@ -117,7 +117,8 @@ async def start_http(store_url_or_store: str | Store, listen: str = "127.0.0.1:8
     - ``metrics_open``: /metrics without a key (counts per site only; default: a key is needed).
     - ``stats``: the ingest service's ``IngestStats`` for /metrics (None: ingest counters absent).
     - ``alerts_config``: an ``alerts.AlertConfig`` (webhooks to ITSM); None: no alerts.
-    - ``public_url``: how analysts reach the page, for links in alerts (default: the bound URL).
+    - ``public_url``: how analysts reach the page, for links in alerts and tickets (default: the
+      bound URL; none when bound to every address, and the links are relative).
     """
     try:
         import uvicorn
@@ -149,7 +150,10 @@ async def start_http(store_url_or_store: str | Store, listen: str = "127.0.0.1:8
             owned_registry = access.registry = await asyncio.to_thread(Registry.open, url)
         sock = _bind(host, port)
         bound = sock.getsockname()
-        base = public_url or f"http://{'[' + bound[0] + ']' if ':' in bound[0] else bound[0]}:{bound[1]}"
+        # Links (tickets, alerts) use the public URL; else the bound address, unless that is "any
+        # address" (0.0.0.0, ::), which no analyst can open: then they stay relative ("/#/agent/...").
+        base = public_url or ("" if bound[0] in ("0.0.0.0", "::") else
+                              f"http://{'[' + bound[0] + ']' if ':' in bound[0] else bound[0]}:{bound[1]}")
         service = LookupService(store, stats=stats, now_us=now_us, public_url=base)
         alerts = None
         if alerts_config is not None:

@@ -345,11 +345,12 @@ def person(display_name: str, login: str, empty: str = "?") -> str:
     return f"{display_name} ({login})" if display_name and display_name != login else login
 
 
-def ticket_summary(view_agent: dict, window: dict, *, tz: str | dt.tzinfo | None = None) -> str:
+def ticket_summary(view_agent: dict, window: dict, *, tz: str | dt.tzinfo | None = None, link: str | None = None) -> str:
     """Plain text for a ticket: who, when, score, what was wrong, where, evidence, next step.
 
     ``window`` is the view's ``window`` ({"since_us", "until_us", ...}); ``tz`` an IANA zone name
-    for the times (default UTC, always printed with its zone so a pasted ticket is unambiguous).
+    for the times (default UTC, always printed with its zone so a pasted ticket is unambiguous);
+    ``link`` the page's address for this view (``links.view_url``), printed last as "View: ...".
     """
     zone = timefmt_zone(tz)
     a = view_agent
@@ -405,4 +406,6 @@ def ticket_summary(view_agent: dict, window: dict, *, tz: str | dt.tzinfo | None
         more = f"; {len(groups) - 3} more place{'s' if len(groups) != 4 else ''}" if len(groups) > 3 else ""
         lines.append(f"Events: {n}, by place, the most felt first: {top}{more}")
     lines.append(f"Next step: {r['next_step']}")
+    if link:  # links.view_url: the page for this person, window and zone
+        lines.append(f"View: {link}")
     return "\n".join(lines) + "\n"

@@ -49,7 +49,9 @@ def test_agent_experience_over_the_day(server):
     assert hl["source"] in ("score", "figures") and hl["next_step"]
     if hl["source"] == "figures":
         assert any("RSSI" in e for e in hl["evidence"]) and any("loss" in e for e in hl["evidence"])
-    assert body["ticket"] == ticket_summary(a, body["window"])
+    # The ticket ends with the page's address for this view (the server's bound URL here; no tz asked).
+    link = f"{server.url}/#/agent/{AGENT}?since={DAY0 // S}&until={DAY_END // S}"
+    assert body["ticket"] == ticket_summary(a, body["window"], link=link) and body["ticket"].endswith(f"View: {link}\n")
     tl = body["timeline"]
     assert tl["step_s"] == 120 and tl["buckets"] in (720, 721)  # buckets sit on round times
     assert [h["target"] for h in tl["hops"]] == ["gateway", "hop2", "crm-edge"]

@@ -18,7 +18,7 @@ import pytest
 
 from ..requirements import require
 from .conftest import load_budget_ms
-from .scenario import DAY0, DAY_END, S
+from .scenario import DAY0, DAY_END, ISP_LOSS, S
 
 AGENT = "agent-7f3a"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -493,3 +493,47 @@ def test_keyboard_reaches_every_control_and_event_row(server, browser, tmp_path)
     ActionChains(d).send_keys(Keys.ESCAPE).perform()
     wait(d, lambda d: "zoomed" not in d.find_element(By.ID, "rangelabel").text, 10, "Escape on the chart to reset")
     shot(d, tmp_path, "keyboard.png")
+
+
+def test_ticket_link_opens_the_same_view(server, browser, tmp_path):
+    """The ticket's "View:" line is this page for this person, window and zone; opened fresh, it
+    shows the same window in the same zone, and the same ticket (issue 17)."""
+    import datetime as dt
+    import zoneinfo
+
+    from selenium.webdriver.common.by import By
+
+    d = browser
+    _signed_in(d, server)
+    since, until = ISP_LOSS[0] // S - 1800, ISP_LOSS[0] // S + 1800
+    zone = "Asia/Tokyo"
+    open_fresh(d, f"{server.url}/#/agent/{AGENT}?since={since}&until={until}&tz={zone}")
+    wait(d, lambda d: mark(d, "cx-summary-ready") is not None, 60, "the summary")
+    ticket = d.find_element(By.ID, "ticket").get_attribute("value")
+    link = ticket.splitlines()[-1].removeprefix("View: ")
+    assert link == f"{server.url}/#/agent/{AGENT}?since={since}&until={until}&tz=Asia%2FTokyo", ticket
+    label = d.find_element(By.ID, "rangelabel").text
+    tokyo = dt.datetime.fromtimestamp(since, zoneinfo.ZoneInfo(zone))
+    assert label.startswith(tokyo.strftime("%Y-%m-%d %H:%M")) and zone in label, (label, tokyo)
+    assert tokyo.strftime("%H:%M") in ticket.splitlines()[1], "the ticket's When: line is in the same zone"
+    who = d.find_element(By.ID, "who").text
+
+    open_fresh(d, "about:blank")
+    open_fresh(d, link)
+    wait(d, lambda d: mark(d, "cx-summary-ready") is not None, 60, "the linked view")
+    assert d.find_element(By.ID, "who").text == who
+    assert d.find_element(By.ID, "rangelabel").text == label
+    assert f"times in {zone}" in d.find_element(By.ID, "foot").text
+    assert d.find_element(By.ID, "ticket").get_attribute("value") == ticket
+    # A range button keeps the linked zone.
+    d.find_element(By.CSS_SELECTOR, "button[data-range='4h']").click()
+    wait(d, lambda d: "tz=Asia%2FTokyo" in d.current_url and "4 h" in d.find_element(By.ID, "rangelabel").text, 10, "4 h in Tokyo time")
+
+    # Without a zone in the address, the browser's zone, and the link names it.
+    browser_zone = d.execute_script("return Intl.DateTimeFormat().resolvedOptions().timeZone")
+    open_fresh(d, f"{server.url}/#/agent/{AGENT}?since={since}&until={until}")
+    wait(d, lambda d: mark(d, "cx-summary-ready") is not None, 60, "the summary")
+    ticket = d.find_element(By.ID, "ticket").get_attribute("value")
+    assert ticket.splitlines()[-1] == f"View: {server.url}/#/agent/{AGENT}?since={since}&until={until}&" + \
+        __import__("urllib.parse").parse.urlencode({"tz": browser_zone})
+    shot(d, tmp_path, "ticket-link.png")

@@ -145,3 +145,18 @@ def test_a_platform_incident_is_the_next_step_whatever_the_domain():
 def test_next_step_per_fault_domain(domain, site, sentence, words):
     r = {"domain": domain, "sentence": sentence, "incidents": [], "incident": None, "label": "poor", "source": "score"}
     assert words in next_step(r, {"site": site})
+
+
+def test_ticket_links_back_to_the_view():
+    """The ticket's last line is the page's address for this person, window and zone (issue 17):
+    absolute with the collector's public URL, relative without one."""
+    from cxpulse.collector.lookup.links import view_url
+
+    since, until = WINDOW["since_us"], WINDOW["until_us"]
+    link = view_url("https://cxpulse.example/", "agent 7/x", since, until, "Europe/Lisbon")
+    assert link == (f"https://cxpulse.example/#/agent/agent%207%2Fx?since={since // 1_000_000}"
+                    f"&until={until // 1_000_000}&tz=Europe%2FLisbon")
+    assert view_url("", "a1", since, until).startswith("/#/agent/a1?since=")
+    text = ticket_summary(_agent(), WINDOW, tz="Europe/Lisbon", link=link)
+    assert text.splitlines()[-1] == f"View: {link}"
+    assert "View:" not in ticket_summary(_agent(), WINDOW)

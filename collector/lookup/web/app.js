@@ -4,7 +4,14 @@
 "use strict";
 (() => {
   const SVGNS = "http://www.w3.org/2000/svg";
-  const ZONE = (Intl.DateTimeFormat().resolvedOptions().timeZone) || "UTC";
+  const BROWSER_ZONE = (Intl.DateTimeFormat().resolvedOptions().timeZone) || "UTC";
+  // The view's zone: the browser's, or the one a link names (a ticket's "View:" link carries the
+  // zone it was written in, so the page shows the same clock times as the ticket).
+  let ZONE = BROWSER_ZONE;
+  function knownZone(tz) {
+    if (!tz) return null;
+    try { return new Intl.DateTimeFormat("en-US", { timeZone: tz }).resolvedOptions().timeZone; } catch (e) { return null; }
+  }
   // Two palettes that never share a hue family, from Okabe & Ito's colour-blind-safe set: hops
   // (lines) in blues, green, purple and greys; event severities (marks, bands) in yellow, orange
   // and vermillion, and taller the more severe, so they differ without colour too.
@@ -35,13 +42,30 @@
   // replaceChildren would print "null" for a section left out: drop those first.
   const fill = (node, ...kids) => node.replaceChildren(...kids.flat().filter((k) => k !== null && k !== undefined && k !== false));
   const pad = (n) => String(n).padStart(2, "0");
+  // Wall-clock parts of a time in the view's zone (one formatter per zone, reused).
+  const zoneFmts = new Map();
+  function wall(us) {
+    let f = zoneFmts.get(ZONE);
+    if (!f) {
+      f = new Intl.DateTimeFormat("en-US", { timeZone: ZONE, hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+      zoneFmts.set(ZONE, f);
+    }
+    const o = {};
+    for (const x of f.formatToParts(new Date(us / 1000))) o[x.type] = x.value;
+    return { y: o.year, mo: o.month, d: o.day, h: o.hour === "24" ? "00" : o.hour, mi: o.minute, s: o.second };
+  }
+  // The view's zone's offset from UTC at a time, in seconds (for ticks on round local times).
+  function zoneOffsetS(us) {
+    const w = wall(us);
+    return Math.round((Date.UTC(+w.y, +w.mo - 1, +w.d, +w.h, +w.mi, +w.s) - Math.floor(us / 1e6) * 1000) / 1000);
+  }
   function fmtClock(us, secs) {
-    const d = new Date(us / 1000);
-    return pad(d.getHours()) + ":" + pad(d.getMinutes()) + (secs ? ":" + pad(d.getSeconds()) : "");
+    const w = wall(us);
+    return w.h + ":" + w.mi + (secs ? ":" + w.s : "");
   }
   function fmtDate(us) {
-    const d = new Date(us / 1000);
-    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate());
+    const w = wall(us);
+    return w.y + "-" + w.mo + "-" + w.d;
   }
   const fmtWhen = (us, secs) => fmtDate(us) + " " + fmtClock(us, secs);
   function fmtSpan(s) {
@@ -162,8 +186,10 @@
       const p = new URLSearchParams(m[2] || "");
       const until = Number(p.get("until")) || Math.floor(Date.now() / 1000);
       const since = Number(p.get("since")) || until - 3600;
+      ZONE = knownZone(p.get("tz")) || BROWSER_ZONE;
       agentPage(decodeURIComponent(m[1]), since, until);
     } else {
+      ZONE = BROWSER_ZONE;
       fleetPage();
     }
   }
@@ -178,7 +204,7 @@
     const span = until - since;
     const rangeBtns = RANGES.map(([name, s]) => el("button", {
       class: s === span ? "on" : null, "data-range": name,
-      onclick: () => { const u = Math.floor(Date.now() / 1000); location.hash = "#/agent/" + encodeURIComponent(id) + "?since=" + (u - s) + "&until=" + u; },
+      onclick: () => { const u = Math.floor(Date.now() / 1000); location.hash = "#/agent/" + encodeURIComponent(id) + "?since=" + (u - s) + "&until=" + u + zoneParam(); },
     }, name));
     fill(main, 
       el("section", { class: "card", id: "summary" },
@@ -266,7 +292,7 @@
     if (!lab) return;
     const secs = p.zoom !== null;
     const end = fmtDate(r.since * 1e6) === fmtDate(r.until * 1e6) ? fmtClock(r.until * 1e6, secs) : fmtWhen(r.until * 1e6, secs);
-    lab.textContent = `${fmtWhen(r.since * 1e6, secs)} – ${end} (${fmtSpan(r.until - r.since)}${p.zoom ? ", zoomed" : ""})`;
+    lab.textContent = `${fmtWhen(r.since * 1e6, secs)} – ${end} ${ZONE} (${fmtSpan(r.until - r.since)}${p.zoom ? ", zoomed" : ""})`;
     document.getElementById("zoomapply").hidden = !p.zoom;
   }
 
@@ -656,7 +682,7 @@
     const ax = sv("g");
     const secs = tick < 60;
     const multiDay = fmtDate(t0) !== fmtDate(t1 - 1);
-    const tzOff = -new Date(t0 / 1000).getTimezoneOffset() * 60;
+    const tzOff = zoneOffsetS(t0);
     let first = Math.ceil((t0 / 1e6 + tzOff) / tick) * tick - tzOff;
     for (let s = first; s * 1e6 <= t1; s += tick) {
       const x = X(s * 1e6);
@@ -803,10 +829,12 @@
       performance.mark("cx-zoom-ready");
     } catch (e) { /* the coarse chart stays; the next zoom tries again */ }
   }
+  // A view opened in another zone than the browser's stays in it when the range changes.
+  const zoneParam = () => ZONE === BROWSER_ZONE ? "" : "&tz=" + encodeURIComponent(ZONE);
   function applyZoom() {
     const p = page;
     if (!p.zoom) return;
-    location.hash = "#/agent/" + encodeURIComponent(p.id) + "?since=" + Math.floor(p.zoom.since) + "&until=" + Math.ceil(p.zoom.until);
+    location.hash = "#/agent/" + encodeURIComponent(p.id) + "?since=" + Math.floor(p.zoom.since) + "&until=" + Math.ceil(p.zoom.until) + zoneParam();
   }
   let resizeTimer = 0;
   window.addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(() => { if (page && page.tl && document.getElementById("chart")) drawChart(); }, 150); });
