@@ -364,12 +364,16 @@ class Agent:
             self.confirm.end(t.name)
 
     async def _app_loop(self, stop: asyncio.Event) -> None:
-        """Each app every app_interval_s, on a fresh connection; a failure is re-checked after 5 s."""
-        from .probes.http import check_app
+        """Each app every app_interval_s, on a fresh connection; a failure is re-checked after 5 s.
 
+        httpx is imported with the first app to check (apps may also arrive later, pushed by the
+        collector): a desk without app checks never carries it (tests/test_agent_imports.py).
+        """
         sem = asyncio.Semaphore(4)  # a desk does not open dozens of TLS handshakes at once
 
         async def one(app: App, retry: bool) -> None:
+            from .probes.http import check_app
+
             async with sem:
                 r = await check_app(app.name, app.url, self.cfg.app_timeout_s, ca_file=self.cfg.app_ca_file or None)
             values = {"dns": r.dns_us, "tcp": r.connect_us, "tls": r.tls_us, "ttfb": r.ttfb_us, "total": r.total_us,

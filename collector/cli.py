@@ -7,6 +7,8 @@ import asyncio
 import os
 import sys
 
+from cxpulse.extras import MissingExtra
+
 from .durations import parse_duration
 from .paths import default_db, redact
 
@@ -165,6 +167,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                           reflector_key_file=args.reflector_key_file, http_listen=args.http, http_public_url=args.http_public_url,
                           alerts_config=alerts_config, raw_days=args.raw_days, rollup_days=args.rollup_days,
                           tls=tls, insecure=args.insecure, http_options=_http_options(args)))
+    except MissingExtra:  # cxpulse.cli prints it: one line naming the extra, exit 2
+        raise
     except Exception as exc:  # fail fast at start-up with one clear line (no traceback for config errors)
         print(f"cxpulse collector: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -92,6 +92,12 @@ def main() -> int:
     ap.add_argument("--dist", default=str(REPO / "build" / "packaging" / "dist"), help="output directory")
     ap.add_argument("--verbose", action="store_true", help="show PyInstaller's log")
     args = ap.parse_args()
+    from cxpulse.extras import MissingExtra, report, require
+
+    try:
+        require("PyInstaller")
+    except MissingExtra as exc:
+        return report(exc, "freeze")
     out = freeze(Path(args.dist), quiet=not args.verbose)
     print(f"{out}: {du(out) / 1e6:.1f} MB")
     return 0

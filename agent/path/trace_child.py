@@ -44,6 +44,8 @@ import sys
 from collections import Counter
 from typing import Any, NoReturn
 
+from cxpulse.extras import MissingExtra, require
+
 __all__ = ["main"]
 
 METHODS = ("icmp", "udp", "tcp")
@@ -213,7 +215,11 @@ def main(argv: list[str] | None = None) -> int:
         _emit({**base, "error": problem, "cost": _cost()})
         return EXIT_NO_PRIVILEGE
     try:
+        require("scapy")  # the 'trace' extra: its one line becomes the trace's error
         result = trace(args.target, args.method, args.port, args.max_hops, args.probes, args.timeout)
+    except MissingExtra as exc:
+        _emit({**base, "error": str(exc), "cost": _cost()})
+        return EXIT_FAILED
     except Exception as exc:  # one JSON answer whatever happens; the parent logs it
         _emit({**base, "error": f"{type(exc).__name__}: {exc}", "cost": _cost()})
         return EXIT_FAILED

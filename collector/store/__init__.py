@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from cxpulse.extras import require
 from cxpulse.v1.payload import Event, PathSnapshot, SampleBatch
 
 if TYPE_CHECKING:
@@ -249,12 +250,7 @@ def open_store(url: str) -> Store:
     psycopg is imported only for PostgreSQL URLs, so SQLite users never need it.
     """
     if url.startswith("postgresql://") or url.startswith("postgres://"):
-        try:
-            import psycopg  # noqa: F401  (optional dependency: the ``postgres`` extra)
-        except ImportError:
-            raise ValueError(
-                "PostgreSQL storage needs psycopg 3, which is not installed: pip install 'cxpulse[postgres]'"
-            ) from None
+        require("psycopg")  # the 'postgres' extra; MissingExtra names it in one line (cxpulse.extras)
         from .postgres import PostgresStore
 
         return PostgresStore(url)

@@ -27,8 +27,16 @@ def main(argv: list[str] | None = None) -> int:
     # One INFO line per app check is noise; our own log says what matters.
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, level))
+    from cxpulse.extras import EXTRAS, MissingExtra, report
+
     try:
         return args.func(args) or 0
+    except MissingExtra as exc:  # one line naming the extra, never a traceback
+        return report(exc)
+    except ImportError as exc:  # an extra's module imported without require(): the same line
+        if exc.name and exc.name.split(".")[0] in EXTRAS:
+            return report(MissingExtra(exc.name))
+        raise
     except KeyboardInterrupt:
         return 130
 
