@@ -708,6 +708,11 @@ def create_app(service: LookupService, access, *, metrics: Callable[[], bytes] |
             raise ApiError(429, str(exc)) from None
         return _json({"queued": sent}, status=202)
 
+    async def glossary(request: Request) -> Response:
+        # The words behind the page's tooltips (docs/glossary.md is the same list).
+        from .glossary import glossary as terms
+        return _json(terms())
+
     async def health(request: Request) -> Response:
         return _json({"status": "ok", "api_version": API_VERSION})
 
@@ -782,6 +787,7 @@ def create_app(service: LookupService, access, *, metrics: Callable[[], bytes] |
         Route("/api/v1/alerts/deliveries", admin(deliveries), methods=["GET"]),
         Route("/api/v1/alerts/test", admin(test_send), methods=["POST"]),
         *admin_routes(access, service.now_us),
+        Route("/api/v1/glossary", helpdesk(glossary), methods=["GET"]),
         Route("/api/v1/health", health, methods=["GET"]),
         Route("/api/v1/openapi.json", openapi, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
@@ -963,6 +969,12 @@ def openapi_document() -> dict:
                 "text/plain": {"schema": {"type": "string"}},
                 "application/json": {"schema": {"type": "object", "properties": {"text": {"type": "string"}}}}}},
                 "400": {"$ref": "#/components/responses/BadRequest"}})}},
+        "/api/v1/glossary": {"get": {
+            "operationId": "getGlossary", "summary": "Every term the page, ticket and CLI show, in plain words with its unit",
+            "description": "The page's tooltips; docs/glossary.md is rendered from the same list.",
+            "responses": _ok("Terms, event kinds, places and severities", {"type": "object", "properties": {
+                "terms": {"type": "array", "items": {"type": "object"}}, "events": {"type": "array", "items": {"type": "object"}},
+                "places": {"type": "array", "items": {"type": "object"}}, "severities": {"type": "array", "items": {"type": "object"}}}})}},
         "/api/v1/fleet": {"get": {
             "operationId": "getFleet", "summary": "Worst agents now, by site, by app, open incidents",
             "parameters": [_param("window", "query", "How far back 'now' looks (default 15m, at most 24h)."),

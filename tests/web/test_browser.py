@@ -537,3 +537,40 @@ def test_ticket_link_opens_the_same_view(server, browser, tmp_path):
     assert ticket.splitlines()[-1] == f"View: {server.url}/#/agent/{AGENT}?since={since}&until={until}&" + \
         __import__("urllib.parse").parse.urlencode({"tz": browser_zone})
     shot(d, tmp_path, "ticket-link.png")
+
+
+def test_jargon_has_plain_words_and_tooltips(server, browser, tmp_path):
+    """Component names in plain words, their reasons' jargon (Apdex, T, R, |dRTT|, severity-weighted
+    s, RSSI) as tooltips from the glossary, table headers explained, event rows and chart marks in
+    the words of cxpulse.collector.lookup.words (issue 17)."""
+    from selenium.webdriver.common.by import By
+
+    from cxpulse.collector.lookup.glossary import TERMS
+    from cxpulse.collector.lookup.words import EVENT_EXPLAINED, EVENT_WORDS
+
+    plain = {t: p for t, p, _, _ in TERMS}
+    d = browser
+    _signed_in(d, server)
+    open_fresh(d, f"{server.url}/#/agent/{AGENT}?since={DAY0 // S}&until={DAY_END // S}")
+    wait(d, lambda d: mark(d, "cx-summary-ready") is not None, 120, "the day's summary")
+    wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, "#context abbr.explain[data-term]"), 20, "the glossary's tooltips")
+    names = d.find_elements(By.CSS_SELECTOR, "#context tbody tr td:first-child abbr.explain")
+    assert names, "component names not in plain words"
+    for n in names:
+        term = n.get_attribute("data-term")
+        assert n.text == plain[term] and term in n.get_attribute("title"), (term, n.text)
+    jargon = d.find_elements(By.CSS_SELECTOR, "#context td.wrap abbr.explain")
+    print("\nexplained in the reasons:", sorted({j.text for j in jargon}))
+    assert jargon and all(j.get_attribute("title") for j in jargon)
+    assert {j.get_attribute("data-term") for j in jargon} & {"Apdex", "T", "R", "severity-weighted s", "RSSI", "|dRTT|"}
+    heads = {th.text: th.get_attribute("title") for th in d.find_elements(By.CSS_SELECTOR, "#hops th, #apps th")}
+    for h in ("p95", "jitter", "loss s", "ttfb"):
+        assert heads.get(h) and "ms" in heads["p95"], (h, heads.get(h))
+    rows = d.find_elements(By.CSS_SELECTOR, "#events tbody tr")
+    assert rows and all(any(EVENT_EXPLAINED[k] in r.get_attribute("title") for k in EVENT_EXPLAINED) for r in rows)
+    marks = [m.find_element(By.TAG_NAME, "title").get_attribute("textContent") for m in d.find_elements(By.CSS_SELECTOR, "#chart rect.ev")]
+    assert marks and all(m.split(" at ")[0] in EVENT_WORDS.values() for m in marks), marks
+    limiting = [a for a in d.find_elements(By.CSS_SELECTOR, "#score .muted abbr") if a.get_attribute("data-term") != "limited by"]
+    if limiting:  # "limited by app responsiveness", not "limited by apps"
+        assert limiting[0].text in plain.values(), limiting[0].text
+    shot(d, tmp_path, "plain-words.png", height=1900)

@@ -84,6 +84,49 @@
   const num = (v, d = 1) => (v === null || v === undefined) ? "–" : (v === 0 ? "0" : Math.abs(v) >= 100 ? String(Math.round(v)) : Number(v).toFixed(d));
   const labelClass = (l) => (l === "good" || l === "fair" || l === "poor") ? l : "na";
 
+  // ---------- plain words: the glossary (GET /api/v1/glossary, the list docs/glossary.md shows) ----------
+  // Fetched once per sign-in; until it arrives (or without it) the page shows the terms as they are.
+  let GLOSSARY = null, glossaryAsked = false;
+  async function loadGlossary() {
+    if (glossaryAsked) return;
+    glossaryAsked = true;
+    try {
+      const g = (await api("/api/v1/glossary")).body;
+      GLOSSARY = { terms: new Map(g.terms.map((t) => [t.term, t])), events: new Map(g.events.map((e) => [e.kind, e])) };
+      if (page && page.view) { renderSummary(); renderTables(); }
+      if (page && page.tl) drawChart();
+    } catch (e) { glossaryAsked = false; }
+  }
+  const termTitle = (term) => {
+    const t = GLOSSARY && GLOSSARY.terms.get(term);
+    return t ? `${t.plain}${t.unit ? " (" + t.unit + ")" : ""}: ${t.meaning}` : null;
+  };
+  const eventWords = (kind) => (GLOSSARY && GLOSSARY.events.get(kind) ? GLOSSARY.events.get(kind).plain : kind);
+  const eventMeaning = (kind) => (GLOSSARY && GLOSSARY.events.get(kind) ? GLOSSARY.events.get(kind).meaning : "");
+  // "voice" -> "call quality", with the key and the meaning in its tooltip.
+  function plainTerm(term) {
+    const t = GLOSSARY && GLOSSARY.terms.get(term);
+    return t ? el("abbr", { class: "explain", title: `${term}: ${termTitle(term)}`, "data-term": term, text: t.plain }) : String(term);
+  }
+  // A sentence with its jargon explained: each known term (Apdex, T 500 ms, R 57, |dRTT|,
+  // severity-weighted s, RSSI, ...) becomes a tooltip; one-letter terms only next to a number.
+  function explained(text) {
+    text = String(text);
+    if (!GLOSSARY) return text;
+    const words = [...GLOSSARY.terms.keys()].filter((k) => k.length > 1 && /[A-Z|]|weighted|jitter|limited/.test(k))
+      .sort((a, b) => b.length - a.length).map((k) => k.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
+    const re = new RegExp(`(${words.join("|")})(?![\\w])|\\b([TR])(?= \\d)|(?<=\\d )(R)\\b`, "g");
+    const out = el("span", {});
+    let at = 0;
+    for (const m of text.matchAll(re)) {
+      const term = m[1] || m[2] || m[3];
+      out.append(text.slice(at, m.index), el("abbr", { class: "explain", title: termTitle(term), "data-term": term, text: m[0] }));
+      at = m.index + m[0].length;
+    }
+    out.append(text.slice(at));
+    return out;
+  }
+
   // ---------- sign-in ----------
   // The API needs a key (helpdesk or admin). It lives in sessionStorage: gone when the tab
   // closes, never in a cookie (so no other page can make the browser send it), sent on each fetch.
@@ -244,6 +287,7 @@
 
   async function loadAgent(gen) {
     const p = page;
+    loadGlossary();
     const w = chartWidth();
     try {
       const tl = await api(`/api/v1/agents/${encodeURIComponent(p.id)}/timeline?since=${p.since}&until=${p.until}&points=${w}`);
@@ -306,7 +350,7 @@
     fill(sc, 
       el("div", { class: "num txt-" + lc, text: hl.score === null ? "–" : Math.round(hl.score) }),
       el("div", {}, el("span", { class: "chip " + lc, text: hl.label || "not scored" })),
-      hl.limiting ? el("div", { class: "muted", text: "limited by " + hl.limiting }) : null,
+      hl.limiting ? el("div", { class: "muted" }, explained("limited by"), " ", plainTerm(hl.limiting)) : null,
       hl.score_now !== null && hl.score_now !== undefined && hl.score_now !== hl.score ? el("div", { class: "muted", text: "now " + Math.round(hl.score_now) + " " + (hl.label_now || "") }) : null);
     const noData = !a.targets.length && !(a.apps || []).length && !a.wifi;
     const sentence = noData ? "No samples in this window: the agent was offline or not yet reporting."
@@ -390,9 +434,10 @@
   }
   function table(cols, rows, onRow, rowLabel) {
     return el("table", {},
-      el("thead", {}, el("tr", {}, ...cols.map((c) => el("th", { class: c.n ? "n" : null, text: c.t, title: c.title || null })))),
+      el("thead", {}, el("tr", {}, ...cols.map((c) => el("th", { class: c.n ? "n" : null, text: c.t, title: c.title || termTitle(c.t) })))),
       el("tbody", {}, ...rows.map((r) => el("tr", { class: onRow ? "click" : null, onclick: onRow ? () => onRow(r) : null,
-        tabindex: onRow ? "0" : null, onkeydown: onRow ? rowKeys(onRow, r) : null, "aria-label": onRow && rowLabel ? rowLabel(r) : null },
+        tabindex: onRow ? "0" : null, onkeydown: onRow ? rowKeys(onRow, r) : null, "aria-label": onRow && rowLabel ? rowLabel(r) : null,
+        title: onRow && rowLabel ? rowLabel(r) : null },
         ...cols.map((c) => { const v = c.f(r); return el("td", { class: [c.n ? "n" : "", c.cls ? c.cls(r) : "", c.wrap ? "wrap" : ""].join(" ").trim() || null }, v); })))));
   }
 
@@ -438,9 +483,9 @@
     const comps = (page.view.headline.components || []);
     if (comps.length) {
       kids.push(table([
-        { t: "component", f: (c) => c.name },
+        { t: "component", f: (c) => plainTerm(c.name) },
         { t: "score", f: (c) => c.score === null || c.score === undefined ? "n/a" : Math.round(c.score), n: true, cls: (c) => "txt-" + labelClass(c.label) },
-        { t: "why", f: (c) => c.reason || "", wrap: true },
+        { t: "why", f: (c) => explained(c.reason || ""), wrap: true },
       ], comps));
     } else {
       kids.push(el("p", { class: "empty", text: "No score components in this view." }));
@@ -568,7 +613,7 @@
       const mh = (STRIP - 4) * (e.severity >= 3 ? 1 : e.severity === 2 ? 0.7 : 0.45);
       const mark = sv("rect", { x: x0, y: STRIP - 2 - mh, width: wd, height: mh, rx: 2, fill: SEV_COLOR[e.severity] || "#999", class: "ev sev" + e.severity, "data-kind": e.kind, "data-severity": e.severity });
       const title = sv("title");
-      title.textContent = `${e.kind} at ${e.target} · ${fmtClock(e.start_us, true)}` + (e.end_us === null ? " (ongoing)" : `, ${fmtSpan(Math.max(1, Math.round(e.duration_s)))}`) + ` · ${SEV[e.severity]}\n${e.evidence}`;
+      title.textContent = `${eventWords(e.kind)} at ${e.target} · ${fmtClock(e.start_us, true)}` + (e.end_us === null ? " (ongoing)" : `, ${fmtSpan(Math.max(1, Math.round(e.duration_s)))}`) + ` · ${SEV[e.severity]}\n${e.evidence}` + (eventMeaning(e.kind) ? `\n${eventMeaning(e.kind)}` : "");
       mark.append(title);
       mark.addEventListener("click", (ev) => { ev.stopPropagation(); zoomToEvent(e); });
       mark.style.cursor = "pointer";
@@ -721,7 +766,7 @@
       const sp = p.scorePts.find((s) => s.t_us <= t && t < s.t_us + 60e6);
       if (sp) lines.push(el("div", { text: `score ${Math.round(sp.score)} ${sp.label || ""}` + (sp.limiting ? ` (${sp.limiting})` : "") }));
       const evs = tl.events.filter((e) => e.start_us <= t && t <= (e.end_us === null ? t1 : Math.max(e.end_us, e.start_us + 1e6)));
-      for (const e of evs.slice(0, 3)) lines.push(el("div", { text: `⚑ ${e.kind} at ${e.target}` }));
+      for (const e of evs.slice(0, 3)) lines.push(el("div", { text: `⚑ ${eventWords(e.kind)} at ${e.target}` }));
       fill(tip, ...lines);
       tip.hidden = false;
       const r = svg.getBoundingClientRect();
@@ -764,7 +809,9 @@
   // What a screen reader says on an event row (and the row's details in one line for the keyboard).
   function eventRowLabel(e) {
     const dur = e.end_us === null ? "ongoing" : "for " + fmtSpan(Math.max(1, Math.round(e.duration_s)));
-    return `${SEV[e.severity] || ""} event at ${fmtClock(e.start_us, true)}, ${dur}: ${e.kind} at ${e.target}. ${e.evidence || ""} Press Enter to zoom the chart to it.`;
+    const means = eventMeaning(e.kind);
+    return `${SEV[e.severity] || ""} event at ${fmtClock(e.start_us, true)}, ${dur}: ${eventWords(e.kind)} at ${e.target}. ${e.evidence || ""}` +
+      (means ? ` (${means})` : "") + " Press Enter to zoom the chart to it.";
   }
   // The chart without a mouse: + and - zoom around the middle, the arrows move by a quarter of
   // the view, Escape (or 0) goes back to the whole window.
