@@ -313,9 +313,13 @@ class _Evidence:
         g = self.gw
         if g is None or not g.samples:
             return 0.0
-        loss_s = piecewise(g.loss_pct, ((0.5, 0.0), (2.0, 0.5), (5.0, 1.0)))
+        loss_curve = ((0.5, 0.0), (2.0, 0.5), (5.0, 1.0))
+        loss_s = piecewise(g.loss_pct, loss_curve)
         b = self._base_path("gateway")
-        if b is not None and b.samples and more_lost_p(g.lost, g.samples, b.lost, b.samples) >= SIGNIFICANCE:
+        # Good minutes that lose gateway probes themselves are no healthy usual: a lossy LAN whose
+        # calls held up for a few minutes (the namespace lab) would otherwise excuse its own loss.
+        if (b is not None and b.samples and piecewise(b.loss_pct, loss_curve) == 0.0
+                and more_lost_p(g.lost, g.samples, b.lost, b.samples) >= SIGNIFICANCE):
             loss_s = 0.0  # no more loss than in the agent's good minutes, beyond chance
         lat_s = piecewise(self._excess_ms(g), ((8.0, 0.0), (25.0, 0.5), (60.0, 1.0)))
         return max(loss_s, lat_s)

@@ -312,3 +312,36 @@ def test_own_upload_on_a_line_that_drops_instead_of_queueing_is_still_own_traffi
     assert "loss starts at hop 2 (isp 100.64.1.1): 10% vs 0%" in v.evidence, v.evidence
     (isp,) = triage_timeline(_desk_minutes(rise_ms=0, up_kbps=300, lose_every=10))
     assert isp.domain == "network", isp
+
+
+def test_lan_loss_in_the_good_minutes_too_is_still_the_lan():
+    """The namespace lab (tests/test_triage_lab.py): 3% loss each way on the desk -> router link
+    lost 4 of 60 gateway probes a minute, yet real voice runs kept three minutes above "degraded";
+    only the last (4 of 37) fell below. Those three were the agent's "good minutes", so the same
+    loss there made the window's loss no worse than usual (Fisher p 0.11) and the verdict read
+    "unknown" with every strength 0. Good minutes that lose probes to the gateway themselves are
+    no healthy baseline for its loss."""
+    from cxpulse.collector.score import rollup as ru
+    from cxpulse.collector.score.timeline import timeline_of
+    from cxpulse.collector.score.triage import triage_timeline
+    from cxpulse.v1 import payload as p
+
+    t0 = scn.T0_US
+    gw = p.Series("gateway", "10.0.0.1", "icmp_raw", hop=1)
+    isp = p.Series("isp", "10.0.1.2", "icmp_raw", hop=2)
+    voice = p.Series("reflector", "10.0.9.1", "udp_reflect", kind="voice")
+    lost = {m * 60 + 5 + 14 * j for m in (2, 3, 4) for j in range(4)} | {302, 311, 320, 329}
+    for i in range(337):  # 5 minutes and 37 s: the view ends inside the last minute
+        rtt = None if i in lost else 700 + (i * 37) % 300
+        gw.add(t0 + i * S, rtt)
+        isp.add(t0 + i * S, None if rtt is None else rtt + 400)  # behind the same link
+        if i % 20 == 10:
+            recv = 250 if i < 120 else (246 if i < 300 else 222)
+            voice.add(t0 + i * S, sent=250, recv=recv, dup=0, reord=0, rtt=1500, rtt95=2500, jit=1000,
+                      loss=round(1000 * (250 - recv) / 250), burst=100 if recv < 250 else 0, run=int(recv < 250))
+    rs = list(ru.rollups_of_batches([(1, p.SampleBatch([gw, isp, voice]))]).values())
+    tl = timeline_of(1, rs, t0, t0 + 337 * S)
+    assert [m.degraded for m in tl.minutes] == [False] * 5 + [True]  # the lab's shape
+    (v,) = triage_timeline(tl)
+    assert v.domain == "lan", v
+    assert v.strengths["network"] == 0.0 and "11% loss" in v.evidence, v
