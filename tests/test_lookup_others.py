@@ -211,3 +211,25 @@ def test_cli_lookup_short_by_default_full_on_request(tmp_path):
     assert "--full" in helptext and "--tz" in helptext
     bad = run_cli("lookup", "user1", "--db", db, "--tz", "Mars/Olympus")
     assert bad.returncode == 2 and "unknown time zone" in bad.stderr and not bad.stdout
+
+
+def test_others_and_groups_alike_on_postgresql(tmp_path, monkeypatch):
+    """The same counts and groups from PostgreSQL's rollups and kept scores, scoped or not."""
+    from tests.test_store import fresh_schema, postgres_url
+
+    sqlite = lab(tmp_path / "sqlite" if (tmp_path / "sqlite").mkdir() is None else tmp_path)
+    try:
+        want, want_scoped = maria(sqlite), maria(sqlite, visible_sites={"Lisbon"})
+    finally:
+        sqlite.close()
+    with fresh_schema(postgres_url()) as (_, url):
+        real = open_store
+        monkeypatch.setitem(globals(), "open_store", lambda _path: real(url))
+        store = lab(tmp_path)
+        try:
+            got, got_scoped = maria(store), maria(store, visible_sites={"Lisbon"})
+        finally:
+            store.close()
+    assert got["score"]["verdict"]["others"] == want["score"]["verdict"]["others"]
+    assert got_scoped["score"]["verdict"]["others"] == want_scoped["score"]["verdict"]["others"]
+    assert got["event_groups"] == want["event_groups"]
