@@ -217,7 +217,8 @@ def test_others_and_groups_alike_on_postgresql(tmp_path, monkeypatch):
     """The same counts and groups from PostgreSQL's rollups and kept scores, scoped or not."""
     from tests.test_store import fresh_schema, postgres_url
 
-    sqlite = lab(tmp_path / "sqlite" if (tmp_path / "sqlite").mkdir() is None else tmp_path)
+    (tmp_path / "sqlite").mkdir()
+    sqlite = lab(tmp_path / "sqlite")
     try:
         want, want_scoped = maria(sqlite), maria(sqlite, visible_sites={"Lisbon"})
     finally:
