@@ -31,7 +31,7 @@ def test_require_names_the_extra(monkeypatch):
     with pytest.raises(MissingExtra) as exc:
         require("scapy.layers.inet")
     assert str(exc.value) == "Linux path tracing needs the 'trace' extra: pip install 'cxpulse[trace]'"
-    assert exc.value.extra == "trace" and isinstance(exc.value, ImportError)
+    assert exc.value.extra == "trace" and isinstance(exc.value, ImportError) and isinstance(exc.value, ValueError)
     with pytest.raises(KeyError):
         require("json")  # not optional: asking is a bug
     assert set(EXTRAS) == {"psycopg", "scapy", "PyInstaller"}

@@ -24,8 +24,12 @@ EXTRAS: dict[str, tuple[str, str]] = {
 }
 
 
-class MissingExtra(ImportError):
-    """An optional module is not installed; ``str()`` is the one line to show, naming the extra."""
+class MissingExtra(ImportError, ValueError):
+    """An optional module is not installed; ``str()`` is the one line to show, naming the extra.
+
+    Also a ValueError: ``open_store`` raised one for a PostgreSQL URL without psycopg before, and
+    its callers that report a bad ``--db`` that way keep doing so.
+    """
 
     def __init__(self, module: str):
         what, extra = EXTRAS[module.split(".")[0]]
