@@ -345,6 +345,13 @@ def person(display_name: str, login: str, empty: str = "?") -> str:
     return f"{display_name} ({login})" if display_name and display_name != login else login
 
 
+def _plain_component(name: str) -> str:
+    from .glossary import TERMS  # the one list of plain words for the figures (docs/glossary.md)
+
+    plain = next((p for t, p, _, _ in TERMS if t == name), None)
+    return f"{plain} ({name})" if plain else str(name)
+
+
 def ticket_summary(view_agent: dict, window: dict, *, tz: str | dt.tzinfo | None = None, link: str | None = None) -> str:
     """Plain text for a ticket: who, when, score, what was wrong, where, evidence, next step.
 
@@ -360,8 +367,8 @@ def ticket_summary(view_agent: dict, window: dict, *, tz: str | dt.tzinfo | None
     lines = [f"cxpulse: {who} ({where_from})", f"When: {_fmt_span(window['since_us'], window['until_us'], zone)}"]
     if r["score"] is not None:
         s = f"Score: {r['score']:.0f}/100 {r['label']}"
-        if r["limiting"]:
-            s += f", limited by {r['limiting']}"
+        if r["limiting"]:  # "app responsiveness (apps)": the glossary's words, then the component's name
+            s += f", limited by {_plain_component(r['limiting'])}"
         if r["score_now"] is not None and r["score_now"] != r["score"]:
             s += f" (now {r['score_now']:.0f} {r['label_now']})"
         lines.append(s)

@@ -124,6 +124,7 @@ def test_a_platform_incident_is_the_next_step_whatever_the_domain():
     text = ticket_summary(_agent(score=score), WINDOW)
     assert "Next step: Salesforce-wide incident (ongoing), not this user's network" in text
     assert "Incident: 7 Salesforce since 14:22 UTC (open, 40 agents)" in text
+    assert "Score: 12/100 poor, limited by app responsiveness (apps)" in text, "the component in plain words (glossary)"
     # One zone throughout, every clock time labelled: a Lisbon ticket has no bare or UTC time.
     lis = ticket_summary(_agent(score=score), WINDOW, tz="Europe/Lisbon")
     assert "Incident: 7 Salesforce since 15:22 WEST (open, 40 agents)" in lis
