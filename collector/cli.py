@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--voice-interval", type=float, default=0, help="push this voice-cadence interval (seconds) to agents")
     serve.add_argument("--http", default="", metavar="HOST:PORT",
                        help="serve the helpdesk page, JSON API and /metrics here (e.g. 127.0.0.1:8080); empty: off")
-    serve.add_argument("--http-public-url", default="", metavar="URL", help="how analysts reach the page (links in alerts)")
+    serve.add_argument("--http-public-url", default="", metavar="URL", help="how analysts reach the page (links in alerts and tickets; default: the listen address)")
     serve.add_argument("--pseudonymize", action="store_true",
                        help="show pseudonyms instead of user names in the fleet, incidents and site searches (docs/privacy.md)")
     serve.add_argument("--pseudonym-secret-file", default=None, metavar="FILE",
