@@ -63,6 +63,15 @@ def _cold(store, until: int, window_s: int = 1800, **kw) -> str:
     return _view(store, until, window_s, **kw)
 
 
+@pytest.fixture(autouse=True)
+def _person_only(monkeypatch):
+    """These tests count the minutes the person's own timeline scores; "is it just me?"
+    (lookup/others.py) scores other desks' minutes through the same function and has its own tests."""
+    from cxpulse.collector.lookup import report as report_mod
+
+    monkeypatch.setattr(report_mod, "others_affected", lambda *a, **kw: None)
+
+
 def _count_scored(monkeypatch) -> list[int]:
     scored = []
     real = tl_mod.score_figures
@@ -92,6 +101,7 @@ def test_a_late_batch_rescores_its_minute_and_the_app_history_after_it(outage_st
     """A spool replay brings failed Genesys checks into a minute already kept: that minute and the
     14 after it (whose app availability looks back over it) are scored again, no other."""
     store, sc, keys = outage_store
+    scored = _count_scored(monkeypatch)
     before = _view(store, sc.end_us)
     old = store.kept_scores(0, 2**62, keys["lis-1"])
     minutes = sorted(m for _, m in old)
@@ -101,7 +111,7 @@ def test_a_late_batch_rescores_its_minute_and_the_app_history_after_it(outage_st
         s.add(late + (5 + i * 9) * S, err="timeout", dns=1000)
     store.commit_batches([PendingBatch(keys["lis-1"], 2, 1, p.SampleBatch([s]))])
 
-    scored = _count_scored(monkeypatch)
+    scored.clear()
     after = _view(store, sc.end_us)
     assert after != before, "the late failures changed what the view says"
     expect = [m for m in minutes if late <= m < late + 15 * MINUTE]
