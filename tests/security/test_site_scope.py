@@ -247,6 +247,7 @@ CASES = {
     ("GET", "/api/v1/admin/config"): _admin_only("GET", "/api/v1/admin/config"),
     ("PUT", "/api/v1/admin/config"): _admin_only("PUT", "/api/v1/admin/config"),
     ("GET", "/api/v1/health"): _open("/api/v1/health"),
+    ("GET", "/api/v1/glossary"): _open("/api/v1/glossary"),  # words only, no site data
     ("GET", "/api/v1/openapi.json"): _open("/api/v1/openapi.json"),
     ("GET", "/openapi.json"): _open("/openapi.json"),
     ("GET", "/"): _open("/"),

@@ -41,7 +41,7 @@ def named_db(tmp_path_factory):
 def test_cli_lookup_by_a_name_without_accents(named_db):
     r = run_cli("lookup", "joao PEREIRA", "--db", named_db, "--window", "15m")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("cxpulse: João Pereira (joao.pereira) on "), r.stdout[:200]
+    assert r.stdout.startswith("João Pereira (joao.pereira) on "), r.stdout[:200]  # the short output names the person first
 
 
 def get(s, path, **params):
