@@ -26,7 +26,7 @@ Sites = frozenset[str] | None
 
 _TYPICAL = re.compile(r"; typical: ([^;]*)")
 _ELSEWHERE = re.compile(r"; elsewhere \d+ of \d+")
-_TRAILER = re.compile(r"; \d\d:\d\d-\d\d:\d\d, \d+ agents$")
+_TRAILER = re.compile(r"; \d\d:\d\d-\d\d:\d\d(?: UTC)?, \d+ agents$")
 
 
 def scope_key(sites: Sites) -> tuple[str, ...] | None:
@@ -155,7 +155,7 @@ class ScopedStore:
         if not agents:
             return None
         n = len(agents)
-        trailer = f"; {_hhmm(inc.start_us)}-{_hhmm(inc.last_us)}, {n} agents"
+        trailer = f"; {_hhmm(inc.start_us)}-{_hhmm(inc.last_us)} UTC, {n} agents"
         if inc.kind == "site":
             # The site's own figures stay; how many desks elsewhere were bad is other clients' data.
             evidence = _TRAILER.sub("", _ELSEWHERE.sub("", inc.evidence or "")) + trailer

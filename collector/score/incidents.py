@@ -182,7 +182,7 @@ def reconcile(open_now: list[IncidentRecord], obs: list[Observation], now_us: in
         for a in o.agents:
             first, last = inc.agents.get(a, (o.minute_us, end))
             inc.agents[a] = (min(first, o.minute_us), max(last, end))
-        inc.evidence = f"{o.detail}; {_hhmm(inc.start_us)}-{_hhmm(inc.last_us)}, {len(inc.agents)} agents"
+        inc.evidence = f"{o.detail}; {_hhmm(inc.start_us)}-{_hhmm(inc.last_us)} UTC, {len(inc.agents)} agents"
         changed[id(inc)] = inc
     horizon = ru.minute_of(now_us) - cfg.lookback_minutes * MINUTE_US
     for inc in by_key.values():

@@ -35,7 +35,6 @@ sentence with the figures and the minutes; docs/scoring.md lists the rules.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -227,7 +226,7 @@ def triage_window(window: Sequence[MinuteScore], baseline: Figures | None = None
         strengths[k] *= 1.0 - strengths["own_traffic"]
     ranked = sorted(strengths.items(), key=lambda kv: (-kv[1], DOMAINS.index(kv[0])))
     (best, s1), (_, s2) = ranked[0], ranked[1]
-    when = f"{_hhmm(start)}-{_hhmm(end)}"
+    # No clock time in the text: it is zone-free; each view prints start/end in its own zone.
     worst = min((m.overall.score for m in window if m.overall.score is not None), default=None)
     # The apps failing or slow, the worst first (the platform a verdict of "app" names).
     bad_share = {a.app: (a.failed + sum(1 for d in a.durations_ms if d > 2000)) / max(1, a.checks) for a in f.apps.values()}
@@ -235,12 +234,12 @@ def triage_window(window: Sequence[MinuteScore], baseline: Figures | None = None
     if s1 < MIN_STRENGTH:
         lim = window[0].overall.limiting
         text = (f"no domain stands out (strongest: {LABELS[best]} {s1:.2f}); score limited by {lim}: "
-                f"{_first_reason(window)}, {when}")
+                f"{_first_reason(window)}")
         # Confidence of "unknown" is that of the best guess it turned down: low, by definition.
         return Verdict("unknown", round(s1, 2), text, start, end, len(window), worst,
                        {k: round(v, 2) for k, v in strengths.items()}, None, apps)
     confidence = round(min(0.99, max(0.05, s1 - 0.5 * s2)), 2)
-    return Verdict(best, confidence, f"{ev.sentence(best)}, {when}", start, end, len(window), worst,
+    return Verdict(best, confidence, ev.sentence(best), start, end, len(window), worst,
                    {k: round(v, 2) for k, v in strengths.items()}, None, apps,
                    ev.isp_name() if best == "network" else None,
                    detail=ev.own_detail() if best == "own_traffic" else "")
@@ -254,10 +253,6 @@ def _count(n: int) -> float:
 def _first_reason(window: Sequence[MinuteScore]) -> str:
     worst = min(window, key=lambda m: m.overall.score if m.overall.score is not None else 101)
     return worst.overall.reason
-
-
-def _hhmm(us: int) -> str:
-    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.timezone.utc).strftime("%H:%M")
 
 
 def _own_ref(best_kbps: float | None, link_mbps: float | None) -> float | None:
