@@ -21,7 +21,8 @@ None) ``cpu_pct`` is the average since boot, ``nic_errors`` is 0 and a process's
 average over its lifetime.
 
 The desk's own traffic (issue 17: "the screen freezes because the link is saturated") comes from
-the same ``/proc/net/dev`` read as the NIC errors: bytes per NIC since the last call, as kbit/s,
+the same ``psutil.net_io_counters`` read as the NIC errors (/proc/net/dev on Linux, the IP Helper
+interface table on Windows, the routing sysctl on macOS): bytes per NIC since the last call, as kbit/s,
 per NIC and for the active interface. What that link "carried at best" is a decaying maximum of
 the active interface's *sustained* rate per direction (the lower of two consecutive readings: the
 first seconds of an upload overshoot what the line then carries, as the router's queue fills and
