@@ -13,17 +13,16 @@ leaks no usable token, credential or key.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import secrets
-import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from ..store.db import Db
 
 log = logging.getLogger(__name__)
 
@@ -205,117 +204,6 @@ def _matches(secret: str, stored_hash: str) -> bool:
     return hmac.compare_digest(_hash(secret.strip()), stored_hash)
 
 
-class _Db:
-    """One connection and the two dialects' differences (placeholders, DDL types, transactions)."""
-
-    def __init__(self, url: str):
-        self.url = url
-        self.pg = url.startswith("postgresql://") or url.startswith("postgres://")
-        self._lock = threading.RLock()
-        self._conn = self._connect()
-
-    def _connect(self):
-        if self.pg:
-            import psycopg
-            import psycopg.sql
-            from psycopg.conninfo import conninfo_to_dict
-
-            from ..store.postgres import schema_from_url
-
-            self.schema = schema_from_url(self.url)
-            params = conninfo_to_dict(self.url)
-            extra = {k: v for k, v in (("connect_timeout", 10), ("application_name", "cxpulse-registry"))
-                     if k not in params}
-            conn = psycopg.connect(self.url, autocommit=True, **extra)
-            conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(psycopg.sql.Identifier(self.schema)))
-            return conn
-        path = self.url[len("sqlite://"):] if self.url.startswith("sqlite://") else self.url
-        from ..store.sqlite import make_private
-
-        make_private(path)  # the same file as the store's: 0600 in a 0700 directory
-        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=30000")
-        return conn
-
-    def _sql(self, sql: str) -> str:
-        return sql.replace("?", "%s") if self.pg else sql
-
-    def _usable(self):
-        if self.pg and (self._conn.closed or self._conn.broken):
-            with contextlib.suppress(Exception):
-                self._conn.close()
-            self._conn = self._connect()
-        return self._conn
-
-    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
-        with self._lock:
-            cur = self._usable().execute(self._sql(sql), params)
-            return list(cur.fetchall()) if cur.description else []
-
-    def execute(self, sql: str, params: tuple = ()) -> int:
-        with self._lock:
-            return self._usable().execute(self._sql(sql), params).rowcount
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Serialize writers: BEGIN IMMEDIATE in SQLite, a normal transaction plus row locks in PostgreSQL."""
-        with self._lock:
-            conn = self._usable()
-            if self.pg:
-                with conn.transaction():
-                    yield
-                return
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-
-    def migrate(self) -> None:
-        with self._lock:
-            conn = self._conn
-            if self.pg:
-                import psycopg.sql
-
-                with conn.transaction():
-                    conn.execute("SELECT pg_advisory_xact_lock(%s::integer, hashtext(%s))",
-                                 (_MIGRATE_LOCK_CLASS, self.schema))
-                    conn.execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                        psycopg.sql.Identifier(self.schema)))
-                    self._apply(conn, "BIGINT", "BIGSERIAL PRIMARY KEY")
-                return
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._apply(conn, "INTEGER", "INTEGER PRIMARY KEY")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-
-    def _apply(self, conn, bigint: str, serial: str) -> None:
-        conn.execute("CREATE TABLE IF NOT EXISTS security_migrations (version INTEGER PRIMARY KEY, applied_us "
-                     + bigint + " NOT NULL)")
-        done = {r[0] for r in conn.execute("SELECT version FROM security_migrations").fetchall()}
-        if max(done, default=0) > SCHEMA_VERSION:
-            raise RuntimeError(f"security tables have version {max(done)}, newer than this collector's {SCHEMA_VERSION}")
-        for version, ddl in enumerate(_MIGRATIONS, start=1):
-            if version in done:
-                continue
-            for stmt in ddl.format(bigint=bigint, serial=serial).split(";"):
-                if stmt.strip():
-                    conn.execute(stmt)
-            conn.execute(self._sql("INSERT INTO security_migrations VALUES (?, ?)"), (version, time.time_ns() // 1000))
-            log.info("applied security migration %d", version)
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-
 _TOKEN_COLS = "token_id, site, note, uses_total, uses_left, created_us, expires_us, revoked_us"
 _AGENT_COLS = "agent_id, cred_id, host, site, token_id, enrolled_us, revoked_us"
 _KEY_COLS = "key_id, role, name, created_us, revoked_us, pseudonymize, sites"
@@ -329,16 +217,16 @@ def _key_info(row) -> ApiKeyInfo:
 class Registry:
     """Tokens, credentials, keys and audit on one connection of its own (never the store's writer)."""
 
-    def __init__(self, db: _Db, clock: Callable[[], float] = time.time):
+    def __init__(self, db: Db, clock: Callable[[], float] = time.time):
         self._db = db
         self._clock = clock
 
     @classmethod
     def open(cls, store_url: str, *, clock: Callable[[], float] = time.time) -> Registry:
         """Same URL forms as ``open_store``: a SQLite path, ``sqlite:///path`` or ``postgresql://``."""
-        db = _Db(store_url)
+        db = Db(store_url, role="registry")
         try:
-            db.migrate()
+            db.migrate("security_migrations", _MIGRATIONS, _MIGRATE_LOCK_CLASS, "security")
         except BaseException:
             db.close()
             raise

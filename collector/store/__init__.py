@@ -12,8 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from cxpulse.extras import require
 from cxpulse.v1.payload import Event, PathSnapshot, SampleBatch
+
+from .db import parse_url
 
 if TYPE_CHECKING:
     from ..score.rollup import Rollup
@@ -249,12 +250,11 @@ def open_store(url: str) -> Store:
 
     psycopg is imported only for PostgreSQL URLs, so SQLite users never need it.
     """
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        require("psycopg")  # the 'postgres' extra; MissingExtra names it in one line (cxpulse.extras)
+    target = parse_url(url)  # a PostgreSQL URL without psycopg: MissingExtra names the extra in one line
+    if target.postgres:
         from .postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, target.schema)
     from .sqlite import SqliteStore
 
-    path = url[len("sqlite://") :] if url.startswith("sqlite://") else url
-    return SqliteStore(path)
+    return SqliteStore(target.path)

@@ -73,7 +73,6 @@ from __future__ import annotations
 import logging
 import queue
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -81,7 +80,6 @@ from typing import TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
 from cxpulse.v1.kinds import KINDS, STR
@@ -90,13 +88,12 @@ from cxpulse.v1.payload import Event, PathHop, PathSnapshot, SampleBatch
 from ..score import rollup as ru
 from . import (KEPT_TABLES, AgentInfo, AgentRecord, IncidentRecord, KeptTables, PendingBatch, Row, RttRow, UserChange,
                search_words, user_key)
+from .db import SCHEMA_NAME, connect_postgres, schema_from_url
 from .sqlite import to_signed64
 
 log = logging.getLogger("cxpulse.collector.store.postgres")
 T = TypeVar("T")
 
-DEFAULT_SCHEMA = "cxpulse"
-_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _MIGRATE_LOCK_CLASS = 0x63787075  # "cxpu": advisory lock namespace for schema migrations
 _ROLLUP_LOCK_CLASS = 0x63787072  # "cxpr": one transaction-scoped advisory lock per agent for its rollups
 _INCIDENT_LOCK_CLASS = 0x63787069  # "cxpi": incident updates, one collector at a time
@@ -233,18 +230,11 @@ def _agent_record(r: tuple) -> AgentRecord:
     return AgentRecord(r[0], AgentInfo(*r[1:8]), r[8], r[9])
 
 
-def schema_from_url(url: str) -> str:
-    """The schema named first in the URL's ``options=-csearch_path=...``, else ``cxpulse``."""
-    options = conninfo_to_dict(url).get("options") or ""
-    m = re.search(r"(?:^|\s)-c\s*search_path\s*=\s*([^\s,]+)", str(options))
-    return m.group(1).strip('"') if m else DEFAULT_SCHEMA
-
-
 class PostgresStore(KeptTables):
     def __init__(self, url: str, schema: str | None = None):
         self.url = url
         self.schema = schema or schema_from_url(url)
-        if not _SCHEMA_NAME.fullmatch(self.schema):
+        if not SCHEMA_NAME.fullmatch(self.schema):
             raise ValueError(f"schema name {self.schema!r} must be lower-case letters, digits and _")
         self._s = f'"{self.schema}"'
         self._lock = threading.Lock()
@@ -256,9 +246,7 @@ class PostgresStore(KeptTables):
     # -- connections --
 
     def _connect(self, role: str) -> psycopg.Connection:
-        params = conninfo_to_dict(self.url)
-        extra = {k: v for k, v in (("connect_timeout", 10), ("application_name", f"cxpulse-{role}")) if k not in params}
-        return psycopg.connect(self.url, autocommit=True, **extra)
+        return connect_postgres(self.url, role)
 
     def _connect_writer(self) -> psycopg.Connection:
         db = self._connect("collector")

@@ -20,6 +20,7 @@ from cxpulse.v1.payload import Event, PathHop, PathSnapshot, SampleBatch
 from ..score import rollup as ru
 from . import (KEPT_TABLES, AgentInfo, AgentRecord, IncidentRecord, KeptTables, PendingBatch, Row, RttRow, UserChange,
                search_words, user_key)
+from .db import WRITER_PRAGMAS, connect_sqlite
 
 SCHEMA_VERSION = 1
 
@@ -155,14 +156,6 @@ def _insert_sql(kind: str) -> str:
     return f"INSERT INTO samples_{kind} (series, ts_us, {names}) VALUES (?, ?{', ?' * len(cols)})"
 
 
-# The write connection's settings (bench/ceiling.py uses the same, so its ceiling is comparable).
-# synchronous=FULL in WAL mode: a commit is on disk before the ack. A 64 MiB page cache (default
-# 2 MiB) keeps the sample indexes' hot pages across a group commit of a few hundred thousand rows:
-# about 15 % less CPU per row in large commits here; it costs that much RSS at most.
-WRITER_PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=30000",
-                  "cache_size=-65536")
-
-
 def to_signed64(v: int) -> int:
     """SQLite integers are signed 64-bit; the wire's uint64 epoch is stored reinterpreted."""
     return v - (1 << 64) if v >= (1 << 63) else v
@@ -197,45 +190,6 @@ def _user_words_sql(words: list[str], first: int) -> tuple[str, list[str]]:
     return f" OR ({now}) OR EXISTS (SELECT 1 FROM agent_users u WHERE u.agent = agents.key AND {then})", words
 
 
-PRIVATE_FILE_MODE = 0o600
-PRIVATE_DIR_MODE = 0o700
-
-
-def make_private(path: str) -> None:
-    """The database file, its -wal/-shm/-journal and its directory readable by this account only.
-
-    The database holds every person's data, so another local user must not read it past the API
-    (no key, no audit entry). The file is created 0600 before SQLite opens it: SQLite gives the
-    -wal/-shm it creates later the main file's mode, so those are 0600 too; files an older
-    version left 0644 are tightened on every open. A directory we create is 0700; an existing one
-    owned by this account (``/var/lib/cxpulse`` made 0755 by a package) is tightened too, unless it
-    is shared (sticky, like /tmp), the home or the working directory (``--db collector.sqlite`` in
-    a checkout): there the files' own 0600 protects the data.
-    """
-    path = os.path.abspath(path)
-    parent = os.path.dirname(path)
-    if not os.path.isdir(parent):
-        os.makedirs(parent, mode=PRIVATE_DIR_MODE, exist_ok=True)
-    if os.name == "posix":
-        st = os.stat(parent)
-        if (st.st_uid == os.getuid() and not st.st_mode & 0o1000 and st.st_mode & 0o077
-                and parent not in (os.path.expanduser("~"), os.getcwd())):
-            os.chmod(parent, PRIVATE_DIR_MODE)
-    if not os.path.exists(path):
-        # Only a file that does not exist yet is opened here: closing a descriptor of a database
-        # this process already has open would drop SQLite's POSIX locks on it (fcntl semantics).
-        try:
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), PRIVATE_FILE_MODE))
-        except FileExistsError:  # another opener was first; its mode is checked below
-            pass
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        try:
-            if os.stat(path + suffix).st_mode & 0o077:
-                os.chmod(path + suffix, PRIVATE_FILE_MODE)
-        except FileNotFoundError:
-            pass
-
-
 class SqliteStore(KeptTables):
     def __init__(self, path: str):
         self.path = path
@@ -255,12 +209,7 @@ class SqliteStore(KeptTables):
             _add_kind_columns(self._db)
 
     def _connect(self) -> sqlite3.Connection:
-        make_private(self.path)
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        for pragma in WRITER_PRAGMAS:
-            db.execute(f"PRAGMA {pragma}")
-        make_private(self.path)  # the -wal/-shm just made, should SQLite ever not copy the mode
-        return db
+        return connect_sqlite(self.path, WRITER_PRAGMAS)
 
     # -- writes (one thread at a time; the ingest writer serializes them) --
 
