@@ -12,10 +12,10 @@ config change is rare and must not wait behind (or hold up) sample commits.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass
+
+from ..store.db import Db
 
 __all__ = ["ConfigVersion", "VersionStore"]
 
@@ -41,40 +41,23 @@ class VersionStore:
     """``url``: a SQLite path, ``sqlite:///path`` or ``postgresql://`` (the store's URL forms)."""
 
     def __init__(self, url: str):
+        self._db = Db(url, role="config")
         self.url = url
-        self.pg = url.startswith("postgresql://") or url.startswith("postgres://")
-        self._lock = threading.Lock()
-        if self.pg:
-            import psycopg
-            import psycopg.sql
-
-            from ..store.postgres import schema_from_url
-
-            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
-            schema = schema_from_url(url)
-            self._conn.execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(psycopg.sql.Identifier(schema)))
-            self._conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(psycopg.sql.Identifier(schema)))
-            self._conn.execute(_DDL.format(bigint="BIGINT"))
-        else:
-            path = url[len("sqlite://"):] if url.startswith("sqlite://") else url
-            self._conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-            self._conn.execute("PRAGMA busy_timeout=30000")
-            self._conn.execute(_DDL.format(bigint="INTEGER"))
+        self.pg = self._db.pg
+        self._db.ensure_schema()
+        self._db.execute(_DDL.format(bigint=self._db.bigint))
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._db.close()
 
     def latest(self) -> ConfigVersion | None:
-        with self._lock:
-            row = self._conn.execute("SELECT version, toml, actor, created_us, sha256 FROM central_config "
-                                     "ORDER BY version DESC LIMIT 1").fetchone()
-        return ConfigVersion(*row) if row else None
+        rows = self._db.query("SELECT version, toml, actor, created_us, sha256 FROM central_config "
+                              "ORDER BY version DESC LIMIT 1")
+        return ConfigVersion(*rows[0]) if rows else None
 
     def history(self, limit: int = 50) -> list[ConfigVersion]:
         q = "SELECT version, toml, actor, created_us, sha256 FROM central_config ORDER BY version DESC LIMIT " + str(int(limit))
-        with self._lock:
-            return [ConfigVersion(*r) for r in self._conn.execute(q).fetchall()]
+        return [ConfigVersion(*r) for r in self._db.query(q)]
 
     def add(self, toml_text: str, actor: str) -> tuple[int, bool]:
         """Store ``toml_text`` as the next version unless it equals the newest: (version, created)."""
@@ -85,11 +68,8 @@ class VersionStore:
                 return latest.version, False
             version = (latest.version if latest else 0) + 1
             sql = "INSERT INTO central_config (version, sha256, toml, actor, created_us) VALUES (?, ?, ?, ?, ?)"
-            if self.pg:
-                sql = sql.replace("?", "%s")
             try:
-                with self._lock:
-                    self._conn.execute(sql, (version, sha, toml_text, actor[:200], time.time_ns() // 1000))
+                self._db.execute(sql, (version, sha, toml_text, actor[:200], time.time_ns() // 1000))
                 return version, True
             except Exception as exc:
                 if "unique" not in str(exc).lower() and "duplicate" not in str(exc).lower():
