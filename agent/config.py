@@ -12,6 +12,8 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from cxpulse.v1.contract import WIFI_WEAK_RSSI_DBM, interval_s
+
 from .presets import App, expand
 from .probes.base import Target
 
@@ -86,12 +88,14 @@ class AgentConfig:
     def validate(self) -> AgentConfig:
         if not _is_host_port(self.collector):
             raise ConfigError(f"collector must be HOST:PORT, got {self.collector!r}")
-        if not 0.05 <= self.probe_interval_s <= 3600:
-            raise ConfigError(f"probe_interval_s must be between 0.05 and 3600, got {self.probe_interval_s}")
+        # The cadences a collector may push have the contract's ranges (cxpulse/v1/contract.py): a push
+        # can never set what this file could not.
+        for name in ("probe_interval_s", "batch_interval_s", "app_interval_s", "voice_interval_s", "wifi_interval_s"):
+            lo, hi = interval_s(name[: -len("_s")] + "_ms")
+            if not lo <= getattr(self, name) <= hi:
+                raise ConfigError(f"{name} must be between {lo:g} and {hi:g}, got {getattr(self, name)}")
         if not 0.01 <= self.probe_timeout_s <= 60:
             raise ConfigError(f"probe_timeout_s must be between 0.01 and 60, got {self.probe_timeout_s}")
-        if not 0.1 <= self.batch_interval_s <= 3600:
-            raise ConfigError(f"batch_interval_s must be between 0.1 and 3600, got {self.batch_interval_s}")
         if self.spool_max_bytes < 64 * 1024:
             raise ConfigError("spool_max_bytes must be at least 65536")
         if self.spool_max_age_s < 60:
@@ -114,9 +118,8 @@ class AgentConfig:
             names.add(t.name)
         if not self.state_dir:
             raise ConfigError("state_dir must not be empty")
-        for name, lo, hi in (("app_interval_s", 5, 86400), ("app_timeout_s", 1, 120), ("voice_interval_s", 10, 86400),
-                             ("voice_duration_s", 1, 30), ("device_interval_s", 1, 3600), ("trace_interval_s", 30, 86400),
-                             ("wifi_interval_s", 0.1, 3600), ("wifi_weak_rssi_dbm", -100, -30)):
+        for name, lo, hi in (("app_timeout_s", 1, 120), ("voice_duration_s", 1, 30), ("device_interval_s", 1, 3600),
+                             ("trace_interval_s", 30, 86400), ("wifi_weak_rssi_dbm", *WIFI_WEAK_RSSI_DBM)):
             if not lo <= getattr(self, name) <= hi:
                 raise ConfigError(f"{name} must be between {lo} and {hi}, got {getattr(self, name)}")
         app_names = set()

@@ -306,3 +306,18 @@ def test_two_collectors_on_one_postgresql_push_the_same_version(tmp_path, procs)
         wait_for(lambda: any(t == "shared" for t, _ in rtt_rows(url, "on-b")), 30, 0.3, "the agent on B to measure it")
         for c in cols:
             c.stop()
+
+
+def test_one_contract_for_agent_and_collector():
+    """The agent and the collector check pushes with one function and one table (cxpulse/v1/contract.py)."""
+    from dataclasses import fields
+
+    from cxpulse.agent import central as agent_central
+    from cxpulse.agent.detector import DetectorConfig
+    from cxpulse.collector.config import central as collector_central
+    from cxpulse.v1 import contract
+
+    assert agent_central.check is contract.check and collector_central.check is contract.check
+    assert set(contract.DETECTOR_BOUNDS) <= {f.name for f in fields(DetectorConfig)}
+    assert {f"{k}_interval_ms" for k in collector_central._CADENCE} == set(contract.INTERVALS_MS)
+    assert all(name in pb.AgentConfig.DESCRIPTOR.fields_by_name for name in contract.INTERVALS_MS)

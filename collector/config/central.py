@@ -7,8 +7,8 @@ file may keep) and ``[retention]`` (days per data kind, see collector/retention.
 
 The ``collector serve`` flags (``--target``, ``--app``, ``--*-interval``) are the base; the file
 sets what it names and leaves the rest to them. A text is checked before it is stored, against the
-agent's own checks (agent/central.py) so that a version the collector accepted is never refused by
-an agent of the same release.
+contract the agent checks every push with (cxpulse/v1/contract.py), so that a version the collector
+accepted is never refused by an agent of the same release.
 
 For the HTTP admin routes: ``current(registry_or_url)`` and ``update(url, toml_text, actor)``.
 """
@@ -19,15 +19,14 @@ import math
 import tomllib
 from dataclasses import dataclass, field, replace
 
-from cxpulse.agent.central import DETECTOR_BOUNDS, OVERRIDABLE, check as agent_check
+from cxpulse.v1.contract import APDEX_T_MS, DETECTOR_BOUNDS, MAX_HOST, MAX_NAME, MAX_URL, OVERRIDABLE, WIFI_WEAK_RSSI_DBM, check, interval_s
 
 __all__ = ["CentralConfig", "ConfigError", "MAX_TEXT", "apply", "current", "parse", "update"]
 
 MAX_TEXT = 256 * 1024  # a config is a few kB; this bounds what an admin route or a file can make us parse
 
-_CADENCE = {"probe": ("probe_interval_ms", 0.05, 3600), "batch": ("batch_interval_ms", 0.1, 3600),
-            "app": ("app_interval_ms", 5, 86400), "voice": ("voice_interval_ms", 10, 86400),
-            "wifi": ("wifi_interval_ms", 0.1, 3600)}
+# [cadence] key -> (pushed field, low, high in seconds): the contract's ranges (cxpulse/v1/contract.py).
+_CADENCE = {k: (f"{k}_interval_ms", *interval_s(f"{k}_interval_ms")) for k in ("probe", "batch", "app", "voice", "wifi")}
 RETENTION_KINDS = ("rtt", "http", "voice", "device", "wifi", "events", "paths")
 _TABLES = {"cadence", "targets", "apps", "presets", "detector", "wifi", "privacy", "agents", "retention"}
 
@@ -107,14 +106,15 @@ def parse(text: str) -> CentralConfig:
             port = t.get("port", 443)
             if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
                 raise ConfigError(f"targets[{i}].port must be 1..65535, got {port!r}")
-            cc.targets.append((_str(f"targets[{i}].name", t.get("name"), 64), _str(f"targets[{i}].host", t.get("host"), 253), port))
+            cc.targets.append((_str(f"targets[{i}].name", t.get("name"), MAX_NAME), _str(f"targets[{i}].host", t.get("host"), MAX_HOST), port))
     apps: list[tuple[str, str, int]] = []
     for i, a in enumerate(_list("[[apps]]", raw.get("apps", []))):
         a = _table(f"apps[{i}]", a, {"name", "url", "apdex_t_ms"})
         t_ms = a.get("apdex_t_ms", 500)
-        if isinstance(t_ms, bool) or not isinstance(t_ms, int) or not 1 <= t_ms <= 60_000:
-            raise ConfigError(f"apps[{i}].apdex_t_ms must be 1..60000, got {t_ms!r}")
-        apps.append((_str(f"apps[{i}].name", a.get("name"), 64), _str(f"apps[{i}].url", a.get("url"), 2048), t_ms))
+        lo, hi = APDEX_T_MS
+        if isinstance(t_ms, bool) or not isinstance(t_ms, int) or not lo <= t_ms <= hi:
+            raise ConfigError(f"apps[{i}].apdex_t_ms must be {lo}..{hi}, got {t_ms!r}")
+        apps.append((_str(f"apps[{i}].name", a.get("name"), MAX_NAME), _str(f"apps[{i}].url", a.get("url"), MAX_URL), t_ms))
     for i, p in enumerate(_list("[[presets]]", raw.get("presets", []))):
         if not isinstance(p, dict):
             raise ConfigError(f"presets[{i}] must be a table")
@@ -133,8 +133,9 @@ def parse(text: str) -> CentralConfig:
     wifi = _table("[wifi]", raw.get("wifi", {}), {"weak_rssi_dbm"})
     if "weak_rssi_dbm" in wifi:
         v = wifi["weak_rssi_dbm"]
-        if isinstance(v, bool) or not isinstance(v, int) or not -100 <= v <= -30:
-            raise ConfigError(f"wifi.weak_rssi_dbm must be an integer -100..-30, got {v!r}")
+        lo, hi = WIFI_WEAK_RSSI_DBM
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise ConfigError(f"wifi.weak_rssi_dbm must be an integer {lo}..{hi}, got {v!r}")
         cc.wifi_weak_rssi_dbm = v
     privacy = _table("[privacy]", raw.get("privacy", {}), {"hash_wifi_identity"})
     if "hash_wifi_identity" in privacy:
@@ -158,10 +159,10 @@ def parse(text: str) -> CentralConfig:
     if cc.rollup_days is not None and cc.raw_days and max(cc.raw_days.values()) > cc.rollup_days:
         raise ConfigError(f"retention.rollup_days ({cc.rollup_days:g}) must be at least the longest raw horizon "
                           f"({max(cc.raw_days.values()):g})")
-    # The agent's own check, on exactly what would be pushed.
+    # The check every agent runs, on exactly what would be pushed.
     from ..ingest.service import IngestConfig
 
-    problem = agent_check(apply(IngestConfig(), cc, 1).to_proto(0))
+    problem = check(apply(IngestConfig(), cc, 1).to_proto(0))
     if problem:
         raise ConfigError(problem)
     return cc
