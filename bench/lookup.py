@@ -126,7 +126,7 @@ class _Template:
 
 def _templates(m0: int, seed: int = 5) -> dict[str, list[_Template]]:
     """Per profile, the 7 rollups of one agent-minute; timestamps found in the bytes as msgpack uint64."""
-    from cxpulse.collector.score import rollup as ru
+    from cxpulse.collector.store import rollup as ru
 
     rnd = random.Random(seed)
     out: dict[str, list[_Template]] = {}

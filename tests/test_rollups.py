@@ -12,8 +12,8 @@ import threading
 import pytest
 
 from cxpulse.collector.retention import enforce_once
-from cxpulse.collector.score import rollup as ru
-from cxpulse.collector.score.sketch import LatencySketch
+from cxpulse.collector.store import rollup as ru
+from cxpulse.collector.store.sketch import LatencySketch
 from cxpulse.collector.score.timeline import agent_timeline, merged
 from cxpulse.collector.store import AgentInfo, PendingBatch, open_store
 from cxpulse.v1 import payload as p
@@ -141,7 +141,7 @@ def test_fragments_keep_the_jitter_and_loss_runs_across_a_cut():
 
 def test_sketch_add_many_puts_every_value_where_add_does():
     """add_many (table + bisection) against add one value at a time, edges of the table included."""
-    from cxpulse.collector.score.sketch import _TABLE_LIMIT, LatencySketch
+    from cxpulse.collector.store.sketch import _TABLE_LIMIT, LatencySketch
 
     rng = random.Random(5)
     edges = [0, 1, 2, _TABLE_LIMIT - 1, _TABLE_LIMIT, _TABLE_LIMIT + 1, 599_999_999]

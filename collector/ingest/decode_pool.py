@@ -29,7 +29,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from cxpulse.v1 import payload as wire_payload
 
-from ..score import rollup
+from ..store import rollup
 
 log = logging.getLogger("cxpulse.collector.ingest")
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 
 from ..score import isp_name
-from ..score import rollup as ru
+from ..store import rollup as ru
 from ..score.kept import KeptScores
 from ..score.timeline import AVAILABILITY_LOOKBACK_MIN, ScoreConfig, timeline_of
 from ..score.triage import PLATFORMS, platform_name

@@ -9,7 +9,7 @@ import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 
-from ..score import rollup as ru
+from ..store import rollup as ru
 from ..score.journeys import Journey, default_journeys, evaluate, journey_summary
 from ..score.kept import KeptMerges, KeptScores, minute_facts
 from ..score.timeline import (

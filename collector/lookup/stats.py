@@ -305,7 +305,7 @@ def targets_from_rollups(rtt: dict[str, object], tail: list[RttRow], lossy: list
     ``lossy`` None: too many lossy minutes to read, loss seconds and longest run are estimated
     from the rollups (lost samples; the mean run length of the worst minute).
     """
-    from ..score import rollup as ru  # the lookup reads the score package's rollups
+    from ..store import rollup as ru  # the lookup reads the store's rollups
 
     tail_by, lossy_by = _by_target(tail), _by_target(lossy or ())
     out = []

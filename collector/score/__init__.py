@@ -38,7 +38,7 @@ from .emodel import (
     rate,
     rate_path,
 )
-from .sketch import LatencySketch
+from ..store.sketch import LatencySketch
 
 __all__ = [
     "CODECS",

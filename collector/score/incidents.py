@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..store import IncidentRecord
-from . import rollup as ru
+from ..store import rollup as ru
 from .timeline import BEYOND_GATEWAY, GATEWAY, Figures, figures_of
 
 __all__ = ["IncidentConfig", "Observation", "detect_incidents", "incident_loop", "observe", "reconcile"]

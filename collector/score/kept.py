@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import msgpack
 
-from . import rollup as ru
+from ..store import rollup as ru
 from .components import Component, Overall
 from .journeys import default_journeys, evaluate
 from .timeline import AVAILABILITY_LOOKBACK_MIN, ScoreConfig, merged, timeline_of

@@ -20,7 +20,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from . import rollup as ru
+from ..store import rollup as ru
 from .components import (
     COLLAPSE_ANCHORS,
     DISCONNECT_ANCHORS,
@@ -41,7 +41,7 @@ from .components import (
     window_score,
 )
 from .emodel import DEFAULT_CODEC, burst_r_from_runs
-from .sketch import LatencySketch
+from ..store.sketch import LatencySketch
 
 __all__ = [
     "AppFig",

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 from . import isp_name
 from .components import piecewise
-from .rollup import Rollup
+from ..store.rollup import Rollup
 from .timeline import Figures, MinuteScore, PathFig, Timeline, figures_from, figures_of, merged
 
 __all__ = ["DOMAINS", "LABELS", "Verdict", "more_lost_p", "platform_name", "degraded_windows", "good_minutes", "triage_timeline", "triage_window"]

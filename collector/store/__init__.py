@@ -17,7 +17,7 @@ from cxpulse.v1.payload import Event, PathSnapshot, SampleBatch
 from .db import parse_url
 
 if TYPE_CHECKING:
-    from ..score.rollup import Rollup
+    from .rollup import Rollup
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,7 @@ class Store(Protocol):
 
     # -- rollups, incidents, retention (issue 4) --
     # ``commit_batches`` also merges the per-minute rollups of what it writes, in the same
-    # transaction (cxpulse.collector.score.rollup says what a rollup holds and how it merges).
+    # transaction (cxpulse.collector.store.rollup says what a rollup holds and how it merges).
 
     def all_agents(self) -> list[AgentRecord]:
         """Every agent, for scoring across agents (sites, incidents)."""

@@ -85,7 +85,7 @@ from psycopg.types.json import Jsonb
 from cxpulse.v1.kinds import KINDS, STR
 from cxpulse.v1.payload import Event, PathHop, PathSnapshot, SampleBatch
 
-from ..score import rollup as ru
+from . import rollup as ru
 from . import (KEPT_TABLES, AgentInfo, AgentRecord, IncidentRecord, KeptTables, PendingBatch, Row, RttRow, UserChange,
                search_words, user_key)
 from .db import SCHEMA_NAME, connect_postgres, schema_from_url

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cxpulse.collector.score import rollup as ru
+from cxpulse.collector.store import rollup as ru
 from cxpulse.collector.score.journeys import (
     DEFAULT_JOURNEYS_TOML,
     default_journeys,

@@ -14,7 +14,7 @@ import pytest
 
 from cxpulse.collector.lookup.report import build
 from cxpulse.collector.score import kept as kept_mod
-from cxpulse.collector.score import rollup as ru
+from cxpulse.collector.store import rollup as ru
 from cxpulse.collector.score import scenarios as scn
 from cxpulse.collector.score import timeline as tl_mod
 from cxpulse.collector.score.incidents import detect_incidents

@@ -64,7 +64,7 @@ def test_a_long_window_merges_its_good_minutes_once_for_triage_and_its_sections(
     derives the first from the second (``_merge_window``). It must equal both merges done apart,
     key order included (the first voice, device and Wi-Fi rollup is the one shown)."""
     from cxpulse.collector.lookup.report import _merge_window
-    from cxpulse.collector.score import rollup as ru
+    from cxpulse.collector.store import rollup as ru
     from cxpulse.collector.score.timeline import app_history, merged, timeline_of
     from cxpulse.collector.score.triage import good_minutes
 

@@ -13,7 +13,7 @@ import struct
 
 import pytest
 
-from cxpulse.collector.score.sketch import DEFAULT_GAMMA, LatencySketch
+from cxpulse.collector.store.sketch import DEFAULT_GAMMA, LatencySketch
 
 SEEDS = range(40)
 

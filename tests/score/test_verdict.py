@@ -211,7 +211,7 @@ def test_fisher_test_matches_the_hypergeometric_sum():
 def test_a_few_lost_probes_at_a_hop_do_not_pick_the_isp_by_chance():
     """3 of 60 probes lost at the ISP hop vs 0 of 60 at the gateway ("5% vs 0%") during a minute
     when the CRM fails every check: chance explains the loss (p 0.12), the CRM does not."""
-    from cxpulse.collector.score import rollup as ru
+    from cxpulse.collector.store import rollup as ru
     from cxpulse.collector.score.timeline import timeline_of
     from cxpulse.collector.score.triage import triage_timeline
     from cxpulse.v1 import payload as p
@@ -239,7 +239,7 @@ def _desk_minutes(*, rise_ms: float, up_kbps: int, dn_kbps: int = 900, crm_fails
     the desk's own traffic is ``up_kbps``/``dn_kbps`` (its line carried 10/100 Mbit/s at best) and,
     with ``crm_fails``, the CRM fails its checks; with ``lose_every``, every so many ISP-hop probes
     are lost (a line that drops instead of queueing). Gateway RTT stays flat throughout."""
-    from cxpulse.collector.score import rollup as ru
+    from cxpulse.collector.store import rollup as ru
     from cxpulse.collector.score.timeline import timeline_of
     from cxpulse.v1 import payload as p
 
@@ -321,7 +321,7 @@ def test_lan_loss_in_the_good_minutes_too_is_still_the_lan():
     loss there made the window's loss no worse than usual (Fisher p 0.11) and the verdict read
     "unknown" with every strength 0. Good minutes that lose probes to the gateway themselves are
     no healthy baseline for its loss."""
-    from cxpulse.collector.score import rollup as ru
+    from cxpulse.collector.store import rollup as ru
     from cxpulse.collector.score.timeline import timeline_of
     from cxpulse.collector.score.triage import triage_timeline
     from cxpulse.v1 import payload as p
