@@ -29,15 +29,6 @@ KNOWN_CYCLES: set[frozenset[str]] = {
             "cxpulse.collector.lookup.admin_api",
         }
     ),
-    # issue 20: one persistence layer (step 1) pending. store/__init__ opens a backend by URL and
-    # the backends import its interface back; collector/store is being reworked by issue 17/18 work.
-    frozenset(
-        {
-            "cxpulse.collector.store",
-            "cxpulse.collector.store.postgres",
-            "cxpulse.collector.store.sqlite",
-        }
-    ),
 }
 
 

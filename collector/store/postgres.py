@@ -86,7 +86,7 @@ from cxpulse.v1.kinds import KINDS, STR
 from cxpulse.v1.payload import Event, PathHop, PathSnapshot, SampleBatch
 
 from . import rollup as ru
-from . import (KEPT_TABLES, AgentInfo, AgentRecord, IncidentRecord, KeptTables, PendingBatch, Row, RttRow, UserChange,
+from .types import (KEPT_TABLES, AgentInfo, AgentRecord, IncidentRecord, KeptTables, PendingBatch, Row, RttRow, UserChange,
                search_words, user_key)
 from .db import SCHEMA_NAME, connect_postgres, schema_from_url
 from .sqlite import to_signed64
