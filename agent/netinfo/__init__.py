@@ -1,28 +1,8 @@
-"""What the desk's network looks like from the inside: default gateway, interface kinds, VPN, proxy.
+"""The desk's network from the inside: default gateway, interface kinds, VPN, proxy.
 
-The gateway is the first hop to measure when a call sounds bad: if it is slow, the problem is the
-Wi-Fi or the home/branch LAN, not the platform. Whether the desk is on Wi-Fi, a cable or a VPN,
-and behind which proxy, tells the helpdesk where to look next. One backend per OS is picked at
-import time (psutil style), so callers never branch on the platform, and every backend reads the OS
-directly: no ``route``/``netstat``/``scutil`` subprocess, which would cost a fork+exec per look.
-
-Backend contract: every module (``linux``, ``windows``, ``macos``) provides these four functions,
-cheap enough to call every few seconds, never raising (a failed OS call is an empty answer, logged):
-
-- ``default_routes() -> list[DefaultRoute]``: default routes (IPv4 and IPv6) via a gateway;
-  ``metric`` ranks them as the OS itself does (lower wins); IPv6 link-local gateways carry their
-  zone (``fe80::1%eth0`` on Linux/macOS, ``fe80::1%12`` on Windows, where the zone is the index).
-  Routes without a gateway (on-link, ``default dev wg0``) are left out: there is no hop to measure.
-- ``interface_kinds() -> dict[str, str]``: every interface, by the name psutil.net_if_stats() uses
-  on that OS, -> one of ``KINDS``.
-- ``vpn_interfaces() -> list[str]``: VPN/tunnel interfaces that are up and carry traffic, sorted.
-- ``system_proxy() -> str | None``: the HTTPS proxy the desk's apps are told to use, credentials
-  removed: ``"http://proxy:8080"``, ``"pac:http://wpad/wpad.dat"``, ``"auto-detect"``, None for direct.
-
-The record type and the pure rules shared by backends (KINDS, name words, credential stripping) live
-in ``_model``. Linux readers take ``proc_root``/``sys_root`` so tests feed recorded trees; the Windows
-reader takes an ``api`` object so tests feed a fake DLL. Other Unixes get the Linux backend, whose
-readers find no procfs and answer "nothing known".
+One backend per OS picked at import (linux, windows, macos), each with the same four functions
+(default_routes, interface_kinds, vpn_interfaces, system_proxy), cheap and never raising. Design
+notes: docs/agent-internals.md.
 """
 
 from __future__ import annotations

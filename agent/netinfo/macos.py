@@ -1,42 +1,8 @@
 """macOS backend: the routing table from sysctl, the rest from SystemConfiguration, through ctypes.
 
-No ``netstat``/``route``/``scutil``/``networksetup`` subprocess (a fork+exec per look) and no PyObjC
-(a large import for a light agent): one ``sysctl`` pair per family for the routes, a few configd
-look-ups for the rest, none of which needs a privilege.
-
-Default routes: ``sysctl({CTL_NET, PF_ROUTE, 0, family, NET_RT_FLAGS, RTF_GATEWAY})`` returns the
-gateway routes as the kernel's ``sysctl_dumpentry`` writes them: ``rt_msghdr`` records (92 bytes,
-``RTM_VERSION`` 5), each followed by the sockaddrs its ``rtm_addrs`` bits name, in RTAX order,
-each padded to 4 bytes (``ROUNDUP32``: a zero ``sa_len`` still takes 4). A default route has a
-destination of 0.0.0.0 or ::, a netmask that is absent or all zero, and is UP and GATEWAY, not
-HOST, REJECT or BLACKHOLE. macOS keeps one *unscoped* default (the one the kernel uses for
-unbound sockets: the primary service's) and one *interface-scoped* default (RTF_IFSCOPE) per
-interface that has a router, used only by sockets bound to that interface. Both are returned, the
-unscoped first; a scoped copy of the unscoped route (same gateway and interface) is dropped.
-macOS has no route metric, so ``metric`` is a rank: 0 for the unscoped default, then the scoped
-ones in the order of the network service list (System Settings > Network, ``ServiceOrder``), which
-is the order macOS would promote them in if the primary went away.
-
-Interface kinds: ``SCNetworkInterfaceCopyAll`` gives each BSD name its type (IEEE80211, Ethernet,
-WWAN, PPP, IPSec, L2TP, VPN, Bridge, ...). Interfaces it does not list (utun*, lo0, awdl0, gif0,
-...) are classified by name (``_model.kind_by_name``).
-
-VPN: ``utun0``-``utun3`` are up on every Mac (iCloud Private Relay, Continuity, Back to My Mac),
-so a name says nothing. A VPN-kind interface that is up counts only when the OS shows it carries
-traffic: it is the primary interface (``State:/Network/Global/IPv4`` or ``IPv6``
-``PrimaryInterface``), a network service uses it (``State:/Network/Service/<id>/IPv4`` or ``IPv6``
-``InterfaceName``: every Network Extension, IPSec or L2TP VPN publishes one), or it holds an
-address that is not link-local (system utuns hold only fe80:: addresses). Up-ness and addresses
-come from ``getifaddrs``.
-
-Proxy: ``SCDynamicStoreCopyProxies(NULL)``, the settings apps get from CFNetwork: an enabled
-HTTPS proxy (``http://host:port``), else an enabled PAC URL (``pac:URL``), else WPAD
-(``auto-detect``); credentials removed. The dictionary is the system-wide one: a launchd daemon sees
-what the logged-in user's apps see when the proxy comes from a configuration profile or the
-network service, which is how managed Macs are set up.
-
-Import-safe on every OS: libc and the frameworks are loaded on first use; each public function
-takes an ``api`` object so tests drive the real call sequence through fakes.
+No subprocess and no PyObjC; import-safe on every OS (libraries loaded on first use), and every
+public function takes an ``api`` object so tests drive the real call sequence. Design notes:
+docs/agent-internals.md.
 """
 
 from __future__ import annotations

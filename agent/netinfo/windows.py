@@ -1,39 +1,8 @@
 """Windows backend: routes and adapters from iphlpapi, the proxy from WinHTTP, through ctypes.
 
-No ``route print``/``netsh`` subprocess and no WMI (a COM round trip and a service per look): the
-IP Helper functions are what those tools call, they need no privilege, and each look is a handful
-of calls. Import-safe on every OS: the DLLs are loaded on first use (``ctypes.WinDLL`` exists only
-on Windows), and every public function takes an ``api`` object so tests drive the real call
-sequence through a fake DLL. Structures use fixed-width ctypes (``c_uint32`` for ULONG/DWORD,
-``c_void_p`` for pointers) so their layout is the Windows one on any 64-bit build; the tests assert
-sizes and offsets against the documented x64 layout.
-
-Default routes: ``GetIpForwardTable2(AF_UNSPEC)`` lists every route of both families in one call;
-the rows with a 0-length destination prefix and a next hop are the default routes. Windows ranks
-them by route metric + interface metric (``MIB_IPINTERFACE_ROW.Metric``, automatic by link speed
-unless set), so that sum is the metric reported, and a route whose interface is not connected is
-left out (Windows keeps it but does not use it). ``GetBestRoute2`` would give only the one route
-Windows picks for a given destination; the table gives all of them, which is what lets the caller
-prefer IPv4 and see a second default (a cable next to Wi-Fi, a full-tunnel VPN), as on Linux.
-Interface names are the adapter aliases (``ConvertInterfaceLuidToAlias``: "Wi-Fi", "Ethernet 2"),
-the names psutil uses for NICs on Windows. IPv6 link-local gateways carry the interface index as
-their zone (``fe80::1%12``), the form Windows' own getaddrinfo accepts.
-
-Interface kinds: ``GetAdaptersAddresses`` gives IfType, TunnelType, OperStatus, FriendlyName and
-the driver Description per adapter. IfType decides where it is unambiguous (loopback, PPP, tunnel,
-mobile broadband); otherwise the name and description are checked against the shared words first,
-because VPN clients (AnyConnect, GlobalProtect "PANGP", Fortinet, OpenVPN's TAP-Windows, Zscaler)
-and virtual switches (Hyper-V, VMware, Wi-Fi Direct) present themselves as Ethernet or 802.11.
-The IPv6 transition tunnels Windows creates on its own (6to4, ISATAP, Teredo) are "other";
-IP-HTTPS is DirectAccess, a VPN.
-
-Proxy: the desk's apps (browser, softphone) follow the WinINet settings, which are per user unless
-policy makes them per machine (ProxySettingsPerUser=0). Under the LocalSystem service the "current
-user" is SYSTEM, so the console user's own settings are read from their loaded registry hive
-(``HKEY_USERS\\<SID>``; the SID from ``WTSQueryUserToken``, which only a LocalSystem service may call);
-otherwise (a console run as the user, per-machine policy, nobody logged on) the current user's
-settings come from ``WinHttpGetIEProxyConfigForCurrentUser``. The machine's WinHTTP proxy
-(``WinHttpGetDefaultProxyConfiguration``, ``netsh winhttp set proxy``) comes after them.
+No subprocess and no WMI; fixed-width structures whose x64 layout the tests assert; import-safe on
+every OS, every public function takes an ``api`` object so tests drive a fake DLL. Design notes:
+docs/agent-internals.md.
 """
 
 from __future__ import annotations

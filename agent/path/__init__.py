@@ -1,18 +1,8 @@
 """Path discovery: which routers stand between the desk and each platform, and when that changes.
 
-A call that sounds bad on one day and fine the next often rode a different path. The agent traces
-the path to each target now and then (``PathWatcher`` decides when), names the hops that matter
-to a helpdesk (gateway, ISP, the platform's edge: ``classify_hops``) and records path changes.
-
-On Linux the trace itself needs scapy, which is far too heavy for the long-running agent
-(DESIGN.md decision 5), so it runs in a short-lived child process (``trace_child``); the public
-API (``tracer``) is stdlib-only and only parses that child's JSON. macOS (``trace_macos``: ICMP
-datagram sockets) and Windows (``trace_windows``: ``IcmpSendEcho2Ex``) trace in-process without
-privileges; ``tracer.trace`` picks the OS's tracer once, at import.
-
-The names below are loaded on first use (PEP 562) rather than at import: ``python -m
-cxpulse.agent.path.trace_child`` imports this package too, and the tracer's asyncio would add
-about 45 ms of CPU to every trace child for nothing.
+``tracer`` runs this OS's tracer (Linux: scapy in the ``trace_child`` process; macOS, Windows: in
+process), hop roles and path changes are judged once for all; names load on first use. Design notes:
+docs/agent-internals.md.
 """
 
 from __future__ import annotations

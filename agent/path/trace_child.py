@@ -1,34 +1,7 @@
 """One path trace in a throw-away process: the only place where scapy is imported.
 
-Run as ``python -m cxpulse.agent.path.trace_child --target IP [--port 443] [--max-hops 20]
-[--probes 2] [--timeout 1.0] [--method icmp|udp|tcp]``; prints ONE JSON object on stdout::
-
-    {"target": "10.0.0.9", "method": "icmp", "reached": true,
-     "hops": [{"ttl": 1, "address": "10.0.0.1", "rtt_us": [412, 388]}, ...],
-     "error": null, "cost": {"cpu_s": 0.41, "max_rss_kb": 46000}}
-
-Why a child process: ``import scapy`` costs tens of MB and most of a CPU second, and Python never
-returns module memory, so the long-running agent must never pay it (DESIGN.md decision 5). The
-child imports only the scapy layers it uses (about half the cost of ``scapy.all``), sends every
-TTL at once and exits; the agent reads its JSON (``tracer.trace``).
-
-Why every TTL at once: a classic traceroute waits up to a timeout per hop, so a path with silent
-hops takes tens of seconds. Here all probes leave in one burst (round by round, so that each
-router gets its probes spread over the burst instead of back to back, which ICMP rate limits
-punish), and the trace waits ``--timeout`` seconds after the last one, or less once every probe
-has an answer. The hop list stops at the first TTL that gave a final answer (the target itself,
-or a router saying "unreachable"); probes beyond it only confirm the end.
-
-Methods: ``icmp`` (echo request, the default), ``tcp`` (SYN to ``--port``: reaches targets that
-drop ICMP, such as most CCaaS edges; a SYN-ACK or a RST from the target both mean "reached"),
-``udp`` (to ports 33434+, classic traceroute; the target answers "port unreachable"). IPv4 only:
-the agent measures over IPv4 where it has a choice (netinfo, RTT probe); IPv6 is a follow-up.
-
-Raw sockets (root or CAP_NET_RAW) are required. They are tried before scapy is imported, so a
-process without them answers with a JSON error in milliseconds.
-
-Exit status: 0 the trace ran (reached or not); 1 it failed (``error`` says why); 2 bad arguments;
-3 no raw sockets.
+``python -m cxpulse.agent.path.trace_child --target IP [--method icmp|udp|tcp] ...`` prints one
+JSON object; exit 0 ran, 1 failed, 2 bad arguments, 3 no raw sockets. Design notes: docs/agent-internals.md.
 """
 
 from __future__ import annotations

@@ -1,43 +1,8 @@
 """Path traces on macOS without scapy, without root and without a child process.
 
-What the macOS kernel (xnu) does, checked in its sources (bsd/netinet/ip_icmp.c, raw_ip.c,
-bsd/netinet6/icmp6.c) and in icmp(4):
-
-* ``socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP)`` needs no privilege (``icmp_dgram_attach`` is "like
-  rip_attach but without root privilege enforcement"). It is a raw-IP pcb in disguise: it sits in
-  the raw socket list (``ripcbinfo``) with protocol ICMP, and ``icmp_dgram_ctloutput`` passes
-  ``IP_TTL`` (and ``IP_STRIPHDR``, ``IP_RECVTTL``, ...) to ``rip_ctloutput``.
-* Sending: only echo, timestamp and mask requests with code 0 are accepted; the identifier is NOT
-  rewritten and the checksum is NOT filled in (``icmp_dgram_send`` hands the message to
-  ``rip_send`` as it is), so we choose the identifier and compute the IPv4 checksum ourselves.
-* Receiving: ``icmp_input`` passes echo replies, and time-exceeded / unreachable messages after
-  notifying the quoted protocol, to ``rip_input``, which queues a copy on EVERY raw ICMP pcb whose
-  bound local / connected foreign address match. So an unconnected datagram ICMP socket sees every
-  echo reply and every ICMP error the host receives (other pingers', other traceroutes'), each WITH
-  its IPv4 header ("Incoming packets are received with the IP header and options intact", icmp(4);
-  ``ip_len``/``ip_off`` may be in host byte order, so we read neither). An ICMP error carries the
-  quoted IPv4 header of our probe and at least the first 8 bytes of its payload: for an echo
-  request, type, code, checksum, identifier and sequence. We match on those, so the socket must
-  stay unconnected (a connected one would drop every router's answer: ``inp_faddr`` filter).
-* IPv6: ``SOCK_DGRAM, IPPROTO_ICMPV6`` is a raw ICMPv6 pcb too; ``IPV6_UNICAST_HOPS`` is allowed,
-  the kernel computes the ICMPv6 checksum, and, as on every ICMPv6 socket, no IPv6 header is
-  delivered. The agent traces IPv4 for now (``hops.validate``); the parsing and sending below
-  already take IPv6.
-
-Linux ping sockets differ, which is why the socket layer is injectable and the parsing accepts
-both shapes: they strip the IP header, replace the identifier with the socket's own (readable
-with ``getsockname()`` after the first send), and never deliver ICMP errors as data (only via
-``IP_RECVERR``'s error queue). A Linux RAW ICMP socket, on the other hand, behaves like xnu's
-datagram one (header present, identifier untouched, errors delivered): the tests run this tracer
-over raw sockets across real namespaces, and over ping sockets for the final hop.
-
-All probes leave in one burst (round after round, TTL 1..max_hops), then the trace waits on the
-event loop (``add_reader``: macOS's default loop is a selector loop) until every probe up to the
-end of the path is answered, ``reply_timeout_s`` passes after the last send, or ``timeout_s`` is
-up. The hop list stops at the first TTL that gave a final answer (the target's echo reply, or an
-"unreachable"). Methods: ``icmp`` (echo requests) and ``udp`` (datagrams to ports 33434+ from an
-ordinary UDP socket; the ICMP socket hears the routers' errors and the target's "port
-unreachable"). ``tcp`` needs raw sockets on macOS and is refused with an error.
+Unprivileged ICMP datagram sockets with ``IP_TTL``, every probe in one burst, matched on the quoted
+identifier and sequence; the socket layer is injectable (Linux raw and ping sockets in tests).
+Design notes: docs/agent-internals.md.
 """
 
 from __future__ import annotations

@@ -1,22 +1,7 @@
 """Path traces on Windows without scapy, Npcap, admin rights or a child process: what tracert does.
 
-``IcmpSendEcho2Ex`` (iphlpapi, open to every user) sends an echo request with
-``IP_OPTION_INFORMATION.Ttl`` set; the router where the TTL runs out answers "TTL expired in
-transit" and the kernel hands that answer, with the router's address, back to the call. So one
-echo per (TTL, probe) is one hop measurement, and the target's own echo reply ends the path.
-
-The calls are synchronous, so they run in the pinger's bounded thread pool (``icmp_windows``):
-``max_workers`` TTLs in flight at once, in TTL order, round after round (every TTL once, then every
-TTL again, so one router's probes are spread out instead of back to back, which ICMP rate limits
-punish). Once the target (or an "unreachable") has answered at some TTL, no higher TTL is sent;
-a few already in flight only confirm the end and are ignored, as in the Linux child. A silent hop
-costs ``reply_timeout_s`` of one worker, not of the whole trace; the whole trace is bounded by
-``timeout_s``. Hop round trips are the pinger's: ``perf_counter_ns`` around the call in its
-thread, bounded by the kernel's millisecond figure.
-
-Only ``icmp``: the ``udp`` and ``tcp`` methods need raw sockets (an administrator, or Npcap), so
-they are answered with an error. IPv4 only, as on the other desks. Never raises for a failed
-trace: access denied, no ICMP handle, no network come back as ``PathTrace.error``.
+``IcmpSendEcho2Ex`` with a TTL from the pinger's bounded thread pool, round after round; only the
+``icmp`` method; never raises for a failed trace (``PathTrace.error``). Design notes: docs/agent-internals.md.
 """
 
 from __future__ import annotations

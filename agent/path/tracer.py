@@ -1,16 +1,8 @@
-"""The agent's side of path traces: run this OS's tracer, judge what it found.
+"""The agent's side of path traces: run this OS's tracer (chosen once at import), judge what it found.
 
-Linux runs the scapy child and reads its JSON; macOS (``trace_macos``: ICMP datagram sockets)
-and Windows (``trace_windows``: ``IcmpSendEcho2Ex`` with a TTL) trace in this process without
-privileges, since neither has scapy's raw access without root/Npcap. The choice is made once, at
-import (``_select_backend``); hop roles and path changes are judged here, the same for all three.
-
-Stdlib only, on purpose: this module lives in the long-running agent, and the whole point of the
-child process (``trace_child``) is that scapy's memory and import time never land here
-(DESIGN.md decision 5). ``trace`` never raises for a failed trace (no raw sockets, child killed
-on timeout, garbage output): it returns a ``PathTrace`` whose ``error`` says what went wrong, so
-the agent keeps running. Bad arguments do raise ``ValueError``, at once: fail fast on bad
-configuration.
+Stdlib only, so scapy never lands in the long-running agent; ``trace`` never raises for a failed
+trace (``PathTrace.error`` says why), bad arguments raise ``ValueError`` at once. Design notes:
+docs/agent-internals.md.
 """
 
 from __future__ import annotations
