@@ -43,7 +43,6 @@ are asked for only when the set of NICs changes, VPN state and proxy on every ca
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from cxpulse.agent import netinfo
+from cxpulse.atomicfile import write_atomic
 from cxpulse.agent.netinfo import KINDS
 
 __all__ = ["BEST_HALF_LIFE_S", "KINDS", "DeviceCounters", "DeviceSnapshot", "load_best", "own_traffic_columns",
@@ -198,11 +198,9 @@ def own_traffic_columns(snap: DeviceSnapshot) -> dict[str, int | None]:
 
 def save_best(path: str, counters: DeviceCounters) -> None:
     """Keep the link's best rates across a restart (a few bytes; the caller decides how often)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump({"link": list(counters.link), "up": round(counters.best[0], 1), "dn": round(counters.best[1], 1),
-                   "at": round(counters.ts_wall, 1)}, f)
-    os.replace(tmp, path)
+    doc = {"link": list(counters.link), "up": round(counters.best[0], 1), "dn": round(counters.best[1], 1),
+           "at": round(counters.ts_wall, 1)}
+    write_atomic(path, json.dumps(doc).encode(), mode=0o644)
 
 
 def load_best(path: str) -> dict | None:
