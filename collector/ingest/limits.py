@@ -25,7 +25,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-__all__ = ["IngestLimits", "AgentLimiter", "Tarpit", "TokenBucket"]
+__all__ = ["AgentLimiter", "IngestLimits", "Tarpit", "TokenBucket"]
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,16 @@ class IngestLimits:
     hello_timeout_s: float = 5.0
 
     def check(self) -> None:
-        for name in ("max_samples_per_batch", "batches_per_s", "batch_burst", "max_rejects", "streams_per_agent",
-                     "streams_per_peer", "max_future_s", "hello_timeout_s"):
+        for name in (
+            "max_samples_per_batch",
+            "batches_per_s",
+            "batch_burst",
+            "max_rejects",
+            "streams_per_agent",
+            "streams_per_peer",
+            "max_future_s",
+            "hello_timeout_s",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"ingest limit {name} must be positive, got {getattr(self, name)!r}")
         if self.max_age_s < 0 or self.penalty_s < 0 or self.reject_window_s <= 0:
@@ -219,24 +227,59 @@ def add_arguments(parser) -> None:
     """``collector serve`` flags for the limits (kept here so the CLI needs one hook line)."""
     d = IngestLimits()
     g = parser.add_argument_group("ingest limits (per agent unless said otherwise)")
-    g.add_argument("--max-batches-per-s", type=float, default=d.batches_per_s, help=f"sustained batch rate (default {d.batches_per_s:g})")
-    g.add_argument("--batch-burst", type=int, default=d.batch_burst, help=f"batches allowed at once, e.g. a spool replay (default {d.batch_burst})")
-    g.add_argument("--max-samples-per-batch", type=int, default=d.max_samples_per_batch, help=f"default {d.max_samples_per_batch}")
-    g.add_argument("--max-rejects", type=int, default=d.max_rejects,
-                   help=f"rejected batches within {d.reject_window_s:g} s before the stream is cut (default {d.max_rejects})")
-    g.add_argument("--reject-penalty", type=float, default=d.penalty_s, help=f"seconds a cut agent waits (default {d.penalty_s:g})")
-    g.add_argument("--max-streams-per-peer", type=int, default=d.streams_per_peer,
-                   help=f"concurrent streams from one address, all agents behind it (default {d.streams_per_peer})")
-    g.add_argument("--max-clock-skew", type=float, default=d.max_future_s, help=f"seconds a sample may lie in the future (default {d.max_future_s:g})")
-    g.add_argument("--max-sample-age", type=float, default=d.max_age_s / 86_400,
-                   help=f"days a sample may lie in the past; 0: no limit (default {d.max_age_s / 86_400:g})")
+    g.add_argument(
+        "--max-batches-per-s",
+        type=float,
+        default=d.batches_per_s,
+        help=f"sustained batch rate (default {d.batches_per_s:g})",
+    )
+    g.add_argument(
+        "--batch-burst",
+        type=int,
+        default=d.batch_burst,
+        help=f"batches allowed at once, e.g. a spool replay (default {d.batch_burst})",
+    )
+    g.add_argument(
+        "--max-samples-per-batch", type=int, default=d.max_samples_per_batch, help=f"default {d.max_samples_per_batch}"
+    )
+    g.add_argument(
+        "--max-rejects",
+        type=int,
+        default=d.max_rejects,
+        help=f"rejected batches within {d.reject_window_s:g} s before the stream is cut (default {d.max_rejects})",
+    )
+    g.add_argument(
+        "--reject-penalty", type=float, default=d.penalty_s, help=f"seconds a cut agent waits (default {d.penalty_s:g})"
+    )
+    g.add_argument(
+        "--max-streams-per-peer",
+        type=int,
+        default=d.streams_per_peer,
+        help=f"concurrent streams from one address, all agents behind it (default {d.streams_per_peer})",
+    )
+    g.add_argument(
+        "--max-clock-skew",
+        type=float,
+        default=d.max_future_s,
+        help=f"seconds a sample may lie in the future (default {d.max_future_s:g})",
+    )
+    g.add_argument(
+        "--max-sample-age",
+        type=float,
+        default=d.max_age_s / 86_400,
+        help=f"days a sample may lie in the past; 0: no limit (default {d.max_age_s / 86_400:g})",
+    )
 
 
 def from_arguments(args) -> IngestLimits:
     limits = IngestLimits(
-        max_samples_per_batch=args.max_samples_per_batch, batches_per_s=args.max_batches_per_s,
-        batch_burst=args.batch_burst, max_rejects=args.max_rejects, penalty_s=args.reject_penalty,
-        streams_per_peer=args.max_streams_per_peer, max_future_s=args.max_clock_skew,
+        max_samples_per_batch=args.max_samples_per_batch,
+        batches_per_s=args.max_batches_per_s,
+        batch_burst=args.batch_burst,
+        max_rejects=args.max_rejects,
+        penalty_s=args.reject_penalty,
+        streams_per_peer=args.max_streams_per_peer,
+        max_future_s=args.max_clock_skew,
         max_age_s=args.max_sample_age * 86_400,
     )
     limits.check()

@@ -106,8 +106,15 @@ class IngestConfig:
     def version(self) -> int:
         if self.central_version:
             return self.central_version
-        key = (self.probe_interval_ms, self.batch_interval_ms, tuple(self.targets), tuple(self.apps),
-               self.app_interval_ms, self.voice_interval_ms, self.reflector)
+        key = (
+            self.probe_interval_ms,
+            self.batch_interval_ms,
+            tuple(self.targets),
+            tuple(self.apps),
+            self.app_interval_ms,
+            self.voice_interval_ms,
+            self.reflector,
+        )
         return int.from_bytes(hashlib.sha256(repr(key).encode()).digest()[:6], "big")
 
     def to_proto(self, committed_seq: int, agent_id: str = "") -> pb.AgentConfig:
@@ -241,8 +248,14 @@ class _Answer:
 
 
 class TelemetryService(pb_grpc.TelemetryServiceServicer):
-    def __init__(self, store: Store, writer: StoreWriter, config: IngestConfig | None = None,
-                 budget_bytes: int = DEFAULT_BUDGET_BYTES, limits: IngestLimits | None = None):
+    def __init__(
+        self,
+        store: Store,
+        writer: StoreWriter,
+        config: IngestConfig | None = None,
+        budget_bytes: int = DEFAULT_BUDGET_BYTES,
+        limits: IngestLimits | None = None,
+    ):
         self.store = store
         self.limiter = AgentLimiter(limits)
         self.tarpit = Tarpit()
@@ -275,7 +288,7 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     def overloaded(self) -> str | None:
@@ -310,7 +323,9 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
         if not self.limiter.open_peer(peer):
             self.stats.streams_refused += 1
             await self.tarpit.hold(peer)
-            await _exhausted(context, f"too many streams from this address (limit {self.limits.streams_per_peer})", 30.0)
+            await _exhausted(
+                context, f"too many streams from this address (limit {self.limits.streams_per_peer})", 30.0
+            )
         try:
             await self._stream_from(peer, request_iterator, context)
         finally:
@@ -324,18 +339,21 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
                 first = await anext(request_iterator)
         except StopAsyncIteration:
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self.stats.streams_refused += 1
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                f"no Hello within {self.limits.hello_timeout_s:g} s of opening the stream")
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"no Hello within {self.limits.hello_timeout_s:g} s of opening the stream",
+            )
         if first.WhichOneof("kind") != "hello":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message of a stream must be a Hello")
         hello = first.hello
         problem = _check_hello(hello) or check_hello(hello.seq_epoch, hello.payload_schema)
         if problem:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad Hello: {problem}")
-        info = AgentInfo(hello.agent_id, hello.host, hello.os_user, hello.os, hello.agent_version, hello.site,
-                         hello.display_name)
+        info = AgentInfo(
+            hello.agent_id, hello.host, hello.os_user, hello.os, hello.agent_version, hello.site, hello.display_name
+        )
         penalty = self.limiter.banned_for(info.agent_id)
         if penalty:
             self.stats.streams_refused += 1
@@ -348,8 +366,14 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
         except Exception as exc:
             log.error("storage failed at the Hello of agent %s: %s", safe(info.agent_id), exc)
             await _unavailable(context, "storage is unavailable; retry later", STORAGE_RETRY_MS)
-        log.info("agent %s (%s@%s) connected from %s, committed seq %d", safe(info.agent_id), safe(info.os_user),
-                 safe(info.host), safe(peer), committed)
+        log.info(
+            "agent %s (%s@%s) connected from %s, committed seq %d",
+            safe(info.agent_id),
+            safe(info.os_user),
+            safe(info.host),
+            safe(peer),
+            committed,
+        )
         self.known_agents.add(info.agent_id)
         await context.write(pb.StreamResponse(config=self.config.to_proto(committed, info.agent_id)))
 
@@ -428,15 +452,21 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
                     return "eof"
                 if req.WhichOneof("kind") != "batch":
                     await st.window.acquire()
-                    st.acks.put_nowait(_Answer(0, 0, ack=_reject(0, INVALID_ARGUMENT, "only Batch messages may follow the Hello", st)))
+                    st.acks.put_nowait(
+                        _Answer(0, 0, ack=_reject(0, INVALID_ARGUMENT, "only Batch messages may follow the Hello", st))
+                    )
                     continue
                 batch = req.batch
                 retry_s = self.limiter.take_batch(st.agent_id)
                 if retry_s:
                     # Not read, not acked: it stays in the agent's spool for after the pause.
-                    self._cut(st, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                              f"agent {st.agent_id} sends more than {self.limits.batches_per_s:g} batches/s "
-                              f"(burst {self.limits.batch_burst}); retry in {retry_s:.0f} s", retry_s)
+                    self._cut(
+                        st,
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"agent {st.agent_id} sends more than {self.limits.batches_per_s:g} batches/s "
+                        f"(burst {self.limits.batch_burst}); retry in {retry_s:.0f} s",
+                        retry_s,
+                    )
                     return "cut"
                 weight = len(batch.payload) + BYTES_PER_SAMPLE * max(batch.sample_count, len(batch.payload) // 8)
                 # Waiting here is the backpressure: nothing more is read from this agent meanwhile.
@@ -460,9 +490,13 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
                 if answer.ack is not None and answer.ack.status == pb.ACK_STATUS_REJECTED:
                     penalty = self.limiter.strike(st.agent_id)
                     if penalty:
-                        self._cut(st, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                  f"agent {st.agent_id} sent {self.limits.max_rejects} rejected batches within "
-                                  f"{self.limits.reject_window_s:g} s; retry in {penalty:.0f} s", penalty)
+                        self._cut(
+                            st,
+                            grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            f"agent {st.agent_id} sent {self.limits.max_rejects} rejected batches within "
+                            f"{self.limits.reject_window_s:g} s; retry in {penalty:.0f} s",
+                            penalty,
+                        )
                         return "cut"
         finally:
             st.acks.put_nowait(None)
@@ -478,15 +512,15 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
         cut = asyncio.ensure_future(st.cut_event.wait()) if st is not None else None
         try:
             await asyncio.wait([f for f in (task, drain, cut) if f is not None], return_when=asyncio.FIRST_COMPLETED)
-        finally:
+        finally:  # no return in here: a cancelled caller must stay cancelled
             drain.cancel()
             if cut is not None:
                 cut.cancel()
-            if not task.done():
+            abandoned = not task.done()
+            if abandoned:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-                return _DRAINING
-        return task.result()
+        return _DRAINING if abandoned else task.result()
 
     def _give_back(self, weight: int, st: _Stream) -> None:
         self.budget.release(weight)
@@ -497,9 +531,14 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
         now = time.monotonic()
         if now - self._last_saturated_log >= 10.0:
             self._last_saturated_log = now
-            log.warning("ingest is waiting for storage (budget %.0f of %d MB, %d of %d writes queued): streams "
-                        "read nothing more until commits catch up", self.budget.used / (1 << 20),
-                        self.budget.capacity >> 20, self.writer.outstanding, self.writer.max_queue)
+            log.warning(
+                "ingest is waiting for storage (budget %.0f of %d MB, %d of %d writes queued): streams "
+                "read nothing more until commits catch up",
+                self.budget.used / (1 << 20),
+                self.budget.capacity >> 20,
+                self.writer.outstanding,
+                self.writer.max_queue,
+            )
 
     async def _admit(self, batch: pb.Batch, st: _Stream, weight: int) -> _Answer:
         """Validate and queue one batch for commit; an _Answer carries either the ack or the commit."""
@@ -508,12 +547,28 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
         if problem:
             return _Answer(seq, weight, ack=_reject(seq, INVALID_ARGUMENT, problem, st))
         if len(batch.payload) > MAX_PAYLOAD_BYTES:
-            return _Answer(seq, weight, ack=_reject(
-                seq, RESOURCE_EXHAUSTED, f"payload of {len(batch.payload)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit", st))
+            return _Answer(
+                seq,
+                weight,
+                ack=_reject(
+                    seq,
+                    RESOURCE_EXHAUSTED,
+                    f"payload of {len(batch.payload)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit",
+                    st,
+                ),
+            )
         max_samples = self.limits.max_samples_per_batch
         if batch.sample_count > max_samples:
-            return _Answer(seq, weight, ack=_reject(
-                seq, RESOURCE_EXHAUSTED, f"batch of {batch.sample_count} samples exceeds the {max_samples}-sample limit", st))
+            return _Answer(
+                seq,
+                weight,
+                ack=_reject(
+                    seq,
+                    RESOURCE_EXHAUSTED,
+                    f"batch of {batch.sample_count} samples exceeds the {max_samples}-sample limit",
+                    st,
+                ),
+            )
         try:
             decoded = await decode_pool.decode(batch.payload, max_samples)  # large ones off the GIL
         except wire_payload.PayloadError as exc:
@@ -523,16 +578,34 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
             log.exception("payload decoder failed on seq %d of agent %s", seq, safe(st.agent_id))
             return _Answer(seq, weight, ack=_reject(seq, INVALID_ARGUMENT, "payload could not be decoded", st))
         if decoded.sample_count != batch.sample_count:
-            return _Answer(seq, weight, ack=_reject(
-                seq, INVALID_ARGUMENT, f"sample_count says {batch.sample_count} but the payload holds {decoded.sample_count}", st))
+            return _Answer(
+                seq,
+                weight,
+                ack=_reject(
+                    seq,
+                    INVALID_ARGUMENT,
+                    f"sample_count says {batch.sample_count} but the payload holds {decoded.sample_count}",
+                    st,
+                ),
+            )
         problem = check_batch(decoded, time.time_ns() // 1000, self.limits.max_future_s, self.limits.max_age_s)
         if problem:
-            return _Answer(seq, weight, ack=_reject(seq, INVALID_ARGUMENT, f"batch refused, nothing stored: {problem}", st))
+            return _Answer(
+                seq, weight, ack=_reject(seq, INVALID_ARGUMENT, f"batch refused, nothing stored: {problem}", st)
+            )
         if seq <= st.committed:
             self.stats.batches_duplicate += 1
-            return _Answer(seq, weight, ack=pb.Ack(
-                seq=seq, status=pb.ACK_STATUS_DUPLICATE, committed_seq=st.committed, code=ALREADY_EXISTS,
-                detail=f"seq {seq} is already held (committed up to {st.committed}); nothing written"))
+            return _Answer(
+                seq,
+                weight,
+                ack=pb.Ack(
+                    seq=seq,
+                    status=pb.ACK_STATUS_DUPLICATE,
+                    committed_seq=st.committed,
+                    code=ALREADY_EXISTS,
+                    detail=f"seq {seq} is already held (committed up to {st.committed}); nothing written",
+                ),
+            )
         if self.writer.outstanding >= self.writer.max_queue:
             self._note_saturated()
         commit = await self.writer.submit(PendingBatch(st.agent_key, st.epoch, seq, decoded, stream=st.id))
@@ -570,8 +643,13 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
             self.stats.samples_stored += item.sample_count
             return pb.Ack(seq=item.seq, status=pb.ACK_STATUS_STORED, committed_seq=done.committed_seq, code=OK)
         self.stats.batches_duplicate += 1
-        return pb.Ack(seq=item.seq, status=pb.ACK_STATUS_DUPLICATE, committed_seq=done.committed_seq, code=ALREADY_EXISTS,
-                      detail=f"seq {item.seq} is already held; nothing written")
+        return pb.Ack(
+            seq=item.seq,
+            status=pb.ACK_STATUS_DUPLICATE,
+            committed_seq=done.committed_seq,
+            code=ALREADY_EXISTS,
+            detail=f"seq {item.seq} is already held; nothing written",
+        )
 
 
 _DRAINING = object()
@@ -585,8 +663,11 @@ async def _unavailable(context: grpc.aio.ServicerContext, detail: str, retry_ms:
 
 async def _exhausted(context: grpc.aio.ServicerContext, detail: str, retry_s: float) -> None:
     """End the stream as throttled, with the hint the agent's uplink honours before reconnecting."""
-    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, detail,
-                        trailing_metadata=((RETRY_HINT_KEY, str(max(1000, int(retry_s * 1000)))),))
+    await context.abort(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        detail,
+        trailing_metadata=((RETRY_HINT_KEY, str(max(1000, int(retry_s * 1000)))),),
+    )
 
 
 def _reject(seq: int, code: int, detail: str, st: _Stream) -> pb.Ack:

@@ -88,7 +88,9 @@ def check_hello(seq_epoch: int, payload_schema: int) -> str | None:
     return None
 
 
-def check_batch(batch: SampleBatch, now_us: int, max_future_s: float = 600.0, max_age_s: float = 8 * 86_400.0) -> str | None:
+def check_batch(
+    batch: SampleBatch, now_us: int, max_future_s: float = 600.0, max_age_s: float = 8 * 86_400.0
+) -> str | None:
     """Why this batch must be refused, or None. ``max_age_s`` 0: no lower bound on sample times."""
     hi = now_us + int(max_future_s * S)
     lo = now_us - int(max_age_s * S) if max_age_s else None
@@ -130,9 +132,13 @@ def check_batch(batch: SampleBatch, now_us: int, max_future_s: float = 600.0, ma
 
 def _times(where: str, first: int, last: int, lo: int | None, hi: int) -> str | None:
     if last > hi:
-        return (f"{where}: timestamp {last} us is {(last - hi) // S + 1} s beyond the collector's clock plus "
-                f"the allowed skew; check the desk's clock")
+        return (
+            f"{where}: timestamp {last} us is {(last - hi) // S + 1} s beyond the collector's clock plus "
+            f"the allowed skew; check the desk's clock"
+        )
     if lo is not None and first < lo:
-        return (f"{where}: timestamp {first} us is older than the collector accepts (the agent's spool keeps "
-                f"7 days); check the desk's clock")
+        return (
+            f"{where}: timestamp {first} us is older than the collector accepts (the agent's spool keeps "
+            f"7 days); check the desk's clock"
+        )
     return None

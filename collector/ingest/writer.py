@@ -35,8 +35,9 @@ _STOP = object()
 class StoreWriter:
     """Use from one event loop at a time (the collector's); the store is used from its own thread only."""
 
-    def __init__(self, store: Store, *, max_group: int = 512, max_queue: int = 4096,
-                 clock: Callable[[], float] = time.time):
+    def __init__(
+        self, store: Store, *, max_group: int = 512, max_queue: int = 4096, clock: Callable[[], float] = time.time
+    ):
         self.store = store
         # Wall clock (seconds) stamped as the agents' last_seen at each commit; a test may pass its own.
         self.clock = clock
@@ -213,9 +214,9 @@ class StoreWriter:
                     self._failed_streams.add(b.stream)
                 self._resolve(loop, fut, None, exc)
 
-
-    def _resolve(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future, result: Any,
-                 error: BaseException | None) -> None:
+    def _resolve(
+        self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future, result: Any, error: BaseException | None
+    ) -> None:
         def set_it() -> None:
             self._release()
             if fut.done():
@@ -235,4 +236,5 @@ def _batch_fault(exc: BaseException) -> bool:
     """Whether a commit failed for the values of a batch (a number the database cannot hold, a
     constraint) rather than for the storage itself (disk full, database away)."""
     return isinstance(exc, OverflowError) or any(
-        c.__name__ in ("DataError", "IntegrityError") for c in type(exc).__mro__)
+        c.__name__ in ("DataError", "IntegrityError") for c in type(exc).__mro__
+    )
