@@ -1,19 +1,8 @@
 """A small CoreFoundation / SystemConfiguration bridge over ctypes, for the macOS readers.
 
-The agent reads the network configuration (proxies, services, interface types) and the console
-user from configd, the way macOS's own tools do, without PyObjC (a large import for a light agent)
-and without a fork of ``scutil`` per look. Only what those readers need is declared.
-
-Two rules keep ctypes from crashing a 64-bit process:
-
-- every CF reference is declared ``c_void_p`` (argument and result): the ctypes default ``int``
-  truncates a 64-bit pointer, and the next call on it dereferences garbage;
-- ownership follows Apple's Create/Copy rule: a reference returned by a function named ``*Create*``
-  or ``*Copy*`` is ours and is released exactly once (``CF.owned``); a reference from a ``*Get*``
-  function or read out of a container belongs to someone else and is never released.
-
-The frameworks are loaded lazily, on the first ``load()``, never at import: this module imports on
-Linux (the tests run there with a fake object that plays the same C functions).
+Every CF reference is ``c_void_p`` and released once under the Create/Copy rule; frameworks load on
+the first ``load()``, never at import (tests run on Linux with a fake). Design notes:
+docs/agent-internals.md.
 """
 
 from __future__ import annotations

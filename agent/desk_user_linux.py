@@ -1,14 +1,7 @@
 """Linux: the user of the active session on the desk's seat, read from systemd-logind's state files.
 
-logind keeps one small file per seat and per session under /run/systemd (``seats/seat0`` names the
-active session, ``sessions/<id>`` its USER, CLASS, TYPE, ACTIVE): the files libsystemd's sd-login
-calls (``sd_seat_get_active``, ``sd_session_get_*``) read themselves. Reading them costs a few
-hundred bytes and no process, no D-Bus connection: cheap enough for a refresh every 30 s.
-The login screen (CLASS=greeter, e.g. gdm) and remote sessions (REMOTE=1: ssh) are not the person
-at the desk. Without logind (a container, a desk without systemd) the utmp log of logins is the
-best left: psutil.users(), local logins first, root never.
-
-The display name is the GECOS full name (its first comma-separated field), else the login.
+No process, no D-Bus; greeter and remote sessions are not the person at the desk; utmp when there is
+no logind; the display name is the GECOS full name. Design notes: docs/agent-internals.md.
 """
 
 from __future__ import annotations

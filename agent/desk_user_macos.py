@@ -1,13 +1,7 @@
 """The person at a Mac's screen, from configd: ``SCDynamicStoreCopyConsoleUser``.
 
-The agent runs as a launchd daemon (root), so its own user says nothing about the desk. configd
-knows who owns the console (the GUI session in front; with fast user switching, the one shown),
-and answers a local Mach call, no privilege, no ``stat /dev/console`` or ``who`` subprocess. It is
-cheap enough to ask again at every look, so a hot desk follows whoever logs in.
-
-The display name is ``pw_gecos`` from ``getpwnam``: on macOS that is the account's full name
-(RealName in Directory Services, the name the login window shows), "Maria Silva", which is how a
-helpdesk ticket names the person. It falls back to the login when the account has none.
+A local Mach call, no privilege and no subprocess, cheap enough for every look; the display name is
+the account's full name (``pw_gecos``). Design notes: docs/agent-internals.md.
 """
 
 from __future__ import annotations

@@ -1,27 +1,8 @@
 """Windows: the user logged on at the physical console, and the name the helpdesk knows them by.
 
-The agent runs as a LocalSystem service, so "who am I" (GetUserNameEx, getpass) answers SYSTEM.
-What counts is the console session: ``WTSGetActiveConsoleSessionId`` (kernel32) names it, and
-``WTSQuerySessionInformationW`` (wtsapi32) gives its user and domain; both work from a service and
-cost no process. An empty user name is the logon screen: nobody at the desk.
-
-The login is ``DOMAIN\\user`` (the SAM-compatible name): it tells a local account from a domain one
-of the same name, it is the input ``TranslateNameW`` takes, and the collector's substring search
-still finds ``msilva`` in ``CORP\\msilva``.
-
-The display name, by account kind, each with a documented API that works from a service:
-- domain account: ``TranslateNameW(NameSamCompatible -> NameDisplay)`` (secur32), which asks the
-  domain's directory with the machine's own credentials (a SYSTEM service on a domain-joined desk);
-- local account (domain = this computer's name): ``NetUserGetInfo`` level 10 ``usri10_full_name``;
-- Entra ID (Azure AD) account (domain ``AzureAD``): no directory API reaches it from a service; the
-  only local copy is the IdentityStore cache in the registry, keyed by the user's SID
-  (``HKLM\\SOFTWARE\\Microsoft\\IdentityStore\\Cache\\<SID>\\IdentityCache\\<SID>``, value
-  ``DisplayName``). That place is not documented by Microsoft: read it, and fall back quietly.
-Any failure (DC out of reach off the VPN, access denied) falls back to the last name found for that
-login, then to the login itself. Names are looked up only when the login changes, not every refresh.
-
-ctypes only, the DLLs loaded on first use (this module imports on any OS for the tests); the tests
-drive every call through fake DLL objects with the same function names.
+The console session from WTS (the service itself is SYSTEM), the login as DOMAIN\\user, the display
+name by account kind (domain, local, Entra ID); ctypes, DLLs loaded on first use. Design notes:
+docs/agent-internals.md.
 """
 
 from __future__ import annotations

@@ -1,29 +1,8 @@
-"""Keeps the long-running agent inside its memory budget (issue 9: 40 MB RSS on a desk).
+"""Keeps the long-running agent inside its memory budget (40 MB RSS on a desk).
 
-Python never gives module memory back, so what the agent does not import it never pays for,
-and what glibc reserves per thread it keeps. Measured on `cxpulse agent run` at the default
-configuration (docs/benchmarks.md, "Agent: where the memory goes"):
-
-- httpx imports its command-line tool (click, rich, pygments: ~150 modules, ~5 MiB) whenever
-  those happen to be installed; the agent never runs it. Marking ``httpx._main`` as absent
-  makes httpx take its own fallback (a stub ``main``), so nothing else changes.
-- httpcore imports trio at the first request whenever trio is installed (selenium, used by the
-  web tests, brings it, with attrs, outcome and sortedcontainers: ~80 modules, ~4 MiB); the agent
-  runs on asyncio, where httpcore uses anyio. trio is marked absent the same way.
-- glibc gives every thread that allocates its own malloc arena (grpc runs ~10 threads); each
-  arena keeps its freed pages. Two arenas are plenty for one event loop and grpc's pollers.
-- After start-up the objects that live for the whole run (modules, config, the loop) are moved
-  out of the cyclic collector's generations (``gc.freeze``), so full collections stop walking
-  them and touching their pages.
-- Loading grpc's 17 MB extension maps ~14 MB of it (the kernel maps neighbouring page-cache
-  pages on every fault), most of which start-up touches once and never again. After start-up the
-  agent unmaps the clean file-backed pages of its libraries (``madvise(MADV_DONTNEED)`` on
-  read-only file mappings with no private copy): they stay in the page cache, and the code the
-  agent runs faults its pages back in, so what remains is the working set. This is what the kernel
-  would do under memory pressure, and what Windows services do with ``EmptyWorkingSet``.
-
-Each is applied before the modules or threads it concerns exist: call ``prepare()`` first thing
-in ``agent run``, ``settle()`` once the agent has started.
+``prepare()`` first thing in ``agent run`` (modules the agent never uses kept out, malloc arenas
+capped), ``settle()`` once started (``gc.freeze``, clean library pages unmapped). Design notes:
+docs/agent-internals.md.
 """
 
 from __future__ import annotations

@@ -1,15 +1,8 @@
 """The agent as a Windows service (pywin32's service framework), started by the MSI's ServiceInstall.
 
-The service manager starts ``cxpulse.exe agent service --config C:\\ProgramData\\cxpulse\\agent.toml``;
-``dispatch`` connects this process to the service manager, which then calls ``AgentService``:
-``SvcDoRun`` runs the agent (``service_runner.ServiceRunner``) until ``SvcStop`` or ``SvcShutdown`` arrive
-on the control thread and set the agent's stop event, so the open batch is spooled before exit,
-as SIGTERM does on Linux and macOS.
-
-Import-safe everywhere: without pywin32 (any other OS) ``AVAILABLE`` is False and nothing else is
-defined. Restart on failure is the service manager's job (the MSI sets the recovery actions): an
-agent that dies raises out of ``SvcDoRun``, and pywin32 then reports the service stopped with an
-error code, which the recovery actions treat as a failure.
+``dispatch`` connects to the service manager; ``AgentService`` runs the agent until stop or
+shutdown, spooling the open batch; without pywin32 ``AVAILABLE`` is False. Design notes:
+docs/agent-internals.md.
 """
 
 from __future__ import annotations

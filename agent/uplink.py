@@ -1,12 +1,8 @@
 """Sends spooled batches to the collector in order and deletes each only when acked.
 
-At-least-once on the wire: after any break the whole unacked spool is sent
-again and the collector drops what it already holds. Reconnects use full
-jittered exponential backoff so that 2,000 agents do not return in lockstep
-after a collector restart. A collector that is draining or overloaded ends the
-stream with UNAVAILABLE and a retry hint (trailing metadata ``retry-after-ms``);
-the agent then waits between one and two hints before it reconnects, so that
-the load spreads out instead of coming straight back.
+At-least-once on the wire: after a break the unacked spool is sent again; reconnects back off with
+full jitter and honour the collector's ``retry-after-ms`` hint. Design notes:
+docs/agent-internals.md.
 """
 
 from __future__ import annotations

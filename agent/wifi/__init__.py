@@ -1,20 +1,8 @@
 """Wi-Fi at the desk: one reading of the current link, on Windows, macOS and Linux.
 
-The per-OS backend is chosen once at import, as psutil does (``windows`` for Native Wifi,
-``macos`` for CoreWLAN and its tools, ``linux`` for nl80211 and /proc), so callers never branch on
-the platform. Nothing here ever asks the radio to scan: a scan takes it off channel for tens of
-milliseconds per channel, which is exactly the latency spike and loss this agent exists to see.
-
-- ``read_wifi()`` -> ``WifiReading`` of the current link (a "no Wi-Fi interface" reading, never
-  an exception, where there is no radio). Native APIs answer on every call; where only a slow
-  tool is left (macOS without PyObjC, Windows without wlanapi.dll) the looks between two runs of
-  the tool return ``connected=None`` with the note "not due", so nothing is recorded for them. A
-  radio that is off or a link that is down is ``connected=False`` from every source.
-- ``parse_text(text)`` -> ``WifiReading`` from pasted output of netsh (any language), airport,
-  system_profiler (text or JSON), wdutil, iw, /proc/net/wireless, nmcli or iwconfig.
-- ``WifiWatcher`` turns readings into wifi_* events; ``to_columns`` maps a reading onto the
-  payload's "wifi" columns; ``hash_identity`` pseudonymises SSID/BSSID for sites that must not
-  send them off the desk.
+``read_wifi()`` from the OS's backend (chosen once at import; never a scan), ``parse_text()`` for
+pasted tool output, ``WifiWatcher`` for events, ``to_columns`` and ``hash_identity``. Design notes:
+docs/agent-internals.md.
 """
 
 from __future__ import annotations

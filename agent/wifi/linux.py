@@ -1,17 +1,7 @@
 """Linux backend: the kernel asked directly, no process spawned on the 5 s cadence.
 
-Wireless interfaces are the ones with ``/sys/class/net/IF/wireless`` or ``phy80211``.
-For each, nl80211 is asked over a generic-netlink socket the reader keeps open:
-``NL80211_CMD_GET_INTERFACE`` (SSID, frequency, channel width) and a ``GET_STATION`` dump, whose
-one entry on a client is the AP (its MAC is the BSSID; signal and tx/rx bitrates come with it).
-Neither command scans: both read state the kernel already holds. If nl80211 is missing (old
-kernel, a sandbox without generic netlink), ``/proc/net/wireless`` still gives the signal, and
-``iw dev IF link`` may be run at a low cadence (``iw_every_s``, default 60 s, 0 = never) to add
-SSID, BSSID and frequency. A machine without a radio gets a "no Wi-Fi interface" reading.
-
-Not connected, from every source: no station in the dump, an interface that is down (radio off,
-rfkill), a /proc row without quality or level, or no /proc row at all (cfg80211 prints none for
-an interface without a current BSS).
+nl80211 over a generic-netlink socket kept open (no scan), else /proc/net/wireless and, rarely, ``iw
+dev IF link``. Design notes: docs/agent-internals.md.
 """
 
 from __future__ import annotations

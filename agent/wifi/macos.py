@@ -1,30 +1,7 @@
 """macOS backend: CoreWLAN through PyObjC when it is installed, else the command-line tools.
 
-What each source gives, and so how often a desk is really read (the agent asks every
-``wifi_interval_s``, 5 s by default):
-
-- CoreWLAN (``pyobjc-framework-CoreWLAN``, the ``macos`` extra, in the pkg build): every look.
-  ``CWWiFiClient.sharedWiFiClient().interface()`` answers from airportd's current state (RSSI,
-  noise, tx rate, channel number/band/width, PHY mode, power, interface mode) over XPC, in-process,
-  no fork; no scan method is ever called. SSID and BSSID come back nil on macOS 14+ unless the
-  process has Location Services permission: the reading then marks them hidden by the OS and logs
-  once how to grant it (an MDM PPPC profile for the daemon). Imported lazily, on darwin only.
-  A look reads about nine properties, each a round trip to airportd; a public report (stats issue
-  #3536) ties high airportd CPU to a client asking the tx rate three times a second, so this is
-  meant for a cadence of seconds (the default 5 s is under two calls a second), not sub-second.
-- ``wdutil info`` (macOS 12+, needs root, which the launchd daemon has): every ``wdutil_every_s``,
-  10 s by default. A fork+exec of a diagnostics tool that also gathers the network, Bluetooth and
-  AWDL sections; its cost was not measured here, so it is kept off the 5 s cadence.
-- ``airport -I`` (up to macOS 14.3; a stub since 14.4): every ``airport_every_s``, 10 s.
-- ``system_profiler SPAirPortDataType -json`` (no root needed): every ``system_profiler_every_s``,
-  60 s. Reported to take about 2 s on a MacBook Pro and 3.7 s on an M1 Air (public reports: stats
-  issue #2133, dracula/tmux #291), most of it CPU, so more often would break the agent's budget.
-
-Between two tool runs a look returns a reading whose state is unknown (``connected`` None, note
-"not due"), which the agent records as nothing: a tool is never made to look like a 5 s series
-by repeating its last answer. The first source that answers is kept; the chain is tried again
-only when it stops answering. A radio that is off, or on and not associated, reads as not
-connected from every source.
+CoreWLAN answers every look; wdutil, airport and system_profiler run at their own slower cadence,
+and looks between two runs record nothing ("not due"). Design notes: docs/agent-internals.md.
 """
 
 from __future__ import annotations

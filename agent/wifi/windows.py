@@ -1,32 +1,7 @@
 """Windows backend: the Native Wifi API (wlanapi.dll) through ctypes, netsh only where it is missing.
 
-``WlanOpenHandle`` once, then per look, with no process started: ``WlanEnumInterfaces`` (each
-interface's state) and, for a connected interface, ``WlanQueryInterface`` with
-``wlan_intf_opcode_current_connection`` (SSID, BSSID, PHY type, signal quality %, rx/tx rate in
-kbit/s), ``wlan_intf_opcode_channel_number`` and ``wlan_intf_opcode_rssi`` (the live RSSI in dBm).
-The channel number alone cannot tell 6 GHz from 2.4/5 GHz, so when the AP or channel changes the
-BSS entry of the current AP is read once from ``WlanGetNetworkBssList`` (the list Windows already
-holds, filtered by the current SSID) for its centre frequency; if that fails, 6 GHz is inferred
-from an 802.11ax/be PHY on a channel number that is invalid in 5 GHz. Nothing here scans
-(``WlanScan`` is never called).
-
-No link, read as not connected: the interface state is anything but connected (disconnected,
-associating, authenticating...); with ``wlan_intf_opcode_radio_state`` saying the radio is off
-(software or hardware switch) the reading notes "Wi-Fi is off". No interface, or the WLAN
-AutoConfig service (wlansvc) stopped (``ERROR_SERVICE_NOT_ACTIVE``; usual on desktops without a
-radio), reads "no Wi-Fi interface" and the handle is opened again at the next look. A handle made
-stale by a service restart (``ERROR_INVALID_HANDLE``) is reopened once within the look.
-
-On Windows 11 24H2 without location permission the connection query fails with
-ERROR_ACCESS_DENIED: the enumeration still says the link is up, RSSI and channel still come, and
-the SSID is reported as hidden by the OS, with a one-time log line saying how to grant access.
-
-Only if wlanapi.dll cannot be loaded (Server Core without the Wireless LAN feature) is ``netsh wlan
-show interfaces`` run, at most every ``netsh_every_s`` seconds (a fork every 5 s would not fit the
-agent's budget); the looks in between return a "not due" reading that records nothing. The
-structures use fixed-width fields (``c_uint16`` for WCHAR, ``c_uint32`` for ULONG/DWORD) so that
-their x64 layout is the same, and is tested, on any OS; the DLL is loaded only when a reading is
-asked for on Windows, or injected (tests drive a fake with the same function names).
+Per look, no process and no scan; fixed-width structures whose x64 layout the tests assert; the DLL
+is loaded on first use or injected (tests drive a fake). Design notes: docs/agent-internals.md.
 """
 
 from __future__ import annotations

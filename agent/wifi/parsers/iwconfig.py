@@ -1,16 +1,7 @@
 """``iwconfig`` (Linux wireless-tools, deprecated but still on many desks and in forum pastes).
 
-One block per interface, starting at column 0 (``wlan0     IEEE 802.11  ESSID:"x"  Nickname:"y"``);
-its lines hold several fields each, ``Key:value`` or ``Key=value`` (``=`` when the value is fixed),
-separated by two or more spaces. Keys may contain single spaces ("Access Point", "Bit Rate",
-"Signal level"), values too ("5.18 GHz", "-40 dBm"), and ESSID and Nickname are quoted and may hold
-spaces, colons and ``=`` ("Office: 5G"). So each line is split into fields by ``pairs``, which
-reads a quoted value as one piece, never by matching one key at a time across the line.
-
-No link: ``ESSID:off/any``, or ``Access Point: Not-Associated`` (also ``Invalid``/``None``, the
-other placeholders iwconfig prints instead of an address); a radio that is off shows both, often
-with ``Tx-Power=off``. Frequencies are in GHz ("2.437 GHz"); the ``IEEE 802.11abgn`` header is what
-the card supports, not the current PHY, so it is not reported.
+Each line is split into fields by ``pairs`` (quoted values stay whole); ``ESSID:off/any`` or a
+placeholder access point means no link. Design notes: docs/agent-internals.md.
 """
 
 from __future__ import annotations

@@ -1,30 +1,8 @@
 """``netsh wlan show interfaces`` in any Windows display language.
 
-Every label is translated ("Signal", "Señal", "信号", "シグナル", "Funktyp"...), so labels are
-never matched. What does not change across locales is the shape of the values and the order of
-the lines, which is the order of the fields in Windows' own report:
-
-    Name, Description, GUID, Physical address, [Interface type], State,
-    SSID, [AP] BSSID, [Band, Channel], Network type, Radio type, Authentication, Cipher,
-    Connection mode, [Channel], Receive rate, Transmit rate, Signal, [Rssi], Profile, [QoS...]
-
-So: a GUID-shaped value starts an interface block; the first MAC after it is the adapter's own
-address and the next MAC is the BSSID; the SSID is the line just before the BSSID; the value
-ending in ``%`` is the signal quality and the two numbers just before it are the receive and
-transmit rates; the integer between the BSSID and the rates is the channel; ``802.11xx`` is the
-radio type; ``2,4 GHz`` / ``5 GHz`` / ``6 GHz`` is the band; a bare negative integer is the RSSI
-(recent Windows 11). A block without a BSSID is not associated. On Windows 11 24H2 without
-location permission netsh prints only a notice pointing at ``ms-settings:privacy-location``
-(a URI that is the same in every language): the link state is then unknown and the SSID hidden.
-
-A machine whose radio is off, or which has no usable Wi-Fi, is "not connected", never "not
-recognised": an interface block whose state is disconnected (``getrennt``, ``déconnecté``,
-``desconectado``...) has no BSSID and no signal, whatever the language; a radio switched off adds
-``Radio status : Hardware On / Software Off`` lines to such a block. Without any interface netsh
-prints one sentence instead of a report ("There is no wireless interface on the system."), and
-with the WLAN AutoConfig service stopped another one; the service's name ``wlansvc`` is in that
-sentence in every language, the no-interface sentence is matched in the languages listed in
-``_NO_INTERFACE``. Both read as "no Wi-Fi interface" (not connected, nothing to record).
+Labels are never matched (they are translated): fields are told by the shape of their values and the
+order of the lines; disconnected, radio off and no interface read as not connected. Design notes:
+docs/agent-internals.md.
 """
 
 from __future__ import annotations

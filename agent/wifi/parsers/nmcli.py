@@ -1,14 +1,7 @@
 """NetworkManager's ``nmcli``, in the forms a helpdesk gets pasted and the agent may run.
 
-- Terse list: ``nmcli -t -f IN-USE,SSID,BSSID,CHAN,RATE,SIGNAL,SECURITY dev wifi list --rescan no``
-  (``--rescan no`` so it never scans), any order of those fields with IN-USE first, and nmcli's
-  default terse fields ``IN-USE:BSSID:SSID:MODE:CHAN:RATE:SIGNAL:BARS:SECURITY``. Fields are split
-  on ``:`` with ``\\:`` and ``\\\\`` escaped (BSSIDs always carry ``\\:``); the row marked ``*`` is
-  the current link, and a listing without one means no link. Fields are told apart by shape (MAC,
-  "2437 MHz", "130 Mbit/s", integers around the rate), so the SSID may sit on either side of the BSSID.
-- Table: ``nmcli dev wifi`` (``IN-USE`` column first) or old releases' ``... ACTIVE *`` columns.
-- ``nmcli device show``: state and link speed only (it has no signal).
-SIGNAL is NetworkManager's 0-100 strength, reported as ``signal_percent``.
+Terse listings (never with a rescan), tables and ``nmcli device show``; fields are told apart by
+shape; SIGNAL is reported as ``signal_percent``. Design notes: docs/agent-internals.md.
 """
 
 from __future__ import annotations
