@@ -88,8 +88,8 @@ from cxpulse.v1.payload import Event, PathHop, PathSnapshot, SampleBatch
 from . import rollup as ru
 from .types import (KEPT_TABLES, AgentInfo, AgentRecord, IncidentRecord, KeptTables, PendingBatch, Row, RttRow, UserChange,
                search_words, user_key)
+from .commit_plan import mark_keys, plan_commit, to_signed64
 from .db import SCHEMA_NAME, connect_postgres, schema_from_url
-from .sqlite import to_signed64
 
 log = logging.getLogger("cxpulse.collector.store.postgres")
 T = TypeVar("T")
@@ -427,33 +427,17 @@ class PostgresStore(KeptTables):
         fresh: list[tuple] = []  # series created in this transaction: forgotten if it rolls back
         try:
             with db.transaction(), db.cursor() as cur:
-                marks = self._lock_marks(cur, sorted({(b.agent_key, to_signed64(b.epoch)) for b in batches}))
-                start = dict(marks)
+                plan = plan_commit(batches, self._lock_marks(cur, mark_keys(batches)))
+                plan.apply(batches)
                 rows: dict[str, list[tuple]] = {kind: [] for kind in KINDS}
-                events: list[tuple] = []
-                paths: list[tuple] = []
-                written: list[tuple[int, SampleBatch]] = []
-                for b in batches:
-                    k = (b.agent_key, to_signed64(b.epoch))
-                    if b.seq <= marks[k]:
-                        b.stored = False
-                    else:
-                        for x in b.batch.series:
-                            sid = self._series_id(cur, fresh, b.agent_key, x.target, x.address, x.kind, x.method, x.hop or 0)
-                            rows[x.kind].extend(zip([sid] * len(x.ts_us), x.ts_us, *x.cols.values()))
-                        events.extend(
-                            (b.agent_key, e.id, e.kind, e.target, e.start_us, e.end_us, e.severity, e.evidence)
-                            for e in b.batch.events
-                        )
-                        paths.extend(
-                            (b.agent_key, p.target, p.address, p.ts_us, p.method, p.reached,
-                             Jsonb([[h.ttl, h.address, h.rtt_us] for h in p.hops]))
-                            for p in b.batch.paths
-                        )
-                        marks[k] = b.seq
-                        b.stored = True
-                        written.append((b.agent_key, b.batch))
-                    b.committed_seq = marks[k]
+                for b in plan.written:
+                    for x in b.batch.series:
+                        sid = self._series_id(cur, fresh, b.agent_key, x.target, x.address, x.kind, x.method, x.hop or 0)
+                        rows[x.kind].extend(zip([sid] * len(x.ts_us), x.ts_us, *x.cols.values()))
+                events = plan.event_rows()
+                paths = [(b.agent_key, p.target, p.address, p.ts_us, p.method, p.reached,
+                          Jsonb([[h.ttl, h.address, h.rtt_us] for h in p.hops]))
+                         for b in plan.written for p in b.batch.paths]
                 for kind, kind_rows in rows.items():
                     if kind_rows:
                         self._copy(cur, kind, kind_rows)
@@ -473,8 +457,8 @@ class PostgresStore(KeptTables):
                             VALUES (%s, %s, %s, %s, %s, %s, %s)""",
                         paths,
                     )
-                self._write_rollups(cur, written)
-                moved = [(seq, a, e) for (a, e), seq in marks.items() if seq != start[(a, e)]]
+                self._write_rollups(cur, plan.rollup_input())
+                moved = [(seq, a, e) for (a, e), seq in plan.marks.items()]
                 if moved:
                     cur.executemany(f"UPDATE {s}.seqs SET committed_seq = %s WHERE agent = %s AND epoch = %s", moved)
                 if now_us is not None:
@@ -484,7 +468,7 @@ class PostgresStore(KeptTables):
                         f"""UPDATE {s}.agents a SET last_seen_us = GREATEST(a.last_seen_us, %s)
                             FROM (SELECT key FROM {s}.agents WHERE key = ANY(%s) ORDER BY key FOR UPDATE) l
                             WHERE a.key = l.key""",
-                        (now_us, sorted({b.agent_key for b in batches})))
+                        (now_us, plan.agents))
         except BaseException:
             for key in fresh:
                 self._series_cache.pop(key, None)

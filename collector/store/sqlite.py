@@ -20,6 +20,7 @@ from cxpulse.v1.payload import Event, PathHop, PathSnapshot, SampleBatch
 from . import rollup as ru
 from .types import (KEPT_TABLES, AgentInfo, AgentRecord, IncidentRecord, KeptTables, PendingBatch, Row, RttRow, UserChange,
                search_words, user_key)
+from .commit_plan import mark_keys, plan_commit, to_signed64
 from .db import WRITER_PRAGMAS, connect_sqlite
 
 SCHEMA_VERSION = 1
@@ -156,11 +157,6 @@ def _insert_sql(kind: str) -> str:
     return f"INSERT INTO samples_{kind} (series, ts_us, {names}) VALUES (?, ?{', ?' * len(cols)})"
 
 
-def to_signed64(v: int) -> int:
-    """SQLite integers are signed 64-bit; the wire's uint64 epoch is stored reinterpreted."""
-    return v - (1 << 64) if v >= (1 << 63) else v
-
-
 _AGENT_COLUMNS = "key, agent_id, host, os_user, os, agent_version, site, display_name, first_seen_us, last_seen_us"
 MAX_USER_CHANGES = 1000  # per lookup window: a hot desk sees a few a day
 
@@ -268,35 +264,20 @@ class SqliteStore(KeptTables):
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                committed: dict[tuple[int, int], int] = {}
+                marks: dict[tuple[int, int], int] = {}
+                for k in mark_keys(batches):
+                    r = db.execute("SELECT committed_seq FROM seqs WHERE agent=? AND epoch=?", k).fetchone()
+                    marks[k] = r[0] if r else 0
+                plan = plan_commit(batches, marks)
+                plan.apply(batches)
                 rows: dict[str, list[tuple]] = {kind: [] for kind in KINDS}
-                events: list[tuple] = []
-                paths: list[tuple] = []
-                written: list[tuple[int, SampleBatch]] = []
-                for b in batches:
-                    k = (b.agent_key, to_signed64(b.epoch))
-                    if k not in committed:
-                        r = db.execute("SELECT committed_seq FROM seqs WHERE agent=? AND epoch=?", k).fetchone()
-                        committed[k] = r[0] if r else 0
-                    if b.seq <= committed[k]:
-                        b.stored = False
-                    else:
-                        for s in b.batch.series:
-                            sid = self._series_id(b.agent_key, s.target, s.address, s.kind, s.method, s.hop or 0)
-                            rows[s.kind].extend(zip([sid] * len(s.ts_us), s.ts_us, *s.cols.values()))
-                        events.extend(
-                            (b.agent_key, e.id, e.kind, e.target, e.start_us, e.end_us, e.severity, e.evidence)
-                            for e in b.batch.events
-                        )
-                        paths.extend(
-                            (b.agent_key, p.target, p.address, p.ts_us, p.method, int(p.reached),
-                             json.dumps([[h.ttl, h.address, h.rtt_us] for h in p.hops]))
-                            for p in b.batch.paths
-                        )
-                        committed[k] = b.seq
-                        b.stored = True
-                        written.append((b.agent_key, b.batch))
-                    b.committed_seq = committed[k]
+                for b in plan.written:
+                    for s in b.batch.series:
+                        sid = self._series_id(b.agent_key, s.target, s.address, s.kind, s.method, s.hop or 0)
+                        rows[s.kind].extend(zip([sid] * len(s.ts_us), s.ts_us, *s.cols.values()))
+                paths = [(b.agent_key, p.target, p.address, p.ts_us, p.method, int(p.reached),
+                          json.dumps([[h.ttl, h.address, h.rtt_us] for h in p.hops]))
+                         for b in plan.written for p in b.batch.paths]
                 for kind, kind_rows in rows.items():
                     if kind_rows:
                         db.executemany(_insert_sql(kind), kind_rows)
@@ -306,20 +287,19 @@ class SqliteStore(KeptTables):
                        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                        ON CONFLICT (agent, id) DO UPDATE SET kind=excluded.kind, end_us=excluded.end_us,
                          severity=max(severity, excluded.severity), evidence=excluded.evidence""",
-                    events,
+                    plan.event_rows(),
                 )
                 db.executemany("INSERT INTO paths VALUES (?, ?, ?, ?, ?, ?, ?)", paths)
-                self._write_rollups(db, written)
+                self._write_rollups(db, plan.rollup_input())
                 db.executemany(
                     """INSERT INTO seqs (agent, epoch, committed_seq) VALUES (?, ?, ?)
                        ON CONFLICT (agent, epoch) DO UPDATE SET committed_seq=excluded.committed_seq""",
-                    [(a, e, s) for (a, e), s in committed.items()],
+                    [(a, e, s) for (a, e), s in plan.marks.items()],
                 )
                 if now_us is not None:
                     # A replayed (already stored) batch counts too: the agent did talk to us just now.
                     db.execute("UPDATE agents SET last_seen_us = max(last_seen_us, ?) "
-                               "WHERE key IN (SELECT value FROM json_each(?))",
-                               (now_us, json.dumps(sorted({b.agent_key for b in batches}))))
+                               "WHERE key IN (SELECT value FROM json_each(?))", (now_us, json.dumps(plan.agents)))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
