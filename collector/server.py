@@ -129,7 +129,7 @@ class Collector:
                                          alerts_config=self.alerts_config, public_url=self.http_public_url,
                                          registry=self.registry, **self.http_options)
         if self.background:
-            from .retention import retention_loop
+            from .jobs.retention import retention_loop
             from .score.incidents import incident_loop
             from .score.kept import kept_scores_loop
 

@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from cxpulse.collector.retention import RAW_KINDS, enforce_once, raw_horizons
+from cxpulse.collector.jobs.retention import RAW_KINDS, enforce_once, raw_horizons
 from cxpulse.collector.store import AgentInfo, PendingBatch
 from cxpulse.v1 import payload as p
 from tests.test_rollups import T0, rich_batch

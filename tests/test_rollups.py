@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from cxpulse.collector.retention import enforce_once
+from cxpulse.collector.jobs.retention import enforce_once
 from cxpulse.collector.store import rollup as ru
 from cxpulse.collector.store.sketch import LatencySketch
 from cxpulse.collector.score.timeline import agent_timeline, merged

@@ -114,6 +114,9 @@ class Store(Protocol):
         """Delete up to ``limit`` raw rows (samples, events, paths) older than the cutoff in one
         short transaction; returns how many went (0: nothing left to delete)."""
 
+    def delete_kind_before(self, kind: str, cutoff_us: int, limit: int) -> int:
+        """As ``delete_raw_before`` for one raw kind of ``RAW_TABLES`` (retention's per-kind horizons)."""
+
     def delete_rollups_before(self, cutoff_us: int, limit: int) -> int:
         """Delete up to ``limit`` rollups (and closed incidents) older than the cutoff; as above."""
 

@@ -18,7 +18,7 @@ from cxpulse.v1.kinds import KINDS, STR
 from cxpulse.v1.payload import Event, PathHop, PathSnapshot, SampleBatch
 
 from . import rollup as ru
-from .types import (KEPT_TABLES, AgentInfo, AgentRecord, IncidentRecord, KeptTables, PendingBatch, Row, RttRow, UserChange,
+from .types import (KEPT_TABLES, RAW_TABLES, AgentInfo, AgentRecord, IncidentRecord, KeptTables, PendingBatch, Row, RttRow, UserChange,
                search_words, user_key)
 from .commit_plan import mark_keys, plan_commit, to_signed64
 from .db import WRITER_PRAGMAS, connect_sqlite
@@ -548,14 +548,16 @@ class SqliteStore(KeptTables):
             return out
 
     def delete_raw_before(self, cutoff_us: int, limit: int) -> int:
-        tables = [(f"samples_{kind}", "ts_us") for kind in KINDS] + [("events", "coalesce(end_us, start_us)"),
-                                                                      ("paths", "ts_us")]
-        for table, col in tables:
-            n = self._delete_chunk(f"DELETE FROM {table} WHERE rowid IN "
-                                   f"(SELECT rowid FROM {table} WHERE {col} < ? LIMIT ?)", (cutoff_us, limit))
+        for kind in RAW_TABLES:
+            n = self.delete_kind_before(kind, cutoff_us, limit)
             if n:
                 return n
         return 0
+
+    def delete_kind_before(self, kind: str, cutoff_us: int, limit: int) -> int:
+        table, col = RAW_TABLES[kind]
+        return self._delete_chunk(f"DELETE FROM {table} WHERE rowid IN "
+                                  f"(SELECT rowid FROM {table} WHERE {col} < ? LIMIT ?)", (cutoff_us, limit))
 
     def delete_rollups_before(self, cutoff_us: int, limit: int) -> int:
         n = self._delete_chunk(

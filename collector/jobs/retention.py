@@ -1,18 +1,7 @@
-"""Retention: raw samples for days, rollups for a year and more, deleted in small steps.
+"""Retention: raw samples for days (a horizon per data kind), rollups for a year, deleted in small steps.
 
-Why two horizons: raw second-level samples are what a ticket needs this week (7 days by default)
-and by far the most rows; the per-minute rollups (and incidents) carry the scores, journeys and
-triage over any window and are kept long (400 days by default: a year plus a comparison month).
-
-Why per data kind: the kinds differ in what they say about a person and in how long a ticket needs
-them. Device context (busiest processes) and Wi-Fi (network names) are the most personal and are
-rarely asked about after a few days; events are the story of a week and worth a month. So each kind
-(rtt, http, voice, device, wifi, events, paths) has its own horizon: ``--raw-days`` is the default
-for all, the central config's ``[retention]`` table sets any of them (collector/config).
-
-Why small steps: one big DELETE would hold the write lock for as long as it runs and stall
-ingest (acks would wait). Each step deletes at most ``chunk`` rows in its own short
-transaction, then yields to the event loop, so ingest commits interleave with the cleanup.
+Each step is one store call deleting at most ``chunk`` rows in its own short transaction, so
+ingest commits interleave with the cleanup (docs/storage.md, "Retention").
 """
 
 from __future__ import annotations
@@ -23,10 +12,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from ..store.types import RAW_TABLES
+
 __all__ = ["DEFAULT_RAW_DAYS", "DEFAULT_ROLLUP_DAYS", "RAW_KINDS", "RetentionResult", "enforce_once", "raw_horizons",
            "retention_loop"]
 
-log = logging.getLogger("cxpulse.collector.retention")
+log = logging.getLogger("cxpulse.collector.retention")  # the name operators already filter on
 
 DEFAULT_RAW_DAYS = 7.0
 DEFAULT_ROLLUP_DAYS = 400.0
@@ -34,10 +25,7 @@ CHUNK = 5_000  # rows per delete transaction: a few milliseconds of lock on SQLi
 PAUSE_S = 0.05  # between chunks: lets queued ingest commits through
 DAY_US = 86_400 * 1_000_000
 # Raw data kinds with a horizon each: the sample kinds of the payload, then events and path snapshots.
-RAW_KINDS = ("rtt", "http", "voice", "device", "wifi", "events", "paths")
-# (table, time column) per kind in both stores' schemas.
-_TABLES = {**{k: (f"samples_{k}", "ts_us") for k in RAW_KINDS[:5]},
-           "events": ("events", "coalesce(end_us, start_us)"), "paths": ("paths", "ts_us")}
+RAW_KINDS = tuple(RAW_TABLES)
 
 
 @dataclass
@@ -67,18 +55,6 @@ def _check(raw_days: float | Mapping[str, float], rollup_days: float) -> dict[st
     return days
 
 
-def _delete_kind(store, kind: str, cutoff_us: int, limit: int) -> int:
-    """One chunk of ``kind`` older than ``cutoff_us``, through the store's own short-transaction delete."""
-    table, col = _TABLES[kind]
-    schema = getattr(store, "_s", None)  # PostgreSQL: the quoted schema name
-    if schema is None:
-        sql = f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {col} < ? LIMIT ?)"
-    else:
-        sql = (f"DELETE FROM {schema}.{table} WHERE ctid = ANY(ARRAY("
-               f"SELECT ctid FROM {schema}.{table} WHERE {col} < %s LIMIT %s))")
-    return store._delete_chunk(sql, (cutoff_us, limit))
-
-
 async def enforce_once(store, raw_days: float | Mapping[str, float] = DEFAULT_RAW_DAYS,
                        rollup_days: float = DEFAULT_ROLLUP_DAYS, now_us: int | None = None, chunk: int = CHUNK,
                        pause_s: float = PAUSE_S) -> RetentionResult:
@@ -100,7 +76,7 @@ async def enforce_once(store, raw_days: float | Mapping[str, float] = DEFAULT_RA
         out.raw_deleted = await drain(store.delete_raw_before, now_us - round(days["rtt"] * DAY_US))
     else:
         for kind, d in days.items():
-            n = await drain(lambda cutoff, limit, kind=kind: _delete_kind(store, kind, cutoff, limit),
+            n = await drain(lambda cutoff, limit, kind=kind: store.delete_kind_before(kind, cutoff, limit),
                             now_us - round(d * DAY_US))
             out.by_kind[kind] = n
             out.raw_deleted += n
