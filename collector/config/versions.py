@@ -1,12 +1,7 @@
 """Versions of the central configuration, kept in the collector's own database.
 
-Why in the database and not only the file: several collectors behind a load balancer share one
-PostgreSQL, and an agent must get the same config whichever one it reaches. Whoever stores a new
-text gets the next number; every collector follows the newest row. Storing a text equal to the
-newest one is a no-op (re-reading an unchanged file, SIGHUP) so versions mean real changes.
-
-One small table (``central_config``) on a connection of its own, never the ingest writer's: a
-config change is rare and must not wait behind (or hold up) sample commits.
+Collectors sharing one PostgreSQL follow the newest row; storing the newest text again is a no-op
+(docs/storage.md, "Central config versions").
 """
 
 from __future__ import annotations

@@ -1,71 +1,7 @@
 """PostgreSQL store: the SQLite store's contract, for several collectors sharing one database.
 
-Same interface and semantics as ``SqliteStore`` (one test suite runs against both);
-what differs is that more than one collector may write the same agent at once:
-an agent whose connection moves to another collector behind a load balancer
-replays its unacknowledged batches there while the first collector may still be
-committing them.
-
-Exactly-once under concurrent collectors
-----------------------------------------
-The agent's ``seqs`` row (agent, epoch) -> committed_seq is the lock that decides.
-``commit_batches`` runs one transaction that
-
-1. makes sure every (agent, epoch) it touches has a row (``INSERT .. ON CONFLICT DO
-   NOTHING``; a concurrent insert of the same key waits for the other transaction),
-2. locks those rows with ``SELECT .. FOR UPDATE``, in (agent, epoch) order so that two
-   collectors holding several agents cannot deadlock, and reads committed_seq. Under
-   READ COMMITTED a row lock that had to wait returns the row as the other transaction
-   committed it, so the value read is the latest committed one,
-3. decides per batch exactly as SQLite does: a seq at or below the high-water mark is
-   a duplicate (``stored=False``), anything above is written and raises the mark,
-4. COPYs the samples, upserts events, inserts paths, merges the per-minute rollups
-   (under a per-agent advisory lock, see ``_write_rollups``), writes the new marks, COMMITs.
-
-While a transaction holds an agent's seq row, no other collector can decide about
-that agent's batches: the second one waits, then sees the first one's mark and
-drops what it already holds. A batch is never stored twice (the mark and the
-samples commit or vanish together) and never lost (a batch is only called a
-duplicate when a committed transaction already holds its seq, and a rollback
-leaves the mark where it was, so the agent's retry is written). All locks a
-commit takes on series, events and samples belong to agents whose seq row it
-already holds, so they cannot form a cycle with another collector either.
-
-The mark is a high-water mark, as in SQLite: it relies on batches of one
-(agent, epoch) reaching ``commit_batches`` in seq order, which a stream gives
-and a replay after reconnecting gives (it starts after the mark it was told).
-A later seq committed while an earlier one of the same stream failed would
-hide the earlier one, so a stream must stop committing after a failed commit.
-
-A write that met a lost connection or a deadlock is retried (reconnecting):
-nothing of a lost transaction was written, and if the COMMIT did land before
-the link died, the marks turn the retry into duplicates, not second copies.
-
-Durability
-----------
-An ack needs the commit on disk: PostgreSQL's default ``synchronous_commit=on``
-gives that (the COMMIT returns after the WAL is flushed). The writer session
-insists on it: if the server or role says ``off``, the session sets ``on`` and
-logs a warning. A connection lost during COMMIT leaves the outcome unknown; the
-retry above (or the agent's replay, if the retries fail) asks the seq row, which knows.
-
-Connections
------------
-One write connection (the ingest writer thread's); lookups use a small pool of
-read-only connections, so a lookup never waits behind a group commit. The writer
-sets ``lock_timeout`` (a commit waiting over 30 s on another collector fails and
-the agent retries) and ``idle_in_transaction_session_timeout`` (a collector that
-hangs mid-transaction releases the agents it locked).
-
-Schema
-------
-Tables live in their own schema (``cxpulse`` by default; the first entry of a
-``search_path`` given in the URL's ``options`` otherwise), created on first open.
-Numbered migrations are applied in order in one transaction under an advisory
-lock, recorded in ``schema_migrations(version, applied_at)``, so two collectors
-starting at once do not race. The per-kind sample tables follow the payload's
-kind table (``cxpulse.v1.kinds``): a new kind or column is additive and nullable,
-so it is reconciled at open under the same lock; a type change needs a migration.
+Exactly-once under concurrent collectors (seq rows locked in key order), durability, connections,
+schema and migrations: docs/storage.md, "PostgreSQL".
 """
 
 from __future__ import annotations

@@ -1,27 +1,7 @@
 """Per-minute rollups: what one agent measured of one target in one minute, in a mergeable form.
 
-Why rollups: raw samples are kept for days, scores are asked for over months, and a lookup of
-a 24 h window must not read 86,400 samples per target. Why *mergeable*: several collectors
-behind a load balancer may each hold part of the same agent-minute (an agent that reconnects
-elsewhere mid-minute), and a replay may deliver a minute's samples in any order. Every field of
-a rollup therefore merges with an associative, commutative operation (add, max, union, sketch
-merge), so the rollup of a minute is the same whatever split and order its samples arrived in.
-
-A rollup is keyed by (agent, minute, kind, target); ``kind`` is the payload's series kind
-(``rtt``, ``http``, ``voice``, ``device``, ``wifi``) or ``events``. Sample kinds merge; the
-``events`` rollup is different: events are upserted by id (sent when they open and again when
-they close), so adding their seconds would count them twice. The store therefore recomputes
-the ``events`` rollup of every minute an event touches from the events table itself
-(``event_rollups``) and replaces it, which is idempotent and sees the union of every
-collector's events.
-
-Consecutive-sample figures (jitter as mean |dRTT|, loss runs) would lose the pair that
-straddles two batches if each batch were summed alone. Each batch's part of a minute keeps its
-*fragment* ends (first/last time, first/last answered RTT, lost at either end), and readers join
-neighbouring fragments when they need those figures, so a split never changes them either.
-
-This module is pure: the store calls ``rollups_of_batches`` and ``merge`` inside its commit
-transaction and stores ``encode``'s bytes; scoring reads them back with ``decode``.
+Pure: the store merges them in its commit and stores ``encode``'s bytes; scoring ``decode``s them.
+Why mergeable, events, fragments: docs/storage.md, "Rollups".
 """
 
 from __future__ import annotations

@@ -1,20 +1,7 @@
 """A mergeable latency sketch: fixed logarithmic buckets, bounded relative error, exact merges.
 
-Why this shape: rollups keep one distribution per agent, target and minute for 400 days, and
-several collectors behind a load balancer may each hold part of the same minute. A sketch whose
-buckets are fixed in advance (not adapted to the data) merges by adding counts, so two partial
-minutes add up to exactly the sketch one collector would have built: the order of arrival and
-the split between collectors do not change a single bit. The idea is that of DDSketch (Masson,
-Rim, Lee, VLDB 2019); this is a small implementation of our own.
-
-Buckets: a value v >= 1 us goes to bucket k = ceil(log_gamma(v)), which covers
-(gamma^(k-1), gamma^k]; a quantile is answered with 2 gamma^k / (gamma + 1), within a relative
-error of (gamma - 1) / (gamma + 1) of the true value (0.99% for gamma = 1.02), clamped to the
-exact minimum and maximum. Values are integer microseconds (floats are rounded); 0 us has its
-own bucket. Count, sum, min and max are kept exactly, so means and extremes are not estimates.
-
-Size: 1 us to 10 minutes spans about 1,020 buckets at gamma 1.02, but a minute of real RTTs
-fills a few dozen; ``to_bytes`` writes only those, delta-coded, about 2-3 bytes per bucket.
+DDSketch's idea (gamma 1.02: 0.99 % relative error; count, sum, min and max exact); why this
+shape, buckets and size: docs/storage.md, "The latency sketch".
 """
 
 from __future__ import annotations
