@@ -19,10 +19,9 @@ from __future__ import annotations
 import logging
 import os
 
+from cxpulse.atomicfile import write_atomic
 from cxpulse.v1 import telemetry_pb2 as pb
 from cxpulse.v1.contract import check
-
-from .atomicfile import write_atomic
 
 __all__ = ["check", "load_saved", "save", "FILE_NAME"]
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 
 import grpc
 
+from cxpulse.atomicfile import write_atomic
 from cxpulse.v1 import telemetry_pb2 as pb
 from cxpulse.v1 import telemetry_pb2_grpc as pb_grpc
 
@@ -124,24 +124,11 @@ class Credential:
 
 
 def store_credential(path: str, agent_id: str, credential: str) -> None:
-    """Write atomically, never readable by others, not even for a moment (mkstemp creates it 0600)."""
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=CREDENTIAL_FILE + ".", suffix=".new", dir=folder)
-    try:
-        _restrict(tmp)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"agent_id": agent_id, "credential": credential}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write atomically, never readable by others, not even for a moment (created 0600, and the
+    Windows ACL set while it is still empty)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_atomic(path, json.dumps({"agent_id": agent_id, "credential": credential}).encode(), mode=0o600,
+                 restrict=_restrict)
 
 
 def _restrict(path: str) -> None:

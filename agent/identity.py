@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from cxpulse import __version__
+from cxpulse.atomicfile import write_atomic
 
 log = logging.getLogger("cxpulse.agent.identity")
 
@@ -30,12 +31,7 @@ def agent_id(state_dir: str, configured: str = "") -> str:
         pass
     value = str(uuid.uuid4())
     os.makedirs(state_dir, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump({"agent_id": value}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps({"agent_id": value}).encode(), mode=0o644)
     return value
 
 

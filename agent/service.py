@@ -31,11 +31,11 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from cxpulse import __version__
+from cxpulse.atomicfile import write_atomic
 
 from . import acl_windows
 from . import cli as agent_cli
@@ -330,20 +330,22 @@ def write_bootstrap(config: str | os.PathLike[str], *, collector: str = "", site
     old = path.read_text(encoding="utf-8") if path.exists() else None
     if old is None or keys:
         text = _set_top_level_keys(old if old is not None else _NEW_FILE_HEADER, keys)
-        _replace_checked(path, text, lambda p: load(p), mode=0o644)
+        write_atomic(path, text.encode(), mode=0o644, check=load)  # checked whole before it replaces the old
         written.append(path)
     secrets = {}
     if enroll_token.strip():
         secrets["enroll_token"] = enroll_token.strip()
     if ca_cert.strip():
         ca_path = path.parent / CA_FILE
-        _atomic_write(ca_path, _ca_pem(ca_cert.strip()), mode=0o644)
+        write_atomic(ca_path, _ca_pem(ca_cert.strip()).encode(), mode=0o644)
         written.append(ca_path)
         secrets["ca_file"] = str(seen.parent / CA_FILE)
     if secrets:
         enroll = path.parent / ENROLL_FILE
         old_enroll = enroll.read_text(encoding="utf-8") if enroll.exists() else _ENROLL_HEADER
-        _replace_checked(enroll, _set_top_level_keys(old_enroll, secrets), _check_toml, mode=0o600, secret=True)
+        # A secret: locked down while still empty (0600; the ACL on Windows), never readable by others.
+        write_atomic(enroll, _set_top_level_keys(old_enroll, secrets).encode(), mode=0o600,
+                     restrict=_restrict_secret, check=_check_toml)
         written.append(enroll)
     return written
 
@@ -393,7 +395,7 @@ def _set_top_level_keys(text: str, keys: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _check_toml(path: Path) -> None:
+def _check_toml(path: str | Path) -> None:
     import tomllib
 
     try:
@@ -403,28 +405,8 @@ def _check_toml(path: Path) -> None:
         raise ConfigError(f"{path} would not be valid TOML: {exc}") from None
 
 
-def _replace_checked(path: Path, text: str, check, *, mode: int, secret: bool = False) -> None:
-    """Write beside ``path``, check the candidate, then rename it over ``path`` (never half a file).
-
-    A secret file is locked down while still empty (mkstemp's 0600; the ACL on Windows), so its
-    content is never readable by others, not even for a moment.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".new", dir=path.parent)
-    try:
-        if secret:
-            acl_windows.restrict_secret_file(Path(tmp))
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        check(Path(tmp))
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write(path: Path, text: str, *, mode: int) -> None:
-    _replace_checked(path, text, lambda p: None, mode=mode)
+def _restrict_secret(tmp: str) -> None:
+    acl_windows.restrict_secret_file(Path(tmp))
 
 
 def _ca_pem(value: str) -> str:

@@ -1,7 +1,7 @@
 """Disk spool of closed batches: the exact payload bytes, kept until the collector acks them.
 
 Layout: one file per batch (``<seq>-<samples>.mpk``), written to a temporary name,
-fsynced, renamed and the directory fsynced (agent/atomicfile.py, in binary mode on every OS:
+fsynced, renamed and the directory fsynced (cxpulse/atomicfile.py, in binary mode on every OS:
 Windows' text mode would turn each LF byte of a payload into CR LF). We keep this instead of append-only
 segment files, on purpose:
 
@@ -50,9 +50,8 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
+from cxpulse.atomicfile import write_atomic as _atomic_write
 from cxpulse.v1 import payload as wire
-
-from .atomicfile import write_atomic as _atomic_write
 
 log = logging.getLogger("cxpulse.agent.spool")
 

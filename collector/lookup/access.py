@@ -40,6 +40,8 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from cxpulse.atomicfile import write_atomic
+
 __all__ = ["Access", "AccessMiddleware", "Caller", "load_pseudonym_secret", "ROLE_RANK"]
 
 log = logging.getLogger("cxpulse.collector.lookup.access")
@@ -99,19 +101,11 @@ def load_pseudonym_secret(path: str | os.PathLike | None) -> bytes:
     except FileNotFoundError:
         p.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         data = secrets.token_bytes(32)
-        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, p)  # whole file or nothing; a collector starting beside us may have won the race
+        try:  # whole file or nothing; a collector starting beside us may have won the race
+            write_atomic(p, data, mode=0o600, exclusive=True)
             log.info("created the pseudonym secret %s", p)
         except FileExistsError:
             data = p.read_bytes()
-        finally:
-            tmp.unlink(missing_ok=True)
     if len(data) < 16:
         raise ValueError(f"the pseudonym secret {p} is shorter than 16 bytes")
     return data
@@ -249,7 +243,7 @@ class Access:
         into the agent id, so the row's link opens that person's view, which is audited like any other.
         """
         async def wrapped(request: Request) -> Response:
-            from .api import ApiError  # the route's own errors still count as a lookup attempt
+            from .params import ApiError  # the route's own errors still count as a lookup attempt
 
             agent_id = request.path_params.get("agent_id", "")
             if resolve is not None and agent_id.startswith(AGENT_PSEUDONYM_PREFIX):

@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from cxpulse.atomicfile import write_atomic
+
 CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY = "ca.pem", "ca.key", "server.pem", "server.key"
 CA_DAYS = 3650
 SERVER_DAYS = 825  # the longest validity common TLS clients accept for a server certificate
@@ -86,17 +88,6 @@ def issue(ca: Issued, *, names: list[str] = (), ips: list[str] = (), client: boo
     return Issued(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-
-
 def init_dir(tls_dir: str | os.PathLike, names: list[str], ips: list[str], *, renew: bool = False) -> dict[str, str]:
     """Create (or keep) the CA and issue the server certificate; returns what was done per file.
 
@@ -113,15 +104,15 @@ def init_dir(tls_dir: str | os.PathLike, names: list[str], ips: list[str], *, re
         done[CA_CERT] = "kept"
     else:
         ca = make_ca()
-        _write(d / CA_KEY, ca.key_pem, 0o600)
-        _write(d / CA_CERT, ca.cert_pem, 0o644)
+        write_atomic(d / CA_KEY, ca.key_pem, mode=0o600)
+        write_atomic(d / CA_CERT, ca.cert_pem, mode=0o644)
         done[CA_CERT] = "created"
     want = sorted(names), sorted(str(ipaddress.ip_address(i)) for i in ips)
     current = cert_names(d / SERVER_CERT) if (d / SERVER_CERT).exists() and (d / SERVER_KEY).exists() else None
     if renew or current != want:
         leaf = issue(ca, names=list(names), ips=list(ips))
-        _write(d / SERVER_KEY, leaf.key_pem, 0o600)
-        _write(d / SERVER_CERT, leaf.cert_pem + ca.cert_pem, 0o644)
+        write_atomic(d / SERVER_KEY, leaf.key_pem, mode=0o600)
+        write_atomic(d / SERVER_CERT, leaf.cert_pem + ca.cert_pem, mode=0o644)
         done[SERVER_CERT] = "renewed" if current is not None else "created"
     else:
         done[SERVER_CERT] = "kept"

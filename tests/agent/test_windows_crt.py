@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from cxpulse.agent import central
-from cxpulse.agent.atomicfile import write_atomic
+from cxpulse.atomicfile import write_atomic
 from cxpulse.agent.batcher import Batcher
 from cxpulse.agent.probes.base import Measurement
 from cxpulse.agent.spool import Spool, check_file
