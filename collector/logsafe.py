@@ -1,14 +1,8 @@
 """Untrusted strings made safe for a log line, and a budget for log lines an attacker can cause.
 
-A desk chooses its host name, agent id and user name, and anyone can send an Enroll: logged as
-they come, a newline in one of them starts a forged log line ("... connected\\n2026-12-05 ERROR
-admin key revoked"), an escape sequence repaints the terminal of whoever tails the log, and a
-megabyte of name is a megabyte per line. ``safe`` escapes every control and format character the
-way ``repr`` does (``\\n``, ``\\x1b``, ``\\u202e``), keeps printable text of any script as it is,
-and cuts the result to a bounded length, so one call gives one line whatever was sent.
-
-``LogBudget`` bounds how many lines a flood of refused calls writes: a few per window, then one
-summary line of how many were left out, so the disk does not fill with an attacker's requests.
+``safe`` escapes control and format characters as ``repr`` does and bounds the length: one line
+whatever was sent; ``LogBudget`` caps lines per window and summarises the rest. Design notes:
+docs/collector-internals.md.
 """
 
 from __future__ import annotations

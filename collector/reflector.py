@@ -1,24 +1,7 @@
 """UDP reflector for the agents' voice-cadence probe (packet format: ``cxpulse.v1.voice_wire``).
 
-A UDP echo on a server every desk can reach is a classic DDoS tool: anyone can spoof a victim's
-address as the source and have the server fire at it. This one answers only packets signed by an
-enrolled agent, never sends a reply larger than its request, and caps what it sends per agent and
-in total. A checked packet goes through, in this order (the first failing check drops it, counted
-by that reason):
-
-    malformed      not a voice packet of our version (garbage, truncated, oversized)
-    reflected      its receive-time slot is set: a reply, never answered (no reflector ping-pong)
-    unknown_agent  key_for(agent_id) gives no key: not enrolled
-    bad_mac        not signed with that agent's key
-    stale          send time more than max_age_s old (or as far in the future): limits replay
-    replay         this (stream, seq) was answered already (sliding window per stream, as in IPsec)
-    agent_rate     the agent's token bucket is empty
-    global_rate    the reflector's token bucket is empty: bounds everything it sends
-    send_buffer    the socket's send buffer is full; the reply is dropped, never queued
-
-Signature and replay checks come before the agent's bucket, so that nobody without the key can
-spend an agent's tokens and starve its measurements. What the reflector receives is bounded by
-the kernel's socket buffer, not here: the cheap checks (parse, key lookup) come first.
+Answers only packets signed by an enrolled agent, never larger than the request, within per-agent
+and global rates; each dropped packet is counted by its reason. Design notes: docs/voice.md.
 """
 
 from __future__ import annotations

@@ -1,17 +1,8 @@
 """When to alert: pure state machines over per-minute scores and the incident list.
 
-No clock, no store, no I/O: the alerter feeds minutes and incidents in, alerts come out, so a test
-can replay a borderline agent minute by minute and count exactly what would have been sent.
-
-Agent episodes (``PoorEpisodes``):
-
-- open after ``poor_minutes`` *consecutive* poor minutes (score below 30, the poor line);
-- once open, resolved only after ``resolve_minutes`` consecutive minutes at or above
-  ``resolve_score`` (40 by default, above the poor line): a score hovering at 28-32 neither opens
-  an alert nor closes one every minute;
-- a gap in the minutes (no data) breaks a run; an open episode with no data for
-  ``stale_minutes`` is resolved as "no data" so it does not stay open forever;
-- one alert per episode, with a stable id (agent + the first poor minute), and one resolve.
+No clock, store or I/O: ``PoorEpisodes`` opens an agent episode after N poor minutes and resolves it
+only after M good ones (no flapping); ``IncidentWatch`` follows incidents. Design notes:
+docs/collector-internals.md.
 """
 
 from __future__ import annotations

@@ -1,16 +1,8 @@
 """Delivering alerts: one bounded queue and one worker per receiver, signed, retried, logged.
 
-Service rules (from the OpenTelemetry collector's guidelines): bound every queue, retry with
-jittered exponential backoff, never crash after start-up, flush on shutdown.
-
-- In order per receiver: the head of the queue is retried until it is delivered or given up, so a
-  resolve never overtakes its open.
-- Retried: connection errors, timeouts, 408, 425, 429 and 5xx (``Retry-After`` honoured up to the
-  backoff cap). Any other status is a permanent refusal: logged, not retried.
-- Full queue: the oldest waiting alert is dropped and counted.
-- Signature: ``X-Cxpulse-Signature: sha256=<hex>``, HMAC-SHA256 over ``<timestamp>.<body>`` with
-  ``X-Cxpulse-Timestamp`` (Unix seconds, re-signed per attempt so a receiver's replay window holds
-  after an outage). ``X-Cxpulse-Delivery`` is the same on every retry of one message, for dedup.
+In order per receiver, retried with jittered exponential backoff, the oldest dropped when full,
+HMAC-SHA256 signed per attempt (``sign``, ``verify_signature``). Design notes:
+docs/collector-internals.md.
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """Keeps a running collector on the newest central config and pushes every change to open streams.
 
-Two ways a change arrives: the ``--config`` file changes (seen by polling its contents every few
-seconds, or at once on SIGHUP), or someone stores a version (``cxpulse collector config set``, the
-admin API, another collector sharing the PostgreSQL database). Both end as a row in the versions
-table, and every collector follows that table: one path, and all collectors agree.
-
-Fail fast at start-up (a bad ``--config`` file stops ``collector serve`` with the reason); never
-crash after start-up: a bad edit of the file is logged and the running version stays.
+A file change, SIGHUP or a stored version all end as a row in the versions table, which every
+collector follows; a bad edit is logged and the running version stays. Design notes:
+docs/collector-internals.md.
 """
 
 from __future__ import annotations

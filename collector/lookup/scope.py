@@ -1,16 +1,8 @@
 """Site scopes: a key that sees some sites reads the store through a view holding only their desks.
 
-A BPO serves several clients from one collector, and one client's team must never see another's
-desks (issue 18). The scope is enforced once, where the lookup reads the store: ``scoped_store``
-wraps the store so that every agent list, agent read, rollup and incident already leaves out the
-desks of other sites. Everything built on it (person view, timeline, ticket, search, fleet,
-incidents, alerts to a scoped webhook) is computed from in-scope data only, so no renderer has to
-remember to filter, and a desk outside the scope is "not found" exactly like one that never existed.
-
-Incidents span sites. A scoped view keeps a site incident of one of its sites, and a platform
-incident only when some of its desks were affected; the incident then counts and names those
-desks only, and its evidence is rewritten from in-scope figures (the detector's text names other
-sites and counts desks everywhere).
+``scoped_store`` wraps the store once, so every view built on it is computed from in-scope data
+only; incidents keep only in-scope desks and their evidence is rewritten. Design notes:
+docs/collector-internals.md.
 """
 
 from __future__ import annotations

@@ -1,14 +1,8 @@
 """The ticket summary: the few lines a helpdesk analyst pastes into a ticket while the user waits.
 
-One function, ``ticket_summary(view_agent, window)``, feeds the API (``GET .../ticket``), the web
-page's copy button and ``cxpulse lookup``, so the three never disagree. It reads one agent of the
-lookup view (``report.build``): the ``score`` section (score, components, limiting factor, fault
-domain, incidents) when the scorer filled it, and otherwise the raw figures, from which it says
-only what was measured, never a fault domain it cannot back.
-
-``headline(view_agent)`` is the same reading as a dict (the page shows it; the fleet ranks by it).
-All knowledge of the score section's key names lives in ``_score_reading`` so that a change there
-is one edit here.
+``ticket_summary`` feeds the API, the page and ``cxpulse lookup``; ``headline`` and ``verdict`` are
+the same reading as a dict; the score section's key names live in ``_score_reading`` only. Design
+notes: docs/collector-internals.md.
 """
 
 from __future__ import annotations

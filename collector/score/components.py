@@ -1,13 +1,8 @@
 """The experience components (voice, apps, Wi-Fi, stability) and how they combine.
 
-Each component is a pure function from the figures of one window (normally one minute) to a
-``Component``: a 0-100 score, its label, one sentence a helpdesk agent can read out, and the
-evidence (the figures behind the sentence). ``overall`` takes the weakest component, so one bad
-component is never averaged away by three good ones; ``window_score`` rates a longer window by
-its worst minutes, so a bad minute is never averaged away by an hour of good ones.
-
-Every mapping from a figure to a score is piecewise linear between named anchor points, so a
-score can be recomputed by hand. The anchors and their reasons are in docs/scoring.md.
+Pure functions from a window's figures to a 0-100 ``Component`` with label, sentence and evidence;
+``overall`` takes the weakest, ``window_score`` rates a window by its worst minutes. Design notes:
+docs/collector-internals.md.
 """
 
 from __future__ import annotations

@@ -1,18 +1,8 @@
 """ITU-T G.107 E-model: the transmission rating R of a call, and the MOS it predicts.
 
-Why the E-model and not a lookup table: the helpdesk needs one number for "how did the call
-sound" that a network engineer can check by hand against a published standard, and that says
-which impairment cost what (delay, loss, codec). G.107 is that standard: R = Ro - Is - Id -
-Ie,eff + A, each term a documented function of the connection's parameters.
-
-All formulas follow ITU-T G.107 (06/2015), clause 7 (equation numbers in the comments), which
-keeps the algorithm of the 2005-2014 editions for narrowband calls; the codec values (Ie, Bpl)
-come from ITU-T G.113 Appendix I. docs/scoring.md lists the sources and the reference values the
-tests check (the default parameter set gives R = 93.2).
-
-Convention for a measured path (issue 4): the given mean one-way delay is T and Ta, the
-round-trip delay of the listener-echo path is Tr = 2T, every other parameter stays at its G.107
-default. ``rate_path`` implements exactly that; ``rate`` takes a full parameter set.
+Formulas of G.107 (06/2015) clause 7, codec values from G.113 Appendix I; ``rate_path`` applies the
+measured-path convention, ``rate`` takes a full parameter set. Design notes:
+docs/collector-internals.md.
 """
 
 from __future__ import annotations

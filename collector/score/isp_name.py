@@ -1,21 +1,8 @@
 """The ISP named for people: "AS3209 Vodafone GmbH" or "vodafone.de" instead of 80.81.192.1.
 
-Why: a helpdesk person calls the ISP by its name; a hop address means nothing to them. The ISP
-hop (the first router after the desk's gateway) or, when that one is private or carrier-grade NAT,
-the first public hop is named from, in order:
-
-1. an IP-to-ASN database file IT supplies (MaxMind DB: GeoLite2-ASN, or the ipinfo / iptoasn
-   layouts) -> "AS3209 Vodafone GmbH";
-2. reverse DNS (PTR) of the hop, cut to the registrable domain by the Public Suffix List bundled
-   with ``publicsuffixlist`` (never fetched) -> "vodafone.de";
-3. nothing: the caller shows the address.
-
-Reverse DNS runs in a small thread pool with a timeout and is cached (TTL and size cap). A lookup
-request waits for a name it does not know yet only a short while (``wait_s``, at most that much per
-thread every REFILL_S, or what ``wait_budget`` allows): an unresolved name is shown as the address
-now and by name on the next look. It can be switched off for closed networks, and the name server is configurable
-(tests run their own on loopback). One namer per process, installed at start (``install``) and
-read by triage (``current``), so the name is computed once per verdict and rendered everywhere.
+From an IP-to-ASN database if IT supplies one, else reverse DNS cut to the registrable domain
+(bounded, cached, can be switched off); one namer per process (``install``, ``current``). Design
+notes: docs/collector-internals.md.
 """
 
 from __future__ import annotations

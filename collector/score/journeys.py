@@ -1,34 +1,8 @@
 """Journeys: the 3-5 things the business says must work, evaluated per minute as met or missed.
 
-Why: the score says how a desk felt; a journey says whether the work could be done ("a call
-connects and stays clear", "the CRM screen loads in under 2 s"). IT names them in a small TOML
-file; each journey is a list of conditions over the figures the score uses, and it is *met* in a
-minute when every condition holds, *missed* when one fails, *unknown* when a condition's target
-was not measured that minute (unknown minutes are shown, never counted as met).
-
-Format (``DEFAULT_JOURNEYS_TOML`` is the shipped default and the example)::
-
-    [[journey]]
-    name = "CRM screen loads in under 2 s"
-    when = ["p95(salesforce*|crm*) < 2000", "availability(salesforce*|crm*) >= 99"]
-
-A condition is ``metric(targets) op number``, ``metric op number`` or ``reachable(targets)``;
-``op`` is one of < <= > >= ==. ``targets`` are target or app names as the agents report them,
-shell patterns allowed, several separated by ``|``; when several match, every one must pass.
-
-=================  ===================================================================  ======
-metric             meaning                                                              unit
-=================  ===================================================================  ======
-reachable(T)       RTT target answers (under 50% loss) / app check succeeds (>= 50%)   -
-loss(T)            RTT loss                                                             %
-rtt_p95(T)         RTT 95th percentile (nearest rank)                                    ms
-p95(T)             app check total time, 95th percentile                                 ms
-availability(T)    app checks that succeeded                                             %
-apdex(T)           app Apdex at the app's T (default 500 ms)                             0-1
-dns_p95(T)         app DNS phase, 95th percentile                                        ms
-mos                voice MOS of the minute (the voice component's E-model MOS)           1-4.5
-score / score(C)   the minute's score, or component C's (voice, apps, wifi, stability)  0-100
-=================  ===================================================================  ======
+Each journey is a list of conditions (``metric(targets) op number``) over the score's figures, read
+from TOML (``DEFAULT_JOURNEYS_TOML`` is the default and the example). Design notes:
+docs/collector-internals.md.
 """
 
 from __future__ import annotations

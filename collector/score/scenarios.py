@@ -1,22 +1,8 @@
 """Scenario generator: sample streams with a known fault, for testing triage and incident detection.
 
-Why generate rather than record: triage must be checked against the truth, and a recording
-never says where the fault really was. Each scenario is a small contact center (two branch sites
-and home agents on their own ISPs) measured as the agent measures it: RTT to the gateway, the
-ISP hop, the first public hop and the media edge every second; two app checks every 30 s;
-a voice-cadence run every minute; device readings every 10 s; Wi-Fi readings every 5 s on
-Wi-Fi desks. Events come from the agent's own detector and Wi-Fi watcher fed with these samples,
-and batches leave every 10 s per agent, as from a real agent.
-
-Faults are injected over a time span on some agents, each with the fault domain it belongs to
-(the truth triage is scored against): weak Wi-Fi, a congested home uplink, ISP loss, a VPN
-hairpin through an overloaded concentrator, a Salesforce outage for everyone, one site's WAN
-down, a busy CPU, DNS failing, loss between the desk and its router
-(wired and over healthy Wi-Fi), a bulk upload from the desk itself that fills its home uplink
-(the same delay as a congested uplink, but the desk's own traffic is what fills it), and a clean day. Everything is seeded and deterministic.
-
-The site WAN scenario assumes what contact-center branches usually have: the internet breakout
-fails while the collector stays reachable (over MPLS or a second link), so samples still arrive.
+A small seeded contact center measured as the agent measures it, with faults injected on some agents
+over a span, each with the fault place triage is scored against. Design notes:
+docs/collector-internals.md.
 """
 
 from __future__ import annotations

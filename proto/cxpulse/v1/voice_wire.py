@@ -1,34 +1,7 @@
 """The voice-cadence probe's UDP packet, shared by the agent (sender) and the collector's reflector.
 
-Why a format of our own and not RTP or TWAMP: the reflector sits on a server IT exposes to every
-desk, so it must answer only enrolled agents, cheaply, and never be usable as an amplifier. One
-signed, fixed-layout header does that in a few lines on both sides; the padding makes the packet
-as large as a voice frame so that it meets the queues a call's packets meet.
-
-Layout (all integers big-endian, ``n`` is the agent id's length in bytes)::
-
-    offset   size  field
-    0        3     magic b"CXV"
-    3        1     version (1)
-    4        1     n, length of the agent id, 1..255
-    5        n     agent id, UTF-8 (the id the agent says Hello with)
-    5+n      4     stream id: random per run, so replies of an earlier run never count in this one
-    9+n      4     seq: 0, 1, 2, ... within the stream
-    13+n     8     send time, ns since the Unix epoch, the agent's wall clock
-    21+n     16    HMAC-SHA256(agent key, bytes 0 .. 21+n), first 16 bytes
-    37+n     8     reflector receive time, ns since the Unix epoch: 0 in a request; the
-                   reflector writes it into its reply
-    45+n     ...   padding up to the packet size (zeros; neither signed nor read)
-
-The reflector answers with the same bytes, only the receive-time slot filled in, so a reply is
-exactly as large as its request (no amplification, and the return path carries voice-sized
-packets too). It does not re-sign: the agent's socket is connected to the reflector, and it keeps
-only replies whose stream id and seq it sent. A packet whose receive-time slot is already set is
-a reply, and a reflector never answers one, so two reflectors cannot be made to bounce a packet
-between them.
-
-The send time is signed so that the reflector can refuse old packets (replay); its check assumes
-the agent's and the collector's clocks agree within that tolerance (NTP).
+A signed, fixed-layout header padded to a voice frame's size; the reflector answers with the same
+bytes and only its receive time filled in, so it can never amplify. Design notes: docs/voice.md.
 """
 
 from __future__ import annotations
