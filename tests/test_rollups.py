@@ -8,16 +8,19 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+from itertools import pairwise
 
 import pytest
 
 from cxpulse.collector.jobs.retention import enforce_once
-from cxpulse.collector.store import rollup as ru
-from cxpulse.collector.store.sketch import LatencySketch
 from cxpulse.collector.score.timeline import agent_timeline, merged
 from cxpulse.collector.store import AgentInfo, PendingBatch, open_store
+from cxpulse.collector.store import rollup as ru
+from cxpulse.collector.store.sketch import LatencySketch
 from cxpulse.v1 import payload as p
-from tests.test_store import store, store_url  # noqa: F401  (fixtures: a fresh store on each backend)
+from tests import test_store
+
+store, store_url = test_store.store, test_store.store_url  # fixtures: a fresh store on each backend
 
 S = 1_000_000
 T0 = 1_790_000_040 * S  # a minute boundary
@@ -38,18 +41,50 @@ def rich_batch(seed: int, minutes: int = 3) -> p.SampleBatch:
         isp.add(ts, None if rng.random() < 0.1 else rng.randrange(8000, 90000))
         if i % 15 == 3:
             ok = rng.random() < 0.7
-            crm.add(ts, dns=rng.randrange(500, 9000), tcp=20000, tls=40000, ttfb=rng.randrange(90000, 900000),
-                    total=rng.randrange(200000, 3000000) if ok else None, status=200 if ok else None,
-                    err=None if ok else rng.choice(("timeout", "dns")))
+            crm.add(
+                ts,
+                dns=rng.randrange(500, 9000),
+                tcp=20000,
+                tls=40000,
+                ttfb=rng.randrange(90000, 900000),
+                total=rng.randrange(200000, 3000000) if ok else None,
+                status=200 if ok else None,
+                err=None if ok else rng.choice(("timeout", "dns")),
+            )
         if i % 60 == 7:
-            voice.add(ts, sent=250, recv=250 - rng.randrange(0, 20), dup=0, reord=1, rtt=rng.randrange(15000, 40000),
-                      rtt95=50000, jit=rng.randrange(1000, 9000), loss=10, burst=rng.randrange(0, 300), run=rng.randrange(0, 4))
+            voice.add(
+                ts,
+                sent=250,
+                recv=250 - rng.randrange(0, 20),
+                dup=0,
+                reord=1,
+                rtt=rng.randrange(15000, 40000),
+                rtt95=50000,
+                jit=rng.randrange(1000, 9000),
+                loss=10,
+                burst=rng.randrange(0, 300),
+                run=rng.randrange(0, 4),
+            )
         if i % 10 == 1:
-            dev.add(ts, cpu=rng.randrange(100, 1000), mem=rng.randrange(400, 990), top="chrome 50%", nicerr=rng.randrange(2),
-                    **{"if": "wlan0", "ifk": "wifi", "vpn": "tun0" if i > 90 else None, "proxy": None})
+            dev.add(
+                ts,
+                cpu=rng.randrange(100, 1000),
+                mem=rng.randrange(400, 990),
+                top="chrome 50%",
+                nicerr=rng.randrange(2),
+                **{"if": "wlan0", "ifk": "wifi", "vpn": "tun0" if i > 90 else None, "proxy": None},
+            )
         if i % 5 == 2:
-            wifi.add(ts, conn=0 if i == 62 else 1, ssid="corp", bssid=f"02:00:00:00:00:0{1 + (i // 40) % 2}",
-                     rssi=rng.randrange(-85, -50), noise=-95, snr=rng.randrange(5, 40), tx=rng.choice((6500, 433000)))
+            wifi.add(
+                ts,
+                conn=0 if i == 62 else 1,
+                ssid="corp",
+                bssid=f"02:00:00:00:00:0{1 + (i // 40) % 2}",
+                rssi=rng.randrange(-85, -50),
+                noise=-95,
+                snr=rng.randrange(5, 40),
+                tx=rng.choice((6500, 433000)),
+            )
     return p.SampleBatch([gw, isp, crm, voice, dev, wifi])
 
 
@@ -62,8 +97,9 @@ def split(batch: p.SampleBatch, rng: random.Random, parts: int) -> list[p.Sample
         for k in range(len(bounds) - 1):
             a, b = bounds[k], bounds[k + 1]
             if a < b:
-                piece = p.Series(s.target, s.address, s.method, s.kind, s.hop, s.ts_us[a:b],
-                                 {c: v[a:b] for c, v in s.cols.items()})
+                piece = p.Series(
+                    s.target, s.address, s.method, s.kind, s.hop, s.ts_us[a:b], {c: v[a:b] for c, v in s.cols.items()}
+                )
                 out[k].series.append(piece)
     return out
 
@@ -92,8 +128,9 @@ def test_a_day_merged_at_once_is_the_merge_of_its_minutes_in_any_order_and_group
     """``merged`` (a lookup's long window) merges all minutes at once with ``merge_all``; that
     must be what merging them one at a time gives, and what merging two merged halves gives."""
     rng = random.Random(seed)
-    minutes = [r for part in split(rich_batch(seed, minutes=12), rng, 4)
-               for r in ru.rollups_of_batches([(1, part)]).values()]
+    minutes = [
+        r for part in split(rich_batch(seed, minutes=12), rng, 4) for r in ru.rollups_of_batches([(1, part)]).values()
+    ]
     rng.shuffle(minutes)
     at_once = merged(minutes)
 
@@ -121,8 +158,9 @@ def test_a_day_merged_at_once_is_the_merge_of_its_minutes_in_any_order_and_group
 
 def test_fragments_sort_in_time_order_even_where_a_lost_end_ties_an_answered_one():
     frags = [[5, 9, 1000, 2000, 0, 0], [5, 9, None, None, 1, 1], [1, 4, None, 700, 1, 0], [5, 9, 0, 3, 0, 0]]
-    key_order = sorted(frags, key=lambda f: (f[0], f[1], -1 if f[2] is None else f[2],
-                                             -1 if f[3] is None else f[3], f[4], f[5]))
+    key_order = sorted(
+        frags, key=lambda f: (f[0], f[1], -1 if f[2] is None else f[2], -1 if f[3] is None else f[3], f[4], f[5])
+    )
     assert ru.rtt_jitter({"frags": frags}) == ru.rtt_jitter({"frags": key_order})
     assert ru.merge_all("rtt", ru.empty("rtt"), [{"frags": frags[:2]}, {"frags": frags[2:]}])["frags"] == key_order
 
@@ -146,11 +184,13 @@ def test_sketch_add_many_puts_every_value_where_add_does():
     rng = random.Random(5)
     edges = [0, 1, 2, _TABLE_LIMIT - 1, _TABLE_LIMIT, _TABLE_LIMIT + 1, 599_999_999]
     for _ in range(200):
-        vals = [rng.choice([rng.choice(edges), rng.randrange(1, 5000), rng.randrange(1, 2_000_000)])
-                for _ in range(rng.randrange(0, 200))]
+        vals = [
+            rng.choice([rng.choice(edges), rng.randrange(1, 5000), rng.randrange(1, 2_000_000)])
+            for _ in range(rng.randrange(0, 200))
+        ]
         one, many = LatencySketch.of(vals), LatencySketch()
         many.add_many(vals[: len(vals) // 3])
-        many.add_many(vals[len(vals) // 3:])
+        many.add_many(vals[len(vals) // 3 :])
         assert many == one and many.to_bytes() == one.to_bytes()
     every = list(range(_TABLE_LIMIT + 3000))
     many = LatencySketch()
@@ -176,12 +216,24 @@ def _rtt_reference(ts: list[int], rtts: list) -> dict:
         vals = [v for _, v in pts]
         answered = [v for v in vals if v is not None]
         runs = sum(1 for i, v in enumerate(vals) if v is None and (i == 0 or vals[i - 1] is not None))
-        want[m] = {"n": len(vals), "lost": len(vals) - len(answered), "runs": runs,
-                   "jit_sum": sum(abs(b - a) for a, b in zip(answered, answered[1:])),
-                   "jit_n": max(0, len(answered) - 1),
-                   "rtt": LatencySketch.of(answered) if answered else None,
-                   "frags": [[pts[0][0], pts[-1][0], answered[0] if answered else None,
-                              answered[-1] if answered else None, int(vals[0] is None), int(vals[-1] is None)]]}
+        want[m] = {
+            "n": len(vals),
+            "lost": len(vals) - len(answered),
+            "runs": runs,
+            "jit_sum": sum(abs(b - a) for a, b in pairwise(answered)),
+            "jit_n": max(0, len(answered) - 1),
+            "rtt": LatencySketch.of(answered) if answered else None,
+            "frags": [
+                [
+                    pts[0][0],
+                    pts[-1][0],
+                    answered[0] if answered else None,
+                    answered[-1] if answered else None,
+                    int(vals[0] is None),
+                    int(vals[-1] is None),
+                ]
+            ],
+        }
     return want
 
 
@@ -191,7 +243,9 @@ def test_rtt_rollup_built_per_slice_means_what_it_means_per_sample(seed):
     s = p.Series("isp", "100.64.0.1", "icmp_raw")
     for i in range(rng.randrange(1, 400)):
         lost = rng.random() < (0.6 if i % 50 < 10 else 0.05)  # runs of loss, some across minute edges
-        s.add(T0 + i * S + rng.randrange(-400_000, 400_000), None if lost else rng.choice((0, rng.randrange(1, 900_000))))
+        s.add(
+            T0 + i * S + rng.randrange(-400_000, 400_000), None if lost else rng.choice((0, rng.randrange(1, 900_000)))
+        )
     if seed % 2:
         s.ts_us.reverse()  # out of order: the builder sorts
     got = {r.minute_us: r.data for r in ru.rollups_of_batches([(1, p.SampleBatch([s]))]).values()}
@@ -208,8 +262,10 @@ def _stored(st, agent: int) -> dict:
 def test_commit_writes_rollups_with_the_samples(store):
     k = store.upsert_agent(AgentInfo("a1"), 1)
     store.commit_batches([PendingBatch(k, 1, 1, rich_batch(1))])
-    want = {(r.minute_us, r.kind, r.target): ru.canonical_bytes(r.kind, r.data)
-            for r in ru.rollups_of_batches([(k, rich_batch(1))]).values()}
+    want = {
+        (r.minute_us, r.kind, r.target): ru.canonical_bytes(r.kind, r.data)
+        for r in ru.rollups_of_batches([(k, rich_batch(1))]).values()
+    }
     got = _stored(store, k)
     assert {key: v for key, v in got.items() if key[1] != ru.EVENTS} == want
     (row,) = [r for r in store.rollups(T0, T0 + 60 * S, k) if r.kind == "rtt" and r.target == "isp"]
@@ -251,22 +307,26 @@ def test_two_collectors_writing_parts_of_the_same_minutes_add_up_exactly(store_u
             parts = split(rich_batch(7), random.Random(attempt), 4)
             errors: list[BaseException] = []
 
-            def send(st, epoch: int, mine: list[p.SampleBatch]) -> None:
+            def send(st, epoch: int, mine: list[p.SampleBatch], key=key, errors=errors) -> None:
                 try:
                     for seq, part in enumerate(mine, start=1):
                         st.commit_batches([PendingBatch(key, epoch, seq, part)])
                 except BaseException as exc:  # reported by the main thread
                     errors.append(exc)
 
-            threads = [threading.Thread(target=send, args=(b, 1, parts[0::2])),
-                       threading.Thread(target=send, args=(c, 2, parts[1::2]))]
+            threads = [
+                threading.Thread(target=send, args=(b, 1, parts[0::2])),
+                threading.Thread(target=send, args=(c, 2, parts[1::2])),
+            ]
             for t in threads:
                 t.start()
             for t in threads:
                 t.join(60)
             assert not errors, errors
             got = _stored(one, key)
-            assert {k: v for k, v in got.items() if k[1] != ru.EVENTS} == {k: v for k, v in want.items() if k[1] != ru.EVENTS}
+            assert {k: v for k, v in got.items() if k[1] != ru.EVENTS} == {
+                k: v for k, v in want.items() if k[1] != ru.EVENTS
+            }
     finally:
         for st in (one, b, c):
             st.close()
@@ -281,8 +341,10 @@ def test_events_rollup_follows_the_event_from_open_to_close(store):
     store.commit_batches([PendingBatch(k, 1, 1, p.SampleBatch([gw], [opened]))])
     spans = {r.minute_us: r.data["spans"] for r in store.rollups(T0, T0 + 10 * 60 * S, k, kinds=[ru.EVENTS])}
     # Open: counted up to the latest time the agent reported (T0 + 89 s).
-    assert spans == {T0: [[T0 + 50 * S, T0 + 60 * S, 3, "outage", "isp", "e1", T0 + 50 * S]],
-                     T0 + 60 * S: [[T0 + 60 * S, T0 + 89 * S, 3, "outage", "isp", "e1", T0 + 50 * S]]}
+    assert spans == {
+        T0: [[T0 + 50 * S, T0 + 60 * S, 3, "outage", "isp", "e1", T0 + 50 * S]],
+        T0 + 60 * S: [[T0 + 60 * S, T0 + 89 * S, 3, "outage", "isp", "e1", T0 + 50 * S]],
+    }
     closed = p.Event("e1", "outage", "isp", T0 + 50 * S, T0 + 70 * S, 3, "20 s without answer")
     store.commit_batches([PendingBatch(k, 1, 2, p.SampleBatch(events=[closed]))])
     spans = {r.minute_us: r.data["spans"] for r in store.rollups(T0, T0 + 10 * 60 * S, k, kinds=[ru.EVENTS])}

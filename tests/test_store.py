@@ -74,8 +74,11 @@ def test_seq_already_held_is_not_written_again(store):
     batches = [PendingBatch(k, 5, 1, sample_batch(4)), PendingBatch(k, 5, 2, sample_batch(4, T0 + 10**7))]
     store.commit_batches(batches)
     assert [b.stored for b in batches] == [True, True] and batches[-1].committed_seq == 2
-    replay = [PendingBatch(k, 5, 1, sample_batch(4)), PendingBatch(k, 5, 2, sample_batch(4, T0 + 10**7)),
-              PendingBatch(k, 5, 3, sample_batch(4, T0 + 2 * 10**7))]
+    replay = [
+        PendingBatch(k, 5, 1, sample_batch(4)),
+        PendingBatch(k, 5, 2, sample_batch(4, T0 + 10**7)),
+        PendingBatch(k, 5, 3, sample_batch(4, T0 + 2 * 10**7)),
+    ]
     store.commit_batches(replay)
     assert [b.stored for b in replay] == [False, False, True]
     assert store.sample_count(k) == 12 and store.committed_seq(k, 5) == 3
@@ -93,7 +96,13 @@ def test_epochs_are_independent_and_uint64_epochs_fit(store):
 def test_find_agents_partial_case_insensitive_on_user_host_id_site(store):
     store.upsert_agent(AgentInfo("id-ABC", "DESK-042", "Maria.Silva", "Windows 11", "0.1.0", "Lisbon"), 10)
     store.upsert_agent(AgentInfo("id-XYZ", "mac-17", "j.doe", "macOS 14", "0.1.0", "Home"), 20)
-    for q, want in [("maria", "id-ABC"), ("desk-04", "id-ABC"), ("xyz", "id-XYZ"), ("LISB", "id-ABC"), ("home", "id-XYZ")]:
+    for q, want in [
+        ("maria", "id-ABC"),
+        ("desk-04", "id-ABC"),
+        ("xyz", "id-XYZ"),
+        ("LISB", "id-ABC"),
+        ("home", "id-XYZ"),
+    ]:
         assert [a.info.agent_id for a in store.find_agents(q)] == [want], q
     assert store.find_agents("%") == [] and store.find_agents("_") == []  # LIKE wildcards are literal
     assert len(store.find_agents("0")) == 1  # "DESK-042" only; "0.1.0" is the version, not searched
@@ -124,7 +133,9 @@ def test_upsert_refreshes_identity_fields(store):
 
 def test_rtt_rows_window_and_order(store):
     k = store.upsert_agent(AgentInfo("a1"), 1)
-    store.commit_batches([PendingBatch(k, 1, 1, sample_batch(5, target="b")), PendingBatch(k, 1, 2, sample_batch(5, target="a"))])
+    store.commit_batches(
+        [PendingBatch(k, 1, 1, sample_batch(5, target="b")), PendingBatch(k, 1, 2, sample_batch(5, target="a"))]
+    )
     rows = store.rtt_rows(k, T0 + 1_000_000, T0 + 4_000_000)
     assert [(r.target, r.ts_us) for r in rows] == [(t, T0 + i * 1_000_000) for t in "ab" for i in (1, 2, 3)]
     assert [r.rtt_us for r in rows if r.target == "a"] == [1001, None, 1003]
@@ -135,7 +146,7 @@ def test_failed_commit_writes_nothing_and_can_be_retried(store, monkeypatch):
     good = PendingBatch(k, 1, 1, sample_batch(3))
     bad = PendingBatch(k, 1, 2, sample_batch(3, T0 + 10**7))
     bad.batch.series[0].rtt_us[0] = object()  # cannot be bound: the INSERT fails mid-transaction
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 (sqlite3 and psycopg raise different types here)
         store.commit_batches([good, bad])
     assert store.sample_count(k) == 0 and store.committed_seq(k, 1) == 0
     again = PendingBatch(k, 1, 1, sample_batch(3))
@@ -191,7 +202,9 @@ def test_events_keep_latest_state_and_paths_are_kept(store):
     k = store.upsert_agent(AgentInfo("a1"), 1)
     opened = p.Event("ev1", "outage", "gateway", T0, None, 2, "5/5 lost")
     closed = p.Event("ev1", "outage", "gateway", T0, T0 + 4_000_000, 3, "12 lost in 4.0 s")
-    path = p.PathSnapshot("crm", "10.0.0.9", T0, "icmp", True, [p.PathHop(1, "10.0.0.1", 400), p.PathHop(2, None, None)])
+    path = p.PathSnapshot(
+        "crm", "10.0.0.9", T0, "icmp", True, [p.PathHop(1, "10.0.0.1", 400), p.PathHop(2, None, None)]
+    )
     store.commit_batches([PendingBatch(k, 1, 1, p.SampleBatch(events=[opened], paths=[path]))])
     assert store.events(k, T0 - 1, T0 + 1) == [opened]
     store.commit_batches([PendingBatch(k, 1, 2, p.SampleBatch(events=[closed]))])

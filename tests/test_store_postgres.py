@@ -64,7 +64,7 @@ def test_open_store_selects_postgres_and_the_url_schema(pg):
 
 def test_two_collectors_replaying_the_same_agents_store_every_batch_once(pg):
     """Agents moved between collectors replay overlapping ranges; both commit at the same time."""
-    schema, url = pg
+    _schema, url = pg
     stores = [PostgresStore(url), PostgresStore(url)]
     try:
         keys = [stores[0].upsert_agent(AgentInfo(f"agent-{i}"), 1) for i in range(3)]
@@ -115,7 +115,10 @@ def test_a_collector_waits_for_the_agents_seq_row_and_then_drops_what_is_held(pg
         st.commit_batches([PendingBatch(k, 1, 1, sample_batch(3))])
         other = psycopg.connect(url)  # the other collector, inside its transaction
         other.execute(f'SELECT committed_seq FROM "{schema}".seqs WHERE agent = %s AND epoch = 1 FOR UPDATE', (k,))
-        mine = [PendingBatch(k, 1, 2, sample_batch(3, T0 + 10**8)), PendingBatch(k, 1, 3, sample_batch(3, T0 + 2 * 10**8))]
+        mine = [
+            PendingBatch(k, 1, 2, sample_batch(3, T0 + 10**8)),
+            PendingBatch(k, 1, 3, sample_batch(3, T0 + 2 * 10**8)),
+        ]
         worker = threading.Thread(target=st.commit_batches, args=(mine,))
         worker.start()
         time.sleep(0.5)

@@ -8,7 +8,9 @@ from __future__ import annotations
 import sqlite3
 
 from cxpulse.collector.store import AgentInfo, UserChange, fold, open_store, search_words, user_key
-from tests.test_store import store, store_url  # noqa: F401  (fixtures: both backends)
+from tests import test_store
+
+store, store_url = test_store.store, test_store.store_url  # fixtures: a fresh store on each backend
 
 T0 = 1_790_000_000_000_000
 MIN = 60_000_000
@@ -36,11 +38,23 @@ def test_search_by_any_word_of_the_display_name_case_and_accent_insensitive(stor
     store.upsert_agent(info("a-maria", "CORP\\msilva", "Maria Silva", "DESK-12"), T0)
     store.upsert_agent(info("a-joao", "CORP\\jconceicao", "João Conceição", "DESK-13"), T0)
     store.upsert_agent(info("a-mario", "CORP\\mcosta", "Mário Costa", "DESK-14", "Porto"), T0)
-    for q, want in [("maria silva", ["a-maria"]), ("Silva", ["a-maria"]), ("silva maria", ["a-maria"]),
-                    ("SILVA, Maria", ["a-maria"]), ("Conceicao", ["a-joao"]), ("joão", ["a-joao"]),
-                    ("JOAO CONCEIÇÃO", ["a-joao"]), ("mario", ["a-mario"]), ("msilva", ["a-maria"]),
-                    ("CORP\\msilva", ["a-maria"]), ("desk-13", ["a-joao"]), ("porto", ["a-mario"]),
-                    ("a-joao", ["a-joao"]), ("mari", ["a-maria", "a-mario"]), ("maria costa", [])]:
+    for q, want in [
+        ("maria silva", ["a-maria"]),
+        ("Silva", ["a-maria"]),
+        ("silva maria", ["a-maria"]),
+        ("SILVA, Maria", ["a-maria"]),
+        ("Conceicao", ["a-joao"]),
+        ("joão", ["a-joao"]),
+        ("JOAO CONCEIÇÃO", ["a-joao"]),
+        ("mario", ["a-mario"]),
+        ("msilva", ["a-maria"]),
+        ("CORP\\msilva", ["a-maria"]),
+        ("desk-13", ["a-joao"]),
+        ("porto", ["a-mario"]),
+        ("a-joao", ["a-joao"]),
+        ("mari", ["a-maria", "a-mario"]),
+        ("maria costa", []),
+    ]:
         assert found(store, q) == want, q
     (rec,) = store.find_agents("maria silva")
     assert rec.info.display_name == "Maria Silva" and rec.info.os_user == "CORP\\msilva"
@@ -54,12 +68,16 @@ def test_hot_desk_changes_are_recorded_and_the_earlier_user_still_finds_the_desk
     store.upsert_agent(info("desk-a", "", ""), T0 + 60 * MIN)  # logoff: nobody at the desk
     store.upsert_agent(info("desk-a", "CORP\\jconceicao", "João Conceição"), T0 + 70 * MIN)
     assert store.user_changes(k, T0, T0 + 80 * MIN) == [
-        UserChange(T0, "CORP\\msilva", "Maria Silva"), UserChange(T0 + 60 * MIN, "", ""),
-        UserChange(T0 + 70 * MIN, "CORP\\jconceicao", "João Conceição")]
+        UserChange(T0, "CORP\\msilva", "Maria Silva"),
+        UserChange(T0 + 60 * MIN, "", ""),
+        UserChange(T0 + 70 * MIN, "CORP\\jconceicao", "João Conceição"),
+    ]
     # A window opens with the user in force at its start; changes after its end are not in it.
     assert store.user_changes(k, T0 + 65 * MIN, T0 + 66 * MIN) == [UserChange(T0 + 60 * MIN, "", "")]
     assert store.user_changes(k, T0 + 30 * MIN, T0 + 61 * MIN) == [
-        UserChange(T0, "CORP\\msilva", "Maria Silva"), UserChange(T0 + 60 * MIN, "", "")]
+        UserChange(T0, "CORP\\msilva", "Maria Silva"),
+        UserChange(T0 + 60 * MIN, "", ""),
+    ]
     assert store.user_changes(k, T0 - 10 * MIN, T0 - MIN) == []
     # The agent shows the current user; the earlier one still finds the desk (the ticket may be hers).
     rec = store.agent("desk-a")

@@ -58,8 +58,9 @@ def test_many_waiting_batches_share_commits(tmp_path):
         keys = [store.upsert_agent(AgentInfo(f"a{i}"), 1) for i in range(50)]
 
         async def run():
-            return await asyncio.gather(*(writer.commit(PendingBatch(k, 1, 1, batch(10, T0), stream=i + 1))
-                                          for i, k in enumerate(keys)))
+            return await asyncio.gather(
+                *(writer.commit(PendingBatch(k, 1, 1, batch(10, T0), stream=i + 1)) for i, k in enumerate(keys))
+            )
 
         done = asyncio.run(run())
         assert all(b.stored for b in done)
@@ -94,8 +95,10 @@ def test_large_payloads_decode_in_a_worker_with_the_inline_results_and_errors():
                 p.decode(raw, max_samples=limit)
             with pytest.raises(p.PayloadError) as offloaded:
                 await decode_pool.decode(raw, limit)
-            assert (str(offloaded.value), offloaded.value.version_mismatch) == \
-                (str(inline.value), inline.value.version_mismatch)
+            assert (str(offloaded.value), offloaded.value.version_mismatch) == (
+                str(inline.value),
+                inline.value.version_mismatch,
+            )
         pool = decode_pool._get_pool()
         assert pool is not None and pool._processes, "the large payload did not go to a worker"
         for proc in list(pool._processes.values()):

@@ -46,12 +46,15 @@ class VersionStore:
         self._db.close()
 
     def latest(self) -> ConfigVersion | None:
-        rows = self._db.query("SELECT version, toml, actor, created_us, sha256 FROM central_config "
-                              "ORDER BY version DESC LIMIT 1")
+        rows = self._db.query(
+            "SELECT version, toml, actor, created_us, sha256 FROM central_config ORDER BY version DESC LIMIT 1"
+        )
         return ConfigVersion(*rows[0]) if rows else None
 
     def history(self, limit: int = 50) -> list[ConfigVersion]:
-        q = "SELECT version, toml, actor, created_us, sha256 FROM central_config ORDER BY version DESC LIMIT " + str(int(limit))
+        q = "SELECT version, toml, actor, created_us, sha256 FROM central_config ORDER BY version DESC LIMIT " + str(
+            int(limit)
+        )
         return [ConfigVersion(*r) for r in self._db.query(q)]
 
     def add(self, toml_text: str, actor: str) -> tuple[int, bool]:

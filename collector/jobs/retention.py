@@ -14,8 +14,15 @@ from dataclasses import dataclass, field
 
 from ..store.types import RAW_TABLES
 
-__all__ = ["DEFAULT_RAW_DAYS", "DEFAULT_ROLLUP_DAYS", "RAW_KINDS", "RetentionResult", "enforce_once", "raw_horizons",
-           "retention_loop"]
+__all__ = [
+    "DEFAULT_RAW_DAYS",
+    "DEFAULT_ROLLUP_DAYS",
+    "RAW_KINDS",
+    "RetentionResult",
+    "enforce_once",
+    "raw_horizons",
+    "retention_loop",
+]
 
 log = logging.getLogger("cxpulse.collector.retention")  # the name operators already filter on
 
@@ -55,9 +62,14 @@ def _check(raw_days: float | Mapping[str, float], rollup_days: float) -> dict[st
     return days
 
 
-async def enforce_once(store, raw_days: float | Mapping[str, float] = DEFAULT_RAW_DAYS,
-                       rollup_days: float = DEFAULT_ROLLUP_DAYS, now_us: int | None = None, chunk: int = CHUNK,
-                       pause_s: float = PAUSE_S) -> RetentionResult:
+async def enforce_once(
+    store,
+    raw_days: float | Mapping[str, float] = DEFAULT_RAW_DAYS,
+    rollup_days: float = DEFAULT_ROLLUP_DAYS,
+    now_us: int | None = None,
+    chunk: int = CHUNK,
+    pause_s: float = PAUSE_S,
+) -> RetentionResult:
     """Delete everything past its horizon, kind by kind and chunk by chunk, each chunk in a worker thread."""
     days = _check(raw_days, rollup_days)
     now_us = now_us if now_us is not None else time.time_ns() // 1000
@@ -76,17 +88,23 @@ async def enforce_once(store, raw_days: float | Mapping[str, float] = DEFAULT_RA
         out.raw_deleted = await drain(store.delete_raw_before, now_us - round(days["rtt"] * DAY_US))
     else:
         for kind, d in days.items():
-            n = await drain(lambda cutoff, limit, kind=kind: store.delete_kind_before(kind, cutoff, limit),
-                            now_us - round(d * DAY_US))
+            n = await drain(
+                lambda cutoff, limit, kind=kind: store.delete_kind_before(kind, cutoff, limit),
+                now_us - round(d * DAY_US),
+            )
             out.by_kind[kind] = n
             out.raw_deleted += n
     out.rollups_deleted = await drain(store.delete_rollups_before, now_us - round(rollup_days * DAY_US))
     return out
 
 
-async def retention_loop(store, raw_days: float | Mapping[str, float] = DEFAULT_RAW_DAYS,
-                         rollup_days: float = DEFAULT_ROLLUP_DAYS, interval_s: float = 3600.0,
-                         overrides: Callable[[], tuple[Mapping[str, float], float | None]] | None = None) -> None:
+async def retention_loop(
+    store,
+    raw_days: float | Mapping[str, float] = DEFAULT_RAW_DAYS,
+    rollup_days: float = DEFAULT_ROLLUP_DAYS,
+    interval_s: float = 3600.0,
+    overrides: Callable[[], tuple[Mapping[str, float], float | None]] | None = None,
+) -> None:
     """Enforce retention now and then every ``interval_s`` until cancelled.
 
     ``overrides`` (the central config's ``[retention]``) is asked before each run: the kinds and
@@ -103,9 +121,14 @@ async def retention_loop(store, raw_days: float | Mapping[str, float] = DEFAULT_
                 rollups = rollup_override or rollups
             r = await enforce_once(store, raw, rollups)
             if r.raw_deleted or r.rollups_deleted:
-                log.info("retention: deleted %d raw rows (%s) and %d rollup rows (older than %g days)", r.raw_deleted,
-                         ", ".join(f"{k} {n} past {raw[k]:g} d" for k, n in r.by_kind.items() if n) or
-                         f"older than {raw['rtt']:g} days", r.rollups_deleted, rollups)
+                log.info(
+                    "retention: deleted %d raw rows (%s) and %d rollup rows (older than %g days)",
+                    r.raw_deleted,
+                    ", ".join(f"{k} {n} past {raw[k]:g} d" for k, n in r.by_kind.items() if n)
+                    or f"older than {raw['rtt']:g} days",
+                    r.rollups_deleted,
+                    rollups,
+                )
         except Exception:  # never crash after start-up
             log.exception("retention run failed; retrying in %.0f s", interval_s)
         await asyncio.sleep(interval_s)

@@ -31,9 +31,25 @@ from .types import (
     user_key,
 )
 
-__all__ = ["KEPT_TABLES", "MAX_SEARCH_WORDS", "RAW_TABLES", "AgentInfo", "AgentRecord", "IncidentRecord", "KeptTables",
-           "PendingBatch", "Row", "RttRow", "Store", "StoreStats", "UserChange", "fold", "open_store", "search_words",
-           "user_key"]
+__all__ = [
+    "KEPT_TABLES",
+    "MAX_SEARCH_WORDS",
+    "RAW_TABLES",
+    "AgentInfo",
+    "AgentRecord",
+    "IncidentRecord",
+    "KeptTables",
+    "PendingBatch",
+    "Row",
+    "RttRow",
+    "Store",
+    "StoreStats",
+    "UserChange",
+    "fold",
+    "open_store",
+    "search_words",
+    "user_key",
+]
 
 if TYPE_CHECKING:
     from .rollup import Rollup
@@ -86,17 +102,22 @@ class Store(Protocol):
     def all_agents(self) -> list[AgentRecord]:
         """Every agent, for scoring across agents (sites, incidents)."""
 
-    def rollups(self, since_us: int, until_us: int, agent_key: int | None = None,
-                kinds: Sequence[str] | None = None) -> list[Rollup]:
+    def rollups(
+        self, since_us: int, until_us: int, agent_key: int | None = None, kinds: Sequence[str] | None = None
+    ) -> list[Rollup]:
         """Rollups of minutes in [since, until), one agent or all, ordered by agent, minute, kind, target."""
 
-    def kept_scores(self, since_us: int, until_us: int, agent_key: int | None = None) -> dict[tuple[int, int], tuple[bytes, bytes]]:
+    def kept_scores(
+        self, since_us: int, until_us: int, agent_key: int | None = None
+    ) -> dict[tuple[int, int], tuple[bytes, bytes]]:
         """(agent, minute) -> (digest, data) of the kept minute scores in [since, until) (score/kept.py)."""
 
     def keep_scores(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
         """Write (agent, minute, digest, data) minute scores, replacing those kept for the same minutes."""
 
-    def kept_merges(self, since_us: int, until_us: int, agent_key: int | None = None) -> dict[tuple[int, int], tuple[bytes, bytes]]:
+    def kept_merges(
+        self, since_us: int, until_us: int, agent_key: int | None = None
+    ) -> dict[tuple[int, int], tuple[bytes, bytes]]:
         """(agent, block start) -> (digest, data) of the kept 15-minute block merges (score/kept.py)."""
 
     def keep_merges(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
@@ -123,8 +144,9 @@ class Store(Protocol):
     def series_methods(self, agent_key: int, kind: str) -> dict[str, set[str]]:
         """Target -> the measuring methods of the agent's series of this kind."""
 
-    def buckets(self, agent_key: int, since_us: int, until_us: int, start_us: int,
-                step_us: int) -> tuple[list[tuple], list[tuple]]:
+    def buckets(
+        self, agent_key: int, since_us: int, until_us: int, start_us: int, step_us: int
+    ) -> tuple[list[tuple], list[tuple]]:
         """Optional (SQLite has it): per-bucket RTT and Wi-Fi sums for the lookup's chart, summed by
         the database; the lookup sums ``rows()`` itself where a store lacks it."""
 

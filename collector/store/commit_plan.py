@@ -49,8 +49,11 @@ class CommitPlan:
 
     def event_rows(self) -> list[tuple]:
         """(agent, id, kind, target, start_us, end_us, severity, evidence) of the written batches' events."""
-        return [(b.agent_key, e.id, e.kind, e.target, e.start_us, e.end_us, e.severity, e.evidence)
-                for b in self.written for e in b.batch.events]
+        return [
+            (b.agent_key, e.id, e.kind, e.target, e.start_us, e.end_us, e.severity, e.evidence)
+            for b in self.written
+            for e in b.batch.events
+        ]
 
     def apply(self, batches: Sequence[PendingBatch]) -> None:
         for b, stored, seq in zip(batches, self.stored, self.committed_seq, strict=True):

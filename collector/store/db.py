@@ -28,8 +28,7 @@ SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # synchronous=FULL in WAL mode: a commit is on disk before the ack. A 64 MiB page cache (default
 # 2 MiB) keeps the sample indexes' hot pages across a group commit of a few hundred thousand rows:
 # about 15 % less CPU per row in large commits here; it costs that much RSS at most.
-WRITER_PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=30000",
-                  "cache_size=-65536")
+WRITER_PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=30000", "cache_size=-65536")
 # Side connections (registry, config versions): the same durability, the default cache.
 SIDE_PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=30000")
 
@@ -52,7 +51,7 @@ def parse_url(url: str) -> StoreUrl:
     first ``search_path`` in the URL's ``options``, else ``cxpulse``)."""
     if url.startswith(("postgresql://", "postgres://")):
         return StoreUrl(url, True, schema=schema_from_url(url))
-    return StoreUrl(url, False, path=url[len("sqlite://"):] if url.startswith("sqlite://") else url)
+    return StoreUrl(url, False, path=url[len("sqlite://") :] if url.startswith("sqlite://") else url)
 
 
 def schema_from_url(url: str) -> str:
@@ -82,8 +81,12 @@ def make_private(path: str) -> None:
         os.makedirs(parent, mode=PRIVATE_DIR_MODE, exist_ok=True)
     if os.name == "posix":
         st = os.stat(parent)
-        if (st.st_uid == os.getuid() and not st.st_mode & 0o1000 and st.st_mode & 0o077
-                and parent not in (os.path.expanduser("~"), os.getcwd())):
+        if (
+            st.st_uid == os.getuid()
+            and not st.st_mode & 0o1000
+            and st.st_mode & 0o077
+            and parent not in (os.path.expanduser("~"), os.getcwd())
+        ):
             os.chmod(parent, PRIVATE_DIR_MODE)
     if not os.path.exists(path):
         # Only a file that does not exist yet is opened here: closing a descriptor of a database
@@ -198,8 +201,9 @@ class Db:
             import psycopg.sql
 
             with self._lock:
-                self._usable().execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                    psycopg.sql.Identifier(self.schema)))
+                self._usable().execute(
+                    psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(psycopg.sql.Identifier(self.schema))
+                )
 
     def migrate(self, table: str, migrations: Sequence[str], lock_class: int, what: str) -> None:
         """Apply the numbered ``migrations`` not yet recorded in ``table``, in one transaction.
@@ -216,8 +220,9 @@ class Db:
 
                 with conn.transaction():
                     conn.execute("SELECT pg_advisory_xact_lock(%s::integer, hashtext(%s))", (lock_class, self.schema))
-                    conn.execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
-                        psycopg.sql.Identifier(self.schema)))
+                    conn.execute(
+                        psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(psycopg.sql.Identifier(self.schema))
+                    )
                     self._apply(conn, table, migrations, what)
                 return
             conn.execute("BEGIN IMMEDIATE")
@@ -229,7 +234,9 @@ class Db:
             conn.execute("COMMIT")
 
     def _apply(self, conn: Any, table: str, migrations: Sequence[str], what: str) -> None:
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (version INTEGER PRIMARY KEY, applied_us {self.bigint} NOT NULL)")
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} (version INTEGER PRIMARY KEY, applied_us {self.bigint} NOT NULL)"
+        )
         done = {r[0] for r in conn.execute(f"SELECT version FROM {table}").fetchall()}
         if max(done, default=0) > len(migrations):
             raise RuntimeError(f"{what} tables have version {max(done)}, newer than this collector's {len(migrations)}")

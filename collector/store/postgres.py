@@ -22,10 +22,22 @@ from cxpulse.v1.kinds import KINDS, STR
 from cxpulse.v1.payload import Event, PathHop, PathSnapshot, SampleBatch
 
 from . import rollup as ru
-from .types import (KEPT_TABLES, RAW_TABLES, AgentInfo, AgentRecord, IncidentRecord, KeptTables, PendingBatch, Row, RttRow, UserChange,
-               search_words, user_key)
 from .commit_plan import mark_keys, plan_commit, to_signed64
 from .db import SCHEMA_NAME, connect_postgres, schema_from_url
+from .types import (
+    KEPT_TABLES,
+    RAW_TABLES,
+    AgentInfo,
+    AgentRecord,
+    IncidentRecord,
+    KeptTables,
+    PendingBatch,
+    Row,
+    RttRow,
+    UserChange,
+    search_words,
+    user_key,
+)
 
 log = logging.getLogger("cxpulse.collector.store.postgres")
 T = TypeVar("T")
@@ -324,28 +336,45 @@ class PostgresStore(KeptTables):
                                           ELSE excluded.display_name END,
                       user_key = CASE WHEN excluded.os_user = '' THEN agents.user_key ELSE excluded.user_key END
                     RETURNING key""",
-                (info.agent_id, info.host, info.os_user, info.os, info.agent_version, info.site, now_us, now_us,
-                 info.display_name, key_text),
+                (
+                    info.agent_id,
+                    info.host,
+                    info.os_user,
+                    info.os,
+                    info.agent_version,
+                    info.site,
+                    now_us,
+                    now_us,
+                    info.display_name,
+                    key_text,
+                ),
             ).fetchone()
             last = db.execute(
                 f"""SELECT os_user, display_name FROM {self._s}.agent_users WHERE agent = %s
-                    ORDER BY since_us DESC LIMIT 1""", (row[0],)).fetchone()
+                    ORDER BY since_us DESC LIMIT 1""",
+                (row[0],),
+            ).fetchone()
             if last is None or tuple(last) != (info.os_user, info.display_name):
                 db.execute(
                     f"""INSERT INTO {self._s}.agent_users VALUES (%s, %s, %s, %s, %s)
                         ON CONFLICT (agent, since_us) DO UPDATE SET os_user = excluded.os_user,
                           display_name = excluded.display_name, user_key = excluded.user_key""",
-                    (row[0], now_us, info.os_user, info.display_name, key_text))
+                    (row[0], now_us, info.os_user, info.display_name, key_text),
+                )
         return row[0]
 
     def committed_seq(self, agent_key: int, epoch: int) -> int:
         """Read on the write connection: the ingest writer asks it in order with its commits."""
 
         def read() -> int:
-            row = self._writer().execute(
-                f"SELECT committed_seq FROM {self._s}.seqs WHERE agent = %s AND epoch = %s",
-                (agent_key, to_signed64(epoch)),
-            ).fetchone()
+            row = (
+                self._writer()
+                .execute(
+                    f"SELECT committed_seq FROM {self._s}.seqs WHERE agent = %s AND epoch = %s",
+                    (agent_key, to_signed64(epoch)),
+                )
+                .fetchone()
+            )
             return row[0] if row else 0
 
         with self._lock:
@@ -368,12 +397,24 @@ class PostgresStore(KeptTables):
                 rows: dict[str, list[tuple]] = {kind: [] for kind in KINDS}
                 for b in plan.written:
                     for x in b.batch.series:
-                        sid = self._series_id(cur, fresh, b.agent_key, x.target, x.address, x.kind, x.method, x.hop or 0)
+                        sid = self._series_id(
+                            cur, fresh, b.agent_key, x.target, x.address, x.kind, x.method, x.hop or 0
+                        )
                         rows[x.kind].extend(zip([sid] * len(x.ts_us), x.ts_us, *x.cols.values()))
                 events = plan.event_rows()
-                paths = [(b.agent_key, p.target, p.address, p.ts_us, p.method, p.reached,
-                          Jsonb([[h.ttl, h.address, h.rtt_us] for h in p.hops]))
-                         for b in plan.written for p in b.batch.paths]
+                paths = [
+                    (
+                        b.agent_key,
+                        p.target,
+                        p.address,
+                        p.ts_us,
+                        p.method,
+                        p.reached,
+                        Jsonb([[h.ttl, h.address, h.rtt_us] for h in p.hops]),
+                    )
+                    for b in plan.written
+                    for p in b.batch.paths
+                ]
                 for kind, kind_rows in rows.items():
                     if kind_rows:
                         self._copy(cur, kind, kind_rows)
@@ -404,7 +445,8 @@ class PostgresStore(KeptTables):
                         f"""UPDATE {s}.agents a SET last_seen_us = GREATEST(a.last_seen_us, %s)
                             FROM (SELECT key FROM {s}.agents WHERE key = ANY(%s) ORDER BY key FOR UPDATE) l
                             WHERE a.key = l.key""",
-                        (now_us, plan.agents))
+                        (now_us, plan.agents),
+                    )
         except BaseException:
             for key in fresh:
                 self._series_cache.pop(key, None)
@@ -441,7 +483,9 @@ class PostgresStore(KeptTables):
             lo, hi = min(r.minute_us for r in rs), max(r.minute_us for r in rs)
             cur.execute(
                 f"""SELECT minute_us, kind, target, hop, data FROM {s}.rollups
-                    WHERE agent = %s AND minute_us BETWEEN %s AND %s AND kind <> %s""", (agent, lo, hi, ru.EVENTS))
+                    WHERE agent = %s AND minute_us BETWEEN %s AND %s AND kind <> %s""",
+                (agent, lo, hi, ru.EVENTS),
+            )
             have = {(m, kind, target): (hop, bytes(data)) for m, kind, target, hop, data in cur.fetchall()}
             for r in rs:
                 old = have.get((r.minute_us, r.kind, r.target))
@@ -454,7 +498,8 @@ class PostgresStore(KeptTables):
             cur.execute(
                 f"""SELECT {cols} FROM {s}.events
                     WHERE agent = %s AND end_us IS NULL AND start_us >= %s AND start_us <= %s""",
-                (agent, span.now_us - ru.OPEN_EVENT_HORIZON_US, span.now_us))
+                (agent, span.now_us - ru.OPEN_EVENT_HORIZON_US, span.now_us),
+            )
             open_events = [Event(*row) for row in cur.fetchall()]
             minutes = ru.minutes_to_redo(span, open_events)
             if not minutes:
@@ -463,7 +508,8 @@ class PostgresStore(KeptTables):
             cur.execute(
                 f"""SELECT {cols} FROM {s}.events
                     WHERE agent = %s AND start_us < %s AND start_us >= %s AND (end_us IS NULL OR end_us >= %s)""",
-                (agent, hi, lo - ru.OPEN_EVENT_HORIZON_US, lo))
+                (agent, hi, lo - ru.OPEN_EVENT_HORIZON_US, lo),
+            )
             evs = [Event(*row) for row in cur.fetchall()]
             for m, r in ru.event_rollups(agent, evs, minutes, span.now_us).items():
                 if r.data["spans"]:
@@ -480,7 +526,8 @@ class PostgresStore(KeptTables):
             )
         if deletes:
             cur.executemany(
-                f"DELETE FROM {s}.rollups WHERE agent = %s AND minute_us = %s AND kind = %s AND target = %s", deletes)
+                f"DELETE FROM {s}.rollups WHERE agent = %s AND minute_us = %s AND kind = %s AND target = %s", deletes
+            )
 
     def _lock_marks(self, cur: psycopg.Cursor, keys: list[tuple[int, int]]) -> dict[tuple[int, int], int]:
         """Lock the (agent, epoch) seq rows, in key order, and read their committed marks."""
@@ -505,8 +552,17 @@ class PostgresStore(KeptTables):
             for row in rows:
                 copy.write_row(row)
 
-    def _series_id(self, cur: psycopg.Cursor, fresh: list[tuple], agent: int, target: str, address: str,
-                   kind: str, method: str, hop: int) -> int:
+    def _series_id(
+        self,
+        cur: psycopg.Cursor,
+        fresh: list[tuple],
+        agent: int,
+        target: str,
+        address: str,
+        kind: str,
+        method: str,
+        hop: int,
+    ) -> int:
         """Series id from the cache, else insert-or-find (another collector may be creating it too)."""
         key = (agent, target, address, kind, method, hop)
         sid = self._series_cache.get(key)
@@ -538,8 +594,7 @@ class PostgresStore(KeptTables):
         if words:
             now = " AND ".join(f"a.user_key LIKE %(w{i})s" for i in range(len(words)))
             then = " AND ".join(f"u.user_key LIKE %(w{i})s" for i in range(len(words)))
-            by_words = (f" OR ({now}) OR EXISTS (SELECT 1 FROM {self._s}.agent_users u"
-                        f" WHERE u.agent = a.key AND {then})")
+            by_words = f" OR ({now}) OR EXISTS (SELECT 1 FROM {self._s}.agent_users u WHERE u.agent = a.key AND {then})"
         got = self._query(
             f"""SELECT {_AGENT_COLUMNS.replace("key, ", "a.key, ", 1)}
                 FROM {self._s}.agents a
@@ -561,12 +616,15 @@ class PostgresStore(KeptTables):
                   AND since_us >= coalesce((SELECT max(since_us) FROM {self._s}.agent_users
                                             WHERE agent = %(a)s AND since_us <= %(s)s), 0)
                 ORDER BY since_us LIMIT %(n)s""",
-            {"a": agent_key, "s": since_us, "u": until_us, "n": MAX_USER_CHANGES})
+            {"a": agent_key, "s": since_us, "u": until_us, "n": MAX_USER_CHANGES},
+        )
         return [UserChange(*r) for r in got]
 
     def rtt_rows(self, agent_key: int, since_us: int, until_us: int) -> list[RttRow]:
-        return [RttRow(r.target, r.address, r.method, r.ts_us, r.values["rtt"], r.hop)
-                for r in self.rows(agent_key, "rtt", since_us, until_us)]
+        return [
+            RttRow(r.target, r.address, r.method, r.ts_us, r.values["rtt"], r.hop)
+            for r in self.rows(agent_key, "rtt", since_us, until_us)
+        ]
 
     def rows(self, agent_key: int, kind: str, since_us: int, until_us: int) -> list[Row]:
         cols = list(KINDS[kind])
@@ -604,21 +662,27 @@ class PostgresStore(KeptTables):
         if agent_key is None:
             parts = [f"SELECT count(*) AS n FROM {s}.samples_{kind}" for kind in KINDS]
         else:
-            parts = [f"SELECT count(*) AS n FROM {s}.samples_{kind} x JOIN {s}.series s ON x.series = s.id "
-                     f"WHERE s.agent = %(a)s" for kind in KINDS]
+            parts = [
+                f"SELECT count(*) AS n FROM {s}.samples_{kind} x JOIN {s}.series s ON x.series = s.id "
+                f"WHERE s.agent = %(a)s"
+                for kind in KINDS
+            ]
         query = f"SELECT sum(n)::bigint FROM ({' UNION ALL '.join(parts)}) c"
         return self._query(query, None if agent_key is None else {"a": agent_key})[0][0]
 
     # -- rollups, incidents, retention --
 
     def all_agents(self) -> list[AgentRecord]:
-        got = self._query(
-            f"SELECT {_AGENT_COLUMNS} FROM {self._s}.agents ORDER BY key")
+        got = self._query(f"SELECT {_AGENT_COLUMNS} FROM {self._s}.agents ORDER BY key")
         return [_agent_record(r) for r in got]
 
-    def rollups(self, since_us: int, until_us: int, agent_key: int | None = None,
-                kinds: Sequence[str] | None = None) -> list[ru.Rollup]:
-        sql = f"SELECT agent, minute_us, kind, target, hop, data FROM {self._s}.rollups WHERE minute_us >= %s AND minute_us < %s"
+    def rollups(
+        self, since_us: int, until_us: int, agent_key: int | None = None, kinds: Sequence[str] | None = None
+    ) -> list[ru.Rollup]:
+        sql = (
+            f"SELECT agent, minute_us, kind, target, hop, data FROM {self._s}.rollups"
+            " WHERE minute_us >= %s AND minute_us < %s"
+        )
         args: list = [since_us, until_us]
         if agent_key is not None:
             sql += " AND agent = %s"
@@ -633,7 +697,9 @@ class PostgresStore(KeptTables):
             out.append(ru.Rollup(a, m, k, t, h, None, raw))
         return out
 
-    def _kept(self, table: str, since_us: int, until_us: int, agent_key: int | None) -> dict[tuple[int, int], tuple[bytes, bytes]]:
+    def _kept(
+        self, table: str, since_us: int, until_us: int, agent_key: int | None
+    ) -> dict[tuple[int, int], tuple[bytes, bytes]]:
         sql = f"SELECT agent, minute_us, digest, data FROM {self._s}.{table} WHERE minute_us >= %s AND minute_us < %s"
         args: list = [since_us, until_us]
         if agent_key is not None:
@@ -652,7 +718,9 @@ class PostgresStore(KeptTables):
                 db.cursor().executemany(
                     f"""INSERT INTO {s}.{table} (agent, minute_us, digest, data) VALUES (%s, %s, %s, %s)
                         ON CONFLICT (agent, minute_us) DO UPDATE SET digest = excluded.digest, data = excluded.data""",
-                    sorted(rows))  # key order: two collectors writing the same minutes take row locks alike
+                    sorted(rows),
+                )  # key order: two collectors writing the same minutes take row locks alike
+
         with self._lock:
             self._retrying(run, f"kept {table}")
 
@@ -667,8 +735,10 @@ class PostgresStore(KeptTables):
         incs = [IncidentRecord(*r) for r in self._query(sql + " ORDER BY start_us, id", args)]
         if incs:
             members = self._query(
-                f"SELECT incident, agent, first_us, last_us FROM {s}.incident_agents WHERE incident = ANY(%s) ORDER BY agent",
-                ([i.id for i in incs],))
+                f"SELECT incident, agent, first_us, last_us FROM {s}.incident_agents"
+                " WHERE incident = ANY(%s) ORDER BY agent",
+                ([i.id for i in incs],),
+            )
             by_id = {i.id: i for i in incs}
             for inc, a, f, last in members:
                 by_id[inc].agents[a] = (f, last)
@@ -686,8 +756,10 @@ class PostgresStore(KeptTables):
                             WHERE end_us IS NULL ORDER BY id""")
             open_now = [IncidentRecord(*r) for r in cur.fetchall()]
             if open_now:
-                cur.execute(f"SELECT incident, agent, first_us, last_us FROM {s}.incident_agents WHERE incident = ANY(%s)",
-                            ([i.id for i in open_now],))
+                cur.execute(
+                    f"SELECT incident, agent, first_us, last_us FROM {s}.incident_agents WHERE incident = ANY(%s)",
+                    ([i.id for i in open_now],),
+                )
                 by_id = {i.id: i for i in open_now}
                 for inc, a, f, last in cur.fetchall():
                     by_id[inc].agents[a] = (f, last)
@@ -697,18 +769,23 @@ class PostgresStore(KeptTables):
                     cur.execute(
                         f"""INSERT INTO {s}.incidents (kind, scope, start_us, last_us, end_us, detected_us, evidence)
                             VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id""",
-                        (inc.kind, inc.scope, inc.start_us, inc.last_us, inc.end_us, inc.detected_us, inc.evidence))
+                        (inc.kind, inc.scope, inc.start_us, inc.last_us, inc.end_us, inc.detected_us, inc.evidence),
+                    )
                     inc.id = cur.fetchone()[0]
                 else:
-                    cur.execute(f"UPDATE {s}.incidents SET start_us = %s, last_us = %s, end_us = %s, evidence = %s WHERE id = %s",
-                                (inc.start_us, inc.last_us, inc.end_us, inc.evidence, inc.id))
+                    cur.execute(
+                        f"UPDATE {s}.incidents SET start_us = %s, last_us = %s, end_us = %s, evidence = %s"
+                        " WHERE id = %s",
+                        (inc.start_us, inc.last_us, inc.end_us, inc.evidence, inc.id),
+                    )
                 if inc.agents:
                     cur.executemany(
                         f"""INSERT INTO {s}.incident_agents (incident, agent, first_us, last_us) VALUES (%s, %s, %s, %s)
                             ON CONFLICT (incident, agent) DO UPDATE SET
                               first_us = LEAST({s}.incident_agents.first_us, excluded.first_us),
                               last_us = GREATEST({s}.incident_agents.last_us, excluded.last_us)""",
-                        [(inc.id, a, f, last) for a, (f, last) in inc.agents.items()])
+                        [(inc.id, a, f, last) for a, (f, last) in inc.agents.items()],
+                    )
         return out
 
     def delete_raw_before(self, cutoff_us: int, limit: int) -> int:
@@ -722,37 +799,49 @@ class PostgresStore(KeptTables):
         table, col = RAW_TABLES[kind]
         return self._delete_chunk(
             f"""DELETE FROM {self._s}.{table} WHERE ctid = ANY(ARRAY(
-                  SELECT ctid FROM {self._s}.{table} WHERE {col} < %s LIMIT %s))""", (cutoff_us, limit))
+                  SELECT ctid FROM {self._s}.{table} WHERE {col} < %s LIMIT %s))""",
+            (cutoff_us, limit),
+        )
 
     def delete_rollups_before(self, cutoff_us: int, limit: int) -> int:
         s = self._s
         n = self._delete_chunk(
             f"""DELETE FROM {s}.rollups WHERE ctid = ANY(ARRAY(
-                  SELECT ctid FROM {s}.rollups WHERE minute_us < %s LIMIT %s))""", (cutoff_us, limit))
+                  SELECT ctid FROM {s}.rollups WHERE minute_us < %s LIMIT %s))""",
+            (cutoff_us, limit),
+        )
         if n:
             return n
         for table in KEPT_TABLES:
             n = self._delete_chunk(
                 f"""DELETE FROM {s}.{table} WHERE ctid = ANY(ARRAY(
-                      SELECT ctid FROM {s}.{table} WHERE minute_us < %s LIMIT %s))""", (cutoff_us, limit))
+                      SELECT ctid FROM {s}.{table} WHERE minute_us < %s LIMIT %s))""",
+                (cutoff_us, limit),
+            )
             if n:
                 return n
         return self._delete_chunk(
             f"""DELETE FROM {s}.incidents WHERE id IN (
-                  SELECT id FROM {s}.incidents WHERE end_us IS NOT NULL AND end_us < %s LIMIT %s)""", (cutoff_us, limit))
+                  SELECT id FROM {s}.incidents WHERE end_us IS NOT NULL AND end_us < %s LIMIT %s)""",
+            (cutoff_us, limit),
+        )
 
     def _delete_chunk(self, sql: str, args: tuple) -> int:
         """One bounded delete in its own short transaction on the writer connection."""
+
         def run() -> int:
             db = self._writer()
             with db.transaction():
                 return db.execute(sql, args).rowcount
+
         with self._lock:
             return self._retrying(run, "retention delete")
 
     def series_methods(self, agent_key: int, kind: str) -> dict[str, set[str]]:
         """Target -> the measuring methods of its series (the lookup's long windows read no raw rows)."""
-        got = self._query(f"SELECT target, method FROM {self._s}.series WHERE agent = %s AND kind = %s", [agent_key, kind])
+        got = self._query(
+            f"SELECT target, method FROM {self._s}.series WHERE agent = %s AND kind = %s", [agent_key, kind]
+        )
         out: dict[str, set[str]] = {}
         for t, m in got:
             out.setdefault(t, set()).add(m)

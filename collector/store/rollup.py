@@ -11,7 +11,7 @@ import math
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import pairwise, repeat
 from operator import and_, is_, sub
 
 import msgpack
@@ -28,6 +28,7 @@ __all__ = [
     "AgentSpan",
     "RolledBatch",
     "Rollup",
+    "batch_rollups",
     "canonical_bytes",
     "commit_work",
     "decode",
@@ -41,7 +42,6 @@ __all__ = [
     "minute_of",
     "minutes_to_redo",
     "normalized",
-    "batch_rollups",
     "rolled",
     "rollups_of_batches",
     "rtt_jitter",
@@ -69,21 +69,70 @@ ADD, MAX, SKETCH, SET, COUNTS, HIST, FRAGS, ARGMAX = "add", "max", "sketch", "se
 FIELDS: dict[str, dict[str, str]] = {
     # RTT to a hop or target: samples, lost, RTT distribution, |dRTT| within fragments, loss runs
     # within fragments, fragment ends (to join neighbours), addresses seen.
-    "rtt": {"n": ADD, "lost": ADD, "rtt": SKETCH, "jit_sum": ADD, "jit_n": ADD, "runs": ADD, "frags": FRAGS,
-            "addr": SET},
+    "rtt": {
+        "n": ADD,
+        "lost": ADD,
+        "rtt": SKETCH,
+        "jit_sum": ADD,
+        "jit_n": ADD,
+        "runs": ADD,
+        "frags": FRAGS,
+        "addr": SET,
+    },
     # App checks: failures by class, and a distribution per phase (successful checks' totals).
-    "http": {"n": ADD, "failed": ADD, "errs": COUNTS, "dns": SKETCH, "tcp": SKETCH, "tls": SKETCH, "ttfb": SKETCH,
-             "total": SKETCH, "addr": SET},
+    "http": {
+        "n": ADD,
+        "failed": ADD,
+        "errs": COUNTS,
+        "dns": SKETCH,
+        "tcp": SKETCH,
+        "tls": SKETCH,
+        "ttfb": SKETCH,
+        "total": SKETCH,
+        "addr": SET,
+    },
     # Voice-cadence runs: packets sent/received, run medians of RTT and jitter, worst burst and run.
-    "voice": {"runs": ADD, "failed": ADD, "sent": ADD, "recv": ADD, "loss_runs": ADD, "rtt": SKETCH, "jit": SKETCH,
-              "burst_max": MAX, "run_max": MAX, "reord": ADD, "addr": SET},
+    "voice": {
+        "runs": ADD,
+        "failed": ADD,
+        "sent": ADD,
+        "recv": ADD,
+        "loss_runs": ADD,
+        "rtt": SKETCH,
+        "jit": SKETCH,
+        "burst_max": MAX,
+        "run_max": MAX,
+        "reord": ADD,
+        "addr": SET,
+    },
     # Device readings: CPU/memory (permille) sums, maxima and readings above the pressure lines;
     # the desk's own traffic (kbit/s): readings with a rate, sums, readings near the best (and the
     # rates of those), the best the agent reported and the link speed (Mbit/s), per direction.
-    "device": {"n": ADD, "cpu_sum": ADD, "cpu_max": MAX, "cpu_hi": ADD, "mem_sum": ADD, "mem_max": MAX, "mem_hi": ADD,
-               "nicerr": ADD, "top": ARGMAX, "ifk": SET, "if": SET, "vpn": SET, "proxy": SET,
-               "tr_n": ADD, "up_sum": ADD, "dn_sum": ADD, "up_hi": ADD, "dn_hi": ADD, "up_hi_sum": ADD,
-               "dn_hi_sum": ADD, "up_best": MAX, "dn_best": MAX, "spd": MAX},
+    "device": {
+        "n": ADD,
+        "cpu_sum": ADD,
+        "cpu_max": MAX,
+        "cpu_hi": ADD,
+        "mem_sum": ADD,
+        "mem_max": MAX,
+        "mem_hi": ADD,
+        "nicerr": ADD,
+        "top": ARGMAX,
+        "ifk": SET,
+        "if": SET,
+        "vpn": SET,
+        "proxy": SET,
+        "tr_n": ADD,
+        "up_sum": ADD,
+        "dn_sum": ADD,
+        "up_hi": ADD,
+        "dn_hi": ADD,
+        "up_hi_sum": ADD,
+        "dn_hi_sum": ADD,
+        "up_best": MAX,
+        "dn_best": MAX,
+        "spd": MAX,
+    },
     # Wi-Fi readings: connected share, RSSI/SNR histograms (exact, 1 dB), tx-rate distribution.
     "wifi": {"n": ADD, "conn": ADD, "rssi": HIST, "snr": HIST, "tx": SKETCH, "bssid": SET, "band": SET},
 }
@@ -103,10 +152,18 @@ class Rollup:
     availability needs the checks of the minutes before only when a check failed.
     """
 
-    __slots__ = ("agent", "minute_us", "kind", "target", "hop", "_data", "raw")
+    __slots__ = ("_data", "agent", "hop", "kind", "minute_us", "raw", "target")
 
-    def __init__(self, agent: int, minute_us: int, kind: str, target: str, hop: int = 0,
-                 data: dict | None = None, raw: bytes | None = None):
+    def __init__(
+        self,
+        agent: int,
+        minute_us: int,
+        kind: str,
+        target: str,
+        hop: int = 0,
+        data: dict | None = None,
+        raw: bytes | None = None,
+    ):
         self.agent, self.minute_us, self.kind, self.target, self.hop = agent, minute_us, kind, target, hop
         self._data = data if data is not None or raw is not None else {}
         self.raw = raw
@@ -126,13 +183,21 @@ class Rollup:
         if not isinstance(other, Rollup):
             return NotImplemented
         return (self.agent, self.minute_us, self.kind, self.target, self.hop, self.data) == (
-            other.agent, other.minute_us, other.kind, other.target, other.hop, other.data)
+            other.agent,
+            other.minute_us,
+            other.kind,
+            other.target,
+            other.hop,
+            other.data,
+        )
 
     __hash__ = None  # mutable, like the dataclass it was
 
     def __repr__(self) -> str:
-        return (f"Rollup(agent={self.agent!r}, minute_us={self.minute_us!r}, kind={self.kind!r}, "
-                f"target={self.target!r}, hop={self.hop!r}, data={self.data!r})")
+        return (
+            f"Rollup(agent={self.agent!r}, minute_us={self.minute_us!r}, kind={self.kind!r}, "
+            f"target={self.target!r}, hop={self.hop!r}, data={self.data!r})"
+        )
 
     @property
     def key(self) -> tuple[int, int, str, str]:
@@ -194,7 +259,9 @@ def merge_all(kind: str, a: dict, others: Sequence[dict]) -> dict:
             a[name] = sum((y or 0 for y in ys), x or 0)
         elif op in (MAX, ARGMAX):
             vals = [v for v in (x, *ys) if v is not None]
-            a[name] = None if not vals else max(vals) if op == MAX else vals[0] if len(vals) == 1 else max(map(list, vals))
+            a[name] = (
+                None if not vals else max(vals) if op == MAX else vals[0] if len(vals) == 1 else max(map(list, vals))
+            )
         elif op == SKETCH:
             for y in ys:
                 if y is not None and y.count:
@@ -329,8 +396,15 @@ def _series_rollups(agent: int, s: Series) -> list[Rollup]:
     ts = s.ts_us
     if ts != sorted(ts):
         order = sorted(range(len(ts)), key=ts.__getitem__)
-        s = Series(s.target, s.address, s.method, s.kind, s.hop, [ts[i] for i in order],
-                   {c: [v[i] for i in order] for c, v in s.cols.items()})
+        s = Series(
+            s.target,
+            s.address,
+            s.method,
+            s.kind,
+            s.hop,
+            [ts[i] for i in order],
+            {c: [v[i] for i in order] for c, v in s.cols.items()},
+        )
         ts = s.ts_us
     build = _BUILDERS[s.kind]
     out = []
@@ -349,7 +423,7 @@ def _series_rollups(agent: int, s: Series) -> list[Rollup]:
 
 def _build_rtt(d: dict, s: Series, idx: range) -> None:
     """Whole-slice operations (C loops), not a Python loop per sample: this runs for every RTT ingested."""
-    rtts = s.cols["rtt"][idx.start:idx.stop]
+    rtts = s.cols["rtt"][idx.start : idx.stop]
     lost = rtts.count(None)
     if lost:
         answered = [v for v in rtts if v is not None]
@@ -368,8 +442,16 @@ def _build_rtt(d: dict, s: Series, idx: range) -> None:
     d["n"] = len(rtts)
     d["rtt"] = sk
     d["runs"] = runs
-    d["frags"] = [[s.ts_us[idx.start], s.ts_us[idx.stop - 1], answered[0] if answered else None,
-                   answered[-1] if answered else None, int(rtts[0] is None), int(rtts[-1] is None)]]
+    d["frags"] = [
+        [
+            s.ts_us[idx.start],
+            s.ts_us[idx.stop - 1],
+            answered[0] if answered else None,
+            answered[-1] if answered else None,
+            int(rtts[0] is None),
+            int(rtts[-1] is None),
+        ]
+    ]
 
 
 def _build_http(d: dict, s: Series, idx: list[int]) -> None:
@@ -479,7 +561,13 @@ def _sketch_add(d: dict, name: str, v: int) -> None:
     d[name].add(v)
 
 
-_BUILDERS = {"rtt": _build_rtt, "http": _build_http, "voice": _build_voice, "device": _build_device, "wifi": _build_wifi}
+_BUILDERS = {
+    "rtt": _build_rtt,
+    "http": _build_http,
+    "voice": _build_voice,
+    "device": _build_device,
+    "wifi": _build_wifi,
+}
 
 
 # --- events ---------------------------------------------------------------------------------------
@@ -546,8 +634,16 @@ def normalized(kind: str, data: dict) -> dict:
     out["jit_sum"], out["jit_n"] = rtt_jitter(data)
     out["runs"] = rtt_loss_runs(data)
     answered = [f for f in frags if f[2] is not None]
-    out["frags"] = [[frags[0][0], max(f[1] for f in frags), answered[0][2] if answered else None,
-                     answered[-1][3] if answered else None, frags[0][4], frags[-1][5]]]
+    out["frags"] = [
+        [
+            frags[0][0],
+            max(f[1] for f in frags),
+            answered[0][2] if answered else None,
+            answered[-1][3] if answered else None,
+            frags[0][4],
+            frags[-1][5],
+        ]
+    ]
     return out
 
 
@@ -574,7 +670,7 @@ def rtt_loss_runs(d: Mapping) -> int:
     """Runs of consecutive lost samples; a run across two fragments counts once."""
     runs = d.get("runs", 0)
     frags = _sorted_frags(d.get("frags") or ())
-    for a, b in zip(frags, frags[1:]):
+    for a, b in pairwise(frags):
         if a[5] and b[4]:
             runs -= 1
     return max(runs, 0)
@@ -590,7 +686,7 @@ def sketch_count_le(s: LatencySketch | None, limit_us: float) -> int:
         return 0
     n = s.zero if limit_us >= 0 else 0
     for k, c in s.buckets.items():
-        if 2 * s.gamma ** k / (s.gamma + 1) <= limit_us:
+        if 2 * s.gamma**k / (s.gamma + 1) <= limit_us:
             n += c
     return n
 

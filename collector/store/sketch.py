@@ -136,7 +136,7 @@ class LatencySketch:
 
     def _bucket_upper(self, k: int) -> int:
         """The largest integer v with key(v) == k (the float estimate, corrected with key itself)."""
-        v = max(1, math.floor(self.gamma ** k))
+        v = max(1, math.floor(self.gamma**k))
         while self.key(v + 1) <= k:
             v += 1
         while v > 1 and self.key(v) > k:
@@ -202,22 +202,29 @@ class LatencySketch:
         for k in sorted(self.buckets):
             seen += self.buckets[k]
             if rank <= seen:
-                estimate = 2 * self.gamma ** k / (self.gamma + 1)
+                estimate = 2 * self.gamma**k / (self.gamma + 1)
                 return float(min(max(estimate, self.min), self.max))
         raise AssertionError("bucket counts do not add up to count")  # guarded by from_bytes/validation
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LatencySketch):
             return NotImplemented
-        return (self.gamma, self.zero, self.count, self.sum, self.min, self.max) == \
-            (other.gamma, other.zero, other.count, other.sum, other.min, other.max) and \
-            {k: c for k, c in self.buckets.items() if c} == {k: c for k, c in other.buckets.items() if c}
+        return (self.gamma, self.zero, self.count, self.sum, self.min, self.max) == (
+            other.gamma,
+            other.zero,
+            other.count,
+            other.sum,
+            other.min,
+            other.max,
+        ) and {k: c for k, c in self.buckets.items() if c} == {k: c for k, c in other.buckets.items() if c}
 
     __hash__ = None  # mutable
 
     def __repr__(self) -> str:
-        return (f"LatencySketch(count={self.count}, min={self.min}, max={self.max}, "
-                f"buckets={len(self.buckets)}, gamma={self.gamma})")
+        return (
+            f"LatencySketch(count={self.count}, min={self.min}, max={self.max}, "
+            f"buckets={len(self.buckets)}, gamma={self.gamma})"
+        )
 
     # --- serialization --------------------------------------------------------------------
 
@@ -296,9 +303,15 @@ class LatencySketch:
 
     def to_dict(self) -> dict:
         """JSON-friendly form (for the HTTP API and for people)."""
-        return {"gamma": self.gamma, "count": self.count, "zero": self.zero, "sum": self.sum,
-                "min": self.min, "max": self.max,
-                "buckets": [[k, self.buckets[k]] for k in sorted(self.buckets) if self.buckets[k]]}
+        return {
+            "gamma": self.gamma,
+            "count": self.count,
+            "zero": self.zero,
+            "sum": self.sum,
+            "min": self.min,
+            "max": self.max,
+            "buckets": [[k, self.buckets[k]] for k in sorted(self.buckets) if self.buckets[k]],
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> LatencySketch:
@@ -340,8 +353,9 @@ class LatencySketch:
             raise ValueError("latency sketch min/max do not match its lowest/highest bucket")
 
 
-def _restore(gamma: float, buckets: dict[int, int], zero: int, count: int, total: int,
-             lo: int | None, hi: int | None) -> LatencySketch:
+def _restore(
+    gamma: float, buckets: dict[int, int], zero: int, count: int, total: int, lo: int | None, hi: int | None
+) -> LatencySketch:
     s = LatencySketch.__new__(LatencySketch)
     s.gamma, s._log_gamma, s.buckets = gamma, math.log(gamma), buckets
     s.zero, s.count, s.sum, s.min, s.max = zero, count, total, lo, hi

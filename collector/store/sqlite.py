@@ -18,10 +18,22 @@ from cxpulse.v1.kinds import KINDS, STR
 from cxpulse.v1.payload import Event, PathHop, PathSnapshot, SampleBatch
 
 from . import rollup as ru
-from .types import (KEPT_TABLES, RAW_TABLES, AgentInfo, AgentRecord, IncidentRecord, KeptTables, PendingBatch, Row, RttRow, UserChange,
-               search_words, user_key)
 from .commit_plan import mark_keys, plan_commit, to_signed64
 from .db import WRITER_PRAGMAS, connect_sqlite
+from .types import (
+    KEPT_TABLES,
+    RAW_TABLES,
+    AgentInfo,
+    AgentRecord,
+    IncidentRecord,
+    KeptTables,
+    PendingBatch,
+    Row,
+    RttRow,
+    UserChange,
+    search_words,
+    user_key,
+)
 
 SCHEMA_VERSION = 1
 
@@ -129,7 +141,9 @@ def _kind_tables() -> str:
     out = []
     for kind, cols in KINDS.items():
         defs = ", ".join(f'"{c}" {"TEXT" if t == STR else "INTEGER"}' for c, t in cols.items())
-        out.append(f"CREATE TABLE IF NOT EXISTS samples_{kind} (series INTEGER NOT NULL, ts_us INTEGER NOT NULL, {defs});")
+        out.append(
+            f"CREATE TABLE IF NOT EXISTS samples_{kind} (series INTEGER NOT NULL, ts_us INTEGER NOT NULL, {defs});"
+        )
         out.append(f"CREATE INDEX IF NOT EXISTS samples_{kind}_by_series_time ON samples_{kind} (series, ts_us);")
     return "\n".join(out)
 
@@ -146,9 +160,11 @@ def _add_kind_columns(db: sqlite3.Connection) -> None:
 
 def _kept_tables() -> str:
     """score/kept.py's caches: one row per agent and minute (or block start), digest and data."""
-    return "".join(f"CREATE TABLE IF NOT EXISTS {t} (agent INTEGER NOT NULL, minute_us INTEGER NOT NULL, "
-                   "digest BLOB NOT NULL, data BLOB NOT NULL, PRIMARY KEY (agent, minute_us)) WITHOUT ROWID;"
-                   for t in KEPT_TABLES)
+    return "".join(
+        f"CREATE TABLE IF NOT EXISTS {t} (agent INTEGER NOT NULL, minute_us INTEGER NOT NULL, "
+        "digest BLOB NOT NULL, data BLOB NOT NULL, PRIMARY KEY (agent, minute_us)) WITHOUT ROWID;"
+        for t in KEPT_TABLES
+    )
 
 
 def _insert_sql(kind: str) -> str:
@@ -220,7 +236,8 @@ class SqliteStore(KeptTables):
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.execute(
-                    """INSERT INTO agents (agent_id, host, os_user, os, agent_version, site, first_seen_us, last_seen_us,
+                    """INSERT INTO agents (agent_id, host, os_user, os, agent_version, site, first_seen_us,
+                                           last_seen_us,
                                            display_name, user_key)
                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                        ON CONFLICT (agent_id) DO UPDATE SET host=excluded.host, os=excluded.os,
@@ -229,15 +246,30 @@ class SqliteStore(KeptTables):
                          display_name=CASE WHEN excluded.os_user = '' THEN agents.display_name
                                            ELSE excluded.display_name END,
                          user_key=CASE WHEN excluded.os_user = '' THEN agents.user_key ELSE excluded.user_key END""",
-                    (info.agent_id, info.host, info.os_user, info.os, info.agent_version, info.site, now_us, now_us,
-                     info.display_name, key_text),
+                    (
+                        info.agent_id,
+                        info.host,
+                        info.os_user,
+                        info.os,
+                        info.agent_version,
+                        info.site,
+                        now_us,
+                        now_us,
+                        info.display_name,
+                        key_text,
+                    ),
                 )
                 key = self._db.execute("SELECT key FROM agents WHERE agent_id=?", (info.agent_id,)).fetchone()[0]
-                last = self._db.execute("""SELECT os_user, display_name FROM agent_users WHERE agent = ?
-                                           ORDER BY since_us DESC LIMIT 1""", (key,)).fetchone()
+                last = self._db.execute(
+                    """SELECT os_user, display_name FROM agent_users WHERE agent = ?
+                                           ORDER BY since_us DESC LIMIT 1""",
+                    (key,),
+                ).fetchone()
                 if last is None or tuple(last) != (info.os_user, info.display_name):
-                    self._db.execute("INSERT OR REPLACE INTO agent_users VALUES (?, ?, ?, ?, ?)",
-                                     (key, now_us, info.os_user, info.display_name, key_text))
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO agent_users VALUES (?, ?, ?, ?, ?)",
+                        (key, now_us, info.os_user, info.display_name, key_text),
+                    )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -275,9 +307,19 @@ class SqliteStore(KeptTables):
                     for s in b.batch.series:
                         sid = self._series_id(b.agent_key, s.target, s.address, s.kind, s.method, s.hop or 0)
                         rows[s.kind].extend(zip([sid] * len(s.ts_us), s.ts_us, *s.cols.values()))
-                paths = [(b.agent_key, p.target, p.address, p.ts_us, p.method, int(p.reached),
-                          json.dumps([[h.ttl, h.address, h.rtt_us] for h in p.hops]))
-                         for b in plan.written for p in b.batch.paths]
+                paths = [
+                    (
+                        b.agent_key,
+                        p.target,
+                        p.address,
+                        p.ts_us,
+                        p.method,
+                        int(p.reached),
+                        json.dumps([[h.ttl, h.address, h.rtt_us] for h in p.hops]),
+                    )
+                    for b in plan.written
+                    for p in b.batch.paths
+                ]
                 for kind, kind_rows in rows.items():
                     if kind_rows:
                         db.executemany(_insert_sql(kind), kind_rows)
@@ -298,8 +340,11 @@ class SqliteStore(KeptTables):
                 )
                 if now_us is not None:
                     # A replayed (already stored) batch counts too: the agent did talk to us just now.
-                    db.execute("UPDATE agents SET last_seen_us = max(last_seen_us, ?) "
-                               "WHERE key IN (SELECT value FROM json_each(?))", (now_us, json.dumps(plan.agents)))
+                    db.execute(
+                        "UPDATE agents SET last_seen_us = max(last_seen_us, ?) "
+                        "WHERE key IN (SELECT value FROM json_each(?))",
+                        (now_us, json.dumps(plan.agents)),
+                    )
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -321,9 +366,14 @@ class SqliteStore(KeptTables):
         upserts: list[tuple] = []
         for agent, rs in by_agent.items():
             lo, hi = min(r.minute_us for r in rs), max(r.minute_us for r in rs)
-            have = {(m, kind, target): (hop, data) for m, kind, target, hop, data in db.execute(
-                "SELECT minute_us, kind, target, hop, data FROM rollups WHERE agent = ? AND minute_us BETWEEN ? AND ?"
-                " AND kind != ?", (agent, lo, hi, ru.EVENTS))}
+            have = {
+                (m, kind, target): (hop, data)
+                for m, kind, target, hop, data in db.execute(
+                    "SELECT minute_us, kind, target, hop, data FROM rollups"
+                    " WHERE agent = ? AND minute_us BETWEEN ? AND ? AND kind != ?",
+                    (agent, lo, hi, ru.EVENTS),
+                )
+            }
             for r in rs:
                 old = have.get((r.minute_us, r.kind, r.target))
                 if old is not None:
@@ -331,18 +381,26 @@ class SqliteStore(KeptTables):
                 upserts.append((agent, r.minute_us, r.kind, r.target, r.hop, r.count, ru.encode(r.kind, r.data)))
         deletes: list[tuple] = []
         for agent, span in spans.items():
-            open_events = [Event(*row) for row in db.execute(
-                """SELECT id, kind, target, start_us, end_us, severity, evidence FROM events
+            open_events = [
+                Event(*row)
+                for row in db.execute(
+                    """SELECT id, kind, target, start_us, end_us, severity, evidence FROM events
                    WHERE agent = ? AND end_us IS NULL AND start_us >= ? AND start_us <= ?""",
-                (agent, span.now_us - ru.OPEN_EVENT_HORIZON_US, span.now_us))]
+                    (agent, span.now_us - ru.OPEN_EVENT_HORIZON_US, span.now_us),
+                )
+            ]
             minutes = ru.minutes_to_redo(span, open_events)
             if not minutes:
                 continue
             lo, hi = min(minutes), max(minutes) + ru.MINUTE_US
-            evs = [Event(*row) for row in db.execute(
-                """SELECT id, kind, target, start_us, end_us, severity, evidence FROM events
+            evs = [
+                Event(*row)
+                for row in db.execute(
+                    """SELECT id, kind, target, start_us, end_us, severity, evidence FROM events
                    WHERE agent = ? AND start_us < ? AND start_us >= ? AND (end_us IS NULL OR end_us >= ?)""",
-                (agent, hi, lo - ru.OPEN_EVENT_HORIZON_US, lo))]
+                    (agent, hi, lo - ru.OPEN_EVENT_HORIZON_US, lo),
+                )
+            ]
             for m, r in ru.event_rollups(agent, evs, minutes, span.now_us).items():
                 if r.data["spans"]:
                     upserts.append((agent, m, r.kind, r.target, 0, r.count, ru.encode(r.kind, r.data)))
@@ -400,12 +458,16 @@ class SqliteStore(KeptTables):
                    WHERE agent = ?1 AND since_us < ?3
                      AND since_us >= coalesce((SELECT max(since_us) FROM agent_users
                                                WHERE agent = ?1 AND since_us <= ?2), 0)
-                   ORDER BY since_us LIMIT ?4""", (agent_key, since_us, until_us, MAX_USER_CHANGES)).fetchall()
+                   ORDER BY since_us LIMIT ?4""",
+                (agent_key, since_us, until_us, MAX_USER_CHANGES),
+            ).fetchall()
         return [UserChange(*r) for r in rows]
 
     def rtt_rows(self, agent_key: int, since_us: int, until_us: int) -> list[RttRow]:
-        return [RttRow(r.target, r.address, r.method, r.ts_us, r.values["rtt"], r.hop)
-                for r in self.rows(agent_key, "rtt", since_us, until_us)]
+        return [
+            RttRow(r.target, r.address, r.method, r.ts_us, r.values["rtt"], r.hop)
+            for r in self.rows(agent_key, "rtt", since_us, until_us)
+        ]
 
     def rows(self, agent_key: int, kind: str, since_us: int, until_us: int) -> list[Row]:
         cols = list(KINDS[kind])
@@ -460,8 +522,9 @@ class SqliteStore(KeptTables):
             rows = db.execute(f"SELECT {_AGENT_COLUMNS} FROM agents ORDER BY key").fetchall()
         return [_agent_record(r) for r in rows]
 
-    def rollups(self, since_us: int, until_us: int, agent_key: int | None = None,
-                kinds: Sequence[str] | None = None) -> list[ru.Rollup]:
+    def rollups(
+        self, since_us: int, until_us: int, agent_key: int | None = None, kinds: Sequence[str] | None = None
+    ) -> list[ru.Rollup]:
         sql = "SELECT agent, minute_us, kind, target, hop, data FROM rollups WHERE minute_us >= ? AND minute_us < ?"
         args: list = [since_us, until_us]
         if agent_key is not None:
@@ -474,7 +537,9 @@ class SqliteStore(KeptTables):
             got = db.execute(sql + " ORDER BY agent, minute_us, kind, target", args).fetchall()
         return [ru.Rollup(a, m, k, t, h, None, d) for a, m, k, t, h, d in got]
 
-    def _kept(self, table: str, since_us: int, until_us: int, agent_key: int | None) -> dict[tuple[int, int], tuple[bytes, bytes]]:
+    def _kept(
+        self, table: str, since_us: int, until_us: int, agent_key: int | None
+    ) -> dict[tuple[int, int], tuple[bytes, bytes]]:
         sql = f"SELECT agent, minute_us, digest, data FROM {table} WHERE minute_us >= ? AND minute_us < ?"
         args: list = [since_us, until_us]
         if agent_key is not None:
@@ -493,7 +558,8 @@ class SqliteStore(KeptTables):
                 db.executemany(
                     f"""INSERT INTO {table} (agent, minute_us, digest, data) VALUES (?, ?, ?, ?)
                         ON CONFLICT (agent, minute_us) DO UPDATE SET digest = excluded.digest, data = excluded.data""",
-                    rows)
+                    rows,
+                )
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -512,8 +578,12 @@ class SqliteStore(KeptTables):
     @staticmethod
     def _with_agents(db: sqlite3.Connection, incs: list[IncidentRecord]) -> list[IncidentRecord]:
         for inc in incs:
-            inc.agents = {a: (f, last) for a, f, last in db.execute(
-                "SELECT agent, first_us, last_us FROM incident_agents WHERE incident = ? ORDER BY agent", (inc.id,))}
+            inc.agents = {
+                a: (f, last)
+                for a, f, last in db.execute(
+                    "SELECT agent, first_us, last_us FROM incident_agents WHERE incident = ? ORDER BY agent", (inc.id,)
+                )
+            }
         return incs
 
     def update_incidents(self, change: Callable[[list[IncidentRecord]], list[IncidentRecord]]) -> list[IncidentRecord]:
@@ -521,9 +591,16 @@ class SqliteStore(KeptTables):
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                open_now = self._with_agents(db, [IncidentRecord(*r) for r in db.execute(
-                    """SELECT id, kind, scope, start_us, last_us, end_us, detected_us, evidence FROM incidents
-                       WHERE end_us IS NULL ORDER BY id""")])
+                open_now = self._with_agents(
+                    db,
+                    [
+                        IncidentRecord(*r)
+                        for r in db.execute(
+                            """SELECT id, kind, scope, start_us, last_us, end_us, detected_us, evidence FROM incidents
+                       WHERE end_us IS NULL ORDER BY id"""
+                        )
+                    ],
+                )
                 out = change(open_now)
                 for inc in out:
                     if inc.id is None:
@@ -533,8 +610,10 @@ class SqliteStore(KeptTables):
                             (inc.kind, inc.scope, inc.start_us, inc.last_us, inc.end_us, inc.detected_us, inc.evidence),
                         ).lastrowid
                     else:
-                        db.execute("UPDATE incidents SET start_us = ?, last_us = ?, end_us = ?, evidence = ? WHERE id = ?",
-                                   (inc.start_us, inc.last_us, inc.end_us, inc.evidence, inc.id))
+                        db.execute(
+                            "UPDATE incidents SET start_us = ?, last_us = ?, end_us = ?, evidence = ? WHERE id = ?",
+                            (inc.start_us, inc.last_us, inc.end_us, inc.evidence, inc.id),
+                        )
                     db.executemany(
                         """INSERT INTO incident_agents (incident, agent, first_us, last_us) VALUES (?, ?, ?, ?)
                            ON CONFLICT (incident, agent) DO UPDATE SET first_us = min(first_us, excluded.first_us),
@@ -556,24 +635,32 @@ class SqliteStore(KeptTables):
 
     def delete_kind_before(self, kind: str, cutoff_us: int, limit: int) -> int:
         table, col = RAW_TABLES[kind]
-        return self._delete_chunk(f"DELETE FROM {table} WHERE rowid IN "
-                                  f"(SELECT rowid FROM {table} WHERE {col} < ? LIMIT ?)", (cutoff_us, limit))
+        return self._delete_chunk(
+            f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {col} < ? LIMIT ?)",
+            (cutoff_us, limit),
+        )
 
     def delete_rollups_before(self, cutoff_us: int, limit: int) -> int:
         n = self._delete_chunk(
             """DELETE FROM rollups WHERE (agent, minute_us, kind, target) IN
-               (SELECT agent, minute_us, kind, target FROM rollups WHERE minute_us < ? LIMIT ?)""", (cutoff_us, limit))
+               (SELECT agent, minute_us, kind, target FROM rollups WHERE minute_us < ? LIMIT ?)""",
+            (cutoff_us, limit),
+        )
         if n:
             return n
         for table in KEPT_TABLES:
             n = self._delete_chunk(
                 f"""DELETE FROM {table} WHERE (agent, minute_us) IN
-                    (SELECT agent, minute_us FROM {table} WHERE minute_us < ? LIMIT ?)""", (cutoff_us, limit))
+                    (SELECT agent, minute_us FROM {table} WHERE minute_us < ? LIMIT ?)""",
+                (cutoff_us, limit),
+            )
             if n:
                 return n
         return self._delete_chunk(
             """DELETE FROM incidents WHERE id IN
-               (SELECT id FROM incidents WHERE end_us IS NOT NULL AND end_us < ? LIMIT ?)""", (cutoff_us, limit))
+               (SELECT id FROM incidents WHERE end_us IS NOT NULL AND end_us < ? LIMIT ?)""",
+            (cutoff_us, limit),
+        )
 
     def _delete_chunk(self, sql: str, args: tuple) -> int:
         """One bounded delete in its own short transaction, so ingest waits at most one chunk."""
@@ -591,14 +678,17 @@ class SqliteStore(KeptTables):
     def series_methods(self, agent_key: int, kind: str) -> dict[str, set[str]]:
         """Target -> the measuring methods of its series (the lookup's long windows read no raw rows)."""
         with self._reader() as db:
-            got = db.execute("SELECT target, method FROM series WHERE agent = ? AND kind = ?", (agent_key, kind)).fetchall()
+            got = db.execute(
+                "SELECT target, method FROM series WHERE agent = ? AND kind = ?", (agent_key, kind)
+            ).fetchall()
         out: dict[str, set[str]] = {}
         for t, m in got:
             out.setdefault(t, set()).add(m)
         return out
 
-    def buckets(self, agent_key: int, since_us: int, until_us: int, start_us: int,
-                step_us: int) -> tuple[list[tuple], list[tuple]]:
+    def buckets(
+        self, agent_key: int, since_us: int, until_us: int, start_us: int, step_us: int
+    ) -> tuple[list[tuple], list[tuple]]:
         """Per-bucket sums for the lookup's chart, aggregated inside SQLite (a day at 1 Hz is 260k
         rows: as Python objects that alone takes longer than the page may).
 
@@ -613,8 +703,10 @@ class SqliteStore(KeptTables):
         with self._reader() as db:
             series = db.execute(_SQL_BUCKET_SERIES, (agent_key,)).fetchall()
         with concurrent.futures.ThreadPoolExecutor(3, thread_name_prefix="cxpulse-buckets") as pool:
-            futs = [(t, a, h, pool.submit(self._read_all, _SQL_BUCKET_RTT, (sid, since_us, until_us, start_us, step_us)))
-                    for sid, t, a, h in series]
+            futs = [
+                (t, a, h, pool.submit(self._read_all, _SQL_BUCKET_RTT, (sid, since_us, until_us, start_us, step_us)))
+                for sid, t, a, h in series
+            ]
             wifi = pool.submit(self._read_all, _SQL_BUCKET_WIFI, (agent_key, since_us, until_us, start_us, step_us))
             return [(t, a, h, f.result()) for t, a, h, f in futs], wifi.result()
 
@@ -628,7 +720,6 @@ class SqliteStore(KeptTables):
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
 
 
 _SQL_BUCKET_SERIES = "SELECT id, target, address, hop FROM series WHERE agent = ?1 AND kind = 'rtt'"
@@ -649,7 +740,9 @@ class _Reader:
         self.path = path
 
     def __enter__(self) -> sqlite3.Connection:
-        self.db = sqlite3.connect(f"file:{urllib.parse.quote(os.path.abspath(self.path))}?mode=ro", uri=True, timeout=30)
+        self.db = sqlite3.connect(
+            f"file:{urllib.parse.quote(os.path.abspath(self.path))}?mode=ro", uri=True, timeout=30
+        )
         self.db.execute("PRAGMA busy_timeout=30000")
         return self.db
 

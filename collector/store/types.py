@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from cxpulse.v1.kinds import KINDS
 from cxpulse.v1.payload import SampleBatch
 
+
 @dataclass(frozen=True)
 class AgentInfo:
     agent_id: str
@@ -107,13 +108,17 @@ KEPT_TABLES = ("minute_scores", "block_merges")
 class KeptTables:
     """The kept scores and merges of a store, over its ``_kept(table, ...)`` and ``_keep(table, rows)``."""
 
-    def kept_scores(self, since_us: int, until_us: int, agent_key: int | None = None) -> dict[tuple[int, int], tuple[bytes, bytes]]:
+    def kept_scores(
+        self, since_us: int, until_us: int, agent_key: int | None = None
+    ) -> dict[tuple[int, int], tuple[bytes, bytes]]:
         return self._kept("minute_scores", since_us, until_us, agent_key)
 
     def keep_scores(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
         self._keep("minute_scores", rows)
 
-    def kept_merges(self, since_us: int, until_us: int, agent_key: int | None = None) -> dict[tuple[int, int], tuple[bytes, bytes]]:
+    def kept_merges(
+        self, since_us: int, until_us: int, agent_key: int | None = None
+    ) -> dict[tuple[int, int], tuple[bytes, bytes]]:
         return self._kept("block_merges", since_us, until_us, agent_key)
 
     def keep_merges(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
@@ -149,6 +154,8 @@ class IncidentRecord:
 
 # Raw data kinds a store keeps (and retention deletes by): the payload's sample kinds, then events
 # and path snapshots; the (table, time column) of each, the same in both stores' schemas.
-RAW_TABLES: dict[str, tuple[str, str]] = {**{k: (f"samples_{k}", "ts_us") for k in KINDS},
-                                          "events": ("events", "coalesce(end_us, start_us)"),
-                                          "paths": ("paths", "ts_us")}
+RAW_TABLES: dict[str, tuple[str, str]] = {
+    **{k: (f"samples_{k}", "ts_us") for k in KINDS},
+    "events": ("events", "coalesce(end_us, start_us)"),
+    "paths": ("paths", "ts_us"),
+}
