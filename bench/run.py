@@ -19,10 +19,10 @@ import sys
 import time
 import traceback
 
-from . import accuracy, flood, footprint, ingest, lookup
+from . import accuracy, chunks, flood, footprint, ingest, lookup
 from .report import Report, table
 
-GROUPS = ("footprint", "ingest", "lookup", "flood", "accuracy")
+GROUPS = ("footprint", "ingest", "lookup", "flood", "accuracy", "chunks")
 QUICK_GROUPS = ("footprint", "ingest", "lookup", "flood")  # accuracy needs minutes of episodes: full runs only, or --only
 
 
@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                 figures, details = ingest.run(ip, log=_log, where=args.dir)
             elif group == "flood":
                 figures, details = flood.figures(flood.PLANS[name], log=_log, where=args.dir)
+            elif group == "chunks":
+                figures, details = chunks.run(chunks.PLANS[name], log=_log, where=args.dir)
             elif group == "lookup":
                 figures, details = lookup.run(lookup.PLANS[name], log=_log, where=args.dir)
             else:
