@@ -1,7 +1,7 @@
 """The agent's bootstrap configuration: typed, validated at start, documented by agent.example.toml.
 
 Fail fast on bad configuration at start-up; never crash after start-up. The
-collector may later override cadences and targets over the stream.
+collector may later override cadences and targets over the stream (``apply``).
 """
 
 from __future__ import annotations
@@ -11,11 +11,16 @@ import sys
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cxpulse.v1.contract import WIFI_WEAK_RSSI_DBM, interval_s
 
+from .detector import DetectorConfig
 from .presets import App, expand
 from .probes.base import Target
+
+if TYPE_CHECKING:
+    from cxpulse.v1 import telemetry_pb2 as pb
 
 
 class ConfigError(ValueError):
@@ -142,6 +147,55 @@ class AgentConfig:
 
     def with_overrides(self, **kw) -> AgentConfig:
         return replace(self, **{k: v for k, v in kw.items() if v is not None}).validate()
+
+
+@dataclass(frozen=True)
+class Running:
+    """What the agent runs: its file with the collector's last good push applied (``apply``)."""
+
+    cfg: AgentConfig
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    # The collector's voice reflector (host, port) and this agent's key for it; None: no voice runs.
+    reflector: tuple[str, int] | None = None
+    reflector_key: bytes = b""
+
+
+def apply(base: AgentConfig, pushed: pb.AgentConfig, detector: DetectorConfig | None = None) -> Running:
+    """The local file ``base`` (and its detector) with what a checked push sets (agent/central.py).
+
+    A value the push leaves at 0 or empty is the file's. A setting named in the push's
+    ``local_overrides`` stays the file's when the file set it (differs from the default), so IT
+    decides what a desk may keep and the desk's file what it keeps.
+    """
+    local_detector = detector or DetectorConfig()
+    default = AgentConfig(state_dir=base.state_dir)
+    keep = set(pushed.local_overrides)
+
+    def central_sets(setting: str, attr: str) -> bool:
+        return not (setting in keep and getattr(base, attr) != getattr(default, attr))
+
+    kw: dict = {}
+    for setting in ("probe_interval", "batch_interval", "app_interval", "voice_interval", "wifi_interval"):
+        ms = getattr(pushed, f"{setting}_ms")
+        if ms and central_sets(setting, f"{setting}_s"):
+            kw[f"{setting}_s"] = ms / 1000
+    if pushed.apps and central_sets("apps", "apps"):
+        kw["apps"] = tuple(App(a.name, a.url, a.apdex_t_ms or 500) for a in pushed.apps)
+    if pushed.targets and central_sets("targets", "targets"):
+        kw["targets"] = tuple(Target(t.name, t.host, t.port or 443) for t in pushed.targets)
+    if pushed.wifi_weak_rssi_dbm and central_sets("wifi_weak_rssi_dbm", "wifi_weak_rssi_dbm"):
+        kw["wifi_weak_rssi_dbm"] = pushed.wifi_weak_rssi_dbm
+    if pushed.hash_wifi_identity and central_sets("hash_wifi_identity", "wifi_hash_identity"):
+        kw["wifi_hash_identity"] = True  # central can require hashing; false leaves the local choice
+    thresholds = {k: int(v) if k.endswith("_us") else v for k, v in pushed.detector.items()}
+    if "detector" in keep and local_detector != DetectorConfig():
+        thresholds = {}
+    reflector = None
+    if pushed.reflector:
+        host, _, port = pushed.reflector.rpartition(":")
+        reflector = (host.strip("[]"), int(port))
+    return Running(replace(base, **kw), replace(local_detector, **thresholds), reflector,
+                   bytes(pushed.reflector_key) if reflector else b"")
 
 
 def _is_host_port(s: str) -> bool:

@@ -114,13 +114,13 @@ def test_agent_runs_a_good_push_refuses_a_bad_one_and_keeps_the_last_good_across
     a = _agent(tmp_path)
     a._apply_config(_pushed(5, "pushed", probe_interval_ms=500, detector={"spike_abs_us": 50_000},
                             wifi_interval_ms=2000))
-    assert [t.name for t in a.targets] == ["pushed"] and a.probe_interval_s == 0.5
+    assert [t.name for t in a.cfg.targets] == ["pushed"] and a.cfg.probe_interval_s == 0.5
     assert a.detector.cfg.spike_abs_us == 50_000 and a.cfg.wifi_interval_s == 2.0
     assert (tmp_path / "state" / FILE_NAME).exists()
 
     bad = _pushed(6, "other", probe_interval_ms=1, detector={"spike_abs_us": 50_000})
     a._apply_config(bad)
-    assert [t.name for t in a.targets] == ["pushed"] and a.probe_interval_s == 0.5  # the last good one runs
+    assert [t.name for t in a.cfg.targets] == ["pushed"] and a.cfg.probe_interval_s == 0.5  # the last good one runs
     a._apply_config(bad)  # the same bad version again (a reconnect): reported once
     found = _rejections(a)
     assert len(found) == 1, found
@@ -129,7 +129,7 @@ def test_agent_runs_a_good_push_refuses_a_bad_one_and_keeps_the_last_good_across
 
     # A restart without a collector runs the kept config, not the bootstrap file's targets.
     b = _agent(tmp_path)
-    assert [t.name for t in b.targets] == ["pushed"] and b.probe_interval_s == 0.5
+    assert [t.name for t in b.cfg.targets] == ["pushed"] and b.cfg.probe_interval_s == 0.5
 
 
 def _rejections(a) -> list:
@@ -153,9 +153,9 @@ def test_refusal_is_an_event_in_the_spooled_payload(tmp_path):
 def test_local_file_keeps_what_it_is_allowed_to(tmp_path):
     a = _agent(tmp_path, probe_interval_s=0.25)
     a._apply_config(_pushed(3, "central", probe_interval_ms=2000, local_overrides=["targets", "probe_interval"]))
-    assert [t.name for t in a.targets] == ["local"] and a.probe_interval_s == 0.25
+    assert [t.name for t in a.cfg.targets] == ["local"] and a.cfg.probe_interval_s == 0.25
     a._apply_config(_pushed(4, "central", probe_interval_ms=2000))  # IT withdraws the permission
-    assert [t.name for t in a.targets] == ["central"] and a.probe_interval_s == 2.0
+    assert [t.name for t in a.cfg.targets] == ["central"] and a.cfg.probe_interval_s == 2.0
 
 
 @pytest.mark.parametrize("msg, reason", [

@@ -1,16 +1,7 @@
 """The central configuration: what IT tells every agent to measure, from one TOML file.
 
-Shape (documented and tested by ``collector.example.toml``): ``[cadence]`` in seconds,
-``[[targets]]``, ``[[apps]]`` and ``[[presets]]`` as in the agent's own file, ``[detector]``
-thresholds, ``[wifi]``, ``[privacy]``, ``[agents] local_overrides`` (which settings a desk's local
-file may keep) and ``[retention]`` (days per data kind, see collector/retention.py).
-
-The ``collector serve`` flags (``--target``, ``--app``, ``--*-interval``) are the base; the file
-sets what it names and leaves the rest to them. A text is checked before it is stored, against the
-contract the agent checks every push with (cxpulse/v1/contract.py), so that a version the collector
-accepted is never refused by an agent of the same release.
-
-For the HTTP admin routes: ``current(registry_or_url)`` and ``update(url, toml_text, actor)``.
+The ``collector serve`` flags are its base; a text is checked against the contract the agent checks
+pushes with (cxpulse/v1/contract.py) before it is stored. Design notes: docs/collector-internals.md.
 """
 
 from __future__ import annotations
@@ -19,6 +10,7 @@ import math
 import tomllib
 from dataclasses import dataclass, field, replace
 
+from cxpulse.v1.kinds import KINDS
 from cxpulse.v1.contract import APDEX_T_MS, DETECTOR_BOUNDS, MAX_HOST, MAX_NAME, MAX_URL, OVERRIDABLE, WIFI_WEAK_RSSI_DBM, check, interval_s
 
 __all__ = ["CentralConfig", "ConfigError", "MAX_TEXT", "apply", "current", "parse", "update"]
@@ -27,7 +19,7 @@ MAX_TEXT = 256 * 1024  # a config is a few kB; this bounds what an admin route o
 
 # [cadence] key -> (pushed field, low, high in seconds): the contract's ranges (cxpulse/v1/contract.py).
 _CADENCE = {k: (f"{k}_interval_ms", *interval_s(f"{k}_interval_ms")) for k in ("probe", "batch", "app", "voice", "wifi")}
-RETENTION_KINDS = ("rtt", "http", "voice", "device", "wifi", "events", "paths")
+RETENTION_KINDS = (*KINDS, "events", "paths")  # a new sample kind gets its [retention] key with it
 _TABLES = {"cadence", "targets", "apps", "presets", "detector", "wifi", "privacy", "agents", "retention"}
 
 

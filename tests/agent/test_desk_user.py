@@ -128,13 +128,14 @@ def test_service_runner_refresh_reaches_the_agent_on_its_loop():
 @pytest.mark.slow
 def test_hot_desk_change_reaches_the_collector_and_every_sample_is_stored_once(tmp_path, procs, monkeypatch):
     from cxpulse.agent import runner as runner_mod
+    from cxpulse.agent.tasks import desk_user as desk_user_task
     from cxpulse.agent.config import AgentConfig, parse_target
     from cxpulse.collector.store import UserChange, open_store
     from tests.conftest import CollectorProc, wait_for
 
     at_desk = {"user": ("CORP\\msilva", "Maria Silva")}
     monkeypatch.setattr(desk_user, "console_user", lambda: at_desk["user"])
-    monkeypatch.setattr(runner_mod, "USER_REFRESH_S", 3600.0)  # only the wake below re-reads
+    monkeypatch.setattr(desk_user_task, "USER_REFRESH_S", 3600.0)  # only the wake below re-reads
     db = tmp_path / "collector.sqlite"
     col = CollectorProc(tmp_path, db, extra=["--insecure"]).start()
     procs.append(col)
