@@ -1,17 +1,8 @@
 """The collector's central configuration as the agent receives it: checked whole, kept if good.
 
-Why whole: a config is what IT decided as a set (targets with the cadence that suits them, a
-threshold with the privacy option that goes with it). Applying the good half of a broken push
-would run something nobody decided, so a push with any bad value is refused entirely, the last
-good one keeps running, and the refusal travels to the helpdesk as a ``config_rejected`` event.
-
-Why persisted: a desk that restarts while the collector is unreachable must measure what IT asked
-for, not fall back to its bootstrap file. The last good push is kept in the state directory
-(``central-config.pb``, written atomically, readable by the service account only since it holds
-the reflector key).
-
-The check and its bounds are the contract both sides share (cxpulse/v1/contract.py): a central
-value can never set what a local file could not, and the collector checks against the same table.
+A push with any bad value is refused entirely (a ``config_rejected`` event says why) and the last
+good one, kept in the state directory, keeps running across restarts. Design notes:
+docs/agent-internals.md.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
-"""Stop a console run of the agent cleanly on the OS's stop keys and signals; one API, chosen once at import.
+"""Stop a console run of the agent cleanly on the OS's stop keys and signals; one API chosen at import.
 
-POSIX: SIGINT (Ctrl-C) and SIGTERM (service managers, ``kill``) through the event loop's own
-signal handling. Windows: the default asyncio loop there (Proactor) has no
-``add_signal_handler`` (NotImplementedError), and a console sends Ctrl-C as SIGINT and
-Ctrl-Break as SIGBREAK, so plain ``signal.signal`` handlers set the stop event through
-``call_soon_threadsafe``. Either way ``stop_on_signals`` puts back what it replaced on exit.
-(The Windows service has no signals at all: agent/service.py stops it from the service thread.)
+POSIX through the loop's signal handling, Windows through ``signal.signal`` and
+``call_soon_threadsafe``; ``stop_on_signals`` puts back what it replaced on exit. Design notes:
+docs/agent-internals.md.
 """
 
 from __future__ import annotations

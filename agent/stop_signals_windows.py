@@ -1,12 +1,8 @@
 """Windows part of agent/stop_signals.py: Ctrl-C (SIGINT) and Ctrl-Break (SIGBREAK) stop a console run.
 
-The Proactor loop (asyncio's default on Windows) has no ``add_signal_handler``. The C runtime
-turns the console's CTRL_C_EVENT into SIGINT and CTRL_BREAK_EVENT into SIGBREAK, and CPython runs
-a ``signal.signal`` handler in the main thread between bytecodes; the Proactor loop wakes for it
-(it registers a wakeup fd), so the handler only has to hand ``stop.set`` to the loop with
-``call_soon_threadsafe``. The handlers that were there before (asyncio.run's own SIGINT handler,
-which would cancel the main task instead of letting the agent flush) are put back on exit.
-Imports on every OS (SIGBREAK is looked up at the call), so the tests drive it on Linux.
+The Proactor loop has no ``add_signal_handler``, so ``signal.signal`` handlers hand ``stop.set`` to
+the loop; the previous handlers are put back on exit; imports on every OS. Design notes:
+docs/agent-internals.md.
 """
 
 from __future__ import annotations

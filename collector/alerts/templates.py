@@ -1,14 +1,8 @@
 """Payload shapes for the receivers IT already runs; the same alert, five ways.
 
-- ``generic``: every field of the alert as JSON (for a SIEM, a custom endpoint, an iPaaS flow).
-- ``servicenow``: a Table API ``incident`` record (POST /api/now/table/incident). ``correlation_id``
-  carries the alert id so a resolve can find its record (an import set coalescing on it, or a
-  scripted REST endpoint given as ``resolve_url``); the resolve body sets state 6 (Resolved).
-- ``jsm``: a Jira Service Management (Opsgenie-style) alert: ``alias`` is the alert id, so the
-  resolve (sent to ``resolve_url`` with ``{alias}``) closes the same alert and a retry never opens
-  a second one.
-- ``slack``: an incoming-webhook message ({"text": ...}).
-- ``teams``: an Office 365 connector MessageCard.
+``generic``, ``servicenow`` (Table API incident), ``jsm`` (Jira Service Management alert), ``slack``
+and ``teams``; ``render(fmt, alert)`` picks one, ``text_of`` gives the words. Design notes:
+docs/collector-internals.md.
 """
 
 from __future__ import annotations

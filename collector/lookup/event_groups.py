@@ -1,11 +1,7 @@
-"""The window's events grouped by place (Wi-Fi, home/office network, ISP, the platform, DNS, this PC)
-and ranked by impact, so a bad hour reads as "the ISP, 12 events, 40 s" before the 33 rows behind it.
+"""The window's events grouped by place and ranked by impact (seconds felt times severity).
 
-Impact is what the person felt: each event's seconds inside the window (an event still open runs
-to the window's end; an instant one, a roam or a route change, counts as one second) times its
-severity (1 minor, 2 major, 3 critical). A group's impact is the sum of its events'. Groups and
-the events in each are ordered by impact, highest first; page, ticket and CLI keep that order.
-Computed once per view (``report._view``); the words come from ``words``.
+Computed once per view (``report._view``); page, ticket and CLI keep its order; the words come from
+``words``. Design notes: docs/collector-internals.md.
 """
 
 from __future__ import annotations

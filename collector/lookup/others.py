@@ -1,22 +1,8 @@
 """"Is it just me?": how many other desks of the person's site, ISP and platform were degraded too.
 
-The first question a helpdesk person asks: one desk in trouble is that desk's (or that home's)
-problem; half of Lisbon in trouble at the same minutes is the site's or the platform's. Computed
-once per view (``report``), read by the page, the API, the ticket and the CLI.
-
-"Saw the same thing at the same time": another desk scored a degraded minute (below good, the
-same line that makes the person's degraded windows) in one of the person's degraded minutes; when
-the person had none, in the last hour of the window. "Of": the other desks of the group that
-reported in those minutes (a desk switched off saw nothing). The person is not counted.
-
-Cheap by construction: the minutes compared are the person's few degraded ones, scored from the
-per-agent-minute rollups of that span (kept minute scores read where their inputs are unchanged,
-score/kept.py), never from any desk's raw samples; desks outside all three groups are not scored.
-
-``visible_sites``: the sites the caller may see (a site-scoped API key); desks elsewhere are neither
-counted nor scored, so a scoped key learns nothing about them. None: every site. Only counts and
-the person's own group names leave this module, never another desk's name, so a pseudonymizing
-key reads it as it is.
+Computed once per view from the rollups of the person's degraded minutes; only counts and the
+person's own group names leave it, and ``visible_sites`` keeps scoped keys to their sites. Design
+notes: docs/collector-internals.md.
 """
 
 from __future__ import annotations

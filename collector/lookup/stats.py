@@ -1,14 +1,6 @@
-"""Per-target figures over a window. Definitions are in docs/metrics.md; keep both in step.
+"""Per-target figures over a window: loss, RTT median/p95/max, RFC 3550 jitter, mean |dRTT|, loss runs.
 
-- loss %: lost samples / samples.
-- RTT median, p95 (nearest-rank), max: over answered samples only.
-- jitter (RFC 3550): the interarrival-jitter estimator J += (|D| - J) / 16 run over
-  consecutive answered RTTs, D being the difference of two consecutive RTTs;
-  reported as its value at the end of the window, as an RTP receiver would.
-- mean |dRTT|: the plain mean of |D| over the window (what mtr calls jitter mean),
-  which reacts to every spike instead of smoothing it.
-- loss seconds: distinct wall-clock seconds that held at least one lost sample.
-- max loss run: the longest run of consecutive lost samples (a burst, not scattered loss).
+Each figure is defined in docs/metrics.md (the table the lookup's readers see): keep both in step.
 """
 
 from __future__ import annotations

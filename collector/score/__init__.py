@@ -1,14 +1,8 @@
 """Experience scoring: pure functions from figures to explained 0-100 scores.
 
-- ``emodel``: ITU-T G.107 E-model (R and MOS for a call leg), codec table from G.113.
-- ``components``: voice, apps, Wi-Fi and stability components, each with a score, label,
-  reason and evidence; ``overall`` and ``window_score`` combine them so the weakest dominates.
-- ``sketch``: a mergeable latency sketch with bounded relative error, for per-minute rollups
-  that several collectors can add up exactly.
-- ``cli``: ``cxpulse score voice`` for a network engineer to check a path by hand.
-
-Nothing here reads the store or the clock: the rollups feed figures in, the lookup shows the
-result. Definitions, bands and sources: docs/scoring.md.
+``emodel``, ``components``, ``timeline``, ``triage``, ``journeys``, ``incidents``, ``kept``,
+``isp_name``, ``scenarios``, ``cli``; nothing here reads the store or the clock on its own. Design
+notes: docs/collector-internals.md.
 """
 
 from .components import (

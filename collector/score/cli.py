@@ -1,11 +1,8 @@
 """``cxpulse score voice``: the E-model by hand, so a network engineer can check a path.
 
-    cxpulse score voice --one-way-ms 150 --loss-pct 1 --codec g711-plc
-    cxpulse score voice --one-way-ms 80 --loss-pct 2 --ie 11 --bpl 19 --burst-r 2 --json
-
-Convention (issue 4): the given one-way delay is T and Ta, Tr = 2T, every other G.107 parameter
-at its default. Without --codec or --ie/--bpl, G.107's defaults Ie 0 and Bpl 4.3 apply (G.711
-without packet-loss concealment).
+``cxpulse score voice --one-way-ms 150 --loss-pct 1 --codec g711-plc [--json]``; the one-way delay
+is T and Ta, Tr = 2T, other G.107 parameters at their defaults. Design notes:
+docs/collector-internals.md.
 """
 
 from __future__ import annotations

@@ -1,16 +1,8 @@
 """Scores over time: per agent per minute from the rollups, and over any window by its worst minutes.
 
-The rollups of one agent-minute are first read as *figures* (loss, RTT percentiles, Apdex
-inputs, voice runs, Wi-Fi signal, event spans: ``Figures``), in the units people use. Scoring,
-journeys and triage all read these same figures, so a journey's "MOS >= 3.6", the voice
-component and the triage evidence never disagree about a number. A window's figures are those
-of its merged rollups; merging is exact (rollup.py), so "12% loss at the ISP hop over
-14:02-14:09" is the loss of exactly those samples.
-
-Each minute is scored with the components of components.py (voice via the E-model, apps via
-Apdex, Wi-Fi from signal and link events, stability from event seconds) and ``overall`` (the
-weakest component limits). A window (15 min, 1 h, 24 h, any) is ``window_score`` over its
-minutes: the mean of the worst 10%, never the plain mean. docs/scoring.md has the details.
+A minute's rollups are read once as ``Figures`` that scoring, journeys and triage all share; a
+window is ``window_score`` over its minutes (the mean of the worst 10 %). Design notes:
+docs/collector-internals.md.
 """
 
 from __future__ import annotations

@@ -1,36 +1,8 @@
 """Fault-domain triage: for a degraded window, where the fault lies, how sure we are, and why.
 
-The helpdesk's question in a ticket is not "is the score low" but "whose problem is it", in the
-words of whoever fixes it: this desk's Wi-Fi, this desk (the PC), the home/branch router or LAN,
-the ISP, the VPN or secure web gateway, the platform (which one), DNS, or none we can tell. Each
-has a signature in the figures the agent measures along its path (gateway, ISP hop, public hop,
-media edge, app phases, device, Wi-Fi), and a fault shows where the figures start to go wrong:
-
-- **wifi**: weak signal, noise, roams or drops *while the gateway RTT suffers* (the first hop
-  of a Wi-Fi desk is the radio link; a weak signal with a clean gateway is not the fault);
-- **device**: CPU or memory pressure for much of the window;
-- **own_traffic** (this desk's own traffic saturates its connection): RTT to the gateway or a hop
-  beyond rises above the usual (or loss starts there, on a line that drops rather than queues) while the desk's own upload or download runs near the most its
-  link carried at best (the agent's decaying maximum or the link speed); it wins over the ISP and
-  the LAN, whose figures the same queue fills, and never fires on a flat RTT (a big download on a
-  fat line is fine);
-- **lan** (the home/branch router or LAN): the gateway itself suffers on a desk with no weak
-  radio, no tunnel and no busy CPU, wired or over Wi-Fi;
-- **network** (the ISP): the gateway is fine and loss or latency starts at a hop beyond it,
-  by more than chance explains (a one-sided Fisher exact test on the lost probes);
-- **vpn** (VPN / secure web gateway): the default route goes through a tunnel (the desk's
-  active interface is a VPN, so the "gateway" measured is the tunnel's first hop) and the
-  tunnel hop suffers or the apps behind it slow down;
-- **app** (the platform, named from the app): the path is clean, one app is slow or failing;
-- **dns**: checks fail in name resolution or resolution is slow, while the whole path is clean
-  (a lossy near link loses DNS packets too: that is the link's fault, not DNS's);
-- **unknown**: no domain has enough evidence.
-
-Each domain gets a *strength* in 0..1 from its signature; the strongest wins. Confidence is the
-winner's strength less half the runner-up's, so a clear case reads 0.9 and a toss-up 0.4.
-Thresholds are relative to the agent's own good minutes where it has some (a VPN desk's tunnel
-hop is normally 25 ms, a wired gateway under 1 ms), absolute otherwise. The evidence is one
-sentence with the figures and the minutes; docs/scoring.md lists the rules.
+Each place (wifi, device, own_traffic, lan, network, vpn, app, dns) gets a strength from its
+signature in the figures; the strongest wins, with a confidence and one sentence of evidence. Design
+notes: docs/collector-internals.md.
 """
 
 from __future__ import annotations

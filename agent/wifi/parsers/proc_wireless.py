@@ -1,11 +1,7 @@
 """``/proc/net/wireless``: the kernel's per-interface signal table (Linux wireless extensions).
 
-Cheap to read every few seconds (no process, no netlink), and the only signal source when
-nl80211 is unavailable. It has no SSID, BSSID or frequency. ``level`` is dBm when negative; a
-noise (or level) of -256 is the kernel's way of printing "no figure" (0 with the dBm flag set).
-A row without a link quality and without a real level (``0.  -256.`` or ``0.  0.``) is an
-interface that is not associated (or whose radio is off). cfg80211 drivers print no row at all
-for an interface without a current BSS, so the Linux reader reads a missing row the same way.
+The only signal source without nl80211 (no SSID, BSSID or frequency); a row without quality and
+level, or no row, is not associated. Design notes: docs/agent-internals.md.
 """
 
 from __future__ import annotations

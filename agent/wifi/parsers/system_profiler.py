@@ -1,12 +1,7 @@
 """``system_profiler SPAirPortDataType`` in its text form and its ``-json`` form.
 
-It works without root on every macOS release, but it is slow (about a second) and on macOS 14+
-it prints ``<redacted>`` for the SSID unless the process has location permission. Only the
-"Current Network Information" block is read; the "Other Local Wi-Fi Networks" list next to it
-is never used. Channels read ``6 (2GHz, 20MHz)`` (or ``149,+1`` / a bare number on old
-releases); "Signal / Noise" reads ``-40 dBm / -97 dBm``, where a noise of 0 means "not measured".
-A radio that is off reads ``Status: Off`` (JSON ``spairport_status_off``) and has no "Current
-Network Information" block; any station interface without that block is not connected.
+Only the "Current Network Information" block is read; a radio that is off or an interface without
+that block is not connected. Design notes: docs/agent-internals.md.
 """
 
 from __future__ import annotations
