@@ -67,7 +67,7 @@ def _minute_start() -> float:
 
 def test_a_desk_filling_its_own_uplink_is_told_it_is_its_own_traffic(tmp_path):
     require_netns()
-    from cxpulse.collector.lookup.api import LookupService
+    from cxpulse.collector.lookup.service import LookupService
     from cxpulse.collector.store import open_store
 
     db = tmp_path / "collector.sqlite"

@@ -20,15 +20,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Cycles known and owned by a pending step; every other cycle fails the test.
 KNOWN_CYCLES: set[frozenset[str]] = {
-    # issue 20: lookup split pending (api.py / access.py / admin_api.py are being reworked by
-    # issue 17 and 18 work; the split of lookup/api.py removes this).
-    frozenset(
-        {
-            "cxpulse.collector.lookup.api",
-            "cxpulse.collector.lookup.access",
-            "cxpulse.collector.lookup.admin_api",
-        }
-    ),
 }
 
 
@@ -190,7 +181,7 @@ def test_no_import_cycle() -> None:
 
 
 def test_known_cycles_still_exist() -> None:
-    """When the lookup split lands, its exception must go too, so it cannot hide a new cycle."""
+    """When a pending step lands, its exception must go too, so it cannot hide a new cycle."""
     found = {frozenset(comp) for comp in cycles(graph())}
     stale = [sorted(c) for c in KNOWN_CYCLES if c not in found]
     assert not stale, f"known cycle gone, remove it from KNOWN_CYCLES: {stale}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from cxpulse.collector.ingest.writer import StoreWriter
-from cxpulse.collector.lookup.api import _fleet
+from cxpulse.collector.lookup.fleet import fleet as _fleet
 from cxpulse.collector.store import AgentInfo, PendingBatch, open_store
 from cxpulse.v1 import payload as p
 from tests.test_store import store_url  # noqa: F401 - the fixture: a fresh SQLite file or PostgreSQL schema

@@ -113,7 +113,7 @@ def test_each_place_gets_its_verdict_in_real_homes(tmp_path, capsys):
 
 
 def _verdicts(db, homes, t_lab, t_end, refused, tmp_path):
-    from cxpulse.collector.lookup.api import LookupService
+    from cxpulse.collector.lookup.service import LookupService
     from cxpulse.collector.score.incidents import detect_incidents
     from cxpulse.collector.store import open_store
 

@@ -77,7 +77,7 @@ def test_scenario_table(tmp_path, capsys):
     """Every scenario through SQLite and the lookup service: the first faulted desk's verdict as a
     table (docs/triage.md keeps it). The place must be the injected fault's, the ticket's "Where"
     and "Next step" the verdict's. Run with ``-s`` to read the table."""
-    from cxpulse.collector.lookup.api import LookupService
+    from cxpulse.collector.lookup.service import LookupService
 
     rows = ["| scenario | desk | injected | verdict: where | confidence | next step |", "|---|---|---|---|---|---|"]
     for name in scn.SCENARIOS:

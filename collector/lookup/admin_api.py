@@ -29,7 +29,7 @@ MAX_TTL_S = 365 * 86_400
 
 
 def _api_error(status: int, message: str) -> Exception:
-    from .api import ApiError
+    from .params import ApiError
 
     return ApiError(status, message)
 
@@ -79,7 +79,7 @@ def _int(body: dict, name: str, default: int, lo: int, hi: int) -> int:
 
 
 def _time_param(q, name: str, now_us: int) -> int | None:
-    from .api import parse_time_us
+    from .params import parse_time_us
 
     return parse_time_us(q[name], now_us, name) if q.get(name) else None
 
@@ -182,7 +182,7 @@ def admin_routes(access: Access, now_us=None) -> list[Route]:
     # - audit log -
 
     async def audit(request: Request) -> Response:
-        from .api import _int_param
+        from .params import int_param as _int_param
 
         q = request.query_params
         now = clock()

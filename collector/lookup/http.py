@@ -15,6 +15,7 @@ import socket
 from collections.abc import Callable, Iterator
 
 from ..store import Store, open_store
+from ..store.capabilities import FileBacked, UrlNamed
 
 __all__ = ["HttpHandle", "parse_listen", "start_http"]
 
@@ -93,8 +94,7 @@ class HttpHandle:
 
 def _store_url(store) -> str | None:
     """The URL the security registry opens beside a Store object (same database, its own tables)."""
-    for attr in ("url", "path"):
-        v = getattr(store, attr, None)
+    for v in (store.url if isinstance(store, UrlNamed) else None, store.path if isinstance(store, FileBacked) else None):
         if isinstance(v, str) and v:
             return v
     return None
@@ -128,7 +128,8 @@ async def start_http(store_url_or_store: str | Store, listen: str = "127.0.0.1:8
     from ..alerts.metrics import MetricsSource
     from ..security.registry import Registry
     from .access import Access, load_pseudonym_secret
-    from .api import LookupService, create_app
+    from .api import create_app
+    from .service import LookupService
 
     host, port = parse_listen(listen)
     secret = None

@@ -263,7 +263,7 @@ def _isp_loss_with_public_hops(tmp_path):
 
 
 def test_the_verdict_names_the_isp_everywhere(tmp_path, ptr_server):
-    from cxpulse.collector.lookup.api import LookupService
+    from cxpulse.collector.lookup.service import LookupService
 
     _, server = ptr_server
     store, sc = _isp_loss_with_public_hops(tmp_path)
@@ -310,7 +310,7 @@ def test_cxpulse_lookup_names_the_isp_and_can_be_told_not_to(tmp_path, ptr_serve
 
 
 def test_without_a_namer_the_verdict_keeps_the_address(tmp_path):
-    from cxpulse.collector.lookup.api import LookupService
+    from cxpulse.collector.lookup.service import LookupService
 
     store, sc = _isp_loss_with_public_hops(tmp_path)
     prev = isp_name.install(None)

@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-from cxpulse.collector.lookup.api import LookupService
+from cxpulse.collector.lookup.service import LookupService
 from cxpulse.collector.score import scenarios as scn
 from cxpulse.collector.score.incidents import detect_incidents
 from cxpulse.collector.store import IncidentRecord, open_store

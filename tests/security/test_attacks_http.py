@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cxpulse.collector.lookup.api import openapi_document
+from cxpulse.collector.lookup.openapi import openapi_document
 from cxpulse.collector.security.registry import Registry
 from cxpulse.collector.store import open_store
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cxpulse.collector.lookup.api import openapi_document
+from cxpulse.collector.lookup.openapi import openapi_document
 
 from .conftest import ServerThread, auth, registry_with_keys
 from .scenario import DAY_END

@@ -8,7 +8,9 @@ import httpx
 import pytest
 
 from cxpulse.collector.ingest.service import IngestStats
-from cxpulse.collector.lookup.api import LookupService, openapi_document, pick_step_s
+from cxpulse.collector.lookup.chart import pick_step_s
+from cxpulse.collector.lookup.openapi import openapi_document
+from cxpulse.collector.lookup.service import LookupService
 from cxpulse.collector.lookup.ticket import ticket_summary
 from cxpulse.collector.store import open_store
 
@@ -285,3 +287,12 @@ def test_start_http_on_the_collectors_own_store_leaves_it_open(day_db):
         assert [a.info.agent_id for a in store.find_agents("maria")] == [AGENT], "the store is still open"
     finally:
         store.close()
+
+
+def test_keyless_operations_are_the_paths_access_lets_in_without_a_key():
+    # The document's "security: []" and the middleware's open paths come from two places; they must agree.
+    from cxpulse.collector.lookup.access import OPEN_PATHS
+    from cxpulse.collector.lookup.routes import OPERATIONS
+
+    declared = {op.path for op in OPERATIONS}
+    assert {op.path for op in OPERATIONS if op.role is None} == OPEN_PATHS & declared

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from cxpulse.collector.lookup.api import openapi_document
+from cxpulse.collector.lookup.openapi import openapi_document
 from cxpulse.collector.store import open_store
 
 from .conftest import ServerThread, auth

@@ -1,0 +1,134 @@
+"""The fleet right now: every agent seen in a window, scored and ranked, by site, by app, incidents.
+
+One snapshot from every agent's rollups in one read (no raw rows), so the page, /metrics and the
+alert loop can all ask for it every few seconds; ``LookupService.fleet`` caches it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..store import AgentRecord, Store
+from ..store.capabilities import AllAgents, Incidents
+from .chart import score_points
+from .report import fleet_views
+from .ticket import headline, incident_scope
+
+__all__ = ["agent_brief", "every_agent", "fleet", "public_fleet"]
+
+log = logging.getLogger("cxpulse.collector.lookup.fleet")
+
+S = 1_000_000
+
+
+def agent_brief(a: AgentRecord) -> dict:
+    """An agent as a search result: who, which desk, which site, when first and last seen."""
+    i = a.info
+    return {"agent_id": i.agent_id, "user": i.os_user, "display_name": i.display_name, "host": i.host, "site": i.site,
+            "os": i.os,
+            "agent_version": i.agent_version, "first_seen_us": a.first_seen_us, "last_seen_us": a.last_seen_us}
+
+
+def every_agent(store: Store) -> list[AgentRecord]:
+    """Every agent the store (or its site scope) holds, by ``all_agents`` or else an unbounded search."""
+    return store.all_agents() if isinstance(store, AllAgents) else store.find_agents("", 100_000)
+
+
+def _badness(a: dict, window_s: int) -> float:
+    """Without a score: seconds inside events, weighted by severity, plus loss; only to rank."""
+    ev = sum((e.get("severity") or 1) * min(window_s, e.get("duration_s") or window_s) for e in a.get("events") or [])
+    loss = max((t.get("loss_pct") or 0 for t in a.get("targets") or []), default=0)
+    failed = sum(x.get("failed") or 0 for x in a.get("apps") or [])
+    return ev + 10 * loss + 5 * failed
+
+
+def _median(xs: list[float]) -> float | None:
+    xs = sorted(xs)
+    return None if not xs else xs[(len(xs) - 1) // 2]
+
+
+def fleet(store: Store, window_s: int, now: int) -> dict:
+    """The snapshot over [now - window_s, now); keys starting with ``_`` are internal (``public_fleet``)."""
+    since = now - window_s * S
+    records = every_agent(store)
+    records.sort(key=lambda r: -r.last_seen_us)
+    by_key = {r.key: r.info.agent_id for r in records}
+    active = [r for r in records if r.last_seen_us >= since]
+    rows, minutes, incidents = [], {}, {}
+    app_rows: dict[str, list[dict]] = {}
+    for r, a in fleet_views(store, active, since, now):  # rollups of every agent in one read, no raw rows
+        h = headline(a)
+        minutes[r.info.agent_id] = score_points(a)
+        for inc in h["incidents"]:
+            incidents.setdefault(str(inc.get("id")), inc)
+        for app in a.get("apps") or []:
+            app_rows.setdefault(app["app"], []).append(dict(app, agent_id=r.info.agent_id, site=r.info.site))
+        rows.append({
+            **agent_brief(r),
+            "score": h["score"], "label": h["label"] or "n/a", "limiting": h["limiting"],
+            "fault_domain": h["domain"], "fault_label": h.get("domain_label"), "sentence": h["sentence"],
+            "next_step": h["next_step"], "events": len(a.get("events") or []),
+            "loss_pct_max": max((t.get("loss_pct") or 0 for t in a.get("targets") or []), default=None),
+            "rtt_p95_ms_max": max((t["rtt_p95_ms"] for t in a.get("targets") or [] if t.get("rtt_p95_ms") is not None), default=None),
+            "_badness": _badness(a, window_s),
+        })
+    if isinstance(store, Incidents):  # the store keeps incidents across agents (issue 4)
+        try:
+            for inc in store.incidents(since, now):
+                incidents[str(inc.id)] = _incident_dict(inc, by_key)
+        except Exception as exc:  # noqa: BLE001 - the fleet page must not fail on it
+            log.warning("reading incidents from the store failed: %s", exc)
+    rows.sort(key=lambda x: (x["score"] is None, x["score"] if x["score"] is not None else 0, -x["_badness"]))
+    sites: dict[str, list[dict]] = {}
+    for x in rows:
+        sites.setdefault(x["site"] or "(no site)", []).append(x)
+    site_rows = []
+    for site, xs in sites.items():
+        scores = [x["score"] for x in xs if x["score"] is not None]
+        labels = {lab: sum(1 for x in xs if x["label"] == lab) for lab in ("good", "fair", "poor", "n/a")}
+        site_rows.append({"site": site, "agents": len(xs), "labels": labels, "score_median": _median(scores),
+                          "score_min": min(scores) if scores else None, "worst_agent": xs[0]["agent_id"],
+                          "events": sum(x["events"] for x in xs)})
+    site_rows.sort(key=lambda s: (s["score_median"] is None, s["score_median"] or 0, -s["events"]))
+    apps = []
+    for name, xs in sorted(app_rows.items()):
+        checks = sum(x["checks"] for x in xs)
+        failed = sum(x["failed"] for x in xs)
+        totals = [x["total_median_ms"] for x in xs if x.get("total_median_ms") is not None]
+        apps.append({"app": name, "agents": len(xs), "checks": checks,
+                     "availability_pct": round(100.0 * (checks - failed) / checks, 2) if checks else None,
+                     "total_median_ms": _median(totals), "agents_failing": sorted({x["agent_id"] for x in xs if x["failed"]}),
+                     "sites": sorted({x["site"] for x in xs if x["site"]})})
+    apps.sort(key=lambda a: (a["availability_pct"] if a["availability_pct"] is not None else 101, -(a["total_median_ms"] or 0)))
+    inc_list = sorted(incidents.values(), key=lambda i: -(i.get("start_us") or 0))
+    for inc in inc_list:
+        inc["scope_text"] = incident_scope(inc)
+    return {
+        "generated_us": now,
+        "window": {"since_us": since, "until_us": now, "seconds": window_s},
+        "agents_total": len(records),
+        "agents_active": len(rows),
+        "score_available": any(x["score"] is not None for x in rows),
+        "worst": rows,
+        "sites": site_rows,
+        "apps": apps,
+        "incidents": {"open": [i for i in inc_list if i.get("end_us") is None],
+                      "recent": [i for i in inc_list if i.get("end_us") is not None]},
+        "silent": [agent_brief(r) for r in records if since - 86_400 * S <= r.last_seen_us < since][:50],
+        "_minutes": minutes,
+    }
+
+
+def _incident_dict(inc, agent_ids: dict[int, str]) -> dict:
+    """An IncidentRecord as JSON: the affected agents by id, not by the store's internal key."""
+    agents = sorted(agent_ids.get(k, str(k)) for k in (inc.agents or {}))
+    return {"id": inc.id, "kind": inc.kind, "scope": inc.scope, "start_us": inc.start_us, "last_us": inc.last_us,
+            "end_us": inc.end_us, "detected_us": inc.detected_us, "agents": len(agents), "agent_ids": agents[:200],
+            "evidence": inc.evidence}
+
+
+def public_fleet(snap: dict, limit: int) -> dict:
+    """The snapshot as the API shows it: internal keys dropped, the worst list cut to ``limit``."""
+    out = {k: v for k, v in snap.items() if not k.startswith("_")}
+    out["worst"] = [{k: v for k, v in x.items() if not k.startswith("_")} for x in snap["worst"][:limit]]
+    return out
