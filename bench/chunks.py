@@ -15,6 +15,7 @@ import random
 import sqlite3
 import tempfile
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any
 from cxpulse.collector.store import chunks
 from cxpulse.v1 import payload as p
 
+from .ingest import _postgres_ok
 from .report import Figure, load_now
 
 S = 1_000_000
@@ -31,6 +33,7 @@ BATCH_S = 30
 ROW_BYTES = 42.0  # today's samples_rtt row plus its index, per sample (issue 19, 1.2 M rows, vacuumed)
 WEEK_S = 7 * 86_400
 WEEK_BUDGET_MB = 10.0
+RAW_DAYS, MINUTE_DAYS, QUARTER_DAYS = 2, 14, 400  # the retention defaults docs/storage-chunks.md proposes
 # (target, address, hop, base RTT us, share of probes a hop leaves unanswered: ICMP rate limits)
 RTT_TARGETS = (
     ("gateway", "192.168.1.1", 1, 2_400, 0.0),
@@ -52,9 +55,10 @@ APPS = (
 class ChunksPlan:
     desks: int  # desk-hours written to the scratch SQLite file (each its own random desk)
     codec_rounds: int  # encode/decode repetitions for the speed figures
+    postgres: bool = True  # also measure the tables on PostgreSQL (CXPULSE_TEST_POSTGRES), when it answers
 
 
-PLANS = {"full": ChunksPlan(24, 5), "quick": ChunksPlan(4, 2), "smoke": ChunksPlan(1, 1)}
+PLANS = {"full": ChunksPlan(24, 5), "quick": ChunksPlan(4, 2), "smoke": ChunksPlan(1, 1, postgres=False)}
 
 
 def _late(rnd: random.Random) -> int:
@@ -238,6 +242,26 @@ _ROLLUP_TABLE = """CREATE TABLE rollups (agent INTEGER NOT NULL, minute_us INTEG
     target TEXT NOT NULL, hop INTEGER NOT NULL DEFAULT 0, n INTEGER NOT NULL DEFAULT 0, data BLOB NOT NULL,
     PRIMARY KEY (agent, minute_us, kind, target)) WITHOUT ROWID;
 CREATE INDEX rollups_by_minute ON rollups (minute_us);"""
+# The landing table: each batch's payload as the desk sent it, until compaction cuts it into chunks.
+_BATCH_TABLE = """CREATE TABLE batches (id INTEGER PRIMARY KEY, agent INTEGER NOT NULL, epoch INTEGER NOT NULL,
+    seq INTEGER NOT NULL, start_us INTEGER NOT NULL, end_us INTEGER NOT NULL, n INTEGER NOT NULL, payload BLOB NOT NULL,
+    UNIQUE (agent, epoch, seq));
+CREATE INDEX batches_by_end ON batches (end_us);"""
+# Per-minute rollups kept as one deflated row per agent and hour (a chunk of rollups).
+_ROLLUP_HOUR_TABLE = """CREATE TABLE rollup_hours (agent INTEGER NOT NULL, hour_us INTEGER NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (agent, hour_us));"""
+_PG_TABLES = {
+    "batches": "agent bigint, epoch bigint, seq bigint, start_us bigint, end_us bigint, n int, payload bytea",
+    "chunks": "series bigint, start_us bigint, end_us bigint, n int, data bytea",
+    "rollups": "agent bigint, minute_us bigint, kind text, target text, hop int, n int, data bytea",
+    "rollup_hours": "agent bigint, hour_us bigint, data bytea",
+}
+_PG_INDEXES = {
+    "batches": "(agent, epoch, seq)",
+    "chunks": "(series, start_us)",
+    "rollups": "(agent, minute_us, kind, target)",
+    "rollup_hours": "(agent, hour_us)",
+}
 
 
 def _file_bytes(path: str, schema: str, table: str, rows: list[tuple]) -> int:
@@ -267,8 +291,60 @@ def _chunk_rows(desks: list[list[p.Series]], span_s: int) -> list[tuple]:
     return rows
 
 
-def _rollup_rows(desks: list[list[p.Series]], minutes: int) -> list[tuple]:
-    """Each desk's per-minute rollups (as the store builds them), merged into ``minutes``-long rollups."""
+def _batch_rows(desks: list[list[p.Series]]) -> list[tuple]:
+    rows = []
+    for agent, series in enumerate(desks):
+        for seq, b in enumerate(_batches(series), 1):
+            ts = [t for x in b.series for t in x.ts_us]
+            rows.append((None, agent, 1, seq, min(ts), max(ts), b.sample_count, p.encode(b, version=p.SCHEMA_VERSION)))
+    return rows
+
+
+def _rollup_hour_rows(minute_rows: list[tuple]) -> list[tuple]:
+    """The per-minute rollup rows of each agent-hour as one deflated msgpack list."""
+    import msgpack
+
+    hours: dict[tuple[int, int], list] = defaultdict(list)
+    for agent, minute_us, kind, target, hop, n, data in minute_rows:
+        hours[(agent, minute_us - (minute_us - T_BASE_US) % (3_600 * S))].append(
+            [minute_us, kind, target, hop, n, data]
+        )
+    return [(a, h, zlib.compress(msgpack.packb(sorted(v), use_bin_type=True), 6)) for (a, h), v in hours.items()]
+
+
+def _postgres_bytes(tables: dict[str, tuple[str, list[tuple]]]) -> dict[str, int]:
+    """Bytes of each table with its index and TOAST on PostgreSQL (COPY, then VACUUM FULL)."""
+    import psycopg
+
+    from .ingest import _pg_base
+
+    schema = f"cxpulse_bench_chunks_{os.getpid()}"
+    out = {}
+    with psycopg.connect(_pg_base(), autocommit=True) as c:
+        c.execute(f"CREATE SCHEMA {schema}")
+        try:
+            for label, (name, rows) in tables.items():
+                table = f"{schema}.t_{len(out)}"
+                c.execute(f"CREATE TABLE {table} ({_PG_TABLES[name]})")
+                blob = _PG_TABLES[name].split(", ")[-1].split()[0]  # stored as sent: already compressed
+                c.execute(f"ALTER TABLE {table} ALTER COLUMN {blob} SET STORAGE EXTERNAL")
+                c.execute(f"CREATE INDEX ON {table} {_PG_INDEXES[name]}")
+                with c.cursor().copy(f"COPY {table} FROM STDIN") as cp:
+                    for r in rows:
+                        cp.write_row(r[1:] if r[0] is None else r)
+                c.execute(f"VACUUM FULL {table}")
+                out[label] = c.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()[0]
+        finally:
+            c.execute(f"DROP SCHEMA {schema} CASCADE")
+    return out
+
+
+def _rollup_rows(desks: list[list[p.Series]], minutes: int, sealed: bool = False) -> list[tuple]:
+    """Each desk's per-minute rollups (as the store builds them), merged into ``minutes``-long rollups.
+
+    ``sealed``: without the fragment ends that join a minute to its neighbours' batches, which a
+    settled rollup no longer needs once its joined figures are kept (docs/storage-chunks.md).
+    """
     from cxpulse.collector.store import rollup as ru
 
     rows = []
@@ -278,6 +354,9 @@ def _rollup_rows(desks: list[list[p.Series]], minutes: int) -> list[tuple]:
             r.minute_us -= (r.minute_us - T_BASE_US) % (minutes * 60 * S)
             have = merged.get(r.key)
             merged[r.key] = r if have is None else ru.merge(have, r)
+        for r in merged.values():
+            if sealed and "frags" in r.data:
+                r.data["frags"] = []
         rows += [
             (r.agent, r.minute_us, r.kind, r.target, r.hop, r.count, ru.encode(r.kind, r.data)) for r in merged.values()
         ]
@@ -353,12 +432,34 @@ def run(plan: ChunksPlan, log: Any = print, where: str | None = None) -> tuple[l
     try:
         total = sum(len(s) for d in desks for s in d)
         files = {}
-        for label, schema, table, rows in (
+        minute_rows = _rollup_rows(desks, 1)
+        tables = (
+            ("batches 30 s (payload as sent)", _BATCH_TABLE, "batches", _batch_rows(desks)),
             ("chunks 30 s", _CHUNK_TABLE, "chunks", _chunk_rows(desks, BATCH_S)),
+            ("chunks 10 min", _CHUNK_TABLE, "chunks", _chunk_rows(desks, 600)),
             ("chunks 1 h", _CHUNK_TABLE, "chunks", _chunk_rows(desks, hour)),
-            ("rollups 1 min", _ROLLUP_TABLE, "rollups", _rollup_rows(desks, 1)),
+            ("rollups 1 min", _ROLLUP_TABLE, "rollups", minute_rows),
+            (
+                "rollups 1 min, one row per agent-hour",
+                _ROLLUP_HOUR_TABLE,
+                "rollup_hours",
+                _rollup_hour_rows(minute_rows),
+            ),
+            (
+                "rollups 1 min sealed, one row per agent-hour",
+                _ROLLUP_HOUR_TABLE,
+                "rollup_hours",
+                _rollup_hour_rows(_rollup_rows(desks, 1, sealed=True)),
+            ),
             ("rollups 15 min", _ROLLUP_TABLE, "rollups", _rollup_rows(desks, 15)),
-        ):
+            (
+                "rollups 15 min sealed, one row per agent-hour",
+                _ROLLUP_HOUR_TABLE,
+                "rollup_hours",
+                _rollup_hour_rows(_rollup_rows(desks, 15, sealed=True)),
+            ),
+        )
+        for label, schema, table, rows in tables:
             size = _file_bytes(os.path.join(tmp, label.replace(" ", "-") + ".sqlite"), schema, table, rows)
             files[label] = {
                 "rows": len(rows),
@@ -371,14 +472,35 @@ def run(plan: ChunksPlan, log: Any = print, where: str | None = None) -> tuple[l
                 f"{size / total:.2f} B/sample"
             )
         details["sqlite"] = files
+        if plan.postgres and _postgres_ok():
+            pg = _postgres_bytes({label: (name, rows) for label, _, name, rows in tables})
+            details["postgres"] = {
+                k: {"bytes": v, "per_desk_hour": round(v / plan.desks), "B_per_sample": round(v / total, 2)}
+                for k, v in pg.items()
+            }
+            for k, v in pg.items():
+                log(f"   PostgreSQL {k}: {v / plan.desks / 1e3:.1f} kB per desk-hour, {v / total:.2f} B/sample")
     finally:
         for f in os.listdir(tmp):
             os.unlink(os.path.join(tmp, f))
         os.rmdir(tmp)
-    week = WEEK_S / hour
-    raw_week = files["chunks 1 h"]["per_desk_hour"] * week
-    minute_week = files["rollups 1 min"]["per_desk_hour"] * week
-    figures.append(
+    day = 24 / plan.desks
+    raw_day = files["chunks 1 h"]["bytes"] * day
+    minute_day = files["rollups 1 min, one row per agent-hour"]["bytes"] * day
+    sealed_day = files["rollups 1 min sealed, one row per agent-hour"]["bytes"] * day
+    quarter_day = files["rollups 15 min sealed, one row per agent-hour"]["bytes"] * day
+    today_minute_day = files["rollups 1 min"]["bytes"] * day
+    week = WEEK_S / 86_400
+    details["per_desk_MB_per_day"] = {
+        "raw_1h_chunks": round(raw_day / 1e6, 3),
+        "rollups_1min_agent_hour_rows": round(minute_day / 1e6, 3),
+        "rollups_1min_sealed_agent_hour_rows": round(sealed_day / 1e6, 3),
+        "rollups_15min_sealed_agent_hour_rows": round(quarter_day / 1e6, 3),
+        "rollups_1min_rows_today": round(today_minute_day / 1e6, 3),
+        "raw_rows_today": round(ROW_BYTES * rate * 86_400 / 1e6, 3),
+    }
+    steady = RAW_DAYS * raw_day + MINUTE_DAYS * sealed_day + QUARTER_DAYS * quarter_day
+    figures += [
         Figure(
             "chunks",
             "SQLite, 1 h chunks: bytes/sample on disk",
@@ -387,9 +509,7 @@ def run(plan: ChunksPlan, log: Any = print, where: str | None = None) -> tuple[l
             peer="rows today",
             peer_value=ROW_BYTES,
             load=load,
-        )
-    )
-    figures.append(
+        ),
         Figure(
             "chunks",
             "SQLite, 30 s chunks (before compaction): bytes/sample on disk",
@@ -398,36 +518,30 @@ def run(plan: ChunksPlan, log: Any = print, where: str | None = None) -> tuple[l
             peer="rows today",
             peer_value=ROW_BYTES,
             load=load,
-        )
-    )
-    figures.append(
+        ),
         Figure(
             "chunks",
-            "disk per desk-week at defaults: raw 1 h chunks + per-minute rollups",
+            "disk per desk-week at defaults: raw 1 h chunks + per-minute rollups (SQLite)",
             "MB",
-            round((raw_week + minute_week) / 1e6, 2),
+            round((raw_day + minute_day) * week / 1e6, 2),
             WEEK_BUDGET_MB,
             "<=",
-            peer="rows today (raw only)",
-            peer_value=round(ROW_BYTES * rate * WEEK_S / 1e6, 1),
+            peer="rows today (raw + per-minute rollup rows)",
+            peer_value=round((ROW_BYTES * rate * 86_400 + today_minute_day) * week / 1e6, 1),
             load=load,
-            note=f"raw {raw_week / 1e6:.2f} MB + per-minute rollups {minute_week / 1e6:.2f} MB (SQLite, vacuumed)",
-        )
-    )
-    figures.append(
+            note=f"raw {raw_day * week / 1e6:.2f} MB + per-minute rollups {minute_day * week / 1e6:.2f} MB "
+            "(one deflated row per agent-hour)",
+        ),
         Figure(
             "chunks",
-            "per-15-minute rollups per desk-year",
+            f"disk per desk, steady state: raw {RAW_DAYS} d, 1-min {MINUTE_DAYS} d, 15-min {QUARTER_DAYS} d",
             "MB",
-            round(files["rollups 15 min"]["per_desk_hour"] * 24 * 365 / 1e6, 1),
+            round(steady / 1e6, 1),
             load=load,
-        )
-    )
-    details["week_MB"] = {
-        "raw_1h_chunks": round(raw_week / 1e6, 2),
-        "rollups_1min": round(minute_week / 1e6, 2),
-        "rollups_15min_year": round(files["rollups 15 min"]["per_desk_hour"] * 24 * 365 / 1e6, 2),
-    }
+            note=f"raw {RAW_DAYS * raw_day / 1e6:.1f} + per-minute {MINUTE_DAYS * sealed_day / 1e6:.1f} + "
+            f"per-15-minute {QUARTER_DAYS * quarter_day / 1e6:.1f} MB (rollups sealed, one row per agent-hour)",
+        ),
+    ]
 
     # Speed: the commit's work (30 s chunks), compaction (30 s -> 1 h) and a lookup's decode (1 h chunks).
     small = [c for block in _cut(one, BATCH_S) for c in block]
