@@ -144,12 +144,6 @@ class Store(Protocol):
     def series_methods(self, agent_key: int, kind: str) -> dict[str, set[str]]:
         """Target -> the measuring methods of the agent's series of this kind."""
 
-    def buckets(
-        self, agent_key: int, since_us: int, until_us: int, start_us: int, step_us: int
-    ) -> tuple[list[tuple], list[tuple]]:
-        """Optional (SQLite has it): per-bucket RTT and Wi-Fi sums for the lookup's chart, summed by
-        the database; the lookup sums ``rows()`` itself where a store lacks it."""
-
     def close(self) -> None: ...
 
 

@@ -124,7 +124,9 @@ def connect_postgres(url: str, role: str, schema: str | None = None) -> Any:
     from psycopg.conninfo import conninfo_to_dict
 
     params = conninfo_to_dict(url)
-    extra = {k: v for k, v in (("connect_timeout", 10), ("application_name", f"cxpulse-{role}")) if k not in params}
+    extra: dict[str, Any] = {
+        k: v for k, v in (("connect_timeout", 10), ("application_name", f"cxpulse-{role}")) if k not in params
+    }
     conn = psycopg.connect(url, autocommit=True, **extra)
     if schema is not None:
         conn.execute(psycopg.sql.SQL("SET search_path TO {}").format(psycopg.sql.Identifier(schema)))

@@ -12,7 +12,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -178,6 +178,17 @@ def _agent_record(r: tuple) -> AgentRecord:
     return AgentRecord(r[0], AgentInfo(*r[1:8]), r[8], r[9])
 
 
+def _one(cur: psycopg.Cursor) -> Any:
+    """The first column of the one row a statement returns (SHOW, RETURNING)."""
+    return _one_of(cur.fetchone())
+
+
+def _one_of(row: tuple | None) -> Any:
+    if row is None:
+        raise RuntimeError("the statement returned no row")
+    return row[0]
+
+
 class PostgresStore(KeptTables):
     def __init__(self, url: str, schema: str | None = None):
         self.url = url
@@ -198,10 +209,10 @@ class PostgresStore(KeptTables):
 
     def _connect_writer(self) -> psycopg.Connection:
         db = self._connect("collector")
-        if db.execute("SHOW synchronous_commit").fetchone()[0] == "off":
+        if _one(db.execute("SHOW synchronous_commit")) == "off":
             log.warning("synchronous_commit is off for this role/database: the collector sets it on (acks need it)")
             db.execute("SET synchronous_commit = on")
-        if db.execute("SHOW fsync").fetchone()[0] != "on":
+        if _one(db.execute("SHOW fsync")) != "on":
             log.warning("the PostgreSQL server runs with fsync=off: acknowledged batches can be lost on a crash")
         # A collector stuck mid-transaction must not hold an agent's seq row forever,
         # and one waiting on such a lock should fail (the agent retries) rather than hang.
@@ -216,7 +227,7 @@ class PostgresStore(KeptTables):
             self._db = self._connect_writer()
         return self._db
 
-    def _query(self, sql: str, params: object = None) -> list[tuple]:
+    def _query(self, sql: str, params: Any = None) -> list[tuple]:
         """Run one read on a pooled connection, never the writer's, so lookups do not queue behind commits.
 
         A pooled connection the server dropped (a restart) is noticed on use;
@@ -323,8 +334,9 @@ class PostgresStore(KeptTables):
         key_text = user_key(info.os_user, info.display_name)
         db = self._writer()
         with db.transaction():
-            row = db.execute(
-                f"""INSERT INTO {self._s}.agents
+            key = _one(
+                db.execute(
+                    f"""INSERT INTO {self._s}.agents
                         (agent_id, host, os_user, os, agent_version, site, first_seen_us, last_seen_us,
                          display_name, user_key)
                     VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
@@ -336,32 +348,33 @@ class PostgresStore(KeptTables):
                                           ELSE excluded.display_name END,
                       user_key = CASE WHEN excluded.os_user = '' THEN agents.user_key ELSE excluded.user_key END
                     RETURNING key""",
-                (
-                    info.agent_id,
-                    info.host,
-                    info.os_user,
-                    info.os,
-                    info.agent_version,
-                    info.site,
-                    now_us,
-                    now_us,
-                    info.display_name,
-                    key_text,
-                ),
-            ).fetchone()
+                    (
+                        info.agent_id,
+                        info.host,
+                        info.os_user,
+                        info.os,
+                        info.agent_version,
+                        info.site,
+                        now_us,
+                        now_us,
+                        info.display_name,
+                        key_text,
+                    ),
+                )
+            )
             last = db.execute(
                 f"""SELECT os_user, display_name FROM {self._s}.agent_users WHERE agent = %s
                     ORDER BY since_us DESC LIMIT 1""",
-                (row[0],),
+                (key,),
             ).fetchone()
             if last is None or tuple(last) != (info.os_user, info.display_name):
                 db.execute(
                     f"""INSERT INTO {self._s}.agent_users VALUES (%s, %s, %s, %s, %s)
                         ON CONFLICT (agent, since_us) DO UPDATE SET os_user = excluded.os_user,
                           display_name = excluded.display_name, user_key = excluded.user_key""",
-                    (row[0], now_us, info.os_user, info.display_name, key_text),
+                    (key, now_us, info.os_user, info.display_name, key_text),
                 )
-        return row[0]
+        return key
 
     def committed_seq(self, agent_key: int, epoch: int) -> int:
         """Read on the write connection: the ingest writer asks it in order with its commits."""
@@ -581,8 +594,8 @@ class PostgresStore(KeptTables):
             ).fetchone()
         else:
             fresh.append(key)
-        self._series_cache[key] = row[0]
-        return row[0]
+        sid = self._series_cache[key] = _one_of(row)
+        return sid
 
     # -- reads (pooled read connections, never the writer's) --
 
@@ -771,7 +784,7 @@ class PostgresStore(KeptTables):
                             VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id""",
                         (inc.kind, inc.scope, inc.start_us, inc.last_us, inc.end_us, inc.detected_us, inc.evidence),
                     )
-                    inc.id = cur.fetchone()[0]
+                    inc.id = _one(cur)
                 else:
                     cur.execute(
                         f"UPDATE {s}.incidents SET start_us = %s, last_us = %s, end_us = %s, evidence = %s"

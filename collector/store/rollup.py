@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import math
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise, repeat
 from operator import and_, is_, sub
+from typing import Any
 
 import msgpack
 
@@ -172,7 +173,7 @@ class Rollup:
     def data(self) -> dict:
         d = self._data
         if d is None:
-            d = self._data = decode(self.kind, self.raw)
+            d = self._data = decode(self.kind, self.raw or b"")
         return d
 
     @data.setter
@@ -191,7 +192,7 @@ class Rollup:
             other.data,
         )
 
-    __hash__ = None  # mutable, like the dataclass it was
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it was
 
     def __repr__(self) -> str:
         return (
@@ -324,7 +325,8 @@ def encode(kind: str, data: dict) -> bytes:
             if op == SKETCH:
                 v = v.to_bytes() if v is not None and v.count else None
             elif op in (COUNTS, HIST):
-                v = {k: v[k] for k in sorted(v or {}) if v[k]}
+                counts = v or {}
+                v = {k: counts[k] for k in sorted(counts) if counts[k]}
             out[name] = v
     return msgpack.packb(out, use_bin_type=True)
 
@@ -378,7 +380,7 @@ def rollups_of_batches(items: Iterable[tuple[int, SampleBatch]]) -> dict[tuple, 
     for agent, batch in items:
         pre = getattr(batch, "rollups", None)
         if pre is not None:
-            batch.rollups = None  # taken: merges below mutate them
+            batch.rollups = None  # type: ignore[attr-defined]  # a RolledBatch's, taken: merges below mutate them
             for r in pre:
                 r.agent = agent
         for r in pre if pre is not None else batch_rollups(batch, agent):
@@ -561,7 +563,7 @@ def _sketch_add(d: dict, name: str, v: int) -> None:
     d[name].add(v)
 
 
-_BUILDERS = {
+_BUILDERS: dict[str, Callable[[dict, Series, Any], None]] = {
     "rtt": _build_rtt,
     "http": _build_http,
     "voice": _build_voice,
@@ -587,7 +589,7 @@ def event_rollups(agent: int, events: Iterable[Event], minutes: Iterable[int], n
     out: dict[int, Rollup] = {}
     for m in sorted(set(minutes)):
         end_m = m + MINUTE_US
-        spans = []
+        spans: list[list[Any]] = []
         for e in evs:
             end = e.end_us if e.end_us is not None else max(now_us, e.start_us)
             if end <= e.start_us:

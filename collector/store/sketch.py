@@ -99,13 +99,14 @@ class LatencySketch:
             raise TypeError("add_many takes integer microseconds (use add for floats)")
         buckets = self.buckets
         if hi < _TABLE_LIMIT:
-            counts = Counter(map(self._table().__getitem__, values_us))
+            counts: Counter[int | None] = Counter(map(self._table().__getitem__, values_us))
         else:
             counts = Counter(map(self._table().__getitem__, [v for v in values_us if v < _TABLE_LIMIT]))
             self._count_sorted(sorted(v for v in values_us if v >= _TABLE_LIMIT))
         self.zero += counts.pop(None, 0)
         for k, c in counts.items():
-            buckets[k] = buckets.get(k, 0) + c
+            if k is not None:  # popped above; the check tells the type checker
+                buckets[k] = buckets.get(k, 0) + c
         self.count += len(values_us)
         self.sum += sum(values_us)
         self.min = lo if self.min is None else min(self.min, lo)
@@ -156,7 +157,7 @@ class LatencySketch:
         self.zero += other.zero
         self.count += other.count
         self.sum += other.sum
-        if other.count:
+        if other.count and other.min is not None and other.max is not None:  # both set once a value is in
             self.min = other.min if self.min is None else min(self.min, other.min)
             self.max = other.max if self.max is None else max(self.max, other.max)
         return self
@@ -189,7 +190,7 @@ class LatencySketch:
         """
         if not 0 <= q <= 1:
             raise ValueError(f"q must be within [0, 1], got {q!r}")
-        if not self.count:
+        if not self.count or self.min is None or self.max is None:
             return None
         rank = max(1, math.ceil(q * self.count))
         if rank == 1:
@@ -218,7 +219,7 @@ class LatencySketch:
             other.max,
         ) and {k: c for k, c in self.buckets.items() if c} == {k: c for k, c in other.buckets.items() if c}
 
-    __hash__ = None  # mutable
+    __hash__ = None  # type: ignore[assignment]  # mutable
 
     def __repr__(self) -> str:
         return (

@@ -422,9 +422,11 @@ class SqliteStore(KeptTables):
                 "SELECT id FROM series WHERE agent=? AND target=? AND address=? AND kind=? AND method=? AND hop=?", key
             ).fetchone()
             if row is None:
-                sid = self._db.execute(
+                new = self._db.execute(
                     "INSERT INTO series (agent, target, address, kind, method, hop) VALUES (?, ?, ?, ?, ?, ?)", key
                 ).lastrowid
+                assert new is not None  # an INSERT into a rowid table always sets it
+                sid = new
             else:
                 sid = row[0]
             self._series_cache[key] = sid

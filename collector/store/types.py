@@ -124,6 +124,14 @@ class KeptTables:
     def keep_merges(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
         self._keep("block_merges", rows)
 
+    def _kept(
+        self, table: str, since_us: int, until_us: int, agent_key: int | None
+    ) -> dict[tuple[int, int], tuple[bytes, bytes]]:
+        raise NotImplementedError  # each backend's own read
+
+    def _keep(self, table: str, rows: list[tuple[int, int, bytes, bytes]]) -> None:
+        raise NotImplementedError  # each backend's own write
+
 
 @dataclass
 class StoreStats:
