@@ -319,7 +319,7 @@ def _postgres_bytes(tables: dict[str, tuple[str, list[tuple]]]) -> dict[str, int
     from .ingest import _pg_base
 
     schema = f"cxpulse_bench_chunks_{os.getpid()}"
-    out = {}
+    out: dict[str, int] = {}
     with psycopg.connect(_pg_base(), autocommit=True) as c:
         c.execute(f"CREATE SCHEMA {schema}")
         try:
@@ -333,7 +333,8 @@ def _postgres_bytes(tables: dict[str, tuple[str, list[tuple]]]) -> dict[str, int
                     for r in rows:
                         cp.write_row(r[1:] if r[0] is None else r)
                 c.execute(f"VACUUM FULL {table}")
-                out[label] = c.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()[0]
+                size = c.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()
+                out[label] = int(size[0]) if size else 0
         finally:
             c.execute(f"DROP SCHEMA {schema} CASCADE")
     return out
@@ -564,9 +565,9 @@ def run(plan: ChunksPlan, log: Any = print, where: str | None = None) -> tuple[l
         ),
     }
     details["speed_samples_per_s"] = {k: round(v) for k, v in speeds.items()}
-    for name, v in speeds.items():
-        log(f"   {name}: {v:,.0f} samples/s")
-        figures.append(Figure("chunks", f"{name}: samples/s (one core)", "samples/s", round(v), load=load_now()))
+    for what, per_s in speeds.items():
+        log(f"   {what}: {per_s:,.0f} samples/s")
+        figures.append(Figure("chunks", f"{what}: samples/s (one core)", "samples/s", round(per_s), load=load_now()))
     return figures, details
 
 
