@@ -1,9 +1,9 @@
 """The admin routes: API keys, enrollment tokens, enrolled agents, the audit log (and central config).
 
-They only translate HTTP to the security registry and back; every change made here is itself
-written to the audit log, so "who created this key" and "who revoked that agent" have answers.
-Secrets (a new key, a new token) appear once, in the answer that creates them: the registry
-keeps only hashes.
+They only translate HTTP to the security registry and back; the registry writes every change's
+audit entry itself (the command line's too, under the same names), so "who created this key" and
+"who revoked that agent" have answers. Secrets (a new key, a new token) appear once, in the answer
+that creates them: the registry keeps only hashes.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..security.registry import MAX_TOKEN_TTL_S, MAX_TOKEN_USES, MIN_TOKEN_TTL_S, Actor, LastAdminKeyError
 from .access import ROLE_RANK, Access
 
 __all__ = ["admin_routes", "central_config_available"]
 
 S = 1_000_000
 MAX_BODY = 64 * 1024
-MAX_TTL_S = 365 * 86_400
 
 
 def _api_error(status: int, message: str) -> Exception:
@@ -57,15 +57,11 @@ async def _body(request: Request) -> dict:
     return body
 
 
-def _text(body: dict, name: str, *, required: bool = False, max_len: int = 200) -> str:
+def _text(body: dict, name: str) -> str:
+    """A string member ('' when absent); the registry checks its length and characters."""
     v = body.get(name, "")
     if not isinstance(v, str):
         raise _api_error(400, f"{name} must be a string")
-    v = v.strip()
-    if required and not v:
-        raise _api_error(400, f"{name} is required")
-    if len(v) > max_len or any(ord(c) < 32 for c in v):
-        raise _api_error(400, f"{name} must be at most {max_len} printable characters")
     return v
 
 
@@ -103,8 +99,22 @@ def admin_routes(access: Access, now_us=None) -> list[Route]:
     def caller(request: Request):
         return request.scope.get("cxpulse.caller")
 
+    def by(request: Request) -> Actor:
+        """The audit log's actor for this request (the guard let only an admin key through)."""
+        who = caller(request)
+        return Actor(who.actor, who.remote, who.name) if who else Actor("anonymous")
+
+    async def change(request: Request, fn, *args, **kwargs):
+        """A registry change made and audited by ``fn``; its ValueError is this request's 400."""
+        try:
+            return await call(fn, *args, by=by(request), **kwargs)
+        except LastAdminKeyError as exc:
+            raise _api_error(409, str(exc)) from None
+        except ValueError as exc:  # out of range, a bad site list, sites on an admin key
+            raise _api_error(400, str(exc)) from None
+
     async def note(request: Request, action: str, subject: str, detail: str = "") -> None:
-        await call(access.record, caller(request), action, subject, detail)
+        await call(reg.record, by(request), action, subject, detail)
 
     # - API keys -
 
@@ -114,34 +124,18 @@ def admin_routes(access: Access, now_us=None) -> list[Route]:
 
     async def create_key(request: Request) -> Response:
         body = await _body(request)
-        role = _text(body, "role", required=True, max_len=20)
-        if role not in ROLE_RANK:
-            raise _api_error(400, f"role must be one of {', '.join(ROLE_RANK)}; got {role!r}")
-        name = _text(body, "name", required=True, max_len=100)
         pseudonymize = body.get("pseudonymize", False)
         if not isinstance(pseudonymize, bool):
             raise _api_error(400, "pseudonymize must be true or false")
-        sites = body.get("sites", [])
-        try:
-            secret, info = await call(reg.create_api_key, role, name, pseudonymize=pseudonymize, sites=sites)
-        except ValueError as exc:  # a bad site list, or sites on an admin key
-            raise _api_error(400, str(exc)) from None
-        await note(request, "api_key.create", info.key_id, f"role={role} name={name} pseudonymize={pseudonymize}"
-                   f" sites={','.join(info.sites) if info.sites else '(all)'}")
+        secret, info = await change(request, reg.create_api_key, _text(body, "role"), _text(body, "name"),
+                                    pseudonymize=pseudonymize, sites=body.get("sites", []))
         return _json({"key": secret, "info": _plain(info),
                       "note": "the key is shown once: give it to its holder now"}, 201)
 
     async def revoke_key(request: Request) -> Response:
-        from ..security.registry import LastAdminKeyError
-
         key_id = request.path_params["key_id"]
-        try:
-            revoked = await call(reg.revoke_api_key, key_id)
-        except LastAdminKeyError as exc:
-            raise _api_error(409, str(exc)) from None
-        if not revoked:
+        if not await change(request, reg.revoke_api_key, key_id):
             raise _api_error(404, f"no active API key with id {key_id!r}")
-        await note(request, "api_key.revoke", key_id)
         return _json({"revoked": key_id})
 
     # - enrollment tokens -
@@ -151,20 +145,17 @@ def admin_routes(access: Access, now_us=None) -> list[Route]:
 
     async def create_token(request: Request) -> Response:
         body = await _body(request)
-        site = _text(body, "site", max_len=200)
-        token_note = _text(body, "note", max_len=500)
-        uses = _int(body, "uses", 1, 1, 100_000)
-        ttl_s = _int(body, "ttl_s", 7 * 86_400, 60, MAX_TTL_S)
-        secret, info = await call(reg.create_token, site=site, uses=uses, ttl_s=ttl_s, note=token_note)
-        await note(request, "token.create", info.token_id, f"site={site} uses={uses} ttl_s={ttl_s}")
+        uses = _int(body, "uses", 1, 1, MAX_TOKEN_USES)
+        ttl_s = _int(body, "ttl_s", 7 * 86_400, MIN_TOKEN_TTL_S, MAX_TOKEN_TTL_S)
+        secret, info = await change(request, reg.create_token, site=_text(body, "site"), uses=uses, ttl_s=ttl_s,
+                                    note=_text(body, "note"))
         return _json({"token": secret, "info": _plain(info),
                       "note": "the token is shown once: give it to the installer now"}, 201)
 
     async def revoke_token(request: Request) -> Response:
         token_id = request.path_params["token_id"]
-        if not await call(reg.revoke_token, token_id):
+        if not await change(request, reg.revoke_token, token_id):
             raise _api_error(404, f"no active enrollment token with id {token_id!r}")
-        await note(request, "token.revoke", token_id)
         return _json({"revoked": token_id})
 
     # - enrolled agents -
@@ -174,9 +165,8 @@ def admin_routes(access: Access, now_us=None) -> list[Route]:
 
     async def revoke_agent(request: Request) -> Response:
         agent_id = request.path_params["agent_id"]
-        if not await call(reg.revoke_agent, agent_id):
+        if not await change(request, reg.revoke_agent, agent_id):
             raise _api_error(404, f"no enrolled, unrevoked agent with id {agent_id!r}")
-        await note(request, "agent.revoke", agent_id)
         return _json({"revoked": agent_id})
 
     # - audit log -
@@ -313,8 +303,8 @@ def admin_openapi_paths() -> dict:
                      "requestBody": {"required": False, "content": {"application/json": {"schema": {
                          "type": "object", "properties": {
                              "site": {"type": "string", "maxLength": 200, "description": "Site label the enrolled agents get."},
-                             "uses": {"type": "integer", "minimum": 1, "maximum": 100000, "default": 1},
-                             "ttl_s": {"type": "integer", "minimum": 60, "maximum": MAX_TTL_S, "default": 604800},
+                             "uses": {"type": "integer", "minimum": 1, "maximum": MAX_TOKEN_USES, "default": 1},
+                             "ttl_s": {"type": "integer", "minimum": MIN_TOKEN_TTL_S, "maximum": MAX_TOKEN_TTL_S, "default": 604800},
                              "note": {"type": "string", "maxLength": 500}}}}}},
                      "responses": {**resp("201", "Created", {"type": "object", "required": ["token", "info"], "properties": {
                          "token": {"type": "string"}, "info": obj, "note": {"type": "string"}}}), "400": err}}},

@@ -99,14 +99,17 @@ def _when(us: int | None) -> str:
     return "-" if us is None else dt.datetime.fromtimestamp(us / 1e6, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _audit(reg, action: str, subject: str, detail: str = "") -> None:
+def _me():
+    """The audit log's actor for this command: ``cli:<os user>``, from ``local``."""
     import getpass
+
+    from .registry import Actor
 
     try:
         user = getpass.getuser()
     except Exception:
         user = "?"
-    reg.record_audit(actor=f"cli:{user}", action=action, subject=subject, remote="local", detail=detail)
+    return Actor(f"cli:{user}", "local")
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -127,12 +130,18 @@ def cmd_init(args: argparse.Namespace) -> int:
         return 2
     tls_dir = os.path.abspath(args.dir or default_tls_dir(args.db))
     done = init_dir(tls_dir, args.name, args.ip, renew=args.renew)
+    me = _me()
     with _registry(args) as reg:
-        token, tinfo = reg.create_token(site=args.site, uses=args.token_uses, ttl_s=args.token_ttl, note="collector init")
+        try:
+            token, tinfo = reg.create_token(site=args.site, uses=args.token_uses, ttl_s=args.token_ttl,
+                                            note="collector init", by=me)
+        except ValueError as exc:
+            print(f"cxpulse collector init: {exc}", file=sys.stderr)
+            return 2
         key = kinfo = None
         if not args.no_admin_key:
-            key, kinfo = reg.create_api_key("admin", "collector init")
-        _audit(reg, "init", tls_dir, f"token {tinfo.token_id}" + (f", admin key {kinfo.key_id}" if kinfo else ""))
+            key, kinfo = reg.create_api_key("admin", "collector init", by=me)
+        reg.record(me, "collector.init", tls_dir, f"token {tinfo.token_id}" + (f", admin key {kinfo.key_id}" if kinfo else ""))
     host = args.name[0] if args.name else args.ip[0]
     address = f"[{host}]:{args.port}" if ":" in host else f"{host}:{args.port}"
     ca = os.path.join(tls_dir, CA_CERT)
@@ -161,11 +170,10 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_tokens_create(args: argparse.Namespace) -> int:
     with _registry(args) as reg:
         try:
-            secret, info = reg.create_token(site=args.site, uses=args.uses, ttl_s=args.ttl, note=args.note)
+            secret, info = reg.create_token(site=args.site, uses=args.uses, ttl_s=args.ttl, note=args.note, by=_me())
         except ValueError as exc:
             print(f"cxpulse collector tokens: {exc}", file=sys.stderr)
             return 2
-        _audit(reg, "token_create", info.token_id, f"uses {info.uses_total}, site {info.site!r}")
     print(secret)
     print(f"token {info.token_id}: {info.uses_total} use(s), expires {_when(info.expires_us)}", file=sys.stderr)
     return 0
@@ -187,9 +195,7 @@ def cmd_tokens_list(args: argparse.Namespace) -> int:
 
 def cmd_tokens_revoke(args: argparse.Namespace) -> int:
     with _registry(args) as reg:
-        ok = reg.revoke_token(args.token_id)
-        if ok:
-            _audit(reg, "token_revoke", args.token_id)
+        ok = reg.revoke_token(args.token_id, by=_me())
     print(f"token {args.token_id} revoked" if ok else f"no usable token {args.token_id}", file=sys.stderr if not ok else sys.stdout)
     return 0 if ok else 1
 
@@ -205,9 +211,7 @@ def cmd_agents_list(args: argparse.Namespace) -> int:
 
 def cmd_agents_revoke(args: argparse.Namespace) -> int:
     with _registry(args) as reg:
-        ok = reg.revoke_agent(args.agent_id)
-        if ok:
-            _audit(reg, "agent_revoke", args.agent_id)
+        ok = reg.revoke_agent(args.agent_id, by=_me())
     if not ok:
         print(f"cxpulse collector agents: no enrolled, unrevoked agent {args.agent_id}", file=sys.stderr)
         return 1
@@ -218,12 +222,12 @@ def cmd_agents_revoke(args: argparse.Namespace) -> int:
 def cmd_keys_create(args: argparse.Namespace) -> int:
     with _registry(args) as reg:
         try:
-            secret, info = reg.create_api_key(args.role, args.name, pseudonymize=args.pseudonymize, sites=args.site)
+            secret, info = reg.create_api_key(args.role, args.name, pseudonymize=args.pseudonymize, sites=args.site,
+                                              by=_me())
         except ValueError as exc:
             print(f"cxpulse collector keys: refused: {exc}", file=sys.stderr)
             return 2
-        sites = ", ".join(info.sites) if info.sites else "every site"
-        _audit(reg, "key_create", info.key_id, f"role {info.role}, name {info.name!r}, sites: {sites}")
+    sites = ", ".join(info.sites) if info.sites else "every site"
     print(secret)
     print(f"key {info.key_id}: role {info.role}, name {info.name!r}, sees {sites}"
           + (", pseudonyms" if info.pseudonymize else ""), file=sys.stderr)
@@ -245,12 +249,10 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
     with _registry(args) as reg:
         try:
-            ok = reg.revoke_api_key(args.key_id)
+            ok = reg.revoke_api_key(args.key_id, by=_me())
         except LastAdminKeyError as exc:
             print(f"cxpulse collector keys: refused: {exc}", file=sys.stderr)
             return 1
-        if ok:
-            _audit(reg, "key_revoke", args.key_id)
     if not ok:
         print(f"cxpulse collector keys: no unrevoked key {args.key_id}", file=sys.stderr)
         return 1

@@ -148,6 +148,39 @@ class ApiKeyInfo:
 
 MAX_SITE_CHARS = 200
 MAX_KEY_SITES = 100
+MAX_KEY_NAME_CHARS = 100
+MAX_NOTE_CHARS = 500
+MAX_TOKEN_USES = 100_000
+MIN_TOKEN_TTL_S = 60
+MAX_TOKEN_TTL_S = 365 * 86_400
+
+# What the administrative changes are called in the audit log (docs/api.md, "Audit log"). Before
+# issue 20 the command line wrote its own names; rows it wrote then keep them in the database and
+# are shown under these when read.
+_OLD_ACTIONS = {"token_create": "token.create", "token_revoke": "token.revoke", "agent_revoke": "agent.revoke",
+                "key_create": "api_key.create", "key_revoke": "api_key.revoke", "init": "collector.init"}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change, as the audit log records them: ``key:<key_id>`` or ``cli:<os user>``,
+    from where (a peer address, ``local``), and an API key's name (written as ``by=<name>``)."""
+
+    actor: str
+    remote: str = ""
+    name: str = ""
+
+
+def _clean_text(value: str, name: str, max_len: int, *, required: bool = False) -> str:
+    """A label stripped and checked: at most ``max_len`` printable characters; ValueError naming it."""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string")
+    value = value.strip()
+    if required and not value:
+        raise ValueError(f"{name} is required")
+    if len(value) > max_len or any(ord(c) < 32 for c in value):
+        raise ValueError(f"{name} must be at most {max_len} printable characters")
+    return value
 
 
 def clean_sites(sites) -> tuple[str, ...]:
@@ -237,28 +270,44 @@ class Registry:
 
     # -- enrollment tokens --
 
-    def create_token(self, *, site: str = "", uses: int = 1, ttl_s: float = 7 * 86400,
-                     note: str = "") -> tuple[str, TokenInfo]:
-        if uses < 1:
-            raise ValueError("a token needs at least one use")
-        if ttl_s <= 0:
-            raise ValueError("a token needs a positive lifetime")
+    def create_token(self, *, site: str = "", uses: int = 1, ttl_s: float = 7 * 86400, note: str = "",
+                     by: Actor | None = None) -> tuple[str, TokenInfo]:
+        """A new enrollment token (the secret is returned once; only its hash is kept).
+
+        ``by``: who asked; the ``token.create`` audit entry is written in the same transaction.
+        Without it (set-ups in tests, the demo, benchmarks) nothing is recorded. ValueError says
+        what is out of range.
+        """
+        site = _clean_text(site, "site", MAX_SITE_CHARS)
+        note = _clean_text(note, "note", MAX_NOTE_CHARS)
+        if not 1 <= uses <= MAX_TOKEN_USES:
+            raise ValueError(f"uses must be a whole number between 1 and {MAX_TOKEN_USES}")
+        if not MIN_TOKEN_TTL_S <= ttl_s <= MAX_TOKEN_TTL_S:
+            raise ValueError(f"a token's lifetime must be between {MIN_TOKEN_TTL_S} s and "
+                             f"{MAX_TOKEN_TTL_S // 86_400} days")
         token_id, secret = _new_secret(_KIND_TOKEN)
         now = self._now_us()
         info = TokenInfo(token_id, site, note, uses, uses, now, now + int(ttl_s * 1_000_000))
-        self._db.execute(
-            "INSERT INTO enroll_tokens (token_id, secret_hash, site, note, uses_total, uses_left, created_us, "
-            "expires_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (token_id, _hash(secret), site, note, uses, uses, now, info.expires_us))
+        with self._db.transaction():
+            self._db.execute(
+                "INSERT INTO enroll_tokens (token_id, secret_hash, site, note, uses_total, uses_left, created_us, "
+                "expires_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (token_id, _hash(secret), site, note, uses, uses, now, info.expires_us))
+            self._audit(by, "token.create", token_id, f"site={site} uses={uses} ttl_s={int(ttl_s)}")
         return secret, info
 
     def list_tokens(self) -> list[TokenInfo]:
         rows = self._db.query(f"SELECT {_TOKEN_COLS} FROM enroll_tokens ORDER BY created_us, token_id")
         return [TokenInfo(*r) for r in rows]
 
-    def revoke_token(self, token_id: str) -> bool:
-        return self._db.execute("UPDATE enroll_tokens SET revoked_us = ? WHERE token_id = ? AND revoked_us IS NULL",
-                                (self._now_us(), token_id)) > 0
+    def revoke_token(self, token_id: str, *, by: Actor | None = None) -> bool:
+        """Stop a token enrolling more desks: True when it was active; audited as ``token.revoke``."""
+        with self._db.transaction():
+            done = self._db.execute("UPDATE enroll_tokens SET revoked_us = ? WHERE token_id = ? AND revoked_us IS NULL",
+                                    (self._now_us(), token_id)) > 0
+            if done:
+                self._audit(by, "token.revoke", token_id)
+        return done
 
     def enroll(self, token_secret: str, agent_id: str, host: str = "") -> tuple[str, AgentIdentity]:
         """Spend one use of a token and give the agent its own credential.
@@ -324,9 +373,14 @@ class Registry:
         ident = AgentIdentity(*rows[0][:-1])
         return None if ident.revoked_us is not None else ident
 
-    def revoke_agent(self, agent_id: str) -> bool:
-        return self._db.execute("UPDATE agent_credentials SET revoked_us = ? WHERE agent_id = ? AND revoked_us IS NULL",
-                                (self._now_us(), agent_id)) > 0
+    def revoke_agent(self, agent_id: str, *, by: Actor | None = None) -> bool:
+        """Revoke an enrolled agent's credential: True when it was active; audited as ``agent.revoke``."""
+        with self._db.transaction():
+            done = self._db.execute("UPDATE agent_credentials SET revoked_us = ? WHERE agent_id = ? "
+                                    "AND revoked_us IS NULL", (self._now_us(), agent_id)) > 0
+            if done:
+                self._audit(by, "agent.revoke", agent_id)
+        return done
 
     def list_agents(self) -> list[AgentIdentity]:
         rows = self._db.query(f"SELECT {_AGENT_COLS} FROM agent_credentials ORDER BY enrolled_us, agent_id")
@@ -341,24 +395,29 @@ class Registry:
 
     # -- API keys --
 
-    def create_api_key(self, role: str, name: str, *, pseudonymize: bool = False,
-                       sites=()) -> tuple[str, ApiKeyInfo]:
+    def create_api_key(self, role: str, name: str, *, pseudonymize: bool = False, sites=(),
+                       by: Actor | None = None) -> tuple[str, ApiKeyInfo]:
         """A new key; ``sites`` limits what it sees to those sites (empty: every site).
 
         A key scoped to sites is a helpdesk key: administration (keys, tokens, agents, the audit
         log, configuration, webhooks) spans every site, so only an unscoped admin key may do it,
-        and a scoped admin key, which could issue itself wider keys, is refused here.
+        and a scoped admin key, which could issue itself wider keys, is refused here. Audited as
+        ``api_key.create`` when ``by`` is given (see ``create_token``).
         """
         if role not in ROLES:
-            raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+            raise ValueError(f"role must be one of {', '.join(ROLES)}; got {str(role)[:40]!r}")
+        name = _clean_text(name, "name", MAX_KEY_NAME_CHARS, required=True)
         sites = clean_sites(sites)
         if sites and role == "admin":
             raise ValueError("a key scoped to sites can only have the helpdesk role: administration spans every site")
         key_id, secret = _new_secret(_KIND_KEY)
         info = ApiKeyInfo(key_id, role, name, self._now_us(), None, bool(pseudonymize), sites)
-        self._db.execute("INSERT INTO api_keys (key_id, secret_hash, role, name, created_us, pseudonymize, sites) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?)", (key_id, _hash(secret), role, name, info.created_us,
-                                                          int(pseudonymize), json.dumps(list(sites)) if sites else ""))
+        with self._db.transaction():
+            self._db.execute("INSERT INTO api_keys (key_id, secret_hash, role, name, created_us, pseudonymize, sites) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?)", (key_id, _hash(secret), role, name, info.created_us,
+                                                              int(pseudonymize), json.dumps(list(sites)) if sites else ""))
+            self._audit(by, "api_key.create", key_id, f"role={role} name={name} pseudonymize={bool(pseudonymize)}"
+                        f" sites={','.join(sites) if sites else '(all)'}")
         return secret, info
 
     def verify_api_key(self, secret: str) -> ApiKeyInfo | None:
@@ -374,17 +433,20 @@ class Registry:
     def list_api_keys(self) -> list[ApiKeyInfo]:
         return [_key_info(r) for r in self._db.query(f"SELECT {_KEY_COLS} FROM api_keys ORDER BY created_us, key_id")]
 
-    def revoke_api_key(self, key_id: str) -> bool:
+    def revoke_api_key(self, key_id: str, *, by: Actor | None = None) -> bool:
         """Revoke an active key: True when it was, False when there is no such active key.
 
         The last active admin key is never revoked (``LastAdminKeyError``): without one nobody
         could issue keys over the API again. The check is inside the UPDATE, so two revokes
-        racing on one SQLite database cannot both pass it.
+        racing on one SQLite database cannot both pass it. Audited as ``api_key.revoke``.
         """
-        done = self._db.execute(
-            "UPDATE api_keys SET revoked_us = ? WHERE key_id = ? AND revoked_us IS NULL AND (role <> 'admin' OR "
-            "(SELECT COUNT(*) FROM api_keys WHERE role = 'admin' AND revoked_us IS NULL) > 1)",
-            (self._now_us(), key_id)) > 0
+        with self._db.transaction():
+            done = self._db.execute(
+                "UPDATE api_keys SET revoked_us = ? WHERE key_id = ? AND revoked_us IS NULL AND (role <> 'admin' OR "
+                "(SELECT COUNT(*) FROM api_keys WHERE role = 'admin' AND revoked_us IS NULL) > 1)",
+                (self._now_us(), key_id)) > 0
+            if done:
+                self._audit(by, "api_key.revoke", key_id)
         if not done and self._db.query("SELECT 1 FROM api_keys WHERE key_id = ? AND revoked_us IS NULL AND role = 'admin'",
                                         (key_id,)):
             raise LastAdminKeyError(key_id)
@@ -395,6 +457,16 @@ class Registry:
     def record_audit(self, *, actor: str, action: str, subject: str = "", remote: str = "", detail: str = "") -> None:
         self._db.execute("INSERT INTO audit_log (ts_us, actor, action, subject, remote, detail) VALUES (?, ?, ?, ?, ?, ?)",
                          (self._now_us(), actor, action, subject, remote, detail))
+
+    def record(self, by: Actor, action: str, subject: str = "", detail: str = "") -> None:
+        """One audit entry for something ``by`` did (``by=<key name>`` first in the detail)."""
+        named = f"by={by.name}" if by.name else ""
+        self.record_audit(actor=by.actor, action=action, subject=subject, remote=by.remote,
+                          detail="; ".join(x for x in (named, detail) if x)[:2000])
+
+    def _audit(self, by: Actor | None, action: str, subject: str, detail: str = "") -> None:
+        if by is not None:
+            self.record(by, action, subject, detail)
 
     def audit(self, since_us: int = 0, until_us: int | None = None, *, actor: str | None = None,
               subject: str | None = None, limit: int = 1000) -> list[AuditEntry]:
@@ -412,7 +484,7 @@ class Registry:
         args.append(max(0, int(limit)))
         rows = self._db.query(f"SELECT {_AUDIT_COLS} FROM audit_log WHERE {' AND '.join(where)} ORDER BY ts_us, id LIMIT ?",
                               tuple(args))
-        return [AuditEntry(*r) for r in rows]
+        return [AuditEntry(*r[:3], _OLD_ACTIONS.get(r[3], r[3]), *r[4:]) for r in rows]
 
     def close(self) -> None:
         self._db.close()

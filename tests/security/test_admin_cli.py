@@ -42,4 +42,4 @@ def test_tokens_keys_and_agents_from_the_command_line(tmp_path):
     with Registry.open(db) as reg:
         assert reg.verify_api_key(key.stdout.strip()) is None
         actions = [e.action for e in reg.audit()]
-    assert actions == ["token_create", "key_create", "agent_revoke", "key_revoke", "token_revoke"], actions
+    assert actions == ["token.create", "api_key.create", "agent.revoke", "api_key.revoke", "token.revoke"], actions

@@ -254,7 +254,7 @@ def test_revoked_agent_stream_is_cut_within_seconds(live, tls_dir):
         assert code_of(again.first) == grpc.StatusCode.UNAUTHENTICATED
         again.close()
     entries = Registry.open(str(live.db)).audit(subject="desk-1")
-    assert [e.action for e in entries] == ["enroll", "agent_revoke"]
+    assert [e.action for e in entries] == ["enroll", "agent.revoke"]
 
 
 # --- start-up and the real agent -----------------------------------------------------------------

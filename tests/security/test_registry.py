@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cxpulse.collector.security.registry import EnrollError, Registry
+from cxpulse.collector.security.registry import Actor, EnrollError, LastAdminKeyError, Registry
 from cxpulse.collector.store import open_store
 from tests.test_store import fresh_schema, postgres_url
 
@@ -203,6 +203,47 @@ def test_audit_log(reg, clock):
     assert len(reg.audit(limit=2)) == 2
     e = reg.audit()[0]
     assert e.remote == "10.0.0.9" and e.action == "lookup" and e.ts_us == t0
+
+
+def test_admin_changes_write_their_own_audit_entries_with_one_set_of_names(reg):
+    admin = Actor("key:k1", "10.0.0.9", "it team")
+    _, tok = reg.create_token(site="Porto", uses=3, ttl_s=3600, by=admin)
+    _, key = reg.create_api_key("helpdesk", "desk team", sites=["Porto"], by=admin)
+    cred, ident = reg.enroll(reg.create_token()[0], "desk-1")  # no ``by``: a set-up, not recorded
+    assert reg.revoke_agent("desk-1", by=admin) and not reg.revoke_agent("desk-1", by=admin)
+    assert reg.revoke_api_key(key.key_id, by=Actor("cli:root", "local"))
+    assert reg.revoke_token(tok.token_id, by=admin) and not reg.revoke_token(tok.token_id, by=admin)
+    got = [(e.actor, e.action, e.subject, e.remote, e.detail) for e in reg.audit()]
+    assert got == [
+        ("key:k1", "token.create", tok.token_id, "10.0.0.9", "by=it team; site=Porto uses=3 ttl_s=3600"),
+        ("key:k1", "api_key.create", key.key_id, "10.0.0.9",
+         "by=it team; role=helpdesk name=desk team pseudonymize=False sites=Porto"),
+        ("key:k1", "agent.revoke", "desk-1", "10.0.0.9", "by=it team"),
+        ("cli:root", "api_key.revoke", key.key_id, "local", ""),
+        ("key:k1", "token.revoke", tok.token_id, "10.0.0.9", "by=it team"),
+    ]
+
+
+def test_a_refused_change_writes_no_audit_entry(reg):
+    admin = Actor("cli:root", "local")
+    _, only = reg.create_api_key("admin", "only admin")
+    with pytest.raises(LastAdminKeyError):
+        reg.revoke_api_key(only.key_id, by=admin)
+    for bad in (dict(uses=0), dict(uses=100_001), dict(ttl_s=59), dict(ttl_s=366 * 86_400),
+                dict(site="x" * 201), dict(note="a\nb")):
+        with pytest.raises(ValueError):
+            reg.create_token(**bad, by=admin)
+    for role, name in (("root", "x"), ("helpdesk", " "), ("helpdesk", "x" * 101)):
+        with pytest.raises(ValueError):
+            reg.create_api_key(role, name, by=admin)
+    assert reg.audit() == [] and reg.list_tokens() == []
+
+
+def test_entries_written_under_the_old_command_line_names_read_under_todays(reg):
+    for old in ("token_create", "token_revoke", "agent_revoke", "key_create", "key_revoke", "init", "enroll"):
+        reg.record_audit(actor="cli:root", action=old, subject="x", remote="local")
+    assert [e.action for e in reg.audit()] == ["token.create", "token.revoke", "agent.revoke", "api_key.create",
+                                               "api_key.revoke", "collector.init", "enroll"]
 
 
 def test_lives_beside_the_store_and_migration_is_idempotent(url):

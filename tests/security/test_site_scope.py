@@ -310,7 +310,7 @@ def test_cli_creates_and_lists_a_scoped_key(tmp_path):
     assert "sees Faro, Lisbon" in made.stderr
     with Registry.open(db) as reg:
         assert reg.verify_api_key(made.stdout.strip()).sites == ("Faro", A_SITE)
-        assert "sites: Faro, Lisbon" in reg.audit()[-1].detail
+        assert "sites=Faro,Lisbon" in reg.audit()[-1].detail
     listed = run_cli("collector", "keys", "list", "--db", db)
     assert listed.returncode == 0 and "Faro,Lisbon" in listed.stdout
     refused = run_cli("collector", "keys", "create", "--db", db, "--role", "admin", "--name", "x", "--site", A_SITE)
