@@ -11,7 +11,7 @@ import sys
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cxpulse.v1.contract import WIFI_WEAK_RSSI_DBM, interval_s
 
@@ -115,7 +115,7 @@ class AgentConfig:
             if not t.name or not t.host:
                 raise ConfigError(f"target {t!r} needs a name and a host")
             if t.name in names or t.name == "gateway":
-                raise ConfigError(f"target name {t.name!r} is used twice (\"gateway\" is reserved)")
+                raise ConfigError(f'target name {t.name!r} is used twice ("gateway" is reserved)')
             if t.method and t.method not in METHODS:
                 raise ConfigError(f"target {t.name}: unknown method {t.method!r}; choose from {list(METHODS)}")
             if not 0 < t.port < 65536:
@@ -123,8 +123,13 @@ class AgentConfig:
             names.add(t.name)
         if not self.state_dir:
             raise ConfigError("state_dir must not be empty")
-        for name, lo, hi in (("app_timeout_s", 1, 120), ("voice_duration_s", 1, 30), ("device_interval_s", 1, 3600),
-                             ("trace_interval_s", 30, 86400), ("wifi_weak_rssi_dbm", *WIFI_WEAK_RSSI_DBM)):
+        for name, lo, hi in (
+            ("app_timeout_s", 1, 120),
+            ("voice_duration_s", 1, 30),
+            ("device_interval_s", 1, 3600),
+            ("trace_interval_s", 30, 86400),
+            ("wifi_weak_rssi_dbm", *WIFI_WEAK_RSSI_DBM),
+        ):
             if not lo <= getattr(self, name) <= hi:
                 raise ConfigError(f"{name} must be between {lo} and {hi}, got {getattr(self, name)}")
         app_names = set()
@@ -187,15 +192,19 @@ def apply(base: AgentConfig, pushed: pb.AgentConfig, detector: DetectorConfig | 
         kw["wifi_weak_rssi_dbm"] = pushed.wifi_weak_rssi_dbm
     if pushed.hash_wifi_identity and central_sets("hash_wifi_identity", "wifi_hash_identity"):
         kw["wifi_hash_identity"] = True  # central can require hashing; false leaves the local choice
-    thresholds = {k: int(v) if k.endswith("_us") else v for k, v in pushed.detector.items()}
+    thresholds: dict[str, Any] = {k: int(v) if k.endswith("_us") else v for k, v in pushed.detector.items()}
     if "detector" in keep and local_detector != DetectorConfig():
         thresholds = {}
     reflector = None
     if pushed.reflector:
         host, _, port = pushed.reflector.rpartition(":")
         reflector = (host.strip("[]"), int(port))
-    return Running(replace(base, **kw), replace(local_detector, **thresholds), reflector,
-                   bytes(pushed.reflector_key) if reflector else b"")
+    return Running(
+        replace(base, **kw),
+        replace(local_detector, **thresholds),
+        reflector,
+        bytes(pushed.reflector_key) if reflector else b"",
+    )
 
 
 def _is_host_port(s: str) -> bool:
@@ -226,16 +235,41 @@ def parse_target(spec: str) -> Target:
     return Target(name=name, host=host, port=port)
 
 
-_KEYS = {
-    "collector": str, "state_dir": str, "site": str, "user": str, "agent_id": str,
-    "probe_interval_s": (int, float), "probe_timeout_s": (int, float), "batch_interval_s": (int, float),
-    "measure_gateway": bool, "rtt_methods": list, "targets": list, "spool_max_bytes": int,
-    "spool_max_age_s": int, "reconnect_max_s": (int, float), "apps": list, "presets": list,
-    "app_interval_s": (int, float), "app_timeout_s": (int, float), "app_ca_file": str,
-    "voice_interval_s": (int, float), "voice_duration_s": (int, float), "device_interval_s": (int, float),
-    "trace_enabled": bool, "trace_interval_s": (int, float), "hop_probing": bool,
-    "wifi_interval_s": (int, float), "wifi_weak_rssi_dbm": int, "wifi_hash_identity": bool, "wifi_hash_salt": str,
-    "ca_file": str, "enroll_token": str, "insecure": bool, "tls_server_name": str, "client_cert_file": str,
+_KEYS: dict[str, type | tuple[type, ...]] = {
+    "collector": str,
+    "state_dir": str,
+    "site": str,
+    "user": str,
+    "agent_id": str,
+    "probe_interval_s": (int, float),
+    "probe_timeout_s": (int, float),
+    "batch_interval_s": (int, float),
+    "measure_gateway": bool,
+    "rtt_methods": list,
+    "targets": list,
+    "spool_max_bytes": int,
+    "spool_max_age_s": int,
+    "reconnect_max_s": (int, float),
+    "apps": list,
+    "presets": list,
+    "app_interval_s": (int, float),
+    "app_timeout_s": (int, float),
+    "app_ca_file": str,
+    "voice_interval_s": (int, float),
+    "voice_duration_s": (int, float),
+    "device_interval_s": (int, float),
+    "trace_enabled": bool,
+    "trace_interval_s": (int, float),
+    "hop_probing": bool,
+    "wifi_interval_s": (int, float),
+    "wifi_weak_rssi_dbm": int,
+    "wifi_hash_identity": bool,
+    "wifi_hash_salt": str,
+    "ca_file": str,
+    "enroll_token": str,
+    "insecure": bool,
+    "tls_server_name": str,
+    "client_cert_file": str,
     "client_key_file": str,
 }
 # Installers write the token and the CA into this file beside the bootstrap file, readable by the
@@ -280,7 +314,7 @@ def load(path: str | Path) -> AgentConfig:
             if key in raw and raw[key] != value:
                 raise ConfigError(f"{key} is set in both {path} and {enroll}")
             raw[key] = value
-    kw = {}
+    kw: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in _KEYS:
             raise ConfigError(f"{path}: unknown key {key!r} (known: {', '.join(sorted(_KEYS))})")
@@ -294,7 +328,12 @@ def load(path: str | Path) -> AgentConfig:
                 raise ConfigError(f"{path}: targets[{i}] must be a table with name, host and optional port, method")
             try:
                 targets.append(
-                    Target(name=str(t["name"]), host=str(t["host"]), port=_as_int(t.get("port", 443), f"{path}: targets[{i}].port"), method=str(t.get("method", "")))
+                    Target(
+                        name=str(t["name"]),
+                        host=str(t["host"]),
+                        port=_as_int(t.get("port", 443), f"{path}: targets[{i}].port"),
+                        method=str(t.get("method", "")),
+                    )
                 )
             except KeyError as exc:
                 raise ConfigError(f"{path}: targets[{i}] lacks {exc}") from None
@@ -303,7 +342,9 @@ def load(path: str | Path) -> AgentConfig:
     for i, a in enumerate(kw.pop("apps", [])):
         if not isinstance(a, dict) or not {"name", "url"} <= set(a) or set(a) - {"name", "url", "apdex_t_ms"}:
             raise ConfigError(f"{path}: apps[{i}] must be a table with name, url and optional apdex_t_ms")
-        apps.append(App(str(a["name"]), str(a["url"]), _as_int(a.get("apdex_t_ms", 500), f"{path}: apps[{i}].apdex_t_ms")))
+        apps.append(
+            App(str(a["name"]), str(a["url"]), _as_int(a.get("apdex_t_ms", 500), f"{path}: apps[{i}].apdex_t_ms"))
+        )
     for i, pr in enumerate(kw.pop("presets", [])):
         if not isinstance(pr, dict) or "name" not in pr:
             raise ConfigError(f"{path}: presets[{i}] must be a table with name and the preset's parameters")
@@ -344,6 +385,8 @@ def read_token_file(path: str, stdin=None) -> str:
         raise ConfigError(f"cannot read the enrollment token from {path}: {exc}") from None
     token = next((line.strip() for line in text.splitlines() if line.strip()), "")
     if not token or len(text) > MAX_TOKEN_CHARS:
-        raise ConfigError(f"{'standard input' if path == '-' else path} holds no enrollment token "
-                          f"(expected one line such as cxp_enr_..., at most {MAX_TOKEN_CHARS} characters)")
+        raise ConfigError(
+            f"{'standard input' if path == '-' else path} holds no enrollment token "
+            f"(expected one line such as cxp_enr_..., at most {MAX_TOKEN_CHARS} characters)"
+        )
     return token

@@ -50,11 +50,19 @@ from dataclasses import dataclass, field
 import psutil
 
 from cxpulse.agent import netinfo
-from cxpulse.atomicfile import write_atomic
 from cxpulse.agent.netinfo import KINDS
+from cxpulse.atomicfile import write_atomic
 
-__all__ = ["BEST_HALF_LIFE_S", "KINDS", "DeviceCounters", "DeviceSnapshot", "load_best", "own_traffic_columns",
-           "read_device", "save_best"]
+__all__ = [
+    "BEST_HALF_LIFE_S",
+    "KINDS",
+    "DeviceCounters",
+    "DeviceSnapshot",
+    "load_best",
+    "own_traffic_columns",
+    "read_device",
+    "save_best",
+]
 
 # The best rate a link carried fades by half in a day: a line that got slower (or a best from
 # before the agent's link key changed without it noticing) stops counting as "its best" within
@@ -105,17 +113,25 @@ class DeviceCounters:
     speeds_at: float = 0.0  # monotonic time they were read
 
 
-def read_device(prev: DeviceCounters | None, iface: str | None = None, *, gateway: str = "",
-                remembered: Mapping | None = None, cpu_threshold_pct: float = 80.0, mem_threshold_pct: float = 90.0,
-                top_n: int = 3) -> tuple[DeviceSnapshot, DeviceCounters]:
+def read_device(
+    prev: DeviceCounters | None,
+    iface: str | None = None,
+    *,
+    gateway: str = "",
+    remembered: Mapping | None = None,
+    cpu_threshold_pct: float = 80.0,
+    mem_threshold_pct: float = 90.0,
+    top_n: int = 3,
+) -> tuple[DeviceSnapshot, DeviceCounters]:
     """One look at the device; pass the returned counters to the next call.
 
     ``iface`` is the interface carrying the default route (``netinfo.default_gateway().interface``);
     None looks it up here. ``gateway`` (its address) names the link with it: when either changes,
     the best rate starts again. ``remembered`` (``load_best``: what ``save_best`` kept before a
     restart) seeds the best on the first call when it is of the same link, faded by its age: a
-    freshly started agent would otherwise call any modest transfer "the most its link carried". The process scan runs only when ``cpu_pct > cpu_threshold_pct`` or
-    ``mem_pct > mem_threshold_pct``; tests set them to 0 to force it.
+    freshly started agent would otherwise call any modest transfer "the most its link carried".
+    The process scan runs only when ``cpu_pct > cpu_threshold_pct`` or ``mem_pct >
+    mem_threshold_pct``; tests set them to 0 to force it.
     """
     now_mono, now_wall = time.monotonic(), time.time()
     busy_s, total_s = _cpu_seconds()
@@ -140,8 +156,7 @@ def read_device(prev: DeviceCounters | None, iface: str | None = None, *, gatewa
         names = [iface] if iface in nic else [n for n in nic if kinds.get(n) != "loopback"]
         nic_errors = sum(_delta(nic[n], prev.nic.get(n)) for n in names)
 
-    same_nics = prev is not None and prev.nic.keys() == nic.keys()
-    if same_nics and now_mono - prev.speeds_at < SPEED_REREAD_S:
+    if prev is not None and prev.nic.keys() == nic.keys() and now_mono - prev.speeds_at < SPEED_REREAD_S:
         speeds, speeds_at = prev.speeds, prev.speeds_at
     else:
         speeds, speeds_at = _link_speeds(), now_mono
@@ -151,8 +166,10 @@ def read_device(prev: DeviceCounters | None, iface: str | None = None, *, gatewa
         for n, (sent, recv) in nic_bytes.items():
             before = prev.nic_bytes.get(n)
             if before is not None and kinds.get(n) != "loopback":
-                traffic[n] = (round(_delta(sent, before[0]) * 8 / 1000 / secs, 1),
-                              round(_delta(recv, before[1]) * 8 / 1000 / secs, 1))
+                traffic[n] = (
+                    round(_delta(sent, before[0]) * 8 / 1000 / secs, 1),
+                    round(_delta(recv, before[1]) * 8 / 1000 / secs, 1),
+                )
     up = dn = None
     link = (iface, gateway)
     if iface in traffic:
@@ -175,14 +192,37 @@ def read_device(prev: DeviceCounters | None, iface: str | None = None, *, gatewa
         top_procs, procs = _top_processes(prev, now_mono, now_wall, top_n)
 
     snapshot = DeviceSnapshot(
-        ts_us=int(now_wall * 1e6), cpu_pct=cpu_pct, mem_pct=mem_pct, top_procs=top_procs, nic_errors=nic_errors,
-        iface=iface, iface_kind=kinds.get(iface, "other") if iface else "other",
-        vpn=netinfo.vpn_interfaces(), proxy=netinfo.system_proxy(), up_kbps=up, dn_kbps=dn,
+        ts_us=int(now_wall * 1e6),
+        cpu_pct=cpu_pct,
+        mem_pct=mem_pct,
+        top_procs=top_procs,
+        nic_errors=nic_errors,
+        iface=iface,
+        iface_kind=kinds.get(iface, "other") if iface else "other",
+        vpn=netinfo.vpn_interfaces(),
+        proxy=netinfo.system_proxy(),
+        up_kbps=up,
+        dn_kbps=dn,
         up_best_kbps=round(best[0], 1) if up is not None else None,
         dn_best_kbps=round(best[1], 1) if dn is not None else None,
-        link_mbps=speeds.get(iface) or None, traffic=traffic)
-    return snapshot, DeviceCounters(now_mono, now_wall, busy_s, total_s, nic, procs, kinds, nic_bytes, best,
-                                     None if up is None or dn is None else (up, dn), link, speeds, speeds_at)
+        link_mbps=speeds.get(iface) or None,
+        traffic=traffic,
+    )
+    return snapshot, DeviceCounters(
+        now_mono,
+        now_wall,
+        busy_s,
+        total_s,
+        nic,
+        procs,
+        kinds,
+        nic_bytes,
+        best,
+        None if up is None or dn is None else (up, dn),
+        link,
+        speeds,
+        speeds_at,
+    )
 
 
 def own_traffic_columns(snap: DeviceSnapshot) -> dict[str, int | None]:
@@ -190,16 +230,27 @@ def own_traffic_columns(snap: DeviceSnapshot) -> dict[str, int | None]:
 
     Only the active interface travels: per-NIC rates would cost bytes in every batch (the upload
     budget, DESIGN decision 5) for NICs that carry no call."""
+
     def kbps(v: float | None) -> int | None:
         return None if v is None else min(100_000_000, round(v))
-    return {"up": kbps(snap.up_kbps), "dn": kbps(snap.dn_kbps), "upb": kbps(snap.up_best_kbps),
-            "dnb": kbps(snap.dn_best_kbps), "spd": min(1_000_000, snap.link_mbps) if snap.link_mbps else None}
+
+    return {
+        "up": kbps(snap.up_kbps),
+        "dn": kbps(snap.dn_kbps),
+        "upb": kbps(snap.up_best_kbps),
+        "dnb": kbps(snap.dn_best_kbps),
+        "spd": min(1_000_000, snap.link_mbps) if snap.link_mbps else None,
+    }
 
 
 def save_best(path: str, counters: DeviceCounters) -> None:
     """Keep the link's best rates across a restart (a few bytes; the caller decides how often)."""
-    doc = {"link": list(counters.link), "up": round(counters.best[0], 1), "dn": round(counters.best[1], 1),
-           "at": round(counters.ts_wall, 1)}
+    doc = {
+        "link": list(counters.link),
+        "up": round(counters.best[0], 1),
+        "dn": round(counters.best[1], 1),
+        "at": round(counters.ts_wall, 1),
+    }
     write_atomic(path, json.dumps(doc).encode(), mode=0o644)
 
 
@@ -244,8 +295,10 @@ def _nic_counts() -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
         counters = psutil.net_io_counters(pernic=True)
     except (OSError, RuntimeError):  # no /proc/net/dev (odd containers): no NIC facts, not a crash
         return {}, {}
-    return ({name: c.errin + c.errout + c.dropin + c.dropout for name, c in counters.items()},
-            {name: (c.bytes_sent, c.bytes_recv) for name, c in counters.items()})
+    return (
+        {name: c.errin + c.errout + c.dropin + c.dropout for name, c in counters.items()},
+        {name: (c.bytes_sent, c.bytes_recv) for name, c in counters.items()},
+    )
 
 
 def _link_speeds() -> dict[str, int]:
@@ -268,8 +321,9 @@ def _default_interface() -> str:
     return gateway.interface if gateway else ""
 
 
-def _top_processes(prev: DeviceCounters | None, now_mono: float, now_wall: float, top_n: int
-                   ) -> tuple[list[tuple[str, float]], dict[int, tuple[float, float]]]:
+def _top_processes(
+    prev: DeviceCounters | None, now_mono: float, now_wall: float, top_n: int
+) -> tuple[list[tuple[str, float]], dict[int, tuple[float, float]]]:
     """The ``top_n`` processes by CPU since the last call, as a share of the whole machine.
 
     A process in the previous scan (same pid and start time): its CPU since then. A process that

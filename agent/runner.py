@@ -42,8 +42,9 @@ class Agent:
         self.batcher = Batcher()
         self.detector = Detector()
         self._base_detector = self.detector.cfg
-        self.shared = Shared(Running(cfg, self.detector.cfg), self.agent_id, self.detector, self.stats,
-                             desk=identity.desk_user(cfg.user))
+        self.shared = Shared(
+            Running(cfg, self.detector.cfg), self.agent_id, self.detector, self.stats, desk=identity.desk_user(cfg.user)
+        )
         self.tasks: dict[str, CollectionTask] = {kind: make(self.shared) for kind, make in REGISTRY.items()}
         self.hello = pb.Hello(
             agent_id=self.agent_id,
@@ -58,9 +59,15 @@ class Agent:
         )
         from .enrollment import ChannelSecurity, Credential  # TLS against the installed CA, and the credential
 
-        self.uplink = Uplink(self.spool, cfg.collector, self.hello, self._apply_config, cfg.reconnect_max_s,
-                             ChannelSecurity.from_config(cfg),
-                             Credential(cfg.state_dir, self.agent_id, self.hello.host, cfg.enroll_token))
+        self.uplink = Uplink(
+            self.spool,
+            cfg.collector,
+            self.hello,
+            self._apply_config,
+            cfg.reconnect_max_s,
+            ChannelSecurity.from_config(cfg),
+            Credential(cfg.state_dir, self.agent_id, self.hello.host, cfg.enroll_token),
+        )
         self._wake_batch = asyncio.Event()
         # The collector's last good config (agent/central.py): a restart without a collector runs it.
         from .central import load_saved
@@ -84,9 +91,19 @@ class Agent:
                 self._refused_version = c.version
                 log.warning("collector config %d refused, the last good one keeps running: %s", c.version, problem)
                 now = time.time_ns() // 1000
-                self.events([payload.Event(id=f"config-{c.version}-{now}", kind="config_rejected", target="config",
-                                            start_us=now, end_us=now, severity=1,
-                                            evidence=f"config version {c.version}: {problem}"[:512])])
+                self.events(
+                    [
+                        payload.Event(
+                            id=f"config-{c.version}-{now}",
+                            kind="config_rejected",
+                            target="config",
+                            start_us=now,
+                            end_us=now,
+                            severity=1,
+                            evidence=f"config version {c.version}: {problem}"[:512],
+                        )
+                    ]
+                )
             return
         old, new = self.shared.running, apply(self.base, c, self._base_detector)
         self.shared.running = new
@@ -95,8 +112,13 @@ class Agent:
             self._wake_batch.set()
         for task in self.tasks.values():
             task.reconfigured(old, new)
-        log.info("collector config %d: %d targets, %d apps, probe every %.2fs", c.version, len(new.cfg.targets),
-                 len(new.cfg.apps), new.cfg.probe_interval_s)
+        log.info(
+            "collector config %d: %d targets, %d apps, probe every %.2fs",
+            c.version,
+            len(new.cfg.targets),
+            len(new.cfg.apps),
+            new.cfg.probe_interval_s,
+        )
         if persist and c.version != getattr(self, "_kept_version", None):
             self._kept_version = c.version
             central.save(self.cfg.state_dir, c)
@@ -109,20 +131,20 @@ class Agent:
         self.shared.stop = stop
         running = [t for t in self.tasks.values() if t.enabled]
         clock, side = running[0], running[1:]  # the registry's first task keeps the tick (tasks/__init__.py)
-        for t in running:
-            await t.start()
+        for task in running:
+            await task.start()
         uplink_stop = asyncio.Event()
         uplink = asyncio.ensure_future(self.uplink.run(uplink_stop))
         batcher = asyncio.ensure_future(self._batch_loop(stop))
-        loops = [asyncio.ensure_future(self._task_loop(t, stop)) for t in side]
+        loops = [asyncio.ensure_future(self._task_loop(task, stop)) for task in side]
         try:
             await self._tick_loop(clock, stop)
         finally:
-            for t in loops:
-                t.cancel()
+            for loop_ in loops:
+                loop_.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
-            for t in running:  # in-flight probes finish (bounded by their timeout) before the batch is spooled
-                await t.close()
+            for task in running:  # in-flight probes finish (bounded by their timeout) before the batch is spooled
+                await task.close()
             batcher.cancel()
             await asyncio.gather(batcher, return_exceptions=True)
             self._close_batch()
@@ -188,9 +210,9 @@ class Agent:
                 next_tick += task.interval_s()
                 if next_tick < loop.time():  # fell behind (suspend, overload): skip, do not burst
                     next_tick = loop.time() + task.interval_s()
-                tick[0] = loop.create_future()
-                timer = loop.call_at(next_tick, _resolve, tick[0])
-                await tick[0]
+                fut = tick[0] = loop.create_future()
+                timer = loop.call_at(next_tick, _resolve, fut)
+                await fut
                 timer.cancel()
         finally:
             stopped.cancel()
@@ -216,8 +238,9 @@ class Agent:
 
     # -- Output (tasks/base.py): where the tasks' results go --
 
-    def row(self, target: str, address: str, kind: str, method: str, ts_us: int, values: dict,
-            hop: int | None = None) -> None:
+    def row(
+        self, target: str, address: str, kind: str, method: str, ts_us: int, values: dict, hop: int | None = None
+    ) -> None:
         self.batcher.add_row(target, address, kind, method, ts_us, values, hop)
 
     def path(self, snapshot: payload.PathSnapshot) -> None:

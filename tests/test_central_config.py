@@ -40,26 +40,29 @@ def test_flags_alone_are_the_base():
     assert (cfg.probe_interval_ms, cfg.batch_interval_ms, cfg.targets, cfg.version) == (500, 2000, [("a", "h", 1)], 3)
 
 
-@pytest.mark.parametrize("text, reason", [
-    ("[cadence]\nprobe = 0", "cadence.probe must be between"),
-    ("[cadence]\nprobe = nan", "must be a number"),
-    ("[cadence]\nprobe = '1'", "must be a number"),
-    ("[cadence]\nfast = 1", "unknown key 'fast'"),
-    ("[targetz]\nx = 1", "unknown key 'targetz'"),
-    ("[[targets]]\nname = 'gateway'\nhost = 'h'", "reserved"),
-    ("[[targets]]\nname = 'a'\nhost = 'h'\n[[targets]]\nname = 'a'\nhost = 'i'", "used twice"),
-    ("[[targets]]\nname = 'a'\nhost = 'h'\nport = 0", "port must be 1..65535"),
-    ("[[apps]]\nname = 'a'\nurl = 'ftp://x'", "url must be http"),
-    ("[[presets]]\nname = 'no-such-vendor'", "unknown preset"),
-    ("[detector]\nspike_abs_us = 5", "outside 1000"),
-    ("[detector]\nbogus = 1", "unknown key 'bogus'"),
-    ("[wifi]\nweak_rssi_dbm = 10", "-100..-30"),
-    ("[privacy]\nhash_wifi_identity = 'yes'", "true or false"),
-    ("[agents]\nlocal_overrides = ['everything']", "is not one of"),
-    ("[retention]\nrtt_days = 0", "more than 0"),
-    ("[retention]\nevents_days = 30\nrollup_days = 10", "at least the longest"),
-    ("this is = not toml", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("[cadence]\nprobe = 0", "cadence.probe must be between"),
+        ("[cadence]\nprobe = nan", "must be a number"),
+        ("[cadence]\nprobe = '1'", "must be a number"),
+        ("[cadence]\nfast = 1", "unknown key 'fast'"),
+        ("[targetz]\nx = 1", "unknown key 'targetz'"),
+        ("[[targets]]\nname = 'gateway'\nhost = 'h'", "reserved"),
+        ("[[targets]]\nname = 'a'\nhost = 'h'\n[[targets]]\nname = 'a'\nhost = 'i'", "used twice"),
+        ("[[targets]]\nname = 'a'\nhost = 'h'\nport = 0", "port must be 1..65535"),
+        ("[[apps]]\nname = 'a'\nurl = 'ftp://x'", "url must be http"),
+        ("[[presets]]\nname = 'no-such-vendor'", "unknown preset"),
+        ("[detector]\nspike_abs_us = 5", "outside 1000"),
+        ("[detector]\nbogus = 1", "unknown key 'bogus'"),
+        ("[wifi]\nweak_rssi_dbm = 10", "-100..-30"),
+        ("[privacy]\nhash_wifi_identity = 'yes'", "true or false"),
+        ("[agents]\nlocal_overrides = ['everything']", "is not one of"),
+        ("[retention]\nrtt_days = 0", "more than 0"),
+        ("[retention]\nevents_days = 30\nrollup_days = 10", "at least the longest"),
+        ("this is = not toml", "not valid TOML"),
+    ],
+)
 def test_bad_texts_are_refused_with_the_reason(text, reason):
     with pytest.raises(ConfigError) as err:
         parse(text)
@@ -96,13 +99,20 @@ def test_versions_on_postgresql():
 
 # -- the agent's side --
 
+
 def _agent(tmp_path: Path, **kw):
     from cxpulse.agent.config import AgentConfig
     from cxpulse.agent.probes.base import Target
     from cxpulse.agent.runner import Agent
 
-    cfg = AgentConfig(collector="127.0.0.1:9", state_dir=str(tmp_path / "state"), measure_gateway=False,
-                      trace_enabled=False, targets=(Target("local", "127.0.0.1", 9),), **kw).validate()
+    cfg = AgentConfig(
+        collector="127.0.0.1:9",
+        state_dir=str(tmp_path / "state"),
+        measure_gateway=False,
+        trace_enabled=False,
+        targets=(Target("local", "127.0.0.1", 9),),
+        **kw,
+    ).validate()
     return Agent(cfg)
 
 
@@ -112,8 +122,9 @@ def _pushed(version: int, *targets: str, **kw) -> pb.AgentConfig:
 
 def test_agent_runs_a_good_push_refuses_a_bad_one_and_keeps_the_last_good_across_a_restart(tmp_path):
     a = _agent(tmp_path)
-    a._apply_config(_pushed(5, "pushed", probe_interval_ms=500, detector={"spike_abs_us": 50_000},
-                            wifi_interval_ms=2000))
+    a._apply_config(
+        _pushed(5, "pushed", probe_interval_ms=500, detector={"spike_abs_us": 50_000}, wifi_interval_ms=2000)
+    )
     assert [t.name for t in a.cfg.targets] == ["pushed"] and a.cfg.probe_interval_s == 0.5
     assert a.detector.cfg.spike_abs_us == 50_000 and a.cfg.wifi_interval_s == 2.0
     assert (tmp_path / "state" / FILE_NAME).exists()
@@ -158,19 +169,23 @@ def test_local_file_keeps_what_it_is_allowed_to(tmp_path):
     assert [t.name for t in a.cfg.targets] == ["central"] and a.cfg.probe_interval_s == 2.0
 
 
-@pytest.mark.parametrize("msg, reason", [
-    (pb.AgentConfig(batch_interval_ms=10), "batch_interval_ms 10"),
-    (pb.AgentConfig(targets=[pb.Target(name="gateway", host="h")]), "reserved"),
-    (pb.AgentConfig(apps=[pb.App(name="a", url="javascript:x")]), "url must be"),
-    (pb.AgentConfig(detector={"cpu_pct": float("nan")}), "cpu_pct"),
-    (pb.AgentConfig(local_overrides=["state_dir"]), "unknown local override"),
-    (pb.AgentConfig(reflector="nope"), "HOST:PORT"),
-])
+@pytest.mark.parametrize(
+    "msg, reason",
+    [
+        (pb.AgentConfig(batch_interval_ms=10), "batch_interval_ms 10"),
+        (pb.AgentConfig(targets=[pb.Target(name="gateway", host="h")]), "reserved"),
+        (pb.AgentConfig(apps=[pb.App(name="a", url="javascript:x")]), "url must be"),
+        (pb.AgentConfig(detector={"cpu_pct": float("nan")}), "cpu_pct"),
+        (pb.AgentConfig(local_overrides=["state_dir"]), "unknown local override"),
+        (pb.AgentConfig(reflector="nope"), "HOST:PORT"),
+    ],
+)
 def test_agent_check_reasons(msg, reason):
     assert reason in (check(msg) or "")
 
 
 # -- end to end: real collector and agent processes --
+
 
 @pytest.mark.slow
 def test_push_to_a_running_agent_changes_what_it_measures_and_a_bad_edit_is_refused(tmp_path, procs):
@@ -178,7 +193,7 @@ def test_push_to_a_running_agent_changes_what_it_measures_and_a_bad_edit_is_refu
     from tests.faults.conftest import rtt_rows
 
     conf = tmp_path / "collector.toml"
-    conf.write_text("[cadence]\nprobe = 0.2\nbatch = 1\n\n[[targets]]\nname = \"first\"\nhost = \"127.0.0.1\"\nport = 9\n")
+    conf.write_text('[cadence]\nprobe = 0.2\nbatch = 1\n\n[[targets]]\nname = "first"\nhost = "127.0.0.1"\nport = 9\n')
     c = CollectorProc(tmp_path, tmp_path / "c.sqlite", extra=["--config", str(conf)]).start()
     procs.append(c)
     agent_id = "central-config-e2e"
@@ -207,7 +222,7 @@ def test_push_to_a_running_agent_changes_what_it_measures_and_a_bad_edit_is_refu
     assert r.returncode == 0 and "# version 2" in r.stdout and '"second"' in r.stdout
     # config set: validated, stored, picked up by the running collector and pushed.
     good = tmp_path / "third.toml"
-    good.write_text("[cadence]\nprobe = 0.2\nbatch = 1\n\n[[targets]]\nname = \"third\"\nhost = \"127.0.0.1\"\nport = 9\n")
+    good.write_text('[cadence]\nprobe = 0.2\nbatch = 1\n\n[[targets]]\nname = "third"\nhost = "127.0.0.1"\nport = 9\n')
     bad = tmp_path / "bad.toml"
     bad.write_text("[detector]\ncpu_pct = 500\n")
     r = run_cli("collector", "config", "set", str(bad), "--db", str(c.db))
@@ -217,7 +232,6 @@ def test_push_to_a_running_agent_changes_what_it_measures_and_a_bad_edit_is_refu
     t_set = time.time_ns() // 1000
     wait_for(lambda: "third" in targets_since(t_set), 20, what="the agent measuring the target set by the CLI")
     assert (tmp_path / "agent" / FILE_NAME).exists()
-
 
 
 def test_sighup_rereads_the_file_and_pushes_a_bad_edit_is_logged_and_ignored(tmp_path, caplog):
@@ -297,7 +311,9 @@ def test_two_collectors_on_one_postgresql_push_the_same_version(tmp_path, procs)
             procs.append(c)
             cols.append(c)
         conf = tmp_path / "shared.toml"
-        conf.write_text("[cadence]\nprobe = 0.2\nbatch = 1\n\n[[targets]]\nname = \"shared\"\nhost = \"127.0.0.1\"\nport = 9\n")
+        conf.write_text(
+            '[cadence]\nprobe = 0.2\nbatch = 1\n\n[[targets]]\nname = "shared"\nhost = "127.0.0.1"\nport = 9\n'
+        )
         r = run_cli("collector", "config", "set", str(conf), "--db", url)
         assert r.returncode == 0 and "version 1" in r.stdout, r.stdout + r.stderr
         for c in cols:

@@ -51,7 +51,7 @@ class Shared:
     stats: AgentStats
     stop: asyncio.Event = field(default_factory=asyncio.Event)  # the run's, set by the runner
     # Who sits at the desk (the Hello's user): read by the runner at start, then by the desk_user task.
-    desk: DeskUser = DeskUser("", "")
+    desk: DeskUser = field(default_factory=lambda: DeskUser("", ""))
     # The default gateway, refreshed by the RTT task; the device and path tasks read it.
     gateway: Target | None = None
     gateway_iface: str = ""
@@ -66,8 +66,9 @@ class Shared:
 class Output(Protocol):
     """Where a task's results go: the open batch (an event flushes it at once) and the Hello."""
 
-    def row(self, target: str, address: str, kind: str, method: str, ts_us: int, values: dict,
-            hop: int | None = None) -> None: ...
+    def row(
+        self, target: str, address: str, kind: str, method: str, ts_us: int, values: dict, hop: int | None = None
+    ) -> None: ...
 
     def path(self, snapshot: PathSnapshot) -> None: ...
 

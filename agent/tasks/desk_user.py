@@ -11,7 +11,7 @@ import logging
 
 from .. import identity
 from ..config import Running
-from .base import Output, Shared
+from .base import Output, Pace, Shared
 
 log = logging.getLogger("cxpulse.agent")
 
@@ -20,7 +20,7 @@ USER_REFRESH_S = 30.0  # console user re-read: a hot desk changes hands within h
 
 class DeskUserTask:
     kind = "desk_user"
-    pace = "before"  # the runner's read at start (for the first Hello) is the first pass
+    pace: Pace = "before"  # the runner's read at start (for the first Hello) is the first pass
 
     def __init__(self, shared: Shared):
         self.s = shared

@@ -10,7 +10,7 @@ import asyncio
 
 from ..config import Running
 from ..presets import App
-from .base import Output, Shared
+from .base import Output, Pace, Shared
 
 RETRY_AFTER_S = 5.0
 MAX_PARALLEL = 4  # a desk does not open dozens of TLS handshakes at once
@@ -18,7 +18,7 @@ MAX_PARALLEL = 4  # a desk does not open dozens of TLS handshakes at once
 
 class HttpTask:
     kind = "http"
-    pace = "every"  # a check still running when the next pass starts is cancelled
+    pace: Pace = "every"  # a check still running when the next pass starts is cancelled
 
     def __init__(self, shared: Shared):
         self.s = shared
@@ -48,8 +48,17 @@ class HttpTask:
         cfg = self.s.cfg
         async with self._sem:
             r = await check_app(app.name, app.url, cfg.app_timeout_s, ca_file=cfg.app_ca_file or None)
-        values = {"dns": r.dns_us, "tcp": r.connect_us, "tls": r.tls_us, "ttfb": r.ttfb_us, "total": r.total_us,
-                  "status": r.status, "ver": r.http_version, "cert": r.cert_days, "err": r.error}
+        values = {
+            "dns": r.dns_us,
+            "tcp": r.connect_us,
+            "tls": r.tls_us,
+            "ttfb": r.ttfb_us,
+            "total": r.total_us,
+            "status": r.status,
+            "ver": r.http_version,
+            "cert": r.cert_days,
+            "err": r.error,
+        }
         method = "https" if app.url.startswith("https://") else "http"
         host = app.url.split("//", 1)[1].split("/", 1)[0]
         out.row(app.name, (r.address or host)[:256], "http", method, r.ts_us, values)

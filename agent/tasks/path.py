@@ -14,7 +14,7 @@ from typing import Any
 
 from ..config import Running
 from ..probes.base import Target
-from .base import Output, Shared
+from .base import Output, Pace, Shared
 
 log = logging.getLogger("cxpulse.agent")
 
@@ -23,7 +23,7 @@ CHECK_S = 10.0  # how often the watcher is asked whether to trace (its own caden
 
 class PathTask:
     kind = "path"
-    pace = "after"
+    pace: Pace = "after"
 
     def __init__(self, shared: Shared):
         self.s = shared
@@ -54,7 +54,9 @@ class PathTask:
         assert watcher is not None, "start() first"
         dest = await self._destination()
         gw = self.s.gateway.host if self.s.gateway else None
-        if dest is None or not watcher.should_trace(asyncio.get_running_loop().time(), gw, self.s.gateway_iface or None):
+        if dest is None or not watcher.should_trace(
+            asyncio.get_running_loop().time(), gw, self.s.gateway_iface or None
+        ):
             return
         name, ip, port = dest
         result = await trace(ip, port=port)
@@ -62,15 +64,21 @@ class PathTask:
             log.info("path trace to %s failed: %s", ip, result.error)
             return
         self.s.stats.traces += 1
-        hops = [PathHop(h.ttl, h.address, min((r for r in h.rtt_us if r is not None), default=None))
-                for h in result.hops]
+        hops = [
+            PathHop(h.ttl, h.address, min((r for r in h.rtt_us if r is not None), default=None)) for h in result.hops
+        ]
         out.path(PathSnapshot(name, ip, result.ts_us, result.method, result.reached, hops))
         change = watcher.observe(result)
         if change is not None:
             old = change.old_signature[change.first_ttl - 1] if len(change.old_signature) >= change.first_ttl else "-"
             new = change.new_signature[change.first_ttl - 1] if len(change.new_signature) >= change.first_ttl else "-"
-            out.events([self.s.detector.path_change(
-                name, result.ts_us, f"path changed at hop {change.first_ttl}: {old} -> {new} ({watcher.reason})")])
+            out.events(
+                [
+                    self.s.detector.path_change(
+                        name, result.ts_us, f"path changed at hop {change.first_ttl}: {old} -> {new} ({watcher.reason})"
+                    )
+                ]
+            )
         if self.s.cfg.hop_probing:
             self._set_hop_targets(classify_hops(result, gw), ip)
 
@@ -86,7 +94,9 @@ class PathTask:
                 ip = ipaddress.ip_address(host)
             except ValueError:
                 try:
-                    infos = await asyncio.get_running_loop().getaddrinfo(host, port, family=socket.AF_INET, type=socket.SOCK_STREAM)
+                    infos = await asyncio.get_running_loop().getaddrinfo(
+                        host, port, family=socket.AF_INET, type=socket.SOCK_STREAM
+                    )
                 except OSError:
                     continue
                 ip = ipaddress.ip_address(infos[0][4][0])
@@ -107,5 +117,8 @@ class PathTask:
             chosen[role] = (Target(role, hop.address, 443), hop.ttl)
         current = self.s.hop_targets
         if chosen.keys() != current.keys() or any(chosen[k][0] != current[k][0] for k in chosen):
-            log.info("hops measured every probe: %s", ", ".join(f"{k}={v[0].host} (hop {v[1]})" for k, v in chosen.items()) or "none")
+            log.info(
+                "hops measured every probe: %s",
+                ", ".join(f"{k}={v[0].host} (hop {v[1]})" for k, v in chosen.items()) or "none",
+            )
         self.s.hop_targets = chosen

@@ -14,9 +14,9 @@ from cxpulse.v1 import payload
 from .. import netinfo
 from ..config import Running
 from ..detector.confirm import Confirmations
-from ..probes import REGISTRY
 from ..probes.base import Measurement, Target
-from .base import Output, Shared
+from ..probes.rtt import RttProbe
+from .base import Output, Pace, Shared
 
 log = logging.getLogger("cxpulse.agent")
 
@@ -25,13 +25,13 @@ GATEWAY_REFRESH_S = 10.0
 
 class RttTask:
     kind = "rtt"
-    pace = "tick"
+    pace: Pace = "tick"
 
     def __init__(self, shared: Shared):
         self.s = shared
         self.enabled = True
         self.wake = asyncio.Event()
-        self.probe = REGISTRY["rtt"](methods=list(shared.cfg.rtt_methods) or None)
+        self.probe = RttProbe(methods=list(shared.cfg.rtt_methods) or None)
         self.confirm = Confirmations()
         self._probing: set[asyncio.Task] = set()
         self._in_order: dict[str, list[list]] = {}
@@ -75,7 +75,7 @@ class RttTask:
             self._refresh_gateway()
             self._next_gateway = now + GATEWAY_REFRESH_S
         gateway = self.s.gateway
-        targets = [(gateway, None)] if gateway else []
+        targets: list[tuple[Target, int | None]] = [(gateway, None)] if gateway else []
         targets += [(t, ttl) for t, ttl in self.s.hop_targets.values()] + [(t, None) for t in self.s.cfg.targets]
         self._tick_targets = targets
         # Every other target half an interval later, in path order (gateway, hops, apps):

@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 
 from ..config import Running
-from .base import Output, Shared
+from .base import Output, Pace, Shared
 
 
 class VoiceTask:
     kind = "voice"
-    pace = "after"
+    pace: Pace = "after"
 
     def __init__(self, shared: Shared):
         self.s = shared
@@ -40,12 +40,21 @@ class VoiceTask:
         reflector = self.s.running.reflector
         if reflector is None:
             return
-        r = await run_voice_probe(reflector, self.s.agent_id, self.s.running.reflector_key,
-                                  duration_s=self.s.cfg.voice_duration_s)
-        values = {"sent": r.sent, "recv": r.received, "dup": r.duplicates, "reord": r.reordered,
-                  "rtt": r.rtt_median_us, "rtt95": r.rtt_p95_us, "jit": r.jitter_us,
-                  "loss": round(r.loss_pct * 10) if r.loss_pct is not None else None,
-                  "burst": round(r.burst_loss_max_pct * 10) if r.burst_loss_max_pct is not None else None,
-                  "run": r.max_loss_run, "err": (r.error or None) and r.error[:128]}
+        r = await run_voice_probe(
+            reflector, self.s.agent_id, self.s.running.reflector_key, duration_s=self.s.cfg.voice_duration_s
+        )
+        values = {
+            "sent": r.sent,
+            "recv": r.received,
+            "dup": r.duplicates,
+            "reord": r.reordered,
+            "rtt": r.rtt_median_us,
+            "rtt95": r.rtt_p95_us,
+            "jit": r.jitter_us,
+            "loss": round(r.loss_pct * 10) if r.loss_pct is not None else None,
+            "burst": round(r.burst_loss_max_pct * 10) if r.burst_loss_max_pct is not None else None,
+            "run": r.max_loss_run,
+            "err": (r.error or None) and r.error[:128],
+        }
         out.row("reflector", r.address or reflector[0], "voice", "udp_reflect", r.ts_us, values)
         self.s.stats.voice_runs += 1

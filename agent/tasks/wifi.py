@@ -15,14 +15,14 @@ from dataclasses import replace
 from typing import Any
 
 from ..config import Running
-from .base import Output, Shared
+from .base import Output, Pace, Shared
 
 log = logging.getLogger("cxpulse.agent")
 
 
 class WifiTask:
     kind = "wifi"
-    pace = "after"
+    pace: Pace = "after"
 
     def __init__(self, shared: Shared):
         self.s = shared
@@ -44,7 +44,9 @@ class WifiTask:
             from ..wifi.replay import ReplayReader
 
             self._reader = ReplayReader(os.environ["CXPULSE_WIFI_REPLAY"])
-            log.warning("Wi-Fi readings replayed from %s, not read from this machine", os.environ["CXPULSE_WIFI_REPLAY"])
+            log.warning(
+                "Wi-Fi readings replayed from %s, not read from this machine", os.environ["CXPULSE_WIFI_REPLAY"]
+            )
 
     def reconfigured(self, old: Running, new: Running) -> None:
         pass

@@ -10,15 +10,27 @@ import math
 import tomllib
 from dataclasses import dataclass, field, replace
 
+from cxpulse.v1.contract import (
+    APDEX_T_MS,
+    DETECTOR_BOUNDS,
+    MAX_HOST,
+    MAX_NAME,
+    MAX_URL,
+    OVERRIDABLE,
+    WIFI_WEAK_RSSI_DBM,
+    check,
+    interval_s,
+)
 from cxpulse.v1.kinds import KINDS
-from cxpulse.v1.contract import APDEX_T_MS, DETECTOR_BOUNDS, MAX_HOST, MAX_NAME, MAX_URL, OVERRIDABLE, WIFI_WEAK_RSSI_DBM, check, interval_s
 
-__all__ = ["CentralConfig", "ConfigError", "MAX_TEXT", "apply", "current", "parse", "update"]
+__all__ = ["MAX_TEXT", "CentralConfig", "ConfigError", "apply", "current", "parse", "update"]
 
 MAX_TEXT = 256 * 1024  # a config is a few kB; this bounds what an admin route or a file can make us parse
 
 # [cadence] key -> (pushed field, low, high in seconds): the contract's ranges (cxpulse/v1/contract.py).
-_CADENCE = {k: (f"{k}_interval_ms", *interval_s(f"{k}_interval_ms")) for k in ("probe", "batch", "app", "voice", "wifi")}
+_CADENCE = {
+    k: (f"{k}_interval_ms", *interval_s(f"{k}_interval_ms")) for k in ("probe", "batch", "app", "voice", "wifi")
+}
 RETENTION_KINDS = (*KINDS, "events", "paths")  # a new sample kind gets its [retention] key with it
 _TABLES = {"cadence", "targets", "apps", "presets", "detector", "wifi", "privacy", "agents", "retention"}
 
@@ -90,7 +102,7 @@ def parse(text: str) -> CentralConfig:
         s = _num(f"cadence.{key}", value)
         if not lo <= s <= hi:
             raise ConfigError(f"cadence.{key} must be between {lo:g} and {hi:g} seconds, got {s:g}")
-        cc.intervals_ms[name] = int(round(s * 1000))
+        cc.intervals_ms[name] = round(s * 1000)
     if "targets" in raw:
         cc.targets = []
         for i, t in enumerate(_list("[[targets]]", raw["targets"])):
@@ -98,7 +110,13 @@ def parse(text: str) -> CentralConfig:
             port = t.get("port", 443)
             if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
                 raise ConfigError(f"targets[{i}].port must be 1..65535, got {port!r}")
-            cc.targets.append((_str(f"targets[{i}].name", t.get("name"), MAX_NAME), _str(f"targets[{i}].host", t.get("host"), MAX_HOST), port))
+            cc.targets.append(
+                (
+                    _str(f"targets[{i}].name", t.get("name"), MAX_NAME),
+                    _str(f"targets[{i}].host", t.get("host"), MAX_HOST),
+                    port,
+                )
+            )
     apps: list[tuple[str, str, int]] = []
     for i, a in enumerate(_list("[[apps]]", raw.get("apps", []))):
         a = _table(f"apps[{i}]", a, {"name", "url", "apdex_t_ms"})
@@ -106,7 +124,9 @@ def parse(text: str) -> CentralConfig:
         lo, hi = APDEX_T_MS
         if isinstance(t_ms, bool) or not isinstance(t_ms, int) or not lo <= t_ms <= hi:
             raise ConfigError(f"apps[{i}].apdex_t_ms must be {lo}..{hi}, got {t_ms!r}")
-        apps.append((_str(f"apps[{i}].name", a.get("name"), MAX_NAME), _str(f"apps[{i}].url", a.get("url"), MAX_URL), t_ms))
+        apps.append(
+            (_str(f"apps[{i}].name", a.get("name"), MAX_NAME), _str(f"apps[{i}].url", a.get("url"), MAX_URL), t_ms)
+        )
     for i, p in enumerate(_list("[[presets]]", raw.get("presets", []))):
         if not isinstance(p, dict):
             raise ConfigError(f"presets[{i}] must be a table")
@@ -149,8 +169,10 @@ def parse(text: str) -> CentralConfig:
         else:
             cc.raw_days[k[: -len("_days")]] = days
     if cc.rollup_days is not None and cc.raw_days and max(cc.raw_days.values()) > cc.rollup_days:
-        raise ConfigError(f"retention.rollup_days ({cc.rollup_days:g}) must be at least the longest raw horizon "
-                          f"({max(cc.raw_days.values()):g})")
+        raise ConfigError(
+            f"retention.rollup_days ({cc.rollup_days:g}) must be at least the longest raw horizon "
+            f"({max(cc.raw_days.values()):g})"
+        )
     # The check every agent runs, on exactly what would be pushed.
     from ..ingest.service import IngestConfig
 
@@ -162,9 +184,15 @@ def parse(text: str) -> CentralConfig:
 
 def apply(base, cc: CentralConfig, version: int):
     """``base`` (an IngestConfig from the flags) with what ``cc`` sets; ``version`` is the stored one."""
-    cfg = replace(base, **cc.intervals_ms, detector=dict(cc.detector), wifi_weak_rssi_dbm=cc.wifi_weak_rssi_dbm,
-                  hash_wifi_identity=cc.hash_wifi_identity, local_overrides=list(cc.local_overrides),
-                  central_version=version)
+    cfg = replace(
+        base,
+        **cc.intervals_ms,
+        detector=dict(cc.detector),
+        wifi_weak_rssi_dbm=cc.wifi_weak_rssi_dbm,
+        hash_wifi_identity=cc.hash_wifi_identity,
+        local_overrides=list(cc.local_overrides),
+        central_version=version,
+    )
     if cc.targets is not None:
         cfg.targets = list(cc.targets)
     if cc.apps is not None:

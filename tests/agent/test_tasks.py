@@ -25,7 +25,7 @@ def _shared(tmp_path, **kw) -> Shared:
 def test_every_kind_has_a_task_with_the_one_shape(tmp_path):
     shared = _shared(tmp_path)
     assert set(KINDS) <= set(REGISTRY)
-    assert list(REGISTRY)[0] == "rtt" and REGISTRY["rtt"](shared).pace == "tick"  # the clock's
+    assert next(iter(REGISTRY)) == "rtt" and REGISTRY["rtt"](shared).pace == "tick"  # the clock's
     for kind, make in REGISTRY.items():
         task = make(shared)
         assert task.kind == kind
@@ -71,17 +71,31 @@ def test_device_task_writes_the_device_kinds_columns(tmp_path):
 
 def test_apply_takes_what_the_push_sets_and_keeps_the_file_for_the_rest(tmp_path):
     base = AgentConfig(state_dir=str(tmp_path), targets=(Target("local", "127.0.0.1", 9),), probe_interval_s=0.25)
-    pushed = pb.AgentConfig(version=3, targets=[pb.Target(name="central", host="10.0.0.1")], probe_interval_ms=2000,
-                            wifi_weak_rssi_dbm=-75, detector={"spike_abs_us": 50_000.0, "cpu_pct": 80.0},
-                            reflector="[::1]:4433", reflector_key=b"k")
+    pushed = pb.AgentConfig(
+        version=3,
+        targets=[pb.Target(name="central", host="10.0.0.1")],
+        probe_interval_ms=2000,
+        wifi_weak_rssi_dbm=-75,
+        detector={"spike_abs_us": 50_000.0, "cpu_pct": 80.0},
+        reflector="[::1]:4433",
+        reflector_key=b"k",
+    )
     r = apply(base, pushed)
     assert r.cfg.targets == (Target("central", "10.0.0.1", 443),) and r.cfg.probe_interval_s == 2.0
     assert r.cfg.batch_interval_s == base.batch_interval_s and r.cfg.wifi_weak_rssi_dbm == -75
     assert r.detector == DetectorConfig(spike_abs_us=50_000, cpu_pct=80.0) and isinstance(r.detector.spike_abs_us, int)
     assert r.reflector == ("::1", 4433) and r.reflector_key == b"k"
     # The file keeps what IT lets it keep, only where the file set it.
-    kept = apply(base, pb.AgentConfig(version=4, targets=pushed.targets, probe_interval_ms=2000, batch_interval_ms=5000,
-                                      local_overrides=["targets", "probe_interval", "batch_interval"]))
+    kept = apply(
+        base,
+        pb.AgentConfig(
+            version=4,
+            targets=pushed.targets,
+            probe_interval_ms=2000,
+            batch_interval_ms=5000,
+            local_overrides=["targets", "probe_interval", "batch_interval"],
+        ),
+    )
     assert kept.cfg.targets == base.targets and kept.cfg.probe_interval_s == 0.25 and kept.cfg.batch_interval_s == 5.0
     # A push is applied to the file, not to the previous push: what it no longer sets is the file's again.
     assert apply(base, pb.AgentConfig(version=5)) == Running(base)

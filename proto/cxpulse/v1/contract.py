@@ -9,8 +9,17 @@ from __future__ import annotations
 
 from . import telemetry_pb2 as pb
 
-__all__ = ["APDEX_T_MS", "DETECTOR_BOUNDS", "INTERVALS_MS", "MAX_APPS", "MAX_TARGETS", "OVERRIDABLE",
-           "WIFI_WEAK_RSSI_DBM", "check", "interval_s"]
+__all__ = [
+    "APDEX_T_MS",
+    "DETECTOR_BOUNDS",
+    "INTERVALS_MS",
+    "MAX_APPS",
+    "MAX_TARGETS",
+    "OVERRIDABLE",
+    "WIFI_WEAK_RSSI_DBM",
+    "check",
+    "interval_s",
+]
 
 # Cadences a collector may push (AgentConfig field -> low, high in ms; 0 in a push keeps the agent's).
 # The agent's own file allows the same ranges in seconds (``interval_s``).
@@ -31,8 +40,18 @@ DETECTOR_BOUNDS: dict[str, tuple[float, float]] = {
     "mem_pct": (10.0, 100.0),
 }
 # Settings a central config may let the desk's local file keep (``local_overrides``).
-OVERRIDABLE = ("targets", "apps", "probe_interval", "batch_interval", "app_interval", "voice_interval",
-               "wifi_interval", "hash_wifi_identity", "wifi_weak_rssi_dbm", "detector")
+OVERRIDABLE = (
+    "targets",
+    "apps",
+    "probe_interval",
+    "batch_interval",
+    "app_interval",
+    "voice_interval",
+    "wifi_interval",
+    "hash_wifi_identity",
+    "wifi_weak_rssi_dbm",
+    "detector",
+)
 WIFI_WEAK_RSSI_DBM = (-100, -30)
 APDEX_T_MS = (1, 60_000)
 MAX_TARGETS = 64
@@ -64,7 +83,7 @@ def check(c: pb.AgentConfig) -> str | None:
         if not t.name or not t.host or len(t.name) > MAX_NAME or len(t.host) > MAX_HOST:
             return f"target {t.name!r}: needs a name (<= {MAX_NAME}) and a host (<= {MAX_HOST})"
         if t.name in names or t.name == "gateway":
-            return f"target name {t.name!r} is used twice (\"gateway\" is reserved)"
+            return f'target name {t.name!r} is used twice ("gateway" is reserved)'
         if t.port > 65535:
             return f"target {t.name}: port {t.port} is not 1..65535"
         names.add(t.name)
