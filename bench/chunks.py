@@ -33,7 +33,7 @@ BATCH_S = 30
 ROW_BYTES = 42.0  # today's samples_rtt row plus its index, per sample (issue 19, 1.2 M rows, vacuumed)
 WEEK_S = 7 * 86_400
 WEEK_BUDGET_MB = 10.0
-RAW_DAYS, MINUTE_DAYS, QUARTER_DAYS = 2, 14, 400  # the retention defaults docs/storage-chunks.md proposes
+RAW_DAYS, MINUTE_DAYS, HOUR_DAYS = 2, 14, 400  # the retention defaults docs/storage-chunks.md proposes
 # (target, address, hop, base RTT us, share of probes a hop leaves unanswered: ICMP rate limits)
 RTT_TARGETS = (
     ("gateway", "192.168.1.1", 1, 2_400, 0.0),
@@ -473,6 +473,7 @@ def run(plan: ChunksPlan, log: Any = print, where: str | None = None) -> tuple[l
                 f"{size / total:.2f} B/sample"
             )
         details["sqlite"] = files
+        hourly_blob_bytes = sum(len(r[-1]) for r in _rollup_hour_rows(_rollup_rows(desks, 60, sealed=True)))
         if plan.postgres and _postgres_ok():
             pg = _postgres_bytes({label: (name, rows) for label, _, name, rows in tables})
             details["postgres"] = {
@@ -489,18 +490,18 @@ def run(plan: ChunksPlan, log: Any = print, where: str | None = None) -> tuple[l
     raw_day = files["chunks 1 h"]["bytes"] * day
     minute_day = files["rollups 1 min, one row per agent-hour"]["bytes"] * day
     sealed_day = files["rollups 1 min sealed, one row per agent-hour"]["bytes"] * day
-    quarter_day = files["rollups 15 min sealed, one row per agent-hour"]["bytes"] * day
+    hour_day = hourly_blob_bytes * day  # blob bytes: kept one row per agent-day, a page holds hours of them
     today_minute_day = files["rollups 1 min"]["bytes"] * day
     week = WEEK_S / 86_400
     details["per_desk_MB_per_day"] = {
         "raw_1h_chunks": round(raw_day / 1e6, 3),
         "rollups_1min_agent_hour_rows": round(minute_day / 1e6, 3),
         "rollups_1min_sealed_agent_hour_rows": round(sealed_day / 1e6, 3),
-        "rollups_15min_sealed_agent_hour_rows": round(quarter_day / 1e6, 3),
+        "rollups_1h_sealed_blob": round(hour_day / 1e6, 3),
         "rollups_1min_rows_today": round(today_minute_day / 1e6, 3),
         "raw_rows_today": round(ROW_BYTES * rate * 86_400 / 1e6, 3),
     }
-    steady = RAW_DAYS * raw_day + MINUTE_DAYS * sealed_day + QUARTER_DAYS * quarter_day
+    steady = RAW_DAYS * raw_day + MINUTE_DAYS * sealed_day + HOUR_DAYS * hour_day
     figures += [
         Figure(
             "chunks",
@@ -535,12 +536,12 @@ def run(plan: ChunksPlan, log: Any = print, where: str | None = None) -> tuple[l
         ),
         Figure(
             "chunks",
-            f"disk per desk, steady state: raw {RAW_DAYS} d, 1-min {MINUTE_DAYS} d, 15-min {QUARTER_DAYS} d",
+            f"disk per desk, steady state: raw {RAW_DAYS} d, 1-min {MINUTE_DAYS} d, 1-h {HOUR_DAYS} d",
             "MB",
             round(steady / 1e6, 1),
             load=load,
             note=f"raw {RAW_DAYS * raw_day / 1e6:.1f} + per-minute {MINUTE_DAYS * sealed_day / 1e6:.1f} + "
-            f"per-15-minute {QUARTER_DAYS * quarter_day / 1e6:.1f} MB (rollups sealed, one row per agent-hour)",
+            f"hourly {HOUR_DAYS * hour_day / 1e6:.1f} MB (rollups sealed and deflated per agent-hour or agent-day)",
         ),
     ]
 
