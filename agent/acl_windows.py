@@ -43,9 +43,11 @@ ACCESS_ALLOWED_ACE_TYPE = 0
 _MAX_WALK = 200_000  # entries looked at in the data folder (a full spool is a few tens of thousands)
 
 STRICT_ACES = ((SYSTEM_SID, FILE_ALL_ACCESS, 0), (ADMINS_SID, FILE_ALL_ACCESS, 0))
-FOLDER_ACES = ((SYSTEM_SID, FILE_ALL_ACCESS, OBJECT_INHERIT_ACE | CONTAINER_INHERIT_ACE),
-               (ADMINS_SID, FILE_ALL_ACCESS, OBJECT_INHERIT_ACE | CONTAINER_INHERIT_ACE),
-               (USERS_SID, FILE_GENERIC_READ_EXECUTE, OBJECT_INHERIT_ACE | CONTAINER_INHERIT_ACE))
+FOLDER_ACES = (
+    (SYSTEM_SID, FILE_ALL_ACCESS, OBJECT_INHERIT_ACE | CONTAINER_INHERIT_ACE),
+    (ADMINS_SID, FILE_ALL_ACCESS, OBJECT_INHERIT_ACE | CONTAINER_INHERIT_ACE),
+    (USERS_SID, FILE_GENERIC_READ_EXECUTE, OBJECT_INHERIT_ACE | CONTAINER_INHERIT_ACE),
+)
 
 
 class WindowsAcl:
@@ -61,8 +63,9 @@ class WindowsAcl:
 
     def read(self, path: Path) -> tuple[str, bool, list[tuple[str, int, int]]]:
         s = self.sec
-        sd = self._call(s.GetNamedSecurityInfo, str(path), SE_FILE_OBJECT,
-                        OWNER_SECURITY_INFORMATION | DACL_SECURITY_INFORMATION)
+        sd = self._call(
+            s.GetNamedSecurityInfo, str(path), SE_FILE_OBJECT, OWNER_SECURITY_INFORMATION | DACL_SECURITY_INFORMATION
+        )
         owner = s.ConvertSidToStringSid(sd.GetSecurityDescriptorOwner())
         protected = bool(sd.GetSecurityDescriptorControl()[0] & SE_DACL_PROTECTED)
         dacl = sd.GetSecurityDescriptorDacl()
@@ -80,14 +83,23 @@ class WindowsAcl:
         acl = s.ACL(256)  # bytes; three ACEs take ~80 (an empty ACL, never a NULL DACL: that would allow everyone)
         for sid, mask, flags in aces:
             acl.AddAccessAllowedAceEx(ACL_REVISION, flags, mask, s.ConvertStringSidToSid(sid))
-        info = DACL_SECURITY_INFORMATION | (PROTECTED_DACL_SECURITY_INFORMATION if protected
-                                            else UNPROTECTED_DACL_SECURITY_INFORMATION)
+        info = DACL_SECURITY_INFORMATION | (
+            PROTECTED_DACL_SECURITY_INFORMATION if protected else UNPROTECTED_DACL_SECURITY_INFORMATION
+        )
         self._call(s.SetNamedSecurityInfo, str(path), SE_FILE_OBJECT, info, None, None, acl, None)
 
     def set_owner(self, path: Path, sid: str = ADMINS_SID) -> None:
         s = self.sec
-        self._call(s.SetNamedSecurityInfo, str(path), SE_FILE_OBJECT, OWNER_SECURITY_INFORMATION,
-                   s.ConvertStringSidToSid(sid), None, None, None)
+        self._call(
+            s.SetNamedSecurityInfo,
+            str(path),
+            SE_FILE_OBJECT,
+            OWNER_SECURITY_INFORMATION,
+            s.ConvertStringSidToSid(sid),
+            None,
+            None,
+            None,
+        )
 
     @staticmethod
     def _call(fn, *args):
@@ -97,8 +109,9 @@ class WindowsAcl:
             raise
         except Exception as exc:  # pywintypes.error(winerror, funcname, message)
             code = getattr(exc, "winerror", None)
-            raise OSError(code, f"{getattr(exc, 'funcname', fn.__name__)} on {args[0]}: "
-                                f"{getattr(exc, 'strerror', exc)}") from None
+            raise OSError(
+                code, f"{getattr(exc, 'funcname', fn.__name__)} on {args[0]}: {getattr(exc, 'strerror', exc)}"
+            ) from None
 
 
 def _windows_acl() -> WindowsAcl | None:
@@ -181,8 +194,10 @@ def restrict_data_folder(folder: Path) -> None:
     acl = _windows_acl()
     if acl is None:
         if os.name == "nt":
-            raise ConfigError("securing the data folder needs pywin32 (pip install 'cxpulse[packaging]'); "
-                              "the installer's build has it")
+            raise ConfigError(
+                "securing the data folder needs pywin32 (pip install 'cxpulse[packaging]'); "
+                "the installer's build has it"
+            )
         return
     if folder.resolve() != _data_folder().resolve():  # a configuration kept elsewhere by hand: not ours
         return
@@ -201,5 +216,8 @@ def restrict_secret_file(path: Path) -> None:
     if os.name != "nt":
         return
     # From a source install without pywin32: the same ACL from icacls, on this one file only.
-    subprocess.run(["icacls", str(path), "/inheritance:r", "/grant:r", f"*{SYSTEM_SID}:F", f"*{ADMINS_SID}:F"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["icacls", str(path), "/inheritance:r", "/grant:r", f"*{SYSTEM_SID}:F", f"*{ADMINS_SID}:F"],
+        check=True,
+        capture_output=True,
+    )

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["CF", "load", "MAX_DEPTH", "MAX_ITEMS"]
+__all__ = ["CF", "MAX_DEPTH", "MAX_ITEMS", "load"]
 
 _CF_PATH = "/System/Library/Frameworks/CoreFoundation.framework/CoreFoundation"
 _SC_PATH = "/System/Library/Frameworks/SystemConfiguration.framework/SystemConfiguration"
@@ -165,8 +165,10 @@ class CF:
         if self._type_ids is None:
             cf = self.cf
             self._type_ids = {
-                cf.CFStringGetTypeID(): "string", cf.CFNumberGetTypeID(): "number",
-                cf.CFBooleanGetTypeID(): "boolean", cf.CFArrayGetTypeID(): "array",
+                cf.CFStringGetTypeID(): "string",
+                cf.CFNumberGetTypeID(): "number",
+                cf.CFBooleanGetTypeID(): "boolean",
+                cf.CFArrayGetTypeID(): "array",
                 cf.CFDictionaryGetTypeID(): "dictionary",
             }
         return self._type_ids

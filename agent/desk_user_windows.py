@@ -8,10 +8,10 @@ docs/agent-internals.md.
 from __future__ import annotations
 
 import ctypes
-from ctypes import wintypes
 from collections.abc import Callable
+from ctypes import wintypes
 
-__all__ = ["console_user", "ConsoleUsers"]
+__all__ = ["ConsoleUsers", "console_user"]
 
 NO_CONSOLE_SESSION = 0xFFFFFFFF  # WTSGetActiveConsoleSessionId: no session attached to the console
 WTS_CURRENT_SERVER_HANDLE = None  # NULL: this machine
@@ -47,22 +47,42 @@ def _declare(kernel32, wtsapi32, netapi32, secur32, advapi32) -> None:
     kernel32.GetComputerNameW.restype = wintypes.BOOL
     kernel32.LocalFree.argtypes = [ctypes.c_void_p]
     kernel32.LocalFree.restype = ctypes.c_void_p
-    wtsapi32.WTSQuerySessionInformationW.argtypes = [wintypes.HANDLE, wintypes.DWORD, ctypes.c_int,
-                                                     ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(wintypes.DWORD)]
+    wtsapi32.WTSQuerySessionInformationW.argtypes = [
+        wintypes.HANDLE,
+        wintypes.DWORD,
+        ctypes.c_int,
+        ctypes.POINTER(ctypes.c_void_p),
+        ctypes.POINTER(wintypes.DWORD),
+    ]
     wtsapi32.WTSQuerySessionInformationW.restype = wintypes.BOOL
     wtsapi32.WTSFreeMemory.argtypes = [ctypes.c_void_p]
     wtsapi32.WTSFreeMemory.restype = None
-    netapi32.NetUserGetInfo.argtypes = [wintypes.LPCWSTR, wintypes.LPCWSTR, wintypes.DWORD,
-                                        ctypes.POINTER(ctypes.c_void_p)]
+    netapi32.NetUserGetInfo.argtypes = [
+        wintypes.LPCWSTR,
+        wintypes.LPCWSTR,
+        wintypes.DWORD,
+        ctypes.POINTER(ctypes.c_void_p),
+    ]
     netapi32.NetUserGetInfo.restype = wintypes.DWORD
     netapi32.NetApiBufferFree.argtypes = [ctypes.c_void_p]
     netapi32.NetApiBufferFree.restype = wintypes.DWORD
-    secur32.TranslateNameW.argtypes = [wintypes.LPCWSTR, ctypes.c_int, ctypes.c_int, wintypes.LPWSTR,
-                                       ctypes.POINTER(wintypes.ULONG)]
+    secur32.TranslateNameW.argtypes = [
+        wintypes.LPCWSTR,
+        ctypes.c_int,
+        ctypes.c_int,
+        wintypes.LPWSTR,
+        ctypes.POINTER(wintypes.ULONG),
+    ]
     secur32.TranslateNameW.restype = wintypes.BOOLEAN
-    advapi32.LookupAccountNameW.argtypes = [wintypes.LPCWSTR, wintypes.LPCWSTR, ctypes.c_void_p,
-                                            ctypes.POINTER(wintypes.DWORD), wintypes.LPWSTR,
-                                            ctypes.POINTER(wintypes.DWORD), ctypes.POINTER(ctypes.c_int)]
+    advapi32.LookupAccountNameW.argtypes = [
+        wintypes.LPCWSTR,
+        wintypes.LPCWSTR,
+        ctypes.c_void_p,
+        ctypes.POINTER(wintypes.DWORD),
+        wintypes.LPWSTR,
+        ctypes.POINTER(wintypes.DWORD),
+        ctypes.POINTER(ctypes.c_int),
+    ]
     advapi32.LookupAccountNameW.restype = wintypes.BOOL
     advapi32.ConvertSidToStringSidW.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)]
     advapi32.ConvertSidToStringSidW.restype = wintypes.BOOL
@@ -87,8 +107,16 @@ class ConsoleUsers:
     ``registry(subkey, value)`` reads HKLM. Keeps the display names it found, per login.
     """
 
-    def __init__(self, kernel32, wtsapi32, netapi32, secur32, advapi32,
-                 last_error: Callable[[], int], registry: Callable[[str, str], str | None]):
+    def __init__(
+        self,
+        kernel32,
+        wtsapi32,
+        netapi32,
+        secur32,
+        advapi32,
+        last_error: Callable[[], int],
+        registry: Callable[[str, str], str | None],
+    ):
         self.kernel32, self.wtsapi32, self.netapi32 = kernel32, wtsapi32, netapi32
         self.secur32, self.advapi32 = secur32, advapi32
         self.last_error = last_error
@@ -118,8 +146,9 @@ class ConsoleUsers:
     def _session_string(self, session: int, info_class: int) -> str | None:
         buf = ctypes.c_void_p()
         size = wintypes.DWORD()
-        if not self.wtsapi32.WTSQuerySessionInformationW(WTS_CURRENT_SERVER_HANDLE, session, info_class,
-                                                         ctypes.byref(buf), ctypes.byref(size)):
+        if not self.wtsapi32.WTSQuerySessionInformationW(
+            WTS_CURRENT_SERVER_HANDLE, session, info_class, ctypes.byref(buf), ctypes.byref(size)
+        ):
             self.error = self.last_error()
             return None
         try:
@@ -179,15 +208,17 @@ class ConsoleUsers:
     def _sid_string(self, login: str) -> str:
         sid_size, dom_size, use = wintypes.DWORD(0), wintypes.DWORD(0), ctypes.c_int()
         # First call with no buffers: fails with ERROR_INSUFFICIENT_BUFFER and gives the sizes.
-        self.advapi32.LookupAccountNameW(None, login, None, ctypes.byref(sid_size), None,
-                                         ctypes.byref(dom_size), ctypes.byref(use))
+        self.advapi32.LookupAccountNameW(
+            None, login, None, ctypes.byref(sid_size), None, ctypes.byref(dom_size), ctypes.byref(use)
+        )
         if not sid_size.value or sid_size.value > 256 or dom_size.value > 1024:
             self.error = self.last_error()
             return ""
         sid = ctypes.create_string_buffer(sid_size.value)
         dom = ctypes.create_unicode_buffer(dom_size.value)
-        if not self.advapi32.LookupAccountNameW(None, login, sid, ctypes.byref(sid_size), dom,
-                                                ctypes.byref(dom_size), ctypes.byref(use)):
+        if not self.advapi32.LookupAccountNameW(
+            None, login, sid, ctypes.byref(sid_size), dom, ctypes.byref(dom_size), ctypes.byref(use)
+        ):
             self.error = self.last_error()
             return ""
         text = ctypes.c_void_p()
@@ -205,10 +236,19 @@ _reader: ConsoleUsers | None = None
 
 
 def _load() -> ConsoleUsers:
-    dll = {n: ctypes.WinDLL(n, use_last_error=True) for n in ("kernel32", "wtsapi32", "netapi32", "secur32", "advapi32")}
+    dll = {
+        n: ctypes.WinDLL(n, use_last_error=True) for n in ("kernel32", "wtsapi32", "netapi32", "secur32", "advapi32")
+    }
     _declare(dll["kernel32"], dll["wtsapi32"], dll["netapi32"], dll["secur32"], dll["advapi32"])
-    return ConsoleUsers(dll["kernel32"], dll["wtsapi32"], dll["netapi32"], dll["secur32"], dll["advapi32"],
-                        ctypes.get_last_error, _registry_value)
+    return ConsoleUsers(
+        dll["kernel32"],
+        dll["wtsapi32"],
+        dll["netapi32"],
+        dll["secur32"],
+        dll["advapi32"],
+        ctypes.get_last_error,
+        _registry_value,
+    )
 
 
 def console_user() -> tuple[str, str] | None:

@@ -104,9 +104,11 @@ def dispatch(config_path: str, log_file: str, verbose: int = 0) -> int:
     except win32service.error as exc:
         # 1063 (ERROR_FAILED_SERVICE_CONTROLLER_CONNECT): started from a console, not by the SCM.
         if getattr(exc, "winerror", None) == 1063:
-            print("cxpulse agent service: this is the Windows service entry; start it with "
-                  f"`sc start {SERVICE_NAME}`, or run `cxpulse agent run --config FILE` in a console",
-                  file=sys.stderr)
+            print(
+                "cxpulse agent service: this is the Windows service entry; start it with "
+                f"`sc start {SERVICE_NAME}`, or run `cxpulse agent run --config FILE` in a console",
+                file=sys.stderr,
+            )
             return 2
         raise
     return 0

@@ -95,13 +95,22 @@ def drive(spec: list[tuple[str, str, float]], duration_s: float, out_path: Path,
     threads = []
     for module, target, interval in spec:
         key = f"{module}:{target}"
-        results[key] = {"module": module, "target": target, "interval_s": interval, "probes": 0, "success": 0,
-                        "errors": 0, "bytes": 0, "duration_s_sum": 0.0}
+        results[key] = {
+            "module": module,
+            "target": target,
+            "interval_s": interval,
+            "probes": 0,
+            "success": 0,
+            "errors": 0,
+            "bytes": 0,
+            "duration_s_sum": 0.0,
+        }
         if series:
             results[key]["series"] = []
         q = urllib.parse.urlencode({"module": module, "target": target})
-        t = threading.Thread(target=_probe_loop, args=(f"http://{LISTEN}/probe?{q}", interval, stop, results[key]),
-                             daemon=True)
+        t = threading.Thread(
+            target=_probe_loop, args=(f"http://{LISTEN}/probe?{q}", interval, stop, results[key]), daemon=True
+        )
         threads.append(t)
     started = time.monotonic()
     for t in threads:

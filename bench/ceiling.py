@@ -61,8 +61,15 @@ def sqlite_ceiling(n_rows: int, per_commit: int = 1000, where: str | None = None
             elapsed = time.perf_counter() - t
         finally:
             db.close()
-    return {"store": "sqlite", "method": "executemany", "rows": len(data), "rows_per_commit": per_commit,
-            "seconds": round(elapsed, 3), "rows_per_s": round(len(data) / elapsed), "synchronous": sync}
+    return {
+        "store": "sqlite",
+        "method": "executemany",
+        "rows": len(data),
+        "rows_per_commit": per_commit,
+        "seconds": round(elapsed, 3),
+        "rows_per_s": round(len(data) / elapsed),
+        "synchronous": sync,
+    }
 
 
 def postgres_ceiling(url: str, n_rows: int, per_commit: int = 1000) -> list[dict]:
@@ -88,8 +95,17 @@ def postgres_ceiling(url: str, n_rows: int, per_commit: int = 1000) -> list[dict
                     cur.executemany(sql, data[i : i + per_commit])
                     db.commit()
                 elapsed = time.perf_counter() - t
-            out.append({"store": "postgres", "method": "executemany", "rows": len(data), "rows_per_commit": per_commit,
-                        "seconds": round(elapsed, 3), "rows_per_s": round(len(data) / elapsed), "synchronous": sync})
+            out.append(
+                {
+                    "store": "postgres",
+                    "method": "executemany",
+                    "rows": len(data),
+                    "rows_per_commit": per_commit,
+                    "seconds": round(elapsed, 3),
+                    "rows_per_s": round(len(data) / elapsed),
+                    "synchronous": sync,
+                }
+            )
             cols = ", ".join(f'"{c}"' for c in KINDS["rtt"])
             with db.cursor() as cur:
                 t = time.perf_counter()
@@ -99,8 +115,17 @@ def postgres_ceiling(url: str, n_rows: int, per_commit: int = 1000) -> list[dict
                             copy.write_row(r)
                     db.commit()
                 elapsed = time.perf_counter() - t
-            out.append({"store": "postgres", "method": "copy", "rows": len(data), "rows_per_commit": per_commit,
-                        "seconds": round(elapsed, 3), "rows_per_s": round(len(data) / elapsed), "synchronous": sync})
+            out.append(
+                {
+                    "store": "postgres",
+                    "method": "copy",
+                    "rows": len(data),
+                    "rows_per_commit": per_commit,
+                    "seconds": round(elapsed, 3),
+                    "rows_per_s": round(len(data) / elapsed),
+                    "synchronous": sync,
+                }
+            )
     finally:
         with psycopg.connect(url, autocommit=True) as db:
             db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

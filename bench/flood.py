@@ -55,6 +55,7 @@ PLANS = {
 
 # --- the flood (a process of its own) -------------------------------------------------------------
 
+
 async def _flood(target: str, credential: str, duration_s: float) -> dict[str, Any]:
     from cxpulse.v1 import telemetry_pb2 as pb
     from cxpulse.v1 import telemetry_pb2_grpc as pb_grpc
@@ -88,8 +89,11 @@ async def _flood(target: str, credential: str, duration_s: float) -> dict[str, A
                 for seq in range(1, 1_000):
                     if left() <= 0:
                         break
-                    bad = (pb.Batch(seq=1 << 63, payload=b"\x80", sample_count=1) if seq % 2
-                           else pb.Batch(seq=seq, payload=b"\xc1garbage", sample_count=1))
+                    bad = (
+                        pb.Batch(seq=1 << 63, payload=b"\x80", sample_count=1)
+                        if seq % 2
+                        else pb.Batch(seq=seq, payload=b"\xc1garbage", sample_count=1)
+                    )
                     await call.write(pb.StreamRequest(batch=bad))
                     r = await call.read()
                     if r is grpc.aio.EOF:
@@ -103,16 +107,19 @@ async def _flood(target: str, credential: str, duration_s: float) -> dict[str, A
     async def enroll() -> None:
         while left() > 0:
             try:
-                await stub.Enroll(pb.EnrollRequest(token="cxp_enr_forged_secret", agent_id="flood-x", host="flood"),
-                                  timeout=5)
+                await stub.Enroll(
+                    pb.EnrollRequest(token="cxp_enr_forged_secret", agent_id="flood-x", host="flood"), timeout=5
+                )
                 counts["enroll"]["OK"] += 1
             except grpc.aio.AioRpcError as exc:
                 counts["enroll"][exc.code().name] += 1
 
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
-    tasks = ([asyncio.ensure_future(silent()) for _ in range(SILENT_AT_ONCE)]
-             + [asyncio.ensure_future(bad_batches()) for _ in range(2)]
-             + [asyncio.ensure_future(enroll()) for _ in range(ENROLLS_AT_ONCE)])
+    tasks = (
+        [asyncio.ensure_future(silent()) for _ in range(SILENT_AT_ONCE)]
+        + [asyncio.ensure_future(bad_batches()) for _ in range(2)]
+        + [asyncio.ensure_future(enroll()) for _ in range(ENROLLS_AT_ONCE)]
+    )
     await asyncio.wait(tasks, timeout=duration_s + 35)
     for t in tasks:
         t.cancel()
@@ -120,8 +127,11 @@ async def _flood(target: str, credential: str, duration_s: float) -> dict[str, A
     await ch.close()
     ru1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu_s = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
-    return {"counts": {k: dict(v) for k, v in counts.items()}, "cpu_s": round(cpu_s, 2),
-            "cpu_pct_of_core": round(100 * cpu_s / duration_s, 1)}
+    return {
+        "counts": {k: dict(v) for k, v in counts.items()},
+        "cpu_s": round(cpu_s, 2),
+        "cpu_pct_of_core": round(100 * cpu_s / duration_s, 1),
+    }
 
 
 def _start_flood(tmp: Path, duration_s: float):
@@ -139,13 +149,28 @@ def _start_flood(tmp: Path, duration_s: float):
         fd = os.open(cred_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(cred)
-        return subprocess.Popen([sys.executable, "-m", "bench.flood", "--worker", f"127.0.0.1:{port}",
-                                 "--credential-file", str(cred_file), "--seconds", str(duration_s),
-                                 "--out", str(tmp / "flood.json")], cwd=REPO)
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.flood",
+                "--worker",
+                f"127.0.0.1:{port}",
+                "--credential-file",
+                str(cred_file),
+                "--seconds",
+                str(duration_s),
+                "--out",
+                str(tmp / "flood.json"),
+            ],
+            cwd=REPO,
+        )
+
     return hook
 
 
 # --- the driver -------------------------------------------------------------------------------------
+
 
 def run(plan: ingest.IngestPlan, log: Any = print, where: str | None = None) -> dict[str, Any]:
     """Baseline, flood (and in the full plan a second baseline); the figures and the ratio."""
@@ -158,8 +183,13 @@ def run(plan: ingest.IngestPlan, log: Any = print, where: str | None = None) -> 
             log(f"  flood: {kind}, {AGENTS} honest agents, {plan.duration_s:.0f} s")
             hook = _start_flood(tmp, plan.duration_s) if kind == "flood" else None
             r = ingest.one_run("sqlite", AGENTS, plan, tmp, hook)
-            entry = {"kind": kind, "samples_per_s": r["samples_per_s"], "rejected": r["rejected"],
-                     "errors": r["errors"], "collector_cpu_pct_of_core": r["collector_cpu_pct_of_core"]}
+            entry = {
+                "kind": kind,
+                "samples_per_s": r["samples_per_s"],
+                "rejected": r["rejected"],
+                "errors": r["errors"],
+                "collector_cpu_pct_of_core": r["collector_cpu_pct_of_core"],
+            }
             if kind == "flood":
                 f = tmp / "flood.json"
                 entry["flood"] = json.loads(f.read_text()) if f.exists() else {"fatal": "no flood output"}
@@ -178,14 +208,30 @@ def figures(plan: ingest.IngestPlan, log: Any = print, where: str | None = None)
     r = run(plan, log, where)
     load = load_now()
     flood = next(x for x in r["runs"] if x["kind"] == "flood").get("flood", {})
-    note = (f"{AGENTS} honest agents, {r['window_s']:.0f} s windows; the flood process used "
-            f"{flood.get('cpu_pct_of_core')}% of a core on the same machine")
+    note = (
+        f"{AGENTS} honest agents, {r['window_s']:.0f} s windows; the flood process used "
+        f"{flood.get('cpu_pct_of_core')}% of a core on the same machine"
+    )
     out = [
-        Figure("flood", "honest ingest with / without a flood from one credential", "ratio", r["ratio"], GOAL, ">=",
-               load=load, note=note),
+        Figure(
+            "flood",
+            "honest ingest with / without a flood from one credential",
+            "ratio",
+            r["ratio"],
+            GOAL,
+            ">=",
+            load=load,
+            note=note,
+        ),
         Figure("flood", "honest ingest without the flood", "samples/s", r["baseline_samples_per_s"], load=load),
-        Figure("flood", "honest ingest during the flood", "samples/s", r["flood_samples_per_s"], load=load,
-               note=json.dumps(flood.get("counts", flood))),
+        Figure(
+            "flood",
+            "honest ingest during the flood",
+            "samples/s",
+            r["flood_samples_per_s"],
+            load=load,
+            note=json.dumps(flood.get("counts", flood)),
+        ),
     ]
     return out, r
 
@@ -211,15 +257,21 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     r = run(PLANS["quick" if args.quick else "full"], where=args.dir)
     for run_ in r["runs"]:
-        print(f"  {run_['kind']:8}: {run_['samples_per_s']:>9,} samples/s acked, collector "
-              f"{run_['collector_cpu_pct_of_core']}% of a core, rejected {run_['rejected']}")
+        print(
+            f"  {run_['kind']:8}: {run_['samples_per_s']:>9,} samples/s acked, collector "
+            f"{run_['collector_cpu_pct_of_core']}% of a core, rejected {run_['rejected']}"
+        )
         if "flood" in run_:
             fl = run_["flood"]
-            print(f"            flood: {json.dumps(fl.get('counts', fl))}, flood process "
-                  f"{fl.get('cpu_pct_of_core')}% of a core")
-    print(f"honest ingest without the flood: {r['baseline_samples_per_s']:,} samples/s; with it: "
-          f"{r['flood_samples_per_s']:,} samples/s; ratio {r['ratio']} (goal >= {GOAL}); "
-          f"{AGENTS} honest agents, {r['window_s']:.0f} s windows, total {time.monotonic() - started:.0f} s")
+            print(
+                f"            flood: {json.dumps(fl.get('counts', fl))}, flood process "
+                f"{fl.get('cpu_pct_of_core')}% of a core"
+            )
+    print(
+        f"honest ingest without the flood: {r['baseline_samples_per_s']:,} samples/s; with it: "
+        f"{r['flood_samples_per_s']:,} samples/s; ratio {r['ratio']} (goal >= {GOAL}); "
+        f"{AGENTS} honest agents, {r['window_s']:.0f} s windows, total {time.monotonic() - started:.0f} s"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=1))
     return 0

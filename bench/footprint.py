@@ -20,7 +20,9 @@ private, and no test traffic may leave the namespaces.
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 import os
 import shutil
 import signal
@@ -29,9 +31,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import blackbox
 from .netcount import CollectorCounter, per_hour
@@ -75,8 +78,8 @@ def _wifi_replay(path: Path, readings: int) -> None:
 
 def _agent_toml(path: Path, collector: str, state: Path, app_ip: str, ca_file: Path, security: str = "") -> None:
     """The default configuration (every cadence left at its default), pointed at this path."""
-    path.write_text(security + 
-        f'collector = "{collector}"\n'
+    path.write_text(
+        security + f'collector = "{collector}"\n'
         f'state_dir = "{state}"\n'
         'site = "bench"\n'
         'user = "bench.user"\n'
@@ -102,8 +105,7 @@ def _collector_security(tmp: Path, db: Path, collector_ip: str, tls: bool) -> tu
         token = reg.create_token(uses=10, note="bench")[0]
     finally:
         reg.close()
-    return (f'ca_file = "{tmp / "tls" / "ca.pem"}"\nenroll_token = "{token}"\n',
-            ["--tls-dir", str(tmp / "tls")])
+    return (f'ca_file = "{tmp / "tls" / "ca.pem"}"\nenroll_token = "{token}"\n', ["--tls-dir", str(tmp / "tls")])
 
 
 def _wait_file(path: Path, timeout: float, proc: subprocess.Popen | None = None) -> str:
@@ -141,8 +143,10 @@ def require_ping() -> None:
     if shutil.which("ping") is None:
         raise RuntimeError("the ping peer needs iputils ping (apt-get install iputils-ping)")
 
-def run(plan: FootprintPlan, log: Any = print,
-        on_window: Callable[[int, float], subprocess.Popen | None] | None = None) -> tuple[list[Figure], dict[str, Any]]:
+
+def run(
+    plan: FootprintPlan, log: Any = print, on_window: Callable[[int, float], subprocess.Popen | None] | None = None
+) -> tuple[list[Figure], dict[str, Any]]:
     """Build the path, start everything, warm up, measure ``plan.window_s``; ``on_window`` may
     attach a profiler to the agent's pid for the window (see ``bench.profile``)."""
     from tests.agent.https_lab import make_pki
@@ -167,19 +171,60 @@ def run(plan: FootprintPlan, log: Any = print,
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         try:
             ready = tmp / "apps.ready"
-            apps_proc = path.app.spawn(PY, "-m", "bench.appserver", "--host", app_ip, "--https-port", "443",
-                                       "--https-port", "8444", "--https-port", "8445", "--https-port", "8446",
-                                       "--http-port", "8080", "--cert", str(pki.cert), "--key", str(pki.key),
-                                       "--ready", str(ready), cwd=REPO, env=env, stdout=logs["apps"], stderr=subprocess.STDOUT)
+            apps_proc = path.app.spawn(
+                PY,
+                "-m",
+                "bench.appserver",
+                "--host",
+                app_ip,
+                "--https-port",
+                "443",
+                "--https-port",
+                "8444",
+                "--https-port",
+                "8445",
+                "--https-port",
+                "8446",
+                "--http-port",
+                "8080",
+                "--cert",
+                str(pki.cert),
+                "--key",
+                str(pki.key),
+                "--ready",
+                str(ready),
+                cwd=REPO,
+                env=env,
+                stdout=logs["apps"],
+                stderr=subprocess.STDOUT,
+            )
             _wait_file(ready, 20, apps_proc)
-            apps = [("crm", f"https://{app_ip}/"), ("ccaas", f"https://{app_ip}:8444/sleep/20"),
-                    ("idp", f"https://{app_ip}:8445/sleep/40"), ("wfm", f"https://{app_ip}:8446/"),
-                    ("kb", f"http://{app_ip}:8080/")]
+            apps = [
+                ("crm", f"https://{app_ip}/"),
+                ("ccaas", f"https://{app_ip}:8444/sleep/20"),
+                ("idp", f"https://{app_ip}:8445/sleep/40"),
+                ("wfm", f"https://{app_ip}:8446/"),
+                ("kb", f"http://{app_ip}:8080/"),
+            ]
             db = tmp / "collector.sqlite"
             c_ready = tmp / "collector.ready"
             security, tls_args = _collector_security(tmp, db, collector_ip, plan.tls)
-            argv = [PY, "-m", "cxpulse", "collector", "serve", "--listen", f"{collector_ip}:{COLLECTOR_PORT}",
-                    "--db", str(db), "--reflector", f"{app_ip}:50052", "--ready-file", str(c_ready), *tls_args]
+            argv = [
+                PY,
+                "-m",
+                "cxpulse",
+                "collector",
+                "serve",
+                "--listen",
+                f"{collector_ip}:{COLLECTOR_PORT}",
+                "--db",
+                str(db),
+                "--reflector",
+                f"{app_ip}:50052",
+                "--ready-file",
+                str(c_ready),
+                *tls_args,
+            ]
             for name, url in apps:
                 argv += ["--app", f"{name}={url}"]
             collector = path.app.spawn(*argv, cwd=REPO, env=env, stdout=logs["collector"], stderr=subprocess.STDOUT)
@@ -190,26 +235,58 @@ def run(plan: FootprintPlan, log: Any = print,
             _wifi_replay(replay, int((plan.warmup_s + plan.window_s) / 5) + 60)
             toml = tmp / "agent.toml"
             _agent_toml(toml, f"{collector_ip}:{COLLECTOR_PORT}", tmp / "agent-state", app_ip, pki.ca_cert, security)
-            agent = path.desk.spawn(PY, "-m", "cxpulse", "agent", "run", "--config", str(toml), cwd=REPO,
-                                    env=dict(env, CXPULSE_WIFI_REPLAY=str(replay)),
-                                    stdout=logs["agent"], stderr=subprocess.STDOUT)
+            agent = path.desk.spawn(
+                PY,
+                "-m",
+                "cxpulse",
+                "agent",
+                "run",
+                "--config",
+                str(toml),
+                cwd=REPO,
+                env=dict(env, CXPULSE_WIFI_REPLAY=str(replay)),
+                stdout=logs["agent"],
+                stderr=subprocess.STDOUT,
+            )
             trackers = {"agent": Tracker("agent", [agent.pid])}
             hops = [path.hops.gateway, path.hops.isp, app_ip]
             driver = None
             if bb_binary:
                 cfg = blackbox.write_config(tmp / "blackbox.yml", str(pki.ca_cert))
-                bb = path.desk.spawn(bb_binary, f"--config.file={cfg}", f"--web.listen-address={blackbox.LISTEN}",
-                                     "--log.level=warn", stdout=logs["blackbox"], stderr=subprocess.STDOUT)
+                bb = path.desk.spawn(
+                    bb_binary,
+                    f"--config.file={cfg}",
+                    f"--web.listen-address={blackbox.LISTEN}",
+                    "--log.level=warn",
+                    stdout=logs["blackbox"],
+                    stderr=subprocess.STDOUT,
+                )
                 trackers["blackbox_exporter"] = Tracker("blackbox_exporter", [bb.pid])
                 probes = [f"icmp,{h},1" for h in hops] + [f"http_2xx,{u},30" for _, u in apps]
                 driver_out = tmp / "driver.json"
                 time.sleep(1.0)  # the exporter listens within milliseconds; the driver retries anyway
-                driver = path.desk.spawn(PY, "-m", "bench.blackbox", "drive", *sum((["--probe", p] for p in probes), []),
-                                         "--duration", str(plan.warmup_s + plan.window_s + 30), "--out", str(driver_out),
-                                         cwd=REPO, env=env, stdout=logs["driver"], stderr=subprocess.STDOUT)
+                driver = path.desk.spawn(
+                    PY,
+                    "-m",
+                    "bench.blackbox",
+                    "drive",
+                    *functools.reduce(operator.iadd, (["--probe", p] for p in probes), []),
+                    "--duration",
+                    str(plan.warmup_s + plan.window_s + 30),
+                    "--out",
+                    str(driver_out),
+                    cwd=REPO,
+                    env=env,
+                    stdout=logs["driver"],
+                    stderr=subprocess.STDOUT,
+                )
             if plan.peers:
-                pings = [path.desk.spawn("ping", "-n", "-q", "-i", "1", "-W", "1", h, stdout=logs["ping"],
-                                         stderr=subprocess.STDOUT) for h in hops]
+                pings = [
+                    path.desk.spawn(
+                        "ping", "-n", "-q", "-i", "1", "-W", "1", h, stdout=logs["ping"], stderr=subprocess.STDOUT
+                    )
+                    for h in hops
+                ]
                 trackers["ping x3"] = Tracker("ping x3", [p.pid for p in pings])
 
             log(f"  footprint: warm-up {plan.warmup_s:.0f} s (agent start, first trace, first app checks)")
@@ -270,13 +347,21 @@ def run(plan: FootprintPlan, log: Any = print,
         amortized = 0.0 if stored["traces_in_window"] else trace_cpu * 3600 / TRACE_INTERVAL_S
         cpu_h_total = (a["cpu_s_per_hour"] or 0.0) + amortized
         details: dict[str, Any] = {
-            "plan": plan.__dict__, "window_s": round(window, 1), "load_during": _load_summary(loads),
-            "processes": stats, "upload": up, "tls": plan.tls, "upload_counting": "nftables counters in the desk "
+            "plan": plan.__dict__,
+            "window_s": round(window, 1),
+            "load_during": _load_summary(loads),
+            "processes": stats,
+            "upload": up,
+            "tls": plan.tls,
+            "upload_counting": "nftables counters in the desk "
             "namespace on ip daddr <collector address> tcp dport 50051 (IP packet bytes; Ethernet adds 18 B/frame; "
             "the TLS estimate, for plain-text runs only, adds 22 B per data packet)",
-            "trace_cpu_s_each": round(trace_cpu, 3), "trace_cpu_amortized_s_per_hour": round(amortized, 2),
-            "agent_cpu_s_per_hour_incl_traces": round(cpu_h_total, 2), "stored": stored,
-            "agent_run_summary": last_run, "blackbox_driver": bb_result,
+            "trace_cpu_s_each": round(trace_cpu, 3),
+            "trace_cpu_amortized_s_per_hour": round(amortized, 2),
+            "agent_cpu_s_per_hour_incl_traces": round(cpu_h_total, 2),
+            "stored": stored,
+            "agent_run_summary": last_run,
+            "blackbox_driver": bb_result,
             "addresses": {"gateway": path.hops.gateway, "isp": path.hops.isp, "app": app_ip, "collector": collector_ip},
         }
     figures = _figures(details, loads)
@@ -315,24 +400,85 @@ def _figures(d: dict[str, Any], loads: list[tuple[float, float, float]]) -> list
     up = d["upload"]
     tls = d.get("tls", False)
     figs = [
-        Figure("agent", f"upload, IP bytes ({'TLS' if tls else 'plain'} gRPC)", "kbit/s", up["up_kbit_s_ip"],
-               UPLOAD_BUDGET_KBIT_S, "<=", "blackbox scrape bytes", round(bb_kbit, 4) if bb_kbit is not None else None,
-               load, "nftables counter on the collector's address and port"),
+        Figure(
+            "agent",
+            f"upload, IP bytes ({'TLS' if tls else 'plain'} gRPC)",
+            "kbit/s",
+            up["up_kbit_s_ip"],
+            UPLOAD_BUDGET_KBIT_S,
+            "<=",
+            "blackbox scrape bytes",
+            round(bb_kbit, 4) if bb_kbit is not None else None,
+            load,
+            "nftables counter on the collector's address and port",
+        ),
     ]
     if tls:
-        figs.append(Figure("agent", "upload, Ethernet frames (TLS gRPC)", "kbit/s", up["up_kbit_s_ethernet"],
-                           UPLOAD_BUDGET_KBIT_S, "<=", "", None, load, "+18 B/frame"))
+        figs.append(
+            Figure(
+                "agent",
+                "upload, Ethernet frames (TLS gRPC)",
+                "kbit/s",
+                up["up_kbit_s_ethernet"],
+                UPLOAD_BUDGET_KBIT_S,
+                "<=",
+                "",
+                None,
+                load,
+                "+18 B/frame",
+            )
+        )
     else:
-        figs.append(Figure("agent", "upload, Ethernet + TLS 1.3 estimate", "kbit/s",
-                           round(up["up_kbit_s_ethernet"] + up["up_kbit_s_tls_estimate"] - up["up_kbit_s_ip"], 4),
-                           UPLOAD_BUDGET_KBIT_S, "<=", "", None, load, "+18 B/frame, +22 B/data packet"))
+        figs.append(
+            Figure(
+                "agent",
+                "upload, Ethernet + TLS 1.3 estimate",
+                "kbit/s",
+                round(up["up_kbit_s_ethernet"] + up["up_kbit_s_tls_estimate"] - up["up_kbit_s_ip"], 4),
+                UPLOAD_BUDGET_KBIT_S,
+                "<=",
+                "",
+                None,
+                load,
+                "+18 B/frame, +22 B/data packet",
+            )
+        )
     return [
-        Figure("agent", "steady-state RSS", "MiB", a["rss_median_mb"], RSS_BUDGET_MIB, "<=", "blackbox_exporter",
-               bb["rss_median_mb"] if bb else None, load, "median of samples after warm-up"),
-        Figure("agent", "CPU, % of one core (incl. trace child)", "%", round(cpu_pct, 4), CPU_BUDGET_PCT, "<=",
-               "blackbox_exporter", bb["cpu_pct_of_core"] if bb else None, load,
-               f"{d['agent_cpu_s_per_hour_incl_traces']} CPU-s/h; peer excludes its driver"),
-        Figure("agent", "CPU vs iputils ping x3", "%", round(cpu_pct, 4), None, "<=", "ping x3 (1 Hz)",
-               pg["cpu_pct_of_core"] if pg else None, load, "ping probes RTT only"),
+        Figure(
+            "agent",
+            "steady-state RSS",
+            "MiB",
+            a["rss_median_mb"],
+            RSS_BUDGET_MIB,
+            "<=",
+            "blackbox_exporter",
+            bb["rss_median_mb"] if bb else None,
+            load,
+            "median of samples after warm-up",
+        ),
+        Figure(
+            "agent",
+            "CPU, % of one core (incl. trace child)",
+            "%",
+            round(cpu_pct, 4),
+            CPU_BUDGET_PCT,
+            "<=",
+            "blackbox_exporter",
+            bb["cpu_pct_of_core"] if bb else None,
+            load,
+            f"{d['agent_cpu_s_per_hour_incl_traces']} CPU-s/h; peer excludes its driver",
+        ),
+        Figure(
+            "agent",
+            "CPU vs iputils ping x3",
+            "%",
+            round(cpu_pct, 4),
+            None,
+            "<=",
+            "ping x3 (1 Hz)",
+            pg["cpu_pct_of_core"] if pg else None,
+            load,
+            "ping probes RTT only",
+        ),
         *figs,
     ]

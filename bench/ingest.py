@@ -24,9 +24,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote
 
 from . import ceiling
@@ -82,17 +83,38 @@ class _Collector:
         ready.unlink(missing_ok=True)
         self.log_path = tmp / f"{name}.log"
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([PY, "-m", "cxpulse", "collector", "serve", "--listen", "127.0.0.1:0",
-                                      "--db", db, "--ready-file", str(ready),
-                                      # Plain text: the figure is ingest, not TLS (a handshake is once per
-                                      # connection); agents still authenticate, with credentials
-                                      # provisioned in the database beforehand (_provision).
-                                      "--insecure",
-                                      # Simulated agents replay a fixed 2026 day as fast as acks come:
-                                      # lift the per-agent rate and sample-age limits (ingest/limits.py).
-                                      "--max-sample-age", "0", "--max-batches-per-s", "1e9", "--batch-burst", "1000000000", "--max-streams-per-peer", "1000000"],
-                                     cwd=REPO, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [
+                PY,
+                "-m",
+                "cxpulse",
+                "collector",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--db",
+                db,
+                "--ready-file",
+                str(ready),
+                # Plain text: the figure is ingest, not TLS (a handshake is once per
+                # connection); agents still authenticate, with credentials
+                # provisioned in the database beforehand (_provision).
+                "--insecure",
+                # Simulated agents replay a fixed 2026 day as fast as acks come:
+                # lift the per-agent rate and sample-age limits (ingest/limits.py).
+                "--max-sample-age",
+                "0",
+                "--max-batches-per-s",
+                "1e9",
+                "--batch-burst",
+                "1000000000",
+                "--max-streams-per-peer",
+                "1000000",
+            ],
+            cwd=REPO,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 60
         while not (ready.exists() and ready.read_text().strip()):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -143,8 +165,9 @@ def _pg_base() -> str:
     return os.environ.get("CXPULSE_TEST_POSTGRES") or "postgresql://postgres@127.0.0.1:5432/test"
 
 
-def one_run(store: str, agents: int, plan: IngestPlan, tmp: Path,
-            on_window: Callable[[int, float], Any] | None = None) -> dict[str, Any]:
+def one_run(
+    store: str, agents: int, plan: IngestPlan, tmp: Path, on_window: Callable[[int, float], Any] | None = None
+) -> dict[str, Any]:
     """One collector, one fresh database, ``agents`` simulated agents; returns the run's figures."""
     batch, window, procs = _shape(agents)
     procs = min(procs, agents)
@@ -175,11 +198,42 @@ def one_run(store: str, agents: int, plan: IngestPlan, tmp: Path,
             for f in (ready, out):
                 f.unlink(missing_ok=True)
             err_files.append(open(tmp / f"gen{k}.err", "wb"))
-            gens.append(subprocess.Popen(
-                [PY, "-m", "bench.loadgen", "--target", f"127.0.0.1:{collector.port}", "--agents", str(n),
-                 "--first", str(first), "--batch-samples", str(batch), "--window", str(window), "--ready", str(ready),
-                 "--go", str(go), "--warmup", str(warmup), "--duration", str(plan.duration_s),
-                 "--run-id", run_id, "--out", str(out), "--credentials", str(creds)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=err_files[-1]))
+            gens.append(
+                subprocess.Popen(
+                    [
+                        PY,
+                        "-m",
+                        "bench.loadgen",
+                        "--target",
+                        f"127.0.0.1:{collector.port}",
+                        "--agents",
+                        str(n),
+                        "--first",
+                        str(first),
+                        "--batch-samples",
+                        str(batch),
+                        "--window",
+                        str(window),
+                        "--ready",
+                        str(ready),
+                        "--go",
+                        str(go),
+                        "--warmup",
+                        str(warmup),
+                        "--duration",
+                        str(plan.duration_s),
+                        "--run-id",
+                        run_id,
+                        "--out",
+                        str(out),
+                        "--credentials",
+                        str(creds),
+                    ],
+                    cwd=REPO,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err_files[-1],
+                )
+            )
             readies.append(ready)
             outs.append(out)
             first += n
@@ -188,7 +242,9 @@ def one_run(store: str, agents: int, plan: IngestPlan, tmp: Path,
         while not all(r.exists() and r.read_text().strip() for r in readies):
             dead = [g for g in gens if g.poll() is not None]
             if dead or time.monotonic() > deadline:
-                msg = outs[gens.index(dead[0])].read_text() if dead and outs[gens.index(dead[0])].exists() else "timeout"
+                msg = (
+                    outs[gens.index(dead[0])].read_text() if dead and outs[gens.index(dead[0])].exists() else "timeout"
+                )
                 raise RuntimeError(f"load generator failed while connecting: {msg}")
             time.sleep(0.05)
         connect_s = time.monotonic() - t_conn
@@ -243,23 +299,38 @@ def one_run(store: str, agents: int, plan: IngestPlan, tmp: Path,
     lat = [x for r in results for x in r["latencies_ms"]]
     rate = acked / plan.duration_s
     return {
-        "store": store, "agents": agents, "batch_samples": batch, "in_flight_per_agent": window,
-        "in_flight_samples": agents * window * batch, "generator_processes": procs,
-        "samples_per_s": round(rate), "acked_batches": sum(r["acked_batches"] for r in results),
-        "ack_ms_p50": _pctl(lat, 0.50), "ack_ms_p99": _pctl(lat, 0.99),
-        "collector_peak_rss_mb": col_summary["peak_rss_mb"], "decode_workers_peak_rss_mb": workers_rss, "collector_cpu_pct_of_core": col_summary["cpu_pct_of_core"],
+        "store": store,
+        "agents": agents,
+        "batch_samples": batch,
+        "in_flight_per_agent": window,
+        "in_flight_samples": agents * window * batch,
+        "generator_processes": procs,
+        "samples_per_s": round(rate),
+        "acked_batches": sum(r["acked_batches"] for r in results),
+        "ack_ms_p50": _pctl(lat, 0.50),
+        "ack_ms_p99": _pctl(lat, 0.99),
+        "collector_peak_rss_mb": col_summary["peak_rss_mb"],
+        "decode_workers_peak_rss_mb": workers_rss,
+        "collector_cpu_pct_of_core": col_summary["cpu_pct_of_core"],
         "generator_cpu_pct_of_core": gen_summary["cpu_pct_of_core"],
-        "connect_s": round(connect_s, 1), "rows_stored_total": stored,
-        "rejected": sum(r["rejected"] for r in results), "duplicates": sum(r["duplicates"] for r in results),
-        "errors": [e for r in results for e in r["errors"]][:10], "payload_bytes": results[0].get("payload_bytes"),
+        "connect_s": round(connect_s, 1),
+        "rows_stored_total": stored,
+        "rejected": sum(r["rejected"] for r in results),
+        "duplicates": sum(r["duplicates"] for r in results),
+        "errors": [e for r in results for e in r["errors"]][:10],
+        "payload_bytes": results[0].get("payload_bytes"),
         "connect_retries": sum(r.get("connect_retries", 0) for r in results),
         "connect_retry_kinds": _merge_counts(r.get("connect_retry_kinds", {}) for r in results),
-        "load_start": load0, "load_end": load1, "window_s": plan.duration_s, "warmup_s": warmup,
+        "load_start": load0,
+        "load_end": load1,
+        "window_s": plan.duration_s,
+        "warmup_s": warmup,
     }
 
 
-def run(plan: IngestPlan, log: Any = print, on_window: Callable[[int, float], Any] | None = None,
-        where: str | None = None) -> tuple[list[Figure], dict[str, Any]]:
+def run(
+    plan: IngestPlan, log: Any = print, on_window: Callable[[int, float], Any] | None = None, where: str | None = None
+) -> tuple[list[Figure], dict[str, Any]]:
     stores = [s for s in plan.stores if s == "sqlite" or _postgres_ok()]
     details: dict[str, Any] = {"plan": plan.__dict__, "runs": [], "ceilings": [], "skipped": []}
     if len(stores) < len(plan.stores):
@@ -284,18 +355,42 @@ def run(plan: IngestPlan, log: Any = print, on_window: Callable[[int, float], An
                 details["runs"].append(r)
                 load = (r["load_end"][0], r["load_end"][1], r["load_end"][2])
                 budget = SQLITE_BUDGET if store == "sqlite" else None
-                store_figures.append(Figure(
-                    "ingest", f"{store}, {agents} agents: samples/s acked", "samples/s", r["samples_per_s"], budget, ">=",
-                    load=load, note=f"ratio goal >= {RATIO_GOAL}; generator used {r['generator_cpu_pct_of_core']}% of a "
-                    f"core, collector {r['collector_cpu_pct_of_core']}%"))
+                store_figures.append(
+                    Figure(
+                        "ingest",
+                        f"{store}, {agents} agents: samples/s acked",
+                        "samples/s",
+                        r["samples_per_s"],
+                        budget,
+                        ">=",
+                        load=load,
+                        note=f"ratio goal >= {RATIO_GOAL}; generator used {r['generator_cpu_pct_of_core']}% of a "
+                        f"core, collector {r['collector_cpu_pct_of_core']}%",
+                    )
+                )
                 queueing = r["in_flight_samples"] / r["samples_per_s"] * 1000 if r["samples_per_s"] else None
                 note = f"{r['in_flight_samples']:,} samples in flight: queueing alone ~{queueing or 0:.0f} ms"
                 for q in ("p50", "p99"):
-                    store_figures.append(Figure("ingest", f"{store}, {agents} agents: ack latency {q}", "ms",
-                                                r[f"ack_ms_{q}"], load=load, note=note))
-                store_figures.append(Figure("ingest", f"{store}, {agents} agents: collector peak RSS", "MiB",
-                                            r["collector_peak_rss_mb"], load=load,
-                                            note=f"main process; its decode workers: {r['decode_workers_peak_rss_mb']} MiB"))
+                    store_figures.append(
+                        Figure(
+                            "ingest",
+                            f"{store}, {agents} agents: ack latency {q}",
+                            "ms",
+                            r[f"ack_ms_{q}"],
+                            load=load,
+                            note=note,
+                        )
+                    )
+                store_figures.append(
+                    Figure(
+                        "ingest",
+                        f"{store}, {agents} agents: collector peak RSS",
+                        "MiB",
+                        r["collector_peak_rss_mb"],
+                        load=load,
+                        note=f"main process; its decode workers: {r['decode_workers_peak_rss_mb']} MiB",
+                    )
+                )
             ceils += _ceilings(store, plan, tmp, log)
             details["ceilings"].extend(ceils)
             figures += _ceiling_figures(store, ceils) + _with_ceiling(store_figures, ceils)
@@ -349,8 +444,16 @@ def _ceiling_figures(store: str, ceils: list[dict]) -> list[Figure]:
         b = _best(ceils, method)
         if b is not None:
             runs = ", ".join(f"{c['rows_per_s']:,}" for c in ceils if c["method"] == method)
-            out.append(Figure("ingest", f"{store} bare {method} ceiling", "rows/s", b["rows_per_s"], load=b["load"],
-                              note=f"1,000 rows/commit, synchronous={b['synchronous']}; runs before/after: {runs}"))
+            out.append(
+                Figure(
+                    "ingest",
+                    f"{store} bare {method} ceiling",
+                    "rows/s",
+                    b["rows_per_s"],
+                    load=b["load"],
+                    note=f"1,000 rows/commit, synchronous={b['synchronous']}; runs before/after: {runs}",
+                )
+            )
     return out
 
 
@@ -382,6 +485,7 @@ def latency_note(runs: list[dict]) -> str:
     parts = []
     for r in runs:
         if r["samples_per_s"]:
-            parts.append(f"{r['store']}/{r['agents']}: expected ~{r['in_flight_samples'] / r['samples_per_s'] * 1000:.0f} ms")
+            parts.append(
+                f"{r['store']}/{r['agents']}: expected ~{r['in_flight_samples'] / r['samples_per_s'] * 1000:.0f} ms"
+            )
     return "; ".join(parts)
-

@@ -32,7 +32,8 @@ def run(agents: int, log=print) -> dict[str, float]:
         try:
             t0 = time.perf_counter()
             kept, _ = keep_recent(store, end - 30 * MINUTE_US, end - MINUTE_US)
-            log(f"   first keep of a store filled without a collector: {kept} minutes in {time.perf_counter() - t0:.1f} s")
+            took = time.perf_counter() - t0
+            log(f"   first keep of a store filled without a collector: {kept} minutes in {took:.1f} s")
             out: dict[str, float] = {}
             for i in range(3):
                 # The newest minute as the loop finds it: not kept yet.
@@ -40,7 +41,8 @@ def run(agents: int, log=print) -> dict[str, float]:
                 t, c = time.perf_counter(), time.process_time()
                 wrote, hits = keep_recent(store, end - 2 * MINUTE_US, end)
                 out[f"minutes_run{i}_cpu_s"] = cpu = time.process_time() - c
-                log(f"   keep_recent: {wrote} scored, {hits} found kept: {time.perf_counter() - t:.2f} s wall, {cpu:.2f} s CPU")
+                wall = time.perf_counter() - t
+                log(f"   keep_recent: {wrote} scored, {hits} found kept: {wall:.2f} s wall, {cpu:.2f} s CPU")
             block = end - end % BLOCK_US - BLOCK_US  # the latest settled block: whole inside the 30 minutes
             t, c = time.perf_counter(), time.process_time()
             n = keep_blocks(store, block)
@@ -48,7 +50,8 @@ def run(agents: int, log=print) -> dict[str, float]:
             log(f"   keep_blocks: {n} blocks: {time.perf_counter() - t:.2f} s wall, {cpu:.2f} s CPU")
             per_min = min(v for k, v in out.items() if k.startswith("minutes_")) + out["block_cpu_s"] / 15
             out["cpu_s_per_minute"] = per_min
-            log(f"   the loop: {per_min:.2f} s of CPU per minute for {agents} agents ({100 * per_min / 60:.1f} % of a core)")
+            share = 100 * per_min / 60
+            log(f"   the loop: {per_min:.2f} s of CPU per minute for {agents} agents ({share:.1f} % of a core)")
             return out
         finally:
             store.close()

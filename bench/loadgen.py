@@ -53,7 +53,10 @@ class Template:
             s = p.Series(target=f"target-{t}", address=f"198.51.100.{t + 1}", method=p.METHOD_ICMP_RAW)
             for i in range(per):
                 jitter = (i * 7919 + t * 31) % 400
-                s.add(T_BASE_US + i * 1_000_000 + t * 1000 + jitter, None if (i + t) % 97 == 0 else 800 + (i * 37 + t) % 9000)
+                s.add(
+                    T_BASE_US + i * 1_000_000 + t * 1000 + jitter,
+                    None if (i + t) % 97 == 0 else 800 + (i * 37 + t) % 9000,
+                )
             series.append(s)
         self.data = p.encode(p.SampleBatch(series))
         mark = b"\xa2t0\xcf"
@@ -98,9 +101,20 @@ async def _connect(i: int, run_id: str, target: str, totals: Totals) -> tuple[gr
             agent_id = f"bench-{run_id}-{i}"
             md = (("authorization", f"Bearer {CREDENTIALS[agent_id]}"),) if agent_id in CREDENTIALS else ()
             call = pb_grpc.TelemetryServiceStub(ch).Stream(metadata=md)
-            await call.write(pb.StreamRequest(hello=pb.Hello(
-                agent_id=agent_id, host=f"bench-desk-{i:05}", os_user=f"bench{i}", os="linux",
-                agent_version="bench", site="bench", seq_epoch=1 + i, payload_schema=p.SCHEMA_VERSION)))
+            await call.write(
+                pb.StreamRequest(
+                    hello=pb.Hello(
+                        agent_id=agent_id,
+                        host=f"bench-desk-{i:05}",
+                        os_user=f"bench{i}",
+                        os="linux",
+                        agent_version="bench",
+                        site="bench",
+                        seq_epoch=1 + i,
+                        payload_schema=p.SCHEMA_VERSION,
+                    )
+                )
+            )
             first = await call.read()
             if first is grpc.aio.EOF or first.WhichOneof("kind") != "config":
                 raise ConnectionError("no config after Hello")
@@ -118,8 +132,17 @@ async def _connect(i: int, run_id: str, target: str, totals: Totals) -> tuple[gr
     raise AssertionError("unreachable")
 
 
-async def _agent(i: int, run_id: str, target: str, tpl: Template, window: int, go: asyncio.Event,
-                 times: dict[str, float], totals: Totals, connecting: asyncio.Semaphore) -> None:
+async def _agent(
+    i: int,
+    run_id: str,
+    target: str,
+    tpl: Template,
+    window: int,
+    go: asyncio.Event,
+    times: dict[str, float],
+    totals: Totals,
+    connecting: asyncio.Semaphore,
+) -> None:
     async with connecting:  # a fleet does not connect in one millisecond, and grpc copes badly if it does
         ch, call = await _connect(i, run_id, target, totals)
     async with ch:
@@ -160,18 +183,20 @@ async def _agent(i: int, run_id: str, target: str, tpl: Template, window: int, g
             while True:
                 try:  # a stream that broke frees no slot: never wait past the end for one
                     await asyncio.wait_for(slots.acquire(), max(1.0, times["end"] - time.time() + 15))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     totals.errors.append(f"agent {i}: no ack freed a slot")
                     break
                 if time.time() >= times["end"] or reader.done():
                     break
                 seq += 1
                 sent[seq] = time.time()
-                await call.write(pb.StreamRequest(batch=pb.Batch(seq=seq, payload=tpl.for_seq(seq), sample_count=tpl.samples)))
+                await call.write(
+                    pb.StreamRequest(batch=pb.Batch(seq=seq, payload=tpl.for_seq(seq), sample_count=tpl.samples))
+                )
             if sent:
                 try:
                     await asyncio.wait_for(drained.wait(), 15)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     totals.errors.append(f"agent {i}: {len(sent)} batches unacked 15 s after the end")
             await call.done_writing()
             await asyncio.wait_for(reader, 10)
@@ -187,8 +212,12 @@ async def _main(args: argparse.Namespace) -> dict:
     run_id = args.run_id or uuid.uuid4().hex[:8]
     t_connect = time.monotonic()
     connecting = asyncio.Semaphore(CONNECTS_AT_ONCE)
-    agents = [asyncio.ensure_future(_agent(args.first + k, run_id, args.target, tpl, args.window, go, times, totals,
-                                           connecting)) for k in range(args.agents)]
+    agents = [
+        asyncio.ensure_future(
+            _agent(args.first + k, run_id, args.target, tpl, args.window, go, times, totals, connecting)
+        )
+        for k in range(args.agents)
+    ]
     deadline = time.monotonic() + args.connect_timeout
     while totals.connected < args.agents:
         failed = [a for a in agents if a.done() and a.exception() is not None]
@@ -212,12 +241,22 @@ async def _main(args: argparse.Namespace) -> dict:
     for r in results:
         if isinstance(r, BaseException) and len(totals.errors) < 10:
             totals.errors.append(f"{type(r).__name__}: {r}")
-    return {"agents": args.agents, "batch_samples": tpl.samples, "window": args.window, "payload_bytes": len(tpl.data),
-            "connect_s": round(connect_s, 2), "acked_samples": totals.acked_samples, "acked_batches": totals.acked_batches,
-            "rejected": totals.rejected, "duplicates": totals.duplicates, "errors": totals.errors,
-            "connect_retries": totals.reconnects, "connect_retry_kinds": totals.retry_kinds,
-            "latencies_ms": [round(x, 2) for x in totals.latencies_ms],
-            "cpu_s": round(ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime, 2)}
+    return {
+        "agents": args.agents,
+        "batch_samples": tpl.samples,
+        "window": args.window,
+        "payload_bytes": len(tpl.data),
+        "connect_s": round(connect_s, 2),
+        "acked_samples": totals.acked_samples,
+        "acked_batches": totals.acked_batches,
+        "rejected": totals.rejected,
+        "duplicates": totals.duplicates,
+        "errors": totals.errors,
+        "connect_retries": totals.reconnects,
+        "connect_retry_kinds": totals.retry_kinds,
+        "latencies_ms": [round(x, 2) for x in totals.latencies_ms],
+        "cpu_s": round(ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime, 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

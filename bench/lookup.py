@@ -31,7 +31,6 @@ import json
 import os
 import random
 import sqlite3
-import statistics
 import struct
 import subprocess
 import sys
@@ -95,19 +94,59 @@ def _minute_series(profile: str, m0: int, rnd: random.Random) -> list:
             media.add(ts + 600, None if lost else g + 19000 + int(rnd.expovariate(1 / 800)))
             if i % 5 == 0:
                 rssi = (-79 if profile == "wifi" else -55) + rnd.randrange(-2, 3)
-                wifi.add(ts, conn=1, ssid="corp", bssid="aa:bb:cc:00:00:01", rssi=rssi, noise=-92, snr=92 + rssi, ch=36,
-                         mhz=5180, band="5", phy="802.11ax", tx=60_000 if profile == "wifi" else 866_000, rx=400_000, q=None)
+                wifi.add(
+                    ts,
+                    conn=1,
+                    ssid="corp",
+                    bssid="aa:bb:cc:00:00:01",
+                    rssi=rssi,
+                    noise=-92,
+                    snr=92 + rssi,
+                    ch=36,
+                    mhz=5180,
+                    band="5",
+                    phy="802.11ax",
+                    tx=60_000 if profile == "wifi" else 866_000,
+                    rx=400_000,
+                    q=None,
+                )
             if i % 10 == 0:
-                dev.add(ts, cpu=200 + rnd.randrange(0, 100), mem=600, top=None, nicerr=0,
-                        **{"if": "wlan0", "ifk": "wifi", "vpn": "", "proxy": None})
+                dev.add(
+                    ts,
+                    cpu=200 + rnd.randrange(0, 100),
+                    mem=600,
+                    top=None,
+                    nicerr=0,
+                    **{"if": "wlan0", "ifk": "wifi", "vpn": "", "proxy": None},
+                )
             if i % 30 == 0:
                 slow = profile == "app"
-                app.add(ts, dns=3000, tcp=22000, tls=45000, ttfb=1_900_000 if slow else 140_000,
-                        total=2_400_000 if slow else 210_000, status=200, ver="HTTP/2", cert=80, err=None)
+                app.add(
+                    ts,
+                    dns=3000,
+                    tcp=22000,
+                    tls=45000,
+                    ttfb=1_900_000 if slow else 140_000,
+                    total=2_400_000 if slow else 210_000,
+                    status=200,
+                    ver="HTTP/2",
+                    cert=80,
+                    err=None,
+                )
             if i == 40:
-                voice.add(ts, sent=250, recv=250 - (10 if profile == "isp" else 0), dup=0, reord=0, rtt=30000, rtt95=34000,
-                          jit=1500, loss=40 if profile == "isp" else 0, burst=100 if profile == "isp" else 0,
-                          run=3 if profile == "isp" else 0)
+                voice.add(
+                    ts,
+                    sent=250,
+                    recv=250 - (10 if profile == "isp" else 0),
+                    dup=0,
+                    reord=0,
+                    rtt=30000,
+                    rtt95=34000,
+                    jit=1500,
+                    loss=40 if profile == "isp" else 0,
+                    burst=100 if profile == "isp" else 0,
+                    run=3 if profile == "isp" else 0,
+                )
         batches.append(p.SampleBatch([s for s in (gw, isp, media, app, wifi, dev, voice) if len(s)], [], []))
     return batches
 
@@ -186,14 +225,28 @@ def fill(path: str, plan: LookupPlan, end_minute: int, log: Any = print) -> dict
     for k in range(1, plan.agents + 1):
         aid = f"agent-{k:05d}"
         agents.append(aid)
-        db.execute("INSERT INTO agents (key, agent_id, host, os_user, os, agent_version, site, first_seen_us, last_seen_us)"
-                   " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (k, aid, f"DESK-{k:05d}", f"user{k:05d}", "Windows 11", "0.1.0", f"site-{k % SITES:02d}",
-                    end_minute - 86_400 * S, end_minute - S))
+        db.execute(
+            "INSERT INTO agents (key, agent_id, host, os_user, os, agent_version, site, first_seen_us, last_seen_us)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                k,
+                aid,
+                f"DESK-{k:05d}",
+                f"user{k:05d}",
+                "Windows 11",
+                "0.1.0",
+                f"site-{k % SITES:02d}",
+                end_minute - 86_400 * S,
+                end_minute - S,
+            ),
+        )
         for t in tpl["clean"]:
             if t.kind in ("rtt", "http", "wifi", "device", "voice"):
-                db.execute("INSERT OR IGNORE INTO series (agent, target, address, kind, method, hop) VALUES (?, ?, ?, ?, ?, ?)",
-                           (k, t.target, "x", t.kind, "bench", t.hop))
+                db.execute(
+                    "INSERT OR IGNORE INTO series (agent, target, address, kind, method, hop) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (k, t.target, "x", t.kind, "bench", t.hop),
+                )
     db.execute("COMMIT")
     rows = 0
     day_keys = set(range(1, plan.day_agents + 1))
@@ -213,16 +266,23 @@ def fill(path: str, plan: LookupPlan, end_minute: int, log: Any = print) -> dict
     db.close()
     took = time.perf_counter() - t0
     size = os.path.getsize(path)
-    log(f"   store: {plan.agents} agents ({plan.day_agents} with 24 h), {rows} rollups, {size / 2**20:.0f} MB in {took:.0f} s")
-    return {"agents": agents, "day_agents": agents[:plan.day_agents], "rollups": rows, "db_mb": round(size / 2**20, 1),
-            "fill_s": round(took, 1)}
+    mb = size / 2**20
+    log(f"   store: {plan.agents} agents ({plan.day_agents} with 24 h), {rows} rollups, {mb:.0f} MB in {took:.0f} s")
+    return {
+        "agents": agents,
+        "day_agents": agents[: plan.day_agents],
+        "rollups": rows,
+        "db_mb": round(size / 2**20, 1),
+        "fill_s": round(took, 1),
+    }
 
 
 def keep(path: str, spans: list[tuple[list[str], int, int]], log: Any = print) -> dict[str, Any]:
     """Keep minute scores and block merges as a running collector would have (score/kept.py: its
-    loop keeps each minute and each 15-minute block of every agent as it settles), for the agents the figures ask: (agent ids, since,
-    until) per span. Not for every agent: at 10,000 agents that is 600,000 minutes (the loop's
-    work of an hour); the agents not asked stay unkept (the fleet's figure scores them)."""
+    loop keeps each minute and each 15-minute block of every agent as it settles), for the agents
+    the figures ask: (agent ids, since, until) per span. Not for every agent: at 10,000 agents that
+    is 600,000 minutes (the loop's work of an hour); the agents not asked stay unkept (the fleet's
+    figure scores them)."""
     from cxpulse.collector.score.kept import BLOCK_US, keep_blocks, keep_recent
     from cxpulse.collector.store import open_store
 
@@ -279,7 +339,7 @@ def _api_key(path: str) -> str | None:
 
 def _pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, max(0, int(round(q / 100 * len(xs) + 0.5)) - 1))]
+    return xs[min(len(xs) - 1, max(0, round(q / 100 * len(xs) + 0.5) - 1))]
 
 
 def run(plan: LookupPlan, log: Any = print, where: str | None = None) -> tuple[list[Figure], dict[str, Any]]:
@@ -294,22 +354,34 @@ def run(plan: LookupPlan, log: Any = print, where: str | None = None) -> tuple[l
     child = None
     try:
         details["store"] = data = fill(path, plan, end_minute, log)
-        day_ids = data["day_agents"][:plan.day_requests]
-        cold_ids = data["day_agents"][plan.day_requests:2 * plan.day_requests]
+        day_ids = data["day_agents"][: plan.day_requests]
+        cold_ids = data["day_agents"][plan.day_requests : 2 * plan.day_requests]
         rnd = random.Random(3)
         hour_ids = rnd.sample(data["agents"], min(plan.requests, len(data["agents"])))
         page_ids = rnd.sample(data["agents"], min(max(10, plan.requests // 4), len(data["agents"])))
-        details["kept"] = keep(path, [(hour_ids + page_ids, end_minute - plan.recent_minutes * MINUTE_US, end_minute),
-                                      (day_ids, end_minute - 1440 * MINUTE_US, end_minute)], log)
+        details["kept"] = keep(
+            path,
+            [
+                (hour_ids + page_ids, end_minute - plan.recent_minutes * MINUTE_US, end_minute),
+                (day_ids, end_minute - 1440 * MINUTE_US, end_minute),
+            ],
+            log,
+        )
         key = _api_key(path)
         details["api_key"] = key is not None
-        child = subprocess.Popen([sys.executable, "-m", "bench.lookup", "--serve", path], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        child = subprocess.Popen(
+            [sys.executable, "-m", "bench.lookup", "--serve", path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        )
         url = child.stdout.readline().strip()
         if not url.startswith("http"):
             raise RuntimeError(f"the HTTP server did not start (exit {child.poll()})")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         with httpx.Client(base_url=url, headers=headers, timeout=120) as c:
+
             def get(u: str, timeout: float = 120) -> tuple[float, dict | str]:
                 t = time.perf_counter()
                 r = c.get(u, timeout=timeout)
@@ -327,8 +399,15 @@ def run(plan: LookupPlan, log: Any = print, where: str | None = None) -> tuple[l
                 one_h.append(ms)
             cpu_1h = (_child_cpu(child.pid) - cpu0) / len(one_h) * 1000
             figures.append(_fig("agent API 1 h p50", _pct(one_h, 50), None, load_now(), f"{len(one_h)} agents"))
-            figures.append(_fig("agent API 1 h p99", _pct(one_h, 99), API_P99_BUDGET_MS, load_now(),
-                                f"server CPU {cpu_1h:.1f} ms per request"))
+            figures.append(
+                _fig(
+                    "agent API 1 h p99",
+                    _pct(one_h, 99),
+                    API_P99_BUDGET_MS,
+                    load_now(),
+                    f"server CPU {cpu_1h:.1f} ms per request",
+                )
+            )
             page = []
             for aid in page_ids:
                 now = time.time()
@@ -337,39 +416,87 @@ def run(plan: LookupPlan, log: Any = print, where: str | None = None) -> tuple[l
                 b, _ = get(f"/api/v1/agents/{aid}?since={since}&until={until}&timeline=false&tz=UTC")
                 t, _ = get(f"/api/v1/agents/{aid}/timeline?since={since}&until={until}&points=800")
                 page.append(a + b + t)
-            figures.append(_fig("agent page 1 h p50", _pct(page, 50), None, load_now(), "HTML + view + timeline, in turn"))
+            figures.append(
+                _fig("agent page 1 h p50", _pct(page, 50), None, load_now(), "HTML + view + timeline, in turn")
+            )
             figures.append(_fig("agent page 1 h p99", _pct(page, 99), None, load_now(), f"{len(page)} agents"))
+
             def day_views(ids: list[str]) -> tuple[list[float], float]:
                 took, cpu0 = [], _child_cpu(child.pid)
                 for aid in ids:
                     ms, body = get(f"/api/v1/agents/{aid}?window=24h&timeline=false")
                     if body["agent"]["score"]["window"]["minutes"] < 1400:
-                        raise RuntimeError(f"{aid}: the 24 h view scored {body['agent']['score']['window']['minutes']} minutes")
+                        raise RuntimeError(
+                            f"{aid}: the 24 h view scored {body['agent']['score']['window']['minutes']} minutes"
+                        )
                     took.append(ms)
                 return took, (_child_cpu(child.pid) - cpu0) / max(1, len(took)) * 1000
 
             day, cpu_day = day_views(day_ids)
             if day:
-                figures.append(_fig("agent API 24 h p50", _pct(day, 50), None, load_now(),
-                                    f"{len(day)} agents, each once, minute scores kept"))
-                figures.append(_fig("agent API 24 h p99", _pct(day, 99), DAY_P99_BUDGET_MS, load_now(),
-                                    f"server CPU {cpu_day:.0f} ms per request"))
+                figures.append(
+                    _fig(
+                        "agent API 24 h p50",
+                        _pct(day, 50),
+                        None,
+                        load_now(),
+                        f"{len(day)} agents, each once, minute scores kept",
+                    )
+                )
+                figures.append(
+                    _fig(
+                        "agent API 24 h p99",
+                        _pct(day, 99),
+                        DAY_P99_BUDGET_MS,
+                        load_now(),
+                        f"server CPU {cpu_day:.0f} ms per request",
+                    )
+                )
             unkept, cpu_cold = day_views(cold_ids)
             if unkept:
-                figures.append(_fig("agent API 24 h p99, nothing kept", _pct(unkept, 99), None, load_now(),
-                                    f"{len(unkept)} other agents: every minute scored; server CPU {cpu_cold:.0f} ms per request"))
+                figures.append(
+                    _fig(
+                        "agent API 24 h p99, nothing kept",
+                        _pct(unkept, 99),
+                        None,
+                        load_now(),
+                        f"{len(unkept)} other agents: every minute scored; server CPU {cpu_cold:.0f} ms per request",
+                    )
+                )
             if plan.fleet:
-                cold, body = get("/api/v1/fleet?window=15m&limit=25", timeout=900)  # scores every agent: minutes at 10,000
+                cold, body = get(
+                    "/api/v1/fleet?window=15m&limit=25", timeout=900
+                )  # scores every agent: minutes at 10,000
                 warm, _ = get("/api/v1/fleet?window=15m&limit=25")
-                figures.append(_fig("fleet 15 min, computed", cold, None, load_now(),
-                                    f"{body['agents_active']} active agents, most minute scores not kept"))
-                figures.append(_fig("fleet 15 min, cached", warm, API_P99_BUDGET_MS, load_now(), "repeat within the cache TTL"))
+                figures.append(
+                    _fig(
+                        "fleet 15 min, computed",
+                        cold,
+                        None,
+                        load_now(),
+                        f"{body['agents_active']} active agents, most minute scores not kept",
+                    )
+                )
+                figures.append(
+                    _fig("fleet 15 min, cached", warm, API_P99_BUDGET_MS, load_now(), "repeat within the cache TTL")
+                )
                 time.sleep(FLEET_TTL_S + 1)  # the computation kept every agent's minutes, as the collector's loop does
                 again, _ = get("/api/v1/fleet?window=15m&limit=25", timeout=900)
-                figures.append(_fig("fleet 15 min, computed, minutes kept", again, None, load_now(),
-                                    "after the cache expired; what the alert loop pays each minute"))
-        details["samples_ms"] = {"api_1h": [round(x, 2) for x in one_h], "page_1h": [round(x, 2) for x in page],
-                                 "api_24h": [round(x, 1) for x in day], "api_24h_unkept": [round(x, 1) for x in unkept]}
+                figures.append(
+                    _fig(
+                        "fleet 15 min, computed, minutes kept",
+                        again,
+                        None,
+                        load_now(),
+                        "after the cache expired; what the alert loop pays each minute",
+                    )
+                )
+        details["samples_ms"] = {
+            "api_1h": [round(x, 2) for x in one_h],
+            "page_1h": [round(x, 2) for x in page],
+            "api_24h": [round(x, 1) for x in day],
+            "api_24h_unkept": [round(x, 1) for x in unkept],
+        }
     finally:
         if child is not None:
             try:
@@ -408,8 +535,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     plan = PLANS["quick" if args.quick else "smoke" if args.smoke else "full"]
     if args.agents:
-        plan = LookupPlan(args.agents, min(plan.day_agents, args.agents), plan.recent_minutes, plan.requests,
-                          plan.day_requests, plan.fleet)
+        plan = LookupPlan(
+            args.agents,
+            min(plan.day_agents, args.agents),
+            plan.recent_minutes,
+            plan.requests,
+            plan.day_requests,
+            plan.fleet,
+        )
     figures, details = run(plan)
     print(table(figures))
     for f in figures:

@@ -68,8 +68,9 @@ table inet {TABLE} {{
             if "counter" in item:
                 k = item["counter"]
                 c[k["name"]] = (k["bytes"], k["packets"])
-        return Counts(c["up"][0], c["up"][1], c["up_data"][1], c["down"][0], c["down"][1],
-                      c["all_out"][0], c["all_out"][1])
+        return Counts(
+            c["up"][0], c["up"][1], c["up_data"][1], c["down"][0], c["down"][1], c["all_out"][0], c["all_out"][1]
+        )
 
 
 def per_hour(counts: Counts, window_s: float) -> dict[str, float]:

@@ -55,17 +55,22 @@ def _deflate(data: bytes) -> int:
 def table(batches: list[p.SampleBatch], batch_s: float, groups: tuple[int, ...] = (1, 3, 6)) -> list[dict]:
     rows = []
     for g in groups:
-        merged = [merge(batches[i:i + g]) for i in range(0, len(batches) - g + 1, g)]
+        merged = [merge(batches[i : i + g]) for i in range(0, len(batches) - g + 1, g)]
         if not merged:
             continue
         hours = len(merged) * g * batch_s / 3600
         v1 = [p.encode(b) for b in merged]
         v2 = [p.encode(b, version=2) for b in merged]
-        rows.append({"batch_s": g * batch_s, "batches": len(merged),
-                     "v1_kB_h": round(sum(map(len, v1)) / hours / 1000, 1),
-                     "deflate_kB_h": round(sum(map(_deflate, v1)) / hours / 1000, 1),
-                     "v2_kB_h": round(sum(map(len, v2)) / hours / 1000, 1),
-                     "v2_B_per_batch": round(sum(map(len, v2)) / len(merged))})
+        rows.append(
+            {
+                "batch_s": g * batch_s,
+                "batches": len(merged),
+                "v1_kB_h": round(sum(map(len, v1)) / hours / 1000, 1),
+                "deflate_kB_h": round(sum(map(_deflate, v1)) / hours / 1000, 1),
+                "v2_kB_h": round(sum(map(len, v2)) / hours / 1000, 1),
+                "v2_B_per_batch": round(sum(map(len, v2)) / len(merged)),
+            }
+        )
     return rows
 
 
@@ -75,11 +80,13 @@ def main() -> None:
     ap.add_argument("--skip", type=int, default=0, help="leave out the first N batches (start-up)")
     ap.add_argument("--batch-s", type=float, default=10.0, help="the interval the recorded batches were closed at")
     args = ap.parse_args()
-    batches = load(sorted(args.dir.glob("*.mpk")))[args.skip:]
+    batches = load(sorted(args.dir.glob("*.mpk")))[args.skip :]
     print(f"{len(batches)} batches of {args.batch_s:g} s")
     for r in table(batches, args.batch_s):
-        print(f"{r['batch_s']:5g} s: schema 1 {r['v1_kB_h']:6.1f} kB/h  deflate {r['deflate_kB_h']:6.1f}  "
-              f"schema 2 {r['v2_kB_h']:6.1f} kB/h ({r['v2_B_per_batch']} B/batch)")
+        print(
+            f"{r['batch_s']:5g} s: schema 1 {r['v1_kB_h']:6.1f} kB/h  deflate {r['deflate_kB_h']:6.1f}  "
+            f"schema 2 {r['v2_kB_h']:6.1f} kB/h ({r['v2_B_per_batch']} B/batch)"
+        )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,14 @@ async def _run(ticks: int, interval_s: float) -> dict:
     from cxpulse.agent.runner import Agent
 
     with tempfile.TemporaryDirectory() as state:
-        cfg = AgentConfig(state_dir=state, collector="127.0.0.1:9", measure_gateway=False, trace_enabled=False,
-                          probe_interval_s=interval_s, targets=tuple(Target(f"t{i}", h) for i, h in enumerate(TARGETS)))
+        cfg = AgentConfig(
+            state_dir=state,
+            collector="127.0.0.1:9",
+            measure_gateway=False,
+            trace_enabled=False,
+            probe_interval_s=interval_s,
+            targets=tuple(Target(f"t{i}", h) for i, h in enumerate(TARGETS)),
+        )
         agent = Agent(cfg)
         agent.probe_interval_s = interval_s
         await agent.probe.start()
@@ -59,10 +65,16 @@ async def _run(ticks: int, interval_s: float) -> dict:
         method = agent.probe.method
         await agent.probe.close()
     per_sample_us = (cpu1 - cpu0) / max(1, samples) * 1e6
-    return {"samples": samples, "lost": agent.stats.lost, "cpu_s": round(cpu1 - cpu0, 3), "wall_s": round(wall1 - wall0, 2),
-            "cpu_us_per_sample": round(per_sample_us, 1),
-            "cpu_s_per_hour_at_1hz_3_targets": round(per_sample_us * 3 * 3600 / 1e6, 3),
-            "load": os.getloadavg()[0], "method": method}
+    return {
+        "samples": samples,
+        "lost": agent.stats.lost,
+        "cpu_s": round(cpu1 - cpu0, 3),
+        "wall_s": round(wall1 - wall0, 2),
+        "cpu_us_per_sample": round(per_sample_us, 1),
+        "cpu_s_per_hour_at_1hz_3_targets": round(per_sample_us * 3 * 3600 / 1e6, 3),
+        "load": os.getloadavg()[0],
+        "method": method,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

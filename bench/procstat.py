@@ -66,7 +66,8 @@ def smaps_rollup_kb(pid: int) -> dict[str, int]:
 
 
 def thread_names(pid: int) -> dict[str, int]:
-    """Threads by name (grpc's pollers, asyncio's resolver pool, ...): each holds a stack and may hold a malloc arena."""
+    """Threads by name (grpc's pollers, asyncio's resolver pool, ...): each holds a stack and may
+    hold a malloc arena."""
     out: dict[str, int] = {}
     try:
         for t in os.listdir(f"/proc/{pid}/task"):
@@ -136,11 +137,16 @@ class Tracker:
             "cpu_s_window": round(cpu, 3) if cpu is not None else None,
             "cpu_s_per_hour": round(cpu / window_s * 3600, 2) if cpu is not None else None,
             "cpu_pct_of_core": round(cpu / window_s * 100, 4) if cpu is not None else None,
-            "main_thread_wakeups_per_s": (round((self.switches_end - self.switches_start) / window_s, 1)
-                                          if self.end is not None else None),
+            "main_thread_wakeups_per_s": (
+                round((self.switches_end - self.switches_start) / window_s, 1) if self.end is not None else None
+            ),
             "rss_samples": len(self.rss),
-            "rss_at_end_kb": {k: self.smaps[k] for k in ("Rss", "Anonymous", "Pss_File", "Shared_Clean", "Private_Dirty")
-                              if k in self.smaps} or None,
+            "rss_at_end_kb": {
+                k: self.smaps[k]
+                for k in ("Rss", "Anonymous", "Pss_File", "Shared_Clean", "Private_Dirty")
+                if k in self.smaps
+            }
+            or None,
             "threads_at_end": self.threads or None,
             "exited_early": self.gone,
         }

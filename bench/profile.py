@@ -37,8 +37,21 @@ def start(pid: int, seconds: float, out: Path, rate: int = 250, gil: bool = Fals
     exe = pyspy()
     if exe is None:
         raise RuntimeError("py-spy is not installed: .venv/bin/pip install py-spy")
-    argv = [exe, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", str(rate),
-            "--format", "raw", "--output", str(out), "--nonblocking"]
+    argv = [
+        exe,
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(max(1, int(seconds))),
+        "--rate",
+        str(rate),
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+        "--nonblocking",
+    ]
     if gil:
         argv.append("--gil")
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -100,8 +113,12 @@ def summarize(raw: Path, top: int = 5) -> dict[str, Any]:
     def rows(c: Counter[str], keep=lambda f, n: True) -> list[dict]:
         return [{"function": f, "pct": pct(n), "samples": n} for f, n in c.most_common() if keep(f, n)][:top]
 
-    return {"samples": total, "self": rows(own), "project": rows(project),
-            "total": rows(incl, lambda f, n: n < 0.9 * total)}
+    return {
+        "samples": total,
+        "self": rows(own),
+        "project": rows(project),
+        "total": rows(incl, lambda f, n: n < 0.9 * total),
+    }
 
 
 def render(name: str, summary: dict[str, Any]) -> str:

@@ -88,15 +88,18 @@ def code_version() -> dict[str, Any]:
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    changed = [line[3:] for line in git("status", "--porcelain").splitlines()
-               if line[:2].strip() and not line[3:].startswith(("bench/", "tests/test_bench_smoke.py", "docs/benchmarks.md"))]
+    changed = [
+        line[3:]
+        for line in git("status", "--porcelain").splitlines()
+        if line[:2].strip() and not line[3:].startswith(("bench/", "tests/test_bench_smoke.py", "docs/benchmarks.md"))
+    ]
     return {"commit": git("rev-parse", "--short", "HEAD").strip(), "changed_files": changed}
 
 
 @dataclass
 class Report:
     mode: str
-    started: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    started: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
     finished: str = ""
     machine: dict[str, Any] = field(default_factory=machine)
     figures: list[Figure] = field(default_factory=list)
@@ -108,13 +111,20 @@ class Report:
         self.details[group] = details
 
     def finish(self) -> None:
-        self.finished = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        self.finished = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
         self.machine["load_at_end"] = load_now()
 
     def to_json(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "mode": self.mode, "started": self.started, "finished": self.finished,
-                "machine": self.machine, "figures": [asdict(f) for f in self.figures],
-                "details": self.details, "errors": self.errors}
+        return {
+            "schema": SCHEMA,
+            "mode": self.mode,
+            "started": self.started,
+            "finished": self.finished,
+            "machine": self.machine,
+            "figures": [asdict(f) for f in self.figures],
+            "details": self.details,
+            "errors": self.errors,
+        }
 
     def write_json(self, path: str) -> None:
         with open(path, "w") as f:
@@ -143,8 +153,19 @@ def table(figures: list[Figure]) -> str:
     for f in figures:
         budget = f"{f.budget_op} {_num(f.budget)}" if f.budget is not None else "-"
         verdict = {True: "PASS", False: "FAIL", None: "-"}[f.passed]
-        rows.append((f"{f.group}: {f.name}", _num(f.value), f.unit, budget, f.peer or "-", _num(f.peer_value),
-                     _num(f.ratio), verdict, f"{f.load[0]:.2f}"))
+        rows.append(
+            (
+                f"{f.group}: {f.name}",
+                _num(f.value),
+                f.unit,
+                budget,
+                f.peer or "-",
+                _num(f.peer_value),
+                _num(f.ratio),
+                verdict,
+                f"{f.load[0]:.2f}",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = []
     for n, r in enumerate(rows):
@@ -159,19 +180,24 @@ def markdown(doc: dict[str, Any]) -> str:
     """A written report's table from a JSON report: how docs/benchmarks.md is kept up to date."""
     m = doc["machine"]
     code = m.get("code", {})
-    out = [f"Run `{doc['mode']}` from {doc['started']} to {doc['finished']} on `{m['host']}`: {m['cpus']} x "
-           f"{m['cpu_model']}, {m['memory_gb']} GB, Linux {m['kernel']}, Python {m['python']}; load "
-           f"{m['load_at_start'][0]} at start, {m['load_at_end'][0]} at end; commit {code.get('commit', '?')}"
-           + (f" with uncommitted changes in {', '.join(code['changed_files'])}" if code.get("changed_files") else ""),
-           "", "| figure | value | unit | budget | peer | peer value | ratio | pass | load1 |",
-           "|---|---:|---|---:|---|---:|---:|---|---:|"]
+    out = [
+        f"Run `{doc['mode']}` from {doc['started']} to {doc['finished']} on `{m['host']}`: {m['cpus']} x "
+        f"{m['cpu_model']}, {m['memory_gb']} GB, Linux {m['kernel']}, Python {m['python']}; load "
+        f"{m['load_at_start'][0]} at start, {m['load_at_end'][0]} at end; commit {code.get('commit', '?')}"
+        + (f" with uncommitted changes in {', '.join(code['changed_files'])}" if code.get("changed_files") else ""),
+        "",
+        "| figure | value | unit | budget | peer | peer value | ratio | pass | load1 |",
+        "|---|---:|---|---:|---|---:|---:|---|---:|",
+    ]
     for f in doc["figures"]:
         budget = f"{f['budget_op']} {_num(f['budget'])}" if f["budget"] is not None else ""
         verdict = {True: "PASS", False: "**FAIL**", None: ""}[f["passed"]]
         name = f"{f['group']}: {f['name']}".replace("|", "\\|")
-        out.append(f"| {name} | {_num(f['value'])} | {f['unit']} | {budget} | {f['peer']} | "
-                   f"{_num(f['peer_value']) if f['peer_value'] is not None else ''} | "
-                   f"{_num(f['ratio']) if f['ratio'] is not None else ''} | {verdict} | {f['load'][0]:.2f} |")
+        out.append(
+            f"| {name} | {_num(f['value'])} | {f['unit']} | {budget} | {f['peer']} | "
+            f"{_num(f['peer_value']) if f['peer_value'] is not None else ''} | "
+            f"{_num(f['ratio']) if f['ratio'] is not None else ''} | {verdict} | {f['load'][0]:.2f} |"
+        )
     return "\n".join(out)
 
 

@@ -23,7 +23,12 @@ from . import accuracy, chunks, flood, footprint, ingest, lookup
 from .report import Report, table
 
 GROUPS = ("footprint", "ingest", "lookup", "flood", "accuracy", "chunks")
-QUICK_GROUPS = ("footprint", "ingest", "lookup", "flood")  # accuracy needs minutes of episodes: full runs only, or --only
+QUICK_GROUPS = (
+    "footprint",
+    "ingest",
+    "lookup",
+    "flood",
+)  # accuracy needs minutes of episodes: full runs only, or --only
 
 
 def _log(msg: str) -> None:
@@ -54,19 +59,27 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown --only group(s): {', '.join(sorted(unknown))}")
     fp = footprint.PLANS[name]
-    fp = footprint.FootprintPlan(args.agent_warmup if args.agent_warmup is not None else fp.warmup_s,
-                                 args.agent_window if args.agent_window is not None else fp.window_s,
-                                 fp.sample_every_s, peers=fp.peers and not args.no_peers)
+    fp = footprint.FootprintPlan(
+        args.agent_warmup if args.agent_warmup is not None else fp.warmup_s,
+        args.agent_window if args.agent_window is not None else fp.window_s,
+        fp.sample_every_s,
+        peers=fp.peers and not args.no_peers,
+    )
     ip = ingest.PLANS[name]
     ip = ingest.IngestPlan(
         tuple(int(x) for x in args.agents.split(",")) if args.agents else ip.agent_counts,
         tuple(x.strip() for x in args.stores.split(",")) if args.stores else ip.stores,
-        ip.warmup_s, args.ingest_seconds if args.ingest_seconds is not None else ip.duration_s, ip.ceiling_rows)
+        ip.warmup_s,
+        args.ingest_seconds if args.ingest_seconds is not None else ip.duration_s,
+        ip.ceiling_rows,
+    )
 
     report = Report(mode=name)
     started = time.monotonic()
-    _log(f"cxpulse bench ({name}) on {report.machine['host']}: {report.machine['cpus']} CPUs "
-         f"{report.machine['cpu_model']}, load {report.machine['load_at_start']}")
+    _log(
+        f"cxpulse bench ({name}) on {report.machine['host']}: {report.machine['cpus']} CPUs "
+        f"{report.machine['cpu_model']}, load {report.machine['load_at_start']}"
+    )
     for group in groups:
         _log(f"== {group}")
         t = time.monotonic()

@@ -50,8 +50,17 @@ def freeze(dist: Path, work: Path | None = None, quiet: bool = True) -> Path:
         env.pop("PYTHONPATH", None)
         # No --clean: the work directory is fresh anyway, and the binary cache (stripped libraries)
         # may be reused from an earlier build.
-        cmd = [sys.executable, "-m", "PyInstaller", "--noconfirm", "--distpath", str(dist),
-               "--workpath", str(work or Path(tmp) / "work"), str(SPEC)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "PyInstaller",
+            "--noconfirm",
+            "--distpath",
+            str(dist),
+            "--workpath",
+            str(work or Path(tmp) / "work"),
+            str(SPEC),
+        ]
         if quiet:
             cmd[4:4] = ["--log-level", "WARN"]
         subprocess.run(cmd, check=True, env=env, cwd=tmp)
@@ -72,8 +81,10 @@ def drop_build_rpaths(folder: Path) -> None:
     """
     patchelf = shutil.which("patchelf")
     if patchelf is None:
-        print("freeze: patchelf not found; RUNPATHs of the build machine stay in the bundle "
-              "(apt-get install patchelf)", file=sys.stderr)
+        print(
+            "freeze: patchelf not found; RUNPATHs of the build machine stay in the bundle (apt-get install patchelf)",
+            file=sys.stderr,
+        )
         return
     for path in sorted(folder.rglob("*.so*")):
         if path.is_symlink() or not path.is_file() or path.read_bytes()[:4] != b"\x7fELF":

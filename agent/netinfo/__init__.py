@@ -16,8 +16,16 @@ from typing import TypeVar
 
 from ._model import KINDS, DefaultRoute
 
-__all__ = ["KINDS", "DefaultRoute", "Gateway", "default_gateway", "default_routes", "interface_kinds",
-           "system_proxy", "vpn_interfaces"]
+__all__ = [
+    "KINDS",
+    "DefaultRoute",
+    "Gateway",
+    "default_gateway",
+    "default_routes",
+    "interface_kinds",
+    "system_proxy",
+    "vpn_interfaces",
+]
 
 log = logging.getLogger(__name__)
 

@@ -33,10 +33,27 @@ WIFI_PREFIXES = ("wlan", "wlp", "wlx", "wifi")
 # "vEthernet (WSL)" is no cable, "Local Area Connection* 3" (with the star) is Wi-Fi Direct, and a
 # Bluetooth PAN adapter reports itself as Ethernet.
 NAME_WORDS = (
-    ("other", ("vethernet", "local area connection*", "virtualbox", "vmware", "hyper-v", "wi-fi direct",
-               "bluetooth")),
-    ("vpn", ("vpn", "anyconnect", "globalprotect", "pangp", "fortinet", "forticlient", "wireguard", "openvpn",
-             "tap-windows", "juniper", "pulse secure", "zscaler", "wintun", "nordlynx", "tunnel")),
+    ("other", ("vethernet", "local area connection*", "virtualbox", "vmware", "hyper-v", "wi-fi direct", "bluetooth")),
+    (
+        "vpn",
+        (
+            "vpn",
+            "anyconnect",
+            "globalprotect",
+            "pangp",
+            "fortinet",
+            "forticlient",
+            "wireguard",
+            "openvpn",
+            "tap-windows",
+            "juniper",
+            "pulse secure",
+            "zscaler",
+            "wintun",
+            "nordlynx",
+            "tunnel",
+        ),
+    ),
     ("cellular", ("cellular", "mobile broadband", "wwan", "lte", "5g modem")),
     ("wifi", ("wi-fi", "wifi", "wlan", "wireless", "802.11")),
     ("ethernet", ("ethernet", "local area connection", "gigabit", "gbe", "realtek pcie", "intel(r) i2")),

@@ -18,8 +18,16 @@ import psutil
 
 from ._model import CELLULAR_PREFIXES, VPN_PREFIXES, WIFI_PREFIXES, DefaultRoute, kind_by_name, proxy_from_environ
 
-__all__ = ["DefaultRoute", "default_routes", "interface_kind", "interface_kinds", "ipv4_default_routes",
-           "ipv6_default_routes", "system_proxy", "vpn_interfaces"]
+__all__ = [
+    "DefaultRoute",
+    "default_routes",
+    "interface_kind",
+    "interface_kinds",
+    "ipv4_default_routes",
+    "ipv6_default_routes",
+    "system_proxy",
+    "vpn_interfaces",
+]
 
 SYS_CLASS_NET = "/sys/class/net"
 

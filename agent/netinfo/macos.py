@@ -55,48 +55,87 @@ _SC_TYPES_MAX_AGE_S = 600.0
 class RtMetrics(ctypes.Structure):
     """struct rt_metrics (net/route.h): 14 x u_int32_t, 56 bytes."""
 
-    _fields_ = [("rmx_locks", _U32), ("rmx_mtu", _U32), ("rmx_hopcount", _U32), ("rmx_expire", _I32),
-                ("rmx_recvpipe", _U32), ("rmx_sendpipe", _U32), ("rmx_ssthresh", _U32), ("rmx_rtt", _U32),
-                ("rmx_rttvar", _U32), ("rmx_pksent", _U32), ("rmx_filler", _U32 * 4)]
+    _fields_ = [
+        ("rmx_locks", _U32),
+        ("rmx_mtu", _U32),
+        ("rmx_hopcount", _U32),
+        ("rmx_expire", _I32),
+        ("rmx_recvpipe", _U32),
+        ("rmx_sendpipe", _U32),
+        ("rmx_ssthresh", _U32),
+        ("rmx_rtt", _U32),
+        ("rmx_rttvar", _U32),
+        ("rmx_pksent", _U32),
+        ("rmx_filler", _U32 * 4),
+    ]
 
 
 class RtMsghdr(ctypes.Structure):
     """struct rt_msghdr (net/route.h): 92 bytes, what NET_RT_DUMP/NET_RT_FLAGS write per route."""
 
-    _fields_ = [("rtm_msglen", _U16), ("rtm_version", _U8), ("rtm_type", _U8), ("rtm_index", _U16),
-                ("rtm_flags", ctypes.c_int), ("rtm_addrs", ctypes.c_int), ("rtm_pid", _I32),
-                ("rtm_seq", ctypes.c_int), ("rtm_errno", ctypes.c_int), ("rtm_use", ctypes.c_int),
-                ("rtm_inits", _U32), ("rtm_rmx", RtMetrics)]
+    _fields_ = [
+        ("rtm_msglen", _U16),
+        ("rtm_version", _U8),
+        ("rtm_type", _U8),
+        ("rtm_index", _U16),
+        ("rtm_flags", ctypes.c_int),
+        ("rtm_addrs", ctypes.c_int),
+        ("rtm_pid", _I32),
+        ("rtm_seq", ctypes.c_int),
+        ("rtm_errno", ctypes.c_int),
+        ("rtm_use", ctypes.c_int),
+        ("rtm_inits", _U32),
+        ("rtm_rmx", RtMetrics),
+    ]
 
 
 class SockaddrIn(ctypes.Structure):
     """struct sockaddr_in (netinet/in.h), BSD layout with sin_len first: 16 bytes."""
 
-    _fields_ = [("sin_len", _U8), ("sin_family", _U8), ("sin_port", _U16), ("sin_addr", _U8 * 4),
-                ("sin_zero", _U8 * 8)]
+    _fields_ = [("sin_len", _U8), ("sin_family", _U8), ("sin_port", _U16), ("sin_addr", _U8 * 4), ("sin_zero", _U8 * 8)]
 
 
 class SockaddrIn6(ctypes.Structure):
     """struct sockaddr_in6 (netinet6/in6.h): 28 bytes."""
 
-    _fields_ = [("sin6_len", _U8), ("sin6_family", _U8), ("sin6_port", _U16), ("sin6_flowinfo", _U32),
-                ("sin6_addr", _U8 * 16), ("sin6_scope_id", _U32)]
+    _fields_ = [
+        ("sin6_len", _U8),
+        ("sin6_family", _U8),
+        ("sin6_port", _U16),
+        ("sin6_flowinfo", _U32),
+        ("sin6_addr", _U8 * 16),
+        ("sin6_scope_id", _U32),
+    ]
 
 
 class SockaddrDl(ctypes.Structure):
     """struct sockaddr_dl (net/if_dl.h): 20 bytes minimum (sdl_data grows past 12 when needed)."""
 
-    _fields_ = [("sdl_len", _U8), ("sdl_family", _U8), ("sdl_index", _U16), ("sdl_type", _U8),
-                ("sdl_nlen", _U8), ("sdl_alen", _U8), ("sdl_slen", _U8), ("sdl_data", ctypes.c_char * 12)]
+    _fields_ = [
+        ("sdl_len", _U8),
+        ("sdl_family", _U8),
+        ("sdl_index", _U16),
+        ("sdl_type", _U8),
+        ("sdl_nlen", _U8),
+        ("sdl_alen", _U8),
+        ("sdl_slen", _U8),
+        ("sdl_data", ctypes.c_char * 12),
+    ]
 
 
 class IfAddrs(ctypes.Structure):
     """struct ifaddrs (ifaddrs.h): 56 bytes on 64-bit Darwin; ifa_flags is an unsigned int."""
 
 
-IfAddrs._fields_ = [("ifa_next", ctypes.POINTER(IfAddrs)), ("ifa_name", ctypes.c_char_p), ("ifa_flags", ctypes.c_uint),
-                    ("ifa_addr", ctypes.c_void_p), ("ifa_netmask", ctypes.c_void_p),
-                    ("ifa_dstaddr", ctypes.c_void_p), ("ifa_data", ctypes.c_void_p)]
+IfAddrs._fields_ = [
+    ("ifa_next", ctypes.POINTER(IfAddrs)),
+    ("ifa_name", ctypes.c_char_p),
+    ("ifa_flags", ctypes.c_uint),
+    ("ifa_addr", ctypes.c_void_p),
+    ("ifa_netmask", ctypes.c_void_p),
+    ("ifa_dstaddr", ctypes.c_void_p),
+    ("ifa_data", ctypes.c_void_p),
+]
 
 _HDR = ctypes.sizeof(RtMsghdr)
 
@@ -114,8 +153,13 @@ class Route(NamedTuple):
 class MacApi:
     """What the backend calls: CoreFoundation/SystemConfiguration, libc, and the if-name helpers."""
 
-    def __init__(self, cf: CF | None, libc: Any, if_indextoname: Callable[[int], str] = socket.if_indextoname,
-                 if_nameindex: Callable[[], list[tuple[int, str]]] = socket.if_nameindex) -> None:
+    def __init__(
+        self,
+        cf: CF | None,
+        libc: Any,
+        if_indextoname: Callable[[int], str] = socket.if_indextoname,
+        if_nameindex: Callable[[], list[tuple[int, str]]] = socket.if_nameindex,
+    ) -> None:
         self.cf = cf
         self.libc = libc
         self.if_indextoname = if_indextoname
@@ -146,8 +190,14 @@ def _load_libc() -> Any:
 def declare_libc(libc: Any) -> Any:
     """Declare the libc functions used (sysctl, getifaddrs, freeifaddrs) on a loaded library."""
     libc.sysctl.restype = ctypes.c_int
-    libc.sysctl.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.c_uint, ctypes.c_void_p,
-                            ctypes.POINTER(ctypes.c_size_t), ctypes.c_void_p, ctypes.c_size_t]
+    libc.sysctl.argtypes = [
+        ctypes.POINTER(ctypes.c_int),
+        ctypes.c_uint,
+        ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_size_t),
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+    ]
     return declare_ifaddrs(libc)
 
 
@@ -163,6 +213,7 @@ def declare_ifaddrs(libc: Any) -> Any:
 def _never_raises(empty: Callable[[], Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A public reader answers "nothing known" (logged at debug) instead of raising: an OS call that
     fails on some macOS build must not stop the agent, nor leave the others unread."""
+
     def wrap(read: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(read)
         def guarded(*args: Any, **kwargs: Any) -> Any:
@@ -171,11 +222,14 @@ def _never_raises(empty: Callable[[], Any]) -> Callable[[Callable[..., Any]], Ca
             except Exception:  # the OS boundary; see the docstring
                 log.debug("netinfo.macos.%s failed", read.__name__, exc_info=True)
                 return empty()
+
         return guarded
+
     return wrap
 
 
 # -- default routes -------------------------------------------------------------------------------
+
 
 @_never_raises(list)
 def default_routes(api: MacApi | None = None) -> list[DefaultRoute]:
@@ -239,7 +293,7 @@ def _fetch_table(libc: Any, family: int) -> bytes | None:
         buf = ctypes.create_string_buffer(capacity)
         size.value = capacity
         if libc.sysctl(mib, 6, ctypes.cast(buf, ctypes.c_void_p), ctypes.pointer(size), None, 0) == 0:
-            return buf.raw[:min(size.value, capacity)]
+            return buf.raw[: min(size.value, capacity)]
         if ctypes.get_errno() != ENOMEM:
             return None
     return None  # grew faster than we read it, three times: try again at the next look
@@ -255,10 +309,10 @@ def parse_route_dump(data: bytes) -> Iterator[Route]:
     off, count = 0, 0
     while off + 4 <= len(data) and count < _MAX_RECORDS:
         count += 1
-        msglen = int.from_bytes(data[off:off + 2], "little")
+        msglen = int.from_bytes(data[off : off + 2], "little")
         if msglen < 4 or off + msglen > len(data):
             return
-        record = data[off:off + msglen]
+        record = data[off : off + msglen]
         off += msglen
         if record[2] != RTM_VERSION or msglen < _HDR:
             continue
@@ -272,10 +326,13 @@ def parse_route_dump(data: bytes) -> Iterator[Route]:
         dst, gw, mask = addrs.get(RTA_DST), addrs.get(RTA_GATEWAY), addrs.get(RTA_NETMASK)
         family = dst[1] if dst and len(dst) >= 2 else 0
         start = 4 if family == AF_INET else 8  # sin_addr after len/family/port; sin6_addr after flowinfo too
-        default = (family in (AF_INET, AF_INET6) and not any(dst[start:start + (4 if family == AF_INET else 16)])
-                   and (mask is None or not any(mask[2:]))
-                   and flags & (RTF_UP | RTF_GATEWAY) == (RTF_UP | RTF_GATEWAY)
-                   and not flags & (RTF_HOST | RTF_REJECT | RTF_BLACKHOLE))
+        default = (
+            family in (AF_INET, AF_INET6)
+            and not any(dst[start : start + (4 if family == AF_INET else 16)])
+            and (mask is None or not any(mask[2:]))
+            and flags & (RTF_UP | RTF_GATEWAY) == (RTF_UP | RTF_GATEWAY)
+            and not flags & (RTF_HOST | RTF_REJECT | RTF_BLACKHOLE)
+        )
         yield Route(family, hdr.rtm_index, flags, default, _ip_bytes(gw))
 
 
@@ -291,7 +348,7 @@ def _sockaddrs(record: bytes, rtm_addrs: int) -> dict[int, bytes] | None:
         sa_len = record[pos]
         if pos + sa_len > len(record):
             return None
-        out[bit] = record[pos:pos + sa_len]
+        out[bit] = record[pos : pos + sa_len]
         pos += ((sa_len + 3) & ~3) if sa_len else 4
     return out
 
@@ -327,10 +384,26 @@ def _gateway_text(family: int, packed: bytes, iface: str) -> str | None:
 # -- interface kinds ------------------------------------------------------------------------------
 
 # SCNetworkInterface.h kSCNetworkInterfaceType* values.
-_SC_KINDS = {"IEEE80211": "wifi", "Ethernet": "ethernet", "WWAN": "cellular", "PPP": "vpn", "IPSec": "vpn",
-             "L2TP": "vpn", "PPTP": "vpn", "VPN": "vpn", "Bond": "ethernet", "VLAN": "ethernet",
-             "Bridge": "other", "Bluetooth": "other", "FireWire": "other", "Modem": "other", "Serial": "other",
-             "IrDA": "other", "6to4": "other", "IPv4": "other"}
+_SC_KINDS = {
+    "IEEE80211": "wifi",
+    "Ethernet": "ethernet",
+    "WWAN": "cellular",
+    "PPP": "vpn",
+    "IPSec": "vpn",
+    "L2TP": "vpn",
+    "PPTP": "vpn",
+    "VPN": "vpn",
+    "Bond": "ethernet",
+    "VLAN": "ethernet",
+    "Bridge": "other",
+    "Bluetooth": "other",
+    "FireWire": "other",
+    "Modem": "other",
+    "Serial": "other",
+    "IrDA": "other",
+    "6to4": "other",
+    "IPv4": "other",
+}
 
 
 @_never_raises(dict)
@@ -385,6 +458,7 @@ def _sc_interfaces(cf: CF | None) -> list[tuple[str, str]]:
 
 # -- VPN ------------------------------------------------------------------------------------------
 
+
 @_never_raises(list)
 def vpn_interfaces(api: MacApi | None = None) -> list[str]:
     """VPN-kind interfaces that are up (IFF_UP) and in use, sorted.
@@ -398,8 +472,11 @@ def vpn_interfaces(api: MacApi | None = None) -> list[str]:
     api = api or _default_api()
     ifaces = _interface_addresses(api.libc)
     kinds = interface_kinds(api)
-    candidates = {name: addrs for name, (flags, addrs) in ifaces.items()
-                  if flags & IFF_UP and kinds.get(name, kind_by_name(name)) == "vpn"}
+    candidates = {
+        name: addrs
+        for name, (flags, addrs) in ifaces.items()
+        if flags & IFF_UP and kinds.get(name, kind_by_name(name)) == "vpn"
+    }
     in_use = {name for name, addrs in candidates.items() if any(_routable(a) for a in addrs)}
     undecided = set(candidates) - in_use
     if undecided and api.cf is not None:
@@ -425,7 +502,7 @@ def _interface_addresses(libc: Any) -> dict[str, tuple[int, list[Any]]]:
             n += 1
             entry = node.contents
             name = (entry.ifa_name or b"").decode("utf-8", "replace")
-            flags, addrs = out.setdefault(name, (entry.ifa_flags, []))
+            _, addrs = out.setdefault(name, (entry.ifa_flags, []))
             addr = _sockaddr_ip(entry.ifa_addr)
             if addr is not None:
                 addrs.append(addr)
@@ -487,6 +564,7 @@ def _service_interfaces(cf: CF, store: int) -> dict[str, str]:
 
 
 # -- proxy ----------------------------------------------------------------------------------------
+
 
 @_never_raises(lambda: None)
 def system_proxy(api: MacApi | None = None) -> str | None:

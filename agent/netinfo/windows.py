@@ -17,8 +17,15 @@ from typing import Any, NamedTuple
 
 from ._model import DefaultRoute, kind_by_words, strip_credentials
 
-__all__ = ["Adapter", "adapter_kind", "default_routes", "https_proxy", "interface_kinds", "system_proxy",
-           "vpn_interfaces"]
+__all__ = [
+    "Adapter",
+    "adapter_kind",
+    "default_routes",
+    "https_proxy",
+    "interface_kinds",
+    "system_proxy",
+    "vpn_interfaces",
+]
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +82,13 @@ class SOCKADDR_IN(ctypes.Structure):
 
 
 class SOCKADDR_IN6(ctypes.Structure):
-    _fields_ = [("sin6_family", _U16), ("sin6_port", _U16), ("sin6_flowinfo", _U32), ("sin6_addr", _U8 * 16),
-                ("sin6_scope_id", _U32)]
+    _fields_ = [
+        ("sin6_family", _U16),
+        ("sin6_port", _U16),
+        ("sin6_flowinfo", _U32),
+        ("sin6_addr", _U8 * 16),
+        ("sin6_scope_id", _U32),
+    ]
 
 
 class SOCKADDR_INET(ctypes.Union):
@@ -89,10 +101,22 @@ class IP_ADDRESS_PREFIX(ctypes.Structure):
 
 class MIB_IPFORWARD_ROW2(ctypes.Structure):
     _fields_ = [
-        ("InterfaceLuid", _U64), ("InterfaceIndex", _U32), ("DestinationPrefix", IP_ADDRESS_PREFIX),
-        ("NextHop", SOCKADDR_INET), ("SitePrefixLength", _U8), ("ValidLifetime", _U32),
-        ("PreferredLifetime", _U32), ("Metric", _U32), ("Protocol", _U32), ("Loopback", _U8),
-        ("AutoconfigureAddress", _U8), ("Publish", _U8), ("Immortal", _U8), ("Age", _U32), ("Origin", _U32)]
+        ("InterfaceLuid", _U64),
+        ("InterfaceIndex", _U32),
+        ("DestinationPrefix", IP_ADDRESS_PREFIX),
+        ("NextHop", SOCKADDR_INET),
+        ("SitePrefixLength", _U8),
+        ("ValidLifetime", _U32),
+        ("PreferredLifetime", _U32),
+        ("Metric", _U32),
+        ("Protocol", _U32),
+        ("Loopback", _U8),
+        ("AutoconfigureAddress", _U8),
+        ("Publish", _U8),
+        ("Immortal", _U8),
+        ("Age", _U32),
+        ("Origin", _U32),
+    ]
 
 
 class MIB_IPFORWARD_TABLE2(ctypes.Structure):
@@ -103,18 +127,42 @@ class MIB_IPFORWARD_TABLE2(ctypes.Structure):
 
 class MIB_IPINTERFACE_ROW(ctypes.Structure):
     _fields_ = [
-        ("Family", _U16), ("InterfaceLuid", _U64), ("InterfaceIndex", _U32), ("MaxReassemblySize", _U32),
-        ("InterfaceIdentifier", _U64), ("MinRouterAdvertisementInterval", _U32),
-        ("MaxRouterAdvertisementInterval", _U32), ("AdvertisingEnabled", _U8), ("ForwardingEnabled", _U8),
-        ("WeakHostSend", _U8), ("WeakHostReceive", _U8), ("UseAutomaticMetric", _U8),
-        ("UseNeighborUnreachabilityDetection", _U8), ("ManagedAddressConfigurationSupported", _U8),
-        ("OtherStatefulConfigurationSupported", _U8), ("AdvertiseDefaultRoute", _U8),
-        ("RouterDiscoveryBehavior", _U32), ("DadTransmits", _U32), ("BaseReachableTime", _U32),
-        ("RetransmitTime", _U32), ("PathMtuDiscoveryTimeout", _U32), ("LinkLocalAddressBehavior", _U32),
-        ("LinkLocalAddressTimeout", _U32), ("ZoneIndices", _U32 * 16), ("SitePrefixLength", _U32),
-        ("Metric", _U32), ("NlMtu", _U32), ("Connected", _U8), ("SupportsWakeUpPatterns", _U8),
-        ("SupportsNeighborDiscovery", _U8), ("SupportsRouterDiscovery", _U8), ("ReachableTime", _U32),
-        ("TransmitOffload", _U8), ("ReceiveOffload", _U8), ("DisableDefaultRoutes", _U8)]
+        ("Family", _U16),
+        ("InterfaceLuid", _U64),
+        ("InterfaceIndex", _U32),
+        ("MaxReassemblySize", _U32),
+        ("InterfaceIdentifier", _U64),
+        ("MinRouterAdvertisementInterval", _U32),
+        ("MaxRouterAdvertisementInterval", _U32),
+        ("AdvertisingEnabled", _U8),
+        ("ForwardingEnabled", _U8),
+        ("WeakHostSend", _U8),
+        ("WeakHostReceive", _U8),
+        ("UseAutomaticMetric", _U8),
+        ("UseNeighborUnreachabilityDetection", _U8),
+        ("ManagedAddressConfigurationSupported", _U8),
+        ("OtherStatefulConfigurationSupported", _U8),
+        ("AdvertiseDefaultRoute", _U8),
+        ("RouterDiscoveryBehavior", _U32),
+        ("DadTransmits", _U32),
+        ("BaseReachableTime", _U32),
+        ("RetransmitTime", _U32),
+        ("PathMtuDiscoveryTimeout", _U32),
+        ("LinkLocalAddressBehavior", _U32),
+        ("LinkLocalAddressTimeout", _U32),
+        ("ZoneIndices", _U32 * 16),
+        ("SitePrefixLength", _U32),
+        ("Metric", _U32),
+        ("NlMtu", _U32),
+        ("Connected", _U8),
+        ("SupportsWakeUpPatterns", _U8),
+        ("SupportsNeighborDiscovery", _U8),
+        ("SupportsRouterDiscovery", _U8),
+        ("ReachableTime", _U32),
+        ("TransmitOffload", _U8),
+        ("ReceiveOffload", _U8),
+        ("DisableDefaultRoutes", _U8),
+    ]
 
 
 class SOCKET_ADDRESS(ctypes.Structure):
@@ -123,18 +171,44 @@ class SOCKET_ADDRESS(ctypes.Structure):
 
 class IP_ADAPTER_ADDRESSES_LH(ctypes.Structure):
     _fields_ = [
-        ("Length", _U32), ("IfIndex", _U32), ("Next", _PTR), ("AdapterName", _PTR),
-        ("FirstUnicastAddress", _PTR), ("FirstAnycastAddress", _PTR), ("FirstMulticastAddress", _PTR),
-        ("FirstDnsServerAddress", _PTR), ("DnsSuffix", _PTR), ("Description", _PTR), ("FriendlyName", _PTR),
-        ("PhysicalAddress", _U8 * 8), ("PhysicalAddressLength", _U32), ("Flags", _U32), ("Mtu", _U32),
-        ("IfType", _U32), ("OperStatus", _U32), ("Ipv6IfIndex", _U32), ("ZoneIndices", _U32 * 16),
-        ("FirstPrefix", _PTR), ("TransmitLinkSpeed", _U64), ("ReceiveLinkSpeed", _U64),
-        ("FirstWinsServerAddress", _PTR), ("FirstGatewayAddress", _PTR), ("Ipv4Metric", _U32),
-        ("Ipv6Metric", _U32), ("Luid", _U64), ("Dhcpv4Server", SOCKET_ADDRESS), ("CompartmentId", _U32),
+        ("Length", _U32),
+        ("IfIndex", _U32),
+        ("Next", _PTR),
+        ("AdapterName", _PTR),
+        ("FirstUnicastAddress", _PTR),
+        ("FirstAnycastAddress", _PTR),
+        ("FirstMulticastAddress", _PTR),
+        ("FirstDnsServerAddress", _PTR),
+        ("DnsSuffix", _PTR),
+        ("Description", _PTR),
+        ("FriendlyName", _PTR),
+        ("PhysicalAddress", _U8 * 8),
+        ("PhysicalAddressLength", _U32),
+        ("Flags", _U32),
+        ("Mtu", _U32),
+        ("IfType", _U32),
+        ("OperStatus", _U32),
+        ("Ipv6IfIndex", _U32),
+        ("ZoneIndices", _U32 * 16),
+        ("FirstPrefix", _PTR),
+        ("TransmitLinkSpeed", _U64),
+        ("ReceiveLinkSpeed", _U64),
+        ("FirstWinsServerAddress", _PTR),
+        ("FirstGatewayAddress", _PTR),
+        ("Ipv4Metric", _U32),
+        ("Ipv6Metric", _U32),
+        ("Luid", _U64),
+        ("Dhcpv4Server", SOCKET_ADDRESS),
+        ("CompartmentId", _U32),
         ("NetworkGuid", _U8 * 16),  # a GUID; as bytes at the same offset (it follows a ULONG)
-        ("ConnectionType", _U32), ("TunnelType", _U32),
-        ("Dhcpv6Server", SOCKET_ADDRESS), ("Dhcpv6ClientDuid", _U8 * 130), ("Dhcpv6ClientDuidLength", _U32),
-        ("Dhcpv6Iaid", _U32), ("FirstDnsSuffix", _PTR)]
+        ("ConnectionType", _U32),
+        ("TunnelType", _U32),
+        ("Dhcpv6Server", SOCKET_ADDRESS),
+        ("Dhcpv6ClientDuid", _U8 * 130),
+        ("Dhcpv6ClientDuidLength", _U32),
+        ("Dhcpv6Iaid", _U32),
+        ("FirstDnsSuffix", _PTR),
+    ]
 
 
 class TOKEN_USER(ctypes.Structure):
@@ -148,8 +222,12 @@ class WINHTTP_PROXY_INFO(ctypes.Structure):
 
 
 class WINHTTP_CURRENT_USER_IE_PROXY_CONFIG(ctypes.Structure):
-    _fields_ = [("fAutoDetect", ctypes.c_int32), ("lpszAutoConfigUrl", _PTR), ("lpszProxy", _PTR),
-                ("lpszProxyBypass", _PTR)]
+    _fields_ = [
+        ("fAutoDetect", ctypes.c_int32),
+        ("lpszAutoConfigUrl", _PTR),
+        ("lpszProxy", _PTR),
+        ("lpszProxyBypass", _PTR),
+    ]
 
 
 _ROWS_OFFSET = MIB_IPFORWARD_TABLE2.Table.offset
@@ -182,22 +260,29 @@ class _WinApi:
         row = ctypes.POINTER(MIB_IPINTERFACE_ROW)
         self.InitializeIpInterfaceEntry = _proto(iphlpapi.InitializeIpInterfaceEntry, None, [row])
         self.GetIpInterfaceEntry = _proto(iphlpapi.GetIpInterfaceEntry, _U32, [row])
-        self.ConvertInterfaceLuidToAlias = _proto(iphlpapi.ConvertInterfaceLuidToAlias, _U32,
-                                                  [ctypes.POINTER(_U64), ctypes.POINTER(_U16), ctypes.c_size_t])
-        self.GetAdaptersAddresses = _proto(iphlpapi.GetAdaptersAddresses, _U32,
-                                           [_U32, _U32, _PTR, _PTR, ctypes.POINTER(_U32)])
+        self.ConvertInterfaceLuidToAlias = _proto(
+            iphlpapi.ConvertInterfaceLuidToAlias, _U32, [ctypes.POINTER(_U64), ctypes.POINTER(_U16), ctypes.c_size_t]
+        )
+        self.GetAdaptersAddresses = _proto(
+            iphlpapi.GetAdaptersAddresses, _U32, [_U32, _U32, _PTR, _PTR, ctypes.POINTER(_U32)]
+        )
         self.WinHttpGetDefaultProxyConfiguration = _proto(
-            winhttp.WinHttpGetDefaultProxyConfiguration, ctypes.c_int32, [ctypes.POINTER(WINHTTP_PROXY_INFO)])
+            winhttp.WinHttpGetDefaultProxyConfiguration, ctypes.c_int32, [ctypes.POINTER(WINHTTP_PROXY_INFO)]
+        )
         self.WinHttpGetIEProxyConfigForCurrentUser = _proto(
-            winhttp.WinHttpGetIEProxyConfigForCurrentUser, ctypes.c_int32,
-            [ctypes.POINTER(WINHTTP_CURRENT_USER_IE_PROXY_CONFIG)])
+            winhttp.WinHttpGetIEProxyConfigForCurrentUser,
+            ctypes.c_int32,
+            [ctypes.POINTER(WINHTTP_CURRENT_USER_IE_PROXY_CONFIG)],
+        )
         self.GlobalFree = _proto(kernel32.GlobalFree, _PTR, [_PTR])
         self.WTSGetActiveConsoleSessionId = _proto(kernel32.WTSGetActiveConsoleSessionId, _U32, [])
         self.WTSQueryUserToken = _proto(wtsapi32.WTSQueryUserToken, ctypes.c_int32, [_U32, ctypes.POINTER(_PTR)])
-        self.GetTokenInformation = _proto(advapi32.GetTokenInformation, ctypes.c_int32,
-                                          [_PTR, _U32, _PTR, _U32, ctypes.POINTER(_U32)])
-        self.ConvertSidToStringSidW = _proto(advapi32.ConvertSidToStringSidW, ctypes.c_int32,
-                                             [_PTR, ctypes.POINTER(_PTR)])
+        self.GetTokenInformation = _proto(
+            advapi32.GetTokenInformation, ctypes.c_int32, [_PTR, _U32, _PTR, _U32, ctypes.POINTER(_U32)]
+        )
+        self.ConvertSidToStringSidW = _proto(
+            advapi32.ConvertSidToStringSidW, ctypes.c_int32, [_PTR, ctypes.POINTER(_PTR)]
+        )
         self.LocalFree = _proto(kernel32.LocalFree, _PTR, [_PTR])
         self.CloseHandle = _proto(kernel32.CloseHandle, ctypes.c_int32, [_PTR])
 
@@ -241,6 +326,7 @@ def _quiet(empty: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
     Known API errors are handled where they occur; this is for what nobody foresaw, logged once.
     """
+
     def wrap(read: Callable[..., Any]) -> Callable[..., Any]:
         failed = False
 
@@ -256,10 +342,12 @@ def _quiet(empty: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
         guarded.__name__, guarded.__doc__ = read.__name__, read.__doc__
         return guarded
+
     return wrap
 
 
 # -- default routes ----------------------------------------------------------------------------------
+
 
 @_quiet(list)
 def default_routes(api: Any) -> list[DefaultRoute]:
@@ -299,8 +387,11 @@ def _default_rows(api: Any) -> list[MIB_IPFORWARD_ROW2]:
     finally:
         api.FreeMibTable(table)
     size = ctypes.sizeof(MIB_IPFORWARD_ROW2)
-    return [MIB_IPFORWARD_ROW2.from_buffer_copy(raw, off) for off in range(0, count * size, size)
-            if raw[off + _PREFIX_LENGTH_OFFSET] == 0]
+    return [
+        MIB_IPFORWARD_ROW2.from_buffer_copy(raw, off)
+        for off in range(0, count * size, size)
+        if raw[off + _PREFIX_LENGTH_OFFSET] == 0
+    ]
 
 
 def _next_hop(row: MIB_IPFORWARD_ROW2) -> str:
@@ -351,6 +442,7 @@ def _alias(api: Any, luid: int) -> str:
 
 # -- adapters ----------------------------------------------------------------------------------------
 
+
 def adapter_kind(adapter: Adapter) -> str:
     """One of KINDS for an adapter: IfType where it is unambiguous, then the words, then IfType again."""
     if adapter.if_type == IF_TYPE_SOFTWARE_LOOPBACK:
@@ -381,8 +473,9 @@ def interface_kinds(api: Any) -> dict[str, str]:
 @_quiet(list)
 def vpn_interfaces(api: Any) -> list[str]:
     """VPN adapters whose OperStatus is up: a VPN client's adapter is "media disconnected" until it connects."""
-    return sorted(a.name for a in _adapters(api)
-                  if a.name and a.oper_status == IF_OPER_STATUS_UP and adapter_kind(a) == "vpn")
+    return sorted(
+        a.name for a in _adapters(api) if a.name and a.oper_status == IF_OPER_STATUS_UP and adapter_kind(a) == "vpn"
+    )
 
 
 def _adapters(api: Any) -> list[Adapter]:
@@ -421,12 +514,19 @@ def parse_adapters(raw: bytes, base: int) -> list[Adapter]:
         off = addr - base
         if off < 0 or off + _TUNNEL_TYPE_END > len(raw):
             break
-        chunk = raw[off:off + size]
+        chunk = raw[off : off + size]
         entry = IP_ADAPTER_ADDRESSES_LH.from_buffer_copy(chunk.ljust(size, b"\0"))
         if entry.Length < _TUNNEL_TYPE_END:  # an older, shorter layout than the one read here
             break
-        adapters.append(Adapter(_utf16_in(raw, base, entry.FriendlyName), _utf16_in(raw, base, entry.Description),
-                                entry.IfType, entry.TunnelType, entry.OperStatus))
+        adapters.append(
+            Adapter(
+                _utf16_in(raw, base, entry.FriendlyName),
+                _utf16_in(raw, base, entry.Description),
+                entry.IfType,
+                entry.TunnelType,
+                entry.OperStatus,
+            )
+        )
         addr = entry.Next or 0
     return adapters
 
@@ -465,6 +565,7 @@ def _utf16z(ptr: int | None) -> str:
 
 
 # -- proxy -------------------------------------------------------------------------------------------
+
 
 class IeProxyConfig(NamedTuple):
     auto_detect: bool
@@ -564,10 +665,12 @@ def _desk_user_settings(api: Any) -> IeProxyConfig | None:
         return None  # no settings at all (hive not loaded): let the next source answer
     else:
         flags = (PROXY_TYPE_PROXY if enable == 1 else 0) | (PROXY_TYPE_AUTO_PROXY_URL if pac else 0)
-    return IeProxyConfig(bool(flags & PROXY_TYPE_AUTO_DETECT),
-                         pac.strip() if flags & PROXY_TYPE_AUTO_PROXY_URL and isinstance(pac, str) else "",
-                         server.strip() if flags & PROXY_TYPE_PROXY and isinstance(server, str) else "",
-                         bypass.strip() if isinstance(bypass, str) else "")
+    return IeProxyConfig(
+        bool(flags & PROXY_TYPE_AUTO_DETECT),
+        pac.strip() if flags & PROXY_TYPE_AUTO_PROXY_URL and isinstance(pac, str) else "",
+        server.strip() if flags & PROXY_TYPE_PROXY and isinstance(server, str) else "",
+        bypass.strip() if isinstance(bypass, str) else "",
+    )
 
 
 def _console_user_sid(api: Any) -> str | None:
@@ -582,8 +685,9 @@ def _console_user_sid(api: Any) -> str | None:
     try:
         buf = (_U64 * 64)()  # TOKEN_USER + the SID (at most 68 bytes), 8-byte aligned
         needed = _U32()
-        if not api.GetTokenInformation(token, TOKEN_USER_CLASS, ctypes.addressof(buf), ctypes.sizeof(buf),
-                                       ctypes.byref(needed)):
+        if not api.GetTokenInformation(
+            token, TOKEN_USER_CLASS, ctypes.addressof(buf), ctypes.sizeof(buf), ctypes.byref(needed)
+        ):
             log.debug("GetTokenInformation failed: error %d", api.last_error())
             return None
         text = _PTR()
@@ -606,8 +710,12 @@ def _ie_config(api: Any) -> IeProxyConfig | None:
             log.debug("WinHttpGetIEProxyConfigForCurrentUser failed: error %d", err)
         return None
     try:
-        return IeProxyConfig(bool(cfg.fAutoDetect), _utf16z(cfg.lpszAutoConfigUrl).strip(),
-                             _utf16z(cfg.lpszProxy).strip(), _utf16z(cfg.lpszProxyBypass).strip())
+        return IeProxyConfig(
+            bool(cfg.fAutoDetect),
+            _utf16z(cfg.lpszAutoConfigUrl).strip(),
+            _utf16z(cfg.lpszProxy).strip(),
+            _utf16z(cfg.lpszProxyBypass).strip(),
+        )
     finally:
         _free(api, cfg.lpszAutoConfigUrl, cfg.lpszProxy, cfg.lpszProxyBypass)
 

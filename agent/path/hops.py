@@ -51,8 +51,9 @@ class PathTrace:
     cost: TraceCost | None = None
 
 
-def validate(target_ip: str, port: int, max_hops: int, method: str, timeout_s: float, probes: int,
-             reply_timeout_s: float) -> None:
+def validate(
+    target_ip: str, port: int, max_hops: int, method: str, timeout_s: float, probes: int, reply_timeout_s: float
+) -> None:
     """Bad trace arguments are a caller's bug: ValueError at once, the same rules for every OS's tracer."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")

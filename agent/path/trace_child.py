@@ -114,8 +114,9 @@ def _probes(target: str, method: str, port: int, max_hops: int, rounds: int) -> 
             if method == "icmp":
                 packets.append(ip / ICMP(type=8, id=ident, seq=index))
             elif method == "tcp":
-                packets.append(ip / TCP(sport=(sport + index) % 65536 or 1, dport=port, flags="S",
-                                        seq=random.getrandbits(32)))
+                packets.append(
+                    ip / TCP(sport=(sport + index) % 65536 or 1, dport=port, flags="S", seq=random.getrandbits(32))
+                )
             else:
                 packets.append(ip / UDP(sport=sport, dport=_UDP_BASE_PORT + index))
     return packets
@@ -162,7 +163,7 @@ def trace(target: str, method: str, port: int, max_hops: int, probes: int, timeo
     end_ttl, reached = None, False
     for sent, answer in answered:
         ttl = sent[IP].ttl
-        rtt_us = max(0, int(round((float(answer.time) - float(sent.sent_time)) * 1e6)))
+        rtt_us = max(0, round((float(answer.time) - float(sent.sent_time)) * 1e6))
         by_ttl.setdefault(ttl, []).append((answer[IP].src, rtt_us))
         final, by_target = _is_final(answer, target)
         if final and (end_ttl is None or ttl < end_ttl or (ttl == end_ttl and by_target)):

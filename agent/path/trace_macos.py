@@ -15,13 +15,24 @@ import struct
 import sys
 import time
 from collections import Counter
-from typing import Callable, NamedTuple, Protocol
+from collections.abc import Callable
+from typing import NamedTuple, Protocol
 
 from ..probes.icmp import ICMP6_FILTER_XNU, checksum, icmp6_filter_xnu
 from .hops import Hop, PathTrace, TraceCost
 
-__all__ = ["ECHO_REPLY", "TIME_EXCEEDED", "UNREACHABLE", "IcmpMessage", "IcmpSocket", "echo_request",
-           "open_icmp_socket", "parse_icmp4", "parse_icmp6", "trace"]
+__all__ = [
+    "ECHO_REPLY",
+    "TIME_EXCEEDED",
+    "UNREACHABLE",
+    "IcmpMessage",
+    "IcmpSocket",
+    "echo_request",
+    "open_icmp_socket",
+    "parse_icmp4",
+    "parse_icmp6",
+    "trace",
+]
 
 ECHO_REPLY, TIME_EXCEEDED, UNREACHABLE = "echo-reply", "time-exceeded", "unreachable"
 _KINDS4 = {0: ECHO_REPLY, 3: UNREACHABLE, 11: TIME_EXCEEDED}
@@ -77,7 +88,7 @@ def parse_icmp4(data: bytes, sender: str) -> IcmpMessage | None:
     if kind is None:
         return None
     if kind == ECHO_REPLY:
-        return IcmpMessage(kind, code, router, ident, seq, None, _PROTO_ICMP, data[_HEADER.size:])
+        return IcmpMessage(kind, code, router, ident, seq, None, _PROTO_ICMP, data[_HEADER.size :])
     quoted = data[8:]  # after type, code, checksum and 4 unused (or MTU) bytes
     if len(quoted) < 20 or quoted[0] >> 4 != 4:
         return None
@@ -85,7 +96,7 @@ def parse_icmp4(data: bytes, sender: str) -> IcmpMessage | None:
     if qihl < 20 or len(quoted) < qihl + 8:
         return None
     proto, dest = quoted[9], socket.inet_ntoa(quoted[16:20])
-    inner = quoted[qihl:qihl + 8]
+    inner = quoted[qihl : qihl + 8]
     if proto == _PROTO_ICMP:
         if inner[0] != _ECHO_REQUEST4:
             return None
@@ -107,7 +118,7 @@ def parse_icmp6(data: bytes, sender: str) -> IcmpMessage | None:
     if kind is None:
         return None
     if kind == ECHO_REPLY:
-        return IcmpMessage(kind, code, router, ident, seq, None, _PROTO_ICMP6, data[_HEADER.size:])
+        return IcmpMessage(kind, code, router, ident, seq, None, _PROTO_ICMP6, data[_HEADER.size :])
     quoted = data[8:]  # the invoking packet: its IPv6 header, then (we send no extension headers) ours
     if len(quoted) < 48 or quoted[0] >> 4 != 6:
         return None
@@ -236,9 +247,17 @@ class _UdpProber:
         self.sock.close()
 
 
-async def trace(target_ip: str, *, port: int = 443, max_hops: int = 20, method: str = "icmp",
-                timeout_s: float = 15.0, probes: int = 2, reply_timeout_s: float = 1.0,
-                open_socket: Callable[[socket.AddressFamily], ProbeSocket] | None = None) -> PathTrace:
+async def trace(
+    target_ip: str,
+    *,
+    port: int = 443,
+    max_hops: int = 20,
+    method: str = "icmp",
+    timeout_s: float = 15.0,
+    probes: int = 2,
+    reply_timeout_s: float = 1.0,
+    open_socket: Callable[[socket.AddressFamily], ProbeSocket] | None = None,
+) -> PathTrace:
     """Trace the path to ``target_ip`` from this process; never raises for a failed trace.
 
     ``open_socket`` replaces ``open_icmp_socket`` (tests: a Linux raw or ping socket, a fake xnu).
@@ -253,8 +272,15 @@ async def trace(target_ip: str, *, port: int = 443, max_hops: int = 20, method: 
     target = str(ipaddress.ip_address(target_ip))
 
     def result(reached: bool, hops: list[Hop], error: str | None) -> PathTrace:
-        return PathTrace(target_ip, method, reached, hops, ts_us, error,
-                         TraceCost(round(time.monotonic() - started, 4), round(cpu.total, 6), None))
+        return PathTrace(
+            target_ip,
+            method,
+            reached,
+            hops,
+            ts_us,
+            error,
+            TraceCost(round(time.monotonic() - started, 4), round(cpu.total, 6), None),
+        )
 
     if method not in ("icmp", "udp"):
         return result(False, [], f"method {method!r} needs raw sockets on macOS; use icmp or udp")
@@ -286,7 +312,7 @@ async def trace(target_ip: str, *, port: int = 443, max_hops: int = 20, method: 
             run.wake = loop.create_future()
             try:
                 await asyncio.wait_for(run.wake, max(0.0, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
     finally:
         try:
@@ -318,8 +344,17 @@ class _CpuMeter:
 class _Run:
     """One trace's probes and answers."""
 
-    def __init__(self, target: str, family: socket.AddressFamily, method: str, max_hops: int, probes: int,
-                 sock: ProbeSocket, udp: _UdpProber | None, cpu: _CpuMeter) -> None:
+    def __init__(
+        self,
+        target: str,
+        family: socket.AddressFamily,
+        method: str,
+        max_hops: int,
+        probes: int,
+        sock: ProbeSocket,
+        udp: _UdpProber | None,
+        cpu: _CpuMeter,
+    ) -> None:
         self.target, self.family, self.method = target, family, method
         self.max_hops, self.probes = max_hops, probes
         self.sock, self.udp, self.cpu = sock, udp, cpu
@@ -375,8 +410,12 @@ class _Run:
         if msg is None:
             return
         if msg.kind == ECHO_REPLY:
-            if (self.method != "icmp" or msg.ident != self.wire_ident or msg.router != self.target
-                    or not msg.data.startswith(self.payload)):
+            if (
+                self.method != "icmp"
+                or msg.ident != self.wire_ident
+                or msg.router != self.target
+                or not msg.data.startswith(self.payload)
+            ):
                 return  # another pinger's reply: xnu shows this socket every echo reply of the host
             key = msg.seq
         else:

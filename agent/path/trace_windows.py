@@ -33,16 +33,25 @@ __all__ = ["TRACE_WORKERS", "trace"]
 
 TRACE_WORKERS = 8  # echoes in flight at once: a trace of silent hops takes ~probes*max_hops/8 timeouts
 # Statuses after which no other probe of this trace can do better: stop and say why.
-_FATAL = frozenset({ERROR_ACCESS_DENIED, IP_BUF_TOO_SMALL, ERROR_INSUFFICIENT_BUFFER, ERROR_INVALID_PARAMETER,
-                    ERROR_INVALID_HANDLE})
+_FATAL = frozenset(
+    {ERROR_ACCESS_DENIED, IP_BUF_TOO_SMALL, ERROR_INSUFFICIENT_BUFFER, ERROR_INVALID_PARAMETER, ERROR_INVALID_HANDLE}
+)
 _NOT_FINAL = frozenset({IP_TTL_EXPIRED_TRANSIT, IP_TTL_EXPIRED_REASSEM})
 
 PingerFactory = Callable[[], IcmpEchoPinger]
 
 
-async def trace(target_ip: str, *, port: int = 443, max_hops: int = 20, method: str = "icmp",
-                timeout_s: float = 15.0, probes: int = 2, reply_timeout_s: float = 1.0,
-                open_pinger: PingerFactory | None = None) -> PathTrace:
+async def trace(
+    target_ip: str,
+    *,
+    port: int = 443,
+    max_hops: int = 20,
+    method: str = "icmp",
+    timeout_s: float = 15.0,
+    probes: int = 2,
+    reply_timeout_s: float = 1.0,
+    open_pinger: PingerFactory | None = None,
+) -> PathTrace:
     """Trace the path to ``target_ip`` from this process; at most ``timeout_s`` seconds.
 
     Same arguments and result as ``tracer.trace``. ``port`` is unused (it serves the ``tcp``
@@ -55,12 +64,17 @@ async def trace(target_ip: str, *, port: int = 443, max_hops: int = 20, method: 
     started = time.monotonic()
 
     def result(reached: bool, hops: list[Hop], error: str | None) -> PathTrace:
-        return PathTrace(target_ip, method, reached, hops, ts_us, error,
-                         TraceCost(round(time.monotonic() - started, 4), None, None))
+        return PathTrace(
+            target_ip, method, reached, hops, ts_us, error, TraceCost(round(time.monotonic() - started, 4), None, None)
+        )
 
     if method != "icmp":
-        return result(False, [], f"method {method!r} needs raw sockets (admin or Npcap) on Windows; "
-                                 "IcmpSendEcho2Ex sends ICMP echo only: use icmp")
+        return result(
+            False,
+            [],
+            f"method {method!r} needs raw sockets (admin or Npcap) on Windows; "
+            "IcmpSendEcho2Ex sends ICMP echo only: use icmp",
+        )
     try:
         pinger = (open_pinger or _open_pinger)()
     except OSError as exc:
@@ -83,8 +97,7 @@ def _open_pinger() -> IcmpEchoPinger:
 class _Run:
     """One trace's probes, answers and where the path ends."""
 
-    def __init__(self, target: str, max_hops: int, probes: int, reply_timeout_s: float,
-                 pinger: IcmpEchoPinger) -> None:
+    def __init__(self, target: str, max_hops: int, probes: int, reply_timeout_s: float, pinger: IcmpEchoPinger) -> None:
         self.target, self.max_hops, self.probes = target, max_hops, probes
         self.reply_timeout_s, self.pinger = reply_timeout_s, pinger
         self.window = max(1, pinger.max_workers)
@@ -105,13 +118,13 @@ class _Run:
                     if key is None or remaining <= 0:
                         break
                     task = asyncio.ensure_future(
-                        self.pinger.echo(self.target, key[1], min(self.reply_timeout_s, remaining)))
+                        self.pinger.echo(self.target, key[1], min(self.reply_timeout_s, remaining))
+                    )
                     running[task] = key
                 if not running:
                     return None
                 remaining = deadline - time.monotonic()
-                done, _ = await asyncio.wait(running, timeout=max(0.0, remaining),
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(running, timeout=max(0.0, remaining), return_when=asyncio.FIRST_COMPLETED)
                 if not done:
                     return f"trace stopped after {timeout_s:g} s"
                 for task in done:

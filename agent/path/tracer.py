@@ -12,8 +12,9 @@ import ipaddress
 import json
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from .child_argv import trace_child_argv
 from .hops import METHODS, Hop, PathTrace, TraceCost, validate
@@ -54,8 +55,16 @@ class PathChange:
     new_signature: tuple[str, ...]
 
 
-async def trace(target_ip: str, *, port: int = 443, max_hops: int = 20, method: str = "icmp",
-                timeout_s: float = 15.0, probes: int = 2, reply_timeout_s: float = 1.0) -> PathTrace:
+async def trace(
+    target_ip: str,
+    *,
+    port: int = 443,
+    max_hops: int = 20,
+    method: str = "icmp",
+    timeout_s: float = 15.0,
+    probes: int = 2,
+    reply_timeout_s: float = 1.0,
+) -> PathTrace:
     """Trace the path to ``target_ip`` with this OS's tracer; at most ``timeout_s`` seconds.
 
     Linux: the scapy child (``_trace_child``). macOS: ICMP datagram sockets in this process
@@ -63,15 +72,22 @@ async def trace(target_ip: str, *, port: int = 443, max_hops: int = 20, method: 
     raise ``ValueError`` here, before any of them runs, on every OS.
     """
     validate(target_ip, port, max_hops, method, timeout_s, probes, reply_timeout_s)
-    kwargs = dict(port=port, max_hops=max_hops, method=method, timeout_s=timeout_s, probes=probes,
-                  reply_timeout_s=reply_timeout_s)
+    kwargs = {
+        "port": port,
+        "max_hops": max_hops,
+        "method": method,
+        "timeout_s": timeout_s,
+        "probes": probes,
+        "reply_timeout_s": reply_timeout_s,
+    }
     if _native_trace is None:
         return await _trace_child(target_ip, **kwargs)  # type: ignore[arg-type]
     return await _native_trace(target_ip, **kwargs)
 
 
-async def _trace_child(target_ip: str, *, port: int, max_hops: int, method: str, timeout_s: float,
-                       probes: int, reply_timeout_s: float) -> PathTrace:
+async def _trace_child(
+    target_ip: str, *, port: int, max_hops: int, method: str, timeout_s: float, probes: int, reply_timeout_s: float
+) -> PathTrace:
     """Trace the path to ``target_ip`` in a child process; at most ``timeout_s`` seconds.
 
     The child is killed when the time is up (or when this coroutine is cancelled), so a stuck
@@ -79,9 +95,21 @@ async def _trace_child(target_ip: str, *, port: int, max_hops: int, method: str,
     after its last probe; it must leave room for the child's start-up (about 0.4 s of imports).
     Run traces one after another rather than gathered: each child peaks at about 45 MiB.
     """
-    argv = [*trace_child_argv(), "--target", target_ip, "--port", str(port),
-            "--max-hops", str(max_hops), "--probes", str(probes), "--timeout", str(reply_timeout_s),
-            "--method", method]
+    argv = [
+        *trace_child_argv(),
+        "--target",
+        target_ip,
+        "--port",
+        str(port),
+        "--max-hops",
+        str(max_hops),
+        "--probes",
+        str(probes),
+        "--timeout",
+        str(reply_timeout_s),
+        "--method",
+        method,
+    ]
     ts_us = time.time_ns() // 1000
     started = time.monotonic()
 
@@ -90,15 +118,16 @@ async def _trace_child(target_ip: str, *, port: int, max_hops: int, method: str,
 
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
     except OSError as exc:
         return failed(f"cannot start the trace child: {exc}")
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
-    except asyncio.TimeoutError:
-        return failed(f"trace child killed after {timeout_s:g} s",
-                      TraceCost(round(time.monotonic() - started, 4), None, None))
+    except TimeoutError:
+        return failed(
+            f"trace child killed after {timeout_s:g} s", TraceCost(round(time.monotonic() - started, 4), None, None)
+        )
     finally:
         if proc.returncode is None:
             try:
@@ -112,8 +141,10 @@ async def _trace_child(target_ip: str, *, port: int, max_hops: int, method: str,
         doc = _last_json_object(out)
     except ValueError as exc:
         tail = err.decode(errors="replace").strip()[-300:]
-        return failed(f"trace child exited {proc.returncode} without a result ({exc}); stderr: {tail}",
-                      TraceCost(wall_s, None, None))
+        return failed(
+            f"trace child exited {proc.returncode} without a result ({exc}); stderr: {tail}",
+            TraceCost(wall_s, None, None),
+        )
     cost = _cost(doc.get("cost"), wall_s)
     try:
         result = _to_trace(doc, ts_us, cost)
@@ -146,8 +177,9 @@ def _cost(raw: Any, wall_s: float) -> TraceCost:
     if not isinstance(raw, dict):
         return TraceCost(wall_s, None, None)
     cpu, rss = raw.get("cpu_s"), raw.get("max_rss_kb")
-    return TraceCost(wall_s, float(cpu) if isinstance(cpu, (int, float)) else None,
-                     int(rss) if isinstance(rss, int) else None)
+    return TraceCost(
+        wall_s, float(cpu) if isinstance(cpu, (int, float)) else None, int(rss) if isinstance(rss, int) else None
+    )
 
 
 def _to_trace(doc: dict[str, Any], ts_us: int, cost: TraceCost) -> PathTrace:
@@ -258,8 +290,8 @@ class PathWatcher:
     to cable, VPN up) or the public address. At the default cadence one target costs about
     0.13 % of a core, close to the agent's whole budget: trace few targets (one per platform) or
     raise ``interval_s``. A trace for a change comes no sooner than ``min_gap_s`` after the
-    previous one, so a flapping interface cannot turn the agent into a trace loop. ``reason`` tells why the last True was given, for the
-    event log ("path re-traced: gateway changed").
+    previous one, so a flapping interface cannot turn the agent into a trace loop. ``reason`` tells
+    why the last True was given, for the event log ("path re-traced: gateway changed").
 
     Times are ``time.monotonic()`` seconds, passed in so that tests need no clock.
     """
@@ -273,8 +305,9 @@ class PathWatcher:
     _pending: str = field(default="", init=False, repr=False)
     _last: dict[str, PathTrace] = field(default_factory=dict, init=False, repr=False)
 
-    def should_trace(self, now: float, gateway: str | None, interface: str | None,
-                     public_ip: str | None = None) -> bool:
+    def should_trace(
+        self, now: float, gateway: str | None, interface: str | None, public_ip: str | None = None
+    ) -> bool:
         """True when a trace is due now; a True counts as the trace being started at ``now``.
 
         ``public_ip`` None means "not known" (not "gone"), so it never triggers a trace by itself.
@@ -314,8 +347,9 @@ class PathWatcher:
         first = _first_changed_ttl(old, trace)
         if first is None:
             return None
-        return PathChange(trace.target, trace.ts_us, first, old.hops, trace.hops,
-                          path_signature(old), path_signature(trace))
+        return PathChange(
+            trace.target, trace.ts_us, first, old.hops, trace.hops, path_signature(old), path_signature(trace)
+        )
 
 
 # --- the tracer of this OS, chosen once (psutil style) ---------------------------------------------
@@ -334,7 +368,9 @@ def _load_windows() -> Callable[..., Awaitable[PathTrace]]:
 
 
 _NATIVE_LOADERS: dict[str, Callable[[], Callable[..., Awaitable[PathTrace]]]] = {
-    "darwin": _load_macos, "win32": _load_windows}
+    "darwin": _load_macos,
+    "win32": _load_windows,
+}
 
 
 def _select_backend(platform: str) -> Callable[..., Awaitable[PathTrace]] | None:
@@ -352,8 +388,14 @@ def _select_backend(platform: str) -> Callable[..., Awaitable[PathTrace]] | None
         try:
             backend = loader()
         except (ImportError, AttributeError) as exc:
-            return PathTrace(target_ip, kwargs.get("method", "icmp"), False, [], time.time_ns() // 1000,
-                             f"no path tracer for {platform}: {exc}")
+            return PathTrace(
+                target_ip,
+                kwargs.get("method", "icmp"),
+                False,
+                [],
+                time.time_ns() // 1000,
+                f"no path tracer for {platform}: {exc}",
+            )
         return await backend(target_ip, **kwargs)
 
     native.__qualname__ = f"native[{platform}]"

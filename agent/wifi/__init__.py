@@ -15,8 +15,17 @@ from .parsers import UnrecognizedOutput, parse_text
 from .parsers._model import HIDDEN, WifiReading
 from .watcher import WatcherConfig, WifiWatcher
 
-__all__ = ["HIDDEN", "UnrecognizedOutput", "WatcherConfig", "WifiReading", "WifiWatcher", "hash_identity",
-           "parse_text", "read_wifi", "to_columns"]
+__all__ = [
+    "HIDDEN",
+    "UnrecognizedOutput",
+    "WatcherConfig",
+    "WifiReading",
+    "WifiWatcher",
+    "hash_identity",
+    "parse_text",
+    "read_wifi",
+    "to_columns",
+]
 
 if sys.platform == "win32":
     from . import windows as _backend
@@ -51,7 +60,7 @@ def hash_identity(value: str | None, salt: str | bytes) -> str | None:
 
 
 def _kbps(mbps: float | None) -> int | None:
-    return None if mbps is None else int(round(mbps * 1000))
+    return None if mbps is None else round(mbps * 1000)
 
 
 def to_columns(reading: WifiReading, salt: str | bytes | None = None) -> dict[str, int | str | None]:
@@ -66,7 +75,18 @@ def to_columns(reading: WifiReading, salt: str | bytes | None = None) -> dict[st
     if salt is not None:
         ssid, bssid = hash_identity(ssid, salt), hash_identity(bssid, salt)
     conn = None if reading.connected is None else int(reading.connected)
-    return {"conn": conn, "ssid": ssid[:128] if ssid else ssid, "bssid": bssid, "rssi": reading.rssi_dbm,
-            "noise": reading.noise_dbm, "snr": reading.snr_db, "ch": reading.channel, "mhz": reading.frequency_mhz,
-            "band": reading.band, "phy": reading.phy, "tx": _kbps(reading.tx_rate_mbps),
-            "rx": _kbps(reading.rx_rate_mbps), "q": reading.signal_percent}
+    return {
+        "conn": conn,
+        "ssid": ssid[:128] if ssid else ssid,
+        "bssid": bssid,
+        "rssi": reading.rssi_dbm,
+        "noise": reading.noise_dbm,
+        "snr": reading.snr_db,
+        "ch": reading.channel,
+        "mhz": reading.frequency_mhz,
+        "band": reading.band,
+        "phy": reading.phy,
+        "tx": _kbps(reading.tx_rate_mbps),
+        "rx": _kbps(reading.rx_rate_mbps),
+        "q": reading.signal_percent,
+    }

@@ -13,17 +13,29 @@ import sys
 
 from . import UnrecognizedOutput, WifiReading, parse_text, read_wifi
 
-__all__ = ["register", "reading_json"]
+__all__ = ["reading_json", "register"]
 
-KEYS = ("connected", "ssid", "bssid", "rssi_dbm", "noise_dbm", "channel", "frequency_mhz", "band",
-        "tx_rate_mbps", "signal_percent", "source")
+KEYS = (
+    "connected",
+    "ssid",
+    "bssid",
+    "rssi_dbm",
+    "noise_dbm",
+    "channel",
+    "frequency_mhz",
+    "band",
+    "tx_rate_mbps",
+    "signal_percent",
+    "source",
+)
 
 
 def register(agent_subparsers: argparse._SubParsersAction) -> None:
     """Add ``wifi`` to the ``cxpulse agent ...`` actions."""
     p = agent_subparsers.add_parser("wifi", help="show the current Wi-Fi link, or parse a pasted tool output")
-    p.add_argument("--parse", metavar="FILE", help="read tool output from FILE ('-' for standard input) "
-                   "and print it as JSON")
+    p.add_argument(
+        "--parse", metavar="FILE", help="read tool output from FILE ('-' for standard input) and print it as JSON"
+    )
     p.set_defaults(func=cmd_wifi)
 
 
@@ -33,17 +45,33 @@ def _rate(v: float | None) -> int | float | None:
 
 def reading_json(r: WifiReading) -> dict:
     """The --parse JSON object: exactly ``KEYS``, None where the text does not say."""
-    return {"connected": r.connected, "ssid": r.ssid, "bssid": r.bssid, "rssi_dbm": r.rssi_dbm,
-            "noise_dbm": r.noise_dbm, "channel": r.channel, "frequency_mhz": r.frequency_mhz, "band": r.band,
-            "tx_rate_mbps": _rate(r.tx_rate_mbps), "signal_percent": r.signal_percent, "source": r.source}
+    return {
+        "connected": r.connected,
+        "ssid": r.ssid,
+        "bssid": r.bssid,
+        "rssi_dbm": r.rssi_dbm,
+        "noise_dbm": r.noise_dbm,
+        "channel": r.channel,
+        "frequency_mhz": r.frequency_mhz,
+        "band": r.band,
+        "tx_rate_mbps": _rate(r.tx_rate_mbps),
+        "signal_percent": r.signal_percent,
+        "source": r.source,
+    }
 
 
 def cmd_wifi(args: argparse.Namespace) -> int:
     if args.parse is None:
         r = read_wifi()
-        out = reading_json(r) | {"interface": r.interface, "phy": r.phy, "width_mhz": r.width_mhz,
-                                 "rx_rate_mbps": _rate(r.rx_rate_mbps), "snr_db": r.snr_db,
-                                 "hidden_by_os": r.hidden_by_os, "note": r.note}
+        out = reading_json(r) | {
+            "interface": r.interface,
+            "phy": r.phy,
+            "width_mhz": r.width_mhz,
+            "rx_rate_mbps": _rate(r.rx_rate_mbps),
+            "snr_db": r.snr_db,
+            "hidden_by_os": r.hidden_by_os,
+            "note": r.note,
+        }
         print(json.dumps(out, ensure_ascii=False, indent=2))
         return 0
     try:

@@ -17,9 +17,9 @@ from dataclasses import replace
 
 from .parsers import iw as iw_parser
 from .parsers import proc_wireless
-from .parsers._model import WifiReading, complete, norm_mac, NO_WIFI_INTERFACE
+from .parsers._model import NO_WIFI_INTERFACE, WifiReading, complete, norm_mac
 
-__all__ = ["LinuxReader", "wireless_interfaces", "read_wifi"]
+__all__ = ["LinuxReader", "read_wifi", "wireless_interfaces"]
 
 # include/uapi/linux/netlink.h, genetlink.h, nl80211.h
 _NETLINK_GENERIC = 16
@@ -41,8 +41,11 @@ def wireless_interfaces(sys_root: str = "/sys") -> list[str]:
         names = sorted(os.listdir(base))
     except OSError:
         return []
-    return [n for n in names if os.path.exists(os.path.join(base, n, "wireless"))
-            or os.path.exists(os.path.join(base, n, "phy80211"))]
+    return [
+        n
+        for n in names
+        if os.path.exists(os.path.join(base, n, "wireless")) or os.path.exists(os.path.join(base, n, "phy80211"))
+    ]
 
 
 def _attrs(data: bytes) -> dict[int, bytes]:
@@ -52,7 +55,7 @@ def _attrs(data: bytes) -> dict[int, bytes]:
         length, kind = struct.unpack_from("=HH", data, i)
         if length < 4:
             break
-        out[kind & 0x3FFF] = data[i + 4:i + length]
+        out[kind & 0x3FFF] = data[i + 4 : i + length]
         i += (length + 3) & ~3
     return out
 
@@ -71,8 +74,17 @@ def _rate(nested: bytes | None) -> tuple[float | None, str | None]:
         rate = struct.unpack("=I", a[_RATE_BITRATE32][:4])[0] / 10
     elif _RATE_BITRATE in a:
         rate = struct.unpack("=H", a[_RATE_BITRATE][:2])[0] / 10
-    phy = ("802.11be" if _RATE_EHT_MCS in a else "802.11ax" if _RATE_HE_MCS in a else
-           "802.11ac" if _RATE_VHT_MCS in a else "802.11n" if _RATE_MCS in a else None)
+    phy = (
+        "802.11be"
+        if _RATE_EHT_MCS in a
+        else "802.11ax"
+        if _RATE_HE_MCS in a
+        else "802.11ac"
+        if _RATE_VHT_MCS in a
+        else "802.11n"
+        if _RATE_MCS in a
+        else None
+    )
     return rate or None, phy
 
 
@@ -105,7 +117,7 @@ class _Nl80211:
                 length, kind, _flags, seq, _pid = struct.unpack_from("=IHHII", data, i)
                 if length < 16:
                     return out
-                msg = data[i + 16:i + length]
+                msg = data[i + 16 : i + length]
                 i += (length + 3) & ~3
                 if seq != self.seq:
                     continue
@@ -126,8 +138,11 @@ class _Nl80211:
         stations = self._request(self.family, _CMD_GET_STATION, idx, dump=True)
         ssid_raw = iface.get(_ATTR_SSID)
         freq = struct.unpack("=I", iface[_ATTR_WIPHY_FREQ][:4])[0] if _ATTR_WIPHY_FREQ in iface else None
-        width = _WIDTH_MHZ.get(struct.unpack("=I", iface[_ATTR_CHANNEL_WIDTH][:4])[0]) \
-            if _ATTR_CHANNEL_WIDTH in iface else None
+        width = (
+            _WIDTH_MHZ.get(struct.unpack("=I", iface[_ATTR_CHANNEL_WIDTH][:4])[0])
+            if _ATTR_CHANNEL_WIDTH in iface
+            else None
+        )
         if not stations:
             return WifiReading(connected=False, source="nl80211", interface=name)
         sta = stations[0]
@@ -136,20 +151,29 @@ class _Nl80211:
         tx, phy = _rate(info.get(_STA_TX_BITRATE))
         rx, rphy = _rate(info.get(_STA_RX_BITRATE))
         mac = sta.get(_ATTR_MAC, b"")
-        return complete(WifiReading(
-            connected=True, source="nl80211", interface=name,
-            ssid=ssid_raw.decode("utf-8", "replace") if ssid_raw is not None else None,
-            bssid=norm_mac(":".join(f"{b:02x}" for b in mac)) if len(mac) == 6 else None,
-            rssi_dbm=struct.unpack("=b", signal[:1])[0] if signal else None,
-            frequency_mhz=freq, width_mhz=width, tx_rate_mbps=tx, rx_rate_mbps=rx, phy=phy or rphy,
-        ))
+        return complete(
+            WifiReading(
+                connected=True,
+                source="nl80211",
+                interface=name,
+                ssid=ssid_raw.decode("utf-8", "replace") if ssid_raw is not None else None,
+                bssid=norm_mac(":".join(f"{b:02x}" for b in mac)) if len(mac) == 6 else None,
+                rssi_dbm=struct.unpack("=b", signal[:1])[0] if signal else None,
+                frequency_mhz=freq,
+                width_mhz=width,
+                tx_rate_mbps=tx,
+                rx_rate_mbps=rx,
+                phy=phy or rphy,
+            )
+        )
 
 
 class LinuxReader:
     """Reads the current link; keeps the netlink socket and the last ``iw`` answer between calls."""
 
-    def __init__(self, sys_root: str = "/sys", proc_root: str = "/proc", iw_every_s: float = 60.0,
-                 use_netlink: bool = True):
+    def __init__(
+        self, sys_root: str = "/sys", proc_root: str = "/proc", iw_every_s: float = 60.0, use_netlink: bool = True
+    ):
         self.sys_root, self.proc_root, self.iw_every_s = sys_root, proc_root, iw_every_s
         self._nl: _Nl80211 | None = None
         self._nl_failed = not use_netlink
@@ -186,9 +210,15 @@ class LinuxReader:
         extra = self._iw(name) if base.connected is not False else None
         if extra is None or extra.connected is None:
             return base
-        return complete(replace(extra, source="iw", interface=name,
-                                rssi_dbm=base.rssi_dbm if base.rssi_dbm is not None else extra.rssi_dbm,
-                                noise_dbm=base.noise_dbm))
+        return complete(
+            replace(
+                extra,
+                source="iw",
+                interface=name,
+                rssi_dbm=base.rssi_dbm if base.rssi_dbm is not None else extra.rssi_dbm,
+                noise_dbm=base.noise_dbm,
+            )
+        )
 
     def _netlink(self, name: str) -> WifiReading | None:
         if self._nl_failed:

@@ -18,7 +18,7 @@ from types import ModuleType
 from .parsers import airport, system_profiler, wdutil
 from .parsers._model import HIDDEN, NO_WIFI_INTERFACE, NOT_DUE, WifiReading, complete, norm_mac
 
-__all__ = ["MacReader", "NOT_DUE", "read_wifi"]
+__all__ = ["NOT_DUE", "MacReader", "read_wifi"]
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +45,18 @@ def _load_corewlan():
 class MacReader:
     """One reader per process; ``client`` and ``run`` are injectable (a fake CoreWLAN, recorded tools)."""
 
-    def __init__(self, wdutil_every_s: float = 10.0, airport_every_s: float = 10.0,
-                 system_profiler_every_s: float = 60.0, client: object | None = _AUTO,
-                 run: Callable[[list[str]], str | None] | None = None, is_root: bool | None = None,
-                 have: Callable[[str], bool] | None = None, clock: Callable[[], float] = time.monotonic):
-        self.every = {"wdutil": wdutil_every_s, "airport": airport_every_s,
-                      "system_profiler": system_profiler_every_s}
+    def __init__(
+        self,
+        wdutil_every_s: float = 10.0,
+        airport_every_s: float = 10.0,
+        system_profiler_every_s: float = 60.0,
+        client: object | None = _AUTO,
+        run: Callable[[list[str]], str | None] | None = None,
+        is_root: bool | None = None,
+        have: Callable[[str], bool] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.every = {"wdutil": wdutil_every_s, "airport": airport_every_s, "system_profiler": system_profiler_every_s}
         self._client = _load_corewlan() if client is _AUTO else client  # None: tools only
         self._run = run or _run
         self._is_root = (os.geteuid() == 0) if is_root is None else is_root
@@ -71,9 +77,11 @@ class MacReader:
         reading = self._read_corewlan() if self._client is not None else self._read_tools()
         if reading.hidden_by_os and not self._warned:
             self._warned = True
-            log.warning("macOS hides the Wi-Fi SSID/BSSID from this agent: allow it Location Services (System "
-                        "Settings > Privacy & Security > Location Services, or an MDM PPPC profile); signal, "
-                        "noise, channel and rate are still reported")
+            log.warning(
+                "macOS hides the Wi-Fi SSID/BSSID from this agent: allow it Location Services (System "
+                "Settings > Privacy & Security > Location Services, or an MDM PPPC profile); signal, "
+                "noise, channel and rate are still reported"
+            )
         return reading
 
     def _read_corewlan(self) -> WifiReading:
@@ -88,14 +96,23 @@ class MacReader:
             return WifiReading(connected=False, source="corewlan", interface=name)
         ssid, bssid = iface.ssid(), iface.bssid()
         hidden = ssid is None or bssid is None  # nil without Location Services permission (macOS 14+)
-        return complete(WifiReading(
-            connected=True, source="corewlan", interface=name,
-            ssid=str(ssid) if ssid is not None else HIDDEN, bssid=norm_mac(str(bssid)) if bssid else None,
-            rssi_dbm=int(iface.rssiValue()) or None, noise_dbm=int(iface.noiseMeasurement()) or None,
-            channel=int(ch.channelNumber()), band=_BAND.get(int(ch.channelBand())),
-            width_mhz=_WIDTH.get(int(ch.channelWidth())), phy=_PHY.get(int(iface.activePHYMode())),
-            tx_rate_mbps=float(iface.transmitRate()) or None, hidden_by_os=hidden,
-        ))
+        return complete(
+            WifiReading(
+                connected=True,
+                source="corewlan",
+                interface=name,
+                ssid=str(ssid) if ssid is not None else HIDDEN,
+                bssid=norm_mac(str(bssid)) if bssid else None,
+                rssi_dbm=int(iface.rssiValue()) or None,
+                noise_dbm=int(iface.noiseMeasurement()) or None,
+                channel=int(ch.channelNumber()),
+                band=_BAND.get(int(ch.channelBand())),
+                width_mhz=_WIDTH.get(int(ch.channelWidth())),
+                phy=_PHY.get(int(iface.activePHYMode())),
+                tx_rate_mbps=float(iface.transmitRate()) or None,
+                hidden_by_os=hidden,
+            )
+        )
 
     def _read_tools(self) -> WifiReading:
         now = self._clock()

@@ -1,10 +1,8 @@
 """Replays recorded tool outputs as Wi-Fi readings, one per reading interval.
 
-This machine class (servers, CI) has no radio, and a support engineer sometimes has only the
-outputs a user pasted. With ``CXPULSE_WIFI_REPLAY=FILE`` the agent reads FILE, a JSON-lines file
-of ``{"text": "<tool output>"}`` records (any format ``parse_text`` knows), instead of the OS,
-and runs them through the same watcher, batch and spool as live readings. The last record
-repeats once the file is exhausted.
+``CXPULSE_WIFI_REPLAY=FILE`` (JSON lines of ``{"text": ...}``) feeds the same watcher, batch and
+spool as live readings, for machines without a radio and for pasted outputs. Design notes:
+docs/agent-internals.md.
 """
 
 from __future__ import annotations

@@ -32,8 +32,16 @@ ERROR_INVALID_HANDLE, ERROR_ACCESS_DENIED = 6, 5
 ERROR_SERVICE_NOT_ACTIVE, ERROR_INVALID_STATE = 1062, 5023
 # DOT11_PHY_TYPE: 1 fhss, 2 dsss, 3 irbaseband, 4 ofdm (a), 5 hrdsss (b), 6 erp (g), 7 ht (n), 8 vht (ac),
 # 9 dmg (ad), 10 he (ax), 11 eht (be)
-_PHY = {4: "802.11a", 5: "802.11b", 6: "802.11g", 7: "802.11n", 8: "802.11ac", 9: "802.11ad", 10: "802.11ax",
-        11: "802.11be"}
+_PHY = {
+    4: "802.11a",
+    5: "802.11b",
+    6: "802.11g",
+    7: "802.11n",
+    8: "802.11ac",
+    9: "802.11ad",
+    10: "802.11ax",
+    11: "802.11be",
+}
 
 _WCHAR = ctypes.c_uint16  # WCHAR is 2 bytes on Windows; ctypes.c_wchar is 4 on Linux
 _ULONG = ctypes.c_uint32  # ULONG/DWORD are 4 bytes on Windows; ctypes.c_ulong is 8 on Linux
@@ -41,8 +49,12 @@ _LONG = ctypes.c_int32
 
 
 class GUID(ctypes.Structure):
-    _fields_ = [("Data1", ctypes.c_uint32), ("Data2", ctypes.c_uint16), ("Data3", ctypes.c_uint16),
-                ("Data4", ctypes.c_ubyte * 8)]
+    _fields_ = [
+        ("Data1", ctypes.c_uint32),
+        ("Data2", ctypes.c_uint16),
+        ("Data3", ctypes.c_uint16),
+        ("Data4", ctypes.c_ubyte * 8),
+    ]
 
 
 class WLAN_INTERFACE_INFO(ctypes.Structure):
@@ -58,20 +70,35 @@ class DOT11_SSID(ctypes.Structure):
 
 
 class WLAN_ASSOCIATION_ATTRIBUTES(ctypes.Structure):
-    _fields_ = [("dot11Ssid", DOT11_SSID), ("dot11BssType", _ULONG), ("dot11Bssid", ctypes.c_ubyte * 6),
-                ("dot11PhyType", _ULONG), ("uDot11PhyIndex", _ULONG), ("wlanSignalQuality", _ULONG),
-                ("ulRxRate", _ULONG), ("ulTxRate", _ULONG)]
+    _fields_ = [
+        ("dot11Ssid", DOT11_SSID),
+        ("dot11BssType", _ULONG),
+        ("dot11Bssid", ctypes.c_ubyte * 6),
+        ("dot11PhyType", _ULONG),
+        ("uDot11PhyIndex", _ULONG),
+        ("wlanSignalQuality", _ULONG),
+        ("ulRxRate", _ULONG),
+        ("ulTxRate", _ULONG),
+    ]
 
 
 class WLAN_SECURITY_ATTRIBUTES(ctypes.Structure):
-    _fields_ = [("bSecurityEnabled", ctypes.c_int32), ("bOneXEnabled", ctypes.c_int32),
-                ("dot11AuthAlgorithm", _ULONG), ("dot11CipherAlgorithm", _ULONG)]
+    _fields_ = [
+        ("bSecurityEnabled", ctypes.c_int32),
+        ("bOneXEnabled", ctypes.c_int32),
+        ("dot11AuthAlgorithm", _ULONG),
+        ("dot11CipherAlgorithm", _ULONG),
+    ]
 
 
 class WLAN_CONNECTION_ATTRIBUTES(ctypes.Structure):
-    _fields_ = [("isState", _ULONG), ("wlanConnectionMode", _ULONG), ("strProfileName", _WCHAR * 256),
-                ("wlanAssociationAttributes", WLAN_ASSOCIATION_ATTRIBUTES),
-                ("wlanSecurityAttributes", WLAN_SECURITY_ATTRIBUTES)]
+    _fields_ = [
+        ("isState", _ULONG),
+        ("wlanConnectionMode", _ULONG),
+        ("strProfileName", _WCHAR * 256),
+        ("wlanAssociationAttributes", WLAN_ASSOCIATION_ATTRIBUTES),
+        ("wlanSecurityAttributes", WLAN_SECURITY_ATTRIBUTES),
+    ]
 
 
 class WLAN_PHY_RADIO_STATE(ctypes.Structure):
@@ -87,12 +114,24 @@ class WLAN_RATE_SET(ctypes.Structure):
 
 
 class WLAN_BSS_ENTRY(ctypes.Structure):
-    _fields_ = [("dot11Ssid", DOT11_SSID), ("uPhyId", _ULONG), ("dot11Bssid", ctypes.c_ubyte * 6),
-                ("dot11BssType", _ULONG), ("dot11BssPhyType", _ULONG), ("lRssi", _LONG),
-                ("uLinkQuality", _ULONG), ("bInRegDomain", ctypes.c_ubyte), ("usBeaconPeriod", ctypes.c_uint16),
-                ("ullTimestamp", ctypes.c_uint64), ("ullHostTimestamp", ctypes.c_uint64),
-                ("usCapabilityInformation", ctypes.c_uint16), ("ulChCenterFrequency", _ULONG),
-                ("wlanRateSet", WLAN_RATE_SET), ("ulIeOffset", _ULONG), ("ulIeSize", _ULONG)]
+    _fields_ = [
+        ("dot11Ssid", DOT11_SSID),
+        ("uPhyId", _ULONG),
+        ("dot11Bssid", ctypes.c_ubyte * 6),
+        ("dot11BssType", _ULONG),
+        ("dot11BssPhyType", _ULONG),
+        ("lRssi", _LONG),
+        ("uLinkQuality", _ULONG),
+        ("bInRegDomain", ctypes.c_ubyte),
+        ("usBeaconPeriod", ctypes.c_uint16),
+        ("ullTimestamp", ctypes.c_uint64),
+        ("ullHostTimestamp", ctypes.c_uint64),
+        ("usCapabilityInformation", ctypes.c_uint16),
+        ("ulChCenterFrequency", _ULONG),
+        ("wlanRateSet", WLAN_RATE_SET),
+        ("ulIeOffset", _ULONG),
+        ("ulIeSize", _ULONG),
+    ]
 
 
 class WLAN_BSS_LIST(ctypes.Structure):
@@ -132,8 +171,13 @@ class _Interface:
 class WindowsReader:
     """One reader per process. ``dll`` is wlanapi.dll or a stand-in; ``run`` runs netsh (tests)."""
 
-    def __init__(self, netsh_every_s: float = 30.0, dll: object | None = None,
-                 run: Callable[[list[str]], bytes | None] | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        netsh_every_s: float = 30.0,
+        dll: object | None = None,
+        run: Callable[[list[str]], bytes | None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.netsh_every_s = netsh_every_s
         self._dll = dll
         self._run = run or _run
@@ -151,8 +195,9 @@ class WindowsReader:
             try:
                 return self._read_api()
             except WlanUnavailable as exc:
-                log.info("Native Wifi API unavailable (%s); falling back to netsh every %.0f s", exc,
-                         self.netsh_every_s)
+                log.info(
+                    "Native Wifi API unavailable (%s); falling back to netsh every %.0f s", exc, self.netsh_every_s
+                )
                 self._api_failed = True
         return self._read_netsh()
 
@@ -180,8 +225,10 @@ class WindowsReader:
         try:
             count = WLAN_INTERFACE_INFO_LIST.from_address(lst.value).dwNumberOfItems
             items = (WLAN_INTERFACE_INFO * count).from_address(lst.value + _LIST_HEADER)
-            return 0, [_Interface(GUID.from_buffer_copy(i.InterfaceGuid), _wstr(i.strInterfaceDescription), i.isState)
-                       for i in items]
+            return 0, [
+                _Interface(GUID.from_buffer_copy(i.InterfaceGuid), _wstr(i.strInterfaceDescription), i.isState)
+                for i in items
+            ]
         finally:
             self._dll.WlanFreeMemory(lst)
 
@@ -211,8 +258,9 @@ class WindowsReader:
 
     def _query(self, guid: GUID, opcode: int) -> tuple[int, ctypes.c_void_p, int]:
         size, data, kind = ctypes.c_uint32(), ctypes.c_void_p(), ctypes.c_uint32()
-        rc = self._dll.WlanQueryInterface(self._handle, ctypes.byref(guid), opcode, None, ctypes.byref(size),
-                                          ctypes.byref(data), ctypes.byref(kind))
+        rc = self._dll.WlanQueryInterface(
+            self._handle, ctypes.byref(guid), opcode, None, ctypes.byref(size), ctypes.byref(data), ctypes.byref(kind)
+        )
         return rc, data, size.value
 
     def _value(self, guid: GUID, opcode: int, ctype) -> int | None:
@@ -226,15 +274,16 @@ class WindowsReader:
             self._dll.WlanFreeMemory(data)
 
     def _radio_off(self, guid: GUID) -> bool:
-        rc, data, size = self._query(guid, OPCODE_RADIO_STATE)
+        rc, data, _ = self._query(guid, OPCODE_RADIO_STATE)
         if rc or not data.value:
             return False
         try:
             state = WLAN_RADIO_STATE.from_address(data.value)
-            phys = list(state.PhyRadioState)[:min(state.dwNumberOfPhys, 64)]
+            phys = list(state.PhyRadioState)[: min(state.dwNumberOfPhys, 64)]
             # A PHY is off when either switch is off (documented); the radio when every PHY is.
-            return bool(phys) and all(DOT11_RADIO_STATE_OFF in (p.dot11SoftwareRadioState, p.dot11HardwareRadioState)
-                                      for p in phys)
+            return bool(phys) and all(
+                DOT11_RADIO_STATE_OFF in (p.dot11SoftwareRadioState, p.dot11HardwareRadioState) for p in phys
+            )
         finally:
             self._dll.WlanFreeMemory(data)
 
@@ -245,10 +294,17 @@ class WindowsReader:
         rc, data, size = self._query(info.guid, OPCODE_CURRENT_CONNECTION)
         if rc == ERROR_ACCESS_DENIED:
             self._warn_location()
-            return complete(WifiReading(
-                connected=True, source="wlanapi", interface=name, ssid=HIDDEN, hidden_by_os=True,
-                rssi_dbm=self._value(info.guid, OPCODE_RSSI, _LONG),
-                channel=self._value(info.guid, OPCODE_CHANNEL_NUMBER, _ULONG)))
+            return complete(
+                WifiReading(
+                    connected=True,
+                    source="wlanapi",
+                    interface=name,
+                    ssid=HIDDEN,
+                    hidden_by_os=True,
+                    rssi_dbm=self._value(info.guid, OPCODE_RSSI, _LONG),
+                    channel=self._value(info.guid, OPCODE_CHANNEL_NUMBER, _ULONG),
+                )
+            )
         if rc == ERROR_INVALID_STATE:  # disconnected between the enumeration and the query
             return self._not_connected(info.guid, name)
         if rc:
@@ -261,7 +317,7 @@ class WindowsReader:
                 return self._not_connected(info.guid, name)
             a = conn.wlanAssociationAttributes
             ssid_struct = DOT11_SSID.from_buffer_copy(a.dot11Ssid)
-            ssid = bytes(a.dot11Ssid.ucSSID[:min(a.dot11Ssid.uSSIDLength, 32)]).decode("utf-8", "replace")
+            ssid = bytes(a.dot11Ssid.ucSSID[: min(a.dot11Ssid.uSSIDLength, 32)]).decode("utf-8", "replace")
             bssid = _mac(a.dot11Bssid)
             phy, quality, rx, tx = _PHY.get(a.dot11PhyType), int(a.wlanSignalQuality), a.ulRxRate, a.ulTxRate
             secure = bool(conn.wlanSecurityAttributes.bSecurityEnabled)
@@ -270,29 +326,54 @@ class WindowsReader:
         channel = self._value(info.guid, OPCODE_CHANNEL_NUMBER, _ULONG)
         freq = self._frequency(info.guid, ssid_struct, secure, bssid, channel)
         band = None
-        if freq is None and channel is not None and phy in ("802.11ax", "802.11be") and channel % 4 == 1 \
-                and channel < 149:
+        if (
+            freq is None
+            and channel is not None
+            and phy in ("802.11ax", "802.11be")
+            and channel % 4 == 1
+            and channel < 149
+        ):
             band = "6"  # 5 GHz primaries below 149 are multiples of 4; 6 GHz ones are 1 mod 4
-        return complete(WifiReading(
-            connected=True, source="wlanapi", interface=name, ssid=ssid, bssid=bssid,
-            rssi_dbm=self._value(info.guid, OPCODE_RSSI, _LONG), channel=channel, frequency_mhz=freq, band=band,
-            phy=phy, signal_percent=quality, tx_rate_mbps=tx / 1000 or None, rx_rate_mbps=rx / 1000 or None,
-        ))
+        return complete(
+            WifiReading(
+                connected=True,
+                source="wlanapi",
+                interface=name,
+                ssid=ssid,
+                bssid=bssid,
+                rssi_dbm=self._value(info.guid, OPCODE_RSSI, _LONG),
+                channel=channel,
+                frequency_mhz=freq,
+                band=band,
+                phy=phy,
+                signal_percent=quality,
+                tx_rate_mbps=tx / 1000 or None,
+                rx_rate_mbps=rx / 1000 or None,
+            )
+        )
 
     def _not_connected(self, guid: GUID, name: str) -> WifiReading:
         note = "Wi-Fi is off" if self._radio_off(guid) else None
         return WifiReading(connected=False, source="wlanapi", interface=name, note=note)
 
-    def _frequency(self, guid: GUID, ssid: DOT11_SSID, secure: bool, bssid: str | None,
-                   channel: int | None) -> int | None:
+    def _frequency(
+        self, guid: GUID, ssid: DOT11_SSID, secure: bool, bssid: str | None, channel: int | None
+    ) -> int | None:
         """The current AP's centre frequency from the BSS list Windows holds; asked once per AP and channel."""
         key = (bytes(guid), bssid, channel)
         if key == self._freq_key:
             return self._freq
         self._freq_key, self._freq = key, None
         lst = ctypes.c_void_p()
-        rc = self._dll.WlanGetNetworkBssList(self._handle, ctypes.byref(guid), ctypes.byref(ssid),
-                                             DOT11_BSS_TYPE_INFRASTRUCTURE, int(secure), None, ctypes.byref(lst))
+        rc = self._dll.WlanGetNetworkBssList(
+            self._handle,
+            ctypes.byref(guid),
+            ctypes.byref(ssid),
+            DOT11_BSS_TYPE_INFRASTRUCTURE,
+            int(secure),
+            None,
+            ctypes.byref(lst),
+        )
         if rc or not lst.value:
             return None
         try:
@@ -308,9 +389,11 @@ class WindowsReader:
     def _warn_location(self) -> None:
         if not self._warned:
             self._warned = True
-            log.warning("Windows hides the Wi-Fi SSID/BSSID from this agent: turn on Settings > Privacy & security > "
-                        "Location > 'Let desktop apps access your location' (or allow it by policy); "
-                        "signal, channel and rates are still reported")
+            log.warning(
+                "Windows hides the Wi-Fi SSID/BSSID from this agent: turn on Settings > Privacy & security > "
+                "Location > 'Let desktop apps access your location' (or allow it by policy); "
+                "signal, channel and rates are still reported"
+            )
 
     # -- netsh, where wlanapi.dll is missing ---------------------------------------------------
 
@@ -323,8 +406,11 @@ class WindowsReader:
         if out is None:
             return WifiReading(connected=None, source="netsh", note="neither wlanapi.dll nor netsh is available")
         text = out.decode("utf-8", "replace") if _utf8(out) else out.decode(_oem_codepage(), "replace")
-        reading = netsh.parse(text) if netsh.detect(text) else WifiReading(connected=None, source="netsh",
-                                                                          note="netsh output not recognised")
+        reading = (
+            netsh.parse(text)
+            if netsh.detect(text)
+            else WifiReading(connected=None, source="netsh", note="netsh output not recognised")
+        )
         if reading.hidden_by_os:
             self._warn_location()
         return reading

@@ -27,7 +27,7 @@ log = logging.getLogger("cxpulse.collector.alerts")
 
 
 def _hhmm(us: int) -> str:
-    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.timezone.utc).strftime("%H:%M UTC")
+    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.UTC).strftime("%H:%M UTC")
 
 
 class Alerter:
@@ -36,18 +36,27 @@ class Alerter:
     def __init__(self, config: AlertConfig, service, *, sleep=asyncio.sleep, rng=None):
         self.config = config
         self.service = service
-        self.episodes = PoorEpisodes(config.poor_minutes, config.resolve_minutes, config.resolve_score,
-                                     config.stale_minutes)
+        self.episodes = PoorEpisodes(
+            config.poor_minutes, config.resolve_minutes, config.resolve_score, config.stale_minutes
+        )
         self.incidents = IncidentWatch()
         # Webhooks scoped to sites: one incident watch per site set, fed from that scope's fleet.
         self.scopes: dict[frozenset[str], IncidentWatch] = {
-            frozenset(w.sites): IncidentWatch() for w in config.webhooks if w.sites}
+            frozenset(w.sites): IncidentWatch() for w in config.webhooks if w.sites
+        }
         self._scoped: list[tuple[frozenset[str], Alert]] = []  # decided for scoped webhooks, waiting for emit
         self.deliveries = DeliveryLog()
         self.senders = {
-            w.name: WebhookSender(w, queue_max=config.queue_max, backoff_base_s=config.backoff_base_s,
-                                  backoff_max_s=config.backoff_max_s, give_up_after_s=config.give_up_after_s,
-                                  delivery_log=self.deliveries, rng=rng, sleep=sleep)
+            w.name: WebhookSender(
+                w,
+                queue_max=config.queue_max,
+                backoff_base_s=config.backoff_base_s,
+                backoff_max_s=config.backoff_max_s,
+                give_up_after_s=config.give_up_after_s,
+                delivery_log=self.deliveries,
+                rng=rng,
+                sleep=sleep,
+            )
             for w in config.webhooks
         }
         self.counts: collections.Counter = collections.Counter()  # (kind, state) -> alerts emitted
@@ -106,8 +115,13 @@ class Alerter:
     def emit(self, alert: Alert, sites: frozenset[str] | None = None) -> None:
         """To every webhook without sites (``sites`` None), or to those scoped to exactly ``sites``."""
         self.counts[(alert.kind, alert.state)] += 1
-        log.info("alert %s %s%s: %s", alert.kind, alert.state, f" (sites {safe(', '.join(sorted(sites)))})" if sites else "",
-                 safe(alert.title))
+        log.info(
+            "alert %s %s%s: %s",
+            alert.kind,
+            alert.state,
+            f" (sites {safe(', '.join(sorted(sites)))})" if sites else "",
+            safe(alert.title),
+        )
         for s in self.senders.values():
             if frozenset(s.cfg.sites) == (sites or frozenset()) or alert.kind == "test":
                 s.enqueue(alert)
@@ -143,24 +157,45 @@ class Alerter:
                     row = rows.get(agent_id, {})
                     out.append(self._agent_alert(agent_id, state, m["t_us"], row, now))
                     for sites in self._agent_scopes(row):  # the ticket again, read through that scope
-                        self._scoped.append((sites, self._agent_alert(agent_id, state, m["t_us"], row, now, sites,
-                                                                      since=out[-1].since_us)))
+                        self._scoped.append(
+                            (
+                                sites,
+                                self._agent_alert(agent_id, state, m["t_us"], row, now, sites, since=out[-1].since_us),
+                            )
+                        )
         for agent_id, since in self.episodes.expire(now):
             since = self._open_since.pop(agent_id, since)
             a = rows.get(agent_id, {"agent_id": agent_id})
-            out.append(Alert(id=f"cxpulse-agent-{agent_id}-{since // 1_000_000}", kind="agent_poor", state="resolved",
-                             at_us=now, since_us=since, severity="minor", agent=_who(a),
-                             title=f"{_name(a)}: no data for {self.config.stale_minutes} min, alert closed",
-                             summary="The agent stopped reporting while its experience was poor; look it up if the user calls.",
-                             details={"link": self._agent_link(agent_id, since, now)}))
+            out.append(
+                Alert(
+                    id=f"cxpulse-agent-{agent_id}-{since // 1_000_000}",
+                    kind="agent_poor",
+                    state="resolved",
+                    at_us=now,
+                    since_us=since,
+                    severity="minor",
+                    agent=_who(a),
+                    title=f"{_name(a)}: no data for {self.config.stale_minutes} min, alert closed",
+                    summary="The agent stopped reporting while its experience was poor; look it up if the user calls.",
+                    details={"link": self._agent_link(agent_id, since, now)},
+                )
+            )
             self._scoped += [(sites, out[-1]) for sites in self._agent_scopes(a)]  # names only the desk itself
         incs = snap["incidents"]["open"] + snap["incidents"]["recent"]
         for state, inc in self.incidents.observe(incs):
             out.append(self._incident_alert(state, inc, now))
         return out
 
-    def _agent_alert(self, agent_id: str, state: str, minute_us: int, row: dict, now: int,
-                     sites: frozenset[str] | None = None, since: int | None = None) -> Alert:
+    def _agent_alert(
+        self,
+        agent_id: str,
+        state: str,
+        minute_us: int,
+        row: dict,
+        now: int,
+        sites: frozenset[str] | None = None,
+        since: int | None = None,
+    ) -> Alert:
         """The alert of an episode change; ``sites`` and ``since``: the same alert again for a scoped
         webhook, its ticket read through that scope (an incident line must count in-scope desks only)."""
         if since is None:
@@ -176,17 +211,31 @@ class Alerter:
         who = _who(row) if row else {"agent_id": agent_id}
         if state == "open":
             try:
-                v = (self.service.view(agent_id, since - 5 * MINUTE_US, now) if sites is None
-                     else self.service.view(agent_id, since - 5 * MINUTE_US, now, sites))
+                v = (
+                    self.service.view(agent_id, since - 5 * MINUTE_US, now)
+                    if sites is None
+                    else self.service.view(agent_id, since - 5 * MINUTE_US, now, sites)
+                )
                 h = headline(v["agent"])
-                details.update(score=h["score"], label=h["label"], limiting=h["limiting"], fault_domain=h["domain"],
-                               sentence=h["sentence"], evidence=h["evidence"][:6], next_step=h["next_step"],
-                               ticket=ticket_summary(v["agent"], v["window"]))
+                details.update(
+                    score=h["score"],
+                    label=h["label"],
+                    limiting=h["limiting"],
+                    fault_domain=h["domain"],
+                    sentence=h["sentence"],
+                    evidence=h["evidence"][:6],
+                    next_step=h["next_step"],
+                    ticket=ticket_summary(v["agent"], v["window"]),
+                )
                 who = _who(v["agent"])
-            except Exception as exc:  # noqa: BLE001 - the alert goes out with less detail
+            except Exception as exc:
                 log.warning("alert for %s without the ticket text: %s", safe(agent_id), safe(exc))
             minutes = (minute_us + MINUTE_US - since) // MINUTE_US
-            what = f"{details.get('limiting')}: {details.get('sentence')}" if details.get("sentence") else "poor experience"
+            what = (
+                f"{details.get('limiting')}: {details.get('sentence')}"
+                if details.get("sentence")
+                else "poor experience"
+            )
             title = f"{_name(who)}: poor for {minutes} min since {_hhmm(since)} ({what})"
             summary = details.get("sentence") or ""
             sev = "critical" if (details.get("score") or 100) < 10 else "major"
@@ -194,8 +243,18 @@ class Alerter:
             title = f"{_name(who)}: recovered at {_hhmm(minute_us + MINUTE_US)} (poor since {_hhmm(since)})"
             summary = f"Back at or above {self.config.resolve_score:.0f} for {self.config.resolve_minutes} min."
             sev = "minor"
-        return Alert(id=eid, kind="agent_poor", state=state, at_us=minute_us + MINUTE_US, since_us=since,
-                     title=title, summary=summary, severity=sev, agent=who, details=details)
+        return Alert(
+            id=eid,
+            kind="agent_poor",
+            state=state,
+            at_us=minute_us + MINUTE_US,
+            since_us=since,
+            title=title,
+            summary=summary,
+            severity=sev,
+            agent=who,
+            details=details,
+        )
 
     def _incident_alert(self, state: str, inc: dict, now: int) -> Alert:
         scope = incident_scope(inc)
@@ -210,11 +269,18 @@ class Alerter:
             end = inc.get("end_us") or now
             why = " (no longer reported)" if inc.get("_reason") else ""
             title = f"{scope}-wide incident over at {_hhmm(end)}{why} (since {_hhmm(start)})"
-        return Alert(id=f"cxpulse-incident-{inc.get('id')}", kind="incident", state=state,
-                     at_us=inc.get("end_us") or now, since_us=start, title=title, summary=summary,
-                     severity="critical" if (n or 0) >= 10 else "major",
-                     incident={k: v for k, v in inc.items() if not k.startswith("_")},
-                     details={"link": f"{self.public_url}/#/fleet", "scope": scope})
+        return Alert(
+            id=f"cxpulse-incident-{inc.get('id')}",
+            kind="incident",
+            state=state,
+            at_us=inc.get("end_us") or now,
+            since_us=start,
+            title=title,
+            summary=summary,
+            severity="critical" if (n or 0) >= 10 else "major",
+            incident={k: v for k, v in inc.items() if not k.startswith("_")},
+            details={"link": f"{self.public_url}/#/fleet", "scope": scope},
+        )
 
     def _agent_link(self, agent_id: str, since: int, until: int) -> str:
         q = urllib.parse.urlencode({"since": since // 1_000_000 - 300, "until": until // 1_000_000})
@@ -231,10 +297,17 @@ class Alerter:
             raise RuntimeError(f"one test send per {self.config.test_send_min_interval_s:.0f} s; try again shortly")
         self._last_test = now
         t = time.time_ns() // 1000
-        alert = Alert(id=f"cxpulse-test-{t // 1_000_000}", kind="test", state="open", at_us=t, since_us=t,
-                      title="cxpulse test alert: the webhook works", severity="minor",
-                      summary="Sent on request (test-send); nothing is wrong.",
-                      details={"link": f"{self.public_url}/"})
+        alert = Alert(
+            id=f"cxpulse-test-{t // 1_000_000}",
+            kind="test",
+            state="open",
+            at_us=t,
+            since_us=t,
+            title="cxpulse test alert: the webhook works",
+            severity="minor",
+            summary="Sent on request (test-send); nothing is wrong.",
+            details={"link": f"{self.public_url}/"},
+        )
         names = [target] if target else list(self.senders)
         for n in names:
             self.senders[n].enqueue(alert)
@@ -243,9 +316,18 @@ class Alerter:
 
     def describe(self) -> dict:
         return {
-            "targets": [{"name": s.cfg.name, "format": s.cfg.format, "url": s.cfg.redacted_url(),
-                         "alerts": s.cfg.alerts, "sites": list(s.cfg.sites), "queued": s.depth, "counts": dict(s.counts)}
-                        for s in self.senders.values()],
+            "targets": [
+                {
+                    "name": s.cfg.name,
+                    "format": s.cfg.format,
+                    "url": s.cfg.redacted_url(),
+                    "alerts": s.cfg.alerts,
+                    "sites": list(s.cfg.sites),
+                    "queued": s.depth,
+                    "counts": dict(s.counts),
+                }
+                for s in self.senders.values()
+            ],
             "open_agent_alerts": sorted(self._open_since),
             "open_incidents": self.incidents.open_ids,
             "deliveries": self.deliveries.entries()[-200:],

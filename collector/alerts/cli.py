@@ -40,8 +40,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"cxpulse alerts: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.config}: ok; poor for {cfg.poor_minutes} min opens, {cfg.resolve_minutes} min at >= "
-          f"{cfg.resolve_score:.0f} resolves")
+    print(
+        f"{args.config}: ok; poor for {cfg.poor_minutes} min opens, {cfg.resolve_minutes} min at >= "
+        f"{cfg.resolve_score:.0f} resolves"
+    )
     for w in cfg.webhooks:
         signed = "signed" if (w.secret_file or w.secret_env) else "UNSIGNED"
         print(f"  {w.name}: {w.format} -> {w.redacted_url()} ({', '.join(w.alerts)}; {signed})")
@@ -60,9 +62,12 @@ def cmd_test_send(args: argparse.Namespace) -> int:
                     print(f"cxpulse alerts: no webhook named {args.webhook!r} in {args.config}", file=sys.stderr)
                     return 2
         else:
-            cfg = AlertConfig(webhooks=[WebhookConfig(name="cli", url=args.url, format=args.format,
-                                                      secret_file=args.secret_file)],
-                              backoff_base_s=1.0, backoff_max_s=8.0, give_up_after_s=max(1.0, args.timeout))
+            cfg = AlertConfig(
+                webhooks=[WebhookConfig(name="cli", url=args.url, format=args.format, secret_file=args.secret_file)],
+                backoff_base_s=1.0,
+                backoff_max_s=8.0,
+                give_up_after_s=max(1.0, args.timeout),
+            )
             cfg.validate()
     except ConfigError as exc:
         print(f"cxpulse alerts: {exc}", file=sys.stderr)
@@ -88,8 +93,11 @@ async def _send(cfg, timeout: float) -> int:
     ok = True
     for e in al.deliveries.entries():
         status = e["status"] if e["status"] is not None else "-"
-        print(f"  {e['webhook']}: attempt {e['attempt']}: {e['outcome']} (HTTP {status}"
-              + (f", {e['error']}" if e.get("error") else "") + ")")
+        print(
+            f"  {e['webhook']}: attempt {e['attempt']}: {e['outcome']} (HTTP {status}"
+            + (f", {e['error']}" if e.get("error") else "")
+            + ")"
+        )
     for name, s in al.senders.items():
         if not s.counts.get("delivered"):
             ok = False

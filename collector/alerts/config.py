@@ -57,11 +57,19 @@ class WebhookConfig:
         bad = [a for a in self.alerts if a not in ALERT_KINDS]
         if bad or not self.alerts:
             raise ConfigError(f"{where}: alerts must list some of {', '.join(ALERT_KINDS)}; got {self.alerts!r}")
-        if (not isinstance(self.sites, list) or len(self.sites) > 100 or len(set(self.sites)) != len(self.sites)
-                or not all(isinstance(x, str) and x.strip() == x and 0 < len(x) <= 200
-                           and not any(ord(c) < 32 for c in x) for x in self.sites)):
-            raise ConfigError(f"{where}: sites must be a list of distinct site names (1 to 200 printable characters, "
-                              f"at most 100; empty: every site); got {self.sites!r}")
+        if (
+            not isinstance(self.sites, list)
+            or len(self.sites) > 100
+            or len(set(self.sites)) != len(self.sites)
+            or not all(
+                isinstance(x, str) and x.strip() == x and 0 < len(x) <= 200 and not any(ord(c) < 32 for c in x)
+                for x in self.sites
+            )
+        ):
+            raise ConfigError(
+                f"{where}: sites must be a list of distinct site names (1 to 200 printable characters, "
+                f"at most 100; empty: every site); got {self.sites!r}"
+            )
         if self.secret_file and not os.path.isfile(self.secret_file):
             raise ConfigError(f"{where}: secret_file {self.secret_file!r} does not exist")
         if self.secret_env and not os.environ.get(self.secret_env):

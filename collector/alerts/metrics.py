@@ -61,14 +61,16 @@ class MetricsSource:
         g = GaugeMetricFamily("cxpulse_agents_active", "Agents that reported in the last 15 minutes")
         g.add_metric([], snap["agents_active"])
         yield g
-        labels = GaugeMetricFamily("cxpulse_agents_by_label", "Active agents per site and score label (15 min)",
-                                   labels=["site", "label"])
+        labels = GaugeMetricFamily(
+            "cxpulse_agents_by_label", "Active agents per site and score label (15 min)", labels=["site", "label"]
+        )
         for s in snap["sites"]:
             for lab, n in s["labels"].items():
                 labels.add_metric([s["site"], lab], n)
         yield labels
-        hist = HistogramMetricFamily("cxpulse_agent_score", "Experience score of active agents (15 min), per site",
-                                     labels=["site"])
+        hist = HistogramMetricFamily(
+            "cxpulse_agent_score", "Experience score of active agents (15 min), per site", labels=["site"]
+        )
         by_site: dict[str, list[float]] = {}
         for a in snap["worst"]:
             if a["score"] is not None:
@@ -78,7 +80,9 @@ class MetricsSource:
             buckets.append(("+Inf", len(scores)))
             hist.add_metric([site], buckets, sum(scores))
         yield hist
-        inc = GaugeMetricFamily("cxpulse_incidents_open", "Platform or site incidents open now", labels=["kind", "scope"])
+        inc = GaugeMetricFamily(
+            "cxpulse_incidents_open", "Platform or site incidents open now", labels=["kind", "scope"]
+        )
         counts: dict[tuple[str, str], int] = {}
         for i in snap["incidents"]["open"]:
             k = (str(i.get("kind") or "?"), str(i.get("scope") or "?"))
@@ -98,8 +102,9 @@ class MetricsSource:
         for (kind, state), n in sorted(al.counts.items()):
             c.add_metric([kind, state], n)
         yield c
-        d = CounterMetricFamily("cxpulse_webhook_deliveries", "Webhook outcomes per receiver",
-                                labels=["webhook", "outcome"])
+        d = CounterMetricFamily(
+            "cxpulse_webhook_deliveries", "Webhook outcomes per receiver", labels=["webhook", "outcome"]
+        )
         q = GaugeMetricFamily("cxpulse_webhook_queue_depth", "Alerts waiting per receiver", labels=["webhook"])
         for name, s in sorted(al.senders.items()):
             for outcome in ("delivered", "retried", "failed", "dropped"):

@@ -49,8 +49,9 @@ class _AgentState:
 class PoorEpisodes:
     """Per-agent debounce: ``observe`` one minute at a time (in time order), get 'open'/'resolved'/None."""
 
-    def __init__(self, poor_minutes: int = 5, resolve_minutes: int = 10, resolve_score: float = 40.0,
-                 stale_minutes: int = 30):
+    def __init__(
+        self, poor_minutes: int = 5, resolve_minutes: int = 10, resolve_score: float = 40.0, stale_minutes: int = 30
+    ):
         self.poor_minutes = poor_minutes
         self.resolve_minutes = resolve_minutes
         self.resolve_score = resolve_score
@@ -107,8 +108,11 @@ class PoorEpisodes:
         """
         out = []
         for agent_id, s in self._s.items():
-            if s.open_since is not None and s.last_minute is not None and \
-                    now_us - s.last_minute >= self.stale_minutes * MINUTE_US:
+            if (
+                s.open_since is not None
+                and s.last_minute is not None
+                and now_us - s.last_minute >= self.stale_minutes * MINUTE_US
+            ):
                 out.append((agent_id, s.open_since))
                 s.open_since, s.good_run, s.poor_run, s.poor_run_start, s.worst = None, 0, 0, None, None
         return out

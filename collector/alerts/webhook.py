@@ -35,8 +35,9 @@ def sign(secret: bytes, timestamp: int, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
-def verify_signature(secret: bytes, body: bytes, timestamp: str, signature: str, *, tolerance_s: int = 300,
-                     now: float | None = None) -> bool:
+def verify_signature(
+    secret: bytes, body: bytes, timestamp: str, signature: str, *, tolerance_s: int = 300, now: float | None = None
+) -> bool:
     """What a receiver runs: the signature matches and the timestamp is within ``tolerance_s``."""
     try:
         ts = int(timestamp)
@@ -64,9 +65,18 @@ class DeliveryLog:
 class WebhookSender:
     """One receiver's queue and worker. ``enqueue`` never blocks; ``run`` delivers in order."""
 
-    def __init__(self, cfg: WebhookConfig, *, queue_max: int, backoff_base_s: float, backoff_max_s: float,
-                 give_up_after_s: float, delivery_log: DeliveryLog, rng: random.Random | None = None,
-                 sleep: Callable[[float], object] = asyncio.sleep):
+    def __init__(
+        self,
+        cfg: WebhookConfig,
+        *,
+        queue_max: int,
+        backoff_base_s: float,
+        backoff_max_s: float,
+        give_up_after_s: float,
+        delivery_log: DeliveryLog,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], object] = asyncio.sleep,
+    ):
         self.cfg = cfg
         self.queue_max = queue_max
         self.backoff_base_s = backoff_base_s
@@ -100,9 +110,18 @@ class WebhookSender:
             else:
                 dropped = self._q.popleft()
             self.counts["dropped"] += 1
-            self.log.add(webhook=self.cfg.name, alert_id=dropped.id, state=dropped.state, attempt=0, status=None,
-                         error="queue full", outcome="dropped")
-            log.error("webhook %s: queue full (%d), dropped alert %s", self.cfg.name, self.queue_max, safe(dropped.key()))
+            self.log.add(
+                webhook=self.cfg.name,
+                alert_id=dropped.id,
+                state=dropped.state,
+                attempt=0,
+                status=None,
+                error="queue full",
+                outcome="dropped",
+            )
+            log.error(
+                "webhook %s: queue full (%d), dropped alert %s", self.cfg.name, self.queue_max, safe(dropped.key())
+            )
         self._q.append(alert)
         self._idle.clear()
         self._wake.set()
@@ -124,11 +143,18 @@ class WebhookSender:
             return
         try:
             await asyncio.wait_for(self._idle.wait(), flush_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("webhook %s: %d alert(s) not delivered at shutdown", self.cfg.name, len(self._q))
             for a in self._q:
-                self.log.add(webhook=self.cfg.name, alert_id=a.id, state=a.state, attempt=0, status=None,
-                             error="collector stopped", outcome="dropped")
+                self.log.add(
+                    webhook=self.cfg.name,
+                    alert_id=a.id,
+                    state=a.state,
+                    attempt=0,
+                    status=None,
+                    error="collector stopped",
+                    outcome="dropped",
+                )
         self._task.cancel()
         try:
             await self._task
@@ -141,7 +167,7 @@ class WebhookSender:
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     async def _run(self) -> None:
@@ -184,9 +210,14 @@ class WebhookSender:
         while True:
             attempt += 1
             ts = int(time.time())
-            headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT,
-                       "X-Cxpulse-Delivery": alert.key(), "X-Cxpulse-Event": f"{alert.kind}.{alert.state}",
-                       "X-Cxpulse-Timestamp": str(ts), **self.cfg.headers}
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": USER_AGENT,
+                "X-Cxpulse-Delivery": alert.key(),
+                "X-Cxpulse-Event": f"{alert.kind}.{alert.state}",
+                "X-Cxpulse-Timestamp": str(ts),
+                **self.cfg.headers,
+            }
             if self._secret:
                 headers["X-Cxpulse-Signature"] = sign(self._secret, ts, body)
             status, error, retry_after = None, None, None
@@ -200,28 +231,67 @@ class WebhookSender:
             ms = round((time.perf_counter() - t0) * 1000, 1)
             if status is not None and 200 <= status < 300:
                 self.counts["delivered"] += 1
-                self.log.add(webhook=self.cfg.name, alert_id=alert.id, state=alert.state, attempt=attempt,
-                             status=status, error=None, outcome="delivered", ms=ms)
+                self.log.add(
+                    webhook=self.cfg.name,
+                    alert_id=alert.id,
+                    state=alert.state,
+                    attempt=attempt,
+                    status=status,
+                    error=None,
+                    outcome="delivered",
+                    ms=ms,
+                )
                 return
             retry = status is None or status in RETRY_STATUSES
             if not retry:
                 self.counts["failed"] += 1
-                self.log.add(webhook=self.cfg.name, alert_id=alert.id, state=alert.state, attempt=attempt,
-                             status=status, error="refused by the receiver (not retried)", outcome="failed", ms=ms)
+                self.log.add(
+                    webhook=self.cfg.name,
+                    alert_id=alert.id,
+                    state=alert.state,
+                    attempt=attempt,
+                    status=status,
+                    error="refused by the receiver (not retried)",
+                    outcome="failed",
+                    ms=ms,
+                )
                 log.error("webhook %s refused %s with HTTP %s", self.cfg.name, safe(alert.key()), status)
                 return
             if time.monotonic() - first >= self.give_up_after_s:
                 self.counts["failed"] += 1
-                self.log.add(webhook=self.cfg.name, alert_id=alert.id, state=alert.state, attempt=attempt,
-                             status=status, error=error or f"HTTP {status}", outcome="failed", ms=ms)
+                self.log.add(
+                    webhook=self.cfg.name,
+                    alert_id=alert.id,
+                    state=alert.state,
+                    attempt=attempt,
+                    status=status,
+                    error=error or f"HTTP {status}",
+                    outcome="failed",
+                    ms=ms,
+                )
                 log.error("webhook %s: gave up on %s after %d attempts", self.cfg.name, safe(alert.key()), attempt)
                 return
             delay = self.backoff(attempt, retry_after)
             self.counts["retried"] += 1
-            self.log.add(webhook=self.cfg.name, alert_id=alert.id, state=alert.state, attempt=attempt, status=status,
-                         error=error or f"HTTP {status}", outcome="retrying", ms=ms, retry_in_s=round(delay, 2))
-            log.warning("webhook %s: %s failed (%s), retry %d in %.1f s", self.cfg.name, safe(alert.key()),
-                        error or f"HTTP {status}", attempt, delay)
+            self.log.add(
+                webhook=self.cfg.name,
+                alert_id=alert.id,
+                state=alert.state,
+                attempt=attempt,
+                status=status,
+                error=error or f"HTTP {status}",
+                outcome="retrying",
+                ms=ms,
+                retry_in_s=round(delay, 2),
+            )
+            log.warning(
+                "webhook %s: %s failed (%s), retry %d in %.1f s",
+                self.cfg.name,
+                safe(alert.key()),
+                error or f"HTTP {status}",
+                attempt,
+                delay,
+            )
             await self._sleep(delay)
 
 

@@ -7,6 +7,7 @@ docs/collector-internals.md.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -59,7 +60,7 @@ def piecewise(x: float, anchors: Sequence[tuple[float, float]]) -> float:
     """Linear interpolation between (x, score) anchors sorted by x; flat beyond the ends."""
     if x <= anchors[0][0]:
         return anchors[0][1]
-    for (x0, y0), (x1, y1) in zip(anchors, anchors[1:]):
+    for (x0, y0), (x1, y1) in itertools.pairwise(anchors):
         if x <= x1:
             return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
     return anchors[-1][1]
@@ -100,15 +101,22 @@ def _pct_rank(values: Sequence[float], pct: float) -> float:
 # journey threshold "voice MOS >= 3.6": 70, the good line), R 60 (3.10, many users dissatisfied:
 # 30, the poor line), R 50 (2.58, nearly all users dissatisfied: 10), MOS 1: 0.
 MOS_ANCHORS: tuple[tuple[float, float], ...] = (
-    (1.0, 0), (mos_from_r(50), 10), (mos_from_r(60), 30), (3.6, 70), (mos_from_r(80), 85), (mos_from_r(90), 100))
+    (1.0, 0),
+    (mos_from_r(50), 10),
+    (mos_from_r(60), 30),
+    (3.6, 70),
+    (mos_from_r(80), 85),
+    (mos_from_r(90), 100),
+)
 
 
 def voice_score_from_mos(mos: float) -> float:
     return piecewise(mos, MOS_ANCHORS)
 
 
-def voice_component(rtt_to_edge_ms: float, jitter_ms: float, loss_pct: float, burst_r: float = 1.0,
-                    codec: str = DEFAULT_CODEC) -> Component:
+def voice_component(
+    rtt_to_edge_ms: float, jitter_ms: float, loss_pct: float, burst_r: float = 1.0, codec: str = DEFAULT_CODEC
+) -> Component:
     """Voice quality of the agent's call leg via the E-model, mapped to 0-100 (MOS_ANCHORS).
 
     The reason names what cost the most R: loss (with its burstiness), delay, or the codec.
@@ -132,17 +140,28 @@ def voice_component(rtt_to_edge_ms: float, jitter_ms: float, loss_pct: float, bu
                 bursty = " in bursts" if burst_r >= 1.5 else ""
                 parts.append(f"loss {loss_pct:.1f}%{bursty} (-{cost:.0f} R)")
             elif what == "delay":
-                parts.append(f"one-way delay {budget.total_ms:.0f} ms: RTT {rtt_to_edge_ms:.0f} ms to the media edge, "
-                             f"jitter buffer {budget.jitter_buffer_ms:.0f} ms (-{cost:.0f} R)")
+                parts.append(
+                    f"one-way delay {budget.total_ms:.0f} ms: RTT {rtt_to_edge_ms:.0f} ms to the media edge, "
+                    f"jitter buffer {budget.jitter_buffer_ms:.0f} ms (-{cost:.0f} R)"
+                )
             else:
                 parts.append(f"codec {c.name} (-{cost:.0f} R)")
         reason = f"{head}: " + "; ".join(parts)
     evidence = {
-        "mos": round(rating.mos, 2), "r": round(rating.r, 1), "codec": c.name,
-        "rtt_to_edge_ms": rtt_to_edge_ms, "jitter_ms": jitter_ms, "loss_pct": loss_pct, "burst_r": burst_r,
-        "one_way_ms": round(budget.total_ms, 1), "network_ms": round(budget.network_ms, 1),
-        "jitter_buffer_ms": round(budget.jitter_buffer_ms, 1), "codec_ms": round(budget.codec_ms, 1),
-        "id": round(rating.id, 2), "ie_eff": round(rating.ie_eff, 2), "is": round(rating.is_, 2),
+        "mos": round(rating.mos, 2),
+        "r": round(rating.r, 1),
+        "codec": c.name,
+        "rtt_to_edge_ms": rtt_to_edge_ms,
+        "jitter_ms": jitter_ms,
+        "loss_pct": loss_pct,
+        "burst_r": burst_r,
+        "one_way_ms": round(budget.total_ms, 1),
+        "network_ms": round(budget.network_ms, 1),
+        "jitter_buffer_ms": round(budget.jitter_buffer_ms, 1),
+        "codec_ms": round(budget.codec_ms, 1),
+        "id": round(rating.id, 2),
+        "ie_eff": round(rating.ie_eff, 2),
+        "is": round(rating.is_, 2),
     }
     return _component("voice", score, reason, evidence)
 
@@ -167,8 +186,9 @@ class AppCheck:
     ok: bool = True
 
 
-def apps_component(checks: Iterable[AppCheck], thresholds: Mapping[str, float] | None = None,
-                   default_t_ms: float = DEFAULT_APDEX_T_MS) -> Component:
+def apps_component(
+    checks: Iterable[AppCheck], thresholds: Mapping[str, float] | None = None, default_t_ms: float = DEFAULT_APDEX_T_MS
+) -> Component:
     """Apdex and availability per app; the component is the worst app.
 
     Apdex_T = (satisfied + tolerating / 2) / checks, satisfied: duration <= T, tolerating:
@@ -180,7 +200,9 @@ def apps_component(checks: Iterable[AppCheck], thresholds: Mapping[str, float] |
     per: dict[str, dict] = {}
     for chk in checks:
         t = float(thresholds.get(chk.app, default_t_ms))
-        a = per.setdefault(chk.app, {"t_ms": t, "checks": 0, "satisfied": 0, "tolerating": 0, "frustrated": 0, "failed": 0})
+        a = per.setdefault(
+            chk.app, {"t_ms": t, "checks": 0, "satisfied": 0, "tolerating": 0, "frustrated": 0, "failed": 0}
+        )
         a["checks"] += 1
         if not chk.ok or chk.duration_ms is None:
             a["failed"] += 1
@@ -195,7 +217,9 @@ def apps_component(checks: Iterable[AppCheck], thresholds: Mapping[str, float] |
     for a in per.values():
         a["apdex"] = round((a["satisfied"] + a["tolerating"] / 2) / a["checks"], 3)
         a["availability_pct"] = round(100 * (a["checks"] - a["failed"]) / a["checks"], 2)
-        a["score"] = round(min(piecewise(a["apdex"], APDEX_ANCHORS), piecewise(a["availability_pct"], AVAILABILITY_ANCHORS)), 1)
+        a["score"] = round(
+            min(piecewise(a["apdex"], APDEX_ANCHORS), piecewise(a["availability_pct"], AVAILABILITY_ANCHORS)), 1
+        )
     worst_name = min(per, key=lambda n: (per[n]["score"], n))
     w = per[worst_name]
     if label_for(w["score"]) == "good" and not w["failed"]:
@@ -231,7 +255,11 @@ COLLAPSE_ANCHORS: tuple[tuple[float, float], ...] = ((0.0, 100), (1.0, 60), (3.0
 COLLAPSE_RATIO = 0.25  # below a quarter of the window's 90th-percentile tx rate ...
 COLLAPSE_MAX_KBPS = 54_000  # ... and below 54 Mbit/s: a fast link slowing to 200 Mbit/s is no collapse
 DISCONNECT_CAP = 40.0  # any disconnect: the link dropped, calls break; at best fair
-DISCONNECT_ANCHORS: tuple[tuple[float, float], ...] = ((0.0, DISCONNECT_CAP), (0.1, 10), (0.25, 0))  # by share of time down
+DISCONNECT_ANCHORS: tuple[tuple[float, float], ...] = (
+    (0.0, DISCONNECT_CAP),
+    (0.1, 10),
+    (0.25, 0),
+)  # by share of time down
 _HIDDEN = {"", "<hidden-by-os>"}
 
 
@@ -263,11 +291,16 @@ def wifi_component(readings: Iterable[WifiReading], window_s: float | None = Non
     subs: list[tuple[float, str, str]] = []  # (score, key, sentence)
 
     down_share = 1 - len(up) / len(rs)
-    drops = sum(1 for a, b in zip(rs, rs[1:]) if a.connected and not b.connected) + (0 if rs[0].connected else 1)
+    drops = sum(1 for a, b in itertools.pairwise(rs) if a.connected and not b.connected) + (0 if rs[0].connected else 1)
     ev["disconnects"], ev["disconnected_pct"] = drops, round(100 * down_share, 1)
     if drops:
-        subs.append((piecewise(down_share, DISCONNECT_ANCHORS), "disconnects",
-                     f"link dropped {drops} time(s), down {100 * down_share:.0f}% of readings"))
+        subs.append(
+            (
+                piecewise(down_share, DISCONNECT_ANCHORS),
+                "disconnects",
+                f"link dropped {drops} time(s), down {100 * down_share:.0f}% of readings",
+            )
+        )
     if not up:
         return _component("wifi", 0.0, "Wi-Fi disconnected for the whole window", ev)
 
@@ -275,16 +308,28 @@ def wifi_component(readings: Iterable[WifiReading], window_s: float | None = Non
     if rssi:
         low = _pct_rank(rssi, 10)
         ev["rssi_p10_dbm"], ev["rssi_median_dbm"] = low, _pct_rank(rssi, 50)
-        subs.append((piecewise(low, RSSI_ANCHORS), "rssi", f"weak signal: RSSI {low:.0f} dBm at its lowest 10% "
-                     f"(median {ev['rssi_median_dbm']:.0f} dBm; voice wants -67 dBm or better)"))
+        subs.append(
+            (
+                piecewise(low, RSSI_ANCHORS),
+                "rssi",
+                f"weak signal: RSSI {low:.0f} dBm at its lowest 10% "
+                f"(median {ev['rssi_median_dbm']:.0f} dBm; voice wants -67 dBm or better)",
+            )
+        )
     snr = [r.snr_db for r in up if r.snr_db is not None]
     if snr:
         low = _pct_rank(snr, 10)
         ev["snr_p10_db"] = low
-        subs.append((piecewise(low, SNR_ANCHORS), "snr", f"noisy channel: SNR {low:.0f} dB at its lowest 10% (voice wants 25 dB)"))
+        subs.append(
+            (
+                piecewise(low, SNR_ANCHORS),
+                "snr",
+                f"noisy channel: SNR {low:.0f} dB at its lowest 10% (voice wants 25 dB)",
+            )
+        )
 
     named = [r for r in up if r.bssid is not None and r.bssid not in _HIDDEN]
-    roams = sum(1 for a, b in zip(named, named[1:]) if a.bssid != b.bssid)
+    roams = sum(1 for a, b in itertools.pairwise(named) if a.bssid != b.bssid)
     ev["roams"] = roams
     subs.append((piecewise(roams / minutes, ROAM_ANCHORS), "roams", f"{roams} roam(s) in {span_s / 60:.0f} min"))
 
@@ -296,13 +341,20 @@ def wifi_component(readings: Iterable[WifiReading], window_s: float | None = Non
         low_flags = [x < limit for x in rates]
         collapses = sum(1 for i, f in enumerate(low_flags) if f and (i == 0 or not low_flags[i - 1]))
         ev["tx_p90_kbps"], ev["rate_collapses"] = ref, collapses
-        subs.append((piecewise(collapses / minutes, COLLAPSE_ANCHORS), "rate_collapses",
-                     f"{collapses} rate collapse(s) below {limit / 1000:.0f} Mbit/s (normal {ref / 1000:.0f} Mbit/s)"))
+        subs.append(
+            (
+                piecewise(collapses / minutes, COLLAPSE_ANCHORS),
+                "rate_collapses",
+                f"{collapses} rate collapse(s) below {limit / 1000:.0f} Mbit/s (normal {ref / 1000:.0f} Mbit/s)",
+            )
+        )
 
     score, key, sentence = min(subs, key=lambda s: s[0])
     ev["limiting"] = key
     if label_for(score) == "good":
-        reason = "healthy link" + (f" (RSSI {ev['rssi_p10_dbm']:.0f} dBm at its lowest 10%)" if "rssi_p10_dbm" in ev else "")
+        reason = "healthy link" + (
+            f" (RSSI {ev['rssi_p10_dbm']:.0f} dBm at its lowest 10%)" if "rssi_p10_dbm" in ev else ""
+        )
     else:
         others = [s for sc, k, s in sorted(subs, key=lambda s: s[0]) if k != key and label_for(sc) != "good"]
         reason = "; ".join([sentence, *others])
@@ -328,7 +380,9 @@ class EventLike(Protocol):
     severity: int
 
 
-def stability_component(events: Iterable[EventLike], window_s: float, *, window_start_us: int | None = None) -> Component:
+def stability_component(
+    events: Iterable[EventLike], window_s: float, *, window_start_us: int | None = None
+) -> Component:
     """Seconds spent inside micro-disruption events, weighted by severity, as a share of the window.
 
     Overlapping events count once, at the highest severity among them (a loss burst during a
@@ -357,16 +411,27 @@ def stability_component(events: Iterable[EventLike], window_s: float, *, window_
     weighted_s = _weighted_union_s(spans)
     share = min(1.0, weighted_s / window_s)
     score = piecewise(share, STABILITY_ANCHORS)
-    ev = {"window_s": window_s, "events": len(spans), "weighted_s": round(weighted_s, 2),
-          "seconds_by_kind": {k: round(v, 1) for k, v in per_kind.most_common()}}
+    ev = {
+        "window_s": window_s,
+        "events": len(spans),
+        "weighted_s": round(weighted_s, 2),
+        "seconds_by_kind": {k: round(v, 1) for k, v in per_kind.most_common()},
+    }
     if not spans:
         return _component("stability", score, f"no disruptions in {window_s:.0f} s", ev)
     worst = max(spans, key=lambda s: (s[2], s[1] - s[0]))[3]
-    ev["worst_event"] = {"kind": worst.kind, "severity": worst.severity, "start_us": worst.start_us, "end_us": worst.end_us,
-                         **({"id": worst.id} if hasattr(worst, "id") else {})}
+    ev["worst_event"] = {
+        "kind": worst.kind,
+        "severity": worst.severity,
+        "start_us": worst.start_us,
+        "end_us": worst.end_us,
+        **({"id": worst.id} if hasattr(worst, "id") else {}),
+    }
     kinds = ", ".join(f"{k} {v:.0f} s" for k, v in per_kind.most_common(3))
-    reason = (f"{weighted_s:.1f} severity-weighted s of {window_s:.0f} s inside disruptions ({kinds}; "
-              f"worst: {worst.kind}, {_SEVERITY_WORD.get(worst.severity, 'severity ' + str(worst.severity))})")
+    reason = (
+        f"{weighted_s:.1f} severity-weighted s of {window_s:.0f} s inside disruptions ({kinds}; "
+        f"worst: {worst.kind}, {_SEVERITY_WORD.get(worst.severity, 'severity ' + str(worst.severity))})"
+    )
     return _component("stability", score, reason, ev)
 
 
@@ -374,7 +439,7 @@ def _weighted_union_s(spans: Sequence[tuple[int, int, float, object]]) -> float:
     """Integral over time of the highest weight among the spans covering each instant, in s."""
     cuts = sorted({t for s in spans for t in s[:2]})
     total = 0.0
-    for a, b in zip(cuts, cuts[1:]):
+    for a, b in itertools.pairwise(cuts):
         w = max((s[2] for s in spans if s[0] <= a and s[1] >= b), default=0.0)
         total += w * (b - a)
     return total / 1e6
@@ -394,8 +459,13 @@ class Overall:
     components: tuple[Component, ...]
 
     def to_dict(self) -> dict:
-        return {"score": None if self.score is None else round(self.score, 1), "label": self.label,
-                "limiting": self.limiting, "reason": self.reason, "components": [c.to_dict() for c in self.components]}
+        return {
+            "score": None if self.score is None else round(self.score, 1),
+            "label": self.label,
+            "limiting": self.limiting,
+            "reason": self.reason,
+            "components": [c.to_dict() for c in self.components],
+        }
 
 
 def overall(components: Iterable[Component]) -> Overall:
@@ -426,10 +496,15 @@ class WindowScore:
     worst: tuple[tuple[int, float, str | None], ...]  # (minute, score, limiting) of the minutes counted
 
     def to_dict(self) -> dict:
-        return {"score": None if self.score is None else round(self.score, 1), "label": self.label,
-                "limiting": self.limiting, "reason": self.reason, "minutes": self.minutes,
-                "mean": None if self.mean is None else round(self.mean, 1),
-                "worst": [{"minute": m, "score": round(s, 1), "limiting": lim} for m, s, lim in self.worst]}
+        return {
+            "score": None if self.score is None else round(self.score, 1),
+            "label": self.label,
+            "limiting": self.limiting,
+            "reason": self.reason,
+            "minutes": self.minutes,
+            "mean": None if self.mean is None else round(self.mean, 1),
+            "worst": [{"minute": m, "score": round(s, 1), "limiting": lim} for m, s, lim in self.worst],
+        }
 
 
 WORST_FRACTION = 0.1
@@ -457,5 +532,6 @@ def window_score(minutes: Iterable[tuple[int, Overall]], worst_fraction: float =
     limiting = next(o.limiting for _, o in worst if votes[o.limiting] == top)
     m0, o0 = worst[0]
     reason = f"worst minute {m0}: {o0.reason}" + (f" ({k} worst of {len(scored)} minutes counted)" if k > 1 else "")
-    return WindowScore(score, label_for(score), limiting, reason, len(scored), mean,
-                       tuple((m, o.score, o.limiting) for m, o in worst))
+    return WindowScore(
+        score, label_for(score), limiting, reason, len(scored), mean, tuple((m, o.score, o.limiting) for m, o in worst)
+    )

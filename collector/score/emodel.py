@@ -127,14 +127,16 @@ def rate(p: Params = Params()) -> Rating:
 
     # 7.3 Simultaneous impairment factor Is (Iolr and Iq: _fixed_terms).
     stmro = -10 * math.log10(10 ** (-p.STMR / 10) + math.exp(-p.T / 4) * 10 ** (-p.TELR / 10))
-    ist = (12 * (1 + ((stmro - 13) / 6) ** 8) ** (1 / 8)
-           - 28 * (1 + ((stmro + 1) / 19.4) ** 35) ** (1 / 35)
-           - 13 * (1 + ((stmro - 3) / 33) ** 13) ** (1 / 13)
-           + 29)
+    ist = (
+        12 * (1 + ((stmro - 13) / 6) ** 8) ** (1 / 8)
+        - 28 * (1 + ((stmro + 1) / 19.4) ** 35) ** (1 / 35)
+        - 13 * (1 + ((stmro - 3) / 33) ** 13) ** (1 / 13)
+        + 29
+    )
     is_ = iolr + ist + iq  # (7-8)
 
     # 7.4 Delay impairment factor Id.
-    terv = p.TELR - 40 * math.log10((1 + p.T / 10) / (1 + p.T / 150)) + 6 * math.exp(-0.3 * p.T ** 2)  # (7-22)
+    terv = p.TELR - 40 * math.log10((1 + p.T / 10) / (1 + p.T / 150)) + 6 * math.exp(-0.3 * p.T**2)  # (7-22)
     if p.STMR < 9:
         terv += ist / 2  # TERVs: a weak sidetone masks the echo less
     re = 80 + 2.5 * (terv - 14)  # (7-21)
@@ -143,7 +145,7 @@ def rate(p: Params = Params()) -> Rating:
     else:
         idte = ((roe - re) / 2 + math.sqrt((roe - re) ** 2 / 4 + 100) - 1) * (1 - math.exp(-p.T))  # (7-19)
         if p.STMR > 20:
-            idte = math.sqrt(idte ** 2 + ist ** 2)  # Idtes: a loud sidetone adds to the echo
+            idte = math.sqrt(idte**2 + ist**2)  # Idtes: a loud sidetone adds to the echo
     rle = 10.5 * (p.WEPL + 7) * (p.Tr + 1) ** -0.25  # (7-26)
     idle = (ro - rle) / 2 + math.sqrt((ro - rle) ** 2 / 4 + 169)  # (7-25)
     if p.Ta <= p.mT:
@@ -151,20 +153,36 @@ def rate(p: Params = Params()) -> Rating:
     else:
         x = math.log10(p.Ta / p.mT) / math.log10(2)  # (7-28)
         k = 6 * p.sT
-        idd = 25 * ((1 + x ** k) ** (1 / k) - 3 * (1 + (x / 3) ** k) ** (1 / k) + 2)  # (7-27)
+        idd = 25 * ((1 + x**k) ** (1 / k) - 3 * (1 + (x / 3) ** k) ** (1 / k) + 2)  # (7-27)
     id_ = idte + idle + idd  # (7-18)
 
     # 7.5 Effective equipment impairment factor Ie,eff.
     ie_eff = p.Ie + (95 - p.Ie) * p.Ppl / (p.Ppl / p.BurstR + p.Bpl)  # (7-29)
 
     r = ro - is_ - id_ - ie_eff + p.A
-    return Rating(r=r, mos=mos_from_r(r), ro=ro, is_=is_, id=id_, ie_eff=ie_eff, a=p.A, no=no,
-                  iolr=iolr, ist=ist, iq=iq, idte=idte, idle=idle, idd=idd, params=p)
+    return Rating(
+        r=r,
+        mos=mos_from_r(r),
+        ro=ro,
+        is_=is_,
+        id=id_,
+        ie_eff=ie_eff,
+        a=p.A,
+        no=no,
+        iolr=iolr,
+        ist=ist,
+        iq=iq,
+        idte=idte,
+        idle=idle,
+        idd=idd,
+        params=p,
+    )
 
 
 @functools.lru_cache(maxsize=64)
-def _fixed_terms(SLR: float, RLR: float, LSTR: float, Ds: float, Nc: float, Nfor: float, Ps: float, Pr: float,
-                 qdu: float) -> tuple[float, float, float, float, float]:
+def _fixed_terms(
+    SLR: float, RLR: float, LSTR: float, Ds: float, Nc: float, Nfor: float, Ps: float, Pr: float, qdu: float
+) -> tuple[float, float, float, float, float]:
     """No, Ro, Iolr, Iq and Roe: the terms of the loudness, noise and quantizing parameters alone.
 
     Why apart: a measured path changes only delay, loss and burstiness, so a day's 2,880 ratings
@@ -182,10 +200,10 @@ def _fixed_terms(SLR: float, RLR: float, LSTR: float, Ds: float, Nc: float, Nfor
     xolr = olr + 0.2 * (64 + no - RLR)
     iolr = 20 * ((1 + (xolr / 8) ** 8) ** (1 / 8) - xolr / 8)
     q = 37 - 15 * math.log10(qdu)
-    g = 1.07 + 0.258 * q + 0.0602 * q ** 2
+    g = 1.07 + 0.258 * q + 0.0602 * q**2
     z = 46 / 30 - g / 40
     y = (ro - 100) / 15 + 46 / 8.4 - g / 9
-    iq = 15 * math.log10(1 + 10 ** y + 10 ** z)
+    iq = 15 * math.log10(1 + 10**y + 10**z)
     roe = -1.5 * (no - RLR)  # (7-20)
     return no, ro, iolr, iq, roe
 
@@ -226,22 +244,49 @@ class Codec:
         return self.frame_ms + self.lookahead_ms
 
 
-CODECS: dict[str, Codec] = {c.name: c for c in (
-    Codec("g711", ie=0.0, bpl=4.3, frame_ms=20, lookahead_ms=0,
-          source="ITU-T G.113 Appendix I: G.711 without PLC (random loss); Ie 0, Bpl 4.3 are also "
-                 "G.107's default Ie and Bpl"),
-    Codec("g711-plc", ie=0.0, bpl=25.1, frame_ms=20, lookahead_ms=0,
-          source="ITU-T G.113 Appendix I: G.711 with packet-loss concealment (G.711 Appendix I)"),
-    Codec("g729a", ie=11.0, bpl=19.0, frame_ms=20, lookahead_ms=5,
-          source="ITU-T G.113 Appendix I: G.729A + VAD; two 10 ms frames per packet, 5 ms look-ahead"),
-    Codec("opus", ie=0.0, bpl=25.1, frame_ms=20, lookahead_ms=6.5,
-          source="ASSUMPTION: G.113 Appendix I has no Opus entry (Opus, RFC 6716, is younger). "
-                 "Ie 0: a speech-mode Opus call at the bit rates CCaaS softphones use is at least as "
-                 "clear as G.711 on the narrowband R scale, whose best is Ie 0. Bpl 25.1: Opus has "
-                 "built-in concealment; we credit it exactly as much as G.711 with PLC, not more, so "
-                 "a lossy path is never rated better than the G.711+PLC figure G.113 publishes. "
-                 "20 ms frames with 6.5 ms look-ahead: RFC 6716's default 26.5 ms algorithmic delay"),
-)}
+CODECS: dict[str, Codec] = {
+    c.name: c
+    for c in (
+        Codec(
+            "g711",
+            ie=0.0,
+            bpl=4.3,
+            frame_ms=20,
+            lookahead_ms=0,
+            source="ITU-T G.113 Appendix I: G.711 without PLC (random loss); Ie 0, Bpl 4.3 are also "
+            "G.107's default Ie and Bpl",
+        ),
+        Codec(
+            "g711-plc",
+            ie=0.0,
+            bpl=25.1,
+            frame_ms=20,
+            lookahead_ms=0,
+            source="ITU-T G.113 Appendix I: G.711 with packet-loss concealment (G.711 Appendix I)",
+        ),
+        Codec(
+            "g729a",
+            ie=11.0,
+            bpl=19.0,
+            frame_ms=20,
+            lookahead_ms=5,
+            source="ITU-T G.113 Appendix I: G.729A + VAD; two 10 ms frames per packet, 5 ms look-ahead",
+        ),
+        Codec(
+            "opus",
+            ie=0.0,
+            bpl=25.1,
+            frame_ms=20,
+            lookahead_ms=6.5,
+            source="ASSUMPTION: G.113 Appendix I has no Opus entry (Opus, RFC 6716, is younger). "
+            "Ie 0: a speech-mode Opus call at the bit rates CCaaS softphones use is at least as "
+            "clear as G.711 on the narrowband R scale, whose best is Ie 0. Bpl 25.1: Opus has "
+            "built-in concealment; we credit it exactly as much as G.711 with PLC, not more, so "
+            "a lossy path is never rated better than the G.711+PLC figure G.113 publishes. "
+            "20 ms frames with 6.5 ms look-ahead: RFC 6716's default 26.5 ms algorithmic delay",
+        ),
+    )
+}
 
 DEFAULT_CODEC = "g711-plc"  # what softphones and CCaaS WebRTC stacks send when they send G.711
 
@@ -272,8 +317,13 @@ class DelayBudget:
         return self.network_ms + self.jitter_buffer_ms + self.codec_ms
 
 
-def one_way_delay(rtt_to_edge_ms: float, jitter_ms: float, codec: Codec | str = DEFAULT_CODEC, *,
-                  jitter_buffer_min_ms: float = JITTER_BUFFER_MIN_MS) -> DelayBudget:
+def one_way_delay(
+    rtt_to_edge_ms: float,
+    jitter_ms: float,
+    codec: Codec | str = DEFAULT_CODEC,
+    *,
+    jitter_buffer_min_ms: float = JITTER_BUFFER_MIN_MS,
+) -> DelayBudget:
     """The one-way delay G.107 needs, built from what the agent measures.
 
     - network: half the RTT to the media edge (the path is taken as symmetric; the agent cannot
@@ -283,8 +333,11 @@ def one_way_delay(rtt_to_edge_ms: float, jitter_ms: float, codec: Codec | str = 
     - codec: packetization (frame) plus the encoder's look-ahead.
     """
     c = codec_by_name(codec) if isinstance(codec, str) else codec
-    for name, value in (("rtt_to_edge_ms", rtt_to_edge_ms), ("jitter_ms", jitter_ms),
-                        ("jitter_buffer_min_ms", jitter_buffer_min_ms)):
+    for name, value in (
+        ("rtt_to_edge_ms", rtt_to_edge_ms),
+        ("jitter_ms", jitter_ms),
+        ("jitter_buffer_min_ms", jitter_buffer_min_ms),
+    ):
         if not (math.isfinite(value) and value >= 0):
             raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     return DelayBudget(rtt_to_edge_ms / 2, max(2 * jitter_ms, jitter_buffer_min_ms), c.delay_ms)
@@ -308,8 +361,15 @@ def burst_r_from_runs(lost: int, sent: int, loss_runs: int) -> float:
     return max(1.0, (lost / loss_runs) * (1 - lost / sent))
 
 
-def rate_path(one_way_ms: float, loss_pct: float, *, codec: Codec | str | None = None,
-              ie: float | None = None, bpl: float | None = None, burst_r: float = 1.0) -> Rating:
+def rate_path(
+    one_way_ms: float,
+    loss_pct: float,
+    *,
+    codec: Codec | str | None = None,
+    ie: float | None = None,
+    bpl: float | None = None,
+    burst_r: float = 1.0,
+) -> Rating:
     """R for a measured path under the issue's convention: T = Ta = one-way delay, Tr = 2T.
 
     The codec gives Ie and Bpl; or both are given directly (not both ways at once). Without
@@ -322,6 +382,12 @@ def rate_path(one_way_ms: float, loss_pct: float, *, codec: Codec | str | None =
     if codec is not None:
         c = codec_by_name(codec) if isinstance(codec, str) else codec
         ie, bpl = c.ie, c.bpl
-    params = Params(T=one_way_ms, Ta=one_way_ms, Tr=2 * one_way_ms, Ppl=loss_pct, BurstR=burst_r,
-                    **({} if ie is None else {"Ie": ie, "Bpl": bpl}))
+    params = Params(
+        T=one_way_ms,
+        Ta=one_way_ms,
+        Tr=2 * one_way_ms,
+        Ppl=loss_pct,
+        BurstR=burst_r,
+        **({} if ie is None else {"Ie": ie, "Bpl": bpl}),
+    )
     return rate(params)

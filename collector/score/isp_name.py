@@ -20,8 +20,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-__all__ = ["NamingConfig", "NamingError", "IspNamer", "add_arguments", "current", "from_arguments", "install",
-           "wait_budget"]
+__all__ = [
+    "IspNamer",
+    "NamingConfig",
+    "NamingError",
+    "add_arguments",
+    "current",
+    "from_arguments",
+    "install",
+    "wait_budget",
+]
 
 
 class NamingError(ValueError):
@@ -104,7 +112,7 @@ class IspNamer:
         return None
 
     def name(self, address: str | None) -> str | None:
-        """"AS3209 Vodafone GmbH", "vodafone.de", or None (show the address)."""
+        """ "AS3209 Vodafone GmbH", "vodafone.de", or None (show the address)."""
         ip = _global(address)
         if ip is None:
             return None  # private, CGNAT, loopback: no database row, and no PTR worth asking for
@@ -132,7 +140,12 @@ class IspNamer:
         if not isinstance(rec, dict):
             return None
         num = rec.get("autonomous_system_number", rec.get("asn"))
-        org = rec.get("autonomous_system_organization") or rec.get("as_name") or rec.get("organization") or rec.get("name")
+        org = (
+            rec.get("autonomous_system_organization")
+            or rec.get("as_name")
+            or rec.get("organization")
+            or rec.get("name")
+        )
         num_s = str(num).upper().removeprefix("AS") if num not in (None, "", 0) else ""
         num_s = f"AS{num_s}" if num_s.isdigit() else ""
         org_s = _clean_org(org) if isinstance(org, str) else ""
@@ -160,7 +173,7 @@ class IspNamer:
         t0 = time.monotonic()
         try:
             return fut.result(timeout=wait) if wait > 0 or fut.done() else None
-        except Exception:  # noqa: BLE001 - a timeout of this wait, or of the lookup: the address is shown
+        except Exception:
             return None
         finally:
             self._spent(time.monotonic() - t0)
@@ -203,7 +216,7 @@ class IspNamer:
         return name
 
     def _registrable(self, host: str) -> str | None:
-        """"ae1-0.dus10.vodafone.de" -> "vodafone.de"; None for a name that is not a host name."""
+        """ "ae1-0.dus10.vodafone.de" -> "vodafone.de"; None for a name that is not a host name."""
         host = host.lower().rstrip(".")
         if not _DOMAIN.match(host):
             return None  # escapes, spaces, a bare TLD: nothing a person should read
@@ -240,8 +253,10 @@ def _resolver(cfg: NamingConfig):
         try:
             return dns.resolver.Resolver(configure=True)
         except dns.resolver.NoResolverConfiguration:
-            raise NamingError("reverse DNS needs a name server: none is configured on this machine; give "
-                              "--reverse-dns-server ADDR or turn it off with --no-reverse-dns") from None
+            raise NamingError(
+                "reverse DNS needs a name server: none is configured on this machine; give "
+                "--reverse-dns-server ADDR or turn it off with --no-reverse-dns"
+            ) from None
     r = dns.resolver.Resolver(configure=False)
     servers = []
     for spec in cfg.nameservers:
@@ -252,7 +267,7 @@ def _resolver(cfg: NamingConfig):
 
 
 def _host_port(spec: str) -> tuple[str, int]:
-    """"10.0.0.53", "10.0.0.53:5353", "[::1]:5353" -> (address, port)."""
+    """ "10.0.0.53", "10.0.0.53:5353", "[::1]:5353" -> (address, port)."""
     s = spec.strip()
     host, port = s, 53
     if s.startswith("["):
@@ -295,14 +310,30 @@ def add_arguments(parser) -> None:
     """The naming flags of ``collector serve`` and ``cxpulse lookup`` (one hook line each)."""
     d = NamingConfig()
     g = parser.add_argument_group("naming the ISP (the hops beyond the desk's router)")
-    g.add_argument("--asn-db", default=None, metavar="FILE",
-                   help="IP-to-ASN MaxMind DB (GeoLite2-ASN, ipinfo or iptoasn layout): names the ISP 'AS3209 Vodafone GmbH'")
-    g.add_argument("--no-reverse-dns", action="store_true",
-                   help="do not name ISP hops by reverse DNS (closed networks); they are named by --asn-db or shown as addresses")
-    g.add_argument("--reverse-dns-server", action="append", default=[], metavar="ADDR[:PORT]",
-                   help="name server for reverse DNS (repeatable; default: this machine's)")
-    g.add_argument("--reverse-dns-timeout", type=float, default=d.dns_timeout_s,
-                   help=f"seconds one reverse lookup may take (default {d.dns_timeout_s:g})")
+    g.add_argument(
+        "--asn-db",
+        default=None,
+        metavar="FILE",
+        help="IP-to-ASN MaxMind DB (GeoLite2-ASN, ipinfo or iptoasn layout): names the ISP 'AS3209 Vodafone GmbH'",
+    )
+    g.add_argument(
+        "--no-reverse-dns",
+        action="store_true",
+        help="do not name ISP hops by reverse DNS (closed networks); they are named by --asn-db or shown as addresses",
+    )
+    g.add_argument(
+        "--reverse-dns-server",
+        action="append",
+        default=[],
+        metavar="ADDR[:PORT]",
+        help="name server for reverse DNS (repeatable; default: this machine's)",
+    )
+    g.add_argument(
+        "--reverse-dns-timeout",
+        type=float,
+        default=d.dns_timeout_s,
+        help=f"seconds one reverse lookup may take (default {d.dns_timeout_s:g})",
+    )
 
 
 def from_arguments(args) -> IspNamer | None:
@@ -311,15 +342,25 @@ def from_arguments(args) -> IspNamer | None:
     Without the ``web`` extra's readers installed, the default (reverse DNS, no database) names
     nothing and says so once; an option asked for explicitly is an error instead.
     """
-    cfg = NamingConfig(asn_db=args.asn_db or None, reverse_dns=not args.no_reverse_dns,
-                       nameservers=tuple(args.reverse_dns_server), dns_timeout_s=args.reverse_dns_timeout)
-    missing = [m for m, wanted in (("maxminddb", cfg.asn_db), ("dns", cfg.reverse_dns), ("publicsuffixlist", cfg.reverse_dns))
-               if wanted and importlib.util.find_spec(m) is None]
+    cfg = NamingConfig(
+        asn_db=args.asn_db or None,
+        reverse_dns=not args.no_reverse_dns,
+        nameservers=tuple(args.reverse_dns_server),
+        dns_timeout_s=args.reverse_dns_timeout,
+    )
+    missing = [
+        m
+        for m, wanted in (("maxminddb", cfg.asn_db), ("dns", cfg.reverse_dns), ("publicsuffixlist", cfg.reverse_dns))
+        if wanted and importlib.util.find_spec(m) is None
+    ]
     if missing:
         explicit = cfg.asn_db or cfg.nameservers
         if explicit:
             raise NamingError(f"naming the ISP needs {', '.join(missing)}: pip install 'cxpulse[web]'")
-        print("cxpulse: ISP hops are shown as addresses: reverse DNS needs dnspython and publicsuffixlist "
-              "(pip install 'cxpulse[web]'; --no-reverse-dns silences this)", file=sys.stderr)
+        print(
+            "cxpulse: ISP hops are shown as addresses: reverse DNS needs dnspython and publicsuffixlist "
+            "(pip install 'cxpulse[web]'; --no-reverse-dns silences this)",
+            file=sys.stderr,
+        )
         return None
     return IspNamer(cfg)

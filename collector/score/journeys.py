@@ -18,8 +18,17 @@ from dataclasses import dataclass
 
 from .timeline import MinuteScore, ScoreConfig, agent_timeline
 
-__all__ = ["DEFAULT_JOURNEYS_TOML", "Condition", "Journey", "default_journeys", "evaluate", "journey_summary",
-           "load_journeys", "parse_journeys", "site_journeys"]
+__all__ = [
+    "DEFAULT_JOURNEYS_TOML",
+    "Condition",
+    "Journey",
+    "default_journeys",
+    "evaluate",
+    "journey_summary",
+    "load_journeys",
+    "parse_journeys",
+    "site_journeys",
+]
 
 DEFAULT_JOURNEYS_TOML = """\
 # cxpulse journeys: what must work, per minute, per agent and per site (docs/scoring.md).
@@ -32,7 +41,10 @@ when = ["reachable(signalling|genesys*|*sip*|*ccaas*)", "reachable(media*|reflec
 
 [[journey]]
 name = "CRM screen loads in under 2 s"
-when = ["p95(salesforce*|crm*|dynamics*|servicenow*) < 2000", "availability(salesforce*|crm*|dynamics*|servicenow*) >= 99"]
+when = [
+    "p95(salesforce*|crm*|dynamics*|servicenow*) < 2000",
+    "availability(salesforce*|crm*|dynamics*|servicenow*) >= 99",
+]
 
 [[journey]]
 name = "Chat hands over to an agent"
@@ -44,9 +56,16 @@ when = ["reachable(gateway)", "loss(gateway) < 2"]
 """
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
-    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq}
-_COND = re.compile(r"\s*(?P<metric>[a-z_0-9]+)\s*(?:\(\s*(?P<targets>[^()]*?)\s*\))?\s*"
-                   r"(?:(?P<op><=|>=|==|<|>)\s*(?P<value>-?\d+(?:\.\d+)?))?\s*")
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+}
+_COND = re.compile(
+    r"\s*(?P<metric>[a-z_0-9]+)\s*(?:\(\s*(?P<targets>[^()]*?)\s*\))?\s*"
+    r"(?:(?P<op><=|>=|==|<|>)\s*(?P<value>-?\d+(?:\.\d+)?))?\s*"
+)
 _TARGETED = {"reachable", "loss", "rtt_p95", "p95", "availability", "apdex", "dns_p95"}
 _COMPONENTS = ("voice", "apps", "wifi", "stability")
 
@@ -143,7 +162,9 @@ def _condition(journey: str, text: str) -> Condition:
     metric, targets, op, value = m.group("metric"), m.group("targets"), m.group("op"), m.group("value")
     known = _TARGETED | {"mos", "score"}
     if metric not in known:
-        raise ValueError(f"journey {journey!r}: unknown metric {metric!r} in {text!r} (known: {', '.join(sorted(known))})")
+        raise ValueError(
+            f"journey {journey!r}: unknown metric {metric!r} in {text!r} (known: {', '.join(sorted(known))})"
+        )
     names = tuple(t.strip() for t in (targets or "").split("|") if t.strip())
     if metric in _TARGETED and not names:
         raise ValueError(f"journey {journey!r}: {metric} needs targets, e.g. {metric}(crm)")
@@ -209,7 +230,9 @@ def _default_journeys() -> tuple[Journey, ...]:
     return tuple(parse_journeys(DEFAULT_JOURNEYS_TOML))
 
 
-def evaluate(journeys: Sequence[Journey], minutes: Sequence[MinuteScore], cfg: ScoreConfig | None = None) -> dict[str, dict[int, str]]:
+def evaluate(
+    journeys: Sequence[Journey], minutes: Sequence[MinuteScore], cfg: ScoreConfig | None = None
+) -> dict[str, dict[int, str]]:
     """journey name -> minute -> met/missed/unknown.
 
     A minute's flags are kept with its score (``m.journeys``, under a digest of these journeys
@@ -237,13 +260,22 @@ def journey_summary(per_minute: dict[str, dict[int, str]]) -> list[dict]:
         missed = sorted(m for m, v in mins.items() if v == "missed")
         unknown = sum(1 for v in mins.values() if v == "unknown")
         known = met + len(missed)
-        out.append({"name": name, "met": met, "missed": len(missed), "unknown": unknown,
-                    "met_pct": round(100.0 * met / known, 1) if known else None, "missed_minutes": missed[:60]})
+        out.append(
+            {
+                "name": name,
+                "met": met,
+                "missed": len(missed),
+                "unknown": unknown,
+                "met_pct": round(100.0 * met / known, 1) if known else None,
+                "missed_minutes": missed[:60],
+            }
+        )
     return out
 
 
-def site_journeys(store, since_us: int, until_us: int, journeys: Sequence[Journey] | None = None,
-                  cfg: ScoreConfig | None = None) -> dict[str, list[dict]]:
+def site_journeys(
+    store, since_us: int, until_us: int, journeys: Sequence[Journey] | None = None, cfg: ScoreConfig | None = None
+) -> dict[str, list[dict]]:
     """Per site: each journey's agent-minutes met/missed/unknown over the window (agents without a site: "")."""
     journeys = list(journeys or default_journeys())
     acc: dict[str, dict[str, dict[str, int]]] = {}
@@ -254,5 +286,14 @@ def site_journeys(store, since_us: int, until_us: int, journeys: Sequence[Journe
             c["agents"] += 1 if mins else 0
             for v in mins.values():
                 c[v] += 1
-    return {site: [{"name": n, **c, "met_pct": round(100.0 * c["met"] / (c["met"] + c["missed"]), 1)
-                    if c["met"] + c["missed"] else None} for n, c in per.items()] for site, per in sorted(acc.items())}
+    return {
+        site: [
+            {
+                "name": n,
+                **c,
+                "met_pct": round(100.0 * c["met"] / (c["met"] + c["missed"]), 1) if c["met"] + c["missed"] else None,
+            }
+            for n, c in per.items()
+        ]
+        for site, per in sorted(acc.items())
+    }

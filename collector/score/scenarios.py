@@ -172,7 +172,7 @@ class _AgentGen:
                 v = path[name]
                 s.add(ts + jitter_off, v)
                 events += self.det.observe_rtt(name, ts + jitter_off, v)
-            k = (ts // S)
+            k = ts // S
             if (k - self.app_phase) % APP_EVERY_S == 0:
                 for app, s in http.items():
                     vals = self._check(app, faults, path)
@@ -250,8 +250,15 @@ class _AgentGen:
             dns += 1000  # a DNS packet lost on the near link: the resolver retries after 1 s
         if app == "salesforce" and "salesforce_outage" in faults:
             if r.random() < 0.85:
-                return {"dns": _us(dns), "tcp": _us(rtt), "tls": _us(2 * rtt), "ttfb": _us(r.uniform(20, 60)),
-                        "status": 503, "ver": "HTTP/2", "err": "http"}
+                return {
+                    "dns": _us(dns),
+                    "tcp": _us(rtt),
+                    "tls": _us(2 * rtt),
+                    "ttfb": _us(r.uniform(20, 60)),
+                    "status": 503,
+                    "ver": "HTTP/2",
+                    "err": "http",
+                }
             ttfb = r.uniform(4000, 9000)
         else:
             ttfb = r.uniform(40, 120) + rtt
@@ -263,8 +270,16 @@ class _AgentGen:
             return {"dns": _us(dns), "tcp": _us(rtt), "err": "timeout"}  # a rare blip on a clean day
         tcp, tls = rtt, 2 * rtt
         total = dns + tcp + tls + ttfb + r.uniform(5, 20)
-        return {"dns": _us(dns), "tcp": _us(tcp), "tls": _us(tls), "ttfb": _us(ttfb), "total": _us(total),
-                "status": 200, "ver": "HTTP/2", "cert": 60}
+        return {
+            "dns": _us(dns),
+            "tcp": _us(tcp),
+            "tls": _us(tls),
+            "ttfb": _us(ttfb),
+            "total": _us(total),
+            "status": 200,
+            "ver": "HTTP/2",
+            "cert": 60,
+        }
 
     # -- a voice-cadence run: 250 packets at 20 ms --
 
@@ -278,15 +293,25 @@ class _AgentGen:
         for f in lost_flags:
             run = run + 1 if f else 0
             longest = max(longest, run)
-        burst = max(sum(lost_flags[i:i + 10]) for i in range(0, 241)) * 100  # permille of a 200 ms window
+        burst = max(sum(lost_flags[i : i + 10]) for i in range(0, 241)) * 100  # permille of a 200 ms window
         jit = 1.0 + r.uniform(0, 2)
         if faults & {"congested_uplink", "bulk_upload", "weak_wifi", "vpn_hairpin"}:
             jit += r.uniform(15, 45)
         if "busy_cpu" in faults:
             jit += r.uniform(5, 15)
         rtt = self._media_ms
-        return {"sent": 250, "recv": recv, "dup": 0, "reord": 0, "rtt": _us(rtt), "rtt95": _us(rtt * 1.3 + jit),
-                "jit": _us(jit), "loss": round(1000 * (250 - recv) / 250), "burst": burst, "run": longest}
+        return {
+            "sent": 250,
+            "recv": recv,
+            "dup": 0,
+            "reord": 0,
+            "rtt": _us(rtt),
+            "rtt95": _us(rtt * 1.3 + jit),
+            "jit": _us(jit),
+            "loss": round(1000 * (250 - recv) / 250),
+            "burst": burst,
+            "run": longest,
+        }
 
     # -- device and Wi-Fi readings --
 
@@ -304,10 +329,21 @@ class _AgentGen:
         up, dn = 150 + (ts // S) % 7 * 10, 900 + (ts // S) % 11 * 20
         if "bulk_upload" in faults:
             up = 9_400 + (ts // S) * 37 % 400  # a cloud backup filling the 10 Mbit/s uplink
-        return {"cpu": cpu, "mem": mem, "top": top, "nicerr": 0, "if": iface, "ifk": kind,
-                "vpn": "tun0" if a.vpn else None, "proxy": None, "up": up, "dn": dn,
-                "upb": 10_000 if home else 100_000, "dnb": 50_000 if home else 300_000,
-                "spd": None if a.wifi or a.vpn else 1000}
+        return {
+            "cpu": cpu,
+            "mem": mem,
+            "top": top,
+            "nicerr": 0,
+            "if": iface,
+            "ifk": kind,
+            "vpn": "tun0" if a.vpn else None,
+            "proxy": None,
+            "up": up,
+            "dn": dn,
+            "upb": 10_000 if home else 100_000,
+            "dnb": 50_000 if home else 300_000,
+            "spd": None if a.wifi or a.vpn else 1000,
+        }
 
     def _wifi(self, faults: set[str], ts: int) -> tuple[dict, object]:
         from cxpulse.agent.wifi.parsers._model import WifiReading
@@ -324,24 +360,53 @@ class _AgentGen:
             noise = -95
             tx = r.choice((433_300, 585_000, 780_000, 866_700))
         bssid = self.bssids[self.ap]
-        vals = {"conn": 1, "ssid": "corp" if self.spec.site != "home" else "home-net", "bssid": bssid, "rssi": rssi,
-                "noise": noise, "snr": rssi - noise, "ch": 36, "mhz": 5180, "band": "5", "phy": "802.11ac",
-                "tx": tx, "rx": tx, "q": None}
-        reading = WifiReading(True, "nl80211", "wlan0", vals["ssid"], bssid, rssi, noise, 36, 5180, "5", 80,
-                              "802.11ac", tx / 1000, tx / 1000)
+        vals = {
+            "conn": 1,
+            "ssid": "corp" if self.spec.site != "home" else "home-net",
+            "bssid": bssid,
+            "rssi": rssi,
+            "noise": noise,
+            "snr": rssi - noise,
+            "ch": 36,
+            "mhz": 5180,
+            "band": "5",
+            "phy": "802.11ac",
+            "tx": tx,
+            "rx": tx,
+            "q": None,
+        }
+        reading = WifiReading(
+            True,
+            "nl80211",
+            "wlan0",
+            vals["ssid"],
+            bssid,
+            rssi,
+            noise,
+            36,
+            5180,
+            "5",
+            80,
+            "802.11ac",
+            tx / 1000,
+            tx / 1000,
+        )
         return vals, reading
 
 
-def load(store, sc: Scenario, on_tick: Callable[[int], None] | None = None,
-         ticks: Iterable[tuple[int, list]] | None = None) -> dict[str, int]:
+def load(
+    store, sc: Scenario, on_tick: Callable[[int], None] | None = None, ticks: Iterable[tuple[int, list]] | None = None
+) -> dict[str, int]:
     """Commit the scenario through a real store, one group commit per batch interval (as the
     ingest writer would); ``on_tick(now_us)`` runs after each. Returns agent id -> agent key.
     ``ticks``: the scenario's ``ticks()`` generated earlier (batches are not changed by a commit)."""
     from ..store import AgentInfo, PendingBatch
 
-    keys = {a.agent_id: store.upsert_agent(AgentInfo(a.agent_id, a.host, a.user, "Windows 11", "0.1.0", a.site),
-                                           sc.t0_us) for a in sc.agents}
-    for now, items in (ticks if ticks is not None else sc.ticks()):
+    keys = {
+        a.agent_id: store.upsert_agent(AgentInfo(a.agent_id, a.host, a.user, "Windows 11", "0.1.0", a.site), sc.t0_us)
+        for a in sc.agents
+    }
+    for now, items in ticks if ticks is not None else sc.ticks():
         store.commit_batches([PendingBatch(keys[a.agent_id], 1, seq, b) for a, seq, b in items])
         if on_tick is not None:
             on_tick(now)
@@ -359,17 +424,52 @@ def world() -> list[AgentSpec]:
     """Two branch sites (shared gateway and ISP per site) and four home agents (each its own ISP)."""
     out = []
     for i in range(4):
-        out.append(AgentSpec(f"lis-{i + 1}", f"ana.lis{i + 1}", f"LIS-DESK-{i + 1:02d}", "Lisbon", "10.10.0.1",
-                             "203.0.113.1", "203.0.113.9", wifi=i >= 2, gw_ms=0.4 if i < 2 else 2.0))
+        out.append(
+            AgentSpec(
+                f"lis-{i + 1}",
+                f"ana.lis{i + 1}",
+                f"LIS-DESK-{i + 1:02d}",
+                "Lisbon",
+                "10.10.0.1",
+                "203.0.113.1",
+                "203.0.113.9",
+                wifi=i >= 2,
+                gw_ms=0.4 if i < 2 else 2.0,
+            )
+        )
     for i in range(4):
-        out.append(AgentSpec(f"opo-{i + 1}", f"rui.opo{i + 1}", f"OPO-DESK-{i + 1:02d}", "Porto", "10.20.0.1",
-                             "198.51.100.1", "198.51.100.9", wifi=True, gw_ms=2.0, media_ms=22.0))
+        out.append(
+            AgentSpec(
+                f"opo-{i + 1}",
+                f"rui.opo{i + 1}",
+                f"OPO-DESK-{i + 1:02d}",
+                "Porto",
+                "10.20.0.1",
+                "198.51.100.1",
+                "198.51.100.9",
+                wifi=True,
+                gw_ms=2.0,
+                media_ms=22.0,
+            )
+        )
     homes = [("hom-1", True, False), ("hom-2", True, False), ("hom-3", True, True), ("hom-4", False, True)]
     for i, (aid, wifi, vpn) in enumerate(homes):
-        out.append(AgentSpec(aid, f"home.agent{i + 1}", f"HOME-PC-{i + 1:02d}", "home",
-                             "10.99.0.1" if vpn else "192.168.1.1", f"100.64.{i + 1}.1", f"198.18.{i + 1}.1",
-                             wifi=wifi, vpn=vpn, gw_ms=22.0 if vpn else (2.5 if wifi else 0.5),
-                             isp_ms=9.0 + 3 * i, media_ms=24.0))
+        out.append(
+            AgentSpec(
+                aid,
+                f"home.agent{i + 1}",
+                f"HOME-PC-{i + 1:02d}",
+                "home",
+                "10.99.0.1" if vpn else "192.168.1.1",
+                f"100.64.{i + 1}.1",
+                f"198.18.{i + 1}.1",
+                wifi=wifi,
+                vpn=vpn,
+                gw_ms=22.0 if vpn else (2.5 if wifi else 0.5),
+                isp_ms=9.0 + 3 * i,
+                media_ms=24.0,
+            )
+        )
     return out
 
 
@@ -389,15 +489,19 @@ def _span(rng: random.Random, start_min: float, length_min: float) -> tuple[int,
     return _at(start), _at(start + length_min + rng.uniform(-1, 1))
 
 
-def _one(kind: str, agents: list[tuple[str, float, float]], app: str | None = None) -> Callable[[random.Random], list[Fault]]:
+def _one(
+    kind: str, agents: list[tuple[str, float, float]], app: str | None = None
+) -> Callable[[random.Random], list[Fault]]:
     def make(rng: random.Random) -> list[Fault]:
         return [Fault(kind, (aid,), *_span(rng, s, n), app) for aid, s, n in agents]
+
     return make
 
 
 def _everyone(kind: str, agents: tuple[str, ...], start: float, length: float, app: str | None = None):
     def make(rng: random.Random) -> list[Fault]:
         return [Fault(kind, agents, *_span(rng, start, length), app)]
+
     return make
 
 

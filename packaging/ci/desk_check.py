@@ -31,7 +31,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-__all__ = ["Check", "console_user", "fetch_api", "fetch_db", "run_checks", "main"]
+__all__ = ["Check", "console_user", "fetch_api", "fetch_db", "main", "run_checks"]
 
 REJECTED_DIR = ("spool", "rejected")  # agent/spool.py: set-aside batches and their reasons
 GAPS_FILE = ("spool", "gaps.json")
@@ -105,26 +105,53 @@ def _same_user(seen: str, expected: str) -> bool:
     return a.lower() == b.lower() if sys.platform == "win32" or "\\" in seen + expected else a == b
 
 
-def run_checks(view: dict, *, target_address: str = "127.0.0.1", state_dir: str | None = None,
-               expect_user: str | None = None, need_console: bool = False) -> list[Check]:
+def run_checks(
+    view: dict,
+    *,
+    target_address: str = "127.0.0.1",
+    state_dir: str | None = None,
+    expect_user: str | None = None,
+    need_console: bool = False,
+) -> list[Check]:
     """The checks over one agent's lookup view (``report.build``'s agent section)."""
     checks = []
     targets = view.get("targets") or []
     gw = next((t for t in targets if t.get("target") == "gateway"), None)
     if gw and gw.get("samples", 0) > 0:
-        checks.append(Check("gateway", True, f"gateway {','.join(gw['addresses'])}: {gw['samples']} samples, "
-                                             f"loss {gw['loss_pct']}%, median {gw['rtt_median_ms']} ms, "
-                                             f"methods {','.join(gw['methods'])}"))
+        checks.append(
+            Check(
+                "gateway",
+                True,
+                f"gateway {','.join(gw['addresses'])}: {gw['samples']} samples, "
+                f"loss {gw['loss_pct']}%, median {gw['rtt_median_ms']} ms, "
+                f"methods {','.join(gw['methods'])}",
+            )
+        )
     else:
-        checks.append(Check("gateway", False, "no gateway row: the agent found no default gateway "
-                                              f"(targets seen: {[t.get('target') for t in targets]})"))
+        checks.append(
+            Check(
+                "gateway",
+                False,
+                "no gateway row: the agent found no default gateway "
+                f"(targets seen: {[t.get('target') for t in targets]})",
+            )
+        )
 
-    icmp = [t for t in targets if target_address in (t.get("addresses") or [])
-            and any(m.startswith("icmp") for m in t.get("methods") or [])]
+    icmp = [
+        t
+        for t in targets
+        if target_address in (t.get("addresses") or []) and any(m.startswith("icmp") for m in t.get("methods") or [])
+    ]
     if icmp:
         t = icmp[0]
-        checks.append(Check("icmp", True, f"{t['target']} -> {target_address}: {t['samples']} samples by "
-                                          f"{','.join(t['methods'])}, loss {t['loss_pct']}%, median {t['rtt_median_ms']} ms"))
+        checks.append(
+            Check(
+                "icmp",
+                True,
+                f"{t['target']} -> {target_address}: {t['samples']} samples by "
+                f"{','.join(t['methods'])}, loss {t['loss_pct']}%, median {t['rtt_median_ms']} ms",
+            )
+        )
     else:
         seen = {t.get("target"): (t.get("addresses"), t.get("methods")) for t in targets}
         checks.append(Check("icmp", False, f"no ICMP row to {target_address} (rows: {seen})"))
@@ -135,13 +162,22 @@ def run_checks(view: dict, *, target_address: str = "127.0.0.1", state_dir: str 
     answered = [(p, h) for p, h in first_hops if h.get("address")]
     if answered and (not gw_addrs or any(h["address"] in gw_addrs for _, h in answered)):
         p, h = answered[0]
-        checks.append(Check("path", True, f"path to {p['target']} ({p['address']}, {p['method']}): "
-                                          f"{len(p['hops'])} hops, hop 1 {h['address']} {h['rtt_ms']} ms"))
+        checks.append(
+            Check(
+                "path",
+                True,
+                f"path to {p['target']} ({p['address']}, {p['method']}): "
+                f"{len(p['hops'])} hops, hop 1 {h['address']} {h['rtt_ms']} ms",
+            )
+        )
     elif answered:
         checks.append(Check("path", False, f"hop 1 is {answered[0][1]['address']}, not the gateway {sorted(gw_addrs)}"))
     else:
-        why = "no path trace in the window" if not paths else \
-            f"{len(paths)} trace(s), hop 1 never answered (hops: {[p.get('hops') for p in paths][:2]})"
+        why = (
+            "no path trace in the window"
+            if not paths
+            else f"{len(paths)} trace(s), hop 1 never answered (hops: {[p.get('hops') for p in paths][:2]})"
+        )
         checks.append(Check("path", False, why))
 
     if state_dir is not None:
@@ -157,20 +193,36 @@ def run_checks(view: dict, *, target_address: str = "127.0.0.1", state_dir: str 
             else:
                 items = data if isinstance(data, list) else data.get("gaps", []) if isinstance(data, dict) else []
                 corrupt += [json.dumps(g) for g in items if CORRUPT_REASON in json.dumps(g)]
-        checks.append(Check("spool", not aside and not corrupt,
-                            f"set aside: {aside or 'none'}; corrupt gaps: {corrupt or 'none'} ({rejected})"))
+        checks.append(
+            Check(
+                "spool",
+                not aside and not corrupt,
+                f"set aside: {aside or 'none'}; corrupt gaps: {corrupt or 'none'} ({rejected})",
+            )
+        )
 
     user = view.get("user")
     if "user" not in view:
         checks.append(Check("user", False, "the view has no user field"))
     elif expect_user:
-        checks.append(Check("user", bool(user) and _same_user(user, expect_user),
-                            f"desk user {user!r}, console user {expect_user!r}"))
+        checks.append(
+            Check(
+                "user",
+                bool(user) and _same_user(user, expect_user),
+                f"desk user {user!r}, console user {expect_user!r}",
+            )
+        )
     elif need_console:
         checks.append(Check("user", False, f"no console session to compare with (desk user {user!r})"))
     else:
-        checks.append(Check("user", True, f"desk user {user!r}; this machine has no console session "
-                                          "(a hosted runner may have none), so only the field's presence is checked"))
+        checks.append(
+            Check(
+                "user",
+                True,
+                f"desk user {user!r}; this machine has no console session "
+                "(a hosted runner may have none), so only the field's presence is checked",
+            )
+        )
     return checks
 
 
@@ -191,15 +243,20 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     try:
-        view = fetch_api(args.api, args.key, args.query, args.window) if args.api else \
-            fetch_db(args.db, args.query, args.window)
-    except Exception as exc:  # noqa: BLE001 - one clear line in the CI log
+        view = (
+            fetch_api(args.api, args.key, args.query, args.window)
+            if args.api
+            else fetch_db(args.db, args.query, args.window)
+        )
+    except Exception as exc:
         print(f"desk_check: cannot read the lookup: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     expect = args.expect_user or (console_user() if args.console_user else None)
     checks = run_checks(view, target_address=args.target_address, state_dir=args.state_dir, expect_user=expect)
-    print(f"desk_check: agent {view.get('agent_id')} on {view.get('host')} ({view.get('os')}), "
-          f"user {view.get('user')!r}, version {view.get('agent_version')}")
+    print(
+        f"desk_check: agent {view.get('agent_id')} on {view.get('host')} ({view.get('os')}), "
+        f"user {view.get('user')!r}, version {view.get('agent_version')}"
+    )
     for c in checks:
         print(f"  {'ok  ' if c.ok else 'FAIL'} {c.name:8} {c.detail}")
     if args.json_out:

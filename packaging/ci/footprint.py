@@ -6,7 +6,7 @@ MSI/pkg installed: ``cxpulse.exe agent service`` under the SCM, ``cxpulse agent 
 launchd), and printed beside the Linux record from docs/benchmarks.md:
 
     python packaging/ci/footprint.py --os windows --seconds 300 --out footprint-windows.json
-    footprint windows rss_mib=41.2 cpu_pct=0.71 (300 s, 61 samples) | linux (docs/benchmarks.md) rss_mib=49.58 cpu_pct=0.827
+    footprint windows rss_mib=41.2 cpu_pct=0.71 (300 s, 61 samples) | linux (docs/benchmarks.md) ...
 
 RSS is the median of samples every ``--every`` seconds (MiB = 2^20 bytes), as bench/footprint.py
 takes it on Linux; CPU is user + system of the service process and of its live children (a path
@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["find_agent", "linux_record", "measure", "main"]
+__all__ = ["find_agent", "linux_record", "main", "measure"]
 
 REPO = Path(__file__).resolve().parents[2]
 BENCHMARKS = REPO / "docs" / "benchmarks.md"
@@ -85,9 +85,15 @@ def measure(proc, seconds: float, every: float = 5.0, sleep=time.sleep, clock=ti
         sleep(min(every, left))
     wall = clock() - started
     cpu = _cpu_s(proc) - cpu0
-    return {"pid": proc.pid, "seconds": round(wall, 1), "samples": len(rss),
-            "rss_mib": round(statistics.median(rss) / MIB, 2), "rss_max_mib": round(max(rss) / MIB, 2),
-            "cpu_s": round(cpu, 3), "cpu_pct": round(100.0 * cpu / wall, 3) if wall > 0 else None}
+    return {
+        "pid": proc.pid,
+        "seconds": round(wall, 1),
+        "samples": len(rss),
+        "rss_mib": round(statistics.median(rss) / MIB, 2),
+        "rss_max_mib": round(max(rss) / MIB, 2),
+        "cpu_s": round(cpu, 3),
+        "cpu_pct": round(100.0 * cpu / wall, 3) if wall > 0 else None,
+    }
 
 
 def linux_record(text: str | None = None) -> dict:
@@ -98,9 +104,11 @@ def linux_record(text: str | None = None) -> dict:
     rss = re.search(r"^\| agent: steady-state RSS \| ([\d.,]+) \| MiB", section, re.M)
     cpu = re.search(r"^\| agent: CPU, % of one core[^|]*\| ([\d.,]+) \| %", section, re.M)
     title = re.search(r"^### (.*\(the record\))", text, re.M)
-    return {"rss_mib": float(rss.group(1).replace(",", "")) if rss else None,
-            "cpu_pct": float(cpu.group(1).replace(",", "")) if cpu else None,
-            "source": f"docs/benchmarks.md, {title.group(1)}" if title else "docs/benchmarks.md"}
+    return {
+        "rss_mib": float(rss.group(1).replace(",", "")) if rss else None,
+        "cpu_pct": float(cpu.group(1).replace(",", "")) if cpu else None,
+        "source": f"docs/benchmarks.md, {title.group(1)}" if title else "docs/benchmarks.md",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,9 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     fig.update({"os": args.os, "cmdline": " ".join(proc.cmdline()), "linux": linux})
     if args.out:
         Path(args.out).write_text(json.dumps(fig, indent=2) + "\n")
-    print(f"footprint {args.os} rss_mib={fig['rss_mib']} cpu_pct={fig['cpu_pct']} "
-          f"({fig['seconds']:.0f} s, {fig['samples']} samples) | linux ({linux['source']}) "
-          f"rss_mib={linux['rss_mib']} cpu_pct={linux['cpu_pct']}")
+    print(
+        f"footprint {args.os} rss_mib={fig['rss_mib']} cpu_pct={fig['cpu_pct']} "
+        f"({fig['seconds']:.0f} s, {fig['samples']} samples) | linux ({linux['source']}) "
+        f"rss_mib={linux['rss_mib']} cpu_pct={linux['cpu_pct']}"
+    )
     return 0
 
 

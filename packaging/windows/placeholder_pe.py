@@ -34,13 +34,39 @@ def minimal_pe(*, dll: bool = False, console: bool = True) -> bytes:
         "<HBBIIIII"  # magic (PE32+), linker version, code/data sizes, entry point, base of code
         "QIIHHHHHHIIIIHH"  # image base .. dll characteristics
         "QQQQII",  # stack/heap reserve and commit, loader flags, number of data directories
-        0x20B, 14, 0, _FILE_ALIGN, 0, 0, _SECTION_ALIGN, _SECTION_ALIGN,
-        0x180000000 if dll else 0x140000000, _SECTION_ALIGN, _FILE_ALIGN, 6, 0, 0, 0, 6, 0, 0,
-        2 * _SECTION_ALIGN, _FILE_ALIGN, 0, 3 if console else 2, _DLL_CHARACTERISTICS,
-        0x100000, 0x1000, 0x100000, 0x1000, 0, 16,
+        0x20B,
+        14,
+        0,
+        _FILE_ALIGN,
+        0,
+        0,
+        _SECTION_ALIGN,
+        _SECTION_ALIGN,
+        0x180000000 if dll else 0x140000000,
+        _SECTION_ALIGN,
+        _FILE_ALIGN,
+        6,
+        0,
+        0,
+        0,
+        6,
+        0,
+        0,
+        2 * _SECTION_ALIGN,
+        _FILE_ALIGN,
+        0,
+        3 if console else 2,
+        _DLL_CHARACTERISTICS,
+        0x100000,
+        0x1000,
+        0x100000,
+        0x1000,
+        0,
+        16,
     ) + bytes(16 * 8)  # data directories: no imports, no resources, no certificate yet
-    section = struct.pack("<8sIIIIIIHHI", b".text", len(code), _SECTION_ALIGN, _FILE_ALIGN, _FILE_ALIGN,
-                          0, 0, 0, 0, 0x60000020)  # code, execute, read
+    section = struct.pack(
+        "<8sIIIIIIHHI", b".text", len(code), _SECTION_ALIGN, _FILE_ALIGN, _FILE_ALIGN, 0, 0, 0, 0, 0x60000020
+    )  # code, execute, read
     headers = bytes(dos) + b"PE\0\0" + coff + optional + section
     assert len(optional) == 240 and len(headers) <= _FILE_ALIGN
     return headers.ljust(_FILE_ALIGN, b"\0") + code.ljust(_FILE_ALIGN, b"\0")

@@ -36,5 +36,6 @@ def parse_text(text: str) -> WifiReading:
     if module is None:
         raise UnrecognizedOutput(
             "not recognised as output of netsh wlan show interfaces, airport -I, system_profiler "
-            "SPAirPortDataType, wdutil info, iw link / station dump, /proc/net/wireless, nmcli or iwconfig")
+            "SPAirPortDataType, wdutil info, iw link / station dump, /proc/net/wireless, nmcli or iwconfig"
+        )
     return module.parse(text)

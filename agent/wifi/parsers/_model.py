@@ -12,8 +12,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-__all__ = ["HIDDEN", "WifiReading", "band_of_freq", "complete", "freq_of_channel", "channel_of_freq", "norm_mac",
-           "MAC_RE", "phy_name"]
+__all__ = [
+    "HIDDEN",
+    "MAC_RE",
+    "WifiReading",
+    "band_of_freq",
+    "channel_of_freq",
+    "complete",
+    "freq_of_channel",
+    "norm_mac",
+    "phy_name",
+]
 
 HIDDEN = "<hidden-by-os>"  # SSID/BSSID withheld by the OS (no location permission), not "disconnected"
 
@@ -121,7 +130,7 @@ def band_of_freq(mhz: int | None) -> str | None:
 
 
 def phy_name(text: str | None) -> str | None:
-    """"802.11ax" from "11ax", "802.11ax" or "802.11 ax"; None for None/"None"."""
+    """ "802.11ax" from "11ax", "802.11ax" or "802.11 ax"; None for None/"None"."""
     if not text:
         return None
     m = re.search(r"(?:802\.?)?11\s?(be|ax|ac|ad|ah|n|g|b|a)\b", text.strip(), re.I)
@@ -135,9 +144,20 @@ def complete(r: WifiReading) -> WifiReading:
     the link dropped would otherwise report a link that is not there.
     """
     if r.connected is False:
-        return replace(r, rssi_dbm=None, noise_dbm=None, channel=None, frequency_mhz=None, band=None,
-                       width_mhz=None, tx_rate_mbps=None, rx_rate_mbps=None, signal_percent=None,
-                       bssid=None, ssid=None)
+        return replace(
+            r,
+            rssi_dbm=None,
+            noise_dbm=None,
+            channel=None,
+            frequency_mhz=None,
+            band=None,
+            width_mhz=None,
+            tx_rate_mbps=None,
+            rx_rate_mbps=None,
+            signal_percent=None,
+            bssid=None,
+            ssid=None,
+        )
     band, ch, mhz = r.band, r.channel, r.frequency_mhz
     if mhz is not None:
         band = band or band_of_freq(mhz)
@@ -158,4 +178,4 @@ def number(text: str | None) -> float | None:
 
 def integer(text: str | None) -> int | None:
     n = number(text)
-    return None if n is None else int(round(n))
+    return None if n is None else round(n)

@@ -26,8 +26,9 @@ def parse(text: str) -> WifiReading:
     if _OFF.search(text):
         return WifiReading(connected=False, source=SOURCE, note="Wi-Fi is off")
     if not re.search(r"^\s*agrCtlRSSI:", text, re.M):
-        return WifiReading(connected=None, source=SOURCE,
-                           note="airport is a stub since macOS 14.4; use wdutil info or system_profiler")
+        return WifiReading(
+            connected=None, source=SOURCE, note="airport is a stub since macOS 14.4; use wdutil info or system_profiler"
+        )
     kv: dict[str, str] = {}
     for line in text.splitlines():
         key, sep, value = line.partition(":")
@@ -45,13 +46,17 @@ def parse(text: str) -> WifiReading:
         extra = integer(second)
         # "48,80" gives the width; older releases print the secondary channel offset ("157,1", "11,-1").
         width = extra if extra in (20, 40, 80, 160, 320) else 40 if extra in (1, -1) else None
-    return complete(WifiReading(
-        connected=connected, source=SOURCE,
-        ssid=ssid or (HIDDEN if connected else None),
-        bssid=norm_mac(bssid_text),
-        rssi_dbm=rssi or None,
-        noise_dbm=integer(kv.get("agrCtlNoise")) or None,
-        channel=channel, width_mhz=width,
-        tx_rate_mbps=float(integer(kv["lastTxRate"])) if kv.get("lastTxRate") else None,
-        hidden_by_os=hidden,
-    ))
+    return complete(
+        WifiReading(
+            connected=connected,
+            source=SOURCE,
+            ssid=ssid or (HIDDEN if connected else None),
+            bssid=norm_mac(bssid_text),
+            rssi_dbm=rssi or None,
+            noise_dbm=integer(kv.get("agrCtlNoise")) or None,
+            channel=channel,
+            width_mhz=width,
+            tx_rate_mbps=float(integer(kv["lastTxRate"])) if kv.get("lastTxRate") else None,
+            hidden_by_os=hidden,
+        )
+    )

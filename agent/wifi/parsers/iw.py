@@ -24,8 +24,17 @@ def detect(text: str) -> bool:
 def _rate(value: str | None) -> tuple[float | None, str | None, int | None]:
     if not value or value.lstrip().startswith("("):
         return None, None, None
-    phy = ("802.11be" if "EHT-MCS" in value else "802.11ax" if "HE-MCS" in value else
-           "802.11ac" if "VHT-MCS" in value else "802.11n" if re.search(r"\bMCS\b", value) else None)
+    phy = (
+        "802.11be"
+        if "EHT-MCS" in value
+        else "802.11ax"
+        if "HE-MCS" in value
+        else "802.11ac"
+        if "VHT-MCS" in value
+        else "802.11n"
+        if re.search(r"\bMCS\b", value)
+        else None
+    )
     w = re.search(r"(\d+)MHz", value)
     return number(value.split("MBit/s")[0]), phy, int(w.group(1)) if w else None
 
@@ -52,25 +61,42 @@ def parse(text: str) -> WifiReading:
     if m and m.group(1).startswith("Not connected"):
         return WifiReading(connected=False, source=SOURCE)
     if m:
-        head = text[m.start():].splitlines()
+        head = text[m.start() :].splitlines()
         c = re.match(r"Connected to (\S+)(?: \(on (\S+)\))?", head[0])
         kv = _fields(head[1:])
         tx, phy, width = _rate(kv.get("tx bitrate"))
         rx, rphy, rwidth = _rate(kv.get("rx bitrate"))
         ssid = kv.get("SSID")
-        return complete(WifiReading(
-            connected=True, source=SOURCE, interface=c.group(2), bssid=norm_mac(c.group(1)),
-            ssid=_unescape(ssid.rstrip("\r\n")) if ssid is not None else None,
-            frequency_mhz=integer(kv.get("freq")), rssi_dbm=integer(kv.get("signal")),
-            tx_rate_mbps=tx, rx_rate_mbps=rx, phy=phy or rphy, width_mhz=width or rwidth,
-        ))
+        return complete(
+            WifiReading(
+                connected=True,
+                source=SOURCE,
+                interface=c.group(2),
+                bssid=norm_mac(c.group(1)),
+                ssid=_unescape(ssid.rstrip("\r\n")) if ssid is not None else None,
+                frequency_mhz=integer(kv.get("freq")),
+                rssi_dbm=integer(kv.get("signal")),
+                tx_rate_mbps=tx,
+                rx_rate_mbps=rx,
+                phy=phy or rphy,
+                width_mhz=width or rwidth,
+            )
+        )
     s = _STATION.search(text)
-    block = text[s.end():].split("\nStation ")[0].splitlines()
+    block = text[s.end() :].split("\nStation ")[0].splitlines()
     kv = _fields(block)
     tx, phy, width = _rate(kv.get("tx bitrate"))
     rx, rphy, rwidth = _rate(kv.get("rx bitrate"))
-    return complete(WifiReading(
-        connected=True, source=SOURCE, interface=s.group(2), bssid=norm_mac(s.group(1)),
-        rssi_dbm=integer(kv.get("signal")), tx_rate_mbps=tx, rx_rate_mbps=rx,
-        phy=phy or rphy, width_mhz=width or rwidth,
-    ))
+    return complete(
+        WifiReading(
+            connected=True,
+            source=SOURCE,
+            interface=s.group(2),
+            bssid=norm_mac(s.group(1)),
+            rssi_dbm=integer(kv.get("signal")),
+            tx_rate_mbps=tx,
+            rx_rate_mbps=rx,
+            phy=phy or rphy,
+            width_mhz=width or rwidth,
+        )
+    )

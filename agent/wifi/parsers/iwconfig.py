@@ -40,7 +40,7 @@ def _close_quote(line: str, start: int) -> int:
         i = line.find('"', i + 1)
         if i < 0:
             return len(line)
-        rest = line[i + 1:]
+        rest = line[i + 1 :]
         if not rest.strip() or rest.startswith(" ["):
             return i
         gap = re.match(r"\s{2,}", rest)
@@ -67,16 +67,16 @@ def pairs(line: str) -> list[tuple[str, str]]:
             pos = gap.end() if gap.end() > pos else n
             continue
         key, pos = m.group(1), m.end()
-        if pos < n and line[pos] == " " and line[pos + 1:pos + 2] != " ":
+        if pos < n and line[pos] == " " and line[pos + 1 : pos + 2] != " ":
             pos += 1  # "Access Point: 00:11:..." has one space after the colon
         if pos < n and line[pos] == '"':
             end = _close_quote(line, pos)
-            value = line[pos:end + 1]
+            value = line[pos : end + 1]
             gap = _GAP.search(line, end + 1)
             pos = gap.end() if gap else n
         else:
             gap = _GAP.search(line, pos)
-            value = line[pos:gap.start()]
+            value = line[pos : gap.start()]
             pos = gap.end() if gap.end() > pos else n
         out.append((key, value.strip()))
     return out
@@ -87,8 +87,9 @@ def _unquote(value: str | None) -> str | None:
         return None
     inner = value[1:-1]
     if "\\x" in inner:  # iwconfig escapes non-printable SSID bytes as \xNN
-        raw = re.sub(rb"\\x([0-9a-fA-F]{2})", lambda m: bytes([int(m.group(1), 16)]),
-                     inner.encode("latin-1", "replace"))
+        raw = re.sub(
+            rb"\\x([0-9a-fA-F]{2})", lambda m: bytes([int(m.group(1), 16)]), inner.encode("latin-1", "replace")
+        )
         inner = raw.decode("utf-8", "replace")
     return inner
 
@@ -96,7 +97,7 @@ def _unquote(value: str | None) -> str | None:
 def _fields(block: list[str]) -> tuple[str, dict[str, str]]:
     name, _, rest = block[0].partition("IEEE 802.11")
     kv: dict[str, str] = {}
-    for line in [rest] + block[1:]:
+    for line in [rest, *block[1:]]:
         for key, value in pairs(line):
             kv.setdefault(key, value)
     return name.strip(), kv
@@ -106,7 +107,7 @@ def _associated(kv: dict[str, str]) -> bool:
     ap = kv.get("Access Point", kv.get("Cell"))
     if kv.get("ESSID") == "off/any":
         return False
-    if ap is not None and (ap.startswith(_NO_AP) or norm_mac(ap) is None and re.fullmatch(r"[0:]+", ap)):
+    if ap is not None and (ap.startswith(_NO_AP) or (norm_mac(ap) is None and re.fullmatch(r"[0:]+", ap))):
         return False
     return True
 
@@ -131,11 +132,17 @@ def parse(text: str) -> WifiReading:
     freq = kv.get("Frequency")
     ghz = number(freq) if freq and "GHz" in freq else None
     channel = integer(kv.get("Channel"))
-    return complete(WifiReading(
-        connected=True, source=SOURCE, interface=iface,
-        ssid=_unquote(kv.get("ESSID")) or None,
-        bssid=norm_mac(kv.get("Access Point", kv.get("Cell"))),
-        frequency_mhz=int(round(ghz * 1000)) if ghz else None, channel=channel,
-        tx_rate_mbps=_mbps(kv.get("Bit Rate")), rssi_dbm=_dbm(kv.get("Signal level")),
-        noise_dbm=_dbm(kv.get("Noise level")),
-    ))
+    return complete(
+        WifiReading(
+            connected=True,
+            source=SOURCE,
+            interface=iface,
+            ssid=_unquote(kv.get("ESSID")) or None,
+            bssid=norm_mac(kv.get("Access Point", kv.get("Cell"))),
+            frequency_mhz=round(ghz * 1000) if ghz else None,
+            channel=channel,
+            tx_rate_mbps=_mbps(kv.get("Bit Rate")),
+            rssi_dbm=_dbm(kv.get("Signal level")),
+            noise_dbm=_dbm(kv.get("Noise level")),
+        )
+    )

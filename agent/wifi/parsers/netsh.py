@@ -26,15 +26,16 @@ _SERVICE_STOPPED = re.compile(r"\(wlansvc\)", re.I)
 # netsh's "There is no wireless interface on the system." as Windows words it per display language
 # (the words that carry the meaning; punctuation and the rest of the sentence vary).
 _NO_INTERFACE = re.compile(
-    r"no wireless interface"                                   # en
-    r"|keine Drahtlosschnittstelle|keine WLAN-Schnittstelle"   # de
-    r"|aucune interface sans fil"                              # fr
-    r"|ninguna interfaz inal[aá]mbrica"                        # es
-    r"|nenhuma interface (?:sem fio|wireless)"                 # pt
-    r"|nessuna interfaccia (?:wireless|senza fili)"            # it
-    r"|ワイヤレス\s*インターフェイスがありません"                    # ja
-    r"|没有无线接口|沒有無線介面",                                 # zh-CN, zh-TW
-    re.I)
+    r"no wireless interface"  # en
+    r"|keine Drahtlosschnittstelle|keine WLAN-Schnittstelle"  # de
+    r"|aucune interface sans fil"  # fr
+    r"|ninguna interfaz inal[aá]mbrica"  # es
+    r"|nenhuma interface (?:sem fio|wireless)"  # pt
+    r"|nessuna interfaccia (?:wireless|senza fili)"  # it
+    r"|ワイヤレス\s*インターフェイスがありません"  # ja
+    r"|没有无线接口|沒有無線介面",  # zh-CN, zh-TW
+    re.I,
+)
 
 
 def _not_a_report(text: str) -> WifiReading | None:
@@ -64,7 +65,7 @@ def _blocks(pairs: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
     if not starts:
         return [pairs]
     cuts = [max(0, s - 2) for s in starts]
-    return [pairs[a:b] for a, b in zip(cuts, cuts[1:] + [len(pairs)])]
+    return [pairs[a:b] for a, b in zip(cuts, [*cuts[1:], len(pairs)])]
 
 
 def _parse_block(pairs: list[tuple[str, str]]) -> WifiReading:
@@ -98,14 +99,23 @@ def _parse_block(pairs: list[tuple[str, str]]) -> WifiReading:
     rssi = next((int(v) for v in values[start:] if _RSSI.match(v)), None)
     name = values[guid_at - 2] if guid_at is not None and guid_at >= 2 else None
     hidden = ssid in ("", None) and bssid_at is None
-    return complete(WifiReading(
-        connected=True, source=SOURCE, interface=name,
-        ssid=ssid if ssid else HIDDEN if hidden else None,
-        bssid=norm_mac(values[bssid_at]) if bssid_at is not None else None,
-        channel=channel, band=band, phy=phy, rx_rate_mbps=rx, tx_rate_mbps=tx,
-        signal_percent=integer(values[pct_at]) if pct_at is not None else None,
-        rssi_dbm=rssi, hidden_by_os=hidden,
-    ))
+    return complete(
+        WifiReading(
+            connected=True,
+            source=SOURCE,
+            interface=name,
+            ssid=ssid if ssid else HIDDEN if hidden else None,
+            bssid=norm_mac(values[bssid_at]) if bssid_at is not None else None,
+            channel=channel,
+            band=band,
+            phy=phy,
+            rx_rate_mbps=rx,
+            tx_rate_mbps=tx,
+            signal_percent=integer(values[pct_at]) if pct_at is not None else None,
+            rssi_dbm=rssi,
+            hidden_by_os=hidden,
+        )
+    )
 
 
 def parse(text: str) -> WifiReading:
@@ -114,9 +124,15 @@ def parse(text: str) -> WifiReading:
         return short
     pairs = [(m.group(1), m.group(2)) for m in map(_KV.match, text.splitlines()) if m]
     if _PRIVACY in text and not any(_GUID.match(v) for _, v in pairs):
-        return WifiReading(connected=None, source=SOURCE, ssid=HIDDEN, hidden_by_os=True,
-                           note="Windows withholds Wi-Fi details: turn on location access for desktop apps "
-                                "(Settings > Privacy & security > Location)")
+        return WifiReading(
+            connected=None,
+            source=SOURCE,
+            ssid=HIDDEN,
+            hidden_by_os=True,
+            note="Windows withholds Wi-Fi details: turn on location access for desktop apps "
+            "(Settings > Privacy & security > Location)",
+        )
     readings = [_parse_block(b) for b in _blocks(pairs)]
-    return next((r for r in readings if r.connected), readings[0] if readings else
-                WifiReading(connected=None, source=SOURCE))
+    return next(
+        (r for r in readings if r.connected), readings[0] if readings else WifiReading(connected=None, source=SOURCE)
+    )

@@ -67,9 +67,9 @@ def _terse(text: str) -> WifiReading:
     mac_at = next(i for i, v in enumerate(f) if i > 0 and _BSSID.fullmatch(v))
     rate_at = next((i for i, v in enumerate(f) if i > 0 and _RATE.match(v.strip())), None)
     if mac_at >= 2 and (rate_at is None or mac_at - 1 != rate_at):
-        ssid_at = mac_at - 1   # IN-USE,SSID,BSSID,...
+        ssid_at = mac_at - 1  # IN-USE,SSID,BSSID,...
     else:
-        ssid_at = mac_at + 1   # IN-USE,BSSID,SSID,... (nmcli's own order)
+        ssid_at = mac_at + 1  # IN-USE,BSSID,SSID,... (nmcli's own order)
     ssid = f[ssid_at] if ssid_at < len(f) else None
     taken = {0, mac_at, ssid_at}
     rest = [(i, v.strip()) for i, v in enumerate(f) if i not in taken]
@@ -79,15 +79,24 @@ def _terse(text: str) -> WifiReading:
         # CHAN is the last plain integer before RATE (MODE, FREQ sit between), SIGNAL the first after it.
         chan = next((int(v) for i, v in reversed(rest) if i < rate_at and v.isdigit()), None)
         signal = next((int(v) for i, v in rest if i > rate_at and v.isdigit()), None)
-    return complete(WifiReading(
-        connected=True, source=SOURCE, ssid=ssid or None, bssid=norm_mac(f[mac_at]),
-        channel=chan, frequency_mhz=freq,
-        tx_rate_mbps=number(f[rate_at]) if rate_at is not None else None, signal_percent=signal,
-    ))
+    return complete(
+        WifiReading(
+            connected=True,
+            source=SOURCE,
+            ssid=ssid or None,
+            bssid=norm_mac(f[mac_at]),
+            channel=chan,
+            frequency_mhz=freq,
+            tx_rate_mbps=number(f[rate_at]) if rate_at is not None else None,
+            signal_percent=signal,
+        )
+    )
 
 
-_ROW_TAIL = re.compile(r"\s(?P<mode>Infra|Ad-Hoc|Mesh)\s+(?P<chan>\d+)\s+(?:(?P<freq>\d{4}) MHz\s+)?"
-                       r"(?P<rate>[\d.]+) Mbit/s\s+(?P<signal>\d+)\s")
+_ROW_TAIL = re.compile(
+    r"\s(?P<mode>Infra|Ad-Hoc|Mesh)\s+(?P<chan>\d+)\s+(?:(?P<freq>\d{4}) MHz\s+)?"
+    r"(?P<rate>[\d.]+) Mbit/s\s+(?P<signal>\d+)\s"
+)
 
 
 def _table(text: str) -> WifiReading:
@@ -95,28 +104,35 @@ def _table(text: str) -> WifiReading:
     h = next(i for i, line in enumerate(lines) if _TABLE.match(line))
     header = lines[h]
     new_style = header.lstrip().startswith("IN-USE")
-    for row in lines[h + 1:]:
+    for row in lines[h + 1 :]:
         m = _ROW_TAIL.search(" " + row + " ")
         if not m:
             continue
-        prefix = (" " + row)[:m.start()]
+        prefix = (" " + row)[: m.start()]
         if new_style:
             if not row.lstrip().startswith("*"):
                 continue
             body = prefix.strip()[1:].strip()
             mac = MAC_RE.match(body)
             bssid = mac.group(1) if mac else None
-            ssid = body[mac.end():].strip() if mac else body
+            ssid = body[mac.end() :].strip() if mac else body
         else:
             if not re.search(r"\byes\b\s*\*?\s*$", row):
                 continue
             col = header.index("BSSID")
-            ssid, bssid = row[:col].strip(), prefix[col + 1:].strip()
-        return complete(WifiReading(
-            connected=True, source=SOURCE, ssid=ssid or None, bssid=norm_mac(bssid),
-            channel=int(m.group("chan")), frequency_mhz=integer(m.group("freq")),
-            tx_rate_mbps=float(m.group("rate")), signal_percent=int(m.group("signal")),
-        ))
+            ssid, bssid = row[:col].strip(), prefix[col + 1 :].strip()
+        return complete(
+            WifiReading(
+                connected=True,
+                source=SOURCE,
+                ssid=ssid or None,
+                bssid=norm_mac(bssid),
+                channel=int(m.group("chan")),
+                frequency_mhz=integer(m.group("freq")),
+                tx_rate_mbps=float(m.group("rate")),
+                signal_percent=int(m.group("signal")),
+            )
+        )
     return WifiReading(connected=False, source=SOURCE)
 
 
@@ -133,8 +149,12 @@ def _show(text: str) -> WifiReading:
         state = integer(kv.get("GENERAL.STATE"))
         connected = state == 100 if state is not None else None
         speed = kv.get("CAPABILITIES.SPEED", "")
-        return complete(WifiReading(
-            connected=connected, source=SOURCE, interface=kv.get("GENERAL.DEVICE"),
-            tx_rate_mbps=number(speed) if connected and "b/s" in speed else None,
-        ))
+        return complete(
+            WifiReading(
+                connected=connected,
+                source=SOURCE,
+                interface=kv.get("GENERAL.DEVICE"),
+                tx_rate_mbps=number(speed) if connected and "b/s" in speed else None,
+            )
+        )
     return WifiReading(connected=False, source=SOURCE, note="no Wi-Fi device")

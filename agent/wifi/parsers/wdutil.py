@@ -32,7 +32,7 @@ def _wifi_section(text: str) -> list[str]:
     for i, line in enumerate(lines):
         if line.strip() == "WIFI" and i > 0 and _RULE.match(lines[i - 1]):
             out = []
-            for nxt in lines[i + 2:]:
+            for nxt in lines[i + 2 :]:
                 if _RULE.match(nxt):
                     break
                 out.append(nxt)
@@ -62,11 +62,20 @@ def parse(text: str) -> WifiReading:
         width = int(w.group(1)) if w else None
         b = re.search(r"(2\.4|5|6)\s*GHz", ch_text)
         band = b.group(1) if b else None
-    return complete(WifiReading(
-        connected=connected, source=SOURCE, interface=kv.get("Interface Name"),
-        ssid=HIDDEN if ssid == "<redacted>" else (ssid if ssid not in (None, "", "None") else None),
-        bssid=norm_mac(bssid),
-        rssi_dbm=integer(kv.get("RSSI")), noise_dbm=integer(kv.get("Noise")) or None,
-        channel=channel, band=band, width_mhz=width, phy=phy_name(kv.get("PHY Mode")),
-        tx_rate_mbps=number(kv.get("Tx Rate")), hidden_by_os=hidden,
-    ))
+    return complete(
+        WifiReading(
+            connected=connected,
+            source=SOURCE,
+            interface=kv.get("Interface Name"),
+            ssid=HIDDEN if ssid == "<redacted>" else (ssid if ssid not in (None, "", "None") else None),
+            bssid=norm_mac(bssid),
+            rssi_dbm=integer(kv.get("RSSI")),
+            noise_dbm=integer(kv.get("Noise")) or None,
+            channel=channel,
+            band=band,
+            width_mhz=width,
+            phy=phy_name(kv.get("PHY Mode")),
+            tx_rate_mbps=number(kv.get("Tx Rate")),
+            hidden_by_os=hidden,
+        )
+    )
