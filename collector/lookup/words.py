@@ -1,9 +1,7 @@
 """The words a helpdesk person reads for the view's internal keys: event kinds, places, severities.
 
-Why one module: the page, the ticket, the CLI, the glossary and the page's tooltips must call a
-``latency_spike`` the same thing ("delay spike"), and a new event kind must get its words in one
-place. Pure data and two small functions; no imports from the rest of the lookup, so any view
-(and the docs' glossary) can import it.
+One place for every view's words (page, ticket, CLI, glossary, tooltips); pure data with no imports
+from the rest of the lookup. Design notes: docs/collector-internals.md.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """The optional parts of cxpulse (pip extras), and one line instead of a traceback when one is missing.
 
-A plain ``pip install cxpulse`` runs the agent and the collector with its helpdesk page; only
-PostgreSQL, the Linux path-trace helper (scapy) and the installer build (PyInstaller) are extras.
 ``require`` imports such a module or raises ``MissingExtra``, which the ``cxpulse`` command prints
-as ``cxpulse: PostgreSQL needs the 'postgres' extra: pip install 'cxpulse[postgres]'`` (exit 2).
+as one line naming the extra (exit 2); which extras exist and why: README, "Running it for real".
 """
 
 from __future__ import annotations

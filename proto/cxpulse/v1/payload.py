@@ -1,11 +1,7 @@
-"""The msgpack sample payload carried in ``Batch.payload`` (schema: PAYLOAD.md).
+"""The msgpack sample payload carried in ``Batch.payload``: one codec for agent and collector.
 
-Agent and collector share this one codec so that the bytes the agent spools are
-exactly the bytes the collector validates. Columns per series, timestamps as
-deviations from the cadence and integer microseconds keep a batch small; schema 2
-deflates that same map (with a fixed preset dictionary of the schema's own names),
-because names, addresses and Wi-Fi strings repeat within a batch and the upload
-budget (issue 9: 0.5 kbit/s with TLS) needs the payload roughly halved.
+The bytes the agent spools are exactly the bytes the collector validates; the schema, versions 1
+and 2 (deflated with a preset dictionary), and why it has this shape: PAYLOAD.md beside this file.
 """
 
 from __future__ import annotations
