@@ -1,8 +1,8 @@
 """Experience scoring: pure functions from figures to explained 0-100 scores.
 
-``emodel``, ``components``, ``timeline``, ``triage``, ``journeys``, ``incidents``, ``kept``,
-``isp_name``, ``scenarios``, ``cli``; nothing here reads the store or the clock on its own. Design
-notes: docs/collector-internals.md.
+``emodel``, ``components``, ``timeline``, ``triage``, ``journeys``, ``incidents``, ``kept``, ``isp_name``,
+``scenarios``, ``cli``; a store, where one is read, is passed in, and the loops that run on a clock
+live in collector/jobs/. Design notes: docs/collector-internals.md.
 """
 
 from .components import (
