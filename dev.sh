@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for a fresh clone: creates .venv, installs cxpulse into it, runs what you ask.
 #   ./dev.sh demo [--duration 30] [--local-only]   collector + agent on this machine, then the lookup
-#   ./dev.sh test [pytest args]                     the test suite
+#   ./dev.sh test [--fast] [pytest args]            the test suite: every tier, or the fast one
 #   ./dev.sh lint [FILES...]                        ruff (lint + format check) and mypy: the tree or FILES
 #   ./dev.sh cxpulse ARGS...                        any cxpulse command from the venv
 set -euo pipefail
@@ -28,7 +28,11 @@ cmd="${1:-}"
 [ $# -gt 0 ] && shift
 case "$cmd" in
     demo) exec .venv/bin/cxpulse demo "$@" ;;
-    test) exec .venv/bin/python -m pytest "$@" ;;
+    test)
+        # Every tier (slow, root, lab, browser, packaging: the README's and CI's command); --fast: the
+        # default tier of a plain pytest, a few minutes.
+        if [ "${1:-}" = "--fast" ]; then shift; exec .venv/bin/python -m pytest "$@"; fi
+        exec .venv/bin/python -m pytest --all-tiers "$@" ;;
     cxpulse) exec .venv/bin/cxpulse "$@" ;;
     lint)
         # mypy cannot see through the editable install's folder mapping (pyproject's package-dir):

@@ -17,6 +17,49 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 CXPULSE = [sys.executable, "-m", "cxpulse"]
 
+# Test tiers (markers declared in pyproject.toml). A plain ``pytest`` runs the fast tier: these are
+# left out unless named (-m, --all-tiers, or the test file on the command line); ./dev.sh test and
+# CI (CXPULSE_REQUIRE_ALL=1) run every tier, so no tier is ever dropped there.
+TIERS = ("slow", "root", "lab", "browser", "packaging")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--all-tiers", action="store_true", help=f"also run the {', '.join(TIERS)} tiers (./dev.sh test and CI do)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--all-tiers") or config.getoption("markexpr") or os.environ.get("CXPULSE_REQUIRE_ALL") == "1":
+        return
+    named = {Path(a.split("::")[0]).resolve() for a in config.args if Path(a.split("::")[0]).is_file()}
+    keep, dropped = [], []
+    for item in items:
+        tiered = any(item.get_closest_marker(t) for t in TIERS)
+        (dropped if tiered and item.path.resolve() not in named else keep).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+        config.stash[_DROPPED] = len(dropped)
+
+
+_DROPPED = pytest.StashKey[int]()
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if config.getoption("--all-tiers") or os.environ.get("CXPULSE_REQUIRE_ALL") == "1":
+        return f"tiers: all ({', '.join(TIERS)} included)"
+    return None
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    n = config.stash.get(_DROPPED, 0)
+    if n:
+        terminalreporter.write_line(
+            f"fast tier: {n} tests of the {'/'.join(TIERS)} tiers left out; "
+            "./dev.sh test (or pytest --all-tiers) runs them"
+        )
+
 
 def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
     """Poll until predicate() is truthy; fail with `what` after timeout seconds."""
@@ -185,10 +228,27 @@ class CollectorProc(Proc):
         if not self.token:
             self.token = enroll_token(self.db)
         tls = [] if self.insecure else ["--tls-dir", str(shared_pki())]
-        self.args = ["-v", "collector", "serve", "--listen", f"127.0.0.1:{self.port}", "--db", str(self.db),
-                     "--ready-file", str(self.ready)] + tls + self.extra
+        self.args = (
+            [
+                "-v",
+                "collector",
+                "serve",
+                "--listen",
+                f"127.0.0.1:{self.port}",
+                "--db",
+                str(self.db),
+                "--ready-file",
+                str(self.ready),
+            ]
+            + tls
+            + self.extra
+        )
         super().start()
-        wait_for(lambda: self.ready.exists() and self.ready.read_text().strip() or not self.alive(), 20, what="collector to listen")
+        wait_for(
+            lambda: (self.ready.exists() and self.ready.read_text().strip()) or not self.alive(),
+            20,
+            what="collector to listen",
+        )
         if not self.alive():
             raise AssertionError("collector exited at start:\n" + self.output())
         self.port = int(self.ready.read_text())
@@ -221,8 +281,22 @@ def collector(tmp_path, procs) -> CollectorProc:
 def start_agent(tmp_path: Path, procs: list, collector_address: str, *extra: str, name: str = "agent") -> Proc:
     """A real agent process measuring loopback only (never this machine's real gateway)."""
     state = tmp_path / name
-    args = ["-v", "agent", "run", "--collector", collector_address, "--state-dir", str(state), "--no-gateway",
-            "--interval", "0.2", "--batch-interval", "1", "--target", "loopback=127.0.0.1:9"] + list(extra)
+    args = [
+        "-v",
+        "agent",
+        "run",
+        "--collector",
+        collector_address,
+        "--state-dir",
+        str(state),
+        "--no-gateway",
+        "--interval",
+        "0.2",
+        "--batch-interval",
+        "1",
+        "--target",
+        "loopback=127.0.0.1:9",
+    ] + list(extra)
     if "--config" not in extra:  # a config file brings its own ca_file / token
         args += agent_security_args(collector_address)
     p = Proc(args, tmp_path / f"{name}.log").start()

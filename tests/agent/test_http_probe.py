@@ -44,7 +44,7 @@ DNS_HOST = "dns.crm.test"  # answered by the DNS responder
 SLOW_DNS_HOST = "slow.crm.test"  # answered after DNS_DELAY_MS
 WRONG_HOST = "wrong.test"  # resolves to the app, but the certificate does not name it
 DNS_DELAY_MS = 300
-SLACK_S = 1.0  # scheduling slack on top of a timeout: far below the 5 s a resolver or socket default would take
+SLACK_S = 2.0  # scheduling slack on top of a timeout (a loaded 2-core machine): below the 5 s a resolver or socket default would take
 
 PHASES = ("dns_us", "connect_us", "tls_us", "ttfb_us", "total_us")
 
@@ -183,7 +183,7 @@ def test_endless_body_read_is_capped(local_app: AppServer, pki: Pki) -> None:
     """Without the BODY_CAP stop the check would read until its timeout."""
     result, elapsed = run_check(local_app.url("/endless"), timeout_s=5.0, ca_file=pki.ca_cert)
     assert_answered(result)
-    assert elapsed < 2.0, f"read {BODY_CAP} bytes too slowly or not capped: {elapsed:.2f}s"
+    assert elapsed < 4.0, f"read {BODY_CAP} bytes too slowly or not capped (5 s timeout): {elapsed:.2f}s"
 
 
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1/", "https://", "not a url", ""])
