@@ -343,8 +343,8 @@ def _postgres_bytes(tables: dict[str, tuple[str, list[tuple]]]) -> dict[str, int
 def _rollup_rows(desks: list[list[p.Series]], minutes: int, sealed: bool = False) -> list[tuple]:
     """Each desk's per-minute rollups (as the store builds them), merged into ``minutes``-long rollups.
 
-    ``sealed``: without the fragment ends that join a minute to its neighbours' batches, which a
-    settled rollup no longer needs once its joined figures are kept (docs/storage-chunks.md).
+    ``sealed``: as ``rollup.normalized`` reads it, its batches' fragments joined into one, which is
+    all a settled rollup needs to join its neighbours (docs/storage-chunks.md).
     """
     from cxpulse.collector.store import rollup as ru
 
@@ -355,11 +355,17 @@ def _rollup_rows(desks: list[list[p.Series]], minutes: int, sealed: bool = False
             r.minute_us -= (r.minute_us - T_BASE_US) % (minutes * 60 * S)
             have = merged.get(r.key)
             merged[r.key] = r if have is None else ru.merge(have, r)
-        for r in merged.values():
-            if sealed and "frags" in r.data:
-                r.data["frags"] = []
         rows += [
-            (r.agent, r.minute_us, r.kind, r.target, r.hop, r.count, ru.encode(r.kind, r.data)) for r in merged.values()
+            (
+                r.agent,
+                r.minute_us,
+                r.kind,
+                r.target,
+                r.hop,
+                r.count,
+                ru.encode(r.kind, ru.normalized(r.kind, r.data) if sealed else r.data),
+            )
+            for r in merged.values()
         ]
     return rows
 
