@@ -30,7 +30,11 @@ CREDENTIAL_FILE = "credential.json"
 AUTH_KEY = "authorization"
 # bdp_probe off: grpc would send a PING after each ack it receives to size its flow-control window,
 # useless for a few kB per batch and ~90 of the agent's ~375 data packets an hour (issue 9 upload).
-CHANNEL_OPTIONS = [("grpc.keepalive_time_ms", 30_000), ("grpc.keepalive_timeout_ms", 10_000), ("grpc.http2.bdp_probe", 0)]
+CHANNEL_OPTIONS = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.bdp_probe", 0),
+]
 ENROLL_TIMEOUT_S = 20.0
 
 
@@ -56,19 +60,28 @@ class ChannelSecurity:
             with open(path, "rb") as f:
                 return f.read()
 
-        return cls(insecure=cfg.insecure, ca_pem=read(cfg.ca_file), client_cert=read(cfg.client_cert_file),
-                   client_key=read(cfg.client_key_file), server_name=cfg.tls_server_name)
+        return cls(
+            insecure=cfg.insecure,
+            ca_pem=read(cfg.ca_file),
+            client_cert=read(cfg.client_cert_file),
+            client_key=read(cfg.client_key_file),
+            server_name=cfg.tls_server_name,
+        )
 
     def channel(self, address: str) -> grpc.aio.Channel:
-        options = list(CHANNEL_OPTIONS)
+        options: list[tuple[str, int | str]] = list(CHANNEL_OPTIONS)
         if self.insecure:
-            log.warning("INSECURE: plain-text gRPC to %s (insecure = true): the collector is not verified and "
-                        "the credential crosses the network readable; development only", address)
+            log.warning(
+                "INSECURE: plain-text gRPC to %s (insecure = true): the collector is not verified and "
+                "the credential crosses the network readable; development only",
+                address,
+            )
             return grpc.aio.insecure_channel(address, options=options)
         if self.server_name:
             options.append(("grpc.ssl_target_name_override", self.server_name))
-        creds = grpc.ssl_channel_credentials(root_certificates=self.ca_pem, private_key=self.client_key,
-                                             certificate_chain=self.client_cert)
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=self.ca_pem, private_key=self.client_key, certificate_chain=self.client_cert
+        )
         return grpc.aio.secure_channel(address, creds, options=options)
 
 
@@ -89,7 +102,11 @@ class Credential:
         except (OSError, ValueError) as exc:
             log.error("cannot read %s (%s): enrolling again if a token is configured", self.path, exc)
             return ""
-        if not isinstance(data, dict) or data.get("agent_id") != self.agent_id or not isinstance(data.get("credential"), str):
+        if (
+            not isinstance(data, dict)
+            or data.get("agent_id") != self.agent_id
+            or not isinstance(data.get("credential"), str)
+        ):
             log.error("%s belongs to another agent id: ignoring it", self.path)
             return ""
         return data["credential"]
@@ -105,17 +122,25 @@ class Credential:
             raise NotEnrolled("not enrolled: no credential in the state directory and no enroll_token configured")
         stub = pb_grpc.TelemetryServiceStub(channel)
         try:
-            resp = await stub.Enroll(pb.EnrollRequest(token=self.token, agent_id=self.agent_id, host=self.host),
-                                     timeout=ENROLL_TIMEOUT_S)
+            resp = await stub.Enroll(
+                pb.EnrollRequest(token=self.token, agent_id=self.agent_id, host=self.host), timeout=ENROLL_TIMEOUT_S
+            )
         except grpc.aio.AioRpcError as exc:
-            if exc.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT,
-                              grpc.StatusCode.UNIMPLEMENTED):
+            if exc.code() in (
+                grpc.StatusCode.PERMISSION_DENIED,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                grpc.StatusCode.UNIMPLEMENTED,
+            ):
                 raise NotEnrolled(f"the collector refused enrollment: {exc.details()}") from None
             raise
         store_credential(self.path, self.agent_id, resp.credential)
         self.secret = resp.credential
-        log.warning("enrolled with the collector as agent %s (site %r); credential kept in %s",
-                    self.agent_id, resp.site, self.path)
+        log.warning(
+            "enrolled with the collector as agent %s (site %r); credential kept in %s",
+            self.agent_id,
+            resp.site,
+            self.path,
+        )
 
     def rejected(self) -> None:
         """The collector no longer accepts it (revoked, or a collector database that forgot it):
@@ -127,8 +152,9 @@ def store_credential(path: str, agent_id: str, credential: str) -> None:
     """Write atomically, never readable by others, not even for a moment (created 0600, and the
     Windows ACL set while it is still empty)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    write_atomic(path, json.dumps({"agent_id": agent_id, "credential": credential}).encode(), mode=0o600,
-                 restrict=_restrict)
+    write_atomic(
+        path, json.dumps({"agent_id": agent_id, "credential": credential}).encode(), mode=0o600, restrict=_restrict
+    )
 
 
 def _restrict(path: str) -> None:

@@ -53,7 +53,9 @@ def desk_user(configured: str = "", console_user: Callable[[], tuple[str, str] |
     if configured:
         return DeskUser(configured, configured)
     if console_user is None:
-        from .desk_user import console_user
+        from .desk_user import console_user as from_os
+
+        console_user = from_os
     try:
         found = console_user()
     except Exception:  # an OS call that fails must not stop the agent: nobody known at the desk

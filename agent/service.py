@@ -44,8 +44,20 @@ from .config import ENROLL_FILE, AgentConfig, ConfigError, load
 from .path.child_argv import trace_child_argv
 from .service_runner import SERVICE_NAME, ServiceRunner
 
-__all__ = ["ENROLL_FILE", "SERVICE_NAME", "ServiceRunner", "build_parser", "cmd_configure", "cmd_once", "main",
-           "quick_check", "register", "register_agent", "trace_child_argv", "write_bootstrap"]
+__all__ = [
+    "ENROLL_FILE",
+    "SERVICE_NAME",
+    "ServiceRunner",
+    "build_parser",
+    "cmd_configure",
+    "cmd_once",
+    "main",
+    "quick_check",
+    "register",
+    "register_agent",
+    "trace_child_argv",
+    "write_bootstrap",
+]
 
 # The keys ``enroll_token`` and ``ca_file`` live in this file beside the bootstrap file, readable by
 # the service only (agent.toml stays readable for `agent once`); config.load merges it (ENROLL_FILE).
@@ -55,6 +67,7 @@ log = logging.getLogger("cxpulse.agent.service")
 
 
 # --- the frozen executable's command line ------------------------------------------------------
+
 
 def build_parser() -> argparse.ArgumentParser:
     """``cxpulse [-v] [--version] agent ACTION``: the agent's actions only."""
@@ -96,15 +109,26 @@ def register(agent_sub: argparse._SubParsersAction) -> None:
     if "configure" not in have:
         p = agent_sub.add_parser("configure", help="write the bootstrap file from installer parameters")
         p.add_argument("--config", required=True, help="bootstrap file to create or update")
-        p.add_argument("--root", default="", help="write below this directory, as if it were / "
-                       "(paths inside the files stay as the agent will see them; image builds, dpkg --root)")
+        p.add_argument(
+            "--root",
+            default="",
+            help="write below this directory, as if it were / "
+            "(paths inside the files stay as the agent will see them; image builds, dpkg --root)",
+        )
         p.add_argument("--collector", default="", help="collector gRPC address HOST:PORT")
         p.add_argument("--site", default="", help="site label")
         p.add_argument("--state-dir", default="", help="spool, identity and sequence state")
-        p.add_argument("--enroll-token", default="", help=f"enrollment token, kept in {ENROLL_FILE} beside --config "
-                       "('-' reads it from standard input, out of sight of process listings)")
-        p.add_argument("--ca-cert", default="",
-                       help="collector CA: a PEM file path, PEM text, or base64 of PEM/DER (stored as ca.pem)")
+        p.add_argument(
+            "--enroll-token",
+            default="",
+            help=f"enrollment token, kept in {ENROLL_FILE} beside --config "
+            "('-' reads it from standard input, out of sight of process listings)",
+        )
+        p.add_argument(
+            "--ca-cert",
+            default="",
+            help="collector CA: a PEM file path, PEM text, or base64 of PEM/DER (stored as ca.pem)",
+        )
         p.set_defaults(func=cmd_configure)
     if "service" not in have:
         p = agent_sub.add_parser("service", help="run as a Windows service (started by the service manager)")
@@ -131,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # --- agent once ----------------------------------------------------------------------------------
 
+
 def cmd_once(args: argparse.Namespace) -> int:
     try:
         cfg = config_from_args(args)
@@ -149,10 +174,10 @@ def cmd_once(args: argparse.Namespace) -> int:
 async def quick_check(cfg: AgentConfig, *, count: int = 3, wifi: bool = True, spacing_s: float = 0.2) -> dict:
     """Measure once what the running agent measures continuously; never raises for a network problem."""
     from . import netinfo
-    from .probes import REGISTRY
     from .probes.base import Target
+    from .probes.rtt import RttProbe
 
-    probe = REGISTRY["rtt"](methods=list(cfg.rtt_methods) or None)
+    probe = RttProbe(methods=list(cfg.rtt_methods) or None)
     await probe.start()
     targets = []
     gw = netinfo.default_gateway() if cfg.measure_gateway else None
@@ -169,19 +194,35 @@ async def quick_check(cfg: AgentConfig, *, count: int = 3, wifi: bool = True, sp
             address, method = m.address, m.method
             rtts.append(m.rtt_us)
         got = [r for r in rtts if r is not None]
-        return {"name": t.name, "host": t.host, "address": address, "method": method, "sent": count,
-                "lost": count - len(got), "min_us": min(got, default=None),
-                "median_us": int(statistics.median(got)) if got else None, "max_us": max(got, default=None)}
+        return {
+            "name": t.name,
+            "host": t.host,
+            "address": address,
+            "method": method,
+            "sent": count,
+            "lost": count - len(got),
+            "min_us": min(got, default=None),
+            "median_us": int(statistics.median(got)) if got else None,
+            "max_us": max(got, default=None),
+        }
 
     try:
-        collector, security, *rows = await asyncio.gather(_collector_check(cfg.collector, cfg.probe_timeout_s * 3),
-                                                          _security_check(cfg, cfg.probe_timeout_s * 3),
-                                                          *(series(t) for t in targets))
+        collector, security, *rows = await asyncio.gather(
+            _collector_check(cfg.collector, cfg.probe_timeout_s * 3),
+            _security_check(cfg, cfg.probe_timeout_s * 3),
+            *(series(t) for t in targets),
+        )
     finally:
         await probe.close()
     collector["security"] = security
-    report = {"version": __version__, "os": f"{platform.system()} {platform.release()} {platform.machine()}",
-              "collector": collector, "targets": rows, "wifi": None, "device": None}
+    report = {
+        "version": __version__,
+        "os": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "collector": collector,
+        "targets": rows,
+        "wifi": None,
+        "device": None,
+    }
     if wifi:
         report["wifi"] = await asyncio.to_thread(_wifi_summary)
     report["device"] = await asyncio.to_thread(_device_summary, gw.interface if gw else None)
@@ -198,12 +239,14 @@ async def _collector_check(address: str, timeout_s: float) -> dict:
     loop = asyncio.get_running_loop()
     try:
         started = time.perf_counter()
-        infos = await asyncio.wait_for(loop.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM), timeout_s)
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM), timeout_s
+        )
         result["dns_ms"] = round((time.perf_counter() - started) * 1000, 2)
-        ip, real_port = infos[0][4][:2]
+        ip, real_port = str(infos[0][4][0]), int(infos[0][4][1])
         started = time.perf_counter()
         _, writer = await asyncio.wait_for(asyncio.open_connection(ip, real_port), timeout_s)
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         result["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return result
     result["connect_ms"] = round((time.perf_counter() - started) * 1000, 2)
@@ -220,16 +263,20 @@ async def _security_check(cfg: AgentConfig, timeout_s: float) -> dict:
 
     from .enrollment import CREDENTIAL_FILE, ChannelSecurity
 
-    result = {"tls": "insecure (plain text)" if cfg.insecure else f"CA {cfg.ca_file}" if cfg.ca_file else "system CAs",
-              "handshake": "", "enrolled": os.path.exists(os.path.join(cfg.state_dir, CREDENTIAL_FILE)),
-              "token_configured": bool(cfg.enroll_token)}
+    result = {
+        "tls": "insecure (plain text)" if cfg.insecure else f"CA {cfg.ca_file}" if cfg.ca_file else "system CAs",
+        "handshake": "",
+        "enrolled": os.path.exists(os.path.join(cfg.state_dir, CREDENTIAL_FILE)),
+        "token_configured": bool(cfg.enroll_token),
+    }
     try:
         async with ChannelSecurity.from_config(cfg).channel(cfg.collector) as channel:
-            await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
+            stub = health_pb2_grpc.HealthStub(channel)  # its methods are set in __init__, unseen by mypy
+            await stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)  # type: ignore[attr-defined]
         result["handshake"] = "ok"
     except grpc.aio.AioRpcError as exc:
         detail = exc.details() or ""
-        result["handshake"] = f"failed: {detail[detail.find('SSL_ERROR'):] if 'SSL_ERROR' in detail else detail}"[:300]
+        result["handshake"] = f"failed: {detail[detail.find('SSL_ERROR') :] if 'SSL_ERROR' in detail else detail}"[:300]
     except (OSError, ValueError) as exc:
         result["handshake"] = f"failed: {exc}"
     return result
@@ -252,8 +299,14 @@ def _device_summary(iface: str | None) -> dict:
         snap, _ = read_device(None, iface)
     except Exception as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
-    return {"cpu_pct_since_boot": snap.cpu_pct, "mem_pct": snap.mem_pct, "iface": snap.iface,
-            "iface_kind": snap.iface_kind, "vpn": snap.vpn, "proxy": snap.proxy}
+    return {
+        "cpu_pct_since_boot": snap.cpu_pct,
+        "mem_pct": snap.mem_pct,
+        "iface": snap.iface,
+        "iface_kind": snap.iface_kind,
+        "vpn": snap.vpn,
+        "proxy": snap.proxy,
+    }
 
 
 def _ms(us: int | None) -> str:
@@ -262,20 +315,33 @@ def _ms(us: int | None) -> str:
 
 def format_report(r: dict) -> str:
     c = r["collector"]
-    lines = [f"cxpulse {r['version']} quick check on {r['os']}" + (f" (config {r['config']})" if r.get("config") else "")]
-    state = (f"reachable, name lookup {c['dns_ms']} ms, TCP connect {c['connect_ms']} ms" if c["reachable"]
-             else f"NOT reachable: {c['error']}")
+    lines = [
+        f"cxpulse {r['version']} quick check on {r['os']}" + (f" (config {r['config']})" if r.get("config") else "")
+    ]
+    state = (
+        f"reachable, name lookup {c['dns_ms']} ms, TCP connect {c['connect_ms']} ms"
+        if c["reachable"]
+        else f"NOT reachable: {c['error']}"
+    )
     lines.append(f"collector  {c['address']}: {state}")
     sec = c.get("security")
     if sec:
-        enrolled = "enrolled" if sec["enrolled"] else "not enrolled yet" + (" (token configured)" if sec["token_configured"]
-                                                                           else " and NO enroll_token configured")
+        enrolled = (
+            "enrolled"
+            if sec["enrolled"]
+            else "not enrolled yet"
+            + (" (token configured)" if sec["token_configured"] else " and NO enroll_token configured")
+        )
         lines.append(f"security   {sec['tls']}; handshake {sec['handshake']}; {enrolled}")
     if r["targets"]:
-        lines.append(f"{'target':<14} {'address':<26} {'method':<12} {'lost':>6} {'min ms':>8} {'median':>8} {'max ms':>8}")
+        lines.append(
+            f"{'target':<14} {'address':<26} {'method':<12} {'lost':>6} {'min ms':>8} {'median':>8} {'max ms':>8}"
+        )
         for t in r["targets"]:
-            lines.append(f"{t['name']:<14} {t['address']:<26} {t['method']:<12} {t['lost']:>3}/{t['sent']:<2} "
-                         f"{_ms(t['min_us']):>8} {_ms(t['median_us']):>8} {_ms(t['max_us']):>8}")
+            lines.append(
+                f"{t['name']:<14} {t['address']:<26} {t['method']:<12} {t['lost']:>3}/{t['sent']:<2} "
+                f"{_ms(t['min_us']):>8} {_ms(t['median_us']):>8} {_ms(t['max_us']):>8}"
+            )
     else:
         lines.append("no targets (no gateway found, none configured)")
     w = r.get("wifi")
@@ -283,27 +349,43 @@ def format_report(r: dict) -> str:
         if "error" in w:
             lines.append(f"wifi       cannot read: {w['error']}")
         elif not w.get("connected"):
-            lines.append("wifi       not connected" if w.get("connected") is False else "wifi       unknown (no radio or no permission)")
+            lines.append(
+                "wifi       not connected"
+                if w.get("connected") is False
+                else "wifi       unknown (no radio or no permission)"
+            )
         else:
-            lines.append(f"wifi       {w.get('ssid')} rssi {w.get('rssi_dbm')} dBm, channel {w.get('channel')} "
-                         f"({w.get('band')} GHz), tx {w.get('tx_rate_mbps')} Mbit/s [{w.get('source')}]")
+            lines.append(
+                f"wifi       {w.get('ssid')} rssi {w.get('rssi_dbm')} dBm, channel {w.get('channel')} "
+                f"({w.get('band')} GHz), tx {w.get('tx_rate_mbps')} Mbit/s [{w.get('source')}]"
+            )
     d = r.get("device") or {}
     if "error" in d:
         lines.append(f"device     cannot read: {d['error']}")
     elif d:
-        lines.append(f"device     cpu {d['cpu_pct_since_boot']}% (since boot), memory {d['mem_pct']}%, "
-                     f"interface {d['iface'] or '-'} ({d['iface_kind']}), vpn {','.join(d['vpn']) or 'none'}, "
-                     f"proxy {d['proxy'] or 'none'}")
+        lines.append(
+            f"device     cpu {d['cpu_pct_since_boot']}% (since boot), memory {d['mem_pct']}%, "
+            f"interface {d['iface'] or '-'} ({d['iface_kind']}), vpn {','.join(d['vpn']) or 'none'}, "
+            f"proxy {d['proxy'] or 'none'}"
+        )
     return "\n".join(lines)
 
 
 # --- agent configure -----------------------------------------------------------------------------
 
+
 def cmd_configure(args: argparse.Namespace) -> int:
     token = sys.stdin.read() if args.enroll_token == "-" else args.enroll_token
     try:
-        written = write_bootstrap(args.config, collector=args.collector, site=args.site, state_dir=args.state_dir,
-                                  enroll_token=token, ca_cert=args.ca_cert, root=args.root)
+        written = write_bootstrap(
+            args.config,
+            collector=args.collector,
+            site=args.site,
+            state_dir=args.state_dir,
+            enroll_token=token,
+            ca_cert=args.ca_cert,
+            root=args.root,
+        )
     except (ConfigError, OSError, ValueError, subprocess.CalledProcessError) as exc:
         print(f"cxpulse agent configure: {exc}", file=sys.stderr)
         return 2
@@ -312,8 +394,16 @@ def cmd_configure(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_bootstrap(config: str | os.PathLike[str], *, collector: str = "", site: str = "", state_dir: str = "",
-                    enroll_token: str = "", ca_cert: str = "", root: str | os.PathLike[str] = "") -> list[Path]:
+def write_bootstrap(
+    config: str | os.PathLike[str],
+    *,
+    collector: str = "",
+    site: str = "",
+    state_dir: str = "",
+    enroll_token: str = "",
+    ca_cert: str = "",
+    root: str | os.PathLike[str] = "",
+) -> list[Path]:
     """Create or update the bootstrap file; return the files written.
 
     Empty values mean "not given" (an MSI passes every property, set or not). An existing file keeps
@@ -344,8 +434,13 @@ def write_bootstrap(config: str | os.PathLike[str], *, collector: str = "", site
         enroll = path.parent / ENROLL_FILE
         old_enroll = enroll.read_text(encoding="utf-8") if enroll.exists() else _ENROLL_HEADER
         # A secret: locked down while still empty (0600; the ACL on Windows), never readable by others.
-        write_atomic(enroll, _set_top_level_keys(old_enroll, secrets).encode(), mode=0o600,
-                     restrict=_restrict_secret, check=_check_toml)
+        write_atomic(
+            enroll,
+            _set_top_level_keys(old_enroll, secrets).encode(),
+            mode=0o600,
+            restrict=_restrict_secret,
+            check=_check_toml,
+        )
         written.append(enroll)
     return written
 
@@ -424,7 +519,7 @@ def _ca_pem(value: str) -> str:
         return raw.decode("ascii").strip().replace("\r\n", "\n") + "\n"
     if raw[:1] == b"\x30":  # DER: an ASN.1 SEQUENCE
         body = base64.encodebytes(raw).decode("ascii").replace("\n", "")
-        wrapped = "\n".join(body[i:i + 64] for i in range(0, len(body), 64))
+        wrapped = "\n".join(body[i : i + 64] for i in range(0, len(body), 64))
         return f"-----BEGIN CERTIFICATE-----\n{wrapped}\n-----END CERTIFICATE-----\n"
     raise ValueError("ca cert decodes to neither PEM nor DER")
 
@@ -433,9 +528,11 @@ def cmd_service(args: argparse.Namespace) -> int:
     from . import service_windows
 
     if not service_windows.AVAILABLE:
-        print("cxpulse agent service: only for the Windows service manager; on this OS run "
-              "`cxpulse agent run --config FILE` under systemd or launchd", file=sys.stderr)
+        print(
+            "cxpulse agent service: only for the Windows service manager; on this OS run "
+            "`cxpulse agent run --config FILE` under systemd or launchd",
+            file=sys.stderr,
+        )
         return 2
     log_file = args.log_file or os.path.join(os.path.dirname(os.path.abspath(args.config)), "logs", "agent.log")
     return service_windows.dispatch(args.config, log_file, getattr(args, "verbose", 0))
-

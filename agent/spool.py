@@ -1,41 +1,7 @@
 """Disk spool of closed batches: the exact payload bytes, kept until the collector acks them.
 
-Layout: one file per batch (``<seq>-<samples>.mpk``), written to a temporary name,
-fsynced, renamed and the directory fsynced (cxpulse/atomicfile.py, in binary mode on every OS:
-Windows' text mode would turn each LF byte of a payload into CR LF). We keep this instead of append-only
-segment files, on purpose:
-
-- a crash or power loss can leave only a ``.tmp`` file that was never renamed, and
-  those are deleted at start: a torn record never enters the queue, so there is no
-  tail to scan for and no torn-record recovery to get wrong;
-- the unit of everything the spool does (ack, drop, quarantine) is one batch, and
-  with one file per batch each of those is one unlink or rename; segments would need
-  a compaction pass to free space behind acks that arrive in pieces, and a drop of the
-  oldest batch would have to rewrite or skip inside a segment;
-- the agent writes one batch every few seconds (10 s by default), so the per-file
-  fsync costs nothing that matters and 64 MB of 1-3 kB batches is a few tens of
-  thousands of files, well within any desktop filesystem.
-
-What renames cannot protect against is a file that is damaged after it was written
-(bit rot, a disk or filesystem that reorders writes around power loss, someone's
-editor). So each file starts with a header (magic, seq, sample count, first and
-last sample time, payload length) and a CRC32 over header and payload. A file whose
-header or checksum is wrong is moved to ``rejected/`` and reported as a gap; it is
-never replayed as garbage.
-
-The spool is bounded by size (payload bytes) and age. The drop policy is oldest
-first: during a long outage the newest data is the most useful for the ticket that
-will be opened about it. Batches in flight (written to a stream, not yet acked) are
-exempt: the collector may already hold one, and dropping it would report as lost a
-batch that is in fact stored. They also do not count against the size bound (the
-uplink's in-flight window bounds them), so after a reconnect the first new batches do
-not push out batches newer than those in flight: one outage leaves one hole. The
-directory may hold the bound plus the in-flight window while acks are due. Every drop is counted and remembered as a gap (time range,
-batches, samples, reason) in ``gaps.json``; the runner puts each open gap into the
-next batch as a ``data_gap`` event, and the gap is forgotten only once the batch
-that carries its latest state is acked. If the directory cannot be written (full
-disk, read-only), batches stay in memory, bounded too, with a warning, instead of
-stopping the agent.
+One checked file per batch (cxpulse.atomicfile), bounded by size and age, oldest dropped first and
+remembered as a gap; why this layout and policy: docs/agent-internals.md ("agent/spool.py").
 """
 
 from __future__ import annotations
@@ -117,8 +83,13 @@ class Gap:
     def event(self) -> wire.Event:
         plural = "batch" if self.batches == 1 else "batches"
         return wire.Event(
-            id=self.id, kind=GAP_KIND, target="agent", start_us=self.first_us, end_us=max(self.last_us, self.first_us),
-            severity=GAP_SEVERITY, evidence=f"{self.reason}: {self.batches} {plural}, {self.samples} samples dropped",
+            id=self.id,
+            kind=GAP_KIND,
+            target="agent",
+            start_us=self.first_us,
+            end_us=max(self.last_us, self.first_us),
+            severity=GAP_SEVERITY,
+            evidence=f"{self.reason}: {self.batches} {plural}, {self.samples} samples dropped",
         )
 
 
@@ -202,7 +173,9 @@ class Spool:
         except FileNotFoundError:
             return []
         except (ValueError, KeyError, TypeError) as exc:
-            log.warning("spool gap record %s is unreadable (%s); earlier drops stay in the agent log only", self._gaps_path, exc)
+            log.warning(
+                "spool gap record %s is unreadable (%s); earlier drops stay in the agent log only", self._gaps_path, exc
+            )
             return []
 
     def _write_gaps(self) -> None:
@@ -210,8 +183,9 @@ class Spool:
             return
         try:
             if self._gaps:
-                _atomic_write(self._gaps_path,
-                              json.dumps({"epoch": self.epoch, "gaps": [asdict(g) for g in self._gaps]}).encode())
+                _atomic_write(
+                    self._gaps_path, json.dumps({"epoch": self.epoch, "gaps": [asdict(g) for g in self._gaps]}).encode()
+                )
             elif os.path.exists(self._gaps_path):
                 os.unlink(self._gaps_path)
         except OSError as exc:
@@ -246,8 +220,10 @@ class Spool:
                     head = f.read(HEADER_SIZE)
                 _, _, h_seq, h_count, first, last, length, _ = _unpack_header(head)
                 if (h_seq, h_count) != (seq, count) or st.st_size != HEADER_SIZE + length:
-                    raise CorruptFile(f"header says seq {h_seq}, {h_count} samples, {length} bytes; "
-                                      f"file is {name}, {st.st_size} bytes")
+                    raise CorruptFile(
+                        f"header says seq {h_seq}, {h_count} samples, {length} bytes; "
+                        f"file is {name}, {st.st_size} bytes"
+                    )
             except (OSError, CorruptFile) as exc:
                 mtime_us = _mtime_us(path)
                 bad = Entry(seq, count, 0, time.time(), path, first_us=mtime_us, last_us=mtime_us)
@@ -316,8 +292,12 @@ class Spool:
     def _disk_failed(self, exc: OSError) -> None:
         self._disk_retry_at = time.time() + self.disk_retry_s
         if self._disk_ok and not self._disk_retrying:
-            log.warning("spool directory %s is not writable (%s); holding batches in memory (at most %d MB) until it is",
-                        self.dir, exc, _MAX_MEMORY_BYTES >> 20)
+            log.warning(
+                "spool directory %s is not writable (%s); holding batches in memory (at most %d MB) until it is",
+                self.dir,
+                exc,
+                _MAX_MEMORY_BYTES >> 20,
+            )
         self._disk_ok = False
 
     def enforce_bounds(self, now: float | None = None) -> None:
@@ -371,9 +351,9 @@ class Spool:
         return next((g for g in self._gaps if g.id == gap_id), None)
 
     def _record_gap(self, e: Entry, reason: str) -> None:
-        for g in self._gaps:
-            if g.carried_seq == e.seq:
-                g.carried_seq = None  # the batch that carried this gap is gone: send it again
+        for old in self._gaps:
+            if old.carried_seq == e.seq:
+                old.carried_seq = None  # the batch that carried this gap is gone: send it again
         g = next((g for g in reversed(self._gaps) if g.reason == reason and self._contiguous(g, e.seq)), None)
         if g is None:
             if len(self._gaps) >= _MAX_GAPS:
@@ -432,7 +412,7 @@ class Spool:
         """The payload, checked; a damaged file is set aside and reported as a gap (None)."""
         if e.seq not in self._entries:
             return None  # acked or dropped since the caller listed it
-        if e.data is not None:
+        if e.data is not None or e.path is None:  # held in memory (a path-less entry always has its data)
             return e.data
         try:
             with open(e.path, "rb") as f:
@@ -471,9 +451,14 @@ class Spool:
         if first is None or committed_seq < first:
             return 0
         mine = [e for s, e in self._entries.items() if s >= first]
-        log.warning("the collector holds seqs up to %d, but this spool's saved state ended at %d (a run that could "
-                    "not save its state, or a restored state directory): renumbering %d batches after %d",
-                    committed_seq, first - 1, len(mine), committed_seq)
+        log.warning(
+            "the collector holds seqs up to %d, but this spool's saved state ended at %d (a run that could "
+            "not save its state, or a restored state directory): renumbering %d batches after %d",
+            committed_seq,
+            first - 1,
+            len(mine),
+            committed_seq,
+        )
         self.next_seq = committed_seq + 1
         for e in mine:
             old_seq = e.seq
@@ -541,7 +526,9 @@ class Spool:
             # Do not send these reports again: a collector that refuses them (an older one that does
             # not know data_gap) would otherwise refuse every batch that carries them.
             for g in carried:
-                log.error("gap report %s was refused with the batch; it stays in this log only: %s", g.id, g.event().evidence)
+                log.error(
+                    "gap report %s was refused with the batch; it stays in this log only: %s", g.id, g.event().evidence
+                )
             self._gaps = [g for g in self._gaps if g not in carried]
             self._write_gaps()
         self._remove(e, keep_file=True)

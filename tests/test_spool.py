@@ -53,7 +53,7 @@ def test_size_bound_drops_oldest_and_counts_it(tmp_path):
         s.append(b"x" * 10 * 1024, 7)
     assert s.bytes <= 100 * 1024
     assert s.dropped_batches == 2 and s.dropped_samples == 14
-    assert [e.seq for e in s.pending()][0] == 3
+    assert next(e.seq for e in s.pending()) == 3
 
 
 def test_age_bound(tmp_path):

@@ -42,7 +42,7 @@ from starlette.responses import JSONResponse, Response
 
 from cxpulse.atomicfile import write_atomic
 
-__all__ = ["Access", "AccessMiddleware", "Caller", "load_pseudonym_secret", "ROLE_RANK"]
+__all__ = ["ROLE_RANK", "Access", "AccessMiddleware", "Caller", "load_pseudonym_secret"]
 
 log = logging.getLogger("cxpulse.collector.lookup.access")
 
@@ -79,8 +79,11 @@ class Caller:
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"status": status, "message": message}}, status_code=status,
-                        headers={"Cache-Control": "no-store", **(headers or {})})
+    return JSONResponse(
+        {"error": {"status": status, "message": message}},
+        status_code=status,
+        headers={"Cache-Control": "no-store", **(headers or {})},
+    )
 
 
 def load_pseudonym_secret(path: str | os.PathLike | None) -> bytes:
@@ -117,7 +120,9 @@ def _networks(items: Iterable[str]) -> list:
         try:
             out.append(ipaddress.ip_network(x.strip(), strict=False))
         except ValueError:
-            raise ValueError(f"trusted proxy must be an IP address or network such as 10.0.0.5 or 10.0.0.0/24; got {x!r}") from None
+            raise ValueError(
+                f"trusted proxy must be an IP address or network such as 10.0.0.5 or 10.0.0.0/24; got {x!r}"
+            ) from None
     return out
 
 
@@ -133,14 +138,24 @@ class Access:
     - ``metrics_open``: /metrics without a key (it holds counts per site, never a person).
     """
 
-    def __init__(self, registry, *, pseudonymize: bool = False, pseudonym_secret: bytes | None = None,
-                 trusted_proxies: Iterable[str] = (), metrics_open: bool = False):
+    def __init__(
+        self,
+        registry,
+        *,
+        pseudonymize: bool = False,
+        pseudonym_secret: bytes | None = None,
+        trusted_proxies: Iterable[str] = (),
+        metrics_open: bool = False,
+    ):
         self.registry = registry
         self.pseudonymize = pseudonymize
         # Per-key pseudonyms need a secret even without the collector-wide option: one for this
         # process unless given (start_http passes the file's whenever it has a file).
-        self._secret = pseudonym_secret if pseudonym_secret is not None else (
-            load_pseudonym_secret(None) if pseudonymize else secrets.token_bytes(32))
+        self._secret = (
+            pseudonym_secret
+            if pseudonym_secret is not None
+            else (load_pseudonym_secret(None) if pseudonymize else secrets.token_bytes(32))
+        )
         self.trusted = _networks(trusted_proxies)
         self.metrics_open = metrics_open
 
@@ -202,8 +217,14 @@ class Access:
         if info.role not in ROLE_RANK:
             return None
         sites = tuple(getattr(info, "sites", ()) or ())
-        return Caller(info.key_id, info.name, info.role, self.remote(scope), bool(getattr(info, "pseudonymize", False)),
-                      frozenset(sites) if sites else None)
+        return Caller(
+            info.key_id,
+            info.name,
+            info.role,
+            self.remote(scope),
+            bool(getattr(info, "pseudonymize", False)),
+            frozenset(sites) if sites else None,
+        )
 
     # - may they -
 
@@ -231,17 +252,28 @@ class Access:
         actor = caller.actor if caller else "anonymous"
         remote = caller.remote if caller else ""
         by = f"by={caller.name}" if caller else ""
-        self.registry.record_audit(actor=actor, action=action, subject=subject, remote=remote,
-                                   detail="; ".join(x for x in (by, detail) if x)[:2000])
+        self.registry.record_audit(
+            actor=actor,
+            action=action,
+            subject=subject,
+            remote=remote,
+            detail="; ".join(x for x in (by, detail) if x)[:2000],
+        )
 
-    def audited_lookup(self, action: str, endpoint: Endpoint, who: Callable[[str], dict | None],
-                       resolve: Callable[[str, frozenset | None], str | None] | None = None) -> Endpoint:
+    def audited_lookup(
+        self,
+        action: str,
+        endpoint: Endpoint,
+        who: Callable[[str], dict | None],
+        resolve: Callable[[str, frozenset | None], str | None] | None = None,
+    ) -> Endpoint:
         """A person's view (``{agent_id}`` in the path): recorded, whatever the answer, before it is sent.
 
         ``who(agent_id)`` names the person (user, host) for the entry; None when there is no such agent.
         ``resolve(pseudonym, visible_sites)`` turns a desk pseudonym (``a-...``, from a pseudonymized fleet row)
         into the agent id, so the row's link opens that person's view, which is audited like any other.
         """
+
         async def wrapped(request: Request) -> Response:
             from .params import ApiError  # the route's own errors still count as a lookup attempt
 
@@ -250,13 +282,14 @@ class Access:
                 real = await asyncio.to_thread(resolve, agent_id, self.visible_sites(request))
                 if real is not None:
                     agent_id = request.scope["path_params"]["agent_id"] = real
-            status, response, error = 200, None, None
+            status, response = 200, None
+            error: Exception | None = None
             try:
                 response = await endpoint(request)
                 status = response.status_code
             except ApiError as exc:
                 status, error = exc.status, exc
-            except Exception as exc:  # noqa: BLE001 - a failed lookup of a person is still a lookup: recorded, then raised
+            except Exception as exc:
                 status, error = 500, exc
             q = request.query_params
             window = " ".join(f"{k}={q[k][:64]}" for k in ("since", "until", "window") if q.get(k))
@@ -264,31 +297,43 @@ class Access:
             def write() -> None:
                 person = who(agent_id) if status != 404 else None
                 named = f"user={person.get('user', '')} host={person.get('host', '')}" if person else "no such agent"
-                self.record(request.scope.get("cxpulse.caller"), action, agent_id,
-                            "; ".join(x for x in (named, window, f"status={status}") if x))
+                self.record(
+                    request.scope.get("cxpulse.caller"),
+                    action,
+                    agent_id,
+                    "; ".join(x for x in (named, window, f"status={status}") if x),
+                )
 
             if not await self._write(write):
-                return _error(503, "the audit log cannot be written, so this lookup is refused; see the collector's log")
-            if error is not None:
-                raise error
+                return _error(
+                    503, "the audit log cannot be written, so this lookup is refused; see the collector's log"
+                )
+            if error is not None or response is None:
+                raise error or RuntimeError("the endpoint answered nothing")
             return response
 
         wrapped.__name__ = getattr(endpoint, "__name__", "endpoint")
         return wrapped
 
-    def audited_list(self, action: str, endpoint: Endpoint, people: Callable[[dict], list[dict]],
-                     shown_by_name: Callable[[Request, dict], bool] = lambda request, person: True) -> Endpoint:
-        """A JSON answer that lists people (search, fleet): pseudonymized where they are not needed, audited where named.
+    def audited_list(
+        self,
+        action: str,
+        endpoint: Endpoint,
+        people: Callable[[dict], list[dict]],
+        shown_by_name: Callable[[Request, dict], bool] = lambda request, person: True,
+    ) -> Endpoint:
+        """A JSON answer that lists people (search, fleet): pseudonyms where names are not needed, audited where named.
 
         ``people(body)`` returns the dicts (with ``user``, ``agent_id``) inside the answer;
         ``shown_by_name(request, person)`` says whether this person may keep their name when
         pseudonymization is on (search: the analyst typed their name, host or id).
         """
+
         async def wrapped(request: Request) -> Response:
             response = await endpoint(request)
             if response.status_code != 200 or not isinstance(response, JSONResponse):
                 return response
-            body = json.loads(response.body)
+            body = json.loads(bytes(response.body))
             pseudonymize = self.pseudonymizes(request)
             named, shown_ids = [], set()
             for p in people(body):
@@ -308,10 +353,19 @@ class Access:
                 ids = sorted({f"{p.get('agent_id', '')} ({p['user']})" for p in named})
                 more = f" and {len(ids) - MAX_DETAIL_NAMES} more" if len(ids) > MAX_DETAIL_NAMES else ""
                 q = request.query_params.get("q")
-                detail = (f"q={q!r}; " if q is not None else "") + f"named {len(ids)}: " + ", ".join(ids[:MAX_DETAIL_NAMES]) + more
+                detail = (
+                    (f"q={q!r}; " if q is not None else "")
+                    + f"named {len(ids)}: "
+                    + ", ".join(ids[:MAX_DETAIL_NAMES])
+                    + more
+                )
                 subject = named[0].get("agent_id", "") if len(ids) == 1 else ""
-                if not await self._write(lambda: self.record(request.scope.get("cxpulse.caller"), action, subject, detail)):
-                    return _error(503, "the audit log cannot be written, so this lookup is refused; see the collector's log")
+                if not await self._write(
+                    lambda: self.record(request.scope.get("cxpulse.caller"), action, subject, detail)
+                ):
+                    return _error(
+                        503, "the audit log cannot be written, so this lookup is refused; see the collector's log"
+                    )
             headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
             return JSONResponse(body, status_code=200, headers=headers)
 
@@ -322,14 +376,18 @@ class Access:
         try:
             await asyncio.to_thread(fn)
             return True
-        except Exception as exc:  # noqa: BLE001 - any failure to record refuses the lookup
+        except Exception as exc:
             log.error("audit log write failed, lookup refused: %s", exc)
             return False
 
     def pseudonym(self, user: str, prefix: str = "u-") -> str:
         """``u-`` + 12 hex digits of HMAC-SHA256(secret, user): stable per collector secret, not reversible."""
-        return prefix + hmac.new(self._secret, (user if prefix == "u-" else prefix + user).encode(),
-                                 hashlib.sha256).hexdigest()[:12]
+        return (
+            prefix
+            + hmac.new(self._secret, (user if prefix == "u-" else prefix + user).encode(), hashlib.sha256).hexdigest()[
+                :12
+            ]
+        )
 
     def desk_pseudonym(self, agent_id: str) -> str:
         """``a-`` + 12 hex digits: an agent id for views without names; the person view resolves it back."""
@@ -398,13 +456,16 @@ class AccessMiddleware:
             return
         try:
             caller = await self.access.authenticate(scope)
-        except Exception as exc:  # noqa: BLE001 - the registry is down: no data, and say so
+        except Exception as exc:
             log.error("API key check failed: %s", exc)
             await _error(503, "cannot check API keys right now; see the collector's log")(scope, receive, send)
             return
         if caller is None:
-            msg = ("an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
-                   if self.access.presented_key(scope) is None else "this API key is not valid (unknown or revoked)")
+            msg = (
+                "an API key is required: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+                if self.access.presented_key(scope) is None
+                else "this API key is not valid (unknown or revoked)"
+            )
             await _error(401, msg, {"WWW-Authenticate": 'Bearer realm="cxpulse"'})(scope, receive, send)
             return
         scope["cxpulse.caller"] = caller
@@ -423,16 +484,19 @@ def record_cli_lookup(db_url: str, query: str, window_s: int, view: dict | None)
 
     try:
         who = getpass.getuser()
-    except Exception:  # noqa: BLE001 - no user name in this environment: the uid still says who
+    except Exception:
         who = f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
     reg = Registry.open(db_url)
     try:
         agents = (view or {}).get("agents") or []
-        common = dict(actor=f"cli:{who}", action="cli.lookup", remote=f"local:{socket.gethostname()}")
+        common = {"actor": f"cli:{who}", "action": "cli.lookup", "remote": f"local:{socket.gethostname()}"}
         if not agents:
             reg.record_audit(**common, detail=f"q={query!r}; window={window_s}s; no match")
         for a in agents:
-            reg.record_audit(**common, subject=a.get("agent_id", ""),
-                             detail=f"user={a.get('user', '')} host={a.get('host', '')}; q={query!r}; window={window_s}s")
+            reg.record_audit(
+                **common,
+                subject=a.get("agent_id", ""),
+                detail=f"user={a.get('user', '')} host={a.get('host', '')}; q={query!r}; window={window_s}s",
+            )
     finally:
         reg.close()

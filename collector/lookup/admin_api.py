@@ -14,6 +14,7 @@ import importlib.util
 import json
 import math
 import time
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -39,7 +40,7 @@ def _json(data, status: int = 200) -> JSONResponse:
 
 
 def _plain(obj) -> dict:
-    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else dict(vars(obj))
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) and not isinstance(obj, type) else dict(vars(obj))
 
 
 async def _body(request: Request) -> dict:
@@ -68,8 +69,13 @@ def _text(body: dict, name: str) -> str:
 def _int(body: dict, name: str, default: int, lo: int, hi: int) -> int:
     v = body.get(name, default)
     # finite first: JSON's 1e400 is float inf, and int(inf) raises (a 500 before issue 18)
-    if (isinstance(v, bool) or not isinstance(v, (int, float)) or isinstance(v, float) and not math.isfinite(v)
-            or v != int(v) or not lo <= v <= hi):
+    if (
+        isinstance(v, bool)
+        or not isinstance(v, (int, float))
+        or (isinstance(v, float) and not math.isfinite(v))
+        or v != int(v)
+        or not lo <= v <= hi
+    ):
         raise _api_error(400, f"{name} must be a whole number between {lo} and {hi}")
     return int(v)
 
@@ -127,10 +133,17 @@ def admin_routes(access: Access, now_us=None) -> list[Route]:
         pseudonymize = body.get("pseudonymize", False)
         if not isinstance(pseudonymize, bool):
             raise _api_error(400, "pseudonymize must be true or false")
-        secret, info = await change(request, reg.create_api_key, _text(body, "role"), _text(body, "name"),
-                                    pseudonymize=pseudonymize, sites=body.get("sites", []))
-        return _json({"key": secret, "info": _plain(info),
-                      "note": "the key is shown once: give it to its holder now"}, 201)
+        secret, info = await change(
+            request,
+            reg.create_api_key,
+            _text(body, "role"),
+            _text(body, "name"),
+            pseudonymize=pseudonymize,
+            sites=body.get("sites", []),
+        )
+        return _json(
+            {"key": secret, "info": _plain(info), "note": "the key is shown once: give it to its holder now"}, 201
+        )
 
     async def revoke_key(request: Request) -> Response:
         key_id = request.path_params["key_id"]
@@ -147,10 +160,13 @@ def admin_routes(access: Access, now_us=None) -> list[Route]:
         body = await _body(request)
         uses = _int(body, "uses", 1, 1, MAX_TOKEN_USES)
         ttl_s = _int(body, "ttl_s", 7 * 86_400, MIN_TOKEN_TTL_S, MAX_TOKEN_TTL_S)
-        secret, info = await change(request, reg.create_token, site=_text(body, "site"), uses=uses, ttl_s=ttl_s,
-                                    note=_text(body, "note"))
-        return _json({"token": secret, "info": _plain(info),
-                      "note": "the token is shown once: give it to the installer now"}, 201)
+        secret, info = await change(
+            request, reg.create_token, site=_text(body, "site"), uses=uses, ttl_s=ttl_s, note=_text(body, "note")
+        )
+        return _json(
+            {"token": secret, "info": _plain(info), "note": "the token is shown once: give it to the installer now"},
+            201,
+        )
 
     async def revoke_token(request: Request) -> Response:
         token_id = request.path_params["token_id"]
@@ -190,9 +206,22 @@ def admin_routes(access: Access, now_us=None) -> list[Route]:
                 raise _api_error(400, f"{name} is longer than 256 characters")
         entries = await call(reg.audit, since, until, actor=actor, subject=subject, limit=limit)
         # Reading the log shows who looked up whom: that reading is recorded too (filters in the detail).
-        await note(request, "audit.read", "", " ".join(f"{k}={v}" for k, v in (("actor", actor), ("subject", subject),
-                                                                              ("since", q.get("since")), ("until", q.get("until")))
-                                                       if v) + f" entries={len(entries)}")
+        await note(
+            request,
+            "audit.read",
+            "",
+            " ".join(
+                f"{k}={v}"
+                for k, v in (
+                    ("actor", actor),
+                    ("subject", subject),
+                    ("since", q.get("since")),
+                    ("until", q.get("until")),
+                )
+                if v
+            )
+            + f" entries={len(entries)}",
+        )
         names = {f"key:{k.key_id}": k.name for k in await call(reg.list_api_keys)}
         return _json({"entries": [{**_plain(e), "actor_name": names.get(e.actor, "")} for e in entries]})
 
@@ -216,9 +245,10 @@ def admin_routes(access: Access, now_us=None) -> list[Route]:
             except UnicodeDecodeError:
                 raise _api_error(400, "the configuration must be UTF-8 text") from None
         else:
-            text = (await _body(request)).get("toml")
-            if not isinstance(text, str):
+            sent = (await _body(request)).get("toml")
+            if not isinstance(sent, str):
                 raise _api_error(400, 'send the TOML as text/plain, or as JSON {"toml": "..."}')
+            text = sent
         who = caller(request)
         try:
             version = await call(central.update, central._url(reg), text, who.actor if who else "http")
@@ -239,8 +269,10 @@ def admin_routes(access: Access, now_us=None) -> list[Route]:
         Route("/api/v1/admin/audit", access.guard("admin", audit), methods=["GET"]),
     ]
     if central_config_available():
-        routes += [Route("/api/v1/admin/config", access.guard("admin", get_config), methods=["GET"]),
-                   Route("/api/v1/admin/config", access.guard("admin", put_config), methods=["PUT"])]
+        routes += [
+            Route("/api/v1/admin/config", access.guard("admin", get_config), methods=["GET"]),
+            Route("/api/v1/admin/config", access.guard("admin", put_config), methods=["PUT"]),
+        ]
     return routes
 
 
@@ -253,108 +285,330 @@ def admin_openapi_paths() -> dict:
         return {code: {"description": desc, "content": {"application/json": {"schema": schema or obj}}}}
 
     def path_id(name: str, desc: str) -> dict:
-        return {"name": name, "in": "path", "required": True, "description": desc,
-                "schema": {"type": "string", "maxLength": 64}}
+        return {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "description": desc,
+            "schema": {"type": "string", "maxLength": 64},
+        }
 
     def q(name: str, desc: str, schema: dict | None = None) -> dict:
-        return {"name": name, "in": "query", "required": False, "description": desc, "schema": schema or {"type": "string"}}
+        return {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": desc,
+            "schema": schema or {"type": "string"},
+        }
 
-    key_info = {"type": "object", "required": ["key_id", "role", "name"], "properties": {
-        "key_id": {"type": "string"}, "role": {"type": "string", "enum": list(ROLE_RANK)}, "name": {"type": "string"},
-        "created_us": {"type": "integer"}, "revoked_us": {"type": ["integer", "null"]}, "pseudonymize": {"type": "boolean"},
-        "sites": {"type": "array", "items": {"type": "string"},
-                  "description": "The sites this key sees; empty: every site."}}}
+    key_info = {
+        "type": "object",
+        "required": ["key_id", "role", "name"],
+        "properties": {
+            "key_id": {"type": "string"},
+            "role": {"type": "string", "enum": list(ROLE_RANK)},
+            "name": {"type": "string"},
+            "created_us": {"type": "integer"},
+            "revoked_us": {"type": ["integer", "null"]},
+            "pseudonymize": {"type": "boolean"},
+            "sites": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "The sites this key sees; empty: every site.",
+            },
+        },
+    }
     not_found = {"404": {"$ref": "#/components/responses/NotFound"}}
-    revoked = resp("200", "Revoked", {"type": "object", "required": ["revoked"], "properties": {"revoked": {"type": "string"}}})
-    paths = {
+    revoked = resp(
+        "200", "Revoked", {"type": "object", "required": ["revoked"], "properties": {"revoked": {"type": "string"}}}
+    )
+    paths: dict[str, Any] = {
         "/api/v1/admin/keys": {
-            "get": {"operationId": "listApiKeys", "summary": "API keys (never their secrets)", "tags": ["admin"],
-                    "responses": resp("200", "Keys", {"type": "object", "required": ["keys"], "properties": {
-                        "keys": {"type": "array", "items": key_info}}})},
-            "post": {"operationId": "createApiKey", "summary": "Create an API key; the secret is in this answer only",
-                     "tags": ["admin"],
-                     "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                         "type": "object", "required": ["role", "name"], "properties": {
-                             "role": {"type": "string", "enum": list(ROLE_RANK)},
-                             "name": {"type": "string", "minLength": 1, "maxLength": 100,
-                                      "description": "Who holds it (shown in the audit log)."},
-                             "pseudonymize": {"type": "boolean", "default": False,
-                                              "description": "This key sees pseudonyms instead of user names in the "
-                                                             "fleet, incidents and site searches."},
-                             "sites": {"type": "array", "maxItems": 100, "default": [],
-                                       "items": {"type": "string", "minLength": 1, "maxLength": 200},
-                                       "description": "Only these sites' desks are visible through this key (search, "
-                                                      "views, fleet, incidents); empty: every site. A key with "
-                                                      "sites must have the helpdesk role."}}}}}},
-                     "responses": {**resp("201", "Created", {"type": "object", "required": ["key", "info"], "properties": {
-                         "key": {"type": "string"}, "info": key_info, "note": {"type": "string"}}}), "400": err}}},
-        "/api/v1/admin/keys/{key_id}/revoke": {"post": {
-            "operationId": "revokeApiKey", "summary": "Revoke an API key at once", "tags": ["admin"],
-            "description": "The last active admin key cannot be revoked (409): create another admin key first.",
-            "parameters": [path_id("key_id", "The key's id (from the list).")],
-            "responses": {**revoked, **not_found, "409": {"description": "The last active admin key", "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}}}},
+            "get": {
+                "operationId": "listApiKeys",
+                "summary": "API keys (never their secrets)",
+                "tags": ["admin"],
+                "responses": resp(
+                    "200",
+                    "Keys",
+                    {
+                        "type": "object",
+                        "required": ["keys"],
+                        "properties": {"keys": {"type": "array", "items": key_info}},
+                    },
+                ),
+            },
+            "post": {
+                "operationId": "createApiKey",
+                "summary": "Create an API key; the secret is in this answer only",
+                "tags": ["admin"],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["role", "name"],
+                                "properties": {
+                                    "role": {"type": "string", "enum": list(ROLE_RANK)},
+                                    "name": {
+                                        "type": "string",
+                                        "minLength": 1,
+                                        "maxLength": 100,
+                                        "description": "Who holds it (shown in the audit log).",
+                                    },
+                                    "pseudonymize": {
+                                        "type": "boolean",
+                                        "default": False,
+                                        "description": "This key sees pseudonyms instead of user names in the "
+                                        "fleet, incidents and site searches.",
+                                    },
+                                    "sites": {
+                                        "type": "array",
+                                        "maxItems": 100,
+                                        "default": [],
+                                        "items": {"type": "string", "minLength": 1, "maxLength": 200},
+                                        "description": "Only these sites' desks are visible through this key (search, "
+                                        "views, fleet, incidents); empty: every site. A key with "
+                                        "sites must have the helpdesk role.",
+                                    },
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    **resp(
+                        "201",
+                        "Created",
+                        {
+                            "type": "object",
+                            "required": ["key", "info"],
+                            "properties": {"key": {"type": "string"}, "info": key_info, "note": {"type": "string"}},
+                        },
+                    ),
+                    "400": err,
+                },
+            },
+        },
+        "/api/v1/admin/keys/{key_id}/revoke": {
+            "post": {
+                "operationId": "revokeApiKey",
+                "summary": "Revoke an API key at once",
+                "tags": ["admin"],
+                "description": "The last active admin key cannot be revoked (409): create another admin key first.",
+                "parameters": [path_id("key_id", "The key's id (from the list).")],
+                "responses": {
+                    **revoked,
+                    **not_found,
+                    "409": {
+                        "description": "The last active admin key",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                    },
+                },
+            }
+        },
         "/api/v1/admin/tokens": {
-            "get": {"operationId": "listTokens", "summary": "Enrollment tokens (never their secrets)", "tags": ["admin"],
-                    "responses": resp("200", "Tokens", {"type": "object", "required": ["tokens"], "properties": {
-                        "tokens": {"type": "array", "items": obj}}})},
-            "post": {"operationId": "createToken", "summary": "Create an enrollment token; the secret is in this answer only",
-                     "tags": ["admin"],
-                     "requestBody": {"required": False, "content": {"application/json": {"schema": {
-                         "type": "object", "properties": {
-                             "site": {"type": "string", "maxLength": 200, "description": "Site label the enrolled agents get."},
-                             "uses": {"type": "integer", "minimum": 1, "maximum": MAX_TOKEN_USES, "default": 1},
-                             "ttl_s": {"type": "integer", "minimum": MIN_TOKEN_TTL_S, "maximum": MAX_TOKEN_TTL_S, "default": 604800},
-                             "note": {"type": "string", "maxLength": 500}}}}}},
-                     "responses": {**resp("201", "Created", {"type": "object", "required": ["token", "info"], "properties": {
-                         "token": {"type": "string"}, "info": obj, "note": {"type": "string"}}}), "400": err}}},
-        "/api/v1/admin/tokens/{token_id}/revoke": {"post": {
-            "operationId": "revokeToken", "summary": "Revoke an enrollment token", "tags": ["admin"],
-            "parameters": [path_id("token_id", "The token's id (from the list).")],
-            "responses": {**revoked, **not_found}}},
-        "/api/v1/admin/agents": {"get": {
-            "operationId": "listEnrolledAgents", "summary": "Enrolled agents and their revocation state", "tags": ["admin"],
-            "responses": resp("200", "Agents", {"type": "object", "required": ["agents"], "properties": {
-                "agents": {"type": "array", "items": obj}}})}},
-        "/api/v1/admin/agents/{agent_id}/revoke": {"post": {
-            "operationId": "revokeAgent", "summary": "Revoke an agent: its open stream is closed, it can no longer send",
-            "tags": ["admin"], "parameters": [path_id("agent_id", "The agent's id.")],
-            "responses": {**revoked, **not_found}}},
-        "/api/v1/admin/audit": {"get": {
-            "operationId": "queryAudit", "summary": "The audit log: who looked up whom, when, from where; admin changes",
-            "tags": ["admin"],
-            "parameters": [q("since", "Start (same forms as elsewhere: ISO 8601, epoch seconds, now, -24h); default: the beginning."),
-                           q("until", "End (exclusive); default: none."),
-                           q("actor", "Only this actor, e.g. key:<key_id> or cli:<os user>.", {"type": "string", "maxLength": 256}),
-                           q("subject", "Only this subject, e.g. an agent id.", {"type": "string", "maxLength": 256}),
-                           q("limit", "At most this many entries, oldest first.",
-                             {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000})],
-            "responses": {**resp("200", "Entries, oldest first", {"type": "object", "required": ["entries"], "properties": {
-                "entries": {"type": "array", "items": {"type": "object", "required": ["ts_us", "actor", "action"], "properties": {
-                    "id": {"type": "integer"}, "ts_us": {"type": "integer"}, "actor": {"type": "string"},
-                    "actor_name": {"type": "string"}, "action": {"type": "string"}, "subject": {"type": "string"},
-                    "remote": {"type": "string"}, "detail": {"type": "string"}}}}}}), "400": err}}},
+            "get": {
+                "operationId": "listTokens",
+                "summary": "Enrollment tokens (never their secrets)",
+                "tags": ["admin"],
+                "responses": resp(
+                    "200",
+                    "Tokens",
+                    {
+                        "type": "object",
+                        "required": ["tokens"],
+                        "properties": {"tokens": {"type": "array", "items": obj}},
+                    },
+                ),
+            },
+            "post": {
+                "operationId": "createToken",
+                "summary": "Create an enrollment token; the secret is in this answer only",
+                "tags": ["admin"],
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "site": {
+                                        "type": "string",
+                                        "maxLength": 200,
+                                        "description": "Site label the enrolled agents get.",
+                                    },
+                                    "uses": {"type": "integer", "minimum": 1, "maximum": MAX_TOKEN_USES, "default": 1},
+                                    "ttl_s": {
+                                        "type": "integer",
+                                        "minimum": MIN_TOKEN_TTL_S,
+                                        "maximum": MAX_TOKEN_TTL_S,
+                                        "default": 604800,
+                                    },
+                                    "note": {"type": "string", "maxLength": 500},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    **resp(
+                        "201",
+                        "Created",
+                        {
+                            "type": "object",
+                            "required": ["token", "info"],
+                            "properties": {"token": {"type": "string"}, "info": obj, "note": {"type": "string"}},
+                        },
+                    ),
+                    "400": err,
+                },
+            },
+        },
+        "/api/v1/admin/tokens/{token_id}/revoke": {
+            "post": {
+                "operationId": "revokeToken",
+                "summary": "Revoke an enrollment token",
+                "tags": ["admin"],
+                "parameters": [path_id("token_id", "The token's id (from the list).")],
+                "responses": {**revoked, **not_found},
+            }
+        },
+        "/api/v1/admin/agents": {
+            "get": {
+                "operationId": "listEnrolledAgents",
+                "summary": "Enrolled agents and their revocation state",
+                "tags": ["admin"],
+                "responses": resp(
+                    "200",
+                    "Agents",
+                    {
+                        "type": "object",
+                        "required": ["agents"],
+                        "properties": {"agents": {"type": "array", "items": obj}},
+                    },
+                ),
+            }
+        },
+        "/api/v1/admin/agents/{agent_id}/revoke": {
+            "post": {
+                "operationId": "revokeAgent",
+                "summary": "Revoke an agent: its open stream is closed, it can no longer send",
+                "tags": ["admin"],
+                "parameters": [path_id("agent_id", "The agent's id.")],
+                "responses": {**revoked, **not_found},
+            }
+        },
+        "/api/v1/admin/audit": {
+            "get": {
+                "operationId": "queryAudit",
+                "summary": "The audit log: who looked up whom, when, from where; admin changes",
+                "tags": ["admin"],
+                "parameters": [
+                    q(
+                        "since",
+                        "Start (same forms as elsewhere: ISO 8601, epoch seconds, now, -24h); default: the beginning.",
+                    ),
+                    q("until", "End (exclusive); default: none."),
+                    q(
+                        "actor",
+                        "Only this actor, e.g. key:<key_id> or cli:<os user>.",
+                        {"type": "string", "maxLength": 256},
+                    ),
+                    q("subject", "Only this subject, e.g. an agent id.", {"type": "string", "maxLength": 256}),
+                    q(
+                        "limit",
+                        "At most this many entries, oldest first.",
+                        {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000},
+                    ),
+                ],
+                "responses": {
+                    **resp(
+                        "200",
+                        "Entries, oldest first",
+                        {
+                            "type": "object",
+                            "required": ["entries"],
+                            "properties": {
+                                "entries": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["ts_us", "actor", "action"],
+                                        "properties": {
+                                            "id": {"type": "integer"},
+                                            "ts_us": {"type": "integer"},
+                                            "actor": {"type": "string"},
+                                            "actor_name": {"type": "string"},
+                                            "action": {"type": "string"},
+                                            "subject": {"type": "string"},
+                                            "remote": {"type": "string"},
+                                            "detail": {"type": "string"},
+                                        },
+                                    },
+                                }
+                            },
+                        },
+                    ),
+                    "400": err,
+                },
+            }
+        },
     }
     # A created key or token can be revoked by the id in its answer (followed by the stateful fuzz run).
-    for path, op, param in (("/api/v1/admin/keys", "revokeApiKey", "key_id"), ("/api/v1/admin/tokens", "revokeToken", "token_id")):
+    for path, op, param in (
+        ("/api/v1/admin/keys", "revokeApiKey", "key_id"),
+        ("/api/v1/admin/tokens", "revokeToken", "token_id"),
+    ):
         paths[path]["post"]["responses"]["201"]["links"] = {
-            "Revoke": {"operationId": op, "parameters": {param: f"$response.body#/info/{param}"}}}
+            "Revoke": {"operationId": op, "parameters": {param: f"$response.body#/info/{param}"}}
+        }
     if central_config_available():
         version = {"type": "object", "required": ["version"], "properties": {"version": {"type": "integer"}}}
         paths["/api/v1/admin/config"] = {
-            "get": {"operationId": "getCentralConfig", "summary": "The newest central configuration (TOML) and its version",
-                    "tags": ["admin"], "responses": resp("200", "Version 0 and empty text: none stored yet", {
-                        "type": "object", "required": ["version", "toml"], "properties": {
-                            "version": {"type": "integer"}, "toml": {"type": "string"}}})},
-            "put": {"operationId": "putCentralConfig", "tags": ["admin"],
-                    "summary": "Store a new central configuration; collectors push it to their agents within seconds",
-                    "description": "Checked before it is stored (the same checks agents run); the same text again keeps its version. "
-                                   "See collector/config/collector.example.toml.",
-                    "requestBody": {"required": True, "content": {
-                        "application/json": {"schema": {"type": "object", "required": ["toml"], "properties": {
-                            "toml": {"type": "string", "maxLength": 262144}}}},
-                        "text/plain": {"schema": {"type": "string", "maxLength": 262144}}}},
-                    "responses": {**resp("200", "Stored (or unchanged)", version), "400": err,
-                                  "413": {"description": "Too large", "content": {"application/json": {
-                                      "schema": {"$ref": "#/components/schemas/Error"}}}}}}}
+            "get": {
+                "operationId": "getCentralConfig",
+                "summary": "The newest central configuration (TOML) and its version",
+                "tags": ["admin"],
+                "responses": resp(
+                    "200",
+                    "Version 0 and empty text: none stored yet",
+                    {
+                        "type": "object",
+                        "required": ["version", "toml"],
+                        "properties": {"version": {"type": "integer"}, "toml": {"type": "string"}},
+                    },
+                ),
+            },
+            "put": {
+                "operationId": "putCentralConfig",
+                "tags": ["admin"],
+                "summary": "Store a new central configuration; collectors push it to their agents within seconds",
+                "description": "Checked before it is stored (the same checks agents run); the same text again keeps "
+                "its version. See collector/config/collector.example.toml.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["toml"],
+                                "properties": {"toml": {"type": "string", "maxLength": 262144}},
+                            }
+                        },
+                        "text/plain": {"schema": {"type": "string", "maxLength": 262144}},
+                    },
+                },
+                "responses": {
+                    **resp("200", "Stored (or unchanged)", version),
+                    "400": err,
+                    "413": {
+                        "description": "Too large",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                    },
+                },
+            },
+        }
     return paths

@@ -29,22 +29,35 @@ def register(col: argparse._SubParsersAction) -> None:
     def db_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--db", default=None, help=f"SQLite path or postgresql:// URL (default {default_db()})")
 
-    init = col.add_parser("init", help="create the CA, the server certificate, an admin API key and a first enrollment token")
+    init = col.add_parser(
+        "init", help="create the CA, the server certificate, an admin API key and a first enrollment token"
+    )
     init.add_argument("--dir", default=None, help="TLS directory (default: tls/ beside the SQLite database)")
-    init.add_argument("--name", action="append", default=[], metavar="DNS_NAME",
-                      help="a name agents use to reach the collector (repeatable)")
+    init.add_argument(
+        "--name",
+        action="append",
+        default=[],
+        metavar="DNS_NAME",
+        help="a name agents use to reach the collector (repeatable)",
+    )
     init.add_argument("--ip", action="append", default=[], metavar="IP", help="an address agents use (repeatable)")
-    init.add_argument("--port", type=int, default=50051, help="gRPC port, for the printed collector address (default 50051)")
+    init.add_argument(
+        "--port", type=int, default=50051, help="gRPC port, for the printed collector address (default 50051)"
+    )
     db_arg(init)
     init.add_argument("--site", default="", help="site label of the first enrollment token")
     init.add_argument("--token-uses", type=int, default=100, help="desks the first token may enroll (default 100)")
     init.add_argument("--token-ttl", type=parse_duration, default=7 * 86400, help="first token's lifetime (default 7d)")
-    init.add_argument("--renew", action="store_true", help="issue a new server certificate even if the names are unchanged")
+    init.add_argument(
+        "--renew", action="store_true", help="issue a new server certificate even if the names are unchanged"
+    )
     init.add_argument("--no-admin-key", action="store_true", help="do not create an admin API key")
     init.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
     init.set_defaults(func=cmd_init)
 
-    tokens = col.add_parser("tokens", help="enrollment tokens").add_subparsers(dest="tokens_command", required=True, metavar="ACTION")
+    tokens = col.add_parser("tokens", help="enrollment tokens").add_subparsers(
+        dest="tokens_command", required=True, metavar="ACTION"
+    )
     p = tokens.add_parser("create", help="a new enrollment token (printed once)")
     db_arg(p)
     p.add_argument("--site", default="", help="site label given to the desks that enroll with it")
@@ -60,7 +73,9 @@ def register(col: argparse._SubParsersAction) -> None:
     p.add_argument("token_id")
     p.set_defaults(func=cmd_tokens_revoke)
 
-    agents = col.add_parser("agents", help="enrolled agents").add_subparsers(dest="agents_command", required=True, metavar="ACTION")
+    agents = col.add_parser("agents", help="enrolled agents").add_subparsers(
+        dest="agents_command", required=True, metavar="ACTION"
+    )
     p = agents.add_parser("list", help="enrolled agents and whether they are revoked")
     db_arg(p)
     p.set_defaults(func=cmd_agents_list)
@@ -69,15 +84,25 @@ def register(col: argparse._SubParsersAction) -> None:
     p.add_argument("agent_id")
     p.set_defaults(func=cmd_agents_revoke)
 
-    keys = col.add_parser("keys", help="API keys for the helpdesk page and API").add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    keys = col.add_parser("keys", help="API keys for the helpdesk page and API").add_subparsers(
+        dest="keys_command", required=True, metavar="ACTION"
+    )
     p = keys.add_parser("create", help="a new API key (printed once)")
     db_arg(p)
     p.add_argument("--role", choices=["helpdesk", "admin"], required=True)
     p.add_argument("--name", required=True, help="who or what uses it (shown in the audit log)")
-    p.add_argument("--pseudonymize", action="store_true",
-                   help="views through this key show pseudonyms instead of user names where names are not needed")
-    p.add_argument("--site", action="append", default=[], metavar="SITE",
-                   help="this key sees only this site's desks (repeat for several; default: every site; helpdesk role only)")
+    p.add_argument(
+        "--pseudonymize",
+        action="store_true",
+        help="views through this key show pseudonyms instead of user names where names are not needed",
+    )
+    p.add_argument(
+        "--site",
+        action="append",
+        default=[],
+        metavar="SITE",
+        help="this key sees only this site's desks (repeat for several; default: every site; helpdesk role only)",
+    )
     p.set_defaults(func=cmd_keys_create)
     p = keys.add_parser("list", help="API keys")
     db_arg(p)
@@ -96,7 +121,7 @@ def _registry(args):
 
 
 def _when(us: int | None) -> str:
-    return "-" if us is None else dt.datetime.fromtimestamp(us / 1e6, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return "-" if us is None else dt.datetime.fromtimestamp(us / 1e6, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _me():
@@ -119,8 +144,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     from .tls import CA_CERT, cert_expiry, init_dir
 
     if not args.name and not args.ip:
-        print("cxpulse collector init: give at least one --name or --ip that agents will use to reach the collector",
-              file=sys.stderr)
+        print(
+            "cxpulse collector init: give at least one --name or --ip that agents will use to reach the collector",
+            file=sys.stderr,
+        )
         return 2
     try:
         for ip in args.ip:
@@ -133,34 +160,52 @@ def cmd_init(args: argparse.Namespace) -> int:
     me = _me()
     with _registry(args) as reg:
         try:
-            token, tinfo = reg.create_token(site=args.site, uses=args.token_uses, ttl_s=args.token_ttl,
-                                            note="collector init", by=me)
+            token, tinfo = reg.create_token(
+                site=args.site, uses=args.token_uses, ttl_s=args.token_ttl, note="collector init", by=me
+            )
         except ValueError as exc:
             print(f"cxpulse collector init: {exc}", file=sys.stderr)
             return 2
         key = kinfo = None
         if not args.no_admin_key:
             key, kinfo = reg.create_api_key("admin", "collector init", by=me)
-        reg.record(me, "collector.init", tls_dir, f"token {tinfo.token_id}" + (f", admin key {kinfo.key_id}" if kinfo else ""))
+        reg.record(
+            me, "collector.init", tls_dir, f"token {tinfo.token_id}" + (f", admin key {kinfo.key_id}" if kinfo else "")
+        )
     host = args.name[0] if args.name else args.ip[0]
     address = f"[{host}]:{args.port}" if ":" in host else f"{host}:{args.port}"
     ca = os.path.join(tls_dir, CA_CERT)
-    result = {"tls_dir": tls_dir, "ca_file": ca, "collector": address, "enroll_token": token,
-              "token_expires": _when(tinfo.expires_us), "token_uses": tinfo.uses_total, "admin_api_key": key or "",
-              "files": done, "server_cert_expires": f"{cert_expiry(os.path.join(tls_dir, 'server.pem')):%Y-%m-%d}"}
+    result = {
+        "tls_dir": tls_dir,
+        "ca_file": ca,
+        "collector": address,
+        "enroll_token": token,
+        "token_expires": _when(tinfo.expires_us),
+        "token_uses": tinfo.uses_total,
+        "admin_api_key": key or "",
+        "files": done,
+        "server_cert_expires": f"{cert_expiry(os.path.join(tls_dir, 'server.pem')):%Y-%m-%d}",
+    }
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"TLS directory {tls_dir}: CA {done['ca.pem']}, server certificate {done['server.pem']} "
-          f"(valid until {result['server_cert_expires']})")
-    print(f"serve with:  cxpulse collector serve --listen 0.0.0.0:{args.port} --tls-dir {tls_dir}"
-          + (f" --db {args.db}" if args.db else ""))
+    print(
+        f"TLS directory {tls_dir}: CA {done['ca.pem']}, server certificate {done['server.pem']} "
+        f"(valid until {result['server_cert_expires']})"
+    )
+    print(
+        f"serve with:  cxpulse collector serve --listen 0.0.0.0:{args.port} --tls-dir {tls_dir}"
+        + (f" --db {args.db}" if args.db else "")
+    )
     print("\nGive the installers (MSI properties / profile keys / deb environment):")
     print(f"  COLLECTOR     {address}")
     print(f"  CA_CERT       {ca}   (copy the file; the .key files never leave this machine)")
     print(f"  ENROLL_TOKEN  {token}")
-    print(f"                (up to {tinfo.uses_total} desks, until {result['token_expires']}"
-          + (f", site {args.site!r}" if args.site else "") + ")")
+    print(
+        f"                (up to {tinfo.uses_total} desks, until {result['token_expires']}"
+        + (f", site {args.site!r}" if args.site else "")
+        + ")"
+    )
     if key:
         print(f"\nAdmin API key (shown once, keep it safe): {key}")
     print("\nMore tokens: cxpulse collector tokens create --uses N --site LABEL")
@@ -187,16 +232,29 @@ def cmd_tokens_list(args: argparse.Namespace) -> int:
     now = int(time.time() * 1e6)
     print(f"{'TOKEN':16}  {'USES':>9}  {'EXPIRES':20}  {'STATE':8}  SITE / NOTE")
     for t in tokens:
-        state = "revoked" if t.revoked_us else "expired" if now >= t.expires_us else "used up" if t.uses_left <= 0 else "usable"
-        print(f"{t.token_id:16}  {t.uses_total - t.uses_left:>4}/{t.uses_total:<4}  {_when(t.expires_us):20}  {state:8}  "
-              f"{t.site}{' / ' + t.note if t.note else ''}")
+        state = (
+            "revoked"
+            if t.revoked_us
+            else "expired"
+            if now >= t.expires_us
+            else "used up"
+            if t.uses_left <= 0
+            else "usable"
+        )
+        print(
+            f"{t.token_id:16}  {t.uses_total - t.uses_left:>4}/{t.uses_total:<4}  {_when(t.expires_us):20}  {state:8}  "
+            f"{t.site}{' / ' + t.note if t.note else ''}"
+        )
     return 0
 
 
 def cmd_tokens_revoke(args: argparse.Namespace) -> int:
     with _registry(args) as reg:
         ok = reg.revoke_token(args.token_id, by=_me())
-    print(f"token {args.token_id} revoked" if ok else f"no usable token {args.token_id}", file=sys.stderr if not ok else sys.stdout)
+    print(
+        f"token {args.token_id} revoked" if ok else f"no usable token {args.token_id}",
+        file=sys.stderr if not ok else sys.stdout,
+    )
     return 0 if ok else 1
 
 
@@ -222,15 +280,19 @@ def cmd_agents_revoke(args: argparse.Namespace) -> int:
 def cmd_keys_create(args: argparse.Namespace) -> int:
     with _registry(args) as reg:
         try:
-            secret, info = reg.create_api_key(args.role, args.name, pseudonymize=args.pseudonymize, sites=args.site,
-                                              by=_me())
+            secret, info = reg.create_api_key(
+                args.role, args.name, pseudonymize=args.pseudonymize, sites=args.site, by=_me()
+            )
         except ValueError as exc:
             print(f"cxpulse collector keys: refused: {exc}", file=sys.stderr)
             return 2
     sites = ", ".join(info.sites) if info.sites else "every site"
     print(secret)
-    print(f"key {info.key_id}: role {info.role}, name {info.name!r}, sees {sites}"
-          + (", pseudonyms" if info.pseudonymize else ""), file=sys.stderr)
+    print(
+        f"key {info.key_id}: role {info.role}, name {info.name!r}, sees {sites}"
+        + (", pseudonyms" if info.pseudonymize else ""),
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -103,8 +103,10 @@ class LastAdminKeyError(ValueError):
     """Revoking this key would leave no active admin key; create another admin key first."""
 
     def __init__(self, key_id: str):
-        super().__init__(f"{key_id} is the last active admin key: create another admin key first "
-                         "(cxpulse collector keys create --role admin --name ...), then revoke this one")
+        super().__init__(
+            f"{key_id} is the last active admin key: create another admin key first "
+            "(cxpulse collector keys create --role admin --name ...), then revoke this one"
+        )
         self.key_id = key_id
 
 
@@ -157,8 +159,14 @@ MAX_TOKEN_TTL_S = 365 * 86_400
 # What the administrative changes are called in the audit log (docs/api.md, "Audit log"). Before
 # issue 20 the command line wrote its own names; rows it wrote then keep them in the database and
 # are shown under these when read.
-_OLD_ACTIONS = {"token_create": "token.create", "token_revoke": "token.revoke", "agent_revoke": "agent.revoke",
-                "key_create": "api_key.create", "key_revoke": "api_key.revoke", "init": "collector.init"}
+_OLD_ACTIONS = {
+    "token_create": "token.create",
+    "token_revoke": "token.revoke",
+    "agent_revoke": "agent.revoke",
+    "key_create": "api_key.create",
+    "key_revoke": "api_key.revoke",
+    "init": "collector.init",
+}
 
 
 @dataclass(frozen=True)
@@ -244,7 +252,10 @@ _AUDIT_COLS = "id, ts_us, actor, action, subject, remote, detail"
 
 
 def _key_info(row) -> ApiKeyInfo:
-    return ApiKeyInfo(*row[:5], bool(row[5]), tuple(json.loads(row[6])) if row[6] else ())
+    key_id, role, name, created_us, revoked_us, pseudonymize, sites = row
+    return ApiKeyInfo(
+        key_id, role, name, created_us, revoked_us, bool(pseudonymize), tuple(json.loads(sites)) if sites else ()
+    )
 
 
 class Registry:
@@ -270,8 +281,9 @@ class Registry:
 
     # -- enrollment tokens --
 
-    def create_token(self, *, site: str = "", uses: int = 1, ttl_s: float = 7 * 86400, note: str = "",
-                     by: Actor | None = None) -> tuple[str, TokenInfo]:
+    def create_token(
+        self, *, site: str = "", uses: int = 1, ttl_s: float = 7 * 86400, note: str = "", by: Actor | None = None
+    ) -> tuple[str, TokenInfo]:
         """A new enrollment token (the secret is returned once; only its hash is kept).
 
         ``by``: who asked; the ``token.create`` audit entry is written in the same transaction.
@@ -283,8 +295,9 @@ class Registry:
         if not 1 <= uses <= MAX_TOKEN_USES:
             raise ValueError(f"uses must be a whole number between 1 and {MAX_TOKEN_USES}")
         if not MIN_TOKEN_TTL_S <= ttl_s <= MAX_TOKEN_TTL_S:
-            raise ValueError(f"a token's lifetime must be between {MIN_TOKEN_TTL_S} s and "
-                             f"{MAX_TOKEN_TTL_S // 86_400} days")
+            raise ValueError(
+                f"a token's lifetime must be between {MIN_TOKEN_TTL_S} s and {MAX_TOKEN_TTL_S // 86_400} days"
+            )
         token_id, secret = _new_secret(_KIND_TOKEN)
         now = self._now_us()
         info = TokenInfo(token_id, site, note, uses, uses, now, now + int(ttl_s * 1_000_000))
@@ -292,7 +305,8 @@ class Registry:
             self._db.execute(
                 "INSERT INTO enroll_tokens (token_id, secret_hash, site, note, uses_total, uses_left, created_us, "
                 "expires_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (token_id, _hash(secret), site, note, uses, uses, now, info.expires_us))
+                (token_id, _hash(secret), site, note, uses, uses, now, info.expires_us),
+            )
             self._audit(by, "token.create", token_id, f"site={site} uses={uses} ttl_s={int(ttl_s)}")
         return secret, info
 
@@ -303,8 +317,13 @@ class Registry:
     def revoke_token(self, token_id: str, *, by: Actor | None = None) -> bool:
         """Stop a token enrolling more desks: True when it was active; audited as ``token.revoke``."""
         with self._db.transaction():
-            done = self._db.execute("UPDATE enroll_tokens SET revoked_us = ? WHERE token_id = ? AND revoked_us IS NULL",
-                                    (self._now_us(), token_id)) > 0
+            done = (
+                self._db.execute(
+                    "UPDATE enroll_tokens SET revoked_us = ? WHERE token_id = ? AND revoked_us IS NULL",
+                    (self._now_us(), token_id),
+                )
+                > 0
+            )
             if done:
                 self._audit(by, "token.revoke", token_id)
         return done
@@ -326,8 +345,11 @@ class Registry:
         now = self._now_us()
         cred_id, cred = _new_secret(_KIND_AGENT)
         with self._db.transaction():
-            rows = self._db.query(f"SELECT {_TOKEN_COLS}, secret_hash FROM enroll_tokens WHERE token_id = ?"
-                                  + (" FOR UPDATE" if self._db.pg else ""), (token_id,))
+            rows = self._db.query(
+                f"SELECT {_TOKEN_COLS}, secret_hash FROM enroll_tokens WHERE token_id = ?"
+                + (" FOR UPDATE" if self._db.pg else ""),
+                (token_id,),
+            )
             if not rows or not _matches(token_secret, rows[0][-1]):
                 raise EnrollError("unknown enrollment token")
             tok = TokenInfo(*rows[0][:-1])
@@ -343,7 +365,9 @@ class Registry:
             self._db.execute("UPDATE enroll_tokens SET uses_left = uses_left - 1 WHERE token_id = ?", (token_id,))
             self._db.execute(
                 "INSERT INTO agent_credentials (agent_id, cred_id, secret_hash, host, site, token_id, enrolled_us)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)", (agent_id, cred_id, _hash(cred), host, tok.site, token_id, now))
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (agent_id, cred_id, _hash(cred), host, tok.site, token_id, now),
+            )
         return cred, AgentIdentity(agent_id, cred_id, host, tok.site, token_id, now)
 
     def provision_agents(self, agent_ids: list[str], *, site: str = "") -> dict[str, str]:
@@ -357,8 +381,11 @@ class Registry:
             rows.append((agent_id, cred_id, _hash(cred), "", site, "provisioned", now))
         with self._db.transaction():
             for row in rows:
-                self._db.execute("INSERT INTO agent_credentials (agent_id, cred_id, secret_hash, host, site, token_id, "
-                                 "enrolled_us) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+                self._db.execute(
+                    "INSERT INTO agent_credentials (agent_id, cred_id, secret_hash, host, site, token_id, "
+                    "enrolled_us) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                )
         return out
 
     # -- agents --
@@ -376,8 +403,13 @@ class Registry:
     def revoke_agent(self, agent_id: str, *, by: Actor | None = None) -> bool:
         """Revoke an enrolled agent's credential: True when it was active; audited as ``agent.revoke``."""
         with self._db.transaction():
-            done = self._db.execute("UPDATE agent_credentials SET revoked_us = ? WHERE agent_id = ? "
-                                    "AND revoked_us IS NULL", (self._now_us(), agent_id)) > 0
+            done = (
+                self._db.execute(
+                    "UPDATE agent_credentials SET revoked_us = ? WHERE agent_id = ? AND revoked_us IS NULL",
+                    (self._now_us(), agent_id),
+                )
+                > 0
+            )
             if done:
                 self._audit(by, "agent.revoke", agent_id)
         return done
@@ -389,14 +421,18 @@ class Registry:
     def revoked_since(self, since_us: int) -> list[str]:
         """Agents revoked at or after ``since_us``. Pollers should overlap their windows by a few
         seconds: clocks of collectors sharing a database differ, and a duplicate costs nothing."""
-        rows = self._db.query("SELECT agent_id FROM agent_credentials WHERE revoked_us IS NOT NULL AND revoked_us >= ?"
-                              " ORDER BY revoked_us", (since_us,))
+        rows = self._db.query(
+            "SELECT agent_id FROM agent_credentials WHERE revoked_us IS NOT NULL AND revoked_us >= ?"
+            " ORDER BY revoked_us",
+            (since_us,),
+        )
         return [r[0] for r in rows]
 
     # -- API keys --
 
-    def create_api_key(self, role: str, name: str, *, pseudonymize: bool = False, sites=(),
-                       by: Actor | None = None) -> tuple[str, ApiKeyInfo]:
+    def create_api_key(
+        self, role: str, name: str, *, pseudonymize: bool = False, sites=(), by: Actor | None = None
+    ) -> tuple[str, ApiKeyInfo]:
         """A new key; ``sites`` limits what it sees to those sites (empty: every site).
 
         A key scoped to sites is a helpdesk key: administration (keys, tokens, agents, the audit
@@ -413,11 +449,26 @@ class Registry:
         key_id, secret = _new_secret(_KIND_KEY)
         info = ApiKeyInfo(key_id, role, name, self._now_us(), None, bool(pseudonymize), sites)
         with self._db.transaction():
-            self._db.execute("INSERT INTO api_keys (key_id, secret_hash, role, name, created_us, pseudonymize, sites) "
-                             "VALUES (?, ?, ?, ?, ?, ?, ?)", (key_id, _hash(secret), role, name, info.created_us,
-                                                              int(pseudonymize), json.dumps(list(sites)) if sites else ""))
-            self._audit(by, "api_key.create", key_id, f"role={role} name={name} pseudonymize={bool(pseudonymize)}"
-                        f" sites={','.join(sites) if sites else '(all)'}")
+            self._db.execute(
+                "INSERT INTO api_keys (key_id, secret_hash, role, name, created_us, pseudonymize, sites) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key_id,
+                    _hash(secret),
+                    role,
+                    name,
+                    info.created_us,
+                    int(pseudonymize),
+                    json.dumps(list(sites)) if sites else "",
+                ),
+            )
+            self._audit(
+                by,
+                "api_key.create",
+                key_id,
+                f"role={role} name={name} pseudonymize={bool(pseudonymize)}"
+                f" sites={','.join(sites) if sites else '(all)'}",
+            )
         return secret, info
 
     def verify_api_key(self, secret: str) -> ApiKeyInfo | None:
@@ -441,37 +492,57 @@ class Registry:
         racing on one SQLite database cannot both pass it. Audited as ``api_key.revoke``.
         """
         with self._db.transaction():
-            done = self._db.execute(
-                "UPDATE api_keys SET revoked_us = ? WHERE key_id = ? AND revoked_us IS NULL AND (role <> 'admin' OR "
-                "(SELECT COUNT(*) FROM api_keys WHERE role = 'admin' AND revoked_us IS NULL) > 1)",
-                (self._now_us(), key_id)) > 0
+            done = (
+                self._db.execute(
+                    "UPDATE api_keys SET revoked_us = ? WHERE key_id = ? AND revoked_us IS NULL AND (role <> 'admin'"
+                    " OR (SELECT COUNT(*) FROM api_keys WHERE role = 'admin' AND revoked_us IS NULL) > 1)",
+                    (self._now_us(), key_id),
+                )
+                > 0
+            )
             if done:
                 self._audit(by, "api_key.revoke", key_id)
-        if not done and self._db.query("SELECT 1 FROM api_keys WHERE key_id = ? AND revoked_us IS NULL AND role = 'admin'",
-                                        (key_id,)):
+        if not done and self._db.query(
+            "SELECT 1 FROM api_keys WHERE key_id = ? AND revoked_us IS NULL AND role = 'admin'", (key_id,)
+        ):
             raise LastAdminKeyError(key_id)
         return done
 
     # -- audit --
 
     def record_audit(self, *, actor: str, action: str, subject: str = "", remote: str = "", detail: str = "") -> None:
-        self._db.execute("INSERT INTO audit_log (ts_us, actor, action, subject, remote, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                         (self._now_us(), actor, action, subject, remote, detail))
+        self._db.execute(
+            "INSERT INTO audit_log (ts_us, actor, action, subject, remote, detail) VALUES (?, ?, ?, ?, ?, ?)",
+            (self._now_us(), actor, action, subject, remote, detail),
+        )
 
     def record(self, by: Actor, action: str, subject: str = "", detail: str = "") -> None:
         """One audit entry for something ``by`` did (``by=<key name>`` first in the detail)."""
         named = f"by={by.name}" if by.name else ""
-        self.record_audit(actor=by.actor, action=action, subject=subject, remote=by.remote,
-                          detail="; ".join(x for x in (named, detail) if x)[:2000])
+        self.record_audit(
+            actor=by.actor,
+            action=action,
+            subject=subject,
+            remote=by.remote,
+            detail="; ".join(x for x in (named, detail) if x)[:2000],
+        )
 
     def _audit(self, by: Actor | None, action: str, subject: str, detail: str = "") -> None:
         if by is not None:
             self.record(by, action, subject, detail)
 
-    def audit(self, since_us: int = 0, until_us: int | None = None, *, actor: str | None = None,
-              subject: str | None = None, limit: int = 1000) -> list[AuditEntry]:
+    def audit(
+        self,
+        since_us: int = 0,
+        until_us: int | None = None,
+        *,
+        actor: str | None = None,
+        subject: str | None = None,
+        limit: int = 1000,
+    ) -> list[AuditEntry]:
         """Oldest first within the window; ``limit`` caps the answer, not the log."""
-        where, args = ["ts_us >= ?"], [since_us]
+        where: list[str] = ["ts_us >= ?"]
+        args: list[int | str] = [since_us]
         if until_us is not None:
             where.append("ts_us < ?")
             args.append(until_us)
@@ -482,9 +553,13 @@ class Registry:
             where.append("subject = ?")
             args.append(subject)
         args.append(max(0, int(limit)))
-        rows = self._db.query(f"SELECT {_AUDIT_COLS} FROM audit_log WHERE {' AND '.join(where)} ORDER BY ts_us, id LIMIT ?",
-                              tuple(args))
-        return [AuditEntry(*r[:3], _OLD_ACTIONS.get(r[3], r[3]), *r[4:]) for r in rows]
+        rows = self._db.query(
+            f"SELECT {_AUDIT_COLS} FROM audit_log WHERE {' AND '.join(where)} ORDER BY ts_us, id LIMIT ?", tuple(args)
+        )
+        return [
+            AuditEntry(id_, ts_us, who, _OLD_ACTIONS.get(action, action), subj, remote, detail)
+            for id_, ts_us, who, action, subj, remote, detail in rows
+        ]
 
     def close(self) -> None:
         self._db.close()

@@ -14,12 +14,13 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cxpulse.atomicfile import write_atomic
@@ -35,53 +36,100 @@ class Issued:
     key_pem: bytes
 
 
+# A CA key that can sign: ours is EC (make_ca); an RSA or EdDSA one an administrator put there works too.
+_SIGNING_KEYS = (
+    ec.EllipticCurvePrivateKey,
+    rsa.RSAPrivateKey,
+    ed25519.Ed25519PrivateKey,
+    ed448.Ed448PrivateKey,
+    dsa.DSAPrivateKey,
+)
+
+
 def _key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
 def _key_pem(key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
-def make_ca(common_name: str = "cxpulse collector CA", days: int = CA_DAYS,
-            not_before: dt.datetime | None = None) -> Issued:
+def make_ca(
+    common_name: str = "cxpulse collector CA", days: int = CA_DAYS, not_before: dt.datetime | None = None
+) -> Issued:
     key = _key()
     start = not_before or _now() - dt.timedelta(minutes=5)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(start)
-            .not_valid_after(start + dt.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
     return Issued(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
 
 
-def issue(ca: Issued, *, names: list[str] = (), ips: list[str] = (), client: bool = False, days: int = SERVER_DAYS,
-          not_before: dt.datetime | None = None, common_name: str = "") -> Issued:
+def issue(
+    ca: Issued,
+    *,
+    names: Sequence[str] = (),
+    ips: Sequence[str] = (),
+    client: bool = False,
+    days: int = SERVER_DAYS,
+    not_before: dt.datetime | None = None,
+    common_name: str = "",
+) -> Issued:
     """A leaf certificate signed by ``ca``: a server one for these names/IPs, or a client one (mutual TLS)."""
     ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
     ca_key = serialization.load_pem_private_key(ca.key_pem, None)
+    if not isinstance(ca_key, _SIGNING_KEYS):  # not DH or X25519: those cannot sign
+        raise ValueError("the CA key is of a kind that cannot sign certificates")
     key = _key()
     start = not_before or _now() - dt.timedelta(minutes=5)
     cn = common_name or (names[0] if names else ips[0] if ips else "cxpulse")
     sans: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
     sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-    b = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-         .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
-         .not_valid_before(start).not_valid_after(start + dt.timedelta(days=days))
-         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH if client
-                                               else ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False))
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH]),
+            critical=False,
+        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+    )
     if sans:
         b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     cert = b.sign(ca_key, hashes.SHA256())
@@ -126,7 +174,9 @@ def cert_names(path: str | os.PathLike) -> tuple[list[str], list[str]]:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return [], []
-    return sorted(san.get_values_for_type(x509.DNSName)), sorted(str(i) for i in san.get_values_for_type(x509.IPAddress))
+    return sorted(san.get_values_for_type(x509.DNSName)), sorted(
+        str(i) for i in san.get_values_for_type(x509.IPAddress)
+    )
 
 
 def cert_expiry(path: str | os.PathLike) -> dt.datetime:
@@ -145,8 +195,11 @@ class ServerTls:
     def credentials(self):
         import grpc
 
-        return grpc.ssl_server_credentials([(self.key, self.cert_chain)], root_certificates=self.client_ca,
-                                           require_client_auth=self.client_ca is not None)
+        return grpc.ssl_server_credentials(
+            [(self.key, self.cert_chain)],
+            root_certificates=self.client_ca,
+            require_client_auth=self.client_ca is not None,
+        )
 
 
 class TlsConfigError(ValueError):
@@ -177,8 +230,9 @@ def load_server_tls(tls_dir: str = "", cert: str = "", key: str = "", client_ca:
     except ValueError as exc:
         raise TlsConfigError(f"TLS material is not PEM certificate/key: {exc}") from None
     pub = serialization.PublicFormat.SubjectPublicKeyInfo
-    if (leaf.public_key().public_bytes(serialization.Encoding.DER, pub)
-            != priv.public_key().public_bytes(serialization.Encoding.DER, pub)):
+    if leaf.public_key().public_bytes(serialization.Encoding.DER, pub) != priv.public_key().public_bytes(
+        serialization.Encoding.DER, pub
+    ):
         raise TlsConfigError(f"{key} is not the key of {cert}")
     if leaf.not_valid_after_utc < _now():
         raise TlsConfigError(f"the server certificate {cert} expired on {leaf.not_valid_after_utc:%Y-%m-%d}")

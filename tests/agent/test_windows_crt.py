@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 
 from cxpulse.agent import central
-from cxpulse.atomicfile import write_atomic
 from cxpulse.agent.batcher import Batcher
 from cxpulse.agent.probes.base import Measurement
 from cxpulse.agent.spool import Spool, check_file
+from cxpulse.atomicfile import write_atomic
 from cxpulse.v1 import payload as p
 from cxpulse.v1 import telemetry_pb2 as pb
 
@@ -80,7 +80,7 @@ class WindowsCrt:
         out = raw.replace(b"\n", b"\r\n")
         view = memoryview(out)
         while view:  # the CRT writes its translated buffer whole
-            view = view[self._write(fd, view):]
+            view = view[self._write(fd, view) :]
         return len(raw)  # and reports the caller's bytes as written, not the CRs it added
 
     def os_read(self, fd, n):
@@ -114,8 +114,9 @@ class WindowsCrt:
     def os_fdopen(self, fd, mode="r", buffering=-1, encoding=None, errors=None, newline=None, closefd=True):
         return self.builtin_open(fd, mode, buffering, encoding, errors, newline, closefd)
 
-    def builtin_open(self, file, mode="r", buffering=-1, encoding=None, errors=None, newline=None, closefd=True,
-                     opener=None):
+    def builtin_open(
+        self, file, mode="r", buffering=-1, encoding=None, errors=None, newline=None, closefd=True, opener=None
+    ):
         if isinstance(file, int) and file in self.text_fds:
             return self._text_mode_file(file, mode, encoding, errors, newline, closefd)
         f = self._builtin_open(file, mode, buffering, encoding, errors, newline, closefd, opener)
@@ -207,38 +208,120 @@ def realistic_batches(n: int, seed: int = 16) -> list[tuple[bytes, int]]:
         batcher = Batcher()
         for s in range(10):
             t = ts + s * 1_000_000 + rnd.randrange(2000)
-            for name, addr, base in (("gateway", "192.168.1.1", 1_500), ("anchor-dns", "1.1.1.1", 11_000),
-                                     ("crm", "13.107.42.14", 23_000)):
+            for name, addr, base in (
+                ("gateway", "192.168.1.1", 1_500),
+                ("anchor-dns", "1.1.1.1", 11_000),
+                ("crm", "13.107.42.14", 23_000),
+            ):
                 rtt = None if rnd.random() < 0.02 else int(rnd.gauss(base, base * 0.15)) + rnd.randrange(300)
-                batcher.add(Measurement(name, addr, p.METHOD_ICMP_DGRAM, t + rnd.randrange(500), max(rtt, 50) if rtt else None))
+                batcher.add(
+                    Measurement(name, addr, p.METHOD_ICMP_DGRAM, t + rnd.randrange(500), max(rtt, 50) if rtt else None)
+                )
             if s % 5 == 0:
-                batcher.add_row("wifi", "wlan0", "wifi", "nl80211", t, {
-                    "conn": 1, "ssid": "CC-Floor3", "bssid": "a4:2b:b0:%02x:10:7e" % rnd.randrange(4),
-                    "rssi": rnd.randrange(-72, -48), "noise": -95, "snr": rnd.randrange(20, 45), "ch": 36,
-                    "mhz": 5180, "band": "5", "phy": "802.11ax", "tx": rnd.choice([433_300, 866_700, 1_200_900]),
-                    "rx": rnd.choice([390_000, 780_000]), "q": None})
+                batcher.add_row(
+                    "wifi",
+                    "wlan0",
+                    "wifi",
+                    "nl80211",
+                    t,
+                    {
+                        "conn": 1,
+                        "ssid": "CC-Floor3",
+                        "bssid": f"a4:2b:b0:{rnd.randrange(4):02x}:10:7e",
+                        "rssi": rnd.randrange(-72, -48),
+                        "noise": -95,
+                        "snr": rnd.randrange(20, 45),
+                        "ch": 36,
+                        "mhz": 5180,
+                        "band": "5",
+                        "phy": "802.11ax",
+                        "tx": rnd.choice([433_300, 866_700, 1_200_900]),
+                        "rx": rnd.choice([390_000, 780_000]),
+                        "q": None,
+                    },
+                )
         for hop, addr in enumerate(hops, 1):
             batcher.add(Measurement("crm", addr, p.METHOD_ICMP_DGRAM, ts + 5_000_000, rnd.randrange(800, 30_000)), hop)
-        batcher.add_row("device", "local", "device", "os", ts + 9_000_000, {
-            "cpu": rnd.randrange(30, 900), "mem": rnd.randrange(400, 850), "top": "Teams.exe 23%, chrome.exe 11%",
-            "nicerr": rnd.randrange(3), "if": "Wi-Fi", "ifk": "wifi", "vpn": None, "proxy": None})
+        batcher.add_row(
+            "device",
+            "local",
+            "device",
+            "os",
+            ts + 9_000_000,
+            {
+                "cpu": rnd.randrange(30, 900),
+                "mem": rnd.randrange(400, 850),
+                "top": "Teams.exe 23%, chrome.exe 11%",
+                "nicerr": rnd.randrange(3),
+                "if": "Wi-Fi",
+                "ifk": "wifi",
+                "vpn": None,
+                "proxy": None,
+            },
+        )
         if b % 6 == 0:
-            batcher.add_row("crm", "13.107.42.14", "http", "https", ts + 2_000_000, {
-                "dns": rnd.randrange(800, 40_000), "tcp": rnd.randrange(15_000, 40_000),
-                "tls": rnd.randrange(30_000, 90_000), "ttfb": rnd.randrange(60_000, 400_000),
-                "total": rnd.randrange(200_000, 900_000), "status": 200, "ver": "HTTP/1.1", "cert": 73, "err": None})
+            batcher.add_row(
+                "crm",
+                "13.107.42.14",
+                "http",
+                "https",
+                ts + 2_000_000,
+                {
+                    "dns": rnd.randrange(800, 40_000),
+                    "tcp": rnd.randrange(15_000, 40_000),
+                    "tls": rnd.randrange(30_000, 90_000),
+                    "ttfb": rnd.randrange(60_000, 400_000),
+                    "total": rnd.randrange(200_000, 900_000),
+                    "status": 200,
+                    "ver": "HTTP/1.1",
+                    "cert": 73,
+                    "err": None,
+                },
+            )
         if b % 18 == 3:
-            batcher.add_row("reflector", "10.20.0.5", "voice", "udp_reflect", ts + 1_000_000, {
-                "sent": 250, "recv": 250 - rnd.randrange(4), "dup": 0, "reord": rnd.randrange(2),
-                "rtt": rnd.randrange(20_000, 60_000), "rtt95": rnd.randrange(60_000, 90_000),
-                "jit": rnd.randrange(1_000, 9_000), "loss": rnd.randrange(16), "burst": rnd.randrange(200),
-                "run": rnd.randrange(3), "err": None})
+            batcher.add_row(
+                "reflector",
+                "10.20.0.5",
+                "voice",
+                "udp_reflect",
+                ts + 1_000_000,
+                {
+                    "sent": 250,
+                    "recv": 250 - rnd.randrange(4),
+                    "dup": 0,
+                    "reord": rnd.randrange(2),
+                    "rtt": rnd.randrange(20_000, 60_000),
+                    "rtt95": rnd.randrange(60_000, 90_000),
+                    "jit": rnd.randrange(1_000, 9_000),
+                    "loss": rnd.randrange(16),
+                    "burst": rnd.randrange(200),
+                    "run": rnd.randrange(3),
+                    "err": None,
+                },
+            )
         if b % 7 == 2:
-            batcher.add_event(p.Event(f"ev-{b}", "latency_spike", "crm", ts + 3_000_000, ts + 4_200_000, 2,
-                                      "rtt 182 ms vs baseline 23 ms (x7.9)"))
+            batcher.add_event(
+                p.Event(
+                    f"ev-{b}",
+                    "latency_spike",
+                    "crm",
+                    ts + 3_000_000,
+                    ts + 4_200_000,
+                    2,
+                    "rtt 182 ms vs baseline 23 ms (x7.9)",
+                )
+            )
         if b % 30 == 5:
-            batcher.add_path(p.PathSnapshot("crm", "13.107.42.14", ts + 6_000_000, "icmp_dgram", True,
-                                            [p.PathHop(i, a, rnd.randrange(800, 30_000)) for i, a in enumerate(hops, 1)]))
+            batcher.add_path(
+                p.PathSnapshot(
+                    "crm",
+                    "13.107.42.14",
+                    ts + 6_000_000,
+                    "icmp_dgram",
+                    True,
+                    [p.PathHop(i, a, rnd.randrange(800, 30_000)) for i, a in enumerate(hops, 1)],
+                )
+            )
         out.append(batcher.close())
         ts += 10_000_000
     return out
@@ -282,8 +365,9 @@ def test_spooled_batches_survive_windows_text_mode(crt: WindowsCrt, tmp_path: Pa
 
 
 def test_central_config_survives_windows_text_mode(crt: WindowsCrt, tmp_path: Path) -> None:
-    c = pb.AgentConfig(probe_interval_ms=1000, reflector="10.20.0.5:4433",
-                       reflector_key=bytes(range(256)))  # every byte value: LF and Ctrl-Z among them
+    c = pb.AgentConfig(
+        probe_interval_ms=1000, reflector="10.20.0.5:4433", reflector_key=bytes(range(256))
+    )  # every byte value: LF and Ctrl-Z among them
     c.detector["spike_rel"] = 0.5
     central.save(str(tmp_path), c)
     assert crt.text_opens == 0

@@ -18,8 +18,9 @@ def test_tokens_keys_and_agents_from_the_command_line(tmp_path):
     secret = tok.stdout.strip()
     assert secret.startswith("cxp_") and "\n" not in secret
 
-    key = run_cli("collector", "keys", "create", "--db", db, "--role", "helpdesk", "--name", "desk team",
-                  "--pseudonymize")
+    key = run_cli(
+        "collector", "keys", "create", "--db", db, "--role", "helpdesk", "--name", "desk team", "--pseudonymize"
+    )
     assert key.returncode == 0, key.stderr
     assert "pseudonyms" in key.stderr
 

@@ -97,7 +97,7 @@ def test_token_use_count_is_enforced(reg):
 
 
 def test_token_expiry_and_revocation(reg, clock):
-    tok, info = reg.create_token(uses=5, ttl_s=3600)
+    tok, _ = reg.create_token(uses=5, ttl_s=3600)
     clock.t += 3599
     reg.enroll(tok, "a")
     clock.t += 2
@@ -209,15 +209,20 @@ def test_admin_changes_write_their_own_audit_entries_with_one_set_of_names(reg):
     admin = Actor("key:k1", "10.0.0.9", "it team")
     _, tok = reg.create_token(site="Porto", uses=3, ttl_s=3600, by=admin)
     _, key = reg.create_api_key("helpdesk", "desk team", sites=["Porto"], by=admin)
-    cred, ident = reg.enroll(reg.create_token()[0], "desk-1")  # no ``by``: a set-up, not recorded
+    reg.enroll(reg.create_token()[0], "desk-1")  # no ``by``: a set-up, not recorded
     assert reg.revoke_agent("desk-1", by=admin) and not reg.revoke_agent("desk-1", by=admin)
     assert reg.revoke_api_key(key.key_id, by=Actor("cli:root", "local"))
     assert reg.revoke_token(tok.token_id, by=admin) and not reg.revoke_token(tok.token_id, by=admin)
     got = [(e.actor, e.action, e.subject, e.remote, e.detail) for e in reg.audit()]
     assert got == [
         ("key:k1", "token.create", tok.token_id, "10.0.0.9", "by=it team; site=Porto uses=3 ttl_s=3600"),
-        ("key:k1", "api_key.create", key.key_id, "10.0.0.9",
-         "by=it team; role=helpdesk name=desk team pseudonymize=False sites=Porto"),
+        (
+            "key:k1",
+            "api_key.create",
+            key.key_id,
+            "10.0.0.9",
+            "by=it team; role=helpdesk name=desk team pseudonymize=False sites=Porto",
+        ),
         ("key:k1", "agent.revoke", "desk-1", "10.0.0.9", "by=it team"),
         ("cli:root", "api_key.revoke", key.key_id, "local", ""),
         ("key:k1", "token.revoke", tok.token_id, "10.0.0.9", "by=it team"),
@@ -229,8 +234,14 @@ def test_a_refused_change_writes_no_audit_entry(reg):
     _, only = reg.create_api_key("admin", "only admin")
     with pytest.raises(LastAdminKeyError):
         reg.revoke_api_key(only.key_id, by=admin)
-    for bad in (dict(uses=0), dict(uses=100_001), dict(ttl_s=59), dict(ttl_s=366 * 86_400),
-                dict(site="x" * 201), dict(note="a\nb")):
+    for bad in (
+        {"uses": 0},
+        {"uses": 100_001},
+        {"ttl_s": 59},
+        {"ttl_s": 366 * 86_400},
+        {"site": "x" * 201},
+        {"note": "a\nb"},
+    ):
         with pytest.raises(ValueError):
             reg.create_token(**bad, by=admin)
     for role, name in (("root", "x"), ("helpdesk", " "), ("helpdesk", "x" * 101)):
@@ -242,15 +253,22 @@ def test_a_refused_change_writes_no_audit_entry(reg):
 def test_entries_written_under_the_old_command_line_names_read_under_todays(reg):
     for old in ("token_create", "token_revoke", "agent_revoke", "key_create", "key_revoke", "init", "enroll"):
         reg.record_audit(actor="cli:root", action=old, subject="x", remote="local")
-    assert [e.action for e in reg.audit()] == ["token.create", "token.revoke", "agent.revoke", "api_key.create",
-                                               "api_key.revoke", "collector.init", "enroll"]
+    assert [e.action for e in reg.audit()] == [
+        "token.create",
+        "token.revoke",
+        "agent.revoke",
+        "api_key.create",
+        "api_key.revoke",
+        "collector.init",
+        "enroll",
+    ]
 
 
 def test_lives_beside_the_store_and_migration_is_idempotent(url):
     store = open_store(url)
     try:
         r = Registry.open(url)
-        tok, _ = r.create_token()
+        r.create_token()
         r.close()
         r = Registry.open(url)  # second open: no error, data kept
         assert len(r.list_tokens()) == 1
