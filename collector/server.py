@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import time
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -31,6 +32,13 @@ from cxpulse.v1 import telemetry_pb2_grpc as pb_grpc
 from .ingest.service import MAX_MESSAGE_BYTES, IngestConfig, TelemetryService
 from .ingest.writer import StoreWriter
 from .store import Store, open_store
+
+if TYPE_CHECKING:
+    from .config.watch import ConfigWatcher
+    from .lookup.http import HttpHandle
+    from .reflector import Reflector
+    from .security.registry import Registry
+    from .security.streams import AuthenticatedTelemetry
 
 log = logging.getLogger("cxpulse.collector")
 
@@ -46,19 +54,35 @@ _STATUS_FLUSH_S = 0.3
 class Collector:
     """A started collector; ``port`` is the bound port (useful with port 0)."""
 
-    def __init__(self, db: str, listen: str = "127.0.0.1:50051", config: IngestConfig | None = None,
-                 reflector_listen: str = "", reflector_key_file: str | None = None, *, http_listen: str = "",
-                 http_public_url: str = "", alerts_config=None, raw_days: float = 7.0, rollup_days: float = 400.0,
-                 background: bool = True, limits=None,
-                 central_config: str | None = None, tls=None, insecure: bool = False, http_options: dict | None = None):
+    def __init__(
+        self,
+        db: str,
+        listen: str = "127.0.0.1:50051",
+        config: IngestConfig | None = None,
+        reflector_listen: str = "",
+        reflector_key_file: str | None = None,
+        *,
+        http_listen: str = "",
+        http_public_url: str = "",
+        alerts_config=None,
+        raw_days: float = 7.0,
+        rollup_days: float = 400.0,
+        background: bool = True,
+        limits=None,
+        central_config: str | None = None,
+        tls=None,
+        insecure: bool = False,
+        http_options: dict | None = None,
+    ):
         # TLS (a security.tls.ServerTls) or an explicit insecure=True: never plain text by default.
         self.tls, self.insecure = tls, insecure
-        self.registry = None
-        self.auth = None
+        self.registry: Registry | None = None
+        self.auth: AuthenticatedTelemetry | None = None
         self.limits = limits  # cxpulse.collector.ingest.limits.IngestLimits; None: the defaults
-        self.central_config, self.config_watcher = central_config, None  # collector/config/watch.py
+        self.central_config = central_config
+        self.config_watcher: ConfigWatcher | None = None  # collector/config/watch.py
         self.http_listen, self.http_public_url, self.alerts_config = http_listen, http_public_url, alerts_config
-        self.http = None
+        self.http: HttpHandle | None = None
         self.http_options = http_options or {}  # start_http's access options: pseudonymize, trusted_proxies, ...
         self.raw_days, self.rollup_days = raw_days, rollup_days
         # Retention and cross-agent incident detection; off for short-lived embedded collectors.
@@ -69,7 +93,7 @@ class Collector:
         self.config = config or IngestConfig()
         self.reflector_listen = reflector_listen
         self.reflector_key_file = reflector_key_file
-        self.reflector = None
+        self.reflector: Reflector | None = None
         self.store: Store | None = None
         self.writer: StoreWriter | None = None
         self.service: TelemetryService | None = None
@@ -84,13 +108,15 @@ class Collector:
         from .security.streams import AuthenticatedTelemetry
 
         if self.tls is None and not self.insecure:
-            raise ValueError("no TLS material: run `cxpulse collector init --name HOST` and serve with --tls-dir DIR "
-                             "(or --tls-cert/--tls-key); plain-text gRPC only with --insecure, on a trusted network")
-        self.store = open_store(self.db)
-        self.registry = Registry.open(self.db)
-        self.writer = StoreWriter(self.store)
-        self.writer.start()
-        self.service = TelemetryService(self.store, self.writer, self.config, limits=self.limits)
+            raise ValueError(
+                "no TLS material: run `cxpulse collector init --name HOST` and serve with --tls-dir DIR "
+                "(or --tls-cert/--tls-key); plain-text gRPC only with --insecure, on a trusted network"
+            )
+        store = self.store = open_store(self.db)
+        registry = self.registry = Registry.open(self.db)
+        writer = self.writer = StoreWriter(store)
+        writer.start()
+        service = self.service = TelemetryService(store, writer, self.config, limits=self.limits)
         self.server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -101,10 +127,10 @@ class Collector:
             maximum_concurrent_rpcs=MAX_STREAMS,
         )
         # Every stream is bound to an enrolled agent's credential, with or without TLS.
-        self.auth = AuthenticatedTelemetry(self.service, self.registry)
+        auth = self.auth = AuthenticatedTelemetry(service, registry)
         pb_grpc.add_TelemetryServiceServicer_to_server(self.auth, self.server)
-        self.health = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        checks = self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(checks, self.server)
         if self.tls is not None:
             self.port = self.server.add_secure_port(self.listen, self.tls.credentials())
         else:
@@ -112,50 +138,74 @@ class Collector:
         if self.port == 0:
             raise OSError(f"cannot listen on {self.listen}")
         await self.server.start()
-        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
-        self._health_task = asyncio.ensure_future(self._watch_storage())
-        self._revocations = asyncio.ensure_future(self.auth.watch_revocations())
+        await self._set_health(checks, health_pb2.HealthCheckResponse.SERVING)
+        self._health_task = asyncio.ensure_future(self._watch_storage(writer, checks))
+        self._revocations = asyncio.ensure_future(auth.watch_revocations())
         if self.reflector_listen:
-            await self._start_reflector()
+            await self._start_reflector(service)
         if self.central_config or self.background:
             from .config.watch import ConfigWatcher
 
-            self.config_watcher = ConfigWatcher(self.service, self.config, self.db, self.central_config)
-            await self.config_watcher.start()
+            watcher = self.config_watcher = ConfigWatcher(service, self.config, self.db, self.central_config)
+            await watcher.start()
         if self.http_listen:
             from .lookup.http import start_http
 
-            self.http = await start_http(self.store, self.http_listen, stats=self.service.stats,
-                                         alerts_config=self.alerts_config, public_url=self.http_public_url,
-                                         registry=self.registry, **self.http_options)
+            self.http = await start_http(
+                self.store,
+                self.http_listen,
+                stats=service.stats,
+                alerts_config=self.alerts_config,
+                public_url=self.http_public_url,
+                registry=self.registry,
+                **self.http_options,
+            )
         if self.background:
+            from .jobs.incidents import incident_loop
+            from .jobs.kept import kept_scores_loop
             from .jobs.retention import retention_loop
-            from .score.incidents import incident_loop
-            from .score.kept import kept_scores_loop
 
-            self._loops = [asyncio.ensure_future(retention_loop(
-                               self.store, self.raw_days, self.rollup_days,
-                               overrides=self.config_watcher.retention if self.config_watcher else None)),
-                           asyncio.ensure_future(incident_loop(self.store)),
-                           asyncio.ensure_future(kept_scores_loop(self.store))]
+            self._loops = [
+                asyncio.ensure_future(
+                    retention_loop(
+                        self.store,
+                        self.raw_days,
+                        self.rollup_days,
+                        overrides=self.config_watcher.retention if self.config_watcher else None,
+                    )
+                ),
+                asyncio.ensure_future(incident_loop(self.store)),
+                asyncio.ensure_future(kept_scores_loop(self.store)),
+            ]
         from .paths import redact
 
         if self.tls is None:
-            log.warning("INSECURE: collector listening on %s WITHOUT TLS (plain-text gRPC, --insecure): agent "
-                        "credentials and measurements cross the network readable by anyone on the path; "
-                        "development only; store %s", self._bound(), redact(self.db))
+            log.warning(
+                "INSECURE: collector listening on %s WITHOUT TLS (plain-text gRPC, --insecure): agent "
+                "credentials and measurements cross the network readable by anyone on the path; "
+                "development only; store %s",
+                self._bound(),
+                redact(self.db),
+            )
         else:
-            log.warning("collector listening on %s with TLS (%s%s); store %s", self._bound(), self.tls.source,
-                        ", mutual TLS: client certificates required" if self.tls.client_ca else "", redact(self.db))
+            log.warning(
+                "collector listening on %s with TLS (%s%s); store %s",
+                self._bound(),
+                self.tls.source,
+                ", mutual TLS: client certificates required" if self.tls.client_ca else "",
+                redact(self.db),
+            )
 
-    async def _start_reflector(self) -> None:
+    async def _start_reflector(self, service: TelemetryService) -> None:
         from .reflector import Reflector, derive_agent_key
 
         host, _, port = self.reflector_listen.rpartition(":")
         if not port.isdigit():
             raise ValueError(f"--reflector must be HOST:PORT, got {self.reflector_listen!r}")
         if not self.config.reflector and host.strip("[]") in ("", "0.0.0.0", "::"):
-            raise ValueError("the reflector listens on all addresses: give --reflector-advertise HOST:PORT as agents reach it")
+            raise ValueError(
+                "the reflector listens on all addresses: give --reflector-advertise HOST:PORT as agents reach it"
+            )
         key_file = self.reflector_key_file
         if key_file is None:
             if "://" in self.db:
@@ -167,36 +217,42 @@ class Collector:
         os.makedirs(os.path.dirname(os.path.abspath(key_file)), exist_ok=True)
         master = self.config.reflector_master or load_or_create_secret(key_file)
         self.config.reflector_master = master
-        service = self.service
 
         def key_for(agent_id: str) -> bytes | None:
             return derive_agent_key(master, agent_id) if agent_id in service.known_agents else None
 
-        self.reflector = Reflector(key_for)
-        await self.reflector.start(host.strip("[]") or "0.0.0.0", int(port))
+        reflector = self.reflector = Reflector(key_for)
+        await reflector.start(host.strip("[]") or "0.0.0.0", int(port))
         if not self.config.reflector:
             # Agents on this machine reach it as given; on a network, set the advertised address.
-            self.config.reflector = f"{host or '127.0.0.1'}:{self.reflector.port}"
-        log.info("voice reflector on UDP %s:%d, advertised to agents as %s", host, self.reflector.port, self.config.reflector)
+            self.config.reflector = f"{host or '127.0.0.1'}:{reflector.port}"
+        log.info(
+            "voice reflector on UDP %s:%d, advertised to agents as %s", host, reflector.port, self.config.reflector
+        )
 
     def _bound(self) -> str:
         host = self.listen.rsplit(":", 1)[0]
         return f"{host}:{self.port}"
 
-    async def _set_health(self, status: int) -> None:
+    @staticmethod
+    async def _set_health(checks: health.aio.HealthServicer, status: int) -> None:
         for name in ("", SERVICE_NAME):
-            await self.health.set(name, status)
+            await checks.set(name, status)
 
-    async def _watch_storage(self) -> None:
+    async def _watch_storage(self, writer: StoreWriter, checks: health.aio.HealthServicer) -> None:
         """NOT_SERVING while commits fail, SERVING again once one works (the writer says which)."""
         serving = True
         while True:
             await asyncio.sleep(_HEALTH_POLL_S)
-            ok = not self.writer.failing
+            ok = not writer.failing
             if ok != serving:
                 serving = ok
-                log.warning("health: %s", "SERVING (storage works again)" if ok else "NOT_SERVING (storage commits fail)")
-                await self._set_health(health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING)
+                log.warning(
+                    "health: %s", "SERVING (storage works again)" if ok else "NOT_SERVING (storage commits fail)"
+                )
+                await self._set_health(
+                    checks, health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+                )
 
     async def stop(self, grace: float = DRAIN_GRACE_S, drain_delay: float = 0.0) -> None:
         """Drain: NOT_SERVING, wait ``drain_delay``, end open streams after their acks, close the store.
@@ -223,19 +279,33 @@ class Collector:
         if self.service is not None:
             open_streams = self.service.stats.streams_open
             if drain_delay > 0:
-                log.info("draining: NOT_SERVING; %d streams carry on for %.1fs while load balancers notice",
-                         open_streams, drain_delay)
+                log.info(
+                    "draining: NOT_SERVING; %d streams carry on for %.1fs while load balancers notice",
+                    open_streams,
+                    drain_delay,
+                )
                 await asyncio.sleep(min(drain_delay, grace))
             self.service.begin_drain()
             left = max(0.0, grace - (time.monotonic() - t0))
             drained = await self.service.wait_idle(left)
             st = self.service.stats
-            log.warning("drained %d streams in %.2fs (%d acks sent while draining)%s", st.streams_drained,
-                        time.monotonic() - t0, st.acks_while_draining,
-                        "" if drained else f"; grace of {grace:.0f}s over, cutting {st.streams_open} streams")
-            log.info("ingest totals: %d batches stored, %d duplicate, %d rejected; %d samples; peak in-flight "
-                     "budget %.1f of %d MB", st.batches_stored, st.batches_duplicate, st.batches_rejected,
-                     st.samples_stored, self.service.budget.peak / (1 << 20), self.service.budget.capacity >> 20)
+            log.warning(
+                "drained %d streams in %.2fs (%d acks sent while draining)%s",
+                st.streams_drained,
+                time.monotonic() - t0,
+                st.acks_while_draining,
+                "" if drained else f"; grace of {grace:.0f}s over, cutting {st.streams_open} streams",
+            )
+            log.info(
+                "ingest totals: %d batches stored, %d duplicate, %d rejected; %d samples; peak in-flight "
+                "budget %.1f of %d MB",
+                st.batches_stored,
+                st.batches_duplicate,
+                st.batches_rejected,
+                st.samples_stored,
+                self.service.budget.peak / (1 << 20),
+                self.service.budget.capacity >> 20,
+            )
         if self.server is not None:
             if self.service is not None and self.service.stats.streams_drained:
                 # A handler that has returned has only queued its UNAVAILABLE status; stopping the
@@ -275,8 +345,15 @@ def load_or_create_secret(path: str) -> bytes:
     return data
 
 
-async def serve(db: str, listen: str, config: IngestConfig, ready_file: str | None = None, reflector_listen: str = "",
-                reflector_key_file: str | None = None, **options) -> None:
+async def serve(
+    db: str,
+    listen: str,
+    config: IngestConfig,
+    ready_file: str | None = None,
+    reflector_listen: str = "",
+    reflector_key_file: str | None = None,
+    **options,
+) -> None:
     collector = Collector(db, listen, config, reflector_listen, reflector_key_file, **options)
     await collector.start()
     if ready_file:

@@ -22,7 +22,6 @@ sharing a database take turns in the store (``update_incidents``), so an inciden
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import time
@@ -34,7 +33,7 @@ from ..store import IncidentRecord
 from ..store import rollup as ru
 from .timeline import BEYOND_GATEWAY, GATEWAY, Figures, figures_of
 
-__all__ = ["IncidentConfig", "Observation", "detect_incidents", "incident_loop", "observe", "reconcile"]
+__all__ = ["IncidentConfig", "Observation", "detect_incidents", "observe", "reconcile"]
 
 log = logging.getLogger("cxpulse.collector.incidents")
 MINUTE_US = ru.MINUTE_US
@@ -205,18 +204,3 @@ def detect_incidents(store, now_us: int | None = None, cfg: IncidentConfig | Non
     obs = observe(store.rollups(since, ru.minute_of(now_us) + MINUTE_US, kinds=("rtt", "http", "voice")), sites, cfg)
     return store.update_incidents(lambda open_now: reconcile(open_now, obs, now_us, cfg))
 
-
-async def incident_loop(store, interval_s: float = 60.0, cfg: IncidentConfig | None = None) -> None:
-    """Run ``detect_incidents`` every ``interval_s`` until cancelled; a failed run is logged, never fatal.
-
-    The store work runs in a thread, so the event loop (ingest) is never blocked by it.
-    """
-    while True:
-        try:
-            changed = await asyncio.to_thread(detect_incidents, store, None, cfg)
-            for inc in changed:
-                state = "closed" if inc.end_us is not None else "open"
-                log.info("incident %s (%s %s) %s: %s", inc.id, inc.kind, inc.scope, state, inc.evidence)
-        except Exception:  # never crash after start-up: the next run tries again
-            log.exception("incident detection failed")
-        await asyncio.sleep(interval_s)

@@ -18,17 +18,15 @@ baseline), and ``KeptMerges`` keeps each whole 15-minute block of an agent merge
 digest of the block's rollup bytes, so a day merges 96 kept blocks instead of 10,080 rollups.
 
 Rows are written by whoever computed them (a view, the fleet) and, for every agent, by
-``kept_scores_loop`` shortly after each minute (and each block) settles, so the helpdesk's first
+``jobs.kept.kept_scores_loop`` shortly after each minute (and each block) settles, so the helpdesk's first
 view of the day finds them. Retention deletes them with the rollups.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import pathlib
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import msgpack
@@ -38,8 +36,7 @@ from .components import Component, Overall
 from .journeys import default_journeys, evaluate
 from .timeline import AVAILABILITY_LOOKBACK_MIN, ScoreConfig, merged, timeline_of
 
-__all__ = ["BLOCK_US", "KeptMerges", "KeptScores", "code_digest", "keep_blocks", "keep_recent", "kept_scores_loop",
-           "minute_facts"]
+__all__ = ["BLOCK_US", "KeptMerges", "KeptScores", "code_digest", "keep_blocks", "keep_recent", "minute_facts"]
 
 log = logging.getLogger("cxpulse.collector.score")
 
@@ -286,30 +283,3 @@ def keep_blocks(store, block_us: int, agent: int | None = None) -> int:
         store.keep_merges(pending)
     return len(pending)
 
-
-async def kept_scores_loop(store, interval_s: float = 60.0, settle_s: float = 60.0, minutes: int = 2,
-                           now_us: Callable[[], int] | None = None) -> None:
-    """Every ``interval_s``, keep the scores of the last ``minutes`` settled minutes of every agent.
-
-    A minute is taken as settled ``settle_s`` after it ends (agents send every 30 s); one that
-    changes later is rescored by the next reader (its digest no longer matches). The work runs in
-    a thread; a failed run is logged, never fatal. Each 15-minute block that settles is kept
-    merged for every agent (``keep_blocks``) once.
-    """
-    last_block = None
-    while True:
-        try:
-            now = now_us() if now_us is not None else time.time_ns() // 1000
-            until = ru.minute_of(now - int(settle_s * 1e6))
-            t0 = time.perf_counter()
-            wrote, hits = await asyncio.to_thread(keep_recent, store, until - minutes * MINUTE_US, until)
-            block = until - until % BLOCK_US - BLOCK_US  # the latest block that has settled
-            blocks = 0
-            if block != last_block:
-                blocks = await asyncio.to_thread(keep_blocks, store, block)
-                last_block = block
-            log.debug("kept %d minute score(s) (%d already kept) and %d block merge(s) in %.2f s", wrote, hits, blocks,
-                      time.perf_counter() - t0)
-        except Exception:
-            log.exception("keeping minute scores failed")
-        await asyncio.sleep(interval_s)

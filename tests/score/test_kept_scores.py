@@ -12,6 +12,7 @@ import random
 
 import pytest
 
+from cxpulse.collector.jobs.kept import kept_scores_loop
 from cxpulse.collector.lookup.report import build
 from cxpulse.collector.score import kept as kept_mod
 from cxpulse.collector.store import rollup as ru
@@ -158,7 +159,7 @@ def test_the_collector_loop_keeps_the_last_settled_minutes_of_every_agent(outage
     now = ru.minute_of(sc.end_us) + 30 * S
 
     async def one_run() -> None:
-        task = asyncio.ensure_future(kept_mod.kept_scores_loop(store, interval_s=3600, now_us=lambda: now))
+        task = asyncio.ensure_future(kept_scores_loop(store, interval_s=3600, now_us=lambda: now))
         try:
             for _ in range(600):  # up to 30 s
                 if len(store.kept_scores(0, 2**62)) >= 2 * len(keys):
