@@ -255,3 +255,21 @@ def test_property_a_damaged_body_behind_a_valid_checksum_is_refused_cleanly(case
     except ChunkError:
         return
     assert len(out.ts_us) == len(set(out.ts_us)) and all(len(v) == len(out.ts_us) for v in out.cols.values())
+
+
+def test_the_storage_benchmark_reports_its_figures():
+    """The smallest run of bench.chunks end to end (SQLite only): every figure present and sane."""
+    from bench.chunks import PLANS, run
+
+    figures, details = run(PLANS["smoke"], log=lambda _: None)
+    assert all(f.value is not None and f.value > 0 for f in figures) and not details["errors"]
+    value = {f.name: float(f.value or 0) for f in figures}
+    assert (
+        1
+        < value["desk at defaults, 1 h chunks: bytes/sample"]
+        < value["desk at defaults, 30 s (as committed) chunks: bytes/sample"]
+        < 42
+    )
+    assert {f.name: f.budget for f in figures}[
+        "disk per desk-week at defaults: raw 1 h chunks + per-minute rollups (SQLite)"
+    ] == 10

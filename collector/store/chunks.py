@@ -25,7 +25,7 @@ FORMAT = 1  # the first byte of every chunk; a reader refuses a format it does n
 _DEFLATED = 0x80  # flag on the first byte: the body is a raw deflate stream
 _CRC = struct.Struct(">I")
 MAX_SAMPLES = 4_000_000  # a chunk is at most a day of a 20 Hz series; bounds what a damaged one allocates
-_MAX_BODY = 512 << 20
+_MAX_BODY = 64 << 20  # a day of a 20 Hz device series is ~10 MiB unpacked
 _TYPECODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
 _U64 = 1 << 64
 
