@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["App", "MEDIA_RELAYS", "PRESETS", "Param", "Preset", "expand"]
+__all__ = ["MEDIA_RELAYS", "PRESETS", "App", "Param", "Preset", "expand"]
 
 APDEX_INTERACTIVE_MS = 500
 APDEX_LOGIN_MS = 1000
@@ -94,8 +94,17 @@ def genesys_domain(value: str) -> str:
 
 # Dynamics 365: region -> the crmN label of its org URLs. Other crmN codes are accepted as given.
 DYNAMICS_REGIONS: dict[str, str] = {
-    "nam": "crm", "sam": "crm2", "can": "crm3", "emea": "crm4", "apac": "crm5", "oce": "crm6",
-    "jpn": "crm7", "ind": "crm8", "gcc": "crm9", "gbr": "crm11", "fra": "crm12",
+    "nam": "crm",
+    "sam": "crm2",
+    "can": "crm3",
+    "emea": "crm4",
+    "apac": "crm5",
+    "oce": "crm6",
+    "jpn": "crm7",
+    "ind": "crm8",
+    "gcc": "crm9",
+    "gbr": "crm11",
+    "fra": "crm12",
 }
 _CRM_CODE = re.compile(r"crm(?:[2-9]|[1-9][0-9])?")
 
@@ -184,41 +193,73 @@ def _okta(p: dict[str, str]) -> list[App]:
 PRESETS: dict[str, Preset] = {
     "amazon-connect": Preset(
         "Amazon Connect contact control panel (and the chat participant service of a region)",
-        (Param("instance", "instance alias, as in <instance>.my.connect.aws"),
-         Param("region", "AWS region of the instance, e.g. eu-west-2 (optional)", aws_region, "")),
-        _amazon_connect),
+        (
+            Param("instance", "instance alias, as in <instance>.my.connect.aws"),
+            Param("region", "AWS region of the instance, e.g. eu-west-2 (optional)", aws_region, ""),
+        ),
+        _amazon_connect,
+    ),
     "genesys-cloud": Preset(
         "Genesys Cloud login, API and agent web app of one region",
-        (Param("region", "AWS region (us-east-1, eu-central-1, ...) or region domain (mypurecloud.de)",
-               genesys_domain),),
-        _genesys),
+        (
+            Param(
+                "region", "AWS region (us-east-1, eu-central-1, ...) or region domain (mypurecloud.de)", genesys_domain
+            ),
+        ),
+        _genesys,
+    ),
     "five9": Preset("Five9 agent web app", (), lambda p: [App("five9", "https://app.five9.com/")]),
-    "nice-cxone": Preset("NICE CXone agent and admin portal", (),
-                         lambda p: [App("nice-cxone", "https://cxone.niceincontact.com/")]),
+    "nice-cxone": Preset(
+        "NICE CXone agent and admin portal", (), lambda p: [App("nice-cxone", "https://cxone.niceincontact.com/")]
+    ),
     "twilio": Preset("Twilio Voice SDK signaling and insights gateways, Flex UI", (), _twilio),
-    "salesforce": Preset("Salesforce login, My Domain and Lightning UI of one org",
-                         (Param("org", "My Domain name, as in <org>.my.salesforce.com"),), _salesforce),
+    "salesforce": Preset(
+        "Salesforce login, My Domain and Lightning UI of one org",
+        (Param("org", "My Domain name, as in <org>.my.salesforce.com"),),
+        _salesforce,
+    ),
     "dynamics365": Preset(
         "Microsoft Dynamics 365 org and its Web API",
-        (Param("org", "org name, as in <org>.crm4.dynamics.com"),
-         Param("region", f"region ({', '.join(DYNAMICS_REGIONS)}) or crmN code", dynamics_code, "nam")),
-        _dynamics),
-    "servicenow": Preset("ServiceNow instance", (Param("instance", "as in <instance>.service-now.com"),),
-                         lambda p: [App("servicenow", f"https://{p['instance']}.service-now.com/")]),
-    "zendesk": Preset("Zendesk account", (Param("subdomain", "as in <subdomain>.zendesk.com"),),
-                      lambda p: [App("zendesk", f"https://{p['subdomain']}.zendesk.com/")]),
-    "teams": Preset("Microsoft Teams web client (media relays: see MEDIA_RELAYS)", (),
-                    lambda p: [App("teams", "https://teams.microsoft.com/"),
-                               App("teams-cloud", "https://teams.cloud.microsoft/")]),
+        (
+            Param("org", "org name, as in <org>.crm4.dynamics.com"),
+            Param("region", f"region ({', '.join(DYNAMICS_REGIONS)}) or crmN code", dynamics_code, "nam"),
+        ),
+        _dynamics,
+    ),
+    "servicenow": Preset(
+        "ServiceNow instance",
+        (Param("instance", "as in <instance>.service-now.com"),),
+        lambda p: [App("servicenow", f"https://{p['instance']}.service-now.com/")],
+    ),
+    "zendesk": Preset(
+        "Zendesk account",
+        (Param("subdomain", "as in <subdomain>.zendesk.com"),),
+        lambda p: [App("zendesk", f"https://{p['subdomain']}.zendesk.com/")],
+    ),
+    "teams": Preset(
+        "Microsoft Teams web client (media relays: see MEDIA_RELAYS)",
+        (),
+        lambda p: [App("teams", "https://teams.microsoft.com/"), App("teams-cloud", "https://teams.cloud.microsoft/")],
+    ),
     "entra-id": Preset(
-        "Microsoft Entra ID sign-in (OpenID metadata: a real answer from the service, no login)", (),
-        lambda p: [App("entra-login",
-                       "https://login.microsoftonline.com/common/v2.0/.well-known/openid-configuration",
-                       APDEX_LOGIN_MS)]),
-    "okta": Preset("Okta org sign-in (OpenID metadata)",
-                   (Param("org", "as in <org>.okta.com"),
-                    Param("domain", f"one of {', '.join(OKTA_DOMAINS)}", okta_domain, "okta.com")),
-                   _okta),
+        "Microsoft Entra ID sign-in (OpenID metadata: a real answer from the service, no login)",
+        (),
+        lambda p: [
+            App(
+                "entra-login",
+                "https://login.microsoftonline.com/common/v2.0/.well-known/openid-configuration",
+                APDEX_LOGIN_MS,
+            )
+        ],
+    ),
+    "okta": Preset(
+        "Okta org sign-in (OpenID metadata)",
+        (
+            Param("org", "as in <org>.okta.com"),
+            Param("domain", f"one of {', '.join(OKTA_DOMAINS)}", okta_domain, "okta.com"),
+        ),
+        _okta,
+    ),
 }
 
 # Media relays (TURN: UDP 3478, TCP/TLS 443) that voice and video flow through, per preset.

@@ -42,6 +42,7 @@ class Debounce:
         self.cfg = cfg
         self._recent: deque[tuple[int, bool, object]] = deque(maxlen=cfg.window)
         self.episode: Episode | None = None
+        self.closed: Episode | None = None
         self._clean_run = 0
 
     def feed(self, ts_us: int, breached: bool, value: object = None) -> str | None:
@@ -51,13 +52,13 @@ class Debounce:
             if sum(1 for _, b, _ in self._recent if b) >= self.cfg.breaches_to_open:
                 first = next(i for i, (_, b, _) in enumerate(self._recent) if b)
                 window = list(self._recent)[first:]
-                self.episode = Episode(start_us=window[0][0], last_breach_us=ts_us)
+                self.episode = ep = Episode(start_us=window[0][0], last_breach_us=ts_us)
                 for t, b, v in window:
-                    self._count(t, b, v)
+                    self._count(ep, t, b, v)
                 self._clean_run = 0 if breached else self._trailing_clean()
                 return "open"
             return None
-        self._count(ts_us, breached, value)
+        self._count(self.episode, ts_us, breached, value)
         if breached:
             self._clean_run = 0
             return None
@@ -69,8 +70,14 @@ class Debounce:
             return "close"
         return None
 
-    def _count(self, ts_us: int, breached: bool, value: object) -> None:
-        ep = self.episode
+    def episode_of(self, what: str) -> Episode:
+        """The episode ``feed`` just opened (``what`` "open") or closed ("close")."""
+        ep = self.episode if what == "open" else self.closed
+        assert ep is not None, what
+        return ep
+
+    @staticmethod
+    def _count(ep: Episode, ts_us: int, breached: bool, value: object) -> None:
         ep.samples += 1
         if breached:
             ep.breaches += 1

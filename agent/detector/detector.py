@@ -30,7 +30,9 @@ from .debounce import Debounce, DebounceConfig, Episode
 @dataclass(frozen=True)
 class DetectorConfig:
     debounce: DebounceConfig = field(default_factory=DebounceConfig)
-    app_debounce: DebounceConfig = field(default_factory=lambda: DebounceConfig(window=3, breaches_to_open=2, clean_to_close=2))
+    app_debounce: DebounceConfig = field(
+        default_factory=lambda: DebounceConfig(window=3, breaches_to_open=2, clean_to_close=2)
+    )
     baseline_samples: int = 60
     baseline_min_samples: int = 10
     spike_abs_us: int = 20_000
@@ -93,7 +95,9 @@ class Detector:
         st = self._targets.get(target)
         if st is None:
             st = self._targets[target] = _TargetState(
-                Debounce(self.cfg.debounce), Debounce(self.cfg.debounce), Debounce(self.cfg.debounce),
+                Debounce(self.cfg.debounce),
+                Debounce(self.cfg.debounce),
+                Debounce(self.cfg.debounce),
                 _Baseline(self.cfg.baseline_samples),
             )
         if st.last_ts is not None and ts_us > st.last_ts:
@@ -106,13 +110,13 @@ class Detector:
         out += self._step(st.loss, target, ts_us, lost, rtt_us, st, self._loss_event)
 
         base = st.baseline.threshold(self.cfg)
-        spike = (not lost) and base is not None and rtt_us > base[1]
+        spike = rtt_us is not None and base is not None and rtt_us > base[1]
         out += self._step(st.spike, target, ts_us, spike, (rtt_us, base[0] if base else None), st, self._spike_event)
-        if not lost and not spike and st.spike.episode is None:
+        if rtt_us is not None and not spike and st.spike.episode is None:
             st.baseline.add(rtt_us)
 
         jitter = False
-        if not lost:
+        if rtt_us is not None:
             jitter = st.prev_rtt is not None and abs(rtt_us - st.prev_rtt) > self.cfg.jitter_us
             st.prev_rtt = rtt_us
         # While a spike is open its edges look like jitter: one event per disruption, not two.
@@ -120,7 +124,9 @@ class Detector:
         out += self._step(st.jitter, target, ts_us, jitter, rtt_us, st, self._jitter_event)
         return out
 
-    def _step(self, deb: Debounce, target: str, ts_us: int, breached: bool, value, st: _TargetState, make) -> list[Event]:
+    def _step(
+        self, deb: Debounce, target: str, ts_us: int, breached: bool, value, st: _TargetState, make
+    ) -> list[Event]:
         what = deb.feed(ts_us, breached, value)
         if what == "open":
             return [self._remember(make(target, deb.episode, st, closed=False))]
@@ -163,11 +169,16 @@ class Detector:
         pct = 100.0 * ep.breaches / span
         secs = (ep.last_breach_us - ep.start_us) / 1e6
         sev = 3 if outage and secs >= 5 else 2 if outage or pct >= 50 else 1
-        evidence = (f"no answer for {ep.breaches} samples in a row" if outage
-                    else f"{ep.breaches} of {span} samples lost ({pct:.0f}%)")
+        evidence = (
+            f"no answer for {ep.breaches} samples in a row"
+            if outage
+            else f"{ep.breaches} of {span} samples lost ({pct:.0f}%)"
+        )
         if closed and ep.clear_us is not None:
             evidence += f", answered again {(ep.clear_us - ep.start_us) / 1e6:.1f} s after the first loss"
-        return Event(_eid(kind, target, ep.start_us), kind, target, ep.start_us, self._end(ep, st, closed), sev, evidence)
+        return Event(
+            _eid(kind, target, ep.start_us), kind, target, ep.start_us, self._end(ep, st, closed), sev, evidence
+        )
 
     def _spike_event(self, target: str, ep: Episode, st: _TargetState, closed: bool) -> Event:
         rtts = [v[0] for v in ep.values]
@@ -175,15 +186,31 @@ class Detector:
         worst = max(rtts)
         extra = worst - base
         sev = 1 if extra < 100_000 else 2 if extra < 300_000 else 3
-        evidence = (f"RTT up to {worst / 1000:.1f} ms vs baseline {base / 1000:.1f} ms "
-                    f"({ep.breaches} of {max(ep.span_samples, ep.breaches)} samples high)")
-        return Event(_eid("latency_spike", target, ep.start_us), "latency_spike", target, ep.start_us,
-                     self._end(ep, st, closed), sev, evidence)
+        evidence = (
+            f"RTT up to {worst / 1000:.1f} ms vs baseline {base / 1000:.1f} ms "
+            f"({ep.breaches} of {max(ep.span_samples, ep.breaches)} samples high)"
+        )
+        return Event(
+            _eid("latency_spike", target, ep.start_us),
+            "latency_spike",
+            target,
+            ep.start_us,
+            self._end(ep, st, closed),
+            sev,
+            evidence,
+        )
 
     def _jitter_event(self, target: str, ep: Episode, st: _TargetState, closed: bool) -> Event:
         evidence = f"RTT swinging by more than {self.cfg.jitter_us / 1000:.0f} ms between samples ({ep.breaches} times)"
-        return Event(_eid("jitter_episode", target, ep.start_us), "jitter_episode", target, ep.start_us,
-                     self._end(ep, st, closed), 1 if ep.breaches < 5 else 2, evidence)
+        return Event(
+            _eid("jitter_episode", target, ep.start_us),
+            "jitter_episode",
+            target,
+            ep.start_us,
+            self._end(ep, st, closed),
+            1 if ep.breaches < 5 else 2,
+            evidence,
+        )
 
     # -- apps --
 
@@ -195,12 +222,12 @@ class Detector:
         what = deb.feed(ts_us, error is not None, (error, detail))
         if what not in ("open", "close"):
             return []
-        ep = deb.episode if what == "open" else deb.closed
+        ep = deb.episode_of(what)
         errors = [v[0] for v in ep.values]
         if what == "open":
             kind = "dns_failure" if all(e == "dns" for e in errors) else "app_failure"
         else:
-            kind = self._open.get(("app", name)).kind if ("app", name) in self._open else kind
+            kind = self._open[("app", name)].kind if ("app", name) in self._open else kind
         last = ep.values[-1]
         evidence = f"{ep.breaches} failed checks: {last[0]}" + (f" ({last[1]})" if last[1] else "")
         end = None if what == "open" else ts_us
@@ -220,13 +247,20 @@ class Detector:
         what = self._device.feed(ts_us, breached, (cpu_pct, mem_pct, top))
         if what not in ("open", "close"):
             return []
-        ep = self._device.episode if what == "open" else self._device.closed
+        ep = self._device.episode_of(what)
         cpu = max(v[0] for v in ep.values)
         mem = max(v[1] for v in ep.values)
         tops = next((v[2] for v in reversed(ep.values) if v[2]), "")
         evidence = f"CPU up to {cpu:.0f}%, memory up to {mem:.0f}%" + (f"; busiest: {tops}" if tops else "")
-        e = Event(_eid("device_pressure", "device", ep.start_us), "device_pressure", "device", ep.start_us,
-                  None if what == "open" else ts_us, 2 if cpu > 97 or mem > 98 else 1, evidence)
+        e = Event(
+            _eid("device_pressure", "device", ep.start_us),
+            "device_pressure",
+            "device",
+            ep.start_us,
+            None if what == "open" else ts_us,
+            2 if cpu > 97 or mem > 98 else 1,
+            evidence,
+        )
         return [self._remember(e) if what == "open" else self._forget(e)]
 
     # -- path --

@@ -60,8 +60,15 @@ import anyio
 import httpx
 
 __all__ = [
-    "AppResult", "BODY_CAP", "ERROR_DNS", "ERROR_ERROR", "ERROR_HTTP", "ERROR_REFUSED", "ERROR_TIMEOUT",
-    "ERROR_TLS", "check_app",
+    "BODY_CAP",
+    "ERROR_DNS",
+    "ERROR_ERROR",
+    "ERROR_HTTP",
+    "ERROR_REFUSED",
+    "ERROR_TIMEOUT",
+    "ERROR_TLS",
+    "AppResult",
+    "check_app",
 ]
 
 ERROR_DNS = "dns"
@@ -181,6 +188,7 @@ def trust_context(ca_file: str | None = None, *, os_verifier: bool | None = None
     """
     if os_verifier is None:
         os_verifier = OS_VERIFIER
+    ctx: ssl.SSLContext
     if os_verifier:
         import truststore
 
@@ -287,8 +295,7 @@ async def check_app(name: str, url: str, timeout_s: float, *, ca_file: str | Non
             result.error, result.detail = _classify(exc, timeline.phase, timeout_s)
     result.connect_us = timeline.span_us("connection.connect_tcp.started", "connection.connect_tcp.complete")
     result.tls_us = timeline.span_us("connection.start_tls.started", "connection.start_tls.complete")
-    result.ttfb_us = timeline.span_us("http11.send_request_headers.started",
-                                      "http11.receive_response_headers.complete")
+    result.ttfb_us = timeline.span_us("http11.send_request_headers.started", "http11.receive_response_headers.complete")
     result.cert_days = timeline.cert_days
     if result.total_us is None:
         result.total_us = timeline.elapsed_us()
@@ -303,7 +310,10 @@ async def _check(result: AppResult, timeline: _Timeline, url: str, timeout_s: fl
     port = target.port or _DEFAULT_PORTS[target.scheme]
     verify = _context_for(ca_file) if target.scheme == "https" else False
     client = httpx.AsyncClient(
-        verify=verify, trust_env=False, follow_redirects=False, timeout=httpx.Timeout(timeout_s),
+        verify=verify,
+        trust_env=False,
+        follow_redirects=False,
+        timeout=httpx.Timeout(timeout_s),
         limits=httpx.Limits(max_connections=1, max_keepalive_connections=0),
     )
     async with client:
@@ -323,8 +333,9 @@ async def _check(result: AppResult, timeline: _Timeline, url: str, timeout_s: fl
 
         headers = {"Host": target.netloc.decode("ascii"), "User-Agent": USER_AGENT}
         extensions = {"sni_hostname": host, "trace": timeline.trace}
-        async with client.stream("GET", target.copy_with(host=address), headers=headers,
-                                 extensions=extensions) as response:
+        async with client.stream(
+            "GET", target.copy_with(host=address), headers=headers, extensions=extensions
+        ) as response:
             result.status = response.status_code
             result.http_version = response.http_version
             received = 0

@@ -92,21 +92,41 @@ ERROR_INVALID_PARAMETER = 87
 ERROR_INSUFFICIENT_BUFFER = 122
 
 _NAMES = {
-    IP_SUCCESS: "success", IP_BUF_TOO_SMALL: "reply buffer too small",
-    IP_DEST_NET_UNREACHABLE: "network unreachable", IP_DEST_HOST_UNREACHABLE: "host unreachable",
-    IP_DEST_PROT_UNREACHABLE: "protocol unreachable", IP_DEST_PORT_UNREACHABLE: "port unreachable",
-    IP_NO_RESOURCES: "no IP resources", IP_HW_ERROR: "hardware error", IP_REQ_TIMED_OUT: "timed out",
-    IP_BAD_ROUTE: "bad route", IP_TTL_EXPIRED_TRANSIT: "TTL expired in transit",
-    IP_TTL_EXPIRED_REASSEM: "TTL expired in reassembly", IP_PARAM_PROBLEM: "parameter problem",
-    IP_BAD_DESTINATION: "bad destination", IP_GENERAL_FAILURE: "general failure",
-    ERROR_ACCESS_DENIED: "access denied", ERROR_INVALID_HANDLE: "pinger closed",
-    ERROR_INVALID_PARAMETER: "invalid parameter", ERROR_INSUFFICIENT_BUFFER: "insufficient buffer",
+    IP_SUCCESS: "success",
+    IP_BUF_TOO_SMALL: "reply buffer too small",
+    IP_DEST_NET_UNREACHABLE: "network unreachable",
+    IP_DEST_HOST_UNREACHABLE: "host unreachable",
+    IP_DEST_PROT_UNREACHABLE: "protocol unreachable",
+    IP_DEST_PORT_UNREACHABLE: "port unreachable",
+    IP_NO_RESOURCES: "no IP resources",
+    IP_HW_ERROR: "hardware error",
+    IP_REQ_TIMED_OUT: "timed out",
+    IP_BAD_ROUTE: "bad route",
+    IP_TTL_EXPIRED_TRANSIT: "TTL expired in transit",
+    IP_TTL_EXPIRED_REASSEM: "TTL expired in reassembly",
+    IP_PARAM_PROBLEM: "parameter problem",
+    IP_BAD_DESTINATION: "bad destination",
+    IP_GENERAL_FAILURE: "general failure",
+    ERROR_ACCESS_DENIED: "access denied",
+    ERROR_INVALID_HANDLE: "pinger closed",
+    ERROR_INVALID_PARAMETER: "invalid parameter",
+    ERROR_INSUFFICIENT_BUFFER: "insufficient buffer",
 }
 
 # Statuses that carry a reply from some host (its address is in the reply): the target's echo
 # reply, a router's "TTL exceeded", an "unreachable" from a router or the target itself.
-ANSWERS = frozenset({IP_SUCCESS, IP_DEST_NET_UNREACHABLE, IP_DEST_HOST_UNREACHABLE, IP_DEST_PROT_UNREACHABLE,
-                     IP_DEST_PORT_UNREACHABLE, IP_TTL_EXPIRED_TRANSIT, IP_TTL_EXPIRED_REASSEM, IP_PARAM_PROBLEM})
+ANSWERS = frozenset(
+    {
+        IP_SUCCESS,
+        IP_DEST_NET_UNREACHABLE,
+        IP_DEST_HOST_UNREACHABLE,
+        IP_DEST_PROT_UNREACHABLE,
+        IP_DEST_PORT_UNREACHABLE,
+        IP_TTL_EXPIRED_TRANSIT,
+        IP_TTL_EXPIRED_REASSEM,
+        IP_PARAM_PROBLEM,
+    }
+)
 
 MAX_WORKERS = 8
 _AF_INET6_WINDOWS = 23  # AF_INET6 in ws2def.h; Linux's socket.AF_INET6 is 10, so never use that here
@@ -120,8 +140,7 @@ _UINT8, _UINT16, _UINT32, _PTR = ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint3
 class IP_OPTION_INFORMATION(ctypes.Structure):
     """ipexport.h; x64: 16 bytes (four UCHARs, then the pointer aligned at 8)."""
 
-    _fields_ = [("Ttl", _UINT8), ("Tos", _UINT8), ("Flags", _UINT8), ("OptionsSize", _UINT8),
-                ("OptionsData", _PTR)]
+    _fields_ = [("Ttl", _UINT8), ("Tos", _UINT8), ("Flags", _UINT8), ("OptionsSize", _UINT8), ("OptionsData", _PTR)]
 
 
 class ICMP_ECHO_REPLY(ctypes.Structure):
@@ -131,16 +150,27 @@ class ICMP_ECHO_REPLY(ctypes.Structure):
     here (Address, Status, RoundTripTime, DataSize) sit at the same offsets in both.
     """
 
-    _fields_ = [("Address", _UINT32), ("Status", _UINT32), ("RoundTripTime", _UINT32), ("DataSize", _UINT16),
-                ("Reserved", _UINT16), ("Data", _PTR), ("Options", IP_OPTION_INFORMATION)]
+    _fields_ = [
+        ("Address", _UINT32),
+        ("Status", _UINT32),
+        ("RoundTripTime", _UINT32),
+        ("DataSize", _UINT16),
+        ("Reserved", _UINT16),
+        ("Data", _PTR),
+        ("Options", IP_OPTION_INFORMATION),
+    ]
 
 
 class IPV6_ADDRESS_EX(ctypes.Structure):
     """ipexport.h declares it inside ``#include <pshpack1.h>``: packed, 26 bytes, no padding."""
 
     _pack_ = 1
-    _fields_ = [("sin6_port", _UINT16), ("sin6_flowinfo", _UINT32), ("sin6_addr", _UINT16 * 8),
-                ("sin6_scope_id", _UINT32)]
+    _fields_ = [
+        ("sin6_port", _UINT16),
+        ("sin6_flowinfo", _UINT32),
+        ("sin6_addr", _UINT16 * 8),
+        ("sin6_scope_id", _UINT32),
+    ]
 
 
 class ICMPV6_ECHO_REPLY(ctypes.Structure):
@@ -152,8 +182,13 @@ class ICMPV6_ECHO_REPLY(ctypes.Structure):
 class SOCKADDR_IN6(ctypes.Structure):
     """ws2ipdef.h; 28 bytes. ``sin6_family`` is Windows' AF_INET6 (23)."""
 
-    _fields_ = [("sin6_family", _UINT16), ("sin6_port", _UINT16), ("sin6_flowinfo", _UINT32),
-                ("sin6_addr", _UINT8 * 16), ("sin6_scope_id", _UINT32)]
+    _fields_ = [
+        ("sin6_family", _UINT16),
+        ("sin6_port", _UINT16),
+        ("sin6_flowinfo", _UINT32),
+        ("sin6_addr", _UINT8 * 16),
+        ("sin6_scope_id", _UINT32),
+    ]
 
 
 class IO_STATUS_BLOCK(ctypes.Structure):
@@ -195,10 +230,16 @@ class _Iphlpapi:
         self.IcmpCreateFile = _proto(dll.IcmpCreateFile, _PTR, [])
         self.Icmp6CreateFile = _proto(dll.Icmp6CreateFile, _PTR, [])
         self.IcmpCloseHandle = _proto(dll.IcmpCloseHandle, ctypes.c_int, [_PTR])
-        self.IcmpSendEcho2Ex = _proto(dll.IcmpSendEcho2Ex, _UINT32, [
-            _PTR, _PTR, _PTR, _PTR, _UINT32, _UINT32, _PTR, _UINT16, opts, _PTR, _UINT32, _UINT32])
-        self.Icmp6SendEcho2 = _proto(dll.Icmp6SendEcho2, _UINT32, [
-            _PTR, _PTR, _PTR, _PTR, sin6, sin6, _PTR, _UINT16, opts, _PTR, _UINT32, _UINT32])
+        self.IcmpSendEcho2Ex = _proto(
+            dll.IcmpSendEcho2Ex,
+            _UINT32,
+            [_PTR, _PTR, _PTR, _PTR, _UINT32, _UINT32, _PTR, _UINT16, opts, _PTR, _UINT32, _UINT32],
+        )
+        self.Icmp6SendEcho2 = _proto(
+            dll.Icmp6SendEcho2,
+            _UINT32,
+            [_PTR, _PTR, _PTR, _PTR, sin6, sin6, _PTR, _UINT16, opts, _PTR, _UINT32, _UINT32],
+        )
 
     @staticmethod
     def last_error() -> int:
@@ -239,8 +280,15 @@ class IcmpEchoPinger:
     the API is unavailable or refused says so at once (OSError) instead of on the first sample.
     """
 
-    def __init__(self, family: socket.AddressFamily, method: str = METHOD_ICMP_DGRAM, *, dll: Any = None,
-                 max_workers: int = MAX_WORKERS, payload: bytes = _PAYLOAD) -> None:
+    def __init__(
+        self,
+        family: socket.AddressFamily,
+        method: str = METHOD_ICMP_DGRAM,
+        *,
+        dll: Any = None,
+        max_workers: int = MAX_WORKERS,
+        payload: bytes = _PAYLOAD,
+    ) -> None:
         if family not in (socket.AF_INET, socket.AF_INET6):
             raise ValueError(f"unsupported address family {family!r}")
         if method != METHOD_ICMP_DGRAM:
@@ -303,7 +351,8 @@ class IcmpEchoPinger:
                 raise RuntimeError("pinger closed")
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(
-                    self.max_workers, thread_name_prefix=f"cxpulse-icmp{4 if self._v4 else 6}")
+                    self.max_workers, thread_name_prefix=f"cxpulse-icmp{4 if self._v4 else 6}"
+                )
             return self._executor
 
     def _open_handle(self) -> int:
@@ -347,14 +396,38 @@ class IcmpEchoPinger:
             if self._v4:
                 dst = int.from_bytes(socket.inet_aton(sockaddr[0]), sys.byteorder)  # IPAddr: network order in memory
                 started = time.perf_counter_ns()
-                count = self._api.IcmpSendEcho2Ex(handle, None, None, None, 0, dst, self._payload, self._payload_size,
-                                                  options, reply, self._reply_size, timeout_ms)
+                count = self._api.IcmpSendEcho2Ex(
+                    handle,
+                    None,
+                    None,
+                    None,
+                    0,
+                    dst,
+                    self._payload,
+                    self._payload_size,
+                    options,
+                    reply,
+                    self._reply_size,
+                    timeout_ms,
+                )
                 ended = time.perf_counter_ns()
             else:
                 src, dst6 = _sockaddr_in6("::", 0), _sockaddr_in6(sockaddr[0], sockaddr[3] if len(sockaddr) > 3 else 0)
                 started = time.perf_counter_ns()
-                count = self._api.Icmp6SendEcho2(handle, None, None, None, src, dst6, self._payload, self._payload_size,
-                                                 options, reply, self._reply_size, timeout_ms)
+                count = self._api.Icmp6SendEcho2(
+                    handle,
+                    None,
+                    None,
+                    None,
+                    src,
+                    dst6,
+                    self._payload,
+                    self._payload_size,
+                    options,
+                    reply,
+                    self._reply_size,
+                    timeout_ms,
+                )
                 ended = time.perf_counter_ns()
             error = 0 if count else self._api.last_error()  # read before any other call on this thread
         finally:

@@ -124,16 +124,20 @@ class RttProbe:
             rtt_us: int | None = None
             if remaining > 0:
                 rtt_us = await self._measure_with(method, family, sockaddr, target.port, remaining)
-            if (method in (METHOD_ICMP_RAW, METHOD_ICMP_DGRAM) and METHOD_TCP_CONNECT in self._chain
-                    and not target.method):
+            if (
+                method in (METHOD_ICMP_RAW, METHOD_ICMP_DGRAM)
+                and METHOD_TCP_CONNECT in self._chain
+                and not target.method
+            ):
                 await self._icmp_blocked_check(target, family, sockaddr, rtt_us, timeout_s)
             return Measurement(target.name, address, method, ts_us, rtt_us)
         except Exception:  # a probe must never take the agent down; a lost sample is the honest answer
             log.debug("rtt measurement of %s failed", target.host, exc_info=True)
             return Measurement(target.name, address, method, ts_us, None)
 
-    async def _icmp_blocked_check(self, target: Target, family: socket.AddressFamily, sockaddr: tuple,
-                                  icmp_rtt: int | None, timeout_s: float) -> None:
+    async def _icmp_blocked_check(
+        self, target: Target, family: socket.AddressFamily, sockaddr: tuple, icmp_rtt: int | None, timeout_s: float
+    ) -> None:
         """After ICMP loss, ask both ways at the same moment: TCP answering while ICMP does not means
         ICMP is filtered, and the target is timed by TCP connect for a while. Asking both at once
         keeps an outage that ends during the check from passing for a filter. The sample that
@@ -161,8 +165,13 @@ class RttProbe:
             self._tcp_until[name] = asyncio.get_running_loop().time() + ICMP_RECHECK_S
             self._icmp_answered.discard(name)
             self._icmp_losses[name] = 0
-            log.info("rtt probe: ICMP to %s (%s) goes unanswered but TCP port %d answers; timing TCP connect for %.0f s",
-                     name, sockaddr[0], target.port, ICMP_RECHECK_S)
+            log.info(
+                "rtt probe: ICMP to %s (%s) goes unanswered but TCP port %d answers; timing TCP connect for %.0f s",
+                name,
+                sockaddr[0],
+                target.port,
+                ICMP_RECHECK_S,
+            )
         elif icmp is not None:
             self._icmp_answered.add(name)
             self._icmp_losses[name] = 0
@@ -208,8 +217,9 @@ class RttProbe:
             chosen = None
         self._family_method[family] = chosen
         if chosen is None:
-            log.warning("rtt probe: no usable method for %s (%s); samples will be reported lost",
-                        name, "; ".join(skipped))
+            log.warning(
+                "rtt probe: no usable method for %s (%s); samples will be reported lost", name, "; ".join(skipped)
+            )
         elif skipped:
             log.info("rtt probe: using %s for %s (unavailable: %s)", chosen, name, "; ".join(skipped))
         else:
@@ -238,7 +248,7 @@ class RttProbe:
         try:
             infos = await asyncio.wait_for(loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), timeout_s)
             resolved, ttl = _pick(infos), self._resolve_ttl_s
-        except (OSError, UnicodeError, asyncio.TimeoutError):
+        except (TimeoutError, OSError, UnicodeError):
             resolved, ttl = None, _NEGATIVE_TTL_S
         if len(self._cache) >= _CACHE_MAX:
             self._cache = {h: v for h, v in self._cache.items() if v[0] > now}

@@ -62,7 +62,7 @@ async def tcp_connect_rtt(family: socket.AddressFamily, sockaddr: tuple, timeout
         except ConnectionRefusedError:
             if not refusal_timed:
                 return None
-        except (asyncio.TimeoutError, OSError):  # silence, or no route to the host
+        except (TimeoutError, OSError):  # silence, or no route to the host
             return None
         return (time.perf_counter_ns() - started) // 1000
     finally:

@@ -60,8 +60,17 @@ class _Ws2_32:
         dll = ctypes.WinDLL("ws2_32", use_last_error=True)  # type: ignore[attr-defined]
         fn = dll.WSAIoctl
         fn.restype = ctypes.c_int
-        fn.argtypes = [ctypes.c_size_t, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p,
-                       ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint32), ctypes.c_void_p, ctypes.c_void_p]
+        fn.argtypes = [
+            ctypes.c_size_t,
+            ctypes.c_uint32,
+            ctypes.c_void_p,
+            ctypes.c_uint32,
+            ctypes.c_void_p,
+            ctypes.c_uint32,
+            ctypes.POINTER(ctypes.c_uint32),
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
         self.WSAIoctl = fn
 
     @staticmethod
@@ -105,8 +114,17 @@ def prepare(sock: socket.socket, *, ws2: Any = None) -> bool:
         pass
     params = TCP_INITIAL_RTO_PARAMETERS(TCP_INITIAL_RTO_UNSPECIFIED_RTT, TCP_INITIAL_RTO_NO_SYN_RETRANSMISSIONS)
     returned = ctypes.c_uint32(0)
-    rc = api.WSAIoctl(sock.fileno(), SIO_TCP_INITIAL_RTO, ctypes.addressof(params), ctypes.sizeof(params),
-                      None, 0, ctypes.byref(returned), None, None)
+    rc = api.WSAIoctl(
+        sock.fileno(),
+        SIO_TCP_INITIAL_RTO,
+        ctypes.addressof(params),
+        ctypes.sizeof(params),
+        None,
+        0,
+        ctypes.byref(returned),
+        None,
+        None,
+    )
     if rc == SOCKET_ERROR:
         error = api.last_error()
         if ws2 is None:
@@ -121,5 +139,8 @@ def _say_unsupported(why: str) -> None:
     with _lock:
         said, _said = _said, True
     if not said:
-        log.warning("TCP connect timing: %s; this Windows retries a refused SYN for about 2 s, so refusals "
-                    "are reported lost instead of timed (Windows 10 1709 or later needed)", why)
+        log.warning(
+            "TCP connect timing: %s; this Windows retries a refused SYN for about 2 s, so refusals "
+            "are reported lost instead of timed (Windows 10 1709 or later needed)",
+            why,
+        )

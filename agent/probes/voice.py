@@ -37,6 +37,7 @@ Figures, precisely:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import secrets
 import socket
@@ -93,7 +94,7 @@ def _rfc3550_jitter_us(transits_ns: Sequence[int]) -> int | None:
     if len(transits_ns) < 2:
         return None
     jitter = 0.0
-    for prev, cur in zip(transits_ns, transits_ns[1:]):
+    for prev, cur in itertools.pairwise(transits_ns):
         jitter += (abs(cur - prev) - jitter) / 16
     return round(jitter / 1000)
 
@@ -108,9 +109,18 @@ def _median(sorted_values: Sequence[int]) -> int:
     return sorted_values[mid] if k % 2 else round((sorted_values[mid - 1] + sorted_values[mid]) / 2)
 
 
-def summarize(ts_us: int, address: str, send_mono_ns: Sequence[int], send_wall_ns: Sequence[int],
-              replies: Sequence[Reply], *, duplicates: int = 0, interval_ms: int = 20,
-              timeout_s: float = 1.0, error: str | None = None) -> VoiceResult:
+def summarize(
+    ts_us: int,
+    address: str,
+    send_mono_ns: Sequence[int],
+    send_wall_ns: Sequence[int],
+    replies: Sequence[Reply],
+    *,
+    duplicates: int = 0,
+    interval_ms: int = 20,
+    timeout_s: float = 1.0,
+    error: str | None = None,
+) -> VoiceResult:
     """The figures of a run from what was sent and the first replies in order of arrival.
 
     Pure (no clock, no socket), so every figure can be checked against a made-up run.
@@ -122,8 +132,7 @@ def summarize(ts_us: int, address: str, send_mono_ns: Sequence[int], send_wall_n
     received = len(got)
     lost = sent - received
     if sent == 0:
-        return VoiceResult(ts_us, address, loss_pct=100.0, burst_loss_max_pct=100.0,
-                           error=error or "nothing was sent")
+        return VoiceResult(ts_us, address, loss_pct=100.0, burst_loss_max_pct=100.0, error=error or "nothing was sent")
 
     reordered, highest = 0, -1
     for r in got:
@@ -191,8 +200,12 @@ class _Stream(asyncio.DatagramProtocol):
             p = voice_wire.decode(data)
         except voice_wire.WireError:
             return
-        if (p.stream_id != self.stream_id or p.agent_id != self.agent_id or p.reflected_ns == 0
-                or p.seq >= len(self.send_mono_ns)):
+        if (
+            p.stream_id != self.stream_id
+            or p.agent_id != self.agent_id
+            or p.reflected_ns == 0
+            or p.seq >= len(self.send_mono_ns)
+        ):
             return
         if p.seq in self.answered:
             self.duplicates += 1
@@ -240,9 +253,16 @@ async def _open(family: socket.AddressFamily, sockaddr: tuple, stream: _Stream) 
     return transport
 
 
-async def run_voice_probe(reflector: tuple[str, int], agent_id: str, key: bytes, *, duration_s: float = 5.0,
-                          interval_ms: int = 20, payload_bytes: int = _DEFAULT_PAYLOAD,
-                          timeout_s: float = 1.0) -> VoiceResult:
+async def run_voice_probe(
+    reflector: tuple[str, int],
+    agent_id: str,
+    key: bytes,
+    *,
+    duration_s: float = 5.0,
+    interval_ms: int = 20,
+    payload_bytes: int = _DEFAULT_PAYLOAD,
+    timeout_s: float = 1.0,
+) -> VoiceResult:
     """Send ``duration_s / interval_ms`` signed packets to ``reflector`` and measure the replies.
 
     ``payload_bytes`` is the UDP payload size; it is raised to the header size when smaller (a
@@ -256,19 +276,25 @@ async def run_voice_probe(reflector: tuple[str, int], agent_id: str, key: bytes,
     try:
         id_bytes = len(agent_id.encode())
         size = max(payload_bytes, voice_wire.header_size(agent_id))
-        if (count < 1 or timeout_s <= 0 or size > voice_wire.MAX_PACKET_BYTES
-                or not 1 <= id_bytes <= voice_wire.MAX_AGENT_ID_BYTES):
-            raise ValueError(f"invalid run: {count} packets, timeout {timeout_s} s, {size} bytes, "
-                             f"agent id of {id_bytes} bytes")
+        if (
+            count < 1
+            or timeout_s <= 0
+            or size > voice_wire.MAX_PACKET_BYTES
+            or not 1 <= id_bytes <= voice_wire.MAX_AGENT_ID_BYTES
+        ):
+            raise ValueError(
+                f"invalid run: {count} packets, timeout {timeout_s} s, {size} bytes, agent id of {id_bytes} bytes"
+            )
         family, sockaddr = await _resolve(host, port, timeout_s)
         address = sockaddr[0]
         send_mono: list[int] = []
         send_wall: list[int] = []
         stream = _Stream(agent_id, secrets.randbits(32), send_mono, int(timeout_s * 1e9))
         transport = await _open(family, sockaddr, stream)
-    except (OSError, ValueError, asyncio.TimeoutError, UnicodeError) as exc:
-        return VoiceResult(ts_us, address, loss_pct=100.0, burst_loss_max_pct=100.0,
-                           error=f"{type(exc).__name__}: {exc}")
+    except (TimeoutError, OSError, ValueError, UnicodeError) as exc:
+        return VoiceResult(
+            ts_us, address, loss_pct=100.0, burst_loss_max_pct=100.0, error=f"{type(exc).__name__}: {exc}"
+        )
 
     try:
         mono0, wall0 = time.perf_counter_ns(), time.time_ns()  # wall times derived: immune to clock steps
@@ -287,9 +313,18 @@ async def run_voice_probe(reflector: tuple[str, int], agent_id: str, key: bytes,
         stream.finish_sending()
         try:
             await asyncio.wait_for(stream.all_answered.wait(), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
     finally:
         transport.close()
-    return summarize(ts_us, address, send_mono, send_wall, stream.replies, duplicates=stream.duplicates,
-                     interval_ms=interval_ms, timeout_s=timeout_s, error=stream.error)
+    return summarize(
+        ts_us,
+        address,
+        send_mono,
+        send_wall,
+        stream.replies,
+        duplicates=stream.duplicates,
+        interval_ms=interval_ms,
+        timeout_s=timeout_s,
+        error=stream.error,
+    )

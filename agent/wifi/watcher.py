@@ -89,8 +89,15 @@ class WifiWatcher:
         if not reading.connected:
             if prev is not None and prev.connected and self._down is None:
                 self._down_from = prev
-                self._down = Event(_eid("wifi_disconnect", self.target, ts_us), "wifi_disconnect", self.target,
-                                   ts_us, None, 2, f"Wi-Fi link lost (was {_ap(prev)}, {_dbm(prev.rssi_dbm)})")
+                self._down = Event(
+                    _eid("wifi_disconnect", self.target, ts_us),
+                    "wifi_disconnect",
+                    self.target,
+                    ts_us,
+                    None,
+                    2,
+                    f"Wi-Fi link lost (was {_ap(prev)}, {_dbm(prev.rssi_dbm)})",
+                )
                 out.append(self._down)
             out += self._close_weak(ts_us, reason="link lost")
             out += self._close_drop(ts_us)
@@ -99,7 +106,7 @@ class WifiWatcher:
             self._recent_low.clear()
             return out
         if self._down is not None:
-            out.append(self._reconnect(ts_us, reading))
+            out.append(self._reconnect(ts_us, reading, self._down))
         elif prev is not None and prev.connected:
             out += self._changes(ts_us, prev, reading)
         out += self._weak_signal(ts_us, reading)
@@ -108,13 +115,14 @@ class WifiWatcher:
 
     # -- link up/down --
 
-    def _reconnect(self, ts_us: int, r: WifiReading) -> Event:
-        ev, was = self._down, self._down_from
+    def _reconnect(self, ts_us: int, r: WifiReading, ev: Event) -> Event:
+        was = self._down_from
         self._down = self._down_from = None
         secs = (ts_us - ev.start_us) / 1e6
         same = was is not None and was.bssid and was.bssid == r.bssid
-        evidence = (f"Wi-Fi down for {secs:.1f} s, reconnected to {_ap(r)} ({_dbm(r.rssi_dbm)})"
-                    + ("" if same or was is None else f"; was {_ap(was)}"))
+        evidence = f"Wi-Fi down for {secs:.1f} s, reconnected to {_ap(r)} ({_dbm(r.rssi_dbm)})" + (
+            "" if same or was is None else f"; was {_ap(was)}"
+        )
         return Event(ev.id, ev.kind, ev.target, ev.start_us, ts_us, 3 if secs >= 30 else 2, evidence[:512])
 
     # -- roam and channel/band --
@@ -125,17 +133,34 @@ class WifiWatcher:
         roamed = bool(known and a.bssid != b.bssid)
         if roamed:
             ch = "" if a.channel == b.channel else f", channel {a.channel} -> {b.channel}"
-            out.append(Event(_eid("wifi_roam", self.target, ts_us), "wifi_roam", self.target, ts_us, ts_us, 1,
-                             f"roamed from {a.bssid} to {b.bssid} ({a.ssid if a.ssid != HIDDEN else 'hidden SSID'}); "
-                             f"RSSI {_dbm(a.rssi_dbm)} -> {_dbm(b.rssi_dbm)}{ch}"[:512]))
+            out.append(
+                Event(
+                    _eid("wifi_roam", self.target, ts_us),
+                    "wifi_roam",
+                    self.target,
+                    ts_us,
+                    ts_us,
+                    1,
+                    f"roamed from {a.bssid} to {b.bssid} ({a.ssid if a.ssid != HIDDEN else 'hidden SSID'}); "
+                    f"RSSI {_dbm(a.rssi_dbm)} -> {_dbm(b.rssi_dbm)}{ch}"[:512],
+                )
+            )
         band_changed = a.band and b.band and a.band != b.band
         channel_moved = not roamed and a.channel and b.channel and a.channel != b.channel
         if band_changed or channel_moved:
             down = band_changed and b.band == "2.4"
-            out.append(Event(_eid("wifi_band_change", self.target, ts_us), "wifi_band_change", self.target, ts_us,
-                             ts_us, 2 if down else 1,
-                             f"band {a.band} GHz -> {b.band} GHz, channel {a.channel} -> {b.channel} "
-                             f"({_ap(b)}, {_dbm(b.rssi_dbm)})"))
+            out.append(
+                Event(
+                    _eid("wifi_band_change", self.target, ts_us),
+                    "wifi_band_change",
+                    self.target,
+                    ts_us,
+                    ts_us,
+                    2 if down else 1,
+                    f"band {a.band} GHz -> {b.band} GHz, channel {a.channel} -> {b.channel} "
+                    f"({_ap(b)}, {_dbm(b.rssi_dbm)})",
+                )
+            )
         if roamed or band_changed or channel_moved:
             # A new AP or band has its own rates: judge the rate against the new link only.
             out += self._close_drop(ts_us)
@@ -155,10 +180,16 @@ class WifiWatcher:
             if weak and len(below) >= self.cfg.weak_k:
                 self._weak_worst = min(v for _, v in below)
                 self._clean_run = 0
-                self._weak = Event(_eid("wifi_weak_signal", self.target, below[0][0]), "wifi_weak_signal",
-                                   self.target, below[0][0], None, self._weak_severity(),
-                                   f"RSSI below {self.cfg.weak_dbm} dBm in {len(below)} of the last "
-                                   f"{len(self._rssi)} readings (worst {self._weak_worst} dBm, {_ap(r)})")
+                self._weak = Event(
+                    _eid("wifi_weak_signal", self.target, below[0][0]),
+                    "wifi_weak_signal",
+                    self.target,
+                    below[0][0],
+                    None,
+                    self._weak_severity(),
+                    f"RSSI below {self.cfg.weak_dbm} dBm in {len(below)} of the last "
+                    f"{len(self._rssi)} readings (worst {self._weak_worst} dBm, {_ap(r)})",
+                )
                 return [self._weak]
             return []
         if weak:
@@ -166,8 +197,11 @@ class WifiWatcher:
             self._clean_run = 0
             return []
         self._clean_run += 1
-        return self._close_weak(ts_us, reason=f"back to {r.rssi_dbm} dBm") \
-            if self._clean_run >= self.cfg.weak_clean else []
+        return (
+            self._close_weak(ts_us, reason=f"back to {r.rssi_dbm} dBm")
+            if self._clean_run >= self.cfg.weak_clean
+            else []
+        )
 
     def _weak_severity(self) -> int:
         return 1 if self._weak_worst >= -75 else 2 if self._weak_worst >= -80 else 3
@@ -177,9 +211,18 @@ class WifiWatcher:
             return []
         ev, self._weak = self._weak, None
         self._rssi.clear()
-        return [Event(ev.id, ev.kind, ev.target, ev.start_us, ts_us, self._weak_severity(),
-                      f"RSSI below {self.cfg.weak_dbm} dBm for {(ts_us - ev.start_us) / 1e6:.0f} s "
-                      f"(worst {self._weak_worst} dBm); {reason}")]
+        return [
+            Event(
+                ev.id,
+                ev.kind,
+                ev.target,
+                ev.start_us,
+                ts_us,
+                self._weak_severity(),
+                f"RSSI below {self.cfg.weak_dbm} dBm for {(ts_us - ev.start_us) / 1e6:.0f} s "
+                f"(worst {self._weak_worst} dBm); {reason}",
+            )
+        ]
 
     # -- transmit rate collapse --
 
@@ -197,10 +240,15 @@ class WifiWatcher:
             self._recent_low.append(low)
             if low and sum(self._recent_low) >= 2:
                 self._drop_low, self._rate_ok_run = rate, 0
-                self._drop = Event(_eid("wifi_rate_drop", self.target, ts_us), "wifi_rate_drop", self.target,
-                                   ts_us, None, 2 if rate < 0.1 * base else 1,
-                                   f"transmit rate {rate:g} Mbit/s vs recent median {base:g} Mbit/s ({_ap(r)}, "
-                                   f"{_dbm(r.rssi_dbm)})")
+                self._drop = Event(
+                    _eid("wifi_rate_drop", self.target, ts_us),
+                    "wifi_rate_drop",
+                    self.target,
+                    ts_us,
+                    None,
+                    2 if rate < 0.1 * base else 1,
+                    f"transmit rate {rate:g} Mbit/s vs recent median {base:g} Mbit/s ({_ap(r)}, {_dbm(r.rssi_dbm)})",
+                )
                 return [self._drop]
             if not low:
                 self._rates.append(rate)
@@ -215,6 +263,14 @@ class WifiWatcher:
         ev, self._drop = self._drop, None
         self._recent_low.clear()
         tail = f" vs median {base:g} Mbit/s" if base else ""
-        return [Event(ev.id, ev.kind, ev.target, ev.start_us, ts_us, ev.severity,
-                      f"transmit rate fell to {self._drop_low:g} Mbit/s{tail} for "
-                      f"{(ts_us - ev.start_us) / 1e6:.0f} s")]
+        return [
+            Event(
+                ev.id,
+                ev.kind,
+                ev.target,
+                ev.start_us,
+                ts_us,
+                ev.severity,
+                f"transmit rate fell to {self._drop_low:g} Mbit/s{tail} for {(ts_us - ev.start_us) / 1e6:.0f} s",
+            )
+        ]

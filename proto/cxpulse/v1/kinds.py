@@ -18,23 +18,70 @@ KINDS: dict[str, dict[str, str]] = {
     "rtt": {"rtt": US},
     # One application check: DNS, TCP connect, TLS handshake, time to first byte, total;
     # HTTP status and version, certificate days left, failure class (dns, timeout, refused, tls, http, error).
-    "http": {"dns": US, "tcp": US, "tls": US, "ttfb": US, "total": US, "status": INT, "ver": STR, "cert": INT, "err": STR},
+    "http": {
+        "dns": US,
+        "tcp": US,
+        "tls": US,
+        "ttfb": US,
+        "total": US,
+        "status": INT,
+        "ver": STR,
+        "cert": INT,
+        "err": STR,
+    },
     # One voice-cadence run (20 ms UDP stream through the collector's reflector).
     # loss and burst are permille; burst = worst share lost in any 200 ms window; run = longest loss run.
-    "voice": {"sent": INT, "recv": INT, "dup": INT, "reord": INT, "rtt": US, "rtt95": US, "jit": US,
-              "loss": INT, "burst": INT, "run": INT, "err": STR},
+    "voice": {
+        "sent": INT,
+        "recv": INT,
+        "dup": INT,
+        "reord": INT,
+        "rtt": US,
+        "rtt95": US,
+        "jit": US,
+        "loss": INT,
+        "burst": INT,
+        "run": INT,
+        "err": STR,
+    },
     # Device context: CPU and memory in permille, top processes when under pressure,
     # NIC errors+drops since the last reading, active interface and its kind, VPN tunnels, proxy;
     # the desk's own traffic on the active interface since the last reading (up/dn, kbit/s), the
     # most it carried at best lately (upb/dnb: a decaying maximum of rates held two readings, kbit/s) and its link speed
     # (spd, Mbit/s; null when the OS does not say).
-    "device": {"cpu": INT, "mem": INT, "top": STR, "nicerr": INT, "if": STR, "ifk": STR, "vpn": STR, "proxy": STR,
-               "up": INT, "dn": INT, "upb": INT, "dnb": INT, "spd": INT},
+    "device": {
+        "cpu": INT,
+        "mem": INT,
+        "top": STR,
+        "nicerr": INT,
+        "if": STR,
+        "ifk": STR,
+        "vpn": STR,
+        "proxy": STR,
+        "up": INT,
+        "dn": INT,
+        "upb": INT,
+        "dnb": INT,
+        "spd": INT,
+    },
     # Wi-Fi link as the desk sees it (never from a scan). conn: 1 connected, 0 not; ssid/bssid may be
     # "<hidden-by-os>" (no location permission) or hashed; rssi/noise dBm; snr dB; ch channel;
     # mhz frequency; band "2.4"/"5"/"6"; phy e.g. "802.11ax"; tx/rx rate in kbit/s; q signal quality % (Windows).
-    "wifi": {"conn": INT, "ssid": STR, "bssid": STR, "rssi": INT, "noise": INT, "snr": INT, "ch": INT, "mhz": INT,
-             "band": STR, "phy": STR, "tx": INT, "rx": INT, "q": INT},
+    "wifi": {
+        "conn": INT,
+        "ssid": STR,
+        "bssid": STR,
+        "rssi": INT,
+        "noise": INT,
+        "snr": INT,
+        "ch": INT,
+        "mhz": INT,
+        "band": STR,
+        "phy": STR,
+        "tx": INT,
+        "rx": INT,
+        "q": INT,
+    },
 }
 
 # Columns a kind gained after agents already sent it: a payload without them is valid (the
@@ -49,7 +96,19 @@ KIND_METHODS: dict[str, tuple[str, ...]] = {
     "http": ("https", "http"),
     "voice": ("udp_reflect",),
     "device": ("os",),
-    "wifi": ("wlanapi", "netsh", "corewlan", "system_profiler", "airport", "wdutil", "nl80211", "iw", "proc", "nmcli", "iwconfig"),
+    "wifi": (
+        "wlanapi",
+        "netsh",
+        "corewlan",
+        "system_profiler",
+        "airport",
+        "wdutil",
+        "nl80211",
+        "iw",
+        "proc",
+        "nmcli",
+        "iwconfig",
+    ),
 }
 
 # Micro-disruption events the agent's detector reports.
