@@ -8,6 +8,7 @@ docs/agent-internals.md.
 from __future__ import annotations
 
 import ctypes
+import sys
 from collections.abc import Callable
 from ctypes import wintypes
 
@@ -90,7 +91,9 @@ def _declare(kernel32, wtsapi32, netapi32, secur32, advapi32) -> None:
 
 def _registry_value(subkey: str, name: str) -> str | None:
     """A REG_SZ under HKLM, or None (absent, other type, no access)."""
-    import winreg  # Windows only: imported on first use
+    if sys.platform != "win32":  # winreg exists on Windows only (and so do its stubs)
+        return None
+    import winreg
 
     try:
         with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, subkey, 0, winreg.KEY_READ) as key:
@@ -236,6 +239,8 @@ _reader: ConsoleUsers | None = None
 
 
 def _load() -> ConsoleUsers:
+    if sys.platform != "win32":
+        raise OSError("the WTS, NetAPI and LSA DLLs exist on Windows only")
     dll = {
         n: ctypes.WinDLL(n, use_last_error=True) for n in ("kernel32", "wtsapi32", "netapi32", "secur32", "advapi32")
     }

@@ -32,9 +32,9 @@ log = logging.getLogger(__name__)
 _WINDOWS = sys.platform == "win32"
 _MACOS = sys.platform == "darwin"
 
-if _WINDOWS:
+if sys.platform == "win32":  # spelled out (not _WINDOWS) so that type checkers pick one backend
     from . import windows as _backend
-elif _MACOS:
+elif sys.platform == "darwin":
     from . import macos as _backend
 else:
     from . import linux as _backend

@@ -144,7 +144,7 @@ class Route(NamedTuple):
     """One gateway route of the dump, decoded; ``gateway`` is None when it is not an IP address."""
 
     family: int
-    index: int
+    index: int  # type: ignore[assignment]  # the interface index (a field over tuple.index, as in the C struct)
     flags: int
     default: bool
     gateway: bytes | None
@@ -328,6 +328,7 @@ def parse_route_dump(data: bytes) -> Iterator[Route]:
         start = 4 if family == AF_INET else 8  # sin_addr after len/family/port; sin6_addr after flowinfo too
         default = (
             family in (AF_INET, AF_INET6)
+            and dst is not None
             and not any(dst[start : start + (4 if family == AF_INET else 16)])
             and (mask is None or not any(mask[2:]))
             and flags & (RTF_UP | RTF_GATEWAY) == (RTF_UP | RTF_GATEWAY)

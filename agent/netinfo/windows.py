@@ -11,6 +11,7 @@ import ctypes
 import logging
 import re
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -293,7 +294,9 @@ class _WinApi:
     @staticmethod
     def registry(root: str, subkey: str, name: str) -> Any:
         """A value under HKLM or HKEY_USERS ("HKLM"/"HKU"); None if the key or value is missing."""
-        import winreg  # Windows-only stdlib module
+        if sys.platform != "win32":  # winreg exists on Windows only (and so do its stubs)
+            return None
+        import winreg
 
         hive = winreg.HKEY_LOCAL_MACHINE if root == "HKLM" else winreg.HKEY_USERS
         try:
@@ -632,12 +635,12 @@ def https_proxy(proxy: str, bypass: str = "") -> str | None:
             by_scheme.setdefault(scheme.lower(), target)
         elif every is None:
             every = entry
-    target, scheme = by_scheme.get("https") or every, "http"
-    if not target and by_scheme.get("socks"):
-        target, scheme = by_scheme["socks"], "socks"
-    if not target:
+    chosen, scheme = by_scheme.get("https") or every, "http"
+    if not chosen and by_scheme.get("socks"):
+        chosen, scheme = by_scheme["socks"], "socks"
+    if not chosen:
         return None
-    return strip_credentials(target if "://" in target else f"{scheme}://{target}")
+    return strip_credentials(chosen if "://" in chosen else f"{scheme}://{chosen}")
 
 
 def _split_list(text: str) -> list[str]:

@@ -163,7 +163,9 @@ def trace(target: str, method: str, port: int, max_hops: int, probes: int, timeo
     end_ttl, reached = None, False
     for sent, answer in answered:
         ttl = sent[IP].ttl
-        rtt_us = max(0, round((float(answer.time) - float(sent.sent_time)) * 1e6))
+        got, put = answer.time, sent.sent_time
+        assert got is not None and put is not None  # sr() stamps every probe it sent and answer it got
+        rtt_us = max(0, round((float(got) - float(put)) * 1e6))
         by_ttl.setdefault(ttl, []).append((answer[IP].src, rtt_us))
         final, by_target = _is_final(answer, target)
         if final and (end_ttl is None or ttl < end_ttl or (ttl == end_ttl and by_target)):

@@ -260,7 +260,7 @@ def classify_hops(trace: PathTrace, gateway_ip: str | None) -> dict[str, Hop]:
             roles["isp"] = hop
             break
     for hop in routers:
-        if ipaddress.ip_address(hop.address).is_global and hop.address != gateway:
+        if hop.address is not None and ipaddress.ip_address(hop.address).is_global and hop.address != gateway:
             roles["public"] = hop
             break
     if trace.reached and trace.hops and trace.hops[-1].address == trace.target:
@@ -362,7 +362,7 @@ def _load_macos() -> Callable[..., Awaitable[PathTrace]]:
 
 
 def _load_windows() -> Callable[..., Awaitable[PathTrace]]:
-    from . import trace_windows  # type: ignore[attr-defined]
+    from . import trace_windows
 
     return trace_windows.trace
 

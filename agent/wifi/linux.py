@@ -239,9 +239,11 @@ class LinuxReader:
                 # The interface is down or gone (radio switched off, adapter unplugged): no link.
                 self._nl_errors = 0
                 return WifiReading(connected=False, source="nl80211", interface=name, note="interface down")
-            return self._netlink_error()
+            self._netlink_error()
+            return None
         except (ValueError, struct.error):
-            return self._netlink_error()
+            self._netlink_error()
+            return None
         self._nl_errors = 0
         return reading
 

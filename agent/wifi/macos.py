@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from types import ModuleType
+from typing import Any
 
 from .parsers import airport, system_profiler, wdutil
 from .parsers._model import HIDDEN, NO_WIFI_INTERFACE, NOT_DUE, WifiReading, complete, norm_mac
@@ -57,7 +58,8 @@ class MacReader:
         clock: Callable[[], float] = time.monotonic,
     ):
         self.every = {"wdutil": wdutil_every_s, "airport": airport_every_s, "system_profiler": system_profiler_every_s}
-        self._client = _load_corewlan() if client is _AUTO else client  # None: tools only
+        # CoreWLAN's CWWiFiClient (pyobjc: attributes by name) or a stand-in; None: tools only.
+        self._client: Any = _load_corewlan() if client is _AUTO else client
         self._run = run or _run
         self._is_root = (os.geteuid() == 0) if is_root is None else is_root
         self._have = have or (lambda tool: shutil.which(tool) is not None or os.path.exists(tool))

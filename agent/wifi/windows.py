@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .parsers import netsh
 from .parsers._model import HIDDEN, NO_WIFI_INTERFACE, NOT_DUE, WifiReading, complete, norm_mac
@@ -179,7 +180,7 @@ class WindowsReader:
         clock: Callable[[], float] = time.monotonic,
     ):
         self.netsh_every_s = netsh_every_s
-        self._dll = dll
+        self._dll: Any = dll  # wlanapi.dll (ctypes: attributes by name) or a stand-in
         self._run = run or _run
         self._clock = clock
         self._handle: ctypes.c_void_p | None = None
@@ -223,6 +224,7 @@ class WindowsReader:
         if rc:
             return rc, []
         try:
+            assert lst.value is not None  # rc 0: the list was allocated
             count = WLAN_INTERFACE_INFO_LIST.from_address(lst.value).dwNumberOfItems
             items = (WLAN_INTERFACE_INFO * count).from_address(lst.value + _LIST_HEADER)
             return 0, [
@@ -312,6 +314,7 @@ class WindowsReader:
         try:
             if size < ctypes.sizeof(WLAN_CONNECTION_ATTRIBUTES):
                 raise OSError(ERROR_INVALID_STATE, f"current_connection answered {size} bytes")
+            assert data.value is not None  # rc 0 and a size: the answer was allocated
             conn = WLAN_CONNECTION_ATTRIBUTES.from_address(data.value)
             if conn.isState != STATE_CONNECTED:
                 return self._not_connected(info.guid, name)

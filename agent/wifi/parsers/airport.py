@@ -56,7 +56,7 @@ def parse(text: str) -> WifiReading:
             noise_dbm=integer(kv.get("agrCtlNoise")) or None,
             channel=channel,
             width_mhz=width,
-            tx_rate_mbps=float(integer(kv["lastTxRate"])) if kv.get("lastTxRate") else None,
+            tx_rate_mbps=float(tx) if (tx := integer(kv.get("lastTxRate"))) is not None else None,
             hidden_by_os=hidden,
         )
     )

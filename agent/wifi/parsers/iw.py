@@ -63,6 +63,7 @@ def parse(text: str) -> WifiReading:
     if m:
         head = text[m.start() :].splitlines()
         c = re.match(r"Connected to (\S+)(?: \(on (\S+)\))?", head[0])
+        assert c is not None  # _LINK matched "Connected to X" at this line
         kv = _fields(head[1:])
         tx, phy, width = _rate(kv.get("tx bitrate"))
         rx, rphy, rwidth = _rate(kv.get("rx bitrate"))
@@ -83,6 +84,7 @@ def parse(text: str) -> WifiReading:
             )
         )
     s = _STATION.search(text)
+    assert s is not None, "parse() is for text that detect() recognised"
     block = text[s.end() :].split("\nStation ")[0].splitlines()
     kv = _fields(block)
     tx, phy, width = _rate(kv.get("tx bitrate"))

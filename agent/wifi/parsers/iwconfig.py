@@ -64,6 +64,7 @@ def pairs(line: str) -> list[tuple[str, str]]:
         m = _KEY.match(line, pos)
         if not m:
             gap = _GAP.search(line, pos)
+            assert gap is not None  # _GAP matches at the end of any line
             pos = gap.end() if gap.end() > pos else n
             continue
         key, pos = m.group(1), m.end()
@@ -76,6 +77,7 @@ def pairs(line: str) -> list[tuple[str, str]]:
             pos = gap.end() if gap else n
         else:
             gap = _GAP.search(line, pos)
+            assert gap is not None  # _GAP matches at the end of any line
             value = line[pos : gap.start()]
             pos = gap.end() if gap.end() > pos else n
         out.append((key, value.strip()))

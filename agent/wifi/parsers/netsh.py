@@ -94,7 +94,7 @@ def _parse_block(pairs: list[tuple[str, str]]) -> WifiReading:
         rates_from = pct_at - 2
     start = bssid_at + 1 if bssid_at is not None else 0
     channel = next((int(v) for v in values[start:rates_from] if _INT.match(v) and 1 <= int(v) <= 233), None)
-    band = next((_BAND.match(v).group(1).replace(",", ".") for v in values if _BAND.match(v)), None)
+    band = next((m.group(1).replace(",", ".") for v in values if (m := _BAND.match(v))), None)
     phy = next((phy_name(v) for v in values if _RADIO.match(v)), None)
     rssi = next((int(v) for v in values[start:] if _RSSI.match(v)), None)
     name = values[guid_at - 2] if guid_at is not None and guid_at >= 2 else None
