@@ -1,18 +1,11 @@
-"""Probe registry: one line per probe kind.
+"""How the agent measures: the RTT probe (per OS and privilege), the HTTP check and the voice stream.
 
-A probe kind measures one kind of thing about a target and reports a
-Measurement. Adding a kind means one new module in this folder and one line in
-REGISTRY; the runner, batcher and payload need no change beyond the series
-columns the kind writes.
+Each is used by one collection task (agent/tasks), which schedules it and owns the columns it
+writes; the registry of kinds is agent/tasks/__init__.py (docs/agent-tasks.md).
 """
 
 from __future__ import annotations
 
 from .base import Measurement, Probe, Target
-from .rtt import RttProbe
 
-REGISTRY: dict[str, type[Probe]] = {
-    "rtt": RttProbe,
-}
-
-__all__ = ["REGISTRY", "Measurement", "Probe", "Target"]
+__all__ = ["Measurement", "Probe", "Target"]

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from cxpulse.agent.probes import REGISTRY, Measurement, Target
+from cxpulse.agent.probes import Measurement, Target
 from cxpulse.agent.probes.rtt import RttProbe
 from cxpulse.v1.payload import METHOD_ICMP_RAW, METHOD_TCP_CONNECT
 
@@ -23,8 +23,13 @@ async def _measure_all(probe: RttProbe, targets: list[Target], timeout_s: float 
         await probe.close()
 
 
-def test_registry_names_the_rtt_probe() -> None:
-    assert REGISTRY["rtt"] is RttProbe
+def test_the_rtt_task_runs_the_rtt_probe(tmp_path) -> None:
+    from cxpulse.agent.config import AgentConfig, Running
+    from cxpulse.agent.detector import Detector
+    from cxpulse.agent.tasks import REGISTRY, AgentStats, Shared
+
+    shared = Shared(Running(AgentConfig(state_dir=str(tmp_path))), "a", Detector(), AgentStats())
+    assert isinstance(REGISTRY["rtt"](shared).probe, RttProbe)
     assert RttProbe.kind == "rtt"
 
 
@@ -114,7 +119,6 @@ def test_measure_before_start_starts_the_probe() -> None:
     assert asyncio.run(run()).method == METHOD_TCP_CONNECT
 
 
-
 def test_target_can_force_tcp_connect_on_its_port(raw_icmp: None) -> None:
     """An app target is timed on its port even where ICMP is available."""
     server = socket.socket()
@@ -124,7 +128,9 @@ def test_target_can_force_tcp_connect_on_its_port(raw_icmp: None) -> None:
     try:
         probe = RttProbe()
         forced, default = asyncio.run(
-            _measure_all(probe, [Target("app", "127.0.0.1", port, method=METHOD_TCP_CONNECT), Target("lo", "127.0.0.1", port)])
+            _measure_all(
+                probe, [Target("app", "127.0.0.1", port, method=METHOD_TCP_CONNECT), Target("lo", "127.0.0.1", port)]
+            )
         )
         assert forced.method == METHOD_TCP_CONNECT and forced.rtt_us is not None
         assert default.method == METHOD_ICMP_RAW
