@@ -1,9 +1,7 @@
 """Series kinds of the sample payload: which columns each kind carries, and their types.
 
-One table for agent and collector: the agent writes these columns, the
-collector validates them and stores each kind in its own table. A new probe
-kind adds one entry here (and its probe module and registry line on the agent).
-Column names are short because they are repeated once per series in every batch.
+One table for agent and collector: each kind's task writes these columns (agent/tasks), the collector
+validates them and keeps each kind in its own table. Adding a kind: docs/agent-tasks.md.
 """
 
 from __future__ import annotations
@@ -13,6 +11,7 @@ US = "us"  # integer microseconds >= 0, or null (not measured / failed)
 INT = "int"  # integer, or null
 STR = "str"  # short string (<= 128 chars), or null
 
+# Column names are short because they are repeated once per series in every batch.
 KINDS: dict[str, dict[str, str]] = {
     # Round-trip time to a host (gateway, hop, anchor, app edge).
     "rtt": {"rtt": US},
