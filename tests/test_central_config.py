@@ -335,5 +335,7 @@ def test_one_contract_for_agent_and_collector():
 
     assert agent_central.check is contract.check and collector_central.check is contract.check
     assert set(contract.DETECTOR_BOUNDS) <= {f.name for f in fields(DetectorConfig)}
+    for name, (lo, hi) in contract.DETECTOR_BOUNDS.items():  # the detector's own defaults are pushable values
+        assert lo <= getattr(DetectorConfig(), name) <= hi, name
     assert {f"{k}_interval_ms" for k in collector_central._CADENCE} == set(contract.INTERVALS_MS)
     assert all(name in pb.AgentConfig.DESCRIPTOR.fields_by_name for name in contract.INTERVALS_MS)
