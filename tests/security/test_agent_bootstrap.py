@@ -16,8 +16,13 @@ from cxpulse.collector.security.tls import make_ca
 
 def test_installer_files_are_merged_into_the_config(tmp_path):
     ca = make_ca().cert_pem.decode()
-    written = write_bootstrap(tmp_path / "agent.toml", collector="collector.example.com:50051", site="s",
-                              enroll_token="cxp_enr_0123456789abcdef_secret", ca_cert=ca)
+    written = write_bootstrap(
+        tmp_path / "agent.toml",
+        collector="collector.example.com:50051",
+        site="s",
+        enroll_token="cxp_enr_0123456789abcdef_secret",
+        ca_cert=ca,
+    )
     assert {p.name for p in written} == {"agent.toml", "ca.pem", "enroll.toml"}
     cfg = load(tmp_path / "agent.toml")
     assert cfg.enroll_token == "cxp_enr_0123456789abcdef_secret"

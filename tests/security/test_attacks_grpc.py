@@ -61,8 +61,11 @@ class Live:
             self.loop.close()
 
     def enroll(self, agent_id: str, tok: str = "", host: str = "h") -> str:
-        return pb_grpc.TelemetryServiceStub(self.channel).Enroll(
-            pb.EnrollRequest(token=tok or token(self.db), agent_id=agent_id, host=host), timeout=10).credential
+        return (
+            pb_grpc.TelemetryServiceStub(self.channel)
+            .Enroll(pb.EnrollRequest(token=tok or token(self.db), agent_id=agent_id, host=host), timeout=10)
+            .credential
+        )
 
     def serving(self) -> bool:
         resp = health_pb2_grpc.HealthStub(self.channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
@@ -87,8 +90,11 @@ def rtt_batch(seq: int, n: int = 5, start_s: int = NOW_S) -> pb.StreamRequest:
 def samples(db: Path, agent_id: str) -> int:
     con = sqlite3.connect(db)
     try:
-        return con.execute("""SELECT count(*) FROM samples_rtt r JOIN series s ON s.id = r.series
-                              JOIN agents a ON a.key = s.agent WHERE a.agent_id = ?""", (agent_id,)).fetchone()[0]
+        return con.execute(
+            """SELECT count(*) FROM samples_rtt r JOIN series s ON s.id = r.series
+                              JOIN agents a ON a.key = s.agent WHERE a.agent_id = ?""",
+            (agent_id,),
+        ).fetchone()[0]
     finally:
         con.close()
 
@@ -104,6 +110,7 @@ def honest_desk_stores(live: Live, agent_id: str, cred: str, seq: int = 1) -> bo
 
 
 # --- 1: integers beyond what the store holds ------------------------------------------------------
+
 
 @pytest.mark.parametrize("seq", [1 << 63, (1 << 64) - 1])
 def test_seq_beyond_int64_is_rejected_alone_and_ingest_stays_up(live, seq):
@@ -145,9 +152,11 @@ def test_a_batch_the_store_cannot_hold_fails_alone_in_its_commit_group(tmp_path)
 
         async def run():
             # All three are queued before the writer thread starts: they meet in one commit group.
-            futs = [await writer.submit(PendingBatch(keys[0], 1, 1, b(NOW_S), stream=1)),
-                    await writer.submit(PendingBatch(keys[1], 1, 1 << 63, b(NOW_S), stream=2)),
-                    await writer.submit(PendingBatch(keys[2], 1, 1, b(NOW_S), stream=3))]
+            futs = [
+                await writer.submit(PendingBatch(keys[0], 1, 1, b(NOW_S), stream=1)),
+                await writer.submit(PendingBatch(keys[1], 1, 1 << 63, b(NOW_S), stream=2)),
+                await writer.submit(PendingBatch(keys[2], 1, 1, b(NOW_S), stream=3)),
+            ]
             writer.start()
             return await asyncio.wait_for(asyncio.gather(*futs, return_exceptions=True), 30)
 
@@ -155,7 +164,9 @@ def test_a_batch_the_store_cannot_hold_fails_alone_in_its_commit_group(tmp_path)
         assert isinstance(bad, OverflowError)
         assert first.stored and third.stored
         assert not writer.failing  # the health service keeps saying SERVING
-        assert store.sample_count(keys[0]) == 5 and store.sample_count(keys[2]) == 5 and store.sample_count(keys[1]) == 0
+        assert (
+            store.sample_count(keys[0]) == 5 and store.sample_count(keys[2]) == 5 and store.sample_count(keys[1]) == 0
+        )
     finally:
         writer.stop()
         store.close()
@@ -169,20 +180,33 @@ def _raw(t0=NOW_S * 1_000_000, dt=(0,), rtt=(100,), events=(), paths=(), iv=1_00
 BIG = [1 << 63, (1 << 64) - 1, -(1 << 63)]
 
 
-@pytest.mark.parametrize("where,make", [
-    ("rtt", lambda v: _raw(rtt=(v,))),
-    ("t0", lambda v: _raw(t0=v)),
-    ("dt", lambda v: _raw(dt=(v,))),
-    ("iv", lambda v: _raw(dt=(0, 0), rtt=(1, 2), iv=v)),
-    ("event start", lambda v: _raw(events=[{"id": "e", "k": "loss", "tg": "gw", "s": v, "e": 0, "sev": 1}])),
-    ("event length", lambda v: _raw(events=[{"id": "e", "k": "loss", "tg": "gw", "s": 0, "e": v, "sev": 1}])),
-    ("path time", lambda v: _raw(paths=[{"tg": "gw", "a": "10.0.0.1", "m": "icmp_raw", "ts": v, "r": True,
-                                         "hops": []}])),
-    ("hop rtt", lambda v: _raw(paths=[{"tg": "gw", "a": "10.0.0.1", "m": "icmp_raw", "ts": 0, "r": True,
-                                       "hops": [[1, "10.0.0.1", v]]}])),
-    ("hop ttl", lambda v: _raw(paths=[{"tg": "gw", "a": "10.0.0.1", "m": "icmp_raw", "ts": 0, "r": True,
-                                       "hops": [[v, "10.0.0.1", 1]]}])),
-])
+@pytest.mark.parametrize(
+    "where,make",
+    [
+        ("rtt", lambda v: _raw(rtt=(v,))),
+        ("t0", lambda v: _raw(t0=v)),
+        ("dt", lambda v: _raw(dt=(v,))),
+        ("iv", lambda v: _raw(dt=(0, 0), rtt=(1, 2), iv=v)),
+        ("event start", lambda v: _raw(events=[{"id": "e", "k": "loss", "tg": "gw", "s": v, "e": 0, "sev": 1}])),
+        ("event length", lambda v: _raw(events=[{"id": "e", "k": "loss", "tg": "gw", "s": 0, "e": v, "sev": 1}])),
+        (
+            "path time",
+            lambda v: _raw(paths=[{"tg": "gw", "a": "10.0.0.1", "m": "icmp_raw", "ts": v, "r": True, "hops": []}]),
+        ),
+        (
+            "hop rtt",
+            lambda v: _raw(
+                paths=[{"tg": "gw", "a": "10.0.0.1", "m": "icmp_raw", "ts": 0, "r": True, "hops": [[1, "10.0.0.1", v]]}]
+            ),
+        ),
+        (
+            "hop ttl",
+            lambda v: _raw(
+                paths=[{"tg": "gw", "a": "10.0.0.1", "m": "icmp_raw", "ts": 0, "r": True, "hops": [[v, "10.0.0.1", 1]]}]
+            ),
+        ),
+    ],
+)
 @pytest.mark.parametrize("value", BIG)
 def test_every_payload_integer_at_64_bits_is_refused_at_the_edge(where, make, value):
     """What the decoder and the range checks let through must fit the store (all of it within +-2^62)."""
@@ -196,6 +220,7 @@ def test_every_payload_integer_at_64_bits_is_refused_at_the_edge(where, make, va
 
 # --- 2: streams that never say Hello ----------------------------------------------------------------
 
+
 def test_streams_without_a_hello_count_against_the_limits_and_time_out(tmp_path):
     live = Live(tmp_path / "c.sqlite", limits=IngestLimits(streams_per_peer=5, hello_timeout_s=2.0))
     try:
@@ -205,8 +230,9 @@ def test_streams_without_a_hello_count_against_the_limits_and_time_out(tmp_path)
         for i in range(24):  # 8 per credential, none of which ever sends its Hello
             agent = f"desk-{i % 3}"
             md = (("authorization", f"Bearer {creds[agent]}"),)
-            silent.append(pb_grpc.TelemetryServiceStub(live.channel).Stream(iter(quiet.wait, True),
-                                                                           metadata=md, timeout=20))
+            silent.append(
+                pb_grpc.TelemetryServiceStub(live.channel).Stream(iter(quiet.wait, True), metadata=md, timeout=20)
+            )
         t0 = time.monotonic()
         outcomes = []
         for call in silent:
@@ -217,8 +243,10 @@ def test_streams_without_a_hello_count_against_the_limits_and_time_out(tmp_path)
         quiet.set()
         refused = [d for c, d in outcomes if c == grpc.StatusCode.RESOURCE_EXHAUSTED]
         timed_out = [d for c, d in outcomes if c == grpc.StatusCode.DEADLINE_EXCEEDED and "no Hello" in d]
-        print(f"\n24 silent streams, limit 5 per address: {len(refused)} refused at once, {len(timed_out)} "
-              f"cut for no Hello, all ended after {waited:.1f} s")
+        print(
+            f"\n24 silent streams, limit 5 per address: {len(refused)} refused at once, {len(timed_out)} "
+            f"cut for no Hello, all ended after {waited:.1f} s"
+        )
         assert len(refused) + len(timed_out) == 24  # none was left to the client's own deadline
         assert len(timed_out) <= 5
         # The per-address slots are free again: an honest desk gets in.
@@ -233,8 +261,10 @@ def test_one_credential_cannot_hold_many_streams_before_its_hello(live):
     md = (("authorization", f"Bearer {cred}"),)
     quiet = threading.Event()  # set at the end: the request iterators end and their threads with them
     try:
-        calls = [pb_grpc.TelemetryServiceStub(live.channel).Stream(iter(quiet.wait, True), metadata=md, timeout=30)
-                 for _ in range(12)]
+        calls = [
+            pb_grpc.TelemetryServiceStub(live.channel).Stream(iter(quiet.wait, True), metadata=md, timeout=30)
+            for _ in range(12)
+        ]
         t0 = time.monotonic()
         outcomes = []
         for call in calls:
@@ -252,19 +282,24 @@ def test_one_credential_cannot_hold_many_streams_before_its_hello(live):
 
 # --- 4: enrollment flood ----------------------------------------------------------------------------
 
+
 def test_enroll_flood_is_throttled_and_logs_a_bounded_number_of_lines(live, caplog):
     caplog.set_level(logging.WARNING, logger="cxpulse")
     stub = pb_grpc.TelemetryServiceStub(live.channel)
     t0 = time.monotonic()
-    calls = [stub.Enroll.future(pb.EnrollRequest(token="cxp_enr_nope_nope", agent_id=f"x{i}", host="h"), timeout=20)
-             for i in range(200)]
+    calls = [
+        stub.Enroll.future(pb.EnrollRequest(token="cxp_enr_nope_nope", agent_id=f"x{i}", host="h"), timeout=20)
+        for i in range(200)
+    ]
     codes = [c.exception().code() for c in calls]
     took = time.monotonic() - t0
     denied = codes.count(grpc.StatusCode.PERMISSION_DENIED)
     throttled = codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED)
     lines = [r for r in caplog.records if r.name.startswith("cxpulse") and "enroll" in r.getMessage()]
-    print(f"\n200 bad enrollments at once from one address: {denied} reached the registry, {throttled} throttled "
-          f"(answered after about a second: the tarpit), {len(lines)} log lines, all answered in {took:.1f} s")
+    print(
+        f"\n200 bad enrollments at once from one address: {denied} reached the registry, {throttled} throttled "
+        f"(answered after about a second: the tarpit), {len(lines)} log lines, all answered in {took:.1f} s"
+    )
     assert denied + throttled == 200
     assert denied <= 40  # the burst (20) plus what refills at 1/s meanwhile
     assert live.collector.auth.tarpit.held >= 150
@@ -275,8 +310,9 @@ def test_streams_with_forged_credentials_are_held_back_and_logged_within_a_budge
     caplog.set_level(logging.WARNING, logger="cxpulse")
     md = (("authorization", "Bearer cxp_agt_0123456789abcdef_forged"),)
     hello = pb.StreamRequest(hello=pb.Hello(agent_id="desk-x", host="h"))
-    calls = [pb_grpc.TelemetryServiceStub(live.channel).Stream(iter([hello]), metadata=md, timeout=20)
-             for _ in range(100)]
+    calls = [
+        pb_grpc.TelemetryServiceStub(live.channel).Stream(iter([hello]), metadata=md, timeout=20) for _ in range(100)
+    ]
     codes = [c.code() for c in calls]  # each blocks until its call ends
     lines = [r for r in caplog.records if r.name.startswith("cxpulse") and "refused" in r.getMessage()]
     assert codes == [grpc.StatusCode.UNAUTHENTICATED] * 100
@@ -285,6 +321,7 @@ def test_streams_with_forged_credentials_are_held_back_and_logged_within_a_budge
 
 
 # --- 6: the site is the credential's ----------------------------------------------------------------
+
 
 def test_hello_cannot_choose_its_site_and_a_host_change_is_audited(live, caplog):
     caplog.set_level(logging.WARNING, logger="cxpulse")
@@ -317,6 +354,7 @@ def test_hello_cannot_choose_its_site_and_a_host_change_is_audited(live, caplog)
 
 
 # --- 7: the reflector learns revocations -------------------------------------------------------------
+
 
 def test_revoked_agent_gets_no_reflector_answer_within_seconds(tmp_path):
     live = Live(tmp_path / "c.sqlite", reflector_listen="127.0.0.1:0", reflector_key_file=str(tmp_path / "r.key"))
@@ -359,6 +397,7 @@ def test_revoked_agent_gets_no_reflector_answer_within_seconds(tmp_path):
 
 
 # --- 8: log forgery -----------------------------------------------------------------------------------
+
 
 def test_untrusted_strings_are_one_line_in_the_log(live, caplog):
     caplog.set_level(logging.INFO, logger="cxpulse")
@@ -418,9 +457,21 @@ def test_tarpit_holds_refusals_back_within_its_bounds():
             await pit.hold(peer)
             ends.append((peer, round(time.monotonic() - t0, 1)))
 
-        await asyncio.wait_for(asyncio.gather(*(one(p) for p in ["ipv4:10.0.0.1:1", "ipv4:10.0.0.1:2",
-                                                                   "ipv4:10.0.0.1:3", "ipv4:10.0.0.2:1",
-                                                                   "ipv4:10.0.0.3:1"])), 5)
+        await asyncio.wait_for(
+            asyncio.gather(
+                *(
+                    one(p)
+                    for p in [
+                        "ipv4:10.0.0.1:1",
+                        "ipv4:10.0.0.1:2",
+                        "ipv4:10.0.0.1:3",
+                        "ipv4:10.0.0.2:1",
+                        "ipv4:10.0.0.3:1",
+                    ]
+                )
+            ),
+            5,
+        )
         return pit, ends
 
     pit, ends = asyncio.run(run())

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -107,9 +106,14 @@ def test_a_local_user_cannot_read_the_database():
             for name in ("collector.sqlite", "collector.sqlite-wal", "collector.sqlite-shm"):
                 assert (data / name).exists()
                 # head(1) as nobody: a plain system binary, no Python (the venv may not be reachable for nobody)
-                r = subprocess.run(["head", "-c", "16", str(data / name)], user=65534, group=65534,
-                                   capture_output=True, timeout=30)
-                assert r.returncode != 0 and b"Permission denied" in r.stderr and not r.stdout, (name, r.stdout, r.stderr)
+                r = subprocess.run(
+                    ["head", "-c", "16", str(data / name)], user=65534, group=65534, capture_output=True, timeout=30
+                )
+                assert r.returncode != 0 and b"Permission denied" in r.stderr and not r.stdout, (
+                    name,
+                    r.stdout,
+                    r.stderr,
+                )
             # The same command as this account reads it: the refusal is the file modes, not a missing file.
             mine = subprocess.run(["head", "-c", "16", str(db)], capture_output=True, timeout=30)
             assert mine.stdout.startswith(b"SQLite format 3")
@@ -197,8 +201,15 @@ def test_keys_are_private_and_binary_safe(tmp_path):
 def _people_routes() -> list[str]:
     """Every documented GET a helpdesk key may use without naming a person (no path parameter)."""
     doc = openapi_document()
-    return [p for p, ops in doc["paths"].items() if "get" in ops and "{" not in p and not p.startswith("/api/v1/admin/")
-            and not p.startswith("/api/v1/alerts/") and p not in ("/api/v1/health", "/api/v1/openapi.json")]
+    return [
+        p
+        for p, ops in doc["paths"].items()
+        if "get" in ops
+        and "{" not in p
+        and not p.startswith("/api/v1/admin/")
+        and not p.startswith("/api/v1/alerts/")
+        and p not in ("/api/v1/health", "/api/v1/openapi.json")
+    ]
 
 
 def _leaks(text: str) -> list[str]:
@@ -212,8 +223,16 @@ def test_a_pseudonymizing_key_sees_no_names_hosts_or_ids_on_any_route(srv):
     assert {"/api/v1/agents", "/api/v1/fleet", "/api/v1/incidents"} <= set(routes), routes
     asked = 0
     for path in routes:
-        for params in ({}, {"q": "a"}, {"q": "desk"}, {"q": "agent"}, {"q": "porto"}, {"q": ""},
-                       {"window": "1h"}, {"state": "all"}):
+        for params in (
+            {},
+            {"q": "a"},
+            {"q": "desk"},
+            {"q": "agent"},
+            {"q": "porto"},
+            {"q": ""},
+            {"window": "1h"},
+            {"state": "all"},
+        ):
             r = _call(srv, "GET", path, masked, params=params)
             asked += 1
             assert r.status_code == 200, (path, params, r.text[:300])
@@ -221,8 +240,9 @@ def test_a_pseudonymizing_key_sees_no_names_hosts_or_ids_on_any_route(srv):
     assert asked == 8 * len(routes)
     # The rows are still there, as stable codes: the search found people, the fleet lists them.
     found = _call(srv, "GET", "/api/v1/agents", masked, params={"q": "a"}).json()["agents"]
-    assert len(found) == 4 and all(a["user"].startswith("u-") and a["host"].startswith("h-")
-                                   and a["agent_id"].startswith("a-") for a in found), found
+    assert len(found) == 4 and all(
+        a["user"].startswith("u-") and a["host"].startswith("h-") and a["agent_id"].startswith("a-") for a in found
+    ), found
     fleet = _call(srv, "GET", "/api/v1/fleet", masked).json()
     assert {a["agent_id"] for a in fleet["worst"]} == {a["agent_id"] for a in found}
     # The helpdesk's ordinary key still sees names: the key, not the collector, pseudonymizes.
@@ -268,8 +288,15 @@ BAD_TIMES = ("inf", "-inf", "1e400", "nan", "1e300", "0", "-1e18", "9999-12-31T2
 BAD_WINDOWS = ("99999999999999999999w", "1e400", "inf", "0", "0.1s")
 
 
-@pytest.mark.parametrize("path", ["/api/v1/agents/agent-7f3a", "/api/v1/agents/agent-7f3a/timeline",
-                                  "/api/v1/agents/agent-7f3a/ticket", "/api/v1/admin/audit"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/agents/agent-7f3a",
+        "/api/v1/agents/agent-7f3a/timeline",
+        "/api/v1/agents/agent-7f3a/ticket",
+        "/api/v1/admin/audit",
+    ],
+)
 def test_out_of_range_times_get_400_with_the_parameter_named(srv, path):
     key = auth(srv.admin_key)
     for name in ("since", "until"):
@@ -287,11 +314,18 @@ def test_out_of_range_times_get_400_with_the_parameter_named(srv, path):
 
 def test_out_of_range_windows_counts_and_zones_get_400(srv):
     key = auth(srv.admin_key)
-    cases = [("/api/v1/fleet", {"window": "1e400"}), ("/api/v1/fleet", {"window": "inf"}),
-             ("/api/v1/fleet", {"window": "99999999999999999999w"}), ("/api/v1/fleet", {"limit": "1e400"}),
-             ("/api/v1/incidents", {"window": "99999999999999999999w"}), ("/api/v1/agents", {"limit": "9" * 5000}),
-             ("/api/v1/agents/agent-7f3a", {"points": "inf"}), ("/api/v1/agents/agent-7f3a/ticket", {"tz": "x" * 5000}),
-             ("/api/v1/agents/agent-7f3a/ticket", {"tz": "../../../etc/passwd"}), ("/api/v1/admin/audit", {"limit": "-1"})]
+    cases = [
+        ("/api/v1/fleet", {"window": "1e400"}),
+        ("/api/v1/fleet", {"window": "inf"}),
+        ("/api/v1/fleet", {"window": "99999999999999999999w"}),
+        ("/api/v1/fleet", {"limit": "1e400"}),
+        ("/api/v1/incidents", {"window": "99999999999999999999w"}),
+        ("/api/v1/agents", {"limit": "9" * 5000}),
+        ("/api/v1/agents/agent-7f3a", {"points": "inf"}),
+        ("/api/v1/agents/agent-7f3a/ticket", {"tz": "x" * 5000}),
+        ("/api/v1/agents/agent-7f3a/ticket", {"tz": "../../../etc/passwd"}),
+        ("/api/v1/admin/audit", {"limit": "-1"}),
+    ]
     for path, params in cases:
         r = _call(srv, "GET", path, key, params=params)
         assert r.status_code == 400, (path, params, r.status_code, r.text[:300])
@@ -305,10 +339,14 @@ def test_a_refused_lookup_of_a_person_is_audited(srv):
     admin = srv.registry.verify_api_key(srv.admin_key)
     t0 = time.time_ns() // 1000
     for v in ("inf", "1e400"):
-        assert _call(srv, "GET", "/api/v1/agents/agent-7f3a", auth(srv.admin_key), params={"until": v}).status_code == 400
+        assert (
+            _call(srv, "GET", "/api/v1/agents/agent-7f3a", auth(srv.admin_key), params={"until": v}).status_code == 400
+        )
     entries = [e for e in srv.registry.audit(since_us=t0, actor=f"key:{admin.key_id}") if e.action == "agent.view"]
     assert [e.subject for e in entries] == ["agent-7f3a", "agent-7f3a"]
-    assert all("status=400" in e.detail and "user=maria.silva" in e.detail for e in entries), [e.detail for e in entries]
+    assert all("status=400" in e.detail and "user=maria.silva" in e.detail for e in entries), [
+        e.detail for e in entries
+    ]
 
 
 # --- finding 10: the last admin key, and the token out of ps -------------------------------------
@@ -364,10 +402,31 @@ def test_agent_run_reads_the_enrollment_token_from_a_file_out_of_ps(tmp_path, pr
     token_file = tmp_path / "enroll-token.txt"
     token_file.write_text(f"\n  {col.token}  \n")
     os.chmod(token_file, 0o600)
-    agent = Proc(["-v", "agent", "run", "--collector", col.address, "--ca-file", col.ca_file,
-                  "--enroll-token-file", str(token_file), "--agent-id", "desk-tokenfile", "--state-dir",
-                  str(tmp_path / "state"), "--no-gateway", "--interval", "0.2", "--batch-interval", "1",
-                  "--target", "loopback=127.0.0.1:9"], tmp_path / "agent.log").start()
+    agent = Proc(
+        [
+            "-v",
+            "agent",
+            "run",
+            "--collector",
+            col.address,
+            "--ca-file",
+            col.ca_file,
+            "--enroll-token-file",
+            str(token_file),
+            "--agent-id",
+            "desk-tokenfile",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--no-gateway",
+            "--interval",
+            "0.2",
+            "--batch-interval",
+            "1",
+            "--target",
+            "loopback=127.0.0.1:9",
+        ],
+        tmp_path / "agent.log",
+    ).start()
     procs.append(agent)
     cmdline_file = Path(f"/proc/{agent.p.pid}/cmdline")
     wait_for(lambda: b"enroll-token-file" in cmdline_file.read_bytes(), 10, what="the agent's command line")
@@ -412,7 +471,9 @@ def test_the_readme_never_puts_a_token_on_a_command_line():
 
 # --- the page in a real headless Chromium: hostile names stay text, masked rows still open -------
 
-from ..web.test_browser import browser, sign_in, wait  # noqa: E402,F401 - the fixture and helpers of the browser tests
+from ..web import test_browser  # noqa: E402 - the fixture and helpers of the browser tests
+
+browser, sign_in, wait = test_browser.browser, test_browser.sign_in, test_browser.wait
 
 EVIL_HOST = '<img src=x onerror="window.__pwned=1">'
 EVIL_USER = '"><script>window.__pwned=2</script>'
@@ -464,8 +525,14 @@ def test_a_pseudonymizing_key_on_the_page_sees_codes_and_opens_the_audited_perso
     assert not _leaks(body) and "u-" in body and "h-" in body, body[:800]
     t0 = time.time_ns() // 1000
     d.find_element(By.CSS_SELECTOR, "#worst tbody tr").click()
-    wait(d, lambda d: d.find_elements(By.ID, "who") and " on " in d.find_element(By.ID, "who").text, what="the person's page")
+    wait(
+        d,
+        lambda d: d.find_elements(By.ID, "who") and " on " in d.find_element(By.ID, "who").text,
+        what="the person's page",
+    )
     who = d.find_element(By.ID, "who").text
     assert any(u in who for u in USERS + (EVIL_USER,)), who
-    entries = [e for e in evil_srv.registry.audit(since_us=t0, actor=f"key:{info.key_id}") if e.action.startswith("agent.")]
+    entries = [
+        e for e in evil_srv.registry.audit(since_us=t0, actor=f"key:{info.key_id}") if e.action.startswith("agent.")
+    ]
     assert entries and all(not e.subject.startswith("a-") for e in entries), [(e.action, e.subject) for e in entries]

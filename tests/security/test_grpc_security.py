@@ -69,8 +69,11 @@ def live(tmp_path, tls_dir):
 
 
 def secure(address: str, ca: bytes, cert: Issued | None = None) -> grpc.Channel:
-    creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=cert.key_pem if cert else None,
-                                         certificate_chain=cert.cert_pem if cert else None)
+    creds = grpc.ssl_channel_credentials(
+        root_certificates=ca,
+        private_key=cert.key_pem if cert else None,
+        certificate_chain=cert.cert_pem if cert else None,
+    )
     return grpc.secure_channel(address, creds)
 
 
@@ -83,8 +86,11 @@ def token(db: Path, uses: int = 5, **kw) -> str:
 
 
 def enroll(ch: grpc.Channel, tok: str, agent_id: str) -> str:
-    return pb_grpc.TelemetryServiceStub(ch).Enroll(pb.EnrollRequest(token=tok, agent_id=agent_id, host="h"),
-                                                  timeout=10).credential
+    return (
+        pb_grpc.TelemetryServiceStub(ch)
+        .Enroll(pb.EnrollRequest(token=tok, agent_id=agent_id, host="h"), timeout=10)
+        .credential
+    )
 
 
 def batch() -> pb.StreamRequest:
@@ -114,8 +120,10 @@ class Stream:
 def stored(db: Path) -> tuple[int, list[str]]:
     con = sqlite3.connect(db)
     try:
-        return (con.execute("SELECT count(*) FROM samples_rtt").fetchone()[0],
-                [r[0] for r in con.execute("SELECT agent_id FROM agents ORDER BY agent_id")])
+        return (
+            con.execute("SELECT count(*) FROM samples_rtt").fetchone()[0],
+            [r[0] for r in con.execute("SELECT agent_id FROM agents ORDER BY agent_id")],
+        )
     finally:
         con.close()
 
@@ -127,6 +135,7 @@ def code_of(fn) -> grpc.StatusCode:
 
 
 # --- TLS handshakes ------------------------------------------------------------------------------
+
 
 def test_right_ca_enrolls_and_stores(live, tls_dir):
     with secure(live.address, (tls_dir / CA_CERT).read_bytes()) as ch:
@@ -157,8 +166,13 @@ def test_plaintext_client_against_tls_server_fails(live):
 
 def test_expired_server_certificate_fails(tmp_path):
     ca = make_ca()
-    old = issue(ca, names=["localhost"], ips=["127.0.0.1"], days=30,
-                not_before=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=60))
+    old = issue(
+        ca,
+        names=["localhost"],
+        ips=["127.0.0.1"],
+        days=30,
+        not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=60),
+    )
     col = LiveCollector(tmp_path / "c.sqlite", ServerTls(old.cert_pem + ca.cert_pem, old.key_pem))
     try:
         with secure(col.address, ca.cert_pem) as ch:
@@ -168,8 +182,17 @@ def test_expired_server_certificate_fails(tmp_path):
     # and the CLI will not even serve it
     (tmp_path / "s.pem").write_bytes(old.cert_pem + ca.cert_pem)
     (tmp_path / "s.key").write_bytes(old.key_pem)
-    r = run_cli("collector", "serve", "--db", str(tmp_path / "c.sqlite"), "--tls-cert", str(tmp_path / "s.pem"),
-                "--tls-key", str(tmp_path / "s.key"), timeout=60)
+    r = run_cli(
+        "collector",
+        "serve",
+        "--db",
+        str(tmp_path / "c.sqlite"),
+        "--tls-cert",
+        str(tmp_path / "s.pem"),
+        "--tls-key",
+        str(tmp_path / "s.key"),
+        timeout=60,
+    )
     assert r.returncode == 2 and "expired" in r.stderr
 
 
@@ -190,6 +213,7 @@ def test_mutual_tls_requires_a_client_certificate_from_the_ca(tmp_path, tls_dir)
 
 
 # --- enrollment and binding ----------------------------------------------------------------------
+
 
 def test_token_reuse_beyond_its_count_and_expired_token_are_refused(live, tls_dir):
     with secure(live.address, (tls_dir / CA_CERT).read_bytes()) as ch:
@@ -246,8 +270,9 @@ def test_revoked_agent_stream_is_cut_within_seconds(live, tls_dir):
             next(s.responses)
         cut_s = time.monotonic() - t0
         s.close()
-        print(f"\nrevoked agent's open stream cut {cut_s:.2f}s after `collector agents revoke` returned "
-              f"(poll every 1 s)")
+        print(
+            f"\nrevoked agent's open stream cut {cut_s:.2f}s after `collector agents revoke` returned (poll every 1 s)"
+        )
         assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED and "revoked" in info.value.details()
         assert cut_s < 5
         again = Stream(ch, "desk-1", cred)
@@ -258,6 +283,7 @@ def test_revoked_agent_stream_is_cut_within_seconds(live, tls_dir):
 
 
 # --- start-up and the real agent -----------------------------------------------------------------
+
 
 def test_collector_refuses_to_start_without_tls_and_says_why(tmp_path):
     r = run_cli("collector", "serve", "--listen", "127.0.0.1:0", "--db", str(tmp_path / "c.sqlite"), timeout=60)
@@ -276,10 +302,12 @@ def test_init_then_serve_finds_its_tls_dir_and_insecure_is_loud(tmp_path, procs)
     reg.close()
     # Without TLS options, serve uses the tls/ directory init made beside the database.
     ready = tmp_path / "ready"
-    col = Proc(["-v", "collector", "serve", "--listen", "127.0.0.1:0", "--db", str(db), "--ready-file", str(ready)],
-               tmp_path / "serve.log").start()
+    col = Proc(
+        ["-v", "collector", "serve", "--listen", "127.0.0.1:0", "--db", str(db), "--ready-file", str(ready)],
+        tmp_path / "serve.log",
+    ).start()
     procs.append(col)
-    wait_for(lambda: ready.exists() and ready.read_text().strip() or not col.alive(), 20, what="collector to listen")
+    wait_for(lambda: (ready.exists() and ready.read_text().strip()) or not col.alive(), 20, what="collector to listen")
     assert col.alive() and f"with TLS ({tmp_path / 'tls'}" in col.output()
     port = int(ready.read_text())
     with secure(f"127.0.0.1:{port}", (tmp_path / "tls" / CA_CERT).read_bytes()) as ch:
@@ -325,7 +353,9 @@ def _config(tmp_path: Path, address: str) -> Path:
 def test_real_agent_with_the_wrong_ca_sends_nothing_and_says_why(tmp_path, procs, collector):
     other = tmp_path / "other-ca.pem"
     other.write_bytes(make_ca("not the collector's CA").cert_pem)
-    agent = start_agent(tmp_path, procs, collector.address, "--config", str(_wrong_ca_config(tmp_path, collector, other)))
+    agent = start_agent(
+        tmp_path, procs, collector.address, "--config", str(_wrong_ca_config(tmp_path, collector, other))
+    )
     wait_for(lambda: "TLS handshake with" in agent.output(), 30, what="the agent to report the failed handshake")
     assert "CERTIFICATE_VERIFY_FAILED" in agent.output()
     assert stored(collector.db) == (0, []) and not (tmp_path / "agent" / "credential.json").exists()
@@ -338,13 +368,38 @@ def _wrong_ca_config(tmp_path: Path, collector, ca: Path) -> Path:
 
 
 def test_agent_once_reports_the_handshake_and_enrollment(tmp_path, collector):
-    ok = run_cli("agent", "once", "--collector", collector.address, "--ca-file", collector.ca_file, "--no-gateway",
-                 "--state-dir", str(tmp_path / "s"), "--count", "1", "--no-wifi", "--json")
+    ok = run_cli(
+        "agent",
+        "once",
+        "--collector",
+        collector.address,
+        "--ca-file",
+        collector.ca_file,
+        "--no-gateway",
+        "--state-dir",
+        str(tmp_path / "s"),
+        "--count",
+        "1",
+        "--no-wifi",
+        "--json",
+    )
     sec = json.loads(ok.stdout)["collector"]["security"]
     assert sec["handshake"] == "ok" and sec["enrolled"] is False and sec["token_configured"] is False
     other = tmp_path / "other-ca.pem"
     other.write_bytes(make_ca().cert_pem)
-    bad = run_cli("agent", "once", "--collector", collector.address, "--ca-file", str(other), "--no-gateway",
-                  "--state-dir", str(tmp_path / "s"), "--count", "1", "--no-wifi")
+    bad = run_cli(
+        "agent",
+        "once",
+        "--collector",
+        collector.address,
+        "--ca-file",
+        str(other),
+        "--no-gateway",
+        "--state-dir",
+        str(tmp_path / "s"),
+        "--count",
+        "1",
+        "--no-wifi",
+    )
     assert "handshake failed: SSL_ERROR_SSL" in bad.stdout and "CERTIFICATE_VERIFY_FAILED" in bad.stdout
     assert "NO enroll_token configured" in bad.stdout

@@ -30,20 +30,25 @@ S = 1_000_000
 M = 60 * S
 NOW = int(time.time()) // 60 * M
 A_SITE, B_SITE = "Lisbon", "Porto"
-A = [AgentInfo("agent-lis-1", "LIS-DESK-01", "ana.lisboa", "Windows 11", "0.1.0", A_SITE, "Ana Lisboa"),
-     AgentInfo("agent-lis-2", "LIS-DESK-02", "alvaro.lis", "Windows 11", "0.1.0", A_SITE, "Alvaro Lis")]
-B = [AgentInfo("agent-opo-1", "OPO-DESK-01", "bruno.portela", "Windows 10", "0.1.0", B_SITE, "Bruno Portela"),
-     AgentInfo("agent-opo-2", "OPO-DESK-02", "beatriz.opo", "Windows 10", "0.1.0", B_SITE, "Beatriz Oporto"),
-     AgentInfo("agent-opo-3", "OPO-DESK-03", "bento.douro", "macOS 15", "0.1.0", B_SITE, "Bento Douro")]
+A = [
+    AgentInfo("agent-lis-1", "LIS-DESK-01", "ana.lisboa", "Windows 11", "0.1.0", A_SITE, "Ana Lisboa"),
+    AgentInfo("agent-lis-2", "LIS-DESK-02", "alvaro.lis", "Windows 11", "0.1.0", A_SITE, "Alvaro Lis"),
+]
+B = [
+    AgentInfo("agent-opo-1", "OPO-DESK-01", "bruno.portela", "Windows 10", "0.1.0", B_SITE, "Bruno Portela"),
+    AgentInfo("agent-opo-2", "OPO-DESK-02", "beatriz.opo", "Windows 10", "0.1.0", B_SITE, "Beatriz Oporto"),
+    AgentInfo("agent-opo-3", "OPO-DESK-03", "bento.douro", "macOS 15", "0.1.0", B_SITE, "Bento Douro"),
+]
 # Everything that would say a Porto desk exists. "3 of 5" and "2 sites" are the detector's counts
 # over both sites, which a Lisbon key must not read either.
-B_MARKERS = ([x for i in B for x in (i.agent_id, i.host, i.os_user, i.display_name)]
-             + [B_SITE, "3 of 5", "2 sites"])
+B_MARKERS = [x for i in B for x in (i.agent_id, i.host, i.os_user, i.display_name)] + [B_SITE, "3 of 5", "2 sites"]
 A_IDS = [i.agent_id for i in A]
 NOBODY = "agent-nobody-0"
 
-PLATFORM_EVIDENCE = ("salesforce failing for 3 of 5 agents checking it with a clean path, behind 2 sites/ISPs "
-                     f"({A_SITE}, {B_SITE}); typical: HTTP 503; 10:00-10:05, 3 agents")
+PLATFORM_EVIDENCE = (
+    "salesforce failing for 3 of 5 agents checking it with a clean path, behind 2 sites/ISPs "
+    f"({A_SITE}, {B_SITE}); typical: HTTP 503; 10:00-10:05, 3 agents"
+)
 
 
 def _fill(url: str) -> None:
@@ -65,26 +70,78 @@ def _fill(url: str) -> None:
                 gw.add(ts, 1500 + rnd.randrange(0, 400))
                 isp.add(ts + 200, None if bad and rnd.random() < 0.3 else 9000 + rnd.randrange(0, 900))
                 if i % 30 == 0:
-                    app.add(ts, dns=2000, tcp=20000, tls=40000, ttfb=150_000, total=200_000, status=200,
-                            ver="HTTP/2", cert=80, err=None)
-            events = [p.Event(f"loss:{info.agent_id}", "loss_burst", "hop2", start + 60 * S, start + 600 * S, 3,
-                              "30% loss at hop 2; gateway clean")] if bad else []
+                    app.add(
+                        ts,
+                        dns=2000,
+                        tcp=20000,
+                        tls=40000,
+                        ttfb=150_000,
+                        total=200_000,
+                        status=200,
+                        ver="HTTP/2",
+                        cert=80,
+                        err=None,
+                    )
+            events = (
+                [
+                    p.Event(
+                        f"loss:{info.agent_id}",
+                        "loss_burst",
+                        "hop2",
+                        start + 60 * S,
+                        start + 600 * S,
+                        3,
+                        "30% loss at hop 2; gateway clean",
+                    )
+                ]
+                if bad
+                else []
+            )
             store.commit_batches([PendingBatch(key, 1, 1, p.SampleBatch([gw, isp, app], events, []))])
         span = {"start_us": NOW - 10 * M, "last_us": NOW - 5 * M}
 
         def agents(*ids):
             return {keys[i]: (span["start_us"], span["last_us"]) for i in ids}
 
-        store.update_incidents(lambda open_now: [
-            IncidentRecord(None, "platform", "salesforce", span["start_us"], span["last_us"], None, span["start_us"],
-                           PLATFORM_EVIDENCE, agents("agent-lis-1", "agent-opo-1", "agent-opo-2")),
-            IncidentRecord(None, "site", B_SITE, span["start_us"], span["last_us"], None, span["start_us"],
-                           f"{B_SITE}: 3 of 3 agents lose the path beyond their desks together (30% loss); "
-                           "elsewhere 0 of 2; 10:00-10:05, 3 agents", agents(*[i.agent_id for i in B])),
-            IncidentRecord(None, "site", A_SITE, span["start_us"], span["last_us"], None, span["start_us"],
-                           f"{A_SITE}: 2 of 2 agents lose the path beyond their desks together (20% loss); "
-                           "elsewhere 3 of 5; 10:00-10:05, 2 agents", agents(*A_IDS)),
-        ])
+        store.update_incidents(
+            lambda open_now: [
+                IncidentRecord(
+                    None,
+                    "platform",
+                    "salesforce",
+                    span["start_us"],
+                    span["last_us"],
+                    None,
+                    span["start_us"],
+                    PLATFORM_EVIDENCE,
+                    agents("agent-lis-1", "agent-opo-1", "agent-opo-2"),
+                ),
+                IncidentRecord(
+                    None,
+                    "site",
+                    B_SITE,
+                    span["start_us"],
+                    span["last_us"],
+                    None,
+                    span["start_us"],
+                    f"{B_SITE}: 3 of 3 agents lose the path beyond their desks together (30% loss); "
+                    "elsewhere 0 of 2; 10:00-10:05, 3 agents",
+                    agents(*[i.agent_id for i in B]),
+                ),
+                IncidentRecord(
+                    None,
+                    "site",
+                    A_SITE,
+                    span["start_us"],
+                    span["last_us"],
+                    None,
+                    span["start_us"],
+                    f"{A_SITE}: 2 of 2 agents lose the path beyond their desks together (20% loss); "
+                    "elsewhere 3 of 5; 10:00-10:05, 2 agents",
+                    agents(*A_IDS),
+                ),
+            ]
+        )
     finally:
         store.close()
 
@@ -102,14 +159,22 @@ def site(request, tmp_path_factory):
         url = cleanup.__enter__()[1]
     _fill(url)
     reg = Registry.open(url)
-    keys = {"scoped": reg.create_api_key("helpdesk", "acme team", sites=[A_SITE])[0],
-            "scoped_pseudo": reg.create_api_key("helpdesk", "acme analyst", sites=[A_SITE], pseudonymize=True)[0],
-            "helpdesk": reg.create_api_key("helpdesk", "bpo helpdesk")[0],
-            "admin": reg.create_api_key("admin", "bpo admin")[0]}
+    keys = {
+        "scoped": reg.create_api_key("helpdesk", "acme team", sites=[A_SITE])[0],
+        "scoped_pseudo": reg.create_api_key("helpdesk", "acme analyst", sites=[A_SITE], pseudonymize=True)[0],
+        "helpdesk": reg.create_api_key("helpdesk", "bpo helpdesk")[0],
+        "admin": reg.create_api_key("admin", "bpo admin")[0],
+    }
     all_rx, lis_rx = Receiver(), Receiver()
-    cfg = AlertConfig(webhooks=[WebhookConfig(name="bpo", url=all_rx.url),
-                                WebhookConfig(name="acme", url=lis_rx.url, sites=[A_SITE])],
-                      backoff_base_s=0.05, backoff_max_s=0.2, give_up_after_s=30.0)
+    cfg = AlertConfig(
+        webhooks=[
+            WebhookConfig(name="bpo", url=all_rx.url),
+            WebhookConfig(name="acme", url=lis_rx.url, sites=[A_SITE]),
+        ],
+        backoff_base_s=0.05,
+        backoff_max_s=0.2,
+        give_up_after_s=30.0,
+    )
     cfg.validate()
     server = ServerThread(url, registry=reg, now_us=lambda: NOW, alerts_config=cfg).start()
     server.keys, server.receivers = keys, {"bpo": all_rx, "acme": lis_rx}
@@ -158,8 +223,9 @@ def _agents(s):
         got, none = call(s, "GET", "/api/v1/agents", q=q), call(s, "GET", "/api/v1/agents", q="zz-nobody-zz")
         assert got.status_code == none.status_code == 200 and got.json()["agents"] == none.json()["agents"] == [], q
     # The unscoped key does find them: the check above can fail.
-    assert [a["agent_id"] for a in call(s, "GET", "/api/v1/agents", "helpdesk", q="bruno.portela").json()["agents"]] \
-        == ["agent-opo-1"]
+    assert [
+        a["agent_id"] for a in call(s, "GET", "/api/v1/agents", "helpdesk", q="bruno.portela").json()["agents"]
+    ] == ["agent-opo-1"]
 
 
 def _person(suffix: str, **params):
@@ -171,8 +237,11 @@ def _person(suffix: str, **params):
             same_as_nobody(s, lambda i: f"/api/v1/agents/{i}{suffix}", b.agent_id, **params)
         # A pseudonymizing key follows a desk pseudonym: Porto's opens nothing either.
         pseudo = s.handle.access.desk_pseudonym("agent-opo-1")
-        same_as_nobody(s, lambda i: f"/api/v1/agents/{i}{suffix}", pseudo, "a-000000000000", key="scoped_pseudo", **params)
+        same_as_nobody(
+            s, lambda i: f"/api/v1/agents/{i}{suffix}", pseudo, "a-000000000000", key="scoped_pseudo", **params
+        )
         assert call(s, "GET", f"/api/v1/agents/agent-opo-1{suffix}", "helpdesk", **params).status_code == 200
+
     return check
 
 
@@ -211,9 +280,12 @@ def _metrics(s):
 
 def _admin_only(method: str, path: str):
     def check(s):
-        r = call(s, method, path.replace("{key_id}", "x").replace("{token_id}", "x").replace("{agent_id}", "agent-opo-1"))
+        r = call(
+            s, method, path.replace("{key_id}", "x").replace("{token_id}", "x").replace("{agent_id}", "agent-opo-1")
+        )
         assert r.status_code == 403
         no_b(r)
+
     return check
 
 
@@ -222,6 +294,7 @@ def _open(path: str):
         r = httpx.get(s.url + path.replace("{name}", "app.js"), headers=auth(s.keys["scoped"]), timeout=30)
         assert r.status_code == 200
         no_b(r)
+
     return check
 
 
@@ -282,21 +355,34 @@ def test_key_sites_are_listed_and_a_scoped_admin_key_is_refused(site):
     keys = httpx.get(site.url + "/api/v1/admin/keys", headers=admin, timeout=30).json()["keys"]
     assert {k["name"]: k["sites"] for k in keys}["acme team"] == [A_SITE]
     assert {k["name"]: k["sites"] for k in keys}["bpo admin"] == []
-    r = httpx.post(site.url + "/api/v1/admin/keys", headers=admin, timeout=30,
-                   json={"role": "admin", "name": "acme admin", "sites": [A_SITE]})
+    r = httpx.post(
+        site.url + "/api/v1/admin/keys",
+        headers=admin,
+        timeout=30,
+        json={"role": "admin", "name": "acme admin", "sites": [A_SITE]},
+    )
     assert r.status_code == 400 and "helpdesk role" in r.json()["error"]["message"]
     for bad in ("Lisbon", [""], ["x" * 201], [1]):
-        r = httpx.post(site.url + "/api/v1/admin/keys", headers=admin, timeout=30,
-                       json={"role": "helpdesk", "name": "bad", "sites": bad})
+        r = httpx.post(
+            site.url + "/api/v1/admin/keys",
+            headers=admin,
+            timeout=30,
+            json={"role": "helpdesk", "name": "bad", "sites": bad},
+        )
         assert r.status_code == 400, bad
-    r = httpx.post(site.url + "/api/v1/admin/keys", headers=admin, timeout=30,
-                   json={"role": "helpdesk", "name": "porto team", "sites": [B_SITE, " Porto "]})
+    r = httpx.post(
+        site.url + "/api/v1/admin/keys",
+        headers=admin,
+        timeout=30,
+        json={"role": "helpdesk", "name": "porto team", "sites": [B_SITE, " Porto "]},
+    )
     assert r.status_code == 201 and r.json()["info"]["sites"] == [B_SITE]
     porto = {"Authorization": f"Bearer {r.json()['key']}"}
     seen = httpx.get(site.url + "/api/v1/agents", headers=porto, timeout=30).json()["agents"]
     assert sorted(a["agent_id"] for a in seen) == [b.agent_id for b in B]
-    audit = httpx.get(site.url + "/api/v1/admin/audit", headers=admin, params={"subject": r.json()["info"]["key_id"]},
-                      timeout=30).json()["entries"]
+    audit = httpx.get(
+        site.url + "/api/v1/admin/audit", headers=admin, params={"subject": r.json()["info"]["key_id"]}, timeout=30
+    ).json()["entries"]
     assert [e["action"] for e in audit] == ["api_key.create"] and f"sites={B_SITE}" in audit[0]["detail"]
 
 
@@ -304,8 +390,21 @@ def test_cli_creates_and_lists_a_scoped_key(tmp_path):
     from tests.conftest import run_cli
 
     db = str(tmp_path / "c.sqlite")
-    made = run_cli("collector", "keys", "create", "--db", db, "--role", "helpdesk", "--name", "acme",
-                   "--site", A_SITE, "--site", "Faro")
+    made = run_cli(
+        "collector",
+        "keys",
+        "create",
+        "--db",
+        db,
+        "--role",
+        "helpdesk",
+        "--name",
+        "acme",
+        "--site",
+        A_SITE,
+        "--site",
+        "Faro",
+    )
     assert made.returncode == 0, made.stderr
     assert "sees Faro, Lisbon" in made.stderr
     with Registry.open(db) as reg:
