@@ -23,8 +23,8 @@ from cxpulse.agent.config import AgentConfig
 from cxpulse.agent.probes.base import Target
 from cxpulse.agent.runner import Agent
 
-from .lookup.report import build, render_text
 from .ingest.service import IngestConfig
+from .lookup.report import build, render_text
 from .server import Collector
 
 
@@ -40,10 +40,12 @@ async def _serve_tcp_listener() -> tuple[asyncio.base_events.Server, int]:
         try:
             await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
             body = b"cxpulse demo app\n"
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
-                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
             await writer.drain()
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError, asyncio.LimitOverrunError, ConnectionError):
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             pass
         finally:
             writer.close()
@@ -57,10 +59,11 @@ async def run_demo(args: argparse.Namespace) -> int:
     os.makedirs(data_dir, exist_ok=True)
     db = os.path.join(data_dir, "collector.sqlite")
     app, app_port = await _serve_tcp_listener()
-    config = IngestConfig(apps=[("local-web", f"http://127.0.0.1:{app_port}/", 500)], app_interval_ms=10_000,
-                          voice_interval_ms=15_000)
+    config = IngestConfig(
+        apps=[("local-web", f"http://127.0.0.1:{app_port}/", 500)], app_interval_ms=10_000, voice_interval_ms=15_000
+    )
     from .security.registry import Registry
-    from .security.tls import CA_CERT, init_dir, load_server_tls
+    from .security.tls import init_dir, load_server_tls
 
     tls_dir = os.path.join(data_dir, "tls")
     init_dir(tls_dir, ["localhost"], ["127.0.0.1"])  # what `cxpulse collector init` does; keeps an existing CA
@@ -70,8 +73,14 @@ async def run_demo(args: argparse.Namespace) -> int:
         api_key, key_info = reg.create_api_key("helpdesk", "demo session (revoked when the demo ends)")
     finally:
         reg.close()
-    collector = Collector(db, "127.0.0.1:0", config, reflector_listen="127.0.0.1:0", tls=load_server_tls(tls_dir),
-                          http_listen="127.0.0.1:0")
+    collector = Collector(
+        db,
+        "127.0.0.1:0",
+        config,
+        reflector_listen="127.0.0.1:0",
+        tls=load_server_tls(tls_dir),
+        http_listen="127.0.0.1:0",
+    )
     try:
         await collector.start()
         return await _measure(args, data_dir, db, tls_dir, token, app, app_port, config, collector, api_key)
@@ -83,12 +92,25 @@ async def run_demo(args: argparse.Namespace) -> int:
             reg.close()
 
 
-async def _measure(args: argparse.Namespace, data_dir: str, db: str, tls_dir: str, token: str, app, app_port: int,
-                   config: IngestConfig, collector: Collector, api_key: str) -> int:
+async def _measure(
+    args: argparse.Namespace,
+    data_dir: str,
+    db: str,
+    tls_dir: str,
+    token: str,
+    app,
+    app_port: int,
+    config: IngestConfig,
+    collector: Collector,
+    api_key: str,
+) -> int:
     from .security.tls import CA_CERT
 
     # local-app always uses TCP connect time, like an app's port would.
-    targets = (Target("loopback", "127.0.0.1", app_port), Target("local-app", "127.0.0.1", app_port, method="tcp_connect"))
+    targets = (
+        Target("loopback", "127.0.0.1", app_port),
+        Target("local-app", "127.0.0.1", app_port, method="tcp_connect"),
+    )
     cfg = AgentConfig(
         collector=f"127.0.0.1:{collector.port}",
         state_dir=os.path.join(data_dir, "agent"),
@@ -103,12 +125,17 @@ async def _measure(args: argparse.Namespace, data_dir: str, db: str, tls_dir: st
     ).validate()
     agent = Agent(cfg)
     print(f"cxpulse demo: data in {data_dir}")
-    print(f"  collector on 127.0.0.1:{collector.port} with TLS (CA {os.path.join(tls_dir, CA_CERT)}; SQLite {db});"
-          " the agent enrolls with a one-use token")
-    print(f"  agent {agent.agent_id} as user {agent.hello.os_user!r}; targets: "
-          + ("default gateway, " if cfg.measure_gateway else "")
-          + f"loopback, local-app (TCP 127.0.0.1:{app_port}), web check http://127.0.0.1:{app_port}/, "
-          + f"voice-cadence via reflector {config.reflector}")
+    print(
+        f"  collector on 127.0.0.1:{collector.port} with TLS (CA {os.path.join(tls_dir, CA_CERT)}; SQLite {db});"
+        " the agent enrolls with a one-use token"
+    )
+    print(
+        f"  agent {agent.agent_id} as user {agent.hello.os_user!r}; targets: "
+        + ("default gateway, " if cfg.measure_gateway else "")
+        + f"loopback, local-app (TCP 127.0.0.1:{app_port}), web check http://127.0.0.1:{app_port}/, "
+        + f"voice-cadence via reflector {config.reflector}"
+    )
+    assert collector.http is not None  # started with http_listen
     print(f"  helpdesk page: {collector.http.url}/  (loopback only, while the demo runs)")
     print(f"  one-time API key for it (helpdesk role, revoked when the demo ends): {api_key}")
     print(f"  measuring for {args.duration:.0f}s (Ctrl-C to stop early)\n", flush=True)
@@ -126,7 +153,7 @@ async def _measure(args: argparse.Namespace, data_dir: str, db: str, tls_dir: st
                 break
             try:
                 await asyncio.wait_for(stop.wait(), min(5.0, args.duration - elapsed))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             _progress(agent, time.monotonic() - started, args.duration)
     finally:
@@ -152,7 +179,8 @@ def _progress(agent: Agent, elapsed: float, duration: float) -> None:
     s, u = agent.stats, agent.uplink.stats
     state = "connected" if u.connected else f"not connected ({u.last_error or 'starting'})"
     print(
-        f"  [{min(elapsed, duration):5.1f}s/{duration:.0f}s] samples {s.samples} (lost {s.lost}, method {s.method or '?'}),"
+        f"  [{min(elapsed, duration):5.1f}s/{duration:.0f}s] samples {s.samples}"
+        f" (lost {s.lost}, method {s.method or '?'}),"
         f" app checks {s.app_checks}, voice runs {s.voice_runs}, events {s.events};"
         f" batches spooled {s.batches_spooled} acked {u.batches_acked}; uplink {state}",
         flush=True,

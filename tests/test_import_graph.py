@@ -10,17 +10,13 @@ blocks are left out, because they never run.
 from __future__ import annotations
 
 import ast
-import sys
+import tomllib
 from pathlib import Path
-
-if sys.version_info >= (3, 11):
-    import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # Cycles known and owned by a pending step; every other cycle fails the test.
-KNOWN_CYCLES: set[frozenset[str]] = {
-}
+KNOWN_CYCLES: set[frozenset[str]] = {}
 
 
 def package_dirs() -> dict[str, Path]:

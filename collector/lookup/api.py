@@ -48,8 +48,9 @@ def _json(data, status: int = 200, started: float | None = None) -> JSONResponse
 
 
 def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"status": status, "message": message}}, status_code=status,
-                        headers={"Cache-Control": "no-store"})
+    return JSONResponse(
+        {"error": {"status": status, "message": message}}, status_code=status, headers={"Cache-Control": "no-store"}
+    )
 
 
 async def _run(fn, *args):
@@ -69,8 +70,10 @@ def create_app(service: LookupService, access, *, metrics: Callable[[], bytes] |
         q = request.query_params
         text = r.Q.read(q)
         limit = r.SEARCH_LIMIT.read(q)
-        return _json({"query": text, "agents": await _run(service.search, text, limit, access.visible_sites(request))},
-                     started=t0)
+        return _json(
+            {"query": text, "agents": await _run(service.search, text, limit, access.visible_sites(request))},
+            started=t0,
+        )
 
     async def agent(request: Request) -> Response:
         t0 = time.perf_counter()
@@ -78,8 +81,16 @@ def create_app(service: LookupService, access, *, metrics: Callable[[], bytes] |
         since, until = time_range(q, service.now_us())
         points = r.POINTS.read(q)
         tz = tz_param(q)
-        body = await _run(service.agent, request.path_params["agent_id"], since, until, points,
-                          r.WITH_TIMELINE.read(q), tz, access.visible_sites(request))
+        body = await _run(
+            service.agent,
+            request.path_params["agent_id"],
+            since,
+            until,
+            points,
+            r.WITH_TIMELINE.read(q),
+            tz,
+            access.visible_sites(request),
+        )
         return _json(body, started=t0)
 
     async def timeline(request: Request) -> Response:
@@ -87,15 +98,20 @@ def create_app(service: LookupService, access, *, metrics: Callable[[], bytes] |
         q = dict(request.query_params)
         since, until = time_range(q, service.now_us())
         points = r.POINTS.read(q)
-        return _json(await _run(service.timeline, request.path_params["agent_id"], since, until, points,
-                                access.visible_sites(request)), started=t0)
+        return _json(
+            await _run(
+                service.timeline, request.path_params["agent_id"], since, until, points, access.visible_sites(request)
+            ),
+            started=t0,
+        )
 
     async def ticket(request: Request) -> Response:
         t0 = time.perf_counter()
         q = dict(request.query_params)
         since, until = time_range(q, service.now_us())
-        text = await _run(service.ticket, request.path_params["agent_id"], since, until, tz_param(q),
-                          access.visible_sites(request))
+        text = await _run(
+            service.ticket, request.path_params["agent_id"], since, until, tz_param(q), access.visible_sites(request)
+        )
         if r.FORMAT.read(q) == "json":
             return _json({"text": text}, started=t0)
         return PlainTextResponse(text, headers={"Cache-Control": "no-store"})
@@ -141,6 +157,7 @@ def create_app(service: LookupService, access, *, metrics: Callable[[], bytes] |
     async def glossary(request: Request) -> Response:
         # The words behind the page's tooltips (docs/glossary.md is the same list).
         from .glossary import glossary as terms
+
         return _json(terms())
 
     async def health(request: Request) -> Response:
@@ -162,10 +179,13 @@ def create_app(service: LookupService, access, *, metrics: Callable[[], bytes] |
     async def static(request: Request) -> Response:
         return static_file(request.path_params["name"])
 
-    async def api_error(request: Request, exc: ApiError) -> Response:
+    # Starlette hands each handler the exception class it is registered for (below).
+    async def api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
         return _error(exc.status, exc.message)
 
-    async def http_error(request: Request, exc: HTTPException) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
         if request.url.path.startswith("/api/"):
             msg = exc.detail if exc.status_code != 404 else f"no such API route: {request.method} {request.url.path}"
             return _error(exc.status_code, msg)
@@ -184,8 +204,10 @@ def create_app(service: LookupService, access, *, metrics: Callable[[], bytes] |
         text = request.query_params.get("q", "").strip().casefold()
         words = fold(text).split()
         name = f" {fold(person.get('user') or '')} {fold(person.get('display_name') or '')} "
-        return bool(text) and (any(text == (person.get(k) or "").casefold() for k in ("user", "host", "agent_id"))
-                               or bool(words) and all(len(w) >= 2 and f" {w} " in name for w in words))
+        return bool(text) and (
+            any(text == (person.get(k) or "").casefold() for k in ("user", "host", "agent_id"))
+            or (bool(words) and all(len(w) >= 2 and f" {w} " in name for w in words))
+        )
 
     def resolve(pseudo: str, sites=None) -> str | None:
         records = every_agent(scoped_store(service.store, sites))
@@ -221,5 +243,8 @@ def create_app(service: LookupService, access, *, metrics: Callable[[], bytes] |
     ]
     if metrics is not None:
         routes.append(route(r.METRICS, prometheus, keyless=access.metrics_open))
-    return Starlette(routes=routes, middleware=[Middleware(AccessMiddleware, access=access)],
-                     exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: server_error})
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(AccessMiddleware, access=access)],
+        exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: server_error},
+    )

@@ -43,8 +43,13 @@ def chart(store: Store, key: int, since: int, until: int, points: int, aggregate
         accs = rtt_buckets(store, key, since, until, start, step, size)
         wifi = wifi_buckets(store, key, since, until, start, step, size)
     order = sorted(accs.items(), key=lambda kv: (kv[0] != "gateway", kv[1].hop is None, kv[1].hop or 0, kv[0]))
-    return {"start_us": start, "step_s": step_s, "buckets": size, "hops": [hop_series(t, a) for t, a in order],
-            "wifi": wifi_series(wifi, size)}
+    return {
+        "start_us": start,
+        "step_s": step_s,
+        "buckets": size,
+        "hops": [hop_series(t, a) for t, a in order],
+        "wifi": wifi_series(wifi, size),
+    }
 
 
 @dataclass
@@ -116,8 +121,9 @@ def wifi_buckets(store: Store, key: int, since: int, until: int, start: int, ste
     return [tuple(x) for x in acc.values()]
 
 
-def store_buckets(store: Store, key: int, since: int, until: int, start: int, step: int,
-                  size: int) -> tuple[dict[str, Acc], list[tuple]] | None:
+def store_buckets(
+    store: Store, key: int, since: int, until: int, start: int, step: int, size: int
+) -> tuple[dict[str, Acc], list[tuple]] | None:
     """The same buckets as the row-by-row path, aggregated by the store itself (SQLite: a day of three
     hops in ~0.3 s); None when the store cannot.
 
@@ -183,9 +189,16 @@ def wifi_series(buckets: list[tuple], size: int) -> dict | None:
 
 
 def event_dict(e) -> dict:
-    return {"id": e.id, "kind": e.kind, "target": e.target, "start_us": e.start_us, "end_us": e.end_us,
-            "duration_s": None if e.end_us is None else round((e.end_us - e.start_us) / 1e6, 1),
-            "severity": e.severity, "evidence": e.evidence}
+    return {
+        "id": e.id,
+        "kind": e.kind,
+        "target": e.target,
+        "start_us": e.start_us,
+        "end_us": e.end_us,
+        "duration_s": None if e.end_us is None else round((e.end_us - e.start_us) / 1e6, 1),
+        "severity": e.severity,
+        "evidence": e.evidence,
+    }
 
 
 def score_points(view_agent: dict | None) -> list[dict]:
@@ -207,7 +220,13 @@ def score_points(view_agent: dict | None) -> list[dict]:
         if t is None or not isinstance(s, (int, float)):
             continue
         lim = m.get("limiting") or m.get("limiting_component")
-        out.append({"t_us": t, "score": round(float(s), 1), "label": m.get("label"),
-                    "limiting": lim.get("name") if isinstance(lim, dict) else lim})
+        out.append(
+            {
+                "t_us": t,
+                "score": round(float(s), 1),
+                "label": m.get("label"),
+                "limiting": lim.get("name") if isinstance(lim, dict) else lim,
+            }
+        )
     out.sort(key=lambda p: p["t_us"])
     return out

@@ -24,9 +24,17 @@ S = 1_000_000
 def agent_brief(a: AgentRecord) -> dict:
     """An agent as a search result: who, which desk, which site, when first and last seen."""
     i = a.info
-    return {"agent_id": i.agent_id, "user": i.os_user, "display_name": i.display_name, "host": i.host, "site": i.site,
-            "os": i.os,
-            "agent_version": i.agent_version, "first_seen_us": a.first_seen_us, "last_seen_us": a.last_seen_us}
+    return {
+        "agent_id": i.agent_id,
+        "user": i.os_user,
+        "display_name": i.display_name,
+        "host": i.host,
+        "site": i.site,
+        "os": i.os,
+        "agent_version": i.agent_version,
+        "first_seen_us": a.first_seen_us,
+        "last_seen_us": a.last_seen_us,
+    }
 
 
 def every_agent(store: Store) -> list[AgentRecord]:
@@ -54,7 +62,9 @@ def fleet(store: Store, window_s: int, now: int) -> dict:
     records.sort(key=lambda r: -r.last_seen_us)
     by_key = {r.key: r.info.agent_id for r in records}
     active = [r for r in records if r.last_seen_us >= since]
-    rows, minutes, incidents = [], {}, {}
+    rows: list[dict] = []
+    minutes: dict[str, list[dict]] = {}
+    incidents: dict[str, dict] = {}
     app_rows: dict[str, list[dict]] = {}
     for r, a in fleet_views(store, active, since, now):  # rollups of every agent in one read, no raw rows
         h = headline(a)
@@ -63,20 +73,29 @@ def fleet(store: Store, window_s: int, now: int) -> dict:
             incidents.setdefault(str(inc.get("id")), inc)
         for app in a.get("apps") or []:
             app_rows.setdefault(app["app"], []).append(dict(app, agent_id=r.info.agent_id, site=r.info.site))
-        rows.append({
-            **agent_brief(r),
-            "score": h["score"], "label": h["label"] or "n/a", "limiting": h["limiting"],
-            "fault_domain": h["domain"], "fault_label": h.get("domain_label"), "sentence": h["sentence"],
-            "next_step": h["next_step"], "events": len(a.get("events") or []),
-            "loss_pct_max": max((t.get("loss_pct") or 0 for t in a.get("targets") or []), default=None),
-            "rtt_p95_ms_max": max((t["rtt_p95_ms"] for t in a.get("targets") or [] if t.get("rtt_p95_ms") is not None), default=None),
-            "_badness": _badness(a, window_s),
-        })
+        rows.append(
+            {
+                **agent_brief(r),
+                "score": h["score"],
+                "label": h["label"] or "n/a",
+                "limiting": h["limiting"],
+                "fault_domain": h["domain"],
+                "fault_label": h.get("domain_label"),
+                "sentence": h["sentence"],
+                "next_step": h["next_step"],
+                "events": len(a.get("events") or []),
+                "loss_pct_max": max((t.get("loss_pct") or 0 for t in a.get("targets") or []), default=None),
+                "rtt_p95_ms_max": max(
+                    (t["rtt_p95_ms"] for t in a.get("targets") or [] if t.get("rtt_p95_ms") is not None), default=None
+                ),
+                "_badness": _badness(a, window_s),
+            }
+        )
     if isinstance(store, Incidents):  # the store keeps incidents across agents (issue 4)
         try:
             for inc in store.incidents(since, now):
                 incidents[str(inc.id)] = _incident_dict(inc, by_key)
-        except Exception as exc:  # noqa: BLE001 - the fleet page must not fail on it
+        except Exception as exc:
             log.warning("reading incidents from the store failed: %s", exc)
     rows.sort(key=lambda x: (x["score"] is None, x["score"] if x["score"] is not None else 0, -x["_badness"]))
     sites: dict[str, list[dict]] = {}
@@ -86,20 +105,40 @@ def fleet(store: Store, window_s: int, now: int) -> dict:
     for site, xs in sites.items():
         scores = [x["score"] for x in xs if x["score"] is not None]
         labels = {lab: sum(1 for x in xs if x["label"] == lab) for lab in ("good", "fair", "poor", "n/a")}
-        site_rows.append({"site": site, "agents": len(xs), "labels": labels, "score_median": _median(scores),
-                          "score_min": min(scores) if scores else None, "worst_agent": xs[0]["agent_id"],
-                          "events": sum(x["events"] for x in xs)})
+        site_rows.append(
+            {
+                "site": site,
+                "agents": len(xs),
+                "labels": labels,
+                "score_median": _median(scores),
+                "score_min": min(scores) if scores else None,
+                "worst_agent": xs[0]["agent_id"],
+                "events": sum(x["events"] for x in xs),
+            }
+        )
     site_rows.sort(key=lambda s: (s["score_median"] is None, s["score_median"] or 0, -s["events"]))
     apps = []
     for name, xs in sorted(app_rows.items()):
         checks = sum(x["checks"] for x in xs)
         failed = sum(x["failed"] for x in xs)
         totals = [x["total_median_ms"] for x in xs if x.get("total_median_ms") is not None]
-        apps.append({"app": name, "agents": len(xs), "checks": checks,
-                     "availability_pct": round(100.0 * (checks - failed) / checks, 2) if checks else None,
-                     "total_median_ms": _median(totals), "agents_failing": sorted({x["agent_id"] for x in xs if x["failed"]}),
-                     "sites": sorted({x["site"] for x in xs if x["site"]})})
-    apps.sort(key=lambda a: (a["availability_pct"] if a["availability_pct"] is not None else 101, -(a["total_median_ms"] or 0)))
+        apps.append(
+            {
+                "app": name,
+                "agents": len(xs),
+                "checks": checks,
+                "availability_pct": round(100.0 * (checks - failed) / checks, 2) if checks else None,
+                "total_median_ms": _median(totals),
+                "agents_failing": sorted({x["agent_id"] for x in xs if x["failed"]}),
+                "sites": sorted({x["site"] for x in xs if x["site"]}),
+            }
+        )
+    apps.sort(
+        key=lambda a: (
+            a["availability_pct"] if a["availability_pct"] is not None else 101,
+            -(a["total_median_ms"] or 0),
+        )
+    )
     inc_list = sorted(incidents.values(), key=lambda i: -(i.get("start_us") or 0))
     for inc in inc_list:
         inc["scope_text"] = incident_scope(inc)
@@ -112,8 +151,10 @@ def fleet(store: Store, window_s: int, now: int) -> dict:
         "worst": rows,
         "sites": site_rows,
         "apps": apps,
-        "incidents": {"open": [i for i in inc_list if i.get("end_us") is None],
-                      "recent": [i for i in inc_list if i.get("end_us") is not None]},
+        "incidents": {
+            "open": [i for i in inc_list if i.get("end_us") is None],
+            "recent": [i for i in inc_list if i.get("end_us") is not None],
+        },
         "silent": [agent_brief(r) for r in records if since - 86_400 * S <= r.last_seen_us < since][:50],
         "_minutes": minutes,
     }
@@ -122,9 +163,18 @@ def fleet(store: Store, window_s: int, now: int) -> dict:
 def _incident_dict(inc, agent_ids: dict[int, str]) -> dict:
     """An IncidentRecord as JSON: the affected agents by id, not by the store's internal key."""
     agents = sorted(agent_ids.get(k, str(k)) for k in (inc.agents or {}))
-    return {"id": inc.id, "kind": inc.kind, "scope": inc.scope, "start_us": inc.start_us, "last_us": inc.last_us,
-            "end_us": inc.end_us, "detected_us": inc.detected_us, "agents": len(agents), "agent_ids": agents[:200],
-            "evidence": inc.evidence}
+    return {
+        "id": inc.id,
+        "kind": inc.kind,
+        "scope": inc.scope,
+        "start_us": inc.start_us,
+        "last_us": inc.last_us,
+        "end_us": inc.end_us,
+        "detected_us": inc.detected_us,
+        "agents": len(agents),
+        "agent_ids": agents[:200],
+        "evidence": inc.evidence,
+    }
 
 
 def public_fleet(snap: dict, limit: int) -> dict:

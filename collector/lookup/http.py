@@ -57,8 +57,17 @@ def _bind(host: str, port: int) -> socket.socket:
 class HttpHandle:
     """A running HTTP server: ``url``, ``port``, the ``service`` behind it, and ``await stop()``."""
 
-    def __init__(self, server, task: asyncio.Task, sock: socket.socket, service, owned_store: Store | None,
-                 alerts, access=None, owned_registry=None) -> None:
+    def __init__(
+        self,
+        server,
+        task: asyncio.Task,
+        sock: socket.socket,
+        service,
+        owned_store: Store | None,
+        alerts,
+        access=None,
+        owned_registry=None,
+    ) -> None:
         self._server = server
         self._task = task
         self._sock = sock
@@ -80,7 +89,7 @@ class HttpHandle:
         self._server.should_exit = True
         try:
             await asyncio.wait_for(asyncio.shield(self._task), grace + 1)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
+        except (TimeoutError, asyncio.CancelledError):
             self._server.force_exit = True
             self._task.cancel()
             with contextlib.suppress(BaseException):
@@ -94,17 +103,30 @@ class HttpHandle:
 
 def _store_url(store) -> str | None:
     """The URL the security registry opens beside a Store object (same database, its own tables)."""
-    for v in (store.url if isinstance(store, UrlNamed) else None, store.path if isinstance(store, FileBacked) else None):
+    for v in (
+        store.url if isinstance(store, UrlNamed) else None,
+        store.path if isinstance(store, FileBacked) else None,
+    ):
         if isinstance(v, str) and v:
             return v
     return None
 
 
-async def start_http(store_url_or_store: str | Store, listen: str = "127.0.0.1:8080", *, stats=None,
-                     alerts_config=None, public_url: str = "", now_us: Callable[[], int] | None = None,
-                     access_log: bool = False, registry=None, pseudonymize: bool = False,
-                     pseudonym_secret_file: str | None = None, trusted_proxies: tuple[str, ...] = (),
-                     metrics_open: bool = False) -> HttpHandle:
+async def start_http(
+    store_url_or_store: str | Store,
+    listen: str = "127.0.0.1:8080",
+    *,
+    stats=None,
+    alerts_config=None,
+    public_url: str = "",
+    now_us: Callable[[], int] | None = None,
+    access_log: bool = False,
+    registry=None,
+    pseudonymize: bool = False,
+    pseudonym_secret_file: str | None = None,
+    trusted_proxies: tuple[str, ...] = (),
+    metrics_open: bool = False,
+) -> HttpHandle:
     """Start the lookup API + page + /metrics on ``listen``; returns once it accepts connections.
 
     - ``store_url_or_store``: the collector's Store (shared, not closed on stop) or a store URL
@@ -135,8 +157,13 @@ async def start_http(store_url_or_store: str | Store, listen: str = "127.0.0.1:8
     secret = None
     if pseudonymize or pseudonym_secret_file:  # keys made with pseudonymize use it too
         secret = await asyncio.to_thread(load_pseudonym_secret, pseudonym_secret_file)
-    access = Access(registry, pseudonymize=pseudonymize, trusted_proxies=trusted_proxies,  # fails fast on bad input
-                    pseudonym_secret=secret, metrics_open=metrics_open)
+    access = Access(
+        registry,
+        pseudonymize=pseudonymize,
+        trusted_proxies=trusted_proxies,  # fails fast on bad input
+        pseudonym_secret=secret,
+        metrics_open=metrics_open,
+    )
     owned = owned_registry = None
     if isinstance(store_url_or_store, str):
         owned = store = open_store(store_url_or_store)
@@ -153,8 +180,11 @@ async def start_http(store_url_or_store: str | Store, listen: str = "127.0.0.1:8
         bound = sock.getsockname()
         # Links (tickets, alerts) use the public URL; else the bound address, unless that is "any
         # address" (0.0.0.0, ::), which no analyst can open: then they stay relative ("/#/agent/...").
-        base = public_url or ("" if bound[0] in ("0.0.0.0", "::") else
-                              f"http://{'[' + bound[0] + ']' if ':' in bound[0] else bound[0]}:{bound[1]}")
+        base = public_url or (
+            ""
+            if bound[0] in ("0.0.0.0", "::")
+            else f"http://{'[' + bound[0] + ']' if ':' in bound[0] else bound[0]}:{bound[1]}"
+        )
         service = LookupService(store, stats=stats, now_us=now_us, public_url=base)
         alerts = None
         if alerts_config is not None:
@@ -165,8 +195,15 @@ async def start_http(store_url_or_store: str | Store, listen: str = "127.0.0.1:8
         app = create_app(service, access, metrics=source.render)
         # proxy_headers off: uvicorn would otherwise take X-Forwarded-For from any loopback peer as the
         # client address; the audit log believes that header only from --trusted-proxy (access.py).
-        config = uvicorn.Config(app, log_config=None, access_log=access_log, lifespan="off",
-                                timeout_graceful_shutdown=5, server_header=False, proxy_headers=False)
+        config = uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=access_log,
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+            server_header=False,
+            proxy_headers=False,
+        )
         server = _EmbeddedServer(config)
         task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]), name="cxpulse-http")
         while not server.started:
@@ -189,8 +226,12 @@ async def start_http(store_url_or_store: str | Store, listen: str = "127.0.0.1:8
     if _is_loopback(host):
         log.info("lookup page and API on %s (API keys required%s)", handle.url, extras)
     else:
-        log.warning("lookup page and API on %s: API keys required%s, but plain HTTP: keys and names cross the "
-                    "network readable; put it behind a TLS proxy or keep it on the helpdesk network", handle.url, extras)
+        log.warning(
+            "lookup page and API on %s: API keys required%s, but plain HTTP: keys and names cross the "
+            "network readable; put it behind a TLS proxy or keep it on the helpdesk network",
+            handle.url,
+            extras,
+        )
     return handle
 
 
@@ -207,5 +248,5 @@ def _server_class():
     return Embedded
 
 
-def _EmbeddedServer(config):  # noqa: N802 - reads as a class at the call site
+def _EmbeddedServer(config):
     return _server_class()(config)

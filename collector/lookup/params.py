@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["ApiError", "Param", "bool_param", "int_param", "parse_duration_s", "parse_time_us", "time_range",
-           "tz_param"]
+from ..durations import parse_seconds
+
+__all__ = [
+    "ApiError",
+    "Param",
+    "bool_param",
+    "int_param",
+    "parse_duration_s",
+    "parse_time_us",
+    "time_range",
+    "tz_param",
+]
 
 S = 1_000_000
 MAX_RANGE_S = 31 * 86_400
@@ -34,21 +43,12 @@ class ApiError(Exception):
         self.message = message
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)?\s*$", re.IGNORECASE)
-_UNIT_S = {None: 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
 def parse_duration_s(text: str, name: str = "window") -> int:
-    """``900``, ``15m``, ``1h``, ``7d`` -> whole seconds (at least 1)."""
-    m = _DURATION.match(text or "")
-    if not m:
-        raise ApiError(400, f"{name} must be a duration such as 900, 15m, 1h or 7d; got {text!r}")
-    secs = float(m.group(1)) * _UNIT_S[(m.group(2) or "").lower() or None]
-    if secs < 1:
-        raise ApiError(400, f"{name} must be at least 1 s; got {text!r}")
-    if not secs <= MAX_DURATION_S:  # also inf: a 400-digit number of weeks
-        raise ApiError(400, f"{name} must be at most {MAX_DURATION_S // 86_400} days; got {text[:40]!r}")
-    return int(secs)
+    """``900``, ``15m``, ``1h``, ``7d`` -> whole seconds in [1 s, ten years] (``durations.parse_seconds``)."""
+    try:
+        return parse_seconds(text, name, MAX_DURATION_S)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
 
 
 def parse_time_us(text: str, now_us: int, name: str) -> int:
@@ -75,13 +75,15 @@ def _parse_time_us(text: str, now_us: int, name: str) -> int:
     else:
         if not math.isfinite(secs):  # inf, 1e400, nan: a number, but no time
             raise ApiError(400, f"{name} must be a finite number of epoch seconds; got {text[:40]!r}")
-        return int(round(secs * S))  # a big int at worst; the caller checks the range
+        return round(secs * S)  # a big int at worst; the caller checks the range
     try:
         d = dt.datetime.fromisoformat(t.replace("Z", "+00:00") if t.endswith("Z") else t)
     except ValueError:
-        raise ApiError(400, f"{name} must be ISO 8601 (2026-09-21T14:00:00Z), epoch seconds, 'now' or '-1h'; got {text!r}") from None
+        raise ApiError(
+            400, f"{name} must be ISO 8601 (2026-09-21T14:00:00Z), epoch seconds, 'now' or '-1h'; got {text!r}"
+        ) from None
     if d.tzinfo is None:
-        d = d.replace(tzinfo=dt.timezone.utc)
+        d = d.replace(tzinfo=dt.UTC)
     try:
         return int(d.timestamp() * S)
     except (OverflowError, ValueError):  # 0001-01-01 with a +23:59 zone
@@ -161,8 +163,13 @@ class Param:
     example: str | None = None
 
     def spec(self) -> dict:
-        out = {"name": self.name, "in": self.where, "required": self.where == "path", "description": self.description,
-               "schema": self.schema}
+        out = {
+            "name": self.name,
+            "in": self.where,
+            "required": self.where == "path",
+            "description": self.description,
+            "schema": self.schema,
+        }
         if self.example is not None:
             out["example"] = self.example
         return out

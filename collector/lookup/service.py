@@ -60,8 +60,17 @@ class LookupService:
     read, so no answer can carry it (issue 18).
     """
 
-    def __init__(self, store: Store, *, stats=None, alerts=None, now_us: Callable[[], int] | None = None,
-                 view_ttl_s: float = 30.0, fleet_ttl_s: float = 20.0, public_url: str = ""):
+    def __init__(
+        self,
+        store: Store,
+        *,
+        stats=None,
+        alerts=None,
+        now_us: Callable[[], int] | None = None,
+        view_ttl_s: float = 30.0,
+        fleet_ttl_s: float = 20.0,
+        public_url: str = "",
+    ):
         self.store = store
         self.stats = stats
         self.alerts = alerts
@@ -99,8 +108,14 @@ class LookupService:
         hit = self._views.get(key)
         if hit is not None:
             return hit
-        v = build_for(scoped_store(self.store, sites), [self.record(agent_id, sites)], agent_id, (until - since) // S,
-                      until, visible_sites=sites)
+        v = build_for(
+            scoped_store(self.store, sites),
+            [self.record(agent_id, sites)],
+            agent_id,
+            (until - since) // S,
+            until,
+            visible_sites=sites,
+        )
         out = {"window": v["window"], "agent": v["agents"][0]}
         self._views.put(key, out)
         return out
@@ -119,13 +134,18 @@ class LookupService:
             "events": [event_dict(e) for e in self.store.events(rec.key, since, until)],
         }
 
-    def agent(self, agent_id: str, since: int, until: int, points: int, with_timeline: bool, tz: str | None,
-              sites=None) -> dict:
+    def agent(
+        self, agent_id: str, since: int, until: int, points: int, with_timeline: bool, tz: str | None, sites=None
+    ) -> dict:
         v = self.view(agent_id, since, until, sites)
         a = v["agent"]
-        out = {"window": v["window"], "agent": a, "headline": headline(a),
-               "ticket": ticket_summary(a, v["window"], tz=tz, link=self.view_link(agent_id, since, until, tz)),
-               "score_timeline": score_points(a)}
+        out = {
+            "window": v["window"],
+            "agent": a,
+            "headline": headline(a),
+            "ticket": ticket_summary(a, v["window"], tz=tz, link=self.view_link(agent_id, since, until, tz)),
+            "score_timeline": score_points(a),
+        }
         if with_timeline:
             tl = self.timeline(agent_id, since, until, points, sites)
             tl["score"] = score_points(a)

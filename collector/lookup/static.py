@@ -13,10 +13,15 @@ from starlette.responses import PlainTextResponse, Response
 __all__ = ["static_file"]
 
 WEB_DIR = Path(__file__).with_name("web")
-_TYPES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
-          "app.css": "text/css; charset=utf-8"}
-_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-        "font-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+_TYPES = {
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+}
+_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "font-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
 
 
 def static_file(name: str) -> Response:
@@ -24,6 +29,13 @@ def static_file(name: str) -> Response:
     if name not in _TYPES:
         return PlainTextResponse("not found", status_code=404)
     body = (WEB_DIR / name).read_bytes()
-    return Response(body, media_type=_TYPES[name],
-                    headers={"Content-Security-Policy": _CSP, "X-Content-Type-Options": "nosniff",
-                             "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"})
+    return Response(
+        body,
+        media_type=_TYPES[name],
+        headers={
+            "Content-Security-Policy": _CSP,
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+            "Cache-Control": "no-cache",
+        },
+    )
