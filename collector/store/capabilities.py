@@ -18,8 +18,9 @@ __all__ = ["AllAgents", "Buckets", "FileBacked", "Incidents", "UrlNamed"]
 class Buckets(Protocol):
     """Per-bucket RTT and Wi-Fi sums for the lookup's chart, summed by the database (SQLite)."""
 
-    def buckets(self, agent_key: int, since_us: int, until_us: int, start_us: int,
-                step_us: int) -> tuple[list[tuple], list[tuple]]: ...
+    def buckets(
+        self, agent_key: int, since_us: int, until_us: int, start_us: int, step_us: int
+    ) -> tuple[list[tuple], list[tuple]]: ...
 
 
 @runtime_checkable
