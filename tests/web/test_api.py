@@ -105,6 +105,10 @@ def test_sqlite_fast_path_equals_the_store_protocol(day_db):
             svc.fast_sqlite = False
             slow = svc.timeline(AGENT, since, until, points)
             assert fast == slow
+        # ... and the fast path is the one taken: SQLite offers the capability the chart looks for.
+        from cxpulse.collector.store.capabilities import AllAgents, Buckets, FileBacked, Incidents
+
+        assert all(isinstance(store, cap) for cap in (Buckets, AllAgents, Incidents, FileBacked))
     finally:
         store.close()
 
