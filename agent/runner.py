@@ -1,8 +1,7 @@
-"""The agent's main loop: the collection tasks on their paces -> batcher -> spool every batch interval -> uplink.
+"""The agent's main loop: the collection tasks on their paces -> batcher -> spool -> uplink.
 
-Everything runs in one asyncio loop in one process (DESIGN.md decision 5). What is measured and
-how it maps to columns is each task's (agent/tasks); on SIGTERM/SIGINT the open batch is closed
-into the spool before exit, and the uplink gets a short grace period to deliver it.
+One asyncio loop in one process (DESIGN.md decision 5); what is measured, and its columns, is each
+task's (agent/tasks). On SIGTERM/SIGINT the open batch is spooled and the uplink gets a short grace.
 """
 
 from __future__ import annotations
@@ -130,7 +129,8 @@ class Agent:
     async def run(self, stop: asyncio.Event) -> None:
         self.shared.stop = stop
         running = [t for t in self.tasks.values() if t.enabled]
-        clock, side = running[0], running[1:]  # the registry's first task keeps the tick (tasks/__init__.py)
+        clock = next(t for t in running if t.pace == "tick")  # one task keeps the clock: RTT's tick
+        side = [t for t in running if t is not clock]
         for task in running:
             await task.start()
         uplink_stop = asyncio.Event()

@@ -17,7 +17,8 @@ from .rtt import RttTask
 from .voice import VoiceTask
 from .wifi import WifiTask
 
-# Built in this order; the first is the clock's (its pace is "tick") and runs in the runner's foreground.
+# Built and started in this order. The one task with pace "tick" (rtt) keeps the runner's clock:
+# it runs in the foreground and the agent stops when its loop ends.
 REGISTRY: dict[str, Callable[[Shared], CollectionTask]] = {
     "rtt": RttTask,
     "http": HttpTask,
