@@ -16,12 +16,16 @@ import logging
 import random
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from ..logsafe import safe
 from .config import WebhookConfig
 from .rules import Alert
 from .templates import render
+
+if TYPE_CHECKING:
+    import httpx  # imported when the first webhook starts
 
 __all__ = ["DeliveryLog", "WebhookSender", "sign", "verify_signature"]
 
@@ -75,7 +79,7 @@ class WebhookSender:
         give_up_after_s: float,
         delivery_log: DeliveryLog,
         rng: random.Random | None = None,
-        sleep: Callable[[float], object] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ):
         self.cfg = cfg
         self.queue_max = queue_max
@@ -90,9 +94,9 @@ class WebhookSender:
         self._idle = asyncio.Event()
         self._idle.set()
         self._secret = cfg.secret()
-        self.counts = collections.Counter()  # delivered, retried, failed, dropped
+        self.counts: collections.Counter[str] = collections.Counter()  # delivered, retried, failed, dropped
         self._task: asyncio.Task | None = None
-        self._client = None
+        self._client: httpx.AsyncClient | None = None
         self._inflight: Alert | None = None
 
     @property
@@ -160,7 +164,8 @@ class WebhookSender:
             await self._task
         except asyncio.CancelledError:
             pass
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
         self._task = None
 
     async def flush(self, timeout: float) -> bool:
@@ -223,6 +228,7 @@ class WebhookSender:
             status, error, retry_after = None, None, None
             t0 = time.perf_counter()
             try:
+                assert self._client is not None, "delivered only between start() and stop()"
                 resp = await self._client.post(url, content=body, headers=headers)
                 status = resp.status_code
                 retry_after = _retry_after(resp.headers.get("retry-after"))

@@ -132,7 +132,7 @@ def voice_component(
     if label_for(score) == "good" and loss_cost < 5 and delay_cost < 5:
         reason = f"{head}: clear ({c.name}, one-way {budget.total_ms:.0f} ms, loss {loss_pct:.1f}%)"
     else:
-        parts = []
+        parts: list[str] = []
         for cost, what in sorted(costs, reverse=True):
             if cost < 3 and parts:
                 break
@@ -395,19 +395,19 @@ def stability_component(
     lo = window_start_us
     hi = None if lo is None else lo + round(window_s * 1e6)
     spans: list[tuple[int, int, float, EventLike]] = []
-    per_kind: Counter[str] = Counter()
+    per_kind: Counter[str] = Counter()  # seconds (floats: Counter adds them as well)
     for e in events:
         start = e.start_us
         end = e.end_us if e.end_us is not None else (hi if hi is not None else start)
         if end <= start:  # an instant (path change), or open with no window end to run to
             end = start + round(INSTANT_EVENT_S * 1e6)
-        if lo is not None:
+        if lo is not None and hi is not None:
             start, end = max(start, lo), min(end, hi)
         if end <= start:
             continue
         w = SEVERITY_WEIGHT.get(int(e.severity), 1.0)
         spans.append((start, end, w, e))
-        per_kind[e.kind] += (end - start) / 1e6
+        per_kind[e.kind] += (end - start) / 1e6  # type: ignore[assignment]
     weighted_s = _weighted_union_s(spans)
     share = min(1.0, weighted_s / window_s)
     score = piecewise(share, STABILITY_ANCHORS)
@@ -476,10 +476,10 @@ def overall(components: Iterable[Component]) -> Overall:
     Components not measured (score None) are shown but do not count.
     """
     comps = tuple(components)
-    measured = [c for c in comps if c.score is not None]
+    measured = [(c.score, c) for c in comps if c.score is not None]
     if not measured:
         return Overall(None, "n/a", None, "nothing measured in this window", comps)
-    lim = min(measured, key=lambda c: c.score)  # min() keeps the first of equals
+    _, lim = min(measured, key=lambda sc: sc[0])  # min() keeps the first of equals
     return Overall(lim.score, label_for(lim.score), lim.name, f"{lim.name}: {lim.reason}", comps)
 
 
@@ -520,18 +520,18 @@ def window_score(minutes: Iterable[tuple[int, Overall]], worst_fraction: float =
     """
     if not 0 < worst_fraction <= 1:
         raise ValueError(f"worst_fraction must be within (0, 1], got {worst_fraction}")
-    scored = [(m, o) for m, o in minutes if o.score is not None]
+    scored = [(m, o, s) for m, o in minutes if (s := o.score) is not None]
     if not scored:
         return WindowScore(None, "n/a", None, "nothing measured in this window", 0, None, ())
     k = max(1, math.ceil(worst_fraction * len(scored)))
-    worst = sorted(scored, key=lambda mo: (mo[1].score, mo[0]))[:k]
-    score = sum(o.score for _, o in worst) / k
-    mean = sum(o.score for _, o in scored) / len(scored)
-    votes = Counter(o.limiting for _, o in worst)
+    worst = sorted(scored, key=lambda mos: (mos[2], mos[0]))[:k]
+    score = sum(s for _, _, s in worst) / k
+    mean = sum(s for _, _, s in scored) / len(scored)
+    votes = Counter(o.limiting for _, o, _ in worst)
     top = max(votes.values())
-    limiting = next(o.limiting for _, o in worst if votes[o.limiting] == top)
-    m0, o0 = worst[0]
+    limiting = next(o.limiting for _, o, _ in worst if votes[o.limiting] == top)
+    m0, o0, _ = worst[0]
     reason = f"worst minute {m0}: {o0.reason}" + (f" ({k} worst of {len(scored)} minutes counted)" if k > 1 else "")
     return WindowScore(
-        score, label_for(score), limiting, reason, len(scored), mean, tuple((m, o.score, o.limiting) for m, o in worst)
+        score, label_for(score), limiting, reason, len(scored), mean, tuple((m, s, o.limiting) for m, o, s in worst)
     )
