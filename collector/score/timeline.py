@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..store import rollup as ru
@@ -230,7 +230,8 @@ def merged(rollups: Iterable[ru.Rollup]) -> dict[tuple[str, str], ru.Rollup]:
 
 def figures_of(rollups: Iterable[ru.Rollup], start_us: int, end_us: int) -> Figures:
     rs = list(rollups)
-    return figures_from(merged(rs), len({r.minute_us for r in rs}), start_us, end_us)
+    minutes = sum({r.minute_us: r.span_us for r in rs}.values()) // MINUTE_US  # a 15-minute rollup: 15
+    return figures_from(merged(rs), minutes, start_us, end_us)
 
 
 def figures_from(by_key: Mapping[tuple[str, str], ru.Rollup], minutes: int, start_us: int, end_us: int) -> Figures:
@@ -549,7 +550,7 @@ class MinuteScore:
     @property
     def figures(self) -> Figures:
         if self._figures is None:
-            self._figures = figures_of(self.rollups, self.minute_us, self.minute_us + MINUTE_US)
+            self._figures = figures_of(self.rollups, self.minute_us, self.minute_us + _span(self.rollups))
         return self._figures
 
     @property
@@ -586,11 +587,17 @@ def minute_scores(rollups: Iterable[ru.Rollup], cfg: ScoreConfig | None = None,
             if hit is not None:
                 out.append(MinuteScore(m, None, hit[0], tuple(rs), digest, hit[1], True))
                 continue
-        f = figures_of(rs, m, m + MINUTE_US)
+        f = figures_of(rs, m, m + _span(rs))
         o = score_figures(f, cfg, _isolated(counts, m, f))
         if o.score is not None or o.components:
             out.append(MinuteScore(m, f, o, tuple(rs), digest))
     return out
+
+
+def _span(rs: Sequence[ru.Rollup]) -> int:
+    """A minute, or 15 where the window is older than the minute rollups: such a rollup is scored
+    as one 15-minute bucket (store/tiers.py)."""
+    return rs[0].span_us if rs else MINUTE_US
 
 
 class _AppCounts(dict):

@@ -105,7 +105,9 @@ class Store(Protocol):
     def rollups(
         self, since_us: int, until_us: int, agent_key: int | None = None, kinds: Sequence[str] | None = None
     ) -> list[Rollup]:
-        """Rollups of minutes in [since, until), one agent or all, ordered by agent, minute, kind, target."""
+        """Rollups of [since, until), one agent or all, ordered by agent, start, kind, target, at the
+        finest resolution kept: minutes from the minutes' floor on, 15-minute rollups (``span_us``
+        ``BLOCK_US``, those overlapping the window) before it."""
 
     def kept_scores(
         self, since_us: int, until_us: int, agent_key: int | None = None
@@ -139,7 +141,26 @@ class Store(Protocol):
         """As ``delete_raw_before`` for one raw kind of ``RAW_TABLES`` (retention's per-kind horizons)."""
 
     def delete_rollups_before(self, cutoff_us: int, limit: int) -> int:
-        """Delete up to ``limit`` rollups (and closed incidents) older than the cutoff; as above."""
+        """Delete up to ``limit`` minute rollups (and kept minute scores) older than the cutoff; as above."""
+
+    def delete_blocks_before(self, cutoff_us: int, limit: int) -> int:
+        """Delete up to ``limit`` 15-minute rollups (and closed incidents) older than the cutoff; as above."""
+
+    # -- rollup tiers (issue 19; store/tiers.py): ``rollups`` reads 15-minute rollups below the
+    # minutes' floor. The settle job (jobs/rollup_tiers.py) writes them, retention raises the floor.
+
+    def rollup_mark(self, name: str) -> int:
+        """The mark ``tiers.BLOCKS_SETTLED`` or ``tiers.MINUTES_FLOOR`` (0: never set)."""
+
+    def next_rollup_minute(self, since_us: int) -> int | None:
+        """The first minute at or after ``since_us`` that has a minute rollup (None: none)."""
+
+    def write_blocks(self, since_us: int, until_us: int, blocks: list[Rollup]) -> None:
+        """Replace the 15-minute rollups in [since, until) with ``blocks`` and raise the settled mark
+        to ``until``, in one transaction (settling a block again writes the same rows)."""
+
+    def raise_minutes_floor(self, floor_us: int) -> int:
+        """Raise the minutes' floor to ``floor_us`` (never lowers it); returns the floor now."""
 
     def series_methods(self, agent_key: int, kind: str) -> dict[str, set[str]]:
         """Target -> the measuring methods of the agent's series of this kind."""

@@ -22,6 +22,7 @@ from cxpulse.v1.kinds import KINDS, STR
 from cxpulse.v1.payload import Event, PathHop, PathSnapshot, SampleBatch
 
 from . import rollup as ru
+from . import tiers
 from .commit_plan import mark_keys, plan_commit, to_signed64
 from .db import SCHEMA_NAME, connect_postgres, schema_from_url
 from .types import (
@@ -45,6 +46,7 @@ T = TypeVar("T")
 _MIGRATE_LOCK_CLASS = 0x63787075  # "cxpu": advisory lock namespace for schema migrations
 _ROLLUP_LOCK_CLASS = 0x63787072  # "cxpr": one transaction-scoped advisory lock per agent for its rollups
 _INCIDENT_LOCK_CLASS = 0x63787069  # "cxpi": incident updates, one collector at a time
+_TIERS_LOCK_CLASS = 0x63787474  # "cxtt": settling 15-minute rollups, one collector at a time
 _READERS_IDLE = 4  # idle read connections kept open for lookups
 _RETRIES = 3  # attempts for a write that met a lost connection or a deadlock
 
@@ -167,6 +169,22 @@ MIGRATIONS: list[str] = [
         user_key TEXT NOT NULL,
         PRIMARY KEY (agent, since_us)
     );
+    """,
+    # 5 (issue 19): 15-minute rollups settled from the minute ones, kept after those expire, and
+    # the marks of how far settling got and below which minute rollups may be gone (store/tiers.py).
+    """
+    CREATE TABLE IF NOT EXISTS {s}.rollups_15m (
+        agent BIGINT NOT NULL,
+        minute_us BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        hop INTEGER NOT NULL DEFAULT 0,
+        n INTEGER NOT NULL DEFAULT 0,
+        data BYTEA NOT NULL,
+        PRIMARY KEY (agent, minute_us, kind, target)
+    );
+    CREATE INDEX IF NOT EXISTS rollups_15m_by_minute ON {s}.rollups_15m (minute_us);
+    CREATE TABLE IF NOT EXISTS {s}.rollup_marks (name TEXT PRIMARY KEY, at_us BIGINT NOT NULL);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -692,23 +710,69 @@ class PostgresStore(KeptTables):
     def rollups(
         self, since_us: int, until_us: int, agent_key: int | None = None, kinds: Sequence[str] | None = None
     ) -> list[ru.Rollup]:
-        sql = (
-            f"SELECT agent, minute_us, kind, target, hop, data FROM {self._s}.rollups"
-            " WHERE minute_us >= %s AND minute_us < %s"
+        def read(table: str, lo: int, hi: int) -> list[tuple]:
+            sql = (
+                f"SELECT agent, minute_us, kind, target, hop, data FROM {self._s}.{table}"
+                " WHERE minute_us >= %s AND minute_us < %s"
+            )
+            args: list = [lo, hi]
+            if agent_key is not None:
+                sql += " AND agent = %s"
+                args.append(agent_key)
+            if kinds is not None:
+                sql += " AND kind = ANY(%s)"
+                args.append(list(kinds))
+            return self._query(sql + ' ORDER BY agent, minute_us, kind COLLATE "C", target COLLATE "C"', args)
+
+        return tiers.tiered(since_us, until_us, self.rollup_mark(tiers.MINUTES_FLOOR), read)
+
+    def rollup_mark(self, name: str) -> int:
+        got = self._query(f"SELECT at_us FROM {self._s}.rollup_marks WHERE name = %s", [name])
+        return int(got[0][0]) if got else 0
+
+    def next_rollup_minute(self, since_us: int) -> int | None:
+        return self._query(f"SELECT min(minute_us) FROM {self._s}.rollups WHERE minute_us >= %s", [since_us])[0][0]
+
+    def write_blocks(self, since_us: int, until_us: int, blocks: list[ru.Rollup]) -> None:
+        s = self._s
+        rows = [(r.agent, r.minute_us, r.kind, r.target, r.hop, r.count, ru.encode(r.kind, r.data)) for r in blocks]
+
+        def run() -> None:
+            db = self._writer()
+            with db.transaction(), db.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s::integer, 0)", (_TIERS_LOCK_CLASS,))
+                cur.execute(
+                    f"DELETE FROM {s}.rollups_15m WHERE minute_us >= %s AND minute_us < %s", (since_us, until_us)
+                )
+                with cur.copy(
+                    f"COPY {s}.rollups_15m (agent, minute_us, kind, target, hop, n, data) FROM STDIN"
+                ) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                self._raise_mark(cur, tiers.BLOCKS_SETTLED, until_us)
+
+        with self._lock:
+            self._retrying(run, "15-minute rollups")
+
+    def raise_minutes_floor(self, floor_us: int) -> int:
+        def run() -> int:
+            db = self._writer()
+            with db.transaction(), db.cursor() as cur:
+                self._raise_mark(cur, tiers.MINUTES_FLOOR, floor_us)
+                cur.execute(f"SELECT at_us FROM {self._s}.rollup_marks WHERE name = %s", (tiers.MINUTES_FLOOR,))
+                return int(_one(cur))
+
+        with self._lock:
+            return self._retrying(run, "minute rollups' floor")
+
+    def _raise_mark(self, cur: psycopg.Cursor, name: str, at_us: int) -> None:
+        """Marks only move forward: a slower collector settling the same block cannot move one back."""
+        s = self._s
+        cur.execute(
+            f"""INSERT INTO {s}.rollup_marks (name, at_us) VALUES (%s, %s)
+                ON CONFLICT (name) DO UPDATE SET at_us = GREATEST({s}.rollup_marks.at_us, excluded.at_us)""",
+            (name, at_us),
         )
-        args: list = [since_us, until_us]
-        if agent_key is not None:
-            sql += " AND agent = %s"
-            args.append(agent_key)
-        if kinds is not None:
-            sql += " AND kind = ANY(%s)"
-            args.append(list(kinds))
-        got = self._query(sql + ' ORDER BY agent, minute_us, kind COLLATE "C", target COLLATE "C"', args)
-        out = []
-        for a, m, k, t, h, d in got:
-            raw = bytes(d)
-            out.append(ru.Rollup(a, m, k, t, h, None, raw))
-        return out
 
     def _kept(
         self, table: str, since_us: int, until_us: int, agent_key: int | None
@@ -833,6 +897,17 @@ class PostgresStore(KeptTables):
             )
             if n:
                 return n
+        return 0
+
+    def delete_blocks_before(self, cutoff_us: int, limit: int) -> int:
+        s = self._s
+        n = self._delete_chunk(
+            f"""DELETE FROM {s}.rollups_15m WHERE ctid = ANY(ARRAY(
+                  SELECT ctid FROM {s}.rollups_15m WHERE minute_us < %s LIMIT %s))""",
+            (cutoff_us, limit),
+        )
+        if n:
+            return n
         return self._delete_chunk(
             f"""DELETE FROM {s}.incidents WHERE id IN (
                   SELECT id FROM {s}.incidents WHERE end_us IS NOT NULL AND end_us < %s LIMIT %s)""",

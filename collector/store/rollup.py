@@ -22,6 +22,7 @@ from cxpulse.v1.payload import Event, SampleBatch, Series
 from .sketch import LatencySketch
 
 __all__ = [
+    "BLOCK_US",
     "EVENTS",
     "EVENTS_TARGET",
     "FIELDS",
@@ -30,6 +31,8 @@ __all__ = [
     "RolledBatch",
     "Rollup",
     "batch_rollups",
+    "block_of",
+    "block_rollups",
     "canonical_bytes",
     "commit_work",
     "decode",
@@ -51,6 +54,7 @@ __all__ = [
 ]
 
 MINUTE_US = 60_000_000
+BLOCK_US = 15 * MINUTE_US  # the coarser tier: kept after the minute rollups expire (docs/storage.md)
 EVENTS = "events"
 EVENTS_TARGET = ""  # one events rollup per agent-minute, over all targets
 CPU_HIGH_PERMILLE = 900  # the detector's device_pressure thresholds (agent/detector: CPU > 90%, memory > 95%)
@@ -144,6 +148,11 @@ def minute_of(ts_us: int) -> int:
     return ts_us - ts_us % MINUTE_US
 
 
+def block_of(ts_us: int) -> int:
+    """The start of the 15-minute block holding ``ts_us`` (UTC; µs since the epoch)."""
+    return ts_us - ts_us % BLOCK_US
+
+
 class Rollup:
     """One agent-minute of one target. ``data`` holds the kind's fields (live: sketches as objects).
 
@@ -153,7 +162,7 @@ class Rollup:
     availability needs the checks of the minutes before only when a check failed.
     """
 
-    __slots__ = ("_data", "agent", "hop", "kind", "minute_us", "raw", "target")
+    __slots__ = ("_data", "agent", "hop", "kind", "minute_us", "raw", "span_us", "target")
 
     def __init__(
         self,
@@ -164,8 +173,10 @@ class Rollup:
         hop: int = 0,
         data: dict | None = None,
         raw: bytes | None = None,
+        span_us: int = MINUTE_US,
     ):
         self.agent, self.minute_us, self.kind, self.target, self.hop = agent, minute_us, kind, target, hop
+        self.span_us = span_us  # MINUTE_US, or BLOCK_US for a 15-minute rollup starting at ``minute_us``
         self._data = data if data is not None or raw is not None else {}
         self.raw = raw
 
@@ -183,21 +194,23 @@ class Rollup:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Rollup):
             return NotImplemented
-        return (self.agent, self.minute_us, self.kind, self.target, self.hop, self.data) == (
+        return (self.agent, self.minute_us, self.kind, self.target, self.hop, self.span_us, self.data) == (
             other.agent,
             other.minute_us,
             other.kind,
             other.target,
             other.hop,
+            other.span_us,
             other.data,
         )
 
     __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it was
 
     def __repr__(self) -> str:
+        span = "" if self.span_us == MINUTE_US else f", span_us={self.span_us!r}"
         return (
             f"Rollup(agent={self.agent!r}, minute_us={self.minute_us!r}, kind={self.kind!r}, "
-            f"target={self.target!r}, hop={self.hop!r}, data={self.data!r})"
+            f"target={self.target!r}, hop={self.hop!r}, data={self.data!r}{span})"
         )
 
     @property
@@ -287,6 +300,45 @@ def merge(a: Rollup, b: Rollup) -> Rollup:
     a.hop = max(a.hop, b.hop)
     merge_data(a.kind, a.data, b.data)
     return a
+
+
+def block_rollups(rollups: Iterable[Rollup]) -> list[Rollup]:
+    """The 15-minute rollups of these minute rollups: one per (agent, block, kind, target).
+
+    Sample kinds merge with ``merge_all`` (exact: the same figures as one rollup of the block's
+    samples; RTT fragments joined, as a settled block gets no more parts). An ``events`` block
+    holds its minutes' spans, the pieces of one event that meet at a minute boundary joined
+    again (``SPANS_CAP`` at most, as for a minute). Ordered by key.
+    """
+    groups: dict[tuple[int, int, str, str], list[Rollup]] = {}
+    for r in rollups:
+        groups.setdefault((r.agent, block_of(r.minute_us), r.kind, r.target), []).append(r)
+    out = []
+    for (agent, block, kind, target), g in sorted(groups.items()):
+        hop = max(r.hop for r in g)
+        if kind == EVENTS:
+            data = {"spans": _joined_spans([s for r in g for s in r.data["spans"]])}
+        else:
+            data = normalized(kind, merge_all(kind, empty(kind), [r.data for r in g]))  # settled: frags joined
+        out.append(Rollup(agent, block, kind, target, hop, data, span_us=BLOCK_US))
+    return out
+
+
+def _joined_spans(spans: list) -> list:
+    """Event spans with the pieces of one event that meet end to start joined into one."""
+    out: list[list] = []
+    last: dict[tuple, list] = {}
+    for s in sorted((list(s) for s in spans), key=lambda s: (s[5], s[6], s[0], s[1])):
+        key = (s[2], s[3], s[4], s[5], s[6])
+        prev = last.get(key)
+        if prev is not None and prev[1] == s[0]:
+            prev[1] = max(prev[1], s[1])
+            continue
+        out.append(s)
+        last[key] = s
+    if len(out) > SPANS_CAP:
+        out = sorted(out, key=lambda s: (-s[2], s[0] - s[1]))[:SPANS_CAP]
+    return sorted(out, key=lambda s: (s[0], s[1], s[3], s[4], s[5]))
 
 
 def _frag_key(f: Sequence) -> tuple:

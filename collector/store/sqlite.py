@@ -18,6 +18,7 @@ from cxpulse.v1.kinds import KINDS, STR
 from cxpulse.v1.payload import Event, PathHop, PathSnapshot, SampleBatch
 
 from . import rollup as ru
+from . import tiers
 from .commit_plan import mark_keys, plan_commit, to_signed64
 from .db import WRITER_PRAGMAS, connect_sqlite
 from .types import (
@@ -135,6 +136,23 @@ CREATE TABLE IF NOT EXISTS incident_agents (
 CREATE INDEX IF NOT EXISTS incident_agents_by_agent ON incident_agents (agent);
 """
 
+# Issue 19: 15-minute rollups settled from the minute ones (kept after those expire), and the marks
+# that say how far settling got and below which minute rollups may be gone (docs/storage.md).
+_TIER_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rollups_15m (
+    agent INTEGER NOT NULL,
+    minute_us INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    target TEXT NOT NULL,
+    hop INTEGER NOT NULL DEFAULT 0,
+    n INTEGER NOT NULL DEFAULT 0,
+    data BLOB NOT NULL,
+    PRIMARY KEY (agent, minute_us, kind, target)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rollups_15m_by_minute ON rollups_15m (minute_us);
+CREATE TABLE IF NOT EXISTS rollup_marks (name TEXT PRIMARY KEY, at_us INTEGER NOT NULL);
+"""
+
 
 def _kind_tables() -> str:
     """One samples table per series kind, columns as the payload's kind table says."""
@@ -209,7 +227,7 @@ class SqliteStore(KeptTables):
         self._lock = threading.Lock()
         self._series_cache: dict[tuple[int, str, str, str, str, int], int] = {}
         with self._db:
-            self._db.executescript(_SCHEMA + _kind_tables() + _ROLLUP_SCHEMA + _kept_tables())
+            self._db.executescript(_SCHEMA + _kind_tables() + _ROLLUP_SCHEMA + _TIER_SCHEMA + _kept_tables())
             row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
                 self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -527,7 +545,20 @@ class SqliteStore(KeptTables):
     def rollups(
         self, since_us: int, until_us: int, agent_key: int | None = None, kinds: Sequence[str] | None = None
     ) -> list[ru.Rollup]:
-        sql = "SELECT agent, minute_us, kind, target, hop, data FROM rollups WHERE minute_us >= ? AND minute_us < ?"
+        with self._reader() as db:
+            floor = _mark(db, tiers.MINUTES_FLOOR)
+            return tiers.tiered(
+                since_us,
+                until_us,
+                floor,
+                lambda table, lo, hi: self._read_rollups(db, table, lo, hi, agent_key, kinds),
+            )
+
+    @staticmethod
+    def _read_rollups(
+        db: sqlite3.Connection, table: str, since_us: int, until_us: int, agent_key: int | None, kinds
+    ) -> list[tuple]:
+        sql = f"SELECT agent, minute_us, kind, target, hop, data FROM {table} WHERE minute_us >= ? AND minute_us < ?"
         args: list = [since_us, until_us]
         if agent_key is not None:
             sql += " AND agent = ?"
@@ -535,9 +566,42 @@ class SqliteStore(KeptTables):
         if kinds is not None:
             sql += f" AND kind IN ({', '.join('?' * len(kinds))})"
             args.extend(kinds)
+        return db.execute(sql + " ORDER BY agent, minute_us, kind, target", args).fetchall()
+
+    def rollup_mark(self, name: str) -> int:
         with self._reader() as db:
-            got = db.execute(sql + " ORDER BY agent, minute_us, kind, target", args).fetchall()
-        return [ru.Rollup(a, m, k, t, h, None, d) for a, m, k, t, h, d in got]
+            return _mark(db, name)
+
+    def next_rollup_minute(self, since_us: int) -> int | None:
+        with self._reader() as db:
+            return db.execute("SELECT min(minute_us) FROM rollups WHERE minute_us >= ?", (since_us,)).fetchone()[0]
+
+    def write_blocks(self, since_us: int, until_us: int, blocks: list[ru.Rollup]) -> None:
+        rows = [(r.agent, r.minute_us, r.kind, r.target, r.hop, r.count, ru.encode(r.kind, r.data)) for r in blocks]
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("DELETE FROM rollups_15m WHERE minute_us >= ? AND minute_us < ?", (since_us, until_us))
+                db.executemany("INSERT INTO rollups_15m VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                _raise_mark(db, tiers.BLOCKS_SETTLED, until_us)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def raise_minutes_floor(self, floor_us: int) -> int:
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                _raise_mark(db, tiers.MINUTES_FLOOR, floor_us)
+                got = _mark(db, tiers.MINUTES_FLOOR)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return got
 
     def _kept(
         self, table: str, since_us: int, until_us: int, agent_key: int | None
@@ -658,6 +722,16 @@ class SqliteStore(KeptTables):
             )
             if n:
                 return n
+        return 0
+
+    def delete_blocks_before(self, cutoff_us: int, limit: int) -> int:
+        n = self._delete_chunk(
+            """DELETE FROM rollups_15m WHERE (agent, minute_us, kind, target) IN
+               (SELECT agent, minute_us, kind, target FROM rollups_15m WHERE minute_us < ? LIMIT ?)""",
+            (cutoff_us, limit),
+        )
+        if n:
+            return n
         return self._delete_chunk(
             """DELETE FROM incidents WHERE id IN
                (SELECT id FROM incidents WHERE end_us IS NOT NULL AND end_us < ? LIMIT ?)""",
@@ -722,6 +796,20 @@ class SqliteStore(KeptTables):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _mark(db: sqlite3.Connection, name: str) -> int:
+    row = db.execute("SELECT at_us FROM rollup_marks WHERE name = ?", (name,)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _raise_mark(db: sqlite3.Connection, name: str, at_us: int) -> None:
+    """Marks only move forward: a slower collector settling the same block cannot move one back."""
+    db.execute(
+        """INSERT INTO rollup_marks (name, at_us) VALUES (?, ?)
+           ON CONFLICT (name) DO UPDATE SET at_us = max(at_us, excluded.at_us)""",
+        (name, at_us),
+    )
 
 
 _SQL_BUCKET_SERIES = "SELECT id, target, address, hop FROM series WHERE agent = ?1 AND kind = 'rtt'"

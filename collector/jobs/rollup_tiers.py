@@ -1,0 +1,75 @@
+"""Settling 15-minute rollups: complete blocks of minute rollups merged into the coarser tier.
+
+Resumable (the store's settled mark says how far it got) and bounded (a block per transaction,
+``max_blocks`` per run); retention runs it before it expires minute rollups (docs/storage.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from ..store import rollup as ru
+from ..store import tiers
+
+__all__ = ["MAX_BLOCKS", "SETTLE_LAG_US", "SettleResult", "settle_once"]
+
+# A block is settled 8 days after it ends: an agent's spool keeps 7 days (agent/spool.py), so the
+# minute rollups it merges are final by then. Retention keeps minute rollups until their block
+# settled, whatever their horizon says.
+SETTLE_LAG_US = 8 * 86_400 * 1_000_000
+MAX_BLOCKS = 96 * 7  # a week of blocks per run; a store catching up takes several runs
+
+
+@dataclass
+class SettleResult:
+    blocks: int = 0  # blocks written (empty stretches are skipped, not counted)
+    rollups: int = 0  # 15-minute rollups written
+    settled_us: int = 0  # the settled mark after the run
+    done: bool = True  # False: stopped at ``max_blocks`` with more to settle
+
+
+async def settle_once(
+    store,
+    now_us: int | None = None,
+    lag_us: int = SETTLE_LAG_US,
+    max_blocks: int = MAX_BLOCKS,
+    pause_s: float = 0.05,
+) -> SettleResult:
+    """Settle the complete blocks ending ``lag_us`` before now, from the settled mark on.
+
+    Each block: its minute rollups read (a read connection), merged (``rollup.block_rollups``, in
+    a worker thread) and written with the raised mark in one short write transaction, so ingest
+    waits at most for one block's insert. Settling a block again writes the same rows.
+    """
+    now_us = now_us if now_us is not None else time.time_ns() // 1000
+    end = ru.block_of(now_us - lag_us)
+    mark = await asyncio.to_thread(store.rollup_mark, tiers.BLOCKS_SETTLED)
+    out = SettleResult(settled_us=mark)
+    while mark < end:
+        if out.blocks >= max_blocks:
+            out.done = False
+            break
+        nxt = await asyncio.to_thread(store.next_rollup_minute, mark)
+        start = end if nxt is None else min(end, max(mark, ru.block_of(nxt)))
+        if start >= end:  # nothing more before the end: the empty stretch is settled as it is
+            await asyncio.to_thread(store.write_blocks, mark, end, [])
+            mark = end
+            break
+        until = start + ru.BLOCK_US
+        if start < await asyncio.to_thread(store.rollup_mark, tiers.MINUTES_FLOOR):
+            raise RuntimeError(f"the minutes' floor passed the settled mark {mark}: not settling from partial minutes")
+        blocks = await asyncio.to_thread(_merged, store, start, until)
+        await asyncio.to_thread(store.write_blocks, mark, until, blocks)
+        out.blocks += 1
+        out.rollups += len(blocks)
+        mark = until
+        if pause_s:
+            await asyncio.sleep(pause_s)
+    out.settled_us = mark
+    return out
+
+
+def _merged(store, since_us: int, until_us: int) -> list[ru.Rollup]:
+    return ru.block_rollups(r for r in store.rollups(since_us, until_us) if r.span_us == ru.MINUTE_US)
