@@ -136,8 +136,11 @@ def _is_strict(owner_protected_aces: tuple[str, bool, list]) -> bool:
 
 
 def _is_secret(name: str) -> bool:
-    """A secret file, or the temporary file one is written to (left over by a crash, it holds the same)."""
-    return name in SECRET_FILES or any(name.startswith(f + ".") and name.endswith(".new") for f in SECRET_FILES)
+    """A secret file, or the temporary file one is written to (left over by a crash, it holds the same):
+    ``<name>.<pid>.tmp`` (cxpulse.atomicfile) or an older version's ``<name>.<x>.new``."""
+    return name in SECRET_FILES or any(
+        name.startswith(f + ".") and name.endswith((".tmp", ".new")) for f in SECRET_FILES
+    )
 
 
 def _walk(folder: Path):

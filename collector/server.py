@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from cxpulse.atomicfile import write_atomic
 from cxpulse.v1 import telemetry_pb2 as pb
 from cxpulse.v1 import telemetry_pb2_grpc as pb_grpc
 
@@ -336,12 +337,7 @@ def load_or_create_secret(path: str) -> bytes:
     except FileNotFoundError:
         pass
     data = os.urandom(32)
-    fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(path + ".tmp", path)
+    write_atomic(path, data, mode=0o600)
     return data
 
 

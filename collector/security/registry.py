@@ -166,6 +166,7 @@ _OLD_ACTIONS = {
     "key_create": "api_key.create",
     "key_revoke": "api_key.revoke",
     "init": "collector.init",
+    "agent_host_change": "agent.host_change",
 }
 
 

@@ -221,7 +221,7 @@ class AuthenticatedTelemetry(pb_grpc.TelemetryServiceServicer):
             self._hosts_noted[ident.agent_id] = hello.host
             log.warning("agent %s reports host %s; it enrolled as host %s", safe(ident.agent_id), safe(hello.host),
                         safe(ident.host))
-            self._audit_later(actor=f"agent:{ident.agent_id}", action="agent_host_change", subject=ident.agent_id,
+            self._audit_later(actor=f"agent:{ident.agent_id}", action="agent.host_change", subject=ident.agent_id,
                               remote=peer, detail=f"host {hello.host[:256]!r}, enrolled as {ident.host[:256]!r}")
 
     def _audit_later(self, **entry) -> None:

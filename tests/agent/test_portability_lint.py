@@ -127,7 +127,7 @@ def offences_in(source: str, module: str) -> list[Offence]:
                 (k.value for k in node.keywords if k.arg == "flags"), None)
             if flags is None or not _mentions_binary(flags):
                 add(node, "os.open without O_BINARY: a text-mode descriptor on Windows (LF -> CR LF, Ctrl-Z ends reads); "
-                          "use agent/atomicfile.py or getattr(os, 'O_BINARY', 0)")
+                          "use cxpulse.atomicfile (proto/cxpulse/atomicfile.py) or getattr(os, 'O_BINARY', 0)")
     return sorted(set(found), key=lambda o: o.line)
 
 

@@ -203,6 +203,7 @@ def store_credential_as_the_service(state: Path) -> Path:
 def test_secret_names_are_the_files_the_agent_writes():
     assert {service.ENROLL_FILE, enrollment.CREDENTIAL_FILE, central.FILE_NAME} == set(acl_windows.SECRET_FILES)
     assert acl_windows._is_secret("credential.json.k2j4.new") and not acl_windows._is_secret("agent.toml.k2j4.new")
+    assert acl_windows._is_secret("credential.json.4242.tmp") and not acl_windows._is_secret("agent.toml.4242.tmp")
 
 
 def test_install_then_upgrade_keeps_every_secret_to_system_and_administrators(desk):

@@ -345,7 +345,7 @@ def test_hello_cannot_choose_its_site_and_a_host_change_is_audited(live, caplog)
     assert host == "DESK-9"  # what the desk says it is now, and the change is on record:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        entries = [e for e in Registry.open(str(live.db)).audit(subject="desk-1") if e.action == "agent_host_change"]
+        entries = [e for e in Registry.open(str(live.db)).audit(subject="desk-1") if e.action == "agent.host_change"]
         if entries:
             break
         time.sleep(0.1)
