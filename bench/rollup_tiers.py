@@ -1,0 +1,71 @@
+"""Disk per desk of the rollup tiers: minute rollups and 15-minute ones, per desk-day, in SQLite.
+
+Realistic desk-days (bench.chunks.desk: the agent's defaults with noise, loss and strings) go
+through a real SqliteStore in 30 s batches; the settle job merges the 15-minute blocks; each
+table's pages and index pages (dbstat, after VACUUM) are divided by the desk-days written.
+
+    .venv/bin/python -m bench.rollup_tiers [desks]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import sys
+import tempfile
+import time
+
+from cxpulse.collector.jobs.retention import DEFAULT_MINUTE_DAYS, DEFAULT_ROLLUP_DAYS
+from cxpulse.collector.jobs.rollup_tiers import settle_once
+from cxpulse.collector.store import AgentInfo, PendingBatch
+from cxpulse.collector.store.sqlite import SqliteStore
+
+from .chunks import T_BASE_US, _batches, desk
+
+DAY_S = 86_400
+COMMIT = 20  # batches per commit (a group commit of the ingest writer)
+
+
+def table_bytes(path: str, *names: str) -> int:
+    with sqlite3.connect(path) as db:
+        return int(
+            db.execute(
+                f"SELECT sum(pgsize) FROM dbstat WHERE name IN ({', '.join('?' * len(names))})", names
+            ).fetchone()[0]
+            or 0
+        )
+
+
+def main(desks: int = 2) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/tiers.sqlite"
+        store = SqliteStore(path)
+        t = time.monotonic()
+        for d in range(desks):
+            k = store.upsert_agent(AgentInfo(f"desk-{d}"), T_BASE_US)
+            batches = _batches(desk(DAY_S, seed=1 + d))
+            for i in range(0, len(batches), COMMIT):
+                store.commit_batches([PendingBatch(k, 1, i + j + 1, b) for j, b in enumerate(batches[i : i + COMMIT])])
+        settled = asyncio.run(
+            settle_once(store, now_us=T_BASE_US + 10 * DAY_S * 1_000_000, max_blocks=10**6, pause_s=0)
+        )
+        store.close()
+        with sqlite3.connect(path) as db:
+            db.execute("VACUUM")
+        minute = table_bytes(path, "rollups", "rollups_by_minute") / desks
+        block = table_bytes(path, "rollups_15m", "rollups_15m_by_minute") / desks
+    out = {
+        "minute rollups, bytes per desk-day": minute,
+        "15-minute rollups, bytes per desk-day": block,
+        f"minute rollups x {DEFAULT_MINUTE_DAYS:g} days, MB per desk": minute * DEFAULT_MINUTE_DAYS / 1e6,
+        f"15-minute rollups x {DEFAULT_ROLLUP_DAYS:g} days, MB per desk": block * DEFAULT_ROLLUP_DAYS / 1e6,
+        f"minute rollups x {DEFAULT_ROLLUP_DAYS:g} days (before), MB per desk": minute * DEFAULT_ROLLUP_DAYS / 1e6,
+    }
+    print(f"{desks} desk-day(s), {settled.blocks} blocks settled, {time.monotonic() - t:.0f} s")
+    for name, v in out.items():
+        print(f"  {name}: {v:,.1f}")
+    return out
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 2)
