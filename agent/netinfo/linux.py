@@ -1,10 +1,7 @@
 """Linux backend: routes from procfs, interface kinds and VPN state from sysfs, the proxy from the environment.
 
-No netlink and no ``ip route`` subprocess: ``/proc/net/route`` and ``/proc/net/ipv6_route`` are plain
-text the kernel renders on read, cheap enough to re-read whenever the agent wonders whether the user
-moved from Wi-Fi to a cable. Both, and ``/sys/class/net`` (when mounted from inside it, as
-``ip netns exec`` does), show the reader's network namespace, which is what lets tests run this for
-real. Every reader takes its root (``proc_root``, ``sys_root``) so tests can feed recorded trees.
+No netlink, no subprocess; it sees the reader's network namespace, and every reader takes its root
+(``proc_root``, ``sys_root``) so tests feed recorded trees. Design notes: docs/agent-internals.md.
 """
 
 from __future__ import annotations

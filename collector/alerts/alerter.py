@@ -1,9 +1,7 @@
 """The alert loop: every minute, read the fleet, feed the rules, hand new alerts to the webhooks.
 
-It reads what the helpdesk page reads (``LookupService.fleet``: per agent the per-minute scores
-of the scorer, and the open incidents), so an alert never says something the page does not.
-Without a score section in the lookup view there are no per-minute scores and so no agent
-alerts (logged once); incident alerts work from whatever incidents the view carries.
+It reads what the helpdesk page reads (``LookupService.fleet``), so an alert never says something
+the page does not. Design notes: docs/collector-internals.md.
 """
 
 from __future__ import annotations

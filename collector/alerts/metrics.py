@@ -1,10 +1,7 @@
 """``/metrics``: the collector's counters and the fleet's state, in Prometheus' text format.
 
-Read at scrape time from what already exists (the ingest service's counters, the lookup's cached
-fleet snapshot, the alerter's counters), through a private registry, so two collectors in one
-process (tests) never share or collide on metrics.
-
-Not here yet: the agents' own spool backlog (the wire protocol does not carry it today).
+Read at scrape time from what already exists, through a private registry (two collectors in one
+process never collide). Design notes: docs/collector-internals.md.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """Text parsers for the Wi-Fi tools a desk or a ticket may show, one module per tool.
 
-Each module has ``detect(text) -> bool`` and ``parse(text) -> WifiReading``. ``parse_text`` asks
-them in a fixed order, most distinctive first: JSON and the macOS tools have unmistakable
-markers, netsh (whose labels are localized) is recognised by the shape of its values and so
-comes last.
+Each has ``detect(text)`` and ``parse(text) -> WifiReading``; ``parse_text`` asks them most
+distinctive first, netsh (localized labels) last. Design notes: docs/agent-internals.md.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """The one shape every Wi-Fi reader and parser returns, and the radio arithmetic they share.
 
-Every backend (Native Wifi API, CoreWLAN, nl80211) and every text parser (netsh, airport, iw...)
-answers with a ``WifiReading`` so that the watcher, the payload columns and the helpdesk's
-``--parse`` JSON never branch on where a reading came from. Tools disagree on what they print
-(netsh has no frequency, /proc has no SSID, iw has no channel number), so ``complete`` derives the
-missing one of channel / frequency / band from the others, the way the radio defines them.
+Every source answers with a ``WifiReading``; ``complete`` derives the missing one of channel,
+frequency and band from the others. Design notes: docs/agent-internals.md.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """``airport -I`` (macOS up to 14.3; a stub that only prints a deprecation warning since 14.4).
 
-The output is ``key: value`` lines. Since macOS 13/14 the BSSID (and on some versions the SSID)
-comes back empty without location permission: that is the OS hiding it, not a disconnect, so
-``state: running`` still says the link is up. With the radio off the whole output is the line
-``AirPort: Off``; on but not associated it is the usual lines with ``state: init`` (zeros, empty
-BSSID and SSID): both read as not connected.
+``key: value`` lines; an empty BSSID is the OS hiding it, not a disconnect; ``AirPort: Off`` and
+``state: init`` read as not connected. Design notes: docs/agent-internals.md.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """``iw dev IF link`` and ``iw dev IF station dump`` (Linux nl80211 userspace tool).
 
-``link`` names the AP (``Connected to <bssid> (on <if>)``), SSID, frequency, signal and rates;
-``station dump`` on a client lists the AP as the one station, with signal and rates but no SSID
-or frequency. Neither triggers a scan (``iw link`` reads the kernel's cached BSS entry).
-The rate's modulation names the PHY: EHT is 802.11be, HE 802.11ax, VHT 802.11ac, plain MCS 802.11n.
+Neither scans; ``station dump`` has no SSID or frequency; the rate's modulation names the PHY (EHT,
+HE, VHT, MCS). Design notes: docs/agent-internals.md.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
 """``sudo wdutil info`` (macOS 12+; the airport replacement Apple points to).
 
-The report has sections between lines of dashes; only the WIFI section describes the link.
-Without location permission SSID and BSSID read ``<redacted>``; RSSI, noise, rate and channel
-are still given. Channels read ``2g11/20`` (band, number, width) or, on macOS 12,
-``1 (20 MHz, Active)``. ``Power : Off [Off]`` (radio off), ``Op Mode : None`` or ``SSID : None``
-(on, not associated) read as not connected.
+Only the WIFI section is read; ``<redacted>`` names are hidden by the OS; radio off or not
+associated read as not connected. Design notes: docs/agent-internals.md.
 """
 
 from __future__ import annotations
