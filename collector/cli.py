@@ -46,7 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--alerts-config", default=None, metavar="FILE",
                        help="webhooks into ITSM (TOML, see collector/alerts/alerts.example.toml); needs --http")
     serve.add_argument("--raw-days", type=float, default=7.0, help="keep raw samples this many days (default 7)")
-    serve.add_argument("--rollup-days", type=float, default=400.0, help="keep per-minute rollups this many days (default 400)")
+    serve.add_argument("--rollup-days", type=float, default=400.0,
+                       help="keep 15-minute rollups (and closed incidents) this many days (default 400)")
+    serve.add_argument("--minute-rollup-days", type=float, default=None,
+                       help="keep per-minute rollups this many days (default 35, at most --rollup-days)")
     serve.add_argument("--tls-dir", default="", metavar="DIR",
                        help="serve TLS with DIR/server.pem and DIR/server.key, as `collector init` writes them "
                             "(default: tls/ beside the SQLite database, if `collector init` made it)")
@@ -150,6 +153,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.rollup_days < args.raw_days or args.raw_days <= 0:
         print("cxpulse collector: --rollup-days must be >= --raw-days > 0", file=sys.stderr)
         return 2
+    if args.minute_rollup_days is not None and not args.raw_days <= args.minute_rollup_days <= args.rollup_days:
+        print("cxpulse collector: --minute-rollup-days must be within --raw-days .. --rollup-days", file=sys.stderr)
+        return 2
     tls = _server_tls(args)
     if tls == 2:
         return 2
@@ -166,6 +172,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         asyncio.run(serve(args.db or default_db(), args.listen, config, args.ready_file, args.reflector, limits=limits, central_config=args.config,
                           reflector_key_file=args.reflector_key_file, http_listen=args.http, http_public_url=args.http_public_url,
                           alerts_config=alerts_config, raw_days=args.raw_days, rollup_days=args.rollup_days,
+                          minute_rollup_days=args.minute_rollup_days,
                           tls=tls, insecure=args.insecure, http_options=_http_options(args)))
     except MissingExtra:  # cxpulse.cli prints it: one line naming the extra, exit 2
         raise

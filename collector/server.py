@@ -68,6 +68,7 @@ class Collector:
         alerts_config=None,
         raw_days: float = 7.0,
         rollup_days: float = 400.0,
+        minute_rollup_days: float | None = None,
         background: bool = True,
         limits=None,
         central_config: str | None = None,
@@ -86,6 +87,7 @@ class Collector:
         self.http: HttpHandle | None = None
         self.http_options = http_options or {}  # start_http's access options: pseudonymize, trusted_proxies, ...
         self.raw_days, self.rollup_days = raw_days, rollup_days
+        self.minute_rollup_days = minute_rollup_days  # None: jobs/retention.py's default
         # Retention and cross-agent incident detection; off for short-lived embedded collectors.
         self.background = background
         self._loops: list[asyncio.Task] = []
@@ -173,6 +175,7 @@ class Collector:
                         self.raw_days,
                         self.rollup_days,
                         overrides=self.config_watcher.retention if self.config_watcher else None,
+                        minute_days=self.minute_rollup_days,
                     )
                 ),
                 asyncio.ensure_future(incident_loop(self.store)),

@@ -167,3 +167,12 @@ def test_horizons_are_ordered():
         asyncio.run(enforce_once(None, 7, 400, minute_days=5))
     with pytest.raises(ValueError, match="positive"):
         asyncio.run(enforce_once(None, 7, 400, minute_days=0))
+
+
+def test_central_config_names_the_minute_horizon_within_the_others():
+    from cxpulse.collector.config.central import ConfigError, parse
+
+    assert parse("[retention]\nminute_rollup_days = 60\nrollup_days = 400").minute_rollup_days == 60
+    for bad in ("rtt_days = 9\nminute_rollup_days = 8", "minute_rollup_days = 90\nrollup_days = 60"):
+        with pytest.raises(ConfigError, match="minute_rollup_days"):
+            parse(f"[retention]\n{bad}")

@@ -55,7 +55,8 @@ class CentralConfig:
     hash_wifi_identity: bool = False
     local_overrides: list[str] = field(default_factory=list)
     raw_days: dict[str, float] = field(default_factory=dict)
-    rollup_days: float | None = None
+    rollup_days: float | None = None  # 15-minute rollups (jobs/retention.py)
+    minute_rollup_days: float | None = None
 
 
 def _num(where: str, v: object) -> float:
@@ -159,13 +160,16 @@ def parse(text: str) -> CentralConfig:
         if k not in OVERRIDABLE:
             raise ConfigError(f"agents.local_overrides[{i}] {k!r} is not one of {', '.join(OVERRIDABLE)}")
         cc.local_overrides.append(k)
-    ret = _table("[retention]", raw.get("retention", {}), {f"{k}_days" for k in RETENTION_KINDS} | {"rollup_days"})
+    keys = {f"{k}_days" for k in RETENTION_KINDS} | {"rollup_days", "minute_rollup_days"}
+    ret = _table("[retention]", raw.get("retention", {}), keys)
     for k, v in ret.items():
         days = _num(f"retention.{k}", v)
         if not 0 < days <= 36_500:
             raise ConfigError(f"retention.{k} must be more than 0 and at most 36500 days, got {days:g}")
         if k == "rollup_days":
             cc.rollup_days = days
+        elif k == "minute_rollup_days":
+            cc.minute_rollup_days = days
         else:
             cc.raw_days[k[: -len("_days")]] = days
     if cc.rollup_days is not None and cc.raw_days and max(cc.raw_days.values()) > cc.rollup_days:
@@ -173,6 +177,13 @@ def parse(text: str) -> CentralConfig:
             f"retention.rollup_days ({cc.rollup_days:g}) must be at least the longest raw horizon "
             f"({max(cc.raw_days.values()):g})"
         )
+    if cc.minute_rollup_days is not None:
+        longest = max(cc.raw_days.values(), default=0.0)
+        if not longest <= cc.minute_rollup_days <= (cc.rollup_days or math.inf):
+            raise ConfigError(
+                f"retention.minute_rollup_days ({cc.minute_rollup_days:g}) must be at least the longest raw "
+                f"horizon ({longest:g}) and at most retention.rollup_days"
+            )
     # The check every agent runs, on exactly what would be pushed.
     from ..ingest.service import IngestConfig
 
