@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 import msgpack
 
@@ -21,6 +22,7 @@ SUPPORTED_VERSIONS = frozenset({1, 2})
 COMPRESSED_MARK = b"\xc1"
 # Frozen with schema 2: a spooled payload must inflate the same way years later. Never edit;
 # a new dictionary needs a new schema version.
+# fmt: off
 _ZDICT_V2_TOKENS = (
     "v", "t0", "s", "e", "p", "tg", "a", "k", "m", "iv", "dt", "h", "id", "sev", "x", "ts", "r", "hops",
     "rtt", "icmp_raw", "icmp_dgram", "tcp_connect", "gateway", "isp", "public",
@@ -30,6 +32,7 @@ _ZDICT_V2_TOKENS = (
     "nl80211", "iw", "wlanapi", "netsh", "corewlan", "conn", "ssid", "bssid", "rssi", "noise", "snr", "ch", "mhz",
     "band", "phy", "tx", "rx", "q", "2.4", "5", "6", "802.11ax", "802.11ac", "802.11n", "<hidden-by-os>",
 )
+# fmt: on
 _ZDICT_V2 = b"".join(msgpack.packb(t) for t in _ZDICT_V2_TOKENS)
 MAX_INFLATED = 8 << 20  # a schema-2 payload may not inflate beyond this (the compressed limit is 1 MiB)
 
@@ -159,20 +162,44 @@ def encode(batch: SampleBatch, *, version: int = 1) -> bytes:
         # Samples come on a cadence: store each step as its deviation from the
         # typical step, which is a small number (1-3 bytes) instead of a 5-byte one.
         iv = sorted(steps)[len(steps) // 2] if steps else 0
-        d = {"tg": s.target, "a": s.address, "k": s.kind, "m": s.method, "iv": iv,
-             "dt": [s.ts_us[0] - t0] + [x - iv for x in steps]}
+        d = {
+            "tg": s.target,
+            "a": s.address,
+            "k": s.kind,
+            "m": s.method,
+            "iv": iv,
+            "dt": [s.ts_us[0] - t0] + [x - iv for x in steps],
+        }
         if s.hop is not None:
             d["h"] = s.hop
         for name, col in s.cols.items():
             d[name] = list(col)
         out["s"].append(d)
     if batch.events:
-        out["e"] = [{"id": e.id, "k": e.kind, "tg": e.target, "s": e.start_us - t0,
-                     "e": None if e.end_us is None else e.end_us - e.start_us, "sev": e.severity, "x": e.evidence}
-                    for e in batch.events]
+        out["e"] = [
+            {
+                "id": e.id,
+                "k": e.kind,
+                "tg": e.target,
+                "s": e.start_us - t0,
+                "e": None if e.end_us is None else e.end_us - e.start_us,
+                "sev": e.severity,
+                "x": e.evidence,
+            }
+            for e in batch.events
+        ]
     if batch.paths:
-        out["p"] = [{"tg": p.target, "a": p.address, "ts": p.ts_us - t0, "m": p.method, "r": p.reached,
-                     "hops": [[h.ttl, h.address, h.rtt_us] for h in p.hops]} for p in batch.paths]
+        out["p"] = [
+            {
+                "tg": p.target,
+                "a": p.address,
+                "ts": p.ts_us - t0,
+                "m": p.method,
+                "r": p.reached,
+                "hops": [[h.ttl, h.address, h.rtt_us] for h in p.hops],
+            }
+            for p in batch.paths
+        ]
     packed = msgpack.packb(out, use_bin_type=True)
     if version == 1:
         return packed
@@ -198,8 +225,15 @@ def _inflate(data: bytes) -> bytes:
 
 def _time_ordered(s: Series) -> Series:
     order = sorted(range(len(s.ts_us)), key=s.ts_us.__getitem__)
-    return Series(target=s.target, address=s.address, method=s.method, kind=s.kind, hop=s.hop,
-                  ts_us=[s.ts_us[i] for i in order], cols={k: [v[i] for i in order] for k, v in s.cols.items()})
+    return Series(
+        target=s.target,
+        address=s.address,
+        method=s.method,
+        kind=s.kind,
+        hop=s.hop,
+        ts_us=[s.ts_us[i] for i in order],
+        cols={k: [v[i] for i in order] for k, v in s.cols.items()},
+    )
 
 
 def decode(data: bytes, *, max_samples: int = 1_000_000) -> SampleBatch:
@@ -250,7 +284,7 @@ def decode(data: bytes, *, max_samples: int = 1_000_000) -> SampleBatch:
     return result
 
 
-def _is_int(v: object) -> bool:
+def _is_int(v: object) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -366,12 +400,21 @@ def _decode_path(i: int, raw: object, t0: int) -> PathSnapshot:
         raise PayloadError(f"{where}: 'hops' must be a list of at most {_MAX_HOPS} hops")
     out = []
     for j, h in enumerate(hops):
-        if not (isinstance(h, list) and len(h) == 3 and _is_int(h[0]) and 0 < h[0] <= _MAX_HOPS
-                and (h[1] is None or (isinstance(h[1], str) and 0 < len(h[1]) <= MAX_NAME_LEN))):
+        if not (
+            isinstance(h, list)
+            and len(h) == 3
+            and _is_int(h[0])
+            and 0 < h[0] <= _MAX_HOPS
+            and (h[1] is None or (isinstance(h[1], str) and 0 < len(h[1]) <= MAX_NAME_LEN))
+        ):
             raise PayloadError(f"{where} hop {j}: must be [ttl 1..{_MAX_HOPS}, address or null, rtt_us or null]")
         _check_value(f"{where} hop {j}", "rtt", US, h[2])
         out.append(PathHop(h[0], h[1], h[2]))
     return PathSnapshot(
-        target=_name(where, raw, "tg"), address=_name(where, raw, "a"), ts_us=_ts(where, t0 + ts),
-        method=_name(where, raw, "m", max_len=32), reached=reached, hops=out,
+        target=_name(where, raw, "tg"),
+        address=_name(where, raw, "a"),
+        ts_us=_ts(where, t0 + ts),
+        method=_name(where, raw, "m", max_len=32),
+        reached=reached,
+        hops=out,
     )

@@ -93,13 +93,14 @@ def decode(data: bytes) -> Packet:
     mac_at = fields_at + _FIELDS.size
     stamp_at = mac_at + MAC_BYTES
     try:
-        agent_id = bytes(data[_PREFIX.size:fields_at]).decode()
+        agent_id = bytes(data[_PREFIX.size : fields_at]).decode()
     except UnicodeDecodeError:
         raise WireError("agent id is not UTF-8") from None
     stream_id, seq, send_ns = _FIELDS.unpack_from(data, fields_at)
     (reflected_ns,) = _STAMP.unpack_from(data, stamp_at)
-    return Packet(agent_id, stream_id, seq, send_ns, bytes(data[mac_at:stamp_at]), reflected_ns,
-                  bytes(data[:mac_at]), stamp_at)
+    return Packet(
+        agent_id, stream_id, seq, send_ns, bytes(data[mac_at:stamp_at]), reflected_ns, bytes(data[:mac_at]), stamp_at
+    )
 
 
 def verify(packet: Packet, key: bytes) -> bool:
