@@ -35,8 +35,19 @@ def group_events(events: Sequence[dict], since_us: int, until_us: int) -> list[d
         felt = felt_seconds(e, since_us, until_us)
         sev = e.get("severity") or 1
         e["what"], e["place"], e["impact"] = event_words(e["kind"]), label, round(felt * sev, 1)
-        g = groups.setdefault(key, {"key": key, "place": label, "impact": 0.0, "seconds": 0.0, "events": 0,
-                                    "severity": 0, "what": {}, "_members": []})
+        g = groups.setdefault(
+            key,
+            {
+                "key": key,
+                "place": label,
+                "impact": 0.0,
+                "seconds": 0.0,
+                "events": 0,
+                "severity": 0,
+                "what": {},
+                "_members": [],
+            },
+        )
         g["impact"] += felt * sev
         g["seconds"] += felt
         g["events"] += 1

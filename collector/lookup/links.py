@@ -16,7 +16,7 @@ _S = 1_000_000
 
 def view_url(base: str, agent_id: str, since_us: int, until_us: int, tz: str | None = None) -> str:
     """The page's address for ``agent_id`` over [since, until) (whole seconds) in zone ``tz``."""
-    q = {"since": since_us // _S, "until": -(-until_us // _S)}
+    q: dict[str, int | str] = {"since": since_us // _S, "until": -(-until_us // _S)}
     if tz:
         q["tz"] = tz
     return f"{(base or '').rstrip('/')}/#/agent/{urllib.parse.quote(agent_id, safe='')}?{urllib.parse.urlencode(q)}"

@@ -1,4 +1,4 @@
-""""Is it just me?": how many other desks of the person's site, ISP and platform were degraded too.
+""" "Is it just me?": how many other desks of the person's site, ISP and platform were degraded too.
 
 Computed once per view from the rollups of the person's degraded minutes; only counts and the
 person's own group names leave it, and ``visible_sites`` keeps scoped keys to their sites. Design
@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 
 from ..score import isp_name
-from ..store import rollup as ru
 from ..score.kept import KeptScores
 from ..score.timeline import AVAILABILITY_LOOKBACK_MIN, ScoreConfig, timeline_of
 from ..score.triage import PLATFORMS, platform_name
 from ..store import AgentRecord, Store
+from ..store import rollup as ru
 
 __all__ = ["FALLBACK_MINUTES", "others_affected", "others_line", "person_minutes"]
 
@@ -65,7 +65,7 @@ def _platform_of(verdict: Mapping | None, mine: set[str]) -> str | None:
     if named:
         return str(named)
     known = sorted(p for p in mine if p in _KNOWN)
-    return (known or sorted(mine) or [None])[0]
+    return known[0] if known else min(mine, default=None)
 
 
 def _spans(minutes: list[int]) -> list[tuple[int, int]]:
@@ -80,8 +80,16 @@ def _spans(minutes: list[int]) -> list[tuple[int, int]]:
     return [(a, b) for a, b in out]
 
 
-def others_affected(store: Store, me: AgentRecord, score: Mapping, since_us: int, until_us: int, *,
-                    visible_sites: Collection[str] | None = None, cfg: ScoreConfig | None = None) -> dict:
+def others_affected(
+    store: Store,
+    me: AgentRecord,
+    score: Mapping,
+    since_us: int,
+    until_us: int,
+    *,
+    visible_sites: Collection[str] | None = None,
+    cfg: ScoreConfig | None = None,
+) -> dict:
     """The counts of the person's site, ISP and platform (each None when the person has none)."""
     basis, minutes = person_minutes(score, since_us, until_us)
     wanted = set(minutes)
@@ -105,13 +113,16 @@ def others_affected(store: Store, me: AgentRecord, score: Mapping, since_us: int
     members: dict[int, tuple[bool, bool, bool]] = {}
     with isp_name.wait_budget(NAMING_WAIT_S):
         for rec in store.all_agents():
-            rs = seen.get(rec.key)
-            if rec.key == me.key or not rs:
+            theirs = seen.get(rec.key)
+            if rec.key == me.key or not theirs:
                 continue
             if visible_sites is not None and rec.info.site not in visible_sites:
                 continue
-            flags = (site is not None and rec.info.site == site, bool(isp.addresses) and isp.same(_Isp(rs)),
-                     platform is not None and platform in _platforms(rs))
+            flags = (
+                site is not None and rec.info.site == site,
+                bool(isp.addresses) and isp.same(_Isp(theirs)),
+                platform is not None and platform in _platforms(theirs),
+            )
             if any(flags):
                 members[rec.key] = flags
     counts = {"site": [0, 0], "isp": [0, 0], "platform": [0, 0]}  # affected, of
@@ -128,14 +139,25 @@ def others_affected(store: Store, me: AgentRecord, score: Mapping, since_us: int
             if inside:
                 counts[name][1] += 1
                 counts[name][0] += hit
-    out: dict = {"basis": basis, "since_us": spans[0][0], "until_us": spans[-1][1], "minutes": len(minutes),
-                 "site": None, "isp": None, "platform": None}
+    out: dict = {
+        "basis": basis,
+        "since_us": spans[0][0],
+        "until_us": spans[-1][1],
+        "minutes": len(minutes),
+        "site": None,
+        "isp": None,
+        "platform": None,
+    }
     if site:
         out["site"] = {"name": site, "affected": counts["site"][0], "of": counts["site"][1]}
     if isp.addresses:
         address = sorted(isp.addresses)[0]
-        out["isp"] = {"name": isp.name or address, "address": address,
-                      "affected": counts["isp"][0], "of": counts["isp"][1]}
+        out["isp"] = {
+            "name": isp.name or address,
+            "address": address,
+            "affected": counts["isp"][0],
+            "of": counts["isp"][1],
+        }
     if platform:
         out["platform"] = {"name": platform, "affected": counts["platform"][0], "of": counts["platform"][1]}
     out["text"] = others_line(out)  # the words every view shows (page, ticket, CLI)
@@ -152,6 +174,9 @@ def others_line(o: Mapping | None) -> str | None:
         if not g:
             continue
         place = where.format(g["name"])
-        parts.append(f"{g['affected']} of {g['of']} {place}" if g["of"] else
-                     f"no other desk {place.removeprefix('desks ')} reporting")
+        parts.append(
+            f"{g['affected']} of {g['of']} {place}"
+            if g["of"]
+            else f"no other desk {place.removeprefix('desks ')} reporting"
+        )
     return ", ".join(parts) or None

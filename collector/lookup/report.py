@@ -9,7 +9,8 @@ import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 
-from ..store import rollup as ru
+from cxpulse.v1.payload import Event, PathSnapshot
+
 from ..score.journeys import Journey, default_journeys, evaluate, journey_summary
 from ..score.kept import KeptMerges, KeptScores, minute_facts
 from ..score.timeline import (
@@ -23,11 +24,9 @@ from ..score.timeline import (
 )
 from ..score.triage import degraded_windows, good_minutes, triage_timeline
 from ..store import AgentRecord, RttRow, Store, UserChange, fold
+from ..store import rollup as ru
 from .event_groups import group_events, group_line
 from .others import others_affected, others_line
-from .ticket import headline, next_step, person, verdict
-from .words import SEVERITY_WORDS
-from .timefmt import fmt_time
 from .stats import (
     LOSSY_MINUTES_MAX,
     TargetStats,
@@ -43,6 +42,9 @@ from .stats import (
     wifi_from_rollup,
     wifi_stats,
 )
+from .ticket import headline, next_step, person, verdict
+from .timefmt import fmt_time
+from .words import SEVERITY_WORDS
 
 # Windows longer than this are summarized from the per-minute rollups (a day of raw rows is
 # 260k Python objects, seconds of work); shorter ones from the raw rows, exact to the sample.
@@ -58,22 +60,39 @@ def _fmt_time(us: int) -> str:
     return fmt_time(us, seconds=True)  # the text report is in UTC throughout, labelled
 
 
-def build(store: Store, query: str, window_s: int = 3600, now_us: int | None = None,
-          journeys: list[Journey] | None = None, score_cfg: ScoreConfig | None = None,
-          visible_sites: Collection[str] | None = None) -> dict:
+def build(
+    store: Store,
+    query: str,
+    window_s: int = 3600,
+    now_us: int | None = None,
+    journeys: list[Journey] | None = None,
+    score_cfg: ScoreConfig | None = None,
+    visible_sites: Collection[str] | None = None,
+) -> dict:
     """The lookup as a dict (the --json output); raises NoMatch when nothing or too much matches.
     ``visible_sites``: the sites the caller may see (``others.others_affected``); None: all."""
     agents = store.find_agents(query)
     if not agents:
         raise NoMatch(f"no agent matches {query!r} (searched user, host, agent id and site)")
-    exact = [a for a in agents if query.lower() in (a.info.os_user.lower(), a.info.host.lower(), a.info.agent_id.lower())
-             or (a.info.display_name and fold(query) == fold(a.info.display_name))]
+    exact = [
+        a
+        for a in agents
+        if query.lower() in (a.info.os_user.lower(), a.info.host.lower(), a.info.agent_id.lower())
+        or (a.info.display_name and fold(query) == fold(a.info.display_name))
+    ]
     return build_for(store, exact if exact else agents, query, window_s, now_us, journeys, score_cfg, visible_sites)
 
 
-def build_for(store: Store, chosen: list[AgentRecord], query: str, window_s: int = 3600, now_us: int | None = None,
-              journeys: list[Journey] | None = None, score_cfg: ScoreConfig | None = None,
-              visible_sites: Collection[str] | None = None) -> dict:
+def build_for(
+    store: Store,
+    chosen: list[AgentRecord],
+    query: str,
+    window_s: int = 3600,
+    now_us: int | None = None,
+    journeys: list[Journey] | None = None,
+    score_cfg: ScoreConfig | None = None,
+    visible_sites: Collection[str] | None = None,
+) -> dict:
     """``build`` for agents already found (the API's agent pages know theirs by id)."""
     now_us = now_us if now_us is not None else time.time_ns() // 1000
     since = now_us - window_s * 1_000_000
@@ -117,10 +136,19 @@ def cycle_collection_held() -> Iterator[None]:
                 gc.enable()
 
 
-def score_section(store: Store, agent_key: int, since: int, until: int, journeys: list[Journey] | None = None,
-                  cfg: ScoreConfig | None = None, rollups: list[ru.Rollup] | None = None,
-                  incidents: list | None = None, tl: Timeline | None = None,
-                  good: dict[tuple[str, str], ru.Rollup] | None = None, kept: KeptScores | None = None) -> dict:
+def score_section(
+    store: Store,
+    agent_key: int,
+    since: int,
+    until: int,
+    journeys: list[Journey] | None = None,
+    cfg: ScoreConfig | None = None,
+    rollups: list[ru.Rollup] | None = None,
+    incidents: list | None = None,
+    tl: Timeline | None = None,
+    good: dict[tuple[str, str], ru.Rollup] | None = None,
+    kept: KeptScores | None = None,
+) -> dict:
     """Score now and per minute, components, limiting factor, fault domain per degraded window,
     incidents the agent is part of, journeys: all from the rollups, so any window works.
     ``rollups``: the agent's rollups of the window (and its app history), when the caller has them;
@@ -138,17 +166,37 @@ def score_section(store: Store, agent_key: int, since: int, until: int, journeys
     out["timeline"] = out.pop("minutes")
     out["faults"] = [v.to_dict() for v in verdicts]
     out["fault"] = out["faults"][-1] if out["faults"] else None  # the latest degraded window
-    out["incidents"] = [{"id": i.id, "kind": i.kind, "scope": i.scope, "start_us": i.start_us, "last_us": i.last_us,
-                         "end_us": i.end_us, "detected_us": i.detected_us, "agents": len(i.agents),
-                         "evidence": i.evidence} for i in incidents]
-    out["journeys"] = journey_summary(evaluate(journeys if journeys is not None else default_journeys(), tl.minutes, cfg))
+    out["incidents"] = [
+        {
+            "id": i.id,
+            "kind": i.kind,
+            "scope": i.scope,
+            "start_us": i.start_us,
+            "last_us": i.last_us,
+            "end_us": i.end_us,
+            "detected_us": i.detected_us,
+            "agents": len(i.agents),
+            "evidence": i.evidence,
+        }
+        for i in incidents
+    ]
+    out["journeys"] = journey_summary(
+        evaluate(journeys if journeys is not None else default_journeys(), tl.minutes, cfg)
+    )
     if kept is not None:
         kept.collect(agent_key, tl.minutes)
     return out
 
 
-def _agent_view(store: Store, a: AgentRecord, since: int, until: int, journeys: list[Journey] | None = None,
-                score_cfg: ScoreConfig | None = None, visible_sites: Collection[str] | None = None) -> dict:
+def _agent_view(
+    store: Store,
+    a: AgentRecord,
+    since: int,
+    until: int,
+    journeys: list[Journey] | None = None,
+    score_cfg: ScoreConfig | None = None,
+    visible_sites: Collection[str] | None = None,
+) -> dict:
     events = store.events(a.key, since, until)
     kept = KeptScores(store, since, until, a.key, score_cfg)
     if until - since > RAW_WINDOW_MAX_S * 1_000_000:
@@ -156,8 +204,9 @@ def _agent_view(store: Store, a: AgentRecord, since: int, until: int, journeys: 
         tl = timeline_of(a.key, rollups, ru.minute_of(since), until, score_cfg, kept)
         merges = KeptMerges(store, a.key, _inside(rollups, since, until), ru.minute_of(since), until)
         good, window = _merge_window(tl, rollups, since, until, merges)
-        sections = _sections_from_rollups(store, a.key, since, until, rollups, events, merged_window=window,
-                                          merges=merges)
+        sections = _sections_from_rollups(
+            store, a.key, since, until, rollups, events, merged_window=window, merges=merges
+        )
         score = score_section(store, a.key, since, until, journeys, score_cfg, tl=tl, good=good, kept=kept)
         merges.flush()
     else:
@@ -166,22 +215,39 @@ def _agent_view(store: Store, a: AgentRecord, since: int, until: int, journeys: 
             "apps": app_stats(store.rows(a.key, "http", since, until)),
             "voice": voice_stats(store.rows(a.key, "voice", since, until)),
             "device": device_stats(store.rows(a.key, "device", since, until)),
-            "wifi": wifi_stats(store.rows(a.key, "wifi", since, until), [e for e in events if e.kind.startswith("wifi_")]),
+            "wifi": wifi_stats(
+                store.rows(a.key, "wifi", since, until), [e for e in events if e.kind.startswith("wifi_")]
+            ),
         }
         score = score_section(store, a.key, since, until, journeys, score_cfg, kept=kept)
     kept.flush()
-    view = _view(a, sections, events, store.paths(a.key, since, until), score, store.user_changes(a.key, since, until),
-                 (since, until))
+    view = _view(
+        a,
+        sections,
+        events,
+        store.paths(a.key, since, until),
+        score,
+        store.user_changes(a.key, since, until),
+        (since, until),
+    )
     if isinstance(score, dict) and score.get("verdict") is not None:
         # "Is it just me?": part of the verdict, so every view that reads the verdict has it.
-        score["verdict"]["others"] = others_affected(store, a, score, since, until, visible_sites=visible_sites,
-                                                     cfg=score_cfg)
+        score["verdict"]["others"] = others_affected(
+            store, a, score, since, until, visible_sites=visible_sites, cfg=score_cfg
+        )
     return view
 
 
-def _view(a: AgentRecord, sections: dict, events: list, paths: list, score: dict,
-          users: list[UserChange] | None = None, window: tuple[int, int] | None = None) -> dict:
-    latest_paths: dict[str, object] = {}
+def _view(
+    a: AgentRecord,
+    sections: dict,
+    events: list[Event],
+    paths: list[PathSnapshot],
+    score: dict,
+    users: list[UserChange] | None = None,
+    window: tuple[int, int] | None = None,
+) -> dict:
+    latest_paths: dict[str, PathSnapshot] = {}
     for p in paths:
         latest_paths[p.target] = p
     view = {
@@ -198,22 +264,38 @@ def _view(a: AgentRecord, sections: dict, events: list, paths: list, score: dict
         "last_seen_us": a.last_seen_us,
         **sections,
         "events": [
-            {"id": e.id, "kind": e.kind, "target": e.target, "start_us": e.start_us, "end_us": e.end_us,
-             "duration_s": None if e.end_us is None else round((e.end_us - e.start_us) / 1e6, 1),
-             "severity": e.severity, "evidence": e.evidence}
+            {
+                "id": e.id,
+                "kind": e.kind,
+                "target": e.target,
+                "start_us": e.start_us,
+                "end_us": e.end_us,
+                "duration_s": None if e.end_us is None else round((e.end_us - e.start_us) / 1e6, 1),
+                "severity": e.severity,
+                "evidence": e.evidence,
+            }
             for e in events
         ],
         "paths": [
-            {"target": p.target, "address": p.address, "ts_us": p.ts_us, "method": p.method, "reached": p.reached,
-             "hops": [{"ttl": h.ttl, "address": h.address, "rtt_ms": _ms_or_none(h.rtt_us)} for h in p.hops],
-             "changes_in_window": sum(1 for e in events if e.kind == "path_change" and e.target == p.target)}
+            {
+                "target": p.target,
+                "address": p.address,
+                "ts_us": p.ts_us,
+                "method": p.method,
+                "reached": p.reached,
+                "hops": [{"ttl": h.ttl, "address": h.address, "rtt_ms": _ms_or_none(h.rtt_us)} for h in p.hops],
+                "changes_in_window": sum(1 for e in events if e.kind == "path_change" and e.target == p.target),
+            }
             for p in latest_paths.values()
         ],
         "score": score,
     }
     # Events by place, ranked by what the person felt (event_groups); each event gains its words.
-    since, until = window if window is not None else (min((e.start_us for e in events), default=0),
-                                                      max((e.end_us or e.start_us for e in events), default=0))
+    since, until = (
+        window
+        if window is not None
+        else (min((e.start_us for e in events), default=0), max((e.end_us or e.start_us for e in events), default=0))
+    )
     view["event_groups"] = group_events(view["events"], since, until)
     # The one verdict of this view (score headline, where, next step), read by the page, the
     # ticket, the CLI and the fleet row alike (ticket.headline).
@@ -222,8 +304,9 @@ def _view(a: AgentRecord, sections: dict, events: list, paths: list, score: dict
     return view
 
 
-def _merge_window(tl: Timeline, rollups: list[ru.Rollup], since: int, until: int, merges: KeptMerges | None = None
-                  ) -> tuple[dict[tuple[str, str], ru.Rollup] | None, dict[tuple[str, str], ru.Rollup]]:
+def _merge_window(
+    tl: Timeline, rollups: list[ru.Rollup], since: int, until: int, merges: KeptMerges | None = None
+) -> tuple[dict[tuple[str, str], ru.Rollup] | None, dict[tuple[str, str], ru.Rollup]]:
     """The window's rollups merged twice over: its good minutes (triage's baseline; None when no
     minute is degraded, as triage then reads none) and all its minutes (the sections).
 
@@ -250,10 +333,17 @@ def _inside(rollups: list[ru.Rollup], since: int, until: int) -> list[ru.Rollup]
     return [r for r in rollups if r.minute_us >= ru.minute_of(since) and r.minute_us < until]
 
 
-def _sections_from_rollups(store: Store, key: int, since: int, until: int, rollups: list[ru.Rollup],
-                           events: list, raw: bool = True,
-                           merged_window: dict[tuple[str, str], ru.Rollup] | None = None,
-                           merges: KeptMerges | None = None) -> dict:
+def _sections_from_rollups(
+    store: Store,
+    key: int,
+    since: int,
+    until: int,
+    rollups: list[ru.Rollup],
+    events: list,
+    raw: bool = True,
+    merged_window: dict[tuple[str, str], ru.Rollup] | None = None,
+    merges: KeptMerges | None = None,
+) -> dict:
     """Targets, apps, voice, device and Wi-Fi of a long window from its rollups (stats.py says
     which figures still read raw rows, and which ones). ``raw`` False: none at all (the fleet's
     rows: no RFC 3550 jitter at the end, no last status, interface or methods; loss runs estimated).
@@ -290,8 +380,12 @@ def _sections_from_rollups(store: Store, key: int, since: int, until: int, rollu
             if errs:
                 last_failed[app] = max(errs, key=lambda x: x.ts_us).values["err"]
     wifi_events = [e for e in events if e.kind.startswith("wifi_")]
-    targets = targets_from_rollups(by_kind.get("rtt", {}), rtt_tail, lossy_rows, store.series_methods(key, "rtt")
-                                   if raw and by_kind.get("rtt") else {})
+    targets = targets_from_rollups(
+        by_kind.get("rtt", {}),
+        rtt_tail,
+        lossy_rows,
+        store.series_methods(key, "rtt") if raw and by_kind.get("rtt") else {},
+    )
     return {
         "targets": [t.as_dict() for t in targets],
         "apps": apps_from_rollups(by_kind.get("http", {}), tail["http"], last_failed),
@@ -334,28 +428,44 @@ def render_text(view: dict) -> str:
     lines = []
     w = view["window"]
     for a in view["agents"]:
-        lines.append(f"{person(a.get('display_name', ''), a['user'])} on {a['host'] or '?'}  (agent {a['agent_id']}, "
-                     f"{a['os']}, v{a['agent_version']}" + (f", site {a['site']}" if a["site"] else "") + ")")
+        lines.append(
+            f"{person(a.get('display_name', ''), a['user'])} on {a['host'] or '?'}  (agent {a['agent_id']}, "
+            f"{a['os']}, v{a['agent_version']}" + (f", site {a['site']}" if a["site"] else "") + ")"
+        )
         if len(a.get("users") or ()) > 1:  # the desk changed hands in the window
-            lines.append("desk users: " + "; ".join(f"{_fmt_time(u['since_us'])} {person(u['display_name'], u['user'], 'nobody')}"
-                                                    for u in a["users"]))
-        lines.append(f"window: {_fmt_time(w['since_us'])} .. {_fmt_time(w['until_us'])}; last seen {_fmt_time(a['last_seen_us'])}")
+            lines.append(
+                "desk users: "
+                + "; ".join(
+                    f"{_fmt_time(u['since_us'])} {person(u['display_name'], u['user'], 'nobody')}" for u in a["users"]
+                )
+            )
+        lines.append(
+            f"window: {_fmt_time(w['since_us'])} .. {_fmt_time(w['until_us'])}; "
+            f"last seen {_fmt_time(a['last_seen_us'])}"
+        )
         if a.get("score"):
             _render_score(lines, a["score"])
         if not a["targets"]:
             lines.append("  no samples in this window")
             lines.append("")
             continue
-        header = f"  {'hop':>3} {'target':<16} {'address':<22} {'method':<12} {'samples':>7} {'loss%':>6} {'median':>8} {'p95':>8} {'max':>8} {'jitter':>7} {'|dRTT|':>7} {'loss s':>6}"
+        header = (
+            f"  {'hop':>3} {'target':<16} {'address':<22} {'method':<12} {'samples':>7} {'loss%':>6} "
+            f"{'median':>8} {'p95':>8} {'max':>8} {'jitter':>7} {'|dRTT|':>7} {'loss s':>6}"
+        )
         lines.append(header)
         for t in a["targets"]:
             ts = TargetStats(**t)
             lines.append(
-                f"  {ts.hop or '':>3} {ts.target:<16.16} {','.join(ts.addresses):<22.22} {','.join(ts.methods):<12.12} {ts.samples:>7} "
+                f"  {ts.hop or '':>3} {ts.target:<16.16} {','.join(ts.addresses):<22.22} "
+                f"{','.join(ts.methods):<12.12} {ts.samples:>7} "
                 f"{ts.loss_pct:>6.1f} {_num(ts.rtt_median_ms):>8} {_num(ts.rtt_p95_ms):>8} {_num(ts.rtt_max_ms):>8} "
                 f"{_num(ts.jitter_ms):>7} {_num(ts.jitter_mean_abs_ms):>7} {ts.loss_seconds:>6}"
             )
-        lines.append("  (RTT and jitter in ms; jitter = RFC 3550 estimate at window end, |dRTT| = mean change between consecutive RTTs)")
+        lines.append(
+            "  (RTT and jitter in ms; jitter = RFC 3550 estimate at window end, "
+            "|dRTT| = mean change between consecutive RTTs)"
+        )
         _render_apps(lines, a["apps"])
         _render_voice(lines, a["voice"])
         _render_device(lines, a["device"])
@@ -379,18 +489,25 @@ def _render_score(lines: list[str], sc: dict) -> None:
     if win["score"] is None:
         lines.append("  score: n/a (no rollups in this window)")
         return
-    head = f"  score: {_score_txt(win['score'], win['label'])} over the window (worst {len(win['worst'])} of {win['minutes']} minutes), " \
-           f"limited by {sc['limiting']}"
+    head = (
+        f"  score: {_score_txt(win['score'], win['label'])} over the window "
+        f"(worst {len(win['worst'])} of {win['minutes']} minutes), "
+        f"limited by {sc['limiting']}"
+    )
     if now is not None:
-        head += f"; now {_score_txt(now['score'], now['label'])} at {_hhmm(now['minute_us'])}, limited by {now['limiting']}"
+        head += (
+            f"; now {_score_txt(now['score'], now['label'])} at {_hhmm(now['minute_us'])}, limited by {now['limiting']}"
+        )
     lines.append(head)
-    lines.append("    components: " + " | ".join(f"{c['name']} {_score_txt(c['score'], c['label'])}" for c in sc["components"]))
+    lines.append(
+        "    components: " + " | ".join(f"{c['name']} {_score_txt(c['score'], c['label'])}" for c in sc["components"])
+    )
     lines.append(f"    limiting factor: {win['reason']}")
     if now is not None and now["score"] is not None and now["score"] < 70:
         lines.append(f"    now: {now['reason']}")
     cells = timeline_cells(sc["timeline"])
     for i in range(0, len(cells), 10):
-        lines.append(("    per minute: " if i == 0 else "                ") + "  ".join(cells[i:i + 10]))
+        lines.append(("    per minute: " if i == 0 else "                ") + "  ".join(cells[i : i + 10]))
     for f in sc["faults"][-5:]:
         lines.append(f"  fault domain: {f['label']} (confidence {f['confidence']:.2f}): {f['evidence']}")
     if len(sc["faults"]) > 5:
@@ -399,18 +516,26 @@ def _render_score(lines: list[str], sc: dict) -> None:
         lines.append("  fault domain: none (no degraded minute in this window)")
     for i in sc["incidents"]:
         state = "ongoing" if i["end_us"] is None else f"ended {_hhmm(i['end_us'])}"
-        lines.append(f"  incident {i['id']}: {i['kind']} {i['scope']}, {_hhmm(i['start_us'])} .. {state}, {i['agents']} agents: {i['evidence']}")
+        lines.append(
+            f"  incident {i['id']}: {i['kind']} {i['scope']}, {_hhmm(i['start_us'])} .. {state}, "
+            f"{i['agents']} agents: {i['evidence']}"
+        )
     for j in sc["journeys"]:
         pct = "n/a" if j["met_pct"] is None else f"{j['met_pct']:.0f}%"
-        lines.append(f"  journey {j['name']!r}: met {pct} of measured minutes ({j['met']} met, {j['missed']} missed, "
-                     f"{j['unknown']} not measured)")
+        lines.append(
+            f"  journey {j['name']!r}: met {pct} of measured minutes ({j['met']} met, {j['missed']} missed, "
+            f"{j['unknown']} not measured)"
+        )
 
 
 def _render_apps(lines: list[str], apps: list[dict]) -> None:
     if not apps:
         return
     lines.append("")
-    lines.append(f"  {'app':<22} {'checks':>6} {'avail%':>7} {'dns':>7} {'tcp':>7} {'tls':>7} {'ttfb':>7} {'total':>8} {'status':>6} {'cert d':>6}  errors")
+    lines.append(
+        f"  {'app':<22} {'checks':>6} {'avail%':>7} {'dns':>7} {'tcp':>7} {'tls':>7} {'ttfb':>7} {'total':>8} "
+        f"{'status':>6} {'cert d':>6}  errors"
+    )
     for a in apps:
         errs = ", ".join(f"{k} x{v}" for k, v in sorted(a["errors"].items())) or "-"
         lines.append(
@@ -441,8 +566,9 @@ def _render_device(lines: list[str], d: dict | None) -> None:
     proxy = f", proxy {d['proxy']}" if d["proxy"] else ""
     busiest = f"; busiest: {d['busiest']}" if d["busiest"] else ""
     lines.append(
-        f"  device: CPU {_num(d['cpu_pct_now'])}% now (max {_num(d['cpu_pct_max'])}%), memory {_num(d['mem_pct_now'])}% "
-        f"(max {_num(d['mem_pct_max'])}%), interface {d['interface'] or '?'} ({d['interface_kind'] or '?'}){vpn}{proxy}, "
+        f"  device: CPU {_num(d['cpu_pct_now'])}% now (max {_num(d['cpu_pct_max'])}%), "
+        f"memory {_num(d['mem_pct_now'])}% (max {_num(d['mem_pct_max'])}%), "
+        f"interface {d['interface'] or '?'} ({d['interface_kind'] or '?'}){vpn}{proxy}, "
         f"NIC errors {d['nic_errors']}{busiest}"
     )
 
@@ -454,7 +580,8 @@ def _render_wifi(lines: list[str], w: dict | None) -> None:
     where = f"{w['ssid'] or '?'} ({w['bssid'] or '?'}), {w['band'] or '?'} GHz ch {w['channel'] or '?'}"
     lines.append(
         f"  wifi: {where}; RSSI median {w['rssi_median_dbm'] if w['rssi_median_dbm'] is not None else '-'} dBm "
-        f"(min {w['rssi_min_dbm'] if w['rssi_min_dbm'] is not None else '-'}), SNR {w['snr_median_db'] if w['snr_median_db'] is not None else '-'} dB, "
+        f"(min {w['rssi_min_dbm'] if w['rssi_min_dbm'] is not None else '-'}), "
+        f"SNR {w['snr_median_db'] if w['snr_median_db'] is not None else '-'} dB, "
         f"connected {w['connected_pct']}% of readings; roams {w['roams']}, disconnects {w['disconnects']}, "
         f"weak-signal episodes {w['weak_signal_events']}, rate drops {w['rate_drops']}"
     )
@@ -464,7 +591,9 @@ def _render_paths(lines: list[str], paths: list[dict]) -> None:
     for p in paths:
         hops = " > ".join(h["address"] or "*" for h in p["hops"])
         changed = f", {p['changes_in_window']} changes in window" if p["changes_in_window"] else ""
-        lines.append(f"  path to {p['target']} ({p['address']}): {hops}{'' if p['reached'] else ' (not reached)'}{changed}")
+        lines.append(
+            f"  path to {p['target']} ({p['address']}): {hops}{'' if p['reached'] else ' (not reached)'}{changed}"
+        )
 
 
 def _render_events(lines: list[str], events: list[dict], groups: list[dict] | None = None) -> None:
@@ -482,8 +611,10 @@ def _render_events(lines: list[str], events: list[dict], groups: list[dict] | No
             e = by_id[i]
             dur = "ongoing" if e["end_us"] is None else f"{e['duration_s']:.1f} s"
             sev = SEVERITY_WORDS.get(e["severity"], "?")
-            lines.append(f"      {_fmt_time(e['start_us'])}  {dur:>8}  {sev:<8} {e.get('what', e['kind'])} [{e['kind']}] "
-                         f"at {e['target']}: {e['evidence']}".rstrip(": "))
+            lines.append(
+                f"      {_fmt_time(e['start_us'])}  {dur:>8}  {sev:<8} {e.get('what', e['kind'])} [{e['kind']}] "
+                f"at {e['target']}: {e['evidence']}".rstrip(": ")
+            )
         if len(g["event_ids"]) > EVENTS_PER_GROUP:
             lines.append(f"      ... {len(g['event_ids']) - EVENTS_PER_GROUP} more here (use --json for all)")
 
@@ -498,8 +629,11 @@ def render_compact(view: dict, tz: str | None = None, groups_shown: int = 3) -> 
     out: list[str] = []
     for a in view["agents"]:
         r = headline(a)
-        out.append(f"{person(a.get('display_name', ''), a['user'])} on {a['host'] or '?'}"
-                   + (f" (site {a['site']})" if a.get("site") else "") + f", agent {a['agent_id']}")
+        out.append(
+            f"{person(a.get('display_name', ''), a['user'])} on {a['host'] or '?'}"
+            + (f" (site {a['site']})" if a.get("site") else "")
+            + f", agent {a['agent_id']}"
+        )
         start, end = r.get("fault_start_us"), r.get("fault_end_us")
         if r.get("domain") and start:
             conf = r.get("confidence")
@@ -508,7 +642,9 @@ def render_compact(view: dict, tz: str | None = None, groups_shown: int = 3) -> 
             out.append(f"Started {fmt_time(start, tz)}{until}: {r.get('domain_label') or r['domain']}{conf_s}")
         else:
             w = view["window"]
-            out.append(f"No degraded time from {fmt_time(w['since_us'], tz)} to {fmt_time(w['until_us'], tz, date=False)}")
+            out.append(
+                f"No degraded time from {fmt_time(w['since_us'], tz)} to {fmt_time(w['until_us'], tz, date=False)}"
+            )
         if not a.get("targets") and not a.get("apps") and not a.get("wifi"):
             out.append("Verdict: no samples in this window (agent offline or not yet reporting)")
         else:
@@ -519,10 +655,12 @@ def render_compact(view: dict, tz: str | None = None, groups_shown: int = 3) -> 
         out.append(f"Next step: {r.get('next_step') or next_step(r, a)}")
         o = r.get("others")
         line = others_line(o)
-        if line:
+        if o and line:
             when = "in the degraded time" if o["basis"] == "degraded" else "in the last minutes of the window"
-            out.append(f"Others at the same time ({when}, {fmt_time(o['since_us'], tz, date=False, label=False)}-"
-                       f"{fmt_time(o['until_us'], tz, date=False)}): {line}")
+            out.append(
+                f"Others at the same time ({when}, {fmt_time(o['since_us'], tz, date=False, label=False)}-"
+                f"{fmt_time(o['until_us'], tz, date=False)}): {line}"
+            )
         groups = a.get("event_groups") or []
         if groups:
             out.append(f"Events by place, the most felt first ({len(a['events'])} in all):")
@@ -537,8 +675,14 @@ def render_compact(view: dict, tz: str | None = None, groups_shown: int = 3) -> 
     return "\n".join(out) + "\n"
 
 
-def fleet_views(store: Store, records: list[AgentRecord], since: int, until: int,
-                journeys: list[Journey] | None = None, score_cfg: ScoreConfig | None = None):
+def fleet_views(
+    store: Store,
+    records: list[AgentRecord],
+    since: int,
+    until: int,
+    journeys: list[Journey] | None = None,
+    score_cfg: ScoreConfig | None = None,
+):
     """(record, view) for each agent, as ``build`` makes them, for the fleet page: from the
     window's rollups of every agent, read in one query, and no raw samples at all.
 
@@ -559,10 +703,13 @@ def fleet_views(store: Store, records: list[AgentRecord], since: int, until: int
             events = store.events(a.key, since, until)
             tl = timeline_of(a.key, rollups, first, until, score_cfg, kept)
             good, window = _merge_window(tl, rollups, since, until)
-            sections = _sections_from_rollups(store, a.key, since, until, rollups, events, raw=False, merged_window=window)
+            sections = _sections_from_rollups(
+                store, a.key, since, until, rollups, events, raw=False, merged_window=window
+            )
             mine = [i for i in incidents if a.key in (i.agents or {})]
-            score = score_section(store, a.key, since, until, journeys, score_cfg, incidents=mine, tl=tl, good=good,
-                                  kept=kept)
+            score = score_section(
+                store, a.key, since, until, journeys, score_cfg, incidents=mine, tl=tl, good=good, kept=kept
+            )
             yield a, _view(a, sections, events, [], score, window=(since, until))
     finally:
         kept.flush()

@@ -32,7 +32,7 @@ def scoped_store(store, sites: Sites):
 
 
 def _hhmm(us: int) -> str:
-    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.timezone.utc).strftime("%H:%M")
+    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.UTC).strftime("%H:%M")
 
 
 class ScopedStore:
@@ -69,7 +69,7 @@ class ScopedStore:
     def find_agents(self, query: str, limit: int = 50):
         # Filter before the limit: 50 matches elsewhere must not hide the one match here.
         found = [r for r in self._store.find_agents(query, 100_000) if self._visible(r)]
-        return found[:max(0, limit)]
+        return found[: max(0, limit)]
 
     def agent(self, agent_id: str):
         r = self._store.agent(agent_id)
@@ -154,6 +154,9 @@ class ScopedStore:
         else:
             mine = sorted({r.info.site for r in self.all_agents() if r.key in agents})
             typical = _TYPICAL.search(inc.evidence or "")
-            evidence = (f"{inc.scope} failing for {n} agents of {', '.join(mine)} with a clean path"
-                        + (f"; typical: {typical.group(1)}" if typical else "") + trailer)
+            evidence = (
+                f"{inc.scope} failing for {n} agents of {', '.join(mine)} with a clean path"
+                + (f"; typical: {typical.group(1)}" if typical else "")
+                + trailer
+            )
         return dataclasses.replace(inc, agents=agents, evidence=evidence)

@@ -6,11 +6,15 @@ Each figure is defined in docs/metrics.md (the table the lookup's readers see): 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from ..score.timeline import hist_percentile
 from ..store import RttRow
+
+if TYPE_CHECKING:
+    from ..store.rollup import Rollup
 
 
 @dataclass
@@ -130,21 +134,27 @@ def app_stats(rows: list) -> list[dict]:
             errors[r.values["err"]] = errors.get(r.values["err"], 0) + 1
         last = rs[-1].values
         certs = [r.values["cert"] for r in rs if r.values["cert"] is not None]
-        out.append({
-            "app": app,
-            "addresses": sorted({r.address for r in rs}),
-            "checks": len(rs),
-            "failed": len(failed),
-            "availability_pct": round(100.0 * (len(rs) - len(failed)) / len(rs), 2),
-            **{f"{phase}_median_ms": _ms(_median([r.values[phase] for r in rs if not r.values["err"]]))
-               for phase in ("dns", "tcp", "tls", "ttfb", "total")},
-            "total_p95_ms": _ms(percentile(sorted(t), 95)) if (t := [r.values["total"] for r in rs if r.values["total"] is not None]) else None,
-            "last_status": last["status"],
-            "http_version": last["ver"],
-            "cert_days_left": min(certs) if certs else None,
-            "errors": errors,
-            "last_error": next((r.values["err"] for r in reversed(rs) if r.values["err"]), None),
-        })
+        out.append(
+            {
+                "app": app,
+                "addresses": sorted({r.address for r in rs}),
+                "checks": len(rs),
+                "failed": len(failed),
+                "availability_pct": round(100.0 * (len(rs) - len(failed)) / len(rs), 2),
+                **{
+                    f"{phase}_median_ms": _ms(_median([r.values[phase] for r in rs if not r.values["err"]]))
+                    for phase in ("dns", "tcp", "tls", "ttfb", "total")
+                },
+                "total_p95_ms": _ms(percentile(sorted(t), 95))
+                if (t := [r.values["total"] for r in rs if r.values["total"] is not None])
+                else None,
+                "last_status": last["status"],
+                "http_version": last["ver"],
+                "cert_days_left": min(certs) if certs else None,
+                "errors": errors,
+                "last_error": next((r.values["err"] for r in reversed(rs) if r.values["err"]), None),
+            }
+        )
     return out
 
 
@@ -187,7 +197,9 @@ def device_stats(rows: list) -> dict | None:
         "vpn": last["vpn"],
         "proxy": last["proxy"],
         "busiest": next((r.values["top"] for r in reversed(rows) if r.values["top"]), None),
-        **_own_traffic(last, [r.values for r in rows if r.values.get("up") is not None or r.values.get("dn") is not None]),
+        **_own_traffic(
+            last, [r.values for r in rows if r.values.get("up") is not None or r.values.get("dn") is not None]
+        ),
     }
 
 
@@ -204,10 +216,15 @@ def _own_traffic(last: dict, rated: list[dict], sums: dict | None = None) -> dic
         up_best = max((v["upb"] for v in rated if v.get("upb") is not None), default=None)
         dn_best = max((v["dnb"] for v in rated if v.get("dnb") is not None), default=None)
         spd = max((v["spd"] for v in rated if v.get("spd")), default=None)
-    return {"upload_kbps_now": last.get("up"), "download_kbps_now": last.get("dn"),
-            "upload_kbps_mean": round(up_sum / n, 1) if n else None,
-            "download_kbps_mean": round(dn_sum / n, 1) if n else None,
-            "upload_best_kbps": up_best, "download_best_kbps": dn_best, "link_mbps": spd}
+    return {
+        "upload_kbps_now": last.get("up"),
+        "download_kbps_now": last.get("dn"),
+        "upload_kbps_mean": round(up_sum / n, 1) if n else None,
+        "download_kbps_mean": round(dn_sum / n, 1) if n else None,
+        "upload_best_kbps": up_best,
+        "download_best_kbps": dn_best,
+        "link_mbps": spd,
+    }
 
 
 def wifi_stats(rows: list, events: list) -> dict | None:
@@ -232,7 +249,8 @@ def wifi_stats(rows: list, events: list) -> dict | None:
         "rssi_min_dbm": rssi[0] if rssi else None,
         "snr_median_db": percentile(snr, 50) if snr else None,
         "tx_rate_median_mbps": (lambda t: percentile(t, 50) / 1000 if t else None)(
-            sorted(v["tx"] for v in connected if v["tx"] is not None)),
+            sorted(v["tx"] for v in connected if v["tx"] is not None)
+        ),
         "bssids": len({v["bssid"] for v in connected if v["bssid"]}),
         "roams": kinds.count("wifi_roam"),
         "disconnects": kinds.count("wifi_disconnect"),
@@ -255,8 +273,8 @@ def timeline_cells(minutes: list[dict], max_cells: int = 60) -> list[str]:
     size = max(1, math.ceil(len(scored) / max_cells))
     cells = []
     for i in range(0, len(scored), size):
-        worst = min(scored[i:i + size], key=lambda m: m["score"])
-        t = _dt.datetime.fromtimestamp(scored[i]["minute_us"] / 1e6, tz=_dt.timezone.utc).strftime("%H:%M")
+        worst = min(scored[i : i + size], key=lambda m: m["score"])
+        t = _dt.datetime.fromtimestamp(scored[i]["minute_us"] / 1e6, tz=_dt.UTC).strftime("%H:%M")
         mark = "" if worst["score"] >= 70 else (worst["limiting"] or "?")[0]
         cells.append(f"{t} {worst['score']:.0f}{mark}")
     return cells
@@ -290,8 +308,9 @@ def _by_target(rows: Iterable) -> dict[str, list]:
     return out
 
 
-def targets_from_rollups(rtt: dict[str, object], tail: list[RttRow], lossy: list[RttRow] | None,
-                         methods: dict[str, set[str]]) -> list[TargetStats]:
+def targets_from_rollups(
+    rtt: Mapping[str, Rollup], tail: list[RttRow], lossy: list[RttRow] | None, methods: dict[str, set[str]]
+) -> list[TargetStats]:
     """``summarize`` over merged rtt rollups (target -> Rollup), the tail rows and the lossy minutes' rows.
 
     ``lossy`` None: too many lossy minutes to read, loss seconds and longest run are estimated
@@ -316,31 +335,35 @@ def targets_from_rollups(rtt: dict[str, object], tail: list[RttRow], lossy: list
             max_run = _longest_run(x.rtt_us is None for x in lr)
         else:
             loss_seconds = lost
-            max_run = max((math.ceil(m_lost / m_runs) for m_lost, m_runs in d.get("_minute_loss", ()) if m_runs), default=0)
+            max_run = max(
+                (math.ceil(m_lost / m_runs) for m_lost, m_runs in d.get("_minute_loss", ()) if m_runs), default=0
+            )
         frags = d.get("frags") or []
-        out.append(TargetStats(
-            target=target,
-            hop=r.hop or None,
-            addresses=sorted(set(d["addr"])),
-            methods=sorted(methods.get(target, ())),
-            samples=n,
-            lost=lost,
-            loss_pct=round(100.0 * lost / n, 2),
-            rtt_median_ms=_q_ms(sk, 0.5),
-            rtt_p95_ms=_q_ms(sk, 0.95),
-            rtt_max_ms=None if sk is None or not sk.count else _ms(sk.max),
-            jitter_ms=_ms(jitter) if jitter is not None else (_ms(jit_sum / pairs) if pairs else None),
-            jitter_mean_abs_ms=_ms(jit_sum / pairs) if pairs else None,
-            loss_seconds=loss_seconds,
-            max_loss_run=max_run,
-            first_us=min((f[0] for f in frags), default=t_rows[0].ts_us if t_rows else 0),
-            last_us=max((f[1] for f in frags), default=t_rows[-1].ts_us if t_rows else 0),
-        ))
+        out.append(
+            TargetStats(
+                target=target,
+                hop=r.hop or None,
+                addresses=sorted(set(d["addr"])),
+                methods=sorted(methods.get(target, ())),
+                samples=n,
+                lost=lost,
+                loss_pct=round(100.0 * lost / n, 2),
+                rtt_median_ms=_q_ms(sk, 0.5),
+                rtt_p95_ms=_q_ms(sk, 0.95),
+                rtt_max_ms=None if sk is None or not sk.count else _ms(sk.max),
+                jitter_ms=_ms(jitter) if jitter is not None else (_ms(jit_sum / pairs) if pairs else None),
+                jitter_mean_abs_ms=_ms(jit_sum / pairs) if pairs else None,
+                loss_seconds=loss_seconds,
+                max_loss_run=max_run,
+                first_us=min((f[0] for f in frags), default=t_rows[0].ts_us if t_rows else 0),
+                last_us=max((f[1] for f in frags), default=t_rows[-1].ts_us if t_rows else 0),
+            )
+        )
     out.sort(key=lambda t: (t.target != "gateway", t.hop is None, t.hop or 0, t.target))
     return out
 
 
-def apps_from_rollups(http: dict[str, object], tail: list, last_failed: dict[str, str]) -> list[dict]:
+def apps_from_rollups(http: Mapping[str, Rollup], tail: list, last_failed: dict[str, str]) -> list[dict]:
     """``app_stats`` from merged http rollups (app -> Rollup); ``last_failed``: app -> its latest error class."""
     tail_by = _by_target(tail)
     out = []
@@ -352,20 +375,22 @@ def apps_from_rollups(http: dict[str, object], tail: list, last_failed: dict[str
         rs = tail_by.get(app, [])
         last = rs[-1].values if rs else {}
         certs = [x.values["cert"] for x in rs if x.values.get("cert") is not None]
-        out.append({
-            "app": app,
-            "addresses": sorted(set(d["addr"])),
-            "checks": n,
-            "failed": failed,
-            "availability_pct": round(100.0 * (n - failed) / n, 2),
-            **{f"{phase}_median_ms": _q_ms(d[phase], 0.5) for phase in ("dns", "tcp", "tls", "ttfb", "total")},
-            "total_p95_ms": _q_ms(d["total"], 0.95),
-            "last_status": last.get("status"),
-            "http_version": last.get("ver"),
-            "cert_days_left": min(certs) if certs else None,
-            "errors": {k: v for k, v in sorted(d["errs"].items()) if v},
-            "last_error": last_failed.get(app),
-        })
+        out.append(
+            {
+                "app": app,
+                "addresses": sorted(set(d["addr"])),
+                "checks": n,
+                "failed": failed,
+                "availability_pct": round(100.0 * (n - failed) / n, 2),
+                **{f"{phase}_median_ms": _q_ms(d[phase], 0.5) for phase in ("dns", "tcp", "tls", "ttfb", "total")},
+                "total_p95_ms": _q_ms(d["total"], 0.95),
+                "last_status": last.get("status"),
+                "http_version": last.get("ver"),
+                "cert_days_left": min(certs) if certs else None,
+                "errors": {k: v for k, v in sorted(d["errs"].items()) if v},
+                "last_error": last_failed.get(app),
+            }
+        )
     return out
 
 
@@ -405,7 +430,9 @@ def device_from_rollup(r, tail: list) -> dict | None:
         "interface_kind": last.get("ifk"),
         "vpn": last.get("vpn"),
         "proxy": last.get("proxy"),
-        "busiest": next((x.values["top"] for x in reversed(rows) if x.values.get("top")), d["top"][1] if d["top"] else None),
+        "busiest": next(
+            (x.values["top"] for x in reversed(rows) if x.values.get("top")), d["top"][1] if d["top"] else None
+        ),
         **_own_traffic(last, [], d),
     }
 

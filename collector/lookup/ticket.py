@@ -89,8 +89,14 @@ def _primary_fault(score: Mapping) -> tuple[dict, list[dict]]:
         if isinstance(f, str):
             f = {"domain": f}
         return (dict(f) if isinstance(f, Mapping) else {}), []
-    ranked = sorted(faults, key=lambda f: (f.get("worst_score") if f.get("worst_score") is not None else 100.0,
-                                          -(f.get("minutes") or 0), -(f.get("end_us") or 0)))
+    ranked = sorted(
+        faults,
+        key=lambda f: (
+            f.get("worst_score") if f.get("worst_score") is not None else 100.0,
+            -(f.get("minutes") or 0),
+            -(f.get("end_us") or 0),
+        ),
+    )
     return dict(ranked[0]), [dict(f) for f in ranked[1:]]
 
 
@@ -106,11 +112,15 @@ def _score_reading(score: Mapping) -> dict:
     fd, others = _primary_fault(score)
     components = score.get("components") or []
     if isinstance(components, Mapping):
-        components = [dict(v, name=v.get("name", k)) if isinstance(v, Mapping) else {"name": k, "score": v}
-                      for k, v in components.items()]
+        components = [
+            dict(v, name=v.get("name", k)) if isinstance(v, Mapping) else {"name": k, "score": v}
+            for k, v in components.items()
+        ]
     lim_comp = next((c for c in components if isinstance(c, Mapping) and c.get("name") == limiting), None)
     window = _first(score, "window") if isinstance(score.get("window"), Mapping) else {}
-    fd_text = _first(fd, "sentence", "summary", "text") or (fd.get("evidence") if isinstance(fd.get("evidence"), str) else None)
+    fd_text = _first(fd, "sentence", "summary", "text") or (
+        fd.get("evidence") if isinstance(fd.get("evidence"), str) else None
+    )
     degraded = fd and fd.get("domain") is not None
     sentence = fd_text if degraded else None
     if sentence is None and win_s is not None and win_s < 70:
@@ -139,8 +149,13 @@ def _score_reading(score: Mapping) -> dict:
         "fault_end_us": fd.get("end_us"),
         "sentence": sentence,
         "evidence": evidence,
-        "faults": [{k: f.get(k) for k in ("domain", "label", "confidence", "start_us", "end_us", "minutes",
-                                          "worst_score", "evidence")} for f in ([fd] if degraded else []) + others],
+        "faults": [
+            {
+                k: f.get(k)
+                for k in ("domain", "label", "confidence", "start_us", "end_us", "minutes", "worst_score", "evidence")
+            }
+            for f in ([fd] if degraded else []) + others
+        ],
         "incidents": incidents,
         "incident": _first(inc, "id") if inc else _first(fd, "incident_id", "part_of"),
         "components": [c for c in components if isinstance(c, Mapping)],
@@ -191,16 +206,22 @@ def _observed(a: Mapping) -> dict:
     lossy = [t for t in targets if (t.get("loss_pct") or 0) >= 1.0]
     if lossy:
         first = min(lossy, key=lambda t: (t.get("hop") is None, t.get("hop") or 0))
-        gw_clean = gw is not None and gw is not first and (gw.get("loss_pct") or 0) < 0.5
+        gw_note = ""
+        if gw is not None and gw is not first and (gw.get("loss_pct") or 0) < 0.5:
+            gw_note = f", gateway {gw['loss_pct']:.1f}%"  # the gateway is clean: the loss starts past it
         where = first.get("target")
-        evidence.append(f"loss {first['loss_pct']:.1f}% at {first['target']}"
-                        + (f" (hop {first['hop']})" if first.get("hop") else "")
-                        + (f", gateway {gw['loss_pct']:.1f}%" if gw_clean else "")
-                        + f", longest run {first.get('max_loss_run', 0)} samples")
+        evidence.append(
+            f"loss {first['loss_pct']:.1f}% at {first['target']}"
+            + (f" (hop {first['hop']})" if first.get("hop") else "")
+            + gw_note
+            + f", longest run {first.get('max_loss_run', 0)} samples"
+        )
     w = a.get("wifi") or {}
     if w.get("rssi_min_dbm") is not None and w["rssi_min_dbm"] < -75:
-        evidence.append(f"Wi-Fi RSSI down to {w['rssi_min_dbm']} dBm (median {w.get('rssi_median_dbm')} dBm)"
-                        + (f", {w['disconnects']} disconnects" if w.get("disconnects") else ""))
+        evidence.append(
+            f"Wi-Fi RSSI down to {w['rssi_min_dbm']} dBm (median {w.get('rssi_median_dbm')} dBm)"
+            + (f", {w['disconnects']} disconnects" if w.get("disconnects") else "")
+        )
         where = where or "Wi-Fi"
     for app in a.get("apps") or []:
         if app.get("failed"):
@@ -215,10 +236,26 @@ def _observed(a: Mapping) -> dict:
     sentence = None
     if evidence:
         sentence = "measured: " + evidence[0]
-    return {"score": None, "label": None, "score_now": None, "label_now": None, "limiting": None,
-            "domain": None, "domain_label": None, "confidence": None, "where": where, "fault_start_us": None,
-            "fault_end_us": None, "sentence": sentence, "evidence": evidence, "faults": [], "incidents": [],
-            "incident": None, "components": [], "journeys": []}
+    return {
+        "score": None,
+        "label": None,
+        "score_now": None,
+        "label_now": None,
+        "limiting": None,
+        "domain": None,
+        "domain_label": None,
+        "confidence": None,
+        "where": where,
+        "fault_start_us": None,
+        "fault_end_us": None,
+        "sentence": sentence,
+        "evidence": evidence,
+        "faults": [],
+        "incidents": [],
+        "incident": None,
+        "components": [],
+        "journeys": [],
+    }
 
 
 # --- the next step --------------------------------------------------------------------------
@@ -251,7 +288,7 @@ def incident_scope(i: Mapping) -> str:
     return f"site {scope}" if kind == "site" or ("site" in i and "app" not in i and kind != "platform") else str(scope)
 
 
-def next_step(r: Mapping, view_agent: Mapping | None = None, tz: dt.tzinfo = dt.timezone.utc) -> str:
+def next_step(r: Mapping, view_agent: Mapping | None = None, tz: dt.tzinfo = dt.UTC) -> str:
     """What the analyst does next, from the fault domain (or the incident the agent is part of)."""
     inc = _incident_for(r)
     if inc is not None:
@@ -260,20 +297,29 @@ def next_step(r: Mapping, view_agent: Mapping | None = None, tz: dt.tzinfo = dt.
         # (the ticket's "Incident:" line gives the start in the ticket's zone).
         state = "ongoing" if inc.get("end_us") is None else "now closed"
         if scope.startswith("site "):
-            return (f"{scope[5:]} site-wide incident ({state}): escalate to the site's network team, "
-                    "not this user's desk.")
+            return (
+                f"{scope[5:]} site-wide incident ({state}): escalate to the site's network team, not this user's desk."
+            )
         scope = platform_name(scope)  # "Salesforce", as the helpdesk knows it, not the check's name
-        return f"{scope}-wide incident ({state}), not this user's network: follow the incident, tell the user it is known."
+        return (
+            f"{scope}-wide incident ({state}), not this user's network: follow the incident, tell the user it is known."
+        )
     domain = str(r.get("domain") or "").lower().replace("-", "_").replace(" ", "_")
     a = view_agent or {}
     if domain == "own_traffic":
-        return ("Pause or reschedule the big upload/download on this PC (cloud sync, backup, video), then check "
-                "again; if it is needed during calls, ask for a faster line.")
+        return (
+            "Pause or reschedule the big upload/download on this PC (cloud sync, backup, video), then check "
+            "again; if it is needed during calls, ask for a faster line."
+        )
     if "wifi" in domain or "wi_fi" in domain or "wlan" in domain:
         return "Use a wired connection or move closer to the access point."
     if "device" in domain or "cpu" in domain or "pc" == domain or "endpoint" in domain:
         busiest = (a.get("device") or {}).get("busiest")
-        return "Close or restart the busy program" + (f" ({busiest})" if busiest else "") + " or restart the PC; if it recurs, check the PC's health."
+        return (
+            "Close or restart the busy program"
+            + (f" ({busiest})" if busiest else "")
+            + " or restart the PC; if it recurs, check the PC's health."
+        )
     if "vpn" in domain or "swg" in domain or "proxy" in domain or "gateway_security" in domain:
         return "Check the VPN / secure web gateway: try another gateway or split tunnelling for the CCaaS/CRM apps."
     if "dns" in domain:
@@ -281,33 +327,56 @@ def next_step(r: Mapping, view_agent: Mapping | None = None, tz: dt.tzinfo = dt.
     if domain == "lan":
         site = str(a.get("site") or "").lower()
         wifi = "over Wi-Fi" in str(r.get("sentence") or "")
-        fix = ("move closer to the access point or use a cable, then restart the router"
-               if wifi else "check the desk's cable and LAN port, then restart the router")
+        fix = (
+            "move closer to the access point or use a cable, then restart the router"
+            if wifi
+            else "check the desk's cable and LAN port, then restart the router"
+        )
         if site and "home" not in site:
-            return (f"Call the site's network team: the loss or delay is between this desk and the site's router "
-                    f"(the ISP is not the cause); meanwhile {fix}.")
+            return (
+                f"Call the site's network team: the loss or delay is between this desk and the site's router "
+                f"(the ISP is not the cause); meanwhile {fix}."
+            )
         return f"The trouble is between this desk and the home router, not the ISP: {fix}."
     if "branch" in domain or "site" in domain:
         return "Contact the site's network team: loss or delay starts beyond the desk's gateway on the site network."
     if "isp" in domain or "home" in domain or "last_mile" in domain or "lastmile" in domain or domain == "network":
-        what = "loss" if "loss" in str(r.get("sentence") or "") else "delay" if "latency" in str(r.get("sentence") or "") else "trouble"
+        what = (
+            "loss"
+            if "loss" in str(r.get("sentence") or "")
+            else "delay"
+            if "latency" in str(r.get("sentence") or "")
+            else "trouble"
+        )
         site = str(a.get("site") or "").lower()
         isp = f" ({r['isp']})" if r.get("isp") else ""
         if site and "home" not in site:
-            return (f"Contact the site's network team or its ISP{isp}: the {what} starts beyond the site's router "
-                    "(the desk's gateway is clean).")
+            return (
+                f"Contact the site's network team or its ISP{isp}: the {what} starts beyond the site's router "
+                "(the desk's gateway is clean)."
+            )
         if what == "delay":
-            return ("Delay starts beyond the home router: check for big uploads or streaming on the home connection, "
-                    f"then contact the ISP{isp}.")
+            return (
+                "Delay starts beyond the home router: check for big uploads or streaming on the home connection, "
+                f"then contact the ISP{isp}."
+            )
         return f"Contact the ISP{isp}: {what} starts beyond the home router (the gateway is clean)."
     if "app" in domain or "platform" in domain or "saas" in domain:
         app = r.get("platform") or r.get("where")
         if app:
-            return f"Check {app}'s status page and open a case with the vendor: the path is fine, the app is slow or failing."
-        return "Check the platform's status page and open a case with the vendor: the path is fine, the app is slow or failing."
+            return (
+                f"Check {app}'s status page and open a case with the vendor: the path is fine, "
+                "the app is slow or failing."
+            )
+        return (
+            "Check the platform's status page and open a case with the vendor: the path is fine, "
+            "the app is slow or failing."
+        )
     if r.get("source") == "figures":
         if r.get("evidence"):
-            return "No fault domain computed: read the evidence above and the timeline; if it recurs, note the exact time."
+            return (
+                "No fault domain computed: read the evidence above and the timeline; if it recurs, note the exact time."
+            )
         return "Nothing abnormal measured in this window: ask the user for the exact time it happened and look again."
     if r.get("label") == "good":
         return "The measured experience was good in this window: ask the user for the exact time it happened."
@@ -322,7 +391,13 @@ def _fmt_span(since_us: int, until_us: int, tz: dt.tzinfo) -> str:
     b = dt.datetime.fromtimestamp(until_us / 1e6, tz=tz)
     zone = a.tzname() or ""
     secs = max(0, (until_us - since_us) // 1_000_000)
-    length = f"{secs // 3600} h" if secs % 3600 == 0 and secs >= 3600 else f"{secs // 60} min" if secs % 60 == 0 else f"{secs} s"
+    length = (
+        f"{secs // 3600} h"
+        if secs % 3600 == 0 and secs >= 3600
+        else f"{secs // 60} min"
+        if secs % 60 == 0
+        else f"{secs} s"
+    )
     end = b.strftime("%H:%M") if a.date() == b.date() else b.strftime("%Y-%m-%d %H:%M")
     return f"{a.strftime('%Y-%m-%d %H:%M')} .. {end} {zone} ({length})"
 
@@ -332,7 +407,7 @@ def _secs(s: float) -> str:
 
 
 def person(display_name: str, login: str, empty: str = "?") -> str:
-    """"Maria Silva (CORP\\msilva)": the name the ticket gives, then the login; the login alone when
+    """ "Maria Silva (CORP\\msilva)": the name the ticket gives, then the login; the login alone when
     the name adds nothing (an agent from before display names, a local account without one)."""
     if not login:
         return empty
@@ -346,7 +421,9 @@ def _plain_component(name: str) -> str:
     return f"{plain} ({name})" if plain else str(name)
 
 
-def ticket_summary(view_agent: dict, window: dict, *, tz: str | dt.tzinfo | None = None, link: str | None = None) -> str:
+def ticket_summary(
+    view_agent: dict, window: dict, *, tz: str | dt.tzinfo | None = None, link: str | None = None
+) -> str:
     """Plain text for a ticket: who, when, score, what was wrong, where, evidence, next step.
 
     ``window`` is the view's ``window`` ({"since_us", "until_us", ...}); ``tz`` an IANA zone name
@@ -376,15 +453,23 @@ def ticket_summary(view_agent: dict, window: dict, *, tz: str | dt.tzinfo | None
         lines.append("What was wrong: nothing abnormal measured")
     if r["domain"] or r["where"]:
         conf = r["confidence"]
-        conf_s = f", confidence {conf:.0%}" if isinstance(conf, float) and conf <= 1 else f", confidence {conf}" if conf else ""
+        conf_s = (
+            f", confidence {conf:.0%}"
+            if isinstance(conf, float) and conf <= 1
+            else f", confidence {conf}"
+            if conf
+            else ""
+        )
         span = ""
         if r.get("fault_start_us") and r.get("fault_end_us"):
             span = f", {_hhmm(r['fault_start_us'], zone)}-{_hhmm(r['fault_end_us'], zone)}"
         what = r.get("domain_label") or r["domain"] or r["where"]
         lines.append(f"Where: {what}{span}{conf_s}")
     for f in (r.get("faults") or [])[1:4]:
-        lines.append(f"Also degraded: {_hhmm(f.get('start_us'), zone)}-{_hhmm(f.get('end_us'), zone)} "
-                     f"{f.get('label') or f.get('domain')}: {f.get('evidence') or ''}".rstrip(": "))
+        lines.append(
+            f"Also degraded: {_hhmm(f.get('start_us'), zone)}-{_hhmm(f.get('end_us'), zone)} "
+            f"{f.get('label') or f.get('domain')}: {f.get('evidence') or ''}".rstrip(": ")
+        )
     inc = _incident_for(r)
     if inc is not None:
         start = _hhmm(_first(inc, "start_us", "since_us", "opened_us"), zone)
