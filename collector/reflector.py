@@ -22,8 +22,18 @@ __all__ = ["DROP_REASONS", "Reflector", "TokenBucket", "derive_agent_key"]
 
 log = logging.getLogger("cxpulse.collector.reflector")
 
-DROP_REASONS = ("malformed", "reflected", "unknown_agent", "bad_mac", "stale", "replay", "agent_rate",
-                "global_rate", "send_buffer", "internal")
+DROP_REASONS = (
+    "malformed",
+    "reflected",
+    "unknown_agent",
+    "bad_mac",
+    "stale",
+    "replay",
+    "agent_rate",
+    "global_rate",
+    "send_buffer",
+    "internal",
+)
 
 _KEY_LABEL = b"cxpulse voice reflector key v1\x00"
 _REPLAY_WINDOW = 1024  # seqs remembered behind the highest one per stream (20 s at 20 ms)
@@ -45,7 +55,7 @@ def derive_agent_key(master: bytes, agent_id: str) -> bytes:
 class TokenBucket:
     """``rate`` tokens a second, at most ``burst`` saved up; starts full."""
 
-    __slots__ = ("rate", "burst", "tokens", "stamp")
+    __slots__ = ("burst", "rate", "stamp", "tokens")
 
     def __init__(self, rate: float, burst: float, now: float) -> None:
         self.rate, self.burst, self.tokens, self.stamp = rate, burst, burst, now
@@ -118,9 +128,16 @@ class Reflector:
     (security/streams.py) removes a revoked agent within a second or two.
     """
 
-    def __init__(self, key_for: Callable[[str], bytes | None], *, agent_rate: float = 100.0,
-                 agent_burst: float = 100.0, global_rate: float = 20_000.0, global_burst: float = 20_000.0,
-                 max_age_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        key_for: Callable[[str], bytes | None],
+        *,
+        agent_rate: float = 100.0,
+        agent_burst: float = 100.0,
+        global_rate: float = 20_000.0,
+        global_burst: float = 20_000.0,
+        max_age_s: float = 30.0,
+    ) -> None:
         if min(agent_rate, agent_burst, global_rate, global_burst, max_age_s) <= 0:
             raise ValueError("reflector rates, bursts and max age must be positive")
         self.key_for = key_for
@@ -141,7 +158,8 @@ class Reflector:
         """Listen on ``host:port`` (port 0 picks one; see ``port``). Fails fast if it cannot bind."""
         loop = asyncio.get_running_loop()
         self._transport, self._protocol = await loop.create_datagram_endpoint(
-            lambda: _Protocol(self), local_addr=(host, port))
+            lambda: _Protocol(self), local_addr=(host, port)
+        )
         sock = self._transport.get_extra_info("socket")
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF_BYTES)
@@ -171,23 +189,31 @@ class Reflector:
         try:
             packet = voice_wire.decode(data)
         except voice_wire.WireError:
-            return self._drop("malformed")
+            self._drop("malformed")
+            return None
         if packet.reflected_ns:
-            return self._drop("reflected")
+            self._drop("reflected")
+            return None
         key = self.key_for(packet.agent_id)
         if key is None:
-            return self._drop("unknown_agent")
+            self._drop("unknown_agent")
+            return None
         if not voice_wire.verify(packet, key):
-            return self._drop("bad_mac")
+            self._drop("bad_mac")
+            return None
         if abs(now_ns - packet.send_ns) > self.max_age_ns:
-            return self._drop("stale")
+            self._drop("stale")
+            return None
         state = self._agent(packet.agent_id, now)
         if state.seen_before(packet.stream_id, packet.seq):
-            return self._drop("replay")
+            self._drop("replay")
+            return None
         if not state.bucket.take(now):
-            return self._drop("agent_rate")
+            self._drop("agent_rate")
+            return None
         if not self._global.take(now):
-            return self._drop("global_rate")
+            self._drop("global_rate")
+            return None
         return voice_wire.make_reply(data, packet, now_ns)
 
     def send_reply(self, reply: bytes, addr: tuple) -> None:

@@ -11,7 +11,8 @@ def register(col: argparse._SubParsersAction) -> None:
     from ..paths import default_db
 
     cfg = col.add_parser("config", help="central configuration pushed to agents").add_subparsers(
-        dest="config_command", required=True, metavar="ACTION")
+        dest="config_command", required=True, metavar="ACTION"
+    )
     s = cfg.add_parser("set", help="check a TOML file and store it as the next version (running collectors push it)")
     s.add_argument("file")
     s.add_argument("--db", default=None, help=f"SQLite path or postgresql:// URL (default {default_db()})")
@@ -56,7 +57,10 @@ def cmd_set(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"cxpulse collector config: {args.file} refused, nothing stored: {exc.reason}", file=sys.stderr)
         return 1
-    print(f"version {version}" + (" (unchanged)" if version == before else " stored; running collectors push it within seconds"))
+    print(
+        f"version {version}"
+        + (" (unchanged)" if version == before else " stored; running collectors push it within seconds")
+    )
     return 0
 
 
@@ -70,7 +74,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             import datetime
 
             for v in vs.history():
-                when = datetime.datetime.fromtimestamp(v.created_us / 1e6, datetime.timezone.utc)
+                when = datetime.datetime.fromtimestamp(v.created_us / 1e6, datetime.UTC)
                 print(f"{v.version:5d}  {when:%Y-%m-%d %H:%M:%S}Z  {v.actor}")
             return 0
         latest = vs.latest()

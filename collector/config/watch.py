@@ -11,7 +11,7 @@ import asyncio
 import logging
 import signal
 
-from .central import ConfigError, apply, parse
+from .central import CentralConfig, ConfigError, apply, parse
 from .versions import VersionStore
 
 __all__ = ["ConfigWatcher"]
@@ -22,12 +22,11 @@ POLL_S = 2.0
 
 
 class ConfigWatcher:
-    def __init__(self, service, base, url: str, path: str | None = None, poll_s: float = POLL_S,
-                 on_change=None):
+    def __init__(self, service, base, url: str, path: str | None = None, poll_s: float = POLL_S, on_change=None):
         self.service, self.base, self.url, self.path, self.poll_s = service, base, url, path, poll_s
         self.on_change = on_change  # called with the parsed CentralConfig (retention uses it)
         self.version = 0
-        self.central = None
+        self.central: CentralConfig | None = None
         self._file_text: str | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -43,7 +42,8 @@ class ConfigWatcher:
         await self._follow()
         try:
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._wake.set)
-        except (AttributeError, NotImplementedError, RuntimeError, ValueError):  # not the main thread; Windows (no SIGHUP)
+        # Not the main thread; Windows (no SIGHUP).
+        except (AttributeError, NotImplementedError, RuntimeError, ValueError):
             pass
         self._task = asyncio.ensure_future(self._loop())
 
@@ -60,8 +60,13 @@ class ConfigWatcher:
         if self._vs is not None:
             await asyncio.to_thread(self._vs.close)
 
+    def _versions(self) -> VersionStore:
+        if self._vs is None:
+            raise RuntimeError("ConfigWatcher.start() has not run")
+        return self._vs
+
     async def _store(self, text: str) -> None:
-        version, created = await asyncio.to_thread(self._vs.add, text, f"file {self.path}")
+        version, created = await asyncio.to_thread(self._versions().add, text, f"file {self.path}")
         self._file_text = text
         if created:
             log.warning("central config: %s stored as version %d", self.path, version)
@@ -70,7 +75,7 @@ class ConfigWatcher:
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
             try:
@@ -100,20 +105,25 @@ class ConfigWatcher:
         await self._store(text)
 
     async def _follow(self) -> None:
-        latest = await asyncio.to_thread(self._vs.latest)
+        latest = await asyncio.to_thread(self._versions().latest)
         if latest is None or latest.version == self.version:
             return
         try:
             cc = parse(latest.toml)
         except ConfigError as exc:  # stored by a newer or older release that checks differently
-            log.error("central config version %d cannot run here (%s); version %d keeps running",
-                      latest.version, exc.reason, self.version)
+            log.error(
+                "central config version %d cannot run here (%s); version %d keeps running",
+                latest.version,
+                exc.reason,
+                self.version,
+            )
             self.version = latest.version
             return
         self.version, self.central = latest.version, cc
         told = self.service.set_config(apply(self.base, cc, latest.version))
-        log.warning("central config version %d (by %s) is now pushed; %d open streams told", latest.version,
-                    latest.actor, told)
+        log.warning(
+            "central config version %d (by %s) is now pushed; %d open streams told", latest.version, latest.actor, told
+        )
         if self.on_change is not None:
             self.on_change(cc)
 
