@@ -14,11 +14,12 @@ from cxpulse.atomicfile import write_atomic
 from cxpulse.v1 import telemetry_pb2 as pb
 from cxpulse.v1.contract import check
 
-__all__ = ["check", "load_saved", "save", "FILE_NAME"]
+__all__ = ["FILE_NAME", "check", "load_saved", "save"]
 
 log = logging.getLogger("cxpulse.agent.central")
 
 FILE_NAME = "central-config.pb"
+
 
 def save(state_dir: str, c: pb.AgentConfig) -> None:
     """Keep ``c`` as the last good config (without the per-stream committed_seq); errors are logged."""

@@ -13,7 +13,9 @@ from .config import AgentConfig, ConfigError, load, parse_target, read_token_fil
 def register(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
     """``cxpulse agent run`` and ``wifi``; returns the actions for service.register_agent to add
     the installed build's (once, configure, service)."""
-    agent = sub.add_parser("agent", help="the endpoint agent").add_subparsers(dest="agent_command", required=True, metavar="ACTION")
+    agent = sub.add_parser("agent", help="the endpoint agent").add_subparsers(
+        dest="agent_command", required=True, metavar="ACTION"
+    )
     run = agent.add_parser("run", help="measure and stream to the collector until SIGTERM/SIGINT")
     add_agent_options(run)
     run.set_defaults(func=cmd_run)
@@ -31,16 +33,24 @@ def add_agent_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--site", help="site label shown in lookups")
     p.add_argument("--user", help="override the desk user name reported")
     p.add_argument("--agent-id", help="fixed agent id (default: generated once and kept in the state dir)")
-    p.add_argument("--target", action="append", default=[], metavar="NAME=HOST[:PORT]", help="a target to measure (repeatable)")
+    p.add_argument(
+        "--target", action="append", default=[], metavar="NAME=HOST[:PORT]", help="a target to measure (repeatable)"
+    )
     p.add_argument("--interval", type=float, help="seconds between probes (default 1)")
     p.add_argument("--timeout", type=float, help="seconds a probe waits for an answer (default 1)")
     p.add_argument("--batch-interval", type=float, help="seconds between batches (default 30)")
     p.add_argument("--no-gateway", action="store_true", help="do not measure the default gateway")
     p.add_argument("--ca-file", help="CA to verify the collector against (the one given at install time)")
-    p.add_argument("--enroll-token", help="enrollment token, spent once for this agent's own credential "
-                   "(visible to local users in ps: prefer --enroll-token-file)")
-    p.add_argument("--enroll-token-file", metavar="PATH",
-                   help="read the enrollment token from this file ('-': standard input), kept out of ps")
+    p.add_argument(
+        "--enroll-token",
+        help="enrollment token, spent once for this agent's own credential "
+        "(visible to local users in ps: prefer --enroll-token-file)",
+    )
+    p.add_argument(
+        "--enroll-token-file",
+        metavar="PATH",
+        help="read the enrollment token from this file ('-': standard input), kept out of ps",
+    )
     p.add_argument("--insecure", action="store_true", help="plain-text gRPC (development only; logged loudly)")
     p.add_argument("--methods", help="comma-separated RTT methods to allow: icmp_raw,icmp_dgram,tcp_connect")
 

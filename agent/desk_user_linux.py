@@ -35,8 +35,14 @@ def read_session(path: str) -> dict[str, str]:
 
 def _at_desk(s: dict[str, str]) -> bool:
     # CLASS: "user" ("user-early", "user-light" on newer systemd); "greeter", "lock-screen" are not a person.
-    return (s.get("SEAT") == SEAT and s.get("CLASS", "user").startswith("user") and s.get("REMOTE", "0") != "1"
-            and s.get("TYPE") in DESK_TYPES and bool(s.get("USER")) and s.get("USER") != "root")
+    return (
+        s.get("SEAT") == SEAT
+        and s.get("CLASS", "user").startswith("user")
+        and s.get("REMOTE", "0") != "1"
+        and s.get("TYPE") in DESK_TYPES
+        and bool(s.get("USER"))
+        and s.get("USER") != "root"
+    )
 
 
 def seat_user(root: str = RUN_ROOT) -> str | None:
@@ -63,7 +69,8 @@ def seat_user(root: str = RUN_ROOT) -> str | None:
 
 def utmp_user(users: Iterable) -> str:
     """The first local login (no remote host, or an X display) other than root, else any other than root."""
-    local, other = [], []
+    local: list[str] = []
+    other: list[str] = []
     for u in users:
         if not u.name or u.name == "root":
             continue
@@ -85,8 +92,9 @@ def full_name(login: str, getpwnam: Callable | None = None) -> str:
     return gecos.split(",")[0].strip()
 
 
-def console_user(root: str = RUN_ROOT, users: Callable[[], Iterable] | None = None,
-                 getpwnam: Callable | None = None) -> tuple[str, str] | None:
+def console_user(
+    root: str = RUN_ROOT, users: Callable[[], Iterable] | None = None, getpwnam: Callable | None = None
+) -> tuple[str, str] | None:
     """(login, display name) of the person at the desk; None when nobody is logged on there."""
     login = seat_user(root)
     if login is None:

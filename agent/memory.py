@@ -25,7 +25,8 @@ _M_ARENA_MAX = -8  # glibc malloc.h
 def prepare() -> None:
     """Before the agent's imports: leave out what it never runs, cap malloc arenas."""
     for name in _NEVER_IMPORTED:
-        sys.modules.setdefault(name, None)  # type: ignore[assignment]  # import fails -> the library's fallback
+        # None in sys.modules makes the import fail -> the library's fallback (typeshed allows modules only).
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
     limit_malloc_arenas(MALLOC_ARENAS)
 
 
@@ -81,7 +82,9 @@ def drop_clean_file_pages(smaps: str = "/proc/self/smaps") -> int:
 
 def _clean_file_mappings(text: str) -> list[tuple[int, int, int]]:
     """(start, end, Rss kB) of each droppable mapping in a /proc/PID/smaps text."""
-    out, current, fields = [], None, {}
+    out: list[tuple[int, int, int]] = []
+    current: tuple[int, int] | None = None
+    fields: dict[str, int] = {}
 
     def close() -> None:
         if current is not None and fields.get("Anonymous", 1) == 0 and fields.get("Rss", 0) > 0:

@@ -10,8 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from .config import AgentConfig
+
+if TYPE_CHECKING:
+    from .runner import Agent
 
 __all__ = ["SERVICE_NAME", "ServiceRunner"]
 
@@ -33,7 +37,7 @@ class ServiceRunner:
         self._stop_asked = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
-        self._agent = None
+        self._agent: Agent | None = None
 
     def refresh_user(self) -> None:
         """The OS says a session changed (logon, logoff, console switch): read the desk user now."""
@@ -63,7 +67,11 @@ class ServiceRunner:
         agent = Agent(self.cfg)
         with self._lock:
             self._agent = agent
-        log.info("agent %s starting as a service; collector %s; state %s", agent.agent_id, self.cfg.collector,
-                 self.cfg.state_dir)
+        log.info(
+            "agent %s starting as a service; collector %s; state %s",
+            agent.agent_id,
+            self.cfg.collector,
+            self.cfg.state_dir,
+        )
         await agent.run(stop)
         log.info("agent stopped")

@@ -115,8 +115,11 @@ class Uplink:
                     log.error("the collector rejected this agent's credential (%s)", exc.details())
                     self.credential.rejected()
                 elif exc.code() == grpc.StatusCode.UNAVAILABLE and "handshake" in (exc.details() or "").lower():
-                    log.error("TLS handshake with %s failed: is ca_file the collector's CA? (%s)", self.collector,
-                              exc.details())
+                    log.error(
+                        "TLS handshake with %s failed: is ca_file the collector's CA? (%s)",
+                        self.collector,
+                        exc.details(),
+                    )
             except Exception as exc:  # never crash after start-up
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("uplink session failed")
@@ -132,10 +135,12 @@ class Uplink:
             if hint is not None:
                 delay = min(self.reconnect_max_s, random.uniform(hint, 2 * hint))
             attempt += 1
-            log.warning("collector %s unreachable (%s); retrying in %.1fs", self.collector, self.stats.last_error, delay)
+            log.warning(
+                "collector %s unreachable (%s); retrying in %.1fs", self.collector, self.stats.last_error, delay
+            )
             try:
                 await asyncio.wait_for(stop.wait(), delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def drain(self, timeout: float) -> bool:
@@ -149,13 +154,13 @@ class Uplink:
             self._acked.clear()
             try:
                 await asyncio.wait_for(self._acked.wait(), min(left, 0.2))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return True
 
     async def _session(self, stop: asyncio.Event) -> None:
         async with self.security.channel(self.collector) as channel:
-            metadata = ()
+            metadata: tuple[tuple[str, str], ...] = ()
             if self.credential is not None:
                 await self.credential.ensure(channel)
                 metadata = self.credential.metadata()
@@ -177,7 +182,12 @@ class Uplink:
             self.spool.release_in_flight()  # what the last stream carried beyond committed_seq is not stored
             if self.on_config:
                 self.on_config(cfg)
-            log.info("connected to collector %s (committed seq %d, %d batches to send)", self.collector, cfg.committed_seq, len(self.spool))
+            log.info(
+                "connected to collector %s (committed seq %d, %d batches to send)",
+                self.collector,
+                cfg.committed_seq,
+                len(self.spool),
+            )
             sender = asyncio.ensure_future(self._send(call, stop))
             receiver = asyncio.ensure_future(self._receive(call))
             restart = asyncio.ensure_future(self._restart.wait())
