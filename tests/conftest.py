@@ -29,7 +29,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+# A test that asks for one of these fixtures is in that tier wherever it lives.
+FIXTURE_TIERS = {
+    "lab": "root",  # tests/agent/conftest.py: a namespace lab
+    "named_app": "root",  # tests/agent/test_http_probe.py: an app behind a DNS server in namespaces
+    "voice_lab": "root",  # tests/test_voice.py: an impaired path between namespaces
+    "browser": "browser",  # tests/web/test_browser.py: Chromium
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects: the fixtures' tiers count there too
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture in set(getattr(item, "fixturenames", ())) & FIXTURE_TIERS.keys():
+            item.add_marker(FIXTURE_TIERS[fixture])
+    if os.environ.get("CXPULSE_REQUIRE_ALL") == "1" and config.getoption("markexpr"):
+        raise pytest.UsageError("CXPULSE_REQUIRE_ALL=1 runs every tier: -m would leave some out")
     if config.getoption("--all-tiers") or config.getoption("markexpr") or os.environ.get("CXPULSE_REQUIRE_ALL") == "1":
         return
     named = {Path(a.split("::")[0]).resolve() for a in config.args if Path(a.split("::")[0]).is_file()}

@@ -20,7 +20,7 @@ from tests.netns import require_netns
 from tests.paths import NetPath
 from tests.requirements import require
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.root]
 
 
 def ping_rtts(host, address: str, count: int, interval_s: float) -> tuple[list[float], int]:

@@ -69,6 +69,7 @@ def test_profile_summary_charges_library_time_to_our_caller(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.root
 def test_smoke_run_reports_every_figure(tmp_path):
     require_netns()
     from bench.blackbox import find_binary

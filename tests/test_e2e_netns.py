@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import REPO, agent_security_args, register_collector, run_cli, wait_for
 from tests.netns import Lab, require_netns
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.root]
 
 PY = sys.executable
 

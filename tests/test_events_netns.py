@@ -39,7 +39,7 @@ from tests.paths import NetPath
 
 PY = sys.executable
 CLEAN_S = float(os.environ.get("CXPULSE_EVENTS_CLEAN_S", "600"))
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(CLEAN_S + 300)]
+pytestmark = [pytest.mark.slow, pytest.mark.root, pytest.mark.timeout(CLEAN_S + 300)]
 
 
 def _lookup(db, query):

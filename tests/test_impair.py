@@ -26,7 +26,7 @@ from tests.netns import Host, require_netns
 from tests.paths import LINKS, NetPath
 from tests.requirements import require
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.root, pytest.mark.timeout(90)]
 
 SEED = 7
 

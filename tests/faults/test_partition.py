@@ -28,7 +28,7 @@ from tests.faults.conftest import NO_HOLE_US, agent_toml, assert_exactly_once, m
 from tests.impair import Episode, splice
 from tests.netns import Lab, require_netns
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.root]
 
 OUTAGE_S = 45.0
 PY = sys.executable

@@ -25,6 +25,7 @@ from tests.requirements import require
 from .conftest import PACKAGING, require_tool
 
 pytestmark = [
+    pytest.mark.packaging,
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the .deb is built and checked on Linux"),
     # The first test here builds the agent (PyInstaller, 40 s on an idle machine, more on a busy one).
     pytest.mark.timeout(900),

@@ -18,6 +18,7 @@ from tests.requirements import require
 from .conftest import REPO, du_bytes
 
 pytestmark = [
+    pytest.mark.packaging,
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the packaging tests build on Linux"),
     # The first test here builds the agent (PyInstaller, 40 s on an idle machine, more on a busy one).
     pytest.mark.timeout(900),

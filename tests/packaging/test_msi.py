@@ -13,6 +13,8 @@ import pytest
 
 from .conftest import PACKAGING, require_tool
 
+pytestmark = pytest.mark.packaging
+
 UPGRADE_CODE = "{6B3E2F0A-8C1D-4E57-9A0B-3C5D7E9F1A24}"  # never changes: a test, so nobody "fixes" it
 SERVICE_OWN_PROCESS, AUTO_START, ERROR_NORMAL = 16, 2, 1
 # msidbServiceControlEvent: start on install, stop on install and uninstall, delete on uninstall.

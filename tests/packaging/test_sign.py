@@ -11,6 +11,8 @@ import pytest
 
 from .conftest import PACKAGING, require_tool
 
+pytestmark = pytest.mark.packaging
+
 SIGN = PACKAGING / "sign.sh"
 
 

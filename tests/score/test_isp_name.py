@@ -262,6 +262,7 @@ def _isp_loss_with_public_hops(tmp_path):
     return store, sc
 
 
+@pytest.mark.slow
 def test_the_verdict_names_the_isp_everywhere(tmp_path, ptr_server):
     from cxpulse.collector.lookup.service import LookupService
 
@@ -288,6 +289,7 @@ def test_the_verdict_names_the_isp_everywhere(tmp_path, ptr_server):
         store.close()
 
 
+@pytest.mark.slow
 def test_cxpulse_lookup_names_the_isp_and_can_be_told_not_to(tmp_path, ptr_server):
     """The CLI's flags end to end: --reverse-dns-server names the ISP in the lookup's verdict and
     next step; --no-reverse-dns asks nobody and shows the address."""
@@ -309,6 +311,7 @@ def test_cxpulse_lookup_names_the_isp_and_can_be_told_not_to(tmp_path, ptr_serve
     assert "example.net" not in off.stdout and table.asked.count(VODAFONE_HOP) == asked, "nobody was asked"
 
 
+@pytest.mark.slow
 def test_without_a_namer_the_verdict_keeps_the_address(tmp_path):
     from cxpulse.collector.lookup.service import LookupService
 

@@ -52,6 +52,7 @@ def _line(text: str, head: str) -> str | None:
     return next((ln[len(head):] for ln in text.splitlines() if ln.startswith(head)), None)
 
 
+@pytest.mark.slow  # a scenario day each: 10-30 s
 @pytest.mark.parametrize("name", sorted(scn.SCENARIOS))
 def test_headline_ticket_and_fleet_agree(tmp_path, name):
     store, sc = _load(tmp_path, name)
@@ -88,6 +89,7 @@ def _incident(store, kind: str, scope: str, agents: dict[int, tuple[int, int]], 
     store.update_incidents(lambda open_now: [inc])
 
 
+@pytest.mark.slow
 def test_a_closed_incident_of_other_trouble_does_not_set_the_next_step(tmp_path):
     """The story of issue 17: a platform incident made of one refused check per desk, closed within
     a minute, early in the view; the person's own trouble later is loss at the ISP. "Where" said
@@ -124,6 +126,7 @@ def test_an_incident_overlapping_in_time_but_about_another_thing_is_not_the_verd
         store.close()
 
 
+@pytest.mark.slow
 def test_one_refused_check_on_every_desk_at_once_is_a_blip(tmp_path):
     """Issue 17: the app server was starting and every desk got one refused check in the same
     second. That opened a "ccaas-wide" platform incident and headlined "0 poor, limited by apps"
@@ -160,6 +163,7 @@ def test_one_refused_check_on_every_desk_at_once_is_a_blip(tmp_path):
         store.close()
 
 
+@pytest.mark.slow
 def test_loss_between_desk_and_router_is_the_lan_not_dns_nor_the_isp(tmp_path):
     """Issue 17's second lab: 5% loss on the desk -> home-router link was called "DNS" (lost DNS
     packets make lookups slow) or got "Contact the ISP: loss starts beyond the home router". Here

@@ -21,6 +21,8 @@ from cxpulse.collector.store import open_store
 from .conftest import ServerThread, auth
 from .scenario import DAY_END, S, fill_day, fill_fleet
 
+pytestmark = pytest.mark.slow  # schemathesis over every route: a minute or more
+
 MAX_EXAMPLES = int(os.environ.get("CXPULSE_FUZZ_EXAMPLES", "40"))
 # Every documented operation but the document itself (schemathesis leaves its own source out).
 N_OPERATIONS = sum(len(ops) for ops in openapi_document()["paths"].values()) - 1

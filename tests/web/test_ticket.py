@@ -47,6 +47,7 @@ def _load(tmp_path, name: str):
     return store, sc
 
 
+@pytest.mark.slow  # a scenario day each
 @pytest.mark.parametrize("name", sorted(EXPECT))
 def test_ticket_names_the_fault_domain_figures_and_next_step(tmp_path, name):
     store, sc = _load(tmp_path, name)
@@ -73,6 +74,7 @@ def test_ticket_names_the_fault_domain_figures_and_next_step(tmp_path, name):
     assert len(lines) <= 16, "a ticket summary stays short"
 
 
+@pytest.mark.slow
 def test_clean_day_says_nothing_was_wrong(tmp_path):
     store, sc = _load(tmp_path, "clean_day")
     try:
