@@ -13,6 +13,7 @@ import pytest
 
 from cxpulse.collector.jobs.retention import enforce_once, minute_horizon
 from cxpulse.collector.jobs.rollup_tiers import settle_once
+from cxpulse.collector.lookup.service import LookupService
 from cxpulse.collector.score.timeline import agent_timeline, figures_of
 from cxpulse.collector.store import AgentInfo, PendingBatch, open_store, tiers
 from cxpulse.collector.store import rollup as ru
@@ -135,6 +136,9 @@ def test_retention_drops_minute_rollups_past_their_horizon_and_keeps_the_blocks(
     assert [m.minute_us for m in tl.minutes] == [B0, B0 + ru.BLOCK_US, B0 + 2 * ru.BLOCK_US]
     assert all(m.overall.score is not None for m in tl.minutes) and tl.window.score is not None
     assert [m.figures for m in tl.minutes[:2]] == before
+    page = LookupService(store, now_us=lambda: B0 + 36 * DAY).agent("tiers", B0, B0 + 3 * ru.BLOCK_US, 60, False, None)
+    assert [x["t_us"] for x in page["score_timeline"]] == [m.minute_us for m in tl.minutes]
+    assert page["agent"]["score"]["window"]["score"] == tl.window.score is not None
     # A window ending inside the minute horizon reads minutes there and blocks before: none twice.
     k2 = store.upsert_agent(AgentInfo("recent"), 1)
     recent = rich_batch(3, minutes=2)
