@@ -28,10 +28,21 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-__all__ = ["ChildError", "Host", "Lab", "Link", "netns_available", "require_netns", "sweep_stale"]
+__all__ = [
+    "ChildError",
+    "Host",
+    "Lab",
+    "Link",
+    "RoutedDesk",
+    "netns_available",
+    "require_netns",
+    "routed_desk",
+    "sweep_stale",
+]
 
 NAME_PREFIX = "cxt"
 SUBNET_POOL = ipaddress.IPv4Network("10.253.0.0/16")
@@ -46,8 +57,9 @@ class ChildError(RuntimeError):
     """A command or child python inside a namespace failed; carries its output for the report."""
 
 
-def _run(argv: list[str], *, check: bool = True, timeout: float = 20, input: str | None = None
-         ) -> subprocess.CompletedProcess[str]:
+def _run(
+    argv: list[str], *, check: bool = True, timeout: float = 20, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, input=input)
     if check and proc.returncode != 0:
         raise ChildError(f"{' '.join(argv)} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}")
@@ -137,8 +149,9 @@ class Host:
         """``ip -n NS ARGS``; returns stdout."""
         return _run(["ip", "-n", self.name, *args], check=check).stdout
 
-    def exec(self, *argv: str, check: bool = True, timeout: float = 20, input: str | None = None
-             ) -> subprocess.CompletedProcess[str]:
+    def exec(
+        self, *argv: str, check: bool = True, timeout: float = 20, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run a command inside the namespace and wait for it."""
         return _run(["ip", "netns", "exec", self.name, *argv], check=check, timeout=timeout, input=input)
 
@@ -181,8 +194,9 @@ class Host:
             f.write(content)
         return path
 
-    def python(self, code: str, *args: str, timeout: float = 20, check: bool = True
-               ) -> subprocess.CompletedProcess[str]:
+    def python(
+        self, code: str, *args: str, timeout: float = 20, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``python -c CODE ARGS`` (this interpreter, so the venv) inside the namespace."""
         return self.exec(sys.executable, "-c", code, *args, timeout=timeout, check=check)
 
@@ -209,13 +223,16 @@ class Host:
             "result = fn(*args)\n"
             f"sys.stdout.write('\\n' + {_RESULT_MARK!r} + json.dumps(result) + '\\n')\n"
         )
-        proc = self.python(runner, path, func.__qualname__, json.dumps(list(args)), json.dumps(as_user),
-                           timeout=timeout, check=False)
+        proc = self.python(
+            runner, path, func.__qualname__, json.dumps(list(args)), json.dumps(as_user), timeout=timeout, check=False
+        )
         for line in reversed(proc.stdout.splitlines()):
             if line.startswith(_RESULT_MARK):
-                return json.loads(line[len(_RESULT_MARK):])
-        raise ChildError(f"{func.__qualname__} in {self.name} exited {proc.returncode} without a result\n"
-                         f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
+                return json.loads(line[len(_RESULT_MARK) :])
+        raise ChildError(
+            f"{func.__qualname__} in {self.name} exited {proc.returncode} without a result\n"
+            f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
+        )
 
 
 class Lab:
@@ -286,6 +303,37 @@ class Lab:
         for host in reversed(self.hosts):
             _run(["ip", "netns", "del", host.name], check=False)
             shutil.rmtree(os.path.join("/etc/netns", host.name), ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class RoutedDesk:
+    """A desk behind a routing gateway, and a server beyond it: ``desk -lan- gw -wan- app``."""
+
+    desk: Host
+    gw: Host
+    app: Host
+    lan: Link  # desk (a) - gw (b)
+    wan: Link  # gw (a) - app (b)
+
+    @property
+    def gateway_ip(self) -> str:
+        """The desk's default gateway (the router's LAN address)."""
+        return self.lan.b_addr
+
+    @property
+    def app_ip(self) -> str:
+        return self.wan.b_addr
+
+
+def routed_desk(lab: Lab) -> RoutedDesk:
+    """The set-up most end-to-end tests start from: the agent on ``desk``, the collector and the
+    services it measures on ``app``, one forwarding hop between (so the gateway is a real hop)."""
+    desk, gw, app = lab.host("desk"), lab.host("gw"), lab.host("app")
+    lan, wan = lab.link(desk, gw), lab.link(gw, app)
+    gw.enable_forwarding()
+    desk.default_route(lan.b_addr)
+    app.default_route(wan.a_addr)
+    return RoutedDesk(desk, gw, app, lan, wan)
 
 
 @atexit.register

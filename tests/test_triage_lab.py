@@ -16,6 +16,7 @@ incident and headline nothing. The table printed here is kept in docs/triage.md.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -25,11 +26,11 @@ import time
 import pytest
 
 from tests.conftest import REPO, agent_security_args, register_collector, wait_for
-from tests.lab.homes import CLOUD_IP, SCENARIOS, Home, build_cloud, refuse_once
+from tests.lab.homes import CLOUD_IP, SCENARIOS, UPLINK, Home, build_cloud, refuse_once
 from tests.netns import Lab, require_netns
 from tests.requirements import require
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.lab, pytest.mark.root, pytest.mark.timeout(600)]
 
 PY = sys.executable
 BASELINE_S = 70.0  # clean minutes: the agent's usual, which delay and loss are measured against
@@ -52,8 +53,9 @@ def _measured(db) -> dict[str, set[str]]:
     try:
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=2)
         try:
-            rows = con.execute("SELECT a.agent_id, s.target FROM series s JOIN agents a ON a.key = s.agent "
-                               "WHERE s.kind = 'rtt'").fetchall()
+            rows = con.execute(
+                "SELECT a.agent_id, s.target FROM series s JOIN agents a ON a.key = s.agent WHERE s.kind = 'rtt'"
+            ).fetchall()
         finally:
             con.close()
     except sqlite3.Error:
@@ -77,16 +79,38 @@ def test_each_place_gets_its_verdict_in_real_homes(tmp_path, capsys):
             cloud = build_cloud(lab)
             homes = [Home(lab, cloud, sc, tmp_path) for sc in SCENARIOS]
             register_collector(f"{CLOUD_IP}:50051", db, insecure=True)  # the lab's own namespaces; agents still enroll
-            cloud.spawn(PY, "-m", "cxpulse", "-v", "collector", "serve", "--listen", f"{CLOUD_IP}:50051", "--db", str(db),
-                        "--insecure", "--reflector", f"{CLOUD_IP}:50052", "--voice-interval", "20", "--no-reverse-dns",
-                        stdout=clog, stderr=subprocess.STDOUT, cwd=REPO)
+            cloud.spawn(
+                PY,
+                "-m",
+                "cxpulse",
+                "-v",
+                "collector",
+                "serve",
+                "--listen",
+                f"{CLOUD_IP}:50051",
+                "--db",
+                str(db),
+                "--insecure",
+                "--reflector",
+                f"{CLOUD_IP}:50052",
+                "--voice-interval",
+                "20",
+                "--no-reverse-dns",
+                stdout=clog,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
             wait_for(lambda: b"listening on" in (tmp_path / "collector.log").read_bytes(), 30, what="collector")
             for h in homes:
                 h.start_servers()
                 h.start_agent(agent_security_args(f"{CLOUD_IP}:50051"))
             ids = {h.agent_id for h in homes}
-            wait_for(lambda: (m := _measured(db)).keys() >= ids and all(m[i] >= HOPS for i in ids), 120, 1.0,
-                     "every desk measuring its gateway, ISP hop and platform")
+            wait_for(
+                lambda: (m := _measured(db)).keys() >= ids and all(m[i] >= HOPS for i in ids),
+                120,
+                1.0,
+                "every desk measuring its gateway, ISP hop and platform",
+            )
             t_setup = time.time()
             time.sleep(BASELINE_S)
             t_fault = time.time()
@@ -107,8 +131,10 @@ def test_each_place_gets_its_verdict_in_real_homes(tmp_path, capsys):
     table = "\n".join(rows)
     (tmp_path / "table.md").write_text(table + "\n")
     with capsys.disabled():
-        print(f"\nlab: setup {t_setup - t_lab:.0f} s, baseline {BASELINE_S:.0f} s, fault {FAULT_S:.0f} s, "
-              f"total {time.time() - t_lab:.0f} s; refused SYNs per platform {refused}\n{table}")
+        print(
+            f"\nlab: setup {t_setup - t_lab:.0f} s, baseline {BASELINE_S:.0f} s, fault {FAULT_S:.0f} s, "
+            f"total {time.time() - t_lab:.0f} s; refused SYNs per platform {refused}\n{table}"
+        )
     assert not failures, "\n".join(failures)
 
 
@@ -132,9 +158,15 @@ def _verdicts(db, homes, t_lab, t_end, refused, tmp_path):
             (tmp_path / f"verdict-{sc.name}.json").write_text(json.dumps(hl, indent=1, default=str))
             (tmp_path / f"ticket-{sc.name}.txt").write_text(ticket)
             conf = "-" if hl.get("confidence") is None else f"{hl['confidence']:.0%}"
-            rows.append(f"| {sc.name} | {sc.injected} | {hl.get('domain_label') or 'nothing wrong'} | {conf} | "
-                        f"{hl.get('next_step')} |")
+            rows.append(
+                f"| {sc.name} | {sc.injected} | {hl.get('domain_label') or 'nothing wrong'} | {conf} | "
+                f"{hl.get('next_step')} |"
+            )
             failures += _check(sc, hl, ticket)
+            if sc.expect == "own_traffic":
+                device = page["agent"]["device"]
+                (tmp_path / f"device-{sc.name}.json").write_text(json.dumps(device, indent=1, default=str))
+                failures += _check_own_traffic(sc, hl, device)
         # The DNS-failing desk's checks end before they connect: its platform sees none.
         if any(n == 0 for name, n in refused.items() if name != "dns_failing"):
             failures.append(f"a platform saw no check while refusing: {refused}")
@@ -149,7 +181,9 @@ def _check(sc, hl, ticket) -> list[str]:
     bad = []
     where = hl.get("domain")
     if where != sc.expect:
-        bad.append(f"{sc.name}: verdict {where!r} ({hl.get('domain_label')}), expected {sc.expect!r}: {hl.get('evidence')}")
+        bad.append(
+            f"{sc.name}: verdict {where!r} ({hl.get('domain_label')}), expected {sc.expect!r}: {hl.get('evidence')}"
+        )
         return bad
     step = hl.get("next_step") or ""
     if f"Next step: {step}" not in ticket:
@@ -169,4 +203,37 @@ def _check(sc, hl, ticket) -> list[str]:
         score = hl.get("score")
         if hl.get("label") == "poor" or (isinstance(score, (int, float)) and score < 70):
             bad.append(f"{sc.name}: headline score {score} from nothing but {sc.injected}")
+    return bad
+
+
+def _check_own_traffic(sc, hl, device) -> list[str]:
+    """The bulk upload's figures: what the desk's counters saw on its shaped 4 Mbit/s uplink, and
+    the verdict naming them (formerly tests/test_e2e_own_traffic.py, a home of its own)."""
+    bad = []
+    up_best, dn_best, up_mean = (
+        device.get("upload_best_kbps"),
+        device.get("download_best_kbps"),
+        device.get("upload_kbps_mean"),
+    )
+    if not (isinstance(up_best, (int, float)) and 3_000 <= up_best <= 4_400):  # what the 4 Mbit/s line carried
+        bad.append(f"{sc.name}: upload best {up_best} kbit/s, expected 3000-4400 (a {UPLINK} uplink): {device}")
+    elif not (isinstance(up_mean, (int, float)) and 0.3 * up_best <= up_mean <= up_best):
+        bad.append(f"{sc.name}: upload mean {up_mean} kbit/s over a window mostly uploading at {up_best}: {device}")
+    elif not (isinstance(dn_best, (int, float)) and dn_best < up_best / 4):  # the download is the upload's ACKs
+        bad.append(f"{sc.name}: download best {dn_best} kbit/s beside an upload of {up_best}: {device}")
+    if device.get("link_mbps") != 10_000:  # a veth says 10 Gbit/s
+        bad.append(f"{sc.name}: link speed {device.get('link_mbps')} Mbit/s, expected the veth's 10000")
+    label, sentence = hl.get("domain_label") or "", hl.get("sentence") or ""
+    m = re.search(r"\(upload ([\d.]+) of ([\d.]+) Mbit/s", label)
+    if not label.startswith("your connection, saturated by this PC's own traffic (upload ") or not m:
+        bad.append(f"{sc.name}: the place is not named with the upload's figures: {label!r}")
+    elif not (3.0 <= float(m.group(1)) <= 4.4 and 3.0 <= float(m.group(2)) <= 4.4):
+        bad.append(f"{sc.name}: the label's figures are not the {UPLINK} uplink's: {label!r}")
+    if (hl.get("confidence") or 0) < 0.6:
+        bad.append(f"{sc.name}: confidence {hl.get('confidence')} below 0.6 for a saturated uplink")
+    if not (hl.get("next_step") or "").startswith("Pause or reschedule the big upload/download on this PC"):
+        bad.append(f"{sc.name}: next step {hl.get('next_step')!r}")
+    # The queue shows from the first hop beyond the shaped uplink: the ISP's (or the platform's edge).
+    if "p95 rose to" not in sentence or not ("isp" in sentence or "app-edge" in sentence):
+        bad.append(f"{sc.name}: the sentence does not say the RTT beyond the uplink rose: {sentence!r}")
     return bad

@@ -25,16 +25,16 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from tests.conftest import REPO
 from tests.impair import Impairment
 from tests.netns import Host, Lab
 from tests.paths import NetPath
 
-__all__ = ["CLOUD_IP", "SCENARIOS", "Home", "Scenario", "build_cloud", "refuse_once"]
+__all__ = ["CLOUD_IP", "SCENARIOS", "UPLINK", "Home", "Scenario", "build_cloud", "refuse_once"]
 
 PY = sys.executable
 HERE = Path(__file__).resolve().parent
@@ -65,13 +65,22 @@ SCENARIOS = (
     Scenario("lan_loss", "3% loss each way on desk -> home router (the LAN; no radio here)", "lan", "desk-gw"),
     Scenario("isp_delay", "+100 ms (jitter 30 ms) each way on home router -> ISP", "network", "gw-isp"),
     Scenario("isp_loss", "5% loss each way on home router -> ISP", "network", "gw-isp"),
-    Scenario("platform_slow", "platform answers after 4 s (time to first byte)", "app",
-             app="genesys", platform="Genesys Cloud"),
+    Scenario(
+        "platform_slow",
+        "platform answers after 4 s (time to first byte)",
+        "app",
+        app="genesys",
+        platform="Genesys Cloud",
+    ),
     Scenario("platform_5xx", "platform answers 503", "app", app="five9", platform="Five9"),
     Scenario("dns_failing", "the desk's resolver answers SERVFAIL", "dns", app="zendesk", platform="Zendesk"),
     Scenario("clean", "nothing (control; left out of the refused check)", None, refused=False),
     Scenario("refused_once", "only the refused check every desk got at once", None),
-    Scenario("bulk_upload", "the desk uploads to a sink beyond the ISP over a 4 Mbit/s home uplink (tbf, 128 kB queue)", "own_traffic"),
+    Scenario(
+        "bulk_upload",
+        "the desk uploads to a sink beyond the ISP over a 4 Mbit/s home uplink (tbf, 128 kB queue)",
+        "own_traffic",
+    ),
 )
 
 
@@ -109,24 +118,65 @@ class Home:
 
     def start_servers(self) -> None:
         p = self.path
-        p.app.spawn(PY, str(HERE / "platform.py"), "--listen", self.app_ip, "--port", "80",
-                    "--mode-file", str(self.mode_file), stdout=self._log("platform"), stderr=subprocess.STDOUT)
+        p.app.spawn(
+            PY,
+            str(HERE / "platform.py"),
+            "--listen",
+            self.app_ip,
+            "--port",
+            "80",
+            "--mode-file",
+            str(self.mode_file),
+            stdout=self._log("platform"),
+            stderr=subprocess.STDOUT,
+        )
         self._start_dns({self.sc.app_host: {"a": [self.app_ip]}})
         if self.sc.name == "bulk_upload":
             # The home uplink: the router's WAN port shaped, with a queue of ~250 ms when full.
-            p.gw.exec("tc", "qdisc", "add", "dev", p.links["gw-isp"].a_if, "root", "tbf", "rate", UPLINK,
-                      "burst", "16kb", "limit", "128kb")
-            p.app.spawn(PY, str(HERE / "bulk.py"), "sink", "--listen", self.app_ip, "--seconds", "900",
-                        stdout=self._log("sink"), stderr=subprocess.STDOUT)
+            p.gw.exec(
+                "tc",
+                "qdisc",
+                "add",
+                "dev",
+                p.links["gw-isp"].a_if,
+                "root",
+                "tbf",
+                "rate",
+                UPLINK,
+                "burst",
+                "16kb",
+                "limit",
+                "128kb",
+            )
+            p.app.spawn(
+                PY,
+                str(HERE / "bulk.py"),
+                "sink",
+                "--listen",
+                self.app_ip,
+                "--seconds",
+                "900",
+                stdout=self._log("sink"),
+                stderr=subprocess.STDOUT,
+            )
 
     def _start_dns(self, table: dict) -> None:
         if self._dns is not None:
             self._dns.terminate()
             self._dns.wait(5)
         ready = self.workdir / f"dns-ready-{self.sc.name}-{time.monotonic_ns()}"
-        self._dns = self.path.isp.spawn(PY, str(REPO / "tests" / "agent" / "dns_lab.py"), "--listen", self.resolver_ip,
-                                        "--table", json.dumps(table), "--ready", str(ready),
-                                        stdout=self._log("dns"), stderr=subprocess.STDOUT)
+        self._dns = self.path.isp.spawn(
+            PY,
+            str(REPO / "tests" / "agent" / "dns_lab.py"),
+            "--listen",
+            self.resolver_ip,
+            "--table",
+            json.dumps(table),
+            "--ready",
+            str(ready),
+            stdout=self._log("dns"),
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 15
         while not ready.exists():
             if time.monotonic() > deadline or self._dns.poll() is not None:
@@ -146,15 +196,38 @@ class Home:
             "[[targets]]\n"
             f'name = "app-edge"\nhost = "{self.app_ip}"\nport = 80\n'
             "[[apps]]\n"
-            f'name = "{self.sc.app}"\nurl = "http://{self.sc.app_host}/"\napdex_t_ms = 500\n')
+            f'name = "{self.sc.app}"\nurl = "http://{self.sc.app_host}/"\napdex_t_ms = 500\n'
+        )
         stat = self.workdir / "idle-proc-stat"
         if not stat.exists():
             stat.write_text(_idle_proc_stat())
         # unshare: the bind mount stays in the agent's own mount namespace, never the machine's.
-        self.path.desk.spawn("unshare", "-m", "--propagation", "private", "sh", "-c",
-                             'mount --bind "$0" /proc/stat && exec "$@"', str(stat),
-                             PY, "-m", "cxpulse", "-v", "agent", "run", "--config", str(cfg), "--agent-id", self.agent_id,
-                             "--user", self.user, *security, stdout=self._log("agent"), stderr=subprocess.STDOUT, cwd=REPO)
+        self.path.desk.spawn(
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            'mount --bind "$0" /proc/stat && exec "$@"',
+            str(stat),
+            PY,
+            "-m",
+            "cxpulse",
+            "-v",
+            "agent",
+            "run",
+            "--config",
+            str(cfg),
+            "--agent-id",
+            self.agent_id,
+            "--user",
+            self.user,
+            *security,
+            stdout=self._log("agent"),
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
 
     # -- the fault --
 
@@ -174,8 +247,17 @@ class Home:
         elif n == "dns_failing":
             self._start_dns({self.sc.app_host: {"rcode": "SERVFAIL"}})
         elif n == "bulk_upload":
-            self.path.desk.spawn(PY, str(HERE / "bulk.py"), "send", "--to", self.app_ip, "--seconds", str(seconds),
-                                 stdout=self._log("send"), stderr=subprocess.STDOUT)
+            self.path.desk.spawn(
+                PY,
+                str(HERE / "bulk.py"),
+                "send",
+                "--to",
+                self.app_ip,
+                "--seconds",
+                str(seconds),
+                stdout=self._log("send"),
+                stderr=subprocess.STDOUT,
+            )
 
     def close_logs(self) -> None:
         for f in self._logs:

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             kind, n = _mode(args.mode_file)
             if kind == "slow":
                 time.sleep(min(n, 30_000) / 1000)
