@@ -202,6 +202,7 @@ class Alerter:
                 # The episode's start is gone from the rules once resolved; the id needs it: keep it.
                 since = self._open_since.pop(agent_id, minute_us)
             else:
+                assert since is not None, "an episode that just opened has a start"
                 self._open_since[agent_id] = since
         eid = f"cxpulse-agent-{agent_id}-{since // 1_000_000}"
         link = self._agent_link(agent_id, since, now)

@@ -388,6 +388,6 @@ def rate_path(
         Tr=2 * one_way_ms,
         Ppl=loss_pct,
         BurstR=burst_r,
-        **({} if ie is None else {"Ie": ie, "Bpl": bpl}),
+        **({} if ie is None or bpl is None else {"Ie": ie, "Bpl": bpl}),  # both or neither (checked above)
     )
     return rate(params)

@@ -133,6 +133,7 @@ class IspNamer:
     # -- the database file --
 
     def _asn(self, ip) -> str | None:
+        assert self._db is not None  # asked only with the file open
         try:
             rec = self._db.get(ip)
         except (ValueError, OSError):  # a corrupt row reads as no row; the file opened fine at start
@@ -164,6 +165,7 @@ class IspNamer:
             if fut is None:
                 if len(self._pending) >= self.cfg.max_pending:
                     return None  # asked again on a later look
+                assert self._pool is not None  # built with the resolver, which is asked for here
                 try:
                     fut = self._pool.submit(self._resolve, address)
                 except RuntimeError:  # closed (shutting down): the address is shown
@@ -198,6 +200,7 @@ class IspNamer:
         import dns.exception
 
         name = None
+        assert self._resolver is not None  # the pool runs this only with a resolver
         try:
             answer = self._resolver.resolve_address(address, lifetime=self.cfg.dns_timeout_s)
             for rr in answer:

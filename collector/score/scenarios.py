@@ -12,8 +12,12 @@ import random
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cxpulse.v1.payload import Event, SampleBatch, Series
+
+if TYPE_CHECKING:
+    from cxpulse.agent.wifi.parsers._model import WifiReading
 
 __all__ = ["SCENARIOS", "AgentSpec", "ExpectedIncident", "Fault", "Scenario", "build", "load", "world"]
 
@@ -345,7 +349,7 @@ class _AgentGen:
             "spd": None if a.wifi or a.vpn else 1000,
         }
 
-    def _wifi(self, faults: set[str], ts: int) -> tuple[dict, object]:
+    def _wifi(self, faults: set[str], ts: int) -> tuple[dict, WifiReading]:
         from cxpulse.agent.wifi.parsers._model import WifiReading
 
         r = self.rng
@@ -360,9 +364,10 @@ class _AgentGen:
             noise = -95
             tx = r.choice((433_300, 585_000, 780_000, 866_700))
         bssid = self.bssids[self.ap]
+        ssid = "corp" if self.spec.site != "home" else "home-net"
         vals = {
             "conn": 1,
-            "ssid": "corp" if self.spec.site != "home" else "home-net",
+            "ssid": ssid,
             "bssid": bssid,
             "rssi": rssi,
             "noise": noise,
@@ -379,7 +384,7 @@ class _AgentGen:
             True,
             "nl80211",
             "wlan0",
-            vals["ssid"],
+            ssid,
             bssid,
             rssi,
             noise,
