@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Any
 
 __all__ = ["STOP_SIGNALS", "stop_on_signals"]
 
@@ -32,7 +34,7 @@ def stop_on_signals(stop: asyncio.Event, loop: asyncio.AbstractEventLoop | None 
     def handler(signum: int, frame: object) -> None:
         loop.call_soon_threadsafe(in_loop, signum)  # nothing else here: it runs between any two bytecodes
 
-    previous: list[tuple[int, object]] = []
+    previous: list[tuple[int, Callable[[int, FrameType | None], Any] | int]] = []
     try:
         for name in STOP_SIGNALS:
             sig = getattr(signal, name, None)

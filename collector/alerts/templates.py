@@ -19,7 +19,7 @@ _COLOR = {"open": "C62828", "resolved": "2E7D32"}
 
 
 def _when(us: int) -> str:
-    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def text_of(a: Alert) -> str:
@@ -55,8 +55,13 @@ def _generic(a: Alert) -> dict:
 
 def _servicenow(a: Alert) -> dict:
     if a.state == "resolved":
-        return {"correlation_id": a.id, "correlation_display": "cxpulse", "state": "6",
-                "close_code": "Resolved by caller", "close_notes": text_of(a)}
+        return {
+            "correlation_id": a.id,
+            "correlation_display": "cxpulse",
+            "state": "6",
+            "close_code": "Resolved by caller",
+            "close_notes": text_of(a),
+        }
     impact, urgency = _SEV_SNOW.get(a.severity, ("2", "2"))
     body = {
         "short_description": a.title[:160],

@@ -5,6 +5,7 @@
 live in collector/jobs/. Design notes: docs/collector-internals.md.
 """
 
+from ..store.sketch import LatencySketch
 from .components import (
     AppCheck,
     Component,
@@ -32,7 +33,6 @@ from .emodel import (
     rate,
     rate_path,
 )
-from ..store.sketch import LatencySketch
 
 __all__ = [
     "CODECS",
