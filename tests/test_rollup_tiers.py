@@ -139,6 +139,8 @@ def test_retention_drops_minute_rollups_past_their_horizon_and_keeps_the_blocks(
     page = LookupService(store, now_us=lambda: B0 + 36 * DAY).agent("tiers", B0, B0 + 3 * ru.BLOCK_US, 60, False, None)
     assert [x["t_us"] for x in page["score_timeline"]] == [m.minute_us for m in tl.minutes]
     assert page["agent"]["score"]["window"]["score"] == tl.window.score is not None
+    faults = page["agent"]["score"]["faults"]  # triage over 15-minute buckets: whole blocks, joined
+    assert faults and all(f["end_us"] - f["start_us"] == f["minutes"] * 60 * S == 45 * 60 * S for f in faults)
     # A window ending inside the minute horizon reads minutes there and blocks before: none twice.
     k2 = store.upsert_agent(AgentInfo("recent"), 1)
     recent = rich_batch(3, minutes=2)

@@ -554,6 +554,11 @@ class MinuteScore:
         return self._figures
 
     @property
+    def span_us(self) -> int:
+        """A minute, or 15 for a 15-minute bucket (a window older than the minute rollups)."""
+        return _span(self.rollups)
+
+    @property
     def degraded(self) -> bool:
         return self.overall.score is not None and self.overall.score < GOOD
 

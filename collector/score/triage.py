@@ -111,7 +111,8 @@ def degraded_windows(minutes: Sequence[MinuteScore], gap_minutes: int = GAP_MINU
     for m in minutes:
         if not m.degraded:
             continue
-        if out and m.minute_us - out[-1][-1].minute_us <= (gap_minutes + 1) * 60_000_000:
+        last = out[-1][-1] if out else None  # a 15-minute bucket (an old window) ends 15 minutes on
+        if last is not None and m.minute_us - (last.minute_us + last.span_us) <= gap_minutes * 60_000_000:
             out[-1].append(m)
         else:
             out.append([m])
@@ -179,7 +180,7 @@ def _incident_of(agent: int, v: Verdict, incidents: list) -> dict | None:
 
 def triage_window(window: Sequence[MinuteScore], baseline: Figures | None = None) -> Verdict:
     """The fault domain of one degraded window, from its merged figures (and the agent's good minutes)."""
-    start, end = window[0].minute_us, window[-1].minute_us + 60_000_000
+    start, end = window[0].minute_us, window[-1].minute_us + window[-1].span_us
     f = figures_of([r for m in window for r in m.rollups], start, end)
     ev = _Evidence(f, baseline)
     strengths = {
@@ -208,10 +209,10 @@ def triage_window(window: Sequence[MinuteScore], baseline: Figures | None = None
         text = (f"no domain stands out (strongest: {LABELS[best]} {s1:.2f}); score limited by {lim}: "
                 f"{_first_reason(window)}")
         # Confidence of "unknown" is that of the best guess it turned down: low, by definition.
-        return Verdict("unknown", round(s1, 2), text, start, end, len(window), worst,
+        return Verdict("unknown", round(s1, 2), text, start, end, sum(m.span_us for m in window) // 60_000_000, worst,
                        {k: round(v, 2) for k, v in strengths.items()}, None, apps)
     confidence = round(min(0.99, max(0.05, s1 - 0.5 * s2)), 2)
-    return Verdict(best, confidence, ev.sentence(best), start, end, len(window), worst,
+    return Verdict(best, confidence, ev.sentence(best), start, end, sum(m.span_us for m in window) // 60_000_000, worst,
                    {k: round(v, 2) for k, v in strengths.items()}, None, apps,
                    ev.isp_name() if best == "network" else None,
                    detail=ev.own_detail() if best == "own_traffic" else "")
