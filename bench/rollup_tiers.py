@@ -46,9 +46,11 @@ def main(desks: int = 2) -> dict[str, float]:
             batches = _batches(desk(DAY_S, seed=1 + d))
             for i in range(0, len(batches), COMMIT):
                 store.commit_batches([PendingBatch(k, 1, i + j + 1, b) for j, b in enumerate(batches[i : i + COMMIT])])
+        ingest_s, t = time.monotonic() - t, time.monotonic()
         settled = asyncio.run(
             settle_once(store, now_us=T_BASE_US + 10 * DAY_S * 1_000_000, max_blocks=10**6, pause_s=0)
         )
+        settle_s = time.monotonic() - t
         store.close()
         with sqlite3.connect(path) as db:
             db.execute("VACUUM")
@@ -61,7 +63,8 @@ def main(desks: int = 2) -> dict[str, float]:
         f"15-minute rollups x {DEFAULT_ROLLUP_DAYS:g} days, MB per desk": block * DEFAULT_ROLLUP_DAYS / 1e6,
         f"minute rollups x {DEFAULT_ROLLUP_DAYS:g} days (before), MB per desk": minute * DEFAULT_ROLLUP_DAYS / 1e6,
     }
-    print(f"{desks} desk-day(s), {settled.blocks} blocks settled, {time.monotonic() - t:.0f} s")
+    out["settle, ms per desk-block"] = settle_s / (settled.blocks * desks) * 1e3
+    print(f"{desks} desk-day(s) written in {ingest_s:.0f} s; {settled.blocks} blocks settled in {settle_s:.1f} s")
     for name, v in out.items():
         print(f"  {name}: {v:,.1f}")
     return out

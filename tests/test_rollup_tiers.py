@@ -11,6 +11,7 @@ import random
 
 import pytest
 
+from cxpulse.collector.jobs import rollup_tiers
 from cxpulse.collector.jobs.retention import enforce_once, minute_horizon
 from cxpulse.collector.jobs.rollup_tiers import settle_once
 from cxpulse.collector.lookup.service import LookupService
@@ -86,7 +87,8 @@ def test_events_of_a_block_join_the_pieces_of_one_event():
     ]
 
 
-def test_settling_is_bounded_resumable_and_idempotent(store, store_url):
+def test_settling_is_bounded_resumable_and_idempotent(store, store_url, monkeypatch):
+    monkeypatch.setattr(rollup_tiers, "WRITE_ROWS", 4)  # a block written in several transactions
     k = store.upsert_agent(AgentInfo("tiers"), 1)
     store.commit_batches([PendingBatch(k, 1, 1, blocks_batch(1, 3))])
     minutes = store.rollups(0, FAR, k)
@@ -102,10 +104,10 @@ def test_settling_is_bounded_resumable_and_idempotent(store, store_url):
         assert (rest.blocks, rest.done) == (2, True) and rest.settled_us == ru.block_of(B0 + DAY)
         assert asyncio.run(settle_once(store, now_us=B0 + 9 * DAY, pause_s=0)).blocks == 0
         # Settled again (a second collector, a lost mark): the same rows.
-        store.write_blocks(B0, B0 + 3 * ru.BLOCK_US, ru.block_rollups(store.rollups(B0, B0 + 3 * ru.BLOCK_US, k)))
-        assert store.rollup_mark(tiers.BLOCKS_SETTLED) == ru.block_of(B0 + DAY)  # marks never go back
-        assert store.raise_minutes_floor(B0 + 3 * ru.BLOCK_US) == B0 + 3 * ru.BLOCK_US
-        assert store.raise_minutes_floor(B0) == B0 + 3 * ru.BLOCK_US
+        store.write_blocks(ru.block_rollups(store.rollups(B0, B0 + 3 * ru.BLOCK_US, k)))
+        assert store.raise_mark(tiers.BLOCKS_SETTLED, B0) == ru.block_of(B0 + DAY)  # marks never go back
+        assert store.raise_mark(tiers.MINUTES_FLOOR, B0 + 3 * ru.BLOCK_US) == B0 + 3 * ru.BLOCK_US
+        assert store.raise_mark(tiers.MINUTES_FLOOR, B0) == B0 + 3 * ru.BLOCK_US
         got = store.rollups(0, FAR, k)
         assert {r.span_us for r in got} == {ru.BLOCK_US} and canonical(got) == want
     finally:
@@ -160,7 +162,7 @@ def test_minute_rollups_stay_until_their_blocks_are_settled(store):
     k = store.upsert_agent(AgentInfo("tiers"), 1)
     store.commit_batches([PendingBatch(k, 1, 1, blocks_batch(4, 2))])
     n = len(store.rollups(0, FAR, k))
-    store.write_blocks(0, B0, [])  # settled up to the first block only: the job has not run yet
+    store.raise_mark(tiers.BLOCKS_SETTLED, B0)  # settled up to the first block only: the job has not run yet
     r = asyncio.run(enforce_once(store, 7, 400, now_us=B0 + 90 * DAY, chunk=50, pause_s=0, minute_days=35))
     assert r.blocks_settled == 2 and r.rollups_deleted == n  # settled first, then expired
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..store import rollup as ru
+from ..store import tiers
 from ..store.types import RAW_TABLES
 from .rollup_tiers import settle_once
 
@@ -131,7 +132,7 @@ async def enforce_once(
             out.raw_deleted += n
     floor = ru.block_of(min(now_us - round(minutes * DAY_US), settled.settled_us))
     if floor > 0:
-        floor = await asyncio.to_thread(store.raise_minutes_floor, floor)
+        floor = await asyncio.to_thread(store.raise_mark, tiers.MINUTES_FLOOR, floor)
         out.rollups_deleted = await drain(store.delete_rollups_before, floor)
     out.blocks_deleted = await drain(store.delete_blocks_before, now_us - round(rollup_days * DAY_US))
     return out

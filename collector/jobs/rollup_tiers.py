@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from ..store import rollup as ru
 from ..store import tiers
 
-__all__ = ["MAX_BLOCKS", "SETTLE_LAG_US", "SettleResult", "settle_once"]
+__all__ = ["MAX_BLOCKS", "SETTLE_LAG_US", "WRITE_ROWS", "SettleResult", "settle_once"]
 
 # A block is settled 8 days after it ends: an agent's spool keeps 7 days (agent/spool.py), so the
 # minute rollups it merges are final by then. Retention keeps minute rollups until their block
 # settled, whatever their horizon says.
 SETTLE_LAG_US = 8 * 86_400 * 1_000_000
 MAX_BLOCKS = 96 * 7  # a week of blocks per run; a store catching up takes several runs
+WRITE_ROWS = 2_000  # 15-minute rollups per write transaction: a few ms of lock on SQLite
 
 
 @dataclass
@@ -40,8 +41,9 @@ async def settle_once(
     """Settle the complete blocks ending ``lag_us`` before now, from the settled mark on.
 
     Each block: its minute rollups read (a read connection), merged (``rollup.block_rollups``, in
-    a worker thread) and written with the raised mark in one short write transaction, so ingest
-    waits at most for one block's insert. Settling a block again writes the same rows.
+    a worker thread), written ``WRITE_ROWS`` at a time, each in its own short transaction, then the
+    mark raised past it; reads take a block only below the minutes' floor, never past the mark, so
+    a half-written block is never read. Settling a block again writes the same rows.
     """
     now_us = now_us if now_us is not None else time.time_ns() // 1000
     end = ru.block_of(now_us - lag_us)
@@ -54,14 +56,17 @@ async def settle_once(
         nxt = await asyncio.to_thread(store.next_rollup_minute, mark)
         start = end if nxt is None else min(end, max(mark, ru.block_of(nxt)))
         if start >= end:  # nothing more before the end: the empty stretch is settled as it is
-            await asyncio.to_thread(store.write_blocks, mark, end, [])
-            mark = end
+            mark = await asyncio.to_thread(store.raise_mark, tiers.BLOCKS_SETTLED, end)
             break
         until = start + ru.BLOCK_US
         if start < await asyncio.to_thread(store.rollup_mark, tiers.MINUTES_FLOOR):
             raise RuntimeError(f"the minutes' floor passed the settled mark {mark}: not settling from partial minutes")
         blocks = await asyncio.to_thread(_merged, store, start, until)
-        await asyncio.to_thread(store.write_blocks, mark, until, blocks)
+        for i in range(0, len(blocks), WRITE_ROWS):  # the block is not read before its mark: any split
+            await asyncio.to_thread(store.write_blocks, blocks[i : i + WRITE_ROWS])
+            if pause_s:
+                await asyncio.sleep(pause_s)
+        await asyncio.to_thread(store.raise_mark, tiers.BLOCKS_SETTLED, until)
         out.blocks += 1
         out.rollups += len(blocks)
         mark = until

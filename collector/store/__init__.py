@@ -155,12 +155,12 @@ class Store(Protocol):
     def next_rollup_minute(self, since_us: int) -> int | None:
         """The first minute at or after ``since_us`` that has a minute rollup (None: none)."""
 
-    def write_blocks(self, since_us: int, until_us: int, blocks: list[Rollup]) -> None:
-        """Replace the 15-minute rollups in [since, until) with ``blocks`` and raise the settled mark
-        to ``until``, in one transaction (settling a block again writes the same rows)."""
+    def write_blocks(self, blocks: list[Rollup]) -> None:
+        """Write 15-minute rollups in one transaction, replacing those of the same keys (settling
+        again writes the same rows); the job raises ``tiers.BLOCKS_SETTLED`` once a block is whole."""
 
-    def raise_minutes_floor(self, floor_us: int) -> int:
-        """Raise the minutes' floor to ``floor_us`` (never lowers it); returns the floor now."""
+    def raise_mark(self, name: str, at_us: int) -> int:
+        """Raise a mark of ``tiers`` to ``at_us`` (never lowers it); returns the mark now."""
 
     def series_methods(self, agent_key: int, kind: str) -> dict[str, set[str]]:
         """Target -> the measuring methods of the agent's series of this kind."""

@@ -46,7 +46,6 @@ T = TypeVar("T")
 _MIGRATE_LOCK_CLASS = 0x63787075  # "cxpu": advisory lock namespace for schema migrations
 _ROLLUP_LOCK_CLASS = 0x63787072  # "cxpr": one transaction-scoped advisory lock per agent for its rollups
 _INCIDENT_LOCK_CLASS = 0x63787069  # "cxpi": incident updates, one collector at a time
-_TIERS_LOCK_CLASS = 0x63787474  # "cxtt": settling 15-minute rollups, one collector at a time
 _READERS_IDLE = 4  # idle read connections kept open for lookups
 _RETRIES = 3  # attempts for a write that met a lost connection or a deadlock
 
@@ -733,37 +732,37 @@ class PostgresStore(KeptTables):
     def next_rollup_minute(self, since_us: int) -> int | None:
         return self._query(f"SELECT min(minute_us) FROM {self._s}.rollups WHERE minute_us >= %s", [since_us])[0][0]
 
-    def write_blocks(self, since_us: int, until_us: int, blocks: list[ru.Rollup]) -> None:
+    def write_blocks(self, blocks: list[ru.Rollup]) -> None:
         s = self._s
-        rows = [(r.agent, r.minute_us, r.kind, r.target, r.hop, r.count, ru.encode(r.kind, r.data)) for r in blocks]
+        rows = sorted(
+            (r.agent, r.minute_us, r.kind, r.target, r.hop, r.count, ru.encode(r.kind, r.data)) for r in blocks
+        )  # key order: two collectors settling the same block take row locks alike
+        if not rows:
+            return
 
         def run() -> None:
             db = self._writer()
             with db.transaction(), db.cursor() as cur:
-                cur.execute("SELECT pg_advisory_xact_lock(%s::integer, 0)", (_TIERS_LOCK_CLASS,))
-                cur.execute(
-                    f"DELETE FROM {s}.rollups_15m WHERE minute_us >= %s AND minute_us < %s", (since_us, until_us)
+                cur.executemany(
+                    f"""INSERT INTO {s}.rollups_15m (agent, minute_us, kind, target, hop, n, data)
+                        VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (agent, minute_us, kind, target)
+                        DO UPDATE SET hop = excluded.hop, n = excluded.n, data = excluded.data""",
+                    rows,
                 )
-                with cur.copy(
-                    f"COPY {s}.rollups_15m (agent, minute_us, kind, target, hop, n, data) FROM STDIN"
-                ) as copy:
-                    for row in rows:
-                        copy.write_row(row)
-                self._raise_mark(cur, tiers.BLOCKS_SETTLED, until_us)
 
         with self._lock:
             self._retrying(run, "15-minute rollups")
 
-    def raise_minutes_floor(self, floor_us: int) -> int:
+    def raise_mark(self, name: str, at_us: int) -> int:
         def run() -> int:
             db = self._writer()
             with db.transaction(), db.cursor() as cur:
-                self._raise_mark(cur, tiers.MINUTES_FLOOR, floor_us)
-                cur.execute(f"SELECT at_us FROM {self._s}.rollup_marks WHERE name = %s", (tiers.MINUTES_FLOOR,))
+                self._raise_mark(cur, name, at_us)
+                cur.execute(f"SELECT at_us FROM {self._s}.rollup_marks WHERE name = %s", (name,))
                 return int(_one(cur))
 
         with self._lock:
-            return self._retrying(run, "minute rollups' floor")
+            return self._retrying(run, f"rollup mark {name}")
 
     def _raise_mark(self, cur: psycopg.Cursor, name: str, at_us: int) -> None:
         """Marks only move forward: a slower collector settling the same block cannot move one back."""

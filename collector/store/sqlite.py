@@ -576,27 +576,31 @@ class SqliteStore(KeptTables):
         with self._reader() as db:
             return db.execute("SELECT min(minute_us) FROM rollups WHERE minute_us >= ?", (since_us,)).fetchone()[0]
 
-    def write_blocks(self, since_us: int, until_us: int, blocks: list[ru.Rollup]) -> None:
+    def write_blocks(self, blocks: list[ru.Rollup]) -> None:
         rows = [(r.agent, r.minute_us, r.kind, r.target, r.hop, r.count, ru.encode(r.kind, r.data)) for r in blocks]
+        if not rows:
+            return
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.execute("DELETE FROM rollups_15m WHERE minute_us >= ? AND minute_us < ?", (since_us, until_us))
-                db.executemany("INSERT INTO rollups_15m VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-                _raise_mark(db, tiers.BLOCKS_SETTLED, until_us)
+                db.executemany(
+                    """INSERT INTO rollups_15m VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (agent, minute_us, kind, target)
+                       DO UPDATE SET hop = excluded.hop, n = excluded.n, data = excluded.data""",
+                    rows,
+                )
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
 
-    def raise_minutes_floor(self, floor_us: int) -> int:
+    def raise_mark(self, name: str, at_us: int) -> int:
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                _raise_mark(db, tiers.MINUTES_FLOOR, floor_us)
-                got = _mark(db, tiers.MINUTES_FLOOR)
+                _raise_mark(db, name, at_us)
+                got = _mark(db, name)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
