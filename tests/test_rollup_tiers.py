@@ -179,8 +179,12 @@ def test_horizons_are_ordered():
 
 def test_central_config_names_the_minute_horizon_within_the_others():
     from cxpulse.collector.config.central import ConfigError, parse
+    from cxpulse.collector.config.watch import ConfigWatcher
 
-    assert parse("[retention]\nminute_rollup_days = 60\nrollup_days = 400").minute_rollup_days == 60
+    watcher = ConfigWatcher(None, None, "unused")
+    assert watcher.retention() == ({}, None, None)
+    watcher.central = parse("[retention]\nrtt_days = 9\nminute_rollup_days = 60\nrollup_days = 400")
+    assert watcher.retention() == ({"rtt": 9}, 400, 60)  # what retention_loop takes over the flags
     for bad in ("rtt_days = 9\nminute_rollup_days = 8", "minute_rollup_days = 90\nrollup_days = 60"):
         with pytest.raises(ConfigError, match="minute_rollup_days"):
             parse(f"[retention]\n{bad}")

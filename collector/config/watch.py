@@ -47,11 +47,12 @@ class ConfigWatcher:
             pass
         self._task = asyncio.ensure_future(self._loop())
 
-    def retention(self) -> tuple[dict[str, float], float | None]:
-        """The running version's ``[retention]``: (days per kind it names, rollup days or None)."""
+    def retention(self) -> tuple[dict[str, float], float | None, float | None]:
+        """The running version's ``[retention]``: (days per kind it names, 15-minute rollup days or
+        None, minute rollup days or None)."""
         if self.central is None:
-            return {}, None
-        return dict(self.central.raw_days), self.central.rollup_days
+            return {}, None, None
+        return dict(self.central.raw_days), self.central.rollup_days, self.central.minute_rollup_days
 
     async def stop(self) -> None:
         if self._task is not None:

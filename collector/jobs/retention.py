@@ -143,7 +143,7 @@ async def retention_loop(
     raw_days: float | Mapping[str, float] = DEFAULT_RAW_DAYS,
     rollup_days: float = DEFAULT_ROLLUP_DAYS,
     interval_s: float = 3600.0,
-    overrides: Callable[[], tuple] | None = None,
+    overrides: Callable[[], tuple[Mapping[str, float], float | None, float | None]] | None = None,
     minute_days: float | None = None,
     catch_up_s: float = 60.0,
 ) -> None:
@@ -161,10 +161,10 @@ async def retention_loop(
         try:
             raw, rollups, minutes = raw_horizons(raw_days), rollup_days, minute_days
             if overrides is not None:
-                got = overrides()
-                raw.update(got[0])
-                rollups = got[1] or rollups
-                minutes = (got[2] if len(got) > 2 else None) or minutes
+                kinds, rollup_override, minute_override = overrides()
+                raw.update(kinds)
+                rollups = rollup_override or rollups
+                minutes = minute_override or minutes
             r = await enforce_once(store, raw, rollups, minute_days=minutes)
             if not r.settled_all:
                 wait = min(interval_s, catch_up_s)
