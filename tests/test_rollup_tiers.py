@@ -89,10 +89,14 @@ def test_events_of_a_block_join_the_pieces_of_one_event():
 
 def test_settling_is_bounded_resumable_and_idempotent(store, store_url, monkeypatch):
     monkeypatch.setattr(rollup_tiers, "WRITE_ROWS", 4)  # a block written in several transactions
+    monkeypatch.setattr(rollup_tiers, "AGENTS_PER_STEP", 1)
+    other = store.upsert_agent(AgentInfo("other"), 1)
+    store.commit_batches([PendingBatch(other, 1, 1, blocks_batch(9, 1))])
     k = store.upsert_agent(AgentInfo("tiers"), 1)
     store.commit_batches([PendingBatch(k, 1, 1, blocks_batch(1, 3))])
     minutes = store.rollups(0, FAR, k)
     want = canonical(ru.block_rollups(minutes))
+    want_other = canonical(ru.block_rollups(store.rollups(0, FAR, other)))
     assert asyncio.run(settle_once(store, now_us=B0 + 3 * 3600 * S, pause_s=0)).blocks == 0  # within the lag
     first = asyncio.run(settle_once(store, now_us=B0 + 9 * DAY, max_blocks=1, pause_s=0))
     assert (first.blocks, first.done, first.settled_us) == (1, False, B0 + ru.BLOCK_US)
@@ -110,6 +114,7 @@ def test_settling_is_bounded_resumable_and_idempotent(store, store_url, monkeypa
         assert store.raise_mark(tiers.MINUTES_FLOOR, B0) == B0 + 3 * ru.BLOCK_US
         got = store.rollups(0, FAR, k)
         assert {r.span_us for r in got} == {ru.BLOCK_US} and canonical(got) == want
+        assert canonical(store.rollups(0, FAR, other)) == want_other
     finally:
         store.close()
 

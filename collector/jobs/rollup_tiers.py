@@ -20,7 +20,8 @@ __all__ = ["MAX_BLOCKS", "SETTLE_LAG_US", "WRITE_ROWS", "SettleResult", "settle_
 # settled, whatever their horizon says.
 SETTLE_LAG_US = 8 * 86_400 * 1_000_000
 MAX_BLOCKS = 96 * 7  # a week of blocks per run; a store catching up takes several runs
-WRITE_ROWS = 2_000  # 15-minute rollups per write transaction: a few ms of lock on SQLite
+WRITE_ROWS = 2_000  # 15-minute rollups per write transaction: about 50 ms of lock on SQLite
+AGENTS_PER_STEP = 100  # agents merged at a time: their minute rollups of one block held in memory
 
 
 @dataclass
@@ -40,10 +41,11 @@ async def settle_once(
 ) -> SettleResult:
     """Settle the complete blocks ending ``lag_us`` before now, from the settled mark on.
 
-    Each block: its minute rollups read (a read connection), merged (``rollup.block_rollups``, in
-    a worker thread), written ``WRITE_ROWS`` at a time, each in its own short transaction, then the
-    mark raised past it; reads take a block only below the minutes' floor, never past the mark, so
-    a half-written block is never read. Settling a block again writes the same rows.
+    Each block, ``AGENTS_PER_STEP`` agents at a time: their minute rollups read (a read
+    connection), merged (``rollup.block_rollups``, in a worker thread), written ``WRITE_ROWS`` at
+    a time, each in its own short transaction; then the mark is raised past the block. Reads take
+    a block only below the minutes' floor, never past the mark, so a half-written block is never
+    read. Settling a block again writes the same rows.
     """
     now_us = now_us if now_us is not None else time.time_ns() // 1000
     end = ru.block_of(now_us - lag_us)
@@ -61,14 +63,16 @@ async def settle_once(
         until = start + ru.BLOCK_US
         if start < await asyncio.to_thread(store.rollup_mark, tiers.MINUTES_FLOOR):
             raise RuntimeError(f"the minutes' floor passed the settled mark {mark}: not settling from partial minutes")
-        blocks = await asyncio.to_thread(_merged, store, start, until)
-        for i in range(0, len(blocks), WRITE_ROWS):  # the block is not read before its mark: any split
-            await asyncio.to_thread(store.write_blocks, blocks[i : i + WRITE_ROWS])
-            if pause_s:
-                await asyncio.sleep(pause_s)
+        agents = [a.key for a in await asyncio.to_thread(store.all_agents)]
+        for i in range(0, len(agents), AGENTS_PER_STEP):  # the block is not read before its mark: any split
+            blocks = await asyncio.to_thread(_merged, store, start, until, agents[i : i + AGENTS_PER_STEP])
+            for j in range(0, len(blocks), WRITE_ROWS):
+                await asyncio.to_thread(store.write_blocks, blocks[j : j + WRITE_ROWS])
+                if pause_s:
+                    await asyncio.sleep(pause_s)
+            out.rollups += len(blocks)
         await asyncio.to_thread(store.raise_mark, tiers.BLOCKS_SETTLED, until)
         out.blocks += 1
-        out.rollups += len(blocks)
         mark = until
         if pause_s:
             await asyncio.sleep(pause_s)
@@ -76,5 +80,9 @@ async def settle_once(
     return out
 
 
-def _merged(store, since_us: int, until_us: int) -> list[ru.Rollup]:
-    return ru.block_rollups(r for r in store.rollups(since_us, until_us) if r.span_us == ru.MINUTE_US)
+def _merged(store, since_us: int, until_us: int, agents: list[int]) -> list[ru.Rollup]:
+    """The 15-minute rollups of these agents' block, read one agent at a time (an index range)."""
+    out: list[ru.Rollup] = []
+    for a in agents:
+        out += ru.block_rollups(r for r in store.rollups(since_us, until_us, a) if r.span_us == ru.MINUTE_US)
+    return out
