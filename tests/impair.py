@@ -31,18 +31,19 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path as FsPath
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tests.netns import Host, Lab, Link
 
 __all__ = [
+    "DIRECTIONS",
     "Bridge",
     "BridgeError",
     "Config",
-    "DIRECTIONS",
     "Episode",
     "EpisodeRecord",
     "Impairment",
@@ -116,8 +117,9 @@ class Episode:
         return cls(name, start_s, duration_s, direction, loss=1.0)
 
     @classmethod
-    def spike(cls, name: str, start_s: float, duration_s: float, extra_delay_ms: float,
-              direction: str = "both") -> "Episode":
+    def spike(
+        cls, name: str, start_s: float, duration_s: float, extra_delay_ms: float, direction: str = "both"
+    ) -> "Episode":
         return cls(name, start_s, duration_s, direction, extra_delay_ms=extra_delay_ms)
 
     def directions(self) -> tuple[str, ...]:
@@ -128,8 +130,9 @@ class Episode:
         _check(self.start_s >= 0 and math.isfinite(self.start_s), f"{self.name}: start_s must be >= 0")
         _check(self.duration_s > 0 and math.isfinite(self.duration_s), f"{self.name}: duration_s must be > 0")
         _check(self.direction in EPISODE_DIRECTIONS, f"{self.name}: direction must be one of {EPISODE_DIRECTIONS}")
-        _check(self.extra_delay_ms >= 0 and math.isfinite(self.extra_delay_ms),
-               f"{self.name}: extra_delay_ms must be >= 0")
+        _check(
+            self.extra_delay_ms >= 0 and math.isfinite(self.extra_delay_ms), f"{self.name}: extra_delay_ms must be >= 0"
+        )
         _check(0.0 <= self.loss <= 1.0, f"{self.name}: loss is a probability in [0, 1]")
 
 
@@ -250,8 +253,14 @@ class Bridge:
         self._wait_config(generation, timeout)
         self.config = config
 
-    def update(self, *, a_to_b: Impairment | None = None, b_to_a: Impairment | None = None,
-               both: Impairment | None = None, seed: int | None = None) -> None:
+    def update(
+        self,
+        *,
+        a_to_b: Impairment | None = None,
+        b_to_a: Impairment | None = None,
+        both: Impairment | None = None,
+        seed: int | None = None,
+    ) -> None:
         """Change the steady state of one or both directions; scheduled episodes stay."""
         config = self.config
         if both is not None:
@@ -283,13 +292,22 @@ class Bridge:
         for e in self.events():
             if e["event"] == "episode_start":
                 records[e["name"]] = EpisodeRecord(
-                    name=e["name"], direction=e["direction"], extra_delay_ms=e["extra_delay_ms"],
-                    loss=e["loss"], start_mono_us=e["mono_us"], start_wall_us=e["wall_us"],
-                    start_fired_mono_us=e["fired_mono_us"])
+                    name=e["name"],
+                    direction=e["direction"],
+                    extra_delay_ms=e["extra_delay_ms"],
+                    loss=e["loss"],
+                    start_mono_us=e["mono_us"],
+                    start_wall_us=e["wall_us"],
+                    start_fired_mono_us=e["fired_mono_us"],
+                )
             elif e["event"] == "episode_end" and e["name"] in records:
                 records[e["name"]] = replace(
-                    records[e["name"]], end_mono_us=e["mono_us"], end_wall_us=e["wall_us"],
-                    end_fired_mono_us=e["fired_mono_us"], cancelled=e.get("cancelled", False))
+                    records[e["name"]],
+                    end_mono_us=e["mono_us"],
+                    end_wall_us=e["wall_us"],
+                    end_fired_mono_us=e["fired_mono_us"],
+                    cancelled=e.get("cancelled", False),
+                )
         return sorted(records.values(), key=lambda r: r.start_mono_us)
 
     def wait_episodes(self, *names: str, timeout: float | None = None) -> list[EpisodeRecord]:
@@ -308,8 +326,7 @@ class Bridge:
                 return done
             self._assert_alive()
             if time.monotonic() > deadline:
-                raise BridgeError(f"episodes {sorted(wanted)} not all ended in {timeout:.1f}s; "
-                                  f"log: {self.events()}")
+                raise BridgeError(f"episodes {sorted(wanted)} not all ended in {timeout:.1f}s; log: {self.events()}")
             time.sleep(0.02)
 
     def stats(self, *, timeout: float = 5.0) -> dict[str, Any]:
@@ -351,8 +368,7 @@ class Bridge:
         if self.proc is None:
             raise BridgeError("bridge was never launched")
         if self.proc.poll() is not None:
-            raise BridgeError(f"bridge exited {self.proc.returncode}\nstderr: {self._stderr()}\n"
-                              f"log: {self.events()}")
+            raise BridgeError(f"bridge exited {self.proc.returncode}\nstderr: {self._stderr()}\nlog: {self.events()}")
 
     def _stderr(self) -> str:
         try:
@@ -369,8 +385,11 @@ class Bridge:
         return self._generation
 
     def _wait_config(self, generation: int, timeout: float) -> None:
-        event = self._wait_event(lambda e: e.get("generation") == generation
-                                 and e["event"] in ("config", "config_error"), timeout, "config ack")
+        event = self._wait_event(
+            lambda e: e.get("generation") == generation and e["event"] in ("config", "config_error"),
+            timeout,
+            "config ack",
+        )
         if event["event"] == "config_error":
             raise BridgeError(f"bridge refused config {generation}: {event.get('error')}")
 
@@ -380,9 +399,23 @@ class Bridge:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
         with open(self.stderr_path, "wb") as stderr:
             self.proc = self.host.spawn(
-                sys.executable, "-m", "tests.impair_bridge", "--port-a", PORT_A, "--port-b", PORT_B,
-                "--control", str(self.control_path), "--log", str(self.log_path),
-                stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, cwd=str(REPO), env=env)
+                sys.executable,
+                "-m",
+                "tests.impair_bridge",
+                "--port-a",
+                PORT_A,
+                "--port-b",
+                PORT_B,
+                "--control",
+                str(self.control_path),
+                "--log",
+                str(self.log_path),
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=stderr,
+                cwd=str(REPO),
+                env=env,
+            )
 
     def _started(self, timeout: float) -> None:
         """Wait for the first config to run; from then on frames flow."""
@@ -405,8 +438,15 @@ class Bridge:
             time.sleep(0.005)
 
 
-def splice(lab: "Lab", link: "Link", workdir: str | os.PathLike[str], config: Config | None = None, *,
-           label: str = "impair", timeout: float = 10.0) -> "Bridge":
+def splice(
+    lab: "Lab",
+    link: "Link",
+    workdir: str | os.PathLike[str],
+    config: Config | None = None,
+    *,
+    label: str = "impair",
+    timeout: float = 10.0,
+) -> "Bridge":
     """Put an impairment bridge into ``link``, between its two hosts, and start it.
 
     ``link.b``'s end of the veth pair moves into a new namespace and becomes the bridge's port
@@ -473,7 +513,7 @@ def _parse_icmp(packet: bytes) -> tuple[int, int, int] | None:
         return kind, ident, seq
     if kind == ICMP_TIME_EXCEEDED and len(icmp) >= 8 + 20 + 8:
         inner = icmp[8:]
-        inner_icmp = inner[(inner[0] & 0x0F) * 4:]
+        inner_icmp = inner[(inner[0] & 0x0F) * 4 :]
         if len(inner_icmp) >= 8 and inner_icmp[0] == ICMP_ECHO:
             _, _, _, ident, seq = struct.unpack("!BBHHH", inner_icmp[:8])
             return kind, ident, seq
@@ -489,8 +529,9 @@ def _stamp(ancdata: list[tuple[int, int, bytes]]) -> int | None:
     return None
 
 
-def echo_train(dest: str, count: int, interval_s: float, timeout_s: float = 1.0, ttl: int = 64,
-               size: int = 56) -> list[dict[str, Any]]:
+def echo_train(
+    dest: str, count: int, interval_s: float, timeout_s: float = 1.0, ttl: int = 64, size: int = 56
+) -> list[dict[str, Any]]:
     """Send ``count`` ICMP echoes ``interval_s`` apart; time each answer. Run it inside a host.
 
     Ping only says which replies came back; this also says when each request left, on the
@@ -505,7 +546,8 @@ def echo_train(dest: str, count: int, interval_s: float, timeout_s: float = 1.0,
     sent_wall_ns: list[int] = [0] * count
     interval_ns, timeout_ns = int(interval_s * 1e9), int(timeout_s * 1e9)
     results: list[dict[str, Any]] = [
-        {"seq": i, "sent_mono_ns": None, "rtt_us": None, "reply_from": None, "icmp_type": None} for i in range(count)]
+        {"seq": i, "sent_mono_ns": None, "rtt_us": None, "reply_from": None, "icmp_type": None} for i in range(count)
+    ]
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as sock:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)

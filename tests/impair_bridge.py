@@ -88,8 +88,13 @@ class EventLog:
     def write(self, event: str, at_ns: int | None = None, **fields: Any) -> None:
         fired = mono_ns()
         at = fired if at_ns is None else at_ns
-        record = {"event": event, "mono_us": at // 1000, "wall_us": wall_of(at) // 1000,
-                  "fired_mono_us": fired // 1000, **fields}
+        record = {
+            "event": event,
+            "mono_us": at // 1000,
+            "wall_us": wall_of(at) // 1000,
+            "fired_mono_us": fired // 1000,
+            **fields,
+        }
         self._file.write(json.dumps(record) + "\n")
 
 
@@ -164,9 +169,14 @@ class Schedule:
 
     @staticmethod
     def _describe(ep: Scheduled) -> dict[str, Any]:
-        return {"name": ep.spec.name, "direction": ep.spec.direction,
-                "extra_delay_ms": ep.spec.extra_delay_ms, "loss": ep.spec.loss,
-                "planned_start_s": ep.spec.start_s, "planned_duration_s": ep.spec.duration_s}
+        return {
+            "name": ep.spec.name,
+            "direction": ep.spec.direction,
+            "extra_delay_ms": ep.spec.extra_delay_ms,
+            "loss": ep.spec.loss,
+            "planned_start_s": ep.spec.start_s,
+            "planned_duration_s": ep.spec.duration_s,
+        }
 
 
 class Lane:
@@ -179,7 +189,8 @@ class Lane:
         self.jitter_rng = random.Random()
         self.last_due = 0
         self.counts = dict.fromkeys(
-            ("received", "forwarded", "lost", "lost_in_episode", "passed", "overflow", "send_errors"), 0)
+            ("received", "forwarded", "lost", "lost_in_episode", "passed", "overflow", "send_errors"), 0
+        )
         self.lateness_ns: deque[int] = deque(maxlen=LATENESS_KEPT)
 
     def load(self, impairment: Impairment, seed: int) -> None:
@@ -200,8 +211,11 @@ class Lane:
         delay = imp.delay_ms * 1e6 + extra_ns
         if imp.jitter_ms:
             spread = imp.jitter_ms * 1e6
-            delay += (self.jitter_rng.uniform(-spread, spread) if imp.jitter == "uniform"
-                      else self.jitter_rng.gauss(0.0, spread))
+            delay += (
+                self.jitter_rng.uniform(-spread, spread)
+                if imp.jitter == "uniform"
+                else self.jitter_rng.gauss(0.0, spread)
+            )
         due = arrival + max(0, int(delay))
         if not imp.reorder:
             due = max(due, self.last_due)  # a FIFO link: nobody overtakes
@@ -214,8 +228,15 @@ class Lane:
         def pick(q: float) -> float | None:
             return round(late[min(len(late) - 1, int(q * len(late)))] / 1000, 1) if late else None
 
-        return {**self.counts, "lateness_us": {"n": len(late), "p50": pick(0.5), "p99": pick(0.99),
-                                               "max": round(late[-1] / 1000, 1) if late else None}}
+        return {
+            **self.counts,
+            "lateness_us": {
+                "n": len(late),
+                "p50": pick(0.5),
+                "p99": pick(0.99),
+                "max": round(late[-1] / 1000, 1) if late else None,
+            },
+        }
 
 
 def open_port(ifname: str) -> socket.socket:
@@ -260,8 +281,9 @@ def kernel_arrival(ancdata: list[tuple[int, int, bytes]], clock_offset: int) -> 
 
 
 class ImpairBridge:
-    def __init__(self, port_a: str, port_b: str, control: str, log: EventLog, max_seconds: float,
-                 spin_us: float) -> None:
+    def __init__(
+        self, port_a: str, port_b: str, control: str, log: EventLog, max_seconds: float, spin_us: float
+    ) -> None:
         self.ports = (open_port(port_a), open_port(port_b))
         self.lanes = (Lane(DIRECTIONS[0]), Lane(DIRECTIONS[1]))
         self.control = control
@@ -322,8 +344,7 @@ class ImpairBridge:
                 self.running = False
 
     def log_stats(self, *, final: bool) -> None:
-        self.log.write("stats", final=final, queued=len(self.heap),
-                       **{lane.name: lane.stats() for lane in self.lanes})
+        self.log.write("stats", final=final, queued=len(self.heap), **{lane.name: lane.stats() for lane in self.lanes})
 
     # -- frames -----------------------------------------------------------------------------
     def drain(self, side: int) -> None:
@@ -342,7 +363,7 @@ class ImpairBridge:
             arrival = stamped if stamped is not None and stamped <= now else now
             frame = bytes(self._buf[:size])
             lane.counts["received"] += 1
-            if not self.matches(int.from_bytes(frame[ETHERTYPE_AT:ETHERTYPE_AT + 2], "big")):
+            if not self.matches(int.from_bytes(frame[ETHERTYPE_AT : ETHERTYPE_AT + 2], "big")):
                 lane.counts["passed"] += 1
                 self._send(out, lane, frame)
                 continue
@@ -427,8 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--control", required=True, help="JSON {generation, config}; reread on SIGHUP")
     parser.add_argument("--log", required=True, help="JSON lines: start, config, episodes, stats")
     parser.add_argument("--max-seconds", type=float, default=3600.0)
-    parser.add_argument("--spin-us", type=float, default=300.0,
-                        help="poll instead of sleeping this long before a departure (0: never)")
+    parser.add_argument(
+        "--spin-us", type=float, default=300.0, help="poll instead of sleeping this long before a departure (0: never)"
+    )
     parser.add_argument("--no-realtime", action="store_true", help="stay SCHED_OTHER")
     args = parser.parse_args(argv)
 
@@ -437,8 +459,15 @@ def main(argv: list[str] | None = None) -> int:
     bridge.install_signals()
     cut_timer_slack()
     policy = "other" if args.no_realtime else go_realtime()
-    log.write("start", at_ns=bridge.t0, t0_mono_ns=bridge.t0, pid=os.getpid(), ports=[args.port_a, args.port_b],
-              sched=policy, spin_us=args.spin_us)
+    log.write(
+        "start",
+        at_ns=bridge.t0,
+        t0_mono_ns=bridge.t0,
+        pid=os.getpid(),
+        ports=[args.port_a, args.port_b],
+        sched=policy,
+        spin_us=args.spin_us,
+    )
     bridge.reload(first=True)
     bridge.run()
     return 0

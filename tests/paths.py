@@ -49,8 +49,15 @@ class NetPath:
     one of ``LINKS``; its bridge's ``a_to_b`` is the direction away from desk (upstream).
     """
 
-    def __init__(self, workdir: str | os.PathLike[str], *, impair_at: str | None = None,
-                 config: Config | None = None, lab: Lab | None = None, prefix: int = 30) -> None:
+    def __init__(
+        self,
+        workdir: str | os.PathLike[str],
+        *,
+        impair_at: str | None = None,
+        config: Config | None = None,
+        lab: Lab | None = None,
+        prefix: int = 30,
+    ) -> None:
         if impair_at is not None and impair_at not in LINKS:
             raise ValueError(f"impair_at must be one of {LINKS}, not {impair_at!r}")
         self.workdir = workdir
@@ -72,8 +79,9 @@ class NetPath:
             raise
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def close(self) -> None:

@@ -7,6 +7,7 @@ the configured delay distribution gives; loss within the binomial error of the c
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 import shutil
@@ -25,8 +26,19 @@ pytestmark = [pytest.mark.slow, pytest.mark.root]
 
 def ping_rtts(host, address: str, count: int, interval_s: float) -> tuple[list[float], int]:
     """iputils ping's per-reply RTTs (ms) and its transmitted count."""
-    out = host.exec("ping", "-n", "-c", str(count), "-i", str(interval_s), "-W", "1", address, check=False,
-                    timeout=count * interval_s + 15).stdout
+    out = host.exec(
+        "ping",
+        "-n",
+        "-c",
+        str(count),
+        "-i",
+        str(interval_s),
+        "-W",
+        "1",
+        address,
+        check=False,
+        timeout=count * interval_s + 15,
+    ).stdout
     rtts = [float(m) for m in re.findall(r"time=([\d.]+) ms", out)]
     sent = int(re.search(r"(\d+) packets transmitted", out).group(1))
     return rtts, sent
@@ -45,7 +57,7 @@ def expected_mean_abs_diff_ms(jitter_ms: float, n: int = 200_000) -> float:
 def rfc3550_mean(rtts: list[int]) -> float:
     """The RFC 3550 estimator averaged over the run (after 16 samples of warm-up)."""
     j, values = 0.0, []
-    for i, (a, b) in enumerate(zip(rtts, rtts[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(rtts)):
         j += (abs(b - a) - j) / 16
         if i >= 16:
             values.append(j)
@@ -75,7 +87,7 @@ def test_rtt_and_jitter_agree_with_ping_and_the_impairment(path):
     assert 19.0 <= med_agent <= 22.0  # 2 x 10 ms plus the path itself
 
     truth = expected_mean_abs_diff_ms(jitter_ms)
-    mad = statistics.mean(abs(b - a) for a, b in zip(answered, answered[1:])) / 1000
+    mad = statistics.mean(abs(b - a) for a, b in itertools.pairwise(answered)) / 1000
     j = rfc3550_mean(answered) / 1000
     print(f"jitter: configured E|dRTT| {truth:.2f} ms; agent mean |dRTT| {mad:.2f} ms, RFC 3550 {j:.2f} ms")
     assert abs(mad - truth) <= 0.15 * truth

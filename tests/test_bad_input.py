@@ -29,8 +29,13 @@ class RawAgent:
         self.channel = client_channel(address, options=[("grpc.max_send_message_length", 64 << 20)])
         self.q: queue.Queue = queue.Queue()
         self.responses = pb_grpc.TelemetryServiceStub(self.channel).Stream(
-            iter(self.q.get, None), timeout=30, metadata=agent_metadata(address, agent_id))
-        self.q.put(pb.StreamRequest(hello=pb.Hello(agent_id=agent_id, host="h-" + agent_id, os_user="u-" + agent_id, seq_epoch=epoch)))
+            iter(self.q.get, None), timeout=30, metadata=agent_metadata(address, agent_id)
+        )
+        self.q.put(
+            pb.StreamRequest(
+                hello=pb.Hello(agent_id=agent_id, host="h-" + agent_id, os_user="u-" + agent_id, seq_epoch=epoch)
+            )
+        )
         first = next(self.responses)
         assert first.WhichOneof("kind") == "config"
         self.config = first.config
@@ -131,8 +136,11 @@ def test_stream_without_hello_is_refused(collector):
         data, n = good_payload(2)
         reqs = iter([pb.StreamRequest(batch=pb.Batch(seq=1, payload=data, sample_count=n))])
         with pytest.raises(grpc.RpcError) as err:
-            list(pb_grpc.TelemetryServiceStub(channel).Stream(
-                reqs, timeout=10, metadata=agent_metadata(collector.address, "no-hello")))
+            list(
+                pb_grpc.TelemetryServiceStub(channel).Stream(
+                    reqs, timeout=10, metadata=agent_metadata(collector.address, "no-hello")
+                )
+            )
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "Hello" in err.value.details()
     finally:
@@ -145,8 +153,11 @@ def test_hello_without_agent_id_is_refused(collector):
     try:
         reqs = iter([pb.StreamRequest(hello=pb.Hello(host="x"))])
         with pytest.raises(grpc.RpcError) as err:
-            list(pb_grpc.TelemetryServiceStub(channel).Stream(
-                reqs, timeout=10, metadata=agent_metadata(collector.address, "no-id")))
+            list(
+                pb_grpc.TelemetryServiceStub(channel).Stream(
+                    reqs, timeout=10, metadata=agent_metadata(collector.address, "no-id")
+                )
+            )
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "agent_id" in err.value.details()
     finally:
@@ -183,23 +194,31 @@ def _series_payload(kind: str, method: str, start_s: int | None = None, **cols) 
 def count_all(db) -> int:
     con = sqlite3.connect(db)
     try:
-        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' AND "
-                                            "(name LIKE 'samples_%' OR name IN ('events', 'paths'))")]
+        tables = [
+            r[0]
+            for r in con.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' AND "
+                "(name LIKE 'samples_%' OR name IN ('events', 'paths'))"
+            )
+        ]
         assert "samples_rtt" in tables
         return sum(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables)
     finally:
         con.close()
 
 
-@pytest.mark.parametrize("data_n, reason", [
-    (lambda: _series_payload("rtt", "icmp_raw", rtt=61_000_000), "rtt = 61000000 is outside"),
-    (lambda: _series_payload("wifi", "nl80211", rssi=12), "rssi = 12 is outside -120..0"),
-    (lambda: _series_payload("wifi", "nl80211", q=101), "q = 101 is outside 0..100"),
-    (lambda: _series_payload("device", "os", cpu=1001), "cpu = 1001 is outside 0..1000"),
-    (lambda: _series_payload("voice", "udp_reflect", loss=2000), "loss = 2000 is outside"),
-    (lambda: good_payload(3, start_s=int(time.time()) + 3600), "beyond the collector's clock"),
-    (lambda: good_payload(3, start_s=int(time.time()) - 9 * 86_400), "older than the collector accepts"),
-])
+@pytest.mark.parametrize(
+    "data_n, reason",
+    [
+        (lambda: _series_payload("rtt", "icmp_raw", rtt=61_000_000), "rtt = 61000000 is outside"),
+        (lambda: _series_payload("wifi", "nl80211", rssi=12), "rssi = 12 is outside -120..0"),
+        (lambda: _series_payload("wifi", "nl80211", q=101), "q = 101 is outside 0..100"),
+        (lambda: _series_payload("device", "os", cpu=1001), "cpu = 1001 is outside 0..1000"),
+        (lambda: _series_payload("voice", "udp_reflect", loss=2000), "loss = 2000 is outside"),
+        (lambda: good_payload(3, start_s=int(time.time()) + 3600), "beyond the collector's clock"),
+        (lambda: good_payload(3, start_s=int(time.time()) - 9 * 86_400), "older than the collector accepts"),
+    ],
+)
 def test_out_of_range_values_and_skewed_clocks_are_refused_whole(collector, data_n, reason):
     a = RawAgent(collector.address, "ranges")
     try:
@@ -222,9 +241,24 @@ def test_out_of_range_values_and_skewed_clocks_are_refused_whole(collector, data
 def strict_collector(tmp_path, procs):
     from tests.conftest import CollectorProc
 
-    c = CollectorProc(tmp_path, tmp_path / "strict.sqlite", extra=[
-        "--max-batches-per-s", "2", "--batch-burst", "10", "--max-rejects", "5", "--reject-penalty", "30",
-        "--max-samples-per-batch", "100", "--max-streams-per-peer", "50"]).start()
+    c = CollectorProc(
+        tmp_path,
+        tmp_path / "strict.sqlite",
+        extra=[
+            "--max-batches-per-s",
+            "2",
+            "--batch-burst",
+            "10",
+            "--max-rejects",
+            "5",
+            "--reject-penalty",
+            "30",
+            "--max-samples-per-batch",
+            "100",
+            "--max-streams-per-peer",
+            "50",
+        ],
+    ).start()
     procs.append(c)
     return c
 
@@ -342,7 +376,9 @@ def test_a_throttled_real_agent_loses_nothing(tmp_path, procs):
     procs.append(c)
     agent = start_agent(tmp_path, procs, c.address, "--agent-id", "throttled")
     wait_for(lambda: "batches/s" in c.output(), 30, 0.2, "the collector to throttle the agent")
-    wait_for(lambda: agent.output().count("connected to collector") >= 2, 30, 0.2, "the agent to come back after the hint")
+    wait_for(
+        lambda: agent.output().count("connected to collector") >= 2, 30, 0.2, "the agent to come back after the hint"
+    )
     assert agent.stop(signal.SIGTERM) == 0
     first = json.loads((tmp_path / "agent" / "last_run.json").read_text())
     assert first["batches_still_spooled"] > 0, first  # it could not deliver everything at this rate

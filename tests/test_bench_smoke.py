@@ -22,8 +22,20 @@ from tests.conftest import REPO
 from tests.netns import require_netns
 from tests.requirements import require
 
-FIGURE_KEYS = {"group", "name", "unit", "value", "budget", "budget_op", "peer", "peer_value", "load", "note",
-               "ratio", "passed"}
+FIGURE_KEYS = {
+    "group",
+    "name",
+    "unit",
+    "value",
+    "budget",
+    "budget_op",
+    "peer",
+    "peer_value",
+    "load",
+    "note",
+    "ratio",
+    "passed",
+}
 
 
 def test_figure_verdict_follows_the_budget_direction():
@@ -58,8 +70,10 @@ def test_loadgen_payload_patch_gives_each_batch_its_own_time():
 
 def test_profile_summary_charges_library_time_to_our_caller(tmp_path):
     raw = tmp_path / "raw.txt"
-    raw.write_text("cmd_run (agent/cli.py:1);work (agent/x.py:5);helper (collector/h.py:7);unpackb (msgpack/c.py:9) 30\n"
-                   "cmd_run (agent/cli.py:1);work (agent/x.py:6) 10\n")
+    raw.write_text(
+        "cmd_run (agent/cli.py:1);work (agent/x.py:5);helper (collector/h.py:7);unpackb (msgpack/c.py:9) 30\n"
+        "cmd_run (agent/cli.py:1);work (agent/x.py:6) 10\n"
+    )
     s = summarize(raw)
     assert s["samples"] == 40
     assert s["self"][0] == {"function": "unpackb (msgpack/c.py)", "pct": 75.0, "samples": 30}
@@ -77,8 +91,13 @@ def test_smoke_run_reports_every_figure(tmp_path):
     require(find_binary() is not None, "prometheus-blackbox-exporter is not installed (Debian package)")
     out = tmp_path / "bench.json"
     stores = "sqlite,postgres" if os.environ.get("CXPULSE_TEST_POSTGRES") else "sqlite"
-    proc = subprocess.run([sys.executable, "-m", "bench.run", "--smoke", "--stores", stores, "--json", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=400)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--stores", stores, "--json", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     doc = json.loads(out.read_text())
     assert doc["mode"] == "smoke" and not doc["errors"]

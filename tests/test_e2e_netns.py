@@ -41,19 +41,78 @@ def test_outage_beyond_the_gateway_is_one_event_at_the_right_hop(tmp_path):
         app_ip = l2.b_addr
         logs = {name: open(tmp_path / f"{name}.log", "wb") for name in ("collector", "web", "agent")}
         try:
-            app.spawn(PY, "-m", "http.server", "8080", "--bind", app_ip, "--directory", str(tmp_path),
-                      stdout=logs["web"], stderr=subprocess.STDOUT)
+            app.spawn(
+                PY,
+                "-m",
+                "http.server",
+                "8080",
+                "--bind",
+                app_ip,
+                "--directory",
+                str(tmp_path),
+                stdout=logs["web"],
+                stderr=subprocess.STDOUT,
+            )
             register_collector(f"{app_ip}:50051", db, insecure=True)  # the lab's own namespaces; agents still enroll
-            app.spawn(PY, "-m", "cxpulse", "-v", "collector", "serve", "--listen", f"{app_ip}:50051", "--db", str(db),
-                      "--insecure", "--reflector", f"{app_ip}:50052", "--app", f"web=http://{app_ip}:8080/", "--app-interval", "5",
-                      "--voice-interval", "10", stdout=logs["collector"], stderr=subprocess.STDOUT, cwd=REPO)
+            app.spawn(
+                PY,
+                "-m",
+                "cxpulse",
+                "-v",
+                "collector",
+                "serve",
+                "--listen",
+                f"{app_ip}:50051",
+                "--db",
+                str(db),
+                "--insecure",
+                "--reflector",
+                f"{app_ip}:50052",
+                "--app",
+                f"web=http://{app_ip}:8080/",
+                "--app-interval",
+                "5",
+                "--voice-interval",
+                "10",
+                stdout=logs["collector"],
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
             wait_for(lambda: b"listening on" in (tmp_path / "collector.log").read_bytes(), 20, what="collector")
-            agent = desk.spawn(PY, "-m", "cxpulse", "-v", "agent", "run", "--collector", f"{app_ip}:50051",
-                               "--state-dir", str(tmp_path / "agent"), "--interval", "0.25", "--batch-interval", "1",
-                               "--target", f"app-edge={app_ip}:8080", "--user", "netns.user",
-                               *agent_security_args(f"{app_ip}:50051"), stdout=logs["agent"], stderr=subprocess.STDOUT, cwd=REPO)
-            wait_for(lambda: (v := _lookup(db, "netns.user")) and len(v["agents"][0]["targets"]) >= 2
-                     and v["agents"][0]["targets"][0]["samples"] >= 30, 30, 0.5, "baseline samples")
+            agent = desk.spawn(
+                PY,
+                "-m",
+                "cxpulse",
+                "-v",
+                "agent",
+                "run",
+                "--collector",
+                f"{app_ip}:50051",
+                "--state-dir",
+                str(tmp_path / "agent"),
+                "--interval",
+                "0.25",
+                "--batch-interval",
+                "1",
+                "--target",
+                f"app-edge={app_ip}:8080",
+                "--user",
+                "netns.user",
+                *agent_security_args(f"{app_ip}:50051"),
+                stdout=logs["agent"],
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
+            wait_for(
+                lambda: (
+                    (v := _lookup(db, "netns.user"))
+                    and len(v["agents"][0]["targets"]) >= 2
+                    and v["agents"][0]["targets"][0]["samples"] >= 30
+                ),
+                30,
+                0.5,
+                "baseline samples",
+            )
 
             t_down = time.time()
             gw.ip("route", "add", "blackhole", f"{app_ip}/32")

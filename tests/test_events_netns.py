@@ -51,13 +51,45 @@ def _start_lab(path, tmp_path, db, logs):
     """Collector on the app host, agent on the desk at its defaults; returns once every hop is measured."""
     app_ip = path.hops.app
     register_collector(f"{app_ip}:50051", db, insecure=True)  # the lab's own namespaces; agents still enroll
-    path.app.spawn(PY, "-m", "cxpulse", "-v", "collector", "serve", "--listen", f"{app_ip}:50051",
-                   "--db", str(db), "--insecure", stdout=logs["collector"], stderr=subprocess.STDOUT, cwd=REPO)
+    path.app.spawn(
+        PY,
+        "-m",
+        "cxpulse",
+        "-v",
+        "collector",
+        "serve",
+        "--listen",
+        f"{app_ip}:50051",
+        "--db",
+        str(db),
+        "--insecure",
+        stdout=logs["collector"],
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+    )
     wait_for(lambda: b"listening on" in (tmp_path / "collector.log").read_bytes(), 20, what="collector")
-    agent = path.desk.spawn(PY, "-m", "cxpulse", "-v", "agent", "run", "--collector", f"{app_ip}:50051",
-                            "--state-dir", str(tmp_path / "agent"), "--batch-interval", "2", "--target", f"app-edge={app_ip}:9",
-                            "--user", "hop.user", *agent_security_args(f"{app_ip}:50051"),
-                            stdout=logs["agent"], stderr=subprocess.STDOUT, cwd=REPO)
+    agent = path.desk.spawn(
+        PY,
+        "-m",
+        "cxpulse",
+        "-v",
+        "agent",
+        "run",
+        "--collector",
+        f"{app_ip}:50051",
+        "--state-dir",
+        str(tmp_path / "agent"),
+        "--batch-interval",
+        "2",
+        "--target",
+        f"app-edge={app_ip}:9",
+        "--user",
+        "hop.user",
+        *agent_security_args(f"{app_ip}:50051"),
+        stdout=logs["agent"],
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+    )
 
     def hops_measured():
         v = _lookup(db, "hop.user")
@@ -98,9 +130,13 @@ def test_each_injected_disruption_is_one_event_at_the_right_hop(tmp_path):
         b = path.bridge
         t = b.now() + 1.0
         plan = []
-        for name, kind, dur, extra in [("o1", "outage", 1, 0), ("s1", "latency_spike", 1, 80),
-                                       ("o3", "outage", 3, 0), ("s5", "latency_spike", 5, 150),
-                                       ("o10", "outage", 10, 0)]:
+        for name, kind, dur, extra in [
+            ("o1", "outage", 1, 0),
+            ("s1", "latency_spike", 1, 80),
+            ("o3", "outage", 3, 0),
+            ("s5", "latency_spike", 5, 150),
+            ("o10", "outage", 10, 0),
+        ]:
             ep = Episode.outage(name, t, dur) if kind == "outage" else Episode.spike(name, t, dur, extra)
             plan.append((name, kind, ep))
             t += dur + 5.0
@@ -124,7 +160,15 @@ def test_each_injected_disruption_is_one_event_at_the_right_hop(tmp_path):
             start, end = rec.start_wall_us / 1e6, rec.end_wall_us / 1e6
             overlapping = _overlapping(at_hop, start, end)
             inside = [round(t - start, 3) for t in sent if start <= t < end]
-            assert len(overlapping) == 1, (hop, name, "1 Hz probes at (s after start)", inside, end - start, overlapping, at_hop)
+            assert len(overlapping) == 1, (
+                hop,
+                name,
+                "1 Hz probes at (s after start)",
+                inside,
+                end - start,
+                overlapping,
+                at_hop,
+            )
             e = overlapping[0]
             assert e["kind"] == kind, (hop, name, e)
             assert e["end_us"] is not None, (hop, name, e)
@@ -140,8 +184,10 @@ def _sample_times(db, target):
     """Send times (s) of the 1 Hz samples the collector stored for ``target``."""
     con = sqlite3.connect(db)
     try:
-        rows = con.execute("SELECT s.ts_us FROM samples_rtt s JOIN series r ON r.id = s.series "
-                           "WHERE r.target = ? ORDER BY s.ts_us", (target,)).fetchall()
+        rows = con.execute(
+            "SELECT s.ts_us FROM samples_rtt s JOIN series r ON r.id = s.series WHERE r.target = ? ORDER BY s.ts_us",
+            (target,),
+        ).fetchall()
     finally:
         con.close()
     return [r[0] / 1e6 for r in rows]
@@ -156,7 +202,9 @@ def test_a_1s_outage_ending_just_after_a_hops_probe_is_one_event_at_both_hops(tm
     """
     with _lab(tmp_path, seed=7) as (path, db, agent):
         # past the detector's warm-up (10 samples of baseline before a probe can be "late")
-        wait_for(lambda: min(len(_sample_times(db, h)) for h in ("isp", "app-edge")) >= 20, 60, 0.5, "20 samples per hop")
+        wait_for(
+            lambda: min(len(_sample_times(db, h)) for h in ("isp", "app-edge")) >= 20, 60, 0.5, "20 samples per hop"
+        )
         phases = {hop: _phase(_sample_times(db, hop)[-8:]) for hop in ("isp", "app-edge")}
         b = path.bridge
         wall_to_bridge = time.monotonic() - time.time() - b.to_monotonic(0.0)

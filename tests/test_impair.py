@@ -33,6 +33,7 @@ SEED = 7
 
 # -- helpers ---------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class PingRun:
     transmitted: int
@@ -52,8 +53,19 @@ def require_ping() -> None:
 
 def ping(host: Host, dest: str, count: int, interval_s: float) -> PingRun:
     """iputils ping as a person would run it; -W 1 bounds the wait for the last replies."""
-    proc = host.exec("ping", "-n", "-c", str(count), "-i", str(interval_s), "-W", "1", dest,
-                     check=False, timeout=count * interval_s + 15)
+    proc = host.exec(
+        "ping",
+        "-n",
+        "-c",
+        str(count),
+        "-i",
+        str(interval_s),
+        "-W",
+        "1",
+        dest,
+        check=False,
+        timeout=count * interval_s + 15,
+    )
     summary = re.search(r"(\d+) packets transmitted, (\d+) received", proc.stdout)
     assert summary, f"unexpected ping output:\n{proc.stdout}\n{proc.stderr}"
     rtts = [float(m) for m in re.findall(r"time=([\d.]+) ms", proc.stdout)]
@@ -83,10 +95,14 @@ def path(tmp_path: Path) -> Iterator[NetPath]:
 
 # -- config ----------------------------------------------------------------------------------
 
+
 def test_config_round_trips_and_refuses_nonsense() -> None:
-    config = Config(a_to_b=Impairment(delay_ms=20, jitter_ms=2, jitter="normal", loss=0.1),
-                    episodes=(Episode.outage("cut", 1.0, 2.0), Episode.spike("slow", 4, 1, 30, "b_to_a")),
-                    seed=3, match="ip")
+    config = Config(
+        a_to_b=Impairment(delay_ms=20, jitter_ms=2, jitter="normal", loss=0.1),
+        episodes=(Episode.outage("cut", 1.0, 2.0), Episode.spike("slow", 4, 1, 30, "b_to_a")),
+        seed=3,
+        match="ip",
+    )
     assert Config.from_dict(config.to_dict()) == config
     bad = [
         lambda: Impairment(delay_ms=-1).validate(),
@@ -105,6 +121,7 @@ def test_config_round_trips_and_refuses_nonsense() -> None:
 
 # -- the path ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("impair_at", [None, *LINKS])
 def test_routers_are_hops_and_the_bridge_is_not(tmp_path: Path, impair_at: str | None) -> None:
     require_netns()
@@ -115,6 +132,7 @@ def test_routers_are_hops_and_the_bridge_is_not(tmp_path: Path, impair_at: str |
 
 
 # -- (a) delay --------------------------------------------------------------------------------
+
 
 def test_delay_adds_twice_per_direction_to_ping_rtt(path: NetPath) -> None:
     require_ping()
@@ -130,10 +148,14 @@ def test_delay_adds_twice_per_direction_to_ping_rtt(path: NetPath) -> None:
 
 # -- (b) jitter -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("kind", "jitter_ms", "expected_sd_ms"), [
-    ("uniform", 5.0, 5.0 * (2 / 3) ** 0.5),  # sum of two U(-5, 5): sd = sqrt(2) * 5 / sqrt(3)
-    ("normal", 3.0, 3.0 * 2 ** 0.5),
-])
+
+@pytest.mark.parametrize(
+    ("kind", "jitter_ms", "expected_sd_ms"),
+    [
+        ("uniform", 5.0, 5.0 * (2 / 3) ** 0.5),  # sum of two U(-5, 5): sd = sqrt(2) * 5 / sqrt(3)
+        ("normal", 3.0, 3.0 * 2**0.5),
+    ],
+)
 def test_jitter_shows_up_as_rtt_spread(path: NetPath, kind: str, jitter_ms: float, expected_sd_ms: float) -> None:
     require_ping()
     path.bridge.update(both=Impairment(delay_ms=20))
@@ -149,6 +171,7 @@ def test_jitter_shows_up_as_rtt_spread(path: NetPath, kind: str, jitter_ms: floa
 
 
 # -- (c) loss ---------------------------------------------------------------------------------
+
 
 def test_loss_rate_gives_binomial_ping_loss(path: NetPath) -> None:
     require_ping()
@@ -179,6 +202,7 @@ def test_same_seed_drops_the_same_packets(path: NetPath) -> None:
 
 # -- (d), (e) episodes ------------------------------------------------------------------------
 
+
 def test_outage_loses_exactly_the_echoes_in_its_window(path: NetPath) -> None:
     delay_ms, interval_s, margin_ns = 5.0, 0.02, 3_000_000
     path.bridge.update(both=Impairment(delay_ms=delay_ms))
@@ -208,8 +232,10 @@ def test_outage_loses_exactly_the_echoes_in_its_window(path: NetPath) -> None:
 def test_episode_log_has_exact_start_and_end(path: NetPath) -> None:
     bridge = path.bridge
     slow_at = bridge.now() + 1.0
-    bridge.schedule(Episode.spike("slow", slow_at, 1.0, extra_delay_ms=30, direction="a_to_b"),
-                    Episode.outage("cut", slow_at + 1.5, 0.5))
+    bridge.schedule(
+        Episode.spike("slow", slow_at, 1.0, extra_delay_ms=30, direction="a_to_b"),
+        Episode.outage("cut", slow_at + 1.5, 0.5),
+    )
     samples = path.desk.call(echo_train, path.hops.app, 175, 0.02)
     slow, cut = bridge.wait_episodes()
     offset_us = (time.time() - time.monotonic()) * 1e6
@@ -227,11 +253,18 @@ def test_episode_log_has_exact_start_and_end(path: NetPath) -> None:
     assert (slow.name, slow.direction, slow.extra_delay_ms, cut.loss) == ("slow", "a_to_b", 30, 1.0)
 
     # The spike is visible exactly inside its window (margin: the sub-ms way from desk to bridge).
-    quiet = [s["rtt_us"] / 1000 for s in samples
-             if s["rtt_us"] is not None and s["sent_mono_ns"] / 1e9 < slow.start_mono_us / 1e6 - 0.005]
-    inside = [s["rtt_us"] / 1000 for s in samples
-              if s["rtt_us"] is not None and slow.contains(s["sent_mono_ns"] / 1e9 + 0.002)
-              and slow.contains(s["sent_mono_ns"] / 1e9 - 0.002)]
+    quiet = [
+        s["rtt_us"] / 1000
+        for s in samples
+        if s["rtt_us"] is not None and s["sent_mono_ns"] / 1e9 < slow.start_mono_us / 1e6 - 0.005
+    ]
+    inside = [
+        s["rtt_us"] / 1000
+        for s in samples
+        if s["rtt_us"] is not None
+        and slow.contains(s["sent_mono_ns"] / 1e9 + 0.002)
+        and slow.contains(s["sent_mono_ns"] / 1e9 - 0.002)
+    ]
     assert len(inside) >= 40
     assert abs(statistics.median(inside) - statistics.median(quiet) - 30) <= 1.0
 
@@ -248,6 +281,7 @@ def test_dropping_a_running_episode_ends_it_in_the_log(path: NetPath) -> None:
 
 
 # -- precision, and traffic other than ICMP ---------------------------------------------------
+
 
 def test_delay_precision_at_50_pps(path: NetPath) -> None:
     """Median delay error under 0.3 ms at 50 pps, seen by the bridge and end to end."""
@@ -299,8 +333,9 @@ def test_tcp_crosses_the_bridge_intact(path: NetPath) -> None:
     """Checksum offload and GSO travel with each frame (virtio-net header), so TCP works."""
     size = 4 << 20
     path.bridge.update(both=Impairment(delay_ms=5, jitter_ms=1))
-    server = path.app.spawn(sys.executable, "-c", TCP_SERVER, path.hops.app,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    server = path.app.spawn(
+        sys.executable, "-c", TCP_SERVER, path.hops.app, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     reply = path.desk.python(TCP_CLIENT, path.hops.app, str(size), timeout=30).stdout.split()
     server.wait(timeout=10)
     expected = hashlib.sha256(random.Random(1).randbytes(size)).hexdigest()

@@ -64,21 +64,24 @@ def one(kind: str, method: str, ts: int = NOW - 60 * S, **cols) -> payload.Sampl
     return payload.SampleBatch([s])
 
 
-@pytest.mark.parametrize("batch, problem", [
-    (one("rtt", "icmp_raw", rtt=60 * S), None),  # the edge is kept
-    (one("rtt", "icmp_raw", rtt=60 * S + 1), "rtt = 60000001"),
-    (one("wifi", "iw", rssi=-121), "rssi = -121"),
-    (one("wifi", "iw", rssi=-40, q=100, conn=1), None),
-    (one("wifi", "iw", conn=2), "conn = 2"),
-    (one("voice", "udp_reflect", sent=250, recv=900), "received 900 of 250"),
-    (one("device", "os", mem=1000, cpu=0), None),
-    (one("http", "https", status=1000), "status = 1000"),
-    (one("rtt", "icmp_raw", ts=NOW + 11 * 60 * S, rtt=1), "beyond the collector's clock"),
-    (one("rtt", "icmp_raw", ts=NOW + 9 * 60 * S, rtt=1), None),
-    (one("rtt", "icmp_raw", ts=NOW - 9 * 86_400 * S, rtt=1), "older than"),
-    (payload.SampleBatch(events=[payload.Event("e", "outage", "t", NOW - 9 * 86_400 * S, NOW, 3)]), "older than"),
-    (payload.SampleBatch(events=[payload.Event("e", "outage", "t", NOW - 86_400 * S, None, 3)]), None),
-])
+@pytest.mark.parametrize(
+    "batch, problem",
+    [
+        (one("rtt", "icmp_raw", rtt=60 * S), None),  # the edge is kept
+        (one("rtt", "icmp_raw", rtt=60 * S + 1), "rtt = 60000001"),
+        (one("wifi", "iw", rssi=-121), "rssi = -121"),
+        (one("wifi", "iw", rssi=-40, q=100, conn=1), None),
+        (one("wifi", "iw", conn=2), "conn = 2"),
+        (one("voice", "udp_reflect", sent=250, recv=900), "received 900 of 250"),
+        (one("device", "os", mem=1000, cpu=0), None),
+        (one("http", "https", status=1000), "status = 1000"),
+        (one("rtt", "icmp_raw", ts=NOW + 11 * 60 * S, rtt=1), "beyond the collector's clock"),
+        (one("rtt", "icmp_raw", ts=NOW + 9 * 60 * S, rtt=1), None),
+        (one("rtt", "icmp_raw", ts=NOW - 9 * 86_400 * S, rtt=1), "older than"),
+        (payload.SampleBatch(events=[payload.Event("e", "outage", "t", NOW - 9 * 86_400 * S, NOW, 3)]), "older than"),
+        (payload.SampleBatch(events=[payload.Event("e", "outage", "t", NOW - 86_400 * S, None, 3)]), None),
+    ],
+)
 def test_ranges_and_clock(batch, problem):
     got = check_batch(batch, NOW)
     assert (got is None) if problem is None else (problem in (got or "")), got

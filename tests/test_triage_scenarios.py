@@ -86,15 +86,20 @@ def test_scenario_table(tmp_path, capsys):
         try:
             evaluate(st, sc, ticks=ticks)
             desk = sc.faults[0].agents[0] if sc.faults else "lis-1"
-            page = LookupService(st, now_us=lambda: sc.end_us).agent(desk, sc.t0_us, sc.end_us, 60, False, None)
+            svc = LookupService(st, now_us=lambda: sc.end_us)  # noqa: B023 - used in this turn only
+            page = svc.agent(desk, sc.t0_us, sc.end_us, 60, False, None)
         finally:
             st.close()
         hl, text = page["headline"], page["ticket"]
         truth = sc.faults[0].domain if sc.faults else None
         assert hl["domain"] == truth, (name, hl)
-        assert f"Next step: {hl['next_step']}" in text and (truth is None or f"Where: {hl['domain_label']}" in text), text
+        assert f"Next step: {hl['next_step']}" in text and (truth is None or f"Where: {hl['domain_label']}" in text), (
+            text
+        )
         conf = "-" if hl["confidence"] is None else f"{hl['confidence']:.0%}"
-        rows.append(f"| {name} | {desk} | {truth or 'none'} | {hl['domain_label'] or 'nothing wrong'} | {conf} | "
-                    f"{hl['next_step']} |")
+        rows.append(
+            f"| {name} | {desk} | {truth or 'none'} | {hl['domain_label'] or 'nothing wrong'} | {conf} | "
+            f"{hl['next_step']} |"
+        )
     with capsys.disabled():
         print("\n" + "\n".join(rows))

@@ -45,6 +45,7 @@ def test_nobody_at_the_desk_is_empty_never_the_service_account():
 
 # -- the Windows service's session-change notice, with pywin32 replaced by fakes --
 
+
 class _FakeFramework:
     def __init__(self, args):
         self.args = args
@@ -72,8 +73,9 @@ def service_windows(monkeypatch):
     monkeypatch.setitem(sys.modules, "win32serviceutil", util)
     monkeypatch.setitem(sys.modules, "win32service", types.SimpleNamespace(SERVICE_STOP_PENDING=3, error=OSError))
     monkeypatch.setitem(sys.modules, "servicemanager", types.SimpleNamespace())
-    spec = importlib.util.spec_from_file_location("cxpulse.agent._service_windows_faked",
-                                                  desk_user.__file__.replace("desk_user.py", "service_windows.py"))
+    spec = importlib.util.spec_from_file_location(
+        "cxpulse.agent._service_windows_faked", desk_user.__file__.replace("desk_user.py", "service_windows.py")
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert mod.AVAILABLE
@@ -125,11 +127,12 @@ def test_service_runner_refresh_reaches_the_agent_on_its_loop():
 
 # -- a real collector process and an in-process agent whose console user changes --
 
+
 @pytest.mark.slow
 def test_hot_desk_change_reaches_the_collector_and_every_sample_is_stored_once(tmp_path, procs, monkeypatch):
     from cxpulse.agent import runner as runner_mod
-    from cxpulse.agent.tasks import desk_user as desk_user_task
     from cxpulse.agent.config import AgentConfig, parse_target
+    from cxpulse.agent.tasks import desk_user as desk_user_task
     from cxpulse.collector.store import UserChange, open_store
     from tests.conftest import CollectorProc, wait_for
 
@@ -140,9 +143,17 @@ def test_hot_desk_change_reaches_the_collector_and_every_sample_is_stored_once(t
     col = CollectorProc(tmp_path, db, extra=["--insecure"]).start()
     procs.append(col)
     cfg = AgentConfig().with_overrides(
-        collector=col.address, state_dir=str(tmp_path / "agent"), agent_id="desk-hot", insecure=True,
-        enroll_token=col.token, targets=(parse_target("loopback=127.0.0.1:9"),), probe_interval_s=0.2,
-        batch_interval_s=0.5, measure_gateway=False, trace_enabled=False)
+        collector=col.address,
+        state_dir=str(tmp_path / "agent"),
+        agent_id="desk-hot",
+        insecure=True,
+        enroll_token=col.token,
+        targets=(parse_target("loopback=127.0.0.1:9"),),
+        probe_interval_s=0.2,
+        batch_interval_s=0.5,
+        measure_gateway=False,
+        trace_enabled=False,
+    )
 
     def agent_row():
         con = sqlite3.connect(db)
@@ -158,16 +169,19 @@ def test_hot_desk_change_reaches_the_collector_and_every_sample_is_stored_once(t
         assert (agent.hello.os_user, agent.hello.display_name) == ("CORP\\msilva", "Maria Silva")
         stop = asyncio.Event()
         task = asyncio.ensure_future(agent.run(stop))
-        await asyncio.to_thread(wait_for, lambda: agent_row() == ("CORP\\msilva", "Maria Silva"), 30, 0.2,
-                                "Maria at the collector")
+        await asyncio.to_thread(
+            wait_for, lambda: agent_row() == ("CORP\\msilva", "Maria Silva"), 30, 0.2, "Maria at the collector"
+        )
         await asyncio.to_thread(wait_for, lambda: agent.uplink.stats.batches_acked >= 2, 30, 0.2, "batches acked")
         at_desk["user"] = ("CORP\\jconceicao", "João Conceição")
         agent.refresh_user()
-        await asyncio.to_thread(wait_for, lambda: agent_row() == ("CORP\\jconceicao", "João Conceição"), 30, 0.2,
-                                "João at the collector")
+        await asyncio.to_thread(
+            wait_for, lambda: agent_row() == ("CORP\\jconceicao", "João Conceição"), 30, 0.2, "João at the collector"
+        )
         acked = agent.uplink.stats.batches_acked
-        await asyncio.to_thread(wait_for, lambda: agent.uplink.stats.batches_acked >= acked + 2, 30, 0.2,
-                                "batches acked on the new stream")
+        await asyncio.to_thread(
+            wait_for, lambda: agent.uplink.stats.batches_acked >= acked + 2, 30, 0.2, "batches acked on the new stream"
+        )
         stop.set()
         await task
         return agent
@@ -190,6 +204,8 @@ def test_hot_desk_change_reaches_the_collector_and_every_sample_is_stored_once(t
         changes = store.user_changes(rec.key, 0, 2**62)
     finally:
         store.close()
-    assert [(c.os_user, c.display_name) for c in changes] == [("CORP\\msilva", "Maria Silva"),
-                                                               ("CORP\\jconceicao", "João Conceição")]
+    assert [(c.os_user, c.display_name) for c in changes] == [
+        ("CORP\\msilva", "Maria Silva"),
+        ("CORP\\jconceicao", "João Conceição"),
+    ]
     assert all(isinstance(c, UserChange) for c in changes)

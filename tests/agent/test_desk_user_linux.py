@@ -9,8 +9,12 @@ from cxpulse.agent import desk_user_linux as lx
 Pw = namedtuple("Pw", "pw_name pw_gecos")
 Utmp = namedtuple("Utmp", "name terminal host started pid")
 
-PASSWD = {"maria": Pw("maria", "Maria Silva,Floor 2,,"), "joao": Pw("joao", "João Conceição"),
-          "gdm": Pw("gdm", "Gnome Display Manager"), "ops": Pw("ops", "")}
+PASSWD = {
+    "maria": Pw("maria", "Maria Silva,Floor 2,,"),
+    "joao": Pw("joao", "João Conceição"),
+    "gdm": Pw("gdm", "Gnome Display Manager"),
+    "ops": Pw("ops", ""),
+}
 
 
 def getpwnam(name):
@@ -51,12 +55,25 @@ MONOTONIC=61234567
 """
 
 
-def session(root, id, user, *, active=1, remote=0, type="wayland", cls="user", seat="seat0", service="gdm-password",
-            uid=1000):
+def session(
+    root, id, user, *, active=1, remote=0, type="wayland", cls="user", seat="seat0", service="gdm-password", uid=1000
+):
     (root / "sessions").mkdir(parents=True, exist_ok=True)
     state = "active" if active else "online"
-    (root / "sessions" / id).write_text(SESSION.format(id=id, user=user, active=active, remote=remote, type=type,
-                                                       cls=cls, seat=seat, service=service, uid=uid, state=state))
+    (root / "sessions" / id).write_text(
+        SESSION.format(
+            id=id,
+            user=user,
+            active=active,
+            remote=remote,
+            type=type,
+            cls=cls,
+            seat=seat,
+            service=service,
+            uid=uid,
+            state=state,
+        )
+    )
 
 
 def seat(root, active, sessions):

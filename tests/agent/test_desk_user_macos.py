@@ -24,14 +24,17 @@ def getpwnam(login: str) -> Any:
     return SimpleNamespace(pw_name=login, pw_gecos=ACCOUNTS[login], pw_uid=501)
 
 
-@pytest.mark.parametrize(("console", "expected"), [
-    ("maria", ("maria", "Maria Silva")),  # the full name macOS shows at the login window
-    ("joão", ("joão", "João Gonçalves")),  # UTF-8 both ways
-    ("kiosk", ("kiosk", "kiosk")),  # an account without a full name: the login
-    ("ldap.user", ("ldap.user", "ldap.user")),  # a network account the directory cannot resolve now
-    ("loginwindow", None),  # nobody logged in: the login window owns the console
-    (None, None),  # NULL: no console session at all (headless, early boot)
-])
+@pytest.mark.parametrize(
+    ("console", "expected"),
+    [
+        ("maria", ("maria", "Maria Silva")),  # the full name macOS shows at the login window
+        ("joão", ("joão", "João Gonçalves")),  # UTF-8 both ways
+        ("kiosk", ("kiosk", "kiosk")),  # an account without a full name: the login
+        ("ldap.user", ("ldap.user", "ldap.user")),  # a network account the directory cannot resolve now
+        ("loginwindow", None),  # nobody logged in: the login window owns the console
+        (None, None),  # NULL: no console session at all (headless, early boot)
+    ],
+)
 def test_console_user(console: str | None, expected: tuple[str, str] | None) -> None:
     fake = FakeFrameworks(console=console)
     assert console_user(CF(fake, fake), getpwnam=getpwnam) == expected

@@ -41,8 +41,15 @@ class FakeWindows:
         self.secur32, self.advapi32 = self, self
 
     def reader(self) -> w.ConsoleUsers:
-        return w.ConsoleUsers(self.kernel32, self.wtsapi32, self.netapi32, self.secur32, self.advapi32,
-                              lambda: self.error, lambda key, value: self.registry_values.get((key, value)))
+        return w.ConsoleUsers(
+            self.kernel32,
+            self.wtsapi32,
+            self.netapi32,
+            self.secur32,
+            self.advapi32,
+            lambda: self.error,
+            lambda key, value: self.registry_values.get((key, value)),
+        )
 
     def _hand_out(self, obj) -> int:
         addr = ctypes.addressof(obj)
@@ -166,9 +173,15 @@ def test_domain_user_gets_the_directory_display_name():
     win = FakeWindows()
     read = win.reader()
     assert read() == ("CORP\\msilva", "Maria Silva")
-    assert win.calls == ["WTSGetActiveConsoleSessionId", "WTSQuerySessionInformationW(5)", "WTSFreeMemory",
-                         "WTSQuerySessionInformationW(7)", "WTSFreeMemory", "GetComputerNameW",
-                         "TranslateNameW(CORP\\msilva)"]
+    assert win.calls == [
+        "WTSGetActiveConsoleSessionId",
+        "WTSQuerySessionInformationW(5)",
+        "WTSFreeMemory",
+        "WTSQuerySessionInformationW(7)",
+        "WTSFreeMemory",
+        "GetComputerNameW",
+        "TranslateNameW(CORP\\msilva)",
+    ]
     assert not win.live  # every WTS buffer freed
     win.calls.clear()
     assert read() == ("CORP\\msilva", "Maria Silva")
@@ -239,11 +252,14 @@ def test_entra_account_display_name_from_the_identity_cache():
     win = FakeWindows(user="MariaSilva", domain="AzureAD")
     sid = "S-1-12-1-1111111111-2222222222-3333333333-4444444444"
     win.sids["AzureAD\\MariaSilva"] = sid
-    win.registry_values[(rf"SOFTWARE\Microsoft\IdentityStore\Cache\{sid}\IdentityCache\{sid}", "DisplayName")] = \
+    win.registry_values[(rf"SOFTWARE\Microsoft\IdentityStore\Cache\{sid}\IdentityCache\{sid}", "DisplayName")] = (
         "Maria Silva"
+    )
     assert win.reader()() == ("AzureAD\\MariaSilva", "Maria Silva")
     assert [c for c in win.calls if c.startswith("Lookup")] == [
-        "LookupAccountNameW(AzureAD\\MariaSilva, sizes)", "LookupAccountNameW(AzureAD\\MariaSilva, sized)"]
+        "LookupAccountNameW(AzureAD\\MariaSilva, sizes)",
+        "LookupAccountNameW(AzureAD\\MariaSilva, sized)",
+    ]
     assert "LocalFree" in win.calls and not win.live
 
 

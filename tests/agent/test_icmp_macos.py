@@ -32,16 +32,25 @@ pytestmark = pytest.mark.timeout(20)
 
 # IcmpPinger needs add_reader (not on Windows' Proactor loop), the fake an AF_UNIX datagram pair.
 posix_loop = pytest.mark.skipif(sys.platform == "win32", reason="IcmpPinger needs add_reader, the fake AF_UNIX")
-native_macos = pytest.mark.skipif(os.environ.get("CXPULSE_NATIVE_OS") != "1" or sys.platform != "darwin",
-                                  reason="the real xnu: the agent-tests job on macos-latest (CXPULSE_NATIVE_OS=1)")
+native_macos = pytest.mark.skipif(
+    os.environ.get("CXPULSE_NATIVE_OS") != "1" or sys.platform != "darwin",
+    reason="the real xnu: the agent-tests job on macos-latest (CXPULSE_NATIVE_OS=1)",
+)
 
 DESK, TARGET, OTHER = "192.168.1.23", "10.20.30.40", "10.99.99.99"
 
 
 def ipv4_header(src: str, dst: str, payload_len: int) -> bytes:
     """As xnu queues it on a raw-list socket: ``ip_len``/``ip_off`` left in host byte order."""
-    return (struct.pack("!BB", 0x45, 0) + struct.pack("<H", 20 + payload_len) + struct.pack("!H", 7)
-            + struct.pack("<H", 0) + struct.pack("!BBH", 57, 1, 0) + socket.inet_aton(src) + socket.inet_aton(dst))
+    return (
+        struct.pack("!BB", 0x45, 0)
+        + struct.pack("<H", 20 + payload_len)
+        + struct.pack("!H", 7)
+        + struct.pack("<H", 0)
+        + struct.pack("!BBH", 57, 1, 0)
+        + socket.inet_aton(src)
+        + socket.inet_aton(dst)
+    )
 
 
 def reply_to(request: bytes, *, ident: int | None = None, payload: bytes | None = None) -> bytes:
@@ -179,21 +188,28 @@ class _AnySocket:
 
 
 @posix_loop
-@pytest.mark.parametrize("platform, method, rewritten_ident_accepted", [
-    ("darwin", METHOD_ICMP_DGRAM, False),  # xnu keeps our identifier: another one is another pinger
-    ("linux", METHOD_ICMP_DGRAM, True),  # Linux rewrote it: the identifier says nothing (unchanged)
-    ("linux", METHOD_ICMP_RAW, False),
-    ("darwin", METHOD_ICMP_RAW, False),
-])
-def test_identifier_check_follows_the_kernel(monkeypatch: pytest.MonkeyPatch, platform: str, method: str,
-                                             rewritten_ident_accepted: bool) -> None:
+@pytest.mark.parametrize(
+    "platform, method, rewritten_ident_accepted",
+    [
+        ("darwin", METHOD_ICMP_DGRAM, False),  # xnu keeps our identifier: another one is another pinger
+        ("linux", METHOD_ICMP_DGRAM, True),  # Linux rewrote it: the identifier says nothing (unchanged)
+        ("linux", METHOD_ICMP_RAW, False),
+        ("darwin", METHOD_ICMP_RAW, False),
+    ],
+)
+def test_identifier_check_follows_the_kernel(
+    monkeypatch: pytest.MonkeyPatch, platform: str, method: str, rewritten_ident_accepted: bool
+) -> None:
     pinger = _pinger_for_match(monkeypatch, platform, method)
     loop = pinger._loop
     try:
         seq = 77
         request = pinger._packet(seq)
-        for ident, header, expected in [(pinger._ident, True, True), (pinger._ident ^ 0x5A5A, True, rewritten_ident_accepted),
-                                        (pinger._ident, False, True)]:
+        for ident, header, expected in [
+            (pinger._ident, True, True),
+            (pinger._ident ^ 0x5A5A, True, rewritten_ident_accepted),
+            (pinger._ident, False, True),
+        ]:
             fut = loop.create_future()
             pinger._pending[seq] = (fut, TARGET)
             msg = reply_to(request, ident=ident)

@@ -38,11 +38,11 @@ T = TypeVar("T")
 # "IP_OPTION_INFORMATION structure", "ICMPV6_ECHO_REPLY_LH structure", "IPV6_ADDRESS_EX structure").
 # ICMP_ECHO_REPLY: Address 0, Status 4, RoundTripTime 8, DataSize 12, Reserved 14, Data 16, Options 24
 ECHO_REPLY_SIZE = 40
-OPTION_INFORMATION_SIZE = 16   # IP_OPTION_INFORMATION: Ttl 0, Tos 1, Flags 2, OptionsSize 3, OptionsData 8
-IPV6_ADDRESS_EX_SIZE = 26      # declared between pshpack1.h and poppack.h: packed
-ECHO6_REPLY_SIZE = 36          # ICMPV6_ECHO_REPLY_LH: Address 0 (26 bytes), Status 28, RoundTripTime 32
-SOCKADDR_IN6_SIZE = 28         # family 0, port 2, flowinfo 4, addr 8, scope_id 24
-IO_STATUS_BLOCK_SIZE = 16      # union { NTSTATUS; PVOID } + ULONG_PTR
+OPTION_INFORMATION_SIZE = 16  # IP_OPTION_INFORMATION: Ttl 0, Tos 1, Flags 2, OptionsSize 3, OptionsData 8
+IPV6_ADDRESS_EX_SIZE = 26  # declared between pshpack1.h and poppack.h: packed
+ECHO6_REPLY_SIZE = 36  # ICMPV6_ECHO_REPLY_LH: Address 0 (26 bytes), Status 28, RoundTripTime 32
+SOCKADDR_IN6_SIZE = 28  # family 0, port 2, flowinfo 4, addr 8, scope_id 24
+IO_STATUS_BLOCK_SIZE = 16  # union { NTSTATUS; PVOID } + ULONG_PTR
 AF_INET6_WINDOWS = 23
 
 
@@ -84,8 +84,9 @@ class FakeIphlpapi:
     a reply buffer of at least the documented size, the TTL byte at offset 0 of the options.
     """
 
-    def __init__(self, responder: Responder, *, create_error: int | None = None,
-                 gate: threading.Event | None = None) -> None:
+    def __init__(
+        self, responder: Responder, *, create_error: int | None = None, gate: threading.Event | None = None
+    ) -> None:
         self.responder = responder
         self.create_error = create_error
         self.gate = gate
@@ -125,14 +126,40 @@ class FakeIphlpapi:
         return getattr(self._tls, "error", 0)
 
     # -- echo
-    def IcmpSendEcho2Ex(self, handle: int, event: Any, apc: Any, ctx: Any, source: int, destination: int,
-                        data: Any, size: int, options: Any, reply: Any, reply_size: int, timeout_ms: int) -> int:
+    def IcmpSendEcho2Ex(
+        self,
+        handle: int,
+        event: Any,
+        apc: Any,
+        ctx: Any,
+        source: int,
+        destination: int,
+        data: Any,
+        size: int,
+        options: Any,
+        reply: Any,
+        reply_size: int,
+        timeout_ms: int,
+    ) -> int:
         assert source == 0, "source must be 0 (any)"
         dst = socket.inet_ntoa(destination.to_bytes(4, "little"))  # x64 is little-endian: memory order
         return self._echo(handle, event, apc, dst, data, size, options, reply, reply_size, timeout_ms, v4=True)
 
-    def Icmp6SendEcho2(self, handle: int, event: Any, apc: Any, ctx: Any, source: Any, destination: Any,
-                       data: Any, size: int, options: Any, reply: Any, reply_size: int, timeout_ms: int) -> int:
+    def Icmp6SendEcho2(
+        self,
+        handle: int,
+        event: Any,
+        apc: Any,
+        ctx: Any,
+        source: Any,
+        destination: Any,
+        data: Any,
+        size: int,
+        options: Any,
+        reply: Any,
+        reply_size: int,
+        timeout_ms: int,
+    ) -> int:
         src, dst = bytes(source), bytes(destination)
         assert len(src) == len(dst) == SOCKADDR_IN6_SIZE
         assert struct.unpack_from("<H", src, 0)[0] == AF_INET6_WINDOWS == struct.unpack_from("<H", dst, 0)[0]
@@ -140,8 +167,21 @@ class FakeIphlpapi:
         address = socket.inet_ntop(socket.AF_INET6, dst[8:24])
         return self._echo(handle, event, apc, address, data, size, options, reply, reply_size, timeout_ms, v4=False)
 
-    def _echo(self, handle: int, event: Any, apc: Any, dst: str, data: Any, size: int, options: Any, reply: Any,
-              reply_size: int, timeout_ms: int, *, v4: bool) -> int:
+    def _echo(
+        self,
+        handle: int,
+        event: Any,
+        apc: Any,
+        dst: str,
+        data: Any,
+        size: int,
+        options: Any,
+        reply: Any,
+        reply_size: int,
+        timeout_ms: int,
+        *,
+        v4: bool,
+    ) -> int:
         assert handle in self.open
         assert event is None and apc is None, "the pinger relies on the synchronous form"
         assert bytes(data)[:size] and len(bytes(data)) == size
@@ -164,8 +204,9 @@ class FakeIphlpapi:
                 self._tls.error = outcome
                 return 0
             if v4:
-                struct.pack_into("<4sIIHH", reply, 0, socket.inet_aton(outcome.address), outcome.status,
-                                 outcome.rtt_ms, size, 0)
+                struct.pack_into(
+                    "<4sIIHH", reply, 0, socket.inet_aton(outcome.address), outcome.status, outcome.rtt_ms, size, 0
+                )
                 struct.pack_into("<BBBB", reply, 24, 64, 0, 0, 0)  # the reply's own options: Ttl 64
             else:
                 struct.pack_into("<HI16sI", reply, 0, 0, 0, socket.inet_pton(socket.AF_INET6, outcome.address), 0)
@@ -193,8 +234,15 @@ def _offsets(cls: type[ctypes.Structure]) -> dict[str, int]:
 @x64
 def test_structures_match_the_documented_x64_layout() -> None:
     assert ctypes.sizeof(iw.ICMP_ECHO_REPLY) == ECHO_REPLY_SIZE
-    assert _offsets(iw.ICMP_ECHO_REPLY) == {"Address": 0, "Status": 4, "RoundTripTime": 8, "DataSize": 12,
-                                            "Reserved": 14, "Data": 16, "Options": 24}
+    assert _offsets(iw.ICMP_ECHO_REPLY) == {
+        "Address": 0,
+        "Status": 4,
+        "RoundTripTime": 8,
+        "DataSize": 12,
+        "Reserved": 14,
+        "Data": 16,
+        "Options": 24,
+    }
     assert ctypes.sizeof(iw.IP_OPTION_INFORMATION) == OPTION_INFORMATION_SIZE
     assert _offsets(iw.IP_OPTION_INFORMATION) == {"Ttl": 0, "Tos": 1, "Flags": 2, "OptionsSize": 3, "OptionsData": 8}
     assert ctypes.sizeof(iw.IPV6_ADDRESS_EX) == IPV6_ADDRESS_EX_SIZE
@@ -202,8 +250,13 @@ def test_structures_match_the_documented_x64_layout() -> None:
     assert ctypes.sizeof(iw.ICMPV6_ECHO_REPLY) == ECHO6_REPLY_SIZE
     assert _offsets(iw.ICMPV6_ECHO_REPLY) == {"Address": 0, "Status": 28, "RoundTripTime": 32}
     assert ctypes.sizeof(iw.SOCKADDR_IN6) == SOCKADDR_IN6_SIZE
-    assert _offsets(iw.SOCKADDR_IN6) == {"sin6_family": 0, "sin6_port": 2, "sin6_flowinfo": 4, "sin6_addr": 8,
-                                         "sin6_scope_id": 24}
+    assert _offsets(iw.SOCKADDR_IN6) == {
+        "sin6_family": 0,
+        "sin6_port": 2,
+        "sin6_flowinfo": 4,
+        "sin6_addr": 8,
+        "sin6_scope_id": 24,
+    }
     assert ctypes.sizeof(iw.IO_STATUS_BLOCK) == IO_STATUS_BLOCK_SIZE
 
 
@@ -215,8 +268,8 @@ def test_reply_buffer_is_at_least_the_documented_size() -> None:
 
 
 def test_the_round_trip_is_bounded_by_the_kernels_milliseconds() -> None:
-    assert iw._bounded_rtt_us(312_000, 0) == 312        # sub-millisecond: ours, in microseconds
-    assert iw._bounded_rtt_us(7_400_000, 0) == 999      # we woke 7 ms late; the kernel says < 1 ms
+    assert iw._bounded_rtt_us(312_000, 0) == 312  # sub-millisecond: ours, in microseconds
+    assert iw._bounded_rtt_us(7_400_000, 0) == 999  # we woke 7 ms late; the kernel says < 1 ms
     assert iw._bounded_rtt_us(12_345_000, 12) == 12_345
     assert iw._bounded_rtt_us(20_000_000, 12) == 12_999
 
@@ -277,8 +330,9 @@ def test_ttl_expired_through_a_zero_return_keeps_the_router() -> None:
     assert (result.status, result.address) == (iw.IP_TTL_EXPIRED_TRANSIT, "10.9.8.1")
 
 
-@pytest.mark.parametrize("error", [iw.IP_REQ_TIMED_OUT, iw.ERROR_ACCESS_DENIED, iw.IP_BUF_TOO_SMALL,
-                                   iw.IP_GENERAL_FAILURE])
+@pytest.mark.parametrize(
+    "error", [iw.IP_REQ_TIMED_OUT, iw.ERROR_ACCESS_DENIED, iw.IP_BUF_TOO_SMALL, iw.IP_GENERAL_FAILURE]
+)
 def test_a_zero_return_is_a_loss_with_the_last_error(error: int) -> None:
     dll = FakeIphlpapi(lambda dst, ttl, t: error)
 
@@ -319,8 +373,7 @@ def test_ipv6_echo_reply() -> None:
     async def go() -> tuple[int | None, iw.EchoResult]:
         pinger = iw.IcmpEchoPinger(socket.AF_INET6, dll=dll)
         try:
-            return (await pinger.ping(("2001:db8::7", 0, 0, 0), 1.0),
-                    await pinger.echo(("fe80::1%3", 0, 0, 3), 2, 1.0))
+            return (await pinger.ping(("2001:db8::7", 0, 0, 0), 1.0), await pinger.echo(("fe80::1%3", 0, 0, 3), 2, 1.0))
         finally:
             pinger.close()
 
@@ -401,8 +454,9 @@ def test_rtt_probe_falls_back_to_iphlpapi_on_a_loop_without_add_reader(monkeypat
     """Raw ICMP (root here) fails for want of add_reader, as on the Proactor; the chain then takes
     the iphlpapi pinger for icmp_dgram, as rtt.py's Windows backend table does."""
     dll = FakeIphlpapi(lambda dst, ttl, t: Reply(iw.IP_SUCCESS, dst, 0))
-    monkeypatch.setitem(rtt._PINGERS, METHOD_ICMP_DGRAM,
-                        lambda family, method: iw.IcmpEchoPinger(family, method, dll=dll))
+    monkeypatch.setitem(
+        rtt._PINGERS, METHOD_ICMP_DGRAM, lambda family, method: iw.IcmpEchoPinger(family, method, dll=dll)
+    )
 
     async def go() -> list[Any]:
         probe = RttProbe([METHOD_ICMP_RAW, METHOD_ICMP_DGRAM])
@@ -421,8 +475,10 @@ def test_rtt_probe_falls_back_to_iphlpapi_on_a_loop_without_add_reader(monkeypat
 
 # -- the real DLL, on a Windows runner only ----------------------------------------------------
 
-windows_only = pytest.mark.skipif(os.environ.get("CXPULSE_NATIVE_OS") != "1" or sys.platform != "win32",
-                                  reason="the real iphlpapi: the agent-tests job on windows-latest (CXPULSE_NATIVE_OS=1)")
+windows_only = pytest.mark.skipif(
+    os.environ.get("CXPULSE_NATIVE_OS") != "1" or sys.platform != "win32",
+    reason="the real iphlpapi: the agent-tests job on windows-latest (CXPULSE_NATIVE_OS=1)",
+)
 
 
 @windows_only
@@ -451,4 +507,3 @@ def test_real_rtt_probe_uses_iphlpapi_on_the_proactor() -> None:
 
     method, sample = asyncio.run(go())
     assert method == METHOD_ICMP_DGRAM and sample.rtt_us is not None
-

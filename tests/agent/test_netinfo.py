@@ -34,8 +34,16 @@ CONTRACT = ("default_routes", "interface_kinds", "vpn_interfaces", "system_proxy
 
 
 def test_public_api_is_the_same_on_every_os() -> None:
-    assert netinfo.__all__ == ["KINDS", "DefaultRoute", "Gateway", "default_gateway", "default_routes",
-                               "interface_kinds", "system_proxy", "vpn_interfaces"]
+    assert netinfo.__all__ == [
+        "KINDS",
+        "DefaultRoute",
+        "Gateway",
+        "default_gateway",
+        "default_routes",
+        "interface_kinds",
+        "system_proxy",
+        "vpn_interfaces",
+    ]
     assert [f.name for f in dataclasses.fields(Gateway)] == ["address", "interface", "metric"]
     assert DefaultRoute._fields == ("gateway", "interface", "metric")
     assert KINDS == ("wifi", "ethernet", "cellular", "vpn", "loopback", "other")
@@ -49,8 +57,11 @@ def test_every_backend_keeps_the_contract(name: str) -> None:
     backend = importlib.import_module(f"cxpulse.agent.netinfo.{name}")
     for fn in CONTRACT:
         reader = getattr(backend, fn)
-        required = [p for p in inspect.signature(reader).parameters.values()
-                    if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        required = [
+            p
+            for p in inspect.signature(reader).parameters.values()
+            if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
         assert required == [], f"{name}.{fn} needs {required}"
     assert backend.DefaultRoute is DefaultRoute  # one record type for every OS
 
@@ -67,8 +78,12 @@ def test_public_readers_on_this_machine() -> None:
 
 def test_ipv4_is_preferred_and_the_lowest_metric_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     """The choice among a backend's routes, whatever the OS: a fake backend returns a mixed list."""
-    routes = [DefaultRoute("fe80::1%12", "Wi-Fi", 5), DefaultRoute("192.168.1.1", "Wi-Fi", 80),
-              DefaultRoute("10.0.0.1", "Ethernet", 30), DefaultRoute("10.9.9.9", "Ethernet 2", 30)]
+    routes = [
+        DefaultRoute("fe80::1%12", "Wi-Fi", 5),
+        DefaultRoute("192.168.1.1", "Wi-Fi", 80),
+        DefaultRoute("10.0.0.1", "Ethernet", 30),
+        DefaultRoute("10.9.9.9", "Ethernet 2", 30),
+    ]
     monkeypatch.setattr(netinfo, "default_routes", lambda proc_root="/proc": routes)
     assert default_gateway() == Gateway("10.0.0.1", "Ethernet", 30)  # the first of a tie
     monkeypatch.setattr(netinfo, "default_routes", lambda proc_root="/proc": routes[:1])
@@ -136,8 +151,9 @@ def test_default_gateway_in_a_real_namespace(lab: Lab) -> None:
 def test_linux_kinds_and_vpn_from_a_recorded_sysfs(tmp_path: Path) -> None:
     """A laptop's /sys/class/net: Wi-Fi, docked NIC, loopback, a connected tun VPN and a tun nobody holds."""
 
-    def nic(name: str, arphrd: int, flags: str, carrier: str | None, *, device: bool = False,
-            wireless: bool = False) -> None:
+    def nic(
+        name: str, arphrd: int, flags: str, carrier: str | None, *, device: bool = False, wireless: bool = False
+    ) -> None:
         base = tmp_path / name
         base.mkdir()
         (base / "type").write_text(f"{arphrd}\n")
@@ -157,8 +173,14 @@ def test_linux_kinds_and_vpn_from_a_recorded_sysfs(tmp_path: Path) -> None:
     nic("tun1", 65534, "0x1091", "0")  # up, but no client: no carrier
     nic("wg0", 65534, "0x1090", None)  # down: carrier unreadable
     root = str(tmp_path)
-    assert linux_backend.interface_kinds(root) == {"corp0": "vpn", "enp0s31f6": "ethernet", "lo": "loopback",
-                                                   "tun1": "vpn", "wg0": "vpn", "wlp2s0": "wifi"}
+    assert linux_backend.interface_kinds(root) == {
+        "corp0": "vpn",
+        "enp0s31f6": "ethernet",
+        "lo": "loopback",
+        "tun1": "vpn",
+        "wg0": "vpn",
+        "wlp2s0": "wifi",
+    }
     assert linux_backend.vpn_interfaces(root) == ["corp0"]
     (tmp_path / "tun1" / "carrier").write_text("1\n")  # its client connected
     assert linux_backend.vpn_interfaces(root) == ["corp0", "tun1"]
@@ -170,6 +192,7 @@ def test_linux_kinds_and_vpn_from_a_recorded_sysfs(tmp_path: Path) -> None:
 def test_linux_default_routes_list_both_families() -> None:
     _on_linux()
     routes = linux_backend.default_routes(DATA / "laptop_dock_and_wifi")
-    assert routes == linux_backend.ipv4_default_routes(DATA / "laptop_dock_and_wifi") + \
-        linux_backend.ipv6_default_routes(DATA / "laptop_dock_and_wifi")
+    assert routes == linux_backend.ipv4_default_routes(
+        DATA / "laptop_dock_and_wifi"
+    ) + linux_backend.ipv6_default_routes(DATA / "laptop_dock_and_wifi")
     assert any(":" in r.gateway for r in routes) and any(":" not in r.gateway for r in routes)

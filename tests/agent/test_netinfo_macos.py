@@ -6,6 +6,7 @@ and a fake CoreFoundation/SystemConfiguration that checks every Copy/Create resu
 from __future__ import annotations
 
 import ctypes
+import itertools
 import socket
 import struct
 import sys
@@ -37,6 +38,7 @@ INDEXES = {1: "lo0", 4: "en0", 9: "en7", 10: "en8", 17: "utun4"}
 # (flags, addrs, pid, seq, errno, use, inits), then rt_metrics: 92 bytes, 4-aligned, the same on
 # x86_64 and arm64 since rt_metrics switched from u_long to u_int32_t.
 
+
 def _offsets(struct_type: type[ctypes.Structure]) -> dict[str, int]:
     return {name: getattr(struct_type, name).offset for name, *_ in struct_type._fields_}
 
@@ -49,8 +51,19 @@ def test_rt_metrics_is_56_bytes() -> None:
 def test_rt_msghdr_is_92_bytes_with_the_documented_offsets() -> None:
     assert ctypes.sizeof(macos.RtMsghdr) == 92
     assert _offsets(macos.RtMsghdr) == {
-        "rtm_msglen": 0, "rtm_version": 2, "rtm_type": 3, "rtm_index": 4, "rtm_flags": 8, "rtm_addrs": 12,
-        "rtm_pid": 16, "rtm_seq": 20, "rtm_errno": 24, "rtm_use": 28, "rtm_inits": 32, "rtm_rmx": 36}
+        "rtm_msglen": 0,
+        "rtm_version": 2,
+        "rtm_type": 3,
+        "rtm_index": 4,
+        "rtm_flags": 8,
+        "rtm_addrs": 12,
+        "rtm_pid": 16,
+        "rtm_seq": 20,
+        "rtm_errno": 24,
+        "rtm_use": 28,
+        "rtm_inits": 32,
+        "rtm_rmx": 36,
+    }
 
 
 def test_sockaddr_layouts_are_the_bsd_ones() -> None:
@@ -70,11 +83,19 @@ def test_ifaddrs_layout_is_darwin_64_bit() -> None:
     # ifaddrs.h: next, name, unsigned int flags (+4 padding), addr, netmask, dstaddr, data = 56.
     assert ctypes.sizeof(ctypes.c_void_p) == 8, "the documented layout is the 64-bit one"
     assert ctypes.sizeof(macos.IfAddrs) == 56
-    assert _offsets(macos.IfAddrs) == {"ifa_next": 0, "ifa_name": 8, "ifa_flags": 16, "ifa_addr": 24,
-                                       "ifa_netmask": 32, "ifa_dstaddr": 40, "ifa_data": 48}
+    assert _offsets(macos.IfAddrs) == {
+        "ifa_next": 0,
+        "ifa_name": 8,
+        "ifa_flags": 16,
+        "ifa_addr": 24,
+        "ifa_netmask": 32,
+        "ifa_dstaddr": 40,
+        "ifa_data": 48,
+    }
 
 
 # -- a routing dump, byte by byte --------------------------------------------------------------------
+
 
 def sin(addr: str) -> bytes:
     return struct.pack("<BBH4s8x", 16, AF_INET, 0, socket.inet_aton(addr))
@@ -104,7 +125,7 @@ def record(index: int, flags: int, sockaddrs: dict[int, bytes], version: int = 5
     for bit in sorted(sockaddrs):
         sa = sockaddrs[bit]
         padded = (len(sa) + 3) & ~3 if sa[0] else 4
-        body += sa[:sa[0]] + bytes(padded - min(sa[0], len(sa)))
+        body += sa[: sa[0]] + bytes(padded - min(sa[0], len(sa)))
     addrs = sum(sockaddrs)
     msglen = 92 + len(body)
     header = struct.pack("<HBBH2xiiiiiiI", msglen, version, rtm_type, index, flags, addrs, 0, 0, 0, 7, 0)
@@ -115,56 +136,133 @@ UG = RTF_UP | RTF_GATEWAY | RTF_STATIC | RTF_PRCLONING | RTF_GLOBAL
 
 
 def ipv4_dump() -> bytes:
-    return b"".join([
-        # default via 192.168.1.1 on en0, unscoped: the route the kernel uses ("UGScg en0").
-        record(4, UG, {RTA_DST: sin("0.0.0.0"), RTA_GATEWAY: sin("192.168.1.1"), RTA_NETMASK: compact_mask(),
-                       RTA_IFA: sin("192.168.1.20")}),
-        # interface-scoped defaults ("UGScIg"): en7 (a cable), en8 (iPhone tethering), en0's twin.
-        record(9, UG | RTF_IFSCOPE, {RTA_DST: sin("0.0.0.0"), RTA_GATEWAY: sin("10.0.0.1"),
-                                     RTA_NETMASK: compact_mask(), RTA_IFA: sin("10.0.0.5")}),
-        record(10, UG | RTF_IFSCOPE, {RTA_DST: sin("0.0.0.0"), RTA_GATEWAY: sin("172.20.10.1"),
-                                      RTA_NETMASK: compact_mask(), RTA_IFA: sin("172.20.10.2")}),
-        record(4, UG | RTF_IFSCOPE, {RTA_DST: sin("0.0.0.0"), RTA_GATEWAY: sin("192.168.1.1"),
-                                     RTA_NETMASK: compact_mask(), RTA_IFA: sin("192.168.1.20")}),
-        # a host route via the same gateway ("UGHS"): not a default.
-        record(4, RTF_UP | RTF_GATEWAY | RTF_HOST | RTF_STATIC,
-               {RTA_DST: sin("203.0.113.5"), RTA_GATEWAY: sin("192.168.1.1"), RTA_IFA: sin("192.168.1.20")}),
-        # a /24 via a gateway: the netmask makes it not a default.
-        record(4, UG, {RTA_DST: sin("10.8.0.0"), RTA_GATEWAY: sin("192.168.1.1"),
-                       RTA_NETMASK: compact_mask(255, 255, 255)}),
-        # OpenVPN's "def1" half of the address space, 0.0.0.0/1: destination 0.0.0.0 but not a default.
-        record(17, UG, {RTA_DST: sin("0.0.0.0"), RTA_GATEWAY: sin("100.64.0.1"), RTA_NETMASK: compact_mask(128)}),
-        # a rejecting default (a "blocked" route some VPN kill switches add).
-        record(17, UG | RTF_REJECT | RTF_IFSCOPE, {RTA_DST: sin("0.0.0.0"), RTA_GATEWAY: sin("100.64.0.1"),
-                                                   RTA_NETMASK: compact_mask()}),
-        # a record from another RTM_VERSION: skipped by its length, however default it looks.
-        record(4, UG, {RTA_DST: sin("0.0.0.0"), RTA_GATEWAY: sin("6.6.6.6"), RTA_NETMASK: compact_mask()},
-               version=4),
-        # a default on an interface that has gone (index unknown to if_indextoname).
-        record(33, UG | RTF_IFSCOPE, {RTA_DST: sin("0.0.0.0"), RTA_GATEWAY: sin("192.0.2.1"),
-                                      RTA_NETMASK: compact_mask()}),
-    ]) + record(9, UG, {RTA_DST: sin("0.0.0.0"), RTA_GATEWAY: sin("7.7.7.7"), RTA_NETMASK: compact_mask()})[:100]
+    return (
+        b"".join(
+            [
+                # default via 192.168.1.1 on en0, unscoped: the route the kernel uses ("UGScg en0").
+                record(
+                    4,
+                    UG,
+                    {
+                        RTA_DST: sin("0.0.0.0"),
+                        RTA_GATEWAY: sin("192.168.1.1"),
+                        RTA_NETMASK: compact_mask(),
+                        RTA_IFA: sin("192.168.1.20"),
+                    },
+                ),
+                # interface-scoped defaults ("UGScIg"): en7 (a cable), en8 (iPhone tethering), en0's twin.
+                record(
+                    9,
+                    UG | RTF_IFSCOPE,
+                    {
+                        RTA_DST: sin("0.0.0.0"),
+                        RTA_GATEWAY: sin("10.0.0.1"),
+                        RTA_NETMASK: compact_mask(),
+                        RTA_IFA: sin("10.0.0.5"),
+                    },
+                ),
+                record(
+                    10,
+                    UG | RTF_IFSCOPE,
+                    {
+                        RTA_DST: sin("0.0.0.0"),
+                        RTA_GATEWAY: sin("172.20.10.1"),
+                        RTA_NETMASK: compact_mask(),
+                        RTA_IFA: sin("172.20.10.2"),
+                    },
+                ),
+                record(
+                    4,
+                    UG | RTF_IFSCOPE,
+                    {
+                        RTA_DST: sin("0.0.0.0"),
+                        RTA_GATEWAY: sin("192.168.1.1"),
+                        RTA_NETMASK: compact_mask(),
+                        RTA_IFA: sin("192.168.1.20"),
+                    },
+                ),
+                # a host route via the same gateway ("UGHS"): not a default.
+                record(
+                    4,
+                    RTF_UP | RTF_GATEWAY | RTF_HOST | RTF_STATIC,
+                    {RTA_DST: sin("203.0.113.5"), RTA_GATEWAY: sin("192.168.1.1"), RTA_IFA: sin("192.168.1.20")},
+                ),
+                # a /24 via a gateway: the netmask makes it not a default.
+                record(
+                    4,
+                    UG,
+                    {
+                        RTA_DST: sin("10.8.0.0"),
+                        RTA_GATEWAY: sin("192.168.1.1"),
+                        RTA_NETMASK: compact_mask(255, 255, 255),
+                    },
+                ),
+                # OpenVPN's "def1" half of the address space, 0.0.0.0/1: destination 0.0.0.0 but not a default.
+                record(
+                    17, UG, {RTA_DST: sin("0.0.0.0"), RTA_GATEWAY: sin("100.64.0.1"), RTA_NETMASK: compact_mask(128)}
+                ),
+                # a rejecting default (a "blocked" route some VPN kill switches add).
+                record(
+                    17,
+                    UG | RTF_REJECT | RTF_IFSCOPE,
+                    {RTA_DST: sin("0.0.0.0"), RTA_GATEWAY: sin("100.64.0.1"), RTA_NETMASK: compact_mask()},
+                ),
+                # a record from another RTM_VERSION: skipped by its length, however default it looks.
+                record(
+                    4,
+                    UG,
+                    {RTA_DST: sin("0.0.0.0"), RTA_GATEWAY: sin("6.6.6.6"), RTA_NETMASK: compact_mask()},
+                    version=4,
+                ),
+                # a default on an interface that has gone (index unknown to if_indextoname).
+                record(
+                    33,
+                    UG | RTF_IFSCOPE,
+                    {RTA_DST: sin("0.0.0.0"), RTA_GATEWAY: sin("192.0.2.1"), RTA_NETMASK: compact_mask()},
+                ),
+            ]
+        )
+        + record(9, UG, {RTA_DST: sin("0.0.0.0"), RTA_GATEWAY: sin("7.7.7.7"), RTA_NETMASK: compact_mask()})[:100]
+    )
     # ^ the last record is cut short: its msglen runs past the buffer, so the walk ends there.
 
 
 def ipv6_dump() -> bytes:
-    return b"".join([
-        # default via the router's link-local address, scope embedded (fe80:4::1), on en0.
-        record(4, UG, {RTA_DST: sin6("::"), RTA_GATEWAY: sin6("fe80::1", embedded_scope=4),
-                       RTA_NETMASK: compact_mask(family=AF_INET6), RTA_IFA: sin6("2001:db8:1::20")}),
-        # a scoped default on en7 via a global address.
-        record(9, UG | RTF_IFSCOPE, {RTA_DST: sin6("::"), RTA_GATEWAY: sin6("2001:db8:7::1"),
-                                     RTA_NETMASK: compact_mask(family=AF_INET6)}),
-        # an on-link default through a tunnel has a link-layer gateway: no hop to measure.
-        record(17, UG, {RTA_DST: sin6("::"), RTA_GATEWAY: sdl(17), RTA_NETMASK: compact_mask(family=AF_INET6)}),
-    ])
+    return b"".join(
+        [
+            # default via the router's link-local address, scope embedded (fe80:4::1), on en0.
+            record(
+                4,
+                UG,
+                {
+                    RTA_DST: sin6("::"),
+                    RTA_GATEWAY: sin6("fe80::1", embedded_scope=4),
+                    RTA_NETMASK: compact_mask(family=AF_INET6),
+                    RTA_IFA: sin6("2001:db8:1::20"),
+                },
+            ),
+            # a scoped default on en7 via a global address.
+            record(
+                9,
+                UG | RTF_IFSCOPE,
+                {RTA_DST: sin6("::"), RTA_GATEWAY: sin6("2001:db8:7::1"), RTA_NETMASK: compact_mask(family=AF_INET6)},
+            ),
+            # an on-link default through a tunnel has a link-layer gateway: no hop to measure.
+            record(17, UG, {RTA_DST: sin6("::"), RTA_GATEWAY: sdl(17), RTA_NETMASK: compact_mask(family=AF_INET6)}),
+        ]
+    )
 
 
 class FakeLibc:
     """sysctl and getifaddrs as libSystem answers them."""
 
-    def __init__(self, tables: dict[int, bytes], grow: list[bytes] | None = None, size_error: int = 0,
-                 ifaddrs: list[tuple[str, int, bytes | None]] | None = None) -> None:
+    def __init__(
+        self,
+        tables: dict[int, bytes],
+        grow: list[bytes] | None = None,
+        size_error: int = 0,
+        ifaddrs: list[tuple[str, int, bytes | None]] | None = None,
+    ) -> None:
         self.tables = dict(tables)
         self.grow = list(grow or [])  # IPv4 tables that replace the current one after each size query
         self.size_error = size_error
@@ -206,7 +304,7 @@ class FakeLibc:
                 self._keep.append(buf)
                 node.ifa_addr = ctypes.addressof(buf)
             nodes.append(node)
-        for a, b in zip(nodes, nodes[1:]):
+        for a, b in itertools.pairwise(nodes):
             a.ifa_next = ctypes.pointer(b)
         self._keep.append(nodes)
         out[0] = ctypes.pointer(nodes[0]) if nodes else ctypes.POINTER(macos.IfAddrs)()
@@ -233,7 +331,7 @@ SERVICES = {  # what configd holds on a Mac with Wi-Fi (en0), a cable (en7) and 
 
 def _api(fake: FakeFrameworks | None, libc: FakeLibc | None, names: list[str] | None = None) -> MacApi:
     cf = CF(fake, fake) if fake is not None else None
-    listed = [(i, n) for i, n in INDEXES.items()] if names is None else list(enumerate(names, 1))
+    listed = list(INDEXES.items()) if names is None else list(enumerate(names, 1))
     return MacApi(cf, libc, if_indextoname=_ifname, if_nameindex=lambda: listed)
 
 
@@ -244,7 +342,7 @@ def test_default_routes_from_a_dump_laid_out_as_xnu_writes_it() -> None:
     assert routes == [
         DefaultRoute("192.168.1.1", "en0", 0),  # unscoped first; its scoped twin is gone
         DefaultRoute("172.20.10.1", "en8", 1),  # then the service order (iPhone before the cable),
-        DefaultRoute("10.0.0.1", "en7", 2),     # not the table order
+        DefaultRoute("10.0.0.1", "en7", 2),  # not the table order
         DefaultRoute("fe80::1%en0", "en0", 0),  # the embedded scope cleared, the zone is the interface
         DefaultRoute("2001:db8:7::1", "en7", 1),
     ]
@@ -270,8 +368,16 @@ def test_the_dump_walk_stops_at_a_truncated_record_and_skips_other_versions() ->
 def test_a_zero_length_sockaddr_takes_four_bytes() -> None:
     # /0 netmask with sa_len 0 followed by an IFA: if the walk took 0 bytes for it, the IFA would
     # be read at the wrong place and the gateway would still be right, so check the IFA position too.
-    rec = record(4, UG, {RTA_DST: sin("0.0.0.0"), RTA_GATEWAY: sin("192.168.1.1"), RTA_NETMASK: compact_mask(),
-                         RTA_IFA: sin("192.168.1.20")})
+    rec = record(
+        4,
+        UG,
+        {
+            RTA_DST: sin("0.0.0.0"),
+            RTA_GATEWAY: sin("192.168.1.1"),
+            RTA_NETMASK: compact_mask(),
+            RTA_IFA: sin("192.168.1.20"),
+        },
+    )
     assert len(rec) == 92 + 16 + 16 + 4 + 16
     addrs = macos._sockaddrs(rec, RTA_DST | RTA_GATEWAY | RTA_NETMASK | RTA_IFA)
     assert addrs is not None and addrs[RTA_NETMASK] == b""
@@ -282,7 +388,8 @@ def test_a_table_that_grows_between_the_two_calls_is_read_again() -> None:
     small = record(4, UG, {RTA_DST: sin("0.0.0.0"), RTA_GATEWAY: sin("192.168.1.1"), RTA_NETMASK: compact_mask()})
     grown = small + b"".join(
         record(4, RTF_UP | RTF_GATEWAY | RTF_HOST, {RTA_DST: sin(f"198.51.100.{i}"), RTA_GATEWAY: sin("192.168.1.1")})
-        for i in range(20))
+        for i in range(20)
+    )
     libc = FakeLibc({AF_INET: small}, grow=[grown])
     assert macos.default_routes(_api(None, libc)) == [DefaultRoute("192.168.1.1", "en0", 0)]
     assert libc.calls[:4] == [(AF_INET, "size"), (AF_INET, "data"), (AF_INET, "size"), (AF_INET, "data")]
@@ -309,19 +416,56 @@ def test_garbage_in_the_dump_never_raises() -> None:
 
 # -- interface kinds --------------------------------------------------------------------------------
 
-INTERFACES = [("en0", "IEEE80211"), ("en7", "Ethernet"), ("en8", "Ethernet"), ("bridge0", "Bridge"),
-              ("en1", "Ethernet"), ("pdp_ip0", "WWAN"), ("ppp0", "PPP"), ("ipsec0", "IPSec"), (None, "PPP")]
+INTERFACES = [
+    ("en0", "IEEE80211"),
+    ("en7", "Ethernet"),
+    ("en8", "Ethernet"),
+    ("bridge0", "Bridge"),
+    ("en1", "Ethernet"),
+    ("pdp_ip0", "WWAN"),
+    ("ppp0", "PPP"),
+    ("ipsec0", "IPSec"),
+    (None, "PPP"),
+]
 
 
 def test_interface_kinds_from_systemconfiguration_then_names() -> None:
     fake = FakeFrameworks(interfaces=INTERFACES)
-    names = ["lo0", "gif0", "stf0", "en0", "en7", "en8", "en1", "bridge0", "awdl0", "llw0", "utun0", "utun4",
-             "pdp_ip0", "ipsec0", "anpi0"]
+    names = [
+        "lo0",
+        "gif0",
+        "stf0",
+        "en0",
+        "en7",
+        "en8",
+        "en1",
+        "bridge0",
+        "awdl0",
+        "llw0",
+        "utun0",
+        "utun4",
+        "pdp_ip0",
+        "ipsec0",
+        "anpi0",
+    ]
     kinds = macos.interface_kinds(_api(fake, None, names))
     assert kinds == {
-        "lo0": "loopback", "gif0": "other", "stf0": "other", "en0": "wifi", "en7": "ethernet", "en8": "ethernet",
-        "en1": "ethernet", "bridge0": "other", "awdl0": "other", "llw0": "other", "utun0": "vpn", "utun4": "vpn",
-        "pdp_ip0": "cellular", "ipsec0": "vpn", "anpi0": "other", "ppp0": "vpn",
+        "lo0": "loopback",
+        "gif0": "other",
+        "stf0": "other",
+        "en0": "wifi",
+        "en7": "ethernet",
+        "en8": "ethernet",
+        "en1": "ethernet",
+        "bridge0": "other",
+        "awdl0": "other",
+        "llw0": "other",
+        "utun0": "vpn",
+        "utun4": "vpn",
+        "pdp_ip0": "cellular",
+        "ipsec0": "vpn",
+        "anpi0": "other",
+        "ppp0": "vpn",
     }
     assert fake.leaks() == [] and fake.errors == []
 
@@ -353,10 +497,14 @@ IFF_UP, IFF_RUNNING = 0x1, 0x40
 def ifaddrs_of_a_mac() -> list[tuple[str, int, bytes | None]]:
     up = IFF_UP | IFF_RUNNING
     return [
-        ("lo0", up, sin("127.0.0.1")), ("en0", up, sdl(4)), ("en0", up, sin("192.168.1.20")),
+        ("lo0", up, sin("127.0.0.1")),
+        ("en0", up, sdl(4)),
+        ("en0", up, sin("192.168.1.20")),
         ("en0", up, sin6("fe80::1c2d:3e4f:5a6b:7c8d")),
         # the system's utuns: up, link-local only, no service: Private Relay, Continuity, ...
-        ("utun0", up, sin6("fe80::a")), ("utun1", up, sin6("fe80::b")), ("utun2", up, sin6("fe80::c")),
+        ("utun0", up, sin6("fe80::a")),
+        ("utun1", up, sin6("fe80::b")),
+        ("utun2", up, sin6("fe80::c")),
         ("utun3", up, None),
         ("utun4", up, sin("100.101.102.103")),  # a WireGuard/Tailscale tunnel with its own address
         ("utun5", up, sin6("fe80::e")),  # a Network Extension VPN: only link-local, but a service uses it
@@ -385,8 +533,12 @@ def test_vpn_interfaces_are_the_tunnels_the_os_shows_in_use() -> None:
 
 def test_system_utuns_alone_are_no_vpn() -> None:
     only_system = [e for e in ifaddrs_of_a_mac() if e[0] in ("lo0", "en0", "utun0", "utun1", "utun2", "utun3")]
-    fake = FakeFrameworks(store={"State:/Network/Global/IPv4": {"PrimaryInterface": "en0"},
-                                 "State:/Network/Service/S-WIFI/IPv4": {"InterfaceName": "en0"}})
+    fake = FakeFrameworks(
+        store={
+            "State:/Network/Global/IPv4": {"PrimaryInterface": "en0"},
+            "State:/Network/Service/S-WIFI/IPv4": {"InterfaceName": "en0"},
+        }
+    )
     libc = FakeLibc({}, ifaddrs=only_system)
     assert macos.vpn_interfaces(_api(fake, libc, ["lo0", "en0", "utun0", "utun1", "utun2", "utun3"])) == []
     assert fake.leaks() == [] and fake.errors == []
@@ -412,23 +564,53 @@ def test_vpn_without_configd_counts_addressed_tunnels_only() -> None:
 
 # -- proxy ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("proxies", "expected"), [
-    ({"HTTPSEnable": 1, "HTTPSProxy": "proxy.corp.example", "HTTPSPort": 8080, "HTTPEnable": 1,
-      "HTTPProxy": "proxy.corp.example", "HTTPPort": 8080, "ExceptionsList": ["*.local", "169.254/16"],
-      "FTPPassive": 1, "__SCOPED__": {"en0": {"HTTPSEnable": 1}}}, "http://proxy.corp.example:8080"),
-    ({"HTTPSEnable": 1, "HTTPSProxy": "bob:hunter2@proxy.corp.example", "HTTPSPort": 3128},
-     "http://proxy.corp.example:3128"),
-    ({"HTTPSEnable": 1, "HTTPSProxy": "2001:db8::8", "HTTPSPort": 3128}, "http://[2001:db8::8]:3128"),
-    ({"HTTPSEnable": 0, "HTTPSProxy": "old.example", "HTTPSPort": 80, "ProxyAutoConfigEnable": 1,
-      "ProxyAutoConfigURLString": "http://user:pw@wpad.corp.example/proxy.pac"},
-     "pac:http://wpad.corp.example/proxy.pac"),
-    ({"ProxyAutoConfigEnable": 0, "ProxyAutoConfigURLString": "http://wpad/x.pac", "ProxyAutoDiscoveryEnable": 1},
-     "auto-detect"),
-    ({"HTTPEnable": 1, "HTTPProxy": "http-only.example", "HTTPPort": 80}, None),  # HTTPS goes direct
-    ({"ExceptionsList": ["*.local"], "FTPPassive": 1}, None),
-    ({}, None),
-    (None, None),  # SCDynamicStoreCopyProxies returned NULL
-])
+
+@pytest.mark.parametrize(
+    ("proxies", "expected"),
+    [
+        (
+            {
+                "HTTPSEnable": 1,
+                "HTTPSProxy": "proxy.corp.example",
+                "HTTPSPort": 8080,
+                "HTTPEnable": 1,
+                "HTTPProxy": "proxy.corp.example",
+                "HTTPPort": 8080,
+                "ExceptionsList": ["*.local", "169.254/16"],
+                "FTPPassive": 1,
+                "__SCOPED__": {"en0": {"HTTPSEnable": 1}},
+            },
+            "http://proxy.corp.example:8080",
+        ),
+        (
+            {"HTTPSEnable": 1, "HTTPSProxy": "bob:hunter2@proxy.corp.example", "HTTPSPort": 3128},
+            "http://proxy.corp.example:3128",
+        ),
+        ({"HTTPSEnable": 1, "HTTPSProxy": "2001:db8::8", "HTTPSPort": 3128}, "http://[2001:db8::8]:3128"),
+        (
+            {
+                "HTTPSEnable": 0,
+                "HTTPSProxy": "old.example",
+                "HTTPSPort": 80,
+                "ProxyAutoConfigEnable": 1,
+                "ProxyAutoConfigURLString": "http://user:pw@wpad.corp.example/proxy.pac",
+            },
+            "pac:http://wpad.corp.example/proxy.pac",
+        ),
+        (
+            {
+                "ProxyAutoConfigEnable": 0,
+                "ProxyAutoConfigURLString": "http://wpad/x.pac",
+                "ProxyAutoDiscoveryEnable": 1,
+            },
+            "auto-detect",
+        ),
+        ({"HTTPEnable": 1, "HTTPProxy": "http-only.example", "HTTPPort": 80}, None),  # HTTPS goes direct
+        ({"ExceptionsList": ["*.local"], "FTPPassive": 1}, None),
+        ({}, None),
+        (None, None),  # SCDynamicStoreCopyProxies returned NULL
+    ],
+)
 def test_system_proxy_from_copy_proxies(proxies: dict[str, Any] | None, expected: str | None) -> None:
     fake = FakeFrameworks(proxies=proxies)
     assert macos.system_proxy(_api(fake, None)) == expected
@@ -457,19 +639,35 @@ def test_on_linux_the_backend_loads_nothing_and_answers_nothing() -> None:
 
 # -- the CoreFoundation bridge ------------------------------------------------------------------------
 
+
 def test_every_cf_function_is_declared_with_pointer_sized_references() -> None:
     cf_lib = types.SimpleNamespace(**{n: types.SimpleNamespace() for n in cfm._CF_SIGNATURES})
     sc_lib = types.SimpleNamespace(**{n: types.SimpleNamespace() for n in cfm._SC_SIGNATURES})
     cfm.declare(cf_lib, sc_lib)
-    ref_returning = ["CFStringCreateWithCString", "CFArrayGetValueAtIndex", "SCDynamicStoreCreate",
-                     "SCDynamicStoreCopyValue", "SCDynamicStoreCopyKeyList", "SCDynamicStoreCopyProxies",
-                     "SCDynamicStoreCopyConsoleUser", "SCNetworkInterfaceCopyAll", "SCNetworkInterfaceGetBSDName",
-                     "SCNetworkInterfaceGetInterfaceType"]
+    ref_returning = [
+        "CFStringCreateWithCString",
+        "CFArrayGetValueAtIndex",
+        "SCDynamicStoreCreate",
+        "SCDynamicStoreCopyValue",
+        "SCDynamicStoreCopyKeyList",
+        "SCDynamicStoreCopyProxies",
+        "SCDynamicStoreCopyConsoleUser",
+        "SCNetworkInterfaceCopyAll",
+        "SCNetworkInterfaceGetBSDName",
+        "SCNetworkInterfaceGetInterfaceType",
+    ]
     for name in ref_returning:
         fn = getattr(cf_lib, name, None) or getattr(sc_lib, name)
         assert fn.restype is ctypes.c_void_p, name
-    for name in ("CFRelease", "CFGetTypeID", "CFStringGetLength", "CFArrayGetCount", "CFDictionaryGetCount",
-                 "CFBooleanGetValue", "CFNumberGetValue"):
+    for name in (
+        "CFRelease",
+        "CFGetTypeID",
+        "CFStringGetLength",
+        "CFArrayGetCount",
+        "CFDictionaryGetCount",
+        "CFBooleanGetValue",
+        "CFNumberGetValue",
+    ):
         assert getattr(cf_lib, name).argtypes[0] is ctypes.c_void_p, name
     assert ctypes.sizeof(cf_lib.CFArrayGetCount.restype) == 8  # CFIndex is a signed long
 
@@ -477,8 +675,15 @@ def test_every_cf_function_is_declared_with_pointer_sized_references() -> None:
 def test_cf_values_convert_to_python_bounded_and_released() -> None:
     fake = FakeFrameworks()
     cf = CF(fake, fake)
-    value = {"name": "São Paulo – Centro ✓", "n": 42, "big": 2**40, "ratio": 0.25, "on": True,
-             "list": [1, "two", False], "nested": {"a": {"b": [{"c": 1}]}}}
+    value = {
+        "name": "São Paulo – Centro ✓",  # noqa: RUF001 - non-ASCII on purpose
+        "n": 42,
+        "big": 2**40,
+        "ratio": 0.25,
+        "on": True,
+        "list": [1, "two", False],
+        "nested": {"a": {"b": [{"c": 1}]}},
+    }
     ref = fake.make(value)
     with cf.owned(ref) as r:
         assert cf.to_python(r) == value

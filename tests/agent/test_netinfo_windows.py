@@ -33,83 +33,207 @@ AF_INET, AF_INET6 = 2, 23  # ws2def.h
 
 # -- layouts -------------------------------------------------------------------------------------------
 
+
 def _offsets(struct_type: Any, *names: str) -> dict[str, int]:
     return {name: getattr(struct_type, name).offset for name in names}
 
 
 @pytest.mark.skipif(not X64, reason="the documented values below are the x64 layout")
 def test_structure_sizes_match_the_documented_x64_layout() -> None:
-    sizes = {win.SOCKADDR_IN: 16,  # ws2def.h SOCKADDR_IN: family, port, IN_ADDR, 8 zero bytes
-             win.SOCKADDR_IN6: 28,  # ws2ipdef.h SOCKADDR_IN6: family, port, flowinfo, IN6_ADDR, scope id
-             win.SOCKADDR_INET: 28,  # the union of both
-             win.IP_ADDRESS_PREFIX: 32,  # SOCKADDR_INET + UINT8 PrefixLength, padded to 4
-             win.MIB_IPFORWARD_ROW2: 104,  # netioapi.h
-             win.SOCKET_ADDRESS: 16,  # ws2def.h: LPSOCKADDR + INT, padded to 8
-             win.TOKEN_USER: 16,  # winnt.h: SID_AND_ATTRIBUTES, PSID + DWORD, padded to 8
-             win.MIB_IPINTERFACE_ROW: 168,  # netioapi.h
-             win.IP_ADAPTER_ADDRESSES_LH: 448,  # iptypes.h, the Vista+ layout
-             win.WINHTTP_PROXY_INFO: 24,  # winhttp.h: DWORD + 2 LPWSTR
-             win.WINHTTP_CURRENT_USER_IE_PROXY_CONFIG: 32}  # winhttp.h: BOOL + 3 LPWSTR
+    sizes = {
+        win.SOCKADDR_IN: 16,  # ws2def.h SOCKADDR_IN: family, port, IN_ADDR, 8 zero bytes
+        win.SOCKADDR_IN6: 28,  # ws2ipdef.h SOCKADDR_IN6: family, port, flowinfo, IN6_ADDR, scope id
+        win.SOCKADDR_INET: 28,  # the union of both
+        win.IP_ADDRESS_PREFIX: 32,  # SOCKADDR_INET + UINT8 PrefixLength, padded to 4
+        win.MIB_IPFORWARD_ROW2: 104,  # netioapi.h
+        win.SOCKET_ADDRESS: 16,  # ws2def.h: LPSOCKADDR + INT, padded to 8
+        win.TOKEN_USER: 16,  # winnt.h: SID_AND_ATTRIBUTES, PSID + DWORD, padded to 8
+        win.MIB_IPINTERFACE_ROW: 168,  # netioapi.h
+        win.IP_ADAPTER_ADDRESSES_LH: 448,  # iptypes.h, the Vista+ layout
+        win.WINHTTP_PROXY_INFO: 24,  # winhttp.h: DWORD + 2 LPWSTR
+        win.WINHTTP_CURRENT_USER_IE_PROXY_CONFIG: 32,
+    }  # winhttp.h: BOOL + 3 LPWSTR
     assert {t.__name__: ctypes.sizeof(t) for t in sizes} == {t.__name__: n for t, n in sizes.items()}
 
 
 @pytest.mark.skipif(not X64, reason="the documented values below are the x64 layout")
 def test_field_offsets_match_the_documented_x64_layout() -> None:
     # MIB_IPFORWARD_ROW2 (netioapi.h): NET_LUID, NET_IFINDEX, IP_ADDRESS_PREFIX, SOCKADDR_INET, UCHAR, 3 ULONG, ...
-    assert _offsets(win.MIB_IPFORWARD_ROW2, "InterfaceLuid", "InterfaceIndex", "DestinationPrefix", "NextHop",
-                    "SitePrefixLength", "ValidLifetime", "PreferredLifetime", "Metric", "Protocol", "Loopback",
-                    "AutoconfigureAddress", "Publish", "Immortal", "Age", "Origin") == {
-        "InterfaceLuid": 0, "InterfaceIndex": 8, "DestinationPrefix": 12, "NextHop": 44, "SitePrefixLength": 72,
-        "ValidLifetime": 76, "PreferredLifetime": 80, "Metric": 84, "Protocol": 88, "Loopback": 92,
-        "AutoconfigureAddress": 93, "Publish": 94, "Immortal": 95, "Age": 96, "Origin": 100}
+    assert _offsets(
+        win.MIB_IPFORWARD_ROW2,
+        "InterfaceLuid",
+        "InterfaceIndex",
+        "DestinationPrefix",
+        "NextHop",
+        "SitePrefixLength",
+        "ValidLifetime",
+        "PreferredLifetime",
+        "Metric",
+        "Protocol",
+        "Loopback",
+        "AutoconfigureAddress",
+        "Publish",
+        "Immortal",
+        "Age",
+        "Origin",
+    ) == {
+        "InterfaceLuid": 0,
+        "InterfaceIndex": 8,
+        "DestinationPrefix": 12,
+        "NextHop": 44,
+        "SitePrefixLength": 72,
+        "ValidLifetime": 76,
+        "PreferredLifetime": 80,
+        "Metric": 84,
+        "Protocol": 88,
+        "Loopback": 92,
+        "AutoconfigureAddress": 93,
+        "Publish": 94,
+        "Immortal": 95,
+        "Age": 96,
+        "Origin": 100,
+    }
     assert _offsets(win.IP_ADDRESS_PREFIX, "Prefix", "PrefixLength") == {"Prefix": 0, "PrefixLength": 28}
     assert _offsets(win.SOCKADDR_IN6, "sin6_family", "sin6_port", "sin6_flowinfo", "sin6_addr", "sin6_scope_id") == {
-        "sin6_family": 0, "sin6_port": 2, "sin6_flowinfo": 4, "sin6_addr": 8, "sin6_scope_id": 24}
-    assert _offsets(win.SOCKADDR_IN, "sin_family", "sin_port", "sin_addr") == {"sin_family": 0, "sin_port": 2,
-                                                                                 "sin_addr": 4}
+        "sin6_family": 0,
+        "sin6_port": 2,
+        "sin6_flowinfo": 4,
+        "sin6_addr": 8,
+        "sin6_scope_id": 24,
+    }
+    assert _offsets(win.SOCKADDR_IN, "sin_family", "sin_port", "sin_addr") == {
+        "sin_family": 0,
+        "sin_port": 2,
+        "sin_addr": 4,
+    }
     assert _offsets(win.TOKEN_USER, "Sid", "Attributes") == {"Sid": 0, "Attributes": 8}
     assert _offsets(win.SOCKET_ADDRESS, "lpSockaddr", "iSockaddrLength") == {"lpSockaddr": 0, "iSockaddrLength": 8}
     # MIB_IPFORWARD_TABLE2: ULONG NumEntries, then rows aligned for their ULONG64 (the doc warns of padding).
     assert _offsets(win.MIB_IPFORWARD_TABLE2, "NumEntries", "Table") == {"NumEntries": 0, "Table": 8}
     # MIB_IPINTERFACE_ROW (netioapi.h): ADDRESS_FAMILY, NET_LUID, ..., ULONG ZoneIndices[ScopeLevelCount=16], ...
-    assert _offsets(win.MIB_IPINTERFACE_ROW, "Family", "InterfaceLuid", "InterfaceIndex", "InterfaceIdentifier",
-                    "AdvertisingEnabled", "AdvertiseDefaultRoute", "RouterDiscoveryBehavior", "ZoneIndices",
-                    "SitePrefixLength", "Metric", "NlMtu", "Connected", "ReachableTime", "TransmitOffload",
-                    "DisableDefaultRoutes") == {
-        "Family": 0, "InterfaceLuid": 8, "InterfaceIndex": 16, "InterfaceIdentifier": 24, "AdvertisingEnabled": 40,
-        "AdvertiseDefaultRoute": 48, "RouterDiscoveryBehavior": 52, "ZoneIndices": 80, "SitePrefixLength": 144,
-        "Metric": 148, "NlMtu": 152, "Connected": 156, "ReachableTime": 160, "TransmitOffload": 164,
-        "DisableDefaultRoutes": 166}
+    assert _offsets(
+        win.MIB_IPINTERFACE_ROW,
+        "Family",
+        "InterfaceLuid",
+        "InterfaceIndex",
+        "InterfaceIdentifier",
+        "AdvertisingEnabled",
+        "AdvertiseDefaultRoute",
+        "RouterDiscoveryBehavior",
+        "ZoneIndices",
+        "SitePrefixLength",
+        "Metric",
+        "NlMtu",
+        "Connected",
+        "ReachableTime",
+        "TransmitOffload",
+        "DisableDefaultRoutes",
+    ) == {
+        "Family": 0,
+        "InterfaceLuid": 8,
+        "InterfaceIndex": 16,
+        "InterfaceIdentifier": 24,
+        "AdvertisingEnabled": 40,
+        "AdvertiseDefaultRoute": 48,
+        "RouterDiscoveryBehavior": 52,
+        "ZoneIndices": 80,
+        "SitePrefixLength": 144,
+        "Metric": 148,
+        "NlMtu": 152,
+        "Connected": 156,
+        "ReachableTime": 160,
+        "TransmitOffload": 164,
+        "DisableDefaultRoutes": 166,
+    }
     # IP_ADAPTER_ADDRESSES_LH (iptypes.h): the fields up to TunnelType, which this backend reads, and the rest.
-    assert _offsets(win.IP_ADAPTER_ADDRESSES_LH, "Length", "IfIndex", "Next", "AdapterName", "FirstUnicastAddress",
-                    "DnsSuffix", "Description", "FriendlyName", "PhysicalAddress", "PhysicalAddressLength", "Flags",
-                    "Mtu", "IfType", "OperStatus", "Ipv6IfIndex", "ZoneIndices", "FirstPrefix", "TransmitLinkSpeed",
-                    "FirstGatewayAddress", "Ipv4Metric", "Ipv6Metric", "Luid", "Dhcpv4Server", "CompartmentId",
-                    "NetworkGuid", "ConnectionType", "TunnelType", "Dhcpv6Server", "Dhcpv6ClientDuid",
-                    "Dhcpv6ClientDuidLength", "Dhcpv6Iaid", "FirstDnsSuffix") == {
-        "Length": 0, "IfIndex": 4, "Next": 8, "AdapterName": 16, "FirstUnicastAddress": 24, "DnsSuffix": 56,
-        "Description": 64, "FriendlyName": 72, "PhysicalAddress": 80, "PhysicalAddressLength": 88, "Flags": 92,
-        "Mtu": 96, "IfType": 100, "OperStatus": 104, "Ipv6IfIndex": 108, "ZoneIndices": 112, "FirstPrefix": 176,
-        "TransmitLinkSpeed": 184, "FirstGatewayAddress": 208, "Ipv4Metric": 216, "Ipv6Metric": 220, "Luid": 224,
-        "Dhcpv4Server": 232, "CompartmentId": 248, "NetworkGuid": 252, "ConnectionType": 268, "TunnelType": 272,
-        "Dhcpv6Server": 280, "Dhcpv6ClientDuid": 296, "Dhcpv6ClientDuidLength": 428, "Dhcpv6Iaid": 432,
-        "FirstDnsSuffix": 440}
+    assert _offsets(
+        win.IP_ADAPTER_ADDRESSES_LH,
+        "Length",
+        "IfIndex",
+        "Next",
+        "AdapterName",
+        "FirstUnicastAddress",
+        "DnsSuffix",
+        "Description",
+        "FriendlyName",
+        "PhysicalAddress",
+        "PhysicalAddressLength",
+        "Flags",
+        "Mtu",
+        "IfType",
+        "OperStatus",
+        "Ipv6IfIndex",
+        "ZoneIndices",
+        "FirstPrefix",
+        "TransmitLinkSpeed",
+        "FirstGatewayAddress",
+        "Ipv4Metric",
+        "Ipv6Metric",
+        "Luid",
+        "Dhcpv4Server",
+        "CompartmentId",
+        "NetworkGuid",
+        "ConnectionType",
+        "TunnelType",
+        "Dhcpv6Server",
+        "Dhcpv6ClientDuid",
+        "Dhcpv6ClientDuidLength",
+        "Dhcpv6Iaid",
+        "FirstDnsSuffix",
+    ) == {
+        "Length": 0,
+        "IfIndex": 4,
+        "Next": 8,
+        "AdapterName": 16,
+        "FirstUnicastAddress": 24,
+        "DnsSuffix": 56,
+        "Description": 64,
+        "FriendlyName": 72,
+        "PhysicalAddress": 80,
+        "PhysicalAddressLength": 88,
+        "Flags": 92,
+        "Mtu": 96,
+        "IfType": 100,
+        "OperStatus": 104,
+        "Ipv6IfIndex": 108,
+        "ZoneIndices": 112,
+        "FirstPrefix": 176,
+        "TransmitLinkSpeed": 184,
+        "FirstGatewayAddress": 208,
+        "Ipv4Metric": 216,
+        "Ipv6Metric": 220,
+        "Luid": 224,
+        "Dhcpv4Server": 232,
+        "CompartmentId": 248,
+        "NetworkGuid": 252,
+        "ConnectionType": 268,
+        "TunnelType": 272,
+        "Dhcpv6Server": 280,
+        "Dhcpv6ClientDuid": 296,
+        "Dhcpv6ClientDuidLength": 428,
+        "Dhcpv6Iaid": 432,
+        "FirstDnsSuffix": 440,
+    }
     assert _offsets(win.WINHTTP_PROXY_INFO, "dwAccessType", "lpszProxy", "lpszProxyBypass") == {
-        "dwAccessType": 0, "lpszProxy": 8, "lpszProxyBypass": 16}
-    assert _offsets(win.WINHTTP_CURRENT_USER_IE_PROXY_CONFIG, "fAutoDetect", "lpszAutoConfigUrl", "lpszProxy",
-                    "lpszProxyBypass") == {"fAutoDetect": 0, "lpszAutoConfigUrl": 8, "lpszProxy": 16,
-                                           "lpszProxyBypass": 24}
+        "dwAccessType": 0,
+        "lpszProxy": 8,
+        "lpszProxyBypass": 16,
+    }
+    assert _offsets(
+        win.WINHTTP_CURRENT_USER_IE_PROXY_CONFIG, "fAutoDetect", "lpszAutoConfigUrl", "lpszProxy", "lpszProxyBypass"
+    ) == {"fAutoDetect": 0, "lpszAutoConfigUrl": 8, "lpszProxy": 16, "lpszProxyBypass": 24}
 
 
 # -- buffers as the documentation lays them out ---------------------------------------------------------
+
 
 def _sockaddr_into(buf: bytearray, off: int, family: int, address: str, scope: int = 0) -> None:
     """SOCKADDR_IN: family @0, port @2, address @4. SOCKADDR_IN6: address @8, scope id @24."""
     struct.pack_into("<H", buf, off, family)
     if family == AF_INET:
-        buf[off + 4:off + 8] = socket.inet_aton(address)
+        buf[off + 4 : off + 8] = socket.inet_aton(address)
     else:
-        buf[off + 8:off + 24] = socket.inet_pton(socket.AF_INET6, address)
+        buf[off + 8 : off + 24] = socket.inet_pton(socket.AF_INET6, address)
         struct.pack_into("<I", buf, off + 24, scope)
 
 
@@ -141,7 +265,7 @@ def adapter_list(base: int, adapters: list[dict[str, Any]], size: int) -> bytes:
     def put(text: str) -> int:
         nonlocal strings
         data = text.encode("utf-16-le") + b"\0\0"
-        buf[strings:strings + len(data)] = data
+        buf[strings : strings + len(data)] = data
         strings += len(data)
         return base + strings - len(data)
 
@@ -159,6 +283,7 @@ def adapter_list(base: int, adapters: list[dict[str, Any]], size: int) -> bytes:
 
 # -- the fake DLL ----------------------------------------------------------------------------------------
 
+
 class FakeWindows:
     """iphlpapi + winhttp + kernel32 as the backend calls them; writes through the pointers it gets.
 
@@ -169,10 +294,20 @@ class FakeWindows:
     or the error WTSQueryUserToken gives; ``registry`` maps (root, subkey, value name) to a value.
     """
 
-    def __init__(self, *, routes: bytes | int = route_table(), interfaces: dict | None = None,
-                 aliases: dict | None = None, adapters: list | None = None, gaa_errors: tuple[int, ...] = (),
-                 gaa_size: int = 8192, ie: dict | int = ERROR_FILE_NOT_FOUND, machine: dict | int | None = None,
-                 console_sid: str | int | None = None, registry: dict | None = None):
+    def __init__(
+        self,
+        *,
+        routes: bytes | int = route_table(),
+        interfaces: dict | None = None,
+        aliases: dict | None = None,
+        adapters: list | None = None,
+        gaa_errors: tuple[int, ...] = (),
+        gaa_size: int = 8192,
+        ie: dict | int = ERROR_FILE_NOT_FOUND,
+        machine: dict | int | None = None,
+        console_sid: str | int | None = None,
+        registry: dict | None = None,
+    ):
         self.routes, self.interfaces, self.aliases = routes, interfaces or {}, aliases or {}
         self.adapters, self.gaa_errors, self.gaa_size = adapters or [], list(gaa_errors), gaa_size
         self.ie = ie
@@ -267,9 +402,15 @@ class FakeWindows:
             self.error = self.ie
             return 0
         addr = ctypes.addressof(cfg_ref._obj)
-        struct.pack_into("<i4xQQQ", (ctypes.c_char * 32).from_address(addr), 0, int(self.ie.get("auto", False)),
-                         self._string(self.ie.get("pac")), self._string(self.ie.get("proxy")),
-                         self._string(self.ie.get("bypass")))
+        struct.pack_into(
+            "<i4xQQQ",
+            (ctypes.c_char * 32).from_address(addr),
+            0,
+            int(self.ie.get("auto", False)),
+            self._string(self.ie.get("pac")),
+            self._string(self.ie.get("proxy")),
+            self._string(self.ie.get("bypass")),
+        )
         return 1
 
     def WinHttpGetDefaultProxyConfiguration(self, info_ref: Any) -> int:
@@ -278,8 +419,14 @@ class FakeWindows:
             self.error = self.machine
             return 0
         addr = ctypes.addressof(info_ref._obj)
-        struct.pack_into("<I4xQQ", (ctypes.c_char * 24).from_address(addr), 0, self.machine["access"],
-                         self._string(self.machine.get("proxy")), self._string(self.machine.get("bypass")))
+        struct.pack_into(
+            "<I4xQQ",
+            (ctypes.c_char * 24).from_address(addr),
+            0,
+            self.machine["access"],
+            self._string(self.machine.get("proxy")),
+            self._string(self.machine.get("bypass")),
+        )
         return 1
 
     # kernel32
@@ -334,9 +481,12 @@ class FakeWindows:
         return self.values.get((root, subkey, name))
 
     def all_freed(self) -> bool:
-        return (sorted(self.tables) == sorted(self.freed_tables) and sorted(self.strings) == sorted(self.freed_strings)
-                and sorted(self.tokens) == sorted(self.closed)
-                and sorted(self.local_strings) == sorted(self.local_freed))
+        return (
+            sorted(self.tables) == sorted(self.freed_tables)
+            and sorted(self.strings) == sorted(self.freed_strings)
+            and sorted(self.tokens) == sorted(self.closed)
+            and sorted(self.local_strings) == sorted(self.local_freed)
+        )
 
 
 # -- default routes ----------------------------------------------------------------------------------------
@@ -355,7 +505,8 @@ def docked_laptop(**overrides: Any) -> FakeWindows:
     args: dict[str, Any] = {
         "routes": DOCKED_LAPTOP,
         "interfaces": {(WIFI, AF_INET): (50, 1), (WIFI, AF_INET6): (50, 1), (CABLE, AF_INET): (25, 1)},
-        "aliases": {WIFI: "Wi-Fi", CABLE: "Ethernet 2"}}
+        "aliases": {WIFI: "Wi-Fi", CABLE: "Ethernet 2"},
+    }
     return FakeWindows(**{**args, **overrides})
 
 
@@ -363,8 +514,11 @@ def test_default_routes_from_a_route_table_with_two_defaults() -> None:
     api = docked_laptop()
     routes = win.default_routes(api)
     # Windows ranks by route metric + interface metric: the cable (0 + 25) beats Wi-Fi (0 + 50).
-    assert routes == [DefaultRoute("192.168.1.1", "Wi-Fi", 50), DefaultRoute("10.20.0.1", "Ethernet 2", 25),
-                      DefaultRoute("fe80::1%12", "Wi-Fi", 306)]
+    assert routes == [
+        DefaultRoute("192.168.1.1", "Wi-Fi", 50),
+        DefaultRoute("10.20.0.1", "Ethernet 2", 25),
+        DefaultRoute("fe80::1%12", "Wi-Fi", 306),
+    ]
     assert api.calls.count("GetIpForwardTable2") == 1 and api.calls.count("FreeMibTable") == 1
     assert api.all_freed()
 
@@ -373,37 +527,46 @@ def test_default_gateway_through_the_public_api(monkeypatch: pytest.MonkeyPatch)
     """netinfo dispatching to the Windows backend: IPv4 first, the lowest summed metric wins."""
     api = docked_laptop()
     monkeypatch.setattr(netinfo, "_WINDOWS", True)
-    monkeypatch.setattr(netinfo, "_backend", type("Bound", (), {"default_routes": staticmethod(
-        lambda: win.default_routes(api))}))
+    monkeypatch.setattr(
+        netinfo, "_backend", type("Bound", (), {"default_routes": staticmethod(lambda: win.default_routes(api))})
+    )
     assert netinfo.default_gateway() == Gateway("10.20.0.1", "Ethernet 2", 25)
     api.routes = route_table(route_row(WIFI, 12, "::", 0, "fe80::1", 256, scope=12))  # an IPv6-only network
     assert netinfo.default_gateway() == Gateway("fe80::1%12", "Wi-Fi", 306)
 
 
 def test_routes_windows_would_not_use_are_left_out() -> None:
-    api = docked_laptop(routes=route_table(
-        route_row(WIFI, 12, "0.0.0.0", 0, "192.168.1.1", 0),
-        route_row(DOCK, 9, "0.0.0.0", 0, "172.16.0.1", 0),  # a static address on an unplugged cable
-        route_row(GONE, 4, "0.0.0.0", 0, "10.1.1.1", 0),  # the interface vanished between the two calls
-        route_row(CABLE, 7, "0.0.0.0", 0, "0.0.0.0", 1),  # on-link default (a PPP VPN): no first hop
-        route_row(CABLE, 7, "::", 0, "::", 1),
-    ), interfaces={(WIFI, AF_INET): (50, 1), (DOCK, AF_INET): (5, 0), (CABLE, AF_INET): (1, 1)})
+    api = docked_laptop(
+        routes=route_table(
+            route_row(WIFI, 12, "0.0.0.0", 0, "192.168.1.1", 0),
+            route_row(DOCK, 9, "0.0.0.0", 0, "172.16.0.1", 0),  # a static address on an unplugged cable
+            route_row(GONE, 4, "0.0.0.0", 0, "10.1.1.1", 0),  # the interface vanished between the two calls
+            route_row(CABLE, 7, "0.0.0.0", 0, "0.0.0.0", 1),  # on-link default (a PPP VPN): no first hop
+            route_row(CABLE, 7, "::", 0, "::", 1),
+        ),
+        interfaces={(WIFI, AF_INET): (50, 1), (DOCK, AF_INET): (5, 0), (CABLE, AF_INET): (1, 1)},
+    )
     assert win.default_routes(api) == [DefaultRoute("192.168.1.1", "Wi-Fi", 50)]
     assert api.all_freed()
 
 
 def test_a_failed_interface_lookup_keeps_the_gateway() -> None:
     """Access denied on the interface: rank by the route metric alone; no alias: no interface name."""
-    api = docked_laptop(routes=route_table(route_row(DENIED, 3, "0.0.0.0", 0, "192.168.8.1", 15),
-                                           route_row(NAMELESS, 5, "0.0.0.0", 0, "192.168.9.1", 20)),
-                        interfaces={(DENIED, AF_INET): ERROR_ACCESS_DENIED, (NAMELESS, AF_INET): (10, 1)})
+    api = docked_laptop(
+        routes=route_table(
+            route_row(DENIED, 3, "0.0.0.0", 0, "192.168.8.1", 15),
+            route_row(NAMELESS, 5, "0.0.0.0", 0, "192.168.9.1", 20),
+        ),
+        interfaces={(DENIED, AF_INET): ERROR_ACCESS_DENIED, (NAMELESS, AF_INET): (10, 1)},
+    )
     assert win.default_routes(api) == [DefaultRoute("192.168.8.1", "", 15), DefaultRoute("192.168.9.1", "", 30)]
 
 
 def test_a_split_tunnel_vpn_with_thousands_of_routes() -> None:
     pushed = [route_row(CABLE, 7, f"10.{i // 256}.{i % 256}.0", 24, "10.255.0.1", 1) for i in range(3000)]
-    api = docked_laptop(routes=route_table(*pushed[:1500], route_row(WIFI, 12, "0.0.0.0", 0, "192.168.1.1", 0),
-                                           *pushed[1500:]))
+    api = docked_laptop(
+        routes=route_table(*pushed[:1500], route_row(WIFI, 12, "0.0.0.0", 0, "192.168.1.1", 0), *pushed[1500:])
+    )
     assert win.default_routes(api) == [DefaultRoute("192.168.1.1", "Wi-Fi", 50)]
     assert api.calls.count("GetIpInterfaceEntry") == 1  # only the default row is looked at further
 
@@ -432,8 +595,12 @@ DESK = [
 
 def test_kinds_and_vpn_from_an_adapter_list() -> None:
     api = FakeWindows(adapters=DESK)
-    assert win.interface_kinds(api) == {"Wi-Fi": "wifi", "Ethernet": "ethernet", "Ethernet 3": "vpn",
-                                        "Loopback Pseudo-Interface 1": "loopback"}
+    assert win.interface_kinds(api) == {
+        "Wi-Fi": "wifi",
+        "Ethernet": "ethernet",
+        "Ethernet 3": "vpn",
+        "Loopback Pseudo-Interface 1": "loopback",
+    }
     assert win.vpn_interfaces(api) == ["Ethernet 3"]
     down = [dict(a, oper=2) if a["name"] == "Ethernet 3" else a for a in DESK]  # OpenVPN disconnected
     assert win.vpn_interfaces(FakeWindows(adapters=down)) == []
@@ -473,49 +640,65 @@ def test_a_corrupt_adapter_list_is_read_up_to_the_damage() -> None:
     assert win.parse_adapters(b"", base) == []
 
 
-@pytest.mark.parametrize(("adapter", "kind"), [
-    (Adapter("Wi-Fi 2", "Killer(R) Wi-Fi 6E AX1675i 160MHz Wireless Network Adapter", 71, 0, 1), "wifi"),
-    (Adapter("Local Area Connection* 2", "Microsoft Wi-Fi Direct Virtual Adapter #2", 71, 0, 2), "other"),
-    (Adapter("Ethernet 4", "Realtek USB GbE Family Controller", 6, 0, 1), "ethernet"),
-    (Adapter("vEthernet (Default Switch)", "Hyper-V Virtual Ethernet Adapter", 6, 0, 1), "other"),
-    (Adapter("Bluetooth Network Connection", "Bluetooth Device (Personal Area Network)", 6, 0, 2), "other"),
-    (Adapter("Ethernet 5", "Cisco AnyConnect Secure Mobility Client Virtual Miniport Adapter for Windows x64",
-             6, 0, 1), "vpn"),
-    (Adapter("Ethernet 6", "PANGP Virtual Ethernet Adapter Secure", 6, 0, 1), "vpn"),
-    (Adapter("Ethernet 7", "Fortinet SSL VPN Virtual Ethernet Adapter", 6, 0, 1), "vpn"),
-    (Adapter("Zscaler", "Zscaler Network Adapter 1.0.2.0", 6, 0, 1), "vpn"),
-    (Adapter("office", "WireGuard Tunnel", 53, 0, 1), "vpn"),
-    (Adapter("Company VPN", "WAN Miniport (IKEv2)", 23, 0, 1), "vpn"),  # RAS connection: PPP
-    (Adapter("iphttpsinterface", "IP-HTTPS Platform Interface", 131, 15, 1), "vpn"),  # DirectAccess
-    (Adapter("Teredo Tunneling Pseudo-Interface", "Teredo Tunneling Pseudo-Interface", 131, 14, 1), "other"),
-    (Adapter("isatap.corp", "Microsoft ISATAP Adapter #2", 131, 13, 2), "other"),
-    (Adapter("Cellular", "Qualcomm Snapdragon X55 5G", 243, 0, 1), "cellular"),
-    (Adapter("Loopback Pseudo-Interface 1", "Software Loopback Interface 1", 24, 0, 1), "loopback"),
-])
+@pytest.mark.parametrize(
+    ("adapter", "kind"),
+    [
+        (Adapter("Wi-Fi 2", "Killer(R) Wi-Fi 6E AX1675i 160MHz Wireless Network Adapter", 71, 0, 1), "wifi"),
+        (Adapter("Local Area Connection* 2", "Microsoft Wi-Fi Direct Virtual Adapter #2", 71, 0, 2), "other"),
+        (Adapter("Ethernet 4", "Realtek USB GbE Family Controller", 6, 0, 1), "ethernet"),
+        (Adapter("vEthernet (Default Switch)", "Hyper-V Virtual Ethernet Adapter", 6, 0, 1), "other"),
+        (Adapter("Bluetooth Network Connection", "Bluetooth Device (Personal Area Network)", 6, 0, 2), "other"),
+        (
+            Adapter(
+                "Ethernet 5",
+                "Cisco AnyConnect Secure Mobility Client Virtual Miniport Adapter for Windows x64",
+                6,
+                0,
+                1,
+            ),
+            "vpn",
+        ),
+        (Adapter("Ethernet 6", "PANGP Virtual Ethernet Adapter Secure", 6, 0, 1), "vpn"),
+        (Adapter("Ethernet 7", "Fortinet SSL VPN Virtual Ethernet Adapter", 6, 0, 1), "vpn"),
+        (Adapter("Zscaler", "Zscaler Network Adapter 1.0.2.0", 6, 0, 1), "vpn"),
+        (Adapter("office", "WireGuard Tunnel", 53, 0, 1), "vpn"),
+        (Adapter("Company VPN", "WAN Miniport (IKEv2)", 23, 0, 1), "vpn"),  # RAS connection: PPP
+        (Adapter("iphttpsinterface", "IP-HTTPS Platform Interface", 131, 15, 1), "vpn"),  # DirectAccess
+        (Adapter("Teredo Tunneling Pseudo-Interface", "Teredo Tunneling Pseudo-Interface", 131, 14, 1), "other"),
+        (Adapter("isatap.corp", "Microsoft ISATAP Adapter #2", 131, 13, 2), "other"),
+        (Adapter("Cellular", "Qualcomm Snapdragon X55 5G", 243, 0, 1), "cellular"),
+        (Adapter("Loopback Pseudo-Interface 1", "Software Loopback Interface 1", 24, 0, 1), "loopback"),
+    ],
+)
 def test_adapter_kinds(adapter: Adapter, kind: str) -> None:
     assert win.adapter_kind(adapter) == kind
 
 
 # -- proxy ---------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("proxy", "bypass", "expected"), [
-    ("proxy.corp:8080", "", "http://proxy.corp:8080"),
-    ("http=a.corp:80;https=b.corp:8443", "<local>", "http://b.corp:8443"),
-    ("http=a.corp:80 https=b.corp:8443", "", "http://b.corp:8443"),  # space-separated, as WinHTTP also writes
-    ("HTTPS=bob:s3cret@b.corp:8443;ftp=f:21", "", "http://b.corp:8443"),  # credentials never leave the desk
-    ("http=a.corp:80;ftp=f.corp:21", "", None),  # no entry for HTTPS: it goes direct
-    ("http=a.corp:80;socks=s.corp:1080", "", "socks://s.corp:1080"),
-    ("http://user:pw@proxy.corp:3128", "", "http://proxy.corp:3128"),
-    ("proxy.corp:8080", "*.corp;*", None),  # everything bypasses it
-    ("", "", None),
-])
+
+@pytest.mark.parametrize(
+    ("proxy", "bypass", "expected"),
+    [
+        ("proxy.corp:8080", "", "http://proxy.corp:8080"),
+        ("http=a.corp:80;https=b.corp:8443", "<local>", "http://b.corp:8443"),
+        ("http=a.corp:80 https=b.corp:8443", "", "http://b.corp:8443"),  # space-separated, as WinHTTP also writes
+        ("HTTPS=bob:s3cret@b.corp:8443;ftp=f:21", "", "http://b.corp:8443"),  # credentials never leave the desk
+        ("http=a.corp:80;ftp=f.corp:21", "", None),  # no entry for HTTPS: it goes direct
+        ("http=a.corp:80;socks=s.corp:1080", "", "socks://s.corp:1080"),
+        ("http://user:pw@proxy.corp:3128", "", "http://proxy.corp:3128"),
+        ("proxy.corp:8080", "*.corp;*", None),  # everything bypasses it
+        ("", "", None),
+    ],
+)
 def test_https_proxy_from_a_proxy_list(proxy: str, bypass: str, expected: str | None) -> None:
     assert win.https_proxy(proxy, bypass) == expected
 
 
 def test_proxy_from_the_user_settings() -> None:
-    api = FakeWindows(ie={"auto": True, "proxy": "http=a.corp:80;https=alice:pw@b.corp:8443",
-                          "bypass": "<local>;*.corp.example"})
+    api = FakeWindows(
+        ie={"auto": True, "proxy": "http=a.corp:80;https=alice:pw@b.corp:8443", "bypass": "<local>;*.corp.example"}
+    )
     assert win.system_proxy(api) == "http://b.corp:8443"  # explicit beats auto-detect
     assert api.all_freed()  # every string WinHTTP allocated went back with GlobalFree
     api = FakeWindows(ie={"auto": True, "pac": "http://wpad.corp/wpad.dat", "proxy": "p:8080"})
@@ -526,8 +709,7 @@ def test_proxy_from_the_user_settings() -> None:
 
 
 def test_machine_proxy_when_the_user_has_none() -> None:
-    api = FakeWindows(ie=ERROR_FILE_NOT_FOUND, machine={"access": 3, "proxy": "proxy.corp:8080",
-                                                        "bypass": "<local>"})
+    api = FakeWindows(ie=ERROR_FILE_NOT_FOUND, machine={"access": 3, "proxy": "proxy.corp:8080", "bypass": "<local>"})
     assert win.system_proxy(api) == "http://proxy.corp:8080"
     assert api.all_freed()
     api = FakeWindows(ie={"auto": True}, machine={"access": 3, "proxy": "proxy.corp:8080"})
@@ -546,10 +728,12 @@ def connection_settings(flags: int) -> bytes:
 
 def test_the_desk_users_own_settings_under_the_service() -> None:
     """LocalSystem reads the console user's hive: their PAC, although SYSTEM's own settings say auto-detect."""
-    values = {("HKU", USER_KEY + r"\Connections", "DefaultConnectionSettings"): connection_settings(0x1 | 0x4),
-              ("HKU", USER_KEY, "AutoConfigURL"): "http://pac.corp.example/proxy.pac",
-              ("HKU", USER_KEY, "ProxyEnable"): 1,  # stale: the flags byte says the manual proxy is off
-              ("HKU", USER_KEY, "ProxyServer"): "old.corp:3128"}
+    values = {
+        ("HKU", USER_KEY + r"\Connections", "DefaultConnectionSettings"): connection_settings(0x1 | 0x4),
+        ("HKU", USER_KEY, "AutoConfigURL"): "http://pac.corp.example/proxy.pac",
+        ("HKU", USER_KEY, "ProxyEnable"): 1,  # stale: the flags byte says the manual proxy is off
+        ("HKU", USER_KEY, "ProxyServer"): "old.corp:3128",
+    }
     api = FakeWindows(console_sid=SID, registry=values, ie={"auto": True})
     assert win.system_proxy(api) == "pac:http://pac.corp.example/proxy.pac"
     assert "WinHttpGetIEProxyConfigForCurrentUser" not in api.calls  # SYSTEM's settings are not the desk's
@@ -574,18 +758,24 @@ def test_the_desk_users_settings_without_the_connection_blob() -> None:
 def test_per_machine_policy_and_no_desk_user_fall_back_to_winhttp() -> None:
     """Per-machine settings by policy are what WinHttpGetIEProxyConfigForCurrentUser gives SYSTEM;
     nobody at the console, an empty hive or a process that may not ask (not LocalSystem) likewise."""
-    machine_wide = {("HKLM", win.INTERNET_SETTINGS_POLICY, "ProxySettingsPerUser"): 0,
-                    ("HKU", USER_KEY, "ProxyEnable"): 1, ("HKU", USER_KEY, "ProxyServer"): "ignored.corp:1"}
-    for api in (FakeWindows(console_sid=SID, registry=machine_wide, ie={"proxy": "machine.corp:8080"}),
-                FakeWindows(console_sid=None, ie={"proxy": "machine.corp:8080"}),
-                FakeWindows(console_sid=SID, registry={}, ie={"proxy": "machine.corp:8080"}),
-                FakeWindows(console_sid=1314, ie={"proxy": "machine.corp:8080"})):  # ERROR_PRIVILEGE_NOT_HELD
+    machine_wide = {
+        ("HKLM", win.INTERNET_SETTINGS_POLICY, "ProxySettingsPerUser"): 0,
+        ("HKU", USER_KEY, "ProxyEnable"): 1,
+        ("HKU", USER_KEY, "ProxyServer"): "ignored.corp:1",
+    }
+    for api in (
+        FakeWindows(console_sid=SID, registry=machine_wide, ie={"proxy": "machine.corp:8080"}),
+        FakeWindows(console_sid=None, ie={"proxy": "machine.corp:8080"}),
+        FakeWindows(console_sid=SID, registry={}, ie={"proxy": "machine.corp:8080"}),
+        FakeWindows(console_sid=1314, ie={"proxy": "machine.corp:8080"}),
+    ):  # ERROR_PRIVILEGE_NOT_HELD
         assert win.system_proxy(api) == "http://machine.corp:8080"
         assert api.all_freed()
 
 
-@pytest.mark.parametrize(("ie", "machine"), [(ERROR_ACCESS_DENIED, ERROR_ACCESS_DENIED),
-                                             (ERROR_FILE_NOT_FOUND, ERROR_NOT_FOUND)])
+@pytest.mark.parametrize(
+    ("ie", "machine"), [(ERROR_ACCESS_DENIED, ERROR_ACCESS_DENIED), (ERROR_FILE_NOT_FOUND, ERROR_NOT_FOUND)]
+)
 def test_failed_proxy_calls_mean_no_proxy(ie: int, machine: int) -> None:
     api = FakeWindows(ie=ie, machine=machine)
     assert win.system_proxy(api) is None
@@ -594,6 +784,7 @@ def test_failed_proxy_calls_mean_no_proxy(ie: int, machine: int) -> None:
 
 
 # -- on this machine -------------------------------------------------------------------------------------------
+
 
 def test_imports_here_and_answers_nothing_without_the_dlls() -> None:
     """No WinDLL off Windows: every reader gives its empty answer instead of raising."""

@@ -12,6 +12,7 @@ and several traces per second from one desk would otherwise make answers depend 
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -31,8 +32,9 @@ pytestmark = pytest.mark.timeout(30)
 
 # The scapy child is Linux's tracer (macOS and Windows trace in-process: test_trace_macos.py,
 # test_trace_windows.py); it imports ``resource``, which Windows lacks.
-scapy_child_os = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                    reason="the scapy trace child is the Linux tracer")
+scapy_child_os = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="the scapy trace child is the Linux tracer"
+)
 
 APP_PORT = 8443
 
@@ -55,10 +57,12 @@ print(json.dumps({
 """
 
 # A TCP server for the "app", bounded in time; the lab kills it earlier at teardown.
-_LISTEN = ("import socket, sys, time\n"
-           "s = socket.create_server((sys.argv[1], int(sys.argv[2])))\n"
-           "print('ready', flush=True)\n"
-           "time.sleep(25)\n")
+_LISTEN = (
+    "import socket, sys, time\n"
+    "s = socket.create_server((sys.argv[1], int(sys.argv[2])))\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(25)\n"
+)
 
 
 def _trace_in(host: Host, **kwargs: object) -> tuple[PathTrace, dict]:
@@ -95,14 +99,14 @@ def _quiet_icmp_limits(host: Host) -> None:
 def _chain(lab: Lab, routers: int = 3) -> Chain:
     """desk -> r1 -> ... -> rN -> app, one /24 per link, routes both ways."""
     hosts = [lab.host("desk"), *(lab.host(f"r{i}") for i in range(1, routers + 1)), lab.host("app")]
-    links = [lab.link(a, b) for a, b in zip(hosts, hosts[1:])]
+    links = [lab.link(a, b) for a, b in itertools.pairwise(hosts)]
     for i, host in enumerate(hosts):
         _quiet_icmp_limits(host)
         if 0 < i < len(hosts) - 1:
             host.enable_forwarding()
         if i < len(hosts) - 1:
             host.default_route(links[i].b_addr)  # towards the app
-            for far in links[:max(0, i - 1)]:  # back towards the desk
+            for far in links[: max(0, i - 1)]:  # back towards the desk
                 host.route(str(far.network), links[i - 1].a_addr)
         else:
             host.default_route(links[-1].a_addr)
@@ -133,15 +137,18 @@ def test_trace_names_three_routers_in_order(lab: Lab, raw_icmp: None) -> None:
     assert report["children_left"] == []
     cost = found.cost
     assert cost is not None and cost.cpu_s is not None and cost.max_rss_kb is not None
-    print(f"\ntrace cost: wall {cost.wall_s:.3f} s, child cpu {cost.cpu_s:.3f} s (RUSAGE_CHILDREN delta "
-          f"{report['children_cpu_s']:.3f} s), child peak RSS {cost.max_rss_kb / 1024:.1f} MiB")
+    print(
+        f"\ntrace cost: wall {cost.wall_s:.3f} s, child cpu {cost.cpu_s:.3f} s (RUSAGE_CHILDREN delta "
+        f"{report['children_cpu_s']:.3f} s), child peak RSS {cost.max_rss_kb / 1024:.1f} MiB"
+    )
 
 
 def test_target_dropping_icmp_gets_hops_and_is_reached_over_tcp(lab: Lab, raw_icmp: None) -> None:
     chain = _chain(lab)
     chain.app.sysctl("net.ipv4.icmp_echo_ignore_all", 1)
-    server = chain.app.spawn(sys.executable, "-c", _LISTEN, chain.target, str(APP_PORT),
-                             stdout=subprocess.PIPE, text=True)
+    server = chain.app.spawn(
+        sys.executable, "-c", _LISTEN, chain.target, str(APP_PORT), stdout=subprocess.PIPE, text=True
+    )
     assert server.stdout is not None and server.stdout.readline() == "ready\n"
 
     by_icmp, _ = _trace_in(chain.desk, target_ip=chain.target, reply_timeout_s=0.5)
@@ -200,8 +207,11 @@ def test_child_is_killed_when_the_trace_runs_out_of_time(lab: Lab, raw_icmp: Non
     assert found.error is not None and "killed" in found.error
     assert found.cost is not None and 1.0 <= found.cost.wall_s < 2.0
     assert report["children_left"] == []
-    leftovers = [p.pid for p in psutil.process_iter(["cmdline"])
-                 if CHILD_MODULE in (p.info["cmdline"] or []) and chain.target in (p.info["cmdline"] or [])]
+    leftovers = [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if CHILD_MODULE in (p.info["cmdline"] or []) and chain.target in (p.info["cmdline"] or [])
+    ]
     assert leftovers == []
 
 
@@ -229,24 +239,28 @@ def test_loopback_trace_keeps_scapy_out_of_this_process(raw_icmp: None) -> None:
         assert "scapy" not in sys.modules
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     assert found.cost is not None
-    print(f"\nloopback trace: wall {found.cost.wall_s:.3f} s, child cpu {cpu:.3f} s, "
-          f"child peak RSS {found.cost.max_rss_kb} kB")
+    print(
+        f"\nloopback trace: wall {found.cost.wall_s:.3f} s, child cpu {cpu:.3f} s, "
+        f"child peak RSS {found.cost.max_rss_kb} kB"
+    )
 
 
 # --- the child's own contract ------------------------------------------------------------------
 
 
 def _child(*args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*prefix, sys.executable, "-m", CHILD_MODULE, *args],
-                          capture_output=True, text=True, timeout=20)
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", CHILD_MODULE, *args], capture_output=True, text=True, timeout=20
+    )
 
 
 @scapy_child_os
 def test_child_without_raw_sockets_answers_json_and_fails() -> None:
     """Root without CAP_NET_RAW: nothing is sent, so this runs in the root namespace."""
     require(shutil.which("setpriv") is not None, "setpriv (util-linux) is needed to drop CAP_NET_RAW")
-    proc = _child("--target", "127.0.0.1",
-                  prefix=("setpriv", "--bounding-set", "-net_raw", "--inh-caps", "-net_raw", "--"))
+    proc = _child(
+        "--target", "127.0.0.1", prefix=("setpriv", "--bounding-set", "-net_raw", "--inh-caps", "-net_raw", "--")
+    )
     assert proc.returncode == 3, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["reached"] is False and doc["hops"] == []
@@ -254,22 +268,31 @@ def test_child_without_raw_sockets_answers_json_and_fails() -> None:
 
 
 @scapy_child_os
-@pytest.mark.parametrize("args", [
-    ("--target", "not-an-ip"),
-    ("--target", "::1"),
-    ("--target", "127.0.0.1", "--max-hops", "0"),
-    ("--target", "127.0.0.1", "--method", "carrier-pigeon"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--target", "not-an-ip"),
+        ("--target", "::1"),
+        ("--target", "127.0.0.1", "--max-hops", "0"),
+        ("--target", "127.0.0.1", "--method", "carrier-pigeon"),
+    ],
+)
 def test_child_rejects_bad_arguments_in_json(args: tuple[str, ...]) -> None:
     proc = _child(*args)
     assert proc.returncode == 2
     assert json.loads(proc.stdout)["error"].startswith("usage:")
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"target_ip": "app.example"}, {"target_ip": "::1"}, {"target_ip": "127.0.0.1", "method": "ping"},
-    {"target_ip": "127.0.0.1", "max_hops": 0}, {"target_ip": "127.0.0.1", "reply_timeout_s": 60},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"target_ip": "app.example"},
+        {"target_ip": "::1"},
+        {"target_ip": "127.0.0.1", "method": "ping"},
+        {"target_ip": "127.0.0.1", "max_hops": 0},
+        {"target_ip": "127.0.0.1", "reply_timeout_s": 60},
+    ],
+)
 def test_trace_refuses_bad_arguments_at_once(kwargs: dict) -> None:
     import asyncio
 
@@ -280,8 +303,9 @@ def test_trace_refuses_bad_arguments_at_once(kwargs: dict) -> None:
 # --- judging traces (recorded shapes, no network) ----------------------------------------------
 
 
-def _path(*addresses: str | None, reached: bool = True, target: str = "10.9.9.9",
-          error: str | None = None) -> PathTrace:
+def _path(
+    *addresses: str | None, reached: bool = True, target: str = "10.9.9.9", error: str | None = None
+) -> PathTrace:
     hops = [Hop(ttl, a, [100 if a else None]) for ttl, a in enumerate(addresses, start=1)]
     return PathTrace(target, "icmp", reached, hops, ts_us=1, error=error)
 
@@ -292,15 +316,18 @@ def test_signature_keeps_silent_hops_in_place_and_drops_trailing_ones() -> None:
     assert path_signature(_path()) == ()
 
 
-@pytest.mark.parametrize("old, new, first_ttl", [
-    (("a", "b", "10.9.9.9"), ("a", "b", "10.9.9.9"), None),
-    (("a", "b", "10.9.9.9"), ("a", None, "10.9.9.9"), None),  # a router skipped a probe
-    (("a", None, "10.9.9.9"), ("a", "c", "10.9.9.9"), None),  # a silent router spoke up
-    (("a", "b", "10.9.9.9"), ("a", "c", "10.9.9.9"), 2),
-    (("a", "b", "10.9.9.9"), ("x", "c", "10.9.9.9"), 1),
-    (("a", "b", "10.9.9.9"), ("a", "b", None, "10.9.9.9"), 3),  # a silent router appeared
-    (("a", "b", "c", "10.9.9.9"), ("a", "b", "10.9.9.9"), 3),  # and left
-])
+@pytest.mark.parametrize(
+    "old, new, first_ttl",
+    [
+        (("a", "b", "10.9.9.9"), ("a", "b", "10.9.9.9"), None),
+        (("a", "b", "10.9.9.9"), ("a", None, "10.9.9.9"), None),  # a router skipped a probe
+        (("a", None, "10.9.9.9"), ("a", "c", "10.9.9.9"), None),  # a silent router spoke up
+        (("a", "b", "10.9.9.9"), ("a", "c", "10.9.9.9"), 2),
+        (("a", "b", "10.9.9.9"), ("x", "c", "10.9.9.9"), 1),
+        (("a", "b", "10.9.9.9"), ("a", "b", None, "10.9.9.9"), 3),  # a silent router appeared
+        (("a", "b", "c", "10.9.9.9"), ("a", "b", "10.9.9.9"), 3),  # and left
+    ],
+)
 def test_watcher_reports_only_real_changes(old: tuple, new: tuple, first_ttl: int | None) -> None:
     watcher = PathWatcher()
     assert watcher.observe(_path(*old)) is None
@@ -322,8 +349,13 @@ def test_watcher_ignores_traces_that_carry_no_evidence() -> None:
 def test_roles_on_a_home_path_through_carrier_nat() -> None:
     home = _path("192.168.1.1", "100.64.0.1", None, "9.9.9.1", "9.9.9.9", target="9.9.9.9")
     roles = {k: v.address for k, v in classify_hops(home, "192.168.1.1").items()}
-    assert roles == {"gateway": "192.168.1.1", "isp": "100.64.0.1", "public": "9.9.9.1",
-                     "app-edge": "9.9.9.9", "anchor": "9.9.9.1"}
+    assert roles == {
+        "gateway": "192.168.1.1",
+        "isp": "100.64.0.1",
+        "public": "9.9.9.1",
+        "app-edge": "9.9.9.9",
+        "anchor": "9.9.9.1",
+    }
 
     silent_gateway = _path(None, "100.64.0.1", "9.9.9.1", reached=False, target="9.9.9.9")
     roles = {k: v.address for k, v in classify_hops(silent_gateway, None).items()}

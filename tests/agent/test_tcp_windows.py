@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from cxpulse.agent.probes import tcp, tcp_windows as tw
+from cxpulse.agent.probes import tcp
+from cxpulse.agent.probes import tcp_windows as tw
 
 pytestmark = pytest.mark.timeout(20)
 NATIVE_WINDOWS = os.environ.get("CXPULSE_NATIVE_OS") == "1" and sys.platform == "win32"
@@ -38,13 +39,32 @@ class FakeWs2:
         self.rc, self.error = rc, error
         self.calls: list[dict[str, Any]] = []
 
-    def WSAIoctl(self, s: int, code: int, in_buf: int, in_len: int, out_buf: Any, out_len: int, returned: Any,
-                 overlapped: Any, completion: Any) -> int:
+    def WSAIoctl(
+        self,
+        s: int,
+        code: int,
+        in_buf: int,
+        in_len: int,
+        out_buf: Any,
+        out_len: int,
+        returned: Any,
+        overlapped: Any,
+        completion: Any,
+    ) -> int:
         with socket.fromfd(s, socket.AF_INET, socket.SOCK_STREAM) as dup:
             bound_port = dup.getsockname()[1]
-        self.calls.append({"socket": s, "code": code, "in": ctypes.string_at(in_buf, in_len), "out": out_buf,
-                           "out_len": out_len, "overlapped": overlapped, "completion": completion,
-                           "bound_port": bound_port})
+        self.calls.append(
+            {
+                "socket": s,
+                "code": code,
+                "in": ctypes.string_at(in_buf, in_len),
+                "out": out_buf,
+                "out_len": out_len,
+                "overlapped": overlapped,
+                "completion": completion,
+                "bound_port": bound_port,
+            }
+        )
         return self.rc
 
     def last_error(self) -> int:
@@ -56,8 +76,10 @@ def test_parameters_match_the_documented_layout() -> None:
     assert ctypes.sizeof(tw.TCP_INITIAL_RTO_PARAMETERS) == PARAMETERS_SIZE
     assert tw.TCP_INITIAL_RTO_PARAMETERS.Rtt.offset == 0
     assert tw.TCP_INITIAL_RTO_PARAMETERS.MaxSynRetransmissions.offset == 2
-    assert (tw.TCP_INITIAL_RTO_NO_SYN_RETRANSMISSIONS, tw.TCP_INITIAL_RTO_UNSPECIFIED_RTT) == (NO_SYN_RETRANSMISSIONS,
-                                                                                              UNSPECIFIED_RTT)
+    assert (tw.TCP_INITIAL_RTO_NO_SYN_RETRANSMISSIONS, tw.TCP_INITIAL_RTO_UNSPECIFIED_RTT) == (
+        NO_SYN_RETRANSMISSIONS,
+        UNSPECIFIED_RTT,
+    )
 
 
 def test_prepare_asks_for_no_syn_retransmission_on_a_bound_socket() -> None:

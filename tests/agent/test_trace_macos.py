@@ -29,8 +29,8 @@ import pytest
 
 from cxpulse.agent.path import trace_macos, tracer
 from cxpulse.agent.path.trace_macos import ECHO_REPLY, TIME_EXCEEDED, UNREACHABLE, IcmpMessage, parse_icmp4, parse_icmp6
-from cxpulse.agent.probes.icmp import checksum
 from cxpulse.agent.path.tracer import PathTrace, classify_hops
+from cxpulse.agent.probes.icmp import checksum
 from tests.agent import _trace_macos_children as child
 from tests.netns import NOBODY, Lab
 from tests.paths import NetPath
@@ -40,8 +40,10 @@ pytestmark = pytest.mark.timeout(30)
 # The emulation needs what macOS has and Windows lacks: a selector loop (add_reader) and AF_UNIX
 # datagram socketpairs. The macOS tracer never runs on Windows; its parsers are tested there too.
 posix_loop = pytest.mark.skipif(sys.platform == "win32", reason="xnu emulation needs add_reader and AF_UNIX")
-native_macos = pytest.mark.skipif(os.environ.get("CXPULSE_NATIVE_OS") != "1" or sys.platform != "darwin",
-                                  reason="the real xnu: the agent-tests job on macos-latest (CXPULSE_NATIVE_OS=1)")
+native_macos = pytest.mark.skipif(
+    os.environ.get("CXPULSE_NATIVE_OS") != "1" or sys.platform != "darwin",
+    reason="the real xnu: the agent-tests job on macos-latest (CXPULSE_NATIVE_OS=1)",
+)
 
 DESK, GW, ISP, EDGE, APP = "192.168.1.23", "192.168.1.1", "100.64.0.1", "9.9.9.1", "9.9.9.9"
 PING_GROUP_ALL = "0 2147483647"
@@ -52,9 +54,15 @@ PING_GROUP_ALL = "0 2147483647"
 
 def ipv4_header(src: str, dst: str, payload_len: int, *, proto: int = 1, ttl: int = 64) -> bytes:
     """20 bytes, ``ip_len``/``ip_off`` little-endian as xnu leaves them after ip_input (host order)."""
-    return (struct.pack("!BB", 0x45, 0) + struct.pack("<H", 20 + payload_len) + struct.pack("!H", 0x1234)
-            + struct.pack("<H", 0) + struct.pack("!BBH", ttl, proto, 0)
-            + socket.inet_aton(src) + socket.inet_aton(dst))
+    return (
+        struct.pack("!BB", 0x45, 0)
+        + struct.pack("<H", 20 + payload_len)
+        + struct.pack("!H", 0x1234)
+        + struct.pack("<H", 0)
+        + struct.pack("!BBH", ttl, proto, 0)
+        + socket.inet_aton(src)
+        + socket.inet_aton(dst)
+    )
 
 
 def icmp(kind: int, code: int, rest: bytes, word: bytes = b"\0\0\0\0") -> bytes:
@@ -71,8 +79,9 @@ def echo_reply_v4(src: str, dst: str, ident: int, seq: int, payload: bytes, *, h
     return (ipv4_header(src, dst, len(msg)) if header else b"") + msg
 
 
-def error_v4(kind: int, code: int, router: str, desk: str, target: str, probe: bytes, *, proto: int = 1,
-             probe_ttl: int = 1) -> bytes:
+def error_v4(
+    kind: int, code: int, router: str, desk: str, target: str, probe: bytes, *, proto: int = 1, probe_ttl: int = 1
+) -> bytes:
     """An ICMP error from ``router`` quoting the probe's header and its first 8 bytes (RFC 792)."""
     quoted = ipv4_header(desk, target, len(probe), proto=proto, ttl=probe_ttl) + probe[:8]
     msg = icmp(kind, code, quoted)
@@ -80,8 +89,11 @@ def error_v4(kind: int, code: int, router: str, desk: str, target: str, probe: b
 
 
 def ipv6_header(src: str, dst: str, payload_len: int, *, next_header: int = 58, hops: int = 1) -> bytes:
-    return (struct.pack("!IHBB", 6 << 28, payload_len, next_header, hops)
-            + socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst))
+    return (
+        struct.pack("!IHBB", 6 << 28, payload_len, next_header, hops)
+        + socket.inet_pton(socket.AF_INET6, src)
+        + socket.inet_pton(socket.AF_INET6, dst)
+    )
 
 
 def time_exceeded_v6(desk: str, target: str, ident: int, seq: int) -> bytes:
@@ -129,19 +141,25 @@ def test_header_options_on_both_headers_are_skipped() -> None:
 def test_ipv6_time_exceeded_without_ip_header() -> None:
     data = time_exceeded_v6("2001:db8::23", "2001:db8:9::9", 0xBEEF, 5)
     assert parse_icmp6(data, sender="fe80::1%en0") == IcmpMessage(
-        TIME_EXCEEDED, 0, "fe80::1", 0xBEEF, 5, "2001:db8:9::9", 58)
+        TIME_EXCEEDED, 0, "fe80::1", 0xBEEF, 5, "2001:db8:9::9", 58
+    )
     reply = struct.pack("!BBHHH", 129, 0, 0, 0xBEEF, 6) + b"cxtr"
     assert parse_icmp6(reply, sender="2001:db8:9::9") == IcmpMessage(
-        ECHO_REPLY, 0, "2001:db8:9::9", 0xBEEF, 6, None, 58, b"cxtr")
+        ECHO_REPLY, 0, "2001:db8:9::9", 0xBEEF, 6, None, 58, b"cxtr"
+    )
 
 
-@pytest.mark.parametrize("data", [
-    icmp(8, 0, b"", struct.pack("!HH", 1, 2)),  # our own request (raw sockets see it on lo)
-    icmp(9, 0, bytes(8)),  # router advertisement: delivered to xnu's socket, nothing of ours
-    error_v4(11, 0, GW, DESK, APP, struct.pack("!HHII", 1234, 443, 0, 0), proto=6),  # quotes TCP
-    error_v4(11, 0, GW, DESK, APP, icmp(13, 0, bytes(12))),  # quotes a timestamp request
-    ipv4_header(GW, DESK, 8, proto=17) + bytes(8),  # not ICMP at all
-], ids=["echo-request", "router-advert", "quoted-tcp", "quoted-timestamp", "udp-datagram"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        icmp(8, 0, b"", struct.pack("!HH", 1, 2)),  # our own request (raw sockets see it on lo)
+        icmp(9, 0, bytes(8)),  # router advertisement: delivered to xnu's socket, nothing of ours
+        error_v4(11, 0, GW, DESK, APP, struct.pack("!HHII", 1234, 443, 0, 0), proto=6),  # quotes TCP
+        error_v4(11, 0, GW, DESK, APP, icmp(13, 0, bytes(12))),  # quotes a timestamp request
+        ipv4_header(GW, DESK, 8, proto=17) + bytes(8),  # not ICMP at all
+    ],
+    ids=["echo-request", "router-advert", "quoted-tcp", "quoted-timestamp", "udp-datagram"],
+)
 def test_messages_that_cannot_be_ours_are_ignored(data: bytes) -> None:
     assert parse_icmp4(data, sender=GW) is None
 
@@ -183,8 +201,16 @@ class FakeXnuSocket:
 
     family = socket.AF_INET
 
-    def __init__(self, path: list[str | None], target: str = APP, *, target_silent: bool = False,
-                 dead_end: bool = False, noise: bool = True, shape: str = "xnu") -> None:
+    def __init__(
+        self,
+        path: list[str | None],
+        target: str = APP,
+        *,
+        target_silent: bool = False,
+        dead_end: bool = False,
+        noise: bool = True,
+        shape: str = "xnu",
+    ) -> None:
         self.path, self.target = path, target
         self.target_silent, self.dead_end, self.noise, self.shape = target_silent, dead_end, noise, shape
         self.rx, self.tx = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -222,8 +248,9 @@ class FakeXnuSocket:
             if self.shape == "xnu":
                 self._queue(error_v4(3, 1, self.path[-1], DESK, self.target, packet), self.path[-1])
         elif not self.target_silent:
-            self._queue(echo_reply_v4(self.target, DESK, ident, seq, packet[8:], header=self.shape == "xnu"),
-                        self.target)
+            self._queue(
+                echo_reply_v4(self.target, DESK, ident, seq, packet[8:], header=self.shape == "xnu"), self.target
+            )
 
     def _queue(self, data: bytes, sender: str) -> None:
         self.tx.send(data)
@@ -363,8 +390,9 @@ def test_trace_validates_before_any_backend_runs(monkeypatch: pytest.MonkeyPatch
         asyncio.run(tracer.trace("10.0.0.9", max_hops=0))
     assert calls == []
     asyncio.run(tracer.trace("10.0.0.9", port=8443))
-    assert calls == [{"port": 8443, "max_hops": 20, "method": "icmp", "timeout_s": 15.0, "probes": 2,
-                      "reply_timeout_s": 1.0}]
+    assert calls == [
+        {"port": 8443, "max_hops": 20, "method": "icmp", "timeout_s": 15.0, "probes": 2, "reply_timeout_s": 1.0}
+    ]
 
 
 # --- the same code over this Linux kernel's sockets ----------------------------------------------
@@ -415,7 +443,6 @@ def test_no_route_is_reported_not_raised(lab: Lab, raw_icmp: None) -> None:
     found = desk.call(child.trace, "10.253.99.1")["trace"]
     assert found["reached"] is False and found["hops"] == []
     assert found["error"] is not None and "unreachable" in found["error"].lower()
-
 
 
 # --- on a real Mac (the workflow's macos-latest job, unprivileged) -------------------------------

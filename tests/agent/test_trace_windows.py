@@ -88,8 +88,9 @@ def test_an_unreachable_from_a_router_ends_the_path_unreached() -> None:
 
 @pytest.mark.parametrize("create", [False, True], ids=["at-send", "at-create"])
 def test_access_denied_is_an_error_not_an_exception(create: bool) -> None:
-    dll = FakeIphlpapi(lambda dst, ttl, t: iw.ERROR_ACCESS_DENIED,
-                       create_error=iw.ERROR_ACCESS_DENIED if create else None)
+    dll = FakeIphlpapi(
+        lambda dst, ttl, t: iw.ERROR_ACCESS_DENIED, create_error=iw.ERROR_ACCESS_DENIED if create else None
+    )
     result = run(tw.trace(TARGET, open_pinger=opener(dll)))
     assert not result.reached and result.hops == []
     assert result.error is not None and "access denied (5)" in result.error
@@ -140,8 +141,10 @@ def test_an_isp_reroute_is_a_path_change_at_hop_two() -> None:
     assert change.old_signature[1] == ISP and change.new_signature[1] == "100.64.0.9"
 
 
-@pytest.mark.skipif(os.environ.get("CXPULSE_NATIVE_OS") != "1" or sys.platform != "win32",
-                    reason="the real iphlpapi: the agent-tests job on windows-latest (CXPULSE_NATIVE_OS=1)")
+@pytest.mark.skipif(
+    os.environ.get("CXPULSE_NATIVE_OS") != "1" or sys.platform != "win32",
+    reason="the real iphlpapi: the agent-tests job on windows-latest (CXPULSE_NATIVE_OS=1)",
+)
 def test_real_trace_to_loopback_on_windows() -> None:
     result = asyncio.run(tw.trace("127.0.0.1", max_hops=3, reply_timeout_s=1.0))  # the Proactor loop
     assert result.error is None and result.reached

@@ -143,21 +143,32 @@ class SimAgent:
                 else:
                     key, hint = f"{type(exc).__name__}: {str(exc)[:60]}", None
                 self.result.refused[key] = self.result.refused.get(key, 0) + 1
-                delay = random.uniform(hint, 2 * hint) if hint else random.uniform(0, min(10.0, 0.5 * 2 ** attempt))
+                delay = random.uniform(hint, 2 * hint) if hint else random.uniform(0, min(10.0, 0.5 * 2**attempt))
                 attempt += 1
                 self.result.reconnects += 1
                 try:
                     await asyncio.wait_for(give_up.wait(), delay)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             first = False
 
     async def _session(self, stub, stop_producing: asyncio.Event, give_up: asyncio.Event, first: bool) -> None:
         call = stub.Stream(metadata=self.metadata)
         try:
-            await call.write(pb.StreamRequest(hello=pb.Hello(
-                agent_id=self.agent_id, host=f"desk-{self.agent_id[-5:]}", os_user=f"user{self.agent_id[-5:]}",
-                os="sim", agent_version="loadsim", site="bench", seq_epoch=self.epoch, payload_schema=1)))
+            await call.write(
+                pb.StreamRequest(
+                    hello=pb.Hello(
+                        agent_id=self.agent_id,
+                        host=f"desk-{self.agent_id[-5:]}",
+                        os_user=f"user{self.agent_id[-5:]}",
+                        os="sim",
+                        agent_version="loadsim",
+                        site="bench",
+                        seq_epoch=self.epoch,
+                        payload_schema=1,
+                    )
+                )
+            )
             hello = await call.read()
             if hello is grpc.aio.EOF:
                 raise ConnectionError("no config")
@@ -175,7 +186,9 @@ class SimAgent:
         finally:
             call.cancel()
 
-    async def _produce(self, call, stop_producing: asyncio.Event, give_up: asyncio.Event, receiver: asyncio.Future) -> None:
+    async def _produce(
+        self, call, stop_producing: asyncio.Event, give_up: asyncio.Event, receiver: asyncio.Future
+    ) -> None:
         loop = asyncio.get_running_loop()
         next_at = loop.time() + random.uniform(0, self.cfg.batch_interval_s)
         while not give_up.is_set():
@@ -188,7 +201,7 @@ class SimAgent:
                     return
                 waits = [asyncio.ensure_future(self._acked.wait()), asyncio.ensure_future(give_up.wait())]
                 self._acked.clear()
-                done, _ = await asyncio.wait(waits + [receiver], timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                _done, _ = await asyncio.wait(waits + [receiver], timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
                 for w in waits:
                     w.cancel()
                 continue
@@ -234,17 +247,21 @@ async def simulate(target: str, cfg: SimConfig, result: SimResult | None = None)
     options = [("grpc.keepalive_time_ms", 30_000), ("grpc.keepalive_timeout_ms", 10_000)]
     from tests.conftest import agent_metadata_many, client_channel
 
-    channels = [client_channel(target, options + [("grpc.use_local_subchannel_pool", 1)], aio=True) for i in range(cfg.channels)]
+    channels = [
+        client_channel(target, options + [("grpc.use_local_subchannel_pool", 1)], aio=True) for i in range(cfg.channels)
+    ]
     agents = [SimAgent(i, cfg, result) for i in range(cfg.agents)]
     creds = await asyncio.to_thread(agent_metadata_many, target, [a.agent_id for a in agents])
     for a in agents:
         a.metadata = creds[a.agent_id]
     stop_producing, give_up = asyncio.Event(), asyncio.Event()
     t0 = time.monotonic()
-    tasks = [asyncio.ensure_future(a.run(channels[i % len(channels)], stop_producing, give_up)) for i, a in enumerate(agents)]
+    tasks = [
+        asyncio.ensure_future(a.run(channels[i % len(channels)], stop_producing, give_up)) for i, a in enumerate(agents)
+    ]
     await asyncio.sleep(cfg.duration_s)
     stop_producing.set()
-    _, pending = await asyncio.wait(tasks, timeout=cfg.drain_timeout_s)
+    _, _pending = await asyncio.wait(tasks, timeout=cfg.drain_timeout_s)
     give_up.set()
     await asyncio.gather(*tasks, return_exceptions=True)
     result.elapsed_s = time.monotonic() - t0
@@ -262,7 +279,9 @@ def check_store(db: str, result: SimResult) -> None:
     store = open_store(db)
     try:
         prefix = next(iter(result.per_agent_samples), "sim-")[:12]
-        found = {a.info.agent_id: a.key for a in store.find_agents(prefix, limit=10 * len(result.per_agent_samples) + 10)}
+        found = {
+            a.info.agent_id: a.key for a in store.find_agents(prefix, limit=10 * len(result.per_agent_samples) + 10)
+        }
         total = 0
         for agent_id, sent in result.per_agent_samples.items():
             got = store.sample_count(found[agent_id]) if agent_id in found else 0
@@ -346,9 +365,27 @@ class SqliteStall:
 def start_collector(db: str, workdir: str, log_path: str) -> tuple[subprocess.Popen, str]:
     ready = os.path.join(workdir, "collector.ready")
     log = open(log_path, "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "cxpulse", "-v", "collector", "serve", "--listen", "127.0.0.1:0",
-                             "--db", db, "--ready-file", ready, "--insecure"], stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cxpulse",
+            "-v",
+            "collector",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            db,
+            "--ready-file",
+            ready,
+            "--insecure",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
     log.close()
     deadline = time.monotonic() + 30
     while not (os.path.exists(ready) and open(ready).read().strip()):
@@ -372,8 +409,14 @@ def stop_collector(proc: subprocess.Popen) -> int:
         return proc.wait(5)
 
 
-def run(cfg: SimConfig, db: str | None = None, target: str | None = None, collector_pid: int | None = None,
-        stall: tuple[float, float] | None = None, workdir: str | None = None) -> SimResult:
+def run(
+    cfg: SimConfig,
+    db: str | None = None,
+    target: str | None = None,
+    collector_pid: int | None = None,
+    stall: tuple[float, float] | None = None,
+    workdir: str | None = None,
+) -> SimResult:
     """The whole benchmark; starts (and stops) its own collector unless ``target`` is given."""
     own_tmp = None
     if workdir is None:
@@ -409,21 +452,28 @@ def run(cfg: SimConfig, db: str | None = None, target: str | None = None, collec
 def report(cfg: SimConfig, r: SimResult) -> str:
     rate = r.samples_acked / r.elapsed_s if r.elapsed_s else 0
     lines = [
-        f"agents {r.agents} ({r.connected} connected) over {cfg.channels} channels; batch every {cfg.batch_interval_s:g} s "
-        f"with {cfg.samples[0]}-{cfg.samples[1]} samples; produced for {cfg.duration_s:g} s, all acked after {r.elapsed_s:.1f} s",
+        f"agents {r.agents} ({r.connected} connected) over {cfg.channels} channels; "
+        f"batch every {cfg.batch_interval_s:g} s with {cfg.samples[0]}-{cfg.samples[1]} samples; "
+        f"produced for {cfg.duration_s:g} s, all acked after {r.elapsed_s:.1f} s",
         f"batches sent {r.batches_sent}, acked {r.batches_acked}, unacked at end {r.unacked_at_end}; "
-        f"reconnects {r.reconnects}" + (f" ({', '.join(f'{k} x{v}' for k, v in r.refused.items())})" if r.refused else ""),
+        f"reconnects {r.reconnects}"
+        + (f" ({', '.join(f'{k} x{v}' for k, v in r.refused.items())})" if r.refused else ""),
         f"ingest: {rate:,.0f} samples/s acked ({r.batches_acked / r.elapsed_s if r.elapsed_s else 0:,.1f} batches/s)",
-        f"ack latency: p50 {r.pct(50) * 1000:.1f} ms, p99 {r.pct(99) * 1000:.1f} ms, max {max(r.ack_latencies, default=0) * 1000:.0f} ms",
+        f"ack latency: p50 {r.pct(50) * 1000:.1f} ms, p99 {r.pct(99) * 1000:.1f} ms, "
+        f"max {max(r.ack_latencies, default=0) * 1000:.0f} ms",
     ]
     if r.rss_mb:
-        lines.append(f"collector RSS: start {r.rss_mb[0][1]:.0f} MB, peak {r.peak_rss_mb:.0f} MB, end {r.rss_mb[-1][1]:.0f} MB "
-                     f"({len(r.rss_mb)} samples); collector CPU {100 * r.collector_cpu_s / max(r.sampled_s, 1e-9):.0f}% "
-                     f"of one core on average")
+        lines.append(
+            f"collector RSS: start {r.rss_mb[0][1]:.0f} MB, peak {r.peak_rss_mb:.0f} MB, end {r.rss_mb[-1][1]:.0f} MB "
+            f"({len(r.rss_mb)} samples); collector CPU {100 * r.collector_cpu_s / max(r.sampled_s, 1e-9):.0f}% "
+            f"of one core on average"
+        )
     if r.stored is not None:
         ok = not r.stored_mismatches and r.stored == r.samples_sent
-        lines.append(f"store: {r.stored:,} of {r.samples_sent:,} samples sent -> "
-                     + ("all stored, none twice" if ok else f"MISMATCH: {r.stored_mismatches[:5]}"))
+        lines.append(
+            f"store: {r.stored:,} of {r.samples_sent:,} samples sent -> "
+            + ("all stored, none twice" if ok else f"MISMATCH: {r.stored_mismatches[:5]}")
+        )
     return "\n".join(lines)
 
 
@@ -441,8 +491,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stall", help="S@T: hold the SQLite write lock S seconds from T seconds in")
     args = ap.parse_args(argv)
     lo, hi = (int(x) for x in args.samples.split("-"))
-    cfg = SimConfig(agents=args.agents, duration_s=args.duration, batch_interval_s=args.batch_interval,
-                    samples=(lo, hi), channels=args.channels)
+    cfg = SimConfig(
+        agents=args.agents,
+        duration_s=args.duration,
+        batch_interval_s=args.batch_interval,
+        samples=(lo, hi),
+        channels=args.channels,
+    )
     if args.quick:
         cfg.duration_s, cfg.connect_spread_s = 25.0, 5.0
     if args.target and not args.db:

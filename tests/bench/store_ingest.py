@@ -62,8 +62,11 @@ def run(store: Store, batches: list[tuple[int, int, p.SampleBatch]], group: int)
 
 
 def report(name: str, rows: int, n_batches: int, group: int, seconds: float) -> None:
-    print(f"{name:10} {rows:>8} rows  {n_batches:>5} batches  group {group:>3}  {seconds:7.2f} s  "
-          f"{rows / seconds:>10,.0f} rows/s  {n_batches / seconds:>7,.0f} batches/s", flush=True)
+    print(
+        f"{name:10} {rows:>8} rows  {n_batches:>5} batches  group {group:>3}  {seconds:7.2f} s  "
+        f"{rows / seconds:>10,.0f} rows/s  {n_batches / seconds:>7,.0f} batches/s",
+        flush=True,
+    )
 
 
 def bench_sqlite(batches, rows: int, groups: list[int], where: str) -> None:
@@ -97,8 +100,11 @@ def main() -> None:
     ap.add_argument("--batch-rows", type=int, default=1000, help="rows per batch (default 1000)")
     ap.add_argument("--group", type=int, action="append", help="batches per commit (repeatable; default 1 and 16)")
     ap.add_argument("--dir", default=".", help="where SQLite's temporary database goes (default: current directory)")
-    ap.add_argument("--postgres", default=os.environ.get("CXPULSE_TEST_POSTGRES", ""),
-                    help="PostgreSQL URL (default: $CXPULSE_TEST_POSTGRES; empty: SQLite only)")
+    ap.add_argument(
+        "--postgres",
+        default=os.environ.get("CXPULSE_TEST_POSTGRES", ""),
+        help="PostgreSQL URL (default: $CXPULSE_TEST_POSTGRES; empty: SQLite only)",
+    )
     args = ap.parse_args()
     rows = min(args.rows, 2_000_000)  # bounded: a benchmark, not a soak test
     groups = args.group or [1, 16]

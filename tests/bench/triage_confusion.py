@@ -93,15 +93,35 @@ def evaluate(store, sc: scn.Scenario, cfg: IncidentConfig | None = None, ticks: 
         tl = agent_timeline(store, key, sc.t0_us, sc.end_us)
         verdicts = triage_timeline(tl, store.incidents(sc.t0_us, sc.end_us, key))
         for v in verdicts:
-            out.windows.append(Window(sc.name, agent_id, v.start_us, v.end_us, sc.truth(agent_id, v.start_us, v.end_us),
-                                      v.domain, v.confidence, v.evidence, v.incident))
+            out.windows.append(
+                Window(
+                    sc.name,
+                    agent_id,
+                    v.start_us,
+                    v.end_us,
+                    sc.truth(agent_id, v.start_us, v.end_us),
+                    v.domain,
+                    v.confidence,
+                    v.evidence,
+                    v.incident,
+                )
+            )
         for f in sc.faults:
             if agent_id in f.agents and not any(w.agent == agent_id and w.truth == f.domain for w in out.windows):
                 out.missed.append((agent_id, f.domain))
     out.incidents = store.incidents(sc.t0_us, sc.end_us + 3600 * S)
     for e in sc.expected_incidents():
-        match = next((i for i in out.incidents if i.kind == e.kind and i.scope == e.scope
-                      and i.start_us < e.end_us and (i.end_us or i.last_us) > e.start_us), None)
+        match = next(
+            (
+                i
+                for i in out.incidents
+                if i.kind == e.kind
+                and i.scope == e.scope
+                and i.start_us < e.end_us
+                and (i.end_us or i.last_us) > e.start_us
+            ),
+            None,
+        )
         out.found.append(Found(e, match))
     out.seconds = time.monotonic() - t
     return out
@@ -125,6 +145,7 @@ def open_fresh(postgres: bool):
         st.close()
         with psycopg.connect(url, autocommit=True) as db:
             db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
     return st, drop
 
 
@@ -139,7 +160,9 @@ def confusion(windows: list[Window], missed: list[tuple[str, str]]) -> str:
     for r in rows:
         total = sum(cnt[(r, c)] for c in cols)
         if total:
-            lines.append(r.ljust(16) + "".join(str(cnt[(r, c)] or ".").rjust(width) for c in cols) + str(total).rjust(width))
+            lines.append(
+                r.ljust(16) + "".join(str(cnt[(r, c)] or ".").rjust(width) for c in cols) + str(total).rjust(width)
+            )
     return "\n".join(lines)
 
 
@@ -166,14 +189,18 @@ def main() -> int:
             windows += r.windows
             missed += r.missed
             found += [(name, seed, f) for f in r.found]
-            unexpected = [i for i in r.incidents if not any(f.incident is not None and f.incident.id == i.id for f in r.found)]
+            unexpected = [
+                i for i in r.incidents if not any(f.incident is not None and f.incident.id == i.id for f in r.found)
+            ]
             if name == "clean_day":
                 clean_incidents += len(r.incidents)
             faulty = [w for w in r.windows if w.truth != "none"]
             right = sum(1 for w in faulty if w.truth == w.domain)
-            print(f"{name:<18} seed {seed}: {right}/{len(faulty)} fault windows right, {len(r.windows) - len(faulty)} "
-                  f"windows without a fault, {len(r.missed)} faults missed, incidents {len(r.incidents)} "
-                  f"({len(unexpected)} unexpected), {r.seconds:.1f} s")
+            print(
+                f"{name:<18} seed {seed}: {right}/{len(faulty)} fault windows right, {len(r.windows) - len(faulty)} "
+                f"windows without a fault, {len(r.missed)} faults missed, incidents {len(r.incidents)} "
+                f"({len(unexpected)} unexpected), {r.seconds:.1f} s"
+            )
             if args.verbose:
                 for w in r.windows:
                     mark = "ok " if w.truth == w.domain else "!! "
@@ -183,12 +210,18 @@ def main() -> int:
     print()
     print(confusion(windows, missed))
     print()
-    print(f"fault windows: {len(faulty)}, right domain: {right} ({100.0 * right / max(1, len(faulty)):.1f}%); "
-          f"faults that never degraded the score: {len(missed)}; windows no fault explains: {len(windows) - len(faulty)}")
+    print(
+        f"fault windows: {len(faulty)}, right domain: {right} ({100.0 * right / max(1, len(faulty)):.1f}%); "
+        f"faults that never degraded the score: {len(missed)}; windows no fault explains: {len(windows) - len(faulty)}"
+    )
     for name, seed, f in found:
         e = f.expected
-        what = "NOT FOUND" if f.incident is None else f"incident {f.incident.id}, opened {f.latency_s:.0f} s after the fault began, " \
+        what = (
+            "NOT FOUND"
+            if f.incident is None
+            else f"incident {f.incident.id}, opened {f.latency_s:.0f} s after the fault began, "
             f"{len(f.incident.agents)} of {len(e.agents)} agents"
+        )
         print(f"incident {e.kind} {e.scope} ({name}, seed {seed}): {what}")
     print(f"incidents on the clean day: {clean_incidents}")
     return 0

@@ -7,6 +7,7 @@ gap the agent reported.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -20,25 +21,47 @@ FAR_FUTURE_US = 4_102_444_800_000_000
 NO_HOLE_US = 2_000_000
 
 
-def agent_toml(path: Path, collector: str, state_dir: Path, *, targets: int = 1, probe_s: float = 0.2,
-               batch_s: float = 1.0, **extra: object) -> Path:
+def agent_toml(
+    path: Path,
+    collector: str,
+    state_dir: Path,
+    *,
+    targets: int = 1,
+    probe_s: float = 0.2,
+    batch_s: float = 1.0,
+    **extra: object,
+) -> Path:
     """A bootstrap file for a loopback-only agent; ``extra`` keys are written as they are (TOML literals)."""
-    keys: dict[str, object] = {"collector": collector, "state_dir": str(state_dir), "probe_interval_s": probe_s,
-                               "batch_interval_s": batch_s, "measure_gateway": False, "reconnect_max_s": 2}
+    keys: dict[str, object] = {
+        "collector": collector,
+        "state_dir": str(state_dir),
+        "probe_interval_s": probe_s,
+        "batch_interval_s": batch_s,
+        "measure_gateway": False,
+        "reconnect_max_s": 2,
+    }
     keys.update(agent_security_keys(collector))  # the test CA (or insecure) and an enrollment token
     keys.update(extra)
-    lines = [f"{k} = {json.dumps(v) if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else v}"
-             for k, v in keys.items()]
-    lines.append("targets = [" + ", ".join(f'{{name = "t{i}", host = "127.0.0.{i}", port = 9}}' for i in range(1, targets + 1)) + "]")
+    lines = [
+        f"{k} = {json.dumps(v) if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else v}"
+        for k, v in keys.items()
+    ]
+    lines.append(
+        "targets = ["
+        + ", ".join(f'{{name = "t{i}", host = "127.0.0.{i}", port = 9}}' for i in range(1, targets + 1))
+        + "]"
+    )
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def agent_proc(tmp_path: Path, procs: list, config: Path, agent_id: str, *, name: str | None = None,
-               verbosity: str = "-v") -> Proc:
+def agent_proc(
+    tmp_path: Path, procs: list, config: Path, agent_id: str, *, name: str | None = None, verbosity: str = "-v"
+) -> Proc:
     name = name or agent_id
-    p = Proc([verbosity, "agent", "run", "--config", str(config), "--agent-id", agent_id],
-             tmp_path / f"{name}.log").start()
+    p = Proc(
+        [verbosity, "agent", "run", "--config", str(config), "--agent-id", agent_id], tmp_path / f"{name}.log"
+    ).start()
     procs.append(p)
     return p
 
@@ -89,7 +112,7 @@ def max_gap_us(rows: list[tuple[str, int]]) -> int:
         by_target.setdefault(t, []).append(ts)
     for ts in by_target.values():
         ts.sort()
-        worst = max([worst] + [b - a for a, b in zip(ts, ts[1:])])
+        worst = max([worst] + [b - a for a, b in itertools.pairwise(ts)])
     return worst
 
 

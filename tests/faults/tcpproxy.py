@@ -16,7 +16,8 @@ class TcpProxy:
     def __init__(self, upstream: tuple[str, int], listen: tuple[str, int] = ("127.0.0.1", 0)):
         self.upstream = upstream
         self._srv = socket.create_server(listen)
-        self.address = "%s:%d" % self._srv.getsockname()[:2]
+        host, port = self._srv.getsockname()[:2]
+        self.address = f"{host}:{port}"
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._closed = False

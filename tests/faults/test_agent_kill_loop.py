@@ -40,8 +40,17 @@ def test_agent_sigkilled_mid_write_many_times_spool_recovers(tmp_path, procs):
     port = collector.port
     state = tmp_path / "agent"
     spool = state / "spool"
-    cfg = agent_toml(tmp_path / "agent.toml", collector.address, state, targets=2, probe_s=PROBE_S, batch_s=0.1,
-                     trace_enabled=False, device_interval_s=3600, reconnect_max_s=1)
+    cfg = agent_toml(
+        tmp_path / "agent.toml",
+        collector.address,
+        state,
+        targets=2,
+        probe_s=PROBE_S,
+        batch_s=0.1,
+        trace_enabled=False,
+        device_interval_s=3600,
+        reconnect_max_s=1,
+    )
     rng = random.Random(20)
     kills: list[float] = []
     torn = checked = 0
@@ -55,8 +64,12 @@ def test_agent_sigkilled_mid_write_many_times_spool_recovers(tmp_path, procs):
         a = Proc(["-vv", "agent", "run", "--config", str(cfg), "--agent-id", "kill-loop"], log).start()
         procs.append(a)
         mark = log.read_text().count("spooled batch seq")
-        wait_for(lambda: log.read_text().count("spooled batch seq") > mark or not a.alive(), 20, 0.05,
-                 "agent to spool its first batch")
+        wait_for(
+            lambda: log.read_text().count("spooled batch seq") > mark or not a.alive(),  # noqa: B023 - called here
+            20,
+            0.05,
+            "agent to spool its first batch",
+        )
         time.sleep(rng.uniform(0.1, 1.0))
         a.p.send_signal(signal.SIGKILL)
         kills.append(time.time())
@@ -106,9 +119,11 @@ def test_agent_sigkilled_mid_write_many_times_spool_recovers(tmp_path, procs):
     for k in kills:
         before = [t for t in ts if t < k * 1e6]
         assert before and k * 1e6 - before[-1] < 0.5e6, f"spooled data before the kill at {k} was lost"
-    print(f"\n{KILLS} SIGKILLs: {torn} torn .tmp writes found and discarded, {checked} spool files checked whole "
-          f"(up to {most_spooled} at once); "
-          f"{len(rows)} samples stored once ({len(rows) - logged_rtt} more than logged: spooled just before a kill)")
+    print(
+        f"\n{KILLS} SIGKILLs: {torn} torn .tmp writes found and discarded, {checked} spool files checked whole "
+        f"(up to {most_spooled} at once); "
+        f"{len(rows)} samples stored once ({len(rows) - logged_rtt} more than logged: spooled just before a kill)"
+    )
 
 
 def json_epoch(state_text: str) -> int:

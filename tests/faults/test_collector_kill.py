@@ -33,12 +33,26 @@ def test_collector_sigkilled_twice_under_load_every_sample_stored_once(tmp_path,
     ids = [f"kill9-{i}" for i in range(AGENTS)]
     agents = []
     for agent_id in ids:
-        cfg = agent_toml(tmp_path / f"{agent_id}.toml", col.address, tmp_path / agent_id, targets=2, probe_s=0.1,
-                         batch_s=0.25, trace_enabled=False)
+        cfg = agent_toml(
+            tmp_path / f"{agent_id}.toml",
+            col.address,
+            tmp_path / agent_id,
+            targets=2,
+            probe_s=0.1,
+            batch_s=0.25,
+            trace_enabled=False,
+        )
         agents.append(agent_proc(tmp_path, procs, cfg, agent_id))
 
-    sim_cfg = loadsim.SimConfig(agents=150, duration_s=16, batch_interval_s=0.5, samples=(30, 60), channels=4,
-                                connect_spread_s=1.0, drain_timeout_s=40)
+    sim_cfg = loadsim.SimConfig(
+        agents=150,
+        duration_s=16,
+        batch_interval_s=0.5,
+        samples=(30, 60),
+        channels=4,
+        connect_spread_s=1.0,
+        drain_timeout_s=40,
+    )
     sim = loadsim.SimResult()
     sim_thread = threading.Thread(target=lambda: asyncio.run(loadsim.simulate(col.address, sim_cfg, sim)), daemon=True)
     sim_thread.start()
@@ -50,8 +64,12 @@ def test_collector_sigkilled_twice_under_load_every_sample_stored_once(tmp_path,
         time.sleep(1.5)  # agents keep measuring into their spools, simulated ones retry
         col = CollectorProc(tmp_path, db, port=port).start()
         procs.append(col)
-        wait_for(lambda: all("connected to collector" in a.output().rsplit("unreachable", 1)[-1] for a in agents),
-                 30, 0.3, f"agents to reconnect after kill {round_ + 1}")
+        wait_for(
+            lambda: all("connected to collector" in a.output().rsplit("unreachable", 1)[-1] for a in agents),
+            30,
+            0.3,
+            f"agents to reconnect after kill {round_ + 1}",
+        )
 
     sim_thread.join(60)
     assert not sim_thread.is_alive(), "simulated agents did not finish"
@@ -70,6 +88,8 @@ def test_collector_sigkilled_twice_under_load_every_sample_stored_once(tmp_path,
     assert sim.unacked_at_end == 0 and sim.reconnects >= sim_cfg.agents, (sim.unacked_at_end, sim.reconnects)
     assert not sim.stored_mismatches, sim.stored_mismatches[:5]
     assert sim.stored == sim.samples_sent
-    print(f"\n2 SIGKILLs: {AGENTS} agents stored {total} samples exactly once; "
-          f"{sim_cfg.agents} simulated agents {sim.stored} samples in {sim.batches_acked} batches exactly once "
-          f"({sim.reconnects} reconnects: {dict(sorted(sim.refused.items()))})")
+    print(
+        f"\n2 SIGKILLs: {AGENTS} agents stored {total} samples exactly once; "
+        f"{sim_cfg.agents} simulated agents {sim.stored} samples in {sim.batches_acked} batches exactly once "
+        f"({sim.reconnects} reconnects: {dict(sorted(sim.refused.items()))})"
+    )

@@ -74,8 +74,16 @@ def test_sigterm_drains_streams_acks_only_what_is_committed(tmp_path, procs):
     ids = [f"drain-{i}" for i in range(3)]
     agents = []
     for agent_id in ids:
-        cfg = agent_toml(tmp_path / f"{agent_id}.toml", col.address, tmp_path / agent_id, targets=2, probe_s=0.05,
-                         batch_s=0.2, trace_enabled=False, reconnect_max_s=1)
+        cfg = agent_toml(
+            tmp_path / f"{agent_id}.toml",
+            col.address,
+            tmp_path / agent_id,
+            targets=2,
+            probe_s=0.05,
+            batch_s=0.2,
+            trace_enabled=False,
+            reconnect_max_s=1,
+        )
         agents.append(agent_proc(tmp_path, procs, cfg, agent_id))
     wait_for(lambda: all(len(rtt_rows(db, a)) >= 20 for a in ids), 20, 0.3, "all agents streaming")
     watch = HealthWatch(col.address)
@@ -112,8 +120,12 @@ def test_sigterm_drains_streams_acks_only_what_is_committed(tmp_path, procs):
     # A new collector on the same database: the agents send what was not acked; nothing twice.
     col = CollectorProc(tmp_path, db, port=port).start()
     procs.append(col)
-    wait_for(lambda: all("connected to collector" in a.output().rsplit("unreachable", 1)[-1] for a in agents),
-             30, 0.2, "agents to reconnect")
+    wait_for(
+        lambda: all("connected to collector" in a.output().rsplit("unreachable", 1)[-1] for a in agents),
+        30,
+        0.2,
+        "agents to reconnect",
+    )
     time.sleep(1.5)
     for a in agents:
         assert a.stop(signal.SIGTERM) == 0
@@ -122,6 +134,8 @@ def test_sigterm_drains_streams_acks_only_what_is_committed(tmp_path, procs):
         _, rows = assert_exactly_once(db, tmp_path / agent_id, agent_id)
         assert max_gap_us(rows) < NO_HOLE_US
         total += len(rows)
-    print(f"\ndrain: {drained} streams, {acks_while_draining} acks for batches committed during the drain "
-          f"(store locked {LOCK_S:.0f} s at the SIGTERM), exit {t_exit - t_term:.1f} s after SIGTERM, "
-          f"NOT_SERVING after {not_serving_at - t_term:.2f} s; {total} samples stored exactly once")
+    print(
+        f"\ndrain: {drained} streams, {acks_while_draining} acks for batches committed during the drain "
+        f"(store locked {LOCK_S:.0f} s at the SIGTERM), exit {t_exit - t_term:.1f} s after SIGTERM, "
+        f"NOT_SERVING after {not_serving_at - t_term:.2f} s; {total} samples stored exactly once"
+    )

@@ -41,8 +41,15 @@ def test_200_agents_for_20_seconds_all_stored_acks_flowing(tmp_path, procs):
 def test_slow_store_slows_streams_and_memory_stays_bounded(tmp_path, procs):
     col = CollectorProc(tmp_path, tmp_path / "collector.sqlite", extra=["--insecure"]).start()  # ingest, not TLS
     procs.append(col)
-    cfg = loadsim.SimConfig(agents=200, duration_s=33, batch_interval_s=0.5, samples=(100, 100), channels=8,
-                            connect_spread_s=1.0, drain_timeout_s=50)
+    cfg = loadsim.SimConfig(
+        agents=200,
+        duration_s=33,
+        batch_interval_s=0.5,
+        samples=(100, 100),
+        channels=8,
+        connect_spread_s=1.0,
+        drain_timeout_s=50,
+    )
     stall_at, stall_s = 2.0, 30.0
     newcomer: dict = {}
     agent_metadata(col.address, "late-comer")  # provisioned now: the store will be locked when it is used
@@ -75,9 +82,11 @@ def new_stream_while_behind(address: str, after_s: float, out: dict) -> None:
     with client_channel(address) as ch:
         hello = pb.StreamRequest(hello=pb.Hello(agent_id="late-comer", seq_epoch=1))
         try:
-            next(pb_grpc.TelemetryServiceStub(ch).Stream(iter([hello]), timeout=10,
-                                                         metadata=agent_metadata(address, "late-comer")))
+            next(
+                pb_grpc.TelemetryServiceStub(ch).Stream(
+                    iter([hello]), timeout=10, metadata=agent_metadata(address, "late-comer")
+                )
+            )
             out["code"] = grpc.StatusCode.OK
         except grpc.RpcError as exc:
-            out.update(code=exc.code(), details=exc.details(),
-                       **{k: v for k, v in (exc.trailing_metadata() or ())})
+            out.update(code=exc.code(), details=exc.details(), **dict(exc.trailing_metadata() or ()))

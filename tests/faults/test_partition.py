@@ -37,9 +37,13 @@ PY = sys.executable
 def rows_in_insert_order(db) -> list[int]:
     con = sqlite3.connect(db)
     try:
-        return [r[0] for r in con.execute(
-            """SELECT x.ts_us FROM samples_rtt x JOIN series s ON s.id = x.series JOIN agents a ON a.key = s.agent
-               WHERE a.agent_id = 'partitioned' AND s.target = 't1' ORDER BY x.rowid""")]
+        return [
+            r[0]
+            for r in con.execute(
+                """SELECT x.ts_us FROM samples_rtt x JOIN series s ON s.id = x.series JOIN agents a ON a.key = s.agent
+               WHERE a.agent_id = 'partitioned' AND s.target = 't1' ORDER BY x.rowid"""
+            )
+        ]
     finally:
         con.close()
 
@@ -56,13 +60,48 @@ def test_partition_then_heal_delivers_everything_in_order_then_live(tmp_path):
         logs = {n: open(tmp_path / f"{n}.log", "wb") for n in ("collector", "agent")}
         try:
             register_collector(addr, db, insecure=True)  # in the lab's own namespaces; agents still enroll
-            dc.spawn(PY, "-m", "cxpulse", "-v", "collector", "serve", "--listen", addr, "--db", str(db), "--insecure",
-                     stdout=logs["collector"], stderr=subprocess.STDOUT, cwd=REPO)
+            dc.spawn(
+                PY,
+                "-m",
+                "cxpulse",
+                "-v",
+                "collector",
+                "serve",
+                "--listen",
+                addr,
+                "--db",
+                str(db),
+                "--insecure",
+                stdout=logs["collector"],
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
             wait_for(lambda: b"listening on" in (tmp_path / "collector.log").read_bytes(), 20, what="collector")
-            cfg = agent_toml(tmp_path / "agent.toml", addr, state, targets=1, probe_s=0.2, batch_s=1.0,
-                             trace_enabled=False, reconnect_max_s=2)
-            agent = desk.spawn(PY, "-m", "cxpulse", "-v", "agent", "run", "--config", str(cfg), "--agent-id", "partitioned",
-                               stdout=logs["agent"], stderr=subprocess.STDOUT, cwd=REPO)
+            cfg = agent_toml(
+                tmp_path / "agent.toml",
+                addr,
+                state,
+                targets=1,
+                probe_s=0.2,
+                batch_s=1.0,
+                trace_enabled=False,
+                reconnect_max_s=2,
+            )
+            agent = desk.spawn(
+                PY,
+                "-m",
+                "cxpulse",
+                "-v",
+                "agent",
+                "run",
+                "--config",
+                str(cfg),
+                "--agent-id",
+                "partitioned",
+                stdout=logs["agent"],
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
             wait_for(lambda: len(rtt_rows(db, "partitioned")) >= 20, 20, 0.3, "samples before the partition")
 
             bridge.schedule(Episode.outage("partition", bridge.now() + 0.1, OUTAGE_S))
@@ -72,8 +111,12 @@ def test_partition_then_heal_delivers_everything_in_order_then_live(tmp_path):
             healed = time.time()
             assert len(rtt_rows(db, "partitioned")) == stored_at_cut, "data got through the partition"
             # Live again: the newest stored sample is at most a few seconds old.
-            wait_for(lambda: max((t for _, t in rtt_rows(db, "partitioned")), default=0) > (time.time() - 3) * 1e6,
-                     40, 0.5, "live data after the heal")
+            wait_for(
+                lambda: max((t for _, t in rtt_rows(db, "partitioned")), default=0) > (time.time() - 3) * 1e6,
+                40,
+                0.5,
+                "live data after the heal",
+            )
             caught_up = time.time()
             time.sleep(2.0)
             agent.send_signal(signal.SIGTERM)
@@ -90,7 +133,9 @@ def test_partition_then_heal_delivers_everything_in_order_then_live(tmp_path):
     assert order == sorted(order), "samples were stored out of order"
     outage_rows = [t for _, t in rows if cut.start_wall_us <= t <= cut.end_wall_us]
     assert len(outage_rows) >= OUTAGE_S / 0.2 * 0.9, "the samples measured during the partition are missing"
-    print(f"\npartition {OUTAGE_S:.0f} s: {len(rows)} samples stored once, in order ({len(outage_rows)} from the "
-          f"partition); live again {caught_up - healed:.1f} s after the heal; agent: "
-          f"{agent_log.count('unreachable')} failed attempts, {summary['connects']} connects; "
-          f"the bridge's outage lasted {(cut.end_wall_us - cut.start_wall_us) / 1e6:.1f} s")
+    print(
+        f"\npartition {OUTAGE_S:.0f} s: {len(rows)} samples stored once, in order ({len(outage_rows)} from the "
+        f"partition); live again {caught_up - healed:.1f} s after the heal; agent: "
+        f"{agent_log.count('unreachable')} failed attempts, {summary['connects']} connects; "
+        f"the bridge's outage lasted {(cut.end_wall_us - cut.start_wall_us) / 1e6:.1f} s"
+    )

@@ -15,6 +15,7 @@ deflated: about 370 B per batch). The collector goes away for 50 s, so the agent
 
 from __future__ import annotations
 
+import itertools
 import signal
 import time
 
@@ -53,8 +54,18 @@ def test_spool_full_drops_oldest_and_reports_the_exact_gap(tmp_path, procs):
     procs.append(col)
     port = col.port
     state = tmp_path / "agent"
-    cfg = agent_toml(tmp_path / "agent.toml", col.address, state, targets=10, probe_s=PROBE_S, batch_s=0.2,
-                     spool_max_bytes=SPOOL_BYTES, trace_enabled=False, device_interval_s=3600, reconnect_max_s=1)
+    cfg = agent_toml(
+        tmp_path / "agent.toml",
+        col.address,
+        state,
+        targets=10,
+        probe_s=PROBE_S,
+        batch_s=0.2,
+        spool_max_bytes=SPOOL_BYTES,
+        trace_enabled=False,
+        device_interval_s=3600,
+        reconnect_max_s=1,
+    )
     agent = agent_proc(tmp_path, procs, cfg, "spool-bound")
     wait_for(lambda: len(rtt_rows(db, "spool-bound")) >= 200, 20, 0.3, "first samples stored")
 
@@ -92,8 +103,10 @@ def test_spool_full_drops_oldest_and_reports_the_exact_gap(tmp_path, procs):
     # Oldest first: the dropped seqs are one unbroken run.
     seqs = [s for s, _, _ in drops]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
-    assert peak <= SPOOL_BYTES + sum(exempt.values()), \
-        f"spool held {peak} payload bytes, bound {SPOOL_BYTES} + {sum(exempt.values())} in flight ({len(exempt)} batches)"
+    assert peak <= SPOOL_BYTES + sum(exempt.values()), (
+        f"spool held {peak} payload bytes, bound {SPOOL_BYTES} + {sum(exempt.values())} in flight "
+        f"({len(exempt)} batches)"
+    )
 
     rows = rtt_rows(db, "spool-bound")
     assert len(rows) == len(set(rows)), "a sample was stored twice"
@@ -105,11 +118,11 @@ def test_spool_full_drops_oldest_and_reports_the_exact_gap(tmp_path, procs):
     # The hole in the store is the reported range: the neighbours are the next probe ticks (50 ms;
     # the bound allows for a busy machine delaying a tick, not for a batch: that is what the counts
     # below pin down exactly).
-    assert gap.start_us - before < 1_000_000, (gap.start_us - before)
-    assert after - gap.end_us < 1_000_000, (after - gap.end_us)
+    assert gap.start_us - before < 1_000_000, gap.start_us - before
+    assert after - gap.end_us < 1_000_000, after - gap.end_us
     # Newest kept: after the gap the series runs to the end with no second hole.
     tail = [t for t in ts if t > gap.end_us]
-    assert max(b - a for a, b in zip(tail, tail[1:])) < 1_000_000
+    assert max(b - a for a, b in itertools.pairwise(tail)) < 1_000_000
     # Nothing else missing: every sample measured is stored or counted in the gap (no event was
     # detected on loopback, so every dropped sample was an RTT sample).
     assert summary["events"] == 0
@@ -118,6 +131,8 @@ def test_spool_full_drops_oldest_and_reports_the_exact_gap(tmp_path, procs):
     # The lookup shows it among the events.
     text = run_cli("lookup", "spool-bound", "--db", str(db), "--window", "1h", "--full").stdout
     assert "data_gap" in text and f"spool full: {n_batches} batches" in text, text[-2000:]
-    print(f"\noutage {OUTAGE_S}s: {n_batches} batches / {n_samples} samples dropped "
-          f"({(gap.end_us - gap.start_us) / 1e6:.1f} s of data), {len(rows)} stored, spool peak {peak} B; "
-          f"store hole {(after - before) / 1e6:.2f} s around a reported gap of {(gap.end_us - gap.start_us) / 1e6:.2f} s")
+    print(
+        f"\noutage {OUTAGE_S}s: {n_batches} batches / {n_samples} samples dropped "
+        f"({(gap.end_us - gap.start_us) / 1e6:.1f} s of data), {len(rows)} stored, spool peak {peak} B; "
+        f"store hole {(after - before) / 1e6:.2f} s around a reported gap of {(gap.end_us - gap.start_us) / 1e6:.2f} s"
+    )

@@ -145,7 +145,9 @@ def test_a_refused_gap_report_is_not_sent_again(tmp_path):
 def tiny_tmpfs(where: Path, size: str = "64k"):
     require(os.geteuid() == 0 and shutil.which("mount") is not None, "mounting a tmpfs needs root and mount(8)")
     where.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True, text=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True, text=True
+    )
     require(r.returncode == 0, f"cannot mount a tmpfs here: {r.stderr.strip()}")
     try:
         yield where
@@ -256,9 +258,10 @@ class HoldingCollector(pb_grpc.TelemetryServiceServicer):
             if len(self.received) < MAX_IN_FLIGHT:
                 continue
             await self.release.wait()
-            for seq in self.received[self._acked:]:
-                await context.write(pb.StreamResponse(ack=pb.Ack(seq=seq, status=pb.ACK_STATUS_STORED,
-                                                                 committed_seq=seq)))
+            for seq in self.received[self._acked :]:
+                await context.write(
+                    pb.StreamResponse(ack=pb.Ack(seq=seq, status=pb.ACK_STATUS_STORED, committed_seq=seq))
+                )
             self._acked = len(self.received)
 
 
@@ -297,12 +300,16 @@ def test_a_full_spool_drops_the_oldest_batch_not_in_flight_never_one_the_collect
             assert s.dropped_batches == 0
             s.append(*payloads[total])  # a new batch: room, because the window does not count
             assert s.dropped_batches == 0, "a batch newer than those in flight was pushed out: a second hole"
-            for data, n in payloads[total + 1:]:
+            for data, n in payloads[total + 1 :]:
                 s.append(data, n)  # now the batches not in flight alone overflow the bound
             assert s.dropped_batches == 1
             up.notify()
             col.release.set()
-            await _until(lambda: len(s) == 0, 10, lambda: f"every kept batch to be acked: {[e.seq for e in s.pending()]} left, {up.stats}")
+            await _until(
+                lambda: len(s) == 0,
+                10,
+                lambda: f"every kept batch to be acked: {[e.seq for e in s.pending()]} left, {up.stats}",
+            )
         finally:
             stop.set()
             task.cancel()  # as the runner ends it

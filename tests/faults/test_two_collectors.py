@@ -42,8 +42,16 @@ def test_agent_moved_between_two_collectors_on_one_postgres_mid_minute(tmp_path,
         proxy = TcpProxy(_host_port(col_a.address))
         try:
             state = tmp_path / "agent"
-            cfg = agent_toml(tmp_path / "agent.toml", proxy.address, state, targets=2, probe_s=0.1, batch_s=0.25,
-                             trace_enabled=False, reconnect_max_s=1)
+            cfg = agent_toml(
+                tmp_path / "agent.toml",
+                proxy.address,
+                state,
+                targets=2,
+                probe_s=0.1,
+                batch_s=0.25,
+                trace_enabled=False,
+                reconnect_max_s=1,
+            )
             agent = agent_proc(tmp_path, procs, cfg, "mover")
             wait_for(lambda: len(rtt_rows(db, "mover")) >= 20, 20, 0.3, "samples through collector A")
             time.sleep(3.0)
@@ -52,8 +60,12 @@ def test_agent_moved_between_two_collectors_on_one_postgres_mid_minute(tmp_path,
             # Move 1: A dies without a goodbye; the balancer sends the agent to B.
             col_a.stop(signal.SIGKILL)
             proxy.switch(_host_port(col_b.address))
-            wait_for(lambda: "connected to collector" in agent.output().rsplit("unreachable", 1)[-1], 20, 0.2,
-                     "agent to reach B")
+            wait_for(
+                lambda: "connected to collector" in agent.output().rsplit("unreachable", 1)[-1],
+                20,
+                0.2,
+                "agent to reach B",
+            )
             time.sleep(3.0)
 
             # Move 2: A is back; B is drained (acks, then UNAVAILABLE) and the agent lands on A again.
@@ -61,8 +73,12 @@ def test_agent_moved_between_two_collectors_on_one_postgres_mid_minute(tmp_path,
             procs.append(col_a)
             proxy.switch(_host_port(col_a.address), cut=False)
             col_b.stop(signal.SIGTERM)
-            wait_for(lambda: "connected to collector" in agent.output().rsplit("unreachable", 1)[-1], 20, 0.2,
-                     "agent to reach A again")
+            wait_for(
+                lambda: "connected to collector" in agent.output().rsplit("unreachable", 1)[-1],
+                20,
+                0.2,
+                "agent to reach A again",
+            )
             time.sleep(2.0)
             assert agent.stop(signal.SIGTERM) == 0
             moved_within_minute = int(time.time() // 60) - minute <= 1
@@ -76,6 +92,8 @@ def test_agent_moved_between_two_collectors_on_one_postgres_mid_minute(tmp_path,
         a_log = (tmp_path / "a" / "collector.log").read_text()
         assert "agent mover" in b_log and a_log.count("agent mover (") >= 2, "the agent did not visit both collectors"
         assert "stream drained" in b_log
-        print(f"\nmoved A -> B (SIGKILL) -> A (drain){' within about a minute' if moved_within_minute else ''}: "
-              f"{len(rows)} samples stored once in PostgreSQL, {summary['connects']} connects "
-              f"through the forwarder ({proxy.connections} connections)")
+        print(
+            f"\nmoved A -> B (SIGKILL) -> A (drain){' within about a minute' if moved_within_minute else ''}: "
+            f"{len(rows)} samples stored once in PostgreSQL, {summary['connects']} connects "
+            f"through the forwarder ({proxy.connections} connections)"
+        )

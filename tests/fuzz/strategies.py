@@ -19,12 +19,19 @@ NOW_US = time.time_ns() // 1000
 
 # Anything msgpack can carry (bin and ext included: the decoder must refuse them cleanly).
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**64 - 1),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=40), st.binary(max_size=20),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=40),
+    st.binary(max_size=20),
 )
 any_msgpack = st.recursive(
     scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=6), st.dictionaries(st.one_of(st.text(max_size=6), st.integers(-1000, 1000)), inner, max_size=6)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=6),
+        st.dictionaries(st.one_of(st.text(max_size=6), st.integers(-1000, 1000)), inner, max_size=6),
+    ),
     max_leaves=40,
 )
 
@@ -40,8 +47,13 @@ structured = st.fixed_dictionaries(
     {"v": st.one_of(st.just(1), scalars), "t0": st.one_of(st.just(NOW_US), scalars)},
     optional={
         "s": st.lists(st.one_of(_series_like(any_msgpack), any_msgpack), max_size=4),
-        "e": st.lists(st.dictionaries(st.sampled_from(["id", "k", "tg", "s", "e", "sev", "x"]), any_msgpack, max_size=7), max_size=3),
-        "p": st.lists(st.dictionaries(st.sampled_from(["tg", "a", "ts", "m", "r", "hops"]), any_msgpack, max_size=6), max_size=3),
+        "e": st.lists(
+            st.dictionaries(st.sampled_from(["id", "k", "tg", "s", "e", "sev", "x"]), any_msgpack, max_size=7),
+            max_size=3,
+        ),
+        "p": st.lists(
+            st.dictionaries(st.sampled_from(["tg", "a", "ts", "m", "r", "hops"]), any_msgpack, max_size=6), max_size=3
+        ),
     },
 )
 
@@ -60,8 +72,13 @@ names = st.text(min_size=1, max_size=30)
 @st.composite
 def series(draw):
     kind = draw(st.sampled_from(sorted(KINDS)))
-    s = payload.Series(target=draw(names), address=draw(names), method=draw(st.sampled_from(KIND_METHODS[kind])),
-                       kind=kind, hop=draw(st.one_of(st.none(), st.integers(1, 64))))
+    s = payload.Series(
+        target=draw(names),
+        address=draw(names),
+        method=draw(st.sampled_from(KIND_METHODS[kind])),
+        kind=kind,
+        hop=draw(st.one_of(st.none(), st.integers(1, 64))),
+    )
     n = draw(st.integers(1, 4))
     t = draw(st.integers(NOW_US - 3 * 86_400_000_000, NOW_US))
     steps = draw(st.lists(st.integers(0, 5_000_000), min_size=n, max_size=n))
@@ -76,23 +93,42 @@ def series(draw):
 def events(draw):
     start = draw(st.integers(NOW_US - 86_400_000_000, NOW_US))
     end = draw(st.one_of(st.none(), st.integers(start, start + 3_600_000_000)))
-    return payload.Event(id=draw(names), kind=draw(st.sampled_from(EVENT_KINDS)), target=draw(names), start_us=start,
-                         end_us=end, severity=draw(st.integers(1, 3)), evidence=draw(st.text(max_size=60)))
+    return payload.Event(
+        id=draw(names),
+        kind=draw(st.sampled_from(EVENT_KINDS)),
+        target=draw(names),
+        start_us=start,
+        end_us=end,
+        severity=draw(st.integers(1, 3)),
+        evidence=draw(st.text(max_size=60)),
+    )
 
 
 @st.composite
 def paths(draw):
-    hops = [payload.PathHop(i + 1, draw(st.one_of(st.none(), names)), draw(st.one_of(st.none(), st.integers(0, 600_000_000))))
-            for i in range(draw(st.integers(0, 5)))]
-    return payload.PathSnapshot(draw(names), draw(names), draw(st.integers(NOW_US - 86_400_000_000, NOW_US)),
-                                draw(st.sampled_from(["icmp", "udp", "tcp"])), draw(st.booleans()), hops)
+    hops = [
+        payload.PathHop(
+            i + 1, draw(st.one_of(st.none(), names)), draw(st.one_of(st.none(), st.integers(0, 600_000_000)))
+        )
+        for i in range(draw(st.integers(0, 5)))
+    ]
+    return payload.PathSnapshot(
+        draw(names),
+        draw(names),
+        draw(st.integers(NOW_US - 86_400_000_000, NOW_US)),
+        draw(st.sampled_from(["icmp", "udp", "tcp"])),
+        draw(st.booleans()),
+        hops,
+    )
 
 
-valid_batches = st.builds(payload.SampleBatch, st.lists(series(), max_size=3), st.lists(events(), max_size=2),
-                          st.lists(paths(), max_size=2))
+valid_batches = st.builds(
+    payload.SampleBatch, st.lists(series(), max_size=3), st.lists(events(), max_size=2), st.lists(paths(), max_size=2)
+)
 
 
 # -- TOML --
+
 
 def toml_value(v) -> str:
     if isinstance(v, bool):
@@ -122,6 +158,11 @@ def toml_doc(top: dict, tables: dict[str, dict], arrays: dict[str, list[dict]]) 
     return "\n".join(out) + "\n"
 
 
-toml_scalars = st.one_of(st.booleans(), st.integers(-(2**63), 2**63 - 1), st.integers(-5, 100_000),
-                         st.floats(allow_nan=True), st.text(max_size=30))
+toml_scalars = st.one_of(
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.integers(-5, 100_000),
+    st.floats(allow_nan=True),
+    st.text(max_size=30),
+)
 toml_values = st.recursive(toml_scalars, lambda inner: st.lists(inner, max_size=4), max_leaves=10)

@@ -34,9 +34,14 @@ agent_docs = st.builds(
     toml_doc,
     st.dictionaries(st.sampled_from(AGENT_KEYS + ["unknown"]), toml_values, max_size=8),
     st.just({}),
-    st.fixed_dictionaries({}, optional={"targets": st.lists(tables(TARGET_KEYS), max_size=3),
-                                        "apps": st.lists(tables(APP_KEYS), max_size=3),
-                                        "presets": st.lists(tables(PRESET_KEYS), max_size=2)}),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "targets": st.lists(tables(TARGET_KEYS), max_size=3),
+            "apps": st.lists(tables(APP_KEYS), max_size=3),
+            "presets": st.lists(tables(PRESET_KEYS), max_size=2),
+        },
+    ),
 )
 
 _dir = tempfile.mkdtemp(prefix="cxpulse-fuzz-")
@@ -71,17 +76,27 @@ CADENCE = ["probe", "batch", "app", "voice", "wifi", "x"]
 central_docs = st.builds(
     toml_doc,
     st.dictionaries(st.sampled_from(["x", "cadence"]), toml_scalars, max_size=1),
-    st.fixed_dictionaries({}, optional={
-        "cadence": tables(CADENCE),
-        "detector": tables(["spike_abs_us", "spike_rel", "spike_mad_k", "jitter_us", "cpu_pct", "mem_pct", "x"]),
-        "wifi": tables(["weak_rssi_dbm", "x"]),
-        "privacy": tables(["hash_wifi_identity", "x"]),
-        "agents": st.fixed_dictionaries({"local_overrides": st.lists(st.sampled_from(["targets", "apps", "detector", "nope"]), max_size=3)}),
-        "retention": tables(["rtt_days", "events_days", "wifi_days", "rollup_days", "x"]),
-    }),
-    st.fixed_dictionaries({}, optional={"targets": st.lists(tables(["name", "host", "port", "x"]), max_size=3),
-                                        "apps": st.lists(tables(APP_KEYS), max_size=3),
-                                        "presets": st.lists(tables(PRESET_KEYS), max_size=2)}),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "cadence": tables(CADENCE),
+            "detector": tables(["spike_abs_us", "spike_rel", "spike_mad_k", "jitter_us", "cpu_pct", "mem_pct", "x"]),
+            "wifi": tables(["weak_rssi_dbm", "x"]),
+            "privacy": tables(["hash_wifi_identity", "x"]),
+            "agents": st.fixed_dictionaries(
+                {"local_overrides": st.lists(st.sampled_from(["targets", "apps", "detector", "nope"]), max_size=3)}
+            ),
+            "retention": tables(["rtt_days", "events_days", "wifi_days", "rollup_days", "x"]),
+        },
+    ),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "targets": st.lists(tables(["name", "host", "port", "x"]), max_size=3),
+            "apps": st.lists(tables(APP_KEYS), max_size=3),
+            "presets": st.lists(tables(PRESET_KEYS), max_size=2),
+        },
+    ),
 )
 
 

@@ -26,7 +26,12 @@ def assert_schema(b: payload.SampleBatch) -> None:
     """The schema, restated independently of the decoder: what it accepted must satisfy all of it."""
     for s in b.series:
         assert s.kind in KINDS and s.method in KIND_METHODS[s.kind]
-        assert isinstance(s.target, str) and 0 < len(s.target) <= 256 and isinstance(s.address, str) and 0 < len(s.address) <= 256
+        assert (
+            isinstance(s.target, str)
+            and 0 < len(s.target) <= 256
+            and isinstance(s.address, str)
+            and 0 < len(s.address) <= 256
+        )
         assert s.hop is None or (type(s.hop) is int and 1 <= s.hop <= 64)
         assert set(s.cols) == set(KINDS[s.kind])
         assert all(type(t) is int and MIN_TS <= t <= MAX_TS for t in s.ts_us)
@@ -44,7 +49,12 @@ def assert_schema(b: payload.SampleBatch) -> None:
                 elif ctype == STR:
                     assert isinstance(v, str) and len(v) <= MAX_STR
     for e in b.events:
-        assert e.kind in EVENT_KINDS and 1 <= e.severity <= 3 and isinstance(e.evidence, str) and len(e.evidence) <= MAX_EVIDENCE
+        assert (
+            e.kind in EVENT_KINDS
+            and 1 <= e.severity <= 3
+            and isinstance(e.evidence, str)
+            and len(e.evidence) <= MAX_EVIDENCE
+        )
         assert MIN_TS <= e.start_us <= MAX_TS and (e.end_us is None or e.end_us >= e.start_us)
         assert isinstance(e.id, str) and 0 < len(e.id) <= MAX_STR
     for p in b.paths:
@@ -105,7 +115,9 @@ def test_valid_batches_round_trip(b):
     back = payload.decode(payload.encode(b))
     assert_schema(back)
     assert back.sample_count == b.sample_count
-    assert [(s.target, s.kind, s.ts_us) for s in back.series] == [(s.target, s.kind, sorted(s.ts_us)) for s in b.series if len(s)]
+    assert [(s.target, s.kind, s.ts_us) for s in back.series] == [
+        (s.target, s.kind, sorted(s.ts_us)) for s in b.series if len(s)
+    ]
     assert back.events == b.events and back.paths == b.paths
     assert_validated(back)
 
@@ -147,7 +159,7 @@ def test_valid_payloads_with_bytes_flipped_cut_or_inserted(b, data):
         if op == "flip" and raw:
             raw[i] ^= data.draw(st.integers(1, 255))
         elif op == "cut":
-            del raw[i:i + data.draw(st.integers(1, 8))]
+            del raw[i : i + data.draw(st.integers(1, 8))]
         else:
             raw[i:i] = data.draw(st.binary(min_size=1, max_size=8))
     decode_or_refuse(bytes(raw))

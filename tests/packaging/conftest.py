@@ -30,8 +30,7 @@ def require_tool(name: str, package: str | None = None) -> str:
 
 
 def require_pyinstaller() -> None:
-    require(importlib.util.find_spec("PyInstaller") is not None,
-            "needs PyInstaller (pip install -e '.[packaging]')")
+    require(importlib.util.find_spec("PyInstaller") is not None, "needs PyInstaller (pip install -e '.[packaging]')")
 
 
 def du_bytes(path: Path) -> int:
@@ -60,8 +59,12 @@ def frozen_agent(tmp_path_factory) -> Path:
 def deb(frozen_agent, tmp_path_factory) -> Path:
     require_tool("dpkg-deb", "dpkg")
     out = tmp_path_factory.mktemp("deb")
-    r = subprocess.run([str(PACKAGING / "linux" / "build-deb.sh"), "--app", str(frozen_agent), "--out", str(out)],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [str(PACKAGING / "linux" / "build-deb.sh"), "--app", str(frozen_agent), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     path = Path(r.stdout.strip().splitlines()[-1])
     print(f"\ndeb: {path.name} {path.stat().st_size / 1e6:.1f} MB")

@@ -37,11 +37,24 @@ def pyz_modules(exe: Path) -> set[str]:
 
 def test_agent_archive_carries_the_agent_and_nothing_of_the_collector(frozen_agent):
     agent = pyz_modules(frozen_agent / "cxpulse")
-    for needed in ("cxpulse.agent.runner", "cxpulse.agent.service", "cxpulse.agent.wifi.linux", "cxpulse.v1.payload",
-                   "grpc", "google.protobuf", "msgpack", "psutil", "httpx"):
+    for needed in (
+        "cxpulse.agent.runner",
+        "cxpulse.agent.service",
+        "cxpulse.agent.wifi.linux",
+        "cxpulse.v1.payload",
+        "grpc",
+        "google.protobuf",
+        "msgpack",
+        "psutil",
+        "httpx",
+    ):
         assert needed in agent, f"{needed} missing from the agent build"
-    unwanted = sorted(m for m in agent if m.split(".")[0] in ("scapy", "fastapi", "uvicorn", "psycopg", "grpc_tools")
-                      or m.startswith(("cxpulse.collector", "cxpulse.cli")))
+    unwanted = sorted(
+        m
+        for m in agent
+        if m.split(".")[0] in ("scapy", "fastapi", "uvicorn", "psycopg", "grpc_tools")
+        or m.startswith(("cxpulse.collector", "cxpulse.cli"))
+    )
     assert unwanted == []
     # The trace child carries scapy and none of the agent's network stack.
     trace = pyz_modules(frozen_agent / "cxpulse-trace")
@@ -62,16 +75,38 @@ def test_version_and_help(frozen_agent):
 
 
 def test_once_against_a_local_collector(frozen_agent, collector):
-    r = run(frozen_agent / "cxpulse", "agent", "once", "--json", "--no-gateway", "--count", "2",
-            "--collector", collector.address, "--target", "loopback=127.0.0.1")
+    r = run(
+        frozen_agent / "cxpulse",
+        "agent",
+        "once",
+        "--json",
+        "--no-gateway",
+        "--count",
+        "2",
+        "--collector",
+        collector.address,
+        "--target",
+        "loopback=127.0.0.1",
+    )
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["collector"]["reachable"] is True
     [lo] = report["targets"]
     assert lo["name"] == "loopback" and lo["lost"] == 0 and lo["median_us"] is not None
     assert report["wifi"] is not None and report["device"]["mem_pct"] > 0
-    text = run(frozen_agent / "cxpulse", "agent", "once", "--no-gateway", "--count", "1", "--no-wifi",
-               "--collector", collector.address, "--target", "loopback=127.0.0.1").stdout
+    text = run(
+        frozen_agent / "cxpulse",
+        "agent",
+        "once",
+        "--no-gateway",
+        "--count",
+        "1",
+        "--no-wifi",
+        "--collector",
+        collector.address,
+        "--target",
+        "loopback=127.0.0.1",
+    ).stdout
     assert "reachable" in text and "loopback" in text
 
 
@@ -106,10 +141,27 @@ def test_run_streams_and_stops_on_sigterm(frozen_agent, collector, tmp_path):
     started = time.monotonic()
     cold = run(frozen_agent / "cxpulse", "--version")
     cold_s = time.monotonic() - started
-    p = subprocess.Popen([str(frozen_agent / "cxpulse"), "agent", "run", "--collector", collector.address,
-                          "--state-dir", str(state), "--no-gateway", "--interval", "0.2", "--batch-interval", "1",
-                          "--target", "loopback=127.0.0.1:9", *collector.agent_args()],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    p = subprocess.Popen(
+        [
+            str(frozen_agent / "cxpulse"),
+            "agent",
+            "run",
+            "--collector",
+            collector.address,
+            "--state-dir",
+            str(state),
+            "--no-gateway",
+            "--interval",
+            "0.2",
+            "--batch-interval",
+            "1",
+            "--target",
+            "loopback=127.0.0.1:9",
+            *collector.agent_args(),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         wait_for(lambda: (state / "identity.json").exists(), 20, what="the agent to start")
         time.sleep(3)
@@ -124,17 +176,36 @@ def test_run_streams_and_stops_on_sigterm(frozen_agent, collector, tmp_path):
     summary = json.loads((state / "last_run.json").read_text())
     assert summary["samples_measured"] > 0 and summary["batches_acked"] > 0, summary
     assert cold.returncode == 0
-    print(f"\nfrozen agent: folder {du_bytes(frozen_agent) / 1e6:.1f} MB, `--version` cold start {cold_s:.2f} s, "
-          f"`agent run` RSS after 3 s {rss_kb / 1024:.1f} MiB")
+    print(
+        f"\nfrozen agent: folder {du_bytes(frozen_agent) / 1e6:.1f} MB, `--version` cold start {cold_s:.2f} s, "
+        f"`agent run` RSS after 3 s {rss_kb / 1024:.1f} MiB"
+    )
 
 
 def test_frozen_agent_runs_path_traces_through_cxpulse_trace(frozen_agent, collector, tmp_path):
     require(os.geteuid() == 0, "path traces need raw sockets")
     state = tmp_path / "state"
-    p = subprocess.Popen([str(frozen_agent / "cxpulse"), "agent", "run", "--collector", collector.address,
-                          "--state-dir", str(state), "--no-gateway", "--interval", "0.5", "--batch-interval", "1",
-                          "--target", "loopback=127.0.0.1:9", *collector.agent_args()],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [
+            str(frozen_agent / "cxpulse"),
+            "agent",
+            "run",
+            "--collector",
+            collector.address,
+            "--state-dir",
+            str(state),
+            "--no-gateway",
+            "--interval",
+            "0.5",
+            "--batch-interval",
+            "1",
+            "--target",
+            "loopback=127.0.0.1:9",
+            *collector.agent_args(),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for(lambda: (state / "identity.json").exists(), 20, what="the agent to start")
         time.sleep(4)

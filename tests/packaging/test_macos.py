@@ -19,8 +19,6 @@ import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import pytest
-
 from .conftest import PACKAGING, REPO, require_tool
 
 MAC = PACKAGING / "macos"
@@ -77,6 +75,7 @@ def test_scripts_parse_and_pass_shellcheck():
 
 # --- the install scripts against a fake root -----------------------------------------------------
 
+
 def _fake_root(tmp_path: Path, prefs: dict[str, str] | None, where: str = "Managed Preferences") -> tuple[Path, dict]:
     root = tmp_path / "root"
     bin_dir = root / SUPPORT / "bin"
@@ -84,8 +83,10 @@ def _fake_root(tmp_path: Path, prefs: dict[str, str] | None, where: str = "Manag
     (root / "Library/LaunchDaemons").mkdir(parents=True)
     (root / "Library/LaunchDaemons" / f"{LABEL}.plist").write_bytes((MAC / f"{LABEL}.plist").read_bytes())
     agent = bin_dir / "cxpulse"
-    agent.write_text(f"#!/bin/sh\nexec {sys.executable} -c 'import sys; from cxpulse.agent.service import main; "
-                     f"sys.exit(main(sys.argv[1:]))' \"$@\"\n")
+    agent.write_text(
+        f"#!/bin/sh\nexec {sys.executable} -c 'import sys; from cxpulse.agent.service import main; "
+        f'sys.exit(main(sys.argv[1:]))\' "$@"\n'
+    )
     agent.chmod(0o755)
     tools = tmp_path / "tools"
     tools.mkdir()
@@ -100,26 +101,36 @@ def _fake_root(tmp_path: Path, prefs: dict[str, str] | None, where: str = "Manag
         recorded.write_text("")
     # `defaults read DOMAIN KEY` prints the raw value, or fails for a missing key; here from a record.
     (tools / "defaults").write_text(
-        "#!/bin/bash\n[ \"$1\" = read ] || exit 1\n"
-        f"awk -F'\\t' -v d=\"$2\" -v k=\"$3\" '$1 == d && $2 == k {{ print $3; found=1 }} END {{ exit !found }}' {recorded}\n")
-    (tools / "launchctl").write_text(f"#!/bin/sh\necho \"$*\" >> {tmp_path / 'launchctl.log'}\n")
+        '#!/bin/bash\n[ "$1" = read ] || exit 1\n'
+        f'awk -F\'\\t\' -v d="$2" -v k="$3" '
+        f"'$1 == d && $2 == k {{ print $3; found=1 }} END {{ exit !found }}' {recorded}\n"
+    )
+    (tools / "launchctl").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path / "launchctl.log"}\n')
     for t in ("defaults", "launchctl"):
         (tools / t).chmod(0o755)
-    env = {**os.environ, "CXPULSE_ROOT": str(root), "CXPULSE_DEFAULTS": str(tools / "defaults"),
-           "CXPULSE_LAUNCHCTL": str(tools / "launchctl"), "CXPULSE_PKGUTIL": "true",
-           "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    env = {
+        **os.environ,
+        "CXPULSE_ROOT": str(root),
+        "CXPULSE_DEFAULTS": str(tools / "defaults"),
+        "CXPULSE_LAUNCHCTL": str(tools / "launchctl"),
+        "CXPULSE_PKGUTIL": "true",
+        "PYTHONPATH": os.pathsep.join(p for p in sys.path if p),
+    }
     return root, env
 
 
 def _run(script: str, env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(MAC / script), *args], capture_output=True, text=True, env=env, cwd=REPO,
-                          timeout=60)
+    return subprocess.run(
+        ["bash", str(MAC / script), *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=60
+    )
 
 
 def test_postinstall_writes_config_from_managed_preferences_and_loads_the_daemon(tmp_path):
     ca_b64 = base64.b64encode(CA_PEM.encode()).decode()
-    root, env = _fake_root(tmp_path, {"Collector": "collector.example.test:50051", "EnrollToken": "tok-mdm",
-                                      "CACert": ca_b64, "Site": "Branch 12"})
+    root, env = _fake_root(
+        tmp_path,
+        {"Collector": "collector.example.test:50051", "EnrollToken": "tok-mdm", "CACert": ca_b64, "Site": "Branch 12"},
+    )
     r = _run("scripts/postinstall", env, "/tmp/x.pkg", "/", "/")
     assert r.returncode == 0, r.stderr
     support = root / SUPPORT

@@ -35,8 +35,12 @@ def msi(tmp_path_factory) -> Path:
     require_tool("wixl")
     require_tool("msiinfo", "msitools")
     out = tmp_path_factory.mktemp("msi")
-    r = subprocess.run([str(PACKAGING / "windows" / "build-msi.sh"), "--placeholders", "--out", str(out)],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [str(PACKAGING / "windows" / "build-msi.sh"), "--placeholders", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     path = Path(r.stdout.strip().splitlines()[-1])
     print(f"\nmsi (stand-in files): {path.name} {path.stat().st_size} bytes")
@@ -80,14 +84,24 @@ def test_public_properties_reach_the_bootstrap_file(msi):
     actions = {r["Action"]: r for r in table(msi, "CustomAction")}
     cfg = actions["CA_WriteConfig"]
     assert cfg["Source"] == "cxpulse.exe"  # the agent's own `agent configure`
-    for prop, flag in (("COLLECTOR", "--collector"), ("ENROLL_TOKEN", "--enroll-token"), ("CA_CERT", "--ca-cert"),
-                       ("SITE", "--site")):
+    for prop, flag in (
+        ("COLLECTOR", "--collector"),
+        ("ENROLL_TOKEN", "--enroll-token"),
+        ("CA_CERT", "--ca-cert"),
+        ("SITE", "--site"),
+    ):
         assert f'{flag} "[{prop}]"' in cfg["Target"]
     assert '--config "[CXPULSEDATA]agent.toml"' in cfg["Target"]
     kind = int(cfg["Type"])
     assert kind & 0x3F == 18 and kind & DEFERRED and kind & NO_IMPERSONATE and kind & HIDE_TARGET
     props = {r["Property"]: r["Value"] for r in table(msi, "Property")}
-    assert set(props["SecureCustomProperties"].split(";")) >= {"COLLECTOR", "ENROLL_TOKEN", "CA_CERT", "SITE", "KEEP_DATA"}
+    assert set(props["SecureCustomProperties"].split(";")) >= {
+        "COLLECTOR",
+        "ENROLL_TOKEN",
+        "CA_CERT",
+        "SITE",
+        "KEEP_DATA",
+    }
     assert props["MsiHiddenProperties"] == "ENROLL_TOKEN"
     assert props["ALLUSERS"] == "1"  # per-machine
 
@@ -115,7 +129,10 @@ def test_upgrade_replaces_and_uninstall_purges_only_for_real(msi):
     assert seq["CA_WriteConfig"]["Condition"] == 'NOT REMOVE~="ALL"'
     # Data goes on a real uninstall only: after the service is deleted, never during an upgrade.
     assert n["DeleteServices"] < n["CA_PurgeData"] < n["RemoveFiles"]
-    assert "NOT UPGRADINGPRODUCTCODE" in seq["CA_PurgeData"]["Condition"] and "KEEP_DATA" in seq["CA_PurgeData"]["Condition"]
+    assert (
+        "NOT UPGRADINGPRODUCTCODE" in seq["CA_PurgeData"]["Condition"]
+        and "KEEP_DATA" in seq["CA_PurgeData"]["Condition"]
+    )
     assert n["CA_SetScPath"] < n["InstallInitialize"] and n["CA_SetCmdPath"] < n["InstallInitialize"]
     assert all(v < n["InstallFinalize"] for v in n.values() if v != n["InstallFinalize"] and v > n["InstallInitialize"])
 
@@ -132,7 +149,7 @@ def test_harvest_is_stable_and_valid(tmp_path):
     app = placeholder_pe.stage(tmp_path / "app")
     first = harvest.fragment(app, {"cxpulse.exe"})
     assert first == harvest.fragment(app, {"cxpulse.exe"})  # same IDs every build
-    assert "cxpulse.exe\"" not in first.replace("cxpulse-trace.exe", "")
+    assert 'cxpulse.exe"' not in first.replace("cxpulse-trace.exe", "")
     import xml.etree.ElementTree as ET
 
     ET.fromstring(first)

@@ -51,18 +51,35 @@ def plain_env(tmp_path_factory) -> Path:
     """A venv holding the wheel and its core dependencies only; its bin/ directory."""
     tmp = tmp_path_factory.mktemp("plain-install")
     wheels = tmp / "wheels"
-    r = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(REPO)],
-            timeout=300)
+    r = run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(REPO)],
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     (wheel,) = wheels.glob("cxpulse-*.whl")
     venv = tmp / "venv"
     r = run([sys.executable, "-m", "venv", str(venv)])
     assert r.returncode == 0, r.stderr
     bindir = venv / ("Scripts" if os.name == "nt" else "bin")
-    probe = run([str(bindir / "python"), "-m", "pip", "download", "--no-deps", "-q", "-d", str(tmp / "probe"),
-                 "msgpack>=1.0,<2"], timeout=120)
-    require(probe.returncode == 0, "pip cannot reach the package registry (the plain install needs it): "
-            + (probe.stderr.strip().splitlines() or ["no output"])[-1])
+    probe = run(
+        [
+            str(bindir / "python"),
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "-q",
+            "-d",
+            str(tmp / "probe"),
+            "msgpack>=1.0,<2",
+        ],
+        timeout=120,
+    )
+    require(
+        probe.returncode == 0,
+        "pip cannot reach the package registry (the plain install needs it): "
+        + (probe.stderr.strip().splitlines() or ["no output"])[-1],
+    )
     r = run([str(bindir / "python"), "-m", "pip", "install", "-q", str(wheel)], timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return bindir
@@ -75,8 +92,13 @@ def cxpulse(bindir: Path, *argv: str, timeout: float = 60) -> subprocess.Complet
 
 @pytest.mark.slow
 def test_plain_install_has_no_extras_and_answers_help(plain_env):
-    r = run([str(plain_env / "python"), "-c",
-             "import importlib.util as u; print([m for m in %r if u.find_spec(m)])" % (EXTRAS_ONLY,)])
+    r = run(
+        [
+            str(plain_env / "python"),
+            "-c",
+            f"import importlib.util as u; print([m for m in {EXTRAS_ONLY!r} if u.find_spec(m)])",
+        ]
+    )
     assert r.stdout.strip() == "[]", r.stdout + r.stderr
     for argv in (["--help"], ["lookup", "--help"], ["collector", "serve", "--help"], ["agent", "run", "--help"]):
         r = cxpulse(plain_env, *argv)
@@ -92,13 +114,33 @@ def test_plain_install_collector_page_and_agent(plain_env, tmp_path):
     assert token.returncode == 0, token.stderr
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     collector = subprocess.Popen(
-        [str(plain_env / "cxpulse"), "collector", "serve", "--insecure", "--listen", "127.0.0.1:0", "--db", str(db),
-         "--ready-file", str(ready), "--http", f"127.0.0.1:{http_port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+        [
+            str(plain_env / "cxpulse"),
+            "collector",
+            "serve",
+            "--insecure",
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            str(db),
+            "--ready-file",
+            str(ready),
+            "--http",
+            f"127.0.0.1:{http_port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     agent = None
     try:
-        wait_until(lambda: (ready.exists() and ready.read_text().strip()) or collector.poll() is not None, 30,
-                   "the collector to listen")
+        wait_until(
+            lambda: (ready.exists() and ready.read_text().strip()) or collector.poll() is not None,
+            30,
+            "the collector to listen",
+        )
         assert collector.poll() is None, collector.communicate(timeout=10)[0][-3000:]
         grpc_port = int(ready.read_text())
         with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/", timeout=10) as page:
@@ -107,10 +149,31 @@ def test_plain_install_collector_page_and_agent(plain_env, tmp_path):
         assert "<html" in body.lower()
 
         agent = subprocess.Popen(
-            [str(plain_env / "cxpulse"), "agent", "run", "--insecure", "--collector", f"127.0.0.1:{grpc_port}",
-             "--enroll-token", token.stdout.split()[0], "--state-dir", str(tmp_path / "agent"), "--no-gateway",
-             "--target", "lo=127.0.0.1", "--batch-interval", "1", "--user", "plain.install"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+            [
+                str(plain_env / "cxpulse"),
+                "agent",
+                "run",
+                "--insecure",
+                "--collector",
+                f"127.0.0.1:{grpc_port}",
+                "--enroll-token",
+                token.stdout.split()[0],
+                "--state-dir",
+                str(tmp_path / "agent"),
+                "--no-gateway",
+                "--target",
+                "lo=127.0.0.1",
+                "--batch-interval",
+                "1",
+                "--user",
+                "plain.install",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
 
         def delivered():
             if agent.poll() is not None:
@@ -139,8 +202,10 @@ def test_plain_install_collector_page_and_agent(plain_env, tmp_path):
 
 @pytest.mark.slow
 def test_plain_install_postgres_url_names_the_extra(plain_env, tmp_path):
-    for argv in (["collector", "serve", "--insecure", "--listen", "127.0.0.1:0", "--db", "postgresql://u@127.0.0.1:9/x"],
-                 ["collector", "tokens", "list", "--db", "postgresql://u@127.0.0.1:9/x"]):
+    for argv in (
+        ["collector", "serve", "--insecure", "--listen", "127.0.0.1:0", "--db", "postgresql://u@127.0.0.1:9/x"],
+        ["collector", "tokens", "list", "--db", "postgresql://u@127.0.0.1:9/x"],
+    ):
         r = cxpulse(plain_env, *argv)
         assert r.returncode == 2, (argv, r.stderr)
         assert r.stderr == "cxpulse: PostgreSQL needs the 'postgres' extra: pip install 'cxpulse[postgres]'\n", r.stderr

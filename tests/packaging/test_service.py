@@ -41,8 +41,18 @@ def main(*argv: str, stdin: str = "") -> tuple[int, str, str]:
 
 def test_configure_creates_a_file_the_agent_loads(tmp_path):
     cfg = tmp_path / "etc" / "agent.toml"
-    code, out, _ = main("agent", "configure", "--config", str(cfg), "--collector", "c.example.test:50051",
-                        "--site", 'Branch "12" \\ east', "--state-dir", str(tmp_path / "state"))
+    code, out, _ = main(
+        "agent",
+        "configure",
+        "--config",
+        str(cfg),
+        "--collector",
+        "c.example.test:50051",
+        "--site",
+        'Branch "12" \\ east',
+        "--state-dir",
+        str(tmp_path / "state"),
+    )
     assert code == 0 and str(cfg) in out
     loaded = load(cfg)
     assert loaded.collector == "c.example.test:50051" and loaded.site == 'Branch "12" \\ east'
@@ -85,8 +95,12 @@ def test_configure_refuses_a_bad_value_and_keeps_the_old_file(tmp_path):
 @pytest.mark.parametrize("form", ["path", "pem", "base64-pem", "base64-der"])
 def test_ca_cert_forms(tmp_path, form):
     der = b"\x30\x82\x01\x0acxpulse-test-der"
-    value = {"path": str(tmp_path / "given.pem"), "pem": PEM, "base64-pem": base64.b64encode(PEM.encode()).decode(),
-             "base64-der": base64.b64encode(der).decode()}[form]
+    value = {
+        "path": str(tmp_path / "given.pem"),
+        "pem": PEM,
+        "base64-pem": base64.b64encode(PEM.encode()).decode(),
+        "base64-der": base64.b64encode(der).decode(),
+    }[form]
     (tmp_path / "given.pem").write_text(PEM)
     cfg = tmp_path / "conf" / "agent.toml"
     service.write_bootstrap(cfg, ca_cert=value)
@@ -117,16 +131,28 @@ def test_token_from_stdin_is_private_and_merged(tmp_path):
 
 
 def test_root_writes_below_it_with_paths_as_the_agent_sees_them(tmp_path):
-    written = service.write_bootstrap("/etc/cxpulse/agent.toml", collector="c.example.test:1", ca_cert=PEM,
-                                      root=tmp_path)
+    written = service.write_bootstrap(
+        "/etc/cxpulse/agent.toml", collector="c.example.test:1", ca_cert=PEM, root=tmp_path
+    )
     assert tmp_path / "etc/cxpulse/agent.toml" in written
     enroll = tomllib.loads((tmp_path / "etc/cxpulse" / service.ENROLL_FILE).read_text())
     assert enroll["ca_file"] == "/etc/cxpulse/ca.pem"
 
 
 def test_once_from_source_against_a_local_collector(collector):
-    code, out, err = main("agent", "once", "--json", "--no-gateway", "--count", "1", "--no-wifi",
-                          "--collector", collector.address, "--target", "loopback=127.0.0.1")
+    code, out, err = main(
+        "agent",
+        "once",
+        "--json",
+        "--no-gateway",
+        "--count",
+        "1",
+        "--no-wifi",
+        "--collector",
+        collector.address,
+        "--target",
+        "loopback=127.0.0.1",
+    )
     assert code == 0, err
     report = json.loads(out)
     assert report["collector"]["reachable"] is True and report["targets"][0]["name"] == "loopback"
@@ -134,8 +160,18 @@ def test_once_from_source_against_a_local_collector(collector):
 
 
 def test_once_reports_an_unreachable_collector_without_failing():
-    code, out, _ = main("agent", "once", "--no-gateway", "--count", "1", "--no-wifi", "--collector", "127.0.0.1:9",
-                        "--target", "loopback=127.0.0.1")
+    code, out, _ = main(
+        "agent",
+        "once",
+        "--no-gateway",
+        "--count",
+        "1",
+        "--no-wifi",
+        "--collector",
+        "127.0.0.1:9",
+        "--target",
+        "loopback=127.0.0.1",
+    )
     assert code == 0 and "NOT reachable" in out
 
 
@@ -146,10 +182,18 @@ def test_once_rejects_bad_configuration():
 
 def test_service_runner_stops_when_asked_from_another_thread(collector, tmp_path):
     """What SvcStop does on Windows: request_stop from the control thread; the batch is spooled and sent."""
-    cfg = load(EXAMPLE).with_overrides(collector=collector.address, state_dir=str(tmp_path / "state"),
-                                       targets=(Target("loopback", "127.0.0.1", 9),), probe_interval_s=0.2,
-                                       batch_interval_s=1.0, measure_gateway=False, apps=(), trace_enabled=False,
-                                       ca_file=collector.ca_file, enroll_token=collector.token)
+    cfg = load(EXAMPLE).with_overrides(
+        collector=collector.address,
+        state_dir=str(tmp_path / "state"),
+        targets=(Target("loopback", "127.0.0.1", 9),),
+        probe_interval_s=0.2,
+        batch_interval_s=1.0,
+        measure_gateway=False,
+        apps=(),
+        trace_enabled=False,
+        ca_file=collector.ca_file,
+        enroll_token=collector.token,
+    )
     runner = service.ServiceRunner(cfg)
     t = threading.Thread(target=runner.run)
     t.start()
@@ -165,8 +209,9 @@ def test_service_runner_stops_when_asked_from_another_thread(collector, tmp_path
 
 
 def test_a_stop_before_start_still_counts(tmp_path):
-    cfg = load(EXAMPLE).with_overrides(collector="127.0.0.1:9", state_dir=str(tmp_path / "s"), apps=(),
-                                       trace_enabled=False, measure_gateway=False)
+    cfg = load(EXAMPLE).with_overrides(
+        collector="127.0.0.1:9", state_dir=str(tmp_path / "s"), apps=(), trace_enabled=False, measure_gateway=False
+    )
     runner = service.ServiceRunner(cfg)
     runner.request_stop()
     t = threading.Thread(target=runner.run)
@@ -197,11 +242,13 @@ def test_version_line():
 
 def test_collector_stays_out_of_the_agent_entry_point():
     """The frozen entry must not import the collector (the build leaves it out: an import would crash)."""
-    code = ("import sys\n"
-            "from cxpulse.agent import service\n"
-            "service.build_parser()\n"
-            "import cxpulse.agent.runner, cxpulse.agent.probes.http, cxpulse.agent.device, cxpulse.agent.wifi.cli\n"
-            "bad = sorted(m for m in sys.modules if m.startswith(('cxpulse.collector', 'cxpulse.cli', 'scapy')))\n"
-            "assert 'cxpulse.agent.runner' in sys.modules and not bad, bad\n")
+    code = (
+        "import sys\n"
+        "from cxpulse.agent import service\n"
+        "service.build_parser()\n"
+        "import cxpulse.agent.runner, cxpulse.agent.probes.http, cxpulse.agent.device, cxpulse.agent.wifi.cli\n"
+        "bad = sorted(m for m in sys.modules if m.startswith(('cxpulse.collector', 'cxpulse.cli', 'scapy')))\n"
+        "assert 'cxpulse.agent.runner' in sys.modules and not bad, bad\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

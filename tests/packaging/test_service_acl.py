@@ -18,18 +18,34 @@ from pathlib import Path
 import pytest
 
 from cxpulse.agent import acl_windows, central, enrollment, service
-from cxpulse.agent.acl_windows import (ADMINS_SID, CONTAINER_INHERIT_ACE, DACL_SECURITY_INFORMATION, FILE_ALL_ACCESS,
-                                       INHERITED_ACE, OBJECT_INHERIT_ACE, OWNER_SECURITY_INFORMATION,
-                                       PROTECTED_DACL_SECURITY_INFORMATION, SE_DACL_PROTECTED, STRICT_ACES, SYSTEM_SID,
-                                       UNPROTECTED_DACL_SECURITY_INFORMATION, USERS_SID, WindowsAcl)
+from cxpulse.agent.acl_windows import (
+    ADMINS_SID,
+    CONTAINER_INHERIT_ACE,
+    DACL_SECURITY_INFORMATION,
+    FILE_ALL_ACCESS,
+    INHERITED_ACE,
+    OBJECT_INHERIT_ACE,
+    OWNER_SECURITY_INFORMATION,
+    PROTECTED_DACL_SECURITY_INFORMATION,
+    SE_DACL_PROTECTED,
+    STRICT_ACES,
+    SYSTEM_SID,
+    UNPROTECTED_DACL_SECURITY_INFORMATION,
+    USERS_SID,
+    WindowsAcl,
+)
 
 DESK_USER = "S-1-5-21-1004336348-1177238915-682003330-1001"  # a local user's SID, as whoami /user prints it
 OI_CI = OBJECT_INHERIT_ACE | CONTAINER_INHERIT_ACE
 # ProgramData's own ACL on a Windows 10/11 install (icacls C:\ProgramData): SYSTEM and Administrators
 # full, Users read and execute, and Users "write data / add subdirectory" on subfolders (CI only):
 # why a desk user can create files in a new subfolder before the installer runs.
-PROGRAMDATA_ACES = [(SYSTEM_SID, FILE_ALL_ACCESS, OI_CI), (ADMINS_SID, FILE_ALL_ACCESS, OI_CI),
-                    (USERS_SID, 0x1200A9, OI_CI), (USERS_SID, 0x116, CONTAINER_INHERIT_ACE)]
+PROGRAMDATA_ACES = [
+    (SYSTEM_SID, FILE_ALL_ACCESS, OI_CI),
+    (ADMINS_SID, FILE_ALL_ACCESS, OI_CI),
+    (USERS_SID, 0x1200A9, OI_CI),
+    (USERS_SID, 0x116, CONTAINER_INHERIT_ACE),
+]
 
 
 class FakeError(Exception):
@@ -49,14 +65,14 @@ class Acl:
     def __init__(self):
         self.aces: list = []
 
-    def AddAccessAllowedAceEx(self, revision: int, flags: int, mask: int, sid: Sid) -> None:  # noqa: N802
+    def AddAccessAllowedAceEx(self, revision: int, flags: int, mask: int, sid: Sid) -> None:
         assert revision == 2 and isinstance(sid, Sid)
         self.aces.append(((0, flags), mask, sid))
 
-    def GetAceCount(self) -> int:  # noqa: N802
+    def GetAceCount(self) -> int:
         return len(self.aces)
 
-    def GetAce(self, i: int):  # noqa: N802
+    def GetAce(self, i: int):
         return self.aces[i]
 
 
@@ -67,13 +83,13 @@ class Descriptor:
         for sid, mask, flags in aces:
             self.dacl.AddAccessAllowedAceEx(2, flags, mask, Sid(sid))
 
-    def GetSecurityDescriptorOwner(self) -> Sid:  # noqa: N802
+    def GetSecurityDescriptorOwner(self) -> Sid:
         return Sid(self.owner)
 
-    def GetSecurityDescriptorControl(self) -> tuple[int, int]:  # noqa: N802
+    def GetSecurityDescriptorControl(self) -> tuple[int, int]:
         return (SE_DACL_PROTECTED if self.protected else 0, 1)
 
-    def GetSecurityDescriptorDacl(self) -> Acl:  # noqa: N802
+    def GetSecurityDescriptorDacl(self) -> Acl:
         return self.dacl
 
 
@@ -124,25 +140,25 @@ class FakeWin32Security:
         return {sid for sid, _, _ in self.effective(path)}
 
     # -- the pywin32 functions --
-    def ConvertStringSidToSid(self, text: str) -> Sid:  # noqa: N802
+    def ConvertStringSidToSid(self, text: str) -> Sid:
         assert text.startswith("S-1-"), text
         return Sid(text)
 
-    def ConvertSidToStringSid(self, sid: Sid) -> str:  # noqa: N802
+    def ConvertSidToStringSid(self, sid: Sid) -> str:
         return sid.text
 
-    def ACL(self, size: int = 64) -> Acl:  # noqa: N802
+    def ACL(self, size: int = 64) -> Acl:
         assert size >= 8 + 3 * 24, "too small for the folder's three ACEs"
         return Acl()
 
-    def GetNamedSecurityInfo(self, path: str, objtype: int, info: int) -> Descriptor:  # noqa: N802
+    def GetNamedSecurityInfo(self, path: str, objtype: int, info: int) -> Descriptor:
         assert objtype == 1 and info == OWNER_SECURITY_INFORMATION | DACL_SECURITY_INFORMATION
         self.calls.append(("get", path))
         p = Path(path)
         st = self.state(p)
         return Descriptor(st["owner"], st["protected"], self.effective(p))
 
-    def SetNamedSecurityInfo(self, path: str, objtype: int, info: int, owner, group, dacl, sacl) -> None:  # noqa: N802
+    def SetNamedSecurityInfo(self, path: str, objtype: int, info: int, owner, group, dacl, sacl) -> None:
         assert objtype == 1 and group is None and sacl is None
         if self.fail_on and Path(path).name == self.fail_on:
             raise FakeError(5, "SetNamedSecurityInfo", "Access is denied.")
@@ -150,7 +166,9 @@ class FakeWin32Security:
         if info & OWNER_SECURITY_INFORMATION:
             st["owner"] = owner.text
         if info & DACL_SECURITY_INFORMATION:
-            assert bool(info & PROTECTED_DACL_SECURITY_INFORMATION) != bool(info & UNPROTECTED_DACL_SECURITY_INFORMATION)
+            assert bool(info & PROTECTED_DACL_SECURITY_INFORMATION) != bool(
+                info & UNPROTECTED_DACL_SECURITY_INFORMATION
+            )
             st["protected"] = bool(info & PROTECTED_DACL_SECURITY_INFORMATION)
             st["aces"] = [(sid.text, mask, flags) for (_, flags), mask, sid in dacl.aces if not flags & INHERITED_ACE]
         self.calls.append(("set", path, info, [a[0] for a in st["aces"]], st["protected"]))
@@ -214,8 +232,11 @@ def test_install_then_upgrade_keeps_every_secret_to_system_and_administrators(de
     fake.plant(planted, DESK_USER, [(DESK_USER, FILE_ALL_ACCESS, 0)], protected=True)
     (folder / "agent").mkdir()
     fake.plant(folder / "agent", DESK_USER, [(DESK_USER, FILE_ALL_ACCESS, OI_CI)])
-    secrets += [folder / service.ENROLL_FILE, folder / "agent" / enrollment.CREDENTIAL_FILE,
-                folder / "agent" / central.FILE_NAME]
+    secrets += [
+        folder / service.ENROLL_FILE,
+        folder / "agent" / enrollment.CREDENTIAL_FILE,
+        folder / "agent" / central.FILE_NAME,
+    ]
 
     service.write_bootstrap(folder / "agent.toml", collector="c.example.test:50051", enroll_token="tok-1")
     assert fake.readers(folder) == {SYSTEM_SID, ADMINS_SID, USERS_SID} and fake.state(folder)["protected"]
@@ -242,13 +263,16 @@ def test_install_then_upgrade_keeps_every_secret_to_system_and_administrators(de
     assert [Path(c[1]).name for c in resets] == []
     strict_sets = {Path(c[1]).name for c in fake.calls if c[0] == "set" and c[4] and c[3] == [SYSTEM_SID, ADMINS_SID]}
     assert {service.ENROLL_FILE, enrollment.CREDENTIAL_FILE, central.FILE_NAME} <= strict_sets
-    assert fake.readers(folder / "agent" / "spool" / "00000000000000000001-10.mpk") == {SYSTEM_SID, ADMINS_SID,
-                                                                                          USERS_SID}
+    assert fake.readers(folder / "agent" / "spool" / "00000000000000000001-10.mpk") == {
+        SYSTEM_SID,
+        ADMINS_SID,
+        USERS_SID,
+    }
 
 
 def test_an_upgrade_over_the_old_installers_reset_locks_the_credential_again(desk):
     """The first installers' `icacls folder\\* /reset /T` left credential.json inheriting Users:read."""
-    fake, folder, secrets = desk
+    fake, folder, _secrets = desk
     service.write_bootstrap(folder / "agent.toml", collector="c.example.test:50051")
     cred = folder / "agent" / enrollment.CREDENTIAL_FILE
     cred.parent.mkdir()
@@ -287,7 +311,9 @@ def test_a_folder_elsewhere_is_not_repermissioned(desk, tmp_path):
 def test_access_denied_fails_the_configure_with_a_message(desk, capsys):
     fake, folder, _ = desk
     fake.fail_on = "cxpulse"
-    code = service.main(["agent", "configure", "--config", str(folder / "agent.toml"), "--collector", "c.example.test:1"])
+    code = service.main(
+        ["agent", "configure", "--config", str(folder / "agent.toml"), "--collector", "c.example.test:1"]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "SetNamedSecurityInfo" in err and "Access is denied" in err and not (folder / "agent.toml").exists()
@@ -298,20 +324,25 @@ def test_without_pywin32_a_single_file_uses_icacls_and_never_resets(monkeypatch,
     ran = []
     monkeypatch.setattr(acl_windows, "_windows_acl", lambda: None)
     monkeypatch.setattr(acl_windows.os, "name", "nt")
-    monkeypatch.setattr(acl_windows.subprocess, "run", lambda argv, **kw: ran.append(argv) or
-                        subprocess.CompletedProcess(argv, 0))
+    monkeypatch.setattr(
+        acl_windows.subprocess, "run", lambda argv, **kw: ran.append(argv) or subprocess.CompletedProcess(argv, 0)
+    )
     acl_windows.restrict_secret_file(tmp_path / "credential.json")
     monkeypatch.undo()
-    assert ran == [["icacls", str(tmp_path / "credential.json"), "/inheritance:r", "/grant:r", "*S-1-5-18:F",
-                    "*S-1-5-32-544:F"]]
+    assert ran == [
+        ["icacls", str(tmp_path / "credential.json"), "/inheritance:r", "/grant:r", "*S-1-5-18:F", "*S-1-5-32-544:F"]
+    ]
     assert not any("/reset" in a or "/T" in a for a in ran[0])
 
 
 NATIVE_WINDOWS = os.environ.get("CXPULSE_NATIVE_OS") == "1" and sys.platform == "win32"
 
 
-@pytest.mark.skipif(not NATIVE_WINDOWS, reason="native Windows check: runs in the installers workflow's "
-                    "agent-tests job (CXPULSE_NATIVE_OS=1 on windows-latest)")
+@pytest.mark.skipif(
+    not NATIVE_WINDOWS,
+    reason="native Windows check: runs in the installers workflow's "
+    "agent-tests job (CXPULSE_NATIVE_OS=1 on windows-latest)",
+)
 def test_native_win32_security_keeps_a_secret_strict_over_two_configures(tmp_path):
     """The same sequence through the real pywin32 on a Windows runner (an elevated administrator)."""
     import win32security
@@ -326,7 +357,7 @@ def test_native_win32_security_keeps_a_secret_strict_over_two_configures(tmp_pat
     other.write_text("")
     for _ in range(2):  # install, then upgrade
         acl_windows.secure_data_folder(folder, acl)
-        owner, protected, aces = acl.read(cred)
+        _owner, protected, aces = acl.read(cred)
         assert protected and {a[0] for a in aces} == STRICT, aces
         _, folder_protected, folder_aces = acl.read(folder)
         assert folder_protected and {a[0] for a in folder_aces} == STRICT | {USERS_SID}

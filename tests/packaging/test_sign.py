@@ -22,11 +22,45 @@ def test_key(tmp_path_factory) -> tuple[Path, Path, str]:
     openssl = require_tool("openssl")
     d = tmp_path_factory.mktemp("key")
     password = "test-only-password"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(d / "key.pem"),
-                    "-out", str(d / "cert.pem"), "-days", "2", "-subj", "/CN=cxpulse test signing",
-                    "-addext", "extendedKeyUsage=codeSigning"], check=True, capture_output=True)
-    subprocess.run([openssl, "pkcs12", "-export", "-inkey", str(d / "key.pem"), "-in", str(d / "cert.pem"),
-                    "-out", str(d / "sign.pfx"), "-passout", f"pass:{password}"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(d / "key.pem"),
+            "-out",
+            str(d / "cert.pem"),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=cxpulse test signing",
+            "-addext",
+            "extendedKeyUsage=codeSigning",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            openssl,
+            "pkcs12",
+            "-export",
+            "-inkey",
+            str(d / "key.pem"),
+            "-in",
+            str(d / "cert.pem"),
+            "-out",
+            str(d / "sign.pfx"),
+            "-passout",
+            f"pass:{password}",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return d / "sign.pfx", d / "cert.pem", password
 
 
@@ -40,8 +74,9 @@ def stage(tmp_path: Path) -> Path:
 
 
 def verify(path: Path, cert: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(["osslsigncode", "verify", "-CAfile", str(cert), "-in", str(path)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        ["osslsigncode", "verify", "-CAfile", str(cert), "-in", str(path)], capture_output=True, text=True
+    )
 
 
 def test_without_keys_files_stay_unsigned_and_it_says_so(tmp_path):
@@ -65,8 +100,13 @@ def test_signs_executables_and_msi(tmp_path, test_key):
     v = verify(exe, cert)
     assert v.returncode == 0 and "Signature verification: ok" in v.stdout, v.stdout + v.stderr
     # build-msi.sh signs the executables it packs and the MSI itself.
-    r = subprocess.run([str(PACKAGING / "windows" / "build-msi.sh"), "--placeholders", "--out", str(tmp_path / "out")],
-                       capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run(
+        [str(PACKAGING / "windows" / "build-msi.sh"), "--placeholders", "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stderr.count("sign: signed") == 3, r.stderr
     msi = Path(r.stdout.strip().splitlines()[-1])

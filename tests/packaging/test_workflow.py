@@ -53,16 +53,19 @@ def test_desk_jobs_check_the_lookup_measure_and_uninstall(name, os_label):
     job = jobs()[name]
     run = script(job)
     # A collector with TLS, a token and the JSON API on the loopback; the agent installed pointing at it.
-    assert "collector init --ip 127.0.0.1" in run and "--tls-dir" in run and "--http 127.0.0.1:8080" in run.replace(
-        '"--http", "127.0.0.1:8080"', "--http 127.0.0.1:8080")
+    assert (
+        "collector init --ip 127.0.0.1" in run
+        and "--tls-dir" in run
+        and "--http 127.0.0.1:8080" in run.replace('"--http", "127.0.0.1:8080"', "--http 127.0.0.1:8080")
+    )
     assert "127.0.0.1:50051" in run and ("ENROLL_TOKEN=" in run or "EnrollToken" in run)
-    assert ("CA_CERT=" in run or "CACert" in run)
+    assert "CA_CERT=" in run or "CACert" in run
     assert "Start-Sleep -Seconds 60" in run or "sleep 60" in run
     assert "packaging/ci/desk_check.py --api http://127.0.0.1:8080" in run and "--console-user" in run
     assert f"packaging/ci/footprint.py --os {os_label}" in run and "--seconds 300" in run
     order = [run.index(s) for s in ("desk_check.py", "footprint.py")]
     assert order == sorted(order)
-    uninstall = run[run.index("footprint.py"):]
+    uninstall = run[run.index("footprint.py") :]
     assert "/x " in uninstall or "uninstall.sh" in uninstall
     uploads = [s for s in job["steps"] if s.get("uses", "").startswith("actions/upload-artifact")]
     assert any(s.get("if") == "always()" for s in uploads)
@@ -71,8 +74,14 @@ def test_desk_jobs_check_the_lookup_measure_and_uninstall(name, os_label):
 def test_paths_it_runs_exist():
     text = WORKFLOW.read_text()
     paths = set(re.findall(r"(?<![\w/])packaging/[\w./-]+\.(?:sh|py)", text))
-    assert paths >= {"packaging/freeze.py", "packaging/windows/build-msi.sh", "packaging/macos/build.sh",
-                     "packaging/linux/build-deb.sh", "packaging/ci/desk_check.py", "packaging/ci/footprint.py"}
+    assert paths >= {
+        "packaging/freeze.py",
+        "packaging/windows/build-msi.sh",
+        "packaging/macos/build.sh",
+        "packaging/linux/build-deb.sh",
+        "packaging/ci/desk_check.py",
+        "packaging/ci/footprint.py",
+    }
     for p in paths:
         assert (REPO / p).is_file(), p
 

@@ -7,9 +7,9 @@ only when the app's last 20 checks are below 95% available; an outage still show
 
 from __future__ import annotations
 
-from cxpulse.collector.store import rollup as ru
 from cxpulse.collector.score.timeline import AVAILABILITY_CHECKS, agent_timeline, minute_scores
 from cxpulse.collector.store import AgentInfo, PendingBatch, open_store
+from cxpulse.collector.store import rollup as ru
 from cxpulse.v1 import payload as p
 
 S = 1_000_000

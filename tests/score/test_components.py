@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 import cxpulse.collector.score as score
@@ -30,7 +32,15 @@ T0 = 1_790_000_000 * S
 
 
 def test_labels_are_the_issue_bands():
-    assert [label_for(x) for x in (100, 70, 69.9, 30, 29.9, 0, None)] == ["good", "good", "fair", "fair", "poor", "poor", "n/a"]
+    assert [label_for(x) for x in (100, 70, 69.9, 30, 29.9, 0, None)] == [
+        "good",
+        "good",
+        "fair",
+        "fair",
+        "poor",
+        "poor",
+        "n/a",
+    ]
 
 
 def test_piecewise_interpolates_and_is_flat_beyond_the_ends():
@@ -48,7 +58,7 @@ def test_voice_score_anchors_follow_the_g109_boundaries():
     assert voice_score_from_mos(3.1) == pytest.approx(30)
     xs = [1 + i / 100 for i in range(351)]
     ys = [voice_score_from_mos(x) for x in xs]
-    assert all(b >= a for a, b in zip(ys, ys[1:]))
+    assert all(b >= a for a, b in itertools.pairwise(ys))
     assert [a for a, _ in MOS_ANCHORS] == sorted(a for a, _ in MOS_ANCHORS)
 
 
@@ -281,18 +291,51 @@ def test_window_of_nothing_and_bad_fraction():
 
 
 def test_components_serialize():
-    o = overall([voice_component(20, 2, 0), apps_component([AppCheck("crm", 100)]), wifi_component([]),
-                 stability_component([], 60)])
+    o = overall(
+        [
+            voice_component(20, 2, 0),
+            apps_component([AppCheck("crm", 100)]),
+            wifi_component([]),
+            stability_component([], 60),
+        ]
+    )
     d = o.to_dict()
-    assert d["limiting"] in {"voice", "apps", "stability"} and [c["name"] for c in d["components"]] == ["voice", "apps", "wifi", "stability"]
+    assert d["limiting"] in {"voice", "apps", "stability"} and [c["name"] for c in d["components"]] == [
+        "voice",
+        "apps",
+        "wifi",
+        "stability",
+    ]
     assert window_score([(0, o)]).to_dict()["score"] == d["score"]
 
 
 def test_public_api_is_deliberate():
-    assert sorted(score.__all__) == sorted([
-        "CODECS", "AppCheck", "Codec", "Component", "DelayBudget", "LatencySketch", "Overall", "Params", "Rating",
-        "WifiReading", "WindowScore", "apps_component", "burst_r_from_runs", "codec_by_name", "label_for", "mos_from_r",
-        "one_way_delay", "overall", "rate", "rate_path", "stability_component", "voice_component", "wifi_component",
-        "window_score",
-    ])
+    assert sorted(score.__all__) == sorted(
+        [
+            "CODECS",
+            "AppCheck",
+            "Codec",
+            "Component",
+            "DelayBudget",
+            "LatencySketch",
+            "Overall",
+            "Params",
+            "Rating",
+            "WifiReading",
+            "WindowScore",
+            "apps_component",
+            "burst_r_from_runs",
+            "codec_by_name",
+            "label_for",
+            "mos_from_r",
+            "one_way_delay",
+            "overall",
+            "rate",
+            "rate_path",
+            "stability_component",
+            "voice_component",
+            "wifi_component",
+            "window_score",
+        ]
+    )
     assert all(hasattr(score, name) for name in score.__all__)

@@ -15,6 +15,7 @@ Reference values and where they come from (docs/scoring.md, "Reference values"):
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import replace
 
@@ -67,7 +68,7 @@ def test_mos_ends_and_monotone():
     assert mos_from_r(100) == 4.5 and mos_from_r(130) == 4.5
     grid = [x / 10 for x in range(-100, 1101)]
     mos = [mos_from_r(x) for x in grid]
-    assert all(b >= a for a, b in zip(mos, mos[1:]))
+    assert all(b >= a for a, b in itertools.pairwise(mos))
     assert min(mos) == 1.0
 
 
@@ -121,13 +122,16 @@ def test_codec_table_is_g113_appendix_i():
     assert codec_by_name("G.729A") is CODECS["g729a"] and codec_by_name("G711_PLC") is CODECS["g711-plc"]
 
 
-@pytest.mark.parametrize(("codec", "loss", "burst", "expected"), [
-    ("g711", 1, 1, 95 * 1 / (1 + 4.3)),
-    ("g711-plc", 2, 1, 95 * 2 / (2 + 25.1)),
-    ("g711-plc", 2, 2, 95 * 2 / (2 / 2 + 25.1)),
-    ("g729a", 1, 1, 11 + 84 * 1 / (1 + 19.0)),
-    ("g729a", 0, 1, 11),
-])
+@pytest.mark.parametrize(
+    ("codec", "loss", "burst", "expected"),
+    [
+        ("g711", 1, 1, 95 * 1 / (1 + 4.3)),
+        ("g711-plc", 2, 1, 95 * 2 / (2 + 25.1)),
+        ("g711-plc", 2, 2, 95 * 2 / (2 / 2 + 25.1)),
+        ("g729a", 1, 1, 11 + 84 * 1 / (1 + 19.0)),
+        ("g729a", 0, 1, 11),
+    ],
+)
 def test_ie_eff_by_hand(codec, loss, burst, expected):
     assert rate_path(0, loss, codec=codec, burst_r=burst).ie_eff == pytest.approx(expected, abs=1e-9)
 
@@ -138,13 +142,13 @@ def test_ie_bpl_given_directly_equal_the_codec():
 
 def test_r_falls_with_delay_and_loss_and_burstiness():
     delays = [rate_path(d, 0).r for d in range(0, 801, 5)]
-    assert all(b < a for a, b in zip(delays[1:], delays[2:]))  # strictly from 5 ms on
+    assert all(b < a for a, b in itertools.pairwise(delays[1:]))  # strictly from 5 ms on
     losses = [rate_path(50, x / 10, codec="g711-plc").r for x in range(0, 301)]
-    assert all(b < a for a, b in zip(losses, losses[1:]))
+    assert all(b < a for a, b in itertools.pairwise(losses))
     bursts = [rate_path(50, 3, codec="g711-plc", burst_r=b).r for b in (1, 1.5, 2, 4, 8)]
-    assert all(b < a for a, b in zip(bursts, bursts[1:]))
+    assert all(b < a for a, b in itertools.pairwise(bursts))
     bpls = [rate_path(50, 3, ie=0, bpl=b).r for b in (1, 4.3, 10, 25.1, 40)]
-    assert all(b > a for a, b in zip(bpls, bpls[1:]))
+    assert all(b > a for a, b in itertools.pairwise(bpls))
 
 
 def test_idd_starts_above_100_ms():
@@ -152,7 +156,7 @@ def test_idd_starts_above_100_ms():
     assert rate_path(101, 0).idd > 0
     # X = log2(Ta/100); at Ta = 800 ms, X = 3
     x = 3.0
-    assert rate_path(800, 0).idd == pytest.approx(25 * ((1 + x ** 6) ** (1 / 6) - 3 * (1 + (x / 3) ** 6) ** (1 / 6) + 2))
+    assert rate_path(800, 0).idd == pytest.approx(25 * ((1 + x**6) ** (1 / 6) - 3 * (1 + (x / 3) ** 6) ** (1 / 6) + 2))
 
 
 def test_sidetone_branches_run():
@@ -164,18 +168,21 @@ def test_sidetone_branches_run():
     assert rate(replace(Params(), STMR=22, LSTR=25)).idte == 0  # T < 1 ms: no talker echo term
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"one_way_ms": -1, "loss_pct": 0}, "must be >= 0"),
-    ({"one_way_ms": 10, "loss_pct": 101}, "0..100"),
-    ({"one_way_ms": 10, "loss_pct": -1}, "0..100"),
-    ({"one_way_ms": math.nan, "loss_pct": 0}, "finite"),
-    ({"one_way_ms": 10, "loss_pct": 1, "burst_r": 0.5}, "BurstR"),
-    ({"one_way_ms": 10, "loss_pct": 1, "codec": "g711", "ie": 1, "bpl": 1}, "not both"),
-    ({"one_way_ms": 10, "loss_pct": 1, "ie": 1}, "go together"),
-    ({"one_way_ms": 10, "loss_pct": 1, "codec": "speex"}, "unknown codec"),
-    ({"one_way_ms": 10, "loss_pct": 1, "ie": 95, "bpl": 1}, "Ie must be"),
-    ({"one_way_ms": 10, "loss_pct": 1, "ie": 0, "bpl": 0}, "Bpl must be"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"one_way_ms": -1, "loss_pct": 0}, "must be >= 0"),
+        ({"one_way_ms": 10, "loss_pct": 101}, "0..100"),
+        ({"one_way_ms": 10, "loss_pct": -1}, "0..100"),
+        ({"one_way_ms": math.nan, "loss_pct": 0}, "finite"),
+        ({"one_way_ms": 10, "loss_pct": 1, "burst_r": 0.5}, "BurstR"),
+        ({"one_way_ms": 10, "loss_pct": 1, "codec": "g711", "ie": 1, "bpl": 1}, "not both"),
+        ({"one_way_ms": 10, "loss_pct": 1, "ie": 1}, "go together"),
+        ({"one_way_ms": 10, "loss_pct": 1, "codec": "speex"}, "unknown codec"),
+        ({"one_way_ms": 10, "loss_pct": 1, "ie": 95, "bpl": 1}, "Ie must be"),
+        ({"one_way_ms": 10, "loss_pct": 1, "ie": 0, "bpl": 0}, "Bpl must be"),
+    ],
+)
 def test_bad_inputs_say_what_is_wrong(kwargs, message):
     with pytest.raises(ValueError, match=message):
         rate_path(**kwargs)

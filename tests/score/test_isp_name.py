@@ -38,8 +38,12 @@ class _PtrTable(BaseResolver):
     """PTR answers from a table; counts the questions; can be slow or mute per address."""
 
     def __init__(self):
-        self.names = {VODAFONE_HOP: "ae1-0.dus10.vodafone.de.", BT_HOP: "core1.lon.bt.co.uk.",
-                      SLOW_HOP: "edge.slow-isp.net.", ASN_HOP: "ignored.example.org."}
+        self.names = {
+            VODAFONE_HOP: "ae1-0.dus10.vodafone.de.",
+            BT_HOP: "core1.lon.bt.co.uk.",
+            SLOW_HOP: "edge.slow-isp.net.",
+            ASN_HOP: "ignored.example.org.",
+        }
         self.asked: list[str] = []
         self.lock = threading.Lock()
         self.closing = threading.Event()  # the mute address answers nothing, until the server stops
@@ -65,13 +69,26 @@ class _PtrTable(BaseResolver):
 
 
 class _Quiet:
-    def log_recv(self, *a): pass
-    def log_send(self, *a): pass
-    def log_request(self, *a): pass
-    def log_reply(self, *a): pass
-    def log_truncated(self, *a): pass
-    def log_error(self, *a): pass
-    def log_data(self, *a): pass
+    def log_recv(self, *a):
+        pass
+
+    def log_send(self, *a):
+        pass
+
+    def log_request(self, *a):
+        pass
+
+    def log_reply(self, *a):
+        pass
+
+    def log_truncated(self, *a):
+        pass
+
+    def log_error(self, *a):
+        pass
+
+    def log_data(self, *a):
+        pass
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +110,12 @@ def asn_db(tmp_path_factory):
     from netaddr import IPSet
 
     w = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="GeoLite2-ASN", description="cxpulse test ASN")
-    w.insert_network(IPSet(["145.254.0.0/16"]), {"autonomous_system_number": 3209,
-                                                "autonomous_system_organization": "Vodafone GmbH"})
-    w.insert_network(IPSet(["2a02:8100::/27"]), {"autonomous_system_number": 3209,
-                                                "autonomous_system_organization": "Vodafone GmbH"})
+    w.insert_network(
+        IPSet(["145.254.0.0/16"]), {"autonomous_system_number": 3209, "autonomous_system_organization": "Vodafone GmbH"}
+    )
+    w.insert_network(
+        IPSet(["2a02:8100::/27"]), {"autonomous_system_number": 3209, "autonomous_system_organization": "Vodafone GmbH"}
+    )
     w.insert_network(IPSet(["62.6.0.0/16"]), {"asn": "AS2856", "as_name": "British Telecommunications PLC\n"})
     path = tmp_path_factory.mktemp("asn") / "asn.mmdb"
     w.to_db_file(str(path))
@@ -146,8 +165,12 @@ def test_a_missing_or_corrupt_file_is_an_error_at_start(tmp_path):
 def test_the_cli_says_so_in_one_line_and_exits_2(tmp_path, cmd):
     bad = tmp_path / "asn.mmdb"
     bad.write_bytes(b"\x00" * 64)
-    p = subprocess.run([sys.executable, "-m", "cxpulse.cli", *cmd, "--db", str(tmp_path / "c.sqlite"),
-                        "--asn-db", str(bad)], capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-m", "cxpulse.cli", *cmd, "--db", str(tmp_path / "c.sqlite"), "--asn-db", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 2, (p.stdout, p.stderr)
     assert "not a MaxMind DB file" in p.stderr and "Traceback" not in p.stderr, p.stderr
 
@@ -163,7 +186,11 @@ def test_ptr_names_the_registrable_domain_and_is_cached(ptr_server):
         assert namer.name(BT_HOP) == "bt.co.uk"  # the Public Suffix List, not "the last two labels"
         assert namer.name("195.2.3.7") is None  # NXDOMAIN: shown as the address
         asked = len(table.asked)
-        assert [namer.name(VODAFONE_HOP), namer.name(BT_HOP), namer.name("195.2.3.7")] == ["vodafone.de", "bt.co.uk", None]
+        assert [namer.name(VODAFONE_HOP), namer.name(BT_HOP), namer.name("195.2.3.7")] == [
+            "vodafone.de",
+            "bt.co.uk",
+            None,
+        ]
         assert len(table.asked) == asked, "answers (and the lack of one) are cached"
         # Private, CGNAT and documentation addresses are never asked about.
         assert [namer.name(a) for a in ("192.168.1.1", "100.64.1.1", "10.0.0.1", "203.0.113.1")] == [None] * 4
@@ -219,6 +246,7 @@ def test_a_thread_waits_for_names_at_most_wait_s_per_refill(ptr_server):
     def fleet() -> None:  # a fresh thread: a full allowance
         got.append(namer.name(SLOW_HOP))  # waits its 0.2 s, the server takes 1 s: None
         got.append(namer.name(BT_HOP))  # the allowance is spent: not waited for
+
     try:
         t = threading.Thread(target=fleet)
         t.start()
@@ -297,8 +325,19 @@ def test_cxpulse_lookup_names_the_isp_and_can_be_told_not_to(tmp_path, ptr_serve
     store, sc = _isp_loss_with_public_hops(tmp_path)
     store.close()
     days = int((time.time() * 1e6 - sc.t0_us) // (86_400 * 1e6)) + 2  # the scenario's fixed day, in the window
-    base = [sys.executable, "-m", "cxpulse.cli", "lookup", sc.faults[0].agents[0], "--db", str(tmp_path / "isp.sqlite"),
-            "--window", f"{days}d", "--reverse-dns-server", server]
+    base = [
+        sys.executable,
+        "-m",
+        "cxpulse.cli",
+        "lookup",
+        sc.faults[0].agents[0],
+        "--db",
+        str(tmp_path / "isp.sqlite"),
+        "--window",
+        f"{days}d",
+        "--reverse-dns-server",
+        server,
+    ]
     named = subprocess.run(base, capture_output=True, text=True, timeout=120)
     assert named.returncode == 0, named.stderr
     assert "the ISP (vodafone.de)" in named.stdout and "Contact the ISP (vodafone.de)" in named.stdout, named.stdout
@@ -318,7 +357,9 @@ def test_without_a_namer_the_verdict_keeps_the_address(tmp_path):
     store, sc = _isp_loss_with_public_hops(tmp_path)
     prev = isp_name.install(None)
     try:
-        page = LookupService(store, now_us=lambda: sc.end_us).agent(sc.faults[0].agents[0], sc.t0_us, sc.end_us, 60, False, None)
+        page = LookupService(store, now_us=lambda: sc.end_us).agent(
+            sc.faults[0].agents[0], sc.t0_us, sc.end_us, 60, False, None
+        )
         hl = page["headline"]
         assert hl["domain_label"] == "the ISP (beyond the router)" and f"(isp {VODAFONE_HOP})" in hl["sentence"], hl
         assert hl["next_step"].startswith("Contact the ISP: loss"), hl

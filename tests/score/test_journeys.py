@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from cxpulse.collector.store import rollup as ru
 from cxpulse.collector.score.journeys import (
     DEFAULT_JOURNEYS_TOML,
     default_journeys,
@@ -13,6 +12,7 @@ from cxpulse.collector.score.journeys import (
     parse_journeys,
 )
 from cxpulse.collector.score.timeline import minute_scores
+from cxpulse.collector.store import rollup as ru
 from cxpulse.v1 import payload as p
 
 S = 1_000_000
@@ -29,8 +29,11 @@ def minutes(crm_totals_ms: list[float | None], loss_every: int = 0):
             ts = T0 + m * 60 * S + i * S
             gw.add(ts, 1000)
             media.add(ts, None if loss_every and i % loss_every == 0 else 20000)
-        crm.add(T0 + m * 60 * S + 5 * S, total=None if total is None else round(total * 1000),
-                err="timeout" if total is None else None)
+        crm.add(
+            T0 + m * 60 * S + 5 * S,
+            total=None if total is None else round(total * 1000),
+            err="timeout" if total is None else None,
+        )
     return minute_scores(ru.rollups_of_batches([(1, p.SampleBatch([gw, media, crm]))]).values())
 
 
@@ -57,7 +60,7 @@ when = ["p95(chat) < 1000"]
     assert list(got["CRM loads"].values()) == ["met", "missed", "missed", "met"]
     assert set(got["call clear"].values()) == {"met"}
     assert set(got["chat"].values()) == {"unknown"}  # never measured: not counted as met
-    (crm, call, chat) = journey_summary(got)
+    (crm, _call, chat) = journey_summary(got)
     assert crm["met_pct"] == 50.0 and crm["missed_minutes"] == [T0 + 60 * S, T0 + 120 * S]
     assert chat["met_pct"] is None and chat["unknown"] == 4
 
@@ -68,17 +71,20 @@ def test_heavy_loss_misses_the_call_journey():
     assert list(only.values()) == ["missed"]
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ('[[journey]]\nname = "x"\nwhen = ["p95 < 3"]', "p95 needs targets"),
-    ('[[journey]]\nname = "x"\nwhen = ["speed(crm) > 3"]', "unknown metric 'speed'"),
-    ('[[journey]]\nname = "x"\nwhen = ["mos"]', "needs a comparison"),
-    ('[[journey]]\nname = "x"\nwhen = ["reachable(a) > 1"]', "takes no comparison"),
-    ('[[journey]]\nname = "x"\nwhen = []', "non-empty list"),
-    ('[[journey]]\nname = "x"\nwhen = ["mos >= 3"]\n[[journey]]\nname = "x"\nwhen = ["mos >= 3"]', "named twice"),
-    ('[[journey]]\nname = "x"\nwhen = ["mos >= 3"]\ncolour = 1', "unknown key"),
-    ("journey = 3", "1 to 10"),
-    ("[[journey]\n", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[[journey]]\nname = "x"\nwhen = ["p95 < 3"]', "p95 needs targets"),
+        ('[[journey]]\nname = "x"\nwhen = ["speed(crm) > 3"]', "unknown metric 'speed'"),
+        ('[[journey]]\nname = "x"\nwhen = ["mos"]', "needs a comparison"),
+        ('[[journey]]\nname = "x"\nwhen = ["reachable(a) > 1"]', "takes no comparison"),
+        ('[[journey]]\nname = "x"\nwhen = []', "non-empty list"),
+        ('[[journey]]\nname = "x"\nwhen = ["mos >= 3"]\n[[journey]]\nname = "x"\nwhen = ["mos >= 3"]', "named twice"),
+        ('[[journey]]\nname = "x"\nwhen = ["mos >= 3"]\ncolour = 1', "unknown key"),
+        ("journey = 3", "1 to 10"),
+        ("[[journey]\n", "not valid TOML"),
+    ],
+)
 def test_config_errors_say_what_is_wrong(text, message):
     with pytest.raises(ValueError, match=message):
         parse_journeys(text)

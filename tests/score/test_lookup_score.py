@@ -25,7 +25,7 @@ def test_existing_lookup_data_gets_a_score_section(tmp_path):
     assert {c["name"] for c in sc["components"]} == {"voice", "apps", "wifi", "stability"}
     assert sc["now"]["minute_us"] + 60 * S <= NOW and sc["timeline"]
     assert sc["fault"] is not None and 0 < sc["fault"]["confidence"] <= 1 and sc["fault"]["evidence"]
-    assert [j["name"] for j in sc["journeys"]][0] == "Voice call connects and stays clear"
+    assert next(j["name"] for j in sc["journeys"]) == "Voice call connects and stays clear"
     json.loads(render_json(view))
     text = render_text(view)
     for needle in ("score:", "components: voice", "limiting factor:", "per minute:", "fault domain:", "journey "):
@@ -33,8 +33,12 @@ def test_existing_lookup_data_gets_a_score_section(tmp_path):
 
 
 def test_a_desk_in_a_salesforce_outage_reads_app_platform_and_its_incident(tmp_path):
-    sc = scn.Scenario("outage", [a for a in scn.world() if a.site != "Porto"],
-                      scn.SCENARIOS["salesforce_outage"](__import__("random").Random(1)), minutes=18)
+    sc = scn.Scenario(
+        "outage",
+        [a for a in scn.world() if a.site != "Porto"],
+        scn.SCENARIOS["salesforce_outage"](__import__("random").Random(1)),
+        minutes=18,
+    )
     store = open_store(str(tmp_path / "c.sqlite"))
     try:
         nxt = [sc.t0_us + 30 * S]
@@ -64,19 +68,25 @@ def test_a_long_window_merges_its_good_minutes_once_for_triage_and_its_sections(
     derives the first from the second (``_merge_window``). It must equal both merges done apart,
     key order included (the first voice, device and Wi-Fi rollup is the one shown)."""
     from cxpulse.collector.lookup.report import _merge_window
-    from cxpulse.collector.store import rollup as ru
     from cxpulse.collector.score.timeline import app_history, merged, timeline_of
     from cxpulse.collector.score.triage import good_minutes
+    from cxpulse.collector.store import rollup as ru
 
-    sc = scn.Scenario("outage", [a for a in scn.world() if a.site != "Porto"],
-                      scn.SCENARIOS["salesforce_outage"](__import__("random").Random(1)), minutes=18)
+    sc = scn.Scenario(
+        "outage",
+        [a for a in scn.world() if a.site != "Porto"],
+        scn.SCENARIOS["salesforce_outage"](__import__("random").Random(1)),
+        minutes=18,
+    )
     store = open_store(str(tmp_path / "c.sqlite"))
     try:
         scn.load(store, sc)
         until = sc.end_us
         since = until - 7200 * S
         (agent,) = store.find_agents("ana.lis1")
-        rollups = app_history(store, agent.key, ru.minute_of(since)) + store.rollups(ru.minute_of(since), until, agent.key)
+        rollups = app_history(store, agent.key, ru.minute_of(since)) + store.rollups(
+            ru.minute_of(since), until, agent.key
+        )
     finally:
         store.close()
     tl = timeline_of(agent.key, rollups, ru.minute_of(since), until)

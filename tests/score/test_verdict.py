@@ -49,7 +49,7 @@ def _load(tmp_path, name: str, extra=None):
 
 
 def _line(text: str, head: str) -> str | None:
-    return next((ln[len(head):] for ln in text.splitlines() if ln.startswith(head)), None)
+    return next((ln[len(head) :] for ln in text.splitlines() if ln.startswith(head)), None)
 
 
 @pytest.mark.slow  # a scenario day each: 10-30 s
@@ -99,7 +99,7 @@ def test_a_closed_incident_of_other_trouble_does_not_set_the_next_step(tmp_path)
         f = sc.faults[0]
         keys = {a.info.agent_id: a.key for a in store.all_agents()}
         blip = sc.t0_us + 60 * S
-        _incident(store, "platform", "genesys", {k: (blip, blip + 60 * S) for k in keys.values()}, blip + 60 * S)
+        _incident(store, "platform", "genesys", dict.fromkeys(keys.values(), (blip, blip + 60 * S)), blip + 60 * S)
         svc = LookupService(store, now_us=lambda: sc.end_us)
         page = svc.agent(f.agents[0], sc.t0_us, sc.end_us, 60, False, None)
         hl, text = page["headline"], page["ticket"]
@@ -141,8 +141,17 @@ def test_one_refused_check_on_every_desk_at_once_is_a_blip(tmp_path):
             for a in sc0.agents:
                 s = Series("ccaas", "192.0.2.99", "https", kind="http")
                 s.add(first, dns=1500, err="refused")
-                s.add(second, dns=1500, tcp=20_000, tls=40_000, ttfb=90_000, total=160_000, status=200, ver="HTTP/2",
-                      cert=60)
+                s.add(
+                    second,
+                    dns=1500,
+                    tcp=20_000,
+                    tls=40_000,
+                    ttfb=90_000,
+                    total=160_000,
+                    status=200,
+                    ver="HTTP/2",
+                    cert=60,
+                )
                 items.append((a, 10_000_000, SampleBatch([s], [])))
         return items
 
@@ -190,11 +199,29 @@ def test_a_slow_platform_is_named_in_the_next_step():
     """The slow-platform next step said "Check apps's status page": the limiting component's name."""
     from cxpulse.collector.lookup.ticket import headline
 
-    fault = {"domain": "app", "label": "the Genesys Cloud platform", "platform": "Genesys Cloud", "confidence": 0.9,
-             "evidence": "genesys-api: 9 of 20 checks slower than 2 s", "start_us": 1, "end_us": 2, "minutes": 3,
-             "worst_score": 20.0, "incident": None}
-    hl = headline({"site": "home", "score": {"window": {"score": 20.0, "label": "poor", "reason": "apps"},
-                                             "limiting": "apps", "faults": [fault], "incidents": []}})
+    fault = {
+        "domain": "app",
+        "label": "the Genesys Cloud platform",
+        "platform": "Genesys Cloud",
+        "confidence": 0.9,
+        "evidence": "genesys-api: 9 of 20 checks slower than 2 s",
+        "start_us": 1,
+        "end_us": 2,
+        "minutes": 3,
+        "worst_score": 20.0,
+        "incident": None,
+    }
+    hl = headline(
+        {
+            "site": "home",
+            "score": {
+                "window": {"score": 20.0, "label": "poor", "reason": "apps"},
+                "limiting": "apps",
+                "faults": [fault],
+                "incidents": [],
+            },
+        }
+    )
     assert hl["next_step"].startswith("Check Genesys Cloud's status page"), hl["next_step"]
     assert "apps's" not in hl["next_step"]
 
@@ -215,9 +242,9 @@ def test_fisher_test_matches_the_hypergeometric_sum():
 def test_a_few_lost_probes_at_a_hop_do_not_pick_the_isp_by_chance():
     """3 of 60 probes lost at the ISP hop vs 0 of 60 at the gateway ("5% vs 0%") during a minute
     when the CRM fails every check: chance explains the loss (p 0.12), the CRM does not."""
-    from cxpulse.collector.store import rollup as ru
     from cxpulse.collector.score.timeline import timeline_of
     from cxpulse.collector.score.triage import triage_timeline
+    from cxpulse.collector.store import rollup as ru
     from cxpulse.v1 import payload as p
 
     t0 = scn.T0_US
@@ -243,8 +270,8 @@ def _desk_minutes(*, rise_ms: float, up_kbps: int, dn_kbps: int = 900, crm_fails
     the desk's own traffic is ``up_kbps``/``dn_kbps`` (its line carried 10/100 Mbit/s at best) and,
     with ``crm_fails``, the CRM fails its checks; with ``lose_every``, every so many ISP-hop probes
     are lost (a line that drops instead of queueing). Gateway RTT stays flat throughout."""
-    from cxpulse.collector.store import rollup as ru
     from cxpulse.collector.score.timeline import timeline_of
+    from cxpulse.collector.store import rollup as ru
     from cxpulse.v1 import payload as p
 
     t0 = scn.T0_US
@@ -263,12 +290,30 @@ def _desk_minutes(*, rise_ms: float, up_kbps: int, dn_kbps: int = 900, crm_fails
             if late and crm_fails:
                 crm.add(t0 + i * S, dns=2000, tcp=round(rtt), tls=round(2 * rtt), status=503, err="http")
             else:
-                crm.add(t0 + i * S, dns=2000, tcp=round(rtt), tls=round(2 * rtt), ttfb=round(150_000 + 6 * rtt),
-                        total=round(170_000 + 9 * rtt), status=200)
+                crm.add(
+                    t0 + i * S,
+                    dns=2000,
+                    tcp=round(rtt),
+                    tls=round(2 * rtt),
+                    ttfb=round(150_000 + 6 * rtt),
+                    total=round(170_000 + 9 * rtt),
+                    status=200,
+                )
         if i % 10 == 7:
             up, dn = (up_kbps, dn_kbps) if late else (150, 900)
-            dev.add(t0 + i * S, cpu=150, mem=500, nicerr=0, ifk="ethernet", up=up + (i * 7) % 100, dn=dn,
-                    upb=10_000, dnb=100_000, spd=1000, **{"if": "eth0"})
+            dev.add(
+                t0 + i * S,
+                cpu=150,
+                mem=500,
+                nicerr=0,
+                ifk="ethernet",
+                up=up + (i * 7) % 100,
+                dn=dn,
+                upb=10_000,
+                dnb=100_000,
+                spd=1000,
+                **{"if": "eth0"},
+            )
     rs = list(ru.rollups_of_batches([(1, p.SampleBatch([gw, isp, crm, dev]))]).values())
     return timeline_of(1, rs, t0, t0 + 1200 * S)
 
@@ -325,9 +370,9 @@ def test_lan_loss_in_the_good_minutes_too_is_still_the_lan():
     loss there made the window's loss no worse than usual (Fisher p 0.11) and the verdict read
     "unknown" with every strength 0. Good minutes that lose probes to the gateway themselves are
     no healthy baseline for its loss."""
-    from cxpulse.collector.store import rollup as ru
     from cxpulse.collector.score.timeline import timeline_of
     from cxpulse.collector.score.triage import triage_timeline
+    from cxpulse.collector.store import rollup as ru
     from cxpulse.v1 import payload as p
 
     t0 = scn.T0_US
@@ -341,8 +386,19 @@ def test_lan_loss_in_the_good_minutes_too_is_still_the_lan():
         isp.add(t0 + i * S, None if rtt is None else rtt + 400)  # behind the same link
         if i % 20 == 10:
             recv = 250 if i < 120 else (246 if i < 300 else 222)
-            voice.add(t0 + i * S, sent=250, recv=recv, dup=0, reord=0, rtt=1500, rtt95=2500, jit=1000,
-                      loss=round(1000 * (250 - recv) / 250), burst=100 if recv < 250 else 0, run=int(recv < 250))
+            voice.add(
+                t0 + i * S,
+                sent=250,
+                recv=recv,
+                dup=0,
+                reord=0,
+                rtt=1500,
+                rtt95=2500,
+                jit=1000,
+                loss=round(1000 * (250 - recv) / 250),
+                burst=100 if recv < 250 else 0,
+                run=int(recv < 250),
+            )
     rs = list(ru.rollups_of_batches([(1, p.SampleBatch([gw, isp, voice]))]).values())
     tl = timeline_of(1, rs, t0, t0 + 337 * S)
     assert [m.degraded for m in tl.minutes] == [False] * 5 + [True]  # the lab's shape

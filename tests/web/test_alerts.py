@@ -105,16 +105,22 @@ def test_the_example_config_loads(monkeypatch):
     assert cfg.poor_minutes == 5 and cfg.resolve_minutes == 10 and cfg.webhooks[3].secret() == b"x"
 
 
-@pytest.mark.parametrize("text,needle", [
-    ('[[alerts.webhook]]\nname = "a"\nurl = "ftp://x"\n', "url must be an http"),
-    ('[[alerts.webhook]]\nname = "a"\nurl = "https://x.example"\nformat = "pagerduty"\n', "format must be one of"),
-    ('[[alerts.webhook]]\nname = "a"\nurl = "https://x.example"\ncolour = "red"\n', "unknown key(s): colour"),
-    ('[alerts]\npoor_minutes = 0\n', "poor_minutes must be between 1 and 240"),
-    ('[alerts]\nresolve_score = 20\n', "resolve_score must be between 30"),
-    ('[alerts]\nflap = true\n', "unknown alert setting(s): flap"),
-    ('[[alerts.webhook]]\nname = "a"\nurl = "https://x.example"\nsecret_env = "CXPULSE_NOPE_UNSET"\n', "CXPULSE_NOPE_UNSET"),
-    ("[alerts\n", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ('[[alerts.webhook]]\nname = "a"\nurl = "ftp://x"\n', "url must be an http"),
+        ('[[alerts.webhook]]\nname = "a"\nurl = "https://x.example"\nformat = "pagerduty"\n', "format must be one of"),
+        ('[[alerts.webhook]]\nname = "a"\nurl = "https://x.example"\ncolour = "red"\n', "unknown key(s): colour"),
+        ("[alerts]\npoor_minutes = 0\n", "poor_minutes must be between 1 and 240"),
+        ("[alerts]\nresolve_score = 20\n", "resolve_score must be between 30"),
+        ("[alerts]\nflap = true\n", "unknown alert setting(s): flap"),
+        (
+            '[[alerts.webhook]]\nname = "a"\nurl = "https://x.example"\nsecret_env = "CXPULSE_NOPE_UNSET"\n',
+            "CXPULSE_NOPE_UNSET",
+        ),
+        ("[alerts\n", "not valid TOML"),
+    ],
+)
 def test_bad_config_fails_at_start_with_the_key_named(tmp_path, text, needle):
     p = tmp_path / "alerts.toml"
     p.write_text(text)
@@ -124,10 +130,22 @@ def test_bad_config_fails_at_start_with_the_key_named(tmp_path, text, needle):
 
 
 def test_payload_shapes():
-    a = Alert(id="cxpulse-agent-a-1", kind="agent_poor", state="open", at_us=T0 + 5 * M, since_us=T0,
-              title="maria.silva on DESK-042: poor for 5 min", summary="weak Wi-Fi", severity="major",
-              agent={"agent_id": "a-1", "user": "maria.silva", "host": "DESK-042", "site": "Lisbon"},
-              details={"next_step": "Use a wired connection", "ticket": "cxpulse: ...", "link": "http://127.0.0.1/#/agent/a-1"})
+    a = Alert(
+        id="cxpulse-agent-a-1",
+        kind="agent_poor",
+        state="open",
+        at_us=T0 + 5 * M,
+        since_us=T0,
+        title="maria.silva on DESK-042: poor for 5 min",
+        summary="weak Wi-Fi",
+        severity="major",
+        agent={"agent_id": "a-1", "user": "maria.silva", "host": "DESK-042", "site": "Lisbon"},
+        details={
+            "next_step": "Use a wired connection",
+            "ticket": "cxpulse: ...",
+            "link": "http://127.0.0.1/#/agent/a-1",
+        },
+    )
     snow = render("servicenow", a)
     assert snow["correlation_id"] == a.id and snow["short_description"].startswith("maria.silva")
     assert {"description", "impact", "urgency"} <= set(snow)
@@ -139,7 +157,12 @@ def test_payload_shapes():
     assert gen["id"] == a.id and gen["state"] == "open" and gen["agent"]["user"] == "maria.silva"
     resolved = Alert(**{**a.__dict__, "state": "resolved"})
     assert render("servicenow", resolved)["state"] == "6"
-    assert render("jsm", resolved) == {"alias": a.id, "source": "cxpulse", "user": "cxpulse", "note": render("slack", resolved)["text"][len(":large_green_circle: "):]}
+    assert render("jsm", resolved) == {
+        "alias": a.id,
+        "source": "cxpulse",
+        "user": "cxpulse",
+        "note": render("slack", resolved)["text"][len(":large_green_circle: ") :],
+    }
     for fmt in ("generic", "servicenow", "jsm", "slack", "teams"):
         json.dumps(render(fmt, a))
 
@@ -158,12 +181,14 @@ class Receiver:
         outer = self
 
         class H(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with outer.lock:
                     code = 500 if outer.fail_next > 0 else outer.status
                     outer.fail_next = max(0, outer.fail_next - 1)
-                    outer.requests.append({"path": self.path, "headers": dict(self.headers), "body": body, "code": code})
+                    outer.requests.append(
+                        {"path": self.path, "headers": dict(self.headers), "body": body, "code": code}
+                    )
                 self.send_response(code)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -209,22 +234,60 @@ class ScriptedFleet:
         self.incidents: list[dict] = []
 
     def fleet(self, window_s: int) -> dict:
-        minutes = {aid: [{"t_us": T0 + i * M, "score": s, "label": None, "limiting": "wifi"}
-                         for i, s in enumerate(sc) if T0 + i * M < self.now and T0 + i * M >= self.now - window_s * S]
-                   for aid, sc in self.scores.items()}
-        rows = [{"agent_id": aid, "user": f"user-{aid}", "host": f"HOST-{aid}", "site": "Lisbon"} for aid in self.scores]
-        return {"generated_us": self.now, "worst": rows, "_minutes": minutes,
-                "incidents": {"open": [i for i in self.incidents if i["end_us"] is None],
-                              "recent": [i for i in self.incidents if i["end_us"] is not None]}}
+        minutes = {
+            aid: [
+                {"t_us": T0 + i * M, "score": s, "label": None, "limiting": "wifi"}
+                for i, s in enumerate(sc)
+                if T0 + i * M < self.now and T0 + i * M >= self.now - window_s * S
+            ]
+            for aid, sc in self.scores.items()
+        }
+        rows = [
+            {"agent_id": aid, "user": f"user-{aid}", "host": f"HOST-{aid}", "site": "Lisbon"} for aid in self.scores
+        ]
+        return {
+            "generated_us": self.now,
+            "worst": rows,
+            "_minutes": minutes,
+            "incidents": {
+                "open": [i for i in self.incidents if i["end_us"] is None],
+                "recent": [i for i in self.incidents if i["end_us"] is not None],
+            },
+        }
 
     def view(self, agent_id: str, since: int, until: int) -> dict:
-        score = {"window": {"score": 12.0, "label": "poor", "reason": "worst minute: wifi"}, "limiting": "wifi",
-                 "faults": [{"domain": "wifi", "label": "Wi-Fi", "confidence": 0.95, "evidence": "weak Wi-Fi: RSSI -80 dBm",
-                             "start_us": since, "end_us": until, "minutes": 5, "worst_score": 10.0}],
-                 "incidents": [], "components": [], "timeline": []}
-        agent = {"agent_id": agent_id, "user": f"user-{agent_id}", "host": f"HOST-{agent_id}", "site": "Lisbon",
-                 "targets": [{"target": "gateway", "hop": 1, "loss_pct": 0.0}], "apps": [], "wifi": None,
-                 "device": None, "events": [], "paths": [], "score": score}
+        score = {
+            "window": {"score": 12.0, "label": "poor", "reason": "worst minute: wifi"},
+            "limiting": "wifi",
+            "faults": [
+                {
+                    "domain": "wifi",
+                    "label": "Wi-Fi",
+                    "confidence": 0.95,
+                    "evidence": "weak Wi-Fi: RSSI -80 dBm",
+                    "start_us": since,
+                    "end_us": until,
+                    "minutes": 5,
+                    "worst_score": 10.0,
+                }
+            ],
+            "incidents": [],
+            "components": [],
+            "timeline": [],
+        }
+        agent = {
+            "agent_id": agent_id,
+            "user": f"user-{agent_id}",
+            "host": f"HOST-{agent_id}",
+            "site": "Lisbon",
+            "targets": [{"target": "gateway", "hop": 1, "loss_pct": 0.0}],
+            "apps": [],
+            "wifi": None,
+            "device": None,
+            "events": [],
+            "paths": [],
+            "score": score,
+        }
         return {"window": {"since_us": since, "until_us": until}, "agent": agent}
 
 
@@ -243,14 +306,25 @@ async def _drive(alerter: Alerter, fleet: ScriptedFleet, minutes: int, on_minute
 def test_webhooks_deliver_once_per_alert_signed_and_in_order(tmp_path, receiver):
     key = tmp_path / "hmac.key"
     key.write_bytes(SECRET + b"\n")
-    fleet = ScriptedFleet({
-        "a-1": [80] * 3 + [20] * 8 + [35] * 4 + [70] * 12,  # one episode: open at minute 8, resolved at 27
-        "b-2": [28, 33, 29, 31, 27, 32] * 5,  # borderline: never
-    })
+    fleet = ScriptedFleet(
+        {
+            "a-1": [80] * 3 + [20] * 8 + [35] * 4 + [70] * 12,  # one episode: open at minute 8, resolved at 27
+            "b-2": [28, 33, 29, 31, 27, 32] * 5,  # borderline: never
+        }
+    )
 
     def incidents(i, f):
         if i == 10:
-            f.incidents = [{"id": 9, "kind": "platform", "scope": "salesforce", "start_us": T0 + 8 * M, "end_us": None, "agents": 14}]
+            f.incidents = [
+                {
+                    "id": 9,
+                    "kind": "platform",
+                    "scope": "salesforce",
+                    "start_us": T0 + 8 * M,
+                    "end_us": None,
+                    "agents": 14,
+                }
+            ]
         if i == 20:
             f.incidents = [dict(f.incidents[0], end_us=T0 + 19 * M)]
 
@@ -264,8 +338,12 @@ def test_webhooks_deliver_once_per_alert_signed_and_in_order(tmp_path, receiver)
         return al, emitted
 
     al, emitted = asyncio.run(main())
-    assert [(a.kind, a.state) for a in emitted] == [("agent_poor", "open"), ("incident", "open"),
-                                                    ("incident", "resolved"), ("agent_poor", "resolved")]
+    assert [(a.kind, a.state) for a in emitted] == [
+        ("agent_poor", "open"),
+        ("incident", "open"),
+        ("incident", "resolved"),
+        ("agent_poor", "resolved"),
+    ]
     got = receiver.delivered()
     assert len(got) == 4 and len(receiver.requests) == 4, "one request per alert, no retries needed"
     bodies = [json.loads(r["body"]) for r in got]
@@ -379,7 +457,9 @@ def test_cli_test_send_and_check_config(receiver, tmp_path, capsys, monkeypatch)
 
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers(dest="cmd"))
-    args = parser.parse_args(["alerts", "test-send", "--url", receiver.url + "/hook", "--format", "slack", "--timeout", "10"])
+    args = parser.parse_args(
+        ["alerts", "test-send", "--url", receiver.url + "/hook", "--format", "slack", "--timeout", "10"]
+    )
     assert args.func(args) == 0
     assert "attempt 1: delivered (HTTP 200)" in capsys.readouterr().out
     assert json.loads(receiver.delivered()[0]["body"])["text"].startswith(":red_circle: cxpulse test alert")

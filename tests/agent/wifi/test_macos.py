@@ -19,29 +19,72 @@ class _Channel:
     def __init__(self, number: int, band: int, width: int):
         self._n, self._b, self._w = number, band, width
 
-    def channelNumber(self): return self._n  # noqa: E704 - CWChannel's selector names
-    def channelBand(self): return self._b  # noqa: E704
-    def channelWidth(self): return self._w  # noqa: E704
+    def channelNumber(self):
+        return self._n
+
+    def channelBand(self):
+        return self._b
+
+    def channelWidth(self):
+        return self._w
 
 
 class _Interface:
     """CWInterface as PyObjC shows it: methods named after the Objective-C selectors, nil as None."""
 
-    def __init__(self, power=True, mode=1, channel=_Channel(44, 2, 3), ssid="Office", bssid="0:1b:2c:3d:4e:5f",
-                 rssi=-61, noise=-92, rate=866.0, phy=5):
-        self.v = dict(power=power, mode=mode, channel=channel, ssid=ssid, bssid=bssid, rssi=rssi, noise=noise,
-                      rate=rate, phy=phy)
+    def __init__(
+        self,
+        power=True,
+        mode=1,
+        channel=_Channel(44, 2, 3),  # noqa: B008 - immutable, shared by design
+        ssid="Office",
+        bssid="0:1b:2c:3d:4e:5f",
+        rssi=-61,
+        noise=-92,
+        rate=866.0,
+        phy=5,
+    ):
+        self.v = {
+            "power": power,
+            "mode": mode,
+            "channel": channel,
+            "ssid": ssid,
+            "bssid": bssid,
+            "rssi": rssi,
+            "noise": noise,
+            "rate": rate,
+            "phy": phy,
+        }
 
-    def interfaceName(self): return "en0"  # noqa: E704
-    def powerOn(self): return self.v["power"]  # noqa: E704
-    def interfaceMode(self): return self.v["mode"]  # noqa: E704
-    def wlanChannel(self): return self.v["channel"]  # noqa: E704
-    def ssid(self): return self.v["ssid"]  # noqa: E704
-    def bssid(self): return self.v["bssid"]  # noqa: E704
-    def rssiValue(self): return self.v["rssi"]  # noqa: E704
-    def noiseMeasurement(self): return self.v["noise"]  # noqa: E704
-    def transmitRate(self): return self.v["rate"]  # noqa: E704
-    def activePHYMode(self): return self.v["phy"]  # noqa: E704
+    def interfaceName(self):
+        return "en0"
+
+    def powerOn(self):
+        return self.v["power"]
+
+    def interfaceMode(self):
+        return self.v["mode"]
+
+    def wlanChannel(self):
+        return self.v["channel"]
+
+    def ssid(self):
+        return self.v["ssid"]
+
+    def bssid(self):
+        return self.v["bssid"]
+
+    def rssiValue(self):
+        return self.v["rssi"]
+
+    def noiseMeasurement(self):
+        return self.v["noise"]
+
+    def transmitRate(self):
+        return self.v["rate"]
+
+    def activePHYMode(self):
+        return self.v["phy"]
 
 
 class _Client:
@@ -64,10 +107,24 @@ def test_corewlan_connected_is_read_on_every_look() -> None:
     readings = [reader.read() for _ in range(3)]
     assert client.calls == 3 and reader.source == "corewlan"
     r = readings[-1]
-    assert (r.connected, r.source, r.interface, r.ssid, r.bssid) == (True, "corewlan", "en0", "Office",
-                                                                     "00:1b:2c:3d:4e:5f")
-    assert (r.rssi_dbm, r.noise_dbm, r.snr_db, r.channel, r.band, r.frequency_mhz, r.width_mhz, r.phy,
-            r.tx_rate_mbps) == (-61, -92, 31, 44, "5", 5220, 80, "802.11ac", 866.0)
+    assert (r.connected, r.source, r.interface, r.ssid, r.bssid) == (
+        True,
+        "corewlan",
+        "en0",
+        "Office",
+        "00:1b:2c:3d:4e:5f",
+    )
+    assert (
+        r.rssi_dbm,
+        r.noise_dbm,
+        r.snr_db,
+        r.channel,
+        r.band,
+        r.frequency_mhz,
+        r.width_mhz,
+        r.phy,
+        r.tx_rate_mbps,
+    ) == (-61, -92, 31, 44, "5", 5220, 80, "802.11ac", 866.0)
 
 
 def test_corewlan_without_location_permission_hides_identity_once(caplog) -> None:
@@ -79,11 +136,14 @@ def test_corewlan_without_location_permission_hides_identity_once(caplog) -> Non
     assert sum("Location Services" in rec.message for rec in caplog.records) == 1
 
 
-@pytest.mark.parametrize("iface, note", [
-    (_Interface(power=False), "Wi-Fi is off"),
-    (_Interface(mode=0, channel=None, ssid=None, bssid=None, rssi=0, noise=0, rate=0.0), None),
-    (_Interface(mode=0), None),                     # stale channel while not associated
-])
+@pytest.mark.parametrize(
+    "iface, note",
+    [
+        (_Interface(power=False), "Wi-Fi is off"),
+        (_Interface(mode=0, channel=None, ssid=None, bssid=None, rssi=0, noise=0, rate=0.0), None),
+        (_Interface(mode=0), None),  # stale channel while not associated
+    ],
+)
 def test_corewlan_off_or_not_associated_is_not_connected(iface, note) -> None:
     r = macos.MacReader(client=_Client(iface)).read()
     assert (r.connected, r.interface, r.note, r.rssi_dbm, r.ssid) == (False, "en0", note, None, None)
@@ -143,8 +203,12 @@ def test_without_root_system_profiler_every_60s() -> None:
 
 
 def test_a_tool_that_stops_answering_moves_down_the_chain() -> None:
-    tools = _Tools({"wdutil": _fixture("wdutil/macos12-2.4ghz.txt"),
-                    "system_profiler": _fixture("system_profiler/json-macos-15.5-wifi-off.json")})
+    tools = _Tools(
+        {
+            "wdutil": _fixture("wdutil/macos12-2.4ghz.txt"),
+            "system_profiler": _fixture("system_profiler/json-macos-15.5-wifi-off.json"),
+        }
+    )
     clock = [0.0]
     reader = _reader(tools, clock)
     assert reader.read().source == "wdutil"
@@ -157,9 +221,14 @@ def test_a_tool_that_stops_answering_moves_down_the_chain() -> None:
     assert reader.source == "system_profiler"
 
 
-@pytest.mark.parametrize("tool, rel", [("wdutil", "wdutil/macos-power-off-from-not-associated.txt"),
-                                       ("airport", "airport/off-handmade.txt"),
-                                       ("system_profiler", "system_profiler/json-macos-15.5-wifi-off.json")])
+@pytest.mark.parametrize(
+    "tool, rel",
+    [
+        ("wdutil", "wdutil/macos-power-off-from-not-associated.txt"),
+        ("airport", "airport/off-handmade.txt"),
+        ("system_profiler", "system_profiler/json-macos-15.5-wifi-off.json"),
+    ],
+)
 def test_radio_off_from_each_tool_is_not_connected(tool, rel) -> None:
     reader = _reader(_Tools({tool: _fixture(rel)}), [0.0], root=tool == "wdutil")
     r = reader.read()
@@ -172,8 +241,10 @@ def test_no_tool_answers() -> None:
     assert r.connected is None and r.note == "no Wi-Fi tool answered"
 
 
-@pytest.mark.skipif(os.environ.get("CXPULSE_NATIVE_OS") != "1" or sys.platform != "darwin",
-                    reason="the real CoreWLAN: macOS runner only")
+@pytest.mark.skipif(
+    os.environ.get("CXPULSE_NATIVE_OS") != "1" or sys.platform != "darwin",
+    reason="the real CoreWLAN: macOS runner only",
+)
 def test_native_corewlan_answers_without_a_tool() -> None:
     """On a macOS runner with the macos extra, CoreWLAN loads and answers (no radio: not connected)."""
     pytest.importorskip("CoreWLAN")

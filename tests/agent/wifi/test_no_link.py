@@ -14,8 +14,10 @@ from cxpulse.agent.wifi.parsers import iwconfig, nmcli
 from cxpulse.agent.wifi.parsers._model import NO_WIFI_INTERFACE
 
 FIXTURES = Path(__file__).parent / "fixtures"
-NO_LINK = re.compile(r"disconnected|not-associated|not-connected|radio-off|power-off|wifi-off|off-handmade"
-                     r"|no-interface|wlansvc|none-in-use|none-active|init-not")
+NO_LINK = re.compile(
+    r"disconnected|not-associated|not-connected|radio-off|power-off|wifi-off|off-handmade"
+    r"|no-interface|wlansvc|none-in-use|none-active|init-not"
+)
 CASES = sorted(p for p in FIXTURES.glob("*/*") if NO_LINK.search(p.name) and not p.name.endswith(".expected.json"))
 
 
@@ -36,15 +38,18 @@ def test_no_link_reads_as_not_connected(path: Path) -> None:
     assert (r.ssid, r.bssid, r.rssi_dbm, r.channel, r.tx_rate_mbps) == (None, None, None, None, None)
 
 
-@pytest.mark.parametrize("text", [
-    "There is no wireless interface on the system.\r\n",
-    "Es ist keine Drahtlosschnittstelle auf dem System vorhanden.",
-    "Il n'existe aucune interface sans fil sur le système.",
-    "No hay ninguna interfaz inalámbrica en el sistema.",
-    "Não há nenhuma interface sem fio no sistema.",
-    "The Wireless AutoConfig Service (wlansvc) is not running.",
-    "Le service de configuration automatique WLAN (wlansvc) n'est pas en cours d'exécution.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "There is no wireless interface on the system.\r\n",
+        "Es ist keine Drahtlosschnittstelle auf dem System vorhanden.",
+        "Il n'existe aucune interface sans fil sur le système.",
+        "No hay ninguna interfaz inalámbrica en el sistema.",
+        "Não há nenhuma interface sem fio no sistema.",
+        "The Wireless AutoConfig Service (wlansvc) is not running.",
+        "Le service de configuration automatique WLAN (wlansvc) n'est pas en cours d'exécution.",
+    ],
+)
 def test_netsh_sentences_instead_of_a_report_mean_no_wifi(text: str) -> None:
     r = parse_text(text)
     assert (r.connected, r.source, r.note) == (False, "netsh", NO_WIFI_INTERFACE)
@@ -69,33 +74,53 @@ def test_system_profiler_off_names_the_station_not_awdl() -> None:
 def test_iwconfig_line_with_several_quoted_pairs() -> None:
     assert iwconfig.pairs('  ESSID:"Office: 5G"  Nickname:"x"') == [("ESSID", '"Office: 5G"'), ("Nickname", '"x"')]
     assert iwconfig.pairs("          Mode:Managed  Frequency:5.18 GHz  Access Point: 00:11:22:33:44:55   ") == [
-        ("Mode", "Managed"), ("Frequency", "5.18 GHz"), ("Access Point", "00:11:22:33:44:55")]
+        ("Mode", "Managed"),
+        ("Frequency", "5.18 GHz"),
+        ("Access Point", "00:11:22:33:44:55"),
+    ]
     assert iwconfig.pairs("  Link Quality=52/70  Signal level=-58 dBm  ") == [
-        ("Link Quality", "52/70"), ("Signal level", "-58 dBm")]
+        ("Link Quality", "52/70"),
+        ("Signal level", "-58 dBm"),
+    ]
     # A quote inside the SSID does not end it; two spaces inside a quoted SSID do not split it.
     assert iwconfig.pairs(' ESSID:"my "cool"  net"  Nickname:""') == [("ESSID", '"my "cool"  net"'), ("Nickname", '""')]
     assert iwconfig.pairs(' ESSID:"lab" [2]  Nickname:"n"') == [("ESSID", '"lab"'), ("Nickname", '"n"')]
 
 
 def test_iwconfig_ssid_named_like_the_off_marker_is_a_link() -> None:
-    text = ('wlan0     IEEE 802.11  ESSID:"off/any"  \n'
-            "          Mode:Managed  Frequency:2.412 GHz  Access Point: 00:11:22:33:44:55   \n")
+    text = (
+        'wlan0     IEEE 802.11  ESSID:"off/any"  \n'
+        "          Mode:Managed  Frequency:2.412 GHz  Access Point: 00:11:22:33:44:55   \n"
+    )
     r = parse_text(text)
     assert (r.connected, r.ssid, r.channel) == (True, "off/any", 1)
 
 
 def test_iwconfig_zero_access_point_is_no_link() -> None:
-    text = ('wlan0     IEEE 802.11  ESSID:""  \n'
-            "          Mode:Managed  Access Point: 00:00:00:00:00:00   \n")
+    text = 'wlan0     IEEE 802.11  ESSID:""  \n          Mode:Managed  Access Point: 00:00:00:00:00:00   \n'
     assert parse_text(text).connected is False
 
 
-@pytest.mark.parametrize("order", ["IN-USE,SSID,BSSID,CHAN,RATE,SIGNAL,SECURITY",
-                                   "IN-USE,BSSID,SSID,MODE,CHAN,RATE,SIGNAL,BARS,SECURITY",
-                                   "IN-USE,SSID,BSSID,MODE,CHAN,FREQ,RATE,SIGNAL"])
+@pytest.mark.parametrize(
+    "order",
+    [
+        "IN-USE,SSID,BSSID,CHAN,RATE,SIGNAL,SECURITY",
+        "IN-USE,BSSID,SSID,MODE,CHAN,RATE,SIGNAL,BARS,SECURITY",
+        "IN-USE,SSID,BSSID,MODE,CHAN,FREQ,RATE,SIGNAL",
+    ],
+)
 def test_nmcli_terse_in_use_row_in_any_field_order(order: str) -> None:
-    values = {"SSID": "Office\\: 5G", "BSSID": "AA\\:BB\\:CC\\:DD\\:EE\\:02", "MODE": "Infra", "CHAN": "36",
-              "FREQ": "5180 MHz", "RATE": "540 Mbit/s", "SIGNAL": "78", "BARS": "▂▄▆_", "SECURITY": "WPA2"}
+    values = {
+        "SSID": "Office\\: 5G",
+        "BSSID": "AA\\:BB\\:CC\\:DD\\:EE\\:02",
+        "MODE": "Infra",
+        "CHAN": "36",
+        "FREQ": "5180 MHz",
+        "RATE": "540 Mbit/s",
+        "SIGNAL": "78",
+        "BARS": "▂▄▆_",
+        "SECURITY": "WPA2",
+    }
     fields = order.split(",")
 
     def row(mark: str, bssid_last: str, ssid: str) -> str:
@@ -106,5 +131,11 @@ def test_nmcli_terse_in_use_row_in_any_field_order(order: str) -> None:
     assert nmcli.detect(text)
     r = parse_text(text)
     assert (r.connected, r.ssid, r.bssid, r.channel, r.tx_rate_mbps, r.signal_percent) == (
-        True, "Office: 5G", "aa:bb:cc:dd:ee:02", 36, 540.0, 78)
+        True,
+        "Office: 5G",
+        "aa:bb:cc:dd:ee:02",
+        36,
+        540.0,
+        78,
+    )
     assert parse_text(text.replace("*:", " :")).connected is False

@@ -10,17 +10,36 @@ from pathlib import Path
 
 import pytest
 
-from cxpulse.agent.wifi import UnrecognizedOutput, parse_text
-from cxpulse.agent.wifi import cli
+from cxpulse.agent.wifi import UnrecognizedOutput, cli, parse_text
 from cxpulse.agent.wifi.parsers import PARSERS, detect
 
 FIXTURES = Path(__file__).parent / "fixtures"
-CASES = sorted(p for p in FIXTURES.glob("*/*") if p.is_file() and not p.name.endswith(".expected.json")
-               and p.name != "SOURCES.md")
-KEYS = ["connected", "ssid", "bssid", "rssi_dbm", "noise_dbm", "channel", "frequency_mhz", "band",
-        "tx_rate_mbps", "signal_percent", "source"]
-TOOL_SOURCE = {"netsh": "netsh", "airport": "airport", "system_profiler": "system_profiler", "wdutil": "wdutil",
-               "iw": "iw", "proc": "proc", "nmcli": "nmcli", "iwconfig": "iwconfig"}
+CASES = sorted(
+    p for p in FIXTURES.glob("*/*") if p.is_file() and not p.name.endswith(".expected.json") and p.name != "SOURCES.md"
+)
+KEYS = [
+    "connected",
+    "ssid",
+    "bssid",
+    "rssi_dbm",
+    "noise_dbm",
+    "channel",
+    "frequency_mhz",
+    "band",
+    "tx_rate_mbps",
+    "signal_percent",
+    "source",
+]
+TOOL_SOURCE = {
+    "netsh": "netsh",
+    "airport": "airport",
+    "system_profiler": "system_profiler",
+    "wdutil": "wdutil",
+    "iw": "iw",
+    "proc": "proc",
+    "nmcli": "nmcli",
+    "iwconfig": "iwconfig",
+}
 
 
 def _expected(path: Path) -> dict:
@@ -75,8 +94,16 @@ def test_only_one_parser_claims_each_fixture_family() -> None:
         assert module is not None and module.SOURCE == TOOL_SOURCE[case.parent.name], _id(case)
 
 
-@pytest.mark.parametrize("text", ["", "hello world\n", "PING 127.0.0.1 (127.0.0.1) 56(84) bytes of data.\n",
-                                  "Name: value\nOther: thing\n", "{\"a\": 1}"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "hello world\n",
+        "PING 127.0.0.1 (127.0.0.1) 56(84) bytes of data.\n",
+        "Name: value\nOther: thing\n",
+        '{"a": 1}',
+    ],
+)
 def test_unrecognised_text_raises(text: str) -> None:
     with pytest.raises(UnrecognizedOutput):
         parse_text(text)
@@ -85,8 +112,9 @@ def test_unrecognised_text_raises(text: str) -> None:
 def test_netsh_ignores_labels_entirely() -> None:
     """Scrambling every label of a real output (as another language would) leaves the reading unchanged."""
     text = (FIXTURES / "netsh" / "en-win11-ax201.txt").read_text(encoding="utf-8")
-    scrambled = re.sub(r"^(\s*)([^:\n]+?)(\s*:)", lambda m: m.group(1) + "Q" * len(m.group(2)) + m.group(3),
-                       text, flags=re.M)
+    scrambled = re.sub(
+        r"^(\s*)([^:\n]+?)(\s*:)", lambda m: m.group(1) + "Q" * len(m.group(2)) + m.group(3), text, flags=re.M
+    )
     assert parse_text(scrambled) == parse_text(text)
 
 
@@ -94,8 +122,9 @@ def test_netsh_rssi_line_and_two_interfaces() -> None:
     """Recent Windows 11 adds an Rssi line; with two adapters the connected one is reported."""
     text = (FIXTURES / "netsh" / "en-disconnected-ax201.txt").read_text(encoding="utf-8")
     connected = (FIXTURES / "netsh" / "en-win11-ax201.txt").read_text(encoding="utf-8")
-    connected = connected.replace("    Signal               : 42%\n", "    Signal               : 42%\n"
-                                  "    Rssi                 : -71\n")
+    connected = connected.replace(
+        "    Signal               : 42%\n", "    Signal               : 42%\n    Rssi                 : -71\n"
+    )
     r = parse_text(text + "\n" + connected)
     assert (r.connected, r.ssid, r.rssi_dbm, r.signal_percent) == (True, "SSID-1", -71, 42)
 

@@ -9,8 +9,7 @@ import struct
 from pathlib import Path
 
 import cxpulse.agent.wifi as wifi
-from cxpulse.agent.wifi import HIDDEN, WifiReading, hash_identity, parse_text, read_wifi, to_columns
-from cxpulse.agent.wifi import linux
+from cxpulse.agent.wifi import HIDDEN, WifiReading, hash_identity, linux, parse_text, read_wifi, to_columns
 from cxpulse.v1.kinds import INT, KINDS, MAX_STR, STR
 from cxpulse.v1.payload import SampleBatch, Series, decode, encode
 from tests.requirements import require
@@ -19,11 +18,36 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def test_public_api_is_pinned() -> None:
-    assert wifi.__all__ == ["HIDDEN", "UnrecognizedOutput", "WatcherConfig", "WifiReading", "WifiWatcher",
-                            "hash_identity", "parse_text", "read_wifi", "to_columns"]
+    assert wifi.__all__ == [
+        "HIDDEN",
+        "UnrecognizedOutput",
+        "WatcherConfig",
+        "WifiReading",
+        "WifiWatcher",
+        "hash_identity",
+        "parse_text",
+        "read_wifi",
+        "to_columns",
+    ]
     assert [f.name for f in dataclasses.fields(WifiReading)] == [
-        "connected", "source", "interface", "ssid", "bssid", "rssi_dbm", "noise_dbm", "channel", "frequency_mhz",
-        "band", "width_mhz", "phy", "tx_rate_mbps", "rx_rate_mbps", "signal_percent", "hidden_by_os", "note"]
+        "connected",
+        "source",
+        "interface",
+        "ssid",
+        "bssid",
+        "rssi_dbm",
+        "noise_dbm",
+        "channel",
+        "frequency_mhz",
+        "band",
+        "width_mhz",
+        "phy",
+        "tx_rate_mbps",
+        "rx_rate_mbps",
+        "signal_percent",
+        "hidden_by_os",
+        "note",
+    ]
 
 
 def test_every_backend_imports_on_any_os() -> None:
@@ -47,10 +71,10 @@ def test_linux_reader_on_a_recorded_tree(tmp_path: Path) -> None:
     (tmp_path / "sys" / "class" / "net" / "wlan0" / "wireless").mkdir()
     (tmp_path / "sys" / "class" / "net" / "wlan1" / "phy80211").mkdir()
     (tmp_path / "proc" / "net").mkdir(parents=True)
-    (tmp_path / "proc" / "net" / "wireless").write_text(
-        (FIXTURES / "proc" / "two-interfaces-telegraf.txt").read_text())
-    reader = linux.LinuxReader(sys_root=str(tmp_path / "sys"), proc_root=str(tmp_path / "proc"), iw_every_s=0,
-                               use_netlink=False)
+    (tmp_path / "proc" / "net" / "wireless").write_text((FIXTURES / "proc" / "two-interfaces-telegraf.txt").read_text())
+    reader = linux.LinuxReader(
+        sys_root=str(tmp_path / "sys"), proc_root=str(tmp_path / "proc"), iw_every_s=0, use_netlink=False
+    )
     assert linux.wireless_interfaces(str(tmp_path / "sys")) == ["wlan0", "wlan1"]
     r = reader.read()
     assert (r.connected, r.interface, r.rssi_dbm, r.source) == (True, "wlan0", -50, "proc")
@@ -89,8 +113,21 @@ def test_to_columns_fits_the_payload_schema() -> None:
 def test_to_columns_values_and_round_trip_through_the_payload() -> None:
     r = parse_text((FIXTURES / "wdutil" / "macos15-5ghz-redacted.txt").read_text(encoding="utf-8"))
     row = to_columns(r)
-    assert row == {"conn": 1, "ssid": HIDDEN, "bssid": HIDDEN, "rssi": -79, "noise": -91, "snr": 12, "ch": 44,
-                   "mhz": 5220, "band": "5", "phy": "802.11ax", "tx": 103000, "rx": None, "q": None}
+    assert row == {
+        "conn": 1,
+        "ssid": HIDDEN,
+        "bssid": HIDDEN,
+        "rssi": -79,
+        "noise": -91,
+        "snr": 12,
+        "ch": 44,
+        "mhz": 5220,
+        "band": "5",
+        "phy": "802.11ax",
+        "tx": 103000,
+        "rx": None,
+        "q": None,
+    }
     s = Series(target="wifi", address="en0", method=r.source, kind="wifi")
     s.add(1_760_000_000_000_000, **row)
     back = decode(encode(SampleBatch(series=[s])))

@@ -7,27 +7,36 @@ from dataclasses import replace
 import pytest
 
 from cxpulse.agent.wifi import HIDDEN, WatcherConfig, WifiReading, WifiWatcher
-from cxpulse.v1.payload import Event
 from cxpulse.v1.kinds import EVENT_KINDS
+from cxpulse.v1.payload import Event
 
 S = 1_000_000
 T0 = 1_760_000_000 * S
 AP1, AP2 = "aa:bb:cc:00:00:01", "aa:bb:cc:00:00:02"
-GOOD = WifiReading(connected=True, source="nl80211", ssid="Office", bssid=AP1, rssi_dbm=-55, channel=36,
-                   frequency_mhz=5180, band="5", tx_rate_mbps=400.0)
+GOOD = WifiReading(
+    connected=True,
+    source="nl80211",
+    ssid="Office",
+    bssid=AP1,
+    rssi_dbm=-55,
+    channel=36,
+    frequency_mhz=5180,
+    band="5",
+    tx_rate_mbps=400.0,
+)
 DOWN = WifiReading(connected=False, source="nl80211")
 
 
 def script() -> list[WifiReading]:
-    seq = [GOOD] * 6                                                       # 0-5 settle, rate history
-    seq += [replace(GOOD, rssi_dbm=v) for v in (-72, -60, -74, -76)]       # 6-9 weak opens at 9 (3 of 5)
-    seq += [replace(GOOD, rssi_dbm=-58)] * 3                               # 10-12 weak closes at 12
-    seq += [DOWN] * 4                                                      # 13-16 disconnect at 13
-    seq += [GOOD] * 2                                                      # 17-18 reconnect at 17 (4 s)
+    seq = [GOOD] * 6  # 0-5 settle, rate history
+    seq += [replace(GOOD, rssi_dbm=v) for v in (-72, -60, -74, -76)]  # 6-9 weak opens at 9 (3 of 5)
+    seq += [replace(GOOD, rssi_dbm=-58)] * 3  # 10-12 weak closes at 12
+    seq += [DOWN] * 4  # 13-16 disconnect at 13
+    seq += [GOOD] * 2  # 17-18 reconnect at 17 (4 s)
     seq += [replace(GOOD, bssid=AP2, rssi_dbm=-50, channel=44, frequency_mhz=5220)] * 6  # 19 roam
-    seq += [replace(seq[-1], tx_rate_mbps=60.0)] * 2                      # 25-26 rate drop opens at 26
-    seq += [replace(seq[-1], tx_rate_mbps=400.0)] * 2                     # 27-28 rate drop closes at 28
-    seq += [replace(seq[-1], channel=6, frequency_mhz=2437, band="2.4")] * 2   # 29 band change
+    seq += [replace(seq[-1], tx_rate_mbps=60.0)] * 2  # 25-26 rate drop opens at 26
+    seq += [replace(seq[-1], tx_rate_mbps=400.0)] * 2  # 27-28 rate drop closes at 28
+    seq += [replace(seq[-1], channel=6, frequency_mhz=2437, band="2.4")] * 2  # 29 band change
     return seq
 
 
@@ -53,7 +62,12 @@ def test_each_event_exactly_once_at_the_reading_that_shows_it() -> None:
     for _, e in events:
         ids.setdefault(e.kind, set()).add(e.id)
     assert {k: len(v) for k, v in ids.items()} == {
-        "wifi_weak_signal": 1, "wifi_disconnect": 1, "wifi_roam": 1, "wifi_rate_drop": 1, "wifi_band_change": 1}
+        "wifi_weak_signal": 1,
+        "wifi_disconnect": 1,
+        "wifi_roam": 1,
+        "wifi_rate_drop": 1,
+        "wifi_band_change": 1,
+    }
 
     weak = by_kind(events, "wifi_weak_signal")
     assert [(i, e.end_us is None) for i, e in weak] == [(9, True), (12, False)]
@@ -65,7 +79,7 @@ def test_each_event_exactly_once_at_the_reading_that_shows_it() -> None:
     assert down[1][1].end_us - down[1][1].start_us == 4 * S
     assert "down for 4.0 s" in down[1][1].evidence
 
-    (i, roam), = by_kind(events, "wifi_roam")
+    ((i, roam),) = by_kind(events, "wifi_roam")
     assert i == 19 and AP1 in roam.evidence and AP2 in roam.evidence
     assert "-55 dBm -> -50 dBm" in roam.evidence and "channel 36 -> 44" in roam.evidence
 
@@ -73,7 +87,7 @@ def test_each_event_exactly_once_at_the_reading_that_shows_it() -> None:
     assert [(i, e.end_us is None) for i, e in drop] == [(26, True), (28, False)]
     assert "60 Mbit/s" in drop[0][1].evidence and "400" in drop[0][1].evidence
 
-    (i, band), = by_kind(events, "wifi_band_change")
+    ((i, band),) = by_kind(events, "wifi_band_change")
     assert i == 29 and "5 GHz -> 2.4 GHz" in band.evidence and band.severity == 2
 
 

@@ -13,7 +13,8 @@ import uuid
 
 import pytest
 
-from cxpulse.agent.wifi import HIDDEN, windows as w
+from cxpulse.agent.wifi import HIDDEN
+from cxpulse.agent.wifi import windows as w
 from cxpulse.agent.wifi.parsers._model import NO_WIFI_INTERFACE
 
 # Sizes and offsets on x64, from the field lists in wlanapi.h / windot11.h (learn.microsoft.com,
@@ -26,22 +27,58 @@ LAYOUT = {
     "WLAN_INTERFACE_INFO_LIST": (540, {"dwNumberOfItems": 0, "dwIndex": 4, "InterfaceInfo": 8}),
     "DOT11_SSID": (36, {"uSSIDLength": 0, "ucSSID": 4}),
     # BSSID (6 bytes) at 40 is followed by 2 bytes of padding before the 4-byte PHY type
-    "WLAN_ASSOCIATION_ATTRIBUTES": (68, {"dot11Ssid": 0, "dot11BssType": 36, "dot11Bssid": 40, "dot11PhyType": 48,
-                                         "uDot11PhyIndex": 52, "wlanSignalQuality": 56, "ulRxRate": 60,
-                                         "ulTxRate": 64}),
-    "WLAN_SECURITY_ATTRIBUTES": (16, {"bSecurityEnabled": 0, "bOneXEnabled": 4, "dot11AuthAlgorithm": 8,
-                                      "dot11CipherAlgorithm": 12}),
-    "WLAN_CONNECTION_ATTRIBUTES": (604, {"isState": 0, "wlanConnectionMode": 4, "strProfileName": 8,
-                                         "wlanAssociationAttributes": 520, "wlanSecurityAttributes": 588}),
+    "WLAN_ASSOCIATION_ATTRIBUTES": (
+        68,
+        {
+            "dot11Ssid": 0,
+            "dot11BssType": 36,
+            "dot11Bssid": 40,
+            "dot11PhyType": 48,
+            "uDot11PhyIndex": 52,
+            "wlanSignalQuality": 56,
+            "ulRxRate": 60,
+            "ulTxRate": 64,
+        },
+    ),
+    "WLAN_SECURITY_ATTRIBUTES": (
+        16,
+        {"bSecurityEnabled": 0, "bOneXEnabled": 4, "dot11AuthAlgorithm": 8, "dot11CipherAlgorithm": 12},
+    ),
+    "WLAN_CONNECTION_ATTRIBUTES": (
+        604,
+        {
+            "isState": 0,
+            "wlanConnectionMode": 4,
+            "strProfileName": 8,
+            "wlanAssociationAttributes": 520,
+            "wlanSecurityAttributes": 588,
+        },
+    ),
     "WLAN_PHY_RADIO_STATE": (12, {"dwPhyIndex": 0, "dot11SoftwareRadioState": 4, "dot11HardwareRadioState": 8}),
     "WLAN_RADIO_STATE": (772, {"dwNumberOfPhys": 0, "PhyRadioState": 4}),
     "WLAN_RATE_SET": (256, {"uRateSetLength": 0, "usRateSet": 4}),
     # ullTimestamp is 8-aligned: 66 + 2 (usBeaconPeriod) = 68 -> 72
-    "WLAN_BSS_ENTRY": (360, {"dot11Ssid": 0, "uPhyId": 36, "dot11Bssid": 40, "dot11BssType": 48,
-                             "dot11BssPhyType": 52, "lRssi": 56, "uLinkQuality": 60, "bInRegDomain": 64,
-                             "usBeaconPeriod": 66, "ullTimestamp": 72, "ullHostTimestamp": 80,
-                             "usCapabilityInformation": 88, "ulChCenterFrequency": 92, "wlanRateSet": 96,
-                             "ulIeOffset": 352, "ulIeSize": 356}),
+    "WLAN_BSS_ENTRY": (
+        360,
+        {
+            "dot11Ssid": 0,
+            "uPhyId": 36,
+            "dot11Bssid": 40,
+            "dot11BssType": 48,
+            "dot11BssPhyType": 52,
+            "lRssi": 56,
+            "uLinkQuality": 60,
+            "bInRegDomain": 64,
+            "usBeaconPeriod": 66,
+            "ullTimestamp": 72,
+            "ullHostTimestamp": 80,
+            "usCapabilityInformation": 88,
+            "ulChCenterFrequency": 92,
+            "wlanRateSet": 96,
+            "ulIeOffset": 352,
+            "ulIeSize": 356,
+        },
+    ),
     "WLAN_BSS_LIST": (368, {"dwTotalSize": 0, "dwNumberOfItems": 4, "wlanBssEntries": 8}),
 }
 
@@ -58,7 +95,11 @@ def test_opcodes_are_the_documented_enum_values() -> None:
     # WLAN_INTF_OPCODE: radio_state 4, current_connection 7, channel_number 8; wlan_intf_opcode_rssi is
     # wlan_intf_opcode_msm_start (0x10000100) + 2.
     assert (w.OPCODE_RADIO_STATE, w.OPCODE_CURRENT_CONNECTION, w.OPCODE_CHANNEL_NUMBER, w.OPCODE_RSSI) == (
-        4, 7, 8, 0x10000102)
+        4,
+        7,
+        8,
+        0x10000102,
+    )
 
 
 # -- the fake DLL -------------------------------------------------------------------------------
@@ -80,14 +121,22 @@ def interface_list(*items: tuple[uuid.UUID, str, int]) -> bytes:
     return out
 
 
-def connection(ssid: bytes = b"Office", bssid: bytes = BSSID, phy: int = 10, quality: int = 78,
-               rx_kbps: int = 1_201_000, tx_kbps: int = 864_800, state: int = 1, secure: int = 1) -> bytes:
+def connection(
+    ssid: bytes = b"Office",
+    bssid: bytes = BSSID,
+    phy: int = 10,
+    quality: int = 78,
+    rx_kbps: int = 1_201_000,
+    tx_kbps: int = 864_800,
+    state: int = 1,
+    secure: int = 1,
+) -> bytes:
     """WLAN_CONNECTION_ATTRIBUTES, 604 bytes, each field packed at its documented offset."""
     buf = bytearray(604)
     struct.pack_into("<II", buf, 0, state, 0)
-    buf[8:8 + 512] = _wchars("Office profile")
+    buf[8 : 8 + 512] = _wchars("Office profile")
     struct.pack_into("<I32s", buf, 520, len(ssid), ssid)
-    struct.pack_into("<I", buf, 556, 1)                 # infrastructure
+    struct.pack_into("<I", buf, 556, 1)  # infrastructure
     buf[560:566] = bssid
     struct.pack_into("<IIIII", buf, 568, phy, 0, quality, rx_kbps, tx_kbps)
     struct.pack_into("<iiII", buf, 588, secure, 0, 7, 4)  # WPA2-PSK, CCMP
@@ -120,8 +169,8 @@ class FakeWlanApi:
 
     def __init__(self, interfaces: bytes, answers: dict | None = None, rc: dict | None = None):
         self.interfaces = interfaces
-        self.answers = answers or {}         # opcode -> bytes
-        self.rc = dict(rc or {})              # function name or opcode -> error code (or list of codes)
+        self.answers = answers or {}  # opcode -> bytes
+        self.rc = dict(rc or {})  # function name or opcode -> error code (or list of codes)
         self.bss = bss_list((BSSID, -60, 5_975_000))
         self.live: dict[int, ctypes.Array] = {}
         self.calls: list[str] = []
@@ -173,7 +222,7 @@ class FakeWlanApi:
 
     def WlanGetNetworkBssList(self, handle, guid, ssid, bss_type, secure, reserved, out):
         self.calls.append("bsslist")
-        assert bytes(ssid._obj.ucSSID[:ssid._obj.uSSIDLength]) == b"Office" and bss_type == 1 and secure == 1
+        assert bytes(ssid._obj.ucSSID[: ssid._obj.uSSIDLength]) == b"Office" and bss_type == 1 and secure == 1
         if rc := self._error("WlanGetNetworkBssList"):
             return rc
         self._give(out, self.bss)
@@ -194,7 +243,12 @@ def test_connected_link_and_every_buffer_freed() -> None:
     api = connected_api()
     r = w.WindowsReader(dll=api).read()
     assert (r.connected, r.source, r.interface, r.ssid, r.bssid) == (
-        True, "wlanapi", "Intel(R) Wi-Fi 6E AX211 160MHz", "Office", "fe:dc:ba:09:87:02")
+        True,
+        "wlanapi",
+        "Intel(R) Wi-Fi 6E AX211 160MHz",
+        "Office",
+        "fe:dc:ba:09:87:02",
+    )
     # 6 GHz channel 1 is told apart from 2.4 GHz channel 1 by the BSS entry's 5975 MHz.
     assert (r.rssi_dbm, r.channel, r.frequency_mhz, r.band, r.phy) == (-61, 1, 5975, "6", "802.11ax")
     assert (r.signal_percent, r.rx_rate_mbps, r.tx_rate_mbps) == (78, 1201.0, 864.8)
@@ -228,8 +282,9 @@ def test_location_denied_keeps_the_link_and_hides_identity(caplog) -> None:
     assert api.live == {}
 
 
-@pytest.mark.parametrize("phys, note", [([(1, 1)], None), ([(2, 1)], "Wi-Fi is off"), ([(1, 2)], "Wi-Fi is off"),
-                                         ([(2, 1), (1, 1)], None)])
+@pytest.mark.parametrize(
+    "phys, note", [([(1, 1)], None), ([(2, 1)], "Wi-Fi is off"), ([(1, 2)], "Wi-Fi is off"), ([(2, 1), (1, 1)], None)]
+)
 def test_disconnected_interface_and_radio_off(phys, note) -> None:
     api = FakeWlanApi(interface_list((GUID_A, "Wi-Fi", 4)), {4: radio_state(*phys)})
     r = w.WindowsReader(dll=api).read()
@@ -286,14 +341,17 @@ def test_other_errors_raise_for_this_look_only() -> None:
 
 def test_missing_dll_falls_back_to_netsh_at_its_own_cadence(monkeypatch) -> None:
     """Server Core without the Wireless LAN feature: wlanapi.dll does not load (here: no ctypes.WinDLL)."""
+
     def no_dll():
         raise w.WlanUnavailable("wlanapi.dll: not found")
 
     monkeypatch.setattr(w, "_load_wlanapi", no_dll)
     runs: list[list[str]] = []
-    text = ("There is 1 interface on the system:\n\n    Name : Wi-Fi\n"
-            "    GUID : 44bf0952-4755-46b5-9232-bc34aa2cf479\n"
-            "    Physical address : a4:6b:b6:33:78:d6\n    State : disconnected\n")
+    text = (
+        "There is 1 interface on the system:\n\n    Name : Wi-Fi\n"
+        "    GUID : 44bf0952-4755-46b5-9232-bc34aa2cf479\n"
+        "    Physical address : a4:6b:b6:33:78:d6\n    State : disconnected\n"
+    )
 
     def run(cmd):
         runs.append(cmd)
@@ -310,8 +368,10 @@ def test_missing_dll_falls_back_to_netsh_at_its_own_cadence(monkeypatch) -> None
     assert {r.note for r in looks if r.connected is None} == {w.NOT_DUE}
 
 
-@pytest.mark.skipif(os.environ.get("CXPULSE_NATIVE_OS") != "1" or sys.platform != "win32",
-                    reason="the real wlanapi.dll: Windows runner only")
+@pytest.mark.skipif(
+    os.environ.get("CXPULSE_NATIVE_OS") != "1" or sys.platform != "win32",
+    reason="the real wlanapi.dll: Windows runner only",
+)
 def test_native_wlanapi_answers_without_netsh() -> None:
     """On a Windows runner (no radio, wlansvc usually stopped) the real DLL loads and answers in-process."""
     reader = w.WindowsReader(run=lambda cmd: pytest.fail("netsh must not run where wlanapi.dll loads"))
