@@ -372,12 +372,16 @@ _SEVERITY_WORD = {1: "minor", 2: "major", 3: "critical"}
 
 
 class EventLike(Protocol):
-    """What stability needs of an event; ``cxpulse.v1.payload.Event`` fits."""
+    """What stability needs of an event, read only; ``cxpulse.v1.payload.Event`` fits."""
 
-    kind: str
-    start_us: int
-    end_us: int | None
-    severity: int
+    @property
+    def kind(self) -> str: ...
+    @property
+    def start_us(self) -> int: ...
+    @property
+    def end_us(self) -> int | None: ...
+    @property
+    def severity(self) -> int: ...
 
 
 def stability_component(

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..store import rollup as ru
+from ..store.sketch import LatencySketch
 from .components import (
     COLLAPSE_ANCHORS,
     DISCONNECT_ANCHORS,
@@ -33,7 +34,6 @@ from .components import (
     window_score,
 )
 from .emodel import DEFAULT_CODEC, burst_r_from_runs
-from ..store.sketch import LatencySketch
 
 __all__ = [
     "AppFig",
@@ -48,12 +48,12 @@ __all__ = [
     "WifiFig",
     "agent_timeline",
     "app_history",
-    "hist_percentile",
-    "recent_availability",
     "figures_from",
     "figures_of",
+    "hist_percentile",
     "merged",
     "minute_scores",
+    "recent_availability",
     "score_figures",
     "timeline_of",
 ]
@@ -187,7 +187,11 @@ class Figures:
         return len({s.id for s in self.spans if s.kind == kind and self.start_us <= s.event_start_us < self.end_us})
 
     def event_seconds(self, kind: str, target: str | None = None) -> float:
-        return sum((s.end_us - s.start_us) / 1e6 for s in self.spans if s.kind == kind and (target is None or s.target == target))
+        return sum(
+            (s.end_us - s.start_us) / 1e6
+            for s in self.spans
+            if s.kind == kind and (target is None or s.target == target)
+        )
 
     @property
     def gateway(self) -> PathFig | None:
@@ -220,11 +224,23 @@ def merged(rollups: Iterable[ru.Rollup]) -> dict[tuple[str, str], ru.Rollup]:
             out[k] = first
             continue
         if first.kind == ru.EVENTS:
-            out[k] = ru.Rollup(first.agent, first.minute_us, first.kind, first.target, first.hop,
-                               {"spans": [s for r in g for s in r.data["spans"]]})
+            out[k] = ru.Rollup(
+                first.agent,
+                first.minute_us,
+                first.kind,
+                first.target,
+                first.hop,
+                {"spans": [s for r in g for s in r.data["spans"]]},
+            )
         else:
-            out[k] = ru.Rollup(first.agent, first.minute_us, first.kind, first.target, max(r.hop for r in g),
-                               ru.merge_all(first.kind, ru.empty(first.kind), [r.data for r in g]))
+            out[k] = ru.Rollup(
+                first.agent,
+                first.minute_us,
+                first.kind,
+                first.target,
+                max(r.hop for r in g),
+                ru.merge_all(first.kind, ru.empty(first.kind), [r.data for r in g]),
+            )
     return out
 
 
@@ -265,9 +281,18 @@ def _q(s: LatencySketch | None, q: float) -> float | None:
 def _path(target: str, hop: int, d: dict) -> PathFig:
     jit_sum, pairs = ru.rtt_jitter(d)
     n, lost = d["n"], d["lost"]
-    return PathFig(target, hop, ",".join(d["addr"]), n, lost, round(100.0 * lost / n, 2) if n else 0.0,
-                   _ms(_q(d["rtt"], 0.5)), _ms(_q(d["rtt"], 0.95)), _ms(jit_sum / pairs) if pairs else None,
-                   ru.rtt_loss_runs(d))
+    return PathFig(
+        target,
+        hop,
+        ",".join(d["addr"]),
+        n,
+        lost,
+        round(100.0 * lost / n, 2) if n else 0.0,
+        _ms(_q(d["rtt"], 0.5)),
+        _ms(_q(d["rtt"], 0.95)),
+        _ms(jit_sum / pairs) if pairs else None,
+        ru.rtt_loss_runs(d),
+    )
 
 
 def _durations(s: LatencySketch | None) -> tuple[float, ...]:
@@ -275,17 +300,29 @@ def _durations(s: LatencySketch | None) -> tuple[float, ...]:
     if s is None or not s.count:
         return ()
     out: list[float] = [0.0] * s.zero
+    lo, hi = s.min, s.max
+    assert lo is not None and hi is not None  # a sketch that counted something has both
     for k in sorted(s.buckets):
-        v = min(max(2 * s.gamma ** k / (s.gamma + 1), s.min), s.max)
+        v = min(max(2 * s.gamma**k / (s.gamma + 1), lo), hi)
         out.extend([v / 1000.0] * s.buckets[k])
     return tuple(out)
 
 
 def _app(app: str, d: dict) -> AppFig:
     n, failed = d["n"], d["failed"]
-    return AppFig(app, n, failed, dict(d["errs"]), round(100.0 * (n - failed) / n, 2) if n else 0.0,
-                  _durations(d["total"]), _ms(_q(d["total"], 0.95)), _ms(_q(d["dns"], 0.95)),
-                  _ms(_q(d["tcp"], 0.5)), _ms(_q(d["tls"], 0.5)), _ms(_q(d["ttfb"], 0.5)))
+    return AppFig(
+        app,
+        n,
+        failed,
+        dict(d["errs"]),
+        round(100.0 * (n - failed) / n, 2) if n else 0.0,
+        _durations(d["total"]),
+        _ms(_q(d["total"], 0.95)),
+        _ms(_q(d["dns"], 0.95)),
+        _ms(_q(d["tcp"], 0.5)),
+        _ms(_q(d["tls"], 0.5)),
+        _ms(_q(d["ttfb"], 0.5)),
+    )
 
 
 def _voice(d: dict) -> VoiceFig:
@@ -293,9 +330,17 @@ def _voice(d: dict) -> VoiceFig:
     burst_r = 1.0
     if sent and 0 < lost < sent:
         burst_r = burst_r_from_runs(lost, sent, max(1, min(d["loss_runs"], lost)))
-    return VoiceFig(d["runs"], d["failed"], sent, lost, round(100.0 * lost / sent, 2) if sent else None,
-                    _ms(_q(d["rtt"], 0.5)), _ms(_q(d["jit"], 0.5)), burst_r,
-                    None if d["burst_max"] is None else d["burst_max"] / 10.0)
+    return VoiceFig(
+        d["runs"],
+        d["failed"],
+        sent,
+        lost,
+        round(100.0 * lost / sent, 2) if sent else None,
+        _ms(_q(d["rtt"], 0.5)),
+        _ms(_q(d["jit"], 0.5)),
+        burst_r,
+        None if d["burst_max"] is None else d["burst_max"] / 10.0,
+    )
 
 
 def _device(d: dict) -> DeviceFig:
@@ -305,14 +350,28 @@ def _device(d: dict) -> DeviceFig:
     if tr:
         for x in ("up", "dn"):
             hi = d[f"{x}_hi"]
-            own.update({f"{x}_kbps": round(d[f"{x}_sum"] / tr, 1), f"{x}_near_share": hi / tr,
-                        f"{x}_near_kbps": round(d[f"{x}_hi_sum"] / hi, 1) if hi else None,
-                        f"{x}_best_kbps": d[f"{x}_best"]})
+            own.update(
+                {
+                    f"{x}_kbps": round(d[f"{x}_sum"] / tr, 1),
+                    f"{x}_near_share": hi / tr,
+                    f"{x}_near_kbps": round(d[f"{x}_hi_sum"] / hi, 1) if hi else None,
+                    f"{x}_best_kbps": d[f"{x}_best"],
+                }
+            )
         own["link_mbps"] = d["spd"]
-    return DeviceFig(d["n"], round(d["cpu_sum"] / n / 10, 1) if d["cpu_max"] is not None else None,
-                     None if d["cpu_max"] is None else d["cpu_max"] / 10, d["cpu_hi"] / n,
-                     None if d["mem_max"] is None else d["mem_max"] / 10, d["mem_hi"] / n,
-                     d["top"][1] if d["top"] else None, tuple(d["ifk"]), tuple(d["vpn"]), d["nicerr"], **own)
+    return DeviceFig(
+        d["n"],
+        round(d["cpu_sum"] / n / 10, 1) if d["cpu_max"] is not None else None,
+        None if d["cpu_max"] is None else d["cpu_max"] / 10,
+        d["cpu_hi"] / n,
+        None if d["mem_max"] is None else d["mem_max"] / 10,
+        d["mem_hi"] / n,
+        d["top"][1] if d["top"] else None,
+        tuple(d["ifk"]),
+        tuple(d["vpn"]),
+        d["nicerr"],
+        **own,
+    )
 
 
 def hist_percentile(h: dict, pct: float) -> float | None:
@@ -331,8 +390,16 @@ def hist_percentile(h: dict, pct: float) -> float | None:
 
 def _wifi(d: dict) -> WifiFig:
     rssi, snr = d["rssi"], d["snr"]
-    return WifiFig(d["n"], d["conn"], hist_percentile(rssi, 10), hist_percentile(rssi, 50), hist_percentile(snr, 10),
-                   _q(d["tx"], 0.9), _q(d["tx"], 0.1), tuple(d["bssid"]))
+    return WifiFig(
+        d["n"],
+        d["conn"],
+        hist_percentile(rssi, 10),
+        hist_percentile(rssi, 50),
+        hist_percentile(snr, 10),
+        _q(d["tx"], 0.9),
+        _q(d["tx"], 0.1),
+        tuple(d["bssid"]),
+    )
 
 
 # --- scoring ----------------------------------------------------------------------------------------
@@ -369,8 +436,12 @@ def voice_of(f: Figures, cfg: ScoreConfig) -> Component:
             rtt = media.p50_ms if media and media.p50_ms is not None else 0.0
             cands.append((voice_component(rtt, 0.0, 100.0, 1.0, cfg.codec), f"{v.runs} voice-cadence run(s) failed"))
         else:
-            cands.append((voice_component(v.rtt_ms or 0.0, v.jitter_ms or 0.0, v.loss_pct or 0.0, v.burst_r, cfg.codec),
-                          f"voice-cadence: {v.runs} run(s), {v.sent} packets"))
+            cands.append(
+                (
+                    voice_component(v.rtt_ms or 0.0, v.jitter_ms or 0.0, v.loss_pct or 0.0, v.burst_r, cfg.codec),
+                    f"voice-cadence: {v.runs} run(s), {v.sent} packets",
+                )
+            )
     path = _media_path(f, cfg)
     basis = "RTT to the media edge"
     if path is None:
@@ -381,11 +452,15 @@ def voice_of(f: Figures, cfg: ScoreConfig) -> Component:
         if path.p50_ms is None:  # nothing answered
             cands.append((voice_component(0.0, 0.0, 100.0, 1.0, cfg.codec), f"{basis} ({path.target}): no answer"))
         else:
-            cands.append((voice_component(path.p50_ms, path.jitter_ms or 0.0, path.loss_pct, path.burst_r, cfg.codec),
-                          f"{basis} ({path.target}, {path.samples} samples)"))
+            cands.append(
+                (
+                    voice_component(path.p50_ms, path.jitter_ms or 0.0, path.loss_pct, path.burst_r, cfg.codec),
+                    f"{basis} ({path.target}, {path.samples} samples)",
+                )
+            )
     if not cands:
         return Component("voice", None, "n/a", "no voice-cadence runs and no RTT to the media edge", {})
-    c, why = min(cands, key=lambda cw: cw[0].score)
+    c, why = min(cands, key=lambda cw: math.inf if cw[0].score is None else cw[0].score)
     return Component(c.name, c.score, c.label, f"{c.reason} [{why}]", {**c.evidence, "basis": why})
 
 
@@ -407,13 +482,17 @@ def apps_of(f: Figures, cfg: ScoreConfig, isolated: Mapping[str, tuple[int, int]
         checks += [AppCheck(a.app, d) for d in a.durations_ms]
         if a.app in isolated and a.failed:
             failed, seen = isolated[a.app]
-            skipped.append(f"{a.app}: {a.failed} isolated failed check(s) not counted ({failed} of its last {seen} failed)")
+            skipped.append(
+                f"{a.app}: {a.failed} isolated failed check(s) not counted ({failed} of its last {seen} failed)"
+            )
             continue
         checks += [AppCheck(a.app, None, ok=False)] * a.failed
     c = apps_component(checks, cfg.apdex_t_ms, cfg.default_apdex_t_ms)
     if not skipped:
         return c
-    return Component(c.name, c.score, c.label, "; ".join([c.reason, *skipped]), {**c.evidence, "isolated_failures": skipped})
+    return Component(
+        c.name, c.score, c.label, "; ".join([c.reason, *skipped]), {**c.evidence, "isolated_failures": skipped}
+    )
 
 
 # A failed app check is a blip, not a degraded minute, while the app's availability over its
@@ -428,8 +507,9 @@ AVAILABILITY_OK_PCT = 95.0
 BLIP_FAILURES = 1  # failed checks in the look-back that are a blip however few checks there were
 
 
-def recent_availability(counts: Mapping[int, Mapping[str, tuple[int, int]]], minute_us: int,
-                        app: str) -> tuple[int, int]:
+def recent_availability(
+    counts: Mapping[int, Mapping[str, tuple[int, int]]], minute_us: int, app: str
+) -> tuple[int, int]:
     """(failed, checks) of ``app`` over its last AVAILABILITY_CHECKS checks up to this minute.
 
     ``counts``: minute -> app -> (checks, failed). Whole minutes are taken, newest first, until
@@ -446,7 +526,9 @@ def recent_availability(counts: Mapping[int, Mapping[str, tuple[int, int]]], min
     return failed, n
 
 
-def _isolated(counts: Mapping[int, Mapping[str, tuple[int, int]]], minute_us: int, f: Figures) -> dict[str, tuple[int, int]]:
+def _isolated(
+    counts: Mapping[int, Mapping[str, tuple[int, int]]], minute_us: int, f: Figures
+) -> dict[str, tuple[int, int]]:
     out = {}
     for a in f.apps.values():
         if not a.failed:
@@ -478,30 +560,55 @@ def wifi_of(f: Figures) -> Component:
     drops = f.event_starts("wifi_disconnect") or (1 if down > 0 else 0)
     ev["disconnects"] = drops
     if drops:
-        subs.append((piecewise(down, DISCONNECT_ANCHORS), "disconnects",
-                     f"link dropped {drops} time(s), down {100 * down:.0f}% of readings"))
+        subs.append(
+            (
+                piecewise(down, DISCONNECT_ANCHORS),
+                "disconnects",
+                f"link dropped {drops} time(s), down {100 * down:.0f}% of readings",
+            )
+        )
     if w.rssi_p10_dbm is not None:
         ev["rssi_p10_dbm"], ev["rssi_median_dbm"] = w.rssi_p10_dbm, w.rssi_median_dbm
-        subs.append((piecewise(w.rssi_p10_dbm, RSSI_ANCHORS), "rssi",
-                     f"weak signal: RSSI {w.rssi_p10_dbm:.0f} dBm at its lowest 10% (median {w.rssi_median_dbm:.0f} dBm; "
-                     "voice wants -67 dBm or better)"))
+        subs.append(
+            (
+                piecewise(w.rssi_p10_dbm, RSSI_ANCHORS),
+                "rssi",
+                f"weak signal: RSSI {w.rssi_p10_dbm:.0f} dBm at its lowest 10% (median {w.rssi_median_dbm:.0f} dBm; "
+                "voice wants -67 dBm or better)",
+            )
+        )
     if w.snr_p10_db is not None:
         ev["snr_p10_db"] = w.snr_p10_db
-        subs.append((piecewise(w.snr_p10_db, SNR_ANCHORS), "snr",
-                     f"noisy channel: SNR {w.snr_p10_db:.0f} dB at its lowest 10% (voice wants 25 dB)"))
+        subs.append(
+            (
+                piecewise(w.snr_p10_db, SNR_ANCHORS),
+                "snr",
+                f"noisy channel: SNR {w.snr_p10_db:.0f} dB at its lowest 10% (voice wants 25 dB)",
+            )
+        )
     roams = f.event_starts("wifi_roam")
     ev["roams"] = roams
     subs.append((piecewise(roams / minutes, ROAM_ANCHORS), "roams", f"{roams} roam(s) in {minutes} min"))
     drops_rate = f.event_starts("wifi_rate_drop")
     ev["rate_collapses"] = drops_rate
-    subs.append((piecewise(drops_rate / minutes, COLLAPSE_ANCHORS), "rate_collapses",
-                 f"{drops_rate} rate collapse(s) in {minutes} min" +
-                 (f" (tx rate p10 {w.tx_p10_kbps / 1000:.0f} Mbit/s, p90 {w.tx_p90_kbps / 1000:.0f})"
-                  if w.tx_p10_kbps is not None and w.tx_p90_kbps is not None else "")))
+    subs.append(
+        (
+            piecewise(drops_rate / minutes, COLLAPSE_ANCHORS),
+            "rate_collapses",
+            f"{drops_rate} rate collapse(s) in {minutes} min"
+            + (
+                f" (tx rate p10 {w.tx_p10_kbps / 1000:.0f} Mbit/s, p90 {w.tx_p90_kbps / 1000:.0f})"
+                if w.tx_p10_kbps is not None and w.tx_p90_kbps is not None
+                else ""
+            ),
+        )
+    )
     score, key, sentence = min(subs, key=lambda s: s[0])
     ev["limiting"] = key
     if label_for(score) == "good":
-        reason = "healthy link" + (f" (RSSI {w.rssi_p10_dbm:.0f} dBm at its lowest 10%)" if w.rssi_p10_dbm is not None else "")
+        reason = "healthy link" + (
+            f" (RSSI {w.rssi_p10_dbm:.0f} dBm at its lowest 10%)" if w.rssi_p10_dbm is not None else ""
+        )
     else:
         others = [s for sc, k, s in sorted(subs, key=lambda s: s[0]) if k != key and label_for(sc) != "good"]
         reason = "; ".join([sentence, *others])
@@ -523,8 +630,9 @@ def stability_of(f: Figures) -> Component:
     return stability_component([s for s in f.spans if s.kind not in NOT_DISRUPTIONS], 60.0 * max(1, f.minutes))
 
 
-def score_figures(f: Figures, cfg: ScoreConfig | None = None,
-                  isolated: Mapping[str, tuple[int, int]] | None = None) -> Overall:
+def score_figures(
+    f: Figures, cfg: ScoreConfig | None = None, isolated: Mapping[str, tuple[int, int]] | None = None
+) -> Overall:
     """The four components of these figures and the weakest of them (voice, apps, Wi-Fi, stability)."""
     cfg = cfg or ScoreConfig()
     return overall([voice_of(f, cfg), apps_of(f, cfg, isolated), wifi_of(f), stability_of(f)])
@@ -563,8 +671,9 @@ class MinuteScore:
         return self.overall.score is not None and self.overall.score < GOOD
 
 
-def minute_scores(rollups: Iterable[ru.Rollup], cfg: ScoreConfig | None = None,
-                  history: Iterable[ru.Rollup] = (), kept=None) -> list[MinuteScore]:
+def minute_scores(
+    rollups: Iterable[ru.Rollup], cfg: ScoreConfig | None = None, history: Iterable[ru.Rollup] = (), kept=None
+) -> list[MinuteScore]:
     """One score per minute that has data (rollups of one agent).
 
     ``history``: the agent's ``http`` rollups of the minutes just before (not scored), so that
@@ -642,7 +751,7 @@ class Timeline:
         """The latest complete minute with a score (the current minute is still filling up)."""
         scored = [m for m in self.minutes if m.overall.score is not None]
         done = [m for m in scored if m.minute_us + MINUTE_US <= self.until_us]
-        return (done or scored or [None])[-1]
+        return done[-1] if done else scored[-1] if scored else None
 
     def to_dict(self) -> dict:
         now = self.now
@@ -650,11 +759,23 @@ class Timeline:
             "now": None if now is None else {"minute_us": now.minute_us, **now.overall.to_dict()},
             "window": _readable(self.window.to_dict(), self.window),
             "limiting": self.window.limiting,
-            "components": [{"name": n, **{k: v for k, v in _readable(w.to_dict(), w).items() if k in ("score", "label", "reason")},
-                            "worst_minute_us": w.worst[0][0] if w.worst else None} for n, w in self.components.items()],
-            "minutes": [{"minute_us": m.minute_us, "score": None if m.overall.score is None else round(m.overall.score, 1),
-                         "label": m.overall.label,
-                         "limiting": m.overall.limiting} for m in self.minutes],
+            "components": [
+                {
+                    "name": n,
+                    **{k: v for k, v in _readable(w.to_dict(), w).items() if k in ("score", "label", "reason")},
+                    "worst_minute_us": w.worst[0][0] if w.worst else None,
+                }
+                for n, w in self.components.items()
+            ],
+            "minutes": [
+                {
+                    "minute_us": m.minute_us,
+                    "score": None if m.overall.score is None else round(m.overall.score, 1),
+                    "label": m.overall.label,
+                    "limiting": m.overall.limiting,
+                }
+                for m in self.minutes
+            ],
         }
 
 
@@ -665,13 +786,14 @@ def _readable(d: dict, w: WindowScore) -> dict:
     """``window_score`` names its worst minute in µs; people read it as HH:MM UTC."""
     if w.worst:
         m0 = w.worst[0][0]
-        hhmm = dt.datetime.fromtimestamp(m0 / 1e6, tz=dt.timezone.utc).strftime("%H:%M UTC")
+        hhmm = dt.datetime.fromtimestamp(m0 / 1e6, tz=dt.UTC).strftime("%H:%M UTC")
         d["reason"] = d["reason"].replace(f"worst minute {m0}", f"worst minute {hhmm}")
     return d
 
 
-def timeline_of(agent: int, rollups: Iterable[ru.Rollup], since_us: int, until_us: int,
-                cfg: ScoreConfig | None = None, kept=None) -> Timeline:
+def timeline_of(
+    agent: int, rollups: Iterable[ru.Rollup], since_us: int, until_us: int, cfg: ScoreConfig | None = None, kept=None
+) -> Timeline:
     """Score the minutes in [since, until); ``http`` rollups before ``since`` serve as app history.
     ``kept``: kept minute scores to read instead of scoring (``minute_scores``)."""
     rs = list(rollups)
@@ -685,14 +807,23 @@ def timeline_of(agent: int, rollups: Iterable[ru.Rollup], since_us: int, until_u
     return Timeline(agent, since_us, until_us, ms, win, comps)
 
 
-def agent_timeline(store, agent_key: int, since_us: int, until_us: int, cfg: ScoreConfig | None = None,
-                   kept=None) -> Timeline:
+def agent_timeline(
+    store, agent_key: int, since_us: int, until_us: int, cfg: ScoreConfig | None = None, kept=None
+) -> Timeline:
     """Read one agent's rollups for the window and score them (``store``: a cxpulse Store)."""
     since = ru.minute_of(since_us)
-    return timeline_of(agent_key, app_history(store, agent_key, since) + store.rollups(since, until_us, agent_key),
-                       since, until_us, cfg, kept)
+    return timeline_of(
+        agent_key,
+        app_history(store, agent_key, since) + store.rollups(since, until_us, agent_key),
+        since,
+        until_us,
+        cfg,
+        kept,
+    )
 
 
 def app_history(store, agent_key: int, since_minute: int) -> list[ru.Rollup]:
     """The ``http`` rollups of the look-back before a window (recent availability needs them)."""
-    return store.rollups(since_minute - (AVAILABILITY_LOOKBACK_MIN - 1) * MINUTE_US, since_minute, agent_key, kinds=("http",))
+    return store.rollups(
+        since_minute - (AVAILABILITY_LOOKBACK_MIN - 1) * MINUTE_US, since_minute, agent_key, kinds=("http",)
+    )

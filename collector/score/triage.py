@@ -11,12 +11,22 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ..store.rollup import Rollup
 from . import isp_name
 from .components import piecewise
-from ..store.rollup import Rollup
 from .timeline import Figures, MinuteScore, PathFig, Timeline, figures_from, figures_of, merged
 
-__all__ = ["DOMAINS", "LABELS", "Verdict", "more_lost_p", "platform_name", "degraded_windows", "good_minutes", "triage_timeline", "triage_window"]
+__all__ = [
+    "DOMAINS",
+    "LABELS",
+    "Verdict",
+    "degraded_windows",
+    "good_minutes",
+    "more_lost_p",
+    "platform_name",
+    "triage_timeline",
+    "triage_window",
+]
 
 DOMAINS = ("wifi", "device", "own_traffic", "lan", "network", "vpn", "app", "dns", "unknown")
 # The place of the fault in the words of whoever fixes it. "network" is the key of the ISP (the
@@ -35,10 +45,20 @@ LABELS = {
 }
 # Platform names from the app names the presets give (agent/presets.py): the first match wins.
 PLATFORMS = (
-    ("salesforce", "Salesforce"), ("genesys", "Genesys Cloud"), ("connect", "Amazon Connect"),
-    ("five9", "Five9"), ("cxone", "NICE CXone"), ("nice", "NICE CXone"), ("twilio", "Twilio"),
-    ("flex", "Twilio Flex"), ("dynamics", "Dynamics 365"), ("servicenow", "ServiceNow"),
-    ("zendesk", "Zendesk"), ("teams", "Microsoft Teams"), ("entra", "Microsoft Entra ID"), ("okta", "Okta"),
+    ("salesforce", "Salesforce"),
+    ("genesys", "Genesys Cloud"),
+    ("connect", "Amazon Connect"),
+    ("five9", "Five9"),
+    ("cxone", "NICE CXone"),
+    ("nice", "NICE CXone"),
+    ("twilio", "Twilio"),
+    ("flex", "Twilio Flex"),
+    ("dynamics", "Dynamics 365"),
+    ("servicenow", "ServiceNow"),
+    ("zendesk", "Zendesk"),
+    ("teams", "Microsoft Teams"),
+    ("entra", "Microsoft Entra ID"),
+    ("okta", "Okta"),
 )
 SIGNIFICANCE = 0.05  # a hop or window is worse than another only when chance explains it less often
 
@@ -98,11 +118,21 @@ class Verdict:
         return LABELS[self.domain]
 
     def to_dict(self) -> dict:
-        return {"domain": self.domain, "label": self.label, "confidence": self.confidence, "evidence": self.evidence,
-                "start_us": self.start_us, "end_us": self.end_us, "minutes": self.minutes,
-                "worst_score": self.worst_score, "strengths": self.strengths, "incident": self.incident,
-                "apps": list(self.apps), "isp": self.isp,
-                "platform": platform_name(self.apps[0]) if self.domain == "app" and self.apps else None}
+        return {
+            "domain": self.domain,
+            "label": self.label,
+            "confidence": self.confidence,
+            "evidence": self.evidence,
+            "start_us": self.start_us,
+            "end_us": self.end_us,
+            "minutes": self.minutes,
+            "worst_score": self.worst_score,
+            "strengths": self.strengths,
+            "incident": self.incident,
+            "apps": list(self.apps),
+            "isp": self.isp,
+            "platform": platform_name(self.apps[0]) if self.domain == "app" and self.apps else None,
+        }
 
 
 def degraded_windows(minutes: Sequence[MinuteScore], gap_minutes: int = GAP_MINUTES) -> list[list[MinuteScore]]:
@@ -125,8 +155,9 @@ def good_minutes(tl: Timeline) -> list[MinuteScore]:
     return [m for m in tl.minutes if m.minute_us not in bad]
 
 
-def triage_timeline(tl: Timeline, incidents: Iterable = (),
-                    good: Mapping[tuple[str, str], Rollup] | None = None) -> list[Verdict]:
+def triage_timeline(
+    tl: Timeline, incidents: Iterable = (), good: Mapping[tuple[str, str], Rollup] | None = None
+) -> list[Verdict]:
     """A verdict per degraded window of the timeline, naming the incidents the agent is part of.
 
     ``good``: the rollups of ``good_minutes`` already merged (``merged``), when the caller has
@@ -146,8 +177,19 @@ def triage_timeline(tl: Timeline, incidents: Iterable = (),
         v = triage_window(w, baseline)
         inc = _incident_of(tl.agent, v, incs)
         if inc is not None:
-            v = Verdict(v.domain, v.confidence, f"{v.evidence}; part of incident {inc['id']} ({inc['summary']})",
-                        v.start_us, v.end_us, v.minutes, v.worst_score, v.strengths, inc, v.apps, v.isp)
+            v = Verdict(
+                v.domain,
+                v.confidence,
+                f"{v.evidence}; part of incident {inc['id']} ({inc['summary']})",
+                v.start_us,
+                v.end_us,
+                v.minutes,
+                v.worst_score,
+                v.strengths,
+                inc,
+                v.apps,
+                v.isp,
+            )
         out.append(v)
     return out
 
@@ -173,8 +215,12 @@ def _incident_of(agent: int, v: Verdict, incidents: list) -> dict | None:
         if inc.kind == "site" and v.domain != "network":
             continue
         what = "platform: " if inc.kind == "platform" else "site: "
-        return {"id": inc.id, "kind": inc.kind, "scope": inc.scope,
-                "summary": f"{what}{inc.scope}, {len(inc.agents)} agents"}
+        return {
+            "id": inc.id,
+            "kind": inc.kind,
+            "scope": inc.scope,
+            "summary": f"{what}{inc.scope}, {len(inc.agents)} agents",
+        }
     return None
 
 
@@ -202,20 +248,44 @@ def triage_window(window: Sequence[MinuteScore], baseline: Figures | None = None
     # No clock time in the text: it is zone-free; each view prints start/end in its own zone.
     worst = min((m.overall.score for m in window if m.overall.score is not None), default=None)
     # The apps failing or slow, the worst first (the platform a verdict of "app" names).
-    bad_share = {a.app: (a.failed + sum(1 for d in a.durations_ms if d > 2000)) / max(1, a.checks) for a in f.apps.values()}
+    bad_share = {
+        a.app: (a.failed + sum(1 for d in a.durations_ms if d > 2000)) / max(1, a.checks) for a in f.apps.values()
+    }
     apps = tuple(sorted((a for a, x in bad_share.items() if x > 0), key=lambda a: (-bad_share[a], a)))
     if s1 < MIN_STRENGTH:
         lim = window[0].overall.limiting
-        text = (f"no domain stands out (strongest: {LABELS[best]} {s1:.2f}); score limited by {lim}: "
-                f"{_first_reason(window)}")
+        text = (
+            f"no domain stands out (strongest: {LABELS[best]} {s1:.2f}); score limited by {lim}: "
+            f"{_first_reason(window)}"
+        )
         # Confidence of "unknown" is that of the best guess it turned down: low, by definition.
-        return Verdict("unknown", round(s1, 2), text, start, end, sum(m.span_us for m in window) // 60_000_000, worst,
-                       {k: round(v, 2) for k, v in strengths.items()}, None, apps)
+        return Verdict(
+            "unknown",
+            round(s1, 2),
+            text,
+            start,
+            end,
+            sum(m.span_us for m in window) // 60_000_000,
+            worst,
+            {k: round(v, 2) for k, v in strengths.items()},
+            None,
+            apps,
+        )
     confidence = round(min(0.99, max(0.05, s1 - 0.5 * s2)), 2)
-    return Verdict(best, confidence, ev.sentence(best), start, end, sum(m.span_us for m in window) // 60_000_000, worst,
-                   {k: round(v, 2) for k, v in strengths.items()}, None, apps,
-                   ev.isp_name() if best == "network" else None,
-                   detail=ev.own_detail() if best == "own_traffic" else "")
+    return Verdict(
+        best,
+        confidence,
+        ev.sentence(best),
+        start,
+        end,
+        sum(m.span_us for m in window) // 60_000_000,
+        worst,
+        {k: round(v, 2) for k, v in strengths.items()},
+        None,
+        apps,
+        ev.isp_name() if best == "network" else None,
+        detail=ev.own_detail() if best == "own_traffic" else "",
+    )
 
 
 def _count(n: int) -> float:
@@ -239,8 +309,10 @@ def _rate(kbps: float | None, ref_kbps: float | None) -> str:
     """'9.6 of 10 Mbit/s', '480 of 512 kbit/s': a rate and the best, in one unit."""
     top = max(kbps or 0.0, ref_kbps or 0.0)
     if top >= 1000:
+
         def fmt(v: float) -> str:
             return f"{v / 1000:.0f}" if v >= 10_000 and v % 1000 < 50 else f"{v / 1000:.1f}"
+
         unit, a, b = "Mbit/s", fmt(kbps or 0.0), fmt(ref_kbps) if ref_kbps else None
     else:
         unit, a, b = "kbit/s", f"{kbps or 0:.0f}", f"{ref_kbps:.0f}" if ref_kbps else None
@@ -274,7 +346,9 @@ class _Evidence:
         if p is None or p.p95_ms is None:
             return 0.0
         b = self._base_path(p.target)
-        usual = b.p95_ms if b is not None and b.p95_ms is not None else (5.0 if p.target == "gateway" else p.p50_ms or 0.0)
+        usual = (
+            b.p95_ms if b is not None and b.p95_ms is not None else (5.0 if p.target == "gateway" else p.p50_ms or 0.0)
+        )
         return max(0.0, p.p95_ms - usual)
 
     def _gateway_suffers(self) -> float:
@@ -286,8 +360,12 @@ class _Evidence:
         b = self._base_path("gateway")
         # Good minutes that lose gateway probes themselves are no healthy usual: a lossy LAN whose
         # calls held up for a few minutes (the namespace lab) would otherwise excuse its own loss.
-        if (b is not None and b.samples and piecewise(b.loss_pct, loss_curve) == 0.0
-                and more_lost_p(g.lost, g.samples, b.lost, b.samples) >= SIGNIFICANCE):
+        if (
+            b is not None
+            and b.samples
+            and piecewise(b.loss_pct, loss_curve) == 0.0
+            and more_lost_p(g.lost, g.samples, b.lost, b.samples) >= SIGNIFICANCE
+        ):
             loss_s = 0.0  # no more loss than in the agent's good minutes, beyond chance
         lat_s = piecewise(self._excess_ms(g), ((8.0, 0.0), (25.0, 0.5), (60.0, 1.0)))
         return max(loss_s, lat_s)
@@ -305,19 +383,25 @@ class _Evidence:
             if g is not None and g.samples and more_lost_p(p.lost, p.samples, g.lost, g.samples) >= SIGNIFICANCE:
                 loss_d = 0.0  # "6% vs 0%" from a blip: chance explains it, so not sure it starts here
             lat_d = self._excess_ms(p) - g_exc
-            s = max(piecewise(loss_d, ((1.0, 0.0), (3.0, 0.6), (8.0, 1.0))),
-                    piecewise(lat_d, ((15.0, 0.0), (40.0, 0.6), (100.0, 1.0))))
+            s = max(
+                piecewise(loss_d, ((1.0, 0.0), (3.0, 0.6), (8.0, 1.0))),
+                piecewise(lat_d, ((15.0, 0.0), (40.0, 0.6), (100.0, 1.0))),
+            )
             if s > best + 0.05:
                 name = self._hop_name(p.address) if named else None
                 addr = f"{p.address}, {name}" if name else p.address
                 where = f"hop {p.hop} ({p.target} {addr})" if p.hop else f"{p.target} ({addr})"
-                if piecewise(loss_d, ((1.0, 0.0), (3.0, 0.6), (8.0, 1.0))) >= piecewise(lat_d, ((15.0, 0.0), (40.0, 0.6), (100.0, 1.0))):
-                    text = (f"loss starts at {where}: {p.loss_pct:.0f}% vs {g_loss:.0f}% at {prev_name}")
+                if piecewise(loss_d, ((1.0, 0.0), (3.0, 0.6), (8.0, 1.0))) >= piecewise(
+                    lat_d, ((15.0, 0.0), (40.0, 0.6), (100.0, 1.0))
+                ):
+                    text = f"loss starts at {where}: {p.loss_pct:.0f}% vs {g_loss:.0f}% at {prev_name}"
                 else:
                     usual = self._base_path(p.target)
                     normally = f", normally {_ms(usual.p95_ms)}" if usual and usual.p95_ms is not None else ""
-                    text = (f"latency starts at {where}: p95 {_ms(p.p95_ms)}{normally}, vs {_ms(g.p95_ms if g else None)} "
-                            f"at {prev_name}")
+                    text = (
+                        f"latency starts at {where}: p95 {_ms(p.p95_ms)}{normally}, vs {_ms(g.p95_ms if g else None)} "
+                        f"at {prev_name}"
+                    )
                 best = s
                 if s >= 0.99:
                     break
@@ -336,8 +420,9 @@ class _Evidence:
             return None
         return namer.isp([p.address for n in ("isp", "public") if (p := self.f.paths.get(n)) is not None])
 
-    def _apps_bad(self, classes: tuple[str, ...] | None = None, exclude: tuple[str, ...] = (),
-                  slow: bool = True) -> tuple[float, str]:
+    def _apps_bad(
+        self, classes: tuple[str, ...] | None = None, exclude: tuple[str, ...] = (), slow: bool = True
+    ) -> tuple[float, str]:
         """Worst app's badness (failures of the given classes, or slowness if ``slow``) and its sentence."""
         best, text = 0.0, ""
         for a in self.f.apps.values():
@@ -357,8 +442,10 @@ class _Evidence:
                     text = f"{a.app}: {failed} of {a.checks} checks failed ({errs})"
                 else:
                     usual = f" (normally {_ms(b.total_p95_ms)})" if b and b.total_p95_ms else ""
-                    text = (f"{a.app}: {n_slow} of {a.checks} checks slower than 2 s, p95 {_ms(a.total_p95_ms)}{usual}, "
-                            f"time to first byte {_ms(a.ttfb_p50_ms)}")
+                    text = (
+                        f"{a.app}: {n_slow} of {a.checks} checks slower than 2 s, p95 {_ms(a.total_p95_ms)}{usual}, "
+                        f"time to first byte {_ms(a.ttfb_p50_ms)}"
+                    )
         return best, text
 
     def _path_clean(self) -> float:
@@ -453,8 +540,13 @@ class _Evidence:
         """Lookups failing or slow while the whole path is clean: a lossy link anywhere, the
         desk -> gateway link included, loses DNS packets too and makes every lookup slow."""
         fail, _ = self._apps_bad(classes=("dns",), slow=False)
-        slow = max((piecewise(a.dns_p95_ms or 0.0, ((300.0, 0.0), (1000.0, 0.6), (2500.0, 1.0))) for a in self.f.apps.values()),
-                   default=0.0)
+        slow = max(
+            (
+                piecewise(a.dns_p95_ms or 0.0, ((300.0, 0.0), (1000.0, 0.6), (2500.0, 1.0)))
+                for a in self.f.apps.values()
+            ),
+            default=0.0,
+        )
         return max(fail, slow) * (1.0 - 0.8 * max(self._gw_s, self._beyond[0]))
 
     def app(self) -> float:
@@ -465,26 +557,48 @@ class _Evidence:
 
     def sentence(self, domain: str) -> str:
         f, g = self.f, self.gw
-        gw_txt = (f"the gateway ({g.address}) p95 {_ms(g.p95_ms)} with {g.loss_pct:.0f}% loss" +
-                  (f" (normally {_ms(self._base_path('gateway').p95_ms)})" if self._base_path("gateway") else "")) if g else "no gateway RTT"
+        gw_txt = (
+            (
+                f"the gateway ({g.address}) p95 {_ms(g.p95_ms)} with {g.loss_pct:.0f}% loss"
+                + (f" (normally {_ms(gb.p95_ms)})" if (gb := self._base_path("gateway")) else "")
+            )
+            if g
+            else "no gateway RTT"
+        )
         if domain == "device":
             d = f.device
-            return (f"CPU above 90% in {100 * d.cpu_high_share:.0f}% of readings (max {d.cpu_max_pct:.0f}%), memory max "
-                    f"{d.mem_max_pct:.0f}%" + (f"; busiest: {d.busiest}" if d.busiest else ""))
+            assert d is not None  # the device place is named from its readings
+            return (
+                f"CPU above 90% in {100 * d.cpu_high_share:.0f}% of readings (max {d.cpu_max_pct:.0f}%), memory max "
+                f"{d.mem_max_pct:.0f}%" + (f"; busiest: {d.busiest}" if d.busiest else "")
+            )
         if domain == "own_traffic":
             what, share, rate, ref = self._own_direction()
             rise, p = self._rtt_rise()
-            own = f"this PC's own {what} at {_rate(rate, ref)} (the most its link carried) in {100 * share:.0f}% of readings"
+            own = (
+                f"this PC's own {what} at {_rate(rate, ref)} (the most its link carried) "
+                f"in {100 * share:.0f}% of readings"
+            )
             if rise < max(self._gw_s, self._beyond[0]):  # the line drops rather than queues
                 return f"{own}, while {self._beyond[1] if self._beyond[0] >= self._gw_s else gw_txt}"
             b = self._base_path(p.target) if p is not None else None
             addr = f" {p.address}" if p is not None and p.address else ""
-            at = (f"the gateway ({p.address})" if p is self.gw else f"hop {p.hop} ({p.target}{addr})" if p.hop
-                  else f"{p.target} ({p.address})") if p is not None else "the path"
+            at = (
+                (
+                    f"the gateway ({p.address})"
+                    if p is self.gw
+                    else f"hop {p.hop} ({p.target}{addr})"
+                    if p.hop
+                    else f"{p.target} ({p.address})"
+                )
+                if p is not None
+                else "the path"
+            )
             usual = f" (normally {_ms(b.p95_ms)})" if b is not None and b.p95_ms is not None else ""
             return f"{own}, while {at} p95 rose to {_ms(p.p95_ms if p else None)}{usual}"
         if domain == "wifi":
             w = f.wifi
+            assert w is not None  # the Wi-Fi place is named from its readings
             bits = []
             if w.rssi_p10_dbm is not None:
                 bits.append(f"RSSI {w.rssi_p10_dbm:.0f} dBm at its lowest 10%")
@@ -498,10 +612,12 @@ class _Evidence:
             return f"weak Wi-Fi: {', '.join(bits)}, while {gw_txt}"
         if domain == "vpn":
             d = f.device
+            assert d is not None  # the VPN place is named from the device's readings
             tunnel = ",".join(d.vpn) or "a tunnel"
             _, app_txt = self._apps_bad(classes=("timeout", "tls", "refused", "error"))
-            return (f"all traffic goes through the VPN ({tunnel}): its first hop is the tunnel, {gw_txt}"
-                    + (f"; {app_txt}" if app_txt else ""))
+            return f"all traffic goes through the VPN ({tunnel}): its first hop is the tunnel, {gw_txt}" + (
+                f"; {app_txt}" if app_txt else ""
+            )
         if domain == "network":
             s, text = self._beyond_gateway(named=True) if isp_name.current() is not None else self._beyond
             _, app_txt = self._apps_bad()
