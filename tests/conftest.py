@@ -293,6 +293,51 @@ def collector(tmp_path, procs) -> CollectorProc:
     return c
 
 
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """Headless Chromium driven by Debian's chromedriver (the browser tier: tests/web, tests/security)."""
+    from tests.requirements import require
+
+    require(
+        CHROMIUM is not None and DRIVER is not None,
+        "needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)",
+    )
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        require(False, "needs the selenium package (pip install selenium)")
+        raise
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-extensions",
+        "--disable-default-apps",
+        "--no-default-browser-check",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--window-size=1440,900",
+        "--lang=en-US",
+    ):
+        opts.add_argument(a)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # The driver given by path: Selenium never looks for (or downloads) one of its own.
+    d = webdriver.Chrome(service=Service(DRIVER, log_output=str(tmp_path / "chromedriver.log")), options=opts)
+    d.set_page_load_timeout(60)
+    yield d
+    d.quit()
+
+
 def start_agent(tmp_path: Path, procs: list, collector_address: str, *extra: str, name: str = "agent") -> Proc:
     """A real agent process measuring loopback only (never this machine's real gateway)."""
     state = tmp_path / name

@@ -473,7 +473,7 @@ def test_the_readme_never_puts_a_token_on_a_command_line():
 
 from ..web import test_browser  # noqa: E402 - the fixture and helpers of the browser tests
 
-browser, sign_in, wait = test_browser.browser, test_browser.sign_in, test_browser.wait
+sign_in, wait = test_browser.sign_in, test_browser.wait
 
 EVIL_HOST = '<img src=x onerror="window.__pwned=1">'
 EVIL_USER = '"><script>window.__pwned=2</script>'

@@ -16,46 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..requirements import require
 from .conftest import load_budget_ms
 from .scenario import DAY0, DAY_END, ISP_LOSS, S
 
 AGENT = "agent-7f3a"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
-
-
-def _selenium():
-    try:
-        import selenium  # noqa: F401
-        return True
-    except ImportError:
-        return False
-
-
-@pytest.fixture
-def browser(tmp_path):
-    require(CHROMIUM is not None and DRIVER is not None,
-            "needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)")
-    require(_selenium(), "needs the selenium package (pip install selenium)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-              "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-              "--disable-default-apps", "--no-default-browser-check", f"--user-data-dir={tmp_path / 'chromium-profile'}",
-              "--window-size=1440,900", "--lang=en-US"):
-        opts.add_argument(a)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # The driver given by path: Selenium never looks for (or downloads) one of its own.
-    d = webdriver.Chrome(service=Service(DRIVER, log_output=str(tmp_path / "chromedriver.log")), options=opts)
-    d.set_page_load_timeout(60)
-    yield d
-    d.quit()
-
-
 def shot(d, tmp_path: Path, name: str, height: int | None = None) -> Path:
     """A PNG of the page; ``height`` resizes the window first to get the whole page in one picture."""
     if height:

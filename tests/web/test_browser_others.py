@@ -3,14 +3,12 @@ events grouped by place in the view's order with their plain words (issue 17).""
 
 from __future__ import annotations
 
-from cxpulse.collector.store import open_store
-
 from ..test_lookup_others import NOW, S, lab
 from .conftest import ServerThread
-from .test_browser import browser, open_fresh, sign_in, wait  # noqa: F401  (browser: the fixture)
+from .test_browser import open_fresh, sign_in, wait
 
 
-def test_page_shows_others_and_events_by_place(browser, tmp_path):  # noqa: F811
+def test_page_shows_others_and_events_by_place(browser, tmp_path):
     from selenium.webdriver.common.by import By
 
     lab(tmp_path).close()
@@ -23,8 +21,10 @@ def test_page_shows_others_and_events_by_place(browser, tmp_path):  # noqa: F811
         open_fresh(d, f"{server.url}/#/agent/agent-1?since={NOW // S - 600}&until={NOW // S}")
         wait(d, lambda d: d.find_elements(By.ID, "others"), 30, "the others block")
         others = d.find_element(By.ID, "others").text
-        assert others.startswith("Others at the same time: 2 of 4 desks in Lisbon, 3 of 4 on the same ISP (100.64.0.1), "
-                                 "3 of 5 on Genesys Cloud"), others
+        assert others.startswith(
+            "Others at the same time: 2 of 4 desks in Lisbon, 3 of 4 on the same ISP (100.64.0.1), "
+            "3 of 5 on Genesys Cloud"
+        ), others
         assert "in the degraded time" in others
         # The block sits with the verdict ("Where"), above the evidence and the next step.
         assert d.find_element(By.CSS_SELECTOR, "#where #others")

@@ -14,7 +14,7 @@ from cxpulse.collector.score import isp_name
 from cxpulse.collector.score.isp_name import IspNamer, NamingConfig
 
 from ..score.test_isp_name import VODAFONE_HOP, _isp_loss_with_public_hops, ptr_server  # noqa: F401 - fixture
-from .test_browser import browser, sign_in, wait  # noqa: F401 - fixture
+from .test_browser import sign_in, wait
 
 pytestmark = pytest.mark.timeout(180)
 S = 1_000_000
@@ -39,8 +39,14 @@ def test_agent_page_names_the_isp(tmp_path, browser, ptr_server):  # noqa: F811
         sign_in(d, server.helpdesk_key)
         wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, "#worst"), 30, "the fleet after sign-in")
         d.get(f"{server.url}/#/agent/{desk}?since={sc.t0_us // S}&until={sc.end_us // S}")
-        where = wait(d, lambda d: next((e.text for e in d.find_elements(By.CSS_SELECTOR, "p.where")
-                                        if e.text.startswith("Where:")), None), 30, "the verdict's Where")
+        where = wait(
+            d,
+            lambda d: next(
+                (e.text for e in d.find_elements(By.CSS_SELECTOR, "p.where") if e.text.startswith("Where:")), None
+            ),
+            30,
+            "the verdict's Where",
+        )
         assert "Where: the ISP (vodafone.de)" in where, where
         body = d.find_element(By.TAG_NAME, "body").text
         assert VODAFONE_HOP in body or "vodafone.de" in body
