@@ -16,7 +16,7 @@ import time
 import pytest
 
 from tests.conftest import REPO, agent_security_args, register_collector, run_cli, wait_for
-from tests.netns import Lab, require_netns
+from tests.netns import Lab, require_netns, routed_desk
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
@@ -32,13 +32,8 @@ def test_outage_beyond_the_gateway_is_one_event_at_the_right_hop(tmp_path):
     require_netns()
     db = tmp_path / "collector.sqlite"
     with Lab() as lab:
-        desk, gw, app = lab.host("desk"), lab.host("gw"), lab.host("app")
-        l1 = lab.link(desk, gw)
-        l2 = lab.link(gw, app)
-        gw.enable_forwarding()
-        desk.default_route(l1.b_addr)
-        app.default_route(l2.a_addr)
-        app_ip = l2.b_addr
+        net = routed_desk(lab)
+        desk, gw, app, app_ip, gateway_ip = net.desk, net.gw, net.app, net.app_ip, net.gateway_ip
         logs = {name: open(tmp_path / f"{name}.log", "wb") for name in ("collector", "web", "agent")}
         try:
             app.spawn(
@@ -130,7 +125,7 @@ def test_outage_beyond_the_gateway_is_one_event_at_the_right_hop(tmp_path):
     assert view, (tmp_path / "agent.log").read_text()[-3000:]
     a = view["agents"][0]
     by_target = {t["target"]: t for t in a["targets"]}
-    assert by_target["gateway"]["addresses"] == [l1.b_addr] and by_target["gateway"]["lost"] == 0
+    assert by_target["gateway"]["addresses"] == [gateway_ip] and by_target["gateway"]["lost"] == 0
     assert by_target["app-edge"]["lost"] >= 8
     outages = [e for e in a["events"] if e["kind"] in ("outage", "loss_burst")]
     assert len(outages) == 1, a["events"]
@@ -144,7 +139,7 @@ def test_outage_beyond_the_gateway_is_one_event_at_the_right_hop(tmp_path):
     assert web["app"] == "web" and web["last_status"] == 200 and web["checks"] >= 2
     assert a["voice"] and a["voice"]["runs"] >= 1 and a["voice"]["packets_sent"] >= 200
     assert a["device"] and a["device"]["readings"] >= 1
-    assert a["paths"] and a["paths"][0]["hops"][0]["address"] == l1.b_addr
+    assert a["paths"] and a["paths"][0]["hops"][0]["address"] == gateway_ip
 
     text = run_cli("lookup", "netns.user", "--db", str(db), "--full").stdout
     assert "outage" in text and "app-edge" in text and "voice-cadence" in text
