@@ -31,7 +31,9 @@ def _real_dbm(value: int) -> bool:
 def reading_of(name: str, quality: int, level: int, noise: int) -> WifiReading:
     associated = quality > 0 or _real_dbm(level)
     return WifiReading(
-        connected=associated, source=SOURCE, interface=name,
+        connected=associated,
+        source=SOURCE,
+        interface=name,
         rssi_dbm=level if _real_dbm(level) else None,
         noise_dbm=noise if _real_dbm(noise) else None,
     )

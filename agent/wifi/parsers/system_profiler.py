@@ -63,13 +63,23 @@ def _reading(iface: str | None, status: bool | None, ssid: str | None, fields: d
     rssi, noise = _signal_noise(fields.get("signal_noise"))
     hidden = ssid == "<redacted>"
     rate = fields.get("rate")
-    return complete(WifiReading(
-        connected=status, source=SOURCE, interface=iface,
-        ssid=HIDDEN if hidden else ssid, bssid=norm_mac(fields.get("bssid")),
-        rssi_dbm=rssi, noise_dbm=noise, channel=channel, band=band, width_mhz=width,
-        phy=phy_name(fields.get("phy")), tx_rate_mbps=number(str(rate)) if rate is not None else None,
-        hidden_by_os=hidden,
-    ))
+    return complete(
+        WifiReading(
+            connected=status,
+            source=SOURCE,
+            interface=iface,
+            ssid=HIDDEN if hidden else ssid,
+            bssid=norm_mac(fields.get("bssid")),
+            rssi_dbm=rssi,
+            noise_dbm=noise,
+            channel=channel,
+            band=band,
+            width_mhz=width,
+            phy=phy_name(fields.get("phy")),
+            tx_rate_mbps=number(str(rate)) if rate is not None else None,
+            hidden_by_os=hidden,
+        )
+    )
 
 
 def _parse_json(data: dict) -> WifiReading:
@@ -80,9 +90,13 @@ def _parse_json(data: dict) -> WifiReading:
         return WifiReading(connected=False, source=SOURCE, note="no Wi-Fi interface")
     iface = next((i for i in candidates if _status(i.get("spairport_status_information"))), candidates[0])
     cur = iface.get("spairport_current_network_information") or {}
-    fields = {"channel": cur.get("spairport_network_channel"), "signal_noise": cur.get("spairport_signal_noise"),
-              "rate": cur.get("spairport_network_rate"), "phy": cur.get("spairport_network_phymode"),
-              "bssid": cur.get("spairport_network_bssid")}
+    fields = {
+        "channel": cur.get("spairport_network_channel"),
+        "signal_noise": cur.get("spairport_signal_noise"),
+        "rate": cur.get("spairport_network_rate"),
+        "phy": cur.get("spairport_network_phymode"),
+        "bssid": cur.get("spairport_network_bssid"),
+    }
     return _reading(iface.get("_name"), _status(iface.get("spairport_status_information")), cur.get("_name"), fields)
 
 
@@ -117,9 +131,14 @@ def _current_block(lines: list[str], at: int, iface: str | None, status: bool | 
     ssid = None
     name_indent = None
     fields: dict[str, str] = {}
-    keys = {"Channel": "channel", "Signal / Noise": "signal_noise", "Transmit Rate": "rate",
-            "PHY Mode": "phy", "BSSID": "bssid"}
-    for line in lines[at + 1:]:
+    keys = {
+        "Channel": "channel",
+        "Signal / Noise": "signal_noise",
+        "Transmit Rate": "rate",
+        "PHY Mode": "phy",
+        "BSSID": "bssid",
+    }
+    for line in lines[at + 1 :]:
         if not line.strip():
             continue
         ind = _indent(line)
