@@ -27,8 +27,21 @@ sys.exit(main(sys.argv[2:]))
 
 
 def run_agent(tmp_path, *extra: str, seconds: float = 3.0) -> set[str]:
-    argv = ["agent", "run", "--insecure", "--collector", "127.0.0.1:9", "--state-dir", str(tmp_path / "state"),
-            "--no-gateway", "--target", "lo=127.0.0.1", "--batch-interval", "1", *extra]
+    argv = [
+        "agent",
+        "run",
+        "--insecure",
+        "--collector",
+        "127.0.0.1:9",
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--no-gateway",
+        "--target",
+        "lo=127.0.0.1",
+        "--batch-interval",
+        "1",
+        *extra,
+    ]
     r = subprocess.run([sys.executable, "-c", RUN, str(seconds), *argv], capture_output=True, text=True, timeout=90)
     assert r.returncode == 0, r.stderr[-2000:]
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("[")][-1]

@@ -23,7 +23,8 @@ def test_prepare_keeps_httpx_command_line_tool_and_trio_out_and_httpx_still_work
         "memory.prepare()\n"
         "import httpx, httpcore._synchronization as sync\n"
         "assert httpx.Client and httpx.AsyncClient and httpx.Timeout(1.0) and sync.trio is None\n"
-        "print(sorted({m.split('.')[0] for m, mod in sys.modules.items() if mod} & {'rich', 'click', 'pygments', 'trio', 'attr'}))\n"
+        "loaded = {m.split('.')[0] for m, mod in sys.modules.items() if mod}\n"
+        "print(sorted(loaded & {'rich', 'click', 'pygments', 'trio', 'attr'}))\n"
     )
     assert out == "[]"
 

@@ -23,9 +23,13 @@ pytestmark = pytest.mark.slow
 
 def test_demo_prints_a_working_page_url_and_a_key_revoked_at_the_end(tmp_path):
     data = tmp_path / "demo"
-    proc = subprocess.Popen(CXPULSE + ["demo", "--duration", "12", "--local-only", "--batch-interval", "1",
-                                       "--data-dir", str(data)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    proc = subprocess.Popen(
+        CXPULSE + ["demo", "--duration", "12", "--local-only", "--batch-interval", "1", "--data-dir", str(data)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+    )
     lines: queue.Queue = queue.Queue()
     out: list[str] = []
 
@@ -55,8 +59,9 @@ def test_demo_prints_a_working_page_url_and_a_key_revoked_at_the_end(tmp_path):
         page = httpx.get(url + "/", timeout=10)
         assert page.status_code == 200 and "<html" in page.text.lower()
         assert httpx.get(url + "/api/v1/fleet", timeout=10).status_code == 401  # no key, no data
-        fleet = httpx.get(url + "/api/v1/fleet", params={"window": "5m"},
-                          headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        fleet = httpx.get(
+            url + "/api/v1/fleet", params={"window": "5m"}, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        )
         assert fleet.status_code == 200, fleet.text
         assert fleet.json()["agents_total"] >= 1
 

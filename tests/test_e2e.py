@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import sqlite3
@@ -91,7 +92,7 @@ def test_collector_killed_and_restarted_every_sample_stored_once(tmp_path, procs
     assert summary["connects"] >= 2
     # No gap: consecutive samples of the loopback series are about one interval apart (0.2 s).
     ts = [r[2] for r in rows if r[0] == "loopback"]
-    gaps = [b - a for a, b in zip(ts, ts[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(ts)]
     assert max(gaps) < 1_000_000, f"gap of {max(gaps)} us in the stored series"
 
 
@@ -154,8 +155,17 @@ def test_collector_and_lookup_on_postgresql(tmp_path, procs):
         col = CollectorProc(tmp_path, db).start()
         procs.append(col)
         start_agent(tmp_path, procs, col.address, "--user", "pg.user")
-        view = wait_for(lambda: (v := lookup_json(db, "pg.user")) and v["agents"][0]["targets"]
-                        and v["agents"][0]["targets"][0]["samples"] >= 5 and v, 30, 0.5, "samples in PostgreSQL")
+        view = wait_for(
+            lambda: (
+                (v := lookup_json(db, "pg.user"))
+                and v["agents"][0]["targets"]
+                and v["agents"][0]["targets"][0]["samples"] >= 5
+                and v
+            ),
+            30,
+            0.5,
+            "samples in PostgreSQL",
+        )
         assert view["agents"][0]["targets"][0]["loss_pct"] == 0.0
         bad = run_cli("lookup", "pg.user", "--db", "postgresql://nobody:secret@127.0.0.1:1/none")
         assert bad.returncode == 2 and "secret" not in bad.stderr
@@ -183,8 +193,14 @@ def test_collector_serves_the_helpdesk_page_and_api(tmp_path, procs):
     key = {"Authorization": f"Bearer {reg.create_api_key('helpdesk', 'e2e')[0]}"}
     reg.close()
     assert httpx.get(f"{base}/api/v1/agents", timeout=5).status_code == 401
-    wait_for(lambda: httpx.get(f"{base}/api/v1/agents", params={"q": "web.user"}, headers=key, timeout=5).json().get("agents"),
-             30, 0.5, "the agent in the API")
+    wait_for(
+        lambda: (
+            httpx.get(f"{base}/api/v1/agents", params={"q": "web.user"}, headers=key, timeout=5).json().get("agents")
+        ),
+        30,
+        0.5,
+        "the agent in the API",
+    )
     assert "<html" in httpx.get(base + "/", timeout=5).text.lower()
     assert httpx.get(base + "/api/v1/openapi.json", timeout=5).json()["openapi"].startswith("3.")
     assert "cxpulse" in httpx.get(base + "/metrics", headers=key, timeout=5).text

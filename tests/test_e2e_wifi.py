@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CXPULSE, REPO, Proc, run_cli, wait_for
+from tests.conftest import Proc, run_cli, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -29,19 +29,42 @@ def _link(bssid: str, signal: int, rate: float = 26.0) -> str:
 
 def test_roam_weak_signal_and_disconnect_reach_the_lookup(tmp_path, procs, collector):
     not_connected = (FIXTURES / "link-not-connected.txt").read_text()
-    steps = ([_link("fe:dc:ba:98:76:02", -52)] * 6            # on AP 1
-             + [_link("fe:dc:ba:98:76:03", -58)] * 6          # roam to AP 2
-             + [_link("fe:dc:ba:98:76:03", -79)] * 6          # weak signal
-             + [_link("fe:dc:ba:98:76:03", -60)] * 6          # recovered
-             + [not_connected] * 5                            # disconnect
-             + [_link("fe:dc:ba:98:76:03", -55)] * 8)         # reconnected
+    steps = (
+        [_link("fe:dc:ba:98:76:02", -52)] * 6  # on AP 1
+        + [_link("fe:dc:ba:98:76:03", -58)] * 6  # roam to AP 2
+        + [_link("fe:dc:ba:98:76:03", -79)] * 6  # weak signal
+        + [_link("fe:dc:ba:98:76:03", -60)] * 6  # recovered
+        + [not_connected] * 5  # disconnect
+        + [_link("fe:dc:ba:98:76:03", -55)] * 8
+    )  # reconnected
     replay = tmp_path / "wifi.jsonl"
     replay.write_text("".join(json.dumps({"text": t}) + "\n" for t in steps))
     cfg = tmp_path / "agent.toml"
     cfg.write_text("wifi_interval_s = 0.2\ntrace_enabled = false\n")
-    p = Proc(["-v", "agent", "run", "--config", str(cfg), "--collector", collector.address, "--state-dir",
-              str(tmp_path / "agent"), "--no-gateway", "--interval", "0.5", "--batch-interval", "1",
-              "--target", "loopback=127.0.0.1:9", "--user", "wifi.user", *collector.agent_args()], tmp_path / "agent.log")
+    p = Proc(
+        [
+            "-v",
+            "agent",
+            "run",
+            "--config",
+            str(cfg),
+            "--collector",
+            collector.address,
+            "--state-dir",
+            str(tmp_path / "agent"),
+            "--no-gateway",
+            "--interval",
+            "0.5",
+            "--batch-interval",
+            "1",
+            "--target",
+            "loopback=127.0.0.1:9",
+            "--user",
+            "wifi.user",
+            *collector.agent_args(),
+        ],
+        tmp_path / "agent.log",
+    )
     os.environ["CXPULSE_WIFI_REPLAY"] = str(replay)
     try:
         p.start()
@@ -71,7 +94,6 @@ def test_roam_weak_signal_and_disconnect_reach_the_lookup(tmp_path, procs, colle
     assert "wifi: SSID-1" in text and "roams 1" in text and "disconnects 1" in text
 
 
-
 def test_pushed_hashing_applies_to_the_next_readings_without_a_restart(tmp_path, procs):
     """Central config turns SSID/BSSID hashing on for a running agent: later rows carry no plain SSID."""
     import time
@@ -87,9 +109,26 @@ def test_pushed_hashing_applies_to_the_next_readings_without_a_restart(tmp_path,
     replay.write_text(json.dumps({"text": _link("fe:dc:ba:98:76:02", -52)}) + "\n")  # replayed over and over
     cfg = tmp_path / "agent.toml"
     cfg.write_text("trace_enabled = false\n")
-    p = Proc(["-v", "agent", "run", "--config", str(cfg), "--collector", col.address, "--state-dir",
-              str(tmp_path / "agent"), "--no-gateway", "--target", "loopback=127.0.0.1:9", "--user", "hash.user",
-              *col.agent_args()], tmp_path / "agent.log")
+    p = Proc(
+        [
+            "-v",
+            "agent",
+            "run",
+            "--config",
+            str(cfg),
+            "--collector",
+            col.address,
+            "--state-dir",
+            str(tmp_path / "agent"),
+            "--no-gateway",
+            "--target",
+            "loopback=127.0.0.1:9",
+            "--user",
+            "hash.user",
+            *col.agent_args(),
+        ],
+        tmp_path / "agent.log",
+    )
     os.environ["CXPULSE_WIFI_REPLAY"] = str(replay)
     try:
         p.start()

@@ -49,11 +49,14 @@ def test_a_broken_dependency_inside_an_installed_extra_is_not_called_missing(tmp
     assert not isinstance(exc.value, MissingExtra) and exc.value.name == "cxpulse_no_such_module_x"
 
 
-@pytest.mark.parametrize("argv", [
-    ["collector", "serve", "--insecure", "--listen", "127.0.0.1:0", "--db", PG_URL],
-    ["collector", "tokens", "list", "--db", PG_URL],
-    ["collector", "config", "show", "--db", PG_URL],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["collector", "serve", "--insecure", "--listen", "127.0.0.1:0", "--db", PG_URL],
+        ["collector", "tokens", "list", "--db", PG_URL],
+        ["collector", "config", "show", "--db", PG_URL],
+    ],
+)
 def test_postgres_without_psycopg_is_one_line_exit_2(argv):
     r = run_without("psycopg", CLI, *argv)
     assert (r.returncode, r.stderr) == (2, ONE_LINE), r.stderr
@@ -66,9 +69,11 @@ def test_lookup_without_psycopg_names_the_extra():
 
 
 def test_trace_child_without_scapy_answers_with_the_extra_in_its_error():
-    code = ("from cxpulse.agent.path import trace_child\n"
-            "trace_child._raw_sockets_error = lambda: None  # as if privileged: the scapy import comes next\n"
-            "sys.exit(trace_child.main(['--target', '127.0.0.1']))\n")
+    code = (
+        "from cxpulse.agent.path import trace_child\n"
+        "trace_child._raw_sockets_error = lambda: None  # as if privileged: the scapy import comes next\n"
+        "sys.exit(trace_child.main(['--target', '127.0.0.1']))\n"
+    )
     r = run_without("scapy", code)
     doc = json.loads(r.stdout.strip().splitlines()[-1])
     assert doc["error"] == "Linux path tracing needs the 'trace' extra: pip install 'cxpulse[trace]'"

@@ -74,13 +74,34 @@ def test_compact_one_hz_three_targets_ten_seconds():
         ({"t0": T0, "s": []}, "schema version None"),
         ({"v": 1, "t0": 1.5, "s": []}, "'t0' must be an integer"),
         ({"v": 1, "t0": T0, "s": {}}, "'s' must be a list"),
-        ({"v": 1, "t0": T0, "s": [{"tg": "a", "a": "x", "k": "rtt", "m": "carrier_pigeon", "dt": [0], "rtt": [1]}]}, "carrier_pigeon"),
-        ({"v": 1, "t0": T0, "s": [{"tg": "a", "a": "x", "k": "rtt", "m": "icmp_raw", "dt": [0, 1], "rtt": [1]}]}, "'dt' has 2"),
-        ({"v": 1, "t0": T0, "s": [{"tg": "a", "a": "x", "k": "rtt", "m": "icmp_raw", "dt": [-5], "rtt": [1]}]}, "must not go backwards"),
-        ({"v": 1, "t0": 5, "s": [{"tg": "a", "a": "x", "k": "rtt", "m": "icmp_raw", "dt": [0], "rtt": [1]}]}, "outside 2000-2100"),
-        ({"v": 1, "t0": T0, "s": [{"tg": "a", "a": "x", "k": "rtt", "m": "icmp_raw", "dt": [0], "rtt": [-1]}]}, "rtt must be null"),
-        ({"v": 1, "t0": T0, "s": [{"tg": "", "a": "x", "k": "rtt", "m": "icmp_raw", "dt": [0], "rtt": [1]}]}, "'tg' must be a non-empty"),
-        ({"v": 1, "t0": T0, "s": [{"tg": "a", "a": "x", "k": "rtt", "m": "icmp_raw", "dt": [0], "rtt": [True]}]}, "rtt must be null"),
+        (
+            {"v": 1, "t0": T0, "s": [{"tg": "a", "a": "x", "k": "rtt", "m": "carrier_pigeon", "dt": [0], "rtt": [1]}]},
+            "carrier_pigeon",
+        ),
+        (
+            {"v": 1, "t0": T0, "s": [{"tg": "a", "a": "x", "k": "rtt", "m": "icmp_raw", "dt": [0, 1], "rtt": [1]}]},
+            "'dt' has 2",
+        ),
+        (
+            {"v": 1, "t0": T0, "s": [{"tg": "a", "a": "x", "k": "rtt", "m": "icmp_raw", "dt": [-5], "rtt": [1]}]},
+            "must not go backwards",
+        ),
+        (
+            {"v": 1, "t0": 5, "s": [{"tg": "a", "a": "x", "k": "rtt", "m": "icmp_raw", "dt": [0], "rtt": [1]}]},
+            "outside 2000-2100",
+        ),
+        (
+            {"v": 1, "t0": T0, "s": [{"tg": "a", "a": "x", "k": "rtt", "m": "icmp_raw", "dt": [0], "rtt": [-1]}]},
+            "rtt must be null",
+        ),
+        (
+            {"v": 1, "t0": T0, "s": [{"tg": "", "a": "x", "k": "rtt", "m": "icmp_raw", "dt": [0], "rtt": [1]}]},
+            "'tg' must be a non-empty",
+        ),
+        (
+            {"v": 1, "t0": T0, "s": [{"tg": "a", "a": "x", "k": "rtt", "m": "icmp_raw", "dt": [0], "rtt": [True]}]},
+            "rtt must be null",
+        ),
     ],
 )
 def test_invalid_payloads_say_why(obj, reason):
@@ -117,9 +138,17 @@ def test_other_kinds_events_and_paths_round_trip():
     voice.add(T0, sent=250, recv=248, dup=0, reord=1, rtt=20000, rtt95=25000, jit=1500, loss=8, burst=100, run=2)
     hop = p.Series(target="isp", address="10.9.9.1", method=p.METHOD_ICMP_RAW, hop=2)
     hop.add(T0, 9000)
-    ev = p.Event(id="x1", kind="loss_burst", target="isp", start_us=T0 + 5, end_us=None, severity=2, evidence="4/5 lost")
-    path = p.PathSnapshot(target="crm", address="10.9.9.9", ts_us=T0, method="icmp", reached=True,
-                          hops=[p.PathHop(1, "10.0.0.1", 500), p.PathHop(2, None, None), p.PathHop(3, "10.9.9.9", 9000)])
+    ev = p.Event(
+        id="x1", kind="loss_burst", target="isp", start_us=T0 + 5, end_us=None, severity=2, evidence="4/5 lost"
+    )
+    path = p.PathSnapshot(
+        target="crm",
+        address="10.9.9.9",
+        ts_us=T0,
+        method="icmp",
+        reached=True,
+        hops=[p.PathHop(1, "10.0.0.1", 500), p.PathHop(2, None, None), p.PathHop(3, "10.9.9.9", 9000)],
+    )
     b = p.SampleBatch([http, voice, hop], [ev], [path])
     back = p.decode(p.encode(b))
     assert back.sample_count == 2 + 1 + 1 + 1 + 1 == b.sample_count
@@ -189,10 +218,19 @@ def test_a_device_sample_from_before_the_own_traffic_columns_is_valid():
         p.decode(msgpack.packb(raw))
 
 
-@pytest.mark.parametrize(("column", "value", "ok"), [
-    ("up", 100_000_000, True), ("up", 100_000_001, False), ("dn", -1, False), ("upb", 0, True),
-    ("dnb", 100_000_001, False), ("spd", 1_000_000, True), ("spd", 1_000_001, False), ("spd", -10, False),
-])
+@pytest.mark.parametrize(
+    ("column", "value", "ok"),
+    [
+        ("up", 100_000_000, True),
+        ("up", 100_000_001, False),
+        ("dn", -1, False),
+        ("upb", 0, True),
+        ("dnb", 100_000_001, False),
+        ("spd", 1_000_000, True),
+        ("spd", 1_000_001, False),
+        ("spd", -10, False),
+    ],
+)
 def test_own_traffic_bounds_at_the_collector_edge(column, value, ok):
     from cxpulse.collector.ingest.validate import check_batch
 

@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.requirements import require
 
 PROTO = Path(__file__).resolve().parent.parent / "proto"
@@ -22,9 +20,19 @@ def test_generated_python_matches_the_idl(tmp_path):
     except ImportError:
         require(False, "grpcio-tools is not installed (pip install -e '.[dev]')")
     r = subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", "-I", str(PROTO), f"--python_out={tmp_path}", f"--pyi_out={tmp_path}",
-         f"--grpc_python_out={tmp_path}", str(PROTO / "cxpulse/v1/telemetry.proto")],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            "-I",
+            str(PROTO),
+            f"--python_out={tmp_path}",
+            f"--pyi_out={tmp_path}",
+            f"--grpc_python_out={tmp_path}",
+            str(PROTO / "cxpulse/v1/telemetry.proto"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 0, r.stderr
     for name in GENERATED:

@@ -49,8 +49,9 @@ def dropped(stats: dict[str, int]) -> dict[str, int]:
     return {k.removeprefix("dropped_"): v for k, v in stats.items() if k.startswith("dropped_") and v}
 
 
-async def probe_once(reflector: Reflector, host: str = "127.0.0.1", agent_id: str = AGENT,
-                     key: bytes | None = None, **kwargs: Any) -> VoiceResult:
+async def probe_once(
+    reflector: Reflector, host: str = "127.0.0.1", agent_id: str = AGENT, key: bytes | None = None, **kwargs: Any
+) -> VoiceResult:
     key = derive_agent_key(MASTER, agent_id) if key is None else key
     return await run_voice_probe((host, reflector.port), agent_id, key, **kwargs)
 
@@ -61,6 +62,7 @@ async def started(reflector: Reflector, host: str = "127.0.0.1") -> Reflector:
 
 
 # --- wire and keys -------------------------------------------------------------------------------
+
 
 def test_reply_is_never_larger_than_the_request() -> None:
     refl = Reflector(keys(AGENT))
@@ -105,8 +107,11 @@ def test_stale_replayed_and_reflected_packets_are_dropped() -> None:
 def test_global_bucket_caps_all_agents_together() -> None:
     refl = Reflector(keys(AGENT, OTHER), global_rate=10, global_burst=3)
     now_ns, now = time.time_ns(), time.monotonic()
-    answers = [refl.check(voice_wire.encode_request(derive_agent_key(MASTER, a), a, 1, seq, now_ns), now_ns, now)
-               for seq in range(3) for a in (AGENT, OTHER)]
+    answers = [
+        refl.check(voice_wire.encode_request(derive_agent_key(MASTER, a), a, 1, seq, now_ns), now_ns, now)
+        for seq in range(3)
+        for a in (AGENT, OTHER)
+    ]
     assert [r is not None for r in answers] == [True, True, True, False, False, False]
     later = voice_wire.encode_request(derive_agent_key(MASTER, OTHER), OTHER, 1, 9, now_ns)
     assert refl.check(later, now_ns, now + 0.15) is not None  # a token back after 100 ms at 10/s
@@ -115,11 +120,12 @@ def test_global_bucket_caps_all_agents_together() -> None:
 
 # --- figures from a made-up run ------------------------------------------------------------------
 
+
 def test_summarize_counts_loss_bursts_reordering_and_late_replies() -> None:
     ms = 1_000_000
     send = [i * 20 * ms for i in range(30)]
     wall = [10**18 + t for t in send]
-    rtt = {i: 5 * ms for i in range(30)}
+    rtt = dict.fromkeys(range(30), 5 * ms)
     lost = set(range(10, 16)) | {20, 22}  # a 6-packet burst, then two single losses
     order = [i for i in range(30) if i not in lost]
     order[2], order[3] = order[3], order[2]  # seq 3 arrives before seq 2
@@ -156,6 +162,7 @@ def test_summarize_nothing_answered_is_all_lost() -> None:
 
 
 # --- real sockets on loopback --------------------------------------------------------------------
+
 
 def test_loopback_run_is_fully_answered() -> None:
     async def main() -> tuple[VoiceResult, dict[str, int], float]:
@@ -195,16 +202,25 @@ def test_ipv6_loopback() -> None:
     assert (result.address, result.sent, result.received, result.error) == ("::1", 20, 20, None)
 
 
-@pytest.mark.parametrize("agent_id, key, reason", [
-    (OTHER, None, "unknown_agent"),
-    (AGENT, b"not the key the collector derived", "bad_mac"),
-], ids=["unknown-agent", "wrong-key"])
+@pytest.mark.parametrize(
+    "agent_id, key, reason",
+    [
+        (OTHER, None, "unknown_agent"),
+        (AGENT, b"not the key the collector derived", "bad_mac"),
+    ],
+    ids=["unknown-agent", "wrong-key"],
+)
 def test_refused_agents_get_nothing_back(agent_id: str, key: bytes | None, reason: str) -> None:
     async def main() -> tuple[VoiceResult, dict[str, int]]:
         refl = await started(Reflector(keys(AGENT)))
         try:
-            result = await run_voice_probe(("127.0.0.1", refl.port), agent_id,
-                                           key or derive_agent_key(MASTER, agent_id), duration_s=0.2, timeout_s=0.3)
+            result = await run_voice_probe(
+                ("127.0.0.1", refl.port),
+                agent_id,
+                key or derive_agent_key(MASTER, agent_id),
+                duration_s=0.2,
+                timeout_s=0.3,
+            )
             return result, refl.stats()
         finally:
             await refl.stop()
@@ -288,7 +304,7 @@ def test_garbage_and_oversized_packets_are_ignored() -> None:
             try:
                 while True:
                     answers.append(await asyncio.wait_for(loop.sock_recv(sock, 2048), 0.3))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             after = await probe_once(refl, duration_s=0.2, timeout_s=0.3)  # still serving
             return answers, refl.stats(), after
@@ -312,6 +328,7 @@ def test_failing_key_lookup_is_counted_not_fatal() -> None:
 
 
 # --- an impaired path between two namespaces -----------------------------------------------------
+
 
 class _ImpairedReflector(Reflector):
     """A reflector whose replies meet a known bad path, so the figures can be asserted exactly.
@@ -362,8 +379,10 @@ def _probe_to(host: str, port: int, agent_id: str) -> None:
 
 def _child_code(func: Callable[..., None], *args: Any) -> str:
     """``python -c`` code running ``func(*args)`` from this module, wherever pytest was started."""
-    return (f"import sys; sys.path.insert(0, {str(REPO)!r}); from tests.test_voice import {func.__name__}; "
-            f"{func.__name__}(*{args!r})")
+    return (
+        f"import sys; sys.path.insert(0, {str(REPO)!r}); from tests.test_voice import {func.__name__}; "
+        f"{func.__name__}(*{args!r})"
+    )
 
 
 def _read_line(stream: Any, timeout_s: float) -> str:
@@ -383,8 +402,14 @@ def voice_lab() -> Iterator[Lab]:
 def test_impaired_path_between_namespaces(voice_lab: Lab) -> None:
     desk, edge = voice_lab.host("desk"), voice_lab.host("edge")
     link = voice_lab.link(desk, edge)
-    reflector = edge.spawn(sys.executable, "-c", _child_code(_serve_impaired, link.b_addr, AGENT),
-                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    reflector = edge.spawn(
+        sys.executable,
+        "-c",
+        _child_code(_serve_impaired, link.b_addr, AGENT),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     word, port = _read_line(reflector.stdout, 10).split()
     assert word == "ready"
 

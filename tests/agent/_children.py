@@ -17,8 +17,14 @@ from cxpulse.agent.probes.base import Target
 from cxpulse.agent.probes.rtt import RttProbe
 
 
-def measure(methods: list[str] | None, hosts: list[str], timeout_s: float = 1.0, count: int = 1,
-            port: int = 443, resolve_ttl_s: float = 60.0) -> dict:
+def measure(
+    methods: list[str] | None,
+    hosts: list[str],
+    timeout_s: float = 1.0,
+    count: int = 1,
+    port: int = 443,
+    resolve_ttl_s: float = 60.0,
+) -> dict:
     """Measure each host ``count`` times in turn; report the chosen method and every sample."""
 
     async def run() -> dict:

@@ -19,11 +19,17 @@ def _linux_ping_socket(family: socket.AddressFamily) -> trace_macos.IcmpSocket:
     return trace_macos.IcmpSocket(socket.socket(family, socket.SOCK_DGRAM, proto), rewrites_ident=True)
 
 
-def trace(target: str, method: str = "icmp", sockets: str = "default", gateway: str | None = None,
-          reply_timeout_s: float = 1.0) -> dict:
+def trace(
+    target: str,
+    method: str = "icmp",
+    sockets: str = "default",
+    gateway: str | None = None,
+    reply_timeout_s: float = 1.0,
+) -> dict:
     """One trace with the macOS tracer's logic over this kernel's sockets; the trace and its roles."""
     opener = _linux_ping_socket if sockets == "ping" else None
-    found = asyncio.run(trace_macos.trace(target, method=method, max_hops=8, reply_timeout_s=reply_timeout_s,
-                                          open_socket=opener))
+    found = asyncio.run(
+        trace_macos.trace(target, method=method, max_hops=8, reply_timeout_s=reply_timeout_s, open_socket=opener)
+    )
     roles = {name: hop.ttl for name, hop in classify_hops(found, gateway).items()}
     return {"trace": dataclasses.asdict(found), "roles": roles}

@@ -54,12 +54,12 @@ def parse_query(data: bytes) -> tuple[int, int, str, int, bytes] | None:
             break
         if length > 63 or pos + length > len(data):  # compression pointers never occur in queries
             return None
-        labels.append(data[pos:pos + length].decode("ascii", "replace").lower())
+        labels.append(data[pos : pos + length].decode("ascii", "replace").lower())
         pos += length
     if pos + 4 > len(data):
         return None
     qtype, _qclass = struct.unpack_from("!HH", data, pos)
-    return qid, flags, ".".join(labels), qtype, data[_HEADER.size:pos + 4]
+    return qid, flags, ".".join(labels), qtype, data[_HEADER.size : pos + 4]
 
 
 def answer(query: tuple[int, int, str, int, bytes], table: dict[str, dict[str, Any]]) -> bytes:
@@ -102,8 +102,9 @@ class _Responder(asyncio.DatagramProtocol):
 async def serve(host: str, port: int, table: dict[str, dict[str, Any]], ready: Path | None) -> None:
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    transport, _ = await loop.create_datagram_endpoint(lambda: _Responder(table), local_addr=(host, port),
-                                                       family=family)
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: _Responder(table), local_addr=(host, port), family=family
+    )
     try:
         if ready is not None:
             ready.write_text(f"{transport.get_extra_info('sockname')[1]}\n")

@@ -19,9 +19,14 @@ STRING, NUMBER, BOOLEAN, ARRAY, DICT, STORE, IFACE = 7, 22, 21, 19, 18, 301, 302
 
 
 class FakeFrameworks:
-    def __init__(self, store: dict[str, Any] | None = None, proxies: dict[str, Any] | None = None,
-                 interfaces: list[tuple[str | None, str]] | None = None, console: str | None = None,
-                 console_uid: int = 501) -> None:
+    def __init__(
+        self,
+        store: dict[str, Any] | None = None,
+        proxies: dict[str, Any] | None = None,
+        interfaces: list[tuple[str | None, str]] | None = None,
+        console: str | None = None,
+        console_uid: int = 501,
+    ) -> None:
         self.store_values = store or {}
         self.proxies = proxies
         self.interfaces = interfaces or []

@@ -21,9 +21,9 @@ PER_OS_SUFFIXES = ("linux", "macos", "windows", "posix")
 # Module (relative to agent/) -> why it may use POSIX-only calls. Keep this short.
 ALLOWED: dict[str, str] = {
     "path/trace_child.py": "the scapy trace child: Linux only (AF_PACKET, resource limits); Windows and macOS "
-                           "trace through their own per-OS hop discovery",
+    "trace through their own per-OS hop discovery",
     "probes/icmp.py": "the socket pinger (raw/datagram ICMP with add_reader): not used on Windows, where "
-                      "ICMP goes through iphlpapi; rtt.py falls back when add_reader is missing",
+    "ICMP goes through iphlpapi; rtt.py falls back when add_reader is missing",
 }
 
 # One use in a module that is not per-OS, guarded by an OS check right there: (module, what) -> why.
@@ -121,13 +121,22 @@ def offences_in(source: str, module: str) -> list[Offence]:
                 add(node, "getpass.getuser: the process's account (SYSTEM or root for a service), not the desk user")
         elif isinstance(node, ast.Name) and node.id == "AF_PACKET":
             add(node, "AF_PACKET: Linux packet sockets only")
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "open" \
-                and isinstance(node.func.value, ast.Name) and node.func.value.id == "os":
-            flags = node.args[1] if len(node.args) > 1 else next(
-                (k.value for k in node.keywords if k.arg == "flags"), None)
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "open"
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "os"
+        ):
+            flags = (
+                node.args[1] if len(node.args) > 1 else next((k.value for k in node.keywords if k.arg == "flags"), None)
+            )
             if flags is None or not _mentions_binary(flags):
-                add(node, "os.open without O_BINARY: a text-mode descriptor on Windows (LF -> CR LF, Ctrl-Z ends reads); "
-                          "use cxpulse.atomicfile (proto/cxpulse/atomicfile.py) or getattr(os, 'O_BINARY', 0)")
+                add(
+                    node,
+                    "os.open without O_BINARY: a text-mode descriptor on Windows (LF -> CR LF, Ctrl-Z ends reads); "
+                    "use cxpulse.atomicfile (proto/cxpulse/atomicfile.py) or getattr(os, 'O_BINARY', 0)",
+                )
     return sorted(set(found), key=lambda o: o.line)
 
 
@@ -137,8 +146,11 @@ def agent_modules() -> list[str]:
 
 def scan() -> dict[str, list[Offence]]:
     """Offences per module; per-OS modules are not read (anything goes there, their own tests import them)."""
-    return {m: offs for m in agent_modules() if not per_os(m)
-            and (offs := offences_in((AGENT / m).read_text(encoding="utf-8"), m))}
+    return {
+        m: offs
+        for m in agent_modules()
+        if not per_os(m) and (offs := offences_in((AGENT / m).read_text(encoding="utf-8"), m))
+    }
 
 
 def test_no_posix_only_calls_outside_per_os_modules() -> None:
@@ -146,8 +158,10 @@ def test_no_posix_only_calls_outside_per_os_modules() -> None:
     bad = [o for m, offs in found.items() if m not in ALLOWED for o in offs if not _allowed_use(o)]
     for o in bad:
         print(o)
-    assert not bad, "POSIX-only calls outside per-OS modules (move them to a <thing>_windows/_posix module, " \
-                    "or fix them):\n" + "\n".join(map(str, bad))
+    assert not bad, (
+        "POSIX-only calls outside per-OS modules (move them to a <thing>_windows/_posix module, "
+        "or fix them):\n" + "\n".join(map(str, bad))
+    )
 
 
 def _allowed_use(o: Offence) -> bool:
@@ -173,7 +187,7 @@ def test_allow_list_is_honest() -> None:
 
 def test_the_lint_catches_each_rule() -> None:
     """Each rule on a sample, and the ways out (O_BINARY, a per-OS module name)."""
-    sample = '''
+    sample = """
 import fcntl, resource
 import pwd
 from grp import getgrnam
@@ -190,7 +204,7 @@ os.kill(pid, signal.SIGKILL); os.kill(pid, signal.SIGHUP)
 pid = os.fork()
 ok = os.open(path, os.O_WRONLY | getattr(os, "O_BINARY", 0))
 ok2 = os.open(path, flags=os.O_RDONLY | os.O_BINARY)
-'''
+"""
     offs = offences_in(sample, "sample.py")
     lines = sorted({o.line for o in offs})
     assert lines == [2, 3, 4, 5] + list(range(7, 16)), [str(o) for o in offs]  # line 6: plain imports

@@ -141,8 +141,12 @@ def _private_resolver(host: Host, hosts: str) -> str:
 def test_names_resolve_ipv4_first_and_failures_are_lost(lab: Lab) -> None:
     desk, far = lab.host("desk"), lab.host("far")
     link = lab.link(desk, far)
-    _private_resolver(desk, f"127.0.0.1 localhost\n::1 dual.cxpulse.test\n{link.b_addr} far.cxpulse.test dual.cxpulse.test\n")
-    result = desk.call(child.measure, [METHOD_ICMP_RAW], ["far.cxpulse.test", "dual.cxpulse.test", "nothing.cxpulse.test"], 1.0, 1)
+    _private_resolver(
+        desk, f"127.0.0.1 localhost\n::1 dual.cxpulse.test\n{link.b_addr} far.cxpulse.test dual.cxpulse.test\n"
+    )
+    result = desk.call(
+        child.measure, [METHOD_ICMP_RAW], ["far.cxpulse.test", "dual.cxpulse.test", "nothing.cxpulse.test"], 1.0, 1
+    )
     far_s, dual_s, nothing_s = result["samples"]
     assert far_s["address"] == link.b_addr and far_s["target"] == "far.cxpulse.test" and far_s["rtt_us"] is not None
     assert dual_s["address"] == link.b_addr and dual_s["rtt_us"] is not None
@@ -155,8 +159,14 @@ def test_resolution_is_cached_for_its_ttl(lab: Lab, ttl_s: float, second: str) -
     desk, far = lab.host("desk"), lab.host("far")
     link = lab.link(desk, far)
     hosts_file = _private_resolver(desk, f"{link.b_addr} app.cxpulse.test\n")
-    addresses = desk.call(child.measure_across_rename, "app.cxpulse.test", CLOSED_PORT, hosts_file,
-                          f"{link.a_addr} app.cxpulse.test\n", ttl_s)
+    addresses = desk.call(
+        child.measure_across_rename,
+        "app.cxpulse.test",
+        CLOSED_PORT,
+        hosts_file,
+        f"{link.a_addr} app.cxpulse.test\n",
+        ttl_s,
+    )
     assert addresses[0] == link.b_addr
     assert addresses[1] == (link.b_addr if second == "first" else link.a_addr)
 
