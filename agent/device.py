@@ -5,7 +5,7 @@ virus scan, memory is exhausted, the user is on Wi-Fi or a VPN, or the NIC is dr
 ``read_device`` gathers exactly those facts, to sit next to the network samples.
 
 It runs in the long-running agent, every few seconds, under a budget of about 0.15 % of a core
-(DESIGN.md decision 5), so it reads the OS through psutil (no fork+exec) and keeps the expensive
+(docs/architecture.md, decision 5), so it reads the OS through psutil (no fork+exec) and keeps the expensive
 part, a scan of every process, for when it matters: only when CPU or memory crosses a threshold
 (``cpu_threshold_pct``, ``mem_threshold_pct``). Measured on a 2-vCPU Linux VM with ~100 processes
 (``tests/agent/test_device.py::test_cost_per_call`` prints it): about 0.2 ms of CPU per light call

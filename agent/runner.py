@@ -1,6 +1,6 @@
 """The agent's main loop: the collection tasks on their paces -> batcher -> spool -> uplink.
 
-One asyncio loop in one process (DESIGN.md decision 5); what is measured, and its columns, is each
+One asyncio loop in one process (docs/architecture.md, decision 5); what is measured, and its columns, is each
 task's (agent/tasks). On SIGTERM/SIGINT the open batch is spooled and the uplink gets a short grace.
 """
 

@@ -1,6 +1,6 @@
 """The store: exactly-once by (agent, epoch, seq), search, reads beside writes, atomic batches.
 
-Every test runs against both stores (DESIGN.md decision 4). The PostgreSQL variant needs
+Every test runs against both stores (docs/architecture.md, decision 4). The PostgreSQL variant needs
 ``CXPULSE_TEST_POSTGRES`` (e.g. ``postgresql://postgres@127.0.0.1:5432/test``) and gets a
 fresh schema per test, dropped afterwards; without the variable it is skipped.
 """

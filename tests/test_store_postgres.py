@@ -1,4 +1,4 @@
-"""PostgreSQL-only behaviour: several collectors on one database (DESIGN.md decisions 3 and 4).
+"""PostgreSQL-only behaviour: several collectors on one database (docs/architecture.md, decisions 3 and 4).
 
 The shared contract is in test_store.py (run against both stores); here is what
 only a shared server has: two collectors racing for the same agent's batches,

@@ -1,7 +1,7 @@
 """ICMP echo on the event loop: one socket per (family, method), shared by every target.
 
 Why not a ``ping`` subprocess: a fork+exec per sample costs more CPU than the agent's whole budget
-(DESIGN.md decision 5). Why one socket for all targets: a raw socket sees every ICMP packet the
+(docs/architecture.md, decision 5). Why one socket for all targets: a raw socket sees every ICMP packet the
 host receives, so several would each wake up for all of them; one socket and a table of in-flight
 requests keyed by sequence number scale to many targets at the price of one wake-up per reply.
 

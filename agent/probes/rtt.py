@@ -1,4 +1,4 @@
-"""Round-trip time to a target, by the best method this host allows (DESIGN.md decision 6).
+"""Round-trip time to a target, by the best method this host allows (docs/architecture.md, decision 6).
 
 Contact-center desktops rarely run the agent as admin, and corporate images differ in what an
 unprivileged process may do. So the probe tries raw ICMP, then the unprivileged ICMP "ping
