@@ -375,3 +375,12 @@ def test_retention_deletes_in_chunks_and_keeps_the_scores(store):
 def test_retention_refuses_nonsense():
     with pytest.raises(ValueError, match="at least as long"):
         asyncio.run(enforce_once(None, 30, 7))
+
+
+def test_every_kind_has_a_minute_rollup_builder():
+    """A kind the payload accepts but the store cannot roll up would fail every commit carrying it
+    (docs/agent-tasks.md, adding a kind)."""
+    from cxpulse.collector.store import rollup
+    from cxpulse.v1.kinds import KINDS
+
+    assert set(KINDS) <= set(rollup._BUILDERS)
