@@ -18,8 +18,9 @@ class Batcher:
         """An RTT measurement."""
         self.add_row(m.target, m.address, payload.KIND_RTT, m.method, m.ts_us, {"rtt": m.rtt_us}, hop)
 
-    def add_row(self, target: str, address: str, kind: str, method: str, ts_us: int, values: dict,
-                hop: int | None = None) -> None:
+    def add_row(
+        self, target: str, address: str, kind: str, method: str, ts_us: int, values: dict, hop: int | None = None
+    ) -> None:
         key = (target, address, kind, method, hop)
         s = self._series.get(key)
         if s is None:

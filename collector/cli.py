@@ -16,76 +16,166 @@ __all__ = ["default_db", "parse_duration", "redact", "register"]  # the first th
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    col = sub.add_parser("collector", help="the central collector").add_subparsers(dest="collector_command", required=True, metavar="ACTION")
+    col = sub.add_parser("collector", help="the central collector").add_subparsers(
+        dest="collector_command", required=True, metavar="ACTION"
+    )
     serve = col.add_parser("serve", help="accept agent streams over gRPC and store them")
-    serve.add_argument("--listen", default="127.0.0.1:50051", help="gRPC listen address (default 127.0.0.1:50051; 0.0.0.0:50051 for a network)")
+    serve.add_argument(
+        "--listen",
+        default="127.0.0.1:50051",
+        help="gRPC listen address (default 127.0.0.1:50051; 0.0.0.0:50051 for a network)",
+    )
     serve.add_argument("--db", default=None, help=f"SQLite path or postgresql:// URL (default {default_db()})")
-    serve.add_argument("--reflector-key-file", default=None,
-                       help="reflector master key file (default: beside a SQLite database, else in the data directory)")
-    serve.add_argument("--target", action="append", default=[], metavar="NAME=HOST[:PORT]", help="push this target to every agent (repeatable)")
+    serve.add_argument(
+        "--reflector-key-file",
+        default=None,
+        help="reflector master key file (default: beside a SQLite database, else in the data directory)",
+    )
+    serve.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="NAME=HOST[:PORT]",
+        help="push this target to every agent (repeatable)",
+    )
     serve.add_argument("--probe-interval", type=float, default=0, help="push this probe interval (seconds) to agents")
     serve.add_argument("--batch-interval", type=float, default=0, help="push this batch interval (seconds) to agents")
-    serve.add_argument("--app", action="append", default=[], metavar="NAME=URL", help="push this app check to every agent (repeatable)")
+    serve.add_argument(
+        "--app", action="append", default=[], metavar="NAME=URL", help="push this app check to every agent (repeatable)"
+    )
     serve.add_argument("--app-interval", type=float, default=0, help="push this app check interval (seconds) to agents")
-    serve.add_argument("--reflector", default="", metavar="HOST:PORT",
-                       help="run the voice-cadence UDP reflector here (e.g. 0.0.0.0:50052); empty: off")
-    serve.add_argument("--reflector-advertise", default="", metavar="HOST:PORT",
-                       help="reflector address as agents reach it (default: the --reflector address)")
-    serve.add_argument("--voice-interval", type=float, default=0, help="push this voice-cadence interval (seconds) to agents")
-    serve.add_argument("--http", default="", metavar="HOST:PORT",
-                       help="serve the helpdesk page, JSON API and /metrics here (e.g. 127.0.0.1:8080); empty: off")
-    serve.add_argument("--http-public-url", default="", metavar="URL", help="how analysts reach the page (links in alerts and tickets; default: the listen address)")
-    serve.add_argument("--pseudonymize", action="store_true",
-                       help="show pseudonyms instead of user names in the fleet, incidents and site searches (docs/privacy.md)")
-    serve.add_argument("--pseudonym-secret-file", default=None, metavar="FILE",
-                       help="HMAC secret for pseudonyms, created 0600 if missing (default: pseudonym.key beside the SQLite "
-                            "database; collectors sharing PostgreSQL must share it)")
-    serve.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDR[/BITS]",
-                       help="reverse proxy whose X-Forwarded-For names the client in the audit log (repeatable)")
-    serve.add_argument("--metrics-open", action="store_true", help="serve /metrics without an API key (counts per site only)")
-    serve.add_argument("--alerts-config", default=None, metavar="FILE",
-                       help="webhooks into ITSM (TOML, see collector/alerts/alerts.example.toml); needs --http")
+    serve.add_argument(
+        "--reflector",
+        default="",
+        metavar="HOST:PORT",
+        help="run the voice-cadence UDP reflector here (e.g. 0.0.0.0:50052); empty: off",
+    )
+    serve.add_argument(
+        "--reflector-advertise",
+        default="",
+        metavar="HOST:PORT",
+        help="reflector address as agents reach it (default: the --reflector address)",
+    )
+    serve.add_argument(
+        "--voice-interval", type=float, default=0, help="push this voice-cadence interval (seconds) to agents"
+    )
+    serve.add_argument(
+        "--http",
+        default="",
+        metavar="HOST:PORT",
+        help="serve the helpdesk page, JSON API and /metrics here (e.g. 127.0.0.1:8080); empty: off",
+    )
+    serve.add_argument(
+        "--http-public-url",
+        default="",
+        metavar="URL",
+        help="how analysts reach the page (links in alerts and tickets; default: the listen address)",
+    )
+    serve.add_argument(
+        "--pseudonymize",
+        action="store_true",
+        help="show pseudonyms instead of user names in the fleet, incidents and site searches (docs/privacy.md)",
+    )
+    serve.add_argument(
+        "--pseudonym-secret-file",
+        default=None,
+        metavar="FILE",
+        help="HMAC secret for pseudonyms, created 0600 if missing (default: pseudonym.key beside the SQLite "
+        "database; collectors sharing PostgreSQL must share it)",
+    )
+    serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDR[/BITS]",
+        help="reverse proxy whose X-Forwarded-For names the client in the audit log (repeatable)",
+    )
+    serve.add_argument(
+        "--metrics-open", action="store_true", help="serve /metrics without an API key (counts per site only)"
+    )
+    serve.add_argument(
+        "--alerts-config",
+        default=None,
+        metavar="FILE",
+        help="webhooks into ITSM (TOML, see collector/alerts/alerts.example.toml); needs --http",
+    )
     serve.add_argument("--raw-days", type=float, default=7.0, help="keep raw samples this many days (default 7)")
-    serve.add_argument("--rollup-days", type=float, default=400.0,
-                       help="keep 15-minute rollups (and closed incidents) this many days (default 400)")
-    serve.add_argument("--minute-rollup-days", type=float, default=None,
-                       help="keep per-minute rollups this many days (default 35, at most --rollup-days)")
-    serve.add_argument("--tls-dir", default="", metavar="DIR",
-                       help="serve TLS with DIR/server.pem and DIR/server.key, as `collector init` writes them "
-                            "(default: tls/ beside the SQLite database, if `collector init` made it)")
-    serve.add_argument("--tls-cert", default="", metavar="FILE", help="server certificate chain (PEM), instead of --tls-dir")
+    serve.add_argument(
+        "--rollup-days",
+        type=float,
+        default=400.0,
+        help="keep 15-minute rollups (and closed incidents) this many days (default 400)",
+    )
+    serve.add_argument(
+        "--minute-rollup-days",
+        type=float,
+        default=None,
+        help="keep per-minute rollups this many days (default 35, at most --rollup-days)",
+    )
+    serve.add_argument(
+        "--tls-dir",
+        default="",
+        metavar="DIR",
+        help="serve TLS with DIR/server.pem and DIR/server.key, as `collector init` writes them "
+        "(default: tls/ beside the SQLite database, if `collector init` made it)",
+    )
+    serve.add_argument(
+        "--tls-cert", default="", metavar="FILE", help="server certificate chain (PEM), instead of --tls-dir"
+    )
     serve.add_argument("--tls-key", default="", metavar="FILE", help="its private key (PEM)")
-    serve.add_argument("--client-ca", default="", metavar="FILE",
-                       help="mutual TLS: require agents to present a client certificate signed by this CA")
-    serve.add_argument("--insecure", action="store_true",
-                       help="plain-text gRPC without TLS (development only; logged loudly). Without TLS material and "
-                            "without this flag the collector refuses to start. Agents must enroll either way")
+    serve.add_argument(
+        "--client-ca",
+        default="",
+        metavar="FILE",
+        help="mutual TLS: require agents to present a client certificate signed by this CA",
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plain-text gRPC without TLS (development only; logged loudly). Without TLS material and "
+        "without this flag the collector refuses to start. Agents must enroll either way",
+    )
     serve.add_argument("--ready-file", help="write the bound port here once listening (for scripts)")
     from .ingest.limits import add_arguments as add_limit_arguments
     from .score.isp_name import add_arguments as add_naming_arguments
 
     add_limit_arguments(serve)
     add_naming_arguments(serve)  # --asn-db, --no-reverse-dns, --reverse-dns-server (score/isp_name.py)
-    serve.add_argument("--config", default=None, metavar="FILE",
-                       help="central config pushed to agents (TOML, collector/config/collector.example.toml); "
-                            "re-read on change and on SIGHUP; the flags above are its base")
+    serve.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="central config pushed to agents (TOML, collector/config/collector.example.toml); "
+        "re-read on change and on SIGHUP; the flags above are its base",
+    )
     from .config import cli as config_cli
 
     config_cli.register(col)  # collector config set | show
     serve.set_defaults(func=cmd_serve)
 
     lookup = sub.add_parser(
-        "lookup", help="what an agent measured: search by user, host, agent id or site",
+        "lookup",
+        help="what an agent measured: search by user, host, agent id or site",
         description="When the problem started and where, the verdict, the next step, how many other desks "
-                    "saw it at the same time, and the places with the most felt events. --full adds the "
-                    "ticket text and every figure and event.")
-    lookup.add_argument("query", help="words of the person's name (\"maria silva\", any order, accents optional), login, host name, agent id or site (partial, case-insensitive)")
+        "saw it at the same time, and the places with the most felt events. --full adds the "
+        "ticket text and every figure and event.",
+    )
+    lookup.add_argument(
+        "query",
+        help='words of the person\'s name ("maria silva", any order, accents optional), login, host name, '
+        "agent id or site (partial, case-insensitive)",
+    )
     lookup.add_argument("--db", default=None, help=f"SQLite path or postgresql:// URL (default {default_db()})")
     lookup.add_argument("--window", type=parse_duration, default=3600, help="how far back (default 1h)")
     lookup.add_argument("--json", action="store_true", help="machine-readable output (everything)")
-    lookup.add_argument("--full", action="store_true",
-                        help="everything: the ticket text, per hop, apps, voice, device, Wi-Fi, paths and each event")
-    lookup.add_argument("--tz", default=None, help="time zone of the short output's times, e.g. Europe/Lisbon (default UTC)")
+    lookup.add_argument(
+        "--full",
+        action="store_true",
+        help="everything: the ticket text, per hop, apps, voice, device, Wi-Fi, paths and each event",
+    )
+    lookup.add_argument(
+        "--tz", default=None, help="time zone of the short output's times, e.g. Europe/Lisbon (default UTC)"
+    )
     add_naming_arguments(lookup)
     lookup.set_defaults(func=cmd_lookup)
 
@@ -98,7 +188,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--data-dir", help="where the demo keeps its database and spool (default: a per-user directory)")
     demo.add_argument("--interval", type=float, default=1.0, help="seconds between probes (default 1)")
     demo.add_argument("--batch-interval", type=float, default=5.0, help="seconds between batches (default 5)")
-    demo.add_argument("--local-only", action="store_true", help="measure only this machine (loopback), not the default gateway")
+    demo.add_argument(
+        "--local-only", action="store_true", help="measure only this machine (loopback), not the default gateway"
+    )
     demo.set_defaults(func=cmd_demo)
 
     from .score import cli as score_cli
@@ -169,11 +261,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if _install_isp_namer(args, "cxpulse collector") == 2:
         return 2
     try:
-        asyncio.run(serve(args.db or default_db(), args.listen, config, args.ready_file, args.reflector, limits=limits, central_config=args.config,
-                          reflector_key_file=args.reflector_key_file, http_listen=args.http, http_public_url=args.http_public_url,
-                          alerts_config=alerts_config, raw_days=args.raw_days, rollup_days=args.rollup_days,
-                          minute_rollup_days=args.minute_rollup_days,
-                          tls=tls, insecure=args.insecure, http_options=_http_options(args)))
+        asyncio.run(
+            serve(
+                args.db or default_db(),
+                args.listen,
+                config,
+                args.ready_file,
+                args.reflector,
+                limits=limits,
+                central_config=args.config,
+                reflector_key_file=args.reflector_key_file,
+                http_listen=args.http,
+                http_public_url=args.http_public_url,
+                alerts_config=alerts_config,
+                raw_days=args.raw_days,
+                rollup_days=args.rollup_days,
+                minute_rollup_days=args.minute_rollup_days,
+                tls=tls,
+                insecure=args.insecure,
+                http_options=_http_options(args),
+            )
+        )
     except MissingExtra:  # cxpulse.cli prints it: one line naming the extra, exit 2
         raise
     except Exception as exc:  # fail fast at start-up with one clear line (no traceback for config errors)
@@ -202,10 +310,12 @@ def _server_tls(args: argparse.Namespace):
         print(f"cxpulse collector: {exc}", file=sys.stderr)
         return 2
     if tls is None:
-        print("cxpulse collector: refusing to start without TLS: no TLS material was given and none was found in "
-              f"{fallback}. Run `cxpulse collector init --name HOST` once, then serve with --tls-dir DIR "
-              "(or --tls-cert/--tls-key); for development on a trusted network only, pass --insecure",
-              file=sys.stderr)
+        print(
+            "cxpulse collector: refusing to start without TLS: no TLS material was given and none was found in "
+            f"{fallback}. Run `cxpulse collector init --name HOST` once, then serve with --tls-dir DIR "
+            "(or --tls-cert/--tls-key); for development on a trusted network only, pass --insecure",
+            file=sys.stderr,
+        )
         return 2
     return tls
 
@@ -216,8 +326,12 @@ def _http_options(args: argparse.Namespace) -> dict:
     db = args.db or default_db()
     if secret is None and "://" not in db:  # also for keys made with pseudonymize on a collector without it
         secret = os.path.join(os.path.dirname(os.path.abspath(db)), "pseudonym.key")
-    return {"pseudonymize": args.pseudonymize, "pseudonym_secret_file": secret,
-            "trusted_proxies": tuple(args.trusted_proxy), "metrics_open": args.metrics_open}
+    return {
+        "pseudonymize": args.pseudonymize,
+        "pseudonym_secret_file": secret,
+        "trusted_proxies": tuple(args.trusted_proxy),
+        "metrics_open": args.metrics_open,
+    }
 
 
 def _install_isp_namer(args: argparse.Namespace, who: str) -> int:
@@ -259,7 +373,7 @@ def cmd_lookup(args: argparse.Namespace) -> int:
         store.close()
     try:  # a lookup of a person is recorded, also from the command line; unrecorded, it is not shown
         record_cli_lookup(db, args.query, args.window, view)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         print(f"cxpulse lookup: cannot write the audit log, so the lookup is not shown: {exc}", file=sys.stderr)
         return 2
     if view is None:
@@ -274,7 +388,9 @@ def cmd_lookup(args: argparse.Namespace) -> int:
         try:
             zone(args.tz)
         except (KeyError, ValueError):
-            print(f"cxpulse lookup: unknown time zone {args.tz!r} (an IANA name such as Europe/Lisbon)", file=sys.stderr)
+            print(
+                f"cxpulse lookup: unknown time zone {args.tz!r} (an IANA name such as Europe/Lisbon)", file=sys.stderr
+            )
             return 2
 
         print(render_compact(view, args.tz), end="")

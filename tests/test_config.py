@@ -17,7 +17,7 @@ def test_example_config_loads():
     assert cfg.collector == "127.0.0.1:50051" and cfg.probe_interval_s == 1.0 and cfg.batch_interval_s == 30.0
     assert [t.name for t in cfg.targets] == ["ccaas-edge", "crm-edge"]
     assert cfg.targets[1].method == "tcp_connect"
-    assert [a.name for a in cfg.apps][0] == "crm" and any(a.url.startswith("https://acme.my.salesforce.com") for a in cfg.apps)
+    assert cfg.apps[0].name == "crm" and any(a.url.startswith("https://acme.my.salesforce.com") for a in cfg.apps)
 
 
 @pytest.mark.parametrize(

@@ -36,15 +36,18 @@ def test_streaming_agents_stay_reporting_and_a_quiet_one_goes_silent(store_url):
     writer.start()
     try:
         streaming = [store.upsert_agent(AgentInfo(f"desk-{i}", host=f"desk-{i}", site="Lisbon"), T0) for i in range(3)]
-        quiet = store.upsert_agent(AgentInfo("desk-quiet", host="desk-quiet", site="Lisbon"), T0)
+        store.upsert_agent(AgentInfo("desk-quiet", host="desk-quiet", site="Lisbon"), T0)
 
         async def stream() -> int:
             commits = 0
             for minute in range(MINUTES):  # bounded: MINUTES rounds of one batch per streaming desk
                 clock[0] = (T0 + (minute + 1) * 60 * S) / S
-                done = await asyncio.gather(*(
-                    writer.commit(PendingBatch(k, 1, minute + 1, one_minute(n, T0 + minute * 60 * S), stream=n + 1))
-                    for n, k in enumerate(streaming)))
+                done = await asyncio.gather(
+                    *(
+                        writer.commit(PendingBatch(k, 1, minute + 1, one_minute(n, T0 + minute * 60 * S), stream=n + 1))
+                        for n, k in enumerate(streaming)
+                    )
+                )
                 assert all(b.stored for b in done)
                 commits += 1
             return commits

@@ -25,12 +25,32 @@ def filled_store(tmp_path):
     crm.add(T0, dns=2000, tcp=9000, tls=20000, ttfb=150000, total=180000, status=200, ver="HTTP/1.1", cert=29)
     crm.add(T0 + 30 * S, dns=None, err="dns")
     voice.add(T0, sent=250, recv=245, dup=0, reord=2, rtt=18000, rtt95=22000, jit=2500, loss=20, burst=300, run=3)
-    dev.add(T0, cpu=955, mem=610, top="chrome 180%", nicerr=0, **{"if": "wlan0", "ifk": "wifi", "vpn": "", "proxy": None},
-            up=9_600, dn=850, upb=10_000, dnb=48_000)
+    dev.add(
+        T0,
+        cpu=955,
+        mem=610,
+        top="chrome 180%",
+        nicerr=0,
+        **{"if": "wlan0", "ifk": "wifi", "vpn": "", "proxy": None},
+        up=9_600,
+        dn=850,
+        upb=10_000,
+        dnb=48_000,
+    )
     ev = p.Event("outage:isp:1", "outage", "isp", T0 + 30 * S, T0 + 35 * S, 2, "no answer for 5 samples in a row")
-    path = p.PathSnapshot("crm", "10.9.9.9", T0, "icmp", True,
-                          [p.PathHop(1, "10.0.0.1", 1500), p.PathHop(2, "100.64.0.1", 9000), p.PathHop(3, None, None),
-                           p.PathHop(4, "10.9.9.9", 20000)])
+    path = p.PathSnapshot(
+        "crm",
+        "10.9.9.9",
+        T0,
+        "icmp",
+        True,
+        [
+            p.PathHop(1, "10.0.0.1", 1500),
+            p.PathHop(2, "100.64.0.1", 9000),
+            p.PathHop(3, None, None),
+            p.PathHop(4, "10.9.9.9", 20000),
+        ],
+    )
     store.commit_batches([PendingBatch(k, 1, 1, p.SampleBatch([gw, isp, crm, voice, dev], [ev], [path]))])
     return store
 
@@ -50,13 +70,27 @@ def test_view_and_text_carry_every_section(tmp_path):
     assert crm["ttfb_median_ms"] == 150.0 and crm["cert_days_left"] == 29
     assert a["voice"]["loss_pct"] == 2.0 and a["voice"]["burst_loss_max_pct"] == 30.0
     assert a["device"]["cpu_pct_max"] == 95.5 and a["device"]["interface_kind"] == "wifi"
-    assert (a["device"]["upload_kbps_now"], a["device"]["download_kbps_mean"], a["device"]["download_best_kbps"]) == (9_600, 850.0, 48_000)
+    assert (a["device"]["upload_kbps_now"], a["device"]["download_kbps_mean"], a["device"]["download_best_kbps"]) == (
+        9_600,
+        850.0,
+        48_000,
+    )
     assert a["events"][0]["kind"] == "outage" and a["events"][0]["duration_s"] == 5.0
     assert [h["address"] for h in a["paths"][0]["hops"]] == ["10.0.0.1", "100.64.0.1", None, "10.9.9.9"]
     text = render_text(view)
-    for needle in ("maria.silva on DESK-042", "isp", "crm", "dns x1", "voice-cadence", "worst 200 ms burst loss 30.0%",
-                   "device: CPU", "chrome 180%", "path to crm (10.9.9.9): 10.0.0.1 > 100.64.0.1 > * > 10.9.9.9",
-                   "outage", "no answer for 5 samples"):
+    for needle in (
+        "maria.silva on DESK-042",
+        "isp",
+        "crm",
+        "dns x1",
+        "voice-cadence",
+        "worst 200 ms burst loss 30.0%",
+        "device: CPU",
+        "chrome 180%",
+        "path to crm (10.9.9.9): 10.0.0.1 > 100.64.0.1 > * > 10.9.9.9",
+        "outage",
+        "no answer for 5 samples",
+    ):
         assert needle in text, needle
 
 
@@ -89,7 +123,7 @@ def _both_paths(store, query, window_s, now_us, monkeypatch):
 
 
 def _close(a, b, rel=0.015):
-    return a is None and b is None or abs(a - b) <= rel * abs(b)
+    return (a is None and b is None) or abs(a - b) <= rel * abs(b)
 
 
 def test_long_window_from_rollups_carries_the_raw_figures(tmp_path, monkeypatch):
@@ -102,23 +136,49 @@ def test_long_window_from_rollups_carries_the_raw_figures(tmp_path, monkeypatch)
         store.close()
     (a,), (b,) = fast["agents"], slow["agents"]
     for x, y in zip(a["targets"], b["targets"], strict=True):
-        for k in ("target", "hop", "addresses", "methods", "samples", "lost", "loss_pct", "rtt_max_ms",
-                  "jitter_mean_abs_ms", "loss_seconds", "max_loss_run", "first_us", "last_us"):
+        for k in (
+            "target",
+            "hop",
+            "addresses",
+            "methods",
+            "samples",
+            "lost",
+            "loss_pct",
+            "rtt_max_ms",
+            "jitter_mean_abs_ms",
+            "loss_seconds",
+            "max_loss_run",
+            "first_us",
+            "last_us",
+        ):
             assert x[k] == y[k], (k, x, y)
         assert _close(x["rtt_median_ms"], y["rtt_median_ms"]) and _close(x["rtt_p95_ms"], y["rtt_p95_ms"]), (x, y)
         assert _close(x["jitter_ms"], y["jitter_ms"], 1e-6), (x, y)
     isp = a["targets"][1]
     assert isp["lost"] == 5 and isp["loss_seconds"] == 5 and isp["max_loss_run"] == 5
     (crm,), (crm_raw,) = a["apps"], b["apps"]
-    for k in ("checks", "failed", "availability_pct", "errors", "last_error", "last_status", "http_version",
-              "cert_days_left", "addresses"):
+    for k in (
+        "checks",
+        "failed",
+        "availability_pct",
+        "errors",
+        "last_error",
+        "last_status",
+        "http_version",
+        "cert_days_left",
+        "addresses",
+    ):
         assert crm[k] == crm_raw[k], (k, crm, crm_raw)
     assert crm["last_error"] == "dns" and crm["cert_days_left"] == 29
     assert _close(crm["total_median_ms"], crm_raw["total_median_ms"])
     for k in ("runs", "packets_sent", "loss_pct", "burst_loss_max_pct", "reordered"):
         assert a["voice"][k] == b["voice"][k], k
     assert a["device"] == b["device"]
-    assert (a["device"]["upload_kbps_mean"], a["device"]["upload_best_kbps"], a["device"]["link_mbps"]) == (9600.0, 10_000, None)
+    assert (a["device"]["upload_kbps_mean"], a["device"]["upload_best_kbps"], a["device"]["link_mbps"]) == (
+        9600.0,
+        10_000,
+        None,
+    )
     assert ticket_summary(a, fast["window"]) == ticket_summary(b, slow["window"])
     for needle in ("isp", "dns x1", "worst 200 ms burst loss 30.0%", "chrome 180%", "no answer for 5 samples"):
         assert needle in render_text(fast), needle
@@ -221,8 +281,9 @@ def test_long_window_from_rollups_on_postgresql(tmp_path, monkeypatch):
         finally:
             store.close()
     (a,), (b,) = fast["agents"], slow["agents"]
-    assert [(t["samples"], t["lost"], t["loss_seconds"], t["max_loss_run"], t["methods"]) for t in a["targets"]] == \
-        [(t["samples"], t["lost"], t["loss_seconds"], t["max_loss_run"], t["methods"]) for t in b["targets"]]
+    assert [(t["samples"], t["lost"], t["loss_seconds"], t["max_loss_run"], t["methods"]) for t in a["targets"]] == [
+        (t["samples"], t["lost"], t["loss_seconds"], t["max_loss_run"], t["methods"]) for t in b["targets"]
+    ]
     assert a["device"] == b["device"] and a["apps"][0]["last_error"] == "dns"
     assert ticket_summary(a, fast["window"]) == ticket_summary(b, slow["window"])
 

@@ -1,4 +1,4 @@
-""""Is it just me?", events grouped and ranked by impact, and ``cxpulse lookup``'s short output:
+""" "Is it just me?", events grouped and ranked by impact, and ``cxpulse lookup``'s short output:
 computed once in the view (report), read alike by the JSON, the ticket and the CLI."""
 
 from __future__ import annotations
@@ -32,22 +32,31 @@ def desk(store, n: int, site: str, isp: str, app: str, bad: bool, events=()):
         gw.add(T0 + i * S, 1500)
         hop.add(T0 + i * S, None if bad and i % 5 < 2 else 9000)
     for i in (0, 30):
-        web.add(T0 + i * S, dns=2000, tcp=9000, tls=20000, ttfb=100000, total=130000, status=200, ver="HTTP/1.1", cert=90)
+        web.add(
+            T0 + i * S, dns=2000, tcp=9000, tls=20000, ttfb=100000, total=130000, status=200, ver="HTTP/1.1", cert=90
+        )
     store.commit_batches([PendingBatch(k, 1, 1, p.SampleBatch([gw, hop, web], list(events), []))])
     return k
 
 
 def ev(kind, target, start_s, secs, sev, eid=None):
-    return p.Event(eid or f"{kind}:{target}:{start_s}", kind, target, T0 + start_s * S, T0 + (start_s + secs) * S, sev, "seen")
+    return p.Event(
+        eid or f"{kind}:{target}:{start_s}", kind, target, T0 + start_s * S, T0 + (start_s + secs) * S, sev, "seen"
+    )
 
 
 def lab(tmp_path):
     """Maria (Lisbon, ISP hop A, Genesys) degraded; in Lisbon 2 more degraded of 4 others; on ISP A
     one more desk elsewhere, degraded; Porto desks on another ISP checking Genesys, one degraded."""
     store = open_store(str(tmp_path / "c.sqlite"))
-    maria_events = [ev("loss_burst", "isp", 10, 4, 2), ev("loss_burst", "isp", 30, 3, 2), ev("outage", "isp", 40, 6, 3),
-                    ev("wifi_roam", "wlan0", 50, 0, 1), ev("latency_spike", "gateway", 20, 2, 1),
-                    ev("app_failure", "genesys-login", 5, 2, 2)]
+    maria_events = [
+        ev("loss_burst", "isp", 10, 4, 2),
+        ev("loss_burst", "isp", 30, 3, 2),
+        ev("outage", "isp", 40, 6, 3),
+        ev("wifi_roam", "wlan0", 50, 0, 1),
+        ev("latency_spike", "gateway", 20, 2, 1),
+        ev("app_failure", "genesys-login", 5, 2, 2),
+    ]
     desk(store, 1, "Lisbon", "100.64.0.1", "genesys-login", True, maria_events)
     desk(store, 2, "Lisbon", "100.64.0.1", "genesys-login", True)
     desk(store, 3, "Lisbon", "100.64.0.1", "genesys-login", True)
@@ -76,8 +85,7 @@ def test_others_counts_site_isp_and_platform_over_the_degraded_minutes(tmp_path)
     assert o["site"] == {"name": "Lisbon", "affected": 2, "of": 4}
     assert o["isp"]["address"] == "100.64.0.1" and (o["isp"]["affected"], o["isp"]["of"]) == (3, 4)
     assert o["platform"] == {"name": "Genesys Cloud", "affected": 3, "of": 5}
-    assert others_line(o) == ("2 of 4 desks in Lisbon, 3 of 4 on the same ISP (100.64.0.1), "
-                              "3 of 5 on Genesys Cloud")
+    assert others_line(o) == ("2 of 4 desks in Lisbon, 3 of 4 on the same ISP (100.64.0.1), 3 of 5 on Genesys Cloud")
 
 
 def test_others_only_counts_desks_the_caller_may_see(tmp_path):
@@ -131,8 +139,12 @@ def test_events_grouped_by_place_and_ranked_by_felt_seconds_times_severity(tmp_p
         store.close()
     groups = a["event_groups"]
     # ISP: 4 s x2 + 3 s x2 + 6 s x3 = 32; the platform: 2 s x2 = 4; home network: 2 s x1; Wi-Fi: an instant roam = 1 s.
-    assert [(g["place"], g["impact"]) for g in groups] == [("ISP", 32.0), ("Genesys Cloud", 4.0),
-                                                             ("home/office network", 2.0), ("Wi-Fi", 1.0)]
+    assert [(g["place"], g["impact"]) for g in groups] == [
+        ("ISP", 32.0),
+        ("Genesys Cloud", 4.0),
+        ("home/office network", 2.0),
+        ("Wi-Fi", 1.0),
+    ]
     isp = groups[0]
     assert isp["events"] == 3 and isp["seconds"] == 13.0 and isp["worst"] == "critical"
     assert isp["event_ids"] == ["outage:isp:40", "loss_burst:isp:10", "loss_burst:isp:30"]
@@ -167,13 +179,19 @@ def test_ticket_and_text_show_others_and_groups_in_the_views_order(tmp_path):
         store.close()
     a = view["agents"][0]
     ticket = ticket_summary(a, view["window"])
-    assert "Others at the same time: 2 of 4 desks in Lisbon, 3 of 4 on the same ISP (100.64.0.1), 3 of 5 on Genesys Cloud" in ticket
+    assert (
+        "Others at the same time: 2 of 4 desks in Lisbon, 3 of 4 on the same ISP (100.64.0.1), 3 of 5 on Genesys Cloud"
+        in ticket
+    )
     events = next(line for line in ticket.splitlines() if line.startswith("Events:"))
     assert events.index("ISP 3") < events.index("Genesys Cloud 1") < events.index("home/office network 1")
     assert "1 more place" in events and "latency_spike" not in ticket and "loss_burst" not in ticket
     text = render_text(view)
-    places = [line.strip().split(":")[0] for line in text.splitlines() if line.startswith("    ") and " event" in line
-              and " in all, worst " in line]
+    places = [
+        line.strip().split(":")[0]
+        for line in text.splitlines()
+        if line.startswith("    ") and " event" in line and " in all, worst " in line
+    ]
     assert places == ["ISP", "Genesys Cloud", "home/office network", "Wi-Fi"]
     assert "connection lost [outage] at isp" in text  # --full keeps the key after the words
 

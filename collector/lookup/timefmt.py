@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 
-__all__ = ["zone", "fmt_time"]
+__all__ = ["fmt_time", "zone"]
 
 
 def zone(tz: str | dt.tzinfo | None) -> dt.tzinfo:
@@ -19,14 +19,15 @@ def zone(tz: str | dt.tzinfo | None) -> dt.tzinfo:
     An unknown name raises ``zoneinfo.ZoneInfoNotFoundError`` (a KeyError): the caller answers 400.
     """
     if tz is None or tz == "" or tz == "UTC":
-        return dt.timezone.utc
+        return dt.UTC
     if isinstance(tz, dt.tzinfo):
         return tz
     return zoneinfo.ZoneInfo(tz)
 
 
-def fmt_time(us: int | None, tz: str | dt.tzinfo | None = None, *, date: bool = True, seconds: bool = False,
-             label: bool = True) -> str:
+def fmt_time(
+    us: int | None, tz: str | dt.tzinfo | None = None, *, date: bool = True, seconds: bool = False, label: bool = True
+) -> str:
     """``2026-12-05 08:42 WET`` (or ``08:42:10 UTC`` without the date, with seconds); "?" for no time.
 
     The label is the zone's abbreviation at that instant (WET/WEST across a DST change), as the

@@ -87,7 +87,7 @@ def _classify(agent: int, site: str, f: Figures, cfg: IncidentConfig) -> _AgentM
     counted = [p for p in [gw, *beyond] if p is not None and p.samples >= cfg.min_rtt_samples]
     worst_loss = max((p.loss_pct for p in counted), default=0.0)
     far = [p for p in beyond if p.p95_ms is not None and p.samples >= cfg.min_rtt_samples]
-    worst_p95 = max((p.p95_ms for p in far), default=0.0)
+    worst_p95 = max((p.p95_ms for p in far if p.p95_ms is not None), default=0.0)
     path_clean = worst_loss < cfg.path_loss_pct and worst_p95 < cfg.path_p95_ms
     if f.voice is not None and f.voice.runs and f.voice.failed == f.voice.runs:
         path_clean = False
@@ -109,12 +109,19 @@ def _classify(agent: int, site: str, f: Figures, cfg: IncidentConfig) -> _AgentM
         if p.loss_pct - g_loss >= cfg.site_loss_pct:
             upstream_bad = f"loss {p.loss_pct:.0f}% at {p.target} {p.address} (gateway {g_loss:.0f}%)"
             break
-    if upstream_bad is None and gw is not None and gw.samples >= cfg.min_rtt_samples and gw.loss_pct >= cfg.site_loss_pct:
+    if (
+        upstream_bad is None
+        and gw is not None
+        and gw.samples >= cfg.min_rtt_samples
+        and gw.loss_pct >= cfg.site_loss_pct
+    ):
         upstream_bad = f"loss {gw.loss_pct:.0f}% at the gateway {gw.address}"
     return _AgentMinute(agent, group, site, frozenset(f.apps), apps_bad, path_clean, upstream_bad)
 
 
-def observe(rollups: Iterable[ru.Rollup], sites: dict[int, str], cfg: IncidentConfig | None = None) -> list[Observation]:
+def observe(
+    rollups: Iterable[ru.Rollup], sites: dict[int, str], cfg: IncidentConfig | None = None
+) -> list[Observation]:
     """The qualifying minutes in these rollups (all agents), platform and site."""
     cfg = cfg or IncidentConfig()
     cells: dict[tuple[int, int], list[ru.Rollup]] = {}
@@ -123,7 +130,9 @@ def observe(rollups: Iterable[ru.Rollup], sites: dict[int, str], cfg: IncidentCo
             cells.setdefault((r.minute_us, r.agent), []).append(r)
     by_minute: dict[int, list[_AgentMinute]] = {}
     for (m, agent), rs in sorted(cells.items()):
-        by_minute.setdefault(m, []).append(_classify(agent, sites.get(agent, ""), figures_of(rs, m, m + MINUTE_US), cfg))
+        by_minute.setdefault(m, []).append(
+            _classify(agent, sites.get(agent, ""), figures_of(rs, m, m + MINUTE_US), cfg)
+        )
     out: list[Observation] = []
     for m, ams in sorted(by_minute.items()):
         out += _platform(m, ams, cfg)
@@ -140,9 +149,16 @@ def _platform(m: int, ams: list[_AgentMinute], cfg: IncidentConfig) -> list[Obse
         if len(bad) >= cfg.min_agents and len(bad) >= cfg.min_share * len(checking) and len(groups) >= cfg.min_groups:
             sites = sorted({am.site or "?" for am in bad})
             what = Counter(am.apps_bad[app] for am in bad).most_common(1)[0][0]
-            out.append(Observation("platform", app, m, {am.agent for am in bad},
-                                   f"{app} failing for {len(bad)} of {len(checking)} agents checking it with a clean path, "
-                                   f"behind {len(groups)} sites/ISPs ({', '.join(sites)}); typical: {what}"))
+            out.append(
+                Observation(
+                    "platform",
+                    app,
+                    m,
+                    {am.agent for am in bad},
+                    f"{app} failing for {len(bad)} of {len(checking)} agents checking it with a clean path, "
+                    f"behind {len(groups)} sites/ISPs ({', '.join(sites)}); typical: {what}",
+                )
+            )
     return out
 
 
@@ -156,17 +172,28 @@ def _sites(m: int, ams: list[_AgentMinute], cfg: IncidentConfig) -> list[Observa
         bad = [am for am in members if am.upstream_bad]
         others = [am for am in ams if am.group != group]
         others_bad = sum(1 for am in others if am.upstream_bad)
-        if (len(bad) >= cfg.site_min_agents and len(bad) >= cfg.site_min_share * len(members)
-                and (not others or others_bad <= cfg.elsewhere_max_share * len(others))):
+        if (
+            len(bad) >= cfg.site_min_agents
+            and len(bad) >= cfg.site_min_share * len(members)
+            and (not others or others_bad <= cfg.elsewhere_max_share * len(others))
+        ):
             site = members[0].site
-            out.append(Observation("site", site, m, {am.agent for am in bad},
-                                   f"{site}: {len(bad)} of {len(members)} agents lose the path beyond their desks together "
-                                   f"({bad[0].upstream_bad}); elsewhere {others_bad} of {len(others)}"))
+            out.append(
+                Observation(
+                    "site",
+                    site,
+                    m,
+                    {am.agent for am in bad},
+                    f"{site}: {len(bad)} of {len(members)} agents lose the path beyond their desks together "
+                    f"({bad[0].upstream_bad}); elsewhere {others_bad} of {len(others)}",
+                )
+            )
     return out
 
 
-def reconcile(open_now: list[IncidentRecord], obs: list[Observation], now_us: int,
-              cfg: IncidentConfig | None = None) -> list[IncidentRecord]:
+def reconcile(
+    open_now: list[IncidentRecord], obs: list[Observation], now_us: int, cfg: IncidentConfig | None = None
+) -> list[IncidentRecord]:
     """Open, grow and close incidents from this run's observations; returns the records to write."""
     cfg = cfg or IncidentConfig()
     changed: dict[int, IncidentRecord] = {}
@@ -192,7 +219,7 @@ def reconcile(open_now: list[IncidentRecord], obs: list[Observation], now_us: in
 
 
 def _hhmm(us: int) -> str:
-    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.timezone.utc).strftime("%H:%M")
+    return dt.datetime.fromtimestamp(us / 1e6, tz=dt.UTC).strftime("%H:%M")
 
 
 def detect_incidents(store, now_us: int | None = None, cfg: IncidentConfig | None = None) -> list[IncidentRecord]:
@@ -203,4 +230,3 @@ def detect_incidents(store, now_us: int | None = None, cfg: IncidentConfig | Non
     sites = {a.key: a.info.site for a in store.all_agents()}
     obs = observe(store.rollups(since, ru.minute_of(now_us) + MINUTE_US, kinds=("rtt", "http", "voice")), sites, cfg)
     return store.update_incidents(lambda open_now: reconcile(open_now, obs, now_us, cfg))
-

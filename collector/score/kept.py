@@ -72,8 +72,13 @@ def code_digest() -> bytes:
 
 
 def _overall_out(o: Overall) -> list:
-    return [o.score, o.label, o.limiting, o.reason,
-            [[c.name, c.score, c.label, c.reason, c.evidence] for c in o.components]]
+    return [
+        o.score,
+        o.label,
+        o.limiting,
+        o.reason,
+        [[c.name, c.score, c.label, c.reason, c.evidence] for c in o.components],
+    ]
 
 
 def _overall_in(v: list) -> Overall:
@@ -111,9 +116,10 @@ class KeptScores:
         """What a minute's score is computed from: its rollups and ``history``, the ``own_digest``
         of the app rollups of each minute before it (None when a rollup was not read from the store)."""
         own = ru.own_digest(minute)
-        if own is None or None in history:
+        known = [h for h in history if h is not None]
+        if own is None or len(known) < len(history):
             return None
-        return _digest(self.base, own, *history)
+        return _digest(self.base, own, *known)
 
     def lookup(self, agent: int, minute_us: int, digest: bytes | None) -> tuple[Overall, dict] | None:
         """(overall, journeys flags by journeys digest) of a kept minute whose inputs are unchanged."""
@@ -159,8 +165,15 @@ class KeptMerges:
     block rows when the caller read them already (``keep_blocks``, for every agent at once).
     """
 
-    def __init__(self, store, agent: int, rollups: Iterable[ru.Rollup], lo: int, hi: int,
-                 rows: Mapping[tuple[int, int], tuple[bytes, bytes]] | None = None):
+    def __init__(
+        self,
+        store,
+        agent: int,
+        rollups: Iterable[ru.Rollup],
+        lo: int,
+        hi: int,
+        rows: Mapping[tuple[int, int], tuple[bytes, bytes]] | None = None,
+    ):
         self.store, self.agent, self.lo, self.hi = store, agent, lo, hi
         self.by_minute: dict[int, list[ru.Rollup]] = {}
         for r in rollups:
@@ -181,8 +194,12 @@ class KeptMerges:
                 j += 1
             ms = chosen[i:j]
             rs = [r for m in ms for r in self.by_minute[m]]
-            whole = (b >= self.lo and b + BLOCK_US <= self.hi and len(ms) > 1
-                     and len(ms) == sum(1 for m in range(b, b + BLOCK_US, MINUTE_US) if m in self.by_minute))
+            whole = (
+                b >= self.lo
+                and b + BLOCK_US <= self.hi
+                and len(ms) > 1
+                and len(ms) == sum(1 for m in range(b, b + BLOCK_US, MINUTE_US) if m in self.by_minute)
+            )
             yield rs, (self._block(b, rs) if whole else None)
             i = j
 
@@ -196,16 +213,27 @@ class KeptMerges:
             hit = self.rows.get((self.agent, b))
             if hit is not None and hit[0] == own:
                 d = msgpack.unpackb(hit[1], raw=False, strict_map_key=False)
-                got = ([ru.Rollup(self.agent, m, k, t, h, None, raw) for k, t, h, m, raw in d["r"]],
-                       [tuple(x) for x in d["lossy"]], [tuple(x) for x in d["failed"]])
+                got = (
+                    [ru.Rollup(self.agent, m, k, t, h, None, raw) for k, t, h, m, raw in d["r"]],
+                    [tuple(x) for x in d["lossy"]],
+                    [tuple(x) for x in d["failed"]],
+                )
             else:
                 firsts: dict[tuple[str, str], int] = {}
                 for r in rollups:
                     firsts.setdefault((r.kind, r.target), r.minute_us)
                 rs = list(merged(rollups).values())
                 lossy, failed = minute_facts(rollups)
-                data = msgpack.packb({"r": [[r.kind, r.target, r.hop, firsts[(r.kind, r.target)], ru.encode(r.kind, r.data)]
-                                            for r in rs], "lossy": lossy, "failed": failed}, use_bin_type=True)
+                data = msgpack.packb(
+                    {
+                        "r": [
+                            [r.kind, r.target, r.hop, firsts[(r.kind, r.target)], ru.encode(r.kind, r.data)] for r in rs
+                        ],
+                        "lossy": lossy,
+                        "failed": failed,
+                    },
+                    use_bin_type=True,
+                )
                 self.pending.append((self.agent, b, own, data))
                 self.rows[(self.agent, b)] = (own, data)
                 got = (rs, lossy, failed)
@@ -247,8 +275,9 @@ def minute_facts(rollups: Iterable[ru.Rollup]) -> tuple[list, list]:
     return lossy, failed
 
 
-def keep_recent(store, since_us: int, until_us: int, cfg=None, journeys=None,
-                agent: int | None = None) -> tuple[int, int]:
+def keep_recent(
+    store, since_us: int, until_us: int, cfg=None, journeys=None, agent: int | None = None
+) -> tuple[int, int]:
     """Score and keep every agent's (or one ``agent``'s) minutes in [since, until) that are not
     kept with their current inputs; returns (minutes written, minutes already kept)."""
     since = ru.minute_of(since_us)
@@ -282,4 +311,3 @@ def keep_blocks(store, block_us: int, agent: int | None = None) -> int:
     if pending:
         store.keep_merges(pending)
     return len(pending)
-

@@ -62,7 +62,7 @@ ENROLL_RETRY_S = 10.0
 def credential_from(context: grpc.aio.ServicerContext) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == AUTH_KEY and isinstance(value, str) and value.startswith(SCHEME):
-            return value[len(SCHEME):].strip()
+            return value[len(SCHEME) :].strip()
     return ""
 
 
@@ -107,29 +107,57 @@ class AuthenticatedTelemetry(pb_grpc.TelemetryServiceServicer):
         peer = context.peer()
         if not self._enroll_allowed(peer):
             self.enrolls_throttled += 1
-            self._log_refused("enrollment from %s throttled (more than %g a second from one address or %g in all)",
-                              safe(peer), ENROLL_PER_ADDRESS[0], ENROLL_TOTAL[0])
+            self._log_refused(
+                "enrollment from %s throttled (more than %g a second from one address or %g in all)",
+                safe(peer),
+                ENROLL_PER_ADDRESS[0],
+                ENROLL_TOTAL[0],
+            )
             await self.tarpit.hold(peer)
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many enrollments; retry later",
-                                trailing_metadata=(("retry-after-ms", str(random.randint(5_000, 15_000))),))
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "too many enrollments; retry later",
+                trailing_metadata=(("retry-after-ms", str(random.randint(5_000, 15_000))),),
+            )
         if not (request.agent_id.isprintable() and request.host.isprintable()):
             # No agent of ours names itself with a newline or an escape sequence; such an id would
             # follow the desk into every log line, ticket and webhook.
-            self._log_refused("enrollment refused from %s: agent id %s or host %s is not printable text", safe(peer),
-                              safe(request.agent_id, 128), safe(request.host, 128))
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                "enrollment refused: agent id and host must be printable text (no control characters)")
+            self._log_refused(
+                "enrollment refused from %s: agent id %s or host %s is not printable text",
+                safe(peer),
+                safe(request.agent_id, 128),
+                safe(request.host, 128),
+            )
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "enrollment refused: agent id and host must be printable text (no control characters)",
+            )
         try:
-            cred, ident = await asyncio.to_thread(self.registry.enroll, request.token, request.agent_id, request.host[:256])
+            cred, ident = await asyncio.to_thread(
+                self.registry.enroll, request.token, request.agent_id, request.host[:256]
+            )
         except EnrollError as exc:
-            self._log_refused("enrollment refused for agent %s from %s: %s", safe(request.agent_id, 128), safe(peer),
-                              exc.reason)
+            self._log_refused(
+                "enrollment refused for agent %s from %s: %s", safe(request.agent_id, 128), safe(peer), exc.reason
+            )
             code = grpc.StatusCode.INVALID_ARGUMENT if "missing" in exc.reason else grpc.StatusCode.PERMISSION_DENIED
             await context.abort(code, f"enrollment refused: {exc.reason}")
-        log.warning("agent %s (%s) enrolled from %s with token %s (site %s)", safe(ident.agent_id), safe(ident.host),
-                    safe(peer), ident.token_id, safe(ident.site))
-        await asyncio.to_thread(self.registry.record_audit, actor=f"agent:{ident.agent_id}", action="enroll",
-                                subject=ident.agent_id, remote=peer, detail=f"token {ident.token_id}")
+        log.warning(
+            "agent %s (%s) enrolled from %s with token %s (site %s)",
+            safe(ident.agent_id),
+            safe(ident.host),
+            safe(peer),
+            ident.token_id,
+            safe(ident.site),
+        )
+        await asyncio.to_thread(
+            self.registry.record_audit,
+            actor=f"agent:{ident.agent_id}",
+            action="enroll",
+            subject=ident.agent_id,
+            remote=peer,
+            detail=f"token {ident.token_id}",
+        )
         return pb.EnrollResponse(credential=cred, agent_id=ident.agent_id, site=ident.site)
 
     async def Stream(self, request_iterator, context: grpc.aio.ServicerContext) -> None:
@@ -138,27 +166,42 @@ class AuthenticatedTelemetry(pb_grpc.TelemetryServiceServicer):
             ident = await asyncio.to_thread(self.registry.authenticate_agent, cred) if cred else None
         except Exception as exc:  # the database is away: a retryable status, not UNKNOWN
             log.error("cannot check an agent credential: %s", safe(exc))
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "collector cannot check credentials now; retry later",
-                                trailing_metadata=(("retry-after-ms", str(random.randint(2_000, 8_000))),))
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                "collector cannot check credentials now; retry later",
+                trailing_metadata=(("retry-after-ms", str(random.randint(2_000, 8_000))),),
+            )
         if ident is None:
             if self._stream_log.allow():
                 if self._stream_log.suppressed:
                     log.warning("(%d more refused streams were not logged)", self._stream_log.suppressed)
-                log.warning("stream from %s refused: %s", safe(context.peer()), "credential unknown or revoked" if cred
-                            else "no credential")
+                log.warning(
+                    "stream from %s refused: %s",
+                    safe(context.peer()),
+                    "credential unknown or revoked" if cred else "no credential",
+                )
             await self.tarpit.hold(context.peer())
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                "agent credential unknown or revoked" if cred else "no agent credential: enroll first")
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "agent credential unknown or revoked" if cred else "no agent credential: enroll first",
+            )
         if self._pre_hello.get(ident.agent_id, 0) >= PRE_HELLO_PER_AGENT:
-            log.warning("agent %s from %s: stream refused, %d of its streams are waiting for a Hello already",
-                        safe(ident.agent_id), safe(context.peer()), PRE_HELLO_PER_AGENT)
+            log.warning(
+                "agent %s from %s: stream refused, %d of its streams are waiting for a Hello already",
+                safe(ident.agent_id),
+                safe(context.peer()),
+                PRE_HELLO_PER_AGENT,
+            )
             await self.tarpit.hold(context.peer())
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                f"too many streams of agent {ident.agent_id} without a Hello; retry later",
-                                trailing_metadata=(("retry-after-ms", "10000"),))
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"too many streams of agent {ident.agent_id} without a Hello; retry later",
+                trailing_metadata=(("retry-after-ms", "10000"),),
+            )
         # The ingest handler runs in this very task (a status set from another task reaches the
         # client as INTERNAL); a revocation cancels this task and the status is sent from here.
         task = asyncio.current_task()
+        assert task is not None  # a gRPC handler always runs in a task
         self._open.setdefault(ident.agent_id, set()).add(task)
         waiting = _PreHello(self._pre_hello, ident.agent_id)
         try:
@@ -178,8 +221,9 @@ class AuthenticatedTelemetry(pb_grpc.TelemetryServiceServicer):
                 if not tasks:
                     del self._open[ident.agent_id]
 
-    async def _checked(self, request_iterator, ident: AgentIdentity, context: grpc.aio.ServicerContext,
-                       waiting: _PreHello) -> AsyncIterator:
+    async def _checked(
+        self, request_iterator, ident: AgentIdentity, context: grpc.aio.ServicerContext, waiting: _PreHello
+    ) -> AsyncIterator:
         """The stream's messages, the Hello checked against the credential before the ingest sees it.
 
         Read by the ingest, so that the wait for the first message counts against the ingest's
@@ -195,10 +239,16 @@ class AuthenticatedTelemetry(pb_grpc.TelemetryServiceServicer):
             hello = first.hello
             claimed = hello.agent_id
             if claimed and claimed != ident.agent_id:  # (an empty one is the ingest's to refuse as malformed)
-                log.warning("agent %s from %s sent a Hello as %s: refused", safe(ident.agent_id), safe(context.peer()),
-                            safe(claimed, 128))
-                await context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                                    f"this credential belongs to agent {ident.agent_id}, not {claimed[:128]}")
+                log.warning(
+                    "agent %s from %s sent a Hello as %s: refused",
+                    safe(ident.agent_id),
+                    safe(context.peer()),
+                    safe(claimed, 128),
+                )
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"this credential belongs to agent {ident.agent_id}, not {claimed[:128]}",
+                )
             self._note_identity(hello, ident, context.peer())
         yield first
         async for item in requests:
@@ -211,21 +261,39 @@ class AuthenticatedTelemetry(pb_grpc.TelemetryServiceServicer):
                 if len(self._sites_noted) > 100_000:
                     self._sites_noted.clear()
                 self._sites_noted[ident.agent_id] = hello.site
-                log.warning("agent %s claims site %s in its Hello; its credential's site %s is kept",
-                            safe(ident.agent_id), safe(hello.site), safe(ident.site))
+                log.warning(
+                    "agent %s claims site %s in its Hello; its credential's site %s is kept",
+                    safe(ident.agent_id),
+                    safe(hello.site),
+                    safe(ident.site),
+                )
             hello.site = ident.site
-        if ident.host and hello.host and hello.host != ident.host \
-                and self._hosts_noted.get(ident.agent_id) != hello.host:
+        if (
+            ident.host
+            and hello.host
+            and hello.host != ident.host
+            and self._hosts_noted.get(ident.agent_id) != hello.host
+        ):
             if len(self._hosts_noted) > 100_000:
                 self._hosts_noted.clear()
             self._hosts_noted[ident.agent_id] = hello.host
-            log.warning("agent %s reports host %s; it enrolled as host %s", safe(ident.agent_id), safe(hello.host),
-                        safe(ident.host))
-            self._audit_later(actor=f"agent:{ident.agent_id}", action="agent.host_change", subject=ident.agent_id,
-                              remote=peer, detail=f"host {hello.host[:256]!r}, enrolled as {ident.host[:256]!r}")
+            log.warning(
+                "agent %s reports host %s; it enrolled as host %s",
+                safe(ident.agent_id),
+                safe(hello.host),
+                safe(ident.host),
+            )
+            self._audit_later(
+                actor=f"agent:{ident.agent_id}",
+                action="agent.host_change",
+                subject=ident.agent_id,
+                remote=peer,
+                detail=f"host {hello.host[:256]!r}, enrolled as {ident.host[:256]!r}",
+            )
 
     def _audit_later(self, **entry) -> None:
         """Record an audit entry off the event loop; a failure is logged, the stream goes on."""
+
         async def record() -> None:
             try:
                 await asyncio.to_thread(self.registry.record_audit, **entry)

@@ -70,10 +70,27 @@ def _openssl(*args: str | Path) -> None:
 def make_ca(directory: Path, stem: str = "ca", days: int = CERT_DAYS) -> tuple[Path, Path]:
     """A self-signed CA certificate and key (EC P-256: generated in milliseconds)."""
     cert, key = directory / f"{stem}.pem", directory / f"{stem}.key"
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-             "-keyout", key, "-out", cert, "-days", str(days), "-subj", f"/CN=cxpulse test {stem}",
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        cert,
+        "-days",
+        str(days),
+        "-subj",
+        f"/CN=cxpulse test {stem}",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    )
     return cert, key
 
 
@@ -91,10 +108,39 @@ def make_pki(directory: Path, names: list[str], ips: list[str], days: int = CERT
         "subjectKeyIdentifier=hash\n"
         "authorityKeyIdentifier=keyid\n"
     )
-    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-             "-keyout", key, "-out", csr, "-subj", f"/CN={names[0] if names else ips[0]}")
-    _openssl("x509", "-req", "-in", csr, "-CA", ca_cert, "-CAkey", ca_key, "-set_serial",
-             str(int.from_bytes(os.urandom(8), "big")), "-days", str(days), "-extfile", ext, "-out", cert)
+    _openssl(
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        csr,
+        "-subj",
+        f"/CN={names[0] if names else ips[0]}",
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        csr,
+        "-CA",
+        ca_cert,
+        "-CAkey",
+        ca_key,
+        "-set_serial",
+        str(int.from_bytes(os.urandom(8), "big")),
+        "-days",
+        str(days),
+        "-extfile",
+        ext,
+        "-out",
+        cert,
+    )
     return Pki(ca_cert, ca_key, cert, key)
 
 
@@ -105,10 +151,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002  quiet test output
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802  (http.server's naming)
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path.startswith("/status/"):
             self._answer(int(path.removeprefix("/status/")))

@@ -127,10 +127,11 @@ def test_debounce_config_is_validated():
 
 # -- adaptive confirmation: 1 Hz schedule plus follow-ups at 0.1 s after a breach --
 
+
 def _with_followups(outage_s, first_s=60.0, total_s=80.0, fu=0.1):
     """What the agent feeds the detector: 1 Hz samples, and 0.1 s follow-ups from the first breach
     until three clean answers; ``outage_s`` of no answer starting at ``first_s``."""
-    from cxpulse.agent.detector.confirm import ConfirmConfig, Confirmations
+    from cxpulse.agent.detector.confirm import Confirmations, ConfirmConfig
 
     conf = Confirmations(ConfirmConfig())
     down = lambda t: first_s <= t < first_s + outage_s  # noqa: E731
@@ -172,7 +173,7 @@ def test_followups_clear_a_single_lost_ping_without_an_event():
 
 
 def test_followup_budget_bounds_a_dead_hop():
-    from cxpulse.agent.detector.confirm import ConfirmConfig, Confirmations
+    from cxpulse.agent.detector.confirm import Confirmations, ConfirmConfig
 
     cfg = ConfirmConfig()
     conf = Confirmations(cfg)

@@ -28,25 +28,29 @@ SPIN_NAME = "cxspin"  # < 16 bytes: the kernel keeps it whole in /proc/PID/stat,
 
 # Busy on every core it can get: hashing a large buffer releases the GIL, so its threads run in
 # parallel and the process outranks single-threaded neighbours even on a loaded machine.
-_SPIN = ("import ctypes, hashlib, sys, threading, time\n"
-         f"ctypes.CDLL(None).prctl(15, {SPIN_NAME.encode()!r}, 0, 0, 0)  # PR_SET_NAME\n"
-         "end = time.monotonic() + float(sys.argv[1])\n"
-         "buf = bytes(1 << 20)\n"
-         "def spin():\n"
-         "    while time.monotonic() < end:\n"
-         "        hashlib.sha256(buf).digest()\n"
-         "threads = [threading.Thread(target=spin) for _ in range(int(sys.argv[2]))]\n"
-         "[t.start() for t in threads]\n"
-         "print('ready', flush=True)\n"
-         "[t.join() for t in threads]\n")
+_SPIN = (
+    "import ctypes, hashlib, sys, threading, time\n"
+    f"ctypes.CDLL(None).prctl(15, {SPIN_NAME.encode()!r}, 0, 0, 0)  # PR_SET_NAME\n"
+    "end = time.monotonic() + float(sys.argv[1])\n"
+    "buf = bytes(1 << 20)\n"
+    "def spin():\n"
+    "    while time.monotonic() < end:\n"
+    "        hashlib.sha256(buf).digest()\n"
+    "threads = [threading.Thread(target=spin) for _ in range(int(sys.argv[2]))]\n"
+    "[t.start() for t in threads]\n"
+    "print('ready', flush=True)\n"
+    "[t.join() for t in threads]\n"
+)
 
 # Creates the tun device ``corp0`` and holds it open (a VPN client would read and write it; this
 # one never reads, so packets routed into it queue up and get dropped), for at most 25 s.
-_HOLD_TUN = ("import fcntl, os, struct, time\n"
-             "fd = os.open('/dev/net/tun', os.O_RDWR)\n"
-             "fcntl.ioctl(fd, 0x400454CA, struct.pack('16sH', b'corp0', 0x0001 | 0x1000))  # TUNSETIFF, TUN|NO_PI\n"
-             "print('ready', flush=True)\n"
-             "time.sleep(25)\n")
+_HOLD_TUN = (
+    "import fcntl, os, struct, time\n"
+    "fd = os.open('/dev/net/tun', os.O_RDWR)\n"
+    "fcntl.ioctl(fd, 0x400454CA, struct.pack('16sH', b'corp0', 0x0001 | 0x1000))  # TUNSETIFF, TUN|NO_PI\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(25)\n"
+)
 
 _IN_NETNS = r"""
 import json, socket, sys
@@ -141,14 +145,28 @@ def test_kinds_from_recorded_sysfs_and_adapter_names(tmp_path) -> None:
     nic("lo", 772)
     root = str(tmp_path)
     found = {n: interface_kind(n, sys_root=root) for n in ("wlp2s0", "enp0s31f6", "wwan0", "ppp0", "br0", "lo")}
-    assert found == {"wlp2s0": "wifi", "enp0s31f6": "ethernet", "wwan0": "cellular", "ppp0": "vpn",
-                     "br0": "other", "lo": "loopback"}
+    assert found == {
+        "wlp2s0": "wifi",
+        "enp0s31f6": "ethernet",
+        "wwan0": "cellular",
+        "ppp0": "vpn",
+        "br0": "other",
+        "lo": "loopback",
+    }
 
-    windows = {"Wi-Fi 2": "wifi", "Ethernet": "ethernet", "Local Area Connection 2": "ethernet",
-               "Local Area Connection* 3": "other",
-               "Cellular": "cellular", "Cisco AnyConnect Secure Mobility Client Connection": "vpn",
-               "Loopback Pseudo-Interface 1": "loopback", "vEthernet (WSL)": "other",
-               "utun3": "vpn", "wg0": "vpn", "en7": "other"}
+    windows = {
+        "Wi-Fi 2": "wifi",
+        "Ethernet": "ethernet",
+        "Local Area Connection 2": "ethernet",
+        "Local Area Connection* 3": "other",
+        "Cellular": "cellular",
+        "Cisco AnyConnect Secure Mobility Client Connection": "vpn",
+        "Loopback Pseudo-Interface 1": "loopback",
+        "vEthernet (WSL)": "other",
+        "utun3": "vpn",
+        "wg0": "vpn",
+        "en7": "other",
+    }
     missing = str(tmp_path / "no-sysfs")
     assert {n: interface_kind(n, sys_root=missing) for n in windows} == windows
 
@@ -172,8 +190,10 @@ def test_cost_per_call() -> None:
             _, counters = read_device(counters, cpu_threshold_pct=threshold, mem_threshold_pct=threshold)
         results[label] = (time.process_time() - started) / calls * 1e3
     n = len(psutil.pids())
-    print(f"\nread_device CPU per call: light {results['light']:.3f} ms, with process scan "
-          f"{results['process scan']:.2f} ms ({n} processes, {os.cpu_count()} CPUs)")
+    print(
+        f"\nread_device CPU per call: light {results['light']:.3f} ms, with process scan "
+        f"{results['process scan']:.2f} ms ({n} processes, {os.cpu_count()} CPUs)"
+    )
     assert results["light"] < 2.0, results  # about 0.2 ms
     assert results["process scan"] < 10.0 + 0.7 * n, results  # about 7 ms; some 20 ms with 300 processes
 
@@ -209,18 +229,21 @@ with socket.create_connection((peer, port), timeout=10) as s:
 down = snap
 calm, c = read_device(c, iface, gateway=peer, **never)
 moved, _ = read_device(c, iface, gateway="10.253.99.1", **never)
-out.update({"calm": [calm.up_kbps, calm.up_best_kbps, calm.dn_best_kbps], "moved": [moved.up_best_kbps, moved.dn_best_kbps],
+out.update({"calm": [calm.up_kbps, calm.up_best_kbps, calm.dn_best_kbps],
+                    "moved": [moved.up_best_kbps, moved.dn_best_kbps],
             "speed": down.link_mbps, "traffic": sorted(down.traffic), "wire": own_traffic_columns(down)})
 print(json.dumps(out))
 """
 
-_SEND_6MB = ("import socket, sys\n"
-             "srv = socket.create_server((sys.argv[1], 0))\n"
-             "srv.settimeout(15)\n"
-             "print(srv.getsockname()[1], flush=True)\n"
-             "conn, _ = srv.accept()\n"
-             "conn.sendall(b'y' * (6 << 20))\n"
-             "conn.close()\n")
+_SEND_6MB = (
+    "import socket, sys\n"
+    "srv = socket.create_server((sys.argv[1], 0))\n"
+    "srv.settimeout(15)\n"
+    "print(srv.getsockname()[1], flush=True)\n"
+    "conn, _ = srv.accept()\n"
+    "conn.sendall(b'y' * (6 << 20))\n"
+    "conn.close()\n"
+)
 
 
 def test_own_traffic_rate_and_best_on_a_veth(lab: Lab) -> None:
@@ -260,7 +283,6 @@ def test_own_traffic_rate_and_best_on_a_veth(lab: Lab) -> None:
 def _veth_speed(host, iface: str) -> int:
     out = host.python("import psutil, sys; print(psutil.net_if_stats()[sys.argv[1]].speed)", iface).stdout
     return int(out.strip())
-
 
 
 # Inside a namespace whose veth carries nothing: the best kept before a "restart" of the agent.

@@ -44,7 +44,8 @@ DNS_HOST = "dns.crm.test"  # answered by the DNS responder
 SLOW_DNS_HOST = "slow.crm.test"  # answered after DNS_DELAY_MS
 WRONG_HOST = "wrong.test"  # resolves to the app, but the certificate does not name it
 DNS_DELAY_MS = 300
-SLACK_S = 2.0  # scheduling slack on top of a timeout (a loaded 2-core machine): below the 5 s a resolver or socket default would take
+# Scheduling slack on top of a timeout (a loaded 2-core machine): below the 5 s a resolver or socket default would take.
+SLACK_S = 2.0
 
 PHASES = ("dns_us", "connect_us", "tls_us", "ttfb_us", "total_us")
 
@@ -98,8 +99,20 @@ def local_app(pki: Pki) -> Iterator[AppServer]:
 def test_result_fields_are_the_wire_names() -> None:
     """The lead maps these names into the payload: renaming one is a wire change."""
     assert [f.name for f in dataclasses.fields(AppResult)] == [
-        "name", "url", "address", "ts_us", "dns_us", "connect_us", "tls_us", "ttfb_us", "total_us",
-        "status", "http_version", "cert_days", "error", "detail",
+        "name",
+        "url",
+        "address",
+        "ts_us",
+        "dns_us",
+        "connect_us",
+        "tls_us",
+        "ttfb_us",
+        "total_us",
+        "status",
+        "http_version",
+        "cert_days",
+        "error",
+        "detail",
     ]
 
 
@@ -229,8 +242,9 @@ def verifier(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
     return request.param
 
 
-def test_os_trust_store_is_used_without_a_ca_file(local_app: AppServer, pki: Pki, workdir: Path,
-                                                  os_store, verifier: bool) -> None:
+def test_os_trust_store_is_used_without_a_ca_file(
+    local_app: AppServer, pki: Pki, workdir: Path, os_store, verifier: bool
+) -> None:
     """A TLS-inspecting proxy's root is in the OS store only: the check must pass with it, and only with it."""
     other_ca, _ = make_ca(workdir, "other-ca")
     os_store(other_ca, pki.ca_cert)
@@ -243,8 +257,9 @@ def test_os_trust_store_is_used_without_a_ca_file(local_app: AppServer, pki: Pki
     assert failed.error == "tls" and "certificate verify failed" in failed.detail, failed
 
 
-def test_a_configured_ca_file_adds_to_the_os_store(local_app: AppServer, pki: Pki, workdir: Path,
-                                                  os_store, verifier: bool) -> None:
+def test_a_configured_ca_file_adds_to_the_os_store(
+    local_app: AppServer, pki: Pki, workdir: Path, os_store, verifier: bool
+) -> None:
     """``app_ca_file`` is one more CA, not a replacement: apps signed by the OS store's CAs keep passing."""
     other_ca, _ = make_ca(workdir, "other-ca")
     os_store(pki.ca_cert)
@@ -284,8 +299,10 @@ class FakeOsVerifier:
     def verify(self, ssl_context: ssl.SSLContext, cert_chain: list[bytes], server_hostname: str | None = None) -> None:
         self.seen.append((cert_chain, server_hostname))
         if not self.roots:  # truststore raises it this way too: without verify_message
-            raise ssl.SSLCertVerificationError("CERT_E_UNTRUSTEDROOT: A certificate chain processed, but "
-                                               "terminated in a root certificate which is not trusted")
+            raise ssl.SSLCertVerificationError(
+                "CERT_E_UNTRUSTEDROOT: A certificate chain processed, but "
+                "terminated in a root certificate which is not trusted"
+            )
 
 
 def _der(pem_file: Path) -> bytes:
@@ -293,8 +310,9 @@ def _der(pem_file: Path) -> bytes:
 
 
 @pytest.mark.parametrize("trusted", [True, False], ids=["root-in-os-store", "unknown-root"])
-def test_os_verifier_decides_on_windows_and_macos(local_app: AppServer, pki: Pki, monkeypatch: pytest.MonkeyPatch,
-                                                  trusted: bool) -> None:
+def test_os_verifier_decides_on_windows_and_macos(
+    local_app: AppServer, pki: Pki, monkeypatch: pytest.MonkeyPatch, trusted: bool
+) -> None:
     truststore_api = pytest.importorskip("truststore._api")
     fake = FakeOsVerifier([_der(pki.ca_cert)] if trusted else [])
     monkeypatch.setattr(truststore_api, "_configure_context", fake.configure)
@@ -357,10 +375,22 @@ def named_app(pki: Pki, workdir: Path) -> Iterator[NamedApp]:
             "mute.crm.test": {"drop": True},
         }
         http_ready, dns_ready = workdir / "http.ready", workdir / "dns.ready"
-        http_proc = app.spawn(sys.executable, https_lab.__file__, "serve", "--cert", str(pki.cert),
-                              "--key", str(pki.key), "--host", ip, "--ready", str(http_ready))
-        dns_proc = app.spawn(sys.executable, dns_lab.__file__, "--listen", ip, "--table", json.dumps(table),
-                             "--ready", str(dns_ready))
+        http_proc = app.spawn(
+            sys.executable,
+            https_lab.__file__,
+            "serve",
+            "--cert",
+            str(pki.cert),
+            "--key",
+            str(pki.key),
+            "--host",
+            ip,
+            "--ready",
+            str(http_ready),
+        )
+        dns_proc = app.spawn(
+            sys.executable, dns_lab.__file__, "--listen", ip, "--table", json.dumps(table), "--ready", str(dns_ready)
+        )
         _wait_ready(http_ready, http_proc, "HTTPS test app")
         _wait_ready(dns_ready, dns_proc, "DNS responder")
         yield NamedApp(desk, ip, str(pki.ca_cert))
@@ -385,10 +415,14 @@ def test_slow_dns_shows_in_dns_not_in_connect(named_app: NamedApp) -> None:
     assert result["total_us"] >= result["dns_us"] + result["connect_us"]
 
 
-@pytest.mark.parametrize(("host", "reason"), [
-    ("nx.crm.test", "not known"),  # NXDOMAIN
-    ("servfail.crm.test", "Temporary failure"),  # SERVFAIL
-], ids=["nxdomain", "servfail"])
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        ("nx.crm.test", "not known"),  # NXDOMAIN
+        ("servfail.crm.test", "Temporary failure"),  # SERVFAIL
+    ],
+    ids=["nxdomain", "servfail"],
+)
 def test_resolution_failure_is_dns(named_app: NamedApp, host: str, reason: str) -> None:
     result = named_app.check(host)
     assert result["error"] == "dns" and reason in result["detail"], result

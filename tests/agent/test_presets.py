@@ -11,15 +11,18 @@ from cxpulse.agent.presets import GENESYS_DOMAINS, MEDIA_RELAYS, PRESETS, App, e
 
 # preset -> (parameters, the host of every app it gives, in order)
 EXPECTED: dict[str, tuple[dict[str, str], list[str]]] = {
-    "amazon-connect": ({"instance": "acme-cc", "region": "eu-west-2"},
-                       ["acme-cc.my.connect.aws", "participant.connect.eu-west-2.amazonaws.com"]),
-    "genesys-cloud": ({"region": "eu-central-1"},
-                      ["login.mypurecloud.de", "api.mypurecloud.de", "apps.mypurecloud.de"]),
+    "amazon-connect": (
+        {"instance": "acme-cc", "region": "eu-west-2"},
+        ["acme-cc.my.connect.aws", "participant.connect.eu-west-2.amazonaws.com"],
+    ),
+    "genesys-cloud": (
+        {"region": "eu-central-1"},
+        ["login.mypurecloud.de", "api.mypurecloud.de", "apps.mypurecloud.de"],
+    ),
     "five9": ({}, ["app.five9.com"]),
     "nice-cxone": ({}, ["cxone.niceincontact.com"]),
     "twilio": ({}, ["chunderw-vpc-gll.twilio.com", "eventgw.twilio.com", "flex.twilio.com"]),
-    "salesforce": ({"org": "acme"},
-                   ["login.salesforce.com", "acme.my.salesforce.com", "acme.lightning.force.com"]),
+    "salesforce": ({"org": "acme"}, ["login.salesforce.com", "acme.my.salesforce.com", "acme.lightning.force.com"]),
     "dynamics365": ({"org": "acme", "region": "emea"}, ["acme.crm4.dynamics.com", "acme.crm4.dynamics.com"]),
     "servicenow": ({"instance": "acme"}, ["acme.service-now.com"]),
     "zendesk": ({"subdomain": "acme"}, ["acme.zendesk.com"]),
@@ -29,8 +32,23 @@ EXPECTED: dict[str, tuple[dict[str, str], list[str]]] = {
 }
 
 # Values that must never become part of a host name.
-BAD_NAMES = ["evil.com/x", "", "a..b", "a.b", "-acme", "acme-", "a" * 64, "ac me", "acme:443", "ac/me",
-             "ac@me", "acmé", "acme\x00", "../etc", "https://acme"]
+BAD_NAMES = [
+    "evil.com/x",
+    "",
+    "a..b",
+    "a.b",
+    "-acme",
+    "acme-",
+    "a" * 64,
+    "ac me",
+    "acme:443",
+    "ac/me",
+    "ac@me",
+    "acmé",
+    "acme\x00",
+    "../etc",
+    "https://acme",
+]
 
 
 def _hosts(apps: list[App]) -> list[str]:
@@ -74,10 +92,15 @@ def test_interactive_crm_calls_default_to_500_ms() -> None:
     assert apdex["salesforce-login"] >= 500
 
 
-@pytest.mark.parametrize(("preset", "param"), [
-    (p, param.name) for p, spec in sorted(PRESETS.items()) for param in spec.params
-    if param.check.__name__ == "dns_label"
-])
+@pytest.mark.parametrize(
+    ("preset", "param"),
+    [
+        (p, param.name)
+        for p, spec in sorted(PRESETS.items())
+        for param in spec.params
+        if param.check.__name__ == "dns_label"
+    ],
+)
 @pytest.mark.parametrize("bad", BAD_NAMES)
 def test_bad_name_parameters_are_refused(preset: str, param: str, bad: str) -> None:
     params = dict(EXPECTED[preset][0], **{param: bad})
@@ -138,7 +161,7 @@ def test_okta_domain_choice() -> None:
 
 
 def test_unknown_preset_is_refused_with_the_known_ones() -> None:
-    with pytest.raises(ValueError, match="unknown preset 'salesforse'.*salesforce"):
+    with pytest.raises(ValueError, match=r"unknown preset 'salesforse'.*salesforce"):
         expand("salesforse", org="acme")
 
 

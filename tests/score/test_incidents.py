@@ -27,6 +27,10 @@ def test_open_grow_and_close():
 def test_late_data_moves_the_start_back_and_kinds_stay_apart():
     cfg = IncidentConfig()
     inc = IncidentRecord(3, "site", "Porto", T0 + M, T0 + 2 * M, None, T0 + M, "", {5: (T0 + M, T0 + 2 * M)})
-    out = reconcile([inc], [Observation("site", "Porto", T0, {6}, "x"), Observation("platform", "Porto", T0, {6}, "y")],
-                    T0 + 2 * M, cfg)
+    out = reconcile(
+        [inc],
+        [Observation("site", "Porto", T0, {6}, "x"), Observation("platform", "Porto", T0, {6}, "y")],
+        T0 + 2 * M,
+        cfg,
+    )
     assert inc.start_us == T0 and len(out) == 2 and {o.kind for o in out} == {"site", "platform"}

@@ -15,13 +15,13 @@ import pytest
 from cxpulse.collector.jobs.kept import kept_scores_loop
 from cxpulse.collector.lookup.report import build
 from cxpulse.collector.score import kept as kept_mod
-from cxpulse.collector.store import rollup as ru
 from cxpulse.collector.score import scenarios as scn
 from cxpulse.collector.score import timeline as tl_mod
 from cxpulse.collector.score.incidents import detect_incidents
 from cxpulse.collector.score.journeys import parse_journeys
 from cxpulse.collector.score.timeline import ScoreConfig
 from cxpulse.collector.store import PendingBatch, open_store
+from cxpulse.collector.store import rollup as ru
 from cxpulse.v1 import payload as p
 from tests.test_store import BACKENDS, fresh_schema, postgres_url
 
@@ -33,8 +33,12 @@ USER = "ana.lis1"
 @pytest.fixture(params=BACKENDS)
 def outage_store(request, tmp_path):
     """A store holding the Salesforce-outage scenario (18 minutes, 10 desks), incidents detected."""
-    sc = scn.Scenario("outage", [a for a in scn.world() if a.site != "Porto"],
-                      scn.SCENARIOS["salesforce_outage"](random.Random(1)), minutes=18)
+    sc = scn.Scenario(
+        "outage",
+        [a for a in scn.world() if a.site != "Porto"],
+        scn.SCENARIOS["salesforce_outage"](random.Random(1)),
+        minutes=18,
+    )
     if request.param == "sqlite":
         yield from _loaded(str(tmp_path / "c.sqlite"), sc)
         return
@@ -123,7 +127,7 @@ def test_a_late_batch_rescores_its_minute_and_the_app_history_after_it(outage_st
 
 
 def test_another_score_config_or_other_journeys_never_read_the_kept_flags(outage_store, monkeypatch):
-    store, sc, keys = outage_store
+    store, sc, _keys = outage_store
     _view(store, sc.end_us)
     scored = _count_scored(monkeypatch)
     codec = ScoreConfig(codec="g729a")
@@ -171,7 +175,9 @@ def test_the_collector_loop_keeps_the_last_settled_minutes_of_every_agent(outage
 
     asyncio.run(one_run())
     settled = ru.minute_of(now - 60 * S)
-    assert sorted(store.kept_scores(0, 2**62)) == sorted((k, settled - i * MINUTE) for k in keys.values() for i in (1, 2))
+    assert sorted(store.kept_scores(0, 2**62)) == sorted(
+        (k, settled - i * MINUTE) for k in keys.values() for i in (1, 2)
+    )
 
 
 def test_scoring_code_is_part_of_the_digest(outage_store, monkeypatch):
@@ -189,8 +195,11 @@ def test_a_long_view_reads_whole_blocks_merged_and_a_late_batch_remerges_its_blo
     me = keys["lis-1"]
     first = _view(store, sc.end_us, 7200)
     blocks = store.kept_merges(0, 2**62, me)
-    whole = [b for b in range(sc.t0_us - sc.t0_us % kept_mod.BLOCK_US, sc.end_us, kept_mod.BLOCK_US)
-             if b >= sc.t0_us and b + kept_mod.BLOCK_US <= sc.end_us]
+    whole = [
+        b
+        for b in range(sc.t0_us - sc.t0_us % kept_mod.BLOCK_US, sc.end_us, kept_mod.BLOCK_US)
+        if b >= sc.t0_us and b + kept_mod.BLOCK_US <= sc.end_us
+    ]
     assert [b for _, b in blocks] == whole and whole, "each block wholly inside the data is kept"
     assert _view(store, sc.end_us, 7200) == first
     assert _cold(store, sc.end_us, 7200) == first

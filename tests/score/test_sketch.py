@@ -24,7 +24,9 @@ def sample(rng: random.Random) -> list[int]:
     if shape == "lognormal":  # RTT to an app edge: ~20 ms, right-skewed
         return [round(rng.lognormvariate(math.log(20_000), 0.6)) for _ in range(n)]
     if shape == "bimodal":  # Wi-Fi: fast most of the time, retries sometimes
-        return [round(rng.gauss(3_000, 500)) if rng.random() < 0.9 else round(rng.gauss(80_000, 20_000)) for _ in range(n)]
+        return [
+            round(rng.gauss(3_000, 500)) if rng.random() < 0.9 else round(rng.gauss(80_000, 20_000)) for _ in range(n)
+        ]
     if shape == "pareto":
         return [min(600_000_000, round(1_000 * rng.paretovariate(1.2))) for _ in range(n)]
     if shape == "uniform":
@@ -106,9 +108,14 @@ def test_bytes_are_compact():
     assert len(s.to_bytes()) < 200  # a minute of 1 Hz RTTs
 
 
-@pytest.mark.parametrize("data", [
-    b"", b"XX\x01" + b"\x00" * 20, b"LS\x09" + b"\x00" * 20,
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"XX\x01" + b"\x00" * 20,
+        b"LS\x09" + b"\x00" * 20,
+    ],
+)
 def test_from_bytes_rejects_what_it_did_not_write(data):
     with pytest.raises(ValueError):
         LatencySketch.from_bytes(data)
@@ -156,7 +163,7 @@ def _decode_by_the_book(data: bytes) -> LatencySketch:
     """The byte format read one varint at a time, as ``to_bytes`` writes it, checked by ``from_dict``."""
     if len(data) < 11 or data[:3] != b"LS\x01":
         raise ValueError("header")
-    pos, nums = 11, []
+    pos = 11
 
     def varint() -> int:
         nonlocal pos
@@ -181,8 +188,16 @@ def _decode_by_the_book(data: bytes) -> LatencySketch:
         buckets.append([key, c])
     if pos != len(data):
         raise ValueError("trailing bytes")
-    return LatencySketch.from_dict({"gamma": struct.unpack(">d", data[3:11])[0], "buckets": buckets,
-                                    "zero": zero, "sum": total, "min": lo, "max": hi})
+    return LatencySketch.from_dict(
+        {
+            "gamma": struct.unpack(">d", data[3:11])[0],
+            "buckets": buckets,
+            "zero": zero,
+            "sum": total,
+            "min": lo,
+            "max": hi,
+        }
+    )
 
 
 def _outcome(decode, data: bytes):

@@ -71,7 +71,7 @@ class ServerThread:
 
         try:
             self.loop.run_until_complete(start())
-        except BaseException as exc:  # noqa: BLE001 - surfaced to the test
+        except BaseException as exc:
             self._error = exc
             self._ready.set()
             return

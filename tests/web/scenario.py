@@ -28,12 +28,27 @@ WIFI_BAD = (DAY0 + 10 * 3600 * S, DAY0 + (10 * 3600 + 1200) * S)
 ISP_LOSS = (DAY0 + 14 * 3600 * S, DAY0 + (14 * 3600 + 300) * S)
 
 DAY_EVENTS = [
-    p.Event("wifi_weak:1", "wifi_weak_signal", "wlan0", WIFI_BAD[0], WIFI_BAD[1], 2,
-            "RSSI -79 dBm for 20 min (below -75 dBm)"),
-    p.Event("spike:gw:1", "latency_spike", "gateway", WIFI_BAD[0] + 60 * S, WIFI_BAD[0] + 75 * S, 2,
-            "gateway RTT 55 ms over 15 s (baseline 2 ms)"),
-    p.Event("loss:hop2:1", "loss_burst", "hop2", ISP_LOSS[0], ISP_LOSS[1], 3,
-            "30% loss at hop 2 for 5 min; gateway clean"),
+    p.Event(
+        "wifi_weak:1",
+        "wifi_weak_signal",
+        "wlan0",
+        WIFI_BAD[0],
+        WIFI_BAD[1],
+        2,
+        "RSSI -79 dBm for 20 min (below -75 dBm)",
+    ),
+    p.Event(
+        "spike:gw:1",
+        "latency_spike",
+        "gateway",
+        WIFI_BAD[0] + 60 * S,
+        WIFI_BAD[0] + 75 * S,
+        2,
+        "gateway RTT 55 ms over 15 s (baseline 2 ms)",
+    ),
+    p.Event(
+        "loss:hop2:1", "loss_burst", "hop2", ISP_LOSS[0], ISP_LOSS[1], 3, "30% loss at hop 2 for 5 min; gateway clean"
+    ),
 ]
 
 MARIA = AgentInfo("agent-7f3a", "DESK-042", "maria.silva", "Windows 11", "0.1.0", "Lisbon floor 3")
@@ -43,8 +58,7 @@ def _in(ts: int, span: tuple[int, int]) -> bool:
     return span[0] <= ts < span[1]
 
 
-def fill_day(store: Store, info: AgentInfo = MARIA, start_us: int = DAY0, seconds: int = 86_400,
-             seed: int = 7) -> int:
+def fill_day(store: Store, info: AgentInfo = MARIA, start_us: int = DAY0, seconds: int = 86_400, seed: int = 7) -> int:
     """One agent, ``seconds`` of 1 Hz data from ``start_us``, committed an hour per batch; returns its key."""
     rnd = random.Random(seed)
     key = store.upsert_agent(info, start_us + seconds * S)
@@ -66,12 +80,36 @@ def fill_day(store: Store, info: AgentInfo = MARIA, start_us: int = DAY0, second
             crm.add(ts + 600, None if lost else int(gw_rtt + 19000 + rnd.expovariate(1 / 800)))
             if i % 5 == 0:
                 rssi = -79 + rnd.randrange(-2, 3) if bad_wifi else -55 + rnd.randrange(-2, 3)
-                wifi.add(ts, conn=1, ssid="corp", bssid="aa:bb:cc:00:00:01", rssi=rssi, noise=-92, snr=-92 * -1 + rssi,
-                         ch=36, mhz=5180, band="5", phy="802.11ax", tx=60_000 if bad_wifi else 866_000, rx=400_000, q=None)
+                wifi.add(
+                    ts,
+                    conn=1,
+                    ssid="corp",
+                    bssid="aa:bb:cc:00:00:01",
+                    rssi=rssi,
+                    noise=-92,
+                    snr=-92 * -1 + rssi,
+                    ch=36,
+                    mhz=5180,
+                    band="5",
+                    phy="802.11ax",
+                    tx=60_000 if bad_wifi else 866_000,
+                    rx=400_000,
+                    q=None,
+                )
             if i % 30 == 0:
                 slow = bad_wifi
-                app.add(ts, dns=3000, tcp=22000, tls=45000, ttfb=400_000 if slow else 140_000,
-                        total=700_000 if slow else 210_000, status=200, ver="HTTP/2", cert=80, err=None)
+                app.add(
+                    ts,
+                    dns=3000,
+                    tcp=22000,
+                    tls=45000,
+                    ttfb=400_000 if slow else 140_000,
+                    total=700_000 if slow else 210_000,
+                    status=200,
+                    ver="HTTP/2",
+                    cert=80,
+                    err=None,
+                )
         span = (start_us + hour0 * S, start_us + (hour0 + 3600) * S)
         events = [e for e in DAY_EVENTS if _in(e.start_us, span)]
         seq += 1
@@ -88,7 +126,7 @@ def fill_fleet(store: Store, until_us: int, minutes: int = 15) -> list[AgentInfo
     ]
     rnd = random.Random(11)
     start = until_us - minutes * 60 * S
-    for n, info in enumerate(agents):
+    for info in agents:
         key = store.upsert_agent(info, until_us)
         gw = p.Series(target="gateway", address="10.1.0.1", method="icmp_raw", hop=1)
         isp = p.Series(target="hop2", address="100.64.9.1", method="icmp_raw", hop=2)
@@ -99,11 +137,30 @@ def fill_fleet(store: Store, until_us: int, minutes: int = 15) -> list[AgentInfo
             lossy = info.agent_id == "agent-0003" and rnd.random() < 0.12
             isp.add(ts + 200, None if lossy else 9000 + rnd.randrange(0, 900))
             if i % 30 == 0:
-                app.add(ts, dns=2000, tcp=20000, tls=40000, ttfb=150_000, total=200_000, status=200, ver="HTTP/2",
-                        cert=80, err=None)
+                app.add(
+                    ts,
+                    dns=2000,
+                    tcp=20000,
+                    tls=40000,
+                    ttfb=150_000,
+                    total=200_000,
+                    status=200,
+                    ver="HTTP/2",
+                    cert=80,
+                    err=None,
+                )
         events = []
         if info.agent_id == "agent-0003":
-            events.append(p.Event("loss:hop2:9", "loss_burst", "hop2", start + 60 * S, start + 120 * S, 2,
-                                  "12% loss at hop 2; gateway clean"))
+            events.append(
+                p.Event(
+                    "loss:hop2:9",
+                    "loss_burst",
+                    "hop2",
+                    start + 60 * S,
+                    start + 120 * S,
+                    2,
+                    "12% loss at hop 2; gateway clean",
+                )
+            )
         store.commit_batches([PendingBatch(key, 1, 1, p.SampleBatch([gw, isp, app], events, []))])
     return agents

@@ -41,8 +41,11 @@ OPS = operations()
 
 def fill(path: str, ids: dict | None = None) -> str:
     ids = ids or {}
-    return (path.replace("{agent_id}", ids.get("agent_id", AGENT)).replace("{key_id}", ids.get("key_id", "0" * 16))
-            .replace("{token_id}", ids.get("token_id", "0" * 16)))
+    return (
+        path.replace("{agent_id}", ids.get("agent_id", AGENT))
+        .replace("{key_id}", ids.get("key_id", "0" * 16))
+        .replace("{token_id}", ids.get("token_id", "0" * 16))
+    )
 
 
 def call(server, method: str, path: str, headers: dict | None = None, **kw) -> httpx.Response:
@@ -67,8 +70,13 @@ def test_the_route_table_is_all_documented_and_every_data_route_needs_a_key():
 
 @pytest.mark.parametrize("method,path,admin_only", OPS, ids=[f"{m} {p}" for m, p, _ in OPS])
 def test_no_key_or_a_wrong_key_gets_401_and_no_data(srv, method, path, admin_only):
-    for headers in ({}, auth("cxp_key_0123456789abcdef_wrong"), {"X-API-Key": "garbage"},
-                    {"Authorization": "Basic dXNlcjpwYXNz"}, auth("x" * 5000)):
+    for headers in (
+        {},
+        auth("cxp_key_0123456789abcdef_wrong"),
+        {"X-API-Key": "garbage"},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        auth("x" * 5000),
+    ):
         r = call(srv, method, fill(path), headers)
         assert r.status_code == 401, (headers, r.status_code, r.text[:200])
         assert r.json() == {"error": {"status": 401, "message": r.json()["error"]["message"]}}
@@ -84,7 +92,9 @@ def test_unknown_api_paths_also_need_a_key(srv):
     assert call(srv, "GET", "/").status_code == 200 and call(srv, "GET", "/static/app.js").status_code == 200
 
 
-@pytest.mark.parametrize("method,path", [(m, p) for m, p, admin in OPS if admin], ids=[f"{m} {p}" for m, p, a in OPS if a])
+@pytest.mark.parametrize(
+    "method,path", [(m, p) for m, p, admin in OPS if admin], ids=[f"{m} {p}" for m, p, a in OPS if a]
+)
 def test_a_helpdesk_key_on_an_admin_route_gets_403(srv, method, path):
     r = call(srv, method, fill(path), auth(srv.helpdesk_key), json={"role": "admin", "name": "sneaky"})
     assert r.status_code == 403, r.text
@@ -95,7 +105,7 @@ def test_a_helpdesk_key_on_an_admin_route_gets_403(srv, method, path):
 def test_the_right_key_gets_200_on_every_route(srv):
     """Helpdesk routes with the helpdesk key (also by X-API-Key), admin routes with the admin key."""
     reg = srv.registry
-    token_secret, token = reg.create_token(site="Lisbon floor 3", uses=2, note="for the route test")
+    token_secret, _token = reg.create_token(site="Lisbon floor 3", uses=2, note="for the route test")
     reg.enroll(token_secret, "agent-route-test", "DESK-999")
     _, spare_token = reg.create_token(site="spare")
     _, spare_key = reg.create_api_key("helpdesk", "spare")
@@ -103,7 +113,9 @@ def test_the_right_key_gets_200_on_every_route(srv):
     seen = set()
     for method, path, admin_only in OPS:
         key = srv.admin_key if admin_only else srv.helpdesk_key
-        target = fill(path, {**ids, "agent_id": "agent-route-test"} if path.startswith("/api/v1/admin/agents/") else ids)
+        target = fill(
+            path, {**ids, "agent_id": "agent-route-test"} if path.startswith("/api/v1/admin/agents/") else ids
+        )
         body = {"role": "helpdesk", "name": "made by the route test"} if path == "/api/v1/admin/keys" else {}
         if path == "/api/v1/admin/config":
             body = {"toml": EXAMPLE_CONFIG.read_text()}
@@ -134,17 +146,22 @@ def test_admin_creates_a_key_that_works_at_once_and_revoking_it_shuts_it_out(srv
     r = call(srv, "GET", "/api/v1/incidents", auth(new))
     assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]
     # Both changes are in the audit log under the admin's key.
-    entries = call(srv, "GET", "/api/v1/admin/audit", auth(srv.admin_key), params={"subject": info["key_id"]}).json()["entries"]
+    entries = call(srv, "GET", "/api/v1/admin/audit", auth(srv.admin_key), params={"subject": info["key_id"]}).json()[
+        "entries"
+    ]
     assert [e["action"] for e in entries] == ["api_key.create", "api_key.revoke"]
     assert {e["actor_name"] for e in entries} == {"test admin"}
 
 
-@pytest.mark.parametrize("body,needle", [
-    ({"role": "root", "name": "x"}, "role must be one of"),
-    ({"role": "admin"}, "name is required"),
-    ({"role": "admin", "name": "x" * 101}, "at most 100"),
-    ([1, 2], "JSON object"),
-])
+@pytest.mark.parametrize(
+    "body,needle",
+    [
+        ({"role": "root", "name": "x"}, "role must be one of"),
+        ({"role": "admin"}, "name is required"),
+        ({"role": "admin", "name": "x" * 101}, "at most 100"),
+        ([1, 2], "JSON object"),
+    ],
+)
 def test_admin_input_is_checked(srv, body, needle):
     r = call(srv, "POST", "/api/v1/admin/keys", auth(srv.admin_key), json=body)
     assert r.status_code == 400 and needle in r.json()["error"]["message"], r.text
@@ -166,21 +183,33 @@ def test_every_lookup_of_a_person_is_in_the_audit_log_who_whom_when_where(srv):
     assert call(srv, "GET", "/api/v1/agents/agent-nobody", key).status_code == 404
     assert call(srv, "GET", "/api/v1/agents", key, params={"q": "porto"}).status_code == 200
     # A spoofed X-Forwarded-For is ignored: no proxy is trusted on this server.
-    assert call(srv, "GET", f"/api/v1/agents/{AGENT}/ticket", {**key, "X-Forwarded-For": "203.0.113.99"}).status_code == 200
+    assert (
+        call(srv, "GET", f"/api/v1/agents/{AGENT}/ticket", {**key, "X-Forwarded-For": "203.0.113.99"}).status_code
+        == 200
+    )
     t1 = time.time_ns() // 1000
     hid = _helpdesk_id(srv)
-    r = call(srv, "GET", "/api/v1/admin/audit", auth(srv.admin_key), params={"actor": f"key:{hid}", "since": str(t0 / 1e6)})
+    r = call(
+        srv, "GET", "/api/v1/admin/audit", auth(srv.admin_key), params={"actor": f"key:{hid}", "since": str(t0 / 1e6)}
+    )
     assert r.status_code == 200, r.text
     entries = r.json()["entries"]
     assert [(e["action"], e["subject"]) for e in entries] == [
-        ("agent.view", AGENT), ("agent.timeline", AGENT), ("agent.ticket", AGENT), ("agent.view", "agent-nobody"),
-        ("agents.search", ""), ("agent.ticket", AGENT)]
+        ("agent.view", AGENT),
+        ("agent.timeline", AGENT),
+        ("agent.ticket", AGENT),
+        ("agent.view", "agent-nobody"),
+        ("agents.search", ""),
+        ("agent.ticket", AGENT),
+    ]
     for e in entries:
         assert t0 <= e["ts_us"] <= t1, "when"
         assert e["actor"] == f"key:{hid}" and e["actor_name"] == "test helpdesk", "who"
         assert e["remote"] == "127.0.0.1", "where (not the forged header)"
     view = entries[0]["detail"]
-    assert "user=maria.silva" in view and "host=DESK-042" in view and "window=1h" in view and "status=200" in view, "whom"
+    assert "user=maria.silva" in view and "host=DESK-042" in view and "window=1h" in view and "status=200" in view, (
+        "whom"
+    )
     assert "no such agent" in entries[3]["detail"] and "status=404" in entries[3]["detail"]
     search = entries[4]["detail"]
     assert "q='porto'" in search and "agent-0001 (joao.pereira)" in search and "agent-0002 (ana.costa)" in search
@@ -190,8 +219,12 @@ def test_forwarded_for_is_believed_only_from_a_trusted_proxy(day_db):
     s = ServerThread(day_db, now_us=lambda: DAY_END, trusted_proxies=("127.0.0.0/8",)).start()
     try:
         t0 = time.time_ns() // 1000
-        r = call(s, "GET", f"/api/v1/agents/{AGENT}/ticket", {**auth(s.helpdesk_key),
-                                                               "X-Forwarded-For": "198.51.100.7, 10.9.9.9, 127.0.0.1"})
+        r = call(
+            s,
+            "GET",
+            f"/api/v1/agents/{AGENT}/ticket",
+            {**auth(s.helpdesk_key), "X-Forwarded-For": "198.51.100.7, 10.9.9.9, 127.0.0.1"},
+        )
         assert r.status_code == 200
         (e,) = s.registry.audit(since_us=t0, subject=AGENT)
         # The last hop that is not a trusted proxy: 10.9.9.9 (198.51.100.7 could be forged by the client).
@@ -217,8 +250,12 @@ def test_a_lookup_that_cannot_be_recorded_is_refused(day_db):
     reg, helpdesk, _ = registry_with_keys(day_db)
     s = ServerThread(day_db, now_us=lambda: DAY_END, registry=_BrokenAudit(reg)).start()
     try:
-        for path, params in ((f"/api/v1/agents/{AGENT}", {"timeline": "false"}), (f"/api/v1/agents/{AGENT}/ticket", {}),
-                             ("/api/v1/agents", {"q": "maria"}), ("/api/v1/fleet", {})):
+        for path, params in (
+            (f"/api/v1/agents/{AGENT}", {"timeline": "false"}),
+            (f"/api/v1/agents/{AGENT}/ticket", {}),
+            ("/api/v1/agents", {"q": "maria"}),
+            ("/api/v1/fleet", {}),
+        ):
             r = call(s, "GET", path, auth(helpdesk), params=params)
             assert r.status_code == 503, (path, r.status_code)
             assert "audit log" in r.json()["error"]["message"] and not any(u in r.text for u in USERS)
@@ -245,14 +282,21 @@ def test_pseudonymized_views_contain_no_user_names(day_db, tmp_path):
             assert r.status_code == 200, r.text
             assert not any(u in r.text for u in USERS), r.text[:500]
         assert {a["user"] for a in fleet.json()["worst"]} == set(expect.values())
-        assert sorted(a["user"] for a in by_site.json()["agents"]) == sorted([expect["joao.pereira"], expect["ana.costa"]])
+        assert sorted(a["user"] for a in by_site.json()["agents"]) == sorted(
+            [expect["joao.pereira"], expect["ana.costa"]]
+        )
         # Stable: the same person has the same pseudonym in every view and on every request.
         again = call(s, "GET", "/api/v1/fleet", key, params={"window": "15m"}).json()
-        assert {a["agent_id"]: a["user"] for a in again["worst"]} == {a["agent_id"]: a["user"] for a in fleet.json()["worst"]}
+        assert {a["agent_id"]: a["user"] for a in again["worst"]} == {
+            a["agent_id"]: a["user"] for a in fleet.json()["worst"]
+        }
         # Looking a person up by name still shows the name (and is audited): the analyst already knows it.
         named = call(s, "GET", "/api/v1/agents", key, params={"q": "maria"}).json()["agents"]
         assert [a["user"] for a in named] == ["maria.silva"]
-        assert call(s, "GET", f"/api/v1/agents/{AGENT}", key, params={"timeline": "false"}).json()["agent"]["user"] == "maria.silva"
+        assert (
+            call(s, "GET", f"/api/v1/agents/{AGENT}", key, params={"timeline": "false"}).json()["agent"]["user"]
+            == "maria.silva"
+        )
     finally:
         s.stop()
     # A restart with the same secret file gives the same pseudonyms.
@@ -338,8 +382,11 @@ def test_collector_serve_flags_reach_the_api(tmp_path, procs):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    col = CollectorProc(tmp_path, db, extra=["--http", f"127.0.0.1:{port}", "--pseudonymize", "--metrics-open",
-                                            "--trusted-proxy", "127.0.0.1"]).start()
+    col = CollectorProc(
+        tmp_path,
+        db,
+        extra=["--http", f"127.0.0.1:{port}", "--pseudonymize", "--metrics-open", "--trusted-proxy", "127.0.0.1"],
+    ).start()
     procs.append(col)
     base = f"http://127.0.0.1:{port}"
     reg, helpdesk, _ = registry_with_keys(str(db))
@@ -348,11 +395,16 @@ def test_collector_serve_flags_reach_the_api(tmp_path, procs):
         assert httpx.get(base + "/metrics", timeout=30).status_code == 200, "--metrics-open"
         fleet = httpx.get(base + "/api/v1/fleet", headers=auth(helpdesk), timeout=60)
         assert fleet.status_code == 200 and len(fleet.json()["worst"]) == 3, fleet.text[:300]
-        assert not any(u in fleet.text for u in USERS) and all(a["user"].startswith("u-") for a in fleet.json()["worst"])
+        assert not any(u in fleet.text for u in USERS) and all(
+            a["user"].startswith("u-") for a in fleet.json()["worst"]
+        )
         assert (tmp_path / "pseudonym.key").stat().st_mode & 0o777 == 0o600, "the secret beside the database"
         t0 = time.time_ns() // 1000
-        r = httpx.get(base + "/api/v1/agents/agent-0001/ticket", headers={**auth(helpdesk), "X-Forwarded-For": "10.20.30.40"},
-                      timeout=60)
+        r = httpx.get(
+            base + "/api/v1/agents/agent-0001/ticket",
+            headers={**auth(helpdesk), "X-Forwarded-For": "10.20.30.40"},
+            timeout=60,
+        )
         assert r.status_code == 200 and "joao.pereira" in r.text
         (e,) = reg.audit(since_us=t0, subject="agent-0001")
         assert e.remote == "10.20.30.40" and e.action == "agent.ticket"
@@ -382,21 +434,26 @@ def test_keys_and_audit_on_postgresql():
             assert fleet.status_code == 200 and not any(u in fleet.text for u in USERS)
             t0 = time.time_ns() // 1000
             assert call(s, "GET", "/api/v1/agents/agent-0003/ticket", auth(s.helpdesk_key)).status_code == 200
-            entries = call(s, "GET", "/api/v1/admin/audit", auth(s.admin_key), params={"subject": "agent-0003"}).json()["entries"]
+            entries = call(s, "GET", "/api/v1/admin/audit", auth(s.admin_key), params={"subject": "agent-0003"}).json()[
+                "entries"
+            ]
             (e,) = [e for e in entries if e["ts_us"] >= t0]
             assert e["action"] == "agent.ticket" and "user=rui.santos" in e["detail"] and e["remote"] == "127.0.0.1"
         finally:
             s.stop()
 
 
-@pytest.mark.parametrize("peer,xff,trusted,expect", [
-    ("127.0.0.1", "203.0.113.5", (), "127.0.0.1"),  # no proxy trusted: the header is ignored
-    ("10.0.0.2", "203.0.113.5", ("127.0.0.1",), "10.0.0.2"),  # the peer is not the trusted proxy
-    ("127.0.0.1", "203.0.113.5", ("127.0.0.1",), "203.0.113.5"),
-    ("127.0.0.1", "1.1.1.1, 203.0.113.5, 10.0.0.9", ("127.0.0.1", "10.0.0.0/8"), "203.0.113.5"),
-    ("127.0.0.1", "not-an-address", ("127.0.0.1",), "127.0.0.1"),  # garbage: keep what we know
-    ("127.0.0.1", "", ("127.0.0.1",), "127.0.0.1"),
-])
+@pytest.mark.parametrize(
+    "peer,xff,trusted,expect",
+    [
+        ("127.0.0.1", "203.0.113.5", (), "127.0.0.1"),  # no proxy trusted: the header is ignored
+        ("10.0.0.2", "203.0.113.5", ("127.0.0.1",), "10.0.0.2"),  # the peer is not the trusted proxy
+        ("127.0.0.1", "203.0.113.5", ("127.0.0.1",), "203.0.113.5"),
+        ("127.0.0.1", "1.1.1.1, 203.0.113.5, 10.0.0.9", ("127.0.0.1", "10.0.0.0/8"), "203.0.113.5"),
+        ("127.0.0.1", "not-an-address", ("127.0.0.1",), "127.0.0.1"),  # garbage: keep what we know
+        ("127.0.0.1", "", ("127.0.0.1",), "127.0.0.1"),
+    ],
+)
 def test_client_address_for_the_audit_log(peer, xff, trusted, expect):
     from cxpulse.collector.lookup.access import Access
 
@@ -421,8 +478,13 @@ def test_bad_access_settings_fail_at_start(tmp_path):
 
 def test_a_key_made_with_pseudonymize_sees_pseudonyms(srv):
     """Per key: a floor supervisor's key sees codes in the fleet while the helpdesk's key sees names."""
-    r = call(srv, "POST", "/api/v1/admin/keys", auth(srv.admin_key),
-             json={"role": "helpdesk", "name": "floor supervisor", "pseudonymize": True})
+    r = call(
+        srv,
+        "POST",
+        "/api/v1/admin/keys",
+        auth(srv.admin_key),
+        json={"role": "helpdesk", "name": "floor supervisor", "pseudonymize": True},
+    )
     assert r.status_code == 201 and r.json()["info"]["pseudonymize"] is True, r.text
     masked = auth(r.json()["key"])
     fleet = call(srv, "GET", "/api/v1/fleet", masked)
@@ -430,7 +492,13 @@ def test_a_key_made_with_pseudonymize_sees_pseudonyms(srv):
     assert all(a["user"].startswith("u-") for a in fleet.json()["worst"])
     assert not any(u in call(srv, "GET", "/api/v1/agents", masked, params={"q": "porto"}).text for u in USERS)
     assert "joao.pereira" in call(srv, "GET", "/api/v1/fleet", auth(srv.helpdesk_key)).text, "the collector shows names"
-    bad = call(srv, "POST", "/api/v1/admin/keys", auth(srv.admin_key), json={"role": "helpdesk", "name": "x", "pseudonymize": "yes"})
+    bad = call(
+        srv,
+        "POST",
+        "/api/v1/admin/keys",
+        auth(srv.admin_key),
+        json={"role": "helpdesk", "name": "x", "pseudonymize": "yes"},
+    )
     assert bad.status_code == 400 and "pseudonymize must be" in bad.json()["error"]["message"]
 
 

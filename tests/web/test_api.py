@@ -15,7 +15,7 @@ from cxpulse.collector.lookup.ticket import ticket_summary
 from cxpulse.collector.store import open_store
 
 from .conftest import ServerThread, load_budget_ms
-from .scenario import DAY0, DAY_END, ISP_LOSS, S, WIFI_BAD
+from .scenario import DAY0, DAY_END, ISP_LOSS, WIFI_BAD, S
 
 AGENT = "agent-7f3a"
 
@@ -67,7 +67,7 @@ def test_timeline_zooms_to_the_second(server):
     gw, isp, crm = tl["hops"]
     assert set(gw["loss_pct"]) == {0.0}, "the gateway is clean while the ISP hop loses"
     lossy = [i for i, v in enumerate(isp["loss_pct"]) if v]
-    assert set(isp["loss_pct"][i] for i in lossy) == {100.0}, "one sample per second: lost or not"
+    assert {isp["loss_pct"][i] for i in lossy} == {100.0}, "one sample per second: lost or not"
     assert 60 <= lossy[0] and lossy[-1] < 360, "loss only inside the 5 minutes injected"
     assert 60 <= len(lossy) <= 120, len(lossy)
     assert crm["loss_pct"] == isp["loss_pct"]
@@ -80,15 +80,30 @@ def test_timeline_zooms_to_the_second(server):
 
 
 def test_wifi_episode_shows_in_the_series(server):
-    tl = get(server, f"/api/v1/agents/{AGENT}/timeline", since=str(WIFI_BAD[0] // S - 1800),
-             until=str(WIFI_BAD[1] // S + 1800), points="400").json()
+    tl = get(
+        server,
+        f"/api/v1/agents/{AGENT}/timeline",
+        since=str(WIFI_BAD[0] // S - 1800),
+        until=str(WIFI_BAD[1] // S + 1800),
+        points="400",
+    ).json()
     assert tl["step_s"] == 15
     start = tl["start_us"]
-    inside = [v for i, v in enumerate(tl["wifi"]["rssi_avg_dbm"]) if v is not None and WIFI_BAD[0] <= start + i * 15 * S < WIFI_BAD[1]]
-    outside = [v for i, v in enumerate(tl["wifi"]["rssi_avg_dbm"]) if v is not None and not WIFI_BAD[0] - 15 * S <= start + i * 15 * S < WIFI_BAD[1]]
+    inside = [
+        v
+        for i, v in enumerate(tl["wifi"]["rssi_avg_dbm"])
+        if v is not None and WIFI_BAD[0] <= start + i * 15 * S < WIFI_BAD[1]
+    ]
+    outside = [
+        v
+        for i, v in enumerate(tl["wifi"]["rssi_avg_dbm"])
+        if v is not None and not WIFI_BAD[0] - 15 * S <= start + i * 15 * S < WIFI_BAD[1]
+    ]
     assert max(inside) <= -76 and min(outside) >= -58
     gw = tl["hops"][0]
-    jit_in = [v for i, v in enumerate(gw["jitter_ms"]) if v is not None and WIFI_BAD[0] <= start + i * 15 * S < WIFI_BAD[1]]
+    jit_in = [
+        v for i, v in enumerate(gw["jitter_ms"]) if v is not None and WIFI_BAD[0] <= start + i * 15 * S < WIFI_BAD[1]
+    ]
     jit_out = [v for i, v in enumerate(gw["jitter_ms"]) if v is not None and start + i * 15 * S < WIFI_BAD[0] - 15 * S]
     assert min(jit_in) > 5 * max(jit_out), (min(jit_in), max(jit_out))
 
@@ -98,8 +113,11 @@ def test_sqlite_fast_path_equals_the_store_protocol(day_db):
     store = open_store(day_db)
     try:
         svc = LookupService(store, now_us=lambda: DAY_END)
-        for since, until, points in ((DAY0, DAY_END, 720), (ISP_LOSS[0] - 60 * S, ISP_LOSS[1] + 60 * S, 900),
-                                     (WIFI_BAD[0] - 7 * S, WIFI_BAD[1] + 13 * S, 333)):
+        for since, until, points in (
+            (DAY0, DAY_END, 720),
+            (ISP_LOSS[0] - 60 * S, ISP_LOSS[1] + 60 * S, 900),
+            (WIFI_BAD[0] - 7 * S, WIFI_BAD[1] + 13 * S, 333),
+        ):
             svc.fast_sqlite = True
             fast = svc.timeline(AGENT, since, until, points)
             svc.fast_sqlite = False
@@ -123,29 +141,39 @@ def test_a_day_of_timeline_is_served_in_under_a_second(server):
         r = get(server, f"/api/v1/agents/{AGENT}/timeline", **params)
         times.append(time.perf_counter() - t0)
         assert r.status_code == 200
-    print(f"\nday timeline: {[round(t * 1000) for t in times]} ms, {len(r.content) // 1024} KiB, "
-          f"server {r.headers['server-timing']}")
+    print(
+        f"\nday timeline: {[round(t * 1000) for t in times]} ms, {len(r.content) // 1024} KiB, "
+        f"server {r.headers['server-timing']}"
+    )
     assert min(times) < load_budget_ms(1000) / 1000, times
     assert len(r.content) < 400_000
 
 
-@pytest.mark.parametrize("path,params,status,needle", [
-    (f"/api/v1/agents/{AGENT}", {"window": "abc"}, 400, "window must be a duration"),
-    (f"/api/v1/agents/{AGENT}", {"since": "yesterday"}, 400, "since must be ISO 8601"),
-    (f"/api/v1/agents/{AGENT}", {"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, 400, "since must be before until"),
-    (f"/api/v1/agents/{AGENT}", {"window": "90d"}, 400, "longer than 31 days"),
-    (f"/api/v1/agents/{AGENT}", {"points": "5"}, 400, "points must be between 10 and 5000"),
-    (f"/api/v1/agents/{AGENT}", {"timeline": "maybe"}, 400, "timeline must be true or false"),
-    (f"/api/v1/agents/{AGENT}/ticket", {"tz": "Mars/Olympus"}, 400, "IANA time zone"),
-    (f"/api/v1/agents/{AGENT}/ticket", {"format": "pdf"}, 400, "format must be text or json"),
-    ("/api/v1/agents", {"limit": "0"}, 400, "limit must be between 1 and 500"),
-    ("/api/v1/agents", {"q": "x" * 300}, 400, "longer than 256"),
-    ("/api/v1/agents/no-such-agent", {}, 404, "no agent with id 'no-such-agent'"),
-    ("/api/v1/agents/no-such-agent/timeline", {}, 404, "no agent with id"),
-    ("/api/v1/fleet", {"window": "2d"}, 400, "at most 24h"),
-    ("/api/v1/incidents", {"state": "closed"}, 400, "state must be open or all"),
-    ("/api/v1/nothing-here", {}, 404, "no such API route"),
-])
+@pytest.mark.parametrize(
+    "path,params,status,needle",
+    [
+        (f"/api/v1/agents/{AGENT}", {"window": "abc"}, 400, "window must be a duration"),
+        (f"/api/v1/agents/{AGENT}", {"since": "yesterday"}, 400, "since must be ISO 8601"),
+        (
+            f"/api/v1/agents/{AGENT}",
+            {"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
+            400,
+            "since must be before until",
+        ),
+        (f"/api/v1/agents/{AGENT}", {"window": "90d"}, 400, "longer than 31 days"),
+        (f"/api/v1/agents/{AGENT}", {"points": "5"}, 400, "points must be between 10 and 5000"),
+        (f"/api/v1/agents/{AGENT}", {"timeline": "maybe"}, 400, "timeline must be true or false"),
+        (f"/api/v1/agents/{AGENT}/ticket", {"tz": "Mars/Olympus"}, 400, "IANA time zone"),
+        (f"/api/v1/agents/{AGENT}/ticket", {"format": "pdf"}, 400, "format must be text or json"),
+        ("/api/v1/agents", {"limit": "0"}, 400, "limit must be between 1 and 500"),
+        ("/api/v1/agents", {"q": "x" * 300}, 400, "longer than 256"),
+        ("/api/v1/agents/no-such-agent", {}, 404, "no agent with id 'no-such-agent'"),
+        ("/api/v1/agents/no-such-agent/timeline", {}, 404, "no agent with id"),
+        ("/api/v1/fleet", {"window": "2d"}, 400, "at most 24h"),
+        ("/api/v1/incidents", {"state": "closed"}, 400, "state must be open or all"),
+        ("/api/v1/nothing-here", {}, 404, "no such API route"),
+    ],
+)
 def test_bad_input_gets_a_clear_json_error(server, path, params, status, needle):
     r = get(server, path, **params)
     assert r.status_code == status, r.text
@@ -203,7 +231,9 @@ def test_openapi_document_is_valid_and_covers_every_route(server):
     validate(doc)
     from starlette.routing import Route
 
-    app_paths = {r.path for r in server.handle._server.config.app.routes if isinstance(r, Route) and r.include_in_schema}
+    app_paths = {
+        r.path for r in server.handle._server.config.app.routes if isinstance(r, Route) and r.include_in_schema
+    }
     documented = set(doc["paths"])
     assert app_paths - {"/", "/static/{name}"} == documented
     # Each documented GET answers (with example parameters), never 404/405.
@@ -214,7 +244,9 @@ def test_openapi_document_is_valid_and_covers_every_route(server):
 
 
 def test_metrics_endpoint_reads_ingest_counters_and_the_fleet(day_db):
-    stats = IngestStats(streams_open=3, batches_stored=40, batches_duplicate=2, batches_rejected=1, samples_stored=12345)
+    stats = IngestStats(
+        streams_open=3, batches_stored=40, batches_duplicate=2, batches_rejected=1, samples_stored=12345
+    )
     s = ServerThread(day_db, stats=stats, now_us=lambda: DAY_END).start()
     try:
         r = httpx.get(s.url + "/metrics", headers=s.headers, timeout=30)
@@ -223,8 +255,11 @@ def test_metrics_endpoint_reads_ingest_counters_and_the_fleet(day_db):
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     from prometheus_client.parser import text_string_to_metric_families
 
-    got = {(smp.name, tuple(sorted(smp.labels.items()))): smp.value
-           for fam in text_string_to_metric_families(r.text) for smp in fam.samples}
+    got = {
+        (smp.name, tuple(sorted(smp.labels.items()))): smp.value
+        for fam in text_string_to_metric_families(r.text)
+        for smp in fam.samples
+    }
     assert got[("cxpulse_ingest_streams_open", ())] == 3
     assert got[("cxpulse_ingest_batches_total", (("result", "stored"),))] == 40
     assert got[("cxpulse_ingest_batches_total", (("result", "duplicate"),))] == 2

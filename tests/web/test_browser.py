@@ -8,18 +8,20 @@ when set) so a person can look at what the analyst sees.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from .conftest import load_budget_ms
 from .scenario import DAY0, DAY_END, ISP_LOSS, S
 
 AGENT = "agent-7f3a"
+
+
 def shot(d, tmp_path: Path, name: str, height: int | None = None) -> Path:
     """A PNG of the page; ``height`` resizes the window first to get the whole page in one picture."""
     if height:
@@ -47,7 +49,9 @@ def wait(d, cond, timeout: float = 30, what: str = "condition"):
 
 def mark(d, name: str) -> float | None:
     """When the page set this Performance mark, in ms since navigation start (None: not yet)."""
-    return d.execute_script(f"const m = performance.getEntriesByName('{name}'); return m.length ? m[m.length - 1].startTime : null;")
+    return d.execute_script(
+        f"const m = performance.getEntriesByName('{name}'); return m.length ? m[m.length - 1].startTime : null;"
+    )
 
 
 def open_fresh(d, url: str) -> None:
@@ -106,18 +110,25 @@ def test_search_open_chart_zoom_copy(server, browser, tmp_path):
         wait(d, lambda d: mark(d, "cx-summary-ready") is not None, 120, "the day's summary")
         loads.append((mark(d, "cx-chart-ready"), mark(d, "cx-summary-ready"), d.find_element(By.ID, "foot").text))
     for chart_ms, summary_ms, foot in loads:
-        print(f"\nday of data: chart ready {chart_ms:.0f} ms after navigation start, summary {summary_ms:.0f} ms; "
-              f"page says: {foot}")
+        print(
+            f"\nday of data: chart ready {chart_ms:.0f} ms after navigation start, summary {summary_ms:.0f} ms; "
+            f"page says: {foot}"
+        )
     budget = load_budget_ms(1000)
-    assert min(c for c, _, _ in loads) < budget, f"the day's chart took {[round(c) for c, _, _ in loads]} ms (budget {budget} ms)"
+    assert min(c for c, _, _ in loads) < budget, (
+        f"the day's chart took {[round(c) for c, _, _ in loads]} ms (budget {budget} ms)"
+    )
 
     rtt = d.find_elements(By.CSS_SELECTOR, "#chart path.series.rtt")
     assert [p.get_attribute("data-target") for p in rtt] == ["gateway", "hop2", "crm-edge"]
     assert all(int(p.get_attribute("data-n")) >= 700 for p in rtt), "one point per 2-minute bucket all day"
     for kind in ("jitter", "loss", "rssi", "score"):
         assert d.find_elements(By.CSS_SELECTOR, f"#chart .series.{kind}"), kind
-    assert sorted(e.get_attribute("data-kind") for e in d.find_elements(By.CSS_SELECTOR, "#chart rect.ev")) == \
-        ["latency_spike", "loss_burst", "wifi_weak_signal"]
+    assert sorted(e.get_attribute("data-kind") for e in d.find_elements(By.CSS_SELECTOR, "#chart rect.ev")) == [
+        "latency_spike",
+        "loss_burst",
+        "wifi_weak_signal",
+    ]
     sentence = d.find_element(By.ID, "sentence").text
     assert sentence.startswith("What was wrong: ") and "Wi-Fi" in sentence, sentence
     assert "move closer to the access point" in d.find_element(By.ID, "next").text
@@ -131,8 +142,9 @@ def test_search_open_chart_zoom_copy(server, browser, tmp_path):
     overlay = d.find_element(By.CSS_SELECTOR, "#chart rect.overlay")
     w = overlay.size["width"]
     d.execute_script("performance.clearMarks('cx-zoom-ready')")
-    ActionChains(d).move_to_element_with_offset(overlay, int(-0.08 * w), 0).click_and_hold() \
-        .move_by_offset(int(0.16 * w), 0).release().perform()
+    ActionChains(d).move_to_element_with_offset(overlay, int(-0.08 * w), 0).click_and_hold().move_by_offset(
+        int(0.16 * w), 0
+    ).release().perform()
     wait(d, lambda d: mark(d, "cx-zoom-ready") is not None, 10, "the zoomed timeline")
     step = int(d.find_element(By.ID, "chart").get_attribute("data-step"))
     assert step < 120 and "zoomed" in d.find_element(By.ID, "rangelabel").text, step
@@ -143,22 +155,45 @@ def test_search_open_chart_zoom_copy(server, browser, tmp_path):
     ev = next(r for r in d.find_elements(By.CSS_SELECTOR, "#events tbody tr") if "packets lost" in r.text)
     assert "hop2" in ev.text
     ev.click()
-    wait(d, lambda d: mark(d, "cx-zoom-ready") is not None and d.find_element(By.ID, "chart").get_attribute("data-step") == "1",
-         10, "one-second buckets around the loss burst")
+    wait(
+        d,
+        lambda d: (
+            mark(d, "cx-zoom-ready") is not None and d.find_element(By.ID, "chart").get_attribute("data-step") == "1"
+        ),
+        10,
+        "one-second buckets around the loss burst",
+    )
     loss_rects = d.find_elements(By.CSS_SELECTOR, "#chart g.series.loss[data-target='hop2'] rect")
     assert 40 <= len(loss_rects) <= 130, f"{len(loss_rects)} lossy seconds drawn"
-    span_before = float(d.find_element(By.ID, "chart").get_attribute("data-until")) - float(d.find_element(By.ID, "chart").get_attribute("data-since"))
+    span_before = float(d.find_element(By.ID, "chart").get_attribute("data-until")) - float(
+        d.find_element(By.ID, "chart").get_attribute("data-since")
+    )
     # Wheel zoom around the cursor.
     overlay = d.find_element(By.CSS_SELECTOR, "#chart rect.overlay")
-    d.execute_script("""const o = arguments[0], r = o.getBoundingClientRect();
-        o.dispatchEvent(new WheelEvent('wheel', {deltaY: -120, clientX: r.left + r.width / 2, clientY: r.top + 20, bubbles: true, cancelable: true}));""", overlay)
-    wait(d, lambda d: float(d.find_element(By.ID, "chart").get_attribute("data-until")) - float(d.find_element(By.ID, "chart").get_attribute("data-since")) < span_before,
-         5, "the wheel to zoom in")
+    d.execute_script(
+        """const o = arguments[0], r = o.getBoundingClientRect();
+        o.dispatchEvent(new WheelEvent('wheel', {deltaY: -120, clientX: r.left + r.width / 2,
+                                                 clientY: r.top + 20, bubbles: true, cancelable: true}));""",
+        overlay,
+    )
+    wait(
+        d,
+        lambda d: (
+            float(d.find_element(By.ID, "chart").get_attribute("data-until"))
+            - float(d.find_element(By.ID, "chart").get_attribute("data-since"))
+            < span_before
+        ),
+        5,
+        "the wheel to zoom in",
+    )
     shot(d, tmp_path, "agent-zoomed.png")
 
     # Copy the ticket summary: clipboard (when the browser allows it) and a visible textarea.
     try:
-        d.execute_cdp_cmd("Browser.grantPermissions", {"origin": base, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
+        d.execute_cdp_cmd(
+            "Browser.grantPermissions",
+            {"origin": base, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
+        )
     except Exception:
         pass
     copy = d.find_element(By.ID, "copy")
@@ -167,10 +202,16 @@ def test_search_open_chart_zoom_copy(server, browser, tmp_path):
     wait(d, lambda d: d.find_element(By.ID, "ticketbox").is_displayed(), 5, "the ticket text")
     shown = d.find_element(By.ID, "ticket").get_attribute("value")
     zone = d.execute_script("return Intl.DateTimeFormat().resolvedOptions().timeZone")
-    api_text = httpx.get(f"{base}/api/v1/agents/{AGENT}/ticket", params={"since": str(DAY0 // S), "until": str(DAY_END // S), "tz": zone},
-                         headers=server.headers, timeout=60).text
+    api_text = httpx.get(
+        f"{base}/api/v1/agents/{AGENT}/ticket",
+        params={"since": str(DAY0 // S), "until": str(DAY_END // S), "tz": zone},
+        headers=server.headers,
+        timeout=60,
+    ).text
     assert shown == api_text and shown.startswith("cxpulse: maria.silva on DESK-042")
-    clip = d.execute_async_script("const done = arguments[0]; navigator.clipboard.readText().then(done, (e) => done('ERR ' + e));")
+    clip = d.execute_async_script(
+        "const done = arguments[0]; navigator.clipboard.readText().then(done, (e) => done('ERR ' + e));"
+    )
     note = d.find_element(By.ID, "copynote").text
     if clip.startswith("ERR"):
         assert "Ctrl+C" in note or "Copied" in note, note  # no clipboard here: the text is shown selected
@@ -239,8 +280,10 @@ def test_fleet_shows_streaming_desks_as_reporting(browser, tmp_path):
     writer = StoreWriter(store, clock=lambda: clock[0])
     writer.start()
     try:
-        keys = [store.upsert_agent(AgentInfo(f"desk-{i}", host=f"DESK-{i}", os_user=f"user{i}", site="Porto"), hello)
-                for i in range(3)]
+        keys = [
+            store.upsert_agent(AgentInfo(f"desk-{i}", host=f"DESK-{i}", os_user=f"user{i}", site="Porto"), hello)
+            for i in range(3)
+        ]
 
         async def stream() -> None:
             for m in range(minutes):  # bounded: one batch per desk per simulated minute
@@ -287,10 +330,18 @@ def test_search_box_finds_a_desk_by_the_words_of_the_users_name(browser, tmp_pat
     db = str(tmp_path / "names.sqlite")
     store = open_store(db)
     try:
-        store.upsert_agent(AgentInfo("desk-maria", host="DESK-9", os_user="CORP\\msilva", display_name="Maria Conceição Silva",
-                                     site="Porto"), now)
-        store.upsert_agent(AgentInfo("desk-other", host="DESK-3", os_user="CORP\\jsilveira", display_name="João Silveira",
-                                     site="Porto"), now)
+        store.upsert_agent(
+            AgentInfo(
+                "desk-maria", host="DESK-9", os_user="CORP\\msilva", display_name="Maria Conceição Silva", site="Porto"
+            ),
+            now,
+        )
+        store.upsert_agent(
+            AgentInfo(
+                "desk-other", host="DESK-3", os_user="CORP\\jsilveira", display_name="João Silveira", site="Porto"
+            ),
+            now,
+        )
     finally:
         store.close()
     server = ServerThread(db).start()
@@ -304,7 +355,9 @@ def test_search_box_finds_a_desk_by_the_words_of_the_users_name(browser, tmp_pat
         found = [li.get_attribute("data-id") for li in d.find_elements(By.CSS_SELECTOR, "#results li.result")]
         assert found == ["desk-maria"], found
         shown = d.find_element(By.CSS_SELECTOR, "#results li.result").text
-        assert "Maria Conceição Silva (CORP\\msilva) on DESK-9" in shown, "the result names the person as the ticket does"
+        assert "Maria Conceição Silva (CORP\\msilva) on DESK-9" in shown, (
+            "the result names the person as the ticket does"
+        )
     finally:
         server.stop()
 
@@ -316,8 +369,8 @@ def _rgb(css: str) -> tuple[int, int, int]:
     """'rgb(0, 114, 178)' or '#0072b2' -> (0, 114, 178)."""
     css = css.strip()
     if css.startswith("#"):
-        return tuple(int(css[i:i + 2], 16) for i in (1, 3, 5))
-    nums = css[css.index("(") + 1:css.index(")")].replace(",", " ").split()
+        return tuple(int(css[i : i + 2], 16) for i in (1, 3, 5))
+    nums = css[css.index("(") + 1 : css.index(")")].replace(",", " ").split()
     return tuple(int(float(x)) for x in nums[:3])
 
 
@@ -331,13 +384,18 @@ _CVD = {
 
 def _delta_e(a: tuple, b: tuple, vision: str) -> float:
     """CIE76 colour difference between two sRGB colours as a reader with ``vision`` sees them."""
+
     def lab(c):
         lin = [(x / 255) / 12.92 if x / 255 <= 0.04045 else ((x / 255 + 0.055) / 1.055) ** 2.4 for x in c]
         r, g, bl = (max(0.0, min(1.0, sum(m * v for m, v in zip(row, lin)))) for row in _CVD[vision])
-        x, y, z = (0.4124 * r + 0.3576 * g + 0.1805 * bl) / 0.95047, 0.2126 * r + 0.7152 * g + 0.0722 * bl, \
-            (0.0193 * r + 0.1192 * g + 0.9505 * bl) / 1.08883
+        x, y, z = (
+            (0.4124 * r + 0.3576 * g + 0.1805 * bl) / 0.95047,
+            0.2126 * r + 0.7152 * g + 0.0722 * bl,
+            (0.0193 * r + 0.1192 * g + 0.9505 * bl) / 1.08883,
+        )
         f = [t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116 for t in (x, y, z)]
         return 116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])
+
     return sum((p - q) ** 2 for p, q in zip(lab(a), lab(b))) ** 0.5
 
 
@@ -360,26 +418,41 @@ def test_chart_colours_ticks_and_no_data(server, browser, tmp_path):
     open_fresh(d, f"{server.url}/#/agent/{AGENT}?since={since}&until={until}")
     wait(d, lambda d: mark(d, "cx-summary-ready") is not None, 60, "the summary")
     style = "return getComputedStyle(arguments[0])[arguments[1]]"
-    hops = {p.get_attribute("data-target"): _rgb(d.execute_script(style, p, "stroke"))
-            for p in d.find_elements(By.CSS_SELECTOR, "#chart path.series.rtt")}
-    sev = {int(r.get_attribute("data-severity")): _rgb(d.execute_script(style, r, "fill"))
-           for r in d.find_elements(By.CSS_SELECTOR, "#chart rect.ev")}
+    hops = {
+        p.get_attribute("data-target"): _rgb(d.execute_script(style, p, "stroke"))
+        for p in d.find_elements(By.CSS_SELECTOR, "#chart path.series.rtt")
+    }
+    sev = {
+        int(r.get_attribute("data-severity")): _rgb(d.execute_script(style, r, "fill"))
+        for r in d.find_elements(By.CSS_SELECTOR, "#chart rect.ev")
+    }
     assert sorted(hops) == ["crm-edge", "gateway", "hop2"] and sorted(sev) == [2, 3], (hops, sev)
-    legend_sev = [_rgb(d.execute_script(style, e, "backgroundColor")) for e in d.find_elements(By.CSS_SELECTOR, "#legend .ev")]
-    assert len(legend_sev) == 3 and legend_sev[1] == sev[2] and legend_sev[2] == sev[3], "the legend shows the marks' colours"
-    legend_hops = [_rgb(d.execute_script(style, e, "backgroundColor")) for e in d.find_elements(By.CSS_SELECTOR, "#legend .sw")]
+    legend_sev = [
+        _rgb(d.execute_script(style, e, "backgroundColor")) for e in d.find_elements(By.CSS_SELECTOR, "#legend .ev")
+    ]
+    assert len(legend_sev) == 3 and legend_sev[1] == sev[2] and legend_sev[2] == sev[3], (
+        "the legend shows the marks' colours"
+    )
+    legend_hops = [
+        _rgb(d.execute_script(style, e, "backgroundColor")) for e in d.find_elements(By.CSS_SELECTOR, "#legend .sw")
+    ]
     assert legend_hops == list(hops.values())
     every = list(hops.values()) + legend_sev
     for vision in _CVD:
         worst_cross = min(_delta_e(h, s, vision) for h in hops.values() for s in legend_sev)
-        worst_any = min(_delta_e(a, b, vision) for i, a in enumerate(every) for b in every[i + 1:])
-        print(f"\n{vision}: smallest colour difference hop vs severity {worst_cross:.1f}, any two {worst_any:.1f} (CIE76)")
+        worst_any = min(_delta_e(a, b, vision) for i, a in enumerate(every) for b in every[i + 1 :])
+        print(
+            f"\n{vision}: smallest colour difference hop vs severity {worst_cross:.1f}, any two {worst_any:.1f} (CIE76)"
+        )
         assert worst_cross >= 20, f"{vision}: a hop line looks like an event severity (dE {worst_cross:.1f})"
         assert worst_any >= 12, f"{vision}: two chart colours look alike (dE {worst_any:.1f})"
 
     for panel in ("rtt", "jitter", "loss"):
-        vals = [float(t.get_attribute("data-v")) for t in d.find_elements(By.CSS_SELECTOR, f"#chart g.yaxis[data-panel='{panel}'] text.ytick")]
-        steps = {round(b - a, 9) for a, b in zip(vals, vals[1:])}
+        vals = [
+            float(t.get_attribute("data-v"))
+            for t in d.find_elements(By.CSS_SELECTOR, f"#chart g.yaxis[data-panel='{panel}'] text.ytick")
+        ]
+        steps = {round(b - a, 9) for a, b in itertools.pairwise(vals)}
         assert vals[0] == 0 and len(vals) >= 3 and len(steps) == 1, (panel, vals)
         step = steps.pop()
         mant = step / 10 ** __import__("math").floor(__import__("math").log10(step))
@@ -391,8 +464,11 @@ def test_chart_colours_ticks_and_no_data(server, browser, tmp_path):
     step_s = int(d.find_element(By.ID, "chart").get_attribute("data-step"))
     assert int(last.get_attribute("data-until")) == until
     assert DAY_END // S - 2 * step_s <= int(last.get_attribute("data-since")) <= DAY_END // S + step_s
-    assert all(int(r.get_attribute("data-until")) <= since + 60 or int(r.get_attribute("data-since")) >= DAY_END // S - 2 * step_s
-               for r in shade), "shading over minutes that have samples"
+    assert all(
+        int(r.get_attribute("data-until")) <= since + 60
+        or int(r.get_attribute("data-since")) >= DAY_END // S - 2 * step_s
+        for r in shade
+    ), "shading over minutes that have samples"
     labels = [t.text for t in d.find_elements(By.CSS_SELECTOR, "#chart text.nodata-label")]
     # "no data yet" when the window reaches past now, "no data: agent not reporting" otherwise: which
     # depends on the wall clock against the fixture's day (seen both ways in CI); either is labelled.
@@ -430,12 +506,27 @@ def test_keyboard_reaches_every_control_and_event_row(server, browser, tmp_path)
         if order[-1] == "row:events:2":
             break
     print("\nTab order:", " > ".join(order))
-    want = ["#q", "range:15m", "range:1h", "range:4h", "range:24h", "range:7d", "#zoomout", "#zoomreset", "#copy", "#chart",
-            "row:events:0", "row:events:1", "row:events:2"]
+    want = [
+        "#q",
+        "range:15m",
+        "range:1h",
+        "range:4h",
+        "range:24h",
+        "range:7d",
+        "#zoomout",
+        "#zoomreset",
+        "#copy",
+        "#chart",
+        "row:events:0",
+        "row:events:1",
+        "row:events:2",
+    ]
     assert all(w in order for w in want), [w for w in want if w not in order]
     assert [order.index(w) for w in want] == sorted(order.index(w) for w in want), order
     row = d.find_element(By.CSS_SELECTOR, "#events tbody tr:nth-child(3)")
-    assert d.execute_script("return getComputedStyle(arguments[0]).outlineStyle", row) not in ("none", ""), "no visible focus"
+    assert d.execute_script("return getComputedStyle(arguments[0]).outlineStyle", row) not in ("none", ""), (
+        "no visible focus"
+    )
     assert "Enter" in row.get_attribute("aria-label") and row.get_attribute("aria-label").count(":") >= 2
 
     # Enter on the first event row zooms the chart to that event (finer buckets than the day's).
@@ -443,8 +534,16 @@ def test_keyboard_reaches_every_control_and_event_row(server, browser, tmp_path)
     d.execute_script("arguments[0].focus()", first)
     d.execute_script("performance.clearMarks('cx-zoom-ready')")
     ActionChains(d).send_keys(Keys.ENTER).perform()
-    wait(d, lambda d: mark(d, "cx-zoom-ready") is not None and int(d.find_element(By.ID, "chart").get_attribute("data-step")) < 120
-         and "zoomed" in d.find_element(By.ID, "rangelabel").text, 15, "Enter on the event row to zoom to it")
+    wait(
+        d,
+        lambda d: (
+            mark(d, "cx-zoom-ready") is not None
+            and int(d.find_element(By.ID, "chart").get_attribute("data-step")) < 120
+            and "zoomed" in d.find_element(By.ID, "rangelabel").text
+        ),
+        15,
+        "Enter on the event row to zoom to it",
+    )
     # Space on the next row works as well; then the chart itself: + zooms in, Escape resets.
     d.execute_script("arguments[0].focus()", d.find_element(By.CSS_SELECTOR, "#events tbody tr:nth-child(2)"))
     before = d.find_element(By.ID, "rangelabel").text
@@ -493,15 +592,21 @@ def test_ticket_link_opens_the_same_view(server, browser, tmp_path):
     assert d.find_element(By.ID, "ticket").get_attribute("value") == ticket
     # A range button keeps the linked zone.
     d.find_element(By.CSS_SELECTOR, "button[data-range='4h']").click()
-    wait(d, lambda d: "tz=Asia%2FTokyo" in d.current_url and "4 h" in d.find_element(By.ID, "rangelabel").text, 10, "4 h in Tokyo time")
+    wait(
+        d,
+        lambda d: "tz=Asia%2FTokyo" in d.current_url and "4 h" in d.find_element(By.ID, "rangelabel").text,
+        10,
+        "4 h in Tokyo time",
+    )
 
     # Without a zone in the address, the browser's zone, and the link names it.
     browser_zone = d.execute_script("return Intl.DateTimeFormat().resolvedOptions().timeZone")
     open_fresh(d, f"{server.url}/#/agent/{AGENT}?since={since}&until={until}")
     wait(d, lambda d: mark(d, "cx-summary-ready") is not None, 60, "the summary")
     ticket = d.find_element(By.ID, "ticket").get_attribute("value")
-    assert ticket.splitlines()[-1] == f"View: {server.url}/#/agent/{AGENT}?since={since}&until={until}&" + \
-        __import__("urllib.parse").parse.urlencode({"tz": browser_zone})
+    assert ticket.splitlines()[-1] == f"View: {server.url}/#/agent/{AGENT}?since={since}&until={until}&" + __import__(
+        "urllib.parse"
+    ).parse.urlencode({"tz": browser_zone})
     shot(d, tmp_path, "ticket-link.png")
 
 
@@ -519,7 +624,9 @@ def test_jargon_has_plain_words_and_tooltips(server, browser, tmp_path):
     _signed_in(d, server)
     open_fresh(d, f"{server.url}/#/agent/{AGENT}?since={DAY0 // S}&until={DAY_END // S}")
     wait(d, lambda d: mark(d, "cx-summary-ready") is not None, 120, "the day's summary")
-    wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, "#context abbr.explain[data-term]"), 20, "the glossary's tooltips")
+    wait(
+        d, lambda d: d.find_elements(By.CSS_SELECTOR, "#context abbr.explain[data-term]"), 20, "the glossary's tooltips"
+    )
     names = d.find_elements(By.CSS_SELECTOR, "#context tbody tr td:first-child abbr.explain")
     assert names, "component names not in plain words"
     for n in names:
@@ -534,9 +641,16 @@ def test_jargon_has_plain_words_and_tooltips(server, browser, tmp_path):
         assert heads.get(h) and "ms" in heads["p95"], (h, heads.get(h))
     rows = d.find_elements(By.CSS_SELECTOR, "#events tbody tr")
     assert rows and all(any(EVENT_EXPLAINED[k] in r.get_attribute("title") for k in EVENT_EXPLAINED) for r in rows)
-    marks = [m.find_element(By.TAG_NAME, "title").get_attribute("textContent") for m in d.find_elements(By.CSS_SELECTOR, "#chart rect.ev")]
+    marks = [
+        m.find_element(By.TAG_NAME, "title").get_attribute("textContent")
+        for m in d.find_elements(By.CSS_SELECTOR, "#chart rect.ev")
+    ]
     assert marks and all(m.split(" at ")[0] in EVENT_WORDS.values() for m in marks), marks
-    limiting = [a for a in d.find_elements(By.CSS_SELECTOR, "#score .muted abbr") if a.get_attribute("data-term") != "limited by"]
+    limiting = [
+        a
+        for a in d.find_elements(By.CSS_SELECTOR, "#score .muted abbr")
+        if a.get_attribute("data-term") != "limited by"
+    ]
     if limiting:  # "limited by app responsiveness", not "limited by apps"
         assert limiting[0].text in plain.values(), limiting[0].text
     shot(d, tmp_path, "plain-words.png", height=1900)

@@ -11,7 +11,6 @@ import pytest
 
 from cxpulse.collector.lookup.report import build, render_text
 from cxpulse.collector.store import open_store
-
 from tests.conftest import run_cli
 
 from .conftest import ServerThread, auth
@@ -41,7 +40,9 @@ def named_db(tmp_path_factory):
 def test_cli_lookup_by_a_name_without_accents(named_db):
     r = run_cli("lookup", "joao PEREIRA", "--db", named_db, "--window", "15m")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("João Pereira (joao.pereira) on "), r.stdout[:200]  # the short output names the person first
+    assert r.stdout.startswith("João Pereira (joao.pereira) on "), r.stdout[
+        :200
+    ]  # the short output names the person first
 
 
 def get(s, path, **params):

@@ -55,11 +55,18 @@ def _fuzz(base: str, headers: dict, check) -> tuple[int, dict]:
         deadline = time.monotonic() + BUDGET_S / len(ops)
 
         @given(case=op.as_strategy())
-        @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, derandomize=True,
-                  phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=MAX_EXAMPLES,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         def run(case):
             nonlocal sent
-            if time.monotonic() > deadline and f"{case.method} {case.operation.path}" in statuses:
+            # run() is called below, in this iteration: the loop's deadline is the one meant.
+            if time.monotonic() > deadline and f"{case.method} {case.operation.path}" in statuses:  # noqa: B023
                 return
             response = case.call(base_url=base, headers=headers, timeout=30)
             sent += 1
@@ -72,13 +79,22 @@ def _fuzz(base: str, headers: dict, check) -> tuple[int, dict]:
 
 def test_fuzz_with_keys_finds_no_server_error_and_answers_as_documented(fuzz_server):
     from schemathesis.checks import not_a_server_error
-    from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance, status_code_conformance
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
 
     def check(case, response):
-        assert response.status_code < 500 or response.status_code == 503 and "audit" in response.text, \
-            (case.as_curl_command(), response.status_code, response.text[:300])
-        case.validate_response(response, checks=[not_a_server_error, status_code_conformance, content_type_conformance,
-                                                 response_schema_conformance])
+        assert response.status_code < 500 or (response.status_code == 503 and "audit" in response.text), (
+            case.as_curl_command(),
+            response.status_code,
+            response.text[:300],
+        )
+        case.validate_response(
+            response,
+            checks=[not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance],
+        )
 
     t0 = time.monotonic()
     summary = []
@@ -88,13 +104,15 @@ def test_fuzz_with_keys_finds_no_server_error_and_answers_as_documented(fuzz_ser
         print(f"\n{role}: " + "; ".join(f"{op} {sorted(c)}" for op, c in statuses.items()))
         assert sent >= 50 and len(statuses) == N_OPERATIONS, statuses
         # The runs reached past the key check: 2xx answers on most operations.
-        mine = [op for op in statuses if role == "admin" or "/admin/" not in op and "/alerts/" not in op]
+        mine = [op for op in statuses if role == "admin" or ("/admin/" not in op and "/alerts/" not in op)]
         ok = [op for op in mine if any(200 <= c < 300 for c in statuses[op])]
         assert len(ok) >= len(mine) // 2, statuses
         if role == "helpdesk":
             assert {403} == statuses["GET /api/v1/admin/audit"], "a helpdesk key never reads the audit log"
-    print(f"\nschemathesis with keys: {summary} requests in {time.monotonic() - t0:.1f} s "
-          f"(max {MAX_EXAMPLES} examples per operation, load {os.getloadavg()[0]:.1f})")
+    print(
+        f"\nschemathesis with keys: {summary} requests in {time.monotonic() - t0:.1f} s "
+        f"(max {MAX_EXAMPLES} examples per operation, load {os.getloadavg()[0]:.1f})"
+    )
 
 
 def test_fuzz_without_a_key_gets_401_on_every_protected_route(fuzz_server):
@@ -110,7 +128,10 @@ def test_fuzz_without_a_key_gets_401_on_every_protected_route(fuzz_server):
     t0 = time.monotonic()
     sent, statuses = _fuzz(fuzz_server.url, {}, check)
     assert sent >= 50 and len(statuses) == N_OPERATIONS, statuses
-    print(f"\nschemathesis without a key: {sent} requests in {time.monotonic() - t0:.1f} s, all 401 outside {sorted(open_paths)}")
+    print(
+        f"\nschemathesis without a key: {sent} requests in {time.monotonic() - t0:.1f} s, "
+        f"all 401 outside {sorted(open_paths)}"
+    )
 
 
 STATEFUL_EXAMPLES = int(os.environ.get("CXPULSE_FUZZ_STATEFUL_EXAMPLES", "25"))
@@ -149,14 +170,28 @@ def test_stateful_fuzz_follows_the_links_and_finds_no_server_error(fuzz_server):
             seen.setdefault(op, set()).add(response.status_code)
             if "{" in case.operation.path and response.status_code in (200, 201):
                 linked.append(op)
-            assert response.status_code < 500 or response.status_code == 503 and "audit" in response.text, \
-                (case.as_curl_command(), response.status_code, response.text[:300])
+            assert response.status_code < 500 or (response.status_code == 503 and "audit" in response.text), (
+                case.as_curl_command(),
+                response.status_code,
+                response.text[:300],
+            )
 
     t0 = time.monotonic()
-    run_state_machine_as_test(Workflow, settings=settings(
-        max_examples=STATEFUL_EXAMPLES, stateful_step_count=STATEFUL_STEPS, deadline=None, database=None,
-        derandomize=True, phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck)))
-    print(f"\nstateful schemathesis: {sum(1 for _ in linked)} linked 2xx calls, operations {sorted(seen)} "
-          f"in {time.monotonic() - t0:.1f} s")
+    run_state_machine_as_test(
+        Workflow,
+        settings=settings(
+            max_examples=STATEFUL_EXAMPLES,
+            stateful_step_count=STATEFUL_STEPS,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        ),
+    )
+    print(
+        f"\nstateful schemathesis: {sum(1 for _ in linked)} linked 2xx calls, operations {sorted(seen)} "
+        f"in {time.monotonic() - t0:.1f} s"
+    )
     assert seen, "the state machine sent nothing"
     assert linked, f"no link was followed to a 2xx answer: {seen}"

@@ -18,8 +18,29 @@ def test_docs_glossary_is_the_modules_list():
 def test_glossary_covers_the_jargon_the_views_print():
     terms = {t for t, *_ in TERMS}
     # What issue 17 found unexplained on the page, the ticket and the CLI, and the tables' headers.
-    for shown in ("Apdex", "T", "R", "|dRTT|", "stability", "severity-weighted s", "voice", "apps", "wifi",
-                  "median", "p95", "jitter", "loss s", "RSSI", "SNR", "dns", "tcp", "tls", "ttfb", "avail %", "MOS"):
+    for shown in (
+        "Apdex",
+        "T",
+        "R",
+        "|dRTT|",
+        "stability",
+        "severity-weighted s",
+        "voice",
+        "apps",
+        "wifi",
+        "median",
+        "p95",
+        "jitter",
+        "loss s",
+        "RSSI",
+        "SNR",
+        "dns",
+        "tcp",
+        "tls",
+        "ttfb",
+        "avail %",
+        "MOS",
+    ):
         assert shown in terms, shown
     assert all(plain and meaning for _, plain, _, meaning in TERMS)
     g = glossary()
@@ -30,6 +51,8 @@ def test_glossary_covers_the_jargon_the_views_print():
 def test_glossary_api(server):
     import httpx
 
-    r = httpx.get(f"{server.url}/api/v1/glossary", headers={"Authorization": f"Bearer {server.helpdesk_key}"}, timeout=30)
+    r = httpx.get(
+        f"{server.url}/api/v1/glossary", headers={"Authorization": f"Bearer {server.helpdesk_key}"}, timeout=30
+    )
     assert r.status_code == 200 and r.json() == glossary()
     assert httpx.get(f"{server.url}/api/v1/glossary", timeout=30).status_code == 401

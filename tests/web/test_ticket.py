@@ -21,10 +21,22 @@ S = 1_000_000
 EXPECT = {
     "weak_wifi": ("this desk's Wi-Fi", "Use a wired connection or move closer to the access point", r"RSSI -\d+ dBm"),
     "congested_uplink": ("the ISP (beyond the router)", "beyond the home router", r"p95 \d+ ms"),
-    "isp_loss": ("the ISP (beyond the router)", "Contact the ISP: loss starts beyond the home router", r"\d+% vs 0% at the gateway"),
+    "isp_loss": (
+        "the ISP (beyond the router)",
+        "Contact the ISP: loss starts beyond the home router",
+        r"\d+% vs 0% at the gateway",
+    ),
     "vpn_hairpin": ("the VPN / secure web gateway", "Check the VPN", r"p95 \d+ ms"),
-    "salesforce_outage": ("the Salesforce platform", "Salesforce-wide incident (now closed)", r"\d+ of \d+ checks failed"),
-    "site_wan_down": ("the ISP (beyond the router)", "Porto site-wide incident (now closed)", r"\d+% vs 0% at the gateway"),
+    "salesforce_outage": (
+        "the Salesforce platform",
+        "Salesforce-wide incident (now closed)",
+        r"\d+ of \d+ checks failed",
+    ),
+    "site_wan_down": (
+        "the ISP (beyond the router)",
+        "Porto site-wide incident (now closed)",
+        r"\d+% vs 0% at the gateway",
+    ),
     "busy_cpu": ("this desk (the PC)", "Close or restart the busy program", r"CPU above 90% in \d+% of readings"),
     "dns_failing": ("DNS", "Check the DNS resolver", r"\d+ of \d+ checks failed \(dns"),
 }
@@ -89,10 +101,22 @@ def test_clean_day_says_nothing_was_wrong(tmp_path):
 
 
 def _agent(**extra) -> dict:
-    a = {"agent_id": "a-1", "user": "maria.silva", "host": "DESK-042", "site": "Lisbon", "os": "Windows 11",
-         "targets": [{"target": "gateway", "hop": 1, "loss_pct": 0.0, "max_loss_run": 0},
-                     {"target": "isp", "hop": 2, "loss_pct": 7.5, "max_loss_run": 4}],
-         "apps": [], "wifi": None, "device": None, "events": [], "paths": []}
+    a = {
+        "agent_id": "a-1",
+        "user": "maria.silva",
+        "host": "DESK-042",
+        "site": "Lisbon",
+        "os": "Windows 11",
+        "targets": [
+            {"target": "gateway", "hop": 1, "loss_pct": 0.0, "max_loss_run": 0},
+            {"target": "isp", "hop": 2, "loss_pct": 7.5, "max_loss_run": 4},
+        ],
+        "apps": [],
+        "wifi": None,
+        "device": None,
+        "events": [],
+        "paths": [],
+    }
     a.update(extra)
     return a
 
@@ -117,12 +141,34 @@ def test_time_zone_is_named_and_applied():
 
 
 def test_a_platform_incident_is_the_next_step_whatever_the_domain():
-    inc = {"id": 7, "kind": "platform", "scope": "Salesforce", "start_us": 1_790_000_520 * S, "end_us": None, "agents": 40}
-    score = {"window": {"score": 12.0, "label": "poor", "reason": "worst minute: apps"}, "limiting": "apps",
-             "faults": [{"domain": "app", "label": "app platform", "confidence": 0.9, "evidence": "Salesforce failing",
-                         "start_us": 1_790_000_520 * S, "end_us": 1_790_001_000 * S, "minutes": 8, "worst_score": 5.0,
-                         "incident": {"id": 7, "kind": "platform", "scope": "Salesforce"}}],
-             "incidents": [inc], "components": [], "timeline": []}
+    inc = {
+        "id": 7,
+        "kind": "platform",
+        "scope": "Salesforce",
+        "start_us": 1_790_000_520 * S,
+        "end_us": None,
+        "agents": 40,
+    }
+    score = {
+        "window": {"score": 12.0, "label": "poor", "reason": "worst minute: apps"},
+        "limiting": "apps",
+        "faults": [
+            {
+                "domain": "app",
+                "label": "app platform",
+                "confidence": 0.9,
+                "evidence": "Salesforce failing",
+                "start_us": 1_790_000_520 * S,
+                "end_us": 1_790_001_000 * S,
+                "minutes": 8,
+                "worst_score": 5.0,
+                "incident": {"id": 7, "kind": "platform", "scope": "Salesforce"},
+            }
+        ],
+        "incidents": [inc],
+        "components": [],
+        "timeline": [],
+    }
     text = ticket_summary(_agent(score=score), WINDOW)
     assert "Next step: Salesforce-wide incident (ongoing), not this user's network" in text
     assert "Incident: 7 Salesforce since 14:22 UTC (open, 40 agents)" in text
@@ -134,17 +180,20 @@ def test_a_platform_incident_is_the_next_step_whatever_the_domain():
     assert times and all(label == " WEST" for label in times), (times, lis)
 
 
-@pytest.mark.parametrize("domain,site,sentence,words", [
-    ("wifi", "Lisbon", "weak Wi-Fi", "Use a wired connection or move closer to the access point"),
-    ("network", "home", "loss starts at hop 2", "Contact the ISP: loss starts beyond the home router"),
-    ("network", "Lisbon floor 3", "loss starts at hop 2", "Contact the site's network team or its ISP: the loss"),
-    ("network", "home", "latency starts at hop 2", "check for big uploads"),
-    ("device", "home", "CPU above 90%", "restart the PC"),
-    ("vpn", "home", "VPN", "split tunnelling"),
-    ("dns", "home", "DNS failing", "DNS resolver"),
-    ("app", "home", "genesys failing", "status page"),
-    ("unknown", "home", "no domain stands out", "No clear fault domain"),
-])
+@pytest.mark.parametrize(
+    "domain,site,sentence,words",
+    [
+        ("wifi", "Lisbon", "weak Wi-Fi", "Use a wired connection or move closer to the access point"),
+        ("network", "home", "loss starts at hop 2", "Contact the ISP: loss starts beyond the home router"),
+        ("network", "Lisbon floor 3", "loss starts at hop 2", "Contact the site's network team or its ISP: the loss"),
+        ("network", "home", "latency starts at hop 2", "check for big uploads"),
+        ("device", "home", "CPU above 90%", "restart the PC"),
+        ("vpn", "home", "VPN", "split tunnelling"),
+        ("dns", "home", "DNS failing", "DNS resolver"),
+        ("app", "home", "genesys failing", "status page"),
+        ("unknown", "home", "no domain stands out", "No clear fault domain"),
+    ],
+)
 def test_next_step_per_fault_domain(domain, site, sentence, words):
     r = {"domain": domain, "sentence": sentence, "incidents": [], "incident": None, "label": "poor", "source": "score"}
     assert words in next_step(r, {"site": site})
@@ -157,8 +206,10 @@ def test_ticket_links_back_to_the_view():
 
     since, until = WINDOW["since_us"], WINDOW["until_us"]
     link = view_url("https://cxpulse.example/", "agent 7/x", since, until, "Europe/Lisbon")
-    assert link == (f"https://cxpulse.example/#/agent/agent%207%2Fx?since={since // 1_000_000}"
-                    f"&until={until // 1_000_000}&tz=Europe%2FLisbon")
+    assert link == (
+        f"https://cxpulse.example/#/agent/agent%207%2Fx?since={since // 1_000_000}"
+        f"&until={until // 1_000_000}&tz=Europe%2FLisbon"
+    )
     assert view_url("", "a1", since, until).startswith("/#/agent/a1?since=")
     text = ticket_summary(_agent(), WINDOW, tz="Europe/Lisbon", link=link)
     assert text.splitlines()[-1] == f"View: {link}"
