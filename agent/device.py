@@ -8,7 +8,7 @@ It runs in the long-running agent, every few seconds, under a budget of about 0.
 (docs/architecture.md, decision 5), so it reads the OS through psutil (no fork+exec) and keeps the expensive
 part, a scan of every process, for when it matters: only when CPU or memory crosses a threshold
 (``cpu_threshold_pct``, ``mem_threshold_pct``). Measured on a 2-vCPU Linux VM with ~100 processes
-(``tests/agent/test_device.py::test_cost_per_call`` prints it): about 0.2 ms of CPU per light call
+(``tests/agent/test_device.py::test_cost_per_call`` prints and bounds it): about 0.2 ms of CPU per light call
 (``/proc/stat``, ``/proc/meminfo``, ``/proc/net/dev``, a listing of ``/sys/class/net`` and two
 sysfs files per VPN interface; interface kinds are re-read only when the set of NICs changes; link
 speeds, ``psutil.net_if_stats``, about 0.1 ms, then and every 5 minutes), about 7 ms when the process scan
