@@ -145,7 +145,9 @@ async def start_http(
     try:
         import uvicorn
     except ImportError:
-        raise RuntimeError("the HTTP lookup needs starlette and uvicorn: pip install 'cxpulse[web]'") from None
+        raise RuntimeError(
+            "the HTTP lookup needs starlette and uvicorn, which cxpulse installs: reinstall it (pip install cxpulse)"
+        ) from None
     from ..alerts import Alerter
     from ..alerts.metrics import MetricsSource
     from ..security.registry import Registry

@@ -359,10 +359,12 @@ def from_arguments(args) -> IspNamer | None:
     if missing:
         explicit = cfg.asn_db or cfg.nameservers
         if explicit:
-            raise NamingError(f"naming the ISP needs {', '.join(missing)}: pip install 'cxpulse[web]'")
+            raise NamingError(
+                f"naming the ISP needs {', '.join(missing)}, which cxpulse installs: reinstall it (pip install cxpulse)"
+            )
         print(
             "cxpulse: ISP hops are shown as addresses: reverse DNS needs dnspython and publicsuffixlist "
-            "(pip install 'cxpulse[web]'; --no-reverse-dns silences this)",
+            "(installed with cxpulse: reinstall it; --no-reverse-dns silences this)",
             file=sys.stderr,
         )
         return None
