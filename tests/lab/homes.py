@@ -62,7 +62,7 @@ class Scenario:
 
 
 SCENARIOS = (
-    Scenario("lan_loss", "3% loss each way on desk -> home router (the LAN; no radio here)", "lan", "desk-gw"),
+    Scenario("lan_loss", "5% loss each way on desk -> home router (the LAN; no radio here)", "lan", "desk-gw"),
     Scenario("isp_delay", "+100 ms (jitter 30 ms) each way on home router -> ISP", "network", "gw-isp"),
     Scenario("isp_loss", "5% loss each way on home router -> ISP", "network", "gw-isp"),
     Scenario(
@@ -235,7 +235,7 @@ class Home:
         """Start this home's fault (the bulk upload stops by itself after ``seconds``)."""
         n, b = self.sc.name, self.path.bridge
         if n == "lan_loss":
-            b.update(both=Impairment(loss=0.03))
+            b.update(both=Impairment(loss=0.05))
         elif n == "isp_delay":
             b.update(both=Impairment(delay_ms=100, jitter_ms=30))
         elif n == "isp_loss":
