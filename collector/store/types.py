@@ -77,6 +77,9 @@ class PendingBatch:
     stream: int = 0
     stored: bool | None = None
     committed_seq: int = 0
+    # The payload bytes as received, stored as the batch's landing row (store/raw.py); None: the
+    # store encodes the batch itself (tests, scenario loaders).
+    payload: bytes | None = None
 
 
 @dataclass(frozen=True)
