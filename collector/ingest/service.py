@@ -608,7 +608,9 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
             )
         if self.writer.outstanding >= self.writer.max_queue:
             self._note_saturated()
-        commit = await self.writer.submit(PendingBatch(st.agent_key, st.epoch, seq, decoded, stream=st.id))
+        # The bytes as received are the landing row (store/raw.py): check_batch read the batch, never changed it.
+        pending = PendingBatch(st.agent_key, st.epoch, seq, decoded, stream=st.id, payload=bytes(batch.payload))
+        commit = await self.writer.submit(pending)
         return _Answer(seq, weight, decoded.sample_count, commit=commit)
 
     async def _answer(self, st: _Stream, context: grpc.aio.ServicerContext) -> None:
