@@ -6,15 +6,16 @@ way the agent's uplink drains a spool after an outage. The generator runs in pro
 own so that its CPU is accounted apart from the collector's; on a 2-core machine it still
 competes with the collector for the cores, and the report gives its CPU beside the figures.
 
-Payloads are built once per process with ``cxpulse.v1.payload.encode`` (10 RTT series, 1 s
-cadence, one sample in 97 lost). Every batch must cover its own stretch of time, or the store
-would merge each batch into the rollups of the one before; re-encoding per batch would make the
-generator the bottleneck, so each batch is the template with its ``t0`` (an 8-byte msgpack
-uint64, every timestamp is relative to it) rewritten in place. The first patched payload is
-decoded as a check that the patch is exactly that.
+Two kinds of batch. Bulk (``--batch-samples``): one template, 10 RTT series at 1 s, each batch the
+template with its ``t0`` (an 8-byte msgpack uint64) rewritten in place, checked by decoding.
+Desk (``--desk-batches N``): what a desk at the agent's defaults sends, 30 s batches of ~194
+samples (``bench.chunks.desk``) encoded as the agent does (schema 2, deflated, so no patching):
+N consecutive batches of a few desk personalities are encoded before the start, and agent i
+sends personality i mod P's batch seq (rollups are per agent: agents may share the bytes).
 
     python -m bench.loadgen --target 127.0.0.1:PORT --agents 50 --first 0 --batch-samples 5000 \\
         --window 2 --ready R --go G --warmup 2 --duration 20 --out OUT.json
+    python -m bench.loadgen ... --desk-batches 120 --window 1 ...   # realistic 30 s desk batches
 """
 
 from __future__ import annotations
@@ -72,6 +73,32 @@ class Template:
         struct.pack_into(">Q", buf, self.offset, T_BASE_US + (seq - 1) * self.span_us)
         return bytes(buf)
 
+    def batch(self, agent: int, seq: int) -> tuple[bytes, int] | None:
+        return self.for_seq(seq), self.samples
+
+
+class DeskPool:
+    """Consecutive 30 s batches of a few simulated desks, encoded as the agent sends them (schema 2)."""
+
+    def __init__(self, batches: int, personalities: int = 4) -> None:
+        from .chunks import _batches, desk
+
+        self.pool: list[list[tuple[bytes, int]]] = []
+        for k in range(personalities):
+            cut = _batches(desk(batches * 30, seed=101 + k))[:batches]
+            self.pool.append([(p.encode(b, version=p.SCHEMA_VERSION), b.sample_count) for b in cut])
+        first = self.pool[0][0]
+        if p.decode(first[0]).sample_count != first[1]:
+            raise RuntimeError("a desk batch does not decode to its own sample count")
+        every = [n for desk_ in self.pool for _, n in desk_]
+        self.samples = round(sum(every) / len(every))  # mean samples per batch (for the report)
+        self.data = first[0]
+
+    def batch(self, agent: int, seq: int) -> tuple[bytes, int] | None:
+        """Agent ``agent``'s batch ``seq`` (from 1); None when the pool has no more (the run outpaced it)."""
+        desk_ = self.pool[agent % len(self.pool)]
+        return desk_[seq - 1] if seq <= len(desk_) else None
+
 
 @dataclass
 class Totals:
@@ -84,6 +111,7 @@ class Totals:
     connected: int = 0
     reconnects: int = 0
     retry_kinds: dict[str, int] = field(default_factory=dict)
+    exhausted: int = 0  # agents that sent every pre-encoded desk batch before the end
 
 
 CONNECT_ATTEMPTS = 4
@@ -136,7 +164,7 @@ async def _agent(
     i: int,
     run_id: str,
     target: str,
-    tpl: Template,
+    tpl: Template | DeskPool,
     window: int,
     go: asyncio.Event,
     times: dict[str, float],
@@ -149,8 +177,9 @@ async def _agent(
         totals.connected += 1
         await go.wait()
         slots = asyncio.Semaphore(window)
-        sent: dict[int, float] = {}
+        sent: dict[int, tuple[float, int]] = {}  # seq -> (when sent, samples)
         drained = asyncio.Event()
+        stopped = [False]  # sending is over (the end, or no pre-encoded batch left)
 
         async def receive() -> None:
             while True:
@@ -161,9 +190,9 @@ async def _agent(
                     continue
                 now = time.time()
                 ack = r.ack
-                t_sent = sent.pop(ack.seq, None)
+                t_sent, samples = sent.pop(ack.seq, (None, 0))
                 if ack.status == pb.ACK_STATUS_STORED and times["start"] <= now < times["end"]:
-                    totals.acked_samples += tpl.samples
+                    totals.acked_samples += samples
                     totals.acked_batches += 1
                     if t_sent is not None:
                         totals.latencies_ms.append((now - t_sent) * 1000)
@@ -174,7 +203,7 @@ async def _agent(
                 elif ack.status == pb.ACK_STATUS_DUPLICATE:
                     totals.duplicates += 1
                 slots.release()
-                if not sent and time.time() >= times["end"]:
+                if not sent and (stopped[0] or time.time() >= times["end"]):
                     drained.set()
 
         reader = asyncio.ensure_future(receive())
@@ -189,10 +218,14 @@ async def _agent(
                 if time.time() >= times["end"] or reader.done():
                     break
                 seq += 1
-                sent[seq] = time.time()
-                await call.write(
-                    pb.StreamRequest(batch=pb.Batch(seq=seq, payload=tpl.for_seq(seq), sample_count=tpl.samples))
-                )
+                got = tpl.batch(i, seq)
+                if got is None:
+                    totals.exhausted += 1
+                    break
+                data, samples = got
+                sent[seq] = (time.time(), samples)
+                await call.write(pb.StreamRequest(batch=pb.Batch(seq=seq, payload=data, sample_count=samples)))
+            stopped[0] = True
             if sent:
                 try:
                     await asyncio.wait_for(drained.wait(), 15)
@@ -205,7 +238,13 @@ async def _agent(
 
 
 async def _main(args: argparse.Namespace) -> dict:
-    tpl = Template(args.batch_samples)
+    t_build = time.process_time()
+    tpl: Template | DeskPool
+    if args.desk_batches:
+        tpl = DeskPool(args.desk_batches, max(1, min(4, args.agents)))
+    else:
+        tpl = Template(args.batch_samples)
+    build_cpu_s = time.process_time() - t_build
     totals = Totals()
     go = asyncio.Event()
     times = {"start": float("inf"), "end": float("inf")}
@@ -246,6 +285,8 @@ async def _main(args: argparse.Namespace) -> dict:
         "batch_samples": tpl.samples,
         "window": args.window,
         "payload_bytes": len(tpl.data),
+        "payload_build_cpu_s": round(build_cpu_s, 2),
+        "exhausted_agents": totals.exhausted,
         "connect_s": round(connect_s, 2),
         "acked_samples": totals.acked_samples,
         "acked_batches": totals.acked_batches,
@@ -265,6 +306,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--agents", type=int, required=True)
     ap.add_argument("--first", type=int, default=0)
     ap.add_argument("--batch-samples", type=int, default=5000)
+    ap.add_argument(
+        "--desk-batches", type=int, default=0, help="realistic 30 s desk batches: how many to pre-encode per desk"
+    )
     ap.add_argument("--window", type=int, default=2, help="batches in flight per agent")
     ap.add_argument("--ready", type=Path, required=True)
     ap.add_argument("--go", type=Path, required=True)
