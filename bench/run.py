@@ -15,6 +15,7 @@ Debian's ``prometheus-blackbox-exporter`` and ``iputils-ping``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 import traceback
@@ -66,12 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         peers=fp.peers and not args.no_peers,
     )
     ip = ingest.PLANS[name]
-    ip = ingest.IngestPlan(
-        tuple(int(x) for x in args.agents.split(",")) if args.agents else ip.agent_counts,
-        tuple(x.strip() for x in args.stores.split(",")) if args.stores else ip.stores,
-        ip.warmup_s,
-        args.ingest_seconds if args.ingest_seconds is not None else ip.duration_s,
-        ip.ceiling_rows,
+    ip = dataclasses.replace(  # the desk runs (realistic batches) and their stores stay the mode's
+        ip,
+        agent_counts=tuple(int(x) for x in args.agents.split(",")) if args.agents else ip.agent_counts,
+        stores=tuple(x.strip() for x in args.stores.split(",")) if args.stores else ip.stores,
+        duration_s=args.ingest_seconds if args.ingest_seconds is not None else ip.duration_s,
     )
 
     report = Report(mode=name)
