@@ -52,6 +52,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .raw import CompactStep, RawProgress
     from .rollup import Rollup
 
 
@@ -164,6 +165,17 @@ class Store(Protocol):
 
     def series_methods(self, agent_key: int, kind: str) -> dict[str, set[str]]:
         """Target -> the measuring methods of the agent's series of this kind."""
+
+    # -- the raw tier (issue 19; store/raw.py): ``commit_batches`` lands each batch as one row of its
+    # payload; reads merge legacy sample rows, hour chunks and landing rows.
+
+    def compact_raw(self, now_us: int, max_rows: int = 20_000) -> CompactStep:
+        """One short transaction folding ~``max_rows`` settled samples into one chunk per series and
+        UTC hour: legacy sample rows first (resumable walk), then settled landing batches, oldest
+        first. Bounded, resumable, idempotent; ``done`` when nothing settled is left to fold now."""
+
+    def raw_progress(self) -> RawProgress:
+        """Legacy rows left (an estimate that costs no count), landing rows and chunks held."""
 
     def close(self) -> None: ...
 

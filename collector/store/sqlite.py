@@ -11,14 +11,16 @@ import json
 import os
 import sqlite3
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Sequence
+from itertools import groupby
 
 from cxpulse.v1.kinds import KINDS, STR
 from cxpulse.v1.payload import Event, PathHop, PathSnapshot, SampleBatch
 
+from . import raw, tiers
 from . import rollup as ru
-from . import tiers
 from .commit_plan import mark_keys, plan_commit, to_signed64
 from .db import WRITER_PRAGMAS, connect_sqlite
 from .types import (
@@ -36,7 +38,9 @@ from .types import (
     user_key,
 )
 
-SCHEMA_VERSION = 1
+# 2: the raw tier (issue 19): batches land in ``batches``, settled hours become ``chunks``; a collector
+# of version 1 would not see them, so it refuses the file.
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -153,6 +157,36 @@ CREATE INDEX IF NOT EXISTS rollups_15m_by_minute ON rollups_15m (minute_us);
 CREATE TABLE IF NOT EXISTS rollup_marks (name TEXT PRIMARY KEY, at_us INTEGER NOT NULL);
 """
 
+# Issue 19: the raw tier (docs/storage-chunks.md). A committed batch lands as one row of its payload
+# bytes; compaction folds settled hours into one chunk per series and hour. The samples_* tables
+# keep what an older collector wrote until compaction has folded it.
+_RAW_SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY,
+    agent INTEGER NOT NULL REFERENCES agents(key),
+    epoch INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    start_us INTEGER NOT NULL,
+    end_us INTEGER NOT NULL,
+    committed_us INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    UNIQUE (agent, epoch, seq)
+);
+CREATE INDEX IF NOT EXISTS batches_by_agent_time ON batches (agent, start_us);
+CREATE INDEX IF NOT EXISTS batches_by_end ON batches (end_us);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY,
+    series INTEGER NOT NULL REFERENCES series(id),
+    start_us INTEGER NOT NULL,
+    end_us INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_by_series_time ON chunks (series, start_us);
+CREATE INDEX IF NOT EXISTS chunks_by_end ON chunks (end_us);
+"""
+
 
 def _kind_tables() -> str:
     """One samples table per series kind, columns as the payload's kind table says."""
@@ -191,6 +225,14 @@ def _insert_sql(kind: str) -> str:
     return f"INSERT INTO samples_{kind} (series, ts_us, {names}) VALUES (?, ?{', ?' * len(cols)})"
 
 
+_INSERT_LANDING = """INSERT INTO batches (agent, epoch, seq, start_us, end_us, committed_us, n, payload)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""
+_MIGRATION_MARK = "raw_migration"  # meta: '<series>:<hour_us>', where the walk over legacy rows resumes
+_MIGRATION_ROWS = "raw_migration_rows"  # meta: '<legacy rows at the start (estimate)>:<rows folded since>'
+MAX_SERIES_PER_STEP = 2_000  # series a compaction step looks at for legacy rows (index seeks, ~30 us each)
+MAX_LANDING_PER_STEP = 200  # landing rows a compaction step folds at most
+CHUNK_DELETE_ROWS = 500  # chunk rows a retention step deletes at most: an hour's chunk is a few pages
+
 _AGENT_COLUMNS = "key, agent_id, host, os_user, os, agent_version, site, display_name, first_seen_us, last_seen_us"
 MAX_USER_CHANGES = 1000  # per lookup window: a hot desk sees a few a day
 
@@ -227,7 +269,9 @@ class SqliteStore(KeptTables):
         self._lock = threading.Lock()
         self._series_cache: dict[tuple[int, str, str, str, str, int], int] = {}
         with self._db:
-            self._db.executescript(_SCHEMA + _kind_tables() + _ROLLUP_SCHEMA + _TIER_SCHEMA + _kept_tables())
+            self._db.executescript(
+                _SCHEMA + _kind_tables() + _ROLLUP_SCHEMA + _TIER_SCHEMA + _RAW_SCHEMA + _kept_tables()
+            )
             row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
                 self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -235,6 +279,8 @@ class SqliteStore(KeptTables):
                 raise RuntimeError(
                     f"database {path} has schema version {row[0]}, newer than this collector's {SCHEMA_VERSION}"
                 )
+            elif int(row[0]) < SCHEMA_VERSION:  # the additive tables above are its migration
+                self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
             _add_user_columns(self._db)
             _add_kind_columns(self._db)
 
@@ -320,11 +366,15 @@ class SqliteStore(KeptTables):
                     marks[k] = r[0] if r else 0
                 plan = plan_commit(batches, marks)
                 plan.apply(batches)
-                rows: dict[str, list[tuple]] = {kind: [] for kind in KINDS}
+                committed_us = now_us if now_us is not None else time.time_ns() // 1000
+                landing: list[tuple] = []
                 for b in plan.written:
-                    for s in b.batch.series:
-                        sid = self._series_id(b.agent_key, s.target, s.address, s.kind, s.method, s.hop or 0)
-                        rows[s.kind].extend(zip([sid] * len(s.ts_us), s.ts_us, *s.cols.values()))
+                    for s in b.batch.series:  # series rows exist before their samples are read or compacted
+                        self._series_id(b.agent_key, s.target, s.address, s.kind, s.method, s.hop or 0)
+                    rec = raw.landing_record(b)
+                    if rec is not None:
+                        start, end, n, data = rec
+                        landing.append((b.agent_key, to_signed64(b.epoch), b.seq, start, end, committed_us, n, data))
                 paths = [
                     (
                         b.agent_key,
@@ -338,9 +388,7 @@ class SqliteStore(KeptTables):
                     for b in plan.written
                     for p in b.batch.paths
                 ]
-                for kind, kind_rows in rows.items():
-                    if kind_rows:
-                        db.executemany(_insert_sql(kind), kind_rows)
+                db.executemany(_INSERT_LANDING, landing)
                 # An event is sent when it opens and again when it closes: keep the latest state.
                 db.executemany(
                     """INSERT INTO events (agent, id, kind, target, start_us, end_us, severity, evidence)
@@ -490,17 +538,18 @@ class SqliteStore(KeptTables):
         ]
 
     def rows(self, agent_key: int, kind: str, since_us: int, until_us: int) -> list[Row]:
-        cols = list(KINDS[kind])
-        names = ", ".join(f'x."{c}"' for c in cols)
+        """Legacy rows, chunks and landing batches merged (store/raw.py), by target then time; one
+        read transaction, so a compaction step committing meanwhile is seen whole or not at all."""
         with self._reader() as db:
-            got = db.execute(
-                f"""SELECT s.target, s.address, s.method, s.hop, x.ts_us, {names}
-                    FROM series s JOIN samples_{kind} x ON x.series = s.id
-                    WHERE s.agent = ? AND s.kind = ? AND x.ts_us >= ? AND x.ts_us < ?
-                    ORDER BY s.target, x.ts_us""",
-                (agent_key, kind, since_us, until_us),
-            ).fetchall()
-        return [Row(r[0], r[1], r[2], r[3] or None, r[4], dict(zip(cols, r[5:]))) for r in got]
+            db.execute("BEGIN")
+            series = _series_of(db, agent_key, kind)
+            parts = _parts(db, agent_key, kind, series, since_us, until_us)
+        out: list[Row] = []
+        for sid, target, address, method, hop in series:
+            if parts[sid]:
+                out.extend(raw.rows_of(kind, target, address, method, hop, parts[sid], since_us, until_us))
+        out.sort(key=lambda r: (r.target, r.ts_us))  # stable: series in id order where both are equal
+        return out
 
     def events(self, agent_key: int, since_us: int, until_us: int) -> list[Event]:
         """Events that overlap the window (open ones included)."""
@@ -523,8 +572,10 @@ class SqliteStore(KeptTables):
         return [PathSnapshot(r[0], r[1], r[2], r[3], bool(r[4]), [PathHop(*h) for h in json.loads(r[5])]) for r in got]
 
     def sample_count(self, agent_key: int | None = None) -> int:
+        """Legacy rows, plus the samples of chunks and landing batches (their ``n``)."""
         total = 0
         with self._reader() as db:
+            db.execute("BEGIN")
             for kind in KINDS:
                 if agent_key is None:
                     total += db.execute(f"SELECT count(*) FROM samples_{kind}").fetchone()[0]
@@ -533,6 +584,17 @@ class SqliteStore(KeptTables):
                         f"SELECT count(*) FROM samples_{kind} x JOIN series s ON x.series = s.id WHERE s.agent = ?",
                         (agent_key,),
                     ).fetchone()[0]
+            if agent_key is None:
+                total += db.execute("SELECT coalesce(sum(n), 0) FROM chunks").fetchone()[0]
+                total += db.execute("SELECT coalesce(sum(n), 0) FROM batches").fetchone()[0]
+            else:
+                total += db.execute(
+                    "SELECT coalesce(sum(c.n), 0) FROM chunks c JOIN series s ON c.series = s.id WHERE s.agent = ?",
+                    (agent_key,),
+                ).fetchone()[0]
+                total += db.execute("SELECT coalesce(sum(n), 0) FROM batches WHERE agent = ?", (agent_key,)).fetchone()[
+                    0
+                ]
         return total
 
     # -- rollups, incidents, retention --
@@ -697,17 +759,32 @@ class SqliteStore(KeptTables):
             return out
 
     def delete_raw_before(self, cutoff_us: int, limit: int) -> int:
+        """Every raw kind, then landing batches that ended before the cutoff (not yet compacted).
+        Counts samples: a chunk or landing row counts the samples it held."""
         for kind in RAW_TABLES:
             n = self.delete_kind_before(kind, cutoff_us, limit)
             if n:
                 return n
-        return 0
+        return self._delete_chunk(
+            "DELETE FROM batches WHERE id IN (SELECT id FROM batches WHERE end_us < ? LIMIT ?) RETURNING n",
+            (cutoff_us, min(limit, CHUNK_DELETE_ROWS)),
+        )
 
     def delete_kind_before(self, kind: str, cutoff_us: int, limit: int) -> int:
+        """Legacy rows first, then chunks whose last sample is older than the cutoff."""
         table, col = RAW_TABLES[kind]
-        return self._delete_chunk(
+        n = self._delete_chunk(
             f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {col} < ? LIMIT ?)",
             (cutoff_us, limit),
+        )
+        if n or kind not in KINDS:
+            return n
+        while self._fold_landing_before(cutoff_us):  # a batch holds every kind: fold it, then cut by kind
+            pass
+        return self._delete_chunk(
+            """DELETE FROM chunks WHERE id IN (SELECT c.id FROM chunks c JOIN series s ON c.series = s.id
+               WHERE c.end_us < ? AND s.kind = ? LIMIT ?) RETURNING n""",
+            (cutoff_us, kind, min(limit, CHUNK_DELETE_ROWS)),
         )
 
     def delete_rollups_before(self, cutoff_us: int, limit: int) -> int:
@@ -743,12 +820,15 @@ class SqliteStore(KeptTables):
         )
 
     def _delete_chunk(self, sql: str, args: tuple) -> int:
-        """One bounded delete in its own short transaction, so ingest waits at most one chunk."""
+        """One bounded delete in its own short transaction, so ingest waits at most one chunk.
+
+        Rows deleted, or with ``RETURNING n`` (chunks, landing batches) the samples they held."""
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                n = db.execute(sql, args).rowcount
+                cur = db.execute(sql, args)
+                n = sum(r[0] for r in cur) if "RETURNING n" in sql else cur.rowcount
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -782,17 +862,195 @@ class SqliteStore(KeptTables):
         """
         with self._reader() as db:
             series = db.execute(_SQL_BUCKET_SERIES, (agent_key,)).fetchall()
+        args = (agent_key, since_us, until_us, start_us, step_us)
         with concurrent.futures.ThreadPoolExecutor(3, thread_name_prefix="cxpulse-buckets") as pool:
-            futs = [
-                (t, a, h, pool.submit(self._read_all, _SQL_BUCKET_RTT, (sid, since_us, until_us, start_us, step_us)))
-                for sid, t, a, h in series
-            ]
-            wifi = pool.submit(self._read_all, _SQL_BUCKET_WIFI, (agent_key, since_us, until_us, start_us, step_us))
+            futs = [(t, a, h, pool.submit(self._rtt_buckets, sid, *args)) for sid, t, a, h in series]
+            wifi = pool.submit(self._wifi_buckets, *args)
             return [(t, a, h, f.result()) for t, a, h, f in futs], wifi.result()
 
-    def _read_all(self, sql: str, args: tuple) -> list[tuple]:
+    def _rtt_buckets(
+        self, sid: int, agent_key: int, since_us: int, until_us: int, start_us: int, step_us: int
+    ) -> list[tuple]:
+        """One series' buckets in one read transaction: by SQL over legacy rows while the series has
+        no chunk or landing batch in the window (a store not yet compacted), else merged in Python."""
         with self._reader() as db:
-            return db.execute(sql, args).fetchall()
+            db.execute("BEGIN")
+            series = [r for r in _series_of(db, agent_key, "rtt") if r[0] == sid]
+            parts = _parts(db, agent_key, "rtt", series, since_us, until_us, legacy=False)
+            if not parts.get(sid):
+                return db.execute(_SQL_BUCKET_RTT, (sid, since_us, until_us, start_us, step_us)).fetchall()
+            parts = _parts(db, agent_key, "rtt", series, since_us, until_us)
+        rows = raw.rows_of("rtt", "", "", "", 0, parts[sid], since_us, until_us)
+        return raw.rtt_buckets([r.ts_us for r in rows], [r.values["rtt"] for r in rows], start_us, step_us)
+
+    def _wifi_buckets(self, agent_key: int, since_us: int, until_us: int, start_us: int, step_us: int) -> list[tuple]:
+        """The agent's Wi-Fi buckets, the same way as ``_rtt_buckets``."""
+        with self._reader() as db:
+            db.execute("BEGIN")
+            series = _series_of(db, agent_key, "wifi")
+            parts = _parts(db, agent_key, "wifi", series, since_us, until_us, legacy=False)
+            if not any(parts.values()):
+                return db.execute(_SQL_BUCKET_WIFI, (agent_key, since_us, until_us, start_us, step_us)).fetchall()
+            parts = _parts(db, agent_key, "wifi", series, since_us, until_us)
+        ts: list[int] = []
+        conn: list = []
+        rssi: list = []
+        for sid, *_ in series:
+            for r in raw.rows_of("wifi", "", "", "", 0, parts[sid], since_us, until_us):
+                ts.append(r.ts_us)
+                conn.append(r.values["conn"])
+                rssi.append(r.values["rssi"])
+        return raw.wifi_buckets(ts, conn, rssi, start_us, step_us)
+
+    # -- the raw tier's compaction (issue 19; store/raw.py, docs/storage-chunks.md) --
+
+    def compact_raw(self, now_us: int, max_rows: int = 20_000) -> raw.CompactStep:
+        """One short transaction: legacy rows of settled series-hours into chunks (walking series by
+        id from meta 'raw_migration'), else settled landing batches, oldest first; ~``max_rows``."""
+        cut = raw.hour_of(now_us - raw.SETTLE_US)  # hours before this one ended SETTLE_US ago
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                step, legacy_idle = self._compact_legacy(db, cut, max_rows)
+                if not step.legacy_rows:
+                    self._compact_landing(db, step, cut, now_us - raw.SETTLE_US, max_rows)
+                    left = db.execute(
+                        "SELECT 1 FROM batches WHERE end_us < ? AND committed_us <= ? LIMIT 1",
+                        (cut, now_us - raw.SETTLE_US),
+                    ).fetchone()
+                    step.done = legacy_idle and left is None
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                self._series_cache.clear()
+                raise
+        return step
+
+    def _compact_legacy(self, db: sqlite3.Connection, cut: int, max_rows: int) -> tuple[raw.CompactStep, bool]:
+        """Fold legacy rows; also says whether a whole walk over the series found nothing settled."""
+        step = raw.CompactStep()
+        mark = _meta(db, _MIGRATION_MARK)
+        sid, hour = (int(x) for x in mark.split(":")) if mark else (0, 0)
+        whole_walk = sid == 0 and hour == 0
+        kinds: dict[int, str] = {}
+        for _ in range(MAX_SERIES_PER_STEP):
+            if step.legacy_rows >= max_rows:
+                break
+            kind = kinds.get(sid) or (
+                (db.execute("SELECT kind FROM series WHERE id = ?", (sid,)).fetchone() or [None])[0] if sid else None
+            )
+            first = None
+            if kind is not None:
+                kinds[sid] = kind
+                first = db.execute(
+                    f"SELECT min(ts_us) FROM samples_{kind} WHERE series = ? AND ts_us >= ? AND ts_us < ?",
+                    (sid, hour, cut),
+                ).fetchone()[0]
+            if first is None:  # this series is done (or has only unsettled rows): the next with legacy rows
+                nxt = [
+                    db.execute(f"SELECT min(series) FROM samples_{k} WHERE series > ?", (sid,)).fetchone()[0]
+                    for k in KINDS
+                ]
+                sid, hour = min((x for x in nxt if x is not None), default=0), 0
+                if sid == 0:  # the walk is over: the next one starts from the first series
+                    _set_meta(db, _MIGRATION_MARK, "0:0")
+                    return step, whole_walk and not step.legacy_rows
+                continue
+            assert kind is not None
+            h = raw.hour_of(first)
+            cols = list(KINDS[kind])
+            names = ", ".join(f'"{c}"' for c in cols)
+            got = db.execute(
+                f"""SELECT ts_us, {names} FROM samples_{kind} WHERE series = ? AND ts_us >= ? AND ts_us < ?
+                    ORDER BY ts_us, rowid""",
+                (sid, h, h + raw.HOUR_US),
+            ).fetchall()
+            columns = list(zip(*got))
+            step.chunks_written += _write_chunk(db, sid, kind, h, [(columns[0], dict(zip(cols, columns[1:])))], True)
+            db.execute(
+                f"DELETE FROM samples_{kind} WHERE series = ? AND ts_us >= ? AND ts_us < ?", (sid, h, h + raw.HOUR_US)
+            )
+            step.legacy_rows += len(got)
+            hour = h + raw.HOUR_US
+        _set_meta(db, _MIGRATION_MARK, f"{sid}:{hour}")
+        if step.legacy_rows:
+            total, done = self._migration_rows(db)
+            _set_meta(db, _MIGRATION_ROWS, f"{total}:{done + step.legacy_rows}")
+        return step, False
+
+    @staticmethod
+    def _migration_rows(db: sqlite3.Connection) -> tuple[int, int]:
+        """(legacy rows when the migration began (estimate), rows folded since), set on first use."""
+        got = _meta(db, _MIGRATION_ROWS)
+        if got is not None:
+            total, done = (int(x) for x in got.split(":"))
+            return total, done
+        total = 0
+        for kind in KINDS:
+            lo, hi = db.execute(f"SELECT min(rowid), max(rowid) FROM samples_{kind}").fetchone()
+            total += 0 if lo is None else hi - lo + 1
+        _set_meta(db, _MIGRATION_ROWS, f"{total}:0")
+        return total, 0
+
+    def _compact_landing(
+        self, db: sqlite3.Connection, step: raw.CompactStep, cut: int, committed_before: int, max_rows: int
+    ) -> None:
+        """Fold settled landing batches, oldest first, into their series-hours' chunks."""
+        got = db.execute(
+            "SELECT id, agent, n, payload FROM batches WHERE end_us < ? AND committed_us <= ? ORDER BY id LIMIT ?",
+            (cut, committed_before, MAX_LANDING_PER_STEP),
+        ).fetchall()
+        taken: list[int] = []
+        samples = 0
+        work: dict[tuple[int, int], tuple[str, list[raw.Part]]] = {}
+        for bid, agent, n, data in got:
+            if taken and samples + n > max_rows:
+                break
+            taken.append(bid)
+            samples += n
+            for (target, address, kind, method, hop), (_, ts, cols) in raw.series_samples(data).items():
+                sid = self._series_id(agent, target, address, kind, method, hop)
+                for h, part in raw.by_hour(ts, cols).items():
+                    work.setdefault((sid, h), (kind, []))[1].append(part)
+        for (sid, h), (kind, parts) in sorted(work.items()):
+            step.chunks_written += _write_chunk(db, sid, kind, h, parts, False)
+        db.executemany("DELETE FROM batches WHERE id = ?", [(i,) for i in taken])
+        step.landing_rows = len(taken)
+
+    def _fold_landing_before(self, cutoff_us: int) -> int:
+        """Fold landing batches that ended before a retention cutoff into chunks (one short
+        transaction), so retention can cut them kind by kind; returns how many were folded."""
+        step = raw.CompactStep()
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                self._compact_landing(db, step, cutoff_us, 1 << 62, 20_000)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                self._series_cache.clear()
+                raise
+        return step.landing_rows
+
+    def raw_progress(self) -> raw.RawProgress:
+        with self._reader() as db:
+            db.execute("BEGIN")
+            left = 0
+            if any(db.execute(f"SELECT 1 FROM samples_{k} LIMIT 1").fetchone() for k in KINDS):
+                got = _meta(db, _MIGRATION_ROWS)
+                total, done = (int(x) for x in got.split(":")) if got else (0, 0)
+                if got is None:
+                    for kind in KINDS:
+                        lo, hi = db.execute(f"SELECT min(rowid), max(rowid) FROM samples_{kind}").fetchone()
+                        total += 0 if lo is None else hi - lo + 1
+                left = max(1, total - done)
+            return raw.RawProgress(
+                legacy_rows_left=left,
+                landing_rows=db.execute("SELECT count(*) FROM batches").fetchone()[0],
+                chunks=db.execute("SELECT count(*) FROM chunks").fetchone()[0],
+            )
 
     def _reader(self):
         return _Reader(self.path)
@@ -800,6 +1058,87 @@ class SqliteStore(KeptTables):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _series_of(db: sqlite3.Connection, agent_key: int, kind: str) -> list[tuple[int, str, str, str, int]]:
+    """(id, target, address, method, hop) of the agent's series of one kind, by id."""
+    return db.execute(
+        "SELECT id, target, address, method, hop FROM series WHERE agent = ? AND kind = ? ORDER BY id",
+        (agent_key, kind),
+    ).fetchall()
+
+
+def _parts(
+    db: sqlite3.Connection,
+    agent_key: int,
+    kind: str,
+    series: list[tuple[int, str, str, str, int]],
+    since_us: int,
+    until_us: int,
+    legacy: bool = True,
+) -> dict[int, list[raw.Part]]:
+    """Per series id, its samples' sources in [since, until) in precedence order (raw.rows_of):
+    legacy rows, then chunks by id, then landing batches by id (``legacy`` False: the last two)."""
+    parts: dict[int, list[raw.Part]] = {r[0]: [] for r in series}
+    if not series:
+        return parts
+    ids = ", ".join(str(int(r[0])) for r in series)
+    cols = list(KINDS[kind])
+    if legacy:
+        names = ", ".join(f'"{c}"' for c in cols)
+        got = db.execute(
+            f"""SELECT series, ts_us, {names} FROM samples_{kind}
+                WHERE series IN ({ids}) AND ts_us >= ? AND ts_us < ? ORDER BY series, ts_us, rowid""",
+            (since_us, until_us),
+        ).fetchall()
+        for sid, grp in groupby(got, key=lambda r: r[0]):
+            columns = list(zip(*grp))
+            parts[sid].append((columns[1], dict(zip(cols, columns[2:]))))
+    for sid, data in db.execute(
+        f"""SELECT series, data FROM chunks WHERE series IN ({ids})
+            AND start_us < ? AND start_us >= ? AND end_us >= ? ORDER BY series, id""",
+        (until_us, since_us - raw.HOUR_US, since_us),
+    ):
+        parts[sid].append(data)
+    by_key = {(t, a, kind, m, h): sid for sid, t, a, m, h in series}
+    for (data,) in db.execute(
+        "SELECT payload FROM batches WHERE agent = ? AND start_us < ? AND end_us >= ? ORDER BY id",
+        (agent_key, until_us, since_us),
+    ):
+        for key, (_, ts, values) in raw.series_samples(data).items():
+            sid = by_key.get(key)
+            if sid is not None:
+                parts[sid].append((ts, values))
+    return parts
+
+
+def _meta(db: sqlite3.Connection, key: str) -> str | None:
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
+
+
+def _write_chunk(db: sqlite3.Connection, sid: int, kind: str, hour_us: int, new: list[raw.Part], first: bool) -> int:
+    """Fold ``new`` samples into the series-hour's chunk (rewritten as one row); returns chunks written.
+
+    ``first``: the new samples come before the chunk's in precedence (legacy rows), else after."""
+    old = db.execute(
+        "SELECT id, data FROM chunks WHERE series = ? AND start_us >= ? AND start_us < ? ORDER BY id",
+        (sid, hour_us, hour_us + raw.HOUR_US),
+    ).fetchall()
+    have: list[raw.Part] = [data for _, data in old]
+    got = raw.fold_parts(kind, [*new, *have] if first else [*have, *new])
+    db.executemany("DELETE FROM chunks WHERE id = ?", [(i,) for i, _ in old])
+    if got is None:
+        return 0
+    db.execute("INSERT INTO chunks (series, start_us, end_us, n, data) VALUES (?, ?, ?, ?, ?)", (sid, *got))
+    return 1
 
 
 def _mark(db: sqlite3.Connection, name: str) -> int:
