@@ -1,31 +1,6 @@
 """Adaptive confirmation: when a 1 Hz probe breaches, ask the hop again at once, several times a second.
-
-Why: at 1 Hz the "3 of the last 5" debounce needs about 3 s of disruption, so the 1-2 s outages
-and spikes that break a call went unseen, while probing every hop ten times a second all day would
-cost CPU and look like a flood to the hop. Instead the agent probes at 1 Hz and, when a probe is
-lost or late (still unanswered past the hop's spike threshold, so without waiting for the full
-timeout), sends follow-up probes to that hop every ``step_s`` (``slow_step_s`` once a run has sent
-``fast_count``: a long outage needs its end found, not its middle re-proved) until ``clean_to_stop``
-answers in a row come back clean. The detector gets them in send order like any sample, so a 1 s outage is
-several lost follow-ups (one event whose end is known to a tenth of a second) and a single lost
-ping is followed by answered ones (no event).
-
-What it costs is bounded twice: ``max_per_run`` follow-ups per confirmation (2 s at 0.1 s, then
-16 s at 0.2 s), ``max_per_minute`` per hop over a sliding minute, so a dead hop gets at most 3.3
-extra probes a second on average and never a burst. The minute's budget is sized for disruptions
-that come in clusters (1, 1, 3, 5 and 10 s within a minute fit, each ended to 0.2 s).
-
-What it cannot do alone: a disruption that ends less than about ``first_gap_s`` + the spike
-threshold after the only 1 Hz probe that fell into it leaves that probe as its one piece of
-evidence, which is exactly what a random lost ping looks like (the last ~0.1 s of each second).
-The runner closes that gap where the path allows: it probes its targets at different phases of
-the second and a breach at any target starts follow-ups to all of them, so a disruption on a link
-that two or more targets share is confirmed by whichever probe met it early. What stays blind is
-a 1 s disruption that only one target sees, ending within ~0.1 s after that target's probe.
-
-Follow-up samples feed the detector only; they are not stored as samples, so loss %, RTT
-percentiles and jitter in lookups stay those of the 1 Hz schedule, unbiased by probing harder
-while a hop misbehaves. The events they confirm say how many samples they rest on.
+Bounded per run and per minute; follow-ups feed the detector only and are never stored as samples.
+Design notes: docs/agent-probes.md, "agent/detector/confirm.py".
 """
 
 from __future__ import annotations

@@ -1,19 +1,6 @@
-"""Rules per event kind, on top of the shared debounce.
-
-- latency_spike: an answered RTT above the target's own rolling baseline
-  (median of its last 60 clean RTTs) by more than max(20 ms, 50% of the
-  baseline, 4 x the baseline's median absolute deviation).
-- loss_burst / outage: a lost sample. An episode in which every sample was lost
-  is an outage; otherwise a loss burst.
-- jitter_episode: |RTT - previous RTT| above 30 ms (the Teams jitter limit).
-- app_failure / dns_failure: a failed application check (DNS failures on their own).
-- device_pressure: CPU above 90% or memory above 95%.
-Path changes are reported by the path watcher as instant events.
-
-Samples may come at two cadences: the 1 Hz schedule and the follow-up probes the agent sends
-every 0.1 s to confirm a breach (see ``confirm.py``). Both are fed here in send order, so
-"3 of the last 5" is judged on sub-second evidence while a hop misbehaves and on 1 s evidence
-otherwise; an event ends at the first clean sample after its last breach.
+"""Rules per event kind (latency spike, loss burst, outage, jitter, app/DNS failure, device pressure).
+All on top of the shared debounce, fed 1 Hz samples and follow-ups in send order.
+Design notes: docs/agent-probes.md, "agent/detector/detector.py".
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """How the agent measures: the RTT probe (per OS and privilege), the HTTP check and the voice stream.
-
-Each is used by one collection task (agent/tasks), which schedules it and owns the columns it
-writes; the registry of kinds is agent/tasks/__init__.py (docs/agent-tasks.md).
+Each is run by one collection task (agent/tasks), which owns its columns (docs/agent-tasks.md).
+Design notes: docs/agent-probes.md, "Probes".
 """
 
 from __future__ import annotations

@@ -1,46 +1,6 @@
-"""App reachability: one HTTP(S) request to an app's URL, timed phase by phase.
-
-An agent says "Salesforce is slow"; the helpdesk needs to know which part is slow. So a check
-splits the request the way it happens on the wire and times each part on its own:
-
-    dns      resolving the host name (done here first, so it never hides inside connect)
-    connect  TCP handshake to the address DNS gave
-    tls      TLS handshake, certificate verification included
-    ttfb     request sent -> response headers received (the server's think time plus one RTT)
-    total    the whole check: start of DNS -> end of the body read (capped at BODY_CAP bytes)
-
-dns, connect, tls and ttfb are durations of their own phase, so dns + connect + tls + ttfb <=
-total; what is left is the body transfer and local scheduling.
-
-Every check opens a fresh connection and closes it: no connection reuse, no keep-alive pool, no
-TLS session resumption across checks. What a user feels on the first click after a pause is a
-full DNS + TCP + TLS setup, and a reused connection would hide exactly the phases that break.
-
-Classification of failures (``AppResult.error``):
-
-    dns      the name did not resolve (NXDOMAIN, SERVFAIL, or no answer in time)
-    timeout  the address was known but TCP, TLS or the server did not answer within timeout_s
-    refused  the host answered the SYN with a RST: reachable, but nothing listens there
-    tls      handshake or certificate verification failed (``detail`` says why)
-    http     the server answered with a 5xx status: it is up, but the app is broken
-    error    anything else (no route, connection reset, protocol violation, bad URL)
-
-A 4xx answer counts as reachable and answered, not as a failure: an API root or a login URL
-asked without credentials legitimately answers 401, 403 or 404, and that answer proves that DNS,
-the path, TLS and the platform's front end all work and how fast. 3xx is not followed for the
-same reason: a redirect is an answer, and following it would time a second host.
-
-The check connects to the address it resolved itself, with the original host name as TLS server
-name (SNI) and in the Host header, so certificate verification still checks the real name.
-Certificates are verified against the operating system's trust store (plus ``ca_file`` when one is
-configured), never a bundled one: contact-center desktops often sit behind TLS-inspecting proxies
-whose root CA is installed in the OS store only. Windows and macOS: ``truststore`` hands the chain
-to the OS's own verifier (CryptoAPI, Security.framework), which OpenSSL's file-based defaults do
-not see, least of all in a frozen build. Linux: the OS store *is* OpenSSL's default CA file and
-directory (SSL_CERT_FILE/SSL_CERT_DIR honoured), loaded once per process; truststore would load
-that same bundle again inside every handshake (measured here: +57 ms of CPU per check, all of it
-inside the timed TLS phase), so on Linux it is not used. Proxy variables are ignored: the check
-measures the direct path.
+"""App reachability: one HTTP(S) request to an app's URL on a fresh connection, timed phase by phase.
+dns, connect, tls, ttfb, total; a 4xx is an answer, a 5xx a failure; the OS trust store verifies.
+Design notes: docs/agent-probes.md, "agent/probes/http.py".
 """
 
 from __future__ import annotations

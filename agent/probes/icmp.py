@@ -1,21 +1,6 @@
-"""ICMP echo on the event loop: one socket per (family, method), shared by every target.
-
-Why not a ``ping`` subprocess: a fork+exec per sample costs more CPU than the agent's whole budget
-(docs/architecture.md, decision 5). Why one socket for all targets: a raw socket sees every ICMP packet the
-host receives, so several would each wake up for all of them; one socket and a table of in-flight
-requests keyed by sequence number scale to many targets at the price of one wake-up per reply.
-
-Two ways to send an echo request without a helper binary:
-
-* ``icmp_raw``: ``SOCK_RAW``. Needs root or CAP_NET_RAW. We choose the identifier and must ignore
-  everybody else's traffic (other pingers, our own requests looped back on ``lo``).
-* ``icmp_dgram``: the unprivileged "ping socket" (``SOCK_DGRAM, IPPROTO_ICMP``). Linux allows it
-  when the process's group is inside ``net.ipv4.ping_group_range`` (macOS always). Linux replaces
-  our identifier with one it picked for the socket and only hands us replies that carry it, so
-  the sequence number (and the echoed payload) is what tells replies apart. macOS (xnu's
-  ``icmp_dgram_send``/``rip_input``) does neither: the identifier and the checksum are ours, the
-  IPv4 header comes with every reply, and the socket sees every echo reply (and ICMP error) the
-  host receives, like a raw socket: there we check the identifier as for raw sockets.
+"""ICMP echo on the event loop, one socket per (family, method) shared by every target: no ping process.
+Raw sockets need root; the unprivileged ping socket differs between Linux and macOS.
+Design notes: docs/agent-probes.md, "agent/probes/icmp.py".
 """
 
 from __future__ import annotations

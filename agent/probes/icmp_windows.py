@@ -1,41 +1,6 @@
-"""ICMP echo on Windows without admin rights: iphlpapi's ``IcmpSendEcho2Ex``/``Icmp6SendEcho2``.
-
-Why this API: Windows gives an unprivileged process no ping socket (``SOCK_DGRAM, IPPROTO_ICMP``
-is not supported) and raw sockets need an administrator, while iphlpapi's ICMP functions are open
-to every user: ``ping.exe`` and ``tracert.exe`` use them. The kernel owns the identifier and
-sequence number and hands back only the reply to our request, which is what an unprivileged ping
-socket does on Linux and macOS; so samples are stamped ``icmp_dgram`` ("unprivileged ICMP echo"),
-the payload needs no new method name, and an ICMP series stays one series across desks.
-
-Why a small thread pool and not event completion: the synchronous form (Event and ApcRoutine NULL)
-blocks its thread until the reply or the timeout, and the asynchronous forms want either an APC
-(delivered only to the calling thread while it sleeps alertably, which the event loop thread
-never does) or an event handle that someone must wait on (asyncio's only way is the Proactor's
-private ``wait_for_handle``, and the Selector loop has none at all). A bounded
-``ThreadPoolExecutor`` (``max_workers``, 8 by default: one per concurrent target) works under
-both loops with public API only, and no thread is ever started beyond that bound. Each call
-takes its own ICMP handle from a small free list (at most one per worker), so a silent target
-waiting out its timeout never holds up another target's request on a shared handle. The
-synchronous call returns the number of replies itself; ``IcmpParseReplies``/``Icmp6ParseReplies``
-exist for the event and APC forms and are not needed here. A zero return means no reply, with the
-reason (IP_REQ_TIMED_OUT, ERROR_ACCESS_DENIED, IP_BUF_TOO_SMALL, ...) in ``GetLastError``.
-
-Timing: ``ICMP_ECHO_REPLY.RoundTripTime`` is whole milliseconds, too coarse for a LAN or a gateway
-(mostly "0"). The sample is ``time.perf_counter_ns()`` read in the worker thread right around the
-call, so the hand-off from the event loop to the pool (queueing, thread wake-up) is NOT in it.
-What is in it, beyond the network: ctypes converting the twelve arguments and releasing and
-retaking the GIL, measured here (Linux x64, a no-op C function with the same argument types)
-at 2.8 us median, 5 us p99; and the worker retaking the GIL after the reply before it can read
-the clock. That is small when the event loop thread is idle, the agent's normal state (under
-0.1 ms at the median here, the blocking call's own timer slack included), but when that thread
-is running Python at that moment the worker waits for the interpreter's switch interval
-(5 ms): measured here, a 1 ms blocking call with the main thread busy read 6.4 ms late at the
-median. The kernel's millisecond figure bounds that: the true round trip is below
-``RoundTripTime + 1`` ms, so a measurement above it is cut to it (``_bounded_rtt_us``), and a
-late wake-up costs at most 1 ms of error instead of 5 or more.
-
-Import-safe on every OS: the DLL is loaded on first use (``ctypes.WinDLL`` exists only on
-Windows), and any object with the same function names can stand in for it (tests).
+"""ICMP echo on Windows without admin rights (iphlpapi ``IcmpSendEcho2Ex``/``Icmp6SendEcho2``), samples as icmp_dgram.
+Blocking calls in a small bounded thread pool, timed with perf_counter and bounded by the kernel's ms figure.
+Design notes: docs/agent-probes.md, "agent/probes/icmp_windows.py".
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
-"""Round-trip time to a target, by the best method this host allows (docs/architecture.md, decision 6).
-
-Contact-center desktops rarely run the agent as admin, and corporate images differ in what an
-unprivileged process may do. So the probe tries raw ICMP, then the unprivileged ICMP "ping
-socket" (on Windows, which has none, iphlpapi's IcmpSendEcho2Ex), then TCP connect timing, keeps
-the first that works, and stamps every sample with the method that produced it: an ICMP and a
-TCP round trip to the same host are not the same series.
+"""Round-trip time to a target by the best method this host allows: raw ICMP, unprivileged ICMP, TCP.
+Every sample says which method produced it (decision 6 in docs/architecture.md).
+Design notes: docs/agent-probes.md, "agent/probes/rtt.py".
 """
 
 from __future__ import annotations

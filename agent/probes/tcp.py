@@ -1,15 +1,6 @@
 """TCP connect timing: the round trip of a SYN, for hosts where ICMP is not allowed or not answered.
-
-The handshake's first round trip is measured: connect() start to SYN-ACK (connected) or to RST
-(connection refused). A refusal is an answer from the host's TCP stack and times the path just as
-well, so it counts as a valid RTT; only silence (timeout) or an unreachable network is loss.
-
-No data is sent, and the socket is closed with an abortive close (SO_LINGER 0): the server sees
-one RST instead of a FIN exchange, and the agent keeps no TIME_WAIT entry per sample.
-
-Windows retries a SYN that was answered with a RST for about 2 s before it reports the refusal;
-``tcp_windows.prepare`` turns that off per socket (chosen once at import, see that module). Where
-it cannot, a refusal is reported lost: its time would be Windows' retry schedule, not the path.
+A RST is an answer (a valid RTT); only silence is loss; closed with SO_LINGER 0, no data sent.
+Design notes: docs/agent-probes.md, "agent/probes/tcp.py".
 """
 
 from __future__ import annotations

@@ -1,25 +1,6 @@
-"""Windows part of TCP connect timing: a refused connect must come back at once.
-
-What Windows does by default: when a SYN is answered with a RST, it does not report "connection
-refused" at once but retransmits the SYN (as often as its "Max SYN Retransmissions" setting
-says) and reports the refusal only after the last RST: about 2 s for a port that said "closed"
-in a millisecond (the delay Go's and libuv's runtimes document and turn off the same way). A
-target that answers RST (no listener, or a firewall that rejects) then looks 100 % lost at the
-agent's timeouts, or 2 s slow at longer ones. Linux and macOS report the first RST.
-
-``SIO_TCP_INITIAL_RTO`` with ``MaxSynRetransmissions = TCP_INITIAL_RTO_NO_SYN_RETRANSMISSIONS``
-(mstcpip.h; honoured from Windows 10 1709, build 16299) sets this socket to send its SYN once:
-the first RST is the answer, and a lost SYN is a lost sample instead of a retransmission whose
-time would be reported as a round trip (which is also the better measurement). ``Rtt`` stays
-``TCP_INITIAL_RTO_UNSPECIFIED_RTT`` (the system's, or the administrator's, value). Python's
-``socket.ioctl`` knows only three control codes, not this one, so ``WSAIoctl`` is called through
-ctypes. ``TCP_MAXRTMS`` is not used: it bounds how long retransmissions go on, which would turn a
-slow refusal into a timeout, not into an answer.
-
-When the ioctl is refused (Windows before 1709), a refusal cannot be timed: ``prepare`` says so
-and ``tcp.tcp_connect_rtt`` reports such a refusal as lost rather than as a 2-second round trip.
-
-Import-safe on every OS: ws2_32 is loaded on first use, and a stand-in can be injected (tests).
+"""Windows part of TCP connect timing: a refused connect must come back at once, not after ~2 s of SYN retries.
+``SIO_TCP_INITIAL_RTO`` through ctypes ``WSAIoctl`` turns the retries off per socket; import-safe on every OS.
+Design notes: docs/agent-probes.md, "agent/probes/tcp_windows.py".
 """
 
 from __future__ import annotations

@@ -1,37 +1,6 @@
-"""Voice-cadence probe: a short UDP stream shaped like a call, sent to the collector's reflector.
-
-A ping a second cannot see what breaks a call: a 200 ms loss burst is one lost ping at best, and
-jitter between packets 20 ms apart does not exist for a 1 Hz prober. So every few minutes the
-agent sends what a G.711 call sends (a 160-byte frame every 20 ms, for a few seconds) to a
-reflector that echoes each packet, and reports the figures Microsoft Teams' network requirements
-are written in: jitter, loss, loss in any 200 ms window, round-trip time, plus reordering.
-
-Packets leave on a fixed schedule (packet ``i`` is due at ``start + i * interval``, however late
-the previous one was), so a slow wake-up delays one packet instead of shifting all the rest.
-
-Every time here (send, receive, schedule) is ``time.perf_counter_ns``: ``time.monotonic`` and the
-event loop's clock tick every 15.6 ms on Windows before Python 3.13, coarser than the 20 ms
-between packets and than the jitter to measure. Wall-clock times (what the reflector compares
-with) are derived from one wall reading at the start plus the high-resolution elapsed time.
-
-Figures, precisely:
-
-- A packet counts as received when its first reply comes back within ``timeout_s`` of sending;
-  a later reply counts as lost (a voice jitter buffer would have dropped it too), a second reply
-  as a duplicate.
-- ``reordered``: received packets whose reply arrived after the reply of a higher seq.
-- ``jitter_us``: RFC 3550 interarrival jitter (J += (|D| - J) / 16) on the *round trip*: the
-  transit time of a packet is its RTT (send to reply, both on this host's monotonic clock), and D
-  is the difference between the RTTs of consecutive replies in order of arrival. It needs no
-  clock agreement with the reflector, and it covers both directions, so it is at least as large
-  as either one-way jitter: a conservative reading of Teams' "jitter < 30 ms".
-- ``jitter_up_us`` / ``jitter_down_us``: the same formula per direction, with the reflector's
-  receive timestamp: up transit = reflector receive - agent send (in order of arrival at the
-  reflector), down transit = agent receive - reflector receive (in order of arrival here). The
-  clocks' offset cancels in D; a clock step during the run would not, which is why the round-trip
-  figure is the headline.
-- ``burst_loss_max_pct``: the largest share of lost packets among any 200 ms of consecutive
-  packets (10 at 20 ms), Teams' burst-loss figure; ``max_loss_run`` the longest run of losses.
+"""Voice-cadence probe: a short UDP stream shaped like a call (20 ms frames) through the collector's reflector.
+Reports the figures Teams' network requirements use: jitter, loss, 200 ms burst loss, RTT, reordering.
+Design notes: docs/agent-probes.md, "agent/probes/voice.py".
 """
 
 from __future__ import annotations
