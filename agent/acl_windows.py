@@ -1,8 +1,6 @@
-"""The Windows ACLs of the agent's data folder (ProgramData\\cxpulse) and of the secrets in it.
-
-Used by ``agent configure`` (service.py) at install and upgrade and by enrollment.py for the
-credential; a module of its own so that neither imports the other (no import cycle, issue 20).
+"""The Windows ACLs of the agent's data folder and of the secrets in it (for configure and enrollment).
 Import-safe everywhere: pywin32 is imported on use, and off Windows every call is a no-op.
+Design notes: docs/agent-internals.md, "agent/acl_windows.py".
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """The collector's central configuration as the agent receives it: checked whole, kept if good.
-
-A push with any bad value is refused entirely (a ``config_rejected`` event says why) and the last
-good one, kept in the state directory, keeps running across restarts. Design notes:
-docs/agent-internals.md.
+A push with any bad value is refused entirely (``config_rejected``); the last good one survives restarts.
+Design notes: docs/agent-internals.md, "agent/central.py".
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """The agent's bootstrap configuration: typed, validated at start, documented by agent.example.toml.
-
-Fail fast on bad configuration at start-up; never crash after start-up. The
-collector may later override cadences and targets over the stream (``apply``).
+Fail fast on bad configuration at start-up; never crash after start-up; the collector may override (``apply``).
+Design notes: docs/agent-internals.md, "agent/config.py".
 """
 
 from __future__ import annotations

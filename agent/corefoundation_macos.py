@@ -1,8 +1,6 @@
 """A small CoreFoundation / SystemConfiguration bridge over ctypes, for the macOS readers.
-
-Every CF reference is ``c_void_p`` and released once under the Create/Copy rule; frameworks load on
-the first ``load()``, never at import (tests run on Linux with a fake). Design notes:
-docs/agent-internals.md.
+Every CF reference released once under the Create/Copy rule; frameworks loaded on first use, never at import.
+Design notes: docs/agent-internals.md, "agent/corefoundation_macos.py".
 """
 
 from __future__ import annotations

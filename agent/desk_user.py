@@ -1,7 +1,6 @@
 """The console user's backend for this OS, chosen once at import (psutil style).
-
-Each backend has ``console_user() -> (login, display name) | None``: the person logged on at the
-desk's own screen, None when nobody is. A service runs as SYSTEM/root, so "who am I" is never it.
+``console_user() -> (login, display name) | None``: the person at the desk's own screen, never the service.
+Design notes: docs/agent-internals.md, "agent/desk_user.py".
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """Linux: the user of the active session on the desk's seat, read from systemd-logind's state files.
-
-No process, no D-Bus; greeter and remote sessions are not the person at the desk; utmp when there is
-no logind; the display name is the GECOS full name. Design notes: docs/agent-internals.md.
+No process, no D-Bus; utmp when there is no logind; the display name is the GECOS full name.
+Design notes: docs/agent-internals.md, "agent/desk_user_linux.py".
 """
 
 from __future__ import annotations

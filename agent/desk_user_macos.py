@@ -1,7 +1,6 @@
 """The person at a Mac's screen, from configd: ``SCDynamicStoreCopyConsoleUser``.
-
-A local Mach call, no privilege and no subprocess, cheap enough for every look; the display name is
-the account's full name (``pw_gecos``). Design notes: docs/agent-internals.md.
+A local Mach call, no privilege and no subprocess; the display name is the account's full name.
+Design notes: docs/agent-internals.md, "agent/desk_user_macos.py".
 """
 
 from __future__ import annotations

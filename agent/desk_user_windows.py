@@ -1,8 +1,6 @@
 """Windows: the user logged on at the physical console, and the name the helpdesk knows them by.
-
-The console session from WTS (the service itself is SYSTEM), the login as DOMAIN\\user, the display
-name by account kind (domain, local, Entra ID); ctypes, DLLs loaded on first use. Design notes:
-docs/agent-internals.md.
+From WTS and the account kind (domain, local, Entra ID) through ctypes; DLLs loaded on first use.
+Design notes: docs/agent-internals.md, "agent/desk_user_windows.py".
 """
 
 from __future__ import annotations

@@ -1,43 +1,6 @@
-"""Device context: is the PC itself the reason the call sounds bad?
-
-A helpdesk ticket "the softphone is choppy" has a cheap answer half the time: the CPU is pegged by a
-virus scan, memory is exhausted, the user is on Wi-Fi or a VPN, or the NIC is dropping packets.
-``read_device`` gathers exactly those facts, to sit next to the network samples.
-
-It runs in the long-running agent, every few seconds, under a budget of about 0.15 % of a core
-(docs/architecture.md, decision 5), so it reads the OS through psutil (no fork+exec) and keeps the expensive
-part, a scan of every process, for when it matters: only when CPU or memory crosses a threshold
-(``cpu_threshold_pct``, ``mem_threshold_pct``). Measured on a 2-vCPU Linux VM with ~100 processes
-(``tests/agent/test_device.py::test_cost_per_call`` prints and bounds it): about 0.2 ms of CPU per light call
-(``/proc/stat``, ``/proc/meminfo``, ``/proc/net/dev``, a listing of ``/sys/class/net`` and two
-sysfs files per VPN interface; interface kinds are re-read only when the set of NICs changes; link
-speeds, ``psutil.net_if_stats``, about 0.1 ms, then and every 5 minutes), about 7 ms when the process scan
-runs (one ``/proc/PID/stat`` read per process, so it grows with the process count: a Windows
-desktop with 300 processes would pay some 20 ms, every call while the machine stays hot).
-
-Figures "since the last call" need the previous call's counters; the caller keeps the returned
-``DeviceCounters`` and passes it back, so this module holds no state. On the first call (``prev``
-None) ``cpu_pct`` is the average since boot, ``nic_errors`` is 0 and a process's CPU share is its
-average over its lifetime.
-
-The desk's own traffic (issue 17: "the screen freezes because the link is saturated") comes from
-the same ``psutil.net_io_counters`` read as the NIC errors (/proc/net/dev on Linux, the IP Helper
-interface table on Windows, the routing sysctl on macOS): bytes per NIC since the last call, as kbit/s,
-per NIC and for the active interface. What that link "carried at best" is a decaying maximum of
-the active interface's *sustained* rate per direction (the lower of two consecutive readings: the
-first seconds of an upload overshoot what the line then carries, as the router's queue fills and
-drops; measured on a 4 Mbit/s shaped line, one 2 s reading of 5.0 then 3.8-3.9 Mbit/s steady),
-half-life ``BEST_HALF_LIFE_S``, kept in the counters
-and reset when the link changes (another interface or gateway: a laptop taken home), kept across
-restarts by the caller (``save_best``/``load_best``), plus the
-interface's link speed (``psutil.net_if_stats``, Mbit/s; re-read when NICs change and every
-``SPEED_REREAD_S``). The collector calls the desk's rate "near its best" from these two; no packet
-is captured. On the first call the rates are None; on a new link the best starts again from its
-first sustained rate.
-
-Interface kinds, VPN state and the proxy come from ``netinfo``, which reads them per OS (sysfs and
-the environment on Linux, GetAdaptersAddresses and WinHTTP on Windows; see its docstring); kinds
-are asked for only when the set of NICs changes, VPN state and proxy on every call.
+"""Device context: is the PC itself the reason the call sounds bad (CPU, memory, NIC errors, VPN, own traffic)?
+Cheap psutil reads every few seconds, a process scan only past a threshold; the caller keeps the counters.
+Design notes: docs/agent-internals.md, "agent/device.py".
 """
 
 from __future__ import annotations

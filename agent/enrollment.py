@@ -1,14 +1,6 @@
 """How the agent proves who it is and checks whom it talks to: channel security and its credential.
-
-The channel: TLS verified against the CA the agent was installed with (``ca_file``), optionally
-with a client certificate (mutual TLS); plain text only with ``insecure``, which is logged loudly
-at every connect.
-
-The credential: at first start the agent trades its installer's enrollment token for a credential
-of its own (the Enroll RPC) and keeps it in ``state_dir/credential.json``, readable by the service
-account only (POSIX mode 0600; on Windows the state dir is under ProgramData, readable by every
-user, so the file gets an ACL for SYSTEM and Administrators: that code path cannot run here and
-is untested on this machine). Every stream then carries it in the ``authorization`` metadata.
+TLS against the installed CA; the enrollment token traded once for a credential kept readable by the service only.
+Design notes: docs/agent-internals.md, "agent/enrollment.py".
 """
 
 from __future__ import annotations

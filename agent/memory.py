@@ -1,8 +1,6 @@
 """Keeps the long-running agent inside its memory budget (40 MB RSS on a desk).
-
-``prepare()`` first thing in ``agent run`` (modules the agent never uses kept out, malloc arenas
-capped), ``settle()`` once started (``gc.freeze``, clean library pages unmapped). Design notes:
-docs/agent-internals.md.
+``prepare()`` first thing in ``agent run``, ``settle()`` once started.
+Design notes: docs/agent-internals.md, "agent/memory.py".
 """
 
 from __future__ import annotations

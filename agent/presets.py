@@ -1,22 +1,6 @@
 """Built-in app presets: the platforms contact centers run on, as URLs the app probe can check.
-
-An administrator should not have to know which host names Genesys uses in Frankfurt or what a
-Dynamics org URL looks like: ``expand("genesys-cloud", region="eu-central-1")`` gives the apps to
-check, with the host names the vendors document, from the few values that differ per customer
-(instance, org, region, subdomain).
-
-Parameters become parts of host names, so they are validated strictly: a name parameter must be
-one DNS label (letters, digits, inner hyphens, at most 63 characters) and a region must be one the
-catalog knows. A URL is never built from an arbitrary string: ``org="evil.com/x"`` is refused,
-not turned into ``https://evil.com/x.my.salesforce.com/``.
-
-``apdex_t_ms`` is the Apdex threshold T for a check's total time: at most T is satisfied, at most
-4T tolerating, slower or failed is frustrated. Interactive CRM and CCaaS calls get 500 ms (what
-an agent notices as a sluggish screen); login and identity pages, used once per session, 1000 ms;
-voice signaling endpoints, which delay call setup, 300 ms.
-
-Media relays (TURN) are not HTTP: they are listed in ``MEDIA_RELAYS`` for the RTT and voice
-probes, and never turned into apps.
+Parameters are strict DNS labels or known regions; each app carries its Apdex threshold.
+Design notes: docs/agent-internals.md, "agent/presets.py".
 """
 
 from __future__ import annotations

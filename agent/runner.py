@@ -1,7 +1,6 @@
 """The agent's main loop: the collection tasks on their paces -> batcher -> spool -> uplink.
-
-One asyncio loop in one process (docs/architecture.md, decision 5); what is measured, and its columns, is each
-task's (agent/tasks). On SIGTERM/SIGINT the open batch is spooled and the uplink gets a short grace.
+One asyncio loop in one process; on SIGTERM/SIGINT the open batch is spooled.
+Design notes: docs/agent-internals.md, "agent/runner.py"; the tasks: docs/agent-tasks.md.
 """
 
 from __future__ import annotations

@@ -1,20 +1,6 @@
 """The agent as installed: the frozen ``cxpulse`` executable, ``agent once``, ``agent configure``.
-
-Installers (packaging/) ship a PyInstaller folder whose main executable runs ``main()`` here. It
-answers the same command lines as the full ``cxpulse`` command (``cxpulse agent run --config
-FILE``), but builds its parser from the agent's modules only: ``cxpulse.cli`` also registers the
-collector, whose imports have no place on a desk.
-
-- ``agent once``: one round of measurements, printed (the helpdesk's quick check on a desk, and the
-  installers' smoke test): collector reachability, gateway and targets RTT, Wi-Fi, device.
-- ``agent configure``: writes the bootstrap file from installer parameters (MSI properties, a
-  macOS configuration profile, Linux postinst values). Given keys replace theirs, everything else
-  in an existing file (comments, targets, apps) is kept, so an upgrade keeps the configuration.
-- ``agent service``: the Windows service entry (``service_windows``); elsewhere the OS's service
-  manager runs ``agent run`` directly (systemd, launchd).
-
-The Windows service's core (``ServiceRunner``) is in service_runner.py, the data folder's ACLs in
-acl_windows.py, the trace child's command line in path/child_argv.py (the names stay importable here).
+Its parser is built from the agent's modules only: the collector's imports have no place on a desk.
+Design notes: docs/agent-internals.md, "agent/service.py"; installers: docs/installers.md.
 """
 
 from __future__ import annotations

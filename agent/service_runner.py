@@ -1,8 +1,6 @@
 """Run the agent in one thread until another asks it to stop: the Windows service's core.
-
-A Windows service has no signals, only control messages on another thread (service_windows.py);
-testable on any OS. Its own module so that service_windows and service need not import each
-other (no import cycle, issue 20).
+A service has no signals, only control messages on another thread; testable on any OS.
+Design notes: docs/agent-internals.md, "agent/service_runner.py".
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """The agent as a Windows service (pywin32's service framework), started by the MSI's ServiceInstall.
-
-``dispatch`` connects to the service manager; ``AgentService`` runs the agent until stop or
-shutdown, spooling the open batch; without pywin32 ``AVAILABLE`` is False. Design notes:
-docs/agent-internals.md.
+Stop and shutdown spool the open batch; without pywin32 ``AVAILABLE`` is False.
+Design notes: docs/agent-internals.md, "agent/service_windows.py".
 """
 
 from __future__ import annotations

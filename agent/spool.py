@@ -1,7 +1,6 @@
 """Disk spool of closed batches: the exact payload bytes, kept until the collector acks them.
-
-One checked file per batch (cxpulse.atomicfile), bounded by size and age, oldest dropped first and
-remembered as a gap; why this layout and policy: docs/agent-internals.md ("agent/spool.py").
+One checked file per batch, bounded by size and age, oldest dropped first and remembered as a gap.
+Design notes: docs/agent-internals.md, "agent/spool.py".
 """
 
 from __future__ import annotations

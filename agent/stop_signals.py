@@ -1,8 +1,6 @@
 """Stop a console run of the agent cleanly on the OS's stop keys and signals; one API chosen at import.
-
-POSIX through the loop's signal handling, Windows through ``signal.signal`` and
-``call_soon_threadsafe``; ``stop_on_signals`` puts back what it replaced on exit. Design notes:
-docs/agent-internals.md.
+``stop_on_signals`` puts back what it replaced on exit.
+Design notes: docs/agent-internals.md, "agent/stop_signals.py".
 """
 
 from __future__ import annotations

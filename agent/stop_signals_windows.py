@@ -1,8 +1,6 @@
 """Windows part of agent/stop_signals.py: Ctrl-C (SIGINT) and Ctrl-Break (SIGBREAK) stop a console run.
-
-The Proactor loop has no ``add_signal_handler``, so ``signal.signal`` handlers hand ``stop.set`` to
-the loop; the previous handlers are put back on exit; imports on every OS. Design notes:
-docs/agent-internals.md.
+Through ``signal.signal`` handlers, since the Proactor loop has none; imports on every OS.
+Design notes: docs/agent-internals.md, "agent/stop_signals_windows.py".
 """
 
 from __future__ import annotations

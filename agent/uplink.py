@@ -1,8 +1,6 @@
 """Sends spooled batches to the collector in order and deletes each only when acked.
-
-At-least-once on the wire: after a break the unacked spool is sent again; reconnects back off with
-full jitter and honour the collector's ``retry-after-ms`` hint. Design notes:
-docs/agent-internals.md.
+At-least-once: after a break the unacked spool goes again; reconnects back off with jitter and retry hints.
+Design notes: docs/agent-internals.md, "agent/uplink.py".
 """
 
 from __future__ import annotations

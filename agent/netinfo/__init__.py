@@ -1,8 +1,6 @@
 """The desk's network from the inside: default gateway, interface kinds, VPN, proxy.
-
-One backend per OS picked at import (linux, windows, macos), each with the same four functions
-(default_routes, interface_kinds, vpn_interfaces, system_proxy), cheap and never raising. Design
-notes: docs/agent-internals.md.
+One backend per OS picked at import, each with the same four functions, cheap and never raising.
+Design notes: docs/agent-internals.md, "agent/netinfo/__init__.py".
 """
 
 from __future__ import annotations

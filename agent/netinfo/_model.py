@@ -1,8 +1,6 @@
-"""What every netinfo backend returns, and the pure rules they share, so no caller depends on one OS's module.
-
-The interface-name word lists live here once: Linux falls back on them when sysfs says nothing,
-Windows checks adapter names and driver descriptions against them (a VPN client's adapter often
-presents itself as plain Ethernet), macOS can use them for service names.
+"""What every netinfo backend returns, and the pure rules they share (kinds, interface-name words).
+So no caller depends on one OS's module.
+Design notes: docs/agent-internals.md, "agent/netinfo/_model.py".
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """Linux backend: routes from procfs, interface kinds and VPN state from sysfs, the proxy from the environment.
-
-No netlink, no subprocess; it sees the reader's network namespace, and every reader takes its root
-(``proc_root``, ``sys_root``) so tests feed recorded trees. Design notes: docs/agent-internals.md.
+No netlink, no subprocess; readers take their root (``proc_root``, ``sys_root``) so tests feed recorded trees.
+Design notes: docs/agent-internals.md, "agent/netinfo/linux.py".
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """macOS backend: the routing table from sysctl, the rest from SystemConfiguration, through ctypes.
-
-No subprocess and no PyObjC; import-safe on every OS (libraries loaded on first use), and every
-public function takes an ``api`` object so tests drive the real call sequence. Design notes:
-docs/agent-internals.md.
+No subprocess and no PyObjC; import-safe on every OS, tests drive the call sequence through ``api``.
+Design notes: docs/agent-internals.md, "agent/netinfo/macos.py".
 """
 
 from __future__ import annotations

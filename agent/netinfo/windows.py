@@ -1,8 +1,6 @@
 """Windows backend: routes and adapters from iphlpapi, the proxy from WinHTTP, through ctypes.
-
-No subprocess and no WMI; fixed-width structures whose x64 layout the tests assert; import-safe on
-every OS, every public function takes an ``api`` object so tests drive a fake DLL. Design notes:
-docs/agent-internals.md.
+No subprocess and no WMI; import-safe on every OS, tests drive a fake DLL through ``api``.
+Design notes: docs/agent-internals.md, "agent/netinfo/windows.py".
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """Path discovery: which routers stand between the desk and each platform, and when that changes.
-
-``tracer`` runs this OS's tracer (Linux: scapy in the ``trace_child`` process; macOS, Windows: in
-process), hop roles and path changes are judged once for all; names load on first use. Design notes:
-docs/agent-internals.md.
+Each OS traces its own way (Linux: scapy in a child process); hop roles and path changes are judged once.
+Design notes: docs/agent-internals.md, "agent/path/__init__.py".
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """How the agent starts a path-trace child: ``python -m`` from source, ``cxpulse-trace`` when frozen.
-
-Used by ``tracer`` (Linux traces) and re-exported by ``service`` for the installers' docs; a module
-of its own so that neither imports the other (no import cycle, issue 20). Stdlib only.
+Stdlib only; its own module so that ``tracer`` and ``service`` need not import each other.
+Design notes: docs/agent-internals.md, "agent/path/child_argv.py".
 """
 
 from __future__ import annotations

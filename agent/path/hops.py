@@ -1,7 +1,6 @@
 """What a path trace found (hops, its cost, the trace) and the argument rules all tracers share.
-
-Its own module so that the per-OS tracers (``trace_macos``, ``trace_windows``) import these types
-without importing ``tracer``, which chooses among them (no import cycle, issue 20). Stdlib only.
+Apart from ``tracer`` so the per-OS tracers need not import it; stdlib only.
+Design notes: docs/agent-internals.md, "agent/path/hops.py".
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """One path trace in a throw-away process: the only place where scapy is imported.
-
-``python -m cxpulse.agent.path.trace_child --target IP [--method icmp|udp|tcp] ...`` prints one
-JSON object; exit 0 ran, 1 failed, 2 bad arguments, 3 no raw sockets. Design notes: docs/agent-internals.md.
+Prints one JSON object; exit 0 ran, 1 failed, 2 bad arguments, 3 no raw sockets.
+Design notes: docs/agent-internals.md, "agent/path/trace_child.py".
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """Path traces on macOS without scapy, without root and without a child process.
-
-Unprivileged ICMP datagram sockets with ``IP_TTL``, every probe in one burst, matched on the quoted
-identifier and sequence; the socket layer is injectable (Linux raw and ping sockets in tests).
-Design notes: docs/agent-internals.md.
+Unprivileged ICMP datagram sockets with ``IP_TTL``, every probe in one burst.
+Design notes: docs/agent-internals.md, "agent/path/trace_macos.py".
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """Path traces on Windows without scapy, Npcap, admin rights or a child process: what tracert does.
-
-``IcmpSendEcho2Ex`` with a TTL from the pinger's bounded thread pool, round after round; only the
-``icmp`` method; never raises for a failed trace (``PathTrace.error``). Design notes: docs/agent-internals.md.
+``IcmpSendEcho2Ex`` with a TTL, from the pinger's bounded thread pool; a failed trace never raises.
+Design notes: docs/agent-internals.md, "agent/path/trace_windows.py".
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """The agent's side of path traces: run this OS's tracer (chosen once at import), judge what it found.
-
-Stdlib only, so scapy never lands in the long-running agent; ``trace`` never raises for a failed
-trace (``PathTrace.error`` says why), bad arguments raise ``ValueError`` at once. Design notes:
-docs/agent-internals.md.
+Stdlib only, so scapy never lands in the agent; a failed trace never raises (``PathTrace.error``).
+Design notes: docs/agent-internals.md, "agent/path/tracer.py".
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""Wi-Fi at the desk: one reading of the current link, on Windows, macOS and Linux.
-
-``read_wifi()`` from the OS's backend (chosen once at import; never a scan), ``parse_text()`` for
-pasted tool output, ``WifiWatcher`` for events, ``to_columns`` and ``hash_identity``. Design notes:
-docs/agent-internals.md.
+"""Wi-Fi at the desk: one reading of the current link, on Windows, macOS and Linux, never a scan.
+``read_wifi()`` from the OS's backend, ``parse_text()`` for pasted output, ``WifiWatcher`` for events.
+Design notes: docs/agent-internals.md, "agent/wifi/__init__.py".
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""``cxpulse agent wifi``: the current Wi-Fi reading, or the reading in a pasted tool output.
-
-``--parse FILE`` (``-`` for standard input) is for the helpdesk: a user pastes netsh, airport,
-wdutil, iw... output into a ticket, and this prints the same fields whatever tool (and whatever
-Windows language) produced it. Exit 2 when the text is not recognised.
+"""``cxpulse agent wifi``: the current Wi-Fi reading, or the reading in a pasted tool output (``--parse FILE``).
+The same fields whatever tool or Windows language produced the text; exit 2 when it is not recognised.
+Design notes: docs/agent-internals.md, "agent/wifi/cli.py".
 """
 
 from __future__ import annotations

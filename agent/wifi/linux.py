@@ -1,7 +1,6 @@
 """Linux backend: the kernel asked directly, no process spawned on the 5 s cadence.
-
-nl80211 over a generic-netlink socket kept open (no scan), else /proc/net/wireless and, rarely, ``iw
-dev IF link``. Design notes: docs/agent-internals.md.
+nl80211 over a generic-netlink socket kept open (no scan), else /proc/net/wireless and, rarely, ``iw``.
+Design notes: docs/agent-internals.md, "agent/wifi/linux.py".
 """
 
 from __future__ import annotations

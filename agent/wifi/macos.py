@@ -1,7 +1,6 @@
 """macOS backend: CoreWLAN through PyObjC when it is installed, else the command-line tools.
-
-CoreWLAN answers every look; wdutil, airport and system_profiler run at their own slower cadence,
-and looks between two runs record nothing ("not due"). Design notes: docs/agent-internals.md.
+The tools run at their own slower cadence; looks between two runs record nothing ("not due").
+Design notes: docs/agent-internals.md, "agent/wifi/macos.py".
 """
 
 from __future__ import annotations

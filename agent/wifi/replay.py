@@ -1,8 +1,6 @@
-"""Replays recorded tool outputs as Wi-Fi readings, one per reading interval.
-
-``CXPULSE_WIFI_REPLAY=FILE`` (JSON lines of ``{"text": ...}``) feeds the same watcher, batch and
-spool as live readings, for machines without a radio and for pasted outputs. Design notes:
-docs/agent-internals.md.
+"""Replays recorded tool outputs as Wi-Fi readings, one per reading interval (``CXPULSE_WIFI_REPLAY=FILE``).
+For machines without a radio and for pasted outputs, through the same watcher, batch and spool.
+Design notes: docs/agent-internals.md, "agent/wifi/replay.py".
 """
 
 from __future__ import annotations

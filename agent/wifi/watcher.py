@@ -1,18 +1,6 @@
 """Turns a stream of Wi-Fi readings into the events a helpdesk acts on, at the reading they are seen.
-
-- ``wifi_disconnect``: opened when the link drops, closed (same id, with the duration) when it
-  comes back. A reading whose state is unknown (``connected`` None) changes nothing.
-- ``wifi_roam``: the BSSID changed between two connected readings (from/to, RSSI before/after).
-- ``wifi_band_change``: the band changed, or the channel changed on the same AP (an AP moving
-  channel, e.g. after radar on a DFS channel). A roam to an AP on another channel of the same
-  band is an ordinary roam and is not reported twice.
-- ``wifi_weak_signal``: RSSI below ``weak_dbm`` (default -70) in ``weak_k`` of the last
-  ``weak_n`` readings (3 of 5); closes after ``weak_clean`` readings in a row at or above it.
-- ``wifi_rate_drop``: transmit rate below ``rate_drop_ratio`` (30%) of the median of the recent
-  rates (at least ``rate_min_history`` of them) in 2 of the last 3 readings; closes after 2
-  readings back above half the median. The history restarts on a roam or band change, where a
-  new rate is expected. Idle links can dip briefly, hence the 2-of-3 rule.
-Hidden BSSIDs (no location permission) cannot reveal roams; everything else still works.
+Disconnect, roam, band change, weak signal, rate drop, each with its own debounce.
+Design notes: docs/agent-internals.md, "agent/wifi/watcher.py".
 """
 
 from __future__ import annotations

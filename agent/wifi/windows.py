@@ -1,7 +1,6 @@
 """Windows backend: the Native Wifi API (wlanapi.dll) through ctypes, netsh only where it is missing.
-
-Per look, no process and no scan; fixed-width structures whose x64 layout the tests assert; the DLL
-is loaded on first use or injected (tests drive a fake). Design notes: docs/agent-internals.md.
+No process and no scan per look; the DLL is loaded on first use or injected (tests drive a fake).
+Design notes: docs/agent-internals.md, "agent/wifi/windows.py".
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """Text parsers for the Wi-Fi tools a desk or a ticket may show, one module per tool.
-
-Each has ``detect(text)`` and ``parse(text) -> WifiReading``; ``parse_text`` asks them most
-distinctive first, netsh (localized labels) last. Design notes: docs/agent-internals.md.
+``parse_text`` asks each ``detect`` most distinctive first, netsh (localized labels) last.
+Design notes: docs/agent-internals.md, "agent/wifi/parsers/__init__.py".
 """
 
 from __future__ import annotations

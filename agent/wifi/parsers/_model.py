@@ -1,7 +1,6 @@
-"""The one shape every Wi-Fi reader and parser returns, and the radio arithmetic they share.
-
-Every source answers with a ``WifiReading``; ``complete`` derives the missing one of channel,
-frequency and band from the others. Design notes: docs/agent-internals.md.
+"""The one shape every Wi-Fi reader and parser returns (``WifiReading``), and the radio arithmetic they share.
+``complete`` derives the missing one of channel, frequency and band from the others.
+Design notes: docs/agent-internals.md, "agent/wifi/parsers/_model.py".
 """
 
 from __future__ import annotations

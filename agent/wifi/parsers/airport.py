@@ -1,7 +1,6 @@
 """``airport -I`` (macOS up to 14.3; a stub that only prints a deprecation warning since 14.4).
-
-``key: value`` lines; an empty BSSID is the OS hiding it, not a disconnect; ``AirPort: Off`` and
-``state: init`` read as not connected. Design notes: docs/agent-internals.md.
+An empty BSSID is the OS hiding it, not a disconnect.
+Design notes: docs/agent-internals.md, "agent/wifi/parsers/airport.py".
 """
 
 from __future__ import annotations

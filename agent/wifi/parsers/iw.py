@@ -1,7 +1,6 @@
-"""``iw dev IF link`` and ``iw dev IF station dump`` (Linux nl80211 userspace tool).
-
-Neither scans; ``station dump`` has no SSID or frequency; the rate's modulation names the PHY (EHT,
-HE, VHT, MCS). Design notes: docs/agent-internals.md.
+"""``iw dev IF link`` and ``iw dev IF station dump`` (Linux nl80211 userspace tool); neither scans.
+The rate's modulation names the PHY (EHT, HE, VHT, MCS).
+Design notes: docs/agent-internals.md, "agent/wifi/parsers/iw.py".
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """``iwconfig`` (Linux wireless-tools, deprecated but still on many desks and in forum pastes).
-
-Each line is split into fields by ``pairs`` (quoted values stay whole); ``ESSID:off/any`` or a
-placeholder access point means no link. Design notes: docs/agent-internals.md.
+``ESSID:off/any`` or a placeholder access point means no link.
+Design notes: docs/agent-internals.md, "agent/wifi/parsers/iwconfig.py".
 """
 
 from __future__ import annotations

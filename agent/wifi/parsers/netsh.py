@@ -1,8 +1,6 @@
 """``netsh wlan show interfaces`` in any Windows display language.
-
-Labels are never matched (they are translated): fields are told by the shape of their values and the
-order of the lines; disconnected, radio off and no interface read as not connected. Design notes:
-docs/agent-internals.md.
+Labels are translated, so never matched: fields are told by the shape of their values and their order.
+Design notes: docs/agent-internals.md, "agent/wifi/parsers/netsh.py".
 """
 
 from __future__ import annotations

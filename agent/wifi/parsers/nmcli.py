@@ -1,7 +1,6 @@
-"""NetworkManager's ``nmcli``, in the forms a helpdesk gets pasted and the agent may run.
-
-Terse listings (never with a rescan), tables and ``nmcli device show``; fields are told apart by
-shape; SIGNAL is reported as ``signal_percent``. Design notes: docs/agent-internals.md.
+"""NetworkManager's ``nmcli``, in the forms a helpdesk gets pasted and the agent may run (never a rescan).
+Fields are told apart by their shape; SIGNAL is reported as ``signal_percent``.
+Design notes: docs/agent-internals.md, "agent/wifi/parsers/nmcli.py".
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """``/proc/net/wireless``: the kernel's per-interface signal table (Linux wireless extensions).
-
-The only signal source without nl80211 (no SSID, BSSID or frequency); a row without quality and
-level, or no row, is not associated. Design notes: docs/agent-internals.md.
+The only signal source without nl80211 (no SSID, BSSID or frequency).
+Design notes: docs/agent-internals.md, "agent/wifi/parsers/proc_wireless.py".
 """
 
 from __future__ import annotations

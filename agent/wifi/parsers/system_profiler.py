@@ -1,7 +1,6 @@
 """``system_profiler SPAirPortDataType`` in its text form and its ``-json`` form.
-
-Only the "Current Network Information" block is read; a radio that is off or an interface without
-that block is not connected. Design notes: docs/agent-internals.md.
+Only the "Current Network Information" block is read; without it, not connected.
+Design notes: docs/agent-internals.md, "agent/wifi/parsers/system_profiler.py".
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """``sudo wdutil info`` (macOS 12+; the airport replacement Apple points to).
-
-Only the WIFI section is read; ``<redacted>`` names are hidden by the OS; radio off or not
-associated read as not connected. Design notes: docs/agent-internals.md.
+Only the WIFI section is read; radio off or not associated read as not connected.
+Design notes: docs/agent-internals.md, "agent/wifi/parsers/wdutil.py".
 """
 
 from __future__ import annotations
