@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.stores import store, store_url  # noqa: F401  (shared fixtures: a fresh store on each backend)
+
 REPO = Path(__file__).resolve().parent.parent
 CXPULSE = [sys.executable, "-m", "cxpulse"]
 

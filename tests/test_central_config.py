@@ -91,7 +91,7 @@ def test_versions_on_sqlite(tmp_path):
 
 
 def test_versions_on_postgresql():
-    from tests.test_store import fresh_schema, postgres_url
+    from tests.stores import fresh_schema, postgres_url
 
     with fresh_schema(postgres_url()) as (_, url):
         _versions_agree(url)
@@ -301,7 +301,7 @@ def test_two_collectors_on_one_postgresql_push_the_same_version(tmp_path, procs)
     """`config set` against the shared database: both collectors pick it up; an agent on either runs it."""
     from tests.conftest import CollectorProc, run_cli, start_agent, wait_for
     from tests.faults.conftest import rtt_rows
-    from tests.test_store import fresh_schema, postgres_url
+    from tests.stores import fresh_schema, postgres_url
 
     with fresh_schema(postgres_url()) as (_, url):
         cols = []

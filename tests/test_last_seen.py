@@ -14,7 +14,6 @@ from cxpulse.collector.ingest.writer import StoreWriter
 from cxpulse.collector.lookup.fleet import fleet as _fleet
 from cxpulse.collector.store import AgentInfo, PendingBatch, open_store
 from cxpulse.v1 import payload as p
-from tests.test_store import store_url  # noqa: F401 - the fixture: a fresh SQLite file or PostgreSQL schema
 
 S = 1_000_000
 T0 = 1_790_000_000_000_000
@@ -29,7 +28,7 @@ def one_minute(agent: int, start_us: int) -> p.SampleBatch:
     return p.SampleBatch([s])
 
 
-def test_streaming_agents_stay_reporting_and_a_quiet_one_goes_silent(store_url):  # noqa: F811
+def test_streaming_agents_stay_reporting_and_a_quiet_one_goes_silent(store_url):
     store = open_store(store_url)
     clock = [T0 / S]  # seconds, as time.time gives them
     writer = StoreWriter(store, clock=lambda: clock[0])
@@ -69,7 +68,7 @@ def test_streaming_agents_stay_reporting_and_a_quiet_one_goes_silent(store_url):
         store.close()
 
 
-def test_last_seen_never_moves_back_and_counts_a_replayed_batch(store_url):  # noqa: F811
+def test_last_seen_never_moves_back_and_counts_a_replayed_batch(store_url):
     """A commit stamped earlier than a Hello (two collectors, skewed clocks) keeps the later time;
     a batch already held (the agent resends after a lost ack) still shows the agent is alive."""
     store = open_store(store_url)

@@ -270,7 +270,7 @@ def test_http_listener_answers_without_nagle_delay():
 def test_long_window_from_rollups_on_postgresql(tmp_path, monkeypatch):
     """The same view from PostgreSQL's rollups (series_methods, app history) as from its raw rows."""
     from cxpulse.collector.lookup.ticket import ticket_summary
-    from tests.test_store import fresh_schema, postgres_url
+    from tests.stores import fresh_schema, postgres_url
 
     with fresh_schema(postgres_url()) as (_, url):
         real = open_store

@@ -233,7 +233,7 @@ def test_cli_lookup_short_by_default_full_on_request(tmp_path):
 
 def test_others_and_groups_alike_on_postgresql(tmp_path, monkeypatch):
     """The same counts and groups from PostgreSQL's rollups and kept scores, scoped or not."""
-    from tests.test_store import fresh_schema, postgres_url
+    from tests.stores import fresh_schema, postgres_url
 
     (tmp_path / "sqlite").mkdir()
     sqlite = lab(tmp_path / "sqlite")

@@ -12,10 +12,7 @@ import pytest
 from cxpulse.collector.jobs.retention import RAW_KINDS, enforce_once, raw_horizons
 from cxpulse.collector.store import AgentInfo, PendingBatch
 from cxpulse.v1 import payload as p
-from tests import test_store
 from tests.test_rollups import T0, rich_batch
-
-store, store_url = test_store.store, test_store.store_url  # fixtures: a fresh store on each backend
 
 S = 1_000_000
 DAY = 86_400 * S

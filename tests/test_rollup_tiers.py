@@ -20,10 +20,7 @@ from cxpulse.collector.store import AgentInfo, PendingBatch, open_store, tiers
 from cxpulse.collector.store import rollup as ru
 from cxpulse.collector.store.sketch import LatencySketch
 from cxpulse.v1 import payload as p
-from tests import test_store
 from tests.test_rollups import T0, rich_batch
-
-store, store_url = test_store.store, test_store.store_url  # fixtures: a fresh store on each backend
 
 S = 1_000_000
 DAY = 86_400 * S

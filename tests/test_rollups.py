@@ -18,9 +18,6 @@ from cxpulse.collector.store import AgentInfo, PendingBatch, open_store
 from cxpulse.collector.store import rollup as ru
 from cxpulse.collector.store.sketch import LatencySketch
 from cxpulse.v1 import payload as p
-from tests import test_store
-
-store, store_url = test_store.store, test_store.store_url  # fixtures: a fresh store on each backend
 
 S = 1_000_000
 T0 = 1_790_000_040 * S  # a minute boundary

@@ -16,7 +16,8 @@ import pytest
 
 from cxpulse.collector.store import AgentInfo, PendingBatch, open_store
 from cxpulse.v1 import payload as p
-from tests.test_store import T0, fresh_schema, postgres_url, sample_batch
+from tests.stores import fresh_schema, postgres_url
+from tests.test_store import T0, sample_batch
 
 psycopg = pytest.importorskip("psycopg")
 from cxpulse.collector.store.postgres import SCHEMA_VERSION, PostgresStore  # noqa: E402  (needs psycopg)

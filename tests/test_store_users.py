@@ -8,9 +8,6 @@ from __future__ import annotations
 import sqlite3
 
 from cxpulse.collector.store import AgentInfo, UserChange, fold, open_store, search_words, user_key
-from tests import test_store
-
-store, store_url = test_store.store, test_store.store_url  # fixtures: a fresh store on each backend
 
 T0 = 1_790_000_000_000_000
 MIN = 60_000_000

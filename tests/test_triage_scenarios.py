@@ -20,7 +20,7 @@ import pytest
 from cxpulse.collector.score import scenarios as scn
 from cxpulse.collector.store import open_store
 from tests.bench.triage_confusion import evaluate
-from tests.test_store import fresh_schema, postgres_url
+from tests.stores import fresh_schema, postgres_url
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]  # every scenario day scored: minutes of CPU
 CASES = [(name, backend) for name in scn.SCENARIOS for backend in ("sqlite", "postgres")]

@@ -21,7 +21,7 @@ import pytest
 from tests.conftest import CollectorProc, wait_for
 from tests.faults.conftest import NO_HOLE_US, agent_proc, agent_toml, assert_exactly_once, max_gap_us, rtt_rows
 from tests.faults.tcpproxy import TcpProxy
-from tests.test_store import fresh_schema, postgres_url
+from tests.stores import fresh_schema, postgres_url
 
 pytestmark = pytest.mark.slow
 

@@ -23,7 +23,7 @@ from cxpulse.collector.score.timeline import ScoreConfig
 from cxpulse.collector.store import PendingBatch, open_store
 from cxpulse.collector.store import rollup as ru
 from cxpulse.v1 import payload as p
-from tests.test_store import BACKENDS, fresh_schema, postgres_url
+from tests.stores import BACKENDS, fresh_schema, postgres_url
 
 S = 1_000_000
 MINUTE = 60 * S

@@ -10,7 +10,7 @@ import pytest
 
 from cxpulse.collector.security.registry import Actor, EnrollError, LastAdminKeyError, Registry
 from cxpulse.collector.store import open_store
-from tests.test_store import fresh_schema, postgres_url
+from tests.stores import fresh_schema, postgres_url
 
 BACKENDS = ["sqlite", "postgres"]
 

@@ -153,7 +153,7 @@ def site(request, tmp_path_factory):
     if request.param == "sqlite":
         url, cleanup = str(tmp_path_factory.mktemp("scope") / "collector.sqlite"), None
     else:
-        from tests.test_store import fresh_schema, postgres_url
+        from tests.stores import fresh_schema, postgres_url
 
         cleanup = fresh_schema(postgres_url())
         url = cleanup.__enter__()[1]
