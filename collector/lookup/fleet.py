@@ -1,20 +1,29 @@
 """The fleet right now: every agent seen in a window, scored and ranked, by site, by app, incidents.
 
-One snapshot from every agent's rollups in one read (no raw rows), so the page, /metrics and the
-alert loop can all ask for it every few seconds; ``LookupService.fleet`` caches it.
+One snapshot from every agent's kept minute scores and facts (score/kept.py, score/fleet_facts.py),
+decoding rollups only for minutes not kept and agents with a degraded minute, so the page, /metrics
+and the alert loop can all ask for it every few seconds; ``LookupService.fleet`` caches it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 
+from ..score import fleet_facts
+from ..score.journeys import Journey
+from ..score.kept import KeptScores
+from ..score.timeline import AVAILABILITY_LOOKBACK_MIN, ScoreConfig, timeline_of
+from ..score.triage import degraded_windows
 from ..store import AgentRecord, Store
+from ..store import rollup as ru
 from ..store.capabilities import AllAgents, Incidents
 from .chart import score_points
-from .report import fleet_views
+from .report import _merge_window, _sections_from_rollups, _view, score_section
+from .stats import _q_ms
 from .ticket import headline, incident_scope
 
-__all__ = ["agent_brief", "every_agent", "fleet", "public_fleet"]
+__all__ = ["agent_brief", "every_agent", "fleet", "kept_views", "public_fleet"]
 
 log = logging.getLogger("cxpulse.collector.lookup.fleet")
 
@@ -55,8 +64,82 @@ def _median(xs: list[float]) -> float | None:
     return None if not xs else xs[(len(xs) - 1) // 2]
 
 
-def fleet(store: Store, window_s: int, now: int) -> dict:
-    """The snapshot over [now - window_s, now); keys starting with ``_`` are internal (``public_fleet``)."""
+def kept_views(
+    store: Store,
+    records: list[AgentRecord],
+    since: int,
+    until: int,
+    journeys: list[Journey] | None = None,
+    score_cfg: ScoreConfig | None = None,
+) -> Iterator[tuple[AgentRecord, dict]]:
+    """(record, view) per agent with what the fleet row reads of ``report.fleet_views``' view, the
+    same values: targets and apps from the minutes' kept facts (``fleet_facts``), not a merge.
+
+    Why: decoding and merging each agent's window was ~60 % of the fleet (docs/benchmarks.md). A
+    minute whose kept row is missing or stale has its facts taken from its rollups; an agent with
+    a degraded minute gets the whole view as ``fleet_views`` builds it (triage reads its merges).
+    """
+    first = ru.minute_of(since)
+    by_agent: dict[int, list[ru.Rollup]] = {}
+    history_since = first - (AVAILABILITY_LOOKBACK_MIN - 1) * ru.MINUTE_US
+    for r in store.rollups(history_since, first, kinds=("http",)) + store.rollups(first, until):
+        by_agent.setdefault(r.agent, []).append(r)
+    incidents = store.incidents(since, until)
+    kept = KeptScores(store, first, until, None, score_cfg)
+    try:
+        for a in records:
+            rollups = by_agent.get(a.key, [])
+            events = store.events(a.key, since, until)
+            tl = timeline_of(a.key, rollups, first, until, score_cfg, kept)
+            mine = [i for i in incidents if a.key in (i.agents or {})]
+            if degraded_windows(tl.minutes):  # triage merges the good minutes; the sections as fleet_views
+                good, window = _merge_window(tl, rollups, since, until)
+                sections = _sections_from_rollups(
+                    store, a.key, since, until, rollups, events, raw=False, merged_window=window
+                )
+            else:
+                good, sections = None, None
+            score = score_section(
+                store, a.key, since, until, journeys, score_cfg, incidents=mine, tl=tl, good=good, kept=kept
+            )
+            if sections is None:
+                sections = _sections_from_facts(a.key, rollups, first, until, kept)
+            yield a, _view(a, sections, events, [], score, window=(since, until))
+    finally:
+        kept.flush()
+
+
+def _sections_from_facts(agent: int, rollups: list[ru.Rollup], first: int, until: int, kept: KeptScores) -> dict:
+    """The fleet's fields of the targets and apps sections (``stats.targets_from_rollups`` and
+    ``apps_from_rollups``) from each window minute's facts: kept, or else of its rollups."""
+    minutes: dict[int, list[ru.Rollup]] = {}
+    for r in rollups:
+        if first <= r.minute_us < until:
+            minutes.setdefault(r.minute_us, []).append(r)
+    facts = []
+    for m, rs in minutes.items():
+        f = kept.facts.get((agent, m))
+        facts.append(fleet_facts.of_minute(rs) if f is None else f)
+    merged = fleet_facts.merge_window(facts)
+    targets = [
+        {"target": t, "loss_pct": round(100.0 * lost / n, 2), "rtt_p95_ms": _q_ms(sk, 0.95)}
+        for (kind, t), (n, lost, sk) in merged.items()
+        if kind == "rtt" and n
+    ]
+    apps = [
+        {"app": t, "checks": n, "failed": failed, "total_median_ms": _q_ms(sk, 0.5)}
+        for (kind, t), (n, failed, sk) in sorted(merged.items())
+        if kind == "http" and n
+    ]
+    return {"targets": targets, "apps": apps, "voice": None, "device": None, "wifi": None}
+
+
+ViewSource = Callable[[Store, list[AgentRecord], int, int], Iterator[tuple[AgentRecord, dict]]]
+
+
+def fleet(store: Store, window_s: int, now: int, views: ViewSource = kept_views) -> dict:
+    """The snapshot over [now - window_s, now); keys starting with ``_`` are internal (``public_fleet``).
+    ``views``: where each agent's view comes from (``report.fleet_views`` builds the whole view)."""
     since = now - window_s * S
     records = every_agent(store)
     records.sort(key=lambda r: -r.last_seen_us)
@@ -66,7 +149,7 @@ def fleet(store: Store, window_s: int, now: int) -> dict:
     minutes: dict[str, list[dict]] = {}
     incidents: dict[str, dict] = {}
     app_rows: dict[str, list[dict]] = {}
-    for r, a in fleet_views(store, active, since, now):  # rollups of every agent in one read, no raw rows
+    for r, a in views(store, active, since, now):  # kept facts of every agent, rollups in one read
         h = headline(a)
         minutes[r.info.agent_id] = score_points(a)
         for inc in h["incidents"]:

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import msgpack
 
 from ..store import rollup as ru
+from . import fleet_facts
 from .components import Component, Overall
 from .journeys import default_journeys, evaluate
 from .timeline import AVAILABILITY_LOOKBACK_MIN, ScoreConfig, merged, timeline_of
@@ -102,7 +103,8 @@ class KeptScores:
     """The kept minute scores of one read (one agent, or all agents when ``agent`` is None).
 
     ``timeline.minute_scores`` asks ``lookup`` for each minute; the callers that evaluate
-    journeys on the result hand the timeline to ``collect`` and write with ``flush``.
+    journeys on the result hand the timeline to ``collect`` and write with ``flush``. Each row
+    also keeps the minute's ``fleet_facts``: ``facts`` holds those of the minutes read or scored.
     """
 
     def __init__(self, store, since_us: int, until_us: int, agent: int | None = None, cfg=None):
@@ -111,6 +113,7 @@ class KeptScores:
         self.rows = store.kept_scores(ru.minute_of(since_us), until_us, agent)
         self.pending: list[tuple[int, int, bytes, bytes]] = []
         self.hits = 0
+        self.facts: dict[tuple[int, int], list | None] = {}
 
     def digest(self, minute: Sequence[ru.Rollup], history: Sequence[bytes | None]) -> bytes | None:
         """What a minute's score is computed from: its rollups and ``history``, the ``own_digest``
@@ -128,6 +131,7 @@ class KeptScores:
             return None
         self.hits += 1
         d = msgpack.unpackb(hit[1], raw=False, strict_map_key=False)
+        self.facts[(agent, minute_us)] = d.get("f")
         return _overall_in(d["o"]), d.get("j") or {}
 
     def collect(self, agent: int, minutes) -> None:
@@ -135,7 +139,8 @@ class KeptScores:
         for m in minutes:
             if m.digest is None or m.kept:
                 continue
-            data = msgpack.packb({"o": _overall_out(m.overall), "j": m.journeys}, use_bin_type=True)
+            facts = self.facts[(agent, m.minute_us)] = fleet_facts.of_minute(m.rollups)
+            data = msgpack.packb({"o": _overall_out(m.overall), "j": m.journeys, "f": facts}, use_bin_type=True)
             self.pending.append((agent, m.minute_us, m.digest, data))
             self.rows[(agent, m.minute_us)] = (m.digest, data)
             m.kept = True
