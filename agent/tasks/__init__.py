@@ -1,7 +1,6 @@
 """Collection-task registry: one line per kind of measurement the agent runs.
-
-Each task (tasks/base.py: CollectionTask) owns its columns and its events; the runner builds every
-enabled task from this table and schedules it by its pace. Adding a kind: docs/agent-tasks.md.
+The runner builds every enabled task from this table and schedules it by its pace.
+Adding a kind: docs/agent-tasks.md.
 """
 
 from __future__ import annotations

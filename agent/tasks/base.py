@@ -1,7 +1,6 @@
 """The one shape every collection task has: a pace and an interval, start, collect into an Output, close.
-
-A task measures one kind of thing and owns the columns it writes (cxpulse/v1/kinds.py); the runner
-only schedules tasks by their pace, batches what they report and uploads it (docs/agent-tasks.md).
+A task owns the columns it writes; the runner only schedules, batches and uploads.
+Design notes: docs/agent-tasks.md, "The shape".
 """
 
 from __future__ import annotations

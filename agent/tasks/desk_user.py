@@ -1,7 +1,6 @@
 """Who sits at the desk, read again every USER_REFRESH_S or when the OS announces a session change.
-
-Writes no rows: a change goes to the Hello (Output.desk_user), and the uplink starts a new stream
-that carries it. Why not a column on every batch: docs/agent-tasks.md.
+Writes no rows: a change goes to the Hello (Output.desk_user) and a new stream carries it.
+Why not a column on every batch: docs/agent-tasks.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
-"""CPU, memory, NIC errors, interface kind, VPN and proxy, the desk's own traffic: what the PC adds to the picture.
-
-Owns the ``device`` kind's columns and the device_pressure events; the readings are agent/device.py's.
-The link's best rates are kept in the state directory across restarts (written at most every BEST_SAVE_S).
+"""CPU, memory, NIC errors, interface kind, VPN and proxy, the desk's own traffic: what the PC adds.
+Owns the ``device`` columns and device_pressure events; the readings are agent/device.py's.
+Notes: docs/agent-tasks.md, "Notes per task module".
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """Each application every app_interval_s on a fresh connection (DNS, TCP, TLS, first byte), re-checked once on failure.
-
-Owns the ``http`` kind's columns. httpx is imported with the first app to check (apps may also
-arrive later, pushed by the collector): a desk without app checks never carries it.
+Owns the ``http`` columns; httpx is imported only with the first app to check.
+Notes: docs/agent-tasks.md, "Notes per task module".
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """The path out, traced on a slow cadence and when the network changes; path changes; the hops to keep probing.
-
-Writes path snapshots (not rows) and path_change events; hands the ISP and first public hop to the
-RTT task (Shared.hop_targets). Each OS traces in agent/path (tracer.trace; never scapy in here).
+Writes path snapshots and path_change events; each OS traces in agent/path (never scapy in here).
+Notes: docs/agent-tasks.md, "Notes per task module".
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """RTT every tick to the gateway, the hops the path task found and the targets, confirmed by follow-ups.
-
-Owns the ``rtt`` kind's column, the gateway refresh, the two-phase tick and the follow-up probes
-that confirm a breach (detector/confirm.py); the runner only calls ``collect`` once per tick.
+Owns the ``rtt`` column, the gateway refresh and the two-phase tick.
+Notes: docs/agent-tasks.md, "Notes per task module".
 """
 
 from __future__ import annotations

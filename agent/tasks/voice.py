@@ -1,7 +1,6 @@
 """A short 20 ms UDP stream through the collector's reflector every voice_interval_s (loss, jitter, bursts).
-
-Owns the ``voice`` kind's columns. The reflector's address and this agent's key come from the
-collector's push; until one arrives the task waits, and runs at once when it does.
+Owns the ``voice`` columns; waits for the reflector and key the collector pushes.
+Notes: docs/agent-tasks.md, "Notes per task module".
 """
 
 from __future__ import annotations

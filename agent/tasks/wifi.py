@@ -1,7 +1,6 @@
 """The Wi-Fi link as the desk sees it every wifi_interval_s (never a scan), and its events.
-
-Owns the ``wifi`` kind's columns (agent/wifi to_columns) and the watcher's events: roam, disconnect,
-weak signal, rate drop, band change. CXPULSE_WIFI_REPLAY replays recorded readings (tests, labs).
+Owns the ``wifi`` columns and the watcher's events; CXPULSE_WIFI_REPLAY replays recorded readings.
+Notes: docs/agent-tasks.md, "Notes per task module".
 """
 
 from __future__ import annotations
