@@ -1,7 +1,6 @@
 """Whole-or-nothing file writes, the same way on every OS: the one helper agent and collector use.
-
-tmp file in binary mode, write, fsync, rename (or link), fsync the directory; never half a file.
-Why each step, and the Windows C runtime's text mode it avoids: docs/platforms.md.
+Binary mode, tmp file, write, fsync, rename (or link), fsync the directory: never half a file.
+Design notes: docs/platforms.md, "Whole-or-nothing files".
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """The optional parts of cxpulse (pip extras), and one line instead of a traceback when one is missing.
-
-``require`` imports such a module or raises ``MissingExtra``, which the ``cxpulse`` command prints
-as one line naming the extra (exit 2); which extras exist and why: README, "Running it for real".
+``require`` imports such a module or raises ``MissingExtra``, printed as one line naming the extra (exit 2).
+Which extras exist and why: README, "Running it for real".
 """
 
 from __future__ import annotations

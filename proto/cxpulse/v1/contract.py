@@ -1,8 +1,6 @@
-"""The agent/collector contract for pushed configuration: what a collector may set and within which bounds.
-
-One table for both sides: the agent checks every push against it (agent/central.py) and its own
-file's cadences against the same ranges (agent/config.py); the collector checks a central config
-before storing it (collector/config/central.py), so a version it accepted is never refused.
+"""The agent/collector contract for pushed configuration: what a collector may set, within which bounds.
+One table both sides check, so a version the collector accepted is never refused by an agent.
+Design notes: docs/agent-tasks.md, "proto/cxpulse/v1/contract.py".
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """Series kinds of the sample payload: which columns each kind carries, and their types.
-
-One table for agent and collector: each kind's task writes these columns (agent/tasks), the collector
-validates them and keeps each kind in its own table. Adding a kind: docs/agent-tasks.md.
+One table for agent and collector: tasks write these columns, the collector validates and stores each kind apart.
+Adding a kind: docs/agent-tasks.md.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """The msgpack sample payload carried in ``Batch.payload``: one codec for agent and collector.
-
-The bytes the agent spools are exactly the bytes the collector validates; the schema, versions 1
-and 2 (deflated with a preset dictionary), and why it has this shape: PAYLOAD.md beside this file.
+The bytes the agent spools are exactly the bytes the collector validates.
+Schema, versions 1 and 2 (deflated with a preset dictionary) and why this shape: PAYLOAD.md beside this file.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """The voice-cadence probe's UDP packet, shared by the agent (sender) and the collector's reflector.
-
-A signed, fixed-layout header padded to a voice frame's size; the reflector answers with the same
-bytes and only its receive time filled in, so it can never amplify. Design notes: docs/voice.md.
+Signed, fixed layout, voice-frame sized; the reply is the same bytes, so it can never amplify.
+Layout and design notes: docs/voice.md, "proto/cxpulse/v1/voice_wire.py".
 """
 
 from __future__ import annotations
