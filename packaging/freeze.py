@@ -1,11 +1,6 @@
 """Build the self-contained agent folder with PyInstaller: ``python packaging/freeze.py [--dist DIR]``.
-
-Output: ``DIR/cxpulse-agent/`` with ``cxpulse`` (the agent) and ``cxpulse-trace`` (path traces)
-plus ``_internal/``; default DIR is ``build/packaging/dist``. Runs on the OS it builds for (a
-Windows build needs a Windows runner); the installers (linux/, windows/, macos/) package the folder.
-
-Only the agent's sources are staged for PyInstaller (``proto/cxpulse`` without its CLI, and
-``agent/``): the collector is not just excluded, it is not there to be found.
+Only the agent's sources are staged, so the collector is not there to be found; runs on the OS it builds for.
+Design notes: docs/installers.md, "packaging/freeze.py".
 """
 
 from __future__ import annotations

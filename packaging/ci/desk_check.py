@@ -1,24 +1,7 @@
 #!/usr/bin/env python3
 """Check, through the helpdesk lookup, that an installed desk agent measured what a desk must.
 
-Used by the installers workflow on the Windows and macOS runners after the agent, installed from
-the MSI/pkg as a service, has streamed to a collector on the runner's loopback for a minute; the
-tests run it on Linux against a store that a short real run filled.
-
-    python packaging/ci/desk_check.py --api http://127.0.0.1:8080 --key KEY --query ci \
-        --state-dir C:\\ProgramData\\cxpulse\\agent --target-address 127.0.0.1
-
-The view comes from the JSON API (``--api``, what the helpdesk page reads) or straight from the
-store (``--db``, ``cxpulse lookup --json``'s view). Checks, each printed with its figures:
-
-- gateway: a "gateway" row with samples;
-- icmp: a row to ``--target-address`` measured by an ICMP method (``icmp_*``);
-- path: a path trace whose hop 1 answered, when a gateway row exists the gateway itself;
-- spool: no batch set aside (``<state>/spool/rejected/`` holds none, gaps.json names no corrupt one);
-- user: the desk user is the console user; a runner may have no console session, then the field
-  must be present and the script says so.
-
-Exit status 0 when every check passes, 1 otherwise; ``--json-out`` keeps the figures.
+Gateway, ICMP, path, spool, desk user, each with its figures: docs/installers.md, "packaging/ci/desk_check.py".
 """
 
 from __future__ import annotations

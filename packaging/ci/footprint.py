@@ -1,18 +1,7 @@
 #!/usr/bin/env python3
 """The installed agent service's footprint on a desk: RSS and CPU over a window, at defaults.
 
-Used by the installers workflow on the Windows and macOS runners (the agent as the service the
-MSI/pkg installed: ``cxpulse.exe agent service`` under the SCM, ``cxpulse agent run`` under
-launchd), and printed beside the Linux record from docs/benchmarks.md:
-
-    python packaging/ci/footprint.py --os windows --seconds 300 --out footprint-windows.json
-    footprint windows rss_mib=41.2 cpu_pct=0.71 (300 s, 61 samples) | linux (docs/benchmarks.md) ...
-
-RSS is the median of samples every ``--every`` seconds (MiB = 2^20 bytes), as bench/footprint.py
-takes it on Linux; CPU is user + system of the service process and of its live children (a path
-trace child) over the window, as % of one core. A child that ended inside the window is counted
-on POSIX only when the OS charged it to the parent (its exit is reaped there); Windows never
-charges it, so a trace that started and ended inside the window is missing there.
+Run by the installers workflow on Windows and macOS: docs/installers.md, "packaging/ci/footprint.py".
 """
 
 from __future__ import annotations

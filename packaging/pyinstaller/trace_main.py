@@ -1,7 +1,6 @@
 """Entry of the frozen ``cxpulse-trace`` executable: one path trace, the only place scapy lives.
-
-The agent starts it where source installs run ``python -m cxpulse.agent.path.trace_child``
-(``cxpulse.agent.path.child_argv.trace_child_argv``); arguments and JSON output are the same.
+Same arguments and JSON output as ``python -m cxpulse.agent.path.trace_child`` from source.
+Design notes: docs/installers.md, "packaging/pyinstaller/trace_main.py".
 """
 
 import sys

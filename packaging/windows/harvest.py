@@ -1,13 +1,6 @@
 """List a frozen agent folder as a WiX fragment: ``python harvest.py DIR [--exclude NAME...] > files.wxs``.
-
-One component per file (the file is its key path, ``Guid="*"`` gives it a GUID derived from its
-path, stable across builds), directories nested as on disk, all in the component group
-``AgentFiles`` under ``INSTALLDIR``. File sources are ``$(var.SourceDir)/relative/path``.
-
-Why not wixl-heat: it files top-level files under a directory named "." and wants absolute
-paths, which wixl then cannot resolve; why not WiX's heat.exe: this has to run on Linux too.
-IDs are short hashes of the relative path, so they stay valid MSI identifiers (72 characters,
-no dashes) and stable from one build to the next.
+One component per file, IDs and GUIDs stable across builds; runs on Linux, unlike heat.exe.
+Design notes: docs/installers.md, "packaging/windows/harvest.py".
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
 """Stage a stand-in for the Windows agent folder, so the MSI can be built and checked on Linux.
-
-``python packaging/windows/placeholder_pe.py DIR`` writes the file names a Windows PyInstaller build
-has (``cxpulse.exe``, ``cxpulse-trace.exe``, ``_internal/...``). The executables are minimal but
-valid PE32+ images (headers, one section, ``xor eax, eax; ret``), enough for the MSI's File table
-and for Authenticode signing to be exercised; they are not the agent. The real MSI packages the
-folder that packaging/freeze.py builds on a Windows runner (packaging/ci/installers.yml).
+Minimal valid PE32+ images under the real file names: enough for the MSI and Authenticode, not the agent.
+Design notes: docs/installers.md, "packaging/windows/placeholder_pe.py".
 """
 
 from __future__ import annotations
