@@ -1,26 +1,32 @@
 """ "Is it just me?": how many other desks of the person's site, ISP and platform were degraded too.
 
-Computed once per view from the rollups of the person's degraded minutes; only counts and the
-person's own group names leave it, and ``visible_sites`` keeps scoped keys to their sites. Design
-notes: docs/collector-internals.md.
+Computed once per view from the fleet's kept group rows of the person's degraded minutes
+(score/kept_groups.py); only counts and the person's own group names leave it, and
+``visible_sites`` keeps scoped keys to their sites. Design notes: docs/collector-internals.md.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Collection, Mapping
 
 from ..score import isp_name
-from ..score.kept import KeptScores
-from ..score.timeline import AVAILABILITY_LOOKBACK_MIN, ScoreConfig, timeline_of
+from ..score import kept_groups as kg
+from ..score.timeline import AVAILABILITY_LOOKBACK_MIN, ScoreConfig
 from ..score.triage import PLATFORMS, platform_name
 from ..store import AgentRecord, Store
 from ..store import rollup as ru
+from ..store.kept_groups import table_for
+from .scope import ScopedStore
 
 __all__ = ["FALLBACK_MINUTES", "others_affected", "others_line", "person_minutes"]
 
 FALLBACK_MINUTES = 60  # nothing degraded: compare the last hour of the window (a day of every desk is the fleet's work)
 _KNOWN = {name for _, name in PLATFORMS}
-NAMING_WAIT_S = 0.5  # the most a view waits for other desks' ISP names together; unnamed, addresses compare
+SETTLE_US = 60 * 1_000_000  # a minute is compared from kept rows once this long past its end (agents send every 30 s)
+
+log = logging.getLogger("cxpulse.collector.lookup")
 
 
 def person_minutes(score: Mapping, since_us: int, until_us: int) -> tuple[str, list[int]]:
@@ -38,9 +44,9 @@ def _isp_addresses(rollups, role: str = "isp") -> set[str]:
 
 
 class _Isp:
-    """A desk's ISP: its name when the process names ISP hops (score/isp_name.py, as triage does:
-    the ISP hop, else the first public hop), and its ISP hop addresses. Two desks share an ISP when
-    the names match, or, unnamed, when an ISP hop address does."""
+    """The person's ISP: its name when the process names ISP hops (score/isp_name.py, as triage
+    does: the ISP hop, else the first public hop), and its ISP hop addresses. Another desk shares
+    it when both are named and the names match, else when an ISP hop address does."""
 
     def __init__(self, rollups):
         self.addresses = _isp_addresses(rollups)
@@ -48,11 +54,6 @@ class _Isp:
         self.name = None
         if namer is not None and self.addresses:
             self.name = namer.isp([*sorted(self.addresses), *sorted(_isp_addresses(rollups, "public"))])
-
-    def same(self, other: _Isp) -> bool:
-        if self.name and other.name:
-            return self.name == other.name
-        return bool(self.addresses & other.addresses)
 
 
 def _platforms(rollups) -> set[str]:
@@ -89,79 +90,145 @@ def others_affected(
     *,
     visible_sites: Collection[str] | None = None,
     cfg: ScoreConfig | None = None,
+    now_us: int | None = None,
 ) -> dict:
-    """The counts of the person's site, ISP and platform (each None when the person has none)."""
+    """The counts of the person's site, ISP and platform (each None when the person has none).
+
+    Read from the kept group rows of the minutes (score/kept_groups.py); a minute without one is
+    computed here (and kept once settled); unsettled minutes wait while settled ones are compared."""
     basis, minutes = person_minutes(score, since_us, until_us)
     wanted = set(minutes)
-    spans = _spans(minutes)
-    back = (AVAILABILITY_LOOKBACK_MIN - 1) * ru.MINUTE_US
-    # Per span, every desk's rollups with the app checks of the look-back before it (scoring needs them).
-    read: list[dict[int, list[ru.Rollup]]] = []
-    for a, b in spans:
-        per: dict[int, list[ru.Rollup]] = {}
-        for r in store.rollups(a - back, a, kinds=("http",)) + store.rollups(a, b):
-            per.setdefault(r.agent, []).append(r)
-        read.append(per)
-    seen: dict[int, list[ru.Rollup]] = {}  # each desk's rollups of the wanted minutes: who it is
-    for per in read:
-        for key, rs in per.items():
-            seen.setdefault(key, []).extend(r for r in rs if r.minute_us in wanted)
-    mine = seen.get(me.key, [])
+    mine = [
+        r
+        for r in store.rollups(minutes[0], minutes[-1] + ru.MINUTE_US, me.key, kinds=("rtt", "http"))
+        if r.minute_us in wanted
+    ]
     site = me.info.site or None
     isp = _Isp(mine)
     platform = _platform_of(score.get("verdict"), _platforms(mine))
-    members: dict[int, tuple[bool, bool, bool]] = {}
-    with isp_name.wait_budget(NAMING_WAIT_S):
-        for rec in store.all_agents():
-            theirs = seen.get(rec.key)
-            if rec.key == me.key or not theirs:
-                continue
-            if visible_sites is not None and rec.info.site not in visible_sites:
-                continue
-            flags = (
-                site is not None and rec.info.site == site,
-                bool(isp.addresses) and isp.same(_Isp(theirs)),
-                platform is not None and platform in _platforms(theirs),
-            )
-            if any(flags):
-                members[rec.key] = flags
-    counts = {"site": [0, 0], "isp": [0, 0], "platform": [0, 0]}  # affected, of
-    hits: set[int] = set()
-    for (a, b), per in zip(spans, read, strict=True):
-        kept = KeptScores(store, a, b, None, cfg) if members.keys() & per.keys() else None
-        for key in members.keys() & per.keys() - hits:
-            tl = timeline_of(key, per[key], a, b, cfg, kept)
-            if any(m.degraded for m in tl.minutes if m.minute_us in wanted):
-                hits.add(key)
-    for key, flags in members.items():
-        hit = key in hits
-        for name, inside in zip(("site", "isp", "platform"), flags, strict=True):
-            if inside:
-                counts[name][1] += 1
-                counts[name][0] += hit
+    allowed = set(visible_sites) if visible_sites is not None else None
+    scoped = isinstance(store, ScopedStore)
+    if isinstance(store, ScopedStore):
+        allowed = set(store.sites) if allowed is None else allowed & store.sites
+    groups: list[tuple[str, str]] = [(kg.REPORTED, ""), (kg.DEGRADED, "")]
+    if site:
+        groups.append((kg.SITE, site))
+    groups += [(kg.ADDRESS, a) for a in sorted(isp.addresses)]
+    if isp.name:
+        groups += [(kg.NAME, isp.name), (kg.UNNAMED, "")]
+    if platform:
+        groups.append((kg.PLATFORM, platform))
+    groups += [(kg.SITE, s) for s in sorted(allowed or ()) if s]
+    got = _kept_groups(store, minutes, groups, cfg, now_us, write=not scoped)
+    compared = sorted(got)
+
+    def union(group: tuple[str, str]) -> int:
+        bits = 0
+        for m in compared:
+            bits |= got[m].get(group, 0)
+        return bits
+
+    reported = union((kg.REPORTED, "")) & ~(1 << me.key)
+    if allowed is not None:
+        visible = 0
+        for s in allowed:
+            if s:
+                visible |= union((kg.SITE, s))
+        reported &= visible
+    degraded = union((kg.DEGRADED, ""))
+    near = 0
+    for a in isp.addresses:
+        near |= union((kg.ADDRESS, a))
+    if isp.name:  # named: the same name, or an unnamed desk sharing an ISP hop address
+        near = union((kg.NAME, isp.name)) | (union((kg.UNNAMED, "")) & near)
+    members = {
+        "site": union((kg.SITE, site)) & reported if site else 0,
+        "isp": near & reported,
+        "platform": union((kg.PLATFORM, platform)) & reported if platform else 0,
+    }
+    spans = _spans(compared or minutes)
     out: dict = {
         "basis": basis,
         "since_us": spans[0][0],
         "until_us": spans[-1][1],
-        "minutes": len(minutes),
+        "minutes": len(compared),
         "site": None,
         "isp": None,
         "platform": None,
     }
+    if len(compared) < len(minutes):  # the newest minutes have not settled yet
+        out["as_of_us"] = compared[-1] + ru.MINUTE_US if compared else None
+        out["left_out"] = len(minutes) - len(compared)
     if site:
-        out["site"] = {"name": site, "affected": counts["site"][0], "of": counts["site"][1]}
+        g = members["site"]
+        out["site"] = {"name": site, "affected": (g & degraded).bit_count(), "of": g.bit_count()}
     if isp.addresses:
         address = sorted(isp.addresses)[0]
+        g = members["isp"]
         out["isp"] = {
             "name": isp.name or address,
             "address": address,
-            "affected": counts["isp"][0],
-            "of": counts["isp"][1],
+            "affected": (g & degraded).bit_count(),
+            "of": g.bit_count(),
         }
     if platform:
-        out["platform"] = {"name": platform, "affected": counts["platform"][0], "of": counts["platform"][1]}
+        g = members["platform"]
+        out["platform"] = {"name": platform, "affected": (g & degraded).bit_count(), "of": g.bit_count()}
     out["text"] = others_line(out)  # the words every view shows (page, ticket, CLI)
     return out
+
+
+def _kept_groups(
+    store: Store,
+    minutes: list[int],
+    groups: list[tuple[str, str]],
+    cfg: ScoreConfig | None,
+    now_us: int | None,
+    write: bool,
+) -> dict[int, dict[tuple[str, str], int]]:
+    """minute -> group -> keys (a bitmap) of the compared minutes: the kept rows (one query), the
+    settled minutes without one computed and kept, the unsettled ones computed only when no other
+    minute is there to compare."""
+    base = kg.base_digest(cfg)
+    table = table_for(store._store if isinstance(store, ScopedStore) else store)
+    present: set[int] = set()
+    rows: dict[tuple[str, str], dict[int, bytes]] = {}
+    if table is not None:
+        try:
+            present, rows = table.read(minutes[0], minutes[-1] + ru.MINUTE_US, base, groups)
+        except Exception as exc:  # a broken side table: compute, as without one
+            log.warning("could not read kept groups: %s", exc)
+    out = {m: {g: kg.unpack(rows[g][m]) for g in groups if m in rows.get(g, {})} for m in minutes if m in present}
+    now = now_us if now_us is not None else time.time_ns() // 1000
+    settled = ru.minute_of(now - SETTLE_US)  # minutes before it have settled (jobs/kept_groups.py)
+    missing = [m for m in minutes if m not in present]
+    todo = [m for m in missing if m < settled]
+    if not todo and not out:
+        todo = missing  # nothing settled to compare: the newest minutes, computed and not kept
+    keep: list = []
+    for a, b in _runs(todo):
+        for m, (digest, g) in kg.build_minutes(store, a, b, cfg).items():
+            assert g is not None
+            out[m] = g
+            if m < settled:
+                keep.append((m, base, digest, {k: kg.pack(v) for k, v in g.items()}))
+    if keep and write and table is not None:
+        try:
+            table.write(keep)
+        except Exception as exc:  # a read-only or busy store: the answer is right either way
+            log.warning("could not keep %d minute(s) of groups: %s", len(keep), exc)
+    return out
+
+
+def _runs(minutes: list[int]) -> list[tuple[int, int]]:
+    """Sorted minutes as [first, end) runs of consecutive minutes."""
+    out: list[list[int]] = []
+    for m in minutes:
+        if out and m == out[-1][1]:
+            out[-1][1] = m + ru.MINUTE_US
+        else:
+            out.append([m, m + ru.MINUTE_US])
+    return [(a, b) for a, b in out]
 
 
 def others_line(o: Mapping | None) -> str | None:
