@@ -1,7 +1,6 @@
 """``cxpulse collector init | tokens | agents | keys``: what IT runs to let desks in and keep them out.
-
-All of them work on ``--db`` (the store's database: the registry lives beside the samples), so a
-revocation made here reaches every collector sharing that database within seconds.
+All work on ``--db``, so a revocation here reaches every collector sharing that database within seconds.
+Design notes: docs/security.md, "collector/security/cli.py".
 """
 
 from __future__ import annotations

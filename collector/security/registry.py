@@ -1,14 +1,6 @@
 """Who may talk to the collector: enrollment tokens, agent credentials, API keys, and the audit log.
-
-It lives in the store's own database (SQLite file or PostgreSQL), in tables of its own with their
-own migration, so several collectors sharing one PostgreSQL agree on who is enrolled and who was
-revoked; a revocation made on one collector reaches the streams held by the others through
-``revoked_since``.
-
-Only SHA-256 hashes of secrets are stored. Every secret is ``cxp_<kind>_<id>_<random>``: the id
-finds the row without scanning, the 256-bit random part makes a fast hash sufficient (nothing to
-brute-force, so no slow KDF), and the comparison is constant-time. A database leak therefore
-leaks no usable token, credential or key.
+In the store's own database, shared by collectors; only SHA-256 hashes of secrets are kept.
+Design notes: docs/security.md, "collector/security/registry.py".
 """
 
 from __future__ import annotations

@@ -1,28 +1,6 @@
 """Binds every agent stream to an enrolled agent, and cuts streams of revoked agents.
-
-``AuthenticatedTelemetry`` sits in front of the ingest service (which knows nothing of
-credentials): it authenticates the credential in the request metadata before a single message is
-read, so an unknown or revoked caller stores nothing, not even its Hello; it takes the agent id
-from the credential and refuses a Hello that names another; and it keeps each stream's handler
-task, so that a revocation can end it from outside with a clear status.
-
-Enrollment is required with and without TLS: TLS proves the collector to the agent, the credential
-proves the agent to the collector. ``--insecure`` only drops the first.
-
-Revocation reaches open streams through ``Registry.revoked_since``, polled every
-``REVOKE_POLL_S``: that works the same whether the revocation was made by this collector's CLI,
-another collector's, or by hand in a shared PostgreSQL. The same poll takes revoked agents out of
-the ingest's ``known_agents``, which is what the voice reflector answers.
-
-What one credential may hold is bounded before its Hello too: the Hello is not read here but by
-the ingest, behind its per-address limit and Hello deadline, and at most ``PRE_HELLO_PER_AGENT``
-streams of one credential may wait for theirs. The site is the credential's (IT chose it with
-the enrollment token); a Hello naming another site is overruled, and a host that differs from
-the enrolled one is logged and audited once per collector run.
-
-``Enroll`` is open to anyone who reaches the port, so it sits behind a token bucket per address
-and one for the whole collector (each enrollment takes the registry's write lock), and its
-refusals are logged within a budget of lines.
+Authenticates before any message is read, bounds what one credential may hold, polls for revocations.
+Design notes: docs/security.md, "collector/security/streams.py".
 """
 
 from __future__ import annotations

@@ -1,12 +1,6 @@
 """The collector's private PKI: a CA that agents are installed with, and the server certificate.
-
-A private CA (not a public one) because the collector lives on an internal name or address that
-no public CA will certify, and because agents should trust this collector only, not every site a
-public CA vouches for. The CA key never leaves the collector's TLS directory; installers get
-``ca.pem`` only. ECDSA P-256 keys: small, fast handshakes, supported by every gRPC build.
-
-Files in the TLS directory (``collector init`` writes them, ``collector serve --tls-dir`` reads them):
-``ca.pem`` / ``ca.key`` (0600), ``server.pem`` (chain: server then CA) / ``server.key`` (0600).
+ECDSA P-256; the CA key never leaves the TLS directory, installers get ca.pem only.
+Design notes: docs/security.md, "collector/security/tls.py".
 """
 
 from __future__ import annotations
