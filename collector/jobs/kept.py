@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from ..score.kept import BLOCK_US, keep_blocks, keep_recent
 from ..store import rollup as ru
+from .kept_groups import keep_groups_step
 
 __all__ = ["kept_scores_loop"]
 
@@ -41,6 +42,7 @@ async def kept_scores_loop(
             if block != last_block:
                 blocks = await asyncio.to_thread(keep_blocks, store, block)
                 last_block = block
+            await asyncio.to_thread(keep_groups_step, store, until)  # "is it just me?" rows (jobs/kept_groups.py)
             log.debug(
                 "kept %d minute score(s) (%d already kept) and %d block merge(s) in %.2f s",
                 wrote,

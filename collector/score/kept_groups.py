@@ -92,12 +92,14 @@ def build_minutes(
     hi: int,
     cfg: ScoreConfig | None = None,
     known: Mapping[int, bytes] | None = None,
+    fill: bool = True,
 ) -> dict[int, tuple[bytes, Groups | None]]:
     """minute -> (digest of its inputs, its groups) for every minute in [lo, hi).
 
     The digest covers every desk's rollups of the minute and the app checks of its look-back,
     its site and its ISP name: a minute whose digest equals ``known[minute]`` is not scored
-    again (groups None). Minute scores come from the kept ones where their inputs are unchanged.
+    again (groups None), nor one not in ``known`` unless ``fill``. Minute scores come from the
+    kept ones where their inputs are unchanged.
     """
     lo = ru.minute_of(lo)
     minutes = list(range(lo, hi, ru.MINUTE_US))
@@ -131,7 +133,7 @@ def build_minutes(
     todo = []
     for m in minutes:
         d = digests[m].digest()
-        if known is not None and known.get(m) == d:
+        if known is not None and (known.get(m) == d or (not fill and m not in known)):
             out[m] = (d, None)
         else:
             out[m] = (d, {(REPORTED, ""): 0})
