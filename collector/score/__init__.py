@@ -1,8 +1,6 @@
 """Experience scoring: pure functions from figures to explained 0-100 scores.
-
-``emodel``, ``components``, ``timeline``, ``triage``, ``journeys``, ``incidents``, ``kept``, ``isp_name``,
-``scenarios``, ``cli``; a store, where one is read, is passed in, and the loops that run on a clock
-live in collector/jobs/. Design notes: docs/collector-internals.md.
+A store, where one is read, is passed in; the loops that run on a clock live in collector/jobs/.
+Design notes: docs/collector-internals.md, "collector/score/__init__.py".
 """
 
 from ..store.sketch import LatencySketch

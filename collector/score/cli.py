@@ -1,8 +1,6 @@
 """``cxpulse score voice``: the E-model by hand, so a network engineer can check a path.
-
-``cxpulse score voice --one-way-ms 150 --loss-pct 1 --codec g711-plc [--json]``; the one-way delay
-is T and Ta, Tr = 2T, other G.107 parameters at their defaults. Design notes:
-docs/collector-internals.md.
+``--one-way-ms 150 --loss-pct 1 --codec g711-plc [--json]``; other G.107 parameters at their defaults.
+Design notes: docs/collector-internals.md, "collector/score/cli.py".
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """The experience components (voice, apps, Wi-Fi, stability) and how they combine.
-
-Pure functions from a window's figures to a 0-100 ``Component`` with label, sentence and evidence;
-``overall`` takes the weakest, ``window_score`` rates a window by its worst minutes. Design notes:
-docs/collector-internals.md.
+Pure functions from a window's figures to an explained 0-100 ``Component``; the weakest dominates.
+Design notes: docs/collector-internals.md, "collector/score/components.py".
 """
 
 from __future__ import annotations

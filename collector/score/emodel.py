@@ -1,8 +1,6 @@
 """ITU-T G.107 E-model: the transmission rating R of a call, and the MOS it predicts.
-
-Formulas of G.107 (06/2015) clause 7, codec values from G.113 Appendix I; ``rate_path`` applies the
-measured-path convention, ``rate`` takes a full parameter set. Design notes:
-docs/collector-internals.md.
+G.107 (06/2015) clause 7, codec values from G.113 Appendix I; ``rate_path`` for a measured path.
+Design notes: docs/collector-internals.md, "collector/score/emodel.py".
 """
 
 from __future__ import annotations

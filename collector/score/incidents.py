@@ -1,23 +1,6 @@
 """Incidents across agents: a platform (an app) or a site degrading for many agents in the same minutes.
-
-Why: when Salesforce is down, forty tickets arrive in ten minutes, and triaging each desk as if
-its own fault wastes forty helpdesk calls. The collector looks across agents every minute:
-
-- **platform incident** (``kind="platform"``, scope: the app): in one minute, at least
-  ``min_agents`` agents whose own path is clean see the same app fail or crawl, they are at
-  least ``min_share`` of the agents checking that app with a clean path, and they sit behind at
-  least ``min_groups`` different sites or ISPs (so it is not one site's network);
-- **site incident** (``kind="site"``, scope: the site): in one minute, at least
-  ``site_min_agents`` agents of one site that share its upstream (the same ISP hop) lose
-  packets or time beyond their desks, at least ``site_min_share`` of the site's reporting
-  agents, while most agents elsewhere are fine (everyone failing at once is not one site's fault).
-
-An incident opens at the first minute that qualifies, grows with each further minute and with
-the agents affected in it, and closes once ``lookback_minutes`` minutes have passed without a
-qualifying minute (its end is the end of its last qualifying minute). Each run re-reads the last
-``lookback_minutes`` minutes, the current one included, so batches that arrive late still count
-and an incident is seen while its first minute is still filling up. Runs of several collectors
-sharing a database take turns in the store (``update_incidents``), so an incident is opened once.
+Opened once across collectors, grown per minute and agent, closed after a quiet lookback.
+Design notes: docs/collector-internals.md, "collector/score/incidents.py"; rules: docs/scoring.md.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """The ISP named for people: "AS3209 Vodafone GmbH" or "vodafone.de" instead of 80.81.192.1.
-
-From an IP-to-ASN database if IT supplies one, else reverse DNS cut to the registrable domain
-(bounded, cached, can be switched off); one namer per process (``install``, ``current``). Design
-notes: docs/collector-internals.md.
+From an IP-to-ASN database if IT supplies one, else bounded, cached reverse DNS; one namer per process.
+Design notes: docs/collector-internals.md, "collector/score/isp_name.py".
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """Journeys: the 3-5 things the business says must work, evaluated per minute as met or missed.
-
-Each journey is a list of conditions (``metric(targets) op number``) over the score's figures, read
-from TOML (``DEFAULT_JOURNEYS_TOML`` is the default and the example). Design notes:
-docs/collector-internals.md.
+Conditions (``metric(targets) op number``) over the score's figures, from TOML (``DEFAULT_JOURNEYS_TOML``).
+Design notes: docs/collector-internals.md, "collector/score/journeys.py".
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """Scenario generator: sample streams with a known fault, for testing triage and incident detection.
-
-A small seeded contact center measured as the agent measures it, with faults injected on some agents
-over a span, each with the fault place triage is scored against. Design notes:
-docs/collector-internals.md.
+A small seeded contact center measured as the agent measures it, faults injected on some agents.
+Design notes: docs/collector-internals.md, "collector/score/scenarios.py".
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """Scores over time: per agent per minute from the rollups, and over any window by its worst minutes.
-
-A minute's rollups are read once as ``Figures`` that scoring, journeys and triage all share; a
-window is ``window_score`` over its minutes (the mean of the worst 10 %). Design notes:
-docs/collector-internals.md.
+A minute's rollups are read once as ``Figures`` that scoring, journeys and triage all share.
+Design notes: docs/collector-internals.md, "collector/score/timeline.py".
 """
 
 from __future__ import annotations

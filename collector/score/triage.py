@@ -1,8 +1,6 @@
 """Fault-domain triage: for a degraded window, where the fault lies, how sure we are, and why.
-
-Each place (wifi, device, own_traffic, lan, network, vpn, app, dns) gets a strength from its
-signature in the figures; the strongest wins, with a confidence and one sentence of evidence. Design
-notes: docs/collector-internals.md.
+Each place gets a strength from its signature in the figures; the strongest wins, with evidence.
+Design notes: docs/collector-internals.md, "collector/score/triage.py".
 """
 
 from __future__ import annotations
