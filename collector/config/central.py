@@ -1,7 +1,6 @@
 """The central configuration: what IT tells every agent to measure, from one TOML file.
-
-The ``collector serve`` flags are its base; a text is checked against the contract the agent checks
-pushes with (cxpulse/v1/contract.py) before it is stored. Design notes: docs/collector-internals.md.
+The ``collector serve`` flags are its base; a text is checked against the agent's contract before storing.
+Design notes: docs/collector-internals.md, "collector/config/central.py".
 """
 
 from __future__ import annotations

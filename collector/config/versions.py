@@ -1,7 +1,6 @@
 """Versions of the central configuration, kept in the collector's own database.
-
-Collectors sharing one PostgreSQL follow the newest row; storing the newest text again is a no-op
-(docs/storage.md, "Central config versions").
+Collectors sharing one PostgreSQL follow the newest row; storing the newest text again is a no-op.
+Design notes: docs/collector-internals.md, "collector/config/versions.py".
 """
 
 from __future__ import annotations

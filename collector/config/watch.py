@@ -1,8 +1,6 @@
 """Keeps a running collector on the newest central config and pushes every change to open streams.
-
-A file change, SIGHUP or a stored version all end as a row in the versions table, which every
-collector follows; a bad edit is logged and the running version stays. Design notes:
-docs/collector-internals.md.
+File change, SIGHUP or a stored version all end as a row every collector follows; a bad edit is logged.
+Design notes: docs/collector-internals.md, "collector/config/watch.py".
 """
 
 from __future__ import annotations
