@@ -1,8 +1,6 @@
 """The fleet right now: every agent seen in a window, scored and ranked, by site, by app, incidents.
-
-One snapshot from every agent's kept minute scores and facts (score/kept.py, score/fleet_facts.py),
-decoding rollups only for minutes not kept and agents with a degraded minute, so the page, /metrics
-and the alert loop can all ask for it every few seconds; ``LookupService.fleet`` caches it.
+From kept minute scores and facts, rollups decoded only where needed; ``LookupService.fleet`` caches it.
+Design notes: docs/collector-internals.md, "collector/lookup/fleet.py".
 """
 
 from __future__ import annotations

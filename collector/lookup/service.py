@@ -1,7 +1,6 @@
 """What the lookup routes call: synchronous, thread-safe reads over one store, briefly cached.
-
-A page asks for the same view, timeline and ticket within seconds, and the page, /metrics and the
-alert loop all ask for the fleet; each is computed once per few seconds and site scope.
+Each view, timeline, ticket and fleet is computed once per few seconds and site scope.
+Design notes: docs/collector-internals.md, "collector/lookup/service.py".
 """
 
 from __future__ import annotations
