@@ -1,14 +1,6 @@
 """``cxpulse demo``: a collector and an agent on this machine, then the lookup for this user.
-
-The collector and agent share one event loop here, but talk over real gRPC on
-loopback and store into a real SQLite file, exactly as separate processes do, and
-secured as in production: ``collector init`` into the data dir (a CA, a server
-certificate for 127.0.0.1), TLS on the gRPC port, and the agent enrolls with a
-token and streams with its own credential.
-
-The helpdesk page, the product's main screen, is served on loopback while the demo
-runs; its URL and a helpdesk API key made for this run are printed, and the key is
-revoked when the demo ends, so a key copied from a terminal opens nothing later.
+Real gRPC, TLS, enrollment and SQLite on loopback; the page's URL and a key revoked at exit are printed.
+Design notes: docs/collector-internals.md, "collector/demo.py".
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """The one duration grammar: '900', '90s', '15m', '15min', '1.5h', '7d', '2w' -> whole seconds.
-
-``parse_seconds`` raises ValueError naming the parameter (the HTTP API turns it into a 400);
-``parse_duration`` is the argparse ``type=`` the ``collector`` and ``security`` commands use.
+``parse_seconds`` for the API (its ValueError a 400), ``parse_duration`` for argparse.
+Design notes: docs/collector-internals.md, "collector/durations.py".
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """Untrusted strings made safe for a log line, and a budget for log lines an attacker can cause.
-
-``safe`` escapes control and format characters as ``repr`` does and bounds the length: one line
-whatever was sent; ``LogBudget`` caps lines per window and summarises the rest. Design notes:
-docs/collector-internals.md.
+``safe`` escapes and bounds one value to one line; ``LogBudget`` caps lines per window.
+Design notes: docs/collector-internals.md, "collector/logsafe.py".
 """
 
 from __future__ import annotations

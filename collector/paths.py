@@ -1,7 +1,6 @@
 """Where the collector keeps its database by default, and how a database URL may be logged.
-
-Shared by the CLI, the server and the admin commands; kept apart from collector/cli.py so that
-those modules need not import the command line that imports them (no import cycle, issue 20).
+Apart from collector/cli.py so the server and admin commands need not import the command line.
+Design notes: docs/collector-internals.md, "collector/paths.py".
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """UDP reflector for the agents' voice-cadence probe (packet format: ``cxpulse.v1.voice_wire``).
-
-Answers only packets signed by an enrolled agent, never larger than the request, within per-agent
-and global rates; each dropped packet is counted by its reason. Design notes: docs/voice.md.
+Answers only signed packets of enrolled agents, never larger than the request, within rate limits.
+Design notes: docs/voice.md, "collector/reflector.py".
 """
 
 from __future__ import annotations
