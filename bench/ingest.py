@@ -144,6 +144,35 @@ class _Collector:
         self.log.close()
 
 
+def _write_bytes(pid: int) -> int:
+    try:
+        import psutil
+
+        return int(psutil.Process(pid).io_counters().write_bytes)
+    except Exception:  # no /proc/PID/io here
+        return -1
+
+
+def _landing_commits(store: str, db: str, schema: str) -> tuple[int, int] | None:
+    """(group commits, landing rows) of the run: each commit stamps its rows with one committed_us."""
+    sql = "SELECT count(DISTINCT committed_us), count(*) FROM {}batches"
+    try:
+        if store == "sqlite":
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+            try:
+                got = con.execute(sql.format("")).fetchone()
+            finally:
+                con.close()
+        else:
+            import psycopg
+
+            with psycopg.connect(_pg_base(), autocommit=True) as c:
+                got = c.execute(sql.format(f'"{schema}".')).fetchone()
+    except Exception:  # no landing table (row-per-sample stores)
+        return None
+    return (int(got[0]), int(got[1])) if got else None
+
+
 def _stored_samples(store: str, db: str, schema: str) -> int:
     """Samples the store holds: rows of every samples_<kind> table plus the landing rows' counts."""
     from cxpulse.v1.kinds import KINDS
@@ -292,6 +321,7 @@ def one_run(
         go.write_text(f"{t0}\n")
         time.sleep(max(0.0, t0 + warmup - time.time()))
         col.mark_start()
+        io0 = _write_bytes(collector.proc.pid)
         gen.mark_start()
         load0 = load_now()
         if on_window is not None:
@@ -302,6 +332,7 @@ def one_run(
             time.sleep(min(0.5, max(0.0, end - time.time())))
         col.sample()
         col.mark_end()
+        io1 = _write_bytes(collector.proc.pid)
         workers_rss = _children_peak_rss(collector.proc.pid)
         gen.mark_end()
         load1 = load_now()
@@ -328,6 +359,7 @@ def one_run(
             f.close()
         collector.stop()
     stored = _stored_samples(store, db, schema)
+    commits = _landing_commits(store, db, schema)
     if store == "postgres":
         import psycopg
 
@@ -368,6 +400,11 @@ def one_run(
         "payload_bytes": results[0].get("payload_bytes"),
         "connect_retries": sum(r.get("connect_retries", 0) for r in results),
         "connect_retry_kinds": _merge_counts(r.get("connect_retry_kinds", {}) for r in results),
+        # Landing rows carry their commit's time: distinct values are the group commits (None: no landing table).
+        "commits_total": commits[0] if commits else None,
+        "batches_per_commit": round(commits[1] / commits[0], 1) if commits and commits[0] else None,
+        # What the collector process wrote to disk in the window (SQLite: WAL and database; PostgreSQL: ~0).
+        "collector_write_mb_per_s": round((io1 - io0) / 2**20 / plan.duration_s, 2) if io0 >= 0 <= io1 else None,
         "load_start": load0,
         "load_end": load1,
         "window_s": plan.duration_s,
@@ -406,6 +443,9 @@ def run(
                 store_figures += _desk_figures(store, r) if desk else _bulk_figures(store, r)
             ceils += _ceilings(store, plan, tmp, log)
             details["ceilings"].extend(ceils)
+            if desks and "decode" not in details:
+                fig, details["decode"] = _decode_figure(log)
+                figures.append(fig)
             figures += _ceiling_figures(store, ceils) + _with_ceiling(store_figures, ceils)
     return figures, details
 
@@ -506,6 +546,8 @@ def _ceilings(store: str, plan: IngestPlan, tmp: Path, log: Any) -> list[dict]:
     log(f"  ingest: {store} bare-insert ceiling, {rows:,} rows (load {load[0]:.2f})")
     if store == "sqlite":
         ceils = [ceiling.sqlite_ceiling(rows, where=str(tmp))]
+        if plan.desks and store in plan.desk_stores:  # what landing rows allow, with no decoding
+            ceils.append(ceiling.sqlite_landing_ceiling(max(2_000, plan.ceiling_rows // 50), where=str(tmp)))
     else:
         ceils = ceiling.postgres_ceiling(_pg_base(), rows)
     for c in ceils:
@@ -519,6 +561,20 @@ def _best(ceils: list[dict], method: str) -> dict | None:
 
 def _ceiling_figures(store: str, ceils: list[dict]) -> list[Figure]:
     out = []
+    land = _best(ceils, "landing")
+    if land is not None:
+        runs = ", ".join(f"{c['samples_per_s']:,}" for c in ceils if c["method"] == "landing")
+        out.append(
+            Figure(
+                "ingest",
+                f"{store} bare landing-row insert ceiling",
+                "samples/s",
+                land["samples_per_s"],
+                load=land["load"],
+                note=f"one row per 30 s desk batch (payload as sent), {land['rows_per_commit']} rows/commit, "
+                f"{land['commits_per_s']} commits/s, synchronous={land['synchronous']}; runs before/after: {runs}",
+            )
+        )
     for method in ("executemany", "copy"):
         b = _best(ceils, method)
         if b is not None:
@@ -537,15 +593,37 @@ def _ceiling_figures(store: str, ceils: list[dict]) -> list[Figure]:
 
 
 def _with_ceiling(figures: list[Figure], ceils: list[dict]) -> list[Figure]:
-    """Rate figures get the ceiling as their peer: executemany as the issue asks (COPY in the note)."""
-    exe, copy = _best(ceils, "executemany"), _best(ceils, "copy")
+    """Rate figures get the ceiling as their peer: executemany as the issue asks (COPY, landing in the note)."""
+    exe, copy, land = _best(ceils, "executemany"), _best(ceils, "copy"), _best(ceils, "landing")
     for f in figures:
         if f.unit == "samples/s" and exe is not None:
             f.peer, f.peer_value = "bare executemany", exe["rows_per_s"]
             f.ratio = f.value / exe["rows_per_s"] if f.value is not None else None
             if copy is not None and f.value is not None:
                 f.note += f"; vs bare COPY {f.value / copy['rows_per_s']:.2f}"
+            if land is not None and f.value is not None and "desk streams" in f.name:
+                f.note += f"; vs bare landing-row insert {f.value / land['samples_per_s']:.3f}"
     return figures
+
+
+def _decode_figure(log: Any) -> tuple[Figure, dict]:
+    """The Python work per desk batch before its commit (decode + validation, rollups), one core."""
+    load = load_now()
+    log(f"  ingest: decode + rollups of desk batches on one core (load {load[0]:.2f})")
+    d = ceiling.decode_rate()
+    d["load"] = load
+    note = (
+        f"payload.decode {d['decode_us_per_sample']} us/sample + rollup.rolled {d['rollup_us_per_sample']} "
+        f"us/sample, in-process, CPU time of {d['batches']} batches"
+    )
+    return Figure(
+        "ingest",
+        "desk batches: decode + rollups, one core",
+        "samples/CPU-s",
+        d["samples_per_cpu_s"],
+        load=load,
+        note=note,
+    ), d
 
 
 def _postgres_ok() -> bool:
