@@ -152,6 +152,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     config_cli.register(col)  # collector config set | show
     serve.set_defaults(func=cmd_serve)
+    mig = col.add_parser(
+        "migrate-storage",
+        help="fold the samples_* rows of an older version into hour chunks now (serve does it in the background)",
+        description="Resumable: Ctrl-C stops after the running step, the next run goes on from there "
+        "(docs/storage-migration.md).",
+    )
+    mig.add_argument(
+        "--store", "--db", dest="store", default=None, help=f"SQLite path or postgresql:// URL (default {default_db()})"
+    )
+    mig.set_defaults(func=cmd_migrate_storage)
 
     lookup = sub.add_parser(
         "lookup",
@@ -402,6 +412,22 @@ def cmd_lookup(args: argparse.Namespace) -> int:
         print(ticket_summary(a, view["window"]).rstrip() + "\n")
     print(render_text(view), end="")
     return 0
+
+
+def cmd_migrate_storage(args: argparse.Namespace) -> int:
+    from .jobs.raw_compaction import migrate, open_existing
+
+    url = args.store or default_db()
+    try:
+        store = open_existing(url)
+    except (OSError, ValueError, MissingExtra) as exc:
+        print(f"cxpulse collector migrate-storage: {exc}", file=sys.stderr)
+        return 2
+    try:
+        r = migrate(store)
+    finally:
+        store.close()
+    return 130 if r.stopped else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

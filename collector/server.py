@@ -166,6 +166,7 @@ class Collector:
         if self.background:
             from .jobs.incidents import incident_loop
             from .jobs.kept import kept_scores_loop
+            from .jobs.raw_compaction import raw_compaction_loop
             from .jobs.retention import retention_loop
 
             self._loops = [
@@ -180,6 +181,7 @@ class Collector:
                 ),
                 asyncio.ensure_future(incident_loop(self.store)),
                 asyncio.ensure_future(kept_scores_loop(self.store)),
+                asyncio.ensure_future(raw_compaction_loop(self.store)),
             ]
         from .paths import redact
 

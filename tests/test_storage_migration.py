@@ -7,22 +7,24 @@ columns) and the landing rows deleted. PostgreSQL runs with CXPULSE_TEST_POSTGRE
 
 from __future__ import annotations
 
+import asyncio
 import io
 import random
+import signal
 import sqlite3
 import subprocess
 
+import pytest
 from starlette.responses import JSONResponse
 
-from cxpulse.collector.jobs.raw_compaction import migrate
+from cxpulse.collector.jobs import raw_compaction
+from cxpulse.collector.jobs.raw_compaction import migrate, raw_compaction_loop
 from cxpulse.collector.lookup.service import LookupService
 from cxpulse.collector.store import AgentInfo, PendingBatch, open_store
 from cxpulse.v1 import payload as p
 from cxpulse.v1.kinds import KINDS
-from tests import test_store
 from tests.conftest import CXPULSE
-
-store_url = test_store.store_url  # fixture: a fresh, empty store on each backend
+from tests.stores import postgres_url
 
 S = 1_000_000
 MIN = 60 * S
@@ -73,21 +75,25 @@ def _batch(rng: random.Random, start: int, end: int, step: int) -> p.SampleBatch
     return p.SampleBatch([s for s in (gw, isp, crm, voice, dev, wifi) if s.ts_us], events, paths)
 
 
+def _samples(batch: p.SampleBatch) -> int:
+    return sum(len(s) for s in batch.series)  # the batch's sample_count counts events and paths too
+
+
 def _fill(url: str) -> tuple[int, int]:
-    """Eight days of one desk, sparse then dense for the last three hours, committed through the
-    store in 30 s .. 1 h batches; returns (agent key, samples)."""
+    """Eight days of one desk, an hour in six sparse, then dense for the last three hours,
+    committed through the store in 5 min .. 1 h batches; returns (agent key, samples)."""
     rng = random.Random(19)
     store = open_store(url)
     try:
         k = store.upsert_agent(
             AgentInfo(AGENT, "DESK-7", "ana.lima", "Windows 11", "0.9", "Porto"), NOW - 9 * 86400 * S
         )
-        spans = [(t, t + HOUR, 2 * MIN) for t in range(NOW - 8 * 24 * HOUR, NOW - 3 * HOUR, HOUR)]
+        spans = [(t, t + HOUR, 2 * MIN) for t in range(NOW - 8 * 24 * HOUR, NOW - 3 * HOUR, 6 * HOUR)]
         spans += [(t, t + 5 * MIN, S) for t in range(NOW - 3 * HOUR, NOW - 10 * MIN, 5 * MIN)]
         n = 0
         for seq, (a, b, step) in enumerate(spans, start=1):
             batch = _batch(rng, a, b, step)
-            n += batch.sample_count()
+            n += _samples(batch)
             store.commit_batches([PendingBatch(k, 1, seq, batch)])
         assert store.sample_count() == n
         return k, n
@@ -168,16 +174,18 @@ def _chunks(url: str) -> int:
         sql.close()
 
 
-def answers(store, key: int) -> dict[str, bytes]:
+def answers(store, key: int, windows: tuple[str, ...] = tuple(WINDOWS)) -> dict[str, bytes]:
     """The lookup API's body for the desk over each window (``LookupService.agent`` with the
     timeline, serialized as the API does), chart buckets summed in the store and row by row, plus
-    every raw row of every kind. Nothing is stripped: the clock is given, and the one wall-clock
-    figure of the API's answer (its Server-Timing header) is not in the body."""
+    every raw row of every kind. Nothing is stripped: the clock is given (two stores reopened answer
+    byte for byte alike), and the one wall-clock figure of the API's answer, its Server-Timing
+    header, is not in the body."""
     out: dict[str, bytes] = {}
+    service = LookupService(store, now_us=lambda: NOW)  # a new one: no view cached from another call
     for fast in (True, False):
-        service = LookupService(store, now_us=lambda: NOW)
-        service.fast_sqlite = fast
-        for name, span in WINDOWS.items():
+        service.fast_sqlite = fast  # the second pass reuses the view and draws the chart row by row
+        for name in windows:
+            span = WINDOWS[name]
             body = service.agent(AGENT, NOW - span, NOW, 120, True, "UTC")
             out[f"{name} fast={fast}"] = JSONResponse(body).body
     for kind in KINDS:
@@ -186,7 +194,8 @@ def answers(store, key: int) -> dict[str, bytes]:
     return out
 
 
-def test_migration_changes_no_answer_and_resumes_after_a_stop(store_url):
+@pytest.mark.slow  # ~20 s of lookups on 2 cores
+def test_migration_changes_no_answer_and_resumes_after_a_stop(store_url):  # conftest: each backend
     key, n = _fill(store_url)
     assert _to_row_layout(store_url, key) == n
     store = open_store(store_url)
@@ -194,19 +203,19 @@ def test_migration_changes_no_answer_and_resumes_after_a_stop(store_url):
         # A batch the new version landed after the upgrade, beside the rows (its own last minutes).
         late = _batch(random.Random(7), NOW - 10 * MIN, NOW, S)
         store.commit_batches([PendingBatch(key, 1, 10_000, late)])
-        n += late.sample_count()
+        n += _samples(late)
         assert store.sample_count() == n
         before = answers(store, key)
-        assert answers(store, key) == before  # the answers are deterministic: nothing to strip
         assert b'"samples"' in before["1h fast=True"] and b'"hops"' in before["7d fast=True"]
 
         lines = io.StringIO()
         first = migrate(store, now_us=LATER, max_rows=2_000, progress=lines, max_steps=3)
         assert first.stopped and not first.done and first.steps == 3
-        assert 0 < first.legacy_rows < n and _legacy_rows(store_url) == n - late.sample_count() - first.legacy_rows
+        assert 0 < first.legacy_rows < n and _legacy_rows(store_url) == n - _samples(late) - first.legacy_rows
         assert _chunks(store_url) > 0
         assert "run the command again to resume" in lines.getvalue().splitlines()[-1]
-        assert answers(store, key) == before  # half migrated: rows, chunks and landing read as one
+        half = answers(store, key, ("1h",))  # half migrated: rows, chunks and landing read as one
+        assert half == {name: before[name] for name in half}
     finally:
         store.close()
 
@@ -215,7 +224,7 @@ def test_migration_changes_no_answer_and_resumes_after_a_stop(store_url):
         lines = io.StringIO()
         rest = migrate(store, now_us=LATER, max_rows=2_000, progress=lines)
         assert rest.done and not rest.stopped
-        assert first.legacy_rows + rest.legacy_rows == n - late.sample_count()  # no row folded twice
+        assert first.legacy_rows + rest.legacy_rows == n - _samples(late)  # no row folded twice
         assert _legacy_rows(store_url) == 0
         assert store.sample_count() == n
         assert store.raw_progress().legacy_rows_left == 0
@@ -224,6 +233,66 @@ def test_migration_changes_no_answer_and_resumes_after_a_stop(store_url):
             assert after[name] == before[name], name
         assert lines.getvalue().splitlines()[-1].startswith(f"samples: done: {rest.legacy_rows:,} rows into ")
         assert migrate(store, now_us=LATER, progress=None).legacy_rows == 0  # once more: nothing left
+    finally:
+        store.close()
+
+
+def test_serve_loop_compacts_in_the_background_and_a_cancel_waits_for_the_step(tmp_path):
+    path = str(tmp_path / "legacy.sqlite")
+    n = legacy_sqlite(path, 14_400, desks=2)
+    store = open_store(path)
+
+    async def cancelled_at_once() -> None:
+        task = asyncio.ensure_future(raw_compaction_loop(store, now_us=lambda: LATER))
+        await asyncio.sleep(0)  # the first step is running in its thread
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert _legacy_rows(path) < n  # cancelled, yet the running step committed before the loop ended
+
+    async def until_done() -> None:
+        task = asyncio.ensure_future(raw_compaction_loop(store, now_us=lambda: LATER))
+        for _ in range(600):
+            if not _legacy_rows(path):
+                break
+            await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    try:
+        asyncio.run(cancelled_at_once())
+        asyncio.run(until_done())
+        assert _legacy_rows(path) == 0 and _chunks(path) > 0 and store.sample_count() == n
+    finally:
+        store.close()
+
+
+def test_ctrl_c_stops_the_migration_between_steps(tmp_path, monkeypatch):
+    path = str(tmp_path / "legacy.sqlite")
+    n = legacy_sqlite(path, 28_800, desks=2)
+
+    class Terminal(io.StringIO):
+        """A terminal whose user presses Ctrl-C when the first progress line shows."""
+
+        def isatty(self) -> bool:
+            return True
+
+        def write(self, text: str) -> int:
+            if not self.getvalue():
+                signal.raise_signal(signal.SIGINT)
+            return super().write(text)
+
+    monkeypatch.setattr(raw_compaction, "TTY_EVERY_S", 0.0)
+    store = open_store(path)
+    try:
+        term = Terminal()
+        r = migrate(store, now_us=LATER, max_rows=1_000, progress=term)
+        assert r.stopped and r.steps == 1 and _legacy_rows(path) == n - r.legacy_rows
+        assert term.getvalue().startswith("\rsamples: ") and term.getvalue().endswith("resume where it stopped\n")
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
+        assert migrate(store, now_us=LATER, progress=None).done and _legacy_rows(path) == 0
+        assert store.sample_count() == n
     finally:
         store.close()
 
@@ -244,6 +313,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # starts cxpulse processes
 def test_cli_migrates_a_sqlite_store_and_refuses_what_is_not_one(tmp_path):
     url = str(tmp_path / "old.sqlite")
     key, n = _fill(url)
@@ -270,10 +340,11 @@ def test_cli_migrates_a_sqlite_store_and_refuses_what_is_not_one(tmp_path):
         assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
 
 
+@pytest.mark.slow  # starts cxpulse processes
 def test_cli_refuses_a_postgres_schema_that_holds_no_store():
     import psycopg
 
-    url = test_store.postgres_url()
+    url = postgres_url()
     schema = "cxpulse_test_nowhere"
     run = _cli("--store", f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}")
     assert run.returncode == 2
