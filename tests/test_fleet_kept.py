@@ -54,6 +54,10 @@ def _fill(store) -> None:
     store.commit_batches([PendingBatch(key, 1, 1, p.SampleBatch([gw, app], [], []))])
 
 
+def _unpack(data: bytes) -> dict:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
 def _same(a: dict, b: dict) -> bool:
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
@@ -67,7 +71,7 @@ def test_kept_facts_give_the_whole_views_answer(store):
     assert _same(cold, reference)
     rows = store.kept_scores(ru.minute_of(END - WINDOW_S * S), END, None)
     assert len(rows) >= 5 * 15, "the fleet kept every agent's minute scores"
-    assert all("f" in msgpack.unpackb(data, raw=False, strict_map_key=False) for _, data in rows.values())
+    assert all(isinstance(_unpack(data)["f"], bytes) for _, data in rows.values())
     warm = fleet(store, WINDOW_S, END)  # every minute kept: its facts read, nothing merged
     assert _same(warm, reference)
 
@@ -80,10 +84,12 @@ def test_the_fleet_reads_the_kept_facts_and_a_late_batch_replaces_them(store):
     keep_recent(store, since, END)  # as the collector's loop keeps them
     minute = END - 5 * 60 * S
     digest, data = store.kept_scores(since, END, key)[(key, minute)]
-    d = msgpack.unpackb(data, raw=False, strict_map_key=False)
-    gateway = next(f for f in d["f"] if f[:2] == ["rtt", "gateway"])
+    d = _unpack(data)
+    facts = msgpack.unpackb(d["f"], raw=False)
+    gateway = next(f for f in facts if f[:2] == ["rtt", "gateway"])
     assert gateway[3] == 0, "the desk lost nothing in that minute"
     gateway[3] = gateway[2]  # a kept fact says every sample was lost: the fleet must show it
+    d["f"] = msgpack.packb(facts, use_bin_type=True)
     store.keep_scores([(key, minute, digest, msgpack.packb(d, use_bin_type=True))])
     row = next(x for x in fleet(store, WINDOW_S, END)["worst"] if x["agent_id"] == clean.info.agent_id)
     assert row["loss_pct_max"] > 0, "the fleet read the kept facts, not the rollups"

@@ -70,13 +70,9 @@ def kept_views(
     journeys: list[Journey] | None = None,
     score_cfg: ScoreConfig | None = None,
 ) -> Iterator[tuple[AgentRecord, dict]]:
-    """(record, view) per agent with what the fleet row reads of ``report.fleet_views``' view, the
-    same values: targets and apps from the minutes' kept facts (``fleet_facts``), not a merge.
-
-    Why: decoding and merging each agent's window was ~60 % of the fleet (docs/benchmarks.md). A
-    minute whose kept row is missing or stale has its facts taken from its rollups; an agent with
-    a degraded minute gets the whole view as ``fleet_views`` builds it (triage reads its merges).
-    """
+    """(record, view) per agent, the fleet row's fields as ``report.fleet_views`` has them: targets and
+    apps merged from each minute's kept facts (decoding was ~60 % of the fleet); an agent with a
+    degraded minute gets the whole view (triage merges its minutes), as ``fleet_views`` builds it."""
     first = ru.minute_of(since)
     by_agent: dict[int, list[ru.Rollup]] = {}
     history_since = first - (AVAILABILITY_LOOKBACK_MIN - 1) * ru.MINUTE_US
@@ -117,7 +113,7 @@ def _sections_from_facts(agent: int, rollups: list[ru.Rollup], first: int, until
     facts = []
     for m, rs in minutes.items():
         f = kept.facts.get((agent, m))
-        facts.append(fleet_facts.of_minute(rs) if f is None else f)
+        facts.append(fleet_facts.of_minute(rs) if f is None else fleet_facts.unpacked(f))
     merged = fleet_facts.merge_window(facts)
     targets = [
         {"target": t, "loss_pct": round(100.0 * lost / n, 2), "rtt_p95_ms": _q_ms(sk, 0.95)}

@@ -1,18 +1,17 @@
-"""What the fleet reads of an agent-minute, kept beside its score: per RTT target samples, lost and
-the RTT sketch; per app checks, failed and the total-time sketch (docs/benchmarks.md, issue 19).
-
-Kept in the minute's ``KeptScores`` row (its digest covers the minute's rollup bytes and this code),
-so the fleet merges a window's small facts instead of decoding and merging every agent's rollups.
-"""
+"""What the fleet reads of an agent-minute (per RTT target: samples, lost, RTT sketch; per app: checks,
+failed, total-time sketch), kept in its minute score row, whose digest covers them (score/kept.py):
+the fleet merges these instead of decoding every agent's rollups (issue 19)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+import msgpack
+
 from ..store import rollup as ru
 from ..store.sketch import LatencySketch
 
-__all__ = ["merge_window", "of_minute"]
+__all__ = ["merge_window", "of_minute", "packed", "unpacked"]
 
 # (kind, the rollup field of its bad count, the rollup field of its sketch)
 _KINDS = {"rtt": ("lost", "rtt"), "http": ("failed", "total")}
@@ -34,6 +33,15 @@ def of_minute(rollups: Iterable[ru.Rollup]) -> list:
             d = r.data
             out.append([r.kind, r.target, d["n"], d[fields[0]], _sketch_out(d[fields[1]])])
     return out
+
+
+def packed(rollups: Iterable[ru.Rollup]) -> bytes:
+    """``of_minute`` as kept: msgpack bytes inside the minute's kept row, unpacked by the fleet alone."""
+    return msgpack.packb(of_minute(rollups), use_bin_type=True)
+
+
+def unpacked(data: bytes) -> list:
+    return msgpack.unpackb(data, raw=False)
 
 
 def merge_window(minutes: Iterable[list]) -> dict[tuple[str, str], tuple[int, int, LatencySketch | None]]:

@@ -102,9 +102,8 @@ def _write(keep: Callable[[list], None], rows: list, what: str) -> int:
 class KeptScores:
     """The kept minute scores of one read (one agent, or all agents when ``agent`` is None).
 
-    ``timeline.minute_scores`` asks ``lookup`` for each minute; the callers that evaluate
-    journeys on the result hand the timeline to ``collect`` and write with ``flush``. Each row
-    also keeps the minute's ``fleet_facts``: ``facts`` holds those of the minutes read or scored.
+    ``timeline.minute_scores`` asks ``lookup`` for each minute; callers that evaluate journeys hand
+    the timeline to ``collect`` and write with ``flush``. ``facts``: each minute's packed ``fleet_facts``.
     """
 
     def __init__(self, store, since_us: int, until_us: int, agent: int | None = None, cfg=None):
@@ -113,7 +112,7 @@ class KeptScores:
         self.rows = store.kept_scores(ru.minute_of(since_us), until_us, agent)
         self.pending: list[tuple[int, int, bytes, bytes]] = []
         self.hits = 0
-        self.facts: dict[tuple[int, int], list | None] = {}
+        self.facts: dict[tuple[int, int], bytes | None] = {}
 
     def digest(self, minute: Sequence[ru.Rollup], history: Sequence[bytes | None]) -> bytes | None:
         """What a minute's score is computed from: its rollups and ``history``, the ``own_digest``
@@ -139,7 +138,7 @@ class KeptScores:
         for m in minutes:
             if m.digest is None or m.kept:
                 continue
-            facts = self.facts[(agent, m.minute_us)] = fleet_facts.of_minute(m.rollups)
+            facts = self.facts[(agent, m.minute_us)] = fleet_facts.packed(m.rollups)
             data = msgpack.packb({"o": _overall_out(m.overall), "j": m.journeys, "f": facts}, use_bin_type=True)
             self.pending.append((agent, m.minute_us, m.digest, data))
             self.rows[(agent, m.minute_us)] = (m.digest, data)
