@@ -282,13 +282,15 @@ def keep(path: str, spans: list[tuple[list[str], int, int]], log: Any = print) -
     loop keeps each minute and each 15-minute block of every agent as it settles), for the agents
     the figures ask: (agent ids, since, until) per span. Not for every agent: at 10,000 agents that
     is 600,000 minutes (the loop's work of an hour); the agents not asked stay unkept (the fleet's
-    figure scores them)."""
+    figure scores them). The "is it just me?" group rows are the fleet's, one per minute: kept for
+    every minute of the spans, as the loop keeps each minute that settles (jobs/kept_groups.py)."""
+    from cxpulse.collector.jobs.kept_groups import keep_groups
     from cxpulse.collector.score.kept import BLOCK_US, keep_blocks, keep_recent
     from cxpulse.collector.store import open_store
 
     t0 = time.perf_counter()
     store = open_store(path)
-    wrote = blocks = 0
+    wrote = blocks = groups = 0
     try:
         for ids, since, until in spans:
             for aid in ids:
@@ -296,11 +298,21 @@ def keep(path: str, spans: list[tuple[list[str], int, int]], log: Any = print) -
                 wrote += keep_recent(store, since, until, agent=rec.key)[0]
                 for b in range(since - since % BLOCK_US, until - BLOCK_US + 1, BLOCK_US):
                     blocks += keep_blocks(store, b, rec.key)
+        t1 = time.perf_counter()
+        for _, since, until in sorted(spans, key=lambda s: s[1]):
+            groups += keep_groups(store, since, until)  # minutes kept already are not written again
+        groups_s = time.perf_counter() - t1
     finally:
         store.close()
     took = time.perf_counter() - t0
-    log(f"   kept: {wrote} minute scores and {blocks} block merges in {took:.0f} s")
-    return {"minutes": wrote, "blocks": blocks, "keep_s": round(took, 1)}
+    log(f"   kept: {wrote} minute scores, {blocks} block merges and {groups} minutes' groups in {took:.0f} s")
+    return {
+        "minutes": wrote,
+        "blocks": blocks,
+        "group_minutes": groups,
+        "groups_s": round(groups_s, 1),
+        "keep_s": round(took, 1),
+    }
 
 
 # --- the server (child process) ------------------------------------------------------------------

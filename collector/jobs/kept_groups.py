@@ -16,7 +16,7 @@ from ..store import rollup as ru
 from ..store import tiers
 from ..store.kept_groups import table_for
 
-__all__ = ["RECENT_MINUTES", "RECHECK_HOURS", "RECHECK_PER_RUN", "keep_groups_step"]
+__all__ = ["RECENT_MINUTES", "RECHECK_HOURS", "RECHECK_PER_RUN", "keep_groups", "keep_groups_step"]
 
 log = logging.getLogger("cxpulse.collector.score")
 
@@ -26,6 +26,21 @@ RECHECK_PER_RUN = 10  # a full pass over the 24 h: 144 runs (2.4 h at one run a 
 DELETE_PER_RUN = 60  # kept minutes deleted per run once the minute rollups below them are gone
 
 _cursor: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # store -> next minute (exclusive) to recheck
+
+
+def keep_groups(store, since_us: int, until_us: int, chunk_minutes: int = 60) -> int:
+    """Keep the group rows of [since, until) not kept with their current inputs (as the loop
+    does for each minute that settles), ``chunk_minutes`` read at a time; how many were written."""
+    table = table_for(store)
+    if table is None:
+        return 0
+    wrote = 0
+    lo = ru.minute_of(since_us)
+    while lo < until_us:
+        hi = min(until_us, lo + chunk_minutes * ru.MINUTE_US)
+        wrote += _keep(table, store, lo, hi, fill=True)
+        lo = hi
+    return wrote
 
 
 def _keep(table, store, lo: int, hi: int, fill: bool) -> int:

@@ -106,9 +106,11 @@ def build_minutes(
     if not minutes:
         return {}
     base = base_digest(cfg)
-    sites = {a.key: a.info.site for a in store.all_agents()}
+    cur = store.rollups(lo, hi)
+    sites = {a.key: a.info.site for a in store.all_agents()} if cur else {}
     by_agent: dict[int, list[ru.Rollup]] = {}
-    for r in store.rollups(lo - _BACK_US, lo, kinds=("http",)) + store.rollups(lo, hi):
+    history = store.rollups(lo - _BACK_US, lo, kinds=("http",)) if cur else []
+    for r in history + cur:
         by_agent.setdefault(r.agent, []).append(r)
     namer = isp_name.current()
     # agent -> minute -> (rollups of the minute, ISP hop addresses, ISP name)
