@@ -173,10 +173,24 @@ async def _agent(
     times: dict[str, float],
     totals: Totals,
     connecting: asyncio.Semaphore,
+    prime: bool = False,
 ) -> None:
     async with connecting:  # a fleet does not connect in one millisecond, and grpc copes badly if it does
         ch, call = await _connect(i, run_id, target, totals)
     async with ch:
+        seq = 0
+        if prime:  # the first batch creates the agent's series: a steady-state window starts after it
+            seq = 1
+            data, samples = tpl.batch(i, seq) or (b"", 0)
+            await call.write(pb.StreamRequest(batch=pb.Batch(seq=seq, payload=data, sample_count=samples)))
+            while True:
+                r = await call.read()
+                if r is grpc.aio.EOF:
+                    raise ConnectionError(f"agent {i}: stream ended before the first batch's ack")
+                if r.WhichOneof("kind") == "ack":
+                    if r.ack.status != pb.ACK_STATUS_STORED:
+                        raise ConnectionError(f"agent {i}: first batch not stored: {r.ack.detail}")
+                    break
         totals.connected += 1
         await go.wait()
         slots = asyncio.Semaphore(window)
@@ -210,7 +224,6 @@ async def _agent(
                     drained.set()
 
         reader = asyncio.ensure_future(receive())
-        seq = 0
         try:
             while True:
                 try:  # a stream that broke frees no slot: never wait past the end for one
@@ -256,7 +269,7 @@ async def _main(args: argparse.Namespace) -> dict:
     connecting = asyncio.Semaphore(CONNECTS_AT_ONCE)
     agents = [
         asyncio.ensure_future(
-            _agent(args.first + k, run_id, args.target, tpl, args.window, go, times, totals, connecting)
+            _agent(args.first + k, run_id, args.target, tpl, args.window, go, times, totals, connecting, args.prime)
         )
         for k in range(args.agents)
     ]
@@ -312,6 +325,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--desk-batches", type=int, default=0, help="realistic 30 s desk batches: how many to pre-encode per desk"
     )
+    ap.add_argument("--prime", action="store_true", help="each agent's first batch acked before it reports ready")
     ap.add_argument("--window", type=int, default=2, help="batches in flight per agent")
     ap.add_argument("--ready", type=Path, required=True)
     ap.add_argument("--go", type=Path, required=True)

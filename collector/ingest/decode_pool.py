@@ -38,6 +38,8 @@ OFFLOAD_MIN_BYTES = 4096
 WORKERS = max(1, min(2, os.cpu_count() or 1))
 # CXPULSE_DECODE_WORKERS=0 keeps every decode inline (for comparison, or where processes are scarce).
 _ENV = "CXPULSE_DECODE_WORKERS"
+# CXPULSE_DECODE_OFFLOAD_BYTES sets the size from which payloads go to a worker (benchmarks compare).
+_OFFLOAD_ENV = "CXPULSE_DECODE_OFFLOAD_BYTES"
 
 _pool: ProcessPoolExecutor | None = None
 _lock = threading.Lock()
@@ -56,6 +58,13 @@ def _decode_in_worker(payload: bytes, max_samples: int) -> tuple:
         return ("ok", rollup.rolled(batch))  # its rollups too: per-sample work the writer thread is spared
     except Exception:  # the store builds them itself then (and meets the same problem there, if any)
         return ("ok", batch)
+
+
+def _offload_min_bytes() -> int:
+    try:
+        return max(0, int(os.environ.get(_OFFLOAD_ENV, OFFLOAD_MIN_BYTES)))
+    except ValueError:
+        return OFFLOAD_MIN_BYTES
 
 
 def _workers() -> int:
@@ -95,7 +104,7 @@ atexit.register(shutdown)
 
 async def decode(payload: bytes, max_samples: int) -> wire_payload.SampleBatch:
     """``payload.decode`` with the same results and errors, large payloads in a worker process."""
-    pool = _get_pool() if len(payload) >= OFFLOAD_MIN_BYTES else None
+    pool = _get_pool() if len(payload) >= _offload_min_bytes() else None
     if pool is None:
         return wire_payload.decode(payload, max_samples=max_samples)
     try:
