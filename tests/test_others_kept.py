@@ -237,6 +237,7 @@ def test_unsettled_minutes_wait_while_settled_ones_compare(tmp_path):
         o = others_affected(store, me, score, T0, T0 + 120 * S, now_us=now)
         assert o["minutes"] == 1 and o["left_out"] == 1 and o["as_of_us"] == T0 + 60 * S
         assert o["site"] == {"name": "Lisbon", "affected": 1, "of": 1}
+        assert o["text"].endswith(" (as of 14:20 UTC)")  # T0 + 1 min = 2026-09-21 14:20 UTC
         assert sorted(table_for(store).digests(T0, NOW)) == [T0]
         score = {"timeline": [{"minute_us": T0 + 60 * S, "label": "poor"}]}
         o = others_affected(store, me, score, T0, T0 + 120 * S, now_us=now)

@@ -7,6 +7,7 @@ Computed once per view from the fleet's kept group rows of the person's degraded
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Collection, Mapping
@@ -246,4 +247,6 @@ def others_line(o: Mapping | None) -> str | None:
             if g["of"]
             else f"no other desk {place.removeprefix('desks ')} reporting"
         )
+    if parts and o.get("left_out") and o.get("as_of_us"):  # the newest minutes not settled yet
+        parts[-1] += f" (as of {dt.datetime.fromtimestamp(o['as_of_us'] / 1e6, tz=dt.UTC):%H:%M} UTC)"
     return ", ".join(parts) or None
