@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import random
 import threading
-from itertools import pairwise
 from collections.abc import Iterator
+from itertools import pairwise
 
 import pytest
 
@@ -18,6 +18,17 @@ from cxpulse.collector.store import raw as rawmod
 from cxpulse.v1 import payload as p
 from cxpulse.v1.kinds import KINDS
 from tests.stores import fresh_schema, postgres_url
+from tests.test_raw_tier import (  # noqa: F401  (the Store contract, collected here with the fixtures below)
+    test_a_late_batch_wins_over_the_chunk_and_joins_it,
+    test_a_replayed_seq_stores_nothing_new,
+    test_commit_stores_what_was_sent,
+    test_compaction_folds_settled_hours_and_answers_the_same,
+    test_legacy_rows_are_read_then_migrated_resumably,
+    test_legacy_rows_lose_to_landing_and_chunks_at_equal_times,
+    test_only_settled_legacy_hours_are_folded,
+    test_retention_deletes_chunks_and_landing_rows,
+    test_the_payload_as_received_is_what_is_read,
+)
 
 psycopg = pytest.importorskip("psycopg")
 from cxpulse.collector.store.postgres import PostgresStore  # noqa: E402  (needs psycopg)
@@ -40,6 +51,24 @@ def store(url) -> Iterator[PostgresStore]:
     st = PostgresStore(url)
     yield st
     st.close()
+
+
+@pytest.fixture
+def write_legacy():
+    """Write a batch's samples as the previous collector did: one samples_<kind> row per sample."""
+
+    def write(store: PostgresStore, agent_key: int, batch: p.SampleBatch) -> None:
+        with store._lock, store._db.transaction(), store._db.cursor() as cur:
+            for s in batch.series:
+                sid = store._series_id(cur, [], agent_key, s.target, s.address, s.kind, s.method, s.hop or 0)
+                names = ", ".join(f'"{c}"' for c in KINDS[s.kind])
+                cur.executemany(
+                    f"INSERT INTO {store._s}.samples_{s.kind} (series, ts_us, {names})"
+                    f" VALUES (%s, %s{', %s' * len(KINDS[s.kind])})",
+                    list(zip([sid] * len(s), s.ts_us, *s.cols.values())),
+                )
+
+    return write
 
 
 def desk_batch(rng: random.Random, start: int, seconds: int) -> p.SampleBatch:
