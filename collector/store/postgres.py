@@ -52,6 +52,7 @@ _LANDING_TYPES = ["int8", "int8", "int8", "int8", "int8", "int8", "int4", "bytea
 _CHUNK_TYPES = ["int8", "int8", "int8", "int4", "bytea"]
 _FOLD_ROWS = 20_000  # samples a retention fold of old landing rows takes per transaction
 _MIN_US = -(1 << 63)
+_CHUNK_DELETE_ROWS = 500  # chunk or landing rows a retention step deletes at most (a few kB each)
 _CANDIDATES = 200  # oldest settled landing rows a compaction step looks at to choose its agents
 _RETRIES = 3  # attempts for a write that met a lost connection or a deadlock
 
@@ -984,23 +985,22 @@ class PostgresStore(KeptTables):
         return out
 
     def delete_raw_before(self, cutoff_us: int, limit: int) -> int:
-        """One horizon for every kind: landing rows whose last sample is older go as they are."""
-        s = self._s
-        n = self._delete_chunk(
-            f"DELETE FROM {s}.batches WHERE id IN (SELECT id FROM {s}.batches WHERE end_us < %s LIMIT %s)",
-            (cutoff_us, limit),
-        )
-        if n:
-            return n
+        """Every raw kind (landing rows past the cutoff folded, then cut by kind), then any landing row
+        left. Counts samples: a chunk or landing row counts the samples it held (as SqliteStore)."""
         for kind in RAW_TABLES:
             n = self.delete_kind_before(kind, cutoff_us, limit)
             if n:
                 return n
-        return 0
+        s = self._s
+        return self._delete_chunk(
+            f"""DELETE FROM {s}.batches WHERE id IN (SELECT id FROM {s}.batches WHERE end_us < %s LIMIT %s)
+                RETURNING n""",
+            (cutoff_us, min(limit, _CHUNK_DELETE_ROWS)),
+        )
 
     def delete_kind_before(self, kind: str, cutoff_us: int, limit: int) -> int:
-        """Legacy rows, then chunks. A landing row holds every kind, so one past this kind's horizon
-        is first compacted (whatever its commit time), and its chunks go on the next calls."""
+        """Legacy rows, then chunks that ended before the cutoff. A landing row holds every kind, so
+        one past this kind's horizon is folded first (whatever its commit time), then cut by kind."""
         table, col = RAW_TABLES[kind]
         s = self._s
         n = self._delete_chunk(
@@ -1010,15 +1010,16 @@ class PostgresStore(KeptTables):
         )
         if n or kind not in KINDS:
             return n
-        with self._lock:
-            step = self._retrying(lambda: self._compact_once(cutoff_us, _FOLD_ROWS, cutoff_us), "retention fold")
-        if step.landing_rows:
-            return step.landing_rows
+        while True:
+            with self._lock:
+                step = self._retrying(lambda: self._compact_once(cutoff_us, _FOLD_ROWS, cutoff_us), "retention fold")
+            if not step.landing_rows:
+                break
         return self._delete_chunk(
             f"""DELETE FROM {s}.chunks WHERE id IN (
                   SELECT c.id FROM {s}.chunks c JOIN {s}.series x ON x.id = c.series
-                  WHERE x.kind = %s AND c.end_us < %s LIMIT %s)""",
-            (kind, cutoff_us, limit),
+                  WHERE x.kind = %s AND c.end_us < %s LIMIT %s) RETURNING n""",
+            (kind, cutoff_us, min(limit, _CHUNK_DELETE_ROWS)),
         )
 
     # -- the raw tier's compaction (docs/storage-chunks.md, "Compaction" and "Migration") --
@@ -1283,12 +1284,14 @@ class PostgresStore(KeptTables):
         )
 
     def _delete_chunk(self, sql: str, args: tuple) -> int:
-        """One bounded delete in its own short transaction on the writer connection."""
+        """One bounded delete in its own short transaction on the writer connection; rows deleted, or
+        with ``RETURNING n`` (chunks, landing rows) the samples they held."""
 
         def run() -> int:
             db = self._writer()
             with db.transaction():
-                return db.execute(sql, args).rowcount
+                cur = db.execute(sql, args)
+                return sum(r[0] for r in cur.fetchall()) if sql.rstrip().endswith("RETURNING n") else cur.rowcount
 
         with self._lock:
             return self._retrying(run, "retention delete")
