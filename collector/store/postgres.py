@@ -312,11 +312,8 @@ class PostgresStore(KeptTables):
         return self._read(run)
 
     def _read(self, fn: Callable[[psycopg.Connection], T]) -> T:
-        """Run ``fn`` on a pooled read connection.
-
-        A pooled connection the server dropped (a restart) is noticed on use;
-        the read is idempotent, so it runs once more on a new connection.
-        """
+        """Run ``fn`` on a pooled read connection. One the server dropped (a restart) is noticed
+        on use; the read is idempotent, so it runs once more on a new connection."""
         for attempt in (0, 1):
             try:
                 db = self._readers.get_nowait()
