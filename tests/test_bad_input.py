@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import queue
-import sqlite3
 import time
 
 import grpc
@@ -14,6 +13,7 @@ from cxpulse.v1 import payload
 from cxpulse.v1 import telemetry_pb2 as pb
 from cxpulse.v1 import telemetry_pb2_grpc as pb_grpc
 from tests.conftest import agent_metadata, client_channel
+from tests.stored import rtt_count, stored_count
 
 pytestmark = pytest.mark.slow
 
@@ -59,11 +59,7 @@ def good_payload(n: int = 5, start_s: int | None = None) -> tuple[bytes, int]:
 
 
 def count(db) -> int:
-    con = sqlite3.connect(db)
-    try:
-        return con.execute("SELECT count(*) FROM samples_rtt").fetchone()[0]
-    finally:
-        con.close()
+    return rtt_count(db)
 
 
 def test_each_bad_batch_is_rejected_with_a_status_and_the_stream_carries_on(collector):
@@ -192,19 +188,7 @@ def _series_payload(kind: str, method: str, start_s: int | None = None, **cols) 
 
 
 def count_all(db) -> int:
-    con = sqlite3.connect(db)
-    try:
-        tables = [
-            r[0]
-            for r in con.execute(
-                "SELECT name FROM sqlite_master WHERE type='table' AND "
-                "(name LIKE 'samples_%' OR name IN ('events', 'paths'))"
-            )
-        ]
-        assert "samples_rtt" in tables
-        return sum(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables)
-    finally:
-        con.close()
+    return stored_count(db)
 
 
 @pytest.mark.parametrize(

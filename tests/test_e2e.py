@@ -5,27 +5,19 @@ from __future__ import annotations
 import itertools
 import json
 import signal
-import sqlite3
 import time
 
 import pytest
 
 from cxpulse.v1.payload import METHODS
 from tests.conftest import CollectorProc, run_cli, start_agent, wait_for
+from tests.stored import rtt_samples
 
 pytestmark = pytest.mark.slow
 
 
 def stored_samples(db, agent_id: str) -> list[tuple]:
-    con = sqlite3.connect(db)
-    try:
-        return con.execute(
-            """SELECT s.target, s.method, x.ts_us, x.rtt FROM samples_rtt x JOIN series s ON s.id = x.series
-               JOIN agents a ON a.key = s.agent WHERE a.agent_id = ? ORDER BY s.target, x.ts_us""",
-            (agent_id,),
-        ).fetchall()
-    finally:
-        con.close()
+    return rtt_samples(db, agent_id)
 
 
 def lookup_json(db, query: str) -> dict | None:

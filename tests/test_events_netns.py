@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from tests.conftest import REPO, agent_security_args, register_collector, run_cl
 from tests.impair import Config, Episode
 from tests.netns import require_netns
 from tests.paths import NetPath
+from tests.stored import rtt_samples
 
 PY = sys.executable
 CLEAN_S = float(os.environ.get("CXPULSE_EVENTS_CLEAN_S", "600"))
@@ -182,15 +182,7 @@ def test_each_injected_disruption_is_one_event_at_the_right_hop(tmp_path):
 
 def _sample_times(db, target):
     """Send times (s) of the 1 Hz samples the collector stored for ``target``."""
-    con = sqlite3.connect(db)
-    try:
-        rows = con.execute(
-            "SELECT s.ts_us FROM samples_rtt s JOIN series r ON r.id = s.series WHERE r.target = ? ORDER BY s.ts_us",
-            (target,),
-        ).fetchall()
-    finally:
-        con.close()
-    return [r[0] / 1e6 for r in rows]
+    return [r[2] / 1e6 for r in rtt_samples(db) if r[0] == target]
 
 
 def test_a_1s_outage_ending_just_after_a_hops_probe_is_one_event_at_both_hops(tmp_path):

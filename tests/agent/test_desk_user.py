@@ -14,6 +14,7 @@ import pytest
 
 from cxpulse.agent import desk_user, desk_user_linux, identity
 from cxpulse.agent.identity import DeskUser
+from tests.stored import rtt_samples
 
 
 def test_backend_chosen_at_import_for_this_os():
@@ -190,12 +191,7 @@ def test_hot_desk_change_reaches_the_collector_and_every_sample_is_stored_once(t
     assert agent.uplink.stats.connects == 2  # one new stream for the change, no backoff wait
     summary = json.loads((tmp_path / "agent" / "last_run.json").read_text())
     assert summary["batches_still_spooled"] == 0 and summary["batches_dropped"] == 0
-    con = sqlite3.connect(db)
-    try:
-        rows = con.execute("""SELECT s.target, s.method, x.ts_us FROM samples_rtt x JOIN series s ON s.id = x.series
-                              JOIN agents a ON a.key = s.agent WHERE a.agent_id = 'desk-hot'""").fetchall()
-    finally:
-        con.close()
+    rows = [r[:3] for r in rtt_samples(db, "desk-hot")]
     assert len(rows) == len(set(rows)), "a sample was stored twice"
     assert summary["samples_measured"] == len(rows), (summary, len(rows))
     store = open_store(str(db))

@@ -16,7 +16,6 @@ measuring all along. Afterwards:
 from __future__ import annotations
 
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from tests.conftest import REPO, register_collector, wait_for
 from tests.faults.conftest import NO_HOLE_US, agent_toml, assert_exactly_once, max_gap_us, rtt_rows
 from tests.impair import Episode, splice
 from tests.netns import Lab, require_netns
+from tests.stored import rtt_in_store_order
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
@@ -35,17 +35,7 @@ PY = sys.executable
 
 
 def rows_in_insert_order(db) -> list[int]:
-    con = sqlite3.connect(db)
-    try:
-        return [
-            r[0]
-            for r in con.execute(
-                """SELECT x.ts_us FROM samples_rtt x JOIN series s ON s.id = x.series JOIN agents a ON a.key = s.agent
-               WHERE a.agent_id = 'partitioned' AND s.target = 't1' ORDER BY x.rowid"""
-            )
-        ]
-    finally:
-        con.close()
+    return [ts for key, ts, _ in rtt_in_store_order(db, "partitioned") if key[0] == "t1"]
 
 
 def test_partition_then_heal_delivers_everything_in_order_then_live(tmp_path):

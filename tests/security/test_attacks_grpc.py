@@ -31,6 +31,7 @@ from cxpulse.v1 import payload, voice_wire
 from cxpulse.v1 import telemetry_pb2 as pb
 from cxpulse.v1 import telemetry_pb2_grpc as pb_grpc
 from tests.security.test_grpc_security import Stream, code_of, token
+from tests.stored import rtt_count
 
 pytestmark = pytest.mark.slow
 
@@ -88,15 +89,7 @@ def rtt_batch(seq: int, n: int = 5, start_s: int = NOW_S) -> pb.StreamRequest:
 
 
 def samples(db: Path, agent_id: str) -> int:
-    con = sqlite3.connect(db)
-    try:
-        return con.execute(
-            """SELECT count(*) FROM samples_rtt r JOIN series s ON s.id = r.series
-                              JOIN agents a ON a.key = s.agent WHERE a.agent_id = ?""",
-            (agent_id,),
-        ).fetchone()[0]
-    finally:
-        con.close()
+    return rtt_count(db, agent_id)
 
 
 def honest_desk_stores(live: Live, agent_id: str, cred: str, seq: int = 1) -> bool:

@@ -357,7 +357,7 @@ def registry_url(request, tmp_path):
     if request.param == "sqlite":
         yield str(tmp_path / "c.sqlite")
         return
-    from ..test_store import fresh_schema, postgres_url
+    from ..stores import fresh_schema, postgres_url
 
     with fresh_schema(postgres_url()) as (_, url):
         yield url

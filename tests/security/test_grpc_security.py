@@ -27,6 +27,7 @@ from cxpulse.v1 import payload
 from cxpulse.v1 import telemetry_pb2 as pb
 from cxpulse.v1 import telemetry_pb2_grpc as pb_grpc
 from tests.conftest import CollectorProc, Proc, run_cli, start_agent, wait_for
+from tests.stored import rtt_count
 
 pytestmark = pytest.mark.slow
 
@@ -121,7 +122,7 @@ def stored(db: Path) -> tuple[int, list[str]]:
     con = sqlite3.connect(db)
     try:
         return (
-            con.execute("SELECT count(*) FROM samples_rtt").fetchone()[0],
+            rtt_count(db),
             [r[0] for r in con.execute("SELECT agent_id FROM agents ORDER BY agent_id")],
         )
     finally:

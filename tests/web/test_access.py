@@ -417,7 +417,7 @@ def test_keys_and_audit_on_postgresql():
     """The same checks on a PostgreSQL store: the registry lives in the store's schema (CXPULSE_TEST_POSTGRES)."""
     from cxpulse.collector.store import open_store
 
-    from ..test_store import fresh_schema, postgres_url
+    from ..stores import fresh_schema, postgres_url
     from .scenario import fill_fleet
 
     with fresh_schema(postgres_url()) as (_, url):
