@@ -114,12 +114,12 @@ def _steady(samples: list[tuple[float, float | None]], calm: Any) -> dict[str, f
 
 
 def _agent_data(db: Path) -> tuple[dict[str, list[tuple[float, float | None]]], list[dict]]:
+    from tests import stored
+
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
     try:
         series: dict[str, list[tuple[float, float | None]]] = {}
-        for target, ts, rtt in con.execute(
-            "SELECT s.target, x.ts_us, x.rtt FROM samples_rtt x JOIN series s ON s.id = x.series ORDER BY x.ts_us"
-        ):
+        for target, _method, ts, rtt in sorted(stored.rtt_samples(db), key=lambda r: r[2]):
             series.setdefault(target, []).append((ts / 1e6, None if rtt is None else rtt / 1000))
         events = [
             {"kind": k, "target": tg, "start": s / 1e6, "end": (e / 1e6) if e is not None else None}

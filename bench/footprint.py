@@ -121,14 +121,14 @@ def _wait_file(path: Path, timeout: float, proc: subprocess.Popen | None = None)
 
 def _stored(db: Path, window: tuple[float, float]) -> dict[str, Any]:
     """What reached the collector: samples per kind and target, and when the traces ran."""
+    from tests import stored
+
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
     try:
         out: dict[str, Any] = {"series": {}}
         for kind in ("rtt", "http", "voice", "device", "wifi"):
-            for target, n in con.execute(
-                f"SELECT s.target, count(*) FROM samples_{kind} x JOIN series s ON s.id = x.series GROUP BY s.target"
-            ):
-                out["series"][f"{kind}:{target}"] = n
+            for (target, *_), _ts, _row in stored.in_store_order(db, kind):
+                out["series"][f"{kind}:{target}"] = out["series"].get(f"{kind}:{target}", 0) + 1
         ts = [r[0] / 1e6 for r in con.execute("SELECT ts_us FROM paths ORDER BY ts_us")]
         out["traces_before_window"] = sum(1 for t in ts if t < window[0])
         out["traces_in_window"] = sum(1 for t in ts if window[0] <= t < window[1])

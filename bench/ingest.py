@@ -191,7 +191,7 @@ def _landing_commits(store: str, db: str, schema: str) -> tuple[int, int] | None
 
 
 def _stored_samples(store: str, db: str, schema: str) -> int:
-    """Samples the store holds: rows of every samples_<kind> table plus the landing rows' counts."""
+    """Samples the store holds: rows of every samples_<kind> table plus the landing and chunk rows' counts."""
     from cxpulse.v1.kinds import KINDS
 
     tables = [f"samples_{k}" for k in KINDS]
@@ -200,8 +200,9 @@ def _stored_samples(store: str, db: str, schema: str) -> int:
         try:
             have = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             total = sum(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables if t in have)
-            if "batches" in have:
-                total += con.execute("SELECT coalesce(sum(n), 0) FROM batches").fetchone()[0]
+            for t in ("batches", "chunks"):
+                if t in have:
+                    total += con.execute(f"SELECT coalesce(sum(n), 0) FROM {t}").fetchone()[0]
             return int(total)
         finally:
             con.close()
@@ -213,8 +214,9 @@ def _stored_samples(store: str, db: str, schema: str) -> int:
             for r in c.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,))
         }
         total = sum(c.execute(f'SELECT count(*) FROM "{schema}".{t}').fetchone()[0] for t in tables if t in have)
-        if "batches" in have:
-            total += c.execute(f'SELECT coalesce(sum(n), 0) FROM "{schema}".batches').fetchone()[0]
+        for t in ("batches", "chunks"):
+            if t in have:
+                total += c.execute(f'SELECT coalesce(sum(n), 0) FROM "{schema}".{t}').fetchone()[0]
         return int(total)
 
 

@@ -11,43 +11,55 @@ from pathlib import Path
 from cxpulse.collector.store import chunks, raw
 
 
-def rtt_in_store_order(db: Path | str, agent_id: str | None = None) -> list[tuple[tuple, int, int | None]]:
-    """((target, address, method, hop), ts_us, rtt) of every stored RTT sample in the order it was
-    written (legacy rows by rowid, chunks by id, landing batches by id and payload order), repeats kept."""
-    got: list[tuple[tuple, int, int | None]] = []
+def in_store_order(db: Path | str, kind: str, agent_id: str | None = None) -> list[tuple[tuple, int, dict]]:
+    """((target, address, method, hop), ts_us, {column: value}) of every stored sample of ``kind`` in
+    the order it was written (legacy rows by rowid, chunks by id, landing batches by id and payload
+    order), repeats kept."""
+    from cxpulse.v1.kinds import KINDS
+
+    names = list(KINDS[kind])
+    got: list[tuple[tuple, int, dict]] = []
     con = sqlite3.connect(str(db), timeout=30)
     try:
-        agent_where, args = ("WHERE a.agent_id = ?", (agent_id,)) if agent_id is not None else ("", ())
+        agent_where, args = ("AND a.agent_id = ?", (agent_id,)) if agent_id is not None else ("", ())
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "samples_rtt" in tables:
-            for target, address, method, hop, ts, rtt in con.execute(
-                f"""SELECT s.target, s.address, s.method, s.hop, x.ts_us, x.rtt FROM samples_rtt x
-                    JOIN series s ON s.id = x.series JOIN agents a ON a.key = s.agent {agent_where} ORDER BY x.rowid""",
+        if f"samples_{kind}" in tables:
+            cols = ", ".join(f"x.{c}" for c in names)
+            for target, address, method, hop, ts, *vals in con.execute(
+                f"""SELECT s.target, s.address, s.method, s.hop, x.ts_us, {cols} FROM samples_{kind} x
+                    JOIN series s ON s.id = x.series JOIN agents a ON a.key = s.agent WHERE 1 {agent_where}
+                    ORDER BY x.rowid""",
                 args,
             ):
-                got.append(((target, address, method, hop), ts, rtt))
+                got.append(((target, address, method, hop), ts, dict(zip(names, vals, strict=True))))
         if "chunks" in tables:
             for target, address, method, hop, data in con.execute(
                 f"""SELECT s.target, s.address, s.method, s.hop, c.data FROM chunks c
                     JOIN series s ON s.id = c.series JOIN agents a ON a.key = s.agent
-                    {agent_where} {"AND" if agent_where else "WHERE"} s.kind = 'rtt' ORDER BY c.id""",
-                args,
+                    WHERE s.kind = ? {agent_where} ORDER BY c.id""",
+                (kind, *args),
             ):
-                s = chunks.decode("rtt", data)
-                for ts, rtt in zip(s.ts_us, s.cols["rtt"], strict=True):
-                    got.append(((target, address, method, hop), ts, rtt))
+                s = chunks.decode(kind, data)
+                for i, ts in enumerate(s.ts_us):
+                    got.append(((target, address, method, hop), ts, {c: s.cols[c][i] for c in names}))
         if "batches" in tables:
             for (payload,) in con.execute(
-                f"SELECT b.payload FROM batches b JOIN agents a ON a.key = b.agent {agent_where} ORDER BY b.id",
+                f"SELECT b.payload FROM batches b JOIN agents a ON a.key = b.agent WHERE 1 {agent_where} ORDER BY b.id",
                 args,
             ):
-                for (target, address, kind, method, hop), (_k, ts_list, cols) in raw.series_samples(payload).items():
-                    if kind == "rtt":
-                        for ts, rtt in zip(ts_list, cols["rtt"], strict=True):
-                            got.append(((target, address, method, hop), ts, rtt))
+                for (target, address, k, method, hop), (_k, ts_list, cols) in raw.series_samples(payload).items():
+                    if k == kind:
+                        for i, ts in enumerate(ts_list):
+                            got.append(((target, address, method, hop), ts, {c: cols[c][i] for c in names}))
     finally:
         con.close()
     return got
+
+
+def rtt_in_store_order(db: Path | str, agent_id: str | None = None) -> list[tuple[tuple, int, int | None]]:
+    """((target, address, method, hop), ts_us, rtt) of every stored RTT sample in the order it was
+    written, repeats kept."""
+    return [(key, ts, row["rtt"]) for key, ts, row in in_store_order(db, "rtt", agent_id)]
 
 
 def rtt_samples(db: Path | str, agent_id: str | None = None) -> list[tuple[str, str, int, int | None]]:

@@ -5,9 +5,11 @@ got from the old per-sample tables. No database code here. Design: docs/storage-
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
+from itertools import accumulate, pairwise
+from operator import sub
 
 import msgpack
 
@@ -29,6 +31,7 @@ __all__ = [
     "fold_parts",
     "hour_of",
     "landing_record",
+    "merged",
     "payload_bytes",
     "rows_of",
     "rtt_buckets",
@@ -103,11 +106,7 @@ def series_samples(data: bytes) -> dict[SeriesKey, tuple[str, list[int], dict[st
         kind = s["k"]
         dt = s["dt"]
         iv = s.get("iv", 0)
-        ts: list[int] = []
-        t = t0
-        for j, d in enumerate(dt):
-            t += d if j == 0 else iv + d
-            ts.append(t)
+        ts = list(accumulate(map(iv.__add__, dt[1:]), initial=t0 + dt[0])) if dt else []
         n = len(ts)
         cols = {name: list(s[name]) if s.get(name) is not None else [None] * n for name in KINDS[kind]}
         key = (s["tg"], s["a"], kind, s["m"], s.get("h") or 0)
@@ -138,7 +137,7 @@ def by_hour(ts: Sequence[int], cols: Mapping[str, Sequence]) -> dict[int, tuple[
     return out
 
 
-def _merged(kind: str, parts: Sequence[Part], since_us: int | None, until_us: int | None) -> chunks.Samples:
+def merged(kind: str, parts: Sequence[Part], since_us: int | None, until_us: int | None) -> chunks.Samples:
     """The parts' samples in time order, one per timestamp (the later part wins), cut to the window."""
     names = list(KINDS[kind])
     pieces: list[tuple[Sequence[int], Mapping[str, Sequence]]] = []
@@ -171,7 +170,7 @@ def _merged(kind: str, parts: Sequence[Part], since_us: int | None, until_us: in
 def fold_parts(kind: str, parts: Sequence[Part]) -> tuple[int, int, int, bytes] | None:
     """(start_us, end_us, samples, chunk) of the parts merged into one chunk, in precedence order
     (the later part wins on an equal timestamp); None when they hold no samples."""
-    s = _merged(kind, parts, None, None)
+    s = merged(kind, parts, None, None)
     if not s.ts_us:
         return None
     return s.ts_us[0], s.ts_us[-1], len(s.ts_us), chunks.encode(kind, s.ts_us, s.cols)
@@ -179,7 +178,7 @@ def fold_parts(kind: str, parts: Sequence[Part]) -> tuple[int, int, int, bytes] 
 
 def fold(kind: str, existing: Sequence[bytes], ts: Sequence[int], cols: Mapping[str, Sequence]) -> bytes:
     """One chunk: the existing chunks (id order) then the new samples, the later winning on equal ts."""
-    s = _merged(kind, [*existing, (ts, cols)], None, None)
+    s = merged(kind, [*existing, (ts, cols)], None, None)
     return chunks.encode(kind, s.ts_us, s.cols)
 
 
@@ -195,7 +194,7 @@ def rows_of(
 ) -> list[Row]:
     """One series' rows in [since, until), by time, from its parts in precedence order (legacy rows,
     chunks by id, landing samples by id): the later part wins on an equal timestamp."""
-    s = _merged(kind, parts, since_us, until_us)
+    s = merged(kind, parts, since_us, until_us)
     names = list(KINDS[kind])
     hop_out = hop or None
     columns = [s.cols[k] for k in names]
@@ -219,6 +218,8 @@ def _sorted_groups(groups: dict) -> list:
 def rtt_buckets(ts: Sequence[int], rtt: Sequence[int | None], start_us: int, step_us: int) -> list[tuple]:
     """What ``_SQL_BUCKET_RTT`` returns for one series' samples (time order, already in the window):
     (bucket, samples, answered, rtt total, rtt min, rtt max, |dRTT| total, |dRTT| pairs), totals float."""
+    if ts and step_us > 0 and ts[0] >= start_us and list(ts) == sorted(ts):
+        return _rtt_buckets_sliced(ts, rtt, start_us, step_us)
     groups: dict[int | None, list] = {}
     prev: int | None = None
     for t, v in zip(ts, rtt):
@@ -237,6 +238,27 @@ def rtt_buckets(ts: Sequence[int], rtt: Sequence[int | None], start_us: int, ste
                 g[7] += 1
         prev = v
     return [(b, n, k, float(tot), lo, hi, float(dt), dn) for b, n, k, tot, lo, hi, dt, dn in _sorted_groups(groups)]
+
+
+def _rtt_buckets_sliced(ts: Sequence[int], rtt: Sequence[int | None], start_us: int, step_us: int) -> list[tuple]:
+    """``rtt_buckets`` on ascending samples from ``start_us`` on: each bucket a slice, summed by builtins
+    (a day of one hop is 86,400 samples; a loop per sample took 0.2 s of the page's second)."""
+    out: list[tuple] = []
+    i, end = 0, len(ts)
+    while i < end:
+        b = (ts[i] - start_us) // step_us
+        j = bisect_left(ts, start_us + (b + 1) * step_us, i)
+        got = [v for v in rtt[i:j] if v is not None]
+        w = rtt[i - 1 if i else 0 : j]  # a pair belongs to its later sample's bucket
+        if None not in w:
+            dsum, dn = sum(map(abs, map(sub, w[1:], w[:-1]))), len(w) - 1
+        else:
+            pairs = [abs(y - x) for x, y in pairwise(w) if x is not None and y is not None]
+            dsum, dn = sum(pairs), len(pairs)
+        lo, hi = (min(got), max(got)) if got else (None, None)
+        out.append((b, j - i, len(got), float(sum(got)), lo, hi, float(dsum), dn))
+        i = j
+    return out
 
 
 def wifi_buckets(

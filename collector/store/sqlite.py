@@ -6,7 +6,6 @@ read connections, which WAL lets run beside the writer.
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import os
 import sqlite3
@@ -849,58 +848,43 @@ class SqliteStore(KeptTables):
     def buckets(
         self, agent_key: int, since_us: int, until_us: int, start_us: int, step_us: int
     ) -> tuple[list[tuple], list[tuple]]:
-        """Per-bucket sums for the lookup's chart, aggregated inside SQLite (a day at 1 Hz is 260k
-        rows: as Python objects that alone takes longer than the page may).
+        """Per-bucket sums for the lookup's chart, without a Python object per sample (a day at 1 Hz
+        is 260k samples: as Row objects that alone takes longer than the page may).
 
         Returns (per RTT series: (target, address, hop, [(bucket, samples, answered, rtt sum,
         rtt min, rtt max, |dRTT| sum, |dRTT| pairs)]), Wi-Fi: [(bucket, readings, connected,
         RSSI sum, RSSI count, RSSI min)]); bucket = (ts - start) // step. |dRTT| pairs are
-        consecutive answered samples of one series (a lost sample breaks the pair). One pass per
-        series, no PARTITION BY: the (series, ts_us) index hands the rows over in time order; each
-        query on its own read connection and thread, since sqlite3 releases the GIL while a query
-        runs and they overlap on two cores.
+        consecutive answered samples of one series (a lost sample breaks the pair). One read
+        transaction; each landing batch decoded once; a series with only legacy rows in the
+        window is summed by SQL (a store not yet compacted).
         """
-        with self._reader() as db:
-            series = db.execute(_SQL_BUCKET_SERIES, (agent_key,)).fetchall()
-        args = (agent_key, since_us, until_us, start_us, step_us)
-        with concurrent.futures.ThreadPoolExecutor(3, thread_name_prefix="cxpulse-buckets") as pool:
-            futs = [(t, a, h, pool.submit(self._rtt_buckets, sid, *args)) for sid, t, a, h in series]
-            wifi = pool.submit(self._wifi_buckets, *args)
-            return [(t, a, h, f.result()) for t, a, h, f in futs], wifi.result()
-
-    def _rtt_buckets(
-        self, sid: int, agent_key: int, since_us: int, until_us: int, start_us: int, step_us: int
-    ) -> list[tuple]:
-        """One series' buckets in one read transaction: by SQL over legacy rows while the series has
-        no chunk or landing batch in the window (a store not yet compacted), else merged in Python."""
+        window = (since_us, until_us)
         with self._reader() as db:
             db.execute("BEGIN")
-            series = [r for r in _series_of(db, agent_key, "rtt") if r[0] == sid]
-            parts = _parts(db, agent_key, "rtt", series, since_us, until_us, legacy=False)
-            if not parts.get(sid):
-                return db.execute(_SQL_BUCKET_RTT, (sid, since_us, until_us, start_us, step_us)).fetchall()
-            parts = _parts(db, agent_key, "rtt", series, since_us, until_us)
-        rows = raw.rows_of("rtt", "", "", "", 0, parts[sid], since_us, until_us)
-        return raw.rtt_buckets([r.ts_us for r in rows], [r.values["rtt"] for r in rows], start_us, step_us)
-
-    def _wifi_buckets(self, agent_key: int, since_us: int, until_us: int, start_us: int, step_us: int) -> list[tuple]:
-        """The agent's Wi-Fi buckets, the same way as ``_rtt_buckets``."""
-        with self._reader() as db:
-            db.execute("BEGIN")
-            series = _series_of(db, agent_key, "wifi")
-            parts = _parts(db, agent_key, "wifi", series, since_us, until_us, legacy=False)
-            if not any(parts.values()):
-                return db.execute(_SQL_BUCKET_WIFI, (agent_key, since_us, until_us, start_us, step_us)).fetchall()
-            parts = _parts(db, agent_key, "wifi", series, since_us, until_us)
+            series = {kind: _series_of(db, agent_key, kind) for kind in ("rtt", "wifi")}
+            new = _new_parts(db, agent_key, series, since_us, until_us)
+            rtt: list[tuple] = []
+            for sid, target, address, _method, hop in series["rtt"]:
+                if not new[sid]:
+                    rows = db.execute(_SQL_BUCKET_RTT, (sid, *window, start_us, step_us)).fetchall()
+                else:
+                    legacy = _legacy_parts(db, "rtt", [sid], since_us, until_us)[sid]
+                    s = raw.merged("rtt", [*legacy, *new[sid]], since_us, until_us)
+                    rows = raw.rtt_buckets(s.ts_us, s.cols["rtt"], start_us, step_us)
+                rtt.append((target, address, hop, rows))
+            wifi_ids = [r[0] for r in series["wifi"]]
+            if not any(new[sid] for sid in wifi_ids):
+                return rtt, db.execute(_SQL_BUCKET_WIFI, (agent_key, *window, start_us, step_us)).fetchall()
+            wifi_legacy = _legacy_parts(db, "wifi", wifi_ids, since_us, until_us)
         ts: list[int] = []
         conn: list = []
         rssi: list = []
-        for sid, *_ in series:
-            for r in raw.rows_of("wifi", "", "", "", 0, parts[sid], since_us, until_us):
-                ts.append(r.ts_us)
-                conn.append(r.values["conn"])
-                rssi.append(r.values["rssi"])
-        return raw.wifi_buckets(ts, conn, rssi, start_us, step_us)
+        for sid in wifi_ids:
+            s = raw.merged("wifi", [*wifi_legacy[sid], *new[sid]], since_us, until_us)
+            ts += s.ts_us
+            conn += s.cols["conn"]
+            rssi += s.cols["rssi"]
+        return rtt, raw.wifi_buckets(ts, conn, rssi, start_us, step_us)
 
     # -- the raw tier's compaction (issue 19; store/raw.py, docs/storage-chunks.md) --
 
@@ -1075,32 +1059,55 @@ def _parts(
     series: list[tuple[int, str, str, str, int]],
     since_us: int,
     until_us: int,
-    legacy: bool = True,
 ) -> dict[int, list[raw.Part]]:
     """Per series id, its samples' sources in [since, until) in precedence order (raw.rows_of):
-    legacy rows, then chunks by id, then landing batches by id (``legacy`` False: the last two)."""
-    parts: dict[int, list[raw.Part]] = {r[0]: [] for r in series}
-    if not series:
+    legacy rows, then chunks by id, then landing batches by id."""
+    legacy = _legacy_parts(db, kind, [r[0] for r in series], since_us, until_us)
+    new = _new_parts(db, agent_key, {kind: series}, since_us, until_us)
+    return {sid: [*legacy[sid], *new[sid]] for sid in legacy}
+
+
+def _legacy_parts(
+    db: sqlite3.Connection, kind: str, ids: list[int], since_us: int, until_us: int
+) -> dict[int, list[raw.Part]]:
+    """Per series id, its legacy samples_* rows in [since, until) as one (timestamps, columns) part."""
+    parts: dict[int, list[raw.Part]] = {sid: [] for sid in ids}
+    if not ids:
         return parts
-    ids = ", ".join(str(int(r[0])) for r in series)
     cols = list(KINDS[kind])
-    if legacy:
-        names = ", ".join(f'"{c}"' for c in cols)
-        got = db.execute(
-            f"""SELECT series, ts_us, {names} FROM samples_{kind}
-                WHERE series IN ({ids}) AND ts_us >= ? AND ts_us < ? ORDER BY series, ts_us, rowid""",
-            (since_us, until_us),
-        ).fetchall()
-        for sid, grp in groupby(got, key=lambda r: r[0]):
-            columns = list(zip(*grp))
-            parts[sid].append((columns[1], dict(zip(cols, columns[2:]))))
+    names = ", ".join(f'"{c}"' for c in cols)
+    got = db.execute(
+        f"""SELECT series, ts_us, {names} FROM samples_{kind}
+            WHERE series IN ({", ".join(str(int(i)) for i in ids)}) AND ts_us >= ? AND ts_us < ?
+            ORDER BY series, ts_us, rowid""",
+        (since_us, until_us),
+    ).fetchall()
+    for sid, grp in groupby(got, key=lambda r: r[0]):
+        columns = list(zip(*grp))
+        parts[sid].append((columns[1], dict(zip(cols, columns[2:]))))
+    return parts
+
+
+def _new_parts(
+    db: sqlite3.Connection,
+    agent_key: int,
+    series: dict[str, list[tuple[int, str, str, str, int]]],
+    since_us: int,
+    until_us: int,
+) -> dict[int, list[raw.Part]]:
+    """Per series id (of the kinds given), its chunks by id then its landing batches by id that
+    reach into [since, until); each landing payload decoded once for all the kinds."""
+    parts: dict[int, list[raw.Part]] = {r[0]: [] for rows in series.values() for r in rows}
+    if not parts:
+        return parts
+    ids = ", ".join(str(int(sid)) for sid in parts)
     for sid, data in db.execute(
         f"""SELECT series, data FROM chunks WHERE series IN ({ids})
             AND start_us < ? AND start_us >= ? AND end_us >= ? ORDER BY series, id""",
         (until_us, since_us - raw.HOUR_US, since_us),
     ):
         parts[sid].append(data)
-    by_key = {(t, a, kind, m, h): sid for sid, t, a, m, h in series}
+    by_key = {(t, a, kind, m, h): sid for kind, rows in series.items() for sid, t, a, m, h in rows}
     for (data,) in db.execute(
         "SELECT payload FROM batches WHERE agent = ? AND start_us < ? AND end_us >= ? ORDER BY id",
         (agent_key, until_us, since_us),
@@ -1155,7 +1162,6 @@ def _raise_mark(db: sqlite3.Connection, name: str, at_us: int) -> None:
     )
 
 
-_SQL_BUCKET_SERIES = "SELECT id, target, address, hop FROM series WHERE agent = ?1 AND kind = 'rtt'"
 _SQL_BUCKET_RTT = """SELECT b, count(*), count(rtt), total(rtt), min(rtt), max(rtt), total(d), count(d) FROM (
                        SELECT (ts_us - ?4) / ?5 AS b, rtt, abs(rtt - lag(rtt) OVER (ORDER BY ts_us)) AS d
                        FROM samples_rtt WHERE series = ?1 AND ts_us >= ?2 AND ts_us < ?3)
