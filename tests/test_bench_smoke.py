@@ -121,7 +121,7 @@ def test_smoke_run_reports_every_figure(tmp_path):
         assert by_name[f"{store}, 1 agents: collector peak RSS"]["value"] > 0
     for run in doc["details"]["ingest"]["runs"]:
         assert run["rejected"] == 0 and not run["errors"], run
-        assert run["rows_stored_total"] >= run["acked_batches"] * run["batch_samples"]
+        assert run["samples_stored_total"] >= run["acked_batches"] * run["batch_samples"]
     acc = doc["details"]["accuracy"]
     assert len(acc["episodes"]) == 1 and acc["steady"]["agent"]["samples"] > 0 and acc["steady"]["ping"]["samples"] > 0
     assert by_name["median RTT (calm)"]["value"] > 0 and by_name["episodes caught"]["value"] is not None
