@@ -16,7 +16,7 @@ __all__ = ["AllAgents", "Buckets", "FileBacked", "Incidents", "UrlNamed"]
 
 @runtime_checkable
 class Buckets(Protocol):
-    """Per-bucket RTT and Wi-Fi sums for the lookup's chart, summed by the database (SQLite)."""
+    """Per-bucket RTT and Wi-Fi sums for the lookup's chart, without a Row object per sample."""
 
     def buckets(
         self, agent_key: int, since_us: int, until_us: int, start_us: int, step_us: int

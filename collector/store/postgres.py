@@ -733,6 +733,25 @@ class PostgresStore(KeptTables):
         out.sort(key=lambda r: (r.target, r.ts_us))  # code point order is UTF-8 byte order, as COLLATE "C"
         return out
 
+    def buckets(
+        self, agent_key: int, since_us: int, until_us: int, start_us: int, step_us: int
+    ) -> tuple[list[tuple], list[tuple]]:
+        """The chart's per-bucket sums (capabilities.Buckets) from the merged raw tier, without a Row
+        per sample: the same pure sums as SQLite's (raw.rtt_buckets, raw.wifi_buckets)."""
+        rtt: list[tuple] = []
+        for (_, target, address, _method, hop), parts in self._series_parts(agent_key, "rtt", since_us, until_us):
+            s = raw.merged("rtt", parts, since_us, until_us)
+            rtt.append((target, address, hop, raw.rtt_buckets(s.ts_us, s.cols["rtt"], start_us, step_us)))
+        ts: list[int] = []
+        conn: list = []
+        rssi: list = []
+        for _, parts in self._series_parts(agent_key, "wifi", since_us, until_us):
+            s = raw.merged("wifi", parts, since_us, until_us)
+            ts += s.ts_us
+            conn += s.cols["conn"]
+            rssi += s.cols["rssi"]
+        return rtt, raw.wifi_buckets(ts, conn, rssi, start_us, step_us)
+
     def _series_parts(
         self, agent_key: int, kind: str, since_us: int, until_us: int
     ) -> list[tuple[tuple, list[raw.Part]]]:

@@ -9,14 +9,15 @@ import httpx
 import pytest
 
 from cxpulse.collector.ingest.service import IngestStats
-from cxpulse.collector.lookup.chart import pick_step_s
+from cxpulse.collector.lookup.chart import chart, pick_step_s
 from cxpulse.collector.lookup.openapi import openapi_document
 from cxpulse.collector.lookup.service import LookupService
 from cxpulse.collector.lookup.ticket import ticket_summary
 from cxpulse.collector.store import open_store
+from cxpulse.collector.store.capabilities import Buckets
 
 from .conftest import ServerThread, load_budget_ms
-from .scenario import DAY0, DAY_END, ISP_LOSS, WIFI_BAD, S
+from .scenario import DAY0, DAY_END, ISP_LOSS, WIFI_BAD, S, fill_day
 
 AGENT = "agent-7f3a"
 
@@ -109,6 +110,28 @@ def test_wifi_episode_shows_in_the_series(server):
     assert min(jit_in) > 5 * max(jit_out), (min(jit_in), max(jit_out))
 
 
+def test_chart_sums_equal_the_row_path_on_both_stores(store_url):
+    """Each store's own bucket sums (capabilities.Buckets) give the chart the row path gives, on the
+    day as it landed and once compacted into hour chunks."""
+    store = open_store(store_url)
+    try:
+        fill_day(store)
+        key = store.agent(AGENT).key
+        assert isinstance(store, Buckets)
+        for state in ("landing", "hour chunks"):
+            if state == "hour chunks":
+                for _ in range(200):
+                    if store.compact_raw(DAY_END + 2 * 3600 * S, 100_000).done:
+                        break
+                assert store.raw_progress().landing_rows == 0
+            for since, until, points in ((DAY0, DAY_END, 720), (ISP_LOSS[0] - 60 * S, ISP_LOSS[1] + 60 * S, 900)):
+                fast = chart(store, key, since, until, points)
+                assert fast == chart(store, key, since, until, points, aggregate=False), state
+                assert len(fast["hops"]) == 3 and fast["wifi"]
+    finally:
+        store.close()
+
+
 @pytest.mark.parametrize("compacted", [False, True], ids=["landing", "hour-chunks"])
 def test_sqlite_fast_path_equals_the_store_protocol(day_db, compacted, tmp_path):
     """The timeline's SQLite aggregation reads the store's tables: pin it to the protocol path, on
@@ -134,7 +157,7 @@ def test_sqlite_fast_path_equals_the_store_protocol(day_db, compacted, tmp_path)
             slow = svc.timeline(AGENT, since, until, points)
             assert fast == slow
         # ... and the fast path is the one taken: SQLite offers the capability the chart looks for.
-        from cxpulse.collector.store.capabilities import AllAgents, Buckets, FileBacked, Incidents
+        from cxpulse.collector.store.capabilities import AllAgents, FileBacked, Incidents
 
         assert all(isinstance(store, cap) for cap in (Buckets, AllAgents, Incidents, FileBacked))
     finally:
