@@ -79,8 +79,8 @@ class LookupService:
         self._fleets = TtlCache(fleet_ttl_s, 32)  # (window, site scope)
         self._fleet_lock = threading.Lock()
         self.fleet_seconds = 0.0
-        # Aggregate timelines inside SQLite when the store is SQLite (tests turn it off to compare).
-        self.fast_sqlite = True
+        # The chart from the store's own bucket sums where it has them (tests turn it off to compare).
+        self.bucket_sums = True
 
     # - agents -
 
@@ -122,7 +122,7 @@ class LookupService:
     def timeline(self, agent_id: str, since: int, until: int, points: int, sites=None) -> dict:
         """Per-bucket RTT (avg/min/max), loss and jitter per hop, Wi-Fi RSSI, and the events."""
         rec = self.record(agent_id, sites)
-        series = chart(self.store, rec.key, since, until, points, aggregate=self.fast_sqlite)
+        series = chart(self.store, rec.key, since, until, points, aggregate=self.bucket_sums)
         cached = self._views.get((agent_id, since, until, scope_key(sites)))
         return {
             "agent_id": agent_id,

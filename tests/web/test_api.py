@@ -151,9 +151,9 @@ def test_sqlite_fast_path_equals_the_store_protocol(day_db, compacted, tmp_path)
             (ISP_LOSS[0] - 60 * S, ISP_LOSS[1] + 60 * S, 900),
             (WIFI_BAD[0] - 7 * S, WIFI_BAD[1] + 13 * S, 333),
         ):
-            svc.fast_sqlite = True
+            svc.bucket_sums = True
             fast = svc.timeline(AGENT, since, until, points)
-            svc.fast_sqlite = False
+            svc.bucket_sums = False
             slow = svc.timeline(AGENT, since, until, points)
             assert fast == slow
         # ... and the fast path is the one taken: SQLite offers the capability the chart looks for.
