@@ -793,7 +793,7 @@ class PostgresStore(KeptTables):
         for sid, data in chunk_rows:
             parts[sid].append(bytes(data))
         for (payload,) in landing:
-            for key, (k, ts, values) in raw.series_samples(bytes(payload)).items():
+            for key, (k, ts, values) in raw.landing_samples(bytes(payload)).items():
                 sid = by_key.get(key)
                 if k == kind and sid is not None:
                     parts[sid].append((ts, values))

@@ -6,6 +6,7 @@ got from the old per-sample tables. No database code here. Design: docs/storage-
 from __future__ import annotations
 
 from bisect import bisect_left
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, pairwise
@@ -31,6 +32,7 @@ __all__ = [
     "fold_parts",
     "hour_of",
     "landing_record",
+    "landing_samples",
     "merged",
     "payload_bytes",
     "rows_of",
@@ -118,6 +120,13 @@ def series_samples(data: bytes) -> dict[SeriesKey, tuple[str, list[int], dict[st
             for name, col in cols.items():
                 have[2][name].extend(col)
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def landing_samples(data: bytes) -> dict[SeriesKey, tuple[str, list[int], dict[str, list]]]:
+    """``series_samples`` for readers, kept for the last 256 payloads read: a landing row never
+    changes, and one page view reads the last hour's batches six times. Shared: never modify it."""
+    return series_samples(data)
 
 
 def by_hour(ts: Sequence[int], cols: Mapping[str, Sequence]) -> dict[int, tuple[list[int], dict[str, list]]]:

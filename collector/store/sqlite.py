@@ -1112,7 +1112,7 @@ def _new_parts(
         "SELECT payload FROM batches WHERE agent = ? AND start_us < ? AND end_us >= ? ORDER BY id",
         (agent_key, until_us, since_us),
     ):
-        for key, (_, ts, values) in raw.series_samples(data).items():
+        for key, (_, ts, values) in raw.landing_samples(data).items():
             sid = by_key.get(key)
             if sid is not None:
                 parts[sid].append((ts, values))
