@@ -721,10 +721,11 @@ class PostgresStore(KeptTables):
         return [UserChange(*r) for r in got]
 
     def rtt_rows(self, agent_key: int, since_us: int, until_us: int) -> list[RttRow]:
-        return [
-            RttRow(r.target, r.address, r.method, r.ts_us, r.values["rtt"], r.hop)
-            for r in self.rows(agent_key, "rtt", since_us, until_us)
-        ]
+        out: list[RttRow] = []
+        for (_, target, address, method, hop), parts in self._series_parts(agent_key, "rtt", since_us, until_us):
+            out += raw.rtt_rows_of(target, address, method, hop, parts, since_us, until_us)
+        out.sort(key=lambda r: (r.target, r.ts_us))  # code point order is UTF-8 byte order, as COLLATE "C"
+        return out
 
     def rows(self, agent_key: int, kind: str, since_us: int, until_us: int) -> list[Row]:
         out: list[Row] = []

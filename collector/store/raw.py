@@ -5,8 +5,8 @@ got from the old per-sample tables. No database code here. Design: docs/storage-
 
 from __future__ import annotations
 
-from bisect import bisect_left
 import functools
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, pairwise
@@ -18,7 +18,7 @@ from cxpulse.v1 import payload as wire
 from cxpulse.v1.kinds import KINDS
 
 from . import chunks
-from .types import PendingBatch, Row
+from .types import PendingBatch, Row, RttRow
 
 __all__ = [
     "HOUR_US",
@@ -37,6 +37,7 @@ __all__ = [
     "payload_bytes",
     "rows_of",
     "rtt_buckets",
+    "rtt_rows_of",
     "series_samples",
     "wifi_buckets",
 ]
@@ -208,6 +209,15 @@ def rows_of(
     hop_out = hop or None
     columns = [s.cols[k] for k in names]
     return [Row(target, address, method, hop_out, t, dict(zip(names, vals))) for t, *vals in zip(s.ts_us, *columns)]
+
+
+def rtt_rows_of(
+    target: str, address: str, method: str, hop: int | None, parts: Sequence[Part], since_us: int, until_us: int
+) -> list[RttRow]:
+    """``rows_of`` for RTT as RttRow, built straight from the merged samples (no Row in between)."""
+    s = merged("rtt", parts, since_us, until_us)
+    hop_out = hop or None
+    return [RttRow(target, address, method, t, v, hop_out) for t, v in zip(s.ts_us, s.cols["rtt"])]
 
 
 def _bucket(ts: int, start_us: int, step_us: int) -> int | None:

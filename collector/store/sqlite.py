@@ -531,24 +531,30 @@ class SqliteStore(KeptTables):
         return [UserChange(*r) for r in rows]
 
     def rtt_rows(self, agent_key: int, since_us: int, until_us: int) -> list[RttRow]:
-        return [
-            RttRow(r.target, r.address, r.method, r.ts_us, r.values["rtt"], r.hop)
-            for r in self.rows(agent_key, "rtt", since_us, until_us)
-        ]
+        out: list[RttRow] = []
+        for (_, target, address, method, hop), parts in self._series_parts(agent_key, "rtt", since_us, until_us):
+            out.extend(raw.rtt_rows_of(target, address, method, hop, parts, since_us, until_us))
+        out.sort(key=lambda r: (r.target, r.ts_us))  # stable: series in id order where both are equal
+        return out
 
     def rows(self, agent_key: int, kind: str, since_us: int, until_us: int) -> list[Row]:
-        """Legacy rows, chunks and landing batches merged (store/raw.py), by target then time; one
-        read transaction, so a compaction step committing meanwhile is seen whole or not at all."""
+        out: list[Row] = []
+        for (_, target, address, method, hop), parts in self._series_parts(agent_key, kind, since_us, until_us):
+            out.extend(raw.rows_of(kind, target, address, method, hop, parts, since_us, until_us))
+        out.sort(key=lambda r: (r.target, r.ts_us))  # stable: series in id order where both are equal
+        return out
+
+    def _series_parts(
+        self, agent_key: int, kind: str, since_us: int, until_us: int
+    ) -> list[tuple[tuple, list[raw.Part]]]:
+        """Each series of the agent and kind that has samples in the window, with their parts (legacy
+        rows, chunks, landing batches: store/raw.py), read in one transaction, so a compaction step
+        committing meanwhile is seen whole or not at all."""
         with self._reader() as db:
             db.execute("BEGIN")
             series = _series_of(db, agent_key, kind)
             parts = _parts(db, agent_key, kind, series, since_us, until_us)
-        out: list[Row] = []
-        for sid, target, address, method, hop in series:
-            if parts[sid]:
-                out.extend(raw.rows_of(kind, target, address, method, hop, parts[sid], since_us, until_us))
-        out.sort(key=lambda r: (r.target, r.ts_us))  # stable: series in id order where both are equal
-        return out
+        return [(r, parts[r[0]]) for r in series if parts[r[0]]]
 
     def events(self, agent_key: int, since_us: int, until_us: int) -> list[Event]:
         """Events that overlap the window (open ones included)."""
