@@ -1,17 +1,6 @@
 """Runs the collector: gRPC ingest in front of one store, shut down without losing acked data.
-
-The standard gRPC health service (``grpc.health.v1.Health``) says SERVING while
-the collector takes streams and its commits work, NOT_SERVING while storage
-fails and from the moment a shutdown begins, so that a load balancer stops
-sending agents here before the listener goes away.
-
-Shutdown (SIGTERM) drains: health goes NOT_SERVING; after ``drain_delay_s`` (time
-for a load balancer's health check to notice) open streams stop taking batches,
-commit and ack everything already received, and end with UNAVAILABLE and a short
-retry hint; new streams are refused the same way. All of that is bounded by
-``grace_s``; whatever is still uncommitted then was never acked, so the agents
-still hold it in their spools. A restart needs nothing from the previous run: the
-store's committed seqs tell each agent what to resend.
+Health goes NOT_SERVING when storage fails or a shutdown begins; SIGTERM drains open streams within a grace.
+Design notes: docs/collector-internals.md, "collector/server.py".
 """
 
 from __future__ import annotations

@@ -1,19 +1,6 @@
 """Payload decode for large batches in worker processes, off the collector's GIL.
-
-Why: the store writer thread and the gRPC event loop share one GIL. Profiled at saturation
-(docs/benchmarks.md), decoding and validating payloads on the event loop held the GIL about a
-fifth of the busy time, time the writer then waited for. A thread would not help (decode is
-Python code); a worker process decodes in parallel and hands back the decoded batch, whose
-unpickling costs the main process a small part of what decoding did.
-
-The worker also builds the batch's per-minute rollups (``rollup.RolledBatch``): per-sample
-work that would otherwise run in the store's commit, on the writer thread every ack waits for.
-
-Small payloads (a desk's normal batch: a few hundred bytes) are decoded inline: the round trip
-to a worker would cost more than the decode. Workers are started with ``spawn`` (never fork a
-process that runs gRPC threads), lazily on the first large payload, and shut down at exit. If a
-worker dies, that batch is decoded inline and the pool is started again for the next one: a
-worker's crash never costs a batch, and errors are the decoder's own (``PayloadError`` or not).
+Decoding and rollups of large payloads leave the GIL the writer waits on; small payloads are decoded inline.
+Design notes: docs/collector-internals.md, "collector/ingest/decode_pool.py".
 """
 
 from __future__ import annotations

@@ -1,22 +1,6 @@
 """Per-agent and per-address limits of ingest: what one misbehaving sender may cost the collector.
-
-Why these and not only the byte budget (service.py): the budget protects memory, but a broken or
-hostile agent that sends valid-looking batches as fast as it can would still take the writer's
-commits away from everyone else, and one that sends garbage would fill the log. So:
-
-- a token bucket of batches per agent id (shared by all of that agent's streams). The burst is
-  large because an agent back from an outage replays its spool as fast as acks come; a sender
-  that empties the bucket gets its stream ended with RESOURCE_EXHAUSTED and a retry hint long
-  enough to refill it. Nothing is lost: unacked batches stay in the agent's spool;
-- strikes: every rejected batch is one; too many within a window ends the stream the same way
-  and makes the agent wait out a penalty before its next stream is taken;
-- streams per agent: a new stream of the same agent supersedes its oldest one beyond the limit
-  (a reconnect after a network break must not wait for the dead stream's keepalive to expire);
-- streams per peer address: a cap, generous by default because a whole site may sit behind one
-  NAT address. gRPC's Python server does not expose connections, so streams are what is counted.
-
-State is in memory per collector and bounded (least recently seen agents are forgotten first);
-behind a load balancer each collector enforces its share, which is what protects it.
+Batch rate and strikes per agent, streams per agent and per peer address; bounded state per collector.
+Design notes: docs/collector-internals.md, "collector/ingest/limits.py".
 """
 
 from __future__ import annotations

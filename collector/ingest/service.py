@@ -1,32 +1,6 @@
 """TelemetryService.Stream: validate each batch, commit it, ack only after the commit.
-
-A bad batch is answered with a REJECTED ack carrying a gRPC status code and a
-reason, and the stream carries on; only a broken protocol (no Hello first, a
-message larger than the transport limit) ends the stream with a status.
-
-Each stream runs two coroutines: a reader that takes batches off the wire,
-validates them and queues them for the store writer in order, and an acker
-that answers them in the same order as their commits land. Memory is bounded
-three ways, so that a store that falls behind slows agents down instead of
-filling the collector:
-
-- a collector-wide byte budget for batches read but not yet answered (their
-  decoded samples are what takes memory). A reader that cannot get budget stops
-  reading; gRPC then stops granting HTTP/2 window, and the agent's writes wait
-  (its spool keeps the data);
-- per stream: a window of batches in flight (the agent's own is smaller) and a
-  share of the budget, so that one stream (say, of a broken agent that never
-  reads its acks) cannot hold all of it;
-- the writer's bounded queue.
-
-While the budget or the writer queue has been full for a while, or commits
-fail, new streams are refused with UNAVAILABLE and a retry hint (trailing
-metadata ``retry-after-ms``), so that behind a load balancer they go to another
-collector; open streams stay open and are slowed, not cut.
-
-Draining (shutdown): the reader stops taking batches, everything already taken
-is committed and acked, then the stream ends with UNAVAILABLE and a short retry
-hint; the agent reconnects (to this collector after its restart, or to another).
+A bad batch gets a REJECTED ack and the stream goes on; bounded memory makes a slow store slow the agents down.
+Design notes: docs/collector-internals.md, "collector/ingest/service.py".
 """
 
 from __future__ import annotations

@@ -1,19 +1,6 @@
 """Meaning checks on a decoded batch: ranges per column and timestamps against the collector's clock.
-
-The payload decoder (cxpulse.v1.payload) already guarantees shapes and types (a column is a list of
-integers or strings of bounded size, timestamps between 2000 and 2100). What it cannot know is
-what a value means: an RTT of 9 minutes, a CPU load of 3000 permille, an RSSI of +40 dBm or a
-sample stamped next week is a broken agent, and stored it would skew every score computed from it
-(a single 9-minute RTT dominates an hour's p95). So such a batch is refused whole, with the first
-offending value in the Ack detail, and nothing of it is stored.
-
-Bounds are wide on purpose: they catch garbage, not bad networks. A real 45 s RTT over a satellite
-link in trouble is kept.
-
-The envelope's integers are checked here too (``check_seq``, ``check_hello``): protobuf carries
-seq as uint64, but both stores keep signed 64-bit integers, so a seq of 2^63 passed
-on would make the commit fail, and with it the commit of every other desk's batches in the same
-group. What the store cannot hold is refused at the edge, with a reason, before it costs anyone.
+A value no working agent sends, or a seq the store cannot hold, refuses the batch whole before it costs anyone.
+Design notes: docs/collector-internals.md, "collector/ingest/validate.py".
 """
 
 from __future__ import annotations

@@ -1,17 +1,6 @@
 """Group commit: one thread owns the store's write connection and commits whatever is waiting.
-
-Acks wait for a commit that survives power loss (synchronous=FULL). Paying one
-fsync per batch would cap ingest at the disk's flush rate, so the writer takes
-every batch that queued up while the previous commit ran and commits them
-together; each waiting stream is answered when its batch's transaction lands.
-
-The queue is bounded: at most ``max_queue`` writes are outstanding (submitted,
-not yet answered). A stream that finds it full waits on the event loop, not in
-a thread, and while it waits it reads nothing more from its agent, so HTTP/2
-flow control slows the agent down; memory stays bounded when storage falls behind.
-Waiters are served in arrival order, and each stream submits its batches one
-after the other, so batches reach the store in the order the agent sent them
-(a later seq committed first would make the earlier one look like a duplicate).
+Acks wait for a durable commit; one fsync per group, not per batch, keeps ingest above the disk's flush rate.
+Design notes: docs/collector-internals.md, "collector/ingest/writer.py".
 """
 
 from __future__ import annotations

@@ -1,26 +1,6 @@
 """Who may read what over HTTP, what they looked at, and which names they are shown.
-
-The collector holds second-by-second data about named people, so the HTTP side answers three
-questions for every request, in this order:
-
-1. Who is asking? ``AccessMiddleware`` turns ``Authorization: Bearer <key>`` (or ``X-API-Key``)
-   into a ``Caller`` through the security registry before any route runs: a request under /api/
-   without a valid key gets 401 whether or not the route exists, so probing reveals nothing.
-2. May they? ``Access.guard(role, endpoint)`` wraps a route with its role: ``helpdesk`` looks
-   people up, ``admin`` also manages keys, tokens, agents and reads the audit log. Wrong role: 403.
-   What may they see? A key scoped to sites sees only their desks (``visible_sites``): a desk
-   elsewhere is "not found", exactly as one that does not exist; admin routes need an unscoped key.
-3. What did they see? ``Access.audited(...)`` writes one audit entry per lookup of a person, with
-   the caller, the person, the time and the client address, *before* the data leaves; if the
-   audit log cannot be written, the lookup is refused (503): an unrecorded lookup is not allowed.
-
-Pseudonymization replaces user names in views that do not need them (fleet, incidents, search
-results that did not name the person) with ``u-`` + an HMAC of the name under a collector secret:
-stable, so an analyst can follow one person across views, and not reversible without that
-secret. Host names and agent ids there become ``h-``/``a-`` codes the same way (a host is often
-named after its user); an ``a-`` code in a person's URL opens that person's audited view.
-
-The registry calls are blocking database work, so they run in worker threads like store reads.
+Keys and roles before any route, site scopes, an audit entry before a person's data leaves, pseudonyms.
+Design notes: docs/security.md, "collector/lookup/access.py".
 """
 
 from __future__ import annotations

@@ -1,14 +1,6 @@
 """The lookup over HTTP: search, one agent's experience and timeline, the fleet, the ticket text.
-
-The helpdesk page (``web/``) and any ITSM integration read the same JSON. ``create_app`` binds a
-handler to each operation declared in ``routes`` and guards it with the declared role; the OpenAPI
-document (``openapi``) is built from the same declarations.
-
-Everything that touches the store runs in a worker thread: the collector's event loop also serves
-gRPC ingest, and a day of one agent's samples takes a store read of a second or more.
-
-Times in and out are microseconds since the Unix epoch (``*_us``), as everywhere in cxpulse;
-query parameters also take ISO 8601, epoch seconds, ``now`` and ``-1h``-style offsets.
+A handler per operation declared in ``routes``, guarded by its role; store reads run in worker threads.
+Design notes: docs/api.md, "collector/lookup/api.py".
 """
 
 from __future__ import annotations

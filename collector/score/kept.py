@@ -1,25 +1,6 @@
 """Minute scores kept in the store, so that a day's view reads 1,440 rows instead of scoring 1,440 minutes.
-
-Why: an agent-minute's score depends only on that minute's rollups and on the app checks of the
-14 minutes before it (``timeline.recent_availability``), never on the window it is shown in. A
-day's view scored every minute afresh (figures, two E-model ratings, reasons) and evaluated the
-journeys on them: about half of a view's time, and nearly all of the fleet's. Kept, a minute is
-scored once and read back after.
-
-A kept score is a cache, never a second truth: each row carries a digest of everything its score
-was computed from (the minute's stored rollup bytes, the app rollups of the look-back, this
-scoring code and the score config). A reader recomputes a minute whose digest differs, so a late
-batch that changes a minute (or the app history after it), a new collector version, or a changed
-config never serves an old score, and nothing in ingest has to invalidate anything. Journeys'
-met/missed flags are kept alongside, under a digest of the journey definitions.
-
-The same holds for merging: a long view merges its window's rollups (its sections, triage's
-baseline), and ``KeptMerges`` keeps each whole 15-minute block of an agent merged, under a
-digest of the block's rollup bytes, so a day merges 96 kept blocks instead of 10,080 rollups.
-
-Rows are written by whoever computed them (a view, the fleet) and, for every agent, by
-``jobs.kept.kept_scores_loop`` shortly after each minute (and each block) settles, so the helpdesk's first
-view of the day finds them. Retention deletes them with the rollups.
+A cache under a digest of its inputs, never a second truth; ``KeptMerges`` keeps 15-minute merges the same way.
+Design notes: docs/collector-internals.md, "collector/score/kept.py"; docs/scoring.md, "Kept minute scores".
 """
 
 from __future__ import annotations
