@@ -1,8 +1,6 @@
 """Alerts into IT service management, and the collector's Prometheus metrics.
-
-``config`` (validated at start), ``rules`` (pure state machines), ``templates`` (payload shapes),
-``webhook`` (signed, retried delivery), ``alerter`` (the loop), ``metrics`` (``/metrics``). Design
-notes: docs/collector-internals.md.
+``config``, ``rules`` (pure state machines), ``templates``, ``webhook`` (signed delivery), ``alerter``, ``metrics``.
+Design notes: docs/collector-internals.md, "collector/alerts/__init__.py".
 """
 
 from .alerter import Alerter

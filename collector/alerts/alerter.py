@@ -1,7 +1,6 @@
 """The alert loop: every minute, read the fleet, feed the rules, hand new alerts to the webhooks.
-
-It reads what the helpdesk page reads (``LookupService.fleet``), so an alert never says something
-the page does not. Design notes: docs/collector-internals.md.
+It reads what the helpdesk page reads (``LookupService.fleet``), so an alert never says what the page does not.
+Design notes: docs/collector-internals.md, "collector/alerts/alerter.py".
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """``cxpulse alerts check-config FILE`` and ``cxpulse alerts test-send``: set up ITSM webhooks by hand.
-
-``test-send`` posts one test alert through the real sender (same body, signature and retries as
-in service) and prints each attempt, so IT sees in one command whether ServiceNow, JSM or the chat
-channel accepts what the collector will send.
+``test-send`` posts one test alert through the real sender (same body, signature and retries) and prints each attempt,
+so IT sees in one command whether ServiceNow, JSM or the chat channel accepts what the collector will send.
 """
 
 from __future__ import annotations

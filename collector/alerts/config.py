@@ -1,8 +1,6 @@
 """Alert settings: typed, validated at start-up (a bad URL or format fails before the collector runs).
-
-Loaded from a TOML file (``alerts.example.toml`` beside this module documents every key). Secrets
-for the HMAC signature are read from a file or an environment variable, never from the file itself,
-so the config can be kept in version control.
+Loaded from TOML (``alerts.example.toml`` beside this module documents every key); HMAC secrets come from a file
+or an environment variable, never from the TOML itself, so the config can be kept in version control.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """``/metrics``: the collector's counters and the fleet's state, in Prometheus' text format.
-
-Read at scrape time from what already exists, through a private registry (two collectors in one
-process never collide). Design notes: docs/collector-internals.md.
+Read at scrape time from what already exists, through a private registry (two collectors in one process never collide).
+Design notes: docs/collector-internals.md, "collector/alerts/metrics.py".
 """
 
 from __future__ import annotations

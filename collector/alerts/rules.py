@@ -1,8 +1,6 @@
-"""When to alert: pure state machines over per-minute scores and the incident list.
-
-No clock, store or I/O: ``PoorEpisodes`` opens an agent episode after N poor minutes and resolves it
-only after M good ones (no flapping); ``IncidentWatch`` follows incidents. Design notes:
-docs/collector-internals.md.
+"""When to alert: pure state machines over per-minute scores and the incident list; no clock, store or I/O.
+``PoorEpisodes`` opens after N poor minutes and resolves only after M good ones; ``IncidentWatch`` follows incidents.
+Design notes: docs/collector-internals.md, "collector/alerts/rules.py".
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """Payload shapes for the receivers IT already runs; the same alert, five ways.
-
-``generic``, ``servicenow`` (Table API incident), ``jsm`` (Jira Service Management alert), ``slack``
-and ``teams``; ``render(fmt, alert)`` picks one, ``text_of`` gives the words. Design notes:
-docs/collector-internals.md.
+``generic``, ``servicenow``, ``jsm``, ``slack``, ``teams``; ``render(fmt, alert)`` picks one, ``text_of`` the words.
+Design notes: docs/collector-internals.md, "collector/alerts/templates.py".
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """Delivering alerts: one bounded queue and one worker per receiver, signed, retried, logged.
-
-In order per receiver, retried with jittered exponential backoff, the oldest dropped when full,
-HMAC-SHA256 signed per attempt (``sign``, ``verify_signature``). Design notes:
-docs/collector-internals.md.
+In order per receiver, jittered exponential backoff, the oldest dropped when full, HMAC-signed per attempt.
+Design notes: docs/collector-internals.md, "collector/alerts/webhook.py".
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """The kept-scores loop: every minute, the minutes (and 15-minute blocks) that just settled, kept.
-
-So the helpdesk's first view of the day reads kept scores instead of scoring; what to keep and
-how is ``score.kept``. A failed run is logged and the next one tries again.
+So the helpdesk's first view of the day reads kept scores instead of scoring; what to keep and how is ``score.kept``.
+A failed run is logged and the next one tries again.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""The kept "is it just me?" rows: each minute's group row kept as it settles, recent and older
-rows checked against their inputs and rebuilt when a late batch changed them, old ones deleted.
-
-Called once per run of ``jobs.kept.kept_scores_loop`` (after the minute scores, which it reads).
-What a row holds is ``score.kept_groups``; the refresh bounds: docs/collector-internals.md.
+"""The kept "is it just me?" rows: kept as a minute settles, rebuilt when a late batch changed them, old ones deleted.
+Called once per run of ``jobs.kept.kept_scores_loop``, after the minute scores it reads; a row is ``score.kept_groups``.
+Refresh bounds: docs/collector-internals.md, "collector/lookup/others.py".
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """Raw compaction: settled landing batches and the old ``samples_*`` rows folded into hour chunks.
-
-Each step is one ``store.compact_raw`` call (one short transaction, position kept by the store), so
-``collector serve`` and ``cxpulse collector migrate-storage`` can stop anywhere and resume
-(docs/storage-chunks.md, "Compaction"; the operator's page is docs/storage-migration.md).
+Each step is one short ``store.compact_raw`` transaction: ``collector serve`` and ``migrate-storage`` resume anywhere.
+Design notes: docs/storage-chunks.md, "Compaction"; the operator's page is docs/storage-migration.md.
 """
 
 from __future__ import annotations

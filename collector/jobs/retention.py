@@ -1,8 +1,6 @@
-"""Retention by resolution: raw samples for days (a horizon per data kind), minute rollups for
-weeks, 15-minute rollups for a year; deleted in small steps, minutes only once their blocks settled.
-
-Each step is one store call deleting at most ``chunk`` rows in its own short transaction, so
-ingest commits interleave with the cleanup (docs/storage.md, "Retention by resolution").
+"""Retention by resolution: raw samples for days (per data kind), minute rollups for weeks, 15-minute ones for a year.
+Deleted in small steps (at most ``chunk`` rows per short transaction), so ingest commits interleave with the cleanup.
+Design notes: docs/storage.md, "Retention by resolution".
 """
 
 from __future__ import annotations

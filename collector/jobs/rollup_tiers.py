@@ -1,7 +1,6 @@
 """Settling 15-minute rollups: complete blocks of minute rollups merged into the coarser tier.
-
-Resumable (the store's settled mark says how far it got) and bounded (a block per transaction,
-``max_blocks`` per run); retention runs it before it expires minute rollups (docs/storage.md).
+Resumable (the store's settled mark) and bounded (``max_blocks`` per run); retention runs it before expiring minutes.
+Design notes: docs/storage.md, "Retention by resolution".
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
 """The admin routes: API keys, enrollment tokens, enrolled agents, the audit log (and central config).
-
-They only translate HTTP to the security registry and back; the registry writes every change's
-audit entry itself (the command line's too, under the same names), so "who created this key" and
-"who revoked that agent" have answers. Secrets (a new key, a new token) appear once, in the answer
-that creates them: the registry keeps only hashes.
+Only HTTP to the security registry and back: the registry audits every change itself; a secret is shown once, when made.
+Design notes: docs/api.md, "Keys, roles, audit log, pseudonyms".
 """
 
 from __future__ import annotations

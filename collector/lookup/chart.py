@@ -1,5 +1,4 @@
 """The timeline chart's series: one agent's samples bucketed per hop (RTT, loss, jitter) and Wi-Fi.
-
 The bucket width is the smallest readable one that keeps a series under the page's point budget;
 a store that can aggregate by itself (``store.capabilities.Buckets``) does it, any other is read row by row.
 """

@@ -1,7 +1,6 @@
 """The window's events grouped by place and ranked by impact (seconds felt times severity).
-
-Computed once per view (``report._view``); page, ticket and CLI keep its order; the words come from
-``words``. Design notes: docs/collector-internals.md.
+Computed once per view (``report._view``); page, ticket and CLI keep its order; the words come from ``words``.
+Design notes: docs/collector-internals.md, "collector/lookup/event_groups.py".
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """Every term the page, the ticket and the CLI show, in helpdesk words with its unit.
-
-One list for three uses: ``docs/glossary.md`` is rendered from it (a test keeps the file in step),
-the page fetches it (``GET /api/v1/glossary``) for its tooltips, and event kinds come from
-``words`` (the one mapping of kinds to plain words), never restated here.
+One list: ``docs/glossary.md`` is rendered from it (a test keeps it in step), the page's tooltips fetch it
+(``GET /api/v1/glossary``); event kinds come from ``words``, the one mapping of kinds to words, never restated here.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
 """Serve the lookup API, page and /metrics inside the collector's own asyncio loop.
-
-``start_http`` binds the socket itself (so a bad or busy address fails at start-up with one clear
-line, and port 0 reports the port it got), then runs uvicorn's server as a task of the running
-loop: no second process, no second loop, and the collector's signal handlers stay its own.
+``start_http`` binds the socket itself (a bad or busy address fails at start-up in one line; port 0 reports its port),
+then runs uvicorn's server as a task of the running loop: no second process or loop; the collector keeps SIGTERM.
 """
 
 from __future__ import annotations

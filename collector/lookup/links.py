@@ -1,8 +1,6 @@
 """Links back to the helpdesk page: one way to write "this person, this window, this zone" as a URL.
-
-The ticket carries it so whoever reads the ticket later opens the same view (the page reads
-``since``, ``until`` and ``tz`` from it); alerts link the same way. ``base`` is the collector's
-external URL (``--http-public-url``); without one the link is relative to the page ("/#/agent/...").
+The ticket carries it so a later reader opens the same view (the page reads ``since``, ``until``, ``tz``); alerts too.
+An empty ``base`` gives a link relative to the page; which base is used: docs/api.md, "Ticket summary".
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
 """The OpenAPI 3.1 document of the lookup API, built from the routes' declarations (``routes``).
-
 Each operation is declared once; this module adds the shared schemas and answers, the role each
 route needs and the links from lists of people to a person's views (openapi-spec-validator checks it).
 """

@@ -1,8 +1,6 @@
 """ "Is it just me?": how many other desks of the person's site, ISP and platform were degraded too.
-
-Computed once per view from the fleet's kept group rows of the person's degraded minutes
-(score/kept_groups.py); only counts and the person's own group names leave it, and
-``visible_sites`` keeps scoped keys to their sites. Design notes: docs/collector-internals.md.
+Counted from the kept group rows (``score.kept_groups``); only counts leave it; ``visible_sites`` bounds scoped keys.
+Design notes: docs/collector-internals.md, "collector/lookup/others.py".
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
 """Request parameters of the lookup API: times, durations, bounded integers, booleans, zones.
-
 Each query parameter is declared once as a ``Param``: the route reads it through the declaration
 and the OpenAPI document shows the same declaration, so the bounds a client reads are the ones enforced.
 """

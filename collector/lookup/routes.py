@@ -1,5 +1,4 @@
 """The lookup API's operations, each declared once: method, path, role, parameters, summary, answers.
-
 ``api.create_app`` binds a handler to each and guards it with the declared role; ``openapi``
 builds the served OpenAPI document from the same declarations, so what runs and what is documented agree.
 """

@@ -1,8 +1,6 @@
 """Site scopes: a key that sees some sites reads the store through a view holding only their desks.
-
-``scoped_store`` wraps the store once, so every view built on it is computed from in-scope data
-only; incidents keep only in-scope desks and their evidence is rewritten. Design notes:
-docs/collector-internals.md.
+``scoped_store`` wraps the store once, so every view on it is in-scope only; incidents keep only in-scope desks.
+Design notes: docs/collector-internals.md, "collector/lookup/scope.py".
 """
 
 from __future__ import annotations

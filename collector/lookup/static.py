@@ -1,5 +1,4 @@
 """The helpdesk page's own files (``web/``), served with a policy that lets it load nothing else.
-
 The collector runs on closed networks, and a helpdesk page that loads a third-party script would
 leak who looked up whom: every file comes from here, under a Content-Security-Policy saying so.
 """

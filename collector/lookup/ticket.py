@@ -1,8 +1,6 @@
 """The ticket summary: the few lines a helpdesk analyst pastes into a ticket while the user waits.
-
-``ticket_summary`` feeds the API, the page and ``cxpulse lookup``; ``headline`` and ``verdict`` are
-the same reading as a dict; the score section's key names live in ``_score_reading`` only. Design
-notes: docs/collector-internals.md.
+``ticket_summary`` feeds the API, the page and ``cxpulse lookup``; ``headline`` and ``verdict`` give it as a dict.
+Design notes: docs/collector-internals.md, "collector/lookup/ticket.py".
 """
 
 from __future__ import annotations

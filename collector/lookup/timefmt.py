@@ -1,8 +1,6 @@
 """One way to print a time for a helpdesk reader: in the view's zone, always with its label.
-
-A ticket pasted into another tool outlives the screen it came from; a bare "08:42" is read in the
-reader's own zone and can be an hour off. Every time a view, ticket or CLI prints goes through
-``fmt_time`` with the view's zone, so a view never mixes zones and never leaves one unnamed.
+A pasted ticket outlives its screen, and a bare "08:42" is read in the reader's own zone, maybe an hour off. So every
+time goes through ``fmt_time`` with the view's zone: a view, ticket or CLI never mixes zones nor leaves one unnamed.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """The words a helpdesk person reads for the view's internal keys: event kinds, places, severities.
-
-One place for every view's words (page, ticket, CLI, glossary, tooltips); pure data with no imports
-from the rest of the lookup. Design notes: docs/collector-internals.md.
+One place for every view's words (page, ticket, CLI, glossary, tooltips); pure data, no imports from the rest of lookup.
+Design notes: docs/collector-internals.md, "collector/lookup/words.py".
 """
 
 from __future__ import annotations

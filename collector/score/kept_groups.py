@@ -1,7 +1,6 @@
-"""The fleet's "is it just me?" facts of one minute, kept so that a view unions a few sets instead of
-scoring every other desk: who reported, who was degraded, and who belongs to which site, ISP
-(name, hop address, unnamed) and platform, each a set of agent keys. Design notes:
-docs/collector-internals.md ("Is it just me?").
+"""The fleet's "is it just me?" facts of one minute, kept so a view unions a few sets instead of scoring other desks:
+who reported, who was degraded, who is in which site, ISP (name, hop address, unnamed) and platform, as agent-key sets.
+Design notes: docs/collector-internals.md, "collector/lookup/others.py".
 """
 
 from __future__ import annotations

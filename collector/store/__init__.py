@@ -1,8 +1,6 @@
 """Storage behind one interface: SQLite by default, PostgreSQL when one machine is outgrown.
-
-Ingest talks to a store only through ``Store``; lookups only read. Every batch
-write records the agent's committed sequence number in the same transaction as
-its samples, which is what makes delivery exactly-once in the store.
+Ingest writes only through ``Store``, lookups only read; a batch's seq mark commits with its samples (exactly-once).
+Design notes: docs/storage.md, "Exactly-once".
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
 """What a store may offer beyond the ``Store`` protocol, each as a small runtime-checkable Protocol.
-
 Readers ask ``isinstance(store, Buckets)`` and take a slower general path when a store lacks it,
 instead of probing attribute names with ``getattr``; a type checker then sees the same contract.
 """

@@ -1,7 +1,6 @@
 """Exactly-once, decided once: which batches of a commit are new and where each seq mark moves.
-
-Both stores run ``plan_commit`` inside their write transaction, on marks read (and locked) there,
-and then only write what the plan says (docs/storage.md, "Exactly-once").
+Both stores run ``plan_commit`` in their write transaction, on marks read (and locked) there, then write what it says.
+Design notes: docs/storage.md, "Exactly-once".
 """
 
 from __future__ import annotations

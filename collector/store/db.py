@@ -1,7 +1,6 @@
 """One way to reach the collector's database: its URL parsed once, SQLite or PostgreSQL connected.
-
-The store, the security registry and the config versions all open the same database through
-this module (docs/storage.md): the same URL forms, pragmas, schema, placeholders and migrations.
+The store, the security registry and the config versions all open it here: the same URL forms, pragmas, schema,
+placeholders and migrations (docs/storage.md, "Layout").
 """
 
 from __future__ import annotations

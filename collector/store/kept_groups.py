@@ -1,7 +1,6 @@
-"""The kept "is it just me?" rows in the store's database: per minute, one row of what it was
-computed from, and one row per group (site, ISP name, ISP hop address, platform, ...) holding its
-desks' keys. A cache beside the store's tables, through ``db.Db`` and migrations of its own.
-Design notes: docs/collector-internals.md ("Is it just me?").
+"""The kept "is it just me?" rows in the store's database: per minute, one row of what it was computed from,
+and one per group (site, ISP name, ISP hop address, platform, ...) holding its desks' keys; migrations of its own.
+Design notes: docs/collector-internals.md, "collector/lookup/others.py".
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
 """PostgreSQL store: the SQLite store's contract, for several collectors sharing one database.
-
 Exactly-once under concurrent collectors (seq rows locked in key order), durability, connections,
 schema and migrations: docs/storage.md, "PostgreSQL".
 """

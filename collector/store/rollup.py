@@ -1,5 +1,4 @@
 """Per-minute rollups: what one agent measured of one target in one minute, in a mergeable form.
-
 Pure: the store merges them in its commit and stores ``encode``'s bytes; scoring ``decode``s them.
 Why mergeable, events, fragments: docs/storage.md, "Rollups".
 """

@@ -1,5 +1,4 @@
 """A mergeable latency sketch: fixed logarithmic buckets, bounded relative error, exact merges.
-
 DDSketch's idea (gamma 1.02: 0.99 % relative error; count, sum, min and max exact); why this
 shape, buckets and size: docs/storage.md, "The latency sketch".
 """

@@ -1,5 +1,4 @@
 """SQLite store: WAL with synchronous=FULL, so an ack means the batch survives power loss.
-
 One connection writes (the ingest writer thread); lookups open their own
 read connections, which WAL lets run beside the writer.
 """

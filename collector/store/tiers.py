@@ -1,5 +1,4 @@
 """Rollup tiers: minute rollups, and 15-minute ones settled from them that outlive them.
-
 Pure: the marks' names and which tier each part of a window reads from (docs/storage.md,
 "Retention by resolution"); the stores run the reads.
 """
