@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import importlib.util
 import json
 import math
 import time
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..security.registry import MAX_TOKEN_TTL_S, MAX_TOKEN_USES, MIN_TOKEN_TTL_S, Actor, LastAdminKeyError
-from .access import ROLE_RANK, Access
+from . import admin_routes as ar
+from .access import Access
+from .admin_routes import central_config_available
 
 __all__ = ["admin_routes", "central_config_available"]
 
@@ -83,16 +83,8 @@ def _time_param(q, name: str, now_us: int) -> int | None:
     return parse_time_us(q[name], now_us, name) if q.get(name) else None
 
 
-def central_config_available() -> bool:
-    """Whether the hardening work's central configuration module is installed in this build."""
-    try:
-        return importlib.util.find_spec("cxpulse.collector.config.central") is not None
-    except ModuleNotFoundError:
-        return False
-
-
 def admin_routes(access: Access, now_us=None) -> list[Route]:
-    """The /api/v1/admin routes, each guarded by the admin role."""
+    """The /api/v1/admin routes declared in ``admin_routes``, each behind its declared role."""
     reg = access.registry
     clock = now_us or (lambda: time.time_ns() // 1000)
 
@@ -254,358 +246,21 @@ def admin_routes(access: Access, now_us=None) -> list[Route]:
         await note(request, "config.update", f"version {version}", f"{len(text)} bytes")
         return _json({"version": version})
 
-    routes = [
-        Route("/api/v1/admin/keys", access.guard("admin", list_keys), methods=["GET"]),
-        Route("/api/v1/admin/keys", access.guard("admin", create_key), methods=["POST"]),
-        Route("/api/v1/admin/keys/{key_id}/revoke", access.guard("admin", revoke_key), methods=["POST"]),
-        Route("/api/v1/admin/tokens", access.guard("admin", list_tokens), methods=["GET"]),
-        Route("/api/v1/admin/tokens", access.guard("admin", create_token), methods=["POST"]),
-        Route("/api/v1/admin/tokens/{token_id}/revoke", access.guard("admin", revoke_token), methods=["POST"]),
-        Route("/api/v1/admin/agents", access.guard("admin", list_agents), methods=["GET"]),
-        Route("/api/v1/admin/agents/{agent_id}/revoke", access.guard("admin", revoke_agent), methods=["POST"]),
-        Route("/api/v1/admin/audit", access.guard("admin", audit), methods=["GET"]),
+    served = {
+        ar.LIST_KEYS: list_keys,
+        ar.CREATE_KEY: create_key,
+        ar.REVOKE_KEY: revoke_key,
+        ar.LIST_TOKENS: list_tokens,
+        ar.CREATE_TOKEN: create_token,
+        ar.REVOKE_TOKEN: revoke_token,
+        ar.LIST_AGENTS: list_agents,
+        ar.REVOKE_AGENT: revoke_agent,
+        ar.AUDIT: audit,
+        ar.GET_CONFIG: get_config,
+        ar.PUT_CONFIG: put_config,
+    }
+    # Path, method and role from the declaration (a role-less one still needs admin); KeyError: one not served.
+    return [
+        Route(op.path, access.guard(op.role or "admin", served[op]), methods=[op.method])
+        for op in ar.admin_operations()
     ]
-    if central_config_available():
-        routes += [
-            Route("/api/v1/admin/config", access.guard("admin", get_config), methods=["GET"]),
-            Route("/api/v1/admin/config", access.guard("admin", put_config), methods=["PUT"]),
-        ]
-    return routes
-
-
-def admin_openapi_paths() -> dict:
-    """The admin routes' part of the OpenAPI document (merged into api.openapi_document)."""
-    err = {"$ref": "#/components/responses/BadRequest"}
-    obj = {"type": "object"}
-
-    def resp(code: str, desc: str, schema: dict | None = None) -> dict:
-        return {code: {"description": desc, "content": {"application/json": {"schema": schema or obj}}}}
-
-    def path_id(name: str, desc: str) -> dict:
-        return {
-            "name": name,
-            "in": "path",
-            "required": True,
-            "description": desc,
-            "schema": {"type": "string", "maxLength": 64},
-        }
-
-    def q(name: str, desc: str, schema: dict | None = None) -> dict:
-        return {
-            "name": name,
-            "in": "query",
-            "required": False,
-            "description": desc,
-            "schema": schema or {"type": "string"},
-        }
-
-    key_info = {
-        "type": "object",
-        "required": ["key_id", "role", "name"],
-        "properties": {
-            "key_id": {"type": "string"},
-            "role": {"type": "string", "enum": list(ROLE_RANK)},
-            "name": {"type": "string"},
-            "created_us": {"type": "integer"},
-            "revoked_us": {"type": ["integer", "null"]},
-            "pseudonymize": {"type": "boolean"},
-            "sites": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "The sites this key sees; empty: every site.",
-            },
-        },
-    }
-    not_found = {"404": {"$ref": "#/components/responses/NotFound"}}
-    revoked = resp(
-        "200", "Revoked", {"type": "object", "required": ["revoked"], "properties": {"revoked": {"type": "string"}}}
-    )
-    paths: dict[str, Any] = {
-        "/api/v1/admin/keys": {
-            "get": {
-                "operationId": "listApiKeys",
-                "summary": "API keys (never their secrets)",
-                "tags": ["admin"],
-                "responses": resp(
-                    "200",
-                    "Keys",
-                    {
-                        "type": "object",
-                        "required": ["keys"],
-                        "properties": {"keys": {"type": "array", "items": key_info}},
-                    },
-                ),
-            },
-            "post": {
-                "operationId": "createApiKey",
-                "summary": "Create an API key; the secret is in this answer only",
-                "tags": ["admin"],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["role", "name"],
-                                "properties": {
-                                    "role": {"type": "string", "enum": list(ROLE_RANK)},
-                                    "name": {
-                                        "type": "string",
-                                        "minLength": 1,
-                                        "maxLength": 100,
-                                        "description": "Who holds it (shown in the audit log).",
-                                    },
-                                    "pseudonymize": {
-                                        "type": "boolean",
-                                        "default": False,
-                                        "description": "This key sees pseudonyms instead of user names in the "
-                                        "fleet, incidents and site searches.",
-                                    },
-                                    "sites": {
-                                        "type": "array",
-                                        "maxItems": 100,
-                                        "default": [],
-                                        "items": {"type": "string", "minLength": 1, "maxLength": 200},
-                                        "description": "Only these sites' desks are visible through this key (search, "
-                                        "views, fleet, incidents); empty: every site. A key with "
-                                        "sites must have the helpdesk role.",
-                                    },
-                                },
-                            }
-                        }
-                    },
-                },
-                "responses": {
-                    **resp(
-                        "201",
-                        "Created",
-                        {
-                            "type": "object",
-                            "required": ["key", "info"],
-                            "properties": {"key": {"type": "string"}, "info": key_info, "note": {"type": "string"}},
-                        },
-                    ),
-                    "400": err,
-                },
-            },
-        },
-        "/api/v1/admin/keys/{key_id}/revoke": {
-            "post": {
-                "operationId": "revokeApiKey",
-                "summary": "Revoke an API key at once",
-                "tags": ["admin"],
-                "description": "The last active admin key cannot be revoked (409): create another admin key first.",
-                "parameters": [path_id("key_id", "The key's id (from the list).")],
-                "responses": {
-                    **revoked,
-                    **not_found,
-                    "409": {
-                        "description": "The last active admin key",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-                    },
-                },
-            }
-        },
-        "/api/v1/admin/tokens": {
-            "get": {
-                "operationId": "listTokens",
-                "summary": "Enrollment tokens (never their secrets)",
-                "tags": ["admin"],
-                "responses": resp(
-                    "200",
-                    "Tokens",
-                    {
-                        "type": "object",
-                        "required": ["tokens"],
-                        "properties": {"tokens": {"type": "array", "items": obj}},
-                    },
-                ),
-            },
-            "post": {
-                "operationId": "createToken",
-                "summary": "Create an enrollment token; the secret is in this answer only",
-                "tags": ["admin"],
-                "requestBody": {
-                    "required": False,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "site": {
-                                        "type": "string",
-                                        "maxLength": 200,
-                                        "description": "Site label the enrolled agents get.",
-                                    },
-                                    "uses": {"type": "integer", "minimum": 1, "maximum": MAX_TOKEN_USES, "default": 1},
-                                    "ttl_s": {
-                                        "type": "integer",
-                                        "minimum": MIN_TOKEN_TTL_S,
-                                        "maximum": MAX_TOKEN_TTL_S,
-                                        "default": 604800,
-                                    },
-                                    "note": {"type": "string", "maxLength": 500},
-                                },
-                            }
-                        }
-                    },
-                },
-                "responses": {
-                    **resp(
-                        "201",
-                        "Created",
-                        {
-                            "type": "object",
-                            "required": ["token", "info"],
-                            "properties": {"token": {"type": "string"}, "info": obj, "note": {"type": "string"}},
-                        },
-                    ),
-                    "400": err,
-                },
-            },
-        },
-        "/api/v1/admin/tokens/{token_id}/revoke": {
-            "post": {
-                "operationId": "revokeToken",
-                "summary": "Revoke an enrollment token",
-                "tags": ["admin"],
-                "parameters": [path_id("token_id", "The token's id (from the list).")],
-                "responses": {**revoked, **not_found},
-            }
-        },
-        "/api/v1/admin/agents": {
-            "get": {
-                "operationId": "listEnrolledAgents",
-                "summary": "Enrolled agents and their revocation state",
-                "tags": ["admin"],
-                "responses": resp(
-                    "200",
-                    "Agents",
-                    {
-                        "type": "object",
-                        "required": ["agents"],
-                        "properties": {"agents": {"type": "array", "items": obj}},
-                    },
-                ),
-            }
-        },
-        "/api/v1/admin/agents/{agent_id}/revoke": {
-            "post": {
-                "operationId": "revokeAgent",
-                "summary": "Revoke an agent: its open stream is closed, it can no longer send",
-                "tags": ["admin"],
-                "parameters": [path_id("agent_id", "The agent's id.")],
-                "responses": {**revoked, **not_found},
-            }
-        },
-        "/api/v1/admin/audit": {
-            "get": {
-                "operationId": "queryAudit",
-                "summary": "The audit log: who looked up whom, when, from where; admin changes",
-                "tags": ["admin"],
-                "parameters": [
-                    q(
-                        "since",
-                        "Start (same forms as elsewhere: ISO 8601, epoch seconds, now, -24h); default: the beginning.",
-                    ),
-                    q("until", "End (exclusive); default: none."),
-                    q(
-                        "actor",
-                        "Only this actor, e.g. key:<key_id> or cli:<os user>.",
-                        {"type": "string", "maxLength": 256},
-                    ),
-                    q("subject", "Only this subject, e.g. an agent id.", {"type": "string", "maxLength": 256}),
-                    q(
-                        "limit",
-                        "At most this many entries, oldest first.",
-                        {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000},
-                    ),
-                ],
-                "responses": {
-                    **resp(
-                        "200",
-                        "Entries, oldest first",
-                        {
-                            "type": "object",
-                            "required": ["entries"],
-                            "properties": {
-                                "entries": {
-                                    "type": "array",
-                                    "items": {
-                                        "type": "object",
-                                        "required": ["ts_us", "actor", "action"],
-                                        "properties": {
-                                            "id": {"type": "integer"},
-                                            "ts_us": {"type": "integer"},
-                                            "actor": {"type": "string"},
-                                            "actor_name": {"type": "string"},
-                                            "action": {"type": "string"},
-                                            "subject": {"type": "string"},
-                                            "remote": {"type": "string"},
-                                            "detail": {"type": "string"},
-                                        },
-                                    },
-                                }
-                            },
-                        },
-                    ),
-                    "400": err,
-                },
-            }
-        },
-    }
-    # A created key or token can be revoked by the id in its answer (followed by the stateful fuzz run).
-    for path, op, param in (
-        ("/api/v1/admin/keys", "revokeApiKey", "key_id"),
-        ("/api/v1/admin/tokens", "revokeToken", "token_id"),
-    ):
-        paths[path]["post"]["responses"]["201"]["links"] = {
-            "Revoke": {"operationId": op, "parameters": {param: f"$response.body#/info/{param}"}}
-        }
-    if central_config_available():
-        version = {"type": "object", "required": ["version"], "properties": {"version": {"type": "integer"}}}
-        paths["/api/v1/admin/config"] = {
-            "get": {
-                "operationId": "getCentralConfig",
-                "summary": "The newest central configuration (TOML) and its version",
-                "tags": ["admin"],
-                "responses": resp(
-                    "200",
-                    "Version 0 and empty text: none stored yet",
-                    {
-                        "type": "object",
-                        "required": ["version", "toml"],
-                        "properties": {"version": {"type": "integer"}, "toml": {"type": "string"}},
-                    },
-                ),
-            },
-            "put": {
-                "operationId": "putCentralConfig",
-                "tags": ["admin"],
-                "summary": "Store a new central configuration; collectors push it to their agents within seconds",
-                "description": "Checked before it is stored (the same checks agents run); the same text again keeps "
-                "its version. See collector/config/collector.example.toml.",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["toml"],
-                                "properties": {"toml": {"type": "string", "maxLength": 262144}},
-                            }
-                        },
-                        "text/plain": {"schema": {"type": "string", "maxLength": 262144}},
-                    },
-                },
-                "responses": {
-                    **resp("200", "Stored (or unchanged)", version),
-                    "400": err,
-                    "413": {
-                        "description": "Too large",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-                    },
-                },
-            },
-        }
-    return paths

@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 document of the lookup API, built from the routes' declarations (``routes``).
+"""The OpenAPI 3.1 document of the lookup API, built from the routes' declarations (``routes``, ``admin_routes``).
 Each operation is declared once; this module adds the shared schemas and answers, the role each
 route needs and the links from lists of people to a person's views (openapi-spec-validator checks it).
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 
-from .admin_api import admin_openapi_paths
+from .admin_routes import admin_operations
 from .routes import API_VERSION, OPERATIONS, Operation
 
 __all__ = ["openapi_document"]
@@ -250,10 +250,14 @@ _SECURITY_SCHEMES = {
 def _operation(op: Operation, links: dict) -> dict:
     """One declared operation as OpenAPI; ``links``: name -> operationId of every person's operation."""
     out: dict = {"operationId": op.operation_id, "summary": op.summary}
+    if op.tags:
+        out["tags"] = list(op.tags)
     if op.description:
         out["description"] = op.description
     if op.params:
         out["parameters"] = [p.spec() for p in op.params]
+    if op.request_body is not None:
+        out["requestBody"] = op.request_body
     out["responses"] = op.responses
     if op.agent_ids_at:
         # Which answer feeds which request (a search's first agent opens its view), for clients and
@@ -282,13 +286,12 @@ def _with_role(op: dict, role: str | None) -> dict:
 
 
 def openapi_document() -> dict:
-    """OpenAPI 3.1 for /api/v1: the declared operations, then the admin routes' (``admin_api``), all keyed by role."""
-    links = {op.link_as: op.operation_id for op in OPERATIONS if op.link_as}
+    """OpenAPI 3.1 for /api/v1: the declared operations, then the admin ones (``admin_routes``), all keyed by role."""
+    operations = (*OPERATIONS, *admin_operations())
+    links = {op.link_as: op.operation_id for op in operations if op.link_as}
     paths: dict[str, dict] = {}
-    for op in OPERATIONS:
+    for op in operations:
         paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, links)
-    for path, ops in admin_openapi_paths().items():
-        paths[path] = {method: _with_role(op, "admin") for method, op in ops.items()}
     return copy.deepcopy(
         {
             "openapi": "3.1.0",

@@ -22,6 +22,7 @@ class Operation:
     ``role``: the least role that may call it (``helpdesk`` or ``admin``), None for no key at all.
     ``link_as``: a person's operation (``{agent_id}`` in its path), linked from lists under this name.
     ``agent_ids_at``: a list of people, with the JSON pointer to its first person's agent_id.
+    ``request_body``: the OpenAPI requestBody; ``tags``: its tags.
     """
 
     method: str
@@ -34,6 +35,8 @@ class Operation:
     role: str | None = "helpdesk"
     link_as: str = ""
     agent_ids_at: str = ""
+    request_body: dict | None = None
+    tags: tuple[str, ...] = ()
 
 
 def _ref(kind: str, name: str) -> dict:
@@ -233,7 +236,7 @@ METRICS = Operation(
     responses={"200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
 
-# The document lists them in this order, the admin routes (admin_api) after them.
+# The document lists them in this order, the admin routes (admin_routes.ADMIN_OPERATIONS) after them.
 OPERATIONS = (
     SEARCH,
     AGENT,

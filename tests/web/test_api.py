@@ -276,6 +276,27 @@ def test_openapi_document_is_valid_and_covers_every_route(server):
             assert r.status_code == 200, (path, r.status_code, r.text[:200])
 
 
+def test_every_mounted_route_is_exactly_one_declared_operation(server):
+    # What runs and what is documented come from the same declarations (routes, admin_routes): one to one.
+    from starlette.routing import Route
+
+    from cxpulse.collector.lookup.admin_routes import admin_operations
+    from cxpulse.collector.lookup.routes import OPERATIONS
+
+    declared = [(op.method, op.path) for op in (*OPERATIONS, *admin_operations())]
+    mounted = [
+        (method, r.path)
+        for r in server.handle._server.config.app.routes
+        if isinstance(r, Route) and r.include_in_schema and r.path not in ("/", "/static/{name}")  # the page
+        for method in r.methods or ()
+        if not (method == "HEAD" and "GET" in (r.methods or ()))  # Starlette adds HEAD to every GET
+    ]
+    assert len(set(declared)) == len(declared), "a method and path declared twice"
+    assert sorted(mounted) == sorted(declared)
+    documented = [(m.upper(), path) for path, ops in openapi_document()["paths"].items() for m in ops]
+    assert documented == declared
+
+
 def test_metrics_endpoint_reads_ingest_counters_and_the_fleet(day_db):
     stats = IngestStats(
         streams_open=3, batches_stored=40, batches_duplicate=2, batches_rejected=1, samples_stored=12345
