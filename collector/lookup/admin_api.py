@@ -177,8 +177,6 @@ def admin_routes(access: Access, now_us=None) -> list[Route]:
     # - audit log -
 
     async def audit(request: Request) -> Response:
-        from .params import int_param as _int_param
-
         q = request.query_params
         now = clock()
         since = _time_param(q, "since", now)
@@ -187,12 +185,9 @@ def admin_routes(access: Access, now_us=None) -> list[Route]:
             since = 0
         if until is not None and since >= until:
             raise _api_error(400, f"since must be before until (got since {since} us, until {until} us)")
-        limit = _int_param(dict(q), "limit", 1000, 1, 10_000)
-        actor = q.get("actor") or None
-        subject = q.get("subject") or None
-        for name, v in (("actor", actor), ("subject", subject)):
-            if v is not None and len(v) > 256:
-                raise _api_error(400, f"{name} is longer than 256 characters")
+        limit = ar.AUDIT_LIMIT.read(q)  # the declared schema's bounds, as the document shows them
+        actor = ar.AUDIT_ACTOR.read(q) or None
+        subject = ar.AUDIT_SUBJECT.read(q) or None
         entries = await call(reg.audit, since, until, actor=actor, subject=subject, limit=limit)
         # Reading the log shows who looked up whom: that reading is recorded too (filters in the detail).
         await note(
