@@ -1,0 +1,121 @@
+"""Does retention block ingest? A day of desks' raw chunks and minute rollups expires while a live desk
+commits a 30 s batch every 20 ms; each commit's time (its wait for the write lock included) is measured.
+
+    .venv/bin/python -m bench.retention_lock [--desks 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import threading
+import time
+
+from cxpulse.collector.jobs.retention import enforce_once
+from cxpulse.collector.store import AgentInfo, PendingBatch
+from cxpulse.collector.store.sqlite import SqliteStore
+from cxpulse.v1 import payload as p
+
+from .chunks import _batches, desk
+from .raw_tier import HOUR0, S
+
+HOUR = 3600 * S
+DAY = 24 * HOUR
+BUDGET_MS = 100.0  # issue 19: retention of a day's expired data never blocks ingest for more than this
+GROUP = 20  # batches per commit while filling, as the ingest writer groups them
+
+
+def _shifted(b: p.SampleBatch, by_us: int) -> p.SampleBatch:
+    """The batch moved in time (series only: the fill has no events or paths)."""
+    return p.SampleBatch(
+        series=[
+            p.Series(s.target, s.address, s.method, s.kind, s.hop, [t + by_us for t in s.ts_us], s.cols)
+            for s in b.series
+        ]
+    )
+
+
+def _fill(store: SqliteStore, hour: list[p.SampleBatch], desks: int, log) -> int:
+    """``desks`` desks, each a day of the same desk-hour moved hour by hour; landing rows then compacted."""
+    samples = 0
+    for d in range(desks):
+        key = store.upsert_agent(AgentInfo(f"desk-{d}"), 1)
+        seq = 0
+        for h in range(24):
+            moved = [_shifted(b, h * HOUR) for b in hour]
+            for i in range(0, len(moved), GROUP):
+                group = moved[i : i + GROUP]
+                pending = [PendingBatch(key, 1, seq + j + 1, b) for j, b in enumerate(group)]
+                seq += len(group)
+                store.commit_batches(pending, max(t for b in group for s in b.series for t in s.ts_us))
+                samples += sum(len(s) for b in group for s in b.series)
+        log(f"   desk {d + 1}/{desks}: a day committed")
+    steps = 0
+    while not store.compact_raw(HOUR0 + DAY + 2 * HOUR, 100_000).done and steps < 100_000:
+        steps += 1
+    log(f"   compacted in {steps + 1} steps; {store.raw_progress()}")
+    return samples
+
+
+def _ingest(
+    store: SqliteStore, hour: list[p.SampleBatch], now_us: int, stop: threading.Event, took: list[float]
+) -> None:
+    """A live desk: one 30 s batch every 20 ms until ``stop``; each commit's milliseconds into ``took``."""
+    key = store.upsert_agent(AgentInfo("live-desk"), 1)
+    seq = int(now_us // S)  # above any earlier run's marks
+    for i in range(1_000_000):
+        if stop.is_set():
+            break
+        b = _shifted(hour[i % len(hour)], now_us - HOUR0 + (i // len(hour)) * HOUR)
+        t = time.perf_counter()
+        store.commit_batches([PendingBatch(key, 1, seq + i, b)], now_us)
+        took.append((time.perf_counter() - t) * 1000)
+        stop.wait(0.02)
+
+
+def _summary(name: str, ms: list[float]) -> str:
+    q = statistics.quantiles(ms, n=100) if len(ms) > 1 else ms * 99
+    return f"{name:30} {len(ms):5} commits: p50 {q[49]:6.1f} ms, p99 {q[98]:6.1f} ms, max {max(ms):6.1f} ms"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--desks", type=int, default=4)
+    ap.add_argument("--baseline-s", type=float, default=10.0)
+    args = ap.parse_args()
+    hour = _batches(desk(3600, seed=1, start_us=HOUR0))
+    now = HOUR0 + 2 * DAY + HOUR  # the filled day is past a one-day horizon for raw and minute rollups
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SqliteStore(os.path.join(tmp, "retention.sqlite"))
+        try:
+            t0 = time.perf_counter()
+            samples = _fill(store, hour, args.desks, print)
+            print(f"   filled {samples:,} samples in {time.perf_counter() - t0:.0f} s")
+            stop = threading.Event()
+            ms: list[float] = []
+            live = threading.Thread(target=_ingest, args=(store, hour, now, stop, ms))
+            live.start()
+            time.sleep(args.baseline_s)
+            base_n = len(ms)
+            t0 = time.perf_counter()
+            try:
+                result = asyncio.run(enforce_once(store, raw_days=1, rollup_days=400, now_us=now, minute_days=1))
+            finally:
+                took_s = time.perf_counter() - t0
+                stop.set()
+                live.join(60)
+        finally:
+            store.close()
+    base, during = ms[:base_n], ms[base_n:]
+    print(f"retention: {took_s:.1f} s; {result}")
+    print(_summary("live desk, before retention", base))
+    print(_summary("live desk, during retention", during))
+    verdict = "PASS" if max(during) <= BUDGET_MS else "FAIL"
+    print(f"longest commit during retention {max(during):.1f} ms (budget {BUDGET_MS:.0f} ms): {verdict}")
+
+
+if __name__ == "__main__":
+    main()
