@@ -869,12 +869,12 @@ class SqliteStore(KeptTables):
             series = {kind: _series_of(db, agent_key, kind) for kind in ("rtt", "wifi")}
             new = _new_parts(db, agent_key, series, since_us, until_us)
             rtt: list[tuple] = []
+            legacy = _legacy_parts(db, "rtt", [r[0] for r in series["rtt"] if new[r[0]]], since_us, until_us)
             for sid, target, address, _method, hop in series["rtt"]:
                 if not new[sid]:
                     rows = db.execute(_SQL_BUCKET_RTT, (sid, *window, start_us, step_us)).fetchall()
                 else:
-                    legacy = _legacy_parts(db, "rtt", [sid], since_us, until_us)[sid]
-                    s = raw.merged("rtt", [*legacy, *new[sid]], since_us, until_us)
+                    s = raw.merged("rtt", [*legacy[sid], *new[sid]], since_us, until_us)
                     rows = raw.rtt_buckets(s.ts_us, s.cols["rtt"], start_us, step_us)
                 rtt.append((target, address, hop, rows))
             wifi_ids = [r[0] for r in series["wifi"]]
