@@ -157,6 +157,7 @@ class Collector:
             from .jobs.kept import kept_scores_loop
             from .jobs.raw_compaction import raw_compaction_loop
             from .jobs.retention import retention_loop
+            from .jobs.rollup_sealing import rollup_sealing_loop
 
             self._loops = [
                 asyncio.ensure_future(
@@ -171,6 +172,7 @@ class Collector:
                 asyncio.ensure_future(incident_loop(self.store)),
                 asyncio.ensure_future(kept_scores_loop(self.store)),
                 asyncio.ensure_future(raw_compaction_loop(self.store)),
+                asyncio.ensure_future(rollup_sealing_loop(self.store)),
             ]
         from .paths import redact
 

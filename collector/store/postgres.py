@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 from cxpulse.v1.kinds import KINDS, STR
 from cxpulse.v1.payload import Event, PathHop, PathSnapshot, SampleBatch
 
-from . import raw, tiers
+from . import raw, sealed, tiers
 from . import rollup as ru
 from .commit_plan import mark_keys, plan_commit, to_signed64
 from .db import SCHEMA_NAME, connect_postgres, schema_from_url
@@ -224,6 +224,18 @@ MIGRATIONS: list[str] = [
     ALTER TABLE {s}.chunks ALTER COLUMN data SET STORAGE EXTERNAL;
     CREATE INDEX chunks_by_series_time ON {s}.chunks (series, start_us);
     CREATE INDEX chunks_by_end ON {s}.chunks (end_us);
+    """,
+    # 7 (issue 19): sealed minute rollups, one deflated row per agent-hour a day old (store/sealed.py);
+    # already compressed, so TOAST keeps them out of line without pglz.
+    """
+    CREATE TABLE {s}.rollup_hours (
+        agent BIGINT NOT NULL,
+        hour_us BIGINT NOT NULL,
+        data BYTEA NOT NULL,
+        PRIMARY KEY (agent, hour_us)
+    );
+    ALTER TABLE {s}.rollup_hours ALTER COLUMN data SET STORAGE EXTERNAL;
+    CREATE INDEX rollup_hours_by_hour ON {s}.rollup_hours (hour_us);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -570,12 +582,16 @@ class PostgresStore(KeptTables):
         for a in agents:
             cur.execute("SELECT pg_advisory_xact_lock(%s::integer, %s::integer)", (_ROLLUP_LOCK_CLASS, a & 0x7FFFFFFF))
         s = self._s
+        # Read under the agents' locks: a sealing step holding one has committed (or not begun).
+        cur.execute(f"SELECT at_us FROM {s}.rollup_marks WHERE name = %s", (sealed.MINUTES_SEALED,))
+        sealed_below = int((cur.fetchone() or (0,))[0])
         by_agent: dict[int, list[ru.Rollup]] = {}
         for r in parts.values():
             by_agent.setdefault(r.agent, []).append(r)
         upserts: list[tuple] = []
         for agent, rs in by_agent.items():
             lo, hi = min(r.minute_us for r in rs), max(r.minute_us for r in rs)
+            self._unseal(cur, agent, lo, hi, sealed_below)
             cur.execute(
                 f"""SELECT minute_us, kind, target, hop, data FROM {s}.rollups
                     WHERE agent = %s AND minute_us BETWEEN %s AND %s AND kind <> %s""",
@@ -599,6 +615,7 @@ class PostgresStore(KeptTables):
             minutes = ru.minutes_to_redo(span, open_events)
             if not minutes:
                 continue
+            self._unseal(cur, agent, min(minutes), max(minutes), sealed_below)
             lo, hi = min(minutes), max(minutes) + ru.MINUTE_US
             cur.execute(
                 f"""SELECT {cols} FROM {s}.events
@@ -623,6 +640,75 @@ class PostgresStore(KeptTables):
             cur.executemany(
                 f"DELETE FROM {s}.rollups WHERE agent = %s AND minute_us = %s AND kind = %s AND target = %s", deletes
             )
+
+    def _unseal(self, cur: psycopg.Cursor, agent: int, lo_us: int, hi_us: int, sealed_below: int) -> None:
+        """Move the agent's sealed hours holding minutes [lo, hi] back to ``rollups`` (bytes unchanged)
+        before the commit merges into them; the caller holds the agent's rollup lock."""
+        s = self._s
+        for hour in sealed.hours_touched(lo_us, hi_us, sealed_below):
+            cur.execute(f"DELETE FROM {s}.rollup_hours WHERE agent = %s AND hour_us = %s RETURNING data", (agent, hour))
+            row = cur.fetchone()
+            if row is None:
+                continue
+            cur.executemany(
+                f"""INSERT INTO {s}.rollups (agent, minute_us, kind, target, hop, n, data)
+                    VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (agent, minute_us, kind, target) DO NOTHING""",
+                [(agent, *r) for r in sealed.unpack(hour, row[0])],
+            )
+
+    # -- sealed minute rollups (issue 19; store/sealed.py, docs/storage.md "Sealed hours") --
+
+    def seal_rollups(self, before_us: int, max_rows: int = 20_000) -> int:
+        """One short transaction: whole agents' minute rollups of the oldest hour ending by
+        ``before_us`` (~``max_rows``, at least one agent) into one sealed row per agent-hour, each
+        under the agent's rollup lock. Returns the rows sealed; 0 when none is left."""
+        with self._lock:
+            return self._retrying(lambda: self._seal_once(before_us, max_rows), "sealing rollups")
+
+    def _seal_once(self, before_us: int, max_rows: int) -> int:
+        s, db = self._s, self._writer()
+        with db.transaction(), db.cursor() as cur:
+            cur.execute(f"SELECT min(minute_us) FROM {s}.rollups WHERE minute_us < %s", (raw.hour_of(before_us),))
+            first = _one(cur)
+            if first is None:
+                return 0
+            hour = raw.hour_of(int(first))
+            self._raise_mark(cur, sealed.MINUTES_SEALED, hour + raw.HOUR_US)  # commits after this one check
+            cur.execute(
+                f"""SELECT agent, count(*) FROM {s}.rollups WHERE minute_us >= %s AND minute_us < %s
+                    GROUP BY agent ORDER BY agent""",
+                (hour, hour + raw.HOUR_US),
+            )
+            agents: list[int] = []
+            total = 0
+            for agent, n in cur.fetchall():
+                if agents and total + n > max_rows:
+                    break
+                agents.append(int(agent))
+                total += n
+            sealed_rows = 0
+            for agent in agents:  # ascending, as commits take these locks
+                cur.execute(
+                    "SELECT pg_advisory_xact_lock(%s::integer, %s::integer)", (_ROLLUP_LOCK_CLASS, agent & 0x7FFFFFFF)
+                )
+                cur.execute(
+                    f"""DELETE FROM {s}.rollups WHERE agent = %s AND minute_us >= %s AND minute_us < %s
+                        RETURNING minute_us, kind, target, hop, n, data""",
+                    (agent, hour, hour + raw.HOUR_US),
+                )
+                new = [(int(m), k, t, int(h), int(n), bytes(d)) for m, k, t, h, n, d in cur.fetchall()]
+                if not new:
+                    continue
+                cur.execute(f"SELECT data FROM {s}.rollup_hours WHERE agent = %s AND hour_us = %s", (agent, hour))
+                old = cur.fetchone()
+                merged = sealed.merge_rows(sealed.unpack(hour, old[0]) if old else [], new)
+                cur.execute(
+                    f"""INSERT INTO {s}.rollup_hours (agent, hour_us, data) VALUES (%s, %s, %s)
+                        ON CONFLICT (agent, hour_us) DO UPDATE SET data = excluded.data""",
+                    (agent, hour, sealed.pack(hour, merged)),
+                )
+                sealed_rows += len(new)
+            return sealed_rows
 
     def _lock_marks(self, cur: psycopg.Cursor, keys: list[tuple[int, int]]) -> dict[tuple[int, int], int]:
         """Lock the (agent, epoch) seq rows, in key order, and read their committed marks."""
@@ -845,28 +931,66 @@ class PostgresStore(KeptTables):
     def rollups(
         self, since_us: int, until_us: int, agent_key: int | None = None, kinds: Sequence[str] | None = None
     ) -> list[ru.Rollup]:
-        def read(table: str, lo: int, hi: int) -> list[tuple]:
-            sql = (
-                f"SELECT agent, minute_us, kind, target, hop, data FROM {self._s}.{table}"
-                " WHERE minute_us >= %s AND minute_us < %s"
-            )
-            args: list = [lo, hi]
-            if agent_key is not None:
-                sql += " AND agent = %s"
-                args.append(agent_key)
-            if kinds is not None:
-                sql += " AND kind = ANY(%s)"
-                args.append(list(kinds))
-            return self._query(sql + ' ORDER BY agent, minute_us, kind COLLATE "C", target COLLATE "C"', args)
+        s = self._s
 
-        return tiers.tiered(since_us, until_us, self.rollup_mark(tiers.MINUTES_FLOOR), read)
+        def snapshot(db: psycopg.Connection) -> list[ru.Rollup]:  # a sealing step moves rows between tables
+            marks: dict[str, int] = dict(db.execute(f"SELECT name, at_us FROM {s}.rollup_marks").fetchall())
+            sealed_below = int(marks.get(sealed.MINUTES_SEALED, 0))
+
+            def read(table: str, lo: int, hi: int) -> list[tuple]:
+                sql = f"SELECT agent, minute_us, kind, target, hop, data FROM {s}.{table}"
+                sql += " WHERE minute_us >= %s AND minute_us < %s"
+                args: list = [lo, hi]
+                if agent_key is not None:
+                    sql += " AND agent = %s"
+                    args.append(agent_key)
+                if kinds is not None:
+                    sql += " AND kind = ANY(%s)"
+                    args.append(list(kinds))
+                rows = db.execute(
+                    sql + ' ORDER BY agent, minute_us, kind COLLATE "C", target COLLATE "C"', args
+                ).fetchall()
+                if table != tiers.MINUTES or lo >= sealed_below:
+                    return rows
+                sql = f"SELECT agent, hour_us, data FROM {s}.rollup_hours WHERE hour_us >= %s AND hour_us < %s"
+                args = [raw.hour_of(lo), min(hi, sealed_below)]
+                if agent_key is not None:
+                    sql += " AND agent = %s"
+                    args.append(agent_key)
+                wanted = None if kinds is None else set(kinds)
+                more = [
+                    (agent, m, kind, target, hop, data)
+                    for agent, hour, blob in db.execute(sql, args).fetchall()
+                    for m, kind, target, hop, _n, data in sealed.unpack(hour, blob)
+                    if lo <= m < hi and (wanted is None or kind in wanted)
+                ]
+                return sorted(rows + more, key=lambda r: r[:4]) if more else rows
+
+            return tiers.tiered(since_us, until_us, int(marks.get(tiers.MINUTES_FLOOR, 0)), read)
+
+        return self._snapshot(snapshot)
 
     def rollup_mark(self, name: str) -> int:
         got = self._query(f"SELECT at_us FROM {self._s}.rollup_marks WHERE name = %s", [name])
         return int(got[0][0]) if got else 0
 
     def next_rollup_minute(self, since_us: int) -> int | None:
-        return self._query(f"SELECT min(minute_us) FROM {self._s}.rollups WHERE minute_us >= %s", [since_us])[0][0]
+        s = self._s
+
+        def read(db: psycopg.Connection) -> int | None:
+            first = _one_of(
+                db.execute(f"SELECT min(minute_us) FROM {s}.rollups WHERE minute_us >= %s", [since_us]).fetchone()
+            )
+            for hour, blob in db.execute(
+                f"SELECT hour_us, data FROM {s}.rollup_hours WHERE hour_us >= %s AND hour_us < %s ORDER BY hour_us",
+                [raw.hour_of(since_us), 1 << 62 if first is None else first],
+            ):
+                m = min((r[0] for r in sealed.unpack(hour, blob) if r[0] >= since_us), default=None)
+                if m is not None:
+                    return m if first is None else min(m, first)
+            return first
+
+        return self._snapshot(read)
 
     def write_blocks(self, blocks: list[ru.Rollup]) -> None:
         s = self._s
@@ -1271,6 +1395,13 @@ class PostgresStore(KeptTables):
             f"""DELETE FROM {s}.rollups WHERE ctid = ANY(ARRAY(
                   SELECT ctid FROM {s}.rollups WHERE minute_us < %s LIMIT %s))""",
             (cutoff_us, limit),
+        )
+        if n:
+            return n
+        n = self._delete_chunk(  # whole sealed hours only: readers skip the minutes below the floor
+            f"""DELETE FROM {s}.rollup_hours WHERE ctid = ANY(ARRAY(
+                  SELECT ctid FROM {s}.rollup_hours WHERE hour_us <= %s LIMIT %s))""",
+            (cutoff_us - raw.HOUR_US, max(1, limit // 60)),
         )
         if n:
             return n

@@ -17,7 +17,7 @@ from itertools import groupby
 from cxpulse.v1.kinds import KINDS, STR
 from cxpulse.v1.payload import Event, PathHop, PathSnapshot, SampleBatch
 
-from . import raw, tiers
+from . import raw, sealed, tiers
 from . import rollup as ru
 from .commit_plan import mark_keys, plan_commit, to_signed64
 from .db import WRITER_PRAGMAS, connect_sqlite
@@ -153,6 +153,13 @@ CREATE TABLE IF NOT EXISTS rollups_15m (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS rollups_15m_by_minute ON rollups_15m (minute_us);
 CREATE TABLE IF NOT EXISTS rollup_marks (name TEXT PRIMARY KEY, at_us INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS rollup_hours (
+    agent INTEGER NOT NULL,
+    hour_us INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (agent, hour_us)
+);
+CREATE INDEX IF NOT EXISTS rollup_hours_by_hour ON rollup_hours (hour_us);
 """
 
 # Issue 19: the raw tier (docs/storage-chunks.md). A committed batch lands as one row of its payload
@@ -428,8 +435,10 @@ class SqliteStore(KeptTables):
         for r in parts.values():
             by_agent.setdefault(r.agent, []).append(r)
         upserts: list[tuple] = []
+        sealed_below = _mark(db, sealed.MINUTES_SEALED)
         for agent, rs in by_agent.items():
             lo, hi = min(r.minute_us for r in rs), max(r.minute_us for r in rs)
+            _unseal(db, agent, lo, hi, sealed_below)
             have = {
                 (m, kind, target): (hop, data)
                 for m, kind, target, hop, data in db.execute(
@@ -456,6 +465,7 @@ class SqliteStore(KeptTables):
             minutes = ru.minutes_to_redo(span, open_events)
             if not minutes:
                 continue
+            _unseal(db, agent, min(minutes), max(minutes), sealed_below)
             lo, hi = min(minutes), max(minutes) + ru.MINUTE_US
             evs = [
                 Event(*row)
@@ -612,17 +622,25 @@ class SqliteStore(KeptTables):
         self, since_us: int, until_us: int, agent_key: int | None = None, kinds: Sequence[str] | None = None
     ) -> list[ru.Rollup]:
         with self._reader() as db:
+            db.execute("BEGIN")  # one snapshot: a sealing step moves rows between the two tables
             floor = _mark(db, tiers.MINUTES_FLOOR)
+            sealed_below = _mark(db, sealed.MINUTES_SEALED)
             return tiers.tiered(
                 since_us,
                 until_us,
                 floor,
-                lambda table, lo, hi: self._read_rollups(db, table, lo, hi, agent_key, kinds),
+                lambda table, lo, hi: self._read_rollups(db, table, lo, hi, agent_key, kinds, sealed_below),
             )
 
     @staticmethod
     def _read_rollups(
-        db: sqlite3.Connection, table: str, since_us: int, until_us: int, agent_key: int | None, kinds
+        db: sqlite3.Connection,
+        table: str,
+        since_us: int,
+        until_us: int,
+        agent_key: int | None,
+        kinds,
+        sealed_below: int = 0,
     ) -> list[tuple]:
         sql = f"SELECT agent, minute_us, kind, target, hop, data FROM {table} WHERE minute_us >= ? AND minute_us < ?"
         args: list = [since_us, until_us]
@@ -632,7 +650,24 @@ class SqliteStore(KeptTables):
         if kinds is not None:
             sql += f" AND kind IN ({', '.join('?' * len(kinds))})"
             args.extend(kinds)
-        return db.execute(sql + " ORDER BY agent, minute_us, kind, target", args).fetchall()
+        rows = db.execute(sql + " ORDER BY agent, minute_us, kind, target", args).fetchall()
+        if table != tiers.MINUTES or since_us >= sealed_below:
+            return rows
+        sql = "SELECT agent, hour_us, data FROM rollup_hours WHERE hour_us >= ? AND hour_us < ?"
+        args = [raw.hour_of(since_us), min(until_us, sealed_below)]
+        if agent_key is not None:
+            sql += " AND agent = ?"
+            args.append(agent_key)
+        wanted = None if kinds is None else set(kinds)
+        more = [
+            (agent, m, kind, target, hop, data)
+            for agent, hour, blob in db.execute(sql, args)
+            for m, kind, target, hop, _n, data in sealed.unpack(hour, blob)
+            if since_us <= m < until_us and (wanted is None or kind in wanted)
+        ]
+        if not more:
+            return rows
+        return sorted(rows + more, key=lambda r: r[:4])
 
     def rollup_mark(self, name: str) -> int:
         with self._reader() as db:
@@ -640,7 +675,16 @@ class SqliteStore(KeptTables):
 
     def next_rollup_minute(self, since_us: int) -> int | None:
         with self._reader() as db:
-            return db.execute("SELECT min(minute_us) FROM rollups WHERE minute_us >= ?", (since_us,)).fetchone()[0]
+            db.execute("BEGIN")
+            first = db.execute("SELECT min(minute_us) FROM rollups WHERE minute_us >= ?", (since_us,)).fetchone()[0]
+            for hour, blob in db.execute(
+                "SELECT hour_us, data FROM rollup_hours WHERE hour_us >= ? AND hour_us < ? ORDER BY hour_us",
+                (raw.hour_of(since_us), 1 << 62 if first is None else first),
+            ):
+                m = min((r[0] for r in sealed.unpack(hour, blob) if r[0] >= since_us), default=None)
+                if m is not None:
+                    return m if first is None else min(m, first)
+            return first
 
     def write_blocks(self, blocks: list[ru.Rollup]) -> None:
         rows = [(r.agent, r.minute_us, r.kind, r.target, r.hop, r.count, ru.encode(r.kind, r.data)) for r in blocks]
@@ -799,6 +843,13 @@ class SqliteStore(KeptTables):
         )
         if n:
             return n
+        n = self._delete_chunk(  # whole sealed hours only: readers skip the minutes below the floor
+            """DELETE FROM rollup_hours WHERE rowid IN
+               (SELECT rowid FROM rollup_hours WHERE hour_us <= ? LIMIT ?)""",
+            (cutoff_us - raw.HOUR_US, max(1, limit // 60)),
+        )
+        if n:
+            return n
         for table in KEPT_TABLES:
             n = self._delete_chunk(
                 f"""DELETE FROM {table} WHERE (agent, minute_us) IN
@@ -915,6 +966,52 @@ class SqliteStore(KeptTables):
                 self._series_cache.clear()
                 raise
         return step
+
+    # -- sealed minute rollups (issue 19; store/sealed.py, docs/storage.md "Sealed hours") --
+
+    def seal_rollups(self, before_us: int, max_rows: int = 20_000) -> int:
+        """One short transaction: the minute rollups of the oldest hour ending by ``before_us``, up to
+        ~``max_rows`` of them (whole agents but the last), into one sealed row per agent-hour.
+        Returns the rows sealed; 0 when no minute rollup of such an hour is left."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                n = self._seal_step(db, before_us, max_rows)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return n
+
+    @staticmethod
+    def _seal_step(db: sqlite3.Connection, before_us: int, max_rows: int) -> int:
+        first = db.execute(
+            "SELECT min(minute_us) FROM rollups WHERE minute_us < ?", (raw.hour_of(before_us),)
+        ).fetchone()[0]
+        if first is None:
+            return 0
+        hour = raw.hour_of(first)
+        _raise_mark(db, sealed.MINUTES_SEALED, hour + raw.HOUR_US)  # commits from now on check this hour
+        rows = db.execute(
+            """SELECT agent, minute_us, kind, target, hop, n, data FROM rollups
+               WHERE minute_us >= ? AND minute_us < ? ORDER BY agent LIMIT ?""",
+            (hour, hour + raw.HOUR_US, max_rows),
+        ).fetchall()
+        for agent, group in groupby(rows, key=lambda r: r[0]):
+            new = [r[1:] for r in group]
+            old = db.execute("SELECT data FROM rollup_hours WHERE agent = ? AND hour_us = ?", (agent, hour)).fetchone()
+            merged = sealed.merge_rows(sealed.unpack(hour, old[0]) if old else [], new)
+            db.execute(
+                """INSERT INTO rollup_hours (agent, hour_us, data) VALUES (?, ?, ?)
+                   ON CONFLICT (agent, hour_us) DO UPDATE SET data = excluded.data""",
+                (agent, hour, sealed.pack(hour, merged)),
+            )
+            db.executemany(
+                "DELETE FROM rollups WHERE agent = ? AND minute_us = ? AND kind = ? AND target = ?",
+                [(agent, m, kind, target) for m, kind, target, *_ in new],
+            )
+        return len(rows)
 
     def _compact_legacy(self, db: sqlite3.Connection, cut: int, max_rows: int) -> tuple[raw.CompactStep, bool]:
         """Fold legacy rows; also says whether a whole walk over the series found nothing settled."""
@@ -1151,6 +1248,21 @@ def _write_chunk(db: sqlite3.Connection, sid: int, kind: str, hour_us: int, new:
         return 0
     db.execute("INSERT INTO chunks (series, start_us, end_us, n, data) VALUES (?, ?, ?, ?, ?)", (sid, *got))
     return 1
+
+
+def _unseal(db: sqlite3.Connection, agent: int, lo_us: int, hi_us: int, sealed_below: int) -> None:
+    """Move the agent's sealed hours holding minutes [lo, hi] back to ``rollups`` (bytes unchanged)
+    before a commit merges into them, so each rollup key is in one place only."""
+    for hour in sealed.hours_touched(lo_us, hi_us, sealed_below):
+        row = db.execute("SELECT data FROM rollup_hours WHERE agent = ? AND hour_us = ?", (agent, hour)).fetchone()
+        if row is None:
+            continue
+        db.executemany(
+            """INSERT INTO rollups (agent, minute_us, kind, target, hop, n, data) VALUES (?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (agent, minute_us, kind, target) DO NOTHING""",
+            [(agent, *r) for r in sealed.unpack(hour, row[0])],
+        )
+        db.execute("DELETE FROM rollup_hours WHERE agent = ? AND hour_us = ?", (agent, hour))
 
 
 def _mark(db: sqlite3.Connection, name: str) -> int:

@@ -1,0 +1,89 @@
+"""Sealing minute rollups: each agent-hour a day old becomes one deflated row (store/sealed.py).
+Each step is one short ``store.seal_rollups`` transaction, so ``collector serve`` resumes anywhere.
+Design notes: docs/storage.md, "Sealed hours".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..store.sealed import SEAL_AFTER_US
+
+__all__ = ["SEAL_ROWS", "SealResult", "rollup_sealing_loop", "seal_once"]
+
+log = logging.getLogger("cxpulse.collector.sealing")
+
+# Minute rollups per step: ~60 desks' hours, tens of ms of write lock beside ingest (bench.sealing).
+SEAL_ROWS = 5_000
+MAX_STEPS = 400  # steps per run (~2 M rows: a 2,000-desk hour is ~1.4 M) before it logs and goes on
+PAUSE_S = 0.05  # between steps: queued ingest commits go first
+INTERVAL_S = 600.0  # between runs once nothing is left to seal: an hour becomes due once an hour
+
+
+@dataclass
+class SealResult:
+    rows: int = 0  # minute rollups moved into sealed hours
+    steps: int = 0
+    seconds: float = 0.0
+    done: bool = False  # True: nothing old enough was left
+
+
+async def _step(store, before_us: int, max_rows: int) -> int:
+    """One step in a worker thread; on cancellation its transaction still ends before the caller goes on."""
+    fut = asyncio.ensure_future(asyncio.to_thread(store.seal_rollups, before_us, max_rows))
+    try:
+        return await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        await asyncio.wait([fut])
+        raise
+
+
+async def seal_once(
+    store,
+    now_us: int | None = None,
+    after_us: int = SEAL_AFTER_US,
+    max_rows: int = SEAL_ROWS,
+    max_steps: int = MAX_STEPS,
+    pause_s: float = PAUSE_S,
+) -> SealResult:
+    """Seal every hour that ended ``after_us`` before now, step by step, oldest first."""
+    before = (now_us if now_us is not None else time.time_ns() // 1000) - after_us
+    out = SealResult()
+    t0 = time.perf_counter()
+    while out.steps < max_steps:
+        n = await _step(store, before, max_rows)
+        out.steps += 1
+        out.rows += n
+        if not n:
+            out.done = True
+            break
+        if pause_s:
+            await asyncio.sleep(pause_s)
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
+async def rollup_sealing_loop(store, interval_s: float = INTERVAL_S, now_us: Callable[[], int] | None = None) -> None:
+    """Seal now, then every ``interval_s`` (at once again while a run stopped at its bound: a store
+    upgraded with weeks of minute rollups seals them in the background). Failures are logged only."""
+    while True:
+        wait = interval_s
+        try:
+            r = await seal_once(store, now_us() if now_us is not None else None)
+            if not r.done:
+                wait = 0.0
+            if r.rows:
+                log.info(
+                    "sealed %d minute rollups into agent-hours in %.1f s%s",
+                    r.rows,
+                    r.seconds,
+                    "" if r.done else " (more to do)",
+                )
+        except Exception:  # never crash after start-up
+            log.exception("sealing minute rollups failed; retrying in %.0f s", interval_s)
+            wait = interval_s
+        await asyncio.sleep(wait)

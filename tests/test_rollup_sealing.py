@@ -1,0 +1,176 @@
+"""Sealed minute rollups (issue 19): an agent-hour's rows moved into one deflated row, bytes
+unchanged, so every read answers as before; a late batch unseals its agent-hour first; sealing
+resumes anywhere; retention drops whole sealed hours. Both stores (PostgreSQL with
+CXPULSE_TEST_POSTGRES, skipped otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from cxpulse.collector.jobs.rollup_sealing import seal_once
+from cxpulse.collector.store import AgentInfo, PendingBatch, open_store, sealed
+from tests.stores import fresh_schema, postgres_url
+from tests.test_storage_migration import _batch
+
+S = 1_000_000
+MIN = 60 * S
+HOUR = 3600 * S
+DAY = 24 * HOUR
+H0 = 1_790_006_400 * S  # an hour boundary
+FAR = 2**62
+
+
+@contextmanager
+def twin(store_url: str, tmp_path) -> Iterator[str]:
+    """A second empty store on the same backend: the reference that is never sealed."""
+    if "://" not in store_url:
+        yield str(tmp_path / "twin.sqlite")
+        return
+    with fresh_schema(postgres_url()) as (_, url):
+        yield url
+
+
+def read(store, since: int = 0, until: int = FAR, **kw) -> list[tuple]:
+    """What a reader gets, stored bytes included."""
+    return [
+        (r.agent, r.minute_us, r.kind, r.target, r.hop, r.span_us, bytes(r.raw))
+        for r in store.rollups(since, until, **kw)
+    ]
+
+
+def fill(store) -> tuple[int, int]:
+    """Two desks: A over three hours (H0..H3), B over the first two, in 20-minute batches."""
+    rng = random.Random(5)
+    a = store.upsert_agent(AgentInfo("desk-a"), H0)
+    b = store.upsert_agent(AgentInfo("desk-b"), H0)
+    for key, hours in ((a, 3), (b, 2)):
+        for seq, t in enumerate(range(H0, H0 + hours * HOUR, 20 * MIN), start=1):
+            store.commit_batches([PendingBatch(key, 1, seq, _batch(rng, t, t + 20 * MIN, 10 * S))])
+    return a, b
+
+
+def late_batch() -> PendingBatch:
+    """Desk A's spool replaying a batch of minute H0+5 a day later (a new seq): merges into a sealed hour."""
+    return _batch(random.Random(8), H0 + 5 * MIN, H0 + 6 * MIN, 5 * S)
+
+
+def test_pack_keeps_every_row_and_refuses_what_it_cannot_read():
+    rows = [(H0 + 2 * MIN, "rtt", "isp", 2, 6, b"\x01\x02"), (H0, "http", "crm", 0, 1, b"\x00" * 40)]
+    blob = sealed.pack(H0, rows)
+    assert sealed.unpack(H0, blob) == sorted(rows)
+    with pytest.raises(ValueError, match="format"):
+        sealed.unpack(H0, b"\x09" + blob[1:])
+    with pytest.raises(ValueError, match="damaged"):
+        sealed.unpack(H0, blob[:-3])
+    with pytest.raises(ValueError, match="not in the hour"):
+        sealed.pack(H0, [(H0 + HOUR, "rtt", "isp", 0, 1, b"")])
+    assert sealed.merge_rows(rows[:1], [(H0 + 2 * MIN, "rtt", "isp", 2, 7, b"new")]) == [
+        (H0 + 2 * MIN, "rtt", "isp", 2, 7, b"new")
+    ]
+    assert sealed.hours_touched(H0 + 5 * MIN, H0 + HOUR + MIN, H0 + HOUR) == [H0]
+    assert sealed.hours_touched(H0 + 5 * MIN, H0 + HOUR + MIN, H0) == []
+
+
+def test_sealing_changes_no_read_resumes_and_a_late_batch_unseals(store, store_url, tmp_path):
+    a, _ = fill(store)
+    windows = [(0, FAR), (H0 + 10 * MIN, H0 + HOUR + 20 * MIN), (H0 + 59 * MIN, H0 + 61 * MIN)]
+    before = {w: read(store, *w) for w in windows}
+    before_a_rtt = read(store, agent_key=a, kinds=("rtt", "events"))
+    assert before[(0, FAR)] and {r[1] for r in before[(0, FAR)]} >= {H0, H0 + 2 * HOUR + 59 * MIN}
+    first_minutes = [store.next_rollup_minute(t) for t in (0, H0 + 30 * MIN + 1)]
+
+    # Hours ending by H0+2h+10min: the first two; small steps, so it takes several (and one agent's
+    # hour may be sealed across two steps on SQLite).
+    moved, steps = 0, 0
+    while n := store.seal_rollups(H0 + 2 * HOUR + 10 * MIN, max_rows=70):
+        moved, steps = moved + n, steps + 1
+        assert steps < 100
+    want = sum(1 for r in before[(0, FAR)] if r[1] < H0 + 2 * HOUR)
+    assert moved == want and steps >= 3
+    assert store.rollup_mark(sealed.MINUTES_SEALED) == H0 + 2 * HOUR
+    for w in windows:
+        assert read(store, *w) == before[w], w
+    assert read(store, agent_key=a, kinds=("rtt", "events")) == before_a_rtt
+    assert [store.next_rollup_minute(t) for t in (0, H0 + 30 * MIN + 1)] == first_minutes
+    store.close()
+    store = open_store(store_url)  # reopened: the sealed rows are the store's
+    assert read(store) == before[(0, FAR)]
+    assert store.seal_rollups(H0 + 2 * HOUR + 10 * MIN) == 0  # nothing left below the hour
+
+    # The same batches and the late one into a store never sealed: the same bytes afterwards.
+    with twin(store_url, tmp_path) as ref_url:
+        ref = open_store(ref_url)
+        try:
+            fill(ref)
+            ref.commit_batches([PendingBatch(a, 1, 100, late_batch())])
+            store.commit_batches([PendingBatch(a, 1, 100, late_batch())])
+            assert read(store) == read(ref)
+            assert read(store) != before[(0, FAR)]  # the late minute did change
+        finally:
+            ref.close()
+    # Only desk A's first hour came back: sealing again moves just those rows.
+    a_h0 = sum(1 for r in read(store, H0, H0 + HOUR, agent_key=a))
+    assert store.seal_rollups(H0 + 2 * HOUR + 10 * MIN) == a_h0
+    assert store.seal_rollups(H0 + 2 * HOUR + 10 * MIN) == 0
+    store.close()
+
+
+def test_retention_drops_whole_sealed_hours_only(store):
+    fill(store)
+    everything = read(store)
+    while store.seal_rollups(H0 + 2 * HOUR):
+        pass
+    deleted = 0
+    while n := store.delete_rollups_before(H0 + HOUR + 30 * MIN, 500):  # the floor lies inside the second hour
+        deleted += n
+    # The first sealed hour went; the second (straddling the cut) stays whole until it is all expired.
+    assert read(store, 0, H0 + HOUR) == []
+    assert read(store, H0 + HOUR) == [r for r in everything if r[1] >= H0 + HOUR]
+    assert deleted >= 2  # the two desks' sealed first hours
+
+
+def test_the_job_seals_hours_a_day_old_and_says_when_it_is_done(store):
+    a, _ = fill(store)
+    r = asyncio.run(seal_once(store, now_us=H0 + 2 * HOUR + sealed.SEAL_AFTER_US, max_rows=100, pause_s=0))
+    assert r.done and r.rows == sum(1 for x in read(store, 0, H0 + 2 * HOUR)) and r.steps > 1
+    again = asyncio.run(seal_once(store, now_us=H0 + 2 * HOUR + sealed.SEAL_AFTER_US, pause_s=0))
+    assert (again.rows, again.done, again.steps) == (0, True, 1)
+    # Bounded: one step per call when asked, the rest left for the next run.
+    fresh = asyncio.run(seal_once(store, now_us=H0 + 3 * HOUR + DAY, max_rows=10, max_steps=1, pause_s=0))
+    assert not fresh.done and fresh.steps == 1 and fresh.rows > 0
+    assert read(store, agent_key=a)[-1][1] == H0 + 2 * HOUR + 59 * MIN  # reads see sealed and unsealed alike
+
+
+def test_a_live_batch_leaves_sealed_hours_sealed(store):
+    """Live batches lie above the mark: their commits unseal nothing."""
+    _, b = fill(store)
+    while store.seal_rollups(H0 + HOUR):
+        pass
+    assert store.rollup_mark(sealed.MINUTES_SEALED) == H0 + HOUR
+    store.commit_batches([PendingBatch(b, 1, 50, _batch(random.Random(2), H0 + 3 * HOUR, H0 + 3 * HOUR + MIN, S))])
+    assert store.seal_rollups(H0 + HOUR) == 0  # nothing came back to the minute table
+
+
+@pytest.mark.slow  # ~20 s of lookups on 2 cores
+def test_lookup_answers_are_byte_identical_after_sealing(store_url):
+    """The lookup API's bodies (1 h, 24 h, 7 d; chart summed in the store and row by row) and every
+    raw row, before and after every hour older than a day is sealed: the same bytes."""
+    from tests.test_storage_migration import NOW, _fill, answers
+
+    key, _ = _fill(store_url)
+    store = open_store(store_url)
+    try:
+        before = answers(store, key)
+        r = asyncio.run(seal_once(store, now_us=NOW, pause_s=0))
+        assert r.done and r.rows > 1000
+        after = answers(store, key)
+        for name in before:
+            assert after[name] == before[name], name
+    finally:
+        store.close()
