@@ -82,7 +82,18 @@ def main(desks: int = 2) -> dict[str, float]:
                 "rollups_by_minute",
                 "rollup_hours",
                 "sqlite_autoindex_rollup_hours_1",
-                "rollup_hours_by_hour",
+                "rollup_hours_by_start",
+            )
+            / desks
+        )
+        sealed_block = (
+            table_bytes(
+                path,
+                "rollups_15m",
+                "rollups_15m_by_minute",
+                "block_days",
+                "sqlite_autoindex_block_days_1",
+                "block_days_by_start",
             )
             / desks
         )
@@ -97,12 +108,19 @@ def main(desks: int = 2) -> dict[str, float]:
             minute * SEAL_AFTER_US / DAY_US + sealed_minute * (DEFAULT_MINUTE_DAYS - SEAL_AFTER_US / DAY_US)
         )
         / 1e6,
+        "15-minute rollups sealed per agent-day, bytes per desk-day": sealed_block,
+        f"15-minute rollups sealed x {DEFAULT_ROLLUP_DAYS:g} days, MB per desk": sealed_block
+        * DEFAULT_ROLLUP_DAYS
+        / 1e6,
     }
     out["settle, ms per desk-block"] = settle_s / (settled.blocks * desks) * 1e3
     out["seal, ms per desk-hour"] = seal_s / (24 * desks) * 1e3
     out["a desk-day's minute rollups read, rows, ms"] = read_rows_ms
     out["a desk-day's minute rollups read, sealed, ms"] = read_sealed_ms
-    print(f"sealed {sealing.rows:,} minute rollups in {sealing.steps} steps, {seal_s:.1f} s")
+    print(
+        f"sealed {sealing.rows:,} minute rollups and {sealing.blocks:,} 15-minute ones in {sealing.steps} steps, "
+        f"{seal_s:.1f} s"
+    )
     print(f"{desks} desk-day(s) written in {ingest_s:.0f} s; {settled.blocks} blocks settled in {settle_s:.1f} s")
     for name, v in out.items():
         print(f"  {name}: {v:,.1f}")

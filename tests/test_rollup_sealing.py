@@ -14,7 +14,9 @@ from contextlib import contextmanager
 import pytest
 
 from cxpulse.collector.jobs.rollup_sealing import seal_once
-from cxpulse.collector.store import AgentInfo, PendingBatch, open_store, sealed
+from cxpulse.collector.jobs.rollup_tiers import settle_once
+from cxpulse.collector.store import AgentInfo, PendingBatch, open_store, sealed, tiers
+from cxpulse.collector.store import rollup as ru
 from tests.stores import fresh_schema, postgres_url
 from tests.test_storage_migration import _batch
 
@@ -62,19 +64,21 @@ def late_batch() -> PendingBatch:
 
 def test_pack_keeps_every_row_and_refuses_what_it_cannot_read():
     rows = [(H0 + 2 * MIN, "rtt", "isp", 2, 6, b"\x01\x02"), (H0, "http", "crm", 0, 1, b"\x00" * 40)]
-    blob = sealed.pack(H0, rows)
+    blob = sealed.MINUTE_HOURS.pack(H0, rows)
     assert sealed.unpack(H0, blob) == sorted(rows)
     with pytest.raises(ValueError, match="format"):
         sealed.unpack(H0, b"\x09" + blob[1:])
     with pytest.raises(ValueError, match="damaged"):
         sealed.unpack(H0, blob[:-3])
-    with pytest.raises(ValueError, match="not in the hour"):
-        sealed.pack(H0, [(H0 + HOUR, "rtt", "isp", 0, 1, b"")])
+    with pytest.raises(ValueError, match="not in the span"):
+        sealed.MINUTE_HOURS.pack(H0, [(H0 + HOUR, "rtt", "isp", 0, 1, b"")])
     assert sealed.merge_rows(rows[:1], [(H0 + 2 * MIN, "rtt", "isp", 2, 7, b"new")]) == [
         (H0 + 2 * MIN, "rtt", "isp", 2, 7, b"new")
     ]
-    assert sealed.hours_touched(H0 + 5 * MIN, H0 + HOUR + MIN, H0 + HOUR) == [H0]
-    assert sealed.hours_touched(H0 + 5 * MIN, H0 + HOUR + MIN, H0) == []
+    assert sealed.MINUTE_HOURS.touched(H0 + 5 * MIN, H0 + HOUR + MIN, H0 + HOUR) == [H0]
+    assert sealed.MINUTE_HOURS.touched(H0 + 5 * MIN, H0 + HOUR + MIN, H0) == []
+    d0 = H0 - H0 % DAY
+    assert sealed.BLOCK_DAYS.touched(H0 + 5 * MIN, H0 + 3 * DAY, d0 + 2 * DAY) == [d0, d0 + DAY]
 
 
 def test_sealing_changes_no_read_resumes_and_a_late_batch_unseals(store, store_url, tmp_path):
@@ -93,7 +97,7 @@ def test_sealing_changes_no_read_resumes_and_a_late_batch_unseals(store, store_u
         assert steps < 100
     want = sum(1 for r in before[(0, FAR)] if r[1] < H0 + 2 * HOUR)
     assert moved == want and steps >= 3
-    assert store.rollup_mark(sealed.MINUTES_SEALED) == H0 + 2 * HOUR
+    assert store.rollup_mark(sealed.MINUTE_HOURS.mark) == H0 + 2 * HOUR
     for w in windows:
         assert read(store, *w) == before[w], w
     assert read(store, agent_key=a, kinds=("rtt", "events")) == before_a_rtt
@@ -140,7 +144,7 @@ def test_the_job_seals_hours_a_day_old_and_says_when_it_is_done(store):
     r = asyncio.run(seal_once(store, now_us=H0 + 2 * HOUR + sealed.SEAL_AFTER_US, max_rows=100, pause_s=0))
     assert r.done and r.rows == sum(1 for x in read(store, 0, H0 + 2 * HOUR)) and r.steps > 1
     again = asyncio.run(seal_once(store, now_us=H0 + 2 * HOUR + sealed.SEAL_AFTER_US, pause_s=0))
-    assert (again.rows, again.done, again.steps) == (0, True, 1)
+    assert (again.rows, again.blocks, again.done, again.steps) == (0, 0, True, 2)  # one look at each tier
     # Bounded: one step per call when asked, the rest left for the next run.
     fresh = asyncio.run(seal_once(store, now_us=H0 + 3 * HOUR + DAY, max_rows=10, max_steps=1, pause_s=0))
     assert not fresh.done and fresh.steps == 1 and fresh.rows > 0
@@ -152,7 +156,7 @@ def test_a_live_batch_leaves_sealed_hours_sealed(store):
     _, b = fill(store)
     while store.seal_rollups(H0 + HOUR):
         pass
-    assert store.rollup_mark(sealed.MINUTES_SEALED) == H0 + HOUR
+    assert store.rollup_mark(sealed.MINUTE_HOURS.mark) == H0 + HOUR
     store.commit_batches([PendingBatch(b, 1, 50, _batch(random.Random(2), H0 + 3 * HOUR, H0 + 3 * HOUR + MIN, S))])
     assert store.seal_rollups(H0 + HOUR) == 0  # nothing came back to the minute table
 
@@ -174,3 +178,30 @@ def test_lookup_answers_are_byte_identical_after_sealing(store_url):
             assert after[name] == before[name], name
     finally:
         store.close()
+
+
+def test_settled_days_of_fifteen_minute_rollups_seal_and_read_the_same(store):
+    """15-minute rollups of days below the settled mark are sealed per agent-day; old windows read
+    the same bytes; settling again unseals the day first; retention drops whole expired days."""
+    from tests.test_rollup_tiers import B0, blocks_batch
+
+    k = store.upsert_agent(AgentInfo("blocks"), 1)
+    store.commit_batches([PendingBatch(k, 1, 1, blocks_batch(1, 3))])
+    assert asyncio.run(settle_once(store, now_us=B0 + 9 * DAY, pause_s=0)).done
+    settled = store.rollup_mark(tiers.BLOCKS_SETTLED)
+    store.raise_mark(tiers.MINUTES_FLOOR, settled)  # the minutes expired: old windows read the blocks
+    before = read(store)
+    assert {r[5] for r in before} == {ru.BLOCK_US} and len(before) > 10
+    r = asyncio.run(seal_once(store, now_us=B0 + 9 * DAY, pause_s=0))
+    assert r.done and r.blocks == len(before)  # (and the minutes, below the floor, sealed too)
+    assert store.rollup_mark(sealed.BLOCK_DAYS.mark) == B0 - B0 % DAY + DAY
+    assert read(store) == before and read(store, B0 + ru.BLOCK_US, B0 + 2 * ru.BLOCK_US, kinds=("rtt",)) == [
+        x for x in before if x[1] == B0 + ru.BLOCK_US and x[2] == "rtt"
+    ]
+    store.write_blocks(ru.block_rollups(store.rollups(B0, B0 + 3 * ru.BLOCK_US, k)))  # settled again
+    assert read(store) == before
+    assert store.seal_rollups(settled, 10_000, tiers.BLOCKS) == len(before)  # it had come back whole
+    deleted = 0
+    while n := store.delete_blocks_before(B0 - B0 % DAY + DAY, 500):
+        deleted += n
+    assert deleted == 1 and read(store) == []

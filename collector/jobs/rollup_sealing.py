@@ -1,6 +1,6 @@
-"""Sealing minute rollups: each agent-hour a day old becomes one deflated row (store/sealed.py).
-Each step is one short ``store.seal_rollups`` transaction, so ``collector serve`` resumes anywhere.
-Design notes: docs/storage.md, "Sealed hours".
+"""Sealing rollups: each agent-hour of minute rollups a day old, and each agent-day of settled
+15-minute ones, becomes one deflated row (store/sealed.py), in short ``store.seal_rollups`` steps.
+Design notes: docs/storage.md, "Sealed rollups".
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..store import tiers
 from ..store.sealed import SEAL_AFTER_US
 
 __all__ = ["SEAL_ROWS", "SealResult", "rollup_sealing_loop", "seal_once"]
@@ -27,14 +28,15 @@ INTERVAL_S = 600.0  # between runs once nothing is left to seal: an hour becomes
 @dataclass
 class SealResult:
     rows: int = 0  # minute rollups moved into sealed hours
+    blocks: int = 0  # 15-minute rollups moved into sealed days
     steps: int = 0
     seconds: float = 0.0
     done: bool = False  # True: nothing old enough was left
 
 
-async def _step(store, before_us: int, max_rows: int) -> int:
+async def _step(store, before_us: int, max_rows: int, tier: str) -> int:
     """One step in a worker thread; on cancellation its transaction still ends before the caller goes on."""
-    fut = asyncio.ensure_future(asyncio.to_thread(store.seal_rollups, before_us, max_rows))
+    fut = asyncio.ensure_future(asyncio.to_thread(store.seal_rollups, before_us, max_rows, tier))
     try:
         return await asyncio.shield(fut)
     except asyncio.CancelledError:
@@ -50,19 +52,29 @@ async def seal_once(
     max_steps: int = MAX_STEPS,
     pause_s: float = PAUSE_S,
 ) -> SealResult:
-    """Seal every hour that ended ``after_us`` before now, step by step, oldest first."""
+    """Seal every hour of minute rollups that ended ``after_us`` before now, then every day of
+    15-minute rollups below the settled mark, step by step, oldest first."""
     before = (now_us if now_us is not None else time.time_ns() // 1000) - after_us
     out = SealResult()
     t0 = time.perf_counter()
-    while out.steps < max_steps:
-        n = await _step(store, before, max_rows)
-        out.steps += 1
-        out.rows += n
-        if not n:
-            out.done = True
-            break
-        if pause_s:
-            await asyncio.sleep(pause_s)
+    for tier in (tiers.MINUTES, tiers.BLOCKS):
+        if tier == tiers.BLOCKS:  # settling writes only at its mark: the days below are complete
+            before = await asyncio.to_thread(store.rollup_mark, tiers.BLOCKS_SETTLED)
+        while True:
+            if out.steps >= max_steps:
+                out.seconds = time.perf_counter() - t0
+                return out
+            n = await _step(store, before, max_rows, tier)
+            out.steps += 1
+            if tier == tiers.MINUTES:
+                out.rows += n
+            else:
+                out.blocks += n
+            if not n:
+                break
+            if pause_s:
+                await asyncio.sleep(pause_s)
+    out.done = True
     out.seconds = time.perf_counter() - t0
     return out
 
@@ -76,10 +88,11 @@ async def rollup_sealing_loop(store, interval_s: float = INTERVAL_S, now_us: Cal
             r = await seal_once(store, now_us() if now_us is not None else None)
             if not r.done:
                 wait = 0.0
-            if r.rows:
+            if r.rows or r.blocks:
                 log.info(
-                    "sealed %d minute rollups into agent-hours in %.1f s%s",
+                    "sealed %d minute rollups into agent-hours and %d 15-minute ones into agent-days in %.1f s%s",
                     r.rows,
+                    r.blocks,
                     r.seconds,
                     "" if r.done else " (more to do)",
                 )

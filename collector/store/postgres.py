@@ -11,6 +11,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from itertools import groupby
 from typing import Any, TypeVar
 
 import psycopg
@@ -46,6 +47,7 @@ _MIGRATE_LOCK_CLASS = 0x63787075  # "cxpu": advisory lock namespace for schema m
 _ROLLUP_LOCK_CLASS = 0x63787072  # "cxpr": one transaction-scoped advisory lock per agent for its rollups
 _INCIDENT_LOCK_CLASS = 0x63787069  # "cxpi": incident updates, one collector at a time
 _READERS_IDLE = 4  # idle read connections kept open for lookups
+_BLOCK_LOCK_CLASS = 0x63787062  # "cxpb": 15-minute rollups written or sealed, one transaction at a time
 _COMPACT_LOCK_CLASS = 0x63787063  # "cxpc": one transaction-scoped advisory lock per agent while compacting
 _LANDING_TYPES = ["int8", "int8", "int8", "int8", "int8", "int8", "int4", "bytea"]
 _CHUNK_TYPES = ["int8", "int8", "int8", "int4", "bytea"]
@@ -225,17 +227,26 @@ MIGRATIONS: list[str] = [
     CREATE INDEX chunks_by_series_time ON {s}.chunks (series, start_us);
     CREATE INDEX chunks_by_end ON {s}.chunks (end_us);
     """,
-    # 7 (issue 19): sealed minute rollups, one deflated row per agent-hour a day old (store/sealed.py);
-    # already compressed, so TOAST keeps them out of line without pglz.
+    # 7 (issue 19): sealed rollups (store/sealed.py): one deflated row per agent-hour of minute
+    # rollups a day old, per agent-day of settled 15-minute ones; already compressed, so TOAST
+    # keeps them out of line without pglz.
     """
     CREATE TABLE {s}.rollup_hours (
         agent BIGINT NOT NULL,
-        hour_us BIGINT NOT NULL,
+        start_us BIGINT NOT NULL,
         data BYTEA NOT NULL,
-        PRIMARY KEY (agent, hour_us)
+        PRIMARY KEY (agent, start_us)
     );
     ALTER TABLE {s}.rollup_hours ALTER COLUMN data SET STORAGE EXTERNAL;
-    CREATE INDEX rollup_hours_by_hour ON {s}.rollup_hours (hour_us);
+    CREATE INDEX rollup_hours_by_start ON {s}.rollup_hours (start_us);
+    CREATE TABLE {s}.block_days (
+        agent BIGINT NOT NULL,
+        start_us BIGINT NOT NULL,
+        data BYTEA NOT NULL,
+        PRIMARY KEY (agent, start_us)
+    );
+    ALTER TABLE {s}.block_days ALTER COLUMN data SET STORAGE EXTERNAL;
+    CREATE INDEX block_days_by_start ON {s}.block_days (start_us);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -583,7 +594,8 @@ class PostgresStore(KeptTables):
             cur.execute("SELECT pg_advisory_xact_lock(%s::integer, %s::integer)", (_ROLLUP_LOCK_CLASS, a & 0x7FFFFFFF))
         s = self._s
         # Read under the agents' locks: a sealing step holding one has committed (or not begun).
-        cur.execute(f"SELECT at_us FROM {s}.rollup_marks WHERE name = %s", (sealed.MINUTES_SEALED,))
+        hours = sealed.MINUTE_HOURS
+        cur.execute(f"SELECT at_us FROM {s}.rollup_marks WHERE name = %s", (hours.mark,))
         sealed_below = int((cur.fetchone() or (0,))[0])
         by_agent: dict[int, list[ru.Rollup]] = {}
         for r in parts.values():
@@ -591,7 +603,7 @@ class PostgresStore(KeptTables):
         upserts: list[tuple] = []
         for agent, rs in by_agent.items():
             lo, hi = min(r.minute_us for r in rs), max(r.minute_us for r in rs)
-            self._unseal(cur, agent, lo, hi, sealed_below)
+            self._unseal(cur, hours, agent, lo, hi, sealed_below)
             cur.execute(
                 f"""SELECT minute_us, kind, target, hop, data FROM {s}.rollups
                     WHERE agent = %s AND minute_us BETWEEN %s AND %s AND kind <> %s""",
@@ -615,7 +627,7 @@ class PostgresStore(KeptTables):
             minutes = ru.minutes_to_redo(span, open_events)
             if not minutes:
                 continue
-            self._unseal(cur, agent, min(minutes), max(minutes), sealed_below)
+            self._unseal(cur, hours, agent, min(minutes), max(minutes), sealed_below)
             lo, hi = min(minutes), max(minutes) + ru.MINUTE_US
             cur.execute(
                 f"""SELECT {cols} FROM {s}.events
@@ -641,43 +653,51 @@ class PostgresStore(KeptTables):
                 f"DELETE FROM {s}.rollups WHERE agent = %s AND minute_us = %s AND kind = %s AND target = %s", deletes
             )
 
-    def _unseal(self, cur: psycopg.Cursor, agent: int, lo_us: int, hi_us: int, sealed_below: int) -> None:
-        """Move the agent's sealed hours holding minutes [lo, hi] back to ``rollups`` (bytes unchanged)
-        before the commit merges into them; the caller holds the agent's rollup lock."""
+    def _unseal(
+        self, cur: psycopg.Cursor, tier: sealed.SealedTier, agent: int, lo_us: int, hi_us: int, sealed_below: int
+    ) -> None:
+        """Move the agent's sealed spans holding minutes [lo, hi] back to the tier's rows (bytes
+        unchanged) before a write merges into them; the caller holds the tier's lock for the agent."""
         s = self._s
-        for hour in sealed.hours_touched(lo_us, hi_us, sealed_below):
-            cur.execute(f"DELETE FROM {s}.rollup_hours WHERE agent = %s AND hour_us = %s RETURNING data", (agent, hour))
+        for start in tier.touched(lo_us, hi_us, sealed_below):
+            cur.execute(
+                f"DELETE FROM {s}.{tier.table} WHERE agent = %s AND start_us = %s RETURNING data", (agent, start)
+            )
             row = cur.fetchone()
             if row is None:
                 continue
             cur.executemany(
-                f"""INSERT INTO {s}.rollups (agent, minute_us, kind, target, hop, n, data)
+                f"""INSERT INTO {s}.{tier.rows} (agent, minute_us, kind, target, hop, n, data)
                     VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (agent, minute_us, kind, target) DO NOTHING""",
-                [(agent, *r) for r in sealed.unpack(hour, row[0])],
+                [(agent, *r) for r in sealed.unpack(start, row[0])],
             )
 
-    # -- sealed minute rollups (issue 19; store/sealed.py, docs/storage.md "Sealed hours") --
+    # -- sealed rollups (issue 19; store/sealed.py, docs/storage.md "Sealed rollups") --
 
-    def seal_rollups(self, before_us: int, max_rows: int = 20_000) -> int:
-        """One short transaction: whole agents' minute rollups of the oldest hour ending by
-        ``before_us`` (~``max_rows``, at least one agent) into one sealed row per agent-hour, each
-        under the agent's rollup lock. Returns the rows sealed; 0 when none is left."""
+    def seal_rollups(self, before_us: int, max_rows: int = 20_000, tier: str = tiers.MINUTES) -> int:
+        """One short transaction: whole agents' rollups of ``tier`` in the oldest span (an hour of
+        minutes, a day of 15-minute rollups) ending by ``before_us`` (~``max_rows``, at least one
+        agent) into one sealed row per agent-span, under the locks the tier's writers take.
+        Returns the rows sealed; 0 when none is left."""
         with self._lock:
-            return self._retrying(lambda: self._seal_once(before_us, max_rows), "sealing rollups")
+            return self._retrying(lambda: self._seal_once(sealed.TIERS[tier], before_us, max_rows), "sealing rollups")
 
-    def _seal_once(self, before_us: int, max_rows: int) -> int:
+    def _seal_once(self, tier: sealed.SealedTier, before_us: int, max_rows: int) -> int:
         s, db = self._s, self._writer()
         with db.transaction(), db.cursor() as cur:
-            cur.execute(f"SELECT min(minute_us) FROM {s}.rollups WHERE minute_us < %s", (raw.hour_of(before_us),))
+            if tier is sealed.BLOCK_DAYS:  # as write_blocks: one lock for the whole tier (settling is rare)
+                cur.execute("SELECT pg_advisory_xact_lock(%s::integer, 0)", (_BLOCK_LOCK_CLASS,))
+            cur.execute(f"SELECT min(minute_us) FROM {s}.{tier.rows} WHERE minute_us < %s", (tier.start_of(before_us),))
             first = _one(cur)
             if first is None:
                 return 0
-            hour = raw.hour_of(int(first))
-            self._raise_mark(cur, sealed.MINUTES_SEALED, hour + raw.HOUR_US)  # commits after this one check
+            start = tier.start_of(int(first))
+            end = start + tier.span_us
+            self._raise_mark(cur, tier.mark, end)  # writers after this one check the span
             cur.execute(
-                f"""SELECT agent, count(*) FROM {s}.rollups WHERE minute_us >= %s AND minute_us < %s
+                f"""SELECT agent, count(*) FROM {s}.{tier.rows} WHERE minute_us >= %s AND minute_us < %s
                     GROUP BY agent ORDER BY agent""",
-                (hour, hour + raw.HOUR_US),
+                (start, end),
             )
             agents: list[int] = []
             total = 0
@@ -688,24 +708,26 @@ class PostgresStore(KeptTables):
                 total += n
             sealed_rows = 0
             for agent in agents:  # ascending, as commits take these locks
+                if tier is sealed.MINUTE_HOURS:
+                    cur.execute(
+                        "SELECT pg_advisory_xact_lock(%s::integer, %s::integer)",
+                        (_ROLLUP_LOCK_CLASS, agent & 0x7FFFFFFF),
+                    )
                 cur.execute(
-                    "SELECT pg_advisory_xact_lock(%s::integer, %s::integer)", (_ROLLUP_LOCK_CLASS, agent & 0x7FFFFFFF)
-                )
-                cur.execute(
-                    f"""DELETE FROM {s}.rollups WHERE agent = %s AND minute_us >= %s AND minute_us < %s
+                    f"""DELETE FROM {s}.{tier.rows} WHERE agent = %s AND minute_us >= %s AND minute_us < %s
                         RETURNING minute_us, kind, target, hop, n, data""",
-                    (agent, hour, hour + raw.HOUR_US),
+                    (agent, start, end),
                 )
                 new = [(int(m), k, t, int(h), int(n), bytes(d)) for m, k, t, h, n, d in cur.fetchall()]
                 if not new:
                     continue
-                cur.execute(f"SELECT data FROM {s}.rollup_hours WHERE agent = %s AND hour_us = %s", (agent, hour))
+                cur.execute(f"SELECT data FROM {s}.{tier.table} WHERE agent = %s AND start_us = %s", (agent, start))
                 old = cur.fetchone()
-                merged = sealed.merge_rows(sealed.unpack(hour, old[0]) if old else [], new)
+                merged = sealed.merge_rows(sealed.unpack(start, old[0]) if old else [], new)
                 cur.execute(
-                    f"""INSERT INTO {s}.rollup_hours (agent, hour_us, data) VALUES (%s, %s, %s)
-                        ON CONFLICT (agent, hour_us) DO UPDATE SET data = excluded.data""",
-                    (agent, hour, sealed.pack(hour, merged)),
+                    f"""INSERT INTO {s}.{tier.table} (agent, start_us, data) VALUES (%s, %s, %s)
+                        ON CONFLICT (agent, start_us) DO UPDATE SET data = excluded.data""",
+                    (agent, start, tier.pack(start, merged)),
                 )
                 sealed_rows += len(new)
             return sealed_rows
@@ -935,7 +957,6 @@ class PostgresStore(KeptTables):
 
         def snapshot(db: psycopg.Connection) -> list[ru.Rollup]:  # a sealing step moves rows between tables
             marks: dict[str, int] = dict(db.execute(f"SELECT name, at_us FROM {s}.rollup_marks").fetchall())
-            sealed_below = int(marks.get(sealed.MINUTES_SEALED, 0))
 
             def read(table: str, lo: int, hi: int) -> list[tuple]:
                 sql = f"SELECT agent, minute_us, kind, target, hop, data FROM {s}.{table}"
@@ -950,20 +971,16 @@ class PostgresStore(KeptTables):
                 rows = db.execute(
                     sql + ' ORDER BY agent, minute_us, kind COLLATE "C", target COLLATE "C"', args
                 ).fetchall()
-                if table != tiers.MINUTES or lo >= sealed_below:
+                tier = sealed.TIERS.get(table)
+                below = int(marks.get(tier.mark, 0)) if tier is not None else 0
+                if tier is None or lo >= below:
                     return rows
-                sql = f"SELECT agent, hour_us, data FROM {s}.rollup_hours WHERE hour_us >= %s AND hour_us < %s"
-                args = [raw.hour_of(lo), min(hi, sealed_below)]
+                sql = f"SELECT agent, start_us, data FROM {s}.{tier.table} WHERE start_us >= %s AND start_us < %s"
+                args = [tier.start_of(lo), min(hi, below)]
                 if agent_key is not None:
                     sql += " AND agent = %s"
                     args.append(agent_key)
-                wanted = None if kinds is None else set(kinds)
-                more = [
-                    (agent, m, kind, target, hop, data)
-                    for agent, hour, blob in db.execute(sql, args).fetchall()
-                    for m, kind, target, hop, _n, data in sealed.unpack(hour, blob)
-                    if lo <= m < hi and (wanted is None or kind in wanted)
-                ]
+                more = sealed.rows_in(db.execute(sql, args).fetchall(), lo, hi, kinds)
                 return sorted(rows + more, key=lambda r: r[:4]) if more else rows
 
             return tiers.tiered(since_us, until_us, int(marks.get(tiers.MINUTES_FLOOR, 0)), read)
@@ -981,14 +998,15 @@ class PostgresStore(KeptTables):
             first = _one_of(
                 db.execute(f"SELECT min(minute_us) FROM {s}.rollups WHERE minute_us >= %s", [since_us]).fetchone()
             )
-            for hour, blob in db.execute(
-                f"SELECT hour_us, data FROM {s}.rollup_hours WHERE hour_us >= %s AND hour_us < %s ORDER BY hour_us",
-                [raw.hour_of(since_us), 1 << 62 if first is None else first],
-            ):
-                m = min((r[0] for r in sealed.unpack(hour, blob) if r[0] >= since_us), default=None)
-                if m is not None:
-                    return m if first is None else min(m, first)
-            return first
+            m = sealed.first_minute(
+                db.execute(
+                    f"""SELECT start_us, data FROM {s}.rollup_hours WHERE start_us >= %s AND start_us < %s
+                        ORDER BY start_us""",
+                    [raw.hour_of(since_us), 1 << 62 if first is None else first],
+                ),
+                since_us,
+            )
+            return first if m is None else m if first is None else min(m, first)
 
         return self._snapshot(read)
 
@@ -1003,6 +1021,13 @@ class PostgresStore(KeptTables):
         def run() -> None:
             db = self._writer()
             with db.transaction(), db.cursor() as cur:
+                cur.execute("SELECT pg_advisory_xact_lock(%s::integer, 0)", (_BLOCK_LOCK_CLASS,))  # as day sealing
+                days = sealed.BLOCK_DAYS
+                cur.execute(f"SELECT at_us FROM {s}.rollup_marks WHERE name = %s", (days.mark,))
+                below = int((cur.fetchone() or (0,))[0])
+                for agent, group in groupby(rows, key=lambda r: r[0]):  # settling again, after sealing
+                    ms = [r[1] for r in group]
+                    self._unseal(cur, days, agent, min(ms), max(ms), below)
                 cur.executemany(
                     f"""INSERT INTO {s}.rollups_15m (agent, minute_us, kind, target, hop, n, data)
                         VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (agent, minute_us, kind, target)
@@ -1400,7 +1425,7 @@ class PostgresStore(KeptTables):
             return n
         n = self._delete_chunk(  # whole sealed hours only: readers skip the minutes below the floor
             f"""DELETE FROM {s}.rollup_hours WHERE ctid = ANY(ARRAY(
-                  SELECT ctid FROM {s}.rollup_hours WHERE hour_us <= %s LIMIT %s))""",
+                  SELECT ctid FROM {s}.rollup_hours WHERE start_us <= %s LIMIT %s))""",
             (cutoff_us - raw.HOUR_US, max(1, limit // 60)),
         )
         if n:
@@ -1421,6 +1446,13 @@ class PostgresStore(KeptTables):
             f"""DELETE FROM {s}.rollups_15m WHERE ctid = ANY(ARRAY(
                   SELECT ctid FROM {s}.rollups_15m WHERE minute_us < %s LIMIT %s))""",
             (cutoff_us, limit),
+        )
+        if n:
+            return n
+        n = self._delete_chunk(  # whole sealed days only: before the cut they are all expired
+            f"""DELETE FROM {s}.block_days WHERE ctid = ANY(ARRAY(
+                  SELECT ctid FROM {s}.block_days WHERE start_us <= %s LIMIT %s))""",
+            (cutoff_us - sealed.DAY_US, max(1, limit // 96)),
         )
         if n:
             return n

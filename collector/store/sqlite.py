@@ -155,11 +155,18 @@ CREATE INDEX IF NOT EXISTS rollups_15m_by_minute ON rollups_15m (minute_us);
 CREATE TABLE IF NOT EXISTS rollup_marks (name TEXT PRIMARY KEY, at_us INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS rollup_hours (
     agent INTEGER NOT NULL,
-    hour_us INTEGER NOT NULL,
+    start_us INTEGER NOT NULL,
     data BLOB NOT NULL,
-    PRIMARY KEY (agent, hour_us)
+    PRIMARY KEY (agent, start_us)
 );
-CREATE INDEX IF NOT EXISTS rollup_hours_by_hour ON rollup_hours (hour_us);
+CREATE INDEX IF NOT EXISTS rollup_hours_by_start ON rollup_hours (start_us);
+CREATE TABLE IF NOT EXISTS block_days (
+    agent INTEGER NOT NULL,
+    start_us INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (agent, start_us)
+);
+CREATE INDEX IF NOT EXISTS block_days_by_start ON block_days (start_us);
 """
 
 # Issue 19: the raw tier (docs/storage-chunks.md). A committed batch lands as one row of its payload
@@ -435,10 +442,11 @@ class SqliteStore(KeptTables):
         for r in parts.values():
             by_agent.setdefault(r.agent, []).append(r)
         upserts: list[tuple] = []
-        sealed_below = _mark(db, sealed.MINUTES_SEALED)
+        hours = sealed.MINUTE_HOURS
+        sealed_below = _mark(db, hours.mark)
         for agent, rs in by_agent.items():
             lo, hi = min(r.minute_us for r in rs), max(r.minute_us for r in rs)
-            _unseal(db, agent, lo, hi, sealed_below)
+            _unseal(db, hours, agent, lo, hi, sealed_below)
             have = {
                 (m, kind, target): (hop, data)
                 for m, kind, target, hop, data in db.execute(
@@ -465,7 +473,7 @@ class SqliteStore(KeptTables):
             minutes = ru.minutes_to_redo(span, open_events)
             if not minutes:
                 continue
-            _unseal(db, agent, min(minutes), max(minutes), sealed_below)
+            _unseal(db, hours, agent, min(minutes), max(minutes), sealed_below)
             lo, hi = min(minutes), max(minutes) + ru.MINUTE_US
             evs = [
                 Event(*row)
@@ -624,12 +632,12 @@ class SqliteStore(KeptTables):
         with self._reader() as db:
             db.execute("BEGIN")  # one snapshot: a sealing step moves rows between the two tables
             floor = _mark(db, tiers.MINUTES_FLOOR)
-            sealed_below = _mark(db, sealed.MINUTES_SEALED)
+            marks = {t.rows: _mark(db, t.mark) for t in sealed.TIERS.values()}
             return tiers.tiered(
                 since_us,
                 until_us,
                 floor,
-                lambda table, lo, hi: self._read_rollups(db, table, lo, hi, agent_key, kinds, sealed_below),
+                lambda table, lo, hi: self._read_rollups(db, table, lo, hi, agent_key, kinds, marks.get(table, 0)),
             )
 
     @staticmethod
@@ -651,23 +659,16 @@ class SqliteStore(KeptTables):
             sql += f" AND kind IN ({', '.join('?' * len(kinds))})"
             args.extend(kinds)
         rows = db.execute(sql + " ORDER BY agent, minute_us, kind, target", args).fetchall()
-        if table != tiers.MINUTES or since_us >= sealed_below:
+        tier = sealed.TIERS.get(table)
+        if tier is None or since_us >= sealed_below:
             return rows
-        sql = "SELECT agent, hour_us, data FROM rollup_hours WHERE hour_us >= ? AND hour_us < ?"
-        args = [raw.hour_of(since_us), min(until_us, sealed_below)]
+        sql = f"SELECT agent, start_us, data FROM {tier.table} WHERE start_us >= ? AND start_us < ?"
+        args = [tier.start_of(since_us), min(until_us, sealed_below)]
         if agent_key is not None:
             sql += " AND agent = ?"
             args.append(agent_key)
-        wanted = None if kinds is None else set(kinds)
-        more = [
-            (agent, m, kind, target, hop, data)
-            for agent, hour, blob in db.execute(sql, args)
-            for m, kind, target, hop, _n, data in sealed.unpack(hour, blob)
-            if since_us <= m < until_us and (wanted is None or kind in wanted)
-        ]
-        if not more:
-            return rows
-        return sorted(rows + more, key=lambda r: r[:4])
+        more = sealed.rows_in(db.execute(sql, args), since_us, until_us, kinds)
+        return sorted(rows + more, key=lambda r: r[:4]) if more else rows
 
     def rollup_mark(self, name: str) -> int:
         with self._reader() as db:
@@ -677,14 +678,14 @@ class SqliteStore(KeptTables):
         with self._reader() as db:
             db.execute("BEGIN")
             first = db.execute("SELECT min(minute_us) FROM rollups WHERE minute_us >= ?", (since_us,)).fetchone()[0]
-            for hour, blob in db.execute(
-                "SELECT hour_us, data FROM rollup_hours WHERE hour_us >= ? AND hour_us < ? ORDER BY hour_us",
-                (raw.hour_of(since_us), 1 << 62 if first is None else first),
-            ):
-                m = min((r[0] for r in sealed.unpack(hour, blob) if r[0] >= since_us), default=None)
-                if m is not None:
-                    return m if first is None else min(m, first)
-            return first
+            m = sealed.first_minute(
+                db.execute(
+                    "SELECT start_us, data FROM rollup_hours WHERE start_us >= ? AND start_us < ? ORDER BY start_us",
+                    (raw.hour_of(since_us), 1 << 62 if first is None else first),
+                ),
+                since_us,
+            )
+            return first if m is None else m if first is None else min(m, first)
 
     def write_blocks(self, blocks: list[ru.Rollup]) -> None:
         rows = [(r.agent, r.minute_us, r.kind, r.target, r.hop, r.count, ru.encode(r.kind, r.data)) for r in blocks]
@@ -694,6 +695,11 @@ class SqliteStore(KeptTables):
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
+                days = sealed.BLOCK_DAYS
+                below = _mark(db, days.mark)
+                for agent, group in groupby(sorted(rows), key=lambda r: r[0]):  # settling again, after sealing
+                    ms = [r[1] for r in group]
+                    _unseal(db, days, agent, min(ms), max(ms), below)
                 db.executemany(
                     """INSERT INTO rollups_15m VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (agent, minute_us, kind, target)
                        DO UPDATE SET hop = excluded.hop, n = excluded.n, data = excluded.data""",
@@ -845,7 +851,7 @@ class SqliteStore(KeptTables):
             return n
         n = self._delete_chunk(  # whole sealed hours only: readers skip the minutes below the floor
             """DELETE FROM rollup_hours WHERE rowid IN
-               (SELECT rowid FROM rollup_hours WHERE hour_us <= ? LIMIT ?)""",
+               (SELECT rowid FROM rollup_hours WHERE start_us <= ? LIMIT ?)""",
             (cutoff_us - raw.HOUR_US, max(1, limit // 60)),
         )
         if n:
@@ -865,6 +871,13 @@ class SqliteStore(KeptTables):
             """DELETE FROM rollups_15m WHERE (agent, minute_us, kind, target) IN
                (SELECT agent, minute_us, kind, target FROM rollups_15m WHERE minute_us < ? LIMIT ?)""",
             (cutoff_us, limit),
+        )
+        if n:
+            return n
+        n = self._delete_chunk(  # whole sealed days only: before the cut they are all expired
+            """DELETE FROM block_days WHERE rowid IN
+               (SELECT rowid FROM block_days WHERE start_us <= ? LIMIT ?)""",
+            (cutoff_us - sealed.DAY_US, max(1, limit // 96)),
         )
         if n:
             return n
@@ -969,15 +982,15 @@ class SqliteStore(KeptTables):
 
     # -- sealed minute rollups (issue 19; store/sealed.py, docs/storage.md "Sealed hours") --
 
-    def seal_rollups(self, before_us: int, max_rows: int = 20_000) -> int:
-        """One short transaction: the minute rollups of the oldest hour ending by ``before_us``, up to
-        ~``max_rows`` of them (whole agents but the last), into one sealed row per agent-hour.
-        Returns the rows sealed; 0 when no minute rollup of such an hour is left."""
+    def seal_rollups(self, before_us: int, max_rows: int = 20_000, tier: str = tiers.MINUTES) -> int:
+        """One short transaction: rollups of ``tier`` in the oldest span (an hour of minutes, a day of
+        15-minute rollups) ending by ``before_us``, ~``max_rows`` of them (whole agents but the last),
+        into one sealed row per agent-span. Returns the rows sealed; 0 when none is left."""
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                n = self._seal_step(db, before_us, max_rows)
+                n = self._seal_step(db, sealed.TIERS[tier], before_us, max_rows)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -985,30 +998,32 @@ class SqliteStore(KeptTables):
         return n
 
     @staticmethod
-    def _seal_step(db: sqlite3.Connection, before_us: int, max_rows: int) -> int:
+    def _seal_step(db: sqlite3.Connection, tier: sealed.SealedTier, before_us: int, max_rows: int) -> int:
         first = db.execute(
-            "SELECT min(minute_us) FROM rollups WHERE minute_us < ?", (raw.hour_of(before_us),)
+            f"SELECT min(minute_us) FROM {tier.rows} WHERE minute_us < ?", (tier.start_of(before_us),)
         ).fetchone()[0]
         if first is None:
             return 0
-        hour = raw.hour_of(first)
-        _raise_mark(db, sealed.MINUTES_SEALED, hour + raw.HOUR_US)  # commits from now on check this hour
+        start = tier.start_of(first)
+        _raise_mark(db, tier.mark, start + tier.span_us)  # writes from now on check this span
         rows = db.execute(
-            """SELECT agent, minute_us, kind, target, hop, n, data FROM rollups
+            f"""SELECT agent, minute_us, kind, target, hop, n, data FROM {tier.rows}
                WHERE minute_us >= ? AND minute_us < ? ORDER BY agent LIMIT ?""",
-            (hour, hour + raw.HOUR_US, max_rows),
+            (start, start + tier.span_us, max_rows),
         ).fetchall()
         for agent, group in groupby(rows, key=lambda r: r[0]):
             new = [r[1:] for r in group]
-            old = db.execute("SELECT data FROM rollup_hours WHERE agent = ? AND hour_us = ?", (agent, hour)).fetchone()
-            merged = sealed.merge_rows(sealed.unpack(hour, old[0]) if old else [], new)
+            old = db.execute(
+                f"SELECT data FROM {tier.table} WHERE agent = ? AND start_us = ?", (agent, start)
+            ).fetchone()
+            merged = sealed.merge_rows(sealed.unpack(start, old[0]) if old else [], new)
             db.execute(
-                """INSERT INTO rollup_hours (agent, hour_us, data) VALUES (?, ?, ?)
-                   ON CONFLICT (agent, hour_us) DO UPDATE SET data = excluded.data""",
-                (agent, hour, sealed.pack(hour, merged)),
+                f"""INSERT INTO {tier.table} (agent, start_us, data) VALUES (?, ?, ?)
+                   ON CONFLICT (agent, start_us) DO UPDATE SET data = excluded.data""",
+                (agent, start, tier.pack(start, merged)),
             )
             db.executemany(
-                "DELETE FROM rollups WHERE agent = ? AND minute_us = ? AND kind = ? AND target = ?",
+                f"DELETE FROM {tier.rows} WHERE agent = ? AND minute_us = ? AND kind = ? AND target = ?",
                 [(agent, m, kind, target) for m, kind, target, *_ in new],
             )
         return len(rows)
@@ -1250,19 +1265,23 @@ def _write_chunk(db: sqlite3.Connection, sid: int, kind: str, hour_us: int, new:
     return 1
 
 
-def _unseal(db: sqlite3.Connection, agent: int, lo_us: int, hi_us: int, sealed_below: int) -> None:
-    """Move the agent's sealed hours holding minutes [lo, hi] back to ``rollups`` (bytes unchanged)
-    before a commit merges into them, so each rollup key is in one place only."""
-    for hour in sealed.hours_touched(lo_us, hi_us, sealed_below):
-        row = db.execute("SELECT data FROM rollup_hours WHERE agent = ? AND hour_us = ?", (agent, hour)).fetchone()
-        if row is None:
+def _unseal(
+    db: sqlite3.Connection, tier: sealed.SealedTier, agent: int, lo_us: int, hi_us: int, sealed_below: int
+) -> None:
+    """Move the agent's sealed spans holding minutes [lo, hi] back to the tier's rows (bytes
+    unchanged) before a write merges into them, so each rollup key is in one place only."""
+    for start in tier.touched(lo_us, hi_us, sealed_below):
+        got = db.execute(
+            f"DELETE FROM {tier.table} WHERE agent = ? AND start_us = ? RETURNING data", (agent, start)
+        ).fetchall()
+        if not got:
             continue
+        row = got[0]
         db.executemany(
-            """INSERT INTO rollups (agent, minute_us, kind, target, hop, n, data) VALUES (?, ?, ?, ?, ?, ?, ?)
+            f"""INSERT INTO {tier.rows} (agent, minute_us, kind, target, hop, n, data) VALUES (?, ?, ?, ?, ?, ?, ?)
                ON CONFLICT (agent, minute_us, kind, target) DO NOTHING""",
-            [(agent, *r) for r in sealed.unpack(hour, row[0])],
+            [(agent, *r) for r in sealed.unpack(start, row[0])],
         )
-        db.execute("DELETE FROM rollup_hours WHERE agent = ? AND hour_us = ?", (agent, hour))
 
 
 def _mark(db: sqlite3.Connection, name: str) -> int:
