@@ -33,7 +33,6 @@ BATCH_S = 30
 ROW_BYTES = 42.0  # today's samples_rtt row plus its index, per sample (issue 19, 1.2 M rows, vacuumed)
 WEEK_S = 7 * 86_400
 WEEK_BUDGET_MB = 10.0
-RAW_DAYS, MINUTE_DAYS, HOUR_DAYS = 2, 14, 400  # the retention defaults docs/storage-chunks.md proposes
 # (target, address, hop, base RTT us, share of probes a hop leaves unanswered: ICMP rate limits)
 RTT_TARGETS = (
     ("gateway", "192.168.1.1", 1, 2_400, 0.0),
@@ -56,9 +55,14 @@ class ChunksPlan:
     desks: int  # desk-hours written to the scratch SQLite file (each its own random desk)
     codec_rounds: int  # encode/decode repetitions for the speed figures
     postgres: bool = True  # also measure the tables on PostgreSQL (CXPULSE_TEST_POSTGRES), when it answers
+    tier_desks: int = 2  # desk-days through the store for the rollup tiers as built (bench.rollup_tiers); 0: not
 
 
-PLANS = {"full": ChunksPlan(24, 5), "quick": ChunksPlan(4, 2), "smoke": ChunksPlan(1, 1, postgres=False)}
+PLANS = {
+    "full": ChunksPlan(24, 5),
+    "quick": ChunksPlan(4, 2, tier_desks=1),
+    "smoke": ChunksPlan(1, 1, postgres=False, tier_desks=0),
+}
 
 
 def _late(rnd: random.Random) -> int:
@@ -379,6 +383,66 @@ def _rate(samples: int, fn: Callable[[], object], rounds: int) -> float:
     return samples / best
 
 
+def _tier_figures(plan: ChunksPlan, raw_day: float, rate: float, details: dict, log) -> list[Figure]:
+    """Disk per desk as built: raw hour chunks (above) for the raw horizon, and the rollup tiers
+    measured through the store itself, rows and sealed (``bench.rollup_tiers``), on SQLite and,
+    when it answers, PostgreSQL."""
+    from cxpulse.collector.jobs.retention import DEFAULT_MINUTE_DAYS, DEFAULT_RAW_DAYS, DEFAULT_ROLLUP_DAYS
+    from cxpulse.collector.store.sealed import SEAL_AFTER_US
+
+    from . import rollup_tiers
+
+    stores = ["sqlite"] + (["postgres"] if plan.postgres and _postgres_ok() else [])
+    raw_b = {"sqlite": raw_day}
+    pg_chunks = details.get("postgres", {}).get("chunks 1 h")
+    if pg_chunks:
+        raw_b["postgres"] = pg_chunks["bytes"] * 24 / plan.desks
+    out = []
+    after = SEAL_AFTER_US / 86_400e6
+    for store in stores:
+        log(f"   rollup tiers through the store ({store}, {plan.tier_desks} desk-days)")
+        got = rollup_tiers.main(plan.tier_desks, postgres=store == "postgres")
+        rows = got["minute rollups, bytes per desk-day"]
+        sealed_min = got["minute rollups sealed per agent-hour, bytes per desk-day"]
+        sealed_blk = got["15-minute rollups sealed per agent-day, bytes per desk-day"]
+        raw = raw_b.get(store, raw_day)
+        steady = (
+            DEFAULT_RAW_DAYS * raw
+            + after * rows
+            + (DEFAULT_MINUTE_DAYS - after) * sealed_min
+            + DEFAULT_ROLLUP_DAYS * sealed_blk
+        )
+        week = 7 * raw + after * rows + (7 - after) * sealed_min  # its 15-minute rollups come at 8 days
+        details.setdefault("tiers", {})[store] = {k: round(v, 1) for k, v in got.items()}
+        name = "SQLite" if store == "sqlite" else "PostgreSQL"
+        out += [
+            Figure(
+                "chunks",
+                f"disk per desk-week at defaults, raw + rollups ({name})",
+                "MB",
+                round(week / 1e6, 2),
+                WEEK_BUDGET_MB,
+                "<=",
+                peer="rows (raw + per-minute rollup rows)",
+                peer_value=round((ROW_BYTES * rate * 86_400 + rows) * 7 / 1e6, 1),
+                load=load_now(),
+                note=f"raw {7 * raw / 1e6:.1f} MB (7 d of 1 h chunks) + minute rollups {after:g} d as rows "
+                f"{after * rows / 1e6:.1f} MB + {7 - after:g} d sealed {(7 - after) * sealed_min / 1e6:.1f} MB",
+            ),
+            Figure(
+                "chunks",
+                f"disk per desk at the retention defaults ({name})",
+                "MB",
+                round(steady / 1e6, 1),
+                load=load_now(),
+                note=f"raw {DEFAULT_RAW_DAYS:g} d {DEFAULT_RAW_DAYS * raw / 1e6:.1f} + minute rollups "
+                f"{DEFAULT_MINUTE_DAYS:g} d {(after * rows + (DEFAULT_MINUTE_DAYS - after) * sealed_min) / 1e6:.1f} + "
+                f"15-minute {DEFAULT_ROLLUP_DAYS:g} d {DEFAULT_ROLLUP_DAYS * sealed_blk / 1e6:.1f} MB (sealed)",
+            ),
+        ]
+    return out
+
+
 def run(plan: ChunksPlan, log: Any = print, where: str | None = None) -> tuple[list[Figure], dict[str, Any]]:
     """The figures: bytes per sample per kind and span, SQLite bytes per desk-week, codec speed."""
     hour = 3_600
@@ -479,7 +543,6 @@ def run(plan: ChunksPlan, log: Any = print, where: str | None = None) -> tuple[l
                 f"{size / total:.2f} B/sample"
             )
         details["sqlite"] = files
-        hourly_blob_bytes = sum(len(r[-1]) for r in _rollup_hour_rows(_rollup_rows(desks, 60, sealed=True)))
         if plan.postgres and _postgres_ok():
             pg = _postgres_bytes({label: (name, rows) for label, _, name, rows in tables})
             details["postgres"] = {
@@ -495,19 +558,13 @@ def run(plan: ChunksPlan, log: Any = print, where: str | None = None) -> tuple[l
     day = 24 / plan.desks
     raw_day = files["chunks 1 h"]["bytes"] * day
     minute_day = files["rollups 1 min, one row per agent-hour"]["bytes"] * day
-    sealed_day = files["rollups 1 min sealed, one row per agent-hour"]["bytes"] * day
-    hour_day = hourly_blob_bytes * day  # blob bytes: kept one row per agent-day, a page holds hours of them
     today_minute_day = files["rollups 1 min"]["bytes"] * day
-    week = WEEK_S / 86_400
     details["per_desk_MB_per_day"] = {
         "raw_1h_chunks": round(raw_day / 1e6, 3),
         "rollups_1min_agent_hour_rows": round(minute_day / 1e6, 3),
-        "rollups_1min_sealed_agent_hour_rows": round(sealed_day / 1e6, 3),
-        "rollups_1h_sealed_blob": round(hour_day / 1e6, 3),
         "rollups_1min_rows_today": round(today_minute_day / 1e6, 3),
         "raw_rows_today": round(ROW_BYTES * rate * 86_400 / 1e6, 3),
     }
-    steady = RAW_DAYS * raw_day + MINUTE_DAYS * sealed_day + HOUR_DAYS * hour_day
     figures += [
         Figure(
             "chunks",
@@ -527,30 +584,9 @@ def run(plan: ChunksPlan, log: Any = print, where: str | None = None) -> tuple[l
             peer_value=ROW_BYTES,
             load=load,
         ),
-        Figure(
-            "chunks",
-            "disk per desk-week at defaults: raw 1 h chunks + per-minute rollups (SQLite)",
-            "MB",
-            round((raw_day + minute_day) * week / 1e6, 2),
-            WEEK_BUDGET_MB,
-            "<=",
-            peer="rows today (raw + per-minute rollup rows)",
-            peer_value=round((ROW_BYTES * rate * 86_400 + today_minute_day) * week / 1e6, 1),
-            load=load,
-            note=f"raw {raw_day * week / 1e6:.2f} MB + per-minute rollups {minute_day * week / 1e6:.2f} MB "
-            "(one deflated row per agent-hour)",
-        ),
-        Figure(
-            "chunks",
-            f"disk per desk, steady state: raw {RAW_DAYS} d, 1-min {MINUTE_DAYS} d, 1-h {HOUR_DAYS} d",
-            "MB",
-            round(steady / 1e6, 1),
-            load=load,
-            note=f"raw {RAW_DAYS * raw_day / 1e6:.1f} + per-minute {MINUTE_DAYS * sealed_day / 1e6:.1f} + "
-            f"hourly {HOUR_DAYS * hour_day / 1e6:.1f} MB (rollups sealed and deflated per agent-hour or agent-day)",
-        ),
     ]
-
+    if plan.tier_desks:
+        figures += _tier_figures(plan, raw_day, rate, details, log)
     # Speed: the commit's work (30 s chunks), compaction (30 s -> 1 h) and a lookup's decode (1 h chunks).
     small = [c for block in _cut(one, BATCH_S) for c in block]
     big = [c for block in _cut(one, hour) for c in block]

@@ -1,7 +1,7 @@
 """The one benchmark command: every figure, its budget and its peer, as a table and as JSON.
 
     .venv/bin/python -m bench.run --quick --json bench-quick.json   # CI smoke: under 3 minutes
-    .venv/bin/python -m bench.run --json bench-full.json            # the record (about 23 minutes)
+    .venv/bin/python -m bench.run --json bench-full.json            # the record (about 23 minutes on a Xeon)
 
 Budgets are reported, not enforced: a missed budget prints FAIL in the table and the run still
 exits 0, because the figures are the deliverable and CI must not go red on a busy machine.
@@ -20,10 +20,10 @@ import sys
 import time
 import traceback
 
-from . import accuracy, chunks, flood, footprint, ingest, lookup
+from . import accuracy, chunks, flood, footprint, ingest, lookup, retention_lock
 from .report import Report, table
 
-GROUPS = ("footprint", "ingest", "lookup", "flood", "accuracy", "chunks")
+GROUPS = ("footprint", "ingest", "lookup", "flood", "accuracy", "chunks", "retention")
 QUICK_GROUPS = (
     "footprint",
     "ingest",
@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                 figures, details = chunks.run(chunks.PLANS[name], log=_log, where=args.dir)
             elif group == "lookup":
                 figures, details = lookup.run(lookup.PLANS[name], log=_log, where=args.dir)
+            elif group == "retention":
+                figures, details = retention_lock.run(retention_lock.PLANS[name], log=_log)
             else:
                 figures, details = accuracy.run(accuracy.PLANS[name], log=_log)
             report.add(figures, group, details)

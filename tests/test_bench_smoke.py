@@ -125,6 +125,8 @@ def test_smoke_run_reports_every_figure(tmp_path):
     acc = doc["details"]["accuracy"]
     assert len(acc["episodes"]) == 1 and acc["steady"]["agent"]["samples"] > 0 and acc["steady"]["ping"]["samples"] > 0
     assert by_name["median RTT (calm)"]["value"] > 0 and by_name["episodes caught"]["value"] is not None
+    commit = by_name["longest ingest commit while 1 desk-day(s) expire"]  # retention beside ingest
+    assert commit["budget"] == 100 and commit["value"] > 0 and doc["details"]["retention"]["samples"] > 0
     assert "samples/s" in proc.stdout and ("PASS" in proc.stdout or "FAIL" in proc.stdout)
 
 
