@@ -205,3 +205,65 @@ def test_settled_days_of_fifteen_minute_rollups_seal_and_read_the_same(store):
     while n := store.delete_blocks_before(B0 - B0 % DAY + DAY, 500):
         deleted += n
     assert deleted == 1 and read(store) == []
+
+
+def test_two_collectors_one_sealing_one_taking_late_batches_keep_each_key_once(store_url, tmp_path):
+    """Sealing in one collector while another commits late batches into the same agent-hours (a
+    spool replaying): every key ends in one place, and reads equal a store that never sealed."""
+    import threading
+    import time
+
+    sealer, writer = open_store(store_url), open_store(store_url)
+    try:
+        a, _ = fill(sealer)
+        first = sum(1 for r in read(sealer) if r[1] < H0 + 2 * HOUR)
+        late = [
+            _batch(random.Random(100 + i), H0 + (7 * i % 110) * MIN, H0 + (7 * i % 110) * MIN + MIN, 5 * S)
+            for i in range(12)
+        ]
+        sealed_once, written = threading.Event(), threading.Event()
+        moved: list[int] = []
+        errors: list[BaseException] = []
+
+        def seal() -> None:
+            try:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:  # bounded in time; until the writer is done
+                    n = sealer.seal_rollups(H0 + 2 * HOUR + 10 * MIN, max_rows=40)
+                    moved.append(n)
+                    if not n:
+                        sealed_once.set()
+                        if written.is_set():
+                            return
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+                sealed_once.set()
+
+        t = threading.Thread(target=seal)
+        t.start()
+        try:
+            assert sealed_once.wait(60)
+            for i, b in enumerate(late):  # each lands in an hour sealed (or being sealed) meanwhile
+                writer.commit_batches([PendingBatch(a, 1, 1000 + i, b)])
+        finally:
+            written.set()
+            t.join(90)
+        assert not errors and not t.is_alive()
+        while n := sealer.seal_rollups(H0 + 2 * HOUR + 10 * MIN):
+            moved.append(n)
+        assert sum(moved) > first  # late commits unsealed hours, sealed again
+        with twin(store_url, tmp_path) as ref_url:
+            ref = open_store(ref_url)
+            try:
+                fill(ref)
+                for i, b in enumerate(late):
+                    ref.commit_batches([PendingBatch(a, 1, 1000 + i, b)])
+                want = read(ref)
+            finally:
+                ref.close()
+        got = read(writer)
+        assert len({r[:4] for r in got}) == len(got)  # no key both sealed and a row
+        assert got == want
+    finally:
+        sealer.close()
+        writer.close()
