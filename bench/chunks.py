@@ -405,14 +405,13 @@ def _tier_figures(plan: ChunksPlan, raw_day: float, rate: float, details: dict, 
         rows = got["minute rollups, bytes per desk-day"]
         sealed_min = got["minute rollups sealed per agent-hour, bytes per desk-day"]
         sealed_blk = got["15-minute rollups sealed per agent-day, bytes per desk-day"]
+        kept = got["kept minute scores and block merges, bytes per desk-day"]
+        sealed_kept = got["kept minute scores and block merges sealed, bytes per desk-day"]
         raw = raw_b.get(store, raw_day)
-        steady = (
-            DEFAULT_RAW_DAYS * raw
-            + after * rows
-            + (DEFAULT_MINUTE_DAYS - after) * sealed_min
-            + DEFAULT_ROLLUP_DAYS * sealed_blk
-        )
-        week = 7 * raw + after * rows + (7 - after) * sealed_min  # its 15-minute rollups come at 8 days
+        minutes = after * (rows + kept) + (DEFAULT_MINUTE_DAYS - after) * (sealed_min + sealed_kept)
+        steady = DEFAULT_RAW_DAYS * raw + minutes + DEFAULT_ROLLUP_DAYS * sealed_blk
+        # a week: its 15-minute rollups come at 8 days
+        week = 7 * raw + after * (rows + kept) + (7 - after) * (sealed_min + sealed_kept)
         details.setdefault("tiers", {})[store] = {k: round(v, 1) for k, v in got.items()}
         name = "SQLite" if store == "sqlite" else "PostgreSQL"
         out += [
@@ -423,11 +422,12 @@ def _tier_figures(plan: ChunksPlan, raw_day: float, rate: float, details: dict, 
                 round(week / 1e6, 2),
                 WEEK_BUDGET_MB,
                 "<=",
-                peer="rows (raw + per-minute rollup rows)",
-                peer_value=round((ROW_BYTES * rate * 86_400 + rows) * 7 / 1e6, 1),
+                peer="rows (raw, minute rollup and kept score rows)",
+                peer_value=round((ROW_BYTES * rate * 86_400 + rows + kept) * 7 / 1e6, 1),
                 load=load_now(),
-                note=f"raw {7 * raw / 1e6:.1f} MB (7 d of 1 h chunks) + minute rollups {after:g} d as rows "
-                f"{after * rows / 1e6:.1f} MB + {7 - after:g} d sealed {(7 - after) * sealed_min / 1e6:.1f} MB",
+                note=f"raw {7 * raw / 1e6:.1f} MB (7 d of 1 h chunks) + minute rollups and kept scores {after:g} d "
+                f"as rows {after * (rows + kept) / 1e6:.1f} MB + {7 - after:g} d sealed "
+                f"{(7 - after) * (sealed_min + sealed_kept) / 1e6:.1f} MB",
             ),
             Figure(
                 "chunks",
@@ -435,9 +435,9 @@ def _tier_figures(plan: ChunksPlan, raw_day: float, rate: float, details: dict, 
                 "MB",
                 round(steady / 1e6, 1),
                 load=load_now(),
-                note=f"raw {DEFAULT_RAW_DAYS:g} d {DEFAULT_RAW_DAYS * raw / 1e6:.1f} + minute rollups "
-                f"{DEFAULT_MINUTE_DAYS:g} d {(after * rows + (DEFAULT_MINUTE_DAYS - after) * sealed_min) / 1e6:.1f} + "
-                f"15-minute {DEFAULT_ROLLUP_DAYS:g} d {DEFAULT_ROLLUP_DAYS * sealed_blk / 1e6:.1f} MB (sealed)",
+                note=f"raw {DEFAULT_RAW_DAYS:g} d {DEFAULT_RAW_DAYS * raw / 1e6:.1f} + minute rollups and kept scores "
+                f"{DEFAULT_MINUTE_DAYS:g} d {minutes / 1e6:.1f} + 15-minute {DEFAULT_ROLLUP_DAYS:g} d "
+                f"{DEFAULT_ROLLUP_DAYS * sealed_blk / 1e6:.1f} MB (sealed after {after:g} d)",
             ),
         ]
     return out

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sqlite3
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from cxpulse.collector.jobs.retention import DEFAULT_MINUTE_DAYS, DEFAULT_ROLLUP_DAYS
 from cxpulse.collector.jobs.rollup_sealing import seal_once
 from cxpulse.collector.jobs.rollup_tiers import settle_once
+from cxpulse.collector.score.kept import BLOCK_US, keep_blocks, keep_recent
 from cxpulse.collector.store import AgentInfo, PendingBatch, open_store
 from cxpulse.collector.store.sealed import SEAL_AFTER_US
 
@@ -32,6 +34,7 @@ DAY_US = DAY_S * 1_000_000
 COMMIT = 20  # batches per commit (a group commit of the ingest writer)
 MINUTES = ("rollups", "rollup_hours")  # each tier: its rows and its sealed rows
 BLOCKS = ("rollups_15m", "block_days")
+KEPT = ("minute_scores", "kept_score_hours", "block_merges", "kept_merge_days")  # score/kept.py's caches
 
 
 def table_bytes(path: str, *names: str) -> int:
@@ -73,6 +76,16 @@ def _postgres_bytes(url: str) -> Callable[[tuple[str, ...]], int]:
     return size
 
 
+def _read(store, day: tuple[int, int], agent: int) -> tuple[list, float]:
+    """A desk-day's minute rollups as read, and the median of three reads' milliseconds."""
+    took = []
+    for _ in range(3):
+        t = time.perf_counter()
+        got = [(r.key, r.raw) for r in store.rollups(*day, agent_key=agent)]
+        took.append((time.perf_counter() - t) * 1e3)
+    return got, statistics.median(took)
+
+
 def measure(url: str, size: Callable[[tuple[str, ...]], int], desks: int) -> dict[str, float]:
     store = open_store(url)
     try:
@@ -86,21 +99,23 @@ def measure(url: str, size: Callable[[tuple[str, ...]], int], desks: int) -> dic
         now = T_BASE_US + 10 * DAY_US
         settled = asyncio.run(settle_once(store, now_us=now, max_blocks=10**6, pause_s=0))
         settle_s = time.monotonic() - t
+        t = time.monotonic()
+        m0 = T_BASE_US - T_BASE_US % 60_000_000
+        kept_minutes = keep_recent(store, m0, m0 + DAY_US)[0]  # as the kept-scores loop keeps each minute
+        kept_blocks = sum(keep_blocks(store, b) for b in range(m0 - m0 % BLOCK_US, m0 + DAY_US, BLOCK_US))
+        keep_s = time.monotonic() - t
         day = (T_BASE_US, T_BASE_US + DAY_US)
-        t = time.perf_counter()
-        want = [(r.key, r.raw) for r in store.rollups(*day, agent_key=k)]
-        read_rows_ms = (time.perf_counter() - t) * 1e3
-        minute, block = size(MINUTES) / desks, size(BLOCKS) / desks
+        want, read_rows_ms = _read(store, day, k)
+        minute, block, kept = size(MINUTES) / desks, size(BLOCKS) / desks, size(KEPT) / desks
         t = time.monotonic()
         sealing = asyncio.run(seal_once(store, now_us=now, max_steps=10**6, pause_s=0))
-        seal_s, t = time.monotonic() - t, time.perf_counter()
-        got = [(r.key, r.raw) for r in store.rollups(*day, agent_key=k)]
-        read_sealed_ms = (time.perf_counter() - t) * 1e3
+        seal_s = time.monotonic() - t
+        got, read_sealed_ms = _read(store, day, k)
         if got != want:
             raise AssertionError("sealed minute rollups read back differently")
     finally:
         store.close()
-    sealed_minute, sealed_block = size(MINUTES) / desks, size(BLOCKS) / desks
+    sealed_minute, sealed_block, sealed_kept = size(MINUTES) / desks, size(BLOCKS) / desks, size(KEPT) / desks
     after_days = SEAL_AFTER_US / DAY_US
     out = {
         "minute rollups, bytes per desk-day": minute,
@@ -117,14 +132,23 @@ def measure(url: str, size: Callable[[tuple[str, ...]], int], desks: int) -> dic
         f"15-minute rollups sealed x {DEFAULT_ROLLUP_DAYS:g} days, MB per desk": sealed_block
         * DEFAULT_ROLLUP_DAYS
         / 1e6,
+        "kept minute scores and block merges, bytes per desk-day": kept,
+        "kept minute scores and block merges sealed, bytes per desk-day": sealed_kept,
+        f"kept scores and merges sealed after {after_days:g} day x {DEFAULT_MINUTE_DAYS:g} days, MB per desk": (
+            kept * after_days + sealed_kept * (DEFAULT_MINUTE_DAYS - after_days)
+        )
+        / 1e6,
         "settle, ms per desk-block": settle_s / (settled.blocks * desks) * 1e3,
+        "keep, ms per desk-minute": keep_s / (kept_minutes or 1) * 1e3,
         "seal, ms per desk-hour": seal_s / (24 * desks) * 1e3,
-        "a desk-day's minute rollups read, rows, ms": read_rows_ms,
-        "a desk-day's minute rollups read, sealed, ms": read_sealed_ms,
+        "a desk-day's minute rollups read, rows, ms (median of 3)": read_rows_ms,
+        "a desk-day's minute rollups read, sealed, ms (median of 3)": read_sealed_ms,
     }
     print(
         f"{desks} desk-day(s) written in {ingest_s:.0f} s; {settled.blocks} blocks settled in {settle_s:.1f} s; "
-        f"sealed {sealing.rows:,} minute rollups and {sealing.blocks:,} 15-minute ones in {sealing.steps} steps, "
+        f"{kept_minutes:,} minute scores and {kept_blocks:,} block merges kept in {keep_s:.1f} s; "
+        f"sealed {sealing.rows:,} minute rollups, {sealing.blocks:,} 15-minute ones and {sealing.kept:,} kept rows "
+        f"in {sealing.steps} steps, "
         f"{seal_s:.1f} s"
     )
     for name, v in out.items():

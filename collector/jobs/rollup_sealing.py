@@ -1,6 +1,6 @@
-"""Sealing rollups: each agent-hour of minute rollups a day old, and each agent-day of settled
-15-minute ones, becomes one deflated row (store/sealed.py), in short ``store.seal_rollups`` steps.
-Design notes: docs/storage.md, "Sealed rollups".
+"""Sealing rollups: each agent-hour of minute rollups (and kept minute scores) a day old, and each
+agent-day of settled 15-minute ones (and kept block merges), becomes one deflated row
+(store/sealed.py), in short store transactions. Design notes: docs/storage.md, "Sealed rollups".
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..store import tiers
-from ..store.sealed import SEAL_AFTER_US
+from ..store.sealed import KEPT, SEAL_AFTER_US
 
 __all__ = ["SEAL_ROWS", "SealResult", "rollup_sealing_loop", "seal_once"]
 
@@ -29,14 +29,15 @@ INTERVAL_S = 600.0  # between runs once nothing is left to seal: an hour becomes
 class SealResult:
     rows: int = 0  # minute rollups moved into sealed hours
     blocks: int = 0  # 15-minute rollups moved into sealed days
+    kept: int = 0  # kept minute scores and block merges moved into sealed hours and days
     steps: int = 0
     seconds: float = 0.0
     done: bool = False  # True: nothing old enough was left
 
 
-async def _step(store, before_us: int, max_rows: int, tier: str) -> int:
+async def _step(fn: Callable[..., int], *args) -> int:
     """One step in a worker thread; on cancellation its transaction still ends before the caller goes on."""
-    fut = asyncio.ensure_future(asyncio.to_thread(store.seal_rollups, before_us, max_rows, tier))
+    fut = asyncio.ensure_future(asyncio.to_thread(fn, *args))
     try:
         return await asyncio.shield(fut)
     except asyncio.CancelledError:
@@ -53,7 +54,8 @@ async def seal_once(
     pause_s: float = PAUSE_S,
 ) -> SealResult:
     """Seal every hour of minute rollups that ended ``after_us`` before now, then every day of
-    15-minute rollups below the settled mark, step by step, oldest first."""
+    15-minute rollups below the settled mark, then each agent's kept scores and merges of spans that
+    ended ``after_us`` before now; step by step, oldest first."""
     before = (now_us if now_us is not None else time.time_ns() // 1000) - after_us
     out = SealResult()
     t0 = time.perf_counter()
@@ -64,7 +66,7 @@ async def seal_once(
             if out.steps >= max_steps:
                 out.seconds = time.perf_counter() - t0
                 return out
-            n = await _step(store, before, max_rows, tier)
+            n = await _step(store.seal_rollups, before, max_rows, tier)
             out.steps += 1
             if tier == tiers.MINUTES:
                 out.rows += n
@@ -74,6 +76,21 @@ async def seal_once(
                 break
             if pause_s:
                 await asyncio.sleep(pause_s)
+    before = (now_us if now_us is not None else time.time_ns() // 1000) - after_us
+    agents = [a.key for a in await asyncio.to_thread(store.all_agents)]
+    for table in KEPT:  # per agent: the kept tables' key leads with it
+        for agent in agents:
+            n = max_rows
+            while n >= max_rows:  # an agent found with nothing old is one index seek, not a step
+                if out.steps >= max_steps:
+                    out.seconds = time.perf_counter() - t0
+                    return out
+                n = await _step(store.seal_kept, table, agent, before, max_rows)
+                out.kept += n
+                if n:
+                    out.steps += 1
+                    if pause_s:
+                        await asyncio.sleep(pause_s)
     out.done = True
     out.seconds = time.perf_counter() - t0
     return out
@@ -88,11 +105,12 @@ async def rollup_sealing_loop(store, interval_s: float = INTERVAL_S, now_us: Cal
             r = await seal_once(store, now_us() if now_us is not None else None)
             if not r.done:
                 wait = 0.0
-            if r.rows or r.blocks:
+            if r.rows or r.blocks or r.kept:
                 log.info(
-                    "sealed %d minute rollups into agent-hours and %d 15-minute ones into agent-days in %.1f s%s",
+                    "sealed %d minute rollups, %d 15-minute ones and %d kept scores and merges in %.1f s%s",
                     r.rows,
                     r.blocks,
+                    r.kept,
                     r.seconds,
                     "" if r.done else " (more to do)",
                 )

@@ -48,6 +48,7 @@ _ROLLUP_LOCK_CLASS = 0x63787072  # "cxpr": one transaction-scoped advisory lock 
 _INCIDENT_LOCK_CLASS = 0x63787069  # "cxpi": incident updates, one collector at a time
 _READERS_IDLE = 4  # idle read connections kept open for lookups
 _BLOCK_LOCK_CLASS = 0x63787062  # "cxpb": 15-minute rollups written or sealed, one transaction at a time
+_KEPT_SEAL_LOCK_CLASS = 0x6378706B  # "cxpk": one agent's kept rows sealed by one collector at a time
 _COMPACT_LOCK_CLASS = 0x63787063  # "cxpc": one transaction-scoped advisory lock per agent while compacting
 _LANDING_TYPES = ["int8", "int8", "int8", "int8", "int8", "int8", "int4", "bytea"]
 _CHUNK_TYPES = ["int8", "int8", "int8", "int4", "bytea"]
@@ -228,8 +229,8 @@ MIGRATIONS: list[str] = [
     CREATE INDEX chunks_by_end ON {s}.chunks (end_us);
     """,
     # 7 (issue 19): sealed rollups (store/sealed.py): one deflated row per agent-hour of minute
-    # rollups a day old, per agent-day of settled 15-minute ones; already compressed, so TOAST
-    # keeps them out of line without pglz.
+    # rollups (and of kept minute scores) a day old, per agent-day of settled 15-minute ones (and
+    # of kept block merges); already compressed, so TOAST keeps them out of line without pglz.
     """
     CREATE TABLE {s}.rollup_hours (
         agent BIGINT NOT NULL,
@@ -247,6 +248,22 @@ MIGRATIONS: list[str] = [
     );
     ALTER TABLE {s}.block_days ALTER COLUMN data SET STORAGE EXTERNAL;
     CREATE INDEX block_days_by_start ON {s}.block_days (start_us);
+    CREATE TABLE {s}.kept_score_hours (
+        agent BIGINT NOT NULL,
+        start_us BIGINT NOT NULL,
+        data BYTEA NOT NULL,
+        PRIMARY KEY (agent, start_us)
+    );
+    ALTER TABLE {s}.kept_score_hours ALTER COLUMN data SET STORAGE EXTERNAL;
+    CREATE INDEX kept_score_hours_by_start ON {s}.kept_score_hours (start_us);
+    CREATE TABLE {s}.kept_merge_days (
+        agent BIGINT NOT NULL,
+        start_us BIGINT NOT NULL,
+        data BYTEA NOT NULL,
+        PRIMARY KEY (agent, start_us)
+    );
+    ALTER TABLE {s}.kept_merge_days ALTER COLUMN data SET STORAGE EXTERNAL;
+    CREATE INDEX kept_merge_days_by_start ON {s}.kept_merge_days (start_us);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -980,8 +997,8 @@ class PostgresStore(KeptTables):
                 if agent_key is not None:
                     sql += " AND agent = %s"
                     args.append(agent_key)
-                more = sealed.rows_in(db.execute(sql, args).fetchall(), lo, hi, kinds)
-                return sorted(rows + more, key=lambda r: r[:4]) if more else rows
+                more = sealed.rows_in(db.execute(sql + " ORDER BY agent, start_us", args).fetchall(), lo, hi, kinds)
+                return sealed.in_key_order(rows, more)
 
             return tiers.tiered(since_us, until_us, int(marks.get(tiers.MINUTES_FLOOR, 0)), read)
 
@@ -1061,12 +1078,62 @@ class PostgresStore(KeptTables):
     def _kept(
         self, table: str, since_us: int, until_us: int, agent_key: int | None
     ) -> dict[tuple[int, int], tuple[bytes, bytes]]:
-        sql = f"SELECT agent, minute_us, digest, data FROM {self._s}.{table} WHERE minute_us >= %s AND minute_us < %s"
+        s, tier = self._s, sealed.KEPT[table]
+        sql = f"SELECT agent, minute_us, digest, data FROM {s}.{table} WHERE minute_us >= %s AND minute_us < %s"
         args: list = [since_us, until_us]
+        old = f"SELECT agent, start_us, data FROM {s}.{tier.table} WHERE start_us >= %s AND start_us < %s"
+        old_args: list = [tier.start_of(since_us), until_us]
         if agent_key is not None:
             sql += " AND agent = %s"
             args.append(agent_key)
-        return {(a, m): (bytes(g), bytes(d)) for a, m, g, d in self._query(sql, args)}
+            old += " AND agent = %s"
+            old_args.append(agent_key)
+
+        def read(db: psycopg.Connection) -> dict[tuple[int, int], tuple[bytes, bytes]]:
+            out = sealed.kept_in(db.execute(old, old_args).fetchall(), since_us, until_us)
+            out.update({(a, m): (bytes(g), bytes(d)) for a, m, g, d in db.execute(sql, args).fetchall()})
+            return out  # a row wins over the sealed copy: it was written later
+
+        return self._snapshot(read)
+
+    def seal_kept(self, table: str, agent: int, before_us: int, max_rows: int = 20_000) -> int:
+        """One short transaction: the agent's kept rows of ``table`` (minute scores, block merges) in
+        spans ending by ``before_us``, oldest first, ~``max_rows`` of them, into one sealed row per
+        span. A row a collector keeps meanwhile stays a row and wins on read. Returns the rows sealed."""
+        s, tier = self._s, sealed.KEPT[table]
+
+        def run() -> int:
+            db = self._writer()
+            with db.transaction(), db.cursor() as cur:
+                cur.execute(  # two sealers would each write their own merge of the same sealed row
+                    "SELECT pg_advisory_xact_lock(%s::integer, %s::integer)",
+                    (_KEPT_SEAL_LOCK_CLASS, agent & 0x7FFFFFFF),
+                )
+                cur.execute(
+                    f"""DELETE FROM {s}.{table} WHERE agent = %s AND minute_us IN (
+                          SELECT minute_us FROM {s}.{table} WHERE agent = %s AND minute_us < %s
+                          ORDER BY minute_us LIMIT %s)
+                        RETURNING minute_us, digest, data""",
+                    (agent, agent, tier.start_of(before_us), max_rows),
+                )
+                rows = sorted((int(m), bytes(g), bytes(d)) for m, g, d in cur.fetchall())
+                for start, group in groupby(rows, key=lambda r: tier.start_of(r[0])):
+                    cur.execute(
+                        f"SELECT data FROM {s}.{tier.table} WHERE agent = %s AND start_us = %s FOR UPDATE",
+                        (agent, start),
+                    )
+                    got = cur.fetchone()
+                    merged = {r[0]: r for r in sealed.unpack(start, got[0])} if got else {}
+                    merged.update({r[0]: r for r in group})  # the row was written after the sealed copy
+                    cur.execute(
+                        f"""INSERT INTO {s}.{tier.table} (agent, start_us, data) VALUES (%s, %s, %s)
+                            ON CONFLICT (agent, start_us) DO UPDATE SET data = excluded.data""",
+                        (agent, start, sealed.pack(start, tier.span_us, merged.values())),
+                    )
+                return len(rows)
+
+        with self._lock:
+            return self._retrying(run, f"sealing kept {table}")
 
     def _keep(self, table: str, rows: list[tuple[int, int, bytes, bytes]]) -> None:
         if not rows:
@@ -1435,6 +1502,14 @@ class PostgresStore(KeptTables):
                 f"""DELETE FROM {s}.{table} WHERE ctid = ANY(ARRAY(
                       SELECT ctid FROM {s}.{table} WHERE minute_us < %s LIMIT %s))""",
                 (cutoff_us, limit),
+            )
+            if n:
+                return n
+            tier = sealed.KEPT[table]
+            n = self._delete_chunk(  # whole sealed spans, once all of a span expired
+                f"""DELETE FROM {s}.{tier.table} WHERE ctid = ANY(ARRAY(
+                      SELECT ctid FROM {s}.{tier.table} WHERE start_us <= %s LIMIT %s))""",
+                (cutoff_us - tier.span_us, max(1, limit // 60)),
             )
             if n:
                 return n

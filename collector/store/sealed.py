@@ -1,10 +1,12 @@
-"""Sealed rollups: an agent-hour of minute rollups, or an agent-day of 15-minute ones, kept as one
-deflated row (issue 19). Sealing moves rows with their bytes unchanged, so answers and kept digests
-stay the same; pure packing here, the stores run the SQL. Design: docs/storage.md, "Sealed rollups".
+"""Sealed rollups: an agent-hour of minute rollups (or of kept minute scores), an agent-day of
+15-minute ones (or of kept block merges), as one deflated row (issue 19). Rows move with their bytes
+unchanged, so answers and kept digests stay the same; pure packing here, the stores run the SQL.
+Design: docs/storage.md, "Sealed rollups".
 """
 
 from __future__ import annotations
 
+import heapq
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -13,7 +15,18 @@ import msgpack
 
 from . import tiers
 
-__all__ = ["BLOCK_DAYS", "FORMAT", "MINUTE_HOURS", "SEAL_AFTER_US", "TIERS", "SealedRow", "SealedTier", "pack"]
+__all__ = [
+    "BLOCK_DAYS",
+    "FORMAT",
+    "KEPT",
+    "MINUTE_HOURS",
+    "SEAL_AFTER_US",
+    "TIERS",
+    "KeptTier",
+    "SealedRow",
+    "SealedTier",
+    "pack",
+]
 
 FORMAT = 1
 MINUTE_US = 60_000_000
@@ -57,27 +70,63 @@ BLOCK_DAYS = SealedTier(tiers.BLOCKS, "block_days", DAY_US, "blocks_sealed")
 TIERS = {t.rows: t for t in (MINUTE_HOURS, BLOCK_DAYS)}
 
 
-def pack(start_us: int, span_us: int, rows: Iterable[SealedRow]) -> bytes:
-    """One agent-span's rows as FORMAT byte + zlib (with its Adler-32 check) of a msgpack list,
-    minutes as offsets in the span; rows sorted by (minute, kind, target) as the table orders them."""
+def pack(start_us: int, span_us: int, rows: Iterable[tuple]) -> bytes:
+    """One agent-span's rows, each (minute_us, *rest), as FORMAT byte + zlib (with its Adler-32 check)
+    of a msgpack list, minutes as offsets in the span; sorted as the tables order them."""
     body = []
-    for m, kind, target, hop, n, data in sorted(rows, key=lambda r: (r[0], r[1], r[2])):
+    for m, *rest in sorted(rows, key=lambda r: r[:3]):
         if not start_us <= m < start_us + span_us:
             raise ValueError(f"minute {m} is not in the span starting {start_us}")
-        body.append(((m - start_us) // MINUTE_US, kind, target, hop, n, bytes(data)))
+        body.append(((m - start_us) // MINUTE_US, *(bytes(x) if isinstance(x, memoryview) else x for x in rest)))
     return bytes((FORMAT,)) + zlib.compress(msgpack.packb(body, use_bin_type=True), 6)
 
 
-def unpack(start_us: int, blob: bytes) -> list[SealedRow]:
-    """The rows ``pack`` was given, sorted; ValueError for a blob of another format or damaged."""
+def _body(start_us: int, blob: bytes) -> tuple:
+    """The msgpack list ``pack`` wrote (minutes as offsets); ValueError for another format or damage."""
     blob = bytes(blob)
     if not blob or blob[0] != FORMAT:
-        raise ValueError(f"sealed rollups of format {blob[:1].hex() or 'none'}, this collector reads {FORMAT}")
+        raise ValueError(f"sealed rows of format {blob[:1].hex() or 'none'}, this collector reads {FORMAT}")
     try:
-        body = msgpack.unpackb(zlib.decompress(blob[1:]), raw=False, use_list=False)
+        return msgpack.unpackb(zlib.decompress(blob[1:]), raw=False, use_list=False)
     except (zlib.error, ValueError, msgpack.UnpackException) as exc:
-        raise ValueError(f"damaged sealed rollups of the span starting {start_us}: {exc}") from None
-    return [(start_us + off * MINUTE_US, kind, target, hop, n, data) for off, kind, target, hop, n, data in body]
+        raise ValueError(f"damaged sealed rows of the span starting {start_us}: {exc}") from None
+
+
+def unpack(start_us: int, blob: bytes) -> list[tuple]:
+    """The rows ``pack`` was given, sorted."""
+    return [(start_us + off * MINUTE_US, *rest) for off, *rest in _body(start_us, blob)]
+
+
+@dataclass(frozen=True)
+class KeptTier:
+    """Where the kept scores or merges of ``rows`` (score/kept.py's caches, (agent, minute_us,
+    digest, data)) go when sealed: ``table`` (agent, start_us, data), one row per agent and span.
+    A cache needs no mark: a row written later stays a row and wins over the sealed copy."""
+
+    rows: str
+    table: str
+    span_us: int
+
+    def start_of(self, ts_us: int) -> int:
+        return ts_us - ts_us % self.span_us
+
+
+KEPT = {
+    "minute_scores": KeptTier("minute_scores", "kept_score_hours", HOUR_US),
+    "block_merges": KeptTier("block_merges", "kept_merge_days", DAY_US),
+}
+
+
+def kept_in(
+    sealed_rows: Iterable[tuple[int, int, bytes]], lo_us: int, hi_us: int
+) -> dict[tuple[int, int], tuple[bytes, bytes]]:
+    """(agent, minute) -> (digest, data) of sealed (agent, start, blob) rows within [lo, hi)."""
+    return {
+        (agent, m): (digest, data)
+        for agent, start, blob in sealed_rows
+        for m, digest, data in unpack(start, blob)
+        if lo_us <= m < hi_us
+    }
 
 
 def merge_rows(old: Sequence[SealedRow], new: Sequence[SealedRow]) -> list[SealedRow]:
@@ -88,18 +137,27 @@ def merge_rows(old: Sequence[SealedRow], new: Sequence[SealedRow]) -> list[Seale
     return [by_key[k] for k in sorted(by_key)]
 
 
+def in_key_order(rows: list, more: list) -> list:
+    """Table rows and sealed ones (``rows_in``), each already in (agent, minute, kind, target) order,
+    as one list in that order."""
+    if not more or not rows:
+        return more or rows
+    return list(heapq.merge(rows, more, key=lambda r: r[:4]))
+
+
 def rows_in(
     sealed_rows: Iterable[tuple[int, int, bytes]], lo_us: int, hi_us: int, kinds: Iterable[str] | None
 ) -> list[tuple]:
     """(agent, minute, kind, target, hop, data) of sealed (agent, start, blob) rows, within [lo, hi)
     and of ``kinds``: what the row table's read returns."""
     wanted = None if kinds is None else set(kinds)
-    return [
-        (agent, m, kind, target, hop, data)
-        for agent, start, blob in sealed_rows
-        for m, kind, target, hop, _n, data in unpack(start, blob)
-        if lo_us <= m < hi_us and (wanted is None or kind in wanted)
-    ]
+    out = []
+    for agent, start, blob in sealed_rows:
+        first, last = -((start - lo_us) // MINUTE_US), -((start - hi_us) // MINUTE_US)  # offsets [first, last)
+        for off, kind, target, hop, _n, data in _body(start, blob):
+            if first <= off < last and (wanted is None or kind in wanted):
+                out.append((agent, start + off * MINUTE_US, kind, target, hop, data))
+    return out
 
 
 def first_minute(sealed_rows: Iterable[tuple[int, bytes]], since_us: int) -> int | None:

@@ -167,6 +167,20 @@ CREATE TABLE IF NOT EXISTS block_days (
     PRIMARY KEY (agent, start_us)
 );
 CREATE INDEX IF NOT EXISTS block_days_by_start ON block_days (start_us);
+CREATE TABLE IF NOT EXISTS kept_score_hours (
+    agent INTEGER NOT NULL,
+    start_us INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (agent, start_us)
+);
+CREATE INDEX IF NOT EXISTS kept_score_hours_by_start ON kept_score_hours (start_us);
+CREATE TABLE IF NOT EXISTS kept_merge_days (
+    agent INTEGER NOT NULL,
+    start_us INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (agent, start_us)
+);
+CREATE INDEX IF NOT EXISTS kept_merge_days_by_start ON kept_merge_days (start_us);
 """
 
 # Issue 19: the raw tier (docs/storage-chunks.md). A committed batch lands as one row of its payload
@@ -667,8 +681,8 @@ class SqliteStore(KeptTables):
         if agent_key is not None:
             sql += " AND agent = ?"
             args.append(agent_key)
-        more = sealed.rows_in(db.execute(sql, args), since_us, until_us, kinds)
-        return sorted(rows + more, key=lambda r: r[:4]) if more else rows
+        more = sealed.rows_in(db.execute(sql + " ORDER BY agent, start_us", args), since_us, until_us, kinds)
+        return sealed.in_key_order(rows, more)
 
     def rollup_mark(self, name: str) -> int:
         with self._reader() as db:
@@ -726,13 +740,21 @@ class SqliteStore(KeptTables):
     def _kept(
         self, table: str, since_us: int, until_us: int, agent_key: int | None
     ) -> dict[tuple[int, int], tuple[bytes, bytes]]:
+        tier = sealed.KEPT[table]
         sql = f"SELECT agent, minute_us, digest, data FROM {table} WHERE minute_us >= ? AND minute_us < ?"
         args: list = [since_us, until_us]
+        old = f"SELECT agent, start_us, data FROM {tier.table} WHERE start_us >= ? AND start_us < ?"
+        old_args: list = [tier.start_of(since_us), until_us]
         if agent_key is not None:
             sql += " AND agent = ?"
             args.append(agent_key)
+            old += " AND agent = ?"
+            old_args.append(agent_key)
         with self._reader() as db:
-            return {(a, m): (g, d) for a, m, g, d in db.execute(sql, args)}
+            db.execute("BEGIN")  # one snapshot: a sealing step moves rows between the two tables
+            out = sealed.kept_in(db.execute(old, old_args), since_us, until_us)
+            out.update({(a, m): (g, d) for a, m, g, d in db.execute(sql, args)})  # a row wins: written later
+            return out
 
     def _keep(self, table: str, rows: list[tuple[int, int, bytes, bytes]]) -> None:
         if not rows:
@@ -861,6 +883,14 @@ class SqliteStore(KeptTables):
                 f"""DELETE FROM {table} WHERE (agent, minute_us) IN
                     (SELECT agent, minute_us FROM {table} WHERE minute_us < ? LIMIT ?)""",
                 (cutoff_us, limit),
+            )
+            if n:
+                return n
+            tier = sealed.KEPT[table]
+            n = self._delete_chunk(  # whole sealed spans, once all of a span expired
+                f"""DELETE FROM {tier.table} WHERE rowid IN
+                    (SELECT rowid FROM {tier.table} WHERE start_us <= ? LIMIT ?)""",
+                (cutoff_us - tier.span_us, max(1, limit // 60)),
             )
             if n:
                 return n
@@ -996,6 +1026,38 @@ class SqliteStore(KeptTables):
                 db.execute("ROLLBACK")
                 raise
         return n
+
+    def seal_kept(self, table: str, agent: int, before_us: int, max_rows: int = 20_000) -> int:
+        """One short transaction: the agent's kept rows of ``table`` (minute scores, block merges) in
+        spans ending by ``before_us``, oldest first, ~``max_rows`` of them, into one sealed row per
+        span (per agent: the tables' key leads with the agent). Returns the rows sealed."""
+        tier = sealed.KEPT[table]
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = db.execute(
+                    f"""SELECT minute_us, digest, data FROM {table} WHERE agent = ? AND minute_us < ?
+                        ORDER BY minute_us LIMIT ?""",
+                    (agent, tier.start_of(before_us), max_rows),
+                ).fetchall()
+                for start, group in groupby(rows, key=lambda r: tier.start_of(r[0])):
+                    got = db.execute(
+                        f"SELECT data FROM {tier.table} WHERE agent = ? AND start_us = ?", (agent, start)
+                    ).fetchone()
+                    merged = {r[0]: r for r in sealed.unpack(start, got[0])} if got else {}
+                    merged.update({r[0]: r for r in group})  # the row was written after the sealed copy
+                    db.execute(
+                        f"""INSERT INTO {tier.table} (agent, start_us, data) VALUES (?, ?, ?)
+                            ON CONFLICT (agent, start_us) DO UPDATE SET data = excluded.data""",
+                        (agent, start, sealed.pack(start, tier.span_us, merged.values())),
+                    )
+                db.executemany(f"DELETE FROM {table} WHERE agent = ? AND minute_us = ?", [(agent, r[0]) for r in rows])
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return len(rows)
 
     @staticmethod
     def _seal_step(db: sqlite3.Connection, tier: sealed.SealedTier, before_us: int, max_rows: int) -> int:
