@@ -55,13 +55,13 @@ class ChunksPlan:
     desks: int  # desk-hours written to the scratch SQLite file (each its own random desk)
     codec_rounds: int  # encode/decode repetitions for the speed figures
     postgres: bool = True  # also measure the tables on PostgreSQL (CXPULSE_TEST_POSTGRES), when it answers
-    tier_desks: int = 2  # desk-days through the store for the rollup tiers as built (bench.rollup_tiers); 0: not
+    tier_desks: int = 2  # desk-days through the store for the rollup tiers as built (bench.rollup_tiers)
 
 
 PLANS = {
     "full": ChunksPlan(24, 5),
     "quick": ChunksPlan(4, 2, tier_desks=1),
-    "smoke": ChunksPlan(1, 1, postgres=False, tier_desks=0),
+    "smoke": ChunksPlan(1, 1, postgres=False, tier_desks=1),
 }
 
 
@@ -585,7 +585,7 @@ def run(plan: ChunksPlan, log: Any = print, where: str | None = None) -> tuple[l
             load=load,
         ),
     ]
-    if plan.tier_desks:
+    if plan.tier_desks > 0:
         figures += _tier_figures(plan, raw_day, rate, details, log)
     # Speed: the commit's work (30 s chunks), compaction (30 s -> 1 h) and a lookup's decode (1 h chunks).
     small = [c for block in _cut(one, BATCH_S) for c in block]
