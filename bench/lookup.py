@@ -52,6 +52,7 @@ API_P99_BUDGET_MS = 50.0
 DAY_P99_BUDGET_MS = 1000.0
 WEEK_P99_BUDGET_MS = 1000.0  # issue 19: a week of one agent in under a second
 FLEET_TTL_S = 20  # LookupService's fleet cache
+CLOCK_AFTER_US = 5 * S  # the server's clock starts this long after the data's last minute ends
 
 
 @dataclass(frozen=True)
@@ -340,14 +341,21 @@ def keep(
 # --- the server (child process) ------------------------------------------------------------------
 
 
-def _serve(path: str) -> None:
-    """Child: the collector's HTTP server on the store; prints its URL, runs until stdin closes."""
+def _serve(path: str, clock_us: int | None = None) -> None:
+    """Child: the collector's HTTP server on the store; prints its URL, runs until stdin closes.
+    ``clock_us``: its clock starts there and runs on (the store's data ends just before it, however
+    long keeping the minutes took), so "the last hour" and the fleet's 15 minutes hold the data."""
     import asyncio
 
     from cxpulse.collector.lookup.http import start_http
 
+    started_us = time.time_ns() // 1000
+
+    def now_us() -> int:
+        return time.time_ns() // 1000 - started_us + (clock_us if clock_us is not None else started_us)
+
     async def main() -> None:
-        handle = await start_http(path, "127.0.0.1:0")
+        handle = await start_http(path, "127.0.0.1:0", now_us=now_us)
         print(handle.url, flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
         await handle.stop()
@@ -407,13 +415,14 @@ def run(plan: LookupPlan, log: Any = print, where: str | None = None) -> tuple[l
         key = _api_key(path)
         details["api_key"] = key is not None
         child = subprocess.Popen(
-            [sys.executable, "-m", "bench.lookup", "--serve", path],
+            [sys.executable, "-m", "bench.lookup", "--serve", path, "--clock", str(end_minute + CLOCK_AFTER_US)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
         )
         url = child.stdout.readline().strip()
+        clock_offset_s = (end_minute + CLOCK_AFTER_US) / S - time.time()  # the child's clock minus ours
         if not url.startswith("http"):
             raise RuntimeError(f"the HTTP server did not start (exit {child.poll()})")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -447,7 +456,7 @@ def run(plan: LookupPlan, log: Any = print, where: str | None = None) -> tuple[l
             )
             page = []
             for aid in page_ids:
-                now = time.time()
+                now = time.time() + clock_offset_s
                 since, until = int(now - 3600), int(now)
                 a, _ = get("/")
                 b, _ = get(f"/api/v1/agents/{aid}?since={since}&until={until}&timeline=false&tz=UTC")
@@ -525,6 +534,8 @@ def run(plan: LookupPlan, log: Any = print, where: str | None = None) -> tuple[l
                 cold, body = get(
                     "/api/v1/fleet?window=15m&limit=25", timeout=900
                 )  # scores every agent: minutes at 10,000
+                if body["agents_active"] < plan.agents:
+                    raise RuntimeError(f"the fleet saw {body['agents_active']} of {plan.agents} agents active")
                 warm, _ = get("/api/v1/fleet?window=15m&limit=25")
                 figures.append(
                     _fig(
@@ -587,10 +598,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--agents", type=int, help="agents in the store (default: the plan's)")
     ap.add_argument("--serve", metavar="DB", help=argparse.SUPPRESS)
+    ap.add_argument("--clock", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--json", metavar="PATH")
     args = ap.parse_args(argv)
     if args.serve:
-        _serve(args.serve)
+        _serve(args.serve, args.clock)
         return 0
     plan = PLANS["quick" if args.quick else "smoke" if args.smoke else "full"]
     if args.agents:
