@@ -23,6 +23,7 @@ SEAL_ROWS = 5_000
 MAX_STEPS = 400  # steps per run (~2 M rows: a 2,000-desk hour is ~1.4 M) before it logs and goes on
 PAUSE_S = 0.05  # between steps: queued ingest commits go first
 INTERVAL_S = 600.0  # between runs once nothing is left to seal: an hour becomes due once an hour
+FIRST_DELAY_S = 120.0  # after start: a restarted collector first takes its agents back; nothing here is urgent
 
 
 @dataclass
@@ -96,9 +97,16 @@ async def seal_once(
     return out
 
 
-async def rollup_sealing_loop(store, interval_s: float = INTERVAL_S, now_us: Callable[[], int] | None = None) -> None:
-    """Seal now, then every ``interval_s`` (at once again while a run stopped at its bound: a store
-    upgraded with weeks of minute rollups seals them in the background). Failures are logged only."""
+async def rollup_sealing_loop(
+    store,
+    interval_s: float = INTERVAL_S,
+    now_us: Callable[[], int] | None = None,
+    first_delay_s: float = FIRST_DELAY_S,
+) -> None:
+    """Seal ``first_delay_s`` after start, then every ``interval_s`` (at once again while a run stopped
+    at its bound: a store upgraded with weeks of rows seals them in the background). Failures are
+    logged only."""
+    await asyncio.sleep(first_delay_s)
     while True:
         wait = interval_s
         try:
