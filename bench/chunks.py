@@ -344,12 +344,9 @@ def _postgres_bytes(tables: dict[str, tuple[str, list[tuple]]]) -> dict[str, int
     return out
 
 
-def _rollup_rows(desks: list[list[p.Series]], minutes: int, sealed: bool = False) -> list[tuple]:
+def _rollup_rows(desks: list[list[p.Series]], minutes: int) -> list[tuple]:
     """Each desk's per-minute rollups (as the store builds them), merged into ``minutes``-long rollups.
-
-    ``sealed``: as ``rollup.normalized`` reads it, its batches' fragments joined into one, which is
-    all a settled rollup needs to join its neighbours (docs/storage-chunks.md).
-    """
+    The rollup tiers as the store keeps them (rows and sealed) are measured by ``_tier_figures``."""
     from cxpulse.collector.store import rollup as ru
 
     rows = []
@@ -367,7 +364,7 @@ def _rollup_rows(desks: list[list[p.Series]], minutes: int, sealed: bool = False
                 r.target,
                 r.hop,
                 r.count,
-                ru.encode(r.kind, ru.normalized(r.kind, r.data) if sealed else r.data),
+                ru.encode(r.kind, r.data),
             )
             for r in merged.values()
         ]
@@ -516,19 +513,7 @@ def run(plan: ChunksPlan, log: Any = print, where: str | None = None) -> tuple[l
                 "rollup_hours",
                 _rollup_hour_rows(minute_rows),
             ),
-            (
-                "rollups 1 min sealed, one row per agent-hour",
-                _ROLLUP_HOUR_TABLE,
-                "rollup_hours",
-                _rollup_hour_rows(_rollup_rows(desks, 1, sealed=True)),
-            ),
             ("rollups 15 min", _ROLLUP_TABLE, "rollups", _rollup_rows(desks, 15)),
-            (
-                "rollups 15 min sealed, one row per agent-hour",
-                _ROLLUP_HOUR_TABLE,
-                "rollup_hours",
-                _rollup_hour_rows(_rollup_rows(desks, 15, sealed=True)),
-            ),
         )
         for label, schema, table, rows in tables:
             size = _file_bytes(os.path.join(tmp, label.replace(" ", "-") + ".sqlite"), schema, table, rows)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 if TYPE_CHECKING:
     from ..store.raw import CompactStep
@@ -30,9 +30,11 @@ __all__ = [
     "migrate",
     "open_existing",
     "raw_compaction_loop",
+    "step_in_thread",
 ]
 
 log = logging.getLogger("cxpulse.collector.compaction")
+T = TypeVar("T")
 
 MAX_ROWS = 20_000  # rows per migrate-storage step: ~220 ms of write lock (SQLite, 2 cores at load 8)
 # Rows per step in serve, beside ingest: ~85 ms of lock at load 8 (the issue's bound is 100 ms) for
@@ -68,10 +70,10 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
-async def _step(store, now_us: int, max_rows: int) -> CompactStep:
-    """One step in a worker thread; on cancellation the step's transaction still ends before the
-    caller goes on (serve closes the store right after cancelling its loops)."""
-    fut = asyncio.ensure_future(asyncio.to_thread(store.compact_raw, now_us, max_rows))
+async def step_in_thread(fn: Callable[..., T], *args) -> T:
+    """One store step in a worker thread; on cancellation the step's transaction still ends before
+    the caller goes on (serve closes the store right after cancelling its loops)."""
+    fut = asyncio.ensure_future(asyncio.to_thread(fn, *args))
     try:
         return await asyncio.shield(fut)
     except asyncio.CancelledError:
@@ -90,7 +92,7 @@ async def compact_once(
     out = CompactResult()
     t0 = time.perf_counter()
     while out.steps < max_steps:
-        out.add(await _step(store, now_us if now_us is not None else _now_us(), max_rows))
+        out.add(await step_in_thread(store.compact_raw, now_us if now_us is not None else _now_us(), max_rows))
         if out.done:
             break
         if pause_s:

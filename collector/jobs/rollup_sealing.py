@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from ..store import tiers
 from ..store.sealed import KEPT, SEAL_AFTER_US
+from .raw_compaction import step_in_thread
 
 __all__ = ["SEAL_ROWS", "SealResult", "rollup_sealing_loop", "seal_once"]
 
@@ -36,16 +37,6 @@ class SealResult:
     done: bool = False  # True: nothing old enough was left
 
 
-async def _step(fn: Callable[..., int], *args) -> int:
-    """One step in a worker thread; on cancellation its transaction still ends before the caller goes on."""
-    fut = asyncio.ensure_future(asyncio.to_thread(fn, *args))
-    try:
-        return await asyncio.shield(fut)
-    except asyncio.CancelledError:
-        await asyncio.wait([fut])
-        raise
-
-
 async def seal_once(
     store,
     now_us: int | None = None,
@@ -67,7 +58,7 @@ async def seal_once(
             if out.steps >= max_steps:
                 out.seconds = time.perf_counter() - t0
                 return out
-            n = await _step(store.seal_rollups, before, max_rows, tier)
+            n = await step_in_thread(store.seal_rollups, before, max_rows, tier)
             out.steps += 1
             if tier == tiers.MINUTES:
                 out.rows += n
@@ -86,7 +77,7 @@ async def seal_once(
                 if out.steps >= max_steps:
                     out.seconds = time.perf_counter() - t0
                     return out
-                n = await _step(store.seal_kept, table, agent, before, max_rows)
+                n = await step_in_thread(store.seal_kept, table, agent, before, max_rows)
                 out.kept += n
                 if n:
                     out.steps += 1

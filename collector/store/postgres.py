@@ -1101,6 +1101,9 @@ class PostgresStore(KeptTables):
         spans ending by ``before_us``, oldest first, ~``max_rows`` of them, into one sealed row per
         span. A row a collector keeps meanwhile stays a row and wins on read. Returns the rows sealed."""
         s, tier = self._s, sealed.KEPT[table]
+        cut = tier.start_of(before_us)
+        if not self._query(f"SELECT 1 FROM {s}.{table} WHERE agent = %s AND minute_us < %s LIMIT 1", [agent, cut]):
+            return 0  # most agents, most runs: nothing old, and no write transaction
 
         def run() -> int:
             db = self._writer()
@@ -1114,7 +1117,7 @@ class PostgresStore(KeptTables):
                           SELECT minute_us FROM {s}.{table} WHERE agent = %s AND minute_us < %s
                           ORDER BY minute_us LIMIT %s)
                         RETURNING minute_us, digest, data""",
-                    (agent, agent, tier.start_of(before_us), max_rows),
+                    (agent, agent, cut, max_rows),
                 )
                 rows = sorted((int(m), bytes(g), bytes(d)) for m, g, d in cur.fetchall())
                 for start, group in groupby(rows, key=lambda r: tier.start_of(r[0])):

@@ -1032,6 +1032,13 @@ class SqliteStore(KeptTables):
         spans ending by ``before_us``, oldest first, ~``max_rows`` of them, into one sealed row per
         span (per agent: the tables' key leads with the agent). Returns the rows sealed."""
         tier = sealed.KEPT[table]
+        cut = tier.start_of(before_us)
+        with self._reader() as db:  # most agents, most runs: nothing old, and no write lock taken
+            if (
+                db.execute(f"SELECT 1 FROM {table} WHERE agent = ? AND minute_us < ? LIMIT 1", (agent, cut)).fetchone()
+                is None
+            ):
+                return 0
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
@@ -1039,7 +1046,7 @@ class SqliteStore(KeptTables):
                 rows = db.execute(
                     f"""SELECT minute_us, digest, data FROM {table} WHERE agent = ? AND minute_us < ?
                         ORDER BY minute_us LIMIT ?""",
-                    (agent, tier.start_of(before_us), max_rows),
+                    (agent, cut, max_rows),
                 ).fetchall()
                 for start, group in groupby(rows, key=lambda r: tier.start_of(r[0])):
                     got = db.execute(
