@@ -19,6 +19,7 @@ from cxpulse.atomicfile import write_atomic
 from cxpulse.v1 import telemetry_pb2 as pb
 from cxpulse.v1 import telemetry_pb2_grpc as pb_grpc
 
+from .ingest.hangup import HANGUP_TIMEOUT_S, wait_hung_up
 from .ingest.service import MAX_MESSAGE_BYTES, IngestConfig, TelemetryService
 from .ingest.writer import StoreWriter
 from .store import Store, open_store
@@ -38,7 +39,6 @@ DRAIN_DELAY_S = 1.0
 # A hard cap on concurrent streams; beyond it gRPC answers RESOURCE_EXHAUSTED and agents retry.
 MAX_STREAMS = 20_000
 _HEALTH_POLL_S = 1.0
-_STATUS_FLUSH_S = 0.3
 
 
 class Collector:
@@ -304,11 +304,13 @@ class Collector:
                 self.service.budget.capacity >> 20,
             )
         if self.server is not None:
-            if self.service is not None and self.service.stats.streams_drained:
-                # A handler that has returned has only queued its UNAVAILABLE status; stopping the
-                # server at once can reset the HTTP/2 stream first, and the agent then sees INTERNAL
-                # instead of the retry hint (seen in about 1 of 18 drained streams).
-                await asyncio.sleep(_STATUS_FLUSH_S)
+            if self.service is not None and self.service.drained_peers:
+                # A returned handler has only queued its UNAVAILABLE status: stopping now can reset
+                # the connection before the agent reads it (hangup.py).
+                wait_s = max(0.3, min(HANGUP_TIMEOUT_S, grace - (time.monotonic() - t0)))
+                left = await wait_hung_up(self.service.drained_peers, wait_s)
+                if left:
+                    log.warning("%d drained agents had not hung up after %.1fs; stopping anyway", left, wait_s)
             # Ingest streams are done (or out of grace); what is left are health watches and quick
             # unary calls: a second is plenty, and a watch would otherwise hold the exit for the whole grace.
             await self.server.stop(min(1.0, max(0.1, grace - (time.monotonic() - t0))))

@@ -242,6 +242,8 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
         # Agents that said Hello on a stream: the reflector answers only these.
         self.known_agents: set[str] = set()
         self._draining = asyncio.Event()
+        # Streams ended by the drain (or refused during it): the server waits for them to hang up.
+        self.drained_peers: list[str] = []
         self._handlers = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -288,6 +290,7 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
     async def _stream(self, request_iterator, context: grpc.aio.ServicerContext) -> None:
         if self.draining:
             self.stats.streams_refused += 1
+            self.drained_peers.append(context.peer())
             await _unavailable(context, "collector is shutting down; reconnect", DRAIN_RETRY_MS)
         busy = self.overloaded()
         if busy:
@@ -360,6 +363,7 @@ class TelemetryService(pb_grpc.TelemetryServiceServicer):
             ended = await reader
             if ended == "drain":
                 self.stats.streams_drained += 1
+                self.drained_peers.append(peer)
                 log.info("agent %s: stream drained (committed seq %d)", safe(info.agent_id), st.committed)
                 await _unavailable(context, "collector is shutting down; reconnect", DRAIN_RETRY_MS)
             if ended == "cut" and st.cut is not None:
