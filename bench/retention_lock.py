@@ -3,24 +3,30 @@ commits a 30 s batch every 20 ms; each commit's time (its wait for the write loc
 The day's minute rollups are sealed first, as ``collector serve`` seals them a day on (``--rows``: not,
 as in a store upgraded from row rollups).
 
-    .venv/bin/python -m bench.retention_lock [--desks 4] [--rows]
+    .venv/bin/python -m bench.retention_lock [--desks 4] [--rows] [--postgres]
+
+``--postgres``: on CXPULSE_TEST_POSTGRES, in a schema of its own (dropped after). There a delete
+takes no table lock (MVCC), so what is measured is whether retention's deletes and their I/O
+slow the live desk's commits, not a lock wait.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 from cxpulse.collector.jobs.retention import enforce_once
 from cxpulse.collector.jobs.rollup_sealing import seal_once
-from cxpulse.collector.store import AgentInfo, PendingBatch
+from cxpulse.collector.store import AgentInfo, PendingBatch, Store
 from cxpulse.collector.store.sqlite import SqliteStore
 from cxpulse.v1 import payload as p
 
@@ -54,7 +60,7 @@ def _shifted(b: p.SampleBatch, by_us: int) -> p.SampleBatch:
     )
 
 
-def _fill(store: SqliteStore, hour: list[p.SampleBatch], desks: int, log) -> int:
+def _fill(store: Store, hour: list[p.SampleBatch], desks: int, log) -> int:
     """``desks`` desks, each a day of the same desk-hour moved hour by hour; landing rows then compacted."""
     samples = 0
     for d in range(desks):
@@ -76,9 +82,7 @@ def _fill(store: SqliteStore, hour: list[p.SampleBatch], desks: int, log) -> int
     return samples
 
 
-def _ingest(
-    store: SqliteStore, hour: list[p.SampleBatch], now_us: int, stop: threading.Event, took: list[float]
-) -> None:
+def _ingest(store: Store, hour: list[p.SampleBatch], now_us: int, stop: threading.Event, took: list[float]) -> None:
     """A live desk: one 30 s batch every 20 ms until ``stop``; each commit's milliseconds into ``took``."""
     key = store.upsert_agent(AgentInfo("live-desk"), 1)
     seq = int(now_us // S)  # above any earlier run's marks
@@ -92,7 +96,7 @@ def _ingest(
         stop.wait(0.02)
 
 
-def _timed(store: SqliteStore) -> dict[str, list[float]]:
+def _timed(store: Store) -> dict[str, list[float]]:
     """Each write the retention run makes, timed (milliseconds per call, by store method): which
     step holds the write lock longest."""
     took: dict[str, list[float]] = {}
@@ -122,13 +126,30 @@ def _summary(name: str, ms: list[float]) -> str:
     return f"{name:30} {len(ms):5} commits: p50 {q[49]:6.1f} ms, p99 {q[98]:6.1f} ms, max {max(ms):6.1f} ms"
 
 
-def run(plan: RetentionPlan, log: Any = print) -> tuple[list[Figure], dict[str, Any]]:
+@contextlib.contextmanager
+def _store(postgres: bool) -> Iterator[Store]:
+    """A new SQLite file, or a new PostgreSQL schema (``pg_raw_tier._schema``); removed after."""
+    if postgres:
+        from cxpulse.collector.store import open_store
+
+        from .pg_raw_tier import _drop, _schema
+
+        name, url = _schema()
+        try:
+            yield open_store(url)
+        finally:
+            _drop(name)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            yield SqliteStore(os.path.join(tmp, "retention.sqlite"))
+
+
+def run(plan: RetentionPlan, log: Any = print, postgres: bool = False) -> tuple[list[Figure], dict[str, Any]]:
     hour = _batches(desk(3600, seed=1, start_us=HOUR0))
     # Ten days on: the day is past a one-day horizon for raw and minute rollups, and its 15-minute
     # blocks settle first (settling waits out the agents' 7-day spool), as on a real collector.
     now = HOUR0 + 10 * DAY
-    with tempfile.TemporaryDirectory() as tmp:
-        store = SqliteStore(os.path.join(tmp, "retention.sqlite"))
+    with _store(postgres) as store:
         try:
             t0 = time.perf_counter()
             samples = _fill(store, hour, plan.desks, log)
@@ -159,10 +180,11 @@ def run(plan: RetentionPlan, log: Any = print) -> tuple[list[Figure], dict[str, 
     log("   " + _summary("live desk, before retention", base))
     log("   " + _summary("live desk, during retention", during))
     state = "minute rollups sealed" if plan.sealed else "minute rollups as rows"
+    on = ", PostgreSQL" if postgres else ""  # the SQLite figures keep the names of earlier records
     figures = [
         Figure(
             "retention",
-            f"longest ingest commit while {plan.desks} desk-day(s) expire",
+            f"longest ingest commit while {plan.desks} desk-day(s) expire{on}",
             "ms",
             round(max(during), 1),
             BUDGET_MS,
@@ -174,7 +196,7 @@ def run(plan: RetentionPlan, log: Any = print) -> tuple[list[Figure], dict[str, 
         ),
         Figure(
             "retention",
-            "longest retention step (write lock held)",
+            "longest retention step" + (on if postgres else " (write lock held)"),
             "ms",
             round(max((max(v) for v in steps.values() if v), default=0.0), 1),
             load=load_now(),
@@ -182,6 +204,7 @@ def run(plan: RetentionPlan, log: Any = print) -> tuple[list[Figure], dict[str, 
         ),
     ]
     details = {
+        "store": "postgres" if postgres else "sqlite",
         "plan": plan.__dict__,
         "samples": samples,
         "retention_s": round(took_s, 1),
@@ -196,8 +219,9 @@ def main() -> None:
     ap.add_argument("--desks", type=int, default=4)
     ap.add_argument("--baseline-s", type=float, default=10.0)
     ap.add_argument("--rows", action="store_true", help="minute rollups as rows (a store upgraded, not yet sealed)")
+    ap.add_argument("--postgres", action="store_true", help="on CXPULSE_TEST_POSTGRES, in a schema of its own")
     args = ap.parse_args()
-    figures, _ = run(RetentionPlan(args.desks, args.baseline_s, sealed=not args.rows))
+    figures, _ = run(RetentionPlan(args.desks, args.baseline_s, sealed=not args.rows), postgres=args.postgres)
     for f in figures:
         verdict = "" if f.passed is None else " PASS" if f.passed else " FAIL"
         print(f"{f.name}: {f.value} {f.unit}{verdict} ({f.note})")

@@ -96,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
                 figures, details = lookup.run(lookup.PLANS[name], log=_log, where=args.dir)
             elif group == "retention":
                 figures, details = retention_lock.run(retention_lock.PLANS[name], log=_log)
+                if name != "smoke" and ingest._postgres_ok():  # the same run on PostgreSQL, as the chunks group
+                    pg_figures, details["postgres"] = retention_lock.run(
+                        retention_lock.PLANS[name], log=_log, postgres=True
+                    )
+                    figures += pg_figures
             else:
                 figures, details = accuracy.run(accuracy.PLANS[name], log=_log)
             report.add(figures, group, details)

@@ -5,11 +5,12 @@ Design notes: docs/collector-internals.md, "collector/score/components.py".
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Protocol
 
 from .emodel import DEFAULT_CODEC, codec_by_name, mos_from_r, one_way_delay, rate_path
@@ -75,9 +76,28 @@ class Component:
     evidence: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["score"] = None if self.score is None else round(self.score, 1)
-        return d
+        """As ``dataclasses.asdict`` (fields in order, evidence copied deep), without its generic walk:
+        a week's view turns ~40,000 components into dicts."""
+        return {
+            "name": self.name,
+            "score": None if self.score is None else round(self.score, 1),
+            "label": self.label,
+            "reason": self.reason,
+            "evidence": _plain(self.evidence),
+        }
+
+
+def _plain(x):
+    """A deep copy of JSON-like values (what evidence holds); anything else as ``asdict`` copies it."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_plain(v) for v in x]
+    if x is None or isinstance(x, (str, int, float)):
+        return x
+    if isinstance(x, tuple) and type(x) is tuple:
+        return tuple(_plain(v) for v in x)
+    return asdict(x) if is_dataclass(x) and not isinstance(x, type) else copy.deepcopy(x)
 
 
 def _component(name: str, score: float | None, reason: str, evidence: dict) -> Component:

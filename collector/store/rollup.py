@@ -227,13 +227,18 @@ class Rollup:
 def own_digest(rollups: Sequence[Rollup]) -> bytes | None:
     """A digest of these rollups' stored bytes, what the caches of score/kept.py are keyed by
     (None when one was not read from the store)."""
-    h = hashlib.blake2b(digest_size=16)
-    for r in sorted(rollups, key=lambda r: (r.kind, r.target)):
-        if r.raw is None:
+    parts = []
+    for r in sorted(rollups, key=_kind_target) if len(rollups) > 1 else rollups:
+        raw = r.raw
+        if raw is None:
             return None
-        h.update(f"{r.minute_us}\0{r.kind}\0{r.target}\0{r.hop}\0{len(r.raw)}\0".encode())
-        h.update(r.raw)
-    return h.digest()
+        parts.append(f"{r.minute_us}\0{r.kind}\0{r.target}\0{r.hop}\0{len(raw)}\0".encode())
+        parts.append(raw)
+    return hashlib.blake2b(b"".join(parts), digest_size=16).digest()  # one update: the same digest, faster
+
+
+def _kind_target(r: Rollup) -> tuple[str, str]:
+    return r.kind, r.target
 
 
 # --- the fields ----------------------------------------------------------------------------------
