@@ -139,8 +139,9 @@ def _start_flood(tmp: Path, duration_s: float):
     from cxpulse.collector.security.registry import Registry
 
     def hook(_pid: int, _window_s: float) -> subprocess.Popen:
-        port = int((tmp / f"collector-sqlite-{AGENTS}.ready").read_text())
-        reg = Registry.open(str(tmp / f"ingest-{AGENTS}.sqlite"))
+        name = ingest._run_name("sqlite", AGENTS, desk=False)
+        port = int((tmp / f"collector-{name}.ready").read_text())
+        reg = Registry.open(str(tmp / f"ingest-{name}.sqlite"))
         try:
             cred = reg.provision_agents([FLOOD_AGENT])[FLOOD_AGENT]
         finally:

@@ -234,6 +234,11 @@ def _provision(db: str, agent_ids: list[str], path: Path) -> None:
         json.dump(creds, f)
 
 
+def _run_name(store: str, agents: int, desk: bool) -> str:
+    """One name per run (its database file and collector log): ``sqlite-2000-desk``."""
+    return f"{store}-{agents}{'-desk' if desk else ''}"
+
+
 def _pg_base() -> str:
     return os.environ.get("CXPULSE_TEST_POSTGRES") or "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -257,13 +262,14 @@ def one_run(
         per_stream_s = DESK_SQLITE_BUDGET / DESK_SAMPLES / agents
         desk_batches = min(DESK_PRE_ENCODED_MAX, int((warmup + plan.duration_s + 5) * per_stream_s) + 5)
     schema = ""
+    run_name = _run_name(store, agents, desk)
     if store == "sqlite":
-        db = str(tmp / f"ingest-{agents}.sqlite")
+        db = str(tmp / f"ingest-{run_name}.sqlite")  # fresh: the bulk and desk runs of 2,000 are two files
     else:
         schema = f"cxpulse_bench_{uuid.uuid4().hex[:10]}"
         base = _pg_base()
         db = f"{base}{'&' if '?' in base else '?'}options={quote(f'-csearch_path={schema}')}"
-    collector = _Collector(db, tmp, f"collector-{store}-{agents}")
+    collector = _Collector(db, tmp, f"collector-{run_name}")
     gens: list[subprocess.Popen] = []
     outs: list[Path] = []
     err_files = []
@@ -464,6 +470,11 @@ def run(
                 except Exception as exc:  # the other runs' figures still count; the error is reported
                     details.setdefault("errors", []).append(f"{store}/{what}: {type(exc).__name__}: {exc}")
                     log(f"  ingest: {store}, {what} FAILED: {exc}")
+                    col_log = tmp / f"collector-{_run_name(store, agents, desk)}.log"
+                    if col_log.exists():  # what the collector said, for the one who reads the report
+                        tail = col_log.read_text(errors="replace")[-3000:]
+                        details.setdefault("failed_collector_logs", {})[f"{store}/{what}"] = tail
+                        log("  collector log, last lines:\n" + tail)
                     continue
                 details["runs"].append(r)
                 store_figures += _desk_figures(store, r) if desk else _bulk_figures(store, r)

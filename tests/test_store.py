@@ -168,6 +168,37 @@ def test_events_keep_latest_state_and_paths_are_kept(store):
     assert store.paths(k, T0 - 1, T0 + 1) == [path]
 
 
+def test_events_of_many_agents_in_one_read_equal_each_agents_own(store):
+    """``events_of`` (the fleet's one query) answers what ``events`` answers agent by agent; an
+    agent without events is left out; a scoped store answers only its sites' desks."""
+    from cxpulse.collector.lookup.scope import scoped_store
+
+    a = store.upsert_agent(AgentInfo("a1", site="north"), 1)
+    b = store.upsert_agent(AgentInfo("a2", site="south"), 1)
+    c = store.upsert_agent(AgentInfo("a3", site="north"), 1)
+    store.commit_batches(
+        [
+            PendingBatch(a, 1, 1, p.SampleBatch(events=[p.Event("e1", "outage", "gw", T0, T0 + 10**6, 2, "x")])),
+            PendingBatch(
+                a, 1, 2, p.SampleBatch(events=[p.Event("e2", "loss_burst", "isp", T0 + 5 * 10**6, None, 1, "y")])
+            ),
+            PendingBatch(
+                b, 1, 1, p.SampleBatch(events=[p.Event("e3", "outage", "gw", T0 - 10**9, T0 - 10**8, 3, "z")])
+            ),
+            PendingBatch(
+                b, 1, 2, p.SampleBatch(events=[p.Event("e4", "outage", "gw", T0 + 2 * 10**6, T0 + 3 * 10**6, 3, "w")])
+            ),
+        ]
+    )
+    for since, until in ((T0 - 1, T0 + 10**8), (T0 + 2 * 10**6, T0 + 10**8), (T0 - 10**10, T0 + 10**10)):
+        got = store.events_of([a, b, c], since, until)
+        want = {k: ev for k in (a, b, c) if (ev := store.events(k, since, until))}
+        assert got == want
+    assert set(store.events_of([a, b, c], T0 - 1, T0 + 10**8)) == {a, b}
+    north = scoped_store(store, {"north"})
+    assert set(north.events_of([a, b, c], T0 - 1, T0 + 10**8)) == {a}
+
+
 def test_rows_of_other_kinds(store):
     k = store.upsert_agent(AgentInfo("a1"), 1)
     s = p.Series(target="crm", address="127.0.0.1", method="https", kind="http")

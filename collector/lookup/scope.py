@@ -87,6 +87,9 @@ class ScopedStore:
     def events(self, agent_key, since_us, until_us):
         return self._store.events(agent_key, since_us, until_us) if self._mine(agent_key) else []
 
+    def events_of(self, agent_keys, since_us, until_us):
+        return self._store.events_of([k for k in agent_keys if self._mine(k)], since_us, until_us)
+
     def paths(self, agent_key, since_us, until_us):
         return self._store.paths(agent_key, since_us, until_us) if self._mine(agent_key) else []
 

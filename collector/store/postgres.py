@@ -934,6 +934,19 @@ class PostgresStore(KeptTables):
         )
         return [Event(*r) for r in got]
 
+    def events_of(self, agent_keys: list[int], since_us: int, until_us: int) -> dict[int, list[Event]]:
+        """``events`` of each of these agents (those with none left out), in one statement."""
+        got = self._query(
+            f"""SELECT agent, id, kind, target, start_us, end_us, severity, evidence FROM {self._s}.events
+                WHERE agent = ANY(%s) AND start_us < %s AND (end_us IS NULL OR end_us >= %s)
+                ORDER BY agent, start_us""",
+            (list(agent_keys), until_us, since_us),
+        )
+        out: dict[int, list[Event]] = {}
+        for r in got:
+            out.setdefault(r[0], []).append(Event(*r[1:]))
+        return out
+
     def paths(self, agent_key: int, since_us: int, until_us: int) -> list[PathSnapshot]:
         got = self._query(
             f"""SELECT target, address, ts_us, method, reached, hops FROM {self._s}.paths
