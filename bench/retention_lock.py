@@ -20,8 +20,8 @@ import statistics
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from cxpulse.collector.jobs.retention import enforce_once
