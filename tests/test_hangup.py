@@ -50,12 +50,12 @@ def test_waits_until_the_peer_closes_then_returns_at_once():
             loop = asyncio.get_running_loop()
             loop.call_later(0.4, client.close)
             t0 = time.monotonic()
-            left = await wait_hung_up([peer], timeout=5)
+            left = await wait_hung_up([peer], timeout=30)
             return left, time.monotonic() - t0
 
         left, took = asyncio.run(main())
         assert left == 0
-        assert 0.35 < took < 3, took
+        assert 0.35 < took < 10, took  # after the close, long before the timeout
     finally:
         for s in (client, server, lsock):
             s.close()

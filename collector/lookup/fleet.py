@@ -15,7 +15,7 @@ from ..score.timeline import AVAILABILITY_LOOKBACK_MIN, ScoreConfig, timeline_of
 from ..score.triage import degraded_windows
 from ..store import AgentRecord, Store
 from ..store import rollup as ru
-from ..store.capabilities import AllAgents, EventsOfAgents, Incidents
+from ..store.capabilities import AllAgents, Incidents
 from .chart import score_points
 from .report import _merge_window, _sections_from_rollups, _view, score_section
 from .stats import _q_ms
@@ -79,12 +79,12 @@ def kept_views(
     for r in store.rollups(history_since, first, kinds=("http",)) + store.rollups(first, until):
         by_agent.setdefault(r.agent, []).append(r)
     incidents = store.incidents(since, until)
-    events_of = store.events_of([a.key for a in records], since, until) if isinstance(store, EventsOfAgents) else None
+    events_of = store.events_of([a.key for a in records], since, until)  # one query, not one per agent
     kept = KeptScores(store, first, until, None, score_cfg)
     try:
         for a in records:
             rollups = by_agent.get(a.key, [])
-            events = events_of.get(a.key, []) if events_of is not None else store.events(a.key, since, until)
+            events = events_of.get(a.key, [])
             tl = timeline_of(a.key, rollups, first, until, score_cfg, kept)
             mine = [i for i in incidents if a.key in (i.agents or {})]
             if degraded_windows(tl.minutes):  # triage merges the good minutes; the sections as fleet_views

@@ -95,7 +95,7 @@ def _plain(x):
         return [_plain(v) for v in x]
     if x is None or isinstance(x, (str, int, float)):
         return x
-    if isinstance(x, tuple) and type(x) is tuple:
+    if type(x) is tuple:  # a named tuple goes to deepcopy, as asdict keeps its type
         return tuple(_plain(v) for v in x)
     return asdict(x) if is_dataclass(x) and not isinstance(x, type) else copy.deepcopy(x)
 

@@ -89,6 +89,9 @@ class Store(Protocol):
     def events(self, agent_key: int, since_us: int, until_us: int) -> list[Event]:
         """Events overlapping the window, open ones included, by start time."""
 
+    def events_of(self, agent_keys: list[int], since_us: int, until_us: int) -> dict[int, list[Event]]:
+        """``events`` of many agents in one statement (the fleet), by agent key; none: left out."""
+
     def paths(self, agent_key: int, since_us: int, until_us: int) -> list[PathSnapshot]:
         """Traced paths in the window, by time."""
 

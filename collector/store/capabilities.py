@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from . import AgentRecord, Event, IncidentRecord
+    from . import AgentRecord, IncidentRecord
 
-__all__ = ["AllAgents", "Buckets", "EventsOfAgents", "FileBacked", "Incidents", "UrlNamed"]
+__all__ = ["AllAgents", "Buckets", "FileBacked", "Incidents", "UrlNamed"]
 
 
 @runtime_checkable
@@ -27,13 +27,6 @@ class AllAgents(Protocol):
     """Every agent at once (the fleet, incidents), without a search's limit."""
 
     def all_agents(self) -> list[AgentRecord]: ...
-
-
-@runtime_checkable
-class EventsOfAgents(Protocol):
-    """Many agents' events in one statement (the fleet: one query instead of one per agent)."""
-
-    def events_of(self, agent_keys: list[int], since_us: int, until_us: int) -> dict[int, list[Event]]: ...
 
 
 @runtime_checkable
