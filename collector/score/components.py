@@ -498,6 +498,11 @@ def overall(components: Iterable[Component]) -> Overall:
     Components not measured (score None) are shown but do not count.
     """
     comps = tuple(components)
+    if len(comps) == 1:  # a component's own window (timeline_of): the same answer, without the min()
+        c = comps[0]
+        if c.score is None:
+            return Overall(None, "n/a", None, "nothing measured in this window", comps)
+        return Overall(c.score, label_for(c.score), c.name, f"{c.name}: {c.reason}", comps)
     measured = [(c.score, c) for c in comps if c.score is not None]
     if not measured:
         return Overall(None, "n/a", None, "nothing measured in this window", comps)

@@ -798,10 +798,13 @@ def timeline_of(
     history = [r for r in rs if r.kind == "http" and r.minute_us < since_us]
     ms = minute_scores((r for r in rs if since_us <= r.minute_us < until_us), cfg, history, kept)
     win = window_score((m.minute_us, m.overall) for m in ms)
-    comps: dict[str, WindowScore] = {}
-    for name in COMPONENTS:
-        per = [(m.minute_us, overall([c])) for m in ms for c in m.overall.components if c.name == name]
-        comps[name] = window_score(per)
+    per: dict[str, list[tuple[int, Overall]]] = {name: [] for name in COMPONENTS}
+    for m in ms:  # one pass over the minutes, not one per component
+        for c in m.overall.components:
+            xs = per.get(c.name)
+            if xs is not None:
+                xs.append((m.minute_us, overall((c,))))
+    comps = {name: window_score(xs) for name, xs in per.items()}
     return Timeline(agent, since_us, until_us, ms, win, comps)
 
 
