@@ -123,6 +123,12 @@ class ScopedStore:
         got = self._store.kept_scores(since_us, until_us, agent_key)
         return got if agent_key is not None else {k: v for k, v in got.items() if k[0] in self.keys()}
 
+    def late_writes(self, since_us, until_us, agent_key=None):
+        if agent_key is not None and not self._mine(agent_key):
+            return []
+        keys = self.keys()
+        return [w for w in self._store.late_writes(since_us, until_us, agent_key) if w.agent in keys]
+
     def kept_merges(self, since_us, until_us, agent_key=None):
         if agent_key is not None and not self._mine(agent_key):
             return {}

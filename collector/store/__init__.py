@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 from cxpulse.v1.payload import Event, PathSnapshot
 
 from .db import parse_url
+from .late_writes import LateWrite
 from .types import (
     KEPT_TABLES,
     MAX_SEARCH_WORDS,
@@ -37,6 +38,7 @@ __all__ = [
     "AgentRecord",
     "IncidentRecord",
     "KeptTables",
+    "LateWrite",
     "PendingBatch",
     "Row",
     "RttRow",
@@ -119,6 +121,12 @@ class Store(Protocol):
     def keep_scores(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
         """Write (agent, minute, digest, data) minute scores, replacing those kept for the same minutes."""
 
+    def late_writes(self, since_us: int, until_us: int, agent_key: int | None = None) -> list[LateWrite]:
+        """The marks of minutes written late (store/late_writes.py) that overlap [since, until), by id."""
+
+    def forget_late_writes(self, ids: Sequence[int]) -> None:
+        """Delete these marks: a reader that saw them before it read the rollups scored their minutes again."""
+
     def kept_merges(
         self, since_us: int, until_us: int, agent_key: int | None = None
     ) -> dict[tuple[int, int], tuple[bytes, bytes]]:
@@ -143,7 +151,8 @@ class Store(Protocol):
         """As ``delete_raw_before`` for one raw kind of ``RAW_TABLES`` (retention's per-kind horizons)."""
 
     def delete_rollups_before(self, cutoff_us: int, limit: int) -> int:
-        """Delete up to ``limit`` minute rollups (and kept minute scores) older than the cutoff; as above."""
+        """Delete up to ``limit`` minute rollups (then kept minute scores) older than the cutoff; as
+        above. Once none is left, up to ``limit`` late-write marks an hour older go too, uncounted."""
 
     def delete_blocks_before(self, cutoff_us: int, limit: int) -> int:
         """Delete up to ``limit`` 15-minute rollups (and closed incidents) older than the cutoff; as above."""

@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 from cxpulse.v1.kinds import KINDS, STR
 from cxpulse.v1.payload import Event, PathHop, PathSnapshot, SampleBatch
 
-from . import raw, sealed, tiers
+from . import late_writes, raw, sealed, tiers
 from . import rollup as ru
 from .commit_plan import mark_keys, plan_commit, to_signed64
 from .db import SCHEMA_NAME, connect_postgres, schema_from_url
@@ -264,6 +264,18 @@ MIGRATIONS: list[str] = [
     );
     ALTER TABLE {s}.kept_merge_days ALTER COLUMN data SET STORAGE EXTERNAL;
     CREATE INDEX kept_merge_days_by_start ON {s}.kept_merge_days (start_us);
+    """,
+    # 8 (issue 19): late writes marked in their commit (store/late_writes.py); an identity column,
+    # because a mark is forgotten by its id and an id must never come back.
+    """
+    CREATE TABLE {s}.late_writes (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        agent BIGINT NOT NULL,
+        lo_us BIGINT NOT NULL,
+        hi_us BIGINT NOT NULL,
+        at_us BIGINT NOT NULL
+    );
+    CREATE INDEX late_writes_by_agent ON {s}.late_writes (agent, lo_us);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -569,7 +581,7 @@ class PostgresStore(KeptTables):
                             VALUES (%s, %s, %s, %s, %s, %s, %s)""",
                         paths,
                     )
-                self._write_rollups(cur, plan.rollup_input())
+                self._write_rollups(cur, plan.rollup_input(), committed_us)
                 moved = [(seq, a, e) for (a, e), seq in plan.marks.items()]
                 if moved:
                     cur.executemany(f"UPDATE {s}.seqs SET committed_seq = %s WHERE agent = %s AND epoch = %s", moved)
@@ -589,8 +601,9 @@ class PostgresStore(KeptTables):
                 b.stored = None
             raise
 
-    def _write_rollups(self, cur: psycopg.Cursor, written: list[tuple[int, SampleBatch]]) -> None:
-        """Merge this commit's rollups into the stored ones, in the commit's own transaction.
+    def _write_rollups(self, cur: psycopg.Cursor, written: list[tuple[int, SampleBatch]], now_us: int) -> None:
+        """Merge this commit's rollups into the stored ones, in the commit's own transaction, and
+        mark the minutes written late (store/late_writes.py; ``now_us``: the commit's clock).
 
         Two collectors may hold parts of the same agent-minute. The merge (sketches included)
         runs here in Python as read-modify-write, made safe by a transaction-scoped advisory
@@ -669,6 +682,12 @@ class PostgresStore(KeptTables):
             cur.executemany(
                 f"DELETE FROM {s}.rollups WHERE agent = %s AND minute_us = %s AND kind = %s AND target = %s", deletes
             )
+        written_minutes: dict[int, set[int]] = {}
+        for row in (*upserts, *deletes):
+            written_minutes.setdefault(row[0], set()).add(row[1])
+        marks = late_writes.late_ranges(written_minutes, now_us)
+        if marks:
+            cur.executemany(f"INSERT INTO {s}.late_writes (agent, lo_us, hi_us, at_us) VALUES (%s, %s, %s, %s)", marks)
 
     def _unseal(
         self, cur: psycopg.Cursor, tier: sealed.SealedTier, agent: int, lo_us: int, hi_us: int, sealed_below: int
@@ -1151,6 +1170,27 @@ class PostgresStore(KeptTables):
         with self._lock:
             return self._retrying(run, f"sealing kept {table}")
 
+    def late_writes(self, since_us: int, until_us: int, agent_key: int | None = None) -> list[late_writes.LateWrite]:
+        sql = f"SELECT id, agent, lo_us, hi_us FROM {self._s}.late_writes WHERE hi_us >= %s AND lo_us < %s"
+        args: list = [since_us, until_us]
+        if agent_key is not None:
+            sql += " AND agent = %s"
+            args.append(agent_key)
+        return [late_writes.LateWrite(*r) for r in self._query(sql + " ORDER BY id", args)]
+
+    def forget_late_writes(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        s = self._s
+
+        def run() -> None:
+            db = self._writer()
+            with db.transaction():
+                db.execute(f"DELETE FROM {s}.late_writes WHERE id = ANY(%s)", (sorted(ids),))
+
+        with self._lock:
+            self._retrying(run, "forgetting late writes")
+
     def _keep(self, table: str, rows: list[tuple[int, int, bytes, bytes]]) -> None:
         if not rows:
             return
@@ -1529,6 +1569,12 @@ class PostgresStore(KeptTables):
             )
             if n:
                 return n
+        self._delete_chunk(  # marks of minutes gone, an hour past them (store/late_writes.py); uncounted:
+            # few, a mark is not a rollup, and the next run takes what ``limit`` left
+            f"""DELETE FROM {s}.late_writes WHERE id = ANY(ARRAY(
+                  SELECT id FROM {s}.late_writes WHERE hi_us < %s LIMIT %s))""",
+            (cutoff_us - raw.HOUR_US, limit),
+        )
         return 0
 
     def delete_blocks_before(self, cutoff_us: int, limit: int) -> int:

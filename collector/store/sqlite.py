@@ -17,7 +17,7 @@ from itertools import groupby
 from cxpulse.v1.kinds import KINDS, STR
 from cxpulse.v1.payload import Event, PathHop, PathSnapshot, SampleBatch
 
-from . import raw, sealed, tiers
+from . import late_writes, raw, sealed, tiers
 from . import rollup as ru
 from .commit_plan import mark_keys, plan_commit, to_signed64
 from .db import WRITER_PRAGMAS, connect_sqlite
@@ -37,8 +37,9 @@ from .types import (
 )
 
 # 2: the raw tier (issue 19): batches land in ``batches``, settled hours become ``chunks``; a collector
-# of version 1 would not see them, so it refuses the file.
-SCHEMA_VERSION = 2
+# of version 1 would not see them, so it refuses the file. 3: late writes are marked (store/late_writes.py);
+# a collector of version 2 would write late minutes without a mark.
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -181,6 +182,15 @@ CREATE TABLE IF NOT EXISTS kept_merge_days (
     PRIMARY KEY (agent, start_us)
 );
 CREATE INDEX IF NOT EXISTS kept_merge_days_by_start ON kept_merge_days (start_us);
+-- store/late_writes.py: AUTOINCREMENT, because a mark is forgotten by its id and an id must never come back
+CREATE TABLE IF NOT EXISTS late_writes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    agent INTEGER NOT NULL,
+    lo_us INTEGER NOT NULL,
+    hi_us INTEGER NOT NULL,
+    at_us INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS late_writes_by_agent ON late_writes (agent, lo_us);
 """
 
 # Issue 19: the raw tier (docs/storage-chunks.md). A committed batch lands as one row of its payload
@@ -424,7 +434,7 @@ class SqliteStore(KeptTables):
                     plan.event_rows(),
                 )
                 db.executemany("INSERT INTO paths VALUES (?, ?, ?, ?, ?, ?, ?)", paths)
-                self._write_rollups(db, plan.rollup_input())
+                self._write_rollups(db, plan.rollup_input(), committed_us)
                 db.executemany(
                     """INSERT INTO seqs (agent, epoch, committed_seq) VALUES (?, ?, ?)
                        ON CONFLICT (agent, epoch) DO UPDATE SET committed_seq=excluded.committed_seq""",
@@ -445,8 +455,9 @@ class SqliteStore(KeptTables):
                     b.stored = None
                 raise
 
-    def _write_rollups(self, db: sqlite3.Connection, written: list[tuple[int, SampleBatch]]) -> None:
-        """Merge this commit's rollups into the stored ones, in the commit's own transaction.
+    def _write_rollups(self, db: sqlite3.Connection, written: list[tuple[int, SampleBatch]], now_us: int) -> None:
+        """Merge this commit's rollups into the stored ones, in the commit's own transaction, and
+        mark the minutes written late (store/late_writes.py; ``now_us``: the commit's clock).
 
         Read-modify-write is safe here: the transaction is BEGIN IMMEDIATE, so no other writer
         (another collector process on the same file included) runs between the read and the write.
@@ -509,6 +520,13 @@ class SqliteStore(KeptTables):
             upserts,
         )
         db.executemany("DELETE FROM rollups WHERE agent = ? AND minute_us = ? AND kind = ? AND target = ?", deletes)
+        written_minutes: dict[int, set[int]] = {}
+        for row in (*upserts, *deletes):
+            written_minutes.setdefault(row[0], set()).add(row[1])
+        db.executemany(
+            "INSERT INTO late_writes (agent, lo_us, hi_us, at_us) VALUES (?, ?, ?, ?)",
+            late_writes.late_ranges(written_minutes, now_us),
+        )
 
     def _series_id(self, agent: int, target: str, address: str, kind: str, method: str, hop: int) -> int:
         key = (agent, target, address, kind, method, hop)
@@ -771,6 +789,28 @@ class SqliteStore(KeptTables):
             out.update({(a, m): (g, d) for a, m, g, d in db.execute(sql, args)})  # a row wins: written later
             return out
 
+    def late_writes(self, since_us: int, until_us: int, agent_key: int | None = None) -> list[late_writes.LateWrite]:
+        sql = "SELECT id, agent, lo_us, hi_us FROM late_writes WHERE hi_us >= ? AND lo_us < ?"
+        args: list = [since_us, until_us]
+        if agent_key is not None:
+            sql += " AND agent = ?"
+            args.append(agent_key)
+        with self._reader() as db:
+            return [late_writes.LateWrite(*r) for r in db.execute(sql + " ORDER BY id", args)]
+
+    def forget_late_writes(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("DELETE FROM late_writes WHERE id = ?", [(i,) for i in ids])
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
     def _keep(self, table: str, rows: list[tuple[int, int, bytes, bytes]]) -> None:
         if not rows:
             return
@@ -909,6 +949,11 @@ class SqliteStore(KeptTables):
             )
             if n:
                 return n
+        self._delete_chunk(  # marks of minutes gone, an hour past them (store/late_writes.py); uncounted:
+            # few, a mark is not a rollup, and the next run takes what ``limit`` left
+            "DELETE FROM late_writes WHERE id IN (SELECT id FROM late_writes WHERE hi_us < ? LIMIT ?)",
+            (cutoff_us - raw.HOUR_US, limit),
+        )
         return 0
 
     def delete_blocks_before(self, cutoff_us: int, limit: int) -> int:
