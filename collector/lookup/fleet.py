@@ -74,13 +74,13 @@ def kept_views(
     apps merged from each minute's kept facts (decoding was ~60 % of the fleet); an agent with a
     degraded minute gets the whole view (triage merges its minutes), as ``fleet_views`` builds it."""
     first = ru.minute_of(since)
+    kept = KeptScores(store, first, until, None, score_cfg, trust=True)  # before any rollup is read
     by_agent: dict[int, list[ru.Rollup]] = {}
     history_since = first - (AVAILABILITY_LOOKBACK_MIN - 1) * ru.MINUTE_US
     for r in store.rollups(history_since, first, kinds=("http",)) + store.rollups(first, until):
         by_agent.setdefault(r.agent, []).append(r)
     incidents = store.incidents(since, until)
     events_of = store.events_of([a.key for a in records], since, until)  # one query, not one per agent
-    kept = KeptScores(store, first, until, None, score_cfg)
     try:
         for a in records:
             rollups = by_agent.get(a.key, [])

@@ -198,7 +198,7 @@ def _agent_view(
     visible_sites: Collection[str] | None = None,
 ) -> dict:
     events = store.events(a.key, since, until)
-    kept = KeptScores(store, since, until, a.key, score_cfg)
+    kept = KeptScores(store, since, until, a.key, score_cfg, trust=True)  # before any rollup is read
     if until - since > RAW_WINDOW_MAX_S * 1_000_000:
         rollups = app_history(store, a.key, ru.minute_of(since)) + store.rollups(ru.minute_of(since), until, a.key)
         tl = timeline_of(a.key, rollups, ru.minute_of(since), until, score_cfg, kept)

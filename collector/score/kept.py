@@ -8,11 +8,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import pathlib
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import msgpack
 
 from ..store import rollup as ru
+from ..store.late_writes import TRUST_AFTER_US
 from . import fleet_facts
 from .components import Component, Overall
 from .journeys import default_journeys, evaluate
@@ -23,6 +25,7 @@ __all__ = ["BLOCK_US", "KeptMerges", "KeptScores", "code_digest", "keep_blocks",
 log = logging.getLogger("cxpulse.collector.score")
 
 MINUTE_US = ru.MINUTE_US
+_LOOKBACK_US = (AVAILABILITY_LOOKBACK_MIN - 1) * MINUTE_US  # a minute's score reads the app checks before it
 
 
 def _digest(*parts: bytes) -> bytes:
@@ -83,17 +86,52 @@ def _write(keep: Callable[[list], None], rows: list, what: str) -> int:
 class KeptScores:
     """The kept minute scores of one read (one agent, or all agents when ``agent`` is None).
 
-    ``timeline.minute_scores`` asks ``lookup`` for each minute; callers that evaluate journeys hand
-    the timeline to ``collect`` and write with ``flush``. ``facts``: each minute's packed ``fleet_facts``.
+    ``timeline.minute_scores`` asks ``trusted``, then ``lookup``, for each minute; callers that
+    evaluate journeys hand the timeline to ``collect`` and write with ``flush``. ``facts``: each
+    minute's packed ``fleet_facts``.
+
+    ``trust``: made before the caller reads the rollups, so the late-write marks it reads here are
+    older than those rollups (store/late_writes.py). A kept row is then read without hashing its
+    rollups when it says it was scored from rollups read ``TRUST_AFTER_US`` after its minute ended,
+    with today's scoring code and configuration, and no mark covers the minute or its app look-back.
+    Such a reader also forgets the marks it saw once it has kept every minute they touch.
     """
 
-    def __init__(self, store, since_us: int, until_us: int, agent: int | None = None, cfg=None):
+    def __init__(self, store, since_us: int, until_us: int, agent: int | None = None, cfg=None, trust: bool = False):
         self.store = store
         self.base = _digest(code_digest(), repr(cfg or ScoreConfig()).encode())
-        self.rows = store.kept_scores(ru.minute_of(since_us), until_us, agent)
+        self.since, self.until = ru.minute_of(since_us), until_us
+        # a lower bound of when the rollups are read: the window's end, or the clock if that is earlier
+        self.read_us = min(until_us, time.time_ns() // 1000)
+        self.marks = store.late_writes(self.since - _LOOKBACK_US, until_us, agent) if trust else None
+        self.marked: dict[int, list[tuple[int, int]]] = {}
+        for w in self.marks or ():
+            self.marked.setdefault(w.agent, []).append((w.lo_us, w.hi_us + _LOOKBACK_US))
+        self.rows = store.kept_scores(self.since, until_us, agent)
         self.pending: list[tuple[int, int, bytes, bytes]] = []
         self.hits = 0
         self.facts: dict[tuple[int, int], bytes | None] = {}
+
+    def _settled(self, minute_us: int, rollups: Sequence[ru.Rollup]) -> bool:
+        """Whether a score of this minute computed from the rollups this reader reads may be trusted
+        later: they were read after the marks, and long enough after the minute ended."""
+        if self.marks is None or minute_us + MINUTE_US + TRUST_AFTER_US > self.read_us:
+            return False
+        return bool(rollups) and rollups[0].span_us == MINUTE_US  # a 15-minute bucket shares its first minute's key
+
+    def trusted(self, agent: int, minute_us: int, rollups: Sequence[ru.Rollup]) -> tuple[Overall, dict, bytes] | None:
+        """(overall, journeys flags, digest) of a kept minute read without hashing its rollups."""
+        hit = self.rows.get((agent, minute_us))
+        if hit is None or not self._settled(minute_us, rollups):
+            return None
+        if any(lo <= minute_us <= hi for lo, hi in self.marked.get(agent, ())):
+            return None  # written late since: its kept row may predate that write
+        d = msgpack.unpackb(hit[1], raw=False, strict_map_key=False)
+        if d.get("v") != self.base:
+            return None
+        self.hits += 1
+        self.facts[(agent, minute_us)] = d.get("f")
+        return _overall_in(d["o"]), d.get("j") or {}, hit[0]
 
     def digest(self, minute: Sequence[ru.Rollup], history: Sequence[bytes | None]) -> bytes | None:
         """What a minute's score is computed from: its rollups and ``history``, the ``own_digest``
@@ -104,14 +142,22 @@ class KeptScores:
             return None
         return _digest(self.base, own, *known)
 
-    def lookup(self, agent: int, minute_us: int, digest: bytes | None) -> tuple[Overall, dict] | None:
-        """(overall, journeys flags by journeys digest) of a kept minute whose inputs are unchanged."""
+    def lookup(
+        self, agent: int, minute_us: int, digest: bytes | None, rollups: Sequence[ru.Rollup] = ()
+    ) -> tuple[Overall, dict] | None:
+        """(overall, journeys flags by journeys digest) of a kept minute whose inputs are unchanged.
+        A row that may now be trusted (``rollups``: the minute's) but does not say so is kept again."""
         hit = self.rows.get((agent, minute_us)) if digest is not None else None
         if hit is None or hit[0] != digest:
             return None
         self.hits += 1
         d = msgpack.unpackb(hit[1], raw=False, strict_map_key=False)
         self.facts[(agent, minute_us)] = d.get("f")
+        if d.get("v") != self.base and self._settled(minute_us, rollups):
+            d["v"] = self.base
+            data = msgpack.packb(d, use_bin_type=True)
+            self.pending.append((agent, minute_us, hit[0], data))
+            self.rows[(agent, minute_us)] = (hit[0], data)
         return _overall_in(d["o"]), d.get("j") or {}
 
     def collect(self, agent: int, minutes) -> None:
@@ -120,15 +166,29 @@ class KeptScores:
             if m.digest is None or m.kept:
                 continue
             facts = self.facts[(agent, m.minute_us)] = fleet_facts.packed(m.rollups)
-            data = msgpack.packb({"o": _overall_out(m.overall), "j": m.journeys, "f": facts}, use_bin_type=True)
+            row = {"o": _overall_out(m.overall), "j": m.journeys, "f": facts}
+            if self._settled(m.minute_us, m.rollups):
+                row["v"] = self.base
+            data = msgpack.packb(row, use_bin_type=True)
             self.pending.append((agent, m.minute_us, m.digest, data))
             self.rows[(agent, m.minute_us)] = (m.digest, data)
             m.kept = True
 
     def flush(self) -> int:
-        """Write what ``collect`` queued (``_write``)."""
+        """Write what ``collect`` queued (``_write``), then forget the marks this read saw that begin
+        inside its window (every minute of theirs in it is now kept as it is): a mark whose minutes
+        and app look-back end inside it is deleted, any other starts again at the window's end."""
         rows, self.pending = self.pending, []
-        return _write(self.store.keep_scores, rows, "minute score(s)")
+        wrote = _write(self.store.keep_scores, rows, "minute score(s)")
+        seen = [w for w in self.marks or () if w.lo_us >= self.since]
+        if seen and wrote == len(rows):
+            done = [w.id for w in seen if w.hi_us + _LOOKBACK_US < self.until]
+            trim = [w.id for w in seen if w.hi_us + _LOOKBACK_US >= self.until]
+            self.marks = [w for w in self.marks or () if w.lo_us < self.since]
+            _write(
+                lambda _: self.store.forget_late_writes(done, trim, self.until), seen, "late-write mark(s) forgotten"
+            )
+        return wrote
 
 
 BLOCK_US = 15 * MINUTE_US
@@ -266,7 +326,7 @@ def keep_recent(
     """Score and keep every agent's (or one ``agent``'s) minutes in [since, until) that are not
     kept with their current inputs; returns (minutes written, minutes already kept)."""
     since = ru.minute_of(since_us)
-    kept = KeptScores(store, since, until_us, agent, cfg)
+    kept = KeptScores(store, since, until_us, agent, cfg, trust=True)  # before any rollup is read
     by_agent: dict[int, list[ru.Rollup]] = {}
     history = store.rollups(since - (AVAILABILITY_LOOKBACK_MIN - 1) * MINUTE_US, since, agent, kinds=("http",))
     for r in history + store.rollups(since, until_us, agent):

@@ -687,15 +687,25 @@ def minute_scores(
         if r.kind == "http":
             http.setdefault(r.minute_us, []).append(r)
     counts = _AppCounts(http)
-    http_own = {mm: ru.own_digest(hs) for mm, hs in http.items()} if kept is not None else {}
+    http_own: dict[int, bytes | None] = {}  # hashed on first need: a trusted kept minute needs none
+
+    def own(mm: int) -> bytes | None:
+        if mm not in http_own:
+            hs = http.get(mm)
+            http_own[mm] = b"-" if hs is None else ru.own_digest(hs)
+        return http_own[mm]
+
     out = []
     for m in sorted(by_minute):
         rs = by_minute[m]
         digest = None
         if kept is not None:
-            back = [http_own.get(m - b * MINUTE_US, b"-") for b in range(AVAILABILITY_LOOKBACK_MIN - 1, 0, -1)]
-            digest = kept.digest(rs, back)
-            hit = kept.lookup(rs[0].agent, m, digest)
+            trusted = kept.trusted(rs[0].agent, m, rs)
+            if trusted is not None:
+                out.append(MinuteScore(m, None, trusted[0], tuple(rs), trusted[2], trusted[1], True))
+                continue
+            digest = kept.digest(rs, [own(m - b * MINUTE_US) for b in range(AVAILABILITY_LOOKBACK_MIN - 1, 0, -1)])
+            hit = kept.lookup(rs[0].agent, m, digest, rs)
             if hit is not None:
                 out.append(MinuteScore(m, None, hit[0], tuple(rs), digest, hit[1], True))
                 continue

@@ -124,8 +124,9 @@ class Store(Protocol):
     def late_writes(self, since_us: int, until_us: int, agent_key: int | None = None) -> list[LateWrite]:
         """The marks of minutes written late (store/late_writes.py) that overlap [since, until), by id."""
 
-    def forget_late_writes(self, ids: Sequence[int]) -> None:
-        """Delete these marks: a reader that saw them before it read the rollups scored their minutes again."""
+    def forget_late_writes(self, ids: Sequence[int], trim: Sequence[int] = (), from_us: int = 0) -> None:
+        """Delete the marks ``ids`` and move the first minute of the marks ``trim`` up to ``from_us``:
+        a reader that saw them before it read the rollups has kept their minutes (up to ``from_us``)."""
 
     def kept_merges(
         self, since_us: int, until_us: int, agent_key: int | None = None

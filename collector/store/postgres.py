@@ -1178,8 +1178,8 @@ class PostgresStore(KeptTables):
             args.append(agent_key)
         return [late_writes.LateWrite(*r) for r in self._query(sql + " ORDER BY id", args)]
 
-    def forget_late_writes(self, ids: Sequence[int]) -> None:
-        if not ids:
+    def forget_late_writes(self, ids: Sequence[int], trim: Sequence[int] = (), from_us: int = 0) -> None:
+        if not ids and not trim:
             return
         s = self._s
 
@@ -1187,6 +1187,10 @@ class PostgresStore(KeptTables):
             db = self._writer()
             with db.transaction():
                 db.execute(f"DELETE FROM {s}.late_writes WHERE id = ANY(%s)", (sorted(ids),))
+                db.execute(
+                    f"UPDATE {s}.late_writes SET lo_us = GREATEST(lo_us, %s) WHERE id = ANY(%s)",
+                    (from_us, sorted(trim)),
+                )
 
         with self._lock:
             self._retrying(run, "forgetting late writes")

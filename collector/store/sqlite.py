@@ -798,14 +798,17 @@ class SqliteStore(KeptTables):
         with self._reader() as db:
             return [late_writes.LateWrite(*r) for r in db.execute(sql + " ORDER BY id", args)]
 
-    def forget_late_writes(self, ids: Sequence[int]) -> None:
-        if not ids:
+    def forget_late_writes(self, ids: Sequence[int], trim: Sequence[int] = (), from_us: int = 0) -> None:
+        if not ids and not trim:
             return
         with self._lock:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
                 db.executemany("DELETE FROM late_writes WHERE id = ?", [(i,) for i in ids])
+                db.executemany(
+                    "UPDATE late_writes SET lo_us = max(lo_us, ?) WHERE id = ?", [(from_us, i) for i in trim]
+                )
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
