@@ -111,6 +111,7 @@ class KeptScores:
         self.pending: list[tuple[int, int, bytes, bytes]] = []
         self.hits = 0
         self.facts: dict[tuple[int, int], bytes | None] = {}
+        self.collected: set[int] = set()  # the agents whose window minutes were all handed to ``collect``
 
     def _settled(self, minute_us: int, rollups: Sequence[ru.Rollup]) -> bool:
         """Whether a score of this minute computed from the rollups this reader reads may be trusted
@@ -162,6 +163,7 @@ class KeptScores:
 
     def collect(self, agent: int, minutes) -> None:
         """Queue the minutes scored (or given journey flags) since they were read."""
+        self.collected.add(agent)
         for m in minutes:
             if m.digest is None or m.kept:
                 continue
@@ -180,11 +182,11 @@ class KeptScores:
         and app look-back end inside it is deleted, any other starts again at the window's end."""
         rows, self.pending = self.pending, []
         wrote = _write(self.store.keep_scores, rows, "minute score(s)")
-        seen = [w for w in self.marks or () if w.lo_us >= self.since]
+        seen = [w for w in self.marks or () if w.lo_us >= self.since and w.agent in self.collected]
         if seen and wrote == len(rows):
             done = [w.id for w in seen if w.hi_us + _LOOKBACK_US < self.until]
             trim = [w.id for w in seen if w.hi_us + _LOOKBACK_US >= self.until]
-            self.marks = [w for w in self.marks or () if w.lo_us < self.since]
+            self.marks = [w for w in self.marks or () if w not in seen]
             _write(
                 lambda _: self.store.forget_late_writes(done, trim, self.until), seen, "late-write mark(s) forgotten"
             )

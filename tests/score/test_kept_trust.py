@@ -152,3 +152,16 @@ def test_a_kept_row_is_marked_trusted_once_its_minute_settled(store):
     _trusting(store, key, END + 2 * M)  # the same rollups, read two minutes later: a digest hit
     assert "v" in _row(store, key, last)
     assert _json(_trusting(store, key, END + 2 * M)) == _scratch(store, key, END + 2 * M)
+
+
+def test_a_reader_forgets_only_the_marks_of_the_desks_it_scored(store):
+    key = _live(store)
+    other = store.upsert_agent(AgentInfo("agent-other", "DESK-8", "rui", "Windows 11", "0.1.0", "Porto"), T0)
+    _late(store, key, 1)
+    t0 = T0 + 10 * M
+    store.commit_batches([PendingBatch(other, 1, 1, _batch(t0, t0 + 30 * S, random.Random(5)))], END + S)
+    kept = KeptScores(store, T0, END, None, trust=True)  # every desk's marks, as the fleet reads them
+    tl = agent_timeline(store, key, T0, END, kept=kept)
+    kept.collect(key, tl.minutes)
+    kept.flush()
+    assert [w.agent for w in store.late_writes(0, 2**62)] == [other]
