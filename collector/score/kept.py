@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import msgpack
 
 from ..store import rollup as ru
+from ..store import tiers
 from ..store.late_writes import TRUST_AFTER_US
 from . import fleet_facts
 from .components import Component, Overall
@@ -104,6 +105,9 @@ class KeptScores:
         # a lower bound of when the rollups are read: the window's end, or the clock if that is earlier
         self.read_us = min(until_us, time.time_ns() // 1000)
         self.marks = store.late_writes(self.since - _LOOKBACK_US, until_us, agent) if trust else None
+        # retention deletes minute rollups below this floor: a minute whose app look-back reaches below
+        # it is scored without that history now, so a row scored with it is not the answer any more
+        self.floor = store.rollup_mark(tiers.MINUTES_FLOOR) if trust else 0
         self.marked: dict[int, list[tuple[int, int]]] = {}
         for w in self.marks or ():
             self.marked.setdefault(w.agent, []).append((w.lo_us, w.hi_us + _LOOKBACK_US))
@@ -117,6 +121,8 @@ class KeptScores:
         """Whether a score of this minute computed from the rollups this reader reads may be trusted
         later: they were read after the marks, and long enough after the minute ended."""
         if self.marks is None or minute_us + MINUTE_US + TRUST_AFTER_US > self.read_us:
+            return False
+        if minute_us - _LOOKBACK_US < self.floor:
             return False
         return bool(rollups) and rollups[0].span_us == MINUTE_US  # a 15-minute bucket shares its first minute's key
 

@@ -16,7 +16,7 @@ import msgpack
 
 from cxpulse.collector.score.kept import KeptScores, keep_recent
 from cxpulse.collector.score.timeline import agent_timeline, app_history, timeline_of
-from cxpulse.collector.store import AgentInfo, PendingBatch
+from cxpulse.collector.store import AgentInfo, PendingBatch, tiers
 from cxpulse.collector.store import rollup as ru
 from cxpulse.v1 import payload as p
 
@@ -165,3 +165,31 @@ def test_a_reader_forgets_only_the_marks_of_the_desks_it_scored(store):
     kept.collect(key, tl.minutes)
     kept.flush()
     assert [w.agent for w in store.late_writes(0, 2**62)] == [other]
+
+
+def test_a_minute_whose_look_back_retention_took_is_not_trusted(store):
+    """Retention raises the minutes' floor, then deletes below it: a minute whose app look-back
+    reached below is scored without that history now, and its kept row (scored with it) is not read."""
+    key = _live(store)
+    for seq, minute in enumerate((3, 8), start=1):  # a failed app check: minute 8's look-back holds minute 3's
+        app = p.Series(target="salesforce", address="203.0.113.20", method="https", kind="http")
+        app.add(T0 + minute * M + 10 * S, dns=2000, tcp=20000, tls=40000, err="timeout")
+        store.commit_batches([PendingBatch(key, 3, seq, p.SampleBatch([app], [], []))], T0 + minute * M + 11 * S)
+    keep_recent(store, T0, END, agent=key)
+    floor = T0 + 5 * M
+    store.raise_mark(tiers.MINUTES_FLOOR, floor)
+    while store.delete_rollups_before(floor, 10_000):
+        pass
+    since = floor
+    kept = KeptScores(store, since, END, key, trust=True)
+    tl = agent_timeline(store, key, since, END, kept=kept)
+    assert _json(tl) == _json(agent_timeline(store, key, since, END))
+    kept_then = _overall(store, key, T0 + 8 * M)
+    assert kept_then["score"] != next(m for m in tl.minutes if m.minute_us == T0 + 8 * M).overall.score, (
+        "minute 8 was kept scored with minute 3's failure in its look-back; without it, it scores otherwise"
+    )
+
+
+def _overall(store, key: int, minute: int) -> dict:
+    """The kept overall of a minute (the reader above wrote nothing: no ``flush``)."""
+    return {"score": _row(store, key, minute)["o"][0]}
