@@ -108,9 +108,10 @@ class KeptScores:
         # retention deletes minute rollups below this floor: a minute whose app look-back reaches below
         # it is scored without that history now, so a row scored with it is not the answer any more
         self.floor = store.rollup_mark(tiers.MINUTES_FLOOR) if trust else 0
-        self.marked: dict[int, list[tuple[int, int]]] = {}
-        for w in self.marks or ():
-            self.marked.setdefault(w.agent, []).append((w.lo_us, w.hi_us + _LOOKBACK_US))
+        self.marked: dict[int, set[int]] = {}  # agent -> the window's minutes a mark covers (a replayed
+        for w in self.marks or ():  # spool leaves one mark per batch: a set, not a scan per minute)
+            lo, hi = max(w.lo_us, self.since), min(w.hi_us + _LOOKBACK_US, until_us - 1)
+            self.marked.setdefault(w.agent, set()).update(range(ru.minute_of(lo), hi + 1, MINUTE_US))
         self.rows = store.kept_scores(self.since, until_us, agent)
         self.pending: list[tuple[int, int, bytes, bytes]] = []
         self.hits = 0
@@ -131,7 +132,7 @@ class KeptScores:
         hit = self.rows.get((agent, minute_us))
         if hit is None or not self._settled(minute_us, rollups):
             return None
-        if any(lo <= minute_us <= hi for lo, hi in self.marked.get(agent, ())):
+        if minute_us in self.marked.get(agent, ()):
             return None  # written late since: its kept row may predate that write
         d = msgpack.unpackb(hit[1], raw=False, strict_map_key=False)
         if d.get("v") != self.base:
