@@ -35,7 +35,9 @@ async def kept_scores_loop(
             now = now_us() if now_us is not None else time.time_ns() // 1000
             until = ru.minute_of(now - int(settle_s * 1e6))
             t0 = time.perf_counter()
-            wrote, hits = await asyncio.to_thread(keep_recent, store, until - minutes * ru.MINUTE_US, until)
+            wrote, hits = await asyncio.to_thread(
+                keep_recent, store, until - minutes * ru.MINUTE_US, until, now_us=now
+            )  # ``now``: the last of these minutes settled, the one before is kept as trusted (score/kept.py)
             block = until - until % BLOCK_US - BLOCK_US  # the latest block that has settled
             blocks = 0
             if block != last_block:

@@ -98,12 +98,22 @@ class KeptScores:
     Such a reader also forgets the marks it saw once it has kept every minute they touch.
     """
 
-    def __init__(self, store, since_us: int, until_us: int, agent: int | None = None, cfg=None, trust: bool = False):
+    def __init__(
+        self,
+        store,
+        since_us: int,
+        until_us: int,
+        agent: int | None = None,
+        cfg=None,
+        trust: bool = False,
+        now_us: int | None = None,
+    ):
         self.store = store
         self.base = _digest(code_digest(), repr(cfg or ScoreConfig()).encode())
         self.since, self.until = ru.minute_of(since_us), until_us
-        # a lower bound of when the rollups are read: the window's end, or the clock if that is earlier
-        self.read_us = min(until_us, time.time_ns() // 1000)
+        # a lower bound of when the rollups are read: the caller's clock (``now_us``), or else the
+        # window's end or the clock, whichever is earlier (a view's window ends at its clock)
+        self.read_us = now_us if now_us is not None else min(until_us, time.time_ns() // 1000)
         self.marks = store.late_writes(self.since - _LOOKBACK_US, until_us, agent) if trust else None
         # retention deletes minute rollups below this floor: a minute whose app look-back reaches below
         # it is scored without that history now, so a row scored with it is not the answer any more
@@ -330,12 +340,19 @@ def minute_facts(rollups: Iterable[ru.Rollup]) -> tuple[list, list]:
 
 
 def keep_recent(
-    store, since_us: int, until_us: int, cfg=None, journeys=None, agent: int | None = None
+    store,
+    since_us: int,
+    until_us: int,
+    cfg=None,
+    journeys=None,
+    agent: int | None = None,
+    now_us: int | None = None,
 ) -> tuple[int, int]:
     """Score and keep every agent's (or one ``agent``'s) minutes in [since, until) that are not
-    kept with their current inputs; returns (minutes written, minutes already kept)."""
+    kept with their current inputs; returns (minutes written, minutes already kept). ``now_us``:
+    the clock (the kept loop's), so that a settled minute is kept as trusted (``KeptScores``)."""
     since = ru.minute_of(since_us)
-    kept = KeptScores(store, since, until_us, agent, cfg, trust=True)  # before any rollup is read
+    kept = KeptScores(store, since, until_us, agent, cfg, trust=True, now_us=now_us)  # before any rollup is read
     by_agent: dict[int, list[ru.Rollup]] = {}
     history = store.rollups(since - (AVAILABILITY_LOOKBACK_MIN - 1) * MINUTE_US, since, agent, kinds=("http",))
     for r in history + store.rollups(since, until_us, agent):

@@ -193,3 +193,15 @@ def test_a_minute_whose_look_back_retention_took_is_not_trusted(store):
 def _overall(store, key: int, minute: int) -> dict:
     """The kept overall of a minute (the reader above wrote nothing: no ``flush``)."""
     return {"score": _row(store, key, minute)["o"][0]}
+
+
+def test_the_kept_loop_keeps_a_settled_minute_trusted_by_its_clock(store):
+    """The loop keeps the last 2 minutes settled 60 s ago: by its clock the older one is trusted
+    at once (the window's end alone would say it ended too recently)."""
+    key = _live(store)
+    now = END + 60 * S
+    keep_recent(store, END - 2 * M, END, agent=key, now_us=now)
+    assert "v" in _row(store, key, END - 2 * M)
+    assert "v" not in _row(store, key, END - M)
+    keep_recent(store, END - M, END + M, agent=key, now_us=now + M)  # the next run: a digest hit, upgraded
+    assert "v" in _row(store, key, END - M)
