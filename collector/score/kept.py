@@ -114,6 +114,9 @@ class KeptScores:
         # a lower bound of when the rollups are read: the caller's clock (``now_us``), or else the
         # window's end or the clock, whichever is earlier (a view's window ends at its clock)
         self.read_us = now_us if now_us is not None else min(until_us, time.time_ns() // 1000)
+        # noted before the marks are read: a mark taken after (a late commit racing this read) makes
+        # ``flush`` keep the rows as untrusted, whoever has forgotten that mark by then
+        self.seq = store.late_write_seq() if trust else 0
         self.marks = store.late_writes(self.since - _LOOKBACK_US, until_us, agent) if trust else None
         # retention deletes minute rollups below this floor: a minute whose app look-back reaches below
         # it is scored without that history now, so a row scored with it is not the answer any more
@@ -124,6 +127,7 @@ class KeptScores:
             self.marked.setdefault(w.agent, set()).update(range(ru.minute_of(lo), hi + 1, MINUTE_US))
         self.rows = store.kept_scores(self.since, until_us, agent)
         self.pending: list[tuple[int, int, bytes, bytes]] = []
+        self.trusted_data: dict[tuple[int, int], bytes] = {}  # the pending rows' data with "v", when settled
         self.hits = 0
         self.facts: dict[tuple[int, int], bytes | None] = {}
         self.collected: set[int] = set()  # the agents whose window minutes were all handed to ``collect``
@@ -172,9 +176,10 @@ class KeptScores:
         d = msgpack.unpackb(hit[1], raw=False, strict_map_key=False)
         self.facts[(agent, minute_us)] = d.get("f")
         if d.get("v") != self.base and self._settled(minute_us, rollups):
+            d.pop("v", None)
+            self.pending.append((agent, minute_us, hit[0], msgpack.packb(d, use_bin_type=True)))
             d["v"] = self.base
-            data = msgpack.packb(d, use_bin_type=True)
-            self.pending.append((agent, minute_us, hit[0], data))
+            self.trusted_data[(agent, minute_us)] = data = msgpack.packb(d, use_bin_type=True)
             self.rows[(agent, minute_us)] = (hit[0], data)
         return _overall_in(d["o"]), d.get("j") or {}
 
@@ -186,10 +191,11 @@ class KeptScores:
                 continue
             facts = self.facts[(agent, m.minute_us)] = fleet_facts.packed(m.rollups)
             row = {"o": _overall_out(m.overall), "j": m.journeys, "f": facts}
-            if self._settled(m.minute_us, m.rollups):
-                row["v"] = self.base
             data = msgpack.packb(row, use_bin_type=True)
             self.pending.append((agent, m.minute_us, m.digest, data))
+            if self._settled(m.minute_us, m.rollups):
+                row["v"] = self.base
+                self.trusted_data[(agent, m.minute_us)] = data = msgpack.packb(row, use_bin_type=True)
             self.rows[(agent, m.minute_us)] = (m.digest, data)
             m.kept = True
 
@@ -198,7 +204,12 @@ class KeptScores:
         inside its window (every minute of theirs in it is now kept as it is): a mark whose minutes
         and app look-back end inside it is deleted, any other starts again at the window's end."""
         rows, self.pending = self.pending, []
-        wrote = _write(self.store.keep_scores, rows, "minute score(s)")
+        trusted, self.trusted_data = self.trusted_data, {}
+        if trusted:  # the rows as trusted only if no late write took a mark id since this read began
+            both = [(a, m, g, trusted.get((a, m), d)) for a, m, g, d in rows]
+            wrote = _write(lambda _: self.store.keep_trusted_scores(rows, both, self.seq), rows, "minute score(s)")
+        else:
+            wrote = _write(self.store.keep_scores, rows, "minute score(s)")
         seen = [w for w in self.marks or () if w.lo_us >= self.since and w.agent in self.collected]
         if seen and wrote == len(rows):
             done = [w.id for w in seen if w.hi_us + _LOOKBACK_US < self.until]

@@ -124,6 +124,13 @@ class Store(Protocol):
     def late_writes(self, since_us: int, until_us: int, agent_key: int | None = None) -> list[LateWrite]:
         """The marks of minutes written late (store/late_writes.py) that overlap [since, until), by id."""
 
+    def late_write_seq(self) -> int:
+        """The highest late-write mark id ever handed out (0: none), taken or not yet committed."""
+
+    def keep_trusted_scores(self, plain: list[tuple], trusted: list[tuple], seq: int) -> bool:
+        """As ``keep_scores``: ``trusted`` if no mark id was handed out since ``seq`` (checked in the
+        write's own transaction), else ``plain``; True when ``trusted`` was written (score/kept.py)."""
+
     def forget_late_writes(self, ids: Sequence[int], trim: Sequence[int] = (), from_us: int = 0) -> None:
         """Delete the marks ``ids`` and move the first minute of the marks ``trim`` up to ``from_us``:
         a reader that saw them before it read the rollups has kept their minutes (up to ``from_us``)."""

@@ -1170,6 +1170,31 @@ class PostgresStore(KeptTables):
         with self._lock:
             return self._retrying(run, f"sealing kept {table}")
 
+    def _late_seq_sql(self) -> str:
+        # the identity's sequence, read outside transactions: an id taken by a commit still running counts
+        return f"SELECT COALESCE(pg_sequence_last_value(pg_get_serial_sequence('{self._s}.late_writes', 'id')), 0)"
+
+    def late_write_seq(self) -> int:
+        return int(self._query(self._late_seq_sql())[0][0])
+
+    def keep_trusted_scores(self, plain: list[tuple], trusted: list[tuple], seq: int) -> bool:
+        s = self._s
+
+        def run() -> bool:
+            db = self._writer()
+            with db.transaction():
+                row = db.execute(self._late_seq_sql()).fetchone()
+                ok = row is not None and int(row[0]) == seq
+                db.cursor().executemany(
+                    f"""INSERT INTO {s}.minute_scores (agent, minute_us, digest, data) VALUES (%s, %s, %s, %s)
+                        ON CONFLICT (agent, minute_us) DO UPDATE SET digest = excluded.digest, data = excluded.data""",
+                    sorted(trusted if ok else plain),
+                )  # key order: two collectors writing the same minutes take row locks alike
+            return ok
+
+        with self._lock:
+            return self._retrying(run, "kept minute_scores")
+
     def late_writes(self, since_us: int, until_us: int, agent_key: int | None = None) -> list[late_writes.LateWrite]:
         sql = f"SELECT id, agent, lo_us, hi_us FROM {self._s}.late_writes WHERE hi_us >= %s AND lo_us < %s"
         args: list = [since_us, until_us]

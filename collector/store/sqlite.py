@@ -246,6 +246,12 @@ def _add_kind_columns(db: sqlite3.Connection) -> None:
                 db.execute(f'ALTER TABLE samples_{kind} ADD COLUMN "{c}" {"TEXT" if t == STR else "INTEGER"}')
 
 
+def _late_seq(db: sqlite3.Connection) -> int:
+    """The highest late-write mark id ever handed out (AUTOINCREMENT's counter; 0: none yet)."""
+    row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'late_writes'").fetchone()
+    return int(row[0]) if row else 0
+
+
 def _kept_tables() -> str:
     """score/kept.py's caches: one row per agent and minute (or block start), digest and data."""
     return "".join(
@@ -788,6 +794,27 @@ class SqliteStore(KeptTables):
             out = sealed.kept_in(db.execute(old, old_args), since_us, until_us)
             out.update({(a, m): (g, d) for a, m, g, d in db.execute(sql, args)})  # a row wins: written later
             return out
+
+    def late_write_seq(self) -> int:
+        with self._reader() as db:
+            return _late_seq(db)
+
+    def keep_trusted_scores(self, plain: list[tuple], trusted: list[tuple], seq: int) -> bool:
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")  # no commit runs between the check and the write
+            try:
+                ok = _late_seq(db) == seq
+                db.executemany(
+                    """INSERT INTO minute_scores (agent, minute_us, digest, data) VALUES (?, ?, ?, ?)
+                        ON CONFLICT (agent, minute_us) DO UPDATE SET digest = excluded.digest, data = excluded.data""",
+                    trusted if ok else plain,
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return ok
 
     def late_writes(self, since_us: int, until_us: int, agent_key: int | None = None) -> list[late_writes.LateWrite]:
         sql = "SELECT id, agent, lo_us, hi_us FROM late_writes WHERE hi_us >= ? AND lo_us < ?"

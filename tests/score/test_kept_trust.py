@@ -139,7 +139,7 @@ def test_a_stale_score_kept_across_a_late_commit_is_not_trusted(store):
     tl = timeline_of(key, rollups, T0, END, None, kept)
     kept.collect(key, tl.minutes)
     kept.flush()
-    assert "v" in _row(store, key, m10), "the reader kept minute 10 scored from what it read"
+    assert "v" not in _row(store, key, m10), "kept from what it read, as untrusted: a mark id was taken since"
     assert len(store.late_writes(0, 2**62)) == 1, "a mark the reader did not see survives it"
     assert _json(_trusting(store, key)) == _scratch(store, key)
 
@@ -205,3 +205,22 @@ def test_the_kept_loop_keeps_a_settled_minute_trusted_by_its_clock(store):
     assert "v" not in _row(store, key, END - M)
     keep_recent(store, END - M, END + M, agent=key, now_us=now + M)  # the next run: a digest hit, upgraded
     assert "v" in _row(store, key, END - M)
+
+
+def test_a_stale_score_kept_after_another_reader_forgot_the_mark_is_not_trusted(store):
+    """Two readers across a late commit: the slow one read before it, the quick one after; the quick
+    one keeps the new scores and forgets the mark, then the slow one keeps its stale ones."""
+    key = _live(store)
+    keep_recent(store, T0, END, agent=key)
+    m10 = T0 + 10 * M
+    store.keep_scores([(key, m10, b"\0" * 16, b"\x80")])  # so that the slow reader scores minute 10 itself
+    slow = KeptScores(store, T0, END, key, trust=True)
+    rollups = app_history(store, key, T0) + store.rollups(T0, END, key)
+    _late(store, key, 1)
+    _trusting(store, key)  # the quick reader: sees the mark, keeps minute 10 anew, forgets the mark
+    assert store.late_writes(0, 2**62) == []
+    tl = timeline_of(key, rollups, T0, END, None, slow)
+    slow.collect(key, tl.minutes)
+    slow.flush()
+    assert "v" not in _row(store, key, m10), "a mark id was taken since the slow reader began: not trusted"
+    assert _json(_trusting(store, key)) == _scratch(store, key)
