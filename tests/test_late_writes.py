@@ -37,10 +37,11 @@ def _marks(store, agent=None) -> list[tuple[int, int, int]]:
 def test_late_ranges_threshold():
     """Late: the minute ended LATE_AFTER_US or more before the commit's clock; only late minutes."""
     end = T0 + M  # minute T0 ends here
-    assert late_ranges({7: [T0]}, end + LATE_AFTER_US) == [(7, T0, T0, end + LATE_AFTER_US)]
-    assert late_ranges({7: [T0]}, end + LATE_AFTER_US - 1) == []
-    assert late_ranges({7: [T0 - 2 * M, T0, T0 + M]}, end + LATE_AFTER_US) == [(7, T0 - 2 * M, T0, end + LATE_AFTER_US)]
-    assert late_ranges({}, end) == []
+    assert late_ranges([(7, T0, "rtt")], end + LATE_AFTER_US) == [(7, T0, T0, end + LATE_AFTER_US)]
+    assert late_ranges([(7, T0, "rtt")], end + LATE_AFTER_US - 1) == []
+    rows = [(7, T0 - 2 * M, "rtt"), (7, T0, "http"), (7, T0 + M, "rtt"), (8, T0 + M, "rtt")]
+    assert late_ranges(rows, end + LATE_AFTER_US) == [(7, T0 - 2 * M, T0, end + LATE_AFTER_US)]
+    assert late_ranges([], end) == []
     assert TRUST_AFTER_US > LATE_AFTER_US  # a commit between a reader's read and its write is always late
 
 

@@ -9,7 +9,7 @@ it before reading the rollups, so one it did not see survives its write (ids are
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from . import rollup as ru
@@ -34,12 +34,12 @@ class LateWrite:
     hi_us: int  # the last one (inclusive)
 
 
-def late_ranges(minutes: Mapping[int, Iterable[int]], now_us: int) -> list[tuple[int, int, int, int]]:
-    """(agent, first late minute, last late minute, now) per agent whose written ``minutes`` include
-    one that ended ``LATE_AFTER_US`` or more before ``now_us`` (the commit's clock)."""
-    out = []
-    for agent, ms in sorted(minutes.items()):
-        late = [m for m in ms if m + ru.MINUTE_US + LATE_AFTER_US <= now_us]
-        if late:
-            out.append((agent, min(late), max(late), now_us))
-    return out
+def late_ranges(written: Iterable[Sequence], now_us: int) -> list[tuple[int, int, int, int]]:
+    """(agent, first late minute, last late minute, now) per agent among the ``written`` rows
+    (``(agent, minute_us, ...)``, as a commit upserts or deletes rollups) with a minute that ended
+    ``LATE_AFTER_US`` or more before ``now_us`` (the commit's clock)."""
+    late: dict[int, list[int]] = {}
+    for agent, minute_us, *_ in written:
+        if minute_us + ru.MINUTE_US + LATE_AFTER_US <= now_us:
+            late.setdefault(agent, []).append(minute_us)
+    return [(agent, min(ms), max(ms), now_us) for agent, ms in sorted(late.items())]

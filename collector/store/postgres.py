@@ -682,10 +682,7 @@ class PostgresStore(KeptTables):
             cur.executemany(
                 f"DELETE FROM {s}.rollups WHERE agent = %s AND minute_us = %s AND kind = %s AND target = %s", deletes
             )
-        written_minutes: dict[int, set[int]] = {}
-        for row in (*upserts, *deletes):
-            written_minutes.setdefault(row[0], set()).add(row[1])
-        marks = late_writes.late_ranges(written_minutes, now_us)
+        marks = late_writes.late_ranges([*upserts, *deletes], now_us)
         if marks:
             cur.executemany(f"INSERT INTO {s}.late_writes (agent, lo_us, hi_us, at_us) VALUES (%s, %s, %s, %s)", marks)
 
@@ -1178,18 +1175,12 @@ class PostgresStore(KeptTables):
         return int(self._query(self._late_seq_sql())[0][0])
 
     def keep_trusted_scores(self, plain: list[tuple], trusted: list[tuple], seq: int) -> bool:
-        s = self._s
-
         def run() -> bool:
             db = self._writer()
             with db.transaction():
                 row = db.execute(self._late_seq_sql()).fetchone()
                 ok = row is not None and int(row[0]) == seq
-                db.cursor().executemany(
-                    f"""INSERT INTO {s}.minute_scores (agent, minute_us, digest, data) VALUES (%s, %s, %s, %s)
-                        ON CONFLICT (agent, minute_us) DO UPDATE SET digest = excluded.digest, data = excluded.data""",
-                    sorted(trusted if ok else plain),
-                )  # key order: two collectors writing the same minutes take row locks alike
+                db.cursor().executemany(self._keep_sql("minute_scores"), sorted(trusted if ok else plain))
             return ok
 
         with self._lock:
@@ -1220,19 +1211,20 @@ class PostgresStore(KeptTables):
         with self._lock:
             self._retrying(run, "forgetting late writes")
 
+    def _keep_sql(self, table: str) -> str:
+        """Write a kept row (score/kept.py's caches), replacing the one of the same agent and minute;
+        callers pass rows in key order, so two collectors writing the same minutes take row locks alike."""
+        return f"""INSERT INTO {self._s}.{table} (agent, minute_us, digest, data) VALUES (%s, %s, %s, %s)
+                   ON CONFLICT (agent, minute_us) DO UPDATE SET digest = excluded.digest, data = excluded.data"""
+
     def _keep(self, table: str, rows: list[tuple[int, int, bytes, bytes]]) -> None:
         if not rows:
             return
-        s = self._s
 
         def run() -> None:
             db = self._writer()
             with db.transaction():
-                db.cursor().executemany(
-                    f"""INSERT INTO {s}.{table} (agent, minute_us, digest, data) VALUES (%s, %s, %s, %s)
-                        ON CONFLICT (agent, minute_us) DO UPDATE SET digest = excluded.digest, data = excluded.data""",
-                    sorted(rows),
-                )  # key order: two collectors writing the same minutes take row locks alike
+                db.cursor().executemany(self._keep_sql(table), sorted(rows))
 
         with self._lock:
             self._retrying(run, f"kept {table}")

@@ -252,6 +252,12 @@ def _late_seq(db: sqlite3.Connection) -> int:
     return int(row[0]) if row else 0
 
 
+def _keep_sql(table: str) -> str:
+    """Write a kept row (score/kept.py's caches), replacing the one of the same agent and minute."""
+    return f"""INSERT INTO {table} (agent, minute_us, digest, data) VALUES (?, ?, ?, ?)
+               ON CONFLICT (agent, minute_us) DO UPDATE SET digest = excluded.digest, data = excluded.data"""
+
+
 def _kept_tables() -> str:
     """score/kept.py's caches: one row per agent and minute (or block start), digest and data."""
     return "".join(
@@ -526,12 +532,9 @@ class SqliteStore(KeptTables):
             upserts,
         )
         db.executemany("DELETE FROM rollups WHERE agent = ? AND minute_us = ? AND kind = ? AND target = ?", deletes)
-        written_minutes: dict[int, set[int]] = {}
-        for row in (*upserts, *deletes):
-            written_minutes.setdefault(row[0], set()).add(row[1])
         db.executemany(
             "INSERT INTO late_writes (agent, lo_us, hi_us, at_us) VALUES (?, ?, ?, ?)",
-            late_writes.late_ranges(written_minutes, now_us),
+            late_writes.late_ranges([*upserts, *deletes], now_us),
         )
 
     def _series_id(self, agent: int, target: str, address: str, kind: str, method: str, hop: int) -> int:
@@ -805,11 +808,7 @@ class SqliteStore(KeptTables):
             db.execute("BEGIN IMMEDIATE")  # no commit runs between the check and the write
             try:
                 ok = _late_seq(db) == seq
-                db.executemany(
-                    """INSERT INTO minute_scores (agent, minute_us, digest, data) VALUES (?, ?, ?, ?)
-                        ON CONFLICT (agent, minute_us) DO UPDATE SET digest = excluded.digest, data = excluded.data""",
-                    trusted if ok else plain,
-                )
+                db.executemany(_keep_sql("minute_scores"), trusted if ok else plain)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -848,11 +847,7 @@ class SqliteStore(KeptTables):
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany(
-                    f"""INSERT INTO {table} (agent, minute_us, digest, data) VALUES (?, ?, ?, ?)
-                        ON CONFLICT (agent, minute_us) DO UPDATE SET digest = excluded.digest, data = excluded.data""",
-                    rows,
-                )
+                db.executemany(_keep_sql(table), rows)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
