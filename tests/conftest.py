@@ -279,13 +279,26 @@ class CollectorProc(Proc):
         return f"127.0.0.1:{self.port}"
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the item, so that ``procs`` knows at teardown whether the test failed."""
+    report = yield
+    setattr(item, f"_report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def procs():
-    """Processes started through this list are stopped at teardown, also when the test fails."""
+def procs(request):
+    """Processes started through this list are stopped at teardown, also when the test fails; a
+    failed test prints the end of each one's log (a hang in CI is otherwise a bare timeout)."""
     started: list[Proc] = []
     yield started
+    failed = any(getattr(getattr(request.node, f"_report_{w}", None), "failed", False) for w in ("setup", "call"))
     for p in reversed(started):
         p.stop(signal.SIGKILL if p.alive() else signal.SIGTERM, timeout=5)
+        if failed:
+            lines = p.output().splitlines()[-60:] if p.log_path.exists() else []
+            print(f"--- last {len(lines)} lines of {p.log_path.name} ---", *lines, sep="\n")
 
 
 @pytest.fixture
