@@ -330,7 +330,8 @@ def _merge_window(
 
 def _inside(rollups: list[ru.Rollup], since: int, until: int) -> list[ru.Rollup]:
     """The rollups of the window's minutes (not the app history before it)."""
-    return [r for r in rollups if r.minute_us >= ru.minute_of(since) and r.minute_us < until]
+    lo = ru.minute_of(since)
+    return [r for r in rollups if lo <= r.minute_us < until]
 
 
 def _sections_from_rollups(
