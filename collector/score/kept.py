@@ -27,9 +27,6 @@ log = logging.getLogger("cxpulse.collector.score")
 
 MINUTE_US = ru.MINUTE_US
 _LOOKBACK_US = (AVAILABILITY_LOOKBACK_MIN - 1) * MINUTE_US  # a minute's score reads the app checks before it
-# Merges of a part of a block kept in its row (KeptMerges._variant): the good minutes of a block
-# with degraded ones are one part per scoring; a few more leave room for another configuration.
-MAX_VARIANTS = 3
 
 
 def _digest(*parts: bytes) -> bytes:
@@ -259,12 +256,10 @@ class KeptMerges:
         self.rows = dict(rows) if rows is not None else store.kept_merges(lo - lo % BLOCK_US, hi, agent)
         self.pending: list[tuple[int, int, bytes, bytes]] = []
         self._blocks: dict[int, tuple[list[ru.Rollup], list, list] | None] = {}
-        self._rows: dict[int, dict] = {}  # block -> its row as decoded (or made), to add variants to
 
     def _parts(self, minutes: Iterable[int] | None):
         """(rollups, the block's kept (merged, lossy, failed) or None) in minute order: each whole
-        block of the chosen minutes (all by default), each block of which the chosen minutes are a
-        part (merged, None, None: its kept variant, ``_variant``), and each run of other minutes."""
+        block of the chosen minutes (all by default), and each run of other minutes."""
         chosen = sorted(self.by_minute if minutes is None else minutes)
         i = 0
         while i < len(chosen):
@@ -274,11 +269,13 @@ class KeptMerges:
                 j += 1
             ms = chosen[i:j]
             rs = [r for m in ms for r in self.by_minute[m]]
-            part = None
-            if b >= self.lo and b + BLOCK_US <= self.hi and len(ms) > 1:
-                have = [m for m in range(b, b + BLOCK_US, MINUTE_US) if m in self.by_minute]
-                part = self._block(b, rs) if len(ms) == len(have) else self._variant(b, have, ms)
-            yield rs, part
+            whole = (
+                b >= self.lo
+                and b + BLOCK_US <= self.hi
+                and len(ms) > 1
+                and len(ms) == sum(1 for m in range(b, b + BLOCK_US, MINUTE_US) if m in self.by_minute)
+            )
+            yield rs, (self._block(b, rs) if whole else None)
             i = j
 
     def _block(self, b: int, rollups: list[ru.Rollup]) -> tuple[list[ru.Rollup], list, list] | None:
@@ -291,53 +288,32 @@ class KeptMerges:
             hit = self.rows.get((self.agent, b))
             if hit is not None and hit[0] == own:
                 d = msgpack.unpackb(hit[1], raw=False, strict_map_key=False)
-                got = (self._rollups(d["r"]), [tuple(x) for x in d["lossy"]], [tuple(x) for x in d["failed"]])
+                got = (
+                    [ru.Rollup(self.agent, m, k, t, h, None, raw) for k, t, h, m, raw in d["r"]],
+                    [tuple(x) for x in d["lossy"]],
+                    [tuple(x) for x in d["failed"]],
+                )
             else:
-                packed, rs = self._merge(rollups)
+                firsts: dict[tuple[str, str], int] = {}
+                for r in rollups:
+                    firsts.setdefault((r.kind, r.target), r.minute_us)
+                rs = list(merged(rollups).values())
                 lossy, failed = minute_facts(rollups)
-                d = {"r": packed, "lossy": lossy, "failed": failed}
-                self._pend(b, own, msgpack.packb(d, use_bin_type=True))
+                data = msgpack.packb(
+                    {
+                        "r": [
+                            [r.kind, r.target, r.hop, firsts[(r.kind, r.target)], ru.encode(r.kind, r.data)] for r in rs
+                        ],
+                        "lossy": lossy,
+                        "failed": failed,
+                    },
+                    use_bin_type=True,
+                )
+                self.pending.append((self.agent, b, own, data))
+                self.rows[(self.agent, b)] = (own, data)
                 got = (rs, lossy, failed)
-            self._rows[b] = d
         self._blocks[b] = got
         return got
-
-    def _variant(self, b: int, have: list[int], ms: list[int]) -> tuple[list[ru.Rollup], None, None] | None:
-        """The merge of the block's minutes ``ms``, a part of those with data (``have``): kept in the
-        block's row under the mask of the minutes left out. Why: a day's triage merges its good
-        minutes, and every block holding a degraded minute would be decoded minute by minute; the
-        kept loop keeps that variant as the block settles (``keep_blocks``). None: not keepable."""
-        if self._block(b, [r for m in have for r in self.by_minute[m]]) is None:
-            return None
-        chosen = set(ms)
-        mask = sum(1 << ((m - b) // MINUTE_US) for m in have if m not in chosen)
-        d = self._rows[b]
-        variants = d.setdefault("x", {})
-        hit = variants.get(mask)
-        if hit is not None:
-            return self._rollups(hit), None, None
-        packed, rs = self._merge([r for m in ms for r in self.by_minute[m]])
-        if len(variants) < MAX_VARIANTS:
-            variants[mask] = packed
-            self._pend(b, self.rows[(self.agent, b)][0], msgpack.packb(d, use_bin_type=True))
-        return rs, None, None
-
-    def _rollups(self, packed: list) -> list[ru.Rollup]:
-        return [ru.Rollup(self.agent, m, k, t, h, None, raw) for k, t, h, m, raw in packed]
-
-    @staticmethod
-    def _merge(rollups: list[ru.Rollup]) -> tuple[list, list[ru.Rollup]]:
-        """(as kept: kind, target, hop, first minute, encoded data; the merged rollups)."""
-        firsts: dict[tuple[str, str], int] = {}
-        for r in rollups:
-            firsts.setdefault((r.kind, r.target), r.minute_us)
-        rs = list(merged(rollups).values())
-        return [[r.kind, r.target, r.hop, firsts[(r.kind, r.target)], ru.encode(r.kind, r.data)] for r in rs], rs
-
-    def _pend(self, b: int, own: bytes, data: bytes) -> None:
-        """Write the block's row at ``flush`` (once: a row given a variant after it was merged is written once)."""
-        self.rows[(self.agent, b)] = (own, data)
-        self.pending = [p for p in self.pending if p[1] != b] + [(self.agent, b, own, data)]
 
     def merged(self, minutes: Iterable[int] | None = None) -> dict:
         """``timeline.merged`` of these minutes' rollups (all by default), whole blocks read merged."""
@@ -400,31 +376,19 @@ def keep_recent(
     return kept.flush(), kept.hits
 
 
-def keep_blocks(store, block_us: int, agent: int | None = None, cfg=None) -> int:
-    """Keep the merge of the 15-minute block starting at ``block_us`` for every agent (or one),
-    and, for a block with degraded minutes, the merge of its good ones (what a day's triage reads:
-    ``KeptMerges._variant``); returns how many blocks were written (one kept with unchanged
-    rollups is not). The minutes' scores come from the kept rows (``keep_recent`` kept them)."""
+def keep_blocks(store, block_us: int, agent: int | None = None) -> int:
+    """Keep the merge of the 15-minute block starting at ``block_us`` for every agent (or one);
+    returns how many blocks were written (a block kept with unchanged rollups is not)."""
     end = block_us + BLOCK_US
-    kept = KeptScores(store, block_us, end, agent, cfg, trust=True)  # before any rollup is read
     by_agent: dict[int, list[ru.Rollup]] = {}
-    history = store.rollups(block_us - _LOOKBACK_US, block_us, agent, kinds=("http",))
-    for r in history + store.rollups(block_us, end, agent):
+    for r in store.rollups(block_us, end, agent):
         by_agent.setdefault(r.agent, []).append(r)
     rows = store.kept_merges(block_us, end, agent)
     pending: list[tuple[int, int, bytes, bytes]] = []
     for a, rollups in by_agent.items():
-        inside = [r for r in rollups if r.minute_us >= block_us]
-        if not inside:
-            continue
-        merges = KeptMerges(store, a, inside, block_us, end, rows)
+        merges = KeptMerges(store, a, rollups, block_us, end, rows)
         for _ in merges._parts(None):  # keeps the block when it is whole
             pass
-        minutes = timeline_of(a, rollups, block_us, end, cfg, kept).minutes
-        good = [m.minute_us for m in minutes if not m.degraded]
-        if 1 < len(good) < len(minutes):
-            for _ in merges._parts(good):  # keeps the good minutes' merge in the block's row
-                pass
         pending += merges.pending
     if pending:
         store.keep_merges(pending)

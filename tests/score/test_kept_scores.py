@@ -214,43 +214,6 @@ def test_a_long_view_reads_whole_blocks_merged_and_a_late_batch_remerges_its_blo
     assert _cold(store, sc.end_us, 7200) == after
 
 
-def test_a_block_with_degraded_minutes_keeps_its_good_minutes_merged_for_triage(outage_store):
-    """Triage's baseline merges a day's good minutes: a block holding degraded minutes keeps the
-    merge of its good ones in its row (kept by the loop as the block settles), the view reads it,
-    and says what the view computed from the rollups alone says."""
-    import msgpack
-
-    store, sc, keys = outage_store
-    me = keys["lis-1"]
-    kept_mod.keep_recent(store, sc.t0_us, sc.end_us)
-    whole = [
-        b
-        for b in range(sc.t0_us - sc.t0_us % kept_mod.BLOCK_US, sc.end_us, kept_mod.BLOCK_US)
-        if b >= sc.t0_us and b + kept_mod.BLOCK_US <= sc.end_us
-    ]
-    for b in whole:
-        kept_mod.keep_blocks(store, b, me)
-
-    def variants() -> dict:
-        rows = store.kept_merges(0, 2**62, me)
-        return {k: msgpack.unpackb(d, raw=False, strict_map_key=False).get("x") for k, (_, d) in rows.items()}
-
-    kept_x = {k: x for k, x in variants().items() if x}
-    assert kept_x, "the outage's block keeps the merge of its good minutes"
-    first = _view(store, sc.end_us, 7200)
-    assert {k: x for k, x in variants().items() if x} == kept_x, "the view found the loop's variant: none added"
-    assert _cold(store, sc.end_us, 7200) == first
-
-    # The view reads the variant: kept wrong on purpose (the whole block's merge, degraded minutes
-    # and all), the baseline and so the view change.
-    (key, x), *_ = kept_x.items()
-    own, data = store.kept_merges(0, 2**62, me)[key]
-    d = msgpack.unpackb(data, raw=False, strict_map_key=False)
-    d["x"] = dict.fromkeys(x, d["r"])
-    store.keep_merges([(me, key[1], own, msgpack.packb(d, use_bin_type=True))])
-    assert _view(store, sc.end_us, 7200) != first
-
-
 def test_keep_blocks_keeps_each_agents_block_once(outage_store):
     store, sc, keys = outage_store
     b = sc.t0_us - sc.t0_us % kept_mod.BLOCK_US + kept_mod.BLOCK_US
