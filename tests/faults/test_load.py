@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import grpc
 import pytest
 
+from cxpulse.collector.ingest.service import OVERLOAD_AFTER_S
 from cxpulse.v1 import telemetry_pb2 as pb
 from cxpulse.v1 import telemetry_pb2_grpc as pb_grpc
 from tests.bench import loadsim
@@ -53,7 +55,11 @@ def test_slow_store_slows_streams_and_memory_stays_bounded(tmp_path, procs):
     stall_at, stall_s = 2.0, 30.0
     newcomer: dict = {}
     agent_metadata(col.address, "late-comer")  # provisioned now: the store will be locked when it is used
-    probe = threading.Thread(target=new_stream_while_behind, args=(col.address, stall_at + 22, newcomer), daemon=True)
+    probe = threading.Thread(
+        target=new_stream_while_behind,
+        args=(col.address, lambda: "ingest is waiting for storage" in col.output(), stall_at + stall_s - 4, newcomer),
+        daemon=True,
+    )
     probe.start()
     r = loadsim.run(cfg, db=str(col.db), target=col.address, collector_pid=col.p.pid, stall=(stall_at, stall_s))
     probe.join(10)
@@ -76,9 +82,16 @@ def test_slow_store_slows_streams_and_memory_stays_bounded(tmp_path, procs):
     assert "overloaded" in newcomer["details"] and 5_000 <= int(newcomer["retry-after-ms"]) <= 15_000, newcomer
 
 
-def new_stream_while_behind(address: str, after_s: float, out: dict) -> None:
-    """Open a stream ``after_s`` seconds in (store locked, queues full) and record how it ends."""
-    time.sleep(after_s)
+def new_stream_while_behind(address: str, behind: Callable[[], bool], latest_s: float, out: dict) -> None:
+    """Open a stream once the collector has said storage is behind for longer than it waits before
+    turning newcomers away (OVERLOAD_AFTER_S), or at ``latest_s`` seconds in (the store still
+    locked), and record how it ends. Not at a fixed time: how soon 200 simulated agents fill the
+    queues depends on the machine (24 s into the stall on a slow one, where a stream opened at a
+    fixed 24 s in met a collector not yet behind)."""
+    t0 = time.monotonic()
+    while not behind() and time.monotonic() - t0 < latest_s:
+        time.sleep(0.2)
+    time.sleep(max(0.0, min(OVERLOAD_AFTER_S + 1.0, latest_s - (time.monotonic() - t0))))
     with client_channel(address) as ch:
         hello = pb.StreamRequest(hello=pb.Hello(agent_id="late-comer", seq_epoch=1))
         try:
