@@ -331,6 +331,7 @@ class _Evidence:
         self.gw = f.gateway
         self.hops = f.beyond_gateway()
         self.media = next((p for n, p in f.paths.items() if n not in ("gateway", "isp", "public", "anchor")), None)
+        self._voice_l = self._voice_loss()
         self._gw_s = self._gateway_suffers()
         self._beyond = self._beyond_gateway()
 
@@ -365,8 +366,32 @@ class _Evidence:
             and more_lost_p(g.lost, g.samples, b.lost, b.samples) >= SIGNIFICANCE
         ):
             loss_s = 0.0  # no more loss than in the agent's good minutes, beyond chance
+        # The voice stream losing clearly says the path loses; a gateway that lost some probes too,
+        # with no hop beyond it losing significantly more, is where that loss starts, even when the
+        # gateway's own count is small by chance (1 of 60 at 10% loss: the lab's lan_loss window).
+        if g.lost and self._voice_l and not self._lossier_beyond():
+            loss_s = max(loss_s, 0.75 * self._voice_l)
         lat_s = piecewise(self._excess_ms(g), ((8.0, 0.0), (25.0, 0.5), (60.0, 1.0)))
         return max(loss_s, lat_s)
+
+    def _lossier_beyond(self) -> bool:
+        """A hop beyond the gateway (or the media edge) loses more than the gateway, beyond chance."""
+        g = self.gw
+        return g is not None and any(
+            more_lost_p(p.lost, p.samples, g.lost, g.samples) < SIGNIFICANCE
+            for p in self.hops + ([self.media] if self.media else [])
+        )
+
+    def _voice_loss(self) -> float:
+        """How clearly the voice-cadence stream loses packets (0..1), above its usual beyond chance.
+        Every packet crosses the LAN and the ISP, so it says that the path loses, not where."""
+        v = self.f.voice
+        if v is None or not v.sent or not v.lost:
+            return 0.0
+        b = self.base.voice if self.base is not None else None
+        if b is not None and b.sent and more_lost_p(v.lost, v.sent, b.lost, b.sent) >= SIGNIFICANCE:
+            return 0.0
+        return piecewise(v.loss_pct or 0.0, ((1.0, 0.0), (3.0, 0.6), (8.0, 1.0)))
 
     def _beyond_gateway(self, named: bool = False) -> tuple[float, str]:
         """Strength of a fault that starts beyond the gateway, and where it starts (sentence);
@@ -536,7 +561,8 @@ class _Evidence:
 
     def dns(self) -> float:
         """Lookups failing or slow while the whole path is clean: a lossy link anywhere, the
-        desk -> gateway link included, loses DNS packets too and makes every lookup slow."""
+        desk -> gateway link included, loses DNS packets too and makes every lookup slow (one lost
+        query is the resolver's 5 s retry), so slowness alone also yields to the voice stream's loss."""
         fail, _ = self._apps_bad(classes=("dns",), slow=False)
         slow = max(
             (
@@ -545,7 +571,8 @@ class _Evidence:
             ),
             default=0.0,
         )
-        return max(fail, slow) * (1.0 - 0.8 * max(self._gw_s, self._beyond[0]))
+        path = max(self._gw_s, self._beyond[0])
+        return max(fail * (1.0 - 0.8 * path), slow * (1.0 - 0.8 * max(path, self._voice_l)))
 
     def app(self) -> float:
         bad, _ = self._apps_bad(exclude=("dns",))
@@ -626,7 +653,13 @@ class _Evidence:
         if domain == "dns":
             _, text = self._apps_bad(classes=("dns",), slow=False)
             dns = max((a.dns_p95_ms or 0.0 for a in f.apps.values()), default=0.0)
-            clean = "the path is clean" if self._path_clean() >= 0.8 else f"the path suffers too ({gw_txt})"
+            v = f.voice
+            lossy = f", voice packets lost {v.loss_pct:.0f}%" if v is not None and self._voice_l >= 0.2 else ""
+            clean = (
+                "the path is clean"
+                if self._path_clean() >= 0.8 and not lossy
+                else f"the path suffers too ({gw_txt}{lossy})"
+            )
             return f"DNS resolution failing or slow: {text or 'no DNS failures'}; DNS p95 {_ms(dns)}; {clean}"
         if domain == "app":
             _, text = self._apps_bad(exclude=("dns",))
