@@ -375,12 +375,13 @@ class _Evidence:
         return max(loss_s, lat_s)
 
     def _lossier_beyond(self) -> bool:
-        """A hop beyond the gateway (or the media edge) loses more than the gateway, beyond chance."""
+        """The hops beyond the gateway (and the media edge), pooled, lose more than the gateway beyond
+        chance. Pooled, not hop by hop: more probes tell a chance gateway loss (1 of 60 while the
+        ISP drops 10%) from a shared one, so a lucky gateway leaves the place unknown, not the LAN."""
         g = self.gw
-        return g is not None and any(
-            more_lost_p(p.lost, p.samples, g.lost, g.samples) < SIGNIFICANCE
-            for p in self.hops + ([self.media] if self.media else [])
-        )
+        beyond = self.hops + ([self.media] if self.media else [])
+        lost, samples = sum(p.lost for p in beyond), sum(p.samples for p in beyond)
+        return g is not None and more_lost_p(lost, samples, g.lost, g.samples) < SIGNIFICANCE
 
     def _voice_loss(self) -> float:
         """How clearly the voice-cadence stream loses packets (0..1), above its usual beyond chance.

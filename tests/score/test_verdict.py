@@ -470,3 +470,27 @@ def test_with_a_clean_gateway_the_same_loss_is_not_the_lan_nor_dns():
     (v,) = triage_timeline(_lossy_minute_after_clean_ones(set()))
     assert v.domain == "network", v
     assert v.strengths["dns"] < 0.35 and v.strengths["lan"] == 0.0, v
+
+
+def test_a_lucky_gateway_beside_lossy_hops_is_not_called_the_lan():
+    """The corroboration has a limit: when the hops beyond the gateway, pooled, lose more than it
+    beyond chance (18 of 180 vs 1 of 60, p 0.026), one lost gateway probe is no sign that the loss
+    starts there; with no hop alone beyond chance either, the place is not named (nor DNS)."""
+    from cxpulse.collector.score.timeline import timeline_of
+    from cxpulse.collector.score.triage import triage_timeline
+    from cxpulse.collector.store import rollup as ru
+    from cxpulse.v1 import payload as p
+
+    tl = _lossy_minute_after_clean_ones({317})
+    t0 = scn.T0_US
+    extra = []
+    for name, addr, hop in (("public", "203.0.113.7", 3), ("anchor", "198.51.100.4", 4)):
+        s = p.Series(name, addr, "icmp_raw", hop=hop)
+        for i in range(360):
+            s.add(t0 + i * S, None if i in {303, 312, 321, 330, 339, 348} else 1500 + (i * 29) % 300)
+        extra.append(s)
+    rs = [r for m in tl.minutes for r in m.rollups]
+    rs += list(ru.rollups_of_batches([(1, p.SampleBatch(extra))]).values())
+    (v,) = triage_timeline(timeline_of(1, rs, t0, t0 + 360 * S))
+    assert v.domain == "unknown", v
+    assert v.strengths["lan"] < 0.35 and v.strengths["dns"] < 0.35, v
