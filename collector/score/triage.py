@@ -367,8 +367,8 @@ class _Evidence:
         ):
             loss_s = 0.0  # no more loss than in the agent's good minutes, beyond chance
         # The voice stream losing clearly says the path loses; a gateway that lost some probes too,
-        # with no hop beyond it losing significantly more, is where that loss starts, even when the
-        # gateway's own count is small by chance (1 of 60 at 10% loss: the lab's lan_loss window).
+        # while the hops beyond it (pooled) lose no more beyond chance, is where that loss starts, even
+        # when the gateway's own count is small by chance (1 of 60 at 10% loss: the lab's lan_loss window).
         if g.lost and self._voice_l and not self._lossier_beyond():
             loss_s = max(loss_s, 0.75 * self._voice_l)
         lat_s = piecewise(self._excess_ms(g), ((8.0, 0.0), (25.0, 0.5), (60.0, 1.0)))

@@ -363,6 +363,23 @@ def test_own_upload_on_a_line_that_drops_instead_of_queueing_is_still_own_traffi
     assert isp.domain == "network", isp
 
 
+def _voice_run(voice, ts: int, recv: int) -> None:
+    """One voice-cadence run of 250 packets, ``recv`` of them back, the losses in one burst."""
+    voice.add(
+        ts,
+        sent=250,
+        recv=recv,
+        dup=0,
+        reord=0,
+        rtt=1500,
+        rtt95=2500,
+        jit=1000,
+        loss=round(1000 * (250 - recv) / 250),
+        burst=100 if recv < 250 else 0,
+        run=int(recv < 250),
+    )
+
+
 def test_lan_loss_in_the_good_minutes_too_is_still_the_lan():
     """The namespace lab (tests/test_triage_lab.py): 3% loss each way on the desk -> router link
     lost 4 of 60 gateway probes a minute, yet real voice runs kept three minutes above "degraded";
@@ -386,19 +403,7 @@ def test_lan_loss_in_the_good_minutes_too_is_still_the_lan():
         isp.add(t0 + i * S, None if rtt is None else rtt + 400)  # behind the same link
         if i % 20 == 10:
             recv = 250 if i < 120 else (246 if i < 300 else 222)
-            voice.add(
-                t0 + i * S,
-                sent=250,
-                recv=recv,
-                dup=0,
-                reord=0,
-                rtt=1500,
-                rtt95=2500,
-                jit=1000,
-                loss=round(1000 * (250 - recv) / 250),
-                burst=100 if recv < 250 else 0,
-                run=int(recv < 250),
-            )
+            _voice_run(voice, t0 + i * S, recv)
     rs = list(ru.rollups_of_batches([(1, p.SampleBatch([gw, isp, voice]))]).values())
     tl = timeline_of(1, rs, t0, t0 + 337 * S)
     assert [m.degraded for m in tl.minutes] == [False] * 5 + [True]  # the lab's shape
@@ -426,19 +431,7 @@ def _lossy_minute_after_clean_ones(gw_lost: set[int]):
         isp.add(t0 + i * S, None if i in isp_lost else 1100 + (i * 53) % 300)
         if i % 20 == 10:
             recv = 250 if i < 300 else 222
-            voice.add(
-                t0 + i * S,
-                sent=250,
-                recv=recv,
-                dup=0,
-                reord=0,
-                rtt=1500,
-                rtt95=2500,
-                jit=1000,
-                loss=round(1000 * (250 - recv) / 250),
-                burst=100 if recv < 250 else 0,
-                run=int(recv < 250),
-            )
+            _voice_run(voice, t0 + i * S, recv)
         if i % 10 == 5:
             dns = 5_002_000 if i == 335 else 2000
             crm.add(t0 + i * S, dns=dns, tcp=9000, tls=20000, ttfb=150000, total=dns + 180000, status=200)
