@@ -34,7 +34,14 @@ DAY_US = DAY_S * 1_000_000
 COMMIT = 20  # batches per commit (a group commit of the ingest writer)
 MINUTES = ("rollups", "rollup_hours")  # each tier: its rows and its sealed rows
 BLOCKS = ("rollups_15m", "block_days")
-KEPT = ("minute_scores", "kept_score_hours", "block_merges", "kept_merge_days")  # score/kept.py's caches
+KEPT = (  # score/kept.py's caches, rows and sealed
+    "minute_scores",
+    "kept_score_hours",
+    "block_merges",
+    "kept_merge_days",
+    "hour_merges",
+    "kept_hour_merge_days",
+)
 
 
 def table_bytes(path: str, *names: str) -> int:

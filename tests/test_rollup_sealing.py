@@ -270,21 +270,23 @@ def test_two_collectors_one_sealing_one_taking_late_batches_keep_each_key_once(s
 
 
 def test_kept_scores_and_merges_seal_per_agent_span_and_a_newer_row_wins(store):
-    """score/kept.py's caches: minute scores sealed per agent-hour, block merges per agent-day, read
-    back as the same (digest, data); a row kept after sealing wins; retention drops whole spans."""
+    """score/kept.py's caches: minute scores sealed per agent-hour, block and hour merges per
+    agent-day, read back as the same (digest, data); a row kept after sealing wins; retention drops
+    whole spans."""
     from cxpulse.collector.score.kept import BLOCK_US, keep_blocks, keep_recent
 
     a, _ = fill(store)
     assert keep_recent(store, H0, H0 + 3 * HOUR)[0] > 250
     for blk in range(H0, H0 + 3 * HOUR, BLOCK_US):
         keep_blocks(store, blk)
-    scores, merges = store.kept_scores(0, FAR), store.kept_merges(0, FAR)
-    assert len(scores) >= 300 and len(merges) >= 12
+    scores, merges, hours = store.kept_scores(0, FAR), store.kept_merges(0, FAR), store.kept_hour_merges(0, FAR)
+    assert len(scores) >= 300 and len(merges) >= 12 and len(hours) >= 3  # the loop keeps each hour it ends
     mine = store.kept_scores(H0 + 30 * MIN, H0 + 90 * MIN, a)
     r = asyncio.run(seal_once(store, now_us=H0 + 2 * HOUR + DAY, max_rows=50, pause_s=0))
     # the hours ending by H0+2h (all desks), and the merges of whole days before that: none yet
     assert r.done and r.kept == sum(1 for (_, m) in scores if m < H0 + 2 * HOUR)
     assert store.kept_scores(0, FAR) == scores and store.kept_merges(0, FAR) == merges
+    assert store.kept_hour_merges(0, FAR) == hours
     assert store.kept_scores(H0 + 30 * MIN, H0 + 90 * MIN, a) == mine
     # A collector keeps a minute again (new inputs) after it was sealed: the row is what reads see.
     newer = (a, H0 + 10 * MIN, b"\x01" * 16, b"newer")
@@ -295,8 +297,8 @@ def test_kept_scores_and_merges_seal_per_agent_span_and_a_newer_row_wins(store):
     assert store.kept_scores(0, FAR) == {**scores, (a, H0 + 10 * MIN): (b"\x01" * 16, b"newer")}
     # Whole days of merges, then retention of whole spans.
     r = asyncio.run(seal_once(store, now_us=H0 + 3 * DAY, pause_s=0))
-    assert r.kept == len(merges) + sum(1 for (_, m) in scores if m >= H0 + 2 * HOUR)
-    assert store.kept_merges(0, FAR) == merges
+    assert r.kept == len(merges) + len(hours) + sum(1 for (_, m) in scores if m >= H0 + 2 * HOUR)
+    assert store.kept_merges(0, FAR) == merges and store.kept_hour_merges(0, FAR) == hours
     while store.delete_rollups_before(H0 + HOUR + 30 * MIN, 500):
         pass
     left = store.kept_scores(0, FAR)

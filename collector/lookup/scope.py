@@ -135,6 +135,12 @@ class ScopedStore:
         got = self._store.kept_merges(since_us, until_us, agent_key)
         return got if agent_key is not None else {k: v for k, v in got.items() if k[0] in self.keys()}
 
+    def kept_hour_merges(self, since_us, until_us, agent_key=None):
+        if agent_key is not None and not self._mine(agent_key):
+            return {}
+        got = self._store.kept_hour_merges(since_us, until_us, agent_key)
+        return got if agent_key is not None else {k: v for k, v in got.items() if k[0] in self.keys()}
+
     def incidents(self, since_us, until_us, agent_key=None):
         if agent_key is not None and not self._mine(agent_key):
             return []

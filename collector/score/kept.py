@@ -21,7 +21,16 @@ from .components import Component, Overall
 from .journeys import default_journeys, evaluate
 from .timeline import AVAILABILITY_LOOKBACK_MIN, ScoreConfig, merged, timeline_of
 
-__all__ = ["BLOCK_US", "KeptMerges", "KeptScores", "code_digest", "keep_blocks", "keep_recent", "minute_facts"]
+__all__ = [
+    "BLOCK_US",
+    "HOUR_US",
+    "KeptMerges",
+    "KeptScores",
+    "code_digest",
+    "keep_blocks",
+    "keep_recent",
+    "minute_facts",
+]
 
 log = logging.getLogger("cxpulse.collector.score")
 
@@ -222,22 +231,26 @@ class KeptScores:
 
 
 BLOCK_US = 15 * MINUTE_US
+HOUR_US = 60 * MINUTE_US
 
 
 class KeptMerges:
-    """One agent's rollups merged per whole 15-minute block, kept like the scores.
+    """One agent's rollups merged per whole 15-minute block and per whole hour, kept like the scores.
 
     Why: a day's view merges the day's rollups (its sections, and triage's baseline of good
     minutes): 10,080 minute rollups to decode and merge. Merging is exact, associative and
-    commutative (rollup.py), so the merge of 96 kept blocks is the merge of their minutes. A
-    block is taken whole only when all of its minutes with data are wanted and the block lies
-    inside the minutes read ([lo, hi)); the rest (the window's edges, a block with degraded
-    minutes left out) is merged minute by minute. Each block row also keeps the facts the
-    sections read per minute (minutes that lost RTT samples, minutes with failed app checks),
-    so a whole block needs no decoding at all. Keyed by a digest of the block's stored rollups.
+    commutative (rollup.py), so the merge of 96 kept blocks is the merge of their minutes, and a
+    week merges 168 kept hours instead of 672 blocks. A span (hour, else block) is taken whole
+    only when all of its minutes with data are wanted and it lies inside the minutes read
+    ([lo, hi)); the rest (the window's edges, a span with degraded minutes left out) is taken block
+    by block, then minute by minute. Each row also keeps the facts the sections read per minute
+    (minutes that lost RTT samples, minutes with failed app checks), so a whole span needs no
+    decoding at all. Keyed by a digest of the span's stored rollups; an hour is built from its
+    blocks' merges.
 
-    ``rollups``: the agent's rollups of [lo, hi), as read from the store; ``rows``: the kept
-    block rows when the caller read them already (``keep_blocks``, for every agent at once).
+    ``rollups``: the agent's rollups of [lo, hi), as read from the store; ``rows`` and
+    ``hour_rows``: the kept block and hour rows when the caller read them already (``keep_blocks``,
+    for every agent at once).
     """
 
     def __init__(
@@ -248,44 +261,59 @@ class KeptMerges:
         lo: int,
         hi: int,
         rows: Mapping[tuple[int, int], tuple[bytes, bytes]] | None = None,
+        hour_rows: Mapping[tuple[int, int], tuple[bytes, bytes]] | None = None,
     ):
         self.store, self.agent, self.lo, self.hi = store, agent, lo, hi
         self.by_minute: dict[int, list[ru.Rollup]] = {}
         for r in rollups:
             self.by_minute.setdefault(r.minute_us, []).append(r)
         self.rows = dict(rows) if rows is not None else store.kept_merges(lo - lo % BLOCK_US, hi, agent)
+        self.hour_rows = (
+            dict(hour_rows) if hour_rows is not None else store.kept_hour_merges(lo - lo % HOUR_US, hi, agent)
+        )
         self.pending: list[tuple[int, int, bytes, bytes]] = []
-        self._blocks: dict[int, tuple[list[ru.Rollup], list, list] | None] = {}
+        self.hour_pending: list[tuple[int, int, bytes, bytes]] = []
+        self._spans: dict[tuple[int, int], tuple[list[ru.Rollup], list, list] | None] = {}
 
     def _parts(self, minutes: Iterable[int] | None):
-        """(rollups, the block's kept (merged, lossy, failed) or None) in minute order: each whole
-        block of the chosen minutes (all by default), and each run of other minutes."""
+        """(rollups, the span's kept (merged, lossy, failed) or None) in minute order: each whole
+        hour of the chosen minutes (all by default), else each whole block, and each run of others."""
         chosen = sorted(self.by_minute if minutes is None else minutes)
-        i = 0
-        while i < len(chosen):
-            b = chosen[i] - chosen[i] % BLOCK_US
-            j = i
-            while j < len(chosen) and chosen[j] < b + BLOCK_US:
-                j += 1
-            ms = chosen[i:j]
-            rs = [r for m in ms for r in self.by_minute[m]]
-            whole = (
-                b >= self.lo
-                and b + BLOCK_US <= self.hi
-                and len(ms) > 1
-                and len(ms) == sum(1 for m in range(b, b + BLOCK_US, MINUTE_US) if m in self.by_minute)
-            )
-            yield rs, (self._block(b, rs) if whole else None)
-            i = j
+        for h, hms in _runs(chosen, HOUR_US):
+            hour = self._whole(h, HOUR_US, hms)
+            if hour is not None:
+                yield hour
+                continue
+            for b, bms in _runs(hms, BLOCK_US):
+                yield self._whole(b, BLOCK_US, bms) or (self._rollups(bms), None)
 
-    def _block(self, b: int, rollups: list[ru.Rollup]) -> tuple[list[ru.Rollup], list, list] | None:
-        """(merged rollups, lossy facts, failed facts) of a whole block; None when not keepable."""
-        if b in self._blocks:
-            return self._blocks[b]
+    def _rollups(self, minutes: list[int]) -> list[ru.Rollup]:
+        return [r for m in minutes for r in self.by_minute[m]]
+
+    def _whole(self, start: int, span: int, minutes: list[int]) -> tuple[list[ru.Rollup], tuple] | None:
+        """(rollups, merged) of the span when it is whole and keepable, else None."""
+        if not (
+            start >= self.lo
+            and start + span <= self.hi
+            and len(minutes) > 1
+            and len(minutes) == sum(1 for m in range(start, start + span, MINUTE_US) if m in self.by_minute)
+        ):
+            return None
+        rs = self._rollups(minutes)
+        got = self._span(start, span, rs, minutes)
+        return None if got is None else (rs, got)
+
+    def _span(
+        self, start: int, span: int, rollups: list[ru.Rollup], minutes: list[int]
+    ) -> tuple[list[ru.Rollup], list, list] | None:
+        """(merged rollups, lossy facts, failed facts) of a whole span; None when not keepable."""
+        if (start, span) in self._spans:
+            return self._spans[(start, span)]
+        rows, pending = (self.hour_rows, self.hour_pending) if span == HOUR_US else (self.rows, self.pending)
         own = ru.own_digest(rollups)
         got = None
         if own is not None:
-            hit = self.rows.get((self.agent, b))
+            hit = rows.get((self.agent, start))
             if hit is not None and hit[0] == own:
                 d = msgpack.unpackb(hit[1], raw=False, strict_map_key=False)
                 got = (
@@ -294,48 +322,79 @@ class KeptMerges:
                     [tuple(x) for x in d["failed"]],
                 )
             else:
-                firsts: dict[tuple[str, str], int] = {}
-                for r in rollups:
-                    firsts.setdefault((r.kind, r.target), r.minute_us)
-                rs = list(merged(rollups).values())
-                lossy, failed = minute_facts(rollups)
+                if span == HOUR_US:  # from its blocks: most are kept already (the loop keeps each block)
+                    parts = [
+                        self._whole(b, BLOCK_US, bms) or (self._rollups(bms), None)
+                        for b, bms in _runs(minutes, BLOCK_US)
+                    ]
+                    rs = _joined(merged(r for p, blk in parts for r in (p if blk is None else blk[0])))
+                    facts = [minute_facts(p) if blk is None else blk[1:] for p, blk in parts]
+                    lossy = [x for lo, _ in facts for x in lo]
+                    failed = [x for _, fa in facts for x in fa]
+                else:
+                    rs = _joined(merged(rollups))
+                    lossy, failed = minute_facts(rollups)
                 data = msgpack.packb(
                     {
-                        "r": [
-                            [r.kind, r.target, r.hop, firsts[(r.kind, r.target)], ru.encode(r.kind, r.data)] for r in rs
-                        ],
+                        "r": [[r.kind, r.target, r.hop, r.minute_us, ru.encode(r.kind, r.data)] for r in rs],
                         "lossy": lossy,
                         "failed": failed,
                     },
                     use_bin_type=True,
                 )
-                self.pending.append((self.agent, b, own, data))
-                self.rows[(self.agent, b)] = (own, data)
+                pending.append((self.agent, start, own, data))
+                rows[(self.agent, start)] = (own, data)
                 got = (rs, lossy, failed)
-        self._blocks[b] = got
+        self._spans[(start, span)] = got
         return got
 
     def merged(self, minutes: Iterable[int] | None = None) -> dict:
-        """``timeline.merged`` of these minutes' rollups (all by default), whole blocks read merged."""
+        """``timeline.merged`` of these minutes' rollups (all by default), whole spans read merged."""
         parts: list[ru.Rollup] = []
-        for rs, block in self._parts(minutes):
-            parts += rs if block is None else block[0]
+        for rs, span in self._parts(minutes):
+            parts += rs if span is None else span[0]
         return merged(parts)
 
     def facts(self) -> tuple[list, list]:
-        """``minute_facts`` of all the minutes, whole blocks from their rows."""
+        """``minute_facts`` of all the minutes, whole spans from their rows."""
         lossy: list = []
         failed: list = []
-        for rs, block in self._parts(None):
-            lo, fa = minute_facts(rs) if block is None else block[1:]
+        for rs, span in self._parts(None):
+            lo, fa = minute_facts(rs) if span is None else span[1:]
             lossy += lo
             failed += fa
         return lossy, failed
 
     def flush(self) -> int:
-        """Write the blocks merged since they were read (``_write``)."""
+        """Write the blocks and hours merged since they were read (``_write``)."""
         rows, self.pending = self.pending, []
-        return _write(self.store.keep_merges, rows, "block merge(s)")
+        hours, self.hour_pending = self.hour_pending, []
+        return _write(self.store.keep_merges, rows, "block merge(s)") + _write(
+            self.store.keep_hour_merges, hours, "hour merge(s)"
+        )
+
+
+def _joined(by_key: Mapping[tuple[str, str], ru.Rollup]) -> list[ru.Rollup]:
+    """A span's merged rollups with their RTT fragments joined (``rollup.normalized``: exact, the same
+    jitter, loss runs, first and last sample): a week then merges 168 fragments per target, not 60,000."""
+    out = []
+    for r in by_key.values():
+        if r.kind == "rtt" and len(r.data.get("frags") or ()) > 1:
+            r = ru.Rollup(r.agent, r.minute_us, r.kind, r.target, r.hop, ru.normalized(r.kind, r.data))
+        out.append(r)
+    return out
+
+
+def _runs(minutes: list[int], span: int):
+    """(span start, its minutes) for each span of ``span_us`` the sorted ``minutes`` touch."""
+    i = 0
+    while i < len(minutes):
+        start = minutes[i] - minutes[i] % span
+        j = i
+        while j < len(minutes) and minutes[j] < start + span:
+            j += 1
+        yield start, minutes[i:j]
+        i = j
 
 
 def minute_facts(rollups: Iterable[ru.Rollup]) -> tuple[list, list]:
@@ -377,19 +436,26 @@ def keep_recent(
 
 
 def keep_blocks(store, block_us: int, agent: int | None = None) -> int:
-    """Keep the merge of the 15-minute block starting at ``block_us`` for every agent (or one);
-    returns how many blocks were written (a block kept with unchanged rollups is not)."""
+    """Keep the merge of the 15-minute block starting at ``block_us`` for every agent (or one), and
+    of its hour when the block ends one; returns how many rows were written (a span kept with
+    unchanged rollups is not)."""
     end = block_us + BLOCK_US
+    lo = end - HOUR_US if end % HOUR_US == 0 else block_us
     by_agent: dict[int, list[ru.Rollup]] = {}
-    for r in store.rollups(block_us, end, agent):
+    for r in store.rollups(lo, end, agent):
         by_agent.setdefault(r.agent, []).append(r)
-    rows = store.kept_merges(block_us, end, agent)
+    rows = store.kept_merges(lo, end, agent)
+    hour_rows = store.kept_hour_merges(lo, end, agent) if lo < block_us else {}
     pending: list[tuple[int, int, bytes, bytes]] = []
+    hours: list[tuple[int, int, bytes, bytes]] = []
     for a, rollups in by_agent.items():
-        merges = KeptMerges(store, a, rollups, block_us, end, rows)
-        for _ in merges._parts(None):  # keeps the block when it is whole
+        merges = KeptMerges(store, a, rollups, lo, end, rows, hour_rows)
+        for _ in merges._parts(None):  # keeps the hour (and its blocks) or the block when whole
             pass
         pending += merges.pending
+        hours += merges.hour_pending
     if pending:
         store.keep_merges(pending)
-    return len(pending)
+    if hours:
+        store.keep_hour_merges(hours)
+    return len(pending) + len(hours)

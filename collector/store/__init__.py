@@ -143,6 +143,14 @@ class Store(Protocol):
     def keep_merges(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
         """Write (agent, block start, digest, data) block merges, replacing those kept for the same blocks."""
 
+    def kept_hour_merges(
+        self, since_us: int, until_us: int, agent_key: int | None = None
+    ) -> dict[tuple[int, int], tuple[bytes, bytes]]:
+        """(agent, hour start) -> (digest, data) of the kept hour merges (score/kept.py)."""
+
+    def keep_hour_merges(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
+        """Write (agent, hour start, digest, data) hour merges, replacing those kept for the same hours."""
+
     def incidents(self, since_us: int, until_us: int, agent_key: int | None = None) -> list[IncidentRecord]:
         """Incidents overlapping the window (open ones included), with their agents; one agent's only if given."""
 

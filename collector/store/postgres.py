@@ -277,6 +277,25 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX late_writes_by_agent ON {s}.late_writes (agent, lo_us);
     """,
+    # 9 (issue 19): kept hour merges (score/kept.py, ``KeptMerges``), sealed per agent-day as the
+    # block merges are: a week's view merges 168 hours instead of 672 blocks.
+    """
+    CREATE TABLE {s}.hour_merges (
+        agent BIGINT NOT NULL,
+        minute_us BIGINT NOT NULL,
+        digest BYTEA NOT NULL,
+        data BYTEA NOT NULL,
+        PRIMARY KEY (agent, minute_us)
+    );
+    CREATE TABLE {s}.kept_hour_merge_days (
+        agent BIGINT NOT NULL,
+        start_us BIGINT NOT NULL,
+        data BYTEA NOT NULL,
+        PRIMARY KEY (agent, start_us)
+    );
+    ALTER TABLE {s}.kept_hour_merge_days ALTER COLUMN data SET STORAGE EXTERNAL;
+    CREATE INDEX kept_hour_merge_days_by_start ON {s}.kept_hour_merge_days (start_us);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 _AGENT_COLUMNS = "key, agent_id, host, os_user, os, agent_version, site, display_name, first_seen_us, last_seen_us"

@@ -114,6 +114,7 @@ class KeptTier:
 KEPT = {
     "minute_scores": KeptTier("minute_scores", "kept_score_hours", HOUR_US),
     "block_merges": KeptTier("block_merges", "kept_merge_days", DAY_US),
+    "hour_merges": KeptTier("hour_merges", "kept_hour_merge_days", DAY_US),
 }
 
 

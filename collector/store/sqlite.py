@@ -182,6 +182,13 @@ CREATE TABLE IF NOT EXISTS kept_merge_days (
     PRIMARY KEY (agent, start_us)
 );
 CREATE INDEX IF NOT EXISTS kept_merge_days_by_start ON kept_merge_days (start_us);
+CREATE TABLE IF NOT EXISTS kept_hour_merge_days (
+    agent INTEGER NOT NULL,
+    start_us INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (agent, start_us)
+);
+CREATE INDEX IF NOT EXISTS kept_hour_merge_days_by_start ON kept_hour_merge_days (start_us);
 -- store/late_writes.py: AUTOINCREMENT, because a mark is forgotten by its id and an id must never come back
 CREATE TABLE IF NOT EXISTS late_writes (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -104,8 +104,8 @@ class Row:
     values: dict
 
 
-# score/kept.py's caches: (agent, minute or block start) -> (digest, data), in both stores.
-KEPT_TABLES = ("minute_scores", "block_merges")
+# score/kept.py's caches: (agent, minute, block or hour start) -> (digest, data), in both stores.
+KEPT_TABLES = ("minute_scores", "block_merges", "hour_merges")
 
 
 class KeptTables:
@@ -126,6 +126,14 @@ class KeptTables:
 
     def keep_merges(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
         self._keep("block_merges", rows)
+
+    def kept_hour_merges(
+        self, since_us: int, until_us: int, agent_key: int | None = None
+    ) -> dict[tuple[int, int], tuple[bytes, bytes]]:
+        return self._kept("hour_merges", since_us, until_us, agent_key)
+
+    def keep_hour_merges(self, rows: list[tuple[int, int, bytes, bytes]]) -> None:
+        self._keep("hour_merges", rows)
 
     def _kept(
         self, table: str, since_us: int, until_us: int, agent_key: int | None

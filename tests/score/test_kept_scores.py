@@ -65,6 +65,7 @@ def _cold(store, until: int, window_s: int = 1800, **kw) -> str:
     # Rewrite each kept row with a digest nothing matches: read as absent, written again after.
     store.keep_scores([(a, m, b"\0" * 16, b"\x80") for a, m in store.kept_scores(0, 2**62)])
     store.keep_merges([(a, m, b"\0" * 16, b"\x80") for a, m in store.kept_merges(0, 2**62)])
+    store.keep_hour_merges([(a, m, b"\0" * 16, b"\x80") for a, m in store.kept_hour_merges(0, 2**62)])
     return _view(store, until, window_s, **kw)
 
 
@@ -212,6 +213,93 @@ def test_a_long_view_reads_whole_blocks_merged_and_a_late_batch_remerges_its_blo
     after = _view(store, sc.end_us, 7200)
     assert after != first and store.kept_merges(0, 2**62, me)[(me, whole[0])][0] != old
     assert _cold(store, sc.end_us, 7200) == after
+
+
+@pytest.fixture(params=BACKENDS)
+def hours_store(request, tmp_path):
+    """Two desks for 170 minutes (two whole clock hours); the LAN loses packets of one of them for
+    8 minutes inside the first whole hour, so that hour is not among the good minutes' spans."""
+    t0 = scn.T0_US
+    first_hour = t0 - t0 % kept_mod.HOUR_US + kept_mod.HOUR_US
+    lossy = scn.Fault("lan_loss", ("lis-1",), first_hour + 20 * MINUTE, first_hour + 28 * MINUTE)
+    sc = scn.Scenario("hours", [a for a in scn.world() if a.agent_id in ("lis-1", "hom-2")], [lossy], minutes=170)
+    if request.param == "sqlite":
+        yield from _loaded(str(tmp_path / "c.sqlite"), sc)
+        return
+    with fresh_schema(postgres_url()) as (_, url):
+        yield from _loaded(url, sc)
+
+
+def _minute_by_minute(store, until: int, window_s: int, monkeypatch) -> str:
+    """The view with no span taken whole: every minute's rollups merged, nothing kept read."""
+    from cxpulse.collector.lookup import report as report_mod
+
+    class MinutesOnly(kept_mod.KeptMerges):
+        def _whole(self, start, span, minutes):
+            return None
+
+    with monkeypatch.context() as m:
+        m.setattr(report_mod, "KeptMerges", MinutesOnly)
+        return _view(store, until, window_s)
+
+
+def test_a_long_view_reads_whole_hours_merged_and_a_late_batch_remerges_its_hour(hours_store, monkeypatch):
+    """A whole hour is read as one kept merge (built from its blocks): the same answer as every
+    minute merged, and a late batch into it changes its digest, so it is merged again."""
+    store, sc, keys = hours_store
+    me = keys["lis-1"]
+    b0 = sc.t0_us - sc.t0_us % kept_mod.BLOCK_US
+    for b in range(b0, sc.end_us - kept_mod.BLOCK_US + 1, kept_mod.BLOCK_US):
+        kept_mod.keep_blocks(store, b)  # as the collector's loop keeps them: the hour with its last block
+    h1 = sc.t0_us - sc.t0_us % kept_mod.HOUR_US + kept_mod.HOUR_US
+    hours = store.kept_hour_merges(0, 2**62, me)
+    # each hour the loop saw end, the first too: it holds every minute of data the desk has in it
+    assert sorted(h for _, h in hours) == [h1 - kept_mod.HOUR_US, h1, h1 + kept_mod.HOUR_US]
+    first = _view(store, sc.end_us, 4 * 3600)
+    assert '"score": {' in first and "fault" in first
+    assert _view(store, sc.end_us, 4 * 3600) == first
+    assert _cold(store, sc.end_us, 4 * 3600) == first, "the same answer with every span merged again"
+    assert _minute_by_minute(store, sc.end_us, 4 * 3600, monkeypatch) == first, "and with no span at all"
+    assert store.kept_hour_merges(0, 2**62, me) == hours, "merged again from the minutes: the same bytes"
+
+    s = p.Series("gateway", "10.10.0.1", "icmp_raw", hop=1)
+    for i in range(20):
+        s.add(h1 + kept_mod.HOUR_US + 7 * MINUTE + (i * 2 + 1) * S, None)
+    store.commit_batches([PendingBatch(me, 2, 1, p.SampleBatch([s]))])
+    after = _view(store, sc.end_us, 4 * 3600)
+    now = store.kept_hour_merges(0, 2**62, me)
+    assert after != first and now[(me, h1 + kept_mod.HOUR_US)][0] != hours[(me, h1 + kept_mod.HOUR_US)][0]
+    assert now[(me, h1)] == hours[(me, h1)], "the other hour is untouched"
+    assert _cold(store, sc.end_us, 4 * 3600) == after
+    assert _minute_by_minute(store, sc.end_us, 4 * 3600, monkeypatch) == after
+
+
+def test_an_hour_merge_joins_its_rtt_fragments_and_reads_the_same(hours_store):
+    """A kept span's RTT rollups hold one joined fragment (rollup.normalized), not one per batch: the
+    jitter, loss runs and first and last sample read the same as from the minutes' fragments."""
+    store, sc, keys = hours_store
+    me = keys["lis-1"]
+    h1 = sc.t0_us - sc.t0_us % kept_mod.HOUR_US + kept_mod.HOUR_US
+    rollups = store.rollups(h1, h1 + kept_mod.HOUR_US, me)
+    merges = kept_mod.KeptMerges(store, me, rollups, h1, h1 + kept_mod.HOUR_US)
+    got = merges.merged()
+    want = tl_mod.merged(rollups)
+    assert list(got) == list(want)
+    for key, r in want.items():
+        if r.kind != "rtt":
+            continue
+        assert len(r.data["frags"]) > 60 and len(got[key].data["frags"]) == 1
+        for fn in (ru.rtt_jitter, ru.rtt_loss_runs):
+            assert fn(got[key].data) == fn(r.data)
+        assert ru.canonical_bytes("rtt", got[key].data) == ru.canonical_bytes("rtt", r.data)
+    assert merges.facts() == kept_mod.minute_facts(rollups)
+    assert merges.hour_pending and merges.flush() > 0
+    again = kept_mod.KeptMerges(store, me, rollups, h1, h1 + kept_mod.HOUR_US)
+    assert {k: ru.canonical_bytes(r.kind, r.data) for k, r in again.merged().items()} == {
+        k: ru.canonical_bytes(r.kind, r.data) for k, r in want.items()
+    }
+    assert not again.hour_pending, "read kept"
+    assert again.facts() == kept_mod.minute_facts(rollups)
 
 
 def test_keep_blocks_keeps_each_agents_block_once(outage_store):
