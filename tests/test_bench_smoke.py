@@ -135,6 +135,7 @@ def test_the_kept_scores_loop_benchmark_runs_and_reports_its_cpu():
 
     lines: list[str] = []
     out = run(5, log=lines.append)
-    assert out["cpu_s_per_minute"] > 0 and out["block_cpu_s"] >= 0
+    assert out["cpu_s_per_minute"] > 0 and out["block_cpu_s"] >= 0 and out["hour_cpu_s"] >= 0
     assert any("keep_recent: 5 scored, 5 found kept" in x for x in lines), lines
-    assert any("keep_blocks: 5 blocks" in x for x in lines), lines
+    assert any("keep_blocks, one block: 5 rows" in x for x in lines), lines
+    assert any("keep_blocks, the hour's last block: 10 rows" in x for x in lines), lines  # its block and hour
