@@ -90,18 +90,19 @@ def others_affected(
     visible_sites: Collection[str] | None = None,
     cfg: ScoreConfig | None = None,
     now_us: int | None = None,
+    rollups: list[ru.Rollup] | None = None,
 ) -> dict:
     """The counts of the person's site, ISP and platform (each None when the person has none).
 
     Read from the kept group rows of the minutes (score/kept_groups.py); a minute without one is
-    computed here (and kept once settled); unsettled minutes wait while settled ones are compared."""
+    computed here (and kept once settled); unsettled minutes wait while settled ones are compared.
+    ``rollups``: the person's rollups of the window when the caller has read them (a long view:
+    a week's degraded minutes can span all of it, and reading them again was ~10 % of the view)."""
     basis, minutes = person_minutes(score, since_us, until_us)
     wanted = set(minutes)
-    mine = [
-        r
-        for r in store.rollups(minutes[0], minutes[-1] + ru.MINUTE_US, me.key, kinds=("rtt", "http"))
-        if r.minute_us in wanted
-    ]
+    if rollups is None:
+        rollups = store.rollups(minutes[0], minutes[-1] + ru.MINUTE_US, me.key, kinds=("rtt", "http"))
+    mine = [r for r in rollups if r.minute_us in wanted and r.kind in ("rtt", "http")]
     site = me.info.site or None
     isp = _Isp(mine)
     platform = _platform_of(score.get("verdict"), _platforms(mine))

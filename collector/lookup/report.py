@@ -199,6 +199,7 @@ def _agent_view(
 ) -> dict:
     events = store.events(a.key, since, until)
     kept = KeptScores(store, since, until, a.key, score_cfg, trust=True)  # before any rollup is read
+    rollups: list[ru.Rollup] | None = None  # a long window's, read once for all its parts
     if until - since > RAW_WINDOW_MAX_S * 1_000_000:
         rollups = app_history(store, a.key, ru.minute_of(since)) + store.rollups(ru.minute_of(since), until, a.key)
         tl = timeline_of(a.key, rollups, ru.minute_of(since), until, score_cfg, kept)
@@ -233,7 +234,7 @@ def _agent_view(
     if isinstance(score, dict) and score.get("verdict") is not None:
         # "Is it just me?": part of the verdict, so every view that reads the verdict has it.
         score["verdict"]["others"] = others_affected(
-            store, a, score, since, until, visible_sites=visible_sites, cfg=score_cfg
+            store, a, score, since, until, visible_sites=visible_sites, cfg=score_cfg, rollups=rollups
         )
     return view
 
