@@ -15,7 +15,8 @@ from cxpulse.collector.jobs import rollup_tiers
 from cxpulse.collector.jobs.retention import enforce_once, minute_horizon
 from cxpulse.collector.jobs.rollup_tiers import settle_once
 from cxpulse.collector.lookup.service import LookupService
-from cxpulse.collector.score.timeline import agent_timeline, figures_of
+from cxpulse.collector.score.kept import HOUR_US, KeptMerges, minute_facts
+from cxpulse.collector.score.timeline import agent_timeline, figures_of, merged
 from cxpulse.collector.store import AgentInfo, PendingBatch, open_store, tiers
 from cxpulse.collector.store import rollup as ru
 from cxpulse.collector.store.sketch import LatencySketch
@@ -111,6 +112,11 @@ def test_settling_is_bounded_resumable_and_idempotent(store, store_url, monkeypa
         assert store.raise_mark(tiers.MINUTES_FLOOR, B0) == B0 + 3 * ru.BLOCK_US
         got = store.rollups(0, FAR, k)
         assert {r.span_us for r in got} == {ru.BLOCK_US} and canonical(got) == want
+        # A view this old merges the 15-minute rollups as they are: no span of them is kept again
+        # (the three blocks fill one hour's data: kept, retention would delete it at once).
+        merges = KeptMerges(store, k, got, B0 - B0 % HOUR_US, FAR)
+        assert canonical(merges.merged().values()) == canonical(merged(got).values())
+        assert merges.facts() == minute_facts(got) and not merges.pending and not merges.hour_pending
         assert canonical(store.rollups(0, FAR, other)) == want_other
     finally:
         store.close()

@@ -27,7 +27,7 @@ async def kept_scores_loop(
     A minute is taken as settled ``settle_s`` after it ends (agents send every 30 s); one that
     changes later is rescored by the next reader (its digest no longer matches). The work runs in
     a thread; a failed run is logged, never fatal. Each 15-minute block that settles is kept
-    merged for every agent (``keep_blocks``) once.
+    merged for every agent (``keep_blocks``) once, and with the block that ends an hour the hour.
     """
     last_block = None
     while True:
@@ -45,7 +45,7 @@ async def kept_scores_loop(
                 last_block = block
             await asyncio.to_thread(keep_groups_step, store, until)  # "is it just me?" rows (jobs/kept_groups.py)
             log.debug(
-                "kept %d minute score(s) (%d already kept) and %d block merge(s) in %.2f s",
+                "kept %d minute score(s) (%d already kept) and %d block and hour merge(s) in %.2f s",
                 wrote,
                 hits,
                 blocks,

@@ -291,9 +291,12 @@ class KeptMerges:
         return [r for m in minutes for r in self.by_minute[m]]
 
     def _whole(self, start: int, span: int, minutes: list[int]) -> tuple[list[ru.Rollup], tuple] | None:
-        """(rollups, merged) of the span when it is whole and keepable, else None."""
+        """(rollups, merged) of the span when it is whole and keepable, else None. Spans of 15-minute
+        rollups (a window older than the minutes' floor) are merged as they are: retention would
+        delete kept rows that old as soon as they were written."""
         if not (
-            start >= self.lo
+            self.by_minute[minutes[0]][0].span_us == MINUTE_US
+            and start >= self.lo
             and start + span <= self.hi
             and len(minutes) > 1
             and len(minutes) == sum(1 for m in range(start, start + span, MINUTE_US) if m in self.by_minute)
