@@ -10,6 +10,7 @@ import logging
 import pathlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import groupby
 
 import msgpack
 
@@ -388,16 +389,9 @@ def _joined(by_key: Mapping[tuple[str, str], ru.Rollup]) -> list[ru.Rollup]:
     return out
 
 
-def _runs(minutes: list[int], span: int):
-    """(span start, its minutes) for each span of ``span_us`` the sorted ``minutes`` touch."""
-    i = 0
-    while i < len(minutes):
-        start = minutes[i] - minutes[i] % span
-        j = i
-        while j < len(minutes) and minutes[j] < start + span:
-            j += 1
-        yield start, minutes[i:j]
-        i = j
+def _runs(minutes: list[int], span: int) -> list[tuple[int, list[int]]]:
+    """(span start, its minutes) for each span of ``span`` the sorted ``minutes`` touch."""
+    return [(start, list(ms)) for start, ms in groupby(minutes, key=lambda m: m - m % span)]
 
 
 def minute_facts(rollups: Iterable[ru.Rollup]) -> tuple[list, list]:
